@@ -1,0 +1,82 @@
+"""One frozen config for training, evaluation and inference; the CLI and the web UI read their defaults from it."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_MODEL = "embedded"
+
+
+def _opt(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class QAConfig:
+    """Every knob of a run; option names follow transformers' run_qa.py where it has one."""
+
+    model_name_or_path: str = _opt(DEFAULT_MODEL, "Model: 'embedded' (packaged MiniLM), a local folder, a run folder or a hub id.")
+    train_file: str | None = _opt(None, "Training data: SQuAD JSON, flat JSON/JSONL, 'sample', or a hub data set name.")
+    validation_file: str | None = _opt(None, "Evaluation data, in any format train_file accepts.")
+    output_dir: str = _opt("runs/latest", "Run folder for checkpoints, the final model, metrics and error records.")
+    max_seq_length: int = _opt(256, "Tokens per window (question + context + special tokens).")
+    doc_stride: int = _opt(128, "Tokens shared by two consecutive windows of a long context.")
+    max_query_length: int = _opt(64, "Questions longer than this many tokens are truncated.")
+    learning_rate: float = _opt(1e-4, "Peak learning rate of AdamW.")
+    weight_decay: float = _opt(0.01, "AdamW weight decay (not applied to biases and LayerNorm).")
+    warmup_ratio: float = _opt(0.1, "Fraction of the optimizer steps spent warming the learning rate up linearly.")
+    max_grad_norm: float = _opt(1.0, "Gradient clipping norm.")
+    num_train_epochs: float = _opt(2.0, "Passes over the training features.")
+    max_steps: int = _opt(-1, "If > 0, stop after this many optimizer steps (overrides num_train_epochs).")
+    per_device_train_batch_size: int = _opt(16, "Training windows per step and process.")
+    per_device_eval_batch_size: int = _opt(64, "Evaluation windows per forward pass and process.")
+    gradient_accumulation_steps: int = _opt(1, "Micro-batches accumulated into one optimizer step.")
+    seed: int = _opt(42, "Seed for initialisation, dropout and batch order.")
+    max_train_samples: int | None = _opt(None, "Keep only the first N training examples (questions).")
+    max_eval_samples: int | None = _opt(None, "Keep only the first N evaluation examples (questions).")
+    n_best_size: int = _opt(20, "Start and end candidates per window in the span search.")
+    max_answer_length: int = _opt(30, "Longest answer span, in tokens.")
+    group_by_length: bool = _opt(True, "Batch windows of similar length together, so less padding is computed.")
+    bf16: bool | None = _opt(None, "bf16 autocast; default: on for CUDA, off for CPU.")
+    tf32: bool = _opt(True, "Allow TF32 matmuls on CUDA.")
+    torch_compile: bool = _opt(False, "Compile the model with torch.compile (CUDA).")
+    save_steps: int = _opt(200, "Write a resumable checkpoint every N optimizer steps (and at each epoch end).")
+    logging_steps: int = _opt(10, "Report the running loss every N optimizer steps.")
+    dataloader_num_workers: int = _opt(0, "Worker processes for batch collation.")
+    pad_to_max_length: bool = _opt(False, "Pad every window to max_seq_length, as run_qa.py does by default (slower).")
+    resume: bool = _opt(False, "Continue from the checkpoint in output_dir.")
+    overwrite_output_dir: bool = _opt(False, "Start afresh in an output_dir that already holds a run.")
+
+    def __post_init__(self) -> None:
+        _check_positive(self, ("max_seq_length", "doc_stride", "max_query_length", "per_device_train_batch_size",
+                               "per_device_eval_batch_size", "gradient_accumulation_steps", "n_best_size",
+                               "max_answer_length", "save_steps", "logging_steps"))
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.num_train_epochs <= 0 and self.max_steps <= 0:
+            raise ValueError("num_train_epochs must be > 0 unless max_steps is set")
+        if self.doc_stride >= self.max_seq_length - self.max_query_length - 3:
+            raise ValueError(f"doc_stride ({self.doc_stride}) must be smaller than the context room of a window "
+                             f"(max_seq_length - max_query_length - 3 = {self.max_seq_length - self.max_query_length - 3})")
+
+    def replace(self, **changes: Any) -> QAConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check_positive(config: QAConfig, names: tuple[str, ...]) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if value <= 0:
+            raise ValueError(f"{name} must be > 0, got {value}")
+
+
+def help_of(name: str) -> str:
+    """The one-line help of a config field, for CLI and UI labels."""
+    return QAConfig.__dataclass_fields__[name].metadata["help"]

@@ -1,0 +1,62 @@
+"""Evaluate a model on examples: logits for every window, spans, official metrics and per-question records."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from qa_core.config import QAConfig
+from qa_core.data import Example
+from qa_core.distributed import DistContext, gather
+from qa_core.error_analysis import RECORDS_FILE, QuestionRecord, build_records, write_records
+from qa_core.features import Feature
+from qa_core.inference import run_model
+from qa_core.metrics import Metrics, compute_metrics
+from qa_core.postprocess import Prediction, postprocess_predictions
+
+PREDICTIONS_FILE = "eval_predictions.json"
+METRICS_FILE = "eval_metrics.json"
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    metrics: Metrics
+    predictions: dict[str, Prediction]
+    records: list[QuestionRecord]
+
+
+def evaluate(model: torch.nn.Module, examples: Sequence[Example], features: Sequence[Feature], config: QAConfig,
+             bf16: bool = False, context: DistContext = DistContext(), pad_token_id: int = 0) -> EvalResult:
+    """Each rank scores every world_size-th window; gathered, every window counts exactly once."""
+    mine = list(range(context.rank, len(features), context.world_size))
+    start, end = run_model(model, [features[i] for i in mine], config.per_device_eval_batch_size, bf16, pad_token_id)
+    start_logits, end_logits = _assemble(gather((mine, start, end), context), len(features))
+    predictions = postprocess_predictions(examples, features, start_logits, end_logits, config.n_best_size,
+                                          config.max_answer_length)
+    golds = {e.example_id: [a.text for a in e.answers] for e in examples if e.answers}
+    metrics = compute_metrics({k: p.text for k, p in predictions.items()}, golds)
+    return EvalResult(metrics, predictions, build_records([e for e in examples if e.answers], predictions))
+
+
+def _assemble(parts: list[tuple[list[int], np.ndarray, np.ndarray]], count: int) -> tuple[np.ndarray, np.ndarray]:
+    longest = max(part[1].shape[1] for part in parts)
+    start_logits = np.full((count, longest), -np.inf, dtype=np.float32)  # (features, seq)
+    end_logits = np.full((count, longest), -np.inf, dtype=np.float32)  # (features, seq)
+    for indices, start, end in parts:
+        start_logits[indices, :start.shape[1]] = start
+        end_logits[indices, :end.shape[1]] = end
+    return start_logits, end_logits
+
+
+def write_eval_outputs(output_dir: Path, result: EvalResult) -> None:
+    """The official predictions file, the metrics, and one JSON line per question for error analysis."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    predictions = {k: p.text for k, p in result.predictions.items()}
+    (output_dir / PREDICTIONS_FILE).write_text(json.dumps(predictions, ensure_ascii=False, indent=1), encoding="utf-8")
+    (output_dir / METRICS_FILE).write_text(json.dumps(result.metrics.to_dict(), indent=1), encoding="utf-8")
+    write_records(output_dir / RECORDS_FILE, result.records)

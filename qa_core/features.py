@@ -1,0 +1,137 @@
+"""Turn examples into token windows (features) with character offsets, labels and padded batches."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from qa_core.data import Example
+
+logger = logging.getLogger(__name__)
+
+CLS_INDEX = 0  # windows without the answer point both labels here, as in BERT's SQuAD recipe
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One window of question + part of the context."""
+
+    example_index: int  # position of its example in the sequence given to build_features
+    example_id: str
+    input_ids: tuple[int, ...]
+    token_type_ids: tuple[int, ...]
+    offsets: tuple[tuple[int, int] | None, ...]  # span of each token in the context; None outside the context
+    start_position: int = CLS_INDEX
+    end_position: int = CLS_INDEX
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    features: tuple[Feature, ...]
+    skipped_examples: int  # training only: no usable answer, or the answer fits in no window
+
+
+def build_features(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase, max_seq_length: int,
+                   doc_stride: int, max_query_length: int, training: bool) -> FeatureSet:
+    """Tokenize every example once into overlapping windows; training windows get answer labels."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(f"{type(tokenizer).__name__} is not a fast tokenizer; offsets need one")
+    questions = truncate_questions([e.question.lstrip() for e in examples], tokenizer, max_query_length)
+    encoded = tokenizer(questions, [e.context for e in examples], truncation="only_second",
+                        max_length=max_seq_length, stride=doc_stride, return_overflowing_tokens=True,
+                        return_offsets_mapping=True, padding=False)
+    windows: list[list[Feature]] = [[] for _ in examples]
+    for i, example_index in enumerate(encoded["overflow_to_sample_mapping"]):
+        sequence_ids = encoded.sequence_ids(i)
+        offsets = tuple(span if sid == 1 else None for span, sid in zip(encoded["offset_mapping"][i], sequence_ids))
+        windows[example_index].append(Feature(example_index, examples[example_index].example_id,
+                                              tuple(encoded["input_ids"][i]), tuple(encoded["token_type_ids"][i]),
+                                              offsets))
+    if not training:
+        return FeatureSet(tuple(f for group in windows for f in group), 0)
+    return _label_windows(examples, windows)
+
+
+def truncate_questions(questions: list[str], tokenizer: PreTrainedTokenizerBase, max_query_length: int) -> list[str]:
+    """Cut questions after max_query_length tokens, so only the context is split into windows."""
+    lengths = tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    return [q if len(spans) <= max_query_length else q[:spans[max_query_length - 1][1]]
+            for q, spans in zip(questions, lengths)]
+
+
+def _label_windows(examples: Sequence[Example], windows: list[list[Feature]]) -> FeatureSet:
+    labelled: list[Feature] = []
+    skipped = 0
+    for example, group in zip(examples, windows):
+        answer = next((a for a in example.answers if a.start is not None), None)
+        if answer is None:
+            skipped += 1
+            continue
+        span = (answer.start, answer.start + len(answer.text))
+        group = [label_window(f, span) for f in group]
+        if all(f.start_position == CLS_INDEX for f in group):
+            skipped += 1  # the answer is longer than the context room of a window
+            continue
+        labelled.extend(group)
+    if skipped:
+        logger.info("training: skipped %d of %d examples (no locatable answer, or answer longer than a window)",
+                    skipped, len(examples))
+    return FeatureSet(tuple(labelled), skipped)
+
+
+def label_window(feature: Feature, span: tuple[int, int]) -> Feature:
+    """Token labels of the answer's character span, or CLS when the window does not hold all of it."""
+    tokens = [(i, o) for i, o in enumerate(feature.offsets) if o is not None]
+    if not tokens or not (tokens[0][1][0] <= span[0] and span[1] <= tokens[-1][1][1]):
+        return feature
+    start = next(i for i, (s, e) in tokens if e > span[0])
+    end = next(i for i, (s, e) in reversed(tokens) if s < span[1])
+    return Feature(feature.example_index, feature.example_id, feature.input_ids, feature.token_type_ids,
+                   feature.offsets, start, end)
+
+
+def collate(features: Sequence[Feature], pad_token_id: int = 0, pad_to: int | None = None,
+            multiple_of: int = 1) -> dict[str, torch.Tensor]:
+    """Pad a batch to its longest window (or to pad_to), rounded up to a multiple for tensor cores."""
+    length = pad_to or max(len(f.input_ids) for f in features)
+    length = -(-length // multiple_of) * multiple_of
+    input_ids = torch.full((len(features), length), pad_token_id, dtype=torch.long)  # (batch, seq)
+    token_type_ids = torch.zeros((len(features), length), dtype=torch.long)  # (batch, seq)
+    attention_mask = torch.zeros((len(features), length), dtype=torch.long)  # (batch, seq)
+    for row, f in enumerate(features):
+        n = len(f.input_ids)
+        input_ids[row, :n] = torch.tensor(f.input_ids)
+        token_type_ids[row, :n] = torch.tensor(f.token_type_ids)
+        attention_mask[row, :n] = 1
+    return {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask,
+            "start_positions": torch.tensor([f.start_position for f in features]),
+            "end_positions": torch.tensor([f.end_position for f in features])}
+
+
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int,
+                           mega_batches: int = 50) -> list[list[int]]:
+    """Shuffle, sort by length inside chunks of mega_batches batches, then shuffle the batches (as HF's sampler)."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    chunk = batch_size * mega_batches
+    batches: list[list[int]] = []
+    for begin in range(0, len(order), chunk):
+        ranked = sorted(order[begin:begin + chunk], key=lambda i: -lengths[i])
+        batches.extend(ranked[b:b + batch_size] for b in range(0, len(ranked), batch_size))
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+def random_batches(count: int, batch_size: int, seed: int) -> list[list[int]]:
+    """Plain shuffled batches, as transformers' Trainer draws them without group_by_length."""
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed)).tolist()
+    return [order[b:b + batch_size] for b in range(0, count, batch_size)]
+
+
+def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Evaluation batches of similar length; order does not matter because outputs are indexed by feature."""
+    ranked = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [ranked[b:b + batch_size] for b in range(0, len(ranked), batch_size)]

@@ -1,0 +1,97 @@
+"""Run a QA model over windows and answer a question about a context of any length."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from qa_core.config import QAConfig
+from qa_core.data import Answer, Example
+from qa_core.features import Feature, build_features, collate, sorted_batches
+from qa_core.modeling import LoadedModel
+from qa_core.postprocess import Prediction, predict_example
+
+
+@dataclass(frozen=True)
+class TokenLogits:
+    """Start/end logits of every context token, merged over the windows that contain it."""
+
+    tokens: tuple[str, ...]
+    spans: tuple[tuple[int, int], ...]  # character span of each token in the context
+    start_logits: np.ndarray  # (tokens,)
+    end_logits: np.ndarray  # (tokens,)
+
+
+@dataclass(frozen=True)
+class AnswerResult:
+    question: str
+    context: str
+    prediction: Prediction
+    logits: TokenLogits
+    windows: int
+
+
+def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
+    if not bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+@torch.inference_mode()
+def run_model(model: torch.nn.Module, features: Sequence[Feature], batch_size: int, bf16: bool = False,
+              pad_token_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end logits of every feature, each (features, longest window), padded with -inf."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    longest = max((len(f.input_ids) for f in features), default=0)
+    start_logits = np.full((len(features), longest), -np.inf, dtype=np.float32)  # (features, seq)
+    end_logits = np.full((len(features), longest), -np.inf, dtype=np.float32)  # (features, seq)
+    for batch in sorted_batches([len(f.input_ids) for f in features], batch_size):
+        inputs = collate([features[i] for i in batch], pad_token_id)
+        inputs = {k: v.to(device, non_blocking=True) for k, v in inputs.items() if not k.endswith("_positions")}
+        with autocast(device, bf16):
+            outputs = model(**inputs)
+        seq = outputs.start_logits.shape[1]
+        start_logits[batch, :seq] = outputs.start_logits.float().cpu().numpy()
+        end_logits[batch, :seq] = outputs.end_logits.float().cpu().numpy()
+    model.train(was_training)
+    return start_logits, end_logits
+
+
+def answer_question(loaded: LoadedModel, question: str, context: str, config: QAConfig = QAConfig(),
+                    top_k: int = 5) -> AnswerResult:
+    """Search every window of the context for the best span; also return per-token logits for plots."""
+    if not question.strip():
+        raise ValueError("question is empty")
+    if not context.strip():
+        raise ValueError("context is empty")
+    example = Example("query", question, context, (Answer("", None),))
+    features = build_features([example], loaded.tokenizer, config.max_seq_length, config.doc_stride,
+                              config.max_query_length, training=False).features
+    start_logits, end_logits = run_model(loaded.model, features, config.per_device_eval_batch_size,
+                                         pad_token_id=loaded.tokenizer.pad_token_id or 0)
+    windows = list(zip(features, start_logits, end_logits))
+    prediction = predict_example(example, windows, max(config.n_best_size, top_k), config.max_answer_length)
+    prediction = Prediction(prediction.example_id, prediction.text, prediction.span, prediction.score,
+                            prediction.alternatives[:top_k])
+    return AnswerResult(question, context, prediction, merge_token_logits(loaded.tokenizer, windows), len(features))
+
+
+def merge_token_logits(tokenizer, windows: Sequence[tuple[Feature, np.ndarray, np.ndarray]]) -> TokenLogits:
+    """One row per context token; a token seen in several windows keeps its highest logits."""
+    merged: dict[tuple[int, int], list] = {}
+    for feature, start, end in windows:
+        names = tokenizer.convert_ids_to_tokens(list(feature.input_ids))
+        for i, span in enumerate(feature.offsets):
+            if span is None:
+                continue
+            row = merged.setdefault(span, [names[i], -np.inf, -np.inf])
+            row[1], row[2] = max(row[1], float(start[i])), max(row[2], float(end[i]))
+    ordered = sorted(merged.items())
+    return TokenLogits(tuple(r[0] for _, r in ordered), tuple(s for s, _ in ordered),
+                       np.array([r[1] for _, r in ordered]), np.array([r[2] for _, r in ordered]))
