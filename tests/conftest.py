@@ -1,0 +1,60 @@
+"""Shared fixtures: a real WordPiece tokenizer and a 2-layer BERT built in memory (no downloads)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
+
+from qa_core.modeling import LoadedModel, embedded_model_path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "gpu: needs CUDA; skipped without it")
+    config.addinivalue_line("markers", "browser: drives headless Chromium against a live server")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The embedded model's real uncased WordPiece tokenizer (shipped in a pip package, offline)."""
+    return AutoTokenizer.from_pretrained(embedded_model_path())
+
+
+def tiny_bert(vocab_size: int, seed: int = 0) -> BertForQuestionAnswering:
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512)
+    return BertForQuestionAnswering(config)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> Path:
+    """A folder holding the tiny BERT and the tokenizer, loadable like any model folder."""
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tiny_bert(len(tokenizer)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture()
+def tiny_loaded(tokenizer) -> LoadedModel:
+    return LoadedModel(tiny_bert(len(tokenizer)), tokenizer, "tiny", True)
+
+
+def write_squad(path: Path, paragraphs: list[dict], title: str = "t") -> Path:
+    """Write a SQuAD v1.1 file from [{'context': ..., 'qas': [...]}, ...]."""
+    path.write_text(json.dumps({"version": "1.1", "data": [{"title": title, "paragraphs": paragraphs}]}),
+                    encoding="utf-8")
+    return path
