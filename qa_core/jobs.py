@@ -1,0 +1,177 @@
+"""One background training job per process, its pollable state, run-folder naming and the model choices."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+
+from qa_core.checkpoints import RunSummary, list_runs
+from qa_core.config import DEFAULT_MODEL, QAConfig
+from qa_core.training import ProgressEvent, TrainResult, train
+
+logger = logging.getLogger(__name__)
+
+ACTIVE = ("starting", "running", "cancelling")
+# The quick fine-tune: the embedded MiniLM on the bundled sample, a few minutes on a laptop CPU.
+QUICK_PRESET = {"train_file": "sample", "validation_file": "sample", "num_train_epochs": 15.0,
+                "per_device_train_batch_size": 8, "learning_rate": 1e-4, "warmup_ratio": 0.1,
+                "max_seq_length": 256, "doc_stride": 64, "logging_steps": 5, "save_steps": 1000}
+QUICK_EXPECTED_S = 120  # measured on 2 CPU cores, see README
+
+
+class JobBusyError(RuntimeError):
+    """Raised when a training job is started while another one is still running."""
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """What any browser tab (or the CLI) needs to draw the state of the job."""
+
+    job_id: int  # 0 before the first job
+    status: str  # idle | starting | running | cancelling | finished | cancelled | failed
+    output_dir: str = ""
+    model: str = ""
+    step: int = 0
+    total_steps: int = 0
+    epoch: float = 0.0
+    losses: tuple[tuple[int, float], ...] = ()  # (step, running loss)
+    features_per_s: float | None = None
+    eta_s: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    message: str = ""
+    elapsed_s: float = 0.0
+    version: int = 0  # changes with every update, so a poller redraws only when something happened
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    @property
+    def fraction(self) -> float:
+        return min(self.step / self.total_steps, 1.0) if self.total_steps else 0.0
+
+
+Trainer = Callable[..., TrainResult]
+
+
+class JobManager:
+    """Runs at most one training at a time in a daemon thread; closing a browser never stops it."""
+
+    def __init__(self, trainer: Trainer = train) -> None:
+        self._trainer = trainer
+        self._lock = threading.Lock()
+        self._cancel = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._state = JobSnapshot(0, "idle")
+        self._started = 0.0
+
+    def start(self, config: QAConfig) -> JobSnapshot:
+        with self._lock:
+            if self._state.active:
+                raise JobBusyError(f"a training job is already running ({self._state.output_dir}, step "
+                                   f"{self._state.step}/{self._state.total_steps}); wait for it or cancel it first")
+            self._cancel.clear()
+            self._started = time.monotonic()
+            self._state = JobSnapshot(self._state.job_id + 1, "starting", config.output_dir,
+                                      config.model_name_or_path, message="loading the model and the data",
+                                      version=self._state.version + 1)
+            self._thread = threading.Thread(target=self._run, args=(config,), daemon=True,
+                                            name=f"train-job-{self._state.job_id}")
+            self._thread.start()
+        logger.info("training job %d started: %s", self._state.job_id, config.output_dir)
+        return self.snapshot()
+
+    def cancel(self) -> JobSnapshot:
+        """Ask the running job to stop after its current step (it writes a resumable checkpoint)."""
+        if self.snapshot().active:
+            self._cancel.set()
+            self._update(status="cancelling", message="cancelling after the current step")
+        return self.snapshot()
+
+    def snapshot(self) -> JobSnapshot:
+        with self._lock:
+            state = self._state
+        elapsed = time.monotonic() - self._started if state.active else state.elapsed_s
+        return replace(state, elapsed_s=elapsed)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the job's thread ends; True if no job is running any more."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return not self.snapshot().active
+
+    def _run(self, config: QAConfig) -> None:
+        try:
+            result = self._trainer(config, callback=self._record, should_stop=self._cancel.is_set)
+        except Exception as err:  # any failure must reach the page, and the server must keep serving
+            logger.exception("training job failed")
+            self._update(status="failed", message=f"failed: {err}", elapsed_s=time.monotonic() - self._started)
+            return
+        done = "finished" if result.status == "finished" else "cancelled; resumable from its checkpoint"
+        self._update(status=result.status, metrics=result.metrics, message=done,
+                     elapsed_s=time.monotonic() - self._started)
+
+    def _record(self, event: ProgressEvent) -> None:
+        with self._lock:
+            state = self._state
+        losses = state.losses + ((event.step, event.loss),) if event.loss is not None else state.losses
+        self._update(status="cancelling" if self._cancel.is_set() else "running", step=event.step,
+                     total_steps=event.total_steps, epoch=event.epoch, losses=losses,
+                     features_per_s=event.features_per_s or state.features_per_s,
+                     eta_s=event.eta_s if event.eta_s is not None else state.eta_s,
+                     metrics=event.metrics or state.metrics, message=event.message or _describe(event))
+
+    def _update(self, **changes: object) -> None:
+        with self._lock:
+            self._state = replace(self._state, version=self._state.version + 1, **changes)
+
+
+def _describe(event: ProgressEvent) -> str:
+    if event.kind == "eval" and event.metrics:
+        return f"evaluated: EM {event.metrics['exact_match']:.1f}, F1 {event.metrics['f1']:.1f}"
+    return {"step": "training", "checkpoint": "checkpoint written", "done": "finished"}.get(event.kind, event.kind)
+
+
+def model_slug(model: str) -> str:
+    """A short file-name-safe name for a model: 'embedded', a folder's name or a hub id's last part."""
+    name = Path(model.rstrip("/")).name or "model"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[:40] or "model"
+
+
+def new_run_dir(root: Path, model: str, now: datetime | None = None) -> Path:
+    """runs/<timestamp>-<model>, never an existing folder."""
+    base = f"{(now or datetime.now()):%Y%m%d-%H%M%S}-{model_slug(model)}"
+    candidate, n = root / base, 1
+    while candidate.exists():
+        n += 1
+        candidate = root / f"{base}-{n}"
+    return candidate
+
+
+def quick_config(model: str, output_dir: str) -> QAConfig:
+    return QAConfig(model_name_or_path=model, output_dir=output_dir, **QUICK_PRESET)
+
+
+def run_label(run: RunSummary) -> str:
+    f1 = run.metrics.get("f1")
+    score = f" · F1 {f1:.1f}" if f1 is not None else ""
+    status = "" if run.status == "finished" else f" · {run.status}"
+    return f"{Path(run.path).name}{score}{status}"
+
+
+def model_choices(root: Path, default: str = DEFAULT_MODEL) -> list[tuple[str, str]]:
+    """(label, value) for a model picker: the default model, then every finished run under root, newest first."""
+    first = ("embedded: pretrained MiniLM-L6, no QA head yet" if default == DEFAULT_MODEL else default, default)
+    return [first] + [(run_label(r), r.path) for r in list_runs(root) if r.status == "finished"]
+
+
+def record_choices(root: Path) -> list[tuple[str, str]]:
+    """(label, value) for the run picker of error analysis: runs that wrote evaluation records."""
+    return [(run_label(r), r.path) for r in list_runs(root) if r.has_records]

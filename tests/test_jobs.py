@@ -1,0 +1,127 @@
+"""The one-job training manager, run-folder naming and model choices."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from qa_core.checkpoints import RunInfo, write_run_info
+from qa_core.config import QAConfig
+from qa_core.error_analysis import RECORDS_FILE
+from qa_core.jobs import (JobBusyError, JobManager, model_choices, model_slug, new_run_dir, quick_config,
+                          record_choices)
+from qa_core.training import ProgressEvent, TrainResult
+
+
+class FakeTrainer:
+    """Emits a step, then waits until released or cancelled, like a real training loop."""
+
+    def __init__(self, fail: Exception | None = None) -> None:
+        self.release = threading.Event()
+        self.fail = fail
+
+    def __call__(self, config, callback, should_stop) -> TrainResult:
+        callback(ProgressEvent("start", 0, 10, 0.0, message="started"))
+        callback(ProgressEvent("step", 3, 10, 0.3, loss=2.5, features_per_s=12.0, eta_s=7.0))
+        while not (self.release.wait(0.01) or should_stop()):
+            pass
+        if self.fail:
+            raise self.fail
+        if should_stop():
+            return TrainResult(config.output_dir, "cancelled", 3, {}, 1.0, 30)
+        callback(ProgressEvent("eval", 10, 10, 1.0, metrics={"exact_match": 50.0, "f1": 60.0}))
+        return TrainResult(config.output_dir, "finished", 10, {"exact_match": 50.0, "f1": 60.0}, 1.0, 100)
+
+
+def config(tmp_path: Path) -> QAConfig:
+    return QAConfig(train_file="sample", output_dir=str(tmp_path / "run"))
+
+
+def test_job_reports_progress_and_refuses_a_second_job(tmp_path):
+    trainer = FakeTrainer()
+    jobs = JobManager(trainer)
+    assert jobs.snapshot().status == "idle"
+    first = jobs.start(config(tmp_path))
+    assert first.job_id == 1 and first.active
+    with pytest.raises(JobBusyError, match="already running"):
+        jobs.start(config(tmp_path))
+    trainer.release.set()
+    assert jobs.wait(10)
+    done = jobs.snapshot()
+    assert done.status == "finished" and done.metrics["f1"] == 60.0
+    assert done.losses == ((3, 2.5),) and done.fraction == 1.0 and done.features_per_s == 12.0
+    assert jobs.start(config(tmp_path)).job_id == 2  # a new job once the first has ended
+    trainer.release.set()
+    assert jobs.wait(10)
+
+
+def test_cancel_stops_the_job(tmp_path):
+    jobs = JobManager(FakeTrainer())
+    jobs.start(config(tmp_path))
+    assert jobs.cancel().status == "cancelling"
+    assert jobs.wait(10)
+    assert jobs.snapshot().status == "cancelled"
+    assert jobs.cancel().status == "cancelled"  # nothing to cancel: unchanged
+
+
+def test_a_failing_job_reports_its_error(tmp_path):
+    trainer = FakeTrainer(fail=ValueError("data/x.json: no such data file"))
+    trainer.release.set()
+    jobs = JobManager(trainer)
+    jobs.start(config(tmp_path))
+    assert jobs.wait(10)
+    snapshot = jobs.snapshot()
+    assert snapshot.status == "failed" and "no such data file" in snapshot.message
+
+
+def test_versions_change_with_every_update(tmp_path):
+    trainer = FakeTrainer()
+    jobs = JobManager(trainer)
+    before = jobs.snapshot().version
+    jobs.start(config(tmp_path))
+    trainer.release.set()
+    jobs.wait(10)
+    assert jobs.snapshot().version > before + 2
+
+
+def test_real_training_of_the_tiny_model(tmp_path, tiny_model_dir):
+    jobs = JobManager()
+    run = tmp_path / "runs" / "tiny"
+    jobs.start(QAConfig(model_name_or_path=str(tiny_model_dir), train_file="sample", validation_file="sample",
+                        output_dir=str(run), max_steps=3, per_device_train_batch_size=4, max_eval_samples=6,
+                        logging_steps=1, max_seq_length=128, doc_stride=32))
+    assert jobs.wait(120)
+    snapshot = jobs.snapshot()
+    assert snapshot.status == "finished", snapshot.message
+    assert [step for step, _ in snapshot.losses] == [1, 2, 3]
+    assert (run / RECORDS_FILE).exists()
+    assert [value for _, value in model_choices(tmp_path / "runs")] == ["embedded", str(run)]
+
+
+def test_run_folder_names(tmp_path):
+    now = datetime(2025, 3, 1, 12, 30, 5)
+    assert new_run_dir(tmp_path, "embedded", now) == tmp_path / "20250301-123005-embedded"
+    (tmp_path / "20250301-123005-embedded").mkdir()
+    assert new_run_dir(tmp_path, "embedded", now).name == "20250301-123005-embedded-2"
+    assert model_slug("distilbert/distilbert-base-cased-distilled-squad") == "distilbert-base-cased-distilled-squad"
+    assert model_slug("runs/20250301-x/") == "20250301-x"
+    assert model_slug("a b<c>") == "a-b-c"
+
+
+def test_choices_list_finished_runs_and_runs_with_records(tmp_path):
+    for name, status in (("done", "finished"), ("stopped", "cancelled"), ("broken", "failed")):
+        write_run_info(tmp_path / name, RunInfo(status, {}, metrics={"f1": 71.25} if status == "finished" else {}))
+    (tmp_path / "stopped" / RECORDS_FILE).write_text("", encoding="utf-8")
+    choices = model_choices(tmp_path)
+    assert [value for _, value in choices] == ["embedded", str(tmp_path / "done")]
+    assert "F1 71.2" in choices[1][0]
+    assert record_choices(tmp_path) == [("stopped · cancelled", str(tmp_path / "stopped"))]
+    assert model_choices(tmp_path / "missing", default="/m/tiny")[0] == ("/m/tiny", "/m/tiny")
+
+
+def test_quick_config_is_valid():
+    quick = quick_config("embedded", "runs/x")
+    assert quick.train_file == "sample" and quick.validation_file == "sample" and quick.output_dir == "runs/x"

@@ -1,0 +1,68 @@
+"""Plotly figures: token labels, span shading, long contexts, escaping of user text."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from qa_core import plots
+from qa_core.inference import TokenLogits
+
+
+def logits_of(words: list[str]) -> TokenLogits:
+    spans, position = [], 0
+    for word in words:
+        spans.append((position, position + len(word)))
+        position += len(word) + 1
+    rng = np.random.default_rng(0)
+    return TokenLogits(tuple(words), tuple(spans), rng.normal(size=len(words)), rng.normal(size=len(words)))
+
+
+def test_token_range_maps_characters_to_tokens():
+    spans = ((0, 3), (4, 9), (10, 12))
+    assert plots.token_range(spans, (4, 12)) == (1, 2)
+    assert plots.token_range(spans, (5, 6)) == (1, 1)
+    assert plots.token_range(spans, (20, 25)) is None
+
+
+def test_logit_figure_labels_tokens_and_marks_spans():
+    logits = logits_of(["the", "lens", "was", "designed", "by", "fresnel"])
+    figure = plots.logit_figure(logits, predicted=(25, 32), gold=[(22, 32)])
+    assert [t.name for t in figure.data] == ["start logit", "end logit"]
+    assert list(figure.layout.xaxis.ticktext) == list(logits.tokens)
+    shapes = figure.layout.shapes
+    assert len(shapes) == 2  # predicted and gold
+    assert (shapes[0].x0, shapes[0].x1) == (4.5, 5.5)
+    assert (shapes[1].x0, shapes[1].x1) == (3.5, 5.5)
+
+
+def test_long_context_keeps_every_token_but_opens_on_the_answer():
+    logits = logits_of([f"w{i}" for i in range(5000)])
+    start = logits.spans[3000][0]
+    figure = plots.logit_figure(logits, predicted=(start, logits.spans[3001][1]))
+    assert len(figure.data[0].x) == 5000
+    low, high = figure.layout.xaxis.range
+    assert low < 3000 < high and high - low <= plots.VISIBLE_TOKENS
+    assert figure.layout.xaxis.rangeslider.visible
+
+
+def test_user_text_is_escaped_in_labels():
+    figure = plots.logit_figure(logits_of(["<script>", "&", "ok"]))
+    assert figure.layout.xaxis.ticktext[0] == "&lt;script&gt;"
+    assert figure.layout.xaxis.ticktext[1] == "&amp;"
+
+
+def test_initial_view_stays_inside_the_tokens():
+    assert plots.initial_view(10, None) == (-0.5, 9.5)
+    low, high = plots.initial_view(1000, (995, 999), width=80)
+    assert high == 999.5 and low == 919.5
+
+
+def test_loss_histogram_and_group_figures():
+    loss = plots.loss_figure([(5, 4.0), (10, 3.2)], total_steps=20)
+    assert list(loss.data[0].y) == [4.0, 3.2] and tuple(loss.layout.xaxis.range) == (0, 20)
+    histogram = plots.f1_histogram([0.0, 50.0, 100.0])
+    assert list(histogram.data[0].x) == [0.0, 50.0, 100.0]
+    groups = {"what": (3, 33.3, 50.0), "who": (1, 100.0, 100.0)}
+    bars = plots.group_figure(groups, "By question word", order=("who", "what", "when"))
+    assert list(bars.data[0].x) == ["who", "what"]
+    assert list(bars.data[1].text) == ["n=1", "n=3"]
