@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -15,6 +19,7 @@ class DistContext:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    owns_group: bool = False  # True when init_distributed created the process group, so cleanup may destroy it
 
     @property
     def is_main(self) -> bool:
@@ -26,17 +31,25 @@ class DistContext:
 
 
 def init_distributed() -> DistContext:
-    """Join the process group that torchrun (or accelerate launch) describes in the environment."""
+    """Join the process group that torchrun (or `accelerate launch --multi_gpu`) describes in the environment.
+
+    Both launchers set RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; without WORLD_SIZE > 1 this
+    is a single process. NCCL on CUDA machines, gloo on CPU.
+    """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
         return DistContext()
-    context = DistContext(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
-    if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
-            torch.cuda.set_device(context.local_rank)
-        dist.init_process_group(backend=backend)
-    return context
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if dist.is_initialized():
+        return DistContext(rank, world_size, local_rank)
+    if torch.cuda.is_available():
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl", device_id=device)  # device_id: barriers know their GPU
+    else:
+        dist.init_process_group(backend="gloo")
+    logger.info("process %d of %d joined (%s)", rank, world_size, dist.get_backend())
+    return DistContext(rank, world_size, local_rank, owns_group=True)
 
 
 def device_for(context: DistContext, requested: str | None = None) -> torch.device:
@@ -64,14 +77,30 @@ def gather(value: Any, context: DistContext) -> list[Any]:
     return values
 
 
+def _all_reduce(value: float, op: dist.ReduceOp) -> float:
+    tensor = torch.tensor([value], dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        tensor = tensor.cuda()  # NCCL reduces GPU tensors only
+    dist.all_reduce(tensor, op=op)
+    return float(tensor.item())
+
+
 def all_reduce_mean(value: float, context: DistContext) -> float:
     if not context.enabled:
         return value
-    tensor = torch.tensor([value], dtype=torch.float64)
-    if dist.get_backend() == "nccl":
-        tensor = tensor.cuda()
-    dist.all_reduce(tensor)
-    return float(tensor.item()) / context.world_size
+    return _all_reduce(value, dist.ReduceOp.SUM) / context.world_size
+
+
+def any_rank(flag: bool, context: DistContext) -> bool:
+    """True on every rank if it is True on any; a stop decision must be shared, or the ranks fall out of step."""
+    if not context.enabled:
+        return flag
+    return _all_reduce(float(flag), dist.ReduceOp.MAX) > 0
+
+
+def unwrap_ddp(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DistributedDataParallel wrapper (maybe a torch.compile one), else the model itself."""
+    return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 def barrier(context: DistContext) -> None:
@@ -80,5 +109,6 @@ def barrier(context: DistContext) -> None:
 
 
 def cleanup(context: DistContext) -> None:
-    if context.enabled and dist.is_initialized():
+    """Destroy the process group, if this context created it (a caller's own group is left to the caller)."""
+    if context.owns_group and dist.is_initialized():
         dist.destroy_process_group()

@@ -19,7 +19,8 @@ from qa_core.checkpoints import (RunInfo, TrainState, find_checkpoint, load_trai
                                  save_checkpoint, save_model, write_run_info, RUN_FILE)
 from qa_core.config import QAConfig
 from qa_core.data import Example, fingerprint, load_examples
-from qa_core.distributed import DistContext, all_reduce_mean, barrier, device_for, init_distributed, shard
+from qa_core.distributed import (DistContext, all_reduce_mean, any_rank, barrier, cleanup, device_for,
+                                 init_distributed, shard, unwrap_ddp)
 from qa_core.evaluation import EvalResult, evaluate, write_eval_outputs
 from qa_core.features import Feature, build_features, collate, length_grouped_batches, random_batches
 from qa_core.inference import autocast
@@ -90,13 +91,16 @@ def train(config: QAConfig, callback: ProgressCallback | None = None, should_sto
     if not config.train_file:
         raise ValueError("train_file is required for training")
     context = init_distributed()
-    run = _setup(config, context, device, callback or (lambda event: None), should_stop or (lambda: False))
     try:
-        return _loop(run)
-    except BaseException as err:
-        if context.is_main:
-            write_run_info(Path(config.output_dir), replace(run.info, status="failed", error=repr(err)))
-        raise
+        run = _setup(config, context, device, callback or (lambda event: None), should_stop or (lambda: False))
+        try:
+            return _loop(run)
+        except BaseException as err:
+            if context.is_main:
+                write_run_info(Path(config.output_dir), replace(run.info, status="failed", error=repr(err)))
+            raise
+    finally:
+        cleanup(context)  # destroys the process group only if init_distributed created it here
 
 
 def _setup(config: QAConfig, context: DistContext, device: str | None, callback: ProgressCallback,
@@ -117,6 +121,9 @@ def _setup(config: QAConfig, context: DistContext, device: str | None, callback:
     eval_features = featurize(eval_examples, training=False).features
     steps_per_epoch = math.ceil(len(shard(epoch_batches(train_features, config, 0), context))
                                 / config.gradient_accumulation_steps)
+    if steps_per_epoch == 0:  # else every rank loops over empty epochs forever
+        raise ValueError(f"{len(train_features)} training windows make fewer batches than the "
+                         f"{context.world_size} processes; use fewer processes or a smaller batch size")
     total_steps = config.max_steps if config.max_steps > 0 else math.ceil(config.num_train_epochs * steps_per_epoch)
     bf16 = config.bf16 if config.bf16 is not None else torch_device.type == "cuda"
     optimizer = build_optimizer(loaded.model, config, torch_device)
@@ -210,6 +217,7 @@ def _loop(run: _Run) -> TrainResult:
     if run.context.is_main:
         save_model(output_dir, run.model, run.loaded.tokenizer)
     _write_info(run, state, "finished")
+    barrier(run.context)  # no rank returns before the final model is on disk
     _emit(run, state, "done", metrics=_last_metrics(run))
     return _result(run, state, "finished")
 
@@ -234,7 +242,7 @@ def _train_epoch(run: _Run, state: TrainState) -> tuple[TrainState, bool]:
         run.train_seconds += time.perf_counter() - clock
         state = _after_step(run, state)
         clock = time.perf_counter()  # checkpoint writing is not training time
-        if state.step >= run.total_steps or run.should_stop():
+        if state.step >= run.total_steps or any_rank(run.should_stop(), run.context):  # all ranks stop together
             return state, state.step < run.total_steps
     return replace(state, epoch=state.epoch + 1, batch_in_epoch=0), False
 
@@ -243,9 +251,10 @@ def _forward_backward(run: _Run, batch: dict[str, torch.Tensor], accumulation: i
     device = next(run.loaded.model.parameters()).device
     batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     no_sync = run.model.no_sync() if run.context.enabled and not sync else contextlib.nullcontext()
-    with no_sync, autocast(device, run.bf16):
-        loss = run.model(**batch).loss  # mean of start and end cross-entropy
-    (loss / accumulation).backward()
+    with no_sync:  # backward inside too: DDP's compiled-autograd reducer reads the flag during backward
+        with autocast(device, run.bf16):
+            loss = run.model(**batch).loss  # mean of start and end cross-entropy
+        (loss / accumulation).backward()
     return float(loss.detach())
 
 
@@ -272,8 +281,10 @@ def _after_step(run: _Run, state: TrainState) -> TrainState:
 def _evaluate(run: _Run, state: TrainState) -> EvalResult | None:
     if not run.eval_features:
         return None
-    result = evaluate(run.model, run.eval_examples, run.eval_features, run.config, run.bf16, run.context,
-                      run.loaded.tokenizer.pad_token_id or 0)
+    # Without the DDP wrapper: its forward may broadcast buffers, a collective that hangs when ranks run
+    # different numbers of evaluation batches (a rank may have none).
+    result = evaluate(unwrap_ddp(run.model), run.eval_examples, run.eval_features, run.config, run.bf16,
+                      run.context, run.loaded.tokenizer.pad_token_id or 0)
     metrics = result.metrics.to_dict()
     run.history.append({"step": state.step, "epoch": round(_epoch_progress(run, state), 3), **metrics})
     if run.context.is_main:

@@ -1,0 +1,88 @@
+"""Test entry point for torchrun: train with a QAConfig from `--field value` pairs; record what each rank did."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from any folder
+
+from qa_core.config import QAConfig  # noqa: E402
+from qa_core import training  # noqa: E402
+
+WRITE_EVENTS = ("open", "os.mkdir", "os.rename", "os.replace", "os.remove", "os.rmdir", "shutil.rmtree",
+                "shutil.copyfile")
+
+
+def parse_config(argv: list[str]) -> QAConfig:
+    """QAConfig from '--name value' pairs; values are converted by the field's annotated type."""
+    types = {f.name: str(f.type) for f in dataclasses.fields(QAConfig)}
+    if len(argv) % 2:
+        raise SystemExit(f"expected --name value pairs, got {argv}")
+    values = {}
+    for flag, raw in zip(argv[::2], argv[1::2]):
+        name = flag.removeprefix("--")
+        if name not in types:
+            raise SystemExit(f"unknown option {flag}")
+        values[name] = _convert(raw, types[name])
+    return QAConfig(**values)
+
+
+def _convert(raw: str, annotation: str) -> object:
+    if raw == "None" and "None" in annotation:
+        return None
+    for name, cast in (("bool", lambda v: v.lower() in ("1", "true", "yes")), ("int", int), ("float", float)):
+        if annotation.startswith(name):
+            return cast(raw)
+    return raw
+
+
+def watch_writes(root: Path, log: list[str]) -> None:
+    """Record every file-system write under root that Python code makes in this process (audit hooks)."""
+    prefix = str(root.resolve())
+
+    def hook(event: str, args: tuple) -> None:
+        if event not in WRITE_EVENTS or not args:
+            return
+        if event == "open" and (not isinstance(args[1], str) or not set(args[1]) & set("wax+")):
+            return
+        if isinstance(args[0], (str, os.PathLike)) and os.path.abspath(args[0]).startswith(prefix):
+            log.append(f"{event} {args[0]}")
+
+    sys.addaudithook(hook)
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """Hash of a model's weights; equal on every rank only when the gradients were synchronised."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode() + tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def main(argv: list[str]) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    config = parse_config(argv)
+    output_dir = Path(config.output_dir)
+    rank = int(os.environ.get("RANK", "0"))
+    writes: list[str] = []
+    watch_writes(output_dir, writes)
+    runs = []
+    real_loop = training._loop
+    training._loop = lambda run: runs.append(run) or real_loop(run)  # keep the run, to hash this rank's weights
+    result = training.train(config)
+    report = {"rank": rank, "world_size": int(os.environ.get("WORLD_SIZE", "1")), "status": result.status,
+              "step": result.step, "metrics": result.metrics, "writes": writes,
+              "weights": weights_digest(runs[0].loaded.model)}
+    (output_dir.parent / f"rank{rank}.json").write_text(json.dumps(report), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
