@@ -11,12 +11,13 @@ import numpy as np
 import torch
 
 from qa_core.config import QAConfig
-from qa_core.data import Example
-from qa_core.distributed import DistContext, gather
+from qa_core.data import Example, load_examples
+from qa_core.distributed import DistContext, device_for, gather, init_distributed
 from qa_core.error_analysis import RECORDS_FILE, QuestionRecord, build_records, write_records
-from qa_core.features import Feature
+from qa_core.features import Feature, build_features
 from qa_core.inference import run_model
 from qa_core.metrics import Metrics, compute_metrics
+from qa_core.modeling import load_model
 from qa_core.postprocess import Prediction, postprocess_predictions
 
 PREDICTIONS_FILE = "eval_predictions.json"
@@ -34,7 +35,9 @@ def evaluate(model: torch.nn.Module, examples: Sequence[Example], features: Sequ
              bf16: bool = False, context: DistContext = DistContext(), pad_token_id: int = 0) -> EvalResult:
     """Each rank scores every world_size-th window; gathered, every window counts exactly once."""
     mine = list(range(context.rank, len(features), context.world_size))
-    start, end = run_model(model, [features[i] for i in mine], config.per_device_eval_batch_size, bf16, pad_token_id)
+    pad_to = config.max_seq_length if config.pad_to_max_length else None
+    start, end = run_model(model, [features[i] for i in mine], config.per_device_eval_batch_size, bf16, pad_token_id,
+                           pad_to)
     start_logits, end_logits = _assemble(gather((mine, start, end), context), len(features))
     predictions = postprocess_predictions(examples, features, start_logits, end_logits, config.n_best_size,
                                           config.max_answer_length)
@@ -60,3 +63,20 @@ def write_eval_outputs(output_dir: Path, result: EvalResult) -> None:
     (output_dir / PREDICTIONS_FILE).write_text(json.dumps(predictions, ensure_ascii=False, indent=1), encoding="utf-8")
     (output_dir / METRICS_FILE).write_text(json.dumps(result.metrics.to_dict(), indent=1), encoding="utf-8")
     write_records(output_dir / RECORDS_FILE, result.records)
+
+
+def run_evaluation(config: QAConfig, device: str | None = None) -> EvalResult:
+    """Load config.model_name_or_path and config.validation_file, evaluate, and write the outputs to output_dir."""
+    if not config.validation_file:
+        raise ValueError("validation_file is required for evaluation")
+    context = init_distributed()
+    torch_device = device_for(context, device)
+    loaded = load_model(config.model_name_or_path, torch_device)
+    examples = load_examples(config.validation_file, "validation", config.max_eval_samples).examples
+    features = build_features(examples, loaded.tokenizer, config.max_seq_length, config.doc_stride,
+                              config.max_query_length, training=False).features
+    bf16 = config.bf16 if config.bf16 is not None else torch_device.type == "cuda"
+    result = evaluate(loaded.model, examples, features, config, bf16, context, loaded.tokenizer.pad_token_id or 0)
+    if context.is_main:
+        write_eval_outputs(Path(config.output_dir), result)
+    return result

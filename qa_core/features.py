@@ -40,6 +40,8 @@ def build_features(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBa
     """Tokenize every example once into overlapping windows; training windows get answer labels."""
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(f"{type(tokenizer).__name__} is not a fast tokenizer; offsets need one")
+    if not examples:
+        return FeatureSet((), 0)
     questions = truncate_questions([e.question.lstrip() for e in examples], tokenizer, max_query_length)
     encoded = tokenizer(questions, [e.context for e in examples], truncation="only_second",
                         max_length=max_seq_length, stride=doc_stride, return_overflowing_tokens=True,

@@ -13,7 +13,7 @@ from qa_core.config import QAConfig
 from qa_core.data import Answer, Example
 from qa_core.features import Feature, build_features, collate, sorted_batches
 from qa_core.modeling import LoadedModel
-from qa_core.postprocess import Prediction, predict_example
+from qa_core.postprocess import Prediction, postprocess_predictions, predict_example
 
 
 @dataclass(frozen=True)
@@ -43,16 +43,19 @@ def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextMana
 
 @torch.inference_mode()
 def run_model(model: torch.nn.Module, features: Sequence[Feature], batch_size: int, bf16: bool = False,
-              pad_token_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end logits of every feature, each (features, longest window), padded with -inf."""
+              pad_token_id: int = 0, pad_to: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end logits of every feature, each (features, longest window), padded with -inf.
+
+    Batches hold windows of similar length; pad_to pads every batch to a fixed length instead (reference mode).
+    """
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    longest = max((len(f.input_ids) for f in features), default=0)
+    longest = pad_to or max((len(f.input_ids) for f in features), default=0)
     start_logits = np.full((len(features), longest), -np.inf, dtype=np.float32)  # (features, seq)
     end_logits = np.full((len(features), longest), -np.inf, dtype=np.float32)  # (features, seq)
     for batch in sorted_batches([len(f.input_ids) for f in features], batch_size):
-        inputs = collate([features[i] for i in batch], pad_token_id)
+        inputs = collate([features[i] for i in batch], pad_token_id, pad_to)
         inputs = {k: v.to(device, non_blocking=True) for k, v in inputs.items() if not k.endswith("_positions")}
         with autocast(device, bf16):
             outputs = model(**inputs)
@@ -95,3 +98,14 @@ def merge_token_logits(tokenizer, windows: Sequence[tuple[Feature, np.ndarray, n
     ordered = sorted(merged.items())
     return TokenLogits(tuple(r[0] for _, r in ordered), tuple(s for s, _ in ordered),
                        np.array([r[1] for _, r in ordered]), np.array([r[2] for _, r in ordered]))
+
+
+def answer_examples(loaded: LoadedModel, examples: Sequence[Example], config: QAConfig = QAConfig()) -> dict[str, str]:
+    """{example_id: answer} for many examples, in the official predictions format."""
+    features = build_features(examples, loaded.tokenizer, config.max_seq_length, config.doc_stride,
+                              config.max_query_length, training=False).features
+    start_logits, end_logits = run_model(loaded.model, features, config.per_device_eval_batch_size,
+                                         pad_token_id=loaded.tokenizer.pad_token_id or 0)
+    predictions = postprocess_predictions(examples, features, start_logits, end_logits, config.n_best_size,
+                                          config.max_answer_length)
+    return {k: p.text for k, p in predictions.items()}

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-import pytest
-import torch
-from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
+# Tiny models run fastest on one thread, and two cores shared with a server and a browser thrash with more;
+# set before torch starts so subprocesses (torchrun, train.py, the app) inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from qa_core.modeling import LoadedModel, embedded_model_path
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering  # noqa: E402
+
+from qa_core.modeling import LoadedModel, embedded_model_path  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def pytest_configure(config: pytest.Config) -> None:

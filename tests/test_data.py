@@ -1,0 +1,137 @@
+"""Loading SQuAD-format data: layouts, repairs, and one clear error per kind of bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from qa_core.data import DataError, load_examples
+from tests.conftest import write_squad
+
+CONTEXT = "The harbour lamp was lit every evening by the keeper, who lived in a stone cottage."
+
+
+def qa(qid: str, question: str = "Who lit the lamp?", text: str = "the keeper", start: int | None = None) -> dict:
+    return {"id": qid, "question": question,
+            "answers": [{"text": text, "answer_start": CONTEXT.find(text) if start is None else start}]}
+
+
+def test_sample_loads() -> None:
+    result = load_examples("sample")
+    assert len(result.examples) >= 30
+    assert result.report.repaired_answers == result.report.unlocated_answers == 0
+    for example in result.examples:
+        for answer in example.answers:
+            assert example.context[answer.start:answer.start + len(answer.text)] == answer.text
+
+
+def test_squad_v1_layout(tmp_path: Path) -> None:
+    path = write_squad(tmp_path / "d.json", [{"context": CONTEXT, "qas": [qa("a"), qa("b", "Where?", "a stone cottage")]}])
+    examples = load_examples(str(path)).examples
+    assert [e.example_id for e in examples] == ["a", "b"]
+    assert examples[1].answers[0].start == CONTEXT.find("a stone cottage")
+    assert examples[0].title == "t"
+
+
+def test_v2_unanswerable_is_kept_without_answers(tmp_path: Path) -> None:
+    impossible = {"id": "x", "question": "Why?", "answers": [], "is_impossible": True}
+    path = write_squad(tmp_path / "d.json", [{"context": CONTEXT, "qas": [qa("a"), impossible]}])
+    result = load_examples(str(path))
+    assert result.examples[1].answers == () and result.report.unanswerable == 1
+
+
+def test_flat_json_and_jsonl(tmp_path: Path) -> None:
+    record = {"id": "r1", "title": "t", "context": CONTEXT, "question": "Who?",
+              "answers": {"text": ["the keeper"], "answer_start": [CONTEXT.find("the keeper")]}}
+    (tmp_path / "flat.json").write_text(json.dumps({"data": [record]}))
+    (tmp_path / "flat.jsonl").write_text(json.dumps(record) + "\n\n")
+    assert load_examples(str(tmp_path / "flat.json")).examples[0].answers[0].text == "the keeper"
+    assert load_examples(str(tmp_path / "flat.jsonl")).examples[0].example_id == "r1"
+
+
+def test_bom_unicode_and_emoji(tmp_path: Path) -> None:
+    context = "Der Leuchtturm von Zürich 🌊 steht am See; 灯台は湖にあります。"
+    data = {"data": [{"title": "ü", "paragraphs": [{"context": context, "qas": [
+        {"id": "u", "question": "Wo steht er? 🤔", "answers": [{"text": "am See", "answer_start": context.find("am See")}]}]}]}]}
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(data, ensure_ascii=False).encode("utf-8"))
+    assert load_examples(str(path)).examples[0].answers[0].text == "am See"
+
+
+def test_shifted_answer_is_repaired_to_nearest_occurrence(tmp_path: Path) -> None:
+    path = write_squad(tmp_path / "d.json", [{"context": CONTEXT, "qas": [qa("a", start=CONTEXT.find("the keeper") + 2)]}])
+    result = load_examples(str(path))
+    assert result.examples[0].answers[0].start == CONTEXT.find("the keeper")
+    assert result.report.repaired_answers == 1
+
+
+def test_answer_not_in_context_is_counted_not_fatal(tmp_path: Path) -> None:
+    path = write_squad(tmp_path / "d.json", [{"context": CONTEXT, "qas": [qa("a", text="the lighthouse", start=3)]}])
+    result = load_examples(str(path))
+    assert result.examples[0].answers[0].start is None and result.report.unlocated_answers == 1
+
+
+def test_limit(tmp_path: Path) -> None:
+    path = write_squad(tmp_path / "d.json", [{"context": CONTEXT, "qas": [qa("a"), qa("b"), qa("c")]}])
+    assert len(load_examples(str(path), limit=2).examples) == 2
+
+
+def _bad(tmp_path: Path, qas: list[dict], context: object = CONTEXT) -> str:
+    return str(write_squad(tmp_path / "bad.json", [{"context": context, "qas": qas}]))
+
+
+@pytest.mark.parametrize("record, message", [
+    ({"question": "Who?", "answers": []}, "missing field 'id'"),
+    ({"id": "q1", "answers": [{"text": "the keeper", "answer_start": 41}]}, "missing field 'question'"),
+    ({"id": "q1", "question": "   ", "answers": [{"text": "the keeper", "answer_start": 41}]}, "'question' is empty"),
+    ({"id": "q1", "question": "Who?"}, "missing field 'answers'"),
+    ({"id": "q1", "question": "Who?", "answers": [{"text": "the keeper", "answer_start": "41"}]}, "must be an integer"),
+    ({"id": "q1", "question": "Who?", "answers": [{"text": "the keeper", "answer_start": 4000}]}, "outside the context"),
+    ({"id": "q1", "question": "Who?", "answers": [{"text": "the keeper", "answer_start": -1}]}, "outside the context"),
+    ({"id": "q1", "question": "Who?", "answers": [{"text": "", "answer_start": 0}]}, "non-empty text"),
+])
+def test_bad_record_names_file_and_record(tmp_path: Path, record: dict, message: str) -> None:
+    path = _bad(tmp_path, [record])
+    with pytest.raises(DataError, match=message) as caught:
+        load_examples(path)
+    assert path in str(caught.value)
+    if "id" in record:
+        assert "'q1'" in str(caught.value)
+
+
+def test_empty_context(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="'context' is empty.*'q1'|'q1'.*'context' is empty"):
+        load_examples(_bad(tmp_path, [qa("q1")], context=""))
+
+
+def test_duplicate_id(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="'a' appears twice"):
+        load_examples(_bad(tmp_path, [qa("a"), qa("a")]))
+
+
+def test_not_json(tmp_path: Path) -> None:
+    path = tmp_path / "x.json"
+    path.write_text("{not json")
+    with pytest.raises(DataError, match=r"x\.json.*not valid JSON.*line 1"):
+        load_examples(str(path))
+
+
+def test_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.json"
+    path.write_bytes('{"data": [{"title": "caf\xe9"}]}'.encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1\.json: not UTF-8"):
+        load_examples(str(path))
+
+
+def test_wrong_layout(tmp_path: Path) -> None:
+    path = tmp_path / "w.json"
+    path.write_text(json.dumps({"rows": 3}))
+    with pytest.raises(DataError, match=r"w\.json: expected SQuAD JSON"):
+        load_examples(str(path))
+
+
+def test_missing_file() -> None:
+    with pytest.raises(DataError, match="no such data file"):
+        load_examples("nowhere/train.json")

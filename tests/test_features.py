@@ -1,0 +1,110 @@
+"""Windows over long contexts: labels, offsets, question truncation, padding and batch order."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from qa_core.data import Answer, Example
+from qa_core.features import (CLS_INDEX, build_features, collate, label_window, length_grouped_batches,
+                              sorted_batches)
+
+WORDS = [f"w{i}" for i in range(400)]
+LONG_CONTEXT = " ".join(WORDS)  # ~800 WordPiece tokens: many windows of 64
+
+
+def example(context: str, answer: str, question: str = "which word is it?", qid: str = "e") -> Example:
+    start = context.find(answer)
+    return Example(qid, question, context, (Answer(answer, start if start >= 0 else None),))
+
+
+def windows(tokenizer, examples, training=True, max_seq_length=64, doc_stride=16, max_query_length=16):
+    return build_features(examples, tokenizer, max_seq_length, doc_stride, max_query_length, training)
+
+
+def span_text(feature, context: str) -> str:
+    return context[feature.offsets[feature.start_position][0]:feature.offsets[feature.end_position][1]]
+
+
+def test_long_context_is_split_and_every_window_fits(tokenizer) -> None:
+    features = windows(tokenizer, [example(LONG_CONTEXT, "w350")], training=False).features
+    assert len(features) > 5
+    assert all(len(f.input_ids) <= 64 for f in features)
+    covered = {span for f in features for span in f.offsets if span is not None}
+    assert max(end for _, end in covered) == len(LONG_CONTEXT)  # the last token is in some window
+
+
+@pytest.mark.parametrize("answer", ["w0", "w1 w2", "w199", "w398 w399", "w250 w251 w252"])
+def test_labels_point_at_the_answer_in_every_window_that_holds_it(tokenizer, answer: str) -> None:
+    features = windows(tokenizer, [example(LONG_CONTEXT, answer)]).features
+    labelled = [f for f in features if f.start_position != CLS_INDEX]
+    assert labelled, "some window holds the answer"
+    assert all(span_text(f, LONG_CONTEXT) == answer for f in labelled)
+    assert all(f.end_position >= f.start_position for f in labelled)
+
+
+def test_answer_cut_by_a_window_border_gets_cls_there(tokenizer) -> None:
+    feature = windows(tokenizer, [example(LONG_CONTEXT, "w100")], training=False).features[0]
+    first, last = next(o for o in feature.offsets if o), [o for o in feature.offsets if o][-1]
+    span = (last[0], last[1] + 5)  # starts inside the window, ends beyond it
+    assert label_window(feature, span).start_position == CLS_INDEX
+    assert label_window(feature, (first[0], first[1])).start_position == feature.offsets.index(first)
+
+
+def test_answer_longer_than_a_window_is_skipped_for_training(tokenizer) -> None:
+    answer = " ".join(WORDS[10:100])  # far more tokens than a 64-token window holds
+    result = windows(tokenizer, [example(LONG_CONTEXT, answer), example(LONG_CONTEXT, "w5", qid="ok")])
+    assert result.skipped_examples == 1
+    assert {f.example_id for f in result.features} == {"ok"}
+
+
+def test_unlocated_answer_is_skipped_for_training(tokenizer) -> None:
+    result = windows(tokenizer, [example("a short context", "missing")])
+    assert result.skipped_examples == 1 and result.features == ()
+
+
+def test_evaluation_windows_keep_example_id_and_context_only_offsets(tokenizer) -> None:
+    features = windows(tokenizer, [example(LONG_CONTEXT, "w3", qid="q7")], training=False).features
+    for f in features:
+        assert f.example_id == "q7" and f.example_index == 0
+        assert f.offsets[0] is None  # CLS
+        question_tokens = f.token_type_ids.index(1)
+        assert all(o is None for o in f.offsets[:question_tokens])
+
+
+def test_long_question_is_truncated_not_the_context(tokenizer) -> None:
+    question = "why " * 100 + "?"
+    feature = windows(tokenizer, [example(LONG_CONTEXT, "w1", question=question)], training=False).features[0]
+    assert feature.token_type_ids.count(0) == 16 + 2  # max_query_length + CLS + SEP
+
+
+def test_unicode_offsets_cut_the_original_text(tokenizer) -> None:
+    context = "Der Leuchtturm steht in Zürich 🌊 am Ufer, sagte Ørsted über São Paulo."
+    features = windows(tokenizer, [example(context, "São Paulo")], max_seq_length=128).features
+    assert span_text(features[0], context) == "São Paulo"
+
+
+def test_collate_pads_to_the_longest_window(tokenizer) -> None:
+    features = windows(tokenizer, [example("short one", "one"), example(LONG_CONTEXT, "w3")], training=False).features
+    batch = collate(features[:2])
+    longest = max(len(f.input_ids) for f in features[:2])
+    assert batch["input_ids"].shape == (2, longest)
+    assert batch["attention_mask"].sum().item() == sum(len(f.input_ids) for f in features[:2])
+    assert collate(features[:1], pad_to=64, multiple_of=8)["input_ids"].shape == (1, 64)
+
+
+def test_length_grouped_batches_cover_everything_once_and_cut_padding() -> None:
+    lengths = [(i * 37) % 200 + 20 for i in range(1000)]
+    batches = length_grouped_batches(lengths, 16, seed=1)
+    assert Counter(i for b in batches for i in b) == Counter(range(1000))
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    random_order = [list(range(1000))[b:b + 16] for b in range(0, 1000, 16)]
+    padded_random = sum(len(b) * max(lengths[i] for i in b) for b in random_order)
+    assert padded < 0.8 * padded_random
+    assert batches == length_grouped_batches(lengths, 16, seed=1)  # same seed, same order (resume, DDP)
+    assert batches != length_grouped_batches(lengths, 16, seed=2)
+
+
+def test_sorted_batches() -> None:
+    assert sorted_batches([3, 9, 5], 2) == [[1, 2], [0]]

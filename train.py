@@ -1,0 +1,131 @@
+"""Command line for training, evaluating and answering: `python train.py {train,evaluate,predict} --help`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from qa_core.config import QAConfig
+from qa_core.data import DataError, load_examples
+from qa_core.distributed import cleanup, init_distributed
+from qa_core.modeling import ModelNotFoundError
+
+EVAL_FIELDS = ("model_name_or_path", "validation_file", "output_dir", "max_seq_length", "doc_stride",
+               "max_query_length", "per_device_eval_batch_size", "max_eval_samples", "n_best_size",
+               "max_answer_length", "bf16")
+PREDICT_FIELDS = ("model_name_or_path", "max_seq_length", "doc_stride", "max_query_length", "n_best_size",
+                  "max_answer_length")
+_TYPES = {"str": str, "str | None": str, "int": int, "int | None": int, "float": float}
+
+
+def add_config_options(parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None) -> None:
+    """One --option per QAConfig field, with the field's help and default."""
+    for f in dataclasses.fields(QAConfig):
+        if names is not None and f.name not in names:
+            continue
+        help_text = f"{f.metadata['help']} (default: {f.default})"
+        if f.type.startswith("bool"):
+            parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
+        else:
+            parser.add_argument(f"--{f.name}", type=_TYPES[f.type], default=f.default, help=help_text)
+
+
+def config_from_args(args: argparse.Namespace) -> QAConfig:
+    names = {f.name for f in dataclasses.fields(QAConfig)}
+    return QAConfig(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_config_options(commands.add_parser("train", help="fine-tune, evaluating after each epoch"))
+    add_config_options(commands.add_parser("evaluate", help="score a model on validation_file (EM/F1 + records)"),
+                       EVAL_FIELDS)
+    predict = commands.add_parser("predict", help="answer one question, or every question of a file")
+    add_config_options(predict, PREDICT_FIELDS)
+    predict.add_argument("--question", help="a question about --context")
+    predict.add_argument("--context", help="the passage holding the answer")
+    predict.add_argument("--test_file", help="answer every question of this data file instead")
+    predict.add_argument("--output_file", help="where to write {id: answer} for --test_file (default: stdout)")
+    return parser
+
+
+class ProgressBar:
+    """Draws qa_core's progress events with tqdm; the web app consumes the same events."""
+
+    def __init__(self) -> None:
+        self.bar: tqdm | None = None
+
+    def __call__(self, event) -> None:
+        if self.bar is None:
+            self.bar = tqdm(total=event.total_steps, initial=event.step, unit="step", dynamic_ncols=True)
+        self.bar.update(event.step - self.bar.n)
+        if event.kind == "step":
+            self.bar.set_postfix(loss=f"{event.loss:.3f}", lr=f"{event.learning_rate:.2e}",
+                                 feat_s=f"{event.features_per_s:.1f}", epoch=f"{event.epoch:.2f}")
+        elif event.kind == "eval":
+            self.bar.write(f"step {event.step}: exact_match {event.metrics['exact_match']:.2f} "
+                           f"f1 {event.metrics['f1']:.2f}", file=sys.stderr)
+        elif event.kind in ("done", "cancelled"):
+            self.bar.close()
+
+
+def run_train(args: argparse.Namespace) -> dict:
+    from qa_core.training import train
+
+    result = train(config_from_args(args), callback=ProgressBar())
+    return {"output_dir": result.output_dir, "status": result.status, "step": result.step, **result.metrics}
+
+
+def run_evaluate(args: argparse.Namespace) -> dict:
+    from qa_core.evaluation import run_evaluation
+
+    result = run_evaluation(config_from_args(args))
+    return {"output_dir": args.output_dir, **result.metrics.to_dict()}
+
+
+def run_predict(args: argparse.Namespace) -> dict:
+    from qa_core.inference import answer_question, answer_examples
+    from qa_core.modeling import load_model
+
+    config = config_from_args(args)
+    loaded = load_model(config.model_name_or_path)
+    if args.test_file:
+        answers = answer_examples(loaded, load_examples(args.test_file, "validation").examples, config)
+        if args.output_file:
+            Path(args.output_file).write_text(json.dumps(answers, ensure_ascii=False, indent=1), encoding="utf-8")
+            return {"output_file": args.output_file, "questions": len(answers)}
+        return answers
+    if not args.question or not args.context:
+        raise ValueError("predict needs --question and --context, or --test_file")
+    prediction = answer_question(loaded, args.question, args.context, config).prediction
+    return {"answer": prediction.text, "span": prediction.span, "score": prediction.score,
+            "alternatives": [{"text": s.text, "probability": round(s.probability, 4)}
+                             for s in prediction.alternatives]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    context = init_distributed()
+    logging.basicConfig(level=logging.INFO if context.is_main else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        output = {"train": run_train, "evaluate": run_evaluate, "predict": run_predict}[args.command](args)
+    except (DataError, ModelNotFoundError, ValueError) as err:
+        logging.getLogger("train").error("%s", err)
+        return 2
+    finally:
+        cleanup(context)
+    if context.is_main:
+        print(json.dumps(output, ensure_ascii=False, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
