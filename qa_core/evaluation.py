@@ -7,18 +7,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from qa_core.config import QAConfig
 from qa_core.data import Example, load_examples
-from qa_core.distributed import DistContext, device_for, gather, init_distributed
+from qa_core.distributed import DistContext, device_for, init_distributed
 from qa_core.error_analysis import RECORDS_FILE, QuestionRecord, build_records, write_records
 from qa_core.features import Feature, build_features
-from qa_core.inference import run_model
+from qa_core.inference import predict_examples
 from qa_core.metrics import Metrics, compute_metrics
 from qa_core.modeling import load_model
-from qa_core.postprocess import Prediction, postprocess_predictions
+from qa_core.postprocess import Prediction
 
 PREDICTIONS_FILE = "eval_predictions.json"
 METRICS_FILE = "eval_metrics.json"
@@ -33,27 +32,11 @@ class EvalResult:
 
 def evaluate(model: torch.nn.Module, examples: Sequence[Example], features: Sequence[Feature], config: QAConfig,
              bf16: bool = False, context: DistContext = DistContext(), pad_token_id: int = 0) -> EvalResult:
-    """Each rank scores every world_size-th window; gathered, every window counts exactly once."""
-    mine = list(range(context.rank, len(features), context.world_size))
-    pad_to = config.max_seq_length if config.pad_to_max_length else None
-    start, end = run_model(model, [features[i] for i in mine], config.per_device_eval_batch_size, bf16, pad_token_id,
-                           pad_to)
-    start_logits, end_logits = _assemble(gather((mine, start, end), context), len(features))
-    predictions = postprocess_predictions(examples, features, start_logits, end_logits, config.n_best_size,
-                                          config.max_answer_length)
+    """Predictions for every example (each window scored once across ranks), official metrics, records."""
+    predictions = predict_examples(model, examples, features, config, bf16, context, pad_token_id)
     golds = {e.example_id: [a.text for a in e.answers] for e in examples if e.answers}
     metrics = compute_metrics({k: p.text for k, p in predictions.items()}, golds)
     return EvalResult(metrics, predictions, build_records([e for e in examples if e.answers], predictions))
-
-
-def _assemble(parts: list[tuple[list[int], np.ndarray, np.ndarray]], count: int) -> tuple[np.ndarray, np.ndarray]:
-    longest = max(part[1].shape[1] for part in parts)
-    start_logits = np.full((count, longest), -np.inf, dtype=np.float32)  # (features, seq)
-    end_logits = np.full((count, longest), -np.inf, dtype=np.float32)  # (features, seq)
-    for indices, start, end in parts:
-        start_logits[indices, :start.shape[1]] = start
-        end_logits[indices, :end.shape[1]] = end
-    return start_logits, end_logits
 
 
 def write_eval_outputs(output_dir: Path, result: EvalResult) -> None:

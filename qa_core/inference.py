@@ -11,6 +11,7 @@ import torch
 
 from qa_core.config import QAConfig
 from qa_core.data import Answer, Example
+from qa_core.distributed import DistContext, gather
 from qa_core.features import Feature, build_features, collate, sorted_batches
 from qa_core.modeling import LoadedModel
 from qa_core.postprocess import Prediction, postprocess_predictions, predict_example
@@ -100,12 +101,34 @@ def merge_token_logits(tokenizer, windows: Sequence[tuple[Feature, np.ndarray, n
                        np.array([r[1] for _, r in ordered]), np.array([r[2] for _, r in ordered]))
 
 
+def predict_examples(model: torch.nn.Module, examples: Sequence[Example], features: Sequence[Feature],
+                     config: QAConfig, bf16: bool = False, context: DistContext = DistContext(),
+                     pad_token_id: int = 0) -> dict[str, Prediction]:
+    """The one prediction path of evaluation and batch prediction: each rank runs every world_size-th window,
+    the logits are gathered, so every window counts exactly once, then spans are searched per example."""
+    mine = list(range(context.rank, len(features), context.world_size))
+    pad_to = config.max_seq_length if config.pad_to_max_length else None
+    start, end = run_model(model, [features[i] for i in mine], config.per_device_eval_batch_size, bf16, pad_token_id,
+                           pad_to)
+    start_logits, end_logits = _assemble(gather((mine, start, end), context), len(features))
+    return postprocess_predictions(examples, features, start_logits, end_logits, config.n_best_size,
+                                   config.max_answer_length)
+
+
+def _assemble(parts: list[tuple[list[int], np.ndarray, np.ndarray]], count: int) -> tuple[np.ndarray, np.ndarray]:
+    longest = max(part[1].shape[1] for part in parts)
+    start_logits = np.full((count, longest), -np.inf, dtype=np.float32)  # (features, seq)
+    end_logits = np.full((count, longest), -np.inf, dtype=np.float32)  # (features, seq)
+    for indices, start, end in parts:
+        start_logits[indices, :start.shape[1]] = start
+        end_logits[indices, :end.shape[1]] = end
+    return start_logits, end_logits
+
+
 def answer_examples(loaded: LoadedModel, examples: Sequence[Example], config: QAConfig = QAConfig()) -> dict[str, str]:
     """{example_id: answer} for many examples, in the official predictions format."""
     features = build_features(examples, loaded.tokenizer, config.max_seq_length, config.doc_stride,
                               config.max_query_length, training=False).features
-    start_logits, end_logits = run_model(loaded.model, features, config.per_device_eval_batch_size,
-                                         pad_token_id=loaded.tokenizer.pad_token_id or 0)
-    predictions = postprocess_predictions(examples, features, start_logits, end_logits, config.n_best_size,
-                                          config.max_answer_length)
+    predictions = predict_examples(loaded.model, examples, features, config,
+                                   pad_token_id=loaded.tokenizer.pad_token_id or 0)
     return {k: p.text for k, p in predictions.items()}
