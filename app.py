@@ -78,25 +78,27 @@ class ModelCache:
 MODELS = ModelCache()
 
 
-def run_answer(model: str, question: str, context: str) -> tuple[AnswerResult, LoadedModel]:
+def run_answer(model: str, question: str, context: str) -> tuple[AnswerResult, LoadedModel, float]:
+    """The answer, the model that gave it, and the seconds answering took (not loading the model)."""
     words = len((context or "").split())
     if words > MAX_CONTEXT_WORDS:
         raise ValueError(f"the context has {words:,} words; this server answers up to {MAX_CONTEXT_WORDS:,}")
     loaded = MODELS.get(model or SETTINGS.default_model)
-    return answer_question(loaded, question or "", context or ""), loaded
+    started = time.perf_counter()
+    result = answer_question(loaded, question or "", context or "")
+    return result, loaded, time.perf_counter() - started
 
 
 def ask(model: str, question: str, context: str) -> tuple[Any, ...]:
     """Ask tab: highlighted answer, score line, alternatives, logit plot, message, no-head notice visibility."""
-    started = time.perf_counter()
     try:
-        result, loaded = run_answer(model, question, context)
+        result, loaded, seconds = run_answer(model, question, context)
     except (ValueError, OSError) as err:
         return None, "", views.alternatives_table(None), None, f"Cannot answer: {err}", gr.update(visible=False)
     top = result.prediction.alternatives[0] if result.prediction.alternatives else None
     marks = {"answer": [result.prediction.span]} if result.prediction.span else {}
     score = (f"score {top.score:.2f} · probability {top.probability:.0%} · {result.windows} window(s) · "
-             f"{(time.perf_counter() - started) * 1000:.0f} ms" if top else "no answer span found")
+             f"{seconds * 1000:.0f} ms" if top else "no answer span found")
     figure = plots.logit_figure(result.logits, result.prediction.span)
     return (views.highlight(result.context, marks), score, views.alternatives_table(result), figure, "",
             gr.update(visible=not loaded.has_qa_head))
@@ -176,19 +178,21 @@ def cancel_training() -> str:
 
 
 def poll(seen_version: int) -> tuple[Any, ...]:
-    """Timer tick: redraw only when the job changed; refresh the pickers when a job has ended."""
+    """Timer tick: redraw the job's bar, status and loss curve only when the job changed."""
     s = JOBS.snapshot()
     if s.version == seen_version and not s.active:
-        return (gr.skip(),) * 3 + (seen_version,) + (gr.skip(),) * 3
-    pickers = picker_updates() if not s.active else (gr.skip(),) * 3
+        return gr.skip(), gr.skip(), gr.skip(), seen_version
     figure = plots.loss_figure(s.losses, s.total_steps) if s.version != seen_version else gr.skip()
-    return (views.progress_html(s), views.job_text(s), figure, s.version, *pickers)
+    return views.progress_html(s), views.job_text(s), figure, s.version
 
 
-def picker_updates() -> tuple[Any, ...]:
-    """New choices for the Ask model, the Train base model and the Errors run pickers."""
+def picker_updates(run: str | None = None) -> tuple[Any, ...]:
+    """New choices for the Ask and Train model pickers and the Errors run picker; the run picker keeps its run,
+    or takes the newest one (its change event then loads it)."""
     models = model_choices(SETTINGS.runs_root, SETTINGS.default_model)
-    return gr.update(choices=models), gr.update(choices=models), gr.update(choices=record_choices(SETTINGS.runs_root))
+    runs = record_choices(SETTINGS.runs_root)
+    kept = run if run in {value for _, value in runs} else (runs[0][1] if runs else None)
+    return gr.update(choices=models), gr.update(choices=models), gr.update(choices=runs, value=kept)
 
 
 # ---- Errors tab ---------------------------------------------------------------------------------------------
@@ -241,7 +245,7 @@ def select_record(run: str | None, event: gr.SelectData) -> tuple[Any, ...]:
     example_id = str((event.row_value or [""])[0])
     try:
         record = find_record(run, example_id)
-        result, _ = run_answer(run or "", record.question, record.context)
+        result, *_ = run_answer(run or "", record.question, record.context)
     except (ValueError, OSError) as err:
         return None, None, "", str(err)
     marks = {"gold": list(record.gold_spans), "predicted": [record.span] if record.span else []}
@@ -266,7 +270,8 @@ def model_picker(label: str, info: str) -> gr.Dropdown:
 
 def number_field(name: str, default: Any) -> gr.Number:
     shown = 0 if default is None else default  # 0 stands for "all" in the sample-limit fields
-    return gr.Number(shown, label=name, info=help_of(name) + (" 0 = all." if default is None else ""))
+    return gr.Number(shown, label=name, info=help_of(name) + (" 0 = all." if default is None else ""),
+                     elem_id=f"train-{name}")
 
 
 def build_ask_tab() -> dict[str, Any]:
@@ -329,8 +334,8 @@ def build_train_tab() -> dict[str, Any]:
 
 def build_errors_tab() -> dict[str, Any]:
     with gr.Tab("Errors", id="errors"):
-        run = gr.Dropdown(record_choices(SETTINGS.runs_root), label="Run",
-                          info="Runs that wrote evaluation records", allow_custom_value=True, elem_id="errors-run")
+        run = gr.Dropdown(record_choices(SETTINGS.runs_root), value=None, label="Run",
+                          info="Runs that wrote evaluation records", elem_id="errors-run")
         summary = gr.Textbox(label="Summary", interactive=False, elem_id="errors-summary")
         with gr.Row():
             words, lengths, histogram = gr.Plot(), gr.Plot(), gr.Plot()
@@ -345,7 +350,7 @@ def build_errors_tab() -> dict[str, Any]:
                              interactive=False, wrap=True, elem_id="errors-table")
         selected_question = gr.Textbox(label="Selected question", interactive=False)
         detail = gr.HighlightedText(label="Context: gold and predicted answers", color_map=ERROR_COLORS,
-                                    show_legend=True)
+                                    show_legend=True, elem_id="errors-detail")
         plot = gr.Plot(label="Start and end logits per token")
         send = gr.Button("Send to the Ask tab (edit and ask again)")
         selected = gr.State("")
@@ -365,13 +370,15 @@ def build_app() -> gr.Blocks:
         version = gr.State(-1)
         timer = gr.Timer(1.0)
         pickers = [ask_tab["model"], train_tab["model"], errors_tab["run"]]
-        timer.tick(poll, version, [train_tab["bar"], train_tab["status"], train_tab["loss"], version, *pickers],
+        timer.tick(poll, version, [train_tab["bar"], train_tab["status"], train_tab["loss"], version],
                    show_progress="hidden")
+        # Refreshed on tab switches, not by the timer: a timer output would fight the user's own picking.
+        tabs.select(picker_updates, errors_tab["run"], pickers, show_progress="hidden")
         ask_tab["quick"].click(lambda: gr.Tabs(selected="train"), None, tabs).then(
             start_quick, None, train_tab["message"])
         errors_tab["send"].click(send_to_ask, [errors_tab["run"], errors_tab["selected"]],
                                  [tabs, ask_tab["model"], ask_tab["question"], ask_tab["context"]])
-        demo.load(picker_updates, None, pickers)
+        demo.load(picker_updates, errors_tab["run"], pickers)
     return demo
 
 

@@ -136,11 +136,13 @@ def test_training_from_the_tab_appears_in_the_pickers(settings):
     assert message.startswith("Started job 1")
     assert "already running" in app.start_quick()
     assert app.JOBS.wait(120)
-    bar, status, figure, version, ask_model, train_model, errors_run = app.poll(-1)
+    bar, status, figure, version = app.poll(-1)
     assert "100%" in bar and "finished" in status and figure.data[0].y
+    ask_model, train_model, errors_run = app.picker_updates(None)
     run = message.split(": ", 1)[1]
     assert run in [value for _, value in ask_model["choices"]]
-    assert run in [value for _, value in errors_run["choices"]]
+    assert run in [value for _, value in errors_run["choices"]] and errors_run["value"] == run  # the newest
+    assert app.picker_updates(str(settings.runs_root / "20250101-000000-tiny"))[2]["value"].endswith("-tiny")
     assert app.poll(version)[0] == gr.skip()  # nothing new: nothing to redraw
     assert app.cancel_training() == "No training job is running."
 
