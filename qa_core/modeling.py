@@ -64,7 +64,8 @@ def load_model(name_or_path: str | None, device: str | torch.device = "cpu") -> 
     source = resolve_model(name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForQuestionAnswering.from_pretrained(source)
+        # fp32 weights even from a bf16 folder: training keeps fp32 masters, autocast picks bf16 per op
+        model = AutoModelForQuestionAnswering.from_pretrained(source, dtype=torch.float32)
     except OSError as err:
         raise ModelNotFoundError(f"model {name_or_path!r}: not a local folder ({Path(source).resolve()} does not "
                                  f"exist) and not loadable from the hub ({err})") from None

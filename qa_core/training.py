@@ -80,7 +80,7 @@ class _Run:
     train_seconds: float = 0.0
     features_done: int = 0
     start_step: int = 0
-    loss_sum: float = 0.0
+    loss_sum: torch.Tensor | float = 0.0
     loss_count: int = 0
     history: list[dict] = field(default_factory=list)
 
@@ -247,7 +247,7 @@ def _train_epoch(run: _Run, state: TrainState) -> tuple[TrainState, bool]:
     return replace(state, epoch=state.epoch + 1, batch_in_epoch=0), False
 
 
-def _forward_backward(run: _Run, batch: dict[str, torch.Tensor], accumulation: int, sync: bool) -> float:
+def _forward_backward(run: _Run, batch: dict[str, torch.Tensor], accumulation: int, sync: bool) -> torch.Tensor:
     device = next(run.loaded.model.parameters()).device
     batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     no_sync = run.model.no_sync() if run.context.enabled and not sync else contextlib.nullcontext()
@@ -255,7 +255,7 @@ def _forward_backward(run: _Run, batch: dict[str, torch.Tensor], accumulation: i
         with autocast(device, run.bf16):
             loss = run.model(**batch).loss  # mean of start and end cross-entropy
         (loss / accumulation).backward()
-    return float(loss.detach())
+    return loss.detach()  # stays on the device: reading it every step would stall the GPU queue
 
 
 def _optimizer_step(run: _Run) -> None:
@@ -267,7 +267,7 @@ def _optimizer_step(run: _Run) -> None:
 
 def _after_step(run: _Run, state: TrainState) -> TrainState:
     if state.step % run.config.logging_steps == 0 or state.step == run.total_steps:
-        loss = all_reduce_mean(run.loss_sum / max(run.loss_count, 1), run.context)
+        loss = all_reduce_mean(float(run.loss_sum) / max(run.loss_count, 1), run.context)
         run.loss_sum, run.loss_count = 0.0, 0
         state = replace(state, losses=state.losses + ((state.step, loss),))
         eta = run.train_seconds / max(state.step - run.start_step, 1) * (run.total_steps - state.step)

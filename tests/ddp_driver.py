@@ -1,8 +1,7 @@
-"""Test entry point for torchrun: train with a QAConfig from `--field value` pairs; record what each rank did."""
+"""Test entry point for torchrun: train.py's options, plus a record of what each rank wrote and its weights."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -14,34 +13,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from any folder
 
-from qa_core.config import QAConfig  # noqa: E402
 from qa_core import training  # noqa: E402
+from train import build_parser, config_from_args  # noqa: E402
 
 WRITE_EVENTS = ("open", "os.mkdir", "os.rename", "os.replace", "os.remove", "os.rmdir", "shutil.rmtree",
                 "shutil.copyfile")
-
-
-def parse_config(argv: list[str]) -> QAConfig:
-    """QAConfig from '--name value' pairs; values are converted by the field's annotated type."""
-    types = {f.name: str(f.type) for f in dataclasses.fields(QAConfig)}
-    if len(argv) % 2:
-        raise SystemExit(f"expected --name value pairs, got {argv}")
-    values = {}
-    for flag, raw in zip(argv[::2], argv[1::2]):
-        name = flag.removeprefix("--")
-        if name not in types:
-            raise SystemExit(f"unknown option {flag}")
-        values[name] = _convert(raw, types[name])
-    return QAConfig(**values)
-
-
-def _convert(raw: str, annotation: str) -> object:
-    if raw == "None" and "None" in annotation:
-        return None
-    for name, cast in (("bool", lambda v: v.lower() in ("1", "true", "yes")), ("int", int), ("float", float)):
-        if annotation.startswith(name):
-            return cast(raw)
-    return raw
 
 
 def watch_writes(root: Path, log: list[str]) -> None:
@@ -69,7 +45,7 @@ def weights_digest(model: torch.nn.Module) -> str:
 
 def main(argv: list[str]) -> None:
     logging.basicConfig(level=logging.WARNING)
-    config = parse_config(argv)
+    config = config_from_args(build_parser().parse_args(["train", *argv]))  # train.py's own options
     output_dir = Path(config.output_dir)
     rank = int(os.environ.get("RANK", "0"))
     writes: list[str] = []
