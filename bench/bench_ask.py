@@ -1,0 +1,132 @@
+"""Ask-path latency: our answer_question vs. transformers' question-answering pipeline (5.2.0), batch 1, as JSON.
+
+    python bench/bench_ask.py runs/bench-minilm              # both, writes bench/results/ask.json
+    python bench/bench_ask.py runs/bench-minilm --no-reference
+
+The reference runs in its own venv (bench/.venv-ref, made on first use with `pip install transformers==5.2.0
+torch==2.13.0`), because 5.2 is the last release with that pipeline; both see the same model, questions and threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DEV = ROOT.parent / "shared" / "squad" / "dev-v1.1-subset.json"
+REF_VENV = ROOT / "bench" / ".venv-ref"
+REF_PACKAGES = ("transformers==5.2.0", "torch==2.13.0")
+WARMUP = 3
+
+# Runs inside the reference venv: the pipeline with its defaults (max_seq_len 384, doc_stride 128, top_k 1).
+REFERENCE = """
+import json, sys, time, torch, transformers
+from transformers import pipeline
+model, questions, threads = sys.argv[1], json.load(open(sys.argv[2])), int(sys.argv[3])
+torch.set_num_threads(threads)
+qa = pipeline("question-answering", model=model, tokenizer=model, device=-1)
+for q in questions[:%d]:
+    qa(question=q["question"], context=q["context"])
+times, answers = [], []
+for q in questions:
+    started = time.perf_counter()
+    answers.append(qa(question=q["question"], context=q["context"])["answer"])
+    times.append(time.perf_counter() - started)
+print(json.dumps({"seconds": times, "answers": answers, "transformers": transformers.__version__,
+                  "torch": torch.__version__}))
+""" % WARMUP
+
+
+def pick_questions(path: Path, count: int, min_words: int = 90, max_words: int = 160) -> list[dict[str, str]]:
+    """The first `count` dev questions whose context has about 125 words (between min_words and max_words)."""
+    from qa_core.data import load_examples
+
+    picked = [{"id": e.example_id, "question": e.question, "context": e.context}
+              for e in load_examples(str(path), "validation").examples
+              if min_words <= len(e.context.split()) <= max_words]
+    if len(picked) < count:
+        raise ValueError(f"{path}: only {len(picked)} questions with contexts of {min_words}-{max_words} words")
+    return picked[:count]
+
+
+def summary(seconds: list[float]) -> dict[str, float]:
+    ordered = sorted(seconds)
+    return {"median_ms": 1000 * statistics.median(ordered), "p90_ms": 1000 * ordered[int(0.9 * (len(ordered) - 1))],
+            "mean_ms": 1000 * statistics.fmean(ordered)}
+
+
+def measure_ours(model: str, questions: list[dict[str, str]], threads: int) -> dict:
+    """answer_question per question: tokenize, run every window, search spans (no plotting)."""
+    import torch
+
+    from qa_core.inference import answer_question
+    from qa_core.modeling import load_model
+
+    torch.set_num_threads(threads)
+    loaded = load_model(model)
+    for q in questions[:WARMUP]:
+        answer_question(loaded, q["question"], q["context"])
+    seconds, answers = [], []
+    for q in questions:
+        started = time.perf_counter()
+        answers.append(answer_question(loaded, q["question"], q["context"]).prediction.text)
+        seconds.append(time.perf_counter() - started)
+    return {**summary(seconds), "answers": answers}
+
+
+def reference_python() -> Path:
+    python = REF_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(REF_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *REF_PACKAGES], check=True)
+    return python
+
+
+def measure_reference(model: str, questions: list[dict[str, str]], threads: int) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as out:
+        json.dump(questions, out)
+    done = subprocess.run([str(reference_python()), "-c", REFERENCE, model, out.name, str(threads)],
+                          check=True, capture_output=True, text=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return {**summary(result["seconds"]), "answers": result["answers"], "transformers": result["transformers"],
+            "torch": result["torch"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="a fine-tuned model folder, e.g. runs/bench-minilm")
+    parser.add_argument("--dev", default=str(DEV), help="SQuAD dev file to draw the questions from")
+    parser.add_argument("--questions", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-reference", action="store_true", help="measure only our Ask path")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "ask.json"))
+    args = parser.parse_args(argv)
+    questions = pick_questions(Path(args.dev), args.questions)
+    ours = measure_ours(args.model, questions, args.threads)
+    report = {"model": args.model, "questions": len(questions), "threads": args.threads, "batch": 1,
+              "context_words_mean": statistics.fmean(len(q["context"].split()) for q in questions),
+              "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}",
+              "ours": {k: v for k, v in ours.items() if k != "answers"}}
+    if not args.no_reference:
+        reference = measure_reference(args.model, questions, args.threads)
+        same = sum(a.strip() == b.strip() for a, b in zip(ours["answers"], reference["answers"]))
+        report.update(reference={k: v for k, v in reference.items() if k != "answers"},
+                      ratio_median=ours["median_ms"] / reference["median_ms"],
+                      ratio_p90=ours["p90_ms"] / reference["p90_ms"], same_answer=same / len(questions))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
