@@ -32,12 +32,13 @@ logger = logging.getLogger(__name__)
 
 MAX_CONTEXT_WORDS = 30_000  # about 240 windows: a minute of CPU; longer contexts would starve other users
 LENGTH_BUCKETS = ("1", "2-3", "4-6", "7+")
+QUICK_MINUTES = -(-QUICK_EXPECTED_S // 60)
 HUB_HINT = "distilbert/distilbert-base-cased-distilled-squad"
 ANSWER_COLORS = {"answer": "#ffb347"}
 ERROR_COLORS = {"gold": "#7dd87d", "predicted": "#ffb347", "gold + predicted": "#7fb3ff"}
 NO_HEAD_NOTICE = (f"**This model has no fine-tuned question answering head yet, so its answers are close to "
                   f"random.** Fine-tune it first: the quick fine-tune trains it on the bundled sample in about "
-                  f"{QUICK_EXPECTED_S // 60} minutes on a laptop CPU. Online, you can also type the hub id of a "
+                  f"{QUICK_MINUTES} minutes on a laptop CPU. Online, you can also type the hub id of a "
                   f"model fine-tuned on SQuAD in the model box, e.g. `{HUB_HINT}`.")
 
 
@@ -169,7 +170,7 @@ def start_quick() -> str:
         snapshot = JOBS.start(quick_config(SETTINGS.default_model, str(output_dir)))
     except JobBusyError as err:
         return f"Not started: {err}"
-    return f"Started the quick fine-tune (about {QUICK_EXPECTED_S // 60} min): {snapshot.output_dir}"
+    return f"Started the quick fine-tune (about {QUICK_MINUTES} min): {snapshot.output_dir}"
 
 
 def cancel_training() -> str:
@@ -289,7 +290,7 @@ def build_ask_tab() -> dict[str, Any]:
                 message = gr.Textbox(label="Message", interactive=False, elem_id="ask-message")
                 with gr.Group(visible=False) as notice:
                     gr.Markdown(NO_HEAD_NOTICE)
-                    quick = gr.Button(f"Quick fine-tune in the Train tab (about {QUICK_EXPECTED_S // 60} min)")
+                    quick = gr.Button(f"Quick fine-tune in the Train tab (about {QUICK_MINUTES} min)")
         alternatives = gr.Dataframe(views.alternatives_table(None), label="Top 5 answers", interactive=False)
         plot = gr.Plot(label="Start and end logits per token")
         rows, titles = views.sample_examples()
@@ -318,7 +319,7 @@ def build_train_tab() -> dict[str, Any]:
         with gr.Row():
             start = gr.Button("Start training", variant="primary", interactive=SETTINGS.training_enabled,
                               elem_id="train-start")
-            quick = gr.Button(f"Quick fine-tune: embedded model on the sample (about {QUICK_EXPECTED_S // 60} min)",
+            quick = gr.Button(f"Quick fine-tune: embedded model on the sample (about {QUICK_MINUTES} min)",
                               interactive=SETTINGS.training_enabled, elem_id="train-quick")
             cancel = gr.Button("Cancel", variant="stop", interactive=SETTINGS.training_enabled)
         message = gr.Textbox(label="Message", interactive=False, elem_id="train-message")
