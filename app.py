@@ -11,7 +11,6 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +20,7 @@ import pandas as pd
 from qa_core import plots, views
 from qa_core.config import DEFAULT_MODEL, QAConfig, help_of
 from qa_core.data import DataError, load_examples
-from qa_core.error_analysis import (QUESTION_WORDS, RECORDS_FILE, QuestionRecord, answer_length_bucket, group_scores,
-                                    read_records)
+from qa_core.error_analysis import QUESTION_WORDS, answer_length_bucket, group_scores
 from qa_core.inference import AnswerResult, answer_question
 from qa_core.jobs import (QUICK_EXPECTED_S, JobBusyError, JobManager, model_choices, new_run_dir, quick_config,
                           record_choices)
@@ -198,24 +196,10 @@ def picker_updates(run: str | None = None) -> tuple[Any, ...]:
 
 # ---- Errors tab ---------------------------------------------------------------------------------------------
 
-@lru_cache(maxsize=8)
-def _records(path: str, modified_ns: int) -> tuple[QuestionRecord, ...]:
-    return tuple(read_records(Path(path)))
-
-
-def run_records(run: str | None) -> tuple[QuestionRecord, ...]:
-    if not run:
-        raise ValueError("pick a run first (train one in the Train tab if the list is empty)")
-    path = Path(run) / RECORDS_FILE
-    if not path.exists():
-        raise ValueError(f"{run} has no evaluation records ({RECORDS_FILE}); train it with evaluation data")
-    return _records(str(path), path.stat().st_mtime_ns)
-
-
 def summarize(run: str | None) -> tuple[Any, ...]:
     """Errors tab: summary line, bars by question word and answer length, F1 histogram."""
     try:
-        records = run_records(run)
+        records = views.run_records(run)
     except (ValueError, OSError) as err:
         return str(err), None, None, None
     words = plots.group_figure(group_scores(records, lambda r: r.question_word), "By question word",
@@ -228,35 +212,32 @@ def summarize(run: str | None) -> tuple[Any, ...]:
 def filter_table(run: str | None, only_wrong: bool, f1_min: float, f1_max: float, word: str, search: str,
                  sort: str) -> pd.DataFrame:
     try:
-        records = run_records(run)
+        records = views.run_records(run)
     except (ValueError, OSError):
         return pd.DataFrame(columns=views.TABLE_COLUMNS)
     return views.record_table(records, only_wrong, (f1_min, f1_max), word, search or "", sort)
-
-
-def find_record(run: str | None, example_id: str) -> QuestionRecord:
-    found = next((r for r in run_records(run) if r.example_id == str(example_id)), None)
-    if found is None:
-        raise ValueError(f"question {example_id!r} is not in {run}")
-    return found
 
 
 def select_record(run: str | None, event: gr.SelectData) -> tuple[Any, ...]:
     """A table row was clicked: gold and predicted spans in the context, the logit plot, the question's id."""
     example_id = str((event.row_value or [""])[0])
     try:
-        record = find_record(run, example_id)
-        result, *_ = run_answer(run or "", record.question, record.context)
+        record = views.find_record(run, example_id)
     except (ValueError, OSError) as err:
         return None, None, "", str(err)
     marks = {"gold": list(record.gold_spans), "predicted": [record.span] if record.span else []}
+    title = f"{record.question}  (F1 {record.f1:.1f})"
+    try:  # the logits need the run's model; a cancelled run has only its checkpoint
+        result, *_ = run_answer(run or "", record.question, record.context)
+    except (ValueError, OSError) as err:
+        return views.highlight(record.context, marks), None, example_id, f"{title}  · no logit plot: {err}"
     figure = plots.logit_figure(result.logits, record.span, record.gold_spans)
-    return views.highlight(record.context, marks), figure, example_id, f"{record.question}  (F1 {record.f1:.1f})"
+    return views.highlight(record.context, marks), figure, example_id, title
 
 
 def send_to_ask(run: str | None, example_id: str) -> tuple[Any, ...]:
     try:
-        record = find_record(run, example_id)
+        record = views.find_record(run, example_id)
     except (ValueError, OSError):
         return gr.skip(), gr.skip(), gr.skip(), gr.skip()
     return gr.Tabs(selected="ask"), gr.update(value=run), record.question, record.context

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from qa_core.data import load_examples
-from qa_core.error_analysis import QuestionRecord, filter_records
+from qa_core.error_analysis import RECORDS_FILE, QuestionRecord, filter_records, read_records
 from qa_core.inference import AnswerResult
 from qa_core.jobs import JobSnapshot
 
@@ -83,3 +85,25 @@ def record_table(records: Sequence[QuestionRecord], only_wrong: bool = False, f1
     rows = [[r.example_id, r.question_word, r.question, " | ".join(r.gold_answers), r.prediction,
              round(r.exact_match), round(r.f1, 1)] for r in sorted(chosen, key=keys.get(sort, lambda r: r.example_id))]
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+@lru_cache(maxsize=8)
+def _records(path: str, modified_ns: int) -> tuple[QuestionRecord, ...]:
+    return tuple(read_records(Path(path)))
+
+
+def run_records(run: str | None) -> tuple[QuestionRecord, ...]:
+    """The evaluation records of a run folder, read once per version of the file."""
+    if not run:
+        raise ValueError("pick a run first (train one in the Train tab if the list is empty)")
+    path = Path(run) / RECORDS_FILE
+    if not path.exists():
+        raise ValueError(f"{run} has no evaluation records ({RECORDS_FILE}); train it with evaluation data")
+    return _records(str(path), path.stat().st_mtime_ns)
+
+
+def find_record(run: str | None, example_id: str) -> QuestionRecord:
+    found = next((r for r in run_records(run) if r.example_id == str(example_id)), None)
+    if found is None:
+        raise ValueError(f"question {example_id!r} is not in {run}")
+    return found

@@ -186,3 +186,13 @@ def test_highlight_marks_overlapping_spans():
     pieces = app.views.highlight("the French engineer Augustin Fresnel", {"gold": [(0, 36)], "predicted": [(20, 36)]})
     assert pieces == [("the French engineer ", "gold"), ("Augustin Fresnel", "gold + predicted")]
     assert app.views.highlight("abc", {}) == [("abc", None)]
+
+
+def test_a_run_without_its_model_still_shows_the_spans(settings, tiny_run, tmp_path):
+    stopped = tmp_path / "stopped-run"  # a cancelled run: records from an epoch, no final model
+    stopped.mkdir()
+    (stopped / RECORDS_FILE).write_text((tiny_run / RECORDS_FILE).read_text(encoding="utf-8"), encoding="utf-8")
+    row = app.filter_table(str(stopped), False, 0, 100, "all", "", "id").iloc[0].tolist()
+    pieces, figure, selected, question = app.select_record(str(stopped), gr.SelectData(None, {
+        "index": [0, 0], "value": row[0], "row_value": row}))
+    assert pieces and figure is None and selected == row[0] and "no logit plot" in question
