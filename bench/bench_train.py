@@ -66,11 +66,12 @@ def run_mode(mode: str, max_steps: int, output_dir: str) -> dict:
 
 
 def run_in_child(mode: str, max_steps: int) -> dict:
-    """Each mode in its own process, so peak memory and warm caches are its own."""
+    """Each mode in its own process, so peak memory and warm caches are its own; the run stays in runs/."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
+        run_dir = ROOT / "runs" / f"bench-{mode}"
         subprocess.run([sys.executable, __file__, "--child", mode, "--max_steps", str(max_steps),
-                        "--child-output", str(out), "--run-dir", str(Path(tmp) / "run")], check=True)
+                        "--child-output", str(out), "--run-dir", str(run_dir)], check=True)
         return json.loads(out.read_text())
 
 

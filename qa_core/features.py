@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from qa_core.config import QAConfig
 from qa_core.data import Example
 
 logger = logging.getLogger(__name__)
@@ -125,6 +126,14 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int,
         ranked = sorted(order[begin:begin + chunk], key=lambda i: -lengths[i])
         batches.extend(ranked[b:b + batch_size] for b in range(0, len(ranked), batch_size))
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+def training_batches(features: Sequence[Feature], config: QAConfig, epoch: int) -> list[list[int]]:
+    """The same batch order on every rank for a given seed and epoch, so resume and DDP sharding agree."""
+    seed = config.seed + epoch
+    if config.group_by_length and not config.pad_to_max_length:
+        return length_grouped_batches([len(f.input_ids) for f in features], config.per_device_train_batch_size, seed)
+    return random_batches(len(features), config.per_device_train_batch_size, seed)
 
 
 def random_batches(count: int, batch_size: int, seed: int) -> list[list[int]]:

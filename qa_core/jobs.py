@@ -13,7 +13,8 @@ from pathlib import Path
 
 from qa_core.checkpoints import RunSummary, list_runs
 from qa_core.config import DEFAULT_MODEL, QAConfig
-from qa_core.training import ProgressEvent, TrainResult, train
+from qa_core.progress import ProgressEvent
+from qa_core.training import TrainResult, train
 
 logger = logging.getLogger(__name__)
 

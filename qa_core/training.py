@@ -22,30 +22,12 @@ from qa_core.data import Example, fingerprint, load_examples
 from qa_core.distributed import (DistContext, all_reduce_mean, any_rank, barrier, cleanup, device_for,
                                  init_distributed, shard, unwrap_ddp)
 from qa_core.evaluation import EvalResult, evaluate, write_eval_outputs
-from qa_core.features import Feature, build_features, collate, length_grouped_batches, random_batches
+from qa_core.features import Feature, build_features, collate, training_batches
 from qa_core.inference import autocast
 from qa_core.modeling import LoadedModel, load_model
+from qa_core.progress import ProgressCallback, ProgressEvent
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ProgressEvent:
-    """What the CLI progress bar and the web UI both draw."""
-
-    kind: str  # start | step | eval | checkpoint | done | cancelled
-    step: int
-    total_steps: int
-    epoch: float
-    loss: float | None = None
-    learning_rate: float | None = None
-    features_per_s: float | None = None  # training windows per second, all processes together
-    eta_s: float | None = None
-    metrics: dict[str, float] | None = None
-    message: str = ""
-
-
-ProgressCallback = Callable[[ProgressEvent], None]
 
 
 @dataclass(frozen=True)
@@ -60,7 +42,7 @@ class TrainResult:
 
 @dataclass
 class _Run:
-    """What the loop works on; mutable only in its clock and loss accumulator."""
+    """What the loop works on; mutable in its counters, its history and run.json's contents."""
 
     config: QAConfig
     context: DistContext
@@ -119,7 +101,7 @@ def _setup(config: QAConfig, context: DistContext, device: str | None, callback:
     if not train_features:
         raise ValueError(f"{config.train_file}: no training window holds an answer")
     eval_features = featurize(eval_examples, training=False).features
-    steps_per_epoch = math.ceil(len(shard(epoch_batches(train_features, config, 0), context))
+    steps_per_epoch = math.ceil(len(shard(training_batches(train_features, config, 0), context))
                                 / config.gradient_accumulation_steps)
     if steps_per_epoch == 0:  # else every rank loops over empty epochs forever
         raise ValueError(f"{len(train_features)} training windows make fewer batches than the "
@@ -177,14 +159,6 @@ def build_optimizer(model: torch.nn.Module, config: QAConfig, device: torch.devi
     return torch.optim.AdamW(groups, lr=config.learning_rate, fused=device.type == "cuda")
 
 
-def epoch_batches(features: tuple[Feature, ...], config: QAConfig, epoch: int) -> list[list[int]]:
-    """The same batch order on every rank for a given seed and epoch, so resume and DDP sharding agree."""
-    seed = config.seed + epoch
-    if config.group_by_length and not config.pad_to_max_length:
-        return length_grouped_batches([len(f.input_ids) for f in features], config.per_device_train_batch_size, seed)
-    return random_batches(len(features), config.per_device_train_batch_size, seed)
-
-
 def _loader(run: _Run, batches: list[list[int]]) -> DataLoader:
     device = next(run.loaded.model.parameters()).device
     pad_to = run.config.max_seq_length if run.config.pad_to_max_length else None
@@ -224,7 +198,7 @@ def _loop(run: _Run) -> TrainResult:
 
 def _train_epoch(run: _Run, state: TrainState) -> tuple[TrainState, bool]:
     """Run micro-batches of state.epoch from where it stands; returns the new state and whether it was cancelled."""
-    batches = shard(epoch_batches(run.train_features, run.config, state.epoch), run.context)
+    batches = shard(training_batches(run.train_features, run.config, state.epoch), run.context)
     accumulation = run.config.gradient_accumulation_steps
     clock = time.perf_counter()
     run.model.train()

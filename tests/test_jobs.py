@@ -13,7 +13,8 @@ from qa_core.config import QAConfig
 from qa_core.error_analysis import RECORDS_FILE
 from qa_core.jobs import (JobBusyError, JobManager, model_choices, model_slug, new_run_dir, quick_config,
                           record_choices)
-from qa_core.training import ProgressEvent, TrainResult
+from qa_core.progress import ProgressEvent
+from qa_core.training import TrainResult
 
 
 class FakeTrainer:

@@ -14,7 +14,8 @@ import pytest
 
 from qa_core.checkpoints import find_checkpoint, read_run_info
 from qa_core.config import QAConfig
-from qa_core.training import ProgressEvent, train
+from qa_core.progress import ProgressEvent
+from qa_core.training import train
 from tests.overfit_data import write_tiny_squad
 
 ROOT = Path(__file__).resolve().parent.parent
