@@ -206,7 +206,8 @@ def summarize(run: str | None) -> tuple[Any, ...]:
                                (*QUESTION_WORDS, "other"))
     lengths = plots.group_figure(group_scores(records, answer_length_bucket), "By gold answer length (words)",
                                  LENGTH_BUCKETS)
-    return views.summary_text(records), words, lengths, plots.f1_histogram([r.f1 for r in records])
+    summary = views.summary_text(records) + views.evaluation_caveat(run or "")
+    return summary, words, lengths, plots.f1_histogram([r.f1 for r in records])
 
 
 def filter_table(run: str | None, only_wrong: bool, f1_min: float, f1_max: float, word: str, search: str,

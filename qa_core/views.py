@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from qa_core.checkpoints import read_run_info
 from qa_core.data import load_examples
 from qa_core.error_analysis import RECORDS_FILE, QuestionRecord, filter_records, read_records
 from qa_core.inference import AnswerResult
@@ -75,6 +76,18 @@ def summary_text(records: Sequence[QuestionRecord]) -> str:
     f1 = sum(r.f1 for r in records) / len(records)
     wrong = sum(r.exact_match < 100 for r in records)
     return f"{len(records)} questions · EM {em:.1f} · F1 {f1:.1f} · {wrong} not exactly right"
+
+
+def evaluation_caveat(run: str) -> str:
+    """A warning for runs evaluated on the data they trained on (the quick fine-tune): memorisation, not skill."""
+    try:
+        config = read_run_info(Path(run)).config
+    except ValueError:
+        return ""
+    if config.get("validation_file") and config.get("validation_file") == config.get("train_file"):
+        return ("  ⚠ This run was evaluated on its own training data, so these figures show memorisation, "
+                "not how it does on new questions. Train with separate evaluation data for honest figures.")
+    return ""
 
 
 def record_table(records: Sequence[QuestionRecord], only_wrong: bool = False, f1_range: tuple[float, float] = (0, 100),

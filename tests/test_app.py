@@ -196,3 +196,14 @@ def test_a_run_without_its_model_still_shows_the_spans(settings, tiny_run, tmp_p
     pieces, figure, selected, question = app.select_record(str(stopped), gr.SelectData(None, {
         "index": [0, 0], "value": row[0], "row_value": row}))
     assert pieces and figure is None and selected == row[0] and "no logit plot" in question
+
+
+def test_a_run_evaluated_on_its_training_data_says_so(tmp_path) -> None:
+    from qa_core.checkpoints import RunInfo, write_run_info
+    from qa_core import views
+
+    write_run_info(tmp_path / "same", RunInfo("finished", {"train_file": "sample", "validation_file": "sample"}))
+    write_run_info(tmp_path / "held", RunInfo("finished", {"train_file": "a.json", "validation_file": "b.json"}))
+    assert "its own training data" in views.evaluation_caveat(str(tmp_path / "same"))
+    assert views.evaluation_caveat(str(tmp_path / "held")) == ""
+    assert views.evaluation_caveat(str(tmp_path / "missing")) == ""
