@@ -57,12 +57,17 @@ def load_examples(source: str, split: str = "train", limit: int | None = None) -
         source = str(SAMPLE_PATH)
     path = Path(source)
     if path.exists():
-        records, origin = _read_file(path), str(path)
-    elif path.suffix in {".json", ".jsonl"} or "/" in source and path.parent.exists() and path.parent != Path("."):
+        return _build(_read_file(path), str(path), limit)
+    if _looks_like_a_path(source):
         raise DataError(f"{source}: no such data file")
-    else:
-        records, origin = _read_hub(source, split), source
-    return _build(records, origin, limit)
+    return _build(_read_hub(source, split), source, limit)
+
+
+def _looks_like_a_path(source: str) -> bool:
+    """A file name or a path into an existing folder; anything else may be a hub name like 'rajpurkar/squad'."""
+    path = Path(source)
+    return path.suffix in {".json", ".jsonl"} or source.startswith((".", "/", "~")) or (
+        path.parent != Path(".") and path.parent.exists())
 
 
 def _build(records: Iterable[tuple[str, dict[str, Any]]], origin: str, limit: int | None) -> LoadResult:
