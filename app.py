@@ -7,9 +7,7 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # starts offline without telemetry calls
 
 import logging
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,8 @@ from qa_core.error_analysis import QUESTION_WORDS, answer_length_bucket, group_s
 from qa_core.inference import AnswerResult, answer_question
 from qa_core.jobs import (QUICK_EXPECTED_S, JobBusyError, JobManager, model_choices, new_run_dir, quick_config,
                           record_choices)
-from qa_core.modeling import LoadedModel, load_model
+from qa_core.modeling import LoadedModel
+from qa_core.serving import ModelCache
 
 logger = logging.getLogger(__name__)
 
@@ -45,36 +44,20 @@ class Settings:
     runs_root: Path
     default_model: str
     training_enabled: bool
+    fast_inference: bool  # compiled bf16 copies for answering, on CPUs with native bf16
 
     @staticmethod
     def from_env() -> Settings:
         return Settings(Path(os.environ.get("QA_RUNS_DIR", "runs")), os.environ.get("QA_DEFAULT_MODEL", DEFAULT_MODEL),
-                        os.environ.get("QA_DISABLE_TRAINING", "").lower() not in ("1", "true", "yes"))
+                        os.environ.get("QA_DISABLE_TRAINING", "").lower() not in ("1", "true", "yes"),
+                        os.environ.get("QA_FAST_INFERENCE", "1").lower() not in ("0", "false", "no"))
 
 
 SETTINGS = Settings.from_env()
 JOBS = JobManager()
 
 
-class ModelCache:
-    """Each model is loaded once and kept (least recently used out); safe to share between request threads."""
-
-    def __init__(self, size: int = 3) -> None:
-        self._models: OrderedDict[str, LoadedModel] = OrderedDict()
-        self._lock = threading.Lock()
-        self._size = size
-
-    def get(self, name: str) -> LoadedModel:
-        with self._lock:  # held while loading, so two requests for a new model load it once
-            if name not in self._models:
-                self._models[name] = load_model(name)
-                if len(self._models) > self._size:
-                    self._models.popitem(last=False)
-            self._models.move_to_end(name)
-            return self._models[name]
-
-
-MODELS = ModelCache()
+MODELS = ModelCache(fast=SETTINGS.fast_inference)
 
 
 def run_answer(model: str, question: str, context: str) -> tuple[AnswerResult, LoadedModel, float]:

@@ -50,7 +50,7 @@ def pick_questions(path: Path, count: int, min_words: int = 90, max_words: int =
     """The first `count` dev questions whose context has about 125 words (between min_words and max_words)."""
     from qa_core.data import load_examples
 
-    picked = [{"id": e.example_id, "question": e.question, "context": e.context}
+    picked = [{"id": e.example_id, "question": e.question, "context": e.context, "golds": [a.text for a in e.answers]}
               for e in load_examples(str(path), "validation").examples
               if min_words <= len(e.context.split()) <= max_words]
     if len(picked) < count:
@@ -64,15 +64,22 @@ def summary(seconds: list[float]) -> dict[str, float]:
             "mean_ms": 1000 * statistics.fmean(ordered)}
 
 
-def measure_ours(model: str, questions: list[dict[str, str]], threads: int) -> dict:
-    """answer_question per question: tokenize, run every window, search spans (no plotting)."""
+def measure_ours(model: str, questions: list[dict[str, str]], threads: int, fast: bool) -> dict:
+    """answer_question per question: tokenize, run every window, search spans (no plotting).
+
+    fast=True measures what the app serves on a CPU with native bf16: qa_core.serving's compiled bf16 copy.
+    """
     import torch
 
     from qa_core.inference import answer_question
     from qa_core.modeling import load_model
+    from qa_core.serving import compile_for_cpu
 
     torch.set_num_threads(threads)
     loaded = load_model(model)
+    started = time.perf_counter()
+    loaded = compile_for_cpu(loaded) if fast else loaded
+    prepare_seconds = time.perf_counter() - started
     for q in questions[:WARMUP]:
         answer_question(loaded, q["question"], q["context"])
     seconds, answers = [], []
@@ -80,7 +87,21 @@ def measure_ours(model: str, questions: list[dict[str, str]], threads: int) -> d
         started = time.perf_counter()
         answers.append(answer_question(loaded, q["question"], q["context"]).prediction.text)
         seconds.append(time.perf_counter() - started)
-    return {**summary(seconds), "answers": answers}
+    return {**summary(seconds), "prepare_seconds": round(prepare_seconds, 1), "answers": answers,
+            **quality(answers, questions)}
+
+
+def quality(answers: list[str], questions: list[dict]) -> dict[str, float]:
+    """SQuAD EM/F1 of these answers on these questions, so speed never hides a loss of accuracy."""
+    from qa_core.metrics import compute_metrics
+
+    metrics = compute_metrics(dict(zip([q["id"] for q in questions], answers)),
+                              {q["id"]: q["golds"] for q in questions})
+    return {"exact_match": round(metrics.exact_match, 2), "f1": round(metrics.f1, 2)}
+
+
+def same_answers(a: list[str], b: list[str]) -> float:
+    return sum(x.strip() == y.strip() for x, y in zip(a, b)) / len(a)
 
 
 def reference_python() -> Path:
@@ -108,20 +129,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--questions", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-reference", action="store_true", help="measure only our Ask path")
+    parser.add_argument("--no-fast", action="store_true", help="measure only the fp32 eager path")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "ask.json"))
     args = parser.parse_args(argv)
     questions = pick_questions(Path(args.dev), args.questions)
-    ours = measure_ours(args.model, questions, args.threads)
+    from qa_core.serving import native_bf16_cpu
+
+    fast = native_bf16_cpu() and not args.no_fast
+    ours_fp32 = measure_ours(args.model, questions, args.threads, fast=False)
+    ours = measure_ours(args.model, questions, args.threads, fast=True) if fast else ours_fp32
     report = {"model": args.model, "questions": len(questions), "threads": args.threads, "batch": 1,
               "context_words_mean": statistics.fmean(len(q["context"].split()) for q in questions),
               "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}",
-              "ours": {k: v for k, v in ours.items() if k != "answers"}}
+              "ours_path": "compiled bf16 (qa_core.serving)" if fast else "fp32 eager",
+              "ours": {k: v for k, v in ours.items() if k != "answers"},
+              "ours_fp32": {k: v for k, v in ours_fp32.items() if k != "answers"},
+              "same_answer_fast_vs_fp32": same_answers(ours["answers"], ours_fp32["answers"])}
     if not args.no_reference:
         reference = measure_reference(args.model, questions, args.threads)
-        same = sum(a.strip() == b.strip() for a, b in zip(ours["answers"], reference["answers"]))
         report.update(reference={k: v for k, v in reference.items() if k != "answers"},
+                      reference_quality=quality(reference["answers"], questions),
                       ratio_median=ours["median_ms"] / reference["median_ms"],
-                      ratio_p90=ours["p90_ms"] / reference["p90_ms"], same_answer=same / len(questions))
+                      ratio_p90=ours["p90_ms"] / reference["p90_ms"],
+                      same_answer=same_answers(ours["answers"], reference["answers"]))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(report, indent=1))

@@ -9,6 +9,8 @@ from pathlib import Path
 # Tiny models run fastest on one thread, and two cores shared with a server and a browser thrash with more;
 # set before torch starts so subprocesses (torchrun, train.py, the app) inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The app's compiled bf16 copies cost a minute of compiling per model; tests/test_serving.py covers them once.
+os.environ.setdefault("QA_FAST_INFERENCE", "0")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -35,8 +37,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    """The embedded model's real uncased WordPiece tokenizer (shipped in a pip package, offline)."""
-    return AutoTokenizer.from_pretrained(embedded_model_path())
+    """The embedded model's real uncased WordPiece tokenizer (shipped in a pip package, offline); on a machine
+    without that package (a GPU box), QA_TEST_TOKENIZER names a folder with the same tokenizer (bench/bundle)."""
+    return AutoTokenizer.from_pretrained(os.environ.get("QA_TEST_TOKENIZER") or embedded_model_path())
 
 
 def tiny_bert(vocab_size: int, seed: int = 0) -> BertForQuestionAnswering:

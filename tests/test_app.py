@@ -31,7 +31,7 @@ def tiny_run(tmp_path_factory, tiny_model_dir) -> Path:
 
 @pytest.fixture()
 def settings(monkeypatch, tmp_path, tiny_model_dir, tiny_run) -> app.Settings:
-    settings = app.Settings(tiny_run.parent, str(tiny_model_dir), training_enabled=True)
+    settings = app.Settings(tiny_run.parent, str(tiny_model_dir), training_enabled=True, fast_inference=False)
     monkeypatch.setattr(app, "SETTINGS", settings)
     monkeypatch.setattr(app, "JOBS", JobManager())
     return settings
@@ -125,7 +125,7 @@ def test_bad_training_settings_are_refused(settings, choice, numbers, expected):
 
 
 def test_training_can_be_switched_off(settings, monkeypatch):
-    monkeypatch.setattr(app, "SETTINGS", app.Settings(settings.runs_root, settings.default_model, False))
+    monkeypatch.setattr(app, "SETTINGS", app.Settings(settings.runs_root, settings.default_model, False, False))
     assert "switched off" in app.start_training("", app.DATA_CHOICES[0], None, "", "")
     assert "switched off" in app.start_quick()
 

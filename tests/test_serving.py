@@ -1,0 +1,45 @@
+"""The app's model cache: one load per model, and the compiled bf16 copy that answers on CPUs with native bf16."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from qa_core.inference import answer_question
+from qa_core.serving import ModelCache, native_bf16_cpu
+
+CONTEXT = "The night ferry leaves the north pier at ten and reaches the island before dawn."
+
+
+def test_each_model_is_loaded_once_and_the_oldest_is_dropped(tiny_model_dir: Path, tmp_path: Path) -> None:
+    cache = ModelCache(size=1, fast=False)
+    first = cache.get(str(tiny_model_dir))
+    assert cache.get(str(tiny_model_dir)) is first
+    copy_dir = tmp_path / "copy"
+    first.model.save_pretrained(copy_dir)
+    first.tokenizer.save_pretrained(copy_dir)
+    cache.get(str(copy_dir))
+    assert cache.get(str(tiny_model_dir)) is not first  # evicted, then loaded again
+
+
+@pytest.mark.skipif(not native_bf16_cpu(), reason="the compiled bf16 path is for CPUs with AVX512-BF16 or AMX")
+def test_the_cache_swaps_in_a_warm_compiled_copy_that_answers_alike(tiny_model_dir: Path) -> None:
+    cache = ModelCache(fast=True)
+    eager = cache.get(str(tiny_model_dir))
+    deadline = time.time() + 300
+    while cache.get(str(tiny_model_dir)) is eager and time.time() < deadline:
+        time.sleep(0.5)
+    fast = cache.get(str(tiny_model_dir))
+    assert fast is not eager and next(fast.model.parameters()).dtype == torch.bfloat16
+    assert next(eager.model.parameters()).dtype == torch.float32  # the copy was converted, not the original
+    expected = answer_question(eager, "When does the ferry leave?", CONTEXT)
+    started = time.perf_counter()
+    got = answer_question(fast, "When does the ferry leave?", CONTEXT + " " + CONTEXT * 30)  # several windows
+    assert time.perf_counter() - started < 5, "warm: no compiling while answering"
+    assert got.windows > 1
+    again = answer_question(fast, "When does the ferry leave?", CONTEXT)
+    assert again.prediction.alternatives[0].text in {s.text for s in expected.prediction.alternatives}
+
