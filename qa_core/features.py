@@ -61,9 +61,16 @@ def build_features(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBa
 
 def truncate_questions(questions: list[str], tokenizer: PreTrainedTokenizerBase, max_query_length: int) -> list[str]:
     """Cut questions after max_query_length tokens, so only the context is split into windows."""
-    lengths = tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-    return [q if len(spans) <= max_query_length else q[:spans[max_query_length - 1][1]]
-            for q, spans in zip(questions, lengths)]
+    # Every token covers at least one character, so short questions need no tokenizing here (the Ask hot path).
+    long = [i for i, q in enumerate(questions) if len(q) > max_query_length]
+    if not long:
+        return questions
+    spans = tokenizer([questions[i] for i in long], add_special_tokens=False, return_offsets_mapping=True)
+    cut = list(questions)
+    for i, offsets in zip(long, spans["offset_mapping"]):
+        if len(offsets) > max_query_length:
+            cut[i] = questions[i][:offsets[max_query_length - 1][1]]
+    return cut
 
 
 def _label_windows(examples: Sequence[Example], windows: list[list[Feature]]) -> FeatureSet:

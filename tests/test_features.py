@@ -108,3 +108,12 @@ def test_length_grouped_batches_cover_everything_once_and_cut_padding() -> None:
 
 def test_sorted_batches() -> None:
     assert sorted_batches([3, 9, 5], 2) == [[1, 2], [0]]
+
+
+def test_only_questions_longer_than_the_limit_are_cut(tokenizer) -> None:
+    from qa_core.features import truncate_questions
+
+    short, long = "who?", "why " * 40 + "?"
+    cut = truncate_questions([short, long, "a" * 20], tokenizer, 16)
+    assert cut[0] == short and cut[2] == "a" * 20
+    assert len(tokenizer(cut[1], add_special_tokens=False)["input_ids"]) == 16
