@@ -27,15 +27,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
 from transformers import (AutoModelForQuestionAnswering, AutoTokenizer, BertConfig,  # noqa: E402
                           BertForQuestionAnswering, get_linear_schedule_with_warmup)
 
 from qa_core.config import QAConfig  # noqa: E402
 from qa_core.data import load_examples  # noqa: E402
-from qa_core.features import Feature, build_features, collate, length_grouped_batches, sorted_batches  # noqa: E402
-from qa_core.inference import autocast, run_model  # noqa: E402
-from qa_core.training import build_optimizer  # noqa: E402
+from qa_core.features import Feature, build_features, length_grouped_batches, sorted_batches  # noqa: E402
+from qa_core.inference import run_model  # noqa: E402
+from qa_core.training import batch_loader, build_optimizer, forward_backward, optimizer_step  # noqa: E402
 
 BUNDLE = ROOT / "bench" / "bundle"
 SQUAD_DIRS = (ROOT.parent / "shared" / "squad", BUNDLE / "squad")
@@ -187,33 +186,25 @@ def train_batches(features: tuple[Feature, ...], batch_size: int, count: int) ->
 
 def train_pass(model: torch.nn.Module, features: tuple[Feature, ...], args: argparse.Namespace,
                device: torch.device, facts: dict) -> tuple[Pass, float]:
-    """The training step of qa_core.training: bf16 autocast, fused AdamW, clipping, schedule, pinned batches."""
+    """qa_core.training's own step (forward_backward + optimizer_step) and loader, timed after warm-up steps."""
     config = QAConfig(learning_rate=1e-4, per_device_train_batch_size=args.batch_size)
     optimizer = build_optimizer(model, config, device)
     total = args.warmup_steps + args.steps
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(0.1 * total), total)
     batches = train_batches(features, args.batch_size, total)
-    multiple_of = 8 if device.type == "cuda" else 1
-    loader = DataLoader(features, batch_sampler=batches, num_workers=args.workers, pin_memory=device.type == "cuda",
-                        collate_fn=lambda b: collate(b, pad_token_id=0, multiple_of=multiple_of))
+    loader = batch_loader(features, batches, device, num_workers=args.workers)
     model.train()
-    loss = start = 0.0
+    loss, start = torch.zeros(()), 0.0
     for step, batch in enumerate(loader):
         if step == args.warmup_steps:
             synchronize(device)
             start = time.perf_counter()
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        with autocast(device, args.bf16):
-            output = model(**batch)
-        output.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        loss = float(output.loss.detach())  # training reads the loss every step too (a sync)
+        loss = forward_backward(model, batch, args.bf16)
+        optimizer_step(model, optimizer, scheduler, config.max_grad_norm)
     synchronize(device)
     seconds = time.perf_counter() - start
-    return measure(batches[args.warmup_steps:], features, facts, 3, multiple_of, seconds), loss
+    multiple_of = 8 if device.type == "cuda" else 1
+    return measure(batches[args.warmup_steps:], features, facts, 3, multiple_of, seconds), float(loss)
 
 
 def eval_pass(model: torch.nn.Module, features: tuple[Feature, ...], args: argparse.Namespace,

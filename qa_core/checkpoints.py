@@ -22,7 +22,6 @@ class TrainState:
     step: int = 0  # optimizer steps done
     epoch: int = 0  # current epoch (0-based)
     batch_in_epoch: int = 0  # micro-batches of this epoch already consumed by this rank
-    losses: tuple[tuple[int, float], ...] = ()  # (step, running loss) history for the loss curve
 
 
 @dataclass(frozen=True)
@@ -89,8 +88,7 @@ def load_trainer_state(checkpoint: Path, optimizer: torch.optim.Optimizer, sched
     if saved["cuda_rng"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(saved["cuda_rng"])
     state = saved["state"]
-    return TrainState(state["step"], state["epoch"], state["batch_in_epoch"],
-                      tuple(tuple(x) for x in state["losses"]))
+    return TrainState(state["step"], state["epoch"], state["batch_in_epoch"])
 
 
 def save_model(folder: Path, model: torch.nn.Module, tokenizer) -> None:

@@ -159,13 +159,18 @@ def build_optimizer(model: torch.nn.Module, config: QAConfig, device: torch.devi
     return torch.optim.AdamW(groups, lr=config.learning_rate, fused=device.type == "cuda")
 
 
-def _loader(run: _Run, batches: list[list[int]]) -> DataLoader:
-    device = next(run.loaded.model.parameters()).device
-    pad_to = run.config.max_seq_length if run.config.pad_to_max_length else None
-    return DataLoader(run.train_features, batch_sampler=batches, num_workers=run.config.dataloader_num_workers,
-                      pin_memory=device.type == "cuda",
-                      collate_fn=partial(collate, pad_token_id=run.loaded.tokenizer.pad_token_id or 0, pad_to=pad_to,
+def batch_loader(features: tuple[Feature, ...], batches: list[list[int]], device: torch.device,
+                 pad_token_id: int = 0, pad_to: int | None = None, num_workers: int = 0) -> DataLoader:
+    """Padded batches in the given order; pinned memory and lengths rounded to multiples of 8 on CUDA."""
+    return DataLoader(features, batch_sampler=batches, num_workers=num_workers, pin_memory=device.type == "cuda",
+                      collate_fn=partial(collate, pad_token_id=pad_token_id, pad_to=pad_to,
                                          multiple_of=8 if device.type == "cuda" else 1))
+
+
+def _loader(run: _Run, batches: list[list[int]]) -> DataLoader:
+    pad_to = run.config.max_seq_length if run.config.pad_to_max_length else None
+    return batch_loader(run.train_features, batches, next(run.loaded.model.parameters()).device,
+                        run.loaded.tokenizer.pad_token_id or 0, pad_to, run.config.dataloader_num_workers)
 
 
 def _loop(run: _Run) -> TrainResult:
@@ -205,13 +210,14 @@ def _train_epoch(run: _Run, state: TrainState) -> tuple[TrainState, bool]:
     for batch in _loader(run, batches[state.batch_in_epoch:]):
         position = state.batch_in_epoch + 1
         last_of_step = position % accumulation == 0 or position == len(batches)
-        run.loss_sum += _forward_backward(run, batch, accumulation, sync=last_of_step)
+        no_sync = run.model.no_sync() if run.context.enabled and not last_of_step else None
+        run.loss_sum += forward_backward(run.model, batch, run.bf16, accumulation, no_sync)
         run.loss_count += 1
         run.features_done += len(batch["input_ids"]) * run.context.world_size
         state = replace(state, batch_in_epoch=position)
         if not last_of_step:
             continue
-        _optimizer_step(run)
+        optimizer_step(run.model, run.optimizer, run.scheduler, run.config.max_grad_norm)
         state = replace(state, step=state.step + 1)
         run.train_seconds += time.perf_counter() - clock
         state = _after_step(run, state)
@@ -221,29 +227,30 @@ def _train_epoch(run: _Run, state: TrainState) -> tuple[TrainState, bool]:
     return replace(state, epoch=state.epoch + 1, batch_in_epoch=0), False
 
 
-def _forward_backward(run: _Run, batch: dict[str, torch.Tensor], accumulation: int, sync: bool) -> torch.Tensor:
-    device = next(run.loaded.model.parameters()).device
+def forward_backward(model: torch.nn.Module, batch: dict[str, torch.Tensor], bf16: bool, accumulation: int = 1,
+                     no_sync: contextlib.AbstractContextManager | None = None) -> torch.Tensor:
+    """One micro-batch: loss and gradients; the loss stays on the device (reading it every step stalls a GPU)."""
+    device = next(model.parameters()).device
     batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-    no_sync = run.model.no_sync() if run.context.enabled and not sync else contextlib.nullcontext()
-    with no_sync:  # backward inside too: DDP's compiled-autograd reducer reads the flag during backward
-        with autocast(device, run.bf16):
-            loss = run.model(**batch).loss  # mean of start and end cross-entropy
+    with no_sync or contextlib.nullcontext():  # backward inside too: DDP's reducer reads the flag during backward
+        with autocast(device, bf16):
+            loss = model(**batch).loss  # mean of start and end cross-entropy
         (loss / accumulation).backward()
-    return loss.detach()  # stays on the device: reading it every step would stall the GPU queue
+    return loss.detach()
 
 
-def _optimizer_step(run: _Run) -> None:
-    torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.config.max_grad_norm)
-    run.optimizer.step()
-    run.scheduler.step()
-    run.optimizer.zero_grad(set_to_none=True)
+def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                   scheduler: torch.optim.lr_scheduler.LRScheduler, max_grad_norm: float) -> None:
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def _after_step(run: _Run, state: TrainState) -> TrainState:
     if state.step % run.config.logging_steps == 0 or state.step == run.total_steps:
         loss = all_reduce_mean(float(run.loss_sum) / max(run.loss_count, 1), run.context)
         run.loss_sum, run.loss_count = 0.0, 0
-        state = replace(state, losses=state.losses + ((state.step, loss),))
         eta = run.train_seconds / max(state.step - run.start_step, 1) * (run.total_steps - state.step)
         _emit(run, state, "step", loss=loss, learning_rate=run.scheduler.get_last_lr()[0],
               features_per_s=run.features_done / max(run.train_seconds, 1e-9), eta_s=eta)
