@@ -21,7 +21,14 @@ EVAL_FIELDS = ("model_name_or_path", "validation_file", "output_dir", "max_seq_l
                "max_answer_length", "bf16")
 PREDICT_FIELDS = ("model_name_or_path", "max_seq_length", "doc_stride", "max_query_length", "n_best_size",
                   "max_answer_length")
-_TYPES = {"str": str, "str | None": str, "int": int, "int | None": int, "float": float}
+
+
+def _float_or_none(text: str) -> float | None:
+    """A float, or None for 'none' (e.g. --attention_dropout none keeps the model's own)."""
+    return None if text.lower() == "none" else float(text)
+
+
+_TYPES = {"str": str, "str | None": str, "int": int, "int | None": int, "float": float, "float | None": _float_or_none}
 
 
 def add_config_options(parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None) -> None:

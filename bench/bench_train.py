@@ -26,7 +26,8 @@ PROTOCOL = dict(model_name_or_path="embedded", max_seq_length=256, doc_stride=12
 # run_qa.py as transformers ships it pads every window to max_seq_length, draws random batches, evaluates
 # with batch 8, and here runs in fp32 on the CPU.
 MODES = {
-    "reference": dict(pad_to_max_length=True, group_by_length=False, bf16=False, per_device_eval_batch_size=8),
+    "reference": dict(pad_to_max_length=True, group_by_length=False, bf16=False, per_device_eval_batch_size=8,
+                      attention_dropout=None),
     "ours": dict(pad_to_max_length=False, group_by_length=True, bf16=True),
     "ours-fp32": dict(pad_to_max_length=False, group_by_length=True, bf16=False),
 }

@@ -51,7 +51,8 @@ def run_model(model: torch.nn.Module, features: Sequence[Feature], batch_size: i
     """
     device = next(model.parameters()).device
     was_training = model.training
-    model.eval()
+    if was_training:  # .eval() walks every module: a measurable cost per question on the Ask path
+        model.eval()
     longest = pad_to or max((len(f.input_ids) for f in features), default=0)
     start_logits = np.full((len(features), longest), -np.inf, dtype=np.float32)  # (features, seq)
     end_logits = np.full((len(features), longest), -np.inf, dtype=np.float32)  # (features, seq)
@@ -63,7 +64,8 @@ def run_model(model: torch.nn.Module, features: Sequence[Feature], batch_size: i
         seq = outputs.start_logits.shape[1]
         start_logits[batch, :seq] = outputs.start_logits.float().cpu().numpy()
         end_logits[batch, :seq] = outputs.end_logits.float().cpu().numpy()
-    model.train(was_training)
+    if was_training:
+        model.train()
     return start_logits, end_logits
 
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForQuestionAnswering, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer, PretrainedConfig, PreTrainedModel,
+                          PreTrainedTokenizerBase)
 
 from qa_core.config import DEFAULT_MODEL
 
@@ -59,13 +60,18 @@ def is_qa_checkpoint(source: str) -> bool:
     return any(a.endswith("ForQuestionAnswering") for a in architectures)
 
 
-def load_model(name_or_path: str | None, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load tokenizer and QA model; a base model gets a fresh (untrained) QA head."""
+def load_model(name_or_path: str | None, device: str | torch.device = "cpu",
+               attention_dropout: float | None = None) -> LoadedModel:
+    """Load tokenizer and QA model; a base model gets a fresh (untrained) QA head.
+
+    attention_dropout, when given, replaces the model's dropout on attention probabilities (for training).
+    """
     source = resolve_model(name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
+        config = set_attention_dropout(AutoConfig.from_pretrained(source), attention_dropout)
         # fp32 weights even from a bf16 folder: training keeps fp32 masters, autocast picks bf16 per op
-        model = AutoModelForQuestionAnswering.from_pretrained(source, dtype=torch.float32)
+        model = AutoModelForQuestionAnswering.from_pretrained(source, config=config, dtype=torch.float32)
     except OSError as err:
         raise ModelNotFoundError(f"model {name_or_path!r}: not a local folder ({Path(source).resolve()} does not "
                                  f"exist) and not loadable from the hub ({err})") from None
@@ -73,6 +79,25 @@ def load_model(name_or_path: str | None, device: str | torch.device = "cpu") -> 
         raise ModelNotFoundError(f"model {name_or_path!r}: needs a fast tokenizer (tokenizer.json) for offsets")
     logger.info("loaded model from %s", source)
     return LoadedModel(model.to(device), tokenizer, source, is_qa_checkpoint(source))
+
+
+# Names the attention-probability dropout goes by in transformers' configs (BERT/RoBERTa/ELECTRA, DistilBERT/others).
+ATTENTION_DROPOUT_NAMES = ("attention_probs_dropout_prob", "attention_dropout")
+
+
+def set_attention_dropout(config: PretrainedConfig, attention_dropout: float | None) -> PretrainedConfig:
+    """The config with its attention dropout replaced; unchanged for None or a model without one."""
+    if attention_dropout is None:
+        return config
+    if not 0 <= attention_dropout < 1:
+        raise ValueError(f"attention_dropout must be in [0, 1), got {attention_dropout}")
+    for name in ATTENTION_DROPOUT_NAMES:
+        if hasattr(config, name):
+            setattr(config, name, attention_dropout)
+            return config
+    logger.warning("%s has no attention dropout setting; attention_dropout=%s ignored", config.model_type,
+                   attention_dropout)
+    return config
 
 
 def pick_device(requested: str | None = None) -> torch.device:

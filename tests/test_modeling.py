@@ -1,0 +1,53 @@
+"""Model loading: where models are looked for, the QA-head check, and the attention-dropout override."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+import train
+from qa_core.config import QAConfig
+from qa_core.modeling import ModelNotFoundError, load_model
+
+
+def _attention_dropouts(model: torch.nn.Module) -> set[float]:
+    return {m.dropout.p for m in model.modules() if type(m).__name__.endswith("SelfAttention")}
+
+
+def test_attention_dropout_override_reaches_every_layer(tiny_model_dir: Path) -> None:
+    loaded = load_model(str(tiny_model_dir), attention_dropout=0.0)
+    assert loaded.model.config.attention_probs_dropout_prob == 0.0
+    assert _attention_dropouts(loaded.model) == {0.0}
+
+
+def test_attention_dropout_none_keeps_the_models_own(tiny_model_dir: Path) -> None:
+    loaded = load_model(str(tiny_model_dir))
+    assert _attention_dropouts(loaded.model) == {0.1}
+
+
+def test_bad_attention_dropout_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="attention_dropout"):
+        QAConfig(attention_dropout=1.5)
+
+
+def test_cli_accepts_none_for_attention_dropout() -> None:
+    args = train.build_parser().parse_args(["train", "--attention_dropout", "none"])
+    assert train.config_from_args(args).attention_dropout is None
+    assert QAConfig().attention_dropout == 0.0
+
+
+def test_missing_local_folder_names_where_it_looked(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match=re.escape(str(tmp_path / "nope"))):
+        load_model(str(tmp_path / "nope"))
+
+
+def test_folder_without_config_is_not_a_model(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match="no config.json"):
+        load_model(str(tmp_path))
+
+
+def test_fine_tuned_folder_has_a_qa_head(tiny_model_dir: Path) -> None:
+    assert load_model(str(tiny_model_dir)).has_qa_head
