@@ -41,7 +41,7 @@ def run_mode(mode: str, max_steps: int, output_dir: str) -> dict:
     from qa_core.config import QAConfig
     from qa_core.data import load_examples
     from qa_core.evaluation import evaluate
-    from qa_core.features import build_features
+    from qa_core.features import featurize
     from qa_core.training import train
 
     config = QAConfig(**PROTOCOL, **MODES[mode], train_file=str(SHARED / "train-v1.1-subset.json"),
@@ -54,8 +54,7 @@ def run_mode(mode: str, max_steps: int, output_dir: str) -> dict:
     loaded = load_model(output_dir)
     started = time.perf_counter()
     examples = load_examples(str(SHARED / "dev-v1.1-subset.json"), "validation").examples
-    features = build_features(examples, loaded.tokenizer, config.max_seq_length, config.doc_stride,
-                              config.max_query_length, training=False).features
+    features = featurize(examples, loaded.tokenizer, config, training=False).features
     metrics = evaluate(loaded.model, examples, features, config, bool(config.bf16)).metrics
     eval_seconds = time.perf_counter() - started
     return {"mode": mode, "config": MODES[mode], "steps": result.step, "train_features": result.train_features,

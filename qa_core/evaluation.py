@@ -13,7 +13,7 @@ from qa_core.config import QAConfig
 from qa_core.data import Example, load_examples
 from qa_core.distributed import DistContext, device_for, init_distributed
 from qa_core.error_analysis import RECORDS_FILE, QuestionRecord, build_records, write_records
-from qa_core.features import Feature, build_features
+from qa_core.features import Feature, featurize
 from qa_core.inference import predict_examples
 from qa_core.metrics import Metrics, compute_metrics
 from qa_core.modeling import load_model
@@ -56,8 +56,7 @@ def run_evaluation(config: QAConfig, device: str | None = None) -> EvalResult:
     torch_device = device_for(context, device)
     loaded = load_model(config.model_name_or_path, torch_device)
     examples = load_examples(config.validation_file, "validation", config.max_eval_samples).examples
-    features = build_features(examples, loaded.tokenizer, config.max_seq_length, config.doc_stride,
-                              config.max_query_length, training=False).features
+    features = featurize(examples, loaded.tokenizer, config, training=False).features
     bf16 = config.bf16 if config.bf16 is not None else torch_device.type == "cuda"
     result = evaluate(loaded.model, examples, features, config, bf16, context, loaded.tokenizer.pad_token_id or 0)
     if context.is_main:

@@ -59,6 +59,13 @@ def build_features(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBa
     return _label_windows(examples, windows)
 
 
+def featurize(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase, config: QAConfig,
+              training: bool) -> FeatureSet:
+    """build_features with the window settings of a config."""
+    return build_features(examples, tokenizer, config.max_seq_length, config.doc_stride, config.max_query_length,
+                          training)
+
+
 def truncate_questions(questions: list[str], tokenizer: PreTrainedTokenizerBase, max_query_length: int) -> list[str]:
     """Cut questions after max_query_length tokens, so only the context is split into windows."""
     # Every token covers at least one character, so short questions need no tokenizing here (the Ask hot path).

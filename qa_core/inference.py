@@ -12,7 +12,7 @@ import torch
 from qa_core.config import QAConfig
 from qa_core.data import Answer, Example
 from qa_core.distributed import DistContext, gather
-from qa_core.features import Feature, build_features, collate, sorted_batches
+from qa_core.features import Feature, collate, featurize, sorted_batches
 from qa_core.modeling import LoadedModel
 from qa_core.postprocess import Prediction, postprocess_predictions, predict_example
 
@@ -77,8 +77,7 @@ def answer_question(loaded: LoadedModel, question: str, context: str, config: QA
     if not context.strip():
         raise ValueError("context is empty")
     example = Example("query", question, context, (Answer("", None),))
-    features = build_features([example], loaded.tokenizer, config.max_seq_length, config.doc_stride,
-                              config.max_query_length, training=False).features
+    features = featurize([example], loaded.tokenizer, config, training=False).features
     start_logits, end_logits = run_model(loaded.model, features, config.per_device_eval_batch_size,
                                          pad_token_id=loaded.tokenizer.pad_token_id or 0)
     windows = list(zip(features, start_logits, end_logits))
@@ -129,8 +128,7 @@ def _assemble(parts: list[tuple[list[int], np.ndarray, np.ndarray]], count: int)
 
 def answer_examples(loaded: LoadedModel, examples: Sequence[Example], config: QAConfig = QAConfig()) -> dict[str, str]:
     """{example_id: answer} for many examples, in the official predictions format."""
-    features = build_features(examples, loaded.tokenizer, config.max_seq_length, config.doc_stride,
-                              config.max_query_length, training=False).features
+    features = featurize(examples, loaded.tokenizer, config, training=False).features
     predictions = predict_examples(loaded.model, examples, features, config,
                                    pad_token_id=loaded.tokenizer.pad_token_id or 0)
     return {k: p.text for k, p in predictions.items()}

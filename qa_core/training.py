@@ -23,7 +23,7 @@ from qa_core.data import Example, fingerprint, load_examples
 from qa_core.distributed import (DistContext, all_reduce_mean, any_rank, barrier, cleanup, device_for,
                                  init_distributed, shard, unwrap_ddp)
 from qa_core.evaluation import EvalResult, evaluate, write_eval_outputs
-from qa_core.features import Feature, build_features, collate, training_batches
+from qa_core.features import Feature, collate, featurize, training_batches
 from qa_core.inference import autocast
 from qa_core.modeling import LoadedModel, load_model
 from qa_core.progress import ProgressCallback, ProgressEvent
@@ -97,12 +97,10 @@ def _setup(config: QAConfig, context: DistContext, device: str | None, callback:
     train_examples = load_examples(config.train_file, "train", config.max_train_samples).examples
     eval_examples = (load_examples(config.validation_file, "validation", config.max_eval_samples).examples
                      if config.validation_file else ())
-    featurize = partial(build_features, tokenizer=loaded.tokenizer, max_seq_length=config.max_seq_length,
-                        doc_stride=config.doc_stride, max_query_length=config.max_query_length)
-    train_features = featurize(train_examples, training=True).features
+    train_features = featurize(train_examples, loaded.tokenizer, config, training=True).features
     if not train_features:
         raise ValueError(f"{config.train_file}: no training window holds an answer")
-    eval_features = featurize(eval_examples, training=False).features
+    eval_features = featurize(eval_examples, loaded.tokenizer, config, training=False).features
     steps_per_epoch = math.ceil(len(shard(training_batches(train_features, config, 0), context))
                                 / config.gradient_accumulation_steps)
     if steps_per_epoch == 0:  # else every rank loops over empty epochs forever
