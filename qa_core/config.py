@@ -31,7 +31,7 @@ class QAConfig:
     num_train_epochs: float = _opt(2.0, "Passes over the training features.")
     max_steps: int = _opt(-1, "If > 0, stop after this many optimizer steps (overrides num_train_epochs).")
     per_device_train_batch_size: int = _opt(16, "Training windows per step and process.")
-    per_device_eval_batch_size: int = _opt(64, "Evaluation windows per forward pass and process.")
+    per_device_eval_batch_size: int = _opt(32, "Evaluation windows per forward pass and process.")
     gradient_accumulation_steps: int = _opt(1, "Micro-batches accumulated into one optimizer step.")
     seed: int = _opt(42, "Seed for initialisation, dropout and batch order.")
     max_train_samples: int | None = _opt(None, "Keep only the first N training examples (questions).")
