@@ -27,13 +27,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
-from transformers import (AutoModelForQuestionAnswering, AutoTokenizer, BertConfig,  # noqa: E402
+from transformers import (AutoTokenizer, BertConfig,  # noqa: E402
                           BertForQuestionAnswering, get_linear_schedule_with_warmup)
 
 from qa_core.config import QAConfig  # noqa: E402
 from qa_core.data import load_examples  # noqa: E402
-from qa_core.features import Feature, build_features, length_grouped_batches, sorted_batches  # noqa: E402
+from qa_core.features import Feature, featurize, length_grouped_batches, sorted_batches  # noqa: E402
 from qa_core.inference import run_model  # noqa: E402
+from qa_core.modeling import load_model, set_attention_dropout  # noqa: E402
 from qa_core.training import batch_loader, build_optimizer, forward_backward, optimizer_step  # noqa: E402
 
 BUNDLE = ROOT / "bench" / "bundle"
@@ -119,18 +120,16 @@ def peak_tflops(device: torch.device, given: float | None) -> float | None:
 
 
 def build_model(kind: str, model_dir: str, device: torch.device, bert_layers: int = 12) -> torch.nn.Module:
-    """fp32 master weights either way (a bf16 checkpoint would otherwise load as bf16); bf16 comes from autocast."""
+    """fp32 master weights either way, bf16 from autocast; the attention dropout train.py uses by default."""
     if kind == "minilm":
-        model = AutoModelForQuestionAnswering.from_pretrained(model_dir, dtype=torch.float32)
-    elif kind == "bert-base":
+        return load_model(model_dir, device, QAConfig().attention_dropout).model
+    if kind == "bert-base":
         vocab = len(AutoTokenizer.from_pretrained(model_dir))
         torch.manual_seed(0)
         config = BertConfig(vocab_size=vocab, max_position_embeddings=512, **{**BERT_BASE,
                                                                               "num_hidden_layers": bert_layers})
-        model = BertForQuestionAnswering(config)
-    else:
-        raise SystemExit(f"unknown model {kind!r}: minilm or bert-base")
-    return model.to(device)
+        return BertForQuestionAnswering(set_attention_dropout(config, QAConfig().attention_dropout)).to(device)
+    raise SystemExit(f"unknown model {kind!r}: minilm or bert-base")
 
 
 def model_facts(model: torch.nn.Module) -> dict:
@@ -239,12 +238,11 @@ def bench_model(kind: str, data: dict[str, tuple[Feature, ...]], args: argparse.
 
 def load_features(args: argparse.Namespace) -> dict[str, tuple[Feature, ...]]:
     tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
-    windows = dict(tokenizer=tokenizer, max_seq_length=args.max_seq_length, doc_stride=args.doc_stride,
-                   max_query_length=64)
+    config = QAConfig(max_seq_length=args.max_seq_length, doc_stride=args.doc_stride)
     train = load_examples(args.train_file, "train", args.max_train_samples)
     dev = load_examples(args.eval_file, "validation", args.max_eval_samples)
-    return {"train": build_features(train.examples, training=True, **windows).features,
-            "eval": build_features(dev.examples, training=False, **windows).features}
+    return {"train": featurize(train.examples, tokenizer, config, training=True).features,
+            "eval": featurize(dev.examples, tokenizer, config, training=False).features}
 
 
 def machine(device: torch.device, peak: float | None) -> dict:

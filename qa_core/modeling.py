@@ -89,8 +89,6 @@ def set_attention_dropout(config: PretrainedConfig, attention_dropout: float | N
     """The config with its attention dropout replaced; unchanged for None or a model without one."""
     if attention_dropout is None:
         return config
-    if not 0 <= attention_dropout < 1:
-        raise ValueError(f"attention_dropout must be in [0, 1), got {attention_dropout}")
     for name in ATTENTION_DROPOUT_NAMES:
         if hasattr(config, name):
             setattr(config, name, attention_dropout)

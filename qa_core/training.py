@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import logging
 import math
 import time
@@ -271,10 +272,18 @@ def release_free_memory() -> None:
     though its live tensors do not (measured over 150 steps: peak 2.23 GiB, with it 1.69 GiB, for +2.5% step time
     when done every step).
     """
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
     try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+    return libc if hasattr(libc, "malloc_trim") else None
 
 
 def _evaluate(run: _Run, state: TrainState) -> EvalResult | None:
