@@ -67,7 +67,7 @@ def summary(seconds: list[float]) -> dict[str, float]:
 def measure_ours(model: str, questions: list[dict[str, str]], threads: int, fast: bool) -> dict:
     """answer_question per question: tokenize, run every window, search spans (no plotting).
 
-    fast=True measures what the app serves on a CPU with native bf16: qa_core.serving's compiled bf16 copy.
+    fast=True measures what the app serves on a CPU with int8 dot products: qa_core.serving's compiled int8 copy.
     """
     import torch
 
@@ -98,6 +98,28 @@ def quality(answers: list[str], questions: list[dict]) -> dict[str, float]:
     metrics = compute_metrics(dict(zip([q["id"] for q in questions], answers)),
                               {q["id"]: q["golds"] for q in questions})
     return {"exact_match": round(metrics.exact_match, 2), "f1": round(metrics.f1, 2)}
+
+
+def dev_quality(model: str, dev: Path, threads: int) -> dict[str, dict[str, float]]:
+    """EM/F1 on every dev question from the fp32 model and from its int8 copy (uncompiled: the same arithmetic)."""
+    import torch
+
+    from qa_core.config import QAConfig
+    from qa_core.data import load_examples
+    from qa_core.evaluation import evaluate
+    from qa_core.features import featurize
+    from qa_core.modeling import load_model
+    from qa_core.serving import int8_copy
+
+    torch.set_num_threads(threads)
+    loaded = load_model(model)
+    examples = load_examples(str(dev), "validation").examples
+    features = featurize(examples, loaded.tokenizer, QAConfig(), training=False).features
+    scores = {}
+    for name, variant in (("fp32", loaded), ("int8", int8_copy(loaded))):
+        metrics = evaluate(variant.model, examples, features, QAConfig()).metrics
+        scores[name] = {"exact_match": round(metrics.exact_match, 2), "f1": round(metrics.f1, 2)}
+    return {"questions": len(examples), **scores}
 
 
 def same_answers(a: list[str], b: list[str]) -> float:
@@ -133,18 +155,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "ask.json"))
     args = parser.parse_args(argv)
     questions = pick_questions(Path(args.dev), args.questions)
-    from qa_core.serving import native_bf16_cpu
+    from qa_core.serving import native_int8_cpu
 
-    fast = native_bf16_cpu() and not args.no_fast
+    fast = native_int8_cpu() and not args.no_fast
     ours_fp32 = measure_ours(args.model, questions, args.threads, fast=False)
     ours = measure_ours(args.model, questions, args.threads, fast=True) if fast else ours_fp32
     report = {"model": args.model, "questions": len(questions), "threads": args.threads, "batch": 1,
               "context_words_mean": statistics.fmean(len(q["context"].split()) for q in questions),
               "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}",
-              "ours_path": "compiled bf16 (qa_core.serving)" if fast else "fp32 eager",
+              "ours_path": "compiled int8 (qa_core.serving)" if fast else "fp32 eager",
               "ours": {k: v for k, v in ours.items() if k != "answers"},
               "ours_fp32": {k: v for k, v in ours_fp32.items() if k != "answers"},
-              "same_answer_fast_vs_fp32": same_answers(ours["answers"], ours_fp32["answers"])}
+              "same_answer_fast_vs_fp32": same_answers(ours["answers"], ours_fp32["answers"]),
+              "all_dev_questions": dev_quality(args.model, Path(args.dev), args.threads)}
     if not args.no_reference:
         reference = measure_reference(args.model, questions, args.threads)
         report.update(reference={k: v for k, v in reference.items() if k != "answers"},

@@ -9,7 +9,7 @@ from pathlib import Path
 # Tiny models run fastest on one thread, and two cores shared with a server and a browser thrash with more;
 # set before torch starts so subprocesses (torchrun, train.py, the app) inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-# The app's compiled bf16 copies cost a minute of compiling per model; tests/test_serving.py covers them once.
+# The app's compiled int8 copies cost a minute of compiling per model; tests/test_serving.py covers them once.
 os.environ.setdefault("QA_FAST_INFERENCE", "0")
 
 import pytest  # noqa: E402

@@ -1,4 +1,4 @@
-"""The app's model cache: one load per model, and the compiled bf16 copy that answers on CPUs with native bf16."""
+"""The app's model cache: one load per model, and the compiled int8 copy that answers on CPUs with VNNI or AMX."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from qa_core.inference import answer_question
-from qa_core.serving import ModelCache, native_bf16_cpu
+from qa_core.int8 import Int8Linear
+from qa_core.serving import ModelCache, native_int8_cpu
 
 CONTEXT = "The night ferry leaves the north pier at ten and reaches the island before dawn."
 
@@ -25,7 +26,7 @@ def test_each_model_is_loaded_once_and_the_oldest_is_dropped(tiny_model_dir: Pat
     assert cache.get(str(tiny_model_dir)) is not first  # evicted, then loaded again
 
 
-@pytest.mark.skipif(not native_bf16_cpu(), reason="the compiled bf16 path is for CPUs with AVX512-BF16 or AMX")
+@pytest.mark.skipif(not native_int8_cpu(), reason="the compiled int8 path is for x86 CPUs with VNNI or AMX")
 def test_the_cache_swaps_in_a_warm_compiled_copy_that_answers_alike(tiny_model_dir: Path) -> None:
     cache = ModelCache(fast=True)
     eager = cache.get(str(tiny_model_dir))
@@ -33,8 +34,8 @@ def test_the_cache_swaps_in_a_warm_compiled_copy_that_answers_alike(tiny_model_d
     while cache.get(str(tiny_model_dir)) is eager and time.time() < deadline:
         time.sleep(0.5)
     fast = cache.get(str(tiny_model_dir))
-    assert fast is not eager and next(fast.model.parameters()).dtype == torch.bfloat16
-    assert next(eager.model.parameters()).dtype == torch.float32  # the copy was converted, not the original
+    assert fast is not eager and any(isinstance(m, Int8Linear) for m in fast.model.modules())
+    assert not any(isinstance(m, Int8Linear) for m in eager.model.modules())  # a copy was quantized, not the original
     expected = answer_question(eager, "When does the ferry leave?", CONTEXT)
     started = time.perf_counter()
     got = answer_question(fast, "When does the ferry leave?", CONTEXT + " " + CONTEXT * 30)  # several windows
