@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from qa_core.inference import answer_question
 from qa_core.int8 import Int8Linear
