@@ -44,7 +44,7 @@ class Settings:
     runs_root: Path
     default_model: str
     training_enabled: bool
-    fast_inference: bool  # compiled bf16 copies for answering, on CPUs with native bf16
+    fast_inference: bool  # compiled int8 copies for answering, on x86 CPUs with VNNI or AMX
 
     @staticmethod
     def from_env() -> Settings:
