@@ -7,7 +7,6 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # starts offline without telemetry calls
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from qa_core import plots, views
 from qa_core.config import DEFAULT_MODEL, QAConfig, help_of
 from qa_core.data import DataError, load_examples
 from qa_core.error_analysis import QUESTION_WORDS, answer_length_bucket, group_scores
-from qa_core.inference import AnswerResult, answer_question
+from qa_core.inference import AnswerResult
 from qa_core.jobs import (QUICK_EXPECTED_S, JobBusyError, JobManager, model_choices, new_run_dir, quick_config,
                           record_choices)
 from qa_core.modeling import LoadedModel
@@ -65,10 +64,7 @@ def run_answer(model: str, question: str, context: str) -> tuple[AnswerResult, L
     words = len((context or "").split())
     if words > MAX_CONTEXT_WORDS:
         raise ValueError(f"the context has {words:,} words; this server answers up to {MAX_CONTEXT_WORDS:,}")
-    loaded = MODELS.get(model or SETTINGS.default_model)
-    started = time.perf_counter()
-    result = answer_question(loaded, question or "", context or "")
-    return result, loaded, time.perf_counter() - started
+    return MODELS.answer(model or SETTINGS.default_model, question or "", context or "")
 
 
 def ask(model: str, question: str, context: str) -> tuple[Any, ...]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -43,3 +45,20 @@ def test_the_cache_swaps_in_a_warm_compiled_copy_that_answers_alike(tiny_model_d
     again = answer_question(fast, "When does the ferry leave?", CONTEXT)
     assert again.prediction.alternatives[0].text in {s.text for s in expected.prediction.alternatives}
 
+
+
+def test_answers_from_many_request_threads_come_from_the_one_model_thread(tiny_model_dir: Path) -> None:
+    cache = ModelCache(fast=False)
+    loaded = cache.get(str(tiny_model_dir))
+    expected = answer_question(loaded, "When does the ferry leave?", CONTEXT)
+    threads: set[int] = set()
+    loaded.model.register_forward_hook(lambda *_: threads.add(threading.get_ident()))
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: cache.answer(str(tiny_model_dir), "When does the ferry leave?", CONTEXT),
+                                range(16)))
+    for result, used, seconds in results:
+        assert result.prediction == expected.prediction and used is cache.get(str(tiny_model_dir)) and seconds > 0
+    assert len(threads) == 1 and threading.get_ident() not in threads
+    with pytest.raises(ValueError, match="question is empty"):  # errors reach the caller, the thread keeps serving
+        cache.answer(str(tiny_model_dir), " ", CONTEXT)
+    assert cache.answer(str(tiny_model_dir), "When does the ferry leave?", CONTEXT)[0].prediction == expected.prediction
