@@ -46,7 +46,6 @@ def test_the_cache_swaps_in_a_warm_compiled_copy_that_answers_alike(tiny_model_d
     assert again.prediction.alternatives[0].text in {s.text for s in expected.prediction.alternatives}
 
 
-
 def test_answers_from_many_request_threads_come_from_the_one_model_thread(tiny_model_dir: Path) -> None:
     cache = ModelCache(fast=False)
     loaded = cache.get(str(tiny_model_dir))
