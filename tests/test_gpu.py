@@ -32,3 +32,11 @@ def test_torch_compile_trains_on_cuda(tiny_model_dir: Path, tmp_path: Path) -> N
     data = write_tiny_squad(tmp_path / "d.json")
     result = train(tiny_config(tiny_model_dir, data, tmp_path / "run", max_steps=4, torch_compile=True), device="cuda")
     assert result.status == "finished" and result.step == 4
+
+
+def test_the_app_answers_on_the_gpu_not_from_a_cpu_int8_copy(tiny_model_dir: Path) -> None:
+    from qa_core.serving import ModelCache
+
+    cache = ModelCache(fast=True)
+    result, loaded, _ = cache.answer(str(tiny_model_dir), "When does the ferry leave?", "The ferry leaves at ten.")
+    assert next(loaded.model.parameters()).device.type == "cuda" and result.prediction.text
