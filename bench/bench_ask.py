@@ -1,4 +1,4 @@
-"""Ask-path latency: the app's ModelCache.answer vs. transformers' question-answering pipeline (5.2.0), batch 1, as JSON.
+"""Ask-path latency: the app's ModelCache.answer vs. the question-answering pipeline of transformers 5.2, as JSON.
 
     python bench/bench_ask.py runs/bench-minilm              # both, writes bench/results/ask.json
     python bench/bench_ask.py runs/bench-minilm --no-reference
