@@ -59,12 +59,14 @@ JOBS = JobManager()
 MODELS = ModelCache(fast=SETTINGS.fast_inference)
 
 
-def run_answer(model: str, question: str, context: str) -> tuple[AnswerResult, LoadedModel, float]:
-    """The answer, the model that gave it, and the seconds answering took (not loading the model)."""
+def run_answer(model: str, question: str, context: str,
+               exact: bool = False) -> tuple[AnswerResult, LoadedModel, float]:
+    """The answer, the model that gave it, and the seconds answering took (not loading the model); exact: from
+    the model as trained and evaluated, not its fast int8 copy."""
     words = len((context or "").split())
     if words > MAX_CONTEXT_WORDS:
         raise ValueError(f"the context has {words:,} words; this server answers up to {MAX_CONTEXT_WORDS:,}")
-    return MODELS.answer(model or SETTINGS.default_model, question or "", context or "")
+    return MODELS.answer(model or SETTINGS.default_model, question or "", context or "", exact)
 
 
 def ask(model: str, question: str, context: str) -> tuple[Any, ...]:
@@ -208,7 +210,7 @@ def select_record(run: str | None, event: gr.SelectData) -> tuple[Any, ...]:
     marks = {"gold": list(record.gold_spans), "predicted": [record.span] if record.span else []}
     title = f"{record.question}  (F1 {record.f1:.1f})"
     try:  # the logits need the run's model; a cancelled run has only its checkpoint
-        result, *_ = run_answer(run or "", record.question, record.context)
+        result, *_ = run_answer(run or "", record.question, record.context, exact=True)
     except (ValueError, OSError) as err:
         return views.highlight(record.context, marks), None, example_id, f"{title}  · no logit plot: {err}"
     figure = plots.logit_figure(result.logits, record.span, record.gold_spans)

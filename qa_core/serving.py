@@ -60,11 +60,13 @@ class ModelCache:
     """Loads each model once and keeps the most recent few; safe to share between request threads.
 
     With fast=True on a machine without CUDA whose CPU has int8 dot products, a background thread compiles an
-    int8 copy; requests use the fp32 model until the copy is warm, so no request waits for the compiler.
+    int8 copy; requests use the fp32 model until the copy is warm, so no request waits for the compiler. The
+    fp32 model stays at hand for `exact` requests (error analysis reads the logits of the evaluated model).
     """
 
     def __init__(self, size: int = 3, fast: bool = True) -> None:
-        self._models: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._models: OrderedDict[str, LoadedModel] = OrderedDict()  # what answers: the fast copy once warm
+        self._exact: dict[str, LoadedModel] = {}  # the models as loaded
         self._lock = threading.Lock()
         self._size = size
         self._fast = fast and pick_device().type == "cpu" and native_int8_cpu()  # a GPU answers faster still
@@ -73,26 +75,29 @@ class ModelCache:
         # web server's many request threads, each answer took 1.5x as long.
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-model")
 
-    def answer(self, name: str, question: str, context: str) -> tuple[AnswerResult, LoadedModel, float]:
-        """The answer from model `name`, the model that gave it, and the seconds answering took (not loading)."""
-        return self._model_thread.submit(self._answer, name, question, context).result()
+    def answer(self, name: str, question: str, context: str,
+               exact: bool = False) -> tuple[AnswerResult, LoadedModel, float]:
+        """The answer from model `name` (exact: from the model as loaded, never a fast copy), the model that gave
+        it, and the seconds answering took (not loading)."""
+        return self._model_thread.submit(self._answer, name, question, context, exact).result()
 
-    def _answer(self, name: str, question: str, context: str) -> tuple[AnswerResult, LoadedModel, float]:
-        loaded = self.get(name)
+    def _answer(self, name: str, question: str, context: str,
+                exact: bool) -> tuple[AnswerResult, LoadedModel, float]:
+        loaded = self.get(name, exact)
         started = time.perf_counter()
         result = answer_question(loaded, question, context)
         return result, loaded, time.perf_counter() - started
 
-    def get(self, name: str) -> LoadedModel:
+    def get(self, name: str, exact: bool = False) -> LoadedModel:
         with self._lock:  # held while loading, so two requests for a new model load it once
             if name not in self._models:
-                self._models[name] = load_model(name, "cpu" if self._fast else pick_device())
+                self._models[name] = self._exact[name] = load_model(name, "cpu" if self._fast else pick_device())
                 if self._fast:
                     threading.Thread(target=self._swap_in_compiled, args=(name,), daemon=True).start()
                 if len(self._models) > self._size:
-                    self._models.popitem(last=False)
+                    del self._exact[self._models.popitem(last=False)[0]]
             self._models.move_to_end(name)
-            return self._models[name]
+            return self._exact[name] if exact else self._models[name]
 
     def _swap_in_compiled(self, name: str) -> None:
         with self._lock:
