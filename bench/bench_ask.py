@@ -78,11 +78,7 @@ def measure_ours(model: str, questions: list[dict[str, str]], threads: int, fast
     torch.set_num_threads(threads)  # process-wide: the model thread runs with it too
     cache = ModelCache(size=1, fast=fast)
     started = time.perf_counter()
-    first = cache.get(model)
-    while fast and cache.get(model) is first:
-        if time.perf_counter() - started > COMPILE_TIMEOUT_S:
-            raise RuntimeError(f"no compiled copy of {model} after {COMPILE_TIMEOUT_S} s")
-        time.sleep(0.2)
+    cache.wait_until_warm(model, COMPILE_TIMEOUT_S)
     prepare_seconds = time.perf_counter() - started
     for q in questions[:WARMUP]:
         cache.answer(model, q["question"], q["context"])
@@ -117,12 +113,12 @@ def dev_quality(model: str, dev: Path, threads: int) -> dict[str, dict[str, floa
     from qa_core.serving import int8_copy
 
     torch.set_num_threads(threads)
-    loaded = load_model(model)
+    loaded, config = load_model(model), QAConfig()
     examples = load_examples(str(dev), "validation").examples
-    features = featurize(examples, loaded.tokenizer, QAConfig(), training=False).features
+    features = featurize(examples, loaded.tokenizer, config, training=False).features
     scores = {}
     for name, variant in (("fp32", loaded), ("int8", int8_copy(loaded))):
-        metrics = evaluate(variant.model, examples, features, QAConfig()).metrics
+        metrics = evaluate(variant.model, examples, features, config).metrics
         scores[name] = {"exact_match": round(metrics.exact_match, 2), "f1": round(metrics.f1, 2)}
     return {"questions": len(examples), **scores}
 

@@ -8,7 +8,7 @@ import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -38,7 +38,7 @@ def native_int8_cpu() -> bool:
 
 def int8_copy(loaded: LoadedModel) -> LoadedModel:
     """A copy with int8 linear layers (qa_core.int8), for answering only; the original stays fp32."""
-    return replace(loaded, model=quantize_linears(copy.deepcopy(loaded.model).float().eval()))
+    return replace(loaded, model=quantize_linears(copy.deepcopy(loaded.model).eval()))
 
 
 def compile_for_cpu(loaded: LoadedModel) -> LoadedModel:
@@ -56,6 +56,13 @@ def compile_for_cpu(loaded: LoadedModel) -> LoadedModel:
     return replace(loaded, model=compiled)
 
 
+@dataclass
+class _Entry:
+    exact: LoadedModel  # the model as loaded
+    served: LoadedModel  # what answers: `exact`, then its fast copy once warm
+    warm: threading.Event = field(default_factory=threading.Event)  # set once `served` is final
+
+
 class ModelCache:
     """Loads each model once and keeps the most recent few; safe to share between request threads.
 
@@ -65,8 +72,7 @@ class ModelCache:
     """
 
     def __init__(self, size: int = 3, fast: bool = True) -> None:
-        self._models: OrderedDict[str, LoadedModel] = OrderedDict()  # what answers: the fast copy once warm
-        self._exact: dict[str, LoadedModel] = {}  # the models as loaded
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._size = size
         self._fast = fast and pick_device().type == "cpu" and native_int8_cpu()  # a GPU answers faster still
@@ -89,27 +95,37 @@ class ModelCache:
         return result, loaded, time.perf_counter() - started
 
     def get(self, name: str, exact: bool = False) -> LoadedModel:
-        with self._lock:  # held while loading, so two requests for a new model load it once
-            if name not in self._models:
-                self._models[name] = self._exact[name] = load_model(name, "cpu" if self._fast else pick_device())
-                if self._fast:
-                    threading.Thread(target=self._swap_in_compiled, args=(name,), daemon=True).start()
-                if len(self._models) > self._size:
-                    del self._exact[self._models.popitem(last=False)[0]]
-            self._models.move_to_end(name)
-            return self._exact[name] if exact else self._models[name]
+        return self._entry(name).exact if exact else self._entry(name).served
 
-    def _swap_in_compiled(self, name: str) -> None:
-        with self._lock:
-            loaded = self._models.get(name)
-        if loaded is None:
-            return
+    def wait_until_warm(self, name: str, timeout: float) -> LoadedModel:
+        """What model `name` answers from once its fast copy is in place (at once without one)."""
+        if not self._entry(name).warm.wait(timeout):
+            raise TimeoutError(f"no fast copy of {name} after {timeout:.0f} s")
+        return self.get(name)
+
+    def _entry(self, name: str) -> _Entry:
+        with self._lock:  # held while loading, so two requests for a new model load it once
+            if name not in self._entries:
+                loaded = load_model(name, "cpu" if self._fast else pick_device())
+                self._entries[name] = entry = _Entry(loaded, loaded)
+                if self._fast:
+                    threading.Thread(target=self._swap_in_compiled, args=(entry, name), daemon=True).start()
+                else:
+                    entry.warm.set()
+                if len(self._entries) > self._size:
+                    self._entries.popitem(last=False)
+            self._entries.move_to_end(name)
+            return self._entries[name]
+
+    def _swap_in_compiled(self, entry: _Entry, name: str) -> None:
         try:
-            fast, how = compile_for_cpu(loaded), "a compiled int8 copy"
-        except Exception as err:  # a missing C++ compiler or an unsupported op: eager int8 is still faster than fp32
-            logger.warning("compiling %s failed (%s); serving an uncompiled int8 copy", name, err)
-            fast, how = int8_copy(loaded), "an uncompiled int8 copy"
-        with self._lock:
-            if self._models.get(name) is loaded:
-                self._models[name] = fast
-                logger.info("serving %s from %s", name, how)
+            try:
+                fast, how = compile_for_cpu(entry.exact), "a compiled int8 copy"
+            except Exception as err:  # a missing C++ compiler or an unsupported op: eager int8 beats fp32 still
+                logger.warning("compiling %s failed (%s); serving an uncompiled int8 copy", name, err)
+                fast, how = int8_copy(entry.exact), "an uncompiled int8 copy"
+            with self._lock:
+                entry.served = fast
+            logger.info("serving %s from %s", name, how)
+        finally:  # never leave a waiter hanging, even if the int8 copy itself failed
+            entry.warm.set()

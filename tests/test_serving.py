@@ -31,10 +31,8 @@ def test_each_model_is_loaded_once_and_the_oldest_is_dropped(tiny_model_dir: Pat
 def test_the_cache_swaps_in_a_warm_compiled_copy_that_answers_alike(tiny_model_dir: Path) -> None:
     cache = ModelCache(fast=True)
     eager = cache.get(str(tiny_model_dir))
-    deadline = time.time() + 300
-    while cache.get(str(tiny_model_dir)) is eager and time.time() < deadline:
-        time.sleep(0.5)
-    fast = cache.get(str(tiny_model_dir))
+    fast = cache.wait_until_warm(str(tiny_model_dir), timeout=300)
+    assert cache.get(str(tiny_model_dir)) is fast
     assert fast is not eager and any(isinstance(m, Int8Linear) for m in fast.model.modules())
     assert not any(isinstance(m, Int8Linear) for m in eager.model.modules())  # a copy was quantized, not the original
     assert cache.get(str(tiny_model_dir), exact=True) is eager  # error analysis still reads the fp32 model
