@@ -22,6 +22,7 @@ from qa_core.inference import AnswerResult
 from qa_core.jobs import (QUICK_EXPECTED_S, JobBusyError, JobManager, model_choices, new_run_dir, quick_config,
                           record_choices)
 from qa_core.modeling import LoadedModel
+from qa_core.runtime import configure_process
 from qa_core.serving import ModelCache
 
 logger = logging.getLogger(__name__)
@@ -349,5 +350,6 @@ def build_app() -> gr.Blocks:
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 
 if __name__ == "__main__":
+    configure_process()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     build_app().queue(default_concurrency_limit=2).launch(theme=THEME)

@@ -15,6 +15,7 @@ from qa_core.config import QAConfig
 from qa_core.data import DataError, load_examples
 from qa_core.distributed import cleanup, init_distributed
 from qa_core.modeling import ModelNotFoundError
+from qa_core.runtime import configure_process
 
 EVAL_FIELDS = ("model_name_or_path", "validation_file", "output_dir", "max_seq_length", "doc_stride",
                "max_query_length", "per_device_eval_batch_size", "max_eval_samples", "n_best_size",
@@ -119,6 +120,7 @@ def run_predict(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_process()
     context = init_distributed()
     logging.basicConfig(level=logging.INFO if context.is_main else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

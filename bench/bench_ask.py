@@ -146,6 +146,9 @@ def measure_reference(model: str, questions: list[dict[str, str]], threads: int)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from qa_core.runtime import configure_process
+
+    configure_process()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="a fine-tuned model folder, e.g. runs/bench-minilm")
     parser.add_argument("--dev", default=str(DEV), help="SQuAD dev file to draw the questions from")

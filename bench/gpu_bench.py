@@ -34,6 +34,7 @@ from qa_core.config import QAConfig  # noqa: E402
 from qa_core.data import load_examples  # noqa: E402
 from qa_core.features import Feature, featurize, length_grouped_batches, sorted_batches  # noqa: E402
 from qa_core.inference import run_model  # noqa: E402
+from qa_core.runtime import configure_process  # noqa: E402
 from qa_core.modeling import load_model, set_attention_dropout  # noqa: E402
 from qa_core.training import batch_loader, build_optimizer, forward_backward, optimizer_step  # noqa: E402
 
@@ -255,6 +256,7 @@ def machine(device: torch.device, peak: float | None) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    configure_process()
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda":  # as qa_core.training does
         torch.backends.cuda.matmul.allow_tf32 = True

@@ -38,6 +38,10 @@ class QAConfig:
     max_eval_samples: int | None = _opt(None, "Keep only the first N evaluation examples (questions).")
     n_best_size: int = _opt(20, "Start and end candidates per window in the span search.")
     max_answer_length: int = _opt(30, "Longest answer span, in tokens.")
+    version_2_with_negative: bool = _opt(False, "SQuAD 2.0: some questions have no answer in the context; train "
+                                         "them toward the CLS token and predict '' when the null score wins.")
+    null_score_diff_threshold: float = _opt(0.0, "Predict no answer when the null score beats the best span's "
+                                            "score by more than this (SQuAD 2.0 only).")
     attention_dropout: float | None = _opt(0.0, "Dropout on attention probabilities while training; at 0 PyTorch's "
                                            "fused attention kernel runs on the CPU too (faster, less memory); "
                                            "None keeps the model's own (0.1 for BERT).")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ class Feature:
     input_ids: tuple[int, ...]
     token_type_ids: tuple[int, ...]
     offsets: tuple[tuple[int, int] | None, ...]  # span of each token in the context; None outside the context
+    cls_index: int = CLS_INDEX  # position of the CLS (BOS) token: where the "no answer in this window" label points
     start_position: int = CLS_INDEX
     end_position: int = CLS_INDEX
 
@@ -107,8 +109,7 @@ def label_window(feature: Feature, span: tuple[int, int]) -> Feature:
         return feature
     start = next(i for i, (s, e) in tokens if e > span[0])
     end = next(i for i, (s, e) in reversed(tokens) if s < span[1])
-    return Feature(feature.example_index, feature.example_id, feature.input_ids, feature.token_type_ids,
-                   feature.offsets, start, end)
+    return dataclasses.replace(feature, start_position=start, end_position=end)
 
 
 def collate(features: Sequence[Feature], pad_token_id: int = 0, pad_to: int | None = None,

@@ -17,6 +17,9 @@ import torch  # noqa: E402
 from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering  # noqa: E402
 
 from qa_core.modeling import LoadedModel, embedded_model_path  # noqa: E402
+from qa_core.runtime import configure_process  # noqa: E402
+
+configure_process()
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
