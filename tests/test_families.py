@@ -1,0 +1,94 @@
+"""Every model family through the product: train -> evaluate -> predict -> the app's answer, fp32 and int8."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from qa_core.config import QAConfig
+from qa_core.data import load_examples
+from qa_core.error_analysis import RECORDS_FILE
+from qa_core.evaluation import run_evaluation
+from qa_core.features import featurize
+from qa_core.inference import answer_examples, answer_question
+from qa_core.modeling import load_model
+from qa_core.serving import ModelCache, int8_copy
+from qa_core.training import train
+from tests.families import FAMILIES, POSITIONS, build_family, sample_texts
+
+NAMES = [f.name for f in FAMILIES]
+CONTEXT = ("The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. It is named after "
+           "the engineer Gustave Eiffel, whose company designed and built the tower from 1887 to 1889.")
+QUESTION = "Who is the tower named after?"
+
+
+@pytest.fixture(scope="session")
+def family_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One tiny random model folder per family, built once per session."""
+    texts = sample_texts()
+    root = tmp_path_factory.mktemp("families")
+    return {f.name: build_family(f, root / f.name, texts) for f in FAMILIES}
+
+
+def family_config(model_dir: Path, output_dir: Path, **overrides) -> QAConfig:
+    """A few training steps on the sample data; windows longer than the tiny models' POSITIONS on purpose."""
+    settings = dict(model_name_or_path=str(model_dir), train_file="sample", validation_file="sample",
+                    output_dir=str(output_dir), max_seq_length=POSITIONS + 32, doc_stride=32, max_query_length=24,
+                    max_steps=2, per_device_train_batch_size=4, per_device_eval_batch_size=16, max_train_samples=6,
+                    max_eval_samples=3, learning_rate=1e-3, logging_steps=1, save_steps=100, seed=3)
+    return QAConfig(**{**settings, **overrides})
+
+
+def check_answer(text: str, span: tuple[int, int] | None, context: str = CONTEXT) -> None:
+    assert span is not None and context[span[0]:span[1]] == text and text.strip() == text and text
+
+
+@pytest.mark.parametrize("family", NAMES)
+def test_train_evaluate_answer(family: str, family_dirs: dict[str, Path], tmp_path: Path) -> None:
+    config = family_config(family_dirs[family], tmp_path / "run")
+    result = train(config)
+    assert result.status == "finished" and result.step == 2 and "f1" in result.metrics
+    run = Path(result.output_dir)
+
+    evaluated = run_evaluation(config.replace(model_name_or_path=str(run), output_dir=str(tmp_path / "eval")))
+    assert len(evaluated.predictions) == 3
+    records = (tmp_path / "eval" / RECORDS_FILE).read_text(encoding="utf-8").splitlines()
+    assert len(records) == 3 and all(json.loads(r)["question"] for r in records)
+
+    loaded = load_model(str(run))
+    examples = load_examples("sample", "validation", 2).examples
+    assert set(answer_examples(loaded, examples, config)) == {e.example_id for e in examples}
+
+    answered, _, _ = ModelCache(fast=False).answer(str(run), QUESTION, CONTEXT)
+    check_answer(answered.prediction.text, answered.prediction.span)
+    quantized = answer_question(int8_copy(loaded), QUESTION, CONTEXT).prediction
+    check_answer(quantized.text, quantized.span)
+
+
+@pytest.mark.parametrize("family", NAMES)
+def test_windows_follow_the_tokenizer(family: str, family_dirs: dict[str, Path]) -> None:
+    """Each window starts at the tokenizer's CLS/BOS token, and no context token's span starts on a space."""
+    tokenizer = load_model(str(family_dirs[family])).tokenizer
+    examples = load_examples("sample", "validation", 5).examples
+    features = featurize(examples, tokenizer, QAConfig(max_seq_length=48, doc_stride=16, max_query_length=16),
+                         training=True).features
+    assert features
+    for feature in features:
+        assert feature.input_ids[feature.cls_index] == tokenizer.cls_token_id
+        context = examples[feature.example_index].context
+        assert all(not context[s:e][:1].isspace() for s, e in filter(None, feature.offsets))
+        assert feature.start_position != feature.cls_index or feature.end_position == feature.cls_index
+
+
+def test_max_seq_length_is_clamped_with_one_warning(family_dirs: dict[str, Path],
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    cache = ModelCache(fast=False)
+    with caplog.at_level(logging.WARNING, logger="qa_core.modeling"):
+        for _ in range(2):
+            answered, _, _ = cache.answer(str(family_dirs["roberta"]), QUESTION, CONTEXT * 3)
+            check_answer(answered.prediction.text, answered.prediction.span, CONTEXT * 3)
+    clamped = [r for r in caplog.records if "max_seq_length" in r.getMessage()]
+    assert len(clamped) == 1 and str(POSITIONS) in clamped[0].getMessage()
