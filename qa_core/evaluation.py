@@ -13,10 +13,10 @@ from qa_core.config import QAConfig
 from qa_core.data import Example, load_examples
 from qa_core.distributed import DistContext, device_for, init_distributed
 from qa_core.error_analysis import RECORDS_FILE, QuestionRecord, build_records, write_records
-from qa_core.features import Feature, featurize
+from qa_core.features import BatchFormat, Feature, featurize
 from qa_core.inference import predict_examples
 from qa_core.metrics import Metrics, compute_metrics
-from qa_core.modeling import load_model
+from qa_core.modeling import fit_config, load_model
 from qa_core.postprocess import Prediction
 
 PREDICTIONS_FILE = "eval_predictions.json"
@@ -31,9 +31,10 @@ class EvalResult:
 
 
 def evaluate(model: torch.nn.Module, examples: Sequence[Example], features: Sequence[Feature], config: QAConfig,
-             bf16: bool = False, context: DistContext = DistContext(), pad_token_id: int = 0) -> EvalResult:
+             bf16: bool = False, context: DistContext = DistContext(),
+             batch_format: BatchFormat = BatchFormat()) -> EvalResult:
     """Predictions for every example (each window scored once across ranks), official metrics, records."""
-    predictions = predict_examples(model, examples, features, config, bf16, context, pad_token_id)
+    predictions = predict_examples(model, examples, features, config, bf16, context, batch_format)
     golds = {e.example_id: [a.text for a in e.answers] for e in examples if e.answers}
     metrics = compute_metrics({k: p.text for k, p in predictions.items()}, golds)
     return EvalResult(metrics, predictions, build_records([e for e in examples if e.answers], predictions))
@@ -55,10 +56,11 @@ def run_evaluation(config: QAConfig, device: str | None = None) -> EvalResult:
     context = init_distributed()
     torch_device = device_for(context, device)
     loaded = load_model(config.model_name_or_path, torch_device)
+    config = fit_config(config, loaded)
     examples = load_examples(config.validation_file, "validation", config.max_eval_samples).examples
     features = featurize(examples, loaded.tokenizer, config, training=False).features
     bf16 = config.bf16 if config.bf16 is not None else torch_device.type == "cuda"
-    result = evaluate(loaded.model, examples, features, config, bf16, context, loaded.tokenizer.pad_token_id or 0)
+    result = evaluate(loaded.model, examples, features, config, bf16, context, loaded.batch_format)
     if context.is_main:
         write_eval_outputs(Path(config.output_dir), result)
     return result

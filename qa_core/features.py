@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
@@ -15,7 +16,7 @@ from qa_core.data import Example
 
 logger = logging.getLogger(__name__)
 
-CLS_INDEX = 0  # windows without the answer point both labels here, as in BERT's SQuAD recipe
+CLS_INDEX = 0  # where the CLS token sits in BERT-style windows; a window's own position is Feature.cls_index
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,16 @@ class Feature:
 
 
 @dataclass(frozen=True)
+class BatchFormat:
+    """How one model takes its batches: its tokenizer's padding, and whether segment ids go in at all."""
+
+    pad_token_id: int = 0
+    pad_token_type_id: int = 0
+    padding_side: str = "right"  # "left" for tokenizers that pad in front (XLNet's, decoder models')
+    token_type_ids: bool = True  # qa_core.modeling.takes_token_type_ids says why a model gets them or not
+
+
+@dataclass(frozen=True)
 class FeatureSet:
     features: tuple[Feature, ...]
     skipped_examples: int  # training only: no usable answer, or the answer fits in no window
@@ -46,19 +57,44 @@ def build_features(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBa
     if not examples:
         return FeatureSet((), 0)
     questions = truncate_questions([e.question.lstrip() for e in examples], tokenizer, max_query_length)
+    # token_type_ids always: whether the model gets them is the batch's business (BatchFormat), not the window's
     encoded = tokenizer(questions, [e.context for e in examples], truncation="only_second",
                         max_length=max_seq_length, stride=doc_stride, return_overflowing_tokens=True,
-                        return_offsets_mapping=True, padding=False)
+                        return_offsets_mapping=True, return_token_type_ids=True, padding=False)
+    cls_id = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
     windows: list[list[Feature]] = [[] for _ in examples]
     for i, example_index in enumerate(encoded["overflow_to_sample_mapping"]):
-        sequence_ids = encoded.sequence_ids(i)
-        offsets = tuple(span if sid == 1 else None for span, sid in zip(encoded["offset_mapping"][i], sequence_ids))
-        windows[example_index].append(Feature(example_index, examples[example_index].example_id,
-                                              tuple(encoded["input_ids"][i]), tuple(encoded["token_type_ids"][i]),
-                                              offsets))
+        example = examples[example_index]
+        input_ids = tuple(encoded["input_ids"][i])
+        cls_index = input_ids.index(cls_id) if cls_id in input_ids else CLS_INDEX
+        windows[example_index].append(Feature(
+            example_index, example.example_id, input_ids, tuple(encoded["token_type_ids"][i]),
+            context_offsets(example.context, encoded["offset_mapping"][i], encoded.sequence_ids(i)),
+            cls_index=cls_index, start_position=cls_index, end_position=cls_index))
     if not training:
         return FeatureSet(tuple(f for group in windows for f in group), 0)
     return _label_windows(examples, windows)
+
+
+def context_offsets(context: str, spans: Sequence[tuple[int, int]],
+                    sequence_ids: Sequence[int | None]) -> tuple[tuple[int, int] | None, ...]:
+    """Each context token's span without surrounding whitespace; None outside the context and for tokens that
+    cover no visible character, which can neither start nor end an answer.
+
+    Metaspace tokenizers without a whitespace pre-split (DeBERTa-v2/v3) count the space before a word into its
+    '▁word' token, and a lone '▁' or byte-level 'Ġ' token covers only a space (or nothing, once trimmed).
+    """
+    offsets: list[tuple[int, int] | None] = []
+    for (start, end), sequence_id in zip(spans, sequence_ids):
+        if sequence_id != 1:
+            offsets.append(None)
+            continue
+        while start < end and context[start].isspace():
+            start += 1
+        while end > start and context[end - 1].isspace():
+            end -= 1
+        offsets.append((start, end) if start < end else None)
+    return tuple(offsets)
 
 
 def featurize(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase, config: QAConfig,
@@ -92,7 +128,7 @@ def _label_windows(examples: Sequence[Example], windows: list[list[Feature]]) ->
             continue
         span = (answer.start, answer.start + len(answer.text))
         group = [label_window(f, span) for f in group]
-        if all(f.start_position == CLS_INDEX for f in group):
+        if all(f.start_position == f.cls_index for f in group):
             skipped += 1  # the answer is longer than the context room of a window
             continue
         labelled.extend(group)
@@ -103,7 +139,7 @@ def _label_windows(examples: Sequence[Example], windows: list[list[Feature]]) ->
 
 
 def label_window(feature: Feature, span: tuple[int, int]) -> Feature:
-    """Token labels of the answer's character span, or CLS when the window does not hold all of it."""
+    """Token labels of the answer's character span; unchanged (at its CLS) when the window does not hold all of it."""
     tokens = [(i, o) for i, o in enumerate(feature.offsets) if o is not None]
     if not tokens or not (tokens[0][1][0] <= span[0] and span[1] <= tokens[-1][1][1]):
         return feature
@@ -112,22 +148,44 @@ def label_window(feature: Feature, span: tuple[int, int]) -> Feature:
     return dataclasses.replace(feature, start_position=start, end_position=end)
 
 
-def collate(features: Sequence[Feature], pad_token_id: int = 0, pad_to: int | None = None,
+def collate(features: Sequence[Feature], batch_format: BatchFormat = BatchFormat(), pad_to: int | None = None,
             multiple_of: int = 1) -> dict[str, torch.Tensor]:
-    """Pad a batch to its longest window (or to pad_to), rounded up to a multiple for tensor cores."""
+    """Pad a batch to its longest window (or to pad_to), rounded up to a multiple for tensor cores, on the
+    tokenizer's padding side; labels move with their tokens."""
     length = pad_to or max(len(f.input_ids) for f in features)
     length = -(-length // multiple_of) * multiple_of
-    input_ids = torch.full((len(features), length), pad_token_id, dtype=torch.long)  # (batch, seq)
-    token_type_ids = torch.zeros((len(features), length), dtype=torch.long)  # (batch, seq)
+    input_ids = torch.full((len(features), length), batch_format.pad_token_id, dtype=torch.long)  # (batch, seq)
+    token_type_ids = torch.full((len(features), length), batch_format.pad_token_type_id,
+                                dtype=torch.long)  # (batch, seq)
     attention_mask = torch.zeros((len(features), length), dtype=torch.long)  # (batch, seq)
-    for row, f in enumerate(features):
-        n = len(f.input_ids)
-        input_ids[row, :n] = torch.tensor(f.input_ids)
-        token_type_ids[row, :n] = torch.tensor(f.token_type_ids)
-        attention_mask[row, :n] = 1
-    return {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask,
-            "start_positions": torch.tensor([f.start_position for f in features]),
-            "end_positions": torch.tensor([f.end_position for f in features])}
+    shifts = padding_shifts([len(f.input_ids) for f in features], length, batch_format.padding_side)
+    for row, (f, shift) in enumerate(zip(features, shifts)):
+        tokens = slice(shift, shift + len(f.input_ids))
+        input_ids[row, tokens] = torch.tensor(f.input_ids)
+        token_type_ids[row, tokens] = torch.tensor(f.token_type_ids)
+        attention_mask[row, tokens] = 1
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if batch_format.token_type_ids:
+        batch["token_type_ids"] = token_type_ids
+    return {**batch, "start_positions": torch.tensor([f.start_position + s for f, s in zip(features, shifts)]),
+            "end_positions": torch.tensor([f.end_position + s for f, s in zip(features, shifts)])}
+
+
+def padding_shifts(lengths: Sequence[int], padded_length: int, padding_side: str) -> list[int]:
+    """Column of each window's first token in a padded batch."""
+    if padding_side == "left":
+        return [padded_length - n for n in lengths]
+    return [0] * len(lengths)
+
+
+def unpad_logits(logits: np.ndarray, lengths: Sequence[int], padding_side: str) -> np.ndarray:
+    """Logits of a collated batch (batch, seq) with column i belonging to token i of each window again."""
+    if padding_side != "left":
+        return logits
+    windowed = np.full_like(logits, -np.inf)  # (batch, seq)
+    for row, (n, shift) in enumerate(zip(lengths, padding_shifts(lengths, logits.shape[1], padding_side))):
+        windowed[row, :n] = logits[row, shift:]
+    return windowed
 
 
 def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int,

@@ -12,8 +12,8 @@ import torch
 from qa_core.config import QAConfig
 from qa_core.data import Answer, Example
 from qa_core.distributed import DistContext, gather
-from qa_core.features import Feature, collate, featurize, sorted_batches
-from qa_core.modeling import LoadedModel
+from qa_core.features import BatchFormat, Feature, collate, featurize, sorted_batches, unpad_logits
+from qa_core.modeling import LoadedModel, fit_config
 from qa_core.postprocess import Prediction, postprocess_predictions, predict_example
 
 
@@ -44,7 +44,7 @@ def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextMana
 
 @torch.inference_mode()
 def run_model(model: torch.nn.Module, features: Sequence[Feature], batch_size: int, bf16: bool = False,
-              pad_token_id: int = 0, pad_to: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+              batch_format: BatchFormat = BatchFormat(), pad_to: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Start and end logits of every feature, each (features, longest window), padded with -inf.
 
     Batches hold windows of similar length; pad_to pads every batch to a fixed length instead (reference mode).
@@ -57,13 +57,15 @@ def run_model(model: torch.nn.Module, features: Sequence[Feature], batch_size: i
     start_logits = np.full((len(features), longest), -np.inf, dtype=np.float32)  # (features, seq)
     end_logits = np.full((len(features), longest), -np.inf, dtype=np.float32)  # (features, seq)
     for batch in sorted_batches([len(f.input_ids) for f in features], batch_size):
-        inputs = collate([features[i] for i in batch], pad_token_id, pad_to)
+        inputs = collate([features[i] for i in batch], batch_format, pad_to)
         inputs = {k: v.to(device, non_blocking=True) for k, v in inputs.items() if not k.endswith("_positions")}
         with autocast(device, bf16):
             outputs = model(**inputs)
-        seq = outputs.start_logits.shape[1]
-        start_logits[batch, :seq] = outputs.start_logits.float().cpu().numpy()
-        end_logits[batch, :seq] = outputs.end_logits.float().cpu().numpy()
+        seq, lengths = outputs.start_logits.shape[1], [len(features[i].input_ids) for i in batch]
+        start_logits[batch, :seq] = unpad_logits(outputs.start_logits.float().cpu().numpy(), lengths,
+                                                 batch_format.padding_side)
+        end_logits[batch, :seq] = unpad_logits(outputs.end_logits.float().cpu().numpy(), lengths,
+                                               batch_format.padding_side)
     if was_training:
         model.train()
     return start_logits, end_logits
@@ -77,9 +79,10 @@ def answer_question(loaded: LoadedModel, question: str, context: str, config: QA
     if not context.strip():
         raise ValueError("context is empty")
     example = Example("query", question, context, (Answer("", None),))
+    config = fit_config(config, loaded)
     features = featurize([example], loaded.tokenizer, config, training=False).features
     start_logits, end_logits = run_model(loaded.model, features, config.per_device_eval_batch_size,
-                                         pad_token_id=loaded.tokenizer.pad_token_id or 0)
+                                         batch_format=loaded.batch_format)
     windows = list(zip(features, start_logits, end_logits))
     prediction = predict_example(example, windows, max(config.n_best_size, top_k), config.max_answer_length)
     prediction = Prediction(prediction.example_id, prediction.text, prediction.span, prediction.score,
@@ -104,12 +107,12 @@ def merge_token_logits(tokenizer, windows: Sequence[tuple[Feature, np.ndarray, n
 
 def predict_examples(model: torch.nn.Module, examples: Sequence[Example], features: Sequence[Feature],
                      config: QAConfig, bf16: bool = False, context: DistContext = DistContext(),
-                     pad_token_id: int = 0) -> dict[str, Prediction]:
+                     batch_format: BatchFormat = BatchFormat()) -> dict[str, Prediction]:
     """The one prediction path of evaluation and batch prediction: each rank runs every world_size-th window,
     the logits are gathered, so every window counts exactly once, then spans are searched per example."""
     mine = list(range(context.rank, len(features), context.world_size))
     pad_to = config.max_seq_length if config.pad_to_max_length else None
-    start, end = run_model(model, [features[i] for i in mine], config.per_device_eval_batch_size, bf16, pad_token_id,
+    start, end = run_model(model, [features[i] for i in mine], config.per_device_eval_batch_size, bf16, batch_format,
                            pad_to)
     start_logits, end_logits = _assemble(gather((mine, start, end), context), len(features))
     return postprocess_predictions(examples, features, start_logits, end_logits, config.n_best_size,
@@ -128,7 +131,7 @@ def _assemble(parts: list[tuple[list[int], np.ndarray, np.ndarray]], count: int)
 
 def answer_examples(loaded: LoadedModel, examples: Sequence[Example], config: QAConfig = QAConfig()) -> dict[str, str]:
     """{example_id: answer} for many examples, in the official predictions format."""
+    config = fit_config(config, loaded)
     features = featurize(examples, loaded.tokenizer, config, training=False).features
-    predictions = predict_examples(loaded.model, examples, features, config,
-                                   pad_token_id=loaded.tokenizer.pad_token_id or 0)
+    predictions = predict_examples(loaded.model, examples, features, config, batch_format=loaded.batch_format)
     return {k: p.text for k, p in predictions.items()}

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 from transformers import (AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer, PretrainedConfig, PreTrainedModel,
                           PreTrainedTokenizerBase)
 
-from qa_core.config import DEFAULT_MODEL
+from qa_core.config import DEFAULT_MODEL, QAConfig
+from qa_core.features import BatchFormat
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +30,16 @@ class LoadedModel:
     tokenizer: PreTrainedTokenizerBase
     source: str  # folder or hub id it came from
     has_qa_head: bool  # False when the QA head was freshly initialised (not fine-tuned yet)
+
+    @functools.cached_property
+    def batch_format(self) -> BatchFormat:
+        """How batches for this model are padded and which inputs they hold."""
+        return batch_format(self.model, self.tokenizer)
+
+    @functools.cached_property
+    def max_positions(self) -> int | None:
+        """The most tokens one window may hold; None when nothing limits it."""
+        return max_positions(self.model, self.tokenizer)
 
 
 def embedded_model_path() -> str:
@@ -96,6 +110,74 @@ def set_attention_dropout(config: PretrainedConfig, attention_dropout: float | N
     logger.warning("%s has no attention dropout setting; attention_dropout=%s ignored", config.model_type,
                    attention_dropout)
     return config
+
+
+def batch_format(model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> BatchFormat:
+    pad_token_id = tokenizer.pad_token_id
+    if pad_token_id is None:  # decoder tokenizers without a pad token; the attention mask hides it anyway
+        pad_token_id = getattr(_unwrap(model).config, "pad_token_id", None) or 0
+    return BatchFormat(pad_token_id, tokenizer.pad_token_type_id, tokenizer.padding_side, takes_token_type_ids(model))
+
+
+def takes_token_type_ids(model: nn.Module) -> bool:
+    """Whether the model gets segment ids: its forward must accept them, and its embeddings tell segments apart.
+
+    The forward's signature rules out DistilBERT (an unexpected argument). type_vocab_size > 1 leaves out RoBERTa
+    and XLM-RoBERTa (one segment type: a window's second-segment ids would index past it) and DeBERTa-v2/v3 (none),
+    and keeps BERT, ALBERT and ELECTRA, pretrained with two; a model without the setting (XLNet) gets them. Not the
+    tokenizer's model_input_names: transformers 5 drops token_type_ids from ALBERT's, whose checkpoints learnt
+    segment embeddings, and lists them for DeBERTa-v2, which has none.
+    """
+    model = _unwrap(model)
+    if "token_type_ids" not in inspect.signature(model.forward).parameters:
+        return False
+    return getattr(model.config, "type_vocab_size", 2) > 1
+
+
+def max_positions(model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> int | None:
+    """The most tokens the model takes: the tokenizer's model_max_length where it is set (run_qa.py's bound),
+    and the size of an absolute position table, less RoBERTa's offset (its positions start after padding_idx).
+
+    Relative positions alone (DeBERTa-v3, XLNet) set no bound beyond the tokenizer's.
+    """
+    limits = [tokenizer.model_max_length] if tokenizer.model_max_length < UNSET_MODEL_MAX_LENGTH else []
+    for name, module in _unwrap(model).named_modules():
+        if name.endswith("position_embeddings") and isinstance(module, nn.Embedding):
+            offset = module.padding_idx + 1 if module.padding_idx is not None else 0
+            limits.append(module.num_embeddings - offset)
+    return min(limits, default=None)
+
+
+# Tokenizers saved without a model_max_length report transformers' VERY_LARGE_INTEGER (about 1e30).
+UNSET_MODEL_MAX_LENGTH = 10 ** 9
+
+
+def fit_config(config: QAConfig, loaded: LoadedModel) -> QAConfig:
+    """The config with windows the model can take: max_seq_length cut to its positions, the question and the
+    stride shortened only as far as they must to leave context room; a warning (once per change) says so."""
+    limit = loaded.max_positions
+    length = min(config.max_seq_length, limit) if limit is not None else config.max_seq_length
+    special_tokens = loaded.tokenizer.num_special_tokens_to_add(pair=True)
+    query = min(config.max_query_length, (length - special_tokens) // 2)
+    room = length - query - special_tokens  # context tokens per window
+    stride = config.doc_stride if config.doc_stride < room else room // 2
+    if (length, query, stride) == (config.max_seq_length, config.max_query_length, config.doc_stride):
+        return config
+    _warn_once(f"model {loaded.source} takes {limit or 'any number of'} tokens per window, {special_tokens} of "
+               f"them special: max_seq_length {config.max_seq_length} -> {length}, max_query_length "
+               f"{config.max_query_length} -> {query}, doc_stride {config.doc_stride} -> {stride}")
+    return config.replace(max_seq_length=length, max_query_length=query, doc_stride=stride)
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    """The app answers every question with the same config; one warning per model is enough."""
+    logger.warning("%s", message)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a torch.compile wrapper."""
+    return getattr(model, "_orig_mod", model)
 
 
 def pick_device(requested: str | None = None) -> torch.device:

@@ -50,9 +50,13 @@ def compile_for_cpu(loaded: LoadedModel) -> LoadedModel:
     vocab = loaded.tokenizer.vocab_size
     with torch.inference_mode():
         for batch, length in WARMUP_SHAPES:
-            input_ids = torch.randint(1000, vocab, (batch, length))  # (batch, seq)
-            compiled(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                     token_type_ids=torch.zeros_like(input_ids))
+            # ids past the first thousand are ordinary tokens in every vocabulary big enough to have them
+            input_ids = torch.randint(min(1000, vocab // 2), vocab,
+                                      (batch, min(length, loaded.max_positions or length)))  # (batch, seq)
+            inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
+            if loaded.batch_format.token_type_ids:
+                inputs["token_type_ids"] = torch.zeros_like(input_ids)
+            compiled(**inputs)
     return replace(loaded, model=compiled)
 
 

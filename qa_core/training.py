@@ -24,9 +24,9 @@ from qa_core.data import Example, fingerprint, load_examples
 from qa_core.distributed import (DistContext, all_reduce_mean, any_rank, barrier, cleanup, device_for,
                                  init_distributed, shard, unwrap_ddp)
 from qa_core.evaluation import EvalResult, evaluate, write_eval_outputs
-from qa_core.features import Feature, collate, featurize, training_batches
+from qa_core.features import BatchFormat, Feature, collate, featurize, training_batches
 from qa_core.inference import autocast
-from qa_core.modeling import LoadedModel, load_model
+from qa_core.modeling import LoadedModel, fit_config, load_model
 from qa_core.progress import ProgressCallback, ProgressEvent
 
 logger = logging.getLogger(__name__)
@@ -95,6 +95,7 @@ def _setup(config: QAConfig, context: DistContext, device: str | None, callback:
     torch_device = device_for(context, device)
     loaded = load_model(str(checkpoint) if checkpoint else config.model_name_or_path, torch_device,
                         config.attention_dropout)
+    config = fit_config(config, loaded)
     train_examples = load_examples(config.train_file, "train", config.max_train_samples).examples
     eval_examples = (load_examples(config.validation_file, "validation", config.max_eval_samples).examples
                      if config.validation_file else ())
@@ -161,17 +162,18 @@ def build_optimizer(model: torch.nn.Module, config: QAConfig, device: torch.devi
 
 
 def batch_loader(features: tuple[Feature, ...], batches: list[list[int]], device: torch.device,
-                 pad_token_id: int = 0, pad_to: int | None = None, num_workers: int = 0) -> DataLoader:
+                 batch_format: BatchFormat = BatchFormat(), pad_to: int | None = None,
+                 num_workers: int = 0) -> DataLoader:
     """Padded batches in the given order; pinned memory and lengths rounded to multiples of 8 on CUDA."""
     return DataLoader(features, batch_sampler=batches, num_workers=num_workers, pin_memory=device.type == "cuda",
-                      collate_fn=partial(collate, pad_token_id=pad_token_id, pad_to=pad_to,
+                      collate_fn=partial(collate, batch_format=batch_format, pad_to=pad_to,
                                          multiple_of=8 if device.type == "cuda" else 1))
 
 
 def _loader(run: _Run, batches: list[list[int]]) -> DataLoader:
     pad_to = run.config.max_seq_length if run.config.pad_to_max_length else None
     return batch_loader(run.train_features, batches, next(run.loaded.model.parameters()).device,
-                        run.loaded.tokenizer.pad_token_id or 0, pad_to, run.config.dataloader_num_workers)
+                        run.loaded.batch_format, pad_to, run.config.dataloader_num_workers)
 
 
 def _loop(run: _Run) -> TrainResult:
@@ -292,7 +294,7 @@ def _evaluate(run: _Run, state: TrainState) -> EvalResult | None:
     # Without the DDP wrapper: its forward may broadcast buffers, a collective that hangs when ranks run
     # different numbers of evaluation batches (a rank may have none).
     result = evaluate(unwrap_ddp(run.model), run.eval_examples, run.eval_features, run.config, run.bf16,
-                      run.context, run.loaded.tokenizer.pad_token_id or 0)
+                      run.context, run.loaded.batch_format)
     metrics = result.metrics.to_dict()
     run.history.append({"step": state.step, "epoch": round(_epoch_progress(run, state), 3), **metrics})
     if run.context.is_main:

@@ -113,7 +113,7 @@ def test_metrics_match_single_process_evaluation(ddp_run: Path):
     examples = load_examples(str(ddp_run / "squad.json")).examples
     features = build_features(examples, loaded.tokenizer, config.max_seq_length, config.doc_stride,
                               config.max_query_length, training=False).features
-    single = evaluate(loaded.model, examples, features, config, pad_token_id=loaded.tokenizer.pad_token_id)
+    single = evaluate(loaded.model, examples, features, config, batch_format=loaded.batch_format)
     assert json.loads((ddp_run / "run" / METRICS_FILE).read_text()) == single.metrics.to_dict()
     predictions = json.loads((ddp_run / "run" / PREDICTIONS_FILE).read_text())
     assert predictions == {k: p.text for k, p in single.predictions.items()}
