@@ -47,17 +47,24 @@ def compile_for_cpu(loaded: LoadedModel) -> LoadedModel:
     For inference only: answers match the fp32 model on nearly all questions (measured in bench/bench_ask.py).
     """
     compiled = torch.compile(int8_copy(loaded).model, dynamic=True, options=COMPILE_OPTIONS)
-    vocab = loaded.tokenizer.vocab_size
     with torch.inference_mode():
-        for batch, length in WARMUP_SHAPES:
-            # ids past the first thousand are ordinary tokens in every vocabulary big enough to have them
-            input_ids = torch.randint(min(1000, vocab // 2), vocab,
-                                      (batch, min(length, loaded.max_positions or length)))  # (batch, seq)
-            inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
-            if loaded.batch_format.token_type_ids:
-                inputs["token_type_ids"] = torch.zeros_like(input_ids)
+        for inputs in warmup_batches(loaded):
             compiled(**inputs)
     return replace(loaded, model=compiled)
+
+
+def warmup_batches(loaded: LoadedModel) -> list[dict[str, torch.Tensor]]:
+    """Random batches of WARMUP_SHAPES as the model takes them: within its positions, segment ids only if it
+    takes them, ids past the first thousand (ordinary tokens in every vocabulary that big)."""
+    vocab, limit = loaded.tokenizer.vocab_size, loaded.max_positions
+    batches = []
+    for batch, length in WARMUP_SHAPES:
+        input_ids = torch.randint(min(1000, vocab // 2), vocab, (batch, min(length, limit or length)))  # (batch, seq)
+        inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
+        if loaded.batch_format.token_type_ids:
+            inputs["token_type_ids"] = torch.zeros_like(input_ids)
+        batches.append(inputs)
+    return batches
 
 
 @dataclass

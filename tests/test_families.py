@@ -6,16 +6,17 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from qa_core.config import QAConfig
 from qa_core.data import load_examples
 from qa_core.error_analysis import RECORDS_FILE
 from qa_core.evaluation import run_evaluation
-from qa_core.features import featurize
-from qa_core.inference import answer_examples, answer_question
-from qa_core.modeling import load_model
-from qa_core.serving import ModelCache, int8_copy
+from qa_core.features import build_features, collate, featurize
+from qa_core.inference import answer_examples, answer_question, run_model
+from qa_core.modeling import fit_config, load_model
+from qa_core.serving import ModelCache, int8_copy, warmup_batches
 from qa_core.training import train
 from tests.families import FAMILIES, POSITIONS, build_family, sample_texts
 
@@ -92,3 +93,61 @@ def test_max_seq_length_is_clamped_with_one_warning(family_dirs: dict[str, Path]
             check_answer(answered.prediction.text, answered.prediction.span, CONTEXT * 3)
     clamped = [r for r in caplog.records if "max_seq_length" in r.getMessage()]
     assert len(clamped) == 1 and str(POSITIONS) in clamped[0].getMessage()
+
+
+# family: (segment ids fed to the model, most tokens per window)
+EXPECTED_INPUTS = {"bert": (True, POSITIONS), "distilbert": (False, POSITIONS), "roberta": (False, POSITIONS),
+                   "albert": (True, POSITIONS), "electra": (True, POSITIONS), "deberta-v2": (False, POSITIONS),
+                   "deberta-v3": (False, None), "xlm-roberta": (False, POSITIONS)}
+
+
+@pytest.mark.parametrize("family", NAMES)
+def test_batches_hold_what_the_model_takes(family: str, family_dirs: dict[str, Path]) -> None:
+    loaded = load_model(str(family_dirs[family]))
+    takes_segments, positions = EXPECTED_INPUTS[family]
+    assert loaded.batch_format.token_type_ids is takes_segments and loaded.max_positions == positions
+    assert loaded.batch_format.pad_token_id == loaded.tokenizer.pad_token_id
+    features = featurize(load_examples("sample", "validation", 2).examples, loaded.tokenizer,
+                         QAConfig(max_seq_length=48, doc_stride=16, max_query_length=16), training=False).features
+    assert ("token_type_ids" in collate(features, loaded.batch_format)) is takes_segments
+    quantized = int8_copy(loaded).model
+    for inputs in warmup_batches(loaded):  # what the compiled copy is warmed up with
+        assert quantized(**inputs).start_logits.shape == inputs["input_ids"].shape
+
+
+def test_left_padding_keeps_each_window_and_its_labels(family_dirs: dict[str, Path]) -> None:
+    """RoBERTa numbers positions after its padding, so left-padded windows must score exactly as unpadded ones."""
+    loaded = load_model(str(family_dirs["roberta"]))
+    loaded.tokenizer.padding_side = "left"
+    examples = load_examples("sample", "validation", 4).examples
+    features = featurize(examples, loaded.tokenizer, QAConfig(max_seq_length=64, doc_stride=16, max_query_length=16),
+                         training=True).features
+    assert len({len(f.input_ids) for f in features}) > 1 and loaded.batch_format.padding_side == "left"
+    batch = collate(features, loaded.batch_format)
+    assert (batch["input_ids"][:, -1] != loaded.tokenizer.pad_token_id).all()
+    for row, f in enumerate(features):
+        assert batch["input_ids"][row, batch["start_positions"][row]] == f.input_ids[f.start_position]
+        assert batch["input_ids"][row, batch["end_positions"][row]] == f.input_ids[f.end_position]
+    padded = run_model(loaded.model, features, len(features), batch_format=loaded.batch_format)
+    alone = run_model(loaded.model, features, 1, batch_format=loaded.batch_format)
+    for f, p, a in zip(features, padded[0], alone[0]):
+        np.testing.assert_allclose(p[:len(f.input_ids)], a[:len(f.input_ids)], rtol=1e-4, atol=1e-5)
+
+
+def test_fit_config_keeps_windows_valid(family_dirs: dict[str, Path]) -> None:
+    bert = load_model(str(family_dirs["bert"]))
+    fitted = fit_config(QAConfig(max_seq_length=256, doc_stride=128, max_query_length=64), bert)
+    assert (fitted.max_seq_length, fitted.max_query_length, fitted.doc_stride) == (POSITIONS, 30, 15)
+    fitting = QAConfig(max_seq_length=48, doc_stride=16, max_query_length=16)
+    assert fit_config(fitting, bert) is fitting
+    # RoBERTa pairs take four special tokens, one more than QAConfig's own check counts
+    roberta = load_model(str(family_dirs["roberta"]))
+    tight = QAConfig(max_seq_length=64, doc_stride=36, max_query_length=24)
+    assert fit_config(tight, roberta).doc_stride == 18
+    with pytest.raises(ValueError, match="doc_stride"):  # the tokenizer itself would panic
+        build_features(load_examples("sample", "validation", 1).examples, roberta.tokenizer, 64, 36, 24, False)
+    deberta = load_model(str(family_dirs["deberta-v3"]))  # no position table: only the tokenizer bounds it
+    assert fit_config(QAConfig(max_seq_length=512), deberta).max_seq_length == 512
+    bounded = load_model(str(family_dirs["deberta-v3"]))
+    bounded.tokenizer.model_max_length = 128
+    assert fit_config(QAConfig(max_seq_length=512), bounded).max_seq_length == 128
