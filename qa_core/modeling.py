@@ -113,6 +113,7 @@ def set_attention_dropout(config: PretrainedConfig, attention_dropout: float | N
 
 
 def batch_format(model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> BatchFormat:
+    """The tokenizer's padding, and segment ids where the model takes them."""
     pad_token_id = tokenizer.pad_token_id
     if pad_token_id is None:  # decoder tokenizers without a pad token; the attention mask hides it anyway
         pad_token_id = getattr(_unwrap(model).config, "pad_token_id", None) or 0
@@ -158,7 +159,9 @@ def fit_config(config: QAConfig, loaded: LoadedModel) -> QAConfig:
     limit = loaded.max_positions
     length = min(config.max_seq_length, limit) if limit is not None else config.max_seq_length
     special_tokens = loaded.tokenizer.num_special_tokens_to_add(pair=True)
-    query = min(config.max_query_length, (length - special_tokens) // 2)
+    query = config.max_query_length
+    if length < config.max_seq_length:  # a clamped window keeps at least half of itself for the context
+        query = min(query, (length - special_tokens) // 2)
     room = length - query - special_tokens  # context tokens per window
     stride = config.doc_stride if config.doc_stride < room else room // 2
     if (length, query, stride) == (config.max_seq_length, config.max_query_length, config.doc_stride):

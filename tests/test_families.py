@@ -138,8 +138,9 @@ def test_fit_config_keeps_windows_valid(family_dirs: dict[str, Path]) -> None:
     bert = load_model(str(family_dirs["bert"]))
     fitted = fit_config(QAConfig(max_seq_length=256, doc_stride=128, max_query_length=64), bert)
     assert (fitted.max_seq_length, fitted.max_query_length, fitted.doc_stride) == (POSITIONS, 30, 15)
-    fitting = QAConfig(max_seq_length=48, doc_stride=16, max_query_length=16)
-    assert fit_config(fitting, bert) is fitting
+    for fitting in (QAConfig(max_seq_length=48, doc_stride=16, max_query_length=16),
+                    QAConfig(max_seq_length=64, doc_stride=8, max_query_length=40)):  # long questions, if they fit
+        assert fit_config(fitting, bert) is fitting
     # RoBERTa pairs take four special tokens, one more than QAConfig's own check counts
     roberta = load_model(str(family_dirs["roberta"]))
     tight = QAConfig(max_seq_length=64, doc_stride=36, max_query_length=24)
