@@ -84,6 +84,15 @@ def test_windows_follow_the_tokenizer(family: str, family_dirs: dict[str, Path])
         assert feature.start_position != feature.cls_index or feature.end_position == feature.cls_index
 
 
+def test_byte_level_bpe_offsets_leave_the_marked_space_out(family_dirs: dict[str, Path]) -> None:
+    """RoBERTa's 'Ġword' tokens stand for ' word'; trim_offsets must keep their spans on the word alone."""
+    tokenizer = load_model(str(family_dirs["roberta"])).tokenizer
+    encoded = tokenizer(CONTEXT, return_offsets_mapping=True, add_special_tokens=False)
+    pieces = zip(tokenizer.convert_ids_to_tokens(encoded["input_ids"]), encoded["offset_mapping"])
+    marked = [CONTEXT[s:e] for token, (s, e) in pieces if token.startswith("Ġ") and len(token) > 1]
+    assert len(marked) > 10 and all(text == text.strip() and text for text in marked)
+
+
 def test_max_seq_length_is_clamped_with_one_warning(family_dirs: dict[str, Path],
                                                     caplog: pytest.LogCaptureFixture) -> None:
     cache = ModelCache(fast=False)
