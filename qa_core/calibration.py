@@ -1,0 +1,199 @@
+"""Calibration of answer probabilities: reliability bins, ECE, coverage curves and temperature scaling per run."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from qa_core.error_analysis import QuestionRecord
+from qa_core.postprocess import Prediction
+
+CALIBRATION_FILE = "calibration.json"
+BINS = 10
+LOG_TEMPERATURES = np.linspace(-3.0, 3.0, 241)  # temperatures from e^-3 to e^3 searched by the fit
+
+
+@dataclass(frozen=True)
+class ReliabilityBin:
+    low: float  # probability range [low, high) of the bin (the last bin includes 1)
+    high: float
+    questions: int
+    mean_probability: float  # 0..1; 0 for an empty bin
+    exact_fraction: float  # 0..1: fraction exactly right
+    mean_f1: float  # 0..1
+
+
+@dataclass(frozen=True)
+class CoveragePoint:
+    threshold: float  # answer only when the answer probability is >= threshold
+    answered: int
+    coverage: float  # 0..1: fraction of questions answered
+    exact_match: float  # percent, over the answered questions (0 when none)
+    f1: float  # percent, over the answered questions
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A temperature fitted on one run's evaluation records, stored in the run folder as calibration.json."""
+
+    temperature: float
+    ece_before: float  # expected calibration error at temperature 1, 0..1
+    ece_after: float  # at the fitted temperature
+    questions: int
+    bins_before: tuple[ReliabilityBin, ...]
+    bins_after: tuple[ReliabilityBin, ...]
+
+
+def probability_matrix(records: Sequence[QuestionRecord]) -> np.ndarray:
+    """(questions, top-k + 1): the stored top-k probabilities, zero-padded, then the remainder 1 - sum."""
+    width = max((len(r.alternatives) for r in records), default=0)
+    matrix = np.zeros((len(records), width + 1))  # (questions, k + 1)
+    for row, record in enumerate(records):
+        matrix[row, :len(record.alternatives)] = [p for _, p in record.alternatives]
+    matrix[:, -1] = np.clip(1.0 - matrix[:, :-1].sum(axis=1), 0.0, 1.0)
+    return matrix
+
+
+def scale_probabilities(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """Temperature-scaled probabilities along the last axis: p_i ∝ p_i^(1/T), since p = softmax(score).
+
+    The stored probabilities are a softmax over the n-best spans, of which only the top k are kept; the
+    remaining mass (1 - sum of the top k) is treated as one more alternative, so T = 1 changes nothing and the
+    scaled top-k probabilities still sum to at most 1. Zeros (padding, or an empty remainder) stay zero.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    with np.errstate(divide="ignore"):
+        logs = np.log(probabilities) / temperature
+    logs = logs - logs.max(axis=-1, keepdims=True)
+    scaled = np.exp(logs)
+    return scaled / scaled.sum(axis=-1, keepdims=True)
+
+
+def confidences(records: Sequence[QuestionRecord], temperature: float = 1.0) -> np.ndarray:
+    """(questions,) probability of each predicted answer (the first alternative); 0 when there is none."""
+    if not records:
+        return np.zeros(0)
+    matrix = probability_matrix(records)
+    if matrix.shape[1] == 1:
+        return np.zeros(len(records))
+    return scale_probabilities(matrix, temperature)[:, 0]  # a row without alternatives is all remainder: 0
+
+
+def reliability_bins(confidence: np.ndarray, exact: np.ndarray, f1: np.ndarray,
+                     bins: int = BINS) -> tuple[ReliabilityBin, ...]:
+    """Equal-width probability bins; exact and f1 are per question in 0..1."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)  # (questions,)
+    counts = np.bincount(index, minlength=bins)
+    means = [np.bincount(index, weights=values, minlength=bins) / np.maximum(counts, 1)
+             for values in (confidence, exact, f1)]
+    return tuple(ReliabilityBin(float(edges[b]), float(edges[b + 1]), int(counts[b]), float(means[0][b]),
+                                float(means[1][b]), float(means[2][b])) for b in range(bins))
+
+
+def expected_calibration_error(bins: Sequence[ReliabilityBin]) -> float:
+    """Sum over bins of (share of questions) x |fraction exactly right - mean probability|."""
+    total = sum(b.questions for b in bins)
+    if total == 0:
+        return 0.0
+    return sum(b.questions / total * abs(b.exact_fraction - b.mean_probability) for b in bins)
+
+
+def record_bins(records: Sequence[QuestionRecord], temperature: float = 1.0,
+                bins: int = BINS) -> tuple[ReliabilityBin, ...]:
+    """The reliability bins of a run's records, with probabilities scaled by temperature."""
+    exact, f1 = _outcomes(records)
+    return reliability_bins(confidences(records, temperature), exact, f1, bins)
+
+
+def fit_temperature(records: Sequence[QuestionRecord]) -> float:
+    """The temperature minimising the log loss of 'the answer is exactly right' given its probability.
+
+    A grid search over log T, so the fit is deterministic and needs no optimiser.
+    """
+    if not records:
+        raise ValueError("no evaluation records to fit a temperature on")
+    matrix = probability_matrix(records)
+    exact, _ = _outcomes(records)
+    losses = [_log_loss(scale_probabilities(matrix, float(np.exp(t)))[:, 0], exact) for t in LOG_TEMPERATURES]
+    return float(np.exp(LOG_TEMPERATURES[int(np.argmin(losses))]))
+
+
+def _log_loss(probability: np.ndarray, outcome: np.ndarray) -> float:
+    probability = np.clip(probability, 1e-7, 1 - 1e-7)
+    return float(-(outcome * np.log(probability) + (1 - outcome) * np.log(1 - probability)).mean())
+
+
+def fit_calibration(records: Sequence[QuestionRecord], bins: int = BINS) -> Calibration:
+    temperature = fit_temperature(records)
+    before, after = record_bins(records, 1.0, bins), record_bins(records, temperature, bins)
+    return Calibration(temperature, expected_calibration_error(before), expected_calibration_error(after),
+                       len(records), before, after)
+
+
+def write_calibration(run: str | Path, calibration: Calibration) -> Path:
+    path = Path(run) / CALIBRATION_FILE
+    path.write_text(json.dumps(asdict(calibration), indent=1), encoding="utf-8")
+    return path
+
+
+def read_calibration(run: str | Path) -> Calibration | None:
+    """The run's stored calibration, or None when it has none."""
+    path = Path(run) / CALIBRATION_FILE
+    if not path.exists():
+        return None
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return Calibration(raw["temperature"], raw["ece_before"], raw["ece_after"], raw["questions"],
+                           tuple(ReliabilityBin(**b) for b in raw["bins_before"]),
+                           tuple(ReliabilityBin(**b) for b in raw["bins_after"]))
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not a calibration file ({err})") from None
+
+
+def run_temperature(run: str | Path | None) -> float:
+    """The temperature the Ask path applies for a model folder (a run): its fitted one, else 1."""
+    calibration = read_calibration(run) if run and Path(run).is_dir() else None
+    return calibration.temperature if calibration else 1.0
+
+
+def rescale_prediction(prediction: Prediction, temperature: float) -> Prediction:
+    """The prediction with its alternatives' probabilities temperature-scaled (see scale_probabilities)."""
+    if temperature == 1.0 or not prediction.alternatives:
+        return prediction
+    stored = np.array([s.probability for s in prediction.alternatives])
+    scaled = scale_probabilities(np.append(stored, max(0.0, 1.0 - stored.sum())), temperature)
+    return replace(prediction, alternatives=tuple(replace(s, probability=float(p))
+                                                  for s, p in zip(prediction.alternatives, scaled)))
+
+
+def coverage_curve(records: Sequence[QuestionRecord], temperature: float = 1.0,
+                   thresholds: np.ndarray | None = None) -> tuple[CoveragePoint, ...]:
+    """'Answer only above confidence t': coverage and EM/F1 over the answered questions, for each t."""
+    thresholds = np.linspace(0.0, 1.0, 101) if thresholds is None else np.asarray(thresholds, dtype=float)
+    confidence = confidences(records, temperature)
+    exact, f1 = _outcomes(records)
+    order = np.argsort(-confidence, kind="stable")
+    answered = np.searchsorted(-confidence[order], -thresholds, side="right")  # (thresholds,) count >= t
+    exact_sums, f1_sums = (np.concatenate(([0.0], np.cumsum(v[order]))) for v in (exact, f1))
+    total = max(len(records), 1)
+    return tuple(CoveragePoint(float(t), int(n), n / total, 100 * exact_sums[n] / max(n, 1),
+                               100 * f1_sums[n] / max(n, 1)) for t, n in zip(thresholds, answered))
+
+
+def coverage_at(records: Sequence[QuestionRecord], threshold: float, temperature: float = 1.0) -> CoveragePoint:
+    """One point of the coverage curve: the threshold picker's readout."""
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    return coverage_curve(records, temperature, np.array([threshold]))[0]
+
+
+def _outcomes(records: Sequence[QuestionRecord]) -> tuple[np.ndarray, np.ndarray]:
+    """(questions,) exactly right and F1, each in 0..1."""
+    return (np.array([r.exact_match / 100 for r in records], dtype=float),
+            np.array([r.f1 / 100 for r in records], dtype=float))

@@ -1,0 +1,109 @@
+"""Calibration: temperature scaling of stored probabilities, reliability bins, ECE, coverage and the stored fit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qa_core import calibration, plots
+from qa_core.error_analysis import QuestionRecord
+from qa_core.postprocess import Prediction, Span
+
+
+def record(n: int, probabilities: tuple[float, ...], right: bool, f1: float | None = None) -> QuestionRecord:
+    texts = ("paris", "lyon", "nice", "metz", "caen")
+    alternatives = tuple(zip(texts, probabilities))
+    return QuestionRecord(f"q{n}", "Where?", "paris lyon nice metz caen", ("paris",), ((0, 5),),
+                          texts[0] if probabilities else "", (0, 5) if probabilities else None, 1.0,
+                          100.0 if right else 0.0, (100.0 if right else 0.0) if f1 is None else f1, alternatives)
+
+
+def overconfident_records(count: int = 2000, true_temperature: float = 2.0) -> list[QuestionRecord]:
+    """Answers right with probability q, stored with q sharpened by 1/true_temperature (overconfident)."""
+    rng = np.random.default_rng(0)
+    records = []
+    for n in range(count):
+        true = np.array([rng.uniform(0.2, 0.9), 0.0, 0.0])
+        true[1] = (1 - true[0]) * 0.6
+        true[2] = 1 - true[0] - true[1]  # the remainder beyond the stored top 2
+        stored = calibration.scale_probabilities(true, 1 / true_temperature)
+        records.append(record(n, tuple(stored[:2]), bool(rng.random() < true[0])))
+    return records
+
+
+def test_temperature_one_changes_nothing_and_others_keep_the_order():
+    p = np.array([0.5, 0.2, 0.1, 0.2])
+    np.testing.assert_allclose(calibration.scale_probabilities(p, 1.0), p)
+    flatter, sharper = calibration.scale_probabilities(p, 3.0), calibration.scale_probabilities(p, 0.3)
+    assert flatter[0] < 0.5 < sharper[0]
+    for scaled in (flatter, sharper):
+        assert scaled.sum() == pytest.approx(1.0) and np.argmax(scaled) == 0
+    with pytest.raises(ValueError, match="temperature"):
+        calibration.scale_probabilities(p, 0.0)
+
+
+def test_confidence_is_the_first_alternative_and_zero_without_one():
+    records = [record(0, (0.6, 0.3), True), record(1, (), False)]
+    np.testing.assert_allclose(calibration.confidences(records), [0.6, 0.0])
+
+
+def test_reliability_bins_and_ece_on_known_values():
+    confidence = np.array([0.95, 0.95, 0.15, 1.0])
+    exact = np.array([1.0, 0.0, 0.0, 1.0])
+    bins = calibration.reliability_bins(confidence, exact, exact * 0.5, bins=10)
+    assert [b.questions for b in bins] == [0, 1, 0, 0, 0, 0, 0, 0, 0, 3]  # 1.0 falls in the last bin
+    top = bins[-1]
+    assert top.mean_probability == pytest.approx((0.95 + 0.95 + 1.0) / 3)
+    assert top.exact_fraction == pytest.approx(2 / 3) and top.mean_f1 == pytest.approx(1 / 3)
+    expected = 3 / 4 * abs(2 / 3 - 2.9 / 3) + 1 / 4 * abs(0 - 0.15)
+    assert calibration.expected_calibration_error(bins) == pytest.approx(expected)
+
+
+def test_fit_recovers_an_overconfidence_temperature_and_lowers_ece():
+    records = overconfident_records()
+    fitted = calibration.fit_calibration(records)
+    assert 1.6 < fitted.temperature < 2.5
+    assert fitted.ece_after < fitted.ece_before
+    assert fitted.questions == len(records) and len(fitted.bins_after) == calibration.BINS
+
+
+def test_calibration_is_stored_in_the_run_and_rescales_ask_predictions(tmp_path):
+    assert calibration.read_calibration(tmp_path) is None and calibration.run_temperature(tmp_path) == 1.0
+    fitted = calibration.fit_calibration(overconfident_records(400))
+    calibration.write_calibration(tmp_path, fitted)
+    assert calibration.read_calibration(tmp_path) == fitted
+    assert calibration.run_temperature(tmp_path) == fitted.temperature
+    spans = (Span(0, 5, "paris", 3.0, 0.7), Span(6, 10, "lyon", 2.0, 0.2))
+    prediction = Prediction("q", "paris", (0, 5), 3.0, spans)
+    rescaled = calibration.rescale_prediction(prediction, fitted.temperature)
+    assert [s.text for s in rescaled.alternatives] == ["paris", "lyon"]
+    assert rescaled.alternatives[0].probability < 0.7  # a temperature above 1 tempers the confidence
+    assert calibration.rescale_prediction(prediction, 1.0) == prediction
+    (tmp_path / calibration.CALIBRATION_FILE).write_text("{}", encoding="utf-8")
+    with pytest.raises(ValueError, match="calibration.json"):
+        calibration.read_calibration(tmp_path)
+
+
+def test_coverage_curve_matches_counting_by_hand():
+    records = [record(0, (0.9,), True), record(1, (0.7,), False, 50.0), record(2, (0.4,), True), record(3, (), False)]
+    curve = calibration.coverage_curve(records)
+    assert curve[0].threshold == 0.0 and curve[0].coverage == 1.0 and curve[0].exact_match == 50.0
+    point = calibration.coverage_at(records, 0.7)
+    assert (point.answered, point.coverage, point.exact_match, point.f1) == (2, 0.5, 50.0, 75.0)
+    assert calibration.coverage_at(records, 0.95).answered == 0
+    assert all(a.coverage >= b.coverage for a, b in zip(curve, curve[1:]))
+    with pytest.raises(ValueError, match="threshold"):
+        calibration.coverage_at(records, 1.5)
+
+
+def test_reliability_and_coverage_figures():
+    records = overconfident_records(300)
+    fitted = calibration.fit_calibration(records)
+    figure = plots.reliability_figure(fitted.bins_before, fitted.ece_before, calibrated=fitted.bins_after)
+    assert [t.name for t in figure.data] == ["fraction exactly right", "mean F1 / 100", "perfect calibration",
+                                             "after temperature scaling"]
+    assert f"{fitted.ece_before:.3f}" in figure.layout.title.text
+    chosen = calibration.coverage_at(records, 0.5, fitted.temperature)
+    coverage = plots.coverage_figure(calibration.coverage_curve(records, fitted.temperature), chosen)
+    assert [t.name for t in coverage.data] == ["EM", "F1", "threshold 0.50"]
+    assert list(coverage.data[2].x) == [chosen.coverage, chosen.coverage]
