@@ -1,14 +1,20 @@
-"""Plotly figures for the web UI: per-token logits, loss curve, F1 histogram and grouped score bars."""
+"""Plotly figures for the web UI: logits, loss, scores per group, run comparison, calibration and attributions."""
 
 from __future__ import annotations
 
 import html
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
 
+from qa_core.calibration import CoveragePoint, ReliabilityBin
 from qa_core.inference import TokenLogits
+
+if TYPE_CHECKING:  # importing captum (and matplotlib with it) only when attributions are asked for
+    from qa_core.attributions import Attribution
+    from qa_core.compare import SliceRow
 
 VISIBLE_TOKENS = 80  # tokens shown at first; wider views make the token labels unreadable
 PREDICTED_COLOR = "rgba(255, 165, 0, 0.30)"
@@ -90,4 +96,82 @@ def group_figure(groups: Mapping[str, tuple[int, float, float]], title: str,
                                textposition="outside")])
     figure.update_layout(title=title, barmode="group", yaxis_range=[0, 110], height=300,
                          margin={"l": 40, "r": 10, "t": 40, "b": 40})
+    return figure
+
+
+def compare_slices_figure(slices: Sequence[SliceRow], metric: str = "f1") -> go.Figure:
+    """EM or F1 of runs A and B side by side for every slice group, grouped by slice family on the x axis."""
+    if metric not in ("f1", "exact_match"):
+        raise ValueError(f"metric must be 'f1' or 'exact_match', got {metric!r}")
+    x = [[s.slice for s in slices], [s.group for s in slices]]
+    label = "F1" if metric == "f1" else "EM"
+    figure = go.Figure()
+    for run in ("a", "b"):
+        values = [getattr(s, f"{'f1' if metric == 'f1' else 'exact'}_{run}") for s in slices]
+        figure.add_trace(go.Bar(x=x, y=values, name=f"{label} run {run.upper()}",
+                                text=[f"n={s.questions}" for s in slices] if run == "b" else None,
+                                textposition="outside"))
+    figure.update_layout(title=f"{label} per slice, run A vs run B", barmode="group", yaxis_range=[0, 110],
+                         height=340, margin={"l": 40, "r": 10, "t": 40, "b": 40})
+    return figure
+
+
+def reliability_figure(bins: Sequence[ReliabilityBin], ece: float | None = None,
+                       calibrated: Sequence[ReliabilityBin] = ()) -> go.Figure:
+    """Fraction exactly right and mean F1 per probability bin against the diagonal of perfect calibration;
+    calibrated (bins after temperature scaling) adds their fraction exactly right as a line."""
+    used = [b for b in bins if b.questions]
+    centres = [(b.low + b.high) / 2 for b in used]
+    hover = [f"{b.questions} questions, mean probability {b.mean_probability:.2f}" for b in used]
+    figure = go.Figure([
+        go.Bar(x=centres, y=[b.exact_fraction for b in used], width=[b.high - b.low for b in used],
+               name="fraction exactly right", customdata=hover, opacity=0.7,
+               hovertemplate="%{customdata}<br>exactly right %{y:.2f}<extra></extra>"),
+        go.Scatter(x=centres, y=[b.mean_f1 for b in used], name="mean F1 / 100", mode="lines+markers"),
+        go.Scatter(x=[0, 1], y=[0, 1], name="perfect calibration", mode="lines", line={"dash": "dot"})])
+    scaled = [b for b in calibrated if b.questions]
+    if scaled:
+        figure.add_trace(go.Scatter(x=[b.mean_probability for b in scaled], y=[b.exact_fraction for b in scaled],
+                                    name="after temperature scaling", mode="lines+markers"))
+    title = "Reliability: answer probability vs. exactly right" + (f" (ECE {ece:.3f})" if ece is not None else "")
+    figure.update_layout(title=title, xaxis_title="answer probability", yaxis_title="fraction", height=340,
+                         xaxis_range=[0, 1], yaxis_range=[0, 1.05], margin={"l": 40, "r": 10, "t": 40, "b": 40})
+    return figure
+
+
+def coverage_figure(points: Sequence[CoveragePoint], chosen: CoveragePoint | None = None) -> go.Figure:
+    """EM and F1 of the answered questions against coverage, as the confidence threshold rises."""
+    x = [p.coverage for p in points]
+    hover = [f"threshold {p.threshold:.2f}, {p.answered} answered" for p in points]
+    figure = go.Figure([go.Scatter(x=x, y=[getattr(p, name) for p in points], name=label, mode="lines",
+                                   customdata=hover, hovertemplate="%{customdata}<br>" + label + " %{y:.1f}<extra></extra>")
+                        for name, label in (("exact_match", "EM"), ("f1", "F1"))])
+    if chosen is not None:
+        figure.add_trace(go.Scatter(x=[chosen.coverage, chosen.coverage], y=[chosen.exact_match, chosen.f1],
+                                    mode="markers", marker={"size": 11, "symbol": "diamond"},
+                                    name=f"threshold {chosen.threshold:.2f}"))
+    figure.update_layout(title="Answer only above a confidence threshold", xaxis_title="coverage (answered share)",
+                         yaxis_title="score on answered", height=340, xaxis_range=[0, 1.02],
+                         margin={"l": 40, "r": 10, "t": 40, "b": 40})
+    return figure
+
+
+def attribution_figure(attribution: Attribution) -> go.Figure:
+    """A heat map of start and end attributions over the window's tokens, each row scaled to [-1, 1] (the hover
+    gives the raw value); the answer tokens framed, the view opening on them."""
+    values = np.vstack([attribution.start_attributions, attribution.end_attributions])  # (2, tokens)
+    scaled = values / np.maximum(np.abs(values).max(axis=1, keepdims=True), 1e-12)
+    labels = [plot_text(t) for t in attribution.tokens]
+    x = np.arange(len(labels))
+    figure = go.Figure(go.Heatmap(z=scaled, x=x, y=["start", "end"], customdata=values, colorscale="RdBu",
+                                  zmid=0, zmin=-1, zmax=1, text=[labels, labels],
+                                  hovertemplate="%{text}<br>%{y}: %{customdata:.4g}<extra></extra>"))
+    focus = (attribution.start_token, attribution.end_token)
+    figure.add_vrect(x0=focus[0] - 0.5, x1=focus[1] + 0.5, line_width=2, line_color="black",
+                     annotation_text="answer", annotation_position="top left")
+    steps = f", {attribution.steps} steps" if attribution.steps else ""
+    figure.update_layout(title=f"Attributions ({attribution.method}{steps}, {attribution.seconds:.2f} s)", height=260,
+                         margin={"l": 40, "r": 10, "t": 40, "b": 10})
+    figure.update_xaxes(tickmode="array", tickvals=x, ticktext=labels, tickangle=-60,
+                        range=initial_view(len(x), focus), rangeslider={"visible": len(x) > VISIBLE_TOKENS})
     return figure
