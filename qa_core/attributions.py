@@ -1,0 +1,173 @@
+"""Why this answer: per-token attributions of the start and end logits (captum), within a time budget."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
+
+from qa_core.config import QAConfig
+from qa_core.data import Answer, Example
+from qa_core.features import Feature, collate, featurize
+from qa_core.inference import run_model
+from qa_core.modeling import LoadedModel
+from qa_core.postprocess import predict_example
+
+INTEGRATED_GRADIENTS = "integrated gradients"
+GRADIENT_X_INPUT = "gradient x input"
+DEFAULT_BUDGET_S = 5.0  # seconds the Ask and Errors tabs allow for one explanation
+MIN_STEPS = 8  # fewer integration steps than this approximate the path integral too coarsely: use gradient x input
+MAX_STEPS = 50
+MANY_WINDOWS = 8  # contexts with more windows already spent the budget on answering: use gradient x input
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Attributions over the tokens of the window that holds the answer (question, context and special tokens)."""
+
+    tokens: tuple[str, ...]
+    spans: tuple[tuple[int, int] | None, ...]  # character span in the context; None for question/special tokens
+    start_attributions: np.ndarray  # (tokens,) summed over the embedding dimension
+    end_attributions: np.ndarray  # (tokens,)
+    start_token: int  # the answer's first and last token in this window
+    end_token: int
+    window: int  # which window of the context (0-based)
+    windows: int
+    method: str  # INTEGRATED_GRADIENTS or GRADIENT_X_INPUT
+    steps: int  # integration steps (0 for gradient x input)
+    seconds: float  # wall time of the whole explanation, answering included
+
+
+def explain_answer(loaded: LoadedModel, question: str, context: str, span: tuple[int, int] | None = None,
+                   config: QAConfig = QAConfig(), budget_s: float = DEFAULT_BUDGET_S,
+                   method: str | None = None) -> Attribution:
+    """Attribute the start logit at the answer's first token and the end logit at its last token.
+
+    span: the answer's character span (an Errors row); None answers the question first (Ask). method: None picks
+    integrated gradients when the budget allows MIN_STEPS steps and the context has at most MANY_WINDOWS windows.
+    Needs the fp32 model (gradients do not pass through int8 layers).
+    """
+    if method not in (None, INTEGRATED_GRADIENTS, GRADIENT_X_INPUT):
+        raise ValueError(f"method {method!r} is not one of {INTEGRATED_GRADIENTS!r}, {GRADIENT_X_INPUT!r}")
+    if budget_s <= 0:
+        raise ValueError(f"budget_s must be > 0, got {budget_s}")
+    began = time.perf_counter()
+    example = Example("query", question, context, (Answer("", None),))
+    features = featurize([example], loaded.tokenizer, config, training=False).features
+    pad_id = loaded.tokenizer.pad_token_id or 0
+    start_logits, end_logits = run_model(loaded.model, features, config.per_device_eval_batch_size,
+                                         pad_token_id=pad_id)
+    if span is None:
+        span = predict_example(example, list(zip(features, start_logits, end_logits)), config.n_best_size,
+                               config.max_answer_length).span
+        if span is None:
+            raise ValueError("the model found no answer span to explain")
+    window, start_token, end_token = answer_window(features, start_logits, end_logits, span)
+    inputs = collate([features[window]], pad_id)
+    probe = time.perf_counter()
+    attributions = [gradient_x_input(loaded.model, inputs, which, token)
+                    for which, token in (("start", start_token), ("end", end_token))]
+    pass_s = (time.perf_counter() - probe) / 2
+    steps = affordable_steps(budget_s - (time.perf_counter() - began), pass_s)
+    chosen = method or (INTEGRATED_GRADIENTS if steps >= MIN_STEPS and len(features) <= MANY_WINDOWS
+                        else GRADIENT_X_INPUT)
+    if chosen == INTEGRATED_GRADIENTS:
+        steps = max(steps, MIN_STEPS)
+        baseline = baseline_ids(features[window], loaded.tokenizer)
+        attributions = [integrated_gradients(loaded.model, inputs, baseline, which, token, steps)
+                        for which, token in (("start", start_token), ("end", end_token))]
+    feature = features[window]
+    return Attribution(tuple(loaded.tokenizer.convert_ids_to_tokens(list(feature.input_ids))), feature.offsets,
+                       attributions[0], attributions[1], start_token, end_token, window, len(features), chosen,
+                       steps if chosen == INTEGRATED_GRADIENTS else 0, time.perf_counter() - began)
+
+
+def answer_window(features: Sequence[Feature], start_logits: np.ndarray, end_logits: np.ndarray,
+                  span: tuple[int, int]) -> tuple[int, int, int]:
+    """(window, start token, end token): of the windows holding the whole span, the one scoring it highest."""
+    best: tuple[float, int, int, int] | None = None
+    for index, feature in enumerate(features):
+        tokens = [(i, o) for i, o in enumerate(feature.offsets) if o is not None and o[0] < span[1] and o[1] > span[0]]
+        if not tokens or tokens[0][1][0] > span[0] or tokens[-1][1][1] < span[1]:
+            continue
+        start, end = tokens[0][0], tokens[-1][0]
+        score = float(start_logits[index, start] + end_logits[index, end])
+        if best is None or score > best[0]:
+            best = (score, index, start, end)
+    if best is None:
+        raise ValueError(f"no window holds the whole answer span {span}")
+    return best[1], best[2], best[3]
+
+
+def affordable_steps(remaining_s: float, pass_s: float) -> int:
+    """Integration steps for the start and end logits that fit the remaining time, at most MAX_STEPS.
+
+    Each step is priced as one forward and backward pass at batch size 1; batched steps cost less, so this errs
+    on the side of finishing early.
+    """
+    if remaining_s <= 0:
+        return 0
+    return int(min(MAX_STEPS, remaining_s / (2 * max(pass_s, 1e-6))))
+
+
+def baseline_ids(feature: Feature, tokenizer) -> torch.Tensor:
+    """(1, seq) the window's ids with every question and context token replaced by PAD ([MASK] without one);
+    CLS and SEP (BOS and EOS) kept, so the path runs from 'no words' to the input."""
+    kept = {tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id} - {None}
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.mask_token_id
+    return torch.tensor([[i if i in kept else pad for i in feature.input_ids]])
+
+
+def logit_at(model: torch.nn.Module, which: str, position: int, input_ids: torch.Tensor,
+             token_type_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """(batch,) the start or end logit at one position: the scalar that captum attributes."""
+    outputs = model(input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=attention_mask)
+    logits = outputs.start_logits if which == "start" else outputs.end_logits  # (batch, seq)
+    return logits[:, position]
+
+
+def gradient_x_input(model: torch.nn.Module, inputs: dict[str, torch.Tensor], which: str, position: int) -> np.ndarray:
+    """(seq,) gradient of the logit with respect to each word embedding, times that embedding, summed."""
+    explainer = LayerGradientXActivation(functools.partial(logit_at, model, which, position),
+                                         model.get_input_embeddings())
+    with _eval_mode(model):
+        values = explainer.attribute(_on(model, inputs["input_ids"]),
+                                     additional_forward_args=_extra(model, inputs))  # (1, seq, hidden)
+    return values.sum(dim=-1)[0].detach().cpu().numpy()
+
+
+def integrated_gradients(model: torch.nn.Module, inputs: dict[str, torch.Tensor], baseline: torch.Tensor, which: str,
+                         position: int, steps: int) -> np.ndarray:
+    """(seq,) integrated gradients on the word embeddings from the baseline's to the input's, summed per token."""
+    explainer = LayerIntegratedGradients(functools.partial(logit_at, model, which, position),
+                                         model.get_input_embeddings())
+    with _eval_mode(model):
+        values = explainer.attribute(_on(model, inputs["input_ids"]), baselines=_on(model, baseline),
+                                     additional_forward_args=_extra(model, inputs), n_steps=steps,
+                                     internal_batch_size=steps)  # (1, seq, hidden)
+    return values.sum(dim=-1)[0].detach().cpu().numpy()
+
+
+def _on(model: torch.nn.Module, tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.to(next(model.parameters()).device)
+
+
+def _extra(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    return _on(model, inputs["token_type_ids"]), _on(model, inputs["attention_mask"])
+
+
+@contextlib.contextmanager
+def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Dropout off while attributing; the model's mode restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)

@@ -1,0 +1,79 @@
+"""Attributions with the tiny BERT: tokens and spans, completeness of integrated gradients, the method choice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from qa_core import attributions, plots
+from qa_core.config import QAConfig
+from qa_core.data import Example
+from qa_core.features import collate, featurize
+
+QUESTION = "Who designed the lens?"
+CONTEXT = "The Fresnel lens was designed by Augustin-Jean Fresnel in 1822 for lighthouses on the coast of France."
+
+
+def test_tokens_spans_and_answer_tokens_of_the_window(tiny_loaded):
+    result = attributions.explain_answer(tiny_loaded, QUESTION, CONTEXT)
+    assert result.method == attributions.INTEGRATED_GRADIENTS
+    assert attributions.MIN_STEPS <= result.steps <= attributions.MAX_STEPS
+    assert len(result.tokens) == len(result.spans) == len(result.start_attributions) == len(result.end_attributions)
+    assert result.tokens[0] == "[CLS]" and result.spans[1] is None  # question tokens have no context span
+    for token, span in zip(result.tokens, result.spans):
+        if span is not None:
+            assert CONTEXT[span[0]:span[1]].lower() == token.removeprefix("##")
+    assert result.spans[result.start_token] is not None and result.start_token <= result.end_token
+    assert (result.window, result.windows) == (0, 1) and result.seconds > 0
+
+
+def test_integrated_gradients_add_up_to_the_logit_change(tiny_loaded):
+    """Completeness: the attributions sum to logit(input) - logit(baseline), up to the integration error."""
+    tokenizer, model = tiny_loaded.tokenizer, tiny_loaded.model
+    feature = featurize([Example("q", QUESTION, CONTEXT, ())], tokenizer, QAConfig(), training=False).features[0]
+    inputs = collate([feature], tokenizer.pad_token_id)
+    baseline = attributions.baseline_ids(feature, tokenizer)
+    assert baseline[0, 0] == tokenizer.cls_token_id and baseline[0, -1] == tokenizer.sep_token_id
+    assert (baseline[0, 1:-1] != tokenizer.sep_token_id).sum() == len(feature.input_ids) - 3
+    values = attributions.integrated_gradients(model, inputs, baseline, "end", 20, steps=50)
+    model.eval()  # the logits compared must be free of dropout, as the attributions are
+    with torch.no_grad():
+        extra = (inputs["token_type_ids"], inputs["attention_mask"])
+        change = (attributions.logit_at(model, "end", 20, inputs["input_ids"], *extra)
+                  - attributions.logit_at(model, "end", 20, baseline, *extra)).item()
+    assert values.sum() == pytest.approx(change, rel=0.02, abs=1e-5)
+
+
+def test_a_small_budget_or_many_windows_fall_back_to_gradient_x_input(tiny_loaded):
+    quick = attributions.explain_answer(tiny_loaded, QUESTION, CONTEXT, budget_s=1e-4)
+    assert (quick.method, quick.steps) == (attributions.GRADIENT_X_INPUT, 0)
+    assert np.abs(quick.start_attributions).sum() > 0
+    long_context = " ".join([CONTEXT] * 40)
+    config = QAConfig(max_seq_length=64, doc_stride=16, max_query_length=16)
+    wide = attributions.explain_answer(tiny_loaded, QUESTION, long_context, config=config)
+    assert wide.windows > attributions.MANY_WINDOWS and wide.method == attributions.GRADIENT_X_INPUT
+    answer = wide.spans[wide.start_token][0], wide.spans[wide.end_token][1]
+    assert answer[0] <= answer[1] and len(wide.tokens) <= 64
+
+
+def test_a_given_span_is_explained_and_the_model_mode_is_kept(tiny_loaded):
+    start = CONTEXT.index("Augustin")
+    span = (start, start + len("Augustin-Jean Fresnel"))
+    tiny_loaded.model.train()
+    result = attributions.explain_answer(tiny_loaded, QUESTION, CONTEXT, span=span,
+                                         method=attributions.GRADIENT_X_INPUT)
+    assert tiny_loaded.model.training
+    assert result.spans[result.start_token][0] == span[0] and result.spans[result.end_token][1] == span[1]
+    figure = plots.attribution_figure(result)
+    assert list(figure.data[0].y) == ["start", "end"] and np.abs(figure.data[0].z).max() == pytest.approx(1.0)
+    assert "gradient x input" in figure.layout.title.text
+
+
+def test_bad_requests_name_the_problem(tiny_loaded):
+    with pytest.raises(ValueError, match="method"):
+        attributions.explain_answer(tiny_loaded, QUESTION, CONTEXT, method="saliency")
+    with pytest.raises(ValueError, match="budget_s"):
+        attributions.explain_answer(tiny_loaded, QUESTION, CONTEXT, budget_s=0)
+    with pytest.raises(ValueError, match="no window holds"):
+        attributions.explain_answer(tiny_loaded, QUESTION, CONTEXT, span=(len(CONTEXT) + 5, len(CONTEXT) + 9))
