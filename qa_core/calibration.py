@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from qa_core.error_analysis import QuestionRecord
+from qa_core.error_analysis import RECORDS_FILE, QuestionRecord, read_records
+from qa_core.inference import AnswerResult
 from qa_core.postprocess import Prediction
 
 CALIBRATION_FILE = "calibration.json"
@@ -38,7 +39,10 @@ class CoveragePoint:
 
 @dataclass(frozen=True)
 class Calibration:
-    """A temperature fitted on one run's evaluation records, stored in the run folder as calibration.json."""
+    """A temperature fitted on one run's evaluation records, stored in the run folder as calibration.json.
+
+    ece_after is measured on the records the temperature was fitted on (one parameter, so it overfits little).
+    """
 
     temperature: float
     ece_before: float  # expected calibration error at temperature 1, 0..1
@@ -136,6 +140,13 @@ def fit_calibration(records: Sequence[QuestionRecord], bins: int = BINS) -> Cali
                        len(records), before, after)
 
 
+def calibrate_run(run: str | Path, bins: int = BINS) -> Calibration:
+    """Fit a temperature on the run's evaluation records and store it in the run folder."""
+    calibration = fit_calibration(read_records(Path(run) / RECORDS_FILE), bins)
+    write_calibration(run, calibration)
+    return calibration
+
+
 def write_calibration(run: str | Path, calibration: Calibration) -> Path:
     path = Path(run) / CALIBRATION_FILE
     path.write_text(json.dumps(asdict(calibration), indent=1), encoding="utf-8")
@@ -170,6 +181,11 @@ def rescale_prediction(prediction: Prediction, temperature: float) -> Prediction
     scaled = scale_probabilities(np.append(stored, max(0.0, 1.0 - stored.sum())), temperature)
     return replace(prediction, alternatives=tuple(replace(s, probability=float(p))
                                                   for s, p in zip(prediction.alternatives, scaled)))
+
+
+def rescale_result(result: AnswerResult, temperature: float) -> AnswerResult:
+    """An Ask answer with its probabilities temperature-scaled."""
+    return replace(result, prediction=rescale_prediction(result.prediction, temperature))
 
 
 def coverage_curve(records: Sequence[QuestionRecord], temperature: float = 1.0,

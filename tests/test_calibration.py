@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from qa_core import calibration, plots
-from qa_core.error_analysis import QuestionRecord
+from qa_core.error_analysis import RECORDS_FILE, QuestionRecord, write_records
 from qa_core.postprocess import Prediction, Span
 
 
@@ -69,8 +69,8 @@ def test_fit_recovers_an_overconfidence_temperature_and_lowers_ece():
 
 def test_calibration_is_stored_in_the_run_and_rescales_ask_predictions(tmp_path):
     assert calibration.read_calibration(tmp_path) is None and calibration.run_temperature(tmp_path) == 1.0
-    fitted = calibration.fit_calibration(overconfident_records(400))
-    calibration.write_calibration(tmp_path, fitted)
+    write_records(tmp_path / RECORDS_FILE, overconfident_records(400))
+    fitted = calibration.calibrate_run(tmp_path)
     assert calibration.read_calibration(tmp_path) == fitted
     assert calibration.run_temperature(tmp_path) == fitted.temperature
     spans = (Span(0, 5, "paris", 3.0, 0.7), Span(6, 10, "lyon", 2.0, 0.2))
