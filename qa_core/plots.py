@@ -104,10 +104,10 @@ def compare_slices_figure(slices: Sequence[SliceRow], metric: str = "f1") -> go.
     if metric not in ("f1", "exact_match"):
         raise ValueError(f"metric must be 'f1' or 'exact_match', got {metric!r}")
     x = [[s.slice for s in slices], [s.group for s in slices]]
-    label = "F1" if metric == "f1" else "EM"
+    label, field = ("F1", "f1") if metric == "f1" else ("EM", "exact")
     figure = go.Figure()
     for run in ("a", "b"):
-        values = [getattr(s, f"{'f1' if metric == 'f1' else 'exact'}_{run}") for s in slices]
+        values = [getattr(s, f"{field}_{run}") for s in slices]
         figure.add_trace(go.Bar(x=x, y=values, name=f"{label} run {run.upper()}",
                                 text=[f"n={s.questions}" for s in slices] if run == "b" else None,
                                 textposition="outside"))
