@@ -1,6 +1,6 @@
 """Time of one explanation (qa_core.attributions) per method on real dev questions, as JSON.
 
-    python bench/bench_attributions.py [MODEL] [--questions 10]     # writes bench/results/attributions.json
+    python bench/bench_attributions.py [MODEL] [--questions 10] [--data DEV.json]   # writes results/attributions.json
 
 MODEL defaults to the embedded MiniLM (its QA head is untrained, which does not change the cost).
 """
@@ -43,13 +43,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", nargs="?", default="embedded")
     parser.add_argument("--questions", type=int, default=10)
+    parser.add_argument("--data", default=str(DEV), help="SQuAD-format evaluation data")
     parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "attributions.json"))
     args = parser.parse_args()
     configure_process()
     loaded = load_model(args.model)
-    examples = load_examples(str(DEV), "validation").examples[:args.questions]
+    examples = load_examples(args.data, "validation").examples[:args.questions]
     attributions.explain_answer(loaded, examples[0].question, examples[0].context)  # warm-up
-    report = {"model": args.model, "questions": len(examples), "threads": torch.get_num_threads(),
+    report = {"model": args.model, "data": Path(args.data).name, "questions": len(examples), "threads": torch.get_num_threads(),
               "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
               "settings": {name: time_setting(loaded, examples, method, budget)
                            for name, method, budget in SETTINGS}}

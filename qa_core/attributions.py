@@ -50,7 +50,8 @@ def explain_answer(loaded: LoadedModel, question: str, context: str, span: tuple
     """Attribute the start logit at the answer's first token and the end logit at its last token.
 
     span: the answer's character span (an Errors row); None answers the question first (Ask). method: None picks
-    integrated gradients when the budget allows MIN_STEPS steps and the context has at most MANY_WINDOWS windows.
+    integrated gradients when the budget allows MIN_STEPS steps and the context has at most MANY_WINDOWS windows;
+    integrated gradients asked for by name still take the steps the budget allows, but at least MIN_STEPS.
     Needs the fp32 model (gradients do not pass through int8 layers).
     """
     if method not in (None, INTEGRATED_GRADIENTS, GRADIENT_X_INPUT):
@@ -58,34 +59,38 @@ def explain_answer(loaded: LoadedModel, question: str, context: str, span: tuple
     if budget_s <= 0:
         raise ValueError(f"budget_s must be > 0, got {budget_s}")
     began = time.perf_counter()
-    example = Example("query", question, context, (Answer("", None),))
-    features = featurize([example], loaded.tokenizer, config, training=False).features
-    pad_id = loaded.tokenizer.pad_token_id or 0
-    start_logits, end_logits = run_model(loaded.model, features, config.per_device_eval_batch_size,
-                                         pad_token_id=pad_id)
-    if span is None:
-        span = predict_example(example, list(zip(features, start_logits, end_logits)), config.n_best_size,
-                               config.max_answer_length).span
-        if span is None:
-            raise ValueError("the model found no answer span to explain")
-    window, start_token, end_token = answer_window(features, start_logits, end_logits, span)
-    inputs = collate([features[window]], pad_id)
+    features, window, start_token, end_token = locate_answer(loaded, question, context, span, config)
+    inputs = collate([features[window]], loaded.tokenizer.pad_token_id or 0)
+    targets = (("start", start_token), ("end", end_token))
     probe = time.perf_counter()
-    attributions = [gradient_x_input(loaded.model, inputs, which, token)
-                    for which, token in (("start", start_token), ("end", end_token))]
-    pass_s = (time.perf_counter() - probe) / 2
-    steps = affordable_steps(budget_s - (time.perf_counter() - began), pass_s)
+    attributions = [gradient_x_input(loaded.model, inputs, which, token) for which, token in targets]
+    steps = affordable_steps(budget_s - (time.perf_counter() - began), (time.perf_counter() - probe) / 2)
     chosen = method or (INTEGRATED_GRADIENTS if steps >= MIN_STEPS and len(features) <= MANY_WINDOWS
                         else GRADIENT_X_INPUT)
     if chosen == INTEGRATED_GRADIENTS:
         steps = max(steps, MIN_STEPS)
         baseline = baseline_ids(features[window], loaded.tokenizer)
         attributions = [integrated_gradients(loaded.model, inputs, baseline, which, token, steps)
-                        for which, token in (("start", start_token), ("end", end_token))]
+                        for which, token in targets]
     feature = features[window]
     return Attribution(tuple(loaded.tokenizer.convert_ids_to_tokens(list(feature.input_ids))), feature.offsets,
                        attributions[0], attributions[1], start_token, end_token, window, len(features), chosen,
                        steps if chosen == INTEGRATED_GRADIENTS else 0, time.perf_counter() - began)
+
+
+def locate_answer(loaded: LoadedModel, question: str, context: str, span: tuple[int, int] | None,
+                  config: QAConfig) -> tuple[tuple[Feature, ...], int, int, int]:
+    """The context's windows, and (window, start token, end token) of the given span or else the predicted one."""
+    example = Example("query", question, context, (Answer("", None),))
+    features = featurize([example], loaded.tokenizer, config, training=False).features
+    start_logits, end_logits = run_model(loaded.model, features, config.per_device_eval_batch_size,
+                                         pad_token_id=loaded.tokenizer.pad_token_id or 0)
+    if span is None:
+        span = predict_example(example, list(zip(features, start_logits, end_logits)), config.n_best_size,
+                               config.max_answer_length).span
+        if span is None:
+            raise ValueError("the model found no answer span to explain")
+    return (features, *answer_window(features, start_logits, end_logits, span))
 
 
 def answer_window(features: Sequence[Feature], start_logits: np.ndarray, end_logits: np.ndarray,

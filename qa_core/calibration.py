@@ -198,8 +198,8 @@ def coverage_curve(records: Sequence[QuestionRecord], temperature: float = 1.0,
     answered = np.searchsorted(-confidence[order], -thresholds, side="right")  # (thresholds,) count >= t
     exact_sums, f1_sums = (np.concatenate(([0.0], np.cumsum(v[order]))) for v in (exact, f1))
     total = max(len(records), 1)
-    return tuple(CoveragePoint(float(t), int(n), n / total, 100 * exact_sums[n] / max(n, 1),
-                               100 * f1_sums[n] / max(n, 1)) for t, n in zip(thresholds, answered))
+    return tuple(CoveragePoint(float(t), int(n), float(n / total), float(100 * exact_sums[n] / max(n, 1)),
+                               float(100 * f1_sums[n] / max(n, 1))) for t, n in zip(thresholds, answered))
 
 
 def coverage_at(records: Sequence[QuestionRecord], threshold: float, temperature: float = 1.0) -> CoveragePoint:

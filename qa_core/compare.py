@@ -196,7 +196,8 @@ def pair_table(comparison: Comparison, only: str = "all") -> pd.DataFrame:
 def find_pair(comparison: Comparison, example_id: str) -> PairedRecord:
     found = next((p for p in comparison.pairs if p.a.example_id == str(example_id)), None)
     if found is None:
-        raise ValueError(f"question {example_id!r} is not in the comparison of {comparison.run_a} and {comparison.run_b}")
+        raise ValueError(f"question {example_id!r} is not in the comparison of {comparison.run_a} and "
+                         f"{comparison.run_b}")
     return found
 
 

@@ -144,7 +144,8 @@ def coverage_figure(points: Sequence[CoveragePoint], chosen: CoveragePoint | Non
     x = [p.coverage for p in points]
     hover = [f"threshold {p.threshold:.2f}, {p.answered} answered" for p in points]
     figure = go.Figure([go.Scatter(x=x, y=[getattr(p, name) for p in points], name=label, mode="lines",
-                                   customdata=hover, hovertemplate="%{customdata}<br>" + label + " %{y:.1f}<extra></extra>")
+                                   customdata=hover,
+                                   hovertemplate="%{customdata}<br>" + label + " %{y:.1f}<extra></extra>")
                         for name, label in (("exact_match", "EM"), ("f1", "F1"))])
     if chosen is not None:
         figure.add_trace(go.Scatter(x=[chosen.coverage, chosen.coverage], y=[chosen.exact_match, chosen.f1],
