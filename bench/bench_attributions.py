@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -51,6 +52,7 @@ def main() -> None:
     examples = load_examples(args.data, "validation").examples[:args.questions]
     attributions.explain_answer(loaded, examples[0].question, examples[0].context)  # warm-up
     report = {"model": args.model, "data": Path(args.data).name, "questions": len(examples), "threads": torch.get_num_threads(),
+              "load_average_1min": os.getloadavg()[0],
               "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
               "settings": {name: time_setting(loaded, examples, method, budget)
                            for name, method, budget in SETTINGS}}

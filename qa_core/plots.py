@@ -140,7 +140,9 @@ def reliability_figure(bins: Sequence[ReliabilityBin], ece: float | None = None,
 
 
 def coverage_figure(points: Sequence[CoveragePoint], chosen: CoveragePoint | None = None) -> go.Figure:
-    """EM and F1 of the answered questions against coverage, as the confidence threshold rises."""
+    """EM and F1 of the answered questions against coverage, as the confidence threshold rises (thresholds that
+    leave no question answered have no score, so they are left out)."""
+    points = [p for p in points if p.answered]
     x = [p.coverage for p in points]
     hover = [f"threshold {p.threshold:.2f}, {p.answered} answered" for p in points]
     figure = go.Figure([go.Scatter(x=x, y=[getattr(p, name) for p in points], name=label, mode="lines",
@@ -172,7 +174,7 @@ def attribution_figure(attribution: Attribution) -> go.Figure:
                      annotation_text="answer", annotation_position="top left")
     steps = f", {attribution.steps} steps" if attribution.steps else ""
     figure.update_layout(title=f"Attributions ({attribution.method}{steps}, {attribution.seconds:.2f} s)", height=260,
-                         margin={"l": 40, "r": 10, "t": 40, "b": 10})
+                         margin={"l": 40, "r": 10, "t": 40, "b": 10}, yaxis_autorange="reversed")
     figure.update_xaxes(tickmode="array", tickvals=x, ticktext=labels, tickangle=-60,
                         range=initial_view(len(x), focus), rangeslider={"visible": len(x) > VISIBLE_TOKENS})
     return figure

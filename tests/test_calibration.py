@@ -107,3 +107,4 @@ def test_reliability_and_coverage_figures():
     coverage = plots.coverage_figure(calibration.coverage_curve(records, fitted.temperature), chosen)
     assert [t.name for t in coverage.data] == ["EM", "F1", "threshold 0.50"]
     assert list(coverage.data[2].x) == [chosen.coverage, chosen.coverage]
+    assert min(coverage.data[0].x) > 0  # a threshold above every probability answers nothing: no score to draw
