@@ -16,7 +16,7 @@ from qa_core.config import QAConfig
 from qa_core.data import Answer, Example
 from qa_core.features import Feature, collate, featurize
 from qa_core.inference import run_model
-from qa_core.modeling import LoadedModel
+from qa_core.modeling import LoadedModel, fit_config
 from qa_core.postprocess import predict_example
 
 INTEGRATED_GRADIENTS = "integrated gradients"
@@ -60,7 +60,7 @@ def explain_answer(loaded: LoadedModel, question: str, context: str, span: tuple
         raise ValueError(f"budget_s must be > 0, got {budget_s}")
     began = time.perf_counter()
     features, window, start_token, end_token = locate_answer(loaded, question, context, span, config)
-    inputs = collate([features[window]], loaded.tokenizer.pad_token_id or 0)
+    inputs = collate([features[window]], loaded.batch_format)  # one window: nothing padded
     targets = (("start", start_token), ("end", end_token))
     probe = time.perf_counter()
     attributions = [gradient_x_input(loaded.model, inputs, which, token) for which, token in targets]
@@ -82,9 +82,10 @@ def locate_answer(loaded: LoadedModel, question: str, context: str, span: tuple[
                   config: QAConfig) -> tuple[tuple[Feature, ...], int, int, int]:
     """The context's windows, and (window, start token, end token) of the given span or else the predicted one."""
     example = Example("query", question, context, (Answer("", None),))
+    config = fit_config(config, loaded)  # the windows answer_question builds for this model
     features = featurize([example], loaded.tokenizer, config, training=False).features
     start_logits, end_logits = run_model(loaded.model, features, config.per_device_eval_batch_size,
-                                         pad_token_id=loaded.tokenizer.pad_token_id or 0)
+                                         batch_format=loaded.batch_format)
     if span is None:
         span = predict_example(example, list(zip(features, start_logits, end_logits)), config.n_best_size,
                                config.max_answer_length).span
@@ -129,32 +130,34 @@ def baseline_ids(feature: Feature, tokenizer) -> torch.Tensor:
     return torch.tensor([[i if i in kept else pad for i in feature.input_ids]])
 
 
-def logit_at(model: torch.nn.Module, which: str, position: int, input_ids: torch.Tensor,
-             token_type_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """(batch,) the start or end logit at one position: the scalar that captum attributes."""
-    outputs = model(input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=attention_mask)
+def logit_at(model: torch.nn.Module, which: str, position: int, names: tuple[str, ...], input_ids: torch.Tensor,
+             *extra: torch.Tensor) -> torch.Tensor:
+    """(batch,) the start or end logit at one position: the scalar that captum attributes. extra holds the
+    batch's other inputs (attention mask, and segment ids where the model takes them), named by names."""
+    outputs = model(input_ids=input_ids, **dict(zip(names, extra)))
     logits = outputs.start_logits if which == "start" else outputs.end_logits  # (batch, seq)
     return logits[:, position]
 
 
 def gradient_x_input(model: torch.nn.Module, inputs: dict[str, torch.Tensor], which: str, position: int) -> np.ndarray:
     """(seq,) gradient of the logit with respect to each word embedding, times that embedding, summed."""
-    explainer = LayerGradientXActivation(functools.partial(logit_at, model, which, position),
+    names, extra = _extra(model, inputs)
+    explainer = LayerGradientXActivation(functools.partial(logit_at, model, which, position, names),
                                          model.get_input_embeddings())
     with _eval_mode(model):
-        values = explainer.attribute(_on(model, inputs["input_ids"]),
-                                     additional_forward_args=_extra(model, inputs))  # (1, seq, hidden)
+        values = explainer.attribute(_on(model, inputs["input_ids"]), additional_forward_args=extra)  # (1, seq, hidden)
     return values.sum(dim=-1)[0].detach().cpu().numpy()
 
 
 def integrated_gradients(model: torch.nn.Module, inputs: dict[str, torch.Tensor], baseline: torch.Tensor, which: str,
                          position: int, steps: int) -> np.ndarray:
     """(seq,) integrated gradients on the word embeddings from the baseline's to the input's, summed per token."""
-    explainer = LayerIntegratedGradients(functools.partial(logit_at, model, which, position),
+    names, extra = _extra(model, inputs)
+    explainer = LayerIntegratedGradients(functools.partial(logit_at, model, which, position, names),
                                          model.get_input_embeddings())
     with _eval_mode(model):
         values = explainer.attribute(_on(model, inputs["input_ids"]), baselines=_on(model, baseline),
-                                     additional_forward_args=_extra(model, inputs), n_steps=steps,
+                                     additional_forward_args=extra, n_steps=steps,
                                      internal_batch_size=steps)  # (1, seq, hidden)
     return values.sum(dim=-1)[0].detach().cpu().numpy()
 
@@ -163,8 +166,10 @@ def _on(model: torch.nn.Module, tensor: torch.Tensor) -> torch.Tensor:
     return tensor.to(next(model.parameters()).device)
 
 
-def _extra(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    return _on(model, inputs["token_type_ids"]), _on(model, inputs["attention_mask"])
+def _extra(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[tuple[str, ...], tuple[torch.Tensor, ...]]:
+    """Names and tensors of the model inputs besides input_ids and the labels."""
+    names = tuple(k for k in inputs if k != "input_ids" and not k.endswith("_positions"))
+    return names, tuple(_on(model, inputs[k]) for k in names)
 
 
 @contextlib.contextmanager

@@ -10,6 +10,8 @@ from qa_core import attributions, plots
 from qa_core.config import QAConfig
 from qa_core.data import Example
 from qa_core.features import collate, featurize
+from qa_core.modeling import load_model
+from tests.families import FAMILIES, build_family, sample_texts
 
 QUESTION = "Who designed the lens?"
 CONTEXT = "The Fresnel lens was designed by Augustin-Jean Fresnel in 1822 for lighthouses on the coast of France."
@@ -32,16 +34,16 @@ def test_integrated_gradients_add_up_to_the_logit_change(tiny_loaded):
     """Completeness: the attributions sum to logit(input) - logit(baseline), up to the integration error."""
     tokenizer, model = tiny_loaded.tokenizer, tiny_loaded.model
     feature = featurize([Example("q", QUESTION, CONTEXT, ())], tokenizer, QAConfig(), training=False).features[0]
-    inputs = collate([feature], tokenizer.pad_token_id)
+    inputs = collate([feature], tiny_loaded.batch_format)
     baseline = attributions.baseline_ids(feature, tokenizer)
     assert baseline[0, 0] == tokenizer.cls_token_id and baseline[0, -1] == tokenizer.sep_token_id
     assert (baseline[0, 1:-1] != tokenizer.sep_token_id).sum() == len(feature.input_ids) - 3
     values = attributions.integrated_gradients(model, inputs, baseline, "end", 20, steps=50)
     model.eval()  # the logits compared must be free of dropout, as the attributions are
+    names, extra = ("token_type_ids", "attention_mask"), (inputs["token_type_ids"], inputs["attention_mask"])
     with torch.no_grad():
-        extra = (inputs["token_type_ids"], inputs["attention_mask"])
-        change = (attributions.logit_at(model, "end", 20, inputs["input_ids"], *extra)
-                  - attributions.logit_at(model, "end", 20, baseline, *extra)).item()
+        change = (attributions.logit_at(model, "end", 20, names, inputs["input_ids"], *extra)
+                  - attributions.logit_at(model, "end", 20, names, baseline, *extra)).item()
     assert values.sum() == pytest.approx(change, rel=0.02, abs=1e-5)
 
 
@@ -77,3 +79,16 @@ def test_bad_requests_name_the_problem(tiny_loaded):
         attributions.explain_answer(tiny_loaded, QUESTION, CONTEXT, budget_s=0)
     with pytest.raises(ValueError, match="no window holds"):
         attributions.explain_answer(tiny_loaded, QUESTION, CONTEXT, span=(len(CONTEXT) + 5, len(CONTEXT) + 9))
+
+
+@pytest.mark.parametrize("family", ["distilbert", "roberta"])
+def test_models_without_segment_ids_and_with_other_special_tokens(family, tmp_path):
+    """DistilBERT takes no token_type_ids; RoBERTa's windows start with <s> and pad with id 1."""
+    folder = build_family(next(f for f in FAMILIES if f.name == family), tmp_path / family, sample_texts())
+    loaded = load_model(str(folder))
+    context = "The Eiffel Tower is named after the engineer Gustave Eiffel, whose company built it."
+    result = attributions.explain_answer(loaded, "Who is the tower named after?", context,
+                                         method=attributions.INTEGRATED_GRADIENTS)
+    assert result.steps >= attributions.MIN_STEPS and np.isfinite(result.start_attributions).all()
+    assert result.tokens[0] == loaded.tokenizer.convert_ids_to_tokens(loaded.tokenizer.cls_token_id)
+    assert result.spans[result.start_token] is not None and result.spans[result.end_token] is not None
