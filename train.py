@@ -16,10 +16,11 @@ from qa_core.data import DataError, load_examples
 from qa_core.distributed import cleanup, init_distributed
 from qa_core.modeling import ModelNotFoundError
 from qa_core.runtime import configure_process
+from qa_core.training import TrainingError
 
 EVAL_FIELDS = ("model_name_or_path", "validation_file", "output_dir", "max_seq_length", "doc_stride",
                "max_query_length", "per_device_eval_batch_size", "max_eval_samples", "n_best_size",
-               "max_answer_length", "bf16")
+               "max_answer_length", "bf16", "overwrite_output_dir")
 PREDICT_FIELDS = ("model_name_or_path", "max_seq_length", "doc_stride", "max_query_length", "n_best_size",
                   "max_answer_length")
 
@@ -76,7 +77,7 @@ class ProgressBar:
         self.bar.update(event.step - self.bar.n)
         if event.kind == "step":
             self.bar.set_postfix(loss=f"{event.loss:.3f}", lr=f"{event.learning_rate:.2e}",
-                                 feat_s=f"{event.features_per_s:.1f}", epoch=f"{event.epoch:.2f}")
+                                 windows_s=f"{event.windows_per_s:.1f}", epoch=f"{event.epoch:.2f}")
         elif event.kind == "eval":
             self.bar.write(f"step {event.step}: exact_match {event.metrics['exact_match']:.2f} "
                            f"f1 {event.metrics['f1']:.2f}", file=sys.stderr)
@@ -129,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, ModelNotFoundError, ValueError) as err:
         logging.getLogger("train").error("%s", err)
         return 2
+    except TrainingError as err:  # diverged, or a full disk: run.json says "failed"
+        logging.getLogger("train").error("%s", err)
+        return 1
     finally:
         cleanup(context)
     if context.is_main:

@@ -1,9 +1,11 @@
-"""Run folders: resumable checkpoints written atomically, the final model, and run.json with status and metrics."""
+"""Run folders: the checkpoint (the run's truth, swapped in atomically), run.json derived from it, the final model."""
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,17 +13,34 @@ from typing import Any
 import torch
 
 RUN_FILE = "run.json"
+HISTORY_FILE = "history.jsonl"
+TENSORBOARD_DIR = "tensorboard"
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "trainer_state.pt"
+MODEL_FILES = ("model.safetensors", "pytorch_model.bin", "config.json")
+EVAL_PREFIX = "eval_"  # eval_predictions.json, eval_metrics.json, eval_records.jsonl
+# What a run leaves in its folder; a new run or evaluation refuses to write over any of them.
+RUN_RECORDS = (RUN_FILE, RUN_FILE + ".tmp", HISTORY_FILE, TENSORBOARD_DIR, CHECKPOINT_DIR, CHECKPOINT_DIR + ".tmp",
+               CHECKPOINT_DIR + ".old", *MODEL_FILES)
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk, a quota, a file-size limit
+
+# Tests set this in a child process to kill it at a named point of a write (see tests/test_crash_safety.py).
+crash_hook: Callable[[str], None] = lambda point: None
 
 
 @dataclass(frozen=True)
 class TrainState:
-    """Where training stands; enough to continue exactly where a checkpoint was written."""
+    """Where training stands: enough to continue exactly where a checkpoint was written."""
 
     step: int = 0  # optimizer steps done
     epoch: int = 0  # current epoch (0-based)
     batch_in_epoch: int = 0  # micro-batches of this epoch already consumed by this rank
+    history: tuple[dict[str, float], ...] = ()  # {"step", "epoch", "exact_match", "f1", ...} after each evaluation
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """EM/F1 of the latest evaluation."""
+        return {k: v for k, v in self.history[-1].items() if k in ("exact_match", "f1")} if self.history else {}
 
 
 @dataclass(frozen=True)
@@ -39,13 +58,16 @@ class RunInfo:
 
 
 def write_run_info(output_dir: Path, info: RunInfo) -> None:
+    """The one writer of run.json: through a temporary file, so a reader never sees half of it."""
     output_dir.mkdir(parents=True, exist_ok=True)
     tmp = output_dir / (RUN_FILE + ".tmp")
     tmp.write_text(json.dumps(asdict(info), indent=1), encoding="utf-8")
+    crash_hook("run_file_written")
     tmp.replace(output_dir / RUN_FILE)
 
 
 def read_run_info(output_dir: Path) -> RunInfo:
+    """The one reader of run.json."""
     path = Path(output_dir) / RUN_FILE
     try:
         return RunInfo(**json.loads(path.read_text(encoding="utf-8")))
@@ -53,22 +75,59 @@ def read_run_info(output_dir: Path) -> RunInfo:
         raise ValueError(f"{path}: not a readable run file ({err})") from None
 
 
+def held_records(folder: Path, names: Iterable[str] = RUN_RECORDS) -> list[str]:
+    """The run records and evaluation files already in folder."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.name in names or p.name.startswith(EVAL_PREFIX))
+
+
+def check_output_dir(folder: Path, overwrite: bool, flag: str = "--overwrite_output_dir",
+                     names: Iterable[str] = RUN_RECORDS) -> None:
+    """Refuse a folder holding a model, a run or evaluation files, unless overwrite (then clear_records first)."""
+    held = held_records(folder, names)
+    if held and not overwrite:
+        raise ValueError(f"{folder} already holds {', '.join(held)}; pass {flag} to replace them, "
+                         f"or choose another output folder")
+
+
+def clear_records(folder: Path, names: Iterable[str] = RUN_RECORDS) -> None:
+    """Remove the run records and evaluation files a new run or evaluation would otherwise mix with its own."""
+    for name in held_records(folder, names):
+        path = folder / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
 def save_checkpoint(output_dir: Path, model: torch.nn.Module, tokenizer, optimizer: torch.optim.Optimizer,
-                    scheduler: Any, state: TrainState) -> Path:
-    """Write to a temporary folder, then swap it in, so a kill never leaves a half-written checkpoint."""
+                    scheduler: Any, state: TrainState, data_fingerprint: dict[str, str],
+                    write_eval: Callable[[Path], None] | None) -> Path:
+    """Write to a temporary folder, then swap it in: a kill leaves the old or the new checkpoint, never half of one.
+
+    The checkpoint carries the evaluation files of its latest evaluation (write_eval writes fresh ones; else the
+    previous checkpoint's are copied), so run.json and the evaluation files can always be rebuilt from it.
+    """
     final, tmp, old = (output_dir / CHECKPOINT_DIR, output_dir / (CHECKPOINT_DIR + ".tmp"),
                        output_dir / (CHECKPOINT_DIR + ".old"))
     shutil.rmtree(tmp, ignore_errors=True)
+    previous = find_checkpoint(output_dir)
     save_model(tmp, model, tokenizer)
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "state": asdict(state),
-                "rng": torch.get_rng_state(),
+                "data_fingerprint": data_fingerprint, "rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
                tmp / STATE_FILE)
+    if write_eval is not None:
+        write_eval(tmp)
+    elif previous is not None:
+        for path in previous.glob(EVAL_PREFIX + "*"):
+            shutil.copyfile(path, tmp / path.name)
+    crash_hook("checkpoint_written")
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)
         final.rename(old)
+    crash_hook("checkpoint_swapping")
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
+    crash_hook("checkpoint_done")
     return final
 
 
@@ -80,15 +139,40 @@ def find_checkpoint(output_dir: Path) -> Path | None:
     return None
 
 
-def load_trainer_state(checkpoint: Path, optimizer: torch.optim.Optimizer, scheduler: Any) -> TrainState:
-    saved = torch.load(checkpoint / STATE_FILE, map_location="cpu", weights_only=False)
+def load_trainer_state(checkpoint: Path, optimizer: torch.optim.Optimizer, scheduler: Any,
+                       data_fingerprint: dict[str, str]) -> TrainState:
+    """Optimizer, scheduler and RNG state (tensors and plain values only), after checking the data is the same."""
+    saved = torch.load(checkpoint / STATE_FILE, map_location="cpu", weights_only=True)
+    if saved["data_fingerprint"].get("train") != data_fingerprint["train"]:
+        raise ValueError(f"--resume: the training data differs from the run in {checkpoint.parent} "
+                         f"(fingerprint mismatch)")
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     torch.set_rng_state(saved["rng"])
     if saved["cuda_rng"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(saved["cuda_rng"])
     state = saved["state"]
-    return TrainState(state["step"], state["epoch"], state["batch_in_epoch"])
+    return TrainState(state["step"], state["epoch"], state["batch_in_epoch"], tuple(state["history"]))
+
+
+def publish(output_dir: Path, checkpoint: Path | None, info: RunInfo) -> None:
+    """What readers see: the checkpoint's evaluation files copied out, then run.json, each replaced atomically."""
+    for path in checkpoint.glob(EVAL_PREFIX + "*") if checkpoint is not None else ():
+        tmp = output_dir / (path.name + ".tmp")
+        shutil.copyfile(path, tmp)
+        tmp.replace(output_dir / path.name)
+    write_run_info(output_dir, info)
+
+
+def remove_partial_files(output_dir: Path) -> None:
+    """After a failed write (a full disk): the temporary files, which would only hold space."""
+    shutil.rmtree(output_dir / (CHECKPOINT_DIR + ".tmp"), ignore_errors=True)
+    for path in output_dir.glob("*.tmp"):
+        path.unlink(missing_ok=True)
+
+
+def is_no_room(err: BaseException) -> bool:
+    return isinstance(err, OSError) and err.errno in NO_ROOM
 
 
 def save_model(folder: Path, model: torch.nn.Module, tokenizer) -> None:
@@ -97,6 +181,7 @@ def save_model(folder: Path, model: torch.nn.Module, tokenizer) -> None:
     unwrapped = getattr(unwrapped, "_orig_mod", unwrapped)  # torch.compile wrapper
     unwrapped.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
+    crash_hook("model_saved")
 
 
 @dataclass(frozen=True)
@@ -120,3 +205,4 @@ def list_runs(root: Path) -> list[RunSummary]:
                 continue
             runs.append(RunSummary(str(folder), info.status, info.metrics, (folder / "eval_records.jsonl").exists()))
     return runs
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,19 +55,31 @@ class QAConfig:
     dataloader_num_workers: int = _opt(0, "Worker processes for batch collation.")
     pad_to_max_length: bool = _opt(False, "Pad every window to max_seq_length, as run_qa.py does by default (slower).")
     resume: bool = _opt(False, "Continue from the checkpoint in output_dir.")
-    overwrite_output_dir: bool = _opt(False, "Start afresh in an output_dir that already holds a run.")
+    overwrite_output_dir: bool = _opt(False, "Write into an output_dir that holds a model, a run or evaluation "
+                                      "files, clearing them first.")
+    report_to: str = _opt("none", "Also write training metrics for: 'tensorboard' (needs the tensorboard package) "
+                          "or 'none'; every run keeps history.jsonl.")
 
     def __post_init__(self) -> None:
         _check_positive(self, ("max_seq_length", "doc_stride", "max_query_length", "per_device_train_batch_size",
                                "per_device_eval_batch_size", "gradient_accumulation_steps", "n_best_size",
                                "max_answer_length", "save_steps", "logging_steps"))
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        _check_finite(self, ("learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm", "num_train_epochs",
+                             "null_score_diff_threshold"))
+        for name in ("learning_rate", "max_grad_norm"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.num_train_epochs <= 0 and self.max_steps <= 0:
-            raise ValueError("num_train_epochs must be > 0 unless max_steps is set")
-        if self.attention_dropout is not None and not 0 <= self.attention_dropout < 1:
+        if self.num_train_epochs < 0 or (self.num_train_epochs == 0 and self.max_steps <= 0):
+            raise ValueError(f"num_train_epochs must be > 0 unless max_steps is set, got {self.num_train_epochs}")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError(f"max_steps must be > 0, or -1 to train num_train_epochs, got {self.max_steps}")
+        if self.report_to not in ("none", "tensorboard"):
+            raise ValueError(f"report_to must be 'none' or 'tensorboard', got {self.report_to!r}")
+        if self.attention_dropout is not None and not 0 <= self.attention_dropout < 1:  # NaN fails too
             raise ValueError(f"attention_dropout must be in [0, 1) or None, got {self.attention_dropout}")
         if self.doc_stride >= self.max_seq_length - self.max_query_length - 3:
             raise ValueError(f"doc_stride ({self.doc_stride}) must be smaller than the context room of a window "
@@ -84,6 +97,13 @@ def _check_positive(config: QAConfig, names: tuple[str, ...]) -> None:
         value = getattr(config, name)
         if value <= 0:
             raise ValueError(f"{name} must be > 0, got {value}")
+
+
+def _check_finite(config: QAConfig, names: tuple[str, ...]) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value}")
 
 
 def help_of(name: str) -> str:

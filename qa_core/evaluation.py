@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from qa_core.checkpoints import MODEL_FILES, RUN_RECORDS, check_output_dir, clear_records
 from qa_core.config import QAConfig
 from qa_core.data import Example, load_examples
 from qa_core.distributed import DistContext, device_for, init_distributed
@@ -19,6 +20,8 @@ from qa_core.metrics import Metrics, compute_metrics
 from qa_core.modeling import fit_config, load_model
 from qa_core.postprocess import Prediction
 
+# With --overwrite_output_dir an evaluation replaces a run's records, but not the model it may be evaluating.
+EVAL_OVERWRITES = tuple(name for name in RUN_RECORDS if name not in MODEL_FILES)
 PREDICTIONS_FILE = "eval_predictions.json"
 METRICS_FILE = "eval_metrics.json"
 
@@ -53,6 +56,8 @@ def run_evaluation(config: QAConfig, device: str | None = None) -> EvalResult:
     """Load config.model_name_or_path and config.validation_file, evaluate, and write the outputs to output_dir."""
     if not config.validation_file:
         raise ValueError("validation_file is required for evaluation")
+    output_dir = Path(config.output_dir)
+    check_output_dir(output_dir, config.overwrite_output_dir)  # never mix with a run's or another evaluation's files
     context = init_distributed()
     torch_device = device_for(context, device)
     loaded = load_model(config.model_name_or_path, torch_device)
@@ -62,5 +67,6 @@ def run_evaluation(config: QAConfig, device: str | None = None) -> EvalResult:
     bf16 = config.bf16 if config.bf16 is not None else torch_device.type == "cuda"
     result = evaluate(loaded.model, examples, features, config, bf16, context, loaded.batch_format)
     if context.is_main:
-        write_eval_outputs(Path(config.output_dir), result)
+        clear_records(output_dir, EVAL_OVERWRITES)
+        write_eval_outputs(output_dir, result)
     return result

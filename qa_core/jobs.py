@@ -127,7 +127,7 @@ class JobManager:
         losses = state.losses + ((event.step, event.loss),) if event.loss is not None else state.losses
         self._update(status="cancelling" if self._cancel.is_set() else "running", step=event.step,
                      total_steps=event.total_steps, epoch=event.epoch, losses=losses,
-                     features_per_s=event.features_per_s or state.features_per_s,
+                     features_per_s=event.windows_per_s or state.features_per_s,
                      eta_s=event.eta_s if event.eta_s is not None else state.eta_s,
                      metrics=event.metrics or state.metrics, message=event.message or _describe(event))
 

@@ -1,15 +1,13 @@
-"""Fine-tune a QA model: AdamW with warm-up and decay, accumulation, mixed precision, checkpoints, resume, cancel."""
+"""Fine-tune a QA model: AdamW with warm-up and decay, accumulation, mixed precision, checkpoints, exact resume."""
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import functools
 import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -17,8 +15,9 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import get_linear_schedule_with_warmup, set_seed
 
-from qa_core.checkpoints import (RunInfo, TrainState, find_checkpoint, load_trainer_state, read_run_info,
-                                 save_checkpoint, save_model, write_run_info, RUN_FILE)
+from qa_core.checkpoints import (HISTORY_FILE, RUN_RECORDS, TENSORBOARD_DIR, RunInfo, TrainState,
+                                 check_output_dir, clear_records, find_checkpoint, is_no_room, load_trainer_state,
+                                 publish, remove_partial_files, save_checkpoint, save_model)
 from qa_core.config import QAConfig
 from qa_core.data import Example, fingerprint, load_examples
 from qa_core.distributed import (DistContext, all_reduce_mean, any_rank, barrier, cleanup, device_for,
@@ -27,9 +26,14 @@ from qa_core.evaluation import EvalResult, evaluate, write_eval_outputs
 from qa_core.features import BatchFormat, Feature, collate, featurize, training_batches
 from qa_core.inference import autocast
 from qa_core.modeling import LoadedModel, fit_config, load_model
-from qa_core.progress import ProgressCallback, ProgressEvent
+from qa_core.progress import (ProgressCallback, ProgressEvent, append_history, tensorboard_writer,
+                              truncate_history)
 
 logger = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    """Training stopped for a reason the user can act on (divergence, a full disk); run.json says which."""
 
 
 @dataclass(frozen=True)
@@ -39,12 +43,12 @@ class TrainResult:
     step: int
     metrics: dict[str, float]
     train_seconds: float
-    train_features: int
+    train_features: int  # training windows processed in this session, all processes together
 
 
-@dataclass
-class _Run:
-    """What the loop works on; mutable in its counters, its history and run.json's contents."""
+@dataclass(frozen=True)
+class Setup:
+    """What one training works with, fixed for the whole run; its progress is the TrainState."""
 
     config: QAConfig
     context: DistContext
@@ -58,44 +62,94 @@ class _Run:
     steps_per_epoch: int
     total_steps: int
     bf16: bool
-    info: RunInfo
-    callback: ProgressCallback
-    should_stop: Callable[[], bool]
-    train_seconds: float = 0.0
-    features_done: int = 0
-    start_step: int = 0
-    loss_sum: torch.Tensor | float = 0.0
-    loss_count: int = 0
-    history: list[dict] = field(default_factory=list)
+    data_fingerprint: dict[str, str]
+    start: TrainState  # step 0, or where the checkpoint left off
+    resumed_from: Path | None
+    trackers: tuple[ProgressCallback, ...]  # history.jsonl, TensorBoard (main process only)
 
 
 def train(config: QAConfig, callback: ProgressCallback | None = None, should_stop: Callable[[], bool] | None = None,
           device: str | None = None) -> TrainResult:
-    """Train on config.train_file, evaluating on config.validation_file after each epoch; resumable."""
+    """Train on config.train_file, evaluating on config.validation_file after each epoch; resumable at any step."""
     if not config.train_file:
         raise ValueError("train_file is required for training")
     context = init_distributed()
     try:
-        run = _setup(config, context, device, callback or (lambda event: None), should_stop or (lambda: False))
-        try:
-            return _loop(run)
-        except BaseException as err:
-            if context.is_main:
-                write_run_info(Path(config.output_dir), replace(run.info, status="failed", error=repr(err)))
-            raise
+        setup = prepare(config, context, device)
+        return fit(setup, callback or (lambda event: None), should_stop or (lambda: False))
     finally:
         cleanup(context)  # destroys the process group only if init_distributed created it here
 
 
-def _setup(config: QAConfig, context: DistContext, device: str | None, callback: ProgressCallback,
-           should_stop: Callable[[], bool]) -> _Run:
+def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool]) -> TrainResult:
+    """The whole loop: step, log, evaluate, checkpoint, cancel. A kill at any instant leaves a resumable folder."""
+    config, context, output_dir = setup.config, setup.context, Path(setup.config.output_dir)
+    emit = partial(_emit, setup, (callback, *setup.trackers))
+    accumulation = config.gradient_accumulation_steps
+    state, status = setup.start, "finished"
+    loss_sum, losses, windows, seconds = 0.0, 0, 0, 0.0
+    try:
+        _open_records(setup)
+        emit("start", state, message=f"resumed at step {state.step}" if setup.resumed_from else "started")
+        while state.step < setup.total_steps and status == "finished":
+            batches = shard(training_batches(setup.train_features, config, state.epoch), context)
+            setup.model.train()
+            clock = time.perf_counter()
+            for batch in _loader(setup, batches[state.batch_in_epoch:], state.epoch):
+                position = state.batch_in_epoch + 1
+                step_ends = position % accumulation == 0 or position == len(batches)
+                no_sync = setup.model.no_sync() if context.enabled and not step_ends else None
+                loss_sum += forward_backward(setup.model, batch, setup.bf16, accumulation, no_sync)
+                losses += 1
+                windows += len(batch["input_ids"]) * context.world_size
+                state = replace(state, batch_in_epoch=position)
+                if not step_ends:
+                    continue
+                grad_norm = float(optimizer_step(setup.model, setup.optimizer, setup.scheduler, config.max_grad_norm))
+                state = replace(state, step=state.step + 1)
+                if not math.isfinite(grad_norm):  # the same on every rank: gradients are all-reduced
+                    raise TrainingError(_diverged_message(setup, state, float(loss_sum) / losses, grad_norm))
+                seconds += time.perf_counter() - clock
+                if state.step % config.logging_steps == 0 or state.step == setup.total_steps:
+                    eta = seconds / (state.step - setup.start.step) * (setup.total_steps - state.step)
+                    emit("step", state, loss=all_reduce_mean(float(loss_sum) / losses, context),
+                         learning_rate=setup.scheduler.get_last_lr()[0], grad_norm=grad_norm,
+                         windows_per_s=windows / max(seconds, 1e-9), eta_s=eta)
+                    loss_sum, losses = 0.0, 0
+                if position == len(batches):
+                    state = replace(state, epoch=state.epoch + 1, batch_in_epoch=0)
+                done = state.step >= setup.total_steps
+                cancelled = not done and any_rank(should_stop(), context)  # all ranks stop together
+                if state.batch_in_epoch == 0 or done:
+                    state, result = _evaluate(setup, state, emit)
+                    _checkpoint(setup, state, result, emit)
+                elif state.step % config.save_steps == 0 or cancelled:
+                    _checkpoint(setup, state, None, emit)
+                if done or cancelled:
+                    status = "finished" if done else "cancelled"
+                    break
+                clock = time.perf_counter()  # evaluation and checkpoints are not training time
+        if status == "finished" and context.is_main:
+            save_model(output_dir, setup.model, setup.loaded.tokenizer)
+        if context.is_main:
+            publish(output_dir, find_checkpoint(output_dir), _run_info(setup, state, status))
+        barrier(context)  # no rank returns before the final model is on disk
+    except BaseException as err:
+        raise _failed(setup, state, err, emit) from err
+    emit("done" if status == "finished" else "cancelled", state, metrics=state.metrics,
+         message="finished" if status == "finished" else "cancelled; continue with --resume")
+    return TrainResult(str(output_dir), status, state.step, state.metrics, seconds, windows)
+
+
+def prepare(config: QAConfig, context: DistContext, device: str | None) -> Setup:
+    """Check the output folder, load the model and data, and build the optimizer, resuming from a checkpoint."""
     output_dir = Path(config.output_dir)
-    checkpoint = _check_output_dir(output_dir, config)
+    checkpoint = _checkpoint_to_resume(output_dir, config)
     set_seed(config.seed)
     torch_device = device_for(context, device)
     loaded = load_model(str(checkpoint) if checkpoint else config.model_name_or_path, torch_device,
                         config.attention_dropout)
-    config = fit_config(config, loaded)
+    config = fit_config(config, loaded)  # windows the model can take (a warning says what changed)
     train_examples = load_examples(config.train_file, "train", config.max_train_samples).examples
     eval_examples = (load_examples(config.validation_file, "validation", config.max_eval_samples).examples
                      if config.validation_file else ())
@@ -112,31 +166,44 @@ def _setup(config: QAConfig, context: DistContext, device: str | None, callback:
     bf16 = config.bf16 if config.bf16 is not None else torch_device.type == "cuda"
     optimizer = build_optimizer(loaded.model, config, torch_device)
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps)
-    info = RunInfo("running", config.to_dict(), total_steps=total_steps,
-                   data_fingerprint={"train": fingerprint(train_examples), "validation": fingerprint(eval_examples)})
-    if checkpoint:
-        _check_same_data(read_run_info(output_dir), info, output_dir)
+    data = {"train": fingerprint(train_examples), "validation": fingerprint(eval_examples)}
     model = _wrap(loaded.model, config, context, torch_device)
-    return _Run(config, context, loaded, model, optimizer, scheduler, train_features, eval_examples, eval_features,
-                steps_per_epoch, total_steps, bf16, info, callback, should_stop)
+    if context.is_main and not checkpoint:
+        clear_records(output_dir, RUN_RECORDS)  # only what check_output_dir allowed to be overwritten
+    trackers = _trackers(config, output_dir) if context.is_main else ()
+    # Last: restoring the RNG state must come after everything that draws from it.
+    start = load_trainer_state(checkpoint, optimizer, scheduler, data) if checkpoint else TrainState()
+    return Setup(config, context, loaded, model, optimizer, scheduler, train_features, eval_examples, eval_features,
+                 steps_per_epoch, total_steps, bf16, data, start, checkpoint, trackers)
 
 
-def _check_output_dir(output_dir: Path, config: QAConfig) -> Path | None:
-    """The checkpoint to resume from, or None for a fresh run; never silently overwrite a run."""
-    if config.resume:
-        checkpoint = find_checkpoint(output_dir)
-        if checkpoint is None:
-            raise ValueError(f"--resume: no checkpoint in {output_dir} to resume from")
-        return checkpoint
-    if (output_dir / RUN_FILE).exists() and not config.overwrite_output_dir:
-        raise ValueError(f"output_dir {output_dir} already holds a run; pass --resume to continue it, "
-                         f"--overwrite_output_dir to replace it, or choose another --output_dir")
-    return None
+def _checkpoint_to_resume(output_dir: Path, config: QAConfig) -> Path | None:
+    """The checkpoint to resume from, or None for a fresh run; never silently write over a run or a model."""
+    if not config.resume:
+        check_output_dir(output_dir, config.overwrite_output_dir)
+        return None
+    checkpoint = find_checkpoint(output_dir)
+    if checkpoint is None:
+        raise ValueError(f"--resume: nothing to resume in {output_dir}: it holds no checkpoint (a run stopped "
+                         f"before its first one); start it again with --overwrite_output_dir")
+    return checkpoint
 
 
-def _check_same_data(saved: RunInfo, current: RunInfo, output_dir: Path) -> None:
-    if saved.data_fingerprint.get("train") != current.data_fingerprint["train"]:
-        raise ValueError(f"--resume: the training data differs from the run in {output_dir} (fingerprint mismatch)")
+def _trackers(config: QAConfig, output_dir: Path) -> tuple[ProgressCallback, ...]:
+    history = partial(append_history, output_dir / HISTORY_FILE)
+    if config.report_to == "tensorboard":
+        return history, tensorboard_writer(output_dir / TENSORBOARD_DIR)
+    return (history,)
+
+
+def _open_records(setup: Setup) -> None:
+    """run.json says 'running' from the start; a resumed run first restores what its checkpoint says."""
+    output_dir = Path(setup.config.output_dir)
+    if setup.context.is_main:
+        if setup.resumed_from:
+            truncate_history(output_dir / HISTORY_FILE, setup.start.step)
+        publish(output_dir, setup.resumed_from, _run_info(setup, setup.start, "running"))
+    barrier(setup.context)
 
 
 def _wrap(model: torch.nn.Module, config: QAConfig, context: DistContext, device: torch.device) -> torch.nn.Module:
@@ -162,72 +229,24 @@ def build_optimizer(model: torch.nn.Module, config: QAConfig, device: torch.devi
 
 
 def batch_loader(features: tuple[Feature, ...], batches: list[list[int]], device: torch.device,
-                 batch_format: BatchFormat = BatchFormat(), pad_to: int | None = None,
-                 num_workers: int = 0) -> DataLoader:
-    """Padded batches in the given order; pinned memory and lengths rounded to multiples of 8 on CUDA."""
+                 batch_format: BatchFormat = BatchFormat(), pad_to: int | None = None, num_workers: int = 0,
+                 seed: int = 0) -> DataLoader:
+    """Padded batches in the given order; pinned memory and lengths rounded to multiples of 8 on CUDA.
+
+    The loader has its own generator: starting it then draws nothing from torch's global RNG, which a resumed run
+    has just restored (else dropout masks after a mid-epoch resume differ from those of an uninterrupted run).
+    """
     return DataLoader(features, batch_sampler=batches, num_workers=num_workers, pin_memory=device.type == "cuda",
                       collate_fn=partial(collate, batch_format=batch_format, pad_to=pad_to,
-                                         multiple_of=8 if device.type == "cuda" else 1))
+                                         multiple_of=8 if device.type == "cuda" else 1),
+                      generator=torch.Generator().manual_seed(seed))
 
 
-def _loader(run: _Run, batches: list[list[int]]) -> DataLoader:
-    pad_to = run.config.max_seq_length if run.config.pad_to_max_length else None
-    return batch_loader(run.train_features, batches, next(run.loaded.model.parameters()).device,
-                        run.loaded.batch_format, pad_to, run.config.dataloader_num_workers)
-
-
-def _loop(run: _Run) -> TrainResult:
-    output_dir = Path(run.config.output_dir)
-    state = TrainState()
-    checkpoint = find_checkpoint(output_dir) if run.config.resume else None
-    if checkpoint:
-        state = load_trainer_state(checkpoint, run.optimizer, run.scheduler)
-        run.history = list(read_run_info(output_dir).history)
-        run.start_step = state.step
-        logger.info("resuming %s at step %d", output_dir, state.step)
-    _emit(run, state, "start", message=f"resumed at step {state.step}" if checkpoint else "started")
-    while state.step < run.total_steps:
-        state, stopped = _train_epoch(run, state)
-        if stopped:
-            _checkpoint(run, state)
-            _write_info(run, state, "cancelled")
-            _emit(run, state, "cancelled", message="cancelled; continue with --resume")
-            return _result(run, state, "cancelled")
-        if state.batch_in_epoch == 0 or state.step >= run.total_steps:
-            _evaluate(run, state)
-            _checkpoint(run, state)
-    if run.context.is_main:
-        save_model(output_dir, run.model, run.loaded.tokenizer)
-    _write_info(run, state, "finished")
-    barrier(run.context)  # no rank returns before the final model is on disk
-    _emit(run, state, "done", metrics=_last_metrics(run))
-    return _result(run, state, "finished")
-
-
-def _train_epoch(run: _Run, state: TrainState) -> tuple[TrainState, bool]:
-    """Run micro-batches of state.epoch from where it stands; returns the new state and whether it was cancelled."""
-    batches = shard(training_batches(run.train_features, run.config, state.epoch), run.context)
-    accumulation = run.config.gradient_accumulation_steps
-    clock = time.perf_counter()
-    run.model.train()
-    for batch in _loader(run, batches[state.batch_in_epoch:]):
-        position = state.batch_in_epoch + 1
-        last_of_step = position % accumulation == 0 or position == len(batches)
-        no_sync = run.model.no_sync() if run.context.enabled and not last_of_step else None
-        run.loss_sum += forward_backward(run.model, batch, run.bf16, accumulation, no_sync)
-        run.loss_count += 1
-        run.features_done += len(batch["input_ids"]) * run.context.world_size
-        state = replace(state, batch_in_epoch=position)
-        if not last_of_step:
-            continue
-        optimizer_step(run.model, run.optimizer, run.scheduler, run.config.max_grad_norm)
-        state = replace(state, step=state.step + 1)
-        run.train_seconds += time.perf_counter() - clock
-        state = _after_step(run, state)
-        clock = time.perf_counter()  # checkpoint writing is not training time
-        if state.step >= run.total_steps or any_rank(run.should_stop(), run.context):  # all ranks stop together
-            return state, state.step < run.total_steps
-    return replace(state, epoch=state.epoch + 1, batch_in_epoch=0), False
+def _loader(setup: Setup, batches: list[list[int]], epoch: int) -> DataLoader:
+    pad_to = setup.config.max_seq_length if setup.config.pad_to_max_length else None
+    return batch_loader(setup.train_features, batches, next(setup.loaded.model.parameters()).device,
+                        setup.loaded.batch_format, pad_to, setup.config.dataloader_num_workers,
+                        seed=setup.config.seed + epoch)
 
 
 def forward_backward(model: torch.nn.Module, batch: dict[str, torch.Tensor], bf16: bool, accumulation: int = 1,
@@ -243,96 +262,77 @@ def forward_backward(model: torch.nn.Module, batch: dict[str, torch.Tensor], bf1
 
 
 def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                   scheduler: torch.optim.lr_scheduler.LRScheduler, max_grad_norm: float) -> None:
-    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+                   scheduler: torch.optim.lr_scheduler.LRScheduler, max_grad_norm: float) -> torch.Tensor:
+    """Clip, step, schedule; returns the gradient norm before clipping (a device scalar)."""
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
+    return grad_norm
 
 
-def _after_step(run: _Run, state: TrainState) -> TrainState:
-    if state.step % run.config.logging_steps == 0 or state.step == run.total_steps:
-        loss = all_reduce_mean(float(run.loss_sum) / max(run.loss_count, 1), run.context)
-        run.loss_sum, run.loss_count = 0.0, 0
-        eta = run.train_seconds / max(state.step - run.start_step, 1) * (run.total_steps - state.step)
-        _emit(run, state, "step", loss=loss, learning_rate=run.scheduler.get_last_lr()[0],
-              features_per_s=run.features_done / max(run.train_seconds, 1e-9), eta_s=eta)
-    if state.step % run.config.save_steps == 0:
-        _checkpoint(run, state)
-    if state.step % TRIM_EVERY_STEPS == 0 and next(run.loaded.model.parameters()).device.type == "cpu":
-        release_free_memory()
-    return state
-
-
-TRIM_EVERY_STEPS = 10
-
-
-def release_free_memory() -> None:
-    """Give freed heap pages back to the OS (glibc only; a no-op elsewhere).
-
-    Batches of many lengths fragment the heap; without this, a CPU run's resident memory grows step after step
-    though its live tensors do not (measured over 150 steps: peak 2.23 GiB, with it 1.69 GiB, for +2.5% step time
-    when done every step).
-    """
-    libc = _glibc()
-    if libc is not None:
-        libc.malloc_trim(0)
-
-
-@functools.cache
-def _glibc() -> ctypes.CDLL | None:
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return None
-    return libc if hasattr(libc, "malloc_trim") else None
-
-
-def _evaluate(run: _Run, state: TrainState) -> EvalResult | None:
-    if not run.eval_features:
-        return None
+def _evaluate(setup: Setup, state: TrainState, emit: Callable[..., None]) -> tuple[TrainState, EvalResult | None]:
+    if not setup.eval_features:
+        return state, None
     # Without the DDP wrapper: its forward may broadcast buffers, a collective that hangs when ranks run
     # different numbers of evaluation batches (a rank may have none).
-    result = evaluate(unwrap_ddp(run.model), run.eval_examples, run.eval_features, run.config, run.bf16,
-                      run.context, run.loaded.batch_format)
+    result = evaluate(unwrap_ddp(setup.model), setup.eval_examples, setup.eval_features, setup.config, setup.bf16,
+                      setup.context, setup.loaded.batch_format)
     metrics = result.metrics.to_dict()
-    run.history.append({"step": state.step, "epoch": round(_epoch_progress(run, state), 3), **metrics})
-    if run.context.is_main:
-        write_eval_outputs(Path(run.config.output_dir), result)
+    state = replace(state, history=(*state.history, {"step": state.step, "epoch": _epoch(setup, state), **metrics}))
     logger.info("step %d: exact_match %.2f f1 %.2f", state.step, metrics["exact_match"], metrics["f1"])
-    _emit(run, state, "eval", metrics=metrics)
-    return result
+    emit("eval", state, metrics=metrics)
+    return state, result
 
 
-def _checkpoint(run: _Run, state: TrainState) -> None:
-    if run.context.is_main:
-        save_checkpoint(Path(run.config.output_dir), run.model, run.loaded.tokenizer, run.optimizer, run.scheduler,
-                        state)
-        _write_info(run, state, "running")
-        _emit(run, state, "checkpoint")
-    barrier(run.context)
+def _checkpoint(setup: Setup, state: TrainState, result: EvalResult | None, emit: Callable[..., None]) -> None:
+    """The checkpoint first (with the evaluation files of `result`), then what readers see, made from it."""
+    if setup.context.is_main:
+        output_dir = Path(setup.config.output_dir)
+        write_eval = partial(write_eval_outputs, result=result) if result is not None else None
+        checkpoint = save_checkpoint(output_dir, setup.model, setup.loaded.tokenizer, setup.optimizer,
+                                     setup.scheduler, state, setup.data_fingerprint, write_eval)
+        publish(output_dir, checkpoint, _run_info(setup, state, "running"))
+        emit("checkpoint", state)
+    barrier(setup.context)
 
 
-def _write_info(run: _Run, state: TrainState, status: str) -> None:
-    if run.context.is_main:
-        run.info = replace(run.info, status=status, step=state.step, metrics=_last_metrics(run),
-                           history=list(run.history))
-        write_run_info(Path(run.config.output_dir), run.info)
+def _failed(setup: Setup, state: TrainState, err: BaseException, emit: Callable[..., None]) -> BaseException:
+    """Record a failure in run.json (freeing partial files first on a full disk); the error to raise."""
+    output_dir = Path(setup.config.output_dir)
+    if is_no_room(err):
+        err = TrainingError(f"no space left writing {getattr(err, 'filename', None) or output_dir} ({err.strerror}); "
+                            f"partial files removed; free some space, then continue with --resume")
+    if setup.context.is_main:
+        remove_partial_files(output_dir)
+        try:
+            publish(output_dir, None, _run_info(setup, state, "failed", error=str(err) or repr(err)))
+        except OSError:
+            remove_partial_files(output_dir)
+        emit("failed", state, message=str(err))
+    return err
 
 
-def _last_metrics(run: _Run) -> dict[str, float]:
-    return {k: v for k, v in run.history[-1].items() if k in ("exact_match", "f1")} if run.history else {}
+def _diverged_message(setup: Setup, state: TrainState, loss: float, grad_norm: float) -> str:
+    checkpoint = find_checkpoint(Path(setup.config.output_dir))
+    kept = f"the last good checkpoint ({checkpoint}) is kept" if checkpoint else "no checkpoint was written yet"
+    return (f"training diverged at step {state.step}: loss {loss:.4g}, gradient norm {grad_norm:.4g}; {kept}. "
+            f"Lower --learning_rate (now {setup.config.learning_rate:g}), turn bf16 off (--no-bf16), "
+            f"or raise --warmup_ratio")
 
 
-def _emit(run: _Run, state: TrainState, kind: str, **values) -> None:
-    if run.context.is_main:
-        run.callback(ProgressEvent(kind, state.step, run.total_steps, _epoch_progress(run, state), **values))
+def _run_info(setup: Setup, state: TrainState, status: str, error: str = "") -> RunInfo:
+    return RunInfo(status, setup.config.to_dict(), state.step, setup.total_steps, state.metrics,
+                   setup.data_fingerprint, list(state.history), error)
 
 
-def _epoch_progress(run: _Run, state: TrainState) -> float:
-    return state.epoch + state.batch_in_epoch / max(run.steps_per_epoch * run.config.gradient_accumulation_steps, 1)
+def _emit(setup: Setup, sinks: tuple[ProgressCallback, ...], kind: str, state: TrainState, **values) -> None:
+    if setup.context.is_main:
+        event = ProgressEvent(kind, state.step, setup.total_steps, _epoch(setup, state), **values)
+        for sink in sinks:
+            sink(event)
 
 
-def _result(run: _Run, state: TrainState, status: str) -> TrainResult:
-    return TrainResult(run.config.output_dir, status, state.step, _last_metrics(run), run.train_seconds,
-                       run.features_done)
+def _epoch(setup: Setup, state: TrainState) -> float:
+    batches = setup.steps_per_epoch * setup.config.gradient_accumulation_steps
+    return round(state.epoch + state.batch_in_epoch / max(batches, 1), 3)

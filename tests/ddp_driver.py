@@ -51,8 +51,8 @@ def main(argv: list[str]) -> None:
     writes: list[str] = []
     watch_writes(output_dir, writes)
     runs = []
-    real_loop = training._loop
-    training._loop = lambda run: runs.append(run) or real_loop(run)  # keep the run, to hash this rank's weights
+    real_fit = training.fit
+    training.fit = lambda setup, *args: runs.append(setup) or real_fit(setup, *args)  # to hash this rank's weights
     result = training.train(config)
     report = {"rank": rank, "world_size": int(os.environ.get("WORLD_SIZE", "1")), "status": result.status,
               "step": result.step, "metrics": result.metrics, "writes": writes,

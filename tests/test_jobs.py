@@ -26,7 +26,7 @@ class FakeTrainer:
 
     def __call__(self, config, callback, should_stop) -> TrainResult:
         callback(ProgressEvent("start", 0, 10, 0.0, message="started"))
-        callback(ProgressEvent("step", 3, 10, 0.3, loss=2.5, features_per_s=12.0, eta_s=7.0))
+        callback(ProgressEvent("step", 3, 10, 0.3, loss=2.5, windows_per_s=12.0, eta_s=7.0))
         while not (self.release.wait(0.01) or should_stop()):
             pass
         if self.fail:

@@ -43,7 +43,7 @@ def test_overfits_a_handful_of_examples(tiny_model_dir: Path, tmp_path: Path) ->
     kinds = {e.kind for e in events}
     assert {"start", "step", "eval", "checkpoint", "done"} <= kinds
     step = next(e for e in events if e.kind == "step")
-    assert step.loss > 0 and step.learning_rate > 0 and step.features_per_s > 0 and step.eta_s >= 0
+    assert step.loss > 0 and step.learning_rate > 0 and step.windows_per_s > 0 and step.grad_norm > 0 and step.eta_s >= 0
 
 
 def test_cancel_between_steps_then_resume(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -61,9 +61,9 @@ def test_refuses_to_overwrite_a_run(tiny_model_dir: Path, tmp_path: Path) -> Non
     config = tiny_config(tiny_model_dir, write_tiny_squad(tmp_path / "d.json"), tmp_path / "run", max_steps=1,
                          validation_file=None)
     train(config)
-    with pytest.raises(ValueError, match="already holds a run"):
+    with pytest.raises(ValueError, match="already holds"):
         train(config)
-    with pytest.raises(ValueError, match="no checkpoint"):
+    with pytest.raises(ValueError, match="nothing to resume"):
         train(config.replace(output_dir=str(tmp_path / "empty"), resume=True))
 
 
