@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import json
+import os
+import re
 import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -111,10 +113,10 @@ def save_checkpoint(output_dir: Path, model: torch.nn.Module, tokenizer, optimiz
     shutil.rmtree(tmp, ignore_errors=True)
     previous = find_checkpoint(output_dir)
     save_model(tmp, model, tokenizer)
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "state": asdict(state),
-                "data_fingerprint": data_fingerprint, "rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
-               tmp / STATE_FILE)
+    with (tmp / STATE_FILE).open("wb") as file:  # a Python file: a failed write's OSError stays in the chain
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "state": asdict(state), "data_fingerprint": data_fingerprint, "rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}, file)
     if write_eval is not None:
         write_eval(tmp)
     elif previous is not None:
@@ -171,8 +173,19 @@ def remove_partial_files(output_dir: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def is_no_room(err: BaseException) -> bool:
-    return isinstance(err, OSError) and err.errno in NO_ROOM
+def no_room(err: BaseException | None) -> str | None:
+    """Why a write failed for want of room (a full disk, a quota, a file-size limit), else None.
+
+    torch.save raises a RuntimeError whose context is the OSError; safetensors names the OS error in its message.
+    """
+    while err is not None:
+        code = err.errno if isinstance(err, OSError) else None
+        if code is None and (found := re.search(r"os error (\d+)", str(err))):
+            code = int(found.group(1))
+        if code in NO_ROOM:
+            return os.strerror(code) + (f": {err.filename}" if getattr(err, "filename", None) else "")
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def save_model(folder: Path, model: torch.nn.Module, tokenizer) -> None:

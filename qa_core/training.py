@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from transformers import get_linear_schedule_with_warmup, set_seed
 
 from qa_core.checkpoints import (HISTORY_FILE, RUN_RECORDS, TENSORBOARD_DIR, RunInfo, TrainState,
-                                 check_output_dir, clear_records, find_checkpoint, is_no_room, load_trainer_state,
+                                 check_output_dir, clear_records, find_checkpoint, load_trainer_state, no_room,
                                  publish, remove_partial_files, save_checkpoint, save_model)
 from qa_core.config import QAConfig
 from qa_core.data import Example, fingerprint, load_examples
@@ -300,9 +300,9 @@ def _checkpoint(setup: Setup, state: TrainState, result: EvalResult | None, emit
 def _failed(setup: Setup, state: TrainState, err: BaseException, emit: Callable[..., None]) -> BaseException:
     """Record a failure in run.json (freeing partial files first on a full disk); the error to raise."""
     output_dir = Path(setup.config.output_dir)
-    if is_no_room(err):
-        err = TrainingError(f"no space left writing {getattr(err, 'filename', None) or output_dir} ({err.strerror}); "
-                            f"partial files removed; free some space, then continue with --resume")
+    if reason := no_room(err):
+        err = TrainingError(f"no room to write in {output_dir} ({reason}); partial files removed; "
+                            f"free some space, then continue with --resume")
     if setup.context.is_main:
         remove_partial_files(output_dir)
         try:

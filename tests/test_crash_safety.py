@@ -1,0 +1,183 @@
+"""Kills at every point of a run, then --resume: the same weights, bit for bit, and records that agree; full disks."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import resource
+import signal
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from qa_core import checkpoints
+from qa_core.checkpoints import find_checkpoint, read_run_info
+from qa_core.config import QAConfig
+from qa_core.progress import read_history
+from qa_core.training import TrainingError, train
+from tests.overfit_data import write_tiny_squad
+from tests.test_training import tiny_config
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the children are forked
+KILLED = 77
+
+
+def run_config(model_dir: Path, data: Path, output_dir: Path) -> QAConfig:
+    """5 windows, batches of 2: 3 steps an epoch, 2 epochs; checkpoints at steps 2 (mid-epoch), 3 (epoch end,
+    evaluated), 4 (mid-epoch) and 6 (the end, evaluated), then the final model."""
+    return tiny_config(model_dir, data, output_dir, num_train_epochs=2, save_steps=2, logging_steps=1,
+                       learning_rate=5e-3)
+
+
+def _killed_child(config: QAConfig, point: str, nth: int) -> None:
+    seen: Counter[str] = Counter()
+
+    def reach(name: str) -> None:
+        seen[name] += 1
+        if name == point and seen[name] == nth:
+            os._exit(KILLED)
+
+    checkpoints.crash_hook = reach
+    train(config, callback=lambda event: reach(f"event_{event.kind}"))
+    os._exit(0)
+
+
+def train_killed_at(config: QAConfig, point: str, nth: int = 1) -> None:
+    """Train in a forked child that dies (os._exit, no clean-up) the nth time it reaches `point`."""
+    child = multiprocessing.get_context("fork").Process(target=_killed_child, args=(config, point, nth))
+    child.start()
+    child.join(120)
+    assert child.exitcode == KILLED, f"{point}#{nth} was not reached (exit code {child.exitcode})"
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(run / "model.safetensors")
+
+
+def assert_same_weights(run: Path, reference: Path) -> None:
+    mine, theirs = weights(run), weights(reference)
+    assert mine.keys() == theirs.keys()
+    different = [name for name in mine if not torch.equal(mine[name], theirs[name])]
+    assert not different, f"weights differ from the uninterrupted run: {different[:5]}"
+
+
+def assert_records_agree(run: Path) -> None:
+    """run.json, the checkpoint and the evaluation files tell the same story."""
+    info = read_run_info(run)
+    state = torch.load(run / "checkpoint" / checkpoints.STATE_FILE, weights_only=True)["state"]
+    assert info.history == list(state["history"]) and info.step == state["step"]
+    metrics = json.loads((run / "eval_metrics.json").read_text())
+    assert {k: metrics[k] for k in info.metrics} == info.metrics
+    assert json.loads((run / "checkpoint" / "eval_metrics.json").read_text()) == metrics
+
+
+@pytest.fixture(scope="module")
+def straight(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, QAConfig]:
+    """An uninterrupted run, the reference for every killed-and-resumed one."""
+    folder = tmp_path_factory.mktemp("straight")
+    data = write_tiny_squad(folder / "d.json")
+    result = train(run_config(tiny_model_dir, data, folder / "run"))
+    assert result.status == "finished" and result.step == 6
+    return folder / "run", run_config(tiny_model_dir, data, folder / "run")
+
+
+# (point, occurrence, what --resume finds)
+KILL_POINTS = [
+    ("run_file_written", 1, None),  # the very first run.json not yet in place
+    ("event_start", 1, None),  # before the first checkpoint
+    ("checkpoint_written", 1, None),  # the first checkpoint complete under checkpoint.tmp, not swapped in
+    ("checkpoint_done", 1, 2),  # the first checkpoint in place, its run.json not yet
+    ("event_step", 3, 2),  # mid-epoch, a step after the mid-epoch checkpoint
+    ("event_eval", 1, 2),  # evaluated at the end of epoch 1, its checkpoint not yet written
+    ("checkpoint_swapping", 2, 2),  # between the two renames: the previous one under checkpoint.old
+    ("run_file_written", 3, 3),  # the epoch-end checkpoint in place, run.json.tmp written, not renamed
+    ("checkpoint_written", 3, 3),  # the mid-epoch checkpoint of epoch 2 under checkpoint.tmp
+    ("checkpoint_done", 4, 6),  # the last checkpoint in place, its run.json not yet
+    ("model_saved", 5, 6),  # the final model written, run.json still "running"
+    ("run_file_written", 6, 6),  # the final run.json under run.json.tmp
+]
+
+
+@pytest.mark.parametrize("point, nth, resumes_at", KILL_POINTS, ids=[f"{p}#{n}" for p, n, _ in KILL_POINTS])
+def test_a_kill_at_any_point_resumes_to_the_same_weights(straight, tmp_path: Path, point: str, nth: int,
+                                                         resumes_at: int | None) -> None:
+    reference, config = straight
+    config = config.replace(output_dir=str(tmp_path / "run"))
+    train_killed_at(config, point, nth)
+    checkpoint = find_checkpoint(tmp_path / "run")
+    if resumes_at is None:
+        assert checkpoint is None
+        with pytest.raises(ValueError, match="nothing to resume"):
+            train(config.replace(resume=True))
+        return
+    assert torch.load(checkpoint / checkpoints.STATE_FILE, weights_only=True)["state"]["step"] == resumes_at
+    assert read_run_info(tmp_path / "run").status == "running" or point == "run_file_written"
+    events = []
+    result = train(config.replace(resume=True), callback=events.append)
+    assert result.status == "finished" and result.step == 6 and events[0].step == resumes_at
+    assert_same_weights(tmp_path / "run", reference)
+    assert_records_agree(tmp_path / "run")
+    assert read_run_info(tmp_path / "run").history == read_run_info(reference).history
+    steps = [e.step for e in read_history(tmp_path / "run" / "history.jsonl") if e.kind == "step"]
+    assert steps == [1, 2, 3, 4, 5, 6]  # each step once: those after the checkpoint were dropped and redone
+
+
+def test_the_uninterrupted_run_keeps_records_that_agree(straight) -> None:
+    reference, _ = straight
+    assert_records_agree(reference)
+    assert read_run_info(reference).status == "finished"
+    assert not list(reference.glob("*.tmp")) and not (reference / "checkpoint.old").exists()
+
+
+def test_a_full_disk_stops_with_one_clear_error_and_resumes_after(straight, tmp_path: Path) -> None:
+    """A tmpfs with room for one checkpoint but not for its successor beside it (needs root to mount)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root); the file-size-limit test covers the write error")
+    try:
+        reference, config = straight
+        config = config.replace(output_dir=str(mount / "run"))
+        with pytest.raises(TrainingError, match="no room to write"):
+            train(config)
+        info = read_run_info(mount / "run")
+        assert info.status == "failed" and "No space left on device" in info.error
+        assert not list((mount / "run").glob("*.tmp")) and not (mount / "run" / "checkpoint.tmp").exists()
+        assert find_checkpoint(mount / "run") is not None
+        subprocess.run(["mount", "-o", "remount,size=64m", str(mount)], check=True)
+        assert train(config.replace(resume=True)).status == "finished"
+        assert_same_weights(mount / "run", reference)
+    finally:
+        subprocess.run(["umount", "--lazy", str(mount)], check=False)
+
+
+def _train_with_a_file_size_limit(config: QAConfig, limit: int) -> None:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # then a write past the limit fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    try:
+        train(config)
+    except TrainingError:
+        os._exit(3)
+    os._exit(0)
+
+
+def test_a_write_error_stops_with_one_clear_error_and_leaves_no_partial_files(straight, tmp_path: Path) -> None:
+    """A file-size limit below the checkpoint's weights: the kernel refuses the write, as on a full disk."""
+    _, config = straight
+    config = config.replace(output_dir=str(tmp_path / "run"))
+    child = multiprocessing.get_context("fork").Process(target=_train_with_a_file_size_limit,
+                                                        args=(config, 1 << 20))
+    child.start()
+    child.join(120)
+    assert child.exitcode == 3
+    info = read_run_info(tmp_path / "run")
+    assert info.status == "failed" and "no room to write" in info.error and "File too large" in info.error
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["history.jsonl", "run.json"]
+    with pytest.raises(ValueError, match="nothing to resume"):
+        train(config.replace(resume=True))
