@@ -1,4 +1,4 @@
-"""Plotly figures for the web UI: logits, loss, scores per group, run comparison, calibration and attributions."""
+"""Plotly figures for the web UI: logits, loss, training history, group scores, comparison, calibration, attributions."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from qa_core.calibration import CoveragePoint, ReliabilityBin
 from qa_core.inference import TokenLogits
+from qa_core.progress import ProgressEvent
 
 if TYPE_CHECKING:  # importing captum (and matplotlib with it) only when attributions are asked for
     from qa_core.attributions import Attribution
@@ -75,6 +77,29 @@ def loss_figure(losses: Sequence[tuple[int, float]], total_steps: int) -> go.Fig
     figure.update_layout(title="Training loss", xaxis_title="step", yaxis_title="loss", height=300,
                          margin={"l": 40, "r": 10, "t": 40, "b": 40})
     figure.update_xaxes(range=[0, max(total_steps, 1)])
+    return figure
+
+
+def history_figure(events: Sequence[ProgressEvent]) -> go.Figure:
+    """A run's history (progress.read_history): loss and learning rate per step, evaluation EM/F1 per epoch."""
+    steps = [e for e in events if e.kind == "step" and e.loss is not None]
+    evals = [e for e in events if e.kind == "eval" and e.metrics]
+    figure = make_subplots(rows=2, cols=1, vertical_spacing=0.18, specs=[[{"secondary_y": True}], [{}]],
+                           subplot_titles=("Training loss and learning rate", "Evaluation per epoch"))
+    figure.add_trace(go.Scatter(x=[e.step for e in steps], y=[e.loss for e in steps], name="loss",
+                                mode="lines+markers"), row=1, col=1)
+    figure.add_trace(go.Scatter(x=[e.step for e in steps], y=[e.learning_rate for e in steps], name="learning rate",
+                                mode="lines", line={"dash": "dot"}), row=1, col=1, secondary_y=True)
+    for key, name in (("exact_match", "EM"), ("f1", "F1")):
+        figure.add_trace(go.Scatter(x=[e.epoch for e in evals], y=[e.metrics.get(key) for e in evals], name=name,
+                                    mode="lines+markers"), row=2, col=1)
+    figure.update_xaxes(title_text="step", row=1, col=1)
+    figure.update_xaxes(title_text="epoch", row=2, col=1)
+    figure.update_yaxes(title_text="loss", row=1, col=1, secondary_y=False)
+    figure.update_yaxes(title_text="learning rate", row=1, col=1, secondary_y=True, exponentformat="e")
+    figure.update_yaxes(title_text="score", range=[0, 105], row=2, col=1)
+    figure.update_layout(height=520, margin={"l": 50, "r": 50, "t": 50, "b": 40},
+                         legend={"orientation": "h", "y": -0.12})
     return figure
 
 

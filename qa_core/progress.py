@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 HISTORY_KINDS = ("step", "eval")  # the events a run keeps in its history file
+END_KINDS = ("done", "cancelled", "failed")
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,8 @@ def truncate_history(path: Path, step: int) -> None:
         tmp.replace(path)
 
 
-def tensorboard_writer(log_dir: Path) -> tuple[ProgressCallback, Callable[[], None]]:
-    """A callback writing step and evaluation events as TensorBoard scalars, and its close function."""
+def tensorboard_writer(log_dir: Path) -> ProgressCallback:
+    """A callback writing step and evaluation events as TensorBoard scalars; it closes on the run's last event."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
@@ -79,5 +80,9 @@ def tensorboard_writer(log_dir: Path) -> tuple[ProgressCallback, Callable[[], No
         for tag, value in scalars.items():
             if value is not None and event.kind in HISTORY_KINDS:
                 writer.add_scalar(tag, value, event.step)
+        if event.kind == "eval":
+            writer.flush()
+        elif event.kind in END_KINDS:
+            writer.close()
 
-    return write, writer.close
+    return write

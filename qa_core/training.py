@@ -309,7 +309,8 @@ def _failed(setup: Setup, state: TrainState, err: BaseException, emit: Callable[
             publish(output_dir, None, _run_info(setup, state, "failed", error=str(err) or repr(err)))
         except OSError:
             remove_partial_files(output_dir)
-        emit("failed", state, message=str(err))
+        with contextlib.suppress(Exception):  # the failure to report is err, not a listener's
+            emit("failed", state, message=str(err))
     return err
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from qa_core import checkpoints
 from qa_core.checkpoints import find_checkpoint, read_run_info
@@ -21,7 +20,7 @@ from qa_core.config import QAConfig
 from qa_core.progress import read_history
 from qa_core.training import TrainingError, train
 from tests.overfit_data import write_tiny_squad
-from tests.test_training import tiny_config
+from tests.test_training import assert_same_weights, tiny_config
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the children are forked
 KILLED = 77
@@ -53,17 +52,6 @@ def train_killed_at(config: QAConfig, point: str, nth: int = 1) -> None:
     child.start()
     child.join(120)
     assert child.exitcode == KILLED, f"{point}#{nth} was not reached (exit code {child.exitcode})"
-
-
-def weights(run: Path) -> dict[str, torch.Tensor]:
-    return load_file(run / "model.safetensors")
-
-
-def assert_same_weights(run: Path, reference: Path) -> None:
-    mine, theirs = weights(run), weights(reference)
-    assert mine.keys() == theirs.keys()
-    different = [name for name in mine if not torch.equal(mine[name], theirs[name])]
-    assert not different, f"weights differ from the uninterrupted run: {different[:5]}"
 
 
 def assert_records_agree(run: Path) -> None:

@@ -66,3 +66,16 @@ def test_loss_histogram_and_group_figures():
     bars = plots.group_figure(groups, "By question word", order=("who", "what", "when"))
     assert list(bars.data[0].x) == ["who", "what"]
     assert list(bars.data[1].text) == ["n=1", "n=3"]
+
+
+def test_history_figure_plots_loss_learning_rate_and_scores_per_epoch():
+    from qa_core.progress import ProgressEvent
+
+    events = [ProgressEvent("step", 1, 0, 0.5, loss=3.0, learning_rate=1e-4),
+              ProgressEvent("step", 2, 0, 1.0, loss=2.0, learning_rate=5e-5),
+              ProgressEvent("eval", 2, 0, 1.0, metrics={"exact_match": 40.0, "f1": 55.0})]
+    figure = plots.history_figure(events)
+    traces = {trace.name: trace for trace in figure.data}
+    assert list(traces["loss"].y) == [3.0, 2.0] and list(traces["learning rate"].y) == [1e-4, 5e-5]
+    assert list(traces["EM"].x) == [1.0] and list(traces["F1"].y) == [55.0]
+    assert len(plots.history_figure([]).data) == 4  # an empty history draws empty axes

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,9 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
-from qa_core.checkpoints import find_checkpoint, read_run_info
+from qa_core.checkpoints import HISTORY_FILE, find_checkpoint, read_run_info
 from qa_core.config import QAConfig
+from qa_core.evaluation import run_evaluation
+from qa_core.jobs import model_choices
+from qa_core.progress import read_history
 from qa_core.progress import ProgressEvent
 from qa_core.training import train
 from tests.overfit_data import write_tiny_squad
@@ -67,6 +74,17 @@ def test_refuses_to_overwrite_a_run(tiny_model_dir: Path, tmp_path: Path) -> Non
         train(config.replace(output_dir=str(tmp_path / "empty"), resume=True))
 
 
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(run / "model.safetensors")
+
+
+def assert_same_weights(run: Path, reference: Path) -> None:
+    mine, theirs = weights(run), weights(reference)
+    assert mine.keys() == theirs.keys()
+    different = [name for name in mine if not torch.equal(mine[name], theirs[name])]
+    assert not different, f"weights differ from the uninterrupted run: {different[:5]}"
+
+
 def cli(*args: str) -> list[str]:
     return [sys.executable, str(ROOT / "train.py"), *args]
 
@@ -94,6 +112,7 @@ def test_killed_cli_run_resumes_and_matches_an_uninterrupted_run(tiny_model_dir:
     assert resumed_out["f1"] == pytest.approx(straight_out["f1"])
     assert (tmp_path / "killed" / "eval_predictions.json").read_text() == \
         (tmp_path / "straight" / "eval_predictions.json").read_text()
+    assert_same_weights(tmp_path / "killed", tmp_path / "straight")
 
 
 def test_cli_evaluate_and_predict(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -113,3 +132,107 @@ def test_cli_reports_bad_data_clearly(tmp_path: Path) -> None:
     done = subprocess.run(cli("train", "--train_file", str(tmp_path / "bad.json"), "--output_dir", str(tmp_path / "r")),
                           capture_output=True, text=True)
     assert done.returncode == 2 and "bad.json" in done.stderr and "not valid JSON" in done.stderr
+
+
+def test_a_diverging_run_fails_clearly_keeps_its_checkpoint_and_is_not_offered(tiny_model_dir: Path,
+                                                                              tmp_path: Path) -> None:
+    data = write_tiny_squad(tmp_path / "d.json")
+    run = tmp_path / "runs" / "nan"
+    done = subprocess.run(cli("train", "--model_name_or_path", str(tiny_model_dir), "--train_file", str(data),
+                              "--validation_file", str(data), "--output_dir", str(run), "--learning_rate", "1e6",
+                              "--max_steps", "20", "--max_seq_length", "64", "--doc_stride", "16",
+                              "--max_query_length", "16", "--per_device_train_batch_size", "2", "--save_steps", "2"),
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "training diverged at step" in done.stderr and "--learning_rate" in done.stderr
+    info = read_run_info(run)
+    assert info.status == "failed" and "diverged" in info.error and info.step < 20
+    assert not (run / "model.safetensors").exists()  # no NaN model
+    state = json.loads(json.dumps(info.history))  # the last good checkpoint is kept, and finite
+    checkpoint = find_checkpoint(run)
+    assert checkpoint is not None and state == read_run_info(run).history
+    assert all(torch.isfinite(t).all() for t in load_file(checkpoint / "model.safetensors").values())
+    assert all(path != str(run) for _, path in model_choices(tmp_path / "runs"))
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"num_train_epochs": math.inf}, "num_train_epochs must be a finite number"),
+    ({"num_train_epochs": -1.0}, "num_train_epochs must be > 0"),
+    ({"max_steps": -5}, "max_steps must be > 0"),
+    ({"max_grad_norm": -1.0}, "max_grad_norm must be > 0"),
+    ({"learning_rate": math.nan}, "learning_rate must be a finite number"),
+    ({"weight_decay": -0.1}, "weight_decay must be >= 0"),
+    ({"report_to": "wandb"}, "report_to must be"),
+])
+def test_bad_numbers_are_refused_at_the_boundary(changes, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        QAConfig(**changes)
+
+
+def test_bad_numbers_on_the_command_line_give_one_clear_line(tmp_path: Path) -> None:
+    done = subprocess.run(cli("train", "--train_file", "sample", "--num_train_epochs", "inf", "--output_dir",
+                              str(tmp_path / "r")), capture_output=True, text=True)
+    assert done.returncode == 2 and "num_train_epochs must be a finite number" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_window_longer_than_the_model_positions_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+    config = tiny_config(tiny_model_dir, write_tiny_squad(tmp_path / "d.json"), tmp_path / "run",
+                         max_seq_length=1024, doc_stride=128)
+    with pytest.raises(ValueError, match="max_seq_length 1024 is more than the 512 positions"):
+        train(config)
+    assert not (tmp_path / "run").exists()
+
+
+def test_training_into_a_model_folder_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    before = (model / "model.safetensors").read_bytes()
+    config = tiny_config(model, write_tiny_squad(tmp_path / "d.json"), model, max_steps=1)
+    with pytest.raises(ValueError, match=f"{model} already holds .*--overwrite_output_dir"):
+        train(config)
+    assert (model / "model.safetensors").read_bytes() == before
+
+
+def test_overwriting_a_run_clears_its_old_records_first(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = write_tiny_squad(tmp_path / "d.json")
+    config = tiny_config(tiny_model_dir, data, tmp_path / "run", max_steps=2, save_steps=1, logging_steps=1)
+    train(config)
+    assert (tmp_path / "run" / "eval_records.jsonl").exists()
+    train(config.replace(validation_file=None, max_steps=1, overwrite_output_dir=True))
+    assert not list((tmp_path / "run").glob("eval_*"))  # the old run's evaluation is gone, not left beside
+    assert [e.step for e in read_history(tmp_path / "run" / HISTORY_FILE)] == [1]
+    assert read_run_info(tmp_path / "run").history == []
+
+
+def test_evaluating_into_a_run_folder_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = write_tiny_squad(tmp_path / "d.json")
+    run = tmp_path / "run"
+    train(tiny_config(tiny_model_dir, data, run, max_steps=1))
+    metrics = (run / "eval_metrics.json").read_text()
+    config = QAConfig(model_name_or_path=str(tiny_model_dir), validation_file=str(data), output_dir=str(run),
+                      max_seq_length=64, doc_stride=16, max_query_length=16)
+    with pytest.raises(ValueError, match=f"{run} already holds .*run.json.*--overwrite_output_dir"):
+        run_evaluation(config)
+    assert (run / "eval_metrics.json").read_text() == metrics
+    run_evaluation(config.replace(overwrite_output_dir=True))  # replaces the run's records, keeps its model
+    assert not (run / "run.json").exists() and (run / "model.safetensors").exists()
+    assert (run / "eval_metrics.json").exists()
+
+
+def test_step_history_and_tensorboard_are_written_as_training_runs(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = tiny_config(tiny_model_dir, write_tiny_squad(tmp_path / "d.json"), tmp_path / "run",
+                         num_train_epochs=2, logging_steps=1, report_to="tensorboard")
+    train(config)
+    events = read_history(tmp_path / "run" / HISTORY_FILE)
+    steps = [e for e in events if e.kind == "step"]
+    assert [e.step for e in steps] == list(range(1, 7))
+    assert all(e.loss > 0 and e.learning_rate >= 0 and e.grad_norm > 0 and e.windows_per_s > 0 for e in steps)
+    assert steps[0].learning_rate > steps[-1].learning_rate == 0.0  # linear decay to 0
+    assert [(e.epoch, e.metrics["f1"] >= 0) for e in events if e.kind == "eval"] == [(1.0, True), (2.0, True)]
+    board = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    board.Reload()
+    assert {"train/loss", "train/learning_rate", "train/grad_norm", "eval/f1"} <= set(board.Tags()["scalars"])
+    assert [s.step for s in board.Scalars("train/loss")] == list(range(1, 7))
