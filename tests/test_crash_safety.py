@@ -12,8 +12,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from safetensors.torch import load_file
 import torch
+from safetensors.torch import load_file
 
 from qa_core import checkpoints
 from qa_core.checkpoints import find_checkpoint, read_run_info
