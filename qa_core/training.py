@@ -86,12 +86,12 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
     config, context, output_dir = setup.config, setup.context, Path(setup.config.output_dir)
     emit = partial(_emit, setup, (callback, *setup.trackers))
     accumulation = config.gradient_accumulation_steps
-    state, status = setup.start, "finished"
+    state, cancelled = setup.start, False
     loss_sum, losses, windows, seconds = 0.0, 0, 0, 0.0
     try:
         _open_records(setup)
         emit("start", state, message=f"resumed at step {state.step}" if setup.resumed_from else "started")
-        while state.step < setup.total_steps and status == "finished":
+        while state.step < setup.total_steps and not cancelled:
             batches = shard(training_batches(setup.train_features, config, state.epoch), context)
             setup.model.train()
             clock = time.perf_counter()
@@ -126,13 +126,13 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
                 elif state.step % config.save_steps == 0 or cancelled:
                     _checkpoint(setup, state, None, emit)
                 if done or cancelled:
-                    status = "finished" if done else "cancelled"
                     break
                 clock = time.perf_counter()  # evaluation and checkpoints are not training time
+        status = "cancelled" if cancelled else "finished"
         if status == "finished" and context.is_main:
             save_model(output_dir, setup.model, setup.loaded.tokenizer)
         if context.is_main:
-            publish(output_dir, find_checkpoint(output_dir), _run_info(setup, state, status))
+            publish(output_dir, None, _run_info(setup, state, status))  # evaluation files: published already
         barrier(context)  # no rank returns before the final model is on disk
     except BaseException as err:
         raise _failed(setup, state, err, emit) from err
