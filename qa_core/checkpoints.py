@@ -84,12 +84,11 @@ def held_records(folder: Path, names: Iterable[str] = RUN_RECORDS) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name in names or p.name.startswith(EVAL_PREFIX))
 
 
-def check_output_dir(folder: Path, overwrite: bool, flag: str = "--overwrite_output_dir",
-                     names: Iterable[str] = RUN_RECORDS) -> None:
+def check_output_dir(folder: Path, overwrite: bool, names: Iterable[str] = RUN_RECORDS) -> None:
     """Refuse a folder holding a model, a run or evaluation files, unless overwrite (then clear_records first)."""
     held = held_records(folder, names)
     if held and not overwrite:
-        raise ValueError(f"{folder} already holds {', '.join(held)}; pass {flag} to replace them, "
+        raise ValueError(f"{folder} already holds {', '.join(held)}; pass --overwrite_output_dir to replace them, "
                          f"or choose another output folder")
 
 
