@@ -177,12 +177,12 @@ def test_bad_numbers_on_the_command_line_give_one_clear_line(tmp_path: Path) -> 
     assert "Traceback" not in done.stderr
 
 
-def test_a_window_longer_than_the_model_positions_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_a_window_longer_than_the_model_positions_is_cut_to_fit_for_training(tiny_model_dir: Path,
+                                                                            tmp_path: Path) -> None:
     config = tiny_config(tiny_model_dir, write_tiny_squad(tmp_path / "d.json"), tmp_path / "run",
-                         max_seq_length=1024, doc_stride=128)
-    with pytest.raises(ValueError, match="max_seq_length 1024 is more than the 512 positions"):
-        train(config)
-    assert not (tmp_path / "run").exists()
+                         max_seq_length=1024, doc_stride=128, max_steps=1)
+    assert train(config).status == "finished"
+    assert read_run_info(tmp_path / "run").config["max_seq_length"] == 512  # run.json records what was trained
 
 
 def test_training_into_a_model_folder_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
