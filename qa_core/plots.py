@@ -1,4 +1,4 @@
-"""Plotly figures for the web UI: logits, loss, training history, group scores, comparison, calibration, attributions."""
+"""Plotly figures for the web UI: logits, loss, training history, group scores, comparison, calibration, saliency."""
 
 from __future__ import annotations
 
