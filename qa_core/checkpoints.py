@@ -23,7 +23,7 @@ MODEL_FILES = ("model.safetensors", "pytorch_model.bin", "config.json")
 EVAL_PREFIX = "eval_"  # eval_predictions.json, eval_metrics.json, eval_records.jsonl
 # What a run leaves in its folder; a new run or evaluation refuses to write over any of them.
 RUN_RECORDS = (RUN_FILE, RUN_FILE + ".tmp", HISTORY_FILE, TENSORBOARD_DIR, CHECKPOINT_DIR, CHECKPOINT_DIR + ".tmp",
-               CHECKPOINT_DIR + ".old", *MODEL_FILES)
+               CHECKPOINT_DIR + ".old", "calibration.json", *MODEL_FILES)  # calibration.CALIBRATION_FILE
 NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk, a quota, a file-size limit
 
 # Tests set this in a child process to kill it at a named point of a write (see tests/test_crash_safety.py).

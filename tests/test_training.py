@@ -206,6 +206,13 @@ def test_overwriting_a_run_clears_its_old_records_first(tiny_model_dir: Path, tm
     assert read_run_info(tmp_path / "run").history == []
 
 
+def test_a_run_s_calibration_counts_among_its_records() -> None:
+    from qa_core.calibration import CALIBRATION_FILE
+    from qa_core.checkpoints import RUN_RECORDS
+
+    assert CALIBRATION_FILE in RUN_RECORDS  # else a new model would inherit the old one's temperature
+
+
 def test_evaluating_into_a_run_folder_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
     data = write_tiny_squad(tmp_path / "d.json")
     run = tmp_path / "run"
