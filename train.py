@@ -18,11 +18,12 @@ from qa_core.modeling import ModelNotFoundError
 from qa_core.runtime import configure_process
 from qa_core.training import TrainingError
 
+SPAN_FIELDS = ("n_best_size", "max_answer_length", "whole_word_spans", "version_2_with_negative",
+               "null_score_diff_threshold")
 EVAL_FIELDS = ("model_name_or_path", "validation_file", "output_dir", "max_seq_length", "doc_stride",
-               "max_query_length", "per_device_eval_batch_size", "max_eval_samples", "n_best_size",
-               "max_answer_length", "bf16", "overwrite_output_dir")
-PREDICT_FIELDS = ("model_name_or_path", "max_seq_length", "doc_stride", "max_query_length", "n_best_size",
-                  "max_answer_length")
+               "max_query_length", "per_device_eval_batch_size", "max_eval_samples", "bf16",
+               "overwrite_output_dir") + SPAN_FIELDS
+PREDICT_FIELDS = ("model_name_or_path", "max_seq_length", "doc_stride", "max_query_length") + SPAN_FIELDS
 
 
 def _float_or_none(text: str) -> float | None:
@@ -46,8 +47,10 @@ def add_config_options(parser: argparse.ArgumentParser, names: tuple[str, ...] |
 
 
 def config_from_args(args: argparse.Namespace) -> QAConfig:
-    names = {f.name for f in dataclasses.fields(QAConfig)}
-    return QAConfig(**{k: v for k, v in vars(args).items() if k in names})
+    """The config of the given options; an option left at None (where None is no valid value) keeps its default."""
+    fields = {f.name: f for f in dataclasses.fields(QAConfig)}
+    return QAConfig(**{k: v for k, v in vars(args).items()
+                       if k in fields and not (v is None and "None" not in fields[k].type)})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                        EVAL_FIELDS)
     predict = commands.add_parser("predict", help="answer one question, or every question of a file")
     add_config_options(predict, PREDICT_FIELDS)
+    # None: a SQuAD 2.0 run answers with the threshold its evaluation found best (see run_predict)
+    predict.set_defaults(version_2_with_negative=None, null_score_diff_threshold=None)
     predict.add_argument("--question", help="a question about --context")
     predict.add_argument("--context", help="the passage holding the answer")
     predict.add_argument("--test_file", help="answer every question of this data file instead")
@@ -100,11 +105,13 @@ def run_evaluate(args: argparse.Namespace) -> dict:
 
 
 def run_predict(args: argparse.Namespace) -> dict:
-    from qa_core.inference import answer_question, answer_examples
+    from qa_core.inference import answer_examples, answer_question, config_for_model
     from qa_core.modeling import load_model
 
     config = config_from_args(args)
     loaded = load_model(config.model_name_or_path)
+    if args.version_2_with_negative is None and args.null_score_diff_threshold is None:
+        config = config_for_model(loaded.source, config)
     if args.test_file:
         answers = answer_examples(loaded, load_examples(args.test_file, "validation").examples, config)
         if args.output_file:
@@ -114,7 +121,9 @@ def run_predict(args: argparse.Namespace) -> dict:
     if not args.question or not args.context:
         raise ValueError("predict needs --question and --context, or --test_file")
     prediction = answer_question(loaded, args.question, args.context, config).prediction
-    return {"answer": prediction.text, "span": prediction.span, "score": prediction.score,
+    null = {} if prediction.null_score is None else {"null_score": prediction.null_score,
+                                                      "null_odds": prediction.null_odds}
+    return {"answer": prediction.text, "span": prediction.span, "score": prediction.score, **null,
             "alternatives": [{"text": s.text, "probability": round(s.probability, 4)}
                              for s in prediction.alternatives]}
 

@@ -39,6 +39,8 @@ class QAConfig:
     max_eval_samples: int | None = _opt(None, "Keep only the first N evaluation examples (questions).")
     n_best_size: int = _opt(20, "Start and end candidates per window in the span search.")
     max_answer_length: int = _opt(30, "Longest answer span, in tokens.")
+    whole_word_spans: bool = _opt(True, "Snap answer spans to word boundaries of the context, so an answer never "
+                                  "starts or ends inside a word (off: the sub-word token boundaries, as run_qa.py).")
     version_2_with_negative: bool = _opt(False, "SQuAD 2.0: some questions have no answer in the context; train "
                                          "them toward the CLS token and predict '' when the null score wins.")
     null_score_diff_threshold: float = _opt(0.0, "Predict no answer when the null score beats the best span's "

@@ -159,12 +159,13 @@ def _parse_record(record: dict[str, Any], where: str, counts: dict[str, int]) ->
     where = f"{where} (id {example_id!r})"
     question, context = _text_field(record, "question", where), _text_field(record, "context", where)
     title = record.get("title") or ""
-    if record.get("is_impossible"):
+    # SQuAD 2.0 marks unanswerable questions with is_impossible; its hub copy (rajpurkar/squad_v2) only leaves their
+    # answer lists empty, which the official v2.0 script also reads as "no answer".
+    pairs = [] if record.get("is_impossible") else _answer_pairs(record, where)
+    if not pairs:
         counts["unanswerable"] += 1
         return Example(str(example_id), question, context, (), str(title))
-    answers = tuple(_locate(context, text, start, where, counts) for text, start in _answer_pairs(record, where))
-    if not answers:
-        raise DataError(f"{where}: has no answers (and is not marked is_impossible)")
+    answers = tuple(_locate(context, text, start, where, counts) for text, start in pairs)
     return Example(str(example_id), question, context, answers, str(title))
 
 

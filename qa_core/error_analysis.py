@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from qa_core.data import Example
-from qa_core.metrics import best_over_golds, compute_exact, compute_f1
+from qa_core.metrics import best_over_golds, compute_exact, compute_f1, compute_f1_v2, v2_golds
 from qa_core.postprocess import Prediction
 
 QUESTION_WORDS = ("who", "what", "when", "where", "why", "how", "which")
 RECORDS_FILE = "eval_records.jsonl"
+OUTCOMES = ("all", "answered but should not", "abstained but should not")  # the Errors tab's SQuAD 2.0 filter
 
 
 @dataclass(frozen=True)
@@ -23,18 +24,27 @@ class QuestionRecord:
     example_id: str
     question: str
     context: str
-    gold_answers: tuple[str, ...]
+    gold_answers: tuple[str, ...]  # empty for an unanswerable (SQuAD 2.0) question
     gold_spans: tuple[tuple[int, int], ...]  # character spans of the gold answers found in the context
-    prediction: str
+    prediction: str  # "" when the model abstained
     span: tuple[int, int] | None
     score: float
     exact_match: float  # 0 or 100
     f1: float  # 0..100
-    alternatives: tuple[tuple[str, float], ...]  # top-k (text, probability)
+    alternatives: tuple[tuple[str, float], ...]  # top-k (text, probability); the best span first, even when abstaining
+    # SQuAD 2.0 runs only (None otherwise, and in record files written before them):
+    null_odds: float | None = None  # null score - best span score; the model abstains above the threshold
+    best_span: tuple[int, int] | None = None  # the best span, answered or not
+    span_exact: float | None = None  # EM and F1 the best span scores if answered
+    span_f1: float | None = None
 
     @property
     def question_word(self) -> str:
         return question_word(self.question)
+
+    @property
+    def answerable(self) -> bool:
+        return bool(self.gold_answers)
 
 
 def question_word(question: str) -> str:
@@ -43,19 +53,51 @@ def question_word(question: str) -> str:
     return next((w for w in words if w in QUESTION_WORDS), "other")
 
 
+def score_answer(prediction: str, golds: Sequence[str], squad_v2: bool) -> tuple[float, float]:
+    """(EM, F1) in percent, as the official v1.1 or v2.0 script scores one answer."""
+    if squad_v2:
+        golds = v2_golds(golds)
+        return (100.0 * best_over_golds(compute_exact, prediction, golds),
+                100.0 * best_over_golds(compute_f1_v2, prediction, golds))
+    return (100.0 * best_over_golds(compute_exact, prediction, golds),
+            100.0 * best_over_golds(compute_f1, prediction, golds))
+
+
+def build_record(example: Example, prediction: Prediction, top_k: int = 5) -> QuestionRecord:
+    golds = tuple(a.text for a in example.answers)
+    spans = tuple((a.start, a.start + len(a.text)) for a in example.answers if a.start is not None)
+    squad_v2 = prediction.null_score is not None
+    exact, f1 = score_answer(prediction.text, golds, squad_v2)
+    alternatives = tuple((s.text, s.probability) for s in prediction.alternatives[:top_k])
+    record = QuestionRecord(example.example_id, example.question, example.context, golds, spans, prediction.text,
+                            prediction.span, prediction.score, exact, f1, alternatives)
+    if not squad_v2:
+        return record
+    best = prediction.alternatives[0] if prediction.alternatives else None
+    span_exact, span_f1 = score_answer(best.text if best else "", golds, True)
+    return replace(record, null_odds=prediction.null_odds, best_span=(best.start, best.end) if best else None,
+                   span_exact=span_exact, span_f1=span_f1)
+
+
 def build_records(examples: Sequence[Example], predictions: Mapping[str, Prediction],
                   top_k: int = 5) -> list[QuestionRecord]:
-    records = []
-    for example in examples:
-        prediction = predictions[example.example_id]
-        golds = tuple(a.text for a in example.answers)
-        spans = tuple((a.start, a.start + len(a.text)) for a in example.answers if a.start is not None)
-        records.append(QuestionRecord(
-            example.example_id, example.question, example.context, golds, spans, prediction.text, prediction.span,
-            prediction.score, 100.0 * best_over_golds(compute_exact, prediction.text, golds),
-            100.0 * best_over_golds(compute_f1, prediction.text, golds),
-            tuple((s.text, s.probability) for s in prediction.alternatives[:top_k])))
-    return records
+    return [build_record(example, predictions[example.example_id], top_k) for example in examples]
+
+
+def rescore(records: Sequence[QuestionRecord], threshold: float) -> list[QuestionRecord]:
+    """The records as if the run had abstained where null odds > threshold (evaluate-v2.0.py's rule: an abstention
+    scores 100 on an unanswerable question, 0 on an answerable one); records without null odds stay as they are."""
+    out = []
+    for r in records:
+        if r.null_odds is None:
+            out.append(r)
+        elif r.null_odds > threshold:
+            no_answer = 100.0 * (not r.answerable)
+            out.append(replace(r, prediction="", span=None, exact_match=no_answer, f1=no_answer))
+        else:
+            text = r.context[r.best_span[0]:r.best_span[1]] if r.best_span else ""
+            out.append(replace(r, prediction=text, span=r.best_span, exact_match=r.span_exact, f1=r.span_f1))
+    return out
 
 
 def write_records(path: Path, records: Iterable[QuestionRecord]) -> None:
@@ -64,7 +106,12 @@ def write_records(path: Path, records: Iterable[QuestionRecord]) -> None:
             out.write(json.dumps(asdict(record), ensure_ascii=False) + "\n")
 
 
+def _pair(value: list | None) -> tuple[int, int] | None:
+    return tuple(value) if value else None
+
+
 def read_records(path: Path) -> list[QuestionRecord]:
+    """Records of a run; files written before SQuAD 2.0 support read with the v2 fields left None."""
     if not path.exists():
         raise FileNotFoundError(f"{path}: no evaluation records (evaluate the run first)")
     records = []
@@ -73,9 +120,9 @@ def read_records(path: Path) -> list[QuestionRecord]:
             raw = json.loads(line)
             records.append(QuestionRecord(
                 raw["example_id"], raw["question"], raw["context"], tuple(raw["gold_answers"]),
-                tuple(tuple(s) for s in raw["gold_spans"]), raw["prediction"],
-                tuple(raw["span"]) if raw["span"] else None, raw["score"], raw["exact_match"], raw["f1"],
-                tuple(tuple(a) for a in raw["alternatives"])))
+                tuple(tuple(s) for s in raw["gold_spans"]), raw["prediction"], _pair(raw["span"]), raw["score"],
+                raw["exact_match"], raw["f1"], tuple(tuple(a) for a in raw["alternatives"]),
+                raw.get("null_odds"), _pair(raw.get("best_span")), raw.get("span_exact"), raw.get("span_f1")))
         except (json.JSONDecodeError, KeyError, TypeError) as err:
             raise ValueError(f"{path}: line {n} is not an evaluation record ({err})") from None
     return records
@@ -95,12 +142,30 @@ def group_scores(records: Iterable[QuestionRecord], key) -> dict[str, tuple[int,
             for name, rs in sorted(groups.items())}
 
 
+def answerable_slice(record: QuestionRecord) -> str:
+    """The official script's slices: HasAns (answerable) and NoAns questions."""
+    return "HasAns" if record.answerable else "NoAns"
+
+
+def outcome(record: QuestionRecord) -> str:
+    """Which way a SQuAD 2.0 answer went wrong, if it did: one of OUTCOMES."""
+    if record.prediction and not record.answerable:
+        return OUTCOMES[1]
+    if not record.prediction and record.answerable and record.null_odds is not None:
+        return OUTCOMES[2]
+    return "other"
+
+
 def filter_records(records: Iterable[QuestionRecord], only_wrong: bool = False, f1_range: tuple[float, float] = (0, 100),
-                   word: str = "all", search: str = "") -> list[QuestionRecord]:
-    """Records matching every filter; search looks in the question, the prediction and the gold answers."""
+                   word: str = "all", search: str = "", kind: str = OUTCOMES[0]) -> list[QuestionRecord]:
+    """Records matching every filter; search looks in the question, the prediction and the gold answers;
+    kind picks one of OUTCOMES."""
+    if kind not in OUTCOMES:
+        raise ValueError(f"kind must be one of {OUTCOMES}, got {kind!r}")
     needle = search.strip().lower()
     return [r for r in records
             if (not only_wrong or r.exact_match < 100)
             and f1_range[0] <= r.f1 <= f1_range[1]
             and (word == "all" or r.question_word == word)
+            and (kind == OUTCOMES[0] or outcome(r) == kind)
             and (not needle or needle in " ".join((r.question, r.prediction, *r.gold_answers)).lower())]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,13 +16,15 @@ from qa_core.distributed import DistContext, device_for, init_distributed
 from qa_core.error_analysis import RECORDS_FILE, QuestionRecord, build_records, write_records
 from qa_core.features import BatchFormat, Feature, featurize
 from qa_core.inference import predict_examples
-from qa_core.metrics import Metrics, compute_metrics
+from qa_core.metrics import Metrics, SquadV2Metrics, compute_metrics, compute_metrics_v2
 from qa_core.modeling import fit_config, load_model
 from qa_core.postprocess import Prediction
 
 # With --overwrite_output_dir an evaluation replaces a run's records, but not the model it may be evaluating.
 EVAL_OVERWRITES = tuple(name for name in RUN_RECORDS if name not in MODEL_FILES)
 PREDICTIONS_FILE = "eval_predictions.json"
+NULL_ODDS_FILE = "eval_null_odds.json"  # SQuAD 2.0: evaluate-v2.0.py's --na-prob-file
+BEST_SPANS_FILE = "eval_best_spans.json"  # SQuAD 2.0: the best span of every question, abstaining or not
 METRICS_FILE = "eval_metrics.json"
 
 
@@ -36,19 +38,51 @@ class EvalResult:
 def evaluate(model: torch.nn.Module, examples: Sequence[Example], features: Sequence[Feature], config: QAConfig,
              bf16: bool = False, context: DistContext = DistContext(),
              batch_format: BatchFormat = BatchFormat()) -> EvalResult:
-    """Predictions for every example (each window scored once across ranks), official metrics, records."""
+    """Predictions for every example (each window scored once across ranks), official metrics, records.
+
+    Without version_2_with_negative, unanswerable questions are left out of the scores and the records."""
     predictions = predict_examples(model, examples, features, config, bf16, context, batch_format)
+    if config.version_2_with_negative:
+        return EvalResult(squad_v2_metrics(examples, predictions, config.null_score_diff_threshold), predictions,
+                          build_records(examples, predictions))
     golds = {e.example_id: [a.text for a in e.answers] for e in examples if e.answers}
     metrics = compute_metrics({k: p.text for k, p in predictions.items()}, golds)
     return EvalResult(metrics, predictions, build_records([e for e in examples if e.answers], predictions))
 
 
+def squad_v2_metrics(examples: Sequence[Example], predictions: Mapping[str, Prediction],
+                     threshold: float) -> Metrics:
+    """evaluate-v2.0.py's figures of the predictions at this threshold; best_* are searched over the best spans
+    (the answers before abstaining), since a sweep over answers already cut at the threshold cannot find a higher
+    one. exact_match and f1 repeat exact and f1 for readers of v1.1 metrics."""
+    golds = {e.example_id: [a.text for a in e.answers] for e in examples}
+    odds = null_odds(predictions)
+    at_threshold = compute_metrics_v2({k: p.text for k, p in predictions.items()}, golds, odds, threshold)
+    searched = compute_metrics_v2(best_span_texts(predictions), golds, odds, threshold)
+    v2 = SquadV2Metrics(at_threshold.exact, at_threshold.f1, at_threshold.total, at_threshold.has_ans,
+                        at_threshold.no_ans, searched.best_exact, searched.best_f1)
+    return Metrics(v2.exact, v2.f1, v2.total, v2)
+
+
+def null_odds(predictions: Mapping[str, Prediction]) -> dict[str, float]:
+    return {k: p.null_odds for k, p in predictions.items() if p.null_odds is not None}
+
+
+def best_span_texts(predictions: Mapping[str, Prediction]) -> dict[str, str]:
+    return {k: p.alternatives[0].text if p.alternatives else "" for k, p in predictions.items()}
+
+
 def write_eval_outputs(output_dir: Path, result: EvalResult) -> None:
-    """The official predictions file, the metrics, and one JSON line per question for error analysis."""
+    """The official predictions file ("" for no answer), the metrics, one JSON line per question for error
+    analysis, and for SQuAD 2.0 the null odds and the best spans (evaluate-v2.0.py's inputs)."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    predictions = {k: p.text for k, p in result.predictions.items()}
-    (output_dir / PREDICTIONS_FILE).write_text(json.dumps(predictions, ensure_ascii=False, indent=1), encoding="utf-8")
-    (output_dir / METRICS_FILE).write_text(json.dumps(result.metrics.to_dict(), indent=1), encoding="utf-8")
+    files = {PREDICTIONS_FILE: {k: p.text for k, p in result.predictions.items()},
+             METRICS_FILE: result.metrics.to_dict()}
+    if result.metrics.squad_v2 is not None:
+        files[NULL_ODDS_FILE] = null_odds(result.predictions)
+        files[BEST_SPANS_FILE] = best_span_texts(result.predictions)
+    for name, content in files.items():
+        (output_dir / name).write_text(json.dumps(content, ensure_ascii=False, indent=1), encoding="utf-8")
     write_records(output_dir / RECORDS_FILE, result.records)
 
 

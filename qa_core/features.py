@@ -50,8 +50,10 @@ class FeatureSet:
 
 
 def build_features(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase, max_seq_length: int,
-                   doc_stride: int, max_query_length: int, training: bool) -> FeatureSet:
-    """Tokenize every example once into overlapping windows; training windows get answer labels."""
+                   doc_stride: int, max_query_length: int, training: bool,
+                   version_2_with_negative: bool = False) -> FeatureSet:
+    """Tokenize every example once into overlapping windows; training windows get answer labels (and, with
+    version_2_with_negative, unanswerable questions train every window toward CLS)."""
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(f"{type(tokenizer).__name__} is not a fast tokenizer; offsets need one")
     if not examples:
@@ -78,7 +80,7 @@ def build_features(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBa
             cls_index=cls_index, start_position=cls_index, end_position=cls_index))
     if not training:
         return FeatureSet(tuple(f for group in windows for f in group), 0)
-    return _label_windows(examples, windows)
+    return _label_windows(examples, windows, version_2_with_negative)
 
 
 def context_offsets(context: str, spans: Sequence[tuple[int, int]],
@@ -106,7 +108,7 @@ def featurize(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase, c
               training: bool) -> FeatureSet:
     """build_features with the window settings of a config."""
     return build_features(examples, tokenizer, config.max_seq_length, config.doc_stride, config.max_query_length,
-                          training)
+                          training, config.version_2_with_negative)
 
 
 def truncate_questions(questions: list[str], tokenizer: PreTrainedTokenizerBase, max_query_length: int) -> list[str]:
@@ -123,10 +125,17 @@ def truncate_questions(questions: list[str], tokenizer: PreTrainedTokenizerBase,
     return cut
 
 
-def _label_windows(examples: Sequence[Example], windows: list[list[Feature]]) -> FeatureSet:
+def _label_windows(examples: Sequence[Example], windows: list[list[Feature]],
+                   version_2_with_negative: bool = False) -> FeatureSet:
+    """Answer labels; an unanswerable question (no gold answers) keeps its windows, all pointing at CLS, only
+    with version_2_with_negative; otherwise, as any question without a usable answer, it is skipped."""
     labelled: list[Feature] = []
     skipped = 0
     for example, group in zip(examples, windows):
+        if version_2_with_negative and not example.answers:
+            labelled.extend(dataclasses.replace(f, start_position=f.cls_index, end_position=f.cls_index)
+                            for f in group)
+            continue
         answer = next((a for a in example.answers if a.start is not None), None)
         if answer is None:
             skipped += 1

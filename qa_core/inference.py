@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,7 +18,10 @@ from qa_core.data import Answer, Example
 from qa_core.distributed import DistContext, gather
 from qa_core.features import BatchFormat, Feature, collate, featurize, sorted_batches, unpad_logits
 from qa_core.modeling import LoadedModel, fit_config
-from qa_core.postprocess import Prediction, postprocess_predictions, predict_example
+from qa_core.postprocess import Prediction, SpanSearch, postprocess_predictions, predict_example
+
+logger = logging.getLogger(__name__)
+EVAL_METRICS_FILE = "eval_metrics.json"  # written by qa_core.evaluation into the run folder
 
 
 @dataclass(frozen=True)
@@ -84,9 +91,8 @@ def answer_question(loaded: LoadedModel, question: str, context: str, config: QA
     start_logits, end_logits = run_model(loaded.model, features, config.per_device_eval_batch_size,
                                          batch_format=loaded.batch_format)
     windows = list(zip(features, start_logits, end_logits))
-    prediction = predict_example(example, windows, max(config.n_best_size, top_k), config.max_answer_length)
-    prediction = Prediction(prediction.example_id, prediction.text, prediction.span, prediction.score,
-                            prediction.alternatives[:top_k])
+    prediction = predict_example(example, windows, SpanSearch.from_config(config, top_k))
+    prediction = dataclasses.replace(prediction, alternatives=prediction.alternatives[:top_k])
     return AnswerResult(question, context, prediction, merge_token_logits(loaded.tokenizer, windows), len(features))
 
 
@@ -115,8 +121,7 @@ def predict_examples(model: torch.nn.Module, examples: Sequence[Example], featur
     start, end = run_model(model, [features[i] for i in mine], config.per_device_eval_batch_size, bf16, batch_format,
                            pad_to)
     start_logits, end_logits = _assemble(gather((mine, start, end), context), len(features))
-    return postprocess_predictions(examples, features, start_logits, end_logits, config.n_best_size,
-                                   config.max_answer_length)
+    return postprocess_predictions(examples, features, start_logits, end_logits, SpanSearch.from_config(config))
 
 
 def _assemble(parts: list[tuple[list[int], np.ndarray, np.ndarray]], count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -135,3 +140,33 @@ def answer_examples(loaded: LoadedModel, examples: Sequence[Example], config: QA
     features = featurize(examples, loaded.tokenizer, config, training=False).features
     predictions = predict_examples(loaded.model, examples, features, config, batch_format=loaded.batch_format)
     return {k: p.text for k, p in predictions.items()}
+
+
+def config_for_model(source: str, config: QAConfig = QAConfig()) -> QAConfig:
+    """The config to answer with a model folder: a run evaluated with version_2_with_negative answers SQuAD 2.0
+    style, abstaining above the threshold its evaluation found best for F1 (best_f1_thresh)."""
+    path = Path(source) / EVAL_METRICS_FILE
+    if not path.is_file():
+        return config
+    try:
+        threshold = json.loads(path.read_text(encoding="utf-8")).get("best_f1_thresh")
+    except (OSError, json.JSONDecodeError, AttributeError) as err:
+        logger.warning("%s: unreadable (%s); answering without its null threshold", path, err)
+        return config
+    if not isinstance(threshold, (int, float)):
+        return config
+    return config.replace(version_2_with_negative=True, null_score_diff_threshold=float(threshold))
+
+
+def answer_note(prediction: Prediction) -> str:
+    """One line for the Ask tab: the answer's score, or why the model said there is no answer in the text."""
+    if not prediction.alternatives:
+        return "No answer: the text has no span the model could choose."
+    best = prediction.alternatives[0]
+    if prediction.abstained:
+        return (f"No answer in this text: the null score {prediction.null_score:.2f} beats the best span "
+                f"({best.text!r}, {best.score:.2f}) by {prediction.null_odds:.2f}, more than the threshold.")
+    if prediction.null_score is not None:
+        return (f"Score {best.score:.2f} against a null score of {prediction.null_score:.2f} "
+                f"(null odds {prediction.null_odds:.2f}).")
+    return f"Score {best.score:.2f}."

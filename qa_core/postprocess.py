@@ -2,13 +2,39 @@
 
 from __future__ import annotations
 
+import math
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from qa_core.config import QAConfig
 from qa_core.data import Example
 from qa_core.features import Feature
+
+# A "word" longer than this is not a word (a hash, a run of digits): its span keeps the token boundary.
+MAX_WORD_CHARS = 64
+# Scripts written without spaces between words: each character counts as a word of its own, so snapping never
+# grows a span over a whole sentence of Chinese, Japanese or Thai.
+_UNSPACED_SCRIPTS = ((0x0E00, 0x0EFF), (0x1000, 0x109F), (0x1780, 0x17FF), (0x3040, 0x30FF), (0x31F0, 0x31FF),
+                     (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0xFF66, 0xFF9F), (0x20000, 0x3FFFF))
+_NUMBER_SEPARATORS = ",."
+
+
+@dataclass(frozen=True)
+class SpanSearch:
+    """How spans are chosen; SpanSearch.from_config reads it from a QAConfig."""
+
+    n_best_size: int = 20  # start and end candidates per window, and spans kept per example
+    max_answer_length: int = 30  # tokens
+    whole_words: bool = True  # snap span borders to word boundaries of the context
+    null_threshold: float | None = None  # SQuAD 2.0: abstain when null score - best span score > this; None: never
+
+    @classmethod
+    def from_config(cls, config: QAConfig, top_k: int = 0) -> SpanSearch:
+        null = config.null_score_diff_threshold if config.version_2_with_negative else None
+        return cls(max(config.n_best_size, top_k), config.max_answer_length, config.whole_word_spans, null)
 
 
 @dataclass(frozen=True)
@@ -23,10 +49,22 @@ class Span:
 @dataclass(frozen=True)
 class Prediction:
     example_id: str
-    text: str
-    span: tuple[int, int] | None  # None when no valid span exists
-    score: float
-    alternatives: tuple[Span, ...]  # n-best spans, best first (the first is the answer)
+    text: str  # "" when no valid span exists, or when a SQuAD 2.0 search abstains
+    span: tuple[int, int] | None  # None when text is ""
+    score: float  # score of the answer: the best span's, or the null score when abstaining
+    alternatives: tuple[Span, ...]  # n-best spans, best first; kept when abstaining
+    null_score: float | None = None  # SQuAD 2.0 only: start + end logit of CLS, lowest over the windows
+
+    @property
+    def abstained(self) -> bool:
+        return self.null_score is not None and self.span is None
+
+    @property
+    def null_odds(self) -> float | None:
+        """Null score minus the best span's score (what the threshold is compared with); None outside SQuAD 2.0."""
+        if self.null_score is None:
+            return None
+        return self.null_score - self.alternatives[0].score if self.alternatives else math.inf
 
 
 def window_candidates(offsets: Sequence[tuple[int, int] | None], start_logits: np.ndarray, end_logits: np.ndarray,
@@ -51,15 +89,54 @@ def window_candidates(offsets: Sequence[tuple[int, int] | None], start_logits: n
     return candidates
 
 
+def _unspaced(ch: str) -> bool:
+    code = ord(ch)
+    return any(low <= code <= high for low, high in _UNSPACED_SCRIPTS)
+
+
+def _word_char(ch: str) -> bool:
+    return ch.isalnum() or unicodedata.category(ch).startswith("M")
+
+
+def inside_word(context: str, i: int) -> bool:
+    """Whether the boundary before context[i] cuts a word: letters/digits on both sides (of a spaced script),
+    a combining mark after its base, or a separator inside a number such as 1,000 or 3.5."""
+    if not 0 < i < len(context):
+        return False
+    before, after = context[i - 1], context[i]
+    if unicodedata.category(after).startswith("M"):
+        return _word_char(before)
+    if _word_char(before) and _word_char(after):
+        return not (_unspaced(before) or _unspaced(after))
+    return (before.isdigit() and after in _NUMBER_SEPARATORS and context[i + 1:i + 2].isdigit()) or (
+        before in _NUMBER_SEPARATORS and after.isdigit() and context[i - 2:i - 1].isdigit())
+
+
+def snap_to_words(context: str, start: int, end: int) -> tuple[int, int]:
+    """Grow a character span so it neither starts nor ends inside a word ('Fres' -> 'Fresnel')."""
+    new_start = start
+    while inside_word(context, new_start) and start - new_start < MAX_WORD_CHARS:
+        new_start -= 1
+    new_end = end
+    while inside_word(context, new_end) and new_end - end < MAX_WORD_CHARS:
+        new_end += 1
+    return (start if inside_word(context, new_start) else new_start,
+            end if inside_word(context, new_end) else new_end)
+
+
 def best_spans(context: str, windows: Sequence[tuple[Sequence[tuple[int, int] | None], np.ndarray, np.ndarray]],
-               n_best_size: int = 20, max_answer_length: int = 30) -> list[Span]:
-    """n-best spans over all windows of one example; a span seen in two windows keeps its best score."""
+               search: SpanSearch = SpanSearch()) -> list[Span]:
+    """n-best spans over all windows of one example; a span found twice (in two windows, or two token spans
+    that snap to the same words) keeps its best score."""
     best: dict[tuple[int, int], float] = {}
     for offsets, start_logits, end_logits in windows:
-        for start, end, score in window_candidates(offsets, start_logits, end_logits, n_best_size, max_answer_length):
+        for start, end, score in window_candidates(offsets, start_logits, end_logits, search.n_best_size,
+                                                   search.max_answer_length):
+            if search.whole_words:
+                start, end = snap_to_words(context, start, end)
             if score > best.get((start, end), -np.inf):
                 best[(start, end)] = score
-    ranked = sorted(best.items(), key=lambda item: -item[1])[:n_best_size]
+    ranked = sorted(best.items(), key=lambda item: -item[1])[:search.n_best_size]
     if not ranked:
         return []
     scores = np.array([score for _, score in ranked])
@@ -68,22 +145,28 @@ def best_spans(context: str, windows: Sequence[tuple[Sequence[tuple[int, int] | 
     return [Span(s, e, context[s:e], score, float(p)) for ((s, e), score), p in zip(ranked, probabilities)]
 
 
+def null_score(windows: Sequence[tuple[Feature, np.ndarray, np.ndarray]]) -> float:
+    """Score of "no answer": start + end logit of the CLS token, lowest over the windows (as run_qa.py)."""
+    return min(float(start[f.cls_index] + end[f.cls_index]) for f, start, end in windows)
+
+
 def predict_example(example: Example, windows: Sequence[tuple[Feature, np.ndarray, np.ndarray]],
-                    n_best_size: int = 20, max_answer_length: int = 30) -> Prediction:
-    spans = best_spans(example.context, [(f.offsets, s, e) for f, s, e in windows], n_best_size, max_answer_length)
-    if not spans:
-        return Prediction(example.example_id, "", None, float("-inf"), ())
+                    search: SpanSearch = SpanSearch()) -> Prediction:
+    """The best span, or (SQuAD 2.0) "" when the null score beats it by more than the threshold."""
+    spans = tuple(best_spans(example.context, [(f.offsets, s, e) for f, s, e in windows], search))
+    null = null_score(windows) if search.null_threshold is not None and windows else None
+    if not spans or (null is not None and null - spans[0].score > search.null_threshold):
+        return Prediction(example.example_id, "", None, float("-inf") if null is None else null, spans, null)
     top = spans[0]
-    return Prediction(example.example_id, top.text, (top.start, top.end), top.score, tuple(spans))
+    return Prediction(example.example_id, top.text, (top.start, top.end), top.score, spans, null)
 
 
 def postprocess_predictions(examples: Sequence[Example], features: Sequence[Feature], start_logits: np.ndarray,
-                            end_logits: np.ndarray, n_best_size: int = 20,
-                            max_answer_length: int = 30) -> dict[str, Prediction]:
+                            end_logits: np.ndarray, search: SpanSearch = SpanSearch()) -> dict[str, Prediction]:
     """One Prediction per example from the logits of all its features; logits are (features, seq) arrays."""
     assert len(features) == len(start_logits) == len(end_logits), "one logits row per feature"
     grouped: list[list[tuple[Feature, np.ndarray, np.ndarray]]] = [[] for _ in examples]
     for feature, s, e in zip(features, start_logits, end_logits):
         grouped[feature.example_index].append((feature, s, e))
-    return {example.example_id: predict_example(example, windows, n_best_size, max_answer_length)
+    return {example.example_id: predict_example(example, windows, search)
             for example, windows in zip(examples, grouped)}

@@ -1,4 +1,4 @@
-"""Official-style scorer: `python -m qa_core.score DATASET.json PREDICTIONS.json` prints EM and F1 as JSON."""
+"""Official-style scorer: `python -m qa_core.score DATASET.json PREDICTIONS.json [--na-prob-file F]` prints JSON."""
 
 from __future__ import annotations
 
@@ -6,32 +6,62 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from qa_core.data import DataError, load_examples
-from qa_core.metrics import compute_metrics
+from qa_core.metrics import compute_metrics, compute_metrics_v2
 
 
-def score_files(dataset_file: str, prediction_file: str) -> dict[str, float]:
-    examples = load_examples(dataset_file).examples
-    golds = {e.example_id: [a.text for a in e.answers] for e in examples if e.answers}
+def read_json_object(path: str, what: str) -> dict[str, Any]:
     try:
-        predictions = json.loads(Path(prediction_file).read_text(encoding="utf-8-sig"))
+        value = json.loads(Path(path).read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"{prediction_file}: not a readable JSON predictions file ({err})") from None
-    if not isinstance(predictions, dict):
-        raise DataError(f"{prediction_file}: expected a JSON object {{question id: answer text}}")
-    for question_id in golds.keys() - predictions.keys():
-        print(f"Unanswered question {question_id} will receive score 0.", file=sys.stderr)
-    return compute_metrics({k: str(v) for k, v in predictions.items()}, golds).to_dict()
+        raise DataError(f"{path}: not a readable JSON {what} file ({err})") from None
+    if not isinstance(value, dict):
+        raise DataError(f"{path}: expected a JSON object {{question id: {what}}}")
+    return value
+
+
+def score_files(dataset_file: str, prediction_file: str, na_prob_file: str | None = None,
+                na_prob_thresh: float = 1.0) -> dict[str, float]:
+    """v1.1 EM/F1 for files without unanswerable questions (and no null odds); else evaluate-v2.0.py's figures."""
+    examples = load_examples(dataset_file).examples
+    predictions = {k: str(v) for k, v in read_json_object(prediction_file, "answer text").items()}
+    if na_prob_file is None and all(e.answers for e in examples):
+        golds = {e.example_id: [a.text for a in e.answers] for e in examples}
+        for question_id in golds.keys() - predictions.keys():
+            print(f"Unanswered question {question_id} will receive score 0.", file=sys.stderr)
+        return compute_metrics(predictions, golds).to_dict()
+    na_probs = None
+    if na_prob_file is not None:
+        na_probs = {k: _number(v, na_prob_file, k) for k, v in read_json_object(na_prob_file, "null odds").items()}
+    golds_v2 = {e.example_id: [a.text for a in e.answers] for e in examples}
+    try:
+        return compute_metrics_v2(predictions, golds_v2, na_probs, na_prob_thresh).to_dict()
+    except ValueError as err:
+        raise DataError(f"{prediction_file}: {err}") from None
+
+
+def _number(value: Any, path: str, question_id: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DataError(f"{path}: question {question_id!r} has {value!r}, expected a number")
+    return float(value)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="SQuAD v1.1 evaluation (same interface as evaluate-v1.1.py)")
+    parser = argparse.ArgumentParser(description="SQuAD evaluation: the interface of evaluate-v1.1.py, and of "
+                                                 "evaluate-v2.0.py for data with unanswerable questions")
     parser.add_argument("dataset_file", help="SQuAD-format data set file")
-    parser.add_argument("prediction_file", help="JSON object mapping question id to answer text")
+    parser.add_argument("prediction_file", help="JSON object mapping question id to answer text ('' for no answer)")
+    parser.add_argument("--na-prob-file", "-n", help="JSON object mapping question id to its null odds "
+                        "(a run's eval_null_odds.json); adds best_exact/best_f1 and their thresholds")
+    parser.add_argument("--na-prob-thresh", "-t", type=float, default=1.0,
+                        help="count a question as abstained when its null odds exceed this (default 1.0, as "
+                             "evaluate-v2.0.py; pass the run's threshold to reproduce its eval_metrics.json)")
     args = parser.parse_args(argv)
     try:
-        print(json.dumps(score_files(args.dataset_file, args.prediction_file)))
+        scores = score_files(args.dataset_file, args.prediction_file, args.na_prob_file, args.na_prob_thresh)
+        print(json.dumps(scores, indent=2 if "total" in scores else None))  # each official script's layout
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
