@@ -110,7 +110,7 @@ def run_predict(args: argparse.Namespace) -> dict:
 
     config = config_from_args(args)
     loaded = load_model(config.model_name_or_path)
-    if args.version_2_with_negative is None and args.null_score_diff_threshold is None:
+    if args.null_score_diff_threshold is None and args.version_2_with_negative is not False:
         config = config_for_model(loaded.source, config)
     if args.test_file:
         answers = answer_examples(loaded, load_examples(args.test_file, "validation").examples, config)

@@ -81,6 +81,9 @@ def write_eval_outputs(output_dir: Path, result: EvalResult) -> None:
     if result.metrics.squad_v2 is not None:
         files[NULL_ODDS_FILE] = null_odds(result.predictions)
         files[BEST_SPANS_FILE] = best_span_texts(result.predictions)
+    else:  # a v1.1 evaluation into a folder a v2 one wrote: no stale null odds beside the new predictions
+        for name in (NULL_ODDS_FILE, BEST_SPANS_FILE):
+            (output_dir / name).unlink(missing_ok=True)
     for name, content in files.items():
         (output_dir / name).write_text(json.dumps(content, ensure_ascii=False, indent=1), encoding="utf-8")
     write_records(output_dir / RECORDS_FILE, result.records)

@@ -112,16 +112,23 @@ def inside_word(context: str, i: int) -> bool:
         before in _NUMBER_SEPARATORS and after.isdigit() and context[i - 2:i - 1].isdigit())
 
 
+def word_around(context: str, i: int) -> tuple[int, int] | None:
+    """The word that boundary i cuts through, or None when it is longer than MAX_WORD_CHARS."""
+    left, right = i - 1, i + 1
+    while inside_word(context, left) and i - left <= MAX_WORD_CHARS:
+        left -= 1
+    while inside_word(context, right) and right - i <= MAX_WORD_CHARS:
+        right += 1
+    return (left, right) if right - left <= MAX_WORD_CHARS else None
+
+
 def snap_to_words(context: str, start: int, end: int) -> tuple[int, int]:
     """Grow a character span so it neither starts nor ends inside a word ('Fres' -> 'Fresnel')."""
-    new_start = start
-    while inside_word(context, new_start) and start - new_start < MAX_WORD_CHARS:
-        new_start -= 1
-    new_end = end
-    while inside_word(context, new_end) and new_end - end < MAX_WORD_CHARS:
-        new_end += 1
-    return (start if inside_word(context, new_start) else new_start,
-            end if inside_word(context, new_end) else new_end)
+    if inside_word(context, start):
+        start = (word_around(context, start) or (start,))[0]
+    if inside_word(context, end):
+        end = (word_around(context, end) or (0, end))[1]
+    return start, end
 
 
 def best_spans(context: str, windows: Sequence[tuple[Sequence[tuple[int, int] | None], np.ndarray, np.ndarray]],

@@ -64,6 +64,19 @@ def test_unlocated_answer_is_skipped_for_training(tokenizer) -> None:
     assert result.skipped_examples == 1 and result.features == ()
 
 
+def test_unanswerable_questions_train_toward_cls_only_with_version_2(tokenizer) -> None:
+    unanswerable = Example("none", "which word is missing?", LONG_CONTEXT, ())
+    answerable = example(LONG_CONTEXT, "w5", qid="ok")
+    v1 = windows(tokenizer, [unanswerable, answerable])
+    assert v1.skipped_examples == 1 and {f.example_id for f in v1.features} == {"ok"}
+    v2 = build_features([unanswerable, answerable], tokenizer, 64, 16, 16, training=True,
+                        version_2_with_negative=True)
+    negatives = [f for f in v2.features if f.example_id == "none"]
+    assert v2.skipped_examples == 0 and len(negatives) > 1  # every window of the long context
+    assert all(f.start_position == f.end_position == f.cls_index for f in negatives)
+    assert [f for f in v2.features if f.example_id == "ok"] == [f for f in v1.features if f.example_id == "ok"]
+
+
 def test_evaluation_windows_keep_example_id_and_context_only_offsets(tokenizer) -> None:
     features = windows(tokenizer, [example(LONG_CONTEXT, "w3", qid="q7")], training=False).features
     for f in features:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from qa_core.data import Answer, Example
 from qa_core.features import Feature
-from qa_core.postprocess import best_spans, postprocess_predictions, window_candidates
+from qa_core.postprocess import SpanSearch, best_spans, postprocess_predictions, snap_to_words, window_candidates
 
 CONTEXT = "Bells rang at dawn in Zürich; the keeper woke."
 # offsets of: [CLS] q [SEP] Bells rang at dawn in Zürich ; the keeper woke . [SEP]
@@ -57,3 +58,38 @@ def test_a_window_without_context_tokens_gives_an_empty_prediction() -> None:
     feature = Feature(0, "e", (0, 0), (0, 0), (None, None))
     prediction = postprocess_predictions([example], [feature], np.zeros((1, 2)), np.zeros((1, 2)))["e"]
     assert prediction.text == "" and prediction.span is None
+
+
+@pytest.mark.parametrize("context, start, end, expected", [
+    ("French engineer Augustin Fresnel built it.", 16, 28, "Augustin Fresnel"),  # ends inside a word
+    ("It was in Marlow.", 10, 13, "Marlow"),  # 'Mar'
+    ("It was in Marlow.", 13, 16, "Marlow"),  # '##low': starts inside
+    ("Marlow", 0, 3, "Marlow"),  # context start and end
+    ("Franco-Prussian war", 7, 15, "Prussian"),  # a hyphen is a word boundary
+    ("(Zürich), 1890", 1, 4, "Zürich"),  # letters beyond ASCII; punctuation stops it
+    ("about 1,000 men", 6, 7, "1,000"),  # digits joined by a separator are one number
+    ("about 1,000 men", 8, 11, "1,000"),
+    ("it cost 3.5 marks.", 8, 9, "3.5"),
+    ("at 1990. Then", 3, 5, "1990"),  # a full stop after a number ends it
+    ("Zoë sang", 0, 2, "Zoë"),
+    ("Zoe\u0308 sang", 0, 3, "Zoe\u0308"),  # a combining mark belongs to its letter
+    ("Москва стоит", 0, 3, "Москва"),
+    ("東京タワーは高い", 0, 2, "東京"),  # no spaces: each character is its own word, nothing swallowed
+    ("ภาษาไทย", 0, 1, "ภ"),  # Thai: no snapping across letters ...
+    ("กิน", 0, 1, "กิ"),  # ... but a vowel mark stays with its consonant
+    ("x" * 100 + " y", 10, 20, "x" * 10),  # a 100-letter run is no word: the token boundary stays
+])
+def test_spans_snap_to_whole_words(context: str, start: int, end: int, expected: str) -> None:
+    s, e = snap_to_words(context, start, end)
+    assert context[s:e] == expected
+
+
+def test_alternatives_that_snap_to_the_same_span_are_merged() -> None:
+    context = "It was in Marlow."
+    offsets = (None, None, (0, 2), (3, 6), (7, 9), (10, 13), (13, 16), (16, 17), None)  # ... Mar ##low .
+    start, end = logits({5: 6, 6: 5}), logits({5: 6, 6: 5})  # 'Mar' 12, 'Mar##low' 11, '##low' 10
+    spans = best_spans(context, [(offsets, start, end)])
+    assert spans[0].text == "Marlow" and spans[0].score == 12
+    assert [s.text for s in spans].count("Marlow") == 1
+    raw = best_spans(context, [(offsets, start, end)], SpanSearch(whole_words=False))
+    assert raw[0].text == "Mar" and {"Marlow", "low"} <= {s.text for s in raw}

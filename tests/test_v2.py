@@ -266,3 +266,18 @@ def test_answer_question_abstains_with_a_v2_config(tiny_loaded) -> None:
     assert result.prediction.text == "" and result.prediction.alternatives  # best spans still listed
     never = answer_question(tiny_loaded, "Who rows the ferry?", CONTEXT, always.replace(null_score_diff_threshold=1e9))
     assert never.prediction.text == never.prediction.alternatives[0].text
+
+
+def test_cli_predict_answers_with_the_runs_threshold(tiny_model_dir: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    for item in tiny_model_dir.iterdir():
+        (run / item.name).write_bytes(item.read_bytes())
+    (run / METRICS_FILE).write_text(json.dumps({"exact": 50.0, "best_f1_thresh": -1e9}))  # abstains everywhere
+    ask = [sys.executable, str(ROOT / "train.py"), "predict", "--model_name_or_path", str(run),
+           "--question", "Who rows the ferry?", "--context", CONTEXT]
+    abstained = json.loads(subprocess.run(ask, capture_output=True, text=True, check=True, cwd=ROOT).stdout)
+    assert abstained["answer"] == "" and abstained["null_odds"] > -1e9 and abstained["alternatives"]
+    answered = json.loads(subprocess.run(ask + ["--no-version_2_with_negative"], capture_output=True, text=True,
+                                         check=True, cwd=ROOT).stdout)
+    assert answered["answer"] == answered["alternatives"][0]["text"] and "null_score" not in answered
