@@ -156,8 +156,9 @@ def outcome(record: QuestionRecord) -> str:
     return "other"
 
 
-def filter_records(records: Iterable[QuestionRecord], only_wrong: bool = False, f1_range: tuple[float, float] = (0, 100),
-                   word: str = "all", search: str = "", kind: str = OUTCOMES[0]) -> list[QuestionRecord]:
+def filter_records(records: Iterable[QuestionRecord], only_wrong: bool = False,
+                   f1_range: tuple[float, float] = (0, 100), word: str = "all", search: str = "",
+                   kind: str = OUTCOMES[0]) -> list[QuestionRecord]:
     """Records matching every filter; search looks in the question, the prediction and the gold answers;
     kind picks one of OUTCOMES."""
     if kind not in OUTCOMES:
