@@ -17,7 +17,7 @@ from qa_core.data import Answer, Example
 from qa_core.features import Feature, collate, featurize
 from qa_core.inference import run_model
 from qa_core.modeling import LoadedModel, fit_config
-from qa_core.postprocess import predict_example
+from qa_core.postprocess import SpanSearch, predict_example
 
 INTEGRATED_GRADIENTS = "integrated gradients"
 GRADIENT_X_INPUT = "gradient x input"
@@ -87,8 +87,9 @@ def locate_answer(loaded: LoadedModel, question: str, context: str, span: tuple[
     start_logits, end_logits = run_model(loaded.model, features, config.per_device_eval_batch_size,
                                          batch_format=loaded.batch_format)
     if span is None:
-        span = predict_example(example, list(zip(features, start_logits, end_logits)), config.n_best_size,
-                               config.max_answer_length).span
+        # the best span, even where a SQuAD 2.0 run would abstain: that is the answer there is to explain
+        search = SpanSearch(config.n_best_size, config.max_answer_length, config.whole_word_spans)
+        span = predict_example(example, list(zip(features, start_logits, end_logits)), search).span
         if span is None:
             raise ValueError("the model found no answer span to explain")
     return (features, *answer_window(features, start_logits, end_logits, span))
