@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,44 @@ SAMPLE_PATH = Path(__file__).parent / "sample" / "sample-squad.json"
 
 class DataError(ValueError):
     """A data file or record that cannot be used; the message names the file and the record."""
+
+
+class LoadingCancelled(DataError):
+    """Raised between records when the loading thread's stop check (see stop_loading_when) says stop."""
+
+
+# Per thread of work, not per process: the web app's training job sets these around its training call, so
+# every load_examples inside it (made by training.py) refuses oversized files and stops when cancelled.
+_MAX_FILE_BYTES: contextvars.ContextVar[int | None] = contextvars.ContextVar("max_file_bytes", default=None)
+_SHOULD_STOP: contextvars.ContextVar[Callable[[], bool] | None] = contextvars.ContextVar("should_stop", default=None)
+STOP_CHECK_EVERY = 1000  # records between two stop checks
+
+
+@contextlib.contextmanager
+def loading_limits(max_file_bytes: int | None = None,
+                   should_stop: Callable[[], bool] | None = None) -> Iterator[None]:
+    """Within this block, data files over max_file_bytes are refused before they are read, and loading stops
+    with LoadingCancelled once should_stop() is true."""
+    tokens = _MAX_FILE_BYTES.set(max_file_bytes), _SHOULD_STOP.set(should_stop)
+    try:
+        yield
+    finally:
+        _MAX_FILE_BYTES.reset(tokens[0])
+        _SHOULD_STOP.reset(tokens[1])
+
+
+def _check_stop(origin: str) -> None:
+    should_stop = _SHOULD_STOP.get()
+    if should_stop is not None and should_stop():
+        raise LoadingCancelled(f"{origin}: loading cancelled")
+
+
+def check_file_size(path: Path, max_bytes: int | None) -> None:
+    """Refuse a file over max_bytes before reading a byte of it."""
+    size = path.stat().st_size
+    if max_bytes is not None and size > max_bytes:
+        raise DataError(f"{path.name}: {size / 1e6:,.3g} MB is over this server's limit of "
+                        f"{max_bytes / 1e6:,.3g} MB for data files")
 
 
 @dataclass(frozen=True)
@@ -74,9 +114,11 @@ def _build(records: Iterable[tuple[str, dict[str, Any]]], origin: str, limit: in
     examples: list[Example] = []
     seen: dict[str, str] = {}
     counts = {"repaired": 0, "unlocated": 0, "unanswerable": 0}
-    for where, record in records:
+    for n, (where, record) in enumerate(records):
         if limit is not None and len(examples) >= limit:
             break
+        if n % STOP_CHECK_EVERY == 0:
+            _check_stop(origin)
         example = _parse_record(record, f"{origin}: {where}", counts)
         if example.example_id in seen:
             raise DataError(f"{origin}: question id {example.example_id!r} appears twice "
@@ -92,6 +134,8 @@ def _build(records: Iterable[tuple[str, dict[str, Any]]], origin: str, limit: in
 
 def _read_file(path: Path) -> list[tuple[str, dict[str, Any]]]:
     try:
+        check_file_size(path, _MAX_FILE_BYTES.get())
+        _check_stop(str(path))
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not UTF-8 text (bad byte at offset {err.start})") from None

@@ -13,6 +13,7 @@ from qa_core.metrics import best_over_golds, compute_exact, compute_f1, compute_
 from qa_core.postprocess import Prediction
 
 QUESTION_WORDS = ("who", "what", "when", "where", "why", "how", "which")
+ANSWER_LENGTHS = ("1", "2-3", "4-6", "7+")  # the groups of answer_length_bucket, in order
 RECORDS_FILE = "eval_records.jsonl"
 OUTCOMES = ("all", "answered but should not", "abstained but should not")  # the Errors tab's SQuAD 2.0 filter
 
@@ -130,7 +131,7 @@ def read_records(path: Path) -> list[QuestionRecord]:
 
 def answer_length_bucket(record: QuestionRecord) -> str:
     words = min(len(g.split()) for g in record.gold_answers) if record.gold_answers else 0
-    return "1" if words <= 1 else "2-3" if words <= 3 else "4-6" if words <= 6 else "7+"
+    return ANSWER_LENGTHS[0 if words <= 1 else 1 if words <= 3 else 2 if words <= 6 else 3]
 
 
 def group_scores(records: Iterable[QuestionRecord], key) -> dict[str, tuple[int, float, float]]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from qa_core.checkpoints import RunSummary, list_runs
 from qa_core.config import DEFAULT_MODEL, QAConfig
+from qa_core.data import loading_limits
 from qa_core.progress import ProgressEvent
 from qa_core.training import TrainResult, train
 
@@ -64,17 +65,22 @@ Trainer = Callable[..., TrainResult]
 
 
 class JobManager:
-    """Runs at most one training at a time in a daemon thread; closing a browser never stops it."""
+    """Runs at most one training at a time in a daemon thread; closing a browser never stops it.
 
-    def __init__(self, trainer: Trainer = train) -> None:
+    max_file_bytes: data files over this size are refused before they are read; Cancel also stops loading.
+    """
+
+    def __init__(self, trainer: Trainer = train, max_file_bytes: int | None = None) -> None:
         self._trainer = trainer
+        self._max_file_bytes = max_file_bytes
         self._lock = threading.Lock()
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
         self._state = JobSnapshot(0, "idle")
         self._started = 0.0
 
-    def start(self, config: QAConfig) -> JobSnapshot:
+    def start(self, config: QAConfig, on_end: Callable[[], None] | None = None) -> JobSnapshot:
+        """Start training in the background; on_end runs when the job has ended, however it ended."""
         with self._lock:
             if self._state.active:
                 raise JobBusyError(f"a training job is already running ({self._state.output_dir}, step "
@@ -84,7 +90,7 @@ class JobManager:
             self._state = JobSnapshot(self._state.job_id + 1, "starting", config.output_dir,
                                       config.model_name_or_path, message="loading the model and the data",
                                       version=self._state.version + 1)
-            self._thread = threading.Thread(target=self._run, args=(config,), daemon=True,
+            self._thread = threading.Thread(target=self._run, args=(config, on_end), daemon=True,
                                             name=f"train-job-{self._state.job_id}")
             self._thread.start()
         logger.info("training job %d started: %s", self._state.job_id, config.output_dir)
@@ -110,13 +116,17 @@ class JobManager:
             thread.join(timeout)
         return not self.snapshot().active
 
-    def _run(self, config: QAConfig) -> None:
+    def _run(self, config: QAConfig, on_end: Callable[[], None] | None) -> None:
         try:
-            result = self._trainer(config, callback=self._record, should_stop=self._cancel.is_set)
+            with loading_limits(self._max_file_bytes, self._cancel.is_set):
+                result = self._trainer(config, callback=self._record, should_stop=self._cancel.is_set)
         except Exception as err:  # any failure must reach the page, and the server must keep serving
             logger.exception("training job failed")
             self._update(status="failed", message=f"failed: {err}", elapsed_s=time.monotonic() - self._started)
             return
+        finally:
+            if on_end is not None:
+                on_end()
         done = "finished" if result.status == "finished" else "cancelled; resumable from its checkpoint"
         self._update(status=result.status, metrics=result.metrics, message=done,
                      elapsed_s=time.monotonic() - self._started)
@@ -149,13 +159,18 @@ def model_slug(model: str) -> str:
 
 
 def new_run_dir(root: Path, model: str, now: datetime | None = None) -> Path:
-    """runs/<timestamp>-<model>, never an existing folder."""
+    """Claim a new, empty runs/<timestamp>-<model>[-n] folder: created exclusively, so two servers or CLIs
+    sharing a runs folder never get the same one."""
     base = f"{(now or datetime.now()):%Y%m%d-%H%M%S}-{model_slug(model)}"
-    candidate, n = root / base, 1
-    while candidate.exists():
-        n += 1
-        candidate = root / f"{base}-{n}"
-    return candidate
+    root.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        candidate = root / (base if n == 1 else f"{base}-{n}")
+        try:
+            candidate.mkdir()  # atomic: exactly one caller creates it
+        except FileExistsError:
+            continue
+        return candidate
+    raise RuntimeError(f"no free run folder name for {base} under {root}")
 
 
 def quick_config(model: str, output_dir: str) -> QAConfig:

@@ -6,6 +6,8 @@ import functools
 import inspect
 import json
 import logging
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +64,35 @@ def resolve_model(name_or_path: str | None) -> str:
         return str(path)
     if path.exists() or name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
         raise ModelNotFoundError(f"model {name_or_path!r}: looked for a local folder at {path.resolve()}, none there")
+    check_hub_reachable(name_or_path)
     return name_or_path
+
+
+HUB_HOST = ("huggingface.co", 443)
+HUB_CHECK_TIMEOUT_S = 3.0
+
+
+def hub_offline() -> bool:
+    """True when the user said so (HF_HUB_OFFLINE) or the hub's host cannot be reached within seconds."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return True
+    try:  # only reached when a user names a hub id that is not cached: one quick connect, no retries
+        socket.create_connection(HUB_HOST, timeout=HUB_CHECK_TIMEOUT_S).close()
+    except OSError:
+        return True
+    return False
+
+
+def check_hub_reachable(hub_id: str) -> None:
+    """Fail at once, with one clear line, for a hub id that is neither cached nor downloadable right now;
+    transformers would otherwise retry for most of a minute and log every attempt."""
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(hub_id, "config.json"), str):
+        return  # cached: transformers loads it offline
+    if hub_offline():
+        raise ModelNotFoundError(f"model {hub_id!r}: not a local folder, not in the hub cache, and the hub is not "
+                                 f"reachable from this machine (offline)")
 
 
 def is_qa_checkpoint(source: str) -> bool:

@@ -1,21 +1,29 @@
-"""Serve answers: load each model once, and on CPUs with int8 dot products swap in a compiled int8 copy once warm."""
+"""Serve answers: load each model once, off the answering thread, answer with its run's own settings, and on CPUs
+with int8 dot products swap in a compiled int8 copy once warm."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import logging
 import threading
 import time
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
+from qa_core.checkpoints import read_run_info
+from qa_core.config import QAConfig
+from qa_core.data import Answer, Example
+from qa_core.features import featurize
 from qa_core.inference import AnswerResult, answer_question
 from qa_core.int8 import quantize_linears
-from qa_core.modeling import LoadedModel, load_model, pick_device
+from qa_core.modeling import LoadedModel, fit_config, load_model, pick_device
 
 logger = logging.getLogger(__name__)
 
@@ -67,74 +75,160 @@ def warmup_batches(loaded: LoadedModel) -> list[dict[str, torch.Tensor]]:
     return batches
 
 
+EVAL_METRICS_FILE = "eval_metrics.json"
+
+
+class ModelLoadingError(RuntimeError):
+    """Raised when a question's model is still loading after the wait allowed to one question."""
+
+
+def run_config(source: str) -> QAConfig:
+    """The settings a model was trained with when `source` is a run folder (run.json's config), with the
+    null-score threshold its evaluation found best (eval_metrics.json's best_f1_thresh, SQuAD 2.0 runs);
+    QAConfig's defaults for any other model."""
+    folder = Path(source)
+    try:
+        saved = read_run_info(folder).config
+    except ValueError:
+        return QAConfig()
+    known = {f.name for f in dataclasses.fields(QAConfig)}
+    try:
+        config = QAConfig(**{k: v for k, v in saved.items() if k in known})
+    except (TypeError, ValueError) as err:  # written by an older version: answer with the defaults
+        logger.warning("%s: run config not usable for answering (%s); using the defaults", folder.name, err)
+        return QAConfig()
+    threshold = _best_threshold(folder / EVAL_METRICS_FILE)
+    return config if threshold is None else config.replace(null_score_diff_threshold=threshold)
+
+
+def _best_threshold(path: Path) -> float | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("best_f1_thresh")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def count_windows(loaded: LoadedModel, config: QAConfig, question: str, context: str) -> int:
+    """How many windows answering would run, as answer_question cuts them, from the tokenizer alone (no model)."""
+    example = Example("query", question, context, (Answer("", None),))
+    return len(featurize([example], loaded.tokenizer, fit_config(config, loaded), training=False).features)
+
+
 @dataclass
 class _Entry:
-    exact: LoadedModel  # the model as loaded
-    served: LoadedModel  # what answers: `exact`, then its fast copy once warm
+    loading: Future  # resolves to the LoadedModel as loaded, or raises why it could not be loaded
+    config: QAConfig = field(default_factory=QAConfig)  # what answers use: the run's own settings
+    served: LoadedModel | None = None  # what answers: the model as loaded, then its fast copy once warm
     warm: threading.Event = field(default_factory=threading.Event)  # set once `served` is final
 
 
 class ModelCache:
-    """Loads each model once and keeps the most recent few; safe to share between request threads.
+    """Loads each model once, on its own loader thread, and keeps the most recent few; safe to share between
+    request threads.
 
+    Loading never happens on the answering thread: a question for a model being loaded waits (at most
+    `load_wait_s`) in its own request thread while questions for loaded models keep being answered.
     With fast=True on a machine without CUDA whose CPU has int8 dot products, a background thread compiles an
     int8 copy; requests use the fp32 model until the copy is warm, so no request waits for the compiler. The
     fp32 model stays at hand for `exact` requests (error analysis reads the logits of the evaluated model).
     """
 
-    def __init__(self, size: int = 3, fast: bool = True) -> None:
+    def __init__(self, size: int = 3, fast: bool = True, load_wait_s: float = 30.0) -> None:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._size = size
+        self._load_wait_s = load_wait_s
         self._fast = fast and pick_device().type == "cpu" and native_int8_cpu()  # a GPU answers faster still
-        # One thread runs every question. OpenMP gives each calling thread its own team of workers, and once
-        # there are more of those than cores its workers sleep between operations instead of spinning; from a
-        # web server's many request threads, each answer took 1.5x as long.
+        # One thread loads models (one at a time, so memory holds one load), another runs every question.
+        # OpenMP gives each calling thread its own team of workers, and once there are more of those than cores
+        # its workers sleep between operations instead of spinning; from a web server's many request threads,
+        # each answer took 1.5x as long.
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-load")
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-model")
 
-    def answer(self, name: str, question: str, context: str,
-               exact: bool = False) -> tuple[AnswerResult, LoadedModel, float]:
-        """The answer from model `name` (exact: from the model as loaded, never a fast copy), the model that gave
-        it, and the seconds answering took (not loading)."""
-        return self._model_thread.submit(self._answer, name, question, context, exact).result()
+    def preload(self, name: str) -> Future:
+        """Start loading model `name` in the background (the app's default model, at start)."""
+        return self._entry(name).loading
 
-    def _answer(self, name: str, question: str, context: str,
-                exact: bool) -> tuple[AnswerResult, LoadedModel, float]:
-        loaded = self.get(name, exact)
+    def answer(self, name: str, question: str, context: str, exact: bool = False,
+               max_windows: int | None = None) -> tuple[AnswerResult, LoadedModel, float]:
+        """The answer from model `name` (exact: from the model as loaded, never a fast copy), the model that gave
+        it, and the seconds answering took (not loading). A context needing more than max_windows windows is
+        refused with a ValueError before any model runs."""
+        entry, loaded = self._loaded(name, exact)
+        config = entry.config
+        if max_windows is not None:
+            windows = count_windows(loaded, config, question, context) if question.strip() else 0
+            if windows > max_windows:
+                raise ValueError(f"the context needs {windows:,} windows of {config.max_seq_length} tokens; "
+                                 f"this server answers up to {max_windows:,} (shorten the context)")
+        return self._model_thread.submit(self._answer, loaded, config, question, context).result()
+
+    @staticmethod
+    def _answer(loaded: LoadedModel, config: QAConfig, question: str,
+                context: str) -> tuple[AnswerResult, LoadedModel, float]:
         started = time.perf_counter()
-        result = answer_question(loaded, question, context)
+        result = answer_question(loaded, question, context, config)
         return result, loaded, time.perf_counter() - started
 
     def get(self, name: str, exact: bool = False) -> LoadedModel:
-        return self._entry(name).exact if exact else self._entry(name).served
+        """Model `name`, loaded in the background if needed; waits at most load_wait_s for it. Raises why it
+        could not be loaded, or ModelLoadingError while it is still loading."""
+        return self._loaded(name, exact)[1]
+
+    def _loaded(self, name: str, exact: bool) -> tuple[_Entry, LoadedModel]:
+        entry = self._entry(name)
+        try:
+            exact_model = entry.loading.result(self._load_wait_s)
+        except FutureTimeout:
+            raise ModelLoadingError(f"model {name!r} is still loading; ask again in a minute") from None
+        except Exception:
+            with self._lock:  # forget the failure, so a later question tries again (the hub may be back)
+                if self._entries.get(name) is entry:
+                    del self._entries[name]
+            raise
+        with self._lock:
+            return entry, exact_model if exact else entry.served or exact_model
 
     def wait_until_warm(self, name: str, timeout: float) -> LoadedModel:
         """What model `name` answers from once its fast copy is in place (at once without one)."""
+        self.get(name)
         if not self._entry(name).warm.wait(timeout):
             raise TimeoutError(f"no fast copy of {name} after {timeout:.0f} s")
         return self.get(name)
 
     def _entry(self, name: str) -> _Entry:
-        with self._lock:  # held while loading, so two requests for a new model load it once
-            if name not in self._entries:
-                loaded = load_model(name, "cpu" if self._fast else pick_device())
-                self._entries[name] = entry = _Entry(loaded, loaded)
-                if self._fast:
-                    threading.Thread(target=self._swap_in_compiled, args=(entry, name), daemon=True).start()
-                else:
-                    entry.warm.set()
-                if len(self._entries) > self._size:
-                    self._entries.popitem(last=False)
+        with self._lock:  # never held while loading: other models answer meanwhile
+            entry = self._entries.get(name)
+            if entry is None:
+                entry = self._entries[name] = _Entry(Future())
+                entry.loading = self._loader.submit(self._load, entry, name)
+                self._evict()
             self._entries.move_to_end(name)
-            return self._entries[name]
+            return entry
+
+    def _evict(self) -> None:
+        loaded = [n for n, e in self._entries.items() if e.loading.done()]  # oldest first; loading ones stay
+        for name in loaded[:max(0, len(self._entries) - self._size)]:
+            del self._entries[name]
+
+    def _load(self, entry: _Entry, name: str) -> LoadedModel:
+        loaded = load_model(name, "cpu" if self._fast else pick_device())
+        entry.config, entry.served = run_config(loaded.source), loaded
+        if self._fast:
+            threading.Thread(target=self._swap_in_compiled, args=(entry, name), daemon=True).start()
+        else:
+            entry.warm.set()
+        return loaded
 
     def _swap_in_compiled(self, entry: _Entry, name: str) -> None:
         try:
             try:
-                fast, how = compile_for_cpu(entry.exact), "a compiled int8 copy"
+                fast, how = compile_for_cpu(entry.loading.result()), "a compiled int8 copy"
             except Exception as err:  # a missing C++ compiler or an unsupported op: eager int8 beats fp32 still
                 logger.warning("compiling %s failed (%s); serving an uncompiled int8 copy", name, err)
-                fast, how = int8_copy(entry.exact), "an uncompiled int8 copy"
+                fast, how = int8_copy(entry.loading.result()), "an uncompiled int8 copy"
             with self._lock:
                 entry.served = fast
             logger.info("serving %s from %s", name, how)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -13,7 +13,9 @@ from qa_core.checkpoints import read_run_info
 from qa_core.data import load_examples
 from qa_core.error_analysis import RECORDS_FILE, QuestionRecord, filter_records, read_records
 from qa_core.inference import AnswerResult
-from qa_core.jobs import JobSnapshot
+
+if TYPE_CHECKING:  # a type only: importing jobs would import training
+    from qa_core.jobs import JobSnapshot
 
 TABLE_COLUMNS = ["id", "word", "question", "gold", "prediction", "EM", "F1"]
 SORTS = ("F1, lowest first", "F1, highest first", "question word", "id")
@@ -115,8 +117,8 @@ def run_records(run: str | None) -> tuple[QuestionRecord, ...]:
     return _records(str(path), path.stat().st_mtime_ns)
 
 
-def find_record(run: str | None, example_id: str) -> QuestionRecord:
-    found = next((r for r in run_records(run) if r.example_id == str(example_id)), None)
+def find_record(records: Sequence[QuestionRecord], example_id: str) -> QuestionRecord:
+    found = next((r for r in records if r.example_id == str(example_id)), None)
     if found is None:
-        raise ValueError(f"question {example_id!r} is not in {run}")
+        raise ValueError(f"question {example_id!r} is not in this run")
     return found

@@ -1,0 +1,129 @@
+"""Server settings and the public-host policy: which models, runs and data a caller may name, request limits."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from qa_core.checkpoints import RUN_FILE
+from qa_core.config import DEFAULT_MODEL
+
+# Defaults of the request limits; bench/results/limits.json holds the measurements behind them.
+MAX_CONTEXT_CHARS = 20_000
+MAX_CONTEXT_WINDOWS = 32
+MAX_QUESTION_CHARS = 500
+MAX_UPLOAD_MB = 50
+MODEL_WAIT_S = 20.0
+
+
+def _flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    return default if not value else value in ("1", "true", "yes", "on")
+
+
+def _number(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    try:
+        return float(value) if value else default
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a number") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How this server runs; from_env() reads them from QA_* environment variables (README: The web app)."""
+
+    runs_root: Path = Path("runs")
+    default_model: str = DEFAULT_MODEL
+    training_enabled: bool = True
+    fast_inference: bool = True  # compiled int8 copies for answering, on x86 CPUs with VNNI or AMX
+    public: bool = False  # a public host: only offered models and runs, no server paths, no paths in messages
+    allowed_models: tuple[str, ...] = ()  # hub ids a public server also offers
+    max_context_chars: int = MAX_CONTEXT_CHARS
+    max_context_windows: int = MAX_CONTEXT_WINDOWS
+    max_question_chars: int = MAX_QUESTION_CHARS
+    max_upload_bytes: int = MAX_UPLOAD_MB * 1_000_000
+    model_wait_s: float = MODEL_WAIT_S  # a question waits this long for its model to load, then is told to retry
+
+    @staticmethod
+    def from_env() -> Settings:
+        public = _flag("QA_PUBLIC", False)
+        training = _flag("QA_ENABLE_TRAINING", not public and not _flag("QA_DISABLE_TRAINING", False))
+        allowed = tuple(m.strip() for m in os.environ.get("QA_ALLOWED_MODELS", "").split(",") if m.strip())
+        default = os.environ.get("QA_DEFAULT_MODEL", "").strip() or DEFAULT_MODEL
+        return Settings(Path(os.environ.get("QA_RUNS_DIR", "runs")), default, training,
+                        _flag("QA_FAST_INFERENCE", True), public, allowed,
+                        int(_number("QA_MAX_CONTEXT_CHARS", MAX_CONTEXT_CHARS)),
+                        int(_number("QA_MAX_CONTEXT_WINDOWS", MAX_CONTEXT_WINDOWS)),
+                        int(_number("QA_MAX_QUESTION_CHARS", MAX_QUESTION_CHARS)),
+                        int(_number("QA_MAX_UPLOAD_MB", MAX_UPLOAD_MB) * 1_000_000),
+                        _number("QA_MODEL_WAIT_S", MODEL_WAIT_S))
+
+
+def find_run(name: str, settings: Settings) -> Path | None:
+    """The run folder directly under the runs folder that `name` names (its folder name or its path)."""
+    root = settings.runs_root.resolve()
+    candidate = Path(name)
+    folder = (root / candidate.name) if candidate.name and candidate.name not in (".", "..") else None
+    if folder is None or (candidate.parent != Path(".") and candidate.resolve().parent != root):
+        return None
+    return folder if (folder / RUN_FILE).is_file() else None
+
+
+def check_model(name: str | None, settings: Settings) -> str:
+    """The model to load for a caller's choice; on a public server only the default model, runs under the runs
+    folder and QA_ALLOWED_MODELS, refused without touching the disk for anything else."""
+    name = (name or "").strip() or settings.default_model
+    if name in (DEFAULT_MODEL, settings.default_model, *settings.allowed_models):
+        return name
+    run = find_run(name, settings)
+    if run is not None:
+        return str(run)
+    if settings.public:
+        raise ValueError(f"model {shorten(name)!r} is not offered on this server: choose the default model, "
+                         f"a finished run from the list{allowed_hint(settings)}")
+    return name
+
+
+def allowed_hint(settings: Settings) -> str:
+    return f" or one of {', '.join(settings.allowed_models)}" if settings.allowed_models else ""
+
+
+def check_run(run: str | None, settings: Settings) -> str:
+    """A run folder for the Errors tab; on a public server only one under the runs folder."""
+    if not run:
+        raise ValueError("pick a run first (train one in the Train tab if the list is empty)")
+    found = find_run(run, settings)
+    if found is not None:
+        return str(found)
+    if settings.public:
+        raise ValueError(f"run {shorten(run)!r} is not a run on this server")
+    return run
+
+
+def check_request(question: str, context: str, settings: Settings) -> None:
+    """Refuse, before any tokenizing, a question or context over the server's character limits."""
+    if len(question) > settings.max_question_chars:
+        raise ValueError(f"the question has {len(question):,} characters; this server answers questions of up to "
+                         f"{settings.max_question_chars:,}")
+    if len(context) > settings.max_context_chars:
+        raise ValueError(f"the context has {len(context):,} characters; this server answers contexts of up to "
+                         f"{settings.max_context_chars:,}")
+
+
+def shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+# An absolute path (/x/y, ~/x, C:\x), not a hub id such as org/model: its last part is group 1.
+_PATH = re.compile(r"(?<![\w.~-])(?:[A-Za-z]:[/\\]|~?[/\\])(?:[^\s'\"()<>,;:]+[/\\])*([^\s'\"()<>,;:/\\]*)")
+
+
+def scrub(message: str, settings: Settings) -> str:
+    """On a public server, a message with every absolute path cut to its last part (a file or run name), so no
+    server folder shows; unchanged for a local server."""
+    if not settings.public:
+        return message
+    return _PATH.sub(lambda m: m.group(1) or "…", message)

