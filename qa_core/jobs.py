@@ -13,7 +13,7 @@ from pathlib import Path
 
 from qa_core.checkpoints import RunSummary, list_runs
 from qa_core.config import DEFAULT_MODEL, QAConfig
-from qa_core.data import loading_limits
+from qa_core.data import LoadingCancelled, loading_limits
 from qa_core.progress import ProgressEvent
 from qa_core.training import TrainResult, train
 
@@ -120,6 +120,10 @@ class JobManager:
         try:
             with loading_limits(self._max_file_bytes, self._cancel.is_set):
                 result = self._trainer(config, callback=self._record, should_stop=self._cancel.is_set)
+        except LoadingCancelled:
+            self._update(status="cancelled", message="cancelled while loading the data",
+                         elapsed_s=time.monotonic() - self._started)
+            return
         except Exception as err:  # any failure must reach the page, and the server must keep serving
             logger.exception("training job failed")
             self._update(status="failed", message=f"failed: {err}", elapsed_s=time.monotonic() - self._started)

@@ -1,4 +1,4 @@
-"""The app's event handlers, called as plain functions with the tiny BERT (nothing is downloaded)."""
+"""The app's event handlers, called as plain methods with the tiny BERT (nothing is downloaded)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 import app
 from qa_core.config import QAConfig
 from qa_core.error_analysis import RECORDS_FILE
-from qa_core.jobs import JobManager
+from qa_core.hosting import Settings
+from qa_core.service import QAService, form_fields
 from qa_core.training import train
 
 CONTEXT = "The lighthouse lens was designed by Augustin Fresnel in the early nineteenth century."
@@ -30,156 +31,190 @@ def tiny_run(tmp_path_factory, tiny_model_dir) -> Path:
 
 
 @pytest.fixture()
-def settings(monkeypatch, tmp_path, tiny_model_dir, tiny_run) -> app.Settings:
-    settings = app.Settings(tiny_run.parent, str(tiny_model_dir), training_enabled=True, fast_inference=False)
-    monkeypatch.setattr(app, "SETTINGS", settings)
-    monkeypatch.setattr(app, "JOBS", JobManager())
-    return settings
+def settings(tiny_model_dir, tiny_run) -> Settings:
+    return Settings(tiny_run.parent, str(tiny_model_dir), training_enabled=True, fast_inference=False)
+
+
+@pytest.fixture()
+def ui(settings) -> app.Handlers:
+    return app.Handlers(QAService(settings))
+
+
+def form(**values) -> list:
+    """Train-form values in form_fields() order; None keeps QAConfig's default."""
+    return [values.get(name) for name in form_fields()]
 
 
 def texts(pieces, label):
     return [text for text, name in pieces if name == label]
 
 
-def test_ask_highlights_the_answer_inside_the_context(settings):
-    pieces, score, alternatives, figure, message, notice = app.ask(settings.default_model, QUESTION, CONTEXT)
+def test_ask_highlights_the_answer_inside_the_context(ui, settings):
+    shown = ui.ask(settings.default_model, QUESTION, CONTEXT)
+    pieces, alternatives = shown["answer"], shown["alternatives"]
     assert "".join(text for text, _ in pieces) == CONTEXT
     assert len(texts(pieces, "answer")) == 1 and texts(pieces, "answer")[0] in CONTEXT
-    assert "probability" in score and message == ""
+    assert "probability" in shown["score"] and shown["message"] == ""
     assert 1 <= len(alternatives) <= 5 and alternatives["answer"].iloc[0] == texts(pieces, "answer")[0]
     assert alternatives["probability"].sum() <= 1.0 + 1e-6
-    assert figure.data[0].name == "start logit"
-    assert notice == gr.update(visible=False)  # the tiny model was saved with a QA head
+    assert shown["plot"].data[0].name == "start logit"
+    assert shown["notice"] == gr.update(visible=False)  # the tiny model was saved with a QA head
 
 
-def test_the_embedded_model_says_it_has_no_qa_head(settings):
-    *_, message, notice = app.ask("embedded", QUESTION, CONTEXT)
-    assert message == "" and notice == gr.update(visible=True)
+def test_the_embedded_model_says_it_has_no_qa_head(ui):
+    shown = ui.ask("embedded", QUESTION, CONTEXT)
+    assert shown["message"] == "" and shown["notice"] == gr.update(visible=True)
 
 
 @pytest.mark.parametrize("question, context, expected", [
     ("", CONTEXT, "question is empty"), ("   ", CONTEXT, "question is empty"), (QUESTION, "", "context is empty"),
-    (QUESTION, "word " * 30_001, "30,001 words"), (QUESTION, None, "context is empty")])
-def test_bad_questions_get_a_message(settings, question, context, expected):
-    pieces, score, alternatives, figure, message, _ = app.ask(settings.default_model, question, context)
-    assert pieces is None and figure is None and len(alternatives) == 0
-    assert message.startswith("Cannot answer") and expected in message
+    (QUESTION, "word " * 4001, "20,005 characters; this server answers contexts of up to 20,000"),
+    (QUESTION, "中" * 2_000_000, "2,000,000 characters"), ("why " * 200, CONTEXT, "question has 800 characters"),
+    (QUESTION, None, "context is empty")])
+def test_bad_questions_get_a_message(ui, question, context, expected):
+    shown = ui.ask("", question, context)
+    assert shown["answer"] is None and shown["plot"] is None and len(shown["alternatives"]) == 0
+    assert shown["message"].startswith("Cannot answer") and expected in shown["message"]
 
 
-def test_unknown_model_gets_a_message(settings, tmp_path):
-    *_, message, _ = app.ask(str(tmp_path / "nowhere"), QUESTION, CONTEXT)
-    assert "looked for a local folder" in message
+def test_a_context_over_the_window_limit_is_refused_before_the_model_runs(settings):
+    ui = app.Handlers(QAService(settings.__class__(**{**settings.__dict__, "max_context_windows": 4})))
+    long = " ".join(["The keeper wound the clockwork every night."] * 120)  # under the character limit
+    message = ui.ask("", "What did the keeper wind?", long)["message"]
+    assert "windows of 256 tokens; this server answers up to 4" in message
+    assert ui.ask("", "What did the keeper wind?", " ".join(long.split()[:100]))["message"] == ""
+
+
+def test_unknown_model_gets_a_message(ui, tmp_path):
+    assert "looked for a local folder" in ui.ask(str(tmp_path / "nowhere"), QUESTION, CONTEXT)["message"]
 
 
 @pytest.mark.parametrize("context", [
     "<script>alert('x')</script> <b>Fresnel</b> designed the lens.", "Der Leuchtturm wurde 1823 gebaut. 灯塔 🚢🌊",
     "مرحبا بالعالم " * 20])
-def test_odd_text_comes_back_verbatim_as_text(settings, context):
-    pieces, *_ , message, _ = app.ask(settings.default_model, "<img src=x onerror=alert(1)> who? 🤔", context)
-    assert message == "" and "".join(text for text, _ in pieces) == context
+def test_odd_text_comes_back_verbatim_as_text(ui, context):
+    shown = ui.ask("", "<img src=x onerror=alert(1)> who? 🤔", context)
+    assert shown["message"] == "" and "".join(text for text, _ in shown["answer"]) == context
 
 
-def test_a_context_of_twenty_thousand_words_is_answered(settings):
-    context = " ".join(["The keeper wound the clockwork every night."] * 2858)  # 20,006 words
-    pieces, score, _, figure, message, _ = app.ask(settings.default_model, "What did the keeper wind?", context)
-    assert message == "" and "window(s)" in score and int(score.split(" window")[0].split()[-1]) > 100
-    assert len(figure.data[0].x) > 20_000  # the plot covers the whole context
+def test_a_context_at_the_limits_is_answered(ui):
+    context = " ".join(["The keeper wound the clockwork every night."] * 60)
+    shown = ui.ask("", "What did the keeper wind?", context)
+    assert shown["message"] == "" and int(shown["score"].split(" window")[0].split()[-1]) > 1
+    assert len(shown["plot"].data[0].x) > 400  # the plot covers the whole context
 
 
-def test_ten_people_asking_at_once_all_get_answers(settings):
+def test_ten_people_asking_at_once_all_get_answers(ui):
     with ThreadPoolExecutor(10) as pool:
-        results = list(pool.map(lambda i: app.ask(settings.default_model, f"{QUESTION} {i}", CONTEXT), range(10)))
-    assert all(r[4] == "" and r[0] for r in results)
+        results = list(pool.map(lambda i: ui.ask("", f"{QUESTION} {i}", CONTEXT), range(10)))
+    assert all(r["message"] == "" and r["answer"] for r in results)
 
 
-def test_upload_check_explains_a_file_that_is_not_squad(tmp_path):
+def test_upload_check_explains_a_file_that_is_not_squad(ui, tmp_path):
     bad = tmp_path / "notes.json"
     bad.write_text(json.dumps({"hello": "world"}), encoding="utf-8")
-    assert "expected SQuAD JSON" in app.check_upload(str(bad))
+    assert "expected SQuAD JSON" in ui.check_upload(str(bad))["message"]
+    assert not bad.exists()  # a refused upload is deleted at once
     binary = tmp_path / "image.json"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
-    assert "not UTF-8" in app.check_upload(str(binary))
-    assert "40 questions" in app.check_upload(str(Path("qa_core/sample/sample-squad.json")))
-    assert app.check_upload(None) == ""
+    assert "not UTF-8" in ui.check_upload(str(binary))["message"]
+    sample = tmp_path / "sample.json"
+    sample.write_bytes(Path("qa_core/sample/sample-squad.json").read_bytes())
+    assert "40 questions" in ui.check_upload(str(sample))["message"] and sample.exists()
+    assert ui.check_upload(None)["message"] == ""
 
 
-def test_train_config_uses_the_config_defaults(settings):
-    numbers = [2.0, -1, 1e-4, 16, 256, 128, 0, 0]
-    config = app.train_config("", app.DATA_CHOICES[0], None, "", "", *numbers)
+def test_uploads_over_the_size_limit_are_refused_with_the_limit(settings, tmp_path):
+    ui = app.Handlers(QAService(settings.__class__(**{**settings.__dict__, "max_upload_bytes": 1000})))
+    big = tmp_path / "big.json"
+    big.write_bytes(Path("qa_core/sample/sample-squad.json").read_bytes())
+    assert "over this server's limit of 0.001 MB" in ui.check_upload(str(big))["message"] and not big.exists()
+
+
+def test_the_train_form_is_built_from_the_config(ui, settings):
+    assert {"max_steps", "learning_rate", "doc_stride", "version_2_with_negative", "bf16"} <= set(form_fields())
+    assert not {"output_dir", "train_file", "resume"} & set(form_fields())
+    config = ui.service.train_config("", "sample", "", dict(zip(form_fields(), form(max_train_samples=0))))
     assert config.model_name_or_path == settings.default_model and config.train_file == "sample"
-    assert config.validation_file == "sample" and config.max_train_samples is None
-    assert Path(config.output_dir).parent == settings.runs_root
-    custom = app.train_config("m", app.DATA_CHOICES[2], None, " data/t.json ", "rajpurkar/squad:validation",
-                              1.0, 5.0, 3e-5, 8.0, 128.0, 32.0, 100.0, None)
+    assert config.validation_file == "sample" and config.max_train_samples is None and config.bf16 is None
+    assert Path(config.output_dir).parent == settings.runs_root and Path(config.output_dir).is_dir()  # claimed
+    custom = ui.service.train_config("m", " data/t.json ".strip(), "rajpurkar/squad:validation",
+                                     {"max_steps": 5.0, "max_train_samples": 100.0, "bf16": "off"})
     assert (custom.train_file, custom.validation_file) == ("data/t.json", "rajpurkar/squad:validation")
     assert custom.max_steps == 5 and isinstance(custom.max_steps, int) and custom.max_train_samples == 100
+    assert custom.bf16 is False
+    with pytest.raises(ValueError, match="unknown training options \\['output_dir'\\]"):
+        ui.service.train_config("", "sample", "", {"output_dir": "/etc"})
 
 
-@pytest.mark.parametrize("choice, numbers, expected", [
-    (app.DATA_CHOICES[1], [], "no file uploaded"), (app.DATA_CHOICES[2], [], "no data path"),
-    (app.DATA_CHOICES[0], [2.0, -1, -0.1], "learning_rate must be > 0, got -0.1")])
-def test_bad_training_settings_are_refused(settings, choice, numbers, expected):
-    message = app.start_training("", choice, None, "", "", *numbers)
+@pytest.mark.parametrize("choice, values, expected", [
+    (app.DATA_CHOICES[1], {}, "no file uploaded"), (app.DATA_CHOICES[2], {}, "no data path"),
+    (app.DATA_CHOICES[0], {"learning_rate": -0.1}, "learning_rate must be > 0, got -0.1"),
+    (app.DATA_CHOICES[0], {"max_steps": 2.5}, "max_steps must be a whole number")])
+def test_bad_training_settings_are_refused(ui, choice, values, expected):
+    message = ui.start_training("", choice, None, "", "", *form(**values))["message"]
     assert message.startswith("Not started") and expected in message
-    assert app.JOBS.snapshot().status == "idle"
+    assert ui.service.jobs.snapshot().status == "idle"
 
 
-def test_training_can_be_switched_off(settings, monkeypatch):
-    monkeypatch.setattr(app, "SETTINGS", app.Settings(settings.runs_root, settings.default_model, False, False))
-    assert "switched off" in app.start_training("", app.DATA_CHOICES[0], None, "", "")
-    assert "switched off" in app.start_quick()
+def test_training_can_be_switched_off(settings):
+    ui = app.Handlers(QAService(Settings(settings.runs_root, settings.default_model, False, False)))
+    assert "switched off" in ui.start_training("", app.DATA_CHOICES[0], None, "", "", *form())["message"]
+    assert "switched off" in ui.start_quick()["message"]
 
 
-def test_training_from_the_tab_appears_in_the_pickers(settings):
-    message = app.start_training(settings.default_model, app.DATA_CHOICES[0], None, "", "",
-                                 1.0, 2, 1e-4, 4, 128, 32, 8, 4)
-    assert message.startswith("Started job 1")
-    assert "already running" in app.start_quick()
-    assert app.JOBS.wait(120)
-    bar, status, figure, version = app.poll(-1)
-    assert "100%" in bar and "finished" in status and figure.data[0].y
-    ask_model, train_model, errors_run = app.picker_updates(None)
-    run = message.split(": ", 1)[1]
-    assert run in [value for _, value in ask_model["choices"]]
-    assert run in [value for _, value in errors_run["choices"]] and errors_run["value"] == run  # the newest
-    assert app.picker_updates(str(settings.runs_root / "20250101-000000-tiny"))[2]["value"].endswith("-tiny")
-    assert app.poll(version)[0] == gr.skip()  # nothing new: nothing to redraw
-    assert app.cancel_training() == "No training job is running."
+def test_training_from_the_tab_appears_in_the_pickers(ui, settings):
+    message = ui.start_training(settings.default_model, app.DATA_CHOICES[0], None, "", "",
+                                *form(num_train_epochs=1.0, max_steps=2, per_device_train_batch_size=4,
+                                      max_seq_length=128, doc_stride=32, max_train_samples=8, max_eval_samples=4))
+    assert message["message"].startswith("Started job 1")
+    assert "already running" in ui.start_quick()["message"]
+    assert ui.service.jobs.wait(120)
+    polled = ui.poll(-1)
+    assert "100%" in polled["bar"] and "finished" in polled["status"] and polled["loss"].data[0].y
+    pickers = ui.pickers(None)
+    run = Path(message["message"].split(": ", 1)[1]).name
+    assert run in [value for _, value in pickers["ask_model"]["choices"]]
+    assert run in [value for _, value in pickers["run"]["choices"]] and pickers["run"]["value"] == run  # the newest
+    assert ui.pickers("20250101-000000-tiny")["run"]["value"] == "20250101-000000-tiny"
+    assert ui.poll(polled["version"])["bar"] == gr.skip()  # nothing new: nothing to redraw
+    assert ui.cancel()["message"] == "No training job is running."
 
 
-def test_errors_summary_table_and_selection(settings, tiny_run):
-    summary, words, lengths, histogram = app.summarize(str(tiny_run))
-    assert summary.startswith("12 questions") and "F1" in summary
-    assert list(words.data[1].x)[0] == "who" and len(histogram.data[0].x) == 12
-    table = app.filter_table(str(tiny_run), False, 0, 100, "all", "", app.views.SORTS[0])
+def test_errors_summary_table_and_selection(ui, tiny_run):
+    run = tiny_run.name
+    shown = ui.summarize(run)
+    assert shown["summary"].startswith("12 questions") and "F1" in shown["summary"]
+    assert list(shown["words"].data[1].x)[0] == "who" and len(shown["histogram"].data[0].x) == 12
+    table = ui.filter_table(run, False, 0, 100, "all", "", app.views.SORTS[0])["table"]
     assert len(table) == 12 and list(table["F1"]) == sorted(table["F1"])
-    assert len(app.filter_table(str(tiny_run), False, 0, 100, "who", "", "id")) < 12
-    assert len(app.filter_table(str(tiny_run), False, 0, 100, "all", "Fresnel", "id")) >= 1
+    assert len(ui.filter_table(run, False, 0, 100, "who", "", "id")["table"]) < 12
+    assert len(ui.filter_table(run, False, 0, 100, "all", "Fresnel", "id")["table"]) >= 1
     row = table.iloc[0].tolist()
     event = gr.SelectData(None, {"index": [0, 2], "value": row[2], "row_value": row})
-    pieces, figure, selected, question = app.select_record(str(tiny_run), event)
-    assert selected == row[0] and question.startswith(row[2])
-    assert any(label and "gold" in label for _, label in pieces)
-    assert figure.data[0].name == "start logit"
-    tabs, model, sent_question, context = app.send_to_ask(str(tiny_run), selected)
-    assert tabs.selected == "ask" and model["value"] == str(tiny_run) and sent_question == row[2]
-    assert "".join(text for text, _ in pieces) == context
+    detail = ui.select_record(run, event)
+    assert detail["selected"] == row[0] and detail["question"].startswith(row[2])
+    assert any(label and "gold" in label for _, label in detail["detail"])
+    assert detail["plot"].data[0].name == "start logit"
+    sent = ui.send_to_ask(run, detail["selected"])
+    assert sent["tabs"].selected == "ask" and sent["model"]["value"] == run and sent["question"] == row[2]
+    assert "".join(text for text, _ in detail["detail"]) == sent["context"]
 
 
-def test_a_run_without_records_gets_a_message(settings, tmp_path):
+def test_a_run_without_records_gets_a_message(ui, tmp_path):
     (tmp_path / "empty-run").mkdir()
-    summary, *plots_ = app.summarize(str(tmp_path / "empty-run"))
-    assert "no evaluation records" in summary and plots_ == [None, None, None]
-    assert "pick a run" in app.summarize(None)[0]
-    assert len(app.filter_table(None, False, 0, 100, "all", "", "id")) == 0
+    shown = ui.summarize(str(tmp_path / "empty-run"))
+    assert "no evaluation records" in shown["summary"] and shown["words"] is None and shown["histogram"] is None
+    assert "pick a run" in ui.summarize(None)["summary"]
+    assert len(ui.filter_table(None, False, 0, 100, "all", "", "id")["table"]) == 0
     broken = tmp_path / "broken-run"
     broken.mkdir()
     (broken / RECORDS_FILE).write_text("not json\n", encoding="utf-8")
-    assert "not an evaluation record" in app.summarize(str(broken))[0]
+    assert "not an evaluation record" in ui.summarize(str(broken))["summary"]
 
 
 def test_the_layout_builds(settings):
-    assert isinstance(app.build_app(), gr.Blocks)
+    assert isinstance(app.build_app(settings), gr.Blocks)
 
 
 def test_highlight_marks_overlapping_spans():
@@ -188,14 +223,40 @@ def test_highlight_marks_overlapping_spans():
     assert app.views.highlight("abc", {}) == [("abc", None)]
 
 
-def test_a_run_without_its_model_still_shows_the_spans(settings, tiny_run, tmp_path):
+def test_a_run_without_its_model_still_shows_the_spans(ui, tiny_run, tmp_path):
     stopped = tmp_path / "stopped-run"  # a cancelled run: records from an epoch, no final model
     stopped.mkdir()
     (stopped / RECORDS_FILE).write_text((tiny_run / RECORDS_FILE).read_text(encoding="utf-8"), encoding="utf-8")
-    row = app.filter_table(str(stopped), False, 0, 100, "all", "", "id").iloc[0].tolist()
-    pieces, figure, selected, question = app.select_record(str(stopped), gr.SelectData(None, {
-        "index": [0, 0], "value": row[0], "row_value": row}))
-    assert pieces and figure is None and selected == row[0] and "no logit plot" in question
+    row = ui.filter_table(str(stopped), False, 0, 100, "all", "", "id")["table"].iloc[0].tolist()
+    detail = ui.select_record(str(stopped), gr.SelectData(None, {"index": [0, 0], "value": row[0], "row_value": row}))
+    assert detail["detail"] and detail["plot"] is None and detail["selected"] == row[0]
+    assert "no logit plot" in detail["question"]
+
+
+def test_a_public_server_refuses_server_paths_and_shows_none(settings, tiny_run, tmp_path):
+    public = Settings(settings.runs_root, settings.default_model, training_enabled=True, fast_inference=False,
+                      public=True)
+    ui = app.Handlers(QAService(public))
+    folders = set(settings.runs_root.iterdir())
+    secret = tmp_path / "secret.json"
+    secret.write_text(json.dumps({"data": []}), encoding="utf-8")
+    for model in (str(tmp_path), "/etc", str(tiny_run.parent.parent)):
+        message = ui.ask(model, QUESTION, CONTEXT)["message"]
+        assert "not offered on this server" in message and str(tmp_path.parent) not in message
+    assert ui.ask(tiny_run.name, QUESTION, CONTEXT)["message"] == ""  # its own runs, by name
+    refused = ui.start_training("", app.DATA_CHOICES[2], None, str(secret), "", *form())["message"]
+    assert "only on the bundled sample or an uploaded file" in refused and str(tmp_path) not in refused
+    refused = ui.start_training("", app.DATA_CHOICES[0], None, "", str(secret), *form())["message"]
+    assert "evaluation data" in refused
+    assert "not a run on this server" in ui.summarize(str(tmp_path))["summary"]
+    assert set(settings.runs_root.iterdir()) == folders  # no run folder claimed by refusals
+
+
+def test_a_run_answers_with_its_own_settings(ui, tiny_run):
+    used = ui.service.models.answer(str(tiny_run), QUESTION, CONTEXT)
+    assert used[0].windows == 1
+    entry_config = ui.service.models._entry(str(tiny_run)).config
+    assert (entry_config.max_seq_length, entry_config.doc_stride) == (128, 32)  # run.json's, not the defaults
 
 
 def test_a_run_evaluated_on_its_training_data_says_so(tmp_path) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -105,7 +108,7 @@ def test_real_training_of_the_tiny_model(tmp_path, tiny_model_dir):
 def test_run_folder_names(tmp_path):
     now = datetime(2025, 3, 1, 12, 30, 5)
     assert new_run_dir(tmp_path, "embedded", now) == tmp_path / "20250301-123005-embedded"
-    (tmp_path / "20250301-123005-embedded").mkdir()
+    assert (tmp_path / "20250301-123005-embedded").is_dir()  # claimed
     assert new_run_dir(tmp_path, "embedded", now).name == "20250301-123005-embedded-2"
     assert model_slug("distilbert/distilbert-base-cased-distilled-squad") == "distilbert-base-cased-distilled-squad"
     assert model_slug("runs/20250301-x/") == "20250301-x"
@@ -126,3 +129,42 @@ def test_choices_list_finished_runs_and_runs_with_records(tmp_path):
 def test_quick_config_is_valid():
     quick = quick_config("embedded", "runs/x")
     assert quick.train_file == "sample" and quick.validation_file == "sample" and quick.output_dir == "runs/x"
+
+
+def claim(root: str) -> str:
+    return str(new_run_dir(Path(root), "embedded", datetime(2025, 3, 1, 12, 30, 5)))
+
+
+def test_two_servers_starting_in_the_same_second_never_share_a_run_folder(tmp_path):
+    with ProcessPoolExecutor(2) as processes, ThreadPoolExecutor(8) as threads:
+        claimed = list(processes.map(claim, [str(tmp_path)] * 8)) + list(threads.map(claim, [str(tmp_path)] * 8))
+    assert len(set(claimed)) == 16 and all(Path(c).is_dir() for c in claimed)
+
+
+def big_squad(path: Path, questions: int) -> Path:
+    qas = [{"id": str(i), "question": "Who?", "answers": [{"text": "Fresnel", "answer_start": 0}]}
+           for i in range(questions)]
+    path.write_text(json.dumps({"data": [{"paragraphs": [{"context": "Fresnel made it.", "qas": qas}]}]}))
+    return path
+
+
+def test_a_data_file_over_the_limit_fails_the_job_before_it_is_read(tmp_path, tiny_model_dir):
+    data = big_squad(tmp_path / "big.json", 5000)
+    jobs = JobManager(max_file_bytes=100_000)
+    jobs.start(QAConfig(model_name_or_path=str(tiny_model_dir), train_file=str(data), output_dir=str(tmp_path / "r")))
+    assert jobs.wait(60)
+    snapshot = jobs.snapshot()
+    assert snapshot.status == "failed" and "over this server's limit of 0.1 MB" in snapshot.message
+
+
+def test_cancel_stops_a_job_while_it_loads_its_data(tmp_path, tiny_model_dir):
+    data = big_squad(tmp_path / "big.json", 300_000)
+    jobs = JobManager()
+    removed = threading.Event()
+    jobs.start(QAConfig(model_name_or_path=str(tiny_model_dir), train_file=str(data), output_dir=str(tmp_path / "r")),
+               on_end=removed.set)
+    jobs.cancel()
+    started = time.monotonic()
+    assert jobs.wait(30)
+    assert time.monotonic() - started < 10 and removed.is_set()
+    assert jobs.snapshot().status == "cancelled" and jobs.snapshot().message == "cancelled while loading the data"

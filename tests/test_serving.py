@@ -1,7 +1,10 @@
-"""The app's model cache: one load per model, and the compiled int8 copy that answers on CPUs with VNNI or AMX."""
+"""The app's model cache: one load per model off the answering thread, each run's own settings, and the compiled
+int8 copy that answers on CPUs with VNNI or AMX."""
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -9,9 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from qa_core.checkpoints import RunInfo, write_run_info
+from qa_core.config import QAConfig
 from qa_core.inference import answer_question
 from qa_core.int8 import Int8Linear
-from qa_core.serving import ModelCache, native_int8_cpu
+from qa_core.modeling import ModelNotFoundError
+from qa_core.serving import ModelCache, ModelLoadingError, count_windows, native_int8_cpu, run_config
 
 CONTEXT = "The night ferry leaves the north pier at ten and reaches the island before dawn."
 
@@ -61,3 +67,75 @@ def test_answers_from_many_request_threads_come_from_the_one_model_thread(tiny_m
     with pytest.raises(ValueError, match="question is empty"):  # errors reach the caller, the thread keeps serving
         cache.answer(str(tiny_model_dir), " ", CONTEXT)
     assert cache.answer(str(tiny_model_dir), "When does the ferry leave?", CONTEXT)[0].prediction == expected.prediction
+
+
+class GatedCache(ModelCache):
+    """A real cache whose model loads wait for a gate: a load that takes as long as the test wants."""
+
+    def __init__(self, gated: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.gated, self.gate = gated, threading.Event()
+
+    def _load(self, entry, name):
+        if name == self.gated:
+            self.gate.wait(60)
+        return super()._load(entry, name)
+
+
+def test_a_loading_model_never_holds_up_questions_for_loaded_ones(tiny_model_dir: Path, tmp_path: Path) -> None:
+    slow = tmp_path / "slow"
+    ModelCache(fast=False).get(str(tiny_model_dir)).model.save_pretrained(slow)
+    ModelCache(fast=False).get(str(tiny_model_dir)).tokenizer.save_pretrained(slow)
+    cache = GatedCache(str(slow), fast=False, load_wait_s=1.0)
+    cache.get(str(tiny_model_dir))
+    started = time.perf_counter()
+    with pytest.raises(ModelLoadingError, match="still loading"):
+        cache.answer(str(slow), "When does the ferry leave?", CONTEXT)  # waits load_wait_s, then says so
+    assert time.perf_counter() - started < 5
+    loading = cache.preload(str(slow))
+    answers = [cache.answer(str(tiny_model_dir), "When does the ferry leave?", CONTEXT) for _ in range(5)]
+    assert not loading.done()  # still loading, while the loaded model answered five questions
+    cache.gate.set()
+    assert loading.result(30).source == str(slow)
+    assert cache.answer(str(slow), "When does the ferry leave?", CONTEXT)[1].source == str(slow)
+
+
+def test_a_failed_load_is_reported_and_tried_again(tmp_path: Path) -> None:
+    cache = ModelCache(fast=False)
+    (tmp_path / "model").mkdir()
+    for _ in range(2):
+        with pytest.raises(ValueError, match="no config.json"):
+            cache.get(str(tmp_path / "model"))
+
+
+def test_a_hub_id_fails_fast_and_once_when_offline(monkeypatch, caplog) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cache = ModelCache(fast=False)
+    started = time.perf_counter()
+    with caplog.at_level(logging.INFO), pytest.raises(ModelNotFoundError, match="not reachable from this machine"):
+        cache.answer("some-org/some-model", "Who?", CONTEXT)
+    assert time.perf_counter() - started < 3
+    assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) <= 1
+
+
+def test_a_run_answers_with_its_own_config_and_null_threshold(tiny_model_dir: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    write_run_info(run, RunInfo("finished", {**QAConfig().to_dict(), "doc_stride": 64, "max_answer_length": 12,
+                                             "version_2_with_negative": True, "output_dir": str(run)}))
+    (run / "eval_metrics.json").write_text(json.dumps({"exact": 50.0, "best_f1_thresh": -1.25}), encoding="utf-8")
+    config = run_config(str(run))
+    assert (config.doc_stride, config.max_answer_length, config.version_2_with_negative) == (64, 12, True)
+    assert config.null_score_diff_threshold == -1.25
+    assert run_config(str(tiny_model_dir)) == QAConfig()  # not a run: the defaults
+    write_run_info(run, RunInfo("finished", {"doc_stride": 10_000}))  # unusable: the defaults, with a warning
+    assert run_config(str(run)) == QAConfig()
+
+
+def test_windows_are_counted_before_the_model_runs(tiny_model_dir: Path) -> None:
+    cache = ModelCache(fast=False)
+    loaded = cache.get(str(tiny_model_dir))
+    long = CONTEXT + " " + CONTEXT * 30
+    windows = count_windows(loaded, QAConfig(), "When does the ferry leave?", long)
+    assert windows == answer_question(loaded, "When does the ferry leave?", long).windows > 1
+    with pytest.raises(ValueError, match=f"needs {windows} windows of 256 tokens; this server answers up to 1"):
+        cache.answer(str(tiny_model_dir), "When does the ferry leave?", long, max_windows=1)

@@ -1,0 +1,182 @@
+"""The app's API through gradio_client against real servers on localhost: a public one probed as a hostile visitor
+would, and a local one that trains."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from gradio_client import Client
+
+import app
+from qa_core.config import QAConfig
+from qa_core.hosting import Settings
+from qa_core.training import train
+
+CONTEXT = "The lighthouse lens was designed by Augustin Fresnel in the early nineteenth century."
+QUESTION = "Who designed the lens?"
+OFFERED_OFFLINE = "some-org/some-model"  # on the allow-list, but this machine is offline
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def offline() -> Iterator[None]:
+    before = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    yield
+    if before is None:
+        del os.environ["HF_HUB_OFFLINE"]
+    else:
+        os.environ["HF_HUB_OFFLINE"] = before
+
+
+def serve(settings: Settings) -> Iterator[str]:
+    demo = app.build_app(settings).queue(default_concurrency_limit=2, max_size=app.QUEUE_SIZE)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                max_file_size=settings.max_upload_bytes)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_model_dir) -> Path:
+    root = tmp_path_factory.mktemp("runs")
+    train(QAConfig(model_name_or_path=str(tiny_model_dir), train_file="sample", validation_file="sample",
+                   output_dir=str(root / "20250101-000000-tiny"), max_steps=1, per_device_train_batch_size=4,
+                   max_eval_samples=6, max_seq_length=128, doc_stride=32))
+    return root
+
+
+@pytest.fixture(scope="module")
+def public_url(offline, runs, tiny_model_dir) -> Iterator[str]:
+    settings = Settings(runs, str(tiny_model_dir), training_enabled=False, fast_inference=False, public=True,
+                        allowed_models=(OFFERED_OFFLINE,), max_upload_bytes=100_000)
+    yield from serve(settings)
+
+
+@pytest.fixture(scope="module")
+def client(public_url) -> Client:
+    return Client(public_url, verbose=False)
+
+
+def refused(client: Client, *args, api_name: str) -> tuple[str, float]:
+    """The message of a refused call and the seconds it took."""
+    started = time.perf_counter()
+    with pytest.raises(Exception) as err:
+        client.predict(*args, api_name=api_name)
+    return str(err.value), time.perf_counter() - started
+
+
+def test_only_the_endpoints_for_programs_are_in_the_api(client):
+    assert set(client.view_api(return_format="dict", print_info=False)["named_endpoints"]) == {
+        f"/{name}" for name in app.Api.ENDPOINTS}
+
+
+def test_an_answer_is_json(client, tiny_model_dir):
+    answer = client.predict("", QUESTION, CONTEXT, api_name="/answer")
+    assert answer["answer"] == CONTEXT[answer["start"]:answer["end"]] and answer["windows"] == 1
+    assert 0 < answer["probability"] <= 1 and answer["milliseconds"] > 0 and len(answer["alternatives"]) >= 1
+    assert set(answer["alternatives"][0]) == {"answer", "start", "end", "score", "probability"}
+    by_run = client.predict("20250101-000000-tiny", QUESTION, CONTEXT, api_name="/answer")
+    assert by_run["model"] == "20250101-000000-tiny" and by_run["answer"]
+
+
+def asking_meanwhile(client_url: str, probe) -> tuple[object, list[float]]:
+    """Run `probe` while another visitor asks five questions; the probe's result and the others' latencies."""
+    def ask_five() -> list[float]:
+        other, times = Client(client_url, verbose=False), []
+        for _ in range(5):
+            started = time.perf_counter()
+            assert other.predict("", QUESTION, CONTEXT, api_name="/answer")["answer"]
+            times.append(time.perf_counter() - started)
+        return times
+    with ThreadPoolExecutor(2) as pool:
+        probed, others = pool.submit(probe), pool.submit(ask_five)
+        return probed.result(60), others.result(60)
+
+
+def test_a_huge_context_is_refused_at_once_while_others_are_answered(client, public_url):
+    message, seconds = asking_meanwhile(public_url, lambda: refused(client, "", QUESTION, "中" * 2_000_000,
+                                                                     api_name="/answer"))[0]
+    assert "2,000,000 characters; this server answers contexts of up to 20,000" in message and seconds < 10
+    too_many_windows = "灯塔看守人每天晚上都给钟表上弦。" * 1200  # under the character limit, over the windows one
+    message, seconds = refused(client, "", QUESTION, too_many_windows, api_name="/answer")
+    assert "windows of 256 tokens" in message and seconds < 10
+    assert "question has" in refused(client, "", "why " * 1000, CONTEXT, api_name="/answer")[0]
+
+
+def test_an_offered_hub_id_fails_fast_offline_with_one_log_line(client, public_url, caplog):
+    with caplog.at_level(logging.INFO):
+        (message, seconds), others = asking_meanwhile(
+            public_url, lambda: refused(client, OFFERED_OFFLINE, QUESTION, CONTEXT, api_name="/answer"))
+    assert "not reachable from this machine (offline)" in message and seconds < 10
+    assert max(others) < 10
+    mentions = [r for r in caplog.records if OFFERED_OFFLINE in r.getMessage() and r.levelno >= logging.WARNING]
+    assert len(mentions) <= 1
+
+
+@pytest.mark.parametrize("model", ["/etc", "../../etc", "qa_core", "other-org/model", str(Path.home())])
+def test_server_paths_are_refused_without_a_trace_of_them(client, model, runs):
+    message, seconds = refused(client, model, QUESTION, CONTEXT, api_name="/answer")
+    assert "is not offered on this server" in message and seconds < 10
+    assert str(runs.parent) not in message and "pytest" not in message  # nothing of the server's folders
+    message = refused(client, model, api_name="/run_records")[0]
+    assert "not a run on this server" in message
+
+
+def test_training_and_server_data_are_refused_on_a_public_server(client):
+    assert "switched off" in refused(client, "", "sample", "", None, api_name="/start_training")[0]
+    assert client.predict(api_name="/training_status")["status"] == "idle"
+    runs = client.predict(api_name="/list_runs")
+    assert [r["run"] for r in runs] == ["20250101-000000-tiny"] and runs[0]["status"] == "finished"
+    records = client.predict("20250101-000000-tiny", api_name="/run_records")
+    assert len(records) == 6 and {"question", "prediction", "f1", "gold_answers"} <= set(records[0])
+
+
+def test_uploads_over_the_limit_are_refused_with_the_limit(public_url, tmp_path):
+    big = tmp_path / "big.json"
+    big.write_bytes(b"x" * 200_000)
+    with big.open("rb") as data:
+        response = httpx.post(public_url + "gradio_api/upload", files={"files": ("big.json", data)}, timeout=30)
+    assert response.status_code == 413 and "100000 bytes" in response.text
+
+
+@pytest.fixture(scope="module")
+def local_client(offline, tmp_path_factory, tiny_model_dir) -> Iterator[Client]:
+    settings = Settings(tmp_path_factory.mktemp("local-runs"), str(tiny_model_dir), fast_inference=False)
+    for url in serve(settings):
+        yield Client(url, verbose=False)
+
+
+def test_a_local_server_trains_through_the_api(local_client, tmp_path):
+    options = {"max_steps": 2, "per_device_train_batch_size": 4, "max_seq_length": 128, "doc_stride": 32,
+               "max_eval_samples": 4}
+    started = local_client.predict("", "sample", "", options, api_name="/start_training")
+    assert started["status"] in ("starting", "running") and started["job_id"] == 1
+    assert "already running" in refused(local_client, "", "sample", "", options, api_name="/start_training")[0]
+    deadline = time.monotonic() + 120
+    while (status := local_client.predict(api_name="/training_status"))["status"] not in ("finished", "failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert status["status"] == "finished", status["message"]
+    assert status["step"] == 2 and status["run"] and "f1" in status["metrics"]
+    assert len(local_client.predict(status["run"], api_name="/run_records")) == 4
+    assert local_client.predict(status["run"], QUESTION, CONTEXT, api_name="/answer")["model"] == status["run"]
+    assert local_client.predict(api_name="/cancel_training")["status"] == "finished"  # nothing to cancel
+    bad = refused(local_client, "", "sample", "", {"output_dir": "/tmp/x"}, api_name="/start_training")[0]
+    assert "unknown training options ['output_dir']" in bad
