@@ -11,10 +11,11 @@ from qa_core.checkpoints import RUN_FILE
 from qa_core.config import DEFAULT_MODEL
 
 # Defaults of the request limits; bench/results/limits.json holds the measurements behind them.
-MAX_CONTEXT_CHARS = 20_000
+MAX_CONTEXT_CHARS = 15_000
 MAX_CONTEXT_WINDOWS = 32
 MAX_QUESTION_CHARS = 500
 MAX_UPLOAD_MB = 50
+PUBLIC_MAX_TRAIN_EXAMPLES = 10_000  # windows of training data take memory per question (README: memory bound)
 MODEL_WAIT_S = 20.0
 
 
@@ -46,6 +47,7 @@ class Settings:
     max_question_chars: int = MAX_QUESTION_CHARS
     max_upload_bytes: int = MAX_UPLOAD_MB * 1_000_000
     model_wait_s: float = MODEL_WAIT_S  # a question waits this long for its model to load, then is told to retry
+    max_train_examples: int | None = None  # questions a training job reads from each data source; None: all
 
     @staticmethod
     def from_env() -> Settings:
@@ -59,7 +61,8 @@ class Settings:
                         int(_number("QA_MAX_CONTEXT_WINDOWS", MAX_CONTEXT_WINDOWS)),
                         int(_number("QA_MAX_QUESTION_CHARS", MAX_QUESTION_CHARS)),
                         int(_number("QA_MAX_UPLOAD_MB", MAX_UPLOAD_MB) * 1_000_000),
-                        _number("QA_MODEL_WAIT_S", MODEL_WAIT_S))
+                        _number("QA_MODEL_WAIT_S", MODEL_WAIT_S),
+                        int(_number("QA_MAX_TRAIN_EXAMPLES", PUBLIC_MAX_TRAIN_EXAMPLES if public else 0)) or None)
 
 
 def find_run(name: str, settings: Settings) -> Path | None:

@@ -73,7 +73,8 @@ class QAService:
     def __init__(self, settings: Settings, models: ModelCache | None = None, jobs: JobManager | None = None) -> None:
         self.settings = settings
         self.models = models or ModelCache(fast=settings.fast_inference, load_wait_s=settings.model_wait_s)
-        self.jobs = jobs or JobManager(max_file_bytes=settings.max_upload_bytes)
+        # Data files named by path are a local user's own; a public server reads only uploads, within the limit.
+        self.jobs = jobs or JobManager(max_file_bytes=settings.max_upload_bytes if settings.public else None)
 
     def explain(self, err: BaseException) -> str:
         """An error as one line for the caller; on a public server without server paths."""
@@ -146,13 +147,22 @@ class QAService:
         model = check_model(model, self.settings)
         config = QAConfig(model_name_or_path=model, train_file=train_file,
                           validation_file=(validation_file or "").strip() or train_file, **config_options(options))
+        config = self.capped(config)
         return config.replace(output_dir=str(new_run_dir(self.settings.runs_root, model)))
+
+    def capped(self, config: QAConfig) -> QAConfig:
+        """The config with at most max_train_examples questions read from each data source."""
+        cap = self.settings.max_train_examples
+        if cap is None:
+            return config
+        return config.replace(max_train_samples=min(config.max_train_samples or cap, cap),
+                              max_eval_samples=min(config.max_eval_samples or cap, cap))
 
     def quick_config(self) -> QAConfig:
         if not self.settings.training_enabled:
             raise ValueError("training is switched off on this server")
         model = self.settings.default_model
-        return quick_config(model, str(new_run_dir(self.settings.runs_root, model)))
+        return self.capped(quick_config(model, str(new_run_dir(self.settings.runs_root, model))))
 
     def start(self, config: QAConfig, upload: str | None = None) -> JobSnapshot:
         """Start the job; an uploaded data file is deleted when it ends; the claimed folder if it cannot start."""

@@ -113,8 +113,8 @@ def asking_meanwhile(client_url: str, probe) -> tuple[object, list[float]]:
 def test_a_huge_context_is_refused_at_once_while_others_are_answered(client, public_url):
     message, seconds = asking_meanwhile(public_url, lambda: refused(client, "", QUESTION, "中" * 2_000_000,
                                                                      api_name="/answer"))[0]
-    assert "2,000,000 characters; this server answers contexts of up to 20,000" in message and seconds < 10
-    too_many_windows = "灯塔看守人每天晚上都给钟表上弦。" * 1200  # under the character limit, over the windows one
+    assert "2,000,000 characters; this server answers contexts of up to 15,000" in message and seconds < 10
+    too_many_windows = "灯塔看守人每天晚上都给钟表上弦。" * 600  # under the character limit, over the windows one
     message, seconds = refused(client, "", QUESTION, too_many_windows, api_name="/answer")
     assert "windows of 256 tokens" in message and seconds < 10
     assert "question has" in refused(client, "", "why " * 1000, CONTEXT, api_name="/answer")[0]

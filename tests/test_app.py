@@ -68,7 +68,7 @@ def test_the_embedded_model_says_it_has_no_qa_head(ui):
 
 @pytest.mark.parametrize("question, context, expected", [
     ("", CONTEXT, "question is empty"), ("   ", CONTEXT, "question is empty"), (QUESTION, "", "context is empty"),
-    (QUESTION, "word " * 4001, "20,005 characters; this server answers contexts of up to 20,000"),
+    (QUESTION, "word " * 3001, "15,005 characters; this server answers contexts of up to 15,000"),
     (QUESTION, "中" * 2_000_000, "2,000,000 characters"), ("why " * 200, CONTEXT, "question has 800 characters"),
     (QUESTION, None, "context is empty")])
 def test_bad_questions_get_a_message(ui, question, context, expected):
@@ -268,3 +268,13 @@ def test_a_run_evaluated_on_its_training_data_says_so(tmp_path) -> None:
     assert "its own training data" in views.evaluation_caveat(str(tmp_path / "same"))
     assert views.evaluation_caveat(str(tmp_path / "held")) == ""
     assert views.evaluation_caveat(str(tmp_path / "missing")) == ""
+
+
+def test_a_public_server_caps_the_questions_a_job_reads(settings):
+    public = Settings(settings.runs_root, settings.default_model, training_enabled=True, fast_inference=False,
+                      public=True, max_train_examples=50)
+    service = QAService(public)
+    capped = service.train_config("", "sample", "", {"max_train_samples": 0, "max_eval_samples": 20})
+    assert (capped.max_train_samples, capped.max_eval_samples) == (50, 20)
+    assert service.quick_config().max_train_samples == 50
+    assert QAService(settings).train_config("", "sample", "", {}).max_train_samples is None  # local: all

@@ -1,0 +1,159 @@
+"""Load: N visitors asking at once through gradio_client against `python app.py` on localhost, as JSON.
+
+    python bench/bench_load.py                          # 10 and 50 askers, writes bench/results/load.json
+    python bench/bench_load.py --model runs/minilm --askers 10 50 100
+
+The server runs as a public host would (QA_PUBLIC=1, offline) at normal priority; this client lowers its own
+priority so it takes less of the CPU the server needs. Each asker has its own client (made before timing) and asks
+--questions dev questions one after another; all askers start together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.bench_ask import DEV, pick_questions  # noqa: E402
+
+SINGLE_QUESTIONS = 20
+START_TIMEOUT_S = 300
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(model: str, runs: Path, fast: bool, log: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "QA_PUBLIC": "1", "HF_HUB_OFFLINE": "1", "QA_RUNS_DIR": str(runs), "QA_DEFAULT_MODEL": model,
+           "QA_FAST_INFERENCE": "1" if fast else "0", "GRADIO_SERVER_PORT": str(port),
+           "GRADIO_SERVER_NAME": "127.0.0.1"}
+    with log.open("w") as out:
+        server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(url, timeout=2).status == 200:
+                return server, url
+        except OSError:
+            time.sleep(0.5)
+    server.terminate()
+    raise RuntimeError(f"the app did not start within {START_TIMEOUT_S} s (log: {log})")
+
+
+def rss_mb(pid: int) -> float:
+    import psutil
+
+    process = psutil.Process(pid)
+    return round(sum(p.memory_info().rss for p in [process, *process.children(recursive=True)]) / 2**20, 1)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def ask(client, question: dict[str, str]) -> float:
+    started = time.perf_counter()
+    answer = client.predict("", question["question"], question["context"], api_name="/answer")
+    if not isinstance(answer, dict) or "answer" not in answer:
+        raise RuntimeError(f"not an answer: {answer!r}")
+    return time.perf_counter() - started
+
+
+def single_question_s(url: str, questions: list[dict[str, str]]) -> float:
+    """Median seconds of one visitor asking alone, one question after another."""
+    from gradio_client import Client
+
+    client = Client(url, verbose=False)
+    return statistics.median(ask(client, q) for q in questions[:SINGLE_QUESTIONS])
+
+
+def burst(url: str, askers: int, questions: list[dict[str, str]], per_asker: int) -> dict:
+    """`askers` visitors start together, each asking per_asker questions in turn."""
+    from gradio_client import Client
+
+    clients = [Client(url, verbose=False) for _ in range(askers)]
+    start, times, errors, lock = threading.Barrier(askers + 1), [], [], threading.Lock()
+
+    def visitor(n: int) -> None:
+        start.wait()
+        for k in range(per_asker):
+            try:
+                seconds = ask(clients[n], questions[(n * per_asker + k) % len(questions)])
+            except Exception as err:  # every failure counts, whatever the client raised
+                with lock:
+                    errors.append(f"{type(err).__name__}: {err}"[:200])
+                continue
+            with lock:
+                times.append(seconds)
+
+    threads = [threading.Thread(target=visitor, args=(n,)) for n in range(askers)]
+    for thread in threads:
+        thread.start()
+    started = time.perf_counter()
+    start.wait()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    return {"askers": askers, "questions": askers * per_asker, "answered": len(times), "errors": len(errors),
+            "error_samples": errors[:5], "p50_s": round(percentile(times, 0.5), 3) if times else None,
+            "p99_s": round(percentile(times, 0.99), 3) if times else None, "wall_s": round(wall, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="embedded", help="the default model of the server")
+    parser.add_argument("--askers", type=int, nargs="+", default=[10, 50])
+    parser.add_argument("--questions", type=int, default=3, help="questions per asker")
+    parser.add_argument("--no-fast", action="store_true", help="answer from the fp32 model (QA_FAST_INFERENCE=0)")
+    parser.add_argument("--settle-s", type=float, default=120, help="wait for the compiled int8 copy before timing")
+    parser.add_argument("--dev", type=Path, default=DEV, help="SQuAD JSON to take questions from")
+    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "load.json")
+    args = parser.parse_args()
+    questions = pick_questions(args.dev, 50)
+    load_at_start = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        server, url = start_server(args.model, Path(tmp) / "runs", not args.no_fast, Path(tmp) / "app.log")
+        try:
+            os.nice(10)
+            ask(__import__("gradio_client").Client(url, verbose=False), questions[0])  # the model is loaded
+            time.sleep(0 if args.no_fast else args.settle_s)
+            rss_before = rss_mb(server.pid)
+            single = single_question_s(url, questions)
+            bursts = [burst(url, n, questions, args.questions) for n in args.askers]
+            rss_after = rss_mb(server.pid)
+        finally:
+            server.terminate()
+            server.wait(30)
+    for b in bursts:
+        b["p99_over_single"] = round(b["p99_s"] / single, 2) if b["p99_s"] else None
+    result = {"model": args.model, "fast_inference": not args.no_fast, "single_question_median_s": round(single, 3),
+              "bursts": bursts, "server_rss_mb_before": rss_before, "server_rss_mb_after": rss_after,
+              "target": "every question answered, no errors, p99 under 10x the single-question time",
+              "machine": {"cpus": os.cpu_count(), "load_average_at_start": load_at_start, "processor": platform.processor() or platform.machine(),
+                          "load_average_at_end": os.getloadavg()}}
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=1), encoding="utf-8")
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
