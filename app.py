@@ -304,47 +304,17 @@ def build_errors_tab(service: QAService, ui: Handlers) -> dict[str, Any]:
     return {"run": run, "send": send, "selected": detail["selected"]}
 
 
-class Api:
-    """The endpoints meant for programs (README: The API): plain values in, JSON-shaped values out."""
+def api_endpoints(service: QAService) -> dict[str, Callable[..., Any]]:
+    """The endpoints meant for programs (README: The API), by api_name: plain values in, JSON-shaped values out."""
+    return {"answer": service.answer_json, "list_runs": service.runs_json, "start_training": service.start_json,
+            "cancel_training": service.cancel_json, "training_status": service.job_json,
+            "run_records": service.records_json}
 
-    ENDPOINTS = ("answer", "list_runs", "start_training", "cancel_training", "training_status", "run_records")
 
-    def __init__(self, service: QAService) -> None:
-        self.service = service
-
-    def answer(self, model: str, question: str, context: str) -> dict:
-        """Answer a question about a context; model: '' for the default, a run name, or an offered hub id."""
-        return self.service.answer_json(model, question, context)
-
-    def list_runs(self) -> list:
-        """Every run: name, status, metrics, whether it has evaluation records."""
-        return self.service.runs_json()
-
-    def start_training(self, model: str = "", train_file: str = "sample", validation_file: str = "",
-                       options: dict | None = None) -> dict:
-        """Start a training job; options: QAConfig fields such as max_steps or learning_rate."""
-        config = self.service.train_config(model, self.service.check_data(train_file, "train_file") or "sample",
-                                           self.service.check_data(validation_file, "validation_file"), options or {})
-        self.service.start(config)
-        return self.service.job_json()
-
-    def cancel_training(self) -> dict:
-        """Ask the running job to stop after its current step."""
-        self.service.jobs.cancel()
-        return self.service.job_json()
-
-    def training_status(self) -> dict:
-        """The training job: status, step, losses, metrics, its run's name."""
-        return self.service.job_json()
-
-    def run_records(self, run: str) -> list:
-        """A run's per-question evaluation records (question, gold answers, prediction, EM, F1, ...)."""
-        return self.service.records_json(run)
-
-    def add_endpoints(self) -> None:
-        for name in self.ENDPOINTS:
-            limits = dict(concurrency_limit=ANSWER_CONCURRENCY, concurrency_id="answer") if name == "answer" else {}
-            gr.api(as_api(self.service, getattr(self, name)), api_name=name, **limits)
+def add_api(service: QAService) -> None:
+    for name, call in api_endpoints(service).items():
+        limits = dict(concurrency_limit=ANSWER_CONCURRENCY, concurrency_id="answer") if name == "answer" else {}
+        gr.api(as_api(service, call), api_name=name, **limits)
 
 
 def build_app(settings: Settings) -> gr.Blocks:
@@ -372,7 +342,7 @@ def build_app(settings: Settings) -> gr.Blocks:
                                  list(sent.values()), api_name="ui_send_to_ask", **private)
         demo.load(by_name(ui.pickers, pickers), errors_tab["run"], list(pickers.values()), api_name="ui_load",
                   **private)
-        Api(service).add_endpoints()
+        add_api(service)
     service.preload_default()  # a visitor's first question finds the default model loaded (or loading)
     return demo
 

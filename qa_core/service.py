@@ -91,7 +91,8 @@ class QAService:
         name = check_model(model, self.settings)
         return self.models.answer(name, question, context, exact, self.settings.max_context_windows)
 
-    def answer_json(self, model: str | None, question: str | None, context: str | None) -> dict[str, Any]:
+    def answer_json(self, model: str, question: str, context: str) -> dict[str, Any]:
+        """Answer a question about a context; model: '' for the default, a run name, or an offered hub id."""
         result, _, seconds = self.answer(model, question, context)
         return answer_json(result, (model or "").strip() or self.settings.default_model, seconds)
 
@@ -109,13 +110,15 @@ class QAService:
         return check_run(run, self.settings)
 
     def runs_json(self) -> list[dict[str, Any]]:
+        """Every run: name, status, metrics, whether it has evaluation records."""
         return [{"run": Path(r.path).name, "status": r.status, "metrics": r.metrics, "has_records": r.has_records}
                 for r in list_runs(self.settings.runs_root)]
 
     def records(self, run: str | None) -> tuple:
         return run_records(check_run(run, self.settings))
 
-    def records_json(self, run: str | None) -> list[dict[str, Any]]:
+    def records_json(self, run: str) -> list[dict[str, Any]]:
+        """A run's per-question evaluation records (question, gold answers, prediction, EM, F1, ...)."""
         return [asdict(r) for r in self.records(run)]
 
     def check_data(self, source: str, what: str, upload: bool = False) -> str:
@@ -173,7 +176,21 @@ class QAService:
             Path(config.output_dir).rmdir()
             raise
 
+    def start_json(self, model: str = "", train_file: str = "sample", validation_file: str = "",
+                   options: dict | None = None) -> dict[str, Any]:
+        """Start a training job; options: QAConfig fields such as max_steps or learning_rate."""
+        config = self.train_config(model, self.check_data(train_file, "train_file") or "sample",
+                                   self.check_data(validation_file, "validation_file"), options or {})
+        self.start(config)
+        return self.job_json()
+
+    def cancel_json(self) -> dict[str, Any]:
+        """Ask the running job to stop after its current step."""
+        self.jobs.cancel()
+        return self.job_json()
+
     def job_json(self) -> dict[str, Any]:
+        """The training job: status, step, losses, metrics, its run's name."""
         s = self.jobs.snapshot()
         return {"job_id": s.job_id, "status": s.status, "run": Path(s.output_dir).name if s.output_dir else "",
                 "model": self.explain(s.model),

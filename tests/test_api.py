@@ -84,7 +84,7 @@ def refused(client: Client, *args, api_name: str) -> tuple[str, float]:
 
 def test_only_the_endpoints_for_programs_are_in_the_api(client):
     assert set(client.view_api(return_format="dict", print_info=False)["named_endpoints"]) == {
-        f"/{name}" for name in app.Api.ENDPOINTS}
+        "/answer", "/list_runs", "/start_training", "/cancel_training", "/training_status", "/run_records"}
 
 
 def test_an_answer_is_json(client, tiny_model_dir):
