@@ -214,7 +214,11 @@ class ModelCache:
             del self._entries[name]
 
     def _load(self, entry: _Entry, name: str) -> LoadedModel:
-        loaded = load_model(name, "cpu" if self._fast else pick_device())
+        try:
+            loaded = load_model(name, "cpu" if self._fast else pick_device())
+        except Exception as err:  # the caller gets the error; the log gets one line per attempt, no traceback
+            logger.warning("model %r not loaded: %s", name, err)
+            raise
         entry.config, entry.served = run_config(loaded.source), loaded
         if self._fast:
             threading.Thread(target=self._swap_in_compiled, args=(entry, name), daemon=True).start()
