@@ -198,6 +198,8 @@ def option_input(name: str, default: Any) -> Any:
     hint, info = HINTS[name], help_of(name)
     if hint is bool:
         return gr.Checkbox(default, label=name, info=info, elem_id=f"train-{name}")
+    if hint is str:
+        return gr.Textbox(default, label=name, info=info, elem_id=f"train-{name}")
     if bool in typing.get_args(hint):  # bool | None: auto
         return gr.Dropdown(["auto", "on", "off"], value="auto", label=name, info=info, elem_id=f"train-{name}")
     optional_count = int in typing.get_args(hint)

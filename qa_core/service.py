@@ -36,11 +36,13 @@ def coerce_option(name: str, value: Any) -> Any:
     """A form or JSON value as QAConfig's field `name` wants it; None (or 0 for an optional count) = default."""
     hint = HINTS[name]
     optional = type(None) in typing.get_args(hint)
-    kind = next((t for t in (bool, int, float) if t is hint or t in typing.get_args(hint)), None)
+    kind = next((t for t in (bool, int, float, str) if t is hint or t in typing.get_args(hint)), str)
     if value in (None, "", "auto") or (optional and kind is int and value == 0):
         return None if optional else dataclasses.MISSING
     if kind is bool:
         return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "on", "yes")
+    if kind is str:
+        return str(value).strip()
     if kind is int and float(value) != int(float(value)):
         raise ValueError(f"{name} must be a whole number, got {value}")
     return int(float(value)) if kind is int else float(value)

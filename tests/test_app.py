@@ -143,6 +143,7 @@ def test_the_train_form_is_built_from_the_config(ui, settings):
     assert (custom.train_file, custom.validation_file) == ("data/t.json", "rajpurkar/squad:validation")
     assert custom.max_steps == 5 and isinstance(custom.max_steps, int) and custom.max_train_samples == 100
     assert custom.bf16 is False
+    assert ui.service.train_config("", "sample", "", {"report_to": "tensorboard"}).report_to == "tensorboard"
     with pytest.raises(ValueError, match="unknown training options \\['output_dir'\\]"):
         ui.service.train_config("", "sample", "", {"output_dir": "/etc"})
 
