@@ -19,6 +19,7 @@ from qa_core import plots, views
 from qa_core.config import QAConfig, help_of
 from qa_core.error_analysis import ANSWER_LENGTHS, QUESTION_WORDS, answer_length_bucket, group_scores
 from qa_core.hosting import Settings
+from qa_core.inference import answer_note
 from qa_core.jobs import QUICK_EXPECTED_S, JobBusyError
 from qa_core.runtime import configure_process
 from qa_core.service import HINTS, QAService, form_fields
@@ -76,8 +77,9 @@ class Handlers:
                     "message": f"Cannot answer: {self.service.explain(err)}", "notice": gr.update(visible=False)}
         top = result.prediction.alternatives[0] if result.prediction.alternatives else None
         marks = {"answer": [result.prediction.span]} if result.prediction.span else {}
-        score = (f"score {top.score:.2f} · probability {top.probability:.0%} · {result.windows} window(s) · "
-                 f"{seconds * 1000:.0f} ms" if top else "no answer span found")
+        timing = f"{result.windows} window(s) · {seconds * 1000:.0f} ms"
+        score = (f"{answer_note(result.prediction)} · {timing}" if result.prediction.abstained or not top else
+                 f"score {top.score:.2f} · probability {top.probability:.0%} · {timing}")
         return {"answer": views.highlight(result.context, marks), "score": score,
                 "alternatives": views.alternatives_table(result),
                 "plot": plots.logit_figure(result.logits, result.prediction.span), "message": "",

@@ -66,6 +66,7 @@ def answer_json(result: AnswerResult, model: str, seconds: float) -> dict[str, A
             "score": best.score if best else None, "probability": best.probability if best else None,
             "alternatives": [{"answer": s.text, "start": s.start, "end": s.end, "score": s.score,
                               "probability": s.probability} for s in spans],
+            "abstained": result.prediction.abstained,  # SQuAD 2.0 runs: no answer in this context
             "windows": result.windows, "milliseconds": round(seconds * 1000, 2)}
 
 

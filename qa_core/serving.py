@@ -21,7 +21,7 @@ from qa_core.checkpoints import read_run_info
 from qa_core.config import QAConfig
 from qa_core.data import Answer, Example
 from qa_core.features import featurize
-from qa_core.inference import AnswerResult, answer_question
+from qa_core.inference import AnswerResult, answer_question, config_for_model
 from qa_core.int8 import quantize_linears
 from qa_core.modeling import LoadedModel, fit_config, load_model, pick_device
 
@@ -75,7 +75,6 @@ def warmup_batches(loaded: LoadedModel) -> list[dict[str, torch.Tensor]]:
     return batches
 
 
-EVAL_METRICS_FILE = "eval_metrics.json"
 
 
 class ModelLoadingError(RuntimeError):
@@ -84,29 +83,19 @@ class ModelLoadingError(RuntimeError):
 
 def run_config(source: str) -> QAConfig:
     """The settings a model was trained with when `source` is a run folder (run.json's config), with the
-    null-score threshold its evaluation found best (eval_metrics.json's best_f1_thresh, SQuAD 2.0 runs);
-    QAConfig's defaults for any other model."""
+    null-score threshold its evaluation found best (inference.config_for_model); QAConfig's defaults otherwise."""
     folder = Path(source)
     try:
         saved = read_run_info(folder).config
     except ValueError:
-        return QAConfig()
+        return config_for_model(source)
     known = {f.name for f in dataclasses.fields(QAConfig)}
     try:
         config = QAConfig(**{k: v for k, v in saved.items() if k in known})
     except (TypeError, ValueError) as err:  # written by an older version: answer with the defaults
         logger.warning("%s: run config not usable for answering (%s); using the defaults", folder.name, err)
-        return QAConfig()
-    threshold = _best_threshold(folder / EVAL_METRICS_FILE)
-    return config if threshold is None else config.replace(null_score_diff_threshold=threshold)
-
-
-def _best_threshold(path: Path) -> float | None:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8")).get("best_f1_thresh")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return float(value) if isinstance(value, (int, float)) else None
+        config = QAConfig()
+    return config_for_model(source, config)
 
 
 def count_windows(loaded: LoadedModel, config: QAConfig, question: str, context: str) -> int:

@@ -128,7 +128,7 @@ def test_a_run_answers_with_its_own_config_and_null_threshold(tiny_model_dir: Pa
     assert config.null_score_diff_threshold == -1.25
     assert run_config(str(tiny_model_dir)) == QAConfig()  # not a run: the defaults
     write_run_info(run, RunInfo("finished", {"doc_stride": 10_000}))  # unusable: the defaults, with a warning
-    assert run_config(str(run)) == QAConfig()
+    assert run_config(str(run)).doc_stride == QAConfig().doc_stride
 
 
 def test_windows_are_counted_before_the_model_runs(tiny_model_dir: Path) -> None:
