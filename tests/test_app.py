@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,8 +14,12 @@ import app
 from qa_core.config import QAConfig
 from qa_core.error_analysis import RECORDS_FILE
 from qa_core.hosting import Settings
+from qa_core import views
 from qa_core.service import QAService, form_fields
 from qa_core.training import train
+from qa_core.ui.ask import AskHandlers
+from qa_core.ui.errors import ErrorsHandlers
+from qa_core.ui.train import DATA_CHOICES, TrainHandlers
 
 CONTEXT = "The lighthouse lens was designed by Augustin Fresnel in the early nineteenth century."
 QUESTION = "Who designed the lens?"
@@ -35,9 +40,24 @@ def settings(tiny_model_dir, tiny_run) -> Settings:
     return Settings(tiny_run.parent, str(tiny_model_dir), training_enabled=True, fast_inference=False)
 
 
+@dataclass(frozen=True)
+class UI:
+    """Every tab's handlers over one service, as the app builds them."""
+
+    service: QAService
+    ask: AskHandlers
+    train: TrainHandlers
+    errors: ErrorsHandlers
+
+
+def handlers(settings: Settings) -> UI:
+    service = QAService(settings)
+    return UI(service, AskHandlers(service), TrainHandlers(service), ErrorsHandlers(service))
+
+
 @pytest.fixture()
-def ui(settings) -> app.Handlers:
-    return app.Handlers(QAService(settings))
+def ui(settings) -> UI:
+    return handlers(settings)
 
 
 def form(**values) -> list:
@@ -50,7 +70,7 @@ def texts(pieces, label):
 
 
 def test_ask_highlights_the_answer_inside_the_context(ui, settings):
-    shown = ui.ask(settings.default_model, QUESTION, CONTEXT)
+    shown = ui.ask.ask(settings.default_model, QUESTION, CONTEXT)
     pieces, alternatives = shown["answer"], shown["alternatives"]
     assert "".join(text for text, _ in pieces) == CONTEXT
     assert len(texts(pieces, "answer")) == 1 and texts(pieces, "answer")[0] in CONTEXT
@@ -62,7 +82,7 @@ def test_ask_highlights_the_answer_inside_the_context(ui, settings):
 
 
 def test_the_embedded_model_says_it_has_no_qa_head(ui):
-    shown = ui.ask("embedded", QUESTION, CONTEXT)
+    shown = ui.ask.ask("embedded", QUESTION, CONTEXT)
     assert shown["message"] == "" and shown["notice"] == gr.update(visible=True)
 
 
@@ -72,63 +92,63 @@ def test_the_embedded_model_says_it_has_no_qa_head(ui):
     (QUESTION, "中" * 2_000_000, "2,000,000 characters"), ("why " * 200, CONTEXT, "question has 800 characters"),
     (QUESTION, None, "context is empty")])
 def test_bad_questions_get_a_message(ui, question, context, expected):
-    shown = ui.ask("", question, context)
+    shown = ui.ask.ask("", question, context)
     assert shown["answer"] is None and shown["plot"] is None and len(shown["alternatives"]) == 0
     assert shown["message"].startswith("Cannot answer") and expected in shown["message"]
 
 
 def test_a_context_over_the_window_limit_is_refused_before_the_model_runs(settings):
-    ui = app.Handlers(QAService(settings.__class__(**{**settings.__dict__, "max_context_windows": 4})))
+    ui = handlers(settings.__class__(**{**settings.__dict__, "max_context_windows": 4}))
     long = " ".join(["The keeper wound the clockwork every night."] * 120)  # under the character limit
-    message = ui.ask("", "What did the keeper wind?", long)["message"]
+    message = ui.ask.ask("", "What did the keeper wind?", long)["message"]
     assert "windows of 256 tokens; this server answers up to 4" in message
-    assert ui.ask("", "What did the keeper wind?", " ".join(long.split()[:100]))["message"] == ""
+    assert ui.ask.ask("", "What did the keeper wind?", " ".join(long.split()[:100]))["message"] == ""
 
 
 def test_unknown_model_gets_a_message(ui, tmp_path):
-    assert "looked for a local folder" in ui.ask(str(tmp_path / "nowhere"), QUESTION, CONTEXT)["message"]
+    assert "looked for a local folder" in ui.ask.ask(str(tmp_path / "nowhere"), QUESTION, CONTEXT)["message"]
 
 
 @pytest.mark.parametrize("context", [
     "<script>alert('x')</script> <b>Fresnel</b> designed the lens.", "Der Leuchtturm wurde 1823 gebaut. 灯塔 🚢🌊",
     "مرحبا بالعالم " * 20])
 def test_odd_text_comes_back_verbatim_as_text(ui, context):
-    shown = ui.ask("", "<img src=x onerror=alert(1)> who? 🤔", context)
+    shown = ui.ask.ask("", "<img src=x onerror=alert(1)> who? 🤔", context)
     assert shown["message"] == "" and "".join(text for text, _ in shown["answer"]) == context
 
 
 def test_a_context_at_the_limits_is_answered(ui):
     context = " ".join(["The keeper wound the clockwork every night."] * 60)
-    shown = ui.ask("", "What did the keeper wind?", context)
+    shown = ui.ask.ask("", "What did the keeper wind?", context)
     assert shown["message"] == "" and int(shown["score"].split(" window")[0].split()[-1]) > 1
     assert len(shown["plot"].data[0].x) > 400  # the plot covers the whole context
 
 
 def test_ten_people_asking_at_once_all_get_answers(ui):
     with ThreadPoolExecutor(10) as pool:
-        results = list(pool.map(lambda i: ui.ask("", f"{QUESTION} {i}", CONTEXT), range(10)))
+        results = list(pool.map(lambda i: ui.ask.ask("", f"{QUESTION} {i}", CONTEXT), range(10)))
     assert all(r["message"] == "" and r["answer"] for r in results)
 
 
 def test_upload_check_explains_a_file_that_is_not_squad(ui, tmp_path):
     bad = tmp_path / "notes.json"
     bad.write_text(json.dumps({"hello": "world"}), encoding="utf-8")
-    assert "expected SQuAD JSON" in ui.check_upload(str(bad))["message"]
+    assert "expected SQuAD JSON" in ui.train.check_upload(str(bad))["message"]
     assert not bad.exists()  # a refused upload is deleted at once
     binary = tmp_path / "image.json"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
-    assert "not UTF-8" in ui.check_upload(str(binary))["message"]
+    assert "not UTF-8" in ui.train.check_upload(str(binary))["message"]
     sample = tmp_path / "sample.json"
     sample.write_bytes(Path("qa_core/sample/sample-squad.json").read_bytes())
-    assert "40 questions" in ui.check_upload(str(sample))["message"] and sample.exists()
-    assert ui.check_upload(None)["message"] == ""
+    assert "40 questions" in ui.train.check_upload(str(sample))["message"] and sample.exists()
+    assert ui.train.check_upload(None)["message"] == ""
 
 
 def test_uploads_over_the_size_limit_are_refused_with_the_limit(settings, tmp_path):
-    ui = app.Handlers(QAService(settings.__class__(**{**settings.__dict__, "max_upload_bytes": 1000})))
+    ui = handlers(settings.__class__(**{**settings.__dict__, "max_upload_bytes": 1000}))
     big = tmp_path / "big.json"
     big.write_bytes(Path("qa_core/sample/sample-squad.json").read_bytes())
-    assert "over this server's limit of 0.001 MB" in ui.check_upload(str(big))["message"] and not big.exists()
+    assert "over this server's limit of 0.001 MB" in ui.train.check_upload(str(big))["message"] and not big.exists()
 
 
 def test_the_train_form_is_built_from_the_config(ui, settings):
@@ -149,69 +169,69 @@ def test_the_train_form_is_built_from_the_config(ui, settings):
 
 
 @pytest.mark.parametrize("choice, values, expected", [
-    (app.DATA_CHOICES[1], {}, "no file uploaded"), (app.DATA_CHOICES[2], {}, "no data path"),
-    (app.DATA_CHOICES[0], {"learning_rate": -0.1}, "learning_rate must be > 0, got -0.1"),
-    (app.DATA_CHOICES[0], {"max_steps": 2.5}, "max_steps must be a whole number")])
+    (DATA_CHOICES[1], {}, "no file uploaded"), (DATA_CHOICES[2], {}, "no data path"),
+    (DATA_CHOICES[0], {"learning_rate": -0.1}, "learning_rate must be > 0, got -0.1"),
+    (DATA_CHOICES[0], {"max_steps": 2.5}, "max_steps must be a whole number")])
 def test_bad_training_settings_are_refused(ui, choice, values, expected):
-    message = ui.start_training("", choice, None, "", "", *form(**values))["message"]
+    message = ui.train.start_training("", choice, None, "", "", *form(**values))["message"]
     assert message.startswith("Not started") and expected in message
     assert ui.service.jobs.snapshot().status == "idle"
 
 
 def test_training_can_be_switched_off(settings):
-    ui = app.Handlers(QAService(Settings(settings.runs_root, settings.default_model, False, False)))
-    assert "switched off" in ui.start_training("", app.DATA_CHOICES[0], None, "", "", *form())["message"]
-    assert "switched off" in ui.start_quick()["message"]
+    ui = handlers(Settings(settings.runs_root, settings.default_model, False, False))
+    assert "switched off" in ui.train.start_training("", DATA_CHOICES[0], None, "", "", *form())["message"]
+    assert "switched off" in ui.train.start_quick()["message"]
 
 
 def test_training_from_the_tab_appears_in_the_pickers(ui, settings):
-    message = ui.start_training(settings.default_model, app.DATA_CHOICES[0], None, "", "",
+    message = ui.train.start_training(settings.default_model, DATA_CHOICES[0], None, "", "",
                                 *form(num_train_epochs=1.0, max_steps=2, per_device_train_batch_size=4,
                                       max_seq_length=128, doc_stride=32, max_train_samples=8, max_eval_samples=4))
     assert message["message"].startswith("Started job 1")
-    assert "already running" in ui.start_quick()["message"]
+    assert "already running" in ui.train.start_quick()["message"]
     assert ui.service.jobs.wait(120)
-    polled = ui.poll(-1)
+    polled = ui.train.poll(-1)
     assert "100%" in polled["bar"] and "finished" in polled["status"] and polled["loss"].data[0].y
-    pickers = ui.pickers(None)
+    pickers = app.pickers(ui.service, None)
     run = Path(message["message"].split(": ", 1)[1]).name
     assert run in [value for _, value in pickers["ask_model"]["choices"]]
     assert run in [value for _, value in pickers["run"]["choices"]] and pickers["run"]["value"] == run  # the newest
-    assert ui.pickers("20250101-000000-tiny")["run"]["value"] == "20250101-000000-tiny"
-    assert ui.poll(polled["version"])["bar"] == gr.skip()  # nothing new: nothing to redraw
-    assert ui.cancel()["message"] == "No training job is running."
+    assert app.pickers(ui.service, "20250101-000000-tiny")["run"]["value"] == "20250101-000000-tiny"
+    assert ui.train.poll(polled["version"])["bar"] == gr.skip()  # nothing new: nothing to redraw
+    assert ui.train.cancel()["message"] == "No training job is running."
 
 
 def test_errors_summary_table_and_selection(ui, tiny_run):
     run = tiny_run.name
-    shown = ui.summarize(run)
+    shown = ui.errors.summarize(run)
     assert shown["summary"].startswith("12 questions") and "F1" in shown["summary"]
     assert list(shown["words"].data[1].x)[0] == "who" and len(shown["histogram"].data[0].x) == 12
-    table = ui.filter_table(run, False, 0, 100, "all", "", app.views.SORTS[0])["table"]
+    table = ui.errors.filter_table(run, False, 0, 100, "all", "", views.SORTS[0])["table"]
     assert len(table) == 12 and list(table["F1"]) == sorted(table["F1"])
-    assert len(ui.filter_table(run, False, 0, 100, "who", "", "id")["table"]) < 12
-    assert len(ui.filter_table(run, False, 0, 100, "all", "Fresnel", "id")["table"]) >= 1
+    assert len(ui.errors.filter_table(run, False, 0, 100, "who", "", "id")["table"]) < 12
+    assert len(ui.errors.filter_table(run, False, 0, 100, "all", "Fresnel", "id")["table"]) >= 1
     row = table.iloc[0].tolist()
     event = gr.SelectData(None, {"index": [0, 2], "value": row[2], "row_value": row})
-    detail = ui.select_record(run, event)
+    detail = ui.errors.select_record(run, event)
     assert detail["selected"] == row[0] and detail["question"].startswith(row[2])
     assert any(label and "gold" in label for _, label in detail["detail"])
     assert detail["plot"].data[0].name == "start logit"
-    sent = ui.send_to_ask(run, detail["selected"])
+    sent = ui.errors.send_to_ask(run, detail["selected"])
     assert sent["tabs"].selected == "ask" and sent["model"]["value"] == run and sent["question"] == row[2]
     assert "".join(text for text, _ in detail["detail"]) == sent["context"]
 
 
 def test_a_run_without_records_gets_a_message(ui, tmp_path):
     (tmp_path / "empty-run").mkdir()
-    shown = ui.summarize(str(tmp_path / "empty-run"))
+    shown = ui.errors.summarize(str(tmp_path / "empty-run"))
     assert "no evaluation records" in shown["summary"] and shown["words"] is None and shown["histogram"] is None
-    assert "pick a run" in ui.summarize(None)["summary"]
-    assert len(ui.filter_table(None, False, 0, 100, "all", "", "id")["table"]) == 0
+    assert "pick a run" in ui.errors.summarize(None)["summary"]
+    assert len(ui.errors.filter_table(None, False, 0, 100, "all", "", "id")["table"]) == 0
     broken = tmp_path / "broken-run"
     broken.mkdir()
     (broken / RECORDS_FILE).write_text("not json\n", encoding="utf-8")
-    assert "not an evaluation record" in ui.summarize(str(broken))["summary"]
+    assert "not an evaluation record" in ui.errors.summarize(str(broken))["summary"]
 
 
 def test_the_layout_builds(settings):
@@ -219,17 +239,17 @@ def test_the_layout_builds(settings):
 
 
 def test_highlight_marks_overlapping_spans():
-    pieces = app.views.highlight("the French engineer Augustin Fresnel", {"gold": [(0, 36)], "predicted": [(20, 36)]})
+    pieces = views.highlight("the French engineer Augustin Fresnel", {"gold": [(0, 36)], "predicted": [(20, 36)]})
     assert pieces == [("the French engineer ", "gold"), ("Augustin Fresnel", "gold + predicted")]
-    assert app.views.highlight("abc", {}) == [("abc", None)]
+    assert views.highlight("abc", {}) == [("abc", None)]
 
 
 def test_a_run_without_its_model_still_shows_the_spans(ui, tiny_run, tmp_path):
     stopped = tmp_path / "stopped-run"  # a cancelled run: records from an epoch, no final model
     stopped.mkdir()
     (stopped / RECORDS_FILE).write_text((tiny_run / RECORDS_FILE).read_text(encoding="utf-8"), encoding="utf-8")
-    row = ui.filter_table(str(stopped), False, 0, 100, "all", "", "id")["table"].iloc[0].tolist()
-    detail = ui.select_record(str(stopped), gr.SelectData(None, {"index": [0, 0], "value": row[0], "row_value": row}))
+    row = ui.errors.filter_table(str(stopped), False, 0, 100, "all", "", "id")["table"].iloc[0].tolist()
+    detail = ui.errors.select_record(str(stopped), gr.SelectData(None, {"index": [0, 0], "value": row[0], "row_value": row}))
     assert detail["detail"] and detail["plot"] is None and detail["selected"] == row[0]
     assert "no logit plot" in detail["question"]
 
@@ -237,19 +257,19 @@ def test_a_run_without_its_model_still_shows_the_spans(ui, tiny_run, tmp_path):
 def test_a_public_server_refuses_server_paths_and_shows_none(settings, tiny_run, tmp_path):
     public = Settings(settings.runs_root, settings.default_model, training_enabled=True, fast_inference=False,
                       public=True)
-    ui = app.Handlers(QAService(public))
+    ui = handlers(public)
     folders = set(settings.runs_root.iterdir())
     secret = tmp_path / "secret.json"
     secret.write_text(json.dumps({"data": []}), encoding="utf-8")
     for model in (str(tmp_path), "/etc", str(tiny_run.parent.parent)):
-        message = ui.ask(model, QUESTION, CONTEXT)["message"]
+        message = ui.ask.ask(model, QUESTION, CONTEXT)["message"]
         assert "not offered on this server" in message and str(tmp_path.parent) not in message
-    assert ui.ask(tiny_run.name, QUESTION, CONTEXT)["message"] == ""  # its own runs, by name
-    refused = ui.start_training("", app.DATA_CHOICES[2], None, str(secret), "", *form())["message"]
+    assert ui.ask.ask(tiny_run.name, QUESTION, CONTEXT)["message"] == ""  # its own runs, by name
+    refused = ui.train.start_training("", DATA_CHOICES[2], None, str(secret), "", *form())["message"]
     assert "only on the bundled sample or an uploaded file" in refused and str(tmp_path) not in refused
-    refused = ui.start_training("", app.DATA_CHOICES[0], None, "", str(secret), *form())["message"]
+    refused = ui.train.start_training("", DATA_CHOICES[0], None, "", str(secret), *form())["message"]
     assert "evaluation data" in refused
-    assert "not a run on this server" in ui.summarize(str(tmp_path))["summary"]
+    assert "not a run on this server" in ui.errors.summarize(str(tmp_path))["summary"]
     assert set(settings.runs_root.iterdir()) == folders  # no run folder claimed by refusals
 
 

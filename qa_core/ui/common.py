@@ -1,0 +1,31 @@
+"""What every tab shares: wiring handlers to components by name, the model picker, and API-visibility defaults."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+
+from qa_core.jobs import QUICK_EXPECTED_S
+from qa_core.service import QAService
+
+Outputs = dict[str, Any]
+PRIVATE = {"api_visibility": "private"}  # UI events are not part of the documented API (README: The API)
+QUICK_MINUTES = -(-QUICK_EXPECTED_S // 60)
+HUB_HINT = "distilbert/distilbert-base-cased-distilled-squad"
+ANSWER_CONCURRENCY = 16  # questions wait for their model in request threads; one model thread computes
+
+
+def by_name(handler: Callable[..., Outputs], outputs: dict[str, Any]) -> Callable[..., dict]:
+    """Wire a handler that returns {output name: value} to the components of those names."""
+    @functools.wraps(handler)  # Gradio reads the handler's signature (gr.SelectData) through __wrapped__
+    def wired(*args: Any) -> dict:
+        return {outputs[name]: value for name, value in handler(*args).items()}
+    return wired
+
+
+def model_picker(service: QAService, label: str, info: str) -> gr.Dropdown:
+    return gr.Dropdown(service.model_choices(), value=service.settings.default_model, label=label, info=info,
+                       allow_custom_value=True, interactive=True)
