@@ -1,7 +1,7 @@
 """Ask-path latency: the app's ModelCache.answer vs. the question-answering pipeline of transformers 5.2, as JSON.
 
-    python bench/bench_ask.py runs/bench-minilm              # both, writes bench/results/ask.json
-    python bench/bench_ask.py runs/bench-minilm --no-reference
+    python -m bench.bench_ask runs/bench-minilm              # both, writes bench/results/ask.json
+    python -m bench.bench_ask runs/bench-minilm --no-reference
 
 The reference runs in its own venv (bench/.venv-ref, made on first use with `pip install transformers==5.2.0
 torch==2.13.0`), because 5.2 is the last release with that pipeline; both see the same model, questions and threads.
@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 DEV = ROOT.parent / "shared" / "squad" / "dev-v1.1-subset.json"
 REF_VENV = ROOT / "bench" / ".venv-ref"

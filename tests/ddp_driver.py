@@ -1,4 +1,4 @@
-"""Test entry point for torchrun: train.py's options, plus a record of what each rank wrote and its weights."""
+"""torchrun entry point for tests: the CLI's options, plus what each rank wrote and its weights."""
 
 from __future__ import annotations
 
@@ -11,10 +11,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from any folder
-
-from qa_core import training  # noqa: E402
-from train import build_parser, config_from_args  # noqa: E402
+from qa_core import training
+from qa_core.cli import build_parser, config_from_args
 
 WRITE_EVENTS = ("open", "os.mkdir", "os.rename", "os.replace", "os.remove", "os.rmdir", "shutil.rmtree",
                 "shutil.copyfile")
@@ -45,7 +43,7 @@ def weights_digest(model: torch.nn.Module) -> str:
 
 def main(argv: list[str]) -> None:
     logging.basicConfig(level=logging.WARNING)
-    config = config_from_args(build_parser().parse_args(["train", *argv]))  # train.py's own options
+    config = config_from_args(build_parser().parse_args(["train", *argv]))  # the CLI's own options
     output_dir = Path(config.output_dir)
     rank = int(os.environ.get("RANK", "0"))
     writes: list[str] = []

@@ -57,10 +57,15 @@ def squad_file(path: Path, questions: list[tuple[str, str, str]] = QUESTIONS) ->
     return write_squad(path, [{"context": c, "qas": qas} for c, qas in paragraphs.items()])
 
 
+def pythonpath() -> str:
+    """The driver runs as a script, so it finds this checkout's qa_core through PYTHONPATH (or an install)."""
+    return os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+
+
 def run_torchrun(options: dict) -> None:
     """Train with 2 processes; a hang (a collective that only some ranks reach) fails at the timeout."""
     args = [part for name, value in options.items() for part in (f"--{name}", str(value))]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": pythonpath()}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                str(DRIVER), *args]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
@@ -141,7 +146,8 @@ def test_accelerate_launch_and_a_rank_without_evaluation_windows(tiny_model_dir:
                "validation_file": squad_file(tmp_path / "one.json", QUESTIONS[-1:]), "output_dir": tmp_path / "run",
                **OPTIONS, "max_steps": 2, "gradient_accumulation_steps": 1}
     args = [part for name, value in options.items() for part in (f"--{name}", str(value))]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": pythonpath()}
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                "--main_process_port", str(free_port()), str(DRIVER), *args]

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ("seconds", "examples", "tokens", "padded_tokens", "flops", "examples_per_s", "tokens_per_s",
            "padded_tokens_per_s", "padding_fraction", "model_tflops_per_s", "mfu", "mfu_padded")
 
-# Runs the script as `python bench/gpu_bench.py ...` would, then lists any `datasets` module it pulled in.
+# Runs the script as `python -m bench.gpu_bench ...` would, then lists any `datasets` module it pulled in.
 RUNNER = """
 import json, runpy, sys
 sys.argv = sys.argv[1:]
@@ -55,7 +55,8 @@ def dry_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, list[str], 
     command = [sys.executable, "-c", RUNNER, str(ROOT / "bench" / "gpu_bench.py"), "--dry-run",
                "--model-dir", str(model_dir), "--train-file", str(data), "--eval-file", str(data),
                "--peak-tflops", "100", "--output", str(root / "gpu.json")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
     done = subprocess.run(command, env=env, cwd=root, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     imported = json.loads(done.stdout.rsplit("DATASETS=", 1)[1])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import train
+from qa_core import cli
 from qa_core.config import QAConfig
 from qa_core.modeling import ModelNotFoundError, load_model
 
@@ -34,8 +34,8 @@ def test_bad_attention_dropout_is_refused_by_name() -> None:
 
 
 def test_cli_accepts_none_for_attention_dropout() -> None:
-    args = train.build_parser().parse_args(["train", "--attention_dropout", "none"])
-    assert train.config_from_args(args).attention_dropout is None
+    args = cli.build_parser().parse_args(["train", "--attention_dropout", "none"])
+    assert cli.config_from_args(args).attention_dropout is None
     assert QAConfig().attention_dropout == 0.0
 
 

@@ -1,0 +1,216 @@
+"""Command line `qa-lab {train,evaluate,predict,app}` (also `python train.py ...`); torch loads only after parsing."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import runpy
+import sys
+from pathlib import Path
+from typing import Any
+
+from qa_core.config import QAConfig
+
+logger = logging.getLogger(__name__)
+
+SPAN_FIELDS = ("n_best_size", "max_answer_length", "whole_word_spans", "version_2_with_negative",
+               "null_score_diff_threshold")
+EVAL_FIELDS = ("model_name_or_path", "validation_file", "output_dir", "max_seq_length", "doc_stride",
+               "max_query_length", "per_device_eval_batch_size", "max_eval_samples", "bf16",
+               "overwrite_output_dir") + SPAN_FIELDS
+PREDICT_FIELDS = ("model_name_or_path", "max_seq_length", "doc_stride", "max_query_length") + SPAN_FIELDS
+# The web app is a script beside the package in a source checkout (also the Space's entry point).
+APP_FILE = Path(__file__).resolve().parent.parent / "app.py"
+
+
+def _float_or_none(text: str) -> float | None:
+    """A float, or None for 'none' (e.g. --attention_dropout none keeps the model's own)."""
+    return None if text.lower() == "none" else float(text)
+
+
+_TYPES = {"str": str, "str | None": str, "int": int, "int | None": int, "float": float, "float | None": _float_or_none}
+
+
+def add_config_options(parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None) -> None:
+    """One --option per QAConfig field, with the field's help and default."""
+    for f in dataclasses.fields(QAConfig):
+        if names is not None and f.name not in names:
+            continue
+        help_text = f"{f.metadata['help']} (default: {f.default})"
+        if f.type.startswith("bool"):
+            parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
+        else:
+            parser.add_argument(f"--{f.name}", type=_TYPES[f.type], default=f.default, help=help_text)
+
+
+def add_hub_options(parser: argparse.ArgumentParser) -> None:
+    """run_qa.py's names for uploading the finished run to the Hugging Face Hub."""
+    parser.add_argument("--push_to_hub", action="store_true",
+                        help="upload the final model and its model card to the Hub when training finishes")
+    parser.add_argument("--hub_model_id", default=None,
+                        help="Hub repository to push to, 'user/name' (default: the output_dir's folder name)")
+
+
+def config_from_args(args: argparse.Namespace) -> QAConfig:
+    """The config of the given options; an option left at None (where None is no valid value) keeps its default."""
+    fields = {f.name: f for f in dataclasses.fields(QAConfig)}
+    return QAConfig(**{k: v for k, v in vars(args).items()
+                       if k in fields and not (v is None and "None" not in fields[k].type)})
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="fine-tune, evaluating after each epoch")
+    add_config_options(train)
+    add_hub_options(train)
+    add_config_options(commands.add_parser("evaluate", help="score a model on validation_file (EM/F1 + records)"),
+                       EVAL_FIELDS)
+    predict = commands.add_parser("predict", help="answer one question, or every question of a file")
+    add_config_options(predict, PREDICT_FIELDS)
+    # None: a SQuAD 2.0 run answers with the threshold its evaluation found best (see run_predict)
+    predict.set_defaults(version_2_with_negative=None, null_score_diff_threshold=None)
+    predict.add_argument("--question", help="a question about --context")
+    predict.add_argument("--context", help="the passage holding the answer")
+    predict.add_argument("--test_file", help="answer every question of this data file instead")
+    predict.add_argument("--output_file", help="where to write {id: answer} for --test_file (default: stdout)")
+    commands.add_parser("app", help="serve the Gradio web app (as `python app.py`; GRADIO_SERVER_PORT etc. apply)")
+    return parser
+
+
+class ProgressBar:
+    """Draws qa_core's progress events with tqdm; the web app consumes the same events."""
+
+    def __init__(self) -> None:
+        self.bar = None
+
+    def __call__(self, event) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=event.total_steps, initial=event.step, unit="step", dynamic_ncols=True)
+        self.bar.update(event.step - self.bar.n)
+        if event.kind == "step":
+            self.bar.set_postfix(loss=f"{event.loss:.3f}", lr=f"{event.learning_rate:.2e}",
+                                 windows_s=f"{event.windows_per_s:.1f}", epoch=f"{event.epoch:.2f}")
+        elif event.kind == "eval":
+            self.bar.write(f"step {event.step}: exact_match {event.metrics['exact_match']:.2f} "
+                           f"f1 {event.metrics['f1']:.2f}", file=sys.stderr)
+        elif event.kind in ("done", "cancelled"):
+            self.bar.close()
+
+
+def run_train(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
+    from qa_core.training import train
+
+    result = train(config, callback=ProgressBar())
+    output = {"output_dir": result.output_dir, "status": result.status, "step": result.step, **result.metrics}
+    if args.push_to_hub and result.status == "finished":
+        from qa_core.model_card import describe_hardware, push_run
+
+        output["hub_url"] = push_run(result.output_dir, args.hub_model_id, train_seconds=result.train_seconds,
+                                     hardware=describe_hardware())
+    return output
+
+
+def run_evaluate(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
+    from qa_core.evaluation import run_evaluation
+
+    result = run_evaluation(config)
+    return {"output_dir": config.output_dir, **result.metrics.to_dict()}
+
+
+def run_predict(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
+    from qa_core.data import load_examples
+    from qa_core.inference import answer_examples, answer_question, config_for_model
+    from qa_core.modeling import load_model
+
+    loaded = load_model(config.model_name_or_path)
+    if args.null_score_diff_threshold is None and args.version_2_with_negative is not False:
+        config = config_for_model(loaded.source, config)
+    if args.test_file:
+        answers = answer_examples(loaded, load_examples(args.test_file, "validation").examples, config)
+        if args.output_file:
+            Path(args.output_file).write_text(json.dumps(answers, ensure_ascii=False, indent=1), encoding="utf-8")
+            return {"output_file": args.output_file, "questions": len(answers)}
+        return answers
+    prediction = answer_question(loaded, args.question, args.context, config).prediction
+    null = {} if prediction.null_score is None else {"null_score": prediction.null_score,
+                                                      "null_odds": prediction.null_odds}
+    return {"answer": prediction.text, "span": prediction.span, "score": prediction.score, **null,
+            "alternatives": [{"text": s.text, "probability": round(s.probability, 4)}
+                             for s in prediction.alternatives]}
+
+
+def run_app() -> None:
+    """Run app.py as its own `__main__`, so `qa-lab app` serves exactly what `python app.py` serves."""
+    if not APP_FILE.exists():
+        raise ValueError(f"the web app ({APP_FILE.name}) ships with the source repository, not the wheel: run "
+                         "`qa-lab app` from a clone installed with `pip install -e \".[app]\"`, or `python app.py`")
+    runpy.run_path(str(APP_FILE), run_name="__main__")
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse, before anything heavy loads, what would fail only after minutes of work."""
+    if args.command == "predict" and not args.test_file and not (args.question and args.context):
+        raise ValueError("predict needs --question and --context, or --test_file")
+    if getattr(args, "push_to_hub", False):
+        from qa_core.model_card import check_can_push
+
+        check_can_push()
+
+
+COMMANDS = {"train": run_train, "evaluate": run_evaluate, "predict": run_predict}
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = build_parser(prog).parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        check_args(args)
+        if args.command == "app":
+            run_app()
+            return 0
+        config = config_from_args(args)
+    except ValueError as err:
+        logger.error("%s", err)
+        return 2
+    return run_command(args, config)
+
+
+def run_command(args: argparse.Namespace, config: QAConfig) -> int:
+    """Run train/evaluate/predict in this process, one of possibly several torchrun/accelerate ranks."""
+    from qa_core.runtime import configure_process
+
+    configure_process()  # before torch loads: oneDNN reads its cache caps once
+    from qa_core.distributed import cleanup, init_distributed
+    from qa_core.training import TrainingError
+
+    dist_ctx = init_distributed()
+    if not dist_ctx.is_main:
+        logging.getLogger().setLevel(logging.WARNING)
+    try:
+        output = COMMANDS[args.command](args, config)
+    except ValueError as err:  # bad data (DataError), a missing model (ModelNotFoundError), an unreachable hub
+        logger.error("%s", err)
+        return 2
+    except TrainingError as err:  # diverged, or a full disk: run.json says "failed"
+        logger.error("%s", err)
+        return 1
+    finally:
+        cleanup(dist_ctx)
+    if dist_ctx.is_main:
+        print(json.dumps(output, ensure_ascii=False, indent=1))
+    return 0
+
+
+def console_main() -> None:
+    """Entry point of the `qa-lab` console command."""
+    sys.exit(main(prog="qa-lab"))
+
+
+if __name__ == "__main__":
+    sys.exit(main(prog="python -m qa_core.cli"))

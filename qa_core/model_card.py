@@ -1,0 +1,204 @@
+"""A run's model card (README.md with Hub metadata) and its upload to the Hugging Face Hub."""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qa_core.config import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from qa_core.checkpoints import RunInfo
+
+# The hub id of the pretrained model the `embedded` package ships.
+EMBEDDED_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+CARD_FILE = "README.md"
+# Resumable training state and temporary files stay local; the model, its card and the evaluation outputs go up.
+UPLOAD_IGNORE = ["checkpoint*", "checkpoint*/**", "*.tmp", "*.old"]
+# The hyperparameters a reader needs to reproduce a run, in this order.
+CARD_HYPERPARAMETERS = ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",
+                        "num_train_epochs", "max_steps", "warmup_ratio", "weight_decay", "max_grad_norm",
+                        "max_seq_length", "doc_stride", "max_query_length", "attention_dropout", "bf16", "seed")
+
+
+class HubError(ValueError):
+    """Raised when a run cannot be pushed to the Hub (offline, not logged in, refused); one line for the user."""
+
+
+@dataclass(frozen=True)
+class EvalScore:
+    """EM/F1 of the model on one evaluation set."""
+
+    data: str  # the file or hub data set it was scored on
+    exact_match: float
+    f1: float
+    questions: int | None = None
+
+
+@dataclass(frozen=True)
+class CardFacts:
+    """Everything a model card states about one run."""
+
+    model_name: str
+    base_model: str  # what was fine-tuned: 'embedded', a hub id or a local folder
+    train_data: str
+    hyperparameters: dict[str, Any]
+    data_fingerprint: dict[str, str] = field(default_factory=dict)
+    steps: int = 0
+    train_seconds: float | None = None
+    hardware: str = ""
+    evaluations: tuple[EvalScore, ...] = ()
+    license: str = "apache-2.0"
+
+
+def hub_id(name: str | None) -> str | None:
+    """The Hub repository a model or data set name refers to, or None for local files, folders and 'sample'."""
+    if not name:
+        return None
+    if name == DEFAULT_MODEL:
+        return EMBEDDED_BASE_MODEL
+    name = name.split(":", 1)[0]  # data sets are given as name:split
+    if name.startswith((".", "/", "~")) or name.endswith((".json", ".jsonl")) or name.count("/") != 1:
+        return None
+    return name
+
+
+def card_metadata(facts: CardFacts) -> str:
+    """The YAML front matter the Hub reads: base model, data sets, task, library, license and scores."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    data_id = hub_id(facts.train_data)
+    results = [EvalResult(task_type="question-answering", task_name="Extractive Question Answering",
+                          dataset_type=hub_id(score.data) or score.data, dataset_name=score.data,
+                          dataset_split="validation", metric_type=metric, metric_name=name,
+                          metric_value=round(value, 2))
+               for score in facts.evaluations
+               for metric, name, value in (("exact_match", "Exact Match", score.exact_match),
+                                           ("f1", "F1", score.f1))]
+    metadata = ModelCardData(base_model=hub_id(facts.base_model), datasets=[data_id] if data_id else None,
+                             metrics=["exact_match", "f1"], pipeline_tag="question-answering",
+                             library_name="transformers", license=facts.license, model_name=facts.model_name,
+                             tags=["question-answering", "squad", "qa-lab"], eval_results=results or None)
+    return metadata.to_yaml()
+
+
+def render_model_card(facts: CardFacts) -> str:
+    """README.md for a run folder or Hub repository: metadata, then how it was trained and how well it answers."""
+    base = hub_id(facts.base_model) or facts.base_model
+    lines = ["---", card_metadata(facts).strip(), "---", "", f"# {facts.model_name}", "",
+             f"`{base}` fine-tuned for extractive question answering on SQuAD-format data with SQuAD QA Lab "
+             "(`qa_core`): given a question and a passage, it points at the span of the passage that answers it.",
+             "", "## Use", "", "```python", "from qa_core import answer_question, load_model", "",
+             f'loaded = load_model("{facts.model_name}")  # or a local copy of this folder',
+             'print(answer_question(loaded, "Who wrote it?", "It was written by Ada Lovelace.").prediction.text)',
+             "```", "", "Plain transformers: `AutoModelForQuestionAnswering.from_pretrained(...)` and "
+             "`AutoTokenizer.from_pretrained(...)` load it; the answer is the best span over its start/end logits.",
+             "", *evaluation_section(facts.evaluations), *training_section(facts)]
+    return "\n".join(lines) + "\n"
+
+
+def evaluation_section(evaluations: tuple[EvalScore, ...]) -> list[str]:
+    """A table of EM/F1 per evaluation set, as the official SQuAD v1.1 script computes them."""
+    lines = ["## Evaluation", ""]
+    if not evaluations:
+        return [*lines, "Not evaluated.", ""]
+    lines += ["Official SQuAD v1.1 exact match and F1 (0-100).", "", "| data | questions | exact match | F1 |",
+              "| --- | --- | --- | --- |"]
+    lines += [f"| {s.data} | {s.questions if s.questions is not None else '-'} | {s.exact_match:.2f} | {s.f1:.2f} |"
+              for s in evaluations]
+    return [*lines, ""]
+
+
+def training_section(facts: CardFacts) -> list[str]:
+    """Data with its fingerprint, steps, time, hardware and the hyperparameters that shaped the run."""
+    seconds = f"{facts.train_seconds:.0f} s" if facts.train_seconds is not None else "not recorded"
+    lines = ["## Training", "", f"- base model: `{facts.base_model}`", f"- training data: `{facts.train_data}`"]
+    lines += [f"- data fingerprint ({split}): `{value}`" for split, value in sorted(facts.data_fingerprint.items())]
+    lines += [f"- optimizer steps: {facts.steps}", f"- training time: {seconds}",
+              f"- hardware: {facts.hardware or 'not recorded'}", "", "| hyperparameter | value |", "| --- | --- |"]
+    lines += [f"| {name} | {facts.hyperparameters[name]} |" for name in CARD_HYPERPARAMETERS
+              if name in facts.hyperparameters]
+    return [*lines, ""]
+
+
+def facts_from_run(info: RunInfo, model_name: str, eval_metrics: dict[str, float] | None = None,
+                   train_seconds: float | None = None, hardware: str = "") -> CardFacts:
+    """Card facts from a run's run.json contents and (optionally) its eval_metrics.json."""
+    config = info.config
+    metrics = eval_metrics or info.metrics
+    evaluations = ()
+    exact = metrics.get("exact_match", metrics.get("exact"))  # SQuAD v1.1 and v2.0 names
+    if config.get("validation_file") and exact is not None and "f1" in metrics:
+        questions = metrics.get("total")
+        evaluations = (EvalScore(config["validation_file"], exact, metrics["f1"],
+                                 int(questions) if questions is not None else None),)
+    return CardFacts(model_name, config.get("model_name_or_path") or DEFAULT_MODEL, config.get("train_file") or "",
+                     {k: v for k, v in config.items() if k in CARD_HYPERPARAMETERS}, dict(info.data_fingerprint),
+                     info.step, train_seconds, hardware, evaluations)
+
+
+def describe_hardware() -> str:
+    """The GPU's name, or the CPU's, with the core count; for the card of a run trained in this process."""
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return f"{cpu}, {os.cpu_count()} cores (CPU)"
+
+
+def check_can_push() -> None:
+    """Fail fast, before training, when an upload could not happen: offline mode or no Hub token."""
+    from huggingface_hub import constants, get_token
+
+    if constants.HF_HUB_OFFLINE:
+        raise HubError("--push_to_hub: HF_HUB_OFFLINE is set, so nothing can be uploaded; unset it or drop "
+                       "--push_to_hub (the run folder can be pushed later with qa_core.push_run)")
+    if get_token() is None:
+        raise HubError("--push_to_hub: no Hugging Face token; run `hf auth login` or set HF_TOKEN first")
+
+
+def write_model_card(run_dir: Path, model_name: str, train_seconds: float | None = None, hardware: str = "") -> Path:
+    """Write README.md into a run folder from its run.json and eval_metrics.json."""
+    from qa_core.checkpoints import read_run_info
+
+    metrics_file = run_dir / "eval_metrics.json"
+    metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.exists() else None
+    card = render_model_card(facts_from_run(read_run_info(run_dir), model_name, metrics, train_seconds, hardware))
+    path = run_dir / CARD_FILE
+    path.write_text(card, encoding="utf-8")
+    return path
+
+
+def push_run(run_dir: str | Path, hub_model_id: str | None = None, private: bool | None = None,
+             train_seconds: float | None = None, hardware: str = "") -> str:
+    """Upload a run folder's model, tokenizer, card and evaluation outputs to the Hub; returns the repo's URL.
+
+    The card (README.md) is written first when the folder has none. Checkpoints stay local.
+    """
+    run_dir = Path(run_dir)
+    check_can_push()
+    from huggingface_hub import create_repo, upload_folder
+    from huggingface_hub.errors import HfHubHTTPError
+
+    repo_id = hub_model_id or run_dir.resolve().name
+    if not (run_dir / CARD_FILE).exists():
+        write_model_card(run_dir, repo_id, train_seconds, hardware)
+    try:
+        repo = create_repo(repo_id, private=private, exist_ok=True)
+        upload_folder(repo_id=repo.repo_id, folder_path=run_dir, ignore_patterns=UPLOAD_IGNORE,
+                      commit_message="Upload a SQuAD QA Lab run")
+    except (HfHubHTTPError, OSError) as err:  # OSError covers connection errors and offline mode
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise HubError(f"--push_to_hub: could not upload {run_dir} to {repo_id}: {first_line}") from None
+    return str(repo)

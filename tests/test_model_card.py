@@ -1,0 +1,103 @@
+"""The model card: Hub metadata and the human part from run information; pushing fails clearly offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from huggingface_hub import ModelCard
+
+from qa_core.checkpoints import RunInfo, write_run_info
+from qa_core.config import QAConfig
+from qa_core.model_card import (CardFacts, EvalScore, facts_from_run, hub_id, render_model_card,
+                                write_model_card)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_info(**config_changes) -> RunInfo:
+    config = QAConfig(train_file="rajpurkar/squad", validation_file="/data/dev-v1.1-subset.json",
+                      **config_changes).to_dict()
+    return RunInfo("finished", config, step=644, total_steps=644, metrics={"exact_match": 45.2, "f1": 58.8},
+                   data_fingerprint={"train": "abc123", "validation": "def456"})
+
+
+def test_hub_ids_are_told_apart_from_local_files():
+    assert hub_id("embedded") == "sentence-transformers/all-MiniLM-L6-v2"
+    assert hub_id("rajpurkar/squad:validation") == "rajpurkar/squad"
+    assert hub_id("user/minilm-squad") == "user/minilm-squad"
+    for local in ("sample", "dev.json", "./runs/x", "/abs/run", "runs/a/b", "train.jsonl", None):
+        assert hub_id(local) is None
+
+
+def test_card_metadata_is_what_the_hub_reads():
+    facts = facts_from_run(run_info(), "user/minilm-squad", {"exact_match": 45.239, "f1": 58.831, "total": 473},
+                           train_seconds=690.7, hardware="AMD EPYC, 2 cores (CPU)")
+    card = ModelCard(render_model_card(facts))  # the Hub's own parser
+    data = card.data.to_dict()
+    assert data["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert data["datasets"] == ["rajpurkar/squad"]
+    assert (data["pipeline_tag"], data["library_name"], data["license"]) == ("question-answering", "transformers",
+                                                                              "apache-2.0")
+    assert data["metrics"] == ["exact_match", "f1"]
+    results = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert results == {"exact_match": 45.24, "f1": 58.83}
+    assert {r.dataset_name for r in card.data.eval_results} == {"/data/dev-v1.1-subset.json"}
+
+
+def test_card_text_tells_how_it_was_trained_and_how_well_it_answers():
+    facts = facts_from_run(run_info(learning_rate=3e-5), "user/minilm-squad", {"exact_match": 45.2, "f1": 58.8,
+                                                                                "total": 473},
+                           train_seconds=690.7, hardware="AMD EPYC, 2 cores (CPU)")
+    text = render_model_card(facts)
+    for expected in ("# user/minilm-squad", "| /data/dev-v1.1-subset.json | 473 | 45.20 | 58.80 |",
+                     "| learning_rate | 3e-05 |", "| per_device_train_batch_size | 16 |", "| seed | 42 |",
+                     "data fingerprint (train): `abc123`", "optimizer steps: 644", "training time: 691 s",
+                     "hardware: AMD EPYC, 2 cores (CPU)", 'load_model("user/minilm-squad")'):
+        assert expected in text, expected
+
+
+def test_a_card_without_evaluation_or_hub_base_still_renders():
+    facts = CardFacts("local-run", "/models/my-bert", "sample", {"seed": 1})
+    text = render_model_card(facts)
+    data = ModelCard(text).data.to_dict()
+    assert "base_model" not in data and "datasets" not in data and "model-index" not in data
+    assert "Not evaluated." in text and "training time: not recorded" in text
+
+
+def test_v2_metric_names_are_read_too():
+    info = run_info(version_2_with_negative=True)
+    facts = facts_from_run(info, "m", {"exact": 60.0, "f1": 65.5, "total": 10, "HasAns_exact": 50.0})
+    assert facts.evaluations == (EvalScore("/data/dev-v1.1-subset.json", 60.0, 65.5, 10),)
+
+
+def test_write_model_card_reads_the_run_folder(tmp_path: Path):
+    write_run_info(tmp_path, run_info())
+    (tmp_path / "eval_metrics.json").write_text(json.dumps({"exact_match": 50.0, "f1": 60.0}))
+    path = write_model_card(tmp_path, "user/x")
+    assert path.name == "README.md"
+    assert ModelCard.load(path).data.to_dict()["model-index"][0]["name"] == "user/x"
+
+
+PUSH = "import sys; from qa_core.model_card import push_run; push_run(sys.argv[1], 'user/x')"
+
+
+@pytest.mark.parametrize("offline", [True, False])
+def test_push_fails_with_one_clear_line_without_contacting_a_host(tmp_path: Path, offline: bool):
+    """Offline mode, and a machine without a Hub token: refused before any request is made."""
+    write_run_info(tmp_path, run_info())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(HF_HOME=str(tmp_path / "hf-home"), PYTHONPATH=str(ROOT))  # no stored token
+    if offline:
+        env["HF_HUB_OFFLINE"] = "1"
+    done = subprocess.run([sys.executable, "-c", PUSH, str(tmp_path)], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    expected = "HF_HUB_OFFLINE is set" if offline else "no Hugging Face token"
+    assert last.startswith("qa_core.model_card.HubError: --push_to_hub: ") and expected in last, done.stderr
+    assert not (tmp_path / "README.md").exists()
