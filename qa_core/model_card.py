@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,8 +143,6 @@ def facts_from_run(info: RunInfo, model_name: str, eval_metrics: dict[str, float
 
 def describe_hardware() -> str:
     """The GPU's name, or the CPU's, with the core count; for the card of a run trained in this process."""
-    import os
-
     import torch
 
     if torch.cuda.is_available():
