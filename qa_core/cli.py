@@ -107,13 +107,16 @@ def run_train(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
     from qa_core.training import train
 
     result = train(config, callback=ProgressBar())
-    output = {"output_dir": result.output_dir, "status": result.status, "step": result.step, **result.metrics}
-    if args.push_to_hub and result.status == "finished":
-        from qa_core.model_card import describe_hardware, push_run
+    return {"output_dir": result.output_dir, "status": result.status, "step": result.step,
+            "train_seconds": round(result.train_seconds, 1), **result.metrics}
 
-        output["hub_url"] = push_run(result.output_dir, args.hub_model_id, train_seconds=result.train_seconds,
-                                     hardware=describe_hardware())
-    return output
+
+def push_trained_run(args: argparse.Namespace, output: dict[str, Any]) -> str:
+    """Upload a finished run with its model card; the card records this machine as the hardware."""
+    from qa_core.model_card import describe_hardware, push_run
+
+    return push_run(output["output_dir"], args.hub_model_id, train_seconds=output["train_seconds"],
+                    hardware=describe_hardware())
 
 
 def run_evaluate(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
@@ -194,6 +197,8 @@ def run_command(args: argparse.Namespace, config: QAConfig) -> int:
         logging.getLogger().setLevel(logging.WARNING)
     try:
         output = COMMANDS[args.command](args, config)
+        if dist_ctx.is_main and getattr(args, "push_to_hub", False) and output.get("status") == "finished":
+            output["hub_url"] = push_trained_run(args, output)
     except ValueError as err:  # bad data (DataError), a missing model (ModelNotFoundError), an unreachable hub
         logger.error("%s", err)
         return 2
