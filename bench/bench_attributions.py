@@ -1,6 +1,6 @@
 """Time of one explanation (qa_core.attributions) per method on real dev questions, as JSON.
 
-    python bench/bench_attributions.py [MODEL] [--questions 10] [--data DEV.json]   # writes results/attributions.json
+    python -m bench.bench_attributions [MODEL] [--questions 10] [--data DEV.json]   # writes results/attributions.json
 
 MODEL defaults to the embedded MiniLM (its QA head is untrained, which does not change the cost).
 """
@@ -12,18 +12,16 @@ import json
 import os
 import platform
 import statistics
-import sys
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from qa_core import attributions
+from qa_core.data import load_examples
+from qa_core.modeling import load_model
+from qa_core.runtime import configure_process
 
-from qa_core import attributions  # noqa: E402
-from qa_core.data import load_examples  # noqa: E402
-from qa_core.modeling import load_model  # noqa: E402
-from qa_core.runtime import configure_process  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DEV = ROOT.parent / "shared" / "squad" / "dev-v1.1-subset.json"
 SETTINGS = (("auto, default budget", None, attributions.DEFAULT_BUDGET_S),

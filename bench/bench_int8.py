@@ -41,14 +41,12 @@ def compiled(loaded):
     """The copy compiled and warmed up exactly as the app's ModelCache does it (qa_core.serving)."""
     import torch
 
-    from qa_core.serving import COMPILE_OPTIONS, WARMUP_SHAPES
+    from qa_core.serving import COMPILE_OPTIONS, warmup_batches
 
     model = torch.compile(loaded.model, dynamic=True, options=COMPILE_OPTIONS)
     with torch.inference_mode():
-        for batch, length in WARMUP_SHAPES:
-            input_ids = torch.randint(1000, loaded.tokenizer.vocab_size, (batch, length))  # (batch, seq)
-            model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                  token_type_ids=torch.zeros_like(input_ids))
+        for inputs in warmup_batches(loaded):
+            model(**inputs)
     return replace(loaded, model=model)
 
 
