@@ -1,7 +1,7 @@
 """The measurements behind the server's limits, as JSON: answer time by context size, memory of training data.
 
-    python bench/bench_limits.py answer              # seconds per answer by characters and windows
-    python bench/bench_limits.py data FILE 10000     # peak RSS of reading FILE and windowing 10,000 questions
+    python -m bench.bench_limits answer              # seconds per answer by characters and windows
+    python -m bench.bench_limits data FILE 10000     # peak RSS of reading FILE and windowing 10,000 questions
 
 Each part runs in a fresh process (peak RSS is per process) and merges its figures into bench/results/limits.json.
 """
@@ -12,12 +12,10 @@ import argparse
 import json
 import os
 import resource
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 OUTPUT = ROOT / "bench" / "results" / "limits.json"
 QUESTION = "What did the keeper wind?"
 TEXTS = {"english": "The keeper wound the clockwork every night before the storm. ",

@@ -1,7 +1,7 @@
 """Load: N visitors asking at once through gradio_client against `python app.py` on localhost, as JSON.
 
-    python bench/bench_load.py                          # 10 and 50 askers, writes bench/results/load.json
-    python bench/bench_load.py --model runs/minilm --askers 10 50 100
+    python -m bench.bench_load                          # 10 and 50 askers, writes bench/results/load.json
+    python -m bench.bench_load --model runs/minilm --askers 10 50 100
 
 The server runs as a public host would (QA_PUBLIC=1, offline); --client-nice lowers this client's priority below
 the server's (on a machine shared with other work, a lowered client is starved by that work instead). Each asker
@@ -24,10 +24,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.bench_ask import DEV, pick_questions
 
-from bench.bench_ask import DEV, pick_questions  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 SINGLE_QUESTIONS = 20
 START_TIMEOUT_S = 300

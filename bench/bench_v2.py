@@ -1,6 +1,6 @@
 """SQuAD 2.0 figures and whole-word spans before/after, of one trained model, as JSON.
 
-    python bench/bench_v2.py runs/minilm         # writes bench/results/quality-v2.json
+    python -m bench.bench_v2 runs/minilm         # writes bench/results/quality-v2.json
 
 Runs the model once per data set and searches spans several ways over the same logits, so each figure is what
 `train.py evaluate` reports with the matching options (same prediction path, same metrics).
@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 SQUAD = ROOT.parent / "shared" / "squad"
 
@@ -94,7 +93,7 @@ def main() -> None:
     loaded = load_model(args.model)
     started = time.perf_counter()
     result = {
-        "command": "python bench/bench_v2.py " + " ".join(sys.argv[1:]),
+        "command": "python -m bench.bench_v2 " + " ".join(sys.argv[1:]),
         "model": args.model, "config": {k: v for k, v in config.to_dict().items()
                                         if k in ("max_seq_length", "doc_stride", "n_best_size", "max_answer_length")},
         "whole_words": whole_word_figures(loaded, config, Path(args.v1_file)),
