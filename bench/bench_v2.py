@@ -29,7 +29,7 @@ def logits_of(loaded, path: Path, config):
     examples = load_examples(str(path), "validation").examples
     features = featurize(examples, loaded.tokenizer, config, training=False).features
     start, end = run_model(loaded.model, features, config.per_device_eval_batch_size,
-                           pad_token_id=loaded.tokenizer.pad_token_id or 0)
+                           batch_format=loaded.batch_format)
     return examples, features, start, end
 
 
