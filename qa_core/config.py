@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_MODEL = "embedded"
+# transformers' schedulers that need nothing beyond the warm-up and the step count.
+LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                 "inverse_sqrt")
+PARTIAL_ANSWER_LABELS = ("cls", "clip")
 
 
 def _opt(default: Any, help: str) -> Any:
@@ -28,6 +32,7 @@ class QAConfig:
     learning_rate: float = _opt(1e-4, "Peak learning rate of AdamW.")
     weight_decay: float = _opt(0.01, "AdamW weight decay (not applied to biases and LayerNorm).")
     warmup_ratio: float = _opt(0.1, "Fraction of the optimizer steps spent warming the learning rate up linearly.")
+    lr_scheduler_type: str = _opt("linear", "Learning-rate decay after the warm-up: " + ", ".join(LR_SCHEDULERS) + ".")
     max_grad_norm: float = _opt(1.0, "Gradient clipping norm.")
     num_train_epochs: float = _opt(2.0, "Passes over the training features.")
     max_steps: int = _opt(-1, "If > 0, stop after this many optimizer steps (overrides num_train_epochs).")
@@ -41,6 +46,8 @@ class QAConfig:
     max_answer_length: int = _opt(30, "Longest answer span, in tokens.")
     whole_word_spans: bool = _opt(True, "Snap answer spans to word boundaries of the context, so an answer never "
                                   "starts or ends inside a word (off: the sub-word token boundaries, as run_qa.py).")
+    partial_answer_labels: str = _opt("cls", "Training windows holding only part of the answer: 'cls' labels them "
+                                      "no-answer (BERT's recipe), 'clip' labels the part inside the window.")
     version_2_with_negative: bool = _opt(False, "SQuAD 2.0: some questions have no answer in the context; train "
                                          "them toward the CLS token and predict '' when the null score wins.")
     null_score_diff_threshold: float = _opt(0.0, "Predict no answer when the null score beats the best span's "
@@ -81,6 +88,12 @@ class QAConfig:
             raise ValueError(f"max_steps must be > 0, or -1 to train num_train_epochs, got {self.max_steps}")
         if self.report_to not in ("none", "tensorboard"):
             raise ValueError(f"report_to must be 'none' or 'tensorboard', got {self.report_to!r}")
+        if self.lr_scheduler_type not in LR_SCHEDULERS:
+            raise ValueError(f"lr_scheduler_type must be one of {', '.join(LR_SCHEDULERS)}, "
+                             f"got {self.lr_scheduler_type!r}")
+        if self.partial_answer_labels not in PARTIAL_ANSWER_LABELS:
+            raise ValueError(f"partial_answer_labels must be one of {', '.join(PARTIAL_ANSWER_LABELS)}, "
+                             f"got {self.partial_answer_labels!r}")
         if self.attention_dropout is not None and not 0 <= self.attention_dropout < 1:  # NaN fails too
             raise ValueError(f"attention_dropout must be in [0, 1) or None, got {self.attention_dropout}")
         if self.doc_stride >= self.max_seq_length - self.max_query_length - 3:

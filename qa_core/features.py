@@ -51,7 +51,7 @@ class FeatureSet:
 
 def build_features(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase, max_seq_length: int,
                    doc_stride: int, max_query_length: int, training: bool,
-                   version_2_with_negative: bool = False) -> FeatureSet:
+                   version_2_with_negative: bool = False, clip_partial: bool = False) -> FeatureSet:
     """Tokenize every example once into overlapping windows; training windows get answer labels (and, with
     version_2_with_negative, unanswerable questions train every window toward CLS)."""
     if not getattr(tokenizer, "is_fast", False):
@@ -80,7 +80,7 @@ def build_features(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBa
             cls_index=cls_index, start_position=cls_index, end_position=cls_index))
     if not training:
         return FeatureSet(tuple(f for group in windows for f in group), 0)
-    return _label_windows(examples, windows, version_2_with_negative)
+    return _label_windows(examples, windows, version_2_with_negative, clip_partial)
 
 
 def context_offsets(context: str, spans: Sequence[tuple[int, int]],
@@ -108,7 +108,8 @@ def featurize(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase, c
               training: bool) -> FeatureSet:
     """build_features with the window settings of a config."""
     return build_features(examples, tokenizer, config.max_seq_length, config.doc_stride, config.max_query_length,
-                          training, config.version_2_with_negative)
+                          training, config.version_2_with_negative,
+                          config.partial_answer_labels == "clip")
 
 
 def truncate_questions(questions: list[str], tokenizer: PreTrainedTokenizerBase, max_query_length: int) -> list[str]:
@@ -126,7 +127,7 @@ def truncate_questions(questions: list[str], tokenizer: PreTrainedTokenizerBase,
 
 
 def _label_windows(examples: Sequence[Example], windows: list[list[Feature]],
-                   version_2_with_negative: bool = False) -> FeatureSet:
+                   version_2_with_negative: bool = False, clip_partial: bool = False) -> FeatureSet:
     """Answer labels; an unanswerable question (no gold answers) keeps its windows, all pointing at CLS, only
     with version_2_with_negative; otherwise, as any question without a usable answer, it is skipped."""
     labelled: list[Feature] = []
@@ -141,7 +142,7 @@ def _label_windows(examples: Sequence[Example], windows: list[list[Feature]],
             skipped += 1
             continue
         span = (answer.start, answer.start + len(answer.text))
-        group = [label_window(f, span) for f in group]
+        group = [label_window(f, span, clip_partial) for f in group]
         if all(f.start_position == f.cls_index for f in group):
             skipped += 1  # the answer is longer than the context room of a window
             continue
@@ -152,11 +153,17 @@ def _label_windows(examples: Sequence[Example], windows: list[list[Feature]],
     return FeatureSet(tuple(labelled), skipped)
 
 
-def label_window(feature: Feature, span: tuple[int, int]) -> Feature:
-    """Token labels of the answer's character span; unchanged (at its CLS) when the window does not hold all of it."""
+def label_window(feature: Feature, span: tuple[int, int], clip_partial: bool = False) -> Feature:
+    """Token labels of the answer's character span; unchanged (at its CLS) when the window does not hold all of
+    it, unless clip_partial, which labels the part of the answer the window holds."""
     tokens = [(i, o) for i, o in enumerate(feature.offsets) if o is not None]
-    if not tokens or not (tokens[0][1][0] <= span[0] and span[1] <= tokens[-1][1][1]):
+    if not tokens:
         return feature
+    first, last = tokens[0][1][0], tokens[-1][1][1]
+    holds_all = first <= span[0] and span[1] <= last
+    if not (holds_all or (clip_partial and span[0] < last and first < span[1])):
+        return feature
+    span = (max(span[0], first), min(span[1], last))
     start = next(i for i, (s, e) in tokens if e > span[0])
     end = next(i for i, (s, e) in reversed(tokens) if s < span[1])
     return dataclasses.replace(feature, start_position=start, end_position=end)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
-from transformers import get_linear_schedule_with_warmup, set_seed
+from transformers import get_scheduler, set_seed
 
 from qa_core.checkpoints import (HISTORY_FILE, RUN_RECORDS, TENSORBOARD_DIR, RunInfo, TrainState,
                                  check_output_dir, clear_records, find_checkpoint, load_trainer_state, no_room,
@@ -165,7 +165,8 @@ def prepare(config: QAConfig, context: DistContext, device: str | None) -> Setup
     total_steps = config.max_steps if config.max_steps > 0 else math.ceil(config.num_train_epochs * steps_per_epoch)
     bf16 = config.bf16 if config.bf16 is not None else torch_device.type == "cuda"
     optimizer = build_optimizer(loaded.model, config, torch_device)
-    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps)
+    scheduler = get_scheduler(config.lr_scheduler_type, optimizer, math.ceil(config.warmup_ratio * total_steps),
+                              total_steps)
     data = {"train": fingerprint(train_examples), "validation": fingerprint(eval_examples)}
     model = _wrap(loaded.model, config, context, torch_device)
     if context.is_main and not checkpoint:

@@ -7,6 +7,7 @@ from collections import Counter
 import pytest
 
 from qa_core.data import Answer, Example
+from qa_core.config import QAConfig
 from qa_core.features import (CLS_INDEX, build_features, collate, label_window, length_grouped_batches,
                               sorted_batches)
 
@@ -50,6 +51,17 @@ def test_answer_cut_by_a_window_border_gets_cls_there(tokenizer) -> None:
     span = (last[0], last[1] + 5)  # starts inside the window, ends beyond it
     assert label_window(feature, span).start_position == CLS_INDEX
     assert label_window(feature, (first[0], first[1])).start_position == feature.offsets.index(first)
+
+
+def test_clip_partial_labels_the_part_of_the_answer_inside_the_window(tokenizer) -> None:
+    feature = windows(tokenizer, [example(LONG_CONTEXT, "w100")], training=False).features[0]
+    context_tokens = [i for i, o in enumerate(feature.offsets) if o]
+    last = feature.offsets[context_tokens[-1]]
+    before = feature.offsets[context_tokens[-2]]
+    clipped = label_window(feature, (before[0], last[1] + 5), clip_partial=True)
+    assert (clipped.start_position, clipped.end_position) == (context_tokens[-2], context_tokens[-1])
+    outside = label_window(feature, (last[1] + 5, last[1] + 9), clip_partial=True)
+    assert outside.start_position == CLS_INDEX
 
 
 def test_answer_longer_than_a_window_is_skipped_for_training(tokenizer) -> None:
@@ -130,3 +142,8 @@ def test_only_questions_longer_than_the_limit_are_cut(tokenizer) -> None:
     cut = truncate_questions([short, long, "a" * 20], tokenizer, 16)
     assert cut[0] == short and cut[2] == "a" * 20
     assert len(tokenizer(cut[1], add_special_tokens=False)["input_ids"]) == 16
+
+
+def test_unknown_partial_answer_labels_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="partial_answer_labels"):
+        QAConfig(partial_answer_labels="drop")

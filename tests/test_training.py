@@ -244,3 +244,20 @@ def test_step_history_and_tensorboard_are_written_as_training_runs(tiny_model_di
     board.Reload()
     assert {"train/loss", "train/learning_rate", "train/grad_norm", "eval/f1"} <= set(board.Tags()["scalars"])
     assert [s.step for s in board.Scalars("train/loss")] == list(range(1, 7))
+
+
+@pytest.mark.parametrize("scheduler, decays", [("constant_with_warmup", False), ("cosine", True)])
+def test_lr_scheduler_type_shapes_the_learning_rate(tiny_model_dir: Path, tmp_path: Path, scheduler: str,
+                                                     decays: bool) -> None:
+    events: list[ProgressEvent] = []
+    config = tiny_config(tiny_model_dir, write_tiny_squad(tmp_path / "d.json"), tmp_path / "run", num_train_epochs=2,
+                         validation_file=None, logging_steps=1, lr_scheduler_type=scheduler)
+    train(config, callback=events.append)
+    rates = [e.learning_rate for e in events if e.kind == "step"]
+    assert rates[0] == pytest.approx(config.learning_rate, rel=0.3)
+    assert (rates[-1] < rates[0] / 2) is decays
+
+
+def test_unknown_lr_scheduler_type_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="lr_scheduler_type"):
+        QAConfig(lr_scheduler_type="triangle")
