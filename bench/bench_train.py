@@ -1,15 +1,26 @@
-"""Training benchmark on ../shared/squad: our pipeline vs. a run_qa.py-style reference mode, in one run, as JSON.
+"""Training benchmark on ../shared/squad: `train.py train` (defaults) vs. transformers' Trainer with run_qa.py's recipe.
 
-    python -m bench.bench_train                    # both modes, writes bench/results/train.json
-    python -m bench.bench_train --reference-mode   # only the reference mode
-    python -m bench.bench_train --max_steps 20     # a quick smoke run of the protocol
+    python bench/bench_train.py --full                  # 3 alternating rounds of 30 steps each, then one full
+                                                        # (2-epoch) run of each → bench/results/train-vs-trainer.json
+    python bench/bench_train.py --short-steps 30 --rounds 3   # only the alternation (speed ratio)
+    python bench/bench_train.py --rounds 0 --full        # only the full runs (F1, peak memory)
+    python bench/bench_train.py --smoke                  # 5 steps on 200 questions, 20 dev questions; writes nothing
+    python bench/bench_train.py --table                  # the README table from the JSON
+
+Every run is its own child process (so its peak memory and warm caches are its own): the reference
+(bench/run_qa_reference.py, the Trainer as shipped) and ours (train.py's parser and defaults, train(), then an
+evaluation of the saved model). --with-reference-mode adds our loop in reference mode (run_qa.py's padding,
+batches, precision and dropout) as a third child.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -17,101 +28,203 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-SHARED = ROOT.parent / "shared" / "squad"
-# The issue's protocol: embedded MiniLM, 256/128, batch 16, lr 1e-4, 2 epochs, warm-up 0.1, wd 0.01, seed 42.
-PROTOCOL = dict(model_name_or_path="embedded", max_seq_length=256, doc_stride=128, per_device_train_batch_size=16,
-                learning_rate=1e-4, num_train_epochs=2.0, warmup_ratio=0.1, weight_decay=0.01, seed=42)
-# run_qa.py as transformers ships it pads every window to max_seq_length, draws random batches, evaluates
-# with batch 8, and here runs in fp32 on the CPU.
-MODES = {
-    "reference": dict(pad_to_max_length=True, group_by_length=False, bf16=False, per_device_eval_batch_size=8,
-                      attention_dropout=None),
-    "ours": dict(pad_to_max_length=False, group_by_length=True, bf16=True),
-    "ours-fp32": dict(pad_to_max_length=False, group_by_length=True, bf16=False),
-}
-# transformers' run_qa.py under the same protocol on this kind of machine, as measured for issue #2.
-RUN_QA_PUBLISHED = {"train_seconds": 2332, "train_features_per_s": 4.4, "eval_seconds": 19.9, "f1": 57.5,
-                    "exact_match": 44.0, "peak_memory_gib": 2.7, "train_features": 5152, "steps": 644}
+DEFAULT_SQUAD = ROOT.parent / "shared" / "squad"
+DEFAULT_OUTPUT = ROOT / "bench" / "results" / "train-vs-trainer.json"
+KINDS = ("trainer", "ours", "ours-reference-mode")
+# Our loop set up the way run_qa.py runs: windows padded to 256, random batches, the model's attention dropout,
+# evaluation batch 8 (fp32 on a CPU is our default too).
+REFERENCE_MODE_ARGS = ["--pad_to_max_length", "--no-group_by_length", "--attention_dropout", "none",
+                       "--per_device_eval_batch_size", "8"]
+SMOKE = dict(steps=5, train_limit=200, eval_limit=20)
+KIB_PER_GIB = 2 ** 20
 
 
-def run_mode(mode: str, max_steps: int, output_dir: str) -> dict:
-    """Train and evaluate one mode in this process; returns its figures."""
-    from qa_core.config import QAConfig
+def run_ours(train_file: str, dev_file: str, max_steps: int, output_dir: str, train_limit: int | None,
+             eval_limit: int | None, reference_mode: bool = False) -> dict:
+    """`train.py train` with its defaults (same parser, same train()), then the saved model evaluated on dev_file."""
+    import train as cli
     from qa_core.data import load_examples
     from qa_core.evaluation import evaluate
     from qa_core.features import featurize
+    from qa_core.modeling import load_model
     from qa_core.training import train
 
-    config = QAConfig(**PROTOCOL, **MODES[mode], train_file=str(SHARED / "train-v1.1-subset.json"),
-                      output_dir=output_dir, max_steps=max_steps, logging_steps=50, overwrite_output_dir=True)
+    argv = ["train", "--train_file", train_file, "--output_dir", output_dir, "--overwrite_output_dir",
+            "--max_steps", str(max_steps), "--logging_steps", "1"]
+    argv += ["--max_train_samples", str(train_limit)] if train_limit else []
+    config = cli.config_from_args(cli.build_parser().parse_args(argv + (REFERENCE_MODE_ARGS if reference_mode else [])))
+    step_times: list[float] = []
     started = time.perf_counter()
-    result = train(config)
-    train_wall = time.perf_counter() - started
-
-    from qa_core.modeling import load_model
+    result = train(config, callback=lambda event: step_times.append(time.perf_counter()) if event.kind == "step" else None)
+    train_seconds = time.perf_counter() - started
+    train_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     loaded = load_model(output_dir)
+    bf16 = bool(config.bf16)  # None: off on a CPU, as train() resolves it
     started = time.perf_counter()
-    examples = load_examples(str(SHARED / "dev-v1.1-subset.json"), "validation").examples
+    examples = load_examples(dev_file, "validation", eval_limit).examples
     features = featurize(examples, loaded.tokenizer, config, training=False).features
-    metrics = evaluate(loaded.model, examples, features, config, bool(config.bf16)).metrics
+    metrics = evaluate(loaded.model, examples, features, config, bf16, pad_token_id=loaded.tokenizer.pad_token_id or 0).metrics
     eval_seconds = time.perf_counter() - started
-    return {"mode": mode, "config": MODES[mode], "steps": result.step, "train_features": result.train_features,
-            "train_seconds": round(result.train_seconds, 1), "train_wall_seconds": round(train_wall, 1),
-            "train_features_per_s": round(result.train_features / result.train_seconds, 2),
-            "eval_seconds": round(eval_seconds, 2), "eval_features": len(features),
-            "exact_match": round(metrics.exact_match, 2), "f1": round(metrics.f1, 2),
-            "peak_memory_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
+    return {"steps": result.step, "train_features": result.train_features, "train_seconds": train_seconds,
+            "step_times": step_times, "train_peak_rss_kib": train_peak, "eval_seconds": eval_seconds,
+            "eval_features": len(features), "exact_match": metrics.exact_match, "f1": metrics.f1,
+            "settings": {k: v for k, v in config.to_dict().items() if k not in ("train_file", "output_dir")}
+            | {"bf16": bf16}}
 
 
-def run_in_child(mode: str, max_steps: int) -> dict:
-    """Each mode in its own process, so peak memory and warm caches are its own; the run stays in runs/."""
+def run_child(kind: str, args: argparse.Namespace) -> dict:
+    """One run in the child process: the kind's figures plus the child's own peak RSS."""
+    train_file, dev_file = str(Path(args.squad_dir) / "train-v1.1-subset.json"), str(Path(args.squad_dir) / "dev-v1.1-subset.json")
+    if kind == "trainer":
+        from run_qa_reference import run_reference
+        figures = run_reference(train_file, dev_file, args.child_steps, args.run_dir, args.train_limit, args.eval_limit)
+    else:
+        from qa_core.runtime import configure_process
+        configure_process()  # as train.py's main() does; the Trainer child runs as shipped
+        figures = run_ours(train_file, dev_file, args.child_steps, args.run_dir, args.train_limit, args.eval_limit,
+                           reference_mode=kind == "ours-reference-mode")
+    return figures | {"peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+
+
+def spawn(kind: str, steps: int, args: argparse.Namespace, run_dir: Path) -> dict:
+    """Run one kind in a fresh process; adds the process's wall time and the derived figures."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
-        run_dir = ROOT / "runs" / f"bench-{mode}"
-        subprocess.run([sys.executable, "-m", "bench.bench_train", "--child", mode, "--max_steps", str(max_steps),
-                        "--child-output", str(out), "--run-dir", str(run_dir)], check=True, cwd=ROOT)
-        return json.loads(out.read_text())
+        command = [sys.executable, __file__, "--child", kind, "--child-steps", str(steps), "--child-output", str(out),
+                   "--run-dir", str(run_dir), "--squad-dir", str(args.squad_dir)]
+        command += ["--train-limit", str(args.train_limit)] if args.train_limit else []
+        command += ["--eval-limit", str(args.eval_limit)] if args.eval_limit else []
+        env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="true")
+        started = time.perf_counter()
+        subprocess.run(command, check=True, env=env, cwd=ROOT)
+        wall = time.perf_counter() - started
+        return summarize(kind, json.loads(out.read_text()), wall)
+
+
+def summarize(kind: str, raw: dict, process_seconds: float) -> dict:
+    """Rounded figures of one run; the step time is the mean after the first step (which builds kernels)."""
+    times = raw.pop("step_times")
+    step_seconds = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else raw["train_seconds"] / max(raw["steps"], 1)
+    return {"kind": kind, "process_seconds": round(process_seconds, 1), "steps": raw["steps"],
+            "train_features": raw["train_features"], "train_seconds": round(raw["train_seconds"], 1),
+            "step_seconds": round(step_seconds, 3), "eval_seconds": round(raw["eval_seconds"], 2),
+            "eval_features": raw["eval_features"], "exact_match": round(raw["exact_match"], 2),
+            "f1": round(raw["f1"], 2), "train_peak_rss_gib": round(raw["train_peak_rss_kib"] / KIB_PER_GIB, 2),
+            "peak_rss_gib": round(raw["peak_rss_kib"] / KIB_PER_GIB, 2), "settings": raw["settings"]}
+
+
+RATIO_FIELDS = ("process_seconds", "train_seconds", "step_seconds", "eval_seconds", "peak_rss_gib")
 
 
 def ratios(ours: dict, reference: dict) -> dict:
-    return {"train_seconds": round(ours["train_seconds"] / reference["train_seconds"], 3),
-            "eval_seconds": round(ours["eval_seconds"] / reference["eval_seconds"], 3),
-            "peak_memory": round(ours["peak_memory_gib"] / reference["peak_memory_gib"], 3),
-            "f1_difference": round(ours["f1"] - reference["f1"], 2)}
+    """ours / reference for each timed figure and memory; F1 as a difference."""
+    return {name: round(ours[name] / reference[name], 3) for name in RATIO_FIELDS} | {
+        "f1_difference": round(ours["f1"] - reference["f1"], 2)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--modes", default="reference,ours", help="comma-separated: " + ", ".join(MODES))
-    parser.add_argument("--reference-mode", action="store_true", help="run only the reference mode")
-    parser.add_argument("--max_steps", type=int, default=-1, help="stop after N steps (default: the 2 epochs)")
-    parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "train.json"))
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--child-output", help=argparse.SUPPRESS)
-    parser.add_argument("--run-dir", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        Path(args.child_output).write_text(json.dumps(run_mode(args.child, args.max_steps, args.run_dir)))
-        return
-    modes = ["reference"] if args.reference_mode else args.modes.split(",")
-    results = {mode: run_in_child(mode, args.max_steps) for mode in modes}
-    report = {"protocol": PROTOCOL, "max_steps": args.max_steps, "machine": _machine(), "results": results,
-              "run_qa_published": RUN_QA_PUBLISHED}
-    if "ours" in results and "reference" in results:
-        report["ours_over_reference"] = ratios(results["ours"], results["reference"])
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(report, indent=1) + "\n")
-    print(json.dumps(report, indent=1))
+def alternate(args: argparse.Namespace, kinds: list[str]) -> dict:
+    """R rounds, each running every kind for N steps in turn; ratios per round and their medians."""
+    rounds = []
+    for number in range(args.rounds):
+        with tempfile.TemporaryDirectory() as tmp:
+            runs = {kind: spawn(kind, args.short_steps, args, Path(tmp) / kind) for kind in kinds}
+        rounds.append({"round": number + 1, "runs": runs, "ours_over_trainer": ratios(runs["ours"], runs["trainer"])})
+        print(json.dumps(rounds[-1]["ours_over_trainer"]), file=sys.stderr)
+    median = {name: round(statistics.median(r["ours_over_trainer"][name] for r in rounds), 3) for name in RATIO_FIELDS}
+    return {"steps": args.short_steps, "rounds": rounds, "median_ours_over_trainer": median}
 
 
-def _machine() -> dict:
-    import os
-    import platform
+def full_runs(args: argparse.Namespace, kinds: list[str]) -> dict:
+    """One full protocol run of each kind; ours stays in runs/bench-ours (bench_ask.py's model)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = {kind: spawn(kind, -1, args, ROOT / "runs" / "bench-ours" if kind == "ours" else Path(tmp) / kind)
+                for kind in kinds}
+    return {"runs": runs, "ours_over_trainer": ratios(runs["ours"], runs["trainer"])}
 
+
+def conditions(args: argparse.Namespace) -> dict:
     import torch
-    return {"cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "python": platform.python_version()}
+    import transformers
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "cpu": cpu, "cpus": os.cpu_count(),
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()], "nice": os.nice(0),
+            "torch": torch.__version__, "transformers": transformers.__version__,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "python": platform.python_version(),
+            "train_limit": args.train_limit, "eval_limit": args.eval_limit}
+
+
+def benchmark(args: argparse.Namespace) -> dict:
+    kinds = list(KINDS if args.with_reference_mode else KINDS[:2])
+    report = {"conditions": conditions(args)}
+    if args.rounds > 0:
+        report["short"] = alternate(args, kinds)
+    if args.full:
+        report["full"] = full_runs(args, kinds)
+    report["conditions"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    return report
+
+
+def markdown_table(report: dict) -> str:
+    """The README table: medians of the alternation, and the full runs when present."""
+    lines = ["| figure | Trainer + run_qa.py | ours (`train.py train`) | ours / Trainer |", "| --- | --- | --- | --- |"]
+    if "short" in report:
+        short = report["short"]
+        for name, label in (("step_seconds", "s per step"), ("train_seconds", "training wall (s)"),
+                            ("eval_seconds", "dev evaluation (s)"), ("process_seconds", "process wall (s)")):
+            values = {kind: statistics.median(r["runs"][kind][name] for r in short["rounds"]) for kind in ("trainer", "ours")}
+            lines.append(f"| {label}, {short['steps']} steps, median of {len(short['rounds'])} | "
+                         f"{values['trainer']:.3g} | {values['ours']:.3g} | {short['median_ours_over_trainer'][name]:.2f}× |")
+    if "full" in report:
+        runs, ratio = report["full"]["runs"], report["full"]["ours_over_trainer"]
+        for name, label in (("train_seconds", "full run: training wall (s)"), ("eval_seconds", "full run: dev evaluation (s)"),
+                            ("peak_rss_gib", "full run: peak RSS (GiB)")):
+            lines.append(f"| {label} | {runs['trainer'][name]} | {runs['ours'][name]} | {ratio[name]:.2f}× |")
+        for name in ("exact_match", "f1"):
+            lines.append(f"| full run: dev {name} | {runs['trainer'][name]} | {runs['ours'][name]} | |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--short-steps", type=int, default=30, help="optimizer steps of each alternating run")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (Trainer, then ours); 0 for none")
+    parser.add_argument("--full", action="store_true", help="also one full 2-epoch run of each")
+    parser.add_argument("--smoke", action="store_true", help="tiny settings to check the script end to end")
+    parser.add_argument("--with-reference-mode", action="store_true", help="also our loop in reference mode")
+    parser.add_argument("--squad-dir", default=str(DEFAULT_SQUAD), help="folder of the shared SQuAD subsets")
+    parser.add_argument("--train-limit", type=int, help="only the first N training questions")
+    parser.add_argument("--eval-limit", type=int, help="only the first N dev questions")
+    parser.add_argument("--output", help=f"JSON report (default: {DEFAULT_OUTPUT.relative_to(ROOT)}; none for --smoke)")
+    parser.add_argument("--table", action="store_true", help="print the README table of --output and exit")
+    for hidden in ("--child", "--child-output", "--run-dir"):
+        parser.add_argument(hidden, help=argparse.SUPPRESS)
+    parser.add_argument("--child-steps", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.short_steps, args.rounds = SMOKE["steps"], 1
+        args.train_limit, args.eval_limit = args.train_limit or SMOKE["train_limit"], args.eval_limit or SMOKE["eval_limit"]
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.child:
+        Path(args.child_output).write_text(json.dumps(run_child(args.child, args)))
+        return
+    output = Path(args.output) if args.output else (None if args.smoke else DEFAULT_OUTPUT)
+    if args.table:
+        print(markdown_table(json.loads((output or DEFAULT_OUTPUT).read_text())))
+        return
+    report = benchmark(args)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps(report, indent=1))
+    print(markdown_table(report))
 
 
 if __name__ == "__main__":

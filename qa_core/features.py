@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,6 +110,20 @@ def featurize(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase, c
     return build_features(examples, tokenizer, config.max_seq_length, config.doc_stride, config.max_query_length,
                           training, config.version_2_with_negative,
                           config.partial_answer_labels == "clip")
+
+
+def featurize_in_chunks(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase, config: QAConfig,
+                        training: bool, chunk_size: int = 1000) -> Iterator[FeatureSet]:
+    """featurize over consecutive chunks of examples, so a caller that consumes (or packs) one chunk's windows at
+    a time holds a bounded number of them, whatever the data size; example_index stays the position in examples."""
+    if chunk_size <= 0:
+        raise ValueError(f"chunk_size must be > 0, got {chunk_size}")
+    for begin in range(0, len(examples), chunk_size):
+        chunk = featurize(examples[begin:begin + chunk_size], tokenizer, config, training)
+        if begin:
+            chunk = FeatureSet(tuple(dataclasses.replace(f, example_index=f.example_index + begin)
+                                     for f in chunk.features), chunk.skipped_examples)
+        yield chunk
 
 
 def truncate_questions(questions: list[str], tokenizer: PreTrainedTokenizerBase, max_query_length: int) -> list[str]:

@@ -6,10 +6,10 @@ from collections import Counter
 
 import pytest
 
-from qa_core.data import Answer, Example
 from qa_core.config import QAConfig
-from qa_core.features import (CLS_INDEX, build_features, collate, label_window, length_grouped_batches,
-                              sorted_batches)
+from qa_core.data import Answer, Example
+from qa_core.features import (CLS_INDEX, build_features, collate, featurize, featurize_in_chunks, label_window,
+                              length_grouped_batches, sorted_batches)
 
 WORDS = [f"w{i}" for i in range(400)]
 LONG_CONTEXT = " ".join(WORDS)  # ~800 WordPiece tokens: many windows of 64
@@ -147,3 +147,18 @@ def test_only_questions_longer_than_the_limit_are_cut(tokenizer) -> None:
 def test_unknown_partial_answer_labels_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="partial_answer_labels"):
         QAConfig(partial_answer_labels="drop")
+
+
+def test_featurizing_in_chunks_gives_the_same_windows_as_at_once(tokenizer) -> None:
+    examples = [example(LONG_CONTEXT, f"w{10 * i}", qid=f"q{i}") for i in range(5)]
+    config = QAConfig(max_seq_length=64, doc_stride=16, max_query_length=16)
+    at_once = featurize(examples, tokenizer, config, training=True)
+    chunks = list(featurize_in_chunks(examples, tokenizer, config, training=True, chunk_size=2))
+    assert len(chunks) == 3
+    assert tuple(f for chunk in chunks for f in chunk.features) == at_once.features
+    assert sum(chunk.skipped_examples for chunk in chunks) == at_once.skipped_examples
+
+
+def test_featurizing_in_chunks_rejects_an_empty_chunk(tokenizer) -> None:
+    with pytest.raises(ValueError, match="chunk_size"):
+        next(featurize_in_chunks([example(LONG_CONTEXT, "w1")], tokenizer, QAConfig(), training=False, chunk_size=0))
