@@ -86,7 +86,8 @@ def measure_featurize(train_file: str, questions: int | None, times: int, limit:
     examples = repeat_examples(base, times)[:questions]
     started = time.perf_counter()
     if chunk_size:
-        windows = sum(len(chunk.features) for chunk in featurize_in_chunks(examples, tokenizer, config, True, chunk_size))
+        chunks = featurize_in_chunks(examples, tokenizer, config, training=True, chunk_size=chunk_size)
+        windows = sum(len(chunk.features) for chunk in chunks)
     else:
         features = featurize(examples, tokenizer, config, training=True).features
         windows = len(features)
@@ -121,10 +122,11 @@ def spawn(spec: dict, args: argparse.Namespace) -> dict:
 
 
 def extrapolate(unchunked: list[dict], full: dict) -> dict:
-    """Peak RSS linear in windows through the smallest and largest all-at-once runs; time at the smallest run's rate."""
+    """Peak RSS as a line through the smallest and largest all-at-once runs; time at the smallest run's rate."""
     small, large = unchunked[0], unchunked[-1]
     gib_per_window = (large["peak_rss_gib"] - small["peak_rss_gib"]) / max(large["windows"] - small["windows"], 1)
-    return {"all_at_once_peak_rss_gib": round(small["peak_rss_gib"] + gib_per_window * (full["windows"] - small["windows"]), 2),
+    peak = small["peak_rss_gib"] + gib_per_window * (full["windows"] - small["windows"])
+    return {"all_at_once_peak_rss_gib": round(peak, 2),
             "all_at_once_kib_per_window": round(gib_per_window * KIB_PER_GIB, 1),
             "seconds_at_1x_rate": round(full["windows"] / small["windows_per_s"], 1)}
 
@@ -132,7 +134,7 @@ def extrapolate(unchunked: list[dict], full: dict) -> dict:
 def benchmark(args: argparse.Namespace) -> dict:
     smoke = SMOKE if args.smoke else {}
     scales = [spawn({"what": "scale", "times": t, "limit": smoke.get("limit")}, args)
-              for t in smoke.get("scales", SCALES)]
+              for t in smoke.get("scales", args.scales)]
     unchunked = [spawn({"what": "featurize", "times": t, "limit": smoke.get("train_limit")}, args)
                  for t in smoke.get("unchunked_scales", UNCHUNKED_SCALES)]
     full = spawn({"what": "featurize", "questions": smoke.get("full_questions", FULL_SQUAD_TRAIN_QUESTIONS),
@@ -170,6 +172,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes to check the script end to end")
     parser.add_argument("--squad-dir", default=str(DEFAULT_SQUAD), help="folder of the shared SQuAD subsets")
+    parser.add_argument("--scales", type=lambda text: tuple(int(t) for t in text.split(",")), default=SCALES,
+                        help="comma-separated multiples of the dev subset (default: 1,4,16)")
     parser.add_argument("--output", help=f"JSON report (default: {DEFAULT_OUTPUT.relative_to(ROOT)}; none for --smoke)")
     parser.add_argument("--table", action="store_true", help="print the README tables of --output and exit")
     parser.add_argument("--child", help=argparse.SUPPRESS)

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,10 +55,11 @@ def run_ours(train_file: str, dev_file: str, max_steps: int, output_dir: str, tr
     argv = ["train", "--train_file", train_file, "--output_dir", output_dir, "--overwrite_output_dir",
             "--max_steps", str(max_steps), "--logging_steps", "1"]
     argv += ["--max_train_samples", str(train_limit)] if train_limit else []
-    config = cli.config_from_args(cli.build_parser().parse_args(argv + (REFERENCE_MODE_ARGS if reference_mode else [])))
+    argv += REFERENCE_MODE_ARGS if reference_mode else []
+    config = cli.config_from_args(cli.build_parser().parse_args(argv))
     step_times: list[float] = []
     started = time.perf_counter()
-    result = train(config, callback=lambda event: step_times.append(time.perf_counter()) if event.kind == "step" else None)
+    result = train(config, callback=partial(record_step, step_times))
     train_seconds = time.perf_counter() - started
     train_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     loaded = load_model(output_dir)
@@ -65,7 +67,8 @@ def run_ours(train_file: str, dev_file: str, max_steps: int, output_dir: str, tr
     started = time.perf_counter()
     examples = load_examples(dev_file, "validation", eval_limit).examples
     features = featurize(examples, loaded.tokenizer, config, training=False).features
-    metrics = evaluate(loaded.model, examples, features, config, bf16, pad_token_id=loaded.tokenizer.pad_token_id or 0).metrics
+    metrics = evaluate(loaded.model, examples, features, config, bf16,
+                       pad_token_id=loaded.tokenizer.pad_token_id or 0).metrics
     eval_seconds = time.perf_counter() - started
     return {"steps": result.step, "train_features": result.train_features, "train_seconds": train_seconds,
             "step_times": step_times, "train_peak_rss_kib": train_peak, "eval_seconds": eval_seconds,
@@ -74,9 +77,16 @@ def run_ours(train_file: str, dev_file: str, max_steps: int, output_dir: str, tr
             | {"bf16": bf16}}
 
 
+def record_step(times: list[float], event) -> None:
+    """Progress callback: the time of every optimizer step (train.py's logging_steps 1 reports each)."""
+    if event.kind == "step":
+        times.append(time.perf_counter())
+
+
 def run_child(kind: str, args: argparse.Namespace) -> dict:
     """One run in the child process: the kind's figures plus the child's own peak RSS."""
-    train_file, dev_file = str(Path(args.squad_dir) / "train-v1.1-subset.json"), str(Path(args.squad_dir) / "dev-v1.1-subset.json")
+    squad = Path(args.squad_dir)
+    train_file, dev_file = str(squad / "train-v1.1-subset.json"), str(squad / "dev-v1.1-subset.json")
     if kind == "trainer":
         from run_qa_reference import run_reference
         figures = run_reference(train_file, dev_file, args.child_steps, args.run_dir, args.train_limit, args.eval_limit)
@@ -106,7 +116,10 @@ def spawn(kind: str, steps: int, args: argparse.Namespace, run_dir: Path) -> dic
 def summarize(kind: str, raw: dict, process_seconds: float) -> dict:
     """Rounded figures of one run; the step time is the mean after the first step (which builds kernels)."""
     times = raw.pop("step_times")
-    step_seconds = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else raw["train_seconds"] / max(raw["steps"], 1)
+    if len(times) > 1:
+        step_seconds = (times[-1] - times[0]) / (len(times) - 1)
+    else:
+        step_seconds = raw["train_seconds"] / max(raw["steps"], 1)
     return {"kind": kind, "process_seconds": round(process_seconds, 1), "steps": raw["steps"],
             "train_features": raw["train_features"], "train_seconds": round(raw["train_seconds"], 1),
             "step_seconds": round(step_seconds, 3), "eval_seconds": round(raw["eval_seconds"], 2),
@@ -168,23 +181,30 @@ def benchmark(args: argparse.Namespace) -> dict:
     return report
 
 
+SHORT_ROWS = (("step_seconds", "per step, s"), ("train_seconds", "training wall, s"),
+              ("eval_seconds", "dev evaluation, s"), ("process_seconds", "process wall, s"),
+              ("peak_rss_gib", "peak RSS, GiB"))
+FULL_ROWS = (("train_seconds", "training wall, s"), ("step_seconds", "per step, s"),
+             ("eval_seconds", "dev evaluation, s"), ("peak_rss_gib", "peak RSS, GiB"))
+
+
 def markdown_table(report: dict) -> str:
-    """The README table: medians of the alternation, and the full runs when present."""
+    """The README table: per figure the median over the rounds (ratio: median of the rounds' ratios), full runs."""
     lines = ["| figure | Trainer + run_qa.py | ours (`train.py train`) | ours / Trainer |", "| --- | --- | --- | --- |"]
     if "short" in report:
         short = report["short"]
-        for name, label in (("step_seconds", "s per step"), ("train_seconds", "training wall (s)"),
-                            ("eval_seconds", "dev evaluation (s)"), ("process_seconds", "process wall (s)")):
-            values = {kind: statistics.median(r["runs"][kind][name] for r in short["rounds"]) for kind in ("trainer", "ours")}
-            lines.append(f"| {label}, {short['steps']} steps, median of {len(short['rounds'])} | "
-                         f"{values['trainer']:.3g} | {values['ours']:.3g} | {short['median_ours_over_trainer'][name]:.2f}× |")
+        where = f"{short['steps']}-step runs, median of {len(short['rounds'])}"
+        for name, label in SHORT_ROWS:
+            trainer, ours = (statistics.median(r["runs"][kind][name] for r in short["rounds"])
+                             for kind in ("trainer", "ours"))
+            ratio = short["median_ours_over_trainer"][name]
+            lines.append(f"| {label} ({where}) | {trainer:.3g} | {ours:.3g} | {ratio:.2f}× |")
     if "full" in report:
         runs, ratio = report["full"]["runs"], report["full"]["ours_over_trainer"]
-        for name, label in (("train_seconds", "full run: training wall (s)"), ("eval_seconds", "full run: dev evaluation (s)"),
-                            ("peak_rss_gib", "full run: peak RSS (GiB)")):
-            lines.append(f"| {label} | {runs['trainer'][name]} | {runs['ours'][name]} | {ratio[name]:.2f}× |")
+        for name, label in FULL_ROWS:
+            lines.append(f"| {label} (full run) | {runs['trainer'][name]} | {runs['ours'][name]} | {ratio[name]:.2f}× |")
         for name in ("exact_match", "f1"):
-            lines.append(f"| full run: dev {name} | {runs['trainer'][name]} | {runs['ours'][name]} | |")
+            lines.append(f"| dev {name} (full run) | {runs['trainer'][name]} | {runs['ours'][name]} | |")
     return "\n".join(lines)
 
 
@@ -206,7 +226,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.smoke:
         args.short_steps, args.rounds = SMOKE["steps"], 1
-        args.train_limit, args.eval_limit = args.train_limit or SMOKE["train_limit"], args.eval_limit or SMOKE["eval_limit"]
+        args.train_limit = args.train_limit or SMOKE["train_limit"]
+        args.eval_limit = args.eval_limit or SMOKE["eval_limit"]
     return args
 
 
