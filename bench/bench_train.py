@@ -107,10 +107,12 @@ def spawn(kind: str, steps: int, args: argparse.Namespace, run_dir: Path) -> dic
         command += ["--train-limit", str(args.train_limit)] if args.train_limit else []
         command += ["--eval-limit", str(args.eval_limit)] if args.eval_limit else []
         env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="true")
-        started = time.perf_counter()
+        load_before, started = os.getloadavg()[0], time.perf_counter()
         subprocess.run(command, check=True, env=env, cwd=ROOT)
         wall = time.perf_counter() - started
-        return summarize(kind, json.loads(out.read_text()), wall)
+        # 1-minute load averages around the run: this process's own work counts about 2 on 2 cores
+        load = {"load_1min_before": round(load_before, 2), "load_1min_after": round(os.getloadavg()[0], 2)}
+        return summarize(kind, json.loads(out.read_text()), wall) | load
 
 
 def summarize(kind: str, raw: dict, process_seconds: float) -> dict:
