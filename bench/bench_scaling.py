@@ -49,6 +49,7 @@ def measure_scale(dev_file: str, times: int, limit: int | None) -> dict:
     from qa_core.data import load_examples
     from qa_core.evaluation import evaluate
     from qa_core.features import featurize
+    from qa_core.inference import run_model
     from qa_core.modeling import load_model
 
     config = QAConfig()
@@ -57,6 +58,7 @@ def measure_scale(dev_file: str, times: int, limit: int | None) -> dict:
     started = time.perf_counter()
     features = featurize(examples, loaded.tokenizer, config, training=False).features
     featurize_seconds = time.perf_counter() - started
+    run_model(loaded.model, features[:config.per_device_eval_batch_size], config.per_device_eval_batch_size)  # warm-up
     started = time.perf_counter()
     metrics = evaluate(loaded.model, examples, features, config, bool(config.bf16),
                        pad_token_id=loaded.tokenizer.pad_token_id or 0).metrics
