@@ -50,18 +50,19 @@ def measure_scale(dev_file: str, times: int, limit: int | None) -> dict:
     from qa_core.evaluation import evaluate
     from qa_core.features import featurize
     from qa_core.inference import run_model
-    from qa_core.modeling import load_model
+    from qa_core.modeling import fit_config, load_model
 
-    config = QAConfig()
-    loaded = load_model(config.model_name_or_path)
+    loaded = load_model(QAConfig().model_name_or_path)
+    config = fit_config(QAConfig(), loaded)
     examples = repeat_examples(load_examples(dev_file, "validation", limit).examples, times)
     started = time.perf_counter()
     features = featurize(examples, loaded.tokenizer, config, training=False).features
     featurize_seconds = time.perf_counter() - started
-    run_model(loaded.model, features[:config.per_device_eval_batch_size], config.per_device_eval_batch_size)  # warm-up
+    batch = config.per_device_eval_batch_size
+    run_model(loaded.model, features[:batch], batch, batch_format=loaded.batch_format)  # warm-up
     started = time.perf_counter()
     metrics = evaluate(loaded.model, examples, features, config, bool(config.bf16),
-                       pad_token_id=loaded.tokenizer.pad_token_id or 0).metrics
+                       batch_format=loaded.batch_format).metrics
     eval_seconds = time.perf_counter() - started
     return {"times": times, "questions": len(examples), "windows": len(features),
             "featurize_seconds": round(featurize_seconds, 2),

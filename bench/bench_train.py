@@ -49,7 +49,7 @@ def run_ours(train_file: str, dev_file: str, max_steps: int, output_dir: str, tr
     from qa_core.data import load_examples
     from qa_core.evaluation import evaluate
     from qa_core.features import featurize
-    from qa_core.modeling import load_model
+    from qa_core.modeling import fit_config, load_model
     from qa_core.training import train
 
     argv = ["train", "--train_file", train_file, "--output_dir", output_dir, "--overwrite_output_dir",
@@ -63,12 +63,12 @@ def run_ours(train_file: str, dev_file: str, max_steps: int, output_dir: str, tr
     train_seconds = time.perf_counter() - started
     train_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     loaded = load_model(output_dir)
+    config = fit_config(config, loaded)  # as train.py evaluate does
     bf16 = bool(config.bf16)  # None: off on a CPU, as train() resolves it
     started = time.perf_counter()
     examples = load_examples(dev_file, "validation", eval_limit).examples
     features = featurize(examples, loaded.tokenizer, config, training=False).features
-    metrics = evaluate(loaded.model, examples, features, config, bf16,
-                       pad_token_id=loaded.tokenizer.pad_token_id or 0).metrics
+    metrics = evaluate(loaded.model, examples, features, config, bf16, batch_format=loaded.batch_format).metrics
     eval_seconds = time.perf_counter() - started
     return {"steps": result.step, "train_features": result.train_features, "train_seconds": train_seconds,
             "step_times": step_times, "train_peak_rss_kib": train_peak, "eval_seconds": eval_seconds,
