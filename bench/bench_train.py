@@ -139,16 +139,28 @@ def ratios(ours: dict, reference: dict) -> dict:
         "f1_difference": round(ours["f1"] - reference["f1"], 2)}
 
 
-def alternate(args: argparse.Namespace, kinds: list[str]) -> dict:
-    """R rounds, each running every kind for N steps in turn; ratios per round and their medians."""
-    rounds = []
+def alternate(args: argparse.Namespace, kinds: list[str], report: dict, output: Path | None) -> dict:
+    """R rounds, each running every kind for N steps in turn; ratios per round and their medians.
+
+    The report is written after every round, so an interrupted benchmark keeps the rounds it finished."""
+    rounds: list[dict] = []
     for number in range(args.rounds):
         with tempfile.TemporaryDirectory() as tmp:
             runs = {kind: spawn(kind, args.short_steps, args, Path(tmp) / kind) for kind in kinds}
         rounds.append({"round": number + 1, "runs": runs, "ours_over_trainer": ratios(runs["ours"], runs["trainer"])})
         print(json.dumps(rounds[-1]["ours_over_trainer"]), file=sys.stderr)
-    median = {name: round(statistics.median(r["ours_over_trainer"][name] for r in rounds), 3) for name in RATIO_FIELDS}
-    return {"steps": args.short_steps, "rounds": rounds, "median_ours_over_trainer": median}
+        median = {name: round(statistics.median(r["ours_over_trainer"][name] for r in rounds), 3)
+                  for name in RATIO_FIELDS}
+        report["short"] = {"steps": args.short_steps, "rounds": rounds, "median_ours_over_trainer": median}
+        write_report(report, output)
+    return report["short"]
+
+
+def write_report(report: dict, output: Path | None) -> None:
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(report | {"load_average_now": [round(x, 2) for x in os.getloadavg()]},
+                                     indent=1) + "\n")
 
 
 def full_runs(args: argparse.Namespace, kinds: list[str]) -> dict:
@@ -172,14 +184,15 @@ def conditions(args: argparse.Namespace) -> dict:
             "train_limit": args.train_limit, "eval_limit": args.eval_limit}
 
 
-def benchmark(args: argparse.Namespace) -> dict:
+def benchmark(args: argparse.Namespace, output: Path | None) -> dict:
     kinds = list(KINDS if args.with_reference_mode else KINDS[:2])
     report = {"conditions": conditions(args)}
     if args.rounds > 0:
-        report["short"] = alternate(args, kinds)
+        alternate(args, kinds, report, output)
     if args.full:
         report["full"] = full_runs(args, kinds)
     report["conditions"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    write_report(report, output)
     return report
 
 
@@ -242,10 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.table:
         print(markdown_table(json.loads((output or DEFAULT_OUTPUT).read_text())))
         return
-    report = benchmark(args)
-    if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(report, indent=1) + "\n")
+    report = benchmark(args, output)
     print(json.dumps(report, indent=1))
     print(markdown_table(report))
 
