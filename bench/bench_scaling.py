@@ -1,8 +1,8 @@
 """How featurization and evaluation cost grow with data size, and featurizing a full-SQuAD-sized set in chunks.
 
-    python bench/bench_scaling.py            # → bench/results/scaling.json
-    python bench/bench_scaling.py --smoke    # tiny sizes, writes nothing
-    python bench/bench_scaling.py --table    # the README tables from the JSON
+    python -m bench.bench_scaling            # → bench/results/scaling.json
+    python -m bench.bench_scaling --smoke    # tiny sizes, writes nothing
+    python -m bench.bench_scaling --table    # the README tables from the JSON
 
 Scales: the dev subset repeated 1x, 4x and 16x (every copy's questions get new ids), each in its own process:
 windows/s of featurization and of evaluation (forward passes of the embedded model, span search, metrics),
@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 DEFAULT_SQUAD = ROOT.parent / "shared" / "squad"
 DEFAULT_OUTPUT = ROOT / "bench" / "results" / "scaling.json"
@@ -116,7 +115,8 @@ def run_child(args: argparse.Namespace) -> dict:
 def spawn(spec: dict, args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
-        subprocess.run([sys.executable, __file__, "--child", json.dumps(spec), "--child-output", str(out),
+        subprocess.run([sys.executable, "-m", "bench.bench_scaling", "--child", json.dumps(spec),
+                        "--child-output", str(out),
                         "--squad-dir", str(args.squad_dir)], check=True, cwd=ROOT,
                        env=dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="true"))
         result = json.loads(out.read_text())

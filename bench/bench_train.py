@@ -1,11 +1,11 @@
 """Training benchmark on ../shared/squad: `train.py train` (defaults) vs. transformers' Trainer with run_qa.py's recipe.
 
-    python bench/bench_train.py --full                  # 3 alternating rounds of 30 steps each, then one full
+    python -m bench.bench_train --full                  # 3 alternating rounds of 30 steps each, then one full
                                                         # (2-epoch) run of each → bench/results/train-vs-trainer.json
-    python bench/bench_train.py --short-steps 30 --rounds 3   # only the alternation (speed ratio)
-    python bench/bench_train.py --rounds 0 --full        # only the full runs (F1, peak memory)
-    python bench/bench_train.py --smoke                  # 5 steps on 200 questions, 20 dev questions; writes nothing
-    python bench/bench_train.py --table                  # the README table from the JSON
+    python -m bench.bench_train --short-steps 30 --rounds 3   # only the alternation (speed ratio)
+    python -m bench.bench_train --rounds 0 --full        # only the full runs (F1, peak memory)
+    python -m bench.bench_train --smoke                  # 5 steps on 200 questions, 20 dev questions; writes nothing
+    python -m bench.bench_train --table                  # the README table from the JSON
 
 Every run is its own child process (so its peak memory and warm caches are its own): the reference
 (bench/run_qa_reference.py, the Trainer as shipped) and ours (train.py's parser and defaults, train(), then an
@@ -29,7 +29,6 @@ from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 DEFAULT_SQUAD = ROOT.parent / "shared" / "squad"
 DEFAULT_OUTPUT = ROOT / "bench" / "results" / "train-vs-trainer.json"
@@ -45,7 +44,7 @@ KIB_PER_GIB = 2 ** 20
 def run_ours(train_file: str, dev_file: str, max_steps: int, output_dir: str, train_limit: int | None,
              eval_limit: int | None, reference_mode: bool = False) -> dict:
     """`train.py train` with its defaults (same parser, same train()), then the saved model evaluated on dev_file."""
-    import train as cli
+    from qa_core import cli
     from qa_core.data import load_examples
     from qa_core.evaluation import evaluate
     from qa_core.features import featurize
@@ -88,7 +87,7 @@ def run_child(kind: str, args: argparse.Namespace) -> dict:
     squad = Path(args.squad_dir)
     train_file, dev_file = str(squad / "train-v1.1-subset.json"), str(squad / "dev-v1.1-subset.json")
     if kind == "trainer":
-        from run_qa_reference import run_reference
+        from bench.run_qa_reference import run_reference
         figures = run_reference(train_file, dev_file, args.child_steps, args.run_dir, args.train_limit, args.eval_limit)
     else:
         from qa_core.runtime import configure_process
@@ -102,7 +101,8 @@ def spawn(kind: str, steps: int, args: argparse.Namespace, run_dir: Path) -> dic
     """Run one kind in a fresh process; adds the process's wall time and the derived figures."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
-        command = [sys.executable, __file__, "--child", kind, "--child-steps", str(steps), "--child-output", str(out),
+        command = [sys.executable, "-m", "bench.bench_train", "--child", kind, "--child-steps", str(steps),
+                   "--child-output", str(out),
                    "--run-dir", str(run_dir), "--squad-dir", str(args.squad_dir)]
         command += ["--train-limit", str(args.train_limit)] if args.train_limit else []
         command += ["--eval-limit", str(args.eval_limit)] if args.eval_limit else []
