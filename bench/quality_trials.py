@@ -1,7 +1,7 @@
 """Issue 11.5 trials: span-scoring variants on a trained run's dev logits, and a record of training trials, as JSON.
 
-    python bench/quality_trials.py spans /work/runs/protocol-baseline       # score span-search variants
-    python bench/quality_trials.py record /work/runs/trial-lr2e-4 --name lr2e-4 --log LOG --command "..."
+    python -m bench.quality_trials spans /work/runs/protocol-baseline       # score span-search variants
+    python -m bench.quality_trials record /work/runs/trial-lr2e-4 --name lr2e-4 --log LOG --command "..."
 
 Both update bench/results/quality.json (other entries are kept). The dev logits of a run are computed once and
 cached in the run folder (dev_logits.npz), so every scoring variant sees the same numbers.
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,11 +19,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-# ../shared/squad beside the repository, as bench_train.py reads it; a worktree sits one level deeper.
-SHARED = next((p / "shared" / "squad" for p in (ROOT.parent, ROOT.parent.parent) if (p / "shared").exists()),
-              ROOT.parent / "shared" / "squad")
+SHARED = ROOT.parent / "shared" / "squad"  # ../shared/squad beside the repository, as the other benches read it
 TRAIN_FILE = SHARED / "train-v1.1-subset.json"
 DEV_FILE = SHARED / "dev-v1.1-subset.json"
 RESULTS = ROOT / "bench" / "results" / "quality.json"
