@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 QUEUE_SIZE = 256
 CACHE_SWEEP = (900, 3600)  # every 15 min, delete uploads older than an hour (used or refused)
+TITLE = "Extractive question answering: ask, fine-tune, find errors"
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 
 
@@ -58,13 +59,13 @@ def pickers(service: QAService, run: str | None = None) -> Outputs:
     models, runs = service.model_choices(), service.record_choices()
     kept = run if run in {value for _, value in runs} else (runs[0][1] if runs else None)
     return {"ask_model": gr.update(choices=models), "train_model": gr.update(choices=models),
-            "run": gr.update(choices=runs, value=kept)}
+            "run": gr.update(choices=runs, value=kept), "train_run": gr.update(choices=service.run_choices())}
 
 
 def build_app(settings: Settings) -> gr.Blocks:
     """The whole app for these settings: its model cache and training job are made here, not at import."""
     service = QAService(settings)
-    with gr.Blocks(title="Extractive QA", delete_cache=CACHE_SWEEP) as demo:
+    with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
         gr.Markdown("# Extractive question answering\nAsk a model, fine-tune one, and see where it fails.")
         with gr.Tabs(selected="ask") as tabs:
             ask_tab, train_tab, errors_tab = build_ask_tab(service), build_train_tab(service), build_errors_tab(service)
@@ -78,13 +79,17 @@ def wire_tabs(demo: gr.Blocks, service: QAService, tabs: gr.Tabs, ask_tab: dict[
               train_tab: dict[str, Any], errors_tab: dict[str, Any]) -> None:
     """The events that cross tabs: the training poll, picker refreshes, and moves from one tab to another."""
     version, timer = gr.State(-1), gr.Timer(1.0)
-    polled = {"bar": train_tab["bar"], "status": train_tab["status"], "loss": train_tab["loss"], "version": version}
-    refreshed = {"ask_model": ask_tab["model"], "train_model": train_tab["model"], "run": errors_tab["run"]}
+    polled = {"bar": train_tab["bar"], "status": train_tab["status"], "loss": train_tab["loss"], "version": version,
+              "ended": train_tab["ended"]}
+    refreshed = {"ask_model": ask_tab["model"], "train_model": train_tab["model"], "run": errors_tab["run"],
+                 "train_run": train_tab["run"]}
     quiet = dict(show_progress="hidden", **PRIVATE)
     timer.tick(by_name(train_tab["handlers"].poll, polled), version, list(polled.values()), api_name="ui_poll", **quiet)
     refresh = by_name(functools.partial(pickers, service), refreshed)
-    # Refreshed on tab switches, not by the timer: a timer output would fight the user's own picking.
+    # Refreshed on tab switches and when a job ends, not on every tick: a timer output would fight the user's
+    # own picking.
     tabs.select(refresh, errors_tab["run"], list(refreshed.values()), api_name="ui_pickers", **quiet)
+    train_tab["ended"].change(refresh, errors_tab["run"], list(refreshed.values()), api_name="ui_job_ended", **quiet)
     message = {"message": train_tab["message"]}
     ask_tab["quick"].click(lambda: gr.Tabs(selected="train"), None, tabs, api_name="ui_to_train", **quiet).then(
         by_name(train_tab["handlers"].start_quick, message), None, train_tab["message"],

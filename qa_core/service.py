@@ -10,21 +10,28 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from qa_core.checkpoints import list_runs
+from qa_core.checkpoints import find_checkpoint, list_runs, read_run_info
 from qa_core.config import QAConfig
 from qa_core.data import DataError, check_file_size, load_examples
 from qa_core.hosting import Settings, check_model, check_request, check_run, scrub
 from qa_core.inference import AnswerResult
-from qa_core.jobs import JobManager, JobSnapshot, model_choices, new_run_dir, quick_config, record_choices
+from qa_core.jobs import (QUICK_DATA, JobManager, JobSnapshot, has_model, model_choices, new_run_dir, quick_config,
+                          record_choices, run_choices)
 from qa_core.modeling import LoadedModel
-from qa_core.serving import ModelCache
+from qa_core.serving import ModelCache, count_windows, run_config
 from qa_core.views import run_records
+
+if typing.TYPE_CHECKING:  # captum is imported only when an explanation is asked for
+    from qa_core.attributions import Attribution
 
 logger = logging.getLogger(__name__)
 
 # QAConfig fields the app never takes from a caller: the run folder is always a new one under the runs folder.
 NOT_IN_FORM = ("model_name_or_path", "train_file", "validation_file", "output_dir", "resume", "overwrite_output_dir")
 HINTS = typing.get_type_hints(QAConfig)
+# Seconds one "Why this answer?" may take; less on a public server, where many visitors share the CPU.
+EXPLAIN_BUDGET_S = {False: 5.0, True: 2.0}
+DATA_SUFFIXES = (".json", ".jsonl", ".gz")
 
 
 def form_fields() -> tuple[str, ...]:
@@ -91,7 +98,7 @@ class QAService:
         """The answer, the model that gave it, and the seconds answering took; refused at once over the limits."""
         question, context = question or "", context or ""
         check_request(question, context, self.settings)
-        name = check_model(model, self.settings)
+        name = check_model_folder(check_model(model, self.settings))
         return self.models.answer(name, question, context, exact, self.settings.max_context_windows)
 
     def answer_json(self, model: str, question: str, context: str) -> dict[str, Any]:
@@ -176,7 +183,10 @@ class QAService:
             return self.jobs.start(config, on_end=functools.partial(Path(upload).unlink, missing_ok=True)
                                    if upload else None)
         except Exception:
-            Path(config.output_dir).rmdir()
+            folder = Path(config.output_dir)
+            for name in QUICK_DATA:  # the quick fine-tune's split of the sample, written with its config
+                (folder / name).unlink(missing_ok=True)
+            folder.rmdir()
             raise
 
     def start_json(self, model: str = "", train_file: str = "sample", validation_file: str = "",
@@ -200,3 +210,81 @@ class QAService:
                 "step": s.step, "total_steps": s.total_steps, "epoch": s.epoch,
                 "losses": [list(pair) for pair in s.losses], "features_per_s": s.features_per_s, "eta_s": s.eta_s,
                 "metrics": s.metrics, "message": self.explain(s.message), "elapsed_s": round(s.elapsed_s, 1)}
+
+    # The Ask tab's explanations and the Train tab's run list and Resume.
+
+    def attribute(self, model: str | None, question: str | None, context: str | None) -> Attribution:
+        """Why the model chose its answer: attributions from its fp32 copy, within the server's time budget.
+
+        Computed in the caller's thread, not the model thread: askers never queue behind an explanation (the app
+        lets one run at a time, so at most one extra thread computes beside the model thread)."""
+        from qa_core.attributions import explain_answer
+
+        question, context = question or "", context or ""
+        check_request(question, context, self.settings)
+        if not question.strip() or not context.strip():
+            raise ValueError("ask a question about a context first")
+        name = check_model_folder(check_model(model, self.settings))
+        loaded = self.models.get(name, exact=True)
+        config = run_config(loaded.source)
+        windows = count_windows(loaded, config, question, context)
+        if windows > self.settings.max_context_windows:
+            raise ValueError(f"the context needs {windows:,} windows; this server explains up to "
+                             f"{self.settings.max_context_windows:,} (shorten the context)")
+        return explain_answer(loaded, question, context, config=config,
+                              budget_s=EXPLAIN_BUDGET_S[self.settings.public])
+
+    def run_choices(self) -> list[tuple[str, str]]:
+        """(label, run name) of every run, for the Train tab's history and Resume."""
+        return [(label, Path(path).name) for label, path in run_choices(self.settings.runs_root)]
+
+    def check_start_data(self, source: str, what: str) -> str:
+        """A data file named for a new job, refused at once when it is missing or not SQuAD data (a hub name
+        is left to the job): a job that cannot read its data is never announced as started."""
+        path = Path(source)
+        if source in ("", "sample") or not (path.suffix in DATA_SUFFIXES or path.exists()):
+            return source
+        if not path.is_file():
+            raise ValueError(f"{what}: no such file {source}")
+        check_file_size(path, self.settings.max_upload_bytes if self.settings.public else None)
+        load_examples(source)
+        return source
+
+    def resume_config(self, run: str | None) -> QAConfig:
+        """The config that continues a stopped run from its checkpoint (--resume), after checking it can."""
+        if not self.settings.training_enabled:
+            raise ValueError("training is switched off on this server")
+        folder = Path(self.run_path(run))
+        info = read_run_info(folder)
+        if info.status == "finished" and has_model(folder):
+            raise ValueError(f"run {folder.name} has finished; nothing to resume")
+        if find_checkpoint(folder) is None:
+            raise ValueError(f"run {folder.name} stopped before its first checkpoint, so there is nothing to "
+                             f"resume; start a new run")
+        known = {f.name for f in dataclasses.fields(QAConfig)}
+        try:
+            config = QAConfig(**{k: v for k, v in info.config.items() if k in known})
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"run {folder.name}: its saved settings cannot be used ({err})") from None
+        for source, what in ((config.train_file, "training data"), (config.validation_file, "evaluation data")):
+            if Path(source or "").suffix in DATA_SUFFIXES and not Path(source).is_file():
+                raise ValueError(f"run {folder.name}: its {what} {Path(source).name} is gone (an uploaded file is "
+                                 f"deleted when its job ends); start a new run")
+        return self.capped(config.replace(output_dir=str(folder), resume=True, overwrite_output_dir=False))
+
+    def resume(self, run: str | None) -> JobSnapshot:
+        """Continue a cancelled or failed run where its checkpoint left off."""
+        return self.jobs.start(self.resume_config(run))
+
+
+def check_model_folder(name: str) -> str:
+    """A run folder (or any local folder) without a model is refused with why, not 'no config.json'."""
+    folder = Path(name)
+    if not folder.is_dir() or has_model(folder):
+        return name
+    try:
+        status = read_run_info(folder).status
+    except ValueError:
+        return name  # not a run: the loader names what is missing
+    raise ValueError(f"run {folder.name} is {status} and has no final model; resume it in the Train tab "
+                     f"to finish it")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -12,7 +13,7 @@ import pandas as pd
 from qa_core.checkpoints import read_run_info
 from qa_core.data import load_examples
 from qa_core.error_analysis import RECORDS_FILE, QuestionRecord, filter_records, read_records
-from qa_core.inference import AnswerResult
+from qa_core.inference import AnswerResult, answer_note
 
 if TYPE_CHECKING:  # a type only: importing jobs would import training
     from qa_core.jobs import JobSnapshot
@@ -38,7 +39,46 @@ def highlight(context: str, marks: dict[str, list[tuple[int, int]]]) -> list[tup
 def alternatives_table(result: AnswerResult | None) -> pd.DataFrame:
     spans = result.prediction.alternatives if result else ()
     return pd.DataFrame({"rank": range(1, len(spans) + 1), "answer": [s.text for s in spans],
-                         "probability": [round(s.probability, 4) for s in spans]})
+                         "probability": [round(s.probability, 3) for s in spans]})
+
+
+def answer_headline(result: AnswerResult, temperature: float = 1.0) -> tuple[str, str]:
+    """The answer in a few words and the line under it: its probability, or why there is no answer (SQuAD 2.0)."""
+    prediction = result.prediction
+    if prediction.abstained or not prediction.alternatives:
+        alternative = " The dashed span is the best one it passed over." if prediction.alternatives else ""
+        return "No answer in this text", answer_note(prediction) + alternative
+    calibrated = f" (calibrated, temperature {temperature:.2f})" if temperature != 1.0 else ""
+    return prediction.text, f"probability {prediction.alternatives[0].probability:.0%}{calibrated}"
+
+
+def answer_html(context: str, span: tuple[int, int] | None, headline: str, detail: str,
+                abstained: bool = False) -> str:
+    """The Ask tab's answer block: the answer large, the line under it, and the context with the span marked.
+
+    Every piece of text is escaped: a context or answer holding markup shows it as text. The page's script
+    scrolls the context box to the <mark>.
+    """
+    body = html.escape(context)
+    if span is not None:
+        kind = "qa-passed-over" if abstained else "qa-span"
+        body = (f'{html.escape(context[:span[0]])}<mark class="{kind}">{html.escape(context[span[0]:span[1]])}'
+                f'</mark>{html.escape(context[span[1]:])}')
+    state = " qa-abstained" if abstained else ""
+    return (f'<div class="qa-answer{state}"><div class="qa-headline">{html.escape(headline)}</div>'
+            f'<div class="qa-detail">{html.escape(detail)}</div>'
+            f'<div class="qa-context" tabindex="0">{body}</div></div>')
+
+
+def unknown_warning(tokens: Sequence[str], unknown: str | None, limit: float = 0.2) -> str:
+    """A warning when many context tokens are unknown to the model's vocabulary (e.g. Chinese for an English one)."""
+    if not tokens or unknown is None:
+        return ""
+    share = sum(t == unknown for t in tokens) / len(tokens)
+    if share <= limit:
+        return ""
+    return (f"⚠ {share:.0%} of the context's tokens are unknown to this model's vocabulary ({unknown}): it cannot "
+            f"read most of this text, so its answer means little. Use a model trained for this language.")
 
 
 def sample_examples() -> tuple[list[list[str]], list[str]]:
@@ -59,10 +99,11 @@ def duration(seconds: float | None) -> str:
 def job_text(s: JobSnapshot) -> str:
     if s.status == "idle":
         return "No training job has run since the server started."
-    lines = [f"Job {s.job_id}: {s.status} · {s.message}", f"Run folder: {s.output_dir}",
+    said = "" if s.message in ("", s.status) else f" · {s.message}"
+    lines = [f"Job {s.job_id}: {s.status}{said}", f"Run folder: {s.output_dir}",
              f"Step {s.step}/{s.total_steps} · epoch {s.epoch:.2f} · elapsed {duration(s.elapsed_s)}"]
     if s.active and s.features_per_s:
-        lines.append(f"{s.features_per_s:.1f} examples/s · ETA {duration(s.eta_s)}")
+        lines.append(f"{s.features_per_s:.1f} windows/s · ETA {duration(s.eta_s)} (evaluations included)")
     if s.metrics:
         lines.append(f"Evaluation: EM {s.metrics['exact_match']:.1f} · F1 {s.metrics['f1']:.1f}")
     return "\n".join(lines)

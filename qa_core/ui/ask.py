@@ -1,4 +1,5 @@
-"""The Ask tab: a question about a context, the answer highlighted, alternatives and per-token logits."""
+"""The Ask tab: a question about a context, the answer large above the context scrolled to it, alternatives,
+per-token logits, and on request per-token attributions."""
 
 from __future__ import annotations
 
@@ -6,17 +7,39 @@ from typing import Any
 
 import gradio as gr
 
-from qa_core import plots, views
+from qa_core import calibration, plots, views
 from qa_core.inference import answer_note
 from qa_core.service import QAService
 from qa_core.ui.common import (ANSWER_CONCURRENCY, HUB_HINT, PRIVATE, QUICK_MINUTES, Outputs, by_name,
                                model_picker)
 
-ANSWER_COLORS = {"answer": "#ffb347"}
 NO_HEAD_NOTICE = (f"**This model has no fine-tuned question answering head yet, so its answers are close to "
                   f"random.** Fine-tune it first: the quick fine-tune trains it on the bundled sample in about "
                   f"{QUICK_MINUTES} minutes on a laptop CPU. Online, you can also type the hub id of a "
                   f"model fine-tuned on SQuAD in the model box, e.g. `{HUB_HINT}`.")
+# The answer block: the answer large; the context in a box of fixed height that wraps between words and scrolls.
+ANSWER_CSS = """
+.qa-answer { display: flex; flex-direction: column; gap: 0.4rem; }
+.qa-headline { font-size: 1.9rem; font-weight: 650; line-height: 1.25; overflow-wrap: anywhere; }
+.qa-abstained .qa-headline { color: var(--body-text-color-subdued); font-style: italic; }
+.qa-detail { color: var(--body-text-color-subdued); font-size: 0.95rem; }
+.qa-context { position: relative; max-height: 18rem; overflow-y: auto; padding: 0.6rem 0.8rem;
+  border: 1px solid var(--border-color-primary); border-radius: var(--radius-lg); white-space: pre-wrap;
+  word-break: normal; overflow-wrap: break-word; line-height: 1.55; }
+.qa-context mark { background: #ffb347; color: #000; border-radius: 3px; padding: 0 2px; }
+.qa-context mark.qa-passed-over { background: transparent; outline: 2px dashed #e08a00; color: inherit; }
+"""
+# After every new answer, scroll the context box (not the page) so the marked span sits a third of the way down.
+SCROLL_JS = """
+const scroll = () => {
+  const box = element.querySelector('.qa-context');
+  const mark = box && box.querySelector('mark');
+  if (mark) box.scrollTop = Math.max(0, mark.offsetTop - box.clientHeight / 3);
+};
+watch('value', scroll);
+scroll();
+"""
+EXPLAIN_CONCURRENCY = 1  # one explanation at a time: it computes beside the model thread (QAService.attribute)
 
 
 class AskHandlers:
@@ -28,18 +51,36 @@ class AskHandlers:
     def ask(self, model: str, question: str, context: str) -> Outputs:
         try:
             result, loaded, seconds = self.service.answer(model, question, context)
+            temperature = calibration.run_temperature(loaded.source)
         except (ValueError, OSError, RuntimeError) as err:
-            return {"answer": None, "score": "", "alternatives": views.alternatives_table(None), "plot": None,
+            return {"answer": "", "score": "", "alternatives": views.alternatives_table(None), "plot": None,
                     "message": f"Cannot answer: {self.service.explain(err)}", "notice": gr.update(visible=False)}
-        top = result.prediction.alternatives[0] if result.prediction.alternatives else None
-        marks = {"answer": [result.prediction.span]} if result.prediction.span else {}
+        result = calibration.rescale_result(result, temperature)
+        prediction = result.prediction
+        top = prediction.alternatives[0] if prediction.alternatives else None
+        headline, detail = views.answer_headline(result, temperature)
+        abstained = prediction.abstained or top is None
+        span = prediction.span or ((top.start, top.end) if top else None)  # abstaining: the best span, dashed
         timing = f"{result.windows} window(s) · {seconds * 1000:.0f} ms"
-        score = (f"{answer_note(result.prediction)} · {timing}" if result.prediction.abstained or not top else
+        score = (f"{answer_note(prediction)} · {timing}" if abstained else
                  f"score {top.score:.2f} · probability {top.probability:.0%} · {timing}")
-        return {"answer": views.highlight(result.context, marks), "score": score,
+        return {"answer": views.answer_html(result.context, span, headline, detail, abstained), "score": score,
                 "alternatives": views.alternatives_table(result),
-                "plot": plots.logit_figure(result.logits, result.prediction.span), "message": "",
+                "plot": plots.logit_figure(result.logits, prediction.span),
+                "message": views.unknown_warning(result.logits.tokens, loaded.tokenizer.unk_token),
                 "notice": gr.update(visible=not loaded.has_qa_head)}
+
+    def why(self, model: str, question: str, context: str) -> Outputs:
+        """Attributions of the answer's start and end scores over the window's tokens, and the time they took."""
+        try:
+            attribution = self.service.attribute(model, question, context)
+        except (ValueError, OSError, RuntimeError) as err:
+            return {"why_plot": None, "why_note": f"No explanation: {self.service.explain(err)}"}
+        steps = f" with {attribution.steps} steps" if attribution.steps else ""
+        window = f" · window {attribution.window + 1} of {attribution.windows}" if attribution.windows > 1 else ""
+        return {"why_plot": plots.attribution_figure(attribution),
+                "why_note": f"{attribution.method}{steps} in {attribution.seconds:.1f} s{window}. Red tokens raise "
+                            f"the score of the answer's start (or end), blue ones lower it."}
 
 
 def build_ask_tab(service: QAService) -> dict[str, Any]:
@@ -55,16 +96,20 @@ def build_ask_tab(service: QAService) -> dict[str, Any]:
                                       max_length=service.settings.max_question_chars)
                 button = gr.Button("Answer", variant="primary", elem_id="ask-button")
             with gr.Column(scale=2):
-                outputs = {"answer": gr.HighlightedText(label="Answer in the context", color_map=ANSWER_COLORS,
-                                                        show_legend=False, elem_id="ask-answer"),
+                outputs = {"answer": gr.HTML("", css_template=ANSWER_CSS, js_on_load=SCROLL_JS, label="Answer",
+                                             elem_id="ask-answer"),
                            "score": gr.Textbox(label="Score", interactive=False, elem_id="ask-score"),
                            "message": gr.Textbox(label="Message", interactive=False, elem_id="ask-message")}
                 with gr.Group(visible=False) as outputs["notice"]:
                     gr.Markdown(NO_HEAD_NOTICE)
                     quick = gr.Button(f"Quick fine-tune in the Train tab (about {QUICK_MINUTES} min)")
         outputs["alternatives"] = gr.Dataframe(views.alternatives_table(None), label="Top 5 answers",
-                                               interactive=False)
+                                               interactive=False, wrap=True, column_widths=["14%", "58%", "28%"],
+                                               elem_id="ask-alternatives")
         outputs["plot"] = gr.Plot(label="Start and end logits per token")
+        why = gr.Button("Why this answer?", elem_id="ask-why")
+        explained = {"why_note": gr.Textbox(label="Attributions", interactive=False, elem_id="ask-why-note"),
+                     "why_plot": gr.Plot(label="Attributions per token")}
         rows, titles = views.sample_examples()
         gr.Examples(rows, [context, question], example_labels=titles, label="Examples (the bundled sample)",
                     api_name="ui_example", **PRIVATE)
@@ -72,4 +117,6 @@ def build_ask_tab(service: QAService) -> dict[str, Any]:
                  concurrency_limit=ANSWER_CONCURRENCY, concurrency_id="answer", **PRIVATE)
     button.click(**event, api_name="ui_ask")
     question.submit(**event, api_name="ui_ask_submit")
+    why.click(by_name(ui.why, explained), [model, question, context], list(explained.values()),
+              concurrency_limit=EXPLAIN_CONCURRENCY, concurrency_id="explain", api_name="ui_why", **PRIVATE)
     return {"model": model, "question": question, "context": context, "quick": quick}

@@ -1,20 +1,31 @@
-"""The Train tab: start, watch and cancel one background fine-tuning job."""
+"""The Train tab: start, watch, cancel and resume one background fine-tuning job; any run's history."""
 
 from __future__ import annotations
 
 import typing
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from qa_core import plots, views
 from qa_core.config import QAConfig, help_of
-from qa_core.jobs import JobBusyError
+from qa_core.checkpoints import HISTORY_FILE, read_run_info
+from qa_core.jobs import JobBusyError, JobSnapshot, has_model
+from qa_core.progress import read_history
 from qa_core.service import HINTS, QAService, form_fields
 from qa_core.ui.common import PRIVATE, QUICK_MINUTES, Outputs, by_name, model_picker
 
 DATA_CHOICES = ("Bundled sample", "Upload a SQuAD JSON file", "Path on the server or hub name")
 SWITCHED_OFF = "Training is switched off on this server."
+OPTION_WIDTH = 260  # px
+ENDED = ("finished", "cancelled", "failed")
+REFUSED = (ValueError, OSError, JobBusyError)  # a start refused at once: nothing was started
+
+
+def history_plot(run: str | Path) -> Any:
+    """Loss, learning rate and evaluation EM/F1 of a run folder, from its history.jsonl."""
+    return plots.history_figure(read_history(Path(run) / HISTORY_FILE))
 
 
 class TrainHandlers:
@@ -27,32 +38,38 @@ class TrainHandlers:
         if choice == DATA_CHOICES[1]:
             if not upload:
                 raise ValueError("no file uploaded: drop a SQuAD JSON file in the upload box first")
-            return self.service.check_data(upload, "training data", upload=True)
-        if choice == DATA_CHOICES[2]:
+            source = self.service.check_data(upload, "training data", upload=True)
+        elif choice == DATA_CHOICES[2]:
             if not (path or "").strip():
                 raise ValueError("no data path or hub name given")
-            return self.service.check_data(path, "training data")
-        return "sample"
+            source = self.service.check_data(path, "training data")
+        else:
+            return "sample"
+        return self.service.check_start_data(source, "training data")
 
     def check_upload(self, upload: str | None) -> Outputs:
-        return {"message": self.service.check_upload(upload)}
+        """A dropped file becomes the training data by itself (a refused one is deleted and the sample chosen)."""
+        line = self.service.check_upload(upload)
+        usable = bool(upload) and not line.startswith("Not usable")
+        return {"message": line, "choice": DATA_CHOICES[1] if usable else DATA_CHOICES[0]}
 
     def start_training(self, model: str, choice: str, upload: str | None, path: str, eval_data: str,
                        *values: Any) -> Outputs:
         """values: the Train form's inputs, in form_fields() order."""
         try:
             train_file = self.data_source(choice, upload, path)
-            eval_file = self.service.check_data(eval_data, "evaluation data")
+            eval_file = self.service.check_start_data(self.service.check_data(eval_data, "evaluation data"),
+                                                      "evaluation data")
             config = self.service.train_config(model, train_file, eval_file, dict(zip(form_fields(), values)))
             snapshot = self.service.start(config, upload if choice == DATA_CHOICES[1] else None)
-        except (ValueError, JobBusyError) as err:
+        except REFUSED as err:
             return {"message": f"Not started: {self.service.explain(err)}"}
         return {"message": f"Started job {snapshot.job_id}: {self.service.explain(snapshot.output_dir)}"}
 
     def start_quick(self) -> Outputs:
         try:
             snapshot = self.service.start(self.service.quick_config())
-        except (ValueError, JobBusyError) as err:
+        except REFUSED as err:
             return {"message": f"Not started: {self.service.explain(err)}"}
         return {"message": f"Started the quick fine-tune (about {QUICK_MINUTES} min): "
                            f"{self.service.explain(snapshot.output_dir)}"}
@@ -61,28 +78,60 @@ class TrainHandlers:
         active = self.service.jobs.cancel().active
         return {"message": "Cancelling after the current step." if active else "No training job is running."}
 
+    def resume(self, run: str | None) -> Outputs:
+        """Continue a cancelled or failed run from its checkpoint (train.py --resume)."""
+        try:
+            snapshot = self.service.resume(run)
+        except REFUSED as err:
+            return {"message": f"Not resumed: {self.service.explain(err)}"}
+        return {"message": f"Resumed {Path(snapshot.output_dir).name} as job {snapshot.job_id}"}
+
+    def show_run(self, run: str | None) -> Outputs:
+        """A picked run's history plot, and whether Resume applies to it."""
+        try:
+            folder = self.service.run_path(run)
+        except ValueError as err:
+            return {"history": None, "run_note": self.service.explain(err), "resume": gr.update(interactive=False)}
+        try:
+            stopped = not (read_run_info(Path(folder)).status == "finished" and has_model(folder))
+        except ValueError as err:
+            return {"history": None, "run_note": self.service.explain(err), "resume": gr.update(interactive=False)}
+        note = "Stopped before it finished: Resume continues it from its last checkpoint." if stopped else ""
+        return {"history": history_plot(folder), "run_note": note,
+                "resume": gr.update(interactive=stopped and self.service.settings.training_enabled)}
+
     def poll(self, seen_version: int) -> Outputs:
-        """Timer tick: redraw the job's bar, status and loss curve only when the job changed."""
+        """Timer tick: redraw the job's bar, status and history only when the job changed; `ended` names the
+        last job that ended, so the pickers refresh once when a run is done."""
         s = self.service.jobs.snapshot()
         if s.version == seen_version and not s.active:
-            return {"bar": gr.skip(), "status": gr.skip(), "loss": gr.skip(), "version": seen_version}
-        loss = plots.loss_figure(s.losses, s.total_steps) if s.version != seen_version else gr.skip()
-        return {"bar": views.progress_html(s), "status": self.service.explain(views.job_text(s)), "loss": loss,
-                "version": s.version}
+            return {"bar": gr.skip(), "status": gr.skip(), "loss": gr.skip(), "version": seen_version,
+                    "ended": gr.skip()}
+        return {"bar": views.progress_html(s), "status": self.service.explain(views.job_text(s)),
+                "loss": self.job_plot(s) if s.version != seen_version else gr.skip(), "version": s.version,
+                "ended": s.job_id if s.status in ENDED else gr.skip()}
+
+    @staticmethod
+    def job_plot(s: JobSnapshot) -> Any:
+        """The running job's history once its run writes one; its losses until then."""
+        events = read_history(Path(s.output_dir) / HISTORY_FILE) if s.output_dir else []
+        return plots.history_figure(events) if events else plots.loss_figure(s.losses, s.total_steps)
 
 
 def option_input(name: str, default: Any) -> Any:
     """One Train-form input for a QAConfig field, labelled and explained by the field's help."""
     hint, info = HINTS[name], help_of(name)
+    # Wide enough for the longest field name (per_device_train_batch_size) on one line; the row wraps.
+    look = {"label": name, "info": info, "elem_id": f"train-{name}", "min_width": OPTION_WIDTH}
     if hint is bool:
-        return gr.Checkbox(default, label=name, info=info, elem_id=f"train-{name}")
+        return gr.Checkbox(default, **look)
     if hint is str:
-        return gr.Textbox(default, label=name, info=info, elem_id=f"train-{name}")
+        return gr.Textbox(default, **look)
     if bool in typing.get_args(hint):  # bool | None: auto
-        return gr.Dropdown(["auto", "on", "off"], value="auto", label=name, info=info, elem_id=f"train-{name}")
+        return gr.Dropdown(["auto", "on", "off"], value="auto", **look)
     optional_count = int in typing.get_args(hint)
     shown = 0 if default is None and optional_count else default  # 0 stands for "all" in the sample limits
-    return gr.Number(shown, label=name, info=info + (" 0 = all." if optional_count else ""), elem_id=f"train-{name}")
+    return gr.Number(shown, **{**look, "info": info + (" 0 = all." if optional_count else "")})
 
 
 def build_train_tab(service: QAService) -> dict[str, Any]:
@@ -112,11 +161,22 @@ def build_train_tab(service: QAService) -> dict[str, Any]:
         shown = {"message": gr.Textbox(label="Message", interactive=False, elem_id="train-message"),
                  "bar": gr.HTML(views.progress_html(service.jobs.snapshot())),
                  "status": gr.Textbox(label="Training job", lines=4, interactive=False, elem_id="train-status"),
-                 "loss": gr.Plot(label="Loss")}
+                 "loss": gr.Plot(label="Training job: loss, learning rate, evaluation"), "ended": gr.State(0)}
+        with gr.Row():
+            run = gr.Dropdown(service.run_choices(), value=None, label="Run", elem_id="train-run", scale=3,
+                              info="Any run: its history; a stopped one can be resumed")
+            resume = gr.Button("Resume from checkpoint", interactive=False, elem_id="train-resume", scale=1)
+        picked = {"run_note": gr.Markdown(elem_id="train-run-note"), "history": gr.Plot(label="Run history"),
+                  "resume": resume}
     message = {"message": shown["message"]}
-    upload.upload(by_name(ui.check_upload, message), upload, shown["message"], api_name="ui_check_upload", **PRIVATE)
+    checked = {**message, "choice": choice}
+    upload.upload(by_name(ui.check_upload, checked), upload, list(checked.values()), api_name="ui_check_upload",
+                  **PRIVATE)
+    upload.clear(lambda: DATA_CHOICES[0], None, choice, api_name="ui_clear_upload", **PRIVATE)
+    run.change(by_name(ui.show_run, picked), run, list(picked.values()), api_name="ui_show_run", **PRIVATE)
+    resume.click(by_name(ui.resume, message), run, shown["message"], api_name="ui_resume", **PRIVATE)
     start.click(by_name(ui.start_training, message), [model, choice, upload, path, eval_data, *options],
                 shown["message"], api_name="ui_start_training", **PRIVATE)
     quick.click(by_name(ui.start_quick, message), None, shown["message"], api_name="ui_start_quick", **PRIVATE)
     cancel.click(by_name(ui.cancel, message), None, shown["message"], api_name="ui_cancel", **PRIVATE)
-    return {"model": model, "handlers": ui, **shown}
+    return {"model": model, "run": run, "handlers": ui, **shown}
