@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
+import shutil
 from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -69,13 +72,25 @@ def texts(pieces, label):
     return [text for text, name in pieces if name == label]
 
 
-def test_ask_highlights_the_answer_inside_the_context(ui, settings):
+def part(block: str, name: str) -> str:
+    """The text of one part of the Ask tab's answer block (qa-headline, qa-detail, qa-context), unescaped."""
+    inner = re.search(f'<div class="{name}"[^>]*>(.*?)</div>', block, re.S).group(1)
+    return html.unescape(re.sub(r"<[^>]+>", "", inner))
+
+
+def marked(block: str) -> list[str]:
+    return [html.unescape(m) for m in re.findall(r"<mark[^>]*>(.*?)</mark>", block, re.S)]
+
+
+def test_ask_shows_the_answer_large_and_marks_it_in_the_context(ui, settings):
     shown = ui.ask.ask(settings.default_model, QUESTION, CONTEXT)
-    pieces, alternatives = shown["answer"], shown["alternatives"]
-    assert "".join(text for text, _ in pieces) == CONTEXT
-    assert len(texts(pieces, "answer")) == 1 and texts(pieces, "answer")[0] in CONTEXT
+    block, alternatives = shown["answer"], shown["alternatives"]
+    assert part(block, "qa-context") == CONTEXT
+    answer = part(block, "qa-headline")
+    assert marked(block) == [answer] and answer in CONTEXT and '<mark class="qa-span">' in block
+    assert re.fullmatch(r"probability \d+%", part(block, "qa-detail"))
     assert "probability" in shown["score"] and shown["message"] == ""
-    assert 1 <= len(alternatives) <= 5 and alternatives["answer"].iloc[0] == texts(pieces, "answer")[0]
+    assert 1 <= len(alternatives) <= 5 and alternatives["answer"].iloc[0] == answer
     assert alternatives["probability"].sum() <= 1.0 + 1e-6
     assert shown["plot"].data[0].name == "start logit"
     assert shown["notice"] == gr.update(visible=False)  # the tiny model was saved with a QA head
@@ -93,7 +108,7 @@ def test_the_embedded_model_says_it_has_no_qa_head(ui):
     (QUESTION, None, "context is empty")])
 def test_bad_questions_get_a_message(ui, question, context, expected):
     shown = ui.ask.ask("", question, context)
-    assert shown["answer"] is None and shown["plot"] is None and len(shown["alternatives"]) == 0
+    assert shown["answer"] == "" and shown["plot"] is None and len(shown["alternatives"]) == 0
     assert shown["message"].startswith("Cannot answer") and expected in shown["message"]
 
 
@@ -114,7 +129,8 @@ def test_unknown_model_gets_a_message(ui, tmp_path):
     "مرحبا بالعالم " * 20])
 def test_odd_text_comes_back_verbatim_as_text(ui, context):
     shown = ui.ask.ask("", "<img src=x onerror=alert(1)> who? 🤔", context)
-    assert shown["message"] == "" and "".join(text for text, _ in shown["answer"]) == context
+    assert part(shown["answer"], "qa-context") == context and "<script>" not in shown["answer"]
+    assert "<b>" not in shown["answer"] and all(m in context for m in marked(shown["answer"]))
 
 
 def test_a_context_at_the_limits_is_answered(ui):
@@ -193,7 +209,10 @@ def test_training_from_the_tab_appears_in_the_pickers(ui, settings):
     assert ui.service.jobs.wait(120)
     polled = ui.train.poll(-1)
     assert "100%" in polled["bar"] and "finished" in polled["status"] and polled["loss"].data[0].y
+    assert "finished · finished" not in polled["status"] and polled["ended"] == 1  # the pickers refresh now
+    assert [t.name for t in polled["loss"].data][:2] == ["loss", "learning rate"]  # the run's history
     pickers = app.pickers(ui.service, None)
+    assert Path(message["message"].split(": ", 1)[1]).name in [v for _, v in pickers["train_run"]["choices"]]
     run = Path(message["message"].split(": ", 1)[1]).name
     assert run in [value for _, value in pickers["ask_model"]["choices"]]
     assert run in [value for _, value in pickers["run"]["choices"]] and pickers["run"]["value"] == run  # the newest
@@ -235,7 +254,8 @@ def test_a_run_without_records_gets_a_message(ui, tmp_path):
 
 
 def test_the_layout_builds(settings):
-    assert isinstance(app.build_app(settings), gr.Blocks)
+    demo = app.build_app(settings)
+    assert isinstance(demo, gr.Blocks) and demo.title == app.TITLE != "Extractive QA"
 
 
 def test_highlight_marks_overlapping_spans():
@@ -299,3 +319,114 @@ def test_a_public_server_caps_the_questions_a_job_reads(settings):
     assert (capped.max_train_samples, capped.max_eval_samples) == (50, 20)
     assert service.quick_config().max_train_samples == 50
     assert QAService(settings).train_config("", "sample", "", {}).max_train_samples is None  # local: all
+
+
+LONG = " ".join(["The keeper wound the clockwork every night and trimmed the wick."] * 40)
+LATE = LONG + " The last keeper was Abbie Burgess, who left in 1875."
+
+
+def copy_run(run: Path, folder: Path) -> Path:
+    shutil.copytree(run, folder)
+    return folder
+
+
+def test_a_long_context_marks_one_span_and_shows_it_escaped(ui):
+    block = ui.ask.ask("", "Who was the last keeper?", LATE)["answer"]
+    assert part(block, "qa-context") == LATE and len(marked(block)) == 1
+    assert 'class="qa-context"' in block  # the box the page scrolls to the mark (tests/test_browser.py)
+
+
+def test_a_squad2_run_that_abstains_says_so_and_keeps_the_best_spans(ui, tiny_run, tmp_path):
+    run = copy_run(tiny_run, tmp_path / "v2-run")
+    (run / "eval_metrics.json").write_text(json.dumps({"best_f1_thresh": -1e6}), encoding="utf-8")  # always abstain
+    shown = ui.ask.ask(str(run), QUESTION, CONTEXT)
+    block = shown["answer"]
+    assert part(block, "qa-headline") == "No answer in this text" and "qa-abstained" in block
+    assert "null score" in part(block, "qa-detail") and "dashed span" in part(block, "qa-detail")
+    assert '<mark class="qa-passed-over">' in block and marked(block)[0] == shown["alternatives"]["answer"].iloc[0]
+    assert len(shown["alternatives"]) >= 1 and shown["score"].startswith("No answer in this text")
+
+
+def test_a_calibrated_run_shows_scaled_probabilities(ui, tiny_run, tmp_path):
+    from qa_core import calibration
+
+    run = copy_run(tiny_run, tmp_path / "calibrated-run")
+    plain = ui.ask.ask(str(run), QUESTION, CONTEXT)
+    fitted = calibration.fit_calibration(views.run_records(str(run)))
+    calibration.write_calibration(run, calibration.replace(fitted, temperature=3.0))
+    scaled = ui.ask.ask(str(run), QUESTION, CONTEXT)
+    assert "calibrated, temperature 3.00" in part(scaled["answer"], "qa-detail")
+    assert "calibrated" not in part(plain["answer"], "qa-detail")
+    first = (plain["alternatives"]["probability"].iloc[0], scaled["alternatives"]["probability"].iloc[0])
+    assert first[1] != first[0] and scaled["alternatives"]["probability"].sum() <= 1.0 + 1e-6
+
+
+def test_text_the_vocabulary_cannot_read_gets_a_warning(ui):
+    shown = ui.ask.ask("", "谁设计了透镜？", "灯塔的透镜是由奥古斯丁·菲涅耳在十九世纪初设计的。灯塔守护者曾经住在这里。" * 3)
+    assert "unknown to this model's vocabulary ([UNK])" in shown["message"]
+    assert ui.ask.ask("", QUESTION, CONTEXT)["message"] == ""
+
+
+def test_why_this_answer_shows_attributions_within_the_budget(ui):
+    shown = ui.ask.why("", QUESTION, CONTEXT)
+    assert [t.type for t in shown["why_plot"].data] == ["heatmap"]
+    seconds = float(re.search(r"in ([\d.]+) s", shown["why_note"]).group(1))
+    assert seconds < 5.0 + 2.0  # the local budget, plus the answering pass before it
+    assert ui.ask.why("", "", CONTEXT)["why_note"].startswith("No explanation")
+
+
+def test_an_upload_chooses_the_data_source(ui, tmp_path):
+    sample = tmp_path / "mine.json"
+    sample.write_bytes(Path("qa_core/sample/sample-squad.json").read_bytes())
+    assert ui.train.check_upload(str(sample))["choice"] == DATA_CHOICES[1]
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}", encoding="utf-8")
+    assert ui.train.check_upload(str(bad))["choice"] == DATA_CHOICES[0]
+
+
+def test_a_start_that_cannot_read_its_data_is_not_started(ui, tmp_path):
+    missing = ui.train.start_training("", DATA_CHOICES[2], None, str(tmp_path / "nowhere.json"), "", *form())
+    assert missing["message"].startswith("Not started: training data: no such file")
+    bad = tmp_path / "notes.json"
+    bad.write_text(json.dumps({"hello": "world"}), encoding="utf-8")
+    refused = ui.train.start_training("", DATA_CHOICES[2], None, str(bad), "", *form())["message"]
+    assert refused.startswith("Not started") and "expected SQuAD JSON" in refused
+    evaluation = ui.train.start_training("", DATA_CHOICES[0], None, "", str(tmp_path / "dev.json"), *form())
+    assert evaluation["message"].startswith("Not started: evaluation data: no such file")
+    assert ui.service.jobs.snapshot().status == "idle"
+
+
+def test_a_cancelled_run_is_resumed_from_the_train_tab(settings, tmp_path):
+    ui = handlers(Settings(tmp_path / "runs", settings.default_model, training_enabled=True, fast_inference=False))
+    run = tmp_path / "runs" / "20250101-000000-stopped"
+    train(QAConfig(model_name_or_path=settings.default_model, train_file="sample", validation_file="sample",
+                   output_dir=str(run), max_steps=3, per_device_train_batch_size=4, max_train_samples=8,
+                   max_eval_samples=4, max_seq_length=128, doc_stride=32), should_stop=lambda: True)
+    label = dict((value, label) for label, value in ui.service.run_choices())[run.name]
+    assert label.endswith("cancelled, no final model")
+    assert run.name not in [value for _, value in ui.service.model_choices()]  # not offered where a model is needed
+    refused = ui.ask.ask(run.name, QUESTION, CONTEXT)["message"]
+    assert "is cancelled and has no final model; resume it in the Train tab" in refused
+    picked = ui.train.show_run(run.name)
+    assert picked["resume"]["interactive"] and "Resume continues it" in picked["run_note"]
+    assert ui.train.resume(run.name)["message"] == f"Resumed {run.name} as job 1"
+    assert ui.service.jobs.wait(120) and ui.service.jobs.snapshot().status == "finished"
+    assert run.name in [value for _, value in ui.service.model_choices()] and ui.ask.ask(run.name, QUESTION, CONTEXT)
+    done = ui.train.show_run(run.name)
+    assert not done["resume"]["interactive"] and done["history"].data[0].name == "loss"
+    assert "has finished; nothing to resume" in ui.train.resume(run.name)["message"]
+
+
+def test_a_run_without_a_checkpoint_cannot_be_resumed(settings, tmp_path):
+    from qa_core.checkpoints import RunInfo, write_run_info
+
+    ui = handlers(Settings(tmp_path, settings.default_model, training_enabled=True, fast_inference=False))
+    write_run_info(tmp_path / "early", RunInfo("failed", {"train_file": "sample"}))
+    assert "stopped before its first checkpoint" in ui.train.resume("early")["message"]
+    assert ui.train.resume(None)["message"].startswith("Not resumed: pick a run")
+
+
+def test_a_finished_run_shows_its_history(ui, tiny_run):
+    shown = ui.train.show_run(tiny_run.name)
+    names = [t.name for t in shown["history"].data]
+    assert names[:2] == ["loss", "learning rate"] and {"EM", "F1"} <= set(names) and shown["run_note"] == ""
