@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # a type only: importing jobs would import training
     from qa_core.jobs import JobSnapshot
 
 TABLE_COLUMNS = ["id", "word", "question", "gold", "prediction", "EM", "F1"]
+LONG_ANSWER_CHARS = 60  # a longer answer is shown in smaller (still large) type
 SORTS = ("F1, lowest first", "F1, highest first", "question word", "id")
 
 
@@ -38,7 +39,7 @@ def highlight(context: str, marks: dict[str, list[tuple[int, int]]]) -> list[tup
 
 def alternatives_table(result: AnswerResult | None) -> pd.DataFrame:
     spans = result.prediction.alternatives if result else ()
-    return pd.DataFrame({"rank": range(1, len(spans) + 1), "answer": [s.text for s in spans],
+    return pd.DataFrame({"#": range(1, len(spans) + 1), "answer": [s.text for s in spans],
                          "probability": [round(s.probability, 3) for s in spans]})
 
 
@@ -64,7 +65,7 @@ def answer_html(context: str, span: tuple[int, int] | None, headline: str, detai
         kind = "qa-passed-over" if abstained else "qa-span"
         body = (f'{html.escape(context[:span[0]])}<mark class="{kind}">{html.escape(context[span[0]:span[1]])}'
                 f'</mark>{html.escape(context[span[1]:])}')
-    state = " qa-abstained" if abstained else ""
+    state = " qa-abstained" if abstained else " qa-long-answer" if len(headline) > LONG_ANSWER_CHARS else ""
     return (f'<div class="qa-answer{state}"><div class="qa-headline">{html.escape(headline)}</div>'
             f'<div class="qa-detail">{html.escape(detail)}</div>'
             f'<div class="qa-context" tabindex="0">{body}</div></div>')

@@ -19,6 +19,33 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 ROOT = Path(__file__).resolve().parent.parent
 CONTEXT = ("The lighthouse lens was designed by Augustin Fresnel in the early nineteenth century. "
            "<script>window.injected = 1</script> Keepers once lived at the station.")
+# About 2,700 words, the answer near the end: the case where the answer box once grew thousands of pixels tall.
+LONG = " ".join(["The keeper wound the clockwork every night and trimmed the wick before dawn."] * 190)
+LATE = LONG + " The last keeper was Abbie Burgess, who left the station in 1875."
+# Where the answer block stands: the box's geometry, the mark's place in it, the headline's size.
+MEASURE = """
+const box = document.querySelector('#ask-answer .qa-context');
+const mark = box.querySelector('mark');
+const headline = document.querySelector('#ask-answer .qa-headline');
+return {client: box.clientHeight, scroll: box.scrollHeight, top: box.scrollTop, markTop: mark.offsetTop,
+        markHeight: mark.offsetHeight, wordBreak: getComputedStyle(box).wordBreak,
+        headlinePx: parseFloat(getComputedStyle(headline).fontSize),
+        bodyPx: parseFloat(getComputedStyle(box).fontSize), blockHeight: box.closest('.qa-answer').offsetHeight};
+"""
+# Header cells of the top-5 table whose text does not fit their cell: cut off, or broken over two lines.
+CLIPPED = """
+const lines = cell => {  // the most lines any one piece of text in the cell takes
+  const walk = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+  let most = 0;
+  for (let node = walk.nextNode(); node; node = walk.nextNode()) {
+    if (!node.textContent.trim()) continue;
+    const r = document.createRange(); r.selectNodeContents(node);
+    most = Math.max(most, new Set([...r.getClientRects()].map(q => Math.round(q.top))).size);
+  }
+  return most; };
+return [...document.querySelectorAll('#ask-alternatives th')].filter(c => c.offsetWidth > 0)
+  .filter(c => c.scrollWidth > c.clientWidth + 1 || lines(c) > 1).map(c => c.innerText.trim());
+"""
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
@@ -99,18 +126,48 @@ def set_number(driver, name: str, value: int) -> None:
     field.send_keys(str(value))
 
 
+def type_text(driver, css: str, text: str) -> None:
+    """Put a long text in a textbox at once (typing it key by key takes minutes), as an input event."""
+    driver.execute_script("const t = document.querySelector(arguments[0]); t.value = arguments[1];"
+                          "t.dispatchEvent(new Event('input', {bubbles: true}));", css, text)
+
+
+def ask(driver, context: str, question: str, before: str = "") -> str:
+    type_text(driver, "#ask-context textarea", context)
+    type_text(driver, "#ask-question textarea", question)
+    find(driver, "#ask-button").click()
+    return wait_for(lambda: (text := find(driver, "#ask-answer .qa-headline").text.strip()) != before and text, 60,
+                    "the answer")
+
+
 def test_ask_train_and_browse_errors(server, browser):
     browser.get(server)
     wait_for(lambda: find(browser, "#ask-question textarea"), 60, "the Ask tab")
-    find(browser, "#ask-context textarea").send_keys(CONTEXT)
-    find(browser, "#ask-question textarea").send_keys("Who designed the lens?")
-    find(browser, "#ask-button").click()
-    answer = wait_for(lambda: find(browser, "#ask-answer .highlighted .text").text, 60, "the highlighted answer")
+    answer = ask(browser, CONTEXT, "Who designed the lens?")
     browser.save_screenshot(str(ARTIFACTS / "1-ask.png"))
-    assert answer.strip() and answer.strip() in CONTEXT
-    assert "<script>" in find(browser, "#ask-answer").text  # shown as text
+    assert answer and answer in CONTEXT.replace("  ", " ")
+    assert "<script>" in find(browser, "#ask-answer .qa-context").text  # shown as text
     assert browser.execute_script("return window.injected") is None  # never run
     assert "probability" in find(browser, "#ask-score textarea").get_attribute("value")
+    assert "probability" in find(browser, "#ask-answer .qa-detail").text
+
+    # A long context: the box keeps its height and scrolls to the answer.
+    ask(browser, LATE, "Who was the last keeper?", before=answer)
+    wait_for(lambda: browser.execute_script(MEASURE)["top"] > 0 or None, 20, "the context box to scroll")
+    box = browser.execute_script(MEASURE)
+    browser.save_screenshot(str(ARTIFACTS / "1b-ask-long.png"))
+    assert box["scroll"] > 5 * box["client"] and box["blockHeight"] < 700 and box["wordBreak"] == "normal"
+    assert box["top"] <= box["markTop"] and box["markTop"] + box["markHeight"] <= box["top"] + box["client"]
+    assert box["headlinePx"] >= 1.3 * box["bodyPx"]  # the answer in large type (a long one a little smaller)
+    headers = [c.text.strip() for c in find_all(browser, "#ask-alternatives th") if c.is_displayed()]
+    assert {"answer", "probability"} <= set(headers) and browser.execute_script(CLIPPED) == []  # readable at 1400 px
+    browser.set_window_size(390, 844)  # a phone
+    time.sleep(1)
+    browser.save_screenshot(str(ARTIFACTS / "1c-ask-phone.png"))
+    find(browser, "#ask-answer").screenshot(str(ARTIFACTS / "1d-ask-phone-answer.png"))
+    find(browser, "#ask-alternatives").screenshot(str(ARTIFACTS / "1e-ask-phone-top5.png"))
+    assert browser.execute_script(CLIPPED) == []
+    browser.set_window_size(1400, 1800)
 
     open_tab(browser, "Train")
     for name, value in (("max_steps", 4), ("per_device_train_batch_size", 4), ("max_seq_length", 128),
@@ -120,6 +177,7 @@ def test_ask_train_and_browse_errors(server, browser):
     wait_for(lambda: "finished" in find(browser, "#train-status textarea").get_attribute("value"), 180,
              "the training job to finish")
     browser.save_screenshot(str(ARTIFACTS / "2-train.png"))
+    find(browser, "#train-status").screenshot(str(ARTIFACTS / "2b-train-status.png"))
     assert "Started job 1" in find(browser, "#train-message textarea").get_attribute("value")
 
     open_tab(browser, "Errors")  # the newest run is picked and loaded

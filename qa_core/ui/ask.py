@@ -21,6 +21,7 @@ NO_HEAD_NOTICE = (f"**This model has no fine-tuned question answering head yet, 
 ANSWER_CSS = """
 .qa-answer { display: flex; flex-direction: column; gap: 0.4rem; }
 .qa-headline { font-size: 1.9rem; font-weight: 650; line-height: 1.25; overflow-wrap: anywhere; }
+.qa-long-answer .qa-headline { font-size: 1.4rem; }
 .qa-abstained .qa-headline { color: var(--body-text-color-subdued); font-style: italic; }
 .qa-detail { color: var(--body-text-color-subdued); font-size: 0.95rem; }
 .qa-context { position: relative; max-height: 18rem; overflow-y: auto; padding: 0.6rem 0.8rem;
@@ -104,7 +105,7 @@ def build_ask_tab(service: QAService) -> dict[str, Any]:
                     gr.Markdown(NO_HEAD_NOTICE)
                     quick = gr.Button(f"Quick fine-tune in the Train tab (about {QUICK_MINUTES} min)")
         outputs["alternatives"] = gr.Dataframe(views.alternatives_table(None), label="Top 5 answers",
-                                               interactive=False, wrap=True, column_widths=["14%", "58%", "28%"],
+                                               interactive=False, wrap=True, column_widths=["8%", "52%", "40%"],
                                                elem_id="ask-alternatives")
         outputs["plot"] = gr.Plot(label="Start and end logits per token")
         why = gr.Button("Why this answer?", elem_id="ask-why")

@@ -18,7 +18,7 @@ from qa_core.ui.common import PRIVATE, QUICK_MINUTES, Outputs, by_name, model_pi
 
 DATA_CHOICES = ("Bundled sample", "Upload a SQuAD JSON file", "Path on the server or hub name")
 SWITCHED_OFF = "Training is switched off on this server."
-OPTION_WIDTH = 260  # px
+OPTION_WIDTH = 260  # px: the longest field name (per_device_train_batch_size) on one line
 ENDED = ("finished", "cancelled", "failed")
 REFUSED = (ValueError, OSError, JobBusyError)  # a start refused at once: nothing was started
 
@@ -121,8 +121,7 @@ class TrainHandlers:
 def option_input(name: str, default: Any) -> Any:
     """One Train-form input for a QAConfig field, labelled and explained by the field's help."""
     hint, info = HINTS[name], help_of(name)
-    # Wide enough for the longest field name (per_device_train_batch_size) on one line; the row wraps.
-    look = {"label": name, "info": info, "elem_id": f"train-{name}", "min_width": OPTION_WIDTH}
+    look = {"label": name, "info": info, "elem_id": f"train-{name}"}
     if hint is bool:
         return gr.Checkbox(default, **look)
     if hint is str:
@@ -132,6 +131,12 @@ def option_input(name: str, default: Any) -> Any:
     optional_count = int in typing.get_args(hint)
     shown = 0 if default is None and optional_count else default  # 0 stands for "all" in the sample limits
     return gr.Number(shown, **{**look, "info": info + (" 0 = all." if optional_count else "")})
+
+
+def option_cell(name: str, default: Any) -> Any:
+    """An option in a column of its own: a row of them wraps instead of squeezing each below its width."""
+    with gr.Column(min_width=OPTION_WIDTH):
+        return option_input(name, default)
 
 
 def build_train_tab(service: QAService) -> dict[str, Any]:
@@ -152,10 +157,10 @@ def build_train_tab(service: QAService) -> dict[str, Any]:
                                visible=not service.settings.public)
         with gr.Accordion("Options (defaults from QAConfig)", open=True):
             with gr.Row():
-                options = [option_input(name, getattr(defaults, name)) for name in form_fields()]
+                options = [option_cell(name, getattr(defaults, name)) for name in form_fields()]
         with gr.Row():
             start = gr.Button("Start training", variant="primary", interactive=enabled, elem_id="train-start")
-            quick = gr.Button(f"Quick fine-tune: default model on the sample (about {QUICK_MINUTES} min)",
+            quick = gr.Button(f"Quick fine-tune on the sample (about {QUICK_MINUTES} min)",
                               interactive=enabled, elem_id="train-quick")
             cancel = gr.Button("Cancel", variant="stop", interactive=enabled)
         shown = {"message": gr.Textbox(label="Message", interactive=False, elem_id="train-message"),
