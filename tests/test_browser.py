@@ -168,6 +168,10 @@ def test_ask_train_and_browse_errors(server, browser):
     find(browser, "#ask-alternatives").screenshot(str(ARTIFACTS / "1e-ask-phone-top5.png"))
     assert browser.execute_script(CLIPPED) == []
     browser.set_window_size(1400, 1800)
+    find(browser, "#ask-why").click()  # attributions of the last answer, with the time they took
+    note = wait_for(lambda: find(browser, "#ask-why-note textarea").get_attribute("value"), 60, "the attributions")
+    assert " s" in note and not note.startswith("No explanation")
+    browser.save_screenshot(str(ARTIFACTS / "1f-ask-why.png"))
 
     open_tab(browser, "Train")
     for name, value in (("max_steps", 4), ("per_device_train_batch_size", 4), ("max_seq_length", 128),
@@ -179,6 +183,14 @@ def test_ask_train_and_browse_errors(server, browser):
     browser.save_screenshot(str(ARTIFACTS / "2-train.png"))
     find(browser, "#train-status").screenshot(str(ARTIFACTS / "2b-train-status.png"))
     assert "Started job 1" in find(browser, "#train-message textarea").get_attribute("value")
+    find(browser, "#train-run input").click()  # the run is listed without a tab switch (the pickers refresh)
+    option = wait_for(lambda: next((o for o in find_all(browser, "#train-run [data-testid=dropdown-option]")
+                                    if "on its training data" in o.text), None), 30, "the new run in the run picker")
+    option.click()
+    wait_for(lambda: find(browser, "#train-run-note"), 30, "the run's history")
+    time.sleep(1)
+    assert not find(browser, "#train-resume").is_enabled()  # a finished run: nothing to resume
+    browser.save_screenshot(str(ARTIFACTS / "2c-train-history.png"))
 
     open_tab(browser, "Errors")  # the newest run is picked and loaded
     wait_for(lambda: "10 questions" in find(browser, "#errors-summary textarea").get_attribute("value"), 60,

@@ -187,3 +187,32 @@ def test_cancel_stops_a_job_while_it_loads_its_data(tmp_path, tiny_model_dir):
     assert jobs.wait(30)
     assert time.monotonic() - started < 10 and removed.is_set()
     assert jobs.snapshot().status == "cancelled" and jobs.snapshot().message == "cancelled while loading the data"
+
+
+class EvaluatingTrainer:
+    """Three steps of 0.1 s; an evaluation of 0.2 s after the second. Notes the job's ETA after each step."""
+
+    def __init__(self) -> None:
+        self.jobs: JobManager | None = None
+        self.etas: list[float | None] = []
+
+    def __call__(self, config, callback, should_stop) -> TrainResult:
+        for step in (1, 2, 3):
+            time.sleep(0.1)
+            callback(ProgressEvent("step", step, 4, step / 2, loss=1.0, windows_per_s=10.0, eta_s=0.1 * (4 - step)))
+            self.etas.append(self.jobs.snapshot().eta_s)
+            if step == 2:
+                time.sleep(0.2)
+                callback(ProgressEvent("eval", 2, 4, 1.0, metrics={"exact_match": 1.0, "f1": 2.0}))
+        return TrainResult(config.output_dir, "finished", 4, {}, 1.0, 40)
+
+
+def test_the_eta_counts_evaluation_time_once_there_was_one(tmp_path):
+    trainer = EvaluatingTrainer()
+    trainer.jobs = jobs = JobManager(trainer)
+    jobs.start(config(tmp_path))
+    assert jobs.wait(10)
+    # Before any evaluation, the trainer's estimate (training time only); after one, the wall-clock pace since
+    # the first step: 0.1 + 0.2 + 0.1 s for two steps, so about 0.2 s for the one step left (not 0.1).
+    assert trainer.etas[:2] == [pytest.approx(0.3), pytest.approx(0.2)]
+    assert 0.14 < trainer.etas[2] < 1.0  # generous above: a loaded machine oversleeps
