@@ -362,7 +362,8 @@ def test_a_calibrated_run_shows_scaled_probabilities(ui, tiny_run, tmp_path):
 
 
 def test_text_the_vocabulary_cannot_read_gets_a_warning(ui):
-    shown = ui.ask.ask("", "谁设计了透镜？", "灯塔的透镜是由奥古斯丁·菲涅耳在十九世纪初设计的。灯塔守护者曾经住在这里。" * 3)
+    chinese = "灯塔的透镜是由奥古斯丁·菲涅耳在十九世纪初设计的。灯塔守护者曾经住在这里。" * 3
+    shown = ui.ask.ask("", "谁设计了透镜？", chinese)
     assert "unknown to this model's vocabulary ([UNK])" in shown["message"]
     assert ui.ask.ask("", QUESTION, CONTEXT)["message"] == ""
 
