@@ -359,6 +359,9 @@ def test_a_calibrated_run_shows_scaled_probabilities(ui, tiny_run, tmp_path):
     assert "calibrated" not in part(plain["answer"], "qa-detail")
     first = (plain["alternatives"]["probability"].iloc[0], scaled["alternatives"]["probability"].iloc[0])
     assert first[1] != first[0] and scaled["alternatives"]["probability"].sum() <= 1.0 + 1e-6
+    (run / calibration.CALIBRATION_FILE).write_text("not json", encoding="utf-8")
+    broken = ui.ask.ask(str(run), QUESTION, CONTEXT)  # a broken file: answered, uncalibrated
+    assert broken["message"] == "" and part(broken["answer"], "qa-detail") == part(plain["answer"], "qa-detail")
 
 
 def test_text_the_vocabulary_cannot_read_gets_a_warning(ui):
