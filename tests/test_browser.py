@@ -72,10 +72,22 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str) -> obje
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+STOPPED = "20250101-000000-stopped"  # a run cancelled after its first step, for Resume
+
+
+def stop_early(folder: Path, model: Path) -> None:
+    from qa_core.config import QAConfig
+    from qa_core.training import train
+    train(QAConfig(model_name_or_path=str(model), train_file="sample", validation_file="sample",
+                   output_dir=str(folder), max_steps=3, per_device_train_batch_size=4, max_train_samples=8,
+                   max_eval_samples=4, max_seq_length=128, doc_stride=32), should_stop=lambda: True)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_model_dir) -> Iterator[str]:
-    port, log = free_port(), tmp_path_factory.mktemp("server") / "app.log"
-    env = {**os.environ, "QA_RUNS_DIR": str(tmp_path_factory.mktemp("runs")), "QA_DEFAULT_MODEL": str(tiny_model_dir),
+    port, log, runs = free_port(), tmp_path_factory.mktemp("server") / "app.log", tmp_path_factory.mktemp("runs")
+    stop_early(runs / STOPPED, tiny_model_dir)
+    env = {**os.environ, "QA_RUNS_DIR": str(runs), "QA_DEFAULT_MODEL": str(tiny_model_dir),
            "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"}
     with log.open("w") as out:
         process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -200,3 +212,16 @@ def test_ask_train_and_browse_errors(server, browser):
     question.click()
     wait_for(lambda: find(browser, "#errors-detail .highlighted"), 60, "gold and predicted spans")
     browser.save_screenshot(str(ARTIFACTS / "3-errors.png"))
+
+    open_tab(browser, "Train")  # the run cancelled before the server started: resumed from its checkpoint
+    find(browser, "#train-run input").click()
+    wait_for(lambda: next(o for o in find_all(browser, "#train-run [data-testid=dropdown-option]")
+                          if o.text.startswith(STOPPED) and "cancelled, no final model" in o.text), 30,
+             "the stopped run in the run picker").click()
+    wait_for(lambda: find(browser, "#train-resume").is_enabled(), 30, "Resume to be offered")
+    find(browser, "#train-resume").click()
+    wait_for(lambda: find(browser, "#train-message textarea").get_attribute("value").startswith(f"Resumed {STOPPED}"),
+             30, "the resumed job")
+    wait_for(lambda: "Job 2: finished" in find(browser, "#train-status textarea").get_attribute("value"), 120,
+             "the resumed job to finish")
+    browser.save_screenshot(str(ARTIFACTS / "4-resumed.png"))
