@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from qa_core.error_analysis import RECORDS_FILE, QuestionRecord, read_records
+from qa_core.error_analysis import QuestionRecord, read_records
 from qa_core.inference import AnswerResult
 from qa_core.postprocess import Prediction
+from qa_core.run_files import CALIBRATION_FILE, RECORDS_FILE
 
-CALIBRATION_FILE = "calibration.json"
 BINS = 10
 LOG_TEMPERATURES = np.linspace(-3.0, 3.0, 241)  # temperatures from e^-3 to e^3 searched by the fit
 

@@ -19,9 +19,9 @@ from qa_core.distributed import DistContext, gather
 from qa_core.features import BatchFormat, Feature, collate, featurize, sorted_batches, unpad_logits
 from qa_core.modeling import LoadedModel, fit_config
 from qa_core.postprocess import Prediction, SpanSearch, postprocess_predictions, predict_example
+from qa_core.run_files import METRICS_FILE, run_folder
 
 logger = logging.getLogger(__name__)
-EVAL_METRICS_FILE = "eval_metrics.json"  # written by qa_core.evaluation into the run folder
 
 
 @dataclass(frozen=True)
@@ -144,8 +144,9 @@ def answer_examples(loaded: LoadedModel, examples: Sequence[Example], config: QA
 
 def config_for_model(source: str, config: QAConfig = QAConfig()) -> QAConfig:
     """The config to answer with a model folder: a run evaluated with version_2_with_negative answers SQuAD 2.0
-    style, abstaining above the threshold its evaluation found best for F1 (best_f1_thresh)."""
-    path = Path(source) / EVAL_METRICS_FILE
+    style, abstaining above the threshold its evaluation found best for F1 (best_f1_thresh); a run's model/
+    folder reads its run's evaluation."""
+    path = run_folder(Path(source)) / METRICS_FILE
     if not path.is_file():
         return config
     try:

@@ -24,6 +24,7 @@ from qa_core.features import featurize
 from qa_core.inference import AnswerResult, answer_question, config_for_model
 from qa_core.int8 import quantize_linears
 from qa_core.modeling import LoadedModel, fit_config, load_model, pick_device
+from qa_core.run_files import run_folder
 
 logger = logging.getLogger(__name__)
 
@@ -83,8 +84,9 @@ class ModelLoadingError(RuntimeError):
 
 def run_config(source: str) -> QAConfig:
     """The settings a model was trained with when `source` is a run folder (run.json's config), with the
-    null-score threshold its evaluation found best (inference.config_for_model); QAConfig's defaults otherwise."""
-    folder = Path(source)
+    null-score threshold its evaluation found best (inference.config_for_model); QAConfig's defaults otherwise.
+    `source` may be the run folder or its model/ folder."""
+    folder = run_folder(Path(source))
     try:
         saved = read_run_info(folder).config
     except ValueError:

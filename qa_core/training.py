@@ -15,9 +15,9 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import get_scheduler, set_seed
 
-from qa_core.checkpoints import (HISTORY_FILE, RUN_RECORDS, TENSORBOARD_DIR, RunInfo, TrainState,
-                                 check_output_dir, clear_records, find_checkpoint, load_trainer_state, no_room,
-                                 publish, remove_partial_files, save_checkpoint, save_model)
+from qa_core.checkpoints import (RunInfo, TrainState, check_output_dir, clear_records, find_checkpoint,
+                                 load_trainer_state, no_room, publish, remove_partial_files, save_checkpoint,
+                                 save_final_model)
 from qa_core.config import QAConfig
 from qa_core.data import Example, fingerprint, load_examples
 from qa_core.distributed import (DistContext, all_reduce_mean, any_rank, barrier, cleanup, device_for,
@@ -25,9 +25,11 @@ from qa_core.distributed import (DistContext, all_reduce_mean, any_rank, barrier
 from qa_core.evaluation import EvalResult, evaluate, write_eval_outputs
 from qa_core.features import BatchFormat, Feature, collate, featurize, training_batches
 from qa_core.inference import autocast
+from qa_core.model_card import base_model_name, describe_hardware, write_model_card
 from qa_core.modeling import LoadedModel, fit_config, load_model
 from qa_core.progress import (ProgressCallback, ProgressEvent, append_history, tensorboard_writer,
                               truncate_history)
+from qa_core.run_files import HISTORY_FILE, RUN_RECORDS, TENSORBOARD_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -129,10 +131,12 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
                     break
                 clock = time.perf_counter()  # evaluation and checkpoints are not training time
         status = "cancelled" if cancelled else "finished"
-        if status == "finished" and context.is_main:
-            save_model(output_dir, setup.model, setup.loaded.tokenizer)
         if context.is_main:
-            publish(output_dir, None, _run_info(setup, state, status))  # evaluation files: published already
+            info = _run_info(setup, state, status, train_seconds=seconds)
+            if status == "finished":  # model/ first: a run.json saying "finished" always has its model
+                save_final_model(output_dir, setup.model, setup.loaded.tokenizer, setup.loaded.model_settings,
+                                 partial(write_model_card, output_dir, info=info))
+            publish(output_dir, None, info)  # evaluation files: published already
         barrier(context)  # no rank returns before the final model is on disk
     except BaseException as err:
         raise _failed(setup, state, err, emit) from err
@@ -292,7 +296,8 @@ def _checkpoint(setup: Setup, state: TrainState, result: EvalResult | None, emit
         output_dir = Path(setup.config.output_dir)
         write_eval = partial(write_eval_outputs, result=result) if result is not None else None
         checkpoint = save_checkpoint(output_dir, setup.model, setup.loaded.tokenizer, setup.optimizer,
-                                     setup.scheduler, state, setup.data_fingerprint, write_eval)
+                                     setup.scheduler, state, setup.data_fingerprint, write_eval,
+                                     setup.loaded.model_settings)
         publish(output_dir, checkpoint, _run_info(setup, state, "running"))
         emit("checkpoint", state)
     barrier(setup.context)
@@ -323,9 +328,12 @@ def _diverged_message(setup: Setup, state: TrainState, loss: float, grad_norm: f
             f"or raise --warmup_ratio")
 
 
-def _run_info(setup: Setup, state: TrainState, status: str, error: str = "") -> RunInfo:
+def _run_info(setup: Setup, state: TrainState, status: str, error: str = "",
+              train_seconds: float | None = None) -> RunInfo:
+    hardware = describe_hardware(setup.context.world_size) if train_seconds is not None else ""
     return RunInfo(status, setup.config.to_dict(), state.step, setup.total_steps, state.metrics,
-                   setup.data_fingerprint, list(state.history), error)
+                   setup.data_fingerprint, list(state.history), error,
+                   base_model_name(setup.config.model_name_or_path), train_seconds, hardware)
 
 
 def _emit(setup: Setup, sinks: tuple[ProgressCallback, ...], kind: str, state: TrainState, **values) -> None:

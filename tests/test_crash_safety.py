@@ -183,7 +183,7 @@ def test_a_mid_epoch_resume_on_cuda_matches_within_float_tolerance(tiny_model_di
     stopped = train(cut, should_stop=lambda: asked.append(1) or len(asked) >= 2, device="cuda")  # asked each step
     assert stopped.status == "cancelled" and stopped.step == 2  # mid-epoch: 3 steps an epoch
     assert train(cut.replace(resume=True), device="cuda").status == "finished"
-    mine = load_file(tmp_path / "cut" / "model.safetensors")
-    theirs = load_file(tmp_path / "straight" / "model.safetensors")
+    mine = load_file(tmp_path / "cut" / "model" / "model.safetensors")
+    theirs = load_file(tmp_path / "straight" / "model" / "model.safetensors")
     for name, tensor in theirs.items():
         torch.testing.assert_close(mine[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
