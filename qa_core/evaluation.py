@@ -35,12 +35,12 @@ class EvalResult:
 
 
 def evaluate(model: torch.nn.Module, examples: Sequence[Example], features: Sequence[Feature], config: QAConfig,
-             bf16: bool = False, context: DistContext = DistContext(),
+             bf16: bool = False, dist_ctx: DistContext = DistContext(),
              batch_format: BatchFormat = BatchFormat()) -> EvalResult:
     """Predictions for every example (each window scored once across ranks), official metrics, records.
 
     Without version_2_with_negative, unanswerable questions are left out of the scores and the records."""
-    predictions = predict_examples(model, examples, features, config, bf16, context, batch_format)
+    predictions = predict_examples(model, examples, features, config, bf16, dist_ctx, batch_format)
     if config.version_2_with_negative:
         return EvalResult(squad_v2_metrics(examples, predictions, config.null_score_diff_threshold), predictions,
                           build_records(examples, predictions))
@@ -95,15 +95,15 @@ def run_evaluation(config: QAConfig, device: str | None = None) -> EvalResult:
     output_dir = Path(config.output_dir)
     check_output_dir(output_dir, config.overwrite_output_dir)  # never mix with a run's or another evaluation's files
     run = read_run_info(output_dir) if (output_dir / RUN_FILE).is_file() else None  # its card outlives run.json
-    context = init_distributed()
-    torch_device = device_for(context, device)
+    dist_ctx = init_distributed()
+    torch_device = device_for(dist_ctx, device)
     loaded = load_model(config.model_name_or_path, torch_device)
     config = fit_config(config, loaded)
     examples = load_examples(config.validation_file, "validation", config.max_eval_samples).examples
     features = featurize(examples, loaded.tokenizer, config, training=False).features
     bf16 = config.bf16 if config.bf16 is not None else torch_device.type == "cuda"
-    result = evaluate(loaded.model, examples, features, config, bf16, context, loaded.batch_format)
-    if context.is_main:
+    result = evaluate(loaded.model, examples, features, config, bf16, dist_ctx, loaded.batch_format)
+    if dist_ctx.is_main:
         clear_records(output_dir, EVAL_OVERWRITES)
         write_eval_outputs(output_dir, result)
         refresh_model_card(output_dir, run, config.validation_file)

@@ -24,8 +24,7 @@ ACTIVE = ("starting", "running", "cancelling")
 QUICK_PRESET = {"train_file": "sample", "validation_file": "sample", "num_train_epochs": 15.0,
                 "per_device_train_batch_size": 8, "learning_rate": 1e-4, "warmup_ratio": 0.1,
                 "max_seq_length": 256, "doc_stride": 64, "logging_steps": 5, "save_steps": 1000}
-# Measured: 168 s wall (105 steps, evaluation and checkpoint after each epoch) on 2 AMD EPYC cores; F1 94 on
-# the sample it trained on, which it has nearly memorised.
+# The Train tab's estimate of the quick fine-tune's wall time: bench/results/quick-fine-tune.json rounded up.
 QUICK_EXPECTED_S = 170
 
 

@@ -62,7 +62,7 @@ def job_text(s: JobSnapshot) -> str:
     lines = [f"Job {s.job_id}: {s.status} · {s.message}", f"Run folder: {s.output_dir}",
              f"Step {s.step}/{s.total_steps} · epoch {s.epoch:.2f} · elapsed {duration(s.elapsed_s)}"]
     if s.active and s.features_per_s:
-        lines.append(f"{s.features_per_s:.1f} examples/s · ETA {duration(s.eta_s)}")
+        lines.append(f"{s.features_per_s:.1f} windows/s · ETA {duration(s.eta_s)}")
     if s.metrics:
         lines.append(f"Evaluation: EM {s.metrics['exact_match']:.1f} · F1 {s.metrics['f1']:.1f}")
     return "\n".join(lines)
