@@ -86,7 +86,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def with_dry_run(args: argparse.Namespace) -> argparse.Namespace:
     """Shrink everything so a CPU finishes in seconds; the code path stays the one a GPU run takes, but in fp32
-    (CPUs without bf16 units emulate it, 5-10 times slower) and with a 2-layer BERT-base."""
+    (CPUs without bf16 units emulate it, slowly) and with a 2-layer BERT-base."""
     if args.dry_run:
         args.device, args.steps, args.warmup_steps, args.workers, args.bf16 = "cpu", 2, 1, 0, False
         args.batch_size, args.eval_batch_size, args.eval_repeats, args.bert_base_layers = 2, 8, 1, 2

@@ -83,16 +83,17 @@ def build_features(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBa
     return _label_features(examples, by_example, version_2_with_negative, clip_partial)
 
 
-def context_offsets(context: str, spans: Sequence[tuple[int, int]],
+def context_offsets(context: str, offset_mapping: Sequence[tuple[int, int]],
                     sequence_ids: Sequence[int | None]) -> tuple[tuple[int, int] | None, ...]:
-    """Each context token's span without surrounding whitespace; None outside the context and for tokens that
-    cover no visible character, which can neither start nor end an answer.
+    """The tokenizer's offset_mapping as offsets: each context token's characters without surrounding
+    whitespace; None outside the context and for tokens that cover no visible character, which can neither start
+    nor end an answer.
 
     Metaspace tokenizers without a whitespace pre-split (DeBERTa-v2/v3) count the space before a word into its
     '▁word' token, and a lone '▁' or byte-level 'Ġ' token covers only a space (or nothing, once trimmed).
     """
     offsets: list[tuple[int, int] | None] = []
-    for (start, end), sequence_id in zip(spans, sequence_ids):
+    for (start, end), sequence_id in zip(offset_mapping, sequence_ids):
         if sequence_id != 1:
             offsets.append(None)
             continue

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qa_core.config import DEFAULT_MODEL
-from qa_core.run_files import (CARD_FILE, CHECKPOINT_DIR, EVAL_PREFIX, HISTORY_FILE, METRICS_FILE, RUN_FILE,
-                               TENSORBOARD_DIR, model_folder)
+from qa_core.run_files import (CALIBRATION_FILE, CARD_FILE, CHECKPOINT_DIR, EVAL_PREFIX, HISTORY_FILE, METRICS_FILE,
+                               OLD_SUFFIX, RUN_FILE, TENSORBOARD_DIR, TMP_SUFFIX, model_folder)
 
 if TYPE_CHECKING:
     from qa_core.checkpoints import RunInfo
@@ -21,7 +21,7 @@ EMBEDDED_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # Only the model folder goes up; in a run from before it had one (the model at the top of the run folder),
 # resumable training state, per-question records, local bookkeeping and temporary files stay local.
 UPLOAD_IGNORE = [f"{CHECKPOINT_DIR}*", f"{CHECKPOINT_DIR}*/**", f"{TENSORBOARD_DIR}/**", RUN_FILE, HISTORY_FILE,
-                 f"{EVAL_PREFIX}*", "calibration.json", "*.tmp", "*.old"]
+                 f"{EVAL_PREFIX}*", CALIBRATION_FILE, f"*{TMP_SUFFIX}", f"*{OLD_SUFFIX}"]
 # The hyperparameters a reader needs to reproduce a run, in this order.
 CARD_HYPERPARAMETERS = ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",
                         "num_train_epochs", "max_steps", "warmup_ratio", "weight_decay", "max_grad_norm",
