@@ -106,11 +106,12 @@ def run_evaluation(config: QAConfig, device: str | None = None) -> EvalResult:
     if dist_ctx.is_main:
         clear_records(output_dir, EVAL_OVERWRITES)
         write_eval_outputs(output_dir, result)
-        refresh_model_card(output_dir, run, config.validation_file)
+        refresh_model_card(output_dir, run, Path(loaded.source), config.validation_file)
     return result
 
 
-def refresh_model_card(output_dir: Path, run: RunInfo | None, validation_file: str) -> None:
-    """A run evaluated again into its own folder: its model card states the new scores."""
-    if run is not None and (output_dir / MODEL_DIR / CARD_FILE).is_file():
+def refresh_model_card(output_dir: Path, run: RunInfo | None, model: Path, validation_file: str) -> None:
+    """A run's model evaluated again into its run folder: its model card states the new scores."""
+    card = output_dir / MODEL_DIR / CARD_FILE
+    if run is not None and card.is_file() and model.resolve() == card.parent.resolve():
         write_model_card(output_dir, info=run, eval_data=validation_file)

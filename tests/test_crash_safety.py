@@ -87,7 +87,8 @@ KILL_POINTS = [
     ("run_file_written", 3, 3),  # the epoch-end checkpoint in place, run.json.tmp written, not renamed
     ("checkpoint_written", 3, 3),  # the mid-epoch checkpoint of epoch 2 under checkpoint.tmp
     ("checkpoint_done", 4, 6),  # the last checkpoint in place, its run.json not yet
-    ("model_saved", 5, 6),  # the final model written, run.json still "running"
+    ("model_saved", 5, 6),  # the final model written under model.tmp, run.json still "running"
+    ("model_swapping", 1, 6),  # the final model with its card complete under model.tmp, not yet renamed
     ("run_file_written", 6, 6),  # the final run.json under run.json.tmp
 ]
 

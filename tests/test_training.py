@@ -269,6 +269,7 @@ def test_a_finished_run_s_model_folder_is_hub_ready(tiny_model_dir: Path, tmp_pa
     from huggingface_hub import ModelCard
     from transformers import AutoConfig, AutoModelForQuestionAnswering
 
+    from qa_core.checkpoints import write_run_info
     from qa_core.inference import config_for_model
     from qa_core.modeling import load_model
     from qa_core.serving import run_config
@@ -294,8 +295,13 @@ def test_a_finished_run_s_model_folder_is_hub_ready(tiny_model_dir: Path, tmp_pa
     assert loaded.source == str(model) and run_config(loaded.source).max_seq_length == 64
     assert config_for_model(loaded.source) == QAConfig()  # a v1.1 run: no null threshold
     other = shutil.copyfile(tmp_path / "d.json", tmp_path / "other.json")
-    run_evaluation(QAConfig(model_name_or_path=str(run), validation_file=str(other), output_dir=str(run),
-                            max_seq_length=64, doc_stride=16, max_query_length=16, overwrite_output_dir=True))
+    evaluation = QAConfig(model_name_or_path=str(tiny_model_dir), validation_file=str(other), output_dir=str(run),
+                          max_seq_length=64, doc_stride=16, max_query_length=16, overwrite_output_dir=True)
+    card_text = (model / "README.md").read_text()
+    run_evaluation(evaluation)  # another model's scores: not this model's card
+    assert (model / "README.md").read_text() == card_text
+    write_run_info(run, info)
+    run_evaluation(evaluation.replace(model_name_or_path=str(run)))
     assert f"| {other} |" in (model / "README.md").read_text()  # evaluated again: the card states the new scores
 
 
