@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from qa_core.config import DEFAULT_MODEL
 from qa_core.run_files import (CALIBRATION_FILE, CARD_FILE, CHECKPOINT_DIR, EVAL_PREFIX, HISTORY_FILE, METRICS_FILE,
-                               OLD_SUFFIX, RUN_FILE, TENSORBOARD_DIR, TMP_SUFFIX, model_folder)
+                               OLD_SUFFIX, RECORDS_FILE, RUN_FILE, TENSORBOARD_DIR, TMP_SUFFIX, model_folder)
 
 if TYPE_CHECKING:
     from qa_core.checkpoints import RunInfo
@@ -185,8 +185,10 @@ def write_model_card(run_dir: Path, model_name: str | None = None, folder: Path 
     eval_metrics.json beside it; the model is named after the run folder unless model_name says otherwise."""
     from qa_core.checkpoints import read_run_info
 
-    metrics_file = run_dir / METRICS_FILE
+    metrics_file, records = run_dir / METRICS_FILE, run_dir / RECORDS_FILE
     metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.exists() else None
+    if metrics is not None and "total" not in metrics and records.exists():  # SQuAD v1.1: one record a question
+        metrics["total"] = sum(1 for line in records.open(encoding="utf-8") if line.strip())
     info = info if info is not None else read_run_info(run_dir)
     name = model_name or run_dir.resolve().name
     path = (folder or model_folder(run_dir)) / CARD_FILE
