@@ -1,11 +1,11 @@
-"""GPU throughput: train a fixed number of steps, then time evaluation passes; examples/s, tokens/s and MFU as JSON.
+"""GPU throughput: train a fixed number of steps, then time evaluation passes; windows/s, tokens/s and MFU as JSON.
 
     python -m bench.make_bundle                 # once, where the embedded model is installed (bench/bundle/)
     python -m bench.gpu_bench                   # MiniLM (bf16 copy) and a random BERT-base; bench/results/gpu.json
     python -m bench.gpu_bench --compile         # the same with torch.compile
     python -m bench.gpu_bench --dry-run         # CPU smoke run: 2 steps on a few questions
 
-An example is one window (question + part of a context), the unit the model trains on. Model FLOPs follow
+A window (a feature: the question and part of a context) is the unit the model trains on. Model FLOPs follow
 PaLM's MFU: per sequence of L real tokens, passes * (2 * N * L + 4 * layers * hidden * L**2), with passes 3 for
 a training step (forward + backward) and 1 for evaluation, and N the parameters outside the embedding tables
 (lookups do no matrix products). MFU divides them by the time and the GPU's dense bf16 peak; mfu_padded counts
@@ -50,7 +50,7 @@ class Pass:
     """What one timed stretch did: sequences, tokens and model FLOPs over wall-clock seconds."""
 
     seconds: float
-    examples: int
+    windows: int
     tokens: int  # real (non-pad) tokens
     padded_tokens: int
     flops: float  # model FLOPs on the real tokens
@@ -86,7 +86,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def with_dry_run(args: argparse.Namespace) -> argparse.Namespace:
     """Shrink everything so a CPU finishes in seconds; the code path stays the one a GPU run takes, but in fp32
-    (CPUs without bf16 units emulate it, 5-10 times slower) and with a 2-layer BERT-base."""
+    (CPUs without bf16 units emulate it, slowly) and with a 2-layer BERT-base."""
     if args.dry_run:
         args.device, args.steps, args.warmup_steps, args.workers, args.bf16 = "cpu", 2, 1, 0, False
         args.batch_size, args.eval_batch_size, args.eval_repeats, args.bert_base_layers = 2, 8, 1, 2
@@ -157,7 +157,7 @@ def measure(batches: list[list[int]], features: tuple[Feature, ...], facts: dict
 def rates(done: Pass, peak: float | None) -> dict:
     per_s = 1 / max(done.seconds, 1e-9)
     mfu = (lambda flops: round(flops * per_s / (peak * 1e12), 4) if peak else None)
-    return {**asdict(done), "examples_per_s": round(done.examples * per_s, 1),
+    return {**asdict(done), "windows_per_s": round(done.windows * per_s, 1),
             "tokens_per_s": round(done.tokens * per_s), "padded_tokens_per_s": round(done.padded_tokens * per_s),
             "padding_fraction": round(1 - done.tokens / max(done.padded_tokens, 1), 4),
             "model_tflops_per_s": round(done.flops * per_s / 1e12, 3), "mfu": mfu(done.flops),

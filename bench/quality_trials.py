@@ -177,10 +177,12 @@ def cross_validated(grid: dict[float, np.ndarray]) -> dict:
 
 def record_trial(run_dir: Path, name: str, log: Path, command: str, note: str) -> dict:
     """A training trial's settings, steps, windows, dev EM/F1 and wall time from its run folder and log."""
-    run = json.loads((run_dir / "run.json").read_text())
+    from qa_core.run_files import RUN_FILE
+
+    run = json.loads((run_dir / RUN_FILE).read_text())
     text = log.read_text(errors="replace")
     started = re.search(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", text, re.M)
-    wall = (run_dir / "run.json").stat().st_mtime - time.mktime(time.strptime(started.group(1), "%Y-%m-%d %H:%M:%S"))
+    wall = (run_dir / RUN_FILE).stat().st_mtime - time.mktime(time.strptime(started.group(1), "%Y-%m-%d %H:%M:%S"))
     elapsed = re.findall(rf"{run['total_steps']}/{run['total_steps']} \[((?:\d+:)?\d+:\d+)", text)
     config = run["config"]
     windows = _windows(config)

@@ -32,7 +32,7 @@ class Attribution:
     """Attributions over the tokens of the window that holds the answer (question, context and special tokens)."""
 
     tokens: tuple[str, ...]
-    spans: tuple[tuple[int, int] | None, ...]  # character span in the context; None for question/special tokens
+    offsets: tuple[tuple[int, int] | None, ...]  # characters in the context; None for question/special tokens
     start_attributions: np.ndarray  # (tokens,) summed over the embedding dimension
     end_attributions: np.ndarray  # (tokens,)
     start_token: int  # the answer's first and last token in this window

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from qa_core.error_analysis import RECORDS_FILE, QuestionRecord, read_records
+from qa_core.error_analysis import QuestionRecord, read_records
 from qa_core.inference import AnswerResult
 from qa_core.postprocess import Prediction
+from qa_core.run_files import CALIBRATION_FILE, RECORDS_FILE, run_folder
 
-CALIBRATION_FILE = "calibration.json"
 BINS = 10
 LOG_TEMPERATURES = np.linspace(-3.0, 3.0, 241)  # temperatures from e^-3 to e^3 searched by the fit
 
@@ -167,9 +167,10 @@ def read_calibration(run: str | Path) -> Calibration | None:
         raise ValueError(f"{path}: not a calibration file ({err})") from None
 
 
-def run_temperature(run: str | Path | None) -> float:
-    """The temperature the Ask path applies for a model folder (a run): its fitted one, else 1."""
-    calibration = read_calibration(run) if run and Path(run).is_dir() else None
+def run_temperature(source: str | Path | None) -> float:
+    """The temperature the Ask path applies for a model folder (a run's model/, or an older run): its run's
+    fitted one, else 1."""
+    calibration = read_calibration(run_folder(Path(source))) if source and Path(source).is_dir() else None
     return calibration.temperature if calibration else 1.0
 
 

@@ -7,23 +7,17 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-RUN_FILE = "run.json"
-HISTORY_FILE = "history.jsonl"
-TENSORBOARD_DIR = "tensorboard"
-CHECKPOINT_DIR = "checkpoint"
-STATE_FILE = "trainer_state.pt"
-MODEL_FILES = ("model.safetensors", "pytorch_model.bin", "config.json")
-EVAL_PREFIX = "eval_"  # eval_predictions.json, eval_metrics.json, eval_records.jsonl
-# What a run leaves in its folder; a new run or evaluation refuses to write over any of them.
-RUN_RECORDS = (RUN_FILE, RUN_FILE + ".tmp", HISTORY_FILE, TENSORBOARD_DIR, CHECKPOINT_DIR, CHECKPOINT_DIR + ".tmp",
-               CHECKPOINT_DIR + ".old", "calibration.json", *MODEL_FILES)  # calibration.CALIBRATION_FILE
+from qa_core.run_files import (CHECKPOINT_DIR, EVAL_PREFIX, HISTORY_FILE, MODEL_DIR, MODEL_FILES,  # noqa: F401
+                               OLD_SUFFIX, RECORDS_FILE, RUN_FILE, RUN_RECORDS, STATE_FILE, TENSORBOARD_DIR,
+                               TMP_SUFFIX, partial_names)
+
 NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk, a quota, a file-size limit
 
 # Tests set this in a child process to kill it at a named point of a write (see tests/test_crash_safety.py).
@@ -57,6 +51,9 @@ class RunInfo:
     data_fingerprint: dict[str, str] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)  # metrics after each epoch
     error: str = ""
+    base_model: str = ""  # what was fine-tuned, by hub id where it has one (not 'embedded')
+    train_seconds: float | None = None  # training time of the session that finished the run
+    hardware: str = ""  # where that session ran
 
 
 def write_run_info(output_dir: Path, info: RunInfo) -> None:
@@ -101,17 +98,17 @@ def clear_records(folder: Path, names: Iterable[str] = RUN_RECORDS) -> None:
 
 def save_checkpoint(output_dir: Path, model: torch.nn.Module, tokenizer, optimizer: torch.optim.Optimizer,
                     scheduler: Any, state: TrainState, data_fingerprint: dict[str, str],
-                    write_eval: Callable[[Path], None] | None) -> Path:
+                    write_eval: Callable[[Path], None] | None,
+                    model_settings: Mapping[str, Any] | None = None) -> Path:
     """Write to a temporary folder, then swap it in: a kill leaves the old or the new checkpoint, never half of one.
 
     The checkpoint carries the evaluation files of its latest evaluation (write_eval writes fresh ones; else the
     previous checkpoint's are copied), so run.json and the evaluation files can always be rebuilt from it.
     """
-    final, tmp, old = (output_dir / CHECKPOINT_DIR, output_dir / (CHECKPOINT_DIR + ".tmp"),
-                       output_dir / (CHECKPOINT_DIR + ".old"))
+    final, tmp, _ = (output_dir / name for name in partial_names(CHECKPOINT_DIR))
     shutil.rmtree(tmp, ignore_errors=True)
     previous = find_checkpoint(output_dir)
-    save_model(tmp, model, tokenizer)
+    save_model(tmp, model, tokenizer, model_settings)
     with (tmp / STATE_FILE).open("wb") as file:  # a Python file: a failed write's OSError stays in the chain
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "state": asdict(state), "data_fingerprint": data_fingerprint, "rng": torch.get_rng_state(),
@@ -122,19 +119,36 @@ def save_checkpoint(output_dir: Path, model: torch.nn.Module, tokenizer, optimiz
         for path in previous.glob(EVAL_PREFIX + "*"):
             shutil.copyfile(path, tmp / path.name)
     crash_hook("checkpoint_written")
-    if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        final.rename(old)
-    crash_hook("checkpoint_swapping")
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+    swap_in(tmp, final, "checkpoint_swapping")
     crash_hook("checkpoint_done")
     return final
 
 
+def save_final_model(output_dir: Path, model: torch.nn.Module, tokenizer, model_settings: Mapping[str, Any],
+                     write_card: Callable[..., Any]) -> Path:
+    """The final model with its card in the run's model/ folder, written beside it and swapped in whole."""
+    final, tmp, _ = (output_dir / name for name in partial_names(MODEL_DIR))
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_model(tmp, model, tokenizer, model_settings)
+    write_card(folder=tmp)
+    swap_in(tmp, final, "model_swapping")
+    return final
+
+
+def swap_in(tmp: Path, final: Path, point: str) -> None:
+    """Replace final by the complete folder tmp; a kill between the two renames leaves the old one under .old."""
+    old = final.with_name(final.name + OLD_SUFFIX)
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+    crash_hook(point)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def find_checkpoint(output_dir: Path) -> Path | None:
     """The latest complete checkpoint; a kill between the two renames leaves it under .old."""
-    for name in (CHECKPOINT_DIR, CHECKPOINT_DIR + ".old"):
+    for name in (CHECKPOINT_DIR, CHECKPOINT_DIR + OLD_SUFFIX):
         if (output_dir / name / STATE_FILE).exists():
             return output_dir / name
     return None
@@ -167,8 +181,9 @@ def publish(output_dir: Path, checkpoint: Path | None, info: RunInfo) -> None:
 
 def remove_partial_files(output_dir: Path) -> None:
     """After a failed write (a full disk): the temporary files, which would only hold space."""
-    shutil.rmtree(output_dir / (CHECKPOINT_DIR + ".tmp"), ignore_errors=True)
-    for path in output_dir.glob("*.tmp"):
+    for name in (CHECKPOINT_DIR, MODEL_DIR):
+        shutil.rmtree(output_dir / (name + TMP_SUFFIX), ignore_errors=True)
+    for path in output_dir.glob("*" + TMP_SUFFIX):
         path.unlink(missing_ok=True)
 
 
@@ -187,11 +202,23 @@ def no_room(err: BaseException | None) -> str | None:
     return None
 
 
-def save_model(folder: Path, model: torch.nn.Module, tokenizer) -> None:
-    """safetensors weights, config and tokenizer: a folder any transformers user can load."""
+def save_model(folder: Path, model: torch.nn.Module, tokenizer,
+               model_settings: Mapping[str, Any] | None = None) -> None:
+    """safetensors weights, config and tokenizer: a folder any transformers user can load.
+
+    model_settings: config values to save instead of the live ones (the base model's own, where training
+    overrode them), so config.json describes the model, not how it was trained."""
     unwrapped = getattr(model, "module", model)
     unwrapped = getattr(unwrapped, "_orig_mod", unwrapped)  # torch.compile wrapper
-    unwrapped.save_pretrained(folder, safe_serialization=True)
+    model_settings = model_settings or {}
+    live = {name: getattr(unwrapped.config, name) for name in model_settings}
+    try:
+        for name, value in model_settings.items():  # layers read their dropout once, when they were built
+            setattr(unwrapped.config, name, value)
+        unwrapped.save_pretrained(folder, safe_serialization=True)
+    finally:
+        for name, value in live.items():
+            setattr(unwrapped.config, name, value)
     tokenizer.save_pretrained(folder)
     crash_hook("model_saved")
 
@@ -215,6 +242,6 @@ def list_runs(root: Path) -> list[RunSummary]:
                 info = read_run_info(folder)
             except ValueError:
                 continue
-            runs.append(RunSummary(str(folder), info.status, info.metrics, (folder / "eval_records.jsonl").exists()))
+            runs.append(RunSummary(str(folder), info.status, info.metrics, (folder / RECORDS_FILE).exists()))
     return runs
 

@@ -112,11 +112,10 @@ def run_train(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
 
 
 def push_trained_run(args: argparse.Namespace, output: dict[str, Any]) -> str:
-    """Upload a finished run with its model card; the card records this machine as the hardware."""
-    from qa_core.model_card import describe_hardware, push_run
+    """Upload a finished run's model folder with its model card (time and hardware come from run.json)."""
+    from qa_core.model_card import push_run
 
-    return push_run(output["output_dir"], args.hub_model_id, train_seconds=output["train_seconds"],
-                    hardware=describe_hardware())
+    return push_run(output["output_dir"], args.hub_model_id)
 
 
 def run_evaluate(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:

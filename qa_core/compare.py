@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from qa_core.checkpoints import read_run_info
-from qa_core.error_analysis import RECORDS_FILE, QuestionRecord, answer_length_bucket, group_scores, read_records
+from qa_core.error_analysis import QuestionRecord, answer_length_bucket, group_scores, read_records
+from qa_core.run_files import RECORDS_FILE
 from qa_core.views import highlight
 
 RESAMPLES = 1000  # paired bootstrap resamples of the questions

@@ -52,27 +52,27 @@ def init_distributed() -> DistContext:
     return DistContext(rank, world_size, local_rank, owns_group=True)
 
 
-def device_for(context: DistContext, requested: str | None = None) -> torch.device:
+def device_for(dist_ctx: DistContext, requested: str | None = None) -> torch.device:
     if requested:
         return torch.device(requested)
     if torch.cuda.is_available():
-        return torch.device("cuda", context.local_rank)
+        return torch.device("cuda", dist_ctx.local_rank)
     return torch.device("cpu")
 
 
-def shard(items: list[Any], context: DistContext) -> list[Any]:
+def shard(items: list[Any], dist_ctx: DistContext) -> list[Any]:
     """This rank's share; trimmed so every rank runs the same number of steps (DDP needs it)."""
-    if not context.enabled:
+    if not dist_ctx.enabled:
         return items
-    usable = len(items) - len(items) % context.world_size
-    return items[context.rank:usable:context.world_size]
+    usable = len(items) - len(items) % dist_ctx.world_size
+    return items[dist_ctx.rank:usable:dist_ctx.world_size]
 
 
-def gather(value: Any, context: DistContext) -> list[Any]:
+def gather(value: Any, dist_ctx: DistContext) -> list[Any]:
     """Every rank's value, in rank order, on every rank."""
-    if not context.enabled:
+    if not dist_ctx.enabled:
         return [value]
-    values: list[Any] = [None] * context.world_size
+    values: list[Any] = [None] * dist_ctx.world_size
     dist.all_gather_object(values, value)
     return values
 
@@ -85,15 +85,15 @@ def _all_reduce(value: float, op: dist.ReduceOp) -> float:
     return float(tensor.item())
 
 
-def all_reduce_mean(value: float, context: DistContext) -> float:
-    if not context.enabled:
+def all_reduce_mean(value: float, dist_ctx: DistContext) -> float:
+    if not dist_ctx.enabled:
         return value
-    return _all_reduce(value, dist.ReduceOp.SUM) / context.world_size
+    return _all_reduce(value, dist.ReduceOp.SUM) / dist_ctx.world_size
 
 
-def any_rank(flag: bool, context: DistContext) -> bool:
+def any_rank(flag: bool, dist_ctx: DistContext) -> bool:
     """True on every rank if it is True on any; a stop decision must be shared, or the ranks fall out of step."""
-    if not context.enabled:
+    if not dist_ctx.enabled:
         return flag
     return _all_reduce(float(flag), dist.ReduceOp.MAX) > 0
 
@@ -103,12 +103,12 @@ def unwrap_ddp(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
-def barrier(context: DistContext) -> None:
-    if context.enabled:
+def barrier(dist_ctx: DistContext) -> None:
+    if dist_ctx.enabled:
         dist.barrier()
 
 
-def cleanup(context: DistContext) -> None:
-    """Destroy the process group, if this context created it (a caller's own group is left to the caller)."""
-    if context.owns_group and dist.is_initialized():
+def cleanup(dist_ctx: DistContext) -> None:
+    """Destroy the process group, if this dist_ctx created it (a caller's own group is left to the caller)."""
+    if dist_ctx.owns_group and dist.is_initialized():
         dist.destroy_process_group()

@@ -11,10 +11,10 @@ from pathlib import Path
 from qa_core.data import Example
 from qa_core.metrics import best_over_golds, compute_exact, compute_f1, compute_f1_v2, v2_golds
 from qa_core.postprocess import Prediction
+from qa_core.run_files import RECORDS_FILE  # noqa: F401  (its readers import it from here too)
 
 QUESTION_WORDS = ("who", "what", "when", "where", "why", "how", "which")
 ANSWER_LENGTHS = ("1", "2-3", "4-6", "7+")  # the groups of answer_length_bucket, in order
-RECORDS_FILE = "eval_records.jsonl"
 OUTCOMES = ("all", "answered but should not", "abstained but should not")  # the Errors tab's SQuAD 2.0 filter
 
 

@@ -9,23 +9,22 @@ from pathlib import Path
 
 import torch
 
-from qa_core.checkpoints import MODEL_FILES, RUN_RECORDS, check_output_dir, clear_records
+from qa_core.checkpoints import RunInfo, check_output_dir, clear_records, read_run_info
 from qa_core.config import QAConfig
 from qa_core.data import Example, load_examples
 from qa_core.distributed import DistContext, device_for, init_distributed
-from qa_core.error_analysis import RECORDS_FILE, QuestionRecord, build_records, write_records
+from qa_core.error_analysis import QuestionRecord, build_records, write_records
 from qa_core.features import BatchFormat, Feature, featurize
 from qa_core.inference import predict_examples
 from qa_core.metrics import Metrics, SquadV2Metrics, compute_metrics, compute_metrics_v2
+from qa_core.model_card import write_model_card
 from qa_core.modeling import fit_config, load_model
 from qa_core.postprocess import Prediction
+from qa_core.run_files import (BEST_SPANS_FILE, CARD_FILE, METRICS_FILE, MODEL_DIR, MODEL_RECORDS, NULL_ODDS_FILE,
+                               PREDICTIONS_FILE, RECORDS_FILE, RUN_FILE, RUN_RECORDS)
 
 # With --overwrite_output_dir an evaluation replaces a run's records, but not the model it may be evaluating.
-EVAL_OVERWRITES = tuple(name for name in RUN_RECORDS if name not in MODEL_FILES)
-PREDICTIONS_FILE = "eval_predictions.json"
-NULL_ODDS_FILE = "eval_null_odds.json"  # SQuAD 2.0: evaluate-v2.0.py's --na-prob-file
-BEST_SPANS_FILE = "eval_best_spans.json"  # SQuAD 2.0: the best span of every question, abstaining or not
-METRICS_FILE = "eval_metrics.json"
+EVAL_OVERWRITES = tuple(name for name in RUN_RECORDS if name not in MODEL_RECORDS)
 
 
 @dataclass(frozen=True)
@@ -36,12 +35,12 @@ class EvalResult:
 
 
 def evaluate(model: torch.nn.Module, examples: Sequence[Example], features: Sequence[Feature], config: QAConfig,
-             bf16: bool = False, context: DistContext = DistContext(),
+             bf16: bool = False, dist_ctx: DistContext = DistContext(),
              batch_format: BatchFormat = BatchFormat()) -> EvalResult:
     """Predictions for every example (each window scored once across ranks), official metrics, records.
 
     Without version_2_with_negative, unanswerable questions are left out of the scores and the records."""
-    predictions = predict_examples(model, examples, features, config, bf16, context, batch_format)
+    predictions = predict_examples(model, examples, features, config, bf16, dist_ctx, batch_format)
     if config.version_2_with_negative:
         return EvalResult(squad_v2_metrics(examples, predictions, config.null_score_diff_threshold), predictions,
                           build_records(examples, predictions))
@@ -95,15 +94,24 @@ def run_evaluation(config: QAConfig, device: str | None = None) -> EvalResult:
         raise ValueError("validation_file is required for evaluation")
     output_dir = Path(config.output_dir)
     check_output_dir(output_dir, config.overwrite_output_dir)  # never mix with a run's or another evaluation's files
-    context = init_distributed()
-    torch_device = device_for(context, device)
+    run = read_run_info(output_dir) if (output_dir / RUN_FILE).is_file() else None  # its card outlives run.json
+    dist_ctx = init_distributed()
+    torch_device = device_for(dist_ctx, device)
     loaded = load_model(config.model_name_or_path, torch_device)
     config = fit_config(config, loaded)
     examples = load_examples(config.validation_file, "validation", config.max_eval_samples).examples
     features = featurize(examples, loaded.tokenizer, config, training=False).features
     bf16 = config.bf16 if config.bf16 is not None else torch_device.type == "cuda"
-    result = evaluate(loaded.model, examples, features, config, bf16, context, loaded.batch_format)
-    if context.is_main:
+    result = evaluate(loaded.model, examples, features, config, bf16, dist_ctx, loaded.batch_format)
+    if dist_ctx.is_main:
         clear_records(output_dir, EVAL_OVERWRITES)
         write_eval_outputs(output_dir, result)
+        refresh_model_card(output_dir, run, Path(loaded.source), config.validation_file)
     return result
+
+
+def refresh_model_card(output_dir: Path, run: RunInfo | None, model: Path, validation_file: str) -> None:
+    """A run's model evaluated again into its run folder: its model card states the new scores."""
+    card = output_dir / MODEL_DIR / CARD_FILE
+    if run is not None and card.is_file() and model.resolve() == card.parent.resolve():
+        write_model_card(output_dir, info=run, eval_data=validation_file)

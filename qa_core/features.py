@@ -69,30 +69,31 @@ def build_features(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBa
                         max_length=max_seq_length, stride=doc_stride, return_overflowing_tokens=True,
                         return_offsets_mapping=True, return_token_type_ids=True, padding=False)
     cls_id = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
-    windows: list[list[Feature]] = [[] for _ in examples]
+    by_example: list[list[Feature]] = [[] for _ in examples]  # each example's features, in order
     for i, example_index in enumerate(encoded["overflow_to_sample_mapping"]):
         example = examples[example_index]
         input_ids = tuple(encoded["input_ids"][i])
         cls_index = input_ids.index(cls_id) if cls_id in input_ids else CLS_INDEX
-        windows[example_index].append(Feature(
+        by_example[example_index].append(Feature(
             example_index, example.example_id, input_ids, tuple(encoded["token_type_ids"][i]),
             context_offsets(example.context, encoded["offset_mapping"][i], encoded.sequence_ids(i)),
             cls_index=cls_index, start_position=cls_index, end_position=cls_index))
     if not training:
-        return FeatureSet(tuple(f for group in windows for f in group), 0)
-    return _label_windows(examples, windows, version_2_with_negative, clip_partial)
+        return FeatureSet(tuple(f for group in by_example for f in group), 0)
+    return _label_features(examples, by_example, version_2_with_negative, clip_partial)
 
 
-def context_offsets(context: str, spans: Sequence[tuple[int, int]],
+def context_offsets(context: str, offset_mapping: Sequence[tuple[int, int]],
                     sequence_ids: Sequence[int | None]) -> tuple[tuple[int, int] | None, ...]:
-    """Each context token's span without surrounding whitespace; None outside the context and for tokens that
-    cover no visible character, which can neither start nor end an answer.
+    """The tokenizer's offset_mapping as offsets: each context token's characters without surrounding
+    whitespace; None outside the context and for tokens that cover no visible character, which can neither start
+    nor end an answer.
 
     Metaspace tokenizers without a whitespace pre-split (DeBERTa-v2/v3) count the space before a word into its
     '▁word' token, and a lone '▁' or byte-level 'Ġ' token covers only a space (or nothing, once trimmed).
     """
     offsets: list[tuple[int, int] | None] = []
-    for (start, end), sequence_id in zip(spans, sequence_ids):
+    for (start, end), sequence_id in zip(offset_mapping, sequence_ids):
         if sequence_id != 1:
             offsets.append(None)
             continue
@@ -140,13 +141,13 @@ def truncate_questions(questions: list[str], tokenizer: PreTrainedTokenizerBase,
     return cut
 
 
-def _label_windows(examples: Sequence[Example], windows: list[list[Feature]],
-                   version_2_with_negative: bool = False, clip_partial: bool = False) -> FeatureSet:
+def _label_features(examples: Sequence[Example], by_example: list[list[Feature]],
+                     version_2_with_negative: bool = False, clip_partial: bool = False) -> FeatureSet:
     """Answer labels; an unanswerable question (no gold answers) keeps its windows, all pointing at CLS, only
     with version_2_with_negative; otherwise, as any question without a usable answer, it is skipped."""
     labelled: list[Feature] = []
     skipped = 0
-    for example, group in zip(examples, windows):
+    for example, group in zip(examples, by_example):
         if version_2_with_negative and not example.answers:
             labelled.extend(dataclasses.replace(f, start_position=f.cls_index, end_position=f.cls_index)
                             for f in group)

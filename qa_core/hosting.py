@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from qa_core.checkpoints import RUN_FILE
 from qa_core.config import DEFAULT_MODEL
+from qa_core.run_files import RUN_FILE
 
 # Defaults of the request limits; bench/results/limits.json holds the measurements behind them.
 MAX_CONTEXT_CHARS = 15_000

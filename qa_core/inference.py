@@ -19,9 +19,9 @@ from qa_core.distributed import DistContext, gather
 from qa_core.features import BatchFormat, Feature, collate, featurize, sorted_batches, unpad_logits
 from qa_core.modeling import LoadedModel, fit_config
 from qa_core.postprocess import Prediction, SpanSearch, postprocess_predictions, predict_example
+from qa_core.run_files import METRICS_FILE, run_folder
 
 logger = logging.getLogger(__name__)
-EVAL_METRICS_FILE = "eval_metrics.json"  # written by qa_core.evaluation into the run folder
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class TokenLogits:
     """Start/end logits of every context token, merged over the windows that contain it."""
 
     tokens: tuple[str, ...]
-    spans: tuple[tuple[int, int], ...]  # character span of each token in the context
+    offsets: tuple[tuple[int, int], ...]  # each token's (start, end) characters in the context
     start_logits: np.ndarray  # (tokens,)
     end_logits: np.ndarray  # (tokens,)
 
@@ -90,16 +90,16 @@ def answer_question(loaded: LoadedModel, question: str, context: str, config: QA
     features = featurize([example], loaded.tokenizer, config, training=False).features
     start_logits, end_logits = run_model(loaded.model, features, config.per_device_eval_batch_size,
                                          batch_format=loaded.batch_format)
-    windows = list(zip(features, start_logits, end_logits))
-    prediction = predict_example(example, windows, SpanSearch.from_config(config, top_k))
+    scored = list(zip(features, start_logits, end_logits))
+    prediction = predict_example(example, scored, SpanSearch.from_config(config, top_k))
     prediction = dataclasses.replace(prediction, alternatives=prediction.alternatives[:top_k])
-    return AnswerResult(question, context, prediction, merge_token_logits(loaded.tokenizer, windows), len(features))
+    return AnswerResult(question, context, prediction, merge_token_logits(loaded.tokenizer, scored), len(features))
 
 
-def merge_token_logits(tokenizer, windows: Sequence[tuple[Feature, np.ndarray, np.ndarray]]) -> TokenLogits:
+def merge_token_logits(tokenizer, scored: Sequence[tuple[Feature, np.ndarray, np.ndarray]]) -> TokenLogits:
     """One row per context token; a token seen in several windows keeps its highest logits."""
     merged: dict[tuple[int, int], list] = {}
-    for feature, start, end in windows:
+    for feature, start, end in scored:
         names = tokenizer.convert_ids_to_tokens(list(feature.input_ids))
         for i, span in enumerate(feature.offsets):
             if span is None:
@@ -112,15 +112,15 @@ def merge_token_logits(tokenizer, windows: Sequence[tuple[Feature, np.ndarray, n
 
 
 def predict_examples(model: torch.nn.Module, examples: Sequence[Example], features: Sequence[Feature],
-                     config: QAConfig, bf16: bool = False, context: DistContext = DistContext(),
+                     config: QAConfig, bf16: bool = False, dist_ctx: DistContext = DistContext(),
                      batch_format: BatchFormat = BatchFormat()) -> dict[str, Prediction]:
     """The one prediction path of evaluation and batch prediction: each rank runs every world_size-th window,
     the logits are gathered, so every window counts exactly once, then spans are searched per example."""
-    mine = list(range(context.rank, len(features), context.world_size))
+    mine = list(range(dist_ctx.rank, len(features), dist_ctx.world_size))
     pad_to = config.max_seq_length if config.pad_to_max_length else None
     start, end = run_model(model, [features[i] for i in mine], config.per_device_eval_batch_size, bf16, batch_format,
                            pad_to)
-    start_logits, end_logits = _assemble(gather((mine, start, end), context), len(features))
+    start_logits, end_logits = _assemble(gather((mine, start, end), dist_ctx), len(features))
     return postprocess_predictions(examples, features, start_logits, end_logits, SpanSearch.from_config(config))
 
 
@@ -144,8 +144,9 @@ def answer_examples(loaded: LoadedModel, examples: Sequence[Example], config: QA
 
 def config_for_model(source: str, config: QAConfig = QAConfig()) -> QAConfig:
     """The config to answer with a model folder: a run evaluated with version_2_with_negative answers SQuAD 2.0
-    style, abstaining above the threshold its evaluation found best for F1 (best_f1_thresh)."""
-    path = Path(source) / EVAL_METRICS_FILE
+    style, abstaining above the threshold its evaluation found best for F1 (best_f1_thresh); a run's model/
+    folder reads its run's evaluation."""
+    path = run_folder(Path(source)) / METRICS_FILE
     if not path.is_file():
         return config
     try:

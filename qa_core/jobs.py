@@ -12,7 +12,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from qa_core.checkpoints import MODEL_FILES, RunSummary, list_runs, read_run_info
+from qa_core.checkpoints import RunSummary, list_runs, read_run_info
+from qa_core.run_files import CONFIG_FILE, model_folder
 from qa_core.config import DEFAULT_MODEL, QAConfig
 from qa_core.data import SAMPLE_PATH, LoadingCancelled, loading_limits
 from qa_core.progress import ProgressEvent
@@ -28,7 +29,8 @@ QUICK_PRESET = {"num_train_epochs": 15.0, "per_device_train_batch_size": 8, "lea
                 "warmup_ratio": 0.1, "max_seq_length": 256, "doc_stride": 64, "logging_steps": 5, "save_steps": 1000}
 QUICK_HELD_OUT_EVERY = 4  # every 4th passage of the sample is held out for evaluation
 QUICK_DATA = ("quick-train.json", "quick-heldout.json")  # written into the quick run's folder
-# Timed for the earlier preset, which trained and evaluated on the whole sample; this one does less of both.
+# The Train tab's estimate of the quick fine-tune's wall time: bench/results/quick-fine-tune.json, timed for the
+# earlier preset, which trained and evaluated on the whole sample; this one does less of both.
 QUICK_EXPECTED_S = 170
 
 
@@ -226,7 +228,8 @@ def measured_on(config: dict) -> str:
 
 
 def has_model(folder: str | Path) -> bool:
-    return (Path(folder) / MODEL_FILES[-1]).is_file()  # config.json: what loading a model folder needs first
+    """A loadable model in the folder: a run's model/ subfolder, or the folder itself (a model or an older run)."""
+    return (model_folder(Path(folder)) / CONFIG_FILE).is_file()
 
 
 def run_label(run: RunSummary) -> str:

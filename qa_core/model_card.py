@@ -10,15 +10,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qa_core.config import DEFAULT_MODEL
+from qa_core.run_files import (CALIBRATION_FILE, CARD_FILE, CHECKPOINT_DIR, EVAL_PREFIX, HISTORY_FILE, METRICS_FILE,
+                               OLD_SUFFIX, RECORDS_FILE, RUN_FILE, TENSORBOARD_DIR, TMP_SUFFIX, model_folder)
 
 if TYPE_CHECKING:
     from qa_core.checkpoints import RunInfo
 
 # The hub id of the pretrained model the `embedded` package ships.
 EMBEDDED_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-CARD_FILE = "README.md"
-# Resumable training state and temporary files stay local; the model, its card and the evaluation outputs go up.
-UPLOAD_IGNORE = ["checkpoint*", "checkpoint*/**", "*.tmp", "*.old"]
+# Only the model folder goes up; in a run from before it had one (the model at the top of the run folder),
+# resumable training state, per-question records, local bookkeeping and temporary files stay local.
+UPLOAD_IGNORE = [f"{CHECKPOINT_DIR}*", f"{CHECKPOINT_DIR}*/**", f"{TENSORBOARD_DIR}/**", RUN_FILE, HISTORY_FILE,
+                 f"{EVAL_PREFIX}*", CALIBRATION_FILE, f"*{TMP_SUFFIX}", f"*{OLD_SUFFIX}"]
 # The hyperparameters a reader needs to reproduce a run, in this order.
 CARD_HYPERPARAMETERS = ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",
                         "num_train_epochs", "max_steps", "warmup_ratio", "weight_decay", "max_grad_norm",
@@ -44,7 +47,7 @@ class CardFacts:
     """Everything a model card states about one run."""
 
     model_name: str
-    base_model: str  # what was fine-tuned: 'embedded', a hub id or a local folder
+    base_model: str  # what was fine-tuned: a hub id or a local folder
     train_data: str
     hyperparameters: dict[str, Any]
     data_fingerprint: dict[str, str] = field(default_factory=dict)
@@ -53,6 +56,11 @@ class CardFacts:
     hardware: str = ""
     evaluations: tuple[EvalScore, ...] = ()
     license: str = "apache-2.0"
+
+
+def base_model_name(name: str | None) -> str:
+    """The name a model is known by outside this project: the embedded model's hub id, else the name given."""
+    return EMBEDDED_BASE_MODEL if name in (None, "", DEFAULT_MODEL) else str(name)
 
 
 def hub_id(name: str | None) -> str | None:
@@ -126,27 +134,31 @@ def training_section(facts: CardFacts) -> list[str]:
 
 
 def facts_from_run(info: RunInfo, model_name: str, eval_metrics: dict[str, float] | None = None,
-                   train_seconds: float | None = None, hardware: str = "") -> CardFacts:
-    """Card facts from a run's run.json contents and (optionally) its eval_metrics.json."""
+                   train_seconds: float | None = None, hardware: str = "", eval_data: str | None = None) -> CardFacts:
+    """Card facts from a run's run.json contents and (optionally) its eval_metrics.json, scored on eval_data
+    (default: the run's validation_file); time and hardware default to those run.json records."""
     config = info.config
     metrics = eval_metrics or info.metrics
     evaluations = ()
+    data = eval_data or config.get("validation_file")
     exact = metrics.get("exact_match", metrics.get("exact"))  # SQuAD v1.1 and v2.0 names
-    if config.get("validation_file") and exact is not None and "f1" in metrics:
+    if data and exact is not None and "f1" in metrics:
         questions = metrics.get("total")
-        evaluations = (EvalScore(config["validation_file"], exact, metrics["f1"],
-                                 int(questions) if questions is not None else None),)
-    return CardFacts(model_name, config.get("model_name_or_path") or DEFAULT_MODEL, config.get("train_file") or "",
+        evaluations = (EvalScore(data, exact, metrics["f1"], int(questions) if questions is not None else None),)
+    base = info.base_model or base_model_name(config.get("model_name_or_path"))
+    return CardFacts(model_name, base, config.get("train_file") or "",
                      {k: v for k, v in config.items() if k in CARD_HYPERPARAMETERS}, dict(info.data_fingerprint),
-                     info.step, train_seconds, hardware, evaluations)
+                     info.step, train_seconds if train_seconds is not None else info.train_seconds,
+                     hardware or info.hardware, evaluations)
 
 
-def describe_hardware() -> str:
-    """The GPU's name, or the CPU's, with the core count; for the card of a run trained in this process."""
+def describe_hardware(processes: int | None = None) -> str:
+    """The GPUs' name and count (processes, default all visible), or the CPU's name and cores; for the card of a
+    run trained in this process."""
     import torch
 
     if torch.cuda.is_available():
-        return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
+        return f"{processes or torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
@@ -167,23 +179,27 @@ def check_can_push() -> None:
         raise HubError("--push_to_hub: no Hugging Face token; run `hf auth login` or set HF_TOKEN first")
 
 
-def write_model_card(run_dir: Path, model_name: str, train_seconds: float | None = None, hardware: str = "") -> Path:
-    """Write README.md into a run folder from its run.json and eval_metrics.json."""
+def write_model_card(run_dir: Path, model_name: str | None = None, folder: Path | None = None,
+                     info: RunInfo | None = None, eval_data: str | None = None) -> Path:
+    """Write README.md into a run's model folder (or `folder`) from its run.json (or `info`) and the
+    eval_metrics.json beside it; the model is named after the run folder unless model_name says otherwise."""
     from qa_core.checkpoints import read_run_info
 
-    metrics_file = run_dir / "eval_metrics.json"
+    metrics_file, records = run_dir / METRICS_FILE, run_dir / RECORDS_FILE
     metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.exists() else None
-    card = render_model_card(facts_from_run(read_run_info(run_dir), model_name, metrics, train_seconds, hardware))
-    path = run_dir / CARD_FILE
-    path.write_text(card, encoding="utf-8")
+    if metrics is not None and "total" not in metrics and records.exists():  # SQuAD v1.1: one record a question
+        metrics["total"] = sum(1 for line in records.open(encoding="utf-8") if line.strip())
+    info = info if info is not None else read_run_info(run_dir)
+    name = model_name or run_dir.resolve().name
+    path = (folder or model_folder(run_dir)) / CARD_FILE
+    path.write_text(render_model_card(facts_from_run(info, name, metrics, eval_data=eval_data)), encoding="utf-8")
     return path
 
 
-def push_run(run_dir: str | Path, hub_model_id: str | None = None, private: bool | None = None,
-             train_seconds: float | None = None, hardware: str = "") -> str:
-    """Upload a run folder's model, tokenizer, card and evaluation outputs to the Hub; returns the repo's URL.
+def push_run(run_dir: str | Path, hub_model_id: str | None = None, private: bool | None = None) -> str:
+    """Upload a run's model folder (config, weights, tokenizer, card) to the Hub; returns the repo's URL.
 
-    The card (README.md) is written first when the folder has none. Checkpoints stay local.
+    The card (README.md) is written first, naming the Hub repository, from the run's run.json when it has one.
     """
     run_dir = Path(run_dir)
     check_can_push()
@@ -191,11 +207,12 @@ def push_run(run_dir: str | Path, hub_model_id: str | None = None, private: bool
     from huggingface_hub.errors import HfHubHTTPError
 
     repo_id = hub_model_id or run_dir.resolve().name
-    if not (run_dir / CARD_FILE).exists():
-        write_model_card(run_dir, repo_id, train_seconds, hardware)
+    folder = model_folder(run_dir)
+    if (run_dir / RUN_FILE).is_file() or not (folder / CARD_FILE).exists():
+        write_model_card(run_dir, repo_id)
     try:
         repo = create_repo(repo_id, private=private, exist_ok=True)
-        upload_folder(repo_id=repo.repo_id, folder_path=run_dir, ignore_patterns=UPLOAD_IGNORE,
+        upload_folder(repo_id=repo.repo_id, folder_path=folder, ignore_patterns=UPLOAD_IGNORE,
                       commit_message="Upload a SQuAD QA Lab run")
     except (HfHubHTTPError, OSError) as err:  # OSError covers connection errors and offline mode
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

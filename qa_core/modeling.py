@@ -8,8 +8,9 @@ import json
 import logging
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -18,6 +19,7 @@ from transformers import (AutoConfig, AutoModelForQuestionAnswering, AutoTokeniz
 
 from qa_core.config import DEFAULT_MODEL, QAConfig
 from qa_core.features import BatchFormat
+from qa_core.run_files import CONFIG_FILE, MODEL_DIR, RUN_FILE, model_folder
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +34,8 @@ class LoadedModel:
     tokenizer: PreTrainedTokenizerBase
     source: str  # folder or hub id it came from
     has_qa_head: bool  # False when the QA head was freshly initialised (not fine-tuned yet)
+    # The model's own config values where loading replaced them for training; saved models keep these.
+    model_settings: dict[str, Any] = field(default_factory=dict)
 
     @functools.cached_property
     def batch_format(self) -> BatchFormat:
@@ -54,13 +58,17 @@ def embedded_model_path() -> str:
 
 
 def resolve_model(name_or_path: str | None) -> str:
-    """A loadable folder or hub id for 'embedded', a path, or a hub id."""
+    """A loadable folder or hub id for 'embedded', a path (a run folder: its model/), or a hub id."""
     if name_or_path in (None, "", DEFAULT_MODEL):
         return embedded_model_path()
     path = Path(name_or_path).expanduser()
     if path.is_dir():
-        if not (path / "config.json").exists():
-            raise ModelNotFoundError(f"{path}: folder has no config.json, so it is not a transformers model")
+        path = model_folder(path)
+        if (path / RUN_FILE).is_file() and not (path / CONFIG_FILE).exists():
+            raise ModelNotFoundError(f"{path}: a run without a final model ({MODEL_DIR}/ is written when training "
+                                     f"finishes; continue a stopped run with --resume)")
+        if not (path / CONFIG_FILE).exists():
+            raise ModelNotFoundError(f"{path}: folder has no {CONFIG_FILE}, so it is not a transformers model")
         return str(path)
     if path.exists() or name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
         raise ModelNotFoundError(f"model {name_or_path!r}: looked for a local folder at {path.resolve()}, none there")
@@ -88,7 +96,7 @@ def check_hub_reachable(hub_id: str) -> None:
     transformers would otherwise retry for most of a minute and log every attempt."""
     from huggingface_hub import try_to_load_from_cache
 
-    if isinstance(try_to_load_from_cache(hub_id, "config.json"), str):
+    if isinstance(try_to_load_from_cache(hub_id, CONFIG_FILE), str):
         return  # cached: transformers loads it offline
     if hub_offline():
         raise ModelNotFoundError(f"model {hub_id!r}: not a local folder, not in the hub cache, and the hub is not "
@@ -97,7 +105,7 @@ def check_hub_reachable(hub_id: str) -> None:
 
 def is_qa_checkpoint(source: str) -> bool:
     """True when the folder's config says it was saved with a question answering head."""
-    config = Path(source) / "config.json"
+    config = Path(source) / CONFIG_FILE
     if not config.exists():
         return True  # hub ids: trust the user's choice of a fine-tuned model
     architectures = json.loads(config.read_text(encoding="utf-8")).get("architectures") or []
@@ -113,7 +121,9 @@ def load_model(name_or_path: str | None, device: str | torch.device = "cpu",
     source = resolve_model(name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        config = set_attention_dropout(AutoConfig.from_pretrained(source), attention_dropout)
+        config = AutoConfig.from_pretrained(source)
+        own = {name: getattr(config, name) for name in attention_dropout_names(config, attention_dropout)}
+        config = set_attention_dropout(config, attention_dropout)
         # fp32 weights even from a bf16 folder: training keeps fp32 masters, autocast picks bf16 per op
         model = AutoModelForQuestionAnswering.from_pretrained(source, config=config, dtype=torch.float32)
     except OSError as err:
@@ -122,21 +132,27 @@ def load_model(name_or_path: str | None, device: str | torch.device = "cpu",
     if not getattr(tokenizer, "is_fast", False):
         raise ModelNotFoundError(f"model {name_or_path!r}: needs a fast tokenizer (tokenizer.json) for offsets")
     logger.info("loaded model from %s", source)
-    return LoadedModel(model.to(device), tokenizer, source, is_qa_checkpoint(source))
+    return LoadedModel(model.to(device), tokenizer, source, is_qa_checkpoint(source), own)
 
 
 # Names the attention-probability dropout goes by in transformers' configs (BERT/RoBERTa/ELECTRA, DistilBERT/others).
 ATTENTION_DROPOUT_NAMES = ("attention_probs_dropout_prob", "attention_dropout")
 
 
+def attention_dropout_names(config: PretrainedConfig, attention_dropout: float | None) -> tuple[str, ...]:
+    """The config setting attention_dropout replaces: none for None or a model without one."""
+    if attention_dropout is None:
+        return ()
+    return next(((name,) for name in ATTENTION_DROPOUT_NAMES if hasattr(config, name)), ())
+
+
 def set_attention_dropout(config: PretrainedConfig, attention_dropout: float | None) -> PretrainedConfig:
     """The config with its attention dropout replaced; unchanged for None or a model without one."""
     if attention_dropout is None:
         return config
-    for name in ATTENTION_DROPOUT_NAMES:
-        if hasattr(config, name):
-            setattr(config, name, attention_dropout)
-            return config
+    for name in attention_dropout_names(config, attention_dropout):
+        setattr(config, name, attention_dropout)
+        return config
     logger.warning("%s has no attention dropout setting; attention_dropout=%s ignored", config.model_type,
                    attention_dropout)
     return config

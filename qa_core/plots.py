@@ -28,9 +28,9 @@ def plot_text(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-def token_range(spans: Sequence[tuple[int, int]], chars: tuple[int, int]) -> tuple[int, int] | None:
+def token_range(offsets: Sequence[tuple[int, int]], chars: tuple[int, int]) -> tuple[int, int] | None:
     """First and last token index overlapping a character span, or None if no token does."""
-    inside = [i for i, (s, e) in enumerate(spans) if s < chars[1] and e > chars[0]]
+    inside = [i for i, (s, e) in enumerate(offsets) if s < chars[1] and e > chars[0]]
     return (inside[0], inside[-1]) if inside else None
 
 
@@ -50,9 +50,9 @@ def logit_figure(logits: TokenLogits, predicted: tuple[int, int] | None = None,
     for name, values in (("start logit", logits.start_logits), ("end logit", logits.end_logits)):
         figure.add_trace(go.Scatter(x=x, y=values, name=name, mode="lines+markers", customdata=labels,
                                     hovertemplate="%{customdata}<br>" + name + " %{y:.2f}<extra></extra>"))
-    focus = _shade(figure, logits.spans, predicted, PREDICTED_COLOR, "predicted")
+    focus = _shade(figure, logits.offsets, predicted, PREDICTED_COLOR, "predicted")
     for span in gold:
-        shaded = _shade(figure, logits.spans, span, GOLD_COLOR, "gold")
+        shaded = _shade(figure, logits.offsets, span, GOLD_COLOR, "gold")
         focus = focus or shaded
     figure.update_layout(title="Start and end logits per context token", height=360, hovermode="x unified",
                          margin={"l": 40, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": 1.12})
@@ -61,9 +61,9 @@ def logit_figure(logits: TokenLogits, predicted: tuple[int, int] | None = None,
     return figure
 
 
-def _shade(figure: go.Figure, spans: Sequence[tuple[int, int]], chars: tuple[int, int] | None, color: str,
+def _shade(figure: go.Figure, offsets: Sequence[tuple[int, int]], chars: tuple[int, int] | None, color: str,
            label: str) -> tuple[int, int] | None:
-    tokens = token_range(spans, chars) if chars else None
+    tokens = token_range(offsets, chars) if chars else None
     if tokens:
         figure.add_vrect(x0=tokens[0] - 0.5, x1=tokens[1] + 0.5, fillcolor=color, line_width=0,
                          annotation_text=label, annotation_position="top left")

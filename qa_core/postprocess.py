@@ -131,12 +131,12 @@ def snap_to_words(context: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def best_spans(context: str, windows: Sequence[tuple[Sequence[tuple[int, int] | None], np.ndarray, np.ndarray]],
+def best_spans(context: str, scored: Sequence[tuple[Sequence[tuple[int, int] | None], np.ndarray, np.ndarray]],
                search: SpanSearch = SpanSearch()) -> list[Span]:
     """n-best spans over all windows of one example; a span found twice (in two windows, or two token spans
     that snap to the same words) keeps its best score."""
     best: dict[tuple[int, int], float] = {}
-    for offsets, start_logits, end_logits in windows:
+    for offsets, start_logits, end_logits in scored:
         for start, end, score in window_candidates(offsets, start_logits, end_logits, search.n_best_size,
                                                    search.max_answer_length):
             if search.whole_words:
@@ -152,16 +152,16 @@ def best_spans(context: str, windows: Sequence[tuple[Sequence[tuple[int, int] | 
     return [Span(s, e, context[s:e], score, float(p)) for ((s, e), score), p in zip(ranked, probabilities)]
 
 
-def null_score(windows: Sequence[tuple[Feature, np.ndarray, np.ndarray]]) -> float:
+def null_score(scored: Sequence[tuple[Feature, np.ndarray, np.ndarray]]) -> float:
     """Score of "no answer": start + end logit of the CLS token, lowest over the windows (as run_qa.py)."""
-    return min(float(start[f.cls_index] + end[f.cls_index]) for f, start, end in windows)
+    return min(float(start[f.cls_index] + end[f.cls_index]) for f, start, end in scored)
 
 
-def predict_example(example: Example, windows: Sequence[tuple[Feature, np.ndarray, np.ndarray]],
+def predict_example(example: Example, scored: Sequence[tuple[Feature, np.ndarray, np.ndarray]],
                     search: SpanSearch = SpanSearch()) -> Prediction:
     """The best span, or (SQuAD 2.0) "" when the null score beats it by more than the threshold."""
-    spans = tuple(best_spans(example.context, [(f.offsets, s, e) for f, s, e in windows], search))
-    null = null_score(windows) if search.null_threshold is not None and windows else None
+    spans = tuple(best_spans(example.context, [(f.offsets, s, e) for f, s, e in scored], search))
+    null = null_score(scored) if search.null_threshold is not None and scored else None
     if not spans or (null is not None and null - spans[0].score > search.null_threshold):
         return Prediction(example.example_id, "", None, float("-inf") if null is None else null, spans, null)
     top = spans[0]
@@ -175,5 +175,5 @@ def postprocess_predictions(examples: Sequence[Example], features: Sequence[Feat
     grouped: list[list[tuple[Feature, np.ndarray, np.ndarray]]] = [[] for _ in examples]
     for feature, s, e in zip(features, start_logits, end_logits):
         grouped[feature.example_index].append((feature, s, e))
-    return {example.example_id: predict_example(example, windows, search)
-            for example, windows in zip(examples, grouped)}
+    return {example.example_id: predict_example(example, scored, search)
+            for example, scored in zip(examples, grouped)}

@@ -24,6 +24,7 @@ from qa_core.features import featurize
 from qa_core.inference import AnswerResult, answer_question, config_for_model
 from qa_core.int8 import quantize_linears
 from qa_core.modeling import LoadedModel, fit_config, load_model, pick_device
+from qa_core.run_files import run_folder
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ logger = logging.getLogger(__name__)
 # (the common question) and several windows (long contexts) each get their graph before any request waits.
 WARMUP_SHAPES = ((1, 48), (1, 160), (2, 64), (3, 200))
 # The copy is private and never changed after compiling, so dynamo's per-call checks of every module attribute
-# (about 0.6 ms a question) guard nothing.
+# guard nothing (README, "Answering (Ask tab)", says what skipping them saves).
 COMPILE_OPTIONS = {"freezing": True, "guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe}
 
 
@@ -83,8 +84,9 @@ class ModelLoadingError(RuntimeError):
 
 def run_config(source: str) -> QAConfig:
     """The settings a model was trained with when `source` is a run folder (run.json's config), with the
-    null-score threshold its evaluation found best (inference.config_for_model); QAConfig's defaults otherwise."""
-    folder = Path(source)
+    null-score threshold its evaluation found best (inference.config_for_model); QAConfig's defaults otherwise.
+    `source` may be the run folder or its model/ folder."""
+    folder = run_folder(Path(source))
     try:
         saved = read_run_info(folder).config
     except ValueError:
@@ -131,8 +133,8 @@ class ModelCache:
         self._fast = fast and pick_device().type == "cpu" and native_int8_cpu()  # a GPU answers faster still
         # One thread loads models (one at a time, so memory holds one load), another runs every question.
         # OpenMP gives each calling thread its own team of workers, and once there are more of those than cores
-        # its workers sleep between operations instead of spinning; from a web server's many request threads,
-        # each answer took 1.5x as long.
+        # its workers sleep between operations instead of spinning, which slows answers from a web server's many
+        # request threads (README, "The API", says by how much).
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-load")
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-model")
 

@@ -15,9 +15,9 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import get_scheduler, set_seed
 
-from qa_core.checkpoints import (HISTORY_FILE, RUN_RECORDS, TENSORBOARD_DIR, RunInfo, TrainState,
-                                 check_output_dir, clear_records, find_checkpoint, load_trainer_state, no_room,
-                                 publish, remove_partial_files, save_checkpoint, save_model)
+from qa_core.checkpoints import (RunInfo, TrainState, check_output_dir, clear_records, find_checkpoint,
+                                 load_trainer_state, no_room, publish, remove_partial_files, save_checkpoint,
+                                 save_final_model)
 from qa_core.config import QAConfig
 from qa_core.data import Example, fingerprint, load_examples
 from qa_core.distributed import (DistContext, all_reduce_mean, any_rank, barrier, cleanup, device_for,
@@ -25,9 +25,11 @@ from qa_core.distributed import (DistContext, all_reduce_mean, any_rank, barrier
 from qa_core.evaluation import EvalResult, evaluate, write_eval_outputs
 from qa_core.features import BatchFormat, Feature, collate, featurize, training_batches
 from qa_core.inference import autocast
+from qa_core.model_card import base_model_name, describe_hardware, write_model_card
 from qa_core.modeling import LoadedModel, fit_config, load_model
 from qa_core.progress import (ProgressCallback, ProgressEvent, append_history, tensorboard_writer,
                               truncate_history)
+from qa_core.run_files import HISTORY_FILE, RUN_RECORDS, TENSORBOARD_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +45,7 @@ class TrainResult:
     step: int
     metrics: dict[str, float]
     train_seconds: float
-    train_features: int  # training windows processed in this session, all processes together
+    features_trained: int  # training features (windows) processed in this session, all processes together
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class Setup:
     """What one training works with, fixed for the whole run; its progress is the TrainState."""
 
     config: QAConfig
-    context: DistContext
+    dist_ctx: DistContext
     loaded: LoadedModel
     model: torch.nn.Module  # the loaded model, maybe wrapped by DDP or torch.compile
     optimizer: torch.optim.Optimizer
@@ -73,17 +75,17 @@ def train(config: QAConfig, callback: ProgressCallback | None = None, should_sto
     """Train on config.train_file, evaluating on config.validation_file after each epoch; resumable at any step."""
     if not config.train_file:
         raise ValueError("train_file is required for training")
-    context = init_distributed()
+    dist_ctx = init_distributed()
     try:
-        setup = prepare(config, context, device)
+        setup = prepare(config, dist_ctx, device)
         return fit(setup, callback or (lambda event: None), should_stop or (lambda: False))
     finally:
-        cleanup(context)  # destroys the process group only if init_distributed created it here
+        cleanup(dist_ctx)  # destroys the process group only if init_distributed created it here
 
 
 def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool]) -> TrainResult:
     """The whole loop: step, log, evaluate, checkpoint, cancel. A kill at any instant leaves a resumable folder."""
-    config, context, output_dir = setup.config, setup.context, Path(setup.config.output_dir)
+    config, dist_ctx, output_dir = setup.config, setup.dist_ctx, Path(setup.config.output_dir)
     emit = partial(_emit, setup, (callback, *setup.trackers))
     accumulation = config.gradient_accumulation_steps
     state, cancelled = setup.start, False
@@ -92,16 +94,16 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
         _open_records(setup)
         emit("start", state, message=f"resumed at step {state.step}" if setup.resumed_from else "started")
         while state.step < setup.total_steps and not cancelled:
-            batches = shard(training_batches(setup.train_features, config, state.epoch), context)
+            batches = shard(training_batches(setup.train_features, config, state.epoch), dist_ctx)
             setup.model.train()
             clock = time.perf_counter()
             for batch in _loader(setup, batches[state.batch_in_epoch:], state.epoch):
                 position = state.batch_in_epoch + 1
                 step_ends = position % accumulation == 0 or position == len(batches)
-                no_sync = setup.model.no_sync() if context.enabled and not step_ends else None
+                no_sync = setup.model.no_sync() if dist_ctx.enabled and not step_ends else None
                 loss_sum += forward_backward(setup.model, batch, setup.bf16, accumulation, no_sync)
                 losses += 1
-                windows += len(batch["input_ids"]) * context.world_size
+                windows += len(batch["input_ids"]) * dist_ctx.world_size
                 state = replace(state, batch_in_epoch=position)
                 if not step_ends:
                     continue
@@ -112,14 +114,14 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
                 seconds += time.perf_counter() - clock
                 if state.step % config.logging_steps == 0 or state.step == setup.total_steps:
                     eta = seconds / (state.step - setup.start.step) * (setup.total_steps - state.step)
-                    emit("step", state, loss=all_reduce_mean(float(loss_sum) / losses, context),
+                    emit("step", state, loss=all_reduce_mean(float(loss_sum) / losses, dist_ctx),
                          learning_rate=setup.scheduler.get_last_lr()[0], grad_norm=grad_norm,
                          windows_per_s=windows / max(seconds, 1e-9), eta_s=eta)
                     loss_sum, losses = 0.0, 0
                 if position == len(batches):
                     state = replace(state, epoch=state.epoch + 1, batch_in_epoch=0)
                 done = state.step >= setup.total_steps
-                cancelled = not done and any_rank(should_stop(), context)  # all ranks stop together
+                cancelled = not done and any_rank(should_stop(), dist_ctx)  # all ranks stop together
                 if state.batch_in_epoch == 0 or done:
                     state, result = _evaluate(setup, state, emit)
                     _checkpoint(setup, state, result, emit)
@@ -129,11 +131,13 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
                     break
                 clock = time.perf_counter()  # evaluation and checkpoints are not training time
         status = "cancelled" if cancelled else "finished"
-        if status == "finished" and context.is_main:
-            save_model(output_dir, setup.model, setup.loaded.tokenizer)
-        if context.is_main:
-            publish(output_dir, None, _run_info(setup, state, status))  # evaluation files: published already
-        barrier(context)  # no rank returns before the final model is on disk
+        if dist_ctx.is_main:
+            info = _run_info(setup, state, status, train_seconds=seconds)
+            if status == "finished":  # model/ first: a run.json saying "finished" always has its model
+                save_final_model(output_dir, setup.model, setup.loaded.tokenizer, setup.loaded.model_settings,
+                                 partial(write_model_card, output_dir, info=info))
+            publish(output_dir, None, info)  # evaluation files: published already
+        barrier(dist_ctx)  # no rank returns before the final model is on disk
     except BaseException as err:
         raise _failed(setup, state, err, emit) from err
     emit("done" if status == "finished" else "cancelled", state, metrics=state.metrics,
@@ -141,12 +145,12 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
     return TrainResult(str(output_dir), status, state.step, state.metrics, seconds, windows)
 
 
-def prepare(config: QAConfig, context: DistContext, device: str | None) -> Setup:
+def prepare(config: QAConfig, dist_ctx: DistContext, device: str | None) -> Setup:
     """Check the output folder, load the model and data, and build the optimizer, resuming from a checkpoint."""
     output_dir = Path(config.output_dir)
     checkpoint = _checkpoint_to_resume(output_dir, config)
     set_seed(config.seed)
-    torch_device = device_for(context, device)
+    torch_device = device_for(dist_ctx, device)
     loaded = load_model(str(checkpoint) if checkpoint else config.model_name_or_path, torch_device,
                         config.attention_dropout)
     config = fit_config(config, loaded)  # windows the model can take (a warning says what changed)
@@ -157,24 +161,24 @@ def prepare(config: QAConfig, context: DistContext, device: str | None) -> Setup
     if not train_features:
         raise ValueError(f"{config.train_file}: no training window holds an answer")
     eval_features = featurize(eval_examples, loaded.tokenizer, config, training=False).features
-    steps_per_epoch = math.ceil(len(shard(training_batches(train_features, config, 0), context))
+    steps_per_epoch = math.ceil(len(shard(training_batches(train_features, config, 0), dist_ctx))
                                 / config.gradient_accumulation_steps)
     if steps_per_epoch == 0:  # else every rank loops over empty epochs forever
         raise ValueError(f"{len(train_features)} training windows make fewer batches than the "
-                         f"{context.world_size} processes; use fewer processes or a smaller batch size")
+                         f"{dist_ctx.world_size} processes; use fewer processes or a smaller batch size")
     total_steps = config.max_steps if config.max_steps > 0 else math.ceil(config.num_train_epochs * steps_per_epoch)
     bf16 = config.bf16 if config.bf16 is not None else torch_device.type == "cuda"
     optimizer = build_optimizer(loaded.model, config, torch_device)
     scheduler = get_scheduler(config.lr_scheduler_type, optimizer, math.ceil(config.warmup_ratio * total_steps),
                               total_steps)
     data = {"train": fingerprint(train_examples), "validation": fingerprint(eval_examples)}
-    model = _wrap(loaded.model, config, context, torch_device)
-    if context.is_main and not checkpoint:
+    model = _wrap(loaded.model, config, dist_ctx, torch_device)
+    if dist_ctx.is_main and not checkpoint:
         clear_records(output_dir, RUN_RECORDS)  # only what check_output_dir allowed to be overwritten
-    trackers = _trackers(config, output_dir) if context.is_main else ()
+    trackers = _trackers(config, output_dir) if dist_ctx.is_main else ()
     # Last: restoring the RNG state must come after everything that draws from it.
     start = load_trainer_state(checkpoint, optimizer, scheduler, data) if checkpoint else TrainState()
-    return Setup(config, context, loaded, model, optimizer, scheduler, train_features, eval_examples, eval_features,
+    return Setup(config, dist_ctx, loaded, model, optimizer, scheduler, train_features, eval_examples, eval_features,
                  steps_per_epoch, total_steps, bf16, data, start, checkpoint, trackers)
 
 
@@ -200,20 +204,20 @@ def _trackers(config: QAConfig, output_dir: Path) -> tuple[ProgressCallback, ...
 def _open_records(setup: Setup) -> None:
     """run.json says 'running' from the start; a resumed run first restores what its checkpoint says."""
     output_dir = Path(setup.config.output_dir)
-    if setup.context.is_main:
+    if setup.dist_ctx.is_main:
         if setup.resumed_from:
             truncate_history(output_dir / HISTORY_FILE, setup.start.step)
         publish(output_dir, setup.resumed_from, _run_info(setup, setup.start, "running"))
-    barrier(setup.context)
+    barrier(setup.dist_ctx)
 
 
-def _wrap(model: torch.nn.Module, config: QAConfig, context: DistContext, device: torch.device) -> torch.nn.Module:
+def _wrap(model: torch.nn.Module, config: QAConfig, dist_ctx: DistContext, device: torch.device) -> torch.nn.Module:
     if device.type == "cuda" and config.tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     if config.torch_compile:
         model = torch.compile(model, dynamic=True)
-    if context.enabled:
+    if dist_ctx.enabled:
         ids = [device.index] if device.type == "cuda" else None
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
     return model
@@ -278,7 +282,7 @@ def _evaluate(setup: Setup, state: TrainState, emit: Callable[..., None]) -> tup
     # Without the DDP wrapper: its forward may broadcast buffers, a collective that hangs when ranks run
     # different numbers of evaluation batches (a rank may have none).
     result = evaluate(unwrap_ddp(setup.model), setup.eval_examples, setup.eval_features, setup.config, setup.bf16,
-                      setup.context, setup.loaded.batch_format)
+                      setup.dist_ctx, setup.loaded.batch_format)
     metrics = result.metrics.to_dict()
     state = replace(state, history=(*state.history, {"step": state.step, "epoch": _epoch(setup, state), **metrics}))
     logger.info("step %d: exact_match %.2f f1 %.2f", state.step, metrics["exact_match"], metrics["f1"])
@@ -288,14 +292,15 @@ def _evaluate(setup: Setup, state: TrainState, emit: Callable[..., None]) -> tup
 
 def _checkpoint(setup: Setup, state: TrainState, result: EvalResult | None, emit: Callable[..., None]) -> None:
     """The checkpoint first (with the evaluation files of `result`), then what readers see, made from it."""
-    if setup.context.is_main:
+    if setup.dist_ctx.is_main:
         output_dir = Path(setup.config.output_dir)
         write_eval = partial(write_eval_outputs, result=result) if result is not None else None
         checkpoint = save_checkpoint(output_dir, setup.model, setup.loaded.tokenizer, setup.optimizer,
-                                     setup.scheduler, state, setup.data_fingerprint, write_eval)
+                                     setup.scheduler, state, setup.data_fingerprint, write_eval,
+                                     setup.loaded.model_settings)
         publish(output_dir, checkpoint, _run_info(setup, state, "running"))
         emit("checkpoint", state)
-    barrier(setup.context)
+    barrier(setup.dist_ctx)
 
 
 def _failed(setup: Setup, state: TrainState, err: BaseException, emit: Callable[..., None]) -> BaseException:
@@ -304,7 +309,7 @@ def _failed(setup: Setup, state: TrainState, err: BaseException, emit: Callable[
     if reason := no_room(err):
         err = TrainingError(f"no room to write in {output_dir} ({reason}); partial files removed; "
                             f"free some space, then continue with --resume")
-    if setup.context.is_main:
+    if setup.dist_ctx.is_main:
         remove_partial_files(output_dir)
         try:
             publish(output_dir, None, _run_info(setup, state, "failed", error=str(err) or repr(err)))
@@ -323,13 +328,16 @@ def _diverged_message(setup: Setup, state: TrainState, loss: float, grad_norm: f
             f"or raise --warmup_ratio")
 
 
-def _run_info(setup: Setup, state: TrainState, status: str, error: str = "") -> RunInfo:
+def _run_info(setup: Setup, state: TrainState, status: str, error: str = "",
+              train_seconds: float | None = None) -> RunInfo:
+    hardware = describe_hardware(setup.dist_ctx.world_size) if train_seconds is not None else ""
     return RunInfo(status, setup.config.to_dict(), state.step, setup.total_steps, state.metrics,
-                   setup.data_fingerprint, list(state.history), error)
+                   setup.data_fingerprint, list(state.history), error,
+                   base_model_name(setup.config.model_name_or_path), train_seconds, hardware)
 
 
 def _emit(setup: Setup, sinks: tuple[ProgressCallback, ...], kind: str, state: TrainState, **values) -> None:
-    if setup.context.is_main:
+    if setup.dist_ctx.is_main:
         event = ProgressEvent(kind, state.step, setup.total_steps, _epoch(setup, state), **values)
         for sink in sinks:
             sink(event)

@@ -6,27 +6,24 @@ import json
 import os
 from pathlib import Path
 
-# Tiny models run fastest on one thread, and two cores shared with a server and a browser thrash with more;
-# set before torch starts so subprocesses (torchrun, train.py, the app) inherit it.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-# The app's compiled int8 copies cost a minute of compiling per model; tests/test_serving.py covers them once.
-os.environ.setdefault("QA_FAST_INFERENCE", "0")
+import pytest
+import torch
+from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering  # noqa: E402
-
-from qa_core.modeling import LoadedModel, embedded_model_path  # noqa: E402
-from qa_core.runtime import configure_process  # noqa: E402
-
-configure_process()
-
-torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+from qa_core.modeling import LoadedModel, embedded_model_path
+from qa_core.runtime import configure_process
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gpu: needs CUDA; skipped without it")
     config.addinivalue_line("markers", "browser: drives headless Chromium against a live server")
+    # Tiny models run fastest on one thread, and two cores shared with a server and a browser thrash with more;
+    # subprocesses (torchrun, train.py, the app) inherit the setting.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    # The app's compiled int8 copies cost a minute of compiling per model; tests/test_serving.py covers them once.
+    os.environ.setdefault("QA_FAST_INFERENCE", "0")
+    configure_process()  # as the CLI and the app do, before any test runs an op
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -21,12 +21,12 @@ def test_tokens_spans_and_answer_tokens_of_the_window(tiny_loaded):
     result = attributions.explain_answer(tiny_loaded, QUESTION, CONTEXT)
     assert result.method == attributions.INTEGRATED_GRADIENTS
     assert attributions.MIN_STEPS <= result.steps <= attributions.MAX_STEPS
-    assert len(result.tokens) == len(result.spans) == len(result.start_attributions) == len(result.end_attributions)
-    assert result.tokens[0] == "[CLS]" and result.spans[1] is None  # question tokens have no context span
-    for token, span in zip(result.tokens, result.spans):
+    assert len(result.tokens) == len(result.offsets) == len(result.start_attributions) == len(result.end_attributions)
+    assert result.tokens[0] == "[CLS]" and result.offsets[1] is None  # question tokens have no context span
+    for token, span in zip(result.tokens, result.offsets):
         if span is not None:
             assert CONTEXT[span[0]:span[1]].lower() == token.removeprefix("##")
-    assert result.spans[result.start_token] is not None and result.start_token <= result.end_token
+    assert result.offsets[result.start_token] is not None and result.start_token <= result.end_token
     assert (result.window, result.windows) == (0, 1) and result.seconds > 0
 
 
@@ -55,7 +55,7 @@ def test_a_small_budget_or_many_windows_fall_back_to_gradient_x_input(tiny_loade
     config = QAConfig(max_seq_length=64, doc_stride=16, max_query_length=16)
     wide = attributions.explain_answer(tiny_loaded, QUESTION, long_context, config=config)
     assert wide.windows > attributions.MANY_WINDOWS and wide.method == attributions.GRADIENT_X_INPUT
-    answer = wide.spans[wide.start_token][0], wide.spans[wide.end_token][1]
+    answer = wide.offsets[wide.start_token][0], wide.offsets[wide.end_token][1]
     assert answer[0] <= answer[1] and len(wide.tokens) <= 64
 
 
@@ -66,7 +66,7 @@ def test_a_given_span_is_explained_and_the_model_mode_is_kept(tiny_loaded):
     result = attributions.explain_answer(tiny_loaded, QUESTION, CONTEXT, span=span,
                                          method=attributions.GRADIENT_X_INPUT)
     assert tiny_loaded.model.training
-    assert result.spans[result.start_token][0] == span[0] and result.spans[result.end_token][1] == span[1]
+    assert result.offsets[result.start_token][0] == span[0] and result.offsets[result.end_token][1] == span[1]
     figure = plots.attribution_figure(result)
     assert list(figure.data[0].y) == ["start", "end"] and np.abs(figure.data[0].z).max() == pytest.approx(1.0)
     assert "gradient x input" in figure.layout.title.text
@@ -91,4 +91,4 @@ def test_models_without_segment_ids_and_with_other_special_tokens(family, tmp_pa
                                          method=attributions.INTEGRATED_GRADIENTS)
     assert result.steps >= attributions.MIN_STEPS and np.isfinite(result.start_attributions).all()
     assert result.tokens[0] == loaded.tokenizer.convert_ids_to_tokens(loaded.tokenizer.cls_token_id)
-    assert result.spans[result.start_token] is not None and result.spans[result.end_token] is not None
+    assert result.offsets[result.start_token] is not None and result.offsets[result.end_token] is not None

@@ -87,7 +87,8 @@ KILL_POINTS = [
     ("run_file_written", 3, 3),  # the epoch-end checkpoint in place, run.json.tmp written, not renamed
     ("checkpoint_written", 3, 3),  # the mid-epoch checkpoint of epoch 2 under checkpoint.tmp
     ("checkpoint_done", 4, 6),  # the last checkpoint in place, its run.json not yet
-    ("model_saved", 5, 6),  # the final model written, run.json still "running"
+    ("model_saved", 5, 6),  # the final model written under model.tmp, run.json still "running"
+    ("model_swapping", 1, 6),  # the final model with its card complete under model.tmp, not yet renamed
     ("run_file_written", 6, 6),  # the final run.json under run.json.tmp
 ]
 
@@ -183,7 +184,7 @@ def test_a_mid_epoch_resume_on_cuda_matches_within_float_tolerance(tiny_model_di
     stopped = train(cut, should_stop=lambda: asked.append(1) or len(asked) >= 2, device="cuda")  # asked each step
     assert stopped.status == "cancelled" and stopped.step == 2  # mid-epoch: 3 steps an epoch
     assert train(cut.replace(resume=True), device="cuda").status == "finished"
-    mine = load_file(tmp_path / "cut" / "model.safetensors")
-    theirs = load_file(tmp_path / "straight" / "model.safetensors")
+    mine = load_file(tmp_path / "cut" / "model" / "model.safetensors")
+    theirs = load_file(tmp_path / "straight" / "model" / "model.safetensors")
     for name, tensor in theirs.items():
         torch.testing.assert_close(mine[name], tensor, rtol=1e-4, atol=1e-5, msg=name)

@@ -124,13 +124,12 @@ def test_metrics_match_single_process_evaluation(ddp_run: Path):
     assert predictions == {k: p.text for k, p in single.predictions.items()}
 
 
-def test_too_few_batches_for_the_processes_is_an_error(tiny_model_dir: Path, tmp_path: Path, monkeypatch):
+def test_too_few_batches_for_the_processes_is_an_error(tiny_model_dir: Path, tmp_path: Path):
     """Trimmed to equal shares, 1 batch over 2 ranks is none each: an error, not an endless loop of empty epochs."""
-    monkeypatch.setattr(training, "init_distributed", lambda: DistContext(0, 2))
     config = QAConfig(**{**OPTIONS, "per_device_train_batch_size": 64}, model_name_or_path=str(tiny_model_dir),
                       train_file=str(squad_file(tmp_path / "squad.json")), output_dir=str(tmp_path / "run"))
     with pytest.raises(ValueError, match="fewer batches than the 2 processes"):
-        training.train(config, device="cpu")
+        training.prepare(config, DistContext(0, 2), device="cpu")  # rank 0 of 2, without a process group
 
 
 def free_port() -> int:

@@ -15,7 +15,7 @@ from qa_core.modeling import embedded_model_path
 from tests.conftest import write_squad
 
 ROOT = Path(__file__).resolve().parents[1]
-FIGURES = ("seconds", "examples", "tokens", "padded_tokens", "flops", "examples_per_s", "tokens_per_s",
+FIGURES = ("seconds", "windows", "tokens", "padded_tokens", "flops", "windows_per_s", "tokens_per_s",
            "padded_tokens_per_s", "padding_fraction", "model_tflops_per_s", "mfu", "mfu_padded")
 
 # Runs the script as `python -m bench.gpu_bench ...` would, then lists any `datasets` module it pulled in.
@@ -85,7 +85,7 @@ def test_dry_run_reports_throughput_and_mfu_for_both_models(dry_run):
         for phase in ("train", "eval"):
             figures = result[phase]
             assert set(FIGURES) <= set(figures)
-            assert figures["examples"] > 0 and 0 < figures["tokens"] <= figures["padded_tokens"]
+            assert figures["windows"] > 0 and 0 < figures["tokens"] <= figures["padded_tokens"]
             expected = figures["flops"] / figures["seconds"] / 100e12
             assert figures["mfu"] == pytest.approx(expected, rel=0.01, abs=1e-4)
     minilm, base = report["results"]["minilm"]["model"], report["results"]["bert-base"]["model"]

@@ -37,8 +37,8 @@ def test_logit_figure_labels_tokens_and_marks_spans():
 
 def test_long_context_keeps_every_token_but_opens_on_the_answer():
     logits = logits_of([f"w{i}" for i in range(5000)])
-    start = logits.spans[3000][0]
-    figure = plots.logit_figure(logits, predicted=(start, logits.spans[3001][1]))
+    start = logits.offsets[3000][0]
+    figure = plots.logit_figure(logits, predicted=(start, logits.offsets[3001][1]))
     assert len(figure.data[0].x) == 5000
     low, high = figure.layout.xaxis.range
     assert low < 3000 < high and high - low <= plots.VISIBLE_TOKENS

@@ -42,7 +42,7 @@ def test_overfits_a_handful_of_examples(tiny_model_dir: Path, tmp_path: Path) ->
                    callback=events.append)
     assert result.status == "finished" and result.metrics["exact_match"] == 100.0
     run = tmp_path / "run"
-    assert (run / "model.safetensors").exists() and (run / "tokenizer.json").exists()
+    assert (run / "model" / "model.safetensors").exists() and (run / "model" / "tokenizer.json").exists()
     assert json.loads((run / "eval_predictions.json").read_text())["q3"] == "Mara"
     info = read_run_info(run)
     assert info.status == "finished" and info.metrics["f1"] == 100.0 and info.data_fingerprint["train"]
@@ -76,7 +76,7 @@ def test_refuses_to_overwrite_a_run(tiny_model_dir: Path, tmp_path: Path) -> Non
 
 
 def weights(run: Path) -> dict[str, torch.Tensor]:
-    return load_file(run / "model.safetensors")
+    return load_file(run / "model" / "model.safetensors")
 
 
 def assert_same_weights(run: Path, reference: Path) -> None:
@@ -148,7 +148,7 @@ def test_a_diverging_run_fails_clearly_keeps_its_checkpoint_and_is_not_offered(t
     assert "training diverged at step" in done.stderr and "--learning_rate" in done.stderr
     info = read_run_info(run)
     assert info.status == "failed" and "diverged" in info.error and info.step < 20
-    assert not (run / "model.safetensors").exists()  # no NaN model
+    assert not (run / "model").exists()  # no NaN model
     state = json.loads(json.dumps(info.history))  # the last good checkpoint is kept, and finite
     checkpoint = find_checkpoint(run)
     assert checkpoint is not None and state == read_run_info(run).history
@@ -224,7 +224,7 @@ def test_evaluating_into_a_run_folder_is_refused(tiny_model_dir: Path, tmp_path:
         run_evaluation(config)
     assert (run / "eval_metrics.json").read_text() == metrics
     run_evaluation(config.replace(overwrite_output_dir=True))  # replaces the run's records, keeps its model
-    assert not (run / "run.json").exists() and (run / "model.safetensors").exists()
+    assert not (run / "run.json").exists() and (run / "model" / "model.safetensors").exists()
     assert (run / "eval_metrics.json").exists()
 
 
@@ -261,3 +261,57 @@ def test_lr_scheduler_type_shapes_the_learning_rate(tiny_model_dir: Path, tmp_pa
 def test_unknown_lr_scheduler_type_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="lr_scheduler_type"):
         QAConfig(lr_scheduler_type="triangle")
+
+
+def test_a_finished_run_s_model_folder_is_hub_ready(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """model/ holds config, weights, tokenizer and card, loads with from_pretrained, keeps the base model's
+    attention dropout; the run folder's path still names the model everywhere a run is loaded."""
+    from huggingface_hub import ModelCard
+    from transformers import AutoConfig, AutoModelForQuestionAnswering
+
+    from qa_core.checkpoints import write_run_info
+    from qa_core.inference import config_for_model
+    from qa_core.modeling import load_model
+    from qa_core.serving import run_config
+
+    run = tmp_path / "run"
+    train(tiny_config(tiny_model_dir, write_tiny_squad(tmp_path / "d.json"), run, max_steps=2, attention_dropout=0.0))
+    model = run / "model"
+    assert sorted(p.name for p in model.iterdir() if not p.name.startswith("tokenizer")) == [
+        "README.md", "config.json", "model.safetensors"]
+    assert AutoModelForQuestionAnswering.from_pretrained(model) is not None
+    base = AutoConfig.from_pretrained(tiny_model_dir).attention_probs_dropout_prob
+    assert AutoConfig.from_pretrained(model).attention_probs_dropout_prob == base != 0.0
+    info = read_run_info(run)
+    assert info.config["attention_dropout"] == 0.0 and info.base_model == str(tiny_model_dir)
+    assert info.train_seconds is not None and info.hardware
+    card = ModelCard.load(model / "README.md")
+    data = card.data.to_dict()
+    assert data["pipeline_tag"] == "question-answering" and data["library_name"] == "transformers"
+    assert data["license"] and data["model-index"][0]["name"] == "run"
+    for expected in ("data fingerprint (train)", "| 5 |", "optimizer steps: 2", "hardware: ", "| learning_rate |"):
+        assert expected in card.text, expected
+    loaded = load_model(str(run))
+    assert loaded.source == str(model) and run_config(loaded.source).max_seq_length == 64
+    assert config_for_model(loaded.source) == QAConfig()  # a v1.1 run: no null threshold
+    other = shutil.copyfile(tmp_path / "d.json", tmp_path / "other.json")
+    evaluation = QAConfig(model_name_or_path=str(tiny_model_dir), validation_file=str(other), output_dir=str(run),
+                          max_seq_length=64, doc_stride=16, max_query_length=16, overwrite_output_dir=True)
+    card_text = (model / "README.md").read_text()
+    run_evaluation(evaluation)  # another model's scores: not this model's card
+    assert (model / "README.md").read_text() == card_text
+    write_run_info(run, info)
+    run_evaluation(evaluation.replace(model_name_or_path=str(run)))
+    assert f"| {other} |" in (model / "README.md").read_text()  # evaluated again: the card states the new scores
+
+
+def test_a_run_from_before_the_model_folder_still_loads(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from qa_core.checkpoints import RunInfo, write_run_info
+    from qa_core.modeling import load_model
+    from qa_core.serving import run_config
+
+    run = tmp_path / "old-run"
+    shutil.copytree(tiny_model_dir, run)
+    write_run_info(run, RunInfo("finished", {**QAConfig().to_dict(), "doc_stride": 64}))
+    loaded = load_model(str(run))
+    assert loaded.source == str(run) and run_config(loaded.source).doc_stride == 64
