@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from qa_core.run_files import (CHECKPOINT_DIR, EVAL_PREFIX, HISTORY_FILE, MODEL_DIR, MODEL_FILES,  # noqa: F401
-                               OLD_SUFFIX, RECORDS_FILE, RUN_FILE, RUN_RECORDS, STATE_FILE, TENSORBOARD_DIR,
-                               TMP_SUFFIX, partial_names)
+from qa_core.run_files import (CALIBRATION_FILE, CHECKPOINT_DIR, EVAL_PREFIX, HISTORY_FILE, MODEL_DIR,  # noqa: F401
+                               MODEL_FILES, OLD_SUFFIX, RECORDS_FILE, RUN_FILE, RUN_RECORDS, STATE_FILE,
+                               TENSORBOARD_DIR, TMP_SUFFIX, partial_names)
 
 NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk, a quota, a file-size limit
 
@@ -89,6 +89,12 @@ def check_output_dir(folder: Path, overwrite: bool, names: Iterable[str] = RUN_R
                          f"or choose another output folder")
 
 
+def eval_files(folder: Path) -> list[Path]:
+    """The evaluation files in a folder: eval_* and the calibration fitted on them (carried and published together,
+    so a reader never sees a temperature fitted on other records)."""
+    return sorted([*folder.glob(EVAL_PREFIX + "*"), *folder.glob(CALIBRATION_FILE)])
+
+
 def clear_records(folder: Path, names: Iterable[str] = RUN_RECORDS) -> None:
     """Remove the run records and evaluation files a new run or evaluation would otherwise mix with its own."""
     for name in held_records(folder, names):
@@ -116,7 +122,7 @@ def save_checkpoint(output_dir: Path, model: torch.nn.Module, tokenizer, optimiz
     if write_eval is not None:
         write_eval(tmp)
     elif previous is not None:
-        for path in previous.glob(EVAL_PREFIX + "*"):
+        for path in eval_files(previous):
             shutil.copyfile(path, tmp / path.name)
     crash_hook("checkpoint_written")
     swap_in(tmp, final, "checkpoint_swapping")
@@ -172,10 +178,12 @@ def load_trainer_state(checkpoint: Path, optimizer: torch.optim.Optimizer, sched
 
 def publish(output_dir: Path, checkpoint: Path | None, info: RunInfo) -> None:
     """What readers see: the checkpoint's evaluation files copied out, then run.json, each replaced atomically."""
-    for path in checkpoint.glob(EVAL_PREFIX + "*") if checkpoint is not None else ():
+    for path in eval_files(checkpoint) if checkpoint is not None else ():
         tmp = output_dir / (path.name + ".tmp")
         shutil.copyfile(path, tmp)
         tmp.replace(output_dir / path.name)
+    if checkpoint is not None and not (checkpoint / CALIBRATION_FILE).exists():  # no records to fit on: no stale one
+        (output_dir / CALIBRATION_FILE).unlink(missing_ok=True)
     write_run_info(output_dir, info)
 
 

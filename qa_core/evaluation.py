@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from qa_core.calibration import fit_calibration, write_calibration
 from qa_core.checkpoints import RunInfo, check_output_dir, clear_records, read_run_info
 from qa_core.config import QAConfig
 from qa_core.data import Example, load_examples
@@ -20,8 +21,8 @@ from qa_core.metrics import Metrics, SquadV2Metrics, compute_metrics, compute_me
 from qa_core.model_card import write_model_card
 from qa_core.modeling import fit_config, load_model
 from qa_core.postprocess import Prediction
-from qa_core.run_files import (BEST_SPANS_FILE, CARD_FILE, METRICS_FILE, MODEL_DIR, MODEL_RECORDS, NULL_ODDS_FILE,
-                               PREDICTIONS_FILE, RECORDS_FILE, RUN_FILE, RUN_RECORDS)
+from qa_core.run_files import (BEST_SPANS_FILE, CALIBRATION_FILE, CARD_FILE, METRICS_FILE, MODEL_DIR, MODEL_RECORDS,
+                               NULL_ODDS_FILE, PREDICTIONS_FILE, RECORDS_FILE, RUN_FILE, RUN_RECORDS)
 
 # With --overwrite_output_dir an evaluation replaces a run's records, but not the model it may be evaluating.
 EVAL_OVERWRITES = tuple(name for name in RUN_RECORDS if name not in MODEL_RECORDS)
@@ -73,7 +74,8 @@ def best_span_texts(predictions: Mapping[str, Prediction]) -> dict[str, str]:
 
 def write_eval_outputs(output_dir: Path, result: EvalResult) -> None:
     """The official predictions file ("" for no answer), the metrics, one JSON line per question for error
-    analysis, and for SQuAD 2.0 the null odds and the best spans (evaluate-v2.0.py's inputs)."""
+    analysis, the temperature fitted on those records, and for SQuAD 2.0 the null odds and the best spans
+    (evaluate-v2.0.py's inputs)."""
     output_dir.mkdir(parents=True, exist_ok=True)
     files = {PREDICTIONS_FILE: {k: p.text for k, p in result.predictions.items()},
              METRICS_FILE: result.metrics.to_dict()}
@@ -86,6 +88,10 @@ def write_eval_outputs(output_dir: Path, result: EvalResult) -> None:
     for name, content in files.items():
         (output_dir / name).write_text(json.dumps(content, ensure_ascii=False, indent=1), encoding="utf-8")
     write_records(output_dir / RECORDS_FILE, result.records)
+    if result.records:
+        write_calibration(output_dir, fit_calibration(result.records))
+    else:
+        (output_dir / CALIBRATION_FILE).unlink(missing_ok=True)
 
 
 def run_evaluation(config: QAConfig, device: str | None = None) -> EvalResult:

@@ -16,8 +16,10 @@ import torch
 from safetensors.torch import load_file
 
 from qa_core import checkpoints
+from qa_core.calibration import fit_calibration, read_calibration
 from qa_core.checkpoints import find_checkpoint, read_run_info
 from qa_core.config import QAConfig
+from qa_core.error_analysis import RECORDS_FILE, read_records
 from qa_core.progress import read_history
 from qa_core.training import TrainingError, train
 from tests.overfit_data import write_tiny_squad
@@ -63,6 +65,8 @@ def assert_records_agree(run: Path) -> None:
     metrics = json.loads((run / "eval_metrics.json").read_text())
     assert {k: metrics[k] for k in info.metrics} == info.metrics
     assert json.loads((run / "checkpoint" / "eval_metrics.json").read_text()) == metrics
+    fitted = fit_calibration(read_records(run / RECORDS_FILE))  # the temperature belongs to the records beside it
+    assert read_calibration(run) == read_calibration(run / "checkpoint") == fitted
 
 
 @pytest.fixture(scope="module")
