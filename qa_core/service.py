@@ -10,7 +10,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from qa_core.calibration import Calibration, fit_calibration, read_calibration
 from qa_core.checkpoints import find_checkpoint, list_runs, read_run_info
+from qa_core.compare import Comparison, compare_runs
 from qa_core.config import QAConfig
 from qa_core.data import DataError, check_file_size, load_examples
 from qa_core.hosting import Settings, check_model, check_request, check_run, scrub
@@ -18,8 +20,9 @@ from qa_core.inference import AnswerResult
 from qa_core.jobs import (QUICK_DATA, JobManager, JobSnapshot, has_model, model_choices, new_run_dir, quick_config,
                           record_choices, run_choices)
 from qa_core.modeling import LoadedModel
+from qa_core.run_files import RECORDS_FILE
 from qa_core.serving import ModelCache, count_windows, run_config
-from qa_core.views import run_records
+from qa_core.views import find_record, run_records
 
 if typing.TYPE_CHECKING:  # captum is imported only when an explanation is asked for
     from qa_core.attributions import Attribution
@@ -77,6 +80,11 @@ def answer_json(result: AnswerResult, model: str, seconds: float) -> dict[str, A
             "windows": result.windows, "milliseconds": round(seconds * 1000, 2)}
 
 
+@functools.lru_cache(maxsize=8)
+def _comparison(path_a: str, path_b: str, modified_a: int, modified_b: int) -> Comparison:
+    return compare_runs(path_a, path_b)
+
+
 class QAService:
     """Answers, runs and the training job, each call checked against the server's Settings."""
 
@@ -130,6 +138,30 @@ class QAService:
     def records_json(self, run: str) -> list[dict[str, Any]]:
         """A run's per-question evaluation records (question, gold answers, prediction, EM, F1, ...)."""
         return [asdict(r) for r in self.records(run)]
+
+    def compare(self, run_a: str | None, run_b: str | None) -> Comparison:
+        """Run B against run A on the same evaluation data (ValueError otherwise), computed once per pair of files."""
+        paths = [Path(check_run(run, self.settings)) for run in (run_a, run_b)]
+        for run in (run_a, run_b):
+            self.records(run)  # the Errors tab's message for a run without records
+        return _comparison(*(str(p) for p in paths), *((p / RECORDS_FILE).stat().st_mtime_ns for p in paths))
+
+    def calibration(self, run: str | None) -> Calibration:
+        """The run's stored temperature and reliability bins; fitted here for runs evaluated before they were stored."""
+        return read_calibration(self.run_path(run)) or fit_calibration(self.records(run))
+
+    def run_threshold(self, run: str | None) -> float:
+        """The null-score threshold a SQuAD 2.0 run was evaluated at (its records' abstentions)."""
+        try:
+            return float(read_run_info(Path(self.run_path(run))).config.get("null_score_diff_threshold") or 0.0)
+        except ValueError:  # a folder from `train.py evaluate` has no run.json
+            return 0.0
+
+    def attribute_record(self, run: str | None, example_id: str) -> Attribution:
+        """Why the run answered one of its evaluated questions as it did: attributions of its predicted span (the
+        best span where a SQuAD 2.0 run abstained), under the same checks and budget as an Ask explanation."""
+        record = find_record(self.records(run), example_id)
+        return self.attribute(self.run_path(run), record.question, record.context, record.span or record.best_span)
 
     def check_data(self, source: str, what: str, upload: bool = False) -> str:
         """A training or evaluation data source a caller may name: anything locally; on a public server only
@@ -213,7 +245,8 @@ class QAService:
 
     # The Ask tab's explanations and the Train tab's run list and Resume.
 
-    def attribute(self, model: str | None, question: str | None, context: str | None) -> Attribution:
+    def attribute(self, model: str | None, question: str | None, context: str | None,
+                  span: tuple[int, int] | None = None) -> Attribution:
         """Why the model chose its answer: attributions from its fp32 copy, within the server's time budget.
 
         Computed in the caller's thread, not the model thread: askers never queue behind an explanation (the app
@@ -231,7 +264,7 @@ class QAService:
         if windows > self.settings.max_context_windows:
             raise ValueError(f"the context needs {windows:,} windows; this server explains up to "
                              f"{self.settings.max_context_windows:,} (shorten the context)")
-        return explain_answer(loaded, question, context, config=config,
+        return explain_answer(loaded, question, context, span=span, config=config,
                               budget_s=EXPLAIN_BUDGET_S[self.settings.public])
 
     def run_choices(self) -> list[tuple[str, str]]:

@@ -12,13 +12,18 @@ import pandas as pd
 
 from qa_core.checkpoints import read_run_info
 from qa_core.data import load_examples
-from qa_core.error_analysis import RECORDS_FILE, QuestionRecord, filter_records, read_records
+from qa_core.error_analysis import OUTCOMES, RECORDS_FILE, QuestionRecord, filter_records, read_records
 from qa_core.inference import AnswerResult, answer_note
 
-if TYPE_CHECKING:  # a type only: importing jobs would import training
+if TYPE_CHECKING:  # types only: importing jobs would import training, attributions captum
+    from qa_core.attributions import Attribution
+    from qa_core.calibration import Calibration, CoveragePoint
+    from qa_core.compare import Comparison
     from qa_core.jobs import JobSnapshot
 
-TABLE_COLUMNS = ["id", "word", "question", "gold", "prediction", "EM", "F1"]
+# prediction, EM and F1 before the long gold column, so they stay in view on a narrow screen
+TABLE_COLUMNS = ["id", "word", "question", "prediction", "EM", "F1", "gold"]
+TABLE_WIDTHS = ["9%", "7%", "29%", "22%", "6%", "7%", "20%"]
 LONG_ANSWER_CHARS = 60  # a longer answer is shown in smaller (still large) type
 SORTS = ("F1, lowest first", "F1, highest first", "question word", "id")
 
@@ -135,13 +140,60 @@ def evaluation_caveat(run: str) -> str:
 
 
 def record_table(records: Sequence[QuestionRecord], only_wrong: bool = False, f1_range: tuple[float, float] = (0, 100),
-                 word: str = "all", search: str = "", sort: str = SORTS[0]) -> pd.DataFrame:
+                 word: str = "all", search: str = "", sort: str = SORTS[0], kind: str = OUTCOMES[0]) -> pd.DataFrame:
     """The filtered, sorted question table of the Errors tab; the id column finds the record again."""
-    chosen = filter_records(records, only_wrong, f1_range, word, search)
+    chosen = filter_records(records, only_wrong, f1_range, word, search, kind)
     keys = {SORTS[0]: lambda r: r.f1, SORTS[1]: lambda r: -r.f1, SORTS[2]: lambda r: r.question_word}
-    rows = [[r.example_id, r.question_word, r.question, " | ".join(r.gold_answers), r.prediction,
-             round(r.exact_match), round(r.f1, 1)] for r in sorted(chosen, key=keys.get(sort, lambda r: r.example_id))]
+    rows = [[r.example_id, r.question_word, r.question, shown_prediction(r), round(r.exact_match), round(r.f1, 1),
+             " | ".join(r.gold_answers) or "(unanswerable)"]
+            for r in sorted(chosen, key=keys.get(sort, lambda r: r.example_id))]
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def shown_prediction(record: QuestionRecord) -> str:
+    """The prediction, or '(no answer)' where a SQuAD 2.0 run abstained."""
+    return record.prediction if record.prediction or record.null_odds is None else "(no answer)"
+
+
+def is_squad_v2(records: Sequence[QuestionRecord]) -> bool:
+    """Records of a SQuAD 2.0 evaluation (null odds stored), which a threshold can re-score."""
+    return any(r.null_odds is not None for r in records)
+
+
+def comparison_text(comparison: Comparison) -> str:
+    """Both runs' EM and F1 with the difference and its paired bootstrap interval, and the outcome counts."""
+    a, b = Path(comparison.run_a).name, Path(comparison.run_b).name
+    lines = [f"A = {a} · B = {b} · {comparison.questions} questions (same data: {comparison.check.method})", ""]
+    for m in comparison.metrics:
+        label = "EM" if m.name == "exact_match" else "F1"
+        lines.append(f"{label}: A {m.a:.1f} · B {m.b:.1f} · B − A {m.difference:+.1f} "
+                     f"(95% paired bootstrap interval {m.low:+.1f} to {m.high:+.1f}, {comparison.resamples} resamples)")
+    lines.append(" · ".join(f"{name}: {count}" for name, count in comparison.outcomes.items()))
+    return "\n".join(lines)
+
+
+def slice_table(comparison: Comparison) -> pd.DataFrame:
+    """The slices side by side: EM and F1 of run A and run B for every group."""
+    rows = [[s.slice, s.group, s.questions, round(s.exact_a, 1), round(s.exact_b, 1), round(s.f1_a, 1),
+             round(s.f1_b, 1)] for s in comparison.slices]
+    return pd.DataFrame(rows, columns=["slice", "group", "questions", "EM A", "EM B", "F1 A", "F1 B"])
+
+
+def calibration_text(calibration: Calibration) -> str:
+    return (f"Expected calibration error {calibration.ece_before:.3f} before and {calibration.ece_after:.3f} after "
+            f"temperature scaling (T = {calibration.temperature:.2f}, fitted on this run's {calibration.questions} "
+            f"evaluation questions; the Ask tab shows probabilities at this temperature)")
+
+
+def coverage_text(point: CoveragePoint) -> str:
+    return (f"Answering only above {point.threshold:.2f}: {point.answered} questions answered "
+            f"({100 * point.coverage:.0f}%), EM {point.exact_match:.1f} · F1 {point.f1:.1f} on those")
+
+
+def attribution_text(attribution: Attribution, budget_s: float) -> str:
+    steps = f" with {attribution.steps} steps" if attribution.steps else ""
+    return (f"{attribution.method}{steps} in {attribution.seconds:.2f} s (budget {budget_s:.0f} s) · window "
+            f"{attribution.window + 1} of {attribution.windows}; blue pushes the start/end logit up, red down")
 
 
 @lru_cache(maxsize=8)

@@ -2,51 +2,84 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import gradio as gr
 import pandas as pd
 
 from qa_core import plots, views
-from qa_core.error_analysis import ANSWER_LENGTHS, QUESTION_WORDS, answer_length_bucket, group_scores
-from qa_core.service import QAService
+from qa_core.error_analysis import (ANSWER_LENGTHS, OUTCOMES, QUESTION_WORDS, QuestionRecord, answer_length_bucket,
+                                    answerable_slice, group_scores, rescore)
+from qa_core.service import EXPLAIN_BUDGET_S, QAService
+from qa_core.ui.calibration_panel import build_calibration_panel
 from qa_core.ui.common import PRIVATE, Outputs, by_name
+from qa_core.ui.compare_panel import build_compare_panel
 
 ERROR_COLORS = {"gold": "#7dd87d", "predicted": "#ffb347", "gold + predicted": "#7fb3ff"}
+NO_ROW = "Click a row of the question table first: that question is what goes to the Ask tab."
 
 
 class ErrorsHandlers:
-    """The Errors tab's event handlers: each calls the service and returns its outputs by name."""
+    """The Errors tab's event handlers: each calls the service and returns its outputs by name.
+
+    threshold: a SQuAD 2.0 run's records re-scored as if it abstained above these null odds (None: as evaluated).
+    """
 
     def __init__(self, service: QAService) -> None:
         self.service = service
 
-    def summarize(self, run: str | None) -> Outputs:
-        """Summary line, bars by question word and answer length, F1 histogram."""
+    def records(self, run: str | None, threshold: float | None = None) -> list[QuestionRecord] | tuple:
+        records = self.service.records(run)
+        return rescore(records, threshold) if threshold is not None and views.is_squad_v2(records) else records
+
+    def pick_run(self, run: str | None) -> Outputs:
+        """A run was picked: the SQuAD 2.0 controls shown (at the run's own threshold) or hidden, and its summary."""
         try:
             records = self.service.records(run)
+        except (ValueError, OSError):
+            records = ()
+        if not views.is_squad_v2(records):
+            hidden = gr.update(visible=False)
+            return {"threshold": hidden, "kind": gr.update(visible=False, value=OUTCOMES[0]),
+                    **self.summarize(run, None)}
+        odds = [r.null_odds for r in records if r.null_odds is not None]
+        value = self.service.run_threshold(run)
+        return {"threshold": gr.update(visible=True, minimum=math.floor(min(*odds, value)) - 1,
+                                       maximum=math.ceil(max(*odds, value)) + 1, value=value),
+                "kind": gr.update(visible=True), **self.summarize(run, value)}
+
+    def summarize(self, run: str | None, threshold: float | None = None) -> Outputs:
+        """Summary line, bars by question word, answer length and (SQuAD 2.0) HasAns/NoAns, F1 histogram."""
+        try:
+            records = self.records(run, threshold)
         except (ValueError, OSError) as err:
-            return {"summary": self.service.explain(err), "words": None, "lengths": None, "histogram": None}
+            return {"summary": self.service.explain(err), "words": None, "lengths": None, "histogram": None,
+                    "answerable": gr.update(value=None, visible=False)}
+        v2 = views.is_squad_v2(records)
         return {"summary": views.summary_text(records) + views.evaluation_caveat(self.service.run_path(run)),
                 "words": plots.group_figure(group_scores(records, lambda r: r.question_word), "By question word",
                                             (*QUESTION_WORDS, "other")),
                 "lengths": plots.group_figure(group_scores(records, answer_length_bucket),
                                               "By gold answer length (words)", ANSWER_LENGTHS),
-                "histogram": plots.f1_histogram([r.f1 for r in records])}
+                "histogram": plots.f1_histogram([r.f1 for r in records]),
+                "answerable": gr.update(visible=v2, value=plots.group_figure(
+                    group_scores(records, answerable_slice), "HasAns / NoAns", ("HasAns", "NoAns")) if v2 else None)}
 
     def filter_table(self, run: str | None, only_wrong: bool, f1_min: float, f1_max: float, word: str, search: str,
-                     sort: str) -> Outputs:
+                     sort: str, kind: str = OUTCOMES[0], threshold: float | None = None) -> Outputs:
         try:
-            records = self.service.records(run)
+            records = self.records(run, threshold)
+            return {"table": views.record_table(records, only_wrong, (f1_min, f1_max), word, search or "", sort,
+                                                kind if views.is_squad_v2(records) else OUTCOMES[0])}
         except (ValueError, OSError):
             return {"table": pd.DataFrame(columns=views.TABLE_COLUMNS)}
-        return {"table": views.record_table(records, only_wrong, (f1_min, f1_max), word, search or "", sort)}
 
-    def select_record(self, run: str | None, event: gr.SelectData) -> Outputs:
+    def select_record(self, run: str | None, event: gr.SelectData, threshold: float | None = None) -> Outputs:
         """A table row was clicked: gold and predicted spans in the context, the logit plot, the question's id."""
         example_id = str((event.row_value or [""])[0])
         try:
-            record = views.find_record(self.service.records(run), example_id)
+            record = views.find_record(self.records(run, threshold), example_id)
         except (ValueError, OSError) as err:
             return {"detail": None, "plot": None, "selected": "", "question": self.service.explain(err)}
         marks = {"gold": list(record.gold_spans), "predicted": [record.span] if record.span else []}
@@ -58,11 +91,28 @@ class ErrorsHandlers:
             return {**shown, "plot": None, "question": f"{title}  · no logit plot: {self.service.explain(err)}"}
         return {**shown, "plot": plots.logit_figure(result.logits, record.span, record.gold_spans), "question": title}
 
+    def attribute(self, run: str | None, example_id: str) -> Outputs:
+        """Why this answer: a heat map of token attributions for the selected row, and the time it took."""
+        if not example_id:
+            return {"attribution": None, "attribution_note": "Click a row of the question table first."}
+        try:
+            attribution = self.service.attribute_record(run, example_id)
+        except (ValueError, OSError, RuntimeError) as err:
+            return {"attribution": None, "attribution_note": f"No attributions: {self.service.explain(err)}"}
+        return {"attribution": plots.attribution_figure(attribution),
+                "attribution_note": views.attribution_text(attribution,
+                                                           EXPLAIN_BUDGET_S[self.service.settings.public])}
+
     def send_to_ask(self, run: str | None, example_id: str) -> Outputs:
+        skip = {"tabs": gr.skip(), "model": gr.skip(), "question": gr.skip(), "context": gr.skip()}
+        if not example_id:
+            gr.Warning(NO_ROW)
+            return skip
         try:
             record = views.find_record(self.service.records(run), example_id)
-        except (ValueError, OSError):
-            return {"tabs": gr.skip(), "model": gr.skip(), "question": gr.skip(), "context": gr.skip()}
+        except (ValueError, OSError) as err:
+            gr.Warning(self.service.explain(err))
+            return skip
         return {"tabs": gr.Tabs(selected="ask"), "model": gr.update(value=run), "question": record.question,
                 "context": record.context}
 
@@ -74,23 +124,42 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
                           elem_id="errors-run")
         summary = {"summary": gr.Textbox(label="Summary", interactive=False, elem_id="errors-summary")}
         with gr.Row():
-            summary.update(words=gr.Plot(), lengths=gr.Plot(), histogram=gr.Plot())
+            summary.update(words=gr.Plot(), lengths=gr.Plot(), histogram=gr.Plot(),
+                           answerable=gr.Plot(visible=False, elem_id="errors-answerable"))
+        threshold = gr.Slider(-10, 10, 0, step=0.1, visible=False, label="Null-score threshold (SQuAD 2.0)",
+                              info="abstain where null score − best span score is above it; re-scores the run",
+                              elem_id="errors-threshold")
         with gr.Row():
             filters = [run, gr.Checkbox(label="Only wrong answers"), gr.Slider(0, 100, 0, step=1, label="F1 from"),
                        gr.Slider(0, 100, 100, step=1, label="F1 to"),
                        gr.Dropdown(["all", *QUESTION_WORDS, "other"], value="all", label="Question word"),
                        gr.Textbox(label="Search", placeholder="words in the question, gold or prediction"),
-                       gr.Dropdown(list(views.SORTS), value=views.SORTS[0], label="Sort")]
+                       gr.Dropdown(list(views.SORTS), value=views.SORTS[0], label="Sort"),
+                       gr.Dropdown(list(OUTCOMES), value=OUTCOMES[0], label="SQuAD 2.0 errors", visible=False,
+                                   elem_id="errors-kind"),
+                       threshold]
         table = {"table": gr.Dataframe(pd.DataFrame(columns=views.TABLE_COLUMNS), label="Dev questions (click a row)",
-                                       interactive=False, wrap=True, elem_id="errors-table")}
+                                       interactive=False, wrap=True, column_widths=views.TABLE_WIDTHS,
+                                       elem_id="errors-table")}
         detail = {"question": gr.Textbox(label="Selected question", interactive=False),
                   "detail": gr.HighlightedText(label="Context: gold and predicted answers", color_map=ERROR_COLORS,
                                                show_legend=True, elem_id="errors-detail"),
                   "plot": gr.Plot(label="Start and end logits per token"), "selected": gr.State("")}
-        send = gr.Button("Send to the Ask tab (edit and ask again)")
-    run.change(by_name(ui.summarize, summary), run, list(summary.values()), api_name="ui_summarize", **PRIVATE)
+        with gr.Row():
+            send = gr.Button("Send to the Ask tab (edit and ask again)", elem_id="errors-send")
+            explain = gr.Button("Why this answer? (token attributions)", elem_id="errors-explain")
+        why = {"attribution_note": gr.Textbox(label="Attributions", interactive=False, elem_id="errors-why-note"),
+               "attribution": gr.Plot(elem_id="errors-why")}
+        build_compare_panel(service, run)
+        build_calibration_panel(service, run)
+    picked = {**summary, "threshold": threshold, "kind": filters[7]}
+    run.change(by_name(ui.pick_run, picked), run, list(picked.values()), api_name="ui_summarize", **PRIVATE)
+    threshold.change(by_name(ui.summarize, summary), [run, threshold], list(summary.values()),
+                     api_name="ui_rescore", show_progress="hidden", **PRIVATE)
     for n, control in enumerate(filters):
         control.change(by_name(ui.filter_table, table), filters, table["table"], api_name=f"ui_filter_{n}", **PRIVATE)
-    table["table"].select(by_name(ui.select_record, detail), run, list(detail.values()), api_name="ui_select_record",
-                          **PRIVATE)
+    table["table"].select(by_name(ui.select_record, detail), [run, threshold], list(detail.values()),
+                          api_name="ui_select_record", **PRIVATE)
+    explain.click(by_name(ui.attribute, why), [run, detail["selected"]], list(why.values()), api_name="ui_attribute",
+                  concurrency_limit=1, concurrency_id="attribute", **PRIVATE)
     return {"run": run, "send": send, "selected": detail["selected"], "handlers": ui}

@@ -1,0 +1,60 @@
+"""The Errors tab's calibration panel: how far a run's answer probabilities can be trusted, and what a
+confidence threshold would buy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from qa_core import plots, views
+from qa_core.calibration import coverage_at, coverage_curve
+from qa_core.service import QAService
+from qa_core.ui.common import PRIVATE, Outputs, by_name
+
+DEFAULT_THRESHOLD = 0.5
+
+
+class CalibrationHandlers:
+    """Reliability diagram with ECE before and after temperature scaling; coverage against EM/F1."""
+
+    def __init__(self, service: QAService) -> None:
+        self.service = service
+
+    def show(self, run: str | None, threshold: float) -> Outputs:
+        try:
+            calibration = self.service.calibration(run)
+        except (ValueError, OSError) as err:
+            return {"calibration": self.service.explain(err), "reliability": None, "coverage": None, "readout": ""}
+        return {"calibration": views.calibration_text(calibration),
+                "reliability": plots.reliability_figure(calibration.bins_before, calibration.ece_before,
+                                                        calibration.bins_after),
+                **self.pick(run, threshold)}
+
+    def pick(self, run: str | None, threshold: float) -> Outputs:
+        """The threshold picker moved: the curve with the chosen point, and its coverage, EM and F1."""
+        try:
+            records, temperature = self.service.records(run), self.service.calibration(run).temperature
+            chosen = coverage_at(records, float(threshold), temperature)
+        except (ValueError, OSError) as err:
+            return {"coverage": None, "readout": self.service.explain(err)}
+        return {"coverage": plots.coverage_figure(coverage_curve(records, temperature), chosen),
+                "readout": views.coverage_text(chosen)}
+
+
+def build_calibration_panel(service: QAService, run: gr.Dropdown) -> dict[str, Any]:
+    ui = CalibrationHandlers(service)
+    with gr.Accordion("Trust the score: calibration", open=False, elem_id="calibration-panel"):
+        shown = {"calibration": gr.Textbox(label="Calibration", interactive=False, elem_id="calibration-text")}
+        with gr.Row():
+            shown.update(reliability=gr.Plot(elem_id="calibration-reliability"),
+                         coverage=gr.Plot(elem_id="calibration-coverage"))
+        threshold = gr.Slider(0, 1, DEFAULT_THRESHOLD, step=0.01, label="Answer only above confidence t",
+                              info="the answer probability after temperature scaling", elem_id="calibration-threshold")
+        shown["readout"] = gr.Textbox(label="At this threshold", interactive=False, elem_id="calibration-readout")
+    picked = {"coverage": shown["coverage"], "readout": shown["readout"]}
+    run.change(by_name(ui.show, shown), [run, threshold], list(shown.values()), api_name="ui_calibration",
+               **PRIVATE)
+    threshold.change(by_name(ui.pick, picked), [run, threshold], list(picked.values()),
+                     api_name="ui_calibration_threshold", show_progress="hidden", **PRIVATE)
+    return {"threshold": threshold, "handlers": ui}

@@ -1,0 +1,84 @@
+"""The Errors tab's comparison panel: a second run on the same data, side by side with the first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from qa_core import plots, views
+from qa_core.compare import OUTCOMES, PAIR_COLUMNS, find_pair, pair_highlight, pair_table
+from qa_core.service import QAService
+from qa_core.ui.common import PRIVATE, Outputs, by_name
+
+PAIR_COLORS = {"A": "#ffb347", "B": "#c39bd3", "gold": "#7dd87d", "A + B": "#f5a3a3", "A + gold": "#7fb3ff",
+               "B + gold": "#76d7c4", "A + B + gold": "#5dade2"}
+EMPTY = {"comparison": "", "slices": None, "slice_table": None, "pairs": None}
+
+
+class CompareHandlers:
+    """Run B against run A: figures, both predictions per question, one question's spans in its context."""
+
+    def __init__(self, service: QAService) -> None:
+        self.service = service
+
+    def choices(self, run_a: str | None) -> Outputs:
+        """Run A changed: run B is picked again among the other runs with records."""
+        others = [(label, name) for label, name in self.service.record_choices() if name != run_a]
+        return {"run_b": gr.update(choices=others, value=None), **EMPTY, "detail": None, "pair_question": ""}
+
+    def compare(self, run_a: str | None, run_b: str | None, only: str) -> Outputs:
+        """EM/F1 of both with the paired bootstrap interval, outcome counts, slices, the pairs of one outcome."""
+        if not run_b:
+            return {**EMPTY, "comparison": "Pick run B to compare it with the run above (run A)."}
+        try:
+            comparison = self.service.compare(run_a, run_b)
+        except (ValueError, OSError) as err:
+            return {**EMPTY, "comparison": f"Cannot compare: {self.service.explain(err)}"}
+        return {"comparison": views.comparison_text(comparison), "slices": plots.compare_slices_figure(comparison.slices),
+                "slice_table": views.slice_table(comparison), "pairs": pair_table(comparison, only)}
+
+    def filter_pairs(self, run_a: str | None, run_b: str | None, only: str) -> Outputs:
+        try:
+            return {"pairs": pair_table(self.service.compare(run_a, run_b), only)}
+        except (ValueError, OSError):
+            return {"pairs": pd.DataFrame(columns=PAIR_COLUMNS)}
+
+    def select_pair(self, run_a: str | None, run_b: str | None, event: gr.SelectData) -> Outputs:
+        """A row was clicked: both predicted spans and the gold in one context."""
+        example_id = str((event.row_value or [""])[0])
+        try:
+            pair = find_pair(self.service.compare(run_a, run_b), example_id)
+        except (ValueError, OSError) as err:
+            return {"detail": None, "pair_question": self.service.explain(err)}
+        return {"detail": pair_highlight(pair),
+                "pair_question": f"{pair.a.question}  ({pair.outcome}: F1 A {pair.a.f1:.1f}, B {pair.b.f1:.1f})"}
+
+
+def build_compare_panel(service: QAService, run: gr.Dropdown) -> dict[str, Any]:
+    ui = CompareHandlers(service)
+    with gr.Accordion("Compare with another run", open=False, elem_id="compare-panel"):
+        run_b = gr.Dropdown([], value=None, label="Run B", info="Another run evaluated on the same data "
+                            "(checked by fingerprint); B is compared against the run above (A)", elem_id="compare-run")
+        only = gr.Dropdown(["all", *OUTCOMES], value="all", label="Questions", info="B relative to A, by exact match",
+                           elem_id="compare-only")
+        shown = {"comparison": gr.Textbox(label="A vs B", interactive=False, lines=4, elem_id="compare-summary")}
+        with gr.Row():
+            shown.update(slices=gr.Plot(elem_id="compare-slices"),
+                         slice_table=gr.Dataframe(label="Slices side by side", interactive=False, max_height=340))
+        shown["pairs"] = gr.Dataframe(pd.DataFrame(columns=PAIR_COLUMNS), label="Both predictions (click a row)",
+                                      interactive=False, wrap=True, elem_id="compare-table",
+                                      column_widths=["9%", "8%", "25%", "16%", "16%", "16%", "5%", "5%"])
+        detail = {"pair_question": gr.Textbox(label="Selected question", interactive=False),
+                  "detail": gr.HighlightedText(label="Context: A's and B's answers and the gold", color_map=PAIR_COLORS,
+                                               show_legend=True, elem_id="compare-detail")}
+    picked = {"run_b": run_b, **shown, **detail}
+    run.change(by_name(ui.choices, picked), run, list(picked.values()), api_name="ui_compare_choices", **PRIVATE)
+    run_b.change(by_name(ui.compare, shown), [run, run_b, only], list(shown.values()), api_name="ui_compare",
+                 **PRIVATE)
+    only.change(by_name(ui.filter_pairs, {"pairs": shown["pairs"]}), [run, run_b, only], shown["pairs"],
+                api_name="ui_compare_filter", **PRIVATE)
+    shown["pairs"].select(by_name(ui.select_pair, detail), [run, run_b], list(detail.values()),
+                          api_name="ui_compare_select", **PRIVATE)
+    return {"run_b": run_b, "handlers": ui}

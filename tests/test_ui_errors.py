@@ -1,0 +1,135 @@
+"""The Errors tab's handlers as plain calls: comparing two runs, attributions, calibration, SQuAD 2.0 re-scoring."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+import pytest
+
+from qa_core.calibration import read_calibration
+from qa_core.config import QAConfig
+from qa_core.error_analysis import OUTCOMES, RECORDS_FILE
+from qa_core.evaluation import run_evaluation
+from qa_core.hosting import Settings
+from qa_core.service import QAService
+from qa_core.training import train
+from qa_core.ui.calibration_panel import CalibrationHandlers
+from qa_core.ui.compare_panel import CompareHandlers
+from qa_core.ui.errors import NO_ROW, ErrorsHandlers
+from tests.test_v2 import write_v2
+
+
+def tiny_config(model: Path, run: Path, steps: int, eval_samples: int = 12) -> QAConfig:
+    return QAConfig(model_name_or_path=str(model), train_file="sample", validation_file="sample", output_dir=str(run),
+                    max_steps=steps, per_device_train_batch_size=4, max_eval_samples=eval_samples, max_seq_length=128,
+                    doc_stride=32, learning_rate=3e-4)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_model_dir) -> Path:
+    """Runs A and B on the same 12 questions (B trained longer), C on 8 of them, and a SQuAD 2.0 evaluation."""
+    root = tmp_path_factory.mktemp("runs")
+    for name, steps, samples in (("a", 1, 12), ("b", 6, 12), ("c", 1, 8)):
+        train(tiny_config(tiny_model_dir, root / name, steps, samples))
+    data = write_v2(tmp_path_factory.mktemp("v2") / "dev.json")
+    run_evaluation(QAConfig(model_name_or_path=str(tiny_model_dir), validation_file=str(data),
+                            output_dir=str(root / "v2"), version_2_with_negative=True), device="cpu")
+    return root
+
+
+@pytest.fixture(scope="module")
+def service(runs, tiny_model_dir) -> QAService:
+    return QAService(Settings(runs, str(tiny_model_dir), training_enabled=False, fast_inference=False))
+
+
+def select(row: list) -> gr.SelectData:
+    return gr.SelectData(None, {"index": [0, 0], "value": row[0], "row_value": row})
+
+
+def test_two_runs_on_the_same_data_are_compared_side_by_side(service):
+    ui = CompareHandlers(service)
+    offered = ui.choices("a")["run_b"]["choices"]
+    assert ("a" not in [name for _, name in offered]) and "b" in [name for _, name in offered]
+    shown = ui.compare("a", "b", "all")
+    assert "A = a · B = b · 12 questions (same data: fingerprint)" in shown["comparison"]
+    assert "EM: A" in shown["comparison"] and "95% paired bootstrap interval" in shown["comparison"]
+    counts = dict(part.split(": ") for part in shown["comparison"].splitlines()[-1].split(" · "))
+    assert set(counts) == {"fixed", "broken", "both right", "both wrong"} and sum(map(int, counts.values())) == 12
+    assert set(shown["slice_table"]["slice"]) == {"question word", "answer length", "answerability"}
+    assert [t.name for t in shown["slices"].data] == ["F1 run A", "F1 run B"] and len(shown["pairs"]) == 12
+    for only in ("fixed", "both wrong"):
+        table = ui.filter_pairs("a", "b", only)["pairs"]
+        assert len(table) == int(counts[only]) and set(table["outcome"]) <= {only}
+    row = shown["pairs"].iloc[0].tolist()
+    picked = ui.select_pair("a", "b", select(row))
+    labels = {label for _, label in picked["detail"] if label}
+    assert any("gold" in label for label in labels) and any("A" in label for label in labels)
+    assert picked["pair_question"].startswith(row[2])
+
+
+def test_runs_on_different_data_are_not_compared(service):
+    ui = CompareHandlers(service)
+    assert "Cannot compare" in ui.compare("a", "c", "all")["comparison"]
+    assert "not evaluated on the same data" in ui.compare("a", "c", "all")["comparison"]
+    assert "Pick run B" in ui.compare("a", None, "all")["comparison"]
+    assert ui.select_pair("a", "c", select(["x"]))["detail"] is None
+
+
+def test_a_public_server_compares_only_its_own_runs(service, runs):
+    public = QAService(Settings(runs, service.settings.default_model, training_enabled=False, fast_inference=False,
+                                public=True))
+    shown = CompareHandlers(public).compare("a", str(runs.parent), "all")
+    assert "Cannot compare" in shown["comparison"] and str(runs.parent) not in shown["comparison"]
+
+
+def test_evaluation_stores_a_calibration_shown_with_its_coverage_curve(service, runs):
+    stored = read_calibration(runs / "b")
+    assert stored is not None and stored.questions == 12
+    ui = CalibrationHandlers(service)
+    shown = ui.show("b", 0.5)
+    assert f"{stored.ece_before:.3f} before and {stored.ece_after:.3f} after" in shown["calibration"]
+    assert f"T = {stored.temperature:.2f}" in shown["calibration"]
+    assert {"fraction exactly right", "mean F1 / 100"} <= {t.name for t in shown["reliability"].data}
+    assert ui.pick("b", 0.0)["readout"].startswith("Answering only above 0.00: 12 questions answered (100%)")
+    assert "threshold must be in [0, 1]" in ui.pick("b", 2.0)["readout"]
+    assert "pick a run" in ui.show(None, 0.5)["calibration"]
+
+
+def test_why_this_answer_shows_attributions_within_the_budget(service):
+    ui = ErrorsHandlers(service)
+    row = ui.filter_table("b", False, 0, 100, "all", "", "id")["table"].iloc[0].tolist()
+    shown = ui.attribute("b", row[0])
+    assert shown["attribution"].data[0].type == "heatmap"
+    seconds = float(shown["attribution_note"].split(" in ")[1].split(" s ")[0])
+    assert seconds <= 2 * 5.0 and "budget 5 s" in shown["attribution_note"]
+    assert "Click a row" in ui.attribute("b", "")["attribution_note"]
+    assert "not in this run" in ui.attribute("b", "no-such-id")["attribution_note"]
+
+
+def test_send_to_ask_without_a_row_says_why_and_changes_nothing(service):
+    with pytest.warns(UserWarning, match="Click a row"):
+        sent = ErrorsHandlers(service).send_to_ask("b", "")
+    assert all(value == gr.skip() for value in sent.values()) and "Ask tab" in NO_ROW
+
+
+def test_a_squad_v2_run_gets_answerability_slices_filters_and_a_live_threshold(service, runs):
+    ui = ErrorsHandlers(service)
+    v2 = str(runs / "v2")
+    shown = ui.pick_run(v2)
+    assert shown["threshold"]["visible"] and shown["threshold"]["value"] == 0.0 and shown["kind"]["visible"]
+    assert list(shown["answerable"]["value"].data[0].x) == ["HasAns", "NoAns"]
+    never = ui.summarize(v2, shown["threshold"]["maximum"])  # abstain nowhere
+    always = ui.summarize(v2, shown["threshold"]["minimum"])  # abstain everywhere: NoAns all right
+    assert never["summary"] != always["summary"] and always["summary"].startswith("8 questions · EM 37.5")
+    wrong_answers = ui.filter_table(v2, False, 0, 100, "all", "", "id", OUTCOMES[1], shown["threshold"]["maximum"])
+    assert len(wrong_answers["table"]) == 3 and set(wrong_answers["table"]["gold"]) == {"(unanswerable)"}
+    abstained = ui.filter_table(v2, False, 0, 100, "all", "", "id", OUTCOMES[2], shown["threshold"]["minimum"])
+    assert len(abstained["table"]) == 5 and set(abstained["table"]["prediction"]) == {"(no answer)"}
+    plain = ui.pick_run("b")
+    assert not plain["threshold"]["visible"] and not plain["answerable"]["visible"]
+
+
+def test_records_and_calibration_of_an_evaluation_agree(runs):
+    stored = read_calibration(runs / "v2")
+    assert stored is not None and stored.questions == len((runs / "v2" / RECORDS_FILE).read_text().splitlines())
