@@ -1,0 +1,90 @@
+"""End to end in headless Chromium at 1400 px: train two runs, compare them, explain an answer, read calibration."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.test_browser import (ARTIFACTS, CHROMEDRIVER, CHROMIUM, browser, find, find_all, open_tab,  # noqa: F401
+                                server, set_number, wait_for)
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+                                 reason="needs Debian's chromium and chromium-driver")]
+
+
+def train_run(driver, steps: int, job: int) -> None:
+    for name, value in (("max_steps", steps), ("per_device_train_batch_size", 4), ("max_seq_length", 128),
+                        ("doc_stride", 32), ("max_eval_samples", 10)):
+        set_number(driver, name, value)
+    find(driver, "#train-start").click()
+    wait_for(lambda: f"Job {job}: finished" in find(driver, "#train-status textarea").get_attribute("value"), 180,
+             f"training job {job} to finish")
+
+
+def open_accordion(driver, label: str) -> None:
+    next(b for b in find_all(driver, "button") if b.text.strip().startswith(label)).click()
+
+
+def pick_option(driver, css: str, text: str | None = None) -> str:
+    """Open a dropdown and click its option `text` (the first option when None); returns the option's text."""
+    find(driver, f"{css} input").click()
+    options = wait_for(lambda: [o for o in find_all(driver, "[data-testid=dropdown-option]") if o.text.strip()], 30,
+                       f"the options of {css}")
+    option = next(o for o in options if text is None or o.text.strip() == text)
+    chosen = option.text.strip()
+    option.click()
+    return chosen
+
+
+def columns_in_view(driver, css: str) -> dict[str, bool]:
+    """Whether each header cell of a table lies inside its scroll box, with nothing scrolled sideways."""
+    return driver.execute_script("""
+        const box = document.querySelector(arguments[0] + ' table').parentElement.getBoundingClientRect();
+        return Object.fromEntries([...document.querySelectorAll(arguments[0] + ' thead th')].map(
+            th => [th.innerText.trim(), th.getBoundingClientRect().right <= Math.min(box.right, innerWidth) + 1]));
+    """, css)
+
+
+def test_compare_explain_and_calibrate(server, browser):
+    browser.get(server)
+    wait_for(lambda: find(browser, "#ask-question textarea"), 60, "the Ask tab")
+    open_tab(browser, "Train")
+    train_run(browser, 1, 1)
+    train_run(browser, 4, 2)
+
+    open_tab(browser, "Errors")  # the newest run (B's candidate) is picked and loaded
+    wait_for(lambda: "10 questions" in find(browser, "#errors-summary textarea").get_attribute("value"), 60,
+             "the run summary")
+    find(browser, "#errors-send").click()  # no row selected yet: a message, no move
+    wait_for(lambda: "Click a row" in browser.page_source, 30, "the message about selecting a row first")
+    assert find(browser, "#errors-run").is_displayed()
+    wait_for(lambda: find(browser, "#errors-table [data-testid=cell-0-2]"), 60, "the question table")
+    shown = columns_in_view(browser, "#errors-table")
+    assert all(shown[name] for name in ("prediction", "EM", "F1")), shown
+    find(browser, "#errors-table [data-testid=cell-0-2]").click()
+    wait_for(lambda: find(browser, "#errors-detail .highlighted"), 60, "gold and predicted spans")
+
+    find(browser, "#errors-explain").click()
+    wait_for(lambda: find(browser, "#errors-why .js-plotly-plot"), 90, "the attribution heat map")
+    note = find(browser, "#errors-why-note textarea").get_attribute("value")
+    assert "budget 5 s" in note and " in " in note
+    browser.execute_script("arguments[0].scrollIntoView()", find(browser, "#errors-why-note"))
+    browser.save_screenshot(str(ARTIFACTS / "errors-1-attributions.png"))
+
+    open_accordion(browser, "Compare with another run")
+    pick_option(browser, "#compare-run")
+    summary = wait_for(lambda: find(browser, "#compare-summary textarea").get_attribute("value"), 60,
+                       "the comparison")
+    assert "paired bootstrap interval" in summary and "10 questions" in summary, summary
+    wait_for(lambda: find(browser, "#compare-slices .js-plotly-plot"), 60, "the slices figure")
+    find(browser, "#compare-table [data-testid=cell-0-2]").click()
+    wait_for(lambda: find(browser, "#compare-detail .highlighted"), 60, "both answers and the gold in the context")
+    browser.save_screenshot(str(ARTIFACTS / "errors-2-compare.png"))
+
+    open_accordion(browser, "Trust the score: calibration")
+    wait_for(lambda: find(browser, "#calibration-reliability .js-plotly-plot"), 60, "the reliability diagram")
+    wait_for(lambda: find(browser, "#calibration-coverage .js-plotly-plot"), 60, "the coverage curve")
+    assert "before and" in find(browser, "#calibration-text textarea").get_attribute("value")
+    assert "questions answered" in find(browser, "#calibration-readout textarea").get_attribute("value")
+    browser.execute_script("arguments[0].scrollIntoView()", find(browser, "#calibration-panel"))
+    browser.save_screenshot(str(ARTIFACTS / "errors-3-calibration.png"))
