@@ -36,8 +36,9 @@ class CompareHandlers:
             comparison = self.service.compare(run_a, run_b)
         except (ValueError, OSError) as err:
             return {**EMPTY, "comparison": f"Cannot compare: {self.service.explain(err)}"}
-        return {"comparison": views.comparison_text(comparison), "slices": plots.compare_slices_figure(comparison.slices),
-                "slice_table": views.slice_table(comparison), "pairs": pair_table(comparison, only)}
+        return {"comparison": views.comparison_text(comparison),
+                "slices": plots.compare_slices_figure(comparison.slices), "slice_table": views.slice_table(comparison),
+                "pairs": pair_table(comparison, only)}
 
     def filter_pairs(self, run_a: str | None, run_b: str | None, only: str) -> Outputs:
         try:

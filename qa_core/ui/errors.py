@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import gradio as gr
@@ -29,7 +30,7 @@ class ErrorsHandlers:
     def __init__(self, service: QAService) -> None:
         self.service = service
 
-    def records(self, run: str | None, threshold: float | None = None) -> list[QuestionRecord] | tuple:
+    def records(self, run: str | None, threshold: float | None = None) -> Sequence[QuestionRecord]:
         records = self.service.records(run)
         return rescore(records, threshold) if threshold is not None and views.is_squad_v2(records) else records
 
