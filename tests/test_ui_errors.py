@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import gradio as gr
@@ -35,7 +37,17 @@ def runs(tmp_path_factory, tiny_model_dir) -> Path:
     data = write_v2(tmp_path_factory.mktemp("v2") / "dev.json")
     run_evaluation(QAConfig(model_name_or_path=str(tiny_model_dir), validation_file=str(data),
                             output_dir=str(root / "v2"), version_2_with_negative=True), device="cpu")
+    fix_first_question(root / "b", root / "b-fixed")
     return root
+
+
+def fix_first_question(run: Path, fixed: Path) -> None:
+    """A copy of the run (same data fingerprint) whose first question is answered with its gold span."""
+    shutil.copytree(run, fixed)
+    lines = (fixed / RECORDS_FILE).read_text(encoding="utf-8").splitlines()
+    first = json.loads(lines[0])
+    first.update(prediction=first["gold_answers"][0], span=first["gold_spans"][0], exact_match=100.0, f1=100.0)
+    (fixed / RECORDS_FILE).write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n", encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +78,17 @@ def test_two_runs_on_the_same_data_are_compared_side_by_side(service):
     labels = {label for _, label in picked["detail"] if label}
     assert any("gold" in label for label in labels) and any("A" in label for label in labels)
     assert picked["pair_question"].startswith(row[2])
+
+
+def test_a_fixed_question_is_listed_and_shown_with_both_spans(service):
+    ui = CompareHandlers(service)
+    shown = ui.compare("b", "b-fixed", "fixed")
+    assert "fixed: 1" in shown["comparison"] and "EM: A 0.0 · B 8.3 · B − A +8.3" in shown["comparison"]
+    assert len(shown["pairs"]) == 1 and list(shown["pairs"]["outcome"]) == ["fixed"]
+    assert len(ui.filter_pairs("b", "b-fixed", "broken")["pairs"]) == 0
+    picked = ui.select_pair("b", "b-fixed", select(shown["pairs"].iloc[0].tolist()))
+    labels = {label for _, label in picked["detail"] if label}
+    assert labels & {"B + gold", "A + B + gold"} and "(fixed: F1 A" in picked["pair_question"]
 
 
 def test_runs_on_different_data_are_not_compared(service):
