@@ -12,11 +12,16 @@ pytestmark = [pytest.mark.browser,
                                  reason="needs Debian's chromium and chromium-driver")]
 
 
+def click(driver, css: str, what: str) -> None:
+    """Click once the element is there and takes the click (a re-rendered table may swap its cells meanwhile)."""
+    wait_for(lambda: find(driver, css).click() or True, 60, what)
+
+
 def train_run(driver, steps: int, job: int) -> None:
     for name, value in (("max_steps", steps), ("per_device_train_batch_size", 4), ("max_seq_length", 128),
                         ("doc_stride", 32), ("max_eval_samples", 10)):
         set_number(driver, name, value)
-    find(driver, "#train-start").click()
+    click(driver, "#train-start", "the start button")
     wait_for(lambda: f"Job {job}: finished" in find(driver, "#train-status textarea").get_attribute("value"), 180,
              f"training job {job} to finish")
 
@@ -27,7 +32,7 @@ def open_accordion(driver, label: str) -> None:
 
 def pick_option(driver, css: str, text: str | None = None) -> str:
     """Open a dropdown and click its option `text` (the first option when None); returns the option's text."""
-    find(driver, f"{css} input").click()
+    click(driver, f"{css} input", f"the dropdown {css}")  # the accordion's content renders once it opens
     options = wait_for(lambda: [o for o in find_all(driver, "[data-testid=dropdown-option]") if o.text.strip()], 30,
                        f"the options of {css}")
     option = next(o for o in options if text is None or o.text.strip() == text)
@@ -55,16 +60,16 @@ def test_compare_explain_and_calibrate(server, browser):
     open_tab(browser, "Errors")  # the newest run (B's candidate) is picked and loaded
     wait_for(lambda: "10 questions" in find(browser, "#errors-summary textarea").get_attribute("value"), 60,
              "the run summary")
-    find(browser, "#errors-send").click()  # no row selected yet: a message, no move
+    click(browser, "#errors-send", "the send button")  # no row selected yet: a message, no move
     wait_for(lambda: "Click a row" in browser.page_source, 30, "the message about selecting a row first")
     assert find(browser, "#errors-run").is_displayed()
     wait_for(lambda: find(browser, "#errors-table [data-testid=cell-0-2]"), 60, "the question table")
     shown = columns_in_view(browser, "#errors-table")
     assert all(shown[name] for name in ("prediction", "EM", "F1")), shown
-    find(browser, "#errors-table [data-testid=cell-0-2]").click()
+    click(browser, "#errors-table [data-testid=cell-0-2]", "a question row")
     wait_for(lambda: find(browser, "#errors-detail .highlighted"), 60, "gold and predicted spans")
 
-    find(browser, "#errors-explain").click()
+    click(browser, "#errors-explain", "the explain button")
     wait_for(lambda: find(browser, "#errors-why .js-plotly-plot"), 90, "the attribution heat map")
     note = find(browser, "#errors-why-note textarea").get_attribute("value")
     assert "budget 5 s" in note and " in " in note
@@ -77,7 +82,7 @@ def test_compare_explain_and_calibrate(server, browser):
                        "the comparison")
     assert "paired bootstrap interval" in summary and "10 questions" in summary, summary
     wait_for(lambda: find(browser, "#compare-slices .js-plotly-plot"), 60, "the slices figure")
-    find(browser, "#compare-table [data-testid=cell-0-2]").click()
+    click(browser, "#compare-table [data-testid=cell-0-2]", "a compared row")
     wait_for(lambda: find(browser, "#compare-detail .highlighted"), 60, "both answers and the gold in the context")
     browser.save_screenshot(str(ARTIFACTS / "errors-2-compare.png"))
 
