@@ -351,6 +351,7 @@ def test_a_calibrated_run_shows_scaled_probabilities(ui, tiny_run, tmp_path):
     from qa_core import calibration
 
     run = copy_run(tiny_run, tmp_path / "calibrated-run")
+    (run / calibration.CALIBRATION_FILE).unlink()  # evaluation stored one; without it Ask shows raw probabilities
     plain = ui.ask.ask(str(run), QUESTION, CONTEXT)
     fitted = calibration.fit_calibration(views.run_records(str(run)))
     calibration.write_calibration(run, calibration.replace(fitted, temperature=3.0))
