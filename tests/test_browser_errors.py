@@ -33,8 +33,12 @@ def open_accordion(driver, label: str) -> None:
 def pick_option(driver, css: str, text: str | None = None) -> str:
     """Open a dropdown and click its option `text` (the first option when None); returns the option's text."""
     click(driver, f"{css} input", f"the dropdown {css}")  # the accordion's content renders once it opens
-    options = wait_for(lambda: [o for o in find_all(driver, "[data-testid=dropdown-option]") if o.text.strip()], 30,
-                       f"the options of {css}")
+    try:
+        options = wait_for(lambda: [o for o in find_all(driver, "[data-testid=dropdown-option]") if o.text.strip()],
+                           60, f"the options of {css}")
+    except AssertionError:
+        driver.save_screenshot(str(ARTIFACTS / "errors-no-options.png"))
+        raise AssertionError(f"no options in {css}: {find(driver, css).text!r}") from None
     option = next(o for o in options if text is None or o.text.strip() == text)
     chosen = option.text.strip()
     option.click()

@@ -25,8 +25,12 @@ class CompareHandlers:
 
     def choices(self, run_a: str | None) -> Outputs:
         """Run A changed: run B is picked again among the other runs with records."""
-        others = [(label, name) for label, name in self.service.record_choices() if name != run_a]
-        return {"run_b": gr.update(choices=others, value=None), **EMPTY, "detail": None, "pair_question": ""}
+        return {"run_b": gr.update(choices=self.others(run_a), value=None), **EMPTY, "detail": None,
+                "pair_question": ""}
+
+    def others(self, run_a: str | None) -> list[tuple[str, str]]:
+        """The runs with records besides A, read when the run B list opens (runs finish while a page is open)."""
+        return [(label, name) for label, name in self.service.record_choices() if name != run_a]
 
     def compare(self, run_a: str | None, run_b: str | None, only: str) -> Outputs:
         """EM/F1 of both with the paired bootstrap interval, outcome counts, slices, the pairs of one outcome."""
@@ -76,6 +80,8 @@ def build_compare_panel(service: QAService, run: gr.Dropdown) -> dict[str, Any]:
                                                show_legend=True, elem_id="compare-detail")}
     picked = {"run_b": run_b, **shown, **detail}
     run.change(by_name(ui.choices, picked), run, list(picked.values()), api_name="ui_compare_choices", **PRIVATE)
+    run_b.focus(lambda run_a: gr.update(choices=ui.others(run_a)), run, run_b, api_name="ui_compare_others",
+                show_progress="hidden", **PRIVATE)
     run_b.change(by_name(ui.compare, shown), [run, run_b, only], list(shown.values()), api_name="ui_compare",
                  **PRIVATE)
     only.change(by_name(ui.filter_pairs, {"pairs": shown["pairs"]}), [run, run_b, only], shown["pairs"],
