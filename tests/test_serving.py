@@ -94,6 +94,7 @@ def test_a_loading_model_never_holds_up_questions_for_loaded_ones(tiny_model_dir
     assert time.perf_counter() - started < 5
     loading = cache.preload(str(slow))
     answers = [cache.answer(str(tiny_model_dir), "When does the ferry leave?", CONTEXT) for _ in range(5)]
+    assert all(result.prediction.alternatives for result, *_ in answers)
     assert not loading.done()  # still loading, while the loaded model answered five questions
     cache.gate.set()
     assert loading.result(30).source == str(slow)
