@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import runpy
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,6 @@ EVAL_FIELDS = ("model_name_or_path", "validation_file", "output_dir", "max_seq_l
                "max_query_length", "per_device_eval_batch_size", "max_eval_samples", "bf16",
                "overwrite_output_dir") + SPAN_FIELDS
 PREDICT_FIELDS = ("model_name_or_path", "max_seq_length", "doc_stride", "max_query_length") + SPAN_FIELDS
-# The web app is a script beside the package in a source checkout (also the Space's entry point).
-APP_FILE = Path(__file__).resolve().parent.parent / "app.py"
 
 
 def _float_or_none(text: str) -> float | None:
@@ -148,11 +145,12 @@ def run_predict(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
 
 
 def run_app() -> None:
-    """Run app.py as its own `__main__`, so `qa-lab app` serves exactly what `python app.py` serves."""
-    if not APP_FILE.exists():
-        raise ValueError(f"the web app ({APP_FILE.name}) ships with the source repository, not the wheel: run "
-                         "`qa-lab app` from a clone installed with `pip install -e \".[app]\"`, or `python app.py`")
-    runpy.run_path(str(APP_FILE), run_name="__main__")
+    """Serve the web app: the same `main()` that `python app.py` calls, installed with the package."""
+    try:
+        from qa_core.ui.app import main as serve
+    except ImportError as err:
+        raise ValueError(f"the web app needs the [app] extra (pip install \".[app]\"): {err}") from None
+    serve()
 
 
 def check_args(args: argparse.Namespace) -> None:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from gradio_client import Client
 
-import app
+from qa_core.ui import app
 from qa_core.config import QAConfig
 from qa_core.hosting import Settings
 from qa_core.training import train

@@ -13,7 +13,7 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-import app
+from qa_core.ui import app
 from qa_core.config import QAConfig
 from qa_core.error_analysis import RECORDS_FILE
 from qa_core.hosting import Settings

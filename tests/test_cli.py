@@ -78,8 +78,11 @@ def test_train_py_is_the_same_command():
     assert done.stdout.startswith("usage: train.py") and "{train,evaluate,predict,app}" in done.stdout
 
 
-def test_app_command_serves_the_repository_app():
-    assert cli.APP_FILE == ROOT / "app.py" and cli.APP_FILE.exists()
+def test_app_command_and_app_py_serve_the_same_packaged_app():
+    import app
+    from qa_core.ui.app import main
+
+    assert app.main is main  # `python app.py` (the Space) and `qa-lab app` (any install) run one function
 
 
 def test_predict_answers_a_question(tiny_model_dir: Path, capsys: pytest.CaptureFixture):

@@ -131,7 +131,7 @@ DISTRIBUTIONS = {"torch": "torch", "transformers": "transformers", "gradio": "gr
 
 def imported_packages() -> set[str]:
     names: set[str] = set()
-    for path in [ROOT / "app.py", ROOT / "train.py", *(ROOT / "qa_core").glob("*.py")]:
+    for path in [ROOT / "app.py", ROOT / "train.py", *(ROOT / "qa_core").rglob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 names.update(alias.name.split(".")[0] for alias in node.names)

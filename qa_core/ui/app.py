@@ -1,0 +1,109 @@
+"""The web app: the tabs composed in one gr.Blocks, the JSON API, and `main()` (app.py and `qa-lab app` call it)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+
+from qa_core.hosting import Settings
+from qa_core.runtime import configure_process
+from qa_core.service import QAService
+from qa_core.ui.ask import build_ask_tab
+from qa_core.ui.common import ANSWER_CONCURRENCY, PRIVATE, Outputs, by_name
+from qa_core.ui.errors import build_errors_tab
+from qa_core.ui.train import build_train_tab
+
+logger = logging.getLogger(__name__)
+
+QUEUE_SIZE = 256
+CACHE_SWEEP = (900, 3600)  # every 15 min, delete uploads older than an hour (used or refused)
+TITLE = "Extractive question answering: ask, fine-tune, find errors"
+THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+
+
+def as_api(service: QAService, call: Callable[..., Any]) -> Callable[..., Any]:
+    """An API endpoint: a refused call raises gr.Error with a one-line message (no server paths when public)."""
+    @functools.wraps(call)
+    def endpoint(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return call(*args, **kwargs)
+        except (ValueError, OSError, RuntimeError) as err:
+            raise gr.Error(service.explain(err), print_exception=False) from None
+    return endpoint
+
+
+def api_endpoints(service: QAService) -> dict[str, Callable[..., Any]]:
+    """The endpoints meant for programs (README: The API), by api_name: plain values in, JSON-shaped values out."""
+    return {"answer": service.answer_json, "list_runs": service.runs_json, "start_training": service.start_json,
+            "cancel_training": service.cancel_json, "training_status": service.job_json,
+            "run_records": service.records_json}
+
+
+def add_api(service: QAService) -> None:
+    for name, call in api_endpoints(service).items():
+        limits = dict(concurrency_limit=ANSWER_CONCURRENCY, concurrency_id="answer") if name == "answer" else {}
+        gr.api(as_api(service, call), api_name=name, **limits)
+
+
+def pickers(service: QAService, run: str | None = None) -> Outputs:
+    """New choices for the model pickers and the Errors run picker; the run picker keeps its run, or takes the
+    newest one (its change event then loads it)."""
+    models, runs = service.model_choices(), service.record_choices()
+    kept = run if run in {value for _, value in runs} else (runs[0][1] if runs else None)
+    return {"ask_model": gr.update(choices=models), "train_model": gr.update(choices=models),
+            "run": gr.update(choices=runs, value=kept), "train_run": gr.update(choices=service.run_choices())}
+
+
+def build_app(settings: Settings) -> gr.Blocks:
+    """The whole app for these settings: its model cache and training job are made here, not at import."""
+    service = QAService(settings)
+    with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
+        gr.Markdown("# Extractive question answering\nAsk a model, fine-tune one, and see where it fails.")
+        with gr.Tabs(selected="ask") as tabs:
+            ask_tab, train_tab, errors_tab = build_ask_tab(service), build_train_tab(service), build_errors_tab(service)
+        wire_tabs(demo, service, tabs, ask_tab, train_tab, errors_tab)
+        add_api(service)
+    service.preload_default()  # a visitor's first question finds the default model loaded (or loading)
+    return demo
+
+
+def wire_tabs(demo: gr.Blocks, service: QAService, tabs: gr.Tabs, ask_tab: dict[str, Any],
+              train_tab: dict[str, Any], errors_tab: dict[str, Any]) -> None:
+    """The events that cross tabs: the training poll, picker refreshes, and moves from one tab to another."""
+    version, timer = gr.State(-1), gr.Timer(1.0)
+    polled = {"bar": train_tab["bar"], "status": train_tab["status"], "loss": train_tab["loss"], "version": version,
+              "ended": train_tab["ended"]}
+    refreshed = {"ask_model": ask_tab["model"], "train_model": train_tab["model"], "run": errors_tab["run"],
+                 "train_run": train_tab["run"]}
+    quiet = dict(show_progress="hidden", **PRIVATE)
+    timer.tick(by_name(train_tab["handlers"].poll, polled), version, list(polled.values()), api_name="ui_poll", **quiet)
+    refresh = by_name(functools.partial(pickers, service), refreshed)
+    # Refreshed on tab switches and when a job ends, not on every tick: a timer output would fight the user's
+    # own picking.
+    tabs.select(refresh, errors_tab["run"], list(refreshed.values()), api_name="ui_pickers", **quiet)
+    train_tab["ended"].change(refresh, errors_tab["run"], list(refreshed.values()), api_name="ui_job_ended", **quiet)
+    message = {"message": train_tab["message"]}
+    ask_tab["quick"].click(lambda: gr.Tabs(selected="train"), None, tabs, api_name="ui_to_train", **quiet).then(
+        by_name(train_tab["handlers"].start_quick, message), None, train_tab["message"],
+        api_name="ui_start_quick_from_ask", **quiet)
+    sent = {"tabs": tabs, "model": ask_tab["model"], "question": ask_tab["question"], "context": ask_tab["context"]}
+    errors_tab["send"].click(by_name(errors_tab["handlers"].send_to_ask, sent),
+                             [errors_tab["run"], errors_tab["selected"]], list(sent.values()),
+                             api_name="ui_send_to_ask", **quiet)
+    demo.load(refresh, errors_tab["run"], list(refreshed.values()), api_name="ui_load", **PRIVATE)
+
+
+def main() -> None:
+    configure_process()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env()
+    build_app(settings).queue(default_concurrency_limit=2, max_size=QUEUE_SIZE).launch(
+        theme=THEME, max_file_size=settings.max_upload_bytes)
+
+
+if __name__ == "__main__":
+    main()
