@@ -79,8 +79,10 @@ def run_model(model: torch.nn.Module, features: Sequence[Feature], batch_size: i
 
 
 def answer_question(loaded: LoadedModel, question: str, context: str, config: QAConfig = QAConfig(),
-                    top_k: int = 5) -> AnswerResult:
-    """Search every window of the context for the best span; also return per-token logits for plots."""
+                    top_k: int = 5, max_windows: int | None = None) -> AnswerResult:
+    """Search every window of the context for the best span; also return per-token logits for plots.
+
+    A context cut into more than max_windows windows is refused with a ValueError before the model runs."""
     if not question.strip():
         raise ValueError("question is empty")
     if not context.strip():
@@ -88,6 +90,9 @@ def answer_question(loaded: LoadedModel, question: str, context: str, config: QA
     example = Example("query", question, context, (Answer("", None),))
     config = fit_config(config, loaded)
     features = featurize([example], loaded.tokenizer, config, training=False).features
+    if max_windows is not None and len(features) > max_windows:
+        raise ValueError(f"the context needs {len(features):,} windows of {config.max_seq_length} tokens; "
+                         f"this server answers up to {max_windows:,} (shorten the context)")
     start_logits, end_logits = run_model(loaded.model, features, config.per_device_eval_batch_size,
                                          batch_format=loaded.batch_format)
     scored = list(zip(features, start_logits, end_logits))
