@@ -44,11 +44,13 @@ def repeat_examples(examples, times: int) -> tuple:
 
 def measure_scale(dev_file: str, times: int, limit: int | None) -> dict:
     """Featurize and evaluate `times` copies of the dev examples with the embedded model (CLI defaults)."""
+    import torch
+
     from qa_core.config import QAConfig
     from qa_core.data import load_examples
     from qa_core.evaluation import evaluate
     from qa_core.features import featurize
-    from qa_core.inference import run_model
+    from qa_core.inference import resolve_bf16, run_model
     from qa_core.modeling import fit_config, load_model
 
     loaded = load_model(QAConfig().model_name_or_path)
@@ -57,11 +59,10 @@ def measure_scale(dev_file: str, times: int, limit: int | None) -> dict:
     started = time.perf_counter()
     features = featurize(examples, loaded.tokenizer, config, training=False).features
     featurize_seconds = time.perf_counter() - started
-    batch = config.per_device_eval_batch_size
-    run_model(loaded.model, features[:batch], batch, batch_format=loaded.batch_format)  # warm-up
+    batch, bf16 = config.per_device_eval_batch_size, resolve_bf16(config.bf16, torch.device("cpu"))
+    run_model(loaded.model, features[:batch], batch, bf16, loaded.batch_format)  # warm-up
     started = time.perf_counter()
-    metrics = evaluate(loaded.model, examples, features, config, bool(config.bf16),
-                       batch_format=loaded.batch_format).metrics
+    metrics = evaluate(loaded.model, examples, features, config, bf16, batch_format=loaded.batch_format).metrics
     eval_seconds = time.perf_counter() - started
     return {"times": times, "questions": len(examples), "windows": len(features),
             "featurize_seconds": round(featurize_seconds, 2),

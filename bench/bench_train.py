@@ -34,9 +34,9 @@ DEFAULT_SQUAD = ROOT.parent / "shared" / "squad"
 DEFAULT_OUTPUT = ROOT / "bench" / "results" / "train-vs-trainer.json"
 KINDS = ("trainer", "ours", "ours-reference-mode")
 # Our loop set up the way run_qa.py runs: windows padded to 256, random batches, the model's attention dropout,
-# evaluation batch 8 (fp32 on a CPU is our default too).
+# evaluation batch 8, fp32.
 REFERENCE_MODE_ARGS = ["--pad_to_max_length", "--no-group_by_length", "--attention_dropout", "none",
-                       "--per_device_eval_batch_size", "8"]
+                       "--per_device_eval_batch_size", "8", "--no-bf16"]
 SMOKE = dict(steps=5, train_limit=200, eval_limit=20)
 KIB_PER_GIB = 2 ** 20
 
@@ -44,10 +44,13 @@ KIB_PER_GIB = 2 ** 20
 def run_ours(train_file: str, dev_file: str, max_steps: int, output_dir: str, train_limit: int | None,
              eval_limit: int | None, reference_mode: bool = False) -> dict:
     """`train.py train` with its defaults (same parser, same train()), then the saved model evaluated on dev_file."""
+    import torch
+
     from qa_core import cli
     from qa_core.data import load_examples
     from qa_core.evaluation import evaluate
     from qa_core.features import featurize
+    from qa_core.inference import resolve_bf16
     from qa_core.modeling import fit_config, load_model
     from qa_core.training import train
 
@@ -63,7 +66,7 @@ def run_ours(train_file: str, dev_file: str, max_steps: int, output_dir: str, tr
     train_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     loaded = load_model(output_dir)
     config = fit_config(config, loaded)  # as train.py evaluate does
-    bf16 = bool(config.bf16)  # None: off on a CPU, as train() resolves it
+    bf16 = resolve_bf16(config.bf16, torch.device("cpu"))  # as train() and train.py evaluate resolve it
     started = time.perf_counter()
     examples = load_examples(dev_file, "validation", eval_limit).examples
     features = featurize(examples, loaded.tokenizer, config, training=False).features

@@ -56,7 +56,7 @@ class QAConfig:
                                            "fused attention kernel runs on the CPU too (faster, less memory); "
                                            "None keeps the model's own (0.1 for BERT).")
     group_by_length: bool = _opt(True, "Batch windows of similar length together, so less padding is computed.")
-    bf16: bool | None = _opt(None, "bf16 autocast; default: on for CUDA, off for CPU.")
+    bf16: bool | None = _opt(None, "bf16 autocast; default: on for CUDA and for CPUs with native bf16 (AVX512-BF16, AMX).")
     tf32: bool = _opt(True, "Allow TF32 matmuls on CUDA.")
     torch_compile: bool = _opt(False, "Compile the model with torch.compile (CUDA).")
     save_steps: int = _opt(200, "Write a resumable checkpoint every N optimizer steps (and at each epoch end).")

@@ -16,7 +16,7 @@ from qa_core.data import Example, load_examples
 from qa_core.distributed import DistContext, device_for, init_distributed
 from qa_core.error_analysis import QuestionRecord, build_records, write_records
 from qa_core.features import BatchFormat, Feature, featurize
-from qa_core.inference import predict_examples
+from qa_core.inference import predict_examples, resolve_bf16
 from qa_core.metrics import Metrics, SquadV2Metrics, compute_metrics, compute_metrics_v2
 from qa_core.model_card import write_model_card
 from qa_core.modeling import fit_config, load_model
@@ -107,7 +107,7 @@ def run_evaluation(config: QAConfig, device: str | None = None) -> EvalResult:
     config = fit_config(config, loaded)
     examples = load_examples(config.validation_file, "validation", config.max_eval_samples).examples
     features = featurize(examples, loaded.tokenizer, config, training=False).features
-    bf16 = config.bf16 if config.bf16 is not None else torch_device.type == "cuda"
+    bf16 = resolve_bf16(config.bf16, torch_device)
     result = evaluate(loaded.model, examples, features, config, bf16, dist_ctx, loaded.batch_format)
     if dist_ctx.is_main:
         clear_records(output_dir, EVAL_OVERWRITES)

@@ -43,6 +43,19 @@ class AnswerResult:
     windows: int
 
 
+def native_bf16_cpu() -> bool:
+    """True on x86 CPUs with AVX512-BF16 or AMX, whose bf16 matrix products beat fp32; emulated bf16 does not."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private to torch.cpu, so looked up softly
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def resolve_bf16(bf16: bool | None, device: torch.device) -> bool:
+    """The config's bf16, where None (the default) means: on for CUDA and for CPUs with native bf16."""
+    if bf16 is not None:
+        return bf16
+    return device.type == "cuda" or (device.type == "cpu" and native_bf16_cpu())
+
+
 def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
     if not bf16:
         return contextlib.nullcontext()

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from qa_core.checkpoints import HISTORY_FILE, find_checkpoint, read_run_info
 from qa_core.config import QAConfig
 from qa_core.evaluation import run_evaluation
+from qa_core.inference import native_bf16_cpu, resolve_bf16
 from qa_core.jobs import model_choices
 from qa_core.progress import read_history
 from qa_core.progress import ProgressEvent
@@ -47,6 +48,7 @@ def test_overfits_a_handful_of_examples(tiny_model_dir: Path, tmp_path: Path) ->
     info = read_run_info(run)
     assert info.status == "finished" and info.metrics["f1"] == 100.0 and info.data_fingerprint["train"]
     assert len(info.history) == 15  # evaluated after each epoch
+    assert info.config["bf16"] is resolve_bf16(None, torch.device("cpu"))  # what ran, not "default"
     kinds = {e.kind for e in events}
     assert {"start", "step", "eval", "checkpoint", "done"} <= kinds
     step = next(e for e in events if e.kind == "step")
@@ -315,3 +317,9 @@ def test_a_run_from_before_the_model_folder_still_loads(tiny_model_dir: Path, tm
     write_run_info(run, RunInfo("finished", {**QAConfig().to_dict(), "doc_stride": 64}))
     loaded = load_model(str(run))
     assert loaded.source == str(run) and run_config(loaded.source).doc_stride == 64
+
+
+def test_bf16_defaults_to_what_the_device_does_natively() -> None:
+    assert resolve_bf16(None, torch.device("cuda")) is True
+    assert resolve_bf16(None, torch.device("cpu")) is native_bf16_cpu()
+    assert resolve_bf16(False, torch.device("cuda")) is False and resolve_bf16(True, torch.device("cpu")) is True

@@ -1,0 +1,128 @@
+"""Where a training step's time goes: data, forward, backward, optimizer, per variant, each in its own process.
+
+    python -m bench.profile_step                 # the variants below, 40 timed steps each → bench/results/profile-step.json
+    python -m bench.profile_step --steps 5 --train-limit 300 --output -   # quick check, prints the JSON
+
+Variants differ in precision (fp32 or bf16 autocast), in how batch lengths are rounded (1: every batch its own
+shape; 32: at most max_seq_length / 32 shapes) and in oneDNN's per-shape cache (32 or 1024 entries), which is
+the "primitive creation for new shapes" cost: with a small cache and many shapes, kernels are rebuilt.
+Same protocol as bench/bench_train.py (embedded MiniLM, 256/128 windows, batch 16, length-grouped batches).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_TRAIN = ROOT.parent / "shared" / "squad" / "train-v1.1-subset.json"
+DEFAULT_OUTPUT = ROOT / "bench" / "results" / "profile-step.json"
+VARIANTS = {  # name: (bf16, multiple_of, oneDNN cache capacity)
+    "fp32, exact lengths, cache 32": (False, 1, 32),
+    "bf16, exact lengths, cache 32": (True, 1, 32),
+    "bf16, lengths to 32, cache 32": (True, 32, 32),
+    "bf16, lengths to 32, cache 1024": (True, 32, 1024),
+    "bf16, exact lengths, cache 1024": (True, 1, 1024),
+}
+PARTS = ("data", "forward", "backward", "optimizer")
+
+
+def profile(train_file: str, steps: int, warmup: int, train_limit: int | None, bf16: bool, multiple_of: int) -> dict:
+    """Time each part of `steps` optimizer steps after `warmup` untimed ones; one batch per step."""
+    import torch
+
+    from qa_core.config import QAConfig
+    from qa_core.data import load_examples
+    from qa_core.features import collate, featurize, training_batches
+    from qa_core.inference import autocast
+    from qa_core.modeling import load_model
+    from qa_core.training import build_optimizer, optimizer_step
+    from transformers import get_scheduler, set_seed
+
+    config = QAConfig(train_file=train_file, learning_rate=1e-4, seed=42)
+    set_seed(config.seed)
+    device = torch.device("cpu")
+    loaded = load_model(config.model_name_or_path, device, config.attention_dropout)
+    examples = load_examples(train_file, "train", train_limit).examples
+    features = featurize(examples, loaded.tokenizer, config, training=True).features
+    batches = training_batches(features, config, 0)[:warmup + steps]
+    optimizer = build_optimizer(loaded.model, config, device)
+    scheduler = get_scheduler("linear", optimizer, 0, len(batches))
+    model = loaded.model.train()
+    times: dict[str, list[float]] = {part: [] for part in PARTS}
+    lengths = []
+    for index, rows in enumerate(batches):
+        clock = time.perf_counter()
+        batch = collate([features[i] for i in rows], loaded.batch_format, multiple_of=multiple_of)
+        marks = [time.perf_counter()]
+        with autocast(device, bf16):
+            loss = model(**batch).loss
+        marks.append(time.perf_counter())
+        loss.backward()
+        marks.append(time.perf_counter())
+        optimizer_step(model, optimizer, scheduler, config.max_grad_norm)
+        marks.append(time.perf_counter())
+        if index >= warmup:
+            lengths.append(batch["input_ids"].shape[1])
+            for part, begin, end in zip(PARTS, [clock, *marks], marks):
+                times[part].append(end - begin)
+    step = [sum(parts) for parts in zip(*times.values())]
+    return {"steps": steps, "mean_step_s": statistics.fmean(step), "median_step_s": statistics.median(step),
+            "parts_mean_s": {part: statistics.fmean(values) for part, values in times.items()},
+            "distinct_lengths": len(set(lengths)), "mean_length": statistics.fmean(lengths),
+            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20}
+
+
+def run_variant(name: str, args: argparse.Namespace) -> dict:
+    """One variant in a fresh process: oneDNN reads its cache size once, at start-up."""
+    bf16, multiple_of, cache = VARIANTS[name]
+    env = dict(os.environ, ONEDNN_PRIMITIVE_CACHE_CAPACITY=str(cache), LRU_CACHE_CAPACITY=str(cache))
+    command = [sys.executable, "-m", "bench.profile_step", "--child", name, "--steps", str(args.steps),
+               "--warmup", str(args.warmup), "--train-file", args.train_file]
+    command += ["--train-limit", str(args.train_limit)] if args.train_limit else []
+    done = subprocess.run(command, env=env, cwd=ROOT, check=True, capture_output=True, text=True)
+    return {"bf16": bf16, "multiple_of": multiple_of, "onednn_cache": cache, **json.loads(done.stdout)}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train-file", default=str(DEFAULT_TRAIN))
+    parser.add_argument("--steps", type=int, default=40, help="timed steps per variant")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    parser.add_argument("--train-limit", type=int, default=None, help="training questions read (default: all)")
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--output", default=str(DEFAULT_OUTPUT), help="JSON path, or - for standard output")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.child:
+        bf16, multiple_of, _ = VARIANTS[args.child]
+        json.dump(profile(args.train_file, args.steps, args.warmup, args.train_limit, bf16, multiple_of), sys.stdout)
+        return
+    import torch
+
+    report = {"machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
+                          "load_average_at_start": list(os.getloadavg())},
+              "protocol": "embedded MiniLM, max_seq_length 256, doc_stride 128, batch 16, length-grouped batches",
+              "variants": {name: run_variant(name, args) for name in args.variants}}
+    report["machine"]["load_average_at_end"] = list(os.getloadavg())
+    text = json.dumps(report, indent=1)
+    if args.output == "-":
+        print(text)
+    else:
+        Path(args.output).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
