@@ -44,7 +44,7 @@ def profile(train_file: str, steps: int, warmup: int, train_limit: int | None, b
     from qa_core.features import collate, featurize, training_batches
     from qa_core.inference import autocast
     from qa_core.modeling import load_model
-    from qa_core.training import build_optimizer, optimizer_step
+    from qa_core.train_step import build_optimizer, optimizer_step
     from transformers import get_scheduler, set_seed
 
     config = QAConfig(train_file=train_file, learning_rate=1e-4, seed=42)

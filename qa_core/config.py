@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,3 +125,38 @@ def _check_finite(config: QAConfig, names: tuple[str, ...]) -> None:
 def help_of(name: str) -> str:
     """The one-line help of a config field, for CLI and UI labels."""
     return QAConfig.__dataclass_fields__[name].metadata["help"]
+
+
+# QAConfig fields the app never takes from a caller: the run folder is always a new one under the runs folder.
+NOT_IN_FORM = ("model_name_or_path", "train_file", "validation_file", "output_dir", "resume", "overwrite_output_dir")
+HINTS = typing.get_type_hints(QAConfig)
+
+
+def form_fields() -> tuple[str, ...]:
+    """The QAConfig fields a Train form (or an API caller) may set: every number and switch."""
+    return tuple(f.name for f in dataclasses.fields(QAConfig) if f.name not in NOT_IN_FORM)
+
+
+def coerce_option(name: str, value: Any) -> Any:
+    """A form or JSON value as QAConfig's field `name` wants it; None (or 0 for an optional count) = default."""
+    hint = HINTS[name]
+    optional = type(None) in typing.get_args(hint)
+    kind = next((t for t in (bool, int, float, str) if t is hint or t in typing.get_args(hint)), str)
+    if value in (None, "", "auto") or (optional and kind is int and value == 0):
+        return None if optional else dataclasses.MISSING
+    if kind is bool:
+        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "on", "yes")
+    if kind is str:
+        return str(value).strip()
+    if kind is int and float(value) != int(float(value)):
+        raise ValueError(f"{name} must be a whole number, got {value}")
+    return int(float(value)) if kind is int else float(value)
+
+
+def config_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Form or JSON options as QAConfig keyword arguments; unknown names refused, blanks left to the defaults."""
+    unknown = sorted(set(options) - set(form_fields()))
+    if unknown:
+        raise ValueError(f"unknown training options {unknown}; known: {', '.join(form_fields())}")
+    values = {name: coerce_option(name, value) for name, value in options.items()}
+    return {k: v for k, v in values.items() if v is not dataclasses.MISSING}

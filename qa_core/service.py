@@ -13,7 +13,7 @@ from typing import Any
 from qa_core.calibration import Calibration, fit_calibration, read_calibration
 from qa_core.checkpoints import find_checkpoint, list_runs, read_run_info
 from qa_core.compare import Comparison, compare_runs
-from qa_core.config import QAConfig
+from qa_core.config import QAConfig, config_options
 from qa_core.data import DataError, check_file_size, load_examples
 from qa_core.hosting import Settings, check_model, check_request, check_run, scrub
 from qa_core.inference import AnswerResult
@@ -29,41 +29,9 @@ if typing.TYPE_CHECKING:  # captum is imported only when an explanation is asked
 
 logger = logging.getLogger(__name__)
 
-# QAConfig fields the app never takes from a caller: the run folder is always a new one under the runs folder.
-NOT_IN_FORM = ("model_name_or_path", "train_file", "validation_file", "output_dir", "resume", "overwrite_output_dir")
-HINTS = typing.get_type_hints(QAConfig)
 # Seconds one "Why this answer?" may take; less on a public server, where many visitors share the CPU.
 EXPLAIN_BUDGET_S = {False: 5.0, True: 2.0}
 DATA_SUFFIXES = (".json", ".jsonl", ".gz")
-
-
-def form_fields() -> tuple[str, ...]:
-    """The QAConfig fields a Train form (or an API caller) may set: every number and switch."""
-    return tuple(f.name for f in dataclasses.fields(QAConfig) if f.name not in NOT_IN_FORM)
-
-
-def coerce_option(name: str, value: Any) -> Any:
-    """A form or JSON value as QAConfig's field `name` wants it; None (or 0 for an optional count) = default."""
-    hint = HINTS[name]
-    optional = type(None) in typing.get_args(hint)
-    kind = next((t for t in (bool, int, float, str) if t is hint or t in typing.get_args(hint)), str)
-    if value in (None, "", "auto") or (optional and kind is int and value == 0):
-        return None if optional else dataclasses.MISSING
-    if kind is bool:
-        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "on", "yes")
-    if kind is str:
-        return str(value).strip()
-    if kind is int and float(value) != int(float(value)):
-        raise ValueError(f"{name} must be a whole number, got {value}")
-    return int(float(value)) if kind is int else float(value)
-
-
-def config_options(options: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(options) - set(form_fields()))
-    if unknown:
-        raise ValueError(f"unknown training options {unknown}; known: {', '.join(form_fields())}")
-    values = {name: coerce_option(name, value) for name, value in options.items()}
-    return {k: v for k, v in values.items() if v is not dataclasses.MISSING}
 
 
 def answer_json(result: AnswerResult, model: str, seconds: float) -> dict[str, Any]:

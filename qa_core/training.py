@@ -23,13 +23,14 @@ from qa_core.data import Example, fingerprint, load_examples
 from qa_core.distributed import (DistContext, all_reduce_mean, any_rank, barrier, cleanup, device_for,
                                  init_distributed, shard, unwrap_ddp)
 from qa_core.evaluation import EvalResult, evaluate, write_eval_outputs
-from qa_core.features import BatchFormat, Feature, collate, featurize, training_batches
-from qa_core.inference import autocast, resolve_bf16
+from qa_core.features import Feature, featurize, training_batches
+from qa_core.inference import resolve_bf16
 from qa_core.model_card import base_model_name, describe_hardware, write_model_card
 from qa_core.modeling import LoadedModel, fit_config, load_model
 from qa_core.progress import (ProgressCallback, ProgressEvent, append_history, tensorboard_writer,
                               truncate_history)
 from qa_core.run_files import HISTORY_FILE, RUN_RECORDS, TENSORBOARD_DIR
+from qa_core.train_step import batch_loader, build_optimizer, forward_backward, optimizer_step, wrap_model
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +174,7 @@ def prepare(config: QAConfig, dist_ctx: DistContext, device: str | None) -> Setu
     scheduler = get_scheduler(config.lr_scheduler_type, optimizer, math.ceil(config.warmup_ratio * total_steps),
                               total_steps)
     data = {"train": fingerprint(train_examples), "validation": fingerprint(eval_examples)}
-    model = _wrap(loaded.model, config, dist_ctx, torch_device)
+    model = wrap_model(loaded.model, config, dist_ctx, torch_device)
     if dist_ctx.is_main and not checkpoint:
         clear_records(output_dir, RUN_RECORDS)  # only what check_output_dir allowed to be overwritten
     trackers = _trackers(config, output_dir) if dist_ctx.is_main else ()
@@ -212,69 +213,11 @@ def _open_records(setup: Setup) -> None:
     barrier(setup.dist_ctx)
 
 
-def _wrap(model: torch.nn.Module, config: QAConfig, dist_ctx: DistContext, device: torch.device) -> torch.nn.Module:
-    if device.type == "cuda" and config.tf32:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    if config.torch_compile:
-        model = torch.compile(model, dynamic=True)
-    if dist_ctx.enabled:
-        ids = [device.index] if device.type == "cuda" else None
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
-    return model
-
-
-def build_optimizer(model: torch.nn.Module, config: QAConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW without weight decay on biases and LayerNorm weights; the fused kernel (CPU and CUDA)."""
-    decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
-        if parameter.requires_grad:
-            (no_decay if parameter.ndim < 2 else decay).append(parameter)
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=config.learning_rate, fused=device.type in ("cpu", "cuda"))
-
-
-def batch_loader(features: tuple[Feature, ...], batches: list[list[int]], device: torch.device,
-                 batch_format: BatchFormat = BatchFormat(), pad_to: int | None = None, num_workers: int = 0,
-                 seed: int = 0) -> DataLoader:
-    """Padded batches in the given order; pinned memory and lengths rounded to multiples of 8 on CUDA.
-
-    The loader has its own generator: starting it then draws nothing from torch's global RNG, which a resumed run
-    has just restored (else dropout masks after a mid-epoch resume differ from those of an uninterrupted run).
-    """
-    return DataLoader(features, batch_sampler=batches, num_workers=num_workers, pin_memory=device.type == "cuda",
-                      collate_fn=partial(collate, batch_format=batch_format, pad_to=pad_to,
-                                         multiple_of=8 if device.type == "cuda" else 1),
-                      generator=torch.Generator().manual_seed(seed))
-
-
 def _loader(setup: Setup, batches: list[list[int]], epoch: int) -> DataLoader:
     pad_to = setup.config.max_seq_length if setup.config.pad_to_max_length else None
     return batch_loader(setup.train_features, batches, next(setup.loaded.model.parameters()).device,
                         setup.loaded.batch_format, pad_to, setup.config.dataloader_num_workers,
                         seed=setup.config.seed + epoch)
-
-
-def forward_backward(model: torch.nn.Module, batch: dict[str, torch.Tensor], bf16: bool, accumulation: int = 1,
-                     no_sync: contextlib.AbstractContextManager | None = None) -> torch.Tensor:
-    """One micro-batch: loss and gradients; the loss stays on the device (reading it every step stalls a GPU)."""
-    device = next(model.parameters()).device
-    batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-    with no_sync or contextlib.nullcontext():  # backward inside too: DDP's reducer reads the flag during backward
-        with autocast(device, bf16):
-            loss = model(**batch).loss  # mean of start and end cross-entropy
-        (loss / accumulation).backward()
-    return loss.detach()
-
-
-def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                   scheduler: torch.optim.lr_scheduler.LRScheduler, max_grad_norm: float) -> torch.Tensor:
-    """Clip, step, schedule; returns the gradient norm before clipping (a device scalar)."""
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
-    return grad_norm
 
 
 def _evaluate(setup: Setup, state: TrainState, emit: Callable[..., None]) -> tuple[TrainState, EvalResult | None]:

@@ -14,11 +14,11 @@ import gradio as gr
 import pytest
 
 from qa_core.ui import app
-from qa_core.config import QAConfig
+from qa_core.config import QAConfig, form_fields
 from qa_core.error_analysis import RECORDS_FILE
 from qa_core.hosting import Settings
 from qa_core import views
-from qa_core.service import QAService, form_fields
+from qa_core.service import QAService
 from qa_core.training import train
 from qa_core.ui.ask import AskHandlers
 from qa_core.ui.errors import ErrorsHandlers

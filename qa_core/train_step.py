@@ -1,0 +1,73 @@
+"""One training step's parts: the optimizer, the batch loader, forward and backward, the optimizer step."""
+
+from __future__ import annotations
+
+import contextlib
+from functools import partial
+
+import torch
+from torch.utils.data import DataLoader
+
+from qa_core.config import QAConfig
+from qa_core.distributed import DistContext
+from qa_core.features import BatchFormat, Feature, collate
+from qa_core.inference import autocast
+
+
+def wrap_model(model: torch.nn.Module, config: QAConfig, dist_ctx: DistContext, device: torch.device) -> torch.nn.Module:
+    """TF32 on CUDA when allowed, torch.compile when asked, DDP across processes."""
+    if device.type == "cuda" and config.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    if config.torch_compile:
+        model = torch.compile(model, dynamic=True)
+    if dist_ctx.enabled:
+        ids = [device.index] if device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return model
+
+
+def build_optimizer(model: torch.nn.Module, config: QAConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW without weight decay on biases and LayerNorm weights; the fused kernel (CPU and CUDA)."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            (no_decay if parameter.ndim < 2 else decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.learning_rate, fused=device.type in ("cpu", "cuda"))
+
+
+def batch_loader(features: tuple[Feature, ...], batches: list[list[int]], device: torch.device,
+                 batch_format: BatchFormat = BatchFormat(), pad_to: int | None = None, num_workers: int = 0,
+                 seed: int = 0) -> DataLoader:
+    """Padded batches in the given order; pinned memory and lengths rounded to multiples of 8 on CUDA.
+
+    The loader has its own generator: starting it then draws nothing from torch's global RNG, which a resumed run
+    has just restored (else dropout masks after a mid-epoch resume differ from those of an uninterrupted run).
+    """
+    return DataLoader(features, batch_sampler=batches, num_workers=num_workers, pin_memory=device.type == "cuda",
+                      collate_fn=partial(collate, batch_format=batch_format, pad_to=pad_to,
+                                         multiple_of=8 if device.type == "cuda" else 1),
+                      generator=torch.Generator().manual_seed(seed))
+
+
+def forward_backward(model: torch.nn.Module, batch: dict[str, torch.Tensor], bf16: bool, accumulation: int = 1,
+                     no_sync: contextlib.AbstractContextManager | None = None) -> torch.Tensor:
+    """One micro-batch: loss and gradients; the loss stays on the device (reading it every step stalls a GPU)."""
+    device = next(model.parameters()).device
+    batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    with no_sync or contextlib.nullcontext():  # backward inside too: DDP's reducer reads the flag during backward
+        with autocast(device, bf16):
+            loss = model(**batch).loss  # mean of start and end cross-entropy
+        (loss / accumulation).backward()
+    return loss.detach()
+
+
+def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                   scheduler: torch.optim.lr_scheduler.LRScheduler, max_grad_norm: float) -> torch.Tensor:
+    """Clip, step, schedule; returns the gradient norm before clipping (a device scalar)."""
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return grad_norm
