@@ -73,7 +73,7 @@ def explain_answer(loaded: LoadedModel, question: str, context: str, span: tuple
         attributions = [integrated_gradients(loaded.model, inputs, baseline, which, token, steps)
                         for which, token in targets]
     feature = features[window]
-    return Attribution(tuple(loaded.tokenizer.convert_ids_to_tokens(list(feature.input_ids))), feature.offsets,
+    return Attribution(tuple(loaded.tokenizer.convert_ids_to_tokens(list(feature.input_ids))), tuple(feature.offsets),
                        attributions[0], attributions[1], start_token, end_token, window, len(features), chosen,
                        steps if chosen == INTEGRATED_GRADIENTS else 0, time.perf_counter() - began)
 

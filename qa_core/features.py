@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterator, Sequence
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 import torch
@@ -17,20 +19,64 @@ from qa_core.data import Example
 logger = logging.getLogger(__name__)
 
 CLS_INDEX = 0  # where the CLS token sits in BERT-style windows; a window's own position is Feature.cls_index
+NO_SPAN = (-1, -1)  # how Offsets stores None
+CHUNK_SIZE = 1000  # examples tokenized at once by featurize
+
+
+class Offsets(Sequence):
+    """Each token's (start, end) characters in the context, or None outside it, packed in one int32 array.
+
+    Reads like a tuple of tuples, which costs about ten times the memory: over a training set's windows, held for
+    the whole run, that was the largest share of a CPU run's memory after the model's own.
+    """
+
+    __slots__ = ("_packed",)
+
+    def __init__(self, offsets: Iterable[tuple[int, int] | None] = ()) -> None:
+        self._packed = array("i", chain.from_iterable(NO_SPAN if o is None else o for o in offsets))
+
+    def __len__(self) -> int:
+        return len(self._packed) // 2
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return tuple(self)[index]
+        start, end = self._packed[2 * index], self._packed[2 * index + 1]  # a negative index works too
+        return None if start < 0 else (start, end)
+
+    def __iter__(self) -> Iterator[tuple[int, int] | None]:
+        packed = iter(self._packed)
+        return (None if start < 0 else (start, end) for start, end in zip(packed, packed))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"Offsets({tuple(self)!r})"
 
 
 @dataclass(frozen=True)
 class Feature:
-    """One window of question + part of the context."""
+    """One window of question + part of the context; token sequences are stored packed (int32 arrays)."""
 
     example_index: int  # position of its example in the sequence given to build_features
     example_id: str
-    input_ids: tuple[int, ...]
-    token_type_ids: tuple[int, ...]
-    offsets: tuple[tuple[int, int] | None, ...]  # span of each token in the context; None outside the context
+    input_ids: Sequence[int]
+    token_type_ids: Sequence[int]
+    offsets: Sequence[tuple[int, int] | None]  # span of each token in the context; None outside the context
     cls_index: int = CLS_INDEX  # position of the CLS (BOS) token: where the "no answer in this window" label points
     start_position: int = CLS_INDEX
     end_position: int = CLS_INDEX
+
+    def __post_init__(self) -> None:  # callers may pass lists or tuples; replace() passes the packed ones back
+        for name in ("input_ids", "token_type_ids"):
+            if not isinstance(getattr(self, name), array):
+                object.__setattr__(self, name, array("i", getattr(self, name)))
+        if not isinstance(self.offsets, Offsets):
+            object.__setattr__(self, "offsets", Offsets(self.offsets))
 
 
 @dataclass(frozen=True)
@@ -72,10 +118,10 @@ def build_features(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBa
     by_example: list[list[Feature]] = [[] for _ in examples]  # each example's features, in order
     for i, example_index in enumerate(encoded["overflow_to_sample_mapping"]):
         example = examples[example_index]
-        input_ids = tuple(encoded["input_ids"][i])
+        input_ids = array("i", encoded["input_ids"][i])
         cls_index = input_ids.index(cls_id) if cls_id in input_ids else CLS_INDEX
         by_example[example_index].append(Feature(
-            example_index, example.example_id, input_ids, tuple(encoded["token_type_ids"][i]),
+            example_index, example.example_id, input_ids, array("i", encoded["token_type_ids"][i]),
             context_offsets(example.context, encoded["offset_mapping"][i], encoded.sequence_ids(i)),
             cls_index=cls_index, start_position=cls_index, end_position=cls_index))
     if not training:
@@ -107,20 +153,26 @@ def context_offsets(context: str, offset_mapping: Sequence[tuple[int, int]],
 
 def featurize(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase, config: QAConfig,
               training: bool) -> FeatureSet:
-    """build_features with the window settings of a config."""
-    return build_features(examples, tokenizer, config.max_seq_length, config.doc_stride, config.max_query_length,
-                          training, config.version_2_with_negative,
-                          config.partial_answer_labels == "clip")
+    """build_features with the window settings of a config, CHUNK_SIZE examples at a time: the tokenizer's output
+    for all of a large data set at once (Python lists of every token id and offset) would outweigh the windows."""
+    chunks = list(featurize_in_chunks(examples, tokenizer, config, training))
+    skipped = sum(c.skipped_examples for c in chunks)
+    if skipped:
+        logger.info("training: skipped %d of %d examples (no locatable answer, or answer longer than a window)",
+                    skipped, len(examples))
+    return FeatureSet(tuple(chain.from_iterable(c.features for c in chunks)), skipped)
 
 
 def featurize_in_chunks(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase, config: QAConfig,
-                        training: bool, chunk_size: int = 1000) -> Iterator[FeatureSet]:
+                        training: bool, chunk_size: int = CHUNK_SIZE) -> Iterator[FeatureSet]:
     """featurize over consecutive chunks of examples, so a caller that consumes (or packs) one chunk's windows at
     a time holds a bounded number of them, whatever the data size; example_index stays the position in examples."""
     if chunk_size <= 0:
         raise ValueError(f"chunk_size must be > 0, got {chunk_size}")
     for begin in range(0, len(examples), chunk_size):
-        chunk = featurize(examples[begin:begin + chunk_size], tokenizer, config, training)
+        chunk = build_features(examples[begin:begin + chunk_size], tokenizer, config.max_seq_length,
+                               config.doc_stride, config.max_query_length, training, config.version_2_with_negative,
+                               config.partial_answer_labels == "clip")
         if begin:
             chunk = FeatureSet(tuple(dataclasses.replace(f, example_index=f.example_index + begin)
                                      for f in chunk.features), chunk.skipped_examples)
@@ -162,9 +214,6 @@ def _label_features(examples: Sequence[Example], by_example: list[list[Feature]]
             skipped += 1  # the answer is longer than the context room of a window
             continue
         labelled.extend(group)
-    if skipped:
-        logger.info("training: skipped %d of %d examples (no locatable answer, or answer longer than a window)",
-                    skipped, len(examples))
     return FeatureSet(tuple(labelled), skipped)
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import pickle
+from array import array
 from collections import Counter
 
 import pytest
 
 from qa_core.config import QAConfig
 from qa_core.data import Answer, Example
-from qa_core.features import (CLS_INDEX, build_features, collate, featurize, featurize_in_chunks, label_window,
-                              length_grouped_batches, sorted_batches)
+from qa_core.features import (CHUNK_SIZE, CLS_INDEX, Feature, Offsets, build_features, collate, featurize,
+                              featurize_in_chunks, label_window, length_grouped_batches, sorted_batches)
 
 WORDS = [f"w{i}" for i in range(400)]
 LONG_CONTEXT = " ".join(WORDS)  # ~800 WordPiece tokens: many windows of 64
@@ -162,3 +164,31 @@ def test_featurizing_in_chunks_gives_the_same_windows_as_at_once(tokenizer) -> N
 def test_featurizing_in_chunks_rejects_an_empty_chunk(tokenizer) -> None:
     with pytest.raises(ValueError, match="chunk_size"):
         next(featurize_in_chunks([example(LONG_CONTEXT, "w1")], tokenizer, QAConfig(), training=False, chunk_size=0))
+
+
+def test_packed_offsets_read_like_the_tuple_they_replace() -> None:
+    spans = (None, (0, 3), (4, 9), None)
+    offsets = Offsets(spans)
+    assert offsets == spans and tuple(offsets) == spans and list(offsets) == list(spans) and len(offsets) == 4
+    assert offsets[1] == (0, 3) and offsets[-1] is None and offsets[-2] == (4, 9) and offsets[1:3] == spans[1:3]
+    assert offsets.index((4, 9)) == 2 and (0, 3) in offsets and list(filter(None, offsets)) == [(0, 3), (4, 9)]
+    with pytest.raises(IndexError):
+        offsets[4]
+    assert pickle.loads(pickle.dumps(offsets)) == spans  # DataLoader workers receive windows pickled
+
+
+def test_windows_are_stored_packed_whatever_the_caller_passes(tokenizer) -> None:
+    feature = Feature(0, "e", [101, 7, 102], (0, 0, 0), ((0, 1), None, (2, 3)))
+    assert isinstance(feature.input_ids, array) and isinstance(feature.offsets, Offsets)
+    assert feature.input_ids == array("i", (101, 7, 102)) and feature.offsets[2] == (2, 3)
+    built = featurize([example(LONG_CONTEXT, "w77")], tokenizer, QAConfig(max_seq_length=64, doc_stride=16,
+                                                                           max_query_length=16), training=True)
+    assert all(isinstance(f.input_ids, array) and isinstance(f.offsets, Offsets) for f in built.features)
+
+
+def test_large_data_is_tokenized_a_chunk_at_a_time_with_the_same_windows(tokenizer) -> None:
+    context = " ".join(WORDS[:60])  # a few windows each
+    examples = [example(context, f"w{i % 60}", qid=f"q{i}") for i in range(CHUNK_SIZE + 3)]
+    config = QAConfig(max_seq_length=64, doc_stride=16, max_query_length=16)
+    whole = build_features(examples, tokenizer, 64, 16, 16, training=False).features
+    assert featurize(examples, tokenizer, config, training=False).features == whole
