@@ -26,8 +26,8 @@ CHUNK_SIZE = 1000  # examples tokenized at once by featurize
 class Offsets(Sequence):
     """Each token's (start, end) characters in the context, or None outside it, packed in one int32 array.
 
-    Reads like a tuple of tuples, which costs about ten times the memory: over a training set's windows, held for
-    the whole run, that was the largest share of a CPU run's memory after the model's own.
+    Reads like a tuple of tuples, which costs many times the memory (a Python object per number and per pair),
+    held for every training window for the whole run (README, "Training: ours vs. transformers' Trainer").
     """
 
     __slots__ = ("_packed",)
