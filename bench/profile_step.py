@@ -6,6 +6,7 @@
 Variants differ in precision (fp32 or bf16 autocast), in how batch lengths are rounded (1: every batch its own
 shape; 32: at most max_seq_length / 32 shapes) and in oneDNN's per-shape cache (32 or 1024 entries), which is
 the "primitive creation for new shapes" cost: with a small cache and many shapes, kernels are rebuilt.
+The last steps run again under torch.profiler, for the operators with the most CPU time.
 Same protocol as bench/bench_train.py (embedded MiniLM, 256/128 windows, batch 16, length-grouped batches).
 """
 
@@ -33,6 +34,8 @@ VARIANTS = {  # name: (bf16, multiple_of, oneDNN cache capacity)
     "bf16, exact lengths, cache 1024": (True, 1, 1024),
 }
 PARTS = ("data", "forward", "backward", "optimizer")
+PROFILED_STEPS = 5  # the last timed steps, run again under torch.profiler for the operator shares
+TOP_OPERATORS = 10
 
 
 def profile(train_file: str, steps: int, warmup: int, train_limit: int | None, bf16: bool, multiple_of: int) -> dict:
@@ -75,10 +78,26 @@ def profile(train_file: str, steps: int, warmup: int, train_limit: int | None, b
             for part, begin, end in zip(PARTS, [clock, *marks], marks):
                 times[part].append(end - begin)
     step = [sum(parts) for parts in zip(*times.values())]
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        for rows in batches[-PROFILED_STEPS:]:
+            batch = collate([features[i] for i in rows], loaded.batch_format, multiple_of=multiple_of)
+            with autocast(device, bf16):
+                loss = model(**batch).loss
+            loss.backward()
+            optimizer_step(model, optimizer, scheduler, config.max_grad_norm)
     return {"steps": steps, "mean_step_s": statistics.fmean(step), "median_step_s": statistics.median(step),
             "parts_mean_s": {part: statistics.fmean(values) for part, values in times.items()},
+            "top_operators_self_cpu_share": operator_shares(profiler),
             "distinct_lengths": len(set(lengths)), "mean_length": statistics.fmean(lengths),
             "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20}
+
+
+def operator_shares(profiler) -> dict[str, float]:
+    """The operators with the most self CPU time, as shares of all of it (a step's operators run one at a time)."""
+    events = profiler.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    ranked = sorted(events, key=lambda e: -e.self_cpu_time_total)[:TOP_OPERATORS]
+    return {e.key: round(e.self_cpu_time_total / total, 3) for e in ranked}
 
 
 def run_variant(name: str, args: argparse.Namespace) -> dict:
@@ -88,7 +107,7 @@ def run_variant(name: str, args: argparse.Namespace) -> dict:
     command = [sys.executable, "-m", "bench.profile_step", "--child", name, "--steps", str(args.steps),
                "--warmup", str(args.warmup), "--train-file", args.train_file]
     command += ["--train-limit", str(args.train_limit)] if args.train_limit else []
-    done = subprocess.run(command, env=env, cwd=ROOT, check=True, capture_output=True, text=True)
+    done = subprocess.run(command, env=env, cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True)
     return {"bf16": bf16, "multiple_of": multiple_of, "onednn_cache": cache, **json.loads(done.stdout)}
 
 
