@@ -2,6 +2,7 @@
 
     python -m bench.bench_limits answer              # seconds per answer by characters and windows
     python -m bench.bench_limits data FILE 10000     # peak RSS of reading FILE and windowing 10,000 questions
+    python -m bench.bench_limits make FILE           # FILE: the shared training subset repeated to just under 50 MB
 
 Each part runs in a fresh process (peak RSS is per process) and merges its figures into bench/results/limits.json.
 """
@@ -67,6 +68,18 @@ def data_memory(path: Path, questions: int) -> dict:
             "peak_rss_mb_after_windowing": peak_rss_mb()}
 
 
+def make_data(path: Path, copies: int = 38) -> None:
+    """The shared v1.1 training subset `copies` times over, each copy's questions with new ids (38: 49 MB)."""
+    subset = json.loads((ROOT.parent / "shared" / "squad" / "train-v1.1-subset.json").read_text(encoding="utf-8"))
+    articles = []
+    for copy in range(copies):
+        for article in subset["data"]:
+            paragraphs = [{**p, "qas": [{**qa, "id": f"{qa['id']}-{copy}"} for qa in p["qas"]]}
+                          for p in article["paragraphs"]]
+            articles.append({**article, "paragraphs": paragraphs})
+    path.write_text(json.dumps({"version": "1.1", "data": articles}), encoding="utf-8")
+
+
 def merge(key: str, value: object) -> None:
     results = json.loads(OUTPUT.read_text(encoding="utf-8")) if OUTPUT.exists() else {}
     results[key] = value
@@ -77,14 +90,16 @@ def merge(key: str, value: object) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=("answer", "data"))
-    parser.add_argument("file", nargs="?", type=Path, help="data: a SQuAD JSON file")
+    parser.add_argument("part", choices=("answer", "data", "make"))
+    parser.add_argument("file", nargs="?", type=Path, help="data, make: a SQuAD JSON file")
     parser.add_argument("questions", nargs="?", type=int, default=10_000)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     from qa_core.runtime import configure_process
 
     configure_process()
+    if args.part == "make":
+        return make_data(args.file)
     if args.part == "answer":
         merge("answer_seconds", answer_times(args.threads))
     else:
