@@ -172,7 +172,10 @@ def main(argv: list[str] | None = None) -> int:
               "same_answer_fast_vs_fp32": same_answers(ours["answers"], ours_fp32["answers"]),
               "all_dev_questions": dev_quality(args.model, Path(args.dev), args.threads)}
     if not args.no_reference:
-        reference = measure_reference(args.model, questions, args.threads)
+        from qa_core.run_files import model_folder
+
+        # the pipeline takes a model folder; ours takes a run folder too (and reads the run's settings)
+        reference = measure_reference(str(model_folder(Path(args.model))), questions, args.threads)
         report.update(reference={k: v for k, v in reference.items() if k != "answers"},
                       reference_quality=quality(reference["answers"], questions),
                       ratio_median=ours["median_ms"] / reference["median_ms"],

@@ -37,6 +37,7 @@ KINDS = ("trainer", "ours", "ours-reference-mode")
 # evaluation batch 8, fp32.
 REFERENCE_MODE_ARGS = ["--pad_to_max_length", "--no-group_by_length", "--attention_dropout", "none",
                        "--per_device_eval_batch_size", "8", "--no-bf16"]
+PROTOCOL_LEARNING_RATE = 1e-4  # the Trainer's too (run_qa_reference.py); our default peak is higher (README)
 SMOKE = dict(steps=5, train_limit=200, eval_limit=20)
 KIB_PER_GIB = 2 ** 20
 
@@ -55,7 +56,7 @@ def run_ours(train_file: str, dev_file: str, max_steps: int, output_dir: str, tr
     from qa_core.training import train
 
     argv = ["train", "--train_file", train_file, "--output_dir", output_dir, "--overwrite_output_dir",
-            "--max_steps", str(max_steps), "--logging_steps", "1"]
+            "--max_steps", str(max_steps), "--logging_steps", "1", "--learning_rate", str(PROTOCOL_LEARNING_RATE)]
     argv += ["--max_train_samples", str(train_limit)] if train_limit else []
     argv += REFERENCE_MODE_ARGS if reference_mode else []
     config = cli.config_from_args(cli.build_parser().parse_args(argv))

@@ -122,7 +122,7 @@ def dev_logits(run_dir: Path):
         saved = np.load(cache)
         return examples, features, saved["start"], saved["end"]
     start, end = run_model(loaded.model, features, config.per_device_eval_batch_size, bf16=True,
-                           pad_token_id=loaded.tokenizer.pad_token_id or 0)
+                           batch_format=loaded.batch_format)
     np.savez(cache, start=start, end=end)
     return examples, features, start, end
 
