@@ -46,7 +46,7 @@ def profile(train_file: str, steps: int, warmup: int, train_limit: int | None, b
     from qa_core.data import load_examples
     from qa_core.features import collate, featurize, training_batches
     from qa_core.inference import autocast
-    from qa_core.modeling import load_model
+    from qa_core.modeling import attention_for_bf16, load_model
     from qa_core.train_step import build_optimizer, optimizer_step
     from transformers import get_scheduler, set_seed
 
@@ -54,6 +54,7 @@ def profile(train_file: str, steps: int, warmup: int, train_limit: int | None, b
     set_seed(config.seed)
     device = torch.device("cpu")
     loaded = load_model(config.model_name_or_path, device, config.attention_dropout)
+    attention_for_bf16(loaded.model, device, bf16)  # as train() does
     examples = load_examples(train_file, "train", train_limit).examples
     features = featurize(examples, loaded.tokenizer, config, training=True).features
     batches = training_batches(features, config, 0)[:warmup + steps]
