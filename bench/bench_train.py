@@ -190,6 +190,10 @@ def conditions(args: argparse.Namespace) -> dict:
 
 
 def benchmark(args: argparse.Namespace, output: Path | None) -> dict:
+    if args.ours_full_only:  # ours after a change, beside a Trainer full run measured before (not in one run)
+        report = {"conditions": conditions(args), "ours_full": spawn("ours", -1, args, ROOT / "runs" / "bench-ours")}
+        write_report(report, output)
+        return report
     kinds = list(KINDS if args.with_reference_mode else KINDS[:2])
     report = {"conditions": conditions(args)}
     if args.rounds > 0:
@@ -234,6 +238,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (Trainer, then ours); 0 for none")
     parser.add_argument("--full", action="store_true", help="also one full 2-epoch run of each")
     parser.add_argument("--smoke", action="store_true", help="tiny settings to check the script end to end")
+    parser.add_argument("--ours-full-only", action="store_true",
+                        help="only one full run of ours (its figures, no ratios), e.g. after a change")
     parser.add_argument("--with-reference-mode", action="store_true", help="also our loop in reference mode")
     parser.add_argument("--squad-dir", default=str(DEFAULT_SQUAD), help="folder of the shared SQuAD subsets")
     parser.add_argument("--train-limit", type=int, help="only the first N training questions")

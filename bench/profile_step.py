@@ -3,9 +3,10 @@
     python -m bench.profile_step                 # the variants below, 40 timed steps each → bench/results/profile-step.json
     python -m bench.profile_step --steps 5 --train-limit 300 --output -   # quick check, prints the JSON
 
-Variants differ in precision (fp32 or bf16 autocast), in how batch lengths are rounded (1: every batch its own
-shape; 32: at most max_seq_length / 32 shapes) and in oneDNN's per-shape cache (32 or 1024 entries), which is
-the "primitive creation for new shapes" cost: with a small cache and many shapes, kernels are rebuilt.
+Variants differ in precision (fp32 or bf16 autocast; attention in bf16 or in fp32), in how batch lengths are
+rounded (1: every batch its own shape; 32: at most max_seq_length / 32 shapes) and in oneDNN's per-shape cache
+(32 or 1024 entries), which is the "primitive creation for new shapes" cost: with a small cache and many shapes,
+kernels are rebuilt.
 The last steps run again under torch.profiler, for the operators with the most CPU time.
 Same protocol as bench/bench_train.py (embedded MiniLM, 256/128 windows, batch 16, length-grouped batches).
 """
@@ -26,19 +27,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TRAIN = ROOT.parent / "shared" / "squad" / "train-v1.1-subset.json"
 DEFAULT_OUTPUT = ROOT / "bench" / "results" / "profile-step.json"
-VARIANTS = {  # name: (bf16, multiple_of, oneDNN cache capacity)
-    "fp32, exact lengths, cache 32": (False, 1, 32),
-    "bf16, exact lengths, cache 32": (True, 1, 32),
-    "bf16, lengths to 32, cache 32": (True, 32, 32),
-    "bf16, lengths to 32, cache 1024": (True, 32, 1024),
-    "bf16, exact lengths, cache 1024": (True, 1, 1024),
+VARIANTS = {  # name: (bf16, attention in fp32 under bf16, multiple_of, oneDNN cache capacity)
+    "fp32": (False, False, 1, 32),
+    "bf16, bf16 attention": (True, False, 1, 32),
+    "bf16, fp32 attention (the default)": (True, True, 1, 32),
+    "bf16, fp32 attention, lengths to 32": (True, True, 32, 32),
+    "bf16, fp32 attention, lengths to 32, cache 1024": (True, True, 32, 1024),
 }
 PARTS = ("data", "forward", "backward", "optimizer")
 PROFILED_STEPS = 5  # the last timed steps, run again under torch.profiler for the operator shares
 TOP_OPERATORS = 10
 
 
-def profile(train_file: str, steps: int, warmup: int, train_limit: int | None, bf16: bool, multiple_of: int) -> dict:
+def profile(train_file: str, steps: int, warmup: int, train_limit: int | None, bf16: bool, fp32_attention: bool,
+            multiple_of: int) -> dict:
     """Time each part of `steps` optimizer steps after `warmup` untimed ones; one batch per step."""
     import torch
 
@@ -54,7 +56,8 @@ def profile(train_file: str, steps: int, warmup: int, train_limit: int | None, b
     set_seed(config.seed)
     device = torch.device("cpu")
     loaded = load_model(config.model_name_or_path, device, config.attention_dropout)
-    attention_for_bf16(loaded.model, device, bf16)  # as train() does
+    if fp32_attention:
+        attention_for_bf16(loaded.model, device, bf16)  # as train() does
     examples = load_examples(train_file, "train", train_limit).examples
     features = featurize(examples, loaded.tokenizer, config, training=True).features
     batches = training_batches(features, config, 0)[:warmup + steps]
@@ -103,13 +106,14 @@ def operator_shares(profiler) -> dict[str, float]:
 
 def run_variant(name: str, args: argparse.Namespace) -> dict:
     """One variant in a fresh process: oneDNN reads its cache size once, at start-up."""
-    bf16, multiple_of, cache = VARIANTS[name]
+    bf16, fp32_attention, multiple_of, cache = VARIANTS[name]
     env = dict(os.environ, ONEDNN_PRIMITIVE_CACHE_CAPACITY=str(cache), LRU_CACHE_CAPACITY=str(cache))
     command = [sys.executable, "-m", "bench.profile_step", "--child", name, "--steps", str(args.steps),
                "--warmup", str(args.warmup), "--train-file", args.train_file]
     command += ["--train-limit", str(args.train_limit)] if args.train_limit else []
     done = subprocess.run(command, env=env, cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True)
-    return {"bf16": bf16, "multiple_of": multiple_of, "onednn_cache": cache, **json.loads(done.stdout)}
+    return {"bf16": bf16, "fp32_attention": fp32_attention, "multiple_of": multiple_of, "onednn_cache": cache,
+            **json.loads(done.stdout)}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -127,8 +131,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.child:
-        bf16, multiple_of, _ = VARIANTS[args.child]
-        json.dump(profile(args.train_file, args.steps, args.warmup, args.train_limit, bf16, multiple_of), sys.stdout)
+        bf16, fp32_attention, multiple_of, _ = VARIANTS[args.child]
+        json.dump(profile(args.train_file, args.steps, args.warmup, args.train_limit, bf16, fp32_attention, multiple_of),
+                  sys.stdout)
         return
     import torch
 
