@@ -51,8 +51,8 @@ def measure_scale(dev_file: str, times: int, limit: int | None) -> dict:
     from qa_core.data import load_examples
     from qa_core.evaluation import evaluate
     from qa_core.features import featurize
-    from qa_core.inference import resolve_bf16, run_model
-    from qa_core.modeling import attention_for_bf16, fit_config, load_model
+    from qa_core.inference import run_model, set_up_precision
+    from qa_core.modeling import fit_config, load_model
 
     loaded = load_model(QAConfig().model_name_or_path)
     config = fit_config(QAConfig(), loaded)
@@ -60,8 +60,8 @@ def measure_scale(dev_file: str, times: int, limit: int | None) -> dict:
     started = time.perf_counter()
     features = featurize(examples, loaded.tokenizer, config, training=False).features
     featurize_seconds = time.perf_counter() - started
-    batch, bf16 = config.per_device_eval_batch_size, resolve_bf16(config.bf16, torch.device("cpu"))
-    attention_for_bf16(loaded.model, torch.device("cpu"), bf16)  # as train.py evaluate does
+    batch = config.per_device_eval_batch_size
+    bf16 = set_up_precision(loaded.model, config.bf16, torch.device("cpu"))  # as train.py evaluate does
     run_model(loaded.model, features[:batch], batch, bf16, loaded.batch_format)  # warm-up
     started = time.perf_counter()
     metrics = evaluate(loaded.model, examples, features, config, bf16, batch_format=loaded.batch_format).metrics

@@ -51,8 +51,8 @@ def run_ours(train_file: str, dev_file: str, max_steps: int, output_dir: str, tr
     from qa_core.data import load_examples
     from qa_core.evaluation import evaluate
     from qa_core.features import featurize
-    from qa_core.inference import resolve_bf16
-    from qa_core.modeling import attention_for_bf16, fit_config, load_model
+    from qa_core.inference import set_up_precision
+    from qa_core.modeling import fit_config, load_model
     from qa_core.training import train
 
     argv = ["train", "--train_file", train_file, "--output_dir", output_dir, "--overwrite_output_dir",
@@ -67,8 +67,7 @@ def run_ours(train_file: str, dev_file: str, max_steps: int, output_dir: str, tr
     train_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     loaded = load_model(output_dir)
     config = fit_config(config, loaded)  # as train.py evaluate does
-    bf16 = resolve_bf16(config.bf16, torch.device("cpu"))  # as train() and train.py evaluate resolve it
-    attention_for_bf16(loaded.model, torch.device("cpu"), bf16)  # as train.py evaluate does
+    bf16 = set_up_precision(loaded.model, config.bf16, torch.device("cpu"))  # as train.py evaluate does
     started = time.perf_counter()
     examples = load_examples(dev_file, "validation", eval_limit).examples
     features = featurize(examples, loaded.tokenizer, config, training=False).features

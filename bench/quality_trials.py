@@ -107,10 +107,12 @@ def search(examples, features, start_logits: np.ndarray, end_logits: np.ndarray,
 
 def dev_logits(run_dir: Path):
     """Dev examples, windows and logits of a run's final model, bf16 as in training; cached in the run folder."""
+    import torch
+
     from qa_core.config import QAConfig
     from qa_core.data import load_examples
     from qa_core.features import featurize
-    from qa_core.inference import run_model
+    from qa_core.inference import run_model, set_up_precision
     from qa_core.modeling import load_model
 
     config = QAConfig()
@@ -121,7 +123,8 @@ def dev_logits(run_dir: Path):
     if cache.exists():
         saved = np.load(cache)
         return examples, features, saved["start"], saved["end"]
-    start, end = run_model(loaded.model, features, config.per_device_eval_batch_size, bf16=True,
+    bf16 = set_up_precision(loaded.model, True, torch.device("cpu"))  # as training ran
+    start, end = run_model(loaded.model, features, config.per_device_eval_batch_size, bf16=bf16,
                            batch_format=loaded.batch_format)
     np.savez(cache, start=start, end=end)
     return examples, features, start, end

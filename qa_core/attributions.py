@@ -13,10 +13,9 @@ import torch
 from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
 
 from qa_core.config import QAConfig
-from qa_core.data import Answer, Example
-from qa_core.features import Feature, collate, featurize
-from qa_core.inference import run_model
-from qa_core.modeling import LoadedModel, fit_config
+from qa_core.features import Feature, collate
+from qa_core.inference import question_windows, run_model
+from qa_core.modeling import LoadedModel
 from qa_core.postprocess import SpanSearch, predict_example
 
 INTEGRATED_GRADIENTS = "integrated gradients"
@@ -46,12 +45,13 @@ class Attribution:
 
 def explain_answer(loaded: LoadedModel, question: str, context: str, span: tuple[int, int] | None = None,
                    config: QAConfig = QAConfig(), budget_s: float = DEFAULT_BUDGET_S,
-                   method: str | None = None) -> Attribution:
+                   method: str | None = None, max_windows: int | None = None) -> Attribution:
     """Attribute the start logit at the answer's first token and the end logit at its last token.
 
     span: the answer's character span (an Errors row); None answers the question first (Ask). method: None picks
     integrated gradients when the budget allows MIN_STEPS steps and the context has at most MANY_WINDOWS windows;
     integrated gradients asked for by name still take the steps the budget allows, but at least MIN_STEPS.
+    A context of more than max_windows windows is refused before the model runs, as when answering.
     Needs the fp32 model (gradients do not pass through int8 layers).
     """
     if method not in (None, INTEGRATED_GRADIENTS, GRADIENT_X_INPUT):
@@ -59,7 +59,7 @@ def explain_answer(loaded: LoadedModel, question: str, context: str, span: tuple
     if budget_s <= 0:
         raise ValueError(f"budget_s must be > 0, got {budget_s}")
     began = time.perf_counter()
-    features, window, start_token, end_token = locate_answer(loaded, question, context, span, config)
+    features, window, start_token, end_token = locate_answer(loaded, question, context, span, config, max_windows)
     inputs = collate([features[window]], loaded.batch_format)  # one window: nothing padded
     targets = (("start", start_token), ("end", end_token))
     probe = time.perf_counter()
@@ -79,11 +79,9 @@ def explain_answer(loaded: LoadedModel, question: str, context: str, span: tuple
 
 
 def locate_answer(loaded: LoadedModel, question: str, context: str, span: tuple[int, int] | None,
-                  config: QAConfig) -> tuple[tuple[Feature, ...], int, int, int]:
+                  config: QAConfig, max_windows: int | None = None) -> tuple[tuple[Feature, ...], int, int, int]:
     """The context's windows, and (window, start token, end token) of the given span or else the predicted one."""
-    example = Example("query", question, context, (Answer("", None),))
-    config = fit_config(config, loaded)  # the windows answer_question builds for this model
-    features = featurize([example], loaded.tokenizer, config, training=False).features
+    example, config, features = question_windows(loaded, question, context, config, max_windows)
     start_logits, end_logits = run_model(loaded.model, features, config.per_device_eval_batch_size,
                                          batch_format=loaded.batch_format)
     if span is None:

@@ -16,10 +16,10 @@ from qa_core.data import Example, load_examples
 from qa_core.distributed import DistContext, device_for, init_distributed
 from qa_core.error_analysis import QuestionRecord, build_records, write_records
 from qa_core.features import BatchFormat, Feature, featurize
-from qa_core.inference import predict_examples, resolve_bf16
+from qa_core.inference import predict_examples, set_up_precision
 from qa_core.metrics import Metrics, SquadV2Metrics, compute_metrics, compute_metrics_v2
 from qa_core.model_card import write_model_card
-from qa_core.modeling import attention_for_bf16, fit_config, load_model
+from qa_core.modeling import fit_config, load_model
 from qa_core.postprocess import Prediction
 from qa_core.run_files import (BEST_SPANS_FILE, CALIBRATION_FILE, CARD_FILE, METRICS_FILE, MODEL_DIR, MODEL_RECORDS,
                                NULL_ODDS_FILE, PREDICTIONS_FILE, RECORDS_FILE, RUN_FILE, RUN_RECORDS)
@@ -107,8 +107,7 @@ def run_evaluation(config: QAConfig, device: str | None = None) -> EvalResult:
     config = fit_config(config, loaded)
     examples = load_examples(config.validation_file, "validation", config.max_eval_samples).examples
     features = featurize(examples, loaded.tokenizer, config, training=False).features
-    bf16 = resolve_bf16(config.bf16, torch_device)
-    attention_for_bf16(loaded.model, torch_device, bf16)
+    bf16 = set_up_precision(loaded.model, config.bf16, torch_device)
     result = evaluate(loaded.model, examples, features, config, bf16, dist_ctx, loaded.batch_format)
     if dist_ctx.is_main:
         clear_records(output_dir, EVAL_OVERWRITES)

@@ -17,7 +17,7 @@ from qa_core.config import QAConfig
 from qa_core.data import Answer, Example
 from qa_core.distributed import DistContext, gather
 from qa_core.features import BatchFormat, Feature, collate, featurize, sorted_batches, unpad_logits
-from qa_core.modeling import LoadedModel, fit_config
+from qa_core.modeling import LoadedModel, attention_for_bf16, fit_config
 from qa_core.postprocess import Prediction, SpanSearch, postprocess_predictions, predict_example
 from qa_core.run_files import METRICS_FILE, run_folder
 
@@ -54,6 +54,14 @@ def resolve_bf16(bf16: bool | None, device: torch.device) -> bool:
     if bf16 is not None:
         return bf16
     return device.type == "cuda" or (device.type == "cpu" and native_bf16_cpu())
+
+
+def set_up_precision(model: torch.nn.Module, bf16: bool | None, device: torch.device) -> bool:
+    """The config's bf16 resolved for this device, with the model set up for it (attention in fp32 under bf16 on
+    a CPU); every path that runs a model under bf16 goes through here, so training and evaluation agree."""
+    resolved = resolve_bf16(bf16, device)
+    attention_for_bf16(model, device, resolved)
+    return resolved
 
 
 def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
@@ -96,6 +104,20 @@ def answer_question(loaded: LoadedModel, question: str, context: str, config: QA
     """Search every window of the context for the best span; also return per-token logits for plots.
 
     A context cut into more than max_windows windows is refused with a ValueError before the model runs."""
+    example, config, features = question_windows(loaded, question, context, config, max_windows)
+    start_logits, end_logits = run_model(loaded.model, features, config.per_device_eval_batch_size,
+                                         batch_format=loaded.batch_format)
+    scored = list(zip(features, start_logits, end_logits))
+    prediction = predict_example(example, scored, SpanSearch.from_config(config, top_k))
+    prediction = dataclasses.replace(prediction, alternatives=prediction.alternatives[:top_k])
+    return AnswerResult(question, context, prediction, merge_token_logits(loaded.tokenizer, scored), len(features))
+
+
+def question_windows(loaded: LoadedModel, question: str, context: str, config: QAConfig,
+                     max_windows: int | None = None) -> tuple[Example, QAConfig, tuple[Feature, ...]]:
+    """One question about a context as an example and its windows, cut as this model takes them (the config fitted
+    to it); more than max_windows windows is refused with a ValueError, from one tokenizer pass, before any model
+    runs. Answering and explaining both start here."""
     if not question.strip():
         raise ValueError("question is empty")
     if not context.strip():
@@ -106,12 +128,7 @@ def answer_question(loaded: LoadedModel, question: str, context: str, config: QA
     if max_windows is not None and len(features) > max_windows:
         raise ValueError(f"the context needs {len(features):,} windows of {config.max_seq_length} tokens; "
                          f"this server answers up to {max_windows:,} (shorten the context)")
-    start_logits, end_logits = run_model(loaded.model, features, config.per_device_eval_batch_size,
-                                         batch_format=loaded.batch_format)
-    scored = list(zip(features, start_logits, end_logits))
-    prediction = predict_example(example, scored, SpanSearch.from_config(config, top_k))
-    prediction = dataclasses.replace(prediction, alternatives=prediction.alternatives[:top_k])
-    return AnswerResult(question, context, prediction, merge_token_logits(loaded.tokenizer, scored), len(features))
+    return example, config, features
 
 
 def merge_token_logits(tokenizer, scored: Sequence[tuple[Feature, np.ndarray, np.ndarray]]) -> TokenLogits:

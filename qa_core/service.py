@@ -21,7 +21,7 @@ from qa_core.jobs import (QUICK_DATA, JobManager, JobSnapshot, has_model, model_
                           record_choices, run_choices)
 from qa_core.modeling import LoadedModel
 from qa_core.run_files import RECORDS_FILE
-from qa_core.serving import ModelCache, count_windows, run_config
+from qa_core.serving import ModelCache, run_config
 from qa_core.views import find_record, run_records
 
 if typing.TYPE_CHECKING:  # captum is imported only when an explanation is asked for
@@ -227,13 +227,9 @@ class QAService:
             raise ValueError("ask a question about a context first")
         name = check_model_folder(check_model(model, self.settings))
         loaded = self.models.get(name, exact=True)
-        config = run_config(loaded.source)
-        windows = count_windows(loaded, config, question, context)
-        if windows > self.settings.max_context_windows:
-            raise ValueError(f"the context needs {windows:,} windows; this server explains up to "
-                             f"{self.settings.max_context_windows:,} (shorten the context)")
-        return explain_answer(loaded, question, context, span=span, config=config,
-                              budget_s=EXPLAIN_BUDGET_S[self.settings.public])
+        return explain_answer(loaded, question, context, span=span, config=run_config(loaded.source),
+                              budget_s=EXPLAIN_BUDGET_S[self.settings.public],
+                              max_windows=self.settings.max_context_windows)
 
     def run_choices(self) -> list[tuple[str, str]]:
         """(label, run name) of every run, for the Train tab's history and Resume."""

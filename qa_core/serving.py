@@ -18,11 +18,9 @@ import torch
 
 from qa_core.checkpoints import read_run_info
 from qa_core.config import QAConfig
-from qa_core.data import Answer, Example
-from qa_core.features import featurize
-from qa_core.inference import AnswerResult, answer_question, config_for_model
+from qa_core.inference import AnswerResult, answer_question, config_for_model, question_windows
 from qa_core.int8 import quantize_linears
-from qa_core.modeling import LoadedModel, fit_config, load_model, pick_device
+from qa_core.modeling import LoadedModel, load_model, pick_device
 from qa_core.run_files import run_folder
 
 logger = logging.getLogger(__name__)
@@ -101,8 +99,7 @@ def run_config(source: str) -> QAConfig:
 
 def count_windows(loaded: LoadedModel, config: QAConfig, question: str, context: str) -> int:
     """How many windows answering would run, as answer_question cuts them, from the tokenizer alone (no model)."""
-    example = Example("query", question, context, (Answer("", None),))
-    return len(featurize([example], loaded.tokenizer, fit_config(config, loaded), training=False).features)
+    return len(question_windows(loaded, question, context, config)[2])
 
 
 @dataclass

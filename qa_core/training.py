@@ -24,9 +24,9 @@ from qa_core.distributed import (DistContext, all_reduce_mean, any_rank, barrier
                                  init_distributed, shard, unwrap_ddp)
 from qa_core.evaluation import EvalResult, evaluate, write_eval_outputs
 from qa_core.features import Feature, featurize, training_batches
-from qa_core.inference import resolve_bf16
+from qa_core.inference import set_up_precision
 from qa_core.model_card import base_model_name, describe_hardware, write_model_card
-from qa_core.modeling import LoadedModel, attention_for_bf16, fit_config, load_model
+from qa_core.modeling import LoadedModel, fit_config, load_model
 from qa_core.progress import (ProgressCallback, ProgressEvent, append_history, tensorboard_writer,
                               truncate_history)
 from qa_core.run_files import HISTORY_FILE, RUN_RECORDS, TENSORBOARD_DIR
@@ -168,8 +168,7 @@ def prepare(config: QAConfig, dist_ctx: DistContext, device: str | None) -> Setu
         raise ValueError(f"{len(train_features)} training windows make fewer batches than the "
                          f"{dist_ctx.world_size} processes; use fewer processes or a smaller batch size")
     total_steps = config.max_steps if config.max_steps > 0 else math.ceil(config.num_train_epochs * steps_per_epoch)
-    bf16 = resolve_bf16(config.bf16, torch_device)
-    attention_for_bf16(loaded.model, torch_device, bf16)
+    bf16 = set_up_precision(loaded.model, config.bf16, torch_device)
     config = config.replace(bf16=bf16)  # run.json and the model card say what ran, not "default"
     optimizer = build_optimizer(loaded.model, config, torch_device)
     scheduler = get_scheduler(config.lr_scheduler_type, optimizer, math.ceil(config.warmup_ratio * total_steps),
