@@ -6,7 +6,7 @@
 Variants differ in precision (fp32 or bf16 autocast; attention in bf16 or in fp32), in how batch lengths are
 rounded (1: every batch its own shape; 32: at most max_seq_length / 32 shapes) and in oneDNN's per-shape cache
 (32 or 1024 entries), which is the "primitive creation for new shapes" cost: with a small cache and many shapes,
-kernels are rebuilt.
+kernels are rebuilt; in nn.Dropout against qa_core.dropout's masks; and eager against torch.compile.
 The last steps run again under torch.profiler, for the operators with the most CPU time.
 Same protocol as bench/bench_train.py (embedded MiniLM, 256/128 windows, batch 16, length-grouped batches).
 """
@@ -22,30 +22,45 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TRAIN = ROOT.parent / "shared" / "squad" / "train-v1.1-subset.json"
 DEFAULT_OUTPUT = ROOT / "bench" / "results" / "profile-step.json"
-VARIANTS = {  # name: (bf16, attention in fp32 under bf16, multiple_of, oneDNN cache capacity)
-    "fp32": (False, False, 1, 32),
-    "bf16, bf16 attention": (True, False, 1, 32),
-    "bf16, fp32 attention (the default)": (True, True, 1, 32),
-    "bf16, fp32 attention, lengths to 32": (True, True, 32, 32),
-    "bf16, fp32 attention, lengths to 32, cache 1024": (True, True, 32, 1024),
+
+
+@dataclass(frozen=True)
+class Variant:
+    bf16: bool
+    fp32_attention: bool = True  # under bf16: attention in fp32 (sdpa_in_fp32)
+    multiple_of: int = 1  # batch lengths rounded up to a multiple of this
+    onednn_cache: int = 32  # oneDNN's per-shape kernel cache (entries)
+    masked_dropout: bool = False  # qa_core.dropout's masks instead of nn.Dropout's
+    compile: bool = False  # torch.compile(dynamic=True), compiled during the untimed steps
+
+
+VARIANTS = {
+    "fp32": Variant(False, False),
+    "bf16, bf16 attention": Variant(True, False),
+    "bf16, fp32 attention": Variant(True),
+    "bf16, fp32 attention, lengths to 32": Variant(True, multiple_of=32),
+    "bf16, fp32 attention, lengths to 32, cache 1024": Variant(True, multiple_of=32, onednn_cache=1024),
+    "bf16, fp32 attention, torch.compile": Variant(True, compile=True),
+    "bf16, fp32 attention, masked dropout (the default)": Variant(True, masked_dropout=True),
 }
 PARTS = ("data", "forward", "backward", "optimizer")
 PROFILED_STEPS = 5  # the last timed steps, run again under torch.profiler for the operator shares
 TOP_OPERATORS = 10
 
 
-def profile(train_file: str, steps: int, warmup: int, train_limit: int | None, bf16: bool, fp32_attention: bool,
-            multiple_of: int) -> dict:
+def profile(train_file: str, steps: int, warmup: int, train_limit: int | None, variant: Variant) -> dict:
     """Time each part of `steps` optimizer steps after `warmup` untimed ones; one batch per step."""
     import torch
 
     from qa_core.config import QAConfig
     from qa_core.data import load_examples
+    from qa_core.dropout import use_masked_dropout
     from qa_core.features import collate, featurize, training_batches
     from qa_core.inference import autocast
     from qa_core.modeling import attention_for_bf16, load_model
@@ -56,14 +71,19 @@ def profile(train_file: str, steps: int, warmup: int, train_limit: int | None, b
     set_seed(config.seed)
     device = torch.device("cpu")
     loaded = load_model(config.model_name_or_path, device, config.attention_dropout)
-    if fp32_attention:
+    bf16, multiple_of = variant.bf16, variant.multiple_of
+    if variant.fp32_attention:
         attention_for_bf16(loaded.model, device, bf16)  # as train() does
+    if variant.masked_dropout:
+        use_masked_dropout(loaded.model)  # as train() does on a CPU
     examples = load_examples(train_file, "train", train_limit).examples
     features = featurize(examples, loaded.tokenizer, config, training=True).features
     batches = training_batches(features, config, 0)[:warmup + steps]
     optimizer = build_optimizer(loaded.model, config, device)
     scheduler = get_scheduler("linear", optimizer, 0, len(batches))
     model = loaded.model.train()
+    if variant.compile:
+        model = torch.compile(model, dynamic=True)
     times: dict[str, list[float]] = {part: [] for part in PARTS}
     lengths = []
     for index, rows in enumerate(batches):
@@ -106,14 +126,14 @@ def operator_shares(profiler) -> dict[str, float]:
 
 def run_variant(name: str, args: argparse.Namespace) -> dict:
     """One variant in a fresh process: oneDNN reads its cache size once, at start-up."""
-    bf16, fp32_attention, multiple_of, cache = VARIANTS[name]
-    env = dict(os.environ, ONEDNN_PRIMITIVE_CACHE_CAPACITY=str(cache), LRU_CACHE_CAPACITY=str(cache))
+    variant = VARIANTS[name]
+    cache = str(variant.onednn_cache)
+    env = dict(os.environ, ONEDNN_PRIMITIVE_CACHE_CAPACITY=cache, LRU_CACHE_CAPACITY=cache)
     command = [sys.executable, "-m", "bench.profile_step", "--child", name, "--steps", str(args.steps),
                "--warmup", str(args.warmup), "--train-file", args.train_file]
     command += ["--train-limit", str(args.train_limit)] if args.train_limit else []
     done = subprocess.run(command, env=env, cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True)
-    return {"bf16": bf16, "fp32_attention": fp32_attention, "multiple_of": multiple_of, "onednn_cache": cache,
-            **json.loads(done.stdout)}
+    return {**asdict(variant), **json.loads(done.stdout)}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -131,8 +151,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.child:
-        bf16, fp32_attention, multiple_of, _ = VARIANTS[args.child]
-        json.dump(profile(args.train_file, args.steps, args.warmup, args.train_limit, bf16, fp32_attention, multiple_of),
+        json.dump(profile(args.train_file, args.steps, args.warmup, args.train_limit, VARIANTS[args.child]),
                   sys.stdout)
         return
     import torch

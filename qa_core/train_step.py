@@ -10,12 +10,15 @@ from torch.utils.data import DataLoader
 
 from qa_core.config import QAConfig
 from qa_core.distributed import DistContext
+from qa_core.dropout import use_masked_dropout
 from qa_core.features import BatchFormat, Feature, collate
 from qa_core.inference import autocast
 
 
 def wrap_model(model: torch.nn.Module, config: QAConfig, dist_ctx: DistContext, device: torch.device) -> torch.nn.Module:
-    """TF32 on CUDA when allowed, torch.compile when asked, DDP across processes."""
+    """TF32 on CUDA when allowed, cheaper dropout masks on a CPU, torch.compile when asked, DDP across processes."""
+    if device.type == "cpu" and not config.torch_compile:  # the compiler draws its own masks in fused kernels
+        use_masked_dropout(model)
     if device.type == "cuda" and config.tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
