@@ -61,7 +61,7 @@ def measure_scale(dev_file: str, times: int, limit: int | None) -> dict:
     features = featurize(examples, loaded.tokenizer, config, training=False).features
     featurize_seconds = time.perf_counter() - started
     batch = config.per_device_eval_batch_size
-    bf16 = set_up_precision(loaded.model, config.bf16, torch.device("cpu"))  # as train.py evaluate does
+    bf16 = set_up_precision(loaded.model, config.bf16, torch.device("cpu"), training=False)  # as train.py evaluate does
     run_model(loaded.model, features[:batch], batch, bf16, loaded.batch_format)  # warm-up
     started = time.perf_counter()
     metrics = evaluate(loaded.model, examples, features, config, bf16, batch_format=loaded.batch_format).metrics

@@ -67,7 +67,7 @@ def run_ours(train_file: str, dev_file: str, max_steps: int, output_dir: str, tr
     train_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     loaded = load_model(output_dir)
     config = fit_config(config, loaded)  # as train.py evaluate does
-    bf16 = set_up_precision(loaded.model, config.bf16, torch.device("cpu"))  # as train.py evaluate does
+    bf16 = set_up_precision(loaded.model, config.bf16, torch.device("cpu"), training=False)  # as train.py evaluate does
     started = time.perf_counter()
     examples = load_examples(dev_file, "validation", eval_limit).examples
     features = featurize(examples, loaded.tokenizer, config, training=False).features

@@ -107,7 +107,7 @@ def run_evaluation(config: QAConfig, device: str | None = None) -> EvalResult:
     config = fit_config(config, loaded)
     examples = load_examples(config.validation_file, "validation", config.max_eval_samples).examples
     features = featurize(examples, loaded.tokenizer, config, training=False).features
-    bf16 = set_up_precision(loaded.model, config.bf16, torch_device)
+    bf16 = set_up_precision(loaded.model, config.bf16, torch_device, training=False)
     result = evaluate(loaded.model, examples, features, config, bf16, dist_ctx, loaded.batch_format)
     if dist_ctx.is_main:
         clear_records(output_dir, EVAL_OVERWRITES)

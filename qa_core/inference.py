@@ -56,11 +56,19 @@ def resolve_bf16(bf16: bool | None, device: torch.device) -> bool:
     return device.type == "cuda" or (device.type == "cpu" and native_bf16_cpu())
 
 
-def set_up_precision(model: torch.nn.Module, bf16: bool | None, device: torch.device) -> bool:
-    """The config's bf16 resolved for this device, with the model set up for it (attention in fp32 under bf16 on
-    a CPU); every path that runs a model under bf16 goes through here, so training and evaluation agree."""
+def set_up_precision(model: torch.nn.Module, bf16: bool | None, device: torch.device, training: bool = True) -> bool:
+    """The config's bf16 resolved for this device, with the model set up for it; every path that runs a model
+    under bf16 goes through here.
+
+    A model being trained keeps fp32 weights under autocast, attending in fp32 on a CPU (fast backward). A model
+    only evaluated (training=False) on a CPU is cast to bf16 instead: no weight casts per batch, and bf16
+    attention is fast without a backward (bench/results/eval-precision.json).
+    """
     resolved = resolve_bf16(bf16, device)
-    attention_for_bf16(model, device, resolved)
+    if resolved and not training and device.type == "cpu":
+        model.to(torch.bfloat16)
+    else:
+        attention_for_bf16(model, device, resolved)
     return resolved
 
 
@@ -77,7 +85,8 @@ def run_model(model: torch.nn.Module, features: Sequence[Feature], batch_size: i
 
     Batches hold windows of similar length; pad_to pads every batch to a fixed length instead (reference mode).
     """
-    device = next(model.parameters()).device
+    parameter = next(model.parameters())
+    device, bf16 = parameter.device, bf16 and parameter.dtype == torch.float32  # bf16 weights need no autocast
     was_training = model.training
     if was_training:  # .eval() walks every module: a measurable cost per question on the Ask path
         model.eval()

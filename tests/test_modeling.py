@@ -1,15 +1,19 @@
-"""Model loading: where models are looked for, the QA-head check, and the attention-dropout override."""
+"""Model loading: where models are looked for, the QA-head check, the attention-dropout override, precision."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from qa_core import cli
 from qa_core.config import QAConfig
+from qa_core.data import Example
+from qa_core.features import featurize
+from qa_core.inference import run_model, set_up_precision
 from qa_core.modeling import ModelNotFoundError, attention_for_bf16, load_model
 
 
@@ -68,3 +72,20 @@ def test_bf16_on_a_cpu_attends_in_fp32_with_the_same_answers(tiny_model_dir: Pat
     assert mixed.dtype == torch.bfloat16 and torch.allclose(mixed.float(), before, atol=0.1)
     loaded.model.save_pretrained(tmp_path / "saved")  # the saved model loads anywhere, registration or not
     assert "sdpa_fp32" not in (tmp_path / "saved" / "config.json").read_text()
+
+
+def test_a_model_only_evaluated_on_a_cpu_runs_in_bf16_weights(tiny_model_dir: Path, tokenizer) -> None:
+    features = featurize([Example("e", "Who wrote it?", "Ada wrote the first program in 1843.", ())], tokenizer,
+                         QAConfig(), training=False).features
+    trained, evaluated = load_model(str(tiny_model_dir)), load_model(str(tiny_model_dir))
+    fp32_start, _ = run_model(trained.model, features, 8)
+    assert set_up_precision(trained.model, True, torch.device("cpu")) is True  # training: fp32 masters
+    assert next(trained.model.parameters()).dtype == torch.float32
+    assert trained.model.config._attn_implementation == "sdpa_fp32"
+    assert set_up_precision(evaluated.model, True, torch.device("cpu"), training=False) is True
+    assert next(evaluated.model.parameters()).dtype == torch.bfloat16
+    bf16_start, _ = run_model(evaluated.model, features, 8, bf16=True)  # no autocast needed over bf16 weights
+    assert bf16_start.dtype == np.float32 and np.allclose(bf16_start, fp32_start, atol=0.1)
+    fp32_again = load_model(str(tiny_model_dir))
+    assert set_up_precision(fp32_again.model, False, torch.device("cpu"), training=False) is False
+    assert next(fp32_again.model.parameters()).dtype == torch.float32

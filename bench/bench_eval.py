@@ -1,0 +1,95 @@
+"""Evaluation's precision on a CPU: wall time and dev EM/F1 of fp32, bf16 autocast and bf16 weights, in one run.
+
+    python -m bench.bench_eval runs/bench-ours        # → bench/results/eval-precision.json
+
+*bf16 autocast* is how training evaluates its own fp32 model (attention in fp32); *bf16 weights* is how
+`train.py evaluate` runs a saved model on a CPU with native bf16 (qa_core.inference.set_up_precision with
+training=False). Each variant is a fresh copy of the same model; the rounds alternate the variants, so the
+machine's drift hits all of them. Timed: the forward passes, span search and metrics over every dev window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV = ROOT.parent / "shared" / "squad" / "dev-v1.1-subset.json"
+DEFAULT_OUTPUT = ROOT / "bench" / "results" / "eval-precision.json"
+VARIANTS = ("fp32", "bf16 autocast", "bf16 weights")
+
+
+def variant_model(model, name: str):
+    """A copy of the model set up as the variant runs it, and the bf16 flag evaluate() gets."""
+    import torch
+
+    from qa_core.inference import set_up_precision
+
+    copied = copy.deepcopy(model)
+    if name == "fp32":
+        return copied, False
+    return copied, set_up_precision(copied, True, torch.device("cpu"), training=name == "bf16 autocast")
+
+
+def measure(run_dir: str, dev_file: str, rounds: int) -> dict:
+    import torch
+
+    from qa_core.config import QAConfig
+    from qa_core.data import load_examples
+    from qa_core.evaluation import evaluate
+    from qa_core.features import featurize
+    from qa_core.modeling import fit_config, load_model
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    loaded = load_model(run_dir)
+    config = fit_config(QAConfig(), loaded)
+    examples = load_examples(dev_file, "validation").examples
+    features = featurize(examples, loaded.tokenizer, config, training=False).features
+    models = {name: variant_model(loaded.model, name) for name in VARIANTS}
+    seconds: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    results = {}
+    for _ in range(rounds + 1):  # the first round warms each variant's kernels up and is not timed
+        for name, (model, bf16) in models.items():
+            started = time.perf_counter()
+            results[name] = evaluate(model, examples, features, config, bf16, batch_format=loaded.batch_format)
+            seconds[name].append(time.perf_counter() - started)
+    answers = {k: p.text for k, p in results["fp32"].predictions.items()}
+    return {name: {"median_seconds": statistics.median(seconds[name][1:]), "seconds": seconds[name][1:],
+                   "exact_match": results[name].metrics.exact_match, "f1": results[name].metrics.f1,
+                   "same_answer_as_fp32": statistics.fmean(p.text == answers[k]
+                                                           for k, p in results[name].predictions.items())}
+            for name in VARIANTS} | {"windows": len(features), "questions": len(examples)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", help="a fine-tuned model: a run folder or a model folder")
+    parser.add_argument("--dev-file", default=str(DEV))
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds (each runs every variant once)")
+    parser.add_argument("--output", default=str(DEFAULT_OUTPUT), help="JSON path, or - for standard output")
+    args = parser.parse_args(argv)
+    from qa_core.runtime import configure_process
+
+    configure_process()
+    import torch
+
+    report = {"model": args.run_dir, "machine": {"cpus": os.cpu_count(), "torch": torch.__version__,
+                                                 "python": platform.python_version(),
+                                                 "load_average_at_start": list(os.getloadavg())},
+              "variants": measure(args.run_dir, args.dev_file, args.rounds)}
+    report["machine"]["load_average_at_end"] = list(os.getloadavg())
+    text = json.dumps(report, indent=1)
+    if args.output == "-":
+        print(text)
+    else:
+        Path(args.output).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
