@@ -85,7 +85,7 @@ def profile(train_file: str, steps: int, warmup: int, train_limit: int | None, v
     if variant.compile:
         model = torch.compile(model, dynamic=True)
     times: dict[str, list[float]] = {part: [] for part in PARTS}
-    lengths = []
+    lengths, started = [], time.perf_counter()
     for index, rows in enumerate(batches):
         clock = time.perf_counter()
         batch = collate([features[i] for i in rows], loaded.batch_format, multiple_of=multiple_of)
@@ -97,6 +97,8 @@ def profile(train_file: str, steps: int, warmup: int, train_limit: int | None, v
         marks.append(time.perf_counter())
         optimizer_step(model, optimizer, scheduler, config.max_grad_norm)
         marks.append(time.perf_counter())
+        if index == warmup - 1:
+            warmup_s = time.perf_counter() - started  # compiling, for the torch.compile variant
         if index >= warmup:
             lengths.append(batch["input_ids"].shape[1])
             for part, begin, end in zip(PARTS, [clock, *marks], marks):
@@ -109,7 +111,8 @@ def profile(train_file: str, steps: int, warmup: int, train_limit: int | None, v
                 loss = model(**batch).loss
             loss.backward()
             optimizer_step(model, optimizer, scheduler, config.max_grad_norm)
-    return {"steps": steps, "mean_step_s": statistics.fmean(step), "median_step_s": statistics.median(step),
+    return {"steps": steps, "warmup_steps": warmup, "warmup_s": warmup_s if warmup else 0.0,
+            "mean_step_s": statistics.fmean(step), "median_step_s": statistics.median(step),
             "parts_mean_s": {part: statistics.fmean(values) for part, values in times.items()},
             "top_operators_self_cpu_share": operator_shares(profiler),
             "distinct_lengths": len(set(lengths)), "mean_length": statistics.fmean(lengths),
