@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
+
+from bench.report import with_machine, write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV = ROOT.parent / "shared" / "squad" / "dev-v1.1-subset.json"
@@ -77,18 +77,9 @@ def main(argv: list[str] | None = None) -> None:
     from qa_core.runtime import configure_process
 
     configure_process()
-    import torch
-
-    report = {"model": args.run_dir, "machine": {"cpus": os.cpu_count(), "torch": torch.__version__,
-                                                 "python": platform.python_version(),
-                                                 "load_average_at_start": list(os.getloadavg())},
-              "variants": measure(args.run_dir, args.dev_file, args.rounds)}
-    report["machine"]["load_average_at_end"] = list(os.getloadavg())
-    text = json.dumps(report, indent=1)
-    if args.output == "-":
-        print(text)
-    else:
-        Path(args.output).write_text(text + "\n")
+    report = with_machine(lambda: {"model": args.run_dir,
+                                   "variants": measure(args.run_dir, args.dev_file, args.rounds)})
+    write_report(report, args.output)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -24,6 +23,8 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from bench.report import with_machine, write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TRAIN = ROOT.parent / "shared" / "squad" / "train-v1.1-subset.json"
@@ -157,19 +158,10 @@ def main(argv: list[str] | None = None) -> None:
         json.dump(profile(args.train_file, args.steps, args.warmup, args.train_limit, VARIANTS[args.child]),
                   sys.stdout)
         return
-    import torch
-
-    report = {"machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-                          "load_average_at_start": list(os.getloadavg())},
-              "protocol": "embedded MiniLM, max_seq_length 256, doc_stride 128, batch 16, length-grouped batches",
-              "variants": {name: run_variant(name, args) for name in args.variants}}
-    report["machine"]["load_average_at_end"] = list(os.getloadavg())
-    text = json.dumps(report, indent=1)
-    if args.output == "-":
-        print(text)
-    else:
-        Path(args.output).write_text(text + "\n")
-
+    report = with_machine(lambda: {
+        "protocol": "embedded MiniLM, max_seq_length 256, doc_stride 128, batch 16, length-grouped batches",
+        "variants": {name: run_variant(name, args) for name in args.variants}})
+    write_report(report, args.output)
 
 if __name__ == "__main__":
     main()

@@ -61,15 +61,29 @@ def set_up_precision(model: torch.nn.Module, bf16: bool | None, device: torch.de
     under bf16 goes through here.
 
     A model being trained keeps fp32 weights under autocast, attending in fp32 on a CPU (fast backward). A model
-    only evaluated (training=False) on a CPU is cast to bf16 instead: no weight casts per batch, and bf16
-    attention is fast without a backward (bench/results/eval-precision.json).
+    only evaluated (training=False) on a CPU gets bf16 weights instead (cast_for_inference): no weight casts per
+    batch, and bf16 attention is fast without a backward (bench/results/eval-precision.json).
     """
     resolved = resolve_bf16(bf16, device)
     if resolved and not training and device.type == "cpu":
-        model.to(torch.bfloat16)
+        cast_for_inference(model)
     else:
         attention_for_bf16(model, device, resolved)
     return resolved
+
+
+def cast_for_inference(model: torch.nn.Module) -> None:
+    """bf16 weights, except the QA head (qa_outputs), which stays fp32 with its input cast up: the logits every
+    span is scored from keep fp32 resolution, so near ties between spans are not decided by bf16 rounding."""
+    model.to(torch.bfloat16)
+    head = getattr(model, "qa_outputs", None)
+    if isinstance(head, torch.nn.Linear):
+        head.float()
+        head.register_forward_pre_hook(_inputs_to_float)
+
+
+def _inputs_to_float(module: torch.nn.Module, args: tuple) -> tuple:
+    return tuple(a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
 
 
 def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:

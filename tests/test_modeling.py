@@ -84,6 +84,7 @@ def test_a_model_only_evaluated_on_a_cpu_runs_in_bf16_weights(tiny_model_dir: Pa
     assert trained.model.config._attn_implementation == "sdpa_fp32"
     assert set_up_precision(evaluated.model, True, torch.device("cpu"), training=False) is True
     assert next(evaluated.model.parameters()).dtype == torch.bfloat16
+    assert evaluated.model.qa_outputs.weight.dtype == torch.float32  # span scores from fp32 logits
     bf16_start, _ = run_model(evaluated.model, features, 8, bf16=True)  # no autocast needed over bf16 weights
     assert bf16_start.dtype == np.float32 and np.allclose(bf16_start, fp32_start, atol=0.1)
     fp32_again = load_model(str(tiny_model_dir))
