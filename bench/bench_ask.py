@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "ask.json"))
     args = parser.parse_args(argv)
     questions = pick_questions(Path(args.dev), args.questions)
-    from qa_core.serving import native_int8_cpu
+    from qa_core.int8 import native_int8_cpu
 
     fast = native_int8_cpu() and not args.no_fast
     ours_fp32 = measure_ours(args.model, questions, args.threads, fast=False)

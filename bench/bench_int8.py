@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     import torchao
 
     from qa_core.modeling import load_model
-    from qa_core.serving import int8_copy, native_int8_cpu
+    from qa_core.int8 import native_int8_cpu
+    from qa_core.serving import int8_copy
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="a fine-tuned model folder, e.g. runs/protocol-baseline")

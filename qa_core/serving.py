@@ -19,7 +19,7 @@ import torch
 from qa_core.checkpoints import read_run_info
 from qa_core.config import QAConfig
 from qa_core.inference import AnswerResult, answer_question, config_for_model, question_windows
-from qa_core.int8 import quantize_linears
+from qa_core.int8 import native_int8_cpu, quantize_linears
 from qa_core.modeling import LoadedModel, load_model, pick_device
 from qa_core.run_files import run_folder
 
@@ -31,15 +31,6 @@ WARMUP_SHAPES = ((1, 48), (1, 160), (2, 64), (3, 200))
 # The copy is private and never changed after compiling, so dynamo's per-call checks of every module attribute
 # guard nothing (README, "Answering (Ask tab)", says what skipping them saves).
 COMPILE_OPTIONS = {"freezing": True, "guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe}
-
-
-def native_int8_cpu() -> bool:
-    """True on x86 CPUs with VNNI or AMX int8 dot products, where int8 matrix products beat fp32 and bf16."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return any(f" {flag}" in flags for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
 def int8_copy(loaded: LoadedModel) -> LoadedModel:

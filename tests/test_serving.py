@@ -17,7 +17,8 @@ from qa_core.config import QAConfig
 from qa_core.inference import answer_question
 from qa_core.int8 import Int8Linear
 from qa_core.modeling import ModelNotFoundError
-from qa_core.serving import ModelCache, ModelLoadingError, count_windows, native_int8_cpu, run_config
+from qa_core.int8 import native_int8_cpu
+from qa_core.serving import ModelCache, ModelLoadingError, count_windows, run_config
 
 CONTEXT = "The night ferry leaves the north pier at ten and reaches the island before dawn."
 
