@@ -18,7 +18,7 @@ import torch
 
 from qa_core.checkpoints import read_run_info
 from qa_core.config import QAConfig
-from qa_core.inference import AnswerResult, answer_question, config_for_model, question_windows
+from qa_core.inference import AnswerResult, answer_question, config_for_model
 from qa_core.int8 import native_int8_cpu, quantize_linears
 from qa_core.modeling import LoadedModel, load_model, pick_device
 from qa_core.run_files import run_folder
@@ -86,11 +86,6 @@ def run_config(source: str) -> QAConfig:
         logger.warning("%s: run config not usable for answering (%s); using the defaults", folder.name, err)
         config = QAConfig()
     return config_for_model(source, config)
-
-
-def count_windows(loaded: LoadedModel, config: QAConfig, question: str, context: str) -> int:
-    """How many windows answering would run, as answer_question cuts them, from the tokenizer alone (no model)."""
-    return len(question_windows(loaded, question, context, config)[2])
 
 
 @dataclass

@@ -14,11 +14,11 @@ import pytest
 
 from qa_core.checkpoints import RunInfo, write_run_info
 from qa_core.config import QAConfig
-from qa_core.inference import answer_question
+from qa_core.inference import answer_question, question_windows
 from qa_core.int8 import Int8Linear
 from qa_core.modeling import ModelNotFoundError
 from qa_core.int8 import native_int8_cpu
-from qa_core.serving import ModelCache, ModelLoadingError, count_windows, run_config
+from qa_core.serving import ModelCache, ModelLoadingError, run_config
 
 CONTEXT = "The night ferry leaves the north pier at ten and reaches the island before dawn."
 
@@ -137,7 +137,7 @@ def test_windows_are_counted_before_the_model_runs(tiny_model_dir: Path) -> None
     cache = ModelCache(fast=False)
     loaded = cache.get(str(tiny_model_dir))
     long = CONTEXT + " " + CONTEXT * 30
-    windows = count_windows(loaded, QAConfig(), "When does the ferry leave?", long)
+    windows = len(question_windows(loaded, "When does the ferry leave?", long, QAConfig())[2])  # tokenizer only
     assert windows == answer_question(loaded, "When does the ferry leave?", long).windows > 1
     with pytest.raises(ValueError, match=f"needs {windows} windows of 256 tokens; this server answers up to 1"):
         cache.answer(str(tiny_model_dir), "When does the ferry leave?", long, max_windows=1)
