@@ -101,7 +101,8 @@ def quality(answers: list[str], questions: list[dict]) -> dict[str, float]:
 
 
 def dev_quality(model: str, dev: Path, threads: int) -> dict[str, dict[str, float]]:
-    """EM/F1 on every dev question from the fp32 model and from its int8 copy (uncompiled: the same arithmetic)."""
+    """EM/F1 on every dev question from the fp32 model and from its int8 copy (uncompiled: the same arithmetic),
+    and the logit error the app checks the copy with before serving it (serving.int8_logit_error)."""
     import torch
 
     from qa_core.config import QAConfig
@@ -109,17 +110,17 @@ def dev_quality(model: str, dev: Path, threads: int) -> dict[str, dict[str, floa
     from qa_core.evaluation import evaluate
     from qa_core.features import featurize
     from qa_core.modeling import load_model
-    from qa_core.serving import int8_copy
+    from qa_core.serving import int8_copy, int8_logit_error
 
     torch.set_num_threads(threads)
     loaded, config = load_model(model), QAConfig()
     examples = load_examples(str(dev), "validation").examples
     features = featurize(examples, loaded.tokenizer, config, training=False).features
-    scores = {}
-    for name, variant in (("fp32", loaded), ("int8", int8_copy(loaded))):
+    scores, int8 = {}, int8_copy(loaded)
+    for name, variant in (("fp32", loaded), ("int8", int8)):
         metrics = evaluate(variant.model, examples, features, config).metrics
         scores[name] = {"exact_match": round(metrics.exact_match, 2), "f1": round(metrics.f1, 2)}
-    return {"questions": len(examples), **scores}
+    return {"questions": len(examples), **scores, "int8_logit_error": round(int8_logit_error(loaded, int8), 4)}
 
 
 def same_answers(a: list[str], b: list[str]) -> float:

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 INT8_MAX = 127
+# An int8 copy whose logits stray further than this from its float model's (logit_error, the median over a few
+# questions) is not served. Well-behaved BERTs stay well below it; a few activation channels many times larger
+# than the rest (common in some model families) flatten every other channel of a token to a handful of int8 steps
+# and push it far above (tests/test_serving.py builds such a model).
+MAX_LOGIT_ERROR = 0.25
 
 
 def native_int8_cpu() -> bool:
@@ -17,6 +23,14 @@ def native_int8_cpu() -> bool:
     except OSError:
         return False
     return any(f" {flag}" in flags for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
+def logit_error(reference: np.ndarray, other: np.ndarray) -> float:
+    """How far `other` strays from `reference` (one window's logits, padding -inf): the norm of their difference
+    over the norm of the reference's spread around its mean, on the positions both hold."""
+    held = np.isfinite(reference) & np.isfinite(other)
+    spread = reference[held] - reference[held].mean()
+    return float(np.linalg.norm(other[held] - reference[held]) / max(np.linalg.norm(spread), 1e-12))
 
 
 def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,5 +1,5 @@
 """Serve answers: load each model once, off the answering thread, answer with its run's own settings, and on CPUs
-with int8 dot products swap in a compiled int8 copy once warm."""
+with int8 dot products swap in a compiled int8 copy once warm, if it answers like the model."""
 
 from __future__ import annotations
 
@@ -14,13 +14,16 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from qa_core.checkpoints import read_run_info
 from qa_core.config import QAConfig
-from qa_core.inference import AnswerResult, answer_question, config_for_model
-from qa_core.int8 import native_int8_cpu, quantize_linears
-from qa_core.modeling import LoadedModel, load_model, pick_device
+from qa_core.data import load_examples
+from qa_core.features import featurize
+from qa_core.inference import AnswerResult, answer_question, config_for_model, run_model
+from qa_core.int8 import MAX_LOGIT_ERROR, logit_error, native_int8_cpu, quantize_linears
+from qa_core.modeling import LoadedModel, fit_config, load_model, pick_device
 from qa_core.run_files import run_folder
 
 logger = logging.getLogger(__name__)
@@ -31,6 +34,7 @@ WARMUP_SHAPES = ((1, 48), (1, 160), (2, 64), (3, 200))
 # The copy is private and never changed after compiling, so dynamo's per-call checks of every module attribute
 # guard nothing (README, "Answering (Ask tab)", says what skipping them saves).
 COMPILE_OPTIONS = {"freezing": True, "guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe}
+CHECK_QUESTIONS = 16  # sample questions an int8 copy answers, beside its float model, before it is served
 
 
 def int8_copy(loaded: LoadedModel) -> LoadedModel:
@@ -38,16 +42,29 @@ def int8_copy(loaded: LoadedModel) -> LoadedModel:
     return replace(loaded, model=quantize_linears(copy.deepcopy(loaded.model).eval()))
 
 
-def compile_for_cpu(loaded: LoadedModel) -> LoadedModel:
-    """The int8 copy compiled with weight freezing and warmed up on WARMUP_SHAPES.
+def int8_logit_error(loaded: LoadedModel, int8: LoadedModel) -> float:
+    """The median logit_error of the int8 copy against its float model over the windows of the first
+    CHECK_QUESTIONS sample questions (the package's own sample file, so no data leaves or enters the server)."""
+    config = fit_config(QAConfig(), loaded)
+    examples = load_examples("sample", "validation", CHECK_QUESTIONS).examples
+    features = featurize(examples, loaded.tokenizer, config, training=False).features
+    with torch.inference_mode():
+        expected, got = (run_model(model, features, config.per_device_eval_batch_size,
+                                   batch_format=loaded.batch_format) for model in (loaded.model, int8.model))
+    errors = [logit_error(a, b) for logits in zip(expected, got) for a, b in zip(*logits)]  # start and end rows
+    return float(np.median(errors))
+
+
+def compile_for_cpu(int8: LoadedModel) -> LoadedModel:
+    """An int8 copy (int8_copy) compiled with weight freezing and warmed up on WARMUP_SHAPES.
 
     For inference only: answers match the fp32 model on nearly all questions (measured in bench/bench_ask.py).
     """
-    compiled = torch.compile(int8_copy(loaded).model, dynamic=True, options=COMPILE_OPTIONS)
+    compiled = torch.compile(int8.model, dynamic=True, options=COMPILE_OPTIONS)
     with torch.inference_mode():
-        for inputs in warmup_batches(loaded):
+        for inputs in warmup_batches(int8):
             compiled(**inputs)
-    return replace(loaded, model=compiled)
+    return replace(int8, model=compiled)
 
 
 def warmup_batches(loaded: LoadedModel) -> list[dict[str, torch.Tensor]]:
@@ -195,13 +212,20 @@ class ModelCache:
 
     def _swap_in_compiled(self, entry: _Entry, name: str) -> None:
         try:
+            loaded = entry.loading.result()
+            int8 = int8_copy(loaded)
+            error = int8_logit_error(loaded, int8)  # the uncompiled copy: the same arithmetic, no compile to waste
+            if error > MAX_LOGIT_ERROR:
+                logger.warning("%s keeps answering in full precision: its int8 copy strays from it (logit error "
+                               "%.2f on the sample questions, limit %.2f)", name, error, MAX_LOGIT_ERROR)
+                return
             try:
-                fast, how = compile_for_cpu(entry.loading.result()), "a compiled int8 copy"
+                fast, how = compile_for_cpu(int8), "a compiled int8 copy"
             except Exception as err:  # a missing C++ compiler or an unsupported op: eager int8 beats fp32 still
                 logger.warning("compiling %s failed (%s); serving an uncompiled int8 copy", name, err)
-                fast, how = int8_copy(entry.loading.result()), "an uncompiled int8 copy"
+                fast, how = int8, "an uncompiled int8 copy"
             with self._lock:
                 entry.served = fast
-            logger.info("serving %s from %s", name, how)
+            logger.info("serving %s from %s (logit error %.3f against it on the sample questions)", name, how, error)
         finally:  # never leave a waiter hanging, even if the int8 copy itself failed
             entry.warm.set()

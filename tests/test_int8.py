@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 from torch import nn
 
-from qa_core.int8 import Int8Linear, quantize_linears, quantize_rows
+import numpy as np
+
+from qa_core.int8 import Int8Linear, logit_error, quantize_linears, quantize_rows
 from qa_core.modeling import LoadedModel
 
 
@@ -41,3 +44,11 @@ def test_every_linear_but_the_qa_head_is_quantized_and_the_logits_hold(tiny_load
     for name in ("start_logits", "end_logits"):
         a, b = getattr(expected, name), getattr(got, name)  # (batch, seq)
         assert (a - b).norm() / a.norm() < 0.05, name
+
+
+def test_logit_error_is_relative_to_the_spread_and_skips_padding() -> None:
+    reference = np.array([1.0, 3.0, -np.inf])  # spread around the mean: [-1, 1], norm sqrt(2)
+    assert logit_error(reference, reference) == 0.0
+    assert logit_error(reference, np.array([1.0, 2.0, -np.inf])) == pytest.approx(1 / np.sqrt(2))
+    assert logit_error(reference + 100, np.array([101.0, 102.0, -np.inf])) == pytest.approx(1 / np.sqrt(2))
+    assert logit_error(np.array([2.0, 2.0]), np.array([2.0, 2.0])) == 0.0  # no spread, no difference

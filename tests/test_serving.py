@@ -15,10 +15,12 @@ import pytest
 from qa_core.checkpoints import RunInfo, write_run_info
 from qa_core.config import QAConfig
 from qa_core.inference import answer_question, question_windows
-from qa_core.int8 import Int8Linear
-from qa_core.modeling import ModelNotFoundError
-from qa_core.int8 import native_int8_cpu
-from qa_core.serving import ModelCache, ModelLoadingError, run_config
+import torch
+from transformers import BertConfig, BertForQuestionAnswering
+
+from qa_core.int8 import MAX_LOGIT_ERROR, Int8Linear, native_int8_cpu
+from qa_core.modeling import LoadedModel, ModelNotFoundError
+from qa_core.serving import ModelCache, ModelLoadingError, int8_copy, int8_logit_error, run_config
 
 CONTEXT = "The night ferry leaves the north pier at ten and reaches the island before dawn."
 
@@ -51,6 +53,49 @@ def test_the_cache_swaps_in_a_warm_compiled_copy_that_answers_alike(tiny_model_d
     assert got.windows > 1
     again = answer_question(fast, "When does the ferry leave?", CONTEXT)
     assert again.prediction.alternatives[0].text in {s.text for s in expected.prediction.alternatives}
+
+
+def bert_with_outlier_channel(vocab_size: int, factor: float) -> BertForQuestionAnswering:
+    """A small BERT whose attention layers matter to its logits (weights drawn wider than BERT's 0.02), with value
+    channel 7 of every layer `factor` times larger and the attention output's weights scaled down to match: the
+    same function in fp32, but per-token int8 inputs to the attention output now spend their range on one channel.
+    """
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, initializer_range=0.2)
+    model = BertForQuestionAnswering(config).eval()
+    with torch.no_grad():
+        for layer in model.bert.encoder.layer:
+            value, output = layer.attention.self.value, layer.attention.output.dense
+            value.weight[7] *= factor
+            value.bias[7] *= factor
+            output.weight[:, 7] /= factor
+    return model
+
+
+def test_the_int8_check_tells_a_faithful_copy_from_a_straying_one(tokenizer) -> None:
+    plain, outlier = (LoadedModel(bert_with_outlier_channel(len(tokenizer), f), tokenizer, "tiny", True)
+                      for f in (1.0, 1000.0))
+    input_ids = torch.randint(1000, 5000, (1, 30))  # (batch, seq)
+    with torch.inference_mode():  # the outlier leaves the float model's function as it was
+        torch.testing.assert_close(outlier.model(input_ids=input_ids).start_logits,
+                                   plain.model(input_ids=input_ids).start_logits, rtol=1e-3, atol=1e-3)
+    assert int8_logit_error(plain, int8_copy(plain)) < MAX_LOGIT_ERROR / 4
+    assert int8_logit_error(outlier, int8_copy(outlier)) > MAX_LOGIT_ERROR * 2
+
+
+@pytest.mark.skipif(not native_int8_cpu(), reason="the int8 path is for x86 CPUs with VNNI or AMX")
+def test_an_int8_copy_that_strays_from_its_model_is_never_served(tokenizer, tmp_path: Path, caplog) -> None:
+    folder = tmp_path / "outlier-bert"
+    bert_with_outlier_channel(len(tokenizer), 1000.0).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    cache = ModelCache(fast=True)
+    with caplog.at_level(logging.WARNING, logger="qa_core.serving"):
+        served = cache.wait_until_warm(str(folder), timeout=120)
+    assert served is cache.get(str(folder), exact=True)  # the float model, as loaded
+    assert not any(isinstance(m, Int8Linear) for m in served.model.modules())
+    assert "keeps answering in full precision" in caplog.text and "logit error" in caplog.text
+    assert cache.answer(str(folder), "When does the ferry leave?", CONTEXT)[0].prediction.text
 
 
 def test_answers_from_many_request_threads_come_from_the_one_model_thread(tiny_model_dir: Path) -> None:
