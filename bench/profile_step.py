@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 from bench.report import with_machine, write_report
@@ -61,63 +62,88 @@ def profile(train_file: str, steps: int, warmup: int, train_limit: int | None, v
 
     from qa_core.config import QAConfig
     from qa_core.data import load_examples
-    from qa_core.dropout import use_masked_dropout
-    from qa_core.features import collate, featurize, training_batches
-    from qa_core.inference import autocast
-    from qa_core.modeling import attention_for_bf16, load_model
-    from qa_core.train_step import build_optimizer, optimizer_step
+    from qa_core.features import featurize, training_batches
+    from qa_core.modeling import load_model
+    from qa_core.train_step import build_optimizer
     from transformers import get_scheduler, set_seed
 
     config = QAConfig(train_file=train_file, learning_rate=1e-4, seed=42)
     set_seed(config.seed)
     device = torch.device("cpu")
     loaded = load_model(config.model_name_or_path, device, config.attention_dropout)
-    bf16, multiple_of = variant.bf16, variant.multiple_of
-    if variant.fp32_attention:
-        attention_for_bf16(loaded.model, device, bf16)  # as train() does
-    if variant.masked_dropout:
-        use_masked_dropout(loaded.model)  # as train() does on a CPU
     examples = load_examples(train_file, "train", train_limit).examples
     features = featurize(examples, loaded.tokenizer, config, training=True).features
     batches = training_batches(features, config, 0)[:warmup + steps]
     optimizer = build_optimizer(loaded.model, config, device)
     scheduler = get_scheduler("linear", optimizer, 0, len(batches))
-    model = loaded.model.train()
-    if variant.compile:
-        model = torch.compile(model, dynamic=True)
+    model = prepare_model(loaded.model, variant, device)
+    step = partial(run_step, model, optimizer, scheduler, config.max_grad_norm, variant)
+    collate_rows = partial(collate_timed, features, loaded.batch_format, variant.multiple_of)
     times: dict[str, list[float]] = {part: [] for part in PARTS}
-    lengths, started = [], time.perf_counter()
+    lengths, started, warmup_s = [], time.perf_counter(), 0.0
     for index, rows in enumerate(batches):
-        clock = time.perf_counter()
-        batch = collate([features[i] for i in rows], loaded.batch_format, multiple_of=multiple_of)
-        marks = [time.perf_counter()]
-        with autocast(device, bf16):
-            loss = model(**batch).loss
-        marks.append(time.perf_counter())
-        loss.backward()
-        marks.append(time.perf_counter())
-        optimizer_step(model, optimizer, scheduler, config.max_grad_norm)
-        marks.append(time.perf_counter())
+        batch, data_s = collate_rows(rows)
+        parts = (data_s, *step(batch))
         if index == warmup - 1:
             warmup_s = time.perf_counter() - started  # compiling, for the torch.compile variant
         if index >= warmup:
             lengths.append(batch["input_ids"].shape[1])
-            for part, begin, end in zip(PARTS, [clock, *marks], marks):
-                times[part].append(end - begin)
-    step = [sum(parts) for parts in zip(*times.values())]
+            for part, seconds in zip(PARTS, parts):
+                times[part].append(seconds)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
         for rows in batches[-PROFILED_STEPS:]:
-            batch = collate([features[i] for i in rows], loaded.batch_format, multiple_of=multiple_of)
-            with autocast(device, bf16):
-                loss = model(**batch).loss
-            loss.backward()
-            optimizer_step(model, optimizer, scheduler, config.max_grad_norm)
-    return {"steps": steps, "warmup_steps": warmup, "warmup_s": warmup_s if warmup else 0.0,
-            "mean_step_s": statistics.fmean(step), "median_step_s": statistics.median(step),
+            step(collate_rows(rows)[0])
+    totals = [sum(parts) for parts in zip(*times.values())]
+    return {"steps": steps, "warmup_steps": warmup, "warmup_s": warmup_s,
+            "mean_step_s": statistics.fmean(totals), "median_step_s": statistics.median(totals),
             "parts_mean_s": {part: statistics.fmean(values) for part, values in times.items()},
             "top_operators_self_cpu_share": operator_shares(profiler),
             "distinct_lengths": len(set(lengths)), "mean_length": statistics.fmean(lengths),
             "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20}
+
+
+def prepare_model(model, variant: Variant, device):
+    """The model in training mode, set up as the variant trains it (train() applies the first two on a CPU with
+    bf16 through set_up_precision and wrap_model; here each can be switched off on its own)."""
+    import torch
+
+    from qa_core.dropout import use_masked_dropout
+    from qa_core.modeling import attention_for_bf16
+
+    if variant.fp32_attention:
+        attention_for_bf16(model, device, variant.bf16)
+    if variant.masked_dropout:
+        use_masked_dropout(model)
+    model.train()
+    return torch.compile(model, dynamic=True) if variant.compile else model
+
+
+def collate_timed(features, batch_format, multiple_of: int, rows: list[int]) -> tuple[dict, float]:
+    """The padded batch of these rows, and the seconds collating took (the step's data part)."""
+    from qa_core.features import collate
+
+    started = time.perf_counter()
+    batch = collate([features[i] for i in rows], batch_format, multiple_of=multiple_of)
+    return batch, time.perf_counter() - started
+
+
+def run_step(model, optimizer, scheduler, max_grad_norm: float, variant: Variant,
+             batch: dict) -> tuple[float, float, float]:
+    """One optimizer step on a collated batch: seconds of forward, backward and the optimizer."""
+    import torch
+
+    from qa_core.inference import autocast
+    from qa_core.train_step import optimizer_step
+
+    marks = [time.perf_counter()]
+    with autocast(torch.device("cpu"), variant.bf16):
+        loss = model(**batch).loss
+    marks.append(time.perf_counter())
+    loss.backward()
+    marks.append(time.perf_counter())
+    optimizer_step(model, optimizer, scheduler, max_grad_norm)
+    marks.append(time.perf_counter())
+    return tuple(end - begin for begin, end in zip(marks, marks[1:]))
 
 
 def operator_shares(profiler) -> dict[str, float]:
