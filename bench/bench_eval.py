@@ -1,11 +1,13 @@
-"""Evaluation's precision on a CPU: wall time and dev EM/F1 of fp32, bf16 autocast and bf16 weights, in one run.
+"""Evaluation's precision on a CPU: wall time and dev EM/F1 of fp32, bf16 and int8 variants, in one run.
 
     python -m bench.bench_eval runs/bench-ours        # → bench/results/eval-precision.json
 
 *bf16 autocast* is how training evaluates its own fp32 model (attention in fp32); *bf16 weights* is how
 `train.py evaluate` runs a saved model on a CPU with native bf16 (qa_core.inference.set_up_precision with
-training=False). Each variant is a fresh copy of the same model; the rounds alternate the variants, so the
-machine's drift hits all of them. Timed: the forward passes, span search and metrics over every dev window.
+training=False). The int8 variants are candidates that were not adopted: *int8, per token* is the app's
+answering copy (qa_core.int8) run eagerly; *int8, per tensor* is PyTorch's dynamic quantization (fbgemm) of every
+linear layer but the QA head. Each variant is a fresh copy of the same model; the rounds alternate the variants,
+so the machine's drift hits all of them. Timed: the forward passes, span search and metrics over every dev window.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from bench.report import with_machine, write_report
 ROOT = Path(__file__).resolve().parent.parent
 DEV = ROOT.parent / "shared" / "squad" / "dev-v1.1-subset.json"
 DEFAULT_OUTPUT = ROOT / "bench" / "results" / "eval-precision.json"
-VARIANTS = ("fp32", "bf16 autocast", "bf16 weights")
+VARIANTS = ("fp32", "bf16 autocast", "bf16 weights", "int8, per token", "int8, per tensor")
 
 
 def variant_model(model, name: str):
@@ -30,10 +32,19 @@ def variant_model(model, name: str):
     import torch
 
     from qa_core.inference import set_up_precision
+    from qa_core.int8 import quantize_linears
 
-    copied = copy.deepcopy(model)
+    copied = copy.deepcopy(model).eval()
     if name == "fp32":
         return copied, False
+    if name == "int8, per token":
+        return quantize_linears(copied), False
+    if name == "int8, per tensor":
+        from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
+
+        linears = {n: default_dynamic_qconfig for n, m in copied.named_modules()
+                   if isinstance(m, torch.nn.Linear) and "qa_outputs" not in n}
+        return quantize_dynamic(copied, linears, dtype=torch.qint8), False
     return copied, set_up_precision(copied, True, torch.device("cpu"), training=name == "bf16 autocast")
 
 
