@@ -3,10 +3,11 @@
     python -m bench.profile_step                 # the variants below, 40 timed steps each → bench/results/profile-step.json
     python -m bench.profile_step --steps 5 --train-limit 300 --output -   # quick check, prints the JSON
 
-Variants differ in precision (fp32 or bf16 autocast; attention in bf16 or in fp32), in how batch lengths are
-rounded (1: every batch its own shape; 32: at most max_seq_length / 32 shapes) and in oneDNN's per-shape cache
-(32 or 1024 entries), which is the "primitive creation for new shapes" cost: with a small cache and many shapes,
-kernels are rebuilt; in nn.Dropout against qa_core.dropout's masks; and eager against torch.compile.
+Variants differ in precision (fp32 or bf16 autocast); in attention (PyTorch's fused kernel in bf16 or in fp32,
+or qa_core.attention's bf16 matrix products); in how batch lengths are rounded (1: every batch its own shape;
+32: at most max_seq_length / 32 shapes) and in oneDNN's per-shape cache (32 or 1024 entries), which is the
+"primitive creation for new shapes" cost: with a small cache and many shapes, kernels are rebuilt; in nn.Dropout
+against qa_core.dropout's masks; and eager against torch.compile.
 The last steps run again under torch.profiler, for the operators with the most CPU time.
 Same protocol as bench/bench_train.py (embedded MiniLM, 256/128 windows, batch 16, length-grouped batches).
 """
@@ -35,7 +36,9 @@ DEFAULT_OUTPUT = ROOT / "bench" / "results" / "profile-step.json"
 @dataclass(frozen=True)
 class Variant:
     bf16: bool
-    fp32_attention: bool = True  # under bf16: attention in fp32 (sdpa_in_fp32)
+    # under bf16: "cpu_bf16" (qa_core.attention, what train() uses), "sdpa_fp32" or "sdpa" (PyTorch's fused kernel
+    # with inputs cast to fp32, or as autocast leaves them, in bf16)
+    attention: str = "cpu_bf16"
     multiple_of: int = 1  # batch lengths rounded up to a multiple of this
     onednn_cache: int = 32  # oneDNN's per-shape kernel cache (entries)
     masked_dropout: bool = False  # qa_core.dropout's masks instead of nn.Dropout's
@@ -43,13 +46,15 @@ class Variant:
 
 
 VARIANTS = {
-    "fp32": Variant(False, False),
-    "bf16, bf16 attention": Variant(True, False),
-    "bf16, fp32 attention": Variant(True),
-    "bf16, fp32 attention, lengths to 32": Variant(True, multiple_of=32),
-    "bf16, fp32 attention, lengths to 32, cache 1024": Variant(True, multiple_of=32, onednn_cache=1024),
-    "bf16, fp32 attention, torch.compile": Variant(True, compile=True),
-    "bf16, fp32 attention, masked dropout (the default)": Variant(True, masked_dropout=True),
+    "fp32": Variant(False, "sdpa"),
+    "bf16, fused bf16 attention": Variant(True, "sdpa"),
+    "bf16, fused fp32 attention": Variant(True, "sdpa_fp32"),
+    "bf16, fused fp32 attention, lengths to 32": Variant(True, "sdpa_fp32", multiple_of=32),
+    "bf16, fused fp32 attention, lengths to 32, cache 1024": Variant(True, "sdpa_fp32", multiple_of=32,
+                                                                     onednn_cache=1024),
+    "bf16, fused fp32 attention, torch.compile": Variant(True, "sdpa_fp32", compile=True),
+    "bf16, fused fp32 attention, masked dropout": Variant(True, "sdpa_fp32", masked_dropout=True),
+    "bf16, bf16 matrix-product attention, masked dropout (the default)": Variant(True, masked_dropout=True),
 }
 PARTS = ("data", "forward", "backward", "optimizer")
 PROFILED_STEPS = 5  # the last timed steps, run again under torch.profiler for the operator shares
@@ -103,15 +108,17 @@ def profile(train_file: str, steps: int, warmup: int, train_limit: int | None, v
 
 
 def prepare_model(model, variant: Variant, device):
-    """The model in training mode, set up as the variant trains it (train() applies the first two on a CPU with
-    bf16 through set_up_precision and wrap_model; here each can be switched off on its own)."""
+    """The model in training mode, set up as the variant trains it (train() applies its attention and masked
+    dropout on a CPU with bf16 through set_up_precision and wrap_model; here each can be switched on its own)."""
     import torch
 
+    from qa_core.attention import attention_for_bf16, sdpa_in_fp32, switch_attention
     from qa_core.dropout import use_masked_dropout
-    from qa_core.modeling import attention_for_bf16
 
-    if variant.fp32_attention:
+    if variant.bf16 and variant.attention == "cpu_bf16":
         attention_for_bf16(model, device, variant.bf16)
+    elif variant.bf16 and variant.attention == "sdpa_fp32":
+        switch_attention(model, "sdpa_fp32", sdpa_in_fp32)
     if variant.masked_dropout:
         use_masked_dropout(model)
     model.train()
@@ -133,14 +140,16 @@ def run_step(model, optimizer, scheduler, max_grad_norm: float, variant: Variant
     import torch
 
     from qa_core.inference import autocast
+    from qa_core.runtime import large_blocks_mapped
     from qa_core.train_step import optimizer_step
 
     marks = [time.perf_counter()]
-    with autocast(torch.device("cpu"), variant.bf16):
-        loss = model(**batch).loss
-    marks.append(time.perf_counter())
-    loss.backward()
-    marks.append(time.perf_counter())
+    with large_blocks_mapped():  # as forward_backward does on a CPU
+        with autocast(torch.device("cpu"), variant.bf16):
+            loss = model(**batch).loss
+        marks.append(time.perf_counter())
+        loss.backward()
+        marks.append(time.perf_counter())
     optimizer_step(model, optimizer, scheduler, max_grad_norm)
     marks.append(time.perf_counter())
     return tuple(end - begin for begin, end in zip(marks, marks[1:]))

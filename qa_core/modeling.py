@@ -139,44 +139,6 @@ def load_model(name_or_path: str | None, device: str | torch.device = "cpu",
 ATTENTION_DROPOUT_NAMES = ("attention_probs_dropout_prob", "attention_dropout")
 
 
-FP32_ATTENTION = "sdpa_fp32"  # the name sdpa_in_fp32 is registered under with transformers' AttentionInterface
-
-
-def sdpa_in_fp32(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                 attention_mask: torch.Tensor | None, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """transformers' SDPA attention with fp32 inputs and autocast off; the output back in the query's dtype.
-
-    Under bf16 autocast PyTorch's fused CPU attention runs in bf16, and its backward is then a large share of a
-    training step (bench/profile_step.py); in fp32 it is several times cheaper, while the matrix products keep bf16.
-    """
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    if attention_mask is not None and attention_mask.is_floating_point():
-        attention_mask = attention_mask.float()
-    with torch.autocast(query.device.type, enabled=False):
-        output, weights = sdpa_attention_forward(module, query.float(), key.float(), value.float(), attention_mask,
-                                                 **kwargs)
-    return output.to(query.dtype), weights
-
-
-def attention_for_bf16(model: PreTrainedModel, device: torch.device, bf16: bool) -> bool:
-    """Run attention in fp32 (sdpa_in_fp32) when bf16 autocast runs on a CPU and the model attends through SDPA;
-    True when it switched. Other models (and CUDA, whose bf16 attention kernels are fast) stay as loaded."""
-    if not bf16 or device.type != "cpu" or getattr(model.config, "_attn_implementation", None) != "sdpa":
-        return False
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
-
-    AttentionInterface.register(FP32_ATTENTION, sdpa_in_fp32)
-    AttentionMaskInterface.register(FP32_ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])  # SDPA's masks, as before
-    try:
-        model.set_attn_implementation(FP32_ATTENTION)
-    except (ValueError, NotImplementedError, AttributeError) as err:  # a model with its own attention code
-        logger.info("%s keeps its attention implementation (%s)", type(model).__name__, err)
-        return False
-    return True
-
-
 def attention_dropout_names(config: PretrainedConfig, attention_dropout: float | None) -> tuple[str, ...]:
     """The config setting attention_dropout replaces: none for None or a model without one."""
     if attention_dropout is None:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import functools
 import os
+import sys
+from collections.abc import Iterator
 
 # oneDNN (PyTorch's CPU matmul backend) keeps a compiled kernel with its buffers for every matrix shape it sees,
 # 1024 of each by default. Dynamically padded batches make nearly every batch a new shape, so the caches only grow
@@ -14,3 +19,42 @@ def configure_process() -> None:
     """Cap oneDNN's per-shape caches; the user's own environment settings win. Call before torch runs an op."""
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", ONEDNN_CACHE_CAPACITY)
     os.environ.setdefault("LRU_CACHE_CAPACITY", ONEDNN_CACHE_CAPACITY)
+
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt() parameter for the size from which blocks get their own mapping
+STEP_MMAP_THRESHOLD = 4 << 20  # during a training step
+HEAP_MMAP_THRESHOLD = 32 << 20  # otherwise: the ceiling glibc's own moving threshold rises to (64-bit)
+
+
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    """The C library when it is glibc and the user has not set MALLOC_MMAP_THRESHOLD_ (their setting wins)."""
+    if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "mallopt") else None
+    except OSError:  # musl and other C libraries
+        return None
+
+
+@contextlib.contextmanager
+def large_blocks_mapped() -> Iterator[bool]:
+    """Within: glibc gives every block of STEP_MMAP_THRESHOLD bytes or more a mapping of its own, returned to the
+    system when freed; yields whether it could.
+
+    glibc otherwise serves blocks from its heap up to a threshold that it raises to the largest block freed. A
+    training step's tensors change size with every batch length, so over a run they fragment the heap and resident
+    memory creeps up, by about the size of a step's attention probabilities. Outside the steps the threshold stays
+    at glibc's own ceiling: evaluation, with its larger batches and no backward, ran slower with every large block
+    mapped afresh.
+    """
+    libc = _glibc()
+    if libc is None:
+        yield False
+        return
+    libc.mallopt(M_MMAP_THRESHOLD, STEP_MMAP_THRESHOLD)
+    try:
+        yield True
+    finally:
+        libc.mallopt(M_MMAP_THRESHOLD, HEAP_MMAP_THRESHOLD)

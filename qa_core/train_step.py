@@ -13,6 +13,7 @@ from qa_core.distributed import DistContext
 from qa_core.dropout import use_masked_dropout
 from qa_core.features import BatchFormat, Feature, collate
 from qa_core.inference import autocast
+from qa_core.runtime import large_blocks_mapped
 
 
 def wrap_model(model: torch.nn.Module, config: QAConfig, dist_ctx: DistContext, device: torch.device) -> torch.nn.Module:
@@ -59,7 +60,8 @@ def forward_backward(model: torch.nn.Module, batch: dict[str, torch.Tensor], bf1
     """One micro-batch: loss and gradients; the loss stays on the device (reading it every step stalls a GPU)."""
     device = next(model.parameters()).device
     batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-    with no_sync or contextlib.nullcontext():  # backward inside too: DDP's reducer reads the flag during backward
+    heap = large_blocks_mapped() if device.type == "cpu" else contextlib.nullcontext()
+    with no_sync or contextlib.nullcontext(), heap:  # backward inside too: DDP's reducer reads no_sync in backward
         with autocast(device, bf16):
             loss = model(**batch).loss  # mean of start and end cross-entropy
         (loss / accumulation).backward()

@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from qa_core import cli
+from qa_core.attention import CPU_BF16_ATTENTION
 from qa_core.config import QAConfig
 from qa_core.data import Example
 from qa_core.features import featurize
 from qa_core.inference import run_model, set_up_precision
-from qa_core.modeling import ModelNotFoundError, attention_for_bf16, load_model
+from qa_core.modeling import ModelNotFoundError, load_model
 
 
 def _attention_dropouts(model: torch.nn.Module) -> set[float]:
@@ -57,23 +58,6 @@ def test_fine_tuned_folder_has_a_qa_head(tiny_model_dir: Path) -> None:
     assert load_model(str(tiny_model_dir)).has_qa_head
 
 
-def test_bf16_on_a_cpu_attends_in_fp32_with_the_same_answers(tiny_model_dir: Path, tmp_path: Path) -> None:
-    loaded = load_model(str(tiny_model_dir))
-    inputs = {"input_ids": torch.randint(5, 90, (2, 24)), "attention_mask": torch.ones(2, 24, dtype=torch.long)}
-    inputs["attention_mask"][1, 20:] = 0
-    with torch.no_grad():
-        before = loaded.model(**inputs).start_logits
-        assert not attention_for_bf16(loaded.model, torch.device("cpu"), bf16=False)
-        assert attention_for_bf16(loaded.model, torch.device("cpu"), bf16=True)
-        after = loaded.model(**inputs).start_logits  # fp32 in, fp32 attention: the same computation
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            mixed = loaded.model(**inputs).start_logits
-    torch.testing.assert_close(after, before)
-    assert mixed.dtype == torch.bfloat16 and torch.allclose(mixed.float(), before, atol=0.1)
-    loaded.model.save_pretrained(tmp_path / "saved")  # the saved model loads anywhere, registration or not
-    assert "sdpa_fp32" not in (tmp_path / "saved" / "config.json").read_text()
-
-
 def test_a_model_only_evaluated_on_a_cpu_runs_in_bf16_weights(tiny_model_dir: Path, tokenizer) -> None:
     features = featurize([Example("e", "Who wrote it?", "Ada wrote the first program in 1843.", ())], tokenizer,
                          QAConfig(), training=False).features
@@ -81,7 +65,7 @@ def test_a_model_only_evaluated_on_a_cpu_runs_in_bf16_weights(tiny_model_dir: Pa
     fp32_start, _ = run_model(trained.model, features, 8)
     assert set_up_precision(trained.model, True, torch.device("cpu")) is True  # training: fp32 masters
     assert next(trained.model.parameters()).dtype == torch.float32
-    assert trained.model.config._attn_implementation == "sdpa_fp32"
+    assert trained.model.config._attn_implementation == CPU_BF16_ATTENTION
     assert set_up_precision(evaluated.model, True, torch.device("cpu"), training=False) is True
     assert next(evaluated.model.parameters()).dtype == torch.bfloat16
     assert evaluated.model.qa_outputs.weight.dtype == torch.float32  # span scores from fp32 logits
