@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from qa_core.attention import attention_for_bf16
 from qa_core.config import QAConfig
 from qa_core.data import Answer, Example
 from qa_core.distributed import DistContext, gather
 from qa_core.features import BatchFormat, Feature, collate, featurize, sorted_batches, unpad_logits
-from qa_core.attention import attention_for_bf16
 from qa_core.modeling import LoadedModel, fit_config
 from qa_core.postprocess import Prediction, SpanSearch, postprocess_predictions, predict_example
 from qa_core.run_files import METRICS_FILE, run_folder
@@ -61,7 +61,7 @@ def set_up_precision(model: torch.nn.Module, bf16: bool | None, device: torch.de
     """The config's bf16 resolved for this device, with the model set up for it; every path that runs a model
     under bf16 goes through here.
 
-    A model being trained keeps fp32 weights under autocast, attending in fp32 on a CPU (fast backward). A model
+    A model being trained keeps fp32 weights under autocast, attending through qa_core.attention on a CPU. A model
     only evaluated (training=False) on a CPU gets bf16 weights instead (cast_for_inference): no weight casts per
     batch, and bf16 attention is fast without a backward (bench/results/eval-precision.json).
     """
