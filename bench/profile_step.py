@@ -67,7 +67,8 @@ def profile(train_file: str, steps: int, warmup: int, train_limit: int | None, v
 
     from qa_core.config import QAConfig
     from qa_core.data import load_examples
-    from qa_core.features import featurize, training_batches
+    from qa_core.batching import training_batches
+    from qa_core.features import featurize
     from qa_core.modeling import load_model
     from qa_core.train_step import build_optimizer
     from transformers import get_scheduler, set_seed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import logging
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
@@ -124,6 +125,7 @@ def build_features(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBa
             example_index, example.example_id, input_ids, array("i", encoded["token_type_ids"][i]),
             context_offsets(example.context, encoded["offset_mapping"][i], encoded.sequence_ids(i)),
             cls_index=cls_index, start_position=cls_index, end_position=cls_index))
+    check_windows_reach_the_end(examples, by_example, tokenizer)
     if not training:
         return FeatureSet(tuple(f for group in by_example for f in group), 0)
     return _label_features(examples, by_example, version_2_with_negative, clip_partial)
@@ -149,6 +151,20 @@ def context_offsets(context: str, offset_mapping: Sequence[tuple[int, int]],
             end -= 1
         offsets.append((start, end) if start < end else None)
     return tuple(offsets)
+
+
+def check_windows_reach_the_end(examples: Sequence[Example], by_example: list[list[Feature]],
+                                tokenizer: PreTrainedTokenizerBase) -> None:
+    """Refuse windows that stop before the end of their context instead of silently losing its last part:
+    tokenizers 0.23.1 and 0.23.2 cut the last overflowing window short (huggingface/tokenizers#2091)."""
+    for example, group in zip(examples, by_example):
+        end = next((o[1] for o in reversed(group[-1].offsets) if o), 0) if group else 0
+        tail = example.context[end:]
+        if tail.strip() and tokenizer(tail, add_special_tokens=False)["input_ids"]:  # not just dropped characters
+            raise ValueError(f"example {example.example_id!r}: the tokenizer's windows end at character {end} of "
+                             f"{len(example.context)}, so the rest of the context would be lost (tokenizers 0.23.1 "
+                             f"and 0.23.2 cut windows short; installed: {importlib.metadata.version('tokenizers')}; "
+                             f"requirements.txt pins tokenizers==0.23.3)")
 
 
 def featurize(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase, config: QAConfig,
@@ -271,36 +287,3 @@ def unpad_logits(logits: np.ndarray, lengths: Sequence[int], padding_side: str) 
     for row, (n, shift) in enumerate(zip(lengths, padding_shifts(lengths, logits.shape[1], padding_side))):
         windowed[row, :n] = logits[row, shift:]
     return windowed
-
-
-def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int,
-                           mega_batches: int = 50) -> list[list[int]]:
-    """Shuffle, sort by length inside chunks of mega_batches batches, then shuffle the batches (as HF's sampler)."""
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(lengths), generator=generator).tolist()
-    chunk = batch_size * mega_batches
-    batches: list[list[int]] = []
-    for begin in range(0, len(order), chunk):
-        ranked = sorted(order[begin:begin + chunk], key=lambda i: -lengths[i])
-        batches.extend(ranked[b:b + batch_size] for b in range(0, len(ranked), batch_size))
-    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
-
-
-def training_batches(features: Sequence[Feature], config: QAConfig, epoch: int) -> list[list[int]]:
-    """The same batch order on every rank for a given seed and epoch, so resume and DDP sharding agree."""
-    seed = config.seed + epoch
-    if config.group_by_length and not config.pad_to_max_length:
-        return length_grouped_batches([len(f.input_ids) for f in features], config.per_device_train_batch_size, seed)
-    return random_batches(len(features), config.per_device_train_batch_size, seed)
-
-
-def random_batches(count: int, batch_size: int, seed: int) -> list[list[int]]:
-    """Plain shuffled batches, as transformers' Trainer draws them without group_by_length."""
-    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed)).tolist()
-    return [order[b:b + batch_size] for b in range(0, count, batch_size)]
-
-
-def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Evaluation batches of similar length; order does not matter because outputs are indexed by feature."""
-    ranked = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [ranked[b:b + batch_size] for b in range(0, len(ranked), batch_size)]

@@ -23,7 +23,8 @@ from qa_core.data import Example, fingerprint, load_examples
 from qa_core.distributed import (DistContext, all_reduce_mean, any_rank, barrier, cleanup, device_for,
                                  init_distributed, shard, unwrap_ddp)
 from qa_core.evaluation import EvalResult, evaluate, write_eval_outputs
-from qa_core.features import Feature, featurize, training_batches
+from qa_core.batching import training_batches
+from qa_core.features import Feature, featurize
 from qa_core.inference import set_up_precision
 from qa_core.model_card import base_model_name, describe_hardware, write_model_card
 from qa_core.modeling import LoadedModel, fit_config, load_model
