@@ -4,6 +4,8 @@
     python -m bench.gpu_bench                   # MiniLM (bf16 copy) and a random BERT-base; bench/results/gpu.json
     python -m bench.gpu_bench --compile         # the same with torch.compile
     python -m bench.gpu_bench --dry-run         # CPU smoke run: 2 steps on a few questions
+    python -m bench.gpu_bench --models bert-base --batch-size 256 --profile-steps 3 --no-eval
+                                                # where a step's device time goes (kernel classes, top kernels)
 
 A window (a feature: the question and part of a context) is the unit the model trains on. Model FLOPs follow
 PaLM's MFU: per sequence of L real tokens, passes * (2 * N * L + 4 * layers * hidden * L**2), with passes 3 for
@@ -19,19 +21,23 @@ import json
 import math
 import platform
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
 from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering, get_linear_schedule_with_warmup
 
+from bench.gpu_profile import profile_steps
 from qa_core.config import QAConfig
 from qa_core.data import load_examples
-from qa_core.features import Feature, featurize, length_grouped_batches, sorted_batches
+from qa_core.batching import length_grouped_batches, sorted_batches
+from qa_core.features import Feature, featurize
 from qa_core.inference import run_model
 from qa_core.modeling import load_model, set_attention_dropout
 from qa_core.runtime import configure_process
-from qa_core.train_step import batch_loader, build_optimizer, forward_backward, optimizer_step
+from qa_core.train_step import batch_loader, build_optimizer, forward_backward, optimizer_step, padding_multiple
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,12 +76,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-batch-size", type=int, default=256)
     parser.add_argument("--eval-repeats", type=int, default=3, help="timed passes over the evaluation windows")
     parser.add_argument("--max-seq-length", type=int, default=256)
+    parser.add_argument("--multiple-of", type=int, default=None,
+                        help="pad batch lengths to a multiple of this (default: as training, 8 on CUDA); larger "
+                             "multiples mean fewer distinct shapes")
     parser.add_argument("--doc-stride", type=int, default=128)
     parser.add_argument("--max-train-samples", type=int, default=None, help="keep the first N questions")
     parser.add_argument("--max-eval-samples", type=int, default=None)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     parser.add_argument("--bert-base-layers", type=int, default=12, help=argparse.SUPPRESS)  # dry run: 2
     parser.add_argument("--compile", action="store_true", help="torch.compile(model, dynamic=True)")
+    parser.add_argument("--profile-steps", type=int, default=0,
+                        help="after the timed steps, this many more under torch.profiler: kernel time by class")
+    parser.add_argument("--no-eval", dest="eval", action="store_false", help="training steps only")
     parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="fp32 instead of bf16 autocast")
     parser.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak; default: from the table")
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
@@ -181,27 +193,39 @@ def train_batches(features: tuple[Feature, ...], batch_size: int, count: int) ->
     return batches[:count]
 
 
+def train_step(model: torch.nn.Module, loader: Iterator[dict[str, torch.Tensor]], optimizer: torch.optim.Optimizer,
+               scheduler: torch.optim.lr_scheduler.LRScheduler, max_grad_norm: float, bf16: bool) -> torch.Tensor:
+    loss = forward_backward(model, next(loader), bf16)
+    optimizer_step(model, optimizer, scheduler, max_grad_norm)
+    return loss
+
+
 def train_pass(model: torch.nn.Module, features: tuple[Feature, ...], args: argparse.Namespace,
-               device: torch.device, facts: dict) -> tuple[Pass, float]:
-    """qa_core.training's own step (forward_backward + optimizer_step) and loader, timed after warm-up steps."""
+               device: torch.device, facts: dict) -> tuple[Pass, dict]:
+    """qa_core.training's own step (forward_backward + optimizer_step) and loader, timed after warm-up steps;
+    then --profile-steps more under the profiler."""
     config = QAConfig(learning_rate=1e-4, per_device_train_batch_size=args.batch_size)
     optimizer = build_optimizer(model, config, device)
-    total = args.warmup_steps + args.steps
+    total = args.warmup_steps + args.steps + args.profile_steps
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(0.1 * total), total)
     batches = train_batches(features, args.batch_size, total)
-    loader = batch_loader(features, batches, device, num_workers=args.workers)
+    multiple_of = args.multiple_of or padding_multiple(device)
+    loader = iter(batch_loader(features, batches, device, num_workers=args.workers, multiple_of=multiple_of))
     model.train()
-    loss, start = torch.zeros(()), 0.0
-    for step, batch in enumerate(loader):
-        if step == args.warmup_steps:
-            synchronize(device)
-            start = time.perf_counter()
-        loss = forward_backward(model, batch, args.bf16)
-        optimizer_step(model, optimizer, scheduler, config.max_grad_norm)
+    run_step = partial(train_step, model, loader, optimizer, scheduler, config.max_grad_norm, args.bf16)
+    loss, start = torch.zeros(()), time.perf_counter()
+    for _ in range(args.warmup_steps):
+        loss = run_step()
+    synchronize(device)
+    warmup_seconds, start = time.perf_counter() - start, time.perf_counter()
+    for _ in range(args.steps):
+        loss = run_step()
     synchronize(device)
     seconds = time.perf_counter() - start
-    multiple_of = 8 if device.type == "cuda" else 1
-    return measure(batches[args.warmup_steps:], features, facts, 3, multiple_of, seconds), float(loss)
+    profiled = profile_steps(run_step, args.profile_steps, partial(synchronize, device)) if args.profile_steps else None
+    timed = batches[args.warmup_steps:args.warmup_steps + args.steps]
+    extra = {"warmup_seconds": round(warmup_seconds, 2), "last_loss": round(float(loss), 4), "profile": profiled}
+    return measure(timed, features, facts, 3, multiple_of, seconds), extra
 
 
 def eval_pass(model: torch.nn.Module, features: tuple[Feature, ...], args: argparse.Namespace,
@@ -226,11 +250,11 @@ def bench_model(kind: str, data: dict[str, tuple[Feature, ...]], args: argparse.
         model = torch.compile(model, dynamic=True)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    trained, loss = train_pass(model, data["train"], args, device, facts)
-    evaluated = eval_pass(model, data["eval"], args, device, facts)
+    trained, extra = train_pass(model, data["train"], args, device, facts)
+    evaluated = eval_pass(model, data["eval"], args, device, facts) if args.eval else None
     memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-    return {"model": facts, "train": {**rates(trained, peak), "steps": args.steps, "last_loss": round(loss, 4)},
-            "eval": {**rates(evaluated, peak), "passes": args.eval_repeats},
+    return {"model": facts, "train": {**rates(trained, peak), "steps": args.steps, **extra},
+            "eval": {**rates(evaluated, peak), "passes": args.eval_repeats} if evaluated else None,
             "peak_memory_gib": round(memory, 2) if memory else None}
 
 

@@ -43,16 +43,22 @@ def build_optimizer(model: torch.nn.Module, config: QAConfig, device: torch.devi
 
 def batch_loader(features: tuple[Feature, ...], batches: list[list[int]], device: torch.device,
                  batch_format: BatchFormat = BatchFormat(), pad_to: int | None = None, num_workers: int = 0,
-                 seed: int = 0) -> DataLoader:
-    """Padded batches in the given order; pinned memory and lengths rounded to multiples of 8 on CUDA.
+                 seed: int = 0, multiple_of: int | None = None) -> DataLoader:
+    """Padded batches in the given order; pinned memory and lengths rounded to multiples of 8 on CUDA (or of
+    multiple_of).
 
     The loader has its own generator: starting it then draws nothing from torch's global RNG, which a resumed run
     has just restored (else dropout masks after a mid-epoch resume differ from those of an uninterrupted run).
     """
     return DataLoader(features, batch_sampler=batches, num_workers=num_workers, pin_memory=device.type == "cuda",
                       collate_fn=partial(collate, batch_format=batch_format, pad_to=pad_to,
-                                         multiple_of=8 if device.type == "cuda" else 1),
+                                         multiple_of=multiple_of or padding_multiple(device)),
                       generator=torch.Generator().manual_seed(seed))
+
+
+def padding_multiple(device: torch.device) -> int:
+    """Tensor cores want lengths in multiples of 8; CPU kernels gain nothing from padding."""
+    return 8 if device.type == "cuda" else 1
 
 
 def forward_backward(model: torch.nn.Module, batch: dict[str, torch.Tensor], bf16: bool, accumulation: int = 1,

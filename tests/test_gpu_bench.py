@@ -54,7 +54,7 @@ def dry_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, list[str], 
     data = garden_squad(root / "garden.json")
     command = [sys.executable, "-c", RUNNER, str(ROOT / "bench" / "gpu_bench.py"), "--dry-run",
                "--model-dir", str(model_dir), "--train-file", str(data), "--eval-file", str(data),
-               "--peak-tflops", "100", "--output", str(root / "gpu.json")]
+               "--peak-tflops", "100", "--profile-steps", "1", "--output", str(root / "gpu.json")]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
     done = subprocess.run(command, env=env, cwd=root, capture_output=True, text=True, timeout=240)
@@ -88,6 +88,7 @@ def test_dry_run_reports_throughput_and_mfu_for_both_models(dry_run):
             assert figures["windows"] > 0 and 0 < figures["tokens"] <= figures["padded_tokens"]
             expected = figures["flops"] / figures["seconds"] / 100e12
             assert figures["mfu"] == pytest.approx(expected, rel=0.01, abs=1e-4)
+        assert result["train"]["warmup_seconds"] >= 0 and result["train"]["profile"]["steps"] == 1
     minilm, base = report["results"]["minilm"]["model"], report["results"]["bert-base"]["model"]
     assert (minilm["layers"], minilm["hidden"]) == (6, 384)
     assert (base["layers"], base["hidden"]) == (2, 768)  # BERT-base width; 2 of its 12 layers in a dry run
@@ -106,3 +107,19 @@ def test_model_flops_and_peak_table():
     assert bench.peak_for_name("NVIDIA H100 PCIe") == 756.0
     assert bench.peak_for_name("NVIDIA L40S") == 362.0 and bench.peak_for_name("NVIDIA L4") == 121.0
     assert bench.peak_for_name("Some Future GPU") is None
+
+
+def test_profile_summary_sorts_kernels_into_classes_per_step():
+    from bench.gpu_profile import kernel_class, summarize
+
+    assert kernel_class("nvjet_sm90_tst_192x192_64x4_2x1_v_bz_coopB_bias_TNN") == "gemm"
+    assert kernel_class("cudnn_generated_fort_native_sdpa_sm90_flash_bprop_wgmma") == "attention"
+    assert kernel_class("triton_per_fused_native_layer_norm_backward_8") == "layer_norm"
+    assert kernel_class("multi_tensor_apply_kernel<FusedOptimizerTensorListMetadata>") == "optimizer"
+    assert kernel_class("vectorized_elementwise_kernel<4, GeluCUDAKernelImpl>") == "elementwise_other"
+    kernels = [("nvjet_a", 3000.0), ("nvjet_a", 1000.0), ("direct_copy_kernel_cuda", 500.0), ("gelu", 500.0)]
+    summary = summarize(kernels, steps=2, wall_s=0.01)
+    assert summary["wall_ms_per_step"] == 5.0 and summary["kernel_ms_per_step"] == 2.5
+    assert summary["kernels_per_step"] == 2.0
+    assert summary["by_class_ms_per_step"] == {"gemm": 2.0, "copy": 0.25, "elementwise_other": 0.25}
+    assert summary["top_kernels"][0] == {"name": "nvjet_a", "class": "gemm", "ms_per_step": 2.0, "calls_per_step": 1.0}
