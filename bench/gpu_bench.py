@@ -88,6 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile-steps", type=int, default=0,
                         help="after the timed steps, this many more under torch.profiler: kernel time by class")
     parser.add_argument("--no-eval", dest="eval", action="store_false", help="training steps only")
+    parser.add_argument("--no-cudnn-attention", dest="cudnn_attention", action="store_false",
+                        help="SDPA without its cuDNN backend (which builds a plan for every new shape)")
     parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="fp32 instead of bf16 autocast")
     parser.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak; default: from the table")
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
@@ -282,6 +284,7 @@ def main(argv: list[str] | None = None) -> dict:
     if device.type == "cuda":  # as qa_core.training does
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.enable_cudnn_sdp(args.cudnn_attention)
     peak = peak_tflops(device, args.peak_tflops)
     args.train_file = find_squad(args.train_file, "train-v1.1-subset.json")
     args.eval_file = find_squad(args.eval_file, "dev-v1.1-subset.json")

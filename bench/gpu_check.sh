@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One device call: GPU facts, protocol P end to end, gpu_bench (eager, large batch, compiled), the CUDA tests.
+# One device call: GPU facts, protocol P end to end, gpu_bench (eager; batch 256 as is, padded to multiples of 64 and
+# without cuDNN attention; compiled), the CUDA tests. Seven files come back, within the device tool's eight.
 #
 #     python -m bench.make_bundle      # here, once: bench/bundle/ (bf16 MiniLM + SQuAD subsets), then carry it
 #     OUT=/tmp/gpu bash bench/gpu_check.sh
@@ -57,6 +58,10 @@ timeout 90 $PY -m bench.gpu_bench --models bert-base --batch-size 256 --steps 60
 part "gpu_bench: BERT-base, batch 256, eager, lengths padded to multiples of 64 (fewer distinct shapes)"
 timeout 90 $PY -m bench.gpu_bench --models bert-base --batch-size 256 --steps 60 --warmup-steps 10 --profile-steps 3 \
     --multiple-of 64 --no-eval --output "$OUT/gpu-batch256-multiple64.json" ${BENCH_EXTRA:-} | tail -3
+
+part "gpu_bench: BERT-base, batch 256, eager, SDPA without cuDNN"
+timeout 90 $PY -m bench.gpu_bench --models bert-base --batch-size 256 --steps 60 --warmup-steps 10 --profile-steps 3 \
+    --no-cudnn-attention --no-eval --output "$OUT/gpu-batch256-no-cudnn.json" ${BENCH_EXTRA:-} | tail -3
 
 part "CUDA tests"
 timeout 150 $PY -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py tests/test_crash_safety.py 2>&1 | tail -25
