@@ -60,7 +60,8 @@ class QAConfig:
     group_by_length: bool = _opt(True, "Batch windows of similar length together, so less padding is computed.")
     bf16: bool | None = _opt(None, "bf16 autocast; default: on for CUDA and for CPUs with native bf16 (AVX512-BF16, AMX).")
     tf32: bool = _opt(True, "Allow TF32 matmuls on CUDA.")
-    torch_compile: bool = _opt(False, "Compile the model with torch.compile (CUDA).")
+    torch_compile: bool = _opt(False, "Compile the model with torch.compile (dynamic shapes); with varying batch "
+                                      "lengths it has been slower than eager on a GPU (README, GPU benchmark).")
     save_steps: int = _opt(200, "Write a resumable checkpoint every N optimizer steps (and at each epoch end).")
     logging_steps: int = _opt(10, "Report the running loss every N optimizer steps.")
     dataloader_num_workers: int = _opt(0, "Worker processes for batch collation.")
