@@ -14,10 +14,10 @@ import numpy as np
 import torch
 
 from qa_core.attention import attention_for_bf16
+from qa_core.batching import sorted_batches
 from qa_core.config import QAConfig
 from qa_core.data import Answer, Example
 from qa_core.distributed import DistContext, gather
-from qa_core.batching import sorted_batches
 from qa_core.features import BatchFormat, Feature, collate, featurize, unpad_logits
 from qa_core.modeling import LoadedModel, fit_config
 from qa_core.postprocess import Prediction, SpanSearch, postprocess_predictions, predict_example

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import get_scheduler, set_seed
 
+from qa_core.batching import training_batches
 from qa_core.checkpoints import (RunInfo, TrainState, check_output_dir, clear_records, find_checkpoint,
                                  load_trainer_state, no_room, publish, remove_partial_files, save_checkpoint,
                                  save_final_model)
@@ -23,7 +24,6 @@ from qa_core.data import Example, fingerprint, load_examples
 from qa_core.distributed import (DistContext, all_reduce_mean, any_rank, barrier, cleanup, device_for,
                                  init_distributed, shard, unwrap_ddp)
 from qa_core.evaluation import EvalResult, evaluate, write_eval_outputs
-from qa_core.batching import training_batches
 from qa_core.features import Feature, featurize
 from qa_core.inference import set_up_precision
 from qa_core.model_card import base_model_name, describe_hardware, write_model_card
