@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import pickle
 from array import array
 
@@ -45,6 +46,13 @@ def test_windows_that_stop_short_of_the_context_end_are_refused(tokenizer) -> No
     check_windows_reach_the_end([example(short, "w10")], by_example, tokenizer)  # the whole context: fine
     with pytest.raises(ValueError, match=r"example 'cut'.*end at character 1389 of 1889.*installed: .*tokenizers==0.23.3"):
         check_windows_reach_the_end([example(LONG_CONTEXT, "w10", qid="cut")], by_example, tokenizer)
+
+
+def test_windows_of_a_left_truncating_tokenizer_pass_the_check(tokenizer) -> None:
+    left = copy.deepcopy(tokenizer)  # the fixture is shared across the session
+    left.truncation_side = "left"  # windows come from the end of the context backwards
+    features = windows(left, [example(LONG_CONTEXT, "w5")], training=False).features
+    assert max(span[1] for f in features for span in f.offsets if span) == len(LONG_CONTEXT)
 
 
 def test_characters_the_tokenizer_drops_may_end_a_context(tokenizer) -> None:
