@@ -195,8 +195,8 @@ def train_batches(features: tuple[Feature, ...], batch_size: int, count: int) ->
     return batches[:count]
 
 
-def train_step(model: torch.nn.Module, loader: Iterator[dict[str, torch.Tensor]], optimizer: torch.optim.Optimizer,
-               scheduler: torch.optim.lr_scheduler.LRScheduler, max_grad_norm: float, bf16: bool) -> torch.Tensor:
+def one_step(model: torch.nn.Module, loader: Iterator[dict[str, torch.Tensor]], optimizer: torch.optim.Optimizer,
+             scheduler: torch.optim.lr_scheduler.LRScheduler, max_grad_norm: float, bf16: bool) -> torch.Tensor:
     loss = forward_backward(model, next(loader), bf16)
     optimizer_step(model, optimizer, scheduler, max_grad_norm)
     return loss
@@ -214,7 +214,7 @@ def train_pass(model: torch.nn.Module, features: tuple[Feature, ...], args: argp
     multiple_of = args.multiple_of or padding_multiple(device)
     loader = iter(batch_loader(features, batches, device, num_workers=args.workers, multiple_of=multiple_of))
     model.train()
-    run_step = partial(train_step, model, loader, optimizer, scheduler, config.max_grad_norm, args.bf16)
+    run_step = partial(one_step, model, loader, optimizer, scheduler, config.max_grad_norm, args.bf16)
     loss, start = torch.zeros(()), time.perf_counter()
     for _ in range(args.warmup_steps):
         loss = run_step()

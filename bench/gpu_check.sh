@@ -67,7 +67,7 @@ part "CUDA tests"
 timeout 150 $PY -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py tests/test_crash_safety.py 2>&1 | tail -25
 
 part "gpu_bench: BERT-base, batch 256, torch.compile, training only"
-timeout 210 $PY -m bench.gpu_bench --models bert-base --batch-size 256 --steps 30 --warmup-steps 10 --profile-steps 3 \
+TORCH_LOGS=recompiles timeout 210 $PY -m bench.gpu_bench --models bert-base --batch-size 256 --steps 30 --warmup-steps 10 --profile-steps 3 \
     --compile --no-eval --output "$OUT/gpu-compile.json" ${BENCH_EXTRA:-} | tail -3
 
 part done

@@ -115,6 +115,7 @@ def test_profile_summary_sorts_kernels_into_classes_per_step():
     assert kernel_class("nvjet_sm90_tst_192x192_64x4_2x1_v_bz_coopB_bias_TNN") == "gemm"
     assert kernel_class("cudnn_generated_fort_native_sdpa_sm90_flash_bprop_wgmma") == "attention"
     assert kernel_class("triton_per_fused_native_layer_norm_backward_8") == "layer_norm"
+    assert kernel_class("at::native::GammaBetaBackwardCUDAKernelTemplate<float>") == "layer_norm"
     assert kernel_class("multi_tensor_apply_kernel<FusedOptimizerTensorListMetadata>") == "optimizer"
     assert kernel_class("vectorized_elementwise_kernel<4, GeluCUDAKernelImpl>") == "elementwise_other"
     kernels = [("nvjet_a", 3000.0), ("nvjet_a", 1000.0), ("direct_copy_kernel_cuda", 500.0), ("gelu", 500.0)]
@@ -123,3 +124,18 @@ def test_profile_summary_sorts_kernels_into_classes_per_step():
     assert summary["kernels_per_step"] == 2.0
     assert summary["by_class_ms_per_step"] == {"gemm": 2.0, "copy": 0.25, "elementwise_other": 0.25}
     assert summary["top_kernels"][0] == {"name": "nvjet_a", "class": "gemm", "ms_per_step": 2.0, "calls_per_step": 1.0}
+
+
+def test_profile_kernels_leave_out_the_ranges_that_mirror_cpu_events():
+    from torch.autograd import DeviceType
+    from torch.autograd.profiler_util import FunctionEvent
+
+    from bench.gpu_profile import device_kernels
+
+    def event(name: str, device_type: DeviceType, start: int, end: int) -> FunctionEvent:
+        return FunctionEvent(id=start, name=name, thread=0, start_us=start, end_us=end, device_type=device_type)
+
+    events = [event("Optimizer.step#AdamW.step", DeviceType.CPU, 0, 50),
+              event("Optimizer.step#AdamW.step", DeviceType.CUDA, 10, 40),  # the range again, on the device
+              event("multi_tensor_apply_kernel", DeviceType.CUDA, 10, 25), event("Memcpy HtoD", DeviceType.CUDA, 25, 40)]
+    assert device_kernels(events) == [("multi_tensor_apply_kernel", 15), ("Memcpy HtoD", 15)]
