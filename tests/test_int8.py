@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
-
-import numpy as np
 
 from qa_core.int8 import Int8Linear, logit_error, quantize_linears, quantize_rows
 from qa_core.modeling import LoadedModel
