@@ -2,7 +2,7 @@
 # One device call: GPU facts, protocol P end to end, gpu_bench (eager; batch 256 as is, padded to multiples of 64 and
 # without cuDNN attention; compiled), the CUDA tests. Seven files come back, within the device tool's eight.
 #
-#     python -m bench.make_bundle      # here, once: bench/bundle/ (bf16 MiniLM + SQuAD subsets), then carry it
+#     python -m bench.make_bundle      # here, once: bench/bundle/ (bf16 MiniLM, SQuAD subsets, wheels), then carry it
 #     OUT=/tmp/gpu bash bench/gpu_check.sh
 #
 # Each part has its own time limit and runs whatever the one before did, so one failure still leaves the rest;
@@ -19,6 +19,16 @@ MODEL=bench/bundle/minilm-bf16
 exec > >(tee -a "$OUT/log.txt") 2>&1
 
 part() { echo; echo "=== $1 ($(date +%T))"; }
+
+part packages
+# That machine's tokenizers may be one that cuts long contexts short (0.23.1, 0.23.2); the bundle carries the pin.
+pinned=$(sed -n 's/^tokenizers==//p' requirements.txt)
+installed=$($PY -c "import tokenizers; print(tokenizers.__version__)" 2>/dev/null)
+if [ "$installed" != "$pinned" ] && ls bench/bundle/wheels/tokenizers-"$pinned"-*.whl >/dev/null 2>&1; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site bench/bundle/wheels/tokenizers-"$pinned"-*.whl \
+        && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+echo "tokenizers: pinned $pinned, installed ${installed:-none}, used $($PY -c "import tokenizers; print(tokenizers.__version__)")"
 
 part facts
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv

@@ -139,3 +139,15 @@ def test_profile_kernels_leave_out_the_ranges_that_mirror_cpu_events():
               event("Optimizer.step#AdamW.step", DeviceType.CUDA, 10, 40),  # the range again, on the device
               event("multi_tensor_apply_kernel", DeviceType.CUDA, 10, 25), event("Memcpy HtoD", DeviceType.CUDA, 25, 40)]
     assert device_kernels(events) == [("multi_tensor_apply_kernel", 15), ("Memcpy HtoD", 15)]
+
+
+def test_the_bundle_carries_the_pinned_tokenizers(tmp_path: Path):
+    """gpu_check.sh installs the bundle's wheel on a machine whose tokenizers cuts long contexts short."""
+    bundle = load_script("make_bundle")
+    requirements = (ROOT / "requirements.txt").read_text(encoding="utf-8")
+    assert f"tokenizers=={bundle.pinned_version('tokenizers')}\n" in requirements
+    (tmp_path / "requirements.txt").write_text("torch==2.13.0\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="no pin for tokenizers"):
+        bundle.pinned_version("tokenizers", tmp_path / "requirements.txt")
+    script = (ROOT / "bench" / "gpu_check.sh").read_text(encoding="utf-8")
+    assert "bench/bundle/wheels/tokenizers-" in script
