@@ -37,7 +37,8 @@ from qa_core.features import Feature, featurize
 from qa_core.inference import run_model
 from qa_core.modeling import load_model, set_attention_dropout
 from qa_core.runtime import configure_process
-from qa_core.train_step import batch_loader, build_optimizer, forward_backward, optimizer_step, padding_multiple
+from qa_core.features import padding_multiple
+from qa_core.train_step import batch_loader, build_optimizer, forward_backward, optimizer_step
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 from qa_core.config import QAConfig
 from qa_core.distributed import DistContext
 from qa_core.dropout import use_masked_dropout
-from qa_core.features import BatchFormat, Feature, collate
+from qa_core.features import BatchFormat, Feature, collate, padding_multiple
 from qa_core.inference import autocast
 from qa_core.runtime import large_blocks_mapped
 
@@ -54,11 +54,6 @@ def batch_loader(features: tuple[Feature, ...], batches: list[list[int]], device
                       collate_fn=partial(collate, batch_format=batch_format, pad_to=pad_to,
                                          multiple_of=multiple_of or padding_multiple(device)),
                       generator=torch.Generator().manual_seed(seed))
-
-
-def padding_multiple(device: torch.device) -> int:
-    """Tensor cores want lengths in multiples of 8; CPU kernels gain nothing from padding."""
-    return 8 if device.type == "cuda" else 1
 
 
 def forward_backward(model: torch.nn.Module, batch: dict[str, torch.Tensor], bf16: bool, accumulation: int = 1,
