@@ -30,14 +30,14 @@ import torch
 from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering, get_linear_schedule_with_warmup
 
 from bench.gpu_profile import profile_steps
+from bench.report import write_report
 from qa_core.batching import length_grouped_batches, sorted_batches
 from qa_core.config import QAConfig
 from qa_core.data import load_examples
-from qa_core.features import Feature, featurize
+from qa_core.features import Feature, featurize, padding_multiple
 from qa_core.inference import run_model
 from qa_core.modeling import load_model, set_attention_dropout
 from qa_core.runtime import configure_process
-from qa_core.features import padding_multiple
 from qa_core.train_step import batch_loader, build_optimizer, forward_backward, optimizer_step
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -294,9 +294,10 @@ def main(argv: list[str] | None = None) -> dict:
     report = {"machine": machine(device, peak), "settings": settings,
               "windows": {"train": len(data["train"]), "eval": len(data["eval"])},
               "results": {kind: bench_model(kind, data, args, device, peak) for kind in args.models.split(",")}}
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    print(json.dumps(report, indent=1))
+    if args.output != "-":
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        print(json.dumps(report, indent=1))  # in the device call's log too, should the file not come back
+    write_report(report, args.output)
     return report
 
 
