@@ -81,8 +81,6 @@ def warmup_batches(loaded: LoadedModel) -> list[dict[str, torch.Tensor]]:
     return batches
 
 
-
-
 class ModelLoadingError(RuntimeError):
     """Raised when a question's model is still loading after the wait allowed to one question."""
 
