@@ -124,11 +124,9 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
                     state = replace(state, epoch=state.epoch + 1, batch_in_epoch=0)
                 done = state.step >= setup.total_steps
                 cancelled = not done and any_rank(should_stop(), dist_ctx)  # all ranks stop together
-                if state.batch_in_epoch == 0 or done:
-                    state, result = _evaluate(setup, state, emit)
-                    _checkpoint(setup, state, result, emit)
-                elif state.step % config.save_steps == 0 or cancelled:
-                    _checkpoint(setup, state, None, emit)
+                epoch_ends = state.batch_in_epoch == 0 or done
+                if epoch_ends or state.step % config.save_steps == 0 or cancelled:
+                    state = _save_point(setup, state, emit, evaluate=epoch_ends)
                 if done or cancelled:
                     break
                 clock = time.perf_counter()  # evaluation and checkpoints are not training time
@@ -221,6 +219,24 @@ def _loader(setup: Setup, batches: list[list[int]], epoch: int) -> DataLoader:
                         seed=setup.config.seed + epoch)
 
 
+def _save_point(setup: Setup, state: TrainState, emit: Callable[..., None], evaluate: bool) -> TrainState:
+    """Check the weights, evaluate if asked, then checkpoint: nothing non-finite is ever evaluated or saved."""
+    if ruined := nonfinite_parameters(setup.loaded.model):
+        raise TrainingError(_ruined_message(setup, state, ruined))
+    result = None
+    if evaluate:
+        state, result = _evaluate(setup, state, emit)
+    _checkpoint(setup, state, result, emit)
+    return state
+
+
+def nonfinite_parameters(model: torch.nn.Module) -> list[str]:
+    """Names of the parameters holding NaN or infinity. The gradient norm is checked before every update, but an
+    update can itself overflow (a huge learning rate), which shows only in the weights."""
+    with torch.no_grad():
+        return [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+
+
 def _evaluate(setup: Setup, state: TrainState, emit: Callable[..., None]) -> tuple[TrainState, EvalResult | None]:
     if not setup.eval_features:
         return state, None
@@ -266,11 +282,21 @@ def _failed(setup: Setup, state: TrainState, err: BaseException, emit: Callable[
 
 
 def _diverged_message(setup: Setup, state: TrainState, loss: float, grad_norm: float) -> str:
-    checkpoint = find_checkpoint(Path(setup.config.output_dir))
-    kept = f"the last good checkpoint ({checkpoint}) is kept" if checkpoint else "no checkpoint was written yet"
-    return (f"training diverged at step {state.step}: loss {loss:.4g}, gradient norm {grad_norm:.4g}; {kept}. "
+    return (f"training diverged at step {state.step}: loss {loss:.4g}, gradient norm {grad_norm:.4g}; "
+            f"{_kept_checkpoint(setup)}. "
             f"Lower --learning_rate (now {setup.config.learning_rate:g}), turn bf16 off (--no-bf16), "
             f"or raise --warmup_ratio")
+
+
+def _ruined_message(setup: Setup, state: TrainState, names: list[str]) -> str:
+    return (f"training diverged: the weights are no longer finite after step {state.step} ({len(names)} tensors, "
+            f"e.g. {names[0]}); {_kept_checkpoint(setup)}. Lower --learning_rate "
+            f"(now {setup.config.learning_rate:g}) or raise --warmup_ratio")
+
+
+def _kept_checkpoint(setup: Setup) -> str:
+    checkpoint = find_checkpoint(Path(setup.config.output_dir))
+    return f"the last good checkpoint ({checkpoint}) is kept" if checkpoint else "no checkpoint was written yet"
 
 
 def _run_info(setup: Setup, state: TrainState, status: str, error: str = "",

@@ -23,7 +23,7 @@ from qa_core.inference import native_bf16_cpu, resolve_bf16
 from qa_core.jobs import model_choices
 from qa_core.progress import read_history
 from qa_core.progress import ProgressEvent
-from qa_core.training import train
+from qa_core.training import TrainingError, train
 from tests.overfit_data import write_tiny_squad
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,6 +156,18 @@ def test_a_diverging_run_fails_clearly_keeps_its_checkpoint_and_is_not_offered(t
     assert checkpoint is not None and state == read_run_info(run).history
     assert all(torch.isfinite(t).all() for t in load_file(checkpoint / "model.safetensors").values())
     assert all(path != str(run) for _, path in model_choices(tmp_path / "runs"))
+
+
+def test_weights_ruined_by_the_last_step_are_not_saved_as_a_finished_run(tiny_model_dir: Path,
+                                                                         tmp_path: Path) -> None:
+    """The gradient norm is checked before each update; an update that overflows the weights shows only in them."""
+    data = write_tiny_squad(tmp_path / "d.json")
+    config = tiny_config(tiny_model_dir, data, tmp_path / "run", max_steps=1, learning_rate=1e38, bf16=False)
+    with pytest.raises(TrainingError, match="weights are no longer finite after step 1"):
+        train(config)
+    info = read_run_info(tmp_path / "run")
+    assert info.status == "failed" and "--learning_rate" in info.error
+    assert not (tmp_path / "run" / "model").exists() and find_checkpoint(tmp_path / "run") is None
 
 
 @pytest.mark.parametrize("changes, message", [
