@@ -50,6 +50,13 @@ def evaluate(model: torch.nn.Module, examples: Sequence[Example], features: Sequ
     return EvalResult(metrics, predictions, build_records([e for e in examples if e.answers], predictions))
 
 
+def check_scorable(examples: Sequence[Example], config: QAConfig, source: str) -> None:
+    """Refuse evaluation data with nothing to score (SQuAD 2.0 questions read as v1.1) before any work on it."""
+    if examples and not config.version_2_with_negative and not any(e.answers for e in examples):
+        raise ValueError(f"{source}: none of its {len(examples)} questions has an answer, so a SQuAD v1.1 "
+                         f"evaluation has nothing to score; for SQuAD 2.0 data add --version_2_with_negative")
+
+
 def squad_v2_metrics(examples: Sequence[Example], predictions: Mapping[str, Prediction],
                      threshold: float) -> Metrics:
     """evaluate-v2.0.py's figures of the predictions at this threshold; best_* are searched over the best spans

@@ -23,7 +23,7 @@ from qa_core.config import QAConfig
 from qa_core.data import Example, fingerprint, load_examples
 from qa_core.distributed import (DistContext, all_reduce_mean, any_rank, barrier, cleanup, device_for,
                                  init_distributed, shard, unwrap_ddp)
-from qa_core.evaluation import EvalResult, evaluate, write_eval_outputs
+from qa_core.evaluation import EvalResult, check_scorable, evaluate, write_eval_outputs
 from qa_core.features import Feature, featurize
 from qa_core.inference import set_up_precision
 from qa_core.model_card import base_model_name, describe_hardware, write_model_card
@@ -157,6 +157,7 @@ def prepare(config: QAConfig, dist_ctx: DistContext, device: str | None) -> Setu
     train_examples = load_examples(config.train_file, "train", config.max_train_samples).examples
     eval_examples = (load_examples(config.validation_file, "validation", config.max_eval_samples).examples
                      if config.validation_file else ())
+    check_scorable(eval_examples, config, config.validation_file)
     train_features = featurize(train_examples, loaded.tokenizer, config, training=True).features
     if not train_features:
         raise ValueError(f"{config.train_file}: no training window holds an answer")

@@ -24,6 +24,7 @@ from qa_core.jobs import model_choices
 from qa_core.progress import read_history
 from qa_core.progress import ProgressEvent
 from qa_core.training import TrainingError, train
+from tests.conftest import write_squad
 from tests.overfit_data import write_tiny_squad
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,6 +169,21 @@ def test_weights_ruined_by_the_last_step_are_not_saved_as_a_finished_run(tiny_mo
     info = read_run_info(tmp_path / "run")
     assert info.status == "failed" and "--learning_rate" in info.error
     assert not (tmp_path / "run" / "model").exists() and find_checkpoint(tmp_path / "run") is None
+
+
+def test_validation_data_without_answers_is_refused_before_training(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Without --version_2_with_negative nothing in it could be scored: found after an epoch, the epoch is lost."""
+    context = "The lighthouse keeper rowed to the island every morning."
+    unanswerable = write_squad(tmp_path / "v2-only.json", [{"context": context, "qas": [
+        {"id": f"u{n}", "question": q, "answers": [], "is_impossible": True}
+        for n, q in enumerate(("Who painted the lighthouse?", "When was it built?"))]}])
+    config = tiny_config(tiny_model_dir, write_tiny_squad(tmp_path / "d.json"), tmp_path / "run",
+                         validation_file=str(unanswerable), max_steps=2)
+    events: list[ProgressEvent] = []
+    with pytest.raises(ValueError, match=r"v2-only.json: none of its 2 questions has an answer.*version_2_with_neg"):
+        train(config, events.append)
+    assert not any(e.kind == "step" for e in events)
+    train(config.replace(version_2_with_negative=True))  # the same data scores as SQuAD 2.0
 
 
 @pytest.mark.parametrize("changes, message", [
