@@ -98,12 +98,16 @@ class ProgressBar:
                            f"f1 {event.metrics['f1']:.2f}", file=sys.stderr)
         elif event.kind in ("done", "cancelled"):
             self.bar.close()
+            if event.kind == "cancelled":
+                logger.warning("stopped at step %d: %s", event.step, event.message)
 
 
 def run_train(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
+    from qa_core.runtime import stop_on_signals
     from qa_core.training import train
 
-    result = train(config, callback=ProgressBar())
+    with stop_on_signals() as should_stop:  # Ctrl-C or SIGTERM: a checkpoint at the step's end, then --resume
+        result = train(config, callback=ProgressBar(), should_stop=should_stop)
     return {"output_dir": result.output_dir, "status": result.status, "step": result.step,
             "train_seconds": round(result.train_seconds, 1), **result.metrics}
 
@@ -164,6 +168,7 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 COMMANDS = {"train": run_train, "evaluate": run_evaluate, "predict": run_predict}
+CANCELLED_EXIT = 130  # what shells report for a command stopped by Ctrl-C; the run itself can --resume
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
@@ -206,7 +211,7 @@ def run_command(args: argparse.Namespace, config: QAConfig) -> int:
         cleanup(dist_ctx)
     if dist_ctx.is_main:
         print(json.dumps(output, ensure_ascii=False, indent=1))
-    return 0
+    return CANCELLED_EXIT if args.command == "train" and output["status"] == "cancelled" else 0
 
 
 def console_main() -> None:

@@ -5,9 +5,15 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import logging
 import os
+import signal
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+logger = logging.getLogger(__name__)
 
 # oneDNN (PyTorch's CPU matmul backend) keeps a compiled kernel with its buffers for every matrix shape it sees,
 # 1024 of each by default. Dynamically padded batches make nearly every batch a new shape, so the caches only grow
@@ -58,3 +64,30 @@ def large_blocks_mapped() -> Iterator[bool]:
         yield True
     finally:
         libc.mallopt(M_MMAP_THRESHOLD, HEAP_MMAP_THRESHOLD)
+
+
+@contextlib.contextmanager
+def stop_on_signals(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[Callable[[], bool]]:
+    """Yield a should_stop for qa_core.training.train that turns true at the first of `signals` (Ctrl-C, a
+    scheduler's SIGTERM): training then stops at the step's end with a checkpoint to --resume from, as a cancel
+    from the web app does. The handlers go back to what they were at once, so a second signal stops at once."""
+    requested = threading.Event()
+    previous: dict[int, Any] = {}
+
+    def request_stop(signum: int, frame: Any) -> None:
+        logger.warning("%s: stopping at the end of this step, with a checkpoint (again to stop at once)",
+                       signal.Signals(signum).name)
+        requested.set()
+        _restore(previous)
+
+    if threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
+        previous = {signum: signal.signal(signum, request_stop) for signum in signals}
+    try:
+        yield requested.is_set
+    finally:
+        _restore(previous)
+
+
+def _restore(handlers: dict[int, Any]) -> None:
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)

@@ -119,6 +119,32 @@ def test_killed_cli_run_resumes_and_matches_an_uninterrupted_run(tiny_model_dir:
     assert_same_weights(tmp_path / "killed", tmp_path / "straight")
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_stops_the_cli_with_a_checkpoint_to_resume(signum: int, tiny_model_dir: Path,
+                                                                     tmp_path: Path) -> None:
+    """A stop asked by a signal is a cancel: checkpoint at the step's end, run.json says so, --resume continues."""
+    data, run = write_tiny_squad(tmp_path / "d.json"), tmp_path / "run"
+    common = ["--model_name_or_path", str(tiny_model_dir), "--train_file", str(data), "--validation_file", str(data),
+              "--max_seq_length", "64", "--doc_stride", "16", "--max_query_length", "16",
+              "--per_device_train_batch_size", "1", "--save_steps", "1000", "--logging_steps", "1",
+              "--output_dir", str(run)]
+    stopped = subprocess.Popen(cli("train", *common, "--max_steps", "400"), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not read_history(run / HISTORY_FILE) and time.time() < deadline:
+        time.sleep(0.05)
+    stopped.send_signal(signum)
+    stdout, stderr = stopped.communicate(timeout=60)
+    assert stopped.returncode == 130 and "Traceback" not in stderr and "--resume" in stderr
+    info = read_run_info(run)
+    assert info.status == "cancelled" and 0 < info.step < 400 and find_checkpoint(run) is not None
+    assert json.loads(stdout)["status"] == "cancelled"
+    resumed = subprocess.run(cli("train", *common, "--max_steps", str(info.step + 2), "--resume"),
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["step"] == info.step + 2
+
+
 def test_cli_evaluate_and_predict(tiny_model_dir: Path, tmp_path: Path) -> None:
     data = write_tiny_squad(tmp_path / "d.json")
     done = subprocess.run(cli("evaluate", "--model_name_or_path", str(tiny_model_dir), "--validation_file", str(data),
