@@ -73,6 +73,12 @@ def attention_for_bf16(model: PreTrainedModel, device: torch.device, bf16: bool)
     return switch_attention(model, CPU_BF16_ATTENTION, cpu_bf16_attention)
 
 
+def restore_sdpa(model: PreTrainedModel) -> None:
+    """Undo attention_for_bf16 (on a copy): SDPA again, the implementation the saved model loads with."""
+    if getattr(model.config, "_attn_implementation", None) == CPU_BF16_ATTENTION:
+        model.set_attn_implementation("sdpa")
+
+
 def switch_attention(model: PreTrainedModel, name: str, function: Callable[..., Any]) -> bool:
     """Register `function` with transformers under `name`, with SDPA's masks, and make the model attend through
     it; False for a model with its own attention code. The saved config keeps the model's own implementation."""

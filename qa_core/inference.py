@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
 import logging
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from qa_core.attention import attention_for_bf16
+from qa_core.attention import attention_for_bf16, restore_sdpa
 from qa_core.batching import sorted_batches
 from qa_core.config import QAConfig
 from qa_core.data import Answer, Example
@@ -72,6 +73,18 @@ def set_up_precision(model: torch.nn.Module, bf16: bool | None, device: torch.de
     else:
         attention_for_bf16(model, device, resolved)
     return resolved
+
+
+def inference_copy(model: torch.nn.Module, bf16: bool | None, device: torch.device) -> tuple[torch.nn.Module, bool]:
+    """The model as `train.py evaluate` runs it when loaded from disk, and the bf16 flag to run it with, leaving
+    `model` as it was: on a CPU with bf16 a copy, set up as set_up_precision(training=False) sets up a loaded
+    model; elsewhere the model itself. So a run's own scores, a later evaluation and predict agree to the bit."""
+    resolved = resolve_bf16(bf16, device)
+    if not (resolved and device.type == "cpu"):
+        return model, resolved
+    copied = copy.deepcopy(getattr(model, "_orig_mod", model)).eval()  # torch.compile's wrapper holds the module
+    restore_sdpa(copied)
+    return copied, set_up_precision(copied, resolved, device, training=False)
 
 
 def cast_for_inference(model: torch.nn.Module) -> None:
@@ -201,7 +214,8 @@ def answer_examples(loaded: LoadedModel, examples: Sequence[Example], config: QA
     """{example_id: answer} for many examples, in the official predictions format."""
     config = fit_config(config, loaded)
     features = featurize(examples, loaded.tokenizer, config, training=False).features
-    predictions = predict_examples(loaded.model, examples, features, config, batch_format=loaded.batch_format)
+    model, bf16 = inference_copy(loaded.model, config.bf16, next(loaded.model.parameters()).device)
+    predictions = predict_examples(model, examples, features, config, bf16, batch_format=loaded.batch_format)
     return {k: p.text for k, p in predictions.items()}
 
 

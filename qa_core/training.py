@@ -25,7 +25,7 @@ from qa_core.distributed import (DistContext, all_reduce_mean, any_rank, barrier
                                  init_distributed, shard, unwrap_ddp)
 from qa_core.evaluation import EvalResult, check_scorable, evaluate, write_eval_outputs
 from qa_core.features import Feature, featurize
-from qa_core.inference import set_up_precision
+from qa_core.inference import inference_copy, set_up_precision
 from qa_core.model_card import base_model_name, describe_hardware, write_model_card
 from qa_core.modeling import LoadedModel, fit_config, load_model
 from qa_core.progress import (ProgressCallback, ProgressEvent, append_history, tensorboard_writer,
@@ -243,8 +243,9 @@ def _evaluate(setup: Setup, state: TrainState, emit: Callable[..., None]) -> tup
         return state, None
     # Without the DDP wrapper: its forward may broadcast buffers, a collective that hangs when ranks run
     # different numbers of evaluation batches (a rank may have none).
-    result = evaluate(unwrap_ddp(setup.model), setup.eval_examples, setup.eval_features, setup.config, setup.bf16,
-                      setup.dist_ctx, setup.loaded.batch_format)
+    model, bf16 = inference_copy(unwrap_ddp(setup.model), setup.bf16, next(setup.loaded.model.parameters()).device)
+    result = evaluate(model, setup.eval_examples, setup.eval_features, setup.config, bf16, setup.dist_ctx,
+                      setup.loaded.batch_format)
     metrics = result.metrics.to_dict()
     state = replace(state, history=(*state.history, {"step": state.step, "epoch": _epoch(setup, state), **metrics}))
     logger.info("step %d: exact_match %.2f f1 %.2f", state.step, metrics["exact_match"], metrics["f1"])

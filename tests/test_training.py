@@ -18,9 +18,12 @@ from safetensors.torch import load_file
 
 from qa_core.checkpoints import HISTORY_FILE, find_checkpoint, read_run_info
 from qa_core.config import QAConfig
+from qa_core.data import load_examples
+from qa_core.error_analysis import read_records
 from qa_core.evaluation import run_evaluation
-from qa_core.inference import native_bf16_cpu, resolve_bf16
+from qa_core.inference import answer_examples, native_bf16_cpu, resolve_bf16
 from qa_core.jobs import model_choices
+from qa_core.modeling import load_model
 from qa_core.progress import read_history
 from qa_core.progress import ProgressEvent
 from qa_core.training import TrainingError, train
@@ -143,6 +146,24 @@ def test_ctrl_c_or_sigterm_stops_the_cli_with_a_checkpoint_to_resume(signum: int
                              capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["step"] == info.step + 2
+
+
+def test_a_runs_own_scores_are_what_evaluate_and_predict_give_on_its_model(tiny_model_dir: Path,
+                                                                           tmp_path: Path) -> None:
+    """Training evaluates a bf16 copy made as `train.py evaluate` and `predict` make theirs, so the three agree to
+    the last bit (a v2 threshold found on a run's null odds must hold when its model answers)."""
+    data = write_tiny_squad(tmp_path / "d.json")
+    windows = dict(max_seq_length=64, doc_stride=16, max_query_length=16, bf16=True)
+    train(tiny_config(tiny_model_dir, data, tmp_path / "run", max_steps=6, **windows))
+    model = tmp_path / "run" / "model"
+    run_evaluation(QAConfig(model_name_or_path=str(model), validation_file=str(data),
+                            output_dir=str(tmp_path / "eval"), **windows))
+    scores = [[(r.example_id, r.score, r.alternatives) for r in read_records(folder / "eval_records.jsonl")]
+              for folder in (tmp_path / "run", tmp_path / "eval")]
+    assert scores[0] == scores[1]
+    predicted = json.loads((tmp_path / "run" / "eval_predictions.json").read_text())
+    examples = load_examples(str(data), "validation").examples
+    assert answer_examples(load_model(str(model)), examples, QAConfig(**windows)) == predicted
 
 
 def test_cli_evaluate_and_predict(tiny_model_dir: Path, tmp_path: Path) -> None:
