@@ -119,16 +119,27 @@ def build_features(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBa
     by_example: list[list[Feature]] = [[] for _ in examples]  # each example's features, in order
     for i, example_index in enumerate(encoded["overflow_to_sample_mapping"]):
         example = examples[example_index]
-        input_ids = array("i", encoded["input_ids"][i])
-        cls_index = input_ids.index(cls_id) if cls_id in input_ids else CLS_INDEX
+        input_ids, sequence_ids = array("i", encoded["input_ids"][i]), encoded.sequence_ids(i)
+        cls_index = special_position(input_ids, sequence_ids, cls_id)
         by_example[example_index].append(Feature(
             example_index, example.example_id, input_ids, array("i", encoded["token_type_ids"][i]),
-            context_offsets(example.context, encoded["offset_mapping"][i], encoded.sequence_ids(i)),
+            context_offsets(example.context, encoded["offset_mapping"][i], sequence_ids),
             cls_index=cls_index, start_position=cls_index, end_position=cls_index))
     check_windows_reach_the_end(examples, by_example, tokenizer)
     if not training:
         return FeatureSet(tuple(f for group in by_example for f in group), 0)
     return _label_features(examples, by_example, version_2_with_negative, clip_partial)
+
+
+def special_position(input_ids: array, sequence_ids: Sequence[int | None], token_id: int | None) -> int:
+    """Where the tokenizer put this special token (first for BERT, last for XLNet); text that spells it inside the
+    question or context is not it. CLS_INDEX for a tokenizer without one."""
+    position = -1
+    while token_id is not None and token_id in input_ids[position + 1:]:
+        position = input_ids.index(token_id, position + 1)
+        if sequence_ids[position] is None:
+            return position
+    return CLS_INDEX
 
 
 def context_offsets(context: str, offset_mapping: Sequence[tuple[int, int]],

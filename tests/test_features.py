@@ -198,3 +198,19 @@ def test_large_data_is_tokenized_a_chunk_at_a_time_with_the_same_windows(tokeniz
     config = QAConfig(max_seq_length=64, doc_stride=16, max_query_length=16)
     whole = build_features(examples, tokenizer, 64, 16, 16, training=False).features
     assert featurize(examples, tokenizer, config, training=False).features == whole
+
+
+def test_the_no_answer_position_is_the_special_cls_token_not_the_same_text_in_a_context() -> None:
+    """XLNet puts <cls> last; a context that spells "<cls>" must not move the no-answer label into the context."""
+    from transformers import XLNetTokenizer
+
+    from tests.families import sample_texts, train_unigram
+
+    specials = ["<unk>", "<s>", "</s>", "<cls>", "<sep>", "<pad>", "<mask>", "<eod>", "<eop>"]
+    tokenizer = XLNetTokenizer(vocab=train_unigram(sample_texts(), specials, "<unk>", lowercase=False))
+    context = "The beekeeper <cls> named Tomas keeps four hives at the far end of the plot."
+    example = Example("x", "Who keeps the hives?", context, (Answer("Tomas", context.index("Tomas")),))
+    features = build_features([example], tokenizer, 64, 16, 16, training=False).features
+    assert tokenizer.cls_token_id in features[0].input_ids[:-1]  # the literal text became the special token
+    for f in features:
+        assert f.cls_index == len(f.input_ids) - 1 and f.offsets[f.cls_index] is None
