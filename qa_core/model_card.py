@@ -25,7 +25,8 @@ UPLOAD_IGNORE = [f"{CHECKPOINT_DIR}*", f"{CHECKPOINT_DIR}*/**", f"{TENSORBOARD_D
 # The hyperparameters a reader needs to reproduce a run, in this order.
 CARD_HYPERPARAMETERS = ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",
                         "num_train_epochs", "max_steps", "warmup_ratio", "weight_decay", "max_grad_norm",
-                        "max_seq_length", "doc_stride", "max_query_length", "attention_dropout", "bf16", "seed")
+                        "max_seq_length", "doc_stride", "max_query_length", "attention_dropout", "bf16", "seed",
+                        "version_2_with_negative", "null_score_diff_threshold")
 
 
 class HubError(ValueError):
@@ -40,6 +41,27 @@ class EvalScore:
     exact_match: float
     f1: float
     questions: int | None = None
+    squad_v2: SquadV2Slices | None = None  # a SQuAD 2.0 evaluation: answerable and unanswerable questions
+
+
+@dataclass(frozen=True)
+class SquadV2Slices:
+    """What evaluate-v2.0.py adds to EM/F1: each slice's (exact, f1, questions), and the best F1 with the null
+    odds threshold reaching it (the threshold qa_core answers with)."""
+
+    has_ans: tuple[float, float, int] | None
+    no_ans: tuple[float, float, int] | None
+    best_f1: tuple[float, float] | None
+
+    @classmethod
+    def from_metrics(cls, metrics: dict[str, float]) -> SquadV2Slices:
+        def part(prefix: str) -> tuple[float, float, int] | None:
+            keys = (f"{prefix}_exact", f"{prefix}_f1", f"{prefix}_total")
+            return (metrics[keys[0]], metrics[keys[1]], int(metrics[keys[2]])) if all(k in metrics for k in keys) \
+                else None
+
+        best = (metrics["best_f1"], metrics["best_f1_thresh"]) if "best_f1_thresh" in metrics else None
+        return cls(part("HasAns"), part("NoAns"), best)
 
 
 @dataclass(frozen=True)
@@ -114,11 +136,27 @@ def evaluation_section(evaluations: tuple[EvalScore, ...]) -> list[str]:
     lines = ["## Evaluation", ""]
     if not evaluations:
         return [*lines, "Not evaluated.", ""]
-    lines += ["Official SQuAD v1.1 exact match and F1 (0-100).", "", "| data | questions | exact match | F1 |",
-              "| --- | --- | --- | --- |"]
-    lines += [f"| {s.data} | {s.questions if s.questions is not None else '-'} | {s.exact_match:.2f} | {s.f1:.2f} |"
-              for s in evaluations]
-    return [*lines, ""]
+    if any(s.squad_v2 for s in evaluations):
+        lines += ["Official SQuAD v2.0 exact match and F1 (0-100, evaluate-v2.0.py) over all questions at the "
+                  "run's null_score_diff_threshold, then over the answerable and the unanswerable ones (exact / F1 "
+                  "(questions)). Best F1: the F1 at the null odds threshold that maximises it; answers with this "
+                  "model abstain above that threshold.", "",
+                  "| data | questions | exact match | F1 | answerable | unanswerable | best F1 |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+    else:
+        lines += ["Official SQuAD v1.1 exact match and F1 (0-100).", "", "| data | questions | exact match | F1 |",
+                  "| --- | --- | --- | --- |"]
+    return [*lines, *(score_row(s) for s in evaluations), ""]
+
+
+def score_row(score: EvalScore) -> str:
+    row = [score.data, "-" if score.questions is None else str(score.questions), f"{score.exact_match:.2f}",
+           f"{score.f1:.2f}"]
+    if v2 := score.squad_v2:
+        row += ["-" if part is None else f"{part[0]:.2f} / {part[1]:.2f} ({part[2]})" for part in (v2.has_ans,
+                                                                                                      v2.no_ans)]
+        row.append("-" if v2.best_f1 is None else f"{v2.best_f1[0]:.2f} at {v2.best_f1[1]:.4g}")
+    return "| " + " | ".join(row) + " |"
 
 
 def training_section(facts: CardFacts) -> list[str]:
@@ -144,7 +182,9 @@ def facts_from_run(info: RunInfo, model_name: str, eval_metrics: dict[str, float
     exact = metrics.get("exact_match", metrics.get("exact"))  # SQuAD v1.1 and v2.0 names
     if data and exact is not None and "f1" in metrics:
         questions = metrics.get("total")
-        evaluations = (EvalScore(data, exact, metrics["f1"], int(questions) if questions is not None else None),)
+        v2 = SquadV2Slices.from_metrics(metrics) if config.get("version_2_with_negative") else None
+        evaluations = (EvalScore(data, exact, metrics["f1"], int(questions) if questions is not None else None,
+                                 v2),)
     base = info.base_model or base_model_name(config.get("model_name_or_path"))
     return CardFacts(model_name, base, config.get("train_file") or "",
                      {k: v for k, v in config.items() if k in CARD_HYPERPARAMETERS}, dict(info.data_fingerprint),

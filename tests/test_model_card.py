@@ -72,7 +72,19 @@ def test_a_card_without_evaluation_or_hub_base_still_renders():
 def test_v2_metric_names_are_read_too():
     info = run_info(version_2_with_negative=True)
     facts = facts_from_run(info, "m", {"exact": 60.0, "f1": 65.5, "total": 10, "HasAns_exact": 50.0})
-    assert facts.evaluations == (EvalScore("/data/dev-v1.1-subset.json", 60.0, 65.5, 10),)
+    score = facts.evaluations[0]
+    assert (score.data, score.exact_match, score.f1, score.questions) == ("/data/dev-v1.1-subset.json", 60.0, 65.5, 10)
+
+
+def test_a_squad_v2_card_says_so_with_its_slices_and_threshold():
+    """Scores over answerable and unanswerable questions at a null threshold are not SQuAD v1.1 figures."""
+    metrics = {"exact_match": 55.0, "f1": 56.5, "exact": 55.0, "total": 40, "HasAns_exact": 40.0,
+               "HasAns_f1": 43.4, "HasAns_total": 17, "NoAns_exact": 66.1, "NoAns_f1": 66.1, "NoAns_total": 23,
+               "best_exact": 60.0, "best_exact_thresh": -0.11, "best_f1": 61.2, "best_f1_thresh": -0.11}
+    card = render_model_card(facts_from_run(run_info(version_2_with_negative=True), "m", metrics))
+    assert "SQuAD v1.1 exact" not in card and "SQuAD v2.0" in card
+    assert "| 40 | 55.00 | 56.50 | 40.00 / 43.40 (17) | 66.10 / 66.10 (23) | 61.20 at -0.11 |" in card
+    assert "| version_2_with_negative | True |" in card
 
 
 def test_write_model_card_reads_the_run_folder(tmp_path: Path):
