@@ -187,7 +187,9 @@ def facts_from_run(info: RunInfo, model_name: str, eval_metrics: dict[str, float
                                  v2),)
     base = info.base_model or base_model_name(config.get("model_name_or_path"))
     return CardFacts(model_name, base, config.get("train_file") or "",
-                     {k: v for k, v in config.items() if k in CARD_HYPERPARAMETERS}, dict(info.data_fingerprint),
+                     {k: v for k, v in config.items() if k in CARD_HYPERPARAMETERS
+                      and (k != "null_score_diff_threshold" or config.get("version_2_with_negative"))},
+                     dict(info.data_fingerprint),
                      info.step, train_seconds if train_seconds is not None else info.train_seconds,
                      hardware or info.hardware, evaluations)
 
