@@ -21,8 +21,9 @@ from qa_core.metrics import Metrics, SquadV2Metrics, compute_metrics, compute_me
 from qa_core.model_card import write_model_card
 from qa_core.modeling import fit_config, load_model
 from qa_core.postprocess import Prediction
-from qa_core.run_files import (BEST_SPANS_FILE, CALIBRATION_FILE, CARD_FILE, METRICS_FILE, MODEL_DIR, MODEL_RECORDS,
-                               NULL_ODDS_FILE, PREDICTIONS_FILE, RECORDS_FILE, RUN_FILE, RUN_RECORDS)
+from qa_core.run_files import (BEST_SPANS_FILE, CALIBRATION_FILE, CARD_FILE, EVAL_RECORDS, METRICS_FILE, MODEL_DIR,
+                               MODEL_RECORDS, NULL_ODDS_FILE, PREDICTIONS_FILE, RECORDS_FILE, RUN_FILE, RUN_RECORDS,
+                               evaluates_own_run)
 
 # With --overwrite_output_dir an evaluation replaces a run's records, but not the model it may be evaluating.
 EVAL_OVERWRITES = tuple(name for name in RUN_RECORDS if name not in MODEL_RECORDS)
@@ -99,7 +100,10 @@ def run_evaluation(config: QAConfig, device: str | None = None) -> EvalResult:
     if not config.validation_file:
         raise ValueError("validation_file is required for evaluation")
     output_dir = Path(config.output_dir)
-    check_output_dir(output_dir, config.overwrite_output_dir)  # never mix with a run's or another evaluation's files
+    # Never mix with a run's or another evaluation's files; a run evaluated into its own folder refreshes only its
+    # evaluation files (its run.json, checkpoint, history and model stay).
+    own_run = evaluates_own_run(output_dir, config.model_name_or_path)
+    check_output_dir(output_dir, config.overwrite_output_dir or own_run, can_resume=False)
     run = read_run_info(output_dir) if (output_dir / RUN_FILE).is_file() else None  # its card outlives run.json
     dist_ctx = init_distributed()
     torch_device = device_for(dist_ctx, device)
@@ -110,7 +114,7 @@ def run_evaluation(config: QAConfig, device: str | None = None) -> EvalResult:
     bf16 = set_up_precision(loaded.model, config.bf16, torch_device, training=False)
     result = evaluate(loaded.model, examples, features, config, bf16, dist_ctx, loaded.batch_format)
     if dist_ctx.is_main:
-        clear_records(output_dir, EVAL_OVERWRITES)
+        clear_records(output_dir, EVAL_RECORDS if own_run else EVAL_OVERWRITES)
         write_eval_outputs(output_dir, result)
         refresh_model_card(output_dir, run, Path(loaded.source), config.validation_file)
     return result
