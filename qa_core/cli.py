@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from qa_core.config import QAConfig
+from qa_core.preflight import check_paths
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +158,8 @@ def check_args(args: argparse.Namespace) -> None:
     """Refuse, before anything heavy loads, what would fail only after minutes of work."""
     if args.command == "predict" and not args.test_file and not (args.question and args.context):
         raise ValueError("predict needs --question and --context, or --test_file")
+    if args.command == "predict" and args.test_file and (args.question or args.context):
+        raise ValueError("predict takes either --question and --context, or --test_file, not both")
     if getattr(args, "push_to_hub", False):
         from qa_core.model_card import check_can_push
 
@@ -175,6 +178,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             run_app()
             return 0
         config = config_from_args(args)
+        check_paths(args, config)
     except ValueError as err:
         logger.error("%s", err)
         return 2

@@ -98,12 +98,12 @@ def load_examples(source: str, split: str = "train", limit: int | None = None) -
     path = Path(source)
     if path.exists():
         return _build(_read_file(path), str(path), limit)
-    if _looks_like_a_path(source):
+    if looks_like_a_path(source):
         raise DataError(f"{source}: no such data file")
     return _build(_read_hub(source, split), source, limit)
 
 
-def _looks_like_a_path(source: str) -> bool:
+def looks_like_a_path(source: str) -> bool:
     """A file name or a path into an existing folder; anything else may be a hub name like 'rajpurkar/squad'."""
     path = Path(source)
     return path.suffix in {".json", ".jsonl"} or source.startswith((".", "/", "~")) or (
