@@ -129,8 +129,10 @@ def run_predict(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
     from qa_core.modeling import load_model
 
     loaded = load_model(config.model_name_or_path)
-    if args.null_score_diff_threshold is None and args.version_2_with_negative is not False:
+    if args.version_2_with_negative is not False:  # a SQuAD 2.0 run answers as one, at its best threshold...
         config = config_for_model(loaded.source, config)
+    if args.null_score_diff_threshold is not None:  # ...unless a threshold is given
+        config = config.replace(null_score_diff_threshold=args.null_score_diff_threshold)
     if args.test_file:
         answers = answer_examples(loaded, load_examples(args.test_file, "validation").examples, config)
         if args.output_file:

@@ -181,3 +181,20 @@ def test_resume_accepts_what_may_change(tmp_path: Path, monkeypatch: pytest.Monk
         "--max_steps", "50", "--num_train_epochs", "9", "--logging_steps", "1", "--save_steps", "3",
         "--dataloader_num_workers", "2", "--report_to", "tensorboard", "--per_device_eval_batch_size", "4"])
     preflight.check_paths(args, cli.config_from_args(args))  # no error
+
+
+def test_predict_with_a_threshold_keeps_the_run_s_squad_v2_setting(tiny_model_dir: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture):
+    import shutil
+
+    model = tmp_path / "v2-model"
+    shutil.copytree(tiny_model_dir, model)
+    (model / "eval_metrics.json").write_text(json.dumps({"exact": 50.0, "f1": 50.0, "best_f1_thresh": 1e9}))
+    question = ["--question", "Who keeps the hives?", "--context", "A beekeeper named Tomas keeps four hives."]
+    assert cli.main(["predict", "--model_name_or_path", str(model), *question]) == 0
+    answered = json.loads(capsys.readouterr().out)
+    assert "null_score" in answered and answered["answer"] != ""  # the run's threshold: never abstain
+    assert cli.main(["predict", "--model_name_or_path", str(model), "--null_score_diff_threshold=-1e9",
+                     *question]) == 0
+    abstained = json.loads(capsys.readouterr().out)
+    assert "null_score" in abstained and abstained["answer"] == ""  # still SQuAD 2.0, at the given threshold
