@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -211,8 +212,20 @@ def run_command(args: argparse.Namespace, config: QAConfig) -> int:
     finally:
         cleanup(dist_ctx)
     if dist_ctx.is_main:
-        print(json.dumps(output, ensure_ascii=False, indent=1))
+        print(json.dumps(finite_json(output), ensure_ascii=False, indent=1, allow_nan=False))
     return 0
+
+
+def finite_json(value: Any) -> Any:
+    """value with None for infinite or NaN numbers, which strict JSON readers refuse: the null odds of a context
+    without any span to weigh the null score against are infinite."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    return value
 
 
 def console_main() -> None:

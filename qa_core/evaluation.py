@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +82,10 @@ def write_eval_outputs(output_dir: Path, result: EvalResult) -> None:
     files = {PREDICTIONS_FILE: {k: p.text for k, p in result.predictions.items()},
              METRICS_FILE: result.metrics.to_dict()}
     if result.metrics.squad_v2 is not None:
-        files[NULL_ODDS_FILE] = null_odds(result.predictions)
+        # Infinite odds (a context with no span at all) are not JSON; the largest float still abstains at any
+        # threshold when evaluate-v2.0.py compares it.
+        files[NULL_ODDS_FILE] = {k: max(-sys.float_info.max, min(v, sys.float_info.max))
+                                 for k, v in null_odds(result.predictions).items()}
         files[BEST_SPANS_FILE] = best_span_texts(result.predictions)
     else:  # a v1.1 evaluation into a folder a v2 one wrote: no stale null odds beside the new predictions
         for name in (NULL_ODDS_FILE, BEST_SPANS_FILE):

@@ -198,3 +198,27 @@ def test_predict_with_a_threshold_keeps_the_run_s_squad_v2_setting(tiny_model_di
                      *question]) == 0
     abstained = json.loads(capsys.readouterr().out)
     assert "null_score" in abstained and abstained["answer"] == ""  # still SQuAD 2.0, at the given threshold
+
+
+def strict_json(text: str) -> object:
+    """json.loads as strict readers (JavaScript, Go) parse: no Infinity or NaN."""
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_context_without_a_span_still_gives_strict_json(tiny_model_dir: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture):
+    blank = "\u200b\u200b\u200b"  # zero-width spaces: no token, so no span to weigh the null score against
+    assert cli.main(["predict", "--model_name_or_path", str(tiny_model_dir), "--version_2_with_negative",
+                     "--question", "Who?", "--context", blank]) == 0
+    answer = strict_json(capsys.readouterr().out)
+    assert answer["answer"] == "" and answer["null_odds"] is None
+    data = tmp_path / "blank.json"
+    data.write_text(json.dumps({"data": [{"title": "t", "paragraphs": [{"context": blank, "qas": [
+        {"id": "q", "question": "Who?", "answers": [], "is_impossible": True}]}]}]}))
+    assert cli.main(["evaluate", "--model_name_or_path", str(tiny_model_dir), "--version_2_with_negative",
+                     "--validation_file", str(data), "--output_dir", str(tmp_path / "eval")]) == 0
+    odds = strict_json((tmp_path / "eval" / "eval_null_odds.json").read_text())
+    assert odds["q"] > 1e300  # the largest float: abstains at any threshold, as evaluate-v2.0.py compares
