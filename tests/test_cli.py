@@ -172,7 +172,7 @@ def test_resume_refuses_options_that_change_the_training(tmp_path: Path):
     assert "--learning_rate 0.5 (run: 0.0001)" in line and "--seed" not in line
 
 
-def test_resume_accepts_what_may_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_resume_accepts_what_may_change(tmp_path: Path):
     from qa_core import preflight
 
     run = fake_run(tmp_path / "run", train_file="sample", learning_rate=1e-4)
