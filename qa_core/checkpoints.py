@@ -14,9 +14,12 @@ from typing import Any
 
 import torch
 
+# check_output_dir, find_checkpoint and held_records live with the file names (no torch: the CLI checks before it
+# loads); imported here too, where training and evaluation look for them.
 from qa_core.run_files import (CALIBRATION_FILE, CHECKPOINT_DIR, EVAL_PREFIX, HISTORY_FILE, MODEL_DIR,  # noqa: F401
                                MODEL_FILES, OLD_SUFFIX, RECORDS_FILE, RUN_FILE, RUN_RECORDS, STATE_FILE,
-                               TENSORBOARD_DIR, TMP_SUFFIX, partial_names)
+                               TENSORBOARD_DIR, TMP_SUFFIX, check_output_dir, find_checkpoint, held_records,
+                               partial_names)
 
 NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk, a quota, a file-size limit
 
@@ -72,21 +75,6 @@ def read_run_info(output_dir: Path) -> RunInfo:
         return RunInfo(**json.loads(path.read_text(encoding="utf-8")))
     except (OSError, json.JSONDecodeError, TypeError) as err:
         raise ValueError(f"{path}: not a readable run file ({err})") from None
-
-
-def held_records(folder: Path, names: Iterable[str] = RUN_RECORDS) -> list[str]:
-    """The run records and evaluation files already in folder."""
-    if not folder.is_dir():
-        return []
-    return sorted(p.name for p in folder.iterdir() if p.name in names or p.name.startswith(EVAL_PREFIX))
-
-
-def check_output_dir(folder: Path, overwrite: bool, names: Iterable[str] = RUN_RECORDS) -> None:
-    """Refuse a folder holding a model, a run or evaluation files, unless overwrite (then clear_records first)."""
-    held = held_records(folder, names)
-    if held and not overwrite:
-        raise ValueError(f"{folder} already holds {', '.join(held)}; pass --overwrite_output_dir to replace them, "
-                         f"or choose another output folder")
 
 
 def eval_files(folder: Path) -> list[Path]:
@@ -150,14 +138,6 @@ def swap_in(tmp: Path, final: Path, point: str) -> None:
     crash_hook(point)
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def find_checkpoint(output_dir: Path) -> Path | None:
-    """The latest complete checkpoint; a kill between the two renames leaves it under .old."""
-    for name in (CHECKPOINT_DIR, CHECKPOINT_DIR + OLD_SUFFIX):
-        if (output_dir / name / STATE_FILE).exists():
-            return output_dir / name
-    return None
 
 
 def load_trainer_state(checkpoint: Path, optimizer: torch.optim.Optimizer, scheduler: Any,

@@ -6,11 +6,13 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from qa_core.config import QAConfig
+from qa_core.preflight import check_paths
 
 logger = logging.getLogger(__name__)
 
@@ -132,8 +134,10 @@ def run_predict(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
     from qa_core.modeling import load_model
 
     loaded = load_model(config.model_name_or_path)
-    if args.null_score_diff_threshold is None and args.version_2_with_negative is not False:
+    if args.version_2_with_negative is not False:  # a SQuAD 2.0 run answers as one, at its best threshold...
         config = config_for_model(loaded.source, config)
+    if args.null_score_diff_threshold is not None:  # ...unless a threshold is given
+        config = config.replace(null_score_diff_threshold=args.null_score_diff_threshold)
     if args.test_file:
         answers = answer_examples(loaded, load_examples(args.test_file, "validation").examples, config)
         if args.output_file:
@@ -161,6 +165,8 @@ def check_args(args: argparse.Namespace) -> None:
     """Refuse, before anything heavy loads, what would fail only after minutes of work."""
     if args.command == "predict" and not args.test_file and not (args.question and args.context):
         raise ValueError("predict needs --question and --context, or --test_file")
+    if args.command == "predict" and args.test_file and (args.question or args.context):
+        raise ValueError("predict takes either --question and --context, or --test_file, not both")
     if getattr(args, "push_to_hub", False):
         from qa_core.model_card import check_can_push
 
@@ -180,6 +186,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             run_app()
             return 0
         config = config_from_args(args)
+        check_paths(args, config)
     except ValueError as err:
         logger.error("%s", err)
         return 2
@@ -210,8 +217,20 @@ def run_command(args: argparse.Namespace, config: QAConfig) -> int:
     finally:
         cleanup(dist_ctx)
     if dist_ctx.is_main:
-        print(json.dumps(output, ensure_ascii=False, indent=1))
+        print(json.dumps(finite_json(output), ensure_ascii=False, indent=1, allow_nan=False))
     return CANCELLED_EXIT if args.command == "train" and output["status"] == "cancelled" else 0
+
+
+def finite_json(value: Any) -> Any:
+    """value with None for infinite or NaN numbers, which strict JSON readers refuse: the null odds of a context
+    without any span to weigh the null score against are infinite."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    return value
 
 
 def console_main() -> None:

@@ -85,10 +85,8 @@ class QAConfig:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.num_train_epochs < 0 or (self.num_train_epochs == 0 and self.max_steps <= 0):
-            raise ValueError(f"num_train_epochs must be > 0 unless max_steps is set, got {self.num_train_epochs}")
-        if self.max_steps == 0 or self.max_steps < -1:
-            raise ValueError(f"max_steps must be > 0, or -1 to train num_train_epochs, got {self.max_steps}")
+        _check_length(self)
+        _check_counts(self)
         if self.report_to not in ("none", "tensorboard"):
             raise ValueError(f"report_to must be 'none' or 'tensorboard', got {self.report_to!r}")
         if self.lr_scheduler_type not in LR_SCHEDULERS:
@@ -108,6 +106,30 @@ class QAConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+SEED_RANGE = (0, 2**32 - 1)  # what numpy's seed takes; transformers' set_seed seeds numpy too
+
+
+def _check_length(config: QAConfig) -> None:
+    """max_steps, when set, overrides num_train_epochs (as in run_qa.py), but a negative epoch count is never
+    meaningful, so it is refused either way."""
+    if config.num_train_epochs < 0 or (config.num_train_epochs == 0 and config.max_steps <= 0):
+        raise ValueError(f"num_train_epochs must be > 0, or 0 when max_steps is set, got {config.num_train_epochs}")
+    if config.max_steps == 0 or config.max_steps < -1:
+        raise ValueError(f"max_steps must be > 0, or -1 to train num_train_epochs, got {config.max_steps}")
+
+
+def _check_counts(config: QAConfig) -> None:
+    """Counts that would otherwise fail late: an empty data set, numpy's seed, PyTorch's worker pool."""
+    for name in ("max_train_samples", "max_eval_samples"):
+        value = getattr(config, name)
+        if value is not None and value <= 0:
+            raise ValueError(f"{name} must be > 0 or None (all examples), got {value}")
+    if not SEED_RANGE[0] <= config.seed <= SEED_RANGE[1]:
+        raise ValueError(f"seed must be in [{SEED_RANGE[0]}, {SEED_RANGE[1]}], got {config.seed}")
+    if config.dataloader_num_workers < 0:
+        raise ValueError(f"dataloader_num_workers must be >= 0, got {config.dataloader_num_workers}")
 
 
 def _check_positive(config: QAConfig, names: tuple[str, ...]) -> None:

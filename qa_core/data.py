@@ -98,12 +98,12 @@ def load_examples(source: str, split: str = "train", limit: int | None = None) -
     path = Path(source)
     if path.exists():
         return _build(_read_file(path), str(path), limit)
-    if _looks_like_a_path(source):
+    if looks_like_a_path(source):
         raise DataError(f"{source}: no such data file")
     return _build(_read_hub(source, split), source, limit)
 
 
-def _looks_like_a_path(source: str) -> bool:
+def looks_like_a_path(source: str) -> bool:
     """A file name or a path into an existing folder; anything else may be a hub name like 'rajpurkar/squad'."""
     path = Path(source)
     return path.suffix in {".json", ".jsonl"} or source.startswith((".", "/", "~")) or (
@@ -197,20 +197,33 @@ def _read_hub(name: str, default_split: str) -> Iterator[tuple[str, dict[str, An
 
 
 def _parse_record(record: dict[str, Any], where: str, counts: dict[str, int]) -> Example:
-    example_id = record.get("id")
-    if not isinstance(example_id, (str, int)) or str(example_id) == "":
-        raise DataError(f"{where}: missing field 'id'")
+    example_id = _id_field(record, where)
     where = f"{where} (id {example_id!r})"
     question, context = _text_field(record, "question", where), _text_field(record, "context", where)
     title = record.get("title") or ""
     # SQuAD 2.0 marks unanswerable questions with is_impossible; its hub copy (rajpurkar/squad_v2) only leaves their
     # answer lists empty, which the official v2.0 script also reads as "no answer".
-    pairs = [] if record.get("is_impossible") else _answer_pairs(record, where)
+    impossible = record.get("is_impossible")
+    if impossible is None:  # absent (v1.1, flat records) or null
+        impossible = False
+    if not isinstance(impossible, bool):  # the string "false" is truthy: it would make the question unanswerable
+        raise DataError(f"{where}: field 'is_impossible' must be true or false, got {impossible!r}")
+    pairs = [] if impossible else _answer_pairs(record, where)
     if not pairs:
         counts["unanswerable"] += 1
         return Example(str(example_id), question, context, (), str(title))
     answers = tuple(_locate(context, text, start, where, counts) for text, start in pairs)
     return Example(str(example_id), question, context, answers, str(title))
+
+
+def _id_field(record: dict[str, Any], where: str) -> str | int:
+    example_id = record.get("id")
+    if example_id is None or example_id == "":
+        raise DataError(f"{where}: missing field 'id'")
+    if isinstance(example_id, bool) or not isinstance(example_id, (str, int)):
+        raise DataError(f"{where}: field 'id' must be text or an integer, got {type(example_id).__name__} "
+                        f"{json.dumps(example_id)}")
+    return example_id
 
 
 def _text_field(record: dict[str, Any], name: str, where: str) -> str:

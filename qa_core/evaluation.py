@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +22,9 @@ from qa_core.metrics import Metrics, SquadV2Metrics, compute_metrics, compute_me
 from qa_core.model_card import write_model_card
 from qa_core.modeling import fit_config, load_model
 from qa_core.postprocess import Prediction
-from qa_core.run_files import (BEST_SPANS_FILE, CALIBRATION_FILE, CARD_FILE, METRICS_FILE, MODEL_DIR, MODEL_RECORDS,
-                               NULL_ODDS_FILE, PREDICTIONS_FILE, RECORDS_FILE, RUN_FILE, RUN_RECORDS)
+from qa_core.run_files import (BEST_SPANS_FILE, CALIBRATION_FILE, CARD_FILE, EVAL_RECORDS, METRICS_FILE, MODEL_DIR,
+                               MODEL_RECORDS, NULL_ODDS_FILE, PREDICTIONS_FILE, RECORDS_FILE, RUN_FILE, RUN_RECORDS,
+                               evaluates_own_run)
 
 # With --overwrite_output_dir an evaluation replaces a run's records, but not the model it may be evaluating.
 EVAL_OVERWRITES = tuple(name for name in RUN_RECORDS if name not in MODEL_RECORDS)
@@ -87,7 +89,10 @@ def write_eval_outputs(output_dir: Path, result: EvalResult) -> None:
     files = {PREDICTIONS_FILE: {k: p.text for k, p in result.predictions.items()},
              METRICS_FILE: result.metrics.to_dict()}
     if result.metrics.squad_v2 is not None:
-        files[NULL_ODDS_FILE] = null_odds(result.predictions)
+        # Infinite odds (a context with no span at all) are not JSON; the largest float still abstains at any
+        # threshold when evaluate-v2.0.py compares it.
+        files[NULL_ODDS_FILE] = {k: max(-sys.float_info.max, min(v, sys.float_info.max))
+                                 for k, v in null_odds(result.predictions).items()}
         files[BEST_SPANS_FILE] = best_span_texts(result.predictions)
     else:  # a v1.1 evaluation into a folder a v2 one wrote: no stale null odds beside the new predictions
         for name in (NULL_ODDS_FILE, BEST_SPANS_FILE):
@@ -106,18 +111,22 @@ def run_evaluation(config: QAConfig, device: str | None = None) -> EvalResult:
     if not config.validation_file:
         raise ValueError("validation_file is required for evaluation")
     output_dir = Path(config.output_dir)
-    check_output_dir(output_dir, config.overwrite_output_dir)  # never mix with a run's or another evaluation's files
+    # Never mix with a run's or another evaluation's files; a run evaluated into its own folder refreshes only its
+    # evaluation files (its run.json, checkpoint, history and model stay).
+    own_run = evaluates_own_run(output_dir, config.model_name_or_path)
+    check_output_dir(output_dir, config.overwrite_output_dir or own_run, can_resume=False)
     run = read_run_info(output_dir) if (output_dir / RUN_FILE).is_file() else None  # its card outlives run.json
     dist_ctx = init_distributed()
     torch_device = device_for(dist_ctx, device)
     loaded = load_model(config.model_name_or_path, torch_device)
     config = fit_config(config, loaded)
     examples = load_examples(config.validation_file, "validation", config.max_eval_samples).examples
+    check_scorable(examples, config, config.validation_file)
     features = featurize(examples, loaded.tokenizer, config, training=False).features
     bf16 = set_up_precision(loaded.model, config.bf16, torch_device, training=False)
     result = evaluate(loaded.model, examples, features, config, bf16, dist_ctx, loaded.batch_format)
     if dist_ctx.is_main:
-        clear_records(output_dir, EVAL_OVERWRITES)
+        clear_records(output_dir, EVAL_RECORDS if own_run else EVAL_OVERWRITES)
         write_eval_outputs(output_dir, result)
         refresh_model_card(output_dir, run, Path(loaded.source), config.validation_file)
     return result

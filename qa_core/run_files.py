@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from pathlib import Path
 
 # Local bookkeeping: the run's own record, its progress log and TensorBoard events.
@@ -38,6 +40,8 @@ RUN_RECORDS = (*partial_names(RUN_FILE), HISTORY_FILE, TENSORBOARD_DIR, *partial
                *partial_names(MODEL_DIR), CALIBRATION_FILE, *MODEL_FILES)
 # What a model is: the final model folder of a run, or model files at the top of a folder.
 MODEL_RECORDS = (*partial_names(MODEL_DIR), *MODEL_FILES)
+# What evaluating a run into its own folder replaces: its eval_* files and the calibration fitted on them.
+EVAL_RECORDS = (CALIBRATION_FILE,)
 
 
 def model_folder(folder: Path) -> Path:
@@ -52,3 +56,54 @@ def run_folder(model: Path) -> Path:
     if model.name == MODEL_DIR and (model.parent / RUN_FILE).is_file():
         return model.parent
     return model
+
+
+def evaluates_own_run(output_dir: Path, model_name_or_path: str) -> bool:
+    """Whether the model is the run (or plain model folder) output_dir itself: R or R/model into R."""
+    model = Path(model_name_or_path)
+    if not model.is_dir() or not output_dir.is_dir():
+        return False
+    return run_folder(model_folder(model)).resolve() == output_dir.resolve()
+
+
+def find_checkpoint(output_dir: Path) -> Path | None:
+    """The latest complete checkpoint; a kill between the two renames leaves it under .old."""
+    for name in (CHECKPOINT_DIR, CHECKPOINT_DIR + OLD_SUFFIX):
+        if (output_dir / name / STATE_FILE).exists():
+            return output_dir / name
+    return None
+
+
+def held_records(folder: Path, names: Iterable[str] = RUN_RECORDS) -> list[str]:
+    """The run records and evaluation files already in folder."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.name in names or p.name.startswith(EVAL_PREFIX))
+
+
+def check_output_dir(folder: Path, overwrite: bool, names: Iterable[str] = RUN_RECORDS,
+                     can_resume: bool = True) -> None:
+    """Refuse a file, or a folder holding a model, a run or evaluation files unless overwrite (then clear_records
+    first). can_resume: the command could continue a stopped run there (train), so say so first: overwriting
+    would delete its checkpoint."""
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"output_dir {folder} is a file, not a folder; choose another output folder")
+    held = held_records(folder, names)
+    if not held or overwrite:
+        return
+    if can_resume and _stopped_run(folder):
+        raise ValueError(f"{folder} holds a stopped run with a checkpoint ({', '.join(held)}); pass --resume to "
+                         f"continue it, or --overwrite_output_dir to replace it (checkpoint included), or choose "
+                         f"another output folder")
+    raise ValueError(f"{folder} already holds {', '.join(held)}; pass --overwrite_output_dir to replace them, "
+                     f"or choose another output folder")
+
+
+def _stopped_run(folder: Path) -> bool:
+    """A checkpoint, and a run.json not saying finished (a finished run has nothing left to resume)."""
+    if find_checkpoint(folder) is None:
+        return False
+    try:
+        return json.loads((folder / RUN_FILE).read_text(encoding="utf-8")).get("status") != "finished"
+    except (OSError, ValueError, AttributeError):  # killed before run.json was first written: resume rebuilds it
+        return True

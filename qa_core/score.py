@@ -26,7 +26,7 @@ def score_files(dataset_file: str, prediction_file: str, na_prob_file: str | Non
                 na_prob_thresh: float = 1.0) -> dict[str, float]:
     """v1.1 EM/F1 for files without unanswerable questions (and no null odds); else evaluate-v2.0.py's figures."""
     examples = load_examples(dataset_file).examples
-    predictions = {k: str(v) for k, v in read_json_object(prediction_file, "answer text").items()}
+    predictions = {k: _text(v, prediction_file, k) for k, v in read_json_object(prediction_file, "answer text").items()}
     if na_prob_file is None and all(e.answers for e in examples):
         golds = {e.example_id: [a.text for a in e.answers] for e in examples}
         for question_id in golds.keys() - predictions.keys():
@@ -35,11 +35,22 @@ def score_files(dataset_file: str, prediction_file: str, na_prob_file: str | Non
     na_probs = None
     if na_prob_file is not None:
         na_probs = {k: _number(v, na_prob_file, k) for k, v in read_json_object(na_prob_file, "null odds").items()}
+        unscored = [e.example_id for e in examples if e.example_id not in na_probs]
+        if unscored:  # compute_metrics_v2 would say so too, but could not name the file at fault
+            raise DataError(f"{na_prob_file}: {len(unscored)} questions have no null odds (first: {unscored[0]!r})")
     golds_v2 = {e.example_id: [a.text for a in e.answers] for e in examples}
     try:
         return compute_metrics_v2(predictions, golds_v2, na_probs, na_prob_thresh).to_dict()
     except ValueError as err:
         raise DataError(f"{prediction_file}: {err}") from None
+
+
+def _text(value: Any, path: str, question_id: str) -> str:
+    # str() would score null as the answer "None" and 3 as "3": a broken predictions file, silently scored
+    if not isinstance(value, str):
+        raise DataError(f"{path}: question {question_id!r} has {json.dumps(value)}, expected answer text "
+                        f"('' for no answer)")
+    return value
 
 
 def _number(value: Any, path: str, question_id: str) -> float:

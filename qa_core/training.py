@@ -28,6 +28,7 @@ from qa_core.features import Feature, featurize
 from qa_core.inference import inference_copy, set_up_precision
 from qa_core.model_card import base_model_name, describe_hardware, write_model_card
 from qa_core.modeling import LoadedModel, fit_config, load_model
+from qa_core.preflight import check_not_training_into_its_model, check_resume
 from qa_core.progress import (ProgressCallback, ProgressEvent, append_history, tensorboard_writer,
                               truncate_history)
 from qa_core.run_files import HISTORY_FILE, RUN_RECORDS, TENSORBOARD_DIR
@@ -185,15 +186,14 @@ def prepare(config: QAConfig, dist_ctx: DistContext, device: str | None) -> Setu
 
 
 def _checkpoint_to_resume(output_dir: Path, config: QAConfig) -> Path | None:
-    """The checkpoint to resume from, or None for a fresh run; never silently write over a run or a model."""
+    """The checkpoint to resume from, or None for a fresh run; never silently write over a run or a model, and
+    continue a run only with the options it ran with (the CLI checks the same before torch loads)."""
     if not config.resume:
+        check_not_training_into_its_model(config)
         check_output_dir(output_dir, config.overwrite_output_dir)
         return None
-    checkpoint = find_checkpoint(output_dir)
-    if checkpoint is None:
-        raise ValueError(f"--resume: nothing to resume in {output_dir}: it holds no checkpoint (a run stopped "
-                         f"before its first one); start it again with --overwrite_output_dir")
-    return checkpoint
+    check_resume(config)
+    return find_checkpoint(output_dir)
 
 
 def _trackers(config: QAConfig, output_dir: Path) -> tuple[ProgressCallback, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -90,3 +91,134 @@ def test_predict_answers_a_question(tiny_model_dir: Path, capsys: pytest.Capture
                      "--context", "A beekeeper named Tomas keeps four hives."])
     assert code == 0
     assert '"answer"' in capsys.readouterr().out
+
+
+def refused(*args: str) -> str:
+    """The one error line of a command refused before torch loads."""
+    done = run_cli(*args)
+    assert loaded_and_exit(done) == ("[]", "2"), done.stderr
+    errors = [line for line in done.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, done.stderr
+    return errors[0]
+
+
+def fake_run(folder: Path, status: str = "cancelled", checkpoint: bool = True, **config) -> Path:
+    """A run folder as the checks before training read it: run.json, a checkpoint's state file, a final model."""
+    from qa_core.config import QAConfig
+
+    (folder / "model").mkdir(parents=True)
+    (folder / "model" / "config.json").write_text("{}")
+    stored = {**QAConfig(output_dir=str(folder)).to_dict(), "bf16": False, **config}
+    (folder / "run.json").write_text(json.dumps({"status": status, "config": stored}))
+    if checkpoint:
+        (folder / "checkpoint").mkdir()
+        (folder / "checkpoint" / "trainer_state.pt").write_bytes(b"")
+    return folder
+
+
+def test_training_into_the_model_it_trains_from_is_refused(tmp_path: Path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"weights")
+    run = fake_run(tmp_path / "run", status="finished", checkpoint=False)
+    for source, target in ((model, model), (run, run), (run / "model", run)):
+        line = refused("train", "--train_file", "sample", "--model_name_or_path", str(source), "--output_dir",
+                       str(target), "--overwrite_output_dir")
+        assert f"output_dir {target} holds the model being trained from" in line
+    assert (model / "model.safetensors").read_bytes() == b"weights" and (run / "model" / "config.json").exists()
+
+
+@pytest.mark.parametrize("command", [("train", "--train_file", "sample"), ("evaluate", "--validation_file", "sample")])
+def test_an_output_dir_that_is_a_file_is_refused_before_anything_loads(tmp_path: Path, command: tuple[str, ...]):
+    (tmp_path / "out").write_text("x")
+    assert f"output_dir {tmp_path / 'out'} is a file" in refused(*command, "--output_dir", str(tmp_path / "out"))
+
+
+@pytest.mark.parametrize("option", ["train_file", "validation_file"])
+def test_a_missing_data_file_is_refused_before_anything_loads(tmp_path: Path, option: str):
+    other = "validation_file" if option == "train_file" else "train_file"
+    line = refused("train", f"--{option}", str(tmp_path / "nowhere.json"), f"--{other}", "sample",
+                   "--output_dir", str(tmp_path / "r"))
+    assert f"--{option} {tmp_path / 'nowhere.json'}: no such data file" in line
+    line = refused("predict", "--test_file", "missing/dev.json")
+    assert "--test_file missing/dev.json: no such data file" in line
+
+
+def test_predict_refuses_a_question_beside_a_test_file():
+    line = refused("predict", "--test_file", "sample", "--question", "Who?", "--context", "Mara.")
+    assert "either --question and --context, or --test_file" in line
+
+
+def test_a_stopped_run_rerun_without_resume_suggests_resume(tmp_path: Path):
+    run = fake_run(tmp_path / "run")
+    line = refused("train", "--train_file", "sample", "--output_dir", str(run))
+    assert "--resume to continue it, or --overwrite_output_dir" in line
+
+
+@pytest.mark.parametrize("overwrite", [(), ("--overwrite_output_dir",)])
+def test_resume_without_a_checkpoint_gives_advice_that_works(tmp_path: Path, overwrite: tuple[str, ...]):
+    run = fake_run(tmp_path / "run", checkpoint=False)
+    line = refused("train", "--train_file", "sample", "--output_dir", str(run), "--resume", *overwrite)
+    assert "nothing to resume" in line and "without --resume" in line
+    assert ("start it again with --overwrite_output_dir" in line) == (not overwrite)
+
+
+def test_resume_refuses_options_that_change_the_training(tmp_path: Path):
+    run = fake_run(tmp_path / "run", train_file="sample", learning_rate=1e-4, seed=3)
+    line = refused("train", "--train_file", "sample", "--output_dir", str(run), "--resume",
+                   "--model_name_or_path", "distilbert-base-uncased", "--learning_rate", "0.5", "--seed", "3")
+    assert "--model_name_or_path distilbert-base-uncased (run: embedded)" in line
+    assert "--learning_rate 0.5 (run: 0.0001)" in line and "--seed" not in line
+
+
+def test_resume_accepts_what_may_change(tmp_path: Path):
+    from qa_core import preflight
+
+    run = fake_run(tmp_path / "run", train_file="sample", learning_rate=1e-4)
+    args = cli.build_parser().parse_args([
+        "train", "--train_file", "sample", "--output_dir", str(run), "--resume", "--learning_rate", "1e-4",
+        "--max_steps", "50", "--num_train_epochs", "9", "--logging_steps", "1", "--save_steps", "3",
+        "--dataloader_num_workers", "2", "--report_to", "tensorboard", "--per_device_eval_batch_size", "4"])
+    preflight.check_paths(args, cli.config_from_args(args))  # no error
+
+
+def test_predict_with_a_threshold_keeps_the_run_s_squad_v2_setting(tiny_model_dir: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture):
+    import shutil
+
+    model = tmp_path / "v2-model"
+    shutil.copytree(tiny_model_dir, model)
+    (model / "eval_metrics.json").write_text(json.dumps({"exact": 50.0, "f1": 50.0, "best_f1_thresh": 1e9}))
+    question = ["--question", "Who keeps the hives?", "--context", "A beekeeper named Tomas keeps four hives."]
+    assert cli.main(["predict", "--model_name_or_path", str(model), *question]) == 0
+    answered = json.loads(capsys.readouterr().out)
+    assert "null_score" in answered and answered["answer"] != ""  # the run's threshold: never abstain
+    assert cli.main(["predict", "--model_name_or_path", str(model), "--null_score_diff_threshold=-1e9",
+                     *question]) == 0
+    abstained = json.loads(capsys.readouterr().out)
+    assert "null_score" in abstained and abstained["answer"] == ""  # still SQuAD 2.0, at the given threshold
+
+
+def strict_json(text: str) -> object:
+    """json.loads as strict readers (JavaScript, Go) parse: no Infinity or NaN."""
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_context_without_a_span_still_gives_strict_json(tiny_model_dir: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture):
+    blank = "\u200b\u200b\u200b"  # zero-width spaces: no token, so no span to weigh the null score against
+    assert cli.main(["predict", "--model_name_or_path", str(tiny_model_dir), "--version_2_with_negative",
+                     "--question", "Who?", "--context", blank]) == 0
+    answer = strict_json(capsys.readouterr().out)
+    assert answer["answer"] == "" and answer["null_odds"] is None
+    data = tmp_path / "blank.json"
+    data.write_text(json.dumps({"data": [{"title": "t", "paragraphs": [{"context": blank, "qas": [
+        {"id": "q", "question": "Who?", "answers": [], "is_impossible": True}]}]}]}))
+    assert cli.main(["evaluate", "--model_name_or_path", str(tiny_model_dir), "--version_2_with_negative",
+                     "--validation_file", str(data), "--output_dir", str(tmp_path / "eval")]) == 0
+    odds = strict_json((tmp_path / "eval" / "eval_null_odds.json").read_text())
+    assert odds["q"] > 1e300  # the largest float: abstains at any threshold, as evaluate-v2.0.py compares

@@ -84,6 +84,9 @@ def _bad(tmp_path: Path, qas: list[dict], context: object = CONTEXT) -> str:
 
 @pytest.mark.parametrize("record, message", [
     ({"question": "Who?", "answers": []}, "missing field 'id'"),
+    ({"id": [1, 2], "question": "Who?", "answers": []}, r"field 'id' must be text or an integer, got list \[1, 2\]"),
+    ({"id": "q1", "question": "Who?", "answers": [], "is_impossible": "false"},
+     "'is_impossible' must be true or false, got 'false'"),
     ({"id": "q1", "answers": [{"text": "the keeper", "answer_start": 41}]}, "missing field 'question'"),
     ({"id": "q1", "question": "   ", "answers": [{"text": "the keeper", "answer_start": 41}]}, "'question' is empty"),
     ({"id": "q1", "question": "Who?"}, "missing field 'answers'"),
@@ -97,7 +100,7 @@ def test_bad_record_names_file_and_record(tmp_path: Path, record: dict, message:
     with pytest.raises(DataError, match=message) as caught:
         load_examples(path)
     assert path in str(caught.value)
-    if "id" in record:
+    if record.get("id") == "q1":
         assert "'q1'" in str(caught.value)
 
 

@@ -71,3 +71,28 @@ def test_score_command_names_a_bad_predictions_file(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "qa_core.score", str(data), str(tmp_path / "p.json")],
                           capture_output=True, text=True)
     assert done.returncode == 2 and "p.json" in done.stderr
+
+
+def _one_question_data(tmp_path: Path) -> Path:
+    return write_squad(tmp_path / "dev.json", [{"context": "abc", "qas": [
+        {"id": "q1", "question": "?", "answers": [{"text": "abc", "answer_start": 0}]}]}])
+
+
+@pytest.mark.parametrize("value", [None, 3, ["abc"], True])
+def test_score_refuses_a_prediction_that_is_not_text(tmp_path: Path, value: object) -> None:
+    from qa_core.data import DataError
+    from qa_core.score import score_files
+
+    (tmp_path / "p.json").write_text(json.dumps({"q1": value}))
+    with pytest.raises(DataError, match=r"p\.json: question 'q1' has .*, expected answer text"):
+        score_files(str(_one_question_data(tmp_path)), str(tmp_path / "p.json"))
+
+
+def test_score_names_the_null_odds_file_when_it_lacks_a_question(tmp_path: Path) -> None:
+    from qa_core.data import DataError
+    from qa_core.score import score_files
+
+    (tmp_path / "p.json").write_text(json.dumps({"q1": "abc"}))
+    (tmp_path / "odds.json").write_text("{}")
+    with pytest.raises(DataError, match=r"odds\.json: 1 questions have no null odds \(first: 'q1'\)"):
+        score_files(str(_one_question_data(tmp_path)), str(tmp_path / "p.json"), str(tmp_path / "odds.json"))

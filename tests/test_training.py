@@ -267,8 +267,9 @@ def test_training_into_a_model_folder_is_refused(tiny_model_dir: Path, tmp_path:
     shutil.copytree(tiny_model_dir, model)
     before = (model / "model.safetensors").read_bytes()
     config = tiny_config(model, write_tiny_squad(tmp_path / "d.json"), model, max_steps=1)
-    with pytest.raises(ValueError, match=f"{model} already holds .*--overwrite_output_dir"):
-        train(config)
+    for overwrite in (False, True):  # --overwrite_output_dir would delete the model it starts from
+        with pytest.raises(ValueError, match=f"{model} holds the model being trained from"):
+            train(config.replace(overwrite_output_dir=overwrite))
     assert (model / "model.safetensors").read_bytes() == before
 
 

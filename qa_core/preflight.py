@@ -1,0 +1,100 @@
+"""Checks of a command's folders and files before torch loads: what would otherwise fail, or destroy something, only
+after seconds or minutes of work. Reads only the file system and run.json (no torch, no transformers)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from qa_core.config import QAConfig
+from qa_core.data import looks_like_a_path
+from qa_core.run_files import (MODEL_DIR, RUN_FILE, check_output_dir, evaluates_own_run, find_checkpoint,
+                               held_records, model_folder)
+
+# What a resume may change: how long it trains (to extend a run), how often it logs and saves, how it loads and
+# reports, where its output goes. Everything else changes what the continued training computes, so it must be
+# what run.json says. train_file may name another path: its content is fingerprinted and checked on resume.
+RESUME_MAY_CHANGE = ("max_steps", "num_train_epochs", "logging_steps", "save_steps", "dataloader_num_workers",
+                     "report_to", "per_device_eval_batch_size", "output_dir", "resume", "overwrite_output_dir",
+                     "train_file")
+# Options whose None means "decide on this machine"; run.json records what was decided.
+AUTO_OPTIONS = ("bf16",)
+
+
+def check_paths(args: argparse.Namespace, config: QAConfig) -> None:
+    """The command's data files exist, its output folder may be written, and a resume continues the same run."""
+    for option in ("train_file", "validation_file", "test_file"):
+        check_data_file(option, getattr(args, option, None))
+    output_dir = Path(config.output_dir)
+    if args.command == "evaluate":
+        check_output_dir(output_dir, config.overwrite_output_dir or
+                         evaluates_own_run(output_dir, config.model_name_or_path), can_resume=False)
+    elif args.command == "train" and config.resume:
+        check_resume(config)
+    elif args.command == "train":
+        check_not_training_into_its_model(config)
+        check_output_dir(output_dir, config.overwrite_output_dir)
+
+
+def check_data_file(option: str, source: str | None) -> None:
+    """A local data file that is not there; 'sample' and hub names ('rajpurkar/squad') pass."""
+    if source and source != "sample" and looks_like_a_path(source) and not Path(source).exists():
+        raise ValueError(f"--{option} {source}: no such data file")
+
+
+def check_not_training_into_its_model(config: QAConfig) -> None:
+    """--overwrite_output_dir would delete the very model training starts from (a model folder, or a run's model/)."""
+    source = Path(config.model_name_or_path)
+    if not source.is_dir():
+        return
+    output_dir = Path(config.output_dir).resolve()
+    if model_folder(source).resolve() in (output_dir, output_dir / MODEL_DIR):
+        raise ValueError(f"output_dir {config.output_dir} holds the model being trained from (model_name_or_path "
+                         f"{config.model_name_or_path}); training there would replace it; choose another "
+                         f"output folder")
+
+
+def check_resume(config: QAConfig) -> None:
+    """A checkpoint to continue from, and options that continue the same training."""
+    output_dir = Path(config.output_dir)
+    check_output_dir(output_dir, overwrite=True)  # only refuses a file
+    if find_checkpoint(output_dir) is None:
+        raise ValueError(_nothing_to_resume(output_dir, config.overwrite_output_dir))
+    stored = _stored_config(output_dir)
+    changed = [f"--{name} {_show(value)} (run: {_show(stored[name])})" for name, value in config.to_dict().items()
+               if name in stored and not _same_setting(name, value, stored[name])]
+    if changed:
+        raise ValueError(f"--resume: these options differ from the run in {output_dir} ({RUN_FILE}): "
+                         f"{', '.join(changed)}; resume with the run's options, or start a new run in another folder")
+
+
+def _nothing_to_resume(output_dir: Path, overwrite: bool) -> str:
+    message = (f"--resume: nothing to resume in {output_dir}: it holds no checkpoint (a run stopped before its "
+               f"first one); run the command without --resume to start it again")
+    if not held_records(output_dir):
+        return message
+    return message + (" (--overwrite_output_dir then clears it)" if overwrite else " with --overwrite_output_dir")
+
+
+def _stored_config(output_dir: Path) -> dict[str, Any]:
+    """run.json's config; empty when a kill came before run.json was first written (resume rebuilds it)."""
+    try:
+        stored = json.loads((output_dir / RUN_FILE).read_text(encoding="utf-8")).get("config")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return stored if isinstance(stored, dict) else {}
+
+
+def _same_setting(name: str, given: Any, stored: Any) -> bool:
+    if name in RESUME_MAY_CHANGE or given == stored or (name in AUTO_OPTIONS and given is None):
+        return True
+    if name == "model_name_or_path":  # the same local folder, named another way
+        return Path(given).exists() and Path(str(stored)).exists() and Path(given).resolve() == \
+            Path(str(stored)).resolve()
+    return False
+
+
+def _show(value: Any) -> str:
+    return "none" if value is None else str(value)

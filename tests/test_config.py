@@ -1,0 +1,32 @@
+"""QAConfig refuses bad values when it is built, naming the option, before anything loads or runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from qa_core.config import QAConfig
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"max_train_samples": 0}, "max_train_samples must be > 0 or None"),
+    ({"max_train_samples": -3}, "max_train_samples must be > 0 or None"),
+    ({"max_eval_samples": 0}, "max_eval_samples must be > 0 or None"),
+    ({"max_eval_samples": -1}, "max_eval_samples must be > 0 or None"),
+    ({"seed": -1}, r"seed must be in \[0, 4294967295\], got -1"),
+    ({"seed": 99999999999}, r"seed must be in \[0, 4294967295\], got 99999999999"),
+    ({"dataloader_num_workers": -1}, "dataloader_num_workers must be >= 0, got -1"),
+    ({"num_train_epochs": -1.0}, r"num_train_epochs must be > 0, or 0 when max_steps is set, got -1.0"),
+    ({"num_train_epochs": -1.0, "max_steps": 2}, r"num_train_epochs must be > 0, or 0 when max_steps is set"),
+    ({"num_train_epochs": 0.0}, r"num_train_epochs must be > 0, or 0 when max_steps is set, got 0.0"),
+])
+def test_bad_values_are_refused_naming_the_option(changes: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        QAConfig(**changes)
+
+
+@pytest.mark.parametrize("changes", [
+    {"max_train_samples": 1, "max_eval_samples": 1}, {"seed": 0}, {"seed": 2**32 - 1},
+    {"dataloader_num_workers": 0}, {"num_train_epochs": 0.0, "max_steps": 2},
+])
+def test_edge_values_are_accepted(changes: dict) -> None:
+    QAConfig(**changes)

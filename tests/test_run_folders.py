@@ -1,0 +1,87 @@
+"""What train and evaluate may write over in a run folder: a run's own evaluation is refreshed in place, a file or
+the model being trained from is never an output folder, and a resume must continue the same training."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from qa_core.config import QAConfig
+from qa_core.run_files import check_output_dir
+from tests.overfit_data import write_tiny_squad
+
+WINDOWS = dict(max_seq_length=64, doc_stride=16, max_query_length=16)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished two-step run of the tiny BERT, evaluated on its own data."""
+    from qa_core.training import train
+
+    folder = tmp_path_factory.mktemp("trained")
+    data = write_tiny_squad(folder / "d.json")
+    train(QAConfig(model_name_or_path=str(tiny_model_dir), train_file=str(data), validation_file=str(data),
+                   output_dir=str(folder / "run"), max_steps=2, per_device_train_batch_size=2, **WINDOWS))
+    return folder / "run"
+
+
+def _snapshot(run: Path) -> dict[str, bytes]:
+    """The run's own records and model, which evaluating it again must leave as they are."""
+    kept = [run / "run.json", run / "history.jsonl", *(run / "checkpoint").iterdir(),
+            run / "model" / "model.safetensors", run / "model" / "config.json"]
+    return {str(path): path.read_bytes() for path in kept}
+
+
+@pytest.mark.parametrize("model, overwrite", [("run", False), ("run/model", False), ("run", True)])
+def test_evaluating_a_run_into_its_own_folder_refreshes_only_its_evaluation(
+        trained_run: Path, tmp_path: Path, model: str, overwrite: bool) -> None:
+    from qa_core.evaluation import run_evaluation
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    before = _snapshot(run)
+    (run / "eval_metrics.json").write_text('{"exact_match": -1, "f1": -1}')  # stale scores, to be refreshed
+    one_question = tmp_path / "one.json"
+    data = json.loads((trained_run.parent / "d.json").read_text())
+    data["data"][0]["paragraphs"] = data["data"][0]["paragraphs"][:1]
+    one_question.write_text(json.dumps(data))
+    run_evaluation(QAConfig(model_name_or_path=str(tmp_path / model), validation_file=str(one_question),
+                            output_dir=str(run), overwrite_output_dir=overwrite, **WINDOWS))
+    assert _snapshot(run) == before
+    metrics = json.loads((run / "eval_metrics.json").read_text())
+    assert metrics["exact_match"] >= 0 and len((run / "eval_records.jsonl").read_text().splitlines()) == 2
+    assert "one.json" in (run / "model" / "README.md").read_text()  # the card states the new scores
+
+
+def test_an_output_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "out").write_text("x")
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match=f"output_dir {tmp_path / 'out'} is a file, not a folder"):
+            check_output_dir(tmp_path / "out", overwrite)
+
+
+def _fake_run(folder: Path, status: str = "running", checkpoint: bool = True, **config) -> Path:
+    """A run folder as preflight reads it: run.json, and a checkpoint's state file."""
+    folder.mkdir(parents=True)
+    stored = {**QAConfig(output_dir=str(folder)).to_dict(), **config}
+    (folder / "run.json").write_text(json.dumps({"status": status, "config": stored}))
+    if checkpoint:
+        (folder / "checkpoint").mkdir()
+        (folder / "checkpoint" / "trainer_state.pt").write_bytes(b"")
+    return folder
+
+
+def test_a_killed_run_suggests_resume_before_overwrite(tmp_path: Path) -> None:
+    run = _fake_run(tmp_path / "run")
+    with pytest.raises(ValueError, match="--resume to continue it, or --overwrite_output_dir"):
+        check_output_dir(run, False)
+    finished = _fake_run(tmp_path / "done", status="finished")
+    with pytest.raises(ValueError) as refused:
+        check_output_dir(finished, False)
+    assert "--resume" not in str(refused.value) and "--overwrite_output_dir" in str(refused.value)
+    with pytest.raises(ValueError) as refused:
+        check_output_dir(run, False, can_resume=False)  # evaluate cannot resume anything
+    assert "--resume" not in str(refused.value)
