@@ -17,7 +17,7 @@ from qa_core.ui import app
 from qa_core.config import QAConfig, form_fields
 from qa_core.error_analysis import RECORDS_FILE
 from qa_core.hosting import Settings
-from qa_core import views
+from qa_core import plots, views
 from qa_core.service import QAService
 from qa_core.training import train
 from qa_core.ui.ask import AskHandlers
@@ -302,7 +302,7 @@ def test_a_run_answers_with_its_own_settings(ui, tiny_run):
 
 def test_a_run_evaluated_on_its_training_data_says_so(tmp_path) -> None:
     from qa_core.checkpoints import RunInfo, write_run_info
-    from qa_core import views
+    from qa_core import plots, views
 
     write_run_info(tmp_path / "same", RunInfo("finished", {"train_file": "sample", "validation_file": "sample"}))
     write_run_info(tmp_path / "held", RunInfo("finished", {"train_file": "a.json", "validation_file": "b.json"}))
@@ -377,6 +377,7 @@ def test_why_this_answer_shows_attributions_within_the_budget(ui):
     assert [t.type for t in shown["why_plot"].data] == ["heatmap"]
     seconds = float(re.search(r"in ([\d.]+) s", shown["why_note"]).group(1))
     assert seconds < 5.0 + 2.0  # the local budget, plus the answering pass before it
+    assert plots.ATTRIBUTION_LEGEND in shown["why_note"]  # one legend for the Ask and Errors tabs
     assert ui.ask.why("", "", CONTEXT)["why_note"].startswith("No explanation")
 
 

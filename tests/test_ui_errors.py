@@ -9,6 +9,7 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
+from qa_core import plots
 from qa_core.calibration import read_calibration
 from qa_core.config import QAConfig
 from qa_core.error_analysis import OUTCOMES, RECORDS_FILE
@@ -126,6 +127,7 @@ def test_why_this_answer_shows_attributions_within_the_budget(service):
     assert shown["attribution"].data[0].type == "heatmap"
     seconds = float(shown["attribution_note"].split(" in ")[1].split(" s ")[0])
     assert seconds <= 2 * 5.0 and "budget 5 s" in shown["attribution_note"]
+    assert plots.ATTRIBUTION_LEGEND in shown["attribution_note"]
     assert "Click a row" in ui.attribute("b", "")["attribution_note"]
     assert "not in this run" in ui.attribute("b", "no-such-id")["attribution_note"]
 

@@ -92,8 +92,8 @@ class AskHandlers:
         steps = f" with {attribution.steps} steps" if attribution.steps else ""
         window = f" · window {attribution.window + 1} of {attribution.windows}" if attribution.windows > 1 else ""
         return {"why_plot": plots.attribution_figure(attribution),
-                "why_note": f"{attribution.method}{steps} in {attribution.seconds:.1f} s{window}. Red tokens raise "
-                            f"the score of the answer's start (or end), blue ones lower it."}
+                "why_note": f"{attribution.method}{steps} in {attribution.seconds:.1f} s{window}: "
+                            f"{plots.ATTRIBUTION_LEGEND}."}
 
 
 def build_ask_tab(service: QAService) -> dict[str, Any]:
