@@ -381,6 +381,20 @@ def test_why_this_answer_shows_attributions_within_the_budget(ui):
     assert ui.ask.why("", "", CONTEXT)["why_note"].startswith("No explanation")
 
 
+def test_an_old_explanation_is_cleared_by_a_new_answer_an_error_or_another_model(ui, settings):
+    cleared = {"why_plot": None, "why_note": ""}
+    assert ui.ask.why("", QUESTION, CONTEXT)["why_plot"] is not None
+    assert {k: ui.ask.ask("", QUESTION, CONTEXT)[k] for k in cleared} == cleared
+    assert {k: ui.ask.ask("", "", CONTEXT)[k] for k in cleared} == cleared  # refused: no stale explanation either
+    assert ui.ask.clear_why() == cleared
+    demo = app.build_app(settings)
+    ids = {c.elem_id: c._id for c in demo.blocks.values() if getattr(c, "elem_id", None)}
+    events = {d["api_name"]: d for d in demo.config["dependencies"]}
+    for name in ("ui_ask", "ui_ask_submit", "ui_forget_why"):
+        assert {ids["ask-why-note"], ids["ask-why-plot"]} <= set(events[name]["outputs"]), name
+    assert [ids["ask-model"], "change"] in [list(t) for t in events["ui_forget_why"]["targets"]]
+
+
 def test_an_upload_chooses_the_data_source(ui, tmp_path):
     sample = tmp_path / "mine.json"
     sample.write_bytes(Path("qa_core/sample/sample-squad.json").read_bytes())

@@ -43,6 +43,8 @@ const scroll = () => {
 watch('value', scroll);
 scroll();
 """
+# An explanation belongs to one answer: a new answer, a refusal or another model takes it off the page.
+NO_EXPLANATION = {"why_plot": None, "why_note": ""}
 EXPLAIN_CONCURRENCY = 1  # one explanation at a time: it computes beside the model thread (QAService.attribute)
 
 
@@ -66,7 +68,8 @@ class AskHandlers:
             result, loaded, seconds = self.service.answer(model, question, context)
         except (ValueError, OSError, RuntimeError) as err:
             return {"answer": "", "score": "", "alternatives": views.alternatives_table(None), "plot": None,
-                    "message": f"Cannot answer: {self.service.explain(err)}", "notice": gr.update(visible=False)}
+                    "message": f"Cannot answer: {self.service.explain(err)}", "notice": gr.update(visible=False),
+                    **NO_EXPLANATION}
         temperature = run_temperature(loaded.source)
         result = calibration.rescale_result(result, temperature)
         prediction = result.prediction
@@ -81,7 +84,11 @@ class AskHandlers:
                 "alternatives": views.alternatives_table(result),
                 "plot": plots.logit_figure(result.logits, prediction.span),
                 "message": views.unknown_warning(result.logits.tokens, loaded.tokenizer.unk_token),
-                "notice": gr.update(visible=not loaded.has_qa_head)}
+                "notice": gr.update(visible=not loaded.has_qa_head), **NO_EXPLANATION}
+
+    @staticmethod
+    def clear_why() -> Outputs:
+        return dict(NO_EXPLANATION)
 
     def why(self, model: str, question: str, context: str) -> Outputs:
         """Attributions of the answer's start and end scores over the window's tokens, and the time they took."""
@@ -100,7 +107,7 @@ def build_ask_tab(service: QAService) -> dict[str, Any]:
     ui = AskHandlers(service)
     with gr.Tab("Ask", id="ask"):
         model = model_picker(service, "Model", f"The default model, a finished run, or a hub id (online) such as "
-                                               f"{HUB_HINT}")
+                                               f"{HUB_HINT}", elem_id="ask-model")
         with gr.Row():
             with gr.Column(scale=3):
                 context = gr.Textbox(label="Context", lines=8, max_lines=20, elem_id="ask-context",
@@ -122,14 +129,17 @@ def build_ask_tab(service: QAService) -> dict[str, Any]:
         outputs["plot"] = gr.Plot(label="Start and end logits per token")
         why = gr.Button("Why this answer?", elem_id="ask-why")
         explained = {"why_note": gr.Textbox(label="Attributions", interactive=False, elem_id="ask-why-note"),
-                     "why_plot": gr.Plot(label="Attributions per token")}
+                     "why_plot": gr.Plot(label="Attributions per token", elem_id="ask-why-plot")}
         rows, titles = views.sample_examples()
         gr.Examples(rows, [context, question], example_labels=titles, label="Examples (the bundled sample)",
                     api_name="ui_example", **PRIVATE)
-    event = dict(fn=by_name(ui.ask, outputs), inputs=[model, question, context], outputs=list(outputs.values()),
+    asked = {**outputs, **explained}
+    event = dict(fn=by_name(ui.ask, asked), inputs=[model, question, context], outputs=list(asked.values()),
                  concurrency_limit=ANSWER_CONCURRENCY, concurrency_id="answer", **PRIVATE)
     button.click(**event, api_name="ui_ask")
     question.submit(**event, api_name="ui_ask_submit")
+    model.change(by_name(ui.clear_why, explained), None, list(explained.values()), api_name="ui_forget_why",
+                 show_progress="hidden", **PRIVATE)
     why.click(by_name(ui.why, explained), [model, question, context], list(explained.values()),
               concurrency_limit=EXPLAIN_CONCURRENCY, concurrency_id="explain", api_name="ui_why", **PRIVATE)
     return {"model": model, "question": question, "context": context, "quick": quick}

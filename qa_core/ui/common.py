@@ -26,6 +26,6 @@ def by_name(handler: Callable[..., Outputs], outputs: dict[str, Any]) -> Callabl
     return wired
 
 
-def model_picker(service: QAService, label: str, info: str) -> gr.Dropdown:
+def model_picker(service: QAService, label: str, info: str, elem_id: str | None = None) -> gr.Dropdown:
     return gr.Dropdown(service.model_choices(), value=service.settings.default_model, label=label, info=info,
-                       allow_custom_value=True, interactive=True)
+                       allow_custom_value=True, interactive=True, elem_id=elem_id)
