@@ -144,6 +144,8 @@ def test_a_squad_v2_run_gets_answerability_slices_filters_and_a_live_threshold(s
     shown = ui.pick_run(v2)
     assert shown["threshold"]["visible"] and shown["threshold"]["value"] == 0.0 and shown["kind"]["visible"]
     assert list(shown["answerable"]["value"].data[0].x) == ["HasAns", "NoAns"]
+    lengths = dict(zip(shown["lengths"].data[1].x, shown["lengths"].data[1].text))
+    assert lengths["no answer"] == "n=3" and sum(int(n[2:]) for n in lengths.values()) == 8  # not 1-word answers
     never = ui.summarize(v2, shown["threshold"]["maximum"])  # abstain nowhere
     always = ui.summarize(v2, shown["threshold"]["minimum"])  # abstain everywhere: NoAns all right
     assert never["summary"] != always["summary"] and always["summary"].startswith("8 questions · EM 37.5")
