@@ -77,7 +77,7 @@ class QAService:
         name = check_model_folder(check_model(model, self.settings))
         return self.models.answer(name, question, context, exact, self.settings.max_context_windows)
 
-    def answer_json(self, model: str, question: str, context: str) -> dict[str, Any]:
+    def answer_json(self, model: str | None, question: str | None, context: str | None) -> dict[str, Any]:
         """Answer a question about a context; model: '' for the default, a run name, or an offered hub id."""
         result, _, seconds = self.answer(model, question, context)
         return answer_json(result, (model or "").strip() or self.settings.default_model, seconds)
@@ -103,7 +103,7 @@ class QAService:
     def records(self, run: str | None) -> tuple:
         return run_records(check_run(run, self.settings))
 
-    def records_json(self, run: str) -> list[dict[str, Any]]:
+    def records_json(self, run: str | None) -> list[dict[str, Any]]:
         """A run's per-question evaluation records (question, gold answers, prediction, EM, F1, ...)."""
         return [asdict(r) for r in self.records(run)]
 

@@ -139,6 +139,17 @@ def test_server_paths_are_refused_without_a_trace_of_them(client, model, runs):
     assert "not a run on this server" in message
 
 
+@pytest.mark.parametrize("args, api_name, expected", [
+    ((5, QUESTION, CONTEXT), "/answer", "model must be text, got int"),
+    (("", 5, CONTEXT), "/answer", "question must be text, got int"),
+    (("", [QUESTION], CONTEXT), "/answer", "question must be text, got list"),
+    (("", QUESTION, {"text": CONTEXT}), "/answer", "context must be text, got dict"),
+    ((["run"],), "/run_records", "run must be text, got list")])
+def test_wrongly_typed_arguments_are_refused_naming_the_argument(client, args, api_name, expected):
+    message, seconds = refused(client, *args, api_name=api_name)
+    assert expected in message and "upstream" not in message and seconds < 10
+
+
 def test_training_and_server_data_are_refused_on_a_public_server(client):
     assert "switched off" in refused(client, "", "sample", "", None, api_name="/start_training")[0]
     assert client.predict(api_name="/training_status")["status"] == "idle"

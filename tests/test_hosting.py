@@ -9,6 +9,7 @@ import re
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from packaging.requirements import Requirement
@@ -17,7 +18,7 @@ from packaging.version import Version
 
 from qa_core.checkpoints import RunInfo, write_run_info
 from qa_core.data import DataError, LoadingCancelled, load_examples, loading_limits
-from qa_core.hosting import Settings, check_model, check_request, check_run, scrub
+from qa_core.hosting import Settings, check_arguments, check_model, check_request, check_run, scrub
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -177,3 +178,15 @@ def test_loading_limits_are_per_thread(tmp_path):
         errors.append(err)
     thread.join()
     assert not errors
+
+
+def test_arguments_are_checked_against_the_handlers_hints():
+    def handler(model: str | None, question: str, options: dict[str, Any] | None = None, anything: Any = 0) -> None:
+        pass
+
+    check_arguments(handler, (None, "q"), {"options": {"a": 1}, "anything": [1]})
+    for args, expected in (((5, "q"), "model must be text, got int"), (("", ["q"]), "question must be text, got list"),
+                           (("", "q", "a=1"), "options must be a JSON object, got str"),
+                           (("", None), "question must be text, got NoneType"), (("",), "wrong arguments")):
+        with pytest.raises(ValueError, match=re.escape(expected)):
+            check_arguments(handler, args, {})

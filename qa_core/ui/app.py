@@ -9,7 +9,7 @@ from typing import Any
 
 import gradio as gr
 
-from qa_core.hosting import Settings
+from qa_core.hosting import Settings, check_arguments
 from qa_core.runtime import configure_process
 from qa_core.service import QAService
 from qa_core.ui.ask import build_ask_tab
@@ -26,10 +26,12 @@ THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], fon
 
 
 def as_api(service: QAService, call: Callable[..., Any]) -> Callable[..., Any]:
-    """An API endpoint: a refused call raises gr.Error with a one-line message (no server paths when public)."""
+    """An API endpoint: a refused call raises gr.Error with a one-line message (no server paths when public);
+    arguments of the wrong type are refused before the call, naming the argument."""
     @functools.wraps(call)
     def endpoint(*args: Any, **kwargs: Any) -> Any:
         try:
+            check_arguments(call, args, kwargs)
             return call(*args, **kwargs)
         except (ValueError, OSError, RuntimeError) as err:
             raise gr.Error(service.explain(err), print_exception=False) from None
