@@ -191,3 +191,14 @@ def test_a_local_server_trains_through_the_api(local_client, tmp_path):
     assert local_client.predict(api_name="/cancel_training")["status"] == "finished"  # nothing to cancel
     bad = refused(local_client, "", "sample", "", {"output_dir": "/tmp/x"}, api_name="/start_training")[0]
     assert "unknown training options ['output_dir']" in bad
+
+
+@pytest.mark.parametrize("options, expected", [
+    ({"max_steps": "abc"}, "max_steps must be a number, got 'abc'"),
+    ({"learning_rate": [1]}, "learning_rate must be a number, got [1]"),
+    ({"max_steps": "nan"}, "max_steps must be a finite number, got 'nan'"),  # a float NaN is not JSON
+    ({"num_train_epochs": "inf"}, "num_train_epochs must be a finite number, got 'inf'"),
+    ("max_steps=3", "options must be a JSON object"), ([["max_steps", 3]], "options must be a JSON object")])
+def test_bad_training_options_are_refused_naming_the_option(local_client, options, expected):
+    message = refused(local_client, "", "sample", "", options, api_name="/start_training")[0]
+    assert expected in message and "could not convert" not in message

@@ -182,6 +182,11 @@ def test_the_train_form_is_built_from_the_config(ui, settings):
     assert ui.service.train_config("", "sample", "", {"report_to": "tensorboard"}).report_to == "tensorboard"
     with pytest.raises(ValueError, match="unknown training options \\['output_dir'\\]"):
         ui.service.train_config("", "sample", "", {"output_dir": "/etc"})
+    for options, expected in (("max_steps=3", "training options must be a mapping"),
+                              ({"seed": "x"}, "seed must be a number, got 'x'"),
+                              ({"warmup_ratio": float("-inf")}, "warmup_ratio must be a finite number")):
+        with pytest.raises(ValueError, match=re.escape(expected)):
+            ui.service.train_config("", "sample", "", options)
 
 
 @pytest.mark.parametrize("choice, values, expected", [
