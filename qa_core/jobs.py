@@ -132,6 +132,7 @@ class JobManager:
             return
         except Exception as err:  # any failure must reach the page, and the server must keep serving
             logger.exception("training job failed")
+            drop_if_empty(Path(config.output_dir))
             self._update(status="failed", message=f"failed: {err}", elapsed_s=time.monotonic() - self._started)
             return
         finally:
@@ -169,6 +170,15 @@ class JobManager:
     def _update(self, **changes: object) -> None:
         with self._lock:
             self._state = replace(self._state, version=self._state.version + 1, **changes)
+
+
+def drop_if_empty(folder: Path) -> None:
+    """Remove a run folder a failed job claimed but never wrote to: without a run.json it is no run, and no
+    picker would ever show it."""
+    try:
+        folder.rmdir()  # refuses a folder with anything in it
+    except OSError:
+        pass
 
 
 def _describe(event: ProgressEvent) -> str:

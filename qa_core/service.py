@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import logging
 import typing
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from qa_core.jobs import (QUICK_DATA, JobManager, JobSnapshot, has_model, model_
 from qa_core.modeling import LoadedModel
 from qa_core.run_files import RECORDS_FILE
 from qa_core.serving import ModelCache, run_config
+from qa_core.train_policy import (DATA_SUFFIXES, capped, check_data, check_start_data, check_start_model,
+                                  check_training)
 from qa_core.views import find_record, run_records
 
 if typing.TYPE_CHECKING:  # captum is imported only when an explanation is asked for
@@ -31,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 # Seconds one "Why this answer?" may take; less on a public server, where many visitors share the CPU.
 EXPLAIN_BUDGET_S = {False: 5.0, True: 2.0}
-DATA_SUFFIXES = (".json", ".jsonl", ".gz")
+API_LABELS = ("train_file", "validation_file")  # the data sources as /start_training names them
 
 
 def answer_json(result: AnswerResult, model: str, seconds: float) -> dict[str, Any]:
@@ -131,14 +134,6 @@ class QAService:
         record = find_record(self.records(run), example_id)
         return self.attribute(self.run_path(run), record.question, record.context, record.span or record.best_span)
 
-    def check_data(self, source: str, what: str, upload: bool = False) -> str:
-        """A training or evaluation data source a caller may name: anything locally; on a public server only
-        the bundled sample or a file this server received as an upload."""
-        source = (source or "").strip()
-        if self.settings.public and not upload and source not in ("sample", ""):
-            raise ValueError(f"{what}: this server trains only on the bundled sample or an uploaded file")
-        return source
-
     def check_upload(self, upload: str | None) -> str:
         """A line about an uploaded file, read at once within the size limit; a refused file is deleted."""
         if not upload:
@@ -152,30 +147,28 @@ class QAService:
             return f"Not usable as training data: {self.explain(err)}"
         return f"{path.name}: {report.examples:,} questions ({report.unanswerable} unanswerable)"
 
-    def train_config(self, model: str | None, train_file: str, validation_file: str | None,
-                     options: dict[str, Any]) -> QAConfig:
-        """A checked config of a new run; its run folder is claimed only once everything else is valid."""
-        if not self.settings.training_enabled:
-            raise ValueError("training is switched off on this server")
+    def train_config(self, model: str | None, train_file: str | None, validation_file: str | None,
+                     options: Mapping[str, Any], upload: bool = False,
+                     labels: tuple[str, str] = API_LABELS) -> QAConfig:
+        """A checked config of a new run: the Train tab and the API make the same checks (train_policy), cheap
+        ones first; the run folder is claimed only once all have passed, so a refused start leaves nothing.
+        upload: train_file is a file this server received; labels: what messages call the two data sources."""
+        check_training(self.settings)
+        train_file = check_data(train_file, labels[0], self.settings, upload) or "sample"
+        validation_file = check_data(validation_file, labels[1], self.settings) or train_file
         model = check_model(model, self.settings)
-        config = QAConfig(model_name_or_path=model, train_file=train_file,
-                          validation_file=(validation_file or "").strip() or train_file, **config_options(options))
-        config = self.capped(config)
+        config = capped(QAConfig(model_name_or_path=model, train_file=train_file, validation_file=validation_file,
+                                 **config_options(options)), self.settings)
+        check_start_model(model)
+        check_start_data(train_file, labels[0], self.settings)
+        if validation_file != train_file:
+            check_start_data(validation_file, labels[1], self.settings)
         return config.replace(output_dir=str(new_run_dir(self.settings.runs_root, model)))
 
-    def capped(self, config: QAConfig) -> QAConfig:
-        """The config with at most max_train_examples questions read from each data source."""
-        cap = self.settings.max_train_examples
-        if cap is None:
-            return config
-        return config.replace(max_train_samples=min(config.max_train_samples or cap, cap),
-                              max_eval_samples=min(config.max_eval_samples or cap, cap))
-
     def quick_config(self) -> QAConfig:
-        if not self.settings.training_enabled:
-            raise ValueError("training is switched off on this server")
+        check_training(self.settings)
         model = self.settings.default_model
-        return self.capped(quick_config(model, str(new_run_dir(self.settings.runs_root, model))))
+        return capped(quick_config(model, str(new_run_dir(self.settings.runs_root, model))), self.settings)
 
     def start(self, config: QAConfig, upload: str | None = None) -> JobSnapshot:
         """Start the job; an uploaded data file is deleted when it ends; the claimed folder if it cannot start."""
@@ -189,12 +182,10 @@ class QAService:
             folder.rmdir()
             raise
 
-    def start_json(self, model: str = "", train_file: str = "sample", validation_file: str = "",
+    def start_json(self, model: str | None = "", train_file: str | None = "sample", validation_file: str | None = "",
                    options: dict | None = None) -> dict[str, Any]:
         """Start a training job; options: QAConfig fields such as max_steps or learning_rate."""
-        config = self.train_config(model, self.check_data(train_file, "train_file") or "sample",
-                                   self.check_data(validation_file, "validation_file"), options or {})
-        self.start(config)
+        self.start(self.train_config(model, train_file, validation_file, options or {}))
         return self.job_json()
 
     def cancel_json(self) -> dict[str, Any]:
@@ -235,22 +226,9 @@ class QAService:
         """(label, run name) of every run, for the Train tab's history and Resume."""
         return [(label, Path(path).name) for label, path in run_choices(self.settings.runs_root)]
 
-    def check_start_data(self, source: str, what: str) -> str:
-        """A data file named for a new job, refused at once when it is missing or not SQuAD data (a hub name
-        is left to the job): a job that cannot read its data is never announced as started."""
-        path = Path(source)
-        if source in ("", "sample") or not (path.suffix in DATA_SUFFIXES or path.exists()):
-            return source
-        if not path.is_file():
-            raise ValueError(f"{what}: no such file {source}")
-        check_file_size(path, self.settings.max_upload_bytes if self.settings.public else None)
-        load_examples(source)
-        return source
-
     def resume_config(self, run: str | None) -> QAConfig:
         """The config that continues a stopped run from its checkpoint (--resume), after checking it can."""
-        if not self.settings.training_enabled:
-            raise ValueError("training is switched off on this server")
+        check_training(self.settings)
         folder = Path(self.run_path(run))
         info = read_run_info(folder)
         if info.status == "finished" and has_model(folder):
@@ -267,7 +245,7 @@ class QAService:
             if Path(source or "").suffix in DATA_SUFFIXES and not Path(source).is_file():
                 raise ValueError(f"run {folder.name}: its {what} {Path(source).name} is gone (an uploaded file is "
                                  f"deleted when its job ends); start a new run")
-        return self.capped(config.replace(output_dir=str(folder), resume=True, overwrite_output_dir=False))
+        return capped(config.replace(output_dir=str(folder), resume=True, overwrite_output_dir=False), self.settings)
 
     def resume(self, run: str | None) -> JobSnapshot:
         """Continue a cancelled or failed run where its checkpoint left off."""

@@ -152,6 +152,8 @@ def test_wrongly_typed_arguments_are_refused_naming_the_argument(client, args, a
 
 def test_training_and_server_data_are_refused_on_a_public_server(client):
     assert "switched off" in refused(client, "", "sample", "", None, api_name="/start_training")[0]
+    for data in (("/etc/passwd", ""), ("sample", "/etc/passwd")):  # switched off comes first, whatever the data
+        assert "training is switched off" in refused(client, "", *data, None, api_name="/start_training")[0]
     assert client.predict(api_name="/training_status")["status"] == "idle"
     runs = client.predict(api_name="/list_runs")
     assert [r["run"] for r in runs] == ["20250101-000000-tiny"] and runs[0]["status"] == "finished"
@@ -168,8 +170,13 @@ def test_uploads_over_the_limit_are_refused_with_the_limit(public_url, tmp_path)
 
 
 @pytest.fixture(scope="module")
-def local_client(offline, tmp_path_factory, tiny_model_dir) -> Iterator[Client]:
-    settings = Settings(tmp_path_factory.mktemp("local-runs"), str(tiny_model_dir), fast_inference=False)
+def local_runs(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("local-runs")
+
+
+@pytest.fixture(scope="module")
+def local_client(offline, local_runs, tiny_model_dir) -> Iterator[Client]:
+    settings = Settings(local_runs, str(tiny_model_dir), fast_inference=False)
     for url in serve(settings):
         yield Client(url, verbose=False)
 
@@ -202,3 +209,16 @@ def test_a_local_server_trains_through_the_api(local_client, tmp_path):
 def test_bad_training_options_are_refused_naming_the_option(local_client, options, expected):
     message = refused(local_client, "", "sample", "", options, api_name="/start_training")[0]
     assert expected in message and "could not convert" not in message
+
+
+@pytest.mark.parametrize("model, train_file, validation_file, expected", [
+    ("/nowhere/model", "sample", "", "looked for a local folder"),
+    ("not-a-model-xyz", "sample", "", "not in the hub cache"),
+    ("", "/nowhere/train.json", "", "train_file: no such file"),
+    ("", "sample", "/nowhere/dev.json", "validation_file: no such file")])
+def test_a_start_the_train_tab_would_refuse_is_refused_at_once_leaving_no_folder(
+        local_client, local_runs, model, train_file, validation_file, expected):
+    before, job = set(local_runs.iterdir()), local_client.predict(api_name="/training_status")["job_id"]
+    message = refused(local_client, model, train_file, validation_file, {"max_steps": 1}, api_name="/start_training")[0]
+    assert expected in message
+    assert set(local_runs.iterdir()) == before and local_client.predict(api_name="/training_status")["job_id"] == job

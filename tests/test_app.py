@@ -167,16 +167,18 @@ def test_uploads_over_the_size_limit_are_refused_with_the_limit(settings, tmp_pa
     assert "over this server's limit of 0.001 MB" in ui.train.check_upload(str(big))["message"] and not big.exists()
 
 
-def test_the_train_form_is_built_from_the_config(ui, settings):
+def test_the_train_form_is_built_from_the_config(ui, settings, tmp_path):
     assert {"max_steps", "learning_rate", "doc_stride", "version_2_with_negative", "bf16"} <= set(form_fields())
     assert not {"output_dir", "train_file", "resume"} & set(form_fields())
     config = ui.service.train_config("", "sample", "", dict(zip(form_fields(), form(max_train_samples=0))))
     assert config.model_name_or_path == settings.default_model and config.train_file == "sample"
     assert config.validation_file == "sample" and config.max_train_samples is None and config.bf16 is None
     assert Path(config.output_dir).parent == settings.runs_root and Path(config.output_dir).is_dir()  # claimed
-    custom = ui.service.train_config("m", " data/t.json ".strip(), "rajpurkar/squad:validation",
+    data = tmp_path / "t.json"
+    data.write_bytes(Path("qa_core/sample/sample-squad.json").read_bytes())
+    custom = ui.service.train_config(settings.default_model, f" {data} ", "rajpurkar/squad:validation",
                                      {"max_steps": 5.0, "max_train_samples": 100.0, "bf16": "off"})
-    assert (custom.train_file, custom.validation_file) == ("data/t.json", "rajpurkar/squad:validation")
+    assert (custom.train_file, custom.validation_file) == (str(data), "rajpurkar/squad:validation")
     assert custom.max_steps == 5 and isinstance(custom.max_steps, int) and custom.max_train_samples == 100
     assert custom.bf16 is False
     assert ui.service.train_config("", "sample", "", {"report_to": "tensorboard"}).report_to == "tensorboard"
@@ -418,6 +420,11 @@ def test_a_start_that_cannot_read_its_data_is_not_started(ui, tmp_path):
     assert refused.startswith("Not started") and "expected SQuAD JSON" in refused
     evaluation = ui.train.start_training("", DATA_CHOICES[0], None, "", str(tmp_path / "dev.json"), *form())
     assert evaluation["message"].startswith("Not started: evaluation data: no such file")
+    folders = set(ui.service.settings.runs_root.iterdir())
+    for model in (str(tmp_path / "no-model"), "no-org-xyz/no-model"):  # offline: not cached, not reachable
+        assert ui.train.start_training(model, DATA_CHOICES[0], None, "", "", *form())["message"].startswith(
+            f"Not started: model {model!r}")
+    assert set(ui.service.settings.runs_root.iterdir()) == folders  # no run folder claimed
     assert ui.service.jobs.snapshot().status == "idle"
 
 

@@ -18,6 +18,7 @@ from qa_core.ui.common import PRIVATE, QUICK_MINUTES, Outputs, by_name, model_pi
 
 DATA_CHOICES = ("Bundled sample", "Upload a SQuAD JSON file", "Path on the server or hub name")
 SWITCHED_OFF = "Training is switched off on this server."
+LABELS = ("training data", "evaluation data")  # the form's names of the two data sources, for its messages
 OPTION_WIDTH = 260  # px: the longest field name (per_device_train_batch_size) on one line
 ENDED = ("finished", "cancelled", "failed")
 REFUSED = (ValueError, OSError, JobBusyError)  # a start refused at once: nothing was started
@@ -34,18 +35,18 @@ class TrainHandlers:
     def __init__(self, service: QAService) -> None:
         self.service = service
 
-    def data_source(self, choice: str, upload: str | None, path: str) -> str:
+    @staticmethod
+    def data_source(choice: str, upload: str | None, path: str | None) -> str:
+        """The training data the form names (the service checks it as it checks the API's)."""
         if choice == DATA_CHOICES[1]:
             if not upload:
                 raise ValueError("no file uploaded: drop a SQuAD JSON file in the upload box first")
-            source = self.service.check_data(upload, "training data", upload=True)
-        elif choice == DATA_CHOICES[2]:
+            return upload
+        if choice == DATA_CHOICES[2]:
             if not (path or "").strip():
                 raise ValueError("no data path or hub name given")
-            source = self.service.check_data(path, "training data")
-        else:
-            return "sample"
-        return self.service.check_start_data(source, "training data")
+            return path
+        return "sample"
 
     def check_upload(self, upload: str | None) -> Outputs:
         """A dropped file becomes the training data by itself (a refused one is deleted and the sample chosen)."""
@@ -56,12 +57,11 @@ class TrainHandlers:
     def start_training(self, model: str, choice: str, upload: str | None, path: str, eval_data: str,
                        *values: Any) -> Outputs:
         """values: the Train form's inputs, in form_fields() order."""
+        uploaded = choice == DATA_CHOICES[1]
         try:
-            train_file = self.data_source(choice, upload, path)
-            eval_file = self.service.check_start_data(self.service.check_data(eval_data, "evaluation data"),
-                                                      "evaluation data")
-            config = self.service.train_config(model, train_file, eval_file, dict(zip(form_fields(), values)))
-            snapshot = self.service.start(config, upload if choice == DATA_CHOICES[1] else None)
+            config = self.service.train_config(model, self.data_source(choice, upload, path), eval_data,
+                                               dict(zip(form_fields(), values)), upload=uploaded, labels=LABELS)
+            snapshot = self.service.start(config, upload if uploaded else None)
         except REFUSED as err:
             return {"message": f"Not started: {self.service.explain(err)}"}
         return {"message": f"Started job {snapshot.job_id}: {self.service.explain(snapshot.output_dir)}"}
