@@ -38,6 +38,32 @@ def _number(name: str, default: float) -> float:
 
 
 @dataclass(frozen=True)
+class TrainLimits:
+    """Caps on a public server's training options (README: Hosting a public Space); a larger value is refused.
+    Without them one visitor's request could hold the machine for days or ask for more memory than it has."""
+
+    max_steps: int = 2_000  # QA_MAX_TRAIN_STEPS
+    batch_size: int = 64  # QA_MAX_BATCH_SIZE: training and evaluation windows per step
+    epochs: float = 20.0  # QA_MAX_EPOCHS (the quick fine-tune's preset takes 15 over the small sample)
+    max_seq_length: int = 512  # QA_MAX_SEQ_LENGTH: BERT-family position tables end there
+
+    @staticmethod
+    def from_env() -> TrainLimits:
+        d = TrainLimits()
+        return TrainLimits(int(_number("QA_MAX_TRAIN_STEPS", d.max_steps)),
+                           int(_number("QA_MAX_BATCH_SIZE", d.batch_size)), _number("QA_MAX_EPOCHS", d.epochs),
+                           int(_number("QA_MAX_SEQ_LENGTH", d.max_seq_length)))
+
+
+# Each bounded QAConfig option: the TrainLimits field that caps it and the variable that sets that cap.
+LIMITED_OPTIONS = {"max_steps": ("max_steps", "QA_MAX_TRAIN_STEPS"),
+                   "per_device_train_batch_size": ("batch_size", "QA_MAX_BATCH_SIZE"),
+                   "per_device_eval_batch_size": ("batch_size", "QA_MAX_BATCH_SIZE"),
+                   "num_train_epochs": ("epochs", "QA_MAX_EPOCHS"),
+                   "max_seq_length": ("max_seq_length", "QA_MAX_SEQ_LENGTH")}
+
+
+@dataclass(frozen=True)
 class Settings:
     """How this server runs; from_env() reads them from QA_* environment variables (README: The web app)."""
 
@@ -53,6 +79,7 @@ class Settings:
     max_upload_bytes: int = MAX_UPLOAD_MB * 1_000_000
     model_wait_s: float = MODEL_WAIT_S  # a question waits this long for its model to load, then is told to retry
     max_train_examples: int | None = None  # questions a training job reads from each data source; None: all
+    train_limits: TrainLimits = TrainLimits()  # applied on a public server only
 
     @staticmethod
     def from_env() -> Settings:
@@ -67,7 +94,8 @@ class Settings:
                         int(_number("QA_MAX_QUESTION_CHARS", MAX_QUESTION_CHARS)),
                         int(_number("QA_MAX_UPLOAD_MB", MAX_UPLOAD_MB) * 1_000_000),
                         _number("QA_MODEL_WAIT_S", MODEL_WAIT_S),
-                        int(_number("QA_MAX_TRAIN_EXAMPLES", PUBLIC_MAX_TRAIN_EXAMPLES if public else 0)) or None)
+                        int(_number("QA_MAX_TRAIN_EXAMPLES", PUBLIC_MAX_TRAIN_EXAMPLES if public else 0)) or None,
+                        TrainLimits.from_env())
 
 
 def find_run(name: str, settings: Settings) -> Path | None:

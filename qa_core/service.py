@@ -23,8 +23,8 @@ from qa_core.jobs import (QUICK_DATA, JobManager, JobSnapshot, has_model, model_
 from qa_core.modeling import LoadedModel
 from qa_core.run_files import RECORDS_FILE
 from qa_core.serving import ModelCache, run_config
-from qa_core.train_policy import (DATA_SUFFIXES, capped, check_data, check_start_data, check_start_model,
-                                  check_training)
+from qa_core.train_policy import (DATA_SUFFIXES, capped, check_data, check_limits, check_start_data,
+                                  check_start_model, check_training)
 from qa_core.views import find_record, run_records
 
 if typing.TYPE_CHECKING:  # captum is imported only when an explanation is asked for
@@ -157,8 +157,9 @@ class QAService:
         train_file = check_data(train_file, labels[0], self.settings, upload) or "sample"
         validation_file = check_data(validation_file, labels[1], self.settings) or train_file
         model = check_model(model, self.settings)
-        config = capped(QAConfig(model_name_or_path=model, train_file=train_file, validation_file=validation_file,
-                                 **config_options(options)), self.settings)
+        config = capped(check_limits(QAConfig(model_name_or_path=model, train_file=train_file,
+                                              validation_file=validation_file, **config_options(options)),
+                                     self.settings), self.settings)
         check_start_model(model)
         check_start_data(train_file, labels[0], self.settings)
         if validation_file != train_file:

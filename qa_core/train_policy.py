@@ -7,7 +7,7 @@ from pathlib import Path
 
 from qa_core.config import QAConfig
 from qa_core.data import check_file_size, load_examples
-from qa_core.hosting import Settings
+from qa_core.hosting import LIMITED_OPTIONS, Settings
 from qa_core.modeling import resolve_model
 
 DATA_SUFFIXES = (".json", ".jsonl", ".gz")
@@ -56,3 +56,16 @@ def capped(config: QAConfig, settings: Settings) -> QAConfig:
         return config
     return config.replace(max_train_samples=min(config.max_train_samples or cap, cap),
                           max_eval_samples=min(config.max_eval_samples or cap, cap))
+
+
+def check_limits(config: QAConfig, settings: Settings) -> QAConfig:
+    """A public server's caps on the options that set a job's time and memory (hosting.TrainLimits), each
+    refused naming the option and the limit; max_steps -1 (train by epochs) is bounded by the epochs cap and
+    max_train_examples. A local server trains what its user asks for."""
+    if not settings.public:
+        return config
+    for option, (field, variable) in LIMITED_OPTIONS.items():
+        value, limit = getattr(config, option), getattr(settings.train_limits, field)
+        if value > limit:
+            raise ValueError(f"{option} {value} is over this server's limit of {limit:,g} ({variable})")
+    return config

@@ -222,3 +222,29 @@ def test_a_start_the_train_tab_would_refuse_is_refused_at_once_leaving_no_folder
     message = refused(local_client, model, train_file, validation_file, {"max_steps": 1}, api_name="/start_training")[0]
     assert expected in message
     assert set(local_runs.iterdir()) == before and local_client.predict(api_name="/training_status")["job_id"] == job
+
+
+@pytest.fixture(scope="module")
+def public_trainer_runs(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("public-trainer-runs")
+
+
+@pytest.fixture(scope="module")
+def public_trainer_url(offline, public_trainer_runs, tiny_model_dir) -> Iterator[str]:
+    """A public server whose host switched training on (QA_PUBLIC=1 QA_ENABLE_TRAINING=1)."""
+    settings = Settings(public_trainer_runs, str(tiny_model_dir), training_enabled=True, fast_inference=False,
+                        public=True, max_train_examples=20)
+    yield from serve(settings)
+
+
+@pytest.mark.parametrize("options, expected", [
+    ({"max_steps": 10**9}, "max_steps 1000000000 is over this server's limit of 2,000 (QA_MAX_TRAIN_STEPS)"),
+    ({"per_device_train_batch_size": 100000}, "per_device_train_batch_size 100000 is over this server's limit of 64"),
+    ({"per_device_eval_batch_size": 100000}, "per_device_eval_batch_size 100000 is over this server's limit of 64"),
+    ({"num_train_epochs": 1e6}, "num_train_epochs 1000000.0 is over this server's limit of 20"),
+    ({"max_seq_length": 100000, "doc_stride": 128}, "max_seq_length 100000 is over this server's limit of 512")])
+def test_a_public_server_that_trains_bounds_the_options(public_trainer_url, public_trainer_runs, options, expected):
+    client = Client(public_trainer_url, verbose=False)
+    message = refused(client, "", "sample", "", options, api_name="/start_training")[0]
+    assert expected in message and list(public_trainer_runs.iterdir()) == []
+    assert client.predict(api_name="/training_status")["status"] == "idle"

@@ -18,7 +18,7 @@ from packaging.version import Version
 
 from qa_core.checkpoints import RunInfo, write_run_info
 from qa_core.data import DataError, LoadingCancelled, load_examples, loading_limits
-from qa_core.hosting import Settings, check_arguments, check_model, check_request, check_run, scrub
+from qa_core.hosting import Settings, TrainLimits, check_arguments, check_model, check_request, check_run, scrub
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,7 +30,8 @@ def runs(tmp_path: Path) -> Path:
 
 
 def test_settings_from_the_environment(monkeypatch, tmp_path):
-    for name in ("QA_PUBLIC", "QA_ENABLE_TRAINING", "QA_DISABLE_TRAINING", "QA_ALLOWED_MODELS", "QA_MAX_UPLOAD_MB"):
+    for name in ("QA_PUBLIC", "QA_ENABLE_TRAINING", "QA_DISABLE_TRAINING", "QA_ALLOWED_MODELS", "QA_MAX_UPLOAD_MB",
+                 "QA_MAX_TRAIN_STEPS", "QA_MAX_BATCH_SIZE", "QA_MAX_EPOCHS", "QA_MAX_SEQ_LENGTH"):
         monkeypatch.delenv(name, raising=False)
     assert Settings.from_env().training_enabled and not Settings.from_env().public
     monkeypatch.setenv("QA_PUBLIC", "1")
@@ -41,6 +42,10 @@ def test_settings_from_the_environment(monkeypatch, tmp_path):
     assert public.allowed_models == ("org/a", "org/b") and public.max_upload_bytes == 2_000_000
     monkeypatch.setenv("QA_ENABLE_TRAINING", "1")
     assert Settings.from_env().training_enabled  # ...unless QA_ENABLE_TRAINING says otherwise
+    assert Settings.from_env().train_limits == TrainLimits()
+    monkeypatch.setenv("QA_MAX_TRAIN_STEPS", "50")
+    monkeypatch.setenv("QA_MAX_EPOCHS", "2.5")
+    assert Settings.from_env().train_limits == TrainLimits(max_steps=50, epochs=2.5)
     monkeypatch.setenv("QA_MAX_UPLOAD_MB", "lots")
     with pytest.raises(ValueError, match="QA_MAX_UPLOAD_MB='lots' is not a number"):
         Settings.from_env()
