@@ -171,11 +171,12 @@ class QAService:
         model = self.settings.default_model
         return capped(quick_config(model, str(new_run_dir(self.settings.runs_root, model))), self.settings)
 
-    def start(self, config: QAConfig, upload: str | None = None) -> JobSnapshot:
-        """Start the job; an uploaded data file is deleted when it ends; the claimed folder if it cannot start."""
+    def start(self, config: QAConfig, upload: str | None = None, owner: str = "") -> JobSnapshot:
+        """Start the job; an uploaded data file is deleted when it ends; the claimed folder if it cannot start.
+        owner: the caller's session, the only one a public server lets cancel the job."""
         try:
             return self.jobs.start(config, on_end=functools.partial(Path(upload).unlink, missing_ok=True)
-                                   if upload else None)
+                                   if upload else None, owner=owner)
         except Exception:
             folder = Path(config.output_dir)
             for name in QUICK_DATA:  # the quick fine-tune's split of the sample, written with its config
@@ -184,14 +185,17 @@ class QAService:
             raise
 
     def start_json(self, model: str | None = "", train_file: str | None = "sample", validation_file: str | None = "",
-                   options: dict | None = None) -> dict[str, Any]:
+                   options: dict | None = None, owner: str = "") -> dict[str, Any]:
         """Start a training job; options: QAConfig fields such as max_steps or learning_rate."""
-        self.start(self.train_config(model, train_file, validation_file, options or {}))
+        self.start(self.train_config(model, train_file, validation_file, options or {}), owner=owner)
         return self.job_json()
 
-    def cancel_json(self) -> dict[str, Any]:
-        """Ask the running job to stop after its current step."""
-        self.jobs.cancel()
+    def cancel(self, owner: str = "") -> JobSnapshot:
+        """Ask the running job to stop after its current step; on a public server only its owner may."""
+        return self.jobs.cancel(owner if self.settings.public else None)
+
+    def cancel_json(self, owner: str = "") -> dict[str, Any]:
+        self.cancel(owner)
         return self.job_json()
 
     def job_json(self) -> dict[str, Any]:
@@ -248,9 +252,9 @@ class QAService:
                                  f"deleted when its job ends); start a new run")
         return capped(config.replace(output_dir=str(folder), resume=True, overwrite_output_dir=False), self.settings)
 
-    def resume(self, run: str | None) -> JobSnapshot:
+    def resume(self, run: str | None, owner: str = "") -> JobSnapshot:
         """Continue a cancelled or failed run where its checkpoint left off."""
-        return self.jobs.start(self.resume_config(run))
+        return self.jobs.start(self.resume_config(run), owner=owner)
 
 
 def check_model_folder(name: str) -> str:

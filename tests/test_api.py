@@ -248,3 +248,17 @@ def test_a_public_server_that_trains_bounds_the_options(public_trainer_url, publ
     message = refused(client, "", "sample", "", options, api_name="/start_training")[0]
     assert expected in message and list(public_trainer_runs.iterdir()) == []
     assert client.predict(api_name="/training_status")["status"] == "idle"
+
+
+def test_on_a_public_server_only_the_visitor_who_started_a_job_cancels_it(public_trainer_url):
+    owner, stranger = Client(public_trainer_url, verbose=False), Client(public_trainer_url, verbose=False)
+    options = {"max_steps": 2000, "per_device_train_batch_size": 4, "max_seq_length": 128, "doc_stride": 32}
+    assert owner.predict("", "sample", "", options, api_name="/start_training")["status"] in ("starting", "running")
+    message = refused(stranger, api_name="/cancel_training")[0]
+    assert "only the visitor who started this training job can cancel it" in message
+    assert stranger.predict(api_name="/training_status")["status"] in ("starting", "running")
+    assert owner.predict(api_name="/cancel_training")["status"] == "cancelling"
+    deadline = time.monotonic() + 120
+    while owner.predict(api_name="/training_status")["status"] == "cancelling":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)

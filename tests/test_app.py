@@ -196,19 +196,19 @@ def test_the_train_form_is_built_from_the_config(ui, settings, tmp_path):
     (DATA_CHOICES[0], {"learning_rate": -0.1}, "learning_rate must be > 0, got -0.1"),
     (DATA_CHOICES[0], {"max_steps": 2.5}, "max_steps must be a whole number")])
 def test_bad_training_settings_are_refused(ui, choice, values, expected):
-    message = ui.train.start_training("", choice, None, "", "", *form(**values))["message"]
+    message = ui.train.start_training(None, "", choice, None, "", "", *form(**values))["message"]
     assert message.startswith("Not started") and expected in message
     assert ui.service.jobs.snapshot().status == "idle"
 
 
 def test_training_can_be_switched_off(settings):
     ui = handlers(Settings(settings.runs_root, settings.default_model, False, False))
-    assert "switched off" in ui.train.start_training("", DATA_CHOICES[0], None, "", "", *form())["message"]
+    assert "switched off" in ui.train.start_training(None, "", DATA_CHOICES[0], None, "", "", *form())["message"]
     assert "switched off" in ui.train.start_quick()["message"]
 
 
 def test_training_from_the_tab_appears_in_the_pickers(ui, settings):
-    message = ui.train.start_training(settings.default_model, DATA_CHOICES[0], None, "", "",
+    message = ui.train.start_training(None, settings.default_model, DATA_CHOICES[0], None, "", "",
                                 *form(num_train_epochs=1.0, max_steps=2, per_device_train_batch_size=4,
                                       max_seq_length=128, doc_stride=32, max_train_samples=8, max_eval_samples=4))
     assert message["message"].startswith("Started job 1")
@@ -292,9 +292,9 @@ def test_a_public_server_refuses_server_paths_and_shows_none(settings, tiny_run,
         message = ui.ask.ask(model, QUESTION, CONTEXT)["message"]
         assert "not offered on this server" in message and str(tmp_path.parent) not in message
     assert ui.ask.ask(tiny_run.name, QUESTION, CONTEXT)["message"] == ""  # its own runs, by name
-    refused = ui.train.start_training("", DATA_CHOICES[2], None, str(secret), "", *form())["message"]
+    refused = ui.train.start_training(None, "", DATA_CHOICES[2], None, str(secret), "", *form())["message"]
     assert "only on the bundled sample or an uploaded file" in refused and str(tmp_path) not in refused
-    refused = ui.train.start_training("", DATA_CHOICES[0], None, "", str(secret), *form())["message"]
+    refused = ui.train.start_training(None, "", DATA_CHOICES[0], None, "", str(secret), *form())["message"]
     assert "evaluation data" in refused
     assert "not a run on this server" in ui.errors.summarize(str(tmp_path))["summary"]
     assert set(settings.runs_root.iterdir()) == folders  # no run folder claimed by refusals
@@ -412,17 +412,17 @@ def test_an_upload_chooses_the_data_source(ui, tmp_path):
 
 
 def test_a_start_that_cannot_read_its_data_is_not_started(ui, tmp_path):
-    missing = ui.train.start_training("", DATA_CHOICES[2], None, str(tmp_path / "nowhere.json"), "", *form())
+    missing = ui.train.start_training(None, "", DATA_CHOICES[2], None, str(tmp_path / "nowhere.json"), "", *form())
     assert missing["message"].startswith("Not started: training data: no such file")
     bad = tmp_path / "notes.json"
     bad.write_text(json.dumps({"hello": "world"}), encoding="utf-8")
-    refused = ui.train.start_training("", DATA_CHOICES[2], None, str(bad), "", *form())["message"]
+    refused = ui.train.start_training(None, "", DATA_CHOICES[2], None, str(bad), "", *form())["message"]
     assert refused.startswith("Not started") and "expected SQuAD JSON" in refused
-    evaluation = ui.train.start_training("", DATA_CHOICES[0], None, "", str(tmp_path / "dev.json"), *form())
+    evaluation = ui.train.start_training(None, "", DATA_CHOICES[0], None, "", str(tmp_path / "dev.json"), *form())
     assert evaluation["message"].startswith("Not started: evaluation data: no such file")
     folders = set(ui.service.settings.runs_root.iterdir())
     for model in (str(tmp_path / "no-model"), "no-org-xyz/no-model"):  # offline: not cached, not reachable
-        assert ui.train.start_training(model, DATA_CHOICES[0], None, "", "", *form())["message"].startswith(
+        assert ui.train.start_training(None, model, DATA_CHOICES[0], None, "", "", *form())["message"].startswith(
             f"Not started: model {model!r}")
     assert set(ui.service.settings.runs_root.iterdir()) == folders  # no run folder claimed
     assert ui.service.jobs.snapshot().status == "idle"
@@ -462,3 +462,15 @@ def test_a_finished_run_shows_its_history(ui, tiny_run):
     shown = ui.train.show_run(tiny_run.name)
     names = [t.name for t in shown["history"].data]
     assert names[:2] == ["loss", "learning rate"] and {"EM", "F1"} <= set(names) and shown["run_note"] == ""
+
+
+def test_the_train_tab_of_a_public_server_lets_only_the_starter_cancel(settings, tmp_path):
+    ui = handlers(Settings(tmp_path, settings.default_model, training_enabled=True, fast_inference=False,
+                           public=True, max_train_examples=8))
+    started = ui.train.start_training(gr.Request(session_hash="a"), "", DATA_CHOICES[0], None, "", "",
+                                      *form(max_steps=2000, per_device_train_batch_size=4, max_seq_length=128,
+                                            doc_stride=32))
+    assert started["message"].startswith("Started job 1")
+    assert "only the visitor who started" in ui.train.cancel(gr.Request(session_hash="b"))["message"]
+    assert ui.train.cancel(gr.Request(session_hash="a"))["message"] == "Cancelling after the current step."
+    assert ui.service.jobs.wait(120)

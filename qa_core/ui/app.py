@@ -13,7 +13,7 @@ from qa_core.hosting import Settings, check_arguments
 from qa_core.runtime import configure_process
 from qa_core.service import QAService
 from qa_core.ui.ask import build_ask_tab
-from qa_core.ui.common import ANSWER_CONCURRENCY, PRIVATE, Outputs, by_name
+from qa_core.ui.common import ANSWER_CONCURRENCY, PRIVATE, Outputs, by_name, session_of
 from qa_core.ui.errors import build_errors_tab
 from qa_core.ui.train import build_train_tab
 
@@ -38,11 +38,24 @@ def as_api(service: QAService, call: Callable[..., Any]) -> Callable[..., Any]:
     return endpoint
 
 
+def training_endpoints(service: QAService) -> dict[str, Callable[..., Any]]:
+    """/start_training and /cancel_training: the service's calls with the caller's session as the job's owner
+    (Gradio passes gr.Request to a parameter so typed and leaves it out of the API)."""
+    def start_training(model: str | None = "", train_file: str | None = "sample", validation_file: str | None = "",
+                       options: dict | None = None, request: gr.Request | None = None) -> dict[str, Any]:
+        """Start a training job; options: QAConfig fields such as max_steps or learning_rate."""
+        return service.start_json(model, train_file, validation_file, options, owner=session_of(request))
+
+    def cancel_training(request: gr.Request | None = None) -> dict[str, Any]:
+        """Ask the running job to stop after its current step (a public server: only the caller who started it)."""
+        return service.cancel_json(owner=session_of(request))
+    return {"start_training": start_training, "cancel_training": cancel_training}
+
+
 def api_endpoints(service: QAService) -> dict[str, Callable[..., Any]]:
     """The endpoints meant for programs (README: The API), by api_name: plain values in, JSON-shaped values out."""
-    return {"answer": service.answer_json, "list_runs": service.runs_json, "start_training": service.start_json,
-            "cancel_training": service.cancel_json, "training_status": service.job_json,
-            "run_records": service.records_json}
+    return {"answer": service.answer_json, "list_runs": service.runs_json, **training_endpoints(service),
+            "training_status": service.job_json, "run_records": service.records_json}
 
 
 def add_api(service: QAService) -> None:

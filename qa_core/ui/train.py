@@ -11,10 +11,10 @@ import gradio as gr
 from qa_core import plots, views
 from qa_core.config import HINTS, QAConfig, form_fields, help_of
 from qa_core.checkpoints import HISTORY_FILE, read_run_info
-from qa_core.jobs import JobBusyError, JobSnapshot, has_model
+from qa_core.jobs import JobBusyError, JobSnapshot, NotYourJobError, has_model
 from qa_core.progress import read_history
 from qa_core.service import QAService
-from qa_core.ui.common import PRIVATE, QUICK_MINUTES, Outputs, by_name, model_picker
+from qa_core.ui.common import PRIVATE, QUICK_MINUTES, Outputs, by_name, model_picker, session_of
 
 DATA_CHOICES = ("Bundled sample", "Upload a SQuAD JSON file", "Path on the server or hub name")
 SWITCHED_OFF = "Training is switched off on this server."
@@ -54,34 +54,37 @@ class TrainHandlers:
         usable = bool(upload) and not line.startswith("Not usable")
         return {"message": line, "choice": DATA_CHOICES[1] if usable else DATA_CHOICES[0]}
 
-    def start_training(self, model: str, choice: str, upload: str | None, path: str, eval_data: str,
-                       *values: Any) -> Outputs:
-        """values: the Train form's inputs, in form_fields() order."""
+    def start_training(self, request: gr.Request | None, model: str, choice: str, upload: str | None, path: str,
+                       eval_data: str, *values: Any) -> Outputs:
+        """values: the Train form's inputs, in form_fields() order; request: the visitor's, who owns the job."""
         uploaded = choice == DATA_CHOICES[1]
         try:
             config = self.service.train_config(model, self.data_source(choice, upload, path), eval_data,
                                                dict(zip(form_fields(), values)), upload=uploaded, labels=LABELS)
-            snapshot = self.service.start(config, upload if uploaded else None)
+            snapshot = self.service.start(config, upload if uploaded else None, owner=session_of(request))
         except REFUSED as err:
             return {"message": f"Not started: {self.service.explain(err)}"}
         return {"message": f"Started job {snapshot.job_id}: {self.service.explain(snapshot.output_dir)}"}
 
-    def start_quick(self) -> Outputs:
+    def start_quick(self, request: gr.Request | None = None) -> Outputs:
         try:
-            snapshot = self.service.start(self.service.quick_config())
+            snapshot = self.service.start(self.service.quick_config(), owner=session_of(request))
         except REFUSED as err:
             return {"message": f"Not started: {self.service.explain(err)}"}
         return {"message": f"Started the quick fine-tune (about {QUICK_MINUTES} min): "
                            f"{self.service.explain(snapshot.output_dir)}"}
 
-    def cancel(self) -> Outputs:
-        active = self.service.jobs.cancel().active
+    def cancel(self, request: gr.Request | None = None) -> Outputs:
+        try:
+            active = self.service.cancel(session_of(request)).active
+        except NotYourJobError as err:
+            return {"message": f"Not cancelled: {err}"}
         return {"message": "Cancelling after the current step." if active else "No training job is running."}
 
-    def resume(self, run: str | None) -> Outputs:
+    def resume(self, run: str | None, request: gr.Request | None = None) -> Outputs:
         """Continue a cancelled or failed run from its checkpoint (train.py --resume)."""
         try:
-            snapshot = self.service.resume(run)
+            snapshot = self.service.resume(run, owner=session_of(request))
         except REFUSED as err:
             return {"message": f"Not resumed: {self.service.explain(err)}"}
         return {"message": f"Resumed {Path(snapshot.output_dir).name} as job {snapshot.job_id}"}
