@@ -11,7 +11,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from qa_core.calibration import Calibration, fit_calibration, read_calibration
+from qa_core.calibration import (Calibration, fit_calibration, read_calibration, rescale_result,
+                                 run_temperature)
 from qa_core.checkpoints import find_checkpoint, list_runs, read_run_info
 from qa_core.compare import Comparison, compare_runs
 from qa_core.config import QAConfig, config_options
@@ -37,8 +38,18 @@ EXPLAIN_BUDGET_S = {False: 5.0, True: 2.0}
 API_LABELS = ("train_file", "validation_file")  # the data sources as /start_training names them
 
 
-def answer_json(result: AnswerResult, model: str, seconds: float) -> dict[str, Any]:
-    """An answer for programs: text, character span, score, probability, alternatives, windows, milliseconds."""
+def answer_temperature(source: str) -> float:
+    """The temperature of a run's calibration.json; 1 (probabilities as the model gives them) without a usable one."""
+    try:
+        return run_temperature(source)
+    except (ValueError, OSError) as err:  # a broken calibration file must not stop answering
+        logger.warning("answering with uncalibrated probabilities: %s", err)
+        return 1.0
+
+
+def answer_json(result: AnswerResult, model: str, seconds: float, temperature: float = 1.0) -> dict[str, Any]:
+    """An answer for programs: text, character span, score, probability (temperature-scaled where the run has a
+    calibration, as the Ask tab shows it), alternatives, windows, milliseconds."""
     spans = result.prediction.alternatives
     best = spans[0] if spans else None
     return {"model": model, "answer": result.prediction.text,
@@ -48,6 +59,7 @@ def answer_json(result: AnswerResult, model: str, seconds: float) -> dict[str, A
             "alternatives": [{"answer": s.text, "start": s.start, "end": s.end, "score": s.score,
                               "probability": s.probability} for s in spans],
             "abstained": result.prediction.abstained,  # SQuAD 2.0 runs: no answer in this context
+            "calibrated": temperature != 1.0, "temperature": temperature,
             "windows": result.windows, "milliseconds": round(seconds * 1000, 2)}
 
 
@@ -82,8 +94,15 @@ class QAService:
 
     def answer_json(self, model: str | None, question: str | None, context: str | None) -> dict[str, Any]:
         """Answer a question about a context; model: '' for the default, a run name, or an offered hub id."""
-        result, _, seconds = self.answer(model, question, context)
-        return answer_json(result, (model or "").strip() or self.settings.default_model, seconds)
+        result, loaded, seconds = self.answer(model, question, context)
+        result, temperature = self.calibrate(result, loaded)
+        return answer_json(result, (model or "").strip() or self.settings.default_model, seconds, temperature)
+
+    @staticmethod
+    def calibrate(result: AnswerResult, loaded: LoadedModel) -> tuple[AnswerResult, float]:
+        """The answer with probabilities at its run's fitted temperature (the Ask tab and /answer alike)."""
+        temperature = answer_temperature(loaded.source)
+        return rescale_result(result, temperature), temperature
 
     def model_choices(self) -> list[tuple[str, str]]:
         """(label, value) for a model picker: the default, offered hub ids, finished runs (by name)."""

@@ -4,6 +4,7 @@ would, and a local one that trains."""
 from __future__ import annotations
 
 import logging
+import shutil
 import os
 import socket
 import time
@@ -262,3 +263,25 @@ def test_on_a_public_server_only_the_visitor_who_started_a_job_cancels_it(public
     while owner.predict(api_name="/training_status")["status"] == "cancelling":
         assert time.monotonic() < deadline
         time.sleep(0.5)
+
+
+def test_the_api_gives_the_ask_tabs_calibrated_probability(client, runs, tiny_model_dir):
+    from qa_core import calibration
+    from qa_core.service import QAService
+    from qa_core.ui.ask import AskHandlers
+
+    run = runs / "20250101-000001-calibrated"
+    shutil.copytree(runs / "20250101-000000-tiny", run)
+    try:
+        plain = client.predict(run.name, QUESTION, CONTEXT, api_name="/answer")
+        calibration.write_calibration(run, calibration.replace(calibration.read_calibration(run), temperature=3.0))
+        scaled = client.predict(run.name, QUESTION, CONTEXT, api_name="/answer")
+        shown = AskHandlers(QAService(Settings(runs, str(tiny_model_dir), training_enabled=False,
+                                               fast_inference=False, public=True))).ask(run.name, QUESTION, CONTEXT)
+    finally:
+        shutil.rmtree(run)
+    assert scaled["calibrated"] and scaled["temperature"] == 3.0 and scaled["probability"] != plain["probability"]
+    assert list(shown["alternatives"]["probability"]) == [round(a["probability"], 3) for a in scaled["alternatives"]]
+    assert scaled["probability"] == scaled["alternatives"][0]["probability"]
+    default = client.predict("", QUESTION, CONTEXT, api_name="/answer")  # a model folder without a calibration
+    assert not default["calibrated"] and default["temperature"] == 1.0

@@ -3,18 +3,15 @@ per-token logits, and on request per-token attributions."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import gradio as gr
 
-from qa_core import calibration, plots, views
+from qa_core import plots, views
 from qa_core.inference import answer_note
 from qa_core.service import QAService
 from qa_core.ui.common import (ANSWER_CONCURRENCY, HUB_HINT, PRIVATE, QUICK_MINUTES, Outputs, by_name,
                                model_picker)
-
-logger = logging.getLogger(__name__)
 
 NO_HEAD_NOTICE = (f"**This model has no fine-tuned question answering head yet, so its answers are close to "
                   f"random.** Fine-tune it first: the quick fine-tune trains it on the bundled sample in about "
@@ -48,15 +45,6 @@ NO_EXPLANATION = {"why_plot": None, "why_note": ""}
 EXPLAIN_CONCURRENCY = 1  # one explanation at a time: it computes beside the model thread (QAService.attribute)
 
 
-def run_temperature(source: str) -> float:
-    """The temperature of a run's calibration.json; 1 (probabilities as the model gives them) without a usable one."""
-    try:
-        return calibration.run_temperature(source)
-    except (ValueError, OSError) as err:  # a broken calibration file must not stop answering
-        logger.warning("answering with uncalibrated probabilities: %s", err)
-        return 1.0
-
-
 class AskHandlers:
     """The Ask tab's event handlers: each calls the service and returns its outputs by name."""
 
@@ -70,8 +58,7 @@ class AskHandlers:
             return {"answer": "", "score": "", "alternatives": views.alternatives_table(None), "plot": None,
                     "message": f"Cannot answer: {self.service.explain(err)}", "notice": gr.update(visible=False),
                     **NO_EXPLANATION}
-        temperature = run_temperature(loaded.source)
-        result = calibration.rescale_result(result, temperature)
+        result, temperature = self.service.calibrate(result, loaded)
         prediction = result.prediction
         top = prediction.alternatives[0] if prediction.alternatives else None
         headline, detail = views.answer_headline(result, temperature)
