@@ -112,15 +112,23 @@ def check_model(name: str | None, settings: Settings) -> str:
     """The model to load for a caller's choice; on a public server only the default model, runs under the runs
     folder and QA_ALLOWED_MODELS, refused without touching the disk for anything else."""
     name = (name or "").strip() or settings.default_model
-    if name in (DEFAULT_MODEL, settings.default_model, *settings.allowed_models):
+    if name == DEFAULT_MODEL:
         return name
-    run = find_run(name, settings)
+    run = find_run(name, settings)  # first: QA_DEFAULT_MODEL may name a run as any caller does
     if run is not None:
         return str(run)
+    if name in (settings.default_model, *settings.allowed_models):
+        return name
     if settings.public:
         raise ValueError(f"model {shorten(name)!r} is not offered on this server: choose the default model, "
                          f"a finished run from the list{allowed_hint(settings)}")
     return name
+
+
+def default_name(settings: Settings) -> str:
+    """The default model as callers see it: a run by its name (never a server path), else as configured."""
+    run = find_run(settings.default_model, settings)
+    return run.name if run is not None else settings.default_model
 
 
 def allowed_hint(settings: Settings) -> str:

@@ -17,7 +17,7 @@ from qa_core.checkpoints import find_checkpoint, list_runs, read_run_info
 from qa_core.compare import Comparison, compare_runs
 from qa_core.config import QAConfig, config_options
 from qa_core.data import DataError, check_file_size, load_examples
-from qa_core.hosting import Settings, check_model, check_request, check_run, scrub
+from qa_core.hosting import Settings, check_model, check_request, check_run, default_name, scrub
 from qa_core.inference import AnswerResult
 from qa_core.jobs import (QUICK_DATA, JobManager, JobSnapshot, has_model, model_choices, new_run_dir, quick_config,
                           record_choices, run_choices)
@@ -96,7 +96,7 @@ class QAService:
         """Answer a question about a context; model: '' for the default, a run name, or an offered hub id."""
         result, loaded, seconds = self.answer(model, question, context)
         result, temperature = self.calibrate(result, loaded)
-        return answer_json(result, (model or "").strip() or self.settings.default_model, seconds, temperature)
+        return answer_json(result, (model or "").strip() or default_name(self.settings), seconds, temperature)
 
     @staticmethod
     def calibrate(result: AnswerResult, loaded: LoadedModel) -> tuple[AnswerResult, float]:
@@ -105,10 +105,15 @@ class QAService:
         return rescale_result(result, temperature), temperature
 
     def model_choices(self) -> list[tuple[str, str]]:
-        """(label, value) for a model picker: the default, offered hub ids, finished runs (by name)."""
-        extra = [(m, m) for m in self.settings.allowed_models if m != self.settings.default_model]
-        default, *runs = model_choices(self.settings.runs_root, self.settings.default_model)
-        return [default, *extra, *((label, Path(path).name) for label, path in runs)]
+        """(label, value) for a model picker: the default, offered hub ids, finished runs, each run once and by
+        name (also a run that is the default)."""
+        default = default_name(self.settings)
+        first, *found = model_choices(self.settings.runs_root, self.settings.default_model)
+        runs = [(label, Path(path).name) for label, path in found]
+        label = next((label for label, name in runs if name == default),
+                     first[0] if default == self.settings.default_model else default)
+        extra = [(m, m) for m in self.settings.allowed_models if m != default]
+        return [(label, default), *extra, *(run for run in runs if run[1] != default)]
 
     def record_choices(self) -> list[tuple[str, str]]:
         """(label, run name) for the Errors tab's run picker."""
@@ -187,7 +192,7 @@ class QAService:
 
     def quick_config(self) -> QAConfig:
         check_training(self.settings)
-        model = self.settings.default_model
+        model = check_model(self.settings.default_model, self.settings)  # a run named by QA_DEFAULT_MODEL: its folder
         return capped(quick_config(model, str(new_run_dir(self.settings.runs_root, model))), self.settings)
 
     def start(self, config: QAConfig, upload: str | None = None, owner: str = "") -> JobSnapshot:

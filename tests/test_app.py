@@ -474,3 +474,21 @@ def test_the_train_tab_of_a_public_server_lets_only_the_starter_cancel(settings,
     assert "only the visitor who started" in ui.train.cancel(gr.Request(session_hash="b"))["message"]
     assert ui.train.cancel(gr.Request(session_hash="a"))["message"] == "Cancelling after the current step."
     assert ui.service.jobs.wait(120)
+
+
+@pytest.mark.parametrize("public", [False, True])
+def test_a_run_as_the_default_model_is_found_and_shown_by_name(settings, tiny_run, public):
+    for default in (tiny_run.name, str(tiny_run)):
+        ui = handlers(Settings(settings.runs_root, default, training_enabled=False, fast_inference=False,
+                               public=public))
+        shown = ui.ask.ask("", QUESTION, CONTEXT)
+        assert shown["message"] == "" and shown["answer"], default
+        values = [value for _, value in ui.service.model_choices()]
+        assert values[0] == tiny_run.name and values.count(tiny_run.name) == 1
+        assert not any(str(tiny_run.parent) in f"{label} {value}" for label, value in ui.service.model_choices())
+        assert ui.service.answer_json("", QUESTION, CONTEXT)["model"] == tiny_run.name
+        assert app.build_app(ui.service.settings)  # the pickers' preselected value is one of their choices
+    quick = QAService(Settings(settings.runs_root, tiny_run.name, training_enabled=True, fast_inference=False,
+                               public=public)).quick_config()
+    shutil.rmtree(quick.output_dir)  # only its config was wanted: the quick fine-tune starts from the run's folder
+    assert quick.model_name_or_path == str(tiny_run.resolve())

@@ -27,7 +27,8 @@ def by_name(handler: Callable[..., Outputs], outputs: dict[str, Any]) -> Callabl
 
 
 def model_picker(service: QAService, label: str, info: str, elem_id: str | None = None) -> gr.Dropdown:
-    return gr.Dropdown(service.model_choices(), value=service.settings.default_model, label=label, info=info,
+    choices = service.model_choices()
+    return gr.Dropdown(choices, value=choices[0][1], label=label, info=info,
                        allow_custom_value=True, interactive=True, elem_id=elem_id)
 
 
