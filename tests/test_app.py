@@ -411,6 +411,19 @@ def test_an_upload_chooses_the_data_source(ui, tmp_path):
     assert ui.train.check_upload(str(bad))["choice"] == DATA_CHOICES[0]
 
 
+def test_a_cleared_or_refused_upload_clears_its_message(ui, settings, tmp_path):
+    sample = tmp_path / "mine.json"
+    sample.write_bytes(Path("qa_core/sample/sample-squad.json").read_bytes())
+    assert "40 questions" in ui.train.check_upload(str(sample))["message"]
+    # Gradio clears the file box when the visitor clears it and when it refuses a file (type or size, a toast)
+    assert ui.train.forget_upload() == {"message": "", "choice": DATA_CHOICES[0]}
+    demo = app.build_app(settings)
+    ids = {c.elem_id: c._id for c in demo.blocks.values() if getattr(c, "elem_id", None)}
+    cleared = next(d for d in demo.config["dependencies"] if d["api_name"] == "ui_clear_upload")
+    assert [ids["train-upload"], "clear"] in [list(t) for t in cleared["targets"]]
+    assert ids["train-message"] in cleared["outputs"] and ids["train-choice"] in cleared["outputs"]
+
+
 def test_a_start_that_cannot_read_its_data_is_not_started(ui, tmp_path):
     missing = ui.train.start_training(None, "", DATA_CHOICES[2], None, str(tmp_path / "nowhere.json"), "", *form())
     assert missing["message"].startswith("Not started: training data: no such file")

@@ -54,6 +54,12 @@ class TrainHandlers:
         usable = bool(upload) and not line.startswith("Not usable")
         return {"message": line, "choice": DATA_CHOICES[1] if usable else DATA_CHOICES[0]}
 
+    @staticmethod
+    def forget_upload() -> Outputs:
+        """The file box was cleared, by the visitor or by Gradio refusing a file: the sample again, and no line
+        about a file that is gone."""
+        return {"message": "", "choice": DATA_CHOICES[0]}
+
     def start_training(self, request: gr.Request | None, model: str, choice: str, upload: str | None, path: str,
                        eval_data: str, *values: Any) -> Outputs:
         """values: the Train form's inputs, in form_fields() order; request: the visitor's, who owns the job."""
@@ -151,8 +157,9 @@ def build_train_tab(service: QAService) -> dict[str, Any]:
         model = model_picker(service, "Start from model", "The default model, a finished run, or a hub id (online)")
         with gr.Row():
             choices = DATA_CHOICES[:2] if service.settings.public else DATA_CHOICES
-            choice = gr.Radio(list(choices), value=DATA_CHOICES[0], label="Training data")
-            upload = gr.File(label="SQuAD JSON file", file_types=[".json", ".jsonl"], type="filepath")
+            choice = gr.Radio(list(choices), value=DATA_CHOICES[0], label="Training data", elem_id="train-choice")
+            upload = gr.File(label="SQuAD JSON file", file_types=[".json", ".jsonl"], type="filepath",
+                             elem_id="train-upload")
             path = gr.Textbox(label="Data path or hub name", placeholder="data/train.json or rajpurkar/squad",
                               visible=not service.settings.public)
         eval_data = gr.Textbox(label="Evaluation data", placeholder="empty: the training data itself; "
@@ -180,7 +187,8 @@ def build_train_tab(service: QAService) -> dict[str, Any]:
     checked = {**message, "choice": choice}
     upload.upload(by_name(ui.check_upload, checked), upload, list(checked.values()), api_name="ui_check_upload",
                   **PRIVATE)
-    upload.clear(lambda: DATA_CHOICES[0], None, choice, api_name="ui_clear_upload", **PRIVATE)
+    upload.clear(by_name(ui.forget_upload, checked), None, list(checked.values()), api_name="ui_clear_upload",
+                 **PRIVATE)
     run.change(by_name(ui.show_run, picked), run, list(picked.values()), api_name="ui_show_run", **PRIVATE)
     resume.click(by_name(ui.resume, message), run, shown["message"], api_name="ui_resume", **PRIVATE)
     start.click(by_name(ui.start_training, message), [model, choice, upload, path, eval_data, *options],
