@@ -194,8 +194,8 @@ def attribution_figure(attribution: Attribution) -> go.Figure:
     scaled = values / np.maximum(np.abs(values).max(axis=1, keepdims=True), 1e-12)
     labels = [plot_text(t) for t in attribution.tokens]
     x = np.arange(len(labels))
-    figure = go.Figure(go.Heatmap(z=scaled, x=x, y=["start", "end"], customdata=values, colorscale=ATTRIBUTION_COLORSCALE,
-                                  zmid=0, zmin=-1, zmax=1, text=[labels, labels],
+    figure = go.Figure(go.Heatmap(z=scaled, x=x, y=["start", "end"], customdata=values,
+                                  colorscale=ATTRIBUTION_COLORSCALE, zmid=0, zmin=-1, zmax=1, text=[labels, labels],
                                   hovertemplate="%{text}<br>%{y}: %{customdata:.4g}<extra></extra>"))
     focus = (attribution.start_token, attribution.end_token)
     figure.add_vrect(x0=focus[0] - 0.5, x1=focus[1] + 0.5, line_width=2, line_color="black",
