@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,13 +173,28 @@ def coerce_option(name: str, value: Any) -> Any:
         return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "on", "yes")
     if kind is str:
         return str(value).strip()
-    if kind is int and float(value) != int(float(value)):
+    number = _number(name, value)
+    if kind is int and number != int(number):
         raise ValueError(f"{name} must be a whole number, got {value}")
-    return int(float(value)) if kind is int else float(value)
+    return int(number) if kind is int else number
 
 
-def config_options(options: dict[str, Any]) -> dict[str, Any]:
+def _number(name: str, value: Any) -> float:
+    """A form or JSON value as a finite float, refused naming the option (a JSON caller may send anything)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return number
+
+
+def config_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """Form or JSON options as QAConfig keyword arguments; unknown names refused, blanks left to the defaults."""
+    if not isinstance(options, Mapping):
+        raise ValueError(f"training options must be a mapping of QAConfig field to value, such as "
+                         f"{{\"max_steps\": 100}}; got {type(options).__name__}")
     unknown = sorted(set(options) - set(form_fields()))
     if unknown:
         raise ValueError(f"unknown training options {unknown}; known: {', '.join(form_fields())}")

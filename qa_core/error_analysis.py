@@ -14,7 +14,8 @@ from qa_core.postprocess import Prediction
 from qa_core.run_files import RECORDS_FILE  # noqa: F401  (its readers import it from here too)
 
 QUESTION_WORDS = ("who", "what", "when", "where", "why", "how", "which")
-ANSWER_LENGTHS = ("1", "2-3", "4-6", "7+")  # the groups of answer_length_bucket, in order
+# The groups of answer_length_bucket, in order; an unanswerable (SQuAD 2.0) question has no gold length at all.
+ANSWER_LENGTHS = ("1", "2-3", "4-6", "7+", "no answer")
 OUTCOMES = ("all", "answered but should not", "abstained but should not")  # the Errors tab's SQuAD 2.0 filter
 
 
@@ -130,7 +131,10 @@ def read_records(path: Path) -> list[QuestionRecord]:
 
 
 def answer_length_bucket(record: QuestionRecord) -> str:
-    words = min(len(g.split()) for g in record.gold_answers) if record.gold_answers else 0
+    """The words of the shortest gold answer, as one of ANSWER_LENGTHS."""
+    if not record.answerable:
+        return ANSWER_LENGTHS[-1]
+    words = min(len(g.split()) for g in record.gold_answers)
     return ANSWER_LENGTHS[0 if words <= 1 else 1 if words <= 3 else 2 if words <= 6 else 3]
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
+import types
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from qa_core.config import DEFAULT_MODEL
 from qa_core.run_files import RUN_FILE
@@ -33,6 +38,32 @@ def _number(name: str, default: float) -> float:
 
 
 @dataclass(frozen=True)
+class TrainLimits:
+    """Caps on a public server's training options (README: Hosting a public Space); a larger value is refused.
+    Without them one visitor's request could hold the machine for days or ask for more memory than it has."""
+
+    max_steps: int = 2_000  # QA_MAX_TRAIN_STEPS
+    batch_size: int = 64  # QA_MAX_BATCH_SIZE: training and evaluation windows per step
+    epochs: float = 20.0  # QA_MAX_EPOCHS (the quick fine-tune's preset takes 15 over the small sample)
+    max_seq_length: int = 512  # QA_MAX_SEQ_LENGTH: BERT-family position tables end there
+
+    @staticmethod
+    def from_env() -> TrainLimits:
+        d = TrainLimits()
+        return TrainLimits(int(_number("QA_MAX_TRAIN_STEPS", d.max_steps)),
+                           int(_number("QA_MAX_BATCH_SIZE", d.batch_size)), _number("QA_MAX_EPOCHS", d.epochs),
+                           int(_number("QA_MAX_SEQ_LENGTH", d.max_seq_length)))
+
+
+# Each bounded QAConfig option: the TrainLimits field that caps it and the variable that sets that cap.
+LIMITED_OPTIONS = {"max_steps": ("max_steps", "QA_MAX_TRAIN_STEPS"),
+                   "per_device_train_batch_size": ("batch_size", "QA_MAX_BATCH_SIZE"),
+                   "per_device_eval_batch_size": ("batch_size", "QA_MAX_BATCH_SIZE"),
+                   "num_train_epochs": ("epochs", "QA_MAX_EPOCHS"),
+                   "max_seq_length": ("max_seq_length", "QA_MAX_SEQ_LENGTH")}
+
+
+@dataclass(frozen=True)
 class Settings:
     """How this server runs; from_env() reads them from QA_* environment variables (README: The web app)."""
 
@@ -48,6 +79,7 @@ class Settings:
     max_upload_bytes: int = MAX_UPLOAD_MB * 1_000_000
     model_wait_s: float = MODEL_WAIT_S  # a question waits this long for its model to load, then is told to retry
     max_train_examples: int | None = None  # questions a training job reads from each data source; None: all
+    train_limits: TrainLimits = TrainLimits()  # applied on a public server only
 
     @staticmethod
     def from_env() -> Settings:
@@ -62,7 +94,8 @@ class Settings:
                         int(_number("QA_MAX_QUESTION_CHARS", MAX_QUESTION_CHARS)),
                         int(_number("QA_MAX_UPLOAD_MB", MAX_UPLOAD_MB) * 1_000_000),
                         _number("QA_MODEL_WAIT_S", MODEL_WAIT_S),
-                        int(_number("QA_MAX_TRAIN_EXAMPLES", PUBLIC_MAX_TRAIN_EXAMPLES if public else 0)) or None)
+                        int(_number("QA_MAX_TRAIN_EXAMPLES", PUBLIC_MAX_TRAIN_EXAMPLES if public else 0)) or None,
+                        TrainLimits.from_env())
 
 
 def find_run(name: str, settings: Settings) -> Path | None:
@@ -79,15 +112,23 @@ def check_model(name: str | None, settings: Settings) -> str:
     """The model to load for a caller's choice; on a public server only the default model, runs under the runs
     folder and QA_ALLOWED_MODELS, refused without touching the disk for anything else."""
     name = (name or "").strip() or settings.default_model
-    if name in (DEFAULT_MODEL, settings.default_model, *settings.allowed_models):
+    if name == DEFAULT_MODEL:
         return name
-    run = find_run(name, settings)
+    run = find_run(name, settings)  # first: QA_DEFAULT_MODEL may name a run as any caller does
     if run is not None:
         return str(run)
+    if name in (settings.default_model, *settings.allowed_models):
+        return name
     if settings.public:
         raise ValueError(f"model {shorten(name)!r} is not offered on this server: choose the default model, "
                          f"a finished run from the list{allowed_hint(settings)}")
     return name
+
+
+def default_name(settings: Settings) -> str:
+    """The default model as callers see it: a run by its name (never a server path), else as configured."""
+    run = find_run(settings.default_model, settings)
+    return run.name if run is not None else settings.default_model
 
 
 def allowed_hint(settings: Settings) -> str:
@@ -114,6 +155,33 @@ def check_request(question: str, context: str, settings: Settings) -> None:
     if len(context) > settings.max_context_chars:
         raise ValueError(f"the context has {len(context):,} characters; this server answers contexts of up to "
                          f"{settings.max_context_chars:,}")
+
+
+# How an API caller is told what an argument must be, by the Python type a handler's hint names.
+KINDS = {str: "text", dict: "a JSON object", list: "a JSON list", bool: "true or false", int: "a whole number",
+         float: "a number"}
+
+
+def _allowed(hint: Any) -> tuple[Any, ...]:
+    """The plain classes a hint admits (str | None -> (str, NoneType); dict[str, Any] -> (dict,))."""
+    union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+    return tuple(typing.get_origin(h) or h for h in (typing.get_args(hint) if union else (hint,)))
+
+
+def check_arguments(call: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> None:
+    """Refuse, naming the argument, a call whose values are not of the types its handler's hints say: values from
+    an HTTP client are anyone's, and a list where text belongs must not surface as an AttributeError."""
+    try:
+        bound = inspect.signature(call).bind(*args, **kwargs)
+    except TypeError as err:
+        raise ValueError(f"wrong arguments: {err}") from None
+    hints = typing.get_type_hints(call)
+    for name, value in bound.arguments.items():
+        allowed = _allowed(hints.get(name, Any))
+        if Any in allowed or isinstance(value, tuple(t for t in allowed if isinstance(t, type))):
+            continue
+        wanted = " or ".join(KINDS.get(t, getattr(t, "__name__", str(t))) for t in allowed if t is not type(None))
+        raise ValueError(f"{name} must be {wanted}, got {type(value).__name__}")
 
 
 def shorten(text: str, limit: int = 80) -> str:

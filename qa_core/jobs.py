@@ -38,6 +38,10 @@ class JobBusyError(RuntimeError):
     """Raised when a training job is started while another one is still running."""
 
 
+class NotYourJobError(RuntimeError):
+    """Raised when a caller who did not start the running job asks to cancel it (a public server's rule)."""
+
+
 @dataclass(frozen=True)
 class JobSnapshot:
     """What any browser tab (or the CLI) needs to draw the state of the job."""
@@ -84,14 +88,17 @@ class JobManager:
         self._state = JobSnapshot(0, "idle")
         self._started = 0.0
         self._first_step: tuple[float, int] | None = None  # (time, step) of the job's first step event
+        self._owner = ""  # who started the job (a public server's visitor session); never in a snapshot
 
-    def start(self, config: QAConfig, on_end: Callable[[], None] | None = None) -> JobSnapshot:
-        """Start training in the background; on_end runs when the job has ended, however it ended."""
+    def start(self, config: QAConfig, on_end: Callable[[], None] | None = None, owner: str = "") -> JobSnapshot:
+        """Start training in the background; on_end runs when the job has ended, however it ended; owner: who
+        may cancel it when cancel() is asked to check."""
         with self._lock:
             if self._state.active:
                 raise JobBusyError(f"a training job is already running ({self._state.output_dir}, step "
                                    f"{self._state.step}/{self._state.total_steps}); wait for it or cancel it first")
             self._cancel.clear()
+            self._owner = owner
             self._started, self._first_step = time.monotonic(), None
             self._state = JobSnapshot(self._state.job_id + 1, "starting", config.output_dir,
                                       config.model_name_or_path, message="loading the model and the data",
@@ -102,9 +109,12 @@ class JobManager:
         logger.info("training job %d started: %s", self._state.job_id, config.output_dir)
         return self.snapshot()
 
-    def cancel(self) -> JobSnapshot:
-        """Ask the running job to stop after its current step (it writes a resumable checkpoint)."""
+    def cancel(self, owner: str | None = None) -> JobSnapshot:
+        """Ask the running job to stop after its current step (it writes a resumable checkpoint); owner: None lets
+        anyone cancel it, else only the owner it was started with."""
         if self.snapshot().active:
+            if owner is not None and owner != self._owner:
+                raise NotYourJobError("only the visitor who started this training job can cancel it")
             self._cancel.set()
             self._update(status="cancelling", message="cancelling after the current step")
         return self.snapshot()
@@ -132,6 +142,7 @@ class JobManager:
             return
         except Exception as err:  # any failure must reach the page, and the server must keep serving
             logger.exception("training job failed")
+            drop_if_empty(Path(config.output_dir))
             self._update(status="failed", message=f"failed: {err}", elapsed_s=time.monotonic() - self._started)
             return
         finally:
@@ -169,6 +180,15 @@ class JobManager:
     def _update(self, **changes: object) -> None:
         with self._lock:
             self._state = replace(self._state, version=self._state.version + 1, **changes)
+
+
+def drop_if_empty(folder: Path) -> None:
+    """Remove a run folder a failed job claimed but never wrote to: without a run.json it is no run, and no
+    picker would ever show it."""
+    try:
+        folder.rmdir()  # refuses a folder with anything in it
+    except OSError:
+        pass
 
 
 def _describe(event: ProgressEvent) -> str:

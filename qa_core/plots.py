@@ -21,6 +21,9 @@ if TYPE_CHECKING:  # importing captum (and matplotlib with it) only when attribu
 VISIBLE_TOKENS = 80  # tokens shown at first; wider views make the token labels unreadable
 PREDICTED_COLOR = "rgba(255, 165, 0, 0.30)"
 GOLD_COLOR = "rgba(46, 160, 67, 0.25)"
+# Plotly's RdBu runs from red (-1) to blue (+1); the Ask and Errors tabs both print this legend beside the map.
+ATTRIBUTION_COLORSCALE = "RdBu"
+ATTRIBUTION_LEGEND = "blue tokens push the answer's start/end logit up, red ones down"
 
 
 def plot_text(text: str) -> str:
@@ -191,8 +194,8 @@ def attribution_figure(attribution: Attribution) -> go.Figure:
     scaled = values / np.maximum(np.abs(values).max(axis=1, keepdims=True), 1e-12)
     labels = [plot_text(t) for t in attribution.tokens]
     x = np.arange(len(labels))
-    figure = go.Figure(go.Heatmap(z=scaled, x=x, y=["start", "end"], customdata=values, colorscale="RdBu",
-                                  zmid=0, zmin=-1, zmax=1, text=[labels, labels],
+    figure = go.Figure(go.Heatmap(z=scaled, x=x, y=["start", "end"], customdata=values,
+                                  colorscale=ATTRIBUTION_COLORSCALE, zmid=0, zmin=-1, zmax=1, text=[labels, labels],
                                   hovertemplate="%{text}<br>%{y}: %{customdata:.4g}<extra></extra>"))
     focus = (attribution.start_token, attribution.end_token)
     figure.add_vrect(x0=focus[0] - 0.5, x1=focus[1] + 0.5, line_width=2, line_color="black",

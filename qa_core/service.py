@@ -6,22 +6,26 @@ import dataclasses
 import functools
 import logging
 import typing
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from qa_core.calibration import Calibration, fit_calibration, read_calibration
+from qa_core.calibration import (Calibration, fit_calibration, read_calibration, rescale_result,
+                                 run_temperature)
 from qa_core.checkpoints import find_checkpoint, list_runs, read_run_info
 from qa_core.compare import Comparison, compare_runs
 from qa_core.config import QAConfig, config_options
 from qa_core.data import DataError, check_file_size, load_examples
-from qa_core.hosting import Settings, check_model, check_request, check_run, scrub
+from qa_core.hosting import Settings, check_model, check_request, check_run, default_name, scrub
 from qa_core.inference import AnswerResult
 from qa_core.jobs import (QUICK_DATA, JobManager, JobSnapshot, has_model, model_choices, new_run_dir, quick_config,
                           record_choices, run_choices)
 from qa_core.modeling import LoadedModel
 from qa_core.run_files import RECORDS_FILE
 from qa_core.serving import ModelCache, run_config
+from qa_core.train_policy import (DATA_SUFFIXES, capped, check_data, check_limits, check_start_data,
+                                  check_start_model, check_training)
 from qa_core.views import find_record, run_records
 
 if typing.TYPE_CHECKING:  # captum is imported only when an explanation is asked for
@@ -31,11 +35,21 @@ logger = logging.getLogger(__name__)
 
 # Seconds one "Why this answer?" may take; less on a public server, where many visitors share the CPU.
 EXPLAIN_BUDGET_S = {False: 5.0, True: 2.0}
-DATA_SUFFIXES = (".json", ".jsonl", ".gz")
+API_LABELS = ("train_file", "validation_file")  # the data sources as /start_training names them
 
 
-def answer_json(result: AnswerResult, model: str, seconds: float) -> dict[str, Any]:
-    """An answer for programs: text, character span, score, probability, alternatives, windows, milliseconds."""
+def answer_temperature(source: str) -> float:
+    """The temperature of a run's calibration.json; 1 (probabilities as the model gives them) without a usable one."""
+    try:
+        return run_temperature(source)
+    except (ValueError, OSError) as err:  # a broken calibration file must not stop answering
+        logger.warning("answering with uncalibrated probabilities: %s", err)
+        return 1.0
+
+
+def answer_json(result: AnswerResult, model: str, seconds: float, temperature: float = 1.0) -> dict[str, Any]:
+    """An answer for programs: text, character span, score, probability (temperature-scaled where the run has a
+    calibration, as the Ask tab shows it), alternatives, windows, milliseconds."""
     spans = result.prediction.alternatives
     best = spans[0] if spans else None
     return {"model": model, "answer": result.prediction.text,
@@ -45,6 +59,7 @@ def answer_json(result: AnswerResult, model: str, seconds: float) -> dict[str, A
             "alternatives": [{"answer": s.text, "start": s.start, "end": s.end, "score": s.score,
                               "probability": s.probability} for s in spans],
             "abstained": result.prediction.abstained,  # SQuAD 2.0 runs: no answer in this context
+            "calibrated": temperature != 1.0, "temperature": temperature,
             "windows": result.windows, "milliseconds": round(seconds * 1000, 2)}
 
 
@@ -77,16 +92,28 @@ class QAService:
         name = check_model_folder(check_model(model, self.settings))
         return self.models.answer(name, question, context, exact, self.settings.max_context_windows)
 
-    def answer_json(self, model: str, question: str, context: str) -> dict[str, Any]:
+    def answer_json(self, model: str | None, question: str | None, context: str | None) -> dict[str, Any]:
         """Answer a question about a context; model: '' for the default, a run name, or an offered hub id."""
-        result, _, seconds = self.answer(model, question, context)
-        return answer_json(result, (model or "").strip() or self.settings.default_model, seconds)
+        result, loaded, seconds = self.answer(model, question, context)
+        result, temperature = self.calibrate(result, loaded)
+        return answer_json(result, (model or "").strip() or default_name(self.settings), seconds, temperature)
+
+    @staticmethod
+    def calibrate(result: AnswerResult, loaded: LoadedModel) -> tuple[AnswerResult, float]:
+        """The answer with probabilities at its run's fitted temperature (the Ask tab and /answer alike)."""
+        temperature = answer_temperature(loaded.source)
+        return rescale_result(result, temperature), temperature
 
     def model_choices(self) -> list[tuple[str, str]]:
-        """(label, value) for a model picker: the default, offered hub ids, finished runs (by name)."""
-        extra = [(m, m) for m in self.settings.allowed_models if m != self.settings.default_model]
-        default, *runs = model_choices(self.settings.runs_root, self.settings.default_model)
-        return [default, *extra, *((label, Path(path).name) for label, path in runs)]
+        """(label, value) for a model picker: the default, offered hub ids, finished runs, each run once and by
+        name (also a run that is the default)."""
+        default = default_name(self.settings)
+        first, *found = model_choices(self.settings.runs_root, self.settings.default_model)
+        runs = [(label, Path(path).name) for label, path in found]
+        label = next((label for label, name in runs if name == default),
+                     first[0] if default == self.settings.default_model else default)
+        extra = [(m, m) for m in self.settings.allowed_models if m != default]
+        return [(label, default), *extra, *(run for run in runs if run[1] != default)]
 
     def record_choices(self) -> list[tuple[str, str]]:
         """(label, run name) for the Errors tab's run picker."""
@@ -103,7 +130,7 @@ class QAService:
     def records(self, run: str | None) -> tuple:
         return run_records(check_run(run, self.settings))
 
-    def records_json(self, run: str) -> list[dict[str, Any]]:
+    def records_json(self, run: str | None) -> list[dict[str, Any]]:
         """A run's per-question evaluation records (question, gold answers, prediction, EM, F1, ...)."""
         return [asdict(r) for r in self.records(run)]
 
@@ -131,14 +158,6 @@ class QAService:
         record = find_record(self.records(run), example_id)
         return self.attribute(self.run_path(run), record.question, record.context, record.span or record.best_span)
 
-    def check_data(self, source: str, what: str, upload: bool = False) -> str:
-        """A training or evaluation data source a caller may name: anything locally; on a public server only
-        the bundled sample or a file this server received as an upload."""
-        source = (source or "").strip()
-        if self.settings.public and not upload and source not in ("sample", ""):
-            raise ValueError(f"{what}: this server trains only on the bundled sample or an uploaded file")
-        return source
-
     def check_upload(self, upload: str | None) -> str:
         """A line about an uploaded file, read at once within the size limit; a refused file is deleted."""
         if not upload:
@@ -152,36 +171,36 @@ class QAService:
             return f"Not usable as training data: {self.explain(err)}"
         return f"{path.name}: {report.examples:,} questions ({report.unanswerable} unanswerable)"
 
-    def train_config(self, model: str | None, train_file: str, validation_file: str | None,
-                     options: dict[str, Any]) -> QAConfig:
-        """A checked config of a new run; its run folder is claimed only once everything else is valid."""
-        if not self.settings.training_enabled:
-            raise ValueError("training is switched off on this server")
+    def train_config(self, model: str | None, train_file: str | None, validation_file: str | None,
+                     options: Mapping[str, Any], upload: bool = False,
+                     labels: tuple[str, str] = API_LABELS) -> QAConfig:
+        """A checked config of a new run: the Train tab and the API make the same checks (train_policy), cheap
+        ones first; the run folder is claimed only once all have passed, so a refused start leaves nothing.
+        upload: train_file is a file this server received; labels: what messages call the two data sources."""
+        check_training(self.settings)
+        train_file = check_data(train_file, labels[0], self.settings, upload) or "sample"
+        validation_file = check_data(validation_file, labels[1], self.settings) or train_file
         model = check_model(model, self.settings)
-        config = QAConfig(model_name_or_path=model, train_file=train_file,
-                          validation_file=(validation_file or "").strip() or train_file, **config_options(options))
-        config = self.capped(config)
+        config = capped(check_limits(QAConfig(model_name_or_path=model, train_file=train_file,
+                                              validation_file=validation_file, **config_options(options)),
+                                     self.settings), self.settings)
+        check_start_model(model)
+        check_start_data(train_file, labels[0], self.settings)
+        if validation_file != train_file:
+            check_start_data(validation_file, labels[1], self.settings)
         return config.replace(output_dir=str(new_run_dir(self.settings.runs_root, model)))
 
-    def capped(self, config: QAConfig) -> QAConfig:
-        """The config with at most max_train_examples questions read from each data source."""
-        cap = self.settings.max_train_examples
-        if cap is None:
-            return config
-        return config.replace(max_train_samples=min(config.max_train_samples or cap, cap),
-                              max_eval_samples=min(config.max_eval_samples or cap, cap))
-
     def quick_config(self) -> QAConfig:
-        if not self.settings.training_enabled:
-            raise ValueError("training is switched off on this server")
-        model = self.settings.default_model
-        return self.capped(quick_config(model, str(new_run_dir(self.settings.runs_root, model))))
+        check_training(self.settings)
+        model = check_model(self.settings.default_model, self.settings)  # a run named by QA_DEFAULT_MODEL: its folder
+        return capped(quick_config(model, str(new_run_dir(self.settings.runs_root, model))), self.settings)
 
-    def start(self, config: QAConfig, upload: str | None = None) -> JobSnapshot:
-        """Start the job; an uploaded data file is deleted when it ends; the claimed folder if it cannot start."""
+    def start(self, config: QAConfig, upload: str | None = None, owner: str = "") -> JobSnapshot:
+        """Start the job; an uploaded data file is deleted when it ends; the claimed folder if it cannot start.
+        owner: the caller's session, the only one a public server lets cancel the job."""
         try:
             return self.jobs.start(config, on_end=functools.partial(Path(upload).unlink, missing_ok=True)
-                                   if upload else None)
+                                   if upload else None, owner=owner)
         except Exception:
             folder = Path(config.output_dir)
             for name in QUICK_DATA:  # the quick fine-tune's split of the sample, written with its config
@@ -189,17 +208,18 @@ class QAService:
             folder.rmdir()
             raise
 
-    def start_json(self, model: str = "", train_file: str = "sample", validation_file: str = "",
-                   options: dict | None = None) -> dict[str, Any]:
+    def start_json(self, model: str | None = "", train_file: str | None = "sample", validation_file: str | None = "",
+                   options: dict | None = None, owner: str = "") -> dict[str, Any]:
         """Start a training job; options: QAConfig fields such as max_steps or learning_rate."""
-        config = self.train_config(model, self.check_data(train_file, "train_file") or "sample",
-                                   self.check_data(validation_file, "validation_file"), options or {})
-        self.start(config)
+        self.start(self.train_config(model, train_file, validation_file, options or {}), owner=owner)
         return self.job_json()
 
-    def cancel_json(self) -> dict[str, Any]:
-        """Ask the running job to stop after its current step."""
-        self.jobs.cancel()
+    def cancel(self, owner: str = "") -> JobSnapshot:
+        """Ask the running job to stop after its current step; on a public server only its owner may."""
+        return self.jobs.cancel(owner if self.settings.public else None)
+
+    def cancel_json(self, owner: str = "") -> dict[str, Any]:
+        self.cancel(owner)
         return self.job_json()
 
     def job_json(self) -> dict[str, Any]:
@@ -235,22 +255,9 @@ class QAService:
         """(label, run name) of every run, for the Train tab's history and Resume."""
         return [(label, Path(path).name) for label, path in run_choices(self.settings.runs_root)]
 
-    def check_start_data(self, source: str, what: str) -> str:
-        """A data file named for a new job, refused at once when it is missing or not SQuAD data (a hub name
-        is left to the job): a job that cannot read its data is never announced as started."""
-        path = Path(source)
-        if source in ("", "sample") or not (path.suffix in DATA_SUFFIXES or path.exists()):
-            return source
-        if not path.is_file():
-            raise ValueError(f"{what}: no such file {source}")
-        check_file_size(path, self.settings.max_upload_bytes if self.settings.public else None)
-        load_examples(source)
-        return source
-
     def resume_config(self, run: str | None) -> QAConfig:
         """The config that continues a stopped run from its checkpoint (--resume), after checking it can."""
-        if not self.settings.training_enabled:
-            raise ValueError("training is switched off on this server")
+        check_training(self.settings)
         folder = Path(self.run_path(run))
         info = read_run_info(folder)
         if info.status == "finished" and has_model(folder):
@@ -267,11 +274,11 @@ class QAService:
             if Path(source or "").suffix in DATA_SUFFIXES and not Path(source).is_file():
                 raise ValueError(f"run {folder.name}: its {what} {Path(source).name} is gone (an uploaded file is "
                                  f"deleted when its job ends); start a new run")
-        return self.capped(config.replace(output_dir=str(folder), resume=True, overwrite_output_dir=False))
+        return capped(config.replace(output_dir=str(folder), resume=True, overwrite_output_dir=False), self.settings)
 
-    def resume(self, run: str | None) -> JobSnapshot:
+    def resume(self, run: str | None, owner: str = "") -> JobSnapshot:
         """Continue a cancelled or failed run where its checkpoint left off."""
-        return self.jobs.start(self.resume_config(run))
+        return self.jobs.start(self.resume_config(run), owner=owner)
 
 
 def check_model_folder(name: str) -> str:

@@ -14,6 +14,7 @@ from qa_core.checkpoints import read_run_info
 from qa_core.data import load_examples
 from qa_core.error_analysis import OUTCOMES, RECORDS_FILE, QuestionRecord, filter_records, read_records
 from qa_core.inference import AnswerResult, answer_note
+from qa_core.plots import ATTRIBUTION_LEGEND
 
 if TYPE_CHECKING:  # types only: importing jobs would import training, attributions captum
     from qa_core.attributions import Attribution
@@ -193,7 +194,7 @@ def coverage_text(point: CoveragePoint) -> str:
 def attribution_text(attribution: Attribution, budget_s: float) -> str:
     steps = f" with {attribution.steps} steps" if attribution.steps else ""
     return (f"{attribution.method}{steps} in {attribution.seconds:.2f} s (budget {budget_s:.0f} s) · window "
-            f"{attribution.window + 1} of {attribution.windows}; blue pushes the start/end logit up, red down")
+            f"{attribution.window + 1} of {attribution.windows}; {ATTRIBUTION_LEGEND}")
 
 
 @lru_cache(maxsize=8)

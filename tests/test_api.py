@@ -4,6 +4,7 @@ would, and a local one that trains."""
 from __future__ import annotations
 
 import logging
+import shutil
 import os
 import socket
 import time
@@ -139,8 +140,21 @@ def test_server_paths_are_refused_without_a_trace_of_them(client, model, runs):
     assert "not a run on this server" in message
 
 
+@pytest.mark.parametrize("args, api_name, expected", [
+    ((5, QUESTION, CONTEXT), "/answer", "model must be text, got int"),
+    (("", 5, CONTEXT), "/answer", "question must be text, got int"),
+    (("", [QUESTION], CONTEXT), "/answer", "question must be text, got list"),
+    (("", QUESTION, {"text": CONTEXT}), "/answer", "context must be text, got dict"),
+    ((["run"],), "/run_records", "run must be text, got list")])
+def test_wrongly_typed_arguments_are_refused_naming_the_argument(client, args, api_name, expected):
+    message, seconds = refused(client, *args, api_name=api_name)
+    assert expected in message and "upstream" not in message and seconds < 10
+
+
 def test_training_and_server_data_are_refused_on_a_public_server(client):
     assert "switched off" in refused(client, "", "sample", "", None, api_name="/start_training")[0]
+    for data in (("/etc/passwd", ""), ("sample", "/etc/passwd")):  # switched off comes first, whatever the data
+        assert "training is switched off" in refused(client, "", *data, None, api_name="/start_training")[0]
     assert client.predict(api_name="/training_status")["status"] == "idle"
     runs = client.predict(api_name="/list_runs")
     assert [r["run"] for r in runs] == ["20250101-000000-tiny"] and runs[0]["status"] == "finished"
@@ -157,8 +171,13 @@ def test_uploads_over_the_limit_are_refused_with_the_limit(public_url, tmp_path)
 
 
 @pytest.fixture(scope="module")
-def local_client(offline, tmp_path_factory, tiny_model_dir) -> Iterator[Client]:
-    settings = Settings(tmp_path_factory.mktemp("local-runs"), str(tiny_model_dir), fast_inference=False)
+def local_runs(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("local-runs")
+
+
+@pytest.fixture(scope="module")
+def local_client(offline, local_runs, tiny_model_dir) -> Iterator[Client]:
+    settings = Settings(local_runs, str(tiny_model_dir), fast_inference=False)
     for url in serve(settings):
         yield Client(url, verbose=False)
 
@@ -180,3 +199,89 @@ def test_a_local_server_trains_through_the_api(local_client, tmp_path):
     assert local_client.predict(api_name="/cancel_training")["status"] == "finished"  # nothing to cancel
     bad = refused(local_client, "", "sample", "", {"output_dir": "/tmp/x"}, api_name="/start_training")[0]
     assert "unknown training options ['output_dir']" in bad
+
+
+@pytest.mark.parametrize("options, expected", [
+    ({"max_steps": "abc"}, "max_steps must be a number, got 'abc'"),
+    ({"learning_rate": [1]}, "learning_rate must be a number, got [1]"),
+    ({"max_steps": "nan"}, "max_steps must be a finite number, got 'nan'"),  # a float NaN is not JSON
+    ({"num_train_epochs": "inf"}, "num_train_epochs must be a finite number, got 'inf'"),
+    ("max_steps=3", "options must be a JSON object"), ([["max_steps", 3]], "options must be a JSON object")])
+def test_bad_training_options_are_refused_naming_the_option(local_client, options, expected):
+    message = refused(local_client, "", "sample", "", options, api_name="/start_training")[0]
+    assert expected in message and "could not convert" not in message
+
+
+@pytest.mark.parametrize("model, train_file, validation_file, expected", [
+    ("/nowhere/model", "sample", "", "looked for a local folder"),
+    ("not-a-model-xyz", "sample", "", "not in the hub cache"),
+    ("", "/nowhere/train.json", "", "train_file: no such file"),
+    ("", "sample", "/nowhere/dev.json", "validation_file: no such file")])
+def test_a_start_the_train_tab_would_refuse_is_refused_at_once_leaving_no_folder(
+        local_client, local_runs, model, train_file, validation_file, expected):
+    before, job = set(local_runs.iterdir()), local_client.predict(api_name="/training_status")["job_id"]
+    message = refused(local_client, model, train_file, validation_file, {"max_steps": 1}, api_name="/start_training")[0]
+    assert expected in message
+    assert set(local_runs.iterdir()) == before and local_client.predict(api_name="/training_status")["job_id"] == job
+
+
+@pytest.fixture(scope="module")
+def public_trainer_runs(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("public-trainer-runs")
+
+
+@pytest.fixture(scope="module")
+def public_trainer_url(offline, public_trainer_runs, tiny_model_dir) -> Iterator[str]:
+    """A public server whose host switched training on (QA_PUBLIC=1 QA_ENABLE_TRAINING=1)."""
+    settings = Settings(public_trainer_runs, str(tiny_model_dir), training_enabled=True, fast_inference=False,
+                        public=True, max_train_examples=20)
+    yield from serve(settings)
+
+
+@pytest.mark.parametrize("options, expected", [
+    ({"max_steps": 10**9}, "max_steps 1000000000 is over this server's limit of 2,000 (QA_MAX_TRAIN_STEPS)"),
+    ({"per_device_train_batch_size": 100000}, "per_device_train_batch_size 100000 is over this server's limit of 64"),
+    ({"per_device_eval_batch_size": 100000}, "per_device_eval_batch_size 100000 is over this server's limit of 64"),
+    ({"num_train_epochs": 1e6}, "num_train_epochs 1000000.0 is over this server's limit of 20"),
+    ({"max_seq_length": 100000, "doc_stride": 128}, "max_seq_length 100000 is over this server's limit of 512")])
+def test_a_public_server_that_trains_bounds_the_options(public_trainer_url, public_trainer_runs, options, expected):
+    client = Client(public_trainer_url, verbose=False)
+    message = refused(client, "", "sample", "", options, api_name="/start_training")[0]
+    assert expected in message and list(public_trainer_runs.iterdir()) == []
+    assert client.predict(api_name="/training_status")["status"] == "idle"
+
+
+def test_on_a_public_server_only_the_visitor_who_started_a_job_cancels_it(public_trainer_url):
+    owner, stranger = Client(public_trainer_url, verbose=False), Client(public_trainer_url, verbose=False)
+    options = {"max_steps": 2000, "per_device_train_batch_size": 4, "max_seq_length": 128, "doc_stride": 32}
+    assert owner.predict("", "sample", "", options, api_name="/start_training")["status"] in ("starting", "running")
+    message = refused(stranger, api_name="/cancel_training")[0]
+    assert "only the visitor who started this training job can cancel it" in message
+    assert stranger.predict(api_name="/training_status")["status"] in ("starting", "running")
+    assert owner.predict(api_name="/cancel_training")["status"] == "cancelling"
+    deadline = time.monotonic() + 120
+    while owner.predict(api_name="/training_status")["status"] == "cancelling":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+
+
+def test_the_api_gives_the_ask_tabs_calibrated_probability(client, runs, tiny_model_dir):
+    from qa_core import calibration
+    from qa_core.service import QAService
+    from qa_core.ui.ask import AskHandlers
+
+    run = runs / "20250101-000001-calibrated"
+    shutil.copytree(runs / "20250101-000000-tiny", run)
+    try:
+        plain = client.predict(run.name, QUESTION, CONTEXT, api_name="/answer")
+        calibration.write_calibration(run, calibration.replace(calibration.read_calibration(run), temperature=3.0))
+        scaled = client.predict(run.name, QUESTION, CONTEXT, api_name="/answer")
+        shown = AskHandlers(QAService(Settings(runs, str(tiny_model_dir), training_enabled=False,
+                                               fast_inference=False, public=True))).ask(run.name, QUESTION, CONTEXT)
+    finally:
+        shutil.rmtree(run)
+    assert scaled["calibrated"] and scaled["temperature"] == 3.0 and scaled["probability"] != plain["probability"]
+    assert list(shown["alternatives"]["probability"]) == [round(a["probability"], 3) for a in scaled["alternatives"]]
+    assert scaled["probability"] == scaled["alternatives"][0]["probability"]
+    default = client.predict("", QUESTION, CONTEXT, api_name="/answer")  # a model folder without a calibration
+    assert not default["calibrated"] and default["temperature"] == 1.0

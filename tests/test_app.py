@@ -17,7 +17,7 @@ from qa_core.ui import app
 from qa_core.config import QAConfig, form_fields
 from qa_core.error_analysis import RECORDS_FILE
 from qa_core.hosting import Settings
-from qa_core import views
+from qa_core import plots, views
 from qa_core.service import QAService
 from qa_core.training import train
 from qa_core.ui.ask import AskHandlers
@@ -167,21 +167,28 @@ def test_uploads_over_the_size_limit_are_refused_with_the_limit(settings, tmp_pa
     assert "over this server's limit of 0.001 MB" in ui.train.check_upload(str(big))["message"] and not big.exists()
 
 
-def test_the_train_form_is_built_from_the_config(ui, settings):
+def test_the_train_form_is_built_from_the_config(ui, settings, tmp_path):
     assert {"max_steps", "learning_rate", "doc_stride", "version_2_with_negative", "bf16"} <= set(form_fields())
     assert not {"output_dir", "train_file", "resume"} & set(form_fields())
     config = ui.service.train_config("", "sample", "", dict(zip(form_fields(), form(max_train_samples=0))))
     assert config.model_name_or_path == settings.default_model and config.train_file == "sample"
     assert config.validation_file == "sample" and config.max_train_samples is None and config.bf16 is None
     assert Path(config.output_dir).parent == settings.runs_root and Path(config.output_dir).is_dir()  # claimed
-    custom = ui.service.train_config("m", " data/t.json ".strip(), "rajpurkar/squad:validation",
+    data = tmp_path / "t.json"
+    data.write_bytes(Path("qa_core/sample/sample-squad.json").read_bytes())
+    custom = ui.service.train_config(settings.default_model, f" {data} ", "rajpurkar/squad:validation",
                                      {"max_steps": 5.0, "max_train_samples": 100.0, "bf16": "off"})
-    assert (custom.train_file, custom.validation_file) == ("data/t.json", "rajpurkar/squad:validation")
+    assert (custom.train_file, custom.validation_file) == (str(data), "rajpurkar/squad:validation")
     assert custom.max_steps == 5 and isinstance(custom.max_steps, int) and custom.max_train_samples == 100
     assert custom.bf16 is False
     assert ui.service.train_config("", "sample", "", {"report_to": "tensorboard"}).report_to == "tensorboard"
     with pytest.raises(ValueError, match="unknown training options \\['output_dir'\\]"):
         ui.service.train_config("", "sample", "", {"output_dir": "/etc"})
+    for options, expected in (("max_steps=3", "training options must be a mapping"),
+                              ({"seed": "x"}, "seed must be a number, got 'x'"),
+                              ({"warmup_ratio": float("-inf")}, "warmup_ratio must be a finite number")):
+        with pytest.raises(ValueError, match=re.escape(expected)):
+            ui.service.train_config("", "sample", "", options)
 
 
 @pytest.mark.parametrize("choice, values, expected", [
@@ -189,19 +196,19 @@ def test_the_train_form_is_built_from_the_config(ui, settings):
     (DATA_CHOICES[0], {"learning_rate": -0.1}, "learning_rate must be > 0, got -0.1"),
     (DATA_CHOICES[0], {"max_steps": 2.5}, "max_steps must be a whole number")])
 def test_bad_training_settings_are_refused(ui, choice, values, expected):
-    message = ui.train.start_training("", choice, None, "", "", *form(**values))["message"]
+    message = ui.train.start_training(None, "", choice, None, "", "", *form(**values))["message"]
     assert message.startswith("Not started") and expected in message
     assert ui.service.jobs.snapshot().status == "idle"
 
 
 def test_training_can_be_switched_off(settings):
     ui = handlers(Settings(settings.runs_root, settings.default_model, False, False))
-    assert "switched off" in ui.train.start_training("", DATA_CHOICES[0], None, "", "", *form())["message"]
+    assert "switched off" in ui.train.start_training(None, "", DATA_CHOICES[0], None, "", "", *form())["message"]
     assert "switched off" in ui.train.start_quick()["message"]
 
 
 def test_training_from_the_tab_appears_in_the_pickers(ui, settings):
-    message = ui.train.start_training(settings.default_model, DATA_CHOICES[0], None, "", "",
+    message = ui.train.start_training(None, settings.default_model, DATA_CHOICES[0], None, "", "",
                                 *form(num_train_epochs=1.0, max_steps=2, per_device_train_batch_size=4,
                                       max_seq_length=128, doc_stride=32, max_train_samples=8, max_eval_samples=4))
     assert message["message"].startswith("Started job 1")
@@ -285,9 +292,9 @@ def test_a_public_server_refuses_server_paths_and_shows_none(settings, tiny_run,
         message = ui.ask.ask(model, QUESTION, CONTEXT)["message"]
         assert "not offered on this server" in message and str(tmp_path.parent) not in message
     assert ui.ask.ask(tiny_run.name, QUESTION, CONTEXT)["message"] == ""  # its own runs, by name
-    refused = ui.train.start_training("", DATA_CHOICES[2], None, str(secret), "", *form())["message"]
+    refused = ui.train.start_training(None, "", DATA_CHOICES[2], None, str(secret), "", *form())["message"]
     assert "only on the bundled sample or an uploaded file" in refused and str(tmp_path) not in refused
-    refused = ui.train.start_training("", DATA_CHOICES[0], None, "", str(secret), *form())["message"]
+    refused = ui.train.start_training(None, "", DATA_CHOICES[0], None, "", str(secret), *form())["message"]
     assert "evaluation data" in refused
     assert "not a run on this server" in ui.errors.summarize(str(tmp_path))["summary"]
     assert set(settings.runs_root.iterdir()) == folders  # no run folder claimed by refusals
@@ -302,7 +309,7 @@ def test_a_run_answers_with_its_own_settings(ui, tiny_run):
 
 def test_a_run_evaluated_on_its_training_data_says_so(tmp_path) -> None:
     from qa_core.checkpoints import RunInfo, write_run_info
-    from qa_core import views
+    from qa_core import plots, views
 
     write_run_info(tmp_path / "same", RunInfo("finished", {"train_file": "sample", "validation_file": "sample"}))
     write_run_info(tmp_path / "held", RunInfo("finished", {"train_file": "a.json", "validation_file": "b.json"}))
@@ -377,7 +384,22 @@ def test_why_this_answer_shows_attributions_within_the_budget(ui):
     assert [t.type for t in shown["why_plot"].data] == ["heatmap"]
     seconds = float(re.search(r"in ([\d.]+) s", shown["why_note"]).group(1))
     assert seconds < 5.0 + 2.0  # the local budget, plus the answering pass before it
+    assert plots.ATTRIBUTION_LEGEND in shown["why_note"]  # one legend for the Ask and Errors tabs
     assert ui.ask.why("", "", CONTEXT)["why_note"].startswith("No explanation")
+
+
+def test_an_old_explanation_is_cleared_by_a_new_answer_an_error_or_another_model(ui, settings):
+    cleared = {"why_plot": None, "why_note": ""}
+    assert ui.ask.why("", QUESTION, CONTEXT)["why_plot"] is not None
+    assert {k: ui.ask.ask("", QUESTION, CONTEXT)[k] for k in cleared} == cleared
+    assert {k: ui.ask.ask("", "", CONTEXT)[k] for k in cleared} == cleared  # refused: no stale explanation either
+    assert ui.ask.clear_why() == cleared
+    demo = app.build_app(settings)
+    ids = {c.elem_id: c._id for c in demo.blocks.values() if getattr(c, "elem_id", None)}
+    events = {d["api_name"]: d for d in demo.config["dependencies"]}
+    for name in ("ui_ask", "ui_ask_submit", "ui_forget_why"):
+        assert {ids["ask-why-note"], ids["ask-why-plot"]} <= set(events[name]["outputs"]), name
+    assert [ids["ask-model"], "change"] in [list(t) for t in events["ui_forget_why"]["targets"]]
 
 
 def test_an_upload_chooses_the_data_source(ui, tmp_path):
@@ -389,15 +411,33 @@ def test_an_upload_chooses_the_data_source(ui, tmp_path):
     assert ui.train.check_upload(str(bad))["choice"] == DATA_CHOICES[0]
 
 
+def test_a_cleared_or_refused_upload_clears_its_message(ui, settings, tmp_path):
+    sample = tmp_path / "mine.json"
+    sample.write_bytes(Path("qa_core/sample/sample-squad.json").read_bytes())
+    assert "40 questions" in ui.train.check_upload(str(sample))["message"]
+    # Gradio clears the file box when the visitor clears it and when it refuses a file (type or size, a toast)
+    assert ui.train.forget_upload() == {"message": "", "choice": DATA_CHOICES[0]}
+    demo = app.build_app(settings)
+    ids = {c.elem_id: c._id for c in demo.blocks.values() if getattr(c, "elem_id", None)}
+    cleared = next(d for d in demo.config["dependencies"] if d["api_name"] == "ui_clear_upload")
+    assert [ids["train-upload"], "clear"] in [list(t) for t in cleared["targets"]]
+    assert ids["train-message"] in cleared["outputs"] and ids["train-choice"] in cleared["outputs"]
+
+
 def test_a_start_that_cannot_read_its_data_is_not_started(ui, tmp_path):
-    missing = ui.train.start_training("", DATA_CHOICES[2], None, str(tmp_path / "nowhere.json"), "", *form())
+    missing = ui.train.start_training(None, "", DATA_CHOICES[2], None, str(tmp_path / "nowhere.json"), "", *form())
     assert missing["message"].startswith("Not started: training data: no such file")
     bad = tmp_path / "notes.json"
     bad.write_text(json.dumps({"hello": "world"}), encoding="utf-8")
-    refused = ui.train.start_training("", DATA_CHOICES[2], None, str(bad), "", *form())["message"]
+    refused = ui.train.start_training(None, "", DATA_CHOICES[2], None, str(bad), "", *form())["message"]
     assert refused.startswith("Not started") and "expected SQuAD JSON" in refused
-    evaluation = ui.train.start_training("", DATA_CHOICES[0], None, "", str(tmp_path / "dev.json"), *form())
+    evaluation = ui.train.start_training(None, "", DATA_CHOICES[0], None, "", str(tmp_path / "dev.json"), *form())
     assert evaluation["message"].startswith("Not started: evaluation data: no such file")
+    folders = set(ui.service.settings.runs_root.iterdir())
+    for model in (str(tmp_path / "no-model"), "no-org-xyz/no-model"):  # offline: not cached, not reachable
+        assert ui.train.start_training(None, model, DATA_CHOICES[0], None, "", "", *form())["message"].startswith(
+            f"Not started: model {model!r}")
+    assert set(ui.service.settings.runs_root.iterdir()) == folders  # no run folder claimed
     assert ui.service.jobs.snapshot().status == "idle"
 
 
@@ -435,3 +475,33 @@ def test_a_finished_run_shows_its_history(ui, tiny_run):
     shown = ui.train.show_run(tiny_run.name)
     names = [t.name for t in shown["history"].data]
     assert names[:2] == ["loss", "learning rate"] and {"EM", "F1"} <= set(names) and shown["run_note"] == ""
+
+
+def test_the_train_tab_of_a_public_server_lets_only_the_starter_cancel(settings, tmp_path):
+    ui = handlers(Settings(tmp_path, settings.default_model, training_enabled=True, fast_inference=False,
+                           public=True, max_train_examples=8))
+    started = ui.train.start_training(gr.Request(session_hash="a"), "", DATA_CHOICES[0], None, "", "",
+                                      *form(max_steps=2000, per_device_train_batch_size=4, max_seq_length=128,
+                                            doc_stride=32))
+    assert started["message"].startswith("Started job 1")
+    assert "only the visitor who started" in ui.train.cancel(gr.Request(session_hash="b"))["message"]
+    assert ui.train.cancel(gr.Request(session_hash="a"))["message"] == "Cancelling after the current step."
+    assert ui.service.jobs.wait(120)
+
+
+@pytest.mark.parametrize("public", [False, True])
+def test_a_run_as_the_default_model_is_found_and_shown_by_name(settings, tiny_run, public):
+    for default in (tiny_run.name, str(tiny_run)):
+        ui = handlers(Settings(settings.runs_root, default, training_enabled=False, fast_inference=False,
+                               public=public))
+        shown = ui.ask.ask("", QUESTION, CONTEXT)
+        assert shown["message"] == "" and shown["answer"], default
+        values = [value for _, value in ui.service.model_choices()]
+        assert values[0] == tiny_run.name and values.count(tiny_run.name) == 1
+        assert not any(str(tiny_run.parent) in f"{label} {value}" for label, value in ui.service.model_choices())
+        assert ui.service.answer_json("", QUESTION, CONTEXT)["model"] == tiny_run.name
+        assert app.build_app(ui.service.settings)  # the pickers' preselected value is one of their choices
+    quick = QAService(Settings(settings.runs_root, tiny_run.name, training_enabled=True, fast_inference=False,
+                               public=public)).quick_config()
+    shutil.rmtree(quick.output_dir)  # only its config was wanted: the quick fine-tune starts from the run's folder
+    assert quick.model_name_or_path == str(tiny_run.resolve())

@@ -9,6 +9,7 @@ import re
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from packaging.requirements import Requirement
@@ -17,7 +18,7 @@ from packaging.version import Version
 
 from qa_core.checkpoints import RunInfo, write_run_info
 from qa_core.data import DataError, LoadingCancelled, load_examples, loading_limits
-from qa_core.hosting import Settings, check_model, check_request, check_run, scrub
+from qa_core.hosting import Settings, TrainLimits, check_arguments, check_model, check_request, check_run, scrub
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,7 +30,8 @@ def runs(tmp_path: Path) -> Path:
 
 
 def test_settings_from_the_environment(monkeypatch, tmp_path):
-    for name in ("QA_PUBLIC", "QA_ENABLE_TRAINING", "QA_DISABLE_TRAINING", "QA_ALLOWED_MODELS", "QA_MAX_UPLOAD_MB"):
+    for name in ("QA_PUBLIC", "QA_ENABLE_TRAINING", "QA_DISABLE_TRAINING", "QA_ALLOWED_MODELS", "QA_MAX_UPLOAD_MB",
+                 "QA_MAX_TRAIN_STEPS", "QA_MAX_BATCH_SIZE", "QA_MAX_EPOCHS", "QA_MAX_SEQ_LENGTH"):
         monkeypatch.delenv(name, raising=False)
     assert Settings.from_env().training_enabled and not Settings.from_env().public
     monkeypatch.setenv("QA_PUBLIC", "1")
@@ -40,6 +42,10 @@ def test_settings_from_the_environment(monkeypatch, tmp_path):
     assert public.allowed_models == ("org/a", "org/b") and public.max_upload_bytes == 2_000_000
     monkeypatch.setenv("QA_ENABLE_TRAINING", "1")
     assert Settings.from_env().training_enabled  # ...unless QA_ENABLE_TRAINING says otherwise
+    assert Settings.from_env().train_limits == TrainLimits()
+    monkeypatch.setenv("QA_MAX_TRAIN_STEPS", "50")
+    monkeypatch.setenv("QA_MAX_EPOCHS", "2.5")
+    assert Settings.from_env().train_limits == TrainLimits(max_steps=50, epochs=2.5)
     monkeypatch.setenv("QA_MAX_UPLOAD_MB", "lots")
     with pytest.raises(ValueError, match="QA_MAX_UPLOAD_MB='lots' is not a number"):
         Settings.from_env()
@@ -177,3 +183,15 @@ def test_loading_limits_are_per_thread(tmp_path):
         errors.append(err)
     thread.join()
     assert not errors
+
+
+def test_arguments_are_checked_against_the_handlers_hints():
+    def handler(model: str | None, question: str, options: dict[str, Any] | None = None, anything: Any = 0) -> None:
+        pass
+
+    check_arguments(handler, (None, "q"), {"options": {"a": 1}, "anything": [1]})
+    for args, expected in (((5, "q"), "model must be text, got int"), (("", ["q"]), "question must be text, got list"),
+                           (("", "q", "a=1"), "options must be a JSON object, got str"),
+                           (("", None), "question must be text, got NoneType"), (("",), "wrong arguments")):
+        with pytest.raises(ValueError, match=re.escape(expected)):
+            check_arguments(handler, args, {})

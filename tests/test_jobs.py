@@ -216,3 +216,18 @@ def test_the_eta_counts_evaluation_time_once_there_was_one(tmp_path):
     # the first step: 0.1 + 0.2 + 0.1 s for two steps, so about 0.2 s for the one step left (not 0.1).
     assert trainer.etas[:2] == [pytest.approx(0.3), pytest.approx(0.2)]
     assert 0.14 < trainer.etas[2] < 1.0  # generous above: a loaded machine oversleeps
+
+
+def test_a_job_that_fails_before_writing_anything_leaves_no_empty_run_folder(tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    jobs, folder = JobManager(), new_run_dir(tmp_path, "tiny")
+    jobs.start(QAConfig(model_name_or_path=str(tiny_model_dir), train_file="no-org/no-such-data",
+                        output_dir=str(folder), max_steps=1))
+    assert jobs.wait(60) and jobs.snapshot().status == "failed"
+    assert not folder.exists() and list(tmp_path.iterdir()) == []
+    kept = tmp_path / "kept"  # a folder that holds anything (a resumed run, the quick split) is never touched
+    (kept / "note.txt").parent.mkdir()
+    (kept / "note.txt").write_text("x", encoding="utf-8")
+    jobs.start(QAConfig(model_name_or_path=str(tiny_model_dir), train_file="no-org/no-such-data",
+                        output_dir=str(kept), max_steps=1))
+    assert jobs.wait(60) and (kept / "note.txt").is_file()

@@ -79,3 +79,17 @@ def test_history_figure_plots_loss_learning_rate_and_scores_per_epoch():
     assert list(traces["loss"].y) == [3.0, 2.0] and list(traces["learning rate"].y) == [1e-4, 5e-5]
     assert list(traces["EM"].x) == [1.0] and list(traces["F1"].y) == [55.0]
     assert len(plots.history_figure([]).data) == 4  # an empty history draws empty axes
+
+
+def test_the_attribution_legend_matches_the_colour_scale():
+    from plotly.colors import sample_colorscale, unlabel_rgb
+
+    from qa_core.attributions import Attribution
+
+    attribution = Attribution(("a", "b"), ((0, 1), (2, 3)), np.array([1.0, -1.0]), np.array([-1.0, 1.0]), 0, 0, 0,
+                              1, "gradient × input", 0, 0.1)
+    heatmap = plots.attribution_figure(attribution).data[0]
+    top, bottom = (unlabel_rgb(sample_colorscale([list(c) for c in heatmap.colorscale], [x])[0]) for x in (1.0, 0.0))
+    # +1 (the token pushes the logit up) is drawn blue, -1 red; the legend must say the same
+    assert top[2] > top[0] and bottom[0] > bottom[2]
+    assert plots.ATTRIBUTION_LEGEND.startswith("blue") and "up, red" in plots.ATTRIBUTION_LEGEND

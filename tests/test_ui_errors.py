@@ -9,6 +9,7 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
+from qa_core import plots
 from qa_core.calibration import read_calibration
 from qa_core.config import QAConfig
 from qa_core.error_analysis import OUTCOMES, RECORDS_FILE
@@ -126,6 +127,7 @@ def test_why_this_answer_shows_attributions_within_the_budget(service):
     assert shown["attribution"].data[0].type == "heatmap"
     seconds = float(shown["attribution_note"].split(" in ")[1].split(" s ")[0])
     assert seconds <= 2 * 5.0 and "budget 5 s" in shown["attribution_note"]
+    assert plots.ATTRIBUTION_LEGEND in shown["attribution_note"]
     assert "Click a row" in ui.attribute("b", "")["attribution_note"]
     assert "not in this run" in ui.attribute("b", "no-such-id")["attribution_note"]
 
@@ -142,6 +144,8 @@ def test_a_squad_v2_run_gets_answerability_slices_filters_and_a_live_threshold(s
     shown = ui.pick_run(v2)
     assert shown["threshold"]["visible"] and shown["threshold"]["value"] == 0.0 and shown["kind"]["visible"]
     assert list(shown["answerable"]["value"].data[0].x) == ["HasAns", "NoAns"]
+    lengths = dict(zip(shown["lengths"].data[1].x, shown["lengths"].data[1].text))
+    assert lengths["no answer"] == "n=3" and sum(int(n[2:]) for n in lengths.values()) == 8  # not 1-word answers
     never = ui.summarize(v2, shown["threshold"]["maximum"])  # abstain nowhere
     always = ui.summarize(v2, shown["threshold"]["minimum"])  # abstain everywhere: NoAns all right
     assert never["summary"] != always["summary"] and always["summary"].startswith("8 questions · EM 37.5")

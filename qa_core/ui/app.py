@@ -9,11 +9,11 @@ from typing import Any
 
 import gradio as gr
 
-from qa_core.hosting import Settings
+from qa_core.hosting import Settings, check_arguments
 from qa_core.runtime import configure_process
 from qa_core.service import QAService
 from qa_core.ui.ask import build_ask_tab
-from qa_core.ui.common import ANSWER_CONCURRENCY, PRIVATE, Outputs, by_name
+from qa_core.ui.common import ANSWER_CONCURRENCY, PRIVATE, Outputs, by_name, session_of
 from qa_core.ui.errors import build_errors_tab
 from qa_core.ui.train import build_train_tab
 
@@ -26,21 +26,36 @@ THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], fon
 
 
 def as_api(service: QAService, call: Callable[..., Any]) -> Callable[..., Any]:
-    """An API endpoint: a refused call raises gr.Error with a one-line message (no server paths when public)."""
+    """An API endpoint: a refused call raises gr.Error with a one-line message (no server paths when public);
+    arguments of the wrong type are refused before the call, naming the argument."""
     @functools.wraps(call)
     def endpoint(*args: Any, **kwargs: Any) -> Any:
         try:
+            check_arguments(call, args, kwargs)
             return call(*args, **kwargs)
         except (ValueError, OSError, RuntimeError) as err:
             raise gr.Error(service.explain(err), print_exception=False) from None
     return endpoint
 
 
+def training_endpoints(service: QAService) -> dict[str, Callable[..., Any]]:
+    """/start_training and /cancel_training: the service's calls with the caller's session as the job's owner
+    (Gradio passes gr.Request to a parameter so typed and leaves it out of the API)."""
+    def start_training(model: str | None = "", train_file: str | None = "sample", validation_file: str | None = "",
+                       options: dict | None = None, request: gr.Request | None = None) -> dict[str, Any]:
+        """Start a training job; options: QAConfig fields such as max_steps or learning_rate."""
+        return service.start_json(model, train_file, validation_file, options, owner=session_of(request))
+
+    def cancel_training(request: gr.Request | None = None) -> dict[str, Any]:
+        """Ask the running job to stop after its current step (a public server: only the caller who started it)."""
+        return service.cancel_json(owner=session_of(request))
+    return {"start_training": start_training, "cancel_training": cancel_training}
+
+
 def api_endpoints(service: QAService) -> dict[str, Callable[..., Any]]:
     """The endpoints meant for programs (README: The API), by api_name: plain values in, JSON-shaped values out."""
-    return {"answer": service.answer_json, "list_runs": service.runs_json, "start_training": service.start_json,
-            "cancel_training": service.cancel_json, "training_status": service.job_json,
-            "run_records": service.records_json}
+    return {"answer": service.answer_json, "list_runs": service.runs_json, **training_endpoints(service),
+            "training_status": service.job_json, "run_records": service.records_json}
 
 
 def add_api(service: QAService) -> None:

@@ -3,18 +3,15 @@ per-token logits, and on request per-token attributions."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import gradio as gr
 
-from qa_core import calibration, plots, views
+from qa_core import plots, views
 from qa_core.inference import answer_note
 from qa_core.service import QAService
 from qa_core.ui.common import (ANSWER_CONCURRENCY, HUB_HINT, PRIVATE, QUICK_MINUTES, Outputs, by_name,
                                model_picker)
-
-logger = logging.getLogger(__name__)
 
 NO_HEAD_NOTICE = (f"**This model has no fine-tuned question answering head yet, so its answers are close to "
                   f"random.** Fine-tune it first: the quick fine-tune trains it on the bundled sample in about "
@@ -43,16 +40,9 @@ const scroll = () => {
 watch('value', scroll);
 scroll();
 """
+# An explanation belongs to one answer: a new answer, a refusal or another model takes it off the page.
+NO_EXPLANATION = {"why_plot": None, "why_note": ""}
 EXPLAIN_CONCURRENCY = 1  # one explanation at a time: it computes beside the model thread (QAService.attribute)
-
-
-def run_temperature(source: str) -> float:
-    """The temperature of a run's calibration.json; 1 (probabilities as the model gives them) without a usable one."""
-    try:
-        return calibration.run_temperature(source)
-    except (ValueError, OSError) as err:  # a broken calibration file must not stop answering
-        logger.warning("answering with uncalibrated probabilities: %s", err)
-        return 1.0
 
 
 class AskHandlers:
@@ -66,9 +56,9 @@ class AskHandlers:
             result, loaded, seconds = self.service.answer(model, question, context)
         except (ValueError, OSError, RuntimeError) as err:
             return {"answer": "", "score": "", "alternatives": views.alternatives_table(None), "plot": None,
-                    "message": f"Cannot answer: {self.service.explain(err)}", "notice": gr.update(visible=False)}
-        temperature = run_temperature(loaded.source)
-        result = calibration.rescale_result(result, temperature)
+                    "message": f"Cannot answer: {self.service.explain(err)}", "notice": gr.update(visible=False),
+                    **NO_EXPLANATION}
+        result, temperature = self.service.calibrate(result, loaded)
         prediction = result.prediction
         top = prediction.alternatives[0] if prediction.alternatives else None
         headline, detail = views.answer_headline(result, temperature)
@@ -81,7 +71,11 @@ class AskHandlers:
                 "alternatives": views.alternatives_table(result),
                 "plot": plots.logit_figure(result.logits, prediction.span),
                 "message": views.unknown_warning(result.logits.tokens, loaded.tokenizer.unk_token),
-                "notice": gr.update(visible=not loaded.has_qa_head)}
+                "notice": gr.update(visible=not loaded.has_qa_head), **NO_EXPLANATION}
+
+    @staticmethod
+    def clear_why() -> Outputs:
+        return dict(NO_EXPLANATION)
 
     def why(self, model: str, question: str, context: str) -> Outputs:
         """Attributions of the answer's start and end scores over the window's tokens, and the time they took."""
@@ -92,15 +86,15 @@ class AskHandlers:
         steps = f" with {attribution.steps} steps" if attribution.steps else ""
         window = f" · window {attribution.window + 1} of {attribution.windows}" if attribution.windows > 1 else ""
         return {"why_plot": plots.attribution_figure(attribution),
-                "why_note": f"{attribution.method}{steps} in {attribution.seconds:.1f} s{window}. Red tokens raise "
-                            f"the score of the answer's start (or end), blue ones lower it."}
+                "why_note": f"{attribution.method}{steps} in {attribution.seconds:.1f} s{window}: "
+                            f"{plots.ATTRIBUTION_LEGEND}."}
 
 
 def build_ask_tab(service: QAService) -> dict[str, Any]:
     ui = AskHandlers(service)
     with gr.Tab("Ask", id="ask"):
         model = model_picker(service, "Model", f"The default model, a finished run, or a hub id (online) such as "
-                                               f"{HUB_HINT}")
+                                               f"{HUB_HINT}", elem_id="ask-model")
         with gr.Row():
             with gr.Column(scale=3):
                 context = gr.Textbox(label="Context", lines=8, max_lines=20, elem_id="ask-context",
@@ -122,14 +116,17 @@ def build_ask_tab(service: QAService) -> dict[str, Any]:
         outputs["plot"] = gr.Plot(label="Start and end logits per token")
         why = gr.Button("Why this answer?", elem_id="ask-why")
         explained = {"why_note": gr.Textbox(label="Attributions", interactive=False, elem_id="ask-why-note"),
-                     "why_plot": gr.Plot(label="Attributions per token")}
+                     "why_plot": gr.Plot(label="Attributions per token", elem_id="ask-why-plot")}
         rows, titles = views.sample_examples()
         gr.Examples(rows, [context, question], example_labels=titles, label="Examples (the bundled sample)",
                     api_name="ui_example", **PRIVATE)
-    event = dict(fn=by_name(ui.ask, outputs), inputs=[model, question, context], outputs=list(outputs.values()),
+    asked = {**outputs, **explained}
+    event = dict(fn=by_name(ui.ask, asked), inputs=[model, question, context], outputs=list(asked.values()),
                  concurrency_limit=ANSWER_CONCURRENCY, concurrency_id="answer", **PRIVATE)
     button.click(**event, api_name="ui_ask")
     question.submit(**event, api_name="ui_ask_submit")
+    model.change(by_name(ui.clear_why, explained), None, list(explained.values()), api_name="ui_forget_why",
+                 show_progress="hidden", **PRIVATE)
     why.click(by_name(ui.why, explained), [model, question, context], list(explained.values()),
               concurrency_limit=EXPLAIN_CONCURRENCY, concurrency_id="explain", api_name="ui_why", **PRIVATE)
     return {"model": model, "question": question, "context": context, "quick": quick}

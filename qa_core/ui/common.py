@@ -26,6 +26,13 @@ def by_name(handler: Callable[..., Outputs], outputs: dict[str, Any]) -> Callabl
     return wired
 
 
-def model_picker(service: QAService, label: str, info: str) -> gr.Dropdown:
-    return gr.Dropdown(service.model_choices(), value=service.settings.default_model, label=label, info=info,
-                       allow_custom_value=True, interactive=True)
+def model_picker(service: QAService, label: str, info: str, elem_id: str | None = None) -> gr.Dropdown:
+    choices = service.model_choices()
+    return gr.Dropdown(choices, value=choices[0][1], label=label, info=info,
+                       allow_custom_value=True, interactive=True, elem_id=elem_id)
+
+
+def session_of(request: gr.Request | None) -> str:
+    """The caller's Gradio session (one per page load or gradio_client.Client): on a public server, the only one
+    that may cancel the job it started."""
+    return (request.session_hash or "") if request is not None else ""

@@ -11,13 +11,14 @@ import gradio as gr
 from qa_core import plots, views
 from qa_core.config import HINTS, QAConfig, form_fields, help_of
 from qa_core.checkpoints import HISTORY_FILE, read_run_info
-from qa_core.jobs import JobBusyError, JobSnapshot, has_model
+from qa_core.jobs import JobBusyError, JobSnapshot, NotYourJobError, has_model
 from qa_core.progress import read_history
 from qa_core.service import QAService
-from qa_core.ui.common import PRIVATE, QUICK_MINUTES, Outputs, by_name, model_picker
+from qa_core.ui.common import PRIVATE, QUICK_MINUTES, Outputs, by_name, model_picker, session_of
 
 DATA_CHOICES = ("Bundled sample", "Upload a SQuAD JSON file", "Path on the server or hub name")
 SWITCHED_OFF = "Training is switched off on this server."
+LABELS = ("training data", "evaluation data")  # the form's names of the two data sources, for its messages
 OPTION_WIDTH = 260  # px: the longest field name (per_device_train_batch_size) on one line
 ENDED = ("finished", "cancelled", "failed")
 REFUSED = (ValueError, OSError, JobBusyError)  # a start refused at once: nothing was started
@@ -34,18 +35,18 @@ class TrainHandlers:
     def __init__(self, service: QAService) -> None:
         self.service = service
 
-    def data_source(self, choice: str, upload: str | None, path: str) -> str:
+    @staticmethod
+    def data_source(choice: str, upload: str | None, path: str | None) -> str:
+        """The training data the form names (the service checks it as it checks the API's)."""
         if choice == DATA_CHOICES[1]:
             if not upload:
                 raise ValueError("no file uploaded: drop a SQuAD JSON file in the upload box first")
-            source = self.service.check_data(upload, "training data", upload=True)
-        elif choice == DATA_CHOICES[2]:
+            return upload
+        if choice == DATA_CHOICES[2]:
             if not (path or "").strip():
                 raise ValueError("no data path or hub name given")
-            source = self.service.check_data(path, "training data")
-        else:
-            return "sample"
-        return self.service.check_start_data(source, "training data")
+            return path
+        return "sample"
 
     def check_upload(self, upload: str | None) -> Outputs:
         """A dropped file becomes the training data by itself (a refused one is deleted and the sample chosen)."""
@@ -53,35 +54,43 @@ class TrainHandlers:
         usable = bool(upload) and not line.startswith("Not usable")
         return {"message": line, "choice": DATA_CHOICES[1] if usable else DATA_CHOICES[0]}
 
-    def start_training(self, model: str, choice: str, upload: str | None, path: str, eval_data: str,
-                       *values: Any) -> Outputs:
-        """values: the Train form's inputs, in form_fields() order."""
+    @staticmethod
+    def forget_upload() -> Outputs:
+        """The file box was cleared, by the visitor or by Gradio refusing a file: the sample again, and no line
+        about a file that is gone."""
+        return {"message": "", "choice": DATA_CHOICES[0]}
+
+    def start_training(self, request: gr.Request | None, model: str, choice: str, upload: str | None, path: str,
+                       eval_data: str, *values: Any) -> Outputs:
+        """values: the Train form's inputs, in form_fields() order; request: the visitor's, who owns the job."""
+        uploaded = choice == DATA_CHOICES[1]
         try:
-            train_file = self.data_source(choice, upload, path)
-            eval_file = self.service.check_start_data(self.service.check_data(eval_data, "evaluation data"),
-                                                      "evaluation data")
-            config = self.service.train_config(model, train_file, eval_file, dict(zip(form_fields(), values)))
-            snapshot = self.service.start(config, upload if choice == DATA_CHOICES[1] else None)
+            config = self.service.train_config(model, self.data_source(choice, upload, path), eval_data,
+                                               dict(zip(form_fields(), values)), upload=uploaded, labels=LABELS)
+            snapshot = self.service.start(config, upload if uploaded else None, owner=session_of(request))
         except REFUSED as err:
             return {"message": f"Not started: {self.service.explain(err)}"}
         return {"message": f"Started job {snapshot.job_id}: {self.service.explain(snapshot.output_dir)}"}
 
-    def start_quick(self) -> Outputs:
+    def start_quick(self, request: gr.Request | None = None) -> Outputs:
         try:
-            snapshot = self.service.start(self.service.quick_config())
+            snapshot = self.service.start(self.service.quick_config(), owner=session_of(request))
         except REFUSED as err:
             return {"message": f"Not started: {self.service.explain(err)}"}
         return {"message": f"Started the quick fine-tune (about {QUICK_MINUTES} min): "
                            f"{self.service.explain(snapshot.output_dir)}"}
 
-    def cancel(self) -> Outputs:
-        active = self.service.jobs.cancel().active
+    def cancel(self, request: gr.Request | None = None) -> Outputs:
+        try:
+            active = self.service.cancel(session_of(request)).active
+        except NotYourJobError as err:
+            return {"message": f"Not cancelled: {err}"}
         return {"message": "Cancelling after the current step." if active else "No training job is running."}
 
-    def resume(self, run: str | None) -> Outputs:
+    def resume(self, run: str | None, request: gr.Request | None = None) -> Outputs:
         """Continue a cancelled or failed run from its checkpoint (train.py --resume)."""
         try:
-            snapshot = self.service.resume(run)
+            snapshot = self.service.resume(run, owner=session_of(request))
         except REFUSED as err:
             return {"message": f"Not resumed: {self.service.explain(err)}"}
         return {"message": f"Resumed {Path(snapshot.output_dir).name} as job {snapshot.job_id}"}
@@ -148,8 +157,9 @@ def build_train_tab(service: QAService) -> dict[str, Any]:
         model = model_picker(service, "Start from model", "The default model, a finished run, or a hub id (online)")
         with gr.Row():
             choices = DATA_CHOICES[:2] if service.settings.public else DATA_CHOICES
-            choice = gr.Radio(list(choices), value=DATA_CHOICES[0], label="Training data")
-            upload = gr.File(label="SQuAD JSON file", file_types=[".json", ".jsonl"], type="filepath")
+            choice = gr.Radio(list(choices), value=DATA_CHOICES[0], label="Training data", elem_id="train-choice")
+            upload = gr.File(label="SQuAD JSON file", file_types=[".json", ".jsonl"], type="filepath",
+                             elem_id="train-upload")
             path = gr.Textbox(label="Data path or hub name", placeholder="data/train.json or rajpurkar/squad",
                               visible=not service.settings.public)
         eval_data = gr.Textbox(label="Evaluation data", placeholder="empty: the training data itself; "
@@ -177,7 +187,8 @@ def build_train_tab(service: QAService) -> dict[str, Any]:
     checked = {**message, "choice": choice}
     upload.upload(by_name(ui.check_upload, checked), upload, list(checked.values()), api_name="ui_check_upload",
                   **PRIVATE)
-    upload.clear(lambda: DATA_CHOICES[0], None, choice, api_name="ui_clear_upload", **PRIVATE)
+    upload.clear(by_name(ui.forget_upload, checked), None, list(checked.values()), api_name="ui_clear_upload",
+                 **PRIVATE)
     run.change(by_name(ui.show_run, picked), run, list(picked.values()), api_name="ui_show_run", **PRIVATE)
     resume.click(by_name(ui.resume, message), run, shown["message"], api_name="ui_resume", **PRIVATE)
     start.click(by_name(ui.start_training, message), [model, choice, upload, path, eval_data, *options],

@@ -1,0 +1,71 @@
+"""The checks a new training job passes before the Train tab or the API announce it: training switched on, data
+the caller may name and this server can read, a model that can be found, options within the server's limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qa_core.config import QAConfig
+from qa_core.data import check_file_size, load_examples
+from qa_core.hosting import LIMITED_OPTIONS, Settings
+from qa_core.modeling import resolve_model
+
+DATA_SUFFIXES = (".json", ".jsonl", ".gz")
+SWITCHED_OFF = "training is switched off on this server"
+
+
+def check_training(settings: Settings) -> None:
+    """Checked before anything else, so a server that does not train says so whatever else is wrong."""
+    if not settings.training_enabled:
+        raise ValueError(SWITCHED_OFF)
+
+
+def check_data(source: str | None, what: str, settings: Settings, upload: bool = False) -> str:
+    """A training or evaluation data source a caller may name: anything locally; on a public server only the
+    bundled sample or a file this server received as an upload."""
+    source = (source or "").strip()
+    if settings.public and not upload and source not in ("sample", ""):
+        raise ValueError(f"{what}: this server trains only on the bundled sample or an uploaded file")
+    return source
+
+
+def check_start_data(source: str, what: str, settings: Settings) -> str:
+    """A data file named for a new job, refused when it is missing or not SQuAD data (a hub name is left to the
+    job): a job that cannot read its data is never announced as started."""
+    path = Path(source)
+    if source in ("", "sample") or not (path.suffix in DATA_SUFFIXES or path.exists()):
+        return source
+    if not path.is_file():
+        raise ValueError(f"{what}: no such file {source}")
+    check_file_size(path, settings.max_upload_bytes if settings.public else None)
+    load_examples(source)
+    return source
+
+
+def check_start_model(name: str) -> str:
+    """A model to start from, refused when it is no model folder, no cached hub id, or (offline) no hub id this
+    machine can fetch: the job would otherwise fail a moment after being announced."""
+    resolve_model(name)
+    return name
+
+
+def capped(config: QAConfig, settings: Settings) -> QAConfig:
+    """The config with at most max_train_examples questions read from each data source."""
+    cap = settings.max_train_examples
+    if cap is None:
+        return config
+    return config.replace(max_train_samples=min(config.max_train_samples or cap, cap),
+                          max_eval_samples=min(config.max_eval_samples or cap, cap))
+
+
+def check_limits(config: QAConfig, settings: Settings) -> QAConfig:
+    """A public server's caps on the options that set a job's time and memory (hosting.TrainLimits), each
+    refused naming the option and the limit; max_steps -1 (train by epochs) is bounded by the epochs cap and
+    max_train_examples. A local server trains what its user asks for."""
+    if not settings.public:
+        return config
+    for option, (field, variable) in LIMITED_OPTIONS.items():
+        value, limit = getattr(config, option), getattr(settings.train_limits, field)
+        if value > limit:
+            raise ValueError(f"{option} {value} is over this server's limit of {limit:,g} ({variable})")
+    return config
