@@ -21,6 +21,7 @@ from qa_core.checkpoints import (RunInfo, TrainState, check_output_dir, clear_re
                                  save_final_model)
 from qa_core.config import QAConfig
 from qa_core.data import Example, fingerprint, load_examples
+from qa_core.divergence import diverged_message, nonfinite_parameters, ruined_message
 from qa_core.distributed import (DistContext, all_reduce_mean, any_rank, barrier, cleanup, device_for,
                                  init_distributed, shard, unwrap_ddp)
 from qa_core.evaluation import EvalResult, check_scorable, evaluate, write_eval_outputs
@@ -113,7 +114,8 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
                 grad_norm = float(optimizer_step(setup.model, setup.optimizer, setup.scheduler, config.max_grad_norm))
                 state = replace(state, step=state.step + 1)
                 if not math.isfinite(grad_norm):  # the same on every rank: gradients are all-reduced
-                    raise TrainingError(_diverged_message(setup, state, float(loss_sum) / losses, grad_norm))
+                    raise TrainingError(diverged_message(setup.config, state.step, float(loss_sum) / losses,
+                                                         grad_norm))
                 seconds += time.perf_counter() - clock
                 if state.step % config.logging_steps == 0 or state.step == setup.total_steps:
                     eta = seconds / (state.step - setup.start.step) * (setup.total_steps - state.step)
@@ -223,19 +225,12 @@ def _loader(setup: Setup, batches: list[list[int]], epoch: int) -> DataLoader:
 def _save_point(setup: Setup, state: TrainState, emit: Callable[..., None], evaluate: bool) -> TrainState:
     """Check the weights, evaluate if asked, then checkpoint: nothing non-finite is ever evaluated or saved."""
     if ruined := nonfinite_parameters(setup.loaded.model):
-        raise TrainingError(_ruined_message(setup, state, ruined))
+        raise TrainingError(ruined_message(setup.config, state.step, ruined))
     result = None
     if evaluate:
         state, result = _evaluate(setup, state, emit)
     _checkpoint(setup, state, result, emit)
     return state
-
-
-def nonfinite_parameters(model: torch.nn.Module) -> list[str]:
-    """Names of the parameters holding NaN or infinity. The gradient norm is checked before every update, but an
-    update can itself overflow (a huge learning rate), which shows only in the weights."""
-    with torch.no_grad():
-        return [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
 
 
 def _evaluate(setup: Setup, state: TrainState, emit: Callable[..., None]) -> tuple[TrainState, EvalResult | None]:
@@ -281,24 +276,6 @@ def _failed(setup: Setup, state: TrainState, err: BaseException, emit: Callable[
         with contextlib.suppress(Exception):  # the failure to report is err, not a listener's
             emit("failed", state, message=str(err))
     return err
-
-
-def _diverged_message(setup: Setup, state: TrainState, loss: float, grad_norm: float) -> str:
-    return (f"training diverged at step {state.step}: loss {loss:.4g}, gradient norm {grad_norm:.4g}; "
-            f"{_kept_checkpoint(setup)}. "
-            f"Lower --learning_rate (now {setup.config.learning_rate:g}), turn bf16 off (--no-bf16), "
-            f"or raise --warmup_ratio")
-
-
-def _ruined_message(setup: Setup, state: TrainState, names: list[str]) -> str:
-    return (f"training diverged: the weights are no longer finite after step {state.step} ({len(names)} tensors, "
-            f"e.g. {names[0]}); {_kept_checkpoint(setup)}. Lower --learning_rate "
-            f"(now {setup.config.learning_rate:g}) or raise --warmup_ratio")
-
-
-def _kept_checkpoint(setup: Setup) -> str:
-    checkpoint = find_checkpoint(Path(setup.config.output_dir))
-    return f"the last good checkpoint ({checkpoint}) is kept" if checkpoint else "no checkpoint was written yet"
 
 
 def _run_info(setup: Setup, state: TrainState, status: str, error: str = "",

@@ -1,0 +1,34 @@
+"""Divergence: what shows that training has broken down, and the one line that tells the user what to do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from qa_core.config import QAConfig
+from qa_core.run_files import find_checkpoint
+
+
+def nonfinite_parameters(model: torch.nn.Module) -> list[str]:
+    """Names of the parameters holding NaN or infinity. The gradient norm is checked before every update, but an
+    update can itself overflow (a huge learning rate), which shows only in the weights."""
+    with torch.no_grad():
+        return [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+
+
+def diverged_message(config: QAConfig, step: int, loss: float, grad_norm: float) -> str:
+    return (f"training diverged at step {step}: loss {loss:.4g}, gradient norm {grad_norm:.4g}; "
+            f"{kept_checkpoint(config)}. Lower --learning_rate (now {config.learning_rate:g}), turn bf16 off "
+            f"(--no-bf16), or raise --warmup_ratio")
+
+
+def ruined_message(config: QAConfig, step: int, names: list[str]) -> str:
+    return (f"training diverged: the weights are no longer finite after step {step} ({len(names)} tensors, "
+            f"e.g. {names[0]}); {kept_checkpoint(config)}. Lower --learning_rate (now {config.learning_rate:g}) "
+            f"or raise --warmup_ratio")
+
+
+def kept_checkpoint(config: QAConfig) -> str:
+    checkpoint = find_checkpoint(Path(config.output_dir))
+    return f"the last good checkpoint ({checkpoint}) is kept" if checkpoint else "no checkpoint was written yet"
