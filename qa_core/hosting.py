@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from qa_core.config import DEFAULT_MODEL
-from qa_core.run_files import RUN_FILE
+from qa_core.run_files import RECORDS_FILE, RUN_FILE
 
 # Defaults of the request limits; bench/results/limits.json holds the measurements behind them.
 MAX_CONTEXT_CHARS = 15_000
@@ -98,14 +98,15 @@ class Settings:
                         TrainLimits.from_env())
 
 
-def find_run(name: str, settings: Settings) -> Path | None:
-    """The run folder directly under the runs folder that `name` names (its folder name or its path)."""
+def find_run(name: str, settings: Settings, marks: tuple[str, ...] = (RUN_FILE,)) -> Path | None:
+    """The run folder directly under the runs folder that `name` names (its folder name or its path), holding one
+    of `marks` (run.json: a run; an evaluation's records also mark a folder the Errors tab can read)."""
     root = settings.runs_root.resolve()
     candidate = Path(name)
     folder = (root / candidate.name) if candidate.name and candidate.name not in (".", "..") else None
     if folder is None or (candidate.parent != Path(".") and candidate.resolve().parent != root):
         return None
-    return folder if (folder / RUN_FILE).is_file() else None
+    return folder if any((folder / mark).is_file() for mark in marks) else None
 
 
 def check_model(name: str | None, settings: Settings) -> str:
@@ -139,7 +140,7 @@ def check_run(run: str | None, settings: Settings) -> str:
     """A run folder for the Errors tab; on a public server only one under the runs folder."""
     if not run:
         raise ValueError("pick a run first (train one in the Train tab if the list is empty)")
-    found = find_run(run, settings)
+    found = find_run(run, settings, (RUN_FILE, RECORDS_FILE))  # `train.py evaluate` folders hold no run.json
     if found is not None:
         return str(found)
     if settings.public:

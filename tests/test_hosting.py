@@ -67,6 +67,19 @@ def test_a_public_server_offers_only_its_models_and_runs(runs):
     assert check_model("/some/folder", local) == "/some/folder" and check_run("/some/run", local) == "/some/run"
 
 
+def test_an_evaluation_folder_under_the_runs_folder_is_named_like_a_run(runs, tmp_path, monkeypatch):
+    """`train.py evaluate --output_dir runs/eval-v1` writes records but no run.json; the Errors tab and the API find
+    it by name under the runs folder, not under the server's working directory, public or not."""
+    evaluation = runs / "eval-v1"
+    evaluation.mkdir()
+    (evaluation / "eval_records.jsonl").write_text("", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    for settings in (Settings(runs_root=runs), Settings(runs_root=runs, public=True)):
+        assert check_run("eval-v1", settings) == str(evaluation.resolve())
+    with pytest.raises(ValueError, match="not a run on this server"):
+        check_run("eval-v2", Settings(runs_root=runs, public=True))
+
+
 def test_request_limits_are_checked_by_characters():
     settings = Settings(max_context_chars=100, max_question_chars=10)
     check_request("q" * 10, "c" * 100, settings)
