@@ -21,6 +21,9 @@ RESUME_MAY_CHANGE = ("max_steps", "num_train_epochs", "logging_steps", "save_ste
                      "train_file")
 # Options whose None means "decide on this machine"; run.json records what was decided.
 AUTO_OPTIONS = ("bf16",)
+# Window options run.json records as cut to the model (modeling.fit_config): asking for more than the run used may
+# be the same command again, so it is checked once the model is loaded (check_resumed_windows).
+WINDOW_OPTIONS = ("max_seq_length", "doc_stride", "max_query_length")
 
 
 def check_paths(args: argparse.Namespace, config: QAConfig) -> None:
@@ -87,9 +90,21 @@ def _stored_config(output_dir: Path) -> dict[str, Any]:
     return stored if isinstance(stored, dict) else {}
 
 
+def check_resumed_windows(config: QAConfig) -> None:
+    """After fit_config: a resumed run cuts its windows exactly as run.json records them."""
+    stored = _stored_config(Path(config.output_dir))
+    changed = [f"--{name} {getattr(config, name)} (run: {stored[name]})" for name in WINDOW_OPTIONS
+               if name in stored and getattr(config, name) != stored[name]]
+    if changed:
+        raise ValueError(f"--resume: the windows differ from the run in {config.output_dir} ({RUN_FILE}), as this "
+                         f"model takes them: {', '.join(changed)}; resume with the run's options")
+
+
 def _same_setting(name: str, given: Any, stored: Any) -> bool:
     if name in RESUME_MAY_CHANGE or given == stored or (name in AUTO_OPTIONS and given is None):
         return True
+    if name in WINDOW_OPTIONS and isinstance(given, int) and isinstance(stored, int) and given > stored:
+        return True  # maybe cut to `stored` again: check_resumed_windows decides
     if name == "model_name_or_path":  # the same local folder, named another way
         return Path(given).exists() and Path(str(stored)).exists() and Path(given).resolve() == \
             Path(str(stored)).resolve()

@@ -29,7 +29,7 @@ from qa_core.features import Feature, featurize
 from qa_core.inference import inference_copy, set_up_precision
 from qa_core.model_card import base_model_name, describe_hardware, write_model_card
 from qa_core.modeling import LoadedModel, fit_config, load_model
-from qa_core.preflight import check_not_training_into_its_model, check_resume
+from qa_core.preflight import check_not_training_into_its_model, check_resume, check_resumed_windows
 from qa_core.progress import (ProgressCallback, ProgressEvent, append_history, tensorboard_writer,
                               truncate_history)
 from qa_core.run_files import HISTORY_FILE, RUN_RECORDS, TENSORBOARD_DIR
@@ -157,6 +157,8 @@ def prepare(config: QAConfig, dist_ctx: DistContext, device: str | None) -> Setu
     loaded = load_model(str(checkpoint) if checkpoint else config.model_name_or_path, torch_device,
                         config.attention_dropout)
     config = fit_config(config, loaded)  # windows the model can take (a warning says what changed)
+    if checkpoint:
+        check_resumed_windows(config)
     train_examples = load_examples(config.train_file, "train", config.max_train_samples).examples
     eval_examples = (load_examples(config.validation_file, "validation", config.max_eval_samples).examples
                      if config.validation_file else ())

@@ -166,6 +166,19 @@ def test_a_runs_own_scores_are_what_evaluate_and_predict_give_on_its_model(tiny_
     assert answer_examples(load_model(str(model)), examples, QAConfig(**windows)) == predicted
 
 
+def test_a_run_whose_windows_were_cut_to_its_model_resumes_with_the_same_command(tiny_model_dir: Path,
+                                                                                 tmp_path: Path) -> None:
+    """run.json keeps the windows as cut to the model's 512 positions; repeating the command asks for 600 again,
+    which the same model cuts the same way, while a window the model could take but the run did not use is refused."""
+    data = write_tiny_squad(tmp_path / "d.json")
+    config = tiny_config(tiny_model_dir, data, tmp_path / "run", max_seq_length=600, max_steps=2, save_steps=1)
+    train(config)
+    assert read_run_info(tmp_path / "run").config["max_seq_length"] == 512
+    assert train(config.replace(max_steps=3, resume=True)).step == 3
+    with pytest.raises(ValueError, match=r"--max_seq_length 256 \(run: 512\)"):
+        train(config.replace(max_steps=4, resume=True, max_seq_length=256))
+
+
 def test_cli_evaluate_and_predict(tiny_model_dir: Path, tmp_path: Path) -> None:
     data = write_tiny_squad(tmp_path / "d.json")
     done = subprocess.run(cli("evaluate", "--model_name_or_path", str(tiny_model_dir), "--validation_file", str(data),
