@@ -66,12 +66,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="fine-tune, evaluating after each epoch")
     add_config_options(train)
     add_hub_options(train)
-    add_config_options(commands.add_parser("evaluate", help="score a model on validation_file (EM/F1 + records)"),
-                       EVAL_FIELDS)
+    evaluate = commands.add_parser("evaluate", help="score a model on validation_file (EM/F1 + records)")
+    add_config_options(evaluate, EVAL_FIELDS)
     predict = commands.add_parser("predict", help="answer one question, or every question of a file")
     add_config_options(predict, PREDICT_FIELDS)
-    # None: a SQuAD 2.0 run answers with the threshold its evaluation found best (see run_predict)
-    predict.set_defaults(version_2_with_negative=None, null_score_diff_threshold=None)
+    # None: a SQuAD 2.0 run is evaluated as one (see run_evaluate) and answers with the threshold its evaluation
+    # found best (see run_predict)
+    for command in (evaluate, predict):
+        command.set_defaults(version_2_with_negative=None, null_score_diff_threshold=None)
     predict.add_argument("--question", help="a question about --context")
     predict.add_argument("--context", help="the passage holding the answer")
     predict.add_argument("--test_file", help="answer every question of this data file instead")
@@ -124,8 +126,22 @@ def push_trained_run(args: argparse.Namespace, output: dict[str, Any]) -> str:
 def run_evaluate(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
     from qa_core.evaluation import run_evaluation
 
-    result = run_evaluation(config)
+    result = run_evaluation(follow_the_run(args, config))
     return {"output_dir": config.output_dir, **result.metrics.to_dict()}
+
+
+def follow_the_run(args: argparse.Namespace, config: QAConfig) -> QAConfig:
+    """A run's model is evaluated as the run evaluated it (SQuAD 2.0 or not, its null threshold) unless the
+    options say otherwise: else evaluating a v2 run into its own folder would silently make it a v1.1 run."""
+    from qa_core.preflight import run_settings
+
+    stored = run_settings(config.model_name_or_path)
+    v2 = args.version_2_with_negative
+    threshold = args.null_score_diff_threshold
+    return config.replace(
+        version_2_with_negative=bool(stored.get("version_2_with_negative")) if v2 is None else v2,
+        null_score_diff_threshold=stored.get("null_score_diff_threshold", config.null_score_diff_threshold)
+        if threshold is None else threshold)
 
 
 def run_predict(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:

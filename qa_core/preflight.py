@@ -100,6 +100,12 @@ def check_resumed_windows(config: QAConfig) -> None:
                          f"model takes them: {', '.join(changed)}; resume with the run's options")
 
 
+def run_settings(model_name_or_path: str) -> dict[str, Any]:
+    """The config of the run a model folder belongs to (R or R/model), from its run.json; empty otherwise."""
+    path = Path(model_name_or_path)
+    return _stored_config(path.parent if path.name == MODEL_DIR else path) if path.is_dir() else {}
+
+
 def _same_setting(name: str, given: Any, stored: Any) -> bool:
     if name in RESUME_MAY_CHANGE or given == stored or (name in AUTO_OPTIONS and given is None):
         return True

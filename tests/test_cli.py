@@ -222,3 +222,23 @@ def test_a_context_without_a_span_still_gives_strict_json(tiny_model_dir: Path, 
                      "--validation_file", str(data), "--output_dir", str(tmp_path / "eval")]) == 0
     odds = strict_json((tmp_path / "eval" / "eval_null_odds.json").read_text())
     assert odds["q"] > 1e300  # the largest float: abstains at any threshold, as evaluate-v2.0.py compares
+
+
+def test_evaluating_a_squad_v2_run_keeps_it_squad_v2(tiny_model_dir: Path, tmp_path: Path):
+    """Without --version_2_with_negative an evaluation of a v2 run's model follows the run (as predict does), so
+    evaluating it into its own folder never turns it into a v1.1 run that no longer abstains."""
+    import shutil
+
+    from tests.test_v2 import write_v2
+
+    run, data = tmp_path / "v2-run", write_v2(tmp_path / "v2.json")
+    shutil.copytree(tiny_model_dir, run / "model")
+    config = {"version_2_with_negative": True, "null_score_diff_threshold": 0.5}
+    (run / "run.json").write_text(json.dumps({"status": "finished", "config": config, "step": 1, "total_steps": 1}))
+    assert cli.main(["evaluate", "--model_name_or_path", str(run / "model"), "--validation_file", str(data),
+                     "--output_dir", str(run)]) == 0
+    assert "HasAns_total" in json.loads((run / "eval_metrics.json").read_text())
+    assert (run / "eval_null_odds.json").is_file()
+    assert cli.main(["evaluate", "--model_name_or_path", str(run / "model"), "--validation_file", str(data),
+                     "--output_dir", str(tmp_path / "v1"), "--no-version_2_with_negative"]) == 0
+    assert "HasAns_total" not in json.loads((tmp_path / "v1" / "eval_metrics.json").read_text())
