@@ -89,16 +89,19 @@ class JobManager:
         self._started = 0.0
         self._first_step: tuple[float, int] | None = None  # (time, step) of the job's first step event
         self._owner = ""  # who started the job (a public server's visitor session); never in a snapshot
+        self._step_limit: int | None = None
 
-    def start(self, config: QAConfig, on_end: Callable[[], None] | None = None, owner: str = "") -> JobSnapshot:
+    def start(self, config: QAConfig, on_end: Callable[[], None] | None = None, owner: str = "",
+              step_limit: int | None = None) -> JobSnapshot:
         """Start training in the background; on_end runs when the job has ended, however it ended; owner: who
-        may cancel it when cancel() is asked to check."""
+        may cancel it when cancel() is asked to check; step_limit: the job stops (resumably) once a progress
+        event reports this step, whatever its options (a public server's bound on epochs of many windows)."""
         with self._lock:
             if self._state.active:
                 raise JobBusyError(f"a training job is already running ({self._state.output_dir}, step "
                                    f"{self._state.step}/{self._state.total_steps}); wait for it or cancel it first")
             self._cancel.clear()
-            self._owner = owner
+            self._owner, self._step_limit = owner, step_limit
             self._started, self._first_step = time.monotonic(), None
             self._state = JobSnapshot(self._state.job_id + 1, "starting", config.output_dir,
                                       config.model_name_or_path, message="loading the model and the data",
@@ -112,16 +115,22 @@ class JobManager:
     def cancel(self, owner: str | None = None) -> JobSnapshot:
         """Ask the running job to stop after its current step (it writes a resumable checkpoint); owner: None lets
         anyone cancel it, else only the owner it was started with."""
-        if self.snapshot().active:
+        with self._lock:  # one decision: the job checked is the job cancelled, not one started meanwhile
+            if not self._state.active:
+                return self._snapshot_locked()
             if owner is not None and owner != self._owner:
                 raise NotYourJobError("only the visitor who started this training job can cancel it")
             self._cancel.set()
-            self._update(status="cancelling", message="cancelling after the current step")
+            self._state = replace(self._state, status="cancelling", message="cancelling after the current step",
+                                  version=self._state.version + 1)
         return self.snapshot()
 
     def snapshot(self) -> JobSnapshot:
         with self._lock:
-            state = self._state
+            return self._snapshot_locked()
+
+    def _snapshot_locked(self) -> JobSnapshot:
+        state = self._state
         elapsed = time.monotonic() - self._started if state.active else state.elapsed_s
         return replace(state, elapsed_s=elapsed)
 
@@ -153,6 +162,9 @@ class JobManager:
                      elapsed_s=time.monotonic() - self._started)
 
     def _record(self, event: ProgressEvent) -> None:
+        if self._step_limit is not None and event.step >= self._step_limit and not self._cancel.is_set():
+            logger.info("training job stops at step %d, this server's limit", event.step)
+            self._cancel.set()
         with self._lock:
             state = self._state
         losses = state.losses + ((event.step, event.loss),) if event.loss is not None else state.losses

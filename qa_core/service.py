@@ -24,8 +24,8 @@ from qa_core.jobs import (QUICK_DATA, JobManager, JobSnapshot, has_model, model_
 from qa_core.modeling import LoadedModel
 from qa_core.run_files import RECORDS_FILE
 from qa_core.serving import ModelCache, run_config
-from qa_core.train_policy import (DATA_SUFFIXES, capped, check_data, check_limits, check_start_data,
-                                  check_start_model, check_training)
+from qa_core.train_policy import (DATA_SUFFIXES, capped, check_data, check_limits, check_resume_limits,
+                                  check_start_data, check_start_model, check_training)
 from qa_core.views import find_record, run_records
 
 if typing.TYPE_CHECKING:  # captum is imported only when an explanation is asked for
@@ -200,7 +200,7 @@ class QAService:
         owner: the caller's session, the only one a public server lets cancel the job."""
         try:
             return self.jobs.start(config, on_end=functools.partial(Path(upload).unlink, missing_ok=True)
-                                   if upload else None, owner=owner)
+                                   if upload else None, owner=owner, step_limit=self.step_limit())
         except Exception:
             folder = Path(config.output_dir)
             for name in QUICK_DATA:  # the quick fine-tune's split of the sample, written with its config
@@ -274,11 +274,17 @@ class QAService:
             if Path(source or "").suffix in DATA_SUFFIXES and not Path(source).is_file():
                 raise ValueError(f"run {folder.name}: its {what} {Path(source).name} is gone (an uploaded file is "
                                  f"deleted when its job ends); start a new run")
-        return capped(config.replace(output_dir=str(folder), resume=True, overwrite_output_dir=False), self.settings)
+        check_resume_limits(config, self.settings, folder.name)
+        return check_limits(config.replace(output_dir=str(folder), resume=True, overwrite_output_dir=False),
+                            self.settings)
 
     def resume(self, run: str | None, owner: str = "") -> JobSnapshot:
         """Continue a cancelled or failed run where its checkpoint left off."""
-        return self.jobs.start(self.resume_config(run), owner=owner)
+        return self.jobs.start(self.resume_config(run), owner=owner, step_limit=self.step_limit())
+
+    def step_limit(self) -> int | None:
+        """The step a public server's job stops at, whatever its options say (hosting.TrainLimits.max_steps)."""
+        return self.settings.train_limits.max_steps if self.settings.public else None
 
 
 def check_model_folder(name: str) -> str:

@@ -68,4 +68,20 @@ def check_limits(config: QAConfig, settings: Settings) -> QAConfig:
         value, limit = getattr(config, option), getattr(settings.train_limits, field)
         if value > limit:
             raise ValueError(f"{option} {value} is over this server's limit of {limit:,g} ({variable})")
+    windows = config.per_device_train_batch_size * config.gradient_accumulation_steps
+    if windows > settings.train_limits.batch_size:  # accumulation multiplies a step's work as a batch does
+        raise ValueError(f"per_device_train_batch_size {config.per_device_train_batch_size} x "
+                         f"gradient_accumulation_steps {config.gradient_accumulation_steps} = {windows} windows a "
+                         f"step, over this server's limit of {settings.train_limits.batch_size} (QA_MAX_BATCH_SIZE)")
     return config
+
+
+def check_resume_limits(config: QAConfig, settings: Settings, run: str) -> None:
+    """A run continues with its own options, so a public server refuses one that read more questions than it
+    allows (a run trained elsewhere, or before the limit) instead of announcing a resume that cannot continue."""
+    cap = settings.max_train_examples
+    for option in ("max_train_samples", "max_eval_samples"):
+        value = getattr(config, option)
+        if cap is not None and (value is None or value > cap):
+            raise ValueError(f"run {run} reads {'all' if value is None else value} questions ({option}); this "
+                             f"server trains on at most {cap:,} (QA_MAX_TRAIN_EXAMPLES), so it cannot continue here")

@@ -243,7 +243,9 @@ def public_trainer_url(offline, public_trainer_runs, tiny_model_dir) -> Iterator
     ({"per_device_train_batch_size": 100000}, "per_device_train_batch_size 100000 is over this server's limit of 64"),
     ({"per_device_eval_batch_size": 100000}, "per_device_eval_batch_size 100000 is over this server's limit of 64"),
     ({"num_train_epochs": 1e6}, "num_train_epochs 1000000.0 is over this server's limit of 20"),
-    ({"max_seq_length": 100000, "doc_stride": 128}, "max_seq_length 100000 is over this server's limit of 512")])
+    ({"max_seq_length": 100000, "doc_stride": 128}, "max_seq_length 100000 is over this server's limit of 512"),
+    ({"max_steps": 2000, "per_device_train_batch_size": 16, "gradient_accumulation_steps": 1000},
+     "= 16000 windows a step, over this server's limit of 64 (QA_MAX_BATCH_SIZE)")])
 def test_a_public_server_that_trains_bounds_the_options(public_trainer_url, public_trainer_runs, options, expected):
     client = Client(public_trainer_url, verbose=False)
     message = refused(client, "", "sample", "", options, api_name="/start_training")[0]

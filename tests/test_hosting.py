@@ -208,3 +208,17 @@ def test_arguments_are_checked_against_the_handlers_hints():
                            (("", None), "question must be text, got NoneType"), (("",), "wrong arguments")):
         with pytest.raises(ValueError, match=re.escape(expected)):
             check_arguments(handler, args, {})
+
+
+def test_a_public_server_refuses_to_resume_a_run_over_its_limits():
+    """A run continues with its own options; capping them would make train() refuse the resume after it was
+    announced, so a run that read more questions than the server allows is refused up front."""
+    from qa_core.config import QAConfig
+    from qa_core.train_policy import check_resume_limits
+
+    public = Settings(public=True, max_train_examples=40)
+    check_resume_limits(QAConfig(max_train_samples=40, max_eval_samples=20), public, "r")
+    for config in (QAConfig(), QAConfig(max_train_samples=41, max_eval_samples=20)):
+        with pytest.raises(ValueError, match="run r reads .* questions .*at most 40 .*cannot continue here"):
+            check_resume_limits(config, public, "r")
+    check_resume_limits(QAConfig(), Settings(), "r")  # a local server without the limit

@@ -72,6 +72,16 @@ def test_cancel_stops_the_job(tmp_path):
     assert jobs.cancel().status == "cancelled"  # nothing to cancel: unchanged
 
 
+def test_a_job_stops_resumably_at_its_step_limit(tmp_path):
+    """A public server's bound on total work, whatever epochs and data make of the options."""
+    jobs = JobManager(FakeTrainer())  # its first step event reports step 3
+    jobs.start(config(tmp_path), step_limit=3)
+    assert jobs.wait(10) and jobs.snapshot().status == "cancelled"
+    jobs.start(config(tmp_path), step_limit=4)
+    assert not jobs.wait(0.2)  # below the limit: still running
+    assert jobs.cancel().status == "cancelling" and jobs.wait(10)
+
+
 def test_a_failing_job_reports_its_error(tmp_path):
     trainer = FakeTrainer(fail=ValueError("data/x.json: no such data file"))
     trainer.release.set()
