@@ -167,10 +167,14 @@ def read_calibration(run: str | Path) -> Calibration | None:
         raise ValueError(f"{path}: not a calibration file ({err})") from None
 
 
+def run_calibration(source: str | Path | None) -> Calibration | None:
+    """The calibration of the run a model folder belongs to (a run's model/, or an older run), if it has one."""
+    return read_calibration(run_folder(Path(source))) if source and Path(source).is_dir() else None
+
+
 def run_temperature(source: str | Path | None) -> float:
-    """The temperature the Ask path applies for a model folder (a run's model/, or an older run): its run's
-    fitted one, else 1."""
-    calibration = read_calibration(run_folder(Path(source))) if source and Path(source).is_dir() else None
+    """The temperature the Ask path applies for a model folder: its run's fitted one, else 1."""
+    calibration = run_calibration(source)
     return calibration.temperature if calibration else 1.0
 
 

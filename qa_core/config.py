@@ -181,6 +181,8 @@ def coerce_option(name: str, value: Any) -> Any:
 
 def _number(name: str, value: Any) -> float:
     """A form or JSON value as a finite float, refused naming the option (a JSON caller may send anything)."""
+    if isinstance(value, bool):  # float(True) is 1.0: a JSON true is no step count
+        raise ValueError(f"{name} must be a number, got {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError):

@@ -13,9 +13,10 @@ from qa_core.data import looks_like_a_path
 from qa_core.run_files import (MODEL_DIR, RUN_FILE, check_output_dir, evaluates_own_run, find_checkpoint,
                                held_records, model_folder)
 
-# What a resume may change: how long it trains (to extend a run), how often it logs and saves, how it loads and
-# reports, where its output goes. Everything else changes what the continued training computes, so it must be
-# what run.json says. train_file may name another path: its content is fingerprinted and checked on resume.
+# What a resume may change: how long it trains (to extend a run, whose decay then spans the new length), how
+# often it logs and saves, how it loads and reports, where its output goes. Everything else changes what the
+# continued training computes, so it must be what run.json says. train_file may name another path: its content is
+# fingerprinted and checked on resume.
 RESUME_MAY_CHANGE = ("max_steps", "num_train_epochs", "logging_steps", "save_steps", "dataloader_num_workers",
                      "report_to", "per_device_eval_batch_size", "output_dir", "resume", "overwrite_output_dir",
                      "train_file")

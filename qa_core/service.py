@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from qa_core.calibration import (Calibration, fit_calibration, read_calibration, rescale_result,
-                                 run_temperature)
+                                 run_calibration)
 from qa_core.checkpoints import find_checkpoint, list_runs, read_run_info
 from qa_core.compare import Comparison, compare_runs
 from qa_core.config import QAConfig, config_options
@@ -38,16 +38,18 @@ EXPLAIN_BUDGET_S = {False: 5.0, True: 2.0}
 API_LABELS = ("train_file", "validation_file")  # the data sources as /start_training names them
 
 
-def answer_temperature(source: str) -> float:
-    """The temperature of a run's calibration.json; 1 (probabilities as the model gives them) without a usable one."""
+def answer_temperature(source: str) -> float | None:
+    """The temperature of a run's calibration.json; None (probabilities as the model gives them) without a usable
+    one: a fitted temperature may be exactly 1."""
     try:
-        return run_temperature(source)
+        calibration = run_calibration(source)
     except (ValueError, OSError) as err:  # a broken calibration file must not stop answering
         logger.warning("answering with uncalibrated probabilities: %s", err)
-        return 1.0
+        return None
+    return calibration.temperature if calibration else None
 
 
-def answer_json(result: AnswerResult, model: str, seconds: float, temperature: float = 1.0) -> dict[str, Any]:
+def answer_json(result: AnswerResult, model: str, seconds: float, temperature: float | None = None) -> dict[str, Any]:
     """An answer for programs: text, character span, score, probability (temperature-scaled where the run has a
     calibration, as the Ask tab shows it), alternatives, windows, milliseconds."""
     spans = result.prediction.alternatives
@@ -59,7 +61,7 @@ def answer_json(result: AnswerResult, model: str, seconds: float, temperature: f
             "alternatives": [{"answer": s.text, "start": s.start, "end": s.end, "score": s.score,
                               "probability": s.probability} for s in spans],
             "abstained": result.prediction.abstained,  # SQuAD 2.0 runs: no answer in this context
-            "calibrated": temperature != 1.0, "temperature": temperature,
+            "calibrated": temperature is not None, "temperature": 1.0 if temperature is None else temperature,
             "windows": result.windows, "milliseconds": round(seconds * 1000, 2)}
 
 
@@ -99,10 +101,11 @@ class QAService:
         return answer_json(result, (model or "").strip() or default_name(self.settings), seconds, temperature)
 
     @staticmethod
-    def calibrate(result: AnswerResult, loaded: LoadedModel) -> tuple[AnswerResult, float]:
-        """The answer with probabilities at its run's fitted temperature (the Ask tab and /answer alike)."""
+    def calibrate(result: AnswerResult, loaded: LoadedModel) -> tuple[AnswerResult, float | None]:
+        """The answer with probabilities at its run's fitted temperature (the Ask tab and /answer alike), and that
+        temperature (None: the run has no calibration)."""
         temperature = answer_temperature(loaded.source)
-        return rescale_result(result, temperature), temperature
+        return (result if temperature is None else rescale_result(result, temperature)), temperature
 
     def model_choices(self) -> list[tuple[str, str]]:
         """(label, value) for a model picker: the default, offered hub ids, finished runs, each run once and by

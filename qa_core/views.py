@@ -49,13 +49,13 @@ def alternatives_table(result: AnswerResult | None) -> pd.DataFrame:
                          "probability": [round(s.probability, 3) for s in spans]})
 
 
-def answer_headline(result: AnswerResult, temperature: float = 1.0) -> tuple[str, str]:
+def answer_headline(result: AnswerResult, temperature: float | None = None) -> tuple[str, str]:
     """The answer in a few words and the line under it: its probability, or why there is no answer (SQuAD 2.0)."""
     prediction = result.prediction
     if prediction.abstained or not prediction.alternatives:
         alternative = " The dashed span is the best one it passed over." if prediction.alternatives else ""
         return "No answer in this text", answer_note(prediction) + alternative
-    calibrated = f" (calibrated, temperature {temperature:.2f})" if temperature != 1.0 else ""
+    calibrated = f" (calibrated, temperature {temperature:.2f})" if temperature is not None else ""
     return prediction.text, f"probability {prediction.alternatives[0].probability:.0%}{calibrated}"
 
 

@@ -278,11 +278,15 @@ def test_the_api_gives_the_ask_tabs_calibrated_probability(client, runs, tiny_mo
         plain = client.predict(run.name, QUESTION, CONTEXT, api_name="/answer")
         calibration.write_calibration(run, calibration.replace(calibration.read_calibration(run), temperature=3.0))
         scaled = client.predict(run.name, QUESTION, CONTEXT, api_name="/answer")
+        calibration.write_calibration(run, calibration.replace(calibration.read_calibration(run), temperature=1.0))
+        fitted_at_one = client.predict(run.name, QUESTION, CONTEXT, api_name="/answer")
+        calibration.write_calibration(run, calibration.replace(calibration.read_calibration(run), temperature=3.0))
         shown = AskHandlers(QAService(Settings(runs, str(tiny_model_dir), training_enabled=False,
                                                fast_inference=False, public=True))).ask(run.name, QUESTION, CONTEXT)
     finally:
         shutil.rmtree(run)
     assert scaled["calibrated"] and scaled["temperature"] == 3.0 and scaled["probability"] != plain["probability"]
+    assert fitted_at_one["calibrated"] and fitted_at_one["temperature"] == 1.0  # fitted, at exactly 1
     assert list(shown["alternatives"]["probability"]) == [round(a["probability"], 3) for a in scaled["alternatives"]]
     assert scaled["probability"] == scaled["alternatives"][0]["probability"]
     default = client.predict("", QUESTION, CONTEXT, api_name="/answer")  # a model folder without a calibration

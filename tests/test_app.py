@@ -186,6 +186,7 @@ def test_the_train_form_is_built_from_the_config(ui, settings, tmp_path):
         ui.service.train_config("", "sample", "", {"output_dir": "/etc"})
     for options, expected in (("max_steps=3", "training options must be a mapping"),
                               ({"seed": "x"}, "seed must be a number, got 'x'"),
+                              ({"max_steps": True}, "max_steps must be a number, got True"),
                               ({"warmup_ratio": float("-inf")}, "warmup_ratio must be a finite number")):
         with pytest.raises(ValueError, match=re.escape(expected)):
             ui.service.train_config("", "sample", "", options)
