@@ -310,7 +310,7 @@ def test_a_run_answers_with_its_own_settings(ui, tiny_run):
 
 def test_a_run_evaluated_on_its_training_data_says_so(tmp_path) -> None:
     from qa_core.checkpoints import RunInfo, write_run_info
-    from qa_core import plots, views
+    from qa_core import views
 
     write_run_info(tmp_path / "same", RunInfo("finished", {"train_file": "sample", "validation_file": "sample"}))
     write_run_info(tmp_path / "held", RunInfo("finished", {"train_file": "a.json", "validation_file": "b.json"}))
