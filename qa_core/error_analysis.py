@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
+import sys
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from qa_core.data import Example
 from qa_core.metrics import best_over_golds, compute_exact, compute_f1, compute_f1_v2, v2_golds
@@ -105,7 +108,19 @@ def rescore(records: Sequence[QuestionRecord], threshold: float) -> list[Questio
 def write_records(path: Path, records: Iterable[QuestionRecord]) -> None:
     with path.open("w", encoding="utf-8") as out:
         for record in records:
-            out.write(json.dumps(asdict(record), ensure_ascii=False) + "\n")
+            out.write(json.dumps(finite_floats(asdict(record)), ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def finite_floats(value: Any) -> Any:
+    """value with infinities as the largest floats, which strict JSON readers take: a context with no span at all
+    has infinite null odds, and the largest float compares the same way at any threshold. NaN stays an error."""
+    if isinstance(value, float) and math.isinf(value):
+        return math.copysign(sys.float_info.max, value)
+    if isinstance(value, dict):
+        return {k: finite_floats(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_floats(v) for v in value]
+    return value
 
 
 def _pair(value: list | None) -> tuple[int, int] | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from qa_core.checkpoints import RunInfo, check_output_dir, clear_records, read_r
 from qa_core.config import QAConfig
 from qa_core.data import Example, load_examples
 from qa_core.distributed import DistContext, device_for, init_distributed
-from qa_core.error_analysis import QuestionRecord, build_records, write_records
+from qa_core.error_analysis import QuestionRecord, build_records, finite_floats, write_records
 from qa_core.features import BatchFormat, Feature, featurize
 from qa_core.inference import predict_examples, set_up_precision
 from qa_core.metrics import Metrics, SquadV2Metrics, compute_metrics, compute_metrics_v2
@@ -91,8 +90,7 @@ def write_eval_outputs(output_dir: Path, result: EvalResult) -> None:
     if result.metrics.squad_v2 is not None:
         # Infinite odds (a context with no span at all) are not JSON; the largest float still abstains at any
         # threshold when evaluate-v2.0.py compares it.
-        files[NULL_ODDS_FILE] = {k: max(-sys.float_info.max, min(v, sys.float_info.max))
-                                 for k, v in null_odds(result.predictions).items()}
+        files[NULL_ODDS_FILE] = finite_floats(null_odds(result.predictions))
         files[BEST_SPANS_FILE] = best_span_texts(result.predictions)
     else:  # a v1.1 evaluation into a folder a v2 one wrote: no stale null odds beside the new predictions
         for name in (NULL_ODDS_FILE, BEST_SPANS_FILE):

@@ -279,3 +279,22 @@ def test_cli_predict_answers_with_the_runs_threshold(tiny_model_dir: Path, tmp_p
     answered = json.loads(subprocess.run(ask + ["--no-version_2_with_negative"], capture_output=True, text=True,
                                          check=True, cwd=ROOT).stdout)
     assert answered["answer"] == answered["alternatives"][0]["text"] and "null_score" not in answered
+
+
+def test_records_of_a_context_without_any_span_are_strict_json(tmp_path: Path) -> None:
+    """Infinite null odds and scores (nothing to weigh the null score against) are written as the largest floats,
+    as eval_null_odds.json writes them, so strict JSON readers take the records too; abstaining is unchanged."""
+    import dataclasses
+    import math
+    import sys
+
+    record = dataclasses.replace(build_records(examples(), predictions_from_odds())[0], score=-math.inf,
+                                 null_odds=math.inf)
+    write_records(tmp_path / "r.jsonl", [record])
+    line = (tmp_path / "r.jsonl").read_text().splitlines()[0]
+    raw = json.loads(line, parse_constant=lambda constant: pytest.fail(f"not strict JSON: {constant}"))
+    assert raw["score"] == -sys.float_info.max and raw["null_odds"] == sys.float_info.max
+    (read,) = read_records(tmp_path / "r.jsonl")
+    for threshold in (0.0, 1e9):
+        assert [(r.prediction, r.exact_match, r.f1) for r in rescore([read], threshold)] == \
+            [(r.prediction, r.exact_match, r.f1) for r in rescore([record], threshold)]
