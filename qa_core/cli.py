@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import math
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -110,10 +111,11 @@ def run_train(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
     from qa_core.runtime import stop_on_signals
     from qa_core.training import train
 
-    with stop_on_signals() as should_stop:  # Ctrl-C or SIGTERM: a checkpoint at the step's end, then --resume
-        result = train(config, callback=ProgressBar(), should_stop=should_stop)
+    with stop_on_signals() as stop:  # Ctrl-C or SIGTERM: a checkpoint at the step's end, then --resume
+        result = train(config, callback=ProgressBar(), should_stop=stop)
+    stopped_by = {"stopped_by": signal.Signals(stop.signum).name} if stop.signum is not None else {}
     return {"output_dir": result.output_dir, "status": result.status, "step": result.step,
-            "train_seconds": round(result.train_seconds, 1), **result.metrics}
+            "train_seconds": round(result.train_seconds, 1), **stopped_by, **result.metrics}
 
 
 def push_trained_run(args: argparse.Namespace, output: dict[str, Any]) -> str:
@@ -190,7 +192,7 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 COMMANDS = {"train": run_train, "evaluate": run_evaluate, "predict": run_predict}
-CANCELLED_EXIT = 130  # what shells report for a command stopped by Ctrl-C; the run itself can --resume
+CANCELLED_EXIT = 130  # a cancel without a signal (another should_stop); signals give 128 + their number, as shells
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
@@ -234,7 +236,9 @@ def run_command(args: argparse.Namespace, config: QAConfig) -> int:
         cleanup(dist_ctx)
     if dist_ctx.is_main:
         print(json.dumps(finite_json(output), ensure_ascii=False, indent=1, allow_nan=False))
-    return CANCELLED_EXIT if args.command == "train" and output["status"] == "cancelled" else 0
+    if args.command == "train" and output["status"] == "cancelled":
+        return 128 + signal.Signals[output["stopped_by"]] if "stopped_by" in output else CANCELLED_EXIT
+    return 0
 
 
 def finite_json(value: Any) -> Any:

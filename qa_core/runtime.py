@@ -66,12 +66,27 @@ def large_blocks_mapped() -> Iterator[bool]:
         libc.mallopt(M_MMAP_THRESHOLD, HEAP_MMAP_THRESHOLD)
 
 
+class StopRequest:
+    """A should_stop for qa_core.training.train: true once a signal asked training to stop; signum says which."""
+
+    def __init__(self) -> None:
+        self._requested = threading.Event()
+        self.signum: int | None = None
+
+    def __call__(self) -> bool:
+        return self._requested.is_set()
+
+    def request(self, signum: int) -> None:
+        self.signum = signum
+        self._requested.set()
+
+
 @contextlib.contextmanager
-def stop_on_signals(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[Callable[[], bool]]:
-    """Yield a should_stop for qa_core.training.train that turns true at the first of `signals` (Ctrl-C, a
-    scheduler's SIGTERM): training then stops at the step's end with a checkpoint to --resume from, as a cancel
-    from the web app does. The handlers go back to what they were at once, so a second signal stops at once."""
-    requested, pid = threading.Event(), os.getpid()
+def stop_on_signals(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[StopRequest]:
+    """Yield a should_stop that turns true at the first of `signals` (Ctrl-C, a scheduler's SIGTERM): training
+    then stops at the step's end with a checkpoint to --resume from, as a cancel from the web app does. The
+    handlers go back to what they were at once, so a second signal stops at once."""
+    stop, pid = StopRequest(), os.getpid()
     previous: dict[int, Any] = {}
 
     def request_stop(signum: int, frame: Any) -> None:
@@ -79,13 +94,13 @@ def stop_on_signals(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) 
             return
         logger.warning("%s: stopping at the end of this step, with a checkpoint (again to stop at once)",
                        signal.Signals(signum).name)
-        requested.set()
+        stop.request(signum)
         _restore(previous)
 
     if threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
         previous = {signum: signal.signal(signum, request_stop) for signum in signals}
     try:
-        yield requested.is_set
+        yield stop
     finally:
         _restore(previous)
 

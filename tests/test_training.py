@@ -138,10 +138,11 @@ def test_ctrl_c_or_sigterm_stops_the_cli_with_a_checkpoint_to_resume(signum: int
         time.sleep(0.05)
     stopped.send_signal(signum)
     stdout, stderr = stopped.communicate(timeout=60)
-    assert stopped.returncode == 130 and "Traceback" not in stderr and "--resume" in stderr
+    assert stopped.returncode == 128 + signum and "Traceback" not in stderr and "--resume" in stderr
     info = read_run_info(run)
     assert info.status == "cancelled" and 0 < info.step < 400 and find_checkpoint(run) is not None
     assert json.loads(stdout)["status"] == "cancelled"
+    assert json.loads(stdout)["stopped_by"] == signal.Signals(signum).name
     resumed = subprocess.run(cli("train", *common, "--max_steps", str(info.step + 2), "--resume"),
                              capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
