@@ -95,8 +95,14 @@ def check_hub_reachable(hub_id: str) -> None:
     """Fail at once, with one clear line, for a hub id that is neither cached nor downloadable right now;
     transformers would otherwise retry for most of a minute and log every attempt."""
     from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
 
-    if isinstance(try_to_load_from_cache(hub_id, CONFIG_FILE), str):
+    try:
+        cached = try_to_load_from_cache(hub_id, CONFIG_FILE)
+    except HFValidationError:  # its own message speaks of "repo ids", which a user typing a name never wrote
+        raise ModelNotFoundError(f"model {hub_id!r}: not a local folder, and not a hub id (owner/name of letters, "
+                                 f"digits, '-', '_' or '.')") from None
+    if isinstance(cached, str):
         return  # cached: transformers loads it offline
     if hub_offline():
         raise ModelNotFoundError(f"model {hub_id!r}: not a local folder, not in the hub cache, and the hub is not "

@@ -49,6 +49,12 @@ def test_missing_local_folder_names_where_it_looked(tmp_path: Path) -> None:
         load_model(str(tmp_path / "nope"))
 
 
+def test_a_name_that_is_no_hub_id_says_so_in_the_users_words(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no folder of that name here
+    with pytest.raises(ModelNotFoundError, match="'Who keeps the hives[?]': not a local folder, and not a hub id"):
+        load_model("Who keeps the hives?")
+
+
 def test_folder_without_config_is_not_a_model(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError, match="no config.json"):
         load_model(str(tmp_path))
