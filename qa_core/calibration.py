@@ -172,11 +172,6 @@ def run_calibration(source: str | Path | None) -> Calibration | None:
     return read_calibration(run_folder(Path(source))) if source and Path(source).is_dir() else None
 
 
-def run_temperature(source: str | Path | None) -> float:
-    """The temperature the Ask path applies for a model folder: its run's fitted one, else 1."""
-    calibration = run_calibration(source)
-    return calibration.temperature if calibration else 1.0
-
 
 def rescale_prediction(prediction: Prediction, temperature: float) -> Prediction:
     """The prediction with its alternatives' probabilities temperature-scaled (see scale_probabilities)."""

@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import math
 import signal
 import sys
 from pathlib import Path
@@ -235,22 +234,13 @@ def run_command(args: argparse.Namespace, config: QAConfig) -> int:
     finally:
         cleanup(dist_ctx)
     if dist_ctx.is_main:
-        print(json.dumps(finite_json(output), ensure_ascii=False, indent=1, allow_nan=False))
+        from qa_core.error_analysis import finite_floats
+
+        # None for a number that is no JSON number: infinite null odds of a context without any span
+        print(json.dumps(finite_floats(output, lambda _: None), ensure_ascii=False, indent=1, allow_nan=False))
     if args.command == "train" and output["status"] == "cancelled":
         return 128 + signal.Signals[output["stopped_by"]] if "stopped_by" in output else CANCELLED_EXIT
     return 0
-
-
-def finite_json(value: Any) -> Any:
-    """value with None for infinite or NaN numbers, which strict JSON readers refuse: the null odds of a context
-    without any span to weigh the null score against are infinite."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: finite_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite_json(v) for v in value]
-    return value
 
 
 def console_main() -> None:

@@ -6,7 +6,7 @@ import json
 import math
 import sys
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -111,15 +111,18 @@ def write_records(path: Path, records: Iterable[QuestionRecord]) -> None:
             out.write(json.dumps(finite_floats(asdict(record)), ensure_ascii=False, allow_nan=False) + "\n")
 
 
-def finite_floats(value: Any) -> Any:
-    """value with infinities as the largest floats, which strict JSON readers take: a context with no span at all
-    has infinite null odds, and the largest float compares the same way at any threshold. NaN stays an error."""
-    if isinstance(value, float) and math.isinf(value):
-        return math.copysign(sys.float_info.max, value)
+def finite_floats(value: Any, replace: Callable[[float], Any] | None = None) -> Any:
+    """value with every infinite or NaN float replaced, for strict JSON readers: by replace(x), or by default an
+    infinity by the largest float of its sign (a context with no span at all has infinite null odds, and the
+    largest float compares the same way at any threshold) and NaN kept, so that writing it fails."""
+    if isinstance(value, float) and not math.isfinite(value):
+        if replace is not None:
+            return replace(value)
+        return math.copysign(sys.float_info.max, value) if math.isinf(value) else value
     if isinstance(value, dict):
-        return {k: finite_floats(v) for k, v in value.items()}
+        return {k: finite_floats(v, replace) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [finite_floats(v) for v in value]
+        return [finite_floats(v, replace) for v in value]
     return value
 
 

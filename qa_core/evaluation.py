@@ -116,10 +116,10 @@ def run_evaluation(config: QAConfig, device: str | None = None) -> EvalResult:
     run = read_run_info(output_dir) if (output_dir / RUN_FILE).is_file() else None  # its card outlives run.json
     dist_ctx = init_distributed()
     torch_device = device_for(dist_ctx, device)
+    examples = load_examples(config.validation_file, "validation", config.max_eval_samples).examples
+    check_scorable(examples, config, config.validation_file)  # before the model loads
     loaded = load_model(config.model_name_or_path, torch_device)
     config = fit_config(config, loaded)
-    examples = load_examples(config.validation_file, "validation", config.max_eval_samples).examples
-    check_scorable(examples, config, config.validation_file)
     features = featurize(examples, loaded.tokenizer, config, training=False).features
     bf16 = set_up_precision(loaded.model, config.bf16, torch_device, training=False)
     result = evaluate(loaded.model, examples, features, config, bf16, dist_ctx, loaded.batch_format)

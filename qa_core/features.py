@@ -135,8 +135,11 @@ def special_position(input_ids: array, sequence_ids: Sequence[int | None], token
     """Where the tokenizer put this special token (first for BERT, last for XLNet); text that spells it inside the
     question or context is not it. CLS_INDEX for a tokenizer without one."""
     position = -1
-    while token_id is not None and token_id in input_ids[position + 1:]:
-        position = input_ids.index(token_id, position + 1)
+    while token_id is not None:
+        try:
+            position = input_ids.index(token_id, position + 1)
+        except ValueError:
+            break
         if sequence_ids[position] is None:
             return position
     return CLS_INDEX

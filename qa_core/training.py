@@ -152,6 +152,10 @@ def prepare(config: QAConfig, dist_ctx: DistContext, device: str | None) -> Setu
     """Check the output folder, load the model and data, and build the optimizer, resuming from a checkpoint."""
     output_dir = Path(config.output_dir)
     checkpoint = _checkpoint_to_resume(output_dir, config)
+    train_examples = load_examples(config.train_file, "train", config.max_train_samples).examples
+    eval_examples = (load_examples(config.validation_file, "validation", config.max_eval_samples).examples
+                     if config.validation_file else ())
+    check_scorable(eval_examples, config, config.validation_file)  # before the model loads
     set_seed(config.seed)
     torch_device = device_for(dist_ctx, device)
     loaded = load_model(str(checkpoint) if checkpoint else config.model_name_or_path, torch_device,
@@ -159,10 +163,6 @@ def prepare(config: QAConfig, dist_ctx: DistContext, device: str | None) -> Setu
     config = fit_config(config, loaded)  # windows the model can take (a warning says what changed)
     if checkpoint:
         check_resumed_windows(config)
-    train_examples = load_examples(config.train_file, "train", config.max_train_samples).examples
-    eval_examples = (load_examples(config.validation_file, "validation", config.max_eval_samples).examples
-                     if config.validation_file else ())
-    check_scorable(eval_examples, config, config.validation_file)
     train_features = featurize(train_examples, loaded.tokenizer, config, training=True).features
     if not train_features:
         raise ValueError(f"{config.train_file}: no training window holds an answer")

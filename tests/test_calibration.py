@@ -68,11 +68,11 @@ def test_fit_recovers_an_overconfidence_temperature_and_lowers_ece():
 
 
 def test_calibration_is_stored_in_the_run_and_rescales_ask_predictions(tmp_path):
-    assert calibration.read_calibration(tmp_path) is None and calibration.run_temperature(tmp_path) == 1.0
+    assert calibration.read_calibration(tmp_path) is None and calibration.run_calibration(tmp_path) is None
     write_records(tmp_path / RECORDS_FILE, overconfident_records(400))
     fitted = calibration.calibrate_run(tmp_path)
     assert calibration.read_calibration(tmp_path) == fitted
-    assert calibration.run_temperature(tmp_path) == fitted.temperature
+    assert calibration.run_calibration(tmp_path).temperature == fitted.temperature
     spans = (Span(0, 5, "paris", 3.0, 0.7), Span(6, 10, "lyon", 2.0, 0.2))
     prediction = Prediction("q", "paris", (0, 5), 3.0, spans)
     rescaled = calibration.rescale_prediction(prediction, fitted.temperature)
