@@ -199,7 +199,8 @@ def attribution_figure(attribution: Attribution) -> go.Figure:
                                   hovertemplate="%{text}<br>%{y}: %{customdata:.4g}<extra></extra>"))
     focus = (attribution.start_token, attribution.end_token)
     figure.add_vrect(x0=focus[0] - 0.5, x1=focus[1] + 0.5, line_width=2, line_color="black",
-                     annotation_text="answer", annotation_position="top left")
+                     annotation_text="answer", annotation_position="top left",
+                     annotation={"bgcolor": "rgba(255, 255, 255, 0.85)"})  # readable over a dark cell
     steps = f", {attribution.steps} steps" if attribution.steps else ""
     figure.update_layout(title=f"Attributions ({attribution.method}{steps}, {attribution.seconds:.2f} s)", height=260,
                          margin={"l": 40, "r": 10, "t": 40, "b": 10}, yaxis_autorange="reversed")

@@ -123,9 +123,10 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
     with gr.Tab("Errors", id="errors"):
         run = gr.Dropdown(service.record_choices(), value=None, label="Run", info="Runs that wrote evaluation records",
                           elem_id="errors-run")
-        summary = {"summary": gr.Textbox(label="Summary", interactive=False, elem_id="errors-summary")}
+        summary = {"summary": gr.Textbox(label="Summary", interactive=False, max_lines=4, elem_id="errors-summary")}
         with gr.Row():
-            summary.update(words=gr.Plot(), lengths=gr.Plot(), histogram=gr.Plot(),
+            summary.update(words=gr.Plot(label="By question word"), lengths=gr.Plot(label="By gold answer length"),
+                           histogram=gr.Plot(label="F1 per question"),
                            answerable=gr.Plot(visible=False, elem_id="errors-answerable"))
         threshold = gr.Slider(-10, 10, 0, step=0.1, visible=False, label="Null-score threshold (SQuAD 2.0)",
                               info="abstain where null score − best span score is above it; re-scores the run",
@@ -149,8 +150,9 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
         with gr.Row():
             send = gr.Button("Send to the Ask tab (edit and ask again)", elem_id="errors-send")
             explain = gr.Button("Why this answer? (token attributions)", elem_id="errors-explain")
-        why = {"attribution_note": gr.Textbox(label="Attributions", interactive=False, elem_id="errors-why-note"),
-               "attribution": gr.Plot(elem_id="errors-why")}
+        why = {"attribution_note": gr.Textbox(label="Attributions", interactive=False, max_lines=6,
+                                                    elem_id="errors-why-note"),
+               "attribution": gr.Plot(label="Attributions per token", elem_id="errors-why")}
         build_compare_panel(service, run)
         build_calibration_panel(service, run)
     picked = {**summary, "threshold": threshold, "kind": filters[7]}
