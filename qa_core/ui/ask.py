@@ -105,8 +105,9 @@ def build_ask_tab(service: QAService) -> dict[str, Any]:
             with gr.Column(scale=2):
                 outputs = {"answer": gr.HTML("", css_template=ANSWER_CSS, js_on_load=SCROLL_JS, label="Answer",
                                              elem_id="ask-answer"),
-                           "score": gr.Textbox(label="Score", interactive=False, max_lines=4, elem_id="ask-score"),
-                           "message": gr.Textbox(label="Message", interactive=False, max_lines=4,
+                           "score": gr.Textbox(label="Score", interactive=False, lines=2, max_lines=4,
+                                               elem_id="ask-score"),
+                           "message": gr.Textbox(label="Message", interactive=False, lines=2, max_lines=4,
                                                  elem_id="ask-message")}
                 with gr.Group(visible=False) as outputs["notice"]:
                     gr.Markdown(NO_HEAD_NOTICE)
@@ -116,7 +117,7 @@ def build_ask_tab(service: QAService) -> dict[str, Any]:
                                                elem_id="ask-alternatives")
         outputs["plot"] = gr.Plot(label="Start and end logits per token")
         why = gr.Button("Why this answer?", elem_id="ask-why")
-        explained = {"why_note": gr.Textbox(label="Attributions", interactive=False, max_lines=6,
+        explained = {"why_note": gr.Textbox(label="Attributions", interactive=False, lines=3, max_lines=6,
                                                 elem_id="ask-why-note"),
                      "why_plot": gr.Plot(label="Attributions per token", elem_id="ask-why-plot")}
         rows, titles = views.sample_examples()

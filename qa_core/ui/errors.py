@@ -123,7 +123,8 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
     with gr.Tab("Errors", id="errors"):
         run = gr.Dropdown(service.record_choices(), value=None, label="Run", info="Runs that wrote evaluation records",
                           elem_id="errors-run")
-        summary = {"summary": gr.Textbox(label="Summary", interactive=False, max_lines=4, elem_id="errors-summary")}
+        summary = {"summary": gr.Textbox(label="Summary", interactive=False, lines=2, max_lines=4,
+                                          elem_id="errors-summary")}
         with gr.Row():
             summary.update(words=gr.Plot(label="By question word"), lengths=gr.Plot(label="By gold answer length"),
                            histogram=gr.Plot(label="F1 per question"),
@@ -150,7 +151,7 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
         with gr.Row():
             send = gr.Button("Send to the Ask tab (edit and ask again)", elem_id="errors-send")
             explain = gr.Button("Why this answer? (token attributions)", elem_id="errors-explain")
-        why = {"attribution_note": gr.Textbox(label="Attributions", interactive=False, max_lines=6,
+        why = {"attribution_note": gr.Textbox(label="Attributions", interactive=False, lines=3, max_lines=6,
                                                     elem_id="errors-why-note"),
                "attribution": gr.Plot(label="Attributions per token", elem_id="errors-why")}
         build_compare_panel(service, run)

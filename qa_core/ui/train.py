@@ -173,7 +173,8 @@ def build_train_tab(service: QAService) -> dict[str, Any]:
             quick = gr.Button(f"Quick fine-tune on the sample (about {QUICK_MINUTES} min)",
                               interactive=enabled, elem_id="train-quick")
             cancel = gr.Button("Cancel", variant="stop", interactive=enabled)
-        shown = {"message": gr.Textbox(label="Message", interactive=False, max_lines=4, elem_id="train-message"),
+        shown = {"message": gr.Textbox(label="Message", interactive=False, lines=2, max_lines=4,
+                                       elem_id="train-message"),
                  "bar": gr.HTML(views.progress_html(service.jobs.snapshot())),
                  "status": gr.Textbox(label="Training job", lines=4, interactive=False, elem_id="train-status"),
                  "loss": gr.Plot(label="Training job: loss, learning rate, evaluation"), "ended": gr.State(0)}
