@@ -28,7 +28,7 @@ class Offsets(Sequence):
     """Each token's (start, end) characters in the context, or None outside it, packed in one int32 array.
 
     Reads like a tuple of tuples, which costs many times the memory (a Python object per number and per pair),
-    held for every training window for the whole run (README, "Training: ours vs. transformers' Trainer").
+    held for every training window for the whole run (bench/README.md, "Training: ours vs. transformers' Trainer").
     """
 
     __slots__ = ("_packed",)

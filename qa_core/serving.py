@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 # (the common question) and several windows (long contexts) each get their graph before any request waits.
 WARMUP_SHAPES = ((1, 48), (1, 160), (2, 64), (3, 200))
 # The copy is private and never changed after compiling, so dynamo's per-call checks of every module attribute
-# guard nothing (README, "Answering (Ask tab)", says what skipping them saves).
+# guard nothing (bench/README.md, "Answering (Ask tab)", says what skipping them saves).
 COMPILE_OPTIONS = {"freezing": True, "guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe}
 CHECK_QUESTIONS = 16  # sample questions an int8 copy answers, beside its float model, before it is served
 
