@@ -126,9 +126,10 @@ class QAService:
         return check_run(run, self.settings)
 
     def runs_json(self) -> list[dict[str, Any]]:
-        """Every run: name, status, metrics, whether it has evaluation records."""
+        """Every run and evaluation-only folder (status "evaluation"): name, status, metrics, whether it has
+        evaluation records (what /run_records reads)."""
         return [{"run": Path(r.path).name, "status": r.status, "metrics": r.metrics, "has_records": r.has_records}
-                for r in list_runs(self.settings.runs_root)]
+                for r in list_runs(self.settings.runs_root, evaluations=True)]
 
     def records(self, run: str | None) -> tuple:
         return run_records(check_run(run, self.settings))

@@ -6,7 +6,7 @@ import html
 import json
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,11 +16,13 @@ import pytest
 from qa_core.ui import app
 from qa_core.config import QAConfig, form_fields
 from qa_core.error_analysis import RECORDS_FILE
+from qa_core.evaluation import run_evaluation
 from qa_core.hosting import Settings
 from qa_core import plots, views
 from qa_core.service import QAService
 from qa_core.training import train
 from qa_core.ui.ask import AskHandlers
+from qa_core.ui.compare_panel import CompareHandlers
 from qa_core.ui.errors import ErrorsHandlers
 from qa_core.ui.train import DATA_CHOICES, TrainHandlers
 
@@ -506,3 +508,24 @@ def test_a_run_as_the_default_model_is_found_and_shown_by_name(settings, tiny_ru
                                public=public)).quick_config()
     shutil.rmtree(quick.output_dir)  # only its config was wanted: the quick fine-tune starts from the run's folder
     assert quick.model_name_or_path == str(tiny_run.resolve())
+
+
+def test_an_evaluation_folder_is_listed_wherever_records_are_read(settings, tiny_run, tmp_path):
+    """`train.py evaluate --output_dir runs/X` writes records but no run.json and no model: the Errors tab, its
+    comparison and /list_runs offer it as an evaluation; the model pickers and the Train tab's runs do not."""
+    root = tmp_path / "runs"
+    copy_run(tiny_run, root / tiny_run.name)
+    run_evaluation(QAConfig(model_name_or_path=str(root / tiny_run.name), validation_file="sample",
+                            output_dir=str(root / "eval-x"), max_eval_samples=12, max_seq_length=128, doc_stride=32),
+                   device="cpu")
+    ui = handlers(replace(settings, runs_root=root))
+    labels = dict((value, label) for label, value in ui.service.record_choices())
+    assert set(labels) == {tiny_run.name, "eval-x"} and labels["eval-x"].startswith("eval-x · evaluation only · F1 ")
+    pickers = app.pickers(ui.service, None)
+    assert pickers["run"]["value"] == "eval-x"  # the newest folder with records
+    assert "eval-x" not in [value for _, value in pickers["ask_model"]["choices"] + pickers["train_run"]["choices"]]
+    assert ui.errors.pick_run("eval-x")["summary"].startswith("12 questions")
+    assert "eval-x" in [value for _, value in CompareHandlers(ui.service).others(tiny_run.name)]
+    assert "12 questions" in CompareHandlers(ui.service).compare(tiny_run.name, "eval-x", "all")["comparison"]
+    listed = {r["run"]: r for r in ui.service.runs_json()}
+    assert listed["eval-x"]["status"] == "evaluation" and listed["eval-x"]["has_records"]
