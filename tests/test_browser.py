@@ -186,6 +186,9 @@ def test_ask_train_and_browse_errors(server, browser):
     browser.save_screenshot(str(ARTIFACTS / "1f-ask-why.png"))
 
     open_tab(browser, "Train")
+    idle = wait_for(lambda: find(browser, "#train-bar [role=progressbar]"), 30, "the progress bar")
+    assert idle.get_attribute("aria-valuenow") == "0"  # no job yet: the bar is drawn empty, not full
+    assert find(browser, "#train-bar [role=progressbar] > div").size["width"] == 0
     for name, value in (("max_steps", 4), ("per_device_train_batch_size", 4), ("max_seq_length", 128),
                         ("doc_stride", 32), ("max_eval_samples", 10)):
         set_number(browser, name, value)

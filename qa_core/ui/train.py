@@ -175,7 +175,7 @@ def build_train_tab(service: QAService) -> dict[str, Any]:
             cancel = gr.Button("Cancel", variant="stop", interactive=enabled)
         shown = {"message": gr.Textbox(label="Message", interactive=False, lines=2, max_lines=4,
                                        elem_id="train-message"),
-                 "bar": gr.HTML(views.progress_html(service.jobs.snapshot())),
+                 "bar": gr.HTML(views.progress_html(service.jobs.snapshot()), elem_id="train-bar"),
                  "status": gr.Textbox(label="Training job", lines=4, interactive=False, elem_id="train-status"),
                  "loss": gr.Plot(label="Training job: loss, learning rate, evaluation"), "ended": gr.State(0)}
         with gr.Row():
