@@ -148,25 +148,32 @@ def test_ten_people_asking_at_once_all_get_answers(ui):
     assert all(r["message"] == "" and r["answer"] for r in results)
 
 
+def note(shown: dict) -> str:
+    """The line under the upload box (shown only when there is one)."""
+    update = shown["upload_note"]
+    assert update["visible"] == bool(update["value"])
+    return update["value"]
+
+
 def test_upload_check_explains_a_file_that_is_not_squad(ui, tmp_path):
     bad = tmp_path / "notes.json"
     bad.write_text(json.dumps({"hello": "world"}), encoding="utf-8")
-    assert "expected SQuAD JSON" in ui.train.check_upload(str(bad))["message"]
+    assert "expected SQuAD JSON" in note(ui.train.check_upload(str(bad)))
     assert not bad.exists()  # a refused upload is deleted at once
     binary = tmp_path / "image.json"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
-    assert "not UTF-8" in ui.train.check_upload(str(binary))["message"]
+    assert "not UTF-8" in note(ui.train.check_upload(str(binary)))
     sample = tmp_path / "sample.json"
     sample.write_bytes(Path("qa_core/sample/sample-squad.json").read_bytes())
-    assert "40 questions" in ui.train.check_upload(str(sample))["message"] and sample.exists()
-    assert ui.train.check_upload(None)["message"] == ""
+    assert "40 questions" in note(ui.train.check_upload(str(sample))) and sample.exists()
+    assert note(ui.train.check_upload(None)) == ""
 
 
 def test_uploads_over_the_size_limit_are_refused_with_the_limit(settings, tmp_path):
     ui = handlers(settings.__class__(**{**settings.__dict__, "max_upload_bytes": 1000}))
     big = tmp_path / "big.json"
     big.write_bytes(Path("qa_core/sample/sample-squad.json").read_bytes())
-    assert "over this server's limit of 0.001 MB" in ui.train.check_upload(str(big))["message"] and not big.exists()
+    assert "over this server's limit of 0.001 MB" in note(ui.train.check_upload(str(big))) and not big.exists()
 
 
 def test_the_train_form_is_built_from_the_config(ui, settings, tmp_path):
@@ -417,14 +424,14 @@ def test_an_upload_chooses_the_data_source(ui, tmp_path):
 def test_a_cleared_or_refused_upload_clears_its_message(ui, settings, tmp_path):
     sample = tmp_path / "mine.json"
     sample.write_bytes(Path("qa_core/sample/sample-squad.json").read_bytes())
-    assert "40 questions" in ui.train.check_upload(str(sample))["message"]
+    assert "40 questions" in note(ui.train.check_upload(str(sample)))
     # Gradio clears the file box when the visitor clears it and when it refuses a file (type or size, a toast)
-    assert ui.train.forget_upload() == {"message": "", "choice": DATA_CHOICES[0]}
+    assert ui.train.forget_upload() == {"upload_note": gr.update(value="", visible=False), "choice": DATA_CHOICES[0]}
     demo = app.build_app(settings)
     ids = {c.elem_id: c._id for c in demo.blocks.values() if getattr(c, "elem_id", None)}
     cleared = next(d for d in demo.config["dependencies"] if d["api_name"] == "ui_clear_upload")
     assert [ids["train-upload"], "clear"] in [list(t) for t in cleared["targets"]]
-    assert ids["train-message"] in cleared["outputs"] and ids["train-choice"] in cleared["outputs"]
+    assert ids["train-upload-note"] in cleared["outputs"] and ids["train-choice"] in cleared["outputs"]
 
 
 def test_a_start_that_cannot_read_its_data_is_not_started(ui, tmp_path):
