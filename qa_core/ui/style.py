@@ -18,6 +18,10 @@ PHONE_PAIRS_TABLE = {"id": 0, "outcome": 90, "question": 140, "gold": 110, "pred
 BASE_CSS = """
 /* A long selected label (a run's name and F1) ends in an ellipsis before the dropdown's arrow, not under it. */
 input[role="combobox"] { padding-right: 2.25rem; text-overflow: ellipsis; }
+/* Gold and predicted spans in their context: Gradio lays the pieces out as flex items with word-break: break-all,
+   so words were cut mid-word and every marked span started a line of its own. Read as running text instead. */
+#errors-detail .textfield, #compare-detail .textfield { display: block; word-break: normal; overflow-wrap: break-word; }
+#errors-detail .token.highlighted, #compare-detail .token.highlighted { margin: 0 0.15em; }
 """
 
 
