@@ -532,6 +532,11 @@ def test_an_evaluation_folder_is_listed_wherever_records_are_read(settings, tiny
     assert pickers["run"]["value"] == "eval-x"  # the newest folder with records
     assert "eval-x" not in [value for _, value in pickers["ask_model"]["choices"] + pickers["train_run"]["choices"]]
     assert ui.errors.pick_run("eval-x")["summary"].startswith("12 questions")
+    row = ui.errors.filter_table("eval-x", False, 0, 100, "all", "", "id")["table"].iloc[0].tolist()
+    detail = ui.errors.select_record("eval-x", gr.SelectData(None, {"index": [0, 0], "value": row[0],
+                                                                      "row_value": row}))
+    assert detail["detail"] and "no logit plot: eval-x is an evaluation folder" in detail["question"]
+    assert "is an evaluation folder" in ui.errors.attribute("eval-x", row[0])["attribution_note"]
     assert "eval-x" in [value for _, value in CompareHandlers(ui.service).others(tiny_run.name)]
     assert "12 questions" in CompareHandlers(ui.service).compare(tiny_run.name, "eval-x", "all")["comparison"]
     listed = {r["run"]: r for r in ui.service.runs_json()}

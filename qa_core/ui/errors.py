@@ -86,7 +86,8 @@ class ErrorsHandlers:
         marks = {"gold": list(record.gold_spans), "predicted": [record.span] if record.span else []}
         shown = {"detail": views.highlight(record.context, marks), "selected": example_id}
         title = f"{record.question}  (F1 {record.f1:.1f})"
-        try:  # the logits need the run's model; a cancelled run has only its checkpoint
+        try:  # the logits need the run's model; a cancelled run has only its checkpoint, an evaluation none
+            self.service.check_run_model(run)
             result, *_ = self.service.answer(run, record.question, record.context, exact=True)
         except (ValueError, OSError, RuntimeError) as err:
             return {**shown, "plot": None, "question": f"{title}  · no logit plot: {self.service.explain(err)}"}
@@ -121,7 +122,8 @@ class ErrorsHandlers:
 def build_errors_tab(service: QAService) -> dict[str, Any]:
     ui = ErrorsHandlers(service)
     with gr.Tab("Errors", id="errors"):
-        run = gr.Dropdown(service.record_choices(), value=None, label="Run", info="Runs that wrote evaluation records",
+        run = gr.Dropdown(service.record_choices(), value=None, label="Run",
+                          info="Runs with evaluation records, and evaluations (train.py evaluate --output_dir)",
                           elem_id="errors-run")
         summary = {"summary": gr.Textbox(label="Summary", interactive=False, lines=2, max_lines=4,
                                           elem_id="errors-summary")}
