@@ -34,16 +34,16 @@ _EXPORTS = {
 
 __all__ = ["__version__", *_EXPORTS]
 
-if TYPE_CHECKING:
-    from qa_core.config import QAConfig
-    from qa_core.data import Answer, DataError, Example, load_examples
-    from qa_core.evaluation import EvalResult, run_evaluation
-    from qa_core.inference import AnswerResult, answer_examples, answer_question
-    from qa_core.metrics import Metrics, compute_metrics
-    from qa_core.model_card import push_run, render_model_card
-    from qa_core.modeling import LoadedModel, ModelNotFoundError, load_model
-    from qa_core.runtime import configure_process
-    from qa_core.training import TrainResult, train
+if TYPE_CHECKING:  # for type checkers: the names __getattr__ loads (ruff does not read the starred __all__)
+    from qa_core.config import QAConfig  # noqa: F401
+    from qa_core.data import Answer, DataError, Example, load_examples  # noqa: F401
+    from qa_core.evaluation import EvalResult, run_evaluation  # noqa: F401
+    from qa_core.inference import AnswerResult, answer_examples, answer_question  # noqa: F401
+    from qa_core.metrics import Metrics, compute_metrics  # noqa: F401
+    from qa_core.model_card import push_run, render_model_card  # noqa: F401
+    from qa_core.modeling import LoadedModel, ModelNotFoundError, load_model  # noqa: F401
+    from qa_core.runtime import configure_process  # noqa: F401
+    from qa_core.training import TrainResult, train  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -16,8 +16,8 @@ import torch
 
 # check_output_dir, find_checkpoint and held_records live with the file names (no torch: the CLI checks before it
 # loads); imported here too, where training and evaluation look for them.
-from qa_core.run_files import (CALIBRATION_FILE, CHECKPOINT_DIR, EVAL_PREFIX, HISTORY_FILE, MODEL_DIR,  # noqa: F401
-                               MODEL_FILES, OLD_SUFFIX, RECORDS_FILE, RUN_FILE, RUN_RECORDS, STATE_FILE,
+from qa_core.run_files import (CALIBRATION_FILE, CHECKPOINT_DIR, EVAL_PREFIX, HISTORY_FILE, METRICS_FILE,  # noqa: F401
+                               MODEL_DIR, MODEL_FILES, OLD_SUFFIX, RECORDS_FILE, RUN_FILE, RUN_RECORDS, STATE_FILE,
                                TENSORBOARD_DIR, TMP_SUFFIX, check_output_dir, find_checkpoint, held_records,
                                partial_names)
 
@@ -219,8 +219,13 @@ class RunSummary:
     has_records: bool
 
 
-def list_runs(root: Path) -> list[RunSummary]:
-    """Run folders under root, newest first."""
+# The status of an evaluation-only folder (`train.py evaluate --output_dir`): records and metrics, no run.json,
+# no model of its own. Only readers of records list it (list_runs(evaluations=True)).
+EVALUATION = "evaluation"
+
+
+def list_runs(root: Path, evaluations: bool = False) -> list[RunSummary]:
+    """Run folders under root, newest first; evaluations: evaluation-only folders too, with status EVALUATION."""
     if not root.is_dir():
         return []
     runs = []
@@ -231,5 +236,18 @@ def list_runs(root: Path) -> list[RunSummary]:
             except ValueError:
                 continue
             runs.append(RunSummary(str(folder), info.status, info.metrics, (folder / RECORDS_FILE).exists()))
+        elif evaluations and (folder / RECORDS_FILE).is_file():
+            runs.append(RunSummary(str(folder), EVALUATION, evaluation_metrics(folder), True))
     return runs
 
+
+def evaluation_metrics(folder: Path) -> dict[str, float]:
+    """EM and F1 from an evaluation's eval_metrics.json; none when it is missing or unreadable (the records
+    still are what the Errors tab reads)."""
+    try:
+        metrics = json.loads((folder / METRICS_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    if not isinstance(metrics, dict):
+        return {}
+    return {k: float(v) for k, v in metrics.items() if k in ("exact_match", "f1") and isinstance(v, (int, float))}

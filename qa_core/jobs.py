@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from qa_core.checkpoints import RunSummary, list_runs, read_run_info
+from qa_core.checkpoints import EVALUATION, RunSummary, list_runs, read_run_info
 from qa_core.run_files import CONFIG_FILE, model_folder
 from qa_core.config import DEFAULT_MODEL, QAConfig
 from qa_core.data import SAMPLE_PATH, LoadingCancelled, loading_limits
@@ -265,8 +265,11 @@ def has_model(folder: str | Path) -> bool:
 
 
 def run_label(run: RunSummary) -> str:
-    """A run as pickers list it: name, F1 and what it was measured on, and why a run without a model has none."""
+    """A run as pickers list it: name, F1 and what it was measured on, and why a run without a model has none;
+    an evaluation-only folder says it is one (no run.json tells what it was measured on)."""
     f1 = run.metrics.get("f1")
+    if run.status == EVALUATION:
+        return f"{Path(run.path).name} · evaluation only{f' · F1 {f1:.1f}' if f1 is not None else ''}"
     try:
         config = read_run_info(Path(run.path)).config
     except ValueError:
@@ -289,5 +292,6 @@ def run_choices(root: Path) -> list[tuple[str, str]]:
 
 
 def record_choices(root: Path) -> list[tuple[str, str]]:
-    """(label, value) for the run picker of error analysis: runs that wrote evaluation records."""
-    return [(run_label(r), r.path) for r in list_runs(root) if r.has_records]
+    """(label, value) for the run pickers of error analysis (Errors, compare): runs that wrote evaluation records
+    and evaluation-only folders (`train.py evaluate --output_dir`), newest first."""
+    return [(run_label(r), r.path) for r in list_runs(root, evaluations=True) if r.has_records]

@@ -19,9 +19,17 @@ if TYPE_CHECKING:  # importing captum (and matplotlib with it) only when attribu
     from qa_core.compare import SliceRow
 
 VISIBLE_TOKENS = 80  # tokens shown at first; wider views make the token labels unreadable
+TOKEN_FONT = 11  # px: at 1400 px every one of VISIBLE_TOKENS token labels still fits
+INVISIBLE = ("\u200b", "\u200c")  # zero-width space and non-joiner: binary digits that tell repeated tokens apart
 PREDICTED_COLOR = "rgba(255, 165, 0, 0.30)"
 GOLD_COLOR = "rgba(46, 160, 67, 0.25)"
 # Plotly's RdBu runs from red (-1) to blue (+1); the Ask and Errors tabs both print this legend beside the map.
+# Bar charts: the legend in a row above the plot, not in a column beside it (which took a third of a phone's
+# width), and tick labels given the room they need.
+BAR_LEGEND = {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "left", "x": 0}
+BAR_LAYOUT = {"legend": BAR_LEGEND, "margin": {"l": 40, "r": 10, "t": 60, "b": 40}}
+BAR_TEXT = 10  # px: the n= labels keep this size (Plotly shrank them to the bar's width: unreadable on a phone)
+SLICE_PX = 34  # px of height per slice group in the comparison (two bars and their labels)
 ATTRIBUTION_COLORSCALE = "RdBu"
 ATTRIBUTION_LEGEND = "blue tokens push the answer's start/end logit up, red ones down"
 
@@ -29,6 +37,29 @@ ATTRIBUTION_LEGEND = "blue tokens push the answer's start/end logit up, red ones
 def plot_text(text: str) -> str:
     """Plotly renders a subset of HTML in labels; escape user text so a tag shows as text."""
     return html.escape(text, quote=False)
+
+
+def token_axis_labels(tokens: Sequence[str]) -> list[str]:
+    """Tokens as the categories of an x axis, escaped. Plotly thins the tick labels of a category axis to its width
+    (one per ~13 px at TOKEN_FONT), so a phone shows every few tokens' labels and a wide screen every one, where
+    fixed tick arrays overlapped on a phone. Categories must differ: a repeated token gets its repeat count
+    appended in zero-width characters, which draw nothing."""
+    seen: dict[str, int] = {}
+    labels = []
+    for token in tokens:
+        label = plot_text(token)
+        count = seen.get(label, 0)
+        seen[label] = count + 1
+        labels.append(label + "".join(INVISIBLE[int(bit)] for bit in f"{count:b}") if count else label)
+    return labels
+
+
+def token_xaxis(figure: go.Figure, labels: Sequence[str], focus: tuple[int, int] | None) -> None:
+    """The token axis of the logit and attribution figures: categories (thinned to fit), a view of about
+    VISIBLE_TOKENS tokens around the focus, a range slider for longer texts, room made for the slanted labels."""
+    figure.update_xaxes(type="category", tickangle=-60, tickfont={"size": TOKEN_FONT}, automargin=True,
+                        range=initial_view(len(labels), focus),
+                        rangeslider={"visible": len(labels) > VISIBLE_TOKENS})
 
 
 def token_range(offsets: Sequence[tuple[int, int]], chars: tuple[int, int]) -> tuple[int, int] | None:
@@ -47,8 +78,8 @@ def initial_view(count: int, focus: tuple[int, int] | None, width: int = VISIBLE
 def logit_figure(logits: TokenLogits, predicted: tuple[int, int] | None = None,
                  gold: Sequence[tuple[int, int]] = ()) -> go.Figure:
     """Start and end logits per context token; the predicted span (and gold spans) shaded; zoomable over any length."""
-    x = np.arange(len(logits.tokens))
     labels = [plot_text(t) for t in logits.tokens]
+    x = token_axis_labels(logits.tokens)
     figure = go.Figure()
     for name, values in (("start logit", logits.start_logits), ("end logit", logits.end_logits)):
         figure.add_trace(go.Scatter(x=x, y=values, name=name, mode="lines+markers", customdata=labels,
@@ -59,8 +90,7 @@ def logit_figure(logits: TokenLogits, predicted: tuple[int, int] | None = None,
         focus = focus or shaded
     figure.update_layout(title="Start and end logits per context token", height=360, hovermode="x unified",
                          margin={"l": 40, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": 1.12})
-    figure.update_xaxes(tickmode="array", tickvals=x, ticktext=labels, tickangle=-60,
-                        range=initial_view(len(x), focus), rangeslider={"visible": len(x) > VISIBLE_TOKENS})
+    token_xaxis(figure, x, focus)
     return figure
 
 
@@ -121,26 +151,29 @@ def group_figure(groups: Mapping[str, tuple[int, float, float]], title: str,
     counts = [f"n={groups[n][0]}" for n in names]
     figure = go.Figure([go.Bar(x=names, y=[groups[n][1] for n in names], name="EM"),
                         go.Bar(x=names, y=[groups[n][2] for n in names], name="F1", text=counts,
-                               textposition="outside")])
-    figure.update_layout(title=title, barmode="group", yaxis_range=[0, 110], height=300,
-                         margin={"l": 40, "r": 10, "t": 40, "b": 40})
+                               textposition="outside", constraintext="none", textfont={"size": BAR_TEXT})])
+    figure.update_layout(title=title, barmode="group", yaxis_range=[0, 110], height=300, **BAR_LAYOUT)
+    figure.update_xaxes(automargin=True)
     return figure
 
 
 def compare_slices_figure(slices: Sequence[SliceRow], metric: str = "f1") -> go.Figure:
-    """EM or F1 of runs A and B side by side for every slice group, grouped by slice family on the x axis."""
+    """EM or F1 of runs A and B side by side for every slice group, grouped by slice family. The bars lie flat,
+    the groups down the y axis: their labels then read across at any width (standing bars of 12 groups
+    squeezed them into overlapping slants on a phone), and the figure grows with the number of groups."""
     if metric not in ("f1", "exact_match"):
         raise ValueError(f"metric must be 'f1' or 'exact_match', got {metric!r}")
-    x = [[s.slice for s in slices], [s.group for s in slices]]
+    y = [[s.slice for s in slices], [s.group for s in slices]]
     label, field = ("F1", "f1") if metric == "f1" else ("EM", "exact")
     figure = go.Figure()
     for run in ("a", "b"):
         values = [getattr(s, f"{field}_{run}") for s in slices]
-        figure.add_trace(go.Bar(x=x, y=values, name=f"{label} run {run.upper()}",
+        figure.add_trace(go.Bar(y=y, x=values, orientation="h", name=f"{label} run {run.upper()}",
                                 text=[f"n={s.questions}" for s in slices] if run == "b" else None,
-                                textposition="outside"))
-    figure.update_layout(title=f"{label} per slice, run A vs run B", barmode="group", yaxis_range=[0, 110],
-                         height=340, margin={"l": 40, "r": 10, "t": 40, "b": 40})
+                                textposition="outside", constraintext="none", textfont={"size": BAR_TEXT}))
+    figure.update_layout(title=f"{label} per slice, run A vs run B", barmode="group", xaxis_range=[0, 115],
+                         height=120 + SLICE_PX * len(slices), **BAR_LAYOUT)
+    figure.update_yaxes(automargin=True, autorange="reversed")  # the first slice on top
     return figure
 
 
@@ -193,7 +226,7 @@ def attribution_figure(attribution: Attribution) -> go.Figure:
     values = np.vstack([attribution.start_attributions, attribution.end_attributions])  # (2, tokens)
     scaled = values / np.maximum(np.abs(values).max(axis=1, keepdims=True), 1e-12)
     labels = [plot_text(t) for t in attribution.tokens]
-    x = np.arange(len(labels))
+    x = token_axis_labels(attribution.tokens)
     figure = go.Figure(go.Heatmap(z=scaled, x=x, y=["start", "end"], customdata=values,
                                   colorscale=ATTRIBUTION_COLORSCALE, zmid=0, zmin=-1, zmax=1, text=[labels, labels],
                                   hovertemplate="%{text}<br>%{y}: %{customdata:.4g}<extra></extra>"))
@@ -204,6 +237,5 @@ def attribution_figure(attribution: Attribution) -> go.Figure:
     steps = f", {attribution.steps} steps" if attribution.steps else ""
     figure.update_layout(title=f"Attributions ({attribution.method}{steps}, {attribution.seconds:.2f} s)", height=260,
                          margin={"l": 40, "r": 10, "t": 40, "b": 10}, yaxis_autorange="reversed")
-    figure.update_xaxes(tickmode="array", tickvals=x, ticktext=labels, tickangle=-60,
-                        range=initial_view(len(x), focus), rangeslider={"visible": len(x) > VISIBLE_TOKENS})
+    token_xaxis(figure, x, focus)
     return figure

@@ -22,7 +22,7 @@ from qa_core.inference import AnswerResult
 from qa_core.jobs import (QUICK_DATA, JobManager, JobSnapshot, has_model, model_choices, new_run_dir, quick_config,
                           record_choices, run_choices)
 from qa_core.modeling import LoadedModel
-from qa_core.run_files import RECORDS_FILE
+from qa_core.run_files import RECORDS_FILE, RUN_FILE
 from qa_core.serving import ModelCache, run_config
 from qa_core.train_policy import (DATA_SUFFIXES, capped, check_data, check_limits, check_resume_limits,
                                   check_start_data, check_start_model, check_training)
@@ -126,9 +126,10 @@ class QAService:
         return check_run(run, self.settings)
 
     def runs_json(self) -> list[dict[str, Any]]:
-        """Every run: name, status, metrics, whether it has evaluation records."""
+        """Every run and evaluation-only folder (status "evaluation"): name, status, metrics, whether it has
+        evaluation records (what /run_records reads)."""
         return [{"run": Path(r.path).name, "status": r.status, "metrics": r.metrics, "has_records": r.has_records}
-                for r in list_runs(self.settings.runs_root)]
+                for r in list_runs(self.settings.runs_root, evaluations=True)]
 
     def records(self, run: str | None) -> tuple:
         return run_records(check_run(run, self.settings))
@@ -155,10 +156,23 @@ class QAService:
         except ValueError:  # a folder from `train.py evaluate` has no run.json
             return 0.0
 
+    def check_run_model(self, run: str | None) -> None:
+        """A record's logits and attributions need the model that answered it: say plainly when the folder has
+        none (an evaluation folder keeps only records; a stopped run has no final model), rather than report a
+        model name that is neither a folder nor a hub id."""
+        folder = Path(self.run_path(run))
+        if has_model(folder):
+            return
+        if not (folder / RUN_FILE).is_file():
+            raise ValueError(f"{folder.name} is an evaluation folder (train.py evaluate): it holds the records, not "
+                             f"the model that was evaluated; ask that model in the Ask tab")
+        raise ValueError(f"run {folder.name} has no final model (it stopped before it finished)")
+
     def attribute_record(self, run: str | None, example_id: str) -> Attribution:
         """Why the run answered one of its evaluated questions as it did: attributions of its predicted span (the
         best span where a SQuAD 2.0 run abstained), under the same checks and budget as an Ask explanation."""
         record = find_record(self.records(run), example_id)
+        self.check_run_model(run)
         return self.attribute(self.run_path(run), record.question, record.context, record.span or record.best_span)
 
     def check_upload(self, upload: str | None) -> str:

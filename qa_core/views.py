@@ -117,8 +117,13 @@ def job_text(s: JobSnapshot) -> str:
 
 
 def progress_html(s: JobSnapshot) -> str:
+    """The job's progress bar. Drawn with two boxes, not <progress>: under Gradio's styles Chromium painted an
+    idle <progress> (0%) as a full grey bar, so a server where nothing had run looked done."""
     percent = int(round(s.fraction * 100))  # numbers only: no user text reaches this HTML
-    return f'<progress value="{percent}" max="100" style="width:100%;height:1.2em"></progress> {percent}%'
+    return (f'<div role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow="{percent}" '
+            f'style="height:1.2em;border:1px solid var(--border-color-primary);border-radius:0.6em;'
+            f'background:var(--background-fill-secondary);overflow:hidden">'
+            f'<div style="width:{percent}%;height:100%;background:var(--color-accent)"></div></div> {percent}%')
 
 
 def summary_text(records: Sequence[QuestionRecord]) -> str:

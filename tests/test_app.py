@@ -6,7 +6,7 @@ import html
 import json
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,11 +16,13 @@ import pytest
 from qa_core.ui import app
 from qa_core.config import QAConfig, form_fields
 from qa_core.error_analysis import RECORDS_FILE
+from qa_core.evaluation import run_evaluation
 from qa_core.hosting import Settings
 from qa_core import plots, views
 from qa_core.service import QAService
 from qa_core.training import train
 from qa_core.ui.ask import AskHandlers
+from qa_core.ui.compare_panel import CompareHandlers
 from qa_core.ui.errors import ErrorsHandlers
 from qa_core.ui.train import DATA_CHOICES, TrainHandlers
 
@@ -146,25 +148,32 @@ def test_ten_people_asking_at_once_all_get_answers(ui):
     assert all(r["message"] == "" and r["answer"] for r in results)
 
 
+def note(shown: dict) -> str:
+    """The line under the upload box (shown only when there is one)."""
+    update = shown["upload_note"]
+    assert update["visible"] == bool(update["value"])
+    return update["value"]
+
+
 def test_upload_check_explains_a_file_that_is_not_squad(ui, tmp_path):
     bad = tmp_path / "notes.json"
     bad.write_text(json.dumps({"hello": "world"}), encoding="utf-8")
-    assert "expected SQuAD JSON" in ui.train.check_upload(str(bad))["message"]
+    assert "expected SQuAD JSON" in note(ui.train.check_upload(str(bad)))
     assert not bad.exists()  # a refused upload is deleted at once
     binary = tmp_path / "image.json"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
-    assert "not UTF-8" in ui.train.check_upload(str(binary))["message"]
+    assert "not UTF-8" in note(ui.train.check_upload(str(binary)))
     sample = tmp_path / "sample.json"
     sample.write_bytes(Path("qa_core/sample/sample-squad.json").read_bytes())
-    assert "40 questions" in ui.train.check_upload(str(sample))["message"] and sample.exists()
-    assert ui.train.check_upload(None)["message"] == ""
+    assert "40 questions" in note(ui.train.check_upload(str(sample))) and sample.exists()
+    assert note(ui.train.check_upload(None)) == ""
 
 
 def test_uploads_over_the_size_limit_are_refused_with_the_limit(settings, tmp_path):
     ui = handlers(settings.__class__(**{**settings.__dict__, "max_upload_bytes": 1000}))
     big = tmp_path / "big.json"
     big.write_bytes(Path("qa_core/sample/sample-squad.json").read_bytes())
-    assert "over this server's limit of 0.001 MB" in ui.train.check_upload(str(big))["message"] and not big.exists()
+    assert "over this server's limit of 0.001 MB" in note(ui.train.check_upload(str(big))) and not big.exists()
 
 
 def test_the_train_form_is_built_from_the_config(ui, settings, tmp_path):
@@ -415,14 +424,14 @@ def test_an_upload_chooses_the_data_source(ui, tmp_path):
 def test_a_cleared_or_refused_upload_clears_its_message(ui, settings, tmp_path):
     sample = tmp_path / "mine.json"
     sample.write_bytes(Path("qa_core/sample/sample-squad.json").read_bytes())
-    assert "40 questions" in ui.train.check_upload(str(sample))["message"]
+    assert "40 questions" in note(ui.train.check_upload(str(sample)))
     # Gradio clears the file box when the visitor clears it and when it refuses a file (type or size, a toast)
-    assert ui.train.forget_upload() == {"message": "", "choice": DATA_CHOICES[0]}
+    assert ui.train.forget_upload() == {"upload_note": gr.update(value="", visible=False), "choice": DATA_CHOICES[0]}
     demo = app.build_app(settings)
     ids = {c.elem_id: c._id for c in demo.blocks.values() if getattr(c, "elem_id", None)}
     cleared = next(d for d in demo.config["dependencies"] if d["api_name"] == "ui_clear_upload")
     assert [ids["train-upload"], "clear"] in [list(t) for t in cleared["targets"]]
-    assert ids["train-message"] in cleared["outputs"] and ids["train-choice"] in cleared["outputs"]
+    assert ids["train-upload-note"] in cleared["outputs"] and ids["train-choice"] in cleared["outputs"]
 
 
 def test_a_start_that_cannot_read_its_data_is_not_started(ui, tmp_path):
@@ -506,3 +515,29 @@ def test_a_run_as_the_default_model_is_found_and_shown_by_name(settings, tiny_ru
                                public=public)).quick_config()
     shutil.rmtree(quick.output_dir)  # only its config was wanted: the quick fine-tune starts from the run's folder
     assert quick.model_name_or_path == str(tiny_run.resolve())
+
+
+def test_an_evaluation_folder_is_listed_wherever_records_are_read(settings, tiny_run, tmp_path):
+    """`train.py evaluate --output_dir runs/X` writes records but no run.json and no model: the Errors tab, its
+    comparison and /list_runs offer it as an evaluation; the model pickers and the Train tab's runs do not."""
+    root = tmp_path / "runs"
+    copy_run(tiny_run, root / tiny_run.name)
+    run_evaluation(QAConfig(model_name_or_path=str(root / tiny_run.name), validation_file="sample",
+                            output_dir=str(root / "eval-x"), max_eval_samples=12, max_seq_length=128, doc_stride=32),
+                   device="cpu")
+    ui = handlers(replace(settings, runs_root=root))
+    labels = dict((value, label) for label, value in ui.service.record_choices())
+    assert set(labels) == {tiny_run.name, "eval-x"} and labels["eval-x"].startswith("eval-x · evaluation only · F1 ")
+    pickers = app.pickers(ui.service, None)
+    assert pickers["run"]["value"] == "eval-x"  # the newest folder with records
+    assert "eval-x" not in [value for _, value in pickers["ask_model"]["choices"] + pickers["train_run"]["choices"]]
+    assert ui.errors.pick_run("eval-x")["summary"].startswith("12 questions")
+    row = ui.errors.filter_table("eval-x", False, 0, 100, "all", "", "id")["table"].iloc[0].tolist()
+    detail = ui.errors.select_record("eval-x", gr.SelectData(None, {"index": [0, 0], "value": row[0],
+                                                                      "row_value": row}))
+    assert detail["detail"] and "no logit plot: eval-x is an evaluation folder" in detail["question"]
+    assert "is an evaluation folder" in ui.errors.attribute("eval-x", row[0])["attribution_note"]
+    assert "eval-x" in [value for _, value in CompareHandlers(ui.service).others(tiny_run.name)]
+    assert "12 questions" in CompareHandlers(ui.service).compare(tiny_run.name, "eval-x", "all")["comparison"]
+    listed = {r["run"]: r for r in ui.service.runs_json()}
+    assert listed["eval-x"]["status"] == "evaluation" and listed["eval-x"]["has_records"]

@@ -46,6 +46,30 @@ const lines = cell => {  // the most lines any one piece of text in the cell tak
 return [...document.querySelectorAll('#ask-alternatives th')].filter(c => c.offsetWidth > 0)
   .filter(c => c.scrollWidth > c.clientWidth + 1 || lines(c) > 1).map(c => c.innerText.trim());
 """
+# The token labels under a plot, by their right edges: the smallest gap between neighbours and the font size.
+# Labels slant at 60 degrees, so neighbours clear each other when gap * sin(60) is at least the font size.
+TICKS = """
+const texts = [...document.querySelectorAll(arguments[0] + ' .xaxislayer-above .xtick text')];
+const xs = texts.map(t => t.getBoundingClientRect()).filter(b => b.width > 0).map(b => b.right).sort((a, b) => a - b);
+return {labels: xs.length, gap: Math.min(...xs.slice(1).map((x, i) => x - xs[i])),
+        size: parseFloat(getComputedStyle(texts[0]).fontSize)};
+"""
+
+# The Errors tab on a phone: the question table's shown columns and their widths, where the run picker's text
+# stops against its arrow, and whether the context breaks words.
+PHONE_ERRORS = """
+const shown = [...document.querySelectorAll('#errors-table th')].filter(c => c.offsetWidth > 0);
+const input = document.querySelector('#errors-run input');
+const textEnd = input.getBoundingClientRect().right - parseFloat(getComputedStyle(input).paddingRight);
+return {columns: shown.map(c => c.innerText.trim()), narrowest: Math.min(...shown.map(c => c.offsetWidth)),
+        textClearsArrow: textEnd <= document.querySelector('#errors-run .icon-wrap').getBoundingClientRect().left,
+        contextBreak: getComputedStyle(document.querySelector('#errors-detail .textfield')).wordBreak};
+"""
+
+
+def labels_clear(ticks: dict) -> bool:
+    return ticks["labels"] > 5 and ticks["gap"] * 0.866 >= ticks["size"]
+
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
@@ -173,8 +197,10 @@ def test_ask_train_and_browse_errors(server, browser):
     assert box["headlinePx"] >= 1.3 * box["bodyPx"]  # the answer in large type (a long one a little smaller)
     headers = [c.text.strip() for c in find_all(browser, "#ask-alternatives th") if c.is_displayed()]
     assert {"answer", "probability"} <= set(headers) and browser.execute_script(CLIPPED) == []  # readable at 1400 px
+    assert labels_clear(ticks := browser.execute_script(TICKS, "#ask-plot")), ticks
     browser.set_window_size(390, 844)  # a phone
     time.sleep(1)
+    assert labels_clear(ticks := browser.execute_script(TICKS, "#ask-plot")), ticks  # fewer labels, not overlapping
     browser.save_screenshot(str(ARTIFACTS / "1c-ask-phone.png"))
     find(browser, "#ask-answer").screenshot(str(ARTIFACTS / "1d-ask-phone-answer.png"))
     find(browser, "#ask-alternatives").screenshot(str(ARTIFACTS / "1e-ask-phone-top5.png"))
@@ -186,6 +212,9 @@ def test_ask_train_and_browse_errors(server, browser):
     browser.save_screenshot(str(ARTIFACTS / "1f-ask-why.png"))
 
     open_tab(browser, "Train")
+    idle = wait_for(lambda: find(browser, "#train-bar [role=progressbar]"), 30, "the progress bar")
+    assert idle.get_attribute("aria-valuenow") == "0"  # no job yet: the bar is drawn empty, not full
+    assert find(browser, "#train-bar [role=progressbar] > div").size["width"] == 0
     for name, value in (("max_steps", 4), ("per_device_train_batch_size", 4), ("max_seq_length", 128),
                         ("doc_stride", 32), ("max_eval_samples", 10)):
         set_number(browser, name, value)
@@ -212,6 +241,13 @@ def test_ask_train_and_browse_errors(server, browser):
     question.click()
     wait_for(lambda: find(browser, "#errors-detail .highlighted"), 60, "gold and predicted spans")
     browser.save_screenshot(str(ARTIFACTS / "3-errors.png"))
+    browser.set_window_size(390, 844)  # a phone: readable columns (the table scrolls sideways), no text under arrows
+    time.sleep(1)
+    phone = browser.execute_script(PHONE_ERRORS)
+    find(browser, "#errors-table").screenshot(str(ARTIFACTS / "3b-errors-phone-table.png"))
+    assert phone["columns"][:2] == ["question", "prediction"] and phone["narrowest"] >= 40, phone
+    assert phone["textClearsArrow"] and phone["contextBreak"] == "normal", phone
+    browser.set_window_size(1400, 1800)
 
     open_tab(browser, "Train")  # the run cancelled before the server started: resumed from its checkpoint
     find(browser, "#train-run input").click()

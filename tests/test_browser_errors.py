@@ -54,7 +54,7 @@ def columns_in_view(driver, css: str) -> dict[str, bool]:
     """, css)
 
 
-def test_compare_explain_and_calibrate(server, browser):
+def test_compare_explain_and_calibrate(server, browser):  # noqa: F811 (the fixtures imported above)
     browser.get(server)
     wait_for(lambda: find(browser, "#ask-question textarea"), 60, "the Ask tab")
     open_tab(browser, "Train")

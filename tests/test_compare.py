@@ -99,7 +99,7 @@ def test_pair_table_filters_and_the_highlight_shows_both_spans_and_gold(tmp_path
     assert pieces["B + gold"] == "Augustin " and pieces["A + B + gold"] == "Fresnel"
     figure = plots.compare_slices_figure(result.slices)
     assert [t.name for t in figure.data] == ["F1 run A", "F1 run B"]
-    assert len(figure.data[0].y) == len(result.slices)
+    assert len(figure.data[0].x) == len(result.slices) and figure.data[0].orientation == "h"
 
 
 def test_cli_prints_the_summary_as_json_and_refuses_mismatched_runs(tmp_path):

@@ -28,7 +28,7 @@ def test_logit_figure_labels_tokens_and_marks_spans():
     logits = logits_of(["the", "lens", "was", "designed", "by", "fresnel"])
     figure = plots.logit_figure(logits, predicted=(25, 32), gold=[(22, 32)])
     assert [t.name for t in figure.data] == ["start logit", "end logit"]
-    assert list(figure.layout.xaxis.ticktext) == list(logits.tokens)
+    assert list(figure.data[0].x) == list(logits.tokens) and figure.layout.xaxis.type == "category"
     shapes = figure.layout.shapes
     assert len(shapes) == 2  # predicted and gold
     assert (shapes[0].x0, shapes[0].x1) == (4.5, 5.5)
@@ -47,8 +47,15 @@ def test_long_context_keeps_every_token_but_opens_on_the_answer():
 
 def test_user_text_is_escaped_in_labels():
     figure = plots.logit_figure(logits_of(["<script>", "&", "ok"]))
-    assert figure.layout.xaxis.ticktext[0] == "&lt;script&gt;"
-    assert figure.layout.xaxis.ticktext[1] == "&amp;"
+    assert list(figure.data[0].x[:2]) == ["&lt;script&gt;", "&amp;"]
+
+
+def test_repeated_tokens_are_distinct_categories_that_read_the_same():
+    """Plotly thins a category axis's labels to fit a phone's width; a repeated token must stay its own point."""
+    tokens = ["the", "lens", "the", "the", "by"] + ["the"] * 6
+    labels = plots.token_axis_labels(tokens)
+    assert len(set(labels)) == len(tokens)
+    assert [label.strip("".join(plots.INVISIBLE)) for label in labels] == tokens
 
 
 def test_initial_view_stays_inside_the_tokens():

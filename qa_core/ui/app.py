@@ -15,6 +15,7 @@ from qa_core.service import QAService
 from qa_core.ui.ask import build_ask_tab
 from qa_core.ui.common import ANSWER_CONCURRENCY, PRIVATE, Outputs, by_name, session_of
 from qa_core.ui.errors import build_errors_tab
+from qa_core.ui.style import app_css
 from qa_core.ui.train import build_train_tab
 
 logger = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
     build_app(settings).queue(default_concurrency_limit=2, max_size=QUEUE_SIZE).launch(
-        theme=THEME, max_file_size=settings.max_upload_bytes)
+        theme=THEME, css=app_css(), max_file_size=settings.max_upload_bytes)
 
 
 if __name__ == "__main__":

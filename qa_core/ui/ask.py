@@ -115,7 +115,7 @@ def build_ask_tab(service: QAService) -> dict[str, Any]:
         outputs["alternatives"] = gr.Dataframe(views.alternatives_table(None), label="Top 5 answers",
                                                interactive=False, wrap=True, column_widths=["8%", "52%", "40%"],
                                                elem_id="ask-alternatives")
-        outputs["plot"] = gr.Plot(label="Start and end logits per token")
+        outputs["plot"] = gr.Plot(label="Start and end logits per token", elem_id="ask-plot")
         why = gr.Button("Why this answer?", elem_id="ask-why")
         explained = {"why_note": gr.Textbox(label="Attributions", interactive=False, lines=3, max_lines=6,
                                                 elem_id="ask-why-note"),

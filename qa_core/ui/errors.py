@@ -86,7 +86,8 @@ class ErrorsHandlers:
         marks = {"gold": list(record.gold_spans), "predicted": [record.span] if record.span else []}
         shown = {"detail": views.highlight(record.context, marks), "selected": example_id}
         title = f"{record.question}  (F1 {record.f1:.1f})"
-        try:  # the logits need the run's model; a cancelled run has only its checkpoint
+        try:  # the logits need the run's model; a cancelled run has only its checkpoint, an evaluation none
+            self.service.check_run_model(run)
             result, *_ = self.service.answer(run, record.question, record.context, exact=True)
         except (ValueError, OSError, RuntimeError) as err:
             return {**shown, "plot": None, "question": f"{title}  · no logit plot: {self.service.explain(err)}"}
@@ -121,13 +122,15 @@ class ErrorsHandlers:
 def build_errors_tab(service: QAService) -> dict[str, Any]:
     ui = ErrorsHandlers(service)
     with gr.Tab("Errors", id="errors"):
-        run = gr.Dropdown(service.record_choices(), value=None, label="Run", info="Runs that wrote evaluation records",
+        run = gr.Dropdown(service.record_choices(), value=None, label="Run",
+                          info="Runs with evaluation records, and evaluations (train.py evaluate --output_dir)",
                           elem_id="errors-run")
         summary = {"summary": gr.Textbox(label="Summary", interactive=False, lines=2, max_lines=4,
                                           elem_id="errors-summary")}
         with gr.Row():
-            summary.update(words=gr.Plot(label="By question word"), lengths=gr.Plot(label="By gold answer length"),
-                           histogram=gr.Plot(label="F1 per question"),
+            summary.update(words=gr.Plot(label="By question word", elem_id="errors-words"),
+                           lengths=gr.Plot(label="By gold answer length", elem_id="errors-lengths"),
+                           histogram=gr.Plot(label="F1 per question", elem_id="errors-histogram"),
                            answerable=gr.Plot(visible=False, elem_id="errors-answerable"))
         threshold = gr.Slider(-10, 10, 0, step=0.1, visible=False, label="Null-score threshold (SQuAD 2.0)",
                               info="abstain where null score − best span score is above it; re-scores the run",
@@ -147,7 +150,8 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
         detail = {"question": gr.Textbox(label="Selected question", interactive=False),
                   "detail": gr.HighlightedText(label="Context: gold and predicted answers", color_map=ERROR_COLORS,
                                                show_legend=True, elem_id="errors-detail"),
-                  "plot": gr.Plot(label="Start and end logits per token"), "selected": gr.State("")}
+                  "plot": gr.Plot(label="Start and end logits per token", elem_id="errors-plot"),
+                  "selected": gr.State("")}
         with gr.Row():
             send = gr.Button("Send to the Ask tab (edit and ask again)", elem_id="errors-send")
             explain = gr.Button("Why this answer? (token attributions)", elem_id="errors-explain")

@@ -49,16 +49,18 @@ class TrainHandlers:
         return "sample"
 
     def check_upload(self, upload: str | None) -> Outputs:
-        """A dropped file becomes the training data by itself (a refused one is deleted and the sample chosen)."""
+        """A dropped file becomes the training data by itself (a refused one is deleted and the sample chosen);
+        the line about it shows under the upload box, where a phone's visitor is looking (the Message box sits
+        by the buttons, screens further down)."""
         line = self.service.check_upload(upload)
         usable = bool(upload) and not line.startswith("Not usable")
-        return {"message": line, "choice": DATA_CHOICES[1] if usable else DATA_CHOICES[0]}
+        return {"upload_note": upload_note(line), "choice": DATA_CHOICES[1] if usable else DATA_CHOICES[0]}
 
     @staticmethod
     def forget_upload() -> Outputs:
         """The file box was cleared, by the visitor or by Gradio refusing a file: the sample again, and no line
         about a file that is gone."""
-        return {"message": "", "choice": DATA_CHOICES[0]}
+        return {"upload_note": upload_note(""), "choice": DATA_CHOICES[0]}
 
     def start_training(self, request: gr.Request | None, model: str, choice: str, upload: str | None, path: str,
                        eval_data: str, *values: Any) -> Outputs:
@@ -127,6 +129,11 @@ class TrainHandlers:
         return plots.history_figure(events) if events else plots.loss_figure(s.losses, s.total_steps)
 
 
+def upload_note(line: str) -> dict:
+    """The line under the upload box, shown only when there is one."""
+    return gr.update(value=line, visible=bool(line))
+
+
 def option_input(name: str, default: Any) -> Any:
     """One Train-form input for a QAConfig field, labelled and explained by the field's help."""
     hint, info = HINTS[name], help_of(name)
@@ -158,8 +165,11 @@ def build_train_tab(service: QAService) -> dict[str, Any]:
         with gr.Row():
             choices = DATA_CHOICES[:2] if service.settings.public else DATA_CHOICES
             choice = gr.Radio(list(choices), value=DATA_CHOICES[0], label="Training data", elem_id="train-choice")
-            upload = gr.File(label="SQuAD JSON file", file_types=[".json", ".jsonl"], type="filepath",
-                             elem_id="train-upload")
+            with gr.Column():
+                upload = gr.File(label="SQuAD JSON file", file_types=[".json", ".jsonl"], type="filepath",
+                                 elem_id="train-upload")
+                note = gr.Textbox(label="Uploaded file", interactive=False, lines=2, max_lines=4, visible=False,
+                                  elem_id="train-upload-note")
             path = gr.Textbox(label="Data path or hub name", placeholder="data/train.json or rajpurkar/squad",
                               visible=not service.settings.public)
         eval_data = gr.Textbox(label="Evaluation data", placeholder="empty: the training data itself; "
@@ -175,7 +185,7 @@ def build_train_tab(service: QAService) -> dict[str, Any]:
             cancel = gr.Button("Cancel", variant="stop", interactive=enabled)
         shown = {"message": gr.Textbox(label="Message", interactive=False, lines=2, max_lines=4,
                                        elem_id="train-message"),
-                 "bar": gr.HTML(views.progress_html(service.jobs.snapshot())),
+                 "bar": gr.HTML(views.progress_html(service.jobs.snapshot()), elem_id="train-bar"),
                  "status": gr.Textbox(label="Training job", lines=4, interactive=False, elem_id="train-status"),
                  "loss": gr.Plot(label="Training job: loss, learning rate, evaluation"), "ended": gr.State(0)}
         with gr.Row():
@@ -185,7 +195,7 @@ def build_train_tab(service: QAService) -> dict[str, Any]:
         picked = {"run_note": gr.Markdown(elem_id="train-run-note"), "history": gr.Plot(label="Run history"),
                   "resume": resume}
     message = {"message": shown["message"]}
-    checked = {**message, "choice": choice}
+    checked = {"upload_note": note, "choice": choice}
     upload.upload(by_name(ui.check_upload, checked), upload, list(checked.values()), api_name="ui_check_upload",
                   **PRIVATE)
     upload.clear(by_name(ui.forget_upload, checked), None, list(checked.values()), api_name="ui_clear_upload",

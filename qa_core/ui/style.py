@@ -1,0 +1,46 @@
+"""The app's own CSS (given to launch): where Gradio's components read badly on a phone (390 px) or at 1400 px."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from qa_core.compare import PAIR_COLUMNS
+from qa_core.views import TABLE_COLUMNS
+
+PHONE_PX = 640  # below this width the phone rules apply
+# The question tables on a phone: Gradio sizes columns as shares of the screen, so seven columns in 320 px broke
+# every word letter by letter. On a phone each column gets a readable width in px and the table scrolls sideways;
+# 0 hides a column a reader does not need there (the id still travels with a clicked row).
+PHONE_ERRORS_TABLE = {"id": 0, "word": 0, "question": 140, "prediction": 120, "EM": 40, "F1": 48, "gold": 120}
+PHONE_PAIRS_TABLE = {"id": 0, "outcome": 90, "question": 140, "gold": 110, "prediction A": 110, "prediction B": 110,
+                     "F1 A": 48, "F1 B": 48}
+
+BASE_CSS = """
+/* A long selected label (a run's name and F1) ends in an ellipsis before the dropdown's arrow, not under it. */
+input[role="combobox"] { padding-right: 2.25rem; text-overflow: ellipsis; }
+/* Gold and predicted spans in their context: Gradio lays the pieces out as flex items with word-break: break-all,
+   so words were cut mid-word and every marked span started a line of its own. Read as running text instead. */
+#errors-detail .textfield, #compare-detail .textfield { display: block; word-break: normal; overflow-wrap: break-word; }
+#errors-detail .token.highlighted, #compare-detail .token.highlighted { margin: 0 0.15em; }
+"""
+
+
+def column_widths_css(table: str, columns: Sequence[str], widths: Mapping[str, int]) -> str:
+    """Rules giving each column of a Gradio Dataframe (elem_id `table`) a width in px, or hiding it (0): header
+    cells, the hidden sizing row and the body cells alike, so they stay aligned. !important beats the widths
+    Gradio's script writes into each cell's style."""
+    rules = [f"#{table} .header-table {{ width: max-content !important; }}"]
+    for index, name in enumerate(columns):
+        cells = (f"#{table} th:nth-child({index + 1}), #{table} .sizing-body td:nth-child({index + 1}), "
+                 f'#{table} .body-cell[data-col="{index}"]')
+        width = widths[name]
+        size = (f"width: {width}px !important; min-width: {width}px !important; max-width: {width}px !important; "
+                f"flex: 0 0 {width}px !important;")
+        rules.append(f"{cells} {{ {size if width else 'display: none;'} }}")
+    return "\n".join(rules)
+
+
+def app_css() -> str:
+    phone = "\n".join((column_widths_css("errors-table", TABLE_COLUMNS, PHONE_ERRORS_TABLE),
+                       column_widths_css("compare-table", PAIR_COLUMNS, PHONE_PAIRS_TABLE)))
+    return f"{BASE_CSS}\n@media (max-width: {PHONE_PX}px) {{\n{phone}\n}}\n"
