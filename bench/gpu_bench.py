@@ -34,7 +34,8 @@ from bench.report import write_report
 from qa_core.batching import length_grouped_batches, sorted_batches
 from qa_core.config import QAConfig
 from qa_core.data import load_examples
-from qa_core.features import Feature, featurize, padding_multiple
+from qa_core.batching import padding_multiple
+from qa_core.features import Feature, featurize
 from qa_core.inference import run_model
 from qa_core.modeling import load_model, set_attention_dropout
 from qa_core.runtime import configure_process

@@ -128,7 +128,7 @@ def prepare_model(model, variant: Variant, device):
 
 def collate_timed(features, batch_format, multiple_of: int, rows: list[int]) -> tuple[dict, float]:
     """The padded batch of these rows, and the seconds collating took (the step's data part)."""
-    from qa_core.features import collate
+    from qa_core.batching import collate
 
     started = time.perf_counter()
     batch = collate([features[i] for i in rows], batch_format, multiple_of=multiple_of)

@@ -12,8 +12,9 @@ import numpy as np
 import torch
 from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
 
+from qa_core.batching import collate
 from qa_core.config import QAConfig
-from qa_core.features import Feature, collate
+from qa_core.features import Feature
 from qa_core.inference import question_windows, run_model
 from qa_core.modeling import LoadedModel
 from qa_core.postprocess import SpanSearch, predict_example

@@ -1,9 +1,11 @@
-"""Batch orders over features: length-grouped and shuffled for training, sorted by length for evaluation."""
+"""Batches of features: their order (length-grouped for training, sorted for evaluation) and padded tensors."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from qa_core.config import QAConfig
@@ -41,3 +43,58 @@ def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     """Evaluation batches of similar length; order does not matter because outputs are indexed by feature."""
     ranked = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     return [ranked[b:b + batch_size] for b in range(0, len(ranked), batch_size)]
+
+
+@dataclass(frozen=True)
+class BatchFormat:
+    """How one model takes its batches: its tokenizer's padding, and whether segment ids go in at all."""
+
+    pad_token_id: int = 0
+    pad_token_type_id: int = 0
+    padding_side: str = "right"  # "left" for tokenizers that pad in front (XLNet's, decoder models')
+    token_type_ids: bool = True  # qa_core.modeling.takes_token_type_ids says why a model gets them or not
+
+
+def collate(features: Sequence[Feature], batch_format: BatchFormat = BatchFormat(), pad_to: int | None = None,
+            multiple_of: int = 1) -> dict[str, torch.Tensor]:
+    """Pad a batch to its longest window (or to pad_to), rounded up to a multiple for tensor cores, on the
+    tokenizer's padding side; labels move with their tokens."""
+    length = pad_to or max(len(f.input_ids) for f in features)
+    length = -(-length // multiple_of) * multiple_of
+    input_ids = torch.full((len(features), length), batch_format.pad_token_id, dtype=torch.long)  # (batch, seq)
+    token_type_ids = torch.full((len(features), length), batch_format.pad_token_type_id,
+                                dtype=torch.long)  # (batch, seq)
+    attention_mask = torch.zeros((len(features), length), dtype=torch.long)  # (batch, seq)
+    shifts = padding_shifts([len(f.input_ids) for f in features], length, batch_format.padding_side)
+    for row, (f, shift) in enumerate(zip(features, shifts)):
+        tokens = slice(shift, shift + len(f.input_ids))
+        input_ids[row, tokens] = torch.tensor(f.input_ids)
+        token_type_ids[row, tokens] = torch.tensor(f.token_type_ids)
+        attention_mask[row, tokens] = 1
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if batch_format.token_type_ids:
+        batch["token_type_ids"] = token_type_ids
+    return {**batch, "start_positions": torch.tensor([f.start_position + s for f, s in zip(features, shifts)]),
+            "end_positions": torch.tensor([f.end_position + s for f, s in zip(features, shifts)])}
+
+
+def padding_multiple(device: torch.device) -> int:
+    """Tensor cores want lengths in multiples of 8; CPU kernels gain nothing from padding."""
+    return 8 if device.type == "cuda" else 1
+
+
+def padding_shifts(lengths: Sequence[int], padded_length: int, padding_side: str) -> list[int]:
+    """Column of each window's first token in a padded batch."""
+    if padding_side == "left":
+        return [padded_length - n for n in lengths]
+    return [0] * len(lengths)
+
+
+def unpad_logits(logits: np.ndarray, lengths: Sequence[int], padding_side: str) -> np.ndarray:
+    """Logits of a collated batch (batch, seq) with column i belonging to token i of each window again."""
+    if padding_side != "left":
+        return logits
+    windowed = np.full_like(logits, -np.inf)  # (batch, seq)
+    for row, (n, shift) in enumerate(zip(lengths, padding_shifts(lengths, logits.shape[1], padding_side))):
+        windowed[row, :n] = logits[row, shift:]
+    return windowed

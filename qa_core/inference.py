@@ -19,7 +19,8 @@ from qa_core.batching import sorted_batches
 from qa_core.config import QAConfig
 from qa_core.data import Answer, Example
 from qa_core.distributed import DistContext, gather
-from qa_core.features import BatchFormat, Feature, collate, featurize, padding_multiple, unpad_logits
+from qa_core.batching import BatchFormat, collate, padding_multiple, unpad_logits
+from qa_core.features import Feature, featurize
 from qa_core.modeling import LoadedModel, fit_config
 from qa_core.postprocess import Prediction, SpanSearch, postprocess_predictions, predict_example
 from qa_core.run_files import METRICS_FILE, run_folder

@@ -18,7 +18,7 @@ from transformers import (AutoConfig, AutoModelForQuestionAnswering, AutoTokeniz
                           PreTrainedTokenizerBase)
 
 from qa_core.config import DEFAULT_MODEL, QAConfig
-from qa_core.features import BatchFormat
+from qa_core.batching import BatchFormat
 from qa_core.run_files import CONFIG_FILE, MODEL_DIR, RUN_FILE, model_folder
 
 logger = logging.getLogger(__name__)

@@ -8,10 +8,11 @@ from functools import partial
 import torch
 from torch.utils.data import DataLoader
 
+from qa_core.batching import BatchFormat, collate, padding_multiple
 from qa_core.config import QAConfig
 from qa_core.distributed import DistContext
 from qa_core.dropout import use_masked_dropout
-from qa_core.features import BatchFormat, Feature, collate, padding_multiple
+from qa_core.features import Feature
 from qa_core.inference import autocast
 from qa_core.runtime import large_blocks_mapped
 

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from qa_core import attributions, plots
+from qa_core.batching import collate
 from qa_core.config import QAConfig
 from qa_core.data import Example
-from qa_core.features import collate, featurize
+from qa_core.features import featurize
 from qa_core.modeling import load_model
 from tests.families import FAMILIES, build_family, sample_texts
 

@@ -1,10 +1,12 @@
-"""Batch orders: length-grouped training batches and sorted evaluation batches."""
+"""Batches: length-grouped training orders, sorted evaluation orders, and padding."""
 
 from __future__ import annotations
 
 from collections import Counter
 
-from qa_core.batching import length_grouped_batches, random_batches, sorted_batches
+from qa_core.batching import collate, length_grouped_batches, random_batches, sorted_batches
+from qa_core.data import Answer, Example
+from qa_core.features import build_features
 
 
 def test_length_grouped_batches_cover_everything_once_and_cut_padding() -> None:
@@ -27,3 +29,15 @@ def test_random_batches_are_a_seeded_permutation() -> None:
     batches = random_batches(10, 4, seed=3)
     assert [len(b) for b in batches] == [4, 4, 2] and sorted(i for b in batches for i in b) == list(range(10))
     assert batches == random_batches(10, 4, seed=3)
+
+
+def test_collate_pads_to_the_longest_window(tokenizer) -> None:
+    long_context = " ".join(f"w{i}" for i in range(400))
+    examples = [Example("a", "which word?", "short one", (Answer("one", 6),)),
+                Example("b", "which word?", long_context, (Answer("w3", 9),))]
+    features = build_features(examples, tokenizer, 64, 16, 16, training=False).features
+    batch = collate(features[:2])
+    longest = max(len(f.input_ids) for f in features[:2])
+    assert batch["input_ids"].shape == (2, longest)
+    assert batch["attention_mask"].sum().item() == sum(len(f.input_ids) for f in features[:2])
+    assert collate(features[:1], pad_to=64, multiple_of=8)["input_ids"].shape == (1, 64)

@@ -1,4 +1,4 @@
-"""Windows over long contexts: labels, offsets, question truncation and padding."""
+"""Windows over long contexts: labels, offsets and question truncation."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from qa_core.config import QAConfig
 from qa_core.data import Answer, Example
 from qa_core.features import (CHUNK_SIZE, CLS_INDEX, Feature, Offsets, build_features, check_windows_reach_the_end,
-                              collate, featurize, featurize_in_chunks, label_window)
+                              featurize, featurize_in_chunks, label_window)
 
 WORDS = [f"w{i}" for i in range(400)]
 LONG_CONTEXT = " ".join(WORDS)  # ~800 WordPiece tokens: many windows of 64
@@ -132,15 +132,6 @@ def test_unicode_offsets_cut_the_original_text(tokenizer) -> None:
     context = "Der Leuchtturm steht in Zürich 🌊 am Ufer, sagte Ørsted über São Paulo."
     features = windows(tokenizer, [example(context, "São Paulo")], max_seq_length=128).features
     assert span_text(features[0], context) == "São Paulo"
-
-
-def test_collate_pads_to_the_longest_window(tokenizer) -> None:
-    features = windows(tokenizer, [example("short one", "one"), example(LONG_CONTEXT, "w3")], training=False).features
-    batch = collate(features[:2])
-    longest = max(len(f.input_ids) for f in features[:2])
-    assert batch["input_ids"].shape == (2, longest)
-    assert batch["attention_mask"].sum().item() == sum(len(f.input_ids) for f in features[:2])
-    assert collate(features[:1], pad_to=64, multiple_of=8)["input_ids"].shape == (1, 64)
 
 
 def test_only_questions_longer_than_the_limit_are_cut(tokenizer) -> None:
