@@ -97,6 +97,11 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
     try:
         _open_records(setup)
         emit("start", state, message=f"resumed at step {state.step}" if setup.resumed_from else "started")
+        # A stop asked while the model and data loaded (Ctrl-C early) stops before the first step, not after it; a
+        # fresh run then keeps a step-0 checkpoint, so --resume continues it as it would any cancelled run.
+        cancelled = state.step < setup.total_steps and any_rank(should_stop(), dist_ctx)
+        if cancelled and not setup.resumed_from:
+            state = _save_point(setup, state, emit, evaluate=False)
         while state.step < setup.total_steps and not cancelled:
             batches = shard(training_batches(setup.train_features, config, state.epoch), dist_ctx)
             setup.model.train()

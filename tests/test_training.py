@@ -26,6 +26,7 @@ from qa_core.jobs import model_choices
 from qa_core.modeling import load_model
 from qa_core.progress import read_history
 from qa_core.progress import ProgressEvent
+from qa_core.runtime import stop_on_signals
 from qa_core.training import TrainingError, train
 from tests.conftest import write_squad
 from tests.overfit_data import write_tiny_squad
@@ -64,11 +65,35 @@ def test_cancel_between_steps_then_resume(tiny_model_dir: Path, tmp_path: Path) 
     data = write_tiny_squad(tmp_path / "d.json")
     config = tiny_config(tiny_model_dir, data, tmp_path / "run", num_train_epochs=2, validation_file=None)
     asked: list[int] = []
-    result = train(config, should_stop=lambda: asked.append(1) or len(asked) >= 2)  # asked once per step
+    result = train(config, should_stop=lambda: asked.append(1) or len(asked) >= 3)  # asked before step 1, then after each
     assert result.status == "cancelled" and result.step == 2
     assert read_run_info(tmp_path / "run").status == "cancelled"
     resumed = train(config.replace(resume=True))
     assert resumed.status == "finished" and resumed.step == 6
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_loading_stops_before_the_first_step_and_resumes_exactly(signum: int, tiny_model_dir: Path,
+                                                                                tmp_path: Path) -> None:
+    """Ctrl-C or SIGTERM before the first step (the model and data still loading): no step is trained, and the run
+    keeps a checkpoint at step 0 that --resume continues to the same weights as an uninterrupted run."""
+    data = write_tiny_squad(tmp_path / "d.json")
+    config = tiny_config(tiny_model_dir, data, tmp_path / "run", num_train_epochs=1, validation_file=None)
+    with stop_on_signals() as stop:
+        os.kill(os.getpid(), signum)  # arrives before train() has loaded anything
+        result = train(config, should_stop=stop)
+    assert stop.signum == signum
+    assert result.status == "cancelled" and result.step == 0
+    info = read_run_info(tmp_path / "run")
+    assert info.status == "cancelled" and info.step == 0 and find_checkpoint(tmp_path / "run") is not None
+    assert not [e for e in read_history(tmp_path / "run" / HISTORY_FILE) if e.kind == "step"]
+    with stop_on_signals() as stop:  # a resumed run stopped while loading keeps its checkpoint as it was
+        os.kill(os.getpid(), signum)
+        assert train(config.replace(resume=True), should_stop=stop).step == 0
+    assert read_run_info(tmp_path / "run").status == "cancelled"
+    assert train(config.replace(resume=True)).status == "finished"
+    assert train(config.replace(output_dir=str(tmp_path / "straight"))).status == "finished"
+    assert_same_weights(tmp_path / "run", tmp_path / "straight")
 
 
 def test_refuses_to_overwrite_a_run(tiny_model_dir: Path, tmp_path: Path) -> None:
