@@ -183,6 +183,26 @@ def test_resume_accepts_what_may_change(tmp_path: Path):
     preflight.check_paths(args, cli.config_from_args(args))  # no error
 
 
+def test_resume_accepts_the_same_data_files_named_another_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from qa_core import preflight
+
+    for name in ("train.json", "dev.json", "other.json"):
+        (tmp_path / name).write_text("{}")
+    (tmp_path / "link.json").symlink_to(tmp_path / "dev.json")
+    run = fake_run(tmp_path / "run", train_file="train.json", validation_file="dev.json")
+    monkeypatch.chdir(tmp_path)
+
+    def check(train_file: str, validation_file: str) -> None:
+        args = cli.build_parser().parse_args(["train", "--train_file", train_file, "--validation_file",
+                                              validation_file, "--output_dir", str(run), "--resume"])
+        preflight.check_paths(args, cli.config_from_args(args))
+
+    for spelling in ("dev.json", "./dev.json", str(tmp_path / "dev.json"), "link.json"):
+        check(str(tmp_path / "train.json"), spelling)  # no error
+    with pytest.raises(ValueError, match=r"--validation_file other.json \(run: dev.json\)"):
+        check("./train.json", "other.json")
+
+
 def test_predict_with_a_threshold_keeps_the_run_s_squad_v2_setting(tiny_model_dir: Path, tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture):
     import shutil
