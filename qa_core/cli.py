@@ -158,6 +158,7 @@ def run_predict(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
     if args.test_file:
         answers = answer_examples(loaded, load_examples(args.test_file, "validation").examples, config)
         if args.output_file:
+            Path(args.output_file).parent.mkdir(parents=True, exist_ok=True)
             Path(args.output_file).write_text(json.dumps(answers, ensure_ascii=False, indent=1), encoding="utf-8")
             return {"output_file": args.output_file, "questions": len(answers)}
         return answers

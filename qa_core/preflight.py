@@ -34,6 +34,8 @@ def check_paths(args: argparse.Namespace, config: QAConfig) -> None:
     """The command's data files exist, its output folder may be written, and a resume continues the same run."""
     for option in ("train_file", "validation_file", "test_file"):
         check_data_file(option, getattr(args, option, None))
+    if getattr(args, "output_file", None):
+        check_output_file(args.output_file)
     output_dir = Path(config.output_dir)
     if args.command == "evaluate":
         check_output_dir(output_dir, config.overwrite_output_dir or
@@ -49,6 +51,17 @@ def check_data_file(option: str, source: str | None) -> None:
     """A local data file that is not there; 'sample' and hub names ('rajpurkar/squad') pass."""
     if source and source != "sample" and looks_like_a_path(source) and not Path(source).exists():
         raise ValueError(f"--{option} {source}: no such data file")
+
+
+def check_output_file(path: str) -> None:
+    """predict's --output_file can be written where it is named: else the answers, found at the cost of a pass over
+    the whole file, would be lost to a traceback. Missing folders above it are made when it is written."""
+    target = Path(path)
+    if target.is_dir():
+        raise ValueError(f"--output_file {path} is a folder; name a file, such as {target / 'predictions.json'}")
+    existing = next(parent for parent in target.parents if parent.exists())  # '.' or '/' at the latest
+    if not existing.is_dir():
+        raise ValueError(f"--output_file {path}: {existing} is a file, so no folder can hold it")
 
 
 def check_not_training_into_its_model(config: QAConfig) -> None:

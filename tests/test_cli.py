@@ -93,6 +93,23 @@ def test_predict_answers_a_question(tiny_model_dir: Path, capsys: pytest.Capture
     assert '"answer"' in capsys.readouterr().out
 
 
+def test_predict_writes_its_output_file_into_a_new_folder(tiny_model_dir: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture):
+    output = tmp_path / "new" / "folder" / "predictions.json"
+    code = cli.main(["predict", "--model_name_or_path", str(tiny_model_dir), "--test_file", "sample",
+                     "--output_file", str(output), "--max_seq_length", "64", "--doc_stride", "16",
+                     "--max_query_length", "16"])
+    assert code == 0 and json.loads(capsys.readouterr().out)["questions"] == len(json.loads(output.read_text()))
+
+
+def test_a_predict_output_file_that_cannot_be_written_is_refused_before_anything_loads(tmp_path: Path):
+    (tmp_path / "afile").write_text("x")
+    line = refused("predict", "--test_file", "sample", "--output_file", str(tmp_path))
+    assert f"--output_file {tmp_path} is a folder" in line
+    line = refused("predict", "--test_file", "sample", "--output_file", str(tmp_path / "afile" / "p.json"))
+    assert f"--output_file {tmp_path / 'afile' / 'p.json'}: {tmp_path / 'afile'} is a file" in line
+
+
 def refused(*args: str) -> str:
     """The one error line of a command refused before torch loads."""
     done = run_cli(*args)
