@@ -17,8 +17,8 @@ from transformers import get_scheduler, set_seed
 
 from qa_core.batching import training_batches
 from qa_core.checkpoints import (RunInfo, TrainState, check_output_dir, clear_records, find_checkpoint,
-                                 load_trainer_state, no_room, publish, remove_partial_files, save_checkpoint,
-                                 save_final_model)
+                                 load_trainer_state, no_room, publish, read_run_info, remove_partial_files,
+                                 save_checkpoint, save_final_model)
 from qa_core.config import QAConfig
 from qa_core.data import Example, fingerprint, load_examples
 from qa_core.divergence import diverged_message, nonfinite_parameters, ruined_message
@@ -94,6 +94,7 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
     accumulation = config.gradient_accumulation_steps
     state, cancelled = setup.start, False
     loss_sum, losses, windows, seconds = 0.0, 0, 0, 0.0
+    earlier = _earlier_finish(setup)  # read before _open_records rewrites run.json
     try:
         _open_records(setup)
         emit("start", state, message=f"resumed at step {state.step}" if setup.resumed_from else "started")
@@ -141,6 +142,8 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
         status = "cancelled" if cancelled else "finished"
         if dist_ctx.is_main:
             info = _run_info(setup, state, status, train_seconds=seconds)
+            if earlier is not None and state.step == setup.start.step:
+                info = replace(info, train_seconds=earlier.train_seconds, hardware=earlier.hardware)
             if status == "finished":  # model/ first: a run.json saying "finished" always has its model
                 save_final_model(output_dir, setup.model, setup.loaded.tokenizer, setup.loaded.model_settings,
                                  partial(write_model_card, output_dir, info=info))
@@ -283,6 +286,18 @@ def _failed(setup: Setup, state: TrainState, err: BaseException, emit: Callable[
         with contextlib.suppress(Exception):  # the failure to report is err, not a listener's
             emit("failed", state, message=str(err))
     return err
+
+
+def _earlier_finish(setup: Setup) -> RunInfo | None:
+    """run.json of a finished run resumed with no step left to train: it keeps the training time and hardware of
+    the session that trained it, which this one (0 s) would otherwise replace."""
+    if not (setup.dist_ctx.is_main and setup.resumed_from and setup.start.step >= setup.total_steps):
+        return None
+    try:
+        info = read_run_info(Path(setup.config.output_dir))
+    except ValueError:  # unreadable: publish rebuilds it from the checkpoint
+        return None
+    return info if info.status == "finished" and info.step == setup.start.step else None
 
 
 def _run_info(setup: Setup, state: TrainState, status: str, error: str = "",

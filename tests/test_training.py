@@ -96,6 +96,20 @@ def test_a_signal_while_loading_stops_before_the_first_step_and_resumes_exactly(
     assert_same_weights(tmp_path / "run", tmp_path / "straight")
 
 
+def test_resuming_a_finished_run_keeps_the_time_it_trained(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Nothing left to train: run.json and the model card keep the training time and hardware, not 0 s."""
+    config = tiny_config(tiny_model_dir, write_tiny_squad(tmp_path / "d.json"), tmp_path / "run", max_steps=2,
+                         validation_file=None)
+    train(config)
+    before, card = read_run_info(tmp_path / "run"), (tmp_path / "run" / "model" / "README.md").read_text()
+    assert before.train_seconds > 0
+    again = train(config.replace(resume=True))
+    assert again.status == "finished" and again.step == 2
+    after = read_run_info(tmp_path / "run")
+    assert (after.status, after.train_seconds, after.hardware) == ("finished", before.train_seconds, before.hardware)
+    assert (tmp_path / "run" / "model" / "README.md").read_text() == card
+
+
 def test_refuses_to_overwrite_a_run(tiny_model_dir: Path, tmp_path: Path) -> None:
     config = tiny_config(tiny_model_dir, write_tiny_squad(tmp_path / "d.json"), tmp_path / "run", max_steps=1,
                          validation_file=None)
