@@ -98,6 +98,10 @@ class QAConfig:
                              f"got {self.partial_answer_labels!r}")
         if self.attention_dropout is not None and not 0 <= self.attention_dropout < 1:  # NaN fails too
             raise ValueError(f"attention_dropout must be in [0, 1) or None, got {self.attention_dropout}")
+        if self.max_seq_length - self.max_query_length - 3 <= 0:
+            raise ValueError(f"max_seq_length ({self.max_seq_length}) leaves no room for the context after "
+                             f"max_query_length ({self.max_query_length}) and 3 special tokens; raise max_seq_length "
+                             f"or lower max_query_length")
         if self.doc_stride >= self.max_seq_length - self.max_query_length - 3:
             raise ValueError(f"doc_stride ({self.doc_stride}) must be smaller than the context room of a window "
                              f"(max_seq_length - max_query_length - 3 = {self.max_seq_length - self.max_query_length - 3})")
