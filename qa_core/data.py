@@ -247,8 +247,14 @@ def _answer_pairs(record: dict[str, Any], where: str) -> list[tuple[Any, Any]]:
     if isinstance(answers, list):
         if not all(isinstance(a, dict) for a in answers):
             raise DataError(f"{where}: each answer must be an object with 'text' and 'answer_start'")
-        return [(a.get("text"), a.get("answer_start", "missing")) for a in answers]
-    raise DataError(f"{where}: missing field 'answers'")
+        for n, answer in enumerate(answers):
+            if "answer_start" not in answer:
+                raise DataError(f"{where}: answer {n} ({answer.get('text')!r}): missing field 'answer_start'")
+        return [(a.get("text"), a["answer_start"]) for a in answers]
+    if answers is None:
+        raise DataError(f"{where}: missing field 'answers'")
+    raise DataError(f"{where}: field 'answers' must be a list of answers, or {{'text': [...], 'answer_start': "
+                    f"[...]}}, got {type(answers).__name__}")
 
 
 def _locate(context: str, text: Any, start: Any, where: str, counts: dict[str, int]) -> Answer:

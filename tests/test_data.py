@@ -90,6 +90,10 @@ def _bad(tmp_path: Path, qas: list[dict], context: object = CONTEXT) -> str:
     ({"id": "q1", "answers": [{"text": "the keeper", "answer_start": 41}]}, "missing field 'question'"),
     ({"id": "q1", "question": "   ", "answers": [{"text": "the keeper", "answer_start": 41}]}, "'question' is empty"),
     ({"id": "q1", "question": "Who?"}, "missing field 'answers'"),
+    ({"id": "q1", "question": "Who?", "answers": "the keeper"},
+     r"field 'answers' must be a list of answers, or \{'text': \[...\], 'answer_start': \[...\]\}, got str"),
+    ({"id": "q1", "question": "Who?", "answers": [{"text": "the keeper"}]}, r"answer 0 \('the keeper'\): missing "
+                                                                             r"field 'answer_start'"),
     ({"id": "q1", "question": "Who?", "answers": [{"text": "the keeper", "answer_start": "41"}]}, "must be an integer"),
     ({"id": "q1", "question": "Who?", "answers": [{"text": "the keeper", "answer_start": 4000}]}, "outside the context"),
     ({"id": "q1", "question": "Who?", "answers": [{"text": "the keeper", "answer_start": -1}]}, "outside the context"),
