@@ -76,7 +76,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         command.set_defaults(version_2_with_negative=None, null_score_diff_threshold=None)
     predict.add_argument("--question", help="a question about --context")
     predict.add_argument("--context", help="the passage holding the answer")
-    predict.add_argument("--test_file", help="answer every question of this data file instead")
+    predict.add_argument("--test_file", help="answer every question of this data file instead (gold answers, "
+                         "if any, are not used)")
     predict.add_argument("--output_file", help="where to write {id: answer} for --test_file (default: stdout)")
     commands.add_parser("app", help="serve the Gradio web app (as `python app.py`; GRADIO_SERVER_PORT etc. apply)")
     return parser
@@ -150,13 +151,15 @@ def run_predict(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
     from qa_core.inference import answer_examples, answer_question, config_for_model
     from qa_core.modeling import load_model
 
+    # the questions first: a bad test file is refused before the model loads
+    examples = load_examples(args.test_file, "validation", answers_required=False).examples if args.test_file else ()
     loaded = load_model(config.model_name_or_path)
     if args.version_2_with_negative is not False:  # a SQuAD 2.0 run answers as one, at its best threshold...
         config = config_for_model(loaded.source, config)
     if args.null_score_diff_threshold is not None:  # ...unless a threshold is given
         config = config.replace(null_score_diff_threshold=args.null_score_diff_threshold)
     if args.test_file:
-        answers = answer_examples(loaded, load_examples(args.test_file, "validation").examples, config)
+        answers = answer_examples(loaded, examples, config)
         if args.output_file:
             Path(args.output_file).parent.mkdir(parents=True, exist_ok=True)
             Path(args.output_file).write_text(json.dumps(answers, ensure_ascii=False, indent=1), encoding="utf-8")

@@ -91,16 +91,18 @@ class LoadResult:
     report: LoadReport
 
 
-def load_examples(source: str, split: str = "train", limit: int | None = None) -> LoadResult:
-    """Read examples from 'sample', a SQuAD/flat JSON or JSONL file, or a hub data set ('name' or 'name:split')."""
+def load_examples(source: str, split: str = "train", limit: int | None = None,
+                  answers_required: bool = True) -> LoadResult:
+    """Read examples from 'sample', a SQuAD/flat JSON or JSONL file, or a hub data set ('name' or 'name:split').
+    answers_required=False: questions without an 'answers' field load with none (questions to predict)."""
     if source == "sample":
         source = str(SAMPLE_PATH)
     path = Path(source)
     if path.exists():
-        return _build(_read_file(path), str(path), limit)
+        return _build(_read_file(path), str(path), limit, answers_required)
     if looks_like_a_path(source):
         raise DataError(f"{source}: no such data file")
-    return _build(_read_hub(source, split), source, limit)
+    return _build(_read_hub(source, split), source, limit, answers_required)
 
 
 def looks_like_a_path(source: str) -> bool:
@@ -110,7 +112,8 @@ def looks_like_a_path(source: str) -> bool:
         path.parent != Path(".") and path.parent.exists())
 
 
-def _build(records: Iterable[tuple[str, dict[str, Any]]], origin: str, limit: int | None) -> LoadResult:
+def _build(records: Iterable[tuple[str, dict[str, Any]]], origin: str, limit: int | None,
+           answers_required: bool = True) -> LoadResult:
     examples: list[Example] = []
     seen: dict[str, str] = {}
     counts = {"repaired": 0, "unlocated": 0, "unanswerable": 0}
@@ -119,7 +122,7 @@ def _build(records: Iterable[tuple[str, dict[str, Any]]], origin: str, limit: in
             break
         if n % STOP_CHECK_EVERY == 0:
             _check_stop(origin)
-        example = _parse_record(record, f"{origin}: {where}", counts)
+        example = _parse_record(record, f"{origin}: {where}", counts, answers_required)
         if example.example_id in seen:
             raise DataError(f"{origin}: question id {example.example_id!r} appears twice "
                             f"({seen[example.example_id]} and {where})")
@@ -196,7 +199,7 @@ def _read_hub(name: str, default_split: str) -> Iterator[tuple[str, dict[str, An
     return ((f"row {i}", row) for i, row in enumerate(rows))
 
 
-def _parse_record(record: dict[str, Any], where: str, counts: dict[str, int]) -> Example:
+def _parse_record(record: dict[str, Any], where: str, counts: dict[str, int], answers_required: bool = True) -> Example:
     example_id = _id_field(record, where)
     where = f"{where} (id {example_id!r})"
     question, context = _text_field(record, "question", where), _text_field(record, "context", where)
@@ -208,6 +211,8 @@ def _parse_record(record: dict[str, Any], where: str, counts: dict[str, int]) ->
         impossible = False
     if not isinstance(impossible, bool):  # the string "false" is truthy: it would make the question unanswerable
         raise DataError(f"{where}: field 'is_impossible' must be true or false, got {impossible!r}")
+    if not answers_required and record.get("answers") is None and not impossible:  # a question yet to be answered
+        return Example(str(example_id), question, context, (), str(title))
     pairs = [] if impossible else _answer_pairs(record, where)
     if not pairs:
         counts["unanswerable"] += 1

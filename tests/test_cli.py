@@ -102,6 +102,20 @@ def test_predict_writes_its_output_file_into_a_new_folder(tiny_model_dir: Path, 
     assert code == 0 and json.loads(capsys.readouterr().out)["questions"] == len(json.loads(output.read_text()))
 
 
+def test_predict_answers_a_test_file_without_gold_answers(tiny_model_dir: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture):
+    """What predict is for: questions nobody has answered yet (flat JSONL and SQuAD layout, no 'answers')."""
+    context = "A beekeeper named Tomas keeps four hives."
+    (tmp_path / "q.jsonl").write_text(json.dumps({"id": "u1", "question": "Who keeps hives?", "context": context}))
+    squad = {"data": [{"paragraphs": [{"context": context, "qas": [{"id": "u2", "question": "How many hives?"}]}]}]}
+    (tmp_path / "q.json").write_text(json.dumps(squad))
+    for name, qid in (("q.jsonl", "u1"), ("q.json", "u2")):
+        assert cli.main(["predict", "--model_name_or_path", str(tiny_model_dir), "--test_file",
+                         str(tmp_path / name)]) == 0
+        answers = json.loads(capsys.readouterr().out)
+        assert list(answers) == [qid] and answers[qid] in context
+
+
 def test_a_predict_output_file_that_cannot_be_written_is_refused_before_anything_loads(tmp_path: Path):
     (tmp_path / "afile").write_text("x")
     line = refused("predict", "--test_file", "sample", "--output_file", str(tmp_path))
