@@ -74,6 +74,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     # found best (see run_predict)
     for command in (evaluate, predict):
         command.set_defaults(version_2_with_negative=None, null_score_diff_threshold=None)
+    _say_defaults(evaluate, {"version_2_with_negative": "as the model's run (its run.json), else off",
+                             "null_score_diff_threshold": "the model's run's (its run.json), else 0.0"})
+    _say_defaults(predict, {"version_2_with_negative": "on for a run whose evaluation was SQuAD 2.0 (its "
+                                                       "eval_metrics.json), else off",
+                            "null_score_diff_threshold": "the best_f1_thresh of that evaluation, else 0.0"})
     predict.add_argument("--question", help="a question about --context")
     predict.add_argument("--context", help="the passage holding the answer")
     predict.add_argument("--test_file", help="answer every question of this data file instead (gold answers, "
@@ -81,6 +86,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     predict.add_argument("--output_file", help="where to write {id: answer} for --test_file (default: stdout)")
     commands.add_parser("app", help="serve the Gradio web app (as `python app.py`; GRADIO_SERVER_PORT etc. apply)")
     return parser
+
+
+def _say_defaults(parser: argparse.ArgumentParser, defaults: dict[str, str]) -> None:
+    """Replace the '(default: ...)' of options whose default is decided from the model's run, not by QAConfig."""
+    for action in parser._actions:
+        if action.dest in defaults:
+            action.help = f"{action.help.rpartition(' (default: ')[0]} (default: {defaults[action.dest]})"
 
 
 class ProgressBar:

@@ -45,6 +45,18 @@ def test_help_loads_nothing_heavy(args: tuple[str, ...]):
     assert "usage:" in done.stdout
 
 
+@pytest.mark.parametrize("command, defaults", [
+    ("evaluate", ("as the model's run (its run.json), else off", "the model's run's (its run.json), else 0.0")),
+    ("predict", ("on for a run whose evaluation was SQuAD 2.0 (its eval_metrics.json), else off",
+                 "the best_f1_thresh of that evaluation, else 0.0")),
+])
+def test_help_says_what_evaluate_and_predict_take_from_the_run(command: str, defaults: tuple[str, str]):
+    """Their SQuAD 2.0 options default to the run's settings, not to QAConfig's False and 0.0."""
+    text = " ".join(run_cli(command, "--help").stdout.split())
+    assert "null score wins. (default: False)" not in text and "(SQuAD 2.0 only). (default: 0.0)" not in text
+    assert all(f"(default: {default})" in text for default in defaults)
+
+
 @pytest.mark.parametrize("args, message", [
     (("train", "--max_seq_length", "abc"), "invalid int value: 'abc'"),
     (("frobnicate",), "invalid choice: 'frobnicate'"),
