@@ -101,6 +101,8 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
         # A stop asked while the model and data loaded (Ctrl-C early) stops before the first step, not after it; a
         # fresh run then keeps a step-0 checkpoint, so --resume continues it as it would any cancelled run.
         cancelled = state.step < setup.total_steps and any_rank(should_stop(), dist_ctx)
+        if state.step >= setup.total_steps and not _evaluated_now(setup, state):  # resumed at its last step
+            state = _save_point(setup, state, emit, evaluate=True)
         if cancelled and not setup.resumed_from:
             state = _save_point(setup, state, emit, evaluate=False)
         while state.step < setup.total_steps and not cancelled:
@@ -193,6 +195,9 @@ def prepare(config: QAConfig, dist_ctx: DistContext, device: str | None) -> Setu
     trackers = _trackers(config, output_dir) if dist_ctx.is_main else ()
     # Last: restoring the RNG state must come after everything that draws from it.
     start = load_trainer_state(checkpoint, optimizer, scheduler, data) if checkpoint else TrainState()
+    if start.step > total_steps:  # else "finished" at a step past its total, and never evaluated
+        raise ValueError(f"--resume: the run in {output_dir} has done {start.step} steps, more than the {total_steps} "
+                         f"asked for (--max_steps, --num_train_epochs); ask for at least {start.step}")
     return Setup(config, dist_ctx, loaded, model, optimizer, scheduler, train_features, eval_examples, eval_features,
                  steps_per_epoch, total_steps, bf16, data, start, checkpoint, trackers)
 
@@ -286,6 +291,11 @@ def _failed(setup: Setup, state: TrainState, err: BaseException, emit: Callable[
         with contextlib.suppress(Exception):  # the failure to report is err, not a listener's
             emit("failed", state, message=str(err))
     return err
+
+
+def _evaluated_now(setup: Setup, state: TrainState) -> bool:
+    """Whether the latest evaluation is of this step (or there is nothing to evaluate on)."""
+    return not setup.eval_features or bool(state.history and state.history[-1]["step"] == state.step)
 
 
 def _earlier_finish(setup: Setup) -> RunInfo | None:

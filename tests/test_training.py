@@ -65,7 +65,7 @@ def test_cancel_between_steps_then_resume(tiny_model_dir: Path, tmp_path: Path) 
     data = write_tiny_squad(tmp_path / "d.json")
     config = tiny_config(tiny_model_dir, data, tmp_path / "run", num_train_epochs=2, validation_file=None)
     asked: list[int] = []
-    result = train(config, should_stop=lambda: asked.append(1) or len(asked) >= 3)  # asked before step 1, then after each
+    result = train(config, should_stop=lambda: asked.append(1) or len(asked) >= 3)  # before step 1, after each
     assert result.status == "cancelled" and result.step == 2
     assert read_run_info(tmp_path / "run").status == "cancelled"
     resumed = train(config.replace(resume=True))
@@ -108,6 +108,20 @@ def test_resuming_a_finished_run_keeps_the_time_it_trained(tiny_model_dir: Path,
     after = read_run_info(tmp_path / "run")
     assert (after.status, after.train_seconds, after.hardware) == ("finished", before.train_seconds, before.hardware)
     assert (tmp_path / "run" / "model" / "README.md").read_text() == card
+
+
+def test_a_resume_asking_for_fewer_steps_than_done_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Else the run would be 'finished' at step 2 of 1, its model never evaluated, its train time 0 s."""
+    data = write_tiny_squad(tmp_path / "d.json")
+    config = tiny_config(tiny_model_dir, data, tmp_path / "run", num_train_epochs=2)
+    asked: list[int] = []
+    assert train(config, should_stop=lambda: asked.append(1) or len(asked) >= 3).step == 2
+    with pytest.raises(ValueError, match=r"the run in .*run has done 2 steps, more than the 1 asked for"):
+        train(config.replace(resume=True, max_steps=1))
+    assert read_run_info(tmp_path / "run").status == "cancelled"
+    finished = train(config.replace(resume=True, max_steps=2))  # as many as done: evaluated, as at any last step
+    assert finished.status == "finished" and finished.step == 2 and finished.metrics
+    assert [h["step"] for h in read_run_info(tmp_path / "run").history] == [2]
 
 
 def test_refuses_to_overwrite_a_run(tiny_model_dir: Path, tmp_path: Path) -> None:
