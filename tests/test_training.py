@@ -124,6 +124,17 @@ def test_a_resume_asking_for_fewer_steps_than_done_is_refused(tiny_model_dir: Pa
     assert [h["step"] for h in read_run_info(tmp_path / "run").history] == [2]
 
 
+def test_a_resume_on_other_training_data_is_refused_naming_the_file(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = write_tiny_squad(tmp_path / "d.json")
+    config = tiny_config(tiny_model_dir, data, tmp_path / "run", max_steps=1, validation_file=None)
+    train(config)
+    other = write_squad(tmp_path / "other.json", [{"context": "Mara kept bees.", "qas": [
+        {"id": "o1", "question": "Who kept bees?", "answers": [{"text": "Mara", "answer_start": 0}]}]}])
+    with pytest.raises(ValueError, match=rf"--train_file {other}: its questions differ from those the run in "
+                                         rf".*run trained on"):
+        train(config.replace(resume=True, max_steps=2, train_file=str(other)))
+
+
 def test_refuses_to_overwrite_a_run(tiny_model_dir: Path, tmp_path: Path) -> None:
     config = tiny_config(tiny_model_dir, write_tiny_squad(tmp_path / "d.json"), tmp_path / "run", max_steps=1,
                          validation_file=None)
