@@ -145,16 +145,37 @@ def _read_file(path: Path) -> list[tuple[str, dict[str, Any]]]:
     except OSError as err:
         raise DataError(f"{path}: cannot be read ({err.strerror})") from None
     if path.suffix == ".jsonl":
-        return [(f"line {n}", _loads(line, path, f"line {n}")) for n, line in enumerate(text.splitlines(), 1)
-                if line.strip()]
+        return _read_lines(text, path)
     return list(_iter_records(_loads(text, path, "file"), path))
+
+
+def _read_lines(text: str, path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """JSON Lines: one record, an object, a line. One JSON document under a .jsonl name is named as such, not as
+    a bad first line or a record missing every field."""
+    with contextlib.suppress(json.JSONDecodeError):
+        whole = json.loads(text)
+        if not isinstance(whole, dict) or "data" in whole or len(text.strip().splitlines()) > 1:
+            raise DataError(f"{path}: holds one JSON document, not JSON Lines; name it .json")
+    records = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        record = _loads(line, path, f"line {n}")
+        if not isinstance(record, dict):
+            raise DataError(f"{path}: line {n} is a {type(record).__name__}, expected an object (one record a line)")
+        records.append((f"line {n}", record))
+    return records
 
 
 def _loads(text: str, path: Path, where: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        raise DataError(f"{path}: {where} is not valid JSON ({err.msg}, line {err.lineno} column {err.colno})") from None
+        # a .json file holding JSON Lines fails after its first record
+        hint = "; JSON Lines (one record a line) need a .jsonl name" if where == "file" and \
+            err.msg == "Extra data" else ""
+        raise DataError(f"{path}: {where} is not valid JSON ({err.msg}, line {err.lineno} column {err.colno})"
+                        f"{hint}") from None
 
 
 def _iter_records(data: Any, path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
