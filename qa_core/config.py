@@ -88,6 +88,8 @@ class QAConfig:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         _check_length(self)
         _check_counts(self)
+        if not self.output_dir.strip():  # Path("") is the current folder: a run would land among the user's files
+            raise ValueError(f"output_dir must name a folder, got {self.output_dir!r}")
         if self.report_to not in ("none", "tensorboard"):
             raise ValueError(f"report_to must be 'none' or 'tensorboard', got {self.report_to!r}")
         if self.lr_scheduler_type not in LR_SCHEDULERS:

@@ -23,6 +23,9 @@ from qa_core.config import QAConfig
                              r"\(64\) and 3 special tokens; raise max_seq_length or lower max_query_length"),
     ({"max_seq_length": 16, "doc_stride": 4}, r"max_seq_length \(16\) leaves no room"),
     ({"doc_stride": 189}, r"doc_stride \(189\) must be smaller than the context room of a window"),
+    # an empty "$OUT" would otherwise write the run into the current folder
+    ({"output_dir": ""}, r"output_dir must name a folder, got ''"),
+    ({"output_dir": "  "}, r"output_dir must name a folder, got '  '"),
 ])
 def test_bad_values_are_refused_naming_the_option(changes: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
