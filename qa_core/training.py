@@ -278,19 +278,22 @@ def _checkpoint(setup: Setup, state: TrainState, result: EvalResult | None, emit
 
 
 def _failed(setup: Setup, state: TrainState, err: BaseException, emit: Callable[..., None]) -> BaseException:
-    """Record a failure in run.json (freeing partial files first on a full disk); the error to raise."""
+    """Record a failure in run.json (freeing partial files first on a full disk); the error to raise. A second
+    Ctrl-C (KeyboardInterrupt) is no failure: the run is cancelled, to continue from its last checkpoint."""
     output_dir = Path(setup.config.output_dir)
     if reason := no_room(err):
         err = TrainingError(f"no room to write in {output_dir} ({reason}); partial files removed; "
                             f"free some space, then continue with --resume")
+    interrupted = isinstance(err, KeyboardInterrupt)
+    status, error = ("cancelled", "") if interrupted else ("failed", str(err) or repr(err))
     if setup.dist_ctx.is_main:
         remove_partial_files(output_dir)
         try:
-            publish(output_dir, None, _run_info(setup, state, "failed", error=str(err) or repr(err)))
+            publish(output_dir, None, _run_info(setup, state, status, error=error))
         except OSError:
             remove_partial_files(output_dir)
         with contextlib.suppress(Exception):  # the failure to report is err, not a listener's
-            emit("failed", state, message=str(err))
+            emit(status, state, message="stopped at once; continue with --resume" if interrupted else error)
     return err
 
 

@@ -135,6 +135,25 @@ def test_a_resume_on_other_training_data_is_refused_naming_the_file(tiny_model_d
         train(config.replace(resume=True, max_steps=2, train_file=str(other)))
 
 
+def test_a_second_ctrl_c_stops_at_once_and_leaves_a_cancelled_run(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The second signal interrupts the step; run.json says 'cancelled' (not 'failed: KeyboardInterrupt()') and the
+    last checkpoint continues it."""
+    data = write_tiny_squad(tmp_path / "d.json")
+    config = tiny_config(tiny_model_dir, data, tmp_path / "run", num_train_epochs=2, save_steps=1,
+                         logging_steps=1, validation_file=None)
+
+    def press_twice_at_step_2(event: ProgressEvent) -> None:
+        if event.kind == "step" and event.step == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # the first asks for a stop after this step
+            os.kill(os.getpid(), signal.SIGINT)  # the second, with Python's own handler back, stops at once
+
+    with pytest.raises(KeyboardInterrupt), stop_on_signals() as stop:
+        train(config, callback=press_twice_at_step_2, should_stop=stop)
+    info = read_run_info(tmp_path / "run")
+    assert info.status == "cancelled" and not info.error
+    assert train(config.replace(resume=True)).status == "finished"
+
+
 def test_refuses_to_overwrite_a_run(tiny_model_dir: Path, tmp_path: Path) -> None:
     config = tiny_config(tiny_model_dir, write_tiny_squad(tmp_path / "d.json"), tmp_path / "run", max_steps=1,
                          validation_file=None)
