@@ -141,12 +141,13 @@ def swap_in(tmp: Path, final: Path, point: str) -> None:
 
 
 def load_trainer_state(checkpoint: Path, optimizer: torch.optim.Optimizer, scheduler: Any,
-                       data_fingerprint: dict[str, str]) -> TrainState:
+                       data_fingerprint: dict[str, str], train_file: str) -> TrainState:
     """Optimizer, scheduler and RNG state (tensors and plain values only), after checking the data is the same."""
     saved = torch.load(checkpoint / STATE_FILE, map_location="cpu", weights_only=True)
     if saved["data_fingerprint"].get("train") != data_fingerprint["train"]:
-        raise ValueError(f"--resume: the training data differs from the run in {checkpoint.parent} "
-                         f"(fingerprint mismatch)")
+        raise ValueError(f"--resume: --train_file {train_file}: its questions differ from those the run in "
+                         f"{checkpoint.parent} trained on (data fingerprint {data_fingerprint['train']}, run: "
+                         f"{saved['data_fingerprint'].get('train')}); resume with the run's training data")
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     torch.set_rng_state(saved["rng"])

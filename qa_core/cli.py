@@ -74,12 +74,25 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     # found best (see run_predict)
     for command in (evaluate, predict):
         command.set_defaults(version_2_with_negative=None, null_score_diff_threshold=None)
+    _say_defaults(evaluate, {"version_2_with_negative": "as the model's run (its run.json), else off",
+                             "null_score_diff_threshold": "the model's run's (its run.json), else 0.0"})
+    _say_defaults(predict, {"version_2_with_negative": "on for a run whose evaluation was SQuAD 2.0 (its "
+                                                       "eval_metrics.json), else off",
+                            "null_score_diff_threshold": "the best_f1_thresh of that evaluation, else 0.0"})
     predict.add_argument("--question", help="a question about --context")
     predict.add_argument("--context", help="the passage holding the answer")
-    predict.add_argument("--test_file", help="answer every question of this data file instead")
+    predict.add_argument("--test_file", help="answer every question of this data file instead (gold answers, "
+                         "if any, are not used)")
     predict.add_argument("--output_file", help="where to write {id: answer} for --test_file (default: stdout)")
     commands.add_parser("app", help="serve the Gradio web app (as `python app.py`; GRADIO_SERVER_PORT etc. apply)")
     return parser
+
+
+def _say_defaults(parser: argparse.ArgumentParser, defaults: dict[str, str]) -> None:
+    """Replace the '(default: ...)' of options whose default is decided from the model's run, not by QAConfig."""
+    for action in parser._actions:
+        if action.dest in defaults:
+            action.help = f"{action.help.rpartition(' (default: ')[0]} (default: {defaults[action.dest]})"
 
 
 class ProgressBar:
@@ -150,14 +163,17 @@ def run_predict(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
     from qa_core.inference import answer_examples, answer_question, config_for_model
     from qa_core.modeling import load_model
 
+    # the questions first: a bad test file is refused before the model loads
+    examples = load_examples(args.test_file, "validation", answers_required=False).examples if args.test_file else ()
     loaded = load_model(config.model_name_or_path)
     if args.version_2_with_negative is not False:  # a SQuAD 2.0 run answers as one, at its best threshold...
         config = config_for_model(loaded.source, config)
     if args.null_score_diff_threshold is not None:  # ...unless a threshold is given
         config = config.replace(null_score_diff_threshold=args.null_score_diff_threshold)
     if args.test_file:
-        answers = answer_examples(loaded, load_examples(args.test_file, "validation").examples, config)
+        answers = answer_examples(loaded, examples, config)
         if args.output_file:
+            Path(args.output_file).parent.mkdir(parents=True, exist_ok=True)
             Path(args.output_file).write_text(json.dumps(answers, ensure_ascii=False, indent=1), encoding="utf-8")
             return {"output_file": args.output_file, "questions": len(answers)}
         return answers

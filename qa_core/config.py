@@ -88,6 +88,8 @@ class QAConfig:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         _check_length(self)
         _check_counts(self)
+        if not self.output_dir.strip():  # Path("") is the current folder: a run would land among the user's files
+            raise ValueError(f"output_dir must name a folder, got {self.output_dir!r}")
         if self.report_to not in ("none", "tensorboard"):
             raise ValueError(f"report_to must be 'none' or 'tensorboard', got {self.report_to!r}")
         if self.lr_scheduler_type not in LR_SCHEDULERS:
@@ -98,6 +100,10 @@ class QAConfig:
                              f"got {self.partial_answer_labels!r}")
         if self.attention_dropout is not None and not 0 <= self.attention_dropout < 1:  # NaN fails too
             raise ValueError(f"attention_dropout must be in [0, 1) or None, got {self.attention_dropout}")
+        if self.max_seq_length - self.max_query_length - 3 <= 0:
+            raise ValueError(f"max_seq_length ({self.max_seq_length}) leaves no room for the context after "
+                             f"max_query_length ({self.max_query_length}) and 3 special tokens; raise max_seq_length "
+                             f"or lower max_query_length")
         if self.doc_stride >= self.max_seq_length - self.max_query_length - 3:
             raise ValueError(f"doc_stride ({self.doc_stride}) must be smaller than the context room of a window "
                              f"(max_seq_length - max_query_length - 3 = {self.max_seq_length - self.max_query_length - 3})")

@@ -91,16 +91,18 @@ class LoadResult:
     report: LoadReport
 
 
-def load_examples(source: str, split: str = "train", limit: int | None = None) -> LoadResult:
-    """Read examples from 'sample', a SQuAD/flat JSON or JSONL file, or a hub data set ('name' or 'name:split')."""
+def load_examples(source: str, split: str = "train", limit: int | None = None,
+                  answers_required: bool = True) -> LoadResult:
+    """Read examples from 'sample', a SQuAD/flat JSON or JSONL file, or a hub data set ('name' or 'name:split').
+    answers_required=False: questions without an 'answers' field load with none (questions to predict)."""
     if source == "sample":
         source = str(SAMPLE_PATH)
     path = Path(source)
     if path.exists():
-        return _build(_read_file(path), str(path), limit)
+        return _build(_read_file(path), str(path), limit, answers_required)
     if looks_like_a_path(source):
         raise DataError(f"{source}: no such data file")
-    return _build(_read_hub(source, split), source, limit)
+    return _build(_read_hub(source, split), source, limit, answers_required)
 
 
 def looks_like_a_path(source: str) -> bool:
@@ -110,7 +112,8 @@ def looks_like_a_path(source: str) -> bool:
         path.parent != Path(".") and path.parent.exists())
 
 
-def _build(records: Iterable[tuple[str, dict[str, Any]]], origin: str, limit: int | None) -> LoadResult:
+def _build(records: Iterable[tuple[str, dict[str, Any]]], origin: str, limit: int | None,
+           answers_required: bool = True) -> LoadResult:
     examples: list[Example] = []
     seen: dict[str, str] = {}
     counts = {"repaired": 0, "unlocated": 0, "unanswerable": 0}
@@ -119,7 +122,7 @@ def _build(records: Iterable[tuple[str, dict[str, Any]]], origin: str, limit: in
             break
         if n % STOP_CHECK_EVERY == 0:
             _check_stop(origin)
-        example = _parse_record(record, f"{origin}: {where}", counts)
+        example = _parse_record(record, f"{origin}: {where}", counts, answers_required)
         if example.example_id in seen:
             raise DataError(f"{origin}: question id {example.example_id!r} appears twice "
                             f"({seen[example.example_id]} and {where})")
@@ -142,16 +145,37 @@ def _read_file(path: Path) -> list[tuple[str, dict[str, Any]]]:
     except OSError as err:
         raise DataError(f"{path}: cannot be read ({err.strerror})") from None
     if path.suffix == ".jsonl":
-        return [(f"line {n}", _loads(line, path, f"line {n}")) for n, line in enumerate(text.splitlines(), 1)
-                if line.strip()]
+        return _read_lines(text, path)
     return list(_iter_records(_loads(text, path, "file"), path))
+
+
+def _read_lines(text: str, path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """JSON Lines: one record, an object, a line. One JSON document under a .jsonl name is named as such, not as
+    a bad first line or a record missing every field."""
+    with contextlib.suppress(json.JSONDecodeError):
+        whole = json.loads(text)
+        if not isinstance(whole, dict) or "data" in whole or len(text.strip().splitlines()) > 1:
+            raise DataError(f"{path}: holds one JSON document, not JSON Lines; name it .json")
+    records = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        record = _loads(line, path, f"line {n}")
+        if not isinstance(record, dict):
+            raise DataError(f"{path}: line {n} is a {type(record).__name__}, expected an object (one record a line)")
+        records.append((f"line {n}", record))
+    return records
 
 
 def _loads(text: str, path: Path, where: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        raise DataError(f"{path}: {where} is not valid JSON ({err.msg}, line {err.lineno} column {err.colno})") from None
+        # a .json file holding JSON Lines fails after its first record
+        hint = "; JSON Lines (one record a line) need a .jsonl name" if where == "file" and \
+            err.msg == "Extra data" else ""
+        raise DataError(f"{path}: {where} is not valid JSON ({err.msg}, line {err.lineno} column {err.colno})"
+                        f"{hint}") from None
 
 
 def _iter_records(data: Any, path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -196,7 +220,7 @@ def _read_hub(name: str, default_split: str) -> Iterator[tuple[str, dict[str, An
     return ((f"row {i}", row) for i, row in enumerate(rows))
 
 
-def _parse_record(record: dict[str, Any], where: str, counts: dict[str, int]) -> Example:
+def _parse_record(record: dict[str, Any], where: str, counts: dict[str, int], answers_required: bool = True) -> Example:
     example_id = _id_field(record, where)
     where = f"{where} (id {example_id!r})"
     question, context = _text_field(record, "question", where), _text_field(record, "context", where)
@@ -208,6 +232,8 @@ def _parse_record(record: dict[str, Any], where: str, counts: dict[str, int]) ->
         impossible = False
     if not isinstance(impossible, bool):  # the string "false" is truthy: it would make the question unanswerable
         raise DataError(f"{where}: field 'is_impossible' must be true or false, got {impossible!r}")
+    if not answers_required and record.get("answers") is None and not impossible:  # a question yet to be answered
+        return Example(str(example_id), question, context, (), str(title))
     pairs = [] if impossible else _answer_pairs(record, where)
     if not pairs:
         counts["unanswerable"] += 1
@@ -247,8 +273,14 @@ def _answer_pairs(record: dict[str, Any], where: str) -> list[tuple[Any, Any]]:
     if isinstance(answers, list):
         if not all(isinstance(a, dict) for a in answers):
             raise DataError(f"{where}: each answer must be an object with 'text' and 'answer_start'")
-        return [(a.get("text"), a.get("answer_start", "missing")) for a in answers]
-    raise DataError(f"{where}: missing field 'answers'")
+        for n, answer in enumerate(answers):
+            if "answer_start" not in answer:
+                raise DataError(f"{where}: answer {n} ({answer.get('text')!r}): missing field 'answer_start'")
+        return [(a.get("text"), a["answer_start"]) for a in answers]
+    if answers is None:
+        raise DataError(f"{where}: missing field 'answers'")
+    raise DataError(f"{where}: field 'answers' must be a list of answers, or {{'text': [...], 'answer_start': "
+                    f"[...]}}, got {type(answers).__name__}")
 
 
 def _locate(context: str, text: Any, start: Any, where: str, counts: dict[str, int]) -> Answer:

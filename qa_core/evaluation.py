@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ from qa_core.run_files import (BEST_SPANS_FILE, CALIBRATION_FILE, CARD_FILE, EVA
 
 # With --overwrite_output_dir an evaluation replaces a run's records, but not the model it may be evaluating.
 EVAL_OVERWRITES = tuple(name for name in RUN_RECORDS if name not in MODEL_RECORDS)
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,10 @@ def check_scorable(examples: Sequence[Example], config: QAConfig, source: str) -
     if examples and not config.version_2_with_negative and not any(e.answers for e in examples):
         raise ValueError(f"{source}: none of its {len(examples)} questions has an answer, so a SQuAD v1.1 "
                          f"evaluation has nothing to score; for SQuAD 2.0 data add --version_2_with_negative")
+    unanswerable = sum(not e.answers for e in examples)
+    if unanswerable and not config.version_2_with_negative:  # else EM/F1 silently describe part of the file
+        logger.warning("%s: %d of its %d questions have no answer; a SQuAD v1.1 evaluation leaves them out of the "
+                       "scores (--version_2_with_negative scores them)", source, unanswerable, len(examples))
 
 
 def squad_v2_metrics(examples: Sequence[Example], predictions: Mapping[str, Prediction],

@@ -20,6 +20,9 @@ from qa_core.run_files import (MODEL_DIR, RUN_FILE, check_output_dir, evaluates_
 RESUME_MAY_CHANGE = ("max_steps", "num_train_epochs", "logging_steps", "save_steps", "dataloader_num_workers",
                      "report_to", "per_device_eval_batch_size", "output_dir", "resume", "overwrite_output_dir",
                      "train_file")
+# Options naming a local file or folder: the same one named another way (./dev.json, an absolute path, a link) is
+# the same setting.
+PATH_OPTIONS = ("model_name_or_path", "validation_file")
 # Options whose None means "decide on this machine"; run.json records what was decided.
 AUTO_OPTIONS = ("bf16",)
 # Window options run.json records as cut to the model (modeling.fit_config): asking for more than the run used may
@@ -31,6 +34,8 @@ def check_paths(args: argparse.Namespace, config: QAConfig) -> None:
     """The command's data files exist, its output folder may be written, and a resume continues the same run."""
     for option in ("train_file", "validation_file", "test_file"):
         check_data_file(option, getattr(args, option, None))
+    if getattr(args, "output_file", None):
+        check_output_file(args.output_file)
     output_dir = Path(config.output_dir)
     if args.command == "evaluate":
         check_output_dir(output_dir, config.overwrite_output_dir or
@@ -46,6 +51,17 @@ def check_data_file(option: str, source: str | None) -> None:
     """A local data file that is not there; 'sample' and hub names ('rajpurkar/squad') pass."""
     if source and source != "sample" and looks_like_a_path(source) and not Path(source).exists():
         raise ValueError(f"--{option} {source}: no such data file")
+
+
+def check_output_file(path: str) -> None:
+    """predict's --output_file can be written where it is named: else the answers, found at the cost of a pass over
+    the whole file, would be lost to a traceback. Missing folders above it are made when it is written."""
+    target = Path(path)
+    if target.is_dir():
+        raise ValueError(f"--output_file {path} is a folder; name a file, such as {target / 'predictions.json'}")
+    existing = next(parent for parent in target.parents if parent.exists())  # '.' or '/' at the latest
+    if not existing.is_dir():
+        raise ValueError(f"--output_file {path}: {existing} is a file, so no folder can hold it")
 
 
 def check_not_training_into_its_model(config: QAConfig) -> None:
@@ -112,10 +128,17 @@ def _same_setting(name: str, given: Any, stored: Any) -> bool:
         return True
     if name in WINDOW_OPTIONS and isinstance(given, int) and isinstance(stored, int) and given > stored:
         return True  # maybe cut to `stored` again: check_resumed_windows decides
-    if name == "model_name_or_path":  # the same local folder, named another way
-        return Path(given).exists() and Path(str(stored)).exists() and Path(given).resolve() == \
-            Path(str(stored)).resolve()
+    if name in PATH_OPTIONS:  # the same local file or folder, named another way
+        return _same_file(str(given), str(stored))
     return False
+
+
+def _same_file(given: str, stored: str) -> bool:
+    """Both name one existing file or folder: relative or absolute, with ./ or through a link."""
+    try:
+        return Path(given).expanduser().samefile(Path(stored).expanduser())
+    except (OSError, ValueError):  # either is no local path (a hub name, 'sample', 'embedded')
+        return False
 
 
 def _show(value: Any) -> str:

@@ -84,16 +84,17 @@ class StopRequest:
 @contextlib.contextmanager
 def stop_on_signals(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[StopRequest]:
     """Yield a should_stop that turns true at the first of `signals` (Ctrl-C, a scheduler's SIGTERM): training
-    then stops at the step's end with a checkpoint to --resume from, as a cancel from the web app does. The
-    handlers go back to what they were at once, so a second signal stops at once."""
+    then stops at the step's end (or, asked while loading, before the first step) with a checkpoint to --resume
+    from, as a cancel from the web app does. The handlers go back to what they were at once, so a second signal
+    stops at once."""
     stop, pid = StopRequest(), os.getpid()
     previous: dict[int, Any] = {}
 
     def request_stop(signum: int, frame: Any) -> None:
         if os.getpid() != pid:  # a data loader worker forked with this handler: the training process decides
             return
-        logger.warning("%s: stopping at the end of this step, with a checkpoint (again to stop at once)",
-                       signal.Signals(signum).name)
+        logger.warning("%s: stopping at the end of this step (before the first, if still loading), with a "
+                       "checkpoint (again to stop at once)", signal.Signals(signum).name)
         stop.request(signum)
         _restore(previous)
 

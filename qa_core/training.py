@@ -17,8 +17,8 @@ from transformers import get_scheduler, set_seed
 
 from qa_core.batching import training_batches
 from qa_core.checkpoints import (RunInfo, TrainState, check_output_dir, clear_records, find_checkpoint,
-                                 load_trainer_state, no_room, publish, remove_partial_files, save_checkpoint,
-                                 save_final_model)
+                                 load_trainer_state, no_room, publish, read_run_info, remove_partial_files,
+                                 save_checkpoint, save_final_model)
 from qa_core.config import QAConfig
 from qa_core.data import Example, fingerprint, load_examples
 from qa_core.divergence import diverged_message, nonfinite_parameters, ruined_message
@@ -94,9 +94,17 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
     accumulation = config.gradient_accumulation_steps
     state, cancelled = setup.start, False
     loss_sum, losses, windows, seconds = 0.0, 0, 0, 0.0
+    earlier = _earlier_finish(setup)  # read before _open_records rewrites run.json
     try:
         _open_records(setup)
         emit("start", state, message=f"resumed at step {state.step}" if setup.resumed_from else "started")
+        # A stop asked while the model and data loaded (Ctrl-C early) stops before the first step, not after it; a
+        # fresh run then keeps a step-0 checkpoint, so --resume continues it as it would any cancelled run.
+        cancelled = state.step < setup.total_steps and any_rank(should_stop(), dist_ctx)
+        if state.step >= setup.total_steps and not _evaluated_now(setup, state):  # resumed at its last step
+            state = _save_point(setup, state, emit, evaluate=True)
+        if cancelled and not setup.resumed_from:
+            state = _save_point(setup, state, emit, evaluate=False)
         while state.step < setup.total_steps and not cancelled:
             batches = shard(training_batches(setup.train_features, config, state.epoch), dist_ctx)
             setup.model.train()
@@ -136,6 +144,8 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
         status = "cancelled" if cancelled else "finished"
         if dist_ctx.is_main:
             info = _run_info(setup, state, status, train_seconds=seconds)
+            if earlier is not None and state.step == setup.start.step:
+                info = replace(info, train_seconds=earlier.train_seconds, hardware=earlier.hardware)
             if status == "finished":  # model/ first: a run.json saying "finished" always has its model
                 save_final_model(output_dir, setup.model, setup.loaded.tokenizer, setup.loaded.model_settings,
                                  partial(write_model_card, output_dir, info=info))
@@ -184,7 +194,11 @@ def prepare(config: QAConfig, dist_ctx: DistContext, device: str | None) -> Setu
         clear_records(output_dir, RUN_RECORDS)  # only what check_output_dir allowed to be overwritten
     trackers = _trackers(config, output_dir) if dist_ctx.is_main else ()
     # Last: restoring the RNG state must come after everything that draws from it.
-    start = load_trainer_state(checkpoint, optimizer, scheduler, data) if checkpoint else TrainState()
+    start = (load_trainer_state(checkpoint, optimizer, scheduler, data, config.train_file) if checkpoint
+             else TrainState())
+    if start.step > total_steps:  # else "finished" at a step past its total, and never evaluated
+        raise ValueError(f"--resume: the run in {output_dir} has done {start.step} steps, more than the {total_steps} "
+                         f"asked for (--max_steps, --num_train_epochs); ask for at least {start.step}")
     return Setup(config, dist_ctx, loaded, model, optimizer, scheduler, train_features, eval_examples, eval_features,
                  steps_per_epoch, total_steps, bf16, data, start, checkpoint, trackers)
 
@@ -264,20 +278,40 @@ def _checkpoint(setup: Setup, state: TrainState, result: EvalResult | None, emit
 
 
 def _failed(setup: Setup, state: TrainState, err: BaseException, emit: Callable[..., None]) -> BaseException:
-    """Record a failure in run.json (freeing partial files first on a full disk); the error to raise."""
+    """Record a failure in run.json (freeing partial files first on a full disk); the error to raise. A second
+    Ctrl-C (KeyboardInterrupt) is no failure: the run is cancelled, to continue from its last checkpoint."""
     output_dir = Path(setup.config.output_dir)
     if reason := no_room(err):
         err = TrainingError(f"no room to write in {output_dir} ({reason}); partial files removed; "
                             f"free some space, then continue with --resume")
+    interrupted = isinstance(err, KeyboardInterrupt)
+    status, error = ("cancelled", "") if interrupted else ("failed", str(err) or repr(err))
     if setup.dist_ctx.is_main:
         remove_partial_files(output_dir)
         try:
-            publish(output_dir, None, _run_info(setup, state, "failed", error=str(err) or repr(err)))
+            publish(output_dir, None, _run_info(setup, state, status, error=error))
         except OSError:
             remove_partial_files(output_dir)
         with contextlib.suppress(Exception):  # the failure to report is err, not a listener's
-            emit("failed", state, message=str(err))
+            emit(status, state, message="stopped at once; continue with --resume" if interrupted else error)
     return err
+
+
+def _evaluated_now(setup: Setup, state: TrainState) -> bool:
+    """Whether the latest evaluation is of this step (or there is nothing to evaluate on)."""
+    return not setup.eval_features or bool(state.history and state.history[-1]["step"] == state.step)
+
+
+def _earlier_finish(setup: Setup) -> RunInfo | None:
+    """run.json of a finished run resumed with no step left to train: it keeps the training time and hardware of
+    the session that trained it, which this one (0 s) would otherwise replace."""
+    if not (setup.dist_ctx.is_main and setup.resumed_from and setup.start.step >= setup.total_steps):
+        return None
+    try:
+        info = read_run_info(Path(setup.config.output_dir))
+    except ValueError:  # unreadable: publish rebuilds it from the checkpoint
+        return None
+    return info if info.status == "finished" and info.step == setup.start.step else None
 
 
 def _run_info(setup: Setup, state: TrainState, status: str, error: str = "",

@@ -96,7 +96,7 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str) -> obje
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-STOPPED = "20250101-000000-stopped"  # a run cancelled after its first step, for Resume
+STOPPED = "20250101-000000-stopped"  # a run cancelled before its first step, for Resume
 
 
 def stop_early(folder: Path, model: Path) -> None:

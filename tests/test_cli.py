@@ -45,6 +45,18 @@ def test_help_loads_nothing_heavy(args: tuple[str, ...]):
     assert "usage:" in done.stdout
 
 
+@pytest.mark.parametrize("command, defaults", [
+    ("evaluate", ("as the model's run (its run.json), else off", "the model's run's (its run.json), else 0.0")),
+    ("predict", ("on for a run whose evaluation was SQuAD 2.0 (its eval_metrics.json), else off",
+                 "the best_f1_thresh of that evaluation, else 0.0")),
+])
+def test_help_says_what_evaluate_and_predict_take_from_the_run(command: str, defaults: tuple[str, str]):
+    """Their SQuAD 2.0 options default to the run's settings, not to QAConfig's False and 0.0."""
+    text = " ".join(run_cli(command, "--help").stdout.split())
+    assert "null score wins. (default: False)" not in text and "(SQuAD 2.0 only). (default: 0.0)" not in text
+    assert all(f"(default: {default})" in text for default in defaults)
+
+
 @pytest.mark.parametrize("args, message", [
     (("train", "--max_seq_length", "abc"), "invalid int value: 'abc'"),
     (("frobnicate",), "invalid choice: 'frobnicate'"),
@@ -91,6 +103,37 @@ def test_predict_answers_a_question(tiny_model_dir: Path, capsys: pytest.Capture
                      "--context", "A beekeeper named Tomas keeps four hives."])
     assert code == 0
     assert '"answer"' in capsys.readouterr().out
+
+
+def test_predict_writes_its_output_file_into_a_new_folder(tiny_model_dir: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture):
+    output = tmp_path / "new" / "folder" / "predictions.json"
+    code = cli.main(["predict", "--model_name_or_path", str(tiny_model_dir), "--test_file", "sample",
+                     "--output_file", str(output), "--max_seq_length", "64", "--doc_stride", "16",
+                     "--max_query_length", "16"])
+    assert code == 0 and json.loads(capsys.readouterr().out)["questions"] == len(json.loads(output.read_text()))
+
+
+def test_predict_answers_a_test_file_without_gold_answers(tiny_model_dir: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture):
+    """What predict is for: questions nobody has answered yet (flat JSONL and SQuAD layout, no 'answers')."""
+    context = "A beekeeper named Tomas keeps four hives."
+    (tmp_path / "q.jsonl").write_text(json.dumps({"id": "u1", "question": "Who keeps hives?", "context": context}))
+    squad = {"data": [{"paragraphs": [{"context": context, "qas": [{"id": "u2", "question": "How many hives?"}]}]}]}
+    (tmp_path / "q.json").write_text(json.dumps(squad))
+    for name, qid in (("q.jsonl", "u1"), ("q.json", "u2")):
+        assert cli.main(["predict", "--model_name_or_path", str(tiny_model_dir), "--test_file",
+                         str(tmp_path / name)]) == 0
+        answers = json.loads(capsys.readouterr().out)
+        assert list(answers) == [qid] and answers[qid] in context
+
+
+def test_a_predict_output_file_that_cannot_be_written_is_refused_before_anything_loads(tmp_path: Path):
+    (tmp_path / "afile").write_text("x")
+    line = refused("predict", "--test_file", "sample", "--output_file", str(tmp_path))
+    assert f"--output_file {tmp_path} is a folder" in line
+    line = refused("predict", "--test_file", "sample", "--output_file", str(tmp_path / "afile" / "p.json"))
+    assert f"--output_file {tmp_path / 'afile' / 'p.json'}: {tmp_path / 'afile'} is a file" in line
 
 
 def refused(*args: str) -> str:
@@ -181,6 +224,26 @@ def test_resume_accepts_what_may_change(tmp_path: Path):
         "--max_steps", "50", "--num_train_epochs", "9", "--logging_steps", "1", "--save_steps", "3",
         "--dataloader_num_workers", "2", "--report_to", "tensorboard", "--per_device_eval_batch_size", "4"])
     preflight.check_paths(args, cli.config_from_args(args))  # no error
+
+
+def test_resume_accepts_the_same_data_files_named_another_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from qa_core import preflight
+
+    for name in ("train.json", "dev.json", "other.json"):
+        (tmp_path / name).write_text("{}")
+    (tmp_path / "link.json").symlink_to(tmp_path / "dev.json")
+    run = fake_run(tmp_path / "run", train_file="train.json", validation_file="dev.json")
+    monkeypatch.chdir(tmp_path)
+
+    def check(train_file: str, validation_file: str) -> None:
+        args = cli.build_parser().parse_args(["train", "--train_file", train_file, "--validation_file",
+                                              validation_file, "--output_dir", str(run), "--resume"])
+        preflight.check_paths(args, cli.config_from_args(args))
+
+    for spelling in ("dev.json", "./dev.json", str(tmp_path / "dev.json"), "link.json"):
+        check(str(tmp_path / "train.json"), spelling)  # no error
+    with pytest.raises(ValueError, match=r"--validation_file other.json \(run: dev.json\)"):
+        check("./train.json", "other.json")
 
 
 def test_predict_with_a_threshold_keeps_the_run_s_squad_v2_setting(tiny_model_dir: Path, tmp_path: Path,

@@ -18,6 +18,14 @@ from qa_core.config import QAConfig
     ({"num_train_epochs": -1.0}, r"num_train_epochs must be > 0, or 0 when max_steps is set, got -1.0"),
     ({"num_train_epochs": -1.0, "max_steps": 2}, r"num_train_epochs must be > 0, or 0 when max_steps is set"),
     ({"num_train_epochs": 0.0}, r"num_train_epochs must be > 0, or 0 when max_steps is set, got 0.0"),
+    # the window itself is too short: its fault, not doc_stride's (a "room" of -3 read as a stride to lower)
+    ({"max_seq_length": 64}, r"max_seq_length \(64\) leaves no room for the context after max_query_length "
+                             r"\(64\) and 3 special tokens; raise max_seq_length or lower max_query_length"),
+    ({"max_seq_length": 16, "doc_stride": 4}, r"max_seq_length \(16\) leaves no room"),
+    ({"doc_stride": 189}, r"doc_stride \(189\) must be smaller than the context room of a window"),
+    # an empty "$OUT" would otherwise write the run into the current folder
+    ({"output_dir": ""}, r"output_dir must name a folder, got ''"),
+    ({"output_dir": "  "}, r"output_dir must name a folder, got '  '"),
 ])
 def test_bad_values_are_refused_naming_the_option(changes: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):

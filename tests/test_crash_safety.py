@@ -185,7 +185,7 @@ def test_a_mid_epoch_resume_on_cuda_matches_within_float_tolerance(tiny_model_di
     assert train(straight, device="cuda").status == "finished"
     cut = straight.replace(output_dir=str(tmp_path / "cut"))
     asked: list[int] = []
-    stopped = train(cut, should_stop=lambda: asked.append(1) or len(asked) >= 2, device="cuda")  # asked each step
+    stopped = train(cut, should_stop=lambda: asked.append(1) or len(asked) >= 3, device="cuda")  # also before step 1
     assert stopped.status == "cancelled" and stopped.step == 2  # mid-epoch: 3 steps an epoch
     assert train(cut.replace(resume=True), device="cuda").status == "finished"
     mine = load_file(tmp_path / "cut" / "model" / "model.safetensors")

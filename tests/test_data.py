@@ -90,6 +90,10 @@ def _bad(tmp_path: Path, qas: list[dict], context: object = CONTEXT) -> str:
     ({"id": "q1", "answers": [{"text": "the keeper", "answer_start": 41}]}, "missing field 'question'"),
     ({"id": "q1", "question": "   ", "answers": [{"text": "the keeper", "answer_start": 41}]}, "'question' is empty"),
     ({"id": "q1", "question": "Who?"}, "missing field 'answers'"),
+    ({"id": "q1", "question": "Who?", "answers": "the keeper"},
+     r"field 'answers' must be a list of answers, or \{'text': \[...\], 'answer_start': \[...\]\}, got str"),
+    ({"id": "q1", "question": "Who?", "answers": [{"text": "the keeper"}]}, r"answer 0 \('the keeper'\): missing "
+                                                                             r"field 'answer_start'"),
     ({"id": "q1", "question": "Who?", "answers": [{"text": "the keeper", "answer_start": "41"}]}, "must be an integer"),
     ({"id": "q1", "question": "Who?", "answers": [{"text": "the keeper", "answer_start": 4000}]}, "outside the context"),
     ({"id": "q1", "question": "Who?", "answers": [{"text": "the keeper", "answer_start": -1}]}, "outside the context"),
@@ -119,6 +123,32 @@ def test_not_json(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(DataError, match=r"x\.json.*not valid JSON.*line 1"):
         load_examples(str(path))
+
+
+@pytest.mark.parametrize("line, kind", [("[1, 2]", "list"), ('"text"', "str"), ("null", "NoneType"), ("7", "int")])
+def test_a_jsonl_line_that_is_no_object_is_named(tmp_path: Path, line: str, kind: str) -> None:
+    record = {"id": "r1", "context": CONTEXT, "question": "Who?", "answers": {"text": ["the keeper"],
+                                                                              "answer_start": [41]}}
+    path = tmp_path / "x.jsonl"
+    path.write_text(json.dumps(record) + "\n" + line + "\n")
+    with pytest.raises(DataError, match=rf"x\.jsonl: line 2 is a {kind}, expected an object \(one record a line\)"):
+        load_examples(str(path))
+
+
+def test_json_lines_and_json_named_the_other_way_say_so(tmp_path: Path) -> None:
+    record = {"id": "r1", "context": CONTEXT, "question": "Who?", "answers": {"text": ["the keeper"],
+                                                                              "answer_start": [41]}}
+    lines = tmp_path / "lines.json"
+    lines.write_text(json.dumps(record) + "\n" + json.dumps({**record, "id": "r2"}) + "\n")
+    with pytest.raises(DataError, match=r"lines\.json: file is not valid JSON \(Extra data, line 2 column 1\); "
+                                        r"JSON Lines \(one record a line\) need a \.jsonl name"):
+        load_examples(str(lines))
+    squad = {"data": [{"paragraphs": [{"context": CONTEXT, "qas": [qa("q1")]}]}]}
+    for text in (json.dumps(squad), json.dumps(squad, indent=1)):
+        (tmp_path / "squad.jsonl").write_text(text)
+        with pytest.raises(DataError, match=r"squad\.jsonl: holds one JSON document, not JSON Lines; name it "
+                                            r"\.json"):
+            load_examples(str(tmp_path / "squad.jsonl"))
 
 
 def test_not_utf8(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from qa_core.jobs import model_choices
 from qa_core.modeling import load_model
 from qa_core.progress import read_history
 from qa_core.progress import ProgressEvent
+from qa_core.runtime import stop_on_signals
 from qa_core.training import TrainingError, train
 from tests.conftest import write_squad
 from tests.overfit_data import write_tiny_squad
@@ -64,11 +65,93 @@ def test_cancel_between_steps_then_resume(tiny_model_dir: Path, tmp_path: Path) 
     data = write_tiny_squad(tmp_path / "d.json")
     config = tiny_config(tiny_model_dir, data, tmp_path / "run", num_train_epochs=2, validation_file=None)
     asked: list[int] = []
-    result = train(config, should_stop=lambda: asked.append(1) or len(asked) >= 2)  # asked once per step
+    result = train(config, should_stop=lambda: asked.append(1) or len(asked) >= 3)  # before step 1, after each
     assert result.status == "cancelled" and result.step == 2
     assert read_run_info(tmp_path / "run").status == "cancelled"
     resumed = train(config.replace(resume=True))
     assert resumed.status == "finished" and resumed.step == 6
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_loading_stops_before_the_first_step_and_resumes_exactly(signum: int, tiny_model_dir: Path,
+                                                                                tmp_path: Path) -> None:
+    """Ctrl-C or SIGTERM before the first step (the model and data still loading): no step is trained, and the run
+    keeps a checkpoint at step 0 that --resume continues to the same weights as an uninterrupted run."""
+    data = write_tiny_squad(tmp_path / "d.json")
+    config = tiny_config(tiny_model_dir, data, tmp_path / "run", num_train_epochs=1, validation_file=None)
+    with stop_on_signals() as stop:
+        os.kill(os.getpid(), signum)  # arrives before train() has loaded anything
+        result = train(config, should_stop=stop)
+    assert stop.signum == signum
+    assert result.status == "cancelled" and result.step == 0
+    info = read_run_info(tmp_path / "run")
+    assert info.status == "cancelled" and info.step == 0 and find_checkpoint(tmp_path / "run") is not None
+    assert not [e for e in read_history(tmp_path / "run" / HISTORY_FILE) if e.kind == "step"]
+    with stop_on_signals() as stop:  # a resumed run stopped while loading keeps its checkpoint as it was
+        os.kill(os.getpid(), signum)
+        assert train(config.replace(resume=True), should_stop=stop).step == 0
+    assert read_run_info(tmp_path / "run").status == "cancelled"
+    assert train(config.replace(resume=True)).status == "finished"
+    assert train(config.replace(output_dir=str(tmp_path / "straight"))).status == "finished"
+    assert_same_weights(tmp_path / "run", tmp_path / "straight")
+
+
+def test_resuming_a_finished_run_keeps_the_time_it_trained(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Nothing left to train: run.json and the model card keep the training time and hardware, not 0 s."""
+    config = tiny_config(tiny_model_dir, write_tiny_squad(tmp_path / "d.json"), tmp_path / "run", max_steps=2,
+                         validation_file=None)
+    train(config)
+    before, card = read_run_info(tmp_path / "run"), (tmp_path / "run" / "model" / "README.md").read_text()
+    assert before.train_seconds > 0
+    again = train(config.replace(resume=True))
+    assert again.status == "finished" and again.step == 2
+    after = read_run_info(tmp_path / "run")
+    assert (after.status, after.train_seconds, after.hardware) == ("finished", before.train_seconds, before.hardware)
+    assert (tmp_path / "run" / "model" / "README.md").read_text() == card
+
+
+def test_a_resume_asking_for_fewer_steps_than_done_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Else the run would be 'finished' at step 2 of 1, its model never evaluated, its train time 0 s."""
+    data = write_tiny_squad(tmp_path / "d.json")
+    config = tiny_config(tiny_model_dir, data, tmp_path / "run", num_train_epochs=2)
+    asked: list[int] = []
+    assert train(config, should_stop=lambda: asked.append(1) or len(asked) >= 3).step == 2
+    with pytest.raises(ValueError, match=r"the run in .*run has done 2 steps, more than the 1 asked for"):
+        train(config.replace(resume=True, max_steps=1))
+    assert read_run_info(tmp_path / "run").status == "cancelled"
+    finished = train(config.replace(resume=True, max_steps=2))  # as many as done: evaluated, as at any last step
+    assert finished.status == "finished" and finished.step == 2 and finished.metrics
+    assert [h["step"] for h in read_run_info(tmp_path / "run").history] == [2]
+
+
+def test_a_resume_on_other_training_data_is_refused_naming_the_file(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = write_tiny_squad(tmp_path / "d.json")
+    config = tiny_config(tiny_model_dir, data, tmp_path / "run", max_steps=1, validation_file=None)
+    train(config)
+    other = write_squad(tmp_path / "other.json", [{"context": "Mara kept bees.", "qas": [
+        {"id": "o1", "question": "Who kept bees?", "answers": [{"text": "Mara", "answer_start": 0}]}]}])
+    with pytest.raises(ValueError, match=rf"--train_file {other}: its questions differ from those the run in "
+                                         rf".*run trained on"):
+        train(config.replace(resume=True, max_steps=2, train_file=str(other)))
+
+
+def test_a_second_ctrl_c_stops_at_once_and_leaves_a_cancelled_run(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The second signal interrupts the step; run.json says 'cancelled' (not 'failed: KeyboardInterrupt()') and the
+    last checkpoint continues it."""
+    data = write_tiny_squad(tmp_path / "d.json")
+    config = tiny_config(tiny_model_dir, data, tmp_path / "run", num_train_epochs=2, save_steps=1,
+                         logging_steps=1, validation_file=None)
+
+    def press_twice_at_step_2(event: ProgressEvent) -> None:
+        if event.kind == "step" and event.step == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # the first asks for a stop after this step
+            os.kill(os.getpid(), signal.SIGINT)  # the second, with Python's own handler back, stops at once
+
+    with pytest.raises(KeyboardInterrupt), stop_on_signals() as stop:
+        train(config, callback=press_twice_at_step_2, should_stop=stop)
+    info = read_run_info(tmp_path / "run")
+    assert info.status == "cancelled" and not info.error
+    assert train(config.replace(resume=True)).status == "finished"
 
 
 def test_refuses_to_overwrite_a_run(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -298,3 +298,19 @@ def test_records_of_a_context_without_any_span_are_strict_json(tmp_path: Path) -
     for threshold in (0.0, 1e9):
         assert [(r.prediction, r.exact_match, r.f1) for r in rescore([read], threshold)] == \
             [(r.prediction, r.exact_match, r.f1) for r in rescore([record], threshold)]
+
+
+def test_unanswerable_questions_left_out_of_a_v1_evaluation_are_warned_about(caplog) -> None:
+    """Evaluating SQuAD 2.0 data without --version_2_with_negative scores only its answerable questions: say so."""
+    from qa_core.evaluation import check_scorable
+
+    examples = [Example("a", "Who?", "Mara ran.", (Answer("Mara", 0),)), Example("b", "Why?", "Mara ran.", ())]
+    with caplog.at_level("WARNING"):
+        check_scorable(examples, QAConfig(), "dev-v2.json")
+    assert "dev-v2.json: 1 of its 2 questions have no answer; a SQuAD v1.1 evaluation leaves them out of the " \
+           "scores (--version_2_with_negative scores them)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        check_scorable(examples, QAConfig(version_2_with_negative=True), "dev-v2.json")
+        check_scorable(examples[:1], QAConfig(), "dev-v1.json")
+    assert not caplog.text
