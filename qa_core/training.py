@@ -11,29 +11,21 @@ from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
-import torch
 from torch.utils.data import DataLoader
-from transformers import get_scheduler, set_seed
 
 from qa_core.batching import training_batches
-from qa_core.checkpoints import (RunInfo, TrainState, check_output_dir, clear_records, find_checkpoint,
-                                 load_trainer_state, no_room, publish, read_run_info, remove_partial_files,
+from qa_core.checkpoints import (RunInfo, TrainState, no_room, publish, read_run_info, remove_partial_files,
                                  save_checkpoint, save_final_model)
 from qa_core.config import QAConfig
-from qa_core.data import Example, fingerprint, load_examples
 from qa_core.divergence import diverged_message, nonfinite_parameters, ruined_message
-from qa_core.distributed import (DistContext, all_reduce_mean, any_rank, barrier, cleanup, device_for,
-                                 init_distributed, shard, unwrap_ddp)
-from qa_core.evaluation import EvalResult, check_scorable, evaluate, write_eval_outputs
-from qa_core.features import Feature, featurize
-from qa_core.inference import inference_copy, set_up_precision
+from qa_core.distributed import all_reduce_mean, any_rank, barrier, cleanup, init_distributed, shard, unwrap_ddp
+from qa_core.evaluation import EvalResult, evaluate, write_eval_outputs
+from qa_core.inference import inference_copy
 from qa_core.model_card import base_model_name, describe_hardware, write_model_card
-from qa_core.modeling import LoadedModel, fit_config, load_model
-from qa_core.preflight import check_not_training_into_its_model, check_resume, check_resumed_windows
-from qa_core.progress import (ProgressCallback, ProgressEvent, append_history, tensorboard_writer,
-                              truncate_history)
-from qa_core.run_files import HISTORY_FILE, RUN_RECORDS, TENSORBOARD_DIR
-from qa_core.train_step import batch_loader, build_optimizer, forward_backward, optimizer_step, wrap_model
+from qa_core.progress import ProgressCallback, ProgressEvent, truncate_history
+from qa_core.run_files import HISTORY_FILE
+from qa_core.train_setup import Setup, prepare
+from qa_core.train_step import batch_loader, forward_backward, optimizer_step
 
 logger = logging.getLogger(__name__)
 
@@ -50,28 +42,6 @@ class TrainResult:
     metrics: dict[str, float]
     train_seconds: float
     features_trained: int  # training features (windows) processed in this session, all processes together
-
-
-@dataclass(frozen=True)
-class Setup:
-    """What one training works with, fixed for the whole run; its progress is the TrainState."""
-
-    config: QAConfig
-    dist_ctx: DistContext
-    loaded: LoadedModel
-    model: torch.nn.Module  # the loaded model, maybe wrapped by DDP or torch.compile
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    train_features: tuple[Feature, ...]
-    eval_examples: tuple[Example, ...]
-    eval_features: tuple[Feature, ...]
-    steps_per_epoch: int
-    total_steps: int
-    bf16: bool
-    data_fingerprint: dict[str, str]
-    start: TrainState  # step 0, or where the checkpoint left off
-    resumed_from: Path | None
-    trackers: tuple[ProgressCallback, ...]  # history.jsonl, TensorBoard (main process only)
 
 
 def train(config: QAConfig, callback: ProgressCallback | None = None, should_stop: Callable[[], bool] | None = None,
@@ -98,13 +68,7 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
     try:
         _open_records(setup)
         emit("start", state, message=f"resumed at step {state.step}" if setup.resumed_from else "started")
-        # A stop asked while the model and data loaded (Ctrl-C early) stops before the first step, not after it; a
-        # fresh run then keeps a step-0 checkpoint, so --resume continues it as it would any cancelled run.
-        cancelled = state.step < setup.total_steps and any_rank(should_stop(), dist_ctx)
-        if state.step >= setup.total_steps and not _evaluated_now(setup, state):  # resumed at its last step
-            state = _save_point(setup, state, emit, evaluate=True)
-        if cancelled and not setup.resumed_from:
-            state = _save_point(setup, state, emit, evaluate=False)
+        state, cancelled = _before_first_step(setup, state, emit, should_stop)
         while state.step < setup.total_steps and not cancelled:
             batches = shard(training_batches(setup.train_features, config, state.epoch), dist_ctx)
             setup.model.train()
@@ -142,15 +106,7 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
                     break
                 clock = time.perf_counter()  # evaluation and checkpoints are not training time
         status = "cancelled" if cancelled else "finished"
-        if dist_ctx.is_main:
-            info = _run_info(setup, state, status, train_seconds=seconds)
-            if earlier is not None and state.step == setup.start.step:
-                info = replace(info, train_seconds=earlier.train_seconds, hardware=earlier.hardware)
-            if status == "finished":  # model/ first: a run.json saying "finished" always has its model
-                save_final_model(output_dir, setup.model, setup.loaded.tokenizer, setup.loaded.model_settings,
-                                 partial(write_model_card, output_dir, info=info))
-            publish(output_dir, None, info)  # evaluation files: published already
-        barrier(dist_ctx)  # no rank returns before the final model is on disk
+        _finish(setup, state, status, seconds, earlier)
     except BaseException as err:
         raise _failed(setup, state, err, emit) from err
     emit("done" if status == "finished" else "cancelled", state, metrics=state.metrics,
@@ -158,67 +114,31 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
     return TrainResult(str(output_dir), status, state.step, state.metrics, seconds, windows)
 
 
-def prepare(config: QAConfig, dist_ctx: DistContext, device: str | None) -> Setup:
-    """Check the output folder, load the model and data, and build the optimizer, resuming from a checkpoint."""
-    output_dir = Path(config.output_dir)
-    checkpoint = _checkpoint_to_resume(output_dir, config)
-    train_examples = load_examples(config.train_file, "train", config.max_train_samples).examples
-    eval_examples = (load_examples(config.validation_file, "validation", config.max_eval_samples).examples
-                     if config.validation_file else ())
-    check_scorable(eval_examples, config, config.validation_file)  # before the model loads
-    set_seed(config.seed)
-    torch_device = device_for(dist_ctx, device)
-    loaded = load_model(str(checkpoint) if checkpoint else config.model_name_or_path, torch_device,
-                        config.attention_dropout)
-    config = fit_config(config, loaded)  # windows the model can take (a warning says what changed)
-    if checkpoint:
-        check_resumed_windows(config)
-    train_features = featurize(train_examples, loaded.tokenizer, config, training=True).features
-    if not train_features:
-        raise ValueError(f"{config.train_file}: no training window holds an answer")
-    eval_features = featurize(eval_examples, loaded.tokenizer, config, training=False).features
-    steps_per_epoch = math.ceil(len(shard(training_batches(train_features, config, 0), dist_ctx))
-                                / config.gradient_accumulation_steps)
-    if steps_per_epoch == 0:  # else every rank loops over empty epochs forever
-        raise ValueError(f"{len(train_features)} training windows make fewer batches than the "
-                         f"{dist_ctx.world_size} processes; use fewer processes or a smaller batch size")
-    total_steps = config.max_steps if config.max_steps > 0 else math.ceil(config.num_train_epochs * steps_per_epoch)
-    bf16 = set_up_precision(loaded.model, config.bf16, torch_device)
-    config = config.replace(bf16=bf16)  # run.json and the model card say what ran, not "default"
-    optimizer = build_optimizer(loaded.model, config, torch_device)
-    scheduler = get_scheduler(config.lr_scheduler_type, optimizer, math.ceil(config.warmup_ratio * total_steps),
-                              total_steps)
-    data = {"train": fingerprint(train_examples), "validation": fingerprint(eval_examples)}
-    model = wrap_model(loaded.model, config, dist_ctx, torch_device)
-    if dist_ctx.is_main and not checkpoint:
-        clear_records(output_dir, RUN_RECORDS)  # only what check_output_dir allowed to be overwritten
-    trackers = _trackers(config, output_dir) if dist_ctx.is_main else ()
-    # Last: restoring the RNG state must come after everything that draws from it.
-    start = (load_trainer_state(checkpoint, optimizer, scheduler, data, config.train_file) if checkpoint
-             else TrainState())
-    if start.step > total_steps:  # else "finished" at a step past its total, and never evaluated
-        raise ValueError(f"--resume: the run in {output_dir} has done {start.step} steps, more than the {total_steps} "
-                         f"asked for (--max_steps, --num_train_epochs); ask for at least {start.step}")
-    return Setup(config, dist_ctx, loaded, model, optimizer, scheduler, train_features, eval_examples, eval_features,
-                 steps_per_epoch, total_steps, bf16, data, start, checkpoint, trackers)
+def _before_first_step(setup: Setup, state: TrainState, emit: Callable[..., None],
+                       should_stop: Callable[[], bool]) -> tuple[TrainState, bool]:
+    """A stop asked while the model and data loaded (Ctrl-C early) stops before the first step, not after it; a
+    fresh run then keeps a step-0 checkpoint, so --resume continues it as it would any cancelled run. A run
+    resumed at its last step evaluates it if its checkpoint had not. Returns the state and whether to stop."""
+    cancelled = state.step < setup.total_steps and any_rank(should_stop(), setup.dist_ctx)
+    if state.step >= setup.total_steps and not _evaluated_now(setup, state):
+        state = _save_point(setup, state, emit, evaluate=True)
+    if cancelled and not setup.resumed_from:
+        state = _save_point(setup, state, emit, evaluate=False)
+    return state, cancelled
 
 
-def _checkpoint_to_resume(output_dir: Path, config: QAConfig) -> Path | None:
-    """The checkpoint to resume from, or None for a fresh run; never silently write over a run or a model, and
-    continue a run only with the options it ran with (the CLI checks the same before torch loads)."""
-    if not config.resume:
-        check_not_training_into_its_model(config)
-        check_output_dir(output_dir, config.overwrite_output_dir)
-        return None
-    check_resume(config)
-    return find_checkpoint(output_dir)
-
-
-def _trackers(config: QAConfig, output_dir: Path) -> tuple[ProgressCallback, ...]:
-    history = partial(append_history, output_dir / HISTORY_FILE)
-    if config.report_to == "tensorboard":
-        return history, tensorboard_writer(output_dir / TENSORBOARD_DIR)
-    return (history,)
+def _finish(setup: Setup, state: TrainState, status: str, seconds: float, earlier: RunInfo | None) -> None:
+    """The final model (when finished) and run.json; a session that trained no step keeps the earlier one's time."""
+    output_dir = Path(setup.config.output_dir)
+    if setup.dist_ctx.is_main:
+        info = _run_info(setup, state, status, train_seconds=seconds)
+        if earlier is not None and state.step == setup.start.step:
+            info = replace(info, train_seconds=earlier.train_seconds, hardware=earlier.hardware)
+        if status == "finished":  # model/ first: a run.json saying "finished" always has its model
+            save_final_model(output_dir, setup.model, setup.loaded.tokenizer, setup.loaded.model_settings,
+                             partial(write_model_card, output_dir, info=info))
+        publish(output_dir, None, info)  # evaluation files: published already
+    barrier(setup.dist_ctx)  # no rank returns before the final model is on disk
 
 
 def _open_records(setup: Setup) -> None:

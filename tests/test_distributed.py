@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from qa_core import training
+from qa_core import train_setup
 from qa_core.config import QAConfig
 from qa_core.data import load_examples
 from qa_core.distributed import DistContext, shard
@@ -129,7 +129,7 @@ def test_too_few_batches_for_the_processes_is_an_error(tiny_model_dir: Path, tmp
     config = QAConfig(**{**OPTIONS, "per_device_train_batch_size": 64}, model_name_or_path=str(tiny_model_dir),
                       train_file=str(squad_file(tmp_path / "squad.json")), output_dir=str(tmp_path / "run"))
     with pytest.raises(ValueError, match="fewer batches than the 2 processes"):
-        training.prepare(config, DistContext(0, 2), device="cpu")  # rank 0 of 2, without a process group
+        train_setup.prepare(config, DistContext(0, 2), device="cpu")  # rank 0 of 2, without a process group
 
 
 def free_port() -> int:
