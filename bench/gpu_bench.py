@@ -31,10 +31,9 @@ from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering, ge
 
 from bench.gpu_profile import profile_steps
 from bench.report import write_report
-from qa_core.batching import length_grouped_batches, sorted_batches
+from qa_core.batching import length_grouped_batches, padding_multiple, sorted_batches
 from qa_core.config import QAConfig
 from qa_core.data import load_examples
-from qa_core.batching import padding_multiple
 from qa_core.features import Feature, featurize
 from qa_core.inference import run_model
 from qa_core.modeling import load_model, set_attention_dropout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -13,6 +14,8 @@ from qa_core.error_analysis import QuestionRecord, read_records
 from qa_core.inference import AnswerResult
 from qa_core.postprocess import Prediction
 from qa_core.run_files import CALIBRATION_FILE, RECORDS_FILE, run_folder
+
+logger = logging.getLogger(__name__)
 
 BINS = 10
 LOG_TEMPERATURES = np.linspace(-3.0, 3.0, 241)  # temperatures from e^-3 to e^3 searched by the fit
@@ -213,3 +216,14 @@ def _outcomes(records: Sequence[QuestionRecord]) -> tuple[np.ndarray, np.ndarray
     """(questions,) exactly right and F1, each in 0..1."""
     return (np.array([r.exact_match / 100 for r in records], dtype=float),
             np.array([r.f1 / 100 for r in records], dtype=float))
+
+
+def answer_temperature(source: str) -> float | None:
+    """The temperature of a run's calibration.json; None (probabilities as the model gives them) without a usable
+    one: a fitted temperature may be exactly 1."""
+    try:
+        calibration = run_calibration(source)
+    except (ValueError, OSError) as err:  # a broken calibration file must not stop answering
+        logger.warning("answering with uncalibrated probabilities: %s", err)
+        return None
+    return calibration.temperature if calibration else None

@@ -10,16 +10,16 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from qa_core.attention import attention_for_bf16, restore_sdpa
-from qa_core.batching import sorted_batches
+from qa_core.batching import BatchFormat, collate, padding_multiple, sorted_batches, unpad_logits
 from qa_core.config import QAConfig
 from qa_core.data import Answer, Example
 from qa_core.distributed import DistContext, gather
-from qa_core.batching import BatchFormat, collate, padding_multiple, unpad_logits
 from qa_core.features import Feature, featurize
 from qa_core.modeling import LoadedModel, fit_config
 from qa_core.postprocess import Prediction, SpanSearch, postprocess_predictions, predict_example
@@ -153,6 +153,22 @@ def answer_question(loaded: LoadedModel, question: str, context: str, config: QA
     prediction = predict_example(example, scored, SpanSearch.from_config(config, top_k))
     prediction = dataclasses.replace(prediction, alternatives=prediction.alternatives[:top_k])
     return AnswerResult(question, context, prediction, merge_token_logits(loaded.tokenizer, scored), len(features))
+
+
+def answer_json(result: AnswerResult, model: str, seconds: float, temperature: float | None = None) -> dict[str, Any]:
+    """An answer for programs: text, character span, score, probability (temperature-scaled where the run has a
+    calibration, as the Ask tab shows it), alternatives, windows, milliseconds."""
+    spans = result.prediction.alternatives
+    best = spans[0] if spans else None
+    return {"model": model, "answer": result.prediction.text,
+            "start": result.prediction.span[0] if result.prediction.span else None,
+            "end": result.prediction.span[1] if result.prediction.span else None,
+            "score": best.score if best else None, "probability": best.probability if best else None,
+            "alternatives": [{"answer": s.text, "start": s.start, "end": s.end, "score": s.score,
+                              "probability": s.probability} for s in spans],
+            "abstained": result.prediction.abstained,  # SQuAD 2.0 runs: no answer in this context
+            "calibrated": temperature is not None, "temperature": 1.0 if temperature is None else temperature,
+            "windows": result.windows, "milliseconds": round(seconds * 1000, 2)}
 
 
 def question_windows(loaded: LoadedModel, question: str, context: str, config: QAConfig,

@@ -11,14 +11,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from qa_core.calibration import (Calibration, fit_calibration, read_calibration, rescale_result,
-                                 run_calibration)
+from qa_core.calibration import Calibration, answer_temperature, fit_calibration, read_calibration, rescale_result
 from qa_core.checkpoints import find_checkpoint, list_runs, read_run_info
 from qa_core.compare import Comparison, compare_runs
 from qa_core.config import QAConfig, config_options
 from qa_core.data import DataError, check_file_size, load_examples
 from qa_core.hosting import Settings, check_model, check_request, check_run, default_name, scrub
-from qa_core.inference import AnswerResult
+from qa_core.inference import AnswerResult, answer_json
 from qa_core.jobs import (QUICK_DATA, JobManager, JobSnapshot, has_model, model_choices, new_run_dir, quick_config,
                           record_choices, run_choices)
 from qa_core.modeling import LoadedModel
@@ -36,33 +35,6 @@ logger = logging.getLogger(__name__)
 # Seconds one "Why this answer?" may take; less on a public server, where many visitors share the CPU.
 EXPLAIN_BUDGET_S = {False: 5.0, True: 2.0}
 API_LABELS = ("train_file", "validation_file")  # the data sources as /start_training names them
-
-
-def answer_temperature(source: str) -> float | None:
-    """The temperature of a run's calibration.json; None (probabilities as the model gives them) without a usable
-    one: a fitted temperature may be exactly 1."""
-    try:
-        calibration = run_calibration(source)
-    except (ValueError, OSError) as err:  # a broken calibration file must not stop answering
-        logger.warning("answering with uncalibrated probabilities: %s", err)
-        return None
-    return calibration.temperature if calibration else None
-
-
-def answer_json(result: AnswerResult, model: str, seconds: float, temperature: float | None = None) -> dict[str, Any]:
-    """An answer for programs: text, character span, score, probability (temperature-scaled where the run has a
-    calibration, as the Ask tab shows it), alternatives, windows, milliseconds."""
-    spans = result.prediction.alternatives
-    best = spans[0] if spans else None
-    return {"model": model, "answer": result.prediction.text,
-            "start": result.prediction.span[0] if result.prediction.span else None,
-            "end": result.prediction.span[1] if result.prediction.span else None,
-            "score": best.score if best else None, "probability": best.probability if best else None,
-            "alternatives": [{"answer": s.text, "start": s.start, "end": s.end, "score": s.score,
-                              "probability": s.probability} for s in spans],
-            "abstained": result.prediction.abstained,  # SQuAD 2.0 runs: no answer in this context
-            "calibrated": temperature is not None, "temperature": 1.0 if temperature is None else temperature,
-            "windows": result.windows, "milliseconds": round(seconds * 1000, 2)}
 
 
 @functools.lru_cache(maxsize=8)
