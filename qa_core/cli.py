@@ -208,6 +208,7 @@ def check_args(args: argparse.Namespace) -> None:
 
 COMMANDS = {"train": run_train, "evaluate": run_evaluate, "predict": run_predict}
 CANCELLED_EXIT = 130  # a cancel without a signal (another should_stop); signals give 128 + their number, as shells
+INTERRUPTED_EXIT = 128 + signal.SIGINT  # what shells report for a program stopped by Ctrl-C
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
@@ -223,7 +224,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     except ValueError as err:
         logger.error("%s", err)
         return 2
-    return run_command(args, config)
+    try:
+        return run_command(args, config)
+    except KeyboardInterrupt:  # outside training's own stop handling (which cancels at a step's end)
+        resume = "; a run that had started is cancelled: continue it with --resume" if args.command == "train" else ""
+        logger.error("%s interrupted (Ctrl-C)%s", args.command, resume)
+        return INTERRUPTED_EXIT
 
 
 def run_command(args: argparse.Namespace, config: QAConfig) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -305,3 +306,33 @@ def test_evaluating_a_squad_v2_run_keeps_it_squad_v2(tiny_model_dir: Path, tmp_p
     assert cli.main(["evaluate", "--model_name_or_path", str(run / "model"), "--validation_file", str(data),
                      "--output_dir", str(tmp_path / "v1"), "--no-version_2_with_negative"]) == 0
     assert "HasAns_total" not in json.loads((tmp_path / "v1" / "eval_metrics.json").read_text())
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_ctrl_c_during_evaluate_or_predict_exits_130_in_one_line(command: str, tiny_model_dir: Path, tmp_path: Path):
+    """Ctrl-C outside training's own stop handling is a plain interruption: exit 130 and one line, no traceback."""
+    from tests.overfit_data import PARAGRAPHS, write_squad
+
+    # enough questions that the work after the model loads takes far longer than delivering a signal
+    paragraphs = [{"context": context, "qas": [{"id": f"{qid}-{n}", "question": question,
+                                                 "answers": [{"text": text, "answer_start": context.index(text)}]}
+                                                for qid, question, text in qas]}
+                  for n in range(4000) for context, qas in PARAGRAPHS]
+    data = write_squad(tmp_path / "many.json", paragraphs, title="many")
+    data_option = "--validation_file" if command == "evaluate" else "--test_file"
+    outputs = ["--output_dir", str(tmp_path / "out")] if command == "evaluate" else \
+        ["--output_file", str(tmp_path / "out.json")]
+    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), command, "--model_name_or_path",
+                                str(tiny_model_dir), data_option, str(data), *outputs],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in process.stderr:  # the model has loaded: the windows and forward passes are still ahead
+        lines.append(line)
+        if "loaded model from" in line:
+            process.send_signal(signal.SIGINT)
+            break
+    stdout, rest = process.communicate(timeout=120)
+    stderr = "".join(lines) + rest
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and f"{command} interrupted" in stderr
+    assert stdout == ""
