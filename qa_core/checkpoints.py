@@ -141,13 +141,10 @@ def swap_in(tmp: Path, final: Path, point: str) -> None:
 
 
 def load_trainer_state(checkpoint: Path, optimizer: torch.optim.Optimizer, scheduler: Any,
-                       data_fingerprint: dict[str, str], train_file: str) -> TrainState:
+                       data_fingerprint: dict[str, str], data_files: dict[str, str | None]) -> TrainState:
     """Optimizer, scheduler and RNG state (tensors and plain values only), after checking the data is the same."""
     saved = torch.load(checkpoint / STATE_FILE, map_location="cpu", weights_only=True)
-    if saved["data_fingerprint"].get("train") != data_fingerprint["train"]:
-        raise ValueError(f"--resume: --train_file {train_file}: its questions differ from those the run in "
-                         f"{checkpoint.parent} trained on (data fingerprint {data_fingerprint['train']}, run: "
-                         f"{saved['data_fingerprint'].get('train')}); resume with the run's training data")
+    check_same_data(saved["data_fingerprint"], data_fingerprint, data_files, checkpoint.parent)
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     torch.set_rng_state(saved["rng"])
@@ -155,6 +152,17 @@ def load_trainer_state(checkpoint: Path, optimizer: torch.optim.Optimizer, sched
         torch.cuda.set_rng_state_all(saved["cuda_rng"])
     state = saved["state"]
     return TrainState(state["step"], state["epoch"], state["batch_in_epoch"], tuple(state["history"]))
+
+
+def check_same_data(saved: dict[str, str], given: dict[str, str], files: dict[str, str | None], run: Path) -> None:
+    """A resumed run trains on the questions it started with, and evaluates on them too: other validation questions
+    under the same file name would join two dev sets in one learning curve. Runs that recorded no fingerprint for a
+    split pass."""
+    for split, purpose in (("train", "trained on"), ("validation", "evaluated on")):
+        if saved.get(split) is not None and saved[split] != given.get(split):
+            raise ValueError(f"--resume: --{split}_file {files.get(split)}: its questions differ from those the run in "
+                             f"{run} {purpose} (data fingerprint {given.get(split)}, run: {saved[split]}); resume "
+                             f"with the run's {split} data")
 
 
 def publish(output_dir: Path, checkpoint: Path | None, info: RunInfo) -> None:

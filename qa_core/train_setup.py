@@ -83,7 +83,8 @@ def prepare(config: QAConfig, dist_ctx: DistContext, device: str | None) -> Setu
         clear_records(output_dir, RUN_RECORDS)  # only what check_output_dir allowed to be overwritten
     trackers = _trackers(config, output_dir) if dist_ctx.is_main else ()
     # Last: restoring the RNG state must come after everything that draws from it.
-    start = (load_trainer_state(checkpoint, optimizer, scheduler, data, config.train_file) if checkpoint
+    start = (load_trainer_state(checkpoint, optimizer, scheduler, data,
+                                {"train": config.train_file, "validation": config.validation_file}) if checkpoint
              else TrainState())
     if start.step > total_steps:  # else "finished" at a step past its total, and never evaluated
         raise ValueError(f"--resume: the run in {output_dir} has done {start.step} steps, more than the {total_steps} "

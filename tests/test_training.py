@@ -496,3 +496,15 @@ def test_bf16_defaults_to_what_the_device_does_natively() -> None:
     assert resolve_bf16(None, torch.device("cuda")) is True
     assert resolve_bf16(None, torch.device("cpu")) is native_bf16_cpu()
     assert resolve_bf16(False, torch.device("cuda")) is False and resolve_bf16(True, torch.device("cpu")) is True
+
+
+def test_resume_refuses_validation_data_edited_since_the_run_began(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The same --validation_file name with other questions would mix two dev sets in one learning curve."""
+    data, dev = write_tiny_squad(tmp_path / "d.json"), write_tiny_squad(tmp_path / "dev.json")
+    config = tiny_config(tiny_model_dir, data, tmp_path / "run", validation_file=str(dev), max_steps=6, save_steps=2)
+    assert train(config, should_stop=lambda: True).status == "cancelled"
+    squad = json.loads(dev.read_text())
+    squad["data"][0]["paragraphs"][0]["qas"].pop()
+    dev.write_text(json.dumps(squad))
+    with pytest.raises(ValueError, match=r"--validation_file .*dev\.json.*differ"):
+        train(config.replace(resume=True))
