@@ -113,7 +113,7 @@ class ProgressBar:
         elif event.kind == "eval":
             self.bar.write(f"step {event.step}: exact_match {event.metrics['exact_match']:.2f} "
                            f"f1 {event.metrics['f1']:.2f}", file=sys.stderr)
-        elif event.kind in ("done", "cancelled"):
+        elif event.kind in ("done", "cancelled", "failed"):  # the error itself is logged by run_command
             self.bar.close()
             if event.kind == "cancelled":
                 logger.warning("stopped at step %d: %s", event.step, event.message)

@@ -336,3 +336,14 @@ def test_ctrl_c_during_evaluate_or_predict_exits_130_in_one_line(command: str, t
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr and f"{command} interrupted" in stderr
     assert stdout == ""
+
+
+@pytest.mark.parametrize("last", ["done", "cancelled", "failed"])
+def test_the_progress_bar_is_closed_however_training_ends(last: str):
+    """An open bar redraws itself after the error line that ends a failed run."""
+    from qa_core.progress import ProgressEvent
+
+    bar = cli.ProgressBar()
+    bar(ProgressEvent("start", 0, 10, 0.0))
+    bar(ProgressEvent(last, 3, 10, 0.3, message="why"))
+    assert bar.bar.disable  # tqdm's mark of a closed bar
