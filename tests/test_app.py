@@ -541,3 +541,12 @@ def test_an_evaluation_folder_is_listed_wherever_records_are_read(settings, tiny
     assert "12 questions" in CompareHandlers(ui.service).compare(tiny_run.name, "eval-x", "all")["comparison"]
     listed = {r["run"]: r for r in ui.service.runs_json()}
     assert listed["eval-x"]["status"] == "evaluation" and listed["eval-x"]["has_records"]
+
+
+def test_one_explanation_at_a_time_across_the_ask_and_errors_tabs(settings):
+    """Attributions compute outside the model thread; two at once (one per tab) would slow every asker on a small
+    CPU, so the Ask and Errors tabs share one concurrency slot."""
+    demo = app.build_app(settings)
+    fns = {fn.api_name: fn for fn in demo.fns.values()}
+    assert fns["ui_why"].concurrency_id == fns["ui_attribute"].concurrency_id
+    assert fns["ui_why"].concurrency_limit == fns["ui_attribute"].concurrency_limit == 1

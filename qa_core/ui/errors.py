@@ -14,7 +14,7 @@ from qa_core.error_analysis import (ANSWER_LENGTHS, OUTCOMES, QUESTION_WORDS, Qu
                                     answerable_slice, group_scores, rescore)
 from qa_core.service import EXPLAIN_BUDGET_S, QAService
 from qa_core.ui.calibration_panel import build_calibration_panel
-from qa_core.ui.common import PRIVATE, Outputs, by_name
+from qa_core.ui.common import EXPLAIN, PRIVATE, Outputs, by_name
 from qa_core.ui.compare_panel import build_compare_panel
 
 ERROR_COLORS = {"gold": "#7dd87d", "predicted": "#ffb347", "gold + predicted": "#7fb3ff"}
@@ -169,5 +169,5 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
     table["table"].select(by_name(ui.select_record, detail), [run, threshold], list(detail.values()),
                           api_name="ui_select_record", **PRIVATE)
     explain.click(by_name(ui.attribute, why), [run, detail["selected"]], list(why.values()), api_name="ui_attribute",
-                  concurrency_limit=1, concurrency_id="attribute", **PRIVATE)
+                  **EXPLAIN, **PRIVATE)
     return {"run": run, "send": send, "selected": detail["selected"], "handlers": ui}
