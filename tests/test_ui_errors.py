@@ -160,3 +160,14 @@ def test_a_squad_v2_run_gets_answerability_slices_filters_and_a_live_threshold(s
 def test_records_and_calibration_of_an_evaluation_agree(runs):
     stored = read_calibration(runs / "v2")
     assert stored is not None and stored.questions == len((runs / "v2" / RECORDS_FILE).read_text().splitlines())
+
+
+def test_send_to_ask_from_a_folder_without_a_model_keeps_the_ask_model(service, runs):
+    """An evaluation folder holds records, not a model: sending its question must not make the Ask tab's model a
+    name that cannot answer ('not a local folder, not in the hub cache')."""
+    ui = ErrorsHandlers(service)
+    row = ui.filter_table("v2", False, 0, 100, "all", "", "id")["table"].iloc[0].tolist()
+    sent = ui.send_to_ask("v2", row[0])
+    assert sent["tabs"].selected == "ask" and sent["question"] == row[2] and sent["model"] == gr.skip()
+    first_of_b = ui.filter_table("b", False, 0, 100, "all", "", "id")["table"].iloc[0, 0]
+    assert ui.send_to_ask("b", first_of_b)["model"]["value"] == "b"  # a run with its model answers as itself

@@ -115,8 +115,17 @@ class ErrorsHandlers:
         except (ValueError, OSError) as err:
             gr.Warning(self.service.explain(err))
             return skip
-        return {"tabs": gr.Tabs(selected="ask"), "model": gr.update(value=run), "question": record.question,
+        return {"tabs": gr.Tabs(selected="ask"), "model": self.model_of(run), "question": record.question,
                 "context": record.context}
+
+    def model_of(self, run: str | None) -> Any:
+        """The Ask tab's model for a sent question: the run's own, where it has one; an evaluation folder or a
+        stopped run has none, so the Ask tab keeps its model rather than take a name that cannot answer."""
+        try:
+            self.service.check_run_model(run)
+        except ValueError:
+            return gr.skip()
+        return gr.update(value=run)
 
 
 def build_errors_tab(service: QAService) -> dict[str, Any]:
