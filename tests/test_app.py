@@ -543,6 +543,21 @@ def test_an_evaluation_folder_is_listed_wherever_records_are_read(settings, tiny
     assert listed["eval-x"]["status"] == "evaluation" and listed["eval-x"]["has_records"]
 
 
+def test_picking_another_run_forgets_the_selected_question(ui, settings, tiny_run):
+    """The selected row, its spans, logit plot and attributions belong to one run: picking another run clears them,
+    so neither the page nor Why/Send acts on a question of the run picked before."""
+    cleared = ui.errors.forget_selection()
+    assert cleared == {"question": "", "detail": None, "plot": None, "selected": "", "attribution": None,
+                       "attribution_note": ""}
+    demo = app.build_app(settings)
+    ids = {c.elem_id: c._id for c in demo.blocks.values() if getattr(c, "elem_id", None)}
+    events = {d["api_name"]: d for d in demo.config["dependencies"]}
+    forget = events["ui_forget_selection"]
+    assert [ids["errors-run"], "change"] in [list(t) for t in forget["targets"]]
+    assert {ids[name] for name in ("errors-question", "errors-detail", "errors-plot", "errors-why-note",
+                                   "errors-why")} <= set(forget["outputs"])
+
+
 def test_one_explanation_at_a_time_across_the_ask_and_errors_tabs(settings):
     """Attributions compute outside the model thread; two at once (one per tab) would slow every asker on a small
     CPU, so the Ask and Errors tabs share one concurrency slot."""

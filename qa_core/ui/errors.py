@@ -127,6 +127,12 @@ class ErrorsHandlers:
             return gr.skip()
         return gr.update(value=run)
 
+    @staticmethod
+    def forget_selection() -> Outputs:
+        """Another run was picked: the selected question, its spans, plots and attributions were the last run's."""
+        return {"question": "", "detail": None, "plot": None, "selected": "", "attribution": None,
+                "attribution_note": ""}
+
 
 def build_errors_tab(service: QAService) -> dict[str, Any]:
     ui = ErrorsHandlers(service)
@@ -156,7 +162,7 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
         table = {"table": gr.Dataframe(pd.DataFrame(columns=views.TABLE_COLUMNS), label="Dev questions (click a row)",
                                        interactive=False, wrap=True, column_widths=views.TABLE_WIDTHS,
                                        elem_id="errors-table")}
-        detail = {"question": gr.Textbox(label="Selected question", interactive=False),
+        detail = {"question": gr.Textbox(label="Selected question", interactive=False, elem_id="errors-question"),
                   "detail": gr.HighlightedText(label="Context: gold and predicted answers", color_map=ERROR_COLORS,
                                                show_legend=True, elem_id="errors-detail"),
                   "plot": gr.Plot(label="Start and end logits per token", elem_id="errors-plot"),
@@ -171,6 +177,9 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
         build_calibration_panel(service, run)
     picked = {**summary, "threshold": threshold, "kind": filters[7]}
     run.change(by_name(ui.pick_run, picked), run, list(picked.values()), api_name="ui_summarize", **PRIVATE)
+    selection = {**detail, **why}
+    run.change(by_name(ui.forget_selection, selection), None, list(selection.values()),
+               api_name="ui_forget_selection", show_progress="hidden", **PRIVATE)
     threshold.change(by_name(ui.summarize, summary), [run, threshold], list(summary.values()),
                      api_name="ui_rescore", show_progress="hidden", **PRIVATE)
     for n, control in enumerate(filters):
