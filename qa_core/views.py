@@ -84,8 +84,9 @@ def unknown_warning(tokens: Sequence[str], unknown: str | None, limit: float = 0
     share = sum(t == unknown for t in tokens) / len(tokens)
     if share <= limit:
         return ""
+    much = "most of this text" if share > 0.5 else "part of this text"  # a warning from 20% up: not always most
     return (f"⚠ {share:.0%} of the context's tokens are unknown to this model's vocabulary ({unknown}): it cannot "
-            f"read most of this text, so its answer means little. Use a model trained for this language.")
+            f"read {much}, so its answer may mean little. Use a model trained for this language.")
 
 
 def sample_examples() -> tuple[list[list[str]], list[str]]:

@@ -387,6 +387,10 @@ def test_text_the_vocabulary_cannot_read_gets_a_warning(ui):
     shown = ui.ask.ask("", "谁设计了透镜？", chinese)
     assert "unknown to this model's vocabulary ([UNK])" in shown["message"]
     assert ui.ask.ask("", QUESTION, CONTEXT)["message"] == ""
+    # A quarter unknown is not "most of this text": the warning says how much it cannot read.
+    quarter = views.unknown_warning(["a", "[UNK]", "b", "c"], "[UNK]")
+    assert quarter.startswith("⚠ 25% of") and "most" not in quarter
+    assert "most of this text" in views.unknown_warning(["[UNK]", "[UNK]", "b"], "[UNK]")
 
 
 def test_why_this_answer_shows_attributions_within_the_budget(ui):
