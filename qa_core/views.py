@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from qa_core.checkpoints import read_run_info
+from qa_core.checkpoints import evaluated_again, read_run_info
 from qa_core.data import load_examples
 from qa_core.error_analysis import OUTCOMES, RECORDS_FILE, QuestionRecord, filter_records, read_records
 from qa_core.inference import AnswerResult, answer_note
@@ -137,8 +137,11 @@ def summary_text(records: Sequence[QuestionRecord]) -> str:
 def evaluation_caveat(run: str) -> str:
     """A warning for runs evaluated on the data they trained on (the quick fine-tune): memorisation, not skill."""
     try:
-        config = read_run_info(Path(run)).config
+        info = read_run_info(Path(run))
     except ValueError:
+        return ""
+    config = info.config
+    if evaluated_again(Path(run), info):  # its records are no longer those of its training's evaluation
         return ""
     if config.get("validation_file") and config.get("validation_file") == config.get("train_file"):
         return ("  ⚠ This run was evaluated on its own training data, so these figures show memorisation, "

@@ -25,6 +25,7 @@ from qa_core.ui.ask import AskHandlers
 from qa_core.ui.compare_panel import CompareHandlers
 from qa_core.ui.errors import ErrorsHandlers
 from qa_core.ui.train import DATA_CHOICES, TrainHandlers
+from tests.conftest import write_squad
 
 CONTEXT = "The lighthouse lens was designed by Augustin Fresnel in the early nineteenth century."
 QUESTION = "Who designed the lens?"
@@ -569,3 +570,29 @@ def test_one_explanation_at_a_time_across_the_ask_and_errors_tabs(settings):
     fns = {fn.api_name: fn for fn in demo.fns.values()}
     assert fns["ui_why"].concurrency_id == fns["ui_attribute"].concurrency_id
     assert fns["ui_why"].concurrency_limit == fns["ui_attribute"].concurrency_limit == 1
+
+
+def test_a_run_evaluated_again_into_its_folder_lists_the_figures_of_its_records(settings, tiny_run, tmp_path):
+    """`train.py evaluate --output_dir RUN` on other data refreshes the run's records and eval_metrics.json but
+    not run.json: the lists (/list_runs, the pickers) and the Errors summary must give the records' figures and not
+    call them 'on its training data'."""
+    from qa_core.checkpoints import list_runs
+    from qa_core.jobs import run_label
+
+    root = tmp_path / "runs"
+    run = copy_run(tiny_run, root / tiny_run.name)
+    before = list_runs(root)[0].metrics
+    data = write_squad(tmp_path / "other.json", [{"context": LATE, "qas": [
+        {"id": "q1", "question": "Who was the last keeper?",
+         "answers": [{"text": "Abbie Burgess", "answer_start": LATE.find("Abbie Burgess")}]}]}])
+    run_evaluation(QAConfig(model_name_or_path=str(run), validation_file=str(data), output_dir=str(run),
+                            max_seq_length=128, doc_stride=32), device="cpu")
+    stored = json.loads((run / "eval_metrics.json").read_text())
+    summary = list_runs(root)[0]
+    assert (summary.metrics["exact_match"], summary.metrics["f1"]) == (stored["exact_match"], stored["f1"]) != (
+        before["exact_match"], before["f1"])
+    label = run_label(summary)
+    assert f"F1 {stored['f1']:.1f}" in label and "training data" not in label and "evaluated again" in label
+    assert views.evaluation_caveat(str(run)) == ""
+    service = QAService(replace(settings, runs_root=root))
+    assert service.runs_json()[0]["metrics"]["f1"] == stored["f1"]
