@@ -596,3 +596,18 @@ def test_a_run_evaluated_again_into_its_folder_lists_the_figures_of_its_records(
     assert views.evaluation_caveat(str(run)) == ""
     service = QAService(replace(settings, runs_root=root))
     assert service.runs_json()[0]["metrics"]["f1"] == stored["f1"]
+
+
+def test_the_picked_run_is_shown_again_when_a_job_ends(settings):
+    """A run picked in the Train tab and resumed: when its job ends its note, history and Resume button are read
+    again (they said 'Stopped before it finished' with Resume enabled after it had finished)."""
+    demo = app.build_app(settings)
+    ids = {c.elem_id: c._id for c in demo.blocks.values() if getattr(c, "elem_id", None)}
+    events = {d["api_name"]: d for d in demo.config["dependencies"]}
+    shown = events["ui_show_run_again"]
+    assert shown["inputs"] == [ids["train-run"]]
+    assert {ids["train-run-note"], ids["train-resume"], ids["train-history"]} <= set(shown["outputs"])
+    ended = {tuple(t) for t in events["ui_job_ended"]["targets"]}
+    assert {tuple(t) for t in shown["targets"]} == ended
+    nothing = handlers(settings).train.show_run(None)  # a job ended with no run picked: no 'pick a run' scolding
+    assert nothing["run_note"] == "" and nothing["history"] is None and not nothing["resume"]["interactive"]
