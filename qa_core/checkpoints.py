@@ -226,6 +226,7 @@ class RunSummary:
     status: str
     metrics: dict[str, float]
     has_records: bool
+    evaluated_again: bool = False  # its records come from `train.py evaluate` into it, not from its training
 
 
 # The status of an evaluation-only folder (`train.py evaluate --output_dir`): records and metrics, no run.json,
@@ -244,10 +245,19 @@ def list_runs(root: Path, evaluations: bool = False) -> list[RunSummary]:
                 info = read_run_info(folder)
             except ValueError:
                 continue
-            runs.append(RunSummary(str(folder), info.status, info.metrics, (folder / RECORDS_FILE).exists()))
+            again = evaluated_again(folder, info)
+            metrics = {**info.metrics, **evaluation_metrics(folder)} if again else info.metrics
+            runs.append(RunSummary(str(folder), info.status, metrics, (folder / RECORDS_FILE).exists(), again))
         elif evaluations and (folder / RECORDS_FILE).is_file():
             runs.append(RunSummary(str(folder), EVALUATION, evaluation_metrics(folder), True))
     return runs
+
+
+def evaluated_again(folder: Path, info: RunInfo) -> bool:
+    """Whether `train.py evaluate --output_dir` evaluated the run again (perhaps on other data): that refreshes its
+    records and eval_metrics.json but not run.json, so their EM/F1 no longer match the run's last evaluation."""
+    stored = evaluation_metrics(folder)
+    return any(info.metrics.get(k) is None or abs(float(info.metrics[k]) - v) > 1e-9 for k, v in stored.items())
 
 
 def evaluation_metrics(folder: Path) -> dict[str, float]:

@@ -89,6 +89,22 @@ def build_records(examples: Sequence[Example], predictions: Mapping[str, Predict
     return [build_record(example, predictions[example.example_id], top_k) for example in examples]
 
 
+def evaluated_threshold(records: Sequence[QuestionRecord], stated: float) -> float:
+    """A null-score threshold at which rescore() gives back the records as evaluated: `stated` (the run's setting)
+    where it does, else one read off the records, between the highest null odds answered and the lowest abstained
+    (`train.py evaluate --null_score_diff_threshold` keeps its threshold nowhere else; a run evaluated again may
+    not have used its training setting). Rounded up to a tenth where that still fits: the slider's step."""
+    answered = [r.null_odds for r in records if r.null_odds is not None and r.span is not None]
+    abstained = [r.null_odds for r in records if r.null_odds is not None and r.span is None]
+    low, high = max(answered, default=-math.inf), min(abstained, default=math.inf)
+    if low <= stated < high:
+        return stated
+    if math.isinf(low):  # everything abstained: any threshold below the lowest odds
+        return math.floor(high) - 1.0 if math.isfinite(high) else stated
+    tenth = math.ceil(low * 10) / 10
+    return tenth if tenth < high else low
+
+
 def rescore(records: Sequence[QuestionRecord], threshold: float) -> list[QuestionRecord]:
     """The records as if the run had abstained where null odds > threshold (evaluate-v2.0.py's rule: an abstention
     scores 100 on an unanswerable question, 0 on an answerable one); records without null odds stay as they are."""

@@ -113,8 +113,8 @@ def check_model(name: str | None, settings: Settings) -> str:
     """The model to load for a caller's choice; on a public server only the default model, runs under the runs
     folder and QA_ALLOWED_MODELS, refused without touching the disk for anything else."""
     name = (name or "").strip() or settings.default_model
-    if name == DEFAULT_MODEL:
-        return name
+    if name == DEFAULT_MODEL and not (settings.public and settings.default_model != DEFAULT_MODEL):
+        return name  # the packaged model needs no checks; a public server offers it only as its default
     run = find_run(name, settings)  # first: QA_DEFAULT_MODEL may name a run as any caller does
     if run is not None:
         return str(run)

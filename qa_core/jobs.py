@@ -274,7 +274,8 @@ def run_label(run: RunSummary) -> str:
         config = read_run_info(Path(run.path)).config
     except ValueError:
         config = {}
-    score = f" · F1 {f1:.1f} {measured_on(config)}" if f1 is not None else ""
+    measured = "evaluated again (train.py evaluate)" if run.evaluated_again else measured_on(config)
+    score = f" · F1 {f1:.1f} {measured}" if f1 is not None else ""
     status = "" if run.status == "finished" and has_model(run.path) else f" · {run.status}, no final model"
     return f"{Path(run.path).name}{score}{status}"
 

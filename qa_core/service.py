@@ -16,6 +16,7 @@ from qa_core.checkpoints import find_checkpoint, list_runs, read_run_info
 from qa_core.compare import Comparison, compare_runs
 from qa_core.config import QAConfig, config_options
 from qa_core.data import DataError, check_file_size, load_examples
+from qa_core.error_analysis import evaluated_threshold
 from qa_core.hosting import Settings, check_model, check_request, check_run, default_name, scrub
 from qa_core.inference import AnswerResult, answer_json
 from qa_core.jobs import (QUICK_DATA, JobManager, JobSnapshot, has_model, model_choices, new_run_dir, quick_config,
@@ -122,11 +123,13 @@ class QAService:
         return read_calibration(self.run_path(run)) or fit_calibration(self.records(run))
 
     def run_threshold(self, run: str | None) -> float:
-        """The null-score threshold a SQuAD 2.0 run was evaluated at (its records' abstentions)."""
+        """The null-score threshold a SQuAD 2.0 run was evaluated at: its setting where that reproduces its records'
+        abstentions, else one read off the records (an evaluation folder has no run.json to state it)."""
         try:
-            return float(read_run_info(Path(self.run_path(run))).config.get("null_score_diff_threshold") or 0.0)
+            stated = float(read_run_info(Path(self.run_path(run))).config.get("null_score_diff_threshold") or 0.0)
         except ValueError:  # a folder from `train.py evaluate` has no run.json
-            return 0.0
+            stated = 0.0
+        return evaluated_threshold(self.records(run), stated)
 
     def check_run_model(self, run: str | None) -> None:
         """A record's logits and attributions need the model that answered it: say plainly when the folder has

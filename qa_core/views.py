@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from qa_core.checkpoints import read_run_info
+from qa_core.checkpoints import evaluated_again, read_run_info
 from qa_core.data import load_examples
 from qa_core.error_analysis import OUTCOMES, RECORDS_FILE, QuestionRecord, filter_records, read_records
 from qa_core.inference import AnswerResult, answer_note
@@ -84,8 +84,9 @@ def unknown_warning(tokens: Sequence[str], unknown: str | None, limit: float = 0
     share = sum(t == unknown for t in tokens) / len(tokens)
     if share <= limit:
         return ""
+    much = "most of this text" if share > 0.5 else "part of this text"  # a warning from 20% up: not always most
     return (f"⚠ {share:.0%} of the context's tokens are unknown to this model's vocabulary ({unknown}): it cannot "
-            f"read most of this text, so its answer means little. Use a model trained for this language.")
+            f"read {much}, so its answer may mean little. Use a model trained for this language.")
 
 
 def sample_examples() -> tuple[list[list[str]], list[str]]:
@@ -136,8 +137,11 @@ def summary_text(records: Sequence[QuestionRecord]) -> str:
 def evaluation_caveat(run: str) -> str:
     """A warning for runs evaluated on the data they trained on (the quick fine-tune): memorisation, not skill."""
     try:
-        config = read_run_info(Path(run)).config
+        info = read_run_info(Path(run))
     except ValueError:
+        return ""
+    config = info.config
+    if evaluated_again(Path(run), info):  # its records are no longer those of its training's evaluation
         return ""
     if config.get("validation_file") and config.get("validation_file") == config.get("train_file"):
         return ("  ⚠ This run was evaluated on its own training data, so these figures show memorisation, "

@@ -25,6 +25,7 @@ from qa_core.ui.ask import AskHandlers
 from qa_core.ui.compare_panel import CompareHandlers
 from qa_core.ui.errors import ErrorsHandlers
 from qa_core.ui.train import DATA_CHOICES, TrainHandlers
+from tests.conftest import write_squad
 
 CONTEXT = "The lighthouse lens was designed by Augustin Fresnel in the early nineteenth century."
 QUESTION = "Who designed the lens?"
@@ -387,6 +388,10 @@ def test_text_the_vocabulary_cannot_read_gets_a_warning(ui):
     shown = ui.ask.ask("", "谁设计了透镜？", chinese)
     assert "unknown to this model's vocabulary ([UNK])" in shown["message"]
     assert ui.ask.ask("", QUESTION, CONTEXT)["message"] == ""
+    # A quarter unknown is not "most of this text": the warning says how much it cannot read.
+    quarter = views.unknown_warning(["a", "[UNK]", "b", "c"], "[UNK]")
+    assert quarter.startswith("⚠ 25% of") and "most" not in quarter
+    assert "most of this text" in views.unknown_warning(["[UNK]", "[UNK]", "b"], "[UNK]")
 
 
 def test_why_this_answer_shows_attributions_within_the_budget(ui):
@@ -541,3 +546,68 @@ def test_an_evaluation_folder_is_listed_wherever_records_are_read(settings, tiny
     assert "12 questions" in CompareHandlers(ui.service).compare(tiny_run.name, "eval-x", "all")["comparison"]
     listed = {r["run"]: r for r in ui.service.runs_json()}
     assert listed["eval-x"]["status"] == "evaluation" and listed["eval-x"]["has_records"]
+
+
+def test_picking_another_run_forgets_the_selected_question(ui, settings, tiny_run):
+    """The selected row, its spans, logit plot and attributions belong to one run: picking another run clears them,
+    so neither the page nor Why/Send acts on a question of the run picked before."""
+    cleared = ui.errors.forget_selection()
+    assert cleared == {"question": "", "detail": None, "plot": None, "selected": "", "attribution": None,
+                       "attribution_note": ""}
+    demo = app.build_app(settings)
+    ids = {c.elem_id: c._id for c in demo.blocks.values() if getattr(c, "elem_id", None)}
+    events = {d["api_name"]: d for d in demo.config["dependencies"]}
+    forget = events["ui_forget_selection"]
+    assert [ids["errors-run"], "change"] in [list(t) for t in forget["targets"]]
+    assert {ids[name] for name in ("errors-question", "errors-detail", "errors-plot", "errors-why-note",
+                                   "errors-why")} <= set(forget["outputs"])
+
+
+def test_one_explanation_at_a_time_across_the_ask_and_errors_tabs(settings):
+    """Attributions compute outside the model thread; two at once (one per tab) would slow every asker on a small
+    CPU, so the Ask and Errors tabs share one concurrency slot."""
+    demo = app.build_app(settings)
+    fns = {fn.api_name: fn for fn in demo.fns.values()}
+    assert fns["ui_why"].concurrency_id == fns["ui_attribute"].concurrency_id
+    assert fns["ui_why"].concurrency_limit == fns["ui_attribute"].concurrency_limit == 1
+
+
+def test_a_run_evaluated_again_into_its_folder_lists_the_figures_of_its_records(settings, tiny_run, tmp_path):
+    """`train.py evaluate --output_dir RUN` on other data refreshes the run's records and eval_metrics.json but
+    not run.json: the lists (/list_runs, the pickers) and the Errors summary must give the records' figures and not
+    call them 'on its training data'."""
+    from qa_core.checkpoints import list_runs
+    from qa_core.jobs import run_label
+
+    root = tmp_path / "runs"
+    run = copy_run(tiny_run, root / tiny_run.name)
+    before = list_runs(root)[0].metrics
+    data = write_squad(tmp_path / "other.json", [{"context": LATE, "qas": [
+        {"id": "q1", "question": "Who was the last keeper?",
+         "answers": [{"text": "Abbie Burgess", "answer_start": LATE.find("Abbie Burgess")}]}]}])
+    run_evaluation(QAConfig(model_name_or_path=str(run), validation_file=str(data), output_dir=str(run),
+                            max_seq_length=128, doc_stride=32), device="cpu")
+    stored = json.loads((run / "eval_metrics.json").read_text())
+    summary = list_runs(root)[0]
+    assert (summary.metrics["exact_match"], summary.metrics["f1"]) == (stored["exact_match"], stored["f1"]) != (
+        before["exact_match"], before["f1"])
+    label = run_label(summary)
+    assert f"F1 {stored['f1']:.1f}" in label and "training data" not in label and "evaluated again" in label
+    assert views.evaluation_caveat(str(run)) == ""
+    service = QAService(replace(settings, runs_root=root))
+    assert service.runs_json()[0]["metrics"]["f1"] == stored["f1"]
+
+
+def test_the_picked_run_is_shown_again_when_a_job_ends(settings):
+    """A run picked in the Train tab and resumed: when its job ends its note, history and Resume button are read
+    again (they said 'Stopped before it finished' with Resume enabled after it had finished)."""
+    demo = app.build_app(settings)
+    ids = {c.elem_id: c._id for c in demo.blocks.values() if getattr(c, "elem_id", None)}
+    events = {d["api_name"]: d for d in demo.config["dependencies"]}
+    shown = events["ui_show_run_again"]
+    assert shown["inputs"] == [ids["train-run"]]
+    assert {ids["train-run-note"], ids["train-resume"], ids["train-history"]} <= set(shown["outputs"])
+    ended = {tuple(t) for t in events["ui_job_ended"]["targets"]}
+    assert {tuple(t) for t in shown["targets"]} == ended
+    nothing = handlers(settings).train.show_run(None)  # a job ended with no run picked: no 'pick a run' scolding
+    assert nothing["run_note"] == "" and nothing["history"] is None and not nothing["resume"]["interactive"]

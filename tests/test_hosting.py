@@ -222,3 +222,13 @@ def test_a_public_server_refuses_to_resume_a_run_over_its_limits():
         with pytest.raises(ValueError, match="run r reads .* questions .*at most 40 .*cannot continue here"):
             check_resume_limits(config, public, "r")
     check_resume_limits(QAConfig(), Settings(), "r")  # a local server without the limit
+
+
+def test_a_public_server_with_another_default_does_not_offer_the_embedded_model(runs):
+    """README: a visitor picks only the default model, runs and QA_ALLOWED_MODELS; the embedded MiniLM is one of
+    them only where it is the default (else a visitor could make the server load a model its pickers never offer)."""
+    public = Settings(runs_root=runs, default_model="org/squad-model", public=True)
+    with pytest.raises(ValueError, match="'embedded' is not offered on this server"):
+        check_model("embedded", public)
+    assert check_model("", public) == "org/squad-model"
+    assert check_model("embedded", Settings(runs_root=runs, default_model="org/squad-model")) == "embedded"

@@ -12,7 +12,7 @@ import pytest
 from qa_core import plots
 from qa_core.calibration import read_calibration
 from qa_core.config import QAConfig
-from qa_core.error_analysis import OUTCOMES, RECORDS_FILE
+from qa_core.error_analysis import OUTCOMES, RECORDS_FILE, rescore
 from qa_core.evaluation import run_evaluation
 from qa_core.hosting import Settings
 from qa_core.service import QAService
@@ -35,7 +35,7 @@ def runs(tmp_path_factory, tiny_model_dir) -> Path:
     root = tmp_path_factory.mktemp("runs")
     for name, steps, samples in (("a", 1, 12), ("b", 6, 12), ("c", 1, 8)):
         train(tiny_config(tiny_model_dir, root / name, steps, samples))
-    data = write_v2(tmp_path_factory.mktemp("v2") / "dev.json")
+    data = write_v2(root / "v2-data.json")
     run_evaluation(QAConfig(model_name_or_path=str(tiny_model_dir), validation_file=str(data),
                             output_dir=str(root / "v2"), version_2_with_negative=True), device="cpu")
     fix_first_question(root / "b", root / "b-fixed")
@@ -160,3 +160,30 @@ def test_a_squad_v2_run_gets_answerability_slices_filters_and_a_live_threshold(s
 def test_records_and_calibration_of_an_evaluation_agree(runs):
     stored = read_calibration(runs / "v2")
     assert stored is not None and stored.questions == len((runs / "v2" / RECORDS_FILE).read_text().splitlines())
+
+
+def test_send_to_ask_from_a_folder_without_a_model_keeps_the_ask_model(service, runs):
+    """An evaluation folder holds records, not a model: sending its question must not make the Ask tab's model a
+    name that cannot answer ('not a local folder, not in the hub cache')."""
+    ui = ErrorsHandlers(service)
+    row = ui.filter_table("v2", False, 0, 100, "all", "", "id")["table"].iloc[0].tolist()
+    sent = ui.send_to_ask("v2", row[0])
+    assert sent["tabs"].selected == "ask" and sent["question"] == row[2] and sent["model"] == gr.skip()
+    first_of_b = ui.filter_table("b", False, 0, 100, "all", "", "id")["table"].iloc[0, 0]
+    assert ui.send_to_ask("b", first_of_b)["model"]["value"] == "b"  # a run with its model answers as itself
+
+
+def test_a_squad_v2_evaluation_at_its_own_threshold_shows_its_own_scores(service, runs, tiny_model_dir):
+    """`train.py evaluate --null_score_diff_threshold T` writes no run.json: the Errors tab must show its records as
+    evaluated (the EM of eval_metrics.json and /list_runs), with the slider at a threshold that reproduces them,
+    not re-score them at 0."""
+    odds = sorted(r.null_odds for r in service.records("v2"))
+    threshold = (odds[3] + odds[4]) / 2  # some questions answered, some abstained
+    run_evaluation(QAConfig(model_name_or_path=str(tiny_model_dir), validation_file=str(runs / "v2-data.json"),
+                            output_dir=str(runs / "v2-own"), version_2_with_negative=True,
+                            null_score_diff_threshold=threshold), device="cpu")
+    stored = json.loads((runs / "v2-own" / "eval_metrics.json").read_text())
+    shown = ErrorsHandlers(service).pick_run("v2-own")
+    assert f"EM {stored['exact']:.1f} · F1 {stored['f1']:.1f}" in shown["summary"]
+    records = service.records("v2-own")
+    assert [r.exact_match for r in rescore(records, shown["threshold"]["value"])] == [r.exact_match for r in records]

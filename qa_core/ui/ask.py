@@ -10,8 +10,8 @@ import gradio as gr
 from qa_core import plots, views
 from qa_core.inference import answer_note
 from qa_core.service import QAService
-from qa_core.ui.common import (ANSWER_CONCURRENCY, HUB_HINT, PRIVATE, QUICK_MINUTES, Outputs, by_name,
-                               model_picker)
+from qa_core.ui.common import (ANSWER_CONCURRENCY, EXPLAIN, HUB_HINT, PRIVATE, QUICK_MINUTES, Outputs,
+                               by_name, model_picker)
 
 NO_HEAD_NOTICE = (f"**This model has no fine-tuned question answering head yet, so its answers are close to "
                   f"random.** Fine-tune it first: the quick fine-tune trains it on the bundled sample in about "
@@ -42,7 +42,6 @@ scroll();
 """
 # An explanation belongs to one answer: a new answer, a refusal or another model takes it off the page.
 NO_EXPLANATION = {"why_plot": None, "why_note": ""}
-EXPLAIN_CONCURRENCY = 1  # one explanation at a time: it computes beside the model thread (QAService.attribute)
 
 
 class AskHandlers:
@@ -131,5 +130,5 @@ def build_ask_tab(service: QAService) -> dict[str, Any]:
     model.change(by_name(ui.clear_why, explained), None, list(explained.values()), api_name="ui_forget_why",
                  show_progress="hidden", **PRIVATE)
     why.click(by_name(ui.why, explained), [model, question, context], list(explained.values()),
-              concurrency_limit=EXPLAIN_CONCURRENCY, concurrency_id="explain", api_name="ui_why", **PRIVATE)
+              api_name="ui_why", **EXPLAIN, **PRIVATE)
     return {"model": model, "question": question, "context": context, "quick": quick}

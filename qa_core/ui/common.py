@@ -16,6 +16,9 @@ PRIVATE = {"api_visibility": "private"}  # UI events are not part of the documen
 QUICK_MINUTES = -(-QUICK_EXPECTED_S // 60)
 HUB_HINT = "distilbert/distilbert-base-cased-distilled-squad"
 ANSWER_CONCURRENCY = 16  # questions wait for their model in request threads; one model thread computes
+# One explanation at a time, the Ask and Errors tabs' together: each computes beside the model thread
+# (QAService.attribute), and two at once would slow every asker on a small CPU.
+EXPLAIN = {"concurrency_limit": 1, "concurrency_id": "explain"}
 
 
 def by_name(handler: Callable[..., Outputs], outputs: dict[str, Any]) -> Callable[..., dict]:

@@ -14,7 +14,7 @@ from qa_core.error_analysis import (ANSWER_LENGTHS, OUTCOMES, QUESTION_WORDS, Qu
                                     answerable_slice, group_scores, rescore)
 from qa_core.service import EXPLAIN_BUDGET_S, QAService
 from qa_core.ui.calibration_panel import build_calibration_panel
-from qa_core.ui.common import PRIVATE, Outputs, by_name
+from qa_core.ui.common import EXPLAIN, PRIVATE, Outputs, by_name
 from qa_core.ui.compare_panel import build_compare_panel
 
 ERROR_COLORS = {"gold": "#7dd87d", "predicted": "#ffb347", "gold + predicted": "#7fb3ff"}
@@ -115,8 +115,23 @@ class ErrorsHandlers:
         except (ValueError, OSError) as err:
             gr.Warning(self.service.explain(err))
             return skip
-        return {"tabs": gr.Tabs(selected="ask"), "model": gr.update(value=run), "question": record.question,
+        return {"tabs": gr.Tabs(selected="ask"), "model": self.model_of(run), "question": record.question,
                 "context": record.context}
+
+    def model_of(self, run: str | None) -> Any:
+        """The Ask tab's model for a sent question: the run's own, where it has one; an evaluation folder or a
+        stopped run has none, so the Ask tab keeps its model rather than take a name that cannot answer."""
+        try:
+            self.service.check_run_model(run)
+        except ValueError:
+            return gr.skip()
+        return gr.update(value=run)
+
+    @staticmethod
+    def forget_selection() -> Outputs:
+        """Another run was picked: the selected question, its spans, plots and attributions were the last run's."""
+        return {"question": "", "detail": None, "plot": None, "selected": "", "attribution": None,
+                "attribution_note": ""}
 
 
 def build_errors_tab(service: QAService) -> dict[str, Any]:
@@ -147,7 +162,7 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
         table = {"table": gr.Dataframe(pd.DataFrame(columns=views.TABLE_COLUMNS), label="Dev questions (click a row)",
                                        interactive=False, wrap=True, column_widths=views.TABLE_WIDTHS,
                                        elem_id="errors-table")}
-        detail = {"question": gr.Textbox(label="Selected question", interactive=False),
+        detail = {"question": gr.Textbox(label="Selected question", interactive=False, elem_id="errors-question"),
                   "detail": gr.HighlightedText(label="Context: gold and predicted answers", color_map=ERROR_COLORS,
                                                show_legend=True, elem_id="errors-detail"),
                   "plot": gr.Plot(label="Start and end logits per token", elem_id="errors-plot"),
@@ -162,6 +177,9 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
         build_calibration_panel(service, run)
     picked = {**summary, "threshold": threshold, "kind": filters[7]}
     run.change(by_name(ui.pick_run, picked), run, list(picked.values()), api_name="ui_summarize", **PRIVATE)
+    selection = {**detail, **why}
+    run.change(by_name(ui.forget_selection, selection), None, list(selection.values()),
+               api_name="ui_forget_selection", show_progress="hidden", **PRIVATE)
     threshold.change(by_name(ui.summarize, summary), [run, threshold], list(summary.values()),
                      api_name="ui_rescore", show_progress="hidden", **PRIVATE)
     for n, control in enumerate(filters):
@@ -169,5 +187,5 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
     table["table"].select(by_name(ui.select_record, detail), [run, threshold], list(detail.values()),
                           api_name="ui_select_record", **PRIVATE)
     explain.click(by_name(ui.attribute, why), [run, detail["selected"]], list(why.values()), api_name="ui_attribute",
-                  concurrency_limit=1, concurrency_id="attribute", **PRIVATE)
+                  **EXPLAIN, **PRIVATE)
     return {"run": run, "send": send, "selected": detail["selected"], "handlers": ui}

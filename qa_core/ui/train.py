@@ -98,7 +98,9 @@ class TrainHandlers:
         return {"message": f"Resumed {Path(snapshot.output_dir).name} as job {snapshot.job_id}"}
 
     def show_run(self, run: str | None) -> Outputs:
-        """A picked run's history plot, and whether Resume applies to it."""
+        """A picked run's history plot, and whether Resume applies to it (none picked: nothing to say)."""
+        if not run:
+            return {"history": None, "run_note": "", "resume": gr.update(interactive=False)}
         try:
             folder = self.service.run_path(run)
         except ValueError as err:
@@ -192,7 +194,8 @@ def build_train_tab(service: QAService) -> dict[str, Any]:
             run = gr.Dropdown(service.run_choices(), value=None, label="Run", elem_id="train-run", scale=3,
                               info="Any run: its history; a stopped one can be resumed")
             resume = gr.Button("Resume from checkpoint", interactive=False, elem_id="train-resume", scale=1)
-        picked = {"run_note": gr.Markdown(elem_id="train-run-note"), "history": gr.Plot(label="Run history"),
+        picked = {"run_note": gr.Markdown(elem_id="train-run-note"),
+                  "history": gr.Plot(label="Run history", elem_id="train-history"),
                   "resume": resume}
     message = {"message": shown["message"]}
     checked = {"upload_note": note, "choice": choice}
@@ -201,6 +204,9 @@ def build_train_tab(service: QAService) -> dict[str, Any]:
     upload.clear(by_name(ui.forget_upload, checked), None, list(checked.values()), api_name="ui_clear_upload",
                  **PRIVATE)
     run.change(by_name(ui.show_run, picked), run, list(picked.values()), api_name="ui_show_run", **PRIVATE)
+    # A job that ends may be the picked run's (resumed, or started meanwhile): its note, history and Resume change.
+    shown["ended"].change(by_name(ui.show_run, picked), run, list(picked.values()), api_name="ui_show_run_again",
+                          show_progress="hidden", **PRIVATE)
     resume.click(by_name(ui.resume, message), run, shown["message"], api_name="ui_resume", **PRIVATE)
     start.click(by_name(ui.start_training, message), [model, choice, upload, path, eval_data, *options],
                 shown["message"], api_name="ui_start_training", **PRIVATE)
