@@ -64,7 +64,7 @@ class QAService:
         """The answer, the model that gave it, and the seconds answering took; refused at once over the limits."""
         question, context = question or "", context or ""
         check_request(question, context, self.settings)
-        name = check_model_folder(check_model(model, self.settings))
+        name = check_model_folder(check_model(model, self.settings), self.settings.training_enabled)
         return self.models.answer(name, question, context, exact, self.settings.max_context_windows)
 
     def answer_json(self, model: str | None, question: str | None, context: str | None) -> dict[str, Any]:
@@ -237,7 +237,7 @@ class QAService:
         check_request(question, context, self.settings)
         if not question.strip() or not context.strip():
             raise ValueError("ask a question about a context first")
-        name = check_model_folder(check_model(model, self.settings))
+        name = check_model_folder(check_model(model, self.settings), self.settings.training_enabled)
         loaded = self.models.get(name, exact=True)
         return explain_answer(loaded, question, context, span=span, config=run_config(loaded.source),
                               budget_s=EXPLAIN_BUDGET_S[self.settings.public],
@@ -279,8 +279,9 @@ class QAService:
         return self.settings.train_limits.max_steps if self.settings.public else None
 
 
-def check_model_folder(name: str) -> str:
-    """A run folder (or any local folder) without a model is refused with why, not 'no config.json'."""
+def check_model_folder(name: str, can_resume: bool = True) -> str:
+    """A run folder (or any local folder) without a model is refused with why, not 'no config.json'; the advice to
+    resume it only where this server trains."""
     folder = Path(name)
     if not folder.is_dir() or has_model(folder):
         return name
@@ -288,5 +289,5 @@ def check_model_folder(name: str) -> str:
         status = read_run_info(folder).status
     except ValueError:
         return name  # not a run: the loader names what is missing
-    raise ValueError(f"run {folder.name} is {status} and has no final model; resume it in the Train tab "
-                     f"to finish it")
+    advice = "; resume it in the Train tab to finish it" if can_resume else ""
+    raise ValueError(f"run {folder.name} is {status} and has no final model{advice}")
