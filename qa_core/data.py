@@ -26,7 +26,7 @@ class LoadingCancelled(DataError):
 
 
 # Per thread of work, not per process: the web app's training job sets these around its training call, so
-# every load_examples inside it (made by training.py) refuses oversized files and stops when cancelled.
+# every load_examples inside it (made by train_setup.py) refuses oversized files and stops when cancelled.
 _MAX_FILE_BYTES: contextvars.ContextVar[int | None] = contextvars.ContextVar("max_file_bytes", default=None)
 _SHOULD_STOP: contextvars.ContextVar[Callable[[], bool] | None] = contextvars.ContextVar("should_stop", default=None)
 STOP_CHECK_EVERY = 1000  # records between two stop checks
