@@ -151,6 +151,18 @@ def test_json_lines_and_json_named_the_other_way_say_so(tmp_path: Path) -> None:
             load_examples(str(tmp_path / "squad.jsonl"))
 
 
+def test_one_record_over_several_lines_of_a_jsonl_file_is_not_sent_to_a_json_name(tmp_path: Path) -> None:
+    """A pretty-printed record is no SQuAD JSON either: 'name it .json' would only trade one refusal for another."""
+    record = {"id": "r1", "context": CONTEXT, "question": "Who?", "answers": {"text": ["the keeper"],
+                                                                              "answer_start": [41]}}
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps(record, indent=1))
+    with pytest.raises(DataError, match=r"one\.jsonl: holds one record over several lines; JSON Lines need each "
+                                        r"record on one line") as refused:
+        load_examples(str(path))
+    assert ".json" not in str(refused.value).replace("one.jsonl", "")
+
+
 def test_not_utf8(tmp_path: Path) -> None:
     path = tmp_path / "latin1.json"
     path.write_bytes('{"data": [{"title": "caf\xe9"}]}'.encode("latin-1"))
