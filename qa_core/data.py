@@ -151,11 +151,13 @@ def _read_file(path: Path) -> list[tuple[str, dict[str, Any]]]:
 
 def _read_lines(text: str, path: Path) -> list[tuple[str, dict[str, Any]]]:
     """JSON Lines: one record, an object, a line. One JSON document under a .jsonl name is named as such, not as
-    a bad first line or a record missing every field."""
+    a bad first line or a record missing every field; .json is advised only for what a .json file may hold."""
     with contextlib.suppress(json.JSONDecodeError):
         whole = json.loads(text)
-        if not isinstance(whole, dict) or "data" in whole or len(text.strip().splitlines()) > 1:
+        if isinstance(whole, list) or (isinstance(whole, dict) and "data" in whole):
             raise DataError(f"{path}: holds one JSON document, not JSON Lines; name it .json")
+        if isinstance(whole, dict) and len(text.strip().splitlines()) > 1:
+            raise DataError(f"{path}: holds one record over several lines; JSON Lines need each record on one line")
     records = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
