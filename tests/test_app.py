@@ -466,6 +466,24 @@ def test_a_run_without_a_model_gets_no_resume_advice_where_the_server_does_not_t
     assert "is cancelled and has no final model" in refused and "Train tab" not in refused
 
 
+def test_a_folder_without_a_model_is_named_alike_in_the_ask_and_errors_tabs(settings, tiny_run, tmp_path):
+    """One check says why a folder cannot answer: an evaluation folder typed as the Ask tab's model is named as one
+    (not as a folder without config.json), and a run whose run.json says running is neither said to have stopped
+    nor told plainly to be resumed: it may still be training (the Errors tab's logit plot needs its model too)."""
+    folder = tmp_path / "runs" / "eval-x"
+    folder.mkdir(parents=True)
+    shutil.copy(tiny_run / RECORDS_FILE, folder / RECORDS_FILE)
+    ui = handlers(replace(settings, runs_root=tmp_path / "runs"))
+    assert "eval-x is an evaluation folder" in ui.ask.ask(str(folder), QUESTION, CONTEXT)["message"]
+    running = copy_run(tiny_run, tmp_path / "runs" / "20250101-000000-running")
+    shutil.rmtree(running / "model")
+    info = json.loads((running / "run.json").read_text())
+    (running / "run.json").write_text(json.dumps({**info, "status": "running"}))
+    for message in (ui.ask.ask(str(running), QUESTION, CONTEXT)["message"],
+                    pytest.raises(ValueError, ui.service.check_run_model, running.name).value.args[0]):
+        assert "is running and has no final model yet (if its training was killed" in message, message
+
+
 def test_a_cancelled_run_is_resumed_from_the_train_tab(settings, tmp_path):
     ui = handlers(Settings(tmp_path / "runs", settings.default_model, training_enabled=True, fast_inference=False))
     run = tmp_path / "runs" / "20250101-000000-stopped"
