@@ -133,15 +133,8 @@ class QAService:
 
     def check_run_model(self, run: str | None) -> None:
         """A record's logits and attributions need the model that answered it: say plainly when the folder has
-        none (an evaluation folder keeps only records; a stopped run has no final model), rather than report a
-        model name that is neither a folder nor a hub id."""
-        folder = Path(self.run_path(run))
-        if has_model(folder):
-            return
-        if not (folder / RUN_FILE).is_file():
-            raise ValueError(f"{folder.name} is an evaluation folder (train.py evaluate): it holds the records, not "
-                             f"the model that was evaluated; ask that model in the Ask tab")
-        raise ValueError(f"run {folder.name} has no final model (it stopped before it finished)")
+        none (check_model_folder), rather than report a model name that is neither a folder nor a hub id."""
+        check_model_folder(self.run_path(run), self.settings.training_enabled)
 
     def attribute_record(self, run: str | None, example_id: str) -> Attribution:
         """Why the run answered one of its evaluated questions as it did: attributions of its predicted span (the
@@ -280,14 +273,22 @@ class QAService:
 
 
 def check_model_folder(name: str, can_resume: bool = True) -> str:
-    """A run folder (or any local folder) without a model is refused with why, not 'no config.json'; the advice to
-    resume it only where this server trains."""
+    """A run folder, an evaluation folder (or any local folder) without a model is refused with why, not 'no
+    config.json'; the advice to resume a stopped run only where this server trains."""
     folder = Path(name)
     if not folder.is_dir() or has_model(folder):
         return name
+    if not (folder / RUN_FILE).is_file() and (folder / RECORDS_FILE).is_file():
+        raise ValueError(f"{folder.name} is an evaluation folder (train.py evaluate): it holds the records, not "
+                         f"the model that was evaluated; ask that model in the Ask tab")
     try:
         status = read_run_info(folder).status
     except ValueError:
         return name  # not a run: the loader names what is missing
-    advice = "; resume it in the Train tab to finish it" if can_resume else ""
+    if not can_resume:
+        advice = ""
+    elif status == "running":  # training now, or killed before run.json could say otherwise
+        advice = " yet (if its training was killed, resume it in the Train tab)"
+    else:
+        advice = "; resume it in the Train tab to finish it"
     raise ValueError(f"run {folder.name} is {status} and has no final model{advice}")
