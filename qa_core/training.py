@@ -63,12 +63,14 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
     emit = partial(_emit, setup, (callback, *setup.trackers))
     accumulation = config.gradient_accumulation_steps
     state, cancelled = setup.start, False
+    saved = state  # the last checkpoint's state: what a failure reports, and where --resume continues
     loss_sum, losses, windows, seconds = 0.0, 0, 0, 0.0
     earlier = _earlier_finish(setup)  # read before _open_records rewrites run.json
     try:
         _open_records(setup)
         emit("start", state, message=f"resumed at step {state.step}" if setup.resumed_from else "started")
         state, cancelled = _before_first_step(setup, state, emit, should_stop)
+        saved = state
         while state.step < setup.total_steps and not cancelled:
             batches = shard(training_batches(setup.train_features, config, state.epoch), dist_ctx)
             setup.model.train()
@@ -101,14 +103,14 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
                 cancelled = not done and any_rank(should_stop(), dist_ctx)  # all ranks stop together
                 epoch_ends = state.batch_in_epoch == 0 or done
                 if epoch_ends or state.step % config.save_steps == 0 or cancelled:
-                    state = _save_point(setup, state, emit, evaluate=epoch_ends)
+                    state = saved = _save_point(setup, state, emit, evaluate=epoch_ends)
                 if done or cancelled:
                     break
                 clock = time.perf_counter()  # evaluation and checkpoints are not training time
         status = "cancelled" if cancelled else "finished"
         _finish(setup, state, status, seconds, earlier)
     except BaseException as err:
-        raise _failed(setup, state, err, emit) from err
+        raise _failed(setup, saved, err, emit) from err
     emit("done" if status == "finished" else "cancelled", state, metrics=state.metrics,
          message="finished" if status == "finished" else "cancelled; continue with --resume")
     return TrainResult(str(output_dir), status, state.step, state.metrics, seconds, windows)
@@ -198,8 +200,9 @@ def _checkpoint(setup: Setup, state: TrainState, result: EvalResult | None, emit
 
 
 def _failed(setup: Setup, state: TrainState, err: BaseException, emit: Callable[..., None]) -> BaseException:
-    """Record a failure in run.json (freeing partial files first on a full disk); the error to raise. A second
-    Ctrl-C (KeyboardInterrupt) is no failure: the run is cancelled, to continue from its last checkpoint."""
+    """Record a failure in run.json at `state`, the last checkpoint's (freeing partial files first on a full disk),
+    so run.json never runs ahead of what --resume continues; the error to raise (its message names the step that
+    failed). A second Ctrl-C (KeyboardInterrupt) is no failure: the run is cancelled, to continue from there."""
     output_dir = Path(setup.config.output_dir)
     if reason := no_room(err):
         err = TrainingError(f"no room to write in {output_dir} ({reason}); partial files removed; "

@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from qa_core.checkpoints import HISTORY_FILE, find_checkpoint, read_run_info
+from qa_core.checkpoints import HISTORY_FILE, STATE_FILE, find_checkpoint, read_run_info
 from qa_core.config import QAConfig
 from qa_core.data import load_examples
 from qa_core.error_analysis import read_records
@@ -151,6 +151,8 @@ def test_a_second_ctrl_c_stops_at_once_and_leaves_a_cancelled_run(tiny_model_dir
         train(config, callback=press_twice_at_step_2, should_stop=stop)
     info = read_run_info(tmp_path / "run")
     assert info.status == "cancelled" and not info.error
+    checkpoint = torch.load(find_checkpoint(tmp_path / "run") / STATE_FILE, weights_only=True)["state"]
+    assert info.step == checkpoint["step"] == 1  # run.json says where --resume continues, not the step interrupted
     assert train(config.replace(resume=True)).status == "finished"
 
 
