@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 # Local bookkeeping: the run's own record, its progress log and TensorBoard events.
@@ -27,6 +28,8 @@ RECORDS_FILE = "eval_records.jsonl"
 NULL_ODDS_FILE = "eval_null_odds.json"  # SQuAD 2.0: evaluate-v2.0.py's --na-prob-file
 BEST_SPANS_FILE = "eval_best_spans.json"  # SQuAD 2.0: the best span of every question, abstaining or not
 CALIBRATION_FILE = "calibration.json"  # a temperature fitted on the records
+# Held (flock) by the process training the run; the OS drops it when that process ends, killed or not.
+TRAINING_LOCK = ".training.lock"
 TMP_SUFFIX, OLD_SUFFIX = ".tmp", ".old"  # a folder being written; the one it replaces, until the swap is done
 
 
@@ -107,3 +110,50 @@ def _stopped_run(folder: Path) -> bool:
         return json.loads((folder / RUN_FILE).read_text(encoding="utf-8")).get("status") != "finished"
     except (OSError, ValueError, AttributeError):  # killed before run.json was first written: resume rebuilds it
         return True
+
+
+@contextlib.contextmanager
+def training_lock(folder: Path) -> Iterator[None]:
+    """Hold a run folder while this process trains it, so a second trainer (another CLI, the app's Resume) is
+    refused at once instead of writing checkpoints over this one's. The lock file stays beside a run: removing it
+    would let a newcomer lock a fresh file while another holds the old one. A run refused before it wrote anything
+    leaves nothing (nor the folder, if made here). Where flock is missing (Windows) nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    if folder.exists() and not folder.is_dir():
+        yield  # check_output_dir refuses it with its own message
+        return
+    made = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(folder / TRAINING_LOCK, "a", encoding="utf-8") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ValueError(f"{folder} is being trained by another process right now; wait for it to end or "
+                                 f"stop it, then --resume") from None
+            yield
+    finally:
+        if [p.name for p in folder.iterdir()] == [TRAINING_LOCK]:  # refused before writing anything
+            (folder / TRAINING_LOCK).unlink()
+            if made:
+                folder.rmdir()
+
+
+def being_trained(folder: Path) -> bool:
+    """Whether some process (this one included) holds the run's training lock now."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        with open(folder / TRAINING_LOCK, encoding="utf-8") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:  # no lock file: never trained by this version, or not a run
+        return False
+    return False

@@ -23,7 +23,7 @@ from qa_core.evaluation import EvalResult, evaluate, write_eval_outputs
 from qa_core.inference import inference_copy
 from qa_core.model_card import base_model_name, describe_hardware, write_model_card
 from qa_core.progress import ProgressCallback, ProgressEvent, truncate_history
-from qa_core.run_files import HISTORY_FILE
+from qa_core.run_files import HISTORY_FILE, training_lock
 from qa_core.train_setup import Setup, prepare
 from qa_core.train_step import batch_loader, forward_backward, optimizer_step
 
@@ -51,8 +51,9 @@ def train(config: QAConfig, callback: ProgressCallback | None = None, should_sto
         raise ValueError("train_file is required for training")
     dist_ctx = init_distributed()
     try:
-        setup = prepare(config, dist_ctx, device)
-        return fit(setup, callback or (lambda event: None), should_stop or (lambda: False))
+        with training_lock(Path(config.output_dir)) if dist_ctx.is_main else contextlib.nullcontext():
+            setup = prepare(config, dist_ctx, device)
+            return fit(setup, callback or (lambda event: None), should_stop or (lambda: False))
     finally:
         cleanup(dist_ctx)  # destroys the process group only if init_distributed created it here
 

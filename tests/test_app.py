@@ -484,6 +484,21 @@ def test_a_folder_without_a_model_is_named_alike_in_the_ask_and_errors_tabs(sett
         assert "is running and has no final model yet (if its training was killed" in message, message
 
 
+def test_a_run_being_trained_offers_no_resume(settings, tmp_path):
+    """A run another process trains (the CLI, or this server's job) says so; Resume would only be refused."""
+    from qa_core.run_files import training_lock
+
+    ui = handlers(Settings(tmp_path / "runs", settings.default_model, training_enabled=True, fast_inference=False))
+    run = tmp_path / "runs" / "20250101-000000-busy"
+    train(QAConfig(model_name_or_path=settings.default_model, train_file="sample", validation_file="sample",
+                   output_dir=str(run), max_steps=2, per_device_train_batch_size=4, max_train_samples=4,
+                   max_eval_samples=2, max_seq_length=128, doc_stride=32), should_stop=lambda: True)
+    assert ui.train.show_run(run.name)["resume"]["interactive"]
+    with training_lock(run):
+        picked = ui.train.show_run(run.name)
+        assert not picked["resume"]["interactive"] and "being trained" in picked["run_note"]
+
+
 def test_a_cancelled_run_is_resumed_from_the_train_tab(settings, tmp_path):
     ui = handlers(Settings(tmp_path / "runs", settings.default_model, training_enabled=True, fast_inference=False))
     run = tmp_path / "runs" / "20250101-000000-stopped"

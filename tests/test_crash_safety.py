@@ -21,6 +21,7 @@ from qa_core.checkpoints import find_checkpoint, read_run_info
 from qa_core.config import QAConfig
 from qa_core.error_analysis import RECORDS_FILE, read_records
 from qa_core.progress import read_history
+from qa_core.run_files import TRAINING_LOCK
 from qa_core.training import TrainingError, train
 from tests.overfit_data import write_tiny_squad
 from tests.test_training import assert_same_weights, tiny_config
@@ -172,7 +173,7 @@ def test_a_write_error_stops_with_one_clear_error_and_leaves_no_partial_files(st
     assert child.exitcode == 3
     info = read_run_info(tmp_path / "run")
     assert info.status == "failed" and "no room to write" in info.error and "File too large" in info.error
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["history.jsonl", "run.json"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [TRAINING_LOCK, "history.jsonl", "run.json"]
     with pytest.raises(ValueError, match="nothing to resume"):
         train(config.replace(resume=True))
 

@@ -510,3 +510,19 @@ def test_resume_refuses_validation_data_edited_since_the_run_began(tiny_model_di
     dev.write_text(json.dumps(squad))
     with pytest.raises(ValueError, match=r"--validation_file .*dev\.json.*differ"):
         train(config.replace(resume=True))
+
+
+def test_a_run_being_trained_refuses_a_second_trainer(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Two processes writing checkpoints into one folder would lose one's work: the second (another CLI, the app's
+    Resume) is refused while the first holds the run; a killed trainer's lock goes with it (the OS drops it)."""
+    from qa_core.run_files import being_trained, training_lock
+
+    data, run = write_tiny_squad(tmp_path / "d.json"), tmp_path / "run"
+    config = tiny_config(tiny_model_dir, data, run, max_steps=4, save_steps=2, validation_file=None)
+    assert train(config, should_stop=lambda: True).status == "cancelled"
+    assert not being_trained(run)
+    with training_lock(run):  # as another process training it would hold it
+        assert being_trained(run)
+        with pytest.raises(ValueError, match="being trained by another process"):
+            train(config.replace(resume=True))
+    assert train(config.replace(resume=True)).status == "finished"

@@ -13,6 +13,7 @@ from qa_core.config import HINTS, QAConfig, form_fields, help_of
 from qa_core.checkpoints import HISTORY_FILE, read_run_info
 from qa_core.jobs import JobBusyError, JobSnapshot, NotYourJobError, has_model
 from qa_core.progress import read_history
+from qa_core.run_files import being_trained
 from qa_core.service import QAService
 from qa_core.ui.common import PRIVATE, QUICK_MINUTES, Outputs, by_name, model_picker, session_of
 
@@ -109,6 +110,9 @@ class TrainHandlers:
             stopped = not (read_run_info(Path(folder)).status == "finished" and has_model(folder))
         except ValueError as err:
             return {"history": None, "run_note": self.service.explain(err), "resume": gr.update(interactive=False)}
+        if stopped and being_trained(Path(folder)):  # by this server's job or another process, such as the CLI
+            return {"history": history_plot(folder), "resume": gr.update(interactive=False),
+                    "run_note": "This run is being trained right now; Resume applies once it stops."}
         note = "Stopped before it finished: Resume continues it from its last checkpoint." if stopped else ""
         return {"history": history_plot(folder), "run_note": note,
                 "resume": gr.update(interactive=stopped and self.service.settings.training_enabled)}
