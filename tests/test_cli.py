@@ -334,7 +334,8 @@ def test_ctrl_c_during_evaluate_or_predict_exits_130_in_one_line(command: str, t
     stdout, rest = process.communicate(timeout=120)
     stderr = "".join(lines) + rest
     assert process.returncode == 130, stderr
-    assert "Traceback" not in stderr and f"{command} interrupted" in stderr
+    errors = [line for line in stderr.splitlines() if " ERROR " in line]
+    assert "Traceback" not in stderr and len(errors) == 1 and f"{command} interrupted" in errors[0]
     assert stdout == ""
 
 
