@@ -456,11 +456,16 @@ def test_a_start_that_cannot_read_its_data_is_not_started(ui, tmp_path):
     assert ui.service.jobs.snapshot().status == "idle"
 
 
+def cancel_at_once(settings, run: Path, **sizes: int) -> None:
+    """A run of the sample cancelled before its first step: a checkpoint, no final model."""
+    train(QAConfig(model_name_or_path=settings.default_model, train_file="sample", validation_file="sample",
+                   output_dir=str(run), per_device_train_batch_size=4, max_seq_length=128, doc_stride=32, **sizes),
+          should_stop=lambda: True)
+
+
 def test_a_run_without_a_model_gets_no_resume_advice_where_the_server_does_not_train(settings, tmp_path):
     run = tmp_path / "runs" / "20250101-000000-stopped"
-    train(QAConfig(model_name_or_path=settings.default_model, train_file="sample", validation_file="sample",
-                   output_dir=str(run), max_steps=2, per_device_train_batch_size=4, max_train_samples=4,
-                   max_eval_samples=2, max_seq_length=128, doc_stride=32), should_stop=lambda: True)
+    cancel_at_once(settings, run, max_steps=2, max_train_samples=4, max_eval_samples=2)
     ui = handlers(Settings(tmp_path / "runs", settings.default_model, training_enabled=False, fast_inference=False))
     refused = ui.ask.ask(run.name, QUESTION, CONTEXT)["message"]
     assert "is cancelled and has no final model" in refused and "Train tab" not in refused
@@ -490,9 +495,7 @@ def test_a_run_being_trained_offers_no_resume(settings, tmp_path):
 
     ui = handlers(Settings(tmp_path / "runs", settings.default_model, training_enabled=True, fast_inference=False))
     run = tmp_path / "runs" / "20250101-000000-busy"
-    train(QAConfig(model_name_or_path=settings.default_model, train_file="sample", validation_file="sample",
-                   output_dir=str(run), max_steps=2, per_device_train_batch_size=4, max_train_samples=4,
-                   max_eval_samples=2, max_seq_length=128, doc_stride=32), should_stop=lambda: True)
+    cancel_at_once(settings, run, max_steps=2, max_train_samples=4, max_eval_samples=2)
     assert ui.train.show_run(run.name)["resume"]["interactive"]
     with training_lock(run):
         picked = ui.train.show_run(run.name)
@@ -502,9 +505,7 @@ def test_a_run_being_trained_offers_no_resume(settings, tmp_path):
 def test_a_cancelled_run_is_resumed_from_the_train_tab(settings, tmp_path):
     ui = handlers(Settings(tmp_path / "runs", settings.default_model, training_enabled=True, fast_inference=False))
     run = tmp_path / "runs" / "20250101-000000-stopped"
-    train(QAConfig(model_name_or_path=settings.default_model, train_file="sample", validation_file="sample",
-                   output_dir=str(run), max_steps=3, per_device_train_batch_size=4, max_train_samples=8,
-                   max_eval_samples=4, max_seq_length=128, doc_stride=32), should_stop=lambda: True)
+    cancel_at_once(settings, run, max_steps=3, max_train_samples=8, max_eval_samples=4)
     label = dict((value, label) for label, value in ui.service.run_choices())[run.name]
     assert label.endswith("cancelled, no final model")
     assert run.name not in [value for _, value in ui.service.model_choices()]  # not offered where a model is needed
