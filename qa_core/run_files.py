@@ -1,11 +1,14 @@
-"""The names of everything a run folder holds, and the way from a run folder to its model and back."""
+"""The names of everything a run folder holds, the way from a run folder to its model and back, and its training lock."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 # Local bookkeeping: the run's own record, its progress log and TensorBoard events.
 RUN_FILE = "run.json"
@@ -135,6 +138,8 @@ def training_lock(folder: Path) -> Iterator[None]:
             except BlockingIOError:
                 raise ValueError(f"{folder} is being trained by another process right now; wait for it to end or "
                                  f"stop it, then --resume") from None
+            except OSError as err:  # a file system without locks (some network mounts): train unguarded
+                logger.warning("%s cannot be locked (%s); nothing stops a second trainer of this run", folder, err)
             yield
     finally:
         if [p.name for p in folder.iterdir()] == [TRAINING_LOCK]:  # refused before writing anything

@@ -526,3 +526,18 @@ def test_a_run_being_trained_refuses_a_second_trainer(tiny_model_dir: Path, tmp_
         with pytest.raises(ValueError, match="being trained by another process"):
             train(config.replace(resume=True))
     assert train(config.replace(resume=True)).status == "finished"
+
+
+def test_a_folder_that_cannot_be_locked_still_trains(tiny_model_dir: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some network file systems refuse flock (ENOLCK): training goes on unlocked rather than failing."""
+    import errno
+    import fcntl
+
+    def refuse(handle, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", refuse)
+    config = tiny_config(tiny_model_dir, write_tiny_squad(tmp_path / "d.json"), tmp_path / "run", max_steps=1,
+                         validation_file=None)
+    assert train(config).status == "finished"
