@@ -245,19 +245,28 @@ def list_runs(root: Path, evaluations: bool = False) -> list[RunSummary]:
                 info = read_run_info(folder)
             except ValueError:
                 continue
-            again = evaluated_again(folder, info)
-            metrics = {**info.metrics, **evaluation_metrics(folder)} if again else info.metrics
+            stored = evaluation_metrics(folder)
+            again = metrics_differ(info.metrics, stored)
+            metrics = {**info.metrics, **stored} if again else info.metrics
             runs.append(RunSummary(str(folder), info.status, metrics, (folder / RECORDS_FILE).exists(), again))
-        elif evaluations and (folder / RECORDS_FILE).is_file():
+        elif evaluations and is_evaluation_folder(folder):
             runs.append(RunSummary(str(folder), EVALUATION, evaluation_metrics(folder), True))
     return runs
+
+
+def is_evaluation_folder(folder: Path) -> bool:
+    """Written by `train.py evaluate --output_dir`: evaluation records, but no run.json (and no model of its own)."""
+    return not (folder / RUN_FILE).is_file() and (folder / RECORDS_FILE).is_file()
 
 
 def evaluated_again(folder: Path, info: RunInfo) -> bool:
     """Whether `train.py evaluate --output_dir` evaluated the run again (perhaps on other data): that refreshes its
     records and eval_metrics.json but not run.json, so their EM/F1 no longer match the run's last evaluation."""
-    stored = evaluation_metrics(folder)
-    return any(info.metrics.get(k) is None or abs(float(info.metrics[k]) - v) > 1e-9 for k, v in stored.items())
+    return metrics_differ(info.metrics, evaluation_metrics(folder))
+
+
+def metrics_differ(run_metrics: dict[str, float], stored: dict[str, float]) -> bool:
+    return any(run_metrics.get(k) is None or abs(float(run_metrics[k]) - v) > 1e-9 for k, v in stored.items())
 
 
 def evaluation_metrics(folder: Path) -> dict[str, float]:

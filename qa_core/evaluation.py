@@ -10,13 +10,13 @@ from pathlib import Path
 
 import torch
 
+from qa_core.batching import BatchFormat
 from qa_core.calibration import fit_calibration, write_calibration
 from qa_core.checkpoints import RunInfo, check_output_dir, clear_records, read_run_info
 from qa_core.config import QAConfig
 from qa_core.data import Example, load_examples
 from qa_core.distributed import DistContext, device_for, init_distributed
 from qa_core.error_analysis import QuestionRecord, build_records, finite_floats, write_records
-from qa_core.batching import BatchFormat
 from qa_core.features import Feature, featurize
 from qa_core.inference import predict_examples, set_up_precision
 from qa_core.metrics import Metrics, SquadV2Metrics, compute_metrics, compute_metrics_v2

@@ -20,7 +20,8 @@ MAX_CONTEXT_CHARS = 15_000
 MAX_CONTEXT_WINDOWS = 32
 MAX_QUESTION_CHARS = 500
 MAX_UPLOAD_MB = 50
-PUBLIC_MAX_TRAIN_EXAMPLES = 10_000  # windows of training data take memory per question (bench/README.md: Limits and memory)
+# Windows of training data take memory per question (bench/README.md, Limits and memory).
+PUBLIC_MAX_TRAIN_EXAMPLES = 10_000
 MODEL_WAIT_S = 20.0
 
 

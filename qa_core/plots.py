@@ -39,19 +39,18 @@ def plot_text(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-def token_axis_labels(tokens: Sequence[str]) -> list[str]:
-    """Tokens as the categories of an x axis, escaped. Plotly thins the tick labels of a category axis to its width
-    (one per ~13 px at TOKEN_FONT), so a phone shows every few tokens' labels and a wide screen every one, where
-    fixed tick arrays overlapped on a phone. Categories must differ: a repeated token gets its repeat count
-    appended in zero-width characters, which draw nothing."""
+def token_axis_labels(labels: Sequence[str]) -> list[str]:
+    """Token labels (escaped by plot_text) as the categories of an x axis. Plotly thins the tick labels of a
+    category axis to its width (one per ~13 px at TOKEN_FONT), so a phone shows every few tokens' labels and a wide
+    screen every one, where fixed tick arrays overlapped on a phone. Categories must differ: a repeated token gets
+    its repeat count appended in zero-width characters, which draw nothing."""
     seen: dict[str, int] = {}
-    labels = []
-    for token in tokens:
-        label = plot_text(token)
+    categories = []
+    for label in labels:
         count = seen.get(label, 0)
         seen[label] = count + 1
-        labels.append(label + "".join(INVISIBLE[int(bit)] for bit in f"{count:b}") if count else label)
-    return labels
+        categories.append(label + "".join(INVISIBLE[int(bit)] for bit in f"{count:b}") if count else label)
+    return categories
 
 
 def token_xaxis(figure: go.Figure, labels: Sequence[str], focus: tuple[int, int] | None) -> None:
@@ -79,7 +78,7 @@ def logit_figure(logits: TokenLogits, predicted: tuple[int, int] | None = None,
                  gold: Sequence[tuple[int, int]] = ()) -> go.Figure:
     """Start and end logits per context token; the predicted span (and gold spans) shaded; zoomable over any length."""
     labels = [plot_text(t) for t in logits.tokens]
-    x = token_axis_labels(logits.tokens)
+    x = token_axis_labels(labels)
     figure = go.Figure()
     for name, values in (("start logit", logits.start_logits), ("end logit", logits.end_logits)):
         figure.add_trace(go.Scatter(x=x, y=values, name=name, mode="lines+markers", customdata=labels,
@@ -226,7 +225,7 @@ def attribution_figure(attribution: Attribution) -> go.Figure:
     values = np.vstack([attribution.start_attributions, attribution.end_attributions])  # (2, tokens)
     scaled = values / np.maximum(np.abs(values).max(axis=1, keepdims=True), 1e-12)
     labels = [plot_text(t) for t in attribution.tokens]
-    x = token_axis_labels(attribution.tokens)
+    x = token_axis_labels(labels)
     figure = go.Figure(go.Heatmap(z=scaled, x=x, y=["start", "end"], customdata=values,
                                   colorscale=ATTRIBUTION_COLORSCALE, zmid=0, zmin=-1, zmax=1, text=[labels, labels],
                                   hovertemplate="%{text}<br>%{y}: %{customdata:.4g}<extra></extra>"))
