@@ -64,7 +64,7 @@ class QAConfig:
     torch_compile: bool = _opt(False, "Compile the model with torch.compile (dynamic shapes); with varying batch "
                                       "lengths it has been slower than eager on a GPU (README, GPU benchmark).")
     save_steps: int = _opt(200, "Write a resumable checkpoint every N optimizer steps (and at each epoch end).")
-    logging_steps: int = _opt(10, "Report the running loss every N optimizer steps.")
+    logging_steps: int = _opt(10, "Report the running loss every N optimizer steps (progress moves at every step).")
     dataloader_num_workers: int = _opt(0, "Worker processes for batch collation.")
     pad_to_max_length: bool = _opt(False, "Pad every window to max_seq_length, as run_qa.py does by default (slower).")
     resume: bool = _opt(False, "Continue from the checkpoint in output_dir.")

@@ -16,7 +16,7 @@ from qa_core.checkpoints import EVALUATION, RunSummary, list_runs, read_run_info
 from qa_core.run_files import CONFIG_FILE, model_folder
 from qa_core.config import DEFAULT_MODEL, QAConfig
 from qa_core.data import SAMPLE_PATH, LoadingCancelled, loading_limits
-from qa_core.progress import ProgressEvent
+from qa_core.progress import STEP_KINDS, ProgressEvent
 from qa_core.training import TrainResult, train
 
 logger = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ class JobSnapshot:
     message: str = ""
     elapsed_s: float = 0.0
     version: int = 0  # changes with every update, so a poller redraws only when something happened
+    history_version: int = 0  # the version at which losses, evaluations or status last changed: redraw the plot
 
     @property
     def active(self) -> bool:
@@ -169,8 +170,8 @@ class JobManager:
             state = self._state
         losses = state.losses + ((event.step, event.loss),) if event.loss is not None else state.losses
         eta = self._wall_eta(event, bool(state.metrics))
-        self._update(status="cancelling" if self._cancel.is_set() else "running", step=event.step,
-                     total_steps=event.total_steps, epoch=event.epoch, losses=losses,
+        self._update(event.kind != "advance", status="cancelling" if self._cancel.is_set() else "running",
+                     step=event.step, total_steps=event.total_steps, epoch=event.epoch, losses=losses,
                      features_per_s=event.windows_per_s or state.features_per_s,
                      eta_s=eta if eta is not None else state.eta_s,
                      metrics=event.metrics or state.metrics, message=event.message or _describe(event))
@@ -179,7 +180,7 @@ class JobManager:
         """Seconds left at the wall-clock pace since the first step: evaluations and checkpoints count, which
         the trainer's own estimate (training time only) leaves out. Until one evaluation has run, the trainer's."""
         now = time.monotonic()
-        if event.kind != "step" or not event.total_steps:
+        if event.kind not in STEP_KINDS or not event.total_steps:
             return None
         if self._first_step is None:
             self._first_step = (now, event.step)
@@ -189,9 +190,11 @@ class JobManager:
             return event.eta_s
         return (now - began) / (event.step - first) * max(event.total_steps - event.step, 0)
 
-    def _update(self, **changes: object) -> None:
+    def _update(self, history: bool = True, **changes: object) -> None:
         with self._lock:
-            self._state = replace(self._state, version=self._state.version + 1, **changes)
+            version = self._state.version + 1
+            self._state = replace(self._state, version=version,
+                                  history_version=version if history else self._state.history_version, **changes)
 
 
 def drop_if_empty(folder: Path) -> None:
@@ -206,7 +209,8 @@ def drop_if_empty(folder: Path) -> None:
 def _describe(event: ProgressEvent) -> str:
     if event.kind == "eval" and event.metrics:
         return f"evaluated: EM {event.metrics['exact_match']:.1f}, F1 {event.metrics['f1']:.1f}"
-    return {"step": "training", "checkpoint": "checkpoint written", "done": "finished"}.get(event.kind, event.kind)
+    return {"advance": "training", "step": "training", "checkpoint": "checkpoint written",
+            "done": "finished"}.get(event.kind, event.kind)
 
 
 def model_slug(model: str) -> str:

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 HISTORY_KINDS = ("step", "eval")  # the events a run keeps in its history file
+STEP_KINDS = ("advance", "step")  # one of these after every optimizer step: "step" at logged ones, with the loss
 END_KINDS = ("done", "cancelled", "failed")
 
 
@@ -15,11 +16,11 @@ END_KINDS = ("done", "cancelled", "failed")
 class ProgressEvent:
     """What the CLI progress bar and the web UI both draw."""
 
-    kind: str  # start | step | eval | checkpoint | done | cancelled | failed
+    kind: str  # start | advance | step | eval | checkpoint | done | cancelled | failed
     step: int
     total_steps: int
     epoch: float
-    loss: float | None = None  # mean training loss since the previous step event
+    loss: float | None = None  # mean training loss since the previous step event (step events only)
     learning_rate: float | None = None
     grad_norm: float | None = None  # before clipping, of the latest optimizer step
     windows_per_s: float | None = None  # training windows per second, all processes together

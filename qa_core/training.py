@@ -92,12 +92,13 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
                     raise TrainingError(diverged_message(setup.config, state.step, float(loss_sum) / losses,
                                                          grad_norm))
                 seconds += time.perf_counter() - clock
+                pace = _pace(setup, state, windows, seconds)
                 if state.step % config.logging_steps == 0 or state.step == setup.total_steps:
-                    eta = seconds / (state.step - setup.start.step) * (setup.total_steps - state.step)
                     emit("step", state, loss=all_reduce_mean(float(loss_sum) / losses, dist_ctx),
-                         learning_rate=setup.scheduler.get_last_lr()[0], grad_norm=grad_norm,
-                         windows_per_s=windows / max(seconds, 1e-9), eta_s=eta)
+                         learning_rate=setup.scheduler.get_last_lr()[0], grad_norm=grad_norm, **pace)
                     loss_sum, losses = 0.0, 0
+                else:  # the bar moves at every step; the loss is read only when logged (reading waits for a GPU)
+                    emit("advance", state, **pace)
                 if position == len(batches):
                     state = replace(state, epoch=state.epoch + 1, batch_in_epoch=0)
                 done = state.step >= setup.total_steps
@@ -244,6 +245,12 @@ def _run_info(setup: Setup, state: TrainState, status: str, error: str = "",
     return RunInfo(status, setup.config.to_dict(), state.step, setup.total_steps, state.metrics,
                    setup.data_fingerprint, list(state.history), error,
                    base_model_name(setup.config.model_name_or_path), train_seconds, hardware)
+
+
+def _pace(setup: Setup, state: TrainState, windows: int, seconds: float) -> dict[str, float]:
+    """Windows a second and the seconds left, at this session's pace of training (evaluations left out)."""
+    done = state.step - setup.start.step
+    return {"windows_per_s": windows / max(seconds, 1e-9), "eta_s": seconds / done * (setup.total_steps - state.step)}
 
 
 def _emit(setup: Setup, sinks: tuple[ProgressCallback, ...], kind: str, state: TrainState, **values) -> None:

@@ -348,3 +348,15 @@ def test_the_progress_bar_is_closed_however_training_ends(last: str):
     bar(ProgressEvent("start", 0, 10, 0.0))
     bar(ProgressEvent(last, 3, 10, 0.3, message="why"))
     assert bar.bar.disable  # tqdm's mark of a closed bar
+
+
+def test_the_progress_bar_moves_at_every_step_and_shows_the_loss_when_logged():
+    from qa_core.progress import ProgressEvent
+
+    bar = cli.ProgressBar()
+    bar(ProgressEvent("start", 0, 10, 0.0))
+    bar(ProgressEvent("advance", 1, 10, 0.1, windows_per_s=5.0, eta_s=9.0))  # no loss between logged steps
+    assert bar.bar.n == 1
+    bar(ProgressEvent("step", 2, 10, 0.2, loss=1.5, learning_rate=1e-4, grad_norm=1.0, windows_per_s=5.0, eta_s=8.0))
+    assert bar.bar.n == 2 and "loss=1.500" in str(bar.bar)
+    bar(ProgressEvent("done", 10, 10, 1.0))

@@ -15,10 +15,10 @@ from qa_core.checkpoints import RunInfo, write_run_info
 from qa_core.config import QAConfig
 from qa_core.error_analysis import RECORDS_FILE
 from qa_core.data import load_examples
-from qa_core.jobs import (QUICK_DATA, JobBusyError, JobManager, model_choices, model_slug, new_run_dir,
-                          quick_config, record_choices, run_choices)
-from qa_core.progress import ProgressEvent
-from qa_core.training import TrainResult
+from qa_core.jobs import (QUICK_DATA, JobBusyError, JobManager, JobSnapshot, model_choices, model_slug,
+                          new_run_dir, quick_config, record_choices, run_choices)
+from qa_core.progress import STEP_KINDS, ProgressEvent
+from qa_core.training import TrainResult, train
 
 
 class FakeTrainer:
@@ -114,6 +114,27 @@ def test_real_training_of_the_tiny_model(tmp_path, tiny_model_dir):
     assert [step for step, _ in snapshot.losses] == [1, 2, 3]
     assert (run / RECORDS_FILE).exists()
     assert [value for _, value in model_choices(tmp_path / "runs")] == ["embedded", str(run)]
+
+
+def test_the_job_moves_at_every_step_and_its_history_only_at_logged_ones(tmp_path, tiny_model_dir):
+    """The bar and /training_status follow every optimizer step; the plot, drawn from the losses and evaluations,
+    is redrawn only when those change (history_version), not at every step."""
+    seen: list[tuple[str, JobSnapshot]] = []
+
+    def watched(config, callback, should_stop) -> TrainResult:
+        return train(config, callback=lambda event: callback(event) or seen.append((event.kind, jobs.snapshot())),
+                     should_stop=should_stop)
+
+    jobs = JobManager(watched)
+    jobs.start(QAConfig(model_name_or_path=str(tiny_model_dir), train_file="sample", output_dir=str(tmp_path / "run"),
+                        max_steps=3, per_device_train_batch_size=4, logging_steps=2, max_seq_length=128,
+                        doc_stride=32, max_train_samples=16))
+    assert jobs.wait(120) and jobs.snapshot().status == "finished", jobs.snapshot().message
+    stepped = [s for kind, s in seen if kind in STEP_KINDS]
+    assert [s.step for s in stepped] == [1, 2, 3] and all(s.message == "training" for s in stepped)
+    assert all(s.features_per_s and s.eta_s is not None for s in stepped)
+    assert [[step for step, _ in s.losses] for s in stepped] == [[], [2], [2, 3]]
+    assert [s.history_version == s.version for s in stepped] == [False, True, True]  # step 1: no plot to redraw
 
 
 def test_run_folder_names(tmp_path):

@@ -72,6 +72,25 @@ def test_cancel_between_steps_then_resume(tiny_model_dir: Path, tmp_path: Path) 
     assert resumed.status == "finished" and resumed.step == 6
 
 
+def test_every_optimizer_step_moves_the_progress_and_a_stop_lands_on_the_step_shown(tiny_model_dir: Path,
+                                                                                     tmp_path: Path) -> None:
+    """The progress bar and the web UI hear every optimizer step, not only the logged ones: a stop asked once step 2
+    shows stops at step 2. The loss (a device sync on a GPU) and history.jsonl stay at logging_steps."""
+    config = tiny_config(tiny_model_dir, write_tiny_squad(tmp_path / "d.json"), tmp_path / "run", num_train_epochs=2,
+                         logging_steps=4, validation_file=None)
+    events: list[ProgressEvent] = []
+    assert train(config, callback=events.append).step == 6
+    moved = [e for e in events if e.kind in ("advance", "step")]
+    assert [e.step for e in moved] == [1, 2, 3, 4, 5, 6]
+    assert all(e.windows_per_s > 0 and e.eta_s >= 0 for e in moved)
+    assert [e.step for e in events if e.loss is not None] == [4, 6]
+    assert [e.step for e in read_history(tmp_path / "run" / HISTORY_FILE)] == [4, 6]
+    shown: list[int] = []
+    stopped = train(config.replace(output_dir=str(tmp_path / "stopped")), callback=lambda e: shown.append(e.step),
+                    should_stop=lambda: bool(shown) and shown[-1] >= 2)
+    assert stopped.status == "cancelled" and stopped.step == 2
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_while_loading_stops_before_the_first_step_and_resumes_exactly(signum: int, tiny_model_dir: Path,
                                                                                 tmp_path: Path) -> None:

@@ -118,14 +118,15 @@ class TrainHandlers:
                 "resume": gr.update(interactive=stopped and self.service.settings.training_enabled)}
 
     def poll(self, seen_version: int) -> Outputs:
-        """Timer tick: redraw the job's bar, status and history only when the job changed; `ended` names the
-        last job that ended, so the pickers refresh once when a run is done."""
+        """Timer tick: redraw the job's bar and status while it runs or when it changed, its plot only when its
+        losses, evaluations or status changed; `ended` names the last job that ended, so the pickers refresh once
+        when a run is done."""
         s = self.service.jobs.snapshot()
         if s.version == seen_version and not s.active:
             return {"bar": gr.skip(), "status": gr.skip(), "loss": gr.skip(), "version": seen_version,
                     "ended": gr.skip()}
         return {"bar": views.progress_html(s), "status": self.service.explain(views.job_text(s)),
-                "loss": self.job_plot(s) if s.version != seen_version else gr.skip(), "version": s.version,
+                "loss": self.job_plot(s) if s.history_version > seen_version else gr.skip(), "version": s.version,
                 "ended": s.job_id if s.status in ENDED else gr.skip()}
 
     @staticmethod
