@@ -395,17 +395,29 @@ def test_text_the_vocabulary_cannot_read_gets_a_warning(ui):
 
 
 def test_why_this_answer_shows_attributions_within_the_budget(ui):
-    shown = ui.ask.why("", QUESTION, CONTEXT)
+    shown = ui.ask.why(ui.ask.ask("", QUESTION, CONTEXT)["answered"], "", QUESTION, CONTEXT)
     assert [t.type for t in shown["why_plot"].data] == ["heatmap"]
     seconds = float(re.search(r"in ([\d.]+) s", shown["why_note"]).group(1))
     assert seconds < 5.0 + 2.0  # the local budget, plus the answering pass before it
-    assert plots.ATTRIBUTION_LEGEND in shown["why_note"]  # one legend for the Ask and Errors tabs
-    assert ui.ask.why("", "", CONTEXT)["why_note"].startswith("No explanation")
+    assert plots.ATTRIBUTION_LEGEND in shown["why_note"] and "changed" not in shown["why_note"]
+    refused = ui.ask.ask("", "", CONTEXT)
+    assert refused["answered"] is None  # no answer shown: nothing to explain
+    assert ui.ask.why(refused["answered"], "", QUESTION, CONTEXT)["why_note"].startswith("No explanation: ask")
+
+
+def test_why_this_answer_explains_the_answer_shown_after_the_boxes_are_edited(ui):
+    """The answer on the page is of the text as answered: its explanation is too, and says the boxes changed."""
+    answered = ui.ask.ask("", QUESTION, CONTEXT)["answered"]
+    edited = ui.ask.why(answered, "", "How often does the ferry cross?", "The ferry crosses the bay twice a day.")
+    tokens = edited["why_plot"].data[0].text[0]
+    assert "lens" in tokens and "ferry" not in tokens
+    assert "changed after this answer" in edited["why_note"] and "Answer again" in edited["why_note"]
+    assert "changed" in ui.ask.why(answered, "another-model", QUESTION, CONTEXT)["why_note"]
 
 
 def test_an_old_explanation_is_cleared_by_a_new_answer_an_error_or_another_model(ui, settings):
     cleared = {"why_plot": None, "why_note": ""}
-    assert ui.ask.why("", QUESTION, CONTEXT)["why_plot"] is not None
+    assert ui.ask.why(ui.ask.ask("", QUESTION, CONTEXT)["answered"], "", QUESTION, CONTEXT)["why_plot"] is not None
     assert {k: ui.ask.ask("", QUESTION, CONTEXT)[k] for k in cleared} == cleared
     assert {k: ui.ask.ask("", "", CONTEXT)[k] for k in cleared} == cleared  # refused: no stale explanation either
     assert ui.ask.clear_why() == cleared

@@ -3,6 +3,7 @@ per-token logits, and on request per-token attributions."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -42,6 +43,17 @@ scroll();
 """
 # An explanation belongs to one answer: a new answer, a refusal or another model takes it off the page.
 NO_EXPLANATION = {"why_plot": None, "why_note": ""}
+EDITED = (" The question, context or model changed after this answer: this explains the answer shown; Answer again "
+          "to explain the new one.")
+
+
+@dataclass(frozen=True)
+class Answered:
+    """What the answer on the page answered: "Why this answer?" explains that, whatever the boxes say now."""
+
+    model: str
+    question: str
+    context: str
 
 
 class AskHandlers:
@@ -56,7 +68,7 @@ class AskHandlers:
         except (ValueError, OSError, RuntimeError) as err:
             return {"answer": "", "score": "", "alternatives": views.alternatives_table(None), "plot": None,
                     "message": f"Cannot answer: {self.service.explain(err)}", "notice": gr.update(visible=False),
-                    **NO_EXPLANATION}
+                    "answered": None, **NO_EXPLANATION}
         result, temperature = self.service.calibrate(result, loaded)
         prediction = result.prediction
         top = prediction.alternatives[0] if prediction.alternatives else None
@@ -70,23 +82,28 @@ class AskHandlers:
                 "alternatives": views.alternatives_table(result),
                 "plot": plots.logit_figure(result.logits, prediction.span),
                 "message": views.unknown_warning(result.logits.tokens, loaded.tokenizer.unk_token),
-                "notice": gr.update(visible=not loaded.has_qa_head), **NO_EXPLANATION}
+                "notice": gr.update(visible=not loaded.has_qa_head), "answered": Answered(model, question, context),
+                **NO_EXPLANATION}
 
     @staticmethod
     def clear_why() -> Outputs:
         return dict(NO_EXPLANATION)
 
-    def why(self, model: str, question: str, context: str) -> Outputs:
-        """Attributions of the answer's start and end scores over the window's tokens, and the time they took."""
+    def why(self, answered: Answered | None, model: str, question: str, context: str) -> Outputs:
+        """Attributions of the shown answer's start and end scores over the window's tokens, and the time they took:
+        of the text and model it answered, saying so when the boxes (model, question, context) changed since."""
+        if answered is None:
+            return {"why_plot": None, "why_note": "No explanation: ask a question about a context first"}
         try:
-            attribution = self.service.attribute(model, question, context)
+            attribution = self.service.attribute(answered.model, answered.question, answered.context)
         except (ValueError, OSError, RuntimeError) as err:
             return {"why_plot": None, "why_note": f"No explanation: {self.service.explain(err)}"}
         steps = f" with {attribution.steps} steps" if attribution.steps else ""
         window = f" · window {attribution.window + 1} of {attribution.windows}" if attribution.windows > 1 else ""
+        edited = EDITED if answered != Answered(model, question, context) else ""
         return {"why_plot": plots.attribution_figure(attribution),
                 "why_note": f"{attribution.method}{steps} in {attribution.seconds:.1f} s{window}: "
-                            f"{plots.ATTRIBUTION_LEGEND}."}
+                            f"{plots.ATTRIBUTION_LEGEND}.{edited}"}
 
 
 def build_ask_tab(service: QAService) -> dict[str, Any]:
@@ -122,13 +139,14 @@ def build_ask_tab(service: QAService) -> dict[str, Any]:
         rows, titles = views.sample_examples()
         gr.Examples(rows, [context, question], example_labels=titles, label="Examples (the bundled sample)",
                     api_name="ui_example", **PRIVATE)
-    asked = {**outputs, **explained}
+    answered = gr.State(None)  # an Answered, or None while no answer is shown
+    asked = {**outputs, **explained, "answered": answered}
     event = dict(fn=by_name(ui.ask, asked), inputs=[model, question, context], outputs=list(asked.values()),
                  concurrency_limit=ANSWER_CONCURRENCY, concurrency_id="answer", **PRIVATE)
     button.click(**event, api_name="ui_ask")
     question.submit(**event, api_name="ui_ask_submit")
     model.change(by_name(ui.clear_why, explained), None, list(explained.values()), api_name="ui_forget_why",
                  show_progress="hidden", **PRIVATE)
-    why.click(by_name(ui.why, explained), [model, question, context], list(explained.values()),
+    why.click(by_name(ui.why, explained), [answered, model, question, context], list(explained.values()),
               api_name="ui_why", **EXPLAIN, **PRIVATE)
     return {"model": model, "question": question, "context": context, "quick": quick}
