@@ -274,6 +274,9 @@ def test_a_run_without_records_gets_a_message(ui, tmp_path):
 def test_the_layout_builds(settings):
     demo = app.build_app(settings)
     assert isinstance(demo, gr.Blocks) and demo.title == app.TITLE != "Extractive QA"
+    tabs = [block for block in demo.blocks.values() if isinstance(block, gr.Tabs)]
+    # Anything else in a Tabs (a State made beside a tab) shifts the page's tab buttons: one tab's name shows twice.
+    assert tabs and all(isinstance(child, gr.Tab) for t in tabs for child in t.children)
 
 
 def test_highlight_marks_overlapping_spans():

@@ -136,10 +136,10 @@ def build_ask_tab(service: QAService) -> dict[str, Any]:
         explained = {"why_note": gr.Textbox(label="Attributions", interactive=False, lines=3, max_lines=6,
                                                 elem_id="ask-why-note"),
                      "why_plot": gr.Plot(label="Attributions per token", elem_id="ask-why-plot")}
+        answered = gr.State(None)  # an Answered, or None while no answer is shown; in the tab, as Tabs hold tabs
         rows, titles = views.sample_examples()
         gr.Examples(rows, [context, question], example_labels=titles, label="Examples (the bundled sample)",
                     api_name="ui_example", **PRIVATE)
-    answered = gr.State(None)  # an Answered, or None while no answer is shown
     asked = {**outputs, **explained, "answered": answered}
     event = dict(fn=by_name(ui.ask, asked), inputs=[model, question, context], outputs=list(asked.values()),
                  concurrency_limit=ANSWER_CONCURRENCY, concurrency_id="answer", **PRIVATE)
