@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -54,6 +56,9 @@ const xs = texts.map(t => t.getBoundingClientRect()).filter(b => b.width > 0).ma
 return {labels: xs.length, gap: Math.min(...xs.slice(1).map((x, i) => x - xs[i])),
         size: parseFloat(getComputedStyle(texts[0]).fontSize)};
 """
+
+# The tokens of the "Why this answer?" plot (its heat map's labels, every one, not only those the axis shows).
+WHY_TOKENS = "return document.querySelector('#ask-why-plot .js-plotly-plot').data[0].text[0].join(' ');"
 
 # The Errors tab on a phone: the question table's shown columns and their widths, where the run picker's text
 # stops against its arrow, and whether the context breaks words.
@@ -176,9 +181,27 @@ def ask(driver, context: str, question: str, before: str = "") -> str:
                     "the answer")
 
 
-def test_ask_train_and_browse_errors(server, browser):
+@contextlib.contextmanager
+def phone(driver) -> Iterator[None]:
+    """The page at a phone's width for the block, then at the desktop width the tests start from."""
+    driver.set_window_size(390, 844)
+    time.sleep(1)  # the layout and the plots redraw
+    try:
+        yield
+    finally:
+        driver.set_window_size(1400, 1800)
+
+
+@pytest.fixture(scope="module")
+def page(server, browser):
+    """One page load for the whole file: each test opens the tab it needs."""
     browser.get(server)
     wait_for(lambda: find(browser, "#ask-question textarea"), 60, "the Ask tab")
+    return browser
+
+
+def check_short_answer(browser) -> str:
+    """An answer marked in a context holding a script tag: shown as text, never run."""
     answer = ask(browser, CONTEXT, "Who designed the lens?")
     browser.save_screenshot(str(ARTIFACTS / "1-ask.png"))
     assert answer and answer in CONTEXT.replace("  ", " ")
@@ -186,9 +209,13 @@ def test_ask_train_and_browse_errors(server, browser):
     assert browser.execute_script("return window.injected") is None  # never run
     assert "probability" in find(browser, "#ask-score textarea").get_attribute("value")
     assert "probability" in find(browser, "#ask-answer .qa-detail").text
+    return answer
 
-    # A long context: the box keeps its height and scrolls to the answer.
-    ask(browser, LATE, "Who was the last keeper?", before=answer)
+
+def check_long_answer(browser, before: str) -> None:
+    """A long context: the box keeps its height and scrolls to the answer; the top 5 and the plot stay readable,
+    on a phone too."""
+    ask(browser, LATE, "Who was the last keeper?", before=before)
     wait_for(lambda: browser.execute_script(MEASURE)["top"] > 0 or None, 20, "the context box to scroll")
     box = browser.execute_script(MEASURE)
     browser.save_screenshot(str(ARTIFACTS / "1b-ask-long.png"))
@@ -198,19 +225,33 @@ def test_ask_train_and_browse_errors(server, browser):
     headers = [c.text.strip() for c in find_all(browser, "#ask-alternatives th") if c.is_displayed()]
     assert {"answer", "probability"} <= set(headers) and browser.execute_script(CLIPPED) == []  # readable at 1400 px
     assert labels_clear(ticks := browser.execute_script(TICKS, "#ask-plot")), ticks
-    browser.set_window_size(390, 844)  # a phone
-    time.sleep(1)
-    assert labels_clear(ticks := browser.execute_script(TICKS, "#ask-plot")), ticks  # fewer labels, not overlapping
-    browser.save_screenshot(str(ARTIFACTS / "1c-ask-phone.png"))
-    find(browser, "#ask-answer").screenshot(str(ARTIFACTS / "1d-ask-phone-answer.png"))
-    find(browser, "#ask-alternatives").screenshot(str(ARTIFACTS / "1e-ask-phone-top5.png"))
-    assert browser.execute_script(CLIPPED) == []
-    browser.set_window_size(1400, 1800)
-    find(browser, "#ask-why").click()  # attributions of the last answer, with the time they took
+    with phone(browser):
+        assert labels_clear(ticks := browser.execute_script(TICKS, "#ask-plot")), ticks  # fewer, not overlapping
+        browser.save_screenshot(str(ARTIFACTS / "1c-ask-phone.png"))
+        find(browser, "#ask-answer").screenshot(str(ARTIFACTS / "1d-ask-phone-answer.png"))
+        find(browser, "#ask-alternatives").screenshot(str(ARTIFACTS / "1e-ask-phone-top5.png"))
+        assert browser.execute_script(CLIPPED) == []
+
+
+def check_why_explains_the_answer_shown(browser) -> None:
+    """Attributions of the last answer, with the time they took: of the question it answered, not of the question
+    typed since."""
+    type_text(browser, "#ask-question textarea", "Who painted the tower?")
+    find(browser, "#ask-why").click()
     note = wait_for(lambda: find(browser, "#ask-why-note textarea").get_attribute("value"), 60, "the attributions")
-    assert " s" in note and not note.startswith("No explanation")
+    assert " s" in note and not note.startswith("No explanation") and "changed after this answer" in note
+    tokens = browser.execute_script(WHY_TOKENS)
+    assert "keeper" in tokens and "painted" not in tokens, tokens
     browser.save_screenshot(str(ARTIFACTS / "1f-ask-why.png"))
 
+
+def test_ask_marks_the_answer_and_explains_it(page):
+    check_long_answer(page, before=check_short_answer(page))
+    check_why_explains_the_answer_shown(page)
+
+
+def train_a_run(browser) -> None:
+    """The server's first job, from the Train tab; its run is listed in the run picker without a tab switch."""
     open_tab(browser, "Train")
     idle = wait_for(lambda: find(browser, "#train-bar [role=progressbar]"), 30, "the progress bar")
     assert idle.get_attribute("aria-valuenow") == "0"  # no job yet: the bar is drawn empty, not full
@@ -219,12 +260,13 @@ def test_ask_train_and_browse_errors(server, browser):
                         ("doc_stride", 32), ("max_eval_samples", 10)):
         set_number(browser, name, value)
     find(browser, "#train-start").click()
-    wait_for(lambda: "finished" in find(browser, "#train-status textarea").get_attribute("value"), 180,
-             "the training job to finish")
+    started = wait_for(lambda: re.match(r"Started job (\d+)", find(browser, "#train-message textarea")
+                                        .get_attribute("value")), 30, "the job to start")
+    wait_for(lambda: f"Job {started[1]}: finished" in find(browser, "#train-status textarea").get_attribute("value"),
+             180, "the training job to finish")
     browser.save_screenshot(str(ARTIFACTS / "2-train.png"))
     find(browser, "#train-status").screenshot(str(ARTIFACTS / "2b-train-status.png"))
-    assert "Started job 1" in find(browser, "#train-message textarea").get_attribute("value")
-    find(browser, "#train-run input").click()  # the run is listed without a tab switch (the pickers refresh)
+    find(browser, "#train-run input").click()  # the pickers refresh when a job ends
     option = wait_for(lambda: next((o for o in find_all(browser, "#train-run [data-testid=dropdown-option]")
                                     if "on its training data" in o.text), None), 30, "the new run in the run picker")
     option.click()
@@ -233,7 +275,10 @@ def test_ask_train_and_browse_errors(server, browser):
     assert not find(browser, "#train-resume").is_enabled()  # a finished run: nothing to resume
     browser.save_screenshot(str(ARTIFACTS / "2c-train-history.png"))
 
-    open_tab(browser, "Errors")  # the newest run is picked and loaded
+
+def browse_errors(browser) -> None:
+    """The newest run is picked and loaded; a question shows its gold and predicted spans, readable on a phone."""
+    open_tab(browser, "Errors")
     wait_for(lambda: "10 questions" in find(browser, "#errors-summary textarea").get_attribute("value"), 60,
              "the run summary")
     question = wait_for(lambda: find(browser, "#errors-table [data-testid=cell-0-2]"), 60, "the question table")
@@ -241,23 +286,30 @@ def test_ask_train_and_browse_errors(server, browser):
     question.click()
     wait_for(lambda: find(browser, "#errors-detail .highlighted"), 60, "gold and predicted spans")
     browser.save_screenshot(str(ARTIFACTS / "3-errors.png"))
-    browser.set_window_size(390, 844)  # a phone: readable columns (the table scrolls sideways), no text under arrows
-    time.sleep(1)
-    phone = browser.execute_script(PHONE_ERRORS)
-    find(browser, "#errors-table").screenshot(str(ARTIFACTS / "3b-errors-phone-table.png"))
-    assert phone["columns"][:2] == ["question", "prediction"] and phone["narrowest"] >= 40, phone
-    assert phone["textClearsArrow"] and phone["contextBreak"] == "normal", phone
-    browser.set_window_size(1400, 1800)
+    with phone(browser):  # readable columns (the table scrolls sideways), no text under arrows
+        shown = browser.execute_script(PHONE_ERRORS)
+        find(browser, "#errors-table").screenshot(str(ARTIFACTS / "3b-errors-phone-table.png"))
+    assert shown["columns"][:2] == ["question", "prediction"] and shown["narrowest"] >= 40, shown
+    assert shown["textClearsArrow"] and shown["contextBreak"] == "normal", shown
 
-    open_tab(browser, "Train")  # the run cancelled before the server started: resumed from its checkpoint
-    find(browser, "#train-run input").click()
-    wait_for(lambda: next(o for o in find_all(browser, "#train-run [data-testid=dropdown-option]")
+
+def test_train_then_browse_its_errors(page):
+    train_a_run(page)
+    browse_errors(page)
+
+
+def test_a_stopped_run_is_resumed_from_the_train_tab(page):
+    """The run cancelled before the server started, resumed from its checkpoint."""
+    open_tab(page, "Train")
+    find(page, "#train-run input").click()
+    wait_for(lambda: next(o for o in find_all(page, "#train-run [data-testid=dropdown-option]")
                           if o.text.startswith(STOPPED) and "cancelled, no final model" in o.text), 30,
              "the stopped run in the run picker").click()
-    wait_for(lambda: find(browser, "#train-resume").is_enabled(), 30, "Resume to be offered")
-    find(browser, "#train-resume").click()
-    wait_for(lambda: find(browser, "#train-message textarea").get_attribute("value").startswith(f"Resumed {STOPPED}"),
-             30, "the resumed job")
-    wait_for(lambda: "Job 2: finished" in find(browser, "#train-status textarea").get_attribute("value"), 120,
-             "the resumed job to finish")
-    browser.save_screenshot(str(ARTIFACTS / "4-resumed.png"))
+    wait_for(lambda: find(page, "#train-resume").is_enabled(), 30, "Resume to be offered")
+    find(page, "#train-resume").click()
+    resumed = wait_for(lambda: re.match(rf"Resumed {STOPPED} as job (\d+)",
+                                        find(page, "#train-message textarea").get_attribute("value")),
+                       30, "the resumed job")
+    wait_for(lambda: f"Job {resumed[1]}: finished" in find(page, "#train-status textarea").get_attribute("value"),
+             120, "the resumed job to finish")
+    page.save_screenshot(str(ARTIFACTS / "4-resumed.png"))
