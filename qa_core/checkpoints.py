@@ -18,8 +18,8 @@ import torch
 # loads); imported here too, where training and evaluation look for them.
 from qa_core.run_files import (CALIBRATION_FILE, CHECKPOINT_DIR, EVAL_PREFIX, HISTORY_FILE, METRICS_FILE,  # noqa: F401
                                MODEL_DIR, MODEL_FILES, OLD_SUFFIX, RECORDS_FILE, RUN_FILE, RUN_RECORDS, STATE_FILE,
-                               TENSORBOARD_DIR, TMP_SUFFIX, check_output_dir, find_checkpoint, held_records,
-                               partial_names)
+                               TENSORBOARD_DIR, TMP_SUFFIX, RunRefused, check_output_dir, find_checkpoint,
+                               held_records, partial_names)
 
 NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk, a quota, a file-size limit
 
@@ -158,11 +158,14 @@ def check_same_data(saved: dict[str, str], given: dict[str, str], files: dict[st
     """A resumed run trains on the questions it started with, and evaluates on them too: other validation questions
     under the same file name would join two dev sets in one learning curve. Runs that recorded no fingerprint for a
     split pass."""
-    for split, purpose in (("train", "trained on"), ("validation", "evaluated on")):
+    for split, purpose, data in (("train", "trained on", "training"), ("validation", "evaluated on", "evaluation")):
         if saved.get(split) is not None and saved[split] != given.get(split):
-            raise ValueError(f"--resume: --{split}_file {files.get(split)}: its questions differ from those the run in "
-                             f"{run} {purpose} (data fingerprint {given.get(split)}, run: {saved[split]}); resume "
-                             f"with the run's {split} data")
+            prints = f"data fingerprint {given.get(split)}, run: {saved[split]}"
+            raise RunRefused(f"--resume: --{split}_file {files.get(split)}: its questions differ from those the run "
+                             f"in {run} {purpose} ({prints}); resume with the run's {split} data",
+                             f"run {run.name}: its {data} data {Path(files.get(split) or '').name} changed since the "
+                             f"run {purpose} it ({prints}); a resumed run must see the same questions: start a new "
+                             f"run")
 
 
 def publish(output_dir: Path, checkpoint: Path | None, info: RunInfo) -> None:

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from qa_core.checkpoints import EVALUATION, RunSummary, list_runs, read_run_info
-from qa_core.run_files import CONFIG_FILE, model_folder
+from qa_core.run_files import CONFIG_FILE, RunRefused, model_folder
 from qa_core.config import DEFAULT_MODEL, QAConfig
 from qa_core.data import SAMPLE_PATH, LoadingCancelled, loading_limits
 from qa_core.progress import STEP_KINDS, ProgressEvent
@@ -153,7 +153,8 @@ class JobManager:
         except Exception as err:  # any failure must reach the page, and the server must keep serving
             logger.exception("training job failed")
             drop_if_empty(Path(config.output_dir))
-            self._update(status="failed", message=f"failed: {err}", elapsed_s=time.monotonic() - self._started)
+            said = f"not resumed: {err.web}" if isinstance(err, RunRefused) else f"failed: {err}"
+            self._update(status="failed", message=said, elapsed_s=time.monotonic() - self._started)
             return
         finally:
             if on_end is not None:

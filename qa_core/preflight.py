@@ -10,8 +10,8 @@ from typing import Any
 
 from qa_core.config import QAConfig
 from qa_core.data import looks_like_a_path
-from qa_core.run_files import (MODEL_DIR, RUN_FILE, check_output_dir, evaluates_own_run, find_checkpoint,
-                               held_records, model_folder)
+from qa_core.run_files import (MODEL_DIR, RUN_FILE, RunRefused, check_output_dir, evaluates_own_run,
+                               find_checkpoint, held_records, model_folder)
 
 # What a resume may change: how long it trains (to extend a run, whose decay then spans the new length), how
 # often it logs and saves, how it loads and reports, where its output goes. Everything else changes what the
@@ -81,13 +81,17 @@ def check_resume(config: QAConfig) -> None:
     output_dir = Path(config.output_dir)
     check_output_dir(output_dir, overwrite=True)  # only refuses a file
     if find_checkpoint(output_dir) is None:
-        raise ValueError(_nothing_to_resume(output_dir, config.overwrite_output_dir))
+        raise RunRefused(_nothing_to_resume(output_dir, config.overwrite_output_dir),
+                         f"run {output_dir.name} holds no checkpoint (it stopped before its first one), so there is "
+                         f"nothing to resume; start a new run")
     stored = _stored_config(output_dir)
-    changed = [f"--{name} {_show(value)} (run: {_show(stored[name])})" for name, value in config.to_dict().items()
+    changed = [(name, f"{_show(value)} (run: {_show(stored[name])})") for name, value in config.to_dict().items()
                if name in stored and not _same_setting(name, value, stored[name])]
     if changed:
-        raise ValueError(f"--resume: these options differ from the run in {output_dir} ({RUN_FILE}): "
-                         f"{', '.join(changed)}; resume with the run's options, or start a new run in another folder")
+        raise RunRefused(f"--resume: these options differ from the run in {output_dir} ({RUN_FILE}): "
+                         f"{_listed(changed, '--')}; resume with the run's options, or start a new run in another "
+                         f"folder", f"run {output_dir.name}: these settings differ from its {RUN_FILE}: "
+                         f"{_listed(changed)}; start a new run")
 
 
 def _nothing_to_resume(output_dir: Path, overwrite: bool) -> str:
@@ -96,6 +100,11 @@ def _nothing_to_resume(output_dir: Path, overwrite: bool) -> str:
     if not held_records(output_dir):
         return message
     return message + (" (--overwrite_output_dir then clears it)" if overwrite else " with --overwrite_output_dir")
+
+
+def _listed(changed: list[tuple[str, str]], flag: str = "") -> str:
+    """Settings and their values, named as options (flag '--') or as the web app's form names them."""
+    return ", ".join(f"{flag}{name} {values}" for name, values in changed)
 
 
 def _stored_config(output_dir: Path) -> dict[str, Any]:
@@ -109,12 +118,15 @@ def _stored_config(output_dir: Path) -> dict[str, Any]:
 
 def check_resumed_windows(config: QAConfig) -> None:
     """After fit_config: a resumed run cuts its windows exactly as run.json records them."""
-    stored = _stored_config(Path(config.output_dir))
-    changed = [f"--{name} {getattr(config, name)} (run: {stored[name]})" for name in WINDOW_OPTIONS
+    output_dir = Path(config.output_dir)
+    stored = _stored_config(output_dir)
+    changed = [(name, f"{getattr(config, name)} (run: {stored[name]})") for name in WINDOW_OPTIONS
                if name in stored and getattr(config, name) != stored[name]]
     if changed:
-        raise ValueError(f"--resume: the windows differ from the run in {config.output_dir} ({RUN_FILE}), as this "
-                         f"model takes them: {', '.join(changed)}; resume with the run's options")
+        raise RunRefused(f"--resume: the windows differ from the run in {output_dir} ({RUN_FILE}), as this model "
+                         f"takes them: {_listed(changed, '--')}; resume with the run's options",
+                         f"run {output_dir.name}: its windows differ from its {RUN_FILE}, as its model takes them: "
+                         f"{_listed(changed)}; start a new run")
 
 
 def run_settings(model_name_or_path: str) -> dict[str, Any]:

@@ -36,6 +36,15 @@ TRAINING_LOCK = ".training.lock"
 TMP_SUFFIX, OLD_SUFFIX = ".tmp", ".old"  # a folder being written; the one it replaces, until the swap is done
 
 
+class RunRefused(ValueError):
+    """Training a run folder refused before any step: str() says it in train.py's words (its flags), `web` in the
+    web app's, whose Resume button takes no options. One check, two wordings."""
+
+    def __init__(self, cli: str, web: str) -> None:
+        super().__init__(cli)
+        self.web = web
+
+
 def partial_names(name: str) -> tuple[str, str, str]:
     """A swapped-in file or folder and its two temporary names."""
     return name, name + TMP_SUFFIX, name + OLD_SUFFIX
@@ -136,8 +145,8 @@ def training_lock(folder: Path) -> Iterator[None]:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise ValueError(f"{folder} is being trained by another process right now; wait for it to end or "
-                                 f"stop it, then --resume") from None
+                busy = "is being trained by another process right now; wait for it to end or stop it, then"
+                raise RunRefused(f"{folder} {busy} --resume", f"run {folder.name} {busy} press Resume") from None
             except OSError as err:  # a file system without locks (some network mounts): train unguarded
                 logger.warning("%s cannot be locked (%s); nothing stops a second trainer of this run", folder, err)
             yield

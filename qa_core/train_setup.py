@@ -21,7 +21,7 @@ from qa_core.inference import set_up_precision
 from qa_core.modeling import LoadedModel, fit_config, load_model
 from qa_core.preflight import check_not_training_into_its_model, check_resume, check_resumed_windows
 from qa_core.progress import ProgressCallback, append_history, tensorboard_writer
-from qa_core.run_files import HISTORY_FILE, RUN_RECORDS, TENSORBOARD_DIR
+from qa_core.run_files import HISTORY_FILE, RUN_FILE, RUN_RECORDS, TENSORBOARD_DIR, RunRefused
 from qa_core.train_step import build_optimizer, wrap_model
 
 
@@ -87,8 +87,10 @@ def prepare(config: QAConfig, dist_ctx: DistContext, device: str | None) -> Setu
                                 {"train": config.train_file, "validation": config.validation_file}) if checkpoint
              else TrainState())
     if start.step > total_steps:  # else "finished" at a step past its total, and never evaluated
-        raise ValueError(f"--resume: the run in {output_dir} has done {start.step} steps, more than the {total_steps} "
-                         f"asked for (--max_steps, --num_train_epochs); ask for at least {start.step}")
+        done = f"has done {start.step} steps, more than the {total_steps}"
+        raise RunRefused(f"--resume: the run in {output_dir} {done} asked for (--max_steps, --num_train_epochs); "
+                         f"ask for at least {start.step}", f"run {output_dir.name} {done} its settings ask for "
+                         f"(max_steps, num_train_epochs in its {RUN_FILE}); start a new run")
     return Setup(config, dist_ctx, loaded, model, optimizer, scheduler, train_features, eval_examples, eval_features,
                  steps_per_epoch, total_steps, bf16, data, start, checkpoint, trackers)
 

@@ -515,6 +515,30 @@ def test_a_run_being_trained_offers_no_resume(settings, tmp_path):
     with training_lock(run):
         picked = ui.train.show_run(run.name)
         assert not picked["resume"]["interactive"] and "being trained" in picked["run_note"]
+        ui.train.resume(run.name)  # pressed before the page said so: the job is refused, in the app's words
+        assert ui.service.jobs.wait(60) and ui.service.jobs.snapshot().status == "failed"
+    refused = ui.service.jobs.snapshot().message
+    assert "being trained by another process" in refused and "then press Resume" in refused and "--" not in refused
+
+
+def test_a_resume_of_a_run_whose_data_changed_is_refused_in_the_apps_words(settings, tmp_path):
+    """The app's Resume takes no options: its refusal names the run and its data, not train.py's flags (the CLI
+    keeps those)."""
+    ui = handlers(Settings(tmp_path / "runs", settings.default_model, training_enabled=True, fast_inference=False))
+    data = write_squad(tmp_path / "mine.json", [{"context": CONTEXT, "qas": [
+        {"id": "a1", "question": QUESTION, "answers": [{"text": "Augustin Fresnel", "answer_start": 36}]}]}])
+    config = QAConfig(model_name_or_path=settings.default_model, train_file=str(data), output_dir=str(
+        tmp_path / "runs" / "20250101-000000-mine"), max_steps=2, max_seq_length=128, doc_stride=32)
+    train(config, should_stop=lambda: True)
+    write_squad(data, [{"context": CONTEXT, "qas": [
+        {"id": "a1", "question": "Who made the lens?", "answers": [{"text": "Augustin Fresnel", "answer_start": 36}]}]}])
+    assert ui.train.resume("20250101-000000-mine")["message"].startswith("Resumed")
+    assert ui.service.jobs.wait(60) and ui.service.jobs.snapshot().status == "failed"
+    refused = ui.service.jobs.snapshot().message
+    assert refused.startswith("not resumed: run 20250101-000000-mine: its training data mine.json changed"), refused
+    assert "start a new run" in refused and "--" not in refused
+    with pytest.raises(ValueError, match=r"--resume: --train_file .*mine.json: its questions differ"):
+        train(config.replace(resume=True))
 
 
 def test_a_cancelled_run_is_resumed_from_the_train_tab(settings, tmp_path):

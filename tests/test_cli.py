@@ -216,6 +216,23 @@ def test_resume_refuses_options_that_change_the_training(tmp_path: Path):
     assert "--learning_rate 0.5 (run: 0.0001)" in line and "--seed" not in line
 
 
+def test_resume_refusals_have_the_web_apps_words_too(tmp_path: Path):
+    """The same checks, for the web app's Resume (no options to pass): its settings by name, and a new run advised."""
+    from qa_core import preflight
+    from qa_core.config import QAConfig
+    from qa_core.run_files import RunRefused
+
+    run = fake_run(tmp_path / "run", train_file="sample", learning_rate=1e-4)
+    with pytest.raises(RunRefused, match=r"--learning_rate 0.5 \(run: 0.0001\)") as refused:
+        preflight.check_resume(QAConfig(train_file="sample", output_dir=str(run), resume=True, learning_rate=0.5))
+    assert refused.value.web == ("run run: these settings differ from its run.json: learning_rate 0.5 (run: 0.0001); "
+                                 "start a new run")
+    empty = fake_run(tmp_path / "empty", checkpoint=False)
+    with pytest.raises(RunRefused, match="without --resume") as refused:
+        preflight.check_resume(QAConfig(train_file="sample", output_dir=str(empty), resume=True))
+    assert "--" not in refused.value.web and refused.value.web.endswith("nothing to resume; start a new run")
+
+
 def test_resume_accepts_what_may_change(tmp_path: Path):
     from qa_core import preflight
 

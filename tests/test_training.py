@@ -26,6 +26,7 @@ from qa_core.jobs import model_choices
 from qa_core.modeling import load_model
 from qa_core.progress import read_history
 from qa_core.progress import ProgressEvent
+from qa_core.run_files import RunRefused
 from qa_core.runtime import stop_on_signals
 from qa_core.training import TrainingError, train
 from tests.conftest import write_squad
@@ -135,8 +136,10 @@ def test_a_resume_asking_for_fewer_steps_than_done_is_refused(tiny_model_dir: Pa
     config = tiny_config(tiny_model_dir, data, tmp_path / "run", num_train_epochs=2)
     asked: list[int] = []
     assert train(config, should_stop=lambda: asked.append(1) or len(asked) >= 3).step == 2
-    with pytest.raises(ValueError, match=r"the run in .*run has done 2 steps, more than the 1 asked for"):
+    with pytest.raises(RunRefused, match=r"the run in .*run has done 2 steps, more than the 1 asked for") as refused:
         train(config.replace(resume=True, max_steps=1))
+    assert refused.value.web == ("run run has done 2 steps, more than the 1 its settings ask for (max_steps, "
+                                 "num_train_epochs in its run.json); start a new run")
     assert read_run_info(tmp_path / "run").status == "cancelled"
     finished = train(config.replace(resume=True, max_steps=2))  # as many as done: evaluated, as at any last step
     assert finished.status == "finished" and finished.step == 2 and finished.metrics
@@ -282,6 +285,10 @@ def test_a_run_whose_windows_were_cut_to_its_model_resumes_with_the_same_command
     assert train(config.replace(max_steps=3, resume=True)).step == 3
     with pytest.raises(ValueError, match=r"--max_seq_length 256 \(run: 512\)"):
         train(config.replace(max_steps=4, resume=True, max_seq_length=256))
+    with pytest.raises(RunRefused, match=r"windows differ .*: --doc_stride 32 \(run: 16\)") as refused:
+        train(config.replace(max_steps=4, resume=True, doc_stride=32))  # more than the run used: known once loaded
+    assert refused.value.web == ("run run: its windows differ from its run.json, as its model takes them: doc_stride "
+                                 "32 (run: 16); start a new run")  # the web app's Resume takes no options
 
 
 def test_cli_evaluate_and_predict(tiny_model_dir: Path, tmp_path: Path) -> None:
