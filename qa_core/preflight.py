@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from qa_core.config import QAConfig
-from qa_core.data import looks_like_a_path
+from qa_core.data_sources import looks_like_a_path
 from qa_core.run_files import (MODEL_DIR, RUN_FILE, RunRefused, check_output_dir, evaluates_own_run,
                                find_checkpoint, held_records, model_folder)
 

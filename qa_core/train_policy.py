@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from qa_core.config import QAConfig
-from qa_core.data import check_file_size, load_examples
+from qa_core.data import load_examples
+from qa_core.data_sources import check_file_size
 from qa_core.hosting import LIMITED_OPTIONS, Settings
 from qa_core.modeling import resolve_model
 

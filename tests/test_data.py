@@ -1,4 +1,5 @@
-"""Loading SQuAD-format data: layouts, repairs, and one clear error per kind of bad input."""
+"""Loading SQuAD-format data into examples: layouts, repairs, and one clear error per kind of bad record
+(reading files and hub data sets: test_data_sources.py)."""
 
 from __future__ import annotations
 
@@ -51,15 +52,6 @@ def test_flat_json_and_jsonl(tmp_path: Path) -> None:
     assert load_examples(str(tmp_path / "flat.jsonl")).examples[0].example_id == "r1"
 
 
-def test_bom_unicode_and_emoji(tmp_path: Path) -> None:
-    context = "Der Leuchtturm von Zürich 🌊 steht am See; 灯台は湖にあります。"
-    data = {"data": [{"title": "ü", "paragraphs": [{"context": context, "qas": [
-        {"id": "u", "question": "Wo steht er? 🤔", "answers": [{"text": "am See", "answer_start": context.find("am See")}]}]}]}]}
-    path = tmp_path / "bom.json"
-    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(data, ensure_ascii=False).encode("utf-8"))
-    assert load_examples(str(path)).examples[0].answers[0].text == "am See"
-
-
 def test_shifted_answer_is_repaired_to_nearest_occurrence(tmp_path: Path) -> None:
     path = write_squad(tmp_path / "d.json", [{"context": CONTEXT, "qas": [qa("a", start=CONTEXT.find("the keeper") + 2)]}])
     result = load_examples(str(path))
@@ -76,6 +68,8 @@ def test_answer_not_in_context_is_counted_not_fatal(tmp_path: Path) -> None:
 def test_limit(tmp_path: Path) -> None:
     path = write_squad(tmp_path / "d.json", [{"context": CONTEXT, "qas": [qa("a"), qa("b"), qa("c")]}])
     assert len(load_examples(str(path), limit=2).examples) == 2
+    with pytest.raises(ValueError, match="limit must be >= 0 or None"):
+        load_examples(str(path), limit=-1)
 
 
 def _bad(tmp_path: Path, qas: list[dict], context: object = CONTEXT) -> str:
@@ -116,67 +110,3 @@ def test_empty_context(tmp_path: Path) -> None:
 def test_duplicate_id(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="'a' appears twice"):
         load_examples(_bad(tmp_path, [qa("a"), qa("a")]))
-
-
-def test_not_json(tmp_path: Path) -> None:
-    path = tmp_path / "x.json"
-    path.write_text("{not json")
-    with pytest.raises(DataError, match=r"x\.json.*not valid JSON.*line 1"):
-        load_examples(str(path))
-
-
-@pytest.mark.parametrize("line, kind", [("[1, 2]", "list"), ('"text"', "str"), ("null", "NoneType"), ("7", "int")])
-def test_a_jsonl_line_that_is_no_object_is_named(tmp_path: Path, line: str, kind: str) -> None:
-    record = {"id": "r1", "context": CONTEXT, "question": "Who?", "answers": {"text": ["the keeper"],
-                                                                              "answer_start": [41]}}
-    path = tmp_path / "x.jsonl"
-    path.write_text(json.dumps(record) + "\n" + line + "\n")
-    with pytest.raises(DataError, match=rf"x\.jsonl: line 2 is a {kind}, expected an object \(one record a line\)"):
-        load_examples(str(path))
-
-
-def test_json_lines_and_json_named_the_other_way_say_so(tmp_path: Path) -> None:
-    record = {"id": "r1", "context": CONTEXT, "question": "Who?", "answers": {"text": ["the keeper"],
-                                                                              "answer_start": [41]}}
-    lines = tmp_path / "lines.json"
-    lines.write_text(json.dumps(record) + "\n" + json.dumps({**record, "id": "r2"}) + "\n")
-    with pytest.raises(DataError, match=r"lines\.json: file is not valid JSON \(Extra data, line 2 column 1\); "
-                                        r"JSON Lines \(one record a line\) need a \.jsonl name"):
-        load_examples(str(lines))
-    squad = {"data": [{"paragraphs": [{"context": CONTEXT, "qas": [qa("q1")]}]}]}
-    for text in (json.dumps(squad), json.dumps(squad, indent=1)):
-        (tmp_path / "squad.jsonl").write_text(text)
-        with pytest.raises(DataError, match=r"squad\.jsonl: holds one JSON document, not JSON Lines; name it "
-                                            r"\.json"):
-            load_examples(str(tmp_path / "squad.jsonl"))
-
-
-def test_one_record_over_several_lines_of_a_jsonl_file_is_not_sent_to_a_json_name(tmp_path: Path) -> None:
-    """A pretty-printed record is no SQuAD JSON either: 'name it .json' would only trade one refusal for another."""
-    record = {"id": "r1", "context": CONTEXT, "question": "Who?", "answers": {"text": ["the keeper"],
-                                                                              "answer_start": [41]}}
-    path = tmp_path / "one.jsonl"
-    path.write_text(json.dumps(record, indent=1))
-    with pytest.raises(DataError, match=r"one\.jsonl: holds one record over several lines; JSON Lines need each "
-                                        r"record on one line") as refused:
-        load_examples(str(path))
-    assert ".json" not in str(refused.value).replace("one.jsonl", "")
-
-
-def test_not_utf8(tmp_path: Path) -> None:
-    path = tmp_path / "latin1.json"
-    path.write_bytes('{"data": [{"title": "caf\xe9"}]}'.encode("latin-1"))
-    with pytest.raises(DataError, match=r"latin1\.json: not UTF-8"):
-        load_examples(str(path))
-
-
-def test_wrong_layout(tmp_path: Path) -> None:
-    path = tmp_path / "w.json"
-    path.write_text(json.dumps({"rows": 3}))
-    with pytest.raises(DataError, match=r"w\.json: expected SQuAD JSON"):
-        load_examples(str(path))
-
-
-def test_missing_file() -> None:
-    with pytest.raises(DataError, match="no such data file"):
-        load_examples("nowhere/train.json")

@@ -17,7 +17,8 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from qa_core.checkpoints import RunInfo, write_run_info
-from qa_core.data import DataError, LoadingCancelled, load_examples, loading_limits
+from qa_core.data import DataError, load_examples
+from qa_core.data_sources import LoadingCancelled, loading_limits
 from qa_core.hosting import Settings, TrainLimits, check_arguments, check_model, check_request, check_run, scrub
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,0 +1,171 @@
+"""Read a data source into raw records, each named by where it is: the bundled sample, a SQuAD or flat JSON file,
+JSON Lines, or a hub data set; within the loading limits (file size, cancel) that a web training job sets."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+SAMPLE_PATH = Path(__file__).parent / "sample" / "sample-squad.json"
+
+Records = Iterator[tuple[str, dict[str, Any]]]  # (where the record is, the record)
+
+
+class DataError(ValueError):
+    """A data file or record that cannot be used; the message names the file and the record."""
+
+
+class LoadingCancelled(DataError):
+    """Raised between records when the loading thread's stop check (see loading_limits) says stop."""
+
+
+# Per thread of work, not per process: the web app's training job sets these around its training call, so
+# every load_examples inside it (made by train_setup.py) refuses oversized files and stops when cancelled.
+_MAX_FILE_BYTES: contextvars.ContextVar[int | None] = contextvars.ContextVar("max_file_bytes", default=None)
+_SHOULD_STOP: contextvars.ContextVar[Callable[[], bool] | None] = contextvars.ContextVar("should_stop", default=None)
+STOP_CHECK_EVERY = 1000  # records between two stop checks
+
+
+@contextlib.contextmanager
+def loading_limits(max_file_bytes: int | None = None,
+                   should_stop: Callable[[], bool] | None = None) -> Iterator[None]:
+    """Within this block, data files over max_file_bytes are refused before they are read, and loading stops
+    with LoadingCancelled once should_stop() is true."""
+    tokens = _MAX_FILE_BYTES.set(max_file_bytes), _SHOULD_STOP.set(should_stop)
+    try:
+        yield
+    finally:
+        _MAX_FILE_BYTES.reset(tokens[0])
+        _SHOULD_STOP.reset(tokens[1])
+
+
+def _check_stop(origin: str) -> None:
+    should_stop = _SHOULD_STOP.get()
+    if should_stop is not None and should_stop():
+        raise LoadingCancelled(f"{origin}: loading cancelled")
+
+
+def check_file_size(path: Path, max_bytes: int | None) -> None:
+    """Refuse a file over max_bytes before reading a byte of it."""
+    size = path.stat().st_size
+    if max_bytes is not None and size > max_bytes:
+        raise DataError(f"{path.name}: {size / 1e6:,.3g} MB is over this server's limit of "
+                        f"{max_bytes / 1e6:,.3g} MB for data files")
+
+
+def read_records(source: str, split: str = "train") -> tuple[str, Records]:
+    """The name to report the source by, and its records: 'sample', a SQuAD/flat JSON or JSONL file, or a hub data
+    set ('name' or 'name:split'). Records come with stop checks between them, within loading_limits."""
+    if source == "sample":
+        source = str(SAMPLE_PATH)
+    path = Path(source)
+    if path.exists():
+        return str(path), _stopping(_read_file(path), str(path))
+    if looks_like_a_path(source):
+        raise DataError(f"{source}: no such data file")
+    return source, _stopping(_read_hub(source, split), source)
+
+
+def looks_like_a_path(source: str) -> bool:
+    """A file name or a path into an existing folder; anything else may be a hub name like 'rajpurkar/squad'."""
+    path = Path(source)
+    return path.suffix in {".json", ".jsonl"} or source.startswith((".", "/", "~")) or (
+        path.parent != Path(".") and path.parent.exists())
+
+
+def _stopping(records: Iterable[tuple[str, dict[str, Any]]], origin: str) -> Records:
+    for n, record in enumerate(records):
+        if n % STOP_CHECK_EVERY == 0:
+            _check_stop(origin)
+        yield record
+
+
+def _read_file(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    try:
+        check_file_size(path, _MAX_FILE_BYTES.get())
+        _check_stop(str(path))
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text (bad byte at offset {err.start})") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot be read ({err.strerror})") from None
+    if path.suffix == ".jsonl":
+        return _read_lines(text, path)
+    return list(_iter_records(_loads(text, path, "file"), path))
+
+
+def _read_lines(text: str, path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """JSON Lines: one record, an object, a line. One JSON document under a .jsonl name is named as such, not as
+    a bad first line or a record missing every field; .json is advised only for what a .json file may hold."""
+    with contextlib.suppress(json.JSONDecodeError):
+        whole = json.loads(text)
+        if isinstance(whole, list) or (isinstance(whole, dict) and "data" in whole):
+            raise DataError(f"{path}: holds one JSON document, not JSON Lines; name it .json")
+        if isinstance(whole, dict) and len(text.strip().splitlines()) > 1:
+            raise DataError(f"{path}: holds one record over several lines; JSON Lines need each record on one line")
+    records = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        record = _loads(line, path, f"line {n}")
+        if not isinstance(record, dict):
+            raise DataError(f"{path}: line {n} is a {type(record).__name__}, expected an object (one record a line)")
+        records.append((f"line {n}", record))
+    return records
+
+
+def _loads(text: str, path: Path, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        # a .json file holding JSON Lines fails after its first record
+        hint = "; JSON Lines (one record a line) need a .jsonl name" if where == "file" and \
+            err.msg == "Extra data" else ""
+        raise DataError(f"{path}: {where} is not valid JSON ({err.msg}, line {err.lineno} column {err.colno})"
+                        f"{hint}") from None
+
+
+def _iter_records(data: Any, path: Path) -> Records:
+    """Flatten the SQuAD layout (data -> paragraphs -> qas) or pass flat records through."""
+    items = data.get("data") if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        raise DataError(f"{path}: expected SQuAD JSON ({{'data': [...]}}) or a list of records, "
+                        f"got {type(data).__name__} without a 'data' list")
+    for i, item in enumerate(items):
+        if isinstance(item, dict) and "paragraphs" in item:
+            yield from _iter_article(item, f"data[{i}]", path)
+        elif isinstance(item, dict):
+            yield f"record {i}", item
+        else:
+            raise DataError(f"{path}: data[{i}] is a {type(item).__name__}, expected an object")
+
+
+def _iter_article(article: dict[str, Any], where: str, path: Path) -> Records:
+    paragraphs = article["paragraphs"]
+    if not isinstance(paragraphs, list):
+        raise DataError(f"{path}: {where}.paragraphs must be a list")
+    for p, paragraph in enumerate(paragraphs):
+        if not isinstance(paragraph, dict) or not isinstance(paragraph.get("qas"), list):
+            raise DataError(f"{path}: {where}.paragraphs[{p}] needs 'context' and a 'qas' list")
+        for q, qa in enumerate(paragraph["qas"]):
+            if not isinstance(qa, dict):
+                raise DataError(f"{path}: {where}.paragraphs[{p}].qas[{q}] must be an object")
+            record = {**qa, "context": paragraph.get("context"), "title": article.get("title", "")}
+            yield f"{where}.paragraphs[{p}].qas[{q}]", record
+
+
+def _read_hub(name: str, default_split: str) -> Records:
+    dataset_name, _, split = name.partition(":")
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(f"{name}: not a local file, and loading hub data sets needs `pip install datasets`") from None
+    try:
+        rows = datasets.load_dataset(dataset_name, split=split or default_split)
+    except Exception as err:  # the hub client raises many types; all mean "could not get it"
+        raise DataError(f"{name}: not a local file, and the hub data set could not be loaded ({err})") from None
+    return ((f"row {i}", row) for i, row in enumerate(rows))
