@@ -14,12 +14,9 @@ from typing import Any
 
 import torch
 
-# check_output_dir, find_checkpoint and held_records live with the file names (no torch: the CLI checks before it
-# loads); imported here too, where training and evaluation look for them.
-from qa_core.run_files import (CALIBRATION_FILE, CHECKPOINT_DIR, EVAL_PREFIX, HISTORY_FILE, METRICS_FILE,  # noqa: F401
-                               MODEL_DIR, MODEL_FILES, OLD_SUFFIX, RECORDS_FILE, RUN_FILE, RUN_RECORDS, STATE_FILE,
-                               TENSORBOARD_DIR, TMP_SUFFIX, check_output_dir, find_checkpoint, held_records,
-                               partial_names)
+from qa_core.run_files import (CALIBRATION_FILE, CHECKPOINT_DIR, EVAL_PREFIX, METRICS_FILE, MODEL_DIR, OLD_SUFFIX,
+                               RECORDS_FILE, RUN_FILE, RUN_RECORDS, STATE_FILE, TMP_SUFFIX, find_checkpoint,
+                               held_records, partial_names)
 
 NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk, a quota, a file-size limit
 

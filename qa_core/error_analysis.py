@@ -14,7 +14,6 @@ from typing import Any
 from qa_core.data import Example
 from qa_core.metrics import best_over_golds, compute_exact, compute_f1, compute_f1_v2, v2_golds
 from qa_core.postprocess import Prediction
-from qa_core.run_files import RECORDS_FILE  # noqa: F401  (its readers import it from here too)
 
 QUESTION_WORDS = ("who", "what", "when", "where", "why", "how", "which")
 # The groups of answer_length_bucket, in order; an unanswerable (SQuAD 2.0) question has no gold length at all.
