@@ -171,7 +171,8 @@ def answer_length_bucket(record: QuestionRecord) -> str:
     return ANSWER_LENGTHS[0 if words <= 1 else 1 if words <= 3 else 2 if words <= 6 else 3]
 
 
-def group_scores(records: Iterable[QuestionRecord], key) -> dict[str, tuple[int, float, float]]:
+def group_scores(records: Iterable[QuestionRecord],
+                 key: Callable[[QuestionRecord], str]) -> dict[str, tuple[int, float, float]]:
     """For each group: (questions, mean EM, mean F1)."""
     groups: dict[str, list[QuestionRecord]] = defaultdict(list)
     for record in records:

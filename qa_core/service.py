@@ -16,7 +16,7 @@ from qa_core.checkpoints import is_evaluation_folder, list_runs, read_run_info
 from qa_core.compare import Comparison, compare_runs
 from qa_core.config import QAConfig, config_options
 from qa_core.data import DataError, check_file_size, load_examples
-from qa_core.error_analysis import evaluated_threshold
+from qa_core.error_analysis import QuestionRecord, evaluated_threshold
 from qa_core.hosting import Settings, check_model, check_request, check_run, default_name, scrub
 from qa_core.inference import AnswerResult, answer_json
 from qa_core.jobs import (QUICK_DATA, JobManager, JobSnapshot, has_model, model_choices, new_run_dir, quick_config,
@@ -104,7 +104,7 @@ class QAService:
         return [{"run": Path(r.path).name, "status": r.status, "metrics": r.metrics, "has_records": r.has_records}
                 for r in list_runs(self.settings.runs_root, evaluations=True)]
 
-    def records(self, run: str | None) -> tuple:
+    def records(self, run: str | None) -> tuple[QuestionRecord, ...]:
         return run_records(check_run(run, self.settings))
 
     def records_json(self, run: str | None) -> list[dict[str, Any]]:
