@@ -1,5 +1,4 @@
-"""Serve answers: load each model once, off the answering thread, answer with its run's own settings, and on CPUs
-with int8 dot products swap in a compiled int8 copy once warm, if it answers like the model."""
+"""Serve answers: each model loaded once off the answering thread, its run's settings, a compiled int8 copy on CPUs."""
 
 from __future__ import annotations
 

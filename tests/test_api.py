@@ -1,5 +1,4 @@
-"""The app's API through gradio_client against real servers on localhost: a public one probed as a hostile visitor
-would, and a local one that trains."""
+"""The app's API through gradio_client on localhost: a public server probed as a hostile visitor, a training one."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""What train and evaluate may write over in a run folder: a run's own evaluation is refreshed in place, a file or
-the model being trained from is never an output folder, and a resume must continue the same training."""
+"""What train and evaluate may write over in a run folder, and what a resume must keep the same."""
 
 from __future__ import annotations
 
