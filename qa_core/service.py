@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import typing
@@ -250,9 +249,8 @@ class QAService:
         if find_checkpoint(folder) is None:
             raise ValueError(f"run {folder.name} stopped before its first checkpoint, so there is nothing to "
                              f"resume; start a new run")
-        known = {f.name for f in dataclasses.fields(QAConfig)}
         try:
-            config = QAConfig(**{k: v for k, v in info.config.items() if k in known})
+            config = QAConfig.from_saved(info.config)
         except (TypeError, ValueError) as err:
             raise ValueError(f"run {folder.name}: its saved settings cannot be used ({err})") from None
         for source, what in ((config.train_file, "training data"), (config.validation_file, "evaluation data")):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import threading
 import time
@@ -93,9 +92,8 @@ def run_config(source: str) -> QAConfig:
         saved = read_run_info(folder).config
     except ValueError:
         return config_for_model(source)
-    known = {f.name for f in dataclasses.fields(QAConfig)}
     try:
-        config = QAConfig(**{k: v for k, v in saved.items() if k in known})
+        config = QAConfig.from_saved(saved)
     except (TypeError, ValueError) as err:  # written by an older version: answer with the defaults
         logger.warning("%s: run config not usable for answering (%s); using the defaults", folder.name, err)
         config = QAConfig()
