@@ -19,6 +19,7 @@ from qa_core.checkpoints import read_run_info
 from qa_core.config import QAConfig
 from qa_core.data import load_examples
 from qa_core.features import featurize
+from qa_core.hosting import MODEL_WAIT_S
 from qa_core.inference import AnswerResult, answer_question, config_for_model, run_model
 from qa_core.int8 import MAX_LOGIT_ERROR, logit_error, native_int8_cpu, quantize_linears
 from qa_core.modeling import LoadedModel, fit_config, load_model, pick_device
@@ -119,7 +120,7 @@ class ModelCache:
     fp32 model stays at hand for `exact` requests (error analysis reads the logits of the evaluated model).
     """
 
-    def __init__(self, size: int = 3, fast: bool = True, load_wait_s: float = 30.0) -> None:
+    def __init__(self, size: int = 3, fast: bool = True, load_wait_s: float = MODEL_WAIT_S) -> None:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._size = size
