@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import shutil
 import os
-import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,16 +18,11 @@ from qa_core.ui import app
 from qa_core.config import QAConfig
 from qa_core.hosting import Settings
 from qa_core.training import train
+from tests.conftest import free_port
 
 CONTEXT = "The lighthouse lens was designed by Augustin Fresnel in the early nineteenth century."
 QUESTION = "Who designed the lens?"
 OFFERED_OFFLINE = "some-org/some-model"  # on the allow-list, but this machine is offline
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
