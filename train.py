@@ -1,7 +1,6 @@
-"""Command line for training, evaluating and answering: `python train.py {train,evaluate,predict} --help`.
+"""Command line for training, evaluating and answering: `python train.py {train,evaluate,predict} --help`."""
 
-The same command is installed as `qa-lab`; it lives in qa_core/cli.py.
-"""
+# The same command is installed as `qa-lab`; it lives in qa_core/cli.py.
 
 import sys
 

@@ -37,24 +37,14 @@ def torchao_copy(loaded):
     return replace(loaded, model=model)
 
 
-def compiled(loaded):
-    """The copy compiled and warmed up exactly as the app's ModelCache does it (qa_core.serving)."""
-    import torch
-
-    from qa_core.serving import COMPILE_OPTIONS, warmup_batches
-
-    model = torch.compile(loaded.model, dynamic=True, options=COMPILE_OPTIONS)
-    with torch.inference_mode():
-        for inputs in warmup_batches(loaded):
-            model(**inputs)
-    return replace(loaded, model=model)
-
-
 def compile_or_eager(loaded) -> tuple:
-    """The compiled copy and its compile time; the eager copy and the error where compiling fails."""
+    """The copy compiled and warmed up exactly as the app's ModelCache does it (qa_core.serving.compile_for_cpu)
+    and its compile time; the eager copy and the error where compiling fails."""
+    from qa_core.serving import compile_for_cpu
+
     started = time.perf_counter()
     try:
-        return compiled(loaded), {"seconds": round(time.perf_counter() - started, 1)}
+        return compile_for_cpu(loaded), {"seconds": round(time.perf_counter() - started, 1)}
     except Exception as err:  # a compiler failure is a result here, not a crash
         return loaded, {"error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300],
                         "timed": "eager"}
@@ -108,16 +98,6 @@ def save(report: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from qa_core.runtime import configure_process
-
-    configure_process()
-    import torch
-    import torchao
-
-    from qa_core.modeling import load_model
-    from qa_core.int8 import native_int8_cpu
-    from qa_core.serving import int8_copy
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="a fine-tuned model folder, e.g. runs/protocol-baseline")
     parser.add_argument("--dev", default=str(DEV))
@@ -127,7 +107,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep all_dev_questions from --out (same model) and measure only the latency")
     parser.add_argument("--max_dev", type=int, default=None, help="score only the first N dev questions (smoke runs)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "int8.json"))
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # before torch and torchao load: --help answers without them
+    from qa_core.runtime import configure_process
+
+    configure_process()
+    import torch
+    import torchao
+
+    from qa_core.int8 import native_int8_cpu
+    from qa_core.modeling import load_model
+    from qa_core.serving import int8_copy
+
     torch.set_num_threads(args.threads)
     fp32 = load_model(args.model)
     fp32.model.eval()

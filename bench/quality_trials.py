@@ -211,9 +211,8 @@ def _windows(config: dict) -> int:
     from qa_core.features import featurize
     from qa_core.modeling import load_model
 
-    known = {k: v for k, v in config.items() if k in QAConfig.__dataclass_fields__}
     tokenizer = load_model("embedded").tokenizer
-    return len(featurize(load_examples(str(TRAIN_FILE), "train").examples, tokenizer, QAConfig(**known),
+    return len(featurize(load_examples(str(TRAIN_FILE), "train").examples, tokenizer, QAConfig.from_saved(config),
                          True).features)
 
 

@@ -10,16 +10,16 @@ import shutil
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-# check_output_dir, find_checkpoint and held_records live with the file names (no torch: the CLI checks before it
-# loads); imported here too, where training and evaluation look for them.
-from qa_core.run_files import (CALIBRATION_FILE, CHECKPOINT_DIR, EVAL_PREFIX, HISTORY_FILE, METRICS_FILE,  # noqa: F401
-                               MODEL_DIR, MODEL_FILES, OLD_SUFFIX, RECORDS_FILE, RUN_FILE, RUN_RECORDS, STATE_FILE,
-                               TENSORBOARD_DIR, TMP_SUFFIX, RunRefused, check_output_dir, find_checkpoint,
+from qa_core.run_files import (CALIBRATION_FILE, CHECKPOINT_DIR, EVAL_PREFIX, METRICS_FILE, MODEL_DIR, OLD_SUFFIX,
+                               RECORDS_FILE, RUN_FILE, RUN_RECORDS, STATE_FILE, TMP_SUFFIX, RunRefused, find_checkpoint,
                                held_records, partial_names)
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk, a quota, a file-size limit
 
@@ -90,9 +90,9 @@ def clear_records(folder: Path, names: Iterable[str] = RUN_RECORDS) -> None:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-def save_checkpoint(output_dir: Path, model: torch.nn.Module, tokenizer, optimizer: torch.optim.Optimizer,
-                    scheduler: Any, state: TrainState, data_fingerprint: dict[str, str],
-                    write_eval: Callable[[Path], None] | None,
+def save_checkpoint(output_dir: Path, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
+                    optimizer: torch.optim.Optimizer, scheduler: Any, state: TrainState,
+                    data_fingerprint: dict[str, str], write_eval: Callable[[Path], None] | None,
                     model_settings: Mapping[str, Any] | None = None) -> Path:
     """Write to a temporary folder, then swap it in: a kill leaves the old or the new checkpoint, never half of one.
 
@@ -118,8 +118,8 @@ def save_checkpoint(output_dir: Path, model: torch.nn.Module, tokenizer, optimiz
     return final
 
 
-def save_final_model(output_dir: Path, model: torch.nn.Module, tokenizer, model_settings: Mapping[str, Any],
-                     write_card: Callable[..., Any]) -> Path:
+def save_final_model(output_dir: Path, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
+                     model_settings: Mapping[str, Any], write_card: Callable[..., Any]) -> Path:
     """The final model with its card in the run's model/ folder, written beside it and swapped in whole."""
     final, tmp, _ = (output_dir / name for name in partial_names(MODEL_DIR))
     shutil.rmtree(tmp, ignore_errors=True)
@@ -202,7 +202,7 @@ def no_room(err: BaseException | None) -> str | None:
     return None
 
 
-def save_model(folder: Path, model: torch.nn.Module, tokenizer,
+def save_model(folder: Path, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
                model_settings: Mapping[str, Any] | None = None) -> None:
     """safetensors weights, config and tokenizer: a folder any transformers user can load.
 

@@ -9,10 +9,13 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qa_core.config import QAConfig
 from qa_core.preflight import check_paths
+
+if TYPE_CHECKING:
+    from qa_core.progress import ProgressEvent
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +104,7 @@ class ProgressBar:
     def __init__(self) -> None:
         self.bar = None
 
-    def __call__(self, event) -> None:
+    def __call__(self, event: ProgressEvent) -> None:
         from tqdm import tqdm
 
         if self.bar is None:

@@ -114,6 +114,13 @@ class QAConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_saved(cls, saved: Mapping[str, Any]) -> QAConfig:
+        """The config a run.json stored; keys this version has no field for are left out. Values are checked as
+        any config's (ValueError), and a wrongly typed one may raise TypeError."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in saved.items() if k in known})
+
 
 SEED_RANGE = (0, 2**32 - 1)  # what numpy's seed takes; transformers' set_seed seeds numpy too
 

@@ -14,7 +14,6 @@ from typing import Any
 from qa_core.data import Example
 from qa_core.metrics import best_over_golds, compute_exact, compute_f1, compute_f1_v2, v2_golds
 from qa_core.postprocess import Prediction
-from qa_core.run_files import RECORDS_FILE  # noqa: F401  (its readers import it from here too)
 
 QUESTION_WORDS = ("who", "what", "when", "where", "why", "how", "which")
 # The groups of answer_length_bucket, in order; an unanswerable (SQuAD 2.0) question has no gold length at all.
@@ -172,7 +171,8 @@ def answer_length_bucket(record: QuestionRecord) -> str:
     return ANSWER_LENGTHS[0 if words <= 1 else 1 if words <= 3 else 2 if words <= 6 else 3]
 
 
-def group_scores(records: Iterable[QuestionRecord], key) -> dict[str, tuple[int, float, float]]:
+def group_scores(records: Iterable[QuestionRecord],
+                 key: Callable[[QuestionRecord], str]) -> dict[str, tuple[int, float, float]]:
     """For each group: (questions, mean EM, mean F1)."""
     groups: dict[str, list[QuestionRecord]] = defaultdict(list)
     for record in records:

@@ -37,7 +37,7 @@ class Offsets(Sequence):
     def __len__(self) -> int:
         return len(self._packed) // 2
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: int | slice) -> tuple[int, int] | None | tuple[tuple[int, int] | None, ...]:
         if isinstance(index, slice):
             return tuple(self)[index]
         start, end = self._packed[2 * index], self._packed[2 * index + 1]  # a negative index works too

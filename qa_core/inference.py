@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from transformers import PreTrainedTokenizerBase
 
 from qa_core.attention import attention_for_bf16, restore_sdpa
 from qa_core.batching import BatchFormat, collate, padding_multiple, sorted_batches, unpad_logits
@@ -189,7 +190,8 @@ def question_windows(loaded: LoadedModel, question: str, context: str, config: Q
     return example, config, features
 
 
-def merge_token_logits(tokenizer, scored: Sequence[tuple[Feature, np.ndarray, np.ndarray]]) -> TokenLogits:
+def merge_token_logits(tokenizer: PreTrainedTokenizerBase,
+                       scored: Sequence[tuple[Feature, np.ndarray, np.ndarray]]) -> TokenLogits:
     """One row per context token; a token seen in several windows keeps its highest logits."""
     merged: dict[tuple[int, int], list] = {}
     for feature, start, end in scored:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 _PUNCTUATION = set(string.punctuation)
@@ -68,7 +68,7 @@ def compute_f1(prediction: str, gold: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def best_over_golds(metric, prediction: str, golds: Iterable[str]) -> float:
+def best_over_golds(metric: Callable[[str, str], float], prediction: str, golds: Iterable[str]) -> float:
     """The official script scores a prediction against its closest gold answer."""
     return max((metric(prediction, gold) for gold in golds), default=0.0)
 

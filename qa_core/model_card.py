@@ -55,13 +55,16 @@ class SquadV2Slices:
 
     @classmethod
     def from_metrics(cls, metrics: dict[str, float]) -> SquadV2Slices:
-        def part(prefix: str) -> tuple[float, float, int] | None:
-            keys = (f"{prefix}_exact", f"{prefix}_f1", f"{prefix}_total")
-            return (metrics[keys[0]], metrics[keys[1]], int(metrics[keys[2]])) if all(k in metrics for k in keys) \
-                else None
-
         best = (metrics["best_f1"], metrics["best_f1_thresh"]) if "best_f1_thresh" in metrics else None
-        return cls(part("HasAns"), part("NoAns"), best)
+        return cls(metrics_slice(metrics, "HasAns"), metrics_slice(metrics, "NoAns"), best)
+
+
+def metrics_slice(metrics: dict[str, float], prefix: str) -> tuple[float, float, int] | None:
+    """(exact, f1, total) of one slice of evaluate-v2.0.py's figures (HasAns, NoAns); None where it has none."""
+    keys = (f"{prefix}_exact", f"{prefix}_f1", f"{prefix}_total")
+    if not all(k in metrics for k in keys):
+        return None
+    return metrics[keys[0]], metrics[keys[1]], int(metrics[keys[2]])
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,11 @@ _NUMBER_SEPARATORS = ",."
 
 @dataclass(frozen=True)
 class SpanSearch:
-    """How spans are chosen; SpanSearch.from_config reads it from a QAConfig."""
+    """How spans are chosen; SpanSearch.from_config reads it from a QAConfig, whose defaults are these."""
 
-    n_best_size: int = 20  # start and end candidates per window, and spans kept per example
-    max_answer_length: int = 30  # tokens
-    whole_words: bool = True  # snap span borders to word boundaries of the context
+    n_best_size: int = QAConfig.n_best_size  # start and end candidates per window, and spans kept per example
+    max_answer_length: int = QAConfig.max_answer_length  # tokens
+    whole_words: bool = QAConfig.whole_word_spans  # snap span borders to word boundaries of the context
     null_threshold: float | None = None  # SQuAD 2.0: abstain when null score - best span score > this; None: never
 
     @classmethod

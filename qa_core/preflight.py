@@ -1,5 +1,7 @@
-"""Checks of a command's folders and files before torch loads: what would otherwise fail, or destroy something, only
-after seconds or minutes of work. Reads only the file system and run.json (no torch, no transformers)."""
+"""Checks of a command's folders and files before torch loads, reading only the file system and run.json."""
+
+# What these refuse would otherwise fail, or destroy something, only after seconds or minutes of work; so nothing
+# here may import torch or transformers.
 
 from __future__ import annotations
 

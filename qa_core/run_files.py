@@ -1,4 +1,4 @@
-"""The names of everything a run folder holds, the way from a run folder to its model and back, and its training lock."""
+"""The names of everything a run folder holds, the way from a run to its model and back, and its training lock."""
 
 from __future__ import annotations
 

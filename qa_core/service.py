@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import typing
@@ -12,18 +11,18 @@ from pathlib import Path
 from typing import Any
 
 from qa_core.calibration import Calibration, answer_temperature, fit_calibration, read_calibration, rescale_result
-from qa_core.checkpoints import find_checkpoint, is_evaluation_folder, list_runs, read_run_info
+from qa_core.checkpoints import is_evaluation_folder, list_runs, read_run_info
 from qa_core.compare import Comparison, compare_runs
 from qa_core.config import QAConfig, config_options
 from qa_core.data import DataError, load_examples
 from qa_core.data_sources import check_file_size
-from qa_core.error_analysis import evaluated_threshold
+from qa_core.error_analysis import QuestionRecord, evaluated_threshold
 from qa_core.hosting import Settings, check_model, check_request, check_run, default_name, scrub
 from qa_core.inference import AnswerResult, answer_json
 from qa_core.jobs import (QUICK_DATA, JobManager, JobSnapshot, has_model, model_choices, new_run_dir, quick_config,
                           record_choices, run_choices)
 from qa_core.modeling import LoadedModel
-from qa_core.run_files import RECORDS_FILE
+from qa_core.run_files import RECORDS_FILE, find_checkpoint
 from qa_core.serving import ModelCache, run_config
 from qa_core.train_policy import (DATA_SUFFIXES, capped, check_data, check_limits, check_resume_limits,
                                   check_start_data, check_start_model, check_training)
@@ -105,7 +104,7 @@ class QAService:
         return [{"run": Path(r.path).name, "status": r.status, "metrics": r.metrics, "has_records": r.has_records}
                 for r in list_runs(self.settings.runs_root, evaluations=True)]
 
-    def records(self, run: str | None) -> tuple:
+    def records(self, run: str | None) -> tuple[QuestionRecord, ...]:
         return run_records(check_run(run, self.settings))
 
     def records_json(self, run: str | None) -> list[dict[str, Any]]:
@@ -251,9 +250,8 @@ class QAService:
         if find_checkpoint(folder) is None:
             raise ValueError(f"run {folder.name} stopped before its first checkpoint, so there is nothing to "
                              f"resume; start a new run")
-        known = {f.name for f in dataclasses.fields(QAConfig)}
         try:
-            config = QAConfig(**{k: v for k, v in info.config.items() if k in known})
+            config = QAConfig.from_saved(info.config)
         except (TypeError, ValueError) as err:
             raise ValueError(f"run {folder.name}: its saved settings cannot be used ({err})") from None
         for source, what in ((config.train_file, "training data"), (config.validation_file, "evaluation data")):

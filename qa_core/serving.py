@@ -1,10 +1,8 @@
-"""Serve answers: load each model once, off the answering thread, answer with its run's own settings, and on CPUs
-with int8 dot products swap in a compiled int8 copy once warm, if it answers like the model."""
+"""Serve answers: each model loaded once off the answering thread, its run's settings, a compiled int8 copy on CPUs."""
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import threading
 import time
@@ -21,6 +19,7 @@ from qa_core.checkpoints import read_run_info
 from qa_core.config import QAConfig
 from qa_core.data import load_examples
 from qa_core.features import featurize
+from qa_core.hosting import MODEL_WAIT_S
 from qa_core.inference import AnswerResult, answer_question, config_for_model, run_model
 from qa_core.int8 import MAX_LOGIT_ERROR, logit_error, native_int8_cpu, quantize_linears
 from qa_core.modeling import LoadedModel, fit_config, load_model, pick_device
@@ -94,9 +93,8 @@ def run_config(source: str) -> QAConfig:
         saved = read_run_info(folder).config
     except ValueError:
         return config_for_model(source)
-    known = {f.name for f in dataclasses.fields(QAConfig)}
     try:
-        config = QAConfig(**{k: v for k, v in saved.items() if k in known})
+        config = QAConfig.from_saved(saved)
     except (TypeError, ValueError) as err:  # written by an older version: answer with the defaults
         logger.warning("%s: run config not usable for answering (%s); using the defaults", folder.name, err)
         config = QAConfig()
@@ -122,7 +120,7 @@ class ModelCache:
     fp32 model stays at hand for `exact` requests (error analysis reads the logits of the evaluated model).
     """
 
-    def __init__(self, size: int = 3, fast: bool = True, load_wait_s: float = 30.0) -> None:
+    def __init__(self, size: int = 3, fast: bool = True, load_wait_s: float = MODEL_WAIT_S) -> None:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._size = size

@@ -1,5 +1,4 @@
-"""The checks a new training job passes before the Train tab or the API announce it: training switched on, data
-the caller may name and this server can read, a model that can be found, options within the server's limits."""
+"""The checks a new training job passes (switch, data, model, limits) before the Train tab or the API announce it."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import torch
 from transformers import get_scheduler, set_seed
 
 from qa_core.batching import training_batches
-from qa_core.checkpoints import TrainState, check_output_dir, clear_records, find_checkpoint, load_trainer_state
+from qa_core.checkpoints import TrainState, clear_records, load_trainer_state
 from qa_core.config import QAConfig
 from qa_core.data import Example, fingerprint, load_examples
 from qa_core.distributed import DistContext, device_for, shard
@@ -21,7 +21,8 @@ from qa_core.inference import set_up_precision
 from qa_core.modeling import LoadedModel, fit_config, load_model
 from qa_core.preflight import check_not_training_into_its_model, check_resume, check_resumed_windows
 from qa_core.progress import ProgressCallback, append_history, tensorboard_writer
-from qa_core.run_files import HISTORY_FILE, RUN_FILE, RUN_RECORDS, TENSORBOARD_DIR, RunRefused
+from qa_core.run_files import (HISTORY_FILE, RUN_FILE, RUN_RECORDS, TENSORBOARD_DIR, RunRefused, check_output_dir,
+                               find_checkpoint)
 from qa_core.train_step import build_optimizer, wrap_model
 
 

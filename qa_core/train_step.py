@@ -17,7 +17,8 @@ from qa_core.inference import autocast
 from qa_core.runtime import large_blocks_mapped
 
 
-def wrap_model(model: torch.nn.Module, config: QAConfig, dist_ctx: DistContext, device: torch.device) -> torch.nn.Module:
+def wrap_model(model: torch.nn.Module, config: QAConfig, dist_ctx: DistContext,
+               device: torch.device) -> torch.nn.Module:
     """TF32 on CUDA when allowed, cheaper dropout masks on a CPU, torch.compile when asked, DDP across processes."""
     if device.type == "cpu" and not config.torch_compile:  # the compiler draws its own masks in fused kernels
         use_masked_dropout(model)
@@ -35,7 +36,7 @@ def wrap_model(model: torch.nn.Module, config: QAConfig, dist_ctx: DistContext, 
 def build_optimizer(model: torch.nn.Module, config: QAConfig, device: torch.device) -> torch.optim.AdamW:
     """AdamW without weight decay on biases and LayerNorm weights; the fused kernel (CPU and CUDA)."""
     decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
+    for parameter in model.parameters():
         if parameter.requires_grad:
             (no_decay if parameter.ndim < 2 else decay).append(parameter)
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

@@ -12,9 +12,10 @@ import pandas as pd
 
 from qa_core.checkpoints import evaluated_again, read_run_info
 from qa_core.data import load_examples
-from qa_core.error_analysis import OUTCOMES, RECORDS_FILE, QuestionRecord, filter_records, read_records
+from qa_core.error_analysis import OUTCOMES, QuestionRecord, filter_records, read_records
 from qa_core.inference import AnswerResult, answer_note
 from qa_core.plots import ATTRIBUTION_LEGEND
+from qa_core.run_files import RECORDS_FILE
 
 if TYPE_CHECKING:  # types only: importing jobs would import training, attributions captum
     from qa_core.attributions import Attribution

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,13 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> Path:
 @pytest.fixture()
 def tiny_loaded(tokenizer) -> LoadedModel:
     return LoadedModel(tiny_bert(len(tokenizer)), tokenizer, "tiny", True)
+
+
+def free_port() -> int:
+    """A port free on localhost now, for a server a test starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def write_squad(path: Path, paragraphs: list[dict], title: str = "t") -> Path:

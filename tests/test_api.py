@@ -1,12 +1,10 @@
-"""The app's API through gradio_client against real servers on localhost: a public one probed as a hostile visitor
-would, and a local one that trains."""
+"""The app's API through gradio_client on localhost: a public server probed as a hostile visitor, a training one."""
 
 from __future__ import annotations
 
 import logging
 import shutil
 import os
-import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,16 +18,11 @@ from qa_core.ui import app
 from qa_core.config import QAConfig
 from qa_core.hosting import Settings
 from qa_core.training import train
+from tests.conftest import free_port
 
 CONTEXT = "The lighthouse lens was designed by Augustin Fresnel in the early nineteenth century."
 QUESTION = "Who designed the lens?"
 OFFERED_OFFLINE = "some-org/some-model"  # on the allow-list, but this machine is offline
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

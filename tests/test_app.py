@@ -15,10 +15,10 @@ import pytest
 
 from qa_core.ui import app
 from qa_core.config import QAConfig, form_fields
-from qa_core.error_analysis import RECORDS_FILE
 from qa_core.evaluation import run_evaluation
 from qa_core.hosting import Settings
 from qa_core import plots, views
+from qa_core.run_files import RECORDS_FILE
 from qa_core.service import QAService
 from qa_core.training import train
 from qa_core.ui.ask import AskHandlers

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from qa_core import calibration, plots
-from qa_core.error_analysis import RECORDS_FILE, QuestionRecord, write_records
+from qa_core.error_analysis import QuestionRecord, write_records
 from qa_core.postprocess import Prediction, Span
+from qa_core.run_files import RECORDS_FILE
 
 
 def record(n: int, probabilities: tuple[float, ...], right: bool, f1: float | None = None) -> QuestionRecord:

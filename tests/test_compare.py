@@ -12,7 +12,8 @@ import pytest
 
 from qa_core import compare, plots
 from qa_core.checkpoints import RunInfo, write_run_info
-from qa_core.error_analysis import RECORDS_FILE, QuestionRecord, write_records
+from qa_core.error_analysis import QuestionRecord, write_records
+from qa_core.run_files import RECORDS_FILE
 
 CONTEXT = "The lens was designed by Augustin Fresnel in 1822."
 

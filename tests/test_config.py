@@ -38,3 +38,10 @@ def test_bad_values_are_refused_naming_the_option(changes: dict, message: str) -
 ])
 def test_edge_values_are_accepted(changes: dict) -> None:
     QAConfig(**changes)
+
+
+def test_a_saved_config_reads_back_without_the_keys_this_version_does_not_know() -> None:
+    config = QAConfig(doc_stride=64, seed=7)
+    assert QAConfig.from_saved({**config.to_dict(), "an_option_since_removed": 1}) == config
+    with pytest.raises(ValueError, match="doc_stride"):
+        QAConfig.from_saved({"doc_stride": 10_000})

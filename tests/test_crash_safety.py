@@ -17,11 +17,11 @@ from safetensors.torch import load_file
 
 from qa_core import checkpoints
 from qa_core.calibration import fit_calibration, read_calibration
-from qa_core.checkpoints import find_checkpoint, read_run_info
+from qa_core.checkpoints import read_run_info
 from qa_core.config import QAConfig
-from qa_core.error_analysis import RECORDS_FILE, read_records
+from qa_core.error_analysis import read_records
 from qa_core.progress import read_history
-from qa_core.run_files import TRAINING_LOCK
+from qa_core.run_files import RECORDS_FILE, STATE_FILE, TRAINING_LOCK, find_checkpoint
 from qa_core.training import TrainingError, train
 from tests.overfit_data import write_tiny_squad
 from tests.test_training import assert_same_weights, tiny_config
@@ -61,7 +61,7 @@ def train_killed_at(config: QAConfig, point: str, nth: int = 1) -> None:
 def assert_records_agree(run: Path) -> None:
     """run.json, the checkpoint and the evaluation files tell the same story."""
     info = read_run_info(run)
-    state = torch.load(run / "checkpoint" / checkpoints.STATE_FILE, weights_only=True)["state"]
+    state = torch.load(run / "checkpoint" / STATE_FILE, weights_only=True)["state"]
     assert info.history == list(state["history"]) and info.step == state["step"]
     metrics = json.loads((run / "eval_metrics.json").read_text())
     assert {k: metrics[k] for k in info.metrics} == info.metrics
@@ -110,7 +110,7 @@ def test_a_kill_at_any_point_resumes_to_the_same_weights(straight, tmp_path: Pat
         with pytest.raises(ValueError, match="nothing to resume"):
             train(config.replace(resume=True))
         return
-    assert torch.load(checkpoint / checkpoints.STATE_FILE, weights_only=True)["state"]["step"] == resumes_at
+    assert torch.load(checkpoint / STATE_FILE, weights_only=True)["state"]["step"] == resumes_at
     assert read_run_info(tmp_path / "run").status == "running" or point == "run_file_written"
     events = []
     result = train(config.replace(resume=True), callback=events.append)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from qa_core.distributed import DistContext, shard
 from qa_core.evaluation import METRICS_FILE, PREDICTIONS_FILE, evaluate
 from qa_core.features import build_features
 from qa_core.modeling import load_model
-from tests.conftest import write_squad
+from tests.conftest import free_port, write_squad
 
 ROOT = Path(__file__).resolve().parents[1]
 DRIVER = ROOT / "tests" / "ddp_driver.py"
@@ -130,12 +129,6 @@ def test_too_few_batches_for_the_processes_is_an_error(tiny_model_dir: Path, tmp
                       train_file=str(squad_file(tmp_path / "squad.json")), output_dir=str(tmp_path / "run"))
     with pytest.raises(ValueError, match="fewer batches than the 2 processes"):
         train_setup.prepare(config, DistContext(0, 2), device="cpu")  # rank 0 of 2, without a process group
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_accelerate_launch_and_a_rank_without_evaluation_windows(tiny_model_dir: Path, tmp_path: Path):

@@ -12,11 +12,11 @@ import pytest
 from qa_core.batching import collate
 from qa_core.config import QAConfig
 from qa_core.data import load_examples
-from qa_core.error_analysis import RECORDS_FILE
 from qa_core.evaluation import run_evaluation
 from qa_core.features import build_features, featurize
 from qa_core.inference import answer_examples, answer_question, run_model
 from qa_core.modeling import fit_config, load_model
+from qa_core.run_files import RECORDS_FILE
 from qa_core.serving import ModelCache, int8_copy, warmup_batches
 from qa_core.training import train
 from tests.families import FAMILIES, POSITIONS, build_family, sample_texts

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from qa_core.config import QAConfig
 from qa_core.data import Answer, Example
 from qa_core.features import Feature
 from qa_core.postprocess import SpanSearch, best_spans, postprocess_predictions, snap_to_words, window_candidates
@@ -93,3 +94,7 @@ def test_alternatives_that_snap_to_the_same_span_are_merged() -> None:
     assert [s.text for s in spans].count("Marlow") == 1
     raw = best_spans(context, [(offsets, start, end)], SpanSearch(whole_words=False))
     assert raw[0].text == "Mar" and {"Marlow", "low"} <= {s.text for s in raw}
+
+
+def test_the_default_span_search_is_the_default_config_s() -> None:
+    assert SpanSearch() == SpanSearch.from_config(QAConfig())

@@ -1,5 +1,4 @@
-"""What train and evaluate may write over in a run folder: a run's own evaluation is refreshed in place, a file or
-the model being trained from is never an output folder, and a resume must continue the same training."""
+"""What train and evaluate may write over in a run folder, and what a resume must keep the same."""
 
 from __future__ import annotations
 
@@ -12,6 +11,7 @@ import pytest
 from qa_core.config import QAConfig
 from qa_core.run_files import check_output_dir
 from tests.overfit_data import write_tiny_squad
+from tests.test_cli import fake_run
 
 WINDOWS = dict(max_seq_length=64, doc_stride=16, max_query_length=16)
 
@@ -63,22 +63,11 @@ def test_an_output_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
             check_output_dir(tmp_path / "out", overwrite)
 
 
-def _fake_run(folder: Path, status: str = "running", checkpoint: bool = True, **config) -> Path:
-    """A run folder as preflight reads it: run.json, and a checkpoint's state file."""
-    folder.mkdir(parents=True)
-    stored = {**QAConfig(output_dir=str(folder)).to_dict(), **config}
-    (folder / "run.json").write_text(json.dumps({"status": status, "config": stored}))
-    if checkpoint:
-        (folder / "checkpoint").mkdir()
-        (folder / "checkpoint" / "trainer_state.pt").write_bytes(b"")
-    return folder
-
-
 def test_a_killed_run_suggests_resume_before_overwrite(tmp_path: Path) -> None:
-    run = _fake_run(tmp_path / "run")
+    run = fake_run(tmp_path / "run", status="running")
     with pytest.raises(ValueError, match="--resume to continue it, or --overwrite_output_dir"):
         check_output_dir(run, False)
-    finished = _fake_run(tmp_path / "done", status="finished")
+    finished = fake_run(tmp_path / "done", status="finished")
     with pytest.raises(ValueError) as refused:
         check_output_dir(finished, False)
     assert "--resume" not in str(refused.value) and "--overwrite_output_dir" in str(refused.value)

@@ -1,5 +1,4 @@
-"""The app's model cache: one load per model off the answering thread, each run's own settings, and the compiled
-int8 copy that answers on CPUs with VNNI or AMX."""
+"""The app's model cache: one load per model off the answering thread, each run's settings, the int8 copy."""
 
 from __future__ import annotations
 

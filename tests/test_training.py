@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from qa_core.checkpoints import HISTORY_FILE, STATE_FILE, find_checkpoint, read_run_info
+from qa_core.checkpoints import read_run_info
 from qa_core.config import QAConfig
 from qa_core.data import load_examples
 from qa_core.error_analysis import read_records
@@ -26,7 +26,7 @@ from qa_core.jobs import model_choices
 from qa_core.modeling import load_model
 from qa_core.progress import read_history
 from qa_core.progress import ProgressEvent
-from qa_core.run_files import RunRefused
+from qa_core.run_files import HISTORY_FILE, STATE_FILE, RunRefused, find_checkpoint
 from qa_core.runtime import stop_on_signals
 from qa_core.training import TrainingError, train
 from tests.conftest import write_squad
@@ -411,7 +411,7 @@ def test_overwriting_a_run_clears_its_old_records_first(tiny_model_dir: Path, tm
 
 def test_a_run_s_calibration_counts_among_its_records() -> None:
     from qa_core.calibration import CALIBRATION_FILE
-    from qa_core.checkpoints import RUN_RECORDS
+    from qa_core.run_files import RUN_RECORDS
 
     assert CALIBRATION_FILE in RUN_RECORDS  # else a new model would inherit the old one's temperature
 

@@ -12,9 +12,10 @@ import pytest
 from qa_core import plots
 from qa_core.calibration import read_calibration
 from qa_core.config import QAConfig
-from qa_core.error_analysis import OUTCOMES, RECORDS_FILE, rescore
+from qa_core.error_analysis import OUTCOMES, rescore
 from qa_core.evaluation import run_evaluation
 from qa_core.hosting import Settings
+from qa_core.run_files import RECORDS_FILE
 from qa_core.service import QAService
 from qa_core.training import train
 from qa_core.ui.calibration_panel import CalibrationHandlers

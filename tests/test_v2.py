@@ -1,5 +1,4 @@
-"""SQuAD 2.0: the official v2.0 figures (checked against the vendored evaluate-v2.0.py), abstaining on the null
-score, records the Errors tab re-scores at any threshold, and a run that answers with its best threshold."""
+"""SQuAD 2.0: the official figures, abstaining on the null score, re-scored records, a run's own threshold."""
 
 from __future__ import annotations
 

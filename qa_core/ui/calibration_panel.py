@@ -1,5 +1,4 @@
-"""The Errors tab's calibration panel: how far a run's answer probabilities can be trusted, and what a
-confidence threshold would buy."""
+"""The Errors tab's calibration panel: how far a run's probabilities can be trusted, what a threshold would buy."""
 
 from __future__ import annotations
 
