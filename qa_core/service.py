@@ -15,7 +15,7 @@ from qa_core.calibration import Calibration, answer_temperature, fit_calibration
 from qa_core.checkpoints import find_checkpoint, is_evaluation_folder, list_runs, read_run_info
 from qa_core.compare import Comparison, compare_runs
 from qa_core.config import QAConfig, config_options
-from qa_core.data import DataError, check_file_size, load_examples
+from qa_core.data import check_file_size, load_examples
 from qa_core.error_analysis import evaluated_threshold
 from qa_core.hosting import Settings, check_model, check_request, check_run, default_name, scrub
 from qa_core.inference import AnswerResult, answer_json
@@ -24,8 +24,8 @@ from qa_core.jobs import (QUICK_DATA, JobManager, JobSnapshot, has_model, model_
 from qa_core.modeling import LoadedModel
 from qa_core.run_files import RECORDS_FILE
 from qa_core.serving import ModelCache, run_config
-from qa_core.train_policy import (DATA_SUFFIXES, capped, check_data, check_limits, check_resume_limits,
-                                  check_start_data, check_start_model, check_training)
+from qa_core.train_policy import (DATA_SUFFIXES, capped, check_contexts, check_data, check_limits,
+                                  check_resume_limits, check_start_data, check_start_model, check_training)
 from qa_core.views import find_record, run_records
 
 if typing.TYPE_CHECKING:  # captum is imported only when an explanation is asked for
@@ -150,10 +150,12 @@ class QAService:
         path = Path(upload)
         try:
             check_file_size(path, self.settings.max_upload_bytes)
-            report = load_examples(upload).report
-        except (DataError, OSError) as err:
+            loaded = load_examples(upload, limit=self.settings.max_train_examples)
+            check_contexts(loaded.examples, path.name, self.settings)
+        except (ValueError, OSError) as err:  # a DataError, or a context over the limit
             path.unlink(missing_ok=True)
             return f"Not usable as training data: {self.explain(err)}"
+        report = loaded.report
         return f"{path.name}: {report.examples:,} questions ({report.unanswerable} unanswerable)"
 
     def train_config(self, model: str | None, train_file: str | None, validation_file: str | None,
