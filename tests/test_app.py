@@ -439,6 +439,17 @@ def test_an_old_explanation_is_cleared_by_a_new_answer_an_error_or_another_model
     assert [ids["ask-model"], "change"] in [list(t) for t in events["ui_forget_why"]["targets"]]
 
 
+def test_every_plot_and_table_is_labelled_and_no_table_shows_numbered_columns(settings):
+    """A plot without a label reads 'Plot' in its corner (HasAns / NoAns, calibration, comparison), and a table
+    without a value shows Gradio's placeholder columns '1 2 3' (the comparison's tables before and after a
+    refused comparison)."""
+    demo = app.build_app(settings)
+    components = [c for c in demo.blocks.values() if isinstance(c, (gr.Plot, gr.Dataframe))]
+    assert components and [c.elem_id for c in components if not c.label] == []
+    for table in (c for c in components if isinstance(c, gr.Dataframe)):
+        assert table.value["headers"] and table.value["headers"] != ["1", "2", "3"], table.label
+
+
 def test_an_upload_chooses_the_data_source(ui, tmp_path):
     sample = tmp_path / "mine.json"
     sample.write_bytes(Path("qa_core/sample/sample-squad.json").read_bytes())
