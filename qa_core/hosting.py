@@ -23,6 +23,7 @@ MAX_UPLOAD_MB = 50
 # Windows of training data take memory per question (bench/README.md, Limits and memory).
 PUBLIC_MAX_TRAIN_EXAMPLES = 10_000
 MODEL_WAIT_S = 20.0
+MAX_NAME_CHARS = 4096  # a model or run name: Linux's PATH_MAX; hub ids are far shorter
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -105,18 +106,31 @@ def find_run(name: str, settings: Settings, marks: tuple[str, ...] = (RUN_FILE,)
     root = settings.runs_root.resolve()
     candidate = Path(name)
     folder = (root / candidate.name) if candidate.name and candidate.name not in (".", "..") else None
-    if folder is None or (candidate.parent != Path(".") and candidate.resolve().parent != root):
+    try:
+        if folder is None or (candidate.parent != Path(".") and candidate.resolve().parent != root):
+            return None
+        return folder if any((folder / mark).is_file() for mark in marks) else None
+    except OSError:  # a name the file system cannot look up (too long, say) names no run
         return None
-    return folder if any((folder / mark).is_file() for mark in marks) else None
+
+
+def check_name(name: str, what: str) -> str:
+    """Refuse a name no folder or hub id could have before it reaches the file system (or an error message)."""
+    if len(name) > MAX_NAME_CHARS:
+        raise ValueError(f"{what} name has {len(name):,} characters; a folder path or hub id has at most "
+                         f"{MAX_NAME_CHARS:,}")
+    return name
 
 
 def check_model(name: str | None, settings: Settings) -> str:
     """The model to load for a caller's choice; on a public server only the default model, runs under the runs
     folder and QA_ALLOWED_MODELS, refused without touching the disk for anything else."""
-    name = (name or "").strip() or settings.default_model
+    name = check_name((name or "").strip() or settings.default_model, "model")
     if name == DEFAULT_MODEL and not (settings.public and settings.default_model != DEFAULT_MODEL):
         return name  # the packaged model needs no checks; a public server offers it only as its default
-    run = find_run(name, settings)  # first: QA_DEFAULT_MODEL may name a run as any caller does
+    # First: QA_DEFAULT_MODEL may name a run as any caller does; an evaluation folder is found too, so that the
+    # caller hears it holds no model (service.check_model_folder), not that no folder has its name.
+    run = find_run(name, settings, (RUN_FILE, RECORDS_FILE))
     if run is not None:
         return str(run)
     if name in (settings.default_model, *settings.allowed_models):
@@ -141,7 +155,7 @@ def check_run(run: str | None, settings: Settings) -> str:
     """A run folder for the Errors tab; on a public server only one under the runs folder."""
     if not run:
         raise ValueError("pick a run first (train one in the Train tab if the list is empty)")
-    found = find_run(run, settings, (RUN_FILE, RECORDS_FILE))  # `train.py evaluate` folders hold no run.json
+    found = find_run(check_name(run, "run"), settings, (RUN_FILE, RECORDS_FILE))  # `train.py evaluate` folders hold no run.json
     if found is not None:
         return str(found)
     if settings.public:

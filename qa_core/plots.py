@@ -25,9 +25,13 @@ PREDICTED_COLOR = "rgba(255, 165, 0, 0.30)"
 GOLD_COLOR = "rgba(46, 160, 67, 0.25)"
 # Plotly's RdBu runs from red (-1) to blue (+1); the Ask and Errors tabs both print this legend beside the map.
 # Bar charts: the legend in a row above the plot, not in a column beside it (which took a third of a phone's
-# width), and tick labels given the room they need.
+# width, more for the calibration plots), and tick labels given the room they need.
 BAR_LEGEND = {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "left", "x": 0}
 BAR_LAYOUT = {"legend": BAR_LEGEND, "margin": {"l": 40, "r": 10, "t": 60, "b": 40}}
+# The calibration plots have four legend entries, which wrap into rows on a phone: below the axis title they push
+# the plot up instead of running over the figure's title.
+BELOW_LAYOUT = {"legend": {"orientation": "h", "yanchor": "top", "y": -0.28, "xanchor": "left", "x": 0},
+                "margin": {"l": 40, "r": 10, "t": 40, "b": 40}}
 BAR_TEXT = 10  # px: the n= labels keep this size (Plotly shrank them to the bar's width: unreadable on a phone)
 SLICE_PX = 34  # px of height per slice group in the comparison (two bars and their labels)
 ATTRIBUTION_COLORSCALE = "RdBu"
@@ -193,9 +197,9 @@ def reliability_figure(bins: Sequence[ReliabilityBin], ece: float | None = None,
     if scaled:
         figure.add_trace(go.Scatter(x=[b.mean_probability for b in scaled], y=[b.exact_fraction for b in scaled],
                                     name="after temperature scaling", mode="lines+markers"))
-    title = "Reliability: answer probability vs. exactly right" + (f" (ECE {ece:.3f})" if ece is not None else "")
-    figure.update_layout(title=title, xaxis_title="answer probability", yaxis_title="fraction", height=340,
-                         xaxis_range=[0, 1], yaxis_range=[0, 1.05], margin={"l": 40, "r": 10, "t": 40, "b": 40})
+    title = "Reliability" + (f" (ECE {ece:.3f})" if ece is not None else "")  # the axes say what against what
+    figure.update_layout(title=title, xaxis_title="answer probability", yaxis_title="fraction", height=380,
+                         xaxis_range=[0, 1], yaxis_range=[0, 1.05], **BELOW_LAYOUT)
     return figure
 
 
@@ -213,9 +217,8 @@ def coverage_figure(points: Sequence[CoveragePoint], chosen: CoveragePoint | Non
         figure.add_trace(go.Scatter(x=[chosen.coverage, chosen.coverage], y=[chosen.exact_match, chosen.f1],
                                     mode="markers", marker={"size": 11, "symbol": "diamond"},
                                     name=f"threshold {chosen.threshold:.2f}"))
-    figure.update_layout(title="Answer only above a confidence threshold", xaxis_title="coverage (answered share)",
-                         yaxis_title="score on answered", height=340, xaxis_range=[0, 1.02],
-                         margin={"l": 40, "r": 10, "t": 40, "b": 40})
+    figure.update_layout(title="Coverage against EM and F1", xaxis_title="coverage (answered share)",
+                         yaxis_title="score on answered", height=380, xaxis_range=[0, 1.02], **BELOW_LAYOUT)
     return figure
 
 
@@ -234,7 +237,8 @@ def attribution_figure(attribution: Attribution) -> go.Figure:
                      annotation_text="answer", annotation_position="top left",
                      annotation={"bgcolor": "rgba(255, 255, 255, 0.85)"})  # readable over a dark cell
     steps = f", {attribution.steps} steps" if attribution.steps else ""
-    figure.update_layout(title=f"Attributions ({attribution.method}{steps}, {attribution.seconds:.2f} s)", height=260,
-                         margin={"l": 40, "r": 10, "t": 40, "b": 10}, yaxis_autorange="reversed")
+    # The method on a line of its own: a phone shows about 40 characters of a title
+    figure.update_layout(title=f"Attributions<br><sup>{attribution.method}{steps}, {attribution.seconds:.2f} s</sup>",
+                         height=270, margin={"l": 40, "r": 10, "t": 50, "b": 10}, yaxis_autorange="reversed")
     token_xaxis(figure, x, focus)
     return figure

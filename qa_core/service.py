@@ -24,8 +24,8 @@ from qa_core.jobs import (QUICK_DATA, JobManager, JobSnapshot, has_model, model_
 from qa_core.modeling import LoadedModel
 from qa_core.run_files import RECORDS_FILE, find_checkpoint
 from qa_core.serving import ModelCache, run_config
-from qa_core.train_policy import (DATA_SUFFIXES, capped, check_data, check_limits, check_resume_limits,
-                                  check_start_data, check_start_model, check_training)
+from qa_core.train_policy import (DATA_SUFFIXES, capped, check_contexts, check_data, check_limits,
+                                  check_resume_limits, check_start_data, check_start_model, check_training)
 from qa_core.views import find_record, run_records
 
 if typing.TYPE_CHECKING:  # captum is imported only when an explanation is asked for
@@ -150,10 +150,12 @@ class QAService:
         path = Path(upload)
         try:
             check_file_size(path, self.settings.max_upload_bytes)
-            report = load_examples(upload).report
-        except (DataError, OSError) as err:
+            loaded = load_examples(upload, limit=self.settings.max_train_examples)
+            check_contexts(loaded.examples, path.name, self.settings)
+        except (ValueError, OSError) as err:  # a DataError, or a context over the limit
             path.unlink(missing_ok=True)
             return f"Not usable as training data: {self.explain(err)}"
+        report = loaded.report
         return f"{path.name}: {report.examples:,} questions ({report.unanswerable} unanswerable)"
 
     def train_config(self, model: str | None, train_file: str | None, validation_file: str | None,

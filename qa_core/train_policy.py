@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from qa_core.config import QAConfig
-from qa_core.data import load_examples
+from qa_core.data import Example, load_examples
 from qa_core.data_sources import check_file_size
 from qa_core.hosting import LIMITED_OPTIONS, Settings
 from qa_core.modeling import resolve_model
@@ -38,8 +38,20 @@ def check_start_data(source: str, what: str, settings: Settings) -> str:
     if not path.is_file():
         raise ValueError(f"{what}: no such file {source}")
     check_file_size(path, settings.max_upload_bytes if settings.public else None)
-    load_examples(source)
+    check_contexts(load_examples(source, limit=settings.max_train_examples).examples, what, settings)
     return source
+
+
+def check_contexts(examples: tuple[Example, ...], what: str, settings: Settings) -> None:
+    """A public server trains on contexts no longer than it answers: every question's context is cut into
+    windows, so one long context shared by many questions would multiply a job's work and memory past every cap."""
+    if not settings.public or not examples:
+        return
+    longest = max(examples, key=lambda e: len(e.context))
+    if len(longest.context) > settings.max_context_chars:
+        raise ValueError(f"{what}: question {longest.example_id!r} has a context of {len(longest.context):,} "
+                         f"characters; this server trains on contexts of up to {settings.max_context_chars:,} "
+                         f"(QA_MAX_CONTEXT_CHARS)")
 
 
 def check_start_model(name: str) -> str:

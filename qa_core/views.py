@@ -183,11 +183,14 @@ def comparison_text(comparison: Comparison) -> str:
     return "\n".join(lines)
 
 
+SLICE_COLUMNS = ["slice", "group", "questions", "EM A", "EM B", "F1 A", "F1 B"]
+
+
 def slice_table(comparison: Comparison) -> pd.DataFrame:
     """The slices side by side: EM and F1 of run A and run B for every group."""
     rows = [[s.slice, s.group, s.questions, round(s.exact_a, 1), round(s.exact_b, 1), round(s.f1_a, 1),
              round(s.f1_b, 1)] for s in comparison.slices]
-    return pd.DataFrame(rows, columns=["slice", "group", "questions", "EM A", "EM B", "F1 A", "F1 B"])
+    return pd.DataFrame(rows, columns=SLICE_COLUMNS)
 
 
 def calibration_text(calibration: Calibration) -> str:

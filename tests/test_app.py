@@ -342,6 +342,28 @@ def test_a_public_server_caps_the_questions_a_job_reads(settings):
     assert QAService(settings).train_config("", "sample", "", {}).max_train_samples is None  # local: all
 
 
+def test_a_public_server_trains_on_contexts_no_longer_than_it_answers(settings, tmp_path):
+    """Every question's context is cut into windows, so one long context shared by a file's questions multiplied a
+    job's work and memory past every cap (a 45 MB context under 10,000 questions); a public server refuses, at the
+    upload and at the start, a context over its QA_MAX_CONTEXT_CHARS, naming the question and the limit."""
+    public = Settings(settings.runs_root, settings.default_model, training_enabled=True, fast_inference=False,
+                      public=True, max_context_chars=1_000)
+    ui, folders = handlers(public), set(settings.runs_root.iterdir())
+    context = "The keeper wound the clockwork every night. " * 30 + "The last keeper was Abbie Burgess."
+    qas = [{"id": f"q{n}", "question": "Who was the last keeper?",
+            "answers": [{"text": "Abbie Burgess", "answer_start": context.index("Abbie")}]} for n in range(3)]
+    long_file = write_squad(tmp_path / "long.json", [{"context": context, "qas": qas}])
+    refused = note(ui.train.check_upload(str(long_file)))
+    assert f"question 'q0' has a context of {len(context):,} characters" in refused, refused
+    assert "up to 1,000 (QA_MAX_CONTEXT_CHARS)" in refused and not long_file.exists()
+    write_squad(long_file, [{"context": context, "qas": qas}])
+    started = ui.train.start_training(None, "", DATA_CHOICES[1], str(long_file), "", "", *form())["message"]
+    assert started.startswith("Not started") and "QA_MAX_CONTEXT_CHARS" in started, started
+    assert set(settings.runs_root.iterdir()) == folders
+    write_squad(long_file, [{"context": context, "qas": qas}])
+    assert "3 questions" in note(handlers(replace(public, public=False)).train.check_upload(str(long_file)))
+
+
 LONG = " ".join(["The keeper wound the clockwork every night and trimmed the wick."] * 40)
 LATE = LONG + " The last keeper was Abbie Burgess, who left in 1875."
 
@@ -430,6 +452,17 @@ def test_an_old_explanation_is_cleared_by_a_new_answer_an_error_or_another_model
     for name in ("ui_ask", "ui_ask_submit", "ui_forget_why"):
         assert {ids["ask-why-note"], ids["ask-why-plot"]} <= set(events[name]["outputs"]), name
     assert [ids["ask-model"], "change"] in [list(t) for t in events["ui_forget_why"]["targets"]]
+
+
+def test_every_plot_and_table_is_labelled_and_no_table_shows_numbered_columns(settings):
+    """A plot without a label reads 'Plot' in its corner (HasAns / NoAns, calibration, comparison), and a table
+    without a value shows Gradio's placeholder columns '1 2 3' (the comparison's tables before and after a
+    refused comparison)."""
+    demo = app.build_app(settings)
+    components = [c for c in demo.blocks.values() if isinstance(c, (gr.Plot, gr.Dataframe))]
+    assert components and [c.elem_id for c in components if not c.label] == []
+    for table in (c for c in components if isinstance(c, gr.Dataframe)):
+        assert table.value["headers"] and table.value["headers"] != ["1", "2", "3"], table.label
 
 
 def test_an_upload_chooses_the_data_source(ui, tmp_path):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -71,6 +74,9 @@ def test_a_given_span_is_explained_and_the_model_mode_is_kept(tiny_loaded):
     figure = plots.attribution_figure(result)
     assert list(figure.data[0].y) == ["start", "end"] and np.abs(figure.data[0].z).max() == pytest.approx(1.0)
     assert "gradient x input" in figure.layout.title.text
+    # a phone shows about 40 characters of a title: 'Attributions (integrated gradients, 32 steps, 1.80 s)' was cut
+    integrated = plots.attribution_figure(replace(result, method=attributions.INTEGRATED_GRADIENTS, steps=32))
+    assert all(len(re.sub("<[^>]+>", "", line)) <= 40 for line in integrated.layout.title.text.split("<br>"))
 
 
 def test_bad_requests_name_the_problem(tiny_loaded):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -109,3 +111,8 @@ def test_reliability_and_coverage_figures():
     assert [t.name for t in coverage.data] == ["EM", "F1", "threshold 0.50"]
     assert list(coverage.data[2].x) == [chosen.coverage, chosen.coverage]
     assert min(coverage.data[0].x) > 0  # a threshold above every probability answers nothing: no score to draw
+    for shown in (figure, coverage):  # a phone shows about 40 characters of a title, and a legend beside the
+        # plot left it a fifth of the width: the title fits, the legend's rows sit below the plot (above, they
+        # wrapped over the title)
+        assert all(len(re.sub("<[^>]+>", "", line)) <= 40 for line in shown.layout.title.text.split("<br>"))
+        assert shown.layout.legend.orientation == "h" and shown.layout.legend.y < 0

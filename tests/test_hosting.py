@@ -233,3 +233,34 @@ def test_a_public_server_with_another_default_does_not_offer_the_embedded_model(
         check_model("embedded", public)
     assert check_model("", public) == "org/squad-model"
     assert check_model("embedded", Settings(runs_root=runs, default_model="org/squad-model")) == "embedded"
+
+
+def test_a_name_too_long_for_a_file_name_is_refused_as_a_name(runs):
+    """A caller's name longer than the file system takes (ENAMETOOLONG) is no run and no model: a public server said
+    '[Errno 36] File name too long', and a local one echoed the whole name back; now each says what it says of any
+    name it does not know, or names the length."""
+    public = Settings(runs_root=runs, public=True)
+    with pytest.raises(ValueError, match="is not offered on this server"):
+        check_model("x" * 300, public)
+    with pytest.raises(ValueError, match="is not a run on this server"):
+        check_run("x" * 300, public)
+    for check, what in ((check_model, "model"), (check_run, "run")):
+        with pytest.raises(ValueError, match=f"{what} name has 100,000 characters") as refused:
+            check("x" * 100_000, Settings(runs_root=runs))
+        assert len(str(refused.value)) < 200
+
+
+def test_an_evaluation_folder_named_as_a_model_is_found_under_the_runs_folder(runs, tmp_path, monkeypatch):
+    """/list_runs names evaluation folders beside runs; one named as /answer's model was looked for in the server's
+    working directory and the hub ('not a local folder, not in the hub cache'), or, public, called not offered.
+    It is found under the runs folder, so the caller hears it is an evaluation folder, which holds no model."""
+    from qa_core.service import check_model_folder
+
+    evaluation = runs / "eval-v1"
+    evaluation.mkdir()
+    (evaluation / "eval_records.jsonl").write_text("", encoding="utf-8")
+    monkeypatch.chdir(tmp_path.parent)
+    for settings in (Settings(runs_root=runs), Settings(runs_root=runs, public=True)):
+        assert check_model("eval-v1", settings) == str(evaluation.resolve())
+        with pytest.raises(ValueError, match="eval-v1 is an evaluation folder"):
+            check_model_folder(check_model("eval-v1", settings))

@@ -11,6 +11,7 @@ import pytest
 
 from qa_core import plots
 from qa_core.calibration import read_calibration
+from qa_core.compare import PAIR_COLUMNS
 from qa_core.config import QAConfig
 from qa_core.error_analysis import OUTCOMES, rescore
 from qa_core.evaluation import run_evaluation
@@ -98,6 +99,10 @@ def test_runs_on_different_data_are_not_compared(service):
     assert "Cannot compare" in ui.compare("a", "c", "all")["comparison"]
     assert "not evaluated on the same data" in ui.compare("a", "c", "all")["comparison"]
     assert "Pick run B" in ui.compare("a", None, "all")["comparison"]
+    for shown in (ui.compare("a", "c", "all"), ui.compare("a", None, "all"), ui.choices("a")):
+        # an empty table keeps its columns: None showed Gradio's placeholder columns '1 2 3'
+        assert list(shown["pairs"].columns) == list(PAIR_COLUMNS) and len(shown["pairs"]) == 0
+        assert list(shown["slice_table"].columns)[:3] == ["slice", "group", "questions"]
     assert ui.select_pair("a", "c", select(["x"]))["detail"] is None
 
 

@@ -46,8 +46,8 @@ def build_calibration_panel(service: QAService, run: gr.Dropdown) -> dict[str, A
     with gr.Accordion("Trust the score: calibration", open=False, elem_id="calibration-panel"):
         shown = {"calibration": gr.Textbox(label="Calibration", interactive=False, elem_id="calibration-text")}
         with gr.Row():
-            shown.update(reliability=gr.Plot(elem_id="calibration-reliability"),
-                         coverage=gr.Plot(elem_id="calibration-coverage"))
+            shown.update(reliability=gr.Plot(label="Reliability diagram", elem_id="calibration-reliability"),
+                         coverage=gr.Plot(label="Coverage against EM/F1", elem_id="calibration-coverage"))
         threshold = gr.Slider(0, 1, DEFAULT_THRESHOLD, step=0.01, label="Answer only above confidence t",
                               info="the answer probability after temperature scaling", elem_id="calibration-threshold")
         shown["readout"] = gr.Textbox(label="At this threshold", interactive=False, elem_id="calibration-readout")

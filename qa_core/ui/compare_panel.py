@@ -14,7 +14,12 @@ from qa_core.ui.common import PRIVATE, Outputs, by_name
 
 PAIR_COLORS = {"A": "#ffb347", "B": "#c39bd3", "gold": "#7dd87d", "A + B": "#f5a3a3", "A + gold": "#7fb3ff",
                "B + gold": "#76d7c4", "A + B + gold": "#5dade2"}
-EMPTY = {"comparison": "", "slices": None, "slice_table": None, "pairs": None}
+
+
+def empty() -> Outputs:
+    """No comparison: tables with their columns and no rows (None shows Gradio's placeholder columns '1 2 3')."""
+    return {"comparison": "", "slices": None, "slice_table": pd.DataFrame(columns=views.SLICE_COLUMNS),
+            "pairs": pd.DataFrame(columns=PAIR_COLUMNS)}
 
 
 class CompareHandlers:
@@ -25,7 +30,7 @@ class CompareHandlers:
 
     def choices(self, run_a: str | None) -> Outputs:
         """Run A changed: run B is picked again among the other runs with records."""
-        return {"run_b": gr.update(choices=self.others(run_a), value=None), **EMPTY, "detail": None,
+        return {"run_b": gr.update(choices=self.others(run_a), value=None), **empty(), "detail": None,
                 "pair_question": ""}
 
     def others(self, run_a: str | None) -> list[tuple[str, str]]:
@@ -35,11 +40,11 @@ class CompareHandlers:
     def compare(self, run_a: str | None, run_b: str | None, only: str) -> Outputs:
         """EM/F1 of both with the paired bootstrap interval, outcome counts, slices, the pairs of one outcome."""
         if not run_b:
-            return {**EMPTY, "comparison": "Pick run B to compare it with the run above (run A)."}
+            return {**empty(), "comparison": "Pick run B to compare it with the run above (run A)."}
         try:
             comparison = self.service.compare(run_a, run_b)
         except (ValueError, OSError) as err:
-            return {**EMPTY, "comparison": f"Cannot compare: {self.service.explain(err)}"}
+            return {**empty(), "comparison": f"Cannot compare: {self.service.explain(err)}"}
         return {"comparison": views.comparison_text(comparison),
                 "slices": plots.compare_slices_figure(comparison.slices), "slice_table": views.slice_table(comparison),
                 "pairs": pair_table(comparison, only)}
@@ -48,7 +53,7 @@ class CompareHandlers:
         try:
             return {"pairs": pair_table(self.service.compare(run_a, run_b), only)}
         except (ValueError, OSError):
-            return {"pairs": pd.DataFrame(columns=PAIR_COLUMNS)}
+            return {"pairs": empty()["pairs"]}
 
     def select_pair(self, run_a: str | None, run_b: str | None, event: gr.SelectData) -> Outputs:
         """A row was clicked: both predicted spans and the gold in one context."""
@@ -70,9 +75,10 @@ def build_compare_panel(service: QAService, run: gr.Dropdown) -> dict[str, Any]:
                            elem_id="compare-only")
         shown = {"comparison": gr.Textbox(label="A vs B", interactive=False, lines=4, elem_id="compare-summary")}
         with gr.Row():
-            shown.update(slices=gr.Plot(elem_id="compare-slices"),
-                         slice_table=gr.Dataframe(label="Slices side by side", interactive=False, max_height=340))
-        shown["pairs"] = gr.Dataframe(pd.DataFrame(columns=PAIR_COLUMNS), label="Both predictions (click a row)",
+            shown.update(slices=gr.Plot(label="A and B by slice", elem_id="compare-slices"),
+                         slice_table=gr.Dataframe(empty()["slice_table"], label="Slices side by side",
+                                                  interactive=False, max_height=340))
+        shown["pairs"] = gr.Dataframe(empty()["pairs"], label="Both predictions (click a row)",
                                       interactive=False, wrap=True, elem_id="compare-table",
                                       column_widths=["9%", "8%", "25%", "16%", "16%", "16%", "5%", "5%"])
         detail = {"pair_question": gr.Textbox(label="Selected question", interactive=False),

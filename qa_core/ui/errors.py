@@ -146,7 +146,7 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
             summary.update(words=gr.Plot(label="By question word", elem_id="errors-words"),
                            lengths=gr.Plot(label="By gold answer length", elem_id="errors-lengths"),
                            histogram=gr.Plot(label="F1 per question", elem_id="errors-histogram"),
-                           answerable=gr.Plot(visible=False, elem_id="errors-answerable"))
+                           answerable=gr.Plot(label="HasAns / NoAns", visible=False, elem_id="errors-answerable"))
         threshold = gr.Slider(-10, 10, 0, step=0.1, visible=False, label="Null-score threshold (SQuAD 2.0)",
                               info="abstain where null score − best span score is above it; re-scores the run",
                               elem_id="errors-threshold")
