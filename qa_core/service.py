@@ -14,7 +14,7 @@ from qa_core.calibration import Calibration, answer_temperature, fit_calibration
 from qa_core.checkpoints import is_evaluation_folder, list_runs, read_run_info
 from qa_core.compare import Comparison, compare_runs
 from qa_core.config import QAConfig, config_options
-from qa_core.data import DataError, load_examples
+from qa_core.data import load_examples
 from qa_core.data_sources import check_file_size
 from qa_core.error_analysis import QuestionRecord, evaluated_threshold
 from qa_core.hosting import Settings, check_model, check_request, check_run, default_name, scrub
