@@ -1,5 +1,4 @@
-"""Load SQuAD-format question answering data into typed examples, with clear errors for bad records; the records
-come from data_sources.py (files, JSON Lines, hub data sets, within the loading limits)."""
+"""Parse the records data_sources.py reads into typed examples, with clear errors for bad records."""
 
 from __future__ import annotations
 
@@ -12,9 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from qa_core.data_sources import DataError, read_records
-# Read and limited in data_sources.py; importable from here too, where callers have long found them.
-from qa_core.data_sources import (SAMPLE_PATH, LoadingCancelled, check_file_size, loading_limits,  # noqa: F401
-                                  looks_like_a_path)
 
 logger = logging.getLogger(__name__)
 

@@ -1,5 +1,4 @@
-"""Read a data source into raw records, each named by where it is: the bundled sample, a SQuAD or flat JSON file,
-JSON Lines, or a hub data set; within the loading limits (file size, cancel) that a web training job sets."""
+"""Read a data source (the sample, SQuAD or flat JSON, JSON Lines, a hub data set) into named raw records."""
 
 from __future__ import annotations
 

@@ -155,7 +155,8 @@ def check_run(run: str | None, settings: Settings) -> str:
     """A run folder for the Errors tab; on a public server only one under the runs folder."""
     if not run:
         raise ValueError("pick a run first (train one in the Train tab if the list is empty)")
-    found = find_run(check_name(run, "run"), settings, (RUN_FILE, RECORDS_FILE))  # `train.py evaluate` folders hold no run.json
+    # `train.py evaluate` folders hold no run.json
+    found = find_run(check_name(run, "run"), settings, (RUN_FILE, RECORDS_FILE))
     if found is not None:
         return str(found)
     if settings.public:

@@ -150,8 +150,8 @@ class QAService:
         path = Path(upload)
         try:
             check_file_size(path, self.settings.max_upload_bytes)
-            loaded = load_examples(upload, limit=self.settings.max_train_examples)
-            check_contexts(loaded.examples, path.name, self.settings)
+            loaded = load_examples(upload)
+            check_contexts(loaded.examples[:self.settings.max_train_examples], path.name, self.settings)
         except (ValueError, OSError) as err:  # a DataError, or a context over the limit
             path.unlink(missing_ok=True)
             return f"Not usable as training data: {self.explain(err)}"

@@ -342,6 +342,17 @@ def test_a_public_server_caps_the_questions_a_job_reads(settings):
     assert QAService(settings).train_config("", "sample", "", {}).max_train_samples is None  # local: all
 
 
+def test_an_upload_to_a_capped_server_counts_all_its_questions(settings, tmp_path):
+    """The note tells what the file holds; the cap (the job reads the first 2) limits only what the job reads."""
+    public = Settings(settings.runs_root, settings.default_model, training_enabled=True, fast_inference=False,
+                      public=True, max_train_examples=2)
+    context = "The keeper wound the clockwork every night."
+    qas = [{"id": f"q{n}", "question": "What did the keeper wind?",
+            "answers": [{"text": "the clockwork", "answer_start": context.index("the clockwork")}]} for n in range(5)]
+    upload = write_squad(tmp_path / "five.json", [{"context": context, "qas": qas}])
+    assert "five.json: 5 questions" in note(handlers(public).train.check_upload(str(upload)))
+
+
 def test_a_public_server_trains_on_contexts_no_longer_than_it_answers(settings, tmp_path):
     """Every question's context is cut into windows, so one long context shared by a file's questions multiplied a
     job's work and memory past every cap (a 45 MB context under 10,000 questions); a public server refuses, at the
