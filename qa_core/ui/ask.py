@@ -43,8 +43,9 @@ scroll();
 """
 # An explanation belongs to one answer: a new answer, a refusal or another model takes it off the page.
 NO_EXPLANATION = {"why_plot": None, "why_note": ""}
-EDITED = (" The question, context or model changed after this answer: this explains the answer shown; Answer again "
-          "to explain the new one.")
+# Said first: on a phone the note scrolls, and this changes how the rest is read.
+EDITED = ("The question, context or model changed after this answer: this explains the answer shown; Answer again "
+          "to explain the new one.\n")
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,8 @@ class AskHandlers:
         window = f" · window {attribution.window + 1} of {attribution.windows}" if attribution.windows > 1 else ""
         edited = EDITED if answered != Answered(model, question, context) else ""
         return {"why_plot": plots.attribution_figure(attribution),
-                "why_note": f"{attribution.method}{steps} in {attribution.seconds:.1f} s{window}: "
-                            f"{plots.ATTRIBUTION_LEGEND}.{edited}"}
+                "why_note": f"{edited}{attribution.method}{steps} in {attribution.seconds:.1f} s{window}: "
+                            f"{plots.ATTRIBUTION_LEGEND}."}
 
 
 def build_ask_tab(service: QAService) -> dict[str, Any]:
@@ -133,7 +134,7 @@ def build_ask_tab(service: QAService) -> dict[str, Any]:
                                                elem_id="ask-alternatives")
         outputs["plot"] = gr.Plot(label="Start and end logits per token", elem_id="ask-plot")
         why = gr.Button("Why this answer?", elem_id="ask-why")
-        explained = {"why_note": gr.Textbox(label="Attributions", interactive=False, lines=3, max_lines=6,
+        explained = {"why_note": gr.Textbox(label="Attributions", interactive=False, lines=3, max_lines=8,
                                                 elem_id="ask-why-note"),
                      "why_plot": gr.Plot(label="Attributions per token", elem_id="ask-why-plot")}
         answered = gr.State(None)  # an Answered, or None while no answer is shown; in the tab, as Tabs hold tabs
