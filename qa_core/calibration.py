@@ -18,6 +18,7 @@ from qa_core.run_files import CALIBRATION_FILE, RECORDS_FILE, run_folder
 logger = logging.getLogger(__name__)
 
 BINS = 10
+CURVE_POINTS = 200  # thresholds of a coverage curve at most: enough for a smooth line, few enough to send
 LOG_TEMPERATURES = np.linspace(-3.0, 3.0, 241)  # temperatures from e^-3 to e^3 searched by the fit
 
 
@@ -191,11 +192,22 @@ def rescale_result(result: AnswerResult, temperature: float) -> AnswerResult:
     return replace(result, prediction=rescale_prediction(result.prediction, temperature))
 
 
+def curve_thresholds(confidence: np.ndarray, points: int = CURVE_POINTS) -> np.ndarray:
+    """Thresholds at the confidences themselves, ascending, at most `points` of them spread by rank: each one a
+    coverage a threshold can reach. A fixed grid of thresholds skipped over confidences that all fall in one
+    narrow band: every step answered all the questions or none."""
+    distinct = np.unique(confidence)
+    if len(distinct) <= points:
+        return distinct
+    return np.unique(np.quantile(confidence, np.linspace(0.0, 1.0, points), method="inverted_cdf"))
+
+
 def coverage_curve(records: Sequence[QuestionRecord], temperature: float = 1.0,
                    thresholds: np.ndarray | None = None) -> tuple[CoveragePoint, ...]:
-    """'Answer only above confidence t': coverage and EM/F1 over the answered questions, for each t."""
-    thresholds = np.linspace(0.0, 1.0, 101) if thresholds is None else np.asarray(thresholds, dtype=float)
+    """'Answer only above confidence t': coverage and EM/F1 over the answered questions, for each t (by default
+    at the questions' own confidences, see curve_thresholds)."""
     confidence = confidences(records, temperature)
+    thresholds = curve_thresholds(confidence) if thresholds is None else np.asarray(thresholds, dtype=float)
     exact, f1 = _outcomes(records)
     order = np.argsort(-confidence, kind="stable")
     answered = np.searchsorted(-confidence[order], -thresholds, side="right")  # (thresholds,) count >= t

@@ -204,19 +204,24 @@ def reliability_figure(bins: Sequence[ReliabilityBin], ece: float | None = None,
 
 
 def coverage_figure(points: Sequence[CoveragePoint], chosen: CoveragePoint | None = None) -> go.Figure:
-    """EM and F1 of the answered questions against coverage, as the confidence threshold rises (thresholds that
-    leave no question answered have no score, so they are left out)."""
+    """EM and F1 of the answered questions against coverage, as the confidence threshold rises. A threshold that
+    leaves no question answered has no score: such points are left out, and a chosen one is said in words
+    (drawn, it sat at (0, 0) as if it scored 0)."""
     points = [p for p in points if p.answered]
     x = [p.coverage for p in points]
-    hover = [f"threshold {p.threshold:.2f}, {p.answered} answered" for p in points]
-    figure = go.Figure([go.Scatter(x=x, y=[getattr(p, name) for p in points], name=label, mode="lines",
-                                   customdata=hover,
+    hover = [f"threshold {p.threshold:.3f}, {p.answered} answered" for p in points]
+    # markers too: a curve of one point (every confidence the same) draws no line
+    figure = go.Figure([go.Scatter(x=x, y=[getattr(p, name) for p in points], name=label, mode="lines+markers",
+                                   marker={"size": 4}, customdata=hover,
                                    hovertemplate="%{customdata}<br>" + label + " %{y:.1f}<extra></extra>")
                         for name, label in (("exact_match", "EM"), ("f1", "F1"))])
-    if chosen is not None:
+    if chosen is not None and chosen.answered:
         figure.add_trace(go.Scatter(x=[chosen.coverage, chosen.coverage], y=[chosen.exact_match, chosen.f1],
                                     mode="markers", marker={"size": 11, "symbol": "diamond"},
                                     name=f"threshold {chosen.threshold:.2f}"))
+    elif chosen is not None:
+        figure.add_annotation(text=f"threshold {chosen.threshold:.2f} answers no question", x=0, y=1.0,
+                              xref="paper", yref="paper", xanchor="left", showarrow=False)
     figure.update_layout(title="Coverage against EM and F1", xaxis_title="coverage (answered share)",
                          yaxis_title="score on answered", height=380, xaxis_range=[0, 1.02], **BELOW_LAYOUT)
     return figure

@@ -116,3 +116,22 @@ def test_reliability_and_coverage_figures():
         # wrapped over the title)
         assert all(len(re.sub("<[^>]+>", "", line)) <= 40 for line in shown.layout.title.text.split("<br>"))
         assert shown.layout.legend.orientation == "h" and shown.layout.legend.y < 0
+
+
+def test_a_narrow_band_of_confidences_still_draws_the_curve():
+    """Every probability within a hundredth: on a fixed grid of thresholds every step answered all questions or
+    none, so the curve was one point at full coverage, which a line does not draw."""
+    records = [record(n, (0.503 + 0.0002 * n, 0.1), n % 3 == 0) for n in range(20)]
+    figure = plots.coverage_figure(calibration.coverage_curve(records), calibration.coverage_at(records, 0.505))
+    coverages = sorted(set(figure.data[0].x))
+    assert len(coverages) == 20 and coverages[0] == pytest.approx(1 / 20) and coverages[-1] == 1.0
+
+
+def test_a_threshold_above_every_confidence_puts_no_point_at_zero():
+    """No question answered has no EM or F1: the chosen point is not drawn at (0, 0) as if it scored 0."""
+    records = [record(n, (0.2 + 0.001 * n,), n % 2 == 0) for n in range(10)]
+    chosen = calibration.coverage_at(records, 0.5)
+    assert chosen.answered == 0
+    figure = plots.coverage_figure(calibration.coverage_curve(records), chosen)
+    assert (0.0, 0.0) not in {(x, y) for trace in figure.data for x, y in zip(trace.x, trace.y)}
+    assert any("threshold 0.50" in a.text and "no question" in a.text for a in figure.layout.annotations)
