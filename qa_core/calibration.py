@@ -46,14 +46,27 @@ class Calibration:
     """A temperature fitted on one run's evaluation records, stored in the run folder as calibration.json.
 
     ece_after is measured on the records the temperature was fitted on (one parameter, so it overfits little).
+    A SQuAD 2.0 run is fitted on its answered questions only (see answered_records).
     """
 
     temperature: float
     ece_before: float  # expected calibration error at temperature 1, 0..1
     ece_after: float  # at the fitted temperature
-    questions: int
+    questions: int  # the questions fitted on
     bins_before: tuple[ReliabilityBin, ...]
     bins_after: tuple[ReliabilityBin, ...]
+    abstentions: int | None = None  # a SQuAD 2.0 run's, left out; None: a file from before they were left out
+
+
+def answered_records(records: Sequence[QuestionRecord]) -> list[QuestionRecord]:
+    """The records whose answer probability is one of an answer given: all of a SQuAD v1.1 run's, a SQuAD 2.0
+    run's answered ones. An abstention carries its best span's probability, of a span it did not give, while its
+    score (100 on an unanswerable question) is that of saying 'no answer': the two do not belong on one scale."""
+    return [r for r in records if not abstained(r)]
+
+
+def abstained(record: QuestionRecord) -> bool:
+    return record.null_odds is not None and record.span is None
 
 
 def probability_matrix(records: Sequence[QuestionRecord]) -> np.ndarray:
@@ -138,10 +151,21 @@ def _log_loss(probability: np.ndarray, outcome: np.ndarray) -> float:
 
 
 def fit_calibration(records: Sequence[QuestionRecord], bins: int = BINS) -> Calibration:
-    temperature = fit_temperature(records)
-    before, after = record_bins(records, 1.0, bins), record_bins(records, temperature, bins)
+    """The temperature and reliability bins of a run's answered questions; with none answered (a SQuAD 2.0 run
+    abstaining everywhere) nothing is fitted and the probabilities stay as the model gives them (T = 1)."""
+    answers = answered_records(records)
+    temperature = fit_temperature(answers) if answers else 1.0
+    before, after = record_bins(answers, 1.0, bins), record_bins(answers, temperature, bins)
     return Calibration(temperature, expected_calibration_error(before), expected_calibration_error(after),
-                       len(records), before, after)
+                       len(answers), before, after, len(records) - len(answers))
+
+
+def current_calibration(stored: Calibration | None, records: Sequence[QuestionRecord]) -> Calibration:
+    """The stored calibration, unless there is none or it was fitted with a SQuAD 2.0 run's abstentions mixed in
+    (a file from before they were left out): then one fitted on the records here."""
+    if stored is not None and (stored.abstentions is not None or not any(abstained(r) for r in records)):
+        return stored
+    return fit_calibration(records)
 
 
 def calibrate_run(run: str | Path, bins: int = BINS) -> Calibration:
@@ -166,7 +190,7 @@ def read_calibration(run: str | Path) -> Calibration | None:
         raw = json.loads(path.read_text(encoding="utf-8"))
         return Calibration(raw["temperature"], raw["ece_before"], raw["ece_after"], raw["questions"],
                            tuple(ReliabilityBin(**b) for b in raw["bins_before"]),
-                           tuple(ReliabilityBin(**b) for b in raw["bins_after"]))
+                           tuple(ReliabilityBin(**b) for b in raw["bins_after"]), raw.get("abstentions"))
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise ValueError(f"{path}: not a calibration file ({err})") from None
 
@@ -205,10 +229,12 @@ def curve_thresholds(confidence: np.ndarray, points: int = CURVE_POINTS) -> np.n
 def coverage_curve(records: Sequence[QuestionRecord], temperature: float = 1.0,
                    thresholds: np.ndarray | None = None) -> tuple[CoveragePoint, ...]:
     """'Answer only above confidence t': coverage and EM/F1 over the answered questions, for each t (by default
-    at the questions' own confidences, see curve_thresholds)."""
-    confidence = confidences(records, temperature)
+    at the questions' own confidences, see curve_thresholds). A SQuAD 2.0 run's abstentions count among the
+    questions but are never answered: they have no answer probability to compare with t."""
+    answers = answered_records(records)
+    confidence = confidences(answers, temperature)
     thresholds = curve_thresholds(confidence) if thresholds is None else np.asarray(thresholds, dtype=float)
-    exact, f1 = _outcomes(records)
+    exact, f1 = _outcomes(answers)
     order = np.argsort(-confidence, kind="stable")
     answered = np.searchsorted(-confidence[order], -thresholds, side="right")  # (thresholds,) count >= t
     exact_sums, f1_sums = (np.concatenate(([0.0], np.cumsum(v[order]))) for v in (exact, f1))

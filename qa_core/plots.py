@@ -181,9 +181,10 @@ def compare_slices_figure(slices: Sequence[SliceRow], metric: str = "f1") -> go.
 
 
 def reliability_figure(bins: Sequence[ReliabilityBin], ece: float | None = None,
-                       calibrated: Sequence[ReliabilityBin] = ()) -> go.Figure:
+                       calibrated: Sequence[ReliabilityBin] = (), abstentions: int | None = None) -> go.Figure:
     """Fraction exactly right and mean F1 per probability bin against the diagonal of perfect calibration;
-    calibrated (bins after temperature scaling) adds their fraction exactly right as a line."""
+    calibrated (bins after temperature scaling) adds their fraction exactly right as a line. abstentions: a
+    SQuAD 2.0 run's, which the bins leave out (calibration.answered_records); the title and axis say so."""
     used = [b for b in bins if b.questions]
     centres = [(b.low + b.high) / 2 for b in used]
     hover = [f"{b.questions} questions, mean probability {b.mean_probability:.2f}" for b in used]
@@ -198,15 +199,22 @@ def reliability_figure(bins: Sequence[ReliabilityBin], ece: float | None = None,
         figure.add_trace(go.Scatter(x=[b.mean_probability for b in scaled], y=[b.exact_fraction for b in scaled],
                                     name="after temperature scaling", mode="lines+markers"))
     title = "Reliability" + (f" (ECE {ece:.3f})" if ece is not None else "")  # the axes say what against what
-    figure.update_layout(title=title, xaxis_title="answer probability", yaxis_title="fraction", height=380,
+    axis = "answer probability"
+    if abstentions:
+        title, axis = f"{title}<br><sup>{abstentions} abstentions left out</sup>", "answer probability (answered)"
+    figure.update_layout(title=title, xaxis_title=axis, yaxis_title="fraction", height=380,
                          xaxis_range=[0, 1], yaxis_range=[0, 1.05], **BELOW_LAYOUT)
+    if abstentions:
+        figure.update_layout(margin={"t": 60})  # room for the title's second line
     return figure
 
 
-def coverage_figure(points: Sequence[CoveragePoint], chosen: CoveragePoint | None = None) -> go.Figure:
+def coverage_figure(points: Sequence[CoveragePoint], chosen: CoveragePoint | None = None,
+                    abstentions: int | None = None) -> go.Figure:
     """EM and F1 of the answered questions against coverage, as the confidence threshold rises. A threshold that
     leaves no question answered has no score: such points are left out, and a chosen one is said in words
-    (drawn, it sat at (0, 0) as if it scored 0)."""
+    (drawn, it sat at (0, 0) as if it scored 0). abstentions: a SQuAD 2.0 run's, never answered at any
+    threshold (calibration.coverage_curve); the title says so."""
     points = [p for p in points if p.answered]
     x = [p.coverage for p in points]
     hover = [f"threshold {p.threshold:.3f}, {p.answered} answered" for p in points]
@@ -222,8 +230,12 @@ def coverage_figure(points: Sequence[CoveragePoint], chosen: CoveragePoint | Non
     elif chosen is not None:
         figure.add_annotation(text=f"threshold {chosen.threshold:.2f} answers no question", x=0, y=1.0,
                               xref="paper", yref="paper", xanchor="left", showarrow=False)
-    figure.update_layout(title="Coverage against EM and F1", xaxis_title="coverage (answered share)",
+    title = "Coverage against EM and F1" + (f"<br><sup>{abstentions} abstentions never answered</sup>"
+                                            if abstentions else "")
+    figure.update_layout(title=title, xaxis_title="coverage (answered share)",
                          yaxis_title="score on answered", height=380, xaxis_range=[0, 1.02], **BELOW_LAYOUT)
+    if abstentions:
+        figure.update_layout(margin={"t": 60})  # room for the title's second line
     return figure
 
 

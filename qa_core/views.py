@@ -194,9 +194,14 @@ def slice_table(comparison: Comparison) -> pd.DataFrame:
 
 
 def calibration_text(calibration: Calibration) -> str:
+    """ECE before and after, the temperature, and what it was fitted on: a SQuAD 2.0 run's answers only."""
+    questions = f"{calibration.questions} evaluation questions"
+    if calibration.abstentions:
+        questions = (f"{calibration.questions} answered evaluation questions; its {calibration.abstentions} "
+                     f"abstentions are left out, having no answer probability")
     return (f"Expected calibration error {calibration.ece_before:.3f} before and {calibration.ece_after:.3f} after "
-            f"temperature scaling (T = {calibration.temperature:.2f}, fitted on this run's {calibration.questions} "
-            f"evaluation questions; the Ask tab shows probabilities at this temperature)")
+            f"temperature scaling (T = {calibration.temperature:.2f}, fitted on this run's {questions}; the Ask "
+            f"tab shows probabilities at this temperature)")
 
 
 def coverage_text(point: CoveragePoint) -> str:

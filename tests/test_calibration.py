@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from qa_core import calibration, plots
+from qa_core import calibration, plots, views
 from qa_core.error_analysis import QuestionRecord, write_records
 from qa_core.postprocess import Prediction, Span
 from qa_core.run_files import RECORDS_FILE
@@ -135,3 +135,39 @@ def test_a_threshold_above_every_confidence_puts_no_point_at_zero():
     figure = plots.coverage_figure(calibration.coverage_curve(records), chosen)
     assert (0.0, 0.0) not in {(x, y) for trace in figure.data for x, y in zip(trace.x, trace.y)}
     assert any("threshold 0.50" in a.text and "no question" in a.text for a in figure.layout.annotations)
+
+
+def v2_record(n: int, probability: float, answered: bool, answerable: bool) -> QuestionRecord:
+    """A SQuAD 2.0 record whose best span 'paris' has this probability, answered or abstained, on a question with
+    'paris' as its answer or with none; scored as evaluate-v2.0.py scores it."""
+    score = 100.0 if answered == answerable else 0.0
+    return QuestionRecord(f"q{n}", "Where?", "paris lyon", ("paris",) if answerable else (),
+                          ((0, 5),) if answerable else (), "paris" if answered else "", (0, 5) if answered else None,
+                          1.0, score, score, (("paris", probability), ("lyon", 1 - probability)),
+                          null_odds=-1.0 if answered else 1.0, best_span=(0, 5),
+                          span_exact=100.0 * answerable, span_f1=100.0 * answerable)
+
+
+def test_a_squad2_run_calibrates_its_answers_and_leaves_its_abstentions_out():
+    """An abstention scores 100 on an unanswerable question, but the probability it carries is its best span's,
+    which it did not give: counted, ten right abstentions at 0.95 made answers right half the time look right
+    three times in four."""
+    answers = [v2_record(n, 0.95, True, n % 2 == 0) for n in range(10)]  # half of them answer the unanswerable
+    abstentions = [v2_record(10 + n, 0.95, False, False) for n in range(10)]
+    fitted = calibration.fit_calibration(answers + abstentions)
+    top = fitted.bins_before[-1]
+    assert (top.questions, top.exact_fraction) == (10, 0.5)
+    assert (fitted.questions, fitted.abstentions) == (10, 10)
+    assert fitted.temperature == calibration.fit_calibration(answers).temperature
+    figure = plots.reliability_figure(fitted.bins_before, fitted.ece_before, fitted.bins_after, fitted.abstentions)
+    assert "10 abstentions left out" in figure.layout.title.text
+    assert "answered" in figure.layout.xaxis.title.text
+    assert "10 answered evaluation questions" in views.calibration_text(fitted)
+    point = calibration.coverage_at(answers + abstentions, 0.0)  # an abstention is never answered
+    assert (point.answered, point.coverage, point.exact_match) == (10, 0.5, 50.0)
+    everything = calibration.fit_calibration(abstentions)  # nothing answered: nothing to fit, probabilities kept
+    assert (everything.temperature, everything.questions, everything.abstentions) == (1.0, 0, 10)
+    assert calibration.fit_calibration(answers).abstentions == 0
+    mixed = calibration.replace(fitted, abstentions=None)  # a calibration.json from before abstentions were left out
+    assert calibration.current_calibration(mixed, answers + abstentions) == fitted
+    assert calibration.current_calibration(mixed, answers) == mixed  # a run without abstentions keeps its file

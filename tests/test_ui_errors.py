@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
 import pytest
 
 from qa_core import plots
-from qa_core.calibration import read_calibration
+from qa_core.calibration import calibrate_run, read_calibration
 from qa_core.compare import PAIR_COLUMNS
 from qa_core.config import QAConfig
-from qa_core.error_analysis import OUTCOMES, rescore
+from qa_core.error_analysis import OUTCOMES, read_records, rescore, write_records
 from qa_core.evaluation import run_evaluation
 from qa_core.hosting import Settings
 from qa_core.run_files import RECORDS_FILE
@@ -124,6 +125,23 @@ def test_evaluation_stores_a_calibration_shown_with_its_coverage_curve(service, 
     assert ui.pick("b", 0.0)["readout"].startswith("Answering only above 0.00: 12 questions answered (100%)")
     assert "threshold must be in [0, 1]" in ui.pick("b", 2.0)["readout"]
     assert "pick a run" in ui.show(None, 0.5)["calibration"]
+
+
+def test_a_squad2_run_s_calibration_leaves_its_abstentions_out(service, runs, tmp_path):
+    """Calibrated and plotted on its answers only, saying so; its abstentions never count as answered."""
+    shutil.copytree(runs / "v2", tmp_path / "v2")
+    records = read_records(tmp_path / "v2" / RECORDS_FILE)
+    odds = sorted(r.null_odds for r in records)
+    records = rescore(records, odds[len(odds) // 2])  # the run as if it abstained on half its questions
+    write_records(tmp_path / "v2" / RECORDS_FILE, records)
+    stored = calibrate_run(tmp_path / "v2")
+    abstained = sum(r.null_odds is not None and r.span is None for r in records)
+    assert 0 < abstained < len(records)
+    assert (stored.questions, stored.abstentions) == (len(records) - abstained, abstained)
+    shown = CalibrationHandlers(QAService(replace(service.settings, runs_root=tmp_path))).show("v2", 0.0)
+    assert f"{abstained} abstentions left out" in shown["reliability"].layout.title.text
+    assert f"{abstained} abstentions never answered" in shown["coverage"].layout.title.text
+    assert shown["readout"].startswith(f"Answering only above 0.00: {len(records) - abstained} questions answered")
 
 
 def test_why_this_answer_shows_attributions_within_the_budget(service):

@@ -7,7 +7,7 @@ from typing import Any
 import gradio as gr
 
 from qa_core import plots, views
-from qa_core.calibration import coverage_at, coverage_curve
+from qa_core.calibration import Calibration, coverage_at, coverage_curve, current_calibration
 from qa_core.service import QAService
 from qa_core.ui.common import PRIVATE, Outputs, by_name
 
@@ -20,24 +20,29 @@ class CalibrationHandlers:
     def __init__(self, service: QAService) -> None:
         self.service = service
 
+    def calibration(self, run: str | None) -> Calibration:
+        """The run's calibration; refitted here where it mixed a SQuAD 2.0 run's abstentions in (an older file)."""
+        return current_calibration(self.service.calibration(run), self.service.records(run))
+
     def show(self, run: str | None, threshold: float) -> Outputs:
         try:
-            calibration = self.service.calibration(run)
+            calibration = self.calibration(run)
         except (ValueError, OSError) as err:
             return {"calibration": self.service.explain(err), "reliability": None, "coverage": None, "readout": ""}
         return {"calibration": views.calibration_text(calibration),
                 "reliability": plots.reliability_figure(calibration.bins_before, calibration.ece_before,
-                                                        calibration.bins_after),
+                                                        calibration.bins_after, calibration.abstentions),
                 **self.pick(run, threshold)}
 
     def pick(self, run: str | None, threshold: float) -> Outputs:
         """The threshold picker moved: the curve with the chosen point, and its coverage, EM and F1."""
         try:
-            records, temperature = self.service.records(run), self.service.calibration(run).temperature
-            chosen = coverage_at(records, float(threshold), temperature)
+            records, calibration = self.service.records(run), self.calibration(run)
+            chosen = coverage_at(records, float(threshold), calibration.temperature)
         except (ValueError, OSError) as err:
             return {"coverage": None, "readout": self.service.explain(err)}
-        return {"coverage": plots.coverage_figure(coverage_curve(records, temperature), chosen),
+        return {"coverage": plots.coverage_figure(coverage_curve(records, calibration.temperature), chosen,
+                                                  calibration.abstentions),
                 "readout": views.coverage_text(chosen)}
 
 
