@@ -11,25 +11,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from qa_core.checkpoints import read_run_info
-from qa_core.error_analysis import QuestionRecord, answer_length_bucket, group_scores, read_records
+from qa_core.error_analysis import (PAIR_OUTCOMES, QuestionRecord, answer_length_bucket, answerable_slice, group_scores,
+                                    pair_outcome, read_records)
 from qa_core.run_files import RECORDS_FILE
-from qa_core.views import highlight
 
 RESAMPLES = 1000  # paired bootstrap resamples of the questions
 SEED = 0
-OUTCOMES = ("fixed", "broken", "both right", "both wrong")  # B relative to A, by exact match
-PAIR_COLUMNS = ["id", "outcome", "question", "gold", "prediction A", "prediction B", "F1 A", "F1 B"]
-
-
-def answerability(record: QuestionRecord) -> str:
-    return "answerable" if record.gold_answers else "unanswerable"
-
-
 SLICES: dict[str, Callable[[QuestionRecord], str]] = {
-    "question word": lambda r: r.question_word, "answer length": answer_length_bucket, "answerability": answerability}
+    "question word": lambda r: r.question_word, "answer length": answer_length_bucket,
+    "answerability": answerable_slice}
 
 
 @dataclass(frozen=True)
@@ -66,7 +58,7 @@ class SliceRow:
 class PairedRecord:
     a: QuestionRecord
     b: QuestionRecord
-    outcome: str  # one of OUTCOMES
+    outcome: str  # one of PAIR_OUTCOMES
 
 
 @dataclass(frozen=True)
@@ -76,7 +68,7 @@ class Comparison:
     check: DataCheck
     questions: int
     metrics: tuple[MetricDelta, ...]
-    outcomes: dict[str, int]  # counts per OUTCOMES entry
+    outcomes: dict[str, int]  # counts per PAIR_OUTCOMES entry
     slices: tuple[SliceRow, ...]
     resamples: int
     seed: int
@@ -123,12 +115,7 @@ def pair_records(records_a: Sequence[QuestionRecord], records_b: Sequence[Questi
     missing = [r.example_id for r in records_a if r.example_id not in by_id]
     if missing or len(by_id) != len(records_a):
         raise ValueError(f"the runs scored different questions (e.g. {missing[:3]} only in run A)")
-    return tuple(PairedRecord(a, by_id[a.example_id], outcome(a, by_id[a.example_id])) for a in records_a)
-
-
-def outcome(a: QuestionRecord, b: QuestionRecord) -> str:
-    right_a, right_b = a.exact_match == 100, b.exact_match == 100
-    return ("both right" if right_b else "broken") if right_a else ("fixed" if right_b else "both wrong")
+    return tuple(PairedRecord(a, by_id[a.example_id], pair_outcome(a, by_id[a.example_id])) for a in records_a)
 
 
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES, seed: int = SEED,
@@ -175,7 +162,7 @@ def compare_records(run_a: str, run_b: str, records_a: Sequence[QuestionRecord],
     if not check.same:
         raise ValueError(f"{run_a} and {run_b} were not evaluated on the same data ({check.method}: {check.detail})")
     pairs = pair_records(records_a, records_b)
-    counts = {name: sum(p.outcome == name for p in pairs) for name in OUTCOMES}
+    counts = {name: sum(p.outcome == name for p in pairs) for name in PAIR_OUTCOMES}
     return Comparison(str(run_a), str(run_b), check, len(pairs), metric_deltas(pairs, resamples, seed), counts,
                       slice_rows(pairs), resamples, seed, pairs)
 
@@ -185,28 +172,12 @@ def compare_runs(run_a: str | Path, run_b: str | Path, resamples: int = RESAMPLE
                            read_records(Path(run_b) / RECORDS_FILE), resamples, seed)
 
 
-def pair_table(comparison: Comparison, only: str = "all") -> pd.DataFrame:
-    """The pairs of one outcome ('all' for every pair), with both predictions; the id column finds the pair."""
-    if only != "all" and only not in OUTCOMES:
-        raise ValueError(f"outcome {only!r} is not one of {('all', *OUTCOMES)}")
-    rows = [[p.a.example_id, p.outcome, p.a.question, " | ".join(p.a.gold_answers), p.a.prediction, p.b.prediction,
-             round(p.a.f1, 1), round(p.b.f1, 1)] for p in comparison.pairs if only in ("all", p.outcome)]
-    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
-
-
 def find_pair(comparison: Comparison, example_id: str) -> PairedRecord:
     found = next((p for p in comparison.pairs if p.a.example_id == str(example_id)), None)
     if found is None:
         raise ValueError(f"question {example_id!r} is not in the comparison of {comparison.run_a} and "
                          f"{comparison.run_b}")
     return found
-
-
-def pair_highlight(pair: PairedRecord) -> list[tuple[str, str | None]]:
-    """The context cut into pieces labelled 'A', 'B', 'gold' or their overlaps ('A + B + gold')."""
-    marks = {"A": [pair.a.span] if pair.a.span else [], "B": [pair.b.span] if pair.b.span else [],
-             "gold": list(pair.a.gold_spans)}
-    return highlight(pair.a.context, marks)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,10 @@ from qa_core.postprocess import Prediction
 QUESTION_WORDS = ("who", "what", "when", "where", "why", "how", "which")
 # The groups of answer_length_bucket, in order; an unanswerable (SQuAD 2.0) question has no gold length at all.
 ANSWER_LENGTHS = ("1", "2-3", "4-6", "7+", "no answer")
-OUTCOMES = ("all", "answered but should not", "abstained but should not")  # the Errors tab's SQuAD 2.0 filter
+# How a question went: the Errors tab's SQuAD 2.0 filter (every question, or one way of going wrong: v2_error),
+# and one question in two runs, B relative to A by exact match (pair_outcome, for compare.py).
+V2_ERRORS = ("all", "answered but should not", "abstained but should not")
+PAIR_OUTCOMES = ("fixed", "broken", "both right", "both wrong")
 
 
 @dataclass(frozen=True)
@@ -186,26 +189,32 @@ def answerable_slice(record: QuestionRecord) -> str:
     return "HasAns" if record.answerable else "NoAns"
 
 
-def outcome(record: QuestionRecord) -> str:
-    """Which way a SQuAD 2.0 answer went wrong, if it did: one of OUTCOMES."""
+def v2_error(record: QuestionRecord) -> str:
+    """Which way a SQuAD 2.0 answer went wrong, if it did: one of V2_ERRORS, else 'other'."""
     if record.prediction and not record.answerable:
-        return OUTCOMES[1]
+        return V2_ERRORS[1]
     if not record.prediction and record.answerable and record.null_odds is not None:
-        return OUTCOMES[2]
+        return V2_ERRORS[2]
     return "other"
+
+
+def pair_outcome(a: QuestionRecord, b: QuestionRecord) -> str:
+    """One of PAIR_OUTCOMES: run B's record of a question relative to run A's."""
+    right_a, right_b = a.exact_match == 100, b.exact_match == 100
+    return ("both right" if right_b else "broken") if right_a else ("fixed" if right_b else "both wrong")
 
 
 def filter_records(records: Iterable[QuestionRecord], only_wrong: bool = False,
                    f1_range: tuple[float, float] = (0, 100), word: str = "all", search: str = "",
-                   kind: str = OUTCOMES[0]) -> list[QuestionRecord]:
+                   kind: str = V2_ERRORS[0]) -> list[QuestionRecord]:
     """Records matching every filter; search looks in the question, the prediction and the gold answers;
-    kind picks one of OUTCOMES."""
-    if kind not in OUTCOMES:
-        raise ValueError(f"kind must be one of {OUTCOMES}, got {kind!r}")
+    kind picks one of V2_ERRORS."""
+    if kind not in V2_ERRORS:
+        raise ValueError(f"kind must be one of {V2_ERRORS}, got {kind!r}")
     needle = search.strip().lower()
     return [r for r in records
             if (not only_wrong or r.exact_match < 100)
             and f1_range[0] <= r.f1 <= f1_range[1]
             and (word == "all" or r.question_word == word)
-            and (kind == OUTCOMES[0] or outcome(r) == kind)
+            and (kind == V2_ERRORS[0] or v2_error(r) == kind)
             and (not needle or needle in " ".join((r.question, r.prediction, *r.gold_answers)).lower())]

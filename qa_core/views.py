@@ -12,7 +12,7 @@ import pandas as pd
 
 from qa_core.checkpoints import evaluated_again, read_run_info
 from qa_core.data import load_examples
-from qa_core.error_analysis import OUTCOMES, QuestionRecord, filter_records, read_records
+from qa_core.error_analysis import PAIR_OUTCOMES, V2_ERRORS, QuestionRecord, filter_records, read_records
 from qa_core.inference import AnswerResult, answer_note
 from qa_core.plots import ATTRIBUTION_LEGEND
 from qa_core.run_files import RECORDS_FILE
@@ -20,7 +20,7 @@ from qa_core.run_files import RECORDS_FILE
 if TYPE_CHECKING:  # types only: importing jobs would import training, attributions captum
     from qa_core.attributions import Attribution
     from qa_core.calibration import Calibration, CoveragePoint
-    from qa_core.compare import Comparison
+    from qa_core.compare import Comparison, PairedRecord
     from qa_core.jobs import JobSnapshot
 
 # prediction, EM and F1 before the long gold column, so they stay in view on a narrow screen
@@ -151,7 +151,7 @@ def evaluation_caveat(run: str) -> str:
 
 
 def record_table(records: Sequence[QuestionRecord], only_wrong: bool = False, f1_range: tuple[float, float] = (0, 100),
-                 word: str = "all", search: str = "", sort: str = SORTS[0], kind: str = OUTCOMES[0]) -> pd.DataFrame:
+                 word: str = "all", search: str = "", sort: str = SORTS[0], kind: str = V2_ERRORS[0]) -> pd.DataFrame:
     """The filtered, sorted question table of the Errors tab; the id column finds the record again."""
     chosen = filter_records(records, only_wrong, f1_range, word, search, kind)
     keys = {SORTS[0]: lambda r: r.f1, SORTS[1]: lambda r: -r.f1, SORTS[2]: lambda r: r.question_word}
@@ -184,6 +184,7 @@ def comparison_text(comparison: Comparison) -> str:
 
 
 SLICE_COLUMNS = ["slice", "group", "questions", "EM A", "EM B", "F1 A", "F1 B"]
+PAIR_COLUMNS = ["id", "outcome", "question", "gold", "prediction A", "prediction B", "F1 A", "F1 B"]
 
 
 def slice_table(comparison: Comparison) -> pd.DataFrame:
@@ -191,6 +192,22 @@ def slice_table(comparison: Comparison) -> pd.DataFrame:
     rows = [[s.slice, s.group, s.questions, round(s.exact_a, 1), round(s.exact_b, 1), round(s.f1_a, 1),
              round(s.f1_b, 1)] for s in comparison.slices]
     return pd.DataFrame(rows, columns=SLICE_COLUMNS)
+
+
+def pair_table(comparison: Comparison, only: str = "all") -> pd.DataFrame:
+    """The pairs of one outcome ('all' for every pair), with both predictions; the id column finds the pair."""
+    if only != "all" and only not in PAIR_OUTCOMES:
+        raise ValueError(f"outcome {only!r} is not one of {('all', *PAIR_OUTCOMES)}")
+    rows = [[p.a.example_id, p.outcome, p.a.question, " | ".join(p.a.gold_answers), p.a.prediction, p.b.prediction,
+             round(p.a.f1, 1), round(p.b.f1, 1)] for p in comparison.pairs if only in ("all", p.outcome)]
+    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
+
+
+def pair_highlight(pair: PairedRecord) -> list[tuple[str, str | None]]:
+    """The context cut into pieces labelled 'A', 'B', 'gold' or their overlaps ('A + B + gold')."""
+    marks = {"A": [pair.a.span] if pair.a.span else [], "B": [pair.b.span] if pair.b.span else [],
+             "gold": list(pair.a.gold_spans)}
+    return highlight(pair.a.context, marks)
 
 
 def calibration_text(calibration: Calibration) -> str:

@@ -12,9 +12,8 @@ import pytest
 
 from qa_core import plots
 from qa_core.calibration import calibrate_run, read_calibration
-from qa_core.compare import PAIR_COLUMNS
 from qa_core.config import QAConfig
-from qa_core.error_analysis import OUTCOMES, read_records, rescore, write_records
+from qa_core.error_analysis import V2_ERRORS, read_records, rescore, write_records
 from qa_core.evaluation import run_evaluation
 from qa_core.hosting import Settings
 from qa_core.run_files import RECORDS_FILE
@@ -23,6 +22,7 @@ from qa_core.training import train
 from qa_core.ui.calibration_panel import CalibrationHandlers
 from qa_core.ui.compare_panel import CompareHandlers
 from qa_core.ui.errors import NO_ROW, ErrorsHandlers
+from qa_core.views import PAIR_COLUMNS
 from tests.test_v2 import write_v2
 
 
@@ -173,9 +173,9 @@ def test_a_squad_v2_run_gets_answerability_slices_filters_and_a_live_threshold(s
     never = ui.summarize(v2, shown["threshold"]["maximum"])  # abstain nowhere
     always = ui.summarize(v2, shown["threshold"]["minimum"])  # abstain everywhere: NoAns all right
     assert never["summary"] != always["summary"] and always["summary"].startswith("8 questions · EM 37.5")
-    wrong_answers = ui.filter_table(v2, False, 0, 100, "all", "", "id", OUTCOMES[1], shown["threshold"]["maximum"])
+    wrong_answers = ui.filter_table(v2, False, 0, 100, "all", "", "id", V2_ERRORS[1], shown["threshold"]["maximum"])
     assert len(wrong_answers["table"]) == 3 and set(wrong_answers["table"]["gold"]) == {"(unanswerable)"}
-    abstained = ui.filter_table(v2, False, 0, 100, "all", "", "id", OUTCOMES[2], shown["threshold"]["minimum"])
+    abstained = ui.filter_table(v2, False, 0, 100, "all", "", "id", V2_ERRORS[2], shown["threshold"]["minimum"])
     assert len(abstained["table"]) == 5 and set(abstained["table"]["prediction"]) == {"(no answer)"}
     plain = ui.pick_run("b")
     assert not plain["threshold"]["visible"] and not plain["answerable"]["visible"]

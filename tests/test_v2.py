@@ -12,14 +12,14 @@ import pytest
 
 from qa_core.config import QAConfig
 from qa_core.data import Answer, Example, load_examples
-from qa_core.error_analysis import (OUTCOMES, answerable_slice, build_records, filter_records, group_scores,
+from qa_core.error_analysis import (V2_ERRORS, answerable_slice, build_records, filter_records, group_scores,
                                     read_records, rescore, write_records)
 from qa_core.evaluation import (BEST_SPANS_FILE, METRICS_FILE, NULL_ODDS_FILE, PREDICTIONS_FILE, run_evaluation,
                                 squad_v2_metrics)
 from qa_core.features import Feature
 from qa_core.inference import answer_note, answer_question, config_for_model
 from qa_core.metrics import compute_metrics_v2
-from qa_core.postprocess import Prediction, SpanSearch, Span, predict_example
+from qa_core.postprocess import Prediction, Span, SpanSearch, predict_example
 from qa_core.score import score_files
 
 OFFICIAL = Path(__file__).parent / "official_squad_v2.py"
@@ -188,8 +188,8 @@ def test_rescoring_records_equals_the_official_figures_at_that_threshold(thresho
 
 def test_outcome_filters_find_wrong_answers_and_wrong_abstentions() -> None:
     records = rescore(build_records(examples(), predictions_from_odds()), 0.0)
-    answered = filter_records(records, kind=OUTCOMES[1])
-    abstained = filter_records(records, kind=OUTCOMES[2])
+    answered = filter_records(records, kind=V2_ERRORS[1])
+    abstained = filter_records(records, kind=V2_ERRORS[2])
     assert {r.example_id for r in answered} == {"n1"}  # n3's best span 'the' has odds 1.5 > 0: abstained
     assert {r.example_id for r in abstained} == {"a2", "a3", "a5"}
     with pytest.raises(ValueError, match="kind"):

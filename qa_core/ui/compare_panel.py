@@ -8,7 +8,8 @@ import gradio as gr
 import pandas as pd
 
 from qa_core import plots, views
-from qa_core.compare import OUTCOMES, PAIR_COLUMNS, find_pair, pair_highlight, pair_table
+from qa_core.compare import find_pair
+from qa_core.error_analysis import PAIR_OUTCOMES
 from qa_core.service import QAService
 from qa_core.ui.common import PRIVATE, Outputs, by_name
 
@@ -19,7 +20,7 @@ PAIR_COLORS = {"A": "#ffb347", "B": "#c39bd3", "gold": "#7dd87d", "A + B": "#f5a
 def empty() -> Outputs:
     """No comparison: tables with their columns and no rows (None shows Gradio's placeholder columns '1 2 3')."""
     return {"comparison": "", "slices": None, "slice_table": pd.DataFrame(columns=views.SLICE_COLUMNS),
-            "pairs": pd.DataFrame(columns=PAIR_COLUMNS)}
+            "pairs": pd.DataFrame(columns=views.PAIR_COLUMNS)}
 
 
 class CompareHandlers:
@@ -47,11 +48,11 @@ class CompareHandlers:
             return {**empty(), "comparison": f"Cannot compare: {self.service.explain(err)}"}
         return {"comparison": views.comparison_text(comparison),
                 "slices": plots.compare_slices_figure(comparison.slices), "slice_table": views.slice_table(comparison),
-                "pairs": pair_table(comparison, only)}
+                "pairs": views.pair_table(comparison, only)}
 
     def filter_pairs(self, run_a: str | None, run_b: str | None, only: str) -> Outputs:
         try:
-            return {"pairs": pair_table(self.service.compare(run_a, run_b), only)}
+            return {"pairs": views.pair_table(self.service.compare(run_a, run_b), only)}
         except (ValueError, OSError):
             return {"pairs": empty()["pairs"]}
 
@@ -62,7 +63,7 @@ class CompareHandlers:
             pair = find_pair(self.service.compare(run_a, run_b), example_id)
         except (ValueError, OSError) as err:
             return {"detail": None, "pair_question": self.service.explain(err)}
-        return {"detail": pair_highlight(pair),
+        return {"detail": views.pair_highlight(pair),
                 "pair_question": f"{pair.a.question}  ({pair.outcome}: F1 A {pair.a.f1:.1f}, B {pair.b.f1:.1f})"}
 
 
@@ -71,7 +72,7 @@ def build_compare_panel(service: QAService, run: gr.Dropdown) -> dict[str, Any]:
     with gr.Accordion("Compare with another run", open=False, elem_id="compare-panel"):
         run_b = gr.Dropdown([], value=None, label="Run B", info="Another run evaluated on the same data "
                             "(checked by fingerprint); B is compared against the run above (A)", elem_id="compare-run")
-        only = gr.Dropdown(["all", *OUTCOMES], value="all", label="Questions", info="B relative to A, by exact match",
+        only = gr.Dropdown(["all", *PAIR_OUTCOMES], value="all", label="Questions", info="B relative to A, by exact match",
                            elem_id="compare-only")
         shown = {"comparison": gr.Textbox(label="A vs B", interactive=False, lines=4, elem_id="compare-summary")}
         with gr.Row():

@@ -10,7 +10,7 @@ import gradio as gr
 import pandas as pd
 
 from qa_core import plots, views
-from qa_core.error_analysis import (ANSWER_LENGTHS, OUTCOMES, QUESTION_WORDS, QuestionRecord, answer_length_bucket,
+from qa_core.error_analysis import (ANSWER_LENGTHS, QUESTION_WORDS, V2_ERRORS, QuestionRecord, answer_length_bucket,
                                     answerable_slice, group_scores, rescore)
 from qa_core.service import EXPLAIN_BUDGET_S, QAService
 from qa_core.ui.calibration_panel import build_calibration_panel
@@ -42,7 +42,7 @@ class ErrorsHandlers:
             records = ()
         if not views.is_squad_v2(records):
             hidden = gr.update(visible=False)
-            return {"threshold": hidden, "kind": gr.update(visible=False, value=OUTCOMES[0]),
+            return {"threshold": hidden, "kind": gr.update(visible=False, value=V2_ERRORS[0]),
                     **self.summarize(run, None)}
         odds = [r.null_odds for r in records if r.null_odds is not None]
         value = self.service.run_threshold(run)
@@ -68,11 +68,11 @@ class ErrorsHandlers:
                     group_scores(records, answerable_slice), "HasAns / NoAns", ("HasAns", "NoAns")) if v2 else None)}
 
     def filter_table(self, run: str | None, only_wrong: bool, f1_min: float, f1_max: float, word: str, search: str,
-                     sort: str, kind: str = OUTCOMES[0], threshold: float | None = None) -> Outputs:
+                     sort: str, kind: str = V2_ERRORS[0], threshold: float | None = None) -> Outputs:
         try:
             records = self.records(run, threshold)
             return {"table": views.record_table(records, only_wrong, (f1_min, f1_max), word, search or "", sort,
-                                                kind if views.is_squad_v2(records) else OUTCOMES[0])}
+                                                kind if views.is_squad_v2(records) else V2_ERRORS[0])}
         except (ValueError, OSError):
             return {"table": pd.DataFrame(columns=views.TABLE_COLUMNS)}
 
@@ -156,7 +156,7 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
                        gr.Dropdown(["all", *QUESTION_WORDS, "other"], value="all", label="Question word"),
                        gr.Textbox(label="Search", placeholder="words in the question, gold or prediction"),
                        gr.Dropdown(list(views.SORTS), value=views.SORTS[0], label="Sort"),
-                       gr.Dropdown(list(OUTCOMES), value=OUTCOMES[0], label="SQuAD 2.0 errors", visible=False,
+                       gr.Dropdown(list(V2_ERRORS), value=V2_ERRORS[0], label="SQuAD 2.0 errors", visible=False,
                                    elem_id="errors-kind"),
                        threshold]
         table = {"table": gr.Dataframe(pd.DataFrame(columns=views.TABLE_COLUMNS), label="Dev questions (click a row)",
