@@ -8,15 +8,15 @@ import os
 import re
 import shutil
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from qa_core.run_files import (CALIBRATION_FILE, CHECKPOINT_DIR, EVAL_PREFIX, METRICS_FILE, MODEL_DIR, OLD_SUFFIX,
-                               RECORDS_FILE, RUN_FILE, RUN_RECORDS, STATE_FILE, TMP_SUFFIX, RunRefused, find_checkpoint,
-                               held_records, partial_names)
+from qa_core.run_files import (CALIBRATION_FILE, CHECKPOINT_DIR, EVAL_PREFIX, MODEL_DIR, OLD_SUFFIX, RUN_FILE,
+                               RUN_RECORDS, STATE_FILE, TMP_SUFFIX, RunInfo, RunRefused, find_checkpoint, held_records,
+                               partial_names)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -42,23 +42,6 @@ class TrainState:
         return {k: v for k, v in self.history[-1].items() if k in ("exact_match", "f1")} if self.history else {}
 
 
-@dataclass(frozen=True)
-class RunInfo:
-    """The contents of run.json."""
-
-    status: str  # running | cancelled | failed | finished
-    config: dict[str, Any]
-    step: int = 0
-    total_steps: int = 0
-    metrics: dict[str, float] = field(default_factory=dict)
-    data_fingerprint: dict[str, str] = field(default_factory=dict)
-    history: list[dict[str, Any]] = field(default_factory=list)  # metrics after each epoch
-    error: str = ""
-    base_model: str = ""  # what was fine-tuned, by hub id where it has one (not 'embedded')
-    train_seconds: float | None = None  # training time of the session that finished the run
-    hardware: str = ""  # where that session ran
-
-
 def write_run_info(output_dir: Path, info: RunInfo) -> None:
     """The one writer of run.json: through a temporary file, so a reader never sees half of it."""
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -66,15 +49,6 @@ def write_run_info(output_dir: Path, info: RunInfo) -> None:
     tmp.write_text(json.dumps(asdict(info), indent=1), encoding="utf-8")
     crash_hook("run_file_written")
     tmp.replace(output_dir / RUN_FILE)
-
-
-def read_run_info(output_dir: Path) -> RunInfo:
-    """The one reader of run.json."""
-    path = Path(output_dir) / RUN_FILE
-    try:
-        return RunInfo(**json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, json.JSONDecodeError, TypeError) as err:
-        raise ValueError(f"{path}: not a readable run file ({err})") from None
 
 
 def eval_files(folder: Path) -> list[Path]:
@@ -221,64 +195,3 @@ def save_model(folder: Path, model: torch.nn.Module, tokenizer: PreTrainedTokeni
             setattr(unwrapped.config, name, value)
     tokenizer.save_pretrained(folder)
     crash_hook("model_saved")
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    path: str
-    status: str
-    metrics: dict[str, float]
-    has_records: bool
-    evaluated_again: bool = False  # its records come from `train.py evaluate` into it, not from its training
-
-
-# The status of an evaluation-only folder (`train.py evaluate --output_dir`): records and metrics, no run.json,
-# no model of its own. Only readers of records list it (list_runs(evaluations=True)).
-EVALUATION = "evaluation"
-
-
-def list_runs(root: Path, evaluations: bool = False) -> list[RunSummary]:
-    """Run folders under root, newest first; evaluations: evaluation-only folders too, with status EVALUATION."""
-    if not root.is_dir():
-        return []
-    runs = []
-    for folder in sorted(root.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True):
-        if (folder / RUN_FILE).exists():
-            try:
-                info = read_run_info(folder)
-            except ValueError:
-                continue
-            stored = evaluation_metrics(folder)
-            again = metrics_differ(info.metrics, stored)
-            metrics = {**info.metrics, **stored} if again else info.metrics
-            runs.append(RunSummary(str(folder), info.status, metrics, (folder / RECORDS_FILE).exists(), again))
-        elif evaluations and is_evaluation_folder(folder):
-            runs.append(RunSummary(str(folder), EVALUATION, evaluation_metrics(folder), True))
-    return runs
-
-
-def is_evaluation_folder(folder: Path) -> bool:
-    """Written by `train.py evaluate --output_dir`: evaluation records, but no run.json (and no model of its own)."""
-    return not (folder / RUN_FILE).is_file() and (folder / RECORDS_FILE).is_file()
-
-
-def evaluated_again(folder: Path, info: RunInfo) -> bool:
-    """Whether `train.py evaluate --output_dir` evaluated the run again (perhaps on other data): that refreshes its
-    records and eval_metrics.json but not run.json, so their EM/F1 no longer match the run's last evaluation."""
-    return metrics_differ(info.metrics, evaluation_metrics(folder))
-
-
-def metrics_differ(run_metrics: dict[str, float], stored: dict[str, float]) -> bool:
-    return any(run_metrics.get(k) is None or abs(float(run_metrics[k]) - v) > 1e-9 for k, v in stored.items())
-
-
-def evaluation_metrics(folder: Path) -> dict[str, float]:
-    """EM and F1 from an evaluation's eval_metrics.json; none when it is missing or unreadable (the records
-    still are what the Errors tab reads)."""
-    try:
-        metrics = json.loads((folder / METRICS_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
-    if not isinstance(metrics, dict):
-        return {}
-    return {k: float(v) for k, v in metrics.items() if k in ("exact_match", "f1") and isinstance(v, (int, float))}

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from qa_core.checkpoints import read_run_info
 from qa_core.error_analysis import (PAIR_OUTCOMES, QuestionRecord, answer_length_bucket, answerable_slice, group_scores,
                                     pair_outcome, read_records)
-from qa_core.run_files import RECORDS_FILE
+from qa_core.run_files import RECORDS_FILE, read_run_info
 
 RESAMPLES = 1000  # paired bootstrap resamples of the questions
 SEED = 0

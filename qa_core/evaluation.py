@@ -12,7 +12,7 @@ import torch
 
 from qa_core.batching import BatchFormat
 from qa_core.calibration import fit_calibration, write_calibration
-from qa_core.checkpoints import RunInfo, clear_records, read_run_info
+from qa_core.checkpoints import clear_records
 from qa_core.config import QAConfig
 from qa_core.data import Example, load_examples
 from qa_core.distributed import DistContext, device_for, init_distributed
@@ -25,7 +25,7 @@ from qa_core.modeling import fit_config, load_model
 from qa_core.postprocess import Prediction
 from qa_core.run_files import (BEST_SPANS_FILE, CALIBRATION_FILE, CARD_FILE, EVAL_RECORDS, METRICS_FILE, MODEL_DIR,
                                MODEL_RECORDS, NULL_ODDS_FILE, PREDICTIONS_FILE, RECORDS_FILE, RUN_FILE, RUN_RECORDS,
-                               check_output_dir, evaluates_own_run)
+                               RunInfo, check_output_dir, evaluates_own_run, read_run_info)
 
 # With --overwrite_output_dir an evaluation replaces a run's records, but not the model it may be evaluating.
 EVAL_OVERWRITES = tuple(name for name in RUN_RECORDS if name not in MODEL_RECORDS)

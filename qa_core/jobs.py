@@ -12,11 +12,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from qa_core.checkpoints import EVALUATION, RunSummary, list_runs, read_run_info
 from qa_core.config import DEFAULT_MODEL, QAConfig
 from qa_core.data_sources import SAMPLE_PATH, LoadingCancelled, loading_limits
 from qa_core.progress import STEP_KINDS, ProgressEvent
-from qa_core.run_files import CONFIG_FILE, RunRefused, model_folder
+from qa_core.run_files import CONFIG_FILE, EVALUATION, RunRefused, RunSummary, list_runs, model_folder, read_run_info
 from qa_core.training import TrainResult, train
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from qa_core.run_files import (CALIBRATION_FILE, CARD_FILE, CHECKPOINT_DIR, EVAL
                                OLD_SUFFIX, RECORDS_FILE, RUN_FILE, TENSORBOARD_DIR, TMP_SUFFIX, model_folder)
 
 if TYPE_CHECKING:
-    from qa_core.checkpoints import RunInfo
+    from qa_core.run_files import RunInfo
 
 # The hub id of the pretrained model the `embedded` package ships.
 EMBEDDED_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -228,7 +228,7 @@ def write_model_card(run_dir: Path, model_name: str | None = None, folder: Path 
                      info: RunInfo | None = None, eval_data: str | None = None) -> Path:
     """Write README.md into a run's model folder (or `folder`) from its run.json (or `info`) and the
     eval_metrics.json beside it; the model is named after the run folder unless model_name says otherwise."""
-    from qa_core.checkpoints import read_run_info
+    from qa_core.run_files import read_run_info
 
     metrics_file, records = run_dir / METRICS_FILE, run_dir / RECORDS_FILE
     metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.exists() else None

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from qa_core.calibration import Calibration, answer_temperature, fit_calibration, read_calibration, rescale_result
-from qa_core.checkpoints import is_evaluation_folder, list_runs, read_run_info
 from qa_core.compare import Comparison, compare_runs
 from qa_core.config import QAConfig, config_options
 from qa_core.data import load_examples
@@ -22,7 +21,7 @@ from qa_core.inference import AnswerResult, answer_json
 from qa_core.jobs import (QUICK_DATA, JobManager, JobSnapshot, has_model, model_choices, new_run_dir, quick_config,
                           record_choices, run_choices)
 from qa_core.modeling import LoadedModel
-from qa_core.run_files import RECORDS_FILE, find_checkpoint
+from qa_core.run_files import RECORDS_FILE, find_checkpoint, is_evaluation_folder, list_runs, read_run_info
 from qa_core.serving import ModelCache, run_config
 from qa_core.train_policy import (DATA_SUFFIXES, capped, check_contexts, check_data, check_limits,
                                   check_resume_limits, check_start_data, check_start_model, check_training)

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from qa_core.checkpoints import read_run_info
 from qa_core.config import QAConfig
 from qa_core.data import load_examples
 from qa_core.features import featurize
@@ -23,7 +22,7 @@ from qa_core.hosting import MODEL_WAIT_S
 from qa_core.inference import AnswerResult, answer_question, config_for_model, run_model
 from qa_core.int8 import MAX_LOGIT_ERROR, logit_error, native_int8_cpu, quantize_linears
 from qa_core.modeling import LoadedModel, fit_config, load_model, pick_device
-from qa_core.run_files import run_folder
+from qa_core.run_files import read_run_info, run_folder
 
 logger = logging.getLogger(__name__)
 

@@ -10,12 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from qa_core.checkpoints import evaluated_again, read_run_info
 from qa_core.data import load_examples
 from qa_core.error_analysis import PAIR_OUTCOMES, V2_ERRORS, QuestionRecord, filter_records, read_records
 from qa_core.inference import AnswerResult, answer_note
 from qa_core.plots import ATTRIBUTION_LEGEND
-from qa_core.run_files import RECORDS_FILE
+from qa_core.run_files import RECORDS_FILE, evaluated_again, read_run_info
 
 if TYPE_CHECKING:  # types only: importing jobs would import training, attributions captum
     from qa_core.attributions import Attribution

@@ -322,7 +322,8 @@ def test_a_run_answers_with_its_own_settings(ui, tiny_run):
 
 
 def test_a_run_evaluated_on_its_training_data_says_so(tmp_path) -> None:
-    from qa_core.checkpoints import RunInfo, write_run_info
+    from qa_core.checkpoints import write_run_info
+    from qa_core.run_files import RunInfo
     from qa_core import views
 
     write_run_info(tmp_path / "same", RunInfo("finished", {"train_file": "sample", "validation_file": "sample"}))
@@ -605,7 +606,8 @@ def test_a_cancelled_run_is_resumed_from_the_train_tab(settings, tmp_path):
 
 
 def test_a_run_without_a_checkpoint_cannot_be_resumed(settings, tmp_path):
-    from qa_core.checkpoints import RunInfo, write_run_info
+    from qa_core.checkpoints import write_run_info
+    from qa_core.run_files import RunInfo
 
     ui = handlers(Settings(tmp_path, settings.default_model, training_enabled=True, fast_inference=False))
     write_run_info(tmp_path / "early", RunInfo("failed", {"train_file": "sample"}))
@@ -703,7 +705,7 @@ def test_a_run_evaluated_again_into_its_folder_lists_the_figures_of_its_records(
     """`train.py evaluate --output_dir RUN` on other data refreshes the run's records and eval_metrics.json but
     not run.json: the lists (/list_runs, the pickers) and the Errors summary must give the records' figures and not
     call them 'on its training data'."""
-    from qa_core.checkpoints import list_runs
+    from qa_core.run_files import list_runs
     from qa_core.jobs import run_label
 
     root = tmp_path / "runs"

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from qa_core import compare, plots
-from qa_core.checkpoints import RunInfo, write_run_info
+from qa_core.checkpoints import write_run_info
 from qa_core.error_analysis import QuestionRecord, write_records
-from qa_core.run_files import RECORDS_FILE
+from qa_core.run_files import RECORDS_FILE, RunInfo
 
 CONTEXT = "The lens was designed by Augustin Fresnel in 1822."
 

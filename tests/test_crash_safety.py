@@ -17,11 +17,10 @@ from safetensors.torch import load_file
 
 from qa_core import checkpoints
 from qa_core.calibration import fit_calibration, read_calibration
-from qa_core.checkpoints import read_run_info
 from qa_core.config import QAConfig
 from qa_core.error_analysis import read_records
 from qa_core.progress import read_history
-from qa_core.run_files import RECORDS_FILE, STATE_FILE, TRAINING_LOCK, find_checkpoint
+from qa_core.run_files import RECORDS_FILE, STATE_FILE, TRAINING_LOCK, find_checkpoint, read_run_info
 from qa_core.training import TrainingError, train
 from tests.overfit_data import write_tiny_squad
 from tests.test_training import assert_same_weights, tiny_config

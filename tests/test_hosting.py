@@ -16,10 +16,11 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from qa_core.checkpoints import RunInfo, write_run_info
+from qa_core.checkpoints import write_run_info
 from qa_core.data import DataError, load_examples
 from qa_core.data_sources import LoadingCancelled, loading_limits
 from qa_core.hosting import Settings, TrainLimits, check_arguments, check_model, check_request, check_run, scrub
+from qa_core.run_files import RunInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 

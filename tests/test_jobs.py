@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from qa_core.checkpoints import RunInfo, write_run_info
+from qa_core.checkpoints import write_run_info
 from qa_core.config import QAConfig
 from qa_core.data import load_examples
 from qa_core.jobs import (QUICK_DATA, JobBusyError, JobManager, JobSnapshot, model_choices, model_slug,
                           new_run_dir, quick_config, record_choices, run_choices)
 from qa_core.progress import STEP_KINDS, ProgressEvent
-from qa_core.run_files import RECORDS_FILE
+from qa_core.run_files import RECORDS_FILE, RunInfo
 from qa_core.training import TrainResult, train
 
 

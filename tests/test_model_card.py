@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from huggingface_hub import ModelCard
 
-from qa_core.checkpoints import RunInfo, write_run_info
+from qa_core.checkpoints import write_run_info
 from qa_core.config import QAConfig
 from qa_core.model_card import (CardFacts, facts_from_run, hub_id, render_model_card,
                                 write_model_card)
+from qa_core.run_files import RunInfo
 
 ROOT = Path(__file__).resolve().parents[1]
 

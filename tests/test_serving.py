@@ -13,11 +13,12 @@ import pytest
 import torch
 from transformers import BertConfig, BertForQuestionAnswering
 
-from qa_core.checkpoints import RunInfo, write_run_info
+from qa_core.checkpoints import write_run_info
 from qa_core.config import QAConfig
 from qa_core.inference import answer_question, question_windows
 from qa_core.int8 import MAX_LOGIT_ERROR, Int8Linear, native_int8_cpu
 from qa_core.modeling import LoadedModel, ModelNotFoundError
+from qa_core.run_files import RunInfo
 from qa_core.serving import ModelCache, ModelLoadingError, int8_copy, int8_logit_error, run_config
 
 CONTEXT = "The night ferry leaves the north pier at ten and reaches the island before dawn."

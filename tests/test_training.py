@@ -16,7 +16,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from qa_core.checkpoints import read_run_info
 from qa_core.config import QAConfig
 from qa_core.data import load_examples
 from qa_core.error_analysis import read_records
@@ -26,7 +25,7 @@ from qa_core.jobs import model_choices
 from qa_core.modeling import load_model
 from qa_core.progress import read_history
 from qa_core.progress import ProgressEvent
-from qa_core.run_files import HISTORY_FILE, STATE_FILE, RunRefused, find_checkpoint
+from qa_core.run_files import HISTORY_FILE, STATE_FILE, RunRefused, find_checkpoint, read_run_info
 from qa_core.runtime import stop_on_signals
 from qa_core.training import TrainingError, train
 from tests.conftest import write_squad
@@ -509,7 +508,8 @@ def test_a_finished_run_s_model_folder_is_hub_ready(tiny_model_dir: Path, tmp_pa
 
 
 def test_a_run_from_before_the_model_folder_still_loads(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from qa_core.checkpoints import RunInfo, write_run_info
+    from qa_core.checkpoints import write_run_info
+    from qa_core.run_files import RunInfo
     from qa_core.modeling import load_model
     from qa_core.serving import run_config
 

@@ -72,8 +72,8 @@ def build_compare_panel(service: QAService, run: gr.Dropdown) -> dict[str, Any]:
     with gr.Accordion("Compare with another run", open=False, elem_id="compare-panel"):
         run_b = gr.Dropdown([], value=None, label="Run B", info="Another run evaluated on the same data "
                             "(checked by fingerprint); B is compared against the run above (A)", elem_id="compare-run")
-        only = gr.Dropdown(["all", *PAIR_OUTCOMES], value="all", label="Questions", info="B relative to A, by exact match",
-                           elem_id="compare-only")
+        only = gr.Dropdown(["all", *PAIR_OUTCOMES], value="all", label="Questions",
+                           info="B relative to A, by exact match", elem_id="compare-only")
         shown = {"comparison": gr.Textbox(label="A vs B", interactive=False, lines=4, elem_id="compare-summary")}
         with gr.Row():
             shown.update(slices=gr.Plot(label="A and B by slice", elem_id="compare-slices"),
