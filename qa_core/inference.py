@@ -10,7 +10,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -156,22 +155,6 @@ def answer_question(loaded: LoadedModel, question: str, context: str, config: QA
     return AnswerResult(question, context, prediction, merge_token_logits(loaded.tokenizer, scored), len(features))
 
 
-def answer_json(result: AnswerResult, model: str, seconds: float, temperature: float | None = None) -> dict[str, Any]:
-    """An answer for programs: text, character span, score, probability (temperature-scaled where the run has a
-    calibration, as the Ask tab shows it), alternatives, windows, milliseconds."""
-    spans = result.prediction.alternatives
-    best = spans[0] if spans else None
-    return {"model": model, "answer": result.prediction.text,
-            "start": result.prediction.span[0] if result.prediction.span else None,
-            "end": result.prediction.span[1] if result.prediction.span else None,
-            "score": best.score if best else None, "probability": best.probability if best else None,
-            "alternatives": [{"answer": s.text, "start": s.start, "end": s.end, "score": s.score,
-                              "probability": s.probability} for s in spans],
-            "abstained": result.prediction.abstained,  # SQuAD 2.0 runs: no answer in this context
-            "calibrated": temperature is not None, "temperature": 1.0 if temperature is None else temperature,
-            "windows": result.windows, "milliseconds": round(seconds * 1000, 2)}
-
-
 def question_windows(loaded: LoadedModel, question: str, context: str, config: QAConfig,
                      max_windows: int | None = None) -> tuple[Example, QAConfig, tuple[Feature, ...]]:
     """One question about a context as an example and its windows, cut as this model takes them (the config fitted
@@ -253,17 +236,3 @@ def config_for_model(source: str, config: QAConfig = QAConfig()) -> QAConfig:
     if not isinstance(threshold, (int, float)):
         return config
     return config.replace(version_2_with_negative=True, null_score_diff_threshold=float(threshold))
-
-
-def answer_note(prediction: Prediction) -> str:
-    """One line for the Ask tab: the answer's score, or why the model said there is no answer in the text."""
-    if not prediction.alternatives:
-        return "No answer: the text has no span the model could choose."
-    best = prediction.alternatives[0]
-    if prediction.abstained:
-        return (f"No answer in this text: the null score {prediction.null_score:.2f} beats the best span "
-                f"({best.text!r}, {best.score:.2f}) by {prediction.null_odds:.2f}, more than the threshold.")
-    if prediction.null_score is not None:
-        return (f"Score {best.score:.2f} against a null score of {prediction.null_score:.2f} "
-                f"(null odds {prediction.null_odds:.2f}).")
-    return f"Score {best.score:.2f}."

@@ -17,7 +17,7 @@ from qa_core.data import load_examples
 from qa_core.data_sources import check_file_size
 from qa_core.error_analysis import QuestionRecord, evaluated_threshold
 from qa_core.hosting import Settings, check_model, check_request, check_run, default_name, scrub
-from qa_core.inference import AnswerResult, answer_json
+from qa_core.inference import AnswerResult
 from qa_core.jobs import (QUICK_DATA, JobManager, JobSnapshot, has_model, model_choices, new_run_dir, quick_config,
                           record_choices, run_choices)
 from qa_core.modeling import LoadedModel
@@ -25,7 +25,7 @@ from qa_core.run_files import RECORDS_FILE, find_checkpoint, is_evaluation_folde
 from qa_core.serving import ModelCache, run_config
 from qa_core.train_policy import (DATA_SUFFIXES, capped, check_contexts, check_data, check_limits,
                                   check_resume_limits, check_start_data, check_start_model, check_training)
-from qa_core.views import find_record, run_records
+from qa_core.views import answer_json, find_record, run_records
 
 if typing.TYPE_CHECKING:  # captum is imported only when an explanation is asked for
     from qa_core.attributions import Attribution

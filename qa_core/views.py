@@ -1,4 +1,5 @@
-"""What the web UI shows, as plain values: highlighted pieces, tables and status lines (no Gradio here)."""
+"""What the web UI and its JSON API show, as plain values: answers, highlighted pieces, tables and status lines
+(no Gradio here)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ import pandas as pd
 
 from qa_core.data import load_examples
 from qa_core.error_analysis import PAIR_OUTCOMES, V2_ERRORS, QuestionRecord, filter_records, read_records
-from qa_core.inference import AnswerResult, answer_note
 from qa_core.plots import ATTRIBUTION_LEGEND
 from qa_core.run_files import RECORDS_FILE, evaluated_again, read_run_info
 
 if TYPE_CHECKING:  # types only: importing jobs would import training, attributions captum
+    from qa_core.inference import AnswerResult
+    from qa_core.postprocess import Prediction
     from qa_core.attributions import Attribution
     from qa_core.calibration import Calibration, CoveragePoint
     from qa_core.compare import Comparison, PairedRecord
@@ -49,6 +51,22 @@ def alternatives_table(result: AnswerResult | None) -> pd.DataFrame:
                          "probability": [round(s.probability, 3) for s in spans]})
 
 
+def answer_json(result: AnswerResult, model: str, seconds: float, temperature: float | None = None) -> dict[str, Any]:
+    """An answer for programs: text, character span, score, probability (temperature-scaled where the run has a
+    calibration, as the Ask tab shows it), alternatives, windows, milliseconds."""
+    spans = result.prediction.alternatives
+    best = spans[0] if spans else None
+    return {"model": model, "answer": result.prediction.text,
+            "start": result.prediction.span[0] if result.prediction.span else None,
+            "end": result.prediction.span[1] if result.prediction.span else None,
+            "score": best.score if best else None, "probability": best.probability if best else None,
+            "alternatives": [{"answer": s.text, "start": s.start, "end": s.end, "score": s.score,
+                              "probability": s.probability} for s in spans],
+            "abstained": result.prediction.abstained,  # SQuAD 2.0 runs: no answer in this context
+            "calibrated": temperature is not None, "temperature": 1.0 if temperature is None else temperature,
+            "windows": result.windows, "milliseconds": round(seconds * 1000, 2)}
+
+
 def answer_headline(result: AnswerResult, temperature: float | None = None) -> tuple[str, str]:
     """The answer in a few words and the line under it: its probability, or why there is no answer (SQuAD 2.0)."""
     prediction = result.prediction
@@ -57,6 +75,20 @@ def answer_headline(result: AnswerResult, temperature: float | None = None) -> t
         return "No answer in this text", answer_note(prediction) + alternative
     calibrated = f" (calibrated, temperature {temperature:.2f})" if temperature is not None else ""
     return prediction.text, f"probability {prediction.alternatives[0].probability:.0%}{calibrated}"
+
+
+def answer_note(prediction: Prediction) -> str:
+    """One line for the Ask tab: the answer's score, or why the model said there is no answer in the text."""
+    if not prediction.alternatives:
+        return "No answer: the text has no span the model could choose."
+    best = prediction.alternatives[0]
+    if prediction.abstained:
+        return (f"No answer in this text: the null score {prediction.null_score:.2f} beats the best span "
+                f"({best.text!r}, {best.score:.2f}) by {prediction.null_odds:.2f}, more than the threshold.")
+    if prediction.null_score is not None:
+        return (f"Score {best.score:.2f} against a null score of {prediction.null_score:.2f} "
+                f"(null odds {prediction.null_odds:.2f}).")
+    return f"Score {best.score:.2f}."
 
 
 def answer_html(context: str, span: tuple[int, int] | None, headline: str, detail: str,

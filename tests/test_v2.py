@@ -17,10 +17,11 @@ from qa_core.error_analysis import (V2_ERRORS, answerable_slice, build_records, 
 from qa_core.evaluation import (BEST_SPANS_FILE, METRICS_FILE, NULL_ODDS_FILE, PREDICTIONS_FILE, run_evaluation,
                                 squad_v2_metrics)
 from qa_core.features import Feature
-from qa_core.inference import answer_note, answer_question, config_for_model
+from qa_core.inference import answer_question, config_for_model
 from qa_core.metrics import compute_metrics_v2
 from qa_core.postprocess import Prediction, Span, SpanSearch, predict_example
 from qa_core.score import score_files
+from qa_core.views import answer_note
 
 OFFICIAL = Path(__file__).parent / "official_squad_v2.py"
 ROOT = Path(__file__).parent.parent

@@ -1,10 +1,13 @@
-"""What the UI shows as plain values: the comparison's tables and highlighted pieces."""
+"""What the UI and its JSON API show as plain values: answers, the comparison's tables and highlighted pieces."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from qa_core import compare, views
+from qa_core.inference import AnswerResult, TokenLogits
+from qa_core.postprocess import Prediction, Span
 from tests.test_compare import two_runs
 
 
@@ -18,3 +21,25 @@ def test_pair_table_filters_and_the_highlight_shows_both_spans_and_gold(tmp_path
         views.pair_table(result, "improved")
     pieces = dict((label, text) for text, label in views.pair_highlight(compare.find_pair(result, "q1")))
     assert pieces["B + gold"] == "Augustin " and pieces["A + B + gold"] == "Fresnel"
+
+
+def answer(span: tuple[int, int] | None, null_score: float | None = None) -> AnswerResult:
+    context = "The lens was designed by Augustin Fresnel."
+    spans = (Span(25, 41, "Augustin Fresnel", 4.0, 0.8), Span(34, 41, "Fresnel", 2.5, 0.2))
+    text = context[span[0]:span[1]] if span else ""
+    prediction = Prediction("query", text, span, 4.0 if span else (null_score or 0.0), spans, null_score)
+    return AnswerResult("Who designed the lens?", context, prediction, TokenLogits((), (), np.zeros(0), np.zeros(0)), 1)
+
+
+def test_an_answer_for_programs_and_its_note():
+    answered = views.answer_json(answer((25, 41)), "run", 0.01234, temperature=1.5)
+    assert (answered["answer"], answered["start"], answered["end"], answered["probability"]) == (
+        "Augustin Fresnel", 25, 41, 0.8)
+    assert answered["calibrated"] and answered["temperature"] == 1.5 and answered["milliseconds"] == 12.34
+    assert [a["answer"] for a in answered["alternatives"]] == ["Augustin Fresnel", "Fresnel"]
+    abstained = answer(None, null_score=7.0)
+    shown = views.answer_json(abstained, "run", 0.0)
+    assert shown["abstained"] and shown["answer"] == "" and shown["start"] is None and not shown["calibrated"]
+    assert "null score 7.00 beats the best span ('Augustin Fresnel', 4.00) by 3.00" in views.answer_note(
+        abstained.prediction)
+    assert views.answer_note(answer((25, 41)).prediction) == "Score 4.00."

@@ -9,10 +9,10 @@ from typing import Any
 import gradio as gr
 
 from qa_core import plots, views
-from qa_core.inference import answer_note
 from qa_core.service import QAService
 from qa_core.ui.common import (ANSWER_CONCURRENCY, EXPLAIN, HUB_HINT, PRIVATE, QUICK_MINUTES, Outputs,
                                by_name, model_picker)
+from qa_core.views import answer_note
 
 NO_HEAD_NOTICE = (f"**This model has no fine-tuned question answering head yet, so its answers are close to "
                   f"random.** Fine-tune it first: the quick fine-tune trains it on the bundled sample in about "
