@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -19,7 +19,7 @@ from qa_core.distributed import DistContext, device_for, init_distributed
 from qa_core.error_analysis import QuestionRecord, build_records, finite_floats, write_records
 from qa_core.features import Feature, featurize
 from qa_core.inference import predict_examples, set_up_precision
-from qa_core.metrics import Metrics, SquadV2Metrics, compute_metrics, compute_metrics_v2
+from qa_core.metrics import Metrics, compute_metrics, compute_metrics_v2
 from qa_core.model_card import write_model_card
 from qa_core.modeling import fit_config, load_model
 from qa_core.postprocess import Prediction
@@ -75,8 +75,7 @@ def squad_v2_metrics(examples: Sequence[Example], predictions: Mapping[str, Pred
     odds = null_odds(predictions)
     at_threshold = compute_metrics_v2({k: p.text for k, p in predictions.items()}, golds, odds, threshold)
     searched = compute_metrics_v2(best_span_texts(predictions), golds, odds, threshold)
-    v2 = SquadV2Metrics(at_threshold.exact, at_threshold.f1, at_threshold.total, at_threshold.has_ans,
-                        at_threshold.no_ans, searched.best_exact, searched.best_f1)
+    v2 = replace(at_threshold, best_exact=searched.best_exact, best_f1=searched.best_f1)
     return Metrics(v2.exact, v2.f1, v2.total, v2)
 
 

@@ -7,6 +7,7 @@ import string
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 _PUNCTUATION = set(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -46,6 +47,36 @@ class SquadV2Metrics:
             out.update({"best_exact": self.best_exact[0], "best_exact_thresh": self.best_exact[1],
                         "best_f1": self.best_f1[0], "best_f1_thresh": self.best_f1[1]})
         return out
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> SquadV2Metrics:
+        """The figures back from to_dict's keys (a run's eval_metrics.json); ValueError naming a missing or
+        non-numeric figure. A slice or a best score whose keys are missing is None, as to_dict leaves it out."""
+        return cls(_figure(values, "exact"), _figure(values, "f1"), int(_figure(values, "total")),
+                   _slice(values, "HasAns"), _slice(values, "NoAns"), _best(values, "exact"), _best(values, "f1"))
+
+
+def _figure(values: Mapping[str, Any], key: str) -> float:
+    value = values.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"SQuAD 2.0 metrics: {key} must be a number, got {value!r}")
+    return float(value)
+
+
+def _slice(values: Mapping[str, Any], prefix: str) -> tuple[float, float, int] | None:
+    """(exact, f1, total) of the HasAns or NoAns questions; None where the figures leave the slice out."""
+    keys = (f"{prefix}_exact", f"{prefix}_f1", f"{prefix}_total")
+    if not all(k in values for k in keys):
+        return None
+    return _figure(values, keys[0]), _figure(values, keys[1]), int(_figure(values, keys[2]))
+
+
+def _best(values: Mapping[str, Any], name: str) -> tuple[float, float] | None:
+    """(best score, its null odds threshold) of best_exact or best_f1; None where the figures have none."""
+    keys = (f"best_{name}", f"best_{name}_thresh")
+    if not all(k in values for k in keys):
+        return None
+    return _figure(values, keys[0]), _figure(values, keys[1])
 
 
 def normalize_answer(text: str) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from qa_core.metrics import compute_exact, compute_f1, compute_metrics, normalize_answer
+from qa_core.metrics import SquadV2Metrics, compute_exact, compute_f1, compute_metrics, normalize_answer
 from tests.conftest import write_squad
 
 
@@ -96,3 +96,16 @@ def test_score_names_the_null_odds_file_when_it_lacks_a_question(tmp_path: Path)
     (tmp_path / "odds.json").write_text("{}")
     with pytest.raises(DataError, match=r"odds\.json: 1 questions have no null odds \(first: 'q1'\)"):
         score_files(str(_one_question_data(tmp_path)), str(tmp_path / "p.json"), str(tmp_path / "odds.json"))
+
+
+def test_squad2_metrics_come_back_from_their_dict() -> None:
+    """eval_metrics.json holds to_dict's keys: from_dict gives the same figures back, a slice the script left
+    out stays None, and a missing or non-numeric figure is named."""
+    full = SquadV2Metrics(55.0, 56.5, 40, (40.0, 43.4, 17), (66.1, 66.1, 23), (60.0, -0.11), (61.2, -0.11))
+    assert SquadV2Metrics.from_dict(json.loads(json.dumps(full.to_dict()))) == full
+    answerable_only = SquadV2Metrics(50.0, 60.0, 4, has_ans=(50.0, 60.0, 4))
+    assert SquadV2Metrics.from_dict(answerable_only.to_dict()) == answerable_only
+    with pytest.raises(ValueError, match="total"):
+        SquadV2Metrics.from_dict({"exact": 50.0, "f1": 50.0})
+    with pytest.raises(ValueError, match="HasAns_f1"):
+        SquadV2Metrics.from_dict({**full.to_dict(), "HasAns_f1": "high"})
