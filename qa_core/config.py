@@ -24,7 +24,8 @@ def _opt(default: Any, help: str) -> Any:
 class QAConfig:
     """Every knob of a run; option names follow transformers' run_qa.py where it has one."""
 
-    model_name_or_path: str = _opt(DEFAULT_MODEL, "Model: 'embedded' (packaged MiniLM), a local folder, a run folder or a hub id.")
+    model_name_or_path: str = _opt(DEFAULT_MODEL, "Model: 'embedded' (packaged MiniLM), a local folder, a run folder "
+                                   "or a hub id.")
     train_file: str | None = _opt(None, "Training data: SQuAD JSON, flat JSON/JSONL, 'sample', or a hub data set name.")
     validation_file: str | None = _opt(None, "Evaluation data, in any format train_file accepts.")
     output_dir: str = _opt("runs/latest", "Run folder for checkpoints, the final model, metrics and error records.")
@@ -59,7 +60,8 @@ class QAConfig:
                                            "fused attention kernel runs on the CPU too (faster, less memory); "
                                            "None keeps the model's own (0.1 for BERT).")
     group_by_length: bool = _opt(True, "Batch windows of similar length together, so less padding is computed.")
-    bf16: bool | None = _opt(None, "bf16 autocast; default: on for CUDA and for CPUs with native bf16 (AVX512-BF16, AMX).")
+    bf16: bool | None = _opt(None, "bf16 autocast; default: on for CUDA and for CPUs with native bf16 "
+                             "(AVX512-BF16, AMX).")
     tf32: bool = _opt(True, "Allow TF32 matmuls on CUDA.")
     torch_compile: bool = _opt(False, "Compile the model with torch.compile (dynamic shapes); with varying batch "
                                       "lengths it has been slower than eager on a GPU (README, GPU benchmark).")
@@ -104,9 +106,10 @@ class QAConfig:
             raise ValueError(f"max_seq_length ({self.max_seq_length}) leaves no room for the context after "
                              f"max_query_length ({self.max_query_length}) and 3 special tokens; raise max_seq_length "
                              f"or lower max_query_length")
-        if self.doc_stride >= self.max_seq_length - self.max_query_length - 3:
+        room = self.max_seq_length - self.max_query_length - 3
+        if self.doc_stride >= room:
             raise ValueError(f"doc_stride ({self.doc_stride}) must be smaller than the context room of a window "
-                             f"(max_seq_length - max_query_length - 3 = {self.max_seq_length - self.max_query_length - 3})")
+                             f"(max_seq_length - max_query_length - 3 = {room})")
 
     def replace(self, **changes: Any) -> QAConfig:
         return dataclasses.replace(self, **changes)
