@@ -229,7 +229,8 @@ def coverage_figure(points: Sequence[CoveragePoint], chosen: CoveragePoint | Non
                                     name=f"threshold {chosen.threshold:.2f}"))
     elif chosen is not None:
         figure.add_annotation(text=f"threshold {chosen.threshold:.2f} answers no question", x=0, y=1.0,
-                              xref="paper", yref="paper", xanchor="left", showarrow=False)
+                              xref="paper", yref="paper", xanchor="left", showarrow=False,
+                              bgcolor="rgba(255, 255, 255, 0.85)")  # readable over the curve
     title = "Coverage against EM and F1" + (f"<br><sup>{abstentions} abstentions never answered</sup>"
                                             if abstentions else "")
     figure.update_layout(title=title, xaxis_title="coverage (answered share)",
