@@ -153,6 +153,8 @@ def _log_loss(probability: np.ndarray, outcome: np.ndarray) -> float:
 def fit_calibration(records: Sequence[QuestionRecord], bins: int = BINS) -> Calibration:
     """The temperature and reliability bins of a run's answered questions; with none answered (a SQuAD 2.0 run
     abstaining everywhere) nothing is fitted and the probabilities stay as the model gives them (T = 1)."""
+    if not records:
+        raise ValueError("no evaluation records to fit a temperature on")
     answers = answered_records(records)
     temperature = fit_temperature(answers) if answers else 1.0
     before, after = record_bins(answers, 1.0, bins), record_bins(answers, temperature, bins)

@@ -168,6 +168,8 @@ def test_a_squad2_run_calibrates_its_answers_and_leaves_its_abstentions_out():
     everything = calibration.fit_calibration(abstentions)  # nothing answered: nothing to fit, probabilities kept
     assert (everything.temperature, everything.questions, everything.abstentions) == (1.0, 0, 10)
     assert calibration.fit_calibration(answers).abstentions == 0
+    with pytest.raises(ValueError, match="no evaluation records"):
+        calibration.fit_calibration([])
     mixed = calibration.replace(fitted, abstentions=None)  # a calibration.json from before abstentions were left out
     assert calibration.current_calibration(mixed, answers + abstentions) == fitted
     assert calibration.current_calibration(mixed, answers) == mixed  # a run without abstentions keeps its file
