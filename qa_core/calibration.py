@@ -13,7 +13,7 @@ import numpy as np
 from qa_core.error_analysis import QuestionRecord, read_records
 from qa_core.inference import AnswerResult
 from qa_core.postprocess import Prediction
-from qa_core.run_files import CALIBRATION_FILE, RECORDS_FILE, run_folder
+from qa_core.run_files import CALIBRATION_FILE, NULL_ODDS_FILE, RECORDS_FILE, run_folder
 
 logger = logging.getLogger(__name__)
 
@@ -260,10 +260,17 @@ def _outcomes(records: Sequence[QuestionRecord]) -> tuple[np.ndarray, np.ndarray
 
 def answer_temperature(source: str) -> float | None:
     """The temperature of a run's calibration.json; None (probabilities as the model gives them) without a usable
-    one: a fitted temperature may be exactly 1."""
+    one (a fitted temperature may be exactly 1), or with a SQuAD 2.0 run's file from before abstentions were left
+    out, checked by the null odds file beside it rather than by reading every record at every answer."""
     try:
         calibration = run_calibration(source)
     except (ValueError, OSError) as err:  # a broken calibration file must not stop answering
         logger.warning("answering with uncalibrated probabilities: %s", err)
         return None
-    return calibration.temperature if calibration else None
+    if calibration is None:
+        return None
+    if calibration.abstentions is None and (run_folder(Path(source)) / NULL_ODDS_FILE).exists():
+        logger.warning("answering with uncalibrated probabilities: the calibration of %s was fitted with its "
+                       "abstentions mixed in (an older version); evaluate the run again to refit it", source)
+        return None
+    return calibration.temperature

@@ -10,7 +10,7 @@ import pytest
 from qa_core import calibration, plots, views
 from qa_core.error_analysis import QuestionRecord, write_records
 from qa_core.postprocess import Prediction, Span
-from qa_core.run_files import RECORDS_FILE
+from qa_core.run_files import NULL_ODDS_FILE, RECORDS_FILE
 
 
 def record(n: int, probabilities: tuple[float, ...], right: bool, f1: float | None = None) -> QuestionRecord:
@@ -173,3 +173,18 @@ def test_a_squad2_run_calibrates_its_answers_and_leaves_its_abstentions_out():
     mixed = calibration.replace(fitted, abstentions=None)  # a calibration.json from before abstentions were left out
     assert calibration.current_calibration(mixed, answers + abstentions) == fitted
     assert calibration.current_calibration(mixed, answers) == mixed  # a run without abstentions keeps its file
+
+
+def test_answers_ignore_a_squad2_calibration_fitted_with_abstentions_mixed_in(tmp_path):
+    """A calibration.json from before abstentions were left out holds a temperature fitted on them: the Ask tab and
+    /answer answer with the model's own probabilities until the run is evaluated again."""
+    answers = [v2_record(n, 0.6, n % 2 == 0, True) for n in range(10)]
+    abstentions = [v2_record(10 + n, 0.95, False, False) for n in range(10)]
+    write_records(tmp_path / RECORDS_FILE, answers + abstentions)
+    (tmp_path / NULL_ODDS_FILE).write_text("{}", encoding="utf-8")  # what a SQuAD 2.0 evaluation writes
+    fitted = calibration.calibrate_run(tmp_path)
+    assert calibration.answer_temperature(str(tmp_path)) == fitted.temperature
+    calibration.write_calibration(tmp_path, calibration.replace(fitted, abstentions=None, temperature=3.0))
+    assert calibration.answer_temperature(str(tmp_path)) is None
+    (tmp_path / NULL_ODDS_FILE).unlink()  # a SQuAD v1.1 run: its older file stays usable
+    assert calibration.answer_temperature(str(tmp_path)) == 3.0
