@@ -100,9 +100,13 @@ class Settings:
                         TrainLimits.from_env())
 
 
-def find_run(name: str, settings: Settings, marks: tuple[str, ...] = (RUN_FILE,)) -> Path | None:
-    """The run folder directly under the runs folder that `name` names (its folder name or its path), holding one
-    of `marks` (run.json: a run; an evaluation's records also mark a folder the Errors tab can read)."""
+def find_run(name: str, settings: Settings, marks: tuple[str, ...] = (RUN_FILE,),
+             operator: bool = False) -> Path | None:
+    """The run folder directly under the runs folder that `name` names, holding one of `marks` (run.json: a run;
+    an evaluation's records also mark a folder the Errors tab can read). Its folder name, or its path where the
+    name is no stranger's: a local server's user, or the operator's settings (operator=True)."""
+    if settings.public and not operator and ("/" in name or "\\" in name):
+        return None  # a stranger never names a server path, not even one inside the runs folder
     root = settings.runs_root.resolve()
     candidate = Path(name)
     folder = (root / candidate.name) if candidate.name and candidate.name not in (".", "..") else None
@@ -130,7 +134,7 @@ def check_model(name: str | None, settings: Settings) -> str:
         return name  # the packaged model needs no checks; a public server offers it only as its default
     # First: QA_DEFAULT_MODEL may name a run as any caller does; an evaluation folder is found too, so that the
     # caller hears it holds no model (service.check_model_folder), not that no folder has its name.
-    run = find_run(name, settings, (RUN_FILE, RECORDS_FILE))
+    run = find_run(name, settings, (RUN_FILE, RECORDS_FILE), operator=name == settings.default_model)
     if run is not None:
         return str(run)
     if name in (settings.default_model, *settings.allowed_models):
@@ -143,7 +147,7 @@ def check_model(name: str | None, settings: Settings) -> str:
 
 def default_name(settings: Settings) -> str:
     """The default model as callers see it: a run by its name (never a server path), else as configured."""
-    run = find_run(settings.default_model, settings)
+    run = find_run(settings.default_model, settings, operator=True)
     return run.name if run is not None else settings.default_model
 
 

@@ -302,7 +302,7 @@ def test_a_public_server_refuses_server_paths_and_shows_none(settings, tiny_run,
     folders = set(settings.runs_root.iterdir())
     secret = tmp_path / "secret.json"
     secret.write_text(json.dumps({"data": []}), encoding="utf-8")
-    for model in (str(tmp_path), "/etc", str(tiny_run.parent.parent)):
+    for model in (str(tmp_path), "/etc", str(tiny_run.parent.parent), str(tiny_run)):  # its own runs too
         message = ui.ask.ask(model, QUESTION, CONTEXT)["message"]
         assert "not offered on this server" in message and str(tmp_path.parent) not in message
     assert ui.ask.ask(tiny_run.name, QUESTION, CONTEXT)["message"] == ""  # its own runs, by name
