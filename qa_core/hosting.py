@@ -48,13 +48,19 @@ class TrainLimits:
     batch_size: int = 64  # QA_MAX_BATCH_SIZE: training and evaluation windows per step
     epochs: float = 20.0  # QA_MAX_EPOCHS (the quick fine-tune's preset takes 15 over the small sample)
     max_seq_length: int = 512  # QA_MAX_SEQ_LENGTH: BERT-family position tables end there
+    dataloader_workers: int = 2  # QA_MAX_DATALOADER_WORKERS: each is a process with its own memory
+    # QA_MAX_WINDOW_COST: tokens computed per context token (train_policy.window_cost); a stride close to the
+    # window's context room advances each window by a few tokens and multiplies the windows of every question
+    window_cost: float = 8.0
 
     @staticmethod
     def from_env() -> TrainLimits:
         d = TrainLimits()
         return TrainLimits(int(_number("QA_MAX_TRAIN_STEPS", d.max_steps)),
                            int(_number("QA_MAX_BATCH_SIZE", d.batch_size)), _number("QA_MAX_EPOCHS", d.epochs),
-                           int(_number("QA_MAX_SEQ_LENGTH", d.max_seq_length)))
+                           int(_number("QA_MAX_SEQ_LENGTH", d.max_seq_length)),
+                           int(_number("QA_MAX_DATALOADER_WORKERS", d.dataloader_workers)),
+                           _number("QA_MAX_WINDOW_COST", d.window_cost))
 
 
 # Each bounded QAConfig option: the TrainLimits field that caps it and the variable that sets that cap.
@@ -62,7 +68,8 @@ LIMITED_OPTIONS = {"max_steps": ("max_steps", "QA_MAX_TRAIN_STEPS"),
                    "per_device_train_batch_size": ("batch_size", "QA_MAX_BATCH_SIZE"),
                    "per_device_eval_batch_size": ("batch_size", "QA_MAX_BATCH_SIZE"),
                    "num_train_epochs": ("epochs", "QA_MAX_EPOCHS"),
-                   "max_seq_length": ("max_seq_length", "QA_MAX_SEQ_LENGTH")}
+                   "max_seq_length": ("max_seq_length", "QA_MAX_SEQ_LENGTH"),
+                   "dataloader_num_workers": ("dataloader_workers", "QA_MAX_DATALOADER_WORKERS")}
 
 
 @dataclass(frozen=True)

@@ -238,7 +238,10 @@ def public_trainer_url(offline, public_trainer_runs, tiny_model_dir) -> Iterator
     ({"num_train_epochs": 1e6}, "num_train_epochs 1000000.0 is over this server's limit of 20"),
     ({"max_seq_length": 100000, "doc_stride": 128}, "max_seq_length 100000 is over this server's limit of 512"),
     ({"max_steps": 2000, "per_device_train_batch_size": 16, "gradient_accumulation_steps": 1000},
-     "= 16000 windows a step, over this server's limit of 64 (QA_MAX_BATCH_SIZE)")])
+     "= 16000 windows a step, over this server's limit of 64 (QA_MAX_BATCH_SIZE)"),
+    ({"dataloader_num_workers": 512}, "dataloader_num_workers 512 is over this server's limit of 2"),
+    ({"max_seq_length": 384, "doc_stride": 315}, "doc_stride 315 with max_seq_length 384 and max_query_length 64 "
+                                                 "advances each window by 1 token(s) of context")])
 def test_a_public_server_that_trains_bounds_the_options(public_trainer_url, public_trainer_runs, options, expected):
     client = Client(public_trainer_url, verbose=False)
     message = refused(client, "", "sample", "", options, api_name="/start_training")[0]
