@@ -23,6 +23,7 @@ MAX_UPLOAD_MB = 50
 # Windows of training data take memory per question (bench/README.md, Limits and memory).
 PUBLIC_MAX_TRAIN_EXAMPLES = 10_000
 MODEL_WAIT_S = 20.0
+MAX_CALLER_REQUESTS = 4  # questions (and, apart, explanations) one visitor of a public server may have in flight
 MAX_NAME_CHARS = 4096  # a model or run name: Linux's PATH_MAX; hub ids are far shorter
 
 
@@ -87,6 +88,7 @@ class Settings:
     max_question_chars: int = MAX_QUESTION_CHARS
     max_upload_bytes: int = MAX_UPLOAD_MB * 1_000_000
     model_wait_s: float = MODEL_WAIT_S  # a question waits this long for its model to load, then is told to retry
+    max_caller_requests: int = MAX_CALLER_REQUESTS  # applied on a public server only (fairness.FairWorker)
     max_train_examples: int | None = None  # questions a training job reads from each data source; None: all
     train_limits: TrainLimits = TrainLimits()  # applied on a public server only
 
@@ -103,6 +105,7 @@ class Settings:
                         int(_number("QA_MAX_QUESTION_CHARS", MAX_QUESTION_CHARS)),
                         int(_number("QA_MAX_UPLOAD_MB", MAX_UPLOAD_MB) * 1_000_000),
                         _number("QA_MODEL_WAIT_S", MODEL_WAIT_S),
+                        int(_number("QA_MAX_CALLER_REQUESTS", MAX_CALLER_REQUESTS)),
                         int(_number("QA_MAX_TRAIN_EXAMPLES", PUBLIC_MAX_TRAIN_EXAMPLES if public else 0)) or None,
                         TrainLimits.from_env())
 

@@ -18,6 +18,7 @@ import torch
 from qa_core.checkpoints import read_run_info
 from qa_core.config import QAConfig
 from qa_core.data import load_examples
+from qa_core.fairness import LOCAL, Caller, FairWorker
 from qa_core.features import featurize
 from qa_core.hosting import MODEL_WAIT_S
 from qa_core.inference import AnswerResult, answer_question, config_for_model, run_model
@@ -114,13 +115,16 @@ class ModelCache:
     request threads.
 
     Loading never happens on the answering thread: a question for a model being loaded waits (at most
-    `load_wait_s`) in its own request thread while questions for loaded models keep being answered.
+    `load_wait_s`) in its own request thread while questions for loaded models keep being answered. The answering
+    thread takes turns between callers (fairness.FairWorker); a caller may have at most `max_caller_questions` in
+    flight (None: any number).
     With fast=True on a machine without CUDA whose CPU has int8 dot products, a background thread compiles an
     int8 copy; requests use the fp32 model until the copy is warm, so no request waits for the compiler. The
     fp32 model stays at hand for `exact` requests (error analysis reads the logits of the evaluated model).
     """
 
-    def __init__(self, size: int = 3, fast: bool = True, load_wait_s: float = MODEL_WAIT_S) -> None:
+    def __init__(self, size: int = 3, fast: bool = True, load_wait_s: float = MODEL_WAIT_S,
+                 max_caller_questions: int | None = None) -> None:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._size = size
@@ -129,21 +133,25 @@ class ModelCache:
         # One thread loads models (one at a time, so memory holds one load), another runs every question.
         # OpenMP gives each calling thread its own team of workers, and once there are more of those than cores
         # its workers sleep between operations instead of spinning, which slows answers from a web server's many
-        # request threads (README, "The API", says by how much).
+        # request threads (README, "The API", says by how much). First come, first served, one caller's many long
+        # questions would hold up every other caller's, so the model thread serves callers in turn.
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-load")
-        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-model")
+        self._model_thread = FairWorker("qa-model", max_caller_questions, "questions")
 
     def preload(self, name: str) -> Future:
         """Start loading model `name` in the background (the app's default model, at start)."""
         return self._entry(name).loading
 
-    def answer(self, name: str, question: str, context: str, exact: bool = False,
-               max_windows: int | None = None) -> tuple[AnswerResult, LoadedModel, float]:
+    def answer(self, name: str, question: str, context: str, exact: bool = False, max_windows: int | None = None,
+               caller: Caller = LOCAL) -> tuple[AnswerResult, LoadedModel, float]:
         """The answer from model `name` (exact: from the model as loaded, never a fast copy), the model that gave
-        it, and the seconds answering took (not loading). A context needing more than max_windows windows is
-        refused with a ValueError before any model runs."""
-        entry, loaded = self._loaded(name, exact)
-        return self._model_thread.submit(self._answer, loaded, entry.config, question, context, max_windows).result()
+        it, and the seconds answering took (not loading or waiting for its turn). A context needing more than
+        max_windows windows is refused with a ValueError before any model runs; a caller over its questions in
+        flight, with fairness.TooManyRequests before anything else."""
+        with self._model_thread.admitted(caller):
+            entry, loaded = self._loaded(name, exact)
+            return self._model_thread.submit(caller, self._answer, loaded, entry.config, question, context,
+                                             max_windows).result()
 
     @staticmethod
     def _answer(loaded: LoadedModel, config: QAConfig, question: str, context: str,

@@ -13,7 +13,7 @@ from qa_core.hosting import Settings, check_arguments
 from qa_core.runtime import configure_process
 from qa_core.service import QAService
 from qa_core.ui.ask import build_ask_tab
-from qa_core.ui.common import ANSWER_CONCURRENCY, PRIVATE, Outputs, by_name, session_of
+from qa_core.ui.common import ANSWER_CONCURRENCY, PRIVATE, Outputs, by_name, caller_of, session_of
 from qa_core.ui.errors import build_errors_tab
 from qa_core.ui.style import app_css
 from qa_core.ui.train import build_train_tab
@@ -53,9 +53,18 @@ def training_endpoints(service: QAService) -> dict[str, Callable[..., Any]]:
     return {"start_training": start_training, "cancel_training": cancel_training}
 
 
+def answer_endpoint(service: QAService) -> Callable[..., dict[str, Any]]:
+    """/answer: the service's call in the caller's turn on the model thread (fairness.Caller)."""
+    def answer(model: str | None, question: str | None, context: str | None,
+               request: gr.Request | None = None) -> dict[str, Any]:
+        """Answer a question about a context; model: '' for the default, a run name, or an offered hub id."""
+        return service.answer_json(model, question, context, caller=caller_of(request))
+    return answer
+
+
 def api_endpoints(service: QAService) -> dict[str, Callable[..., Any]]:
     """The endpoints meant for programs (README: The API), by api_name: plain values in, JSON-shaped values out."""
-    return {"answer": service.answer_json, "list_runs": service.runs_json, **training_endpoints(service),
+    return {"answer": answer_endpoint(service), "list_runs": service.runs_json, **training_endpoints(service),
             "training_status": service.job_json, "run_records": service.records_json}
 
 

@@ -12,7 +12,7 @@ from qa_core import plots, views
 from qa_core.inference import answer_note
 from qa_core.service import QAService
 from qa_core.ui.common import (ANSWER_CONCURRENCY, EXPLAIN, HUB_HINT, PRIVATE, QUICK_MINUTES, Outputs,
-                               by_name, model_picker)
+                               by_name, caller_of, model_picker)
 
 NO_HEAD_NOTICE = (f"**This model has no fine-tuned question answering head yet, so its answers are close to "
                   f"random.** Fine-tune it first: the quick fine-tune trains it on the bundled sample in about "
@@ -63,9 +63,9 @@ class AskHandlers:
     def __init__(self, service: QAService) -> None:
         self.service = service
 
-    def ask(self, model: str, question: str, context: str) -> Outputs:
+    def ask(self, model: str, question: str, context: str, request: gr.Request | None = None) -> Outputs:
         try:
-            result, loaded, seconds = self.service.answer(model, question, context)
+            result, loaded, seconds = self.service.answer(model, question, context, caller=caller_of(request))
         except (ValueError, OSError, RuntimeError) as err:
             return {"answer": "", "score": "", "alternatives": views.alternatives_table(None), "plot": None,
                     "message": f"Cannot answer: {self.service.explain(err)}", "notice": gr.update(visible=False),
@@ -90,13 +90,15 @@ class AskHandlers:
     def clear_why() -> Outputs:
         return dict(NO_EXPLANATION)
 
-    def why(self, answered: Answered | None, model: str, question: str, context: str) -> Outputs:
+    def why(self, answered: Answered | None, model: str, question: str, context: str,
+            request: gr.Request | None = None) -> Outputs:
         """Attributions of the shown answer's start and end scores over the window's tokens, and the time they took:
         of the text and model it answered, saying so when the boxes (model, question, context) changed since."""
         if answered is None:
             return {"why_plot": None, "why_note": "No explanation: ask a question about a context first"}
         try:
-            attribution = self.service.attribute(answered.model, answered.question, answered.context)
+            attribution = self.service.attribute(answered.model, answered.question, answered.context,
+                                                 caller=caller_of(request))
         except (ValueError, OSError, RuntimeError) as err:
             return {"why_plot": None, "why_note": f"No explanation: {self.service.explain(err)}"}
         steps = f" with {attribution.steps} steps" if attribution.steps else ""

@@ -8,6 +8,7 @@ from typing import Any
 
 import gradio as gr
 
+from qa_core.fairness import Caller
 from qa_core.jobs import QUICK_EXPECTED_S
 from qa_core.service import QAService
 
@@ -15,10 +16,12 @@ Outputs = dict[str, Any]
 PRIVATE = {"api_visibility": "private"}  # UI events are not part of the documented API (README: The API)
 QUICK_MINUTES = -(-QUICK_EXPECTED_S // 60)
 HUB_HINT = "distilbert/distilbert-base-cased-distilled-squad"
-ANSWER_CONCURRENCY = 16  # questions wait for their model in request threads; one model thread computes
-# One explanation at a time, the Ask and Errors tabs' together: each computes beside the model thread
-# (QAService.attribute), and two at once would slow every asker on a small CPU.
-EXPLAIN = {"concurrency_limit": 1, "concurrency_id": "explain"}
+# Questions wait in request threads for their model and their turn; one model thread computes, taking turns between
+# callers (fairness.FairWorker). A limit of 1 would make Gradio's queue first come, first served again.
+ANSWER_CONCURRENCY = 16
+# The Ask and Errors tabs' explanations share one thread beside the model thread (QAService.attribute), which
+# takes turns between callers; Gradio's queue only hands them over.
+EXPLAIN = {"concurrency_limit": ANSWER_CONCURRENCY, "concurrency_id": "explain"}
 
 
 def by_name(handler: Callable[..., Outputs], outputs: dict[str, Any]) -> Callable[..., dict]:
@@ -33,6 +36,15 @@ def model_picker(service: QAService, label: str, info: str, elem_id: str | None 
     choices = service.model_choices()
     return gr.Dropdown(choices, value=choices[0][1], label=label, info=info,
                        allow_custom_value=True, interactive=True, elem_id=elem_id)
+
+
+def caller_of(request: gr.Request | None) -> Caller:
+    """Whose turn a request takes on the model thread: its address (behind a proxy, what uvicorn's trusted proxy
+    headers make of it: FORWARDED_ALLOW_IPS) and its Gradio session."""
+    if request is None:
+        return Caller()
+    client = getattr(request, "client", None)
+    return Caller(str(getattr(client, "host", "") or ""), request.session_hash or "")
 
 
 def session_of(request: gr.Request | None) -> str:
