@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -153,6 +155,17 @@ class ModelCache:
             return self._model_thread.submit(caller, self._answer, loaded, entry.config, question, context,
                                              max_windows).result()
 
+    async def answer_in_turn(self, name: str, question: str, context: str, exact: bool = False,
+                             max_windows: int | None = None,
+                             caller: Caller = LOCAL) -> tuple[AnswerResult, LoadedModel, float]:
+        """answer() for a web server's event loop: waits for the model and its turn holding no thread, so that
+        however many requests wait, none waits for a free thread first come, first served. A caller who goes away
+        (the task cancelled) leaves the line without being answered."""
+        with self._model_thread.admitted(caller):
+            entry, loaded = await self._loaded_in_turn(name, exact)
+            return await asyncio.wrap_future(self._model_thread.submit(
+                caller, self._answer, loaded, entry.config, question, context, max_windows))
+
     @staticmethod
     def _answer(loaded: LoadedModel, config: QAConfig, question: str, context: str,
                 max_windows: int | None) -> tuple[AnswerResult, LoadedModel, float]:
@@ -165,19 +178,38 @@ class ModelCache:
         could not be loaded, or ModelLoadingError while it is still loading."""
         return self._loaded(name, exact)[1]
 
+    async def get_in_turn(self, name: str, exact: bool = False) -> LoadedModel:
+        """get() for a web server's event loop: waits for the load holding no thread."""
+        return (await self._loaded_in_turn(name, exact))[1]
+
     def _loaded(self, name: str, exact: bool) -> tuple[_Entry, LoadedModel]:
         entry = self._entry(name)
-        try:
+        with self._load_errors(name, entry):
             exact_model = entry.loading.result(self._load_wait_s)
-        except FutureTimeout:
+        with self._lock:
+            return entry, exact_model if exact else entry.served or exact_model
+
+    async def _loaded_in_turn(self, name: str, exact: bool) -> tuple[_Entry, LoadedModel]:
+        entry = self._entry(name)
+        with self._load_errors(name, entry):  # shielded: a caller who stops waiting never cancels the load
+            exact_model = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(entry.loading)),
+                                                 self._load_wait_s)
+        with self._lock:
+            return entry, exact_model if exact else entry.served or exact_model
+
+    @contextmanager
+    def _load_errors(self, name: str, entry: _Entry) -> Iterator[None]:
+        """A load still going after load_wait_s as ModelLoadingError; a failed load forgotten, so that a later
+        question tries again (the hub may be back)."""
+        try:
+            yield
+        except TimeoutError:  # concurrent.futures' and asyncio's alike, since Python 3.11
             raise ModelLoadingError(f"model {name!r} is still loading; ask again in a minute") from None
         except Exception:
-            with self._lock:  # forget the failure, so a later question tries again (the hub may be back)
+            with self._lock:
                 if self._entries.get(name) is entry:
                     del self._entries[name]
             raise
-        with self._lock:
-            return entry, exact_model if exact else entry.served or exact_model
 
     def wait_until_warm(self, name: str, timeout: float) -> LoadedModel:
         """What model `name` answers from once its fast copy is in place (at once without one)."""

@@ -322,12 +322,13 @@ def seconds_to_answer(client: Client, context: str) -> float:
 
 def test_one_visitors_many_long_questions_do_not_hold_up_anothers(busy_url):
     """Answers take turns between callers: while a stranger keeps many questions about contexts at the public
-    limit in flight, another visitor's short question waits for about one of them, not for all."""
-    stranger = Client(busy_url, verbose=False, headers={"X-Forwarded-For": STRANGER})
+    limit in flight, from several sessions (more than Gradio's queue would once let through), another visitor's
+    short question waits for about one of them, not for all."""
+    strangers = [Client(busy_url, verbose=False, headers={"X-Forwarded-For": STRANGER}) for _ in range(5)]
     visitor = Client(busy_url, verbose=False, headers={"X-Forwarded-For": VISITOR})
     alone = min(seconds_to_answer(visitor, CONTEXT) for _ in range(2))
-    one_long = min(seconds_to_answer(stranger, LONG_CONTEXT) for _ in range(2))
-    jobs = [stranger.submit("", QUESTION, LONG_CONTEXT, api_name="/answer") for _ in range(24)]
+    one_long = min(seconds_to_answer(strangers[0], LONG_CONTEXT) for _ in range(2))
+    jobs = [stranger.submit("", QUESTION, LONG_CONTEXT, api_name="/answer") for stranger in strangers for _ in range(5)]
     time.sleep(0.5)  # the stranger's questions reach the server
     waited = seconds_to_answer(visitor, CONTEXT)
     outcomes = []
@@ -339,6 +340,7 @@ def test_one_visitors_many_long_questions_do_not_hold_up_anothers(busy_url):
     logging.getLogger(__name__).info("a short question alone %.2f s, one long %.2f s; a short one among the long "
                                      "waited %.2f s", alone, one_long, waited)
     # first come, first served, the short question waited for every long one in flight
-    assert waited < alone + one_long + 0.5, f"waited {waited:.1f} s; one long question takes {one_long:.1f} s"
+    assert waited < alone + 1.5 * one_long + 0.5, f"waited {waited:.1f} s; one long question takes {one_long:.1f} s"
     refusals = [o for o in outcomes if isinstance(o, str)]
-    assert all("QA_MAX_CALLER_REQUESTS" in r for r in refusals) and len(refusals) < len(outcomes)
+    assert len(refusals) == 5 and all("already have 4 questions" in r and "QA_MAX_CALLER_REQUESTS" in r
+                                      for r in refusals)

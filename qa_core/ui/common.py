@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -16,16 +17,22 @@ Outputs = dict[str, Any]
 PRIVATE = {"api_visibility": "private"}  # UI events are not part of the documented API (README: The API)
 QUICK_MINUTES = -(-QUICK_EXPECTED_S // 60)
 HUB_HINT = "distilbert/distilbert-base-cased-distilled-squad"
-# Questions wait in request threads for their model and their turn; one model thread computes, taking turns between
-# callers (fairness.FairWorker). A limit of 1 would make Gradio's queue first come, first served again.
-ANSWER_CONCURRENCY = 16
-# The Ask and Errors tabs' explanations share one thread beside the model thread (QAService.attribute), which
-# takes turns between callers; Gradio's queue only hands them over.
-EXPLAIN = {"concurrency_limit": ANSWER_CONCURRENCY, "concurrency_id": "explain"}
+# Questions and explanations wait for their turn (fairness.FairWorker) in coroutines, which hold no thread: no limit
+# in Gradio's queue, whose first come, first served order would otherwise come before the turns. The Ask and Errors
+# tabs' explanations share one thread beside the model thread (QAService.attribute).
+ANSWERS = {"concurrency_limit": None, "concurrency_id": "answer"}
+EXPLAIN = {"concurrency_limit": None, "concurrency_id": "explain"}
 
 
-def by_name(handler: Callable[..., Outputs], outputs: dict[str, Any]) -> Callable[..., dict]:
-    """Wire a handler that returns {output name: value} to the components of those names."""
+def by_name(handler: Callable[..., Any], outputs: dict[str, Any]) -> Callable[..., Any]:
+    """Wire a handler that returns {output name: value} to the components of those names; a coroutine function
+    stays one."""
+    if inspect.iscoroutinefunction(handler):
+        @functools.wraps(handler)
+        async def waiting(*args: Any) -> dict:
+            return {outputs[name]: value for name, value in (await handler(*args)).items()}
+        return waiting
+
     @functools.wraps(handler)  # Gradio reads the handler's signature (gr.SelectData) through __wrapped__
     def wired(*args: Any) -> dict:
         return {outputs[name]: value for name, value in handler(*args).items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -14,7 +15,7 @@ from qa_core.error_analysis import (ANSWER_LENGTHS, OUTCOMES, QUESTION_WORDS, Qu
                                     answerable_slice, group_scores, rescore)
 from qa_core.service import EXPLAIN_BUDGET_S, QAService
 from qa_core.ui.calibration_panel import build_calibration_panel
-from qa_core.ui.common import ANSWER_CONCURRENCY, EXPLAIN, PRIVATE, Outputs, by_name, caller_of
+from qa_core.ui.common import EXPLAIN, PRIVATE, Outputs, by_name, caller_of
 from qa_core.ui.compare_panel import build_compare_panel
 
 ERROR_COLORS = {"gold": "#7dd87d", "predicted": "#ffb347", "gold + predicted": "#7fb3ff"}
@@ -96,11 +97,15 @@ class ErrorsHandlers:
         return {**shown, "plot": plots.logit_figure(result.logits, record.span, record.gold_spans), "question": title}
 
     def attribute(self, run: str | None, example_id: str, request: gr.Request | None = None) -> Outputs:
+        """attribute_in_turn for callers outside an event loop (scripts, tests)."""
+        return asyncio.run(self.attribute_in_turn(run, example_id, request))
+
+    async def attribute_in_turn(self, run: str | None, example_id: str, request: gr.Request | None = None) -> Outputs:
         """Why this answer: a heat map of token attributions for the selected row, and the time it took."""
         if not example_id:
             return {"attribution": None, "attribution_note": "Click a row of the question table first."}
         try:
-            attribution = self.service.attribute_record(run, example_id, caller_of(request))
+            attribution = await self.service.attribute_record(run, example_id, caller_of(request))
         except (ValueError, OSError, RuntimeError) as err:
             return {"attribution": None, "attribution_note": f"No attributions: {self.service.explain(err)}"}
         return {"attribution": plots.attribution_figure(attribution),
@@ -187,8 +192,7 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
     for n, control in enumerate(filters):
         control.change(by_name(ui.filter_table, table), filters, table["table"], api_name=f"ui_filter_{n}", **PRIVATE)
     table["table"].select(by_name(ui.select_record, detail), [run, threshold], list(detail.values()),
-                          api_name="ui_select_record", concurrency_limit=ANSWER_CONCURRENCY, concurrency_id="answer",
-                          **PRIVATE)
-    explain.click(by_name(ui.attribute, why), [run, detail["selected"]], list(why.values()), api_name="ui_attribute",
-                  **EXPLAIN, **PRIVATE)
+                          api_name="ui_select_record", **PRIVATE)
+    explain.click(by_name(ui.attribute_in_turn, why), [run, detail["selected"]], list(why.values()),
+                  api_name="ui_attribute", **EXPLAIN, **PRIVATE)
     return {"run": run, "send": send, "selected": detail["selected"], "handlers": ui}
