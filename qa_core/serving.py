@@ -117,9 +117,9 @@ class ModelCache:
     request threads.
 
     Loading never happens on the answering thread: a question for a model being loaded waits (at most
-    `load_wait_s`) in its own request thread while questions for loaded models keep being answered. The answering
-    thread takes turns between callers (fairness.FairWorker); a caller may have at most `max_caller_questions` in
-    flight (None: any number).
+    `load_wait_s`) in its own request thread or coroutine while questions for loaded models keep being answered.
+    The answering thread takes turns between callers (fairness.FairWorker); a caller may have at most
+    `max_caller_questions` in flight (None: any number).
     With fast=True on a machine without CUDA whose CPU has int8 dot products, a background thread compiles an
     int8 copy; requests use the fp32 model until the copy is warm, so no request waits for the compiler. The
     fp32 model stays at hand for `exact` requests (error analysis reads the logits of the evaluated model).

@@ -79,9 +79,9 @@ class AskHandlers:
             return {"answer": "", "score": "", "alternatives": views.alternatives_table(None), "plot": None,
                     "message": f"Cannot answer: {self.service.explain(err)}", "notice": gr.update(visible=False),
                     "answered": None, **NO_EXPLANATION}
-        return await asyncio.to_thread(self.shown, model, question, context, *answered)
+        return await asyncio.to_thread(self.show_answer, model, question, context, *answered)
 
-    def shown(self, model: str, question: str, context: str, result: AnswerResult, loaded: LoadedModel,
+    def show_answer(self, model: str, question: str, context: str, result: AnswerResult, loaded: LoadedModel,
               seconds: float) -> Outputs:
         """The answer on the page: the answer large in its context, the score line, alternatives, the logit plot."""
         result, temperature = self.service.calibrate(result, loaded)
