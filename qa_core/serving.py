@@ -159,8 +159,8 @@ class ModelCache:
                              max_windows: int | None = None,
                              caller: Caller = LOCAL) -> tuple[AnswerResult, LoadedModel, float]:
         """answer() for a web server's event loop: waits for the model and its turn holding no thread, so that
-        however many requests wait, none waits for a free thread first come, first served. A caller who goes away
-        (the task cancelled) leaves the line without being answered."""
+        however many requests wait, none waits for a free thread first come, first served. A cancelled task's
+        question leaves the line unanswered."""
         with self._model_thread.admitted(caller):
             entry, loaded = await self._loaded_in_turn(name, exact)
             return await asyncio.wrap_future(self._model_thread.submit(
