@@ -23,6 +23,7 @@ MAX_UPLOAD_MB = 50
 # Windows of training data take memory per question (bench/README.md, Limits and memory).
 PUBLIC_MAX_TRAIN_EXAMPLES = 10_000
 MODEL_WAIT_S = 20.0
+MAX_CALLER_REQUESTS = 4  # questions (and, apart, explanations) one visitor of a public server may have in flight
 MAX_NAME_CHARS = 4096  # a model or run name: Linux's PATH_MAX; hub ids are far shorter
 
 
@@ -48,13 +49,19 @@ class TrainLimits:
     batch_size: int = 64  # QA_MAX_BATCH_SIZE: training and evaluation windows per step
     epochs: float = 20.0  # QA_MAX_EPOCHS (the quick fine-tune's preset takes 15 over the small sample)
     max_seq_length: int = 512  # QA_MAX_SEQ_LENGTH: BERT-family position tables end there
+    dataloader_workers: int = 2  # QA_MAX_DATALOADER_WORKERS: each is a process with its own memory
+    # QA_MAX_WINDOW_COST: tokens computed per context token (train_policy.window_cost); a stride close to the
+    # window's context room advances each window by a few tokens and multiplies the windows of every question
+    window_cost: float = 8.0
 
     @staticmethod
     def from_env() -> TrainLimits:
         d = TrainLimits()
         return TrainLimits(int(_number("QA_MAX_TRAIN_STEPS", d.max_steps)),
                            int(_number("QA_MAX_BATCH_SIZE", d.batch_size)), _number("QA_MAX_EPOCHS", d.epochs),
-                           int(_number("QA_MAX_SEQ_LENGTH", d.max_seq_length)))
+                           int(_number("QA_MAX_SEQ_LENGTH", d.max_seq_length)),
+                           int(_number("QA_MAX_DATALOADER_WORKERS", d.dataloader_workers)),
+                           _number("QA_MAX_WINDOW_COST", d.window_cost))
 
 
 # Each bounded QAConfig option: the TrainLimits field that caps it and the variable that sets that cap.
@@ -62,7 +69,8 @@ LIMITED_OPTIONS = {"max_steps": ("max_steps", "QA_MAX_TRAIN_STEPS"),
                    "per_device_train_batch_size": ("batch_size", "QA_MAX_BATCH_SIZE"),
                    "per_device_eval_batch_size": ("batch_size", "QA_MAX_BATCH_SIZE"),
                    "num_train_epochs": ("epochs", "QA_MAX_EPOCHS"),
-                   "max_seq_length": ("max_seq_length", "QA_MAX_SEQ_LENGTH")}
+                   "max_seq_length": ("max_seq_length", "QA_MAX_SEQ_LENGTH"),
+                   "dataloader_num_workers": ("dataloader_workers", "QA_MAX_DATALOADER_WORKERS")}
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,7 @@ class Settings:
     max_question_chars: int = MAX_QUESTION_CHARS
     max_upload_bytes: int = MAX_UPLOAD_MB * 1_000_000
     model_wait_s: float = MODEL_WAIT_S  # a question waits this long for its model to load, then is told to retry
+    max_caller_requests: int = MAX_CALLER_REQUESTS  # applied on a public server only (fairness.FairWorker)
     max_train_examples: int | None = None  # questions a training job reads from each data source; None: all
     train_limits: TrainLimits = TrainLimits()  # applied on a public server only
 
@@ -96,13 +105,18 @@ class Settings:
                         int(_number("QA_MAX_QUESTION_CHARS", MAX_QUESTION_CHARS)),
                         int(_number("QA_MAX_UPLOAD_MB", MAX_UPLOAD_MB) * 1_000_000),
                         _number("QA_MODEL_WAIT_S", MODEL_WAIT_S),
+                        int(_number("QA_MAX_CALLER_REQUESTS", MAX_CALLER_REQUESTS)),
                         int(_number("QA_MAX_TRAIN_EXAMPLES", PUBLIC_MAX_TRAIN_EXAMPLES if public else 0)) or None,
                         TrainLimits.from_env())
 
 
-def find_run(name: str, settings: Settings, marks: tuple[str, ...] = (RUN_FILE,)) -> Path | None:
-    """The run folder directly under the runs folder that `name` names (its folder name or its path), holding one
-    of `marks` (run.json: a run; an evaluation's records also mark a folder the Errors tab can read)."""
+def find_run(name: str, settings: Settings, marks: tuple[str, ...] = (RUN_FILE,),
+             operator: bool = False) -> Path | None:
+    """The run folder directly under the runs folder that `name` names, holding one of `marks` (run.json: a run;
+    an evaluation's records also mark a folder the Errors tab can read). Its folder name, or its path where the
+    name is no stranger's: a local server's user, or the operator's settings (operator=True)."""
+    if settings.public and not operator and ("/" in name or "\\" in name):
+        return None  # a stranger never names a server path, not even one inside the runs folder
     root = settings.runs_root.resolve()
     candidate = Path(name)
     folder = (root / candidate.name) if candidate.name and candidate.name not in (".", "..") else None
@@ -130,7 +144,7 @@ def check_model(name: str | None, settings: Settings) -> str:
         return name  # the packaged model needs no checks; a public server offers it only as its default
     # First: QA_DEFAULT_MODEL may name a run as any caller does; an evaluation folder is found too, so that the
     # caller hears it holds no model (service.check_model_folder), not that no folder has its name.
-    run = find_run(name, settings, (RUN_FILE, RECORDS_FILE))
+    run = find_run(name, settings, (RUN_FILE, RECORDS_FILE), operator=name == settings.default_model)
     if run is not None:
         return str(run)
     if name in (settings.default_model, *settings.allowed_models):
@@ -143,7 +157,7 @@ def check_model(name: str | None, settings: Settings) -> str:
 
 def default_name(settings: Settings) -> str:
     """The default model as callers see it: a run by its name (never a server path), else as configured."""
-    run = find_run(settings.default_model, settings)
+    run = find_run(settings.default_model, settings, operator=True)
     return run.name if run is not None else settings.default_model
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import typing
@@ -16,6 +17,7 @@ from qa_core.config import QAConfig, config_options
 from qa_core.data import load_examples
 from qa_core.data_sources import check_file_size
 from qa_core.error_analysis import QuestionRecord, evaluated_threshold
+from qa_core.fairness import LOCAL, Caller, FairWorker
 from qa_core.hosting import Settings, check_model, check_request, check_run, default_name, scrub
 from qa_core.inference import AnswerResult
 from qa_core.jobs import (QUICK_DATA, JobManager, JobSnapshot, has_model, model_choices, new_run_dir, quick_config,
@@ -47,7 +49,12 @@ class QAService:
 
     def __init__(self, settings: Settings, models: ModelCache | None = None, jobs: JobManager | None = None) -> None:
         self.settings = settings
-        self.models = models or ModelCache(fast=settings.fast_inference, load_wait_s=settings.model_wait_s)
+        bound = settings.max_caller_requests if settings.public else None
+        self.models = models or ModelCache(fast=settings.fast_inference, load_wait_s=settings.model_wait_s,
+                                           max_caller_questions=bound)
+        # Explanations compute on a thread of their own beside the model thread, one at a time, in turns between
+        # callers as answers are: first come, first served, one caller's many would hold up everyone's.
+        self.explainer = FairWorker("qa-explain", bound, "explanations")
         # Data files named by path are a local user's own; a public server reads only uploads, within the limit.
         self.jobs = jobs or JobManager(max_file_bytes=settings.max_upload_bytes if settings.public else None)
 
@@ -58,17 +65,30 @@ class QAService:
     def preload_default(self) -> None:
         self.models.preload(check_model(self.settings.default_model, self.settings))
 
-    def answer(self, model: str | None, question: str | None, context: str | None,
-               exact: bool = False) -> tuple[AnswerResult, LoadedModel, float]:
-        """The answer, the model that gave it, and the seconds answering took; refused at once over the limits."""
+    def check_question(self, model: str | None, question: str | None, context: str | None) -> tuple[str, str, str]:
+        """The model to load, the question and the context, refused at once over the limits."""
         question, context = question or "", context or ""
         check_request(question, context, self.settings)
-        name = check_model_folder(check_model(model, self.settings), self.settings.training_enabled)
-        return self.models.answer(name, question, context, exact, self.settings.max_context_windows)
+        return check_model_folder(check_model(model, self.settings), self.settings.training_enabled), question, context
 
-    def answer_json(self, model: str | None, question: str | None, context: str | None) -> dict[str, Any]:
+    def answer(self, model: str | None, question: str | None, context: str | None, exact: bool = False,
+               caller: Caller = LOCAL) -> tuple[AnswerResult, LoadedModel, float]:
+        """The answer, the model that gave it, and the seconds answering took; refused at once over the limits.
+        caller: whose turn on the model thread it takes (fairness.Caller)."""
+        name, question, context = self.check_question(model, question, context)
+        return self.models.answer(name, question, context, exact, self.settings.max_context_windows, caller)
+
+    async def answer_in_turn(self, model: str | None, question: str | None, context: str | None,
+                             caller: Caller = LOCAL) -> tuple[AnswerResult, LoadedModel, float]:
+        """answer() for the web server's event loop: the wait for the model and the turn holds no thread."""
+        name, question, context = self.check_question(model, question, context)
+        return await self.models.answer_in_turn(name, question, context, max_windows=self.settings.max_context_windows,
+                                                caller=caller)
+
+    async def answer_json(self, model: str | None, question: str | None, context: str | None,
+                          caller: Caller = LOCAL) -> dict[str, Any]:
         """Answer a question about a context; model: '' for the default, a run name, or an offered hub id."""
-        result, loaded, seconds = self.answer(model, question, context)
+        result, loaded, seconds = await self.answer_in_turn(model, question, context, caller=caller)
         result, temperature = self.calibrate(result, loaded)
         return answer_json(result, (model or "").strip() or default_name(self.settings), seconds, temperature)
 
@@ -135,12 +155,17 @@ class QAService:
         none (check_model_folder), rather than report a model name that is neither a folder nor a hub id."""
         check_model_folder(self.run_path(run), self.settings.training_enabled)
 
-    def attribute_record(self, run: str | None, example_id: str) -> Attribution:
+    async def attribute_record(self, run: str | None, example_id: str, caller: Caller = LOCAL) -> Attribution:
         """Why the run answered one of its evaluated questions as it did: attributions of its predicted span (the
         best span where a SQuAD 2.0 run abstained), under the same checks and budget as an Ask explanation."""
+        record = await asyncio.to_thread(self.record_to_explain, run, example_id)  # reads the run's records
+        return await self.attribute(self.run_path(run), record.question, record.context,
+                                    record.span or record.best_span, caller)
+
+    def record_to_explain(self, run: str | None, example_id: str) -> QuestionRecord:
         record = find_record(self.records(run), example_id)
         self.check_run_model(run)
-        return self.attribute(self.run_path(run), record.question, record.context, record.span or record.best_span)
+        return record
 
     def check_upload(self, upload: str | None) -> str:
         """A line about an uploaded file, read at once within the size limit; a refused file is deleted."""
@@ -219,23 +244,24 @@ class QAService:
 
     # The Ask tab's explanations and the Train tab's run list and Resume.
 
-    def attribute(self, model: str | None, question: str | None, context: str | None,
-                  span: tuple[int, int] | None = None) -> Attribution:
+    async def attribute(self, model: str | None, question: str | None, context: str | None,
+                        span: tuple[int, int] | None = None, caller: Caller = LOCAL) -> Attribution:
         """Why the model chose its answer: attributions from its fp32 copy, within the server's time budget.
 
-        Computed in the caller's thread, not the model thread: askers never queue behind an explanation (the app
-        lets one run at a time, so at most one extra thread computes beside the model thread)."""
+        Computed on the explaining thread, not the model thread: askers never queue behind an explanation, and at
+        most one extra thread computes beside the model thread. The budget counts from the explanation's turn;
+        the wait for it holds no thread of the web server."""
         from qa_core.attributions import explain_answer
 
-        question, context = question or "", context or ""
-        check_request(question, context, self.settings)
-        if not question.strip() or not context.strip():
+        if not (question or "").strip() or not (context or "").strip():
             raise ValueError("ask a question about a context first")
-        name = check_model_folder(check_model(model, self.settings), self.settings.training_enabled)
-        loaded = self.models.get(name, exact=True)
-        return explain_answer(loaded, question, context, span=span, config=run_config(loaded.source),
-                              budget_s=EXPLAIN_BUDGET_S[self.settings.public],
-                              max_windows=self.settings.max_context_windows)
+        name, question, context = self.check_question(model, question, context)
+        with self.explainer.admitted(caller):
+            loaded = await self.models.get_in_turn(name, exact=True)
+            explain = functools.partial(explain_answer, span=span, config=run_config(loaded.source),
+                                        budget_s=EXPLAIN_BUDGET_S[self.settings.public],
+                                        max_windows=self.settings.max_context_windows)
+            return await asyncio.wrap_future(self.explainer.submit(caller, explain, loaded, question, context))
 
     def run_choices(self) -> list[tuple[str, str]]:
         """(label, run name) of every run, for the Train tab's history and Resume."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import torch
 
 from qa_core.config import QAConfig
 from qa_core.data import load_examples
+from qa_core.fairness import LOCAL, Caller, FairWorker
 from qa_core.features import featurize
 from qa_core.hosting import MODEL_WAIT_S
 from qa_core.inference import AnswerResult, answer_question, config_for_model, run_model
@@ -113,13 +116,16 @@ class ModelCache:
     request threads.
 
     Loading never happens on the answering thread: a question for a model being loaded waits (at most
-    `load_wait_s`) in its own request thread while questions for loaded models keep being answered.
+    `load_wait_s`) in its own request thread or coroutine while questions for loaded models keep being answered.
+    The answering thread takes turns between callers (fairness.FairWorker); a caller may have at most
+    `max_caller_questions` in flight (None: any number).
     With fast=True on a machine without CUDA whose CPU has int8 dot products, a background thread compiles an
     int8 copy; requests use the fp32 model until the copy is warm, so no request waits for the compiler. The
     fp32 model stays at hand for `exact` requests (error analysis reads the logits of the evaluated model).
     """
 
-    def __init__(self, size: int = 3, fast: bool = True, load_wait_s: float = MODEL_WAIT_S) -> None:
+    def __init__(self, size: int = 3, fast: bool = True, load_wait_s: float = MODEL_WAIT_S,
+                 max_caller_questions: int | None = None) -> None:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._size = size
@@ -128,21 +134,36 @@ class ModelCache:
         # One thread loads models (one at a time, so memory holds one load), another runs every question.
         # OpenMP gives each calling thread its own team of workers, and once there are more of those than cores
         # its workers sleep between operations instead of spinning, which slows answers from a web server's many
-        # request threads (README, "The API", says by how much).
+        # request threads (README, "The API", says by how much). First come, first served, one caller's many long
+        # questions would hold up every other caller's, so the model thread serves callers in turn.
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-load")
-        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-model")
+        self._model_thread = FairWorker("qa-model", max_caller_questions, "questions")
 
     def preload(self, name: str) -> Future:
         """Start loading model `name` in the background (the app's default model, at start)."""
         return self._entry(name).loading
 
-    def answer(self, name: str, question: str, context: str, exact: bool = False,
-               max_windows: int | None = None) -> tuple[AnswerResult, LoadedModel, float]:
+    def answer(self, name: str, question: str, context: str, exact: bool = False, max_windows: int | None = None,
+               caller: Caller = LOCAL) -> tuple[AnswerResult, LoadedModel, float]:
         """The answer from model `name` (exact: from the model as loaded, never a fast copy), the model that gave
-        it, and the seconds answering took (not loading). A context needing more than max_windows windows is
-        refused with a ValueError before any model runs."""
-        entry, loaded = self._loaded(name, exact)
-        return self._model_thread.submit(self._answer, loaded, entry.config, question, context, max_windows).result()
+        it, and the seconds answering took (not loading or waiting for its turn). A context needing more than
+        max_windows windows is refused with a ValueError before any model runs; a caller over its questions in
+        flight, with fairness.TooManyRequests before anything else."""
+        with self._model_thread.admitted(caller):
+            entry, loaded = self._loaded(name, exact)
+            return self._model_thread.submit(caller, self._answer, loaded, entry.config, question, context,
+                                             max_windows).result()
+
+    async def answer_in_turn(self, name: str, question: str, context: str, exact: bool = False,
+                             max_windows: int | None = None,
+                             caller: Caller = LOCAL) -> tuple[AnswerResult, LoadedModel, float]:
+        """answer() for a web server's event loop: waits for the model and its turn holding no thread, so that
+        however many requests wait, none waits for a free thread first come, first served. A cancelled task's
+        question leaves the line unanswered."""
+        with self._model_thread.admitted(caller):
+            entry, loaded = await self._loaded_in_turn(name, exact)
+            return await asyncio.wrap_future(self._model_thread.submit(
+                caller, self._answer, loaded, entry.config, question, context, max_windows))
 
     @staticmethod
     def _answer(loaded: LoadedModel, config: QAConfig, question: str, context: str,
@@ -156,19 +177,38 @@ class ModelCache:
         could not be loaded, or ModelLoadingError while it is still loading."""
         return self._loaded(name, exact)[1]
 
+    async def get_in_turn(self, name: str, exact: bool = False) -> LoadedModel:
+        """get() for a web server's event loop: waits for the load holding no thread."""
+        return (await self._loaded_in_turn(name, exact))[1]
+
     def _loaded(self, name: str, exact: bool) -> tuple[_Entry, LoadedModel]:
         entry = self._entry(name)
-        try:
+        with self._load_errors(name, entry):
             exact_model = entry.loading.result(self._load_wait_s)
-        except FutureTimeout:
+        with self._lock:
+            return entry, exact_model if exact else entry.served or exact_model
+
+    async def _loaded_in_turn(self, name: str, exact: bool) -> tuple[_Entry, LoadedModel]:
+        entry = self._entry(name)
+        with self._load_errors(name, entry):  # shielded: a caller who stops waiting never cancels the load
+            exact_model = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(entry.loading)),
+                                                 self._load_wait_s)
+        with self._lock:
+            return entry, exact_model if exact else entry.served or exact_model
+
+    @contextmanager
+    def _load_errors(self, name: str, entry: _Entry) -> Iterator[None]:
+        """A load still going after load_wait_s as ModelLoadingError; a failed load forgotten, so that a later
+        question tries again (the hub may be back)."""
+        try:
+            yield
+        except TimeoutError:  # concurrent.futures' and asyncio's alike, since Python 3.11
             raise ModelLoadingError(f"model {name!r} is still loading; ask again in a minute") from None
         except Exception:
-            with self._lock:  # forget the failure, so a later question tries again (the hub may be back)
+            with self._lock:
                 if self._entries.get(name) is entry:
                     del self._entries[name]
             raise
-        with self._lock:
-            return entry, exact_model if exact else entry.served or exact_model
 
     def wait_until_warm(self, name: str, timeout: float) -> LoadedModel:
         """What model `name` answers from once its fast copy is in place (at once without one)."""

@@ -11,6 +11,7 @@ from qa_core.hosting import LIMITED_OPTIONS, Settings
 from qa_core.modeling import resolve_model
 
 DATA_SUFFIXES = (".json", ".jsonl", ".gz")
+MOST_SPECIAL_TOKENS = 4  # in a question + context pair: RoBERTa's <s> q </s></s> c </s> (BERT's take 3)
 SWITCHED_OFF = "training is switched off on this server"
 
 
@@ -85,7 +86,33 @@ def check_limits(config: QAConfig, settings: Settings) -> QAConfig:
         raise ValueError(f"per_device_train_batch_size {config.per_device_train_batch_size} x "
                          f"gradient_accumulation_steps {config.gradient_accumulation_steps} = {windows} windows a "
                          f"step, over this server's limit of {settings.train_limits.batch_size} (QA_MAX_BATCH_SIZE)")
+    check_window_cost(config, settings.train_limits.window_cost)
     return config
+
+
+def window_advance(config: QAConfig) -> int:
+    """Context tokens each window moves past the one before, for the longest question (max_query_length) and the
+    most special tokens any model adds; 0 or less where the stride leaves no room to move."""
+    return config.max_seq_length - config.max_query_length - MOST_SPECIAL_TOKENS - config.doc_stride
+
+
+def window_cost(config: QAConfig) -> float:
+    """Tokens computed per context token: a long context is cut into about (its tokens / advance) windows of
+    max_seq_length tokens each, in featurizing, training and evaluation alike."""
+    advance = window_advance(config)
+    return config.max_seq_length / advance if advance > 0 else float("inf")
+
+
+def check_window_cost(config: QAConfig, limit: float) -> None:
+    """Refuse a stride so close to the window's context room that each question's windows multiply."""
+    cost = window_cost(config)
+    if cost > limit:
+        advance = window_advance(config)
+        how = (f"advances each window by {advance} token(s) of context, {cost:,.0f} tokens computed per context "
+               f"token" if advance > 0 else "leaves a window no context to advance by")
+        raise ValueError(f"doc_stride {config.doc_stride} with max_seq_length {config.max_seq_length} and "
+                         f"max_query_length {config.max_query_length} {how}; this server allows up to {limit:g} "
+                         f"tokens per context token (QA_MAX_WINDOW_COST): lower doc_stride")
 
 
 def check_resume_limits(config: QAConfig, settings: Settings, run: str) -> None:

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+import torch
 from gradio_client import Client
+from transformers import BertConfig, BertForQuestionAnswering
 
 from qa_core.ui import app
 from qa_core.config import QAConfig
@@ -238,7 +240,10 @@ def public_trainer_url(offline, public_trainer_runs, tiny_model_dir) -> Iterator
     ({"num_train_epochs": 1e6}, "num_train_epochs 1000000.0 is over this server's limit of 20"),
     ({"max_seq_length": 100000, "doc_stride": 128}, "max_seq_length 100000 is over this server's limit of 512"),
     ({"max_steps": 2000, "per_device_train_batch_size": 16, "gradient_accumulation_steps": 1000},
-     "= 16000 windows a step, over this server's limit of 64 (QA_MAX_BATCH_SIZE)")])
+     "= 16000 windows a step, over this server's limit of 64 (QA_MAX_BATCH_SIZE)"),
+    ({"dataloader_num_workers": 512}, "dataloader_num_workers 512 is over this server's limit of 2"),
+    ({"max_seq_length": 384, "doc_stride": 315}, "doc_stride 315 with max_seq_length 384 and max_query_length 64 "
+                                                 "advances each window by 1 token(s) of context")])
 def test_a_public_server_that_trains_bounds_the_options(public_trainer_url, public_trainer_runs, options, expected):
     client = Client(public_trainer_url, verbose=False)
     message = refused(client, "", "sample", "", options, api_name="/start_training")[0]
@@ -284,3 +289,58 @@ def test_the_api_gives_the_ask_tabs_calibrated_probability(client, runs, tiny_mo
     assert scaled["probability"] == scaled["alternatives"][0]["probability"]
     default = client.predict("", QUESTION, CONTEXT, api_name="/answer")  # a model folder without a calibration
     assert not default["calibrated"] and default["temperature"] == 1.0
+
+
+# The project's own words, repeated to the public context limit: about 24 windows of 256 tokens.
+LONG_CONTEXT = ("The keeper of the northern light wrote of storms and ships in a ledger kept by the stairs. " * 170)[:15_000]
+STRANGER, VISITOR = "203.0.113.7", "198.51.100.9"  # documentation addresses, sent as uvicorn's trusted proxy would
+
+
+@pytest.fixture(scope="module")
+def slow_model_dir(tmp_path_factory, tokenizer) -> Path:
+    """A BERT big enough that a context at the public limit takes a good part of a second."""
+    folder = tmp_path_factory.mktemp("slow-bert")
+    torch.manual_seed(0)
+    BertForQuestionAnswering(BertConfig(vocab_size=len(tokenizer), hidden_size=256, num_hidden_layers=4,
+                                        num_attention_heads=4, intermediate_size=1024)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def busy_url(offline, tmp_path_factory, slow_model_dir) -> Iterator[str]:
+    settings = Settings(tmp_path_factory.mktemp("busy-runs"), str(slow_model_dir), training_enabled=False,
+                        fast_inference=False, public=True)
+    yield from serve(settings)
+
+
+def seconds_to_answer(client: Client, context: str) -> float:
+    started = time.perf_counter()
+    assert client.predict("", QUESTION, context, api_name="/answer")["answer"] is not None
+    return time.perf_counter() - started
+
+
+def test_one_visitors_many_long_questions_do_not_hold_up_anothers(busy_url):
+    """Answers take turns between callers: while a stranger keeps many questions about contexts at the public
+    limit in flight, from several sessions (more than Gradio's queue would once let through), another visitor's
+    short question waits for about one of them, not for all."""
+    strangers = [Client(busy_url, verbose=False, headers={"X-Forwarded-For": STRANGER}) for _ in range(5)]
+    visitor = Client(busy_url, verbose=False, headers={"X-Forwarded-For": VISITOR})
+    alone = min(seconds_to_answer(visitor, CONTEXT) for _ in range(2))
+    one_long = min(seconds_to_answer(strangers[0], LONG_CONTEXT) for _ in range(2))
+    jobs = [stranger.submit("", QUESTION, LONG_CONTEXT, api_name="/answer") for stranger in strangers for _ in range(5)]
+    time.sleep(0.5)  # the stranger's questions reach the server
+    waited = seconds_to_answer(visitor, CONTEXT)
+    outcomes = []
+    for job in jobs:
+        try:
+            outcomes.append(job.result(120)["windows"])
+        except Exception as err:  # refused: more in flight than one caller may have
+            outcomes.append(str(err))
+    logging.getLogger(__name__).info("a short question alone %.2f s, one long %.2f s; a short one among the long "
+                                     "waited %.2f s", alone, one_long, waited)
+    # first come, first served, the short question waited for every long one in flight
+    assert waited < alone + 1.5 * one_long + 0.5, f"waited {waited:.1f} s; one long question takes {one_long:.1f} s"
+    refusals = [o for o in outcomes if isinstance(o, str)]
+    assert len(refusals) == 5 and all("already have 4 questions" in r and "QA_MAX_CALLER_REQUESTS" in r
+                                      for r in refusals)

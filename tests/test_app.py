@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
+import inspect
 import json
 import re
 import shutil
+import threading
+import time
 from dataclasses import dataclass, replace
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,6 +20,7 @@ import pytest
 from qa_core.ui import app
 from qa_core.config import QAConfig, form_fields
 from qa_core.evaluation import run_evaluation
+from qa_core.fairness import Caller
 from qa_core.hosting import Settings
 from qa_core import plots, views
 from qa_core.run_files import RECORDS_FILE
@@ -302,7 +307,7 @@ def test_a_public_server_refuses_server_paths_and_shows_none(settings, tiny_run,
     folders = set(settings.runs_root.iterdir())
     secret = tmp_path / "secret.json"
     secret.write_text(json.dumps({"data": []}), encoding="utf-8")
-    for model in (str(tmp_path), "/etc", str(tiny_run.parent.parent)):
+    for model in (str(tmp_path), "/etc", str(tiny_run.parent.parent), str(tiny_run)):  # its own runs too
         message = ui.ask.ask(model, QUESTION, CONTEXT)["message"]
         assert "not offered on this server" in message and str(tmp_path.parent) not in message
     assert ui.ask.ask(tiny_run.name, QUESTION, CONTEXT)["message"] == ""  # its own runs, by name
@@ -450,6 +455,37 @@ def test_why_this_answer_explains_the_answer_shown_after_the_boxes_are_edited(ui
     assert "lens" in tokens and "ferry" not in tokens
     assert "changed after this answer" in edited["why_note"] and "Answer again" in edited["why_note"]
     assert "changed" in ui.ask.why(answered, "another-model", QUESTION, CONTEXT)["why_note"]
+
+
+def test_explanations_take_turns_between_visitors_and_each_has_few_in_flight(settings):
+    """'Why this answer?' computes on one thread beside the model thread: a stranger's many explanations take turns
+    with another visitor's instead of going first, and those past QA_MAX_CALLER_REQUESTS are refused at once."""
+    ui = handlers(Settings(settings.runs_root, settings.default_model, training_enabled=False, fast_inference=False,
+                           public=True, max_caller_requests=2))
+    stranger, visitor = gr.Request(session_hash="stranger"), gr.Request(session_hash="visitor")
+    answered = ui.ask.ask("", QUESTION, CONTEXT, stranger)["answered"]
+    gate, finished = threading.Event(), []
+    held = ui.service.explainer.submit(Caller("192.0.2.1"), gate.wait, 30)  # the thread is busy explaining
+
+    def why(request: gr.Request, name: str) -> str:
+        note = ui.ask.why(answered, "", QUESTION, CONTEXT, request)["why_note"]
+        finished.append(name)
+        return note
+    with ThreadPoolExecutor(6) as pool:
+        strangers = [pool.submit(why, stranger, "stranger") for _ in range(5)]
+        deadline = time.monotonic() + 30  # the first explanation imports captum
+        while sum(f.done() for f in strangers) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)  # two wait for their turn, three came back refused
+        refusals = [f.result(0) for f in strangers if f.done()]
+        visitors = pool.submit(why, visitor, "visitor")
+        time.sleep(0.2)
+        gate.set()
+        notes = [f.result(60) for f in (*strangers, visitors)]
+    assert held.result(0) and len(refusals) == 3
+    assert all("already have 2 explanations" in note and "QA_MAX_CALLER_REQUESTS" in note for note in refusals)
+    assert finished[3:] == ["stranger", "visitor", "stranger"]  # first come, first served: the visitor last
+    assert all("integrated gradients" in note or "gradient" in note for note in notes if note not in refusals)
 
 
 def test_an_old_explanation_is_cleared_by_a_new_answer_an_error_or_another_model(ui, settings):
@@ -643,7 +679,7 @@ def test_a_run_as_the_default_model_is_found_and_shown_by_name(settings, tiny_ru
         values = [value for _, value in ui.service.model_choices()]
         assert values[0] == tiny_run.name and values.count(tiny_run.name) == 1
         assert not any(str(tiny_run.parent) in f"{label} {value}" for label, value in ui.service.model_choices())
-        assert ui.service.answer_json("", QUESTION, CONTEXT)["model"] == tiny_run.name
+        assert asyncio.run(ui.service.answer_json("", QUESTION, CONTEXT))["model"] == tiny_run.name
         assert app.build_app(ui.service.settings)  # the pickers' preselected value is one of their choices
     quick = QAService(Settings(settings.runs_root, tiny_run.name, training_enabled=True, fast_inference=False,
                                public=public)).quick_config()
@@ -692,13 +728,24 @@ def test_picking_another_run_forgets_the_selected_question(ui, settings, tiny_ru
                                    "errors-why")} <= set(forget["outputs"])
 
 
-def test_one_explanation_at_a_time_across_the_ask_and_errors_tabs(settings):
-    """Attributions compute outside the model thread; two at once (one per tab) would slow every asker on a small
-    CPU, so the Ask and Errors tabs share one concurrency slot."""
+def test_one_explanation_at_a_time_across_the_ask_and_errors_tabs(settings, tiny_run):
+    """Attributions compute outside the model thread, on one thread that the Ask and Errors tabs share (two at once
+    would slow every asker on a small CPU) and that takes turns between callers; any limit in Gradio's queue in
+    front of it would serve them first come, first served again, and so would one in front of the model thread."""
     demo = app.build_app(settings)
     fns = {fn.api_name: fn for fn in demo.fns.values()}
     assert fns["ui_why"].concurrency_id == fns["ui_attribute"].concurrency_id
-    assert fns["ui_why"].concurrency_limit == fns["ui_attribute"].concurrency_limit == 1
+    for name in ("answer", "ui_ask", "ui_ask_submit", "ui_why", "ui_attribute"):  # waiting in coroutines
+        assert fns[name].concurrency_limit is None and inspect.iscoroutinefunction(fns[name].fn), name
+    assert {fns[name].concurrency_id for name in ("answer", "ui_ask", "ui_ask_submit")} == {"answer"}
+    ui, threads = handlers(settings), set()
+    for model in (settings.default_model, str(tiny_run)):
+        ui.service.models.get(model, exact=True).model.register_forward_hook(
+            lambda *_: threads.add(threading.current_thread().name))
+    assert ui.ask.why(ui.ask.ask("", QUESTION, CONTEXT)["answered"], "", QUESTION, CONTEXT)["why_plot"] is not None
+    row = ui.errors.filter_table(str(tiny_run), False, 0, 100, "all", "", "id")["table"].iloc[0].tolist()
+    assert ui.errors.attribute(tiny_run.name, row[0])["attribution"] is not None
+    assert threads == {"qa-model", "qa-explain"}
 
 
 def test_a_run_evaluated_again_into_its_folder_lists_the_figures_of_its_records(settings, tiny_run, tmp_path):

@@ -19,7 +19,8 @@ from packaging.version import Version
 from qa_core.checkpoints import write_run_info
 from qa_core.data import DataError, load_examples
 from qa_core.data_sources import LoadingCancelled, loading_limits
-from qa_core.hosting import Settings, TrainLimits, check_arguments, check_model, check_request, check_run, scrub
+from qa_core.hosting import (Settings, TrainLimits, check_arguments, check_model, check_request, check_run,
+                             default_name, scrub)
 from qa_core.run_files import RunInfo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,15 +59,24 @@ def test_a_public_server_offers_only_its_models_and_runs(runs):
     run = runs / "20250101-000000-tiny"
     assert check_model("", public) == "embedded" and check_model("org/squad-model", public) == "org/squad-model"
     assert check_model("20250101-000000-tiny", public) == str(run.resolve())
-    assert check_model(str(run), public) == str(run.resolve())
-    for name in ("/etc", str(runs), "../" + run.name, "org/other", "x/../../etc", str(runs / "missing")):
+    for name in ("/etc", str(runs), "../" + run.name, "org/other", "x/../../etc", str(runs / "missing"),
+                 str(run), str(run.resolve()), f"./{run.name}", f"{runs.name}/{run.name}", f"x\\{run.name}"):
         with pytest.raises(ValueError, match="is not offered on this server") as refused:
             check_model(name, public)
         assert str(runs) not in str(refused.value) or name.startswith(str(runs))  # only the caller's own words
-    with pytest.raises(ValueError, match="not a run on this server"):
-        check_run("/etc", public)
+    for name in ("/etc", str(run), f"./{run.name}"):  # a stranger names runs, never a server path
+        with pytest.raises(ValueError, match="not a run on this server"):
+            check_run(name, public)
     local = Settings(runs_root=runs)
     assert check_model("/some/folder", local) == "/some/folder" and check_run("/some/run", local) == "/some/run"
+    assert check_model(str(run), local) == check_run(str(run), local) == str(run.resolve())  # a local user's paths
+
+
+def test_a_public_server_may_be_configured_with_a_path_to_its_default_run(runs):
+    """QA_DEFAULT_MODEL is the operator's, not a stranger's: a path to a run still names the default, shown by name."""
+    run = runs / "20250101-000000-tiny"
+    public = Settings(runs_root=runs, default_model=str(run), public=True)
+    assert check_model("", public) == str(run.resolve()) and default_name(public) == run.name
 
 
 def test_an_evaluation_folder_under_the_runs_folder_is_named_like_a_run(runs, tmp_path, monkeypatch):

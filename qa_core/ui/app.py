@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import gradio as gr
@@ -13,7 +15,7 @@ from qa_core.hosting import Settings, check_arguments
 from qa_core.runtime import configure_process
 from qa_core.service import QAService
 from qa_core.ui.ask import build_ask_tab
-from qa_core.ui.common import ANSWER_CONCURRENCY, PRIVATE, Outputs, by_name, session_of
+from qa_core.ui.common import ANSWERS, PRIVATE, Outputs, by_name, caller_of, session_of
 from qa_core.ui.errors import build_errors_tab
 from qa_core.ui.style import app_css
 from qa_core.ui.train import build_train_tab
@@ -26,16 +28,31 @@ TITLE = "Extractive question answering: ask, fine-tune, find errors"
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 
 
+@contextmanager
+def api_errors(service: QAService) -> Iterator[None]:
+    """A refused call as gr.Error with a one-line message (no server paths when public)."""
+    try:
+        yield
+    except (ValueError, OSError, RuntimeError) as err:
+        raise gr.Error(service.explain(err), print_exception=False) from None
+
+
 def as_api(service: QAService, call: Callable[..., Any]) -> Callable[..., Any]:
-    """An API endpoint: a refused call raises gr.Error with a one-line message (no server paths when public);
-    arguments of the wrong type are refused before the call, naming the argument."""
+    """An API endpoint: a refused call raises gr.Error (api_errors); arguments of the wrong type are refused before
+    the call, naming the argument. A coroutine function stays one, so that its waiting holds no thread."""
+    if inspect.iscoroutinefunction(call):
+        @functools.wraps(call)
+        async def waiting_endpoint(*args: Any, **kwargs: Any) -> Any:
+            with api_errors(service):
+                check_arguments(call, args, kwargs)
+                return await call(*args, **kwargs)
+        return waiting_endpoint
+
     @functools.wraps(call)
     def endpoint(*args: Any, **kwargs: Any) -> Any:
-        try:
+        with api_errors(service):
             check_arguments(call, args, kwargs)
             return call(*args, **kwargs)
-        except (ValueError, OSError, RuntimeError) as err:
-            raise gr.Error(service.explain(err), print_exception=False) from None
     return endpoint
 
 
@@ -53,15 +70,24 @@ def training_endpoints(service: QAService) -> dict[str, Callable[..., Any]]:
     return {"start_training": start_training, "cancel_training": cancel_training}
 
 
+def answer_endpoint(service: QAService) -> Callable[..., Any]:
+    """/answer: the service's call in the caller's turn on the model thread (fairness.Caller)."""
+    async def answer(model: str | None, question: str | None, context: str | None,
+                     request: gr.Request | None = None) -> dict[str, Any]:
+        """Answer a question about a context; model: '' for the default, a run name, or an offered hub id."""
+        return await service.answer_json(model, question, context, caller=caller_of(request))
+    return answer
+
+
 def api_endpoints(service: QAService) -> dict[str, Callable[..., Any]]:
     """The endpoints meant for programs (README: The API), by api_name: plain values in, JSON-shaped values out."""
-    return {"answer": service.answer_json, "list_runs": service.runs_json, **training_endpoints(service),
+    return {"answer": answer_endpoint(service), "list_runs": service.runs_json, **training_endpoints(service),
             "training_status": service.job_json, "run_records": service.records_json}
 
 
 def add_api(service: QAService) -> None:
     for name, call in api_endpoints(service).items():
-        limits = dict(concurrency_limit=ANSWER_CONCURRENCY, concurrency_id="answer") if name == "answer" else {}
+        limits = ANSWERS if name == "answer" else {}
         gr.api(as_api(service, call), api_name=name, **limits)
 
 

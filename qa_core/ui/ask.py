@@ -3,15 +3,18 @@ per-token logits, and on request per-token attributions."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
 from qa_core import plots, views
+from qa_core.inference import AnswerResult
+from qa_core.modeling import LoadedModel
 from qa_core.service import QAService
-from qa_core.ui.common import (ANSWER_CONCURRENCY, EXPLAIN, HUB_HINT, PRIVATE, QUICK_MINUTES, Outputs,
-                               by_name, model_picker)
+from qa_core.ui.common import (ANSWERS, EXPLAIN, HUB_HINT, PRIVATE, QUICK_MINUTES, Outputs, by_name, caller_of,
+                               model_picker)
 from qa_core.views import answer_note
 
 NO_HEAD_NOTICE = (f"**This model has no fine-tuned question answering head yet, so its answers are close to "
@@ -63,13 +66,25 @@ class AskHandlers:
     def __init__(self, service: QAService) -> None:
         self.service = service
 
-    def ask(self, model: str, question: str, context: str) -> Outputs:
+    def ask(self, model: str, question: str, context: str, request: gr.Request | None = None) -> Outputs:
+        """ask_in_turn for callers outside an event loop (scripts, tests)."""
+        return asyncio.run(self.ask_in_turn(model, question, context, request))
+
+    async def ask_in_turn(self, model: str, question: str, context: str,
+                          request: gr.Request | None = None) -> Outputs:
+        """The page's Answer: waits for the model and its turn holding no thread, then lays the answer out in a
+        worker thread (plots take a while for a long context)."""
         try:
-            result, loaded, seconds = self.service.answer(model, question, context)
+            answered = await self.service.answer_in_turn(model, question, context, caller=caller_of(request))
         except (ValueError, OSError, RuntimeError) as err:
             return {"answer": "", "score": "", "alternatives": views.alternatives_table(None), "plot": None,
                     "message": f"Cannot answer: {self.service.explain(err)}", "notice": gr.update(visible=False),
                     "answered": None, **NO_EXPLANATION}
+        return await asyncio.to_thread(self.show_answer, model, question, context, *answered)
+
+    def show_answer(self, model: str, question: str, context: str, result: AnswerResult, loaded: LoadedModel,
+              seconds: float) -> Outputs:
+        """The answer on the page: the answer large in its context, the score line, alternatives, the logit plot."""
         result, temperature = self.service.calibrate(result, loaded)
         prediction = result.prediction
         top = prediction.alternatives[0] if prediction.alternatives else None
@@ -90,13 +105,20 @@ class AskHandlers:
     def clear_why() -> Outputs:
         return dict(NO_EXPLANATION)
 
-    def why(self, answered: Answered | None, model: str, question: str, context: str) -> Outputs:
+    def why(self, answered: Answered | None, model: str, question: str, context: str,
+            request: gr.Request | None = None) -> Outputs:
+        """why_in_turn for callers outside an event loop (scripts, tests)."""
+        return asyncio.run(self.why_in_turn(answered, model, question, context, request))
+
+    async def why_in_turn(self, answered: Answered | None, model: str, question: str, context: str,
+                          request: gr.Request | None = None) -> Outputs:
         """Attributions of the shown answer's start and end scores over the window's tokens, and the time they took:
         of the text and model it answered, saying so when the boxes (model, question, context) changed since."""
         if answered is None:
             return {"why_plot": None, "why_note": "No explanation: ask a question about a context first"}
         try:
-            attribution = self.service.attribute(answered.model, answered.question, answered.context)
+            attribution = await self.service.attribute(answered.model, answered.question, answered.context,
+                                                       caller=caller_of(request))
         except (ValueError, OSError, RuntimeError) as err:
             return {"why_plot": None, "why_note": f"No explanation: {self.service.explain(err)}"}
         steps = f" with {attribution.steps} steps" if attribution.steps else ""
@@ -142,12 +164,12 @@ def build_ask_tab(service: QAService) -> dict[str, Any]:
         gr.Examples(rows, [context, question], example_labels=titles, label="Examples (the bundled sample)",
                     api_name="ui_example", **PRIVATE)
     asked = {**outputs, **explained, "answered": answered}
-    event = dict(fn=by_name(ui.ask, asked), inputs=[model, question, context], outputs=list(asked.values()),
-                 concurrency_limit=ANSWER_CONCURRENCY, concurrency_id="answer", **PRIVATE)
+    event = dict(fn=by_name(ui.ask_in_turn, asked), inputs=[model, question, context], outputs=list(asked.values()),
+                 **ANSWERS, **PRIVATE)
     button.click(**event, api_name="ui_ask")
     question.submit(**event, api_name="ui_ask_submit")
     model.change(by_name(ui.clear_why, explained), None, list(explained.values()), api_name="ui_forget_why",
                  show_progress="hidden", **PRIVATE)
-    why.click(by_name(ui.why, explained), [answered, model, question, context], list(explained.values()),
+    why.click(by_name(ui.why_in_turn, explained), [answered, model, question, context], list(explained.values()),
               api_name="ui_why", **EXPLAIN, **PRIVATE)
     return {"model": model, "question": question, "context": context, "quick": quick}

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
 
+from qa_core.fairness import Caller
 from qa_core.jobs import QUICK_EXPECTED_S
 from qa_core.service import QAService
 
@@ -15,14 +17,22 @@ Outputs = dict[str, Any]
 PRIVATE = {"api_visibility": "private"}  # UI events are not part of the documented API (README: The API)
 QUICK_MINUTES = -(-QUICK_EXPECTED_S // 60)
 HUB_HINT = "distilbert/distilbert-base-cased-distilled-squad"
-ANSWER_CONCURRENCY = 16  # questions wait for their model in request threads; one model thread computes
-# One explanation at a time, the Ask and Errors tabs' together: each computes beside the model thread
-# (QAService.attribute), and two at once would slow every asker on a small CPU.
-EXPLAIN = {"concurrency_limit": 1, "concurrency_id": "explain"}
+# Questions and explanations wait for their turn (fairness.FairWorker) in coroutines, which hold no thread: no limit
+# in Gradio's queue, whose first come, first served order would otherwise come before the turns. The Ask and Errors
+# tabs' explanations share one thread beside the model thread (QAService.attribute).
+ANSWERS = {"concurrency_limit": None, "concurrency_id": "answer"}
+EXPLAIN = {"concurrency_limit": None, "concurrency_id": "explain"}
 
 
-def by_name(handler: Callable[..., Outputs], outputs: dict[str, Any]) -> Callable[..., dict]:
-    """Wire a handler that returns {output name: value} to the components of those names."""
+def by_name(handler: Callable[..., Any], outputs: dict[str, Any]) -> Callable[..., Any]:
+    """Wire a handler that returns {output name: value} to the components of those names; a coroutine function
+    stays one."""
+    if inspect.iscoroutinefunction(handler):
+        @functools.wraps(handler)
+        async def waiting(*args: Any) -> dict:
+            return {outputs[name]: value for name, value in (await handler(*args)).items()}
+        return waiting
+
     @functools.wraps(handler)  # Gradio reads the handler's signature (gr.SelectData) through __wrapped__
     def wired(*args: Any) -> dict:
         return {outputs[name]: value for name, value in handler(*args).items()}
@@ -33,6 +43,15 @@ def model_picker(service: QAService, label: str, info: str, elem_id: str | None 
     choices = service.model_choices()
     return gr.Dropdown(choices, value=choices[0][1], label=label, info=info,
                        allow_custom_value=True, interactive=True, elem_id=elem_id)
+
+
+def caller_of(request: gr.Request | None) -> Caller:
+    """Whose turn a request takes on the model thread: its address (behind a proxy, what uvicorn's trusted proxy
+    headers make of it: FORWARDED_ALLOW_IPS) and its Gradio session."""
+    if request is None:
+        return Caller()
+    client = getattr(request, "client", None)
+    return Caller(str(getattr(client, "host", "") or ""), request.session_hash or "")
 
 
 def session_of(request: gr.Request | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -14,7 +15,7 @@ from qa_core.error_analysis import (ANSWER_LENGTHS, QUESTION_WORDS, V2_ERRORS, Q
                                     answerable_slice, group_scores, rescore)
 from qa_core.service import EXPLAIN_BUDGET_S, QAService
 from qa_core.ui.calibration_panel import build_calibration_panel
-from qa_core.ui.common import EXPLAIN, PRIVATE, Outputs, by_name
+from qa_core.ui.common import EXPLAIN, PRIVATE, Outputs, by_name, caller_of
 from qa_core.ui.compare_panel import build_compare_panel
 
 ERROR_COLORS = {"gold": "#7dd87d", "predicted": "#ffb347", "gold + predicted": "#7fb3ff"}
@@ -76,7 +77,8 @@ class ErrorsHandlers:
         except (ValueError, OSError):
             return {"table": pd.DataFrame(columns=views.TABLE_COLUMNS)}
 
-    def select_record(self, run: str | None, event: gr.SelectData, threshold: float | None = None) -> Outputs:
+    def select_record(self, run: str | None, event: gr.SelectData, threshold: float | None = None,
+                      request: gr.Request | None = None) -> Outputs:
         """A table row was clicked: gold and predicted spans in the context, the logit plot, the question's id."""
         example_id = str((event.row_value or [""])[0])
         try:
@@ -88,17 +90,22 @@ class ErrorsHandlers:
         title = f"{record.question}  (F1 {record.f1:.1f})"
         try:  # the logits need the run's model; a cancelled run has only its checkpoint, an evaluation none
             self.service.check_run_model(run)
-            result, *_ = self.service.answer(run, record.question, record.context, exact=True)
+            result, *_ = self.service.answer(run, record.question, record.context, exact=True,
+                                             caller=caller_of(request))
         except (ValueError, OSError, RuntimeError) as err:
             return {**shown, "plot": None, "question": f"{title}  · no logit plot: {self.service.explain(err)}"}
         return {**shown, "plot": plots.logit_figure(result.logits, record.span, record.gold_spans), "question": title}
 
-    def attribute(self, run: str | None, example_id: str) -> Outputs:
+    def attribute(self, run: str | None, example_id: str, request: gr.Request | None = None) -> Outputs:
+        """attribute_in_turn for callers outside an event loop (scripts, tests)."""
+        return asyncio.run(self.attribute_in_turn(run, example_id, request))
+
+    async def attribute_in_turn(self, run: str | None, example_id: str, request: gr.Request | None = None) -> Outputs:
         """Why this answer: a heat map of token attributions for the selected row, and the time it took."""
         if not example_id:
             return {"attribution": None, "attribution_note": "Click a row of the question table first."}
         try:
-            attribution = self.service.attribute_record(run, example_id)
+            attribution = await self.service.attribute_record(run, example_id, caller_of(request))
         except (ValueError, OSError, RuntimeError) as err:
             return {"attribution": None, "attribution_note": f"No attributions: {self.service.explain(err)}"}
         return {"attribution": plots.attribution_figure(attribution),
@@ -186,6 +193,6 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
         control.change(by_name(ui.filter_table, table), filters, table["table"], api_name=f"ui_filter_{n}", **PRIVATE)
     table["table"].select(by_name(ui.select_record, detail), [run, threshold], list(detail.values()),
                           api_name="ui_select_record", **PRIVATE)
-    explain.click(by_name(ui.attribute, why), [run, detail["selected"]], list(why.values()), api_name="ui_attribute",
-                  **EXPLAIN, **PRIVATE)
+    explain.click(by_name(ui.attribute_in_turn, why), [run, detail["selected"]], list(why.values()),
+                  api_name="ui_attribute", **EXPLAIN, **PRIVATE)
     return {"run": run, "send": send, "selected": detail["selected"], "handlers": ui}

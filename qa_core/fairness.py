@@ -1,0 +1,138 @@
+"""Fair turns on one worker thread: callers served round-robin (by address, then by session), each with a bound on
+its requests in flight, so that one caller's many long questions never make everyone else wait for all of them."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+IDLE_S = 60.0  # a worker thread with nothing to do ends after this long; the next call starts another
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks: the address the server saw (behind a proxy, the one uvicorn's trusted proxy headers give) and the
+    Gradio session (one per page load or gradio_client.Client; a caller picks its own, so it costs nothing to
+    have many: turns go to addresses first)."""
+
+    address: str = ""
+    session: str = ""
+
+
+LOCAL = Caller()  # calls from inside this process (the CLI, scripts): one caller
+
+
+class TooManyRequests(ValueError):
+    """Refused at once: the caller already has as many requests in flight as it may."""
+
+
+@dataclass(frozen=True)
+class _Task:
+    call: Callable[[], Any]
+    future: Future
+
+
+Sessions = OrderedDict[str, deque[_Task]]  # one address's waiting calls, by session, the next to serve first
+
+
+class FairWorker:
+    """One thread that runs the calls submitted to it, taking turns between addresses and, within an address,
+    between sessions; each caller's own calls run in the order it submitted them.
+
+    An address being served waits outside the line until its call returns, then goes to the back: a call waits
+    for the call running when it came and at most one call of each other address with calls waiting, however many
+    those sent. With max_in_flight, a caller's request beyond that many is refused at once (admitted), so that no
+    caller fills the web server's request threads with waiting calls either."""
+
+    def __init__(self, name: str, max_in_flight: int | None = None, what: str = "requests") -> None:
+        if max_in_flight is not None and max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+        self._name, self._max_in_flight, self._what = name, max_in_flight, what
+        self._line: OrderedDict[str, Sessions] = OrderedDict()  # addresses with calls waiting, next first
+        self._serving: tuple[str, Sessions] | None = None  # the address out of the line while its call runs
+        self._in_flight: dict[Caller, int] = {}
+        self._ready = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    @contextmanager
+    def admitted(self, caller: Caller) -> Iterator[None]:
+        """Count one request of `caller` in flight for the block (a model load it waits for included); refused
+        with TooManyRequests, before any work, when the caller already has max_in_flight."""
+        with self._ready:
+            held = self._in_flight.get(caller, 0)
+            if self._max_in_flight is not None and held >= self._max_in_flight:
+                raise TooManyRequests(f"you already have {held} {self._what} waiting or in progress, the most this "
+                                      f"server takes from one visitor at a time (QA_MAX_CALLER_REQUESTS); ask "
+                                      f"again once one has come back")
+            self._in_flight[caller] = held + 1
+        try:
+            yield
+        finally:
+            with self._ready:
+                left = self._in_flight.pop(caller) - 1
+                if left:
+                    self._in_flight[caller] = left
+
+    def submit(self, caller: Caller, call: Callable[..., Any], *args: Any) -> Future:
+        """Queue call(*args) behind `caller`'s earlier calls, in its address's turn."""
+        future: Future = Future()
+        with self._ready:
+            serving = self._serving is not None and self._serving[0] == caller.address
+            sessions = self._serving[1] if serving else self._line.setdefault(caller.address, OrderedDict())
+            sessions.setdefault(caller.session, deque()).append(_Task(functools.partial(call, *args), future))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
+                self._thread.start()
+            self._ready.notify()
+        return future
+
+    def run(self, caller: Caller, call: Callable[..., Any], *args: Any) -> Any:
+        """call(*args) on the worker thread in `caller`'s turn, admitted first; its result, or what it raised."""
+        with self.admitted(caller):
+            return self.submit(caller, call, *args).result()
+
+    def _next(self) -> _Task | None:
+        """The next call in turn, its address taken out of the line; None (the thread let go) after IDLE_S idle."""
+        with self._ready:
+            if self._serving is not None:  # the last call's address, back in line behind those who came meanwhile
+                address, sessions = self._serving
+                if sessions:
+                    self._line[address] = sessions
+                self._serving = None
+            if not self._line and not self._ready.wait_for(lambda: self._line, IDLE_S):
+                self._thread = None
+                return None
+            address, sessions, task = take_turn(self._line)
+            self._serving = (address, sessions)
+            return task
+
+    def _serve(self) -> None:
+        while (task := self._next()) is not None:
+            if not task.future.set_running_or_notify_cancel():
+                continue
+            try:
+                task.future.set_result(task.call())
+            except BaseException as err:  # the caller gets it; the worker keeps serving the others
+                task.future.set_exception(err)
+
+
+def take_turn(line: OrderedDict[str, Sessions]) -> tuple[str, Sessions, _Task]:
+    """Take the first address out of the line: it, its sessions left (the served one now last, or gone when it has
+    no more calls) and its first session's oldest call."""
+    address, sessions = line.popitem(last=False)
+    session, tasks = next(iter(sessions.items()))
+    task = tasks.popleft()
+    if tasks:
+        sessions.move_to_end(session)
+    else:
+        del sessions[session]
+    return address, sessions, task

@@ -1,0 +1,78 @@
+"""Fair turns on one worker thread: callers served round-robin, each caller's calls in order, a bound in flight."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict, deque
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import pytest
+
+from qa_core import fairness
+from qa_core.fairness import Caller, FairWorker, TooManyRequests, take_turn
+
+STRANGER, VISITOR = Caller("203.0.113.7", "s1"), Caller("198.51.100.9", "v1")
+
+
+def test_turns_go_round_the_addresses_then_their_sessions():
+    line: OrderedDict = OrderedDict()
+    for address, session, name in (("a", "1", "a1-first"), ("a", "1", "a1-second"), ("a", "2", "a2"),
+                                   ("b", "1", "b1"), ("a", "3", "a3")):
+        task = fairness._Task(lambda: None, Future())
+        line.setdefault(address, OrderedDict()).setdefault(session, deque()).append(task)
+        task.future.name = name
+    order = []
+    while line:
+        address, sessions, task = take_turn(line)
+        order.append(task.future.name)
+        if sessions:
+            line[address] = sessions  # back in line, as the worker puts it once the call returns
+    # a caller with many sessions on one address gets that address's turns, not one per session
+    assert order == ["a1-first", "b1", "a2", "a3", "a1-second"]
+
+
+def test_one_callers_many_calls_wait_behind_anothers_one():
+    worker, gate, order = FairWorker("test-fair"), threading.Event(), []
+
+    def work(name: str, wait: bool = False) -> str:
+        if wait:
+            gate.wait(10)
+        order.append(name)
+        return name
+
+    first = worker.submit(STRANGER, work, "s0", True)  # holds the thread until every call below is queued
+    stranger = [worker.submit(STRANGER, work, f"s{i}") for i in range(1, 6)]
+    visitor = worker.submit(VISITOR, work, "v")
+    gate.set()
+    assert [f.result(10) for f in (first, *stranger, visitor)] == ["s0", "s1", "s2", "s3", "s4", "s5", "v"]
+    assert order == ["s0", "v", "s1", "s2", "s3", "s4", "s5"]  # the visitor's turn came after one of the stranger's
+
+
+def test_a_caller_over_its_bound_is_refused_at_once_and_errors_reach_their_caller():
+    worker, gate = FairWorker("test-bound", max_in_flight=2, what="questions"), threading.Event()
+    with ThreadPoolExecutor(3) as pool:
+        held = [pool.submit(worker.run, STRANGER, gate.wait, 10) for _ in range(2)]
+        time.sleep(0.2)
+        started = time.perf_counter()
+        with pytest.raises(TooManyRequests, match=r"already have 2 questions .*\(QA_MAX_CALLER_REQUESTS\)"):
+            worker.run(STRANGER, time.sleep, 0)
+        assert time.perf_counter() - started < 0.1
+        other = pool.submit(worker.run, Caller("203.0.113.7", "s2"), len, "ok")  # another session is admitted
+        gate.set()
+        assert [f.result(10) for f in held] == [True, True] and other.result(10) == 2
+    with pytest.raises(ZeroDivisionError):
+        worker.run(STRANGER, divmod, 1, 0)
+    assert worker.run(STRANGER, len, "again") == 5  # failures and answers both give their place back
+    with pytest.raises(ValueError, match="max_in_flight must be at least 1, got 0"):
+        FairWorker("test-none", max_in_flight=0)
+
+
+def test_the_worker_thread_is_one_and_is_let_go_when_idle(monkeypatch):
+    monkeypatch.setattr(fairness, "IDLE_S", 0.2)
+    worker = FairWorker("test-idle")
+    threads = {worker.run(Caller(str(i)), threading.current_thread) for i in range(5)}
+    assert len(threads) == 1 and next(iter(threads)).name == "test-idle"
+    time.sleep(0.5)
+    assert not next(iter(threads)).is_alive()
+    assert worker.run(STRANGER, len, "back") == 4  # a new call starts a new thread
