@@ -119,7 +119,7 @@ class ProgressBar:
         elif event.kind in ("done", "cancelled", "failed"):  # the error itself is logged by run_command
             self.bar.close()
             if event.kind == "cancelled":
-                logger.warning("stopped at step %d: %s", event.step, event.message)
+                logger.warning("stopped at step %d: %s; continue with --resume", event.step, event.message)
 
 
 def run_train(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:

@@ -9,6 +9,9 @@ import torch
 from qa_core.config import QAConfig
 from qa_core.run_files import find_checkpoint
 
+# The web app's Resume continues a run with its own options, which would diverge again: a new run can change them.
+NEW_RUN = "Start a new run"
+
 
 def nonfinite_parameters(model: torch.nn.Module) -> list[str]:
     """Names of the parameters holding NaN or infinity. The gradient norm is checked before every update, but an
@@ -17,16 +20,22 @@ def nonfinite_parameters(model: torch.nn.Module) -> list[str]:
         return [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
 
 
-def diverged_message(config: QAConfig, step: int, loss: float, grad_norm: float) -> str:
-    return (f"training diverged at step {step}: loss {loss:.4g}, gradient norm {grad_norm:.4g}; "
-            f"{kept_checkpoint(config)}. Lower --learning_rate (now {config.learning_rate:g}), turn bf16 off "
-            f"(--no-bf16), or raise --warmup_ratio")
+def diverged_message(config: QAConfig, step: int, loss: float, grad_norm: float) -> tuple[str, str]:
+    """(train.py's words, the web app's): what diverged, then which options to change, as each one sets them."""
+    said = (f"training diverged at step {step}: loss {loss:.4g}, gradient norm {grad_norm:.4g}; "
+            f"{kept_checkpoint(config)}")
+    rate = f"(now {config.learning_rate:g})"
+    return (f"{said}. Lower --learning_rate {rate}, turn bf16 off (--no-bf16), or raise --warmup_ratio",
+            f"{said}. {NEW_RUN} with a lower learning_rate {rate}, bf16 off, or a higher warmup_ratio")
 
 
-def ruined_message(config: QAConfig, step: int, names: list[str]) -> str:
-    return (f"training diverged: the weights are no longer finite after step {step} ({len(names)} tensors, "
-            f"e.g. {names[0]}); {kept_checkpoint(config)}. Lower --learning_rate (now {config.learning_rate:g}) "
-            f"or raise --warmup_ratio")
+def ruined_message(config: QAConfig, step: int, names: list[str]) -> tuple[str, str]:
+    """(train.py's words, the web app's), as diverged_message."""
+    said = (f"training diverged: the weights are no longer finite after step {step} ({len(names)} tensors, "
+            f"e.g. {names[0]}); {kept_checkpoint(config)}")
+    rate = f"(now {config.learning_rate:g})"
+    return (f"{said}. Lower --learning_rate {rate} or raise --warmup_ratio",
+            f"{said}. {NEW_RUN} with a lower learning_rate {rate} or a higher warmup_ratio")
 
 
 def kept_checkpoint(config: QAConfig) -> str:

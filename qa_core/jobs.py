@@ -15,9 +15,9 @@ from pathlib import Path
 from qa_core.checkpoints import EVALUATION, RunSummary, list_runs, read_run_info
 from qa_core.config import DEFAULT_MODEL, QAConfig
 from qa_core.data_sources import SAMPLE_PATH, LoadingCancelled, loading_limits
-from qa_core.progress import STEP_KINDS, ProgressEvent
+from qa_core.progress import END_KINDS, STEP_KINDS, ProgressEvent
 from qa_core.run_files import CONFIG_FILE, RunRefused, model_folder
-from qa_core.training import TrainResult, train
+from qa_core.training import TrainingError, TrainResult, train
 
 logger = logging.getLogger(__name__)
 
@@ -153,8 +153,7 @@ class JobManager:
         except Exception as err:  # any failure must reach the page, and the server must keep serving
             logger.exception("training job failed")
             drop_if_empty(Path(config.output_dir))
-            said = f"not resumed: {err.web}" if isinstance(err, RunRefused) else f"failed: {err}"
-            self._update(status="failed", message=said, elapsed_s=time.monotonic() - self._started)
+            self._update(status="failed", message=said_on_the_web(err), elapsed_s=time.monotonic() - self._started)
             return
         finally:
             if on_end is not None:
@@ -175,7 +174,7 @@ class JobManager:
                      step=event.step, total_steps=event.total_steps, epoch=event.epoch, losses=losses,
                      features_per_s=event.windows_per_s or state.features_per_s,
                      eta_s=eta if eta is not None else state.eta_s,
-                     metrics=event.metrics or state.metrics, message=event.message or _describe(event))
+                     metrics=event.metrics or state.metrics, message=_message(event, state.message))
 
     def _wall_eta(self, event: ProgressEvent, evaluated: bool) -> float | None:
         """Seconds left at the wall-clock pace since the first step: evaluations and checkpoints count, which
@@ -205,6 +204,21 @@ def drop_if_empty(folder: Path) -> None:
         folder.rmdir()  # refuses a folder with anything in it
     except OSError:
         pass
+
+
+def said_on_the_web(err: Exception) -> str:
+    """Why a job failed, in the web app's words where the error has them (RunRefused, TrainingError)."""
+    if isinstance(err, RunRefused):
+        return f"not resumed: {err.web}"
+    return f"failed: {err.web if isinstance(err, TrainingError) else err}"
+
+
+def _message(event: ProgressEvent, shown: str) -> str:
+    """The line an event shows; an end event's is train.py's (an error in its words): the job's end, said once
+    training has returned, replaces the line shown until then."""
+    if event.kind in END_KINDS:
+        return shown
+    return event.message or _describe(event)
 
 
 def _describe(event: ProgressEvent) -> str:

@@ -19,6 +19,7 @@ from qa_core.jobs import (QUICK_DATA, JobBusyError, JobManager, JobSnapshot, mod
 from qa_core.progress import STEP_KINDS, ProgressEvent
 from qa_core.run_files import RECORDS_FILE
 from qa_core.training import TrainResult, train
+from tests.overfit_data import write_tiny_squad
 
 
 class FakeTrainer:
@@ -135,6 +136,44 @@ def test_the_job_moves_at_every_step_and_its_history_only_at_logged_ones(tmp_pat
     assert all(s.features_per_s and s.eta_s is not None for s in stepped)
     assert [[step for step, _ in s.losses] for s in stepped] == [[], [2], [2, 3]]
     assert [s.history_version == s.version for s in stepped] == [False, True, True]  # step 1: no plot to redraw
+
+
+def tiny_job(model_dir: Path, data: Path, output_dir: Path, **overrides) -> QAConfig:
+    return QAConfig(model_name_or_path=str(model_dir), train_file=str(data), output_dir=str(output_dir),
+                    max_seq_length=64, doc_stride=16, max_query_length=16, per_device_train_batch_size=2,
+                    max_steps=20, logging_steps=1, save_steps=2, **overrides)
+
+
+def messages_of(jobs: JobManager, config: QAConfig, cancel_at: int | None = None) -> list[str]:
+    """Every message the job shows, after each of its training's events and at its end; cancel_at: the step at
+    which the Cancel button is pressed."""
+    seen: list[str] = []
+
+    def heard(config, callback, should_stop) -> TrainResult:
+        def listen(event: ProgressEvent) -> None:
+            callback(event)
+            seen.append(jobs.snapshot().message)
+            if event.kind in STEP_KINDS and event.step == cancel_at:
+                jobs.cancel()
+        return train(config, callback=listen, should_stop=should_stop)
+
+    jobs._trainer = heard
+    jobs.start(config)
+    assert jobs.wait(120)
+    return [*seen, jobs.snapshot().message]
+
+
+def test_a_job_s_messages_use_the_web_s_words_not_train_py_s_flags(tmp_path, tiny_model_dir):
+    """The Train tab and /training_status name the form's fields and its Resume, never train.py's options: a
+    cancelled job, and one that diverges (the form has no --learning_rate, and Resume takes no options)."""
+    data = write_tiny_squad(tmp_path / "d.json")
+    jobs = JobManager()
+    cancelled = messages_of(jobs, tiny_job(tiny_model_dir, data, tmp_path / "stopped"), cancel_at=1)
+    assert jobs.snapshot().status == "cancelled" and not [m for m in cancelled if "--" in m], cancelled
+    diverged = messages_of(jobs, tiny_job(tiny_model_dir, data, tmp_path / "nan", learning_rate=1e6))
+    assert jobs.snapshot().status == "failed" and "diverged" in diverged[-1], diverged[-1]
+    assert "lower learning_rate" in diverged[-1] and "bf16 off" in diverged[-1]
+    assert not [m for m in diverged if "--" in m], diverged
 
 
 def test_run_folder_names(tmp_path):

@@ -28,7 +28,7 @@ from qa_core.progress import read_history
 from qa_core.progress import ProgressEvent
 from qa_core.run_files import HISTORY_FILE, STATE_FILE, RunRefused, find_checkpoint
 from qa_core.runtime import stop_on_signals
-from qa_core.training import TrainingError, train
+from qa_core.training import TrainingError, no_room_error, train
 from tests.conftest import write_squad
 from tests.overfit_data import write_tiny_squad
 
@@ -329,6 +329,12 @@ def test_a_diverging_run_fails_clearly_keeps_its_checkpoint_and_is_not_offered(t
     assert checkpoint is not None and state == read_run_info(run).history
     assert all(torch.isfinite(t).all() for t in load_file(checkpoint / "model.safetensors").values())
     assert all(path != str(run) for _, path in model_choices(tmp_path / "runs"))
+
+
+def test_a_full_disk_says_how_to_continue_in_train_py_s_words_and_the_web_app_s(tmp_path: Path) -> None:
+    err = no_room_error(tmp_path / "run", "No space left on device")
+    assert "no room to write" in str(err) and str(err).endswith("continue with --resume")
+    assert "no room to write" in err.web and "press Resume" in err.web and "--" not in err.web
 
 
 def test_weights_ruined_by_the_last_step_are_not_saved_as_a_finished_run(tiny_model_dir: Path,
