@@ -151,7 +151,7 @@ class JobManager:
                          elapsed_s=time.monotonic() - self._started)
             return
         except Exception as err:  # any failure must reach the page, and the server must keep serving
-            logger.exception("training job failed")
+            log_failure(self._state.job_id, err)
             drop_if_empty(Path(config.output_dir))
             self._update(status="failed", message=said_on_the_web(err), elapsed_s=time.monotonic() - self._started)
             return
@@ -204,6 +204,15 @@ def drop_if_empty(folder: Path) -> None:
         folder.rmdir()  # refuses a folder with anything in it
     except OSError:
         pass
+
+
+def log_failure(job_id: int, err: Exception) -> None:
+    """What train.py tells in one line (a refused resume, bad data, a diverged run) is the user's to mend: one line
+    here too. Anything else may be a defect: its traceback."""
+    if isinstance(err, (ValueError, TrainingError)):
+        logger.warning("training job %d failed: %s", job_id, err)
+    else:
+        logger.exception("training job %d failed: %s", job_id, err)
 
 
 def said_on_the_web(err: Exception) -> str:

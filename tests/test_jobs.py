@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -14,10 +15,11 @@ import pytest
 from qa_core.checkpoints import RunInfo, write_run_info
 from qa_core.config import QAConfig
 from qa_core.data import load_examples
+from qa_core.data_sources import DataError
 from qa_core.jobs import (QUICK_DATA, JobBusyError, JobManager, JobSnapshot, model_choices, model_slug,
                           new_run_dir, quick_config, record_choices, run_choices)
 from qa_core.progress import STEP_KINDS, ProgressEvent
-from qa_core.run_files import RECORDS_FILE
+from qa_core.run_files import RECORDS_FILE, RunRefused
 from qa_core.training import TrainResult, train
 from tests.overfit_data import write_tiny_squad
 
@@ -91,6 +93,21 @@ def test_a_failing_job_reports_its_error(tmp_path):
     assert jobs.wait(10)
     snapshot = jobs.snapshot()
     assert snapshot.status == "failed" and "no such data file" in snapshot.message
+
+
+@pytest.mark.parametrize("fail, traced", [
+    (RunRefused("--resume: the run in r has done 9 steps", "run r has done 9 steps"), False),
+    (DataError("d.json: contains no questions"), False), (RuntimeError("a defect of ours"), True)])
+def test_a_refused_job_is_logged_in_one_line_and_a_defect_with_its_traceback(tmp_path, caplog, fail, traced):
+    """A refused resume or bad data is the visitor's to mend: one line in the server's log, not a traceback."""
+    trainer = FakeTrainer(fail=fail)
+    trainer.release.set()
+    jobs = JobManager(trainer)
+    with caplog.at_level(logging.INFO, logger="qa_core.jobs"):
+        jobs.start(config(tmp_path))
+        assert jobs.wait(10) and jobs.snapshot().status == "failed"
+    said = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(said) == 1 and bool(said[0].exc_info) is traced and str(fail) in said[0].getMessage()
 
 
 def test_versions_change_with_every_update(tmp_path):
