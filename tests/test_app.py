@@ -631,6 +631,19 @@ def test_the_train_tab_of_a_public_server_lets_only_the_starter_cancel(settings,
     assert ui.service.jobs.wait(120)
 
 
+def test_the_cancelling_line_gives_way_to_how_the_job_ended(ui):
+    """'Cancelling after the current step.' is true only while the job runs: once it has ended, the Message box
+    says how (a message about anything else stays)."""
+    started = ui.train.start_training(None, "", DATA_CHOICES[0], None, "", "",
+                                      *form(max_steps=2000, per_device_train_batch_size=4, max_seq_length=128,
+                                            doc_stride=32, max_train_samples=8))
+    assert started["message"].startswith("Started job 1")
+    cancelling = ui.train.cancel()["message"]
+    assert cancelling == "Cancelling after the current step." and ui.service.jobs.wait(120)
+    assert ui.train.poll(-1, cancelling)["message"].startswith("Job 1 cancelled")
+    assert ui.train.poll(-1, started["message"])["message"] == gr.skip()
+
+
 @pytest.mark.parametrize("public", [False, True])
 def test_a_run_as_the_default_model_is_found_and_shown_by_name(settings, tiny_run, public):
     for default in (tiny_run.name, str(tiny_run)):

@@ -23,6 +23,7 @@ LABELS = ("training data", "evaluation data")  # the form's names of the two dat
 OPTION_WIDTH = 260  # px: the longest field name (per_device_train_batch_size) on one line
 ENDED = ("finished", "cancelled", "failed")
 REFUSED = (ValueError, OSError, JobBusyError)  # a start refused at once: nothing was started
+CANCELLING = "Cancelling after the current step."  # true only while the job runs: poll replaces it at the end
 
 
 def history_plot(run: str | Path) -> Any:
@@ -88,7 +89,7 @@ class TrainHandlers:
             active = self.service.cancel(session_of(request)).active
         except NotYourJobError as err:
             return {"message": f"Not cancelled: {err}"}
-        return {"message": "Cancelling after the current step." if active else "No training job is running."}
+        return {"message": CANCELLING if active else "No training job is running."}
 
     def resume(self, run: str | None, request: gr.Request | None = None) -> Outputs:
         """Continue a cancelled or failed run from its checkpoint (train.py --resume)."""
@@ -117,17 +118,20 @@ class TrainHandlers:
         return {"history": history_plot(folder), "run_note": note,
                 "resume": gr.update(interactive=stopped and self.service.settings.training_enabled)}
 
-    def poll(self, seen_version: int) -> Outputs:
+    def poll(self, seen_version: int, message: str = "") -> Outputs:
         """Timer tick: redraw the job's bar and status while it runs or when it changed, its plot only when its
         losses, evaluations or status changed; `ended` names the last job that ended, so the pickers refresh once
-        when a run is done."""
+        when a run is done. message: the Message box's line, replaced by the job's end once it is no longer true."""
         s = self.service.jobs.snapshot()
         if s.version == seen_version and not s.active:
             return {"bar": gr.skip(), "status": gr.skip(), "loss": gr.skip(), "version": seen_version,
-                    "ended": gr.skip()}
+                    "ended": gr.skip(), "message": gr.skip()}
+        ended = s.status in ENDED
         return {"bar": views.progress_html(s), "status": self.service.explain(views.job_text(s)),
                 "loss": self.job_plot(s) if s.history_version > seen_version else gr.skip(), "version": s.version,
-                "ended": s.job_id if s.status in ENDED else gr.skip()}
+                "ended": s.job_id if ended else gr.skip(),
+                "message": self.service.explain(f"Job {s.job_id} {s.message}") if ended and message == CANCELLING
+                else gr.skip()}
 
     @staticmethod
     def job_plot(s: JobSnapshot) -> Any:
