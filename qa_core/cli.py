@@ -199,14 +199,24 @@ def run_app() -> None:
 
 def check_args(args: argparse.Namespace) -> None:
     """Refuse, before anything heavy loads, what would fail only after minutes of work."""
-    if args.command == "predict" and not args.test_file and not (args.question and args.context):
-        raise ValueError("predict needs --question and --context, or --test_file")
-    if args.command == "predict" and args.test_file and (args.question or args.context):
-        raise ValueError("predict takes either --question and --context, or --test_file, not both")
+    if args.command == "predict":
+        check_predict_args(args)
     if getattr(args, "push_to_hub", False):
         from qa_core.model_card import check_can_push
 
         check_can_push()
+
+
+def check_predict_args(args: argparse.Namespace) -> None:
+    """A question and its context, each with some text, or a test file: an empty one is named, not called missing."""
+    given = {name: getattr(args, name) for name in ("question", "context") if getattr(args, name) is not None}
+    if args.test_file and given:
+        raise ValueError("predict takes either --question and --context, or --test_file, not both")
+    for name, value in given.items():
+        if not value.strip():
+            raise ValueError(f"predict: --{name} is empty; give it some text")
+    if not args.test_file and len(given) < 2:
+        raise ValueError("predict needs --question and --context, or --test_file")
 
 
 COMMANDS = {"train": run_train, "evaluate": run_evaluate, "predict": run_predict}

@@ -63,6 +63,9 @@ def test_help_says_what_evaluate_and_predict_take_from_the_run(command: str, def
     (("frobnicate",), "invalid choice: 'frobnicate'"),
     (("train", "--doc_stride", "500"), "doc_stride (500) must be smaller"),
     (("predict", "--question", "Who?"), "predict needs --question and --context, or --test_file"),
+    (("predict", "--question", "", "--context", "Mara kept bees."), "predict: --question is empty"),
+    (("predict", "--question", ""), "predict: --question is empty"),
+    (("predict", "--question", "Who kept bees?", "--context", " \n"), "predict: --context is empty"),
 ])
 def test_bad_arguments_fail_before_anything_heavy_loads(args: tuple[str, ...], message: str):
     done = run_cli(*args)
