@@ -99,7 +99,8 @@ def _say_defaults(parser: argparse.ArgumentParser, defaults: dict[str, str]) -> 
 
 
 class ProgressBar:
-    """Draws qa_core's progress events with tqdm; the web app consumes the same events."""
+    """Draws qa_core's progress events with tqdm; the web app consumes the same events. Evaluations are not
+    written here: training logs them, and run_train sends log lines above the bar."""
 
     def __init__(self) -> None:
         self.bar = None
@@ -113,9 +114,6 @@ class ProgressBar:
         if event.kind == "step":
             self.bar.set_postfix(loss=f"{event.loss:.3f}", lr=f"{event.learning_rate:.2e}",
                                  windows_s=f"{event.windows_per_s:.1f}", epoch=f"{event.epoch:.2f}")
-        elif event.kind == "eval":
-            self.bar.write(f"step {event.step}: exact_match {event.metrics['exact_match']:.2f} "
-                           f"f1 {event.metrics['f1']:.2f}", file=sys.stderr)
         elif event.kind in ("done", "cancelled", "failed"):  # the error itself is logged by run_command
             self.bar.close()
             if event.kind == "cancelled":
@@ -123,10 +121,13 @@ class ProgressBar:
 
 
 def run_train(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     from qa_core.runtime import stop_on_signals
     from qa_core.training import train
 
-    with stop_on_signals() as stop:  # Ctrl-C or SIGTERM: a checkpoint at the step's end, then --resume
+    # Ctrl-C or SIGTERM: a checkpoint at the step's end, then --resume. Log lines go above the bar, not into it.
+    with stop_on_signals() as stop, logging_redirect_tqdm():
         result = train(config, callback=ProgressBar(), should_stop=stop)
     stopped_by = {"stopped_by": signal.Signals(stop.signum).name} if stop.signum is not None else {}
     return {"output_dir": result.output_dir, "status": result.status, "step": result.step,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -254,6 +255,17 @@ def test_ctrl_c_or_sigterm_stops_the_cli_with_a_checkpoint_to_resume(signum: int
                              capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["step"] == info.step + 2
+
+
+def test_the_cli_says_each_evaluation_once(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Training logs each evaluation's EM/F1; the progress bar wrote the same line again."""
+    data = write_tiny_squad(tmp_path / "d.json")  # 5 questions, 2 a batch: 3 steps an epoch
+    done = subprocess.run(cli("train", "--model_name_or_path", str(tiny_model_dir), "--train_file", str(data),
+                              "--validation_file", str(data), "--output_dir", str(tmp_path / "run"), "--max_steps",
+                              "4", "--max_seq_length", "64", "--doc_stride", "16", "--max_query_length", "16",
+                              "--per_device_train_batch_size", "2"), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert re.findall(r"step (\d+): exact_match", done.stderr) == ["3", "4"], done.stderr
 
 
 def test_a_runs_own_scores_are_what_evaluate_and_predict_give_on_its_model(tiny_model_dir: Path,
