@@ -45,7 +45,7 @@ class TrainResult:
     status: str  # finished | cancelled
     step: int
     metrics: dict[str, float]
-    train_seconds: float
+    train_seconds: float  # this session's training time (run.json and the model card: every session's)
     features_trained: int  # training features (windows) processed in this session, all processes together
 
 
@@ -92,11 +92,11 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
                 if not step_ends:
                     continue
                 grad_norm = float(optimizer_step(setup.model, setup.optimizer, setup.scheduler, config.max_grad_norm))
-                state = replace(state, step=state.step + 1)
+                seconds += time.perf_counter() - clock
+                state = replace(state, step=state.step + 1, train_seconds=setup.start.train_seconds + seconds)
                 if not math.isfinite(grad_norm):  # the same on every rank: gradients are all-reduced
                     raise TrainingError(*diverged_message(setup.config, state.step, float(loss_sum) / losses,
                                                           grad_norm))
-                seconds += time.perf_counter() - clock
                 pace = _pace(setup, state, windows, seconds)
                 if state.step % config.logging_steps == 0 or state.step == setup.total_steps:
                     emit("step", state, loss=all_reduce_mean(float(loss_sum) / losses, dist_ctx),
@@ -115,7 +115,7 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
                     break
                 clock = time.perf_counter()  # evaluation and checkpoints are not training time
         status = "cancelled" if cancelled else "finished"
-        _finish(setup, state, status, seconds, earlier)
+        _finish(setup, state, status, earlier)
     except BaseException as err:
         raise _failed(setup, saved, err, emit) from err
     emit("done" if status == "finished" else "cancelled", state, metrics=state.metrics,
@@ -136,11 +136,12 @@ def _before_first_step(setup: Setup, state: TrainState, emit: Callable[..., None
     return state, cancelled
 
 
-def _finish(setup: Setup, state: TrainState, status: str, seconds: float, earlier: RunInfo | None) -> None:
-    """The final model (when finished) and run.json; a session that trained no step keeps the earlier one's time."""
+def _finish(setup: Setup, state: TrainState, status: str, earlier: RunInfo | None) -> None:
+    """The final model (when finished) and run.json, with the training time of every session (the checkpoint
+    carries the earlier ones'); a session that trained no step keeps the earlier one's time and hardware."""
     output_dir = Path(setup.config.output_dir)
     if setup.dist_ctx.is_main:
-        info = _run_info(setup, state, status, train_seconds=seconds)
+        info = _run_info(setup, state, status, train_seconds=state.train_seconds)
         if earlier is not None and state.step == setup.start.step:
             info = replace(info, train_seconds=earlier.train_seconds, hardware=earlier.hardware)
         if status == "finished":  # model/ first: a run.json saying "finished" always has its model

@@ -131,6 +131,21 @@ def test_resuming_a_finished_run_keeps_the_time_it_trained(tiny_model_dir: Path,
     assert (tmp_path / "run" / "model" / "README.md").read_text() == card
 
 
+def test_a_resumed_run_counts_the_training_time_of_every_session(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """run.json and the model card say how long the model trained: a cancelled session's time, then the resumed
+    one's, not the last session's alone."""
+    config = tiny_config(tiny_model_dir, write_tiny_squad(tmp_path / "d.json"), tmp_path / "run", num_train_epochs=2,
+                         validation_file=None)
+    asked: list[int] = []
+    first = train(config, should_stop=lambda: asked.append(1) or len(asked) >= 3)  # before step 1, after each
+    assert first.status == "cancelled" and first.step == 2 and first.train_seconds > 0
+    second = train(config.replace(resume=True))
+    assert second.status == "finished" and second.train_seconds > 0
+    total = read_run_info(tmp_path / "run").train_seconds
+    assert total == pytest.approx(first.train_seconds + second.train_seconds)
+    assert f"- training time: {total:.0f} s" in (tmp_path / "run" / "model" / "README.md").read_text()
+
+
 def test_a_resume_asking_for_fewer_steps_than_done_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
     """Else the run would be 'finished' at step 2 of 1, its model never evaluated, its train time 0 s."""
     data = write_tiny_squad(tmp_path / "d.json")
