@@ -1,4 +1,4 @@
-"""One background training job per process, its pollable state, run-folder naming and the model choices."""
+"""One background training job per process, its pollable state, run-folder naming and the quick fine-tune."""
 
 from __future__ import annotations
 
@@ -12,11 +12,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from qa_core.checkpoints import EVALUATION, RunSummary, list_runs, read_run_info
-from qa_core.config import DEFAULT_MODEL, QAConfig
+from qa_core.config import QAConfig
 from qa_core.data_sources import SAMPLE_PATH, LoadingCancelled, loading_limits
 from qa_core.progress import END_KINDS, STEP_KINDS, ProgressEvent
-from qa_core.run_files import CONFIG_FILE, RunRefused, model_folder
+from qa_core.run_files import QUICK_DATA, RunRefused
 from qa_core.training import TrainingError, TrainResult, train
 
 logger = logging.getLogger(__name__)
@@ -28,7 +27,6 @@ ACTIVE = ("starting", "running", "cancelling")
 QUICK_PRESET = {"num_train_epochs": 15.0, "per_device_train_batch_size": 8, "learning_rate": 1e-4,
                 "warmup_ratio": 0.1, "max_seq_length": 256, "doc_stride": 64, "logging_steps": 5, "save_steps": 1000}
 QUICK_HELD_OUT_EVERY = 4  # every 4th passage of the sample is held out for evaluation
-QUICK_DATA = ("quick-train.json", "quick-heldout.json")  # written into the quick run's folder
 # The Train tab's estimate of the quick fine-tune's wall time: bench/results/quick-fine-tune.json, timed for the
 # earlier preset, which trained and evaluated on the whole sample; this one does less of both.
 QUICK_EXPECTED_S = 170
@@ -276,51 +274,3 @@ def quick_config(model: str, output_dir: str) -> QAConfig:
     train_file, heldout = write_quick_split(Path(output_dir))
     return QAConfig(model_name_or_path=model, output_dir=output_dir, train_file=str(train_file),
                     validation_file=str(heldout), **QUICK_PRESET)
-
-
-def measured_on(config: dict) -> str:
-    """What a run's evaluation figures were measured on, for a label: held-out data or its own training data."""
-    evaluated, trained = config.get("validation_file") or "", config.get("train_file") or ""
-    if not evaluated or evaluated == trained:
-        return "on its training data"
-    name = Path(evaluated).name
-    return "on held-out sample passages" if name == QUICK_DATA[1] else f"on {name}"
-
-
-def has_model(folder: str | Path) -> bool:
-    """A loadable model in the folder: a run's model/ subfolder, or the folder itself (a model or an older run)."""
-    return (model_folder(Path(folder)) / CONFIG_FILE).is_file()
-
-
-def run_label(run: RunSummary) -> str:
-    """A run as pickers list it: name, F1 and what it was measured on, and why a run without a model has none;
-    an evaluation-only folder says it is one (no run.json tells what it was measured on)."""
-    f1 = run.metrics.get("f1")
-    if run.status == EVALUATION:
-        return f"{Path(run.path).name} · evaluation only{f' · F1 {f1:.1f}' if f1 is not None else ''}"
-    try:
-        config = read_run_info(Path(run.path)).config
-    except ValueError:
-        config = {}
-    measured = "evaluated again (train.py evaluate)" if run.evaluated_again else measured_on(config)
-    score = f" · F1 {f1:.1f} {measured}" if f1 is not None else ""
-    status = "" if run.status == "finished" and has_model(run.path) else f" · {run.status}, no final model"
-    return f"{Path(run.path).name}{score}{status}"
-
-
-def model_choices(root: Path, default: str = DEFAULT_MODEL) -> list[tuple[str, str]]:
-    """(label, value) for a model picker: the default model, then every finished run with its final model under
-    root, newest first."""
-    first = ("embedded: pretrained MiniLM-L6, no QA head yet" if default == DEFAULT_MODEL else default, default)
-    return [first] + [(run_label(r), r.path) for r in list_runs(root) if r.status == "finished" and has_model(r.path)]
-
-
-def run_choices(root: Path) -> list[tuple[str, str]]:
-    """(label, value) for the Train tab's run picker: every run, newest first (a stopped one can be resumed)."""
-    return [(run_label(r), r.path) for r in list_runs(root)]
-
-
-def record_choices(root: Path) -> list[tuple[str, str]]:
-    """(label, value) for the run pickers of error analysis (Errors, compare): runs that wrote evaluation records
-    and evaluation-only folders (`train.py evaluate --output_dir`), newest first."""
-    return [(run_label(r), r.path) for r in list_runs(root, evaluations=True) if r.has_records]

@@ -34,6 +34,8 @@ CALIBRATION_FILE = "calibration.json"  # a temperature fitted on the records
 # Held (flock) by the process training the run; the OS drops it when that process ends, killed or not.
 TRAINING_LOCK = ".training.lock"
 TMP_SUFFIX, OLD_SUFFIX = ".tmp", ".old"  # a folder being written; the one it replaces, until the swap is done
+# The quick fine-tune's split of the bundled sample: its training passages and the passages held out from them.
+QUICK_DATA = ("quick-train.json", "quick-heldout.json")
 
 
 class RunRefused(ValueError):
@@ -64,6 +66,11 @@ def model_folder(folder: Path) -> Path:
     model folder, or a run from before the model had its own subfolder)."""
     inner = folder / MODEL_DIR
     return inner if (inner / CONFIG_FILE).is_file() else folder
+
+
+def has_model(folder: str | Path) -> bool:
+    """A loadable model in the folder: a run's model/ subfolder, or the folder itself (a model or an older run)."""
+    return (model_folder(Path(folder)) / CONFIG_FILE).is_file()
 
 
 def run_folder(model: Path) -> Path:

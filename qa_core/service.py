@@ -19,10 +19,10 @@ from qa_core.data_sources import check_file_size
 from qa_core.error_analysis import QuestionRecord, evaluated_threshold
 from qa_core.hosting import Settings, check_model, check_request, check_run, default_name, scrub
 from qa_core.inference import AnswerResult, answer_json
-from qa_core.jobs import (QUICK_DATA, JobManager, JobSnapshot, has_model, model_choices, new_run_dir, quick_config,
-                          record_choices, run_choices)
+from qa_core.jobs import JobManager, JobSnapshot, new_run_dir, quick_config
 from qa_core.modeling import LoadedModel
-from qa_core.run_files import RECORDS_FILE, find_checkpoint
+from qa_core.run_files import QUICK_DATA, RECORDS_FILE, find_checkpoint, has_model
+from qa_core.run_picker import model_choices, record_choices, run_choices
 from qa_core.serving import ModelCache, run_config
 from qa_core.train_policy import (DATA_SUFFIXES, capped, check_contexts, check_data, check_limits,
                                   check_resume_limits, check_start_data, check_start_model, check_training)

@@ -717,7 +717,7 @@ def test_a_run_evaluated_again_into_its_folder_lists_the_figures_of_its_records(
     not run.json: the lists (/list_runs, the pickers) and the Errors summary must give the records' figures and not
     call them 'on its training data'."""
     from qa_core.checkpoints import list_runs
-    from qa_core.jobs import run_label
+    from qa_core.run_picker import run_label
 
     root = tmp_path / "runs"
     run = copy_run(tiny_run, root / tiny_run.name)

@@ -23,11 +23,11 @@ from qa_core.data import load_examples
 from qa_core.error_analysis import read_records
 from qa_core.evaluation import run_evaluation
 from qa_core.inference import answer_examples, native_bf16_cpu, resolve_bf16
-from qa_core.jobs import model_choices
 from qa_core.modeling import load_model
 from qa_core.progress import read_history
 from qa_core.progress import ProgressEvent
 from qa_core.run_files import HISTORY_FILE, STATE_FILE, RunRefused, find_checkpoint
+from qa_core.run_picker import model_choices
 from qa_core.runtime import stop_on_signals
 from qa_core.training import TrainingError, no_room_error, train
 from tests.conftest import write_squad

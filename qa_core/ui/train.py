@@ -11,9 +11,9 @@ import gradio as gr
 from qa_core import plots, views
 from qa_core.checkpoints import read_run_info
 from qa_core.config import HINTS, QAConfig, form_fields, help_of
-from qa_core.jobs import JobBusyError, JobSnapshot, NotYourJobError, has_model
+from qa_core.jobs import JobBusyError, JobSnapshot, NotYourJobError
 from qa_core.progress import read_history
-from qa_core.run_files import HISTORY_FILE, being_trained
+from qa_core.run_files import HISTORY_FILE, being_trained, has_model
 from qa_core.service import QAService
 from qa_core.ui.common import PRIVATE, QUICK_MINUTES, Outputs, by_name, model_picker, session_of
 
