@@ -193,7 +193,7 @@ def build_train_tab(service: QAService) -> dict[str, Any]:
             start = gr.Button("Start training", variant="primary", interactive=enabled, elem_id="train-start")
             quick = gr.Button(f"Quick fine-tune on the sample (about {QUICK_MINUTES} min)",
                               interactive=enabled, elem_id="train-quick")
-            cancel = gr.Button("Cancel", variant="stop", interactive=enabled)
+            cancel = gr.Button("Cancel", variant="stop", interactive=enabled, elem_id="train-cancel")
         shown = {"message": gr.Textbox(label="Message", interactive=False, lines=2, max_lines=4,
                                        elem_id="train-message"),
                  "bar": gr.HTML(views.progress_html(service.jobs.snapshot()), elem_id="train-bar"),
