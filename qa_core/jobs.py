@@ -14,6 +14,7 @@ from pathlib import Path
 
 from qa_core.config import QAConfig
 from qa_core.data_sources import SAMPLE_PATH, LoadingCancelled, loading_limits
+from qa_core.evaluation import UnscorableData
 from qa_core.progress import END_KINDS, STEP_KINDS, ProgressEvent
 from qa_core.run_files import QUICK_DATA, RunRefused
 from qa_core.training import TrainingError, TrainResult, train
@@ -214,10 +215,10 @@ def log_failure(job_id: int, err: Exception) -> None:
 
 
 def said_on_the_web(err: Exception) -> str:
-    """Why a job failed, in the web app's words where the error has them (RunRefused, TrainingError)."""
+    """Why a job failed, in the web app's words where the error has them (RunRefused, TrainingError, ...)."""
     if isinstance(err, RunRefused):
         return f"not resumed: {err.web}"
-    return f"failed: {err.web if isinstance(err, TrainingError) else err}"
+    return f"failed: {err.web if isinstance(err, (TrainingError, UnscorableData)) else err}"
 
 
 def _message(event: ProgressEvent, shown: str) -> str:

@@ -20,6 +20,7 @@ from qa_core.progress import STEP_KINDS, ProgressEvent
 from qa_core.run_files import RECORDS_FILE, RunRefused
 from qa_core.run_picker import model_choices
 from qa_core.training import TrainResult, train
+from tests.conftest import write_squad
 from tests.overfit_data import write_tiny_squad
 
 
@@ -190,6 +191,16 @@ def test_a_job_s_messages_use_the_web_s_words_not_train_py_s_flags(tmp_path, tin
     assert jobs.snapshot().status == "failed" and "diverged" in diverged[-1], diverged[-1]
     assert "lower learning_rate" in diverged[-1] and "bf16 off" in diverged[-1]
     assert not [m for m in diverged if "--" in m], diverged
+
+
+def test_evaluation_data_without_answers_is_refused_in_the_web_s_words(tmp_path, tiny_model_dir):
+    """SQuAD 2.0 data evaluated as v1.1 has nothing to score: the Train form's switch is version_2_with_negative."""
+    data = write_squad(tmp_path / "v2.json", [{"context": "Mara kept bees on the hill.", "qas": [
+        {"id": "a", "question": "Who sold the honey?", "answers": [], "is_impossible": True}]}])
+    jobs = JobManager()
+    said = messages_of(jobs, tiny_job(tiny_model_dir, data, tmp_path / "run", validation_file=str(data)))
+    assert jobs.snapshot().status == "failed" and "nothing to score" in said[-1], said[-1]
+    assert "turn version_2_with_negative on" in said[-1] and not [m for m in said if "--" in m], said
 
 
 def test_run_folder_names(tmp_path):
