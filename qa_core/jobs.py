@@ -152,7 +152,7 @@ class JobManager:
         except Exception as err:  # any failure must reach the page, and the server must keep serving
             log_failure(self._state.job_id, err)
             drop_if_empty(Path(config.output_dir))
-            self._update(status="failed", message=said_on_the_web(err), elapsed_s=time.monotonic() - self._started)
+            self._update(status="failed", message=describe_failure(err), elapsed_s=time.monotonic() - self._started)
             return
         finally:
             if on_end is not None:
@@ -173,7 +173,10 @@ class JobManager:
                      step=event.step, total_steps=event.total_steps, epoch=event.epoch, losses=losses,
                      features_per_s=event.windows_per_s or state.features_per_s,
                      eta_s=eta if eta is not None else state.eta_s,
-                     metrics=event.metrics or state.metrics, message=_message(event, state.message))
+                     metrics=event.metrics or state.metrics,
+                     # an end event's line is train.py's (an error in its words): the job's end, said once training
+                     # has returned, replaces the line shown until then
+                     message=state.message if event.kind in END_KINDS else event.message or _describe(event))
 
     def _wall_eta(self, event: ProgressEvent, evaluated: bool) -> float | None:
         """Seconds left at the wall-clock pace since the first step: evaluations and checkpoints count, which
@@ -214,19 +217,11 @@ def log_failure(job_id: int, err: Exception) -> None:
         logger.exception("training job %d failed: %s", job_id, err)
 
 
-def said_on_the_web(err: Exception) -> str:
+def describe_failure(err: Exception) -> str:
     """Why a job failed, in the web app's words where the error has them (RunRefused, TrainingError, ...)."""
     if isinstance(err, RunRefused):
         return f"not resumed: {err.web}"
     return f"failed: {err.web if isinstance(err, (TrainingError, UnscorableData)) else err}"
-
-
-def _message(event: ProgressEvent, shown: str) -> str:
-    """The line an event shows; an end event's is train.py's (an error in its words): the job's end, said once
-    training has returned, replaces the line shown until then."""
-    if event.kind in END_KINDS:
-        return shown
-    return event.message or _describe(event)
 
 
 def _describe(event: ProgressEvent) -> str:
