@@ -24,6 +24,7 @@ SPAN_FIELDS = ("n_best_size", "max_answer_length", "whole_word_spans", "version_
 EVAL_FIELDS = ("model_name_or_path", "validation_file", "output_dir", "max_seq_length", "doc_stride",
                "max_query_length", "per_device_eval_batch_size", "max_eval_samples", "bf16",
                "overwrite_output_dir") + SPAN_FIELDS
+DATA_OPTIONS = {"train": "train_file", "evaluate": "validation_file"}  # the data each command cannot do without
 PREDICT_FIELDS = ("model_name_or_path", "max_seq_length", "doc_stride", "max_query_length") + SPAN_FIELDS
 
 
@@ -200,6 +201,10 @@ def run_app() -> None:
 
 def check_args(args: argparse.Namespace) -> None:
     """Refuse, before anything heavy loads, what would fail only after minutes of work."""
+    needed = DATA_OPTIONS.get(args.command)
+    if needed and not (getattr(args, needed) or "").strip():
+        raise ValueError(f"{args.command} needs --{needed} (a SQuAD JSON or JSON Lines file, 'sample', or a hub "
+                         f"data set)")
     if args.command == "predict":
         check_predict_args(args)
     if getattr(args, "push_to_hub", False):
