@@ -90,6 +90,7 @@ class JobManager:
         self._first_step: tuple[float, int] | None = None  # (time, step) of the job's first step event
         self._owner = ""  # who started the job (a public server's visitor session); never in a snapshot
         self._step_limit: int | None = None
+        self._limited = False  # whether the step limit, not a Cancel, stopped the job
 
     def start(self, config: QAConfig, on_end: Callable[[], None] | None = None, owner: str = "",
               step_limit: int | None = None) -> JobSnapshot:
@@ -101,7 +102,7 @@ class JobManager:
                 raise JobBusyError(f"a training job is already running ({self._state.output_dir}, step "
                                    f"{self._state.step}/{self._state.total_steps}); wait for it or cancel it first")
             self._cancel.clear()
-            self._owner, self._step_limit = owner, step_limit
+            self._owner, self._step_limit, self._limited = owner, step_limit, False
             self._started, self._first_step = time.monotonic(), None
             self._state = JobSnapshot(self._state.job_id + 1, "starting", config.output_dir,
                                       config.model_name_or_path, message="loading the model and the data",
@@ -157,13 +158,20 @@ class JobManager:
         finally:
             if on_end is not None:
                 on_end()
-        done = "finished" if result.status == "finished" else "cancelled; resumable from its checkpoint"
-        self._update(status=result.status, metrics=result.metrics, message=done,
+        self._update(status=result.status, metrics=result.metrics, message=self._describe_end(result.status),
                      elapsed_s=time.monotonic() - self._started)
+
+    def _describe_end(self, status: str) -> str:
+        if status == "finished":
+            return "finished"
+        if self._limited:  # a run at the limit cannot continue here (train_policy.check_resume_limits)
+            return f"stopped at this server's limit of {self._step_limit:,} steps"
+        return "cancelled; resumable from its checkpoint"
 
     def _record(self, event: ProgressEvent) -> None:
         if self._step_limit is not None and event.step >= self._step_limit and not self._cancel.is_set():
             logger.info("training job stops at step %d, this server's limit", event.step)
+            self._limited = True
             self._cancel.set()
         with self._lock:
             state = self._state

@@ -260,7 +260,7 @@ class QAService:
             if Path(source or "").suffix in DATA_SUFFIXES and not Path(source).is_file():
                 raise ValueError(f"run {folder.name}: its {what} {Path(source).name} is gone (an uploaded file is "
                                  f"deleted when its job ends); start a new run")
-        check_resume_limits(config, self.settings, folder.name)
+        check_resume_limits(config, self.settings, folder.name, info.step)
         return check_limits(config.replace(output_dir=str(folder), resume=True, overwrite_output_dir=False),
                             self.settings)
 

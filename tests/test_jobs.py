@@ -80,6 +80,7 @@ def test_a_job_stops_resumably_at_its_step_limit(tmp_path):
     jobs = JobManager(FakeTrainer())  # its first step event reports step 3
     jobs.start(config(tmp_path), step_limit=3)
     assert jobs.wait(10) and jobs.snapshot().status == "cancelled"
+    assert jobs.snapshot().message == "stopped at this server's limit of 3 steps"  # no Resume can continue it
     jobs.start(config(tmp_path), step_limit=4)
     assert not jobs.wait(0.2)  # below the limit: still running
     assert jobs.cancel().status == "cancelling" and jobs.wait(10)
