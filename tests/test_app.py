@@ -621,6 +621,8 @@ def test_a_public_job_stopped_at_the_step_limit_says_so_and_is_not_resumed_a_ste
     refused = ui.train.resume(Path(stopped.output_dir).name, gr.Request(session_hash="a"))["message"]
     assert refused.startswith("Not resumed") and "this server's limit of 2 steps" in refused, refused
     assert ui.service.jobs.snapshot().job_id == 1
+    picked = ui.train.show_run(Path(stopped.output_dir).name)  # nor does the Run picker offer Resume for it
+    assert not picked["resume"]["interactive"] and "this server's limit of 2 steps" in picked["run_note"]
 
 
 def test_a_run_without_a_checkpoint_cannot_be_resumed(settings, tmp_path):

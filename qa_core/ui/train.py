@@ -114,9 +114,16 @@ class TrainHandlers:
         if stopped and being_trained(Path(folder)):  # by this server's job or another process, such as the CLI
             return {"history": history_plot(folder), "resume": gr.update(interactive=False),
                     "run_note": "This run is being trained right now; Resume applies once it stops."}
+        enabled = self.service.settings.training_enabled
+        if stopped and enabled:
+            try:  # the checks Resume makes: a run this server cannot continue is not offered it
+                self.service.resume_config(run)
+            except ValueError as err:
+                return {"history": history_plot(folder), "resume": gr.update(interactive=False),
+                        "run_note": f"Stopped before it finished; Resume cannot continue it: "
+                                    f"{self.service.explain(err)}"}
         note = "Stopped before it finished: Resume continues it from its last checkpoint." if stopped else ""
-        return {"history": history_plot(folder), "run_note": note,
-                "resume": gr.update(interactive=stopped and self.service.settings.training_enabled)}
+        return {"history": history_plot(folder), "run_note": note, "resume": gr.update(interactive=stopped and enabled)}
 
     def poll(self, seen_version: int, message: str = "") -> Outputs:
         """Timer tick: redraw the job's bar and status while it runs or when it changed, its plot only when its
