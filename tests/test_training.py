@@ -348,6 +348,7 @@ def test_a_diverging_run_fails_clearly_keeps_its_checkpoint_and_is_not_offered(t
                           capture_output=True, text=True)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "training diverged at step" in done.stderr and "--learning_rate" in done.stderr
+    assert "Start a new run (another --output_dir)" in done.stderr  # --resume keeps the run's learning rate
     info = read_run_info(run)
     assert info.status == "failed" and "diverged" in info.error and info.step < 20
     assert not (run / "model").exists()  # no NaN model
