@@ -55,11 +55,21 @@ def evaluate(model: torch.nn.Module, examples: Sequence[Example], features: Sequ
     return EvalResult(metrics, predictions, build_records([e for e in examples if e.answers], predictions))
 
 
+class UnscorableData(ValueError):
+    """Evaluation data with nothing to score. As RunRefused: str() says it in train.py's words (its flags), `web`
+    in the web app's (its Train form's fields)."""
+
+    def __init__(self, cli: str, web: str) -> None:
+        super().__init__(cli)
+        self.web = web
+
+
 def check_scorable(examples: Sequence[Example], config: QAConfig, source: str) -> None:
     """Refuse evaluation data with nothing to score (SQuAD 2.0 questions read as v1.1) before any work on it."""
     if examples and not config.version_2_with_negative and not any(e.answers for e in examples):
-        raise ValueError(f"{source}: none of its {len(examples)} questions has an answer, so a SQuAD v1.1 "
-                         f"evaluation has nothing to score; for SQuAD 2.0 data add --version_2_with_negative")
+        said = (f"{source}: none of its {len(examples)} questions has an answer, so a SQuAD v1.1 evaluation has "
+                f"nothing to score; for SQuAD 2.0 data")
+        raise UnscorableData(f"{said} add --version_2_with_negative", f"{said} turn version_2_with_negative on")
     unanswerable = sum(not e.answers for e in examples)
     if unanswerable and not config.version_2_with_negative:  # else EM/F1 silently describe part of the file
         logger.warning("%s: %d of its %d questions have no answer; a SQuAD v1.1 evaluation leaves them out of the "

@@ -115,9 +115,14 @@ def check_window_cost(config: QAConfig, limit: float) -> None:
                          f"tokens per context token (QA_MAX_WINDOW_COST): lower doc_stride")
 
 
-def check_resume_limits(config: QAConfig, settings: Settings, run: str) -> None:
+def check_resume_limits(config: QAConfig, settings: Settings, run: str, step: int = 0) -> None:
     """A run continues with its own options, so a public server refuses one that read more questions than it
-    allows (a run trained elsewhere, or before the limit) instead of announcing a resume that cannot continue."""
+    allows (a run trained elsewhere, or before the limit) instead of announcing a resume that cannot continue;
+    likewise a run at `step` that has reached the step cap (its job would stop again before a step)."""
+    limit = settings.train_limits.max_steps
+    if settings.public and step >= limit:
+        raise ValueError(f"run {run} has done {step:,} steps, this server's limit of {limit:,} steps "
+                         f"(QA_MAX_TRAIN_STEPS), so it cannot continue here")
     cap = settings.max_train_examples
     for option in ("max_train_samples", "max_eval_samples"):
         value = getattr(config, option)
