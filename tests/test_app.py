@@ -700,7 +700,9 @@ def test_the_cancelling_line_gives_way_to_how_the_job_ended(ui):
     cancelling = ui.train.cancel()["message"]
     assert cancelling == "Cancelling after the current step." and ui.service.jobs.wait(120)
     assert ui.train.poll(-1, cancelling)["message"].startswith("Job 1 cancelled")
-    assert ui.train.poll(-1, started["message"])["message"] == gr.skip()
+    seen = ui.train.poll(-1, started["message"])  # a tick that saw the end before the cancel's line came back
+    assert seen["message"] == gr.skip()
+    assert ui.train.poll(seen["version"], cancelling)["message"].startswith("Job 1 cancelled")  # the next tick
 
 
 @pytest.mark.parametrize("public", [False, True])

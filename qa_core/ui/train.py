@@ -129,7 +129,8 @@ class TrainHandlers:
         losses, evaluations or status changed; `ended` names the last job that ended, so the pickers refresh once
         when a run is done. message: the Message box's line, replaced by the job's end once it is no longer true."""
         s = self.service.jobs.snapshot()
-        if s.version == seen_version and not s.active:
+        # The cancel's line may come back after the tick that saw the end: a later tick replaces it all the same.
+        if s.version == seen_version and not s.active and message != CANCELLING:
             return {"bar": gr.skip(), "status": gr.skip(), "loss": gr.skip(), "version": seen_version,
                     "ended": gr.skip(), "message": gr.skip()}
         ended = s.status in ENDED
