@@ -26,6 +26,7 @@ from qa_core.postprocess import Prediction
 from qa_core.run_files import (BEST_SPANS_FILE, CALIBRATION_FILE, CARD_FILE, EVAL_RECORDS, METRICS_FILE, MODEL_DIR,
                                MODEL_RECORDS, NULL_ODDS_FILE, PREDICTIONS_FILE, RECORDS_FILE, RUN_FILE, RUN_RECORDS,
                                RunInfo, check_output_dir, evaluates_own_run, read_run_info)
+from qa_core.wording import TwoWordings
 
 # With --overwrite_output_dir an evaluation replaces a run's records, but not the model it may be evaluating.
 EVAL_OVERWRITES = tuple(name for name in RUN_RECORDS if name not in MODEL_RECORDS)
@@ -55,13 +56,8 @@ def evaluate(model: torch.nn.Module, examples: Sequence[Example], features: Sequ
     return EvalResult(metrics, predictions, build_records([e for e in examples if e.answers], predictions))
 
 
-class UnscorableData(ValueError):
-    """Evaluation data with nothing to score. As RunRefused: str() says it in train.py's words (its flags), `web`
-    in the web app's (its Train form's fields)."""
-
-    def __init__(self, cli: str, web: str) -> None:
-        super().__init__(cli)
-        self.web = web
+class UnscorableData(TwoWordings, ValueError):
+    """Evaluation data with nothing to score, in train.py's words and the web app's."""
 
 
 def check_scorable(examples: Sequence[Example], config: QAConfig, source: str) -> None:

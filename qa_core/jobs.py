@@ -14,10 +14,10 @@ from pathlib import Path
 
 from qa_core.config import QAConfig
 from qa_core.data_sources import SAMPLE_PATH, LoadingCancelled, loading_limits
-from qa_core.evaluation import UnscorableData
 from qa_core.progress import END_KINDS, STEP_KINDS, ProgressEvent
-from qa_core.run_files import (QUICK_DATA, RunRefused)
+from qa_core.run_files import QUICK_DATA, RunRefused
 from qa_core.training import TrainingError, TrainResult, train
+from qa_core.wording import web_wording
 
 logger = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ def describe_failure(err: Exception) -> str:
     """Why a job failed, in the web app's words where the error has them (RunRefused, TrainingError, ...)."""
     if isinstance(err, RunRefused):
         return f"not resumed: {err.web}"
-    return f"failed: {err.web if isinstance(err, (TrainingError, UnscorableData)) else err}"
+    return f"failed: {web_wording(err)}"
 
 
 def _describe(event: ProgressEvent) -> str:

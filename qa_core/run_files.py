@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qa_core.wording import TwoWordings
+
 logger = logging.getLogger(__name__)
 
 # Local bookkeeping: the run's own record, its progress log and TensorBoard events.
@@ -41,13 +43,8 @@ TMP_SUFFIX, OLD_SUFFIX = ".tmp", ".old"  # a folder being written; the one it re
 QUICK_DATA = ("quick-train.json", "quick-heldout.json")
 
 
-class RunRefused(ValueError):
-    """Training a run folder refused before any step: str() says it in train.py's words (its flags), `web` in the
-    web app's, whose Resume button takes no options. One check, two wordings."""
-
-    def __init__(self, cli: str, web: str) -> None:
-        super().__init__(cli)
-        self.web = web
+class RunRefused(TwoWordings, ValueError):
+    """Training a run folder refused before any step, in train.py's words and the web app's."""
 
 
 def partial_names(name: str) -> tuple[str, str, str]:

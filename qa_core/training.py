@@ -26,17 +26,13 @@ from qa_core.progress import ProgressCallback, ProgressEvent, truncate_history
 from qa_core.run_files import HISTORY_FILE, RunInfo, read_run_info, training_lock
 from qa_core.train_setup import Setup, prepare
 from qa_core.train_step import batch_loader, forward_backward, optimizer_step
+from qa_core.wording import TwoWordings
 
 logger = logging.getLogger(__name__)
 
 
-class TrainingError(RuntimeError):
-    """Training stopped for a reason the user can act on (divergence, a full disk); run.json says which. As
-    RunRefused: str() says it in train.py's words (its flags), `web` in the web app's (its form and Resume)."""
-
-    def __init__(self, cli: str, web: str) -> None:
-        super().__init__(cli)
-        self.web = web
+class TrainingError(TwoWordings, RuntimeError):
+    """Training stopped for a reason the user can act on (divergence, a full disk); run.json says which."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +43,7 @@ class TrainResult:
     metrics: dict[str, float]
     train_seconds: float  # this session's training time (run.json and the model card: every session's)
     features_trained: int  # training features (windows) processed in this session, all processes together
+    total_train_seconds: float = 0.0  # every session's training time, as run.json counts it
 
 
 def train(config: QAConfig, callback: ProgressCallback | None = None, should_stop: Callable[[], bool] | None = None,
@@ -120,7 +117,7 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
         raise _failed(setup, saved, err, emit) from err
     emit("done" if status == "finished" else "cancelled", state, metrics=state.metrics,
          message=status)  # how to continue is each front end's to say: a flag, or a button
-    return TrainResult(str(output_dir), status, state.step, state.metrics, seconds, windows)
+    return TrainResult(str(output_dir), status, state.step, state.metrics, seconds, windows, state.train_seconds)
 
 
 def _before_first_step(setup: Setup, state: TrainState, emit: Callable[..., None],
