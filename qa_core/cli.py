@@ -131,8 +131,11 @@ def run_train(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
     with stop_on_signals() as stop, logging_redirect_tqdm():
         result = train(config, callback=ProgressBar(), should_stop=stop)
     stopped_by = {"stopped_by": signal.Signals(stop.signum).name} if stop.signum is not None else {}
+    # run.json's figure, every session's; a resumed run also says what this session added
+    resumed = result.total_train_seconds > result.train_seconds + 0.05
+    session = {"session_seconds": round(result.train_seconds, 1)} if resumed else {}
     return {"output_dir": result.output_dir, "status": result.status, "step": result.step,
-            "train_seconds": round(result.train_seconds, 1), **stopped_by, **result.metrics}
+            "train_seconds": round(result.total_train_seconds, 1), **session, **stopped_by, **result.metrics}
 
 
 def push_trained_run(args: argparse.Namespace, output: dict[str, Any]) -> str:

@@ -141,7 +141,7 @@ def test_a_resumed_run_counts_the_training_time_of_every_session(tiny_model_dir:
     second = train(config.replace(resume=True))
     assert second.status == "finished" and second.train_seconds > 0
     total = read_run_info(tmp_path / "run").train_seconds
-    assert total == pytest.approx(first.train_seconds + second.train_seconds)
+    assert total == pytest.approx(first.train_seconds + second.train_seconds) == second.total_train_seconds
     assert f"- training time: {total:.0f} s" in (tmp_path / "run" / "model" / "README.md").read_text()
 
 
@@ -239,6 +239,7 @@ def test_killed_cli_run_resumes_and_matches_an_uninterrupted_run(tiny_model_dir:
     resumed_out, straight_out = json.loads(resumed.stdout), json.loads(straight.stdout)
     assert resumed_out["status"] == "finished" and resumed_out["step"] == straight_out["step"] == 40
     assert resumed_out["f1"] == pytest.approx(straight_out["f1"])
+    assert resumed_out["train_seconds"] == pytest.approx(read_run_info(tmp_path / "killed").train_seconds, abs=0.05)
     assert (tmp_path / "killed" / "eval_predictions.json").read_text() == \
         (tmp_path / "straight" / "eval_predictions.json").read_text()
     assert_same_weights(tmp_path / "killed", tmp_path / "straight")
