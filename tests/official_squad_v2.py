@@ -1,4 +1,4 @@
-# Vendored for tests/test_v2.py, unchanged below this comment block.
+# Vendored for the SQuAD 2.0 tests (tests/v2_data.py runs it), unchanged below this comment block.
 # Origin: huggingface/datasets, metrics/squad_v2/evaluate.py (commit 02bb18c7f9899b206983480b14bc1accf69714a5),
 # itself a copy of the official SQuAD 2.0 evaluation script evaluate-v2.0.py by Rajpurkar, Jia and Liang
 # (https://rajpurkar.github.io/SQuAD-explorer/), the same file as huggingface/evaluate's

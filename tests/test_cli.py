@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from qa_core import cli
+from tests.tiny_runs import fake_run
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "transformers", "numpy", "tqdm", "huggingface_hub")
@@ -152,20 +153,6 @@ def refused(*args: str) -> str:
     return errors[0]
 
 
-def fake_run(folder: Path, status: str = "cancelled", checkpoint: bool = True, **config) -> Path:
-    """A run folder as the checks before training read it: run.json, a checkpoint's state file, a final model."""
-    from qa_core.config import QAConfig
-
-    (folder / "model").mkdir(parents=True)
-    (folder / "model" / "config.json").write_text("{}")
-    stored = {**QAConfig(output_dir=str(folder)).to_dict(), "bf16": False, **config}
-    (folder / "run.json").write_text(json.dumps({"status": status, "config": stored}))
-    if checkpoint:
-        (folder / "checkpoint").mkdir()
-        (folder / "checkpoint" / "trainer_state.pt").write_bytes(b"")
-    return folder
-
-
 def test_training_into_the_model_it_trains_from_is_refused(tmp_path: Path):
     model = tmp_path / "model"
     model.mkdir()
@@ -222,54 +209,6 @@ def test_resume_refuses_options_that_change_the_training(tmp_path: Path):
     assert "--learning_rate 0.5 (run: 0.0001)" in line and "--seed" not in line
 
 
-def test_resume_refusals_have_the_web_apps_words_too(tmp_path: Path):
-    """The same checks, for the web app's Resume (no options to pass): its settings by name, and a new run advised."""
-    from qa_core import preflight
-    from qa_core.config import QAConfig
-    from qa_core.run_files import RunRefused
-
-    run = fake_run(tmp_path / "run", train_file="sample", learning_rate=1e-4)
-    with pytest.raises(RunRefused, match=r"--learning_rate 0.5 \(run: 0.0001\)") as refused:
-        preflight.check_resume(QAConfig(train_file="sample", output_dir=str(run), resume=True, learning_rate=0.5))
-    assert refused.value.web == ("run run: these settings differ from its run.json: learning_rate 0.5 (run: 0.0001); "
-                                 "start a new run")
-    empty = fake_run(tmp_path / "empty", checkpoint=False)
-    with pytest.raises(RunRefused, match="without --resume") as refused:
-        preflight.check_resume(QAConfig(train_file="sample", output_dir=str(empty), resume=True))
-    assert "--" not in refused.value.web and refused.value.web.endswith("nothing to resume; start a new run")
-
-
-def test_resume_accepts_what_may_change(tmp_path: Path):
-    from qa_core import preflight
-
-    run = fake_run(tmp_path / "run", train_file="sample", learning_rate=1e-4)
-    args = cli.build_parser().parse_args([
-        "train", "--train_file", "sample", "--output_dir", str(run), "--resume", "--learning_rate", "1e-4",
-        "--max_steps", "50", "--num_train_epochs", "9", "--logging_steps", "1", "--save_steps", "3",
-        "--dataloader_num_workers", "2", "--report_to", "tensorboard", "--per_device_eval_batch_size", "4"])
-    preflight.check_paths(args, cli.config_from_args(args))  # no error
-
-
-def test_resume_accepts_the_same_data_files_named_another_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from qa_core import preflight
-
-    for name in ("train.json", "dev.json", "other.json"):
-        (tmp_path / name).write_text("{}")
-    (tmp_path / "link.json").symlink_to(tmp_path / "dev.json")
-    run = fake_run(tmp_path / "run", train_file="train.json", validation_file="dev.json")
-    monkeypatch.chdir(tmp_path)
-
-    def check(train_file: str, validation_file: str) -> None:
-        args = cli.build_parser().parse_args(["train", "--train_file", train_file, "--validation_file",
-                                              validation_file, "--output_dir", str(run), "--resume"])
-        preflight.check_paths(args, cli.config_from_args(args))
-
-    for spelling in ("dev.json", "./dev.json", str(tmp_path / "dev.json"), "link.json"):
-        check(str(tmp_path / "train.json"), spelling)  # no error
-    with pytest.raises(ValueError, match=r"--validation_file other.json \(run: dev.json\)"):
-        check("./train.json", "other.json")
-
-
 def test_predict_with_a_threshold_keeps_the_run_s_squad_v2_setting(tiny_model_dir: Path, tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture):
     import shutil
@@ -316,7 +255,7 @@ def test_evaluating_a_squad_v2_run_keeps_it_squad_v2(tiny_model_dir: Path, tmp_p
     evaluating it into its own folder never turns it into a v1.1 run that no longer abstains."""
     import shutil
 
-    from tests.test_v2 import write_v2
+    from tests.v2_data import write_v2
 
     run, data = tmp_path / "v2-run", write_v2(tmp_path / "v2.json")
     shutil.copytree(tiny_model_dir, run / "model")

@@ -23,7 +23,7 @@ from qa_core.progress import read_history
 from qa_core.run_files import RECORDS_FILE, STATE_FILE, TRAINING_LOCK, find_checkpoint, read_run_info
 from qa_core.training import TrainingError, train
 from tests.overfit_data import write_tiny_squad
-from tests.test_training import assert_same_weights, tiny_config
+from tests.tiny_runs import assert_same_weights, tiny_config
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the children are forked
 KILLED = 77

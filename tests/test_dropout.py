@@ -6,10 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from qa_core.config import QAConfig
-from qa_core.distributed import DistContext
 from qa_core.dropout import MaskedDropout, keep_mask, use_masked_dropout
-from qa_core.train_step import wrap_model
 from tests.conftest import tiny_bert
 
 
@@ -74,9 +71,3 @@ def test_every_nn_dropout_of_a_model_is_swapped_keeping_p_and_weights(tokenizer)
     assert list(model.state_dict()) == keys
     assert torch.equal(model(input_ids=ids).start_logits, before)  # eval mode: no dropout at all
     assert use_masked_dropout(model) == 0  # already swapped
-
-
-def test_training_on_a_cpu_uses_masked_dropout(tokenizer) -> None:
-    model = wrap_model(tiny_bert(len(tokenizer)), QAConfig(), DistContext(), torch.device("cpu"))
-    assert any(isinstance(m, MaskedDropout) for m in model.modules())
-    assert not any(type(m) is nn.Dropout for m in model.modules())

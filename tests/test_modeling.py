@@ -1,20 +1,15 @@
-"""Model loading: where models are looked for, the QA-head check, the attention-dropout override, precision."""
+"""Model loading: where models are looked for, the QA-head check, the attention-dropout override."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from qa_core import cli
-from qa_core.attention import CPU_BF16_ATTENTION
 from qa_core.config import QAConfig
-from qa_core.data import Example
-from qa_core.features import featurize
-from qa_core.inference import run_model, set_up_precision
 from qa_core.modeling import ModelNotFoundError, load_model
 
 
@@ -62,21 +57,3 @@ def test_folder_without_config_is_not_a_model(tmp_path: Path) -> None:
 
 def test_fine_tuned_folder_has_a_qa_head(tiny_model_dir: Path) -> None:
     assert load_model(str(tiny_model_dir)).has_qa_head
-
-
-def test_a_model_only_evaluated_on_a_cpu_runs_in_bf16_weights(tiny_model_dir: Path, tokenizer) -> None:
-    features = featurize([Example("e", "Who wrote it?", "Ada wrote the first program in 1843.", ())], tokenizer,
-                         QAConfig(), training=False).features
-    trained, evaluated = load_model(str(tiny_model_dir)), load_model(str(tiny_model_dir))
-    fp32_start, _ = run_model(trained.model, features, 8)
-    assert set_up_precision(trained.model, True, torch.device("cpu")) is True  # training: fp32 masters
-    assert next(trained.model.parameters()).dtype == torch.float32
-    assert trained.model.config._attn_implementation == CPU_BF16_ATTENTION
-    assert set_up_precision(evaluated.model, True, torch.device("cpu"), training=False) is True
-    assert next(evaluated.model.parameters()).dtype == torch.bfloat16
-    assert evaluated.model.qa_outputs.weight.dtype == torch.float32  # span scores from fp32 logits
-    bf16_start, _ = run_model(evaluated.model, features, 8, bf16=True)  # no autocast needed over bf16 weights
-    assert bf16_start.dtype == np.float32 and np.allclose(bf16_start, fp32_start, atol=0.1)
-    fp32_again = load_model(str(tiny_model_dir))
-    assert set_up_precision(fp32_again.model, False, torch.device("cpu"), training=False) is False
-    assert next(fp32_again.model.parameters()).dtype == torch.float32

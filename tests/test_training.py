@@ -9,38 +9,26 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from qa_core.config import QAConfig
 from qa_core.data import load_examples
 from qa_core.error_analysis import read_records
 from qa_core.evaluation import run_evaluation
-from qa_core.inference import answer_examples, native_bf16_cpu, resolve_bf16
+from qa_core.inference import answer_examples, resolve_bf16
 from qa_core.modeling import load_model
 from qa_core.progress import read_history
 from qa_core.progress import ProgressEvent
 from qa_core.run_files import HISTORY_FILE, STATE_FILE, RunRefused, find_checkpoint, read_run_info
-from qa_core.run_picker import model_choices
 from qa_core.runtime import stop_on_signals
-from qa_core.training import TrainingError, no_room_error, train
+from qa_core.training import no_room_error, train
 from tests.conftest import write_squad
 from tests.overfit_data import write_tiny_squad
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def tiny_config(model_dir: Path, data: Path, output_dir: Path, **overrides) -> QAConfig:
-    settings = dict(model_name_or_path=str(model_dir), train_file=str(data), validation_file=str(data),
-                    output_dir=str(output_dir), max_seq_length=64, doc_stride=16, max_query_length=16,
-                    learning_rate=1e-2, warmup_ratio=0.0, per_device_train_batch_size=2, num_train_epochs=15,
-                    logging_steps=5, save_steps=100, seed=7)
-    return QAConfig(**{**settings, **overrides})
+from tests.tiny_runs import assert_same_weights, cli, tiny_config
 
 
 def test_overfits_a_handful_of_examples(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -161,17 +149,6 @@ def test_a_resume_asking_for_fewer_steps_than_done_is_refused(tiny_model_dir: Pa
     assert [h["step"] for h in read_run_info(tmp_path / "run").history] == [2]
 
 
-def test_a_resume_on_other_training_data_is_refused_naming_the_file(tiny_model_dir: Path, tmp_path: Path) -> None:
-    data = write_tiny_squad(tmp_path / "d.json")
-    config = tiny_config(tiny_model_dir, data, tmp_path / "run", max_steps=1, validation_file=None)
-    train(config)
-    other = write_squad(tmp_path / "other.json", [{"context": "Mara kept bees.", "qas": [
-        {"id": "o1", "question": "Who kept bees?", "answers": [{"text": "Mara", "answer_start": 0}]}]}])
-    with pytest.raises(ValueError, match=rf"--train_file {other}: its questions differ from those the run in "
-                                         rf".*run trained on"):
-        train(config.replace(resume=True, max_steps=2, train_file=str(other)))
-
-
 def test_a_second_ctrl_c_stops_at_once_and_leaves_a_cancelled_run(tiny_model_dir: Path, tmp_path: Path) -> None:
     """The second signal interrupts the step; run.json says 'cancelled' (not 'failed: KeyboardInterrupt()') and the
     last checkpoint continues it."""
@@ -201,21 +178,6 @@ def test_refuses_to_overwrite_a_run(tiny_model_dir: Path, tmp_path: Path) -> Non
         train(config)
     with pytest.raises(ValueError, match="nothing to resume"):
         train(config.replace(output_dir=str(tmp_path / "empty"), resume=True))
-
-
-def weights(run: Path) -> dict[str, torch.Tensor]:
-    return load_file(run / "model" / "model.safetensors")
-
-
-def assert_same_weights(run: Path, reference: Path) -> None:
-    mine, theirs = weights(run), weights(reference)
-    assert mine.keys() == theirs.keys()
-    different = [name for name in mine if not torch.equal(mine[name], theirs[name])]
-    assert not different, f"weights differ from the uninterrupted run: {different[:5]}"
-
-
-def cli(*args: str) -> list[str]:
-    return [sys.executable, str(ROOT / "train.py"), *args]
 
 
 def test_killed_cli_run_resumes_and_matches_an_uninterrupted_run(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -337,44 +299,10 @@ def test_cli_reports_bad_data_clearly(tmp_path: Path) -> None:
     assert done.returncode == 2 and "bad.json" in done.stderr and "not valid JSON" in done.stderr
 
 
-def test_a_diverging_run_fails_clearly_keeps_its_checkpoint_and_is_not_offered(tiny_model_dir: Path,
-                                                                              tmp_path: Path) -> None:
-    data = write_tiny_squad(tmp_path / "d.json")
-    run = tmp_path / "runs" / "nan"
-    done = subprocess.run(cli("train", "--model_name_or_path", str(tiny_model_dir), "--train_file", str(data),
-                              "--validation_file", str(data), "--output_dir", str(run), "--learning_rate", "1e6",
-                              "--max_steps", "20", "--max_seq_length", "64", "--doc_stride", "16",
-                              "--max_query_length", "16", "--per_device_train_batch_size", "2", "--save_steps", "2"),
-                          capture_output=True, text=True)
-    assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert "training diverged at step" in done.stderr and "--learning_rate" in done.stderr
-    assert "Start a new run (another --output_dir)" in done.stderr  # --resume keeps the run's learning rate
-    info = read_run_info(run)
-    assert info.status == "failed" and "diverged" in info.error and info.step < 20
-    assert not (run / "model").exists()  # no NaN model
-    state = json.loads(json.dumps(info.history))  # the last good checkpoint is kept, and finite
-    checkpoint = find_checkpoint(run)
-    assert checkpoint is not None and state == read_run_info(run).history
-    assert all(torch.isfinite(t).all() for t in load_file(checkpoint / "model.safetensors").values())
-    assert all(path != str(run) for _, path in model_choices(tmp_path / "runs"))
-
-
 def test_a_full_disk_says_how_to_continue_in_train_py_s_words_and_the_web_app_s(tmp_path: Path) -> None:
     err = no_room_error(tmp_path / "run", "No space left on device")
     assert "no room to write" in str(err) and str(err).endswith("continue with --resume")
     assert "no room to write" in err.web and "press Resume" in err.web and "--" not in err.web
-
-
-def test_weights_ruined_by_the_last_step_are_not_saved_as_a_finished_run(tiny_model_dir: Path,
-                                                                         tmp_path: Path) -> None:
-    """The gradient norm is checked before each update; an update that overflows the weights shows only in them."""
-    data = write_tiny_squad(tmp_path / "d.json")
-    config = tiny_config(tiny_model_dir, data, tmp_path / "run", max_steps=1, learning_rate=1e38, bf16=False)
-    with pytest.raises(TrainingError, match="weights are no longer finite after step 1"):
-        train(config)
-    info = read_run_info(tmp_path / "run")
-    assert info.status == "failed" and "--learning_rate" in info.error
-    assert not (tmp_path / "run" / "model").exists() and find_checkpoint(tmp_path / "run") is None
 
 
 def test_validation_data_without_answers_is_refused_before_training(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -443,46 +371,6 @@ def test_overwriting_a_run_clears_its_old_records_first(tiny_model_dir: Path, tm
     assert read_run_info(tmp_path / "run").history == []
 
 
-def test_a_run_s_calibration_counts_among_its_records() -> None:
-    from qa_core.calibration import CALIBRATION_FILE
-    from qa_core.run_files import RUN_RECORDS
-
-    assert CALIBRATION_FILE in RUN_RECORDS  # else a new model would inherit the old one's temperature
-
-
-def test_evaluating_into_a_run_folder_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
-    data = write_tiny_squad(tmp_path / "d.json")
-    run = tmp_path / "run"
-    train(tiny_config(tiny_model_dir, data, run, max_steps=1))
-    metrics = (run / "eval_metrics.json").read_text()
-    config = QAConfig(model_name_or_path=str(tiny_model_dir), validation_file=str(data), output_dir=str(run),
-                      max_seq_length=64, doc_stride=16, max_query_length=16)
-    with pytest.raises(ValueError, match=f"{run} already holds .*run.json.*--overwrite_output_dir"):
-        run_evaluation(config)
-    assert (run / "eval_metrics.json").read_text() == metrics
-    run_evaluation(config.replace(overwrite_output_dir=True))  # replaces the run's records, keeps its model
-    assert not (run / "run.json").exists() and (run / "model" / "model.safetensors").exists()
-    assert (run / "eval_metrics.json").exists()
-
-
-def test_step_history_and_tensorboard_are_written_as_training_runs(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    config = tiny_config(tiny_model_dir, write_tiny_squad(tmp_path / "d.json"), tmp_path / "run",
-                         num_train_epochs=2, logging_steps=1, report_to="tensorboard")
-    train(config)
-    events = read_history(tmp_path / "run" / HISTORY_FILE)
-    steps = [e for e in events if e.kind == "step"]
-    assert [e.step for e in steps] == list(range(1, 7))
-    assert all(e.loss > 0 and e.learning_rate >= 0 and e.grad_norm > 0 and e.windows_per_s > 0 for e in steps)
-    assert steps[0].learning_rate > steps[-1].learning_rate == 0.0  # linear decay to 0
-    assert [(e.epoch, e.metrics["f1"] >= 0) for e in events if e.kind == "eval"] == [(1.0, True), (2.0, True)]
-    board = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
-    board.Reload()
-    assert {"train/loss", "train/learning_rate", "train/grad_norm", "eval/f1"} <= set(board.Tags()["scalars"])
-    assert [s.step for s in board.Scalars("train/loss")] == list(range(1, 7))
-
-
 @pytest.mark.parametrize("scheduler, decays", [("constant_with_warmup", False), ("cosine", True)])
 def test_lr_scheduler_type_shapes_the_learning_rate(tiny_model_dir: Path, tmp_path: Path, scheduler: str,
                                                      decays: bool) -> None:
@@ -540,65 +428,3 @@ def test_a_finished_run_s_model_folder_is_hub_ready(tiny_model_dir: Path, tmp_pa
     write_run_info(run, info)
     run_evaluation(evaluation.replace(model_name_or_path=str(run)))
     assert f"| {other} |" in (model / "README.md").read_text()  # evaluated again: the card states the new scores
-
-
-def test_a_run_from_before_the_model_folder_still_loads(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from qa_core.checkpoints import write_run_info
-    from qa_core.run_files import RunInfo
-    from qa_core.modeling import load_model
-    from qa_core.serving import run_config
-
-    run = tmp_path / "old-run"
-    shutil.copytree(tiny_model_dir, run)
-    write_run_info(run, RunInfo("finished", {**QAConfig().to_dict(), "doc_stride": 64}))
-    loaded = load_model(str(run))
-    assert loaded.source == str(run) and run_config(loaded.source).doc_stride == 64
-
-
-def test_bf16_defaults_to_what_the_device_does_natively() -> None:
-    assert resolve_bf16(None, torch.device("cuda")) is True
-    assert resolve_bf16(None, torch.device("cpu")) is native_bf16_cpu()
-    assert resolve_bf16(False, torch.device("cuda")) is False and resolve_bf16(True, torch.device("cpu")) is True
-
-
-def test_resume_refuses_validation_data_edited_since_the_run_began(tiny_model_dir: Path, tmp_path: Path) -> None:
-    """The same --validation_file name with other questions would mix two dev sets in one learning curve."""
-    data, dev = write_tiny_squad(tmp_path / "d.json"), write_tiny_squad(tmp_path / "dev.json")
-    config = tiny_config(tiny_model_dir, data, tmp_path / "run", validation_file=str(dev), max_steps=6, save_steps=2)
-    assert train(config, should_stop=lambda: True).status == "cancelled"
-    squad = json.loads(dev.read_text())
-    squad["data"][0]["paragraphs"][0]["qas"].pop()
-    dev.write_text(json.dumps(squad))
-    with pytest.raises(ValueError, match=r"--validation_file .*dev\.json.*differ"):
-        train(config.replace(resume=True))
-
-
-def test_a_run_being_trained_refuses_a_second_trainer(tiny_model_dir: Path, tmp_path: Path) -> None:
-    """Two processes writing checkpoints into one folder would lose one's work: the second (another CLI, the app's
-    Resume) is refused while the first holds the run; a killed trainer's lock goes with it (the OS drops it)."""
-    from qa_core.run_files import being_trained, training_lock
-
-    data, run = write_tiny_squad(tmp_path / "d.json"), tmp_path / "run"
-    config = tiny_config(tiny_model_dir, data, run, max_steps=4, save_steps=2, validation_file=None)
-    assert train(config, should_stop=lambda: True).status == "cancelled"
-    assert not being_trained(run)
-    with training_lock(run):  # as another process training it would hold it
-        assert being_trained(run)
-        with pytest.raises(ValueError, match="being trained by another process"):
-            train(config.replace(resume=True))
-    assert train(config.replace(resume=True)).status == "finished"
-
-
-def test_a_folder_that_cannot_be_locked_still_trains(tiny_model_dir: Path, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """Some network file systems refuse flock (ENOLCK): training goes on unlocked rather than failing."""
-    import errno
-    import fcntl
-
-    def refuse(handle, operation):
-        raise OSError(errno.ENOLCK, "No locks available")
-
-    monkeypatch.setattr(fcntl, "flock", refuse)
-    config = tiny_config(tiny_model_dir, write_tiny_squad(tmp_path / "d.json"), tmp_path / "run", max_steps=1,
-                         validation_file=None)
-    assert train(config).status == "finished"

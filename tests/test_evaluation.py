@@ -1,0 +1,130 @@
+"""Evaluating a model: the official SQuAD 2.0 files and best threshold, data it cannot score, and what an evaluation
+may write over in a run folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from qa_core.config import QAConfig
+from qa_core.data import Answer, Example
+from qa_core.evaluation import (BEST_SPANS_FILE, METRICS_FILE, NULL_ODDS_FILE, PREDICTIONS_FILE, run_evaluation,
+                                squad_v2_metrics)
+from qa_core.inference import config_for_model
+from qa_core.metrics import compute_metrics_v2
+from qa_core.training import train
+from tests.overfit_data import write_tiny_squad
+from tests.tiny_runs import tiny_config
+from tests.v2_data import GOLDS, NULL_ODDS, QUESTIONS, examples, official, predictions_from_odds, write_v2
+
+WINDOWS = dict(max_seq_length=64, doc_stride=16, max_query_length=16)
+
+
+def test_best_threshold_is_searched_over_the_best_spans() -> None:
+    predictions = predictions_from_odds()
+    metrics = squad_v2_metrics(examples(), predictions, 0.0)
+    best = {k: p.alternatives[0].text for k, p in predictions.items()}
+    searched = compute_metrics_v2(best, GOLDS, NULL_ODDS)
+    at_zero = compute_metrics_v2({k: p.text for k, p in predictions.items()}, GOLDS, NULL_ODDS, 0.0)
+    assert metrics.squad_v2.best_f1 == searched.best_f1 and metrics.squad_v2.exact == at_zero.exact
+    assert metrics.to_dict()["exact_match"] == at_zero.exact
+
+
+def test_evaluate_writes_official_v2_files_and_answering_uses_the_best_threshold(tiny_model_dir: Path,
+                                                                                 tmp_path: Path) -> None:
+    data = write_v2(tmp_path / "dev.json")
+    out = tmp_path / "eval"
+    config = QAConfig(model_name_or_path=str(tiny_model_dir), validation_file=str(data), output_dir=str(out),
+                      version_2_with_negative=True, null_score_diff_threshold=0.25)
+    result = run_evaluation(config, device="cpu")
+    metrics = json.loads((out / METRICS_FILE).read_text())
+    assert metrics["total"] == len(QUESTIONS) and metrics["NoAns_total"] == 3 and "best_f1_thresh" in metrics
+    predictions = json.loads((out / PREDICTIONS_FILE).read_text())
+    odds = json.loads((out / NULL_ODDS_FILE).read_text())
+    assert set(predictions) == set(odds) == set(GOLDS)
+    assert all((predictions[k] == "") == (odds[k] > 0.25) for k in GOLDS)
+    at_threshold = official(data, predictions, odds, 0.25, tmp_path)
+    searched = official(data, json.loads((out / BEST_SPANS_FILE).read_text()), odds, 0.25, tmp_path)
+    assert {k: metrics[k] for k in at_threshold if not k.startswith("best")} == {
+        k: v for k, v in at_threshold.items() if not k.startswith("best")}
+    assert {k: metrics[k] for k in searched if k.startswith("best")} == {
+        k: v for k, v in searched.items() if k.startswith("best")}
+    assert len(result.records) == len(QUESTIONS) and all(r.null_odds is not None for r in result.records)
+
+    # the evaluated model folder answers with the threshold its evaluation found
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        if (tiny_model_dir / name).exists():
+            (out / name).write_bytes((tiny_model_dir / name).read_bytes())
+    answering = config_for_model(str(out))
+    assert answering.version_2_with_negative and answering.null_score_diff_threshold == metrics["best_f1_thresh"]
+    assert config_for_model(str(tiny_model_dir)) == QAConfig()
+
+
+def test_unanswerable_questions_left_out_of_a_v1_evaluation_are_warned_about(caplog) -> None:
+    """Evaluating SQuAD 2.0 data without --version_2_with_negative scores only its answerable questions: say so."""
+    from qa_core.evaluation import check_scorable
+
+    examples = [Example("a", "Who?", "Mara ran.", (Answer("Mara", 0),)), Example("b", "Why?", "Mara ran.", ())]
+    with caplog.at_level("WARNING"):
+        check_scorable(examples, QAConfig(), "dev-v2.json")
+    assert "dev-v2.json: 1 of its 2 questions have no answer; a SQuAD v1.1 evaluation leaves them out of the " \
+           "scores (--version_2_with_negative scores them)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        check_scorable(examples, QAConfig(version_2_with_negative=True), "dev-v2.json")
+        check_scorable(examples[:1], QAConfig(), "dev-v1.json")
+    assert not caplog.text
+
+
+def test_evaluating_into_a_run_folder_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = write_tiny_squad(tmp_path / "d.json")
+    run = tmp_path / "run"
+    train(tiny_config(tiny_model_dir, data, run, max_steps=1))
+    metrics = (run / "eval_metrics.json").read_text()
+    config = QAConfig(model_name_or_path=str(tiny_model_dir), validation_file=str(data), output_dir=str(run),
+                      max_seq_length=64, doc_stride=16, max_query_length=16)
+    with pytest.raises(ValueError, match=f"{run} already holds .*run.json.*--overwrite_output_dir"):
+        run_evaluation(config)
+    assert (run / "eval_metrics.json").read_text() == metrics
+    run_evaluation(config.replace(overwrite_output_dir=True))  # replaces the run's records, keeps its model
+    assert not (run / "run.json").exists() and (run / "model" / "model.safetensors").exists()
+    assert (run / "eval_metrics.json").exists()
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished two-step run of the tiny BERT, evaluated on its own data."""
+    folder = tmp_path_factory.mktemp("trained")
+    data = write_tiny_squad(folder / "d.json")
+    train(QAConfig(model_name_or_path=str(tiny_model_dir), train_file=str(data), validation_file=str(data),
+                   output_dir=str(folder / "run"), max_steps=2, per_device_train_batch_size=2, **WINDOWS))
+    return folder / "run"
+
+
+def _snapshot(run: Path) -> dict[str, bytes]:
+    """The run's own records and model, which evaluating it again must leave as they are."""
+    kept = [run / "run.json", run / "history.jsonl", *(run / "checkpoint").iterdir(),
+            run / "model" / "model.safetensors", run / "model" / "config.json"]
+    return {str(path): path.read_bytes() for path in kept}
+
+
+@pytest.mark.parametrize("model, overwrite", [("run", False), ("run/model", False), ("run", True)])
+def test_evaluating_a_run_into_its_own_folder_refreshes_only_its_evaluation(
+        trained_run: Path, tmp_path: Path, model: str, overwrite: bool) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    before = _snapshot(run)
+    (run / "eval_metrics.json").write_text('{"exact_match": -1, "f1": -1}')  # stale scores, to be refreshed
+    one_question = tmp_path / "one.json"
+    data = json.loads((trained_run.parent / "d.json").read_text())
+    data["data"][0]["paragraphs"] = data["data"][0]["paragraphs"][:1]
+    one_question.write_text(json.dumps(data))
+    run_evaluation(QAConfig(model_name_or_path=str(tmp_path / model), validation_file=str(one_question),
+                            output_dir=str(run), overwrite_output_dir=overwrite, **WINDOWS))
+    assert _snapshot(run) == before
+    metrics = json.loads((run / "eval_metrics.json").read_text())
+    assert metrics["exact_match"] >= 0 and len((run / "eval_records.jsonl").read_text().splitlines()) == 2
+    assert "one.json" in (run / "model" / "README.md").read_text()  # the card states the new scores

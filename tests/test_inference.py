@@ -1,0 +1,48 @@
+"""Running a model and answering: bf16 where the device does it natively, abstaining under a SQuAD 2.0 config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from qa_core.attention import CPU_BF16_ATTENTION
+from qa_core.config import QAConfig
+from qa_core.data import Example
+from qa_core.features import featurize
+from qa_core.inference import answer_question, native_bf16_cpu, resolve_bf16, run_model, set_up_precision
+from qa_core.modeling import load_model
+from tests.v2_data import CONTEXT
+
+
+def test_bf16_defaults_to_what_the_device_does_natively() -> None:
+    assert resolve_bf16(None, torch.device("cuda")) is True
+    assert resolve_bf16(None, torch.device("cpu")) is native_bf16_cpu()
+    assert resolve_bf16(False, torch.device("cuda")) is False and resolve_bf16(True, torch.device("cpu")) is True
+
+
+def test_answer_question_abstains_with_a_v2_config(tiny_loaded) -> None:
+    always = QAConfig(version_2_with_negative=True, null_score_diff_threshold=-1e9)
+    result = answer_question(tiny_loaded, "Who rows the ferry?", CONTEXT, always)
+    assert result.prediction.text == "" and result.prediction.alternatives  # best spans still listed
+    never = answer_question(tiny_loaded, "Who rows the ferry?", CONTEXT, always.replace(null_score_diff_threshold=1e9))
+    assert never.prediction.text == never.prediction.alternatives[0].text
+
+
+def test_a_model_only_evaluated_on_a_cpu_runs_in_bf16_weights(tiny_model_dir: Path, tokenizer) -> None:
+    features = featurize([Example("e", "Who wrote it?", "Ada wrote the first program in 1843.", ())], tokenizer,
+                         QAConfig(), training=False).features
+    trained, evaluated = load_model(str(tiny_model_dir)), load_model(str(tiny_model_dir))
+    fp32_start, _ = run_model(trained.model, features, 8)
+    assert set_up_precision(trained.model, True, torch.device("cpu")) is True  # training: fp32 masters
+    assert next(trained.model.parameters()).dtype == torch.float32
+    assert trained.model.config._attn_implementation == CPU_BF16_ATTENTION
+    assert set_up_precision(evaluated.model, True, torch.device("cpu"), training=False) is True
+    assert next(evaluated.model.parameters()).dtype == torch.bfloat16
+    assert evaluated.model.qa_outputs.weight.dtype == torch.float32  # span scores from fp32 logits
+    bf16_start, _ = run_model(evaluated.model, features, 8, bf16=True)  # no autocast needed over bf16 weights
+    assert bf16_start.dtype == np.float32 and np.allclose(bf16_start, fp32_start, atol=0.1)
+    fp32_again = load_model(str(tiny_model_dir))
+    assert set_up_precision(fp32_again.model, False, torch.device("cpu"), training=False) is False
+    assert next(fp32_again.model.parameters()).dtype == torch.float32

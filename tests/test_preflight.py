@@ -1,0 +1,58 @@
+"""Checks before torch loads: a resume's refusals in both wordings, and what a resume may change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from qa_core import cli
+from tests.tiny_runs import fake_run
+
+
+def test_resume_refusals_have_the_web_apps_words_too(tmp_path: Path):
+    """The same checks, for the web app's Resume (no options to pass): its settings by name, and a new run advised."""
+    from qa_core import preflight
+    from qa_core.config import QAConfig
+    from qa_core.run_files import RunRefused
+
+    run = fake_run(tmp_path / "run", train_file="sample", learning_rate=1e-4)
+    with pytest.raises(RunRefused, match=r"--learning_rate 0.5 \(run: 0.0001\)") as refused:
+        preflight.check_resume(QAConfig(train_file="sample", output_dir=str(run), resume=True, learning_rate=0.5))
+    assert refused.value.web == ("run run: these settings differ from its run.json: learning_rate 0.5 (run: 0.0001); "
+                                 "start a new run")
+    empty = fake_run(tmp_path / "empty", checkpoint=False)
+    with pytest.raises(RunRefused, match="without --resume") as refused:
+        preflight.check_resume(QAConfig(train_file="sample", output_dir=str(empty), resume=True))
+    assert "--" not in refused.value.web and refused.value.web.endswith("nothing to resume; start a new run")
+
+
+def test_resume_accepts_what_may_change(tmp_path: Path):
+    from qa_core import preflight
+
+    run = fake_run(tmp_path / "run", train_file="sample", learning_rate=1e-4)
+    args = cli.build_parser().parse_args([
+        "train", "--train_file", "sample", "--output_dir", str(run), "--resume", "--learning_rate", "1e-4",
+        "--max_steps", "50", "--num_train_epochs", "9", "--logging_steps", "1", "--save_steps", "3",
+        "--dataloader_num_workers", "2", "--report_to", "tensorboard", "--per_device_eval_batch_size", "4"])
+    preflight.check_paths(args, cli.config_from_args(args))  # no error
+
+
+def test_resume_accepts_the_same_data_files_named_another_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from qa_core import preflight
+
+    for name in ("train.json", "dev.json", "other.json"):
+        (tmp_path / name).write_text("{}")
+    (tmp_path / "link.json").symlink_to(tmp_path / "dev.json")
+    run = fake_run(tmp_path / "run", train_file="train.json", validation_file="dev.json")
+    monkeypatch.chdir(tmp_path)
+
+    def check(train_file: str, validation_file: str) -> None:
+        args = cli.build_parser().parse_args(["train", "--train_file", train_file, "--validation_file",
+                                              validation_file, "--output_dir", str(run), "--resume"])
+        preflight.check_paths(args, cli.config_from_args(args))
+
+    for spelling in ("dev.json", "./dev.json", str(tmp_path / "dev.json"), "link.json"):
+        check(str(tmp_path / "train.json"), spelling)  # no error
+    with pytest.raises(ValueError, match=r"--validation_file other.json \(run: dev.json\)"):
+        check("./train.json", "other.json")

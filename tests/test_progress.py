@@ -1,0 +1,29 @@
+"""Training progress events: the run's history.jsonl and TensorBoard scalars."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qa_core.progress import read_history
+from qa_core.run_files import HISTORY_FILE
+from qa_core.training import train
+from tests.overfit_data import write_tiny_squad
+from tests.tiny_runs import tiny_config
+
+
+def test_step_history_and_tensorboard_are_written_as_training_runs(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = tiny_config(tiny_model_dir, write_tiny_squad(tmp_path / "d.json"), tmp_path / "run",
+                         num_train_epochs=2, logging_steps=1, report_to="tensorboard")
+    train(config)
+    events = read_history(tmp_path / "run" / HISTORY_FILE)
+    steps = [e for e in events if e.kind == "step"]
+    assert [e.step for e in steps] == list(range(1, 7))
+    assert all(e.loss > 0 and e.learning_rate >= 0 and e.grad_norm > 0 and e.windows_per_s > 0 for e in steps)
+    assert steps[0].learning_rate > steps[-1].learning_rate == 0.0  # linear decay to 0
+    assert [(e.epoch, e.metrics["f1"] >= 0) for e in events if e.kind == "eval"] == [(1.0, True), (2.0, True)]
+    board = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    board.Reload()
+    assert {"train/loss", "train/learning_rate", "train/grad_norm", "eval/f1"} <= set(board.Tags()["scalars"])
+    assert [s.step for s in board.Scalars("train/loss")] == list(range(1, 7))

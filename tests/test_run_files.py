@@ -1,0 +1,103 @@
+"""A run folder's files: what train and evaluate may write over, the list of runs, the way from an older run to its
+model, and the lock that keeps a second trainer out."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from qa_core.config import QAConfig
+from qa_core.run_files import EVALUATION, METRICS_FILE, RECORDS_FILE, RUN_FILE, check_output_dir, list_runs
+from qa_core.training import train
+from tests.overfit_data import write_tiny_squad
+from tests.test_package import imported_after
+from tests.tiny_runs import fake_run, tiny_config
+
+
+def test_an_output_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "out").write_text("x")
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match=f"output_dir {tmp_path / 'out'} is a file, not a folder"):
+            check_output_dir(tmp_path / "out", overwrite)
+
+
+def test_a_killed_run_suggests_resume_before_overwrite(tmp_path: Path) -> None:
+    run = fake_run(tmp_path / "run", status="running")
+    with pytest.raises(ValueError, match="--resume to continue it, or --overwrite_output_dir"):
+        check_output_dir(run, False)
+    finished = fake_run(tmp_path / "done", status="finished")
+    with pytest.raises(ValueError) as refused:
+        check_output_dir(finished, False)
+    assert "--resume" not in str(refused.value) and "--overwrite_output_dir" in str(refused.value)
+    with pytest.raises(ValueError) as refused:
+        check_output_dir(run, False, can_resume=False)  # evaluate cannot resume anything
+    assert "--resume" not in str(refused.value)
+
+
+def test_runs_are_listed_without_loading_torch(tmp_path: Path) -> None:
+    """The lists of runs (the pickers, /list_runs) read run.json and eval_metrics.json, and need no torch."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / RUN_FILE).write_text(json.dumps({"status": "finished", "config": {},
+                                                         "metrics": {"exact_match": 50.0, "f1": 60.0}}))
+    (tmp_path / "evaluation").mkdir()
+    (tmp_path / "evaluation" / RECORDS_FILE).write_text("", encoding="utf-8")
+    (tmp_path / "evaluation" / METRICS_FILE).write_text(json.dumps({"exact_match": 40.0, "f1": 45.0}))
+    listed = {Path(r.path).name: r for r in list_runs(tmp_path, evaluations=True)}
+    assert listed["run"].status == "finished" and listed["run"].metrics == {"exact_match": 50.0, "f1": 60.0}
+    assert listed["evaluation"].status == EVALUATION and listed["evaluation"].metrics["f1"] == 45.0
+    listing = f"from pathlib import Path\nfrom qa_core.run_files import list_runs\nlist_runs(Path({str(tmp_path)!r}))"
+    assert "torch" not in imported_after(listing)
+
+
+def test_a_run_s_calibration_counts_among_its_records() -> None:
+    from qa_core.calibration import CALIBRATION_FILE
+    from qa_core.run_files import RUN_RECORDS
+
+    assert CALIBRATION_FILE in RUN_RECORDS  # else a new model would inherit the old one's temperature
+
+
+def test_a_run_from_before_the_model_folder_still_loads(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from qa_core.checkpoints import write_run_info
+    from qa_core.run_files import RunInfo
+    from qa_core.modeling import load_model
+    from qa_core.serving import run_config
+
+    run = tmp_path / "old-run"
+    shutil.copytree(tiny_model_dir, run)
+    write_run_info(run, RunInfo("finished", {**QAConfig().to_dict(), "doc_stride": 64}))
+    loaded = load_model(str(run))
+    assert loaded.source == str(run) and run_config(loaded.source).doc_stride == 64
+
+
+def test_a_run_being_trained_refuses_a_second_trainer(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Two processes writing checkpoints into one folder would lose one's work: the second (another CLI, the app's
+    Resume) is refused while the first holds the run; a killed trainer's lock goes with it (the OS drops it)."""
+    from qa_core.run_files import being_trained, training_lock
+
+    data, run = write_tiny_squad(tmp_path / "d.json"), tmp_path / "run"
+    config = tiny_config(tiny_model_dir, data, run, max_steps=4, save_steps=2, validation_file=None)
+    assert train(config, should_stop=lambda: True).status == "cancelled"
+    assert not being_trained(run)
+    with training_lock(run):  # as another process training it would hold it
+        assert being_trained(run)
+        with pytest.raises(ValueError, match="being trained by another process"):
+            train(config.replace(resume=True))
+    assert train(config.replace(resume=True)).status == "finished"
+
+
+def test_a_folder_that_cannot_be_locked_still_trains(tiny_model_dir: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some network file systems refuse flock (ENOLCK): training goes on unlocked rather than failing."""
+    import errno
+    import fcntl
+
+    def refuse(handle, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", refuse)
+    config = tiny_config(tiny_model_dir, write_tiny_squad(tmp_path / "d.json"), tmp_path / "run", max_steps=1,
+                         validation_file=None)
+    assert train(config).status == "finished"
