@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from qa_core import cli
-from tests.tiny_runs import fake_run
+from tests.overfit_data import write_tiny_squad
+from tests.tiny_runs import cli as train_py, fake_run
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "transformers", "numpy", "tqdm", "huggingface_hub")
@@ -322,3 +323,29 @@ def test_the_progress_bar_moves_at_every_step_and_shows_the_loss_when_logged():
     bar(ProgressEvent("step", 2, 10, 0.2, loss=1.5, learning_rate=1e-4, grad_norm=1.0, windows_per_s=5.0, eta_s=8.0))
     assert bar.bar.n == 2 and "loss=1.500" in str(bar.bar)
     bar(ProgressEvent("done", 10, 10, 1.0))
+
+
+def test_cli_evaluate_and_predict(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = write_tiny_squad(tmp_path / "d.json")
+    done = subprocess.run(train_py("evaluate", "--model_name_or_path", str(tiny_model_dir), "--validation_file", str(data),
+                              "--output_dir", str(tmp_path / "eval")), capture_output=True, text=True, check=True)
+    assert set(json.loads(done.stdout)) >= {"exact_match", "f1"}
+    assert (tmp_path / "eval" / "eval_records.jsonl").exists()
+    done = subprocess.run(train_py("predict", "--model_name_or_path", str(tiny_model_dir), "--question", "Who kept bees?",
+                              "--context", "Mara kept bees."), capture_output=True, text=True, check=True)
+    answer = json.loads(done.stdout)
+    assert answer["answer"] in "Mara kept bees." and len(answer["alternatives"]) == 5
+
+
+def test_cli_reports_bad_data_clearly(tmp_path: Path) -> None:
+    (tmp_path / "bad.json").write_text("nope")
+    done = subprocess.run(train_py("train", "--train_file", str(tmp_path / "bad.json"), "--output_dir", str(tmp_path / "r")),
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "bad.json" in done.stderr and "not valid JSON" in done.stderr
+
+
+def test_bad_numbers_on_the_command_line_give_one_clear_line(tmp_path: Path) -> None:
+    done = subprocess.run(train_py("train", "--train_file", "sample", "--num_train_epochs", "inf", "--output_dir",
+                              str(tmp_path / "r")), capture_output=True, text=True)
+    assert done.returncode == 2 and "num_train_epochs must be a finite number" in done.stderr
+    assert "Traceback" not in done.stderr

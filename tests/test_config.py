@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from qa_core.config import QAConfig
@@ -45,3 +47,27 @@ def test_a_saved_config_reads_back_without_the_keys_this_version_does_not_know()
     assert QAConfig.from_saved({**config.to_dict(), "an_option_since_removed": 1}) == config
     with pytest.raises(ValueError, match="doc_stride"):
         QAConfig.from_saved({"doc_stride": 10_000})
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"num_train_epochs": math.inf}, "num_train_epochs must be a finite number"),
+    ({"num_train_epochs": -1.0}, "num_train_epochs must be > 0"),
+    ({"max_steps": -5}, "max_steps must be > 0"),
+    ({"max_grad_norm": -1.0}, "max_grad_norm must be > 0"),
+    ({"learning_rate": math.nan}, "learning_rate must be a finite number"),
+    ({"weight_decay": -0.1}, "weight_decay must be >= 0"),
+    ({"report_to": "wandb"}, "report_to must be"),
+])
+def test_bad_numbers_are_refused_at_the_boundary(changes, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        QAConfig(**changes)
+
+
+def test_unknown_lr_scheduler_type_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="lr_scheduler_type"):
+        QAConfig(lr_scheduler_type="triangle")
+
+
+def test_bad_attention_dropout_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="attention_dropout"):
+        QAConfig(attention_dropout=1.5)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import shutil
@@ -280,25 +279,6 @@ def test_a_run_whose_windows_were_cut_to_its_model_resumes_with_the_same_command
                                  "32 (run: 16); start a new run")  # the web app's Resume takes no options
 
 
-def test_cli_evaluate_and_predict(tiny_model_dir: Path, tmp_path: Path) -> None:
-    data = write_tiny_squad(tmp_path / "d.json")
-    done = subprocess.run(cli("evaluate", "--model_name_or_path", str(tiny_model_dir), "--validation_file", str(data),
-                              "--output_dir", str(tmp_path / "eval")), capture_output=True, text=True, check=True)
-    assert set(json.loads(done.stdout)) >= {"exact_match", "f1"}
-    assert (tmp_path / "eval" / "eval_records.jsonl").exists()
-    done = subprocess.run(cli("predict", "--model_name_or_path", str(tiny_model_dir), "--question", "Who kept bees?",
-                              "--context", "Mara kept bees."), capture_output=True, text=True, check=True)
-    answer = json.loads(done.stdout)
-    assert answer["answer"] in "Mara kept bees." and len(answer["alternatives"]) == 5
-
-
-def test_cli_reports_bad_data_clearly(tmp_path: Path) -> None:
-    (tmp_path / "bad.json").write_text("nope")
-    done = subprocess.run(cli("train", "--train_file", str(tmp_path / "bad.json"), "--output_dir", str(tmp_path / "r")),
-                          capture_output=True, text=True)
-    assert done.returncode == 2 and "bad.json" in done.stderr and "not valid JSON" in done.stderr
-
-
 def test_a_full_disk_says_how_to_continue_in_train_py_s_words_and_the_web_app_s(tmp_path: Path) -> None:
     err = no_room_error(tmp_path / "run", "No space left on device")
     assert "no room to write" in str(err) and str(err).endswith("continue with --resume")
@@ -318,27 +298,6 @@ def test_validation_data_without_answers_is_refused_before_training(tiny_model_d
         train(config, events.append)
     assert not any(e.kind == "step" for e in events)
     train(config.replace(version_2_with_negative=True))  # the same data scores as SQuAD 2.0
-
-
-@pytest.mark.parametrize("changes, message", [
-    ({"num_train_epochs": math.inf}, "num_train_epochs must be a finite number"),
-    ({"num_train_epochs": -1.0}, "num_train_epochs must be > 0"),
-    ({"max_steps": -5}, "max_steps must be > 0"),
-    ({"max_grad_norm": -1.0}, "max_grad_norm must be > 0"),
-    ({"learning_rate": math.nan}, "learning_rate must be a finite number"),
-    ({"weight_decay": -0.1}, "weight_decay must be >= 0"),
-    ({"report_to": "wandb"}, "report_to must be"),
-])
-def test_bad_numbers_are_refused_at_the_boundary(changes, message) -> None:
-    with pytest.raises(ValueError, match=message):
-        QAConfig(**changes)
-
-
-def test_bad_numbers_on_the_command_line_give_one_clear_line(tmp_path: Path) -> None:
-    done = subprocess.run(cli("train", "--train_file", "sample", "--num_train_epochs", "inf", "--output_dir",
-                              str(tmp_path / "r")), capture_output=True, text=True)
-    assert done.returncode == 2 and "num_train_epochs must be a finite number" in done.stderr
-    assert "Traceback" not in done.stderr
 
 
 def test_a_window_longer_than_the_model_positions_is_cut_to_fit_for_training(tiny_model_dir: Path,
@@ -381,11 +340,6 @@ def test_lr_scheduler_type_shapes_the_learning_rate(tiny_model_dir: Path, tmp_pa
     rates = [e.learning_rate for e in events if e.kind == "step"]
     assert rates[0] == pytest.approx(config.learning_rate, rel=0.3)
     assert (rates[-1] < rates[0] / 2) is decays
-
-
-def test_unknown_lr_scheduler_type_is_refused_by_name() -> None:
-    with pytest.raises(ValueError, match="lr_scheduler_type"):
-        QAConfig(lr_scheduler_type="triangle")
 
 
 def test_a_finished_run_s_model_folder_is_hub_ready(tiny_model_dir: Path, tmp_path: Path) -> None:
