@@ -7,7 +7,7 @@ from pathlib import Path
 from qa_core.config import QAConfig
 from qa_core.data import Example, load_examples
 from qa_core.data_sources import check_file_size
-from qa_core.hosting import LIMITED_OPTIONS, Settings
+from qa_core.hosting import LIMITED_OPTIONS, PER_JOB_OPTIONS, Settings, TrainLimits
 from qa_core.modeling import resolve_model
 
 DATA_SUFFIXES = (".json", ".jsonl", ".gz")
@@ -87,7 +87,27 @@ def check_limits(config: QAConfig, settings: Settings) -> QAConfig:
                          f"gradient_accumulation_steps {config.gradient_accumulation_steps} = {windows} windows a "
                          f"step, over this server's limit of {settings.train_limits.batch_size} (QA_MAX_BATCH_SIZE)")
     check_window_cost(config, settings.train_limits.window_cost)
+    check_per_job(config, settings.train_limits)
+    if config.torch_compile and not settings.train_limits.torch_compile:
+        raise ValueError("torch_compile is off on this server: compiling takes minutes of the shared CPU "
+                         "(QA_ALLOW_TORCH_COMPILE)")
     return config
+
+
+def job_steps(config: QAConfig, limits: TrainLimits) -> int:
+    """The most optimizer steps a public job takes: its max_steps, or the step cap it stops at."""
+    return min(config.max_steps, limits.max_steps) if config.max_steps > 0 else limits.max_steps
+
+
+def check_per_job(config: QAConfig, limits: TrainLimits) -> None:
+    """Refuse an every-N-steps option that makes a job do its costly thing more times than the server allows."""
+    steps = job_steps(config, limits)
+    for option, (field, variable, does) in PER_JOB_OPTIONS.items():
+        every, limit = getattr(config, option), getattr(limits, field)
+        if steps // every > limit:
+            raise ValueError(f"{option} {every} {does} up to {steps // every:,} times in a job of {steps:,} steps; "
+                             f"this server allows it at most {limit:,} times a job ({variable}): raise {option} to "
+                             f"{steps // (limit + 1) + 1:,} or more")
 
 
 def window_advance(config: QAConfig) -> int:

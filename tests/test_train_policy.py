@@ -48,3 +48,57 @@ def test_the_new_limits_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("QA_MAX_WINDOW_COST", "2.5")
     limits = TrainLimits.from_env()
     assert (limits.dataloader_workers, limits.window_cost) == (0, 2.5)
+
+
+def test_checkpoints_a_job_writes_by_save_steps_are_capped_on_a_public_server():
+    """A checkpoint is the model and its optimizer's state: save_steps=1 would write one at every step."""
+    with pytest.raises(ValueError, match=r"save_steps 1 writes a checkpoint up to 2,000 times in a job of "
+                                         r"2,000 steps; this server allows it at most 20 times a job "
+                                         r"\(QA_MAX_CHECKPOINTS\): raise save_steps to 96 or more"):
+        check_limits(QAConfig(save_steps=1), PUBLIC)
+    with pytest.raises(ValueError, match=r"save_steps 4 writes a checkpoint up to 25 times in a job of 100 steps"):
+        check_limits(QAConfig(max_steps=100, save_steps=4), PUBLIC)
+    assert check_limits(QAConfig(max_steps=100, save_steps=5), PUBLIC).save_steps == 5
+    assert check_limits(QAConfig(max_steps=20, save_steps=1), PUBLIC).save_steps == 1  # a short job may save often
+    assert check_limits(QAConfig(), PUBLIC) == QAConfig()  # the defaults train anywhere
+    assert check_limits(QAConfig(save_steps=1), Settings()).save_steps == 1  # a local user saves what they ask
+
+
+def test_torch_compile_is_refused_on_a_public_server():
+    with pytest.raises(ValueError, match=r"torch_compile is off on this server: compiling takes minutes of the "
+                                         r"shared CPU \(QA_ALLOW_TORCH_COMPILE\)"):
+        check_limits(QAConfig(torch_compile=True), PUBLIC)
+    allowed = Settings(public=True, train_limits=TrainLimits(torch_compile=True))
+    assert check_limits(QAConfig(torch_compile=True), allowed).torch_compile
+    assert check_limits(QAConfig(torch_compile=True), Settings()).torch_compile
+
+
+def test_the_span_search_is_capped_on_a_public_server():
+    """n_best_size x n_best_size candidates per window, kept when shorter than max_answer_length: both large make
+    every evaluation (and every answer of the run) search many times the spans."""
+    with pytest.raises(ValueError, match=r"n_best_size 512 is over this server's limit of 50 \(QA_MAX_N_BEST_SIZE\)"):
+        check_limits(QAConfig(n_best_size=512), PUBLIC)
+    with pytest.raises(ValueError, match=r"max_answer_length 512 is over this server's limit of 100 "
+                                         r"\(QA_MAX_ANSWER_LENGTH\)"):
+        check_limits(QAConfig(max_answer_length=512), PUBLIC)
+    assert check_limits(QAConfig(n_best_size=50, max_answer_length=100), PUBLIC).n_best_size == 50
+    assert check_limits(QAConfig(n_best_size=512, max_answer_length=512), Settings()).n_best_size == 512
+
+
+def test_loss_reports_a_job_makes_by_logging_steps_are_capped_on_a_public_server():
+    """Every report redraws each watching visitor's loss plot from the run's whole history."""
+    with pytest.raises(ValueError, match=r"logging_steps 1 reports the loss up to 2,000 times in a job of 2,000 "
+                                         r"steps; this server allows it at most 500 times a job "
+                                         r"\(QA_MAX_LOSS_REPORTS\): raise logging_steps to 4 or more"):
+        check_limits(QAConfig(logging_steps=1), PUBLIC)
+    assert check_limits(QAConfig(max_steps=100, logging_steps=1), PUBLIC).logging_steps == 1
+
+
+def test_the_newer_limits_come_from_the_environment(monkeypatch):
+    for variable, value in (("QA_MAX_CHECKPOINTS", "3"), ("QA_ALLOW_TORCH_COMPILE", "1"),
+                            ("QA_MAX_N_BEST_SIZE", "10"), ("QA_MAX_ANSWER_LENGTH", "40"),
+                            ("QA_MAX_LOSS_REPORTS", "7")):
+        monkeypatch.setenv(variable, value)
+    limits = TrainLimits.from_env()
+    assert (limits.checkpoints, limits.torch_compile, limits.n_best_size, limits.max_answer_length,
+            limits.loss_reports) == (3, True, 10, 40, 7)
