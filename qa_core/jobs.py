@@ -90,18 +90,21 @@ class JobManager:
         self._first_step: tuple[float, int] | None = None  # (time, step) of the job's first step event
         self._owner = ""  # who started the job (a public server's visitor session); never in a snapshot
         self._step_limit: int | None = None
+        self._epoch_limit: float | None = None
 
     def start(self, config: QAConfig, on_end: Callable[[], None] | None = None, owner: str = "",
-              step_limit: int | None = None) -> JobSnapshot:
+              step_limit: int | None = None, epoch_limit: float | None = None) -> JobSnapshot:
         """Start training in the background; on_end runs when the job has ended, however it ended; owner: who
         may cancel it when cancel() is asked to check; step_limit: the job stops (resumably) once a progress
-        event reports this step, whatever its options (a public server's bound on epochs of many windows)."""
+        event reports this step, whatever its options (a public server's bound on epochs of many windows);
+        epoch_limit: likewise at this epoch (max_steps overrides num_train_epochs, and each epoch ends in an
+        evaluation and a checkpoint, so a few training questions under many steps would make many)."""
         with self._lock:
             if self._state.active:
                 raise JobBusyError(f"a training job is already running ({self._state.output_dir}, step "
                                    f"{self._state.step}/{self._state.total_steps}); wait for it or cancel it first")
             self._cancel.clear()
-            self._owner, self._step_limit = owner, step_limit
+            self._owner, self._step_limit, self._epoch_limit = owner, step_limit, epoch_limit
             self._started, self._first_step = time.monotonic(), None
             self._state = JobSnapshot(self._state.job_id + 1, "starting", config.output_dir,
                                       config.model_name_or_path, message="loading the model and the data",
@@ -163,8 +166,8 @@ class JobManager:
                      elapsed_s=time.monotonic() - self._started)
 
     def _record(self, event: ProgressEvent) -> None:
-        if self._step_limit is not None and event.step >= self._step_limit and not self._cancel.is_set():
-            logger.info("training job stops at step %d, this server's limit", event.step)
+        if over_limit(event, self._step_limit, self._epoch_limit) and not self._cancel.is_set():
+            logger.info("training job stops at step %d, epoch %g: this server's limit", event.step, event.epoch)
             self._cancel.set()
         with self._lock:
             state = self._state
@@ -195,6 +198,11 @@ class JobManager:
             version = self._state.version + 1
             self._state = replace(self._state, version=version,
                                   history_version=version if history else self._state.history_version, **changes)
+
+
+def over_limit(event: ProgressEvent, step_limit: int | None, epoch_limit: float | None) -> bool:
+    return ((step_limit is not None and event.step >= step_limit)
+            or (epoch_limit is not None and event.epoch >= epoch_limit))
 
 
 def drop_if_empty(folder: Path) -> None:

@@ -211,7 +211,7 @@ class QAService:
         owner: the caller's session, the only one a public server lets cancel the job."""
         try:
             return self.jobs.start(config, on_end=functools.partial(Path(upload).unlink, missing_ok=True)
-                                   if upload else None, owner=owner, step_limit=self.step_limit())
+                                   if upload else None, owner=owner, **self.job_limits())
         except Exception:
             folder = Path(config.output_dir)
             for name in QUICK_DATA:  # the quick fine-tune's split of the sample, written with its config
@@ -291,11 +291,14 @@ class QAService:
 
     def resume(self, run: str | None, owner: str = "") -> JobSnapshot:
         """Continue a cancelled or failed run where its checkpoint left off."""
-        return self.jobs.start(self.resume_config(run), owner=owner, step_limit=self.step_limit())
+        return self.jobs.start(self.resume_config(run), owner=owner, **self.job_limits())
 
-    def step_limit(self) -> int | None:
-        """The step a public server's job stops at, whatever its options say (hosting.TrainLimits.max_steps)."""
-        return self.settings.train_limits.max_steps if self.settings.public else None
+    def job_limits(self) -> dict[str, Any]:
+        """The step and epoch a public server's job stops at, whatever its options say (hosting.TrainLimits):
+        epochs make steps and steps (max_steps) make epochs, each epoch ending in an evaluation and a checkpoint."""
+        limits = self.settings.train_limits
+        public = self.settings.public
+        return {"step_limit": limits.max_steps if public else None, "epoch_limit": limits.epochs if public else None}
 
 
 def check_model_folder(name: str, can_resume: bool = True) -> str:

@@ -6,6 +6,9 @@ import pytest
 
 from qa_core.config import QAConfig
 from qa_core.hosting import Settings, TrainLimits
+from qa_core.progress import read_history
+from qa_core.run_files import HISTORY_FILE
+from qa_core.service import QAService
 from qa_core.train_policy import check_limits, window_cost
 
 PUBLIC = Settings(public=True)
@@ -102,3 +105,18 @@ def test_the_newer_limits_come_from_the_environment(monkeypatch):
     limits = TrainLimits.from_env()
     assert (limits.checkpoints, limits.torch_compile, limits.n_best_size, limits.max_answer_length,
             limits.loss_reports) == (3, True, 10, 40, 7)
+
+
+def test_a_public_job_by_steps_stops_at_the_epoch_cap(tmp_path, tiny_model_dir):
+    """max_steps overrides num_train_epochs: two training questions under 40 steps would make 40 epochs, each
+    ending in an evaluation and a checkpoint, past QA_MAX_EPOCHS however few num_train_epochs says."""
+    service = QAService(Settings(tmp_path / "runs", str(tiny_model_dir), training_enabled=True, fast_inference=False,
+                                 public=True, train_limits=TrainLimits(epochs=3)))
+    service.start_json("", "sample", "", {"max_steps": 40, "max_train_samples": 2, "per_device_train_batch_size": 64,
+                                          "max_eval_samples": 2, "max_seq_length": 384, "doc_stride": 32,
+                                          "num_train_epochs": 1})
+    assert service.jobs.wait(120)
+    job = service.job_json()
+    assert job["status"] == "cancelled" and job["epoch"] == 3.0, job["message"]
+    history = read_history(tmp_path / "runs" / job["run"] / HISTORY_FILE)
+    assert len([event for event in history if event.metrics]) == 3
