@@ -79,11 +79,11 @@ class QAService:
         return self.models.answer(name, question, context, exact, self.settings.max_context_windows, caller)
 
     async def answer_in_turn(self, model: str | None, question: str | None, context: str | None,
-                             caller: Caller = LOCAL) -> tuple[AnswerResult, LoadedModel, float]:
+                             exact: bool = False, caller: Caller = LOCAL) -> tuple[AnswerResult, LoadedModel, float]:
         """answer() for the web server's event loop: the wait for the model and the turn holds no thread."""
         name, question, context = self.check_question(model, question, context)
-        return await self.models.answer_in_turn(name, question, context, max_windows=self.settings.max_context_windows,
-                                                caller=caller)
+        return await self.models.answer_in_turn(name, question, context, exact, self.settings.max_context_windows,
+                                                caller)
 
     async def answer_json(self, model: str | None, question: str | None, context: str | None,
                           caller: Caller = LOCAL) -> dict[str, Any]:
