@@ -60,6 +60,9 @@ class TrainLimits:
     checkpoints: int = 20  # QA_MAX_CHECKPOINTS: written by save_steps in a job (each is the model and its optimizer)
     loss_reports: int = 500  # QA_MAX_LOSS_REPORTS: by logging_steps in a job (each redraws every watcher's plot)
     torch_compile: bool = False  # QA_ALLOW_TORCH_COMPILE: compiling holds the CPU for minutes before the first step
+    # QA_MAX_TRAIN_WINDOWS: windows a job cuts from each data source (features.window_limits); each question makes
+    # every window of its context, so questions sharing a long context multiply the memory past max_train_examples
+    windows: int = 30_000
 
     @staticmethod
     def from_env() -> TrainLimits:
@@ -74,7 +77,8 @@ class TrainLimits:
                            max_answer_length=int(_number("QA_MAX_ANSWER_LENGTH", d.max_answer_length)),
                            checkpoints=int(_number("QA_MAX_CHECKPOINTS", d.checkpoints)),
                            loss_reports=int(_number("QA_MAX_LOSS_REPORTS", d.loss_reports)),
-                           torch_compile=_flag("QA_ALLOW_TORCH_COMPILE", d.torch_compile))
+                           torch_compile=_flag("QA_ALLOW_TORCH_COMPILE", d.torch_compile),
+                           windows=int(_number("QA_MAX_TRAIN_WINDOWS", d.windows)))
 
 
 # Each bounded QAConfig option: the TrainLimits field that caps it and the variable that sets that cap.

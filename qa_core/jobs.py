@@ -14,6 +14,7 @@ from pathlib import Path
 
 from qa_core.config import DEFAULT_MODEL, QAConfig
 from qa_core.data_sources import SAMPLE_PATH, LoadingCancelled, loading_limits
+from qa_core.features import window_limits
 from qa_core.progress import STEP_KINDS, ProgressEvent
 from qa_core.run_files import CONFIG_FILE, EVALUATION, RunRefused, RunSummary, list_runs, model_folder, read_run_info
 from qa_core.training import TrainResult, train
@@ -79,9 +80,10 @@ class JobManager:
     max_file_bytes: data files over this size are refused before they are read; Cancel also stops loading.
     """
 
-    def __init__(self, trainer: Trainer = train, max_file_bytes: int | None = None) -> None:
+    def __init__(self, trainer: Trainer = train, max_file_bytes: int | None = None,
+                 max_windows: int | None = None) -> None:
         self._trainer = trainer
-        self._max_file_bytes = max_file_bytes
+        self._max_file_bytes, self._max_windows = max_file_bytes, max_windows
         self._lock = threading.Lock()
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
@@ -146,7 +148,7 @@ class JobManager:
 
     def _run(self, config: QAConfig, on_end: Callable[[], None] | None) -> None:
         try:
-            with loading_limits(self._max_file_bytes, self._cancel.is_set):
+            with loading_limits(self._max_file_bytes, self._cancel.is_set), window_limits(self._max_windows):
                 result = self._trainer(config, callback=self._record, should_stop=self._cancel.is_set)
         except LoadingCancelled:
             self._update(status="cancelled", message="cancelled while loading the data",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from qa_core.config import QAConfig
@@ -10,6 +12,7 @@ from qa_core.progress import read_history
 from qa_core.run_files import HISTORY_FILE
 from qa_core.service import QAService
 from qa_core.train_policy import check_limits, window_cost
+from tests.conftest import write_squad
 
 PUBLIC = Settings(public=True)
 
@@ -100,11 +103,11 @@ def test_loss_reports_a_job_makes_by_logging_steps_are_capped_on_a_public_server
 def test_the_newer_limits_come_from_the_environment(monkeypatch):
     for variable, value in (("QA_MAX_CHECKPOINTS", "3"), ("QA_ALLOW_TORCH_COMPILE", "1"),
                             ("QA_MAX_N_BEST_SIZE", "10"), ("QA_MAX_ANSWER_LENGTH", "40"),
-                            ("QA_MAX_LOSS_REPORTS", "7")):
+                            ("QA_MAX_LOSS_REPORTS", "7"), ("QA_MAX_TRAIN_WINDOWS", "900")):
         monkeypatch.setenv(variable, value)
     limits = TrainLimits.from_env()
     assert (limits.checkpoints, limits.torch_compile, limits.n_best_size, limits.max_answer_length,
-            limits.loss_reports) == (3, True, 10, 40, 7)
+            limits.loss_reports, limits.windows) == (3, True, 10, 40, 7, 900)
 
 
 def test_a_public_job_by_steps_stops_at_the_epoch_cap(tmp_path, tiny_model_dir):
@@ -120,3 +123,20 @@ def test_a_public_job_by_steps_stops_at_the_epoch_cap(tmp_path, tiny_model_dir):
     assert job["status"] == "cancelled" and job["epoch"] == 3.0, job["message"]
     history = read_history(tmp_path / "runs" / job["run"] / HISTORY_FILE)
     assert len([event for event in history if event.metrics]) == 3
+
+
+def test_a_public_job_fails_on_data_over_the_window_limit(tmp_path, tiny_model_dir):
+    """Contexts under QA_MAX_CONTEXT_CHARS shared by many questions pass every check at the start, yet each
+    question makes all its context's windows: the job refuses them while cutting, not after holding them all."""
+    context = " ".join(f"w{i}" for i in range(1500))
+    questions = [{"id": f"q{i}", "question": f"Which is w{i}?",
+                  "answers": [{"text": f"w{i}", "answer_start": context.index(f" w{i} ") + 1}]} for i in range(1, 41)]
+    data = write_squad(tmp_path / "shared.json", [{"context": context, "qas": questions}])
+    service = QAService(Settings(tmp_path / "runs", str(tiny_model_dir), training_enabled=True, fast_inference=False,
+                                 public=True, train_limits=TrainLimits(windows=200)))
+    service.start(service.train_config("", str(data), "", {"max_steps": 2}, upload=True), str(data))
+    assert service.jobs.wait(120)
+    job = service.job_json()
+    assert job["status"] == "failed", job
+    assert re.search(r"training data: 40 questions make more than 200 windows; this server cuts at most 200 "
+                     r"windows from each data source \(QA_MAX_TRAIN_WINDOWS\)", job["message"]), job["message"]
