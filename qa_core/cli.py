@@ -24,6 +24,7 @@ SPAN_FIELDS = ("n_best_size", "max_answer_length", "whole_word_spans", "version_
 EVAL_FIELDS = ("model_name_or_path", "validation_file", "output_dir", "max_seq_length", "doc_stride",
                "max_query_length", "per_device_eval_batch_size", "max_eval_samples", "bf16",
                "overwrite_output_dir") + SPAN_FIELDS
+DATA_OPTIONS = {"train": "train_file", "evaluate": "validation_file"}  # the data each command cannot do without
 PREDICT_FIELDS = ("model_name_or_path", "max_seq_length", "doc_stride", "max_query_length") + SPAN_FIELDS
 
 
@@ -99,7 +100,8 @@ def _say_defaults(parser: argparse.ArgumentParser, defaults: dict[str, str]) -> 
 
 
 class ProgressBar:
-    """Draws qa_core's progress events with tqdm; the web app consumes the same events."""
+    """Draws qa_core's progress events with tqdm; the web app consumes the same events. Evaluations are not
+    written here: training logs them, and run_train sends log lines above the bar."""
 
     def __init__(self) -> None:
         self.bar = None
@@ -113,24 +115,27 @@ class ProgressBar:
         if event.kind == "step":
             self.bar.set_postfix(loss=f"{event.loss:.3f}", lr=f"{event.learning_rate:.2e}",
                                  windows_s=f"{event.windows_per_s:.1f}", epoch=f"{event.epoch:.2f}")
-        elif event.kind == "eval":
-            self.bar.write(f"step {event.step}: exact_match {event.metrics['exact_match']:.2f} "
-                           f"f1 {event.metrics['f1']:.2f}", file=sys.stderr)
         elif event.kind in ("done", "cancelled", "failed"):  # the error itself is logged by run_command
             self.bar.close()
             if event.kind == "cancelled":
-                logger.warning("stopped at step %d: %s", event.step, event.message)
+                logger.warning("stopped at step %d: %s; continue with --resume", event.step, event.message)
 
 
 def run_train(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     from qa_core.runtime import stop_on_signals
     from qa_core.training import train
 
-    with stop_on_signals() as stop:  # Ctrl-C or SIGTERM: a checkpoint at the step's end, then --resume
+    # Ctrl-C or SIGTERM: a checkpoint at the step's end, then --resume. Log lines go above the bar, not into it.
+    with stop_on_signals() as stop, logging_redirect_tqdm():
         result = train(config, callback=ProgressBar(), should_stop=stop)
     stopped_by = {"stopped_by": signal.Signals(stop.signum).name} if stop.signum is not None else {}
+    # run.json's figure, every session's; a resumed run also says what this session added
+    resumed = result.total_train_seconds > result.train_seconds + 0.05
+    session = {"session_seconds": round(result.train_seconds, 1)} if resumed else {}
     return {"output_dir": result.output_dir, "status": result.status, "step": result.step,
-            "train_seconds": round(result.train_seconds, 1), **stopped_by, **result.metrics}
+            "train_seconds": round(result.total_train_seconds, 1), **session, **stopped_by, **result.metrics}
 
 
 def push_trained_run(args: argparse.Namespace, output: dict[str, Any]) -> str:
@@ -199,14 +204,28 @@ def run_app() -> None:
 
 def check_args(args: argparse.Namespace) -> None:
     """Refuse, before anything heavy loads, what would fail only after minutes of work."""
-    if args.command == "predict" and not args.test_file and not (args.question and args.context):
-        raise ValueError("predict needs --question and --context, or --test_file")
-    if args.command == "predict" and args.test_file and (args.question or args.context):
-        raise ValueError("predict takes either --question and --context, or --test_file, not both")
+    needed = DATA_OPTIONS.get(args.command)
+    if needed and not (getattr(args, needed) or "").strip():
+        raise ValueError(f"{args.command} needs --{needed} (a SQuAD JSON or JSON Lines file, 'sample', or a hub "
+                         f"data set)")
+    if args.command == "predict":
+        check_predict_args(args)
     if getattr(args, "push_to_hub", False):
         from qa_core.model_card import check_can_push
 
         check_can_push()
+
+
+def check_predict_args(args: argparse.Namespace) -> None:
+    """A question and its context, each with some text, or a test file: an empty one is named, not called missing."""
+    given = {name: getattr(args, name) for name in ("question", "context") if getattr(args, name) is not None}
+    if args.test_file and given:
+        raise ValueError("predict takes either --question and --context, or --test_file, not both")
+    for name, value in given.items():
+        if not value.strip():
+            raise ValueError(f"predict: --{name} is empty; give it some text")
+    if not args.test_file and len(given) < 2:
+        raise ValueError("predict needs --question and --context, or --test_file")
 
 
 COMMANDS = {"train": run_train, "evaluate": run_evaluate, "predict": run_predict}

@@ -92,6 +92,8 @@ def _read_file(path: Path) -> list[tuple[str, dict[str, Any]]]:
         raise DataError(f"{path}: not UTF-8 text (bad byte at offset {err.start})") from None
     except OSError as err:
         raise DataError(f"{path}: cannot be read ({err.strerror})") from None
+    if not text.strip():  # else 'not valid JSON (Expecting value, line 2 ...)' for an empty buffer saved
+        raise DataError(f"{path}: the file is empty")
     if path.suffix == ".jsonl":
         return _read_lines(text, path)
     return list(_iter_records(_loads(text, path, "file"), path))

@@ -17,16 +17,29 @@ def nonfinite_parameters(model: torch.nn.Module) -> list[str]:
         return [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
 
 
-def diverged_message(config: QAConfig, step: int, loss: float, grad_norm: float) -> str:
-    return (f"training diverged at step {step}: loss {loss:.4g}, gradient norm {grad_norm:.4g}; "
-            f"{kept_checkpoint(config)}. Lower --learning_rate (now {config.learning_rate:g}), turn bf16 off "
-            f"(--no-bf16), or raise --warmup_ratio")
+def diverged_message(config: QAConfig, step: int, loss: float, grad_norm: float) -> tuple[str, str]:
+    """(train.py's words, the web app's): what diverged, then which options to change, as each one sets them."""
+    said = (f"training diverged at step {step}: loss {loss:.4g}, gradient norm {grad_norm:.4g}; "
+            f"{kept_checkpoint(config)}")
+    cli, web = remedies(config, bf16=True)
+    return f"{said}. {cli}", f"{said}. {web}"
 
 
-def ruined_message(config: QAConfig, step: int, names: list[str]) -> str:
-    return (f"training diverged: the weights are no longer finite after step {step} ({len(names)} tensors, "
-            f"e.g. {names[0]}); {kept_checkpoint(config)}. Lower --learning_rate (now {config.learning_rate:g}) "
-            f"or raise --warmup_ratio")
+def ruined_message(config: QAConfig, step: int, names: list[str]) -> tuple[str, str]:
+    """(train.py's words, the web app's), as diverged_message."""
+    said = (f"training diverged: the weights are no longer finite after step {step} ({len(names)} tensors, "
+            f"e.g. {names[0]}); {kept_checkpoint(config)}")
+    cli, web = remedies(config, bf16=False)
+    return f"{said}. {cli}", f"{said}. {web}"
+
+
+def remedies(config: QAConfig, bf16: bool) -> tuple[str, str]:
+    """The usual remedies in train.py's words and the web app's. A new run, because a resume continues with the
+    run's own options, and would diverge again."""
+    rate = f"(now {config.learning_rate:g})"
+    cli_bf16, web_bf16 = (", --no-bf16", ", bf16 off") if bf16 else ("", "")
+    return (f"Start a new run (another --output_dir) with a lower --learning_rate {rate}{cli_bf16} or a higher "
+            f"--warmup_ratio", f"Start a new run with a lower learning_rate {rate}{web_bf16} or a higher warmup_ratio")
 
 
 def kept_checkpoint(config: QAConfig) -> str:

@@ -26,6 +26,7 @@ from qa_core.postprocess import Prediction
 from qa_core.run_files import (BEST_SPANS_FILE, CALIBRATION_FILE, CARD_FILE, EVAL_RECORDS, METRICS_FILE, MODEL_DIR,
                                MODEL_RECORDS, NULL_ODDS_FILE, PREDICTIONS_FILE, RECORDS_FILE, RUN_FILE, RUN_RECORDS,
                                RunInfo, check_output_dir, evaluates_own_run, read_run_info)
+from qa_core.wording import TwoWordings
 
 # With --overwrite_output_dir an evaluation replaces a run's records, but not the model it may be evaluating.
 EVAL_OVERWRITES = tuple(name for name in RUN_RECORDS if name not in MODEL_RECORDS)
@@ -55,11 +56,16 @@ def evaluate(model: torch.nn.Module, examples: Sequence[Example], features: Sequ
     return EvalResult(metrics, predictions, build_records([e for e in examples if e.answers], predictions))
 
 
+class UnscorableData(TwoWordings, ValueError):
+    """Evaluation data with nothing to score, in train.py's words and the web app's."""
+
+
 def check_scorable(examples: Sequence[Example], config: QAConfig, source: str) -> None:
     """Refuse evaluation data with nothing to score (SQuAD 2.0 questions read as v1.1) before any work on it."""
     if examples and not config.version_2_with_negative and not any(e.answers for e in examples):
-        raise ValueError(f"{source}: none of its {len(examples)} questions has an answer, so a SQuAD v1.1 "
-                         f"evaluation has nothing to score; for SQuAD 2.0 data add --version_2_with_negative")
+        said = (f"{source}: none of its {len(examples)} questions has an answer, so a SQuAD v1.1 evaluation has "
+                f"nothing to score; for SQuAD 2.0 data")
+        raise UnscorableData(f"{said} add --version_2_with_negative", f"{said} turn version_2_with_negative on")
     unanswerable = sum(not e.answers for e in examples)
     if unanswerable and not config.version_2_with_negative:  # else EM/F1 silently describe part of the file
         logger.warning("%s: %d of its %d questions have no answer; a SQuAD v1.1 evaluation leaves them out of the "

@@ -1,4 +1,4 @@
-"""One background training job per process, its pollable state, run-folder naming and the model choices."""
+"""One background training job per process, its pollable state, run-folder naming and the quick fine-tune."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from qa_core.config import DEFAULT_MODEL, QAConfig
+from qa_core.config import QAConfig
 from qa_core.data_sources import SAMPLE_PATH, LoadingCancelled, loading_limits
 from qa_core.features import window_limits
-from qa_core.progress import STEP_KINDS, ProgressEvent
-from qa_core.run_files import CONFIG_FILE, EVALUATION, RunRefused, RunSummary, list_runs, model_folder, read_run_info
-from qa_core.training import TrainResult, train
+from qa_core.progress import END_KINDS, STEP_KINDS, ProgressEvent
+from qa_core.run_files import QUICK_DATA, RunRefused
+from qa_core.training import TrainingError, TrainResult, train
+from qa_core.wording import web_wording
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +29,6 @@ ACTIVE = ("starting", "running", "cancelling")
 QUICK_PRESET = {"num_train_epochs": 15.0, "per_device_train_batch_size": 8, "learning_rate": 1e-4,
                 "warmup_ratio": 0.1, "max_seq_length": 256, "doc_stride": 64, "logging_steps": 5, "save_steps": 1000}
 QUICK_HELD_OUT_EVERY = 4  # every 4th passage of the sample is held out for evaluation
-QUICK_DATA = ("quick-train.json", "quick-heldout.json")  # written into the quick run's folder
 # The Train tab's estimate of the quick fine-tune's wall time: bench/results/quick-fine-tune.json, timed for the
 # earlier preset, which trained and evaluated on the whole sample; this one does less of both.
 QUICK_EXPECTED_S = 170
@@ -93,6 +93,7 @@ class JobManager:
         self._owner = ""  # who started the job (a public server's visitor session); never in a snapshot
         self._step_limit: int | None = None
         self._epoch_limit: float | None = None
+        self._reached = ""  # the server's limit that stopped the job ("2,000 steps"), not a Cancel; "" for none
 
     def start(self, config: QAConfig, on_end: Callable[[], None] | None = None, owner: str = "",
               step_limit: int | None = None, epoch_limit: float | None = None) -> JobSnapshot:
@@ -107,6 +108,7 @@ class JobManager:
                                    f"{self._state.step}/{self._state.total_steps}); wait for it or cancel it first")
             self._cancel.clear()
             self._owner, self._step_limit, self._epoch_limit = owner, step_limit, epoch_limit
+            self._reached = ""
             self._started, self._first_step = time.monotonic(), None
             self._state = JobSnapshot(self._state.job_id + 1, "starting", config.output_dir,
                                       config.model_name_or_path, message="loading the model and the data",
@@ -155,21 +157,29 @@ class JobManager:
                          elapsed_s=time.monotonic() - self._started)
             return
         except Exception as err:  # any failure must reach the page, and the server must keep serving
-            logger.exception("training job failed")
+            log_failure(self._state.job_id, err)
             drop_if_empty(Path(config.output_dir))
-            said = f"not resumed: {err.web}" if isinstance(err, RunRefused) else f"failed: {err}"
-            self._update(status="failed", message=said, elapsed_s=time.monotonic() - self._started)
+            self._update(status="failed", message=describe_failure(err), elapsed_s=time.monotonic() - self._started)
             return
         finally:
             if on_end is not None:
                 on_end()
-        done = "finished" if result.status == "finished" else "cancelled; resumable from its checkpoint"
-        self._update(status=result.status, metrics=result.metrics, message=done,
+        self._update(status=result.status, metrics=result.metrics, message=self._describe_end(result.status),
                      elapsed_s=time.monotonic() - self._started)
 
+    def _describe_end(self, status: str) -> str:
+        if status == "finished":
+            return "finished"
+        if self._reached:  # a run at the limit cannot continue here (train_policy.check_resume_limits)
+            return f"stopped at this server's limit of {self._reached}"
+        return "cancelled; resumable from its checkpoint"
+
     def _record(self, event: ProgressEvent) -> None:
-        if over_limit(event, self._step_limit, self._epoch_limit) and not self._cancel.is_set():
-            logger.info("training job stops at step %d, epoch %g: this server's limit", event.step, event.epoch)
+        reached = reached_limit(event, self._step_limit, self._epoch_limit)
+        if reached and not self._cancel.is_set():
+            logger.info("training job stops at step %d, epoch %g: this server's limit of %s", event.step,
+                        event.epoch, reached)
+            self._reached = reached
             self._cancel.set()
         with self._lock:
             state = self._state
@@ -179,7 +189,10 @@ class JobManager:
                      step=event.step, total_steps=event.total_steps, epoch=event.epoch, losses=losses,
                      features_per_s=event.windows_per_s or state.features_per_s,
                      eta_s=eta if eta is not None else state.eta_s,
-                     metrics=event.metrics or state.metrics, message=event.message or _describe(event))
+                     metrics=event.metrics or state.metrics,
+                     # an end event's line is train.py's (an error in its words): the job's end, said once training
+                     # has returned, replaces the line shown until then
+                     message=state.message if event.kind in END_KINDS else event.message or _describe(event))
 
     def _wall_eta(self, event: ProgressEvent, evaluated: bool) -> float | None:
         """Seconds left at the wall-clock pace since the first step: evaluations and checkpoints count, which
@@ -202,9 +215,13 @@ class JobManager:
                                   history_version=version if history else self._state.history_version, **changes)
 
 
-def over_limit(event: ProgressEvent, step_limit: int | None, epoch_limit: float | None) -> bool:
-    return ((step_limit is not None and event.step >= step_limit)
-            or (epoch_limit is not None and event.epoch >= epoch_limit))
+def reached_limit(event: ProgressEvent, step_limit: int | None, epoch_limit: float | None) -> str:
+    """The limit a progress event has reached, in words ("2,000 steps"); "" while below both."""
+    if step_limit is not None and event.step >= step_limit:
+        return f"{step_limit:,} steps"
+    if epoch_limit is not None and event.epoch >= epoch_limit:
+        return f"{epoch_limit:,g} epochs"
+    return ""
 
 
 def drop_if_empty(folder: Path) -> None:
@@ -214,6 +231,22 @@ def drop_if_empty(folder: Path) -> None:
         folder.rmdir()  # refuses a folder with anything in it
     except OSError:
         pass
+
+
+def log_failure(job_id: int, err: Exception) -> None:
+    """What train.py tells in one line (a refused resume, bad data, a diverged run) is the user's to mend: one line
+    here too. Anything else may be a defect: its traceback."""
+    if isinstance(err, (ValueError, TrainingError)):
+        logger.warning("training job %d failed: %s", job_id, err)
+    else:
+        logger.exception("training job %d failed: %s", job_id, err)
+
+
+def describe_failure(err: Exception) -> str:
+    """Why a job failed, in the web app's words where the error has them (RunRefused, TrainingError, ...)."""
+    if isinstance(err, RunRefused):
+        return f"not resumed: {err.web}"
+    return f"failed: {web_wording(err)}"
 
 
 def _describe(event: ProgressEvent) -> str:
@@ -262,51 +295,3 @@ def quick_config(model: str, output_dir: str) -> QAConfig:
     train_file, heldout = write_quick_split(Path(output_dir))
     return QAConfig(model_name_or_path=model, output_dir=output_dir, train_file=str(train_file),
                     validation_file=str(heldout), **QUICK_PRESET)
-
-
-def measured_on(config: dict) -> str:
-    """What a run's evaluation figures were measured on, for a label: held-out data or its own training data."""
-    evaluated, trained = config.get("validation_file") or "", config.get("train_file") or ""
-    if not evaluated or evaluated == trained:
-        return "on its training data"
-    name = Path(evaluated).name
-    return "on held-out sample passages" if name == QUICK_DATA[1] else f"on {name}"
-
-
-def has_model(folder: str | Path) -> bool:
-    """A loadable model in the folder: a run's model/ subfolder, or the folder itself (a model or an older run)."""
-    return (model_folder(Path(folder)) / CONFIG_FILE).is_file()
-
-
-def run_label(run: RunSummary) -> str:
-    """A run as pickers list it: name, F1 and what it was measured on, and why a run without a model has none;
-    an evaluation-only folder says it is one (no run.json tells what it was measured on)."""
-    f1 = run.metrics.get("f1")
-    if run.status == EVALUATION:
-        return f"{Path(run.path).name} · evaluation only{f' · F1 {f1:.1f}' if f1 is not None else ''}"
-    try:
-        config = read_run_info(Path(run.path)).config
-    except ValueError:
-        config = {}
-    measured = "evaluated again (train.py evaluate)" if run.evaluated_again else measured_on(config)
-    score = f" · F1 {f1:.1f} {measured}" if f1 is not None else ""
-    status = "" if run.status == "finished" and has_model(run.path) else f" · {run.status}, no final model"
-    return f"{Path(run.path).name}{score}{status}"
-
-
-def model_choices(root: Path, default: str = DEFAULT_MODEL) -> list[tuple[str, str]]:
-    """(label, value) for a model picker: the default model, then every finished run with its final model under
-    root, newest first."""
-    first = ("embedded: pretrained MiniLM-L6, no QA head yet" if default == DEFAULT_MODEL else default, default)
-    return [first] + [(run_label(r), r.path) for r in list_runs(root) if r.status == "finished" and has_model(r.path)]
-
-
-def run_choices(root: Path) -> list[tuple[str, str]]:
-    """(label, value) for the Train tab's run picker: every run, newest first (a stopped one can be resumed)."""
-    return [(run_label(r), r.path) for r in list_runs(root)]
-
-
-def record_choices(root: Path) -> list[tuple[str, str]]:
-    """(label, value) for the run pickers of error analysis (Errors, compare): runs that wrote evaluation records
-    and evaluation-only folders (`train.py evaluate --output_dir`), newest first."""
-    return [(run_label(r), r.path) for r in list_runs(root, evaluations=True) if r.has_records]

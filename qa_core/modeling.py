@@ -66,7 +66,7 @@ def resolve_model(name_or_path: str | None) -> str:
         path = model_folder(path)
         if (path / RUN_FILE).is_file() and not (path / CONFIG_FILE).exists():
             raise ModelNotFoundError(f"{path}: a run without a final model ({MODEL_DIR}/ is written when training "
-                                     f"finishes; continue a stopped run with --resume)")
+                                     f"finishes; continue a stopped run: Resume in the Train tab, --resume with train.py)")
         if not (path / CONFIG_FILE).exists():
             raise ModelNotFoundError(f"{path}: folder has no {CONFIG_FILE}, so it is not a transformers model")
         return str(path)

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qa_core.wording import TwoWordings
+
 logger = logging.getLogger(__name__)
 
 # Local bookkeeping: the run's own record, its progress log and TensorBoard events.
@@ -37,15 +39,12 @@ CALIBRATION_FILE = "calibration.json"  # a temperature fitted on the records
 # Held (flock) by the process training the run; the OS drops it when that process ends, killed or not.
 TRAINING_LOCK = ".training.lock"
 TMP_SUFFIX, OLD_SUFFIX = ".tmp", ".old"  # a folder being written; the one it replaces, until the swap is done
+# The quick fine-tune's split of the bundled sample: its training passages and the passages held out from them.
+QUICK_DATA = ("quick-train.json", "quick-heldout.json")
 
 
-class RunRefused(ValueError):
-    """Training a run folder refused before any step: str() says it in train.py's words (its flags), `web` in the
-    web app's, whose Resume button takes no options. One check, two wordings."""
-
-    def __init__(self, cli: str, web: str) -> None:
-        super().__init__(cli)
-        self.web = web
+class RunRefused(TwoWordings, ValueError):
+    """Training a run folder refused before any step, in train.py's words and the web app's."""
 
 
 def partial_names(name: str) -> tuple[str, str, str]:
@@ -67,6 +66,11 @@ def model_folder(folder: Path) -> Path:
     model folder, or a run from before the model had its own subfolder)."""
     inner = folder / MODEL_DIR
     return inner if (inner / CONFIG_FILE).is_file() else folder
+
+
+def has_model(folder: str | Path) -> bool:
+    """A loadable model in the folder: a run's model/ subfolder, or the folder itself (a model or an older run)."""
+    return (model_folder(Path(folder)) / CONFIG_FILE).is_file()
 
 
 def run_folder(model: Path) -> Path:
@@ -189,7 +193,7 @@ class RunInfo:
     history: list[dict[str, Any]] = field(default_factory=list)  # metrics after each epoch
     error: str = ""
     base_model: str = ""  # what was fine-tuned, by hub id where it has one (not 'embedded')
-    train_seconds: float | None = None  # training time of the session that finished the run
+    train_seconds: float | None = None  # training time of all the sessions that made the final model
     hardware: str = ""  # where that session ran
 
 

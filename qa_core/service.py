@@ -20,10 +20,11 @@ from qa_core.error_analysis import QuestionRecord, evaluated_threshold
 from qa_core.fairness import LOCAL, Caller, FairWorker
 from qa_core.hosting import Settings, check_model, check_request, check_run, default_name, scrub
 from qa_core.inference import AnswerResult
-from qa_core.jobs import (QUICK_DATA, JobManager, JobSnapshot, has_model, model_choices, new_run_dir, quick_config,
-                          record_choices, run_choices)
+from qa_core.jobs import JobManager, JobSnapshot, new_run_dir, quick_config
 from qa_core.modeling import LoadedModel
-from qa_core.run_files import RECORDS_FILE, find_checkpoint, is_evaluation_folder, list_runs, read_run_info
+from qa_core.run_files import (QUICK_DATA, RECORDS_FILE, find_checkpoint, has_model, is_evaluation_folder, list_runs,
+                               read_run_info)
+from qa_core.run_picker import model_choices, record_choices, run_choices
 from qa_core.serving import ModelCache, run_config
 from qa_core.train_policy import (DATA_SUFFIXES, capped, check_contexts, check_data, check_limits,
                                   check_resume_limits, check_start_data, check_start_model, check_training)
@@ -286,7 +287,8 @@ class QAService:
             if Path(source or "").suffix in DATA_SUFFIXES and not Path(source).is_file():
                 raise ValueError(f"run {folder.name}: its {what} {Path(source).name} is gone (an uploaded file is "
                                  f"deleted when its job ends); start a new run")
-        check_resume_limits(config, self.settings, folder.name)
+        epoch = max((float(h.get("epoch", 0.0)) for h in info.history), default=0.0)  # at its evaluations
+        check_resume_limits(config, self.settings, folder.name, info.step, epoch)
         return check_limits(config.replace(output_dir=str(folder), resume=True, overwrite_output_dir=False),
                             self.settings)
 

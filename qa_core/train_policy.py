@@ -135,12 +135,24 @@ def check_window_cost(config: QAConfig, limit: float) -> None:
                          f"tokens per context token (QA_MAX_WINDOW_COST): lower doc_stride")
 
 
-def check_resume_limits(config: QAConfig, settings: Settings, run: str) -> None:
+def check_resume_limits(config: QAConfig, settings: Settings, run: str, step: int = 0, epoch: float = 0.0) -> None:
     """A run continues with its own options, so a public server refuses one that read more questions than it
-    allows (a run trained elsewhere, or before the limit) instead of announcing a resume that cannot continue."""
+    allows (a run trained elsewhere, or before the limit) instead of announcing a resume that cannot continue;
+    likewise a run at `step` or `epoch` that has reached the step or epoch cap (its job would stop again at once)."""
+    limits = settings.train_limits
+    for done, limit, unit, variable in ((step, limits.max_steps, "steps", "QA_MAX_TRAIN_STEPS"),
+                                        (epoch, limits.epochs, "epochs", "QA_MAX_EPOCHS")):
+        if settings.public and done >= limit:
+            raise ValueError(f"run {run} has done {amount(done)} {unit}, this server's limit of {amount(limit)} "
+                             f"{unit} ({variable}), so it cannot continue here")
     cap = settings.max_train_examples
     for option in ("max_train_samples", "max_eval_samples"):
         value = getattr(config, option)
         if cap is not None and (value is None or value > cap):
             raise ValueError(f"run {run} reads {'all' if value is None else value} questions ({option}); this "
                              f"server trains on at most {cap:,} (QA_MAX_TRAIN_EXAMPLES), so it cannot continue here")
+
+
+def amount(number: float) -> str:
+    """A count of steps or epochs in words: 2,000, not 2000.0 or 2e+03; 2.5 as it is."""
+    return f"{int(number):,}" if float(number).is_integer() else f"{number:,}"

@@ -26,11 +26,12 @@ from qa_core.progress import ProgressCallback, ProgressEvent, truncate_history
 from qa_core.run_files import HISTORY_FILE, RunInfo, read_run_info, training_lock
 from qa_core.train_setup import Setup, prepare
 from qa_core.train_step import batch_loader, forward_backward, optimizer_step
+from qa_core.wording import TwoWordings
 
 logger = logging.getLogger(__name__)
 
 
-class TrainingError(RuntimeError):
+class TrainingError(TwoWordings, RuntimeError):
     """Training stopped for a reason the user can act on (divergence, a full disk); run.json says which."""
 
 
@@ -40,8 +41,9 @@ class TrainResult:
     status: str  # finished | cancelled
     step: int
     metrics: dict[str, float]
-    train_seconds: float
+    train_seconds: float  # this session's training time (run.json and the model card: every session's)
     features_trained: int  # training features (windows) processed in this session, all processes together
+    total_train_seconds: float = 0.0  # every session's training time, as run.json counts it
 
 
 def train(config: QAConfig, callback: ProgressCallback | None = None, should_stop: Callable[[], bool] | None = None,
@@ -87,11 +89,11 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
                 if not step_ends:
                     continue
                 grad_norm = float(optimizer_step(setup.model, setup.optimizer, setup.scheduler, config.max_grad_norm))
-                state = replace(state, step=state.step + 1)
-                if not math.isfinite(grad_norm):  # the same on every rank: gradients are all-reduced
-                    raise TrainingError(diverged_message(setup.config, state.step, float(loss_sum) / losses,
-                                                         grad_norm))
                 seconds += time.perf_counter() - clock
+                state = replace(state, step=state.step + 1, train_seconds=setup.start.train_seconds + seconds)
+                if not math.isfinite(grad_norm):  # the same on every rank: gradients are all-reduced
+                    raise TrainingError(*diverged_message(setup.config, state.step, float(loss_sum) / losses,
+                                                          grad_norm))
                 pace = _pace(setup, state, windows, seconds)
                 if state.step % config.logging_steps == 0 or state.step == setup.total_steps:
                     emit("step", state, loss=all_reduce_mean(float(loss_sum) / losses, dist_ctx),
@@ -110,12 +112,12 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
                     break
                 clock = time.perf_counter()  # evaluation and checkpoints are not training time
         status = "cancelled" if cancelled else "finished"
-        _finish(setup, state, status, seconds, earlier)
+        _finish(setup, state, status, earlier)
     except BaseException as err:
         raise _failed(setup, saved, err, emit) from err
     emit("done" if status == "finished" else "cancelled", state, metrics=state.metrics,
-         message="finished" if status == "finished" else "cancelled; continue with --resume")
-    return TrainResult(str(output_dir), status, state.step, state.metrics, seconds, windows)
+         message=status)  # how to continue is each front end's to say: a flag, or a button
+    return TrainResult(str(output_dir), status, state.step, state.metrics, seconds, windows, state.train_seconds)
 
 
 def _before_first_step(setup: Setup, state: TrainState, emit: Callable[..., None],
@@ -131,11 +133,12 @@ def _before_first_step(setup: Setup, state: TrainState, emit: Callable[..., None
     return state, cancelled
 
 
-def _finish(setup: Setup, state: TrainState, status: str, seconds: float, earlier: RunInfo | None) -> None:
-    """The final model (when finished) and run.json; a session that trained no step keeps the earlier one's time."""
+def _finish(setup: Setup, state: TrainState, status: str, earlier: RunInfo | None) -> None:
+    """The final model (when finished) and run.json, with the training time of every session (the checkpoint
+    carries the earlier ones'); a session that trained no step keeps the earlier one's time and hardware."""
     output_dir = Path(setup.config.output_dir)
     if setup.dist_ctx.is_main:
-        info = _run_info(setup, state, status, train_seconds=seconds)
+        info = _run_info(setup, state, status, train_seconds=state.train_seconds)
         if earlier is not None and state.step == setup.start.step:
             info = replace(info, train_seconds=earlier.train_seconds, hardware=earlier.hardware)
         if status == "finished":  # model/ first: a run.json saying "finished" always has its model
@@ -165,7 +168,7 @@ def _loader(setup: Setup, batches: list[list[int]], epoch: int) -> DataLoader:
 def _save_point(setup: Setup, state: TrainState, emit: Callable[..., None], evaluate: bool) -> TrainState:
     """Check the weights, evaluate if asked, then checkpoint: nothing non-finite is ever evaluated or saved."""
     if ruined := nonfinite_parameters(setup.loaded.model):
-        raise TrainingError(ruined_message(setup.config, state.step, ruined))
+        raise TrainingError(*ruined_message(setup.config, state.step, ruined))
     result = None
     if evaluate:
         state, result = _evaluate(setup, state, emit)
@@ -207,8 +210,7 @@ def _failed(setup: Setup, state: TrainState, err: BaseException, emit: Callable[
     failed). A second Ctrl-C (KeyboardInterrupt) is no failure: the run is cancelled, to continue from there."""
     output_dir = Path(setup.config.output_dir)
     if reason := no_room(err):
-        err = TrainingError(f"no room to write in {output_dir} ({reason}); partial files removed; "
-                            f"free some space, then continue with --resume")
+        err = no_room_error(output_dir, reason)
     interrupted = isinstance(err, KeyboardInterrupt)
     status, error = ("cancelled", "") if interrupted else ("failed", str(err) or repr(err))
     if setup.dist_ctx.is_main:
@@ -218,8 +220,13 @@ def _failed(setup: Setup, state: TrainState, err: BaseException, emit: Callable[
         except OSError:
             remove_partial_files(output_dir)
         with contextlib.suppress(Exception):  # the failure to report is err, not a listener's
-            emit(status, state, message="stopped at once; continue with --resume" if interrupted else error)
+            emit(status, state, message="stopped at once" if interrupted else error)
     return err
+
+
+def no_room_error(output_dir: Path, reason: str) -> TrainingError:
+    said = f"no room to write in {output_dir} ({reason}); partial files removed; free some space, then"
+    return TrainingError(f"{said} continue with --resume", f"{said} press Resume to continue the run")
 
 
 def _evaluated_now(setup: Setup, state: TrainState) -> bool:

@@ -641,6 +641,27 @@ def test_a_cancelled_run_is_resumed_from_the_train_tab(settings, tmp_path):
     assert "has finished; nothing to resume" in ui.train.resume(run.name)["message"]
 
 
+def test_a_public_job_stopped_at_the_step_limit_says_so_and_is_not_resumed_a_step_at_a_time(settings, tmp_path):
+    """The step cap bounds a run, not a job: a run that reached it cannot continue on this server, where each
+    Resume would train one more step before the cap stopped it again."""
+    from qa_core.hosting import TrainLimits
+
+    ui = handlers(Settings(tmp_path, settings.default_model, training_enabled=True, fast_inference=False,
+                           public=True, max_train_examples=8, train_limits=TrainLimits(max_steps=2)))
+    started = ui.train.start_training(gr.Request(session_hash="a"), "", DATA_CHOICES[0], None, "", "",
+                                      *form(num_train_epochs=5.0, per_device_train_batch_size=4, max_seq_length=128,
+                                            doc_stride=32, logging_steps=1))
+    assert started["message"].startswith("Started job 1") and ui.service.jobs.wait(120)
+    stopped = ui.service.jobs.snapshot()
+    assert (stopped.status, stopped.step) == ("cancelled", 2)
+    assert "this server's limit of 2 steps" in stopped.message, stopped.message
+    refused = ui.train.resume(Path(stopped.output_dir).name, gr.Request(session_hash="a"))["message"]
+    assert refused.startswith("Not resumed") and "this server's limit of 2 steps" in refused, refused
+    assert ui.service.jobs.snapshot().job_id == 1
+    picked = ui.train.show_run(Path(stopped.output_dir).name)  # nor does the Run picker offer Resume for it
+    assert not picked["resume"]["interactive"] and "this server's limit of 2 steps" in picked["run_note"]
+
+
 def test_a_run_without_a_checkpoint_cannot_be_resumed(settings, tmp_path):
     from qa_core.checkpoints import write_run_info
     from qa_core.run_files import RunInfo
@@ -667,6 +688,21 @@ def test_the_train_tab_of_a_public_server_lets_only_the_starter_cancel(settings,
     assert "only the visitor who started" in ui.train.cancel(gr.Request(session_hash="b"))["message"]
     assert ui.train.cancel(gr.Request(session_hash="a"))["message"] == "Cancelling after the current step."
     assert ui.service.jobs.wait(120)
+
+
+def test_the_cancelling_line_gives_way_to_how_the_job_ended(ui):
+    """'Cancelling after the current step.' is true only while the job runs: once it has ended, the Message box
+    says how (a message about anything else stays)."""
+    started = ui.train.start_training(None, "", DATA_CHOICES[0], None, "", "",
+                                      *form(max_steps=2000, per_device_train_batch_size=4, max_seq_length=128,
+                                            doc_stride=32, max_train_samples=8))
+    assert started["message"].startswith("Started job 1")
+    cancelling = ui.train.cancel()["message"]
+    assert cancelling == "Cancelling after the current step." and ui.service.jobs.wait(120)
+    assert ui.train.poll(-1, cancelling)["message"].startswith("Job 1 cancelled")
+    seen = ui.train.poll(-1, started["message"])  # a tick that saw the end before the cancel's line came back
+    assert seen["message"] == gr.skip()
+    assert ui.train.poll(seen["version"], cancelling)["message"].startswith("Job 1 cancelled")  # the next tick
 
 
 @pytest.mark.parametrize("public", [False, True])
@@ -753,7 +789,7 @@ def test_a_run_evaluated_again_into_its_folder_lists_the_figures_of_its_records(
     not run.json: the lists (/list_runs, the pickers) and the Errors summary must give the records' figures and not
     call them 'on its training data'."""
     from qa_core.run_files import list_runs
-    from qa_core.jobs import run_label
+    from qa_core.run_picker import run_label
 
     root = tmp_path / "runs"
     run = copy_run(tiny_run, root / tiny_run.name)

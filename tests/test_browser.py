@@ -313,3 +313,18 @@ def test_a_stopped_run_is_resumed_from_the_train_tab(page):
     wait_for(lambda: f"Job {resumed[1]}: finished" in find(page, "#train-status textarea").get_attribute("value"),
              120, "the resumed job to finish")
     page.save_screenshot(str(ARTIFACTS / "4-resumed.png"))
+
+
+def test_cancelling_gives_way_to_how_the_job_ended(page):
+    """'Cancelling after the current step.' stays in the Message box only while it is true."""
+    open_tab(page, "Train")
+    for name, value in (("max_steps", 2000), ("per_device_train_batch_size", 4), ("max_seq_length", 128),
+                        ("doc_stride", 32)):
+        set_number(page, name, value)
+    find(page, "#train-start").click()
+    message = lambda: find(page, "#train-message textarea").get_attribute("value")  # noqa: E731
+    started = wait_for(lambda: re.match(r"Started job (\d+)", message()), 30, "the job to start")
+    find(page, "#train-cancel").click()
+    wait_for(lambda: message() == "Cancelling after the current step." or message().startswith(
+        f"Job {started[1]} cancelled"), 30, "the cancel to be taken")
+    wait_for(lambda: message().startswith(f"Job {started[1]} cancelled"), 60, "the job's end in the Message box")

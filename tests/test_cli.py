@@ -61,8 +61,14 @@ def test_help_says_what_evaluate_and_predict_take_from_the_run(command: str, def
 @pytest.mark.parametrize("args, message", [
     (("train", "--max_seq_length", "abc"), "invalid int value: 'abc'"),
     (("frobnicate",), "invalid choice: 'frobnicate'"),
-    (("train", "--doc_stride", "500"), "doc_stride (500) must be smaller"),
+    (("train", "--train_file", "sample", "--doc_stride", "500"), "doc_stride (500) must be smaller"),
     (("predict", "--question", "Who?"), "predict needs --question and --context, or --test_file"),
+    (("train", "--output_dir", "runs/x"), "train needs --train_file"),
+    (("train", "--train_file", "", "--output_dir", "runs/x"), "train needs --train_file"),
+    (("evaluate", "--model_name_or_path", "embedded"), "evaluate needs --validation_file"),
+    (("predict", "--question", "", "--context", "Mara kept bees."), "predict: --question is empty"),
+    (("predict", "--question", ""), "predict: --question is empty"),
+    (("predict", "--question", "Who kept bees?", "--context", " \n"), "predict: --context is empty"),
 ])
 def test_bad_arguments_fail_before_anything_heavy_loads(args: tuple[str, ...], message: str):
     done = run_cli(*args)

@@ -63,6 +63,17 @@ def test_not_json(tmp_path: Path) -> None:
         records(path)
 
 
+@pytest.mark.parametrize("name, text", [("x.json", "\n"), ("x.json", ""), ("x.jsonl", " \r\n\n"),
+                                        ("x.json", "\ufeff\n")])
+def test_an_empty_file_is_called_empty_not_invalid(tmp_path: Path, name: str, text: str) -> None:
+    """A file holding only a newline (an editor's save of an empty buffer) is empty, not bad JSON at line 2."""
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(DataError) as refused:
+        records(path)
+    assert str(refused.value) == f"{path}: the file is empty"
+
+
 @pytest.mark.parametrize("line, kind", [("[1, 2]", "list"), ('"text"', "str"), ("null", "NoneType"), ("7", "int")])
 def test_a_jsonl_line_that_is_no_object_is_named(tmp_path: Path, line: str, kind: str) -> None:
     path = tmp_path / "x.jsonl"

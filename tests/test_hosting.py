@@ -234,6 +234,11 @@ def test_a_public_server_refuses_to_resume_a_run_over_its_limits():
         with pytest.raises(ValueError, match="run r reads .* questions .*at most 40 .*cannot continue here"):
             check_resume_limits(config, public, "r")
     check_resume_limits(QAConfig(), Settings(), "r")  # a local server without the limit
+    capped = QAConfig(max_train_samples=40, max_eval_samples=20)
+    check_resume_limits(capped, public, "r", step=public.train_limits.max_steps - 1)
+    with pytest.raises(ValueError, match="run r has done 2,000 steps, this server's limit of 2,000 steps"):
+        check_resume_limits(capped, public, "r", step=2000)
+    check_resume_limits(QAConfig(), Settings(), "r", step=5000)  # a local server trains on
 
 
 def test_a_public_server_with_another_default_does_not_offer_the_embedded_model(runs):

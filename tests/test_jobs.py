@@ -1,8 +1,9 @@
-"""The one-job training manager, run-folder naming and model choices."""
+"""The one-job training manager, run-folder naming and the quick fine-tune."""
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -11,14 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from qa_core.checkpoints import write_run_info
 from qa_core.config import QAConfig
 from qa_core.data import load_examples
-from qa_core.jobs import (QUICK_DATA, JobBusyError, JobManager, JobSnapshot, model_choices, model_slug,
-                          new_run_dir, quick_config, record_choices, run_choices)
+from qa_core.data_sources import DataError
+from qa_core.jobs import JobBusyError, JobManager, JobSnapshot, model_slug, new_run_dir, quick_config
 from qa_core.progress import STEP_KINDS, ProgressEvent, read_history
-from qa_core.run_files import HISTORY_FILE, RECORDS_FILE, RunInfo
+from qa_core.run_files import HISTORY_FILE, RECORDS_FILE, RunRefused
+from qa_core.run_picker import model_choices
 from qa_core.training import TrainResult, train
+from tests.conftest import write_squad
+from tests.overfit_data import write_tiny_squad
 
 
 class FakeTrainer:
@@ -77,6 +80,7 @@ def test_a_job_stops_resumably_at_its_step_limit(tmp_path):
     jobs = JobManager(FakeTrainer())  # its first step event reports step 3
     jobs.start(config(tmp_path), step_limit=3)
     assert jobs.wait(10) and jobs.snapshot().status == "cancelled"
+    assert jobs.snapshot().message == "stopped at this server's limit of 3 steps"  # no Resume can continue it
     jobs.start(config(tmp_path), step_limit=4)
     assert not jobs.wait(0.2)  # below the limit: still running
     assert jobs.cancel().status == "cancelling" and jobs.wait(10)
@@ -93,6 +97,7 @@ def test_a_job_by_steps_stops_resumably_at_its_epoch_limit(tmp_path, tiny_model_
     assert jobs.wait(120)
     snapshot = jobs.snapshot()
     assert snapshot.status == "cancelled" and snapshot.epoch == 3.0, snapshot.message
+    assert snapshot.message == "stopped at this server's limit of 3 epochs"
     evaluations = [e for e in read_history(run / HISTORY_FILE) if e.metrics]
     assert len(evaluations) == 3 and snapshot.step == 3  # one step an epoch: 2 questions in one batch
 
@@ -105,6 +110,21 @@ def test_a_failing_job_reports_its_error(tmp_path):
     assert jobs.wait(10)
     snapshot = jobs.snapshot()
     assert snapshot.status == "failed" and "no such data file" in snapshot.message
+
+
+@pytest.mark.parametrize("fail, traced", [
+    (RunRefused("--resume: the run in r has done 9 steps", "run r has done 9 steps"), False),
+    (DataError("d.json: contains no questions"), False), (RuntimeError("a defect of ours"), True)])
+def test_a_refused_job_is_logged_in_one_line_and_a_defect_with_its_traceback(tmp_path, caplog, fail, traced):
+    """A refused resume or bad data is the visitor's to mend: one line in the server's log, not a traceback."""
+    trainer = FakeTrainer(fail=fail)
+    trainer.release.set()
+    jobs = JobManager(trainer)
+    with caplog.at_level(logging.INFO, logger="qa_core.jobs"):
+        jobs.start(config(tmp_path))
+        assert jobs.wait(10) and jobs.snapshot().status == "failed"
+    said = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(said) == 1 and bool(said[0].exc_info) is traced and str(fail) in said[0].getMessage()
 
 
 def test_versions_change_with_every_update(tmp_path):
@@ -152,6 +172,54 @@ def test_the_job_moves_at_every_step_and_its_history_only_at_logged_ones(tmp_pat
     assert [s.history_version == s.version for s in stepped] == [False, True, True]  # step 1: no plot to redraw
 
 
+def tiny_job(model_dir: Path, data: Path, output_dir: Path, **overrides) -> QAConfig:
+    return QAConfig(model_name_or_path=str(model_dir), train_file=str(data), output_dir=str(output_dir),
+                    max_seq_length=64, doc_stride=16, max_query_length=16, per_device_train_batch_size=2,
+                    max_steps=20, logging_steps=1, save_steps=2, **overrides)
+
+
+def messages_of(jobs: JobManager, config: QAConfig, cancel_at: int | None = None) -> list[str]:
+    """Every message the job shows, after each of its training's events and at its end; cancel_at: the step at
+    which the Cancel button is pressed."""
+    seen: list[str] = []
+
+    def heard(config, callback, should_stop) -> TrainResult:
+        def listen(event: ProgressEvent) -> None:
+            callback(event)
+            seen.append(jobs.snapshot().message)
+            if event.kind in STEP_KINDS and event.step == cancel_at:
+                jobs.cancel()
+        return train(config, callback=listen, should_stop=should_stop)
+
+    jobs._trainer = heard
+    jobs.start(config)
+    assert jobs.wait(120)
+    return [*seen, jobs.snapshot().message]
+
+
+def test_a_job_s_messages_use_the_web_s_words_not_train_py_s_flags(tmp_path, tiny_model_dir):
+    """The Train tab and /training_status name the form's fields and its Resume, never train.py's options: a
+    cancelled job, and one that diverges (the form has no --learning_rate, and Resume takes no options)."""
+    data = write_tiny_squad(tmp_path / "d.json")
+    jobs = JobManager()
+    cancelled = messages_of(jobs, tiny_job(tiny_model_dir, data, tmp_path / "stopped"), cancel_at=1)
+    assert jobs.snapshot().status == "cancelled" and not [m for m in cancelled if "--" in m], cancelled
+    diverged = messages_of(jobs, tiny_job(tiny_model_dir, data, tmp_path / "nan", learning_rate=1e6))
+    assert jobs.snapshot().status == "failed" and "diverged" in diverged[-1], diverged[-1]
+    assert "lower learning_rate" in diverged[-1] and "bf16 off" in diverged[-1]
+    assert not [m for m in diverged if "--" in m], diverged
+
+
+def test_evaluation_data_without_answers_is_refused_in_the_web_s_words(tmp_path, tiny_model_dir):
+    """SQuAD 2.0 data evaluated as v1.1 has nothing to score: the Train form's switch is version_2_with_negative."""
+    data = write_squad(tmp_path / "v2.json", [{"context": "Mara kept bees on the hill.", "qas": [
+        {"id": "a", "question": "Who sold the honey?", "answers": [], "is_impossible": True}]}])
+    jobs = JobManager()
+    said = messages_of(jobs, tiny_job(tiny_model_dir, data, tmp_path / "run", validation_file=str(data)))
+    assert jobs.snapshot().status == "failed" and "nothing to score" in said[-1], said[-1]
+    assert "turn version_2_with_negative on" in said[-1] and not [m for m in said if "--" in m], said
+
+
 def test_run_folder_names(tmp_path):
     now = datetime(2025, 3, 1, 12, 30, 5)
     assert new_run_dir(tmp_path, "embedded", now) == tmp_path / "20250301-123005-embedded"
@@ -160,32 +228,6 @@ def test_run_folder_names(tmp_path):
     assert model_slug("distilbert/distilbert-base-cased-distilled-squad") == "distilbert-base-cased-distilled-squad"
     assert model_slug("runs/20250301-x/") == "20250301-x"
     assert model_slug("a b<c>") == "a-b-c"
-
-
-def test_choices_list_finished_runs_and_runs_with_records(tmp_path):
-    for name, status in (("done", "finished"), ("stopped", "cancelled"), ("broken", "failed"), ("hollow", "finished")):
-        write_run_info(tmp_path / name, RunInfo(status, {"train_file": "a.json", "validation_file": "b.json"},
-                                                metrics={"f1": 71.25} if status == "finished" else {}))
-    (tmp_path / "done" / "config.json").write_text("{}", encoding="utf-8")  # only this run has its final model
-    (tmp_path / "stopped" / RECORDS_FILE).write_text("", encoding="utf-8")
-    choices = model_choices(tmp_path)
-    assert [value for _, value in choices] == ["embedded", str(tmp_path / "done")]
-    assert "F1 71.2 on b.json" in choices[1][0]
-    assert record_choices(tmp_path) == [("stopped · cancelled, no final model", str(tmp_path / "stopped"))]
-    labels = dict((value, label) for label, value in run_choices(tmp_path))
-    assert len(labels) == 4 and labels[str(tmp_path / "hollow")].endswith("finished, no final model")
-    assert model_choices(tmp_path / "missing", default="/m/tiny")[0] == ("/m/tiny", "/m/tiny")
-
-
-def test_labels_say_what_the_score_was_measured_on(tmp_path):
-    write_run_info(tmp_path / "own", RunInfo("finished", {"train_file": "sample", "validation_file": "sample"},
-                                             metrics={"f1": 97.7}))
-    write_run_info(tmp_path / "quick", RunInfo("finished", {"train_file": str(tmp_path / QUICK_DATA[0]),
-                                                            "validation_file": str(tmp_path / QUICK_DATA[1])},
-                                               metrics={"f1": 40.0}))
-    labels = [label for label, _ in run_choices(tmp_path)]
-    assert "own · F1 97.7 on its training data · finished, no final model" in labels
-    assert "quick · F1 40.0 on held-out sample passages · finished, no final model" in labels
 
 
 def test_the_quick_fine_tune_holds_out_whole_passages(tmp_path):

@@ -121,8 +121,13 @@ def test_a_public_job_by_steps_stops_at_the_epoch_cap(tmp_path, tiny_model_dir):
     assert service.jobs.wait(120)
     job = service.job_json()
     assert job["status"] == "cancelled" and job["epoch"] == 3.0, job["message"]
+    assert job["message"] == "stopped at this server's limit of 3 epochs"
     history = read_history(tmp_path / "runs" / job["run"] / HISTORY_FILE)
     assert len([event for event in history if event.metrics]) == 3
+    # each Resume would reload the model and data, evaluate once more and stop again
+    with pytest.raises(ValueError, match=rf"run {job['run']} has done 3 epochs, this server's limit of 3 epochs "
+                                         r"\(QA_MAX_EPOCHS\), so it cannot continue here"):
+        service.resume_config(job["run"])
 
 
 def test_a_public_job_fails_on_data_over_the_window_limit(tmp_path, tiny_model_dir):

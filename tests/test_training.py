@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -21,13 +22,13 @@ from qa_core.data import load_examples
 from qa_core.error_analysis import read_records
 from qa_core.evaluation import run_evaluation
 from qa_core.inference import answer_examples, native_bf16_cpu, resolve_bf16
-from qa_core.jobs import model_choices
 from qa_core.modeling import load_model
 from qa_core.progress import read_history
 from qa_core.progress import ProgressEvent
 from qa_core.run_files import HISTORY_FILE, STATE_FILE, RunRefused, find_checkpoint, read_run_info
+from qa_core.run_picker import model_choices
 from qa_core.runtime import stop_on_signals
-from qa_core.training import TrainingError, train
+from qa_core.training import TrainingError, no_room_error, train
 from tests.conftest import write_squad
 from tests.overfit_data import write_tiny_squad
 
@@ -129,6 +130,21 @@ def test_resuming_a_finished_run_keeps_the_time_it_trained(tiny_model_dir: Path,
     assert (tmp_path / "run" / "model" / "README.md").read_text() == card
 
 
+def test_a_resumed_run_counts_the_training_time_of_every_session(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """run.json and the model card say how long the model trained: a cancelled session's time, then the resumed
+    one's, not the last session's alone."""
+    config = tiny_config(tiny_model_dir, write_tiny_squad(tmp_path / "d.json"), tmp_path / "run", num_train_epochs=2,
+                         validation_file=None)
+    asked: list[int] = []
+    first = train(config, should_stop=lambda: asked.append(1) or len(asked) >= 3)  # before step 1, after each
+    assert first.status == "cancelled" and first.step == 2 and first.train_seconds > 0
+    second = train(config.replace(resume=True))
+    assert second.status == "finished" and second.train_seconds > 0
+    total = read_run_info(tmp_path / "run").train_seconds
+    assert total == pytest.approx(first.train_seconds + second.train_seconds) == second.total_train_seconds
+    assert f"- training time: {total:.0f} s" in (tmp_path / "run" / "model" / "README.md").read_text()
+
+
 def test_a_resume_asking_for_fewer_steps_than_done_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
     """Else the run would be 'finished' at step 2 of 1, its model never evaluated, its train time 0 s."""
     data = write_tiny_squad(tmp_path / "d.json")
@@ -223,6 +239,7 @@ def test_killed_cli_run_resumes_and_matches_an_uninterrupted_run(tiny_model_dir:
     resumed_out, straight_out = json.loads(resumed.stdout), json.loads(straight.stdout)
     assert resumed_out["status"] == "finished" and resumed_out["step"] == straight_out["step"] == 40
     assert resumed_out["f1"] == pytest.approx(straight_out["f1"])
+    assert resumed_out["train_seconds"] == pytest.approx(read_run_info(tmp_path / "killed").train_seconds, abs=0.05)
     assert (tmp_path / "killed" / "eval_predictions.json").read_text() == \
         (tmp_path / "straight" / "eval_predictions.json").read_text()
     assert_same_weights(tmp_path / "killed", tmp_path / "straight")
@@ -253,6 +270,17 @@ def test_ctrl_c_or_sigterm_stops_the_cli_with_a_checkpoint_to_resume(signum: int
                              capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["step"] == info.step + 2
+
+
+def test_the_cli_says_each_evaluation_once(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Training logs each evaluation's EM/F1; the progress bar wrote the same line again."""
+    data = write_tiny_squad(tmp_path / "d.json")  # 5 questions, 2 a batch: 3 steps an epoch
+    done = subprocess.run(cli("train", "--model_name_or_path", str(tiny_model_dir), "--train_file", str(data),
+                              "--validation_file", str(data), "--output_dir", str(tmp_path / "run"), "--max_steps",
+                              "4", "--max_seq_length", "64", "--doc_stride", "16", "--max_query_length", "16",
+                              "--per_device_train_batch_size", "2"), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert re.findall(r"step (\d+): exact_match", done.stderr) == ["3", "4"], done.stderr
 
 
 def test_a_runs_own_scores_are_what_evaluate_and_predict_give_on_its_model(tiny_model_dir: Path,
@@ -320,6 +348,7 @@ def test_a_diverging_run_fails_clearly_keeps_its_checkpoint_and_is_not_offered(t
                           capture_output=True, text=True)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "training diverged at step" in done.stderr and "--learning_rate" in done.stderr
+    assert "Start a new run (another --output_dir)" in done.stderr  # --resume keeps the run's learning rate
     info = read_run_info(run)
     assert info.status == "failed" and "diverged" in info.error and info.step < 20
     assert not (run / "model").exists()  # no NaN model
@@ -328,6 +357,12 @@ def test_a_diverging_run_fails_clearly_keeps_its_checkpoint_and_is_not_offered(t
     assert checkpoint is not None and state == read_run_info(run).history
     assert all(torch.isfinite(t).all() for t in load_file(checkpoint / "model.safetensors").values())
     assert all(path != str(run) for _, path in model_choices(tmp_path / "runs"))
+
+
+def test_a_full_disk_says_how_to_continue_in_train_py_s_words_and_the_web_app_s(tmp_path: Path) -> None:
+    err = no_room_error(tmp_path / "run", "No space left on device")
+    assert "no room to write" in str(err) and str(err).endswith("continue with --resume")
+    assert "no room to write" in err.web and "press Resume" in err.web and "--" not in err.web
 
 
 def test_weights_ruined_by_the_last_step_are_not_saved_as_a_finished_run(tiny_model_dir: Path,

@@ -226,8 +226,14 @@ def test_a_row_click_takes_its_turn_on_the_model_thread_within_the_callers_bound
     row = ui.filter_table("b", False, 0, 100, "all", "", "id")["table"].iloc[0].tolist()
     assert ui.select_record("b", select(row))["plot"] is not None  # the run's model loaded before the thread is held
     stranger, visitor = gr.Request(session_hash="stranger"), gr.Request(session_hash="visitor")
-    gate, finished = threading.Event(), []
-    held = service.models._model_thread.submit(Caller("192.0.2.1"), gate.wait, 30)  # the thread is busy answering
+    gate, finished, worker = threading.Event(), [], service.models._model_thread
+    held = worker.submit(Caller("192.0.2.1"), gate.wait, 30)  # the thread is busy answering
+
+    def wait_until_queued(calls: int) -> None:  # on two busy cores a click takes a while to reach the line
+        deadline = time.monotonic() + 10
+        while queued(worker) < calls and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert queued(worker) == calls
 
     def click(request: gr.Request, name: str) -> str:
         shown = ui.select_record("b", select(row), None, request)
@@ -238,13 +244,19 @@ def test_a_row_click_takes_its_turn_on_the_model_thread_within_the_callers_bound
         deadline = time.monotonic() + 10
         while sum(f.done() for f in strangers) < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(0.2)  # two wait for their turn, three came back refused
+        wait_until_queued(2)  # two wait for their turn, three came back refused
         refusals = [f.result(0) for f in strangers if f.done()]
         visitors = pool.submit(click, visitor, "visitor")
-        time.sleep(0.2)
+        wait_until_queued(3)
         gate.set()
         titles = [f.result(30) for f in (*strangers, visitors)]
     assert held.result(0) and len(refusals) == 3
     assert all("no logit plot: you already have 2 questions" in t and "QA_MAX_CALLER_REQUESTS" in t for t in refusals)
     assert finished[3:] == ["stranger", "visitor", "stranger"]  # first come, first served: the visitor last
     assert all("no logit plot" not in t for t in titles if t not in refusals)
+
+
+def queued(worker) -> int:
+    """Calls waiting in a FairWorker's line (not the one running)."""
+    with worker._ready:
+        return sum(len(calls) for sessions in worker._line.values() for calls in sessions.values())

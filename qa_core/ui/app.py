@@ -118,11 +118,12 @@ def wire_tabs(demo: gr.Blocks, service: QAService, tabs: gr.Tabs, ask_tab: dict[
     """The events that cross tabs: the training poll, picker refreshes, and moves from one tab to another."""
     version, timer = gr.State(-1), gr.Timer(1.0)
     polled = {"bar": train_tab["bar"], "status": train_tab["status"], "loss": train_tab["loss"], "version": version,
-              "ended": train_tab["ended"]}
+              "ended": train_tab["ended"], "message": train_tab["message"]}
     refreshed = {"ask_model": ask_tab["model"], "train_model": train_tab["model"], "run": errors_tab["run"],
                  "train_run": train_tab["run"]}
     quiet = dict(show_progress="hidden", **PRIVATE)
-    timer.tick(by_name(train_tab["handlers"].poll, polled), version, list(polled.values()), api_name="ui_poll", **quiet)
+    timer.tick(by_name(train_tab["handlers"].poll, polled), [version, train_tab["message"]], list(polled.values()),
+               api_name="ui_poll", **quiet)
     refresh = by_name(functools.partial(pickers, service), refreshed)
     # Refreshed on tab switches and when a job ends, not on every tick: a timer output would fight the user's
     # own picking.

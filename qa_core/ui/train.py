@@ -10,9 +10,9 @@ import gradio as gr
 
 from qa_core import plots, views
 from qa_core.config import HINTS, QAConfig, form_fields, help_of
-from qa_core.jobs import JobBusyError, JobSnapshot, NotYourJobError, has_model
+from qa_core.jobs import JobBusyError, JobSnapshot, NotYourJobError
 from qa_core.progress import read_history
-from qa_core.run_files import HISTORY_FILE, being_trained, read_run_info
+from qa_core.run_files import HISTORY_FILE, being_trained, has_model, read_run_info
 from qa_core.service import QAService
 from qa_core.ui.common import PRIVATE, QUICK_MINUTES, Outputs, by_name, model_picker, session_of
 
@@ -22,6 +22,7 @@ LABELS = ("training data", "evaluation data")  # the form's names of the two dat
 OPTION_WIDTH = 260  # px: the longest field name (per_device_train_batch_size) on one line
 ENDED = ("finished", "cancelled", "failed")
 REFUSED = (ValueError, OSError, JobBusyError)  # a start refused at once: nothing was started
+CANCELLING = "Cancelling after the current step."  # true only while the job runs: poll replaces it at the end
 
 
 def history_plot(run: str | Path) -> Any:
@@ -87,7 +88,7 @@ class TrainHandlers:
             active = self.service.cancel(session_of(request)).active
         except NotYourJobError as err:
             return {"message": f"Not cancelled: {err}"}
-        return {"message": "Cancelling after the current step." if active else "No training job is running."}
+        return {"message": CANCELLING if active else "No training job is running."}
 
     def resume(self, run: str | None, request: gr.Request | None = None) -> Outputs:
         """Continue a cancelled or failed run from its checkpoint (train.py --resume)."""
@@ -112,21 +113,32 @@ class TrainHandlers:
         if stopped and being_trained(Path(folder)):  # by this server's job or another process, such as the CLI
             return {"history": history_plot(folder), "resume": gr.update(interactive=False),
                     "run_note": "This run is being trained right now; Resume applies once it stops."}
+        enabled = self.service.settings.training_enabled
+        if stopped and enabled:
+            try:  # the checks Resume makes: a run this server cannot continue is not offered it
+                self.service.resume_config(run)
+            except ValueError as err:
+                return {"history": history_plot(folder), "resume": gr.update(interactive=False),
+                        "run_note": f"Stopped before it finished; Resume cannot continue it: "
+                                    f"{self.service.explain(err)}"}
         note = "Stopped before it finished: Resume continues it from its last checkpoint." if stopped else ""
-        return {"history": history_plot(folder), "run_note": note,
-                "resume": gr.update(interactive=stopped and self.service.settings.training_enabled)}
+        return {"history": history_plot(folder), "run_note": note, "resume": gr.update(interactive=stopped and enabled)}
 
-    def poll(self, seen_version: int) -> Outputs:
+    def poll(self, seen_version: int, message: str = "") -> Outputs:
         """Timer tick: redraw the job's bar and status while it runs or when it changed, its plot only when its
         losses, evaluations or status changed; `ended` names the last job that ended, so the pickers refresh once
-        when a run is done."""
+        when a run is done. message: the Message box's line, replaced by the job's end once it is no longer true."""
         s = self.service.jobs.snapshot()
-        if s.version == seen_version and not s.active:
+        # The cancel's line may come back after the tick that saw the end: a later tick replaces it all the same.
+        if s.version == seen_version and not s.active and message != CANCELLING:
             return {"bar": gr.skip(), "status": gr.skip(), "loss": gr.skip(), "version": seen_version,
-                    "ended": gr.skip()}
+                    "ended": gr.skip(), "message": gr.skip()}
+        ended = s.status in ENDED
         return {"bar": views.progress_html(s), "status": self.service.explain(views.job_text(s)),
                 "loss": self.job_plot(s) if s.history_version > seen_version else gr.skip(), "version": s.version,
-                "ended": s.job_id if s.status in ENDED else gr.skip()}
+                "ended": s.job_id if ended else gr.skip(),
+                "message": self.service.explain(f"Job {s.job_id} {s.message}") if ended and message == CANCELLING
+                else gr.skip()}
 
     @staticmethod
     def job_plot(s: JobSnapshot) -> Any:
@@ -188,7 +200,7 @@ def build_train_tab(service: QAService) -> dict[str, Any]:
             start = gr.Button("Start training", variant="primary", interactive=enabled, elem_id="train-start")
             quick = gr.Button(f"Quick fine-tune on the sample (about {QUICK_MINUTES} min)",
                               interactive=enabled, elem_id="train-quick")
-            cancel = gr.Button("Cancel", variant="stop", interactive=enabled)
+            cancel = gr.Button("Cancel", variant="stop", interactive=enabled, elem_id="train-cancel")
         shown = {"message": gr.Textbox(label="Message", interactive=False, lines=2, max_lines=4,
                                        elem_id="train-message"),
                  "bar": gr.HTML(views.progress_html(service.jobs.snapshot()), elem_id="train-bar"),

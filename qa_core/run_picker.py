@@ -1,0 +1,52 @@
+"""The run pickers of the web app: which runs each offers, and the label that says what each run is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+from qa_core.config import DEFAULT_MODEL
+from qa_core.run_files import EVALUATION, QUICK_DATA, RunSummary, has_model, list_runs, read_run_info
+
+
+def measured_on(config: dict) -> str:
+    """What a run's evaluation figures were measured on, for a label: held-out data or its own training data."""
+    evaluated, trained = config.get("validation_file") or "", config.get("train_file") or ""
+    if not evaluated or evaluated == trained:
+        return "on its training data"
+    name = Path(evaluated).name
+    return "on held-out sample passages" if name == QUICK_DATA[1] else f"on {name}"
+
+
+def run_label(run: RunSummary) -> str:
+    """A run as pickers list it: name, F1 and what it was measured on, and why a run without a model has none;
+    an evaluation-only folder says it is one (no run.json tells what it was measured on)."""
+    f1 = run.metrics.get("f1")
+    if run.status == EVALUATION:
+        return f"{Path(run.path).name} · evaluation only{f' · F1 {f1:.1f}' if f1 is not None else ''}"
+    try:
+        config = read_run_info(Path(run.path)).config
+    except ValueError:
+        config = {}
+    measured = "evaluated again (train.py evaluate)" if run.evaluated_again else measured_on(config)
+    score = f" · F1 {f1:.1f} {measured}" if f1 is not None else ""
+    status = "" if run.status == "finished" and has_model(run.path) else f" · {run.status}, no final model"
+    return f"{Path(run.path).name}{score}{status}"
+
+
+def model_choices(root: Path, default: str = DEFAULT_MODEL) -> list[tuple[str, str]]:
+    """(label, value) for a model picker: the default model, then every finished run with its final model under
+    root, newest first."""
+    first = ("embedded: pretrained MiniLM-L6, no QA head yet" if default == DEFAULT_MODEL else default, default)
+    return [first] + [(run_label(r), r.path) for r in list_runs(root) if r.status == "finished" and has_model(r.path)]
+
+
+def run_choices(root: Path) -> list[tuple[str, str]]:
+    """(label, value) for the Train tab's run picker: every run, newest first (a stopped one can be resumed)."""
+    return [(run_label(r), r.path) for r in list_runs(root)]
+
+
+def record_choices(root: Path) -> list[tuple[str, str]]:
+    """(label, value) for the run pickers of error analysis (Errors, compare): runs that wrote evaluation records
+    and evaluation-only folders (`train.py evaluate --output_dir`), newest first."""
+    return [(run_label(r), r.path) for r in list_runs(root, evaluations=True) if r.has_records]

@@ -1,0 +1,17 @@
+"""Refusals said two ways: in train.py's words (its flags) and in the web app's (its Train form and Resume button)."""
+
+from __future__ import annotations
+
+
+class TwoWordings(Exception):
+    """An error one check raises for both front ends: str() says it in train.py's words, `web` in the web app's,
+    whose Resume button takes no options."""
+
+    def __init__(self, cli: str, web: str) -> None:
+        super().__init__(cli)
+        self.web = web
+
+
+def web_wording(err: BaseException) -> str:
+    """What the web app says of `err`: its web wording where it has one, else its message."""
+    return err.web if isinstance(err, TwoWordings) else str(err)

@@ -1,0 +1,33 @@
+"""The run pickers: which runs each offers, and what their labels say."""
+
+from __future__ import annotations
+
+from qa_core.checkpoints import RunInfo, write_run_info
+from qa_core.run_files import QUICK_DATA, RECORDS_FILE
+from qa_core.run_picker import model_choices, record_choices, run_choices
+
+
+def test_choices_list_finished_runs_and_runs_with_records(tmp_path):
+    for name, status in (("done", "finished"), ("stopped", "cancelled"), ("broken", "failed"), ("hollow", "finished")):
+        write_run_info(tmp_path / name, RunInfo(status, {"train_file": "a.json", "validation_file": "b.json"},
+                                                metrics={"f1": 71.25} if status == "finished" else {}))
+    (tmp_path / "done" / "config.json").write_text("{}", encoding="utf-8")  # only this run has its final model
+    (tmp_path / "stopped" / RECORDS_FILE).write_text("", encoding="utf-8")
+    choices = model_choices(tmp_path)
+    assert [value for _, value in choices] == ["embedded", str(tmp_path / "done")]
+    assert "F1 71.2 on b.json" in choices[1][0]
+    assert record_choices(tmp_path) == [("stopped · cancelled, no final model", str(tmp_path / "stopped"))]
+    labels = dict((value, label) for label, value in run_choices(tmp_path))
+    assert len(labels) == 4 and labels[str(tmp_path / "hollow")].endswith("finished, no final model")
+    assert model_choices(tmp_path / "missing", default="/m/tiny")[0] == ("/m/tiny", "/m/tiny")
+
+
+def test_labels_say_what_the_score_was_measured_on(tmp_path):
+    write_run_info(tmp_path / "own", RunInfo("finished", {"train_file": "sample", "validation_file": "sample"},
+                                             metrics={"f1": 97.7}))
+    write_run_info(tmp_path / "quick", RunInfo("finished", {"train_file": str(tmp_path / QUICK_DATA[0]),
+                                                            "validation_file": str(tmp_path / QUICK_DATA[1])},
+                                               metrics={"f1": 40.0}))
+    labels = [label for label, _ in run_choices(tmp_path)]
+    assert "own · F1 97.7 on its training data · finished, no final model" in labels
+    assert "quick · F1 40.0 on held-out sample passages · finished, no final model" in labels
