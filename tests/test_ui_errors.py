@@ -223,10 +223,16 @@ def test_a_row_click_takes_its_turn_on_the_model_thread_within_the_callers_bound
     service = QAService(Settings(runs, str(tiny_model_dir), training_enabled=False, fast_inference=False,
                                  public=True, max_caller_requests=2))
     ui = ErrorsHandlers(service)
-    row = ui.filter_table("b", False, 0, 100, "all", "", "id")["table"].iloc[0].tolist()
-    assert ui.select_record("b", select(row))["plot"] is not None  # the run's model loaded before the thread is held
-    stranger, visitor = gr.Request(session_hash="stranger"), gr.Request(session_hash="visitor")
-    gate, finished, worker = threading.Event(), [], service.models._model_thread
+    table = ui.filter_table("b", False, 0, 100, "all", "", "id")["table"]
+    rows = {name: table.iloc[n].tolist() for name, n in (("stranger", 0), ("visitor", 1))}
+    assert ui.select_record("b", select(rows["visitor"]))["plot"] is not None  # the run's model loaded first
+    loaded = service.models.get(service.check_question("b", "?", "")[0], exact=True)
+    order = []  # whose question the model computes, in order: the stranger's and the visitor's differ
+    visitor_ids = loaded.tokenizer(rows["visitor"][2], add_special_tokens=False)["input_ids"]
+    loaded.model.register_forward_hook(lambda _, __, kwargs, ___: order.append(
+        "visitor" if kwargs["input_ids"][0, 1:1 + len(visitor_ids)].tolist() == visitor_ids else "stranger"),
+        with_kwargs=True)
+    gate, worker = threading.Event(), service.models._model_thread
     held = worker.submit(Caller("192.0.2.1"), gate.wait, 30)  # the thread is busy answering
 
     def wait_until_queued(calls: int) -> None:  # on two busy cores a click takes a while to reach the line
@@ -235,24 +241,22 @@ def test_a_row_click_takes_its_turn_on_the_model_thread_within_the_callers_bound
             time.sleep(0.05)
         assert queued(worker) == calls
 
-    def click(request: gr.Request, name: str) -> str:
-        shown = ui.select_record("b", select(row), None, request)
-        finished.append(name)
-        return shown["question"]
+    def click(name: str) -> str:
+        return ui.select_record("b", select(rows[name]), None, gr.Request(session_hash=name))["question"]
     with ThreadPoolExecutor(6) as pool:
-        strangers = [pool.submit(click, stranger, "stranger") for _ in range(5)]
+        strangers = [pool.submit(click, "stranger") for _ in range(5)]
         deadline = time.monotonic() + 10
         while sum(f.done() for f in strangers) < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
         wait_until_queued(2)  # two wait for their turn, three came back refused
         refusals = [f.result(0) for f in strangers if f.done()]
-        visitors = pool.submit(click, visitor, "visitor")
+        visitors = pool.submit(click, "visitor")
         wait_until_queued(3)
         gate.set()
         titles = [f.result(30) for f in (*strangers, visitors)]
     assert held.result(0) and len(refusals) == 3
     assert all("no logit plot: you already have 2 questions" in t and "QA_MAX_CALLER_REQUESTS" in t for t in refusals)
-    assert finished[3:] == ["stranger", "visitor", "stranger"]  # first come, first served: the visitor last
+    assert order == ["stranger", "visitor", "stranger"]  # first come, first served: the visitor last
     assert all("no logit plot" not in t for t in titles if t not in refusals)
 
 
