@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import importlib.metadata
 import logging
@@ -20,6 +22,20 @@ logger = logging.getLogger(__name__)
 CLS_INDEX = 0  # where the CLS token sits in BERT-style windows; a window's own position is Feature.cls_index
 NO_SPAN = (-1, -1)  # how Offsets stores None
 CHUNK_SIZE = 1000  # examples tokenized at once by featurize
+LIMITED_CHUNK_SIZE = 100  # under a window limit: what one chunk may add past the limit before it is counted
+# Per thread of work, as data_sources.loading_limits: the web app's training job sets it around its training call.
+_MAX_WINDOWS: contextvars.ContextVar[int | None] = contextvars.ContextVar("max_windows", default=None)
+
+
+@contextlib.contextmanager
+def window_limits(max_windows: int | None) -> Iterator[None]:
+    """Within this block, featurize refuses (ValueError) examples that make more than max_windows windows: each
+    question makes every window of its context, so questions sharing long contexts multiply a job's memory."""
+    token = _MAX_WINDOWS.set(max_windows)
+    try:
+        yield
+    finally:
+        _MAX_WINDOWS.reset(token)
 
 
 class Offsets(Sequence):
@@ -173,7 +189,16 @@ def featurize(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase, c
               training: bool) -> FeatureSet:
     """build_features with the window settings of a config, CHUNK_SIZE examples at a time: the tokenizer's output
     for all of a large data set at once (Python lists of every token id and offset) would outweigh the windows."""
-    chunks = list(featurize_in_chunks(examples, tokenizer, config, training))
+    limit = _MAX_WINDOWS.get()
+    chunks, windows = [], 0
+    for chunk in featurize_in_chunks(examples, tokenizer, config, training,
+                                     CHUNK_SIZE if limit is None else LIMITED_CHUNK_SIZE):
+        windows += len(chunk.features)
+        if limit is not None and windows > limit:
+            raise ValueError(f"{'training' if training else 'evaluation'} data: {len(examples):,} questions make "
+                             f"more than {limit:,} windows; this server cuts at most {limit:,} windows from each "
+                             f"data source (QA_MAX_TRAIN_WINDOWS): use fewer questions or shorter contexts")
+        chunks.append(chunk)
     skipped = sum(c.skipped_examples for c in chunks)
     if skipped:
         logger.info("training: skipped %d of %d examples (no locatable answer, or answer longer than a window)",

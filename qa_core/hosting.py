@@ -53,15 +53,32 @@ class TrainLimits:
     # QA_MAX_WINDOW_COST: tokens computed per context token (train_policy.window_cost); a stride close to the
     # window's context room advances each window by a few tokens and multiplies the windows of every question
     window_cost: float = 8.0
+    # The span search takes the top n_best_size starts and ends of every window and keeps the pairs shorter than
+    # max_answer_length: large ones multiply the work of each evaluation and of every answer the run gives.
+    n_best_size: int = 50  # QA_MAX_N_BEST_SIZE
+    max_answer_length: int = 100  # QA_MAX_ANSWER_LENGTH (tokens; SQuAD's answers are a few words)
+    checkpoints: int = 20  # QA_MAX_CHECKPOINTS: written by save_steps in a job (each is the model and its optimizer)
+    loss_reports: int = 500  # QA_MAX_LOSS_REPORTS: by logging_steps in a job (each redraws every watcher's plot)
+    torch_compile: bool = False  # QA_ALLOW_TORCH_COMPILE: compiling holds the CPU for minutes before the first step
+    # QA_MAX_TRAIN_WINDOWS: windows a job cuts from each data source (features.window_limits); each question makes
+    # every window of its context, so questions sharing a long context multiply the memory past max_train_examples
+    windows: int = 30_000
 
     @staticmethod
     def from_env() -> TrainLimits:
         d = TrainLimits()
-        return TrainLimits(int(_number("QA_MAX_TRAIN_STEPS", d.max_steps)),
-                           int(_number("QA_MAX_BATCH_SIZE", d.batch_size)), _number("QA_MAX_EPOCHS", d.epochs),
-                           int(_number("QA_MAX_SEQ_LENGTH", d.max_seq_length)),
-                           int(_number("QA_MAX_DATALOADER_WORKERS", d.dataloader_workers)),
-                           _number("QA_MAX_WINDOW_COST", d.window_cost))
+        return TrainLimits(max_steps=int(_number("QA_MAX_TRAIN_STEPS", d.max_steps)),
+                           batch_size=int(_number("QA_MAX_BATCH_SIZE", d.batch_size)),
+                           epochs=_number("QA_MAX_EPOCHS", d.epochs),
+                           max_seq_length=int(_number("QA_MAX_SEQ_LENGTH", d.max_seq_length)),
+                           dataloader_workers=int(_number("QA_MAX_DATALOADER_WORKERS", d.dataloader_workers)),
+                           window_cost=_number("QA_MAX_WINDOW_COST", d.window_cost),
+                           n_best_size=int(_number("QA_MAX_N_BEST_SIZE", d.n_best_size)),
+                           max_answer_length=int(_number("QA_MAX_ANSWER_LENGTH", d.max_answer_length)),
+                           checkpoints=int(_number("QA_MAX_CHECKPOINTS", d.checkpoints)),
+                           loss_reports=int(_number("QA_MAX_LOSS_REPORTS", d.loss_reports)),
+                           torch_compile=_flag("QA_ALLOW_TORCH_COMPILE", d.torch_compile),
+                           windows=int(_number("QA_MAX_TRAIN_WINDOWS", d.windows)))
 
 
 # Each bounded QAConfig option: the TrainLimits field that caps it and the variable that sets that cap.
@@ -70,7 +87,13 @@ LIMITED_OPTIONS = {"max_steps": ("max_steps", "QA_MAX_TRAIN_STEPS"),
                    "per_device_eval_batch_size": ("batch_size", "QA_MAX_BATCH_SIZE"),
                    "num_train_epochs": ("epochs", "QA_MAX_EPOCHS"),
                    "max_seq_length": ("max_seq_length", "QA_MAX_SEQ_LENGTH"),
-                   "dataloader_num_workers": ("dataloader_workers", "QA_MAX_DATALOADER_WORKERS")}
+                   "dataloader_num_workers": ("dataloader_workers", "QA_MAX_DATALOADER_WORKERS"),
+                   "n_best_size": ("n_best_size", "QA_MAX_N_BEST_SIZE"),
+                   "max_answer_length": ("max_answer_length", "QA_MAX_ANSWER_LENGTH")}
+# Options that say every how many steps a job does something: the TrainLimits field bounding how many times a job
+# may, the variable that sets it, and what the job does (for the message).
+PER_JOB_OPTIONS = {"save_steps": ("checkpoints", "QA_MAX_CHECKPOINTS", "writes a checkpoint"),
+                   "logging_steps": ("loss_reports", "QA_MAX_LOSS_REPORTS", "reports the loss")}
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from qa_core.config import QAConfig
 from qa_core.data_sources import SAMPLE_PATH, LoadingCancelled, loading_limits
+from qa_core.features import window_limits
 from qa_core.progress import END_KINDS, STEP_KINDS, ProgressEvent
 from qa_core.run_files import QUICK_DATA, RunRefused
 from qa_core.training import TrainingError, TrainResult, train
@@ -79,9 +80,10 @@ class JobManager:
     max_file_bytes: data files over this size are refused before they are read; Cancel also stops loading.
     """
 
-    def __init__(self, trainer: Trainer = train, max_file_bytes: int | None = None) -> None:
+    def __init__(self, trainer: Trainer = train, max_file_bytes: int | None = None,
+                 max_windows: int | None = None) -> None:
         self._trainer = trainer
-        self._max_file_bytes = max_file_bytes
+        self._max_file_bytes, self._max_windows = max_file_bytes, max_windows
         self._lock = threading.Lock()
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
@@ -90,19 +92,23 @@ class JobManager:
         self._first_step: tuple[float, int] | None = None  # (time, step) of the job's first step event
         self._owner = ""  # who started the job (a public server's visitor session); never in a snapshot
         self._step_limit: int | None = None
-        self._limited = False  # whether the step limit, not a Cancel, stopped the job
+        self._epoch_limit: float | None = None
+        self._reached = ""  # the server's limit that stopped the job ("2,000 steps"), not a Cancel; "" for none
 
     def start(self, config: QAConfig, on_end: Callable[[], None] | None = None, owner: str = "",
-              step_limit: int | None = None) -> JobSnapshot:
+              step_limit: int | None = None, epoch_limit: float | None = None) -> JobSnapshot:
         """Start training in the background; on_end runs when the job has ended, however it ended; owner: who
         may cancel it when cancel() is asked to check; step_limit: the job stops (resumably) once a progress
-        event reports this step, whatever its options (a public server's bound on epochs of many windows)."""
+        event reports this step, whatever its options (a public server's bound on epochs of many windows);
+        epoch_limit: likewise at this epoch (max_steps overrides num_train_epochs, and each epoch ends in an
+        evaluation and a checkpoint, so a few training questions under many steps would make many)."""
         with self._lock:
             if self._state.active:
                 raise JobBusyError(f"a training job is already running ({self._state.output_dir}, step "
                                    f"{self._state.step}/{self._state.total_steps}); wait for it or cancel it first")
             self._cancel.clear()
-            self._owner, self._step_limit, self._limited = owner, step_limit, False
+            self._owner, self._step_limit, self._epoch_limit = owner, step_limit, epoch_limit
+            self._reached = ""
             self._started, self._first_step = time.monotonic(), None
             self._state = JobSnapshot(self._state.job_id + 1, "starting", config.output_dir,
                                       config.model_name_or_path, message="loading the model and the data",
@@ -144,7 +150,7 @@ class JobManager:
 
     def _run(self, config: QAConfig, on_end: Callable[[], None] | None) -> None:
         try:
-            with loading_limits(self._max_file_bytes, self._cancel.is_set):
+            with loading_limits(self._max_file_bytes, self._cancel.is_set), window_limits(self._max_windows):
                 result = self._trainer(config, callback=self._record, should_stop=self._cancel.is_set)
         except LoadingCancelled:
             self._update(status="cancelled", message="cancelled while loading the data",
@@ -164,14 +170,16 @@ class JobManager:
     def _describe_end(self, status: str) -> str:
         if status == "finished":
             return "finished"
-        if self._limited:  # a run at the limit cannot continue here (train_policy.check_resume_limits)
-            return f"stopped at this server's limit of {self._step_limit:,} steps"
+        if self._reached:  # a run at the limit cannot continue here (train_policy.check_resume_limits)
+            return f"stopped at this server's limit of {self._reached}"
         return "cancelled; resumable from its checkpoint"
 
     def _record(self, event: ProgressEvent) -> None:
-        if self._step_limit is not None and event.step >= self._step_limit and not self._cancel.is_set():
-            logger.info("training job stops at step %d, this server's limit", event.step)
-            self._limited = True
+        reached = reached_limit(event, self._step_limit, self._epoch_limit)
+        if reached and not self._cancel.is_set():
+            logger.info("training job stops at step %d, epoch %g: this server's limit of %s", event.step,
+                        event.epoch, reached)
+            self._reached = reached
             self._cancel.set()
         with self._lock:
             state = self._state
@@ -205,6 +213,15 @@ class JobManager:
             version = self._state.version + 1
             self._state = replace(self._state, version=version,
                                   history_version=version if history else self._state.history_version, **changes)
+
+
+def reached_limit(event: ProgressEvent, step_limit: int | None, epoch_limit: float | None) -> str:
+    """The limit a progress event has reached, in words ("2,000 steps"); "" while below both."""
+    if step_limit is not None and event.step >= step_limit:
+        return f"{step_limit:,} steps"
+    if epoch_limit is not None and event.epoch >= epoch_limit:
+        return f"{epoch_limit:,g} epochs"
+    return ""
 
 
 def drop_if_empty(folder: Path) -> None:

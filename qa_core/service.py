@@ -56,8 +56,9 @@ class QAService:
         # Explanations compute on a thread of their own beside the model thread, one at a time, in turns between
         # callers as answers are: first come, first served, one caller's many would hold up everyone's.
         self.explainer = FairWorker("qa-explain", bound, "explanations")
-        # Data files named by path are a local user's own; a public server reads only uploads, within the limit.
-        self.jobs = jobs or JobManager(max_file_bytes=settings.max_upload_bytes if settings.public else None)
+        # Data files named by path are a local user's own; a public server reads only uploads, within the limits.
+        self.jobs = jobs or JobManager(max_file_bytes=settings.max_upload_bytes if settings.public else None,
+                                       max_windows=settings.train_limits.windows if settings.public else None)
 
     def explain(self, err: BaseException) -> str:
         """An error as one line for the caller; on a public server without server paths."""
@@ -80,11 +81,11 @@ class QAService:
         return self.models.answer(name, question, context, exact, self.settings.max_context_windows, caller)
 
     async def answer_in_turn(self, model: str | None, question: str | None, context: str | None,
-                             caller: Caller = LOCAL) -> tuple[AnswerResult, LoadedModel, float]:
+                             exact: bool = False, caller: Caller = LOCAL) -> tuple[AnswerResult, LoadedModel, float]:
         """answer() for the web server's event loop: the wait for the model and the turn holds no thread."""
         name, question, context = self.check_question(model, question, context)
-        return await self.models.answer_in_turn(name, question, context, max_windows=self.settings.max_context_windows,
-                                                caller=caller)
+        return await self.models.answer_in_turn(name, question, context, exact, self.settings.max_context_windows,
+                                                caller)
 
     async def answer_json(self, model: str | None, question: str | None, context: str | None,
                           caller: Caller = LOCAL) -> dict[str, Any]:
@@ -212,7 +213,7 @@ class QAService:
         owner: the caller's session, the only one a public server lets cancel the job."""
         try:
             return self.jobs.start(config, on_end=functools.partial(Path(upload).unlink, missing_ok=True)
-                                   if upload else None, owner=owner, step_limit=self.step_limit())
+                                   if upload else None, owner=owner, **self.job_limits())
         except Exception:
             folder = Path(config.output_dir)
             for name in QUICK_DATA:  # the quick fine-tune's split of the sample, written with its config
@@ -286,17 +287,21 @@ class QAService:
             if Path(source or "").suffix in DATA_SUFFIXES and not Path(source).is_file():
                 raise ValueError(f"run {folder.name}: its {what} {Path(source).name} is gone (an uploaded file is "
                                  f"deleted when its job ends); start a new run")
-        check_resume_limits(config, self.settings, folder.name, info.step)
+        epoch = max((float(h.get("epoch", 0.0)) for h in info.history), default=0.0)  # at its evaluations
+        check_resume_limits(config, self.settings, folder.name, info.step, epoch)
         return check_limits(config.replace(output_dir=str(folder), resume=True, overwrite_output_dir=False),
                             self.settings)
 
     def resume(self, run: str | None, owner: str = "") -> JobSnapshot:
         """Continue a cancelled or failed run where its checkpoint left off."""
-        return self.jobs.start(self.resume_config(run), owner=owner, step_limit=self.step_limit())
+        return self.jobs.start(self.resume_config(run), owner=owner, **self.job_limits())
 
-    def step_limit(self) -> int | None:
-        """The step a public server's job stops at, whatever its options say (hosting.TrainLimits.max_steps)."""
-        return self.settings.train_limits.max_steps if self.settings.public else None
+    def job_limits(self) -> dict[str, Any]:
+        """The step and epoch a public server's job stops at, whatever its options say (hosting.TrainLimits):
+        epochs make steps and steps (max_steps) make epochs, each epoch ending in an evaluation and a checkpoint."""
+        limits = self.settings.train_limits
+        public = self.settings.public
+        return {"step_limit": limits.max_steps if public else None, "epoch_limit": limits.epochs if public else None}
 
 
 def check_model_folder(name: str, can_resume: bool = True) -> str:

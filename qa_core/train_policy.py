@@ -7,7 +7,7 @@ from pathlib import Path
 from qa_core.config import QAConfig
 from qa_core.data import Example, load_examples
 from qa_core.data_sources import check_file_size
-from qa_core.hosting import LIMITED_OPTIONS, Settings
+from qa_core.hosting import LIMITED_OPTIONS, PER_JOB_OPTIONS, Settings, TrainLimits
 from qa_core.modeling import resolve_model
 
 DATA_SUFFIXES = (".json", ".jsonl", ".gz")
@@ -87,7 +87,27 @@ def check_limits(config: QAConfig, settings: Settings) -> QAConfig:
                          f"gradient_accumulation_steps {config.gradient_accumulation_steps} = {windows} windows a "
                          f"step, over this server's limit of {settings.train_limits.batch_size} (QA_MAX_BATCH_SIZE)")
     check_window_cost(config, settings.train_limits.window_cost)
+    check_per_job(config, settings.train_limits)
+    if config.torch_compile and not settings.train_limits.torch_compile:
+        raise ValueError("torch_compile is off on this server: compiling takes minutes of the shared CPU "
+                         "(QA_ALLOW_TORCH_COMPILE)")
     return config
+
+
+def job_steps(config: QAConfig, limits: TrainLimits) -> int:
+    """The most optimizer steps a public job takes: its max_steps, or the step cap it stops at."""
+    return min(config.max_steps, limits.max_steps) if config.max_steps > 0 else limits.max_steps
+
+
+def check_per_job(config: QAConfig, limits: TrainLimits) -> None:
+    """Refuse an every-N-steps option that makes a job do its costly thing more times than the server allows."""
+    steps = job_steps(config, limits)
+    for option, (field, variable, does) in PER_JOB_OPTIONS.items():
+        every, limit = getattr(config, option), getattr(limits, field)
+        if steps // every > limit:
+            raise ValueError(f"{option} {every} {does} up to {steps // every:,} times in a job of {steps:,} steps; "
+                             f"this server allows it at most {limit:,} times a job ({variable}): raise {option} to "
+                             f"{steps // (limit + 1) + 1:,} or more")
 
 
 def window_advance(config: QAConfig) -> int:
@@ -115,17 +135,24 @@ def check_window_cost(config: QAConfig, limit: float) -> None:
                          f"tokens per context token (QA_MAX_WINDOW_COST): lower doc_stride")
 
 
-def check_resume_limits(config: QAConfig, settings: Settings, run: str, step: int = 0) -> None:
+def check_resume_limits(config: QAConfig, settings: Settings, run: str, step: int = 0, epoch: float = 0.0) -> None:
     """A run continues with its own options, so a public server refuses one that read more questions than it
     allows (a run trained elsewhere, or before the limit) instead of announcing a resume that cannot continue;
-    likewise a run at `step` that has reached the step cap (its job would stop again before a step)."""
-    limit = settings.train_limits.max_steps
-    if settings.public and step >= limit:
-        raise ValueError(f"run {run} has done {step:,} steps, this server's limit of {limit:,} steps "
-                         f"(QA_MAX_TRAIN_STEPS), so it cannot continue here")
+    likewise a run at `step` or `epoch` that has reached the step or epoch cap (its job would stop again at once)."""
+    limits = settings.train_limits
+    for done, limit, unit, variable in ((step, limits.max_steps, "steps", "QA_MAX_TRAIN_STEPS"),
+                                        (epoch, limits.epochs, "epochs", "QA_MAX_EPOCHS")):
+        if settings.public and done >= limit:
+            raise ValueError(f"run {run} has done {amount(done)} {unit}, this server's limit of {amount(limit)} "
+                             f"{unit} ({variable}), so it cannot continue here")
     cap = settings.max_train_examples
     for option in ("max_train_samples", "max_eval_samples"):
         value = getattr(config, option)
         if cap is not None and (value is None or value > cap):
             raise ValueError(f"run {run} reads {'all' if value is None else value} questions ({option}); this "
                              f"server trains on at most {cap:,} (QA_MAX_TRAIN_EXAMPLES), so it cannot continue here")
+
+
+def amount(number: float) -> str:
+    """A count of steps or epochs in words: 2,000, not 2000.0 or 2e+03; 2.5 as it is."""
+    return f"{int(number):,}" if float(number).is_integer() else f"{number:,}"

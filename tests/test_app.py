@@ -771,9 +771,9 @@ def test_one_explanation_at_a_time_across_the_ask_and_errors_tabs(settings, tiny
     demo = app.build_app(settings)
     fns = {fn.api_name: fn for fn in demo.fns.values()}
     assert fns["ui_why"].concurrency_id == fns["ui_attribute"].concurrency_id
-    for name in ("answer", "ui_ask", "ui_ask_submit", "ui_why", "ui_attribute"):  # waiting in coroutines
+    for name in ("answer", "ui_ask", "ui_ask_submit", "ui_select_record", "ui_why", "ui_attribute"):  # in coroutines
         assert fns[name].concurrency_limit is None and inspect.iscoroutinefunction(fns[name].fn), name
-    assert {fns[name].concurrency_id for name in ("answer", "ui_ask", "ui_ask_submit")} == {"answer"}
+    assert {fns[name].concurrency_id for name in ("answer", "ui_ask", "ui_ask_submit", "ui_select_record")} == {"answer"}
     ui, threads = handlers(settings), set()
     for model in (settings.default_model, str(tiny_run)):
         ui.service.models.get(model, exact=True).model.register_forward_hook(

@@ -72,6 +72,9 @@ def test_compare_explain_and_calibrate(server, browser):  # noqa: F811 (the fixt
     assert all(shown[name] for name in ("prediction", "EM", "F1")), shown
     click(browser, "#errors-table [data-testid=cell-0-2]", "a question row")
     wait_for(lambda: find(browser, "#errors-detail .highlighted"), 60, "gold and predicted spans")
+    # the logits come from the model thread, waited for in a coroutine that Gradio hands the row's SelectData
+    wait_for(lambda: find(browser, "#errors-plot .js-plotly-plot"), 60, "the row's logit plot")
+    assert "no logit plot" not in find(browser, "#errors-question textarea").get_attribute("value")
 
     click(browser, "#errors-explain", "the explain button")
     wait_for(lambda: find(browser, "#errors-why .js-plotly-plot"), 90, "the attribution heat map")

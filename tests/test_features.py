@@ -11,7 +11,7 @@ import pytest
 from qa_core.config import QAConfig
 from qa_core.data import Answer, Example
 from qa_core.features import (CHUNK_SIZE, CLS_INDEX, Feature, Offsets, build_features, check_windows_reach_the_end,
-                              featurize, featurize_in_chunks, label_window)
+                              featurize, featurize_in_chunks, label_window, window_limits)
 
 WORDS = [f"w{i}" for i in range(400)]
 LONG_CONTEXT = " ".join(WORDS)  # ~800 WordPiece tokens: many windows of 64
@@ -205,3 +205,18 @@ def test_the_no_answer_position_is_the_special_cls_token_not_the_same_text_in_a_
     assert tokenizer.cls_token_id in features[0].input_ids[:-1]  # the literal text became the special token
     for f in features:
         assert f.cls_index == len(f.input_ids) - 1 and f.offsets[f.cls_index] is None
+
+
+def test_a_window_limit_refuses_data_that_makes_more_windows(tokenizer) -> None:
+    """Many questions about one long context each make all of its windows: within window_limits (a public server's
+    training job), data over the limit is refused while being cut, before all its windows are held."""
+    config = QAConfig(max_seq_length=64, doc_stride=16, max_query_length=16)
+    examples = [example(LONG_CONTEXT, f"w{i}", qid=f"q{i}") for i in range(150)]
+    per_question = len(featurize(examples[:1], tokenizer, config, training=False).features)
+    assert per_question > 10
+    with window_limits(100 * per_question):
+        assert len(featurize(examples[:100], tokenizer, config, training=False).features) == 100 * per_question
+        with pytest.raises(ValueError, match=rf"evaluation data: 150 questions make more than {100 * per_question:,} "
+                                             r"windows; this server cuts at most .* \(QA_MAX_TRAIN_WINDOWS\)"):
+            featurize(examples, tokenizer, config, training=False)
+    assert len(featurize(examples, tokenizer, config, training=False).features) == 150 * per_question  # no limit

@@ -16,8 +16,8 @@ from qa_core.config import QAConfig
 from qa_core.data import load_examples
 from qa_core.data_sources import DataError
 from qa_core.jobs import JobBusyError, JobManager, JobSnapshot, model_slug, new_run_dir, quick_config
-from qa_core.progress import STEP_KINDS, ProgressEvent
-from qa_core.run_files import RECORDS_FILE, RunRefused
+from qa_core.progress import STEP_KINDS, ProgressEvent, read_history
+from qa_core.run_files import HISTORY_FILE, RECORDS_FILE, RunRefused
 from qa_core.run_picker import model_choices
 from qa_core.training import TrainResult, train
 from tests.conftest import write_squad
@@ -84,6 +84,22 @@ def test_a_job_stops_resumably_at_its_step_limit(tmp_path):
     jobs.start(config(tmp_path), step_limit=4)
     assert not jobs.wait(0.2)  # below the limit: still running
     assert jobs.cancel().status == "cancelling" and jobs.wait(10)
+
+
+def test_a_job_by_steps_stops_resumably_at_its_epoch_limit(tmp_path, tiny_model_dir):
+    """max_steps overrides num_train_epochs, and every epoch ends in an evaluation and a checkpoint: a few training
+    questions under many steps would make as many epochs. A public server's job stops at its epoch cap too."""
+    run = tmp_path / "run"
+    jobs = JobManager()
+    jobs.start(QAConfig(model_name_or_path=str(tiny_model_dir), train_file="sample", validation_file="sample",
+                        output_dir=str(run), max_steps=40, max_train_samples=2, per_device_train_batch_size=64,
+                        max_eval_samples=2, max_seq_length=384, doc_stride=32), step_limit=40, epoch_limit=3)
+    assert jobs.wait(120)
+    snapshot = jobs.snapshot()
+    assert snapshot.status == "cancelled" and snapshot.epoch == 3.0, snapshot.message
+    assert snapshot.message == "stopped at this server's limit of 3 epochs"
+    evaluations = [e for e in read_history(run / HISTORY_FILE) if e.metrics]
+    assert len(evaluations) == 3 and snapshot.step == 3  # one step an epoch: 2 questions in one batch
 
 
 def test_a_failing_job_reports_its_error(tmp_path):

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from qa_core.config import QAConfig
 from qa_core.hosting import Settings, TrainLimits
+from qa_core.progress import read_history
+from qa_core.run_files import HISTORY_FILE
+from qa_core.service import QAService
 from qa_core.train_policy import check_limits, window_cost
+from tests.conftest import write_squad
 
 PUBLIC = Settings(public=True)
 
@@ -48,3 +54,94 @@ def test_the_new_limits_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("QA_MAX_WINDOW_COST", "2.5")
     limits = TrainLimits.from_env()
     assert (limits.dataloader_workers, limits.window_cost) == (0, 2.5)
+
+
+def test_checkpoints_a_job_writes_by_save_steps_are_capped_on_a_public_server():
+    """A checkpoint is the model and its optimizer's state: save_steps=1 would write one at every step."""
+    with pytest.raises(ValueError, match=r"save_steps 1 writes a checkpoint up to 2,000 times in a job of "
+                                         r"2,000 steps; this server allows it at most 20 times a job "
+                                         r"\(QA_MAX_CHECKPOINTS\): raise save_steps to 96 or more"):
+        check_limits(QAConfig(save_steps=1), PUBLIC)
+    with pytest.raises(ValueError, match=r"save_steps 4 writes a checkpoint up to 25 times in a job of 100 steps"):
+        check_limits(QAConfig(max_steps=100, save_steps=4), PUBLIC)
+    assert check_limits(QAConfig(max_steps=100, save_steps=5), PUBLIC).save_steps == 5
+    assert check_limits(QAConfig(max_steps=20, save_steps=1), PUBLIC).save_steps == 1  # a short job may save often
+    assert check_limits(QAConfig(), PUBLIC) == QAConfig()  # the defaults train anywhere
+    assert check_limits(QAConfig(save_steps=1), Settings()).save_steps == 1  # a local user saves what they ask
+
+
+def test_torch_compile_is_refused_on_a_public_server():
+    with pytest.raises(ValueError, match=r"torch_compile is off on this server: compiling takes minutes of the "
+                                         r"shared CPU \(QA_ALLOW_TORCH_COMPILE\)"):
+        check_limits(QAConfig(torch_compile=True), PUBLIC)
+    allowed = Settings(public=True, train_limits=TrainLimits(torch_compile=True))
+    assert check_limits(QAConfig(torch_compile=True), allowed).torch_compile
+    assert check_limits(QAConfig(torch_compile=True), Settings()).torch_compile
+
+
+def test_the_span_search_is_capped_on_a_public_server():
+    """n_best_size x n_best_size candidates per window, kept when shorter than max_answer_length: both large make
+    every evaluation (and every answer of the run) search many times the spans."""
+    with pytest.raises(ValueError, match=r"n_best_size 512 is over this server's limit of 50 \(QA_MAX_N_BEST_SIZE\)"):
+        check_limits(QAConfig(n_best_size=512), PUBLIC)
+    with pytest.raises(ValueError, match=r"max_answer_length 512 is over this server's limit of 100 "
+                                         r"\(QA_MAX_ANSWER_LENGTH\)"):
+        check_limits(QAConfig(max_answer_length=512), PUBLIC)
+    assert check_limits(QAConfig(n_best_size=50, max_answer_length=100), PUBLIC).n_best_size == 50
+    assert check_limits(QAConfig(n_best_size=512, max_answer_length=512), Settings()).n_best_size == 512
+
+
+def test_loss_reports_a_job_makes_by_logging_steps_are_capped_on_a_public_server():
+    """Every report redraws each watching visitor's loss plot from the run's whole history."""
+    with pytest.raises(ValueError, match=r"logging_steps 1 reports the loss up to 2,000 times in a job of 2,000 "
+                                         r"steps; this server allows it at most 500 times a job "
+                                         r"\(QA_MAX_LOSS_REPORTS\): raise logging_steps to 4 or more"):
+        check_limits(QAConfig(logging_steps=1), PUBLIC)
+    assert check_limits(QAConfig(max_steps=100, logging_steps=1), PUBLIC).logging_steps == 1
+
+
+def test_the_newer_limits_come_from_the_environment(monkeypatch):
+    for variable, value in (("QA_MAX_CHECKPOINTS", "3"), ("QA_ALLOW_TORCH_COMPILE", "1"),
+                            ("QA_MAX_N_BEST_SIZE", "10"), ("QA_MAX_ANSWER_LENGTH", "40"),
+                            ("QA_MAX_LOSS_REPORTS", "7"), ("QA_MAX_TRAIN_WINDOWS", "900")):
+        monkeypatch.setenv(variable, value)
+    limits = TrainLimits.from_env()
+    assert (limits.checkpoints, limits.torch_compile, limits.n_best_size, limits.max_answer_length,
+            limits.loss_reports, limits.windows) == (3, True, 10, 40, 7, 900)
+
+
+def test_a_public_job_by_steps_stops_at_the_epoch_cap(tmp_path, tiny_model_dir):
+    """max_steps overrides num_train_epochs: two training questions under 40 steps would make 40 epochs, each
+    ending in an evaluation and a checkpoint, past QA_MAX_EPOCHS however few num_train_epochs says."""
+    service = QAService(Settings(tmp_path / "runs", str(tiny_model_dir), training_enabled=True, fast_inference=False,
+                                 public=True, train_limits=TrainLimits(epochs=3)))
+    service.start_json("", "sample", "", {"max_steps": 40, "max_train_samples": 2, "per_device_train_batch_size": 64,
+                                          "max_eval_samples": 2, "max_seq_length": 384, "doc_stride": 32,
+                                          "num_train_epochs": 1})
+    assert service.jobs.wait(120)
+    job = service.job_json()
+    assert job["status"] == "cancelled" and job["epoch"] == 3.0, job["message"]
+    assert job["message"] == "stopped at this server's limit of 3 epochs"
+    history = read_history(tmp_path / "runs" / job["run"] / HISTORY_FILE)
+    assert len([event for event in history if event.metrics]) == 3
+    # each Resume would reload the model and data, evaluate once more and stop again
+    with pytest.raises(ValueError, match=rf"run {job['run']} has done 3 epochs, this server's limit of 3 epochs "
+                                         r"\(QA_MAX_EPOCHS\), so it cannot continue here"):
+        service.resume_config(job["run"])
+
+
+def test_a_public_job_fails_on_data_over_the_window_limit(tmp_path, tiny_model_dir):
+    """Contexts under QA_MAX_CONTEXT_CHARS shared by many questions pass every check at the start, yet each
+    question makes all its context's windows: the job refuses them while cutting, not after holding them all."""
+    context = " ".join(f"w{i}" for i in range(1500))
+    questions = [{"id": f"q{i}", "question": f"Which is w{i}?",
+                  "answers": [{"text": f"w{i}", "answer_start": context.index(f" w{i} ") + 1}]} for i in range(1, 41)]
+    data = write_squad(tmp_path / "shared.json", [{"context": context, "qas": questions}])
+    service = QAService(Settings(tmp_path / "runs", str(tiny_model_dir), training_enabled=True, fast_inference=False,
+                                 public=True, train_limits=TrainLimits(windows=200)))
+    service.start(service.train_config("", str(data), "", {"max_steps": 2}, upload=True), str(data))
+    assert service.jobs.wait(120)
+    job = service.job_json()
+    assert job["status"] == "failed", job
+    assert re.search(r"training data: 40 questions make more than 200 windows; this server cuts at most 200 "
+                     r"windows from each data source \(QA_MAX_TRAIN_WINDOWS\)", job["message"]), job["message"]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from qa_core.calibration import calibrate_run, read_calibration
 from qa_core.config import QAConfig
 from qa_core.error_analysis import V2_ERRORS, read_records, rescore, write_records
 from qa_core.evaluation import run_evaluation
+from qa_core.fairness import Caller
 from qa_core.hosting import Settings
 from qa_core.run_files import RECORDS_FILE
 from qa_core.service import QAService
@@ -211,3 +215,52 @@ def test_a_squad_v2_evaluation_at_its_own_threshold_shows_its_own_scores(service
     assert f"EM {stored['exact']:.1f} · F1 {stored['f1']:.1f}" in shown["summary"]
     records = service.records("v2-own")
     assert [r.exact_match for r in rescore(records, shown["threshold"]["value"])] == [r.exact_match for r in records]
+
+
+def test_a_row_click_takes_its_turn_on_the_model_thread_within_the_callers_bound(runs, tiny_model_dir):
+    """A row click runs the run's model for the question's logits: in turns between callers with the answers, and
+    past QA_MAX_CALLER_REQUESTS refused at once, so one visitor's many clicks never make another wait for all."""
+    service = QAService(Settings(runs, str(tiny_model_dir), training_enabled=False, fast_inference=False,
+                                 public=True, max_caller_requests=2))
+    ui = ErrorsHandlers(service)
+    table = ui.filter_table("b", False, 0, 100, "all", "", "id")["table"]
+    rows = {name: table.iloc[n].tolist() for name, n in (("stranger", 0), ("visitor", 1))}
+    assert ui.select_record("b", select(rows["visitor"]))["plot"] is not None  # the run's model loaded first
+    loaded = service.models.get(service.check_question("b", "?", "")[0], exact=True)
+    order = []  # whose question the model computes, in order: the stranger's and the visitor's differ
+    visitor_ids = loaded.tokenizer(rows["visitor"][2], add_special_tokens=False)["input_ids"]
+    loaded.model.register_forward_hook(lambda _, __, kwargs, ___: order.append(
+        "visitor" if kwargs["input_ids"][0, 1:1 + len(visitor_ids)].tolist() == visitor_ids else "stranger"),
+        with_kwargs=True)
+    gate, worker = threading.Event(), service.models._model_thread
+    held = worker.submit(Caller("192.0.2.1"), gate.wait, 30)  # the thread is busy answering
+
+    def wait_until_queued(calls: int) -> None:  # on two busy cores a click takes a while to reach the line
+        deadline = time.monotonic() + 10
+        while queued(worker) < calls and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert queued(worker) == calls
+
+    def click(name: str) -> str:
+        return ui.select_record("b", select(rows[name]), None, gr.Request(session_hash=name))["question"]
+    with ThreadPoolExecutor(6) as pool:
+        strangers = [pool.submit(click, "stranger") for _ in range(5)]
+        deadline = time.monotonic() + 10
+        while sum(f.done() for f in strangers) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        wait_until_queued(2)  # two wait for their turn, three came back refused
+        refusals = [f.result(0) for f in strangers if f.done()]
+        visitors = pool.submit(click, "visitor")
+        wait_until_queued(3)
+        gate.set()
+        titles = [f.result(30) for f in (*strangers, visitors)]
+    assert held.result(0) and len(refusals) == 3
+    assert all("no logit plot: you already have 2 questions" in t and "QA_MAX_CALLER_REQUESTS" in t for t in refusals)
+    assert order == ["stranger", "visitor", "stranger"]  # first come, first served: the visitor last
+    assert all("no logit plot" not in t for t in titles if t not in refusals)
+
+
+def queued(worker) -> int:
+    """Calls waiting in a FairWorker's line (not the one running)."""
+    with worker._ready:
+        return sum(len(calls) for sessions in worker._line.values() for calls in sessions.values())

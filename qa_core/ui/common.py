@@ -17,9 +17,10 @@ Outputs = dict[str, Any]
 PRIVATE = {"api_visibility": "private"}  # UI events are not part of the documented API (README: The API)
 QUICK_MINUTES = -(-QUICK_EXPECTED_S // 60)
 HUB_HINT = "distilbert/distilbert-base-cased-distilled-squad"
-# Questions and explanations wait for their turn (fairness.FairWorker) in coroutines, which hold no thread: no limit
-# in Gradio's queue, whose first come, first served order would otherwise come before the turns. The Ask and Errors
-# tabs' explanations share one thread beside the model thread (QAService.attribute).
+# Questions, the Errors tab's row clicks (a question's logits) and explanations wait for their turn
+# (fairness.FairWorker) in coroutines, which hold no thread: no limit in Gradio's queue, whose first come, first
+# served order would otherwise come before the turns. The Ask and Errors tabs' explanations share one thread beside
+# the model thread (QAService.attribute).
 ANSWERS = {"concurrency_limit": None, "concurrency_id": "answer"}
 EXPLAIN = {"concurrency_limit": None, "concurrency_id": "explain"}
 

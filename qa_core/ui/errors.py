@@ -15,7 +15,7 @@ from qa_core.error_analysis import (ANSWER_LENGTHS, QUESTION_WORDS, V2_ERRORS, Q
                                     answerable_slice, group_scores, rescore)
 from qa_core.service import EXPLAIN_BUDGET_S, QAService
 from qa_core.ui.calibration_panel import build_calibration_panel
-from qa_core.ui.common import EXPLAIN, PRIVATE, Outputs, by_name, caller_of
+from qa_core.ui.common import ANSWERS, EXPLAIN, PRIVATE, Outputs, by_name, caller_of
 from qa_core.ui.compare_panel import build_compare_panel
 
 ERROR_COLORS = {"gold": "#7dd87d", "predicted": "#ffb347", "gold + predicted": "#7fb3ff"}
@@ -79,22 +79,32 @@ class ErrorsHandlers:
 
     def select_record(self, run: str | None, event: gr.SelectData, threshold: float | None = None,
                       request: gr.Request | None = None) -> Outputs:
-        """A table row was clicked: gold and predicted spans in the context, the logit plot, the question's id."""
+        """select_record_in_turn for callers outside an event loop (scripts, tests)."""
+        return asyncio.run(self.select_record_in_turn(run, event, threshold, request))
+
+    async def select_record_in_turn(self, run: str | None, event: gr.SelectData, threshold: float | None = None,
+                                    request: gr.Request | None = None) -> Outputs:
+        """A table row was clicked: gold and predicted spans in the context, the logit plot, the question's id.
+        The logits take the caller's turn on the model thread, as answers do, waiting for it holding no thread."""
         example_id = str((event.row_value or [""])[0])
         try:
-            record = views.find_record(self.records(run, threshold), example_id)
+            record = await asyncio.to_thread(self.record_of, run, example_id, threshold)
         except (ValueError, OSError) as err:
             return {"detail": None, "plot": None, "selected": "", "question": self.service.explain(err)}
         marks = {"gold": list(record.gold_spans), "predicted": [record.span] if record.span else []}
         shown = {"detail": views.highlight(record.context, marks), "selected": example_id}
         title = f"{record.question}  (F1 {record.f1:.1f})"
         try:  # the logits need the run's model; a cancelled run has only its checkpoint, an evaluation none
-            self.service.check_run_model(run)
-            result, *_ = self.service.answer(run, record.question, record.context, exact=True,
-                                             caller=caller_of(request))
+            await asyncio.to_thread(self.service.check_run_model, run)
+            result, *_ = await self.service.answer_in_turn(run, record.question, record.context, exact=True,
+                                                           caller=caller_of(request))
         except (ValueError, OSError, RuntimeError) as err:
             return {**shown, "plot": None, "question": f"{title}  · no logit plot: {self.service.explain(err)}"}
-        return {**shown, "plot": plots.logit_figure(result.logits, record.span, record.gold_spans), "question": title}
+        plot = await asyncio.to_thread(plots.logit_figure, result.logits, record.span, record.gold_spans)
+        return {**shown, "plot": plot, "question": title}
+
+    def record_of(self, run: str | None, example_id: str, threshold: float | None) -> QuestionRecord:
+        return views.find_record(self.records(run, threshold), example_id)
 
     def attribute(self, run: str | None, example_id: str, request: gr.Request | None = None) -> Outputs:
         """attribute_in_turn for callers outside an event loop (scripts, tests)."""
@@ -191,8 +201,8 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
                      api_name="ui_rescore", show_progress="hidden", **PRIVATE)
     for n, control in enumerate(filters):
         control.change(by_name(ui.filter_table, table), filters, table["table"], api_name=f"ui_filter_{n}", **PRIVATE)
-    table["table"].select(by_name(ui.select_record, detail), [run, threshold], list(detail.values()),
-                          api_name="ui_select_record", **PRIVATE)
+    table["table"].select(by_name(ui.select_record_in_turn, detail), [run, threshold], list(detail.values()),
+                          api_name="ui_select_record", **ANSWERS, **PRIVATE)
     explain.click(by_name(ui.attribute_in_turn, why), [run, detail["selected"]], list(why.values()),
                   api_name="ui_attribute", **EXPLAIN, **PRIVATE)
     return {"run": run, "send": send, "selected": detail["selected"], "handlers": ui}
