@@ -22,13 +22,12 @@ from qa_core.hosting import Settings, check_model, check_request, check_run, def
 from qa_core.inference import AnswerResult
 from qa_core.jobs import JobManager, JobSnapshot, new_run_dir, quick_config
 from qa_core.modeling import LoadedModel
-from qa_core.run_files import (QUICK_DATA, RECORDS_FILE, find_checkpoint, has_model, is_evaluation_folder, list_runs,
-                               read_run_info)
+from qa_core.run_files import QUICK_DATA, RECORDS_FILE, has_model, is_evaluation_folder, list_runs, read_run_info
 from qa_core.run_picker import model_choices, record_choices, run_choices
 from qa_core.serving import ModelCache, run_config
-from qa_core.train_policy import (DATA_SUFFIXES, capped, check_contexts, check_data, check_limits,
-                                  check_resume_limits, check_start_data, check_start_model, check_training)
-from qa_core.views import answer_json, find_record, run_records
+from qa_core.train_policy import (capped, check_contexts, check_data, check_limits, check_start_data, check_start_model,
+                                  check_training, resume_config)
+from qa_core.views import answer_json, find_record, job_json, run_records
 
 if typing.TYPE_CHECKING:  # captum is imported only when an explanation is asked for
     from qa_core.attributions import Attribution
@@ -237,12 +236,7 @@ class QAService:
 
     def job_json(self) -> dict[str, Any]:
         """The training job: status, step, losses, metrics, its run's name."""
-        s = self.jobs.snapshot()
-        return {"job_id": s.job_id, "status": s.status, "run": Path(s.output_dir).name if s.output_dir else "",
-                "model": self.explain(s.model),
-                "step": s.step, "total_steps": s.total_steps, "epoch": s.epoch,
-                "losses": [list(pair) for pair in s.losses], "features_per_s": s.features_per_s, "eta_s": s.eta_s,
-                "metrics": s.metrics, "message": self.explain(s.message), "elapsed_s": round(s.elapsed_s, 1)}
+        return job_json(self.jobs.snapshot(), lambda text: scrub(text, self.settings))
 
     # The Ask tab's explanations and the Train tab's run list and Resume.
 
@@ -272,25 +266,7 @@ class QAService:
     def resume_config(self, run: str | None) -> QAConfig:
         """The config that continues a stopped run from its checkpoint (--resume), after checking it can."""
         check_training(self.settings)
-        folder = Path(self.run_path(run))
-        info = read_run_info(folder)
-        if info.status == "finished" and has_model(folder):
-            raise ValueError(f"run {folder.name} has finished; nothing to resume")
-        if find_checkpoint(folder) is None:
-            raise ValueError(f"run {folder.name} stopped before its first checkpoint, so there is nothing to "
-                             f"resume; start a new run")
-        try:
-            config = QAConfig.from_saved(info.config)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"run {folder.name}: its saved settings cannot be used ({err})") from None
-        for source, what in ((config.train_file, "training data"), (config.validation_file, "evaluation data")):
-            if Path(source or "").suffix in DATA_SUFFIXES and not Path(source).is_file():
-                raise ValueError(f"run {folder.name}: its {what} {Path(source).name} is gone (an uploaded file is "
-                                 f"deleted when its job ends); start a new run")
-        epoch = max((float(h.get("epoch", 0.0)) for h in info.history), default=0.0)  # at its evaluations
-        check_resume_limits(config, self.settings, folder.name, info.step, epoch)
-        return check_limits(config.replace(output_dir=str(folder), resume=True, overwrite_output_dir=False),
-                            self.settings)
+        return resume_config(Path(self.run_path(run)), self.settings)
 
     def resume(self, run: str | None, owner: str = "") -> JobSnapshot:
         """Continue a cancelled or failed run where its checkpoint left off."""

@@ -9,6 +9,7 @@ from qa_core.data import Example, load_examples
 from qa_core.data_sources import check_file_size
 from qa_core.hosting import LIMITED_OPTIONS, PER_JOB_OPTIONS, Settings, TrainLimits
 from qa_core.modeling import resolve_model
+from qa_core.run_files import find_checkpoint, has_model, read_run_info
 
 DATA_SUFFIXES = (".json", ".jsonl", ".gz")
 MOST_SPECIAL_TOKENS = 4  # in a question + context pair: RoBERTa's <s> q </s></s> c </s> (BERT's take 3)
@@ -156,3 +157,25 @@ def check_resume_limits(config: QAConfig, settings: Settings, run: str, step: in
 def amount(number: float) -> str:
     """A count of steps or epochs in words: 2,000, not 2000.0 or 2e+03; 2.5 as it is."""
     return f"{int(number):,}" if float(number).is_integer() else f"{number:,}"
+
+
+def resume_config(folder: Path, settings: Settings) -> QAConfig:
+    """The config that continues the stopped run in `folder` from its checkpoint (--resume), after checking that
+    it can: not finished, a checkpoint, usable settings, its data still there, within this server's limits."""
+    info = read_run_info(folder)
+    if info.status == "finished" and has_model(folder):
+        raise ValueError(f"run {folder.name} has finished; nothing to resume")
+    if find_checkpoint(folder) is None:
+        raise ValueError(f"run {folder.name} stopped before its first checkpoint, so there is nothing to "
+                         f"resume; start a new run")
+    try:
+        config = QAConfig.from_saved(info.config)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"run {folder.name}: its saved settings cannot be used ({err})") from None
+    for source, what in ((config.train_file, "training data"), (config.validation_file, "evaluation data")):
+        if Path(source or "").suffix in DATA_SUFFIXES and not Path(source).is_file():
+            raise ValueError(f"run {folder.name}: its {what} {Path(source).name} is gone (an uploaded file is "
+                             f"deleted when its job ends); start a new run")
+    epoch = max((float(h.get("epoch", 0.0)) for h in info.history), default=0.0)  # at its evaluations
+    check_resume_limits(config, settings, folder.name, info.step, epoch)
+    return check_limits(config.replace(output_dir=str(folder), resume=True, overwrite_output_dir=False), settings)

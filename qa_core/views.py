@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -147,6 +147,15 @@ def job_text(s: JobSnapshot) -> str:
     if s.metrics:
         lines.append(f"Evaluation: EM {s.metrics['exact_match']:.1f} · F1 {s.metrics['f1']:.1f}")
     return "\n".join(lines)
+
+
+def job_json(s: JobSnapshot, explain: Callable[[str], str]) -> dict[str, Any]:
+    """The training job for the API: status, step, losses, metrics, its run's name; `explain` words the model and
+    the message for the caller (on a public server without server paths)."""
+    return {"job_id": s.job_id, "status": s.status, "run": Path(s.output_dir).name if s.output_dir else "",
+            "model": explain(s.model), "step": s.step, "total_steps": s.total_steps, "epoch": s.epoch,
+            "losses": [list(pair) for pair in s.losses], "features_per_s": s.features_per_s, "eta_s": s.eta_s,
+            "metrics": s.metrics, "message": explain(s.message), "elapsed_s": round(s.elapsed_s, 1)}
 
 
 def progress_html(s: JobSnapshot) -> str:
