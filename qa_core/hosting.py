@@ -24,6 +24,10 @@ MAX_UPLOAD_MB = 50
 PUBLIC_MAX_TRAIN_EXAMPLES = 10_000
 MODEL_WAIT_S = 20.0
 MAX_CALLER_REQUESTS = 4  # questions (and, apart, explanations) one visitor of a public server may have in flight
+# A Hugging Face Space (SPACE_ID set) reaches the app through proxies at private addresses, which append the
+# visitor's address to X-Forwarded-For. Trusting the private networks lets uvicorn take the last address no proxy
+# of ours wrote (what a visitor writes in the header comes before it), so fair turns go by visitor, not by proxy.
+PRIVATE_NETWORKS = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,127.0.0.0/8,::1,fc00::/7"
 MAX_NAME_CHARS = 4096  # a model or run name: Linux's PATH_MAX; hub ids are far shorter
 
 
@@ -252,3 +256,11 @@ def scrub(message: str, settings: Settings) -> str:
     if not settings.public:
         return message
     return _PATH.sub(lambda m: m.group(1) or "…", message)
+
+
+def trusted_proxies(environ: typing.Mapping[str, str]) -> str | None:
+    """The addresses whose X-Forwarded-For uvicorn should believe (FORWARDED_ALLOW_IPS): the operator's when set,
+    the private networks on a Hugging Face Space, else None (uvicorn's own default: this machine only)."""
+    if environ.get("FORWARDED_ALLOW_IPS", "").strip():
+        return environ["FORWARDED_ALLOW_IPS"]
+    return PRIVATE_NETWORKS if environ.get("SPACE_ID", "").strip() else None

@@ -19,8 +19,8 @@ from packaging.version import Version
 from qa_core.checkpoints import write_run_info
 from qa_core.data import DataError, load_examples
 from qa_core.data_sources import LoadingCancelled, loading_limits
-from qa_core.hosting import (Settings, TrainLimits, check_arguments, check_model, check_request, check_run,
-                             default_name, scrub)
+from qa_core.hosting import (PRIVATE_NETWORKS, Settings, TrainLimits, check_arguments, check_model, check_request,
+                             check_run, default_name, scrub, trusted_proxies)
 from qa_core.run_files import RunInfo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -280,3 +280,17 @@ def test_an_evaluation_folder_named_as_a_model_is_found_under_the_runs_folder(ru
         assert check_model("eval-v1", settings) == str(evaluation.resolve())
         with pytest.raises(ValueError, match="eval-v1 is an evaluation folder"):
             check_model_folder(check_model("eval-v1", settings))
+
+
+def test_on_a_space_turns_go_by_the_address_its_proxy_appended():
+    """On a Hugging Face Space every request comes from a proxy at a private address: trusting the private networks
+    makes uvicorn take the address the proxies appended, not one the visitor wrote at the front of the header."""
+    from uvicorn.middleware.proxy_headers import _TrustedHosts
+
+    assert trusted_proxies({}) is None  # uvicorn's default: only this machine's proxies
+    assert trusted_proxies({"SPACE_ID": "someone/qa-demo"}) == PRIVATE_NETWORKS
+    assert trusted_proxies({"SPACE_ID": "x", "FORWARDED_ALLOW_IPS": "192.0.2.1"}) == "192.0.2.1"  # the operator's
+    hosts = _TrustedHosts(PRIVATE_NETWORKS)
+    assert "10.16.3.80" in hosts and "198.51.100.9" not in hosts
+    forged = "203.0.113.7, 198.51.100.9, 10.16.3.80"  # the visitor's own entry, then what the proxies appended
+    assert hosts.get_trusted_client_address(forged)[0] == "198.51.100.9"

@@ -5,13 +5,14 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import gradio as gr
 
-from qa_core.hosting import Settings, check_arguments
+from qa_core.hosting import Settings, check_arguments, trusted_proxies
 from qa_core.runtime import configure_process
 from qa_core.service import QAService
 from qa_core.ui.ask import build_ask_tab
@@ -144,6 +145,8 @@ def main() -> None:
     configure_process()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
+    if proxies := trusted_proxies(os.environ):  # read by uvicorn when Gradio starts it
+        os.environ["FORWARDED_ALLOW_IPS"] = proxies
     build_app(settings).queue(default_concurrency_limit=2, max_size=QUEUE_SIZE).launch(
         theme=THEME, css=app_css(), max_file_size=settings.max_upload_bytes)
 
