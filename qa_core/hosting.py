@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qa_core.config import DEFAULT_MODEL
+from qa_core.config import DEFAULT_MODEL, QAConfig
 from qa_core.run_files import RECORDS_FILE, RUN_FILE
 
 # Defaults of the request limits; bench/results/limits.json holds the measurements behind them.
@@ -264,3 +264,13 @@ def trusted_proxies(environ: typing.Mapping[str, str]) -> str | None:
     if environ.get("FORWARDED_ALLOW_IPS", "").strip():
         return environ["FORWARDED_ALLOW_IPS"]
     return PRIVATE_NETWORKS if environ.get("SPACE_ID", "").strip() else None
+
+
+def answer_limits(config: QAConfig, settings: Settings) -> QAConfig:
+    """A run's settings as this server answers with them: on a public server its span search (n_best_size,
+    max_answer_length) within the caps a job trained here gets, whoever put the run in the runs folder."""
+    if not settings.public:
+        return config
+    caps = settings.train_limits
+    return config.replace(n_best_size=min(config.n_best_size, caps.n_best_size),
+                          max_answer_length=min(config.max_answer_length, caps.max_answer_length))

@@ -18,7 +18,7 @@ from qa_core.data import load_examples
 from qa_core.data_sources import check_file_size
 from qa_core.error_analysis import QuestionRecord, evaluated_threshold
 from qa_core.fairness import LOCAL, Caller, FairWorker
-from qa_core.hosting import Settings, check_model, check_request, check_run, default_name, scrub
+from qa_core.hosting import Settings, answer_limits, check_model, check_request, check_run, default_name, scrub
 from qa_core.inference import AnswerResult
 from qa_core.jobs import JobManager, JobSnapshot, new_run_dir, quick_config
 from qa_core.modeling import LoadedModel
@@ -51,7 +51,8 @@ class QAService:
         self.settings = settings
         bound = settings.max_caller_requests if settings.public else None
         self.models = models or ModelCache(fast=settings.fast_inference, load_wait_s=settings.model_wait_s,
-                                           max_caller_questions=bound)
+                                           max_caller_questions=bound,
+                                           limit_config=functools.partial(answer_limits, settings=settings))
         # Explanations compute on a thread of their own beside the model thread, one at a time, in turns between
         # callers as answers are: first come, first served, one caller's many would hold up everyone's.
         self.explainer = FairWorker("qa-explain", bound, "explanations")
@@ -254,7 +255,8 @@ class QAService:
         name, question, context = self.check_question(model, question, context)
         with self.explainer.admitted(caller):
             loaded = await self.models.get_in_turn(name, exact=True)
-            explain = functools.partial(explain_answer, span=span, config=run_config(loaded.source),
+            config = answer_limits(run_config(loaded.source), self.settings)
+            explain = functools.partial(explain_answer, span=span, config=config,
                                         budget_s=EXPLAIN_BUDGET_S[self.settings.public],
                                         max_windows=self.settings.max_context_windows)
             return await asyncio.wrap_future(self.explainer.submit(caller, explain, loaded, question, context))

@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -118,15 +118,18 @@ class ModelCache:
     Loading never happens on the answering thread: a question for a model being loaded waits (at most
     `load_wait_s`) in its own request thread or coroutine while questions for loaded models keep being answered.
     The answering thread takes turns between callers (fairness.FairWorker); a caller may have at most
-    `max_caller_questions` in flight (None: any number).
+    `max_caller_questions` in flight (None: any number). `limit_config`, when given, bounds the settings a run
+    answers with (hosting.answer_limits: a public server's caps on the span search).
     With fast=True on a machine without CUDA whose CPU has int8 dot products, a background thread compiles an
     int8 copy; requests use the fp32 model until the copy is warm, so no request waits for the compiler. The
     fp32 model stays at hand for `exact` requests (error analysis reads the logits of the evaluated model).
     """
 
     def __init__(self, size: int = 3, fast: bool = True, load_wait_s: float = MODEL_WAIT_S,
-                 max_caller_questions: int | None = None) -> None:
+                 max_caller_questions: int | None = None,
+                 limit_config: Callable[[QAConfig], QAConfig] | None = None) -> None:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._limit_config = limit_config
         self._lock = threading.Lock()
         self._size = size
         self._load_wait_s = load_wait_s
@@ -171,6 +174,10 @@ class ModelCache:
         started = time.perf_counter()  # the window check is part of answering: one tokenizer pass, not two
         result = answer_question(loaded, question, context, config, max_windows=max_windows)
         return result, loaded, time.perf_counter() - started
+
+    def config_of(self, name: str) -> QAConfig:
+        """The settings answers from model `name` use: its run's, within limit_config; waits for the load as get()."""
+        return self._loaded(name, exact=True)[0].config
 
     def get(self, name: str, exact: bool = False) -> LoadedModel:
         """Model `name`, loaded in the background if needed; waits at most load_wait_s for it. Raises why it
@@ -238,7 +245,8 @@ class ModelCache:
         except Exception as err:  # the caller gets the error; the log gets one line per attempt, no traceback
             logger.warning("model %r not loaded: %s", name, err)
             raise
-        entry.config, entry.served = run_config(loaded.source), loaded
+        config = run_config(loaded.source)
+        entry.config, entry.served = self._limit_config(config) if self._limit_config else config, loaded
         if self._fast:
             threading.Thread(target=self._swap_in_compiled, args=(entry, name), daemon=True).start()
         else:

@@ -11,7 +11,7 @@ import pytest
 
 from qa_core.checkpoints import write_run_info
 from qa_core.config import QAConfig
-from qa_core.hosting import Settings
+from qa_core.hosting import Settings, answer_limits
 from qa_core.run_files import RECORDS_FILE, RunInfo
 from qa_core.service import QAService, check_model_folder
 
@@ -43,3 +43,22 @@ def test_a_folder_without_a_model_is_refused_with_why(tiny_model_dir: Path, tmp_
     with pytest.raises(ValueError, match="run stopped is cancelled and has no final model$"):
         check_model_folder(str(stopped), can_resume=False)  # a server that does not train offers no Resume
     assert check_model_folder(str(tiny_model_dir)) == str(tiny_model_dir)
+
+
+def test_a_public_server_searches_spans_within_its_caps_whatever_a_run_says(tiny_model_dir: Path,
+                                                                            tmp_path: Path) -> None:
+    """A run put in the runs folder by hand, or trained before the caps, answers with its own span search settings:
+    n_best_size 512 made every answer's search many times the work a public server allows a job."""
+    run = tmp_path / "runs" / "20250101-000000-wide"
+    shutil.copytree(tiny_model_dir, run / "model")
+    config = QAConfig(output_dir=str(run), n_best_size=512, max_answer_length=512)
+    write_run_info(run, RunInfo("finished", config.to_dict()))
+    caps = Settings().train_limits
+    for public, expected in ((False, (512, 512)), (True, (caps.n_best_size, caps.max_answer_length))):
+        service = QAService(Settings(tmp_path / "runs", run.name, training_enabled=False, fast_inference=False,
+                                     public=public))
+        result, _, _ = service.answer(run.name, "Who keeps the hives?", CONTEXT)
+        assert result.prediction.text in CONTEXT
+        used = service.models.config_of(service.check_question(run.name, "q", "c")[0])
+        assert (used.n_best_size, used.max_answer_length) == expected
+    assert answer_limits(config, Settings(public=True)).learning_rate == config.learning_rate  # the rest kept
