@@ -24,14 +24,17 @@ NO_SPAN = (-1, -1)  # how Offsets stores None
 CHUNK_SIZE = 1000  # examples tokenized at once by featurize
 LIMITED_CHUNK_SIZE = 100  # under a window limit: what one chunk may add past the limit before it is counted
 # Per thread of work, as data_sources.loading_limits: the web app's training job sets it around its training call.
-_MAX_WINDOWS: contextvars.ContextVar[int | None] = contextvars.ContextVar("max_windows", default=None)
+_MAX_WINDOWS: contextvars.ContextVar[tuple[int | None, int | None]] = contextvars.ContextVar(
+    "max_windows", default=(None, None))  # (training, evaluation)
+LIMIT_NAMES = ("QA_MAX_TRAIN_WINDOWS", "QA_MAX_EVAL_WINDOWS")  # the variables that set them on a public server
 
 
 @contextlib.contextmanager
-def window_limits(max_windows: int | None) -> Iterator[None]:
-    """Within this block, featurize refuses (ValueError) examples that make more than max_windows windows: each
-    question makes every window of its context, so questions sharing long contexts multiply a job's memory."""
-    token = _MAX_WINDOWS.set(max_windows)
+def window_limits(training: int | None, evaluation: int | None = None) -> Iterator[None]:
+    """Within this block, featurize refuses (ValueError) training data that makes more than `training` windows,
+    and evaluation data more than `evaluation` (None: any number): each question makes every window of its
+    context, so questions sharing long contexts multiply a job's memory, and a job evaluates after every epoch."""
+    token = _MAX_WINDOWS.set((training, evaluation))
     try:
         yield
     finally:
@@ -189,15 +192,17 @@ def featurize(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase, c
               training: bool) -> FeatureSet:
     """build_features with the window settings of a config, CHUNK_SIZE examples at a time: the tokenizer's output
     for all of a large data set at once (Python lists of every token id and offset) would outweigh the windows."""
-    limit = _MAX_WINDOWS.get()
+    limit = _MAX_WINDOWS.get()[0 if training else 1]
     chunks, windows = [], 0
     for chunk in featurize_in_chunks(examples, tokenizer, config, training,
                                      CHUNK_SIZE if limit is None else LIMITED_CHUNK_SIZE):
         windows += len(chunk.features)
         if limit is not None and windows > limit:
-            raise ValueError(f"{'training' if training else 'evaluation'} data: {len(examples):,} questions make "
-                             f"more than {limit:,} windows; this server cuts at most {limit:,} windows from each "
-                             f"data source (QA_MAX_TRAIN_WINDOWS): use fewer questions or shorter contexts")
+            what, variable = ("training", LIMIT_NAMES[0]) if training else ("evaluation", LIMIT_NAMES[1])
+            raise ValueError(f"{what} data: {len(examples):,} questions make more than {limit:,} windows; this "
+                             f"server cuts at most {limit:,} windows from each {what} data source ({variable}): "
+                             f"use fewer questions (max_{'train' if training else 'eval'}_samples) or shorter "
+                             f"contexts")
         chunks.append(chunk)
     skipped = sum(c.skipped_examples for c in chunks)
     if skipped:

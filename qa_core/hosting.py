@@ -67,6 +67,8 @@ class TrainLimits:
     # QA_MAX_TRAIN_WINDOWS: windows a job cuts from each data source (features.window_limits); each question makes
     # every window of its context, so questions sharing a long context multiply the memory past max_train_examples
     windows: int = 30_000
+    # QA_MAX_EVAL_WINDOWS: windows a job cuts from its evaluation data, which it runs over after every epoch
+    eval_windows: int = 5_000
 
     @staticmethod
     def from_env() -> TrainLimits:
@@ -82,7 +84,8 @@ class TrainLimits:
                            checkpoints=int(_number("QA_MAX_CHECKPOINTS", d.checkpoints)),
                            loss_reports=int(_number("QA_MAX_LOSS_REPORTS", d.loss_reports)),
                            torch_compile=_flag("QA_ALLOW_TORCH_COMPILE", d.torch_compile),
-                           windows=int(_number("QA_MAX_TRAIN_WINDOWS", d.windows)))
+                           windows=int(_number("QA_MAX_TRAIN_WINDOWS", d.windows)),
+                           eval_windows=int(_number("QA_MAX_EVAL_WINDOWS", d.eval_windows)))
 
 
 # Each bounded QAConfig option: the TrainLimits field that caps it and the variable that sets that cap.

@@ -78,12 +78,13 @@ class JobManager:
     """Runs at most one training at a time in a daemon thread; closing a browser never stops it.
 
     max_file_bytes: data files over this size are refused before they are read; Cancel also stops loading.
+    max_windows, max_eval_windows: the windows a job may cut from its training and its evaluation data.
     """
 
     def __init__(self, trainer: Trainer = train, max_file_bytes: int | None = None,
-                 max_windows: int | None = None) -> None:
+                 max_windows: int | None = None, max_eval_windows: int | None = None) -> None:
         self._trainer = trainer
-        self._max_file_bytes, self._max_windows = max_file_bytes, max_windows
+        self._max_file_bytes, self._max_windows = max_file_bytes, (max_windows, max_eval_windows)
         self._lock = threading.Lock()
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
@@ -150,7 +151,7 @@ class JobManager:
 
     def _run(self, config: QAConfig, on_end: Callable[[], None] | None) -> None:
         try:
-            with loading_limits(self._max_file_bytes, self._cancel.is_set), window_limits(self._max_windows):
+            with loading_limits(self._max_file_bytes, self._cancel.is_set), window_limits(*self._max_windows):
                 result = self._trainer(config, callback=self._record, should_stop=self._cancel.is_set)
         except LoadingCancelled:
             self._update(status="cancelled", message="cancelled while loading the data",

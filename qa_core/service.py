@@ -57,8 +57,10 @@ class QAService:
         # callers as answers are: first come, first served, one caller's many would hold up everyone's.
         self.explainer = FairWorker("qa-explain", bound, "explanations")
         # Data files named by path are a local user's own; a public server reads only uploads, within the limits.
+        limits = settings.train_limits
         self.jobs = jobs or JobManager(max_file_bytes=settings.max_upload_bytes if settings.public else None,
-                                       max_windows=settings.train_limits.windows if settings.public else None)
+                                       max_windows=limits.windows if settings.public else None,
+                                       max_eval_windows=limits.eval_windows if settings.public else None)
 
     def explain(self, err: BaseException) -> str:
         """An error as one line for the caller; on a public server without server paths."""

@@ -214,9 +214,12 @@ def test_a_window_limit_refuses_data_that_makes_more_windows(tokenizer) -> None:
     examples = [example(LONG_CONTEXT, f"w{i}", qid=f"q{i}") for i in range(150)]
     per_question = len(featurize(examples[:1], tokenizer, config, training=False).features)
     assert per_question > 10
-    with window_limits(100 * per_question):
+    with window_limits(None, 100 * per_question):
         assert len(featurize(examples[:100], tokenizer, config, training=False).features) == 100 * per_question
         with pytest.raises(ValueError, match=rf"evaluation data: 150 questions make more than {100 * per_question:,} "
-                                             r"windows; this server cuts at most .* \(QA_MAX_TRAIN_WINDOWS\)"):
+                                             r"windows; this server cuts at most .* evaluation data source "
+                                             r"\(QA_MAX_EVAL_WINDOWS\)"):
             featurize(examples, tokenizer, config, training=False)
+    with window_limits(100 * per_question):  # a training limit leaves evaluation data alone
+        assert len(featurize(examples, tokenizer, config, training=False).features) == 150 * per_question
     assert len(featurize(examples, tokenizer, config, training=False).features) == 150 * per_question  # no limit

@@ -103,11 +103,12 @@ def test_loss_reports_a_job_makes_by_logging_steps_are_capped_on_a_public_server
 def test_the_newer_limits_come_from_the_environment(monkeypatch):
     for variable, value in (("QA_MAX_CHECKPOINTS", "3"), ("QA_ALLOW_TORCH_COMPILE", "1"),
                             ("QA_MAX_N_BEST_SIZE", "10"), ("QA_MAX_ANSWER_LENGTH", "40"),
-                            ("QA_MAX_LOSS_REPORTS", "7"), ("QA_MAX_TRAIN_WINDOWS", "900")):
+                            ("QA_MAX_LOSS_REPORTS", "7"), ("QA_MAX_TRAIN_WINDOWS", "900"),
+                            ("QA_MAX_EVAL_WINDOWS", "90")):
         monkeypatch.setenv(variable, value)
     limits = TrainLimits.from_env()
     assert (limits.checkpoints, limits.torch_compile, limits.n_best_size, limits.max_answer_length,
-            limits.loss_reports, limits.windows) == (3, True, 10, 40, 7, 900)
+            limits.loss_reports, limits.windows, limits.eval_windows) == (3, True, 10, 40, 7, 900, 90)
 
 
 def test_a_public_job_by_steps_stops_at_the_epoch_cap(tmp_path, tiny_model_dir):
@@ -144,4 +145,22 @@ def test_a_public_job_fails_on_data_over_the_window_limit(tmp_path, tiny_model_d
     job = service.job_json()
     assert job["status"] == "failed", job
     assert re.search(r"training data: 40 questions make more than 200 windows; this server cuts at most 200 "
-                     r"windows from each data source \(QA_MAX_TRAIN_WINDOWS\)", job["message"]), job["message"]
+                     r"windows from each training data source \(QA_MAX_TRAIN_WINDOWS\)", job["message"]), job["message"]
+
+
+def test_a_public_job_fails_on_evaluation_data_over_its_window_limit(tmp_path, tiny_model_dir):
+    """A job evaluates after every epoch: evaluation data has a window limit of its own (QA_MAX_EVAL_WINDOWS),
+    else up to the epoch cap's evaluations over QA_MAX_TRAIN_WINDOWS windows each outweighed the training."""
+    context = " ".join(f"w{i}" for i in range(1500))
+    questions = [{"id": f"q{i}", "question": f"Which is w{i}?",
+                  "answers": [{"text": f"w{i}", "answer_start": context.index(f" w{i} ") + 1}]} for i in range(1, 41)]
+    data = write_squad(tmp_path / "shared.json", [{"context": context, "qas": questions}])
+    service = QAService(Settings(tmp_path / "runs", str(tiny_model_dir), training_enabled=True, fast_inference=False,
+                                 public=True, train_limits=TrainLimits(eval_windows=200)))
+    # a public server evaluates an upload on itself: its training windows pass, its evaluation windows do not
+    service.start(service.train_config("", str(data), "", {"max_steps": 2}, upload=True), str(data))
+    assert service.jobs.wait(120)
+    job = service.job_json()
+    assert job["status"] == "failed", job
+    assert re.search(r"evaluation data: 40 questions make more than 200 windows; this server cuts at most 200 "
+                     r"windows from each evaluation data source \(QA_MAX_EVAL_WINDOWS\)", job["message"]), job
