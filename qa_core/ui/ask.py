@@ -83,7 +83,7 @@ class AskHandlers:
         return await asyncio.to_thread(self.show_answer, model, question, context, *answered)
 
     def show_answer(self, model: str, question: str, context: str, result: AnswerResult, loaded: LoadedModel,
-              seconds: float) -> Outputs:
+                    seconds: float) -> Outputs:
         """The answer on the page: the answer large in its context, the score line, alternatives, the logit plot."""
         result, temperature = self.service.calibrate(result, loaded)
         prediction = result.prediction
