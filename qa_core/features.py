@@ -242,7 +242,7 @@ def truncate_questions(questions: list[str], tokenizer: PreTrainedTokenizerBase,
 
 
 def _label_features(examples: Sequence[Example], by_example: list[list[Feature]],
-                     version_2_with_negative: bool = False, clip_partial: bool = False) -> FeatureSet:
+                    version_2_with_negative: bool = False, clip_partial: bool = False) -> FeatureSet:
     """Answer labels; an unanswerable question (no gold answers) keeps its windows, all pointing at CLS, only
     with version_2_with_negative; otherwise, as any question without a usable answer, it is skipped."""
     labelled: list[Feature] = []
