@@ -4,7 +4,9 @@
 
 MiniLM's shapes (12 heads of 32 dimensions, hidden 384, FFN 1536) at the evaluation batch (32 windows of 134
 tokens, the dev subset's mean) and the training batch (16 windows of 157 tokens, forward and backward). Each
-kernel is timed as the median of repeated calls after warm-up calls, on random inputs.
+kernel is timed as the median of repeated calls after warm-up calls, on random inputs. The evaluation shape also
+times the linear layer as an int8 × int8 → int32 product (`torch._int_mm`, what `qa_core.int8` computes with),
+counting its integer operations as FLOP.
 """
 
 from __future__ import annotations
@@ -80,17 +82,29 @@ def kernels(shape: Shape, dtype) -> dict[str, tuple[Callable, float]]:
             "linear layer 384 -> 1536": (run(lambda: F.linear(x, w)), linear_flops)}
 
 
+def int8_linear(shape: Shape) -> tuple[Callable, float]:
+    """The evaluation linear layer as qa_core.int8 multiplies: int8 activations and weights, int32 out."""
+    import torch
+
+    x = torch.randint(-127, 128, (shape.batch * shape.tokens, HEADS * HEAD_DIM), dtype=torch.int8)  # (tokens, in)
+    w = torch.randint(-127, 128, (HEADS * HEAD_DIM, FFN), dtype=torch.int8)  # (in, out)
+    return (lambda: torch._int_mm(x, w)), 2 * shape.batch * shape.tokens * HEADS * HEAD_DIM * FFN
+
+
 def measure() -> dict:
     import torch
 
     results = {}
     for shape_name, shape in SHAPES.items():
-        for dtype in (torch.float32, torch.bfloat16):
-            for name, (call, flops) in kernels(shape, dtype).items():
-                seconds = median_seconds(call)
-                results[f"{shape_name}, {str(dtype).removeprefix('torch.')}, {name}"] = {
-                    "batch": shape.batch, "tokens": shape.tokens, "backward": shape.backward,
-                    "median_ms": round(1000 * seconds, 2), "gflop_per_s": round(flops / seconds / 1e9, 1)}
+        calls = {(str(dtype).removeprefix("torch."), name): kernel for dtype in (torch.float32, torch.bfloat16)
+                 for name, kernel in kernels(shape, dtype).items()}
+        if not shape.backward:
+            calls["int8", "linear layer 384 -> 1536 (torch._int_mm)"] = int8_linear(shape)
+        for (dtype, name), (call, flops) in calls.items():
+            seconds = median_seconds(call)
+            results[f"{shape_name}, {dtype}, {name}"] = {
+                "batch": shape.batch, "tokens": shape.tokens, "backward": shape.backward,
+                "median_ms": round(1000 * seconds, 2), "gflop_per_s": round(flops / seconds / 1e9, 1)}
     return {"threads": torch.get_num_threads(), "kernels": results}
 
 
