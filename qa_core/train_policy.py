@@ -74,8 +74,8 @@ def capped(config: QAConfig, settings: Settings) -> QAConfig:
 
 def check_limits(config: QAConfig, settings: Settings) -> QAConfig:
     """A public server's caps on the options that set a job's time and memory (hosting.TrainLimits), each
-    refused naming the option and the limit (a public job also stops at the step cap, QAService.step_limit,
-    however many steps its epochs make). A local server trains what its user asks for."""
+    refused naming the option and the limit (a public job also stops at the step and epoch caps,
+    QAService.job_limits, whatever its options make). A local server trains what its user asks for."""
     if not settings.public:
         return config
     for option, (field, variable) in LIMITED_OPTIONS.items():
