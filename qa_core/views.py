@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # types only: importing jobs would import training, attributi
     from qa_core.attributions import Attribution
     from qa_core.calibration import Calibration, CoveragePoint
     from qa_core.compare import Comparison, PairedRecord
+    from qa_core.hosting import Settings
     from qa_core.jobs import JobSnapshot
 
 # prediction, EM and F1 before the long gold column, so they stay in view on a narrow screen
@@ -147,6 +148,17 @@ def job_text(s: JobSnapshot) -> str:
     if s.metrics:
         lines.append(f"Evaluation: EM {s.metrics['exact_match']:.1f} · F1 {s.metrics['f1']:.1f}")
     return "\n".join(lines)
+
+
+def limits_note(settings: Settings) -> str:
+    """What a public server's Train tab says of its caps (hosting.TrainLimits), so that a visitor reads them before
+    a start is refused over one."""
+    limits, questions = settings.train_limits, settings.max_train_examples
+    read = f", {questions:,} questions read from each" if questions else ""
+    return (f"This public server trains at most {limits.max_steps:,} steps and {limits.epochs:g} epochs a job, in "
+            f"batches of up to {limits.batch_size} windows of up to {limits.max_seq_length} tokens, on the bundled "
+            f"sample or a file you upload (up to {settings.max_upload_bytes // 1_000_000} MB{read}); one job runs at "
+            f"a time, and only the page that started it can cancel it.")
 
 
 def job_json(s: JobSnapshot, explain: Callable[[str], str]) -> dict[str, Any]:

@@ -823,3 +823,17 @@ def test_the_picked_run_is_shown_again_when_a_job_ends(settings):
     assert {tuple(t) for t in shown["targets"]} == ended
     nothing = handlers(settings).train.show_run(None)  # a job ended with no run picked: no 'pick a run' scolding
     assert nothing["run_note"] == "" and nothing["history"] is None and not nothing["resume"]["interactive"]
+
+
+def test_a_public_train_tab_says_its_limits_before_anything_is_refused(settings):
+    """A visitor learns the caps from the tab, not one refusal at a time; a local server has none to say."""
+    public = Settings(settings.runs_root, settings.default_model, training_enabled=True, fast_inference=False,
+                      public=True, max_train_examples=500)
+    notes = {c.elem_id: c.value for c in app.build_app(public).blocks.values() if isinstance(c, gr.Markdown)}
+    limits = public.train_limits
+    assert notes["train-limits"].startswith("This public server trains")
+    for figure in (f"{limits.max_steps:,} steps", f"{limits.epochs:g} epochs", f"{limits.batch_size} windows",
+                   f"{limits.max_seq_length} tokens", "500 questions", f"{public.max_upload_bytes // 1_000_000} MB"):
+        assert figure in notes["train-limits"], figure
+    local = {c.elem_id for c in app.build_app(settings).blocks.values() if isinstance(c, gr.Markdown)}
+    assert "train-limits" not in local

@@ -179,6 +179,8 @@ def build_train_tab(service: QAService) -> dict[str, Any]:
     with gr.Tab("Train", id="train"):
         if not enabled:
             gr.Markdown(f"**{SWITCHED_OFF}** The Ask and Errors tabs work as usual.")
+        elif service.settings.public:
+            gr.Markdown(views.limits_note(service.settings), elem_id="train-limits")
         model = model_picker(service, "Start from model", "The default model, a finished run, or a hub id (online)")
         with gr.Row():
             choices = DATA_CHOICES[:2] if service.settings.public else DATA_CHOICES
