@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from qa_core.config import DEFAULT_MODEL, QAConfig
+from qa_core.data_sources import looks_like_a_path
 from qa_core.run_files import RECORDS_FILE, RUN_FILE
 
 # Defaults of the request limits; bench/results/limits.json holds the measurements behind them.
@@ -169,7 +170,10 @@ def check_name(name: str, what: str) -> str:
 def check_model(name: str | None, settings: Settings) -> str:
     """The model to load for a caller's choice; on a public server only the default model, runs under the runs
     folder and QA_ALLOWED_MODELS, refused without touching the disk for anything else."""
-    name = check_name((name or "").strip() or settings.default_model, "model")
+    asked, folder = (name or "").strip(), default_folder(settings)
+    if folder is not None and asked in ("", folder.name):
+        return settings.default_model
+    name = check_name(asked or settings.default_model, "model")
     if name == DEFAULT_MODEL and not (settings.public and settings.default_model != DEFAULT_MODEL):
         return name  # the packaged model needs no checks; a public server offers it only as its default
     # First: QA_DEFAULT_MODEL may name a run as any caller does; an evaluation folder is found too, so that the
@@ -177,7 +181,7 @@ def check_model(name: str | None, settings: Settings) -> str:
     run = find_run(name, settings, (RUN_FILE, RECORDS_FILE), operator=name == settings.default_model)
     if run is not None:
         return str(run)
-    if name in (settings.default_model, *settings.allowed_models):
+    if name in settings.allowed_models or (name == settings.default_model and folder is None):
         return name
     if settings.public:
         raise ValueError(f"model {shorten(name)!r} is not offered on this server: choose the default model, "
@@ -186,9 +190,20 @@ def check_model(name: str | None, settings: Settings) -> str:
 
 
 def default_name(settings: Settings) -> str:
-    """The default model as callers see it: a run by its name (never a server path), else as configured."""
+    """The default model as callers see it: a run or, on a public server, a model folder by its name (never a
+    server path), else as configured."""
     run = find_run(settings.default_model, settings, operator=True)
-    return run.name if run is not None else settings.default_model
+    folder = default_folder(settings)
+    return run.name if run is not None else folder.name if folder is not None else settings.default_model
+
+
+def default_folder(settings: Settings) -> Path | None:
+    """QA_DEFAULT_MODEL on a public server when it is a model folder named by path (not a run, a hub id or
+    'embedded'): callers see it and name it by its folder name alone."""
+    default = settings.default_model
+    if not settings.public or default == DEFAULT_MODEL or not looks_like_a_path(default):
+        return None
+    return None if find_run(default, settings, operator=True) is not None else Path(default)
 
 
 def allowed_hint(settings: Settings) -> str:

@@ -67,7 +67,7 @@ class QAService:
         return scrub(str(err), self.settings)
 
     def preload_default(self) -> None:
-        self.models.preload(check_model(self.settings.default_model, self.settings))
+        self.models.preload(check_model("", self.settings))
 
     def check_question(self, model: str | None, question: str | None, context: str | None) -> tuple[str, str, str]:
         """The model to load, the question and the context, refused at once over the limits."""
@@ -207,7 +207,7 @@ class QAService:
 
     def quick_config(self) -> QAConfig:
         check_training(self.settings)
-        model = check_model(self.settings.default_model, self.settings)  # a run named by QA_DEFAULT_MODEL: its folder
+        model = check_model("", self.settings)  # a run named by QA_DEFAULT_MODEL: its folder
         return capped(quick_config(model, str(new_run_dir(self.settings.runs_root, model))), self.settings)
 
     def start(self, config: QAConfig, upload: str | None = None, owner: str = "") -> JobSnapshot:

@@ -837,3 +837,23 @@ def test_a_public_train_tab_says_its_limits_before_anything_is_refused(settings)
         assert figure in notes["train-limits"], figure
     local = {c.elem_id for c in app.build_app(settings).blocks.values() if isinstance(c, gr.Markdown)}
     assert "train-limits" not in local
+
+
+def test_a_public_server_shows_a_model_folder_default_by_its_name_not_its_path(settings, tiny_model_dir):
+    """QA_DEFAULT_MODEL may be a folder outside the runs folder: visitors see and name it by its folder name, and
+    no picker, answer or message shows where it lies on the server."""
+    public = Settings(settings.runs_root, str(tiny_model_dir), training_enabled=True, fast_inference=False,
+                      public=True)
+    ui = handlers(public)
+    shown = [f"{label} {value}" for label, value in ui.service.model_choices()]
+    assert shown[0].split()[-1] == tiny_model_dir.name
+    assert not any(str(tiny_model_dir.parent) in text for text in shown)
+    for asked in ("", tiny_model_dir.name):
+        answered = asyncio.run(ui.service.answer_json(asked, QUESTION, CONTEXT))
+        assert answered["model"] == tiny_model_dir.name and answered["answer"]
+    with pytest.raises(ValueError, match="not offered"):
+        ui.service.check_question(str(tiny_model_dir), QUESTION, CONTEXT)  # a stranger never names the path
+    assert app.build_app(public)  # which preloads the default
+    quick = QAService(public).quick_config()
+    shutil.rmtree(quick.output_dir)  # only its config was wanted
+    assert quick.model_name_or_path == str(tiny_model_dir)
