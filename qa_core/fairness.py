@@ -3,9 +3,11 @@ its requests in flight, so that one caller's many long questions never make ever
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
 import threading
+import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -16,6 +18,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 IDLE_S = 60.0  # a worker thread with nothing to do ends after this long; the next call starts another
+EXIT_WAIT_S = 30.0  # at interpreter exit, how long a worker's running call may take to return
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ class FairWorker:
         self._in_flight: dict[Caller, int] = {}
         self._ready = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._closed = False
+        _WORKERS.add(self)
 
     @contextmanager
     def admitted(self, caller: Caller) -> Iterator[None]:
@@ -86,6 +91,8 @@ class FairWorker:
         """Queue call(*args) behind `caller`'s earlier calls, in its address's turn."""
         future: Future = Future()
         with self._ready:
+            if self._closed:
+                raise RuntimeError(f"{self._name} is closed: the server is shutting down")
             serving = self._serving is not None and self._serving[0] == caller.address
             sessions = self._serving[1] if serving else self._line.setdefault(caller.address, OrderedDict())
             sessions.setdefault(caller.session, deque()).append(_Task(functools.partial(call, *args), future))
@@ -100,6 +107,23 @@ class FairWorker:
         with self.admitted(caller):
             return self.submit(caller, call, *args).result()
 
+    def close(self, timeout: float | None = EXIT_WAIT_S) -> None:
+        """Cancel the calls still waiting and wait (at most `timeout`) for the running one to return; later calls
+        are refused. Done at interpreter exit: a daemon thread stopped in the middle of a model's forward pass
+        aborts the whole process ('terminate called without an active exception')."""
+        with self._ready:
+            self._closed = True
+            for sessions in [*self._line.values(), *([self._serving[1]] if self._serving else [])]:
+                for tasks in sessions.values():
+                    for task in tasks:
+                        task.future.cancel()
+                sessions.clear()
+            self._line.clear()
+            self._ready.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
     def _next(self) -> _Task | None:
         """The next call in turn, its address taken out of the line; None (the thread let go) after IDLE_S idle."""
         with self._ready:
@@ -108,7 +132,8 @@ class FairWorker:
                 if sessions:
                     self._line[address] = sessions
                 self._serving = None
-            if not self._line and not self._ready.wait_for(lambda: self._line, IDLE_S):
+            waiting = self._ready.wait_for(lambda: self._line or self._closed, IDLE_S)
+            if not waiting or self._closed:  # idle for IDLE_S, or closed
                 self._thread = None
                 return None
             address, sessions, task = take_turn(self._line)
@@ -136,3 +161,12 @@ def take_turn(line: OrderedDict[str, Sessions]) -> tuple[str, Sessions, _Task]:
     else:
         del sessions[session]
     return address, sessions, task
+
+
+_WORKERS: weakref.WeakSet[FairWorker] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_workers() -> None:
+    for worker in list(_WORKERS):
+        worker.close()

@@ -76,3 +76,30 @@ def test_the_worker_thread_is_one_and_is_let_go_when_idle(monkeypatch):
     time.sleep(0.5)
     assert not next(iter(threads)).is_alive()
     assert worker.run(STRANGER, len, "back") == 4  # a new call starts a new thread
+
+
+BUSY_AT_EXIT = """
+import time, torch
+from qa_core.fairness import Caller, FairWorker
+def compute():
+    x = torch.randn(256, 256)
+    for _ in range(400):
+        x = torch.tanh(x @ x)
+worker = FairWorker("qa-model")
+running = worker.submit(Caller("a"), compute)
+waiting = worker.submit(Caller("b"), compute)
+while not running.running():
+    time.sleep(0.01)
+"""  # the server's main thread ends while the model thread computes an answer and another waits
+
+
+def test_a_process_ending_mid_answer_exits_cleanly():
+    """At exit the model thread finishes the call it runs and drops the ones waiting; stopped inside torch, its
+    daemon thread aborted the process."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    done = subprocess.run([sys.executable, "-c", BUSY_AT_EXIT], cwd=Path(__file__).resolve().parent.parent,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
