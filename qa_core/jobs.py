@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -31,6 +33,7 @@ QUICK_PRESET = {"num_train_epochs": 15.0, "per_device_train_batch_size": 8, "lea
 QUICK_HELD_OUT_EVERY = 4  # every 4th passage of the sample is held out for evaluation
 # The Train tab's estimate of the quick fine-tune's wall time: bench/results/quick-fine-tune.json, timed for the
 # earlier preset, which trained and evaluated on the whole sample; this one does less of both.
+EXIT_WAIT_S = 60.0  # at interpreter exit, how long a running job may take to stop at a checkpoint
 QUICK_EXPECTED_S = 170
 
 
@@ -89,6 +92,7 @@ class JobManager:
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
         self._state = JobSnapshot(0, "idle")
+        _MANAGERS.add(self)
         self._started = 0.0
         self._first_step: tuple[float, int] | None = None  # (time, step) of the job's first step event
         self._owner = ""  # who started the job (a public server's visitor session); never in a snapshot
@@ -141,6 +145,12 @@ class JobManager:
         state = self._state
         elapsed = time.monotonic() - self._started if state.active else state.elapsed_s
         return replace(state, elapsed_s=elapsed)
+
+    def close(self, timeout: float | None = EXIT_WAIT_S) -> bool:
+        """Stop the running job after its step, with a checkpoint, and wait; at interpreter exit, since a daemon
+        thread stopped mid-step loses the steps since the last checkpoint (and inside torch aborts the process)."""
+        self._cancel.set()
+        return self.wait(timeout)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the job's thread ends; True if no job is running any more."""
@@ -296,3 +306,12 @@ def quick_config(model: str, output_dir: str) -> QAConfig:
     train_file, heldout = write_quick_split(Path(output_dir))
     return QAConfig(model_name_or_path=model, output_dir=output_dir, train_file=str(train_file),
                     validation_file=str(heldout), **QUICK_PRESET)
+
+
+_MANAGERS: weakref.WeakSet[JobManager] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_managers() -> None:
+    for manager in list(_MANAGERS):
+        manager.close()

@@ -319,3 +319,31 @@ def test_a_job_that_fails_before_writing_anything_leaves_no_empty_run_folder(tmp
     jobs.start(QAConfig(model_name_or_path=str(tiny_model_dir), train_file="no-org/no-such-data",
                         output_dir=str(kept), max_steps=1))
     assert jobs.wait(60) and (kept / "note.txt").is_file()
+
+
+STOPPING_SERVER = """
+import sys, time
+from qa_core.config import QAConfig
+from qa_core.jobs import JobManager
+jobs = JobManager()
+jobs.start(QAConfig(model_name_or_path=sys.argv[1], train_file="sample", validation_file=None,
+                    output_dir=sys.argv[2], max_steps=100_000, per_device_train_batch_size=2,
+                    max_seq_length=128, doc_stride=32, save_steps=100_000))
+while jobs.snapshot().step < 2:
+    time.sleep(0.05)
+"""  # the server's main thread ends (Ctrl-C, a restart) while its training job runs
+
+
+def test_a_server_that_stops_leaves_its_job_resumable(tiny_model_dir, tmp_path):
+    """Nothing is lost when the server process ends mid-job: the job stops after its step with a checkpoint, and
+    the process exits cleanly instead of killing the job's thread inside torch (which aborted it)."""
+    import subprocess
+    import sys
+
+    from qa_core.run_files import find_checkpoint, read_run_info
+
+    run = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-c", STOPPING_SERVER, str(tiny_model_dir), str(run)],
+                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert read_run_info(run).status == "cancelled" and find_checkpoint(run) is not None
