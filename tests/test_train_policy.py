@@ -131,36 +131,23 @@ def test_a_public_job_by_steps_stops_at_the_epoch_cap(tmp_path, tiny_model_dir):
         service.resume_config(job["run"])
 
 
-def test_a_public_job_fails_on_data_over_the_window_limit(tmp_path, tiny_model_dir):
+@pytest.mark.parametrize("limits, what, variable", [(TrainLimits(windows=200), "training", "QA_MAX_TRAIN_WINDOWS"),
+                                                     (TrainLimits(eval_windows=200), "evaluation",
+                                                      "QA_MAX_EVAL_WINDOWS")])
+def test_a_public_job_fails_on_data_over_its_window_limits(tmp_path, tiny_model_dir, limits, what, variable):
     """Contexts under QA_MAX_CONTEXT_CHARS shared by many questions pass every check at the start, yet each
-    question makes all its context's windows: the job refuses them while cutting, not after holding them all."""
+    question makes all its context's windows: the job refuses them while cutting, not after holding them all.
+    Evaluation data has a limit of its own: a job evaluates after every epoch, up to the epoch cap."""
     context = " ".join(f"w{i}" for i in range(1500))
     questions = [{"id": f"q{i}", "question": f"Which is w{i}?",
                   "answers": [{"text": f"w{i}", "answer_start": context.index(f" w{i} ") + 1}]} for i in range(1, 41)]
     data = write_squad(tmp_path / "shared.json", [{"context": context, "qas": questions}])
     service = QAService(Settings(tmp_path / "runs", str(tiny_model_dir), training_enabled=True, fast_inference=False,
-                                 public=True, train_limits=TrainLimits(windows=200)))
+                                 public=True, train_limits=limits))
+    # a public server evaluates an upload on itself: the other source's windows pass, this one's do not
     service.start(service.train_config("", str(data), "", {"max_steps": 2}, upload=True), str(data))
     assert service.jobs.wait(120)
     job = service.job_json()
     assert job["status"] == "failed", job
-    assert re.search(r"training data: 40 questions make more than 200 windows; this server cuts at most 200 "
-                     r"windows from each training data source \(QA_MAX_TRAIN_WINDOWS\)", job["message"]), job["message"]
-
-
-def test_a_public_job_fails_on_evaluation_data_over_its_window_limit(tmp_path, tiny_model_dir):
-    """A job evaluates after every epoch: evaluation data has a window limit of its own (QA_MAX_EVAL_WINDOWS),
-    else up to the epoch cap's evaluations over QA_MAX_TRAIN_WINDOWS windows each outweighed the training."""
-    context = " ".join(f"w{i}" for i in range(1500))
-    questions = [{"id": f"q{i}", "question": f"Which is w{i}?",
-                  "answers": [{"text": f"w{i}", "answer_start": context.index(f" w{i} ") + 1}]} for i in range(1, 41)]
-    data = write_squad(tmp_path / "shared.json", [{"context": context, "qas": questions}])
-    service = QAService(Settings(tmp_path / "runs", str(tiny_model_dir), training_enabled=True, fast_inference=False,
-                                 public=True, train_limits=TrainLimits(eval_windows=200)))
-    # a public server evaluates an upload on itself: its training windows pass, its evaluation windows do not
-    service.start(service.train_config("", str(data), "", {"max_steps": 2}, upload=True), str(data))
-    assert service.jobs.wait(120)
-    job = service.job_json()
-    assert job["status"] == "failed", job
-    assert re.search(r"evaluation data: 40 questions make more than 200 windows; this server cuts at most 200 "
-                     r"windows from each evaluation data source \(QA_MAX_EVAL_WINDOWS\)", job["message"]), job
+    assert re.search(rf"{what} data: 40 questions make more than 200 windows; this server cuts at most 200 "
+                     rf"windows from each {what} data source \({variable}\)", job["message"]), job["message"]
