@@ -3,17 +3,17 @@ its requests in flight, so that one caller's many long questions never make ever
 
 from __future__ import annotations
 
-import atexit
 import functools
 import logging
 import threading
-import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+
+from qa_core.runtime import close_at_exit
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class FairWorker:
         self._ready = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
-        _WORKERS.add(self)
+        close_at_exit(self)
 
     @contextmanager
     def admitted(self, caller: Caller) -> Iterator[None]:
@@ -109,8 +109,7 @@ class FairWorker:
 
     def close(self, timeout: float | None = EXIT_WAIT_S) -> None:
         """Cancel the calls still waiting and wait (at most `timeout`) for the running one to return; later calls
-        are refused. Done at interpreter exit: a daemon thread stopped in the middle of a model's forward pass
-        aborts the whole process ('terminate called without an active exception')."""
+        are refused. Done at interpreter exit (runtime.close_at_exit)."""
         with self._ready:
             self._closed = True
             for sessions in [*self._line.values(), *([self._serving[1]] if self._serving else [])]:
@@ -162,11 +161,3 @@ def take_turn(line: OrderedDict[str, Sessions]) -> tuple[str, Sessions, _Task]:
         del sessions[session]
     return address, sessions, task
 
-
-_WORKERS: weakref.WeakSet[FairWorker] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_workers() -> None:
-    for worker in list(_WORKERS):
-        worker.close()

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import re
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -19,6 +17,7 @@ from qa_core.data_sources import SAMPLE_PATH, LoadingCancelled, loading_limits
 from qa_core.features import window_limits
 from qa_core.progress import END_KINDS, STEP_KINDS, ProgressEvent
 from qa_core.run_files import QUICK_DATA, RunRefused
+from qa_core.runtime import close_at_exit
 from qa_core.training import TrainingError, TrainResult, train
 from qa_core.wording import web_wording
 
@@ -92,7 +91,7 @@ class JobManager:
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
         self._state = JobSnapshot(0, "idle")
-        _MANAGERS.add(self)
+        close_at_exit(self)
         self._started = 0.0
         self._first_step: tuple[float, int] | None = None  # (time, step) of the job's first step event
         self._owner = ""  # who started the job (a public server's visitor session); never in a snapshot
@@ -147,8 +146,8 @@ class JobManager:
         return replace(state, elapsed_s=elapsed)
 
     def close(self, timeout: float | None = EXIT_WAIT_S) -> bool:
-        """Stop the running job after its step, with a checkpoint, and wait; at interpreter exit, since a daemon
-        thread stopped mid-step loses the steps since the last checkpoint (and inside torch aborts the process)."""
+        """Stop the running job after its step, with a checkpoint, and wait; done at interpreter exit
+        (runtime.close_at_exit)."""
         self._cancel.set()
         return self.wait(timeout)
 
@@ -307,11 +306,3 @@ def quick_config(model: str, output_dir: str) -> QAConfig:
     return QAConfig(model_name_or_path=model, output_dir=output_dir, train_file=str(train_file),
                     validation_file=str(heldout), **QUICK_PRESET)
 
-
-_MANAGERS: weakref.WeakSet[JobManager] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_managers() -> None:
-    for manager in list(_MANAGERS):
-        manager.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import functools
@@ -10,8 +11,9 @@ import os
 import signal
 import sys
 import threading
+import weakref
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 logger = logging.getLogger(__name__)
 
@@ -109,3 +111,23 @@ def stop_on_signals(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) 
 def _restore(handlers: dict[int, Any]) -> None:
     for signum, handler in handlers.items():
         signal.signal(signum, handler)
+
+
+class Closeable(Protocol):
+    def close(self) -> Any: ...
+
+
+_AT_EXIT: weakref.WeakSet[Closeable] = weakref.WeakSet()
+
+
+def close_at_exit(worker: Closeable) -> None:
+    """Call worker.close() when the interpreter exits, while its daemon threads still run: one stopped inside
+    torch aborts the process ('terminate called without an active exception'), and a training job's steps since
+    its last checkpoint would be lost. Held weakly: a worker gone before then needs nothing."""
+    _AT_EXIT.add(worker)
+
+
+@atexit.register
+def _close_all() -> None:
+    for worker in list(_AT_EXIT):
+        worker.close()

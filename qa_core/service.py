@@ -24,7 +24,7 @@ from qa_core.jobs import JobManager, JobSnapshot, new_run_dir, quick_config
 from qa_core.modeling import LoadedModel
 from qa_core.run_files import QUICK_DATA, RECORDS_FILE, has_model, is_evaluation_folder, list_runs, read_run_info
 from qa_core.run_picker import model_choices, record_choices, run_choices
-from qa_core.serving import ModelCache, run_config
+from qa_core.serving import ModelCache
 from qa_core.train_policy import (capped, check_contexts, check_data, check_limits, check_start_data, check_start_model,
                                   check_training, resume_config)
 from qa_core.views import answer_json, find_record, job_json, run_records
@@ -257,7 +257,7 @@ class QAService:
         name, question, context = self.check_question(model, question, context)
         with self.explainer.admitted(caller):
             loaded = await self.models.get_in_turn(name, exact=True)
-            config = answer_limits(run_config(loaded.source), self.settings)
+            config = self.models.config_of(name)  # the run's settings within this server's limits, as answers use
             explain = functools.partial(explain_answer, span=span, config=config,
                                         budget_s=EXPLAIN_BUDGET_S[self.settings.public],
                                         max_windows=self.settings.max_context_windows)
