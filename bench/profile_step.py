@@ -37,7 +37,8 @@ DEFAULT_OUTPUT = ROOT / "bench" / "results" / "profile-step.json"
 class Variant:
     bf16: bool
     # under bf16: "cpu_bf16" (qa_core.attention, what train() uses), "sdpa_fp32" or "sdpa" (PyTorch's fused kernel
-    # with inputs cast to fp32, or as autocast leaves them, in bf16)
+    # with inputs cast to fp32, or as autocast leaves them, in bf16); "matmul": qa_core.attention's matrix products
+    # in whatever dtype the model computes (fp32 without autocast)
     attention: str = "cpu_bf16"
     multiple_of: int = 1  # batch lengths rounded up to a multiple of this
     onednn_cache: int = 32  # oneDNN's per-shape kernel cache (entries)
@@ -55,6 +56,8 @@ VARIANTS = {
     "bf16, fused fp32 attention, torch.compile": Variant(True, "sdpa_fp32", compile=True),
     "bf16, fused fp32 attention, masked dropout": Variant(True, "sdpa_fp32", masked_dropout=True),
     "bf16, bf16 matrix-product attention, masked dropout (the default)": Variant(True, masked_dropout=True),
+    "fp32, masked dropout (the default without native bf16)": Variant(False, "sdpa", masked_dropout=True),
+    "fp32, fp32 matrix-product attention, masked dropout": Variant(False, "matmul", masked_dropout=True),
 }
 PARTS = ("data", "forward", "backward", "optimizer")
 PROFILED_STEPS = 5  # the last timed steps, run again under torch.profiler for the operator shares
@@ -113,11 +116,14 @@ def prepare_model(model, variant: Variant, device):
     dropout on a CPU with bf16 through set_up_precision and wrap_model; here each can be switched on its own)."""
     import torch
 
-    from qa_core.attention import attention_for_bf16, sdpa_in_fp32, switch_attention
+    from qa_core.attention import (CPU_BF16_ATTENTION, attention_for_bf16, cpu_bf16_attention, sdpa_in_fp32,
+                                   switch_attention)
     from qa_core.dropout import use_masked_dropout
 
     if variant.bf16 and variant.attention == "cpu_bf16":
         attention_for_bf16(model, device, variant.bf16)
+    elif variant.attention == "matmul":  # qa_core.attention's matrix products, in the model's own dtype
+        switch_attention(model, CPU_BF16_ATTENTION, cpu_bf16_attention)
     elif variant.bf16 and variant.attention == "sdpa_fp32":
         switch_attention(model, "sdpa_fp32", sdpa_in_fp32)
     if variant.masked_dropout:
