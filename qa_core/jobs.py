@@ -1,22 +1,19 @@
-"""One background training job per process, its pollable state, run-folder naming and the quick fine-tune."""
+"""One background training job per process and its pollable state."""
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
 
 from qa_core.config import QAConfig
-from qa_core.data_sources import SAMPLE_PATH, LoadingCancelled, loading_limits
+from qa_core.data_sources import LoadingCancelled, loading_limits
 from qa_core.features import window_limits
 from qa_core.progress import END_KINDS, STEP_KINDS, ProgressEvent
-from qa_core.run_files import QUICK_DATA, RunRefused
+from qa_core.run_files import RunRefused
 from qa_core.runtime import close_at_exit
 from qa_core.training import TrainingError, TrainResult, train
 from qa_core.wording import web_wording
@@ -24,16 +21,7 @@ from qa_core.wording import web_wording
 logger = logging.getLogger(__name__)
 
 ACTIVE = ("starting", "running", "cancelling")
-# The quick fine-tune: the embedded MiniLM on the bundled sample, a few minutes on a laptop CPU. It trains on
-# most passages and evaluates on the others (whole passages held out: questions about a passage it trained on
-# would measure memory), so its F1 is a figure about unseen text, if a noisy one for so few questions.
-QUICK_PRESET = {"num_train_epochs": 15.0, "per_device_train_batch_size": 8, "learning_rate": 1e-4,
-                "warmup_ratio": 0.1, "max_seq_length": 256, "doc_stride": 64, "logging_steps": 5, "save_steps": 1000}
-QUICK_HELD_OUT_EVERY = 4  # every 4th passage of the sample is held out for evaluation
-# The Train tab's estimate of the quick fine-tune's wall time: bench/results/quick-fine-tune.json, timed for the
-# earlier preset, which trained and evaluated on the whole sample; this one does less of both.
 EXIT_WAIT_S = 60.0  # at interpreter exit, how long a running job may take to stop at a checkpoint
-QUICK_EXPECTED_S = 170
 
 
 class JobBusyError(RuntimeError):
@@ -264,45 +252,3 @@ def _describe(event: ProgressEvent) -> str:
         return f"evaluated: EM {event.metrics['exact_match']:.1f}, F1 {event.metrics['f1']:.1f}"
     return {"advance": "training", "step": "training", "checkpoint": "checkpoint written",
             "done": "finished"}.get(event.kind, event.kind)
-
-
-def model_slug(model: str) -> str:
-    """A short file-name-safe name for a model: 'embedded', a folder's name or a hub id's last part."""
-    name = Path(model.rstrip("/")).name or "model"
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[:40] or "model"
-
-
-def new_run_dir(root: Path, model: str, now: datetime | None = None) -> Path:
-    """Claim a new, empty runs/<timestamp>-<model>[-n] folder: created exclusively, so two servers or CLIs
-    sharing a runs folder never get the same one."""
-    base = f"{(now or datetime.now()):%Y%m%d-%H%M%S}-{model_slug(model)}"
-    root.mkdir(parents=True, exist_ok=True)
-    for n in range(1, 10_000):
-        candidate = root / (base if n == 1 else f"{base}-{n}")
-        try:
-            candidate.mkdir()  # atomic: exactly one caller creates it
-        except FileExistsError:
-            continue
-        return candidate
-    raise RuntimeError(f"no free run folder name for {base} under {root}")
-
-
-def write_quick_split(folder: Path) -> tuple[Path, Path]:
-    """The bundled sample as two SQuAD files in folder: training passages, and every QUICK_HELD_OUT_EVERY-th
-    passage held out for evaluation."""
-    raw = json.loads(SAMPLE_PATH.read_text(encoding="utf-8"))
-    parts: tuple[list, list] = ([], [])
-    for index, article in enumerate(raw["data"]):
-        parts[(index + 1) % QUICK_HELD_OUT_EVERY == 0].append(article)
-    paths = (folder / QUICK_DATA[0], folder / QUICK_DATA[1])
-    for path, articles in zip(paths, parts):
-        path.write_text(json.dumps({**raw, "data": articles}), encoding="utf-8")
-    return paths
-
-
-def quick_config(model: str, output_dir: str) -> QAConfig:
-    """The quick fine-tune's config; writes its training and held-out files into the (claimed) run folder."""
-    train_file, heldout = write_quick_split(Path(output_dir))
-    return QAConfig(model_name_or_path=model, output_dir=output_dir, train_file=str(train_file),
-                    validation_file=str(heldout), **QUICK_PRESET)
-

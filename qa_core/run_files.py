@@ -1,13 +1,15 @@
 """The names of everything a run folder holds, the way from a run to its model and back, its training lock, run.json's
-reader and the list of runs: all without torch, so listing runs stays light."""
+reader, the list of runs and new run folders' names: all without torch, so listing runs stays light."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -265,3 +267,24 @@ def evaluation_metrics(folder: Path) -> dict[str, float]:
     if not isinstance(metrics, dict):
         return {}
     return {k: float(v) for k, v in metrics.items() if k in ("exact_match", "f1") and isinstance(v, (int, float))}
+
+
+def model_slug(model: str) -> str:
+    """A short file-name-safe name for a model: 'embedded', a folder's name or a hub id's last part."""
+    name = Path(model.rstrip("/")).name or "model"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[:40] or "model"
+
+
+def new_run_dir(root: Path, model: str, now: datetime | None = None) -> Path:
+    """Claim a new, empty runs/<timestamp>-<model>[-n] folder: created exclusively, so two servers or CLIs
+    sharing a runs folder never get the same one."""
+    base = f"{(now or datetime.now()):%Y%m%d-%H%M%S}-{model_slug(model)}"
+    root.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        candidate = root / (base if n == 1 else f"{base}-{n}")
+        try:
+            candidate.mkdir()  # atomic: exactly one caller creates it
+        except FileExistsError:
+            continue
+        return candidate
+    raise RuntimeError(f"no free run folder name for {base} under {root}")

@@ -6,18 +6,15 @@ import json
 import logging
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from qa_core.config import QAConfig
-from qa_core.data import load_examples
 from qa_core.data_sources import DataError
-from qa_core.jobs import JobBusyError, JobManager, JobSnapshot, model_slug, new_run_dir, quick_config
+from qa_core.jobs import JobBusyError, JobManager, JobSnapshot
 from qa_core.progress import STEP_KINDS, ProgressEvent, read_history
-from qa_core.run_files import HISTORY_FILE, RECORDS_FILE, RunRefused
+from qa_core.run_files import HISTORY_FILE, RECORDS_FILE, RunRefused, new_run_dir
 from qa_core.run_picker import model_choices
 from qa_core.training import TrainResult, train
 from tests.conftest import write_squad
@@ -218,34 +215,6 @@ def test_evaluation_data_without_answers_is_refused_in_the_web_s_words(tmp_path,
     said = messages_of(jobs, tiny_job(tiny_model_dir, data, tmp_path / "run", validation_file=str(data)))
     assert jobs.snapshot().status == "failed" and "nothing to score" in said[-1], said[-1]
     assert "turn version_2_with_negative on" in said[-1] and not [m for m in said if "--" in m], said
-
-
-def test_run_folder_names(tmp_path):
-    now = datetime(2025, 3, 1, 12, 30, 5)
-    assert new_run_dir(tmp_path, "embedded", now) == tmp_path / "20250301-123005-embedded"
-    assert (tmp_path / "20250301-123005-embedded").is_dir()  # claimed
-    assert new_run_dir(tmp_path, "embedded", now).name == "20250301-123005-embedded-2"
-    assert model_slug("distilbert/distilbert-base-cased-distilled-squad") == "distilbert-base-cased-distilled-squad"
-    assert model_slug("runs/20250301-x/") == "20250301-x"
-    assert model_slug("a b<c>") == "a-b-c"
-
-
-def test_the_quick_fine_tune_holds_out_whole_passages(tmp_path):
-    quick = quick_config("embedded", str(tmp_path))
-    assert quick.output_dir == str(tmp_path) and quick.train_file != quick.validation_file
-    trained, held = (load_examples(source).examples for source in (quick.train_file, quick.validation_file))
-    assert len(trained) + len(held) == len(load_examples("sample").examples) and 0 < len(held) < len(trained)
-    assert not {e.context for e in trained} & {e.context for e in held}  # no passage on both sides
-
-
-def claim(root: str) -> str:
-    return str(new_run_dir(Path(root), "embedded", datetime(2025, 3, 1, 12, 30, 5)))
-
-
-def test_two_servers_starting_in_the_same_second_never_share_a_run_folder(tmp_path):
-    with ProcessPoolExecutor(2) as processes, ThreadPoolExecutor(8) as threads:
-        claimed = list(processes.map(claim, [str(tmp_path)] * 8)) + list(threads.map(claim, [str(tmp_path)] * 8))
-    assert len(set(claimed)) == 16 and all(Path(c).is_dir() for c in claimed)
 
 
 def big_squad(path: Path, questions: int) -> Path:

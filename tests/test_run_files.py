@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import shutil
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from qa_core.config import QAConfig
-from qa_core.run_files import EVALUATION, METRICS_FILE, RECORDS_FILE, RUN_FILE, check_output_dir, list_runs
+from qa_core.run_files import (EVALUATION, METRICS_FILE, RECORDS_FILE, RUN_FILE, check_output_dir, list_runs, model_slug,
+                               new_run_dir)
 from qa_core.training import train
 from tests.overfit_data import write_tiny_squad
 from tests.test_package import imported_after
@@ -101,3 +104,23 @@ def test_a_folder_that_cannot_be_locked_still_trains(tiny_model_dir: Path, tmp_p
     config = tiny_config(tiny_model_dir, write_tiny_squad(tmp_path / "d.json"), tmp_path / "run", max_steps=1,
                          validation_file=None)
     assert train(config).status == "finished"
+
+
+def test_run_folder_names(tmp_path):
+    now = datetime(2025, 3, 1, 12, 30, 5)
+    assert new_run_dir(tmp_path, "embedded", now) == tmp_path / "20250301-123005-embedded"
+    assert (tmp_path / "20250301-123005-embedded").is_dir()  # claimed
+    assert new_run_dir(tmp_path, "embedded", now).name == "20250301-123005-embedded-2"
+    assert model_slug("distilbert/distilbert-base-cased-distilled-squad") == "distilbert-base-cased-distilled-squad"
+    assert model_slug("runs/20250301-x/") == "20250301-x"
+    assert model_slug("a b<c>") == "a-b-c"
+
+
+def claim(root: str) -> str:
+    return str(new_run_dir(Path(root), "embedded", datetime(2025, 3, 1, 12, 30, 5)))
+
+
+def test_two_servers_starting_in_the_same_second_never_share_a_run_folder(tmp_path):
+    with ProcessPoolExecutor(2) as processes, ThreadPoolExecutor(8) as threads:
+        claimed = list(processes.map(claim, [str(tmp_path)] * 8)) + list(threads.map(claim, [str(tmp_path)] * 8))
+    assert len(set(claimed)) == 16 and all(Path(c).is_dir() for c in claimed)

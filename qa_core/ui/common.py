@@ -10,7 +10,7 @@ from typing import Any
 import gradio as gr
 
 from qa_core.fairness import Caller
-from qa_core.jobs import QUICK_EXPECTED_S
+from qa_core.quick_fine_tune import QUICK_EXPECTED_S
 from qa_core.service import QAService
 
 Outputs = dict[str, Any]

@@ -1,0 +1,14 @@
+"""The quick fine-tune's split of the sample and its config."""
+
+from __future__ import annotations
+
+from qa_core.data import load_examples
+from qa_core.quick_fine_tune import quick_config
+
+
+def test_the_quick_fine_tune_holds_out_whole_passages(tmp_path):
+    quick = quick_config("embedded", str(tmp_path))
+    assert quick.output_dir == str(tmp_path) and quick.train_file != quick.validation_file
+    trained, held = (load_examples(source).examples for source in (quick.train_file, quick.validation_file))
+    assert len(trained) + len(held) == len(load_examples("sample").examples) and 0 < len(held) < len(trained)
+    assert not {e.context for e in trained} & {e.context for e in held}  # no passage on both sides
