@@ -11,11 +11,16 @@ from typing import Any
 
 
 def with_machine(measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """measure()'s figures under "machine": CPUs, torch, Python and the load average before and after."""
+    """measure()'s figures under "machine": CPUs and their vector extensions (which decide whether bf16 and int8
+    paths run at all), torch, Python and the load average before and after."""
     import torch
 
-    machine = {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-               "load_average_at_start": list(os.getloadavg())}
+    from qa_core.inference import native_bf16_cpu
+    from qa_core.int8 import native_int8_cpu
+
+    machine = {"cpus": os.cpu_count(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+               "native_bf16": native_bf16_cpu(), "native_int8": native_int8_cpu(), "torch": torch.__version__,
+               "python": platform.python_version(), "load_average_at_start": list(os.getloadavg())}
     figures = measure()
     return {"machine": machine | {"load_average_at_end": list(os.getloadavg())}, **figures}
 
