@@ -123,17 +123,20 @@ class ModelCache:
     With fast=True on a machine without CUDA whose CPU has int8 dot products, a background thread compiles an
     int8 copy; requests use the fp32 model until the copy is warm, so no request waits for the compiler. The
     fp32 model stays at hand for `exact` requests (error analysis reads the logits of the evaluated model).
+    native_int8_only=False makes the copy on any CPU without CUDA, so that the path is tested on machines whose
+    int8 products are emulated (and far slower than fp32: bench/results/attention-avx2.json).
     """
 
     def __init__(self, size: int = 3, fast: bool = True, load_wait_s: float = MODEL_WAIT_S,
                  max_caller_questions: int | None = None,
-                 limit_config: Callable[[QAConfig], QAConfig] | None = None) -> None:
+                 limit_config: Callable[[QAConfig], QAConfig] | None = None, native_int8_only: bool = True) -> None:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._limit_config = limit_config
         self._lock = threading.Lock()
         self._size = size
         self._load_wait_s = load_wait_s
-        self._fast = fast and pick_device().type == "cpu" and native_int8_cpu()  # a GPU answers faster still
+        # a GPU answers faster still
+        self._fast = fast and pick_device().type == "cpu" and (native_int8_cpu() or not native_int8_only)
         # One thread loads models (one at a time, so memory holds one load), another runs every question.
         # OpenMP gives each calling thread its own team of workers, and once there are more of those than cores
         # its workers sleep between operations instead of spinning, which slows answers from a web server's many
