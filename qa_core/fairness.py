@@ -160,4 +160,3 @@ def take_turn(line: OrderedDict[str, Sessions]) -> tuple[str, Sessions, _Task]:
     else:
         del sessions[session]
     return address, sessions, task
-

@@ -193,17 +193,23 @@ def default_name(settings: Settings) -> str:
     """The default model as callers see it: a run or, on a public server, a model folder by its name (never a
     server path), else as configured."""
     run = find_run(settings.default_model, settings, operator=True)
-    folder = default_folder(settings)
-    return run.name if run is not None else folder.name if folder is not None else settings.default_model
+    if run is not None:
+        return run.name
+    return Path(settings.default_model).name if _default_is_a_path(settings) else settings.default_model
 
 
 def default_folder(settings: Settings) -> Path | None:
     """QA_DEFAULT_MODEL on a public server when it is a model folder named by path (not a run, a hub id or
     'embedded'): callers see it and name it by its folder name alone."""
-    default = settings.default_model
-    if not settings.public or default == DEFAULT_MODEL or not looks_like_a_path(default):
+    if not _default_is_a_path(settings) or find_run(settings.default_model, settings, operator=True) is not None:
         return None
-    return None if find_run(default, settings, operator=True) is not None else Path(default)
+    return Path(settings.default_model)
+
+
+def _default_is_a_path(settings: Settings) -> bool:
+    """A public server's QA_DEFAULT_MODEL written as a path, which callers must never see."""
+    default = settings.default_model
+    return settings.public and default != DEFAULT_MODEL and looks_like_a_path(default)
 
 
 def allowed_hint(settings: Settings) -> str:

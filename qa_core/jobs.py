@@ -79,13 +79,13 @@ class JobManager:
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
         self._state = JobSnapshot(0, "idle")
-        close_at_exit(self)
         self._started = 0.0
         self._first_step: tuple[float, int] | None = None  # (time, step) of the job's first step event
         self._owner = ""  # who started the job (a public server's visitor session); never in a snapshot
         self._step_limit: int | None = None
         self._epoch_limit: float | None = None
         self._reached = ""  # the server's limit that stopped the job ("2,000 steps"), not a Cancel; "" for none
+        close_at_exit(self)
 
     def start(self, config: QAConfig, on_end: Callable[[], None] | None = None, owner: str = "",
               step_limit: int | None = None, epoch_limit: float | None = None) -> JobSnapshot:

@@ -21,8 +21,8 @@ from qa_core.fairness import LOCAL, Caller, FairWorker
 from qa_core.hosting import Settings, answer_limits, check_model, check_request, check_run, default_name, scrub
 from qa_core.inference import AnswerResult
 from qa_core.jobs import JobManager, JobSnapshot
-from qa_core.quick_fine_tune import quick_config
 from qa_core.modeling import LoadedModel
+from qa_core.quick_fine_tune import quick_config
 from qa_core.run_files import (QUICK_DATA, RECORDS_FILE, has_model, is_evaluation_folder, list_runs, new_run_dir,
                                read_run_info)
 from qa_core.run_picker import model_choices, record_choices, run_choices

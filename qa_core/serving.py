@@ -135,7 +135,7 @@ class ModelCache:
         self._lock = threading.Lock()
         self._size = size
         self._load_wait_s = load_wait_s
-        # a GPU answers faster still
+        # CPUs only (a GPU answers faster still), and only those with int8 dot products unless told otherwise
         self._fast = fast and pick_device().type == "cpu" and (native_int8_cpu() or not native_int8_only)
         # One thread loads models (one at a time, so memory holds one load), another runs every question.
         # OpenMP gives each calling thread its own team of workers, and once there are more of those than cores
