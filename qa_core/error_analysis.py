@@ -8,12 +8,14 @@ import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from qa_core.data import Example
 from qa_core.metrics import best_over_golds, compute_exact, compute_f1, compute_f1_v2, v2_golds
 from qa_core.postprocess import Prediction
+from qa_core.run_files import RECORDS_FILE
 
 QUESTION_WORDS = ("who", "what", "when", "where", "why", "how", "which")
 # The groups of answer_length_bucket, in order; an unanswerable (SQuAD 2.0) question has no gold length at all.
@@ -164,6 +166,28 @@ def read_records(path: Path) -> list[QuestionRecord]:
         except (json.JSONDecodeError, KeyError, TypeError) as err:
             raise ValueError(f"{path}: line {n} is not an evaluation record ({err})") from None
     return records
+
+
+@lru_cache(maxsize=8)
+def _records(path: str, modified_ns: int) -> tuple[QuestionRecord, ...]:
+    return tuple(read_records(Path(path)))
+
+
+def run_records(run: str | None) -> tuple[QuestionRecord, ...]:
+    """The evaluation records of a run folder, read once per version of the file."""
+    if not run:
+        raise ValueError("pick a run first (train one in the Train tab if the list is empty)")
+    path = Path(run) / RECORDS_FILE
+    if not path.exists():
+        raise ValueError(f"{run} has no evaluation records ({RECORDS_FILE}); train it with evaluation data")
+    return _records(str(path), path.stat().st_mtime_ns)
+
+
+def find_record(records: Sequence[QuestionRecord], example_id: str) -> QuestionRecord:
+    found = next((r for r in records if r.example_id == str(example_id)), None)
+    if found is None:
+        raise ValueError(f"question {example_id!r} is not in this run")
+    return found
 
 
 def answer_length_bucket(record: QuestionRecord) -> str:

@@ -16,7 +16,7 @@ from qa_core.compare import Comparison, compare_runs
 from qa_core.config import QAConfig, config_options
 from qa_core.data import load_examples
 from qa_core.data_sources import check_file_size
-from qa_core.error_analysis import QuestionRecord, evaluated_threshold
+from qa_core.error_analysis import QuestionRecord, evaluated_threshold, find_record, run_records
 from qa_core.fairness import LOCAL, Caller, FairWorker
 from qa_core.hosting import Settings, answer_limits, check_model, check_request, check_run, default_name, scrub
 from qa_core.inference import AnswerResult
@@ -29,7 +29,7 @@ from qa_core.run_picker import model_choices, record_choices, run_choices
 from qa_core.serving import ModelCache
 from qa_core.train_policy import (capped, check_contexts, check_data, check_limits, check_start_data, check_start_model,
                                   check_training, resume_config)
-from qa_core.views import answer_json, find_record, job_json, run_records
+from qa_core.views import answer_json, job_json
 
 if typing.TYPE_CHECKING:  # captum is imported only when an explanation is asked for
     from qa_core.attributions import Attribution
@@ -77,16 +77,11 @@ class QAService:
         check_request(question, context, self.settings)
         return check_model_folder(check_model(model, self.settings), self.settings.training_enabled), question, context
 
-    def answer(self, model: str | None, question: str | None, context: str | None, exact: bool = False,
-               caller: Caller = LOCAL) -> tuple[AnswerResult, LoadedModel, float]:
-        """The answer, the model that gave it, and the seconds answering took; refused at once over the limits.
-        caller: whose turn on the model thread it takes (fairness.Caller)."""
-        name, question, context = self.check_question(model, question, context)
-        return self.models.answer(name, question, context, exact, self.settings.max_context_windows, caller)
-
     async def answer_in_turn(self, model: str | None, question: str | None, context: str | None,
                              exact: bool = False, caller: Caller = LOCAL) -> tuple[AnswerResult, LoadedModel, float]:
-        """answer() for the web server's event loop: the wait for the model and the turn holds no thread."""
+        """The answer, the model that gave it, and the seconds answering took; refused at once over the limits.
+        caller: whose turn on the model thread it takes (fairness.Caller). Waiting for the model and the turn holds
+        no thread of the web server."""
         name, question, context = self.check_question(model, question, context)
         return await self.models.answer_in_turn(name, question, context, exact, self.settings.max_context_windows,
                                                 caller)
@@ -258,8 +253,8 @@ class QAService:
             raise ValueError("ask a question about a context first")
         name, question, context = self.check_question(model, question, context)
         with self.explainer.admitted(caller):
-            loaded = await self.models.get_in_turn(name, exact=True)
-            config = self.models.config_of(name)  # the run's settings within this server's limits, as answers use
+            # the run's settings within this server's limits, as answers use
+            loaded, config = await self.models.get_in_turn(name, exact=True)
             explain = functools.partial(explain_answer, span=span, config=config,
                                         budget_s=EXPLAIN_BUDGET_S[self.settings.public],
                                         max_windows=self.settings.max_context_windows)

@@ -149,27 +149,26 @@ class ModelCache:
         """Start loading model `name` in the background (the app's default model, at start)."""
         return self._entry(name).loading
 
-    def answer(self, name: str, question: str, context: str, exact: bool = False, max_windows: int | None = None,
-               caller: Caller = LOCAL) -> tuple[AnswerResult, LoadedModel, float]:
-        """The answer from model `name` (exact: from the model as loaded, never a fast copy), the model that gave
-        it, and the seconds answering took (not loading or waiting for its turn). A context needing more than
-        max_windows windows is refused with a ValueError before any model runs; a caller over its questions in
-        flight, with fairness.TooManyRequests before anything else."""
-        with self._model_thread.admitted(caller):
-            entry, loaded = self._loaded(name, exact)
-            return self._model_thread.submit(caller, self._answer, loaded, entry.config, question, context,
-                                             max_windows).result()
-
     async def answer_in_turn(self, name: str, question: str, context: str, exact: bool = False,
                              max_windows: int | None = None,
                              caller: Caller = LOCAL) -> tuple[AnswerResult, LoadedModel, float]:
-        """answer() for a web server's event loop: waits for the model and its turn holding no thread, so that
-        however many requests wait, none waits for a free thread first come, first served. A cancelled task's
-        question leaves the line unanswered."""
+        """The answer from model `name` (exact: from the model as loaded, never a fast copy), the model that gave
+        it, and the seconds answering took (not loading or waiting for its turn). A context needing more than
+        max_windows windows is refused with a ValueError before any model runs; a caller over its questions in
+        flight, with fairness.TooManyRequests before anything else.
+
+        Waits for the model and its turn holding no thread, so that however many requests of a web server wait,
+        none waits for a free thread first come, first served. A cancelled task's question leaves the line
+        unanswered."""
         with self._model_thread.admitted(caller):
-            entry, loaded = await self._loaded_in_turn(name, exact)
+            loaded, config = await self.get_in_turn(name, exact)
             return await asyncio.wrap_future(self._model_thread.submit(
-                caller, self._answer, loaded, entry.config, question, context, max_windows))
+                caller, self._answer, loaded, config, question, context, max_windows))
+
+    def answer(self, name: str, question: str, context: str, exact: bool = False, max_windows: int | None = None,
+               caller: Caller = LOCAL) -> tuple[AnswerResult, LoadedModel, float]:
+        """answer_in_turn() for callers outside an event loop (scripts, benchmarks, tests)."""
+        return asyncio.run(self.answer_in_turn(name, question, context, exact, max_windows, caller))
 
     @staticmethod
     def _answer(loaded: LoadedModel, config: QAConfig, question: str, context: str,
@@ -178,33 +177,20 @@ class ModelCache:
         result = answer_question(loaded, question, context, config, max_windows=max_windows)
         return result, loaded, time.perf_counter() - started
 
-    def config_of(self, name: str) -> QAConfig:
-        """The settings answers from model `name` use: its run's, within limit_config; waits for the load as get()."""
-        return self._loaded(name, exact=True)[0].config
-
-    def get(self, name: str, exact: bool = False) -> LoadedModel:
-        """Model `name`, loaded in the background if needed; waits at most load_wait_s for it. Raises why it
-        could not be loaded, or ModelLoadingError while it is still loading."""
-        return self._loaded(name, exact)[1]
-
-    async def get_in_turn(self, name: str, exact: bool = False) -> LoadedModel:
-        """get() for a web server's event loop: waits for the load holding no thread."""
-        return (await self._loaded_in_turn(name, exact))[1]
-
-    def _loaded(self, name: str, exact: bool) -> tuple[_Entry, LoadedModel]:
-        entry = self._entry(name)
-        with self._load_errors(name, entry):
-            exact_model = entry.loading.result(self._load_wait_s)
-        with self._lock:
-            return entry, exact_model if exact else entry.served or exact_model
-
-    async def _loaded_in_turn(self, name: str, exact: bool) -> tuple[_Entry, LoadedModel]:
+    async def get_in_turn(self, name: str, exact: bool = False) -> tuple[LoadedModel, QAConfig]:
+        """Model `name` (exact: as loaded, never a fast copy) and the settings answers from it use: its run's,
+        within limit_config. Loads it in the background if needed and waits at most load_wait_s, holding no
+        thread; raises why it could not be loaded, or ModelLoadingError while it is still loading."""
         entry = self._entry(name)
         with self._load_errors(name, entry):  # shielded: a caller who stops waiting never cancels the load
             exact_model = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(entry.loading)),
                                                  self._load_wait_s)
         with self._lock:
-            return entry, exact_model if exact else entry.served or exact_model
+            return exact_model if exact else entry.served or exact_model, entry.config
+
+    def get(self, name: str, exact: bool = False) -> LoadedModel:
+        """get_in_turn()'s model, for callers outside an event loop."""
+        return asyncio.run(self.get_in_turn(name, exact))[0]
 
     @contextmanager
     def _load_errors(self, name: str, entry: _Entry) -> Iterator[None]:

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable, Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from qa_core.data import load_examples
-from qa_core.error_analysis import PAIR_OUTCOMES, V2_ERRORS, QuestionRecord, filter_records, read_records
+from qa_core.error_analysis import PAIR_OUTCOMES, V2_ERRORS, QuestionRecord, filter_records
 from qa_core.plots import ATTRIBUTION_LEGEND
-from qa_core.run_files import RECORDS_FILE, evaluated_again, read_run_info
+from qa_core.run_files import evaluated_again, read_run_info
 
 if TYPE_CHECKING:  # types only: importing jobs would import training, attributions captum
     from qa_core.inference import AnswerResult
@@ -282,25 +281,3 @@ def attribution_text(attribution: Attribution, budget_s: float) -> str:
     steps = f" with {attribution.steps} steps" if attribution.steps else ""
     return (f"{attribution.method}{steps} in {attribution.seconds:.2f} s (budget {budget_s:.0f} s) · window "
             f"{attribution.window + 1} of {attribution.windows}; {ATTRIBUTION_LEGEND}")
-
-
-@lru_cache(maxsize=8)
-def _records(path: str, modified_ns: int) -> tuple[QuestionRecord, ...]:
-    return tuple(read_records(Path(path)))
-
-
-def run_records(run: str | None) -> tuple[QuestionRecord, ...]:
-    """The evaluation records of a run folder, read once per version of the file."""
-    if not run:
-        raise ValueError("pick a run first (train one in the Train tab if the list is empty)")
-    path = Path(run) / RECORDS_FILE
-    if not path.exists():
-        raise ValueError(f"{run} has no evaluation records ({RECORDS_FILE}); train it with evaluation data")
-    return _records(str(path), path.stat().st_mtime_ns)
-
-
-def find_record(records: Sequence[QuestionRecord], example_id: str) -> QuestionRecord:
-    found = next((r for r in records if r.example_id == str(example_id)), None)
-    if found is None:
-        raise ValueError(f"question {example_id!r} is not in this run")
-    return found

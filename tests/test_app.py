@@ -22,7 +22,7 @@ from qa_core.config import QAConfig, form_fields
 from qa_core.evaluation import run_evaluation
 from qa_core.fairness import Caller
 from qa_core.hosting import Settings
-from qa_core import plots, views
+from qa_core import error_analysis, plots, views
 from qa_core.run_files import RECORDS_FILE
 from qa_core.service import QAService
 from qa_core.training import train
@@ -413,7 +413,7 @@ def test_a_calibrated_run_shows_scaled_probabilities(ui, tiny_run, tmp_path):
     run = copy_run(tiny_run, tmp_path / "calibrated-run")
     (run / calibration.CALIBRATION_FILE).unlink()  # evaluation stored one; without it Ask shows raw probabilities
     plain = ui.ask.ask(str(run), QUESTION, CONTEXT)
-    fitted = calibration.fit_calibration(views.run_records(str(run)))
+    fitted = calibration.fit_calibration(error_analysis.run_records(str(run)))
     calibration.write_calibration(run, calibration.replace(fitted, temperature=3.0))
     scaled = ui.ask.ask(str(run), QUESTION, CONTEXT)
     assert "calibrated, temperature 3.00" in part(scaled["answer"], "qa-detail")

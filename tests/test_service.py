@@ -57,8 +57,8 @@ def test_a_public_server_searches_spans_within_its_caps_whatever_a_run_says(tiny
     for public, expected in ((False, (512, 512)), (True, (caps.n_best_size, caps.max_answer_length))):
         service = QAService(Settings(tmp_path / "runs", run.name, training_enabled=False, fast_inference=False,
                                      public=public))
-        result, _, _ = service.answer(run.name, "Who keeps the hives?", CONTEXT)
+        result, _, _ = asyncio.run(service.answer_in_turn(run.name, "Who keeps the hives?", CONTEXT))
         assert result.prediction.text in CONTEXT
-        used = service.models.config_of(service.check_question(run.name, "q", "c")[0])
+        _, used = asyncio.run(service.models.get_in_turn(service.check_question(run.name, "q", "c")[0]))
         assert (used.n_best_size, used.max_answer_length) == expected
     assert answer_limits(config, Settings(public=True)).learning_rate == config.learning_rate  # the rest kept
