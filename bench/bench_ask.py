@@ -1,6 +1,6 @@
 """Ask-path latency: the app's ModelCache.answer vs. the question-answering pipeline of transformers 5.2, as JSON.
 
-    python -m bench.bench_ask runs/bench-minilm              # both, writes bench/results/ask.json
+    python -m bench.bench_ask runs/bench-minilm              # both, 3 alternating rounds → bench/results/ask.json
     python -m bench.bench_ask runs/bench-minilm --no-reference
 
 The reference runs in its own venv (bench/.venv-ref, made on first use with `pip install transformers==5.2.0
@@ -10,14 +10,21 @@ torch==2.13.0`), because 5.2 is the last release with that pipeline; both see th
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bench.report import with_machine, write_report
+from qa_core.run_files import model_folder
+
+if TYPE_CHECKING:
+    from qa_core.serving import ModelCache
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,12 +71,9 @@ def summary(seconds: list[float]) -> dict[str, float]:
             "mean_ms": 1000 * statistics.fmean(ordered)}
 
 
-def measure_ours(model: str, questions: list[dict[str, str]], threads: int, fast: bool) -> dict:
-    """The app's own path, ModelCache.answer, timed around each call: tokenize, run every window, search spans
-    (no plotting), including the hand-off to the cache's model thread.
-
-    fast=True waits, as the app does, for the cache's compiled int8 copy (on CPUs with int8 dot products).
-    """
+def prepared_cache(model: str, threads: int, fast: bool) -> tuple[ModelCache, float]:
+    """The app's ModelCache with `model` loaded and, with fast=True, its compiled int8 copy in place (on CPUs with
+    int8 dot products), as the app serves it; and the seconds that took."""
     import torch
 
     from qa_core.serving import ModelCache
@@ -78,17 +82,28 @@ def measure_ours(model: str, questions: list[dict[str, str]], threads: int, fast
     cache = ModelCache(size=1, fast=fast)
     started = time.perf_counter()
     cache.wait_until_warm(model, COMPILE_TIMEOUT_S)
-    prepare_seconds = time.perf_counter() - started
+    return cache, time.perf_counter() - started
+
+
+def measure_ours(cache: ModelCache, model: str, questions: list[dict[str, str]], exact: bool) -> dict:
+    """The app's own path, ModelCache.answer_in_turn awaited in one event loop as the web server does, timed
+    around each call: tokenize, run every window, search spans (no plotting), including the hand-off to the
+    cache's model thread. exact=True answers from the fp32 model, else from what the app serves."""
+    seconds, answers = asyncio.run(timed_answers(cache, model, questions, exact))
+    return {"seconds": seconds, "answers": answers}
+
+
+async def timed_answers(cache: ModelCache, model: str, questions: list[dict[str, str]],
+                        exact: bool) -> tuple[list[float], list[str]]:
+    """Seconds and answer text of each question after WARMUP untimed ones, asked one after another."""
     for q in questions[:WARMUP]:
-        cache.answer(model, q["question"], q["context"])
+        await cache.answer_in_turn(model, q["question"], q["context"], exact)
     seconds, answers = [], []
     for q in questions:
         started = time.perf_counter()
-        answers.append(cache.answer(model, q["question"], q["context"])[0].prediction.text)
+        answers.append((await cache.answer_in_turn(model, q["question"], q["context"], exact))[0].prediction.text)
         seconds.append(time.perf_counter() - started)
-    served = type(cache.get(model).model).__name__
-    return {**summary(seconds), "prepare_seconds": round(prepare_seconds, 1), "served_model_class": served,
-            "answers": answers, **quality(answers, questions)}
+    return seconds, answers
 
 
 def quality(answers: list[str], questions: list[dict]) -> dict[str, float]:
@@ -100,9 +115,10 @@ def quality(answers: list[str], questions: list[dict]) -> dict[str, float]:
     return {"exact_match": round(metrics.exact_match, 2), "f1": round(metrics.f1, 2)}
 
 
-def dev_quality(model: str, dev: Path, threads: int) -> dict[str, dict[str, float]]:
-    """EM/F1 on every dev question from the fp32 model and from its int8 copy (uncompiled: the same arithmetic),
-    and the logit error the app checks the copy with before serving it (serving.int8_logit_error)."""
+def dev_quality(model: str, dev: Path, threads: int, int8: bool = True) -> dict[str, dict[str, float]]:
+    """EM/F1 on every dev question from the fp32 model and (int8=True) from its int8 copy (uncompiled: the same
+    arithmetic), with the logit error the app checks the copy with before serving it (serving.int8_logit_error).
+    Without native int8 the app serves no copy, and emulated int8 would take many times fp32's time."""
     import torch
 
     from qa_core.config import QAConfig
@@ -116,11 +132,14 @@ def dev_quality(model: str, dev: Path, threads: int) -> dict[str, dict[str, floa
     loaded, config = load_model(model), QAConfig()
     examples = load_examples(str(dev), "validation").examples
     features = featurize(examples, loaded.tokenizer, config, training=False).features
-    scores, int8 = {}, int8_copy(loaded)
-    for name, variant in (("fp32", loaded), ("int8", int8)):
+    variants = {"fp32": loaded} | ({"int8": int8_copy(loaded)} if int8 else {})
+    scores = {}
+    for name, variant in variants.items():
         metrics = evaluate(variant.model, examples, features, config).metrics
         scores[name] = {"exact_match": round(metrics.exact_match, 2), "f1": round(metrics.f1, 2)}
-    return {"questions": len(examples), **scores, "int8_logit_error": round(int8_logit_error(loaded, int8), 4)}
+    if int8:
+        scores["int8_logit_error"] = round(int8_logit_error(loaded, variants["int8"]), 4)
+    return {"questions": len(examples), **scores}
 
 
 def same_answers(a: list[str], b: list[str]) -> float:
@@ -140,9 +159,42 @@ def measure_reference(model: str, questions: list[dict[str, str]], threads: int)
         json.dump(questions, out)
     done = subprocess.run([str(reference_python()), "-c", REFERENCE, model, out.name, str(threads)],
                           check=True, capture_output=True, text=True)
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    return {**summary(result["seconds"]), "answers": result["answers"], "transformers": result["transformers"],
-            "torch": result["torch"]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure(args: argparse.Namespace, fast: bool) -> dict:
+    """Our Ask path (fp32, and the int8 copy where the app serves one) and the pipeline on the same questions
+    (unless --no-reference), in alternating rounds so that the machine's drift touches both alike; and the
+    quality of ours on every dev question."""
+    questions = pick_questions(Path(args.dev), args.questions)
+    cache, prepare_seconds = prepared_cache(args.model, args.threads, fast)
+    paths = {"ours_fp32": True} | ({"ours": False} if fast else {})  # name: exact (answer from the fp32 model)
+    runs: dict[str, dict] = {name: {"seconds": []} for name in paths}
+    folder = str(model_folder(Path(args.model)))  # the pipeline takes a model folder; ours a run's, with settings
+    for _ in range(args.rounds):
+        for name, exact in paths.items():
+            run = measure_ours(cache, args.model, questions, exact)
+            runs[name] |= {"seconds": runs[name]["seconds"] + run["seconds"], "answers": run["answers"]}
+        if not args.no_reference:
+            run = measure_reference(folder, questions, args.threads)
+            runs["reference"] = run | {"seconds": runs.get("reference", {}).get("seconds", []) + run["seconds"]}
+    runs.setdefault("ours", runs["ours_fp32"])
+    figures = {name: {**summary(run["seconds"]), **quality(run["answers"], questions)} for name, run in runs.items()}
+    report = {"model": args.model, "questions": len(questions), "rounds": args.rounds, "threads": args.threads,
+              "batch": 1, "context_words_mean": statistics.fmean(len(q["context"].split()) for q in questions),
+              "ours_path": "ModelCache.answer_in_turn, " + ("compiled int8 copy" if fast else "fp32 eager"),
+              "prepare_seconds": round(prepare_seconds, 1),
+              "served_model_class": type(cache.get(args.model).model).__name__,
+              "ours": figures["ours"], "ours_fp32": figures["ours_fp32"],
+              "same_answer_fast_vs_fp32": same_answers(runs["ours"]["answers"], runs["ours_fp32"]["answers"]),
+              "all_dev_questions": dev_quality(args.model, Path(args.dev), args.threads, int8=fast)}
+    if "reference" in runs:
+        reference = runs["reference"]
+        report.update(reference=figures["reference"] | {k: reference[k] for k in ("transformers", "torch")},
+                      ratio_median=figures["ours"]["median_ms"] / figures["reference"]["median_ms"],
+                      ratio_p90=figures["ours"]["p90_ms"] / figures["reference"]["p90_ms"],
+                      same_answer=same_answers(runs["ours"]["answers"], reference["answers"]))
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,37 +206,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dev", default=str(DEV), help="SQuAD dev file to draw the questions from")
     parser.add_argument("--questions", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of ours and the pipeline")
     parser.add_argument("--no-reference", action="store_true", help="measure only our Ask path")
     parser.add_argument("--no-fast", action="store_true", help="measure only the fp32 eager path")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "ask.json"))
     args = parser.parse_args(argv)
-    questions = pick_questions(Path(args.dev), args.questions)
     from qa_core.int8 import native_int8_cpu
 
     fast = native_int8_cpu() and not args.no_fast
-    ours_fp32 = measure_ours(args.model, questions, args.threads, fast=False)
-    ours = measure_ours(args.model, questions, args.threads, fast=True) if fast else ours_fp32
-    report = {"model": args.model, "questions": len(questions), "threads": args.threads, "batch": 1,
-              "context_words_mean": statistics.fmean(len(q["context"].split()) for q in questions),
-              "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}",
-              "ours_path": "ModelCache.answer, compiled int8 copy" if fast else "ModelCache.answer, fp32 eager",
-              "ours": {k: v for k, v in ours.items() if k != "answers"},
-              "ours_fp32": {k: v for k, v in ours_fp32.items() if k != "answers"},
-              "same_answer_fast_vs_fp32": same_answers(ours["answers"], ours_fp32["answers"]),
-              "all_dev_questions": dev_quality(args.model, Path(args.dev), args.threads)}
-    if not args.no_reference:
-        from qa_core.run_files import model_folder
-
-        # the pipeline takes a model folder; ours takes a run folder too (and reads the run's settings)
-        reference = measure_reference(str(model_folder(Path(args.model))), questions, args.threads)
-        report.update(reference={k: v for k, v in reference.items() if k != "answers"},
-                      reference_quality=quality(reference["answers"], questions),
-                      ratio_median=ours["median_ms"] / reference["median_ms"],
-                      ratio_p90=ours["p90_ms"] / reference["p90_ms"],
-                      same_answer=same_answers(ours["answers"], reference["answers"]))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    print(json.dumps(report, indent=1))
+    write_report(with_machine(lambda: measure(args, fast)), args.out)
     return 0
 
 
