@@ -12,7 +12,7 @@ import pandas as pd
 
 from qa_core import plots, views
 from qa_core.error_analysis import (ANSWER_LENGTHS, QUESTION_WORDS, V2_ERRORS, QuestionRecord, answer_length_bucket,
-                                    answerable_slice, group_scores, rescore)
+                                    answerable_slice, find_record, group_scores, rescore)
 from qa_core.service import EXPLAIN_BUDGET_S, QAService
 from qa_core.ui.calibration_panel import build_calibration_panel
 from qa_core.ui.common import ANSWERS, EXPLAIN, PRIVATE, Outputs, by_name, caller_of
@@ -104,7 +104,7 @@ class ErrorsHandlers:
         return {**shown, "plot": plot, "question": title}
 
     def record_of(self, run: str | None, example_id: str, threshold: float | None) -> QuestionRecord:
-        return views.find_record(self.records(run, threshold), example_id)
+        return find_record(self.records(run, threshold), example_id)
 
     def attribute(self, run: str | None, example_id: str, request: gr.Request | None = None) -> Outputs:
         """attribute_in_turn for callers outside an event loop (scripts, tests)."""
@@ -128,7 +128,7 @@ class ErrorsHandlers:
             gr.Warning(NO_ROW)
             return skip
         try:
-            record = views.find_record(self.service.records(run), example_id)
+            record = find_record(self.service.records(run), example_id)
         except (ValueError, OSError) as err:
             gr.Warning(self.service.explain(err))
             return skip
