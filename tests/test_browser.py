@@ -72,6 +72,19 @@ return {columns: shown.map(c => c.innerText.trim()), narrowest: Math.min(...show
 """
 
 
+# Plots whose Gradio label and plotly's tool bar overlap: the names of their labels. Each figure carries a title of
+# its own; the label floated over the tool bar of every plot narrower than both together.
+COVERED_LABELS = """
+const overlap = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+return [...document.querySelectorAll('.block')].filter(b => b.querySelector('.js-plotly-plot')).flatMap(block => {
+  const label = block.querySelector('label[data-testid=block-label]');
+  if (!label || label.offsetWidth === 0) return [];
+  const box = label.getBoundingClientRect();
+  const buttons = [...block.querySelectorAll('.modebar-btn')].map(b => b.getBoundingClientRect());
+  return buttons.some(b => b.width > 0 && overlap(box, b)) ? [label.innerText.trim()] : [];
+});
+"""
+
 def labels_clear(ticks: dict) -> bool:
     return ticks["labels"] > 5 and ticks["gap"] * 0.866 >= ticks["size"]
 
@@ -227,6 +240,7 @@ def check_long_answer(browser, before: str) -> None:
     assert labels_clear(ticks := browser.execute_script(TICKS, "#ask-plot")), ticks
     with phone(browser):
         assert labels_clear(ticks := browser.execute_script(TICKS, "#ask-plot")), ticks  # fewer, not overlapping
+        assert browser.execute_script(COVERED_LABELS) == []
         browser.save_screenshot(str(ARTIFACTS / "1c-ask-phone.png"))
         find(browser, "#ask-answer").screenshot(str(ARTIFACTS / "1d-ask-phone-answer.png"))
         find(browser, "#ask-alternatives").screenshot(str(ARTIFACTS / "1e-ask-phone-top5.png"))
@@ -286,6 +300,7 @@ def browse_errors(browser) -> None:
     question.click()
     wait_for(lambda: find(browser, "#errors-detail .highlighted"), 60, "gold and predicted spans")
     browser.save_screenshot(str(ARTIFACTS / "3-errors.png"))
+    assert browser.execute_script(COVERED_LABELS) == []  # three plots in a row
     with phone(browser):  # readable columns (the table scrolls sideways), no text under arrows
         shown = browser.execute_script(PHONE_ERRORS)
         find(browser, "#errors-table").screenshot(str(ARTIFACTS / "3b-errors-phone-table.png"))

@@ -21,6 +21,9 @@ input[role="combobox"] { padding-right: 2.25rem; text-overflow: ellipsis; }
    so words were cut mid-word and every marked span started a line of its own. Read as running text instead. */
 #errors-detail .textfield, #compare-detail .textfield { display: block; word-break: normal; overflow-wrap: break-word; }
 #errors-detail .token.highlighted, #compare-detail .token.highlighted { margin: 0 0.15em; }
+/* A drawn figure carries its own title; Gradio's label floated over plotly's tool bar on every plot narrower than
+   both (three in a row, or a phone). An empty plot keeps its label, to say what will be drawn there. */
+.block:has(.js-plotly-plot) > label[data-testid="block-label"] { display: none; }
 """
 
 
