@@ -1,4 +1,4 @@
-"""Ask-path latency: the app's ModelCache.answer vs. the question-answering pipeline of transformers 5.2, as JSON.
+"""Ask-path latency: the app's ModelCache vs. the question-answering pipeline of transformers 5.2, as JSON.
 
     python -m bench.bench_ask runs/bench-minilm              # both, 3 alternating rounds → bench/results/ask.json
     python -m bench.bench_ask runs/bench-minilm --no-reference
