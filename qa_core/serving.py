@@ -8,11 +8,12 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -35,6 +36,7 @@ WARMUP_SHAPES = ((1, 48), (1, 160), (2, 64), (3, 200))
 # The copy is private and never changed after compiling, so dynamo's per-call checks of every module attribute
 # guard nothing (bench/README.md, "Answering (Ask tab)", says what skipping them saves).
 COMPILE_OPTIONS = {"freezing": True, "guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe}
+T = TypeVar("T")
 CHECK_QUESTIONS = 16  # sample questions an int8 copy answers, beside its float model, before it is served
 
 
@@ -80,6 +82,17 @@ def warmup_batches(loaded: LoadedModel) -> list[dict[str, torch.Tensor]]:
             inputs["token_type_ids"] = torch.zeros_like(input_ids)
         batches.append(inputs)
     return batches
+
+
+def run_to_end(coroutine: Coroutine[Any, Any, T]) -> T:
+    """The coroutine's result, for synchronous callers: in an event loop of its own, on a helper thread where this
+    thread already runs one (a notebook's), since a loop cannot wait inside itself."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-sync") as helper:
+        return helper.submit(asyncio.run, coroutine).result()
 
 
 class ModelLoadingError(RuntimeError):
@@ -167,8 +180,8 @@ class ModelCache:
 
     def answer(self, name: str, question: str, context: str, exact: bool = False, max_windows: int | None = None,
                caller: Caller = LOCAL) -> tuple[AnswerResult, LoadedModel, float]:
-        """answer_in_turn() for callers outside an event loop (scripts, benchmarks, tests)."""
-        return asyncio.run(self.answer_in_turn(name, question, context, exact, max_windows, caller))
+        """answer_in_turn() for synchronous callers: scripts, notebooks, benchmarks, tests."""
+        return run_to_end(self.answer_in_turn(name, question, context, exact, max_windows, caller))
 
     @staticmethod
     def _answer(loaded: LoadedModel, config: QAConfig, question: str, context: str,
@@ -189,8 +202,8 @@ class ModelCache:
             return exact_model if exact else entry.served or exact_model, entry.config
 
     def get(self, name: str, exact: bool = False) -> LoadedModel:
-        """get_in_turn()'s model, for callers outside an event loop."""
-        return asyncio.run(self.get_in_turn(name, exact))[0]
+        """get_in_turn()'s model, for synchronous callers."""
+        return run_to_end(self.get_in_turn(name, exact))[0]
 
     @contextmanager
     def _load_errors(self, name: str, entry: _Entry) -> Iterator[None]:

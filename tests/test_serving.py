@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -93,6 +94,18 @@ def test_an_int8_copy_that_strays_from_its_model_is_never_served(tokenizer, tmp_
     assert not any(isinstance(m, Int8Linear) for m in served.model.modules())
     assert "keeps answering in full precision" in caplog.text and "logit error" in caplog.text
     assert cache.answer(str(folder), "When does the ferry leave?", CONTEXT)[0].prediction.text
+
+
+def test_the_blocking_calls_work_inside_a_running_event_loop_too(tiny_model_dir: Path) -> None:
+    """A notebook runs an event loop in the thread its cells run in: answer() and get() must not need a free one."""
+    cache = ModelCache(fast=False)
+
+    async def cell() -> tuple[str, LoadedModel]:
+        return cache.answer(str(tiny_model_dir), "When does the ferry leave?", CONTEXT)[0].prediction.text, \
+            cache.get(str(tiny_model_dir))
+
+    text, loaded = asyncio.run(cell())
+    assert text in CONTEXT and loaded is cache.get(str(tiny_model_dir))
 
 
 def test_answers_from_many_request_threads_come_from_the_one_model_thread(tiny_model_dir: Path) -> None:
