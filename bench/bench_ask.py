@@ -85,17 +85,12 @@ def prepared_cache(model: str, threads: int, fast: bool) -> tuple[ModelCache, fl
     return cache, time.perf_counter() - started
 
 
-def measure_ours(cache: ModelCache, model: str, questions: list[dict[str, str]], exact: bool) -> dict:
-    """The app's own path, ModelCache.answer_in_turn awaited in one event loop as the web server does, timed
-    around each call: tokenize, run every window, search spans (no plotting), including the hand-off to the
-    cache's model thread. exact=True answers from the fp32 model, else from what the app serves."""
-    seconds, answers = asyncio.run(timed_answers(cache, model, questions, exact))
-    return {"seconds": seconds, "answers": answers}
-
-
 async def timed_answers(cache: ModelCache, model: str, questions: list[dict[str, str]],
                         exact: bool) -> tuple[list[float], list[str]]:
-    """Seconds and answer text of each question after WARMUP untimed ones, asked one after another."""
+    """The app's own path, ModelCache.answer_in_turn awaited as the web server does, timed around each call:
+    tokenize, run every window, search spans (no plotting), including the hand-off to the cache's model thread.
+    Seconds and answer text of each question after WARMUP untimed ones, asked one after another; exact=True
+    answers from the fp32 model, else from what the app serves."""
     for q in questions[:WARMUP]:
         await cache.answer_in_turn(model, q["question"], q["context"], exact)
     seconds, answers = [], []
@@ -169,31 +164,33 @@ def measure(args: argparse.Namespace, fast: bool) -> dict:
     questions = pick_questions(Path(args.dev), args.questions)
     cache, prepare_seconds = prepared_cache(args.model, args.threads, fast)
     paths = {"ours_fp32": True} | ({"ours": False} if fast else {})  # name: exact (answer from the fp32 model)
-    runs: dict[str, dict] = {name: {"seconds": []} for name in paths}
+    seconds: dict[str, list[float]] = {name: [] for name in [*paths, *([] if args.no_reference else ["reference"])]}
+    answers: dict[str, list[str]] = {}
     folder = str(model_folder(Path(args.model)))  # the pipeline takes a model folder; ours a run's, with settings
     for _ in range(args.rounds):
         for name, exact in paths.items():
-            run = measure_ours(cache, args.model, questions, exact)
-            runs[name] |= {"seconds": runs[name]["seconds"] + run["seconds"], "answers": run["answers"]}
+            times, answers[name] = asyncio.run(timed_answers(cache, args.model, questions, exact))
+            seconds[name] += times
         if not args.no_reference:
-            run = measure_reference(folder, questions, args.threads)
-            runs["reference"] = run | {"seconds": runs.get("reference", {}).get("seconds", []) + run["seconds"]}
-    runs.setdefault("ours", runs["ours_fp32"])
-    figures = {name: {**summary(run["seconds"]), **quality(run["answers"], questions)} for name, run in runs.items()}
+            reference = measure_reference(folder, questions, args.threads)
+            seconds["reference"] += reference["seconds"]
+            answers["reference"] = reference["answers"]
+    seconds.setdefault("ours", seconds["ours_fp32"])
+    answers.setdefault("ours", answers["ours_fp32"])
+    figures = {name: {**summary(seconds[name]), **quality(answers[name], questions)} for name in seconds}
     report = {"model": args.model, "questions": len(questions), "rounds": args.rounds, "threads": args.threads,
               "batch": 1, "context_words_mean": statistics.fmean(len(q["context"].split()) for q in questions),
               "ours_path": "ModelCache.answer_in_turn, " + ("compiled int8 copy" if fast else "fp32 eager"),
               "prepare_seconds": round(prepare_seconds, 1),
               "served_model_class": type(cache.get(args.model).model).__name__,
               "ours": figures["ours"], "ours_fp32": figures["ours_fp32"],
-              "same_answer_fast_vs_fp32": same_answers(runs["ours"]["answers"], runs["ours_fp32"]["answers"]),
+              "same_answer_fast_vs_fp32": same_answers(answers["ours"], answers["ours_fp32"]),
               "all_dev_questions": dev_quality(args.model, Path(args.dev), args.threads, int8=fast)}
-    if "reference" in runs:
-        reference = runs["reference"]
+    if not args.no_reference:
         report.update(reference=figures["reference"] | {k: reference[k] for k in ("transformers", "torch")},
                       ratio_median=figures["ours"]["median_ms"] / figures["reference"]["median_ms"],
                       ratio_p90=figures["ours"]["p90_ms"] / figures["reference"]["p90_ms"],
-                      same_answer=same_answers(runs["ours"]["answers"], reference["answers"]))
+                      same_answer=same_answers(answers["ours"], answers["reference"]))
     return report
 
 
@@ -211,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-fast", action="store_true", help="measure only the fp32 eager path")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "ask.json"))
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     from qa_core.int8 import native_int8_cpu
 
     fast = native_int8_cpu() and not args.no_fast
