@@ -119,8 +119,8 @@ def is_qa_checkpoint(source: str) -> bool:
 
 
 def load_model(name_or_path: str | None, device: str | torch.device = "cpu",
-               attention_dropout: float | None = None) -> LoadedModel:
-    """Load tokenizer and QA model; a base model gets a fresh (untrained) QA head.
+               attention_dropout: float | None = None, head_seed: int = 0) -> LoadedModel:
+    """Load tokenizer and QA model; a base model gets a fresh (untrained) QA head, drawn from head_seed.
 
     attention_dropout, when given, replaces the model's dropout on attention probabilities (for training).
     """
@@ -131,7 +131,11 @@ def load_model(name_or_path: str | None, device: str | torch.device = "cpu",
         own = {name: getattr(config, name) for name in attention_dropout_names(config, attention_dropout)}
         config = set_attention_dropout(config, attention_dropout)
         # fp32 weights even from a bf16 folder: training keeps fp32 masters, autocast picks bf16 per op
-        model = AutoModelForQuestionAnswering.from_pretrained(source, config=config, dtype=torch.float32)
+        # a seeded head answers alike at every start of the app, and takes no draws from the global generator,
+        # which a training run on another thread of the same server draws its dropout masks from
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(head_seed)
+            model = AutoModelForQuestionAnswering.from_pretrained(source, config=config, dtype=torch.float32)
     except OSError as err:
         raise ModelNotFoundError(f"model {name_or_path!r}: not a local folder ({Path(source).resolve()} does not "
                                  f"exist) and not loadable from the hub ({err})") from None

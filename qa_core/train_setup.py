@@ -59,7 +59,7 @@ def prepare(config: QAConfig, dist_ctx: DistContext, device: str | None) -> Setu
     set_seed(config.seed)
     torch_device = device_for(dist_ctx, device)
     loaded = load_model(str(checkpoint) if checkpoint else config.model_name_or_path, torch_device,
-                        config.attention_dropout)
+                        config.attention_dropout, head_seed=config.seed)
     config = fit_config(config, loaded)  # windows the model can take (a warning says what changed)
     if checkpoint:
         check_resumed_windows(config)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import BertConfig, BertModel
 
 from qa_core import cli
 from qa_core.config import QAConfig
@@ -52,3 +53,22 @@ def test_folder_without_config_is_not_a_model(tmp_path: Path) -> None:
 
 def test_fine_tuned_folder_has_a_qa_head(tiny_model_dir: Path) -> None:
     assert load_model(str(tiny_model_dir)).has_qa_head
+
+
+def test_a_fresh_qa_head_is_the_same_at_every_load_and_leaves_the_global_generator_alone(tokenizer,
+                                                                                          tmp_path: Path) -> None:
+    """The app's untrained embedded model answered differently after every restart; a training run on another
+    thread draws its dropout masks from the generator a load used to draw the head from."""
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64)).save_pretrained(tmp_path)  # a base model: no QA head
+    tokenizer.save_pretrained(tmp_path)
+    heads = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        state = torch.get_rng_state()
+        loaded = load_model(str(tmp_path))
+        assert not loaded.has_qa_head and torch.equal(torch.get_rng_state(), state)
+        heads.append(loaded.model.qa_outputs.weight)
+    assert torch.equal(*heads)
+    assert not torch.equal(heads[0], load_model(str(tmp_path), head_seed=7).model.qa_outputs.weight)
