@@ -67,12 +67,12 @@ def check_output_file(path: str) -> None:
 
 
 def check_not_training_into_its_model(config: QAConfig) -> None:
-    """--overwrite_output_dir would delete the very model training starts from (a model folder, or a run's model/)."""
+    """--overwrite_output_dir would delete the very model training starts from: a model folder, or a run's model/
+    or checkpoint/ (anything inside output_dir)."""
     source = Path(config.model_name_or_path)
     if not source.is_dir():
         return
-    output_dir = Path(config.output_dir).resolve()
-    if model_folder(source).resolve() in (output_dir, output_dir / MODEL_DIR):
+    if model_folder(source).resolve().is_relative_to(Path(config.output_dir).resolve()):
         raise ValueError(f"output_dir {config.output_dir} holds the model being trained from (model_name_or_path "
                          f"{config.model_name_or_path}); training there would replace it; choose another "
                          f"output folder")

@@ -159,12 +159,14 @@ def test_training_into_the_model_it_trains_from_is_refused(tmp_path: Path):
     model.mkdir()
     (model / "config.json").write_text("{}")
     (model / "model.safetensors").write_bytes(b"weights")
-    run = fake_run(tmp_path / "run", status="finished", checkpoint=False)
-    for source, target in ((model, model), (run, run), (run / "model", run)):
+    run = fake_run(tmp_path / "run", status="finished")
+    (run / "checkpoint" / "config.json").write_text("{}")  # its checkpoint is a model folder too
+    for source, target in ((model, model), (run, run), (run / "model", run), (run / "checkpoint", run)):
         line = refused("train", "--train_file", "sample", "--model_name_or_path", str(source), "--output_dir",
                        str(target), "--overwrite_output_dir")
         assert f"output_dir {target} holds the model being trained from" in line
     assert (model / "model.safetensors").read_bytes() == b"weights" and (run / "model" / "config.json").exists()
+    assert (run / "checkpoint" / "config.json").exists()
 
 
 @pytest.mark.parametrize("command", [("train", "--train_file", "sample"), ("evaluate", "--validation_file", "sample")])
