@@ -26,6 +26,10 @@ EVAL_FIELDS = ("model_name_or_path", "validation_file", "output_dir", "max_seq_l
                "overwrite_output_dir") + SPAN_FIELDS
 DATA_OPTIONS = {"train": "train_file", "evaluate": "validation_file"}  # the data each command cannot do without
 PREDICT_FIELDS = ("model_name_or_path", "max_seq_length", "doc_stride", "max_query_length") + SPAN_FIELDS
+# What evaluate and predict take from a run's run.json unless given: the windows and span search it trained and
+# evaluated with (SQuAD 2.0 and its threshold follow the run by rules of their own)
+RUN_FOLLOWED = ("max_seq_length", "doc_stride", "max_query_length", "n_best_size", "max_answer_length",
+                "whole_word_spans")
 
 
 def _float_or_none(text: str) -> float | None:
@@ -77,7 +81,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     # None: a SQuAD 2.0 run is evaluated as one (see run_evaluate) and answers with the threshold its evaluation
     # found best (see run_predict)
     for command in (evaluate, predict):
-        command.set_defaults(version_2_with_negative=None, null_score_diff_threshold=None)
+        command.set_defaults(version_2_with_negative=None, null_score_diff_threshold=None,
+                             **dict.fromkeys(RUN_FOLLOWED))
+        _say_defaults(command, {name: f"the model's run's (its run.json), else {getattr(QAConfig(), name)}"
+                                for name in RUN_FOLLOWED})
     _say_defaults(evaluate, {"version_2_with_negative": "as the model's run (its run.json), else off",
                              "null_score_diff_threshold": "the model's run's (its run.json), else 0.0"})
     _say_defaults(predict, {"version_2_with_negative": "on for a run whose evaluation was SQuAD 2.0 (its "
@@ -152,15 +159,26 @@ def run_evaluate(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
     return {"output_dir": config.output_dir, **result.metrics.to_dict()}
 
 
+def follow_run_windows(args: argparse.Namespace, config: QAConfig) -> QAConfig:
+    """A run's model answers with the windows and span search of its run unless the options say otherwise:
+    other windows give other scores than the run's own evaluation, for the same model."""
+    from qa_core.preflight import run_settings
+
+    stored = run_settings(config.model_name_or_path)
+    return config.replace(**{name: stored[name] for name in RUN_FOLLOWED
+                             if getattr(args, name) is None and name in stored})
+
+
 def follow_the_run(args: argparse.Namespace, config: QAConfig) -> QAConfig:
-    """A run's model is evaluated as the run evaluated it (SQuAD 2.0 or not, its null threshold) unless the
-    options say otherwise: else evaluating a v2 run into its own folder would silently make it a v1.1 run."""
+    """A run's model is evaluated as the run evaluated it (its windows, SQuAD 2.0 or not, its null threshold)
+    unless the options say otherwise: else evaluating a v2 run into its own folder would silently make it a v1.1
+    run."""
     from qa_core.preflight import run_settings
 
     stored = run_settings(config.model_name_or_path)
     v2 = args.version_2_with_negative
     threshold = args.null_score_diff_threshold
-    return config.replace(
+    return follow_run_windows(args, config).replace(
         version_2_with_negative=bool(stored.get("version_2_with_negative")) if v2 is None else v2,
         null_score_diff_threshold=stored.get("null_score_diff_threshold", config.null_score_diff_threshold)
         if threshold is None else threshold)
@@ -174,6 +192,7 @@ def run_predict(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
     # the questions first: a bad test file is refused before the model loads
     examples = load_examples(args.test_file, "validation", answers_required=False).examples if args.test_file else ()
     loaded = load_model(config.model_name_or_path)
+    config = follow_run_windows(args, config)
     if args.version_2_with_negative is not False:  # a SQuAD 2.0 run answers as one, at its best threshold...
         config = config_for_model(loaded.source, config)
     if args.null_score_diff_threshold is not None:  # ...unless a threshold is given

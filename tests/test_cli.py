@@ -273,6 +273,39 @@ def test_evaluating_a_squad_v2_run_keeps_it_squad_v2(tiny_model_dir: Path, tmp_p
     assert "HasAns_total" not in json.loads((tmp_path / "v1" / "eval_metrics.json").read_text())
 
 
+def test_evaluate_and_predict_take_a_runs_windows_unless_given(tiny_model_dir: Path, tmp_path: Path):
+    """Evaluating a run trained on 64-token windows with 256-token ones changed its answers and scores (and, into
+    its own folder, its calibration), though the run was named as the model."""
+    import shutil
+
+    from tests.overfit_data import PARAGRAPHS, write_squad
+
+    context = " ".join(c for c, _ in PARAGRAPHS)  # several 64-token windows long
+    data = write_squad(tmp_path / "long.json", [{"context": context, "qas": [
+        {"id": qid, "question": question, "answers": [{"text": text, "answer_start": context.index(text)}]}
+        for _, qas in PARAGRAPHS for qid, question, text in qas]}])
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model_dir, run / "model")
+    windows = {"max_seq_length": 64, "doc_stride": 16, "max_query_length": 16, "n_best_size": 3}
+    (run / "run.json").write_text(json.dumps({"status": "finished", "config": windows, "step": 1, "total_steps": 1}))
+
+    def scores(command: str, out: Path, *options: str) -> list[float]:
+        if command == "evaluate":
+            assert cli.main(["evaluate", "--model_name_or_path", str(run), "--validation_file", str(data),
+                             "--output_dir", str(out), *options]) == 0
+            return [json.loads(line)["score"] for line in (out / "eval_records.jsonl").read_text().splitlines()]
+        assert cli.main(["predict", "--model_name_or_path", str(run), "--test_file", str(data),
+                         "--output_file", str(out), *options]) == 0
+        return list(json.loads(out.read_text()).values())
+
+    given = [f"--{name}={value}" for name, value in windows.items()]
+    for command in ("evaluate", "predict"):
+        followed = scores(command, tmp_path / f"{command}-followed")
+        assert followed == scores(command, tmp_path / f"{command}-given", *given)
+        assert followed != scores(command, tmp_path / f"{command}-own", "--max_seq_length=256", "--doc_stride=128",
+                                  "--max_query_length=64", "--n_best_size=20")
+
+
 @pytest.mark.parametrize("command", ["evaluate", "predict"])
 def test_ctrl_c_during_evaluate_or_predict_exits_130_in_one_line(command: str, tiny_model_dir: Path, tmp_path: Path):
     """Ctrl-C outside training's own stop handling is a plain interruption: exit 130 and one line, no traceback."""
