@@ -160,8 +160,8 @@ class QAService:
         """Why the run answered one of its evaluated questions as it did: attributions of its predicted span (the
         best span where a SQuAD 2.0 run abstained), under the same checks and budget as an Ask explanation."""
         record = await asyncio.to_thread(self.record_to_explain, run, example_id)  # reads the run's records
-        return await self.attribute(self.run_path(run), record.question, record.context,
-                                    record.span or record.best_span, caller)
+        # the run by name, as the Ask tab names it: a public server refuses every path, its own runs' too
+        return await self.attribute(run, record.question, record.context, record.span or record.best_span, caller)
 
     def record_to_explain(self, run: str | None, example_id: str) -> QuestionRecord:
         record = find_record(self.records(run), example_id)

@@ -160,6 +160,16 @@ def test_why_this_answer_shows_attributions_within_the_budget(service):
     assert "not in this run" in ui.attribute("b", "no-such-id")["attribution_note"]
 
 
+def test_a_public_server_explains_its_own_runs_records(service, runs):
+    """It refused every row ('not offered on this server'): the run went to the model check as a server path."""
+    public = QAService(replace(service.settings, public=True))
+    ui = ErrorsHandlers(public)
+    row = ui.filter_table("b", False, 0, 100, "all", "", "id")["table"].iloc[0].tolist()
+    shown = ui.attribute("b", row[0])
+    assert shown["attribution"] is not None, shown["attribution_note"]
+    assert shown["attribution"].data[0].type == "heatmap" and str(runs) not in shown["attribution_note"]
+
+
 def test_send_to_ask_without_a_row_says_why_and_changes_nothing(service):
     with pytest.warns(UserWarning, match="Click a row"):
         sent = ErrorsHandlers(service).send_to_ask("b", "")
