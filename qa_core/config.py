@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -76,6 +77,7 @@ class QAConfig:
                           "or 'none'; every run keeps history.jsonl.")
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _check_positive(self, ("max_seq_length", "doc_stride", "max_query_length", "per_device_train_batch_size",
                                "per_device_eval_batch_size", "gradient_accumulation_steps", "n_best_size",
                                "max_answer_length", "save_steps", "logging_steps"))
@@ -128,11 +130,42 @@ class QAConfig:
 SEED_RANGE = (0, 2**32 - 1)  # what numpy's seed takes; transformers' set_seed seeds numpy too
 
 
+# Far above any count of steps, tokens or examples, yet within the 64-bit integers a web page's JSON carries: a
+# max_steps of 10**30 was taken, and every caller's training status then failed to encode.
+MAX_COUNT = 2**31 - 1
+MAX_EPOCHS = 1e6  # 1e308 epochs passed as finite, then failed as an infinite step count
+_KINDS = ((bool, "true or false"), (int, "a whole number"), (float, "a number"), (str, "text"))
+
+
+def _check_types(config: QAConfig) -> None:
+    """A value of another type is refused naming the option: the string "false" is a true bool, '256' <= 0 raises
+    a TypeError that names nothing, and 5.0 steps would reach range()."""
+    for f in dataclasses.fields(config):
+        value, kinds = getattr(config, f.name), typing.get_args(HINTS[f.name]) or (HINTS[f.name],)
+        if value is None and type(None) in kinds:
+            continue
+        kind, said = next((k, said) for k, said in _KINDS if k in kinds)
+        if not _is_kind(value, kind):
+            raise ValueError(f"{f.name} must be {said}, got {value!r}")
+        if kind is int and f.name != "seed" and value > MAX_COUNT:  # the seed has a range of its own
+            raise ValueError(f"{f.name} must be at most {MAX_COUNT}, got {value}")
+
+
+def _is_kind(value: Any, kind: type) -> bool:
+    if kind is bool or isinstance(value, bool):  # True is an int to Python, but no step count
+        return kind is bool and isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, numbers.Integral)
+    return isinstance(value, numbers.Real if kind is float else str)
+
+
 def _check_length(config: QAConfig) -> None:
     """max_steps, when set, overrides num_train_epochs (as in run_qa.py), but a negative epoch count is never
     meaningful, so it is refused either way."""
     if config.num_train_epochs < 0 or (config.num_train_epochs == 0 and config.max_steps <= 0):
         raise ValueError(f"num_train_epochs must be > 0, or 0 when max_steps is set, got {config.num_train_epochs}")
+    if config.num_train_epochs > MAX_EPOCHS:
+        raise ValueError(f"num_train_epochs must be at most {MAX_EPOCHS:g}, got {config.num_train_epochs:g}")
     if config.max_steps == 0 or config.max_steps < -1:
         raise ValueError(f"max_steps must be > 0, or -1 to train num_train_epochs, got {config.max_steps}")
 
@@ -186,13 +219,25 @@ def coerce_option(name: str, value: Any) -> Any:
     if value in (None, "", "auto") or (optional and kind is int and value == 0):
         return None if optional else dataclasses.MISSING
     if kind is bool:
-        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "on", "yes")
+        return _switch(name, value)
     if kind is str:
         return str(value).strip()
     number = _number(name, value)
     if kind is int and number != int(number):
         raise ValueError(f"{name} must be a whole number, got {value}")
     return int(number) if kind is int else number
+
+
+def _switch(name: str, value: Any) -> bool:
+    """A form or JSON switch; any other word is refused, not read as off."""
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in ("1", "true", "on", "yes"):
+        return True
+    if word in ("0", "false", "off", "no"):
+        return False
+    raise ValueError(f"{name} must be true or false, got {value!r}")
 
 
 def _number(name: str, value: Any) -> float:

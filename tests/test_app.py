@@ -202,7 +202,9 @@ def test_the_train_form_is_built_from_the_config(ui, settings, tmp_path):
     for options, expected in (("max_steps=3", "training options must be a mapping"),
                               ({"seed": "x"}, "seed must be a number, got 'x'"),
                               ({"max_steps": True}, "max_steps must be a number, got True"),
-                              ({"warmup_ratio": float("-inf")}, "warmup_ratio must be a finite number")):
+                              ({"warmup_ratio": float("-inf")}, "warmup_ratio must be a finite number"),
+                              ({"bf16": "maybe"}, "bf16 must be true or false, got 'maybe'"),  # was read as off
+                              ({"max_steps": 10**30}, "max_steps must be at most 2147483647")):
         with pytest.raises(ValueError, match=re.escape(expected)):
             ui.service.train_config("", "sample", "", options)
 

@@ -28,6 +28,17 @@ from qa_core.config import QAConfig
     # an empty "$OUT" would otherwise write the run into the current folder
     ({"output_dir": ""}, r"output_dir must name a folder, got ''"),
     ({"output_dir": "  "}, r"output_dir must name a folder, got '  '"),
+    # found by trying the library: the string "false" was taken as a true switch, '256' raised a TypeError
+    ({"version_2_with_negative": "false"}, r"version_2_with_negative must be true or false, got 'false'"),
+    ({"bf16": 0}, r"bf16 must be true or false, got 0"),
+    ({"max_seq_length": "256"}, r"max_seq_length must be a whole number, got '256'"),
+    ({"max_steps": 5.0}, r"max_steps must be a whole number, got 5.0"),
+    ({"max_steps": True}, r"max_steps must be a whole number, got True"),
+    ({"learning_rate": "1e-4"}, r"learning_rate must be a number, got '1e-4'"),
+    ({"train_file": 3}, r"train_file must be text, got 3"),
+    # found by trying the app: a step count beyond 64 bits broke every caller's training status
+    ({"max_steps": 10**30}, r"max_steps must be at most 2147483647, got 10{30}"),
+    ({"num_train_epochs": 1e308}, r"num_train_epochs must be at most 1e\+06, got 1e\+308"),
 ])
 def test_bad_values_are_refused_naming_the_option(changes: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -37,6 +48,7 @@ def test_bad_values_are_refused_naming_the_option(changes: dict, message: str) -
 @pytest.mark.parametrize("changes", [
     {"max_train_samples": 1, "max_eval_samples": 1}, {"seed": 0}, {"seed": 2**32 - 1},
     {"dataloader_num_workers": 0}, {"num_train_epochs": 0.0, "max_steps": 2},
+    {"learning_rate": 1, "num_train_epochs": 2}, {"max_steps": 2**31 - 1}, {"max_eval_samples": None},
 ])
 def test_edge_values_are_accepted(changes: dict) -> None:
     QAConfig(**changes)
