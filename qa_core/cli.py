@@ -71,12 +71,20 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    train = commands.add_parser("train", help="fine-tune, evaluating after each epoch")
+    # no abbreviations: --lr (run_qa.py users' habit) was taken for --lr_scheduler_type
+    train = commands.add_parser("train", help="fine-tune, evaluating after each epoch", allow_abbrev=False)
     add_config_options(train)
     add_hub_options(train)
-    evaluate = commands.add_parser("evaluate", help="score a model on validation_file (EM/F1 + records)")
+    evaluate = commands.add_parser("evaluate", help="score a model on validation_file (EM/F1 + records)",
+                                   allow_abbrev=False)
     add_config_options(evaluate, EVAL_FIELDS)
-    predict = commands.add_parser("predict", help="answer one question, or every question of a file")
+    for action in evaluate._actions:  # the field's help describes a training run's folder
+        if action.dest == "output_dir":
+            action.help = (f"Folder for the evaluation's metrics, predictions and per-question records; a run's own "
+                           f"folder keeps its run and replaces only its evaluation files (default: "
+                           f"{QAConfig().output_dir})")
+    predict = commands.add_parser("predict", help="answer one question, or every question of a file",
+                                  allow_abbrev=False)
     add_config_options(predict, PREDICT_FIELDS)
     # None: a SQuAD 2.0 run is evaluated as one (see run_evaluate) and answers with the threshold its evaluation
     # found best (see run_predict)

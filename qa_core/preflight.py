@@ -37,7 +37,7 @@ def check_paths(args: argparse.Namespace, config: QAConfig) -> None:
     for option in ("train_file", "validation_file", "test_file"):
         check_data_file(option, getattr(args, option, None))
     if getattr(args, "output_file", None):
-        check_output_file(args.output_file)
+        check_output_file(args.output_file, args.test_file)
     output_dir = Path(config.output_dir)
     if args.command == "evaluate":
         check_output_dir(output_dir, config.overwrite_output_dir or
@@ -55,10 +55,14 @@ def check_data_file(option: str, source: str | None) -> None:
         raise ValueError(f"--{option} {source}: no such data file")
 
 
-def check_output_file(path: str) -> None:
+def check_output_file(path: str, test_file: str | None) -> None:
     """predict's --output_file can be written where it is named: else the answers, found at the cost of a pass over
     the whole file, would be lost to a traceback. Missing folders above it are made when it is written."""
+    if not test_file:  # a single answer goes to stdout: the file would silently never be written
+        raise ValueError("--output_file is for the answers to --test_file; a --question's answer is printed")
     target = Path(path)
+    if _same_file(path, test_file):
+        raise ValueError(f"--output_file {path} is the --test_file: writing the answers would replace the questions")
     if target.is_dir():
         raise ValueError(f"--output_file {path} is a folder; name a file, such as {target / 'predictions.json'}")
     existing = next(parent for parent in target.parents if parent.exists())  # '.' or '/' at the latest
@@ -97,6 +101,8 @@ def check_resume(config: QAConfig) -> None:
 
 
 def _nothing_to_resume(output_dir: Path, overwrite: bool) -> str:
+    if not output_dir.exists():  # no run was ever there: a mistyped folder, not a run stopped early
+        return f"--resume: {output_dir} does not exist, so there is no run to resume; check the --output_dir"
     message = (f"--resume: nothing to resume in {output_dir}: it holds no checkpoint (a run stopped before its "
                f"first one); run the command without --resume to start it again")
     if not held_records(output_dir):

@@ -143,6 +143,11 @@ def test_a_predict_output_file_that_cannot_be_written_is_refused_before_anything
     assert f"--output_file {tmp_path} is a folder" in line
     line = refused("predict", "--test_file", "sample", "--output_file", str(tmp_path / "afile" / "p.json"))
     assert f"--output_file {tmp_path / 'afile' / 'p.json'}: {tmp_path / 'afile'} is a file" in line
+    data = write_tiny_squad(tmp_path / "d.json")  # found by trying the CLI: the answers replaced the questions
+    line = refused("predict", "--test_file", str(data), "--output_file", f"{tmp_path}/./d.json")
+    assert f"--output_file {tmp_path}/./d.json is the --test_file" in line and json.loads(data.read_text())["data"]
+    line = refused("predict", "--question", "Who?", "--context", "Ann.", "--output_file", str(tmp_path / "p.json"))
+    assert "--output_file is for the answers to --test_file" in line  # it was silently never written
 
 
 def refused(*args: str) -> str:
@@ -202,6 +207,12 @@ def test_resume_without_a_checkpoint_gives_advice_that_works(tmp_path: Path, ove
     line = refused("train", "--train_file", "sample", "--output_dir", str(run), "--resume", *overwrite)
     assert "nothing to resume" in line and "without --resume" in line
     assert ("start it again with --overwrite_output_dir" in line) == (not overwrite)
+
+
+def test_resume_of_a_folder_that_does_not_exist_says_so(tmp_path: Path):
+    """It said the run 'stopped before its first checkpoint': a mistyped folder read as a run."""
+    line = refused("train", "--train_file", "sample", "--output_dir", str(tmp_path / "runz"), "--resume")
+    assert f"--resume: {tmp_path / 'runz'} does not exist, so there is no run to resume" in line
 
 
 def test_resume_refuses_options_that_change_the_training(tmp_path: Path):
@@ -384,3 +395,10 @@ def test_bad_numbers_on_the_command_line_give_one_clear_line(tmp_path: Path) -> 
                               str(tmp_path / "r")), capture_output=True, text=True)
     assert done.returncode == 2 and "num_train_epochs must be a finite number" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_abbreviation_is_not_taken_for_another_option(capsys: pytest.CaptureFixture):
+    """--lr 3e-5 was read as --lr_scheduler_type and refused as an unknown scheduler."""
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--train_file", "sample", "--lr", "3e-5"])
+    assert "unrecognized arguments: --lr 3e-5" in capsys.readouterr().err
