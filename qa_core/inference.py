@@ -23,7 +23,7 @@ from qa_core.distributed import DistContext, gather
 from qa_core.features import Feature, featurize
 from qa_core.modeling import LoadedModel, fit_config
 from qa_core.postprocess import Prediction, SpanSearch, postprocess_predictions, predict_example
-from qa_core.run_files import METRICS_FILE, run_folder
+from qa_core.run_files import METRICS_FILE, read_run_info, run_folder
 
 logger = logging.getLogger(__name__)
 
@@ -236,3 +236,20 @@ def config_for_model(source: str, config: QAConfig = QAConfig()) -> QAConfig:
     if not isinstance(threshold, (int, float)):
         return config
     return config.replace(version_2_with_negative=True, null_score_diff_threshold=float(threshold))
+
+
+def run_config(source: str) -> QAConfig:
+    """The settings a model was trained with when `source` is a run folder (run.json's config), with the
+    null-score threshold its evaluation found best (inference.config_for_model); QAConfig's defaults otherwise.
+    `source` may be the run folder or its model/ folder."""
+    folder = run_folder(Path(source))
+    try:
+        saved = read_run_info(folder).config
+    except ValueError:
+        return config_for_model(source)
+    try:
+        config = QAConfig.from_saved(saved)
+    except (TypeError, ValueError) as err:  # written by an older version: answer with the defaults
+        logger.warning("%s: run config not usable for answering (%s); using the defaults", folder.name, err)
+        config = QAConfig()
+    return config_for_model(source, config)

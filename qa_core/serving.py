@@ -12,7 +12,6 @@ from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -23,10 +22,9 @@ from qa_core.data import load_examples
 from qa_core.fairness import LOCAL, Caller, FairWorker
 from qa_core.features import featurize
 from qa_core.hosting import MODEL_WAIT_S
-from qa_core.inference import AnswerResult, answer_question, config_for_model, run_model
+from qa_core.inference import AnswerResult, answer_question, run_config, run_model
 from qa_core.int8 import MAX_LOGIT_ERROR, logit_error, native_int8_cpu, quantize_linears
 from qa_core.modeling import LoadedModel, fit_config, load_model, pick_device
-from qa_core.run_files import read_run_info, run_folder
 
 logger = logging.getLogger(__name__)
 
@@ -97,23 +95,6 @@ def run_to_end(coroutine: Coroutine[Any, Any, T]) -> T:
 
 class ModelLoadingError(RuntimeError):
     """Raised when a question's model is still loading after the wait allowed to one question."""
-
-
-def run_config(source: str) -> QAConfig:
-    """The settings a model was trained with when `source` is a run folder (run.json's config), with the
-    null-score threshold its evaluation found best (inference.config_for_model); QAConfig's defaults otherwise.
-    `source` may be the run folder or its model/ folder."""
-    folder = run_folder(Path(source))
-    try:
-        saved = read_run_info(folder).config
-    except ValueError:
-        return config_for_model(source)
-    try:
-        config = QAConfig.from_saved(saved)
-    except (TypeError, ValueError) as err:  # written by an older version: answer with the defaults
-        logger.warning("%s: run config not usable for answering (%s); using the defaults", folder.name, err)
-        config = QAConfig()
-    return config_for_model(source, config)
 
 
 @dataclass

@@ -66,7 +66,7 @@ def test_a_run_from_before_the_model_folder_still_loads(tiny_model_dir: Path, tm
     from qa_core.checkpoints import write_run_info
     from qa_core.run_files import RunInfo
     from qa_core.modeling import load_model
-    from qa_core.serving import run_config
+    from qa_core.inference import run_config
 
     run = tmp_path / "old-run"
     shutil.copytree(tiny_model_dir, run)

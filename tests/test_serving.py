@@ -20,7 +20,8 @@ from qa_core.inference import answer_question, question_windows
 from qa_core.int8 import MAX_LOGIT_ERROR, Int8Linear
 from qa_core.modeling import LoadedModel, ModelNotFoundError
 from qa_core.run_files import RunInfo
-from qa_core.serving import ModelCache, ModelLoadingError, int8_copy, int8_logit_error, run_config
+from qa_core.inference import run_config
+from qa_core.serving import ModelCache, ModelLoadingError, int8_copy, int8_logit_error
 
 CONTEXT = "The night ferry leaves the north pier at ten and reaches the island before dawn."
 
