@@ -26,7 +26,7 @@ UPLOAD_IGNORE = [f"{CHECKPOINT_DIR}*", f"{CHECKPOINT_DIR}*/**", f"{TENSORBOARD_D
 CARD_HYPERPARAMETERS = ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",
                         "num_train_epochs", "max_steps", "warmup_ratio", "weight_decay", "max_grad_norm",
                         "max_seq_length", "doc_stride", "max_query_length", "attention_dropout", "bf16", "seed",
-                        "version_2_with_negative", "null_score_diff_threshold")
+                        "version_2_with_negative", "null_score_diff_threshold", "max_train_samples")
 
 
 class HubError(ValueError):
@@ -174,6 +174,14 @@ def training_section(facts: CardFacts) -> list[str]:
     return [*lines, ""]
 
 
+def card_worthy(name: str, value: Any, config: dict[str, Any]) -> bool:
+    """A SQuAD 2.0 threshold only for a v2 run; a sample limit only when set, since a card naming the whole
+    training file for a run on its first 100 questions overstates the data."""
+    if name == "null_score_diff_threshold":
+        return bool(config.get("version_2_with_negative"))
+    return name != "max_train_samples" or value is not None
+
+
 def facts_from_run(info: RunInfo, model_name: str, eval_metrics: dict[str, float] | None = None,
                    train_seconds: float | None = None, hardware: str = "", eval_data: str | None = None) -> CardFacts:
     """Card facts from a run's run.json contents and (optionally) its eval_metrics.json, scored on eval_data
@@ -190,8 +198,7 @@ def facts_from_run(info: RunInfo, model_name: str, eval_metrics: dict[str, float
                                  v2),)
     base = info.base_model or base_model_name(config.get("model_name_or_path"))
     return CardFacts(model_name, base, config.get("train_file") or "",
-                     {k: v for k, v in config.items() if k in CARD_HYPERPARAMETERS
-                      and (k != "null_score_diff_threshold" or config.get("version_2_with_negative"))},
+                     {k: v for k, v in config.items() if k in CARD_HYPERPARAMETERS and card_worthy(k, v, config)},
                      dict(info.data_fingerprint),
                      info.step, train_seconds if train_seconds is not None else info.train_seconds,
                      hardware or info.hardware, evaluations)
@@ -224,11 +231,13 @@ def check_can_push() -> None:
         raise HubError("--push_to_hub: no Hugging Face token; run `hf auth login` or set HF_TOKEN first")
 
 
-def write_model_card(run_dir: Path, model_name: str | None = None, folder: Path | None = None,
+def write_model_card(run_dir: str | Path, model_name: str | None = None, folder: Path | None = None,
                      info: RunInfo | None = None, eval_data: str | None = None) -> Path:
     """Write README.md into a run's model folder (or `folder`) from its run.json (or `info`) and the
     eval_metrics.json beside it; the model is named after the run folder unless model_name says otherwise."""
     from qa_core.run_files import read_run_info
+
+    run_dir = Path(run_dir)  # a str, as load_model and push_run take, failed at `run_dir / ...`
 
     metrics_file, records = run_dir / METRICS_FILE, run_dir / RECORDS_FILE
     metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.exists() else None

@@ -96,6 +96,16 @@ def test_write_model_card_reads_the_run_folder(tmp_path: Path):
     assert ModelCard.load(path).data.to_dict()["model-index"][0]["name"] == "user/x"
 
 
+def test_a_card_says_when_a_run_trained_on_part_of_its_file_and_takes_a_str_folder(tmp_path: Path):
+    """Found by trying the library: a run on the first 100 questions read as trained on the whole file, and
+    write_model_card("runs/x") failed with a TypeError."""
+    write_run_info(tmp_path, run_info(max_train_samples=100))
+    card = write_model_card(str(tmp_path), "user/x").read_text()
+    assert "| max_train_samples | 100 |" in card
+    write_run_info(tmp_path, run_info())
+    assert "max_train_samples" not in write_model_card(str(tmp_path), "user/x").read_text()
+
+
 PUSH = "import sys; from qa_core.model_card import push_run; push_run(sys.argv[1], 'user/x')"
 
 
