@@ -195,11 +195,12 @@ def follow_the_run(args: argparse.Namespace, config: QAConfig) -> QAConfig:
 def run_predict(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
     from qa_core.data import load_examples
     from qa_core.inference import answer_examples, answer_question, config_for_model
-    from qa_core.modeling import load_model
+    from qa_core.modeling import load_model, warn_if_untrained
 
     # the questions first: a bad test file is refused before the model loads
     examples = load_examples(args.test_file, "validation", answers_required=False).examples if args.test_file else ()
     loaded = load_model(config.model_name_or_path)
+    warn_if_untrained(loaded)
     config = follow_run_windows(args, config)
     if args.version_2_with_negative is not False:  # a SQuAD 2.0 run answers as one, at its best threshold...
         config = config_for_model(loaded.source, config)

@@ -21,7 +21,7 @@ from qa_core.features import Feature, featurize
 from qa_core.inference import predict_examples, set_up_precision
 from qa_core.metrics import Metrics, compute_metrics, compute_metrics_v2
 from qa_core.model_card import write_model_card
-from qa_core.modeling import fit_config, load_model
+from qa_core.modeling import fit_config, load_model, warn_if_untrained
 from qa_core.postprocess import Prediction
 from qa_core.run_files import (BEST_SPANS_FILE, CALIBRATION_FILE, CARD_FILE, EVAL_RECORDS, METRICS_FILE, MODEL_DIR,
                                MODEL_RECORDS, NULL_ODDS_FILE, PREDICTIONS_FILE, RECORDS_FILE, RUN_FILE, RUN_RECORDS,
@@ -132,6 +132,7 @@ def run_evaluation(config: QAConfig, device: str | None = None) -> EvalResult:
     examples = load_examples(config.validation_file, "validation", config.max_eval_samples).examples
     check_scorable(examples, config, config.validation_file)  # before the model loads
     loaded = load_model(config.model_name_or_path, torch_device)
+    warn_if_untrained(loaded)
     config = fit_config(config, loaded)
     features = featurize(examples, loaded.tokenizer, config, training=False).features
     bf16 = set_up_precision(loaded.model, config.bf16, torch_device, training=False)

@@ -206,8 +206,11 @@ def featurize(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase, c
         chunks.append(chunk)
     skipped = sum(c.skipped_examples for c in chunks)
     if skipped:
-        logger.info("training: skipped %d of %d examples (no locatable answer, or answer longer than a window)",
-                    skipped, len(examples))
+        unanswerable = 0 if config.version_2_with_negative else sum(not e.answers for e in examples)
+        hint = (f"; {unanswerable} of them have no answer: SQuAD 2.0 data trains on them with "
+                f"version_2_with_negative") if unanswerable else ""
+        logger.info("training: skipped %d of %d examples (no locatable answer, or answer longer than a window)%s",
+                    skipped, len(examples), hint)
     return FeatureSet(tuple(chain.from_iterable(c.features for c in chunks)), skipped)
 
 

@@ -145,6 +145,14 @@ def load_model(name_or_path: str | None, device: str | torch.device = "cpu",
     return LoadedModel(model.to(device), tokenizer, source, is_qa_checkpoint(source), own)
 
 
+def warn_if_untrained(loaded: LoadedModel) -> None:
+    """Evaluating or answering with a base model is allowed (a baseline), but its answers come from a head no one
+    trained, which transformers' load report only hints at."""
+    if not loaded.has_qa_head:
+        logger.warning("%s has no fine-tuned question answering head: its answers come from an untrained head "
+                       "(fine-tune it first with train.py train)", loaded.source)
+
+
 # Names the attention-probability dropout goes by in transformers' configs (BERT/RoBERTa/ELECTRA, DistilBERT/others).
 ATTENTION_DROPOUT_NAMES = ("attention_probs_dropout_prob", "attention_dropout")
 

@@ -223,3 +223,16 @@ def test_a_window_limit_refuses_data_that_makes_more_windows(tokenizer) -> None:
     with window_limits(100 * per_question):  # a training limit leaves evaluation data alone
         assert len(featurize(examples, tokenizer, config, training=False).features) == 150 * per_question
     assert len(featurize(examples, tokenizer, config, training=False).features) == 150 * per_question  # no limit
+
+
+def test_skipping_unanswerable_questions_in_a_v1_run_points_at_squad_2(tokenizer, caplog) -> None:
+    """Found by trying the CLI: SQuAD 2.0 data trained as v1.1 said only 'no locatable answer'."""
+    unanswerable = Example("u", "who is it?", "Nobody is named here.", ())
+    config = QAConfig(max_seq_length=64, doc_stride=16, max_query_length=16)
+    with caplog.at_level("INFO", logger="qa_core.features"):
+        featurize([example("the word is orange", "orange"), unanswerable], tokenizer, config, training=True)
+    assert "skipped 1 of 2 examples" in caplog.text and "1 of them have no answer" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="qa_core.features"):
+        featurize([unanswerable], tokenizer, config.replace(version_2_with_negative=True), training=True)
+    assert "have no answer" not in caplog.text

@@ -72,3 +72,14 @@ def test_a_fresh_qa_head_is_the_same_at_every_load_and_leaves_the_global_generat
         heads.append(loaded.model.qa_outputs.weight)
     assert torch.equal(*heads)
     assert not torch.equal(heads[0], load_model(str(tmp_path), head_seed=7).model.qa_outputs.weight)
+
+
+def test_evaluating_or_answering_with_an_untrained_head_warns(tiny_model_dir: Path, caplog) -> None:
+    """Found by trying the CLI: predict with the embedded base model answered confidently, warning nothing."""
+    from qa_core.modeling import warn_if_untrained
+
+    with caplog.at_level("WARNING", logger="qa_core.modeling"):
+        warn_if_untrained(load_model(str(tiny_model_dir)))
+        assert "untrained head" not in caplog.text
+        assert cli.main(["predict", "--question", "Who keeps the hives?", "--context", "Tomas keeps hives."]) == 0
+    assert "has no fine-tuned question answering head" in caplog.text
