@@ -67,7 +67,7 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
     accumulation = config.gradient_accumulation_steps
     state, cancelled = setup.start, False
     saved = state  # the last checkpoint's state: what a failure reports, and where --resume continues
-    loss_sum, losses, windows, seconds = 0.0, 0, 0, 0.0
+    (loss_sum, losses), windows, seconds = state.pending_loss, 0, 0.0
     earlier = _earlier_finish(setup)  # read before _open_records rewrites run.json
     try:
         _open_records(setup)
@@ -107,6 +107,7 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
                 cancelled = not done and any_rank(should_stop(), dist_ctx)  # all ranks stop together
                 epoch_ends = state.batch_in_epoch == 0 or done
                 if epoch_ends or state.step % config.save_steps == 0 or cancelled:
+                    state = replace(state, pending_loss=(float(loss_sum), losses))
                     state = saved = _save_point(setup, state, emit, evaluate=epoch_ends)
                 if done or cancelled:
                     break

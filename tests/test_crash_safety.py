@@ -121,6 +121,24 @@ def test_a_kill_at_any_point_resumes_to_the_same_weights(straight, tmp_path: Pat
     assert steps == [1, 2, 3, 4, 5, 6]  # each step once: those after the checkpoint were dropped and redone
 
 
+def test_a_resumed_run_logs_the_losses_of_an_uninterrupted_one(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Found by trying the CLI: a resume between two logged steps restarted the logged mean, so the history's
+    loss curve changed though the weights did not."""
+    data = write_tiny_squad(tmp_path / "d.json")
+    straight = run_config(tiny_model_dir, data, tmp_path / "straight").replace(logging_steps=3)
+    assert train(straight).status == "finished"
+    cut = straight.replace(output_dir=str(tmp_path / "cut"))
+    asked: list[int] = []
+    stopped = train(cut, should_stop=lambda: asked.append(1) or len(asked) >= 3)  # also asked before step 1
+    assert stopped.status == "cancelled" and stopped.step == 2  # between the logged steps 0 and 3
+    assert train(cut.replace(resume=True)).status == "finished"
+
+    def losses(run: Path) -> list[tuple[int, float]]:
+        return [(e.step, e.loss) for e in read_history(run / "history.jsonl") if e.kind == "step"]
+
+    assert losses(tmp_path / "cut") == losses(tmp_path / "straight") and len(losses(tmp_path / "cut")) == 2
+
+
 def test_the_uninterrupted_run_keeps_records_that_agree(straight) -> None:
     reference, _ = straight
     assert_records_agree(reference)
