@@ -163,8 +163,17 @@ def push_trained_run(args: argparse.Namespace, output: dict[str, Any]) -> str:
 def run_evaluate(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
     from qa_core.evaluation import run_evaluation
 
-    result = run_evaluation(follow_the_run(args, config))
+    config = follow_the_run(args, config)
+    warn_if_threshold_unused(args, config)
+    result = run_evaluation(config)
     return {"output_dir": config.output_dir, **result.metrics.to_dict()}
+
+
+def warn_if_threshold_unused(args: argparse.Namespace, config: QAConfig) -> None:
+    if args.null_score_diff_threshold is not None and not config.version_2_with_negative:
+        logger.warning("--null_score_diff_threshold %g has no effect: the model answers SQuAD v1.1 style (every "
+                       "question answered); add --version_2_with_negative to let it abstain",
+                       args.null_score_diff_threshold)
 
 
 def follow_run_windows(args: argparse.Namespace, config: QAConfig) -> QAConfig:
@@ -206,6 +215,7 @@ def run_predict(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
         config = config_for_model(loaded.source, config)
     if args.null_score_diff_threshold is not None:  # ...unless a threshold is given
         config = config.replace(null_score_diff_threshold=args.null_score_diff_threshold)
+    warn_if_threshold_unused(args, config)
     if args.test_file:
         answers = answer_examples(loaded, examples, config)
         if args.output_file:

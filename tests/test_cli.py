@@ -402,3 +402,11 @@ def test_an_abbreviation_is_not_taken_for_another_option(capsys: pytest.CaptureF
     with pytest.raises(SystemExit):
         cli.main(["train", "--train_file", "sample", "--lr", "3e-5"])
     assert "unrecognized arguments: --lr 3e-5" in capsys.readouterr().err
+
+
+def test_a_threshold_that_cannot_apply_is_not_silently_ignored(tiny_model_dir: Path, caplog: pytest.LogCaptureFixture):
+    """Found by trying the CLI: --null_score_diff_threshold on a v1.1 model changed nothing and said nothing."""
+    with caplog.at_level("WARNING", logger="qa_core.cli"):
+        assert cli.main(["predict", "--model_name_or_path", str(tiny_model_dir), "--question", "Who?", "--context",
+                         "Ann came.", "--null_score_diff_threshold", "-100"]) == 0
+    assert "--null_score_diff_threshold -100 has no effect" in caplog.text
