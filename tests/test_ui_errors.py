@@ -160,6 +160,13 @@ def test_why_this_answer_shows_attributions_within_the_budget(service):
     assert "not in this run" in ui.attribute("b", "no-such-id")["attribution_note"]
 
 
+def test_an_f1_range_set_high_to_low_reads_as_the_range_between(service):
+    """Found by trying the app: F1 from 80 to 20 gave an empty table with no hint."""
+    ui = ErrorsHandlers(service)
+    ascending = ui.filter_table("b", False, 0, 100, "all", "", "id")["table"]
+    assert len(ascending) and ui.filter_table("b", False, 100, 0, "all", "", "id")["table"].equals(ascending)
+
+
 def test_a_public_server_explains_its_own_runs_records(service, runs):
     """It refused every row ('not offered on this server'): the run went to the model check as a server path."""
     public = QAService(replace(service.settings, public=True))

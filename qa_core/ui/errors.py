@@ -72,7 +72,8 @@ class ErrorsHandlers:
                      sort: str, kind: str = V2_ERRORS[0], threshold: float | None = None) -> Outputs:
         try:
             records = self.records(run, threshold)
-            return {"table": views.record_table(records, only_wrong, (f1_min, f1_max), word, search or "", sort,
+            f1_range = tuple(sorted((f1_min, f1_max)))  # sliders set "from 80 to 20" mean 20..80, not nothing
+            return {"table": views.record_table(records, only_wrong, f1_range, word, search or "", sort,
                                                 kind if views.is_squad_v2(records) else V2_ERRORS[0])}
         except (ValueError, OSError):
             return {"table": pd.DataFrame(columns=views.TABLE_COLUMNS)}
