@@ -128,6 +128,7 @@ def load_model(name_or_path: str | None, device: str | torch.device = "cpu",
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         config = AutoConfig.from_pretrained(source)
+        check_vocabulary(source, tokenizer, config)  # before the weights: a folder without one loads in vain
         own = {name: getattr(config, name) for name in attention_dropout_names(config, attention_dropout)}
         config = set_attention_dropout(config, attention_dropout)
         # fp32 weights even from a bf16 folder: training keeps fp32 masters, autocast picks bf16 per op
@@ -143,6 +144,18 @@ def load_model(name_or_path: str | None, device: str | torch.device = "cpu",
         raise ModelNotFoundError(f"model {name_or_path!r}: needs a fast tokenizer (tokenizer.json) for offsets")
     logger.info("loaded model from %s", source)
     return LoadedModel(model.to(device), tokenizer, source, is_qa_checkpoint(source), own)
+
+
+def check_vocabulary(source: str, tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig) -> None:
+    """Refuse a tokenizer far smaller than the model's embedding table: a folder copied without its vocabulary
+    file (keeping tokenizer_config.json) gives one of its few special tokens, and every word becomes unknown.
+    Below half, since embeddings padded above the tokenizer (to a multiple of 64, say) and a few added tokens
+    are ordinary; a missing vocabulary leaves a handful of tokens against thousands."""
+    vocab_size = getattr(config, "vocab_size", None)
+    if isinstance(vocab_size, int) and len(tokenizer) < vocab_size / 2:
+        raise ModelNotFoundError(f"{source}: the tokenizer has {len(tokenizer)} tokens against the model's "
+                                 f"vocab_size {vocab_size}, so its vocabulary file (tokenizer.json, vocab.txt, "
+                                 f"or a sentencepiece model) is missing and every word would be unknown")
 
 
 # Names the attention-probability dropout goes by in transformers' configs (BERT/RoBERTa/ELECTRA, DistilBERT/others).
