@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from transformers import (AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer, PretrainedConfig, PreTrainedModel,
                           PreTrainedTokenizerBase)
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
 
 from qa_core.config import DEFAULT_MODEL, QAConfig
 from qa_core.batching import BatchFormat
@@ -128,7 +129,6 @@ def load_model(name_or_path: str | None, device: str | torch.device = "cpu",
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         config = AutoConfig.from_pretrained(source)
-        check_vocabulary(source, tokenizer, config)  # before the weights: a folder without one loads in vain
         own = {name: getattr(config, name) for name in attention_dropout_names(config, attention_dropout)}
         config = set_attention_dropout(config, attention_dropout)
         # fp32 weights even from a bf16 folder: training keeps fp32 masters, autocast picks bf16 per op
@@ -138,12 +138,27 @@ def load_model(name_or_path: str | None, device: str | torch.device = "cpu",
             torch.manual_seed(head_seed)
             model = AutoModelForQuestionAnswering.from_pretrained(source, config=config, dtype=torch.float32)
     except OSError as err:
-        raise ModelNotFoundError(f"model {name_or_path!r}: not a local folder ({Path(source).resolve()} does not "
-                                 f"exist) and not loadable from the hub ({err})") from None
+        raise load_error(name_or_path, source, err) from None
+    # after the weights: a folder with neither (config.json alone) is told first that it has no weights
+    check_vocabulary(source, tokenizer, config)
     if not getattr(tokenizer, "is_fast", False):
         raise ModelNotFoundError(f"model {name_or_path!r}: needs a fast tokenizer (tokenizer.json) for offsets")
     logger.info("loaded model from %s", source)
     return LoadedModel(model.to(device), tokenizer, source, is_qa_checkpoint(source), own)
+
+
+WEIGHT_FILES = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)  # what loads
+
+
+def load_error(name_or_path: str | None, source: str, err: OSError) -> ModelNotFoundError:
+    """Why a resolved model did not load. resolve_model found a local folder with a config.json: transformers'
+    message then speaks of the hub, so a folder without weights is said to be one; a hub id keeps its message."""
+    folder = Path(source)
+    if not folder.is_dir():
+        return ModelNotFoundError(f"model {name_or_path!r}: not loadable from the hub ({err})")
+    if not any((folder / name).is_file() for name in WEIGHT_FILES):
+        return ModelNotFoundError(f"{folder}: folder has no model weights ({SAFE_WEIGHTS_NAME} or {WEIGHTS_NAME})")
+    return ModelNotFoundError(f"{folder}: the model in this folder does not load ({err})")
 
 
 def check_vocabulary(source: str, tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig) -> None:

@@ -104,3 +104,18 @@ def test_embeddings_padded_above_the_tokenizer_or_a_few_added_tokens_still_load(
     more.add_tokens(["<lighthouse>", "<keeper>"])
     more.save_pretrained(added)
     assert len(load_model(str(added)).tokenizer) == len(tokenizer) + 2
+
+
+def test_a_folder_without_weights_says_so(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """It said '... not a local folder (... does not exist) and not loadable from the hub' of a folder that exists."""
+    only_config = tmp_path / "onlycfg"
+    only_config.mkdir()
+    shutil.copy(tiny_model_dir / "config.json", only_config)
+    no_weights = tmp_path / "no-weights"
+    shutil.copytree(tiny_model_dir, no_weights)
+    (no_weights / "model.safetensors").unlink()
+    for folder in (only_config, no_weights):
+        with pytest.raises(ModelNotFoundError, match=re.escape(f"{folder}: folder has no model weights "
+                                                               f"(model.safetensors or pytorch_model.bin)")) as caught:
+            load_model(str(folder))
+        assert "does not exist" not in str(caught.value) and "hub" not in str(caught.value)
