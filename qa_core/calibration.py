@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 BINS = 10
 CURVE_POINTS = 200  # thresholds of a coverage curve at most: enough for a smooth line, few enough to send
 LOG_TEMPERATURES = np.linspace(-3.0, 3.0, 241)  # temperatures from e^-3 to e^3 searched by the fit
+MIN_CALIBRATION_QUESTIONS = 50  # answered questions a temperature needs: on a few, one answer sets it to an edge
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,9 @@ class Calibration:
     """A temperature fitted on one run's evaluation records, stored in the run folder as calibration.json.
 
     ece_after is measured on the records the temperature was fitted on (one parameter, so it overfits little).
-    A SQuAD 2.0 run is fitted on its answered questions only (see answered_records).
+    A SQuAD 2.0 run is fitted on its answered questions only (see answered_records). unfitted says why no
+    temperature was fitted (too few answered questions, or a fit that ran to the edge of the searched range):
+    then temperature is 1 and the bins and ECE after are those before.
     """
 
     temperature: float
@@ -56,6 +59,7 @@ class Calibration:
     bins_before: tuple[ReliabilityBin, ...]
     bins_after: tuple[ReliabilityBin, ...]
     abstentions: int | None = None  # a SQuAD 2.0 run's, left out; None: a file from before they were left out
+    unfitted: str | None = None  # why no temperature was fitted; None: fitted
 
 
 def answered_records(records: Sequence[QuestionRecord]) -> list[QuestionRecord]:
@@ -151,15 +155,40 @@ def _log_loss(probability: np.ndarray, outcome: np.ndarray) -> float:
 
 
 def fit_calibration(records: Sequence[QuestionRecord], bins: int = BINS) -> Calibration:
-    """The temperature and reliability bins of a run's answered questions; with none answered (a SQuAD 2.0 run
-    abstaining everywhere) nothing is fitted and the probabilities stay as the model gives them (T = 1)."""
+    """The temperature and reliability bins of a run's answered questions. With fewer than
+    MIN_CALIBRATION_QUESTIONS answered (a SQuAD 2.0 run abstaining almost everywhere), or a fit at the edge of
+    the searched range, nothing is fitted and the probabilities stay as the model gives them (T = 1)."""
     if not records:
         raise ValueError("no evaluation records to fit a temperature on")
     answers = answered_records(records)
-    temperature = fit_temperature(answers) if answers else 1.0
+    temperature = fit_temperature(answers) if len(answers) >= MIN_CALIBRATION_QUESTIONS else 1.0
     before, after = record_bins(answers, 1.0, bins), record_bins(answers, temperature, bins)
-    return Calibration(temperature, expected_calibration_error(before), expected_calibration_error(after),
-                       len(answers), before, after, len(records) - len(answers))
+    fitted = Calibration(temperature, expected_calibration_error(before), expected_calibration_error(after),
+                         len(answers), before, after, len(records) - len(answers))
+    why = unfitted_reason(fitted.questions, fitted.temperature)
+    if why is not None:
+        logger.warning("no temperature fitted, probabilities kept as the model gives them: %s", why)
+        return unfitted(fitted, why)
+    return fitted
+
+
+def unfitted_reason(questions: int, temperature: float) -> str | None:
+    """Why a temperature fitted on this many answered questions is not to be applied; None when it is. A fit at
+    either end of LOG_TEMPERATURES means the log loss still fell beyond it (e.g. every answer right, so
+    sharpening always helps): the records do not pin a temperature down, and the edge is an arbitrary one."""
+    if questions < MIN_CALIBRATION_QUESTIONS:
+        return (f"too few evaluation questions to calibrate ({questions} answered, "
+                f"{MIN_CALIBRATION_QUESTIONS} needed)")
+    if np.isclose(np.log(temperature), LOG_TEMPERATURES[[0, -1]]).any():
+        return (f"the temperature fit ran to the edge of its search range (T = {temperature:.3g}), so these "
+                f"evaluation questions do not settle a temperature")
+    return None
+
+
+def unfitted(calibration: Calibration, why: str) -> Calibration:
+    """The calibration with no temperature applied: T = 1, the bins and ECE after those before."""
+    return replace(calibration, temperature=1.0, ece_after=calibration.ece_before,
+                   bins_after=calibration.bins_before, unfitted=why)
 
 
 def current_calibration(stored: Calibration | None, records: Sequence[QuestionRecord]) -> Calibration:
@@ -190,9 +219,15 @@ def read_calibration(run: str | Path) -> Calibration | None:
         return None
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-        return Calibration(raw["temperature"], raw["ece_before"], raw["ece_after"], raw["questions"],
-                           tuple(ReliabilityBin(**b) for b in raw["bins_before"]),
-                           tuple(ReliabilityBin(**b) for b in raw["bins_after"]), raw.get("abstentions"))
+        stored = Calibration(raw["temperature"], raw["ece_before"], raw["ece_after"], raw["questions"],
+                             tuple(ReliabilityBin(**b) for b in raw["bins_before"]),
+                             tuple(ReliabilityBin(**b) for b in raw["bins_after"]), raw.get("abstentions"),
+                             raw.get("unfitted"))
+        if "unfitted" in raw:
+            return stored
+        # A file from before the minimum of questions and the edge check: judged here, as the fit now would.
+        why = unfitted_reason(stored.questions, stored.temperature)
+        return stored if why is None else unfitted(stored, why)
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise ValueError(f"{path}: not a calibration file ({err})") from None
 
@@ -259,18 +294,26 @@ def _outcomes(records: Sequence[QuestionRecord]) -> tuple[np.ndarray, np.ndarray
 
 
 def answer_temperature(source: str) -> float | None:
-    """The temperature of a run's calibration.json; None (probabilities as the model gives them) without a usable
-    one (a fitted temperature may be exactly 1), or with a SQuAD 2.0 run's file from before abstentions were left
-    out, checked by the null odds file beside it rather than by reading every record at every answer."""
+    """The temperature of a run's calibration.json (see answer_calibration)."""
+    return answer_calibration(source)[0]
+
+
+def answer_calibration(source: str) -> tuple[float | None, str | None]:
+    """The temperature of a run's calibration.json and, where the run has one but no temperature was fitted, why
+    (to say beside the answer). None (probabilities as the model gives them) without a usable one (a fitted
+    temperature may be exactly 1), or with a SQuAD 2.0 run's file from before abstentions were left out, checked
+    by the null odds file beside it rather than by reading every record at every answer."""
     try:
         calibration = run_calibration(source)
     except (ValueError, OSError) as err:  # a broken calibration file must not stop answering
         logger.warning("answering with uncalibrated probabilities: %s", err)
-        return None
+        return None, None
     if calibration is None:
-        return None
+        return None, None
+    if calibration.unfitted is not None:
+        return None, calibration.unfitted
     if calibration.abstentions is None and (run_folder(Path(source)) / NULL_ODDS_FILE).exists():
         logger.warning("answering with uncalibrated probabilities: the calibration of %s was fitted with its "
                        "abstentions mixed in (an older version); evaluate the run again to refit it", source)
-        return None
-    return calibration.temperature
+        return None, None
+    return calibration.temperature, None

@@ -25,7 +25,7 @@ from qa_core.modeling import fit_config, load_model, warn_if_untrained
 from qa_core.postprocess import Prediction
 from qa_core.run_files import (BEST_SPANS_FILE, CALIBRATION_FILE, CARD_FILE, EVAL_RECORDS, METRICS_FILE, MODEL_DIR,
                                MODEL_RECORDS, NULL_ODDS_FILE, PREDICTIONS_FILE, RECORDS_FILE, RUN_FILE, RUN_RECORDS,
-                               RunInfo, check_output_dir, evaluates_own_run, read_run_info)
+                               RunInfo, check_eval_output_dir, evaluates_own_run, read_run_info)
 from qa_core.wording import TwoWordings
 
 # With --overwrite_output_dir an evaluation replaces a run's records, but not the model it may be evaluating.
@@ -124,8 +124,8 @@ def run_evaluation(config: QAConfig, device: str | None = None) -> EvalResult:
     output_dir = Path(config.output_dir)
     # Never mix with a run's or another evaluation's files; a run evaluated into its own folder refreshes only its
     # evaluation files (its run.json, checkpoint, history and model stay).
+    check_eval_output_dir(output_dir, config.model_name_or_path, config.overwrite_output_dir)
     own_run = evaluates_own_run(output_dir, config.model_name_or_path)
-    check_output_dir(output_dir, config.overwrite_output_dir or own_run, can_resume=False)
     run = read_run_info(output_dir) if (output_dir / RUN_FILE).is_file() else None  # its card outlives run.json
     dist_ctx = init_distributed()
     torch_device = device_for(dist_ctx, device)

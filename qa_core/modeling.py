@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from transformers import (AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer, PretrainedConfig, PreTrainedModel,
                           PreTrainedTokenizerBase)
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
 
 from qa_core.config import DEFAULT_MODEL, QAConfig
 from qa_core.batching import BatchFormat
@@ -137,8 +138,9 @@ def load_model(name_or_path: str | None, device: str | torch.device = "cpu",
             torch.manual_seed(head_seed)
             model = AutoModelForQuestionAnswering.from_pretrained(source, config=config, dtype=torch.float32)
     except OSError as err:
-        raise ModelNotFoundError(f"model {name_or_path!r}: not a local folder ({Path(source).resolve()} does not "
-                                 f"exist) and not loadable from the hub ({err})") from None
+        raise load_error(name_or_path, source, err) from None
+    # after the weights: a folder with neither (config.json alone) is told first that it has no weights
+    check_vocabulary(source, tokenizer, config)
     if not getattr(tokenizer, "is_fast", False):
         raise ModelNotFoundError(f"model {name_or_path!r}: needs a fast tokenizer (tokenizer.json) for offsets")
     logger.info("loaded model from %s", source)
@@ -151,6 +153,32 @@ def warn_if_untrained(loaded: LoadedModel) -> None:
     if not loaded.has_qa_head:
         logger.warning("%s has no fine-tuned question answering head: its answers come from an untrained head "
                        "(fine-tune it first with train.py train)", loaded.source)
+
+
+WEIGHT_FILES = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)  # what loads
+
+
+def load_error(name_or_path: str | None, source: str, err: OSError) -> ModelNotFoundError:
+    """Why a resolved model did not load. resolve_model found a local folder with a config.json: transformers'
+    message then speaks of the hub, so a folder without weights is said to be one; a hub id keeps its message."""
+    folder = Path(source)
+    if not folder.is_dir():
+        return ModelNotFoundError(f"model {name_or_path!r}: not loadable from the hub ({err})")
+    if not any((folder / name).is_file() for name in WEIGHT_FILES):
+        return ModelNotFoundError(f"{folder}: folder has no model weights ({SAFE_WEIGHTS_NAME} or {WEIGHTS_NAME})")
+    return ModelNotFoundError(f"{folder}: the model in this folder does not load ({err})")
+
+
+def check_vocabulary(source: str, tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig) -> None:
+    """Refuse a tokenizer far smaller than the model's embedding table: a folder copied without its vocabulary
+    file (keeping tokenizer_config.json) gives one of its few special tokens, and every word becomes unknown.
+    Below half, since embeddings padded above the tokenizer (to a multiple of 64, say) and a few added tokens
+    are ordinary; a missing vocabulary leaves a handful of tokens against thousands."""
+    vocab_size = getattr(config, "vocab_size", None)
+    if isinstance(vocab_size, int) and len(tokenizer) < vocab_size / 2:
+        raise ModelNotFoundError(f"{source}: the tokenizer has {len(tokenizer)} tokens against the model's "
+                                 f"vocab_size {vocab_size}, so its vocabulary file (tokenizer.json, vocab.txt, "
+                                 f"or a sentencepiece model) is missing and every word would be unknown")
 
 
 # Names the attention-probability dropout goes by in transformers' configs (BERT/RoBERTa/ELECTRA, DistilBERT/others).

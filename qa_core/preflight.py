@@ -12,7 +12,7 @@ from typing import Any
 
 from qa_core.config import QAConfig
 from qa_core.data_sources import looks_like_a_path
-from qa_core.run_files import (MODEL_DIR, RUN_FILE, RunRefused, check_output_dir, evaluates_own_run,
+from qa_core.run_files import (MODEL_DIR, RUN_FILE, RunRefused, check_eval_output_dir, check_output_dir,
                                find_checkpoint, held_records, model_folder)
 
 # What a resume may change: how long it trains (to extend a run, whose decay then spans the new length), how
@@ -40,8 +40,7 @@ def check_paths(args: argparse.Namespace, config: QAConfig) -> None:
         check_output_file(args.output_file, args.test_file)
     output_dir = Path(config.output_dir)
     if args.command == "evaluate":
-        check_output_dir(output_dir, config.overwrite_output_dir or
-                         evaluates_own_run(output_dir, config.model_name_or_path), can_resume=False)
+        check_eval_output_dir(output_dir, config.model_name_or_path, config.overwrite_output_dir)
     elif args.command == "train" and config.resume:
         check_resume(config)
     elif args.command == "train":

@@ -90,6 +90,19 @@ def evaluates_own_run(output_dir: Path, model_name_or_path: str) -> bool:
     return run_folder(model_folder(model)).resolve() == output_dir.resolve()
 
 
+def check_eval_output_dir(output_dir: Path, model_name_or_path: str, overwrite: bool) -> None:
+    """Where an evaluation may write: not a run's model/ folder, flag or not (its eval files would sit beside the
+    weights, in the folder pushed to the Hub); else as check_output_dir, where evaluating a run or plain model
+    folder into its own folder replaces only its evaluation files."""
+    run = run_folder(output_dir)
+    if run != output_dir:
+        advice = (f"evaluate into the run folder {run}, which replaces only its evaluation files"
+                  if evaluates_own_run(run, model_name_or_path) else "choose another output folder")
+        raise ValueError(f"output_dir {output_dir} is the model folder of run {run}: evaluation files there would "
+                         f"sit beside its weights, in the folder pushed to the Hub; {advice}")
+    check_output_dir(output_dir, overwrite or evaluates_own_run(output_dir, model_name_or_path), can_resume=False)
+
+
 def find_checkpoint(output_dir: Path) -> Path | None:
     """The latest complete checkpoint; a kill between the two renames leaves it under .old."""
     for name in (CHECKPOINT_DIR, CHECKPOINT_DIR + OLD_SUFFIX):

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from qa_core.calibration import Calibration, answer_temperature, fit_calibration, read_calibration, rescale_result
+from qa_core.calibration import Calibration, answer_calibration, fit_calibration, read_calibration, rescale_result
 from qa_core.compare import Comparison, compare_runs
 from qa_core.config import QAConfig, config_options
 from qa_core.data import load_examples
@@ -90,15 +90,17 @@ class QAService:
                           caller: Caller = LOCAL) -> dict[str, Any]:
         """Answer a question about a context; model: '' for the default, a run name, or an offered hub id."""
         result, loaded, seconds = await self.answer_in_turn(model, question, context, caller=caller)
-        result, temperature = self.calibrate(result, loaded)
-        return answer_json(result, (model or "").strip() or default_name(self.settings), seconds, temperature)
+        result, temperature, uncalibrated = self.calibrate(result, loaded)
+        return answer_json(result, (model or "").strip() or default_name(self.settings), seconds, temperature,
+                           uncalibrated)
 
     @staticmethod
-    def calibrate(result: AnswerResult, loaded: LoadedModel) -> tuple[AnswerResult, float | None]:
-        """The answer with probabilities at its run's fitted temperature (the Ask tab and /answer alike), and that
-        temperature (None: the run has no calibration)."""
-        temperature = answer_temperature(loaded.source)
-        return (result if temperature is None else rescale_result(result, temperature)), temperature
+    def calibrate(result: AnswerResult, loaded: LoadedModel) -> tuple[AnswerResult, float | None, str | None]:
+        """The answer with probabilities at its run's fitted temperature (the Ask tab and /answer alike), that
+        temperature (None: the run has no calibration), and why none was fitted where the run has a calibration
+        without one (too few evaluation questions)."""
+        temperature, uncalibrated = answer_calibration(loaded.source)
+        return (result if temperature is None else rescale_result(result, temperature)), temperature, uncalibrated
 
     def model_choices(self) -> list[tuple[str, str]]:
         """(label, value) for a model picker: the default, offered hub ids, finished runs, each run once and by

@@ -51,9 +51,11 @@ def alternatives_table(result: AnswerResult | None) -> pd.DataFrame:
                          "probability": [round(s.probability, 3) for s in spans]})
 
 
-def answer_json(result: AnswerResult, model: str, seconds: float, temperature: float | None = None) -> dict[str, Any]:
+def answer_json(result: AnswerResult, model: str, seconds: float, temperature: float | None = None,
+                uncalibrated: str | None = None) -> dict[str, Any]:
     """An answer for programs: text, character span, score, probability (temperature-scaled where the run has a
-    calibration, as the Ask tab shows it), alternatives, windows, milliseconds."""
+    calibration, as the Ask tab shows it; uncalibrated: why its run has none fitted), alternatives, windows,
+    milliseconds."""
     spans = result.prediction.alternatives
     best = spans[0] if spans else None
     return {"model": model, "answer": result.prediction.text,
@@ -64,16 +66,20 @@ def answer_json(result: AnswerResult, model: str, seconds: float, temperature: f
                               "probability": s.probability} for s in spans],
             "abstained": result.prediction.abstained,  # SQuAD 2.0 runs: no answer in this context
             "calibrated": temperature is not None, "temperature": 1.0 if temperature is None else temperature,
+            "uncalibrated_reason": uncalibrated,
             "windows": result.windows, "milliseconds": round(seconds * 1000, 2)}
 
 
-def answer_headline(result: AnswerResult, temperature: float | None = None) -> tuple[str, str]:
-    """The answer in a few words and the line under it: its probability, or why there is no answer (SQuAD 2.0)."""
+def answer_headline(result: AnswerResult, temperature: float | None = None,
+                    uncalibrated: str | None = None) -> tuple[str, str]:
+    """The answer in a few words and the line under it: its probability (calibrated at temperature, or
+    uncalibrated for the reason given), or why there is no answer (SQuAD 2.0)."""
     prediction = result.prediction
     if prediction.abstained or not prediction.alternatives:
         alternative = " The dashed span is the best one it passed over." if prediction.alternatives else ""
         return "No answer in this text", answer_note(prediction) + alternative
-    calibrated = f" (calibrated, temperature {temperature:.2f})" if temperature is not None else ""
+    calibrated = (f" (calibrated, temperature {temperature:.2f})" if temperature is not None else
+                  f" (uncalibrated: {uncalibrated})" if uncalibrated else "")
     return prediction.text, f"probability {prediction.alternatives[0].probability:.0%}{calibrated}"
 
 
@@ -262,11 +268,16 @@ def pair_highlight(pair: PairedRecord) -> list[tuple[str, str | None]]:
 
 
 def calibration_text(calibration: Calibration) -> str:
-    """ECE before and after, the temperature, and what it was fitted on: a SQuAD 2.0 run's answers only."""
+    """ECE before and after, the temperature, and what it was fitted on: a SQuAD 2.0 run's answers only; or why
+    no temperature was fitted, with the ECE of the probabilities as the model gives them."""
     questions = f"{calibration.questions} evaluation questions"
     if calibration.abstentions:
         questions = (f"{calibration.questions} answered evaluation questions; its {calibration.abstentions} "
                      f"abstentions are left out, having no answer probability")
+    if calibration.unfitted is not None:
+        return (f"No temperature fitted: {calibration.unfitted}. Expected calibration error "
+                f"{calibration.ece_before:.3f} on this run's {questions}; the Ask tab shows the probabilities "
+                f"as the model gives them, uncalibrated")
     return (f"Expected calibration error {calibration.ece_before:.3f} before and {calibration.ece_after:.3f} after "
             f"temperature scaling (T = {calibration.temperature:.2f}, fitted on this run's {questions}; the Ask "
             f"tab shows probabilities at this temperature)")

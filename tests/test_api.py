@@ -270,19 +270,24 @@ def test_the_api_gives_the_ask_tabs_calibrated_probability(client, runs, tiny_mo
     from qa_core.service import QAService
     from qa_core.ui.ask import AskHandlers
 
+    def fitted(run: Path, temperature: float) -> calibration.Calibration:
+        """The run's calibration as if fitted at this temperature (its tiny evaluation is too few to fit one)."""
+        return calibration.replace(calibration.read_calibration(run), temperature=temperature, unfitted=None)
+
     run = runs / "20250101-000001-calibrated"
     shutil.copytree(runs / "20250101-000000-tiny", run)
     try:
         plain = client.predict(run.name, QUESTION, CONTEXT, api_name="/answer")
-        calibration.write_calibration(run, calibration.replace(calibration.read_calibration(run), temperature=3.0))
+        calibration.write_calibration(run, fitted(run, 3.0))
         scaled = client.predict(run.name, QUESTION, CONTEXT, api_name="/answer")
-        calibration.write_calibration(run, calibration.replace(calibration.read_calibration(run), temperature=1.0))
+        calibration.write_calibration(run, fitted(run, 1.0))
         fitted_at_one = client.predict(run.name, QUESTION, CONTEXT, api_name="/answer")
-        calibration.write_calibration(run, calibration.replace(calibration.read_calibration(run), temperature=3.0))
+        calibration.write_calibration(run, fitted(run, 3.0))
         shown = AskHandlers(QAService(Settings(runs, str(tiny_model_dir), training_enabled=False,
                                                fast_inference=False, public=True))).ask(run.name, QUESTION, CONTEXT)
     finally:
         shutil.rmtree(run)
+    assert not plain["calibrated"] and "too few evaluation questions" in plain["uncalibrated_reason"]
     assert scaled["calibrated"] and scaled["temperature"] == 3.0 and scaled["probability"] != plain["probability"]
     assert fitted_at_one["calibrated"] and fitted_at_one["temperature"] == 1.0  # fitted, at exactly 1
     assert list(shown["alternatives"]["probability"]) == [round(a["probability"], 3) for a in scaled["alternatives"]]

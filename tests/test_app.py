@@ -413,10 +413,12 @@ def test_a_calibrated_run_shows_scaled_probabilities(ui, tiny_run, tmp_path):
     from qa_core import calibration
 
     run = copy_run(tiny_run, tmp_path / "calibrated-run")
+    too_few = ui.ask.ask(str(run), QUESTION, CONTEXT)  # a tiny evaluation: too few questions for a temperature
+    assert "(uncalibrated: too few evaluation questions to calibrate" in part(too_few["answer"], "qa-detail")
     (run / calibration.CALIBRATION_FILE).unlink()  # evaluation stored one; without it Ask shows raw probabilities
     plain = ui.ask.ask(str(run), QUESTION, CONTEXT)
     fitted = calibration.fit_calibration(error_analysis.run_records(str(run)))
-    calibration.write_calibration(run, calibration.replace(fitted, temperature=3.0))
+    calibration.write_calibration(run, calibration.replace(fitted, temperature=3.0, unfitted=None))
     scaled = ui.ask.ask(str(run), QUESTION, CONTEXT)
     assert "calibrated, temperature 3.00" in part(scaled["answer"], "qa-detail")
     assert "calibrated" not in part(plain["answer"], "qa-detail")

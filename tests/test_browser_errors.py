@@ -96,7 +96,7 @@ def test_compare_explain_and_calibrate(server, browser):  # noqa: F811 (the fixt
     open_accordion(browser, "Trust the score: calibration")
     wait_for(lambda: find(browser, "#calibration-reliability .js-plotly-plot"), 60, "the reliability diagram")
     wait_for(lambda: find(browser, "#calibration-coverage .js-plotly-plot"), 60, "the coverage curve")
-    assert "before and" in find(browser, "#calibration-text textarea").get_attribute("value")
+    assert "Expected calibration error" in find(browser, "#calibration-text textarea").get_attribute("value")
     assert "questions answered" in find(browser, "#calibration-readout textarea").get_attribute("value")
     browser.execute_script("arguments[0].scrollIntoView()", find(browser, "#calibration-panel"))
     browser.save_screenshot(str(ARTIFACTS / "errors-3-calibration.png"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -178,13 +179,54 @@ def test_a_squad2_run_calibrates_its_answers_and_leaves_its_abstentions_out():
 def test_answers_ignore_a_squad2_calibration_fitted_with_abstentions_mixed_in(tmp_path):
     """A calibration.json from before abstentions were left out holds a temperature fitted on them: the Ask tab and
     /answer answer with the model's own probabilities until the run is evaluated again."""
-    answers = [v2_record(n, 0.6, n % 2 == 0, True) for n in range(10)]
-    abstentions = [v2_record(10 + n, 0.95, False, False) for n in range(10)]
+    count = calibration.MIN_CALIBRATION_QUESTIONS  # enough answers to fit a temperature on, 7 in 10 right
+    answers = [v2_record(n, 0.55 + 0.4 * (n % 9) / 8, True, n % 10 < 7) for n in range(count)]
+    abstentions = [v2_record(count + n, 0.95, False, False) for n in range(10)]
     write_records(tmp_path / RECORDS_FILE, answers + abstentions)
     (tmp_path / NULL_ODDS_FILE).write_text("{}", encoding="utf-8")  # what a SQuAD 2.0 evaluation writes
     fitted = calibration.calibrate_run(tmp_path)
-    assert calibration.answer_temperature(str(tmp_path)) == fitted.temperature
+    assert fitted.unfitted is None and calibration.answer_temperature(str(tmp_path)) == fitted.temperature != 1.0
     calibration.write_calibration(tmp_path, calibration.replace(fitted, abstentions=None, temperature=3.0))
     assert calibration.answer_temperature(str(tmp_path)) is None
     (tmp_path / NULL_ODDS_FILE).unlink()  # a SQuAD v1.1 run: its older file stays usable
     assert calibration.answer_temperature(str(tmp_path)) == 3.0
+
+
+def test_too_few_answered_questions_fit_no_temperature(tmp_path):
+    """A SQuAD 2.0 run that answered 1 question of 60 stored a temperature of e^-3 fitted on that one answer
+    (ECE 0 after), and /answer then gave every answer probability 1.0 as 'calibrated'."""
+    answers = [v2_record(0, 0.6, True, True)]
+    abstentions = [v2_record(1 + n, 0.95, False, False) for n in range(59)]
+    fitted = calibration.fit_calibration(answers + abstentions)
+    assert (fitted.temperature, fitted.questions, fitted.abstentions) == (1.0, 1, 59)
+    assert fitted.ece_after == fitted.ece_before and fitted.bins_after == fitted.bins_before
+    assert "too few" in fitted.unfitted and f"{calibration.MIN_CALIBRATION_QUESTIONS} needed" in fitted.unfitted
+    shown = views.calibration_text(fitted)
+    assert shown.startswith("No temperature fitted: too few") and "T = " not in shown
+    write_records(tmp_path / RECORDS_FILE, answers + abstentions)
+    (tmp_path / NULL_ODDS_FILE).write_text("{}", encoding="utf-8")
+    calibration.write_calibration(tmp_path, fitted)
+    assert calibration.read_calibration(tmp_path) == fitted
+    assert calibration.answer_calibration(str(tmp_path)) == (None, fitted.unfitted)
+
+
+def test_a_calibration_file_from_before_the_minimum_is_read_as_unfitted(tmp_path):
+    """The file that run stored, without the unfitted field: its temperature at the grid's edge is not applied."""
+    bins = [{"low": 0.9, "high": 1.0, "questions": 1, "mean_probability": 0.6, "exact_fraction": 1.0, "mean_f1": 1.0}]
+    old = {"temperature": float(np.exp(-3.0)), "ece_before": 0.4, "ece_after": 0.0, "questions": 1,
+           "bins_before": bins, "bins_after": [{**bins[0], "mean_probability": 1.0}], "abstentions": 59}
+    (tmp_path / calibration.CALIBRATION_FILE).write_text(json.dumps(old), encoding="utf-8")
+    stored = calibration.read_calibration(tmp_path)
+    assert (stored.temperature, stored.ece_after, stored.questions) == (1.0, 0.4, 1)
+    assert stored.bins_after == stored.bins_before and "too few" in stored.unfitted
+    assert calibration.answer_temperature(str(tmp_path)) is None
+
+
+def test_a_fit_at_the_edge_of_the_searched_temperatures_is_not_applied():
+    """Answers all right at 0.6 keep lowering the log loss as T falls: the grid search stops at its edge, e^-3,
+    a temperature the records do not pin down (the optimum lies beyond what was searched)."""
+    records = [record(n, (0.6, 0.3), True) for n in range(calibration.MIN_CALIBRATION_QUESTIONS)]
+    assert calibration.fit_temperature(records) == pytest.approx(np.exp(calibration.LOG_TEMPERATURES[0]))
+    fitted = calibration.fit_calibration(records)
+    assert fitted.temperature == 1.0 and "edge" in fitted.unfitted
+    assert calibration.fit_calibration(overconfident_records()).unfitted is None

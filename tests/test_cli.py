@@ -174,6 +174,19 @@ def test_training_into_the_model_it_trains_from_is_refused(tmp_path: Path):
     assert (run / "checkpoint" / "config.json").exists()
 
 
+@pytest.mark.parametrize("overwrite", [(), ("--overwrite_output_dir",)])
+def test_evaluating_a_runs_model_folder_into_itself_points_to_the_run(tmp_path: Path, overwrite: tuple[str, ...]):
+    """It said to pass --overwrite_output_dir, which would have put evaluation files beside the weights in the
+    folder pushed to the Hub; the run folder is where a run's evaluation goes, replacing only its eval files."""
+    run = fake_run(tmp_path / "run", status="finished")
+    (run / "model" / "model.safetensors").write_bytes(b"weights")
+    line = refused("evaluate", "--validation_file", "sample", "--model_name_or_path", str(run / "model"),
+                   "--output_dir", str(run / "model"), *overwrite)
+    assert f"output_dir {run / 'model'} is the model folder of run {run}" in line
+    assert f"evaluate into the run folder {run}" in line and "--overwrite_output_dir" not in line
+    assert sorted(p.name for p in (run / "model").iterdir()) == ["config.json", "model.safetensors"]
+
+
 @pytest.mark.parametrize("command", [("train", "--train_file", "sample"), ("evaluate", "--validation_file", "sample")])
 def test_an_output_dir_that_is_a_file_is_refused_before_anything_loads(tmp_path: Path, command: tuple[str, ...]):
     (tmp_path / "out").write_text("x")

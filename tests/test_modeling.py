@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ from transformers import BertConfig, BertModel
 from qa_core import cli
 from qa_core.config import QAConfig
 from qa_core.modeling import ModelNotFoundError, load_model
+from tests.conftest import tiny_bert
 
 
 def _attention_dropouts(model: torch.nn.Module) -> set[float]:
@@ -83,3 +87,46 @@ def test_evaluating_or_answering_with_an_untrained_head_warns(tiny_model_dir: Pa
         assert "untrained head" not in caplog.text
         assert cli.main(["predict", "--question", "Who keeps the hives?", "--context", "Tomas keeps hives."]) == 0
     assert "has no fine-tuned question answering head" in caplog.text
+
+
+def test_a_model_folder_without_its_vocabulary_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Copied without tokenizer.json and vocab.txt (keeping tokenizer_config.json), transformers made a tokenizer of
+    its 5 special tokens: every word became [UNK], and the model answered and trained on nothing but those."""
+    folder = tmp_path / "no-vocab"
+    shutil.copytree(tiny_model_dir, folder)
+    for name in ("tokenizer.json", "vocab.txt"):
+        (folder / name).unlink(missing_ok=True)  # a fast tokenizer saves tokenizer.json alone
+    vocab_size = json.loads((folder / "config.json").read_text())["vocab_size"]
+    with pytest.raises(ModelNotFoundError, match=re.escape(f"{folder}: the tokenizer has 5 tokens against the "
+                                                           f"model's vocab_size {vocab_size}")) as caught:
+        load_model(str(folder))
+    assert "vocabulary file" in str(caught.value)
+
+
+def test_embeddings_padded_above_the_tokenizer_or_a_few_added_tokens_still_load(tokenizer, tmp_path: Path) -> None:
+    """Models pad their embedding rows (to a multiple of 64, say), and tokenizers add a few tokens of their own."""
+    padded = tmp_path / "padded"
+    tiny_bert(len(tokenizer) + 64).save_pretrained(padded)
+    tokenizer.save_pretrained(padded)
+    assert load_model(str(padded)).model.config.vocab_size == len(tokenizer) + 64
+    added = tmp_path / "added"
+    tiny_bert(len(tokenizer)).save_pretrained(added)
+    more = copy.deepcopy(tokenizer)
+    more.add_tokens(["<lighthouse>", "<keeper>"])
+    more.save_pretrained(added)
+    assert len(load_model(str(added)).tokenizer) == len(tokenizer) + 2
+
+
+def test_a_folder_without_weights_says_so(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """It said '... not a local folder (... does not exist) and not loadable from the hub' of a folder that exists."""
+    only_config = tmp_path / "onlycfg"
+    only_config.mkdir()
+    shutil.copy(tiny_model_dir / "config.json", only_config)
+    no_weights = tmp_path / "no-weights"
+    shutil.copytree(tiny_model_dir, no_weights)
+    (no_weights / "model.safetensors").unlink()
+    for folder in (only_config, no_weights):
+        with pytest.raises(ModelNotFoundError, match=re.escape(f"{folder}: folder has no model weights "
+                                                               f"(model.safetensors or pytorch_model.bin)")) as caught:
+            load_model(str(folder))
+        assert "does not exist" not in str(caught.value) and "hub" not in str(caught.value)

@@ -4,6 +4,7 @@ model, and the lock that keeps a second trainer out."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import datetime
@@ -124,3 +125,21 @@ def test_two_servers_starting_in_the_same_second_never_share_a_run_folder(tmp_pa
     with ProcessPoolExecutor(2) as processes, ThreadPoolExecutor(8) as threads:
         claimed = list(processes.map(claim, [str(tmp_path)] * 8)) + list(threads.map(claim, [str(tmp_path)] * 8))
     assert len(set(claimed)) == 16 and all(Path(c).is_dir() for c in claimed)
+
+
+def test_evaluation_into_a_runs_model_folder_is_refused_and_into_a_plain_model_folder_is_not(tmp_path: Path) -> None:
+    from qa_core.run_files import check_eval_output_dir
+
+    run = fake_run(tmp_path / "run", status="finished")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text("{}")
+    check_eval_output_dir(other, str(other), overwrite=False)  # a plain model folder: only its eval files replaced
+    check_eval_output_dir(run, str(run / "model"), overwrite=False)  # a run into its own folder, likewise
+    for model, advice in ((run / "model", f"evaluate into the run folder {run}"),
+                          (other, "choose another output folder")):
+        for overwrite in (False, True):
+            with pytest.raises(ValueError, match=re.escape(f"output_dir {run / 'model'} is the model folder of run "
+                                                           f"{run}")) as caught:
+                check_eval_output_dir(run / "model", str(model), overwrite)
+            assert advice in str(caught.value)

@@ -43,3 +43,12 @@ def test_an_answer_for_programs_and_its_note():
     assert "null score 7.00 beats the best span ('Augustin Fresnel', 4.00) by 3.00" in views.answer_note(
         abstained.prediction)
     assert views.answer_note(answer((25, 41)).prediction) == "Score 4.00."
+
+
+def test_an_answer_says_why_its_run_has_no_temperature():
+    """Too few evaluation questions to calibrate: the answer says so instead of passing for calibrated or plain."""
+    why = "too few evaluation questions to calibrate (1 answered, 50 needed)"
+    shown = views.answer_json(answer((25, 41)), "run", 0.01, uncalibrated=why)
+    assert not shown["calibrated"] and shown["temperature"] == 1.0 and shown["uncalibrated_reason"] == why
+    assert views.answer_json(answer((25, 41)), "run", 0.01, temperature=1.5)["uncalibrated_reason"] is None
+    assert views.answer_headline(answer((25, 41)), uncalibrated=why)[1] == f"probability 80% (uncalibrated: {why})"

@@ -85,10 +85,10 @@ class AskHandlers:
     def show_answer(self, model: str, question: str, context: str, result: AnswerResult, loaded: LoadedModel,
                     seconds: float) -> Outputs:
         """The answer on the page: the answer large in its context, the score line, alternatives, the logit plot."""
-        result, temperature = self.service.calibrate(result, loaded)
+        result, temperature, uncalibrated = self.service.calibrate(result, loaded)
         prediction = result.prediction
         top = prediction.alternatives[0] if prediction.alternatives else None
-        headline, detail = views.answer_headline(result, temperature)
+        headline, detail = views.answer_headline(result, temperature, uncalibrated)
         abstained = prediction.abstained or top is None
         span = prediction.span or ((top.start, top.end) if top else None)  # abstaining: the best span, dashed
         timing = f"{result.windows} window(s) · {seconds * 1000:.0f} ms"

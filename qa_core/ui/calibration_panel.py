@@ -30,8 +30,10 @@ class CalibrationHandlers:
         except (ValueError, OSError) as err:
             return {"calibration": self.service.explain(err), "reliability": None, "coverage": None, "readout": ""}
         return {"calibration": views.calibration_text(calibration),
+                # no 'after temperature scaling' line where no temperature was fitted: it would be the bars again
                 "reliability": plots.reliability_figure(calibration.bins_before, calibration.ece_before,
-                                                        calibration.bins_after, calibration.abstentions),
+                                                        () if calibration.unfitted else calibration.bins_after,
+                                                        calibration.abstentions),
                 **self.pick(run, threshold)}
 
     def pick(self, run: str | None, threshold: float) -> Outputs:
