@@ -186,6 +186,14 @@ def type_text(driver, css: str, text: str) -> None:
                           "t.dispatchEvent(new Event('input', {bubbles: true}));", css, text)
 
 
+def paste(driver, css: str, text: str) -> None:
+    """Put a text in a textbox as a paste does: through the browser's editing, which applies a maxlength."""
+    box = find(driver, css)
+    box.clear()
+    box.click()
+    driver.execute_cdp_cmd("Input.insertText", {"text": text})
+
+
 def ask(driver, context: str, question: str, before: str = "") -> str:
     type_text(driver, "#ask-context textarea", context)
     type_text(driver, "#ask-question textarea", question)
@@ -262,6 +270,26 @@ def check_why_explains_the_answer_shown(browser) -> None:
 def test_ask_marks_the_answer_and_explains_it(page):
     check_long_answer(page, before=check_short_answer(page))
     check_why_explains_the_answer_shown(page)
+
+
+def test_pasted_text_over_the_limits_is_refused_not_cut(page):
+    """A context or question over the server's limits is kept whole in its box and refused with the limit, not
+    cut by the page to an answerable text that lost the sentence holding the answer."""
+    message = lambda: find(page, "#ask-message textarea").get_attribute("value")  # noqa: E731
+    tail = " The last keeper was Abbie Burgess, who left the station in 1875."
+    context = (LONG + " " + LONG)[:15_342 - len(tail)] + tail  # the answer in the last 342 characters
+    paste(page, "#ask-context textarea", context)
+    paste(page, "#ask-question textarea", "Who was the last keeper?")
+    assert len(find(page, "#ask-context textarea").get_attribute("value")) == 15_342
+    find(page, "#ask-button").click()
+    wait_for(lambda: "15,342 characters" in message(), 60, "the refusal of the long context")
+    assert message() == ("Cannot answer: the context has 15,342 characters; this server answers contexts of up to "
+                         "15,000")
+    paste(page, "#ask-context textarea", CONTEXT)
+    paste(page, "#ask-question textarea", "Who designed the lens? " * 25)
+    assert len(find(page, "#ask-question textarea").get_attribute("value")) == 575
+    find(page, "#ask-button").click()
+    wait_for(lambda: "question has 575 characters" in message(), 60, "the refusal of the long question")
 
 
 def train_a_run(browser) -> None:

@@ -136,10 +136,13 @@ def build_ask_tab(service: QAService) -> dict[str, Any]:
                                                f"{HUB_HINT}", elem_id="ask-model")
         with gr.Row():
             with gr.Column(scale=3):
+                # No maxlength: the browser would cut a long paste without a word (losing, say, the sentence with
+                # the answer); the server refuses text over its limits instead, naming the length and the limit.
+                limits = service.settings
                 context = gr.Textbox(label="Context", lines=8, max_lines=20, elem_id="ask-context",
-                                     max_length=service.settings.max_context_chars)
+                                     info=f"Up to {limits.max_context_chars:,} characters")
                 question = gr.Textbox(label="Question", lines=1, elem_id="ask-question",
-                                      max_length=service.settings.max_question_chars)
+                                      info=f"Up to {limits.max_question_chars:,} characters")
                 button = gr.Button("Answer", variant="primary", elem_id="ask-button")
             with gr.Column(scale=2):
                 outputs = {"answer": gr.HTML("", css_template=ANSWER_CSS, js_on_load=SCROLL_JS, label="Answer",
