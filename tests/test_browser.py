@@ -174,7 +174,15 @@ def open_tab(driver, name: str) -> None:
     next(b for b in find_all(driver, "button[role=tab]") if b.text.strip() == name).click()
 
 
+def open_options(driver) -> None:
+    """Open the Train tab's Options accordion unless it is open: it starts closed."""
+    if not any(f.is_displayed() for f in find_all(driver, "#train-max_steps input")):
+        find(driver, "#train-options button").click()
+        wait_for(lambda: find(driver, "#train-max_steps input").is_displayed(), 30, "the Train options")
+
+
 def set_number(driver, name: str, value: int) -> None:
+    open_options(driver)
     field = find(driver, f"#train-{name} input")
     field.clear()
     field.send_keys(str(value))
@@ -290,6 +298,29 @@ def test_pasted_text_over_the_limits_is_refused_not_cut(page):
     assert len(find(page, "#ask-question textarea").get_attribute("value")) == 575
     find(page, "#ask-button").click()
     wait_for(lambda: "question has 575 characters" in message(), 60, "the refusal of the long question")
+
+
+# Where the Train tab's data upload ends and its Start button begins, in page coordinates, and the page's height.
+TRAIN_REACH = """
+const bottom = e => e.getBoundingClientRect().bottom + scrollY, top = e => e.getBoundingClientRect().top + scrollY;
+return {upload: bottom(document.querySelector('#train-upload')), start: top(document.querySelector('#train-start')),
+        page: document.documentElement.scrollHeight};
+"""
+
+
+def test_on_a_phone_the_start_button_is_near_the_upload(page):
+    """At 390 px the Options (dozens of fields) start closed: Start is a short scroll below the upload box, and
+    the options are one tap away."""
+    page.refresh()  # the accordion as the page first shows it, whatever earlier tests opened
+    wait_for(lambda: find(page, "#ask-question textarea"), 60, "the Ask tab")
+    open_tab(page, "Train")
+    with phone(page):
+        reach = wait_for(lambda: page.execute_script(TRAIN_REACH), 30, "the Train tab")
+        page.save_screenshot(str(ARTIFACTS / "2d-train-phone.png"))
+        assert 0 < reach["start"] - reach["upload"] < 1_500, reach
+        open_options(page)
+        assert page.execute_script(TRAIN_REACH)["start"] - reach["start"] > 1_500  # the options were closed
+    open_tab(page, "Ask")
 
 
 def train_a_run(browser) -> None:

@@ -195,9 +195,13 @@ def build_train_tab(service: QAService) -> dict[str, Any]:
         eval_data = gr.Textbox(label="Evaluation data", placeholder="empty: the training data itself; "
                                "or a path, or a hub name such as rajpurkar/squad:validation",
                                visible=not service.settings.public)
-        with gr.Accordion("Options (defaults from QAConfig)", open=True):
+        # Closed at first: open, its dozens of fields put Start screens below the upload box on a phone; the label
+        # says what it holds, so on a desktop the options are as easy to find.
+        fields = form_fields()
+        with gr.Accordion(f"Options: {len(fields)} settings, QAConfig's defaults (open to change them)", open=False,
+                          elem_id="train-options"):
             with gr.Row():
-                options = [option_cell(name, getattr(defaults, name)) for name in form_fields()]
+                options = [option_cell(name, getattr(defaults, name)) for name in fields]
         with gr.Row():
             start = gr.Button("Start training", variant="primary", interactive=enabled, elem_id="train-start")
             quick = gr.Button(f"Quick fine-tune on the sample (about {QUICK_MINUTES} min)",
