@@ -175,6 +175,20 @@ def test_upload_check_explains_a_file_that_is_not_squad(ui, tmp_path):
     assert note(ui.train.check_upload(None)) == ""
 
 
+@pytest.mark.parametrize("public", [False, True])
+def test_an_upload_is_named_by_its_own_name_not_the_servers_temporary_path(settings, tmp_path, public):
+    """Gradio keeps an upload at /tmp/gradio/<hash>/<its name>: a visitor knows the file by its name alone."""
+    ui = handlers(replace(settings, public=public))
+    folder = tmp_path / "gradio" / "3008b89d"
+    folder.mkdir(parents=True)
+    empty = folder / "empty.json"
+    empty.write_text("", encoding="utf-8")
+    assert note(ui.train.check_upload(str(empty))) == "Not usable as training data: empty.json: the file is empty"
+    empty.write_text("", encoding="utf-8")  # refused and deleted: uploaded again, and started without a check
+    started = ui.train.start_training(None, "", DATA_CHOICES[1], str(empty), "", "", *form())["message"]
+    assert started == "Not started: empty.json: the file is empty", started
+
+
 def test_uploads_over_the_size_limit_are_refused_with_the_limit(settings, tmp_path):
     ui = handlers(settings.__class__(**{**settings.__dict__, "max_upload_bytes": 1000}))
     big = tmp_path / "big.json"

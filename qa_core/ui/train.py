@@ -72,7 +72,7 @@ class TrainHandlers:
                                                dict(zip(form_fields(), values)), upload=uploaded, labels=LABELS)
             snapshot = self.service.start(config, upload if uploaded else None, owner=session_of(request))
         except REFUSED as err:
-            return {"message": f"Not started: {self.service.explain(err)}"}
+            return {"message": f"Not started: {self.service.explain(err, upload if uploaded else None)}"}
         return {"message": f"Started job {snapshot.job_id}: {self.service.explain(snapshot.output_dir)}"}
 
     def start_quick(self, request: gr.Request | None = None) -> Outputs:
