@@ -853,6 +853,32 @@ def test_a_public_train_tab_says_its_limits_before_anything_is_refused(settings)
     assert "train-limits" not in local
 
 
+def train_form(settings: Settings) -> dict[str, gr.components.Component]:
+    """The app's labelled components by label: the model pickers and the Train form's inputs."""
+    return {c.label: c for c in app.build_app(settings).blocks.values() if getattr(c, "label", None)}
+
+
+def on_page(block: gr.blocks.Block | None) -> bool:
+    """Whether a component shows: it and every block around it are visible."""
+    return block is None or (getattr(block, "visible", True) is not False and on_page(block.parent))
+
+
+def test_a_public_train_tab_offers_nothing_the_server_refuses(settings):
+    """A public server refuses torch_compile (unless QA_ALLOW_TORCH_COMPILE) and any hub id it does not list: its
+    form neither shows the switch nor suggests typing a hub id; a local server's form offers both."""
+    public = replace(settings, public=True, training_enabled=True)
+    shown = train_form(public)
+    assert not on_page(shown["torch_compile"])
+    for picker in ("Model", "Start from model"):
+        assert "hub id" not in shown[picker].info and "finished run" in shown[picker].info, shown[picker].info
+    offered = train_form(replace(public, allowed_models=("org/squad-model",)))["Start from model"].info
+    assert "org/squad-model" in offered and "online" not in offered
+    assert on_page(train_form(replace(public, train_limits=replace(public.train_limits, torch_compile=True)))[
+        "torch_compile"])
+    local = train_form(settings)
+    assert on_page(local["torch_compile"]) and "hub id (online)" in local["Start from model"].info
+
+
 def test_a_public_server_shows_a_model_folder_default_by_its_name_not_its_path(settings, tiny_model_dir):
     """QA_DEFAULT_MODEL may be a folder outside the runs folder: visitors see and name it by its folder name, and
     no picker, answer or message shows where it lies on the server."""

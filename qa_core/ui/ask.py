@@ -132,8 +132,7 @@ class AskHandlers:
 def build_ask_tab(service: QAService) -> dict[str, Any]:
     ui = AskHandlers(service)
     with gr.Tab("Ask", id="ask"):
-        model = model_picker(service, "Model", f"The default model, a finished run, or a hub id (online) such as "
-                                               f"{HUB_HINT}", elem_id="ask-model")
+        model = model_picker(service, "Model", HUB_HINT, elem_id="ask-model")
         with gr.Row():
             with gr.Column(scale=3):
                 # No maxlength: the browser would cut a long paste without a word (losing, say, the sentence with

@@ -10,6 +10,7 @@ import gradio as gr
 
 from qa_core import plots, views
 from qa_core.config import HINTS, QAConfig, form_fields, help_of
+from qa_core.hosting import Settings
 from qa_core.jobs import JobBusyError, JobSnapshot, NotYourJobError
 from qa_core.progress import read_history
 from qa_core.run_files import HISTORY_FILE, being_trained, has_model, read_run_info
@@ -167,10 +168,16 @@ def option_input(name: str, default: Any) -> Any:
     return gr.Number(shown, **{**look, "info": info + (" 0 = all." if optional_count else "")})
 
 
-def option_cell(name: str, default: Any) -> Any:
+def option_cell(name: str, default: Any, visible: bool = True) -> Any:
     """An option in a column of its own: a row of them wraps instead of squeezing each below its width."""
-    with gr.Column(min_width=OPTION_WIDTH):
+    with gr.Column(min_width=OPTION_WIDTH, visible=visible):
         return option_input(name, default)
+
+
+def offered_option(name: str, settings: Settings) -> bool:
+    """Whether the form shows an option: not one the server refuses whatever its value (torch_compile on a public
+    server without QA_ALLOW_TORCH_COMPILE); hidden, it still sends its default."""
+    return not (name == "torch_compile" and settings.public and not settings.train_limits.torch_compile)
 
 
 def build_train_tab(service: QAService) -> dict[str, Any]:
@@ -181,7 +188,7 @@ def build_train_tab(service: QAService) -> dict[str, Any]:
             gr.Markdown(f"**{SWITCHED_OFF}** The Ask and Errors tabs work as usual.")
         elif service.settings.public:
             gr.Markdown(views.limits_note(service.settings), elem_id="train-limits")
-        model = model_picker(service, "Start from model", "The default model, a finished run, or a hub id (online)")
+        model = model_picker(service, "Start from model")
         with gr.Row():
             choices = DATA_CHOICES[:2] if service.settings.public else DATA_CHOICES
             choice = gr.Radio(list(choices), value=DATA_CHOICES[0], label="Training data", elem_id="train-choice")
@@ -201,7 +208,8 @@ def build_train_tab(service: QAService) -> dict[str, Any]:
         with gr.Accordion(f"Options: {len(fields)} settings, QAConfig's defaults (open to change them)", open=False,
                           elem_id="train-options"):
             with gr.Row():
-                options = [option_cell(name, getattr(defaults, name)) for name in fields]
+                options = [option_cell(name, getattr(defaults, name), offered_option(name, service.settings))
+                           for name in fields]
         with gr.Row():
             start = gr.Button("Start training", variant="primary", interactive=enabled, elem_id="train-start")
             quick = gr.Button(f"Quick fine-tune on the sample (about {QUICK_MINUTES} min)",
