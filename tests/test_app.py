@@ -450,6 +450,17 @@ def test_text_the_vocabulary_cannot_read_gets_a_warning(ui):
     assert "most of this text" in views.unknown_warning(["[UNK]", "[UNK]", "b"], "[UNK]")
 
 
+def test_unknown_emoji_are_not_blamed_on_the_language(ui):
+    """Emoji in an English context are [UNK] to a WordPiece vocabulary: the words are read, so the advice is about
+    the symbols, not a model for another language; unknown letters (Chinese) still get that advice."""
+    emoji = " ".join(f"{word} 🌊🚢" for word in CONTEXT.split())
+    message = ui.ask.ask("", QUESTION, emoji)["message"]
+    assert "unknown to this model's vocabulary" in message and "trained for this language" not in message
+    assert "emoji or symbols" in message, message
+    chinese = "灯塔的透镜是由奥古斯丁·菲涅耳在十九世纪初设计的。" * 3
+    assert "trained for this language" in ui.ask.ask("", "谁设计了透镜？", chinese)["message"]
+
+
 def test_why_this_answer_shows_attributions_within_the_budget(ui):
     shown = ui.ask.why(ui.ask.ask("", QUESTION, CONTEXT)["answered"], "", QUESTION, CONTEXT)
     assert [t.type for t in shown["why_plot"].data] == ["heatmap"]

@@ -97,7 +97,8 @@ class AskHandlers:
         return {"answer": views.answer_html(result.context, span, headline, detail, abstained), "score": score,
                 "alternatives": views.alternatives_table(result),
                 "plot": plots.logit_figure(result.logits, prediction.span),
-                "message": views.unknown_warning(result.logits.tokens, loaded.tokenizer.unk_token),
+                "message": views.unknown_warning(result.logits.tokens, loaded.tokenizer.unk_token,
+                                                 texts=[result.context[a:b] for a, b in result.logits.offsets]),
                 "notice": gr.update(visible=not loaded.has_qa_head), "answered": Answered(model, question, context),
                 **NO_EXPLANATION}
 
