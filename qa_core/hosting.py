@@ -184,8 +184,7 @@ def check_model(name: str | None, settings: Settings) -> str:
     if name in settings.allowed_models or (name == settings.default_model and folder is None):
         return name
     if settings.public:
-        raise ValueError(f"model {shorten(name)!r} is not offered on this server: choose the default model, "
-                         f"a finished run from the list{allowed_hint(settings)}")
+        raise ValueError(f"model {shorten(name)!r} is not offered on this server: choose {offered(settings)}")
     return name
 
 
@@ -212,8 +211,14 @@ def _default_is_a_path(settings: Settings) -> bool:
     return settings.public and default != DEFAULT_MODEL and looks_like_a_path(default)
 
 
-def allowed_hint(settings: Settings) -> str:
-    return f" or one of {', '.join(settings.allowed_models)}" if settings.allowed_models else ""
+def offered(settings: Settings) -> str:
+    """What a public server offers as a model, as one list: "or" before its last item, "one of" before several
+    hub ids."""
+    allowed = settings.allowed_models
+    if not allowed:
+        return "the default model or a finished run from the list"
+    hub_ids = allowed[0] if len(allowed) == 1 else f"one of {', '.join(allowed)}"
+    return f"the default model, a finished run from the list or {hub_ids}"
 
 
 def check_run(run: str | None, settings: Settings) -> str:

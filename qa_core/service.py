@@ -64,9 +64,13 @@ class QAService:
                                        max_windows=limits.windows if settings.public else None,
                                        max_eval_windows=limits.eval_windows if settings.public else None)
 
-    def explain(self, err: BaseException) -> str:
-        """An error as one line for the caller; on a public server without server paths."""
-        return scrub(str(err), self.settings)
+    def explain(self, err: BaseException | str, upload: str | None = None) -> str:
+        """An error as one line for the caller; on a public server without server paths. upload: a file this
+        server received, named by its own name: the temporary folder Gradio keeps it in means nothing to a user."""
+        message = str(err)
+        if upload:
+            message = message.replace(str(Path(upload)), Path(upload).name)
+        return scrub(message, self.settings)
 
     def preload_default(self) -> None:
         self.models.preload(check_model("", self.settings))
@@ -181,7 +185,7 @@ class QAService:
             check_contexts(loaded.examples[:self.settings.max_train_examples], path.name, self.settings)
         except (ValueError, OSError) as err:  # a DataError, or a context over the limit
             path.unlink(missing_ok=True)
-            return f"Not usable as training data: {self.explain(err)}"
+            return f"Not usable as training data: {self.explain(err, upload)}"
         report = loaded.report
         return f"{path.name}: {report.examples:,} questions ({report.unanswerable} unanswerable)"
 

@@ -115,8 +115,10 @@ def answer_html(context: str, span: tuple[int, int] | None, headline: str, detai
             f'<div class="qa-context" tabindex="0">{body}</div></div>')
 
 
-def unknown_warning(tokens: Sequence[str], unknown: str | None, limit: float = 0.2) -> str:
-    """A warning when many context tokens are unknown to the model's vocabulary (e.g. Chinese for an English one)."""
+def unknown_warning(tokens: Sequence[str], unknown: str | None, limit: float = 0.2,
+                    texts: Sequence[str] = ()) -> str:
+    """A warning when many context tokens are unknown to the model's vocabulary (e.g. Chinese for an English one).
+    texts: each token's text in the context, which says what the unknown pieces are."""
     if not tokens or unknown is None:
         return ""
     share = sum(t == unknown for t in tokens) / len(tokens)
@@ -124,7 +126,17 @@ def unknown_warning(tokens: Sequence[str], unknown: str | None, limit: float = 0
         return ""
     much = "most of this text" if share > 0.5 else "part of this text"  # a warning from 20% up: not always most
     return (f"⚠ {share:.0%} of the context's tokens are unknown to this model's vocabulary ({unknown}): it cannot "
-            f"read {much}, so its answer may mean little. Use a model trained for this language.")
+            f"read {much}, so its answer may mean little. "
+            f"{unknown_advice([text for token, text in zip(tokens, texts) if token == unknown])}")
+
+
+def unknown_advice(pieces: Sequence[str]) -> str:
+    """What to do about unknown pieces: unknown letters mean a language (or script) the vocabulary lacks; unknown
+    emoji and symbols do not (an English vocabulary reads the English words around them)."""
+    letters = sum(any(c.isalpha() for c in piece) for piece in pieces)
+    if pieces and 2 * letters < len(pieces):
+        return "They are mostly emoji or symbols, not words: taking them out of the context may give a better answer."
+    return "Use a model trained for this language."
 
 
 def sample_examples() -> tuple[list[list[str]], list[str]]:

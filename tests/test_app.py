@@ -175,6 +175,20 @@ def test_upload_check_explains_a_file_that_is_not_squad(ui, tmp_path):
     assert note(ui.train.check_upload(None)) == ""
 
 
+@pytest.mark.parametrize("public", [False, True])
+def test_an_upload_is_named_by_its_own_name_not_the_servers_temporary_path(settings, tmp_path, public):
+    """Gradio keeps an upload at /tmp/gradio/<hash>/<its name>: a visitor knows the file by its name alone."""
+    ui = handlers(replace(settings, public=public))
+    folder = tmp_path / "gradio" / "3008b89d"
+    folder.mkdir(parents=True)
+    empty = folder / "empty.json"
+    empty.write_text("", encoding="utf-8")
+    assert note(ui.train.check_upload(str(empty))) == "Not usable as training data: empty.json: the file is empty"
+    empty.write_text("", encoding="utf-8")  # refused and deleted: uploaded again, and started without a check
+    started = ui.train.start_training(None, "", DATA_CHOICES[1], str(empty), "", "", *form())["message"]
+    assert started == "Not started: empty.json: the file is empty", started
+
+
 def test_uploads_over_the_size_limit_are_refused_with_the_limit(settings, tmp_path):
     ui = handlers(settings.__class__(**{**settings.__dict__, "max_upload_bytes": 1000}))
     big = tmp_path / "big.json"
@@ -438,6 +452,17 @@ def test_text_the_vocabulary_cannot_read_gets_a_warning(ui):
     quarter = views.unknown_warning(["a", "[UNK]", "b", "c"], "[UNK]")
     assert quarter.startswith("⚠ 25% of") and "most" not in quarter
     assert "most of this text" in views.unknown_warning(["[UNK]", "[UNK]", "b"], "[UNK]")
+
+
+def test_unknown_emoji_are_not_blamed_on_the_language(ui):
+    """Emoji in an English context are [UNK] to a WordPiece vocabulary: the words are read, so the advice is about
+    the symbols, not a model for another language; unknown letters (Chinese) still get that advice."""
+    emoji = " ".join(f"{word} 🌊🚢" for word in CONTEXT.split())
+    message = ui.ask.ask("", QUESTION, emoji)["message"]
+    assert "unknown to this model's vocabulary" in message and "trained for this language" not in message
+    assert "emoji or symbols" in message, message
+    chinese = "灯塔的透镜是由奥古斯丁·菲涅耳在十九世纪初设计的。" * 3
+    assert "trained for this language" in ui.ask.ask("", "谁设计了透镜？", chinese)["message"]
 
 
 def test_why_this_answer_shows_attributions_within_the_budget(ui):
@@ -841,6 +866,32 @@ def test_a_public_train_tab_says_its_limits_before_anything_is_refused(settings)
         assert figure in notes["train-limits"], figure
     local = {c.elem_id for c in app.build_app(settings).blocks.values() if isinstance(c, gr.Markdown)}
     assert "train-limits" not in local
+
+
+def train_form(settings: Settings) -> dict[str, gr.components.Component]:
+    """The app's labelled components by label: the model pickers and the Train form's inputs."""
+    return {c.label: c for c in app.build_app(settings).blocks.values() if getattr(c, "label", None)}
+
+
+def on_page(block: gr.blocks.Block | None) -> bool:
+    """Whether a component shows: it and every block around it are visible."""
+    return block is None or (getattr(block, "visible", True) is not False and on_page(block.parent))
+
+
+def test_a_public_train_tab_offers_nothing_the_server_refuses(settings):
+    """A public server refuses torch_compile (unless QA_ALLOW_TORCH_COMPILE) and any hub id it does not list: its
+    form neither shows the switch nor suggests typing a hub id; a local server's form offers both."""
+    public = replace(settings, public=True, training_enabled=True)
+    shown = train_form(public)
+    assert not on_page(shown["torch_compile"])
+    for picker in ("Model", "Start from model"):
+        assert "hub id" not in shown[picker].info and "finished run" in shown[picker].info, shown[picker].info
+    offered = train_form(replace(public, allowed_models=("org/squad-model",)))["Start from model"].info
+    assert "org/squad-model" in offered and "online" not in offered
+    assert on_page(train_form(replace(public, train_limits=replace(public.train_limits, torch_compile=True)))[
+        "torch_compile"])
+    local = train_form(settings)
+    assert on_page(local["torch_compile"]) and "hub id (online)" in local["Start from model"].info
 
 
 def test_a_public_server_shows_a_model_folder_default_by_its_name_not_its_path(settings, tiny_model_dir):

@@ -174,7 +174,15 @@ def open_tab(driver, name: str) -> None:
     next(b for b in find_all(driver, "button[role=tab]") if b.text.strip() == name).click()
 
 
+def open_options(driver) -> None:
+    """Open the Train tab's Options accordion unless it is open: it starts closed."""
+    if not any(f.is_displayed() for f in find_all(driver, "#train-max_steps input")):
+        find(driver, "#train-options button").click()
+        wait_for(lambda: find(driver, "#train-max_steps input").is_displayed(), 30, "the Train options")
+
+
 def set_number(driver, name: str, value: int) -> None:
+    open_options(driver)
     field = find(driver, f"#train-{name} input")
     field.clear()
     field.send_keys(str(value))
@@ -184,6 +192,14 @@ def type_text(driver, css: str, text: str) -> None:
     """Put a long text in a textbox at once (typing it key by key takes minutes), as an input event."""
     driver.execute_script("const t = document.querySelector(arguments[0]); t.value = arguments[1];"
                           "t.dispatchEvent(new Event('input', {bubbles: true}));", css, text)
+
+
+def paste(driver, css: str, text: str) -> None:
+    """Put a text in a textbox as a paste does: through the browser's editing, which applies a maxlength."""
+    box = find(driver, css)
+    box.clear()
+    box.click()
+    driver.execute_cdp_cmd("Input.insertText", {"text": text})
 
 
 def ask(driver, context: str, question: str, before: str = "") -> str:
@@ -262,6 +278,50 @@ def check_why_explains_the_answer_shown(browser) -> None:
 def test_ask_marks_the_answer_and_explains_it(page):
     check_long_answer(page, before=check_short_answer(page))
     check_why_explains_the_answer_shown(page)
+
+
+def test_pasted_text_over_the_limits_is_refused_not_cut(page):
+    """A context or question over the server's limits is kept whole in its box and refused with the limit, not
+    cut by the page to an answerable text that lost the sentence holding the answer."""
+    message = lambda: find(page, "#ask-message textarea").get_attribute("value")  # noqa: E731
+    tail = " The last keeper was Abbie Burgess, who left the station in 1875."
+    context = (LONG + " " + LONG)[:15_342 - len(tail)] + tail  # the answer in the last 342 characters
+    paste(page, "#ask-context textarea", context)
+    paste(page, "#ask-question textarea", "Who was the last keeper?")
+    assert len(find(page, "#ask-context textarea").get_attribute("value")) == 15_342
+    find(page, "#ask-button").click()
+    wait_for(lambda: "15,342 characters" in message(), 60, "the refusal of the long context")
+    assert message() == ("Cannot answer: the context has 15,342 characters; this server answers contexts of up to "
+                         "15,000")
+    paste(page, "#ask-context textarea", CONTEXT)
+    paste(page, "#ask-question textarea", "Who designed the lens? " * 25)
+    assert len(find(page, "#ask-question textarea").get_attribute("value")) == 575
+    find(page, "#ask-button").click()
+    wait_for(lambda: "question has 575 characters" in message(), 60, "the refusal of the long question")
+
+
+# Where the Train tab's data upload ends and its Start button begins, in page coordinates, and the page's height.
+TRAIN_REACH = """
+const bottom = e => e.getBoundingClientRect().bottom + scrollY, top = e => e.getBoundingClientRect().top + scrollY;
+const options = document.querySelector('#train-options');
+return {upload: bottom(document.querySelector('#train-upload')), start: top(document.querySelector('#train-start')),
+        page: document.documentElement.scrollHeight, sideways: options.scrollWidth > options.clientWidth};
+"""
+
+
+def test_on_a_phone_the_start_button_is_near_the_upload(page):
+    """At 390 px the Options (dozens of fields) start closed: Start is a short scroll below the upload box, and
+    the options are one tap away on a label that fits (a wrapped one made the closed box scroll sideways)."""
+    page.refresh()  # the accordion as the page first shows it, whatever earlier tests opened
+    wait_for(lambda: find(page, "#ask-question textarea"), 60, "the Ask tab")
+    open_tab(page, "Train")
+    with phone(page):
+        reach = wait_for(lambda: page.execute_script(TRAIN_REACH), 30, "the Train tab")
+        page.save_screenshot(str(ARTIFACTS / "2d-train-phone.png"))
+        assert 0 < reach["start"] - reach["upload"] < 1_500 and not reach["sideways"], reach
+        open_options(page)
+        assert page.execute_script(TRAIN_REACH)["start"] - reach["start"] > 1_500  # the options were closed
+    open_tab(page, "Ask")
 
 
 def train_a_run(browser) -> None:

@@ -72,6 +72,16 @@ def test_a_public_server_offers_only_its_models_and_runs(runs):
     assert check_model(str(run), local) == check_run(str(run), local) == str(run.resolve())  # a local user's paths
 
 
+@pytest.mark.parametrize("allowed, offered", [
+    ((), "choose the default model or a finished run from the list"),
+    (("org/a",), "choose the default model, a finished run from the list or org/a"),
+    (("org/a", "org/b"), "choose the default model, a finished run from the list or one of org/a, org/b")])
+def test_a_refused_model_is_told_what_is_offered_in_one_list(runs, allowed, offered):
+    with pytest.raises(ValueError) as refused:
+        check_model("org/other", Settings(runs_root=runs, public=True, allowed_models=allowed))
+    assert str(refused.value) == f"model 'org/other' is not offered on this server: {offered}"
+
+
 def test_a_public_server_may_be_configured_with_a_path_to_its_default_run(runs):
     """QA_DEFAULT_MODEL is the operator's, not a stranger's: a path to a run still names the default, shown by name."""
     run = runs / "20250101-000000-tiny"

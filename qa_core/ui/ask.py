@@ -97,7 +97,8 @@ class AskHandlers:
         return {"answer": views.answer_html(result.context, span, headline, detail, abstained), "score": score,
                 "alternatives": views.alternatives_table(result),
                 "plot": plots.logit_figure(result.logits, prediction.span),
-                "message": views.unknown_warning(result.logits.tokens, loaded.tokenizer.unk_token),
+                "message": views.unknown_warning(result.logits.tokens, loaded.tokenizer.unk_token,
+                                                 texts=[result.context[a:b] for a, b in result.logits.offsets]),
                 "notice": gr.update(visible=not loaded.has_qa_head), "answered": Answered(model, question, context),
                 **NO_EXPLANATION}
 
@@ -132,14 +133,16 @@ class AskHandlers:
 def build_ask_tab(service: QAService) -> dict[str, Any]:
     ui = AskHandlers(service)
     with gr.Tab("Ask", id="ask"):
-        model = model_picker(service, "Model", f"The default model, a finished run, or a hub id (online) such as "
-                                               f"{HUB_HINT}", elem_id="ask-model")
+        model = model_picker(service, "Model", HUB_HINT, elem_id="ask-model")
         with gr.Row():
             with gr.Column(scale=3):
+                # No maxlength: the browser would cut a long paste without a word (losing, say, the sentence with
+                # the answer); the server refuses text over its limits instead, naming the length and the limit.
+                limits = service.settings
                 context = gr.Textbox(label="Context", lines=8, max_lines=20, elem_id="ask-context",
-                                     max_length=service.settings.max_context_chars)
+                                     info=f"Up to {limits.max_context_chars:,} characters")
                 question = gr.Textbox(label="Question", lines=1, elem_id="ask-question",
-                                      max_length=service.settings.max_question_chars)
+                                      info=f"Up to {limits.max_question_chars:,} characters")
                 button = gr.Button("Answer", variant="primary", elem_id="ask-button")
             with gr.Column(scale=2):
                 outputs = {"answer": gr.HTML("", css_template=ANSWER_CSS, js_on_load=SCROLL_JS, label="Answer",

@@ -10,6 +10,7 @@ from typing import Any
 import gradio as gr
 
 from qa_core.fairness import Caller
+from qa_core.hosting import Settings, offered
 from qa_core.quick_fine_tune import QUICK_EXPECTED_S
 from qa_core.service import QAService
 
@@ -40,10 +41,19 @@ def by_name(handler: Callable[..., Any], outputs: dict[str, Any]) -> Callable[..
     return wired
 
 
-def model_picker(service: QAService, label: str, info: str, elem_id: str | None = None) -> gr.Dropdown:
+def model_picker(service: QAService, label: str, example: str = "", elem_id: str | None = None) -> gr.Dropdown:
+    """A model picker that takes a typed name too; example: a hub id to suggest where any may be typed."""
     choices = service.model_choices()
-    return gr.Dropdown(choices, value=choices[0][1], label=label, info=info,
+    return gr.Dropdown(choices, value=choices[0][1], label=label, info=model_info(service.settings, example),
                        allow_custom_value=True, interactive=True, elem_id=elem_id)
+
+
+def model_info(settings: Settings, example: str = "") -> str:
+    """What a model picker takes. A public server refuses every hub id but those it lists: it suggests none."""
+    if settings.public:
+        offer = offered(settings)
+        return offer[0].upper() + offer[1:]
+    return f"The default model, a finished run, or a hub id (online){f' such as {example}' if example else ''}"
 
 
 def caller_of(request: gr.Request | None) -> Caller:

@@ -10,6 +10,7 @@ import gradio as gr
 
 from qa_core import plots, views
 from qa_core.config import HINTS, QAConfig, form_fields, help_of
+from qa_core.hosting import Settings
 from qa_core.jobs import JobBusyError, JobSnapshot, NotYourJobError
 from qa_core.progress import read_history
 from qa_core.run_files import HISTORY_FILE, being_trained, has_model, read_run_info
@@ -72,7 +73,7 @@ class TrainHandlers:
                                                dict(zip(form_fields(), values)), upload=uploaded, labels=LABELS)
             snapshot = self.service.start(config, upload if uploaded else None, owner=session_of(request))
         except REFUSED as err:
-            return {"message": f"Not started: {self.service.explain(err)}"}
+            return {"message": f"Not started: {self.service.explain(err, upload if uploaded else None)}"}
         return {"message": f"Started job {snapshot.job_id}: {self.service.explain(snapshot.output_dir)}"}
 
     def start_quick(self, request: gr.Request | None = None) -> Outputs:
@@ -167,10 +168,16 @@ def option_input(name: str, default: Any) -> Any:
     return gr.Number(shown, **{**look, "info": info + (" 0 = all." if optional_count else "")})
 
 
-def option_cell(name: str, default: Any) -> Any:
+def option_cell(name: str, default: Any, visible: bool = True) -> Any:
     """An option in a column of its own: a row of them wraps instead of squeezing each below its width."""
-    with gr.Column(min_width=OPTION_WIDTH):
+    with gr.Column(min_width=OPTION_WIDTH, visible=visible):
         return option_input(name, default)
+
+
+def offered_option(name: str, settings: Settings) -> bool:
+    """Whether the form shows an option: not one the server refuses whatever its value (torch_compile on a public
+    server without QA_ALLOW_TORCH_COMPILE); hidden, it still sends its default."""
+    return not (name == "torch_compile" and settings.public and not settings.train_limits.torch_compile)
 
 
 def build_train_tab(service: QAService) -> dict[str, Any]:
@@ -181,7 +188,7 @@ def build_train_tab(service: QAService) -> dict[str, Any]:
             gr.Markdown(f"**{SWITCHED_OFF}** The Ask and Errors tabs work as usual.")
         elif service.settings.public:
             gr.Markdown(views.limits_note(service.settings), elem_id="train-limits")
-        model = model_picker(service, "Start from model", "The default model, a finished run, or a hub id (online)")
+        model = model_picker(service, "Start from model")
         with gr.Row():
             choices = DATA_CHOICES[:2] if service.settings.public else DATA_CHOICES
             choice = gr.Radio(list(choices), value=DATA_CHOICES[0], label="Training data", elem_id="train-choice")
@@ -195,9 +202,14 @@ def build_train_tab(service: QAService) -> dict[str, Any]:
         eval_data = gr.Textbox(label="Evaluation data", placeholder="empty: the training data itself; "
                                "or a path, or a hub name such as rajpurkar/squad:validation",
                                visible=not service.settings.public)
-        with gr.Accordion("Options (defaults from QAConfig)", open=True):
+        # Closed at first: open, its dozens of fields put Start screens below the upload box on a phone; the label
+        # says what it holds, so on a desktop the options are as easy to find (each field shows its default). One
+        # line at 390 px: a label that wraps pushes the arrow out of the box, which then scrolls sideways.
+        fields = form_fields()
+        with gr.Accordion(f"Options ({len(fields)} settings)", open=False, elem_id="train-options"):
             with gr.Row():
-                options = [option_cell(name, getattr(defaults, name)) for name in form_fields()]
+                options = [option_cell(name, getattr(defaults, name), offered_option(name, service.settings))
+                           for name in fields]
         with gr.Row():
             start = gr.Button("Start training", variant="primary", interactive=enabled, elem_id="train-start")
             quick = gr.Button(f"Quick fine-tune on the sample (about {QUICK_MINUTES} min)",
