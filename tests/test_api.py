@@ -42,7 +42,7 @@ def serve(settings: Settings) -> Iterator[str]:
     demo = app.build_app(settings).queue(default_concurrency_limit=2, max_size=app.QUEUE_SIZE)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                max_file_size=settings.max_upload_bytes)
+                **app.launch_options(settings))
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:
@@ -109,11 +109,35 @@ def asking_meanwhile(client_url: str, probe) -> tuple[object, list[float]]:
 def test_a_huge_context_is_refused_at_once_while_others_are_answered(client, public_url):
     message, seconds = asking_meanwhile(public_url, lambda: refused(client, "", QUESTION, "中" * 2_000_000,
                                                                      api_name="/answer"))[0]
-    assert "2,000,000 characters; this server answers contexts of up to 15,000" in message and seconds < 10
+    assert "413" in message and seconds < 10  # its body is refused unread: Gradio would parse all of it first
+    message, seconds = refused(client, "", QUESTION, "中" * 20_000, api_name="/answer")
+    assert "20,000 characters; this server answers contexts of up to 15,000" in message and seconds < 10
     too_many_windows = "灯塔看守人每天晚上都给钟表上弦。" * 600  # under the character limit, over the windows one
     message, seconds = refused(client, "", QUESTION, too_many_windows, api_name="/answer")
     assert "windows of 256 tokens" in message and seconds < 10
     assert "question has" in refused(client, "", "why " * 1000, CONTEXT, api_name="/answer")[0]
+
+
+def test_a_body_past_the_limit_is_not_read_and_the_server_keeps_serving(client, public_url):
+    """Every body was read whole into memory before a handler could check it; uploads have their own limit."""
+    import json
+
+    join = f"{public_url}gradio_api/queue/join"
+    body = json.dumps({"data": ["", QUESTION, "a" * 8_000_000], "fn_index": client._infer_fn_index("/answer", None),
+                       "session_hash": "s", "event_data": None, "trigger_id": None}).encode()
+    json_type = {"content-type": "application/json"}
+    declared = httpx.post(join, content=body, headers=json_type, timeout=30)  # read whole, it joins the queue (200)
+    assert declared.status_code == 413 and "at most" in declared.json()["detail"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted while read, stopped at the limit
+        for start in range(0, len(body), 500_000):
+            yield body[start:start + 500_000]
+
+    try:
+        assert httpx.post(join, content=chunks(), headers=json_type, timeout=30).status_code >= 400
+    except httpx.HTTPError:  # or the connection closes while the rest is sent
+        pass
+    assert client.predict("", QUESTION, CONTEXT, api_name="/answer")["answer"]
 
 
 def test_an_offered_hub_id_fails_fast_offline_with_one_log_line(client, public_url, caplog):

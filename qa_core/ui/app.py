@@ -18,6 +18,7 @@ from qa_core.service import QAService
 from qa_core.ui.ask import build_ask_tab
 from qa_core.ui.common import ANSWERS, PRIVATE, Outputs, by_name, caller_of, session_of
 from qa_core.ui.errors import build_errors_tab
+from qa_core.ui.request_limit import body_limit_middleware
 from qa_core.ui.style import app_css
 from qa_core.ui.train import build_train_tab
 
@@ -148,7 +149,12 @@ def main() -> None:
     if proxies := trusted_proxies(os.environ):  # read by uvicorn when Gradio starts it
         os.environ["FORWARDED_ALLOW_IPS"] = proxies
     build_app(settings).queue(default_concurrency_limit=2, max_size=QUEUE_SIZE).launch(
-        theme=THEME, css=app_css(), max_file_size=settings.max_upload_bytes)
+        theme=THEME, css=app_css(), **launch_options(settings))
+
+
+def launch_options(settings: Settings) -> dict[str, Any]:
+    """The limits launch() sets, beside the server's address: uploads' size and every other request body's."""
+    return {"max_file_size": settings.max_upload_bytes, "app_kwargs": {"middleware": body_limit_middleware(settings)}}
 
 
 if __name__ == "__main__":
