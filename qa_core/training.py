@@ -94,7 +94,7 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
                 if not math.isfinite(grad_norm):  # the same on every rank: gradients are all-reduced
                     raise TrainingError(*diverged_message(setup.config, state.step, float(loss_sum) / losses,
                                                           grad_norm))
-                pace = _pace(setup, state, windows, seconds)
+                pace = pace_of(windows, seconds, state.train_seconds, state.step, setup.total_steps)
                 if state.step % config.logging_steps == 0 or state.step == setup.total_steps:
                     emit("step", state, loss=all_reduce_mean(float(loss_sum) / losses, dist_ctx),
                          learning_rate=setup.scheduler.get_last_lr()[0], grad_norm=grad_norm, **pace)
@@ -255,10 +255,10 @@ def _run_info(setup: Setup, state: TrainState, status: str, error: str = "",
                    base_model_name(setup.config.model_name_or_path), train_seconds, hardware)
 
 
-def _pace(setup: Setup, state: TrainState, windows: int, seconds: float) -> dict[str, float]:
-    """Windows a second and the seconds left, at this session's pace of training (evaluations left out)."""
-    done = state.step - setup.start.step
-    return {"windows_per_s": windows / max(seconds, 1e-9), "eta_s": seconds / done * (setup.total_steps - state.step)}
+def pace_of(windows: int, seconds: float, train_seconds: float, step: int, total_steps: int) -> dict[str, float]:
+    """Windows a second in this session, and the seconds left at the pace of the run's every session (training
+    time only): a resumed run's first step, slow while kernels warm up, would otherwise set the estimate alone."""
+    return {"windows_per_s": windows / max(seconds, 1e-9), "eta_s": train_seconds / max(step, 1) * (total_steps - step)}
 
 
 def _emit(setup: Setup, sinks: tuple[ProgressCallback, ...], kind: str, state: TrainState, **values) -> None:
