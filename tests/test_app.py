@@ -894,6 +894,18 @@ def test_a_public_train_tab_offers_nothing_the_server_refuses(settings):
     assert on_page(local["torch_compile"]) and "hub id (online)" in local["Start from model"].info
 
 
+def test_the_no_head_notice_suggests_only_what_the_server_allows(settings):
+    """A public server's notice suggested typing a hub id, which it refuses, and a server without training the
+    quick fine-tune."""
+    from qa_core.ui.ask import no_head_notice
+
+    public = replace(settings, public=True, training_enabled=False)
+    assert "hub id" not in no_head_notice(public) and "quick fine-tune" not in no_head_notice(public)
+    assert "or `org/squad-model`" in no_head_notice(replace(public, allowed_models=("org/squad-model",)))
+    local = no_head_notice(replace(settings, training_enabled=True))
+    assert "quick fine-tune" in local and "hub id" in local
+
+
 def test_a_public_server_shows_a_model_folder_default_by_its_name_not_its_path(settings, tiny_model_dir):
     """QA_DEFAULT_MODEL may be a folder outside the runs folder: visitors see and name it by its folder name, and
     no picker, answer or message shows where it lies on the server."""

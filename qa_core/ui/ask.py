@@ -10,6 +10,7 @@ from typing import Any
 import gradio as gr
 
 from qa_core import plots, views
+from qa_core.hosting import Settings
 from qa_core.inference import AnswerResult
 from qa_core.modeling import LoadedModel
 from qa_core.service import QAService
@@ -17,10 +18,21 @@ from qa_core.ui.common import (ANSWERS, EXPLAIN, HUB_HINT, PRIVATE, QUICK_MINUTE
                                model_picker)
 from qa_core.views import answer_note
 
-NO_HEAD_NOTICE = (f"**This model has no fine-tuned question answering head yet, so its answers are close to "
-                  f"random.** Fine-tune it first: the quick fine-tune trains it on the bundled sample in about "
-                  f"{QUICK_MINUTES} minutes on a laptop CPU. Online, you can also type the hub id of a "
-                  f"model fine-tuned on SQuAD in the model box, e.g. `{HUB_HINT}`.")
+def no_head_notice(settings: Settings) -> str:
+    """What to do about a model without a fine-tuned head, naming only what this server lets a visitor do: a public
+    one refused the hub ids the notice suggested, and one without training the quick fine-tune."""
+    steps = [f"Fine-tune it first: the quick fine-tune trains it on the bundled sample in about {QUICK_MINUTES} "
+             f"minutes on a laptop CPU."] if settings.training_enabled else []
+    if settings.public:
+        hub_ids = "".join(f" or `{hub_id}`" for hub_id in settings.allowed_models)
+        steps.append(f"You can also choose a finished run from the model list{hub_ids}.")
+    else:
+        steps.append(f"Online, you can also type the hub id of a model fine-tuned on SQuAD in the model box, e.g. "
+                     f"`{HUB_HINT}`.")
+    return " ".join(["**This model has no fine-tuned question answering head yet, so its answers are close to "
+                     "random.**", *steps])
+
+
 # The answer block: the answer large; the context in a box of fixed height that wraps between words and scrolls.
 ANSWER_CSS = """
 .qa-answer { display: flex; flex-direction: column; gap: 0.4rem; }
@@ -152,8 +164,9 @@ def build_ask_tab(service: QAService) -> dict[str, Any]:
                            "message": gr.Textbox(label="Message", interactive=False, lines=2, max_lines=4,
                                                  elem_id="ask-message")}
                 with gr.Group(visible=False) as outputs["notice"]:
-                    gr.Markdown(NO_HEAD_NOTICE)
-                    quick = gr.Button(f"Quick fine-tune in the Train tab (about {QUICK_MINUTES} min)")
+                    gr.Markdown(no_head_notice(service.settings))
+                    quick = gr.Button(f"Quick fine-tune in the Train tab (about {QUICK_MINUTES} min)",
+                                      visible=service.settings.training_enabled)
         outputs["alternatives"] = gr.Dataframe(views.alternatives_table(None), label="Top 5 answers",
                                                interactive=False, wrap=True, column_widths=["8%", "52%", "40%"],
                                                elem_id="ask-alternatives")
