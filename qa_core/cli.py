@@ -61,10 +61,22 @@ def add_hub_options(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> QAConfig:
-    """The config of the given options; an option left at None (where None is no valid value) keeps its default."""
+    """The config of the given options; an option left at None (where None is no valid value) keeps its default,
+    or for evaluate and predict takes the model's run's (RUN_FOLLOWED)."""
     fields = {f.name: f for f in dataclasses.fields(QAConfig)}
-    return QAConfig(**{k: v for k, v in vars(args).items()
-                       if k in fields and not (v is None and "None" not in fields[k].type)})
+    given = {k: v for k, v in vars(args).items() if k in fields and not (v is None and "None" not in fields[k].type)}
+    return QAConfig(**{**run_windows(args), **given})  # one check of the merged values: 96 with the run's stride
+
+
+def run_windows(args: argparse.Namespace) -> dict[str, Any]:
+    """The windows and span search of the model's run for the options evaluate or predict were not given: other
+    windows give other scores than the run's own evaluation, for the same model."""
+    if args.command not in ("evaluate", "predict"):
+        return {}
+    from qa_core.preflight import run_settings
+
+    stored = run_settings(args.model_name_or_path)
+    return {name: stored[name] for name in RUN_FOLLOWED if getattr(args, name) is None and name in stored}
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -176,26 +188,16 @@ def warn_if_threshold_unused(args: argparse.Namespace, config: QAConfig) -> None
                        args.null_score_diff_threshold)
 
 
-def follow_run_windows(args: argparse.Namespace, config: QAConfig) -> QAConfig:
-    """A run's model answers with the windows and span search of its run unless the options say otherwise:
-    other windows give other scores than the run's own evaluation, for the same model."""
-    from qa_core.preflight import run_settings
-
-    stored = run_settings(config.model_name_or_path)
-    return config.replace(**{name: stored[name] for name in RUN_FOLLOWED
-                             if getattr(args, name) is None and name in stored})
-
-
 def follow_the_run(args: argparse.Namespace, config: QAConfig) -> QAConfig:
-    """A run's model is evaluated as the run evaluated it (its windows, SQuAD 2.0 or not, its null threshold)
-    unless the options say otherwise: else evaluating a v2 run into its own folder would silently make it a v1.1
-    run."""
+    """A run's model is evaluated as the run evaluated it (SQuAD 2.0 or not, its null threshold; its windows come
+    with the config, run_windows) unless the options say otherwise: else evaluating a v2 run into its own folder
+    would silently make it a v1.1 run."""
     from qa_core.preflight import run_settings
 
     stored = run_settings(config.model_name_or_path)
     v2 = args.version_2_with_negative
     threshold = args.null_score_diff_threshold
-    return follow_run_windows(args, config).replace(
+    return config.replace(
         version_2_with_negative=bool(stored.get("version_2_with_negative")) if v2 is None else v2,
         null_score_diff_threshold=stored.get("null_score_diff_threshold", config.null_score_diff_threshold)
         if threshold is None else threshold)
@@ -210,7 +212,6 @@ def run_predict(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
     examples = load_examples(args.test_file, "validation", answers_required=False).examples if args.test_file else ()
     loaded = load_model(config.model_name_or_path)
     warn_if_untrained(loaded)
-    config = follow_run_windows(args, config)
     if args.version_2_with_negative is not False:  # a SQuAD 2.0 run answers as one, at its best threshold...
         config = config_for_model(loaded.source, config)
     if args.null_score_diff_threshold is not None:  # ...unless a threshold is given

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from qa_core.config import QAConfig
-from qa_core.data_sources import looks_like_a_path
-from qa_core.run_files import (MODEL_DIR, RUN_FILE, RunRefused, check_eval_output_dir, check_output_dir,
-                               find_checkpoint, held_records, model_folder)
+from qa_core.data_sources import SAMPLE_PATH, looks_like_a_path
+from qa_core.run_files import (MODEL_DIR, RUN_FILE, RUN_RECORDS, RunRefused, check_eval_output_dir,
+                               check_output_dir, find_checkpoint, held_records, model_folder)
 
 # What a resume may change: how long it trains (to extend a run, whose decay then spans the new length), how
 # often it logs and saves, how it loads and reports, where its output goes. Everything else changes what the
@@ -60,7 +60,7 @@ def check_output_file(path: str, test_file: str | None) -> None:
     if not test_file:  # a single answer goes to stdout: the file would silently never be written
         raise ValueError("--output_file is for the answers to --test_file; a --question's answer is printed")
     target = Path(path)
-    if _same_file(path, test_file):
+    if _same_file(path, str(SAMPLE_PATH) if test_file == "sample" else test_file):  # the package's own data too
         raise ValueError(f"--output_file {path} is the --test_file: writing the answers would replace the questions")
     if target.is_dir():
         raise ValueError(f"--output_file {path} is a folder; name a file, such as {target / 'predictions.json'}")
@@ -71,11 +71,12 @@ def check_output_file(path: str, test_file: str | None) -> None:
 
 def check_not_training_into_its_model(config: QAConfig) -> None:
     """--overwrite_output_dir would delete the very model training starts from: a model folder, or a run's model/
-    or checkpoint/ (anything inside output_dir)."""
+    or checkpoint/ (what a new run clears, RUN_RECORDS); another folder inside output_dir stays."""
     source = Path(config.model_name_or_path)
     if not source.is_dir():
         return
-    if model_folder(source).resolve().is_relative_to(Path(config.output_dir).resolve()):
+    model, output_dir = model_folder(source).resolve(), Path(config.output_dir).resolve()
+    if model == output_dir or (model.parent == output_dir and model.name in RUN_RECORDS):
         raise ValueError(f"output_dir {config.output_dir} holds the model being trained from (model_name_or_path "
                          f"{config.model_name_or_path}); training there would replace it; choose another "
                          f"output folder")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from qa_core import cli
+from qa_core.config import QAConfig
 from tests.overfit_data import write_tiny_squad
 from tests.tiny_runs import cli as train_py, fake_run
 
@@ -146,6 +148,10 @@ def test_a_predict_output_file_that_cannot_be_written_is_refused_before_anything
     data = write_tiny_squad(tmp_path / "d.json")  # found by trying the CLI: the answers replaced the questions
     line = refused("predict", "--test_file", str(data), "--output_file", f"{tmp_path}/./d.json")
     assert f"--output_file {tmp_path}/./d.json is the --test_file" in line and json.loads(data.read_text())["data"]
+    from qa_core.data_sources import SAMPLE_PATH
+
+    line = refused("predict", "--test_file", "sample", "--output_file", str(SAMPLE_PATH))  # the package's own data
+    assert "is the --test_file" in line and json.loads(SAMPLE_PATH.read_text())["data"]
     line = refused("predict", "--question", "Who?", "--context", "Ann.", "--output_file", str(tmp_path / "p.json"))
     assert "--output_file is for the answers to --test_file" in line  # it was silently never written
 
@@ -172,6 +178,12 @@ def test_training_into_the_model_it_trains_from_is_refused(tmp_path: Path):
         assert f"output_dir {target} holds the model being trained from" in line
     assert (model / "model.safetensors").read_bytes() == b"weights" and (run / "model" / "config.json").exists()
     assert (run / "checkpoint" / "config.json").exists()
+    # a model in a folder of its own inside output_dir is no run record: training there clears none of it
+    from qa_core.preflight import check_not_training_into_its_model
+
+    shutil.copytree(model, tmp_path / "exp" / "base")
+    check_not_training_into_its_model(QAConfig(model_name_or_path=str(tmp_path / "exp" / "base"),
+                                               output_dir=str(tmp_path / "exp")))
 
 
 @pytest.mark.parametrize("overwrite", [(), ("--overwrite_output_dir",)])
@@ -238,8 +250,6 @@ def test_resume_refuses_options_that_change_the_training(tmp_path: Path):
 
 def test_predict_with_a_threshold_keeps_the_run_s_squad_v2_setting(tiny_model_dir: Path, tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture):
-    import shutil
-
     model = tmp_path / "v2-model"
     shutil.copytree(tiny_model_dir, model)
     (model / "eval_metrics.json").write_text(json.dumps({"exact": 50.0, "f1": 50.0, "best_f1_thresh": 1e9}))
@@ -280,8 +290,6 @@ def test_a_context_without_a_span_still_gives_strict_json(tiny_model_dir: Path, 
 def test_evaluating_a_squad_v2_run_keeps_it_squad_v2(tiny_model_dir: Path, tmp_path: Path):
     """Without --version_2_with_negative an evaluation of a v2 run's model follows the run (as predict does), so
     evaluating it into its own folder never turns it into a v1.1 run that no longer abstains."""
-    import shutil
-
     from tests.v2_data import write_v2
 
     run, data = tmp_path / "v2-run", write_v2(tmp_path / "v2.json")
@@ -300,8 +308,6 @@ def test_evaluating_a_squad_v2_run_keeps_it_squad_v2(tiny_model_dir: Path, tmp_p
 def test_evaluate_and_predict_take_a_runs_windows_unless_given(tiny_model_dir: Path, tmp_path: Path):
     """Evaluating a run trained on 64-token windows with 256-token ones changed its answers and scores (and, into
     its own folder, its calibration), though the run was named as the model."""
-    import shutil
-
     from tests.overfit_data import PARAGRAPHS, write_squad
 
     context = " ".join(c for c, _ in PARAGRAPHS)  # several 64-token windows long
@@ -328,6 +334,8 @@ def test_evaluate_and_predict_take_a_runs_windows_unless_given(tiny_model_dir: P
         assert followed == scores(command, tmp_path / f"{command}-given", *given)
         assert followed != scores(command, tmp_path / f"{command}-own", "--max_seq_length=256", "--doc_stride=128",
                                   "--max_query_length=64", "--n_best_size=20")
+        # one option given, the rest the run's: checked together, not against QAConfig's doc_stride of 128
+        assert scores(command, tmp_path / f"{command}-shorter", "--max_seq_length=48")
 
 
 @pytest.mark.parametrize("command", ["evaluate", "predict"])
