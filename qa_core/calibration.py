@@ -174,14 +174,15 @@ def fit_calibration(records: Sequence[QuestionRecord], bins: int = BINS) -> Cali
 
 def unfitted_reason(questions: int, temperature: float) -> str | None:
     """Why a temperature fitted on this many answered questions is not to be applied; None when it is. A fit at
-    either end of LOG_TEMPERATURES means the log loss still fell beyond it (e.g. every answer right, so
-    sharpening always helps): the records do not pin a temperature down, and the edge is an arbitrary one."""
+    the low end of LOG_TEMPERATURES means sharpening kept helping (every answer right, say): the records do not
+    pin a temperature down, and the edge would show every answer as certain. The high end stays: a confidently
+    wrong model's log loss still falls there, so the flattest temperature searched beats none."""
     if questions < MIN_CALIBRATION_QUESTIONS:
         return (f"too few evaluation questions to calibrate ({questions} answered, "
                 f"{MIN_CALIBRATION_QUESTIONS} needed)")
-    if np.isclose(np.log(temperature), LOG_TEMPERATURES[[0, -1]]).any():
-        return (f"the temperature fit ran to the edge of its search range (T = {temperature:.3g}), so these "
-                f"evaluation questions do not settle a temperature")
+    if np.isclose(np.log(temperature), LOG_TEMPERATURES[0]):
+        return (f"the temperature fit kept sharpening to the edge of its search range (T = {temperature:.3g}), so "
+                f"these evaluation questions do not settle a temperature")
     return None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import os
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -139,9 +140,10 @@ _KINDS = ((bool, "true or false"), (int, "a whole number"), (float, "a number"),
 
 def _check_types(config: QAConfig) -> None:
     """A value of another type is refused naming the option: the string "false" is a true bool, '256' <= 0 raises
-    a TypeError that names nothing, and 5.0 steps would reach range()."""
+    a TypeError that names nothing, and 5.0 steps would reach range(). A numpy scalar or a path is stored as the
+    plain value it stands for, so that run.json and comparisons see the same thing."""
     for f in dataclasses.fields(config):
-        value, kinds = getattr(config, f.name), typing.get_args(HINTS[f.name]) or (HINTS[f.name],)
+        value, kinds = _plain(getattr(config, f.name)), typing.get_args(HINTS[f.name]) or (HINTS[f.name],)
         if value is None and type(None) in kinds:
             continue
         kind, said = next((k, said) for k, said in _KINDS if k in kinds)
@@ -149,6 +151,14 @@ def _check_types(config: QAConfig) -> None:
             raise ValueError(f"{f.name} must be {said}, got {value!r}")
         if kind is int and f.name != "seed" and value > MAX_COUNT:  # the seed has a range of its own
             raise ValueError(f"{f.name} must be at most {MAX_COUNT}, got {value}")
+        object.__setattr__(config, f.name, value)  # frozen: set once, here, as dataclasses' own __init__ does
+
+
+def _plain(value: Any) -> Any:
+    """A path as its text, a numpy scalar (np.bool_, np.int64) as its Python value; anything else as it is."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value.item() if type(value).__module__ == "numpy" and hasattr(value, "item") else value
 
 
 def _is_kind(value: Any, kind: type) -> bool:
@@ -232,6 +242,8 @@ def _switch(name: str, value: Any) -> bool:
     """A form or JSON switch; any other word is refused, not read as off."""
     if isinstance(value, bool):
         return value
+    if isinstance(value, (int, float)) and value in (0, 1):  # a JSON 0.0 or 1, as a checkbox's number
+        return bool(value)
     word = str(value).strip().lower()
     if word in ("1", "true", "on", "yes"):
         return True

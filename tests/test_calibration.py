@@ -230,3 +230,7 @@ def test_a_fit_at_the_edge_of_the_searched_temperatures_is_not_applied():
     fitted = calibration.fit_calibration(records)
     assert fitted.temperature == 1.0 and "edge" in fitted.unfitted
     assert calibration.fit_calibration(overconfident_records()).unfitted is None
+    # the flat edge is kept: all wrong at 0.9, flattening keeps helping, and e^3 beats showing 0.9 (found in review)
+    wrong = [record(n, (0.9, 0.05), False) for n in range(calibration.MIN_CALIBRATION_QUESTIONS)]
+    kept = calibration.fit_calibration(wrong)
+    assert kept.unfitted is None and kept.temperature == pytest.approx(np.exp(calibration.LOG_TEMPERATURES[-1]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -52,6 +53,17 @@ def test_bad_values_are_refused_naming_the_option(changes: dict, message: str) -
 ])
 def test_edge_values_are_accepted(changes: dict) -> None:
     QAConfig(**changes)
+
+
+def test_paths_and_numpy_scalars_are_taken_as_their_plain_values() -> None:
+    """Found in review: the type checks refused a pathlib.Path data file and numpy's bool, which trained before."""
+    import numpy as np
+
+    config = QAConfig(train_file=Path("data/train.json"), bf16=np.bool_(False), max_steps=np.int64(5),
+                      learning_rate=np.float32(0.5))
+    assert (config.train_file, config.bf16, config.max_steps) == ("data/train.json", False, 5)
+    assert type(config.bf16) is bool and type(config.max_steps) is int and type(config.learning_rate) is float
+    assert config.to_dict()["train_file"] == "data/train.json"
 
 
 def test_a_saved_config_reads_back_without_the_keys_this_version_does_not_know() -> None:
