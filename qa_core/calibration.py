@@ -294,11 +294,6 @@ def _outcomes(records: Sequence[QuestionRecord]) -> tuple[np.ndarray, np.ndarray
             np.array([r.f1 / 100 for r in records], dtype=float))
 
 
-def answer_temperature(source: str) -> float | None:
-    """The temperature of a run's calibration.json (see answer_calibration)."""
-    return answer_calibration(source)[0]
-
-
 def answer_calibration(source: str) -> tuple[float | None, str | None]:
     """The temperature of a run's calibration.json and, where the run has one but no temperature was fitted, why
     (to say beside the answer). None (probabilities as the model gives them) without a usable one (a fitted

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import signal
@@ -11,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from qa_core.cli_options import build_parser, config_from_args
 from qa_core.config import QAConfig
 from qa_core.preflight import check_paths
 
@@ -19,111 +19,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SPAN_FIELDS = ("n_best_size", "max_answer_length", "whole_word_spans", "version_2_with_negative",
-               "null_score_diff_threshold")
-EVAL_FIELDS = ("model_name_or_path", "validation_file", "output_dir", "max_seq_length", "doc_stride",
-               "max_query_length", "per_device_eval_batch_size", "max_eval_samples", "bf16",
-               "overwrite_output_dir") + SPAN_FIELDS
 DATA_OPTIONS = {"train": "train_file", "evaluate": "validation_file"}  # the data each command cannot do without
-PREDICT_FIELDS = ("model_name_or_path", "max_seq_length", "doc_stride", "max_query_length") + SPAN_FIELDS
-# What evaluate and predict take from a run's run.json unless given: the windows and span search it trained and
-# evaluated with (SQuAD 2.0 and its threshold follow the run by rules of their own)
-RUN_FOLLOWED = ("max_seq_length", "doc_stride", "max_query_length", "n_best_size", "max_answer_length",
-                "whole_word_spans")
-
-
-def _float_or_none(text: str) -> float | None:
-    """A float, or None for 'none' (e.g. --attention_dropout none keeps the model's own)."""
-    return None if text.lower() == "none" else float(text)
-
-
-_TYPES = {"str": str, "str | None": str, "int": int, "int | None": int, "float": float, "float | None": _float_or_none}
-
-
-def add_config_options(parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None) -> None:
-    """One --option per QAConfig field, with the field's help and default."""
-    for f in dataclasses.fields(QAConfig):
-        if names is not None and f.name not in names:
-            continue
-        help_text = f"{f.metadata['help']} (default: {f.default})"
-        if f.type.startswith("bool"):
-            parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
-        else:
-            parser.add_argument(f"--{f.name}", type=_TYPES[f.type], default=f.default, help=help_text)
-
-
-def add_hub_options(parser: argparse.ArgumentParser) -> None:
-    """run_qa.py's names for uploading the finished run to the Hugging Face Hub."""
-    parser.add_argument("--push_to_hub", action="store_true",
-                        help="upload the final model and its model card to the Hub when training finishes")
-    parser.add_argument("--hub_model_id", default=None,
-                        help="Hub repository to push to, 'user/name' (default: the output_dir's folder name)")
-
-
-def config_from_args(args: argparse.Namespace) -> QAConfig:
-    """The config of the given options; an option left at None (where None is no valid value) keeps its default,
-    or for evaluate and predict takes the model's run's (RUN_FOLLOWED)."""
-    fields = {f.name: f for f in dataclasses.fields(QAConfig)}
-    given = {k: v for k, v in vars(args).items() if k in fields and not (v is None and "None" not in fields[k].type)}
-    return QAConfig(**{**run_windows(args), **given})  # one check of the merged values: 96 with the run's stride
-
-
-def run_windows(args: argparse.Namespace) -> dict[str, Any]:
-    """The windows and span search of the model's run for the options evaluate or predict were not given: other
-    windows give other scores than the run's own evaluation, for the same model."""
-    if args.command not in ("evaluate", "predict"):
-        return {}
-    from qa_core.preflight import run_settings
-
-    stored = run_settings(args.model_name_or_path)
-    return {name: stored[name] for name in RUN_FOLLOWED if getattr(args, name) is None and name in stored}
-
-
-def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    # no abbreviations: --lr (run_qa.py users' habit) was taken for --lr_scheduler_type
-    train = commands.add_parser("train", help="fine-tune, evaluating after each epoch", allow_abbrev=False)
-    add_config_options(train)
-    add_hub_options(train)
-    evaluate = commands.add_parser("evaluate", help="score a model on validation_file (EM/F1 + records)",
-                                   allow_abbrev=False)
-    add_config_options(evaluate, EVAL_FIELDS)
-    for action in evaluate._actions:  # the field's help describes a training run's folder
-        if action.dest == "output_dir":
-            action.help = (f"Folder for the evaluation's metrics, predictions and per-question records; a run's own "
-                           f"folder keeps its run and replaces only its evaluation files (default: "
-                           f"{QAConfig().output_dir})")
-    predict = commands.add_parser("predict", help="answer one question, or every question of a file",
-                                  allow_abbrev=False)
-    add_config_options(predict, PREDICT_FIELDS)
-    # None: a SQuAD 2.0 run is evaluated as one (see run_evaluate) and answers with the threshold its evaluation
-    # found best (see run_predict)
-    for command in (evaluate, predict):
-        command.set_defaults(version_2_with_negative=None, null_score_diff_threshold=None,
-                             **dict.fromkeys(RUN_FOLLOWED))
-        _say_defaults(command, {name: f"the model's run's (its run.json), else {getattr(QAConfig(), name)}"
-                                for name in RUN_FOLLOWED})
-    _say_defaults(evaluate, {"version_2_with_negative": "as the model's run (its run.json), else off",
-                             "null_score_diff_threshold": "the model's run's (its run.json), else 0.0"})
-    _say_defaults(predict, {"version_2_with_negative": "on for a run whose evaluation was SQuAD 2.0 (its "
-                                                       "eval_metrics.json), else off",
-                            "null_score_diff_threshold": "the best_f1_thresh of that evaluation, else 0.0"})
-    predict.add_argument("--question", help="a question about --context")
-    predict.add_argument("--context", help="the passage holding the answer")
-    predict.add_argument("--test_file", help="answer every question of this data file instead (gold answers, "
-                         "if any, are not used)")
-    predict.add_argument("--output_file", help="where to write {id: answer} for --test_file (default: stdout)")
-    commands.add_parser("app", help="serve the Gradio web app (as `python app.py`; GRADIO_SERVER_PORT etc. apply)")
-    return parser
-
-
-def _say_defaults(parser: argparse.ArgumentParser, defaults: dict[str, str]) -> None:
-    """Replace the '(default: ...)' of options whose default is decided from the model's run, not by QAConfig."""
-    for action in parser._actions:
-        if action.dest in defaults:
-            action.help = f"{action.help.rpartition(' (default: ')[0]} (default: {defaults[action.dest]})"
 
 
 class ProgressBar:
@@ -273,7 +169,7 @@ INTERRUPTED_EXIT = 128 + signal.SIGINT  # what shells report for a program stopp
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    args = build_parser(prog).parse_args(argv)
+    args = build_parser(prog, __doc__).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         check_args(args)

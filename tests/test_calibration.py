@@ -185,11 +185,11 @@ def test_answers_ignore_a_squad2_calibration_fitted_with_abstentions_mixed_in(tm
     write_records(tmp_path / RECORDS_FILE, answers + abstentions)
     (tmp_path / NULL_ODDS_FILE).write_text("{}", encoding="utf-8")  # what a SQuAD 2.0 evaluation writes
     fitted = calibration.calibrate_run(tmp_path)
-    assert fitted.unfitted is None and calibration.answer_temperature(str(tmp_path)) == fitted.temperature != 1.0
+    assert fitted.unfitted is None and calibration.answer_calibration(str(tmp_path))[0] == fitted.temperature != 1.0
     calibration.write_calibration(tmp_path, calibration.replace(fitted, abstentions=None, temperature=3.0))
-    assert calibration.answer_temperature(str(tmp_path)) is None
+    assert calibration.answer_calibration(str(tmp_path))[0] is None
     (tmp_path / NULL_ODDS_FILE).unlink()  # a SQuAD v1.1 run: its older file stays usable
-    assert calibration.answer_temperature(str(tmp_path)) == 3.0
+    assert calibration.answer_calibration(str(tmp_path))[0] == 3.0
 
 
 def test_too_few_answered_questions_fit_no_temperature(tmp_path):
@@ -219,7 +219,7 @@ def test_a_calibration_file_from_before_the_minimum_is_read_as_unfitted(tmp_path
     stored = calibration.read_calibration(tmp_path)
     assert (stored.temperature, stored.ece_after, stored.questions) == (1.0, 0.4, 1)
     assert stored.bins_after == stored.bins_before and "too few" in stored.unfitted
-    assert calibration.answer_temperature(str(tmp_path)) is None
+    assert calibration.answer_calibration(str(tmp_path))[0] is None
 
 
 def test_a_fit_at_the_edge_of_the_searched_temperatures_is_not_applied():

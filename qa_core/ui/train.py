@@ -205,11 +205,10 @@ def build_train_tab(service: QAService) -> dict[str, Any]:
         # Closed at first: open, its dozens of fields put Start screens below the upload box on a phone; the label
         # says what it holds, so on a desktop the options are as easy to find (each field shows its default). One
         # line at 390 px: a label that wraps pushes the arrow out of the box, which then scrolls sideways.
-        fields = form_fields()
-        with gr.Accordion(f"Options ({len(fields)} settings)", open=False, elem_id="train-options"):
+        shown = {name: offered_option(name, service.settings) for name in form_fields()}
+        with gr.Accordion(f"Options ({sum(shown.values())} settings)", open=False, elem_id="train-options"):
             with gr.Row():
-                options = [option_cell(name, getattr(defaults, name), offered_option(name, service.settings))
-                           for name in fields]
+                options = [option_cell(name, getattr(defaults, name), visible) for name, visible in shown.items()]
         with gr.Row():
             start = gr.Button("Start training", variant="primary", interactive=enabled, elem_id="train-start")
             quick = gr.Button(f"Quick fine-tune on the sample (about {QUICK_MINUTES} min)",
