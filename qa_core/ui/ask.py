@@ -25,7 +25,7 @@ def no_head_notice(settings: Settings) -> str:
              f"minutes on a laptop CPU."] if settings.training_enabled else []
     if settings.public:
         hub_ids = "".join(f" or `{hub_id}`" for hub_id in settings.allowed_models)
-        steps.append(f"You can also choose a finished run from the model list{hub_ids}.")
+        steps.append(f"{'You can also choose' if steps else 'Choose'} a finished run from the model list{hub_ids}.")
     else:
         steps.append(f"Online, you can also type the hub id of a model fine-tuned on SQuAD in the model box, e.g. "
                      f"`{HUB_HINT}`.")
