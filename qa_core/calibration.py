@@ -1,4 +1,4 @@
-"""Calibration of answer probabilities: reliability bins, ECE, coverage curves and temperature scaling per run."""
+"""Calibration of answer probabilities: reliability bins, ECE and temperature scaling per run."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from qa_core.run_files import CALIBRATION_FILE, NULL_ODDS_FILE, RECORDS_FILE, ru
 logger = logging.getLogger(__name__)
 
 BINS = 10
-CURVE_POINTS = 200  # thresholds of a coverage curve at most: enough for a smooth line, few enough to send
 LOG_TEMPERATURES = np.linspace(-3.0, 3.0, 241)  # temperatures from e^-3 to e^3 searched by the fit
 MIN_CALIBRATION_QUESTIONS = 50  # answered questions a temperature needs: on a few, one answer sets it to an edge
 
@@ -31,15 +30,6 @@ class ReliabilityBin:
     mean_probability: float  # 0..1; 0 for an empty bin
     exact_fraction: float  # 0..1: fraction exactly right
     mean_f1: float  # 0..1
-
-
-@dataclass(frozen=True)
-class CoveragePoint:
-    threshold: float  # answer only when the answer probability is >= threshold
-    answered: int
-    coverage: float  # 0..1: fraction of questions answered
-    exact_match: float  # percent, over the answered questions (0 when none)
-    f1: float  # percent, over the answered questions
 
 
 @dataclass(frozen=True)
@@ -132,7 +122,7 @@ def expected_calibration_error(bins: Sequence[ReliabilityBin]) -> float:
 def record_bins(records: Sequence[QuestionRecord], temperature: float = 1.0,
                 bins: int = BINS) -> tuple[ReliabilityBin, ...]:
     """The reliability bins of a run's records, with probabilities scaled by temperature."""
-    exact, f1 = _outcomes(records)
+    exact, f1 = outcomes(records)
     return reliability_bins(confidences(records, temperature), exact, f1, bins)
 
 
@@ -144,7 +134,7 @@ def fit_temperature(records: Sequence[QuestionRecord]) -> float:
     if not records:
         raise ValueError("no evaluation records to fit a temperature on")
     matrix = probability_matrix(records)
-    exact, _ = _outcomes(records)
+    exact, _ = outcomes(records)
     losses = [_log_loss(scale_probabilities(matrix, float(np.exp(t)))[:, 0], exact) for t in LOG_TEMPERATURES]
     return float(np.exp(LOG_TEMPERATURES[int(np.argmin(losses))]))
 
@@ -254,41 +244,7 @@ def rescale_result(result: AnswerResult, temperature: float) -> AnswerResult:
     return replace(result, prediction=rescale_prediction(result.prediction, temperature))
 
 
-def curve_thresholds(confidence: np.ndarray, points: int = CURVE_POINTS) -> np.ndarray:
-    """Thresholds at the confidences themselves, ascending, at most `points` of them spread by rank: each one a
-    coverage a threshold can reach. A fixed grid of thresholds skipped over confidences that all fall in one
-    narrow band: every step answered all the questions or none."""
-    distinct = np.unique(confidence)
-    if len(distinct) <= points:
-        return distinct
-    return np.unique(np.quantile(confidence, np.linspace(0.0, 1.0, points), method="inverted_cdf"))
-
-
-def coverage_curve(records: Sequence[QuestionRecord], temperature: float = 1.0,
-                   thresholds: np.ndarray | None = None) -> tuple[CoveragePoint, ...]:
-    """'Answer only above confidence t': coverage and EM/F1 over the answered questions, for each t (by default
-    at the questions' own confidences, see curve_thresholds). A SQuAD 2.0 run's abstentions count among the
-    questions but are never answered: they have no answer probability to compare with t."""
-    answers = answered_records(records)
-    confidence = confidences(answers, temperature)
-    thresholds = curve_thresholds(confidence) if thresholds is None else np.asarray(thresholds, dtype=float)
-    exact, f1 = _outcomes(answers)
-    order = np.argsort(-confidence, kind="stable")
-    answered = np.searchsorted(-confidence[order], -thresholds, side="right")  # (thresholds,) count >= t
-    exact_sums, f1_sums = (np.concatenate(([0.0], np.cumsum(v[order]))) for v in (exact, f1))
-    total = max(len(records), 1)
-    return tuple(CoveragePoint(float(t), int(n), float(n / total), float(100 * exact_sums[n] / max(n, 1)),
-                               float(100 * f1_sums[n] / max(n, 1))) for t, n in zip(thresholds, answered))
-
-
-def coverage_at(records: Sequence[QuestionRecord], threshold: float, temperature: float = 1.0) -> CoveragePoint:
-    """One point of the coverage curve: the threshold picker's readout."""
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-    return coverage_curve(records, temperature, np.array([threshold]))[0]
-
-
-def _outcomes(records: Sequence[QuestionRecord]) -> tuple[np.ndarray, np.ndarray]:
+def outcomes(records: Sequence[QuestionRecord]) -> tuple[np.ndarray, np.ndarray]:
     """(questions,) exactly right and F1, each in 0..1."""
     return (np.array([r.exact_match / 100 for r in records], dtype=float),
             np.array([r.f1 / 100 for r in records], dtype=float))

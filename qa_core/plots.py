@@ -10,7 +10,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from qa_core.calibration import CoveragePoint, ReliabilityBin
+from qa_core.calibration import ReliabilityBin
+from qa_core.coverage import CoveragePoint
 from qa_core.inference import TokenLogits
 from qa_core.progress import ProgressEvent
 
@@ -214,7 +215,7 @@ def coverage_figure(points: Sequence[CoveragePoint], chosen: CoveragePoint | Non
     """EM and F1 of the answered questions against coverage, as the confidence threshold rises. A threshold that
     leaves no question answered has no score: such points are left out, and a chosen one is said in words
     (drawn, it sat at (0, 0) as if it scored 0). abstentions: a SQuAD 2.0 run's, never answered at any
-    threshold (calibration.coverage_curve); the title says so."""
+    threshold (coverage.coverage_curve); the title says so."""
     points = [p for p in points if p.answered]
     x = [p.coverage for p in points]
     hover = [f"threshold {p.threshold:.3f}, {p.answered} answered" for p in points]

@@ -19,7 +19,8 @@ if TYPE_CHECKING:  # types only: importing jobs would import training, attributi
     from qa_core.inference import AnswerResult
     from qa_core.postprocess import Prediction
     from qa_core.attributions import Attribution
-    from qa_core.calibration import Calibration, CoveragePoint
+    from qa_core.calibration import Calibration
+    from qa_core.coverage import CoveragePoint
     from qa_core.compare import Comparison, PairedRecord
     from qa_core.hosting import Settings
     from qa_core.jobs import JobSnapshot

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from qa_core import calibration, plots, views
+from qa_core import calibration, coverage, plots, views
 from qa_core.error_analysis import QuestionRecord, write_records
 from qa_core.postprocess import Prediction, Span
 from qa_core.run_files import NULL_ODDS_FILE, RECORDS_FILE
@@ -90,14 +90,14 @@ def test_calibration_is_stored_in_the_run_and_rescales_ask_predictions(tmp_path)
 
 def test_coverage_curve_matches_counting_by_hand():
     records = [record(0, (0.9,), True), record(1, (0.7,), False, 50.0), record(2, (0.4,), True), record(3, (), False)]
-    curve = calibration.coverage_curve(records)
+    curve = coverage.coverage_curve(records)
     assert curve[0].threshold == 0.0 and curve[0].coverage == 1.0 and curve[0].exact_match == 50.0
-    point = calibration.coverage_at(records, 0.7)
+    point = coverage.coverage_at(records, 0.7)
     assert (point.answered, point.coverage, point.exact_match, point.f1) == (2, 0.5, 50.0, 75.0)
-    assert calibration.coverage_at(records, 0.95).answered == 0
+    assert coverage.coverage_at(records, 0.95).answered == 0
     assert all(a.coverage >= b.coverage for a, b in zip(curve, curve[1:]))
     with pytest.raises(ValueError, match="threshold"):
-        calibration.coverage_at(records, 1.5)
+        coverage.coverage_at(records, 1.5)
 
 
 def test_reliability_and_coverage_figures():
@@ -107,12 +107,12 @@ def test_reliability_and_coverage_figures():
     assert [t.name for t in figure.data] == ["fraction exactly right", "mean F1 / 100", "perfect calibration",
                                              "after temperature scaling"]
     assert f"{fitted.ece_before:.3f}" in figure.layout.title.text
-    chosen = calibration.coverage_at(records, 0.5, fitted.temperature)
-    coverage = plots.coverage_figure(calibration.coverage_curve(records, fitted.temperature), chosen)
-    assert [t.name for t in coverage.data] == ["EM", "F1", "threshold 0.50"]
-    assert list(coverage.data[2].x) == [chosen.coverage, chosen.coverage]
-    assert min(coverage.data[0].x) > 0  # a threshold above every probability answers nothing: no score to draw
-    for shown in (figure, coverage):  # a phone shows about 40 characters of a title, and a legend beside the
+    chosen = coverage.coverage_at(records, 0.5, fitted.temperature)
+    curve = plots.coverage_figure(coverage.coverage_curve(records, fitted.temperature), chosen)
+    assert [t.name for t in curve.data] == ["EM", "F1", "threshold 0.50"]
+    assert list(curve.data[2].x) == [chosen.coverage, chosen.coverage]
+    assert min(curve.data[0].x) > 0  # a threshold above every probability answers nothing: no score to draw
+    for shown in (figure, curve):  # a phone shows about 40 characters of a title, and a legend beside the
         # plot left it a fifth of the width: the title fits, the legend's rows sit below the plot (above, they
         # wrapped over the title)
         assert all(len(re.sub("<[^>]+>", "", line)) <= 40 for line in shown.layout.title.text.split("<br>"))
@@ -123,7 +123,7 @@ def test_a_narrow_band_of_confidences_still_draws_the_curve():
     """Every probability within a hundredth: on a fixed grid of thresholds every step answered all questions or
     none, so the curve was one point at full coverage, which a line does not draw."""
     records = [record(n, (0.503 + 0.0002 * n, 0.1), n % 3 == 0) for n in range(20)]
-    figure = plots.coverage_figure(calibration.coverage_curve(records), calibration.coverage_at(records, 0.505))
+    figure = plots.coverage_figure(coverage.coverage_curve(records), coverage.coverage_at(records, 0.505))
     coverages = sorted(set(figure.data[0].x))
     assert len(coverages) == 20 and coverages[0] == pytest.approx(1 / 20) and coverages[-1] == 1.0
 
@@ -131,9 +131,9 @@ def test_a_narrow_band_of_confidences_still_draws_the_curve():
 def test_a_threshold_above_every_confidence_puts_no_point_at_zero():
     """No question answered has no EM or F1: the chosen point is not drawn at (0, 0) as if it scored 0."""
     records = [record(n, (0.2 + 0.001 * n,), n % 2 == 0) for n in range(10)]
-    chosen = calibration.coverage_at(records, 0.5)
+    chosen = coverage.coverage_at(records, 0.5)
     assert chosen.answered == 0
-    figure = plots.coverage_figure(calibration.coverage_curve(records), chosen)
+    figure = plots.coverage_figure(coverage.coverage_curve(records), chosen)
     assert (0.0, 0.0) not in {(x, y) for trace in figure.data for x, y in zip(trace.x, trace.y)}
     assert any("threshold 0.50" in a.text and "no question" in a.text for a in figure.layout.annotations)
 
@@ -164,7 +164,7 @@ def test_a_squad2_run_calibrates_its_answers_and_leaves_its_abstentions_out():
     assert "10 abstentions left out" in figure.layout.title.text
     assert "answered" in figure.layout.xaxis.title.text
     assert "10 answered evaluation questions" in views.calibration_text(fitted)
-    point = calibration.coverage_at(answers + abstentions, 0.0)  # an abstention is never answered
+    point = coverage.coverage_at(answers + abstentions, 0.0)  # an abstention is never answered
     assert (point.answered, point.coverage, point.exact_match) == (10, 0.5, 50.0)
     everything = calibration.fit_calibration(abstentions)  # nothing answered: nothing to fit, probabilities kept
     assert (everything.temperature, everything.questions, everything.abstentions) == (1.0, 0, 10)

@@ -7,7 +7,8 @@ from typing import Any
 import gradio as gr
 
 from qa_core import plots, views
-from qa_core.calibration import Calibration, coverage_at, coverage_curve, current_calibration
+from qa_core.calibration import Calibration, current_calibration
+from qa_core.coverage import coverage_at, coverage_curve
 from qa_core.service import QAService
 from qa_core.ui.common import PRIVATE, Outputs, by_name
 
