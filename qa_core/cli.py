@@ -71,8 +71,7 @@ def push_trained_run(args: argparse.Namespace, output: dict[str, Any]) -> str:
 def run_evaluate(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
     from qa_core.evaluation import run_evaluation
 
-    config = follow_the_run(args, config)
-    warn_if_threshold_unused(args, config)
+    warn_if_threshold_unused(args, config)  # the config follows the model's run already (followed_settings)
     result = run_evaluation(config)
     return {"output_dir": config.output_dir, **result.metrics.to_dict()}
 
@@ -82,21 +81,6 @@ def warn_if_threshold_unused(args: argparse.Namespace, config: QAConfig) -> None
         logger.warning("--null_score_diff_threshold %g has no effect: the model answers SQuAD v1.1 style (every "
                        "question answered); add --version_2_with_negative to let it abstain",
                        args.null_score_diff_threshold)
-
-
-def follow_the_run(args: argparse.Namespace, config: QAConfig) -> QAConfig:
-    """A run's model is evaluated as the run evaluated it (SQuAD 2.0 or not, its null threshold; its windows come
-    with the config, run_windows) unless the options say otherwise: else evaluating a v2 run into its own folder
-    would silently make it a v1.1 run."""
-    from qa_core.preflight import run_settings
-
-    stored = run_settings(config.model_name_or_path)
-    v2 = args.version_2_with_negative
-    threshold = args.null_score_diff_threshold
-    return config.replace(
-        version_2_with_negative=bool(stored.get("version_2_with_negative")) if v2 is None else v2,
-        null_score_diff_threshold=stored.get("null_score_diff_threshold", config.null_score_diff_threshold)
-        if threshold is None else threshold)
 
 
 def run_predict(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:

@@ -16,9 +16,11 @@ EVAL_FIELDS = ("model_name_or_path", "validation_file", "output_dir", "max_seq_l
                "overwrite_output_dir") + SPAN_FIELDS
 PREDICT_FIELDS = ("model_name_or_path", "max_seq_length", "doc_stride", "max_query_length") + SPAN_FIELDS
 # What evaluate and predict take from a run's run.json unless given: the windows and span search it trained and
-# evaluated with (SQuAD 2.0 and its threshold follow the run by rules of their own, cli.follow_the_run)
+# evaluated with; evaluate also SQuAD 2.0 and its threshold, else evaluating a v2 run into its own folder would
+# make it a v1.1 run (predict answers at the best threshold of the run's evaluation, cli.run_predict)
 RUN_FOLLOWED = ("max_seq_length", "doc_stride", "max_query_length", "n_best_size", "max_answer_length",
                 "whole_word_spans")
+EVAL_FOLLOWED = RUN_FOLLOWED + ("version_2_with_negative", "null_score_diff_threshold")
 FROM_THE_RUN = "the model's run's (its run.json), else {}"
 EVAL_DEFAULTS = {"version_2_with_negative": "as the model's run (its run.json), else off",
                  "null_score_diff_threshold": "the model's run's (its run.json), else 0.0"}
@@ -63,21 +65,22 @@ def add_hub_options(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> QAConfig:
     """The config of the given options; an option left at None (where None is no valid value) keeps its default,
-    or for evaluate and predict takes the model's run's (RUN_FOLLOWED)."""
+    or for evaluate and predict takes the model's run's (followed_settings)."""
     fields = {f.name: f for f in dataclasses.fields(QAConfig)}
     given = {k: v for k, v in vars(args).items() if k in fields and not (v is None and "None" not in fields[k].type)}
-    return QAConfig(**{**run_windows(args), **given})  # one check of the merged values: 96 with the run's stride
+    return QAConfig(**{**followed_settings(args), **given})  # one check of the merged values: 96 with the run's stride
 
 
-def run_windows(args: argparse.Namespace) -> dict[str, Any]:
-    """The windows and span search of the model's run for the options evaluate or predict were not given: other
-    windows give other scores than the run's own evaluation, for the same model."""
-    if args.command not in ("evaluate", "predict"):
+def followed_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The model's run's settings (EVAL_FOLLOWED, RUN_FOLLOWED) for the options evaluate or predict were not given:
+    other windows give other scores than the run's own evaluation, for the same model."""
+    followed = {"evaluate": EVAL_FOLLOWED, "predict": RUN_FOLLOWED}.get(args.command, ())
+    if not followed:
         return {}
     from qa_core.preflight import run_settings
 
     stored = run_settings(args.model_name_or_path)
-    return {name: stored[name] for name in RUN_FOLLOWED if getattr(args, name) is None and name in stored}
+    return {name: stored[name] for name in followed if getattr(args, name) is None and name in stored}
 
 
 def run_defaults(command_defaults: dict[str, str]) -> dict[str, str]:

@@ -59,14 +59,18 @@ def check_file_size(path: Path, max_bytes: int | None) -> None:
 def read_records(source: str, split: str = "train") -> tuple[str, Records]:
     """The name to report the source by, and its records: 'sample', a SQuAD/flat JSON or JSONL file, or a hub data
     set ('name' or 'name:split'). Records come with stop checks between them, within loading_limits."""
-    if source == "sample":
-        source = str(SAMPLE_PATH)
+    source = local_name(source)
     path = Path(source)
     if path.exists():
         return str(path), _stopping(_read_file(path), str(path))
     if looks_like_a_path(source):
         raise DataError(f"{source}: no such data file")
     return source, _stopping(_read_hub(source, split), source)
+
+
+def local_name(source: str) -> str:
+    """'sample' as the bundled file's path; any other source as given."""
+    return str(SAMPLE_PATH) if source == "sample" else source
 
 
 def looks_like_a_path(source: str) -> bool:

@@ -211,14 +211,14 @@ def _default_is_a_path(settings: Settings) -> bool:
     return settings.public and default != DEFAULT_MODEL and looks_like_a_path(default)
 
 
-def offered(settings: Settings) -> str:
-    """What a public server offers as a model, as one list: "or" before its last item, "one of" before several
-    hub ids."""
+def offered(settings: Settings, default: bool = True) -> str:
+    """What a public server offers as a model (default: the default model among it), as one list: "or" before its
+    last item, "one of" before several hub ids."""
     allowed = settings.allowed_models
-    if not allowed:
-        return "the default model or a finished run from the list"
-    hub_ids = allowed[0] if len(allowed) == 1 else f"one of {', '.join(allowed)}"
-    return f"the default model, a finished run from the list or {hub_ids}"
+    choices = ["the default model"] * default + ["a finished run from the list"]
+    if allowed:
+        choices.append(allowed[0] if len(allowed) == 1 else f"one of {', '.join(allowed)}")
+    return f"{', '.join(choices[:-1])} or {choices[-1]}" if len(choices) > 1 else choices[0]
 
 
 def check_run(run: str | None, settings: Settings) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from qa_core.config import QAConfig
-from qa_core.data_sources import SAMPLE_PATH, looks_like_a_path
+from qa_core.data_sources import local_name, looks_like_a_path
 from qa_core.run_files import (MODEL_DIR, RUN_FILE, RUN_RECORDS, RunRefused, check_eval_output_dir,
                                check_output_dir, find_checkpoint, held_records, model_folder)
 
@@ -60,7 +60,7 @@ def check_output_file(path: str, test_file: str | None) -> None:
     if not test_file:  # a single answer goes to stdout: the file would silently never be written
         raise ValueError("--output_file is for the answers to --test_file; a --question's answer is printed")
     target = Path(path)
-    if _same_file(path, str(SAMPLE_PATH) if test_file == "sample" else test_file):  # the package's own data too
+    if _same_file(path, local_name(test_file)):  # 'sample' too: the package's own data
         raise ValueError(f"--output_file {path} is the --test_file: writing the answers would replace the questions")
     if target.is_dir():
         raise ValueError(f"--output_file {path} is a folder; name a file, such as {target / 'predictions.json'}")

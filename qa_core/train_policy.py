@@ -89,10 +89,16 @@ def check_limits(config: QAConfig, settings: Settings) -> QAConfig:
                          f"step, over this server's limit of {settings.train_limits.batch_size} (QA_MAX_BATCH_SIZE)")
     check_window_cost(config, settings.train_limits.window_cost)
     check_per_job(config, settings.train_limits)
-    if config.torch_compile and not settings.train_limits.torch_compile:
+    if config.torch_compile and not compiles(settings):
         raise ValueError("torch_compile is off on this server: compiling takes minutes of the shared CPU "
                          "(QA_ALLOW_TORCH_COMPILE)")
     return config
+
+
+def compiles(settings: Settings) -> bool:
+    """Whether a job may compile its model here: on a local server always, on a public one with
+    QA_ALLOW_TORCH_COMPILE (compiling holds the shared CPU for minutes)."""
+    return not settings.public or settings.train_limits.torch_compile
 
 
 def job_steps(config: QAConfig, limits: TrainLimits) -> int:

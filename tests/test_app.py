@@ -901,8 +901,8 @@ def test_the_no_head_notice_suggests_only_what_the_server_allows(settings):
 
     public = replace(settings, public=True, training_enabled=False)
     assert "hub id" not in no_head_notice(public) and "quick fine-tune" not in no_head_notice(public)
-    assert no_head_notice(public).endswith("random.** Choose a finished run from the model list.")
-    assert "or `org/squad-model`" in no_head_notice(replace(public, allowed_models=("org/squad-model",)))
+    assert no_head_notice(public).endswith("random.** Choose a finished run from the list in the model box.")
+    assert "or org/squad-model" in no_head_notice(replace(public, allowed_models=("org/squad-model",)))
     local = no_head_notice(replace(settings, training_enabled=True))
     assert "quick fine-tune" in local and "hub id" in local
 

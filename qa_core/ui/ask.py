@@ -10,7 +10,7 @@ from typing import Any
 import gradio as gr
 
 from qa_core import plots, views
-from qa_core.hosting import Settings
+from qa_core.hosting import Settings, offered
 from qa_core.inference import AnswerResult
 from qa_core.modeling import LoadedModel
 from qa_core.service import QAService
@@ -24,8 +24,8 @@ def no_head_notice(settings: Settings) -> str:
     steps = [f"Fine-tune it first: the quick fine-tune trains it on the bundled sample in about {QUICK_MINUTES} "
              f"minutes on a laptop CPU."] if settings.training_enabled else []
     if settings.public:
-        hub_ids = "".join(f" or `{hub_id}`" for hub_id in settings.allowed_models)
-        steps.append(f"{'You can also choose' if steps else 'Choose'} a finished run from the model list{hub_ids}.")
+        steps.append(f"{'You can also choose' if steps else 'Choose'} {offered(settings, default=False)} in the "
+                     f"model box.")
     else:
         steps.append(f"Online, you can also type the hub id of a model fine-tuned on SQuAD in the model box, e.g. "
                      f"`{HUB_HINT}`.")

@@ -15,6 +15,7 @@ from qa_core.jobs import JobBusyError, JobSnapshot, NotYourJobError
 from qa_core.progress import read_history
 from qa_core.run_files import HISTORY_FILE, being_trained, has_model, read_run_info
 from qa_core.service import QAService
+from qa_core.train_policy import compiles
 from qa_core.ui.common import PRIVATE, QUICK_MINUTES, Outputs, by_name, model_picker, session_of
 
 DATA_CHOICES = ("Bundled sample", "Upload a SQuAD JSON file", "Path on the server or hub name")
@@ -175,9 +176,9 @@ def option_cell(name: str, default: Any, visible: bool = True) -> Any:
 
 
 def offered_option(name: str, settings: Settings) -> bool:
-    """Whether the form shows an option: not one the server refuses whatever its value (torch_compile on a public
-    server without QA_ALLOW_TORCH_COMPILE); hidden, it still sends its default."""
-    return not (name == "torch_compile" and settings.public and not settings.train_limits.torch_compile)
+    """Whether the form shows an option: not one the server refuses whatever its value (torch_compile where it
+    does not compile); hidden, it still sends its default."""
+    return name != "torch_compile" or compiles(settings)
 
 
 def build_train_tab(service: QAService) -> dict[str, Any]:
