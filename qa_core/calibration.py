@@ -38,8 +38,8 @@ class Calibration:
 
     ece_after is measured on the records the temperature was fitted on (one parameter, so it overfits little).
     A SQuAD 2.0 run is fitted on its answered questions only (see answered_records). unfitted says why no
-    temperature was fitted (too few answered questions, or a fit that ran to the edge of the searched range):
-    then temperature is 1 and the bins and ECE after are those before.
+    temperature was fitted (too few answered questions, or a fit that kept sharpening to the edge of the searched
+    range): then temperature is 1 and the bins and ECE after are those before.
     """
 
     temperature: float
@@ -146,20 +146,19 @@ def _log_loss(probability: np.ndarray, outcome: np.ndarray) -> float:
 
 def fit_calibration(records: Sequence[QuestionRecord], bins: int = BINS) -> Calibration:
     """The temperature and reliability bins of a run's answered questions. With fewer than
-    MIN_CALIBRATION_QUESTIONS answered (a SQuAD 2.0 run abstaining almost everywhere), or a fit at the edge of
-    the searched range, nothing is fitted and the probabilities stay as the model gives them (T = 1)."""
+    MIN_CALIBRATION_QUESTIONS answered (a SQuAD 2.0 run abstaining almost everywhere), or a fit at the sharp edge
+    of the searched range, nothing is fitted and the probabilities stay as the model gives them (T = 1)."""
     if not records:
         raise ValueError("no evaluation records to fit a temperature on")
     answers = answered_records(records)
     temperature = fit_temperature(answers) if len(answers) >= MIN_CALIBRATION_QUESTIONS else 1.0
-    before, after = record_bins(answers, 1.0, bins), record_bins(answers, temperature, bins)
-    fitted = Calibration(temperature, expected_calibration_error(before), expected_calibration_error(after),
-                         len(answers), before, after, len(records) - len(answers))
-    why = unfitted_reason(fitted.questions, fitted.temperature)
+    why = unfitted_reason(len(answers), temperature)
     if why is not None:
         logger.warning("no temperature fitted, probabilities kept as the model gives them: %s", why)
-        return unfitted(fitted, why)
-    return fitted
+        temperature = 1.0
+    before, after = record_bins(answers, 1.0, bins), record_bins(answers, temperature, bins)
+    return Calibration(temperature, expected_calibration_error(before), expected_calibration_error(after),
+                       len(answers), before, after, len(records) - len(answers), why)
 
 
 def unfitted_reason(questions: int, temperature: float) -> str | None:
