@@ -9,7 +9,6 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from packaging.requirements import Requirement
@@ -19,7 +18,7 @@ from packaging.version import Version
 from qa_core.checkpoints import write_run_info
 from qa_core.data import DataError, load_examples
 from qa_core.data_sources import LoadingCancelled, loading_limits
-from qa_core.hosting import (PRIVATE_NETWORKS, Settings, TrainLimits, check_arguments, check_model, check_request,
+from qa_core.hosting import (PRIVATE_NETWORKS, Settings, TrainLimits, check_model, check_request,
                              check_run, default_name, scrub, trusted_proxies)
 from qa_core.run_files import RunInfo
 
@@ -219,18 +218,6 @@ def test_loading_limits_are_per_thread(tmp_path):
         errors.append(err)
     thread.join()
     assert not errors
-
-
-def test_arguments_are_checked_against_the_handlers_hints():
-    def handler(model: str | None, question: str, options: dict[str, Any] | None = None, anything: Any = 0) -> None:
-        pass
-
-    check_arguments(handler, (None, "q"), {"options": {"a": 1}, "anything": [1]})
-    for args, expected in (((5, "q"), "model must be text, got int"), (("", ["q"]), "question must be text, got list"),
-                           (("", "q", "a=1"), "options must be a JSON object, got str"),
-                           (("", None), "question must be text, got NoneType"), (("",), "wrong arguments")):
-        with pytest.raises(ValueError, match=re.escape(expected)):
-            check_arguments(handler, args, {})
 
 
 def test_a_public_server_refuses_to_resume_a_run_over_its_limits():
