@@ -237,6 +237,8 @@ def test_training_can_be_switched_off(settings):
     ui = handlers(Settings(settings.runs_root, settings.default_model, False, False))
     assert "switched off" in ui.train.start_training(None, "", DATA_CHOICES[0], None, "", "", *form())["message"]
     assert "switched off" in ui.train.start_quick()["message"]
+    polled = ui.train.poll(-1)  # the poll keeps every job button off, as the tab was built
+    assert [polled[name]["interactive"] for name in ("start", "quick", "cancel")] == [False, False, False]
 
 
 def test_training_from_the_tab_appears_in_the_pickers(ui, settings):
