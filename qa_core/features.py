@@ -194,15 +194,12 @@ def featurize(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase, c
     for all of a large data set at once (Python lists of every token id and offset) would outweigh the windows."""
     limit = _MAX_WINDOWS.get()[0 if training else 1]
     chunks, windows = [], 0
-    for chunk in featurize_in_chunks(examples, tokenizer, config, training,
-                                     CHUNK_SIZE if limit is None else LIMITED_CHUNK_SIZE):
+    chunk_size = CHUNK_SIZE if limit is None else LIMITED_CHUNK_SIZE
+    for index, chunk in enumerate(featurize_in_chunks(examples, tokenizer, config, training, chunk_size)):
         windows += len(chunk.features)
         if limit is not None and windows > limit:
-            what, variable = ("training", LIMIT_NAMES[0]) if training else ("evaluation", LIMIT_NAMES[1])
-            raise ValueError(f"{what} data: {len(examples):,} questions make more than {limit:,} windows; this "
-                             f"server cuts at most {limit:,} windows from each {what} data source ({variable}): "
-                             f"use fewer questions (max_{'train' if training else 'eval'}_samples) or shorter "
-                             f"contexts")
+            raise over_window_limit(training, limit, windows, min((index + 1) * chunk_size, len(examples)),
+                                    len(examples))
         chunks.append(chunk)
     skipped = sum(c.skipped_examples for c in chunks)
     if skipped:
@@ -212,6 +209,16 @@ def featurize(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase, c
         logger.info("training: skipped %d of %d examples (no locatable answer, or answer longer than a window)%s",
                     skipped, len(examples), hint)
     return FeatureSet(tuple(chain.from_iterable(c.features for c in chunks)), skipped)
+
+
+def over_window_limit(training: bool, limit: int, windows: int, counted: int, questions: int) -> ValueError:
+    """The refusal of data over a window limit, with the windows its first `counted` questions made: cutting stops
+    there, so of more questions it says how many were counted."""
+    what, variable = ("training", LIMIT_NAMES[0]) if training else ("evaluation", LIMIT_NAMES[1])
+    which = f"{questions:,} questions" if counted == questions else f"the first {counted:,} of {questions:,} questions"
+    return ValueError(f"{what} data: {which} make {windows:,} windows; this server cuts at most {limit:,} windows "
+                      f"from each {what} data source ({variable}): use fewer questions "
+                      f"(max_{'train' if training else 'eval'}_samples) or shorter contexts")
 
 
 def featurize_in_chunks(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase, config: QAConfig,

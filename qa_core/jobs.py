@@ -6,7 +6,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 from qa_core.config import QAConfig
@@ -30,6 +32,11 @@ class JobBusyError(RuntimeError):
 
 class NotYourJobError(RuntimeError):
     """Raised when a caller who did not start the running job asks to cancel it (a public server's rule)."""
+
+
+class JobRefused(ValueError):
+    """Raised by start() where it waits for the job to cut its data (window limits) and the job failed before its
+    first progress event (data over the limits, bad data, a model that does not load): the job never started."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +75,8 @@ class JobManager:
     """Runs at most one training at a time in a daemon thread; closing a browser never stops it.
 
     max_file_bytes: data files over this size are refused before they are read; Cancel also stops loading.
-    max_windows, max_eval_windows: the windows a job may cut from its training and its evaluation data.
+    max_windows, max_eval_windows: the windows a job may cut from its training and its evaluation data; under
+    either, start() returns once the job has loaded and cut its data, and raises JobRefused if it failed to.
     """
 
     def __init__(self, trainer: Trainer = train, max_file_bytes: int | None = None,
@@ -85,6 +93,9 @@ class JobManager:
         self._step_limit: int | None = None
         self._epoch_limit: float | None = None
         self._reached = ""  # the server's limit that stopped the job ("2,000 steps"), not a Cancel; "" for none
+        # Cutting within window limits is bounded, so a start can wait for it: data over them is refused up front,
+        # not announced as started and failed a moment later. Unbounded (a local server, all of SQuAD) it cannot.
+        self._waits = max_windows is not None or max_eval_windows is not None
         close_at_exit(self)
 
     def start(self, config: QAConfig, on_end: Callable[[], None] | None = None, owner: str = "",
@@ -102,13 +113,15 @@ class JobManager:
             self._owner, self._step_limit, self._epoch_limit = owner, step_limit, epoch_limit
             self._reached = ""
             self._started, self._first_step = time.monotonic(), None
-            self._state = JobSnapshot(self._state.job_id + 1, "starting", config.output_dir,
-                                      config.model_name_or_path, message="loading the model and the data",
-                                      version=self._state.version + 1)
-            self._thread = threading.Thread(target=self._run, args=(config, on_end), daemon=True,
+            before, ready = self._state, Future()
+            self._state = JobSnapshot(before.job_id + 1, "starting", config.output_dir, config.model_name_or_path,
+                                      message="loading the model and the data", version=before.version + 1)
+            self._thread = threading.Thread(target=self._run, args=(config, on_end, before, ready), daemon=True,
                                             name=f"train-job-{self._state.job_id}")
             self._thread.start()
-        logger.info("training job %d started: %s", self._state.job_id, config.output_dir)
+        if self._waits:
+            ready.result()  # JobRefused
+        logger.info("training job %d started: %s", before.job_id + 1, config.output_dir)
         return self.snapshot()
 
     def cancel(self, owner: str | None = None) -> JobSnapshot:
@@ -146,24 +159,45 @@ class JobManager:
             thread.join(timeout)
         return not self.snapshot().active
 
-    def _run(self, config: QAConfig, on_end: Callable[[], None] | None) -> None:
+    def _run(self, config: QAConfig, on_end: Callable[[], None] | None, before: JobSnapshot,
+             ready: Future[None]) -> None:
+        """The job's thread; ready: resolved at the job's first progress event, or when it ends without one."""
+        refused = False
         try:
             with loading_limits(self._max_file_bytes, self._cancel.is_set), window_limits(*self._max_windows):
-                result = self._trainer(config, callback=self._record, should_stop=self._cancel.is_set)
+                result = self._trainer(config, callback=partial(self._record, ready), should_stop=self._cancel.is_set)
         except LoadingCancelled:
             self._update(status="cancelled", message="cancelled while loading the data",
                          elapsed_s=time.monotonic() - self._started)
             return
         except Exception as err:  # any failure must reach the page, and the server must keep serving
-            log_failure(self._state.job_id, err)
-            drop_if_empty(Path(config.output_dir))
-            self._update(status="failed", message=describe_failure(err), elapsed_s=time.monotonic() - self._started)
+            refused = self._refuse(err, before, ready)
+            if not refused:
+                log_failure(f"training job {self._state.job_id} failed", err)
+                drop_if_empty(Path(config.output_dir))
+                self._update(status="failed", message=describe_failure(err),
+                             elapsed_s=time.monotonic() - self._started)
             return
         finally:
-            if on_end is not None:
+            if not ready.done():
+                ready.set_result(None)
+            if on_end is not None and not refused:  # a refused start's upload stays for another try, as when busy
                 on_end()
         self._update(status=result.status, metrics=result.metrics, message=self._describe_end(result.status),
                      elapsed_s=time.monotonic() - self._started)
+
+    def _refuse(self, err: Exception, before: JobSnapshot, ready: Future[None]) -> bool:
+        """Whether a failure is the refusal of the start still waiting for it: then the job never was (the snapshot
+        goes back to the one before it, its folder is the caller's to remove) and start() raises why."""
+        if not self._waits or ready.done():
+            return False
+        log_failure("training job not started", err)
+        with self._lock:
+            self._state = replace(before, version=self._state.version + 1)
+        refusal = JobRefused(web_wording(err))
+        refusal.__cause__ = err
+        ready.set_exception(refusal)
+        return True
 
     def _describe_end(self, status: str) -> str:
         if status == "finished":
@@ -172,7 +206,7 @@ class JobManager:
             return f"stopped at this server's limit of {self._reached}"
         return "cancelled; resumable from its checkpoint"
 
-    def _record(self, event: ProgressEvent) -> None:
+    def _record(self, ready: Future[None], event: ProgressEvent) -> None:
         reached = reached_limit(event, self._step_limit, self._epoch_limit)
         if reached and not self._cancel.is_set():
             logger.info("training job stops at step %d, epoch %g: this server's limit of %s", event.step,
@@ -191,6 +225,8 @@ class JobManager:
                      # an end event's line is train.py's (an error in its words): the job's end, said once training
                      # has returned, replaces the line shown until then
                      message=state.message if event.kind in END_KINDS else event.message or _describe(event))
+        if not ready.done():  # the first event: the data is loaded and cut, the run folder written
+            ready.set_result(None)
 
     def _wall_eta(self, event: ProgressEvent, evaluated: bool) -> float | None:
         """Seconds left at the wall-clock pace since the first step: evaluations and checkpoints count, which
@@ -231,13 +267,13 @@ def drop_if_empty(folder: Path) -> None:
         pass
 
 
-def log_failure(job_id: int, err: Exception) -> None:
+def log_failure(said: str, err: Exception) -> None:
     """What train.py tells in one line (a refused resume, bad data, a diverged run) is the user's to mend: one line
-    here too. Anything else may be a defect: its traceback."""
+    here too. Anything else may be a defect: its traceback. said: what happened to which job."""
     if isinstance(err, (ValueError, TrainingError)):
-        logger.warning("training job %d failed: %s", job_id, err)
+        logger.warning("%s: %s", said, err)
     else:
-        logger.exception("training job %d failed: %s", job_id, err)
+        logger.exception("%s: %s", said, err)
 
 
 def describe_failure(err: Exception) -> str:

@@ -18,7 +18,7 @@ from transformers import BertConfig, BertForQuestionAnswering
 
 from qa_core.ui import app
 from qa_core.config import QAConfig
-from qa_core.hosting import Settings
+from qa_core.hosting import Settings, TrainLimits
 from qa_core.training import train
 from tests.conftest import free_port
 
@@ -288,6 +288,45 @@ def test_on_a_public_server_only_the_visitor_who_started_a_job_cancels_it(public
     while owner.predict(api_name="/training_status")["status"] == "cancelling":
         assert time.monotonic() < deadline
         time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def windowed_runs(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("windowed-runs")
+
+
+@pytest.fixture(scope="module")
+def windowed_url(offline, windowed_runs, tiny_model_dir) -> Iterator[str]:
+    """A public trainer that cuts at most 20 training and 10 evaluation windows (the sample's questions make two
+    windows each of 128 tokens)."""
+    settings = Settings(windowed_runs, str(tiny_model_dir), training_enabled=True, fast_inference=False,
+                        public=True, max_train_examples=20, train_limits=TrainLimits(windows=20, eval_windows=10))
+    yield from serve(settings)
+
+
+def test_a_start_over_the_window_limits_is_refused_up_front_and_the_server_keeps_serving(windowed_url,
+                                                                                          windowed_runs):
+    """Found by trying the Train tab: a job over QA_MAX_TRAIN_WINDOWS was announced as started, then failed. The
+    start itself is refused, naming the windows the data makes and the limit; no job, no run folder."""
+    client = Client(windowed_url, verbose=False)
+    options = {"max_steps": 2, "per_device_train_batch_size": 4, "max_seq_length": 128, "doc_stride": 32}
+    for samples, expected in (
+            ({"max_train_samples": 20}, "training data: 20 questions make 40 windows; this server cuts at most 20 "
+                                        "windows from each training data source (QA_MAX_TRAIN_WINDOWS)"),
+            ({"max_train_samples": 4, "max_eval_samples": 8},
+             "evaluation data: 8 questions make 16 windows; this server cuts at most 10 windows from each "
+             "evaluation data source (QA_MAX_EVAL_WINDOWS)")):
+        message = refused(client, "", "sample", "", {**options, **samples}, api_name="/start_training")[0]
+        assert expected in message, message
+        assert list(windowed_runs.iterdir()) == []
+        assert client.predict(api_name="/training_status")["status"] == "idle"
+    within = {**options, "max_train_samples": 4, "max_eval_samples": 4}
+    assert client.predict("", "sample", "", within, api_name="/start_training")["job_id"] == 1
+    deadline = time.monotonic() + 120
+    while (status := client.predict(api_name="/training_status"))["status"] not in ("finished", "failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert status["status"] == "finished", status["message"]
 
 
 def test_the_api_gives_the_ask_tabs_calibrated_probability(client, runs, tiny_model_dir):

@@ -237,6 +237,8 @@ def test_training_can_be_switched_off(settings):
     ui = handlers(Settings(settings.runs_root, settings.default_model, False, False))
     assert "switched off" in ui.train.start_training(None, "", DATA_CHOICES[0], None, "", "", *form())["message"]
     assert "switched off" in ui.train.start_quick()["message"]
+    polled = ui.train.poll(-1)  # the poll keeps every job button off, as the tab was built
+    assert [polled[name]["interactive"] for name in ("start", "quick", "cancel")] == [False, False, False]
 
 
 def test_training_from_the_tab_appears_in_the_pickers(ui, settings):
@@ -395,6 +397,21 @@ def test_a_public_server_trains_on_contexts_no_longer_than_it_answers(settings, 
     assert set(settings.runs_root.iterdir()) == folders
     write_squad(long_file, [{"context": context, "qas": qas}])
     assert "3 questions" in note(handlers(replace(public, public=False)).train.check_upload(str(long_file)))
+
+
+def test_a_public_start_over_the_window_limits_says_so_and_shows_no_job(settings, tmp_path):
+    """The Message box says why, with the count and the limit; the status box and the buttons show no job."""
+    public = Settings(tmp_path, settings.default_model, training_enabled=True, fast_inference=False, public=True,
+                      max_train_examples=20, train_limits=replace(settings.train_limits, windows=20))
+    ui = handlers(public)
+    started = ui.train.start_training(None, "", DATA_CHOICES[0], None, "", "",
+                                      *form(max_steps=2, max_seq_length=128, doc_stride=32, max_train_samples=20))
+    assert started["message"] == ("Not started: training data: 20 questions make 40 windows; this server cuts at "
+                                  "most 20 windows from each training data source (QA_MAX_TRAIN_WINDOWS): use fewer "
+                                  "questions (max_train_samples) or shorter contexts")
+    assert started["start"]["interactive"] and not started["cancel"]["interactive"]
+    assert ui.train.poll(-1)["status"] == "No training job has run since the server started."
+    assert list(tmp_path.iterdir()) == []
 
 
 LONG = " ".join(["The keeper wound the clockwork every night and trimmed the wick."] * 40)

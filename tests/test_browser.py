@@ -403,3 +403,49 @@ def test_cancelling_gives_way_to_how_the_job_ended(page):
     wait_for(lambda: message() == "Cancelling after the current step." or message().startswith(
         f"Job {started[1]} cancelled"), 30, "the cancel to be taken")
     wait_for(lambda: message().startswith(f"Job {started[1]} cancelled"), 60, "the job's end in the Message box")
+
+
+JOB_BUTTONS = ("start", "quick", "cancel")
+IDLE, RUNNING = {"start": True, "quick": True, "cancel": False}, {"start": False, "quick": False, "cancel": True}
+
+
+def job_buttons(driver) -> dict[str, bool]:
+    """Which of the Train tab's job buttons take a click now."""
+    return {name: find(driver, f"#train-{name}").is_enabled() for name in JOB_BUTTONS}
+
+
+def show_train_tab(driver, url: str) -> None:
+    driver.get(url)
+    wait_for(lambda: find(driver, "#ask-question textarea"), 60, "the Ask tab")
+    open_tab(driver, "Train")
+
+
+def test_the_job_buttons_show_whether_a_job_runs_in_every_tab(page):
+    """Start and Quick fine-tune take a click only while no job runs, Cancel only while one does: in the tab that
+    started the job, in a second tab, and after a reload, as the status poll finds the job."""
+    url, first = page.current_url, page.current_window_handle
+    open_tab(page, "Train")
+    wait_for(lambda: job_buttons(page) == IDLE, 30, f"the buttons of an idle server, not {job_buttons(page)}")
+    for name, value in (("max_steps", 2000), ("per_device_train_batch_size", 16), ("max_seq_length", 256),
+                        ("doc_stride", 64)):
+        set_number(page, name, value)
+    find(page, "#train-start").click()
+    message = lambda: find(page, "#train-message textarea").get_attribute("value")  # noqa: E731
+    started = wait_for(lambda: re.match(r"Started job (\d+)", message()), 60, "the job to start")
+    wait_for(lambda: job_buttons(page) == RUNNING, 10, "Start to give way to Cancel in the tab that started it")
+    page.switch_to.new_window("tab")
+    try:
+        show_train_tab(page, url)
+        wait_for(lambda: job_buttons(page) == RUNNING, 30, "a second tab to show the running job")
+        page.refresh()
+        show_train_tab(page, url)
+        wait_for(lambda: job_buttons(page) == RUNNING, 30, "a reloaded tab to show the running job")
+        page.save_screenshot(str(ARTIFACTS / "5-train-running-second-tab.png"))
+        find(page, "#train-cancel").click()  # a local server lets any tab cancel
+        wait_for(lambda: f"Job {started[1]}: cancelled" in find(page, "#train-status textarea").get_attribute("value"),
+                 120, "the job to end")
+        wait_for(lambda: job_buttons(page) == IDLE, 10, "the second tab to offer Start again")
+    finally:
+        page.close()
+        page.switch_to.window(first)
+    wait_for(lambda: job_buttons(page) == IDLE, 10, "the first tab to offer Start again")

@@ -216,10 +216,14 @@ def test_a_window_limit_refuses_data_that_makes_more_windows(tokenizer) -> None:
     assert per_question > 10
     with window_limits(None, 100 * per_question):
         assert len(featurize(examples[:100], tokenizer, config, training=False).features) == 100 * per_question
-        with pytest.raises(ValueError, match=rf"evaluation data: 150 questions make more than {100 * per_question:,} "
-                                             r"windows; this server cuts at most .* evaluation data source "
-                                             r"\(QA_MAX_EVAL_WINDOWS\)"):
+        with pytest.raises(ValueError, match=rf"evaluation data: 150 questions make {150 * per_question:,} windows; "
+                                             rf"this server cuts at most {100 * per_question:,} windows from each "
+                                             r"evaluation data source \(QA_MAX_EVAL_WINDOWS\)"):
             featurize(examples, tokenizer, config, training=False)
+        # cutting stops at the chunk that passes the limit: of more questions, the message counts those it cut
+        with pytest.raises(ValueError, match=rf"evaluation data: the first 200 of 300 questions make "
+                                             rf"{200 * per_question:,} windows; this server cuts at most"):
+            featurize(examples * 2, tokenizer, config, training=False)
     with window_limits(100 * per_question):  # a training limit leaves evaluation data alone
         assert len(featurize(examples, tokenizer, config, training=False).features) == 150 * per_question
     assert len(featurize(examples, tokenizer, config, training=False).features) == 150 * per_question  # no limit

@@ -124,6 +124,31 @@ def test_a_refused_job_is_logged_in_one_line_and_a_defect_with_its_traceback(tmp
     assert len(said) == 1 and bool(said[0].exc_info) is traced and str(fail) in said[0].getMessage()
 
 
+def refusing_trainer(config, callback, should_stop) -> TrainResult:
+    raise RunRefused("--resume: the run in r is being trained", "run r is being trained; press Resume later")
+
+
+def test_under_window_limits_a_job_that_fails_before_its_first_event_is_refused_by_start(tmp_path, caplog):
+    """Cutting within window limits is bounded, so start() waits for it: a job that fails before its first progress
+    event never was (start raises in the web's words, the snapshot is the one before, its on_end is not run, one
+    log line); once it has reported, a failure is the job's, as without limits."""
+    ended = threading.Event()
+    jobs = JobManager(refusing_trainer, max_windows=10)
+    before = jobs.snapshot()
+    with caplog.at_level(logging.INFO, logger="qa_core.jobs"), \
+            pytest.raises(ValueError, match=r"^run r is being trained; press Resume later$"):
+        jobs.start(config(tmp_path), on_end=ended.set)
+    refused = jobs.snapshot()
+    assert (refused.job_id, refused.status) == (0, "idle") and refused.version > before.version
+    assert not ended.is_set() and [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+        "training job not started: --resume: the run in r is being trained"]
+    trainer = FakeTrainer(fail=ValueError("diverged"))
+    jobs = JobManager(trainer, max_windows=10)
+    assert jobs.start(config(tmp_path), on_end=ended.set).status == "running"  # returned at its first event
+    trainer.release.set()
+    assert jobs.wait(10) and jobs.snapshot().status == "failed" and ended.is_set()
+
+
 def test_versions_change_with_every_update(tmp_path):
     trainer = FakeTrainer()
     jobs = JobManager(trainer)

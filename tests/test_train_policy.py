@@ -134,10 +134,12 @@ def test_a_public_job_by_steps_stops_at_the_epoch_cap(tmp_path, tiny_model_dir):
 @pytest.mark.parametrize("limits, what, variable", [(TrainLimits(windows=200), "training", "QA_MAX_TRAIN_WINDOWS"),
                                                      (TrainLimits(eval_windows=200), "evaluation",
                                                       "QA_MAX_EVAL_WINDOWS")])
-def test_a_public_job_fails_on_data_over_its_window_limits(tmp_path, tiny_model_dir, limits, what, variable):
-    """Contexts under QA_MAX_CONTEXT_CHARS shared by many questions pass every check at the start, yet each
-    question makes all its context's windows: the job refuses them while cutting, not after holding them all.
-    Evaluation data has a limit of its own: a job evaluates after every epoch, up to the epoch cap."""
+def test_a_public_start_over_its_window_limits_is_refused_before_it_is_announced(tmp_path, tiny_model_dir, limits,
+                                                                                 what, variable):
+    """Contexts under QA_MAX_CONTEXT_CHARS shared by many questions pass every check of the config, yet each
+    question makes all its context's windows: the start waits for the job to cut them (refused while cutting, not
+    after holding them all) and is refused, naming the count and the limit; the job never was, and the upload stays
+    for another try with fewer questions. Evaluation data has a limit of its own: a job evaluates every epoch."""
     context = " ".join(f"w{i}" for i in range(1500))
     questions = [{"id": f"q{i}", "question": f"Which is w{i}?",
                   "answers": [{"text": f"w{i}", "answer_start": context.index(f" w{i} ") + 1}]} for i in range(1, 41)]
@@ -145,9 +147,10 @@ def test_a_public_job_fails_on_data_over_its_window_limits(tmp_path, tiny_model_
     service = QAService(Settings(tmp_path / "runs", str(tiny_model_dir), training_enabled=True, fast_inference=False,
                                  public=True, train_limits=limits))
     # a public server evaluates an upload on itself: the other source's windows pass, this one's do not
-    service.start(service.train_config("", str(data), "", {"max_steps": 2}, upload=True), str(data))
-    assert service.jobs.wait(120)
-    job = service.job_json()
-    assert job["status"] == "failed", job
-    assert re.search(rf"{what} data: 40 questions make more than 200 windows; this server cuts at most 200 "
-                     rf"windows from each {what} data source \({variable}\)", job["message"]), job["message"]
+    config = service.train_config("", str(data), "", {"max_steps": 2}, upload=True)
+    with pytest.raises(ValueError, match=rf"{what} data: 40 questions make ([\d,]+) windows; this server cuts at "
+                                         rf"most 200 windows from each {what} data source \({variable}\)") as refused:
+        service.start(config, str(data))
+    assert int(re.search(r"make ([\d,]+) windows", str(refused.value))[1].replace(",", "")) > 200  # the count
+    assert service.job_json()["status"] == "idle" and list((tmp_path / "runs").iterdir()) == []
+    assert data.is_file()

@@ -21,7 +21,7 @@ from qa_core.ui.common import ANSWERS, PRIVATE, Outputs, by_name, caller_of, ses
 from qa_core.ui.errors import build_errors_tab
 from qa_core.ui.request_limit import body_limit_middleware
 from qa_core.ui.style import app_css
-from qa_core.ui.train import build_train_tab
+from qa_core.ui.train import JOB_BUTTONS, build_train_tab
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +120,9 @@ def wire_tabs(demo: gr.Blocks, service: QAService, tabs: gr.Tabs, ask_tab: dict[
               train_tab: dict[str, Any], errors_tab: dict[str, Any]) -> None:
     """The events that cross tabs: the training poll, picker refreshes, and moves from one tab to another."""
     version, timer = gr.State(-1), gr.Timer(1.0)
+    buttons = {name: train_tab[name] for name in JOB_BUTTONS}
     polled = {"bar": train_tab["bar"], "status": train_tab["status"], "loss": train_tab["loss"], "version": version,
-              "ended": train_tab["ended"], "message": train_tab["message"]}
+              "ended": train_tab["ended"], "message": train_tab["message"], **buttons}
     refreshed = {"ask_model": ask_tab["model"], "train_model": train_tab["model"], "run": errors_tab["run"],
                  "train_run": train_tab["run"]}
     quiet = dict(show_progress="hidden", **PRIVATE)
@@ -132,9 +133,9 @@ def wire_tabs(demo: gr.Blocks, service: QAService, tabs: gr.Tabs, ask_tab: dict[
     # own picking.
     tabs.select(refresh, errors_tab["run"], list(refreshed.values()), api_name="ui_pickers", **quiet)
     train_tab["ended"].change(refresh, errors_tab["run"], list(refreshed.values()), api_name="ui_job_ended", **quiet)
-    message = {"message": train_tab["message"]}
+    started = {"message": train_tab["message"], **buttons}
     ask_tab["quick"].click(lambda: gr.Tabs(selected="train"), None, tabs, api_name="ui_to_train", **quiet).then(
-        by_name(train_tab["handlers"].start_quick, message), None, train_tab["message"],
+        by_name(train_tab["handlers"].start_quick, started), None, list(started.values()),
         api_name="ui_start_quick_from_ask", **quiet)
     sent = {"tabs": tabs, "model": ask_tab["model"], "question": ask_tab["question"], "context": ask_tab["context"]}
     errors_tab["send"].click(by_name(errors_tab["handlers"].send_to_ask, sent),

@@ -25,6 +25,14 @@ OPTION_WIDTH = 260  # px: the longest field name (per_device_train_batch_size) o
 ENDED = ("finished", "cancelled", "failed")
 REFUSED = (ValueError, OSError, JobBusyError)  # a start refused at once: nothing was started
 CANCELLING = "Cancelling after the current step."  # true only while the job runs: poll replaces it at the end
+JOB_BUTTONS = ("start", "quick", "cancel")  # the Train tab's buttons that follow whether a job runs
+
+
+def job_buttons(active: bool, enabled: bool) -> Outputs:
+    """Start and Quick fine-tune while no job runs, Cancel while one does; none where the server does not train.
+    Only what the page shows: the service refuses a start all the same, since anyone may call the API."""
+    return {"start": gr.update(interactive=enabled and not active),
+            "quick": gr.update(interactive=enabled and not active), "cancel": gr.update(interactive=enabled and active)}
 
 
 def history_plot(run: str | Path) -> Any:
@@ -74,16 +82,18 @@ class TrainHandlers:
                                                dict(zip(form_fields(), values)), upload=uploaded, labels=LABELS)
             snapshot = self.service.start(config, upload if uploaded else None, owner=session_of(request))
         except REFUSED as err:
-            return {"message": f"Not started: {self.service.explain(err, upload if uploaded else None)}"}
-        return {"message": f"Started job {snapshot.job_id}: {self.service.explain(snapshot.output_dir)}"}
+            return {"message": f"Not started: {self.service.explain(err, upload if uploaded else None)}",
+                    **self.buttons()}
+        return {"message": f"Started job {snapshot.job_id}: {self.service.explain(snapshot.output_dir)}",
+                **self.buttons()}
 
     def start_quick(self, request: gr.Request | None = None) -> Outputs:
         try:
             snapshot = self.service.start(self.service.quick_config(), owner=session_of(request))
         except REFUSED as err:
-            return {"message": f"Not started: {self.service.explain(err)}"}
+            return {"message": f"Not started: {self.service.explain(err)}", **self.buttons()}
         return {"message": f"Started the quick fine-tune (about {QUICK_MINUTES} min): "
-                           f"{self.service.explain(snapshot.output_dir)}"}
+                           f"{self.service.explain(snapshot.output_dir)}", **self.buttons()}
 
     def cancel(self, request: gr.Request | None = None) -> Outputs:
         try:
@@ -97,8 +107,12 @@ class TrainHandlers:
         try:
             snapshot = self.service.resume(run, owner=session_of(request))
         except REFUSED as err:
-            return {"message": f"Not resumed: {self.service.explain(err)}"}
-        return {"message": f"Resumed {Path(snapshot.output_dir).name} as job {snapshot.job_id}"}
+            return {"message": f"Not resumed: {self.service.explain(err)}", **self.buttons()}
+        return {"message": f"Resumed {Path(snapshot.output_dir).name} as job {snapshot.job_id}", **self.buttons()}
+
+    def buttons(self) -> Outputs:
+        """The job buttons as the job is now: the clicking tab need not wait for the poll's next tick to cancel."""
+        return job_buttons(self.service.jobs.snapshot().active, self.service.settings.training_enabled)
 
     def show_run(self, run: str | None) -> Outputs:
         """A picked run's history plot, and whether Resume applies to it (none picked: nothing to say)."""
@@ -134,9 +148,11 @@ class TrainHandlers:
         # The cancel's line may come back after the tick that saw the end: a later tick replaces it all the same.
         if s.version == seen_version and not s.active and message != CANCELLING:
             return {"bar": gr.skip(), "status": gr.skip(), "loss": gr.skip(), "version": seen_version,
-                    "ended": gr.skip(), "message": gr.skip()}
+                    "ended": gr.skip(), "message": gr.skip(), **dict.fromkeys(JOB_BUTTONS, gr.skip())}
         ended = s.status in ENDED
+        # The buttons too: every tab (a second one, a reloaded one, whose first tick sees version -1) follows the job.
         return {"bar": views.progress_html(s), "status": self.service.explain(views.job_text(s)),
+                **job_buttons(s.active, self.service.settings.training_enabled),
                 "loss": self.job_plot(s) if s.history_version > seen_version else gr.skip(), "version": s.version,
                 "ended": s.job_id if ended else gr.skip(),
                 "message": self.service.explain(f"Job {s.job_id} {s.message}") if ended and message == CANCELLING
@@ -210,11 +226,12 @@ def build_train_tab(service: QAService) -> dict[str, Any]:
         with gr.Accordion(f"Options ({sum(shown.values())} settings)", open=False, elem_id="train-options"):
             with gr.Row():
                 options = [option_cell(name, getattr(defaults, name), visible) for name, visible in shown.items()]
-        with gr.Row():
+        with gr.Row():  # as no job runs: the poll's first tick sets them as the job is
             start = gr.Button("Start training", variant="primary", interactive=enabled, elem_id="train-start")
             quick = gr.Button(f"Quick fine-tune on the sample (about {QUICK_MINUTES} min)",
                               interactive=enabled, elem_id="train-quick")
-            cancel = gr.Button("Cancel", variant="stop", interactive=enabled, elem_id="train-cancel")
+            cancel = gr.Button("Cancel", variant="stop", interactive=False, elem_id="train-cancel")
+        buttons = {"start": start, "quick": quick, "cancel": cancel}
         shown = {"message": gr.Textbox(label="Message", interactive=False, lines=2, max_lines=4,
                                        elem_id="train-message"),
                  "bar": gr.HTML(views.progress_html(service.jobs.snapshot()), elem_id="train-bar"),
@@ -228,6 +245,7 @@ def build_train_tab(service: QAService) -> dict[str, Any]:
                   "history": gr.Plot(label="Run history", elem_id="train-history"),
                   "resume": resume}
     message = {"message": shown["message"]}
+    started = {**message, **buttons}  # a click that may start a job also sets the buttons
     checked = {"upload_note": note, "choice": choice}
     upload.upload(by_name(ui.check_upload, checked), upload, list(checked.values()), api_name="ui_check_upload",
                   **PRIVATE)
@@ -237,9 +255,9 @@ def build_train_tab(service: QAService) -> dict[str, Any]:
     # A job that ends may be the picked run's (resumed, or started meanwhile): its note, history and Resume change.
     shown["ended"].change(by_name(ui.show_run, picked), run, list(picked.values()), api_name="ui_show_run_again",
                           show_progress="hidden", **PRIVATE)
-    resume.click(by_name(ui.resume, message), run, shown["message"], api_name="ui_resume", **PRIVATE)
-    start.click(by_name(ui.start_training, message), [model, choice, upload, path, eval_data, *options],
-                shown["message"], api_name="ui_start_training", **PRIVATE)
-    quick.click(by_name(ui.start_quick, message), None, shown["message"], api_name="ui_start_quick", **PRIVATE)
+    resume.click(by_name(ui.resume, started), run, list(started.values()), api_name="ui_resume", **PRIVATE)
+    start.click(by_name(ui.start_training, started), [model, choice, upload, path, eval_data, *options],
+                list(started.values()), api_name="ui_start_training", **PRIVATE)
+    quick.click(by_name(ui.start_quick, started), None, list(started.values()), api_name="ui_start_quick", **PRIVATE)
     cancel.click(by_name(ui.cancel, message), None, shown["message"], api_name="ui_cancel", **PRIVATE)
-    return {"model": model, "run": run, "handlers": ui, **shown}
+    return {"model": model, "run": run, "handlers": ui, **shown, **buttons}
