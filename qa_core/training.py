@@ -18,10 +18,11 @@ from qa_core.checkpoints import (TrainState, no_room, publish, remove_partial_fi
                                  save_final_model)
 from qa_core.config import QAConfig
 from qa_core.divergence import diverged_message, nonfinite_parameters, ruined_message
-from qa_core.distributed import all_reduce_mean, any_rank, barrier, cleanup, init_distributed, shard, unwrap_ddp
+from qa_core.distributed import (all_reduce_mean, any_rank, barrier, cleanup, describe_hardware, init_distributed,
+                                 shard, unwrap_ddp)
 from qa_core.evaluation import EvalResult, evaluate, write_eval_outputs
 from qa_core.inference import inference_copy
-from qa_core.model_card import base_model_name, describe_hardware, write_model_card
+from qa_core.model_card import base_model_name, write_model_card
 from qa_core.progress import ProgressCallback, ProgressEvent, truncate_history
 from qa_core.run_files import HISTORY_FILE, RunInfo, read_run_info, training_lock
 from qa_core.train_setup import Setup, prepare
