@@ -66,6 +66,7 @@ def test_help_says_what_evaluate_and_predict_take_from_the_run(command: str, def
     (("train", "--max_seq_length", "abc"), "invalid int value: 'abc'"),
     (("frobnicate",), "invalid choice: 'frobnicate'"),
     (("train", "--train_file", "sample", "--doc_stride", "500"), "doc_stride (500) must be smaller"),
+    (("train", "--train_file", "sample", "--learning_rate", "1e30"), "learning_rate must be at most 1 "),
     (("predict", "--question", "Who?"), "predict needs --question and --context, or --test_file"),
     (("train", "--output_dir", "runs/x"), "train needs --train_file"),
     (("train", "--train_file", "", "--output_dir", "runs/x"), "train needs --train_file"),
