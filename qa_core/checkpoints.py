@@ -36,6 +36,9 @@ class TrainState:
     batch_in_epoch: int = 0  # micro-batches of this epoch already consumed by this rank
     history: tuple[dict[str, float], ...] = ()  # {"step", "epoch", "exact_match", "f1", ...} after each evaluation
     train_seconds: float = 0.0  # training time of every session up to this step (evaluations, checkpoints left out)
+    # steps of sessions from before train_seconds was recorded, which it leaves out: the time left is paced by the
+    # steps it does count
+    untimed_steps: int = 0
     # loss sum and micro-batches since the last logged step: a run resumed between two logged steps logs the mean
     # an uninterrupted one logs
     pending_loss: tuple[float, int] = (0.0, 0)
@@ -130,8 +133,9 @@ def load_trainer_state(checkpoint: Path, optimizer: torch.optim.Optimizer, sched
         torch.cuda.set_rng_state_all(saved["cuda_rng"])
     state = saved["state"]
     # a checkpoint from before train_seconds or pending_loss: counted from here on
+    untimed = state.get("untimed_steps", 0 if "train_seconds" in state else state["step"])
     return TrainState(state["step"], state["epoch"], state["batch_in_epoch"], tuple(state["history"]),
-                      state.get("train_seconds", 0.0), tuple(state.get("pending_loss", (0.0, 0))))
+                      state.get("train_seconds", 0.0), untimed, tuple(state.get("pending_loss", (0.0, 0))))
 
 
 def check_same_data(saved: dict[str, str], given: dict[str, str], files: dict[str, str | None], run: Path) -> None:

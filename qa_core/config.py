@@ -16,6 +16,9 @@ DEFAULT_MODEL = "embedded"
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
                  "inverse_sqrt")
 PARTIAL_ANSWER_LABELS = ("cls", "clip")
+# Far above AdamW's rates for BERT-sized models (1e-5 to 1e-3): a rate of 1e30 trained to finite garbage weights,
+# which no divergence check sees, and saved them as a finished run.
+MAX_LEARNING_RATE = 1.0
 
 
 def _opt(default: Any, help: str) -> Any:
@@ -34,8 +37,9 @@ class QAConfig:
     max_seq_length: int = _opt(256, "Tokens per window (question + context + special tokens).")
     doc_stride: int = _opt(128, "Tokens shared by two consecutive windows of a long context.")
     max_query_length: int = _opt(64, "Questions longer than this many tokens are truncated.")
-    learning_rate: float = _opt(2e-4, "Peak learning rate of AdamW; the default suits the embedded 6-layer MiniLM "
-                                      "(BERT-base-sized models: 3e-5 to 5e-5, as run_qa.py).")
+    learning_rate: float = _opt(2e-4, f"Peak learning rate of AdamW, at most {MAX_LEARNING_RATE:g}; the default "
+                                      "suits the embedded 6-layer MiniLM (BERT-base-sized models: 3e-5 to 5e-5, as "
+                                      "run_qa.py).")
     weight_decay: float = _opt(0.01, "AdamW weight decay (not applied to biases and LayerNorm).")
     warmup_ratio: float = _opt(0.1, "Fraction of the optimizer steps spent warming the learning rate up linearly.")
     lr_scheduler_type: str = _opt("linear", "Learning-rate decay after the warm-up: " + ", ".join(LR_SCHEDULERS) + ".")
@@ -87,6 +91,9 @@ class QAConfig:
         for name in ("learning_rate", "max_grad_norm"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.learning_rate > MAX_LEARNING_RATE:
+            raise ValueError(f"learning_rate must be at most {MAX_LEARNING_RATE:g} (AdamW's rates for BERT-sized "
+                             f"models: about 1e-5 to 1e-3), got {self.learning_rate:g}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if not 0 <= self.warmup_ratio < 1:

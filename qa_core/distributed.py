@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -112,3 +114,17 @@ def cleanup(dist_ctx: DistContext) -> None:
     """Destroy the process group, if this dist_ctx created it (a caller's own group is left to the caller)."""
     if dist_ctx.owns_group and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def describe_hardware(processes: int | None = None) -> str:
+    """The GPUs' name and count (processes, default all visible), or the CPU's name and cores: what run.json and
+    the model card say a run trained in this process ran on."""
+    if torch.cuda.is_available():
+        return f"{processes or torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return f"{cpu}, {os.cpu_count()} cores (CPU)"

@@ -12,7 +12,8 @@ from qa_core.run_files import find_checkpoint
 
 def nonfinite_parameters(model: torch.nn.Module) -> list[str]:
     """Names of the parameters holding NaN or infinity. The gradient norm is checked before every update, but an
-    update can itself overflow (a huge learning rate), which shows only in the weights."""
+    update can itself overflow, which shows only in the weights: at the learning rates QAConfig takes, through
+    AdamW's decoupled weight decay (weights times 1 - learning_rate * weight_decay)."""
     with torch.no_grad():
         return [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-import platform
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -81,6 +81,9 @@ class CardFacts:
     hardware: str = ""
     evaluations: tuple[EvalScore, ...] = ()
     license: str = "apache-2.0"
+    # what load_model takes: the run folder as the command that wrote the card was given it (relative to where it
+    # ran); None for a card going to the Hub, whose repository is model_name
+    load_from: str | None = None
 
 
 def base_model_name(name: str | None) -> str:
@@ -126,12 +129,21 @@ def render_model_card(facts: CardFacts) -> str:
              f"`{base}` fine-tuned for extractive question answering on SQuAD-format data with SQuAD QA Lab "
              "(`qa_core`): given a question and a passage, it points at the span of the passage that answers it.",
              "", "## Use", "", "```python", "from qa_core import answer_question, load_model", "",
-             f'loaded = load_model("{facts.model_name}")  # or a local copy of this folder',
+             load_line(facts),
              'print(answer_question(loaded, "Who wrote it?", "It was written by Ada Lovelace.").prediction.text)',
              "```", "", "Plain transformers: `AutoModelForQuestionAnswering.from_pretrained(...)` and "
              "`AutoTokenizer.from_pretrained(...)` load it; the answer is the best span over its start/end logits.",
              "", *evaluation_section(facts.evaluations), *training_section(facts)]
     return "\n".join(lines) + "\n"
+
+
+def load_line(facts: CardFacts) -> str:
+    """The card's load_model call: the Hub repository, or the run folder as it was given; a bare folder name
+    would load only from the folder the run sits in (else it is looked up on the Hub)."""
+    if facts.load_from is None:
+        return f"loaded = load_model({json.dumps(facts.model_name)})  # or a local copy of this folder"
+    return (f"loaded = load_model({json.dumps(facts.load_from, ensure_ascii=False)})  # the run folder, from where "
+            f"it was trained; or the path of this folder")
 
 
 def evaluation_section(evaluations: tuple[EvalScore, ...]) -> list[str]:
@@ -183,9 +195,11 @@ def card_worthy(name: str, value: Any, config: dict[str, Any]) -> bool:
 
 
 def facts_from_run(info: RunInfo, model_name: str, eval_metrics: dict[str, float] | None = None,
-                   train_seconds: float | None = None, hardware: str = "", eval_data: str | None = None) -> CardFacts:
+                   train_seconds: float | None = None, hardware: str = "", eval_data: str | None = None,
+                   load_from: str | None = None) -> CardFacts:
     """Card facts from a run's run.json contents and (optionally) its eval_metrics.json, scored on eval_data
-    (default: the run's validation_file); time and hardware default to those run.json records."""
+    (default: the run's validation_file); time and hardware default to those run.json records. load_from: the
+    local folder a reader loads it from; None when model_name is a Hub repository."""
     config = info.config
     metrics = eval_metrics or info.metrics
     evaluations = ()
@@ -201,23 +215,7 @@ def facts_from_run(info: RunInfo, model_name: str, eval_metrics: dict[str, float
                      {k: v for k, v in config.items() if k in CARD_HYPERPARAMETERS and card_worthy(k, v, config)},
                      dict(info.data_fingerprint),
                      info.step, train_seconds if train_seconds is not None else info.train_seconds,
-                     hardware or info.hardware, evaluations)
-
-
-def describe_hardware(processes: int | None = None) -> str:
-    """The GPUs' name and count (processes, default all visible), or the CPU's name and cores; for the card of a
-    run trained in this process."""
-    import torch
-
-    if torch.cuda.is_available():
-        return f"{processes or torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    return f"{cpu}, {os.cpu_count()} cores (CPU)"
+                     hardware or info.hardware, evaluations, load_from=load_from)
 
 
 def check_can_push() -> None:
@@ -234,7 +232,8 @@ def check_can_push() -> None:
 def write_model_card(run_dir: str | Path, model_name: str | None = None, folder: Path | None = None,
                      info: RunInfo | None = None, eval_data: str | None = None) -> Path:
     """Write README.md into a run's model folder (or `folder`) from its run.json (or `info`) and the
-    eval_metrics.json beside it; the model is named after the run folder unless model_name says otherwise."""
+    eval_metrics.json beside it. model_name: the Hub repository it goes to; else the card is named after the run
+    folder and loads the model from run_dir, as given."""
     from qa_core.run_files import read_run_info
 
     run_dir = Path(run_dir)  # a str, as load_model and push_run take, failed at `run_dir / ...`
@@ -245,30 +244,41 @@ def write_model_card(run_dir: str | Path, model_name: str | None = None, folder:
         metrics["total"] = sum(1 for line in records.open(encoding="utf-8") if line.strip())
     info = info if info is not None else read_run_info(run_dir)
     name = model_name or run_dir.resolve().name
+    facts = facts_from_run(info, name, metrics, eval_data=eval_data, load_from=None if model_name else str(run_dir))
     path = (folder or model_folder(run_dir)) / CARD_FILE
-    path.write_text(render_model_card(facts_from_run(info, name, metrics, eval_data=eval_data)), encoding="utf-8")
+    path.write_text(render_model_card(facts), encoding="utf-8")
     return path
 
 
 def push_run(run_dir: str | Path, hub_model_id: str | None = None, private: bool | None = None) -> str:
     """Upload a run's model folder (config, weights, tokenizer, card) to the Hub; returns the repo's URL.
 
-    The card (README.md) is written first, naming the Hub repository, from the run's run.json when it has one.
+    The card (README.md) is written once the repository exists, naming it with its owner (a hub_model_id without
+    one is created under the user's name), from the run's run.json when it has one.
     """
     run_dir = Path(run_dir)
     check_can_push()
     from huggingface_hub import create_repo, upload_folder
-    from huggingface_hub.errors import HfHubHTTPError
 
     repo_id = hub_model_id or run_dir.resolve().name
     folder = model_folder(run_dir)
-    if (run_dir / RUN_FILE).is_file() or not (folder / CARD_FILE).exists():
-        write_model_card(run_dir, repo_id)
-    try:
+    with _upload_errors(run_dir, repo_id):
         repo = create_repo(repo_id, private=private, exist_ok=True)
+    if (run_dir / RUN_FILE).is_file() or not (folder / CARD_FILE).exists():
+        write_model_card(run_dir, repo.repo_id)  # a failed write is no failed upload: its own error
+    with _upload_errors(run_dir, repo_id):
         upload_folder(repo_id=repo.repo_id, folder_path=folder, ignore_patterns=UPLOAD_IGNORE,
                       commit_message="Upload a SQuAD QA Lab run")
-    except (HfHubHTTPError, OSError) as err:  # OSError covers connection errors and offline mode
+    return str(repo)
+
+
+@contextlib.contextmanager
+def _upload_errors(run_dir: Path, repo_id: str) -> Iterator[None]:
+    """The Hub's refusals and connection errors (OSError, offline mode too) as one HubError line."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        yield
+    except (HfHubHTTPError, OSError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise HubError(f"--push_to_hub: could not upload {run_dir} to {repo_id}: {first_line}") from None
-    return str(repo)

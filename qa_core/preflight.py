@@ -90,14 +90,27 @@ def check_resume(config: QAConfig) -> None:
         raise RunRefused(_nothing_to_resume(output_dir, config.overwrite_output_dir),
                          f"run {output_dir.name} holds no checkpoint (it stopped before its first one), so there is "
                          f"nothing to resume; start a new run")
-    stored = _stored_config(output_dir)
-    changed = [(name, f"{_show(value)} (run: {_show(stored[name])})") for name, value in config.to_dict().items()
-               if name in stored and not _same_setting(name, value, stored[name])]
-    if changed:
+    changed = _changed_settings(config, _stored_config(output_dir))
+    if any(not deferred for _, _, deferred in changed):  # windows alone wait for the model: check_resumed_windows
+        listed = [(name, values) for name, values, _ in changed]
         raise RunRefused(f"--resume: these options differ from the run in {output_dir} ({RUN_FILE}): "
-                         f"{_listed(changed, '--')}; resume with the run's options, or start a new run in another "
+                         f"{_listed(listed, '--')}; resume with the run's options, or start a new run in another "
                          f"folder", f"run {output_dir.name}: these settings differ from its {RUN_FILE}: "
-                         f"{_listed(changed)}; start a new run")
+                         f"{_listed(listed)}; start a new run")
+
+
+def _changed_settings(config: QAConfig, stored: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """Every option that differs from run.json's, in the config's order, with its values and whether it is a window
+    wider than the run's; refused with the others, such a window is named too, else fixing the others would meet
+    it only on the next try, once the model had loaded."""
+    changed = []
+    for name, value in config.to_dict().items():
+        if name not in stored or _same_setting(name, value, stored[name]):
+            continue
+        deferred = _maybe_cut_to(name, value, stored[name])
+        cut = f", unless this model cuts it to {stored[name]}" if deferred else ""
+        changed.append((name, f"{_show(value)} (run: {_show(stored[name])}{cut})", deferred))
+    return changed
 
 
 def _nothing_to_resume(output_dir: Path, overwrite: bool) -> str:
@@ -146,11 +159,14 @@ def run_settings(model_name_or_path: str) -> dict[str, Any]:
 def _same_setting(name: str, given: Any, stored: Any) -> bool:
     if name in RESUME_MAY_CHANGE or given == stored or (name in AUTO_OPTIONS and given is None):
         return True
-    if name in WINDOW_OPTIONS and isinstance(given, int) and isinstance(stored, int) and given > stored:
-        return True  # maybe cut to `stored` again: check_resumed_windows decides
     if name in PATH_OPTIONS:  # the same local file or folder, named another way
         return _same_file(str(given), str(stored))
     return False
+
+
+def _maybe_cut_to(name: str, given: Any, stored: Any) -> bool:
+    """A window wider than the run's, which fit_config may cut to the run's again (the same command repeated)."""
+    return name in WINDOW_OPTIONS and isinstance(given, int) and isinstance(stored, int) and given > stored
 
 
 def _same_file(given: str, stored: str) -> bool:

@@ -18,10 +18,11 @@ from qa_core.checkpoints import (TrainState, no_room, publish, remove_partial_fi
                                  save_final_model)
 from qa_core.config import QAConfig
 from qa_core.divergence import diverged_message, nonfinite_parameters, ruined_message
-from qa_core.distributed import all_reduce_mean, any_rank, barrier, cleanup, init_distributed, shard, unwrap_ddp
+from qa_core.distributed import (all_reduce_mean, any_rank, barrier, cleanup, describe_hardware, init_distributed,
+                                 shard, unwrap_ddp)
 from qa_core.evaluation import EvalResult, evaluate, write_eval_outputs
 from qa_core.inference import inference_copy
-from qa_core.model_card import base_model_name, describe_hardware, write_model_card
+from qa_core.model_card import base_model_name, write_model_card
 from qa_core.progress import ProgressCallback, ProgressEvent, truncate_history
 from qa_core.run_files import HISTORY_FILE, RunInfo, read_run_info, training_lock
 from qa_core.train_setup import Setup, prepare
@@ -94,7 +95,8 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
                 if not math.isfinite(grad_norm):  # the same on every rank: gradients are all-reduced
                     raise TrainingError(*diverged_message(setup.config, state.step, float(loss_sum) / losses,
                                                           grad_norm))
-                pace = pace_of(windows, seconds, state.train_seconds, state.step, setup.total_steps)
+                pace = pace_of(windows, seconds, state.train_seconds, state.step, setup.total_steps,
+                               state.untimed_steps)
                 if state.step % config.logging_steps == 0 or state.step == setup.total_steps:
                     emit("step", state, loss=all_reduce_mean(float(loss_sum) / losses, dist_ctx),
                          learning_rate=setup.scheduler.get_last_lr()[0], grad_norm=grad_norm, **pace)
@@ -255,10 +257,13 @@ def _run_info(setup: Setup, state: TrainState, status: str, error: str = "",
                    base_model_name(setup.config.model_name_or_path), train_seconds, hardware)
 
 
-def pace_of(windows: int, seconds: float, train_seconds: float, step: int, total_steps: int) -> dict[str, float]:
+def pace_of(windows: int, seconds: float, train_seconds: float, step: int, total_steps: int,
+            untimed_steps: int = 0) -> dict[str, float]:
     """Windows a second in this session, and the seconds left at the pace of the run's every session (training
-    time only): a resumed run's first step, slow while kernels warm up, would otherwise set the estimate alone."""
-    return {"windows_per_s": windows / max(seconds, 1e-9), "eta_s": train_seconds / max(step, 1) * (total_steps - step)}
+    time only): a resumed run's first step, slow while kernels warm up, would otherwise set the estimate alone.
+    untimed_steps: steps train_seconds leaves out (a checkpoint that did not record it), else read as free."""
+    timed = max(step - untimed_steps, 1)
+    return {"windows_per_s": windows / max(seconds, 1e-9), "eta_s": train_seconds / timed * (total_steps - step)}
 
 
 def _emit(setup: Setup, sinks: tuple[ProgressCallback, ...], kind: str, state: TrainState, **values) -> None:

@@ -59,6 +59,25 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> Path:
     return folder
 
 
+# A word of one question of the tiny SQuAD data (tests/overfit_data.py: "What did the mill grind?"), which seed 42,
+# QAConfig's default, trains on in the third batch of five windows in twos: after a checkpoint at save_steps 2.
+OVERFLOW_WORD = "grind"
+
+
+@pytest.fixture(scope="session")
+def overflowing_model_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> Path:
+    """The tiny BERT with OVERFLOW_WORD's embedding set to 1e20 (finite): the embedding LayerNorm's variance
+    overflows on it, so a window holding the word gives a NaN loss and NaN gradients at any learning rate. Other
+    windows train as usual, and send no gradient to that row: the weights stay finite for every checkpoint."""
+    folder = tmp_path_factory.mktemp("overflowing-bert")
+    model = tiny_bert(len(tokenizer))
+    with torch.no_grad():
+        model.bert.embeddings.word_embeddings.weight[tokenizer.convert_tokens_to_ids(OVERFLOW_WORD)] = 1e20
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture()
 def tiny_loaded(tokenizer) -> LoadedModel:
     return LoadedModel(tiny_bert(len(tokenizer)), tokenizer, "tiny", True)

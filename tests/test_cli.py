@@ -66,6 +66,7 @@ def test_help_says_what_evaluate_and_predict_take_from_the_run(command: str, def
     (("train", "--max_seq_length", "abc"), "invalid int value: 'abc'"),
     (("frobnicate",), "invalid choice: 'frobnicate'"),
     (("train", "--train_file", "sample", "--doc_stride", "500"), "doc_stride (500) must be smaller"),
+    (("train", "--train_file", "sample", "--learning_rate", "1e30"), "learning_rate must be at most 1 "),
     (("predict", "--question", "Who?"), "predict needs --question and --context, or --test_file"),
     (("train", "--output_dir", "runs/x"), "train needs --train_file"),
     (("train", "--train_file", "", "--output_dir", "runs/x"), "train needs --train_file"),
@@ -431,3 +432,13 @@ def test_a_threshold_that_cannot_apply_is_not_silently_ignored(tiny_model_dir: P
         assert cli.main(["predict", "--model_name_or_path", str(tiny_model_dir), "--question", "Who?", "--context",
                          "Ann came.", "--null_score_diff_threshold", "-100"]) == 0
     assert "--null_score_diff_threshold -100 has no effect" in caplog.text
+
+
+def test_resume_names_every_option_that_differs_windows_too(tmp_path: Path):
+    """It named --seed alone, and refused the wider stride only on the next try, once the model had loaded."""
+    run = fake_run(tmp_path / "run", train_file="sample", seed=3)
+    line = refused("train", "--train_file", "sample", "--output_dir", str(run), "--resume", "--seed", "5",
+                   "--doc_stride", "150", "--max_query_length", "32")
+    assert "--seed 5 (run: 3)" in line and "--max_query_length 32 (run: 64)" in line
+    assert "--doc_stride 150 (run: 128, unless this model cuts it to 128)" in line
+    assert line.index("--doc_stride") < line.index("--max_query_length") < line.index("--seed")  # the config's order

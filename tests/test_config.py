@@ -40,6 +40,9 @@ from qa_core.config import QAConfig
     # found by trying the app: a step count beyond 64 bits broke every caller's training status
     ({"max_steps": 10**30}, r"max_steps must be at most 2147483647, got 10{30}"),
     ({"num_train_epochs": 1e308}, r"num_train_epochs must be at most 1e\+06, got 1e\+308"),
+    # found by trying the CLI: a rate of 1e30 trained to finite garbage, saved as a finished run
+    ({"learning_rate": 1e30}, r"learning_rate must be at most 1 .*, got 1e\+30"),
+    ({"learning_rate": 1.5}, r"learning_rate must be at most 1 .*, got 1.5"),
 ])
 def test_bad_values_are_refused_naming_the_option(changes: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):

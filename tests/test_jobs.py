@@ -219,14 +219,14 @@ def messages_of(jobs: JobManager, config: QAConfig, cancel_at: int | None = None
     return [*seen, jobs.snapshot().message]
 
 
-def test_a_job_s_messages_use_the_web_s_words_not_train_py_s_flags(tmp_path, tiny_model_dir):
+def test_a_job_s_messages_use_the_web_s_words_not_train_py_s_flags(tmp_path, tiny_model_dir, overflowing_model_dir):
     """The Train tab and /training_status name the form's fields and its Resume, never train.py's options: a
     cancelled job, and one that diverges (the form has no --learning_rate, and Resume takes no options)."""
     data = write_tiny_squad(tmp_path / "d.json")
     jobs = JobManager()
     cancelled = messages_of(jobs, tiny_job(tiny_model_dir, data, tmp_path / "stopped"), cancel_at=1)
     assert jobs.snapshot().status == "cancelled" and not [m for m in cancelled if "--" in m], cancelled
-    diverged = messages_of(jobs, tiny_job(tiny_model_dir, data, tmp_path / "nan", learning_rate=1e6))
+    diverged = messages_of(jobs, tiny_job(overflowing_model_dir, data, tmp_path / "nan"))
     assert jobs.snapshot().status == "failed" and "diverged" in diverged[-1], diverged[-1]
     assert "lower learning_rate" in diverged[-1] and "bf16 off" in diverged[-1]
     assert not [m for m in diverged if "--" in m], diverged

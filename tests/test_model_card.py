@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,8 @@ from qa_core.config import QAConfig
 from qa_core.model_card import (CardFacts, facts_from_run, hub_id, render_model_card,
                                 write_model_card)
 from qa_core.run_files import RunInfo
+from tests.overfit_data import write_tiny_squad
+from tests.tiny_runs import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,3 +127,42 @@ def test_push_fails_with_one_clear_line_without_contacting_a_host(tmp_path: Path
     expected = "HF_HUB_OFFLINE is set" if offline else "no Hugging Face token"
     assert last.startswith("qa_core.model_card.HubError: --push_to_hub: ") and expected in last, done.stderr
     assert not (tmp_path / "README.md").exists()
+
+
+def loaded_by_the_card(card: str) -> str:
+    return re.search(r'load_model\("([^"]*)"\)', card).group(1)
+
+
+def test_a_local_card_names_the_run_folder_as_training_was_given_it(tiny_model_dir: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch):
+    """It said load_model("my-run"), which loads only from inside runs/ (elsewhere it is looked up on the Hub)."""
+    from qa_core.modeling import load_model
+    from qa_core.training import train
+
+    monkeypatch.chdir(tmp_path)
+    train(tiny_config(tiny_model_dir, write_tiny_squad(tmp_path / "d.json"), Path("runs/my-run"), max_steps=1))
+    card = (tmp_path / "runs" / "my-run" / "model" / "README.md").read_text()
+    assert "# my-run" in card and loaded_by_the_card(card) == "runs/my-run"
+    assert load_model(loaded_by_the_card(card)).source == str(Path("runs/my-run/model"))
+
+
+def test_a_pushed_card_names_the_hub_repository_with_its_owner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Pushed without --hub_model_id, the repository is created under the user's name: 'my-run' alone loads
+    nothing from the Hub."""
+    import huggingface_hub
+    from huggingface_hub import RepoUrl
+
+    run = tmp_path / "my-run"
+    write_run_info(run, run_info())
+    uploaded = {}
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "create_repo",
+                        lambda repo_id, **_: RepoUrl(f"https://huggingface.co/ann/{repo_id}"))
+    monkeypatch.setattr(huggingface_hub, "upload_folder",
+                        lambda folder_path, **kwargs: uploaded.update(kwargs, card=(folder_path / "README.md")
+                                                                      .read_text()))
+    from qa_core.model_card import push_run
+
+    assert push_run(run) == "https://huggingface.co/ann/my-run"
+    assert uploaded["repo_id"] == "ann/my-run" and loaded_by_the_card(uploaded["card"]) == "ann/my-run"

@@ -111,6 +111,28 @@ def test_the_time_left_after_a_resume_goes_by_the_whole_runs_pace() -> None:
     assert pace_of(32, 2.0, 2.0, 2, 10) == {"windows_per_s": 16.0, "eta_s": 8.0}  # a fresh run: its own pace
 
 
+def test_the_time_left_after_resuming_a_checkpoint_without_its_time_goes_by_this_session_s_pace(
+        tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A checkpoint from before train_seconds was recorded read as steps done in no time: the estimate said
+    seconds for a run minutes from its end. Without it, the pace is this session's, as a fresh run's."""
+    config = tiny_config(tiny_model_dir, write_tiny_squad(tmp_path / "d.json"), tmp_path / "run", num_train_epochs=2,
+                         validation_file=None)
+    asked: list[int] = []
+    assert train(config, should_stop=lambda: asked.append(1) or len(asked) >= 4).step == 3
+    state_file = find_checkpoint(tmp_path / "run") / STATE_FILE
+    saved = torch.load(state_file, weights_only=True)
+    older = ("step", "epoch", "batch_in_epoch", "history")  # all an older version's checkpoint held
+    saved["state"] = {name: value for name, value in saved["state"].items() if name in older}
+    torch.save(saved, state_file)
+    events: list[ProgressEvent] = []
+    assert train(config.replace(resume=True), callback=events.append).status == "finished"
+    paced = [e for e in events if e.kind in ("step", "advance") and e.step < e.total_steps]
+    assert paced
+    for event in paced:  # eta = seconds / steps * steps left, windows_per_s = windows / seconds
+        windows_a_step = event.eta_s * event.windows_per_s / (event.total_steps - event.step)
+        assert 1 <= windows_a_step <= config.per_device_train_batch_size, event
+
+
 def test_resuming_a_finished_run_keeps_the_time_it_trained(tiny_model_dir: Path, tmp_path: Path) -> None:
     """Nothing left to train: run.json and the model card keep the training time and hardware, not 0 s."""
     config = tiny_config(tiny_model_dir, write_tiny_squad(tmp_path / "d.json"), tmp_path / "run", max_steps=2,
