@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from qa_core.data import load_examples
-from qa_core.error_analysis import PAIR_OUTCOMES, V2_ERRORS, QuestionRecord, filter_records
+from qa_core.error_analysis import V2_ERRORS, QuestionRecord, filter_records
 from qa_core.plots import ATTRIBUTION_LEGEND
 from qa_core.run_files import evaluated_again, read_run_info
 
@@ -21,7 +21,6 @@ if TYPE_CHECKING:  # types only: importing jobs would import training, attributi
     from qa_core.attributions import Attribution
     from qa_core.calibration import Calibration
     from qa_core.coverage import CoveragePoint
-    from qa_core.compare import Comparison, PairedRecord
     from qa_core.hosting import Settings
     from qa_core.jobs import JobSnapshot
 
@@ -239,45 +238,6 @@ def shown_prediction(record: QuestionRecord) -> str:
 def is_squad_v2(records: Sequence[QuestionRecord]) -> bool:
     """Records of a SQuAD 2.0 evaluation (null odds stored), which a threshold can re-score."""
     return any(r.null_odds is not None for r in records)
-
-
-def comparison_text(comparison: Comparison) -> str:
-    """Both runs' EM and F1 with the difference and its paired bootstrap interval, and the outcome counts."""
-    a, b = Path(comparison.run_a).name, Path(comparison.run_b).name
-    lines = [f"A = {a} · B = {b} · {comparison.questions} questions (same data: {comparison.check.method})", ""]
-    for m in comparison.metrics:
-        label = "EM" if m.name == "exact_match" else "F1"
-        lines.append(f"{label}: A {m.a:.1f} · B {m.b:.1f} · B − A {m.difference:+.1f} "
-                     f"(95% paired bootstrap interval {m.low:+.1f} to {m.high:+.1f}, {comparison.resamples} resamples)")
-    lines.append(" · ".join(f"{name}: {count}" for name, count in comparison.outcomes.items()))
-    return "\n".join(lines)
-
-
-SLICE_COLUMNS = ["slice", "group", "questions", "EM A", "EM B", "F1 A", "F1 B"]
-PAIR_COLUMNS = ["id", "outcome", "question", "gold", "prediction A", "prediction B", "F1 A", "F1 B"]
-
-
-def slice_table(comparison: Comparison) -> pd.DataFrame:
-    """The slices side by side: EM and F1 of run A and run B for every group."""
-    rows = [[s.slice, s.group, s.questions, round(s.exact_a, 1), round(s.exact_b, 1), round(s.f1_a, 1),
-             round(s.f1_b, 1)] for s in comparison.slices]
-    return pd.DataFrame(rows, columns=SLICE_COLUMNS)
-
-
-def pair_table(comparison: Comparison, only: str = "all") -> pd.DataFrame:
-    """The pairs of one outcome ('all' for every pair), with both predictions; the id column finds the pair."""
-    if only != "all" and only not in PAIR_OUTCOMES:
-        raise ValueError(f"outcome {only!r} is not one of {('all', *PAIR_OUTCOMES)}")
-    rows = [[p.a.example_id, p.outcome, p.a.question, " | ".join(p.a.gold_answers), p.a.prediction, p.b.prediction,
-             round(p.a.f1, 1), round(p.b.f1, 1)] for p in comparison.pairs if only in ("all", p.outcome)]
-    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
-
-
-def pair_highlight(pair: PairedRecord) -> list[tuple[str, str | None]]:
-    """The context cut into pieces labelled 'A', 'B', 'gold' or their overlaps ('A + B + gold')."""
-    marks = {"A": [pair.a.span] if pair.a.span else [], "B": [pair.b.span] if pair.b.span else [],
-             "gold": list(pair.a.gold_spans)}
-    return highlight(pair.a.context, marks)
 
 
 def calibration_text(calibration: Calibration) -> str:

@@ -26,7 +26,7 @@ from qa_core.training import train
 from qa_core.ui.calibration_panel import CalibrationHandlers
 from qa_core.ui.compare_panel import CompareHandlers
 from qa_core.ui.errors import NO_ROW, ErrorsHandlers
-from qa_core.views import PAIR_COLUMNS
+from qa_core.compare_views import PAIR_COLUMNS
 from tests.test_v2 import write_v2
 
 

@@ -1,26 +1,12 @@
-"""What the UI and its JSON API show as plain values: answers, the comparison's tables and highlighted pieces."""
+"""What the UI and its JSON API show as plain values: answers, status lines, tables and highlighted pieces."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-from qa_core import compare, views
+from qa_core import views
 from qa_core.inference import AnswerResult, TokenLogits
 from qa_core.postprocess import Prediction, Span
-from tests.test_compare import two_runs
-
-
-def test_pair_table_filters_and_the_highlight_shows_both_spans_and_gold(tmp_path):
-    result = compare.compare_runs(*two_runs(tmp_path))
-    fixed = views.pair_table(result, "fixed")
-    assert list(fixed.columns) == views.PAIR_COLUMNS
-    assert fixed["id"].tolist() == ["q1"] and fixed["prediction B"].tolist() == ["Augustin Fresnel"]
-    assert len(views.pair_table(result)) == 4
-    with pytest.raises(ValueError, match="outcome"):
-        views.pair_table(result, "improved")
-    pieces = dict((label, text) for text, label in views.pair_highlight(compare.find_pair(result, "q1")))
-    assert pieces["B + gold"] == "Augustin " and pieces["A + B + gold"] == "Fresnel"
 
 
 def answer(span: tuple[int, int] | None, null_score: float | None = None) -> AnswerResult:

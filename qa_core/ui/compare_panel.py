@@ -7,7 +7,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from qa_core import plots, views
+from qa_core import compare_views, plots
 from qa_core.compare import find_pair
 from qa_core.error_analysis import PAIR_OUTCOMES
 from qa_core.service import QAService
@@ -19,8 +19,8 @@ PAIR_COLORS = {"A": "#ffb347", "B": "#c39bd3", "gold": "#7dd87d", "A + B": "#f5a
 
 def empty() -> Outputs:
     """No comparison: tables with their columns and no rows (None shows Gradio's placeholder columns '1 2 3')."""
-    return {"comparison": "", "slices": None, "slice_table": pd.DataFrame(columns=views.SLICE_COLUMNS),
-            "pairs": pd.DataFrame(columns=views.PAIR_COLUMNS)}
+    return {"comparison": "", "slices": None, "slice_table": pd.DataFrame(columns=compare_views.SLICE_COLUMNS),
+            "pairs": pd.DataFrame(columns=compare_views.PAIR_COLUMNS)}
 
 
 class CompareHandlers:
@@ -46,13 +46,14 @@ class CompareHandlers:
             comparison = self.service.compare(run_a, run_b)
         except (ValueError, OSError) as err:
             return {**empty(), "comparison": f"Cannot compare: {self.service.explain(err)}"}
-        return {"comparison": views.comparison_text(comparison),
-                "slices": plots.compare_slices_figure(comparison.slices), "slice_table": views.slice_table(comparison),
-                "pairs": views.pair_table(comparison, only)}
+        return {"comparison": compare_views.comparison_text(comparison),
+                "slices": plots.compare_slices_figure(comparison.slices),
+                "slice_table": compare_views.slice_table(comparison),
+                "pairs": compare_views.pair_table(comparison, only)}
 
     def filter_pairs(self, run_a: str | None, run_b: str | None, only: str) -> Outputs:
         try:
-            return {"pairs": views.pair_table(self.service.compare(run_a, run_b), only)}
+            return {"pairs": compare_views.pair_table(self.service.compare(run_a, run_b), only)}
         except (ValueError, OSError):
             return {"pairs": empty()["pairs"]}
 
@@ -63,7 +64,7 @@ class CompareHandlers:
             pair = find_pair(self.service.compare(run_a, run_b), example_id)
         except (ValueError, OSError) as err:
             return {"detail": None, "pair_question": self.service.explain(err)}
-        return {"detail": views.pair_highlight(pair),
+        return {"detail": compare_views.pair_highlight(pair),
                 "pair_question": f"{pair.a.question}  ({pair.outcome}: F1 A {pair.a.f1:.1f}, B {pair.b.f1:.1f})"}
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from qa_core.views import PAIR_COLUMNS, TABLE_COLUMNS
+from qa_core.compare_views import PAIR_COLUMNS
+from qa_core.views import TABLE_COLUMNS
 
 PHONE_PX = 640  # below this width the phone rules apply
 # The question tables on a phone: Gradio sizes columns as shares of the screen, so seven columns in 320 px broke
