@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,21 +54,30 @@ def alternatives_table(result: AnswerResult | None) -> pd.DataFrame:
 
 def answer_json(result: AnswerResult, model: str, seconds: float, temperature: float | None = None,
                 uncalibrated: str | None = None) -> dict[str, Any]:
-    """An answer for programs: text, character span, score, probability (temperature-scaled where the run has a
-    calibration, as the Ask tab shows it; uncalibrated: why its run has none fitted), alternatives, windows,
-    milliseconds."""
-    spans = result.prediction.alternatives
-    best = spans[0] if spans else None
-    return {"model": model, "answer": result.prediction.text,
-            "start": result.prediction.span[0] if result.prediction.span else None,
-            "end": result.prediction.span[1] if result.prediction.span else None,
-            "score": best.score if best else None, "probability": best.probability if best else None,
+    """An answer for programs: text, character span, score and probability of the answer given, as `train.py
+    predict` scores it (an abstention's score is its null score, and it has no probability: the probabilities are
+    the spans'), null score and odds (None outside SQuAD 2.0), alternatives (the best span first, abstaining or
+    not), windows, milliseconds. Probabilities are temperature-scaled where the run has a calibration, as the Ask
+    tab shows them; uncalibrated: why its run has none fitted."""
+    prediction = result.prediction
+    spans = prediction.alternatives
+    given = spans[0] if spans and prediction.span else None
+    return {"model": model, "answer": prediction.text,
+            "start": prediction.span[0] if prediction.span else None,
+            "end": prediction.span[1] if prediction.span else None,
+            "score": json_number(prediction.score), "probability": given.probability if given else None,
+            "null_score": prediction.null_score, "null_odds": json_number(prediction.null_odds),
             "alternatives": [{"answer": s.text, "start": s.start, "end": s.end, "score": s.score,
                               "probability": s.probability} for s in spans],
-            "abstained": result.prediction.abstained,  # SQuAD 2.0 runs: no answer in this context
+            "abstained": prediction.abstained,  # SQuAD 2.0 runs: no answer in this context
             "calibrated": temperature is not None, "temperature": 1.0 if temperature is None else temperature,
             "uncalibrated_reason": uncalibrated,
             "windows": result.windows, "milliseconds": round(seconds * 1000, 2)}
+
+
+def json_number(value: float | None) -> float | None:
+    """None for what is no JSON number: the score of no span at all, the null odds of a context without any."""
+    return value if value is not None and math.isfinite(value) else None
 
 
 def answer_headline(result: AnswerResult, temperature: float | None = None,

@@ -31,6 +31,20 @@ def test_an_answer_for_programs_and_its_note():
     assert views.answer_note(answer((25, 41)).prediction) == "Score 4.00."
 
 
+def test_an_abstention_s_score_is_its_null_score_as_predict_gives_it():
+    """Found by trying /answer: an abstention's score and probability were those of the best span it passed over,
+    where predict and the records give the null score, and the null score and odds were missing."""
+    shown = views.answer_json(answer(None, null_score=7.0), "run", 0.0)
+    assert (shown["score"], shown["probability"], shown["null_score"], shown["null_odds"]) == (7.0, None, 7.0, 3.0)
+    assert shown["alternatives"][0] == {"answer": "Augustin Fresnel", "start": 25, "end": 41, "score": 4.0,
+                                        "probability": 0.8}  # the best span, passed over
+    answered = views.answer_json(answer((25, 41), null_score=1.0), "run", 0.0)
+    assert (answered["score"], answered["probability"], answered["null_score"], answered["null_odds"]) == (
+        4.0, 0.8, 1.0, -3.0)
+    v1 = views.answer_json(answer((25, 41)), "run", 0.0)
+    assert v1["score"] == 4.0 and v1["null_score"] is None and v1["null_odds"] is None  # keys kept: one schema
+
+
 def test_an_answer_says_why_its_run_has_no_temperature():
     """Too few evaluation questions to calibrate: the answer says so instead of passing for calibrated or plain."""
     why = "too few evaluation questions to calibrate (1 answered, 50 needed)"
