@@ -105,9 +105,9 @@ def run_predict(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
             return {"output_file": args.output_file, "questions": len(answers)}
         return answers
     prediction = answer_question(loaded, args.question, args.context, config).prediction
-    null = {} if prediction.null_score is None else {"null_score": prediction.null_score,
-                                                      "null_odds": prediction.null_odds}
-    return {"answer": prediction.text, "span": prediction.span, "score": prediction.score, **null,
+    # null_score and null_odds null for a SQuAD v1.1 model: the same keys as the app's /answer gives
+    return {"answer": prediction.text, "span": prediction.span, "score": prediction.score,
+            "null_score": prediction.null_score, "null_odds": prediction.null_odds,
             "alternatives": [{"text": s.text, "probability": round(s.probability, 4)}
                              for s in prediction.alternatives]}
 

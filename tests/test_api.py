@@ -115,8 +115,13 @@ def test_an_abstention_is_scored_as_predict_scores_it(client, runs, capsys):
     best = shown["alternatives"][0]  # the best span passed over, as the Ask tab marks it
     assert best["answer"] == printed["alternatives"][0]["text"]
     assert best["score"] == pytest.approx(shown["null_score"] - shown["null_odds"])
-    plain = client.predict("", QUESTION, CONTEXT, api_name="/answer")  # SQuAD v1.1: the keys, empty
-    assert plain["null_score"] is None and plain["null_odds"] is None and plain["score"] is not None
+    plain = client.predict(runs.joinpath("20250101-000000-tiny").name, QUESTION, CONTEXT, api_name="/answer")
+    assert cli.main(["predict", "--model_name_or_path", str(runs / "20250101-000000-tiny"), "--question", QUESTION,
+                     "--context", CONTEXT]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    for v1 in (plain, printed):  # SQuAD v1.1: the same keys, empty
+        assert v1["null_score"] is None and v1["null_odds"] is None and v1["score"] is not None
+    assert plain["score"] == pytest.approx(printed["score"])
 
 
 def asking_meanwhile(client_url: str, probe) -> tuple[object, list[float]]:

@@ -257,11 +257,11 @@ def test_predict_with_a_threshold_keeps_the_run_s_squad_v2_setting(tiny_model_di
     question = ["--question", "Who keeps the hives?", "--context", "A beekeeper named Tomas keeps four hives."]
     assert cli.main(["predict", "--model_name_or_path", str(model), *question]) == 0
     answered = json.loads(capsys.readouterr().out)
-    assert "null_score" in answered and answered["answer"] != ""  # the run's threshold: never abstain
+    assert answered["null_score"] is not None and answered["answer"] != ""  # the run's threshold: never abstain
     assert cli.main(["predict", "--model_name_or_path", str(model), "--null_score_diff_threshold=-1e9",
                      *question]) == 0
     abstained = json.loads(capsys.readouterr().out)
-    assert "null_score" in abstained and abstained["answer"] == ""  # still SQuAD 2.0, at the given threshold
+    assert abstained["null_score"] is not None and abstained["answer"] == ""  # still SQuAD 2.0, at the given threshold
 
 
 def strict_json(text: str) -> object:
