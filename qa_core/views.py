@@ -94,17 +94,25 @@ def answer_headline(result: AnswerResult, temperature: float | None = None,
 
 
 def answer_note(prediction: Prediction) -> str:
-    """One line for the Ask tab: the answer's score, or why the model said there is no answer in the text."""
+    """Why the model gave no answer, for the Ask tab's line under 'No answer in this text'."""
     if not prediction.alternatives:
-        return "No answer: the text has no span the model could choose."
+        return "The text has no span the model could choose."
     best = prediction.alternatives[0]
-    if prediction.abstained:
-        return (f"No answer in this text: the null score {prediction.null_score:.2f} beats the best span "
-                f"({best.text!r}, {best.score:.2f}) by {prediction.null_odds:.2f}, more than the threshold.")
-    if prediction.null_score is not None:
-        return (f"Score {best.score:.2f} against a null score of {prediction.null_score:.2f} "
-                f"(null odds {prediction.null_odds:.2f}).")
-    return f"Score {best.score:.2f}."
+    # the odds, not "beats": below a negative threshold a run abstains on a null score under the span's
+    return (f"The null score {prediction.null_score:.2f} less the best span's score ({best.text!r}, "
+            f"{best.score:.2f}) is {prediction.null_odds:.2f}, above the threshold.")
+
+
+def score_line(prediction: Prediction, windows: int, seconds: float) -> str:
+    """The Ask tab's Score box: the answer's score as predict and /answer give it, its probability, the time. No
+    explanation: the line under the answer gives it."""
+    timing = f"{windows} window(s) · {seconds * 1000:.0f} ms"
+    if prediction.span is None:
+        null = f"score {prediction.null_score:.2f} (the null score) · " if prediction.null_score is not None else ""
+        return f"{null}{timing}"
+    best = prediction.alternatives[0]
+    null = f" against a null score of {prediction.null_score:.2f}" if prediction.null_score is not None else ""
+    return f"score {best.score:.2f}{null} · probability {best.probability:.0%} · {timing}"
 
 
 def answer_html(context: str, span: tuple[int, int] | None, headline: str, detail: str,

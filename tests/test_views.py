@@ -26,9 +26,20 @@ def test_an_answer_for_programs_and_its_note():
     abstained = answer(None, null_score=7.0)
     shown = views.answer_json(abstained, "run", 0.0)
     assert shown["abstained"] and shown["answer"] == "" and shown["start"] is None and not shown["calibrated"]
-    assert "null score 7.00 beats the best span ('Augustin Fresnel', 4.00) by 3.00" in views.answer_note(
-        abstained.prediction)
-    assert views.answer_note(answer((25, 41)).prediction) == "Score 4.00."
+    assert views.answer_note(abstained.prediction) == ("The null score 7.00 less the best span's score "
+                                                       "('Augustin Fresnel', 4.00) is 3.00, above the threshold.")
+    assert views.score_line(abstained.prediction, 1, 0.0123) == "score 7.00 (the null score) · 1 window(s) · 12 ms"
+    assert views.score_line(answer((25, 41)).prediction, 2, 0.5) == (
+        "score 4.00 · probability 80% · 2 window(s) · 500 ms")
+    assert views.score_line(answer((25, 41), null_score=1.0).prediction, 1, 0.0).startswith(
+        "score 4.00 against a null score of 1.00 · probability 80%")
+
+
+def test_a_negative_threshold_s_abstention_is_not_said_to_beat_the_span():
+    """Found by trying a SQuAD 2.0 run whose best threshold is negative: it abstains on a null score below the best
+    span's, which the note called 'beats the best span by -0.56'."""
+    note = views.answer_note(answer(None, null_score=3.5).prediction)
+    assert "beats" not in note and "less the best span's score ('Augustin Fresnel', 4.00) is -0.50" in note
 
 
 def test_an_abstention_s_score_is_its_null_score_as_predict_gives_it():

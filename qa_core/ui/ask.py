@@ -16,7 +16,7 @@ from qa_core.modeling import LoadedModel
 from qa_core.service import QAService
 from qa_core.ui.common import (ANSWERS, EXPLAIN, HUB_HINT, PRIVATE, QUICK_MINUTES, Outputs, by_name, caller_of,
                                model_picker)
-from qa_core.views import answer_note
+
 
 def no_head_notice(settings: Settings) -> str:
     """What to do about a model without a fine-tuned head, naming only what this server lets a visitor do: a public
@@ -103,10 +103,8 @@ class AskHandlers:
         headline, detail = views.answer_headline(result, temperature, uncalibrated)
         abstained = prediction.abstained or top is None
         span = prediction.span or ((top.start, top.end) if top else None)  # abstaining: the best span, dashed
-        timing = f"{result.windows} window(s) · {seconds * 1000:.0f} ms"
-        score = (f"{answer_note(prediction)} · {timing}" if abstained else
-                 f"score {top.score:.2f} · probability {top.probability:.0%} · {timing}")
-        return {"answer": views.answer_html(result.context, span, headline, detail, abstained), "score": score,
+        return {"answer": views.answer_html(result.context, span, headline, detail, abstained),
+                "score": views.score_line(prediction, result.windows, seconds),
                 "alternatives": views.alternatives_table(result),
                 "plot": plots.logit_figure(result.logits, prediction.span),
                 "message": views.unknown_warning(result.logits.tokens, loaded.tokenizer.unk_token,
