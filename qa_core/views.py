@@ -15,6 +15,7 @@ from qa_core.data import load_examples
 from qa_core.error_analysis import V2_ERRORS, QuestionRecord, filter_records
 from qa_core.plots import ATTRIBUTION_LEGEND
 from qa_core.run_files import evaluated_again, read_run_info
+from qa_core.wording import count
 
 if TYPE_CHECKING:  # types only: importing jobs would import training, attributions captum
     from qa_core.inference import AnswerResult
@@ -106,7 +107,7 @@ def answer_note(prediction: Prediction) -> str:
 def score_line(prediction: Prediction, windows: int, seconds: float) -> str:
     """The Ask tab's Score box: the answer's score as predict and /answer give it, its probability, the time. No
     explanation: the line under the answer gives it."""
-    timing = f"{windows} window(s) · {seconds * 1000:.0f} ms"
+    timing = f"{count(windows, 'window')} · {seconds * 1000:.0f} ms"
     if prediction.span is None:
         null = f"score {prediction.null_score:.2f} (the null score) · " if prediction.null_score is not None else ""
         return f"{null}{timing}"
@@ -189,11 +190,12 @@ def limits_note(settings: Settings) -> str:
     """What a public server's Train tab says of its caps (hosting.TrainLimits), so that a visitor reads them before
     a start is refused over one."""
     limits, questions = settings.train_limits, settings.max_train_examples
-    read = f", {questions:,} questions read from each" if questions else ""
-    return (f"This public server trains at most {limits.max_steps:,} steps and {limits.epochs:g} epochs a job, in "
-            f"batches of up to {limits.batch_size} windows of up to {limits.max_seq_length} tokens, on the bundled "
-            f"sample or a file you upload (up to {settings.max_upload_bytes // 1_000_000} MB{read}); one job runs at "
-            f"a time, and only the page that started it can cancel it.")
+    read = f", {count(questions, 'question')} read from each" if questions else ""
+    epochs = f"{limits.epochs:g} epoch{'' if limits.epochs == 1 else 's'}"  # a float: 2.5 epochs
+    return (f"This public server trains at most {count(limits.max_steps, 'step')} and {epochs} a job, in batches "
+            f"of up to {count(limits.batch_size, 'window')} of up to {count(limits.max_seq_length, 'token')}, on the "
+            f"bundled sample or a file you upload (up to {settings.max_upload_bytes // 1_000_000} MB{read}); one job "
+            f"runs at a time, and only the page that started it can cancel it.")
 
 
 def job_json(s: JobSnapshot, explain: Callable[[str], str]) -> dict[str, Any]:
@@ -219,7 +221,7 @@ def summary_text(records: Sequence[QuestionRecord]) -> str:
     em = sum(r.exact_match for r in records) / len(records)
     f1 = sum(r.f1 for r in records) / len(records)
     wrong = sum(r.exact_match < 100 for r in records)
-    return f"{len(records)} questions · EM {em:.1f} · F1 {f1:.1f} · {wrong} not exactly right"
+    return f"{count(len(records), 'question')} · EM {em:.1f} · F1 {f1:.1f} · {wrong} not exactly right"
 
 
 def evaluation_caveat(run: str) -> str:
@@ -258,28 +260,45 @@ def is_squad_v2(records: Sequence[QuestionRecord]) -> bool:
     return any(r.null_odds is not None for r in records)
 
 
-def calibration_text(calibration: Calibration) -> str:
+def calibration_text(calibration: Calibration, has_model: bool = True) -> str:
     """ECE before and after, the temperature, and what it was fitted on: a SQuAD 2.0 run's answers only; or why
-    no temperature was fitted, with the ECE of the probabilities as the model gives them."""
-    questions = f"{calibration.questions} evaluation questions"
-    if calibration.abstentions:
-        questions = (f"{calibration.questions} answered evaluation questions; its {calibration.abstentions} "
-                     f"abstentions are left out, having no answer probability")
+    no temperature was fitted, with the ECE of the probabilities as the model gives them. has_model: whether the
+    folder has a model the Ask tab answers with (an evaluation folder has none, so no answer uses its fit)."""
+    whose = "this run's" if has_model else "this evaluation's"
+    if calibration.questions == 0:  # a SQuAD 2.0 run that abstained everywhere: an ECE of 0.000 would say "perfect"
+        left = f" ({count(calibration.abstentions, 'abstention')})" if calibration.abstentions else ""
+        return (f"Nothing to measure: none of {whose} evaluation questions was answered{left}, so there is no "
+                f"answer probability to check or calibrate")
+    questions = f"{whose} {fitted_on(calibration)}"
     if calibration.unfitted is not None:
+        ask = ("the Ask tab shows the probabilities as the model gives them, uncalibrated" if has_model else
+               "this folder has no model to answer with")
         return (f"No temperature fitted: {calibration.unfitted}. Expected calibration error "
-                f"{calibration.ece_before:.3f} on this run's {questions}; the Ask tab shows the probabilities "
-                f"as the model gives them, uncalibrated")
+                f"{calibration.ece_before:.3f} on {questions}; {ask}")
+    ask = ("the Ask tab shows probabilities at this temperature" if has_model else
+           "this folder has no model to answer with, so no answer is shown at it")
     return (f"Expected calibration error {calibration.ece_before:.3f} before and {calibration.ece_after:.3f} after "
-            f"temperature scaling (T = {calibration.temperature:.2f}, fitted on this run's {questions}; the Ask "
-            f"tab shows probabilities at this temperature)")
+            f"temperature scaling (T = {calibration.temperature:.2f}, fitted on {questions}; {ask})")
+
+
+def fitted_on(calibration: Calibration) -> str:
+    """The questions a calibration measured: a SQuAD 2.0 run's answered ones, saying its abstentions are left out."""
+    if not calibration.abstentions:
+        return count(calibration.questions, "evaluation question")
+    verb = "is" if calibration.abstentions == 1 else "are"
+    return (f"{count(calibration.questions, 'answered evaluation question')}; its "
+            f"{count(calibration.abstentions, 'abstention')} {verb} left out, having no answer probability")
 
 
 def coverage_text(point: CoveragePoint) -> str:
-    return (f"Answering only above {point.threshold:.2f}: {point.answered} questions answered "
-            f"({100 * point.coverage:.0f}%), EM {point.exact_match:.1f} · F1 {point.f1:.1f} on those")
+    if point.answered == 0:  # "EM 0.0 · F1 0.0 on those" read as measured, on nothing
+        return f"Answering only above {point.threshold:.2f}: no question answered, so there is no EM or F1 to measure"
+    those = "it" if point.answered == 1 else "those"
+    return (f"Answering only above {point.threshold:.2f}: {count(point.answered, 'question')} answered "
+            f"({100 * point.coverage:.0f}%), EM {point.exact_match:.1f} · F1 {point.f1:.1f} on {those}")
 
 
 def attribution_text(attribution: Attribution, budget_s: float) -> str:
-    steps = f" with {attribution.steps} steps" if attribution.steps else ""
+    steps = f" with {count(attribution.steps, 'step')}" if attribution.steps else ""
     return (f"{attribution.method}{steps} in {attribution.seconds:.2f} s (budget {budget_s:.0f} s) · window "
             f"{attribution.window + 1} of {attribution.windows}; {ATTRIBUTION_LEGEND}")

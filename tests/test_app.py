@@ -452,7 +452,7 @@ def test_a_squad2_run_that_abstains_says_so_and_keeps_the_best_spans(ui, tiny_ru
     assert "above the threshold" in detail and "No answer" not in detail
     assert "threshold" not in shown["score"] and "No answer" not in shown["score"]
     null_score = float(re.search(r"null score (-?[\d.]+)", detail).group(1))
-    assert shown["score"].startswith(f"score {null_score:.2f} (the null score) · 1 window(s)"), shown["score"]
+    assert shown["score"].startswith(f"score {null_score:.2f} (the null score) · 1 window ·"), shown["score"]
 
 
 def test_a_calibrated_run_shows_scaled_probabilities(ui, tiny_run, tmp_path):

@@ -234,3 +234,40 @@ def test_a_fit_at_the_edge_of_the_searched_temperatures_is_not_applied():
     wrong = [record(n, (0.9, 0.05), False) for n in range(calibration.MIN_CALIBRATION_QUESTIONS)]
     kept = calibration.fit_calibration(wrong)
     assert kept.unfitted is None and kept.temperature == pytest.approx(np.exp(calibration.LOG_TEMPERATURES[-1]))
+
+
+def test_calibration_texts_count_in_the_singular_and_say_when_nothing_was_answered():
+    """Found by trying the panel: 'its 1 abstentions'; and a run that answered nothing got an ECE of 0.000 'on this
+    run's 0 answered evaluation questions' and 'EM 0.0 · F1 0.0' on 0 questions answered, as if measured."""
+    one = [v2_record(0, 0.9, True, True), v2_record(1, 0.9, False, False)]
+    shown = views.calibration_text(calibration.fit_calibration(one))
+    assert "1 answered evaluation question;" in shown and "its 1 abstention is left out" in shown, shown
+    assert views.coverage_text(coverage.coverage_at(one, 0.5)).startswith(
+        "Answering only above 0.50: 1 question answered (50%)")
+    figure = plots.reliability_figure((), 0.0, (), 1)
+    assert "1 abstention left out" in figure.layout.title.text
+    assert "1 abstention never answered" in plots.coverage_figure((), coverage.coverage_at(one, 0.5), 1).layout.title.text
+    none = [v2_record(n, 0.9, False, False) for n in range(3)]
+    shown = views.calibration_text(calibration.fit_calibration(none))
+    assert shown.startswith("Nothing to measure: none of this run's evaluation questions was answered (3 abstentions)")
+    assert "0.000" not in shown and "0 answered" not in shown
+    assert views.coverage_text(coverage.coverage_at(none, 0.5)) == (
+        "Answering only above 0.50: no question answered, so there is no EM or F1 to measure")
+
+
+def test_an_evaluation_folder_s_calibration_does_not_speak_for_the_ask_tab(tmp_path):
+    """Found by trying the panel on a `train.py evaluate --output_dir` folder: it said the Ask tab shows
+    probabilities at its temperature, but that folder has no model the Ask tab could answer with."""
+    from qa_core.hosting import Settings
+    from qa_core.service import QAService
+    from qa_core.ui.calibration_panel import CalibrationHandlers
+
+    folder = tmp_path / "eval-only"
+    folder.mkdir()
+    write_records(folder / RECORDS_FILE, overconfident_records(200))
+    calibration.calibrate_run(folder)
+    shown = CalibrationHandlers(QAService(Settings(tmp_path, training_enabled=False, fast_inference=False))).show(
+        "eval-only", 0.5)["calibration"]
+    assert "T = " in shown and "Ask tab" not in shown and "this folder has no model" in shown, shown
+    assert "the Ask tab shows probabilities at this temperature" in views.calibration_text(
+        calibration.read_calibration(folder))  # a run with its model

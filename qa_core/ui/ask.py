@@ -16,6 +16,7 @@ from qa_core.modeling import LoadedModel
 from qa_core.service import QAService
 from qa_core.ui.common import (ANSWERS, EXPLAIN, HUB_HINT, PRIVATE, QUICK_MINUTES, Outputs, by_name, caller_of,
                                model_picker)
+from qa_core.wording import count
 
 
 def no_head_notice(settings: Settings) -> str:
@@ -132,7 +133,7 @@ class AskHandlers:
                                                        caller=caller_of(request))
         except (ValueError, OSError, RuntimeError) as err:
             return {"why_plot": None, "why_note": f"No explanation: {self.service.explain(err)}"}
-        steps = f" with {attribution.steps} steps" if attribution.steps else ""
+        steps = f" with {count(attribution.steps, 'step')}" if attribution.steps else ""
         window = f" · window {attribution.window + 1} of {attribution.windows}" if attribution.windows > 1 else ""
         edited = EDITED if answered != Answered(model, question, context) else ""
         return {"why_plot": plots.attribution_figure(attribution),
