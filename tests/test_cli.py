@@ -264,6 +264,16 @@ def test_predict_with_a_threshold_keeps_the_run_s_squad_v2_setting(tiny_model_di
     assert abstained["null_score"] is not None and abstained["answer"] == ""  # still SQuAD 2.0, at the given threshold
 
 
+def test_predict_lists_each_alternative_text_once(tiny_model_dir: Path, capsys: pytest.CaptureFixture):
+    """Found by a tester: ["10th", 0.159], ["10th", 0.089] (one word twice in the context), which predict's output,
+    giving no span per alternative, shows as one answer listed twice."""
+    context = "Ann. Ann. Ann. Ann. Ann. Ann. Ann. Ann."  # the tiny BERT ranks two "Ann." spans in its top 5
+    assert cli.main(["predict", "--model_name_or_path", str(tiny_model_dir), "--question", "Who?",
+                     "--context", context]) == 0
+    texts = [a["text"] for a in json.loads(capsys.readouterr().out)["alternatives"]]
+    assert len(texts) == len(set(texts)) == 5, texts  # five texts still, the next ones taking the freed places
+
+
 def strict_json(text: str) -> object:
     """json.loads as strict readers (JavaScript, Go) parse: no Infinity or NaN."""
     def refuse(constant: str) -> None:
