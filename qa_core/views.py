@@ -14,12 +14,12 @@ import pandas as pd
 from qa_core.data import load_examples
 from qa_core.error_analysis import V2_ERRORS, QuestionRecord, filter_records
 from qa_core.plots import ATTRIBUTION_LEGEND
+from qa_core.postprocess import Prediction, distinct_texts
 from qa_core.run_files import evaluated_again, read_run_info
 from qa_core.wording import count
 
 if TYPE_CHECKING:  # types only: importing jobs would import training, attributions captum
     from qa_core.inference import AnswerResult
-    from qa_core.postprocess import Prediction
     from qa_core.attributions import Attribution
     from qa_core.hosting import Settings
     from qa_core.jobs import JobSnapshot
@@ -46,7 +46,9 @@ def highlight(context: str, marks: dict[str, list[tuple[int, int]]]) -> list[tup
 
 
 def alternatives_table(result: AnswerResult | None) -> pd.DataFrame:
-    spans = result.prediction.alternatives if result else ()
+    """The Ask tab's top answers, each text once: the table shows no place, so one word found twice would read as
+    one answer listed twice (the context marks the best occurrence)."""
+    spans = distinct_texts(result.prediction.alternatives) if result else ()
     return pd.DataFrame({"#": range(1, len(spans) + 1), "answer": [s.text for s in spans],
                          "probability": [round(s.probability, 3) for s in spans]})
 

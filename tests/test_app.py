@@ -455,6 +455,16 @@ def test_a_squad2_run_that_abstains_says_so_and_keeps_the_best_spans(ui, tiny_ru
     assert shown["score"].startswith(f"score {null_score:.2f} (the null score) · 1 window ·"), shown["score"]
 
 
+def test_the_top_answers_list_each_text_once(ui):
+    """Found by a tester: "10th" twice in the top answers, two occurrences of one word, which the table (no place
+    shown) cannot tell apart; the context marks the best one. /answer, which gives each span's place, keeps both."""
+    repeated = "Ann. Ann. Ann. Ann. Ann. Ann. Ann. Ann."  # the tiny BERT ranks two "Ann." spans in its top 5
+    texts = list(ui.ask.ask("", "Who?", repeated)["alternatives"]["answer"])
+    assert len(texts) == len(set(texts)) and "Ann." in texts, texts
+    spans = asyncio.run(ui.service.answer_json("", "Who?", repeated))["alternatives"]
+    assert [a["answer"] for a in spans].count("Ann.") == 2 and len({(a["start"], a["end"]) for a in spans}) == 5
+
+
 def test_a_calibrated_run_shows_scaled_probabilities(ui, tiny_run, tmp_path):
     from qa_core import calibration
 

@@ -166,7 +166,7 @@ def build_ask_tab(service: QAService) -> dict[str, Any]:
                     gr.Markdown(no_head_notice(service.settings))
                     quick = gr.Button(f"Quick fine-tune in the Train tab (about {QUICK_MINUTES} min)",
                                       visible=service.settings.training_enabled)
-        outputs["alternatives"] = gr.Dataframe(views.alternatives_table(None), label="Top 5 answers",
+        outputs["alternatives"] = gr.Dataframe(views.alternatives_table(None), label="Top answers",
                                                interactive=False, wrap=True, column_widths=["8%", "52%", "40%"],
                                                elem_id="ask-alternatives")
         outputs["plot"] = gr.Plot(label="Start and end logits per token", elem_id="ask-plot")
