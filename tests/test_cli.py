@@ -452,3 +452,26 @@ def test_resume_names_every_option_that_differs_windows_too(tmp_path: Path):
     assert "--seed 5 (run: 3)" in line and "--max_query_length 32 (run: 64)" in line
     assert "--doc_stride 150 (run: 128, unless this model cuts it to 128)" in line
     assert line.index("--doc_stride") < line.index("--max_query_length") < line.index("--seed")  # the config's order
+
+
+def test_an_evaluation_folder_is_told_apart_from_a_model(tiny_model_dir: Path, tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture):
+    """Found by trying predict on a `train.py evaluate --output_dir` folder (records, no run.json, no model): 'folder
+    has no config.json, so it is not a transformers model'. It says what the folder is and which model it
+    evaluated, where its files name it; evaluate given it (into itself too) says the same."""
+    data, folder = write_tiny_squad(tmp_path / "data.json"), tmp_path / "eval"
+    assert cli.main(["evaluate", "--model_name_or_path", str(tiny_model_dir), "--validation_file", str(data),
+                     "--output_dir", str(folder)]) == 0
+    uses = (["predict", "--question", "Who?", "--context", "Ann came."],
+            ["evaluate", "--validation_file", str(data), "--output_dir", str(tmp_path / "again")],
+            ["evaluate", "--validation_file", str(data), "--output_dir", str(folder)])
+    for command, *options in uses:
+        caplog.clear()
+        assert cli.main([command, "--model_name_or_path", str(folder), *options]) == 2
+        assert f"{folder} is an evaluation folder (train.py evaluate --output_dir)" in caplog.text, caplog.text
+        assert f"use the model it evaluated, {tiny_model_dir.resolve()}, instead" in caplog.text, caplog.text
+    assert (folder / "eval_records.jsonl").is_file()  # refused before it evaluated into itself
+    (folder / "eval_model.json").unlink()  # an evaluation folder written before the model was recorded
+    caplog.clear()
+    assert cli.main(["predict", "--model_name_or_path", str(folder), "--question", "Who?", "--context", "Ann."]) == 2
+    assert "use the model it evaluated instead (its files do not name it)" in caplog.text, caplog.text
