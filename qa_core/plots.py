@@ -203,7 +203,8 @@ def reliability_figure(bins: Sequence[ReliabilityBin], ece: float | None = None,
     title = "Reliability" + (f" (ECE {ece:.3f})" if ece is not None else "")  # the axes say what against what
     axis = "answer probability"
     if abstentions:
-        title, axis = f"{title}<br><sup>{count(abstentions, 'abstention')} left out</sup>", "answer probability (answered)"
+        title = f"{title}<br><sup>{count(abstentions, 'abstention')} left out</sup>"
+        axis = "answer probability (answered)"
     figure.update_layout(title=title, xaxis_title=axis, yaxis_title="fraction", height=380,
                          xaxis_range=[0, 1], yaxis_range=[0, 1.05], **BELOW_LAYOUT)
     if abstentions:

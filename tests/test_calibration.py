@@ -246,7 +246,8 @@ def test_calibration_texts_count_in_the_singular_and_say_when_nothing_was_answer
         "Answering only above 0.50: 1 question answered (50%)")
     figure = plots.reliability_figure((), 0.0, (), 1)
     assert "1 abstention left out" in figure.layout.title.text
-    assert "1 abstention never answered" in plots.coverage_figure((), coverage.coverage_at(one, 0.5), 1).layout.title.text
+    drawn = plots.coverage_figure((), coverage.coverage_at(one, 0.5), 1)
+    assert "1 abstention never answered" in drawn.layout.title.text
     none = [v2_record(n, 0.9, False, False) for n in range(3)]
     shown = calibration_views.calibration_text(calibration.fit_calibration(none))
     assert shown.startswith("Nothing to measure: none of this run's evaluation questions was answered (3 abstentions)")
