@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DATA_OPTIONS = {"train": "train_file", "evaluate": "validation_file"}  # the data each command cannot do without
+PREDICT_ALTERNATIVES = 5  # alternatives predict prints, as many as the Ask tab shows
 
 
 class ProgressBar:
@@ -87,6 +88,7 @@ def run_predict(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
     from qa_core.data import load_examples
     from qa_core.inference import answer_examples, answer_question, config_for_model
     from qa_core.modeling import load_model, warn_if_untrained
+    from qa_core.postprocess import distinct_texts
 
     # the questions first: a bad test file is refused before the model loads
     examples = load_examples(args.test_file, "validation", answers_required=False).examples if args.test_file else ()
@@ -104,12 +106,13 @@ def run_predict(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
             Path(args.output_file).write_text(json.dumps(answers, ensure_ascii=False, indent=1), encoding="utf-8")
             return {"output_file": args.output_file, "questions": len(answers)}
         return answers
-    prediction = answer_question(loaded, args.question, args.context, config).prediction
-    null = {} if prediction.null_score is None else {"null_score": prediction.null_score,
-                                                      "null_odds": prediction.null_odds}
-    return {"answer": prediction.text, "span": prediction.span, "score": prediction.score, **null,
+    # every span searched, so that five distinct texts remain once repeated ones are dropped
+    prediction = answer_question(loaded, args.question, args.context, config, top_k=config.n_best_size).prediction
+    # null_score and null_odds null for a SQuAD v1.1 model: the same keys as the app's /answer gives
+    return {"answer": prediction.text, "span": prediction.span, "score": prediction.score,
+            "null_score": prediction.null_score, "null_odds": prediction.null_odds,
             "alternatives": [{"text": s.text, "probability": round(s.probability, 4)}
-                             for s in prediction.alternatives]}
+                             for s in distinct_texts(prediction.alternatives)[:PREDICT_ALTERNATIVES]]}
 
 
 def run_app() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from qa_core.data import Example
 from qa_core.metrics import best_over_golds, compute_exact, compute_f1, compute_f1_v2, v2_golds
-from qa_core.postprocess import Prediction
+from qa_core.postprocess import Prediction, distinct_texts
 from qa_core.run_files import RECORDS_FILE
 
 QUESTION_WORDS = ("who", "what", "when", "where", "why", "how", "which")
@@ -77,7 +77,7 @@ def build_record(example: Example, prediction: Prediction, top_k: int = 5) -> Qu
     spans = tuple((a.start, a.start + len(a.text)) for a in example.answers if a.start is not None)
     squad_v2 = prediction.null_score is not None
     exact, f1 = score_answer(prediction.text, golds, squad_v2)
-    alternatives = tuple((s.text, s.probability) for s in prediction.alternatives[:top_k])
+    alternatives = tuple((s.text, s.probability) for s in distinct_texts(prediction.alternatives)[:top_k])
     record = QuestionRecord(example.example_id, example.question, example.context, golds, spans, prediction.text,
                             prediction.span, prediction.score, exact, f1, alternatives)
     if not squad_v2:

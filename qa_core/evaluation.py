@@ -23,9 +23,9 @@ from qa_core.metrics import Metrics, compute_metrics, compute_metrics_v2
 from qa_core.model_card import write_model_card
 from qa_core.modeling import fit_config, load_model, warn_if_untrained
 from qa_core.postprocess import Prediction
-from qa_core.run_files import (BEST_SPANS_FILE, CALIBRATION_FILE, CARD_FILE, EVAL_RECORDS, METRICS_FILE, MODEL_DIR,
-                               MODEL_RECORDS, NULL_ODDS_FILE, PREDICTIONS_FILE, RECORDS_FILE, RUN_FILE, RUN_RECORDS,
-                               RunInfo, check_eval_output_dir, evaluates_own_run, read_run_info)
+from qa_core.run_files import (BEST_SPANS_FILE, CALIBRATION_FILE, CARD_FILE, EVAL_MODEL_FILE, EVAL_RECORDS,
+                               METRICS_FILE, MODEL_DIR, MODEL_RECORDS, NULL_ODDS_FILE, PREDICTIONS_FILE, RECORDS_FILE,
+                               RUN_FILE, RUN_RECORDS, RunInfo, check_eval_output_dir, evaluates_own_run, read_run_info)
 from qa_core.wording import TwoWordings
 
 # With --overwrite_output_dir an evaluation replaces a run's records, but not the model it may be evaluating.
@@ -140,8 +140,18 @@ def run_evaluation(config: QAConfig, device: str | None = None) -> EvalResult:
     if dist_ctx.is_main:
         clear_records(output_dir, EVAL_RECORDS if own_run else EVAL_OVERWRITES)
         write_eval_outputs(output_dir, result)
+        if not own_run:  # a folder of its own: the model is named nowhere else in it
+            write_evaluated_model(output_dir, config.model_name_or_path)
         refresh_model_card(output_dir, run, Path(loaded.source), config.validation_file)
     return result
+
+
+def write_evaluated_model(output_dir: Path, model: str) -> None:
+    """Name the evaluated model in the evaluation's folder, so that given as a model it is told which to use: a
+    local folder by its absolute path (the one given may be relative to where evaluate ran), else as given."""
+    named = str(Path(model).expanduser().resolve()) if Path(model).expanduser().is_dir() else model
+    (output_dir / EVAL_MODEL_FILE).write_text(json.dumps({"model_name_or_path": named}, ensure_ascii=False),
+                                              encoding="utf-8")
 
 
 def refresh_model_card(output_dir: Path, run: RunInfo | None, model: Path, validation_file: str) -> None:

@@ -103,13 +103,20 @@ def hub_id(name: str | None) -> str | None:
     return name
 
 
+def data_name(data: str) -> str:
+    """How the metadata names evaluation data: a hub data set as given, a local file by its file name (its path is
+    of the machine that trained; the card's data fingerprint identifies it)."""
+    return data if hub_id(data) else Path(data).name or data
+
+
 def card_metadata(facts: CardFacts) -> str:
     """The YAML front matter the Hub reads: base model, data sets, task, library, license and scores."""
     from huggingface_hub import EvalResult, ModelCardData
 
     data_id = hub_id(facts.train_data)
     results = [EvalResult(task_type="question-answering", task_name="Extractive Question Answering",
-                          dataset_type=hub_id(score.data) or score.data, dataset_name=score.data,
+                          dataset_type=hub_id(score.data) or data_name(score.data),
+                          dataset_name=data_name(score.data),
                           dataset_split="validation", metric_type=metric, metric_name=name,
                           metric_value=round(value, 2))
                for score in facts.evaluations

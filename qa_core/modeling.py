@@ -20,7 +20,8 @@ from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGH
 
 from qa_core.config import DEFAULT_MODEL, QAConfig
 from qa_core.batching import BatchFormat
-from qa_core.run_files import CONFIG_FILE, MODEL_DIR, RUN_FILE, model_folder
+from qa_core.run_files import (CONFIG_FILE, EVAL_MODEL_FILE, MODEL_DIR, RUN_FILE, is_evaluation_folder,
+                               model_folder)
 
 logger = logging.getLogger(__name__)
 
@@ -69,12 +70,33 @@ def resolve_model(name_or_path: str | None) -> str:
             raise ModelNotFoundError(f"{path}: a run without a final model ({MODEL_DIR}/ is written when training "
                                      f"finishes; continue a stopped run: Resume in the Train tab, --resume with train.py)")
         if not (path / CONFIG_FILE).exists():
-            raise ModelNotFoundError(f"{path}: folder has no {CONFIG_FILE}, so it is not a transformers model")
+            raise ModelNotFoundError(not_a_model(path))
         return str(path)
     if path.exists() or name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
         raise ModelNotFoundError(f"model {name_or_path!r}: looked for a local folder at {path.resolve()}, none there")
     check_hub_reachable(name_or_path)
     return name_or_path
+
+
+def not_a_model(folder: Path) -> str:
+    """Why a folder without config.json is no model: an evaluation folder (records, no run.json) is told as one, with
+    the model it evaluated where it names it, rather than as some folder transformers cannot read."""
+    if not is_evaluation_folder(folder):
+        return f"{folder}: folder has no {CONFIG_FILE}, so it is not a transformers model"
+    evaluated = evaluated_model(folder)
+    use = f"the model it evaluated, {evaluated}," if evaluated else "the model it evaluated"
+    unnamed = "" if evaluated else " (its files do not name it)"
+    return (f"{folder} is an evaluation folder (train.py evaluate --output_dir): it holds that evaluation's records "
+            f"and scores, not a model; use {use} instead{unnamed}")
+
+
+def evaluated_model(folder: Path) -> str | None:
+    """The model an evaluation folder's eval_model.json names; None for a folder from before it was written."""
+    try:
+        named = json.loads((folder / EVAL_MODEL_FILE).read_text(encoding="utf-8")).get("model_name_or_path")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    return named if isinstance(named, str) and named else None
 
 
 HUB_HOST = ("huggingface.co", 443)

@@ -14,6 +14,7 @@ from qa_core.calibration import ReliabilityBin
 from qa_core.coverage import CoveragePoint
 from qa_core.inference import TokenLogits
 from qa_core.progress import ProgressEvent
+from qa_core.wording import count
 
 if TYPE_CHECKING:  # importing captum (and matplotlib with it) only when attributions are asked for
     from qa_core.attributions import Attribution
@@ -188,7 +189,7 @@ def reliability_figure(bins: Sequence[ReliabilityBin], ece: float | None = None,
     SQuAD 2.0 run's, which the bins leave out (calibration.answered_records); the title and axis say so."""
     used = [b for b in bins if b.questions]
     centres = [(b.low + b.high) / 2 for b in used]
-    hover = [f"{b.questions} questions, mean probability {b.mean_probability:.2f}" for b in used]
+    hover = [f"{count(b.questions, 'question')}, mean probability {b.mean_probability:.2f}" for b in used]
     figure = go.Figure([
         go.Bar(x=centres, y=[b.exact_fraction for b in used], width=[b.high - b.low for b in used],
                name="fraction exactly right", customdata=hover, opacity=0.7,
@@ -202,7 +203,8 @@ def reliability_figure(bins: Sequence[ReliabilityBin], ece: float | None = None,
     title = "Reliability" + (f" (ECE {ece:.3f})" if ece is not None else "")  # the axes say what against what
     axis = "answer probability"
     if abstentions:
-        title, axis = f"{title}<br><sup>{abstentions} abstentions left out</sup>", "answer probability (answered)"
+        title = f"{title}<br><sup>{count(abstentions, 'abstention')} left out</sup>"
+        axis = "answer probability (answered)"
     figure.update_layout(title=title, xaxis_title=axis, yaxis_title="fraction", height=380,
                          xaxis_range=[0, 1], yaxis_range=[0, 1.05], **BELOW_LAYOUT)
     if abstentions:
@@ -218,7 +220,7 @@ def coverage_figure(points: Sequence[CoveragePoint], chosen: CoveragePoint | Non
     threshold (coverage.coverage_curve); the title says so."""
     points = [p for p in points if p.answered]
     x = [p.coverage for p in points]
-    hover = [f"threshold {p.threshold:.3f}, {p.answered} answered" for p in points]
+    hover = [f"threshold {p.threshold:.3f}, {p.answered:,} answered" for p in points]
     # markers too: a curve of one point (every confidence the same) draws no line
     figure = go.Figure([go.Scatter(x=x, y=[getattr(p, name) for p in points], name=label, mode="lines+markers",
                                    marker={"size": 4}, customdata=hover,
@@ -232,7 +234,7 @@ def coverage_figure(points: Sequence[CoveragePoint], chosen: CoveragePoint | Non
         figure.add_annotation(text=f"threshold {chosen.threshold:.2f} answers no question", x=0, y=1.0,
                               xref="paper", yref="paper", xanchor="left", showarrow=False,
                               bgcolor="rgba(255, 255, 255, 0.85)")  # readable over the curve
-    title = "Coverage against EM and F1" + (f"<br><sup>{abstentions} abstentions never answered</sup>"
+    title = "Coverage against EM and F1" + (f"<br><sup>{count(abstentions, 'abstention')} never answered</sup>"
                                             if abstentions else "")
     figure.update_layout(title=title, xaxis_title="coverage (answered share)",
                          yaxis_title="score on answered", height=380, xaxis_range=[0, 1.02], **BELOW_LAYOUT)
@@ -255,7 +257,7 @@ def attribution_figure(attribution: Attribution) -> go.Figure:
     figure.add_vrect(x0=focus[0] - 0.5, x1=focus[1] + 0.5, line_width=2, line_color="black",
                      annotation_text="answer", annotation_position="top left",
                      annotation={"bgcolor": "rgba(255, 255, 255, 0.85)"})  # readable over a dark cell
-    steps = f", {attribution.steps} steps" if attribution.steps else ""
+    steps = f", {count(attribution.steps, 'step')}" if attribution.steps else ""
     # The method on a line of its own: a phone shows about 40 characters of a title
     figure.update_layout(title=f"Attributions<br><sup>{attribution.method}{steps}, {attribution.seconds:.2f} s</sup>",
                          height=270, margin={"l": 40, "r": 10, "t": 50, "b": 10}, yaxis_autorange="reversed")

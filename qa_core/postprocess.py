@@ -152,6 +152,14 @@ def best_spans(context: str, scored: Sequence[tuple[Sequence[tuple[int, int] | N
     return [Span(s, e, context[s:e], score, float(p)) for ((s, e), score), p in zip(ranked, probabilities)]
 
 
+def distinct_texts(spans: Sequence[Span]) -> tuple[Span, ...]:
+    """The spans, best first, with each text once: its best occurrence, probability not summed (it stays one
+    span's, as the Ask tab shows it and calibration fits it). For lists that show no span (predict's alternatives,
+    the records'), where two occurrences of one word would read as one answer listed twice."""
+    seen: set[str] = set()
+    return tuple(s for s in spans if not (s.text in seen or seen.add(s.text)))
+
+
 def null_score(scored: Sequence[tuple[Feature, np.ndarray, np.ndarray]]) -> float:
     """Score of "no answer": start + end logit of the CLS token, lowest over the windows (as run_qa.py)."""
     return min(float(start[f.cls_index] + end[f.cls_index]) for f, start, end in scored)

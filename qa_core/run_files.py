@@ -38,6 +38,7 @@ RECORDS_FILE = "eval_records.jsonl"
 NULL_ODDS_FILE = "eval_null_odds.json"  # SQuAD 2.0: evaluate-v2.0.py's --na-prob-file
 BEST_SPANS_FILE = "eval_best_spans.json"  # SQuAD 2.0: the best span of every question, abstaining or not
 CALIBRATION_FILE = "calibration.json"  # a temperature fitted on the records
+EVAL_MODEL_FILE = "eval_model.json"  # `train.py evaluate --output_dir`: the model it evaluated, named for later use
 # Held (flock) by the process training the run; the OS drops it when that process ends, killed or not.
 TRAINING_LOCK = ".training.lock"
 TMP_SUFFIX, OLD_SUFFIX = ".tmp", ".old"  # a folder being written; the one it replaces, until the swap is done

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,14 +14,13 @@ import pandas as pd
 from qa_core.data import load_examples
 from qa_core.error_analysis import V2_ERRORS, QuestionRecord, filter_records
 from qa_core.plots import ATTRIBUTION_LEGEND
+from qa_core.postprocess import Prediction, distinct_texts
 from qa_core.run_files import evaluated_again, read_run_info
+from qa_core.wording import count
 
 if TYPE_CHECKING:  # types only: importing jobs would import training, attributions captum
     from qa_core.inference import AnswerResult
-    from qa_core.postprocess import Prediction
     from qa_core.attributions import Attribution
-    from qa_core.calibration import Calibration
-    from qa_core.coverage import CoveragePoint
     from qa_core.hosting import Settings
     from qa_core.jobs import JobSnapshot
 
@@ -46,28 +46,39 @@ def highlight(context: str, marks: dict[str, list[tuple[int, int]]]) -> list[tup
 
 
 def alternatives_table(result: AnswerResult | None) -> pd.DataFrame:
-    spans = result.prediction.alternatives if result else ()
+    """The Ask tab's top answers, each text once: the table shows no place, so one word found twice would read as
+    one answer listed twice (the context marks the best occurrence)."""
+    spans = distinct_texts(result.prediction.alternatives) if result else ()
     return pd.DataFrame({"#": range(1, len(spans) + 1), "answer": [s.text for s in spans],
                          "probability": [round(s.probability, 3) for s in spans]})
 
 
 def answer_json(result: AnswerResult, model: str, seconds: float, temperature: float | None = None,
                 uncalibrated: str | None = None) -> dict[str, Any]:
-    """An answer for programs: text, character span, score, probability (temperature-scaled where the run has a
-    calibration, as the Ask tab shows it; uncalibrated: why its run has none fitted), alternatives, windows,
-    milliseconds."""
-    spans = result.prediction.alternatives
-    best = spans[0] if spans else None
-    return {"model": model, "answer": result.prediction.text,
-            "start": result.prediction.span[0] if result.prediction.span else None,
-            "end": result.prediction.span[1] if result.prediction.span else None,
-            "score": best.score if best else None, "probability": best.probability if best else None,
+    """An answer for programs: text, character span, score and probability of the answer given, as `train.py
+    predict` scores it (an abstention's score is its null score, and it has no probability: the probabilities are
+    the spans'), null score and odds (None outside SQuAD 2.0), alternatives (the best span first, abstaining or
+    not), windows, milliseconds. Probabilities are temperature-scaled where the run has a calibration, as the Ask
+    tab shows them; uncalibrated: why its run has none fitted."""
+    prediction = result.prediction
+    spans = prediction.alternatives
+    given = spans[0] if spans and prediction.span else None
+    return {"model": model, "answer": prediction.text,
+            "start": prediction.span[0] if prediction.span else None,
+            "end": prediction.span[1] if prediction.span else None,
+            "score": json_number(prediction.score), "probability": given.probability if given else None,
+            "null_score": prediction.null_score, "null_odds": json_number(prediction.null_odds),
             "alternatives": [{"answer": s.text, "start": s.start, "end": s.end, "score": s.score,
                               "probability": s.probability} for s in spans],
-            "abstained": result.prediction.abstained,  # SQuAD 2.0 runs: no answer in this context
+            "abstained": prediction.abstained,  # SQuAD 2.0 runs: no answer in this context
             "calibrated": temperature is not None, "temperature": 1.0 if temperature is None else temperature,
             "uncalibrated_reason": uncalibrated,
             "windows": result.windows, "milliseconds": round(seconds * 1000, 2)}
+
+
+def json_number(value: float | None) -> float | None:
+    """None for what is no JSON number: the score of no span at all, the null odds of a context without any."""
+    return value if value is not None and math.isfinite(value) else None
 
 
 def answer_headline(result: AnswerResult, temperature: float | None = None,
@@ -84,17 +95,25 @@ def answer_headline(result: AnswerResult, temperature: float | None = None,
 
 
 def answer_note(prediction: Prediction) -> str:
-    """One line for the Ask tab: the answer's score, or why the model said there is no answer in the text."""
+    """Why the model gave no answer, for the Ask tab's line under 'No answer in this text'."""
     if not prediction.alternatives:
-        return "No answer: the text has no span the model could choose."
+        return "The text has no span the model could choose."
     best = prediction.alternatives[0]
-    if prediction.abstained:
-        return (f"No answer in this text: the null score {prediction.null_score:.2f} beats the best span "
-                f"({best.text!r}, {best.score:.2f}) by {prediction.null_odds:.2f}, more than the threshold.")
-    if prediction.null_score is not None:
-        return (f"Score {best.score:.2f} against a null score of {prediction.null_score:.2f} "
-                f"(null odds {prediction.null_odds:.2f}).")
-    return f"Score {best.score:.2f}."
+    # the odds, not "beats": below a negative threshold a run abstains on a null score under the span's
+    return (f"The null score {prediction.null_score:.2f} less the best span's score ({best.text!r}, "
+            f"{best.score:.2f}) is {prediction.null_odds:.2f}, above the threshold.")
+
+
+def score_line(prediction: Prediction, windows: int, seconds: float) -> str:
+    """The Ask tab's Score box: the answer's score as predict and /answer give it, its probability, the time. No
+    explanation: the line under the answer gives it."""
+    timing = f"{count(windows, 'window')} · {seconds * 1000:.0f} ms"
+    if prediction.span is None:
+        null = f"score {prediction.null_score:.2f} (the null score) · " if prediction.null_score is not None else ""
+        return f"{null}{timing}"
+    best = prediction.alternatives[0]
+    null = f" against a null score of {prediction.null_score:.2f}" if prediction.null_score is not None else ""
+    return f"score {best.score:.2f}{null} · probability {best.probability:.0%} · {timing}"
 
 
 def answer_html(context: str, span: tuple[int, int] | None, headline: str, detail: str,
@@ -171,11 +190,12 @@ def limits_note(settings: Settings) -> str:
     """What a public server's Train tab says of its caps (hosting.TrainLimits), so that a visitor reads them before
     a start is refused over one."""
     limits, questions = settings.train_limits, settings.max_train_examples
-    read = f", {questions:,} questions read from each" if questions else ""
-    return (f"This public server trains at most {limits.max_steps:,} steps and {limits.epochs:g} epochs a job, in "
-            f"batches of up to {limits.batch_size} windows of up to {limits.max_seq_length} tokens, on the bundled "
-            f"sample or a file you upload (up to {settings.max_upload_bytes // 1_000_000} MB{read}); one job runs at "
-            f"a time, and only the page that started it can cancel it.")
+    read = f", {count(questions, 'question')} read from each" if questions else ""
+    epochs = f"{limits.epochs:g} epoch{'' if limits.epochs == 1 else 's'}"  # a float: 2.5 epochs
+    return (f"This public server trains at most {count(limits.max_steps, 'step')} and {epochs} a job, in batches "
+            f"of up to {count(limits.batch_size, 'window')} of up to {count(limits.max_seq_length, 'token')}, on the "
+            f"bundled sample or a file you upload (up to {settings.max_upload_bytes // 1_000_000} MB{read}); one job "
+            f"runs at a time, and only the page that started it can cancel it.")
 
 
 def job_json(s: JobSnapshot, explain: Callable[[str], str]) -> dict[str, Any]:
@@ -201,7 +221,7 @@ def summary_text(records: Sequence[QuestionRecord]) -> str:
     em = sum(r.exact_match for r in records) / len(records)
     f1 = sum(r.f1 for r in records) / len(records)
     wrong = sum(r.exact_match < 100 for r in records)
-    return f"{len(records)} questions · EM {em:.1f} · F1 {f1:.1f} · {wrong} not exactly right"
+    return f"{count(len(records), 'question')} · EM {em:.1f} · F1 {f1:.1f} · {wrong} not exactly right"
 
 
 def evaluation_caveat(run: str) -> str:
@@ -240,28 +260,7 @@ def is_squad_v2(records: Sequence[QuestionRecord]) -> bool:
     return any(r.null_odds is not None for r in records)
 
 
-def calibration_text(calibration: Calibration) -> str:
-    """ECE before and after, the temperature, and what it was fitted on: a SQuAD 2.0 run's answers only; or why
-    no temperature was fitted, with the ECE of the probabilities as the model gives them."""
-    questions = f"{calibration.questions} evaluation questions"
-    if calibration.abstentions:
-        questions = (f"{calibration.questions} answered evaluation questions; its {calibration.abstentions} "
-                     f"abstentions are left out, having no answer probability")
-    if calibration.unfitted is not None:
-        return (f"No temperature fitted: {calibration.unfitted}. Expected calibration error "
-                f"{calibration.ece_before:.3f} on this run's {questions}; the Ask tab shows the probabilities "
-                f"as the model gives them, uncalibrated")
-    return (f"Expected calibration error {calibration.ece_before:.3f} before and {calibration.ece_after:.3f} after "
-            f"temperature scaling (T = {calibration.temperature:.2f}, fitted on this run's {questions}; the Ask "
-            f"tab shows probabilities at this temperature)")
-
-
-def coverage_text(point: CoveragePoint) -> str:
-    return (f"Answering only above {point.threshold:.2f}: {point.answered} questions answered "
-            f"({100 * point.coverage:.0f}%), EM {point.exact_match:.1f} · F1 {point.f1:.1f} on those")
-
-
 def attribution_text(attribution: Attribution, budget_s: float) -> str:
-    steps = f" with {attribution.steps} steps" if attribution.steps else ""
+    steps = f" with {count(attribution.steps, 'step')}" if attribution.steps else ""
     return (f"{attribution.method}{steps} in {attribution.seconds:.2f} s (budget {budget_s:.0f} s) · window "
             f"{attribution.window + 1} of {attribution.windows}; {ATTRIBUTION_LEGEND}")

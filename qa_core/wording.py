@@ -1,4 +1,5 @@
-"""Refusals said two ways: in train.py's words (its flags) and in the web app's (its Train form and Resume button)."""
+"""How things are said: refusals two ways, in train.py's words (its flags) and in the web app's (its Train form and
+Resume button); counts with their nouns in the right number."""
 
 from __future__ import annotations
 
@@ -15,3 +16,8 @@ class TwoWordings(Exception):
 def web_wording(err: BaseException) -> str:
     """What the web app says of `err`: its web wording where it has one, else its message."""
     return err.web if isinstance(err, TwoWordings) else str(err)
+
+
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """'1 question', '3 questions', '1,000 questions': the number and its noun, singular for exactly one."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"

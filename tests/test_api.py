@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import os
@@ -90,6 +91,37 @@ def test_an_answer_is_json(client, tiny_model_dir):
     assert set(answer["alternatives"][0]) == {"answer", "start", "end", "score", "probability"}
     by_run = client.predict("20250101-000000-tiny", QUESTION, CONTEXT, api_name="/answer")
     assert by_run["model"] == "20250101-000000-tiny" and by_run["answer"]
+
+
+def test_an_abstention_is_scored_as_predict_scores_it(client, runs, capsys):
+    """Found by trying the API on a SQuAD 2.0 run: /answer gave an abstention the passed-over span's score and
+    probability, where `train.py predict` gives the null score, and no null score or odds at all."""
+    from qa_core import cli
+
+    run = runs / "20250101-000002-abstains"
+    shutil.copytree(runs / "20250101-000000-tiny", run)
+    (run / "eval_metrics.json").write_text('{"best_f1_thresh": -1e6}', encoding="utf-8")  # abstains everywhere
+    try:
+        shown = client.predict(run.name, QUESTION, CONTEXT, api_name="/answer")
+        assert cli.main(["predict", "--model_name_or_path", str(run), "--question", QUESTION,
+                         "--context", CONTEXT]) == 0
+    finally:
+        shutil.rmtree(run)
+    printed = json.loads(capsys.readouterr().out)
+    assert shown["abstained"] and shown["answer"] == printed["answer"] == ""
+    assert shown["score"] == pytest.approx(printed["score"]) and shown["probability"] is None
+    assert shown["null_score"] == pytest.approx(printed["null_score"]) == pytest.approx(printed["score"])
+    assert shown["null_odds"] == pytest.approx(printed["null_odds"])
+    best = shown["alternatives"][0]  # the best span passed over, as the Ask tab marks it
+    assert best["answer"] == printed["alternatives"][0]["text"]
+    assert best["score"] == pytest.approx(shown["null_score"] - shown["null_odds"])
+    plain = client.predict(runs.joinpath("20250101-000000-tiny").name, QUESTION, CONTEXT, api_name="/answer")
+    assert cli.main(["predict", "--model_name_or_path", str(runs / "20250101-000000-tiny"), "--question", QUESTION,
+                     "--context", CONTEXT]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    for v1 in (plain, printed):  # SQuAD v1.1: the same keys, empty
+        assert v1["null_score"] is None and v1["null_odds"] is None and v1["score"] is not None
+    assert plain["score"] == pytest.approx(printed["score"])
 
 
 def asking_meanwhile(client_url: str, probe) -> tuple[object, list[float]]:

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from qa_core import calibration, coverage, plots, views
+from qa_core import calibration, calibration_views, coverage, plots
 from qa_core.error_analysis import QuestionRecord, write_records
 from qa_core.postprocess import Prediction, Span
 from qa_core.run_files import NULL_ODDS_FILE, RECORDS_FILE
@@ -163,7 +163,7 @@ def test_a_squad2_run_calibrates_its_answers_and_leaves_its_abstentions_out():
     figure = plots.reliability_figure(fitted.bins_before, fitted.ece_before, fitted.bins_after, fitted.abstentions)
     assert "10 abstentions left out" in figure.layout.title.text
     assert "answered" in figure.layout.xaxis.title.text
-    assert "10 answered evaluation questions" in views.calibration_text(fitted)
+    assert "10 answered evaluation questions" in calibration_views.calibration_text(fitted)
     point = coverage.coverage_at(answers + abstentions, 0.0)  # an abstention is never answered
     assert (point.answered, point.coverage, point.exact_match) == (10, 0.5, 50.0)
     everything = calibration.fit_calibration(abstentions)  # nothing answered: nothing to fit, probabilities kept
@@ -201,7 +201,7 @@ def test_too_few_answered_questions_fit_no_temperature(tmp_path):
     assert (fitted.temperature, fitted.questions, fitted.abstentions) == (1.0, 1, 59)
     assert fitted.ece_after == fitted.ece_before and fitted.bins_after == fitted.bins_before
     assert "too few" in fitted.unfitted and f"{calibration.MIN_CALIBRATION_QUESTIONS} needed" in fitted.unfitted
-    shown = views.calibration_text(fitted)
+    shown = calibration_views.calibration_text(fitted)
     assert shown.startswith("No temperature fitted: too few") and "T = " not in shown
     write_records(tmp_path / RECORDS_FILE, answers + abstentions)
     (tmp_path / NULL_ODDS_FILE).write_text("{}", encoding="utf-8")
@@ -234,3 +234,41 @@ def test_a_fit_at_the_edge_of_the_searched_temperatures_is_not_applied():
     wrong = [record(n, (0.9, 0.05), False) for n in range(calibration.MIN_CALIBRATION_QUESTIONS)]
     kept = calibration.fit_calibration(wrong)
     assert kept.unfitted is None and kept.temperature == pytest.approx(np.exp(calibration.LOG_TEMPERATURES[-1]))
+
+
+def test_calibration_texts_count_in_the_singular_and_say_when_nothing_was_answered():
+    """Found by trying the panel: 'its 1 abstentions'; and a run that answered nothing got an ECE of 0.000 'on this
+    run's 0 answered evaluation questions' and 'EM 0.0 · F1 0.0' on 0 questions answered, as if measured."""
+    one = [v2_record(0, 0.9, True, True), v2_record(1, 0.9, False, False)]
+    shown = calibration_views.calibration_text(calibration.fit_calibration(one))
+    assert "1 answered evaluation question;" in shown and "its 1 abstention is left out" in shown, shown
+    assert calibration_views.coverage_text(coverage.coverage_at(one, 0.5)).startswith(
+        "Answering only above 0.50: 1 question answered (50%)")
+    figure = plots.reliability_figure((), 0.0, (), 1)
+    assert "1 abstention left out" in figure.layout.title.text
+    drawn = plots.coverage_figure((), coverage.coverage_at(one, 0.5), 1)
+    assert "1 abstention never answered" in drawn.layout.title.text
+    none = [v2_record(n, 0.9, False, False) for n in range(3)]
+    shown = calibration_views.calibration_text(calibration.fit_calibration(none))
+    assert shown.startswith("Nothing to measure: none of this run's evaluation questions was answered (3 abstentions)")
+    assert "0.000" not in shown and "0 answered" not in shown
+    assert calibration_views.coverage_text(coverage.coverage_at(none, 0.5)) == (
+        "Answering only above 0.50: no question answered, so there is no EM or F1 to measure")
+
+
+def test_an_evaluation_folder_s_calibration_does_not_speak_for_the_ask_tab(tmp_path):
+    """Found by trying the panel on a `train.py evaluate --output_dir` folder: it said the Ask tab shows
+    probabilities at its temperature, but that folder has no model the Ask tab could answer with."""
+    from qa_core.hosting import Settings
+    from qa_core.service import QAService
+    from qa_core.ui.calibration_panel import CalibrationHandlers
+
+    folder = tmp_path / "eval-only"
+    folder.mkdir()
+    write_records(folder / RECORDS_FILE, overconfident_records(200))
+    calibration.calibrate_run(folder)
+    shown = CalibrationHandlers(QAService(Settings(tmp_path, training_enabled=False, fast_inference=False))).show(
+        "eval-only", 0.5)["calibration"]
+    assert "T = " in shown and "Ask tab" not in shown and "this folder has no model" in shown, shown
+    assert "the Ask tab shows probabilities at this temperature" in calibration_views.calibration_text(
+        calibration.read_calibration(folder))  # a run with its model

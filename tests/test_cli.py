@@ -257,11 +257,21 @@ def test_predict_with_a_threshold_keeps_the_run_s_squad_v2_setting(tiny_model_di
     question = ["--question", "Who keeps the hives?", "--context", "A beekeeper named Tomas keeps four hives."]
     assert cli.main(["predict", "--model_name_or_path", str(model), *question]) == 0
     answered = json.loads(capsys.readouterr().out)
-    assert "null_score" in answered and answered["answer"] != ""  # the run's threshold: never abstain
+    assert answered["null_score"] is not None and answered["answer"] != ""  # the run's threshold: never abstain
     assert cli.main(["predict", "--model_name_or_path", str(model), "--null_score_diff_threshold=-1e9",
                      *question]) == 0
     abstained = json.loads(capsys.readouterr().out)
-    assert "null_score" in abstained and abstained["answer"] == ""  # still SQuAD 2.0, at the given threshold
+    assert abstained["null_score"] is not None and abstained["answer"] == ""  # still SQuAD 2.0, at the given threshold
+
+
+def test_predict_lists_each_alternative_text_once(tiny_model_dir: Path, capsys: pytest.CaptureFixture):
+    """Found by a tester: ["10th", 0.159], ["10th", 0.089] (one word twice in the context), which predict's output,
+    giving no span per alternative, shows as one answer listed twice."""
+    context = "Ann. Ann. Ann. Ann. Ann. Ann. Ann. Ann."  # the tiny BERT ranks two "Ann." spans in its top 5
+    assert cli.main(["predict", "--model_name_or_path", str(tiny_model_dir), "--question", "Who?",
+                     "--context", context]) == 0
+    texts = [a["text"] for a in json.loads(capsys.readouterr().out)["alternatives"]]
+    assert len(texts) == len(set(texts)) == 5, texts  # five texts still, the next ones taking the freed places
 
 
 def strict_json(text: str) -> object:
@@ -442,3 +452,26 @@ def test_resume_names_every_option_that_differs_windows_too(tmp_path: Path):
     assert "--seed 5 (run: 3)" in line and "--max_query_length 32 (run: 64)" in line
     assert "--doc_stride 150 (run: 128, unless this model cuts it to 128)" in line
     assert line.index("--doc_stride") < line.index("--max_query_length") < line.index("--seed")  # the config's order
+
+
+def test_an_evaluation_folder_is_told_apart_from_a_model(tiny_model_dir: Path, tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture):
+    """Found by trying predict on a `train.py evaluate --output_dir` folder (records, no run.json, no model): 'folder
+    has no config.json, so it is not a transformers model'. It says what the folder is and which model it
+    evaluated, where its files name it; evaluate given it (into itself too) says the same."""
+    data, folder = write_tiny_squad(tmp_path / "data.json"), tmp_path / "eval"
+    assert cli.main(["evaluate", "--model_name_or_path", str(tiny_model_dir), "--validation_file", str(data),
+                     "--output_dir", str(folder)]) == 0
+    uses = (["predict", "--question", "Who?", "--context", "Ann came."],
+            ["evaluate", "--validation_file", str(data), "--output_dir", str(tmp_path / "again")],
+            ["evaluate", "--validation_file", str(data), "--output_dir", str(folder)])
+    for command, *options in uses:
+        caplog.clear()
+        assert cli.main([command, "--model_name_or_path", str(folder), *options]) == 2
+        assert f"{folder} is an evaluation folder (train.py evaluate --output_dir)" in caplog.text, caplog.text
+        assert f"use the model it evaluated, {tiny_model_dir.resolve()}, instead" in caplog.text, caplog.text
+    assert (folder / "eval_records.jsonl").is_file()  # refused before it evaluated into itself
+    (folder / "eval_model.json").unlink()  # an evaluation folder written before the model was recorded
+    caplog.clear()
+    assert cli.main(["predict", "--model_name_or_path", str(folder), "--question", "Who?", "--context", "Ann."]) == 2
+    assert "use the model it evaluated instead (its files do not name it)" in caplog.text, caplog.text

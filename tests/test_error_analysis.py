@@ -74,3 +74,18 @@ def test_records_of_a_context_without_any_span_are_strict_json(tmp_path: Path) -
     for threshold in (0.0, 1e9):
         assert [(r.prediction, r.exact_match, r.f1) for r in rescore([read], threshold)] == \
             [(r.prediction, r.exact_match, r.f1) for r in rescore([record], threshold)]
+
+
+def test_a_record_lists_each_alternative_text_once() -> None:
+    """Found by a tester: ["10th", 0.159], ["10th", 0.089], two occurrences of one word in the context, which a
+    record (no span per alternative) shows as one answer listed twice. The best occurrence stays, its probability
+    not summed (a span's, as the Ask tab shows and calibration fits it), and the next text takes the freed place."""
+    from qa_core.data import Answer, Example
+    from qa_core.postprocess import Prediction, Span
+
+    context = "In the 10th year, not the 10th day."
+    spans = (Span(7, 11, "10th", 3.0, 0.5), Span(26, 30, "10th", 2.0, 0.3), Span(7, 16, "10th year", 1.0, 0.15),
+             Span(26, 34, "10th day", 0.5, 0.05))
+    example = Example("q", "When?", context, (Answer("10th", 7),))
+    record = build_records([example], {"q": Prediction("q", "10th", (7, 11), 3.0, spans)}, top_k=2)[0]
+    assert record.alternatives == (("10th", 0.5), ("10th year", 0.15))

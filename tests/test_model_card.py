@@ -50,7 +50,22 @@ def test_card_metadata_is_what_the_hub_reads():
     assert data["metrics"] == ["exact_match", "f1"]
     results = {r.metric_type: r.metric_value for r in card.data.eval_results}
     assert results == {"exact_match": 45.24, "f1": 58.83}
-    assert {r.dataset_name for r in card.data.eval_results} == {"/data/dev-v1.1-subset.json"}
+    assert {r.dataset_name for r in card.data.eval_results} == {"dev-v1.1-subset.json"}
+
+
+def test_card_metadata_names_local_evaluation_data_by_its_file_name():
+    """Found by trying a push: the metadata's dataset name and type were the absolute path of the machine that
+    trained (/tmp/qa-try/small-v2.json); a local file is named by its file name (its fingerprint identifies it), a
+    hub data set keeps its id."""
+    facts = facts_from_run(run_info(), "user/minilm-squad", {"exact_match": 45.2, "f1": 58.8})
+    card = ModelCard(render_model_card(facts))
+    assert {(r.dataset_name, r.dataset_type) for r in card.data.eval_results} == {
+        ("dev-v1.1-subset.json", "dev-v1.1-subset.json")}
+    assert "/data/" not in card.content.split("---")[1] and "data fingerprint (validation): `def456`" in card.content
+    hub = ModelCard(render_model_card(facts_from_run(run_info(), "m", {"exact_match": 1.0, "f1": 2.0},
+                                                     eval_data="rajpurkar/squad:validation")))
+    assert {(r.dataset_name, r.dataset_type) for r in hub.data.eval_results} == {
+        ("rajpurkar/squad:validation", "rajpurkar/squad")}
 
 
 def test_card_text_tells_how_it_was_trained_and_how_well_it_answers():

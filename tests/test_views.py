@@ -26,9 +26,34 @@ def test_an_answer_for_programs_and_its_note():
     abstained = answer(None, null_score=7.0)
     shown = views.answer_json(abstained, "run", 0.0)
     assert shown["abstained"] and shown["answer"] == "" and shown["start"] is None and not shown["calibrated"]
-    assert "null score 7.00 beats the best span ('Augustin Fresnel', 4.00) by 3.00" in views.answer_note(
-        abstained.prediction)
-    assert views.answer_note(answer((25, 41)).prediction) == "Score 4.00."
+    assert views.answer_note(abstained.prediction) == ("The null score 7.00 less the best span's score "
+                                                       "('Augustin Fresnel', 4.00) is 3.00, above the threshold.")
+    assert views.score_line(abstained.prediction, 1, 0.0123) == "score 7.00 (the null score) · 1 window · 12 ms"
+    assert views.score_line(answer((25, 41)).prediction, 2, 0.5) == (
+        "score 4.00 · probability 80% · 2 windows · 500 ms")
+    assert views.score_line(answer((25, 41), null_score=1.0).prediction, 1, 0.0).startswith(
+        "score 4.00 against a null score of 1.00 · probability 80%")
+
+
+def test_a_negative_threshold_s_abstention_is_not_said_to_beat_the_span():
+    """Found by trying a SQuAD 2.0 run whose best threshold is negative: it abstains on a null score below the best
+    span's, which the note called 'beats the best span by -0.56'."""
+    note = views.answer_note(answer(None, null_score=3.5).prediction)
+    assert "beats" not in note and "less the best span's score ('Augustin Fresnel', 4.00) is -0.50" in note
+
+
+def test_an_abstention_s_score_is_its_null_score_as_predict_gives_it():
+    """Found by trying /answer: an abstention's score and probability were those of the best span it passed over,
+    where predict and the records give the null score, and the null score and odds were missing."""
+    shown = views.answer_json(answer(None, null_score=7.0), "run", 0.0)
+    assert (shown["score"], shown["probability"], shown["null_score"], shown["null_odds"]) == (7.0, None, 7.0, 3.0)
+    assert shown["alternatives"][0] == {"answer": "Augustin Fresnel", "start": 25, "end": 41, "score": 4.0,
+                                        "probability": 0.8}  # the best span, passed over
+    answered = views.answer_json(answer((25, 41), null_score=1.0), "run", 0.0)
+    assert (answered["score"], answered["probability"], answered["null_score"], answered["null_odds"]) == (
+        4.0, 0.8, 1.0, -3.0)
+    v1 = views.answer_json(answer((25, 41)), "run", 0.0)
+    assert v1["score"] == 4.0 and v1["null_score"] is None and v1["null_odds"] is None  # keys kept: one schema
 
 
 def test_an_answer_says_why_its_run_has_no_temperature():
@@ -38,3 +63,17 @@ def test_an_answer_says_why_its_run_has_no_temperature():
     assert not shown["calibrated"] and shown["temperature"] == 1.0 and shown["uncalibrated_reason"] == why
     assert views.answer_json(answer((25, 41)), "run", 0.01, temperature=1.5)["uncalibrated_reason"] is None
     assert views.answer_headline(answer((25, 41)), uncalibrated=why)[1] == f"probability 80% (uncalibrated: {why})"
+
+
+def test_counts_of_one_are_said_in_the_singular():
+    """Found beside the calibration panel's 'its 1 abstentions': the other counted phrases views.py writes."""
+    from qa_core.error_analysis import QuestionRecord
+    from qa_core.hosting import Settings, TrainLimits
+
+    record = QuestionRecord("q", "Who?", "Ann came.", ("Ann",), ((0, 3),), "Ann", (0, 3), 1.0, 100.0, 100.0, ())
+    assert views.summary_text([record]).startswith("1 question · EM 100.0")
+    assert views.score_line(answer((25, 41)).prediction, 1, 0.0).endswith("· 1 window · 0 ms")
+    limits = Settings(public=True, max_train_examples=1, train_limits=TrainLimits(max_steps=1, batch_size=1, epochs=1))
+    note = views.limits_note(limits)
+    assert "at most 1 step and 1 epoch a job, in batches of up to 1 window of up to 512 tokens" in note, note
+    assert "1 question read from each" in note

@@ -16,7 +16,8 @@ from qa_core.modeling import LoadedModel
 from qa_core.service import QAService
 from qa_core.ui.common import (ANSWERS, EXPLAIN, HUB_HINT, PRIVATE, QUICK_MINUTES, Outputs, by_name, caller_of,
                                model_picker)
-from qa_core.views import answer_note
+from qa_core.wording import count
+
 
 def no_head_notice(settings: Settings) -> str:
     """What to do about a model without a fine-tuned head, naming only what this server lets a visitor do: a public
@@ -103,10 +104,8 @@ class AskHandlers:
         headline, detail = views.answer_headline(result, temperature, uncalibrated)
         abstained = prediction.abstained or top is None
         span = prediction.span or ((top.start, top.end) if top else None)  # abstaining: the best span, dashed
-        timing = f"{result.windows} window(s) · {seconds * 1000:.0f} ms"
-        score = (f"{answer_note(prediction)} · {timing}" if abstained else
-                 f"score {top.score:.2f} · probability {top.probability:.0%} · {timing}")
-        return {"answer": views.answer_html(result.context, span, headline, detail, abstained), "score": score,
+        return {"answer": views.answer_html(result.context, span, headline, detail, abstained),
+                "score": views.score_line(prediction, result.windows, seconds),
                 "alternatives": views.alternatives_table(result),
                 "plot": plots.logit_figure(result.logits, prediction.span),
                 "message": views.unknown_warning(result.logits.tokens, loaded.tokenizer.unk_token,
@@ -134,7 +133,7 @@ class AskHandlers:
                                                        caller=caller_of(request))
         except (ValueError, OSError, RuntimeError) as err:
             return {"why_plot": None, "why_note": f"No explanation: {self.service.explain(err)}"}
-        steps = f" with {attribution.steps} steps" if attribution.steps else ""
+        steps = f" with {count(attribution.steps, 'step')}" if attribution.steps else ""
         window = f" · window {attribution.window + 1} of {attribution.windows}" if attribution.windows > 1 else ""
         edited = EDITED if answered != Answered(model, question, context) else ""
         return {"why_plot": plots.attribution_figure(attribution),
@@ -167,7 +166,7 @@ def build_ask_tab(service: QAService) -> dict[str, Any]:
                     gr.Markdown(no_head_notice(service.settings))
                     quick = gr.Button(f"Quick fine-tune in the Train tab (about {QUICK_MINUTES} min)",
                                       visible=service.settings.training_enabled)
-        outputs["alternatives"] = gr.Dataframe(views.alternatives_table(None), label="Top 5 answers",
+        outputs["alternatives"] = gr.Dataframe(views.alternatives_table(None), label="Top answers",
                                                interactive=False, wrap=True, column_widths=["8%", "52%", "40%"],
                                                elem_id="ask-alternatives")
         outputs["plot"] = gr.Plot(label="Start and end logits per token", elem_id="ask-plot")

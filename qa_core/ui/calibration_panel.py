@@ -6,9 +6,10 @@ from typing import Any
 
 import gradio as gr
 
-from qa_core import plots, views
+from qa_core import calibration_views, plots
 from qa_core.calibration import Calibration, current_calibration
 from qa_core.coverage import coverage_at, coverage_curve
+from qa_core.run_files import has_model
 from qa_core.service import QAService
 from qa_core.ui.common import PRIVATE, Outputs, by_name
 
@@ -30,7 +31,9 @@ class CalibrationHandlers:
             calibration = self.calibration(run)
         except (ValueError, OSError) as err:
             return {"calibration": self.service.explain(err), "reliability": None, "coverage": None, "readout": ""}
-        return {"calibration": views.calibration_text(calibration),
+        # an evaluation folder holds no model: the Ask tab never answers at its temperature
+        return {"calibration": calibration_views.calibration_text(calibration,
+                                                                  has_model(self.service.run_path(run))),
                 # no 'after temperature scaling' line where no temperature was fitted: it would be the bars again
                 "reliability": plots.reliability_figure(calibration.bins_before, calibration.ece_before,
                                                         () if calibration.unfitted else calibration.bins_after,
@@ -46,7 +49,7 @@ class CalibrationHandlers:
             return {"coverage": None, "readout": self.service.explain(err)}
         return {"coverage": plots.coverage_figure(coverage_curve(records, calibration.temperature), chosen,
                                                   calibration.abstentions),
-                "readout": views.coverage_text(chosen)}
+                "readout": calibration_views.coverage_text(chosen)}
 
 
 def build_calibration_panel(service: QAService, run: gr.Dropdown) -> dict[str, Any]:
