@@ -222,65 +222,9 @@ def read_run_info(output_dir: Path) -> RunInfo:
         raise ValueError(f"{path}: not a readable run file ({err})") from None
 
 
-@dataclass(frozen=True)
-class RunSummary:
-    path: str
-    status: str
-    metrics: dict[str, float]
-    has_records: bool
-    evaluated_again: bool = False  # its records come from `train.py evaluate` into it, not from its training
-
-
-# The status of an evaluation-only folder (`train.py evaluate --output_dir`): records and metrics, no run.json,
-# no model of its own. Only readers of records list it (list_runs(evaluations=True)).
-EVALUATION = "evaluation"
-
-
-def list_runs(root: Path, evaluations: bool = False) -> list[RunSummary]:
-    """Run folders under root, newest first; evaluations: evaluation-only folders too, with status EVALUATION."""
-    if not root.is_dir():
-        return []
-    runs = []
-    for folder in sorted(root.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True):
-        if (folder / RUN_FILE).exists():
-            try:
-                info = read_run_info(folder)
-            except ValueError:
-                continue
-            stored = evaluation_metrics(folder)
-            again = metrics_differ(info.metrics, stored)
-            metrics = {**info.metrics, **stored} if again else info.metrics
-            runs.append(RunSummary(str(folder), info.status, metrics, (folder / RECORDS_FILE).exists(), again))
-        elif evaluations and is_evaluation_folder(folder):
-            runs.append(RunSummary(str(folder), EVALUATION, evaluation_metrics(folder), True))
-    return runs
-
-
 def is_evaluation_folder(folder: Path) -> bool:
     """Written by `train.py evaluate --output_dir`: evaluation records, but no run.json (and no model of its own)."""
     return not (folder / RUN_FILE).is_file() and (folder / RECORDS_FILE).is_file()
-
-
-def evaluated_again(folder: Path, info: RunInfo) -> bool:
-    """Whether `train.py evaluate --output_dir` evaluated the run again (perhaps on other data): that refreshes its
-    records and eval_metrics.json but not run.json, so their EM/F1 no longer match the run's last evaluation."""
-    return metrics_differ(info.metrics, evaluation_metrics(folder))
-
-
-def metrics_differ(run_metrics: dict[str, float], stored: dict[str, float]) -> bool:
-    return any(run_metrics.get(k) is None or abs(float(run_metrics[k]) - v) > 1e-9 for k, v in stored.items())
-
-
-def evaluation_metrics(folder: Path) -> dict[str, float]:
-    """EM and F1 from an evaluation's eval_metrics.json; none when it is missing or unreadable (the records
-    still are what the Errors tab reads)."""
-    try:
-        metrics = json.loads((folder / METRICS_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
-    if not isinstance(metrics, dict):
-        return {}
-    return {k: float(v) for k, v in metrics.items() if k in ("exact_match", "f1") and isinstance(v, (int, float))}
 
 
 def model_slug(model: str) -> str:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 
 from qa_core.config import DEFAULT_MODEL
-from qa_core.run_files import EVALUATION, QUICK_DATA, RunSummary, has_model, list_runs, read_run_info
+from qa_core.run_files import QUICK_DATA, has_model, read_run_info
+from qa_core.run_list import EVALUATION, RunSummary, list_runs
 
 
 def measured_on(config: dict) -> str:

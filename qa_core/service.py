@@ -23,8 +23,8 @@ from qa_core.inference import AnswerResult
 from qa_core.jobs import JobManager, JobSnapshot
 from qa_core.modeling import LoadedModel
 from qa_core.quick_fine_tune import quick_config
-from qa_core.run_files import (QUICK_DATA, RECORDS_FILE, has_model, is_evaluation_folder, list_runs, new_run_dir,
-                               read_run_info)
+from qa_core.run_files import QUICK_DATA, RECORDS_FILE, has_model, is_evaluation_folder, new_run_dir, read_run_info
+from qa_core.run_list import list_runs
 from qa_core.run_picker import model_choices, record_choices, run_choices
 from qa_core.serving import ModelCache
 from qa_core.train_policy import (capped, check_contexts, check_data, check_limits, check_start_data, check_start_model,

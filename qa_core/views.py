@@ -15,7 +15,8 @@ from qa_core.data import load_examples
 from qa_core.error_analysis import V2_ERRORS, QuestionRecord, filter_records
 from qa_core.plots import ATTRIBUTION_LEGEND
 from qa_core.postprocess import Prediction, distinct_texts
-from qa_core.run_files import evaluated_again, read_run_info
+from qa_core.run_files import read_run_info
+from qa_core.run_list import evaluated_again
 from qa_core.wording import count
 
 if TYPE_CHECKING:  # types only: importing jobs would import training, attributions captum

@@ -859,7 +859,7 @@ def test_a_run_evaluated_again_into_its_folder_lists_the_figures_of_its_records(
     """`train.py evaluate --output_dir RUN` on other data refreshes the run's records and eval_metrics.json but
     not run.json: the lists (/list_runs, the pickers) and the Errors summary must give the records' figures and not
     call them 'on its training data'."""
-    from qa_core.run_files import list_runs
+    from qa_core.run_list import list_runs
     from qa_core.run_picker import run_label
 
     root = tmp_path / "runs"

@@ -3,7 +3,6 @@ model, and the lock that keeps a second trainer out."""
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -13,11 +12,9 @@ from pathlib import Path
 import pytest
 
 from qa_core.config import QAConfig
-from qa_core.run_files import (EVALUATION, METRICS_FILE, RECORDS_FILE, RUN_FILE, check_output_dir, list_runs, model_slug,
-                               new_run_dir)
+from qa_core.run_files import check_output_dir, model_slug, new_run_dir
 from qa_core.training import train
 from tests.overfit_data import write_tiny_squad
-from tests.test_package import imported_after
 from tests.tiny_runs import fake_run, tiny_config
 
 
@@ -39,21 +36,6 @@ def test_a_killed_run_suggests_resume_before_overwrite(tmp_path: Path) -> None:
     with pytest.raises(ValueError) as refused:
         check_output_dir(run, False, can_resume=False)  # evaluate cannot resume anything
     assert "--resume" not in str(refused.value)
-
-
-def test_runs_are_listed_without_loading_torch(tmp_path: Path) -> None:
-    """The lists of runs (the pickers, /list_runs) read run.json and eval_metrics.json, and need no torch."""
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / RUN_FILE).write_text(json.dumps({"status": "finished", "config": {},
-                                                         "metrics": {"exact_match": 50.0, "f1": 60.0}}))
-    (tmp_path / "evaluation").mkdir()
-    (tmp_path / "evaluation" / RECORDS_FILE).write_text("", encoding="utf-8")
-    (tmp_path / "evaluation" / METRICS_FILE).write_text(json.dumps({"exact_match": 40.0, "f1": 45.0}))
-    listed = {Path(r.path).name: r for r in list_runs(tmp_path, evaluations=True)}
-    assert listed["run"].status == "finished" and listed["run"].metrics == {"exact_match": 50.0, "f1": 60.0}
-    assert listed["evaluation"].status == EVALUATION and listed["evaluation"].metrics["f1"] == 45.0
-    listing = f"from pathlib import Path\nfrom qa_core.run_files import list_runs\nlist_runs(Path({str(tmp_path)!r}))"
-    assert "torch" not in imported_after(listing)
 
 
 def test_a_run_s_calibration_counts_among_its_records() -> None:
