@@ -10,7 +10,7 @@ from pathlib import Path
 
 from qa_core.config import DEFAULT_MODEL, QAConfig
 from qa_core.data_sources import looks_like_a_path
-from qa_core.run_files import RECORDS_FILE, RUN_FILE
+from qa_core.run_files import RECORDS_FILE, RUN_FILE, has_model, is_evaluation_folder, read_run_info
 
 # Defaults of the request limits; bench/results/limits.json holds the measurements behind them.
 MAX_CONTEXT_CHARS = 15_000
@@ -173,7 +173,7 @@ def check_model(name: str | None, settings: Settings) -> str:
     if name == DEFAULT_MODEL and not (settings.public and settings.default_model != DEFAULT_MODEL):
         return name  # the packaged model needs no checks; a public server offers it only as its default
     # First: QA_DEFAULT_MODEL may name a run as any caller does; an evaluation folder is found too, so that the
-    # caller hears it holds no model (service.check_model_folder), not that no folder has its name.
+    # caller hears it holds no model (check_model_folder), not that no folder has its name.
     run = find_run(name, settings, (RUN_FILE, RECORDS_FILE), operator=name == settings.default_model)
     if run is not None:
         return str(run)
@@ -272,3 +272,25 @@ def answer_limits(config: QAConfig, settings: Settings) -> QAConfig:
     caps = settings.train_limits
     return config.replace(n_best_size=min(config.n_best_size, caps.n_best_size),
                           max_answer_length=min(config.max_answer_length, caps.max_answer_length))
+
+
+def check_model_folder(name: str, can_resume: bool = True) -> str:
+    """A run folder, an evaluation folder (or any local folder) without a model is refused with why, not 'no
+    config.json'; the advice to resume a stopped run only where this server trains."""
+    folder = Path(name)
+    if not folder.is_dir() or has_model(folder):
+        return name
+    if is_evaluation_folder(folder):
+        raise ValueError(f"{folder.name} is an evaluation folder (train.py evaluate): it holds the records, not "
+                         f"the model that was evaluated; ask that model in the Ask tab")
+    try:
+        status = read_run_info(folder).status
+    except ValueError:
+        return name  # not a run: the loader names what is missing
+    if not can_resume:
+        advice = ""
+    elif status == "running":  # training now, or killed before run.json could say otherwise
+        advice = " yet (if its training was killed, resume it in the Train tab)"
+    else:
+        advice = "; resume it in the Train tab to finish it"
+    raise ValueError(f"run {folder.name} is {status} and has no final model{advice}")

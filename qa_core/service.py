@@ -18,12 +18,13 @@ from qa_core.data import load_examples
 from qa_core.data_sources import check_file_size
 from qa_core.error_analysis import QuestionRecord, evaluated_threshold, find_record, run_records
 from qa_core.fairness import LOCAL, Caller, FairWorker
-from qa_core.hosting import Settings, answer_limits, check_model, check_request, check_run, default_name, scrub
+from qa_core.hosting import (Settings, answer_limits, check_model, check_model_folder, check_request, check_run,
+                             default_name, scrub)
 from qa_core.inference import AnswerResult
 from qa_core.jobs import JobManager, JobSnapshot
 from qa_core.modeling import LoadedModel
 from qa_core.quick_fine_tune import quick_config
-from qa_core.run_files import QUICK_DATA, RECORDS_FILE, has_model, is_evaluation_folder, new_run_dir, read_run_info
+from qa_core.run_files import QUICK_DATA, RECORDS_FILE, new_run_dir, read_run_info
 from qa_core.run_list import list_runs
 from qa_core.run_picker import model_choices, record_choices, run_choices
 from qa_core.serving import ModelCache
@@ -285,25 +286,3 @@ class QAService:
         limits = self.settings.train_limits
         public = self.settings.public
         return {"step_limit": limits.max_steps if public else None, "epoch_limit": limits.epochs if public else None}
-
-
-def check_model_folder(name: str, can_resume: bool = True) -> str:
-    """A run folder, an evaluation folder (or any local folder) without a model is refused with why, not 'no
-    config.json'; the advice to resume a stopped run only where this server trains."""
-    folder = Path(name)
-    if not folder.is_dir() or has_model(folder):
-        return name
-    if is_evaluation_folder(folder):
-        raise ValueError(f"{folder.name} is an evaluation folder (train.py evaluate): it holds the records, not "
-                         f"the model that was evaluated; ask that model in the Ask tab")
-    try:
-        status = read_run_info(folder).status
-    except ValueError:
-        return name  # not a run: the loader names what is missing
-    if not can_resume:
-        advice = ""
-    elif status == "running":  # training now, or killed before run.json could say otherwise
-        advice = " yet (if its training was killed, resume it in the Train tab)"
-    else:
-        advice = "; resume it in the Train tab to finish it"
-    raise ValueError(f"run {folder.name} is {status} and has no final model{advice}")

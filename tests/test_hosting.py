@@ -16,11 +16,12 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from qa_core.checkpoints import write_run_info
+from qa_core.config import QAConfig
 from qa_core.data import DataError, load_examples
 from qa_core.data_sources import LoadingCancelled, loading_limits
-from qa_core.hosting import (PRIVATE_NETWORKS, Settings, TrainLimits, check_model, check_request,
+from qa_core.hosting import (PRIVATE_NETWORKS, Settings, TrainLimits, check_model, check_model_folder, check_request,
                              check_run, default_name, scrub, trusted_proxies)
-from qa_core.run_files import RunInfo
+from qa_core.run_files import RECORDS_FILE, RunInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -223,7 +224,6 @@ def test_loading_limits_are_per_thread(tmp_path):
 def test_a_public_server_refuses_to_resume_a_run_over_its_limits():
     """A run continues with its own options; capping them would make train() refuse the resume after it was
     announced, so a run that read more questions than the server allows is refused up front."""
-    from qa_core.config import QAConfig
     from qa_core.train_policy import check_resume_limits
 
     public = Settings(public=True, max_train_examples=40)
@@ -292,3 +292,18 @@ def test_on_a_space_turns_go_by_the_address_its_proxy_appended():
     assert "10.16.3.80" in hosts and "198.51.100.9" not in hosts
     forged = "203.0.113.7, 198.51.100.9, 10.16.3.80"  # the visitor's own entry, then what the proxies appended
     assert hosts.get_trusted_client_address(forged)[0] == "198.51.100.9"
+
+
+def test_a_folder_without_a_model_is_refused_with_why(tiny_model_dir: Path, tmp_path: Path) -> None:
+    evaluation = tmp_path / "evaluation"
+    evaluation.mkdir()
+    (evaluation / RECORDS_FILE).write_text("", encoding="utf-8")
+    with pytest.raises(ValueError, match="evaluation is an evaluation folder"):
+        check_model_folder(str(evaluation))
+    stopped = tmp_path / "stopped"
+    write_run_info(stopped, RunInfo("cancelled", QAConfig(output_dir=str(stopped)).to_dict()))
+    with pytest.raises(ValueError, match="run stopped is cancelled and has no final model; resume it in the Train"):
+        check_model_folder(str(stopped))
+    with pytest.raises(ValueError, match="run stopped is cancelled and has no final model$"):
+        check_model_folder(str(stopped), can_resume=False)  # a server that does not train offers no Resume
+    assert check_model_folder(str(tiny_model_dir)) == str(tiny_model_dir)

@@ -1,5 +1,4 @@
-"""The web app's operations as plain calls: a question to a run named as callers name it, and a folder without a
-model refused with why."""
+"""The web app's operations as plain calls: a question to a run named as callers name it, within the server's caps."""
 
 from __future__ import annotations
 
@@ -7,13 +6,12 @@ import asyncio
 import shutil
 from pathlib import Path
 
-import pytest
 
 from qa_core.checkpoints import write_run_info
 from qa_core.config import QAConfig
 from qa_core.hosting import Settings, answer_limits
-from qa_core.run_files import RECORDS_FILE, RunInfo
-from qa_core.service import QAService, check_model_folder
+from qa_core.run_files import RunInfo
+from qa_core.service import QAService
 
 CONTEXT = "A beekeeper named Tomas keeps four hives behind the old mill."
 
@@ -28,21 +26,6 @@ def test_a_run_named_as_callers_name_it_answers_in_json(tiny_model_dir: Path, tm
     assert answered["model"] == run.name and answered["answer"] and answered["answer"] in CONTEXT
     by_default = asyncio.run(service.answer_json("", "Who keeps the hives?", CONTEXT))
     assert by_default["model"] == str(tiny_model_dir) and by_default["answer"] in CONTEXT
-
-
-def test_a_folder_without_a_model_is_refused_with_why(tiny_model_dir: Path, tmp_path: Path) -> None:
-    evaluation = tmp_path / "evaluation"
-    evaluation.mkdir()
-    (evaluation / RECORDS_FILE).write_text("", encoding="utf-8")
-    with pytest.raises(ValueError, match="evaluation is an evaluation folder"):
-        check_model_folder(str(evaluation))
-    stopped = tmp_path / "stopped"
-    write_run_info(stopped, RunInfo("cancelled", QAConfig(output_dir=str(stopped)).to_dict()))
-    with pytest.raises(ValueError, match="run stopped is cancelled and has no final model; resume it in the Train"):
-        check_model_folder(str(stopped))
-    with pytest.raises(ValueError, match="run stopped is cancelled and has no final model$"):
-        check_model_folder(str(stopped), can_resume=False)  # a server that does not train offers no Resume
-    assert check_model_folder(str(tiny_model_dir)) == str(tiny_model_dir)
 
 
 def test_a_public_server_searches_spans_within_its_caps_whatever_a_run_says(tiny_model_dir: Path,
