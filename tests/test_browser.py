@@ -368,7 +368,7 @@ def browse_errors(browser) -> None:
     question.click()
     wait_for(lambda: find(browser, "#errors-detail .highlighted"), 60, "gold and predicted spans")
     browser.save_screenshot(str(ARTIFACTS / "3-errors.png"))
-    assert browser.execute_script(COVERED_LABELS) == []  # three plots in a row
+    assert browser.execute_script(COVERED_LABELS) == []  # the plots two in a row
     with phone(browser):  # readable columns (the table scrolls sideways), no text under arrows
         shown = browser.execute_script(PHONE_ERRORS)
         find(browser, "#errors-table").screenshot(str(ARTIFACTS / "3b-errors-phone-table.png"))

@@ -201,10 +201,12 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
                           elem_id="errors-run")
         summary = {"summary": gr.Textbox(label="Summary", interactive=False, lines=2, max_lines=4,
                                           elem_id="errors-summary")}
+        # Two figures a row: four in a row at 1400 px ran the n= labels of neighbouring bars into each other
         with gr.Row():
             summary.update(words=gr.Plot(label="By question word", elem_id="errors-words"),
-                           lengths=gr.Plot(label="By gold answer length", elem_id="errors-lengths"),
-                           histogram=gr.Plot(label="F1 per question", elem_id="errors-histogram"),
+                           lengths=gr.Plot(label="By gold answer length", elem_id="errors-lengths"))
+        with gr.Row():
+            summary.update(histogram=gr.Plot(label="F1 per question", elem_id="errors-histogram"),
                            answerable=gr.Plot(label="HasAns / NoAns", visible=False, elem_id="errors-answerable"))
         threshold, presets = threshold_controls()
         filters = [run, *filter_controls(), threshold]
@@ -248,7 +250,8 @@ def threshold_controls() -> tuple[gr.Slider, dict[str, Any]]:
     """The SQuAD 2.0 threshold slider, and buttons that put it exactly where the run was evaluated or at the
     evaluation's best-F1 threshold (where the Ask tab answers), which its steps may miss; hidden for v1.1 runs."""
     with gr.Row(visible=False, elem_id="errors-threshold-row") as row:
-        threshold = gr.Slider(-10, 10, 0, step=THRESHOLD_STEP, visible=False, scale=4,
+        # min_width: on a phone the buttons go under the slider, which kept a third of the width beside them
+        threshold = gr.Slider(-10, 10, 0, step=THRESHOLD_STEP, visible=False, scale=4, min_width=320,
                               label="Null-score threshold (SQuAD 2.0)", info=THRESHOLD_HELP, elem_id="errors-threshold")
         with gr.Column(scale=1, min_width=160):
             presets = {"row": row,
@@ -258,11 +261,19 @@ def threshold_controls() -> tuple[gr.Slider, dict[str, Any]]:
 
 
 def filter_controls() -> list[Any]:
-    with gr.Row():
-        return [gr.Checkbox(label="Only wrong answers"), gr.Slider(0, 100, 0, step=1, label="F1 from"),
-                gr.Slider(0, 100, 100, step=1, label="F1 to"),
-                gr.Dropdown(["all", *QUESTION_WORDS, "other"], value="all", label="Question word"),
-                gr.Textbox(label="Search", placeholder="words in the question, gold or prediction"),
-                gr.Dropdown(list(views.SORTS), value=views.SORTS[0], label="Sort"),
-                gr.Dropdown(list(V2_ERRORS), value=V2_ERRORS[0], label="SQuAD 2.0 errors", visible=False,
-                            elem_id="errors-kind")]
+    """The question table's filters in two rows: nine controls in one row at 1400 px cut the Sort choice short
+    ("F1, lowe…") and gave the F1 sliders sideways scroll bars."""
+    with gr.Row(elem_id="errors-filters"):
+        with gr.Column(scale=1, min_width=160):  # a Checkbox's own min_width left it 69 px beside a slider on a phone
+            controls = [gr.Checkbox(label="Only wrong answers")]
+        controls += [gr.Slider(0, 100, 0, step=1, label="F1 from", scale=2, min_width=240),
+                     gr.Slider(0, 100, 100, step=1, label="F1 to", scale=2, min_width=240)]
+    with gr.Row(elem_id="errors-filters-more"):
+        controls += [gr.Dropdown(["all", *QUESTION_WORDS, "other"], value="all", label="Question word"),
+                     # said in its info: a quarter of the row cut the placeholder that said it
+                     gr.Textbox(label="Search", info="in the question, gold and prediction", placeholder="words"),
+                     gr.Dropdown(list(views.SORTS), value=views.SORTS[0], label="Sort", min_width=200,
+                                 elem_id="errors-sort"),
+                     gr.Dropdown(list(V2_ERRORS), value=V2_ERRORS[0], label="SQuAD 2.0 errors", visible=False,
+                                 elem_id="errors-kind")]
+    return controls
