@@ -213,7 +213,7 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
         table = {"table": gr.Dataframe(pd.DataFrame(columns=views.TABLE_COLUMNS), label="Dev questions (click a row)",
                                        interactive=False, wrap=True, column_widths=views.TABLE_WIDTHS,
                                        elem_id="errors-table")}
-        detail = {"question": gr.Textbox(label="Selected question", interactive=False, max_lines=4,
+        detail = {"question": gr.Textbox(label="Selected question", interactive=False, max_lines=6,
                                          elem_id="errors-question"),
                   "detail": gr.HighlightedText(label="Context: gold and predicted answers", color_map=ERROR_COLORS,
                                                show_legend=True, elem_id="errors-detail"),
@@ -256,7 +256,7 @@ def threshold_controls() -> tuple[gr.Slider, dict[str, Any]]:
         with gr.Column(scale=1, min_width=160):
             presets = {"row": row,
                        "evaluated": gr.Button("As evaluated", size="sm", elem_id="errors-threshold-evaluated"),
-                       "best": gr.Button("Best F1 (the Ask tab's)", size="sm", elem_id="errors-threshold-best")}
+                       "best": gr.Button("Best F1", size="sm", elem_id="errors-threshold-best")}
     return threshold, presets
 
 
