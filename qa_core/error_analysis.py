@@ -24,6 +24,12 @@ ANSWER_LENGTHS = ("1", "2-3", "4-6", "7+", "no answer")
 # and one question in two runs, B relative to A by exact match (pair_outcome, for compare.py).
 V2_ERRORS = ("all", "answered but should not", "abstained but should not")
 PAIR_OUTCOMES = ("fixed", "broken", "both right", "both wrong")
+# Null odds are differences of logits, tens at most. A value beyond this is no score but a stand-in: a context
+# without any span stores the largest float (finite_floats), which abstains at every threshold.
+SCORE_LIMIT = 1e4
+# The Errors tab's threshold slider moves in steps of 0.01: fine enough to fall between close null odds.
+THRESHOLD_DECIMALS = 2
+THRESHOLD_STEP = 10.0 ** -THRESHOLD_DECIMALS
 
 
 @dataclass(frozen=True)
@@ -93,20 +99,41 @@ def build_records(examples: Sequence[Example], predictions: Mapping[str, Predict
     return [build_record(example, predictions[example.example_id], top_k) for example in examples]
 
 
+def is_score(value: float | None) -> bool:
+    """Whether a stored score or null odds is one: finite and within SCORE_LIMIT, not the stand-in of a context
+    without any span (finite_floats)."""
+    return value is not None and math.isfinite(value) and abs(value) < SCORE_LIMIT
+
+
+def scored_odds(records: Iterable[QuestionRecord]) -> list[float]:
+    """The null odds of SQuAD 2.0 records that are scores (is_score): a threshold can only fall between these."""
+    return [r.null_odds for r in records if is_score(r.null_odds)]
+
+
 def evaluated_threshold(records: Sequence[QuestionRecord], stated: float) -> float:
     """A null-score threshold at which rescore() gives back the records as evaluated: `stated` (the run's setting)
     where it does, else one read off the records, between the highest null odds answered and the lowest abstained
     (`train.py evaluate --null_score_diff_threshold` keeps its threshold nowhere else; a run evaluated again may
-    not have used its training setting). Rounded up to a tenth where that still fits: the slider's step."""
-    answered = [r.null_odds for r in records if r.null_odds is not None and r.span is not None]
-    abstained = [r.null_odds for r in records if r.null_odds is not None and r.span is None]
+    not have used its training setting), on the slider's grid where that still fits (on_grid)."""
+    answered = [r.null_odds for r in records if is_score(r.null_odds) and r.span is not None]
+    abstained = [r.null_odds for r in records if is_score(r.null_odds) and r.span is None]
     low, high = max(answered, default=-math.inf), min(abstained, default=math.inf)
     if low <= stated < high:
         return stated
     if math.isinf(low):  # everything abstained: any threshold below the lowest odds
         return math.floor(high) - 1.0 if math.isfinite(high) else stated
-    tenth = math.ceil(low * 10) / 10
-    return tenth if tenth < high else low
+    return on_grid(records, low)
+
+
+def on_grid(records: Iterable[QuestionRecord], threshold: float) -> float:
+    """The threshold rounded up to THRESHOLD_DECIMALS where that re-scores the records the same (no null odds from
+    the threshold up to the rounded value), so that a slider in steps of THRESHOLD_STEP shows and reaches it; else
+    the threshold itself."""
+    scale = 10 ** THRESHOLD_DECIMALS
+    rounded = math.ceil(threshold * scale) / scale
+    if rounded < threshold or any(threshold < odds <= rounded for odds in scored_odds(records)):
+        return threshold
+    return rounded
 
 
 def rescore(records: Sequence[QuestionRecord], threshold: float) -> list[QuestionRecord]:

@@ -25,6 +25,9 @@ TOKEN_FONT = 11  # px: at 1400 px every one of VISIBLE_TOKENS token labels still
 INVISIBLE = ("\u200b", "\u200c")  # zero-width space and non-joiner: binary digits that tell repeated tokens apart
 PREDICTED_COLOR = "rgba(255, 165, 0, 0.30)"
 GOLD_COLOR = "rgba(46, 160, 67, 0.25)"
+# Where a SQuAD 2.0 answer abstained: the best span, which the model passed over (the Ask tab dashes it too).
+PASSED_OVER = "best span (abstained)"
+PASSED_OVER_COLOR = "rgba(200, 120, 0, 0.9)"
 # Plotly's RdBu runs from red (-1) to blue (+1); the Ask and Errors tabs both print this legend beside the map.
 # Bar charts: the legend in a row above the plot, not in a column beside it (which took a third of a phone's
 # width, more for the calibration plots), and tick labels given the room they need.
@@ -81,31 +84,45 @@ def initial_view(count: int, focus: tuple[int, int] | None, width: int = VISIBLE
 
 
 def logit_figure(logits: TokenLogits, predicted: tuple[int, int] | None = None,
-                 gold: Sequence[tuple[int, int]] = ()) -> go.Figure:
-    """Start and end logits per context token; the predicted span (and gold spans) shaded; zoomable over any length."""
+                 gold: Sequence[tuple[int, int]] = (), passed_over: tuple[int, int] | None = None) -> go.Figure:
+    """Start and end logits per context token; the predicted span, the gold spans and (where a SQuAD 2.0 answer
+    abstained) the best span passed over, framed in dashes, marked; zoomable over any length."""
     labels = [plot_text(t) for t in logits.tokens]
     x = token_axis_labels(labels)
     figure = go.Figure()
     for name, values in (("start logit", logits.start_logits), ("end logit", logits.end_logits)):
         figure.add_trace(go.Scatter(x=x, y=values, name=name, mode="lines+markers", customdata=labels,
                                     hovertemplate="%{customdata}<br>" + name + " %{y:.2f}<extra></extra>"))
-    focus = _shade(figure, logits.offsets, predicted, PREDICTED_COLOR, "predicted")
-    for span in gold:
-        shaded = _shade(figure, logits.offsets, span, GOLD_COLOR, "gold")
-        focus = focus or shaded
+    answer = token_range(logits.offsets, predicted) if predicted else None
+    if answer:
+        _band(figure, answer, "predicted", "top left", fillcolor=PREDICTED_COLOR, line_width=0)
+    passed = token_range(logits.offsets, passed_over) if passed_over else None
+    if passed:
+        _band(figure, passed, PASSED_OVER, "top left", line={"color": PASSED_OVER_COLOR, "width": 2, "dash": "dash"})
+    golds = merged_ranges([r for r in (token_range(logits.offsets, span) for span in gold) if r])
+    for n, tokens in enumerate(golds):  # labelled once: SQuAD lists the same answer several times
+        # at the bottom: a gold span often starts where the predicted one does, whose label is at the top
+        _band(figure, tokens, "gold" if n == 0 else "", "bottom left", fillcolor=GOLD_COLOR, line_width=0)
     figure.update_layout(title="Start and end logits per context token", height=360, hovermode="x unified",
                          margin={"l": 40, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": 1.12})
-    token_xaxis(figure, x, focus)
+    token_xaxis(figure, x, answer or passed or (golds[0] if golds else None))
     return figure
 
 
-def _shade(figure: go.Figure, offsets: Sequence[tuple[int, int]], chars: tuple[int, int] | None, color: str,
-           label: str) -> tuple[int, int] | None:
-    tokens = token_range(offsets, chars) if chars else None
-    if tokens:
-        figure.add_vrect(x0=tokens[0] - 0.5, x1=tokens[1] + 0.5, fillcolor=color, line_width=0,
-                         annotation_text=label, annotation_position="top left")
-    return tokens
+def _band(figure: go.Figure, tokens: tuple[int, int], label: str, where: str, **style: object) -> None:
+    labelled = {"annotation_text": label, "annotation_position": where} if label else {}
+    figure.add_vrect(x0=tokens[0] - 0.5, x1=tokens[1] + 0.5, **labelled, **style)
+
+
+def merged_ranges(ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Token ranges with the overlapping ones joined, in order."""
+    joined: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if joined and start <= joined[-1][1]:
+            joined[-1] = (joined[-1][0], max(end, joined[-1][1]))
+        else:
+            joined.append((start, end))
+    return joined
 
 
 def loss_figure(losses: Sequence[tuple[int, float]], total_steps: int) -> go.Figure:

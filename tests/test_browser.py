@@ -125,11 +125,11 @@ def stop_early(folder: Path, model: Path) -> None:
                    max_eval_samples=4, max_seq_length=128, doc_stride=32), should_stop=lambda: True)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, tiny_model_dir) -> Iterator[str]:
-    port, log, runs = free_port(), tmp_path_factory.mktemp("server") / "app.log", tmp_path_factory.mktemp("runs")
-    stop_early(runs / STOPPED, tiny_model_dir)
-    env = {**os.environ, "QA_RUNS_DIR": str(runs), "QA_DEFAULT_MODEL": str(tiny_model_dir),
+@contextlib.contextmanager
+def app_server(runs: Path, model: Path, log: Path) -> Iterator[str]:
+    """`python app.py` on a free port of localhost over a runs folder, stopped when the block ends."""
+    port = free_port()
+    env = {**os.environ, "QA_RUNS_DIR": str(runs), "QA_DEFAULT_MODEL": str(model),
            "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"}
     with log.open("w") as out:
         process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -142,6 +142,14 @@ def server(tmp_path_factory, tiny_model_dir) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(30)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tiny_model_dir) -> Iterator[str]:
+    runs = tmp_path_factory.mktemp("runs")
+    stop_early(runs / STOPPED, tiny_model_dir)
+    with app_server(runs, tiny_model_dir, tmp_path_factory.mktemp("server") / "app.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -360,7 +368,7 @@ def browse_errors(browser) -> None:
     question.click()
     wait_for(lambda: find(browser, "#errors-detail .highlighted"), 60, "gold and predicted spans")
     browser.save_screenshot(str(ARTIFACTS / "3-errors.png"))
-    assert browser.execute_script(COVERED_LABELS) == []  # three plots in a row
+    assert browser.execute_script(COVERED_LABELS) == []  # the plots two in a row
     with phone(browser):  # readable columns (the table scrolls sideways), no text under arrows
         shown = browser.execute_script(PHONE_ERRORS)
         find(browser, "#errors-table").screenshot(str(ARTIFACTS / "3b-errors-phone-table.png"))

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from qa_core import compare, compare_views
+from qa_core.error_analysis import read_records, write_records
+from qa_core.run_files import RECORDS_FILE
 from tests.test_compare import two_runs
 
 
@@ -18,3 +22,14 @@ def test_pair_table_filters_and_the_highlight_shows_both_spans_and_gold(tmp_path
         compare_views.pair_table(result, "improved")
     pieces = dict((label, text) for text, label in compare_views.pair_highlight(compare.find_pair(result, "q1")))
     assert pieces["B + gold"] == "Augustin " and pieces["A + B + gold"] == "Fresnel"
+
+
+def test_an_abstention_reads_as_in_the_question_table(tmp_path):
+    """Found by trying the app: a SQuAD 2.0 run's abstentions were blank cells here and '(no answer)' in the table."""
+    run_a, run_b = two_runs(tmp_path)
+    records = read_records(run_b / RECORDS_FILE)
+    abstained = replace(records[3], prediction="", span=None, null_odds=2.0, best_span=records[3].span)
+    write_records(run_b / RECORDS_FILE, [*records[:3], abstained])
+    table = compare_views.pair_table(compare.compare_runs(run_a, run_b))
+    assert table.set_index("id").loc["q3", "prediction B"] == "(no answer)"
+    assert table.set_index("id").loc["q3", "prediction A"] == "lens"

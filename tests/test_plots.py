@@ -100,3 +100,16 @@ def test_the_attribution_legend_matches_the_colour_scale():
     # +1 (the token pushes the logit up) is drawn blue, -1 red; the legend must say the same
     assert top[2] > top[0] and bottom[0] > bottom[2]
     assert plots.ATTRIBUTION_LEGEND.startswith("blue") and "up, red" in plots.ATTRIBUTION_LEGEND
+
+
+def test_overlapping_golds_are_labelled_once_and_a_passed_over_span_is_dashed():
+    """Found by trying the app: four overlapping gold answers each drew and labelled a band ('gold' 'gold'); an
+    abstained row marked only the gold, not the span the model passed over."""
+    logits = logits_of(["the", "lens", "was", "designed", "by", "augustin", "fresnel"])
+    figure = plots.logit_figure(logits, None, gold=[(25, 41), (28, 41), (28, 41), (33, 41)], passed_over=(0, 8))
+    texts = [a.text for a in figure.layout.annotations]
+    assert texts.count("gold") == 1 and texts.count(plots.PASSED_OVER) == 1
+    golds = [s for s in figure.layout.shapes if s.fillcolor == plots.GOLD_COLOR]
+    assert [(s.x0, s.x1) for s in golds] == [(4.5, 6.5)]  # one band over the golds' tokens
+    (passed,) = [s for s in figure.layout.shapes if s.line.dash == "dash"]
+    assert (passed.x0, passed.x1) == (-0.5, 1.5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -11,16 +12,19 @@ from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
+import orjson
 import pytest
 
 from qa_core import plots
 from qa_core.calibration import calibrate_run, read_calibration
+from qa_core.checkpoints import write_run_info
 from qa_core.config import QAConfig
-from qa_core.error_analysis import V2_ERRORS, read_records, rescore, write_records
-from qa_core.evaluation import run_evaluation
+from qa_core.error_analysis import V2_ERRORS, build_records, find_record, read_records, rescore, write_records
+from qa_core.evaluation import EvalResult, run_evaluation, squad_v2_metrics, write_eval_outputs
 from qa_core.fairness import Caller
 from qa_core.hosting import Settings
-from qa_core.run_files import RECORDS_FILE
+from qa_core.inference import run_config
+from qa_core.run_files import RECORDS_FILE, RunInfo
 from qa_core.service import QAService
 from qa_core.training import train
 from qa_core.ui.calibration_panel import CalibrationHandlers
@@ -28,6 +32,9 @@ from qa_core.ui.compare_panel import CompareHandlers
 from qa_core.ui.errors import NO_ROW, ErrorsHandlers
 from qa_core.compare_views import PAIR_COLUMNS
 from tests.test_v2 import write_v2
+from tests.v2_data import examples, predictions_from_odds
+
+OFF_GRID = 0.00371  # added to the null odds of tests/v2_data: not a multiple of the slider's step
 
 
 def tiny_config(model: Path, run: Path, steps: int, eval_samples: int = 12) -> QAConfig:
@@ -38,15 +45,32 @@ def tiny_config(model: Path, run: Path, steps: int, eval_samples: int = 12) -> Q
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_model_dir) -> Path:
-    """Runs A and B on the same 12 questions (B trained longer), C on 8 of them, and a SQuAD 2.0 evaluation."""
+    """Runs A and B on the same 12 questions (B trained longer), C on 8 of them, a SQuAD 2.0 evaluation, one whose
+    data has a context without any span, and a SQuAD 2.0 run with its model."""
     root = tmp_path_factory.mktemp("runs")
     for name, steps, samples in (("a", 1, 12), ("b", 6, 12), ("c", 1, 8)):
         train(tiny_config(tiny_model_dir, root / name, steps, samples))
     data = write_v2(root / "v2-data.json")
-    run_evaluation(QAConfig(model_name_or_path=str(tiny_model_dir), validation_file=str(data),
-                            output_dir=str(root / "v2"), version_2_with_negative=True), device="cpu")
+    for name, source in (("v2", data), ("v2-blank", write_v2(root / "v2-blank.json", blank=True))):
+        run_evaluation(QAConfig(model_name_or_path=str(tiny_model_dir), validation_file=str(source),
+                                output_dir=str(root / name), version_2_with_negative=True), device="cpu")
+    v2_run(tiny_model_dir, data, root / "v2-run")
     fix_first_question(root / "b", root / "b-fixed")
     return root
+
+
+def v2_run(model: Path, data: Path, run: Path) -> None:
+    """A finished SQuAD 2.0 run of the tiny model, its evaluation at threshold 0 holding the predictions of
+    tests/v2_data (which reach every case of the official scoring), their null odds moved off the slider's grid
+    as a model's are, and apart: the official sweep reports a best F1 that tied odds do not reach."""
+    shutil.copytree(model, run / "model")
+    config = QAConfig(model_name_or_path=str(run / "model"), validation_file=str(data), output_dir=str(run),
+                      version_2_with_negative=True)
+    write_run_info(run, RunInfo("finished", config.to_dict()))
+    predictions = {k: replace(p, null_score=p.null_score + off, score=p.score + off * (p.span is None))
+                   for n, (k, p) in enumerate(predictions_from_odds().items()) for off in [OFF_GRID * (n + 1)]}
+    write_eval_outputs(run, EvalResult(squad_v2_metrics(examples(), predictions, 0.0), predictions,
+                                       build_records(examples(), predictions)))
 
 
 def fix_first_question(run: Path, fixed: Path) -> None:
@@ -284,3 +308,69 @@ def queued(worker) -> int:
     """Calls waiting in a FairWorker's line (not the one running)."""
     with worker._ready:
         return sum(len(calls) for sessions in worker._line.values() for calls in sessions.values())
+
+
+def test_a_context_without_a_span_leaves_the_threshold_slider_usable(service):
+    """Found by trying the app: such a question's null odds are stored as the largest float, and the slider's maximum
+    became a 309-digit int that Gradio could not send (orjson: "Integer exceeds 64-bit range"): every output of the
+    event showed Error, and the session answered nothing more until the page was loaded again."""
+    ui = ErrorsHandlers(service)
+    records = service.records("v2-blank")
+    assert max(r.null_odds for r in records) == sys.float_info.max  # what the evaluation stored
+    shown = ui.pick_run("v2-blank")
+    orjson.dumps(shown, default=str)  # as Gradio sends an event's outputs
+    slider, odds = shown["threshold"], [r.null_odds for r in records if r.example_id != "blank"]
+    assert min(odds) - 2 <= slider["minimum"] <= min(odds) - 1 and max(odds) + 1 <= slider["maximum"] <= max(odds) + 2
+    assert slider["minimum"] <= slider["value"] <= slider["maximum"]
+    assert ui.summarize("v2-blank", slider["maximum"])["summary"].startswith("9 questions")
+    never = ui.filter_table("v2-blank", False, 0, 100, "all", "", "id", V2_ERRORS[0], slider["maximum"])["table"]
+    assert (never["prediction"] == "(no answer)").sum() == 1  # answers wherever there is a span: not the blank
+    picked = ui.select_record("v2-blank", select(["blank", "who", "Who is it?"]), slider["value"])
+    orjson.dumps(picked, default=str)
+    assert "e+308" not in picked["question"] and "no span" in picked["question"]
+
+
+def test_the_threshold_slider_reaches_the_run_s_thresholds_exactly(service, runs):
+    """Found by trying the app: in steps of 0.1 the slider missed best_f1_thresh (-11.392): at -11.4 the summary read
+    F1 59.7, not the evaluation's 62.5. Buttons set the evaluated and the best-F1 threshold (on the slider's grid
+    where that re-scores the same, else exactly); finer steps reach between close null odds."""
+    ui = ErrorsHandlers(service)
+    metrics, records = json.loads((runs / "v2-run" / "eval_metrics.json").read_text()), service.records("v2-run")
+    assert ui.pick_run("v2-run")["threshold"]["step"] <= 0.01
+    best = ui.best_threshold("v2-run")["threshold"]["value"]
+    assert best == metrics["best_f1_thresh"] or best == round(best, 2)
+    assert rescore(records, best) == rescore(records, metrics["best_f1_thresh"])
+    assert f"F1 {metrics['best_f1']:.1f}" in ui.summarize("v2-run", best)["summary"]
+    evaluated = ui.evaluated_threshold("v2-run")["threshold"]["value"]
+    assert evaluated == 0.0 and f"F1 {metrics['f1']:.1f}" in ui.summarize("v2-run", evaluated)["summary"]
+
+
+def test_the_tab_says_which_threshold_the_ask_tab_answers_at(service, runs):
+    """The slider starts where the run was evaluated (its figures are eval_metrics.json's), while the Ask tab answers
+    at the best-F1 threshold: a row sent there could flip, with nothing on the page to say why."""
+    ui = ErrorsHandlers(service)
+    shown, records = ui.pick_run("v2-run"), service.records("v2-run")
+    asked = run_config(str(runs / "v2-run")).null_score_diff_threshold
+    best = ui.best_threshold("v2-run")["threshold"]["value"]
+    assert shown["threshold"]["value"] == 0.0 and rescore(records, best) == rescore(records, asked)
+    assert f"the Ask tab answers at {best:.2f} (best F1)" in shown["threshold"]["info"]
+    assert "Ask tab" not in ui.pick_run("v2")["threshold"]["info"]  # an evaluation folder has no model to ask
+
+
+def test_an_abstained_row_marks_the_span_it_passed_over(service):
+    """Found by trying the app: an abstained row showed only the gold, in the context and the logit plot, while Why
+    this answer? explained the best span with no word that the model had passed it over."""
+    ui = ErrorsHandlers(service)
+    low = ui.pick_run("v2-run")["threshold"]["minimum"]  # abstains on every question
+    row = ui.filter_table("v2-run", False, 0, 100, "all", "", "id", V2_ERRORS[0], low)["table"].iloc[0].tolist()
+    record = find_record(service.records("v2-run"), row[0])
+    assert row[3] == "(no answer)" and record.best_span
+    picked = ui.select_record("v2-run", select(row), low)
+    passed = "".join(text for text, label in picked["detail"] if label and plots.PASSED_OVER in label)
+    assert passed == record.context[record.best_span[0]:record.best_span[1]]
+    assert plots.PASSED_OVER in [a.text for a in picked["plot"].layout.annotations]
+    assert f"null odds {record.null_odds:.2f}" in picked["question"] and f"threshold {low:.2f}" in picked["question"]
+    note = ui.attribute("v2-run", row[0], low)["attribution_note"]
+    assert "abstained" in note and "passed over" in note
+    answered = ui.select_record("v2-run", select(row), ui.pick_run("v2-run")["threshold"]["maximum"])
+    assert plots.PASSED_OVER not in [a.text for a in answered["plot"].layout.annotations]

@@ -13,6 +13,9 @@ from qa_core.postprocess import Prediction, Span
 
 OFFICIAL = Path(__file__).parent / "official_squad_v2.py"
 
+# Zero-width spaces: no token, so no span to weigh the null score against; such a question's null odds are stored
+# as the largest float (it abstains at any threshold).
+BLANK = "\u200b\u200b\u200b\u200b"
 CONTEXT = "The ferry to Kessick leaves at noon, and the ferryman, Odo Brant, rows it alone across the firth."
 # (id, question, gold answers: [] when unanswerable)
 QUESTIONS = [
@@ -32,11 +35,16 @@ PREDICTIONS = {"a1": "at noon", "a2": "Brant", "a3": "", "a4": "alone across the
 NULL_ODDS = {"a1": -3.0, "a2": 0.5, "a3": 2.0, "a4": -1.0, "a5": 0.5, "n1": -1.0, "n2": 4.0, "n3": 1.5}
 
 
-def write_v2(path: Path) -> Path:
+def write_v2(path: Path, blank: bool = False) -> Path:
+    """The paragraph as SQuAD 2.0 JSON; blank: with a second paragraph, of BLANK, asked one unanswerable question."""
     qas = [{"id": qid, "question": q, "is_impossible": not golds,
             "answers": [{"text": g, "answer_start": CONTEXT.find(g)} for g in golds]} for qid, q, golds in QUESTIONS]
-    path.write_text(json.dumps({"version": "v2.0", "data": [{"title": "t", "paragraphs": [
-        {"context": CONTEXT, "qas": qas}]}]}), encoding="utf-8")
+    paragraphs = [{"context": CONTEXT, "qas": qas}]
+    if blank:
+        paragraphs.append({"context": BLANK, "qas": [{"id": "blank", "question": "Who is it?", "is_impossible": True,
+                                                       "answers": []}]})
+    path.write_text(json.dumps({"version": "v2.0", "data": [{"title": "t", "paragraphs": paragraphs}]}),
+                    encoding="utf-8")
     return path
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,14 +10,19 @@ import gradio as gr
 import pandas as pd
 
 from qa_core import plots, views
-from qa_core.error_analysis import (ANSWER_LENGTHS, QUESTION_WORDS, V2_ERRORS, QuestionRecord, answer_length_bucket,
-                                    answerable_slice, find_record, group_scores, rescore)
+from qa_core.error_analysis import (ANSWER_LENGTHS, QUESTION_WORDS, THRESHOLD_STEP, V2_ERRORS, QuestionRecord,
+                                    answer_length_bucket, answerable_slice, find_record, group_scores, rescore)
+from qa_core.errors_views import (THRESHOLD_HELP, ThresholdSlider, explained_note, passed_over, record_marks,
+                                  record_verdict, threshold_slider)
+from qa_core.inference import config_for_model, run_config
+from qa_core.run_files import has_model
 from qa_core.service import EXPLAIN_BUDGET_S, QAService
 from qa_core.ui.calibration_panel import build_calibration_panel
 from qa_core.ui.common import ANSWERS, EXPLAIN, PRIVATE, Outputs, by_name, caller_of
 from qa_core.ui.compare_panel import build_compare_panel
 
-ERROR_COLORS = {"gold": "#7dd87d", "predicted": "#ffb347", "gold + predicted": "#7fb3ff"}
+ERROR_COLORS = {"gold": "#7dd87d", "predicted": "#ffb347", "gold + predicted": "#7fb3ff",
+                plots.PASSED_OVER: "#f3d9a4", f"gold + {plots.PASSED_OVER}": "#b9cf7a"}
 NO_ROW = "Click a row of the question table first: that question is what goes to the Ask tab."
 
 
@@ -43,13 +47,39 @@ class ErrorsHandlers:
             records = ()
         if not views.is_squad_v2(records):
             hidden = gr.update(visible=False)
-            return {"threshold": hidden, "kind": gr.update(visible=False, value=V2_ERRORS[0]),
+            return {"threshold": hidden, "presets": hidden, "kind": gr.update(visible=False, value=V2_ERRORS[0]),
                     **self.summarize(run, None)}
-        odds = [r.null_odds for r in records if r.null_odds is not None]
-        value = self.service.run_threshold(run)
-        return {"threshold": gr.update(visible=True, minimum=math.floor(min(*odds, value)) - 1,
-                                       maximum=math.ceil(max(*odds, value)) + 1, value=value),
-                "kind": gr.update(visible=True), **self.summarize(run, value)}
+        slider = self.slider(run, records)
+        return {"threshold": gr.update(visible=True, minimum=slider.minimum, maximum=slider.maximum,
+                                       value=slider.evaluated, step=THRESHOLD_STEP, info=slider.info),
+                "presets": gr.update(visible=True), "kind": gr.update(visible=True),
+                **self.summarize(run, slider.evaluated)}
+
+    def slider(self, run: str | None, records: Sequence[QuestionRecord] | None = None) -> ThresholdSlider:
+        """The threshold slider of a SQuAD 2.0 run: evaluated at the run's threshold; the best-F1 one of its
+        metrics; and, where it has its model, the one the Ask tab answers at (as serving reads run_config)."""
+        path = self.service.run_path(run)
+        best = config_for_model(path)  # the run's eval_metrics.json: version_2_with_negative where it has one
+        asked = run_config(path) if has_model(path) else None
+        return threshold_slider(records or self.service.records(run), self.service.run_threshold(run),
+                                best.null_score_diff_threshold if best.version_2_with_negative else None,
+                                asked.null_score_diff_threshold if asked and asked.version_2_with_negative else None)
+
+    def evaluated_threshold(self, run: str | None) -> Outputs:
+        """The slider back where the run was evaluated: the figures of its eval_metrics.json."""
+        try:
+            return {"threshold": gr.update(value=self.slider(run).evaluated)}
+        except (ValueError, OSError):
+            return {"threshold": gr.skip()}
+
+    def best_threshold(self, run: str | None) -> Outputs:
+        """The slider at the evaluation's best-F1 threshold (exactly, or on the slider's grid where that re-scores
+        the same), where the Ask tab answers; its F1 is the evaluation's best_f1."""
+        try:
+            best = self.slider(run).best
+        except (ValueError, OSError):
+            best = None
+        return {"threshold": gr.skip() if best is None else gr.update(value=best)}
 
     def summarize(self, run: str | None, threshold: float | None = None) -> Outputs:
         """Summary line, bars by question word, answer length and (SQuAD 2.0) HasAns/NoAns, F1 histogram."""
@@ -85,43 +115,54 @@ class ErrorsHandlers:
 
     async def select_record_in_turn(self, run: str | None, event: gr.SelectData, threshold: float | None = None,
                                     request: gr.Request | None = None) -> Outputs:
-        """A table row was clicked: gold and predicted spans in the context, the logit plot, the question's id.
-        The logits take the caller's turn on the model thread, as answers do, waiting for it holding no thread."""
+        """A table row was clicked: gold and predicted (or passed-over) spans in the context, why a SQuAD 2.0 row was
+        answered or not, the logit plot, the question's id. The logits take the caller's turn on the model thread,
+        as answers do, waiting for it holding no thread."""
         example_id = str((event.row_value or [""])[0])
         try:
-            record = await asyncio.to_thread(self.record_of, run, example_id, threshold)
+            record, evaluated = await asyncio.to_thread(self.record_pair, run, example_id, threshold)
         except (ValueError, OSError) as err:
             return {"detail": None, "plot": None, "selected": "", "question": self.service.explain(err)}
-        marks = {"gold": list(record.gold_spans), "predicted": [record.span] if record.span else []}
-        shown = {"detail": views.highlight(record.context, marks), "selected": example_id}
-        title = f"{record.question}  (F1 {record.f1:.1f})"
+        shown = {"detail": views.highlight(record.context, record_marks(record)), "selected": example_id}
+        title, verdict = f"{record.question}  (F1 {record.f1:.1f})", record_verdict(record, evaluated, threshold)
         try:  # the logits need the run's model; a cancelled run has only its checkpoint, an evaluation none
             await asyncio.to_thread(self.service.check_run_model, run)
             result, *_ = await self.service.answer_in_turn(run, record.question, record.context, exact=True,
                                                            caller=caller_of(request))
         except (ValueError, OSError, RuntimeError) as err:
-            return {**shown, "plot": None, "question": f"{title}  · no logit plot: {self.service.explain(err)}"}
-        plot = await asyncio.to_thread(plots.logit_figure, result.logits, record.span, record.gold_spans)
-        return {**shown, "plot": plot, "question": title}
+            title = f"{title}  · no logit plot: {self.service.explain(err)}"
+            return {**shown, "plot": None, "question": "\n".join(filter(None, (title, verdict)))}
+        plot = await asyncio.to_thread(plots.logit_figure, result.logits, record.span, record.gold_spans,
+                                       passed_over(record))
+        return {**shown, "plot": plot, "question": "\n".join(filter(None, (title, verdict)))}
 
     def record_of(self, run: str | None, example_id: str, threshold: float | None) -> QuestionRecord:
         return find_record(self.records(run, threshold), example_id)
 
-    def attribute(self, run: str | None, example_id: str, request: gr.Request | None = None) -> Outputs:
-        """attribute_in_turn for callers outside an event loop (scripts, tests)."""
-        return asyncio.run(self.attribute_in_turn(run, example_id, request))
+    def record_pair(self, run: str | None, example_id: str,
+                    threshold: float | None) -> tuple[QuestionRecord, QuestionRecord]:
+        """A question's record at the threshold, and as evaluated (whose score says the null and span scores)."""
+        return self.record_of(run, example_id, threshold), find_record(self.service.records(run), example_id)
 
-    async def attribute_in_turn(self, run: str | None, example_id: str, request: gr.Request | None = None) -> Outputs:
-        """Why this answer: a heat map of token attributions for the selected row, and the time it took."""
+    def attribute(self, run: str | None, example_id: str, threshold: float | None = None,
+                  request: gr.Request | None = None) -> Outputs:
+        """attribute_in_turn for callers outside an event loop (scripts, tests)."""
+        return asyncio.run(self.attribute_in_turn(run, example_id, threshold, request))
+
+    async def attribute_in_turn(self, run: str | None, example_id: str, threshold: float | None = None,
+                                request: gr.Request | None = None) -> Outputs:
+        """Why this answer: a heat map of token attributions for the selected row, and the time it took; where the
+        row abstains at the slider's threshold, the note says the explained span is the one passed over."""
         if not example_id:
             return {"attribution": None, "attribution_note": "Click a row of the question table first."}
         try:
             attribution = await self.service.attribute_record(run, example_id, caller_of(request))
+            record = await asyncio.to_thread(self.record_of, run, example_id, threshold)
         except (ValueError, OSError, RuntimeError) as err:
             return {"attribution": None, "attribution_note": f"No attributions: {self.service.explain(err)}"}
+        budget = EXPLAIN_BUDGET_S[self.service.settings.public]
         return {"attribution": plots.attribution_figure(attribution),
-                "attribution_note": views.attribution_text(attribution,
-                                                           EXPLAIN_BUDGET_S[self.service.settings.public])}
+                "attribution_note": explained_note(record) + views.attribution_text(attribution, budget)}
 
     def send_to_ask(self, run: str | None, example_id: str) -> Outputs:
         skip = {"tabs": gr.skip(), "model": gr.skip(), "question": gr.skip(), "context": gr.skip()}
@@ -160,27 +201,20 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
                           elem_id="errors-run")
         summary = {"summary": gr.Textbox(label="Summary", interactive=False, lines=2, max_lines=4,
                                           elem_id="errors-summary")}
+        # Two figures a row: four in a row at 1400 px ran the n= labels of neighbouring bars into each other
         with gr.Row():
             summary.update(words=gr.Plot(label="By question word", elem_id="errors-words"),
-                           lengths=gr.Plot(label="By gold answer length", elem_id="errors-lengths"),
-                           histogram=gr.Plot(label="F1 per question", elem_id="errors-histogram"),
-                           answerable=gr.Plot(label="HasAns / NoAns", visible=False, elem_id="errors-answerable"))
-        threshold = gr.Slider(-10, 10, 0, step=0.1, visible=False, label="Null-score threshold (SQuAD 2.0)",
-                              info="abstain where null score − best span score is above it; re-scores the run",
-                              elem_id="errors-threshold")
+                           lengths=gr.Plot(label="By gold answer length", elem_id="errors-lengths"))
         with gr.Row():
-            filters = [run, gr.Checkbox(label="Only wrong answers"), gr.Slider(0, 100, 0, step=1, label="F1 from"),
-                       gr.Slider(0, 100, 100, step=1, label="F1 to"),
-                       gr.Dropdown(["all", *QUESTION_WORDS, "other"], value="all", label="Question word"),
-                       gr.Textbox(label="Search", placeholder="words in the question, gold or prediction"),
-                       gr.Dropdown(list(views.SORTS), value=views.SORTS[0], label="Sort"),
-                       gr.Dropdown(list(V2_ERRORS), value=V2_ERRORS[0], label="SQuAD 2.0 errors", visible=False,
-                                   elem_id="errors-kind"),
-                       threshold]
+            summary.update(histogram=gr.Plot(label="F1 per question", elem_id="errors-histogram"),
+                           answerable=gr.Plot(label="HasAns / NoAns", visible=False, elem_id="errors-answerable"))
+        threshold, presets = threshold_controls()
+        filters = [run, *filter_controls(), threshold]
         table = {"table": gr.Dataframe(pd.DataFrame(columns=views.TABLE_COLUMNS), label="Dev questions (click a row)",
                                        interactive=False, wrap=True, column_widths=views.TABLE_WIDTHS,
                                        elem_id="errors-table")}
-        detail = {"question": gr.Textbox(label="Selected question", interactive=False, elem_id="errors-question"),
+        detail = {"question": gr.Textbox(label="Selected question", interactive=False, max_lines=6,
+                                         elem_id="errors-question"),
                   "detail": gr.HighlightedText(label="Context: gold and predicted answers", color_map=ERROR_COLORS,
                                                show_legend=True, elem_id="errors-detail"),
                   "plot": gr.Plot(label="Start and end logits per token", elem_id="errors-plot"),
@@ -193,17 +227,53 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
                "attribution": gr.Plot(label="Attributions per token", elem_id="errors-why")}
         build_compare_panel(service, run)
         build_calibration_panel(service, run)
-    picked = {**summary, "threshold": threshold, "kind": filters[7]}
+    picked = {**summary, "threshold": threshold, "presets": presets["row"], "kind": filters[7]}
     run.change(by_name(ui.pick_run, picked), run, list(picked.values()), api_name="ui_summarize", **PRIVATE)
     selection = {**detail, **why}
     run.change(by_name(ui.forget_selection, selection), None, list(selection.values()),
                api_name="ui_forget_selection", show_progress="hidden", **PRIVATE)
     threshold.change(by_name(ui.summarize, summary), [run, threshold], list(summary.values()),
                      api_name="ui_rescore", show_progress="hidden", **PRIVATE)
+    for name, handler in (("evaluated", ui.evaluated_threshold), ("best", ui.best_threshold)):
+        presets[name].click(by_name(handler, {"threshold": threshold}), run, threshold,
+                            api_name=f"ui_threshold_{name}", **PRIVATE)
     for n, control in enumerate(filters):
         control.change(by_name(ui.filter_table, table), filters, table["table"], api_name=f"ui_filter_{n}", **PRIVATE)
     table["table"].select(by_name(ui.select_record_in_turn, detail), [run, threshold], list(detail.values()),
                           api_name="ui_select_record", **ANSWERS, **PRIVATE)
-    explain.click(by_name(ui.attribute_in_turn, why), [run, detail["selected"]], list(why.values()),
+    explain.click(by_name(ui.attribute_in_turn, why), [run, detail["selected"], threshold], list(why.values()),
                   api_name="ui_attribute", **EXPLAIN, **PRIVATE)
     return {"run": run, "send": send, "selected": detail["selected"], "handlers": ui}
+
+
+def threshold_controls() -> tuple[gr.Slider, dict[str, Any]]:
+    """The SQuAD 2.0 threshold slider, and buttons that put it exactly where the run was evaluated or at the
+    evaluation's best-F1 threshold (where the Ask tab answers), which its steps may miss; hidden for v1.1 runs."""
+    with gr.Row(visible=False, elem_id="errors-threshold-row") as row:
+        # min_width: on a phone the buttons go under the slider, which kept a third of the width beside them
+        threshold = gr.Slider(-10, 10, 0, step=THRESHOLD_STEP, visible=False, scale=4, min_width=320,
+                              label="Null-score threshold (SQuAD 2.0)", info=THRESHOLD_HELP, elem_id="errors-threshold")
+        with gr.Column(scale=1, min_width=160):
+            presets = {"row": row,
+                       "evaluated": gr.Button("As evaluated", size="sm", elem_id="errors-threshold-evaluated"),
+                       "best": gr.Button("Best F1", size="sm", elem_id="errors-threshold-best")}
+    return threshold, presets
+
+
+def filter_controls() -> list[Any]:
+    """The question table's filters in two rows: nine controls in one row at 1400 px cut the Sort choice short
+    ("F1, lowe…") and gave the F1 sliders sideways scroll bars."""
+    with gr.Row(elem_id="errors-filters"):
+        with gr.Column(scale=1, min_width=160):  # a Checkbox's own min_width left it 69 px beside a slider on a phone
+            controls = [gr.Checkbox(label="Only wrong answers")]
+        controls += [gr.Slider(0, 100, 0, step=1, label="F1 from", scale=2, min_width=240),
+                     gr.Slider(0, 100, 100, step=1, label="F1 to", scale=2, min_width=240)]
+    with gr.Row(elem_id="errors-filters-more"):
+        controls += [gr.Dropdown(["all", *QUESTION_WORDS, "other"], value="all", label="Question word"),
+                     # said in its info: a quarter of the row cut the placeholder that said it
+                     gr.Textbox(label="Search", info="in the question, gold and prediction", placeholder="words"),
+                     gr.Dropdown(list(views.SORTS), value=views.SORTS[0], label="Sort", min_width=200,
+                                 elem_id="errors-sort"),
+                     gr.Dropdown(list(V2_ERRORS), value=V2_ERRORS[0], label="SQuAD 2.0 errors", visible=False,
+                                 elem_id="errors-kind")]
+    return controls

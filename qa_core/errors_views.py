@@ -1,0 +1,102 @@
+"""What the Errors tab shows of a SQuAD 2.0 run, as plain values: the threshold slider's range and wording, the
+spans marked in a selected row's context, why it was answered or not, and what its explanation explains."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from qa_core.error_analysis import QuestionRecord, is_score, on_grid, scored_odds
+from qa_core.plots import PASSED_OVER
+
+SLIDER_MARGIN = 1.0  # beyond the lowest and the highest null odds: room to abstain everywhere, answer everywhere
+THRESHOLD_HELP = "abstain where null score − best span score is above it; re-scores the run"
+
+
+@dataclass(frozen=True)
+class ThresholdSlider:
+    """The null-score threshold slider of a SQuAD 2.0 run: its range, where it starts (the records as evaluated),
+    the evaluation's best-F1 threshold (None where its metrics have none) and what it says of both."""
+
+    minimum: float
+    maximum: float
+    evaluated: float
+    best: float | None
+    info: str
+
+
+def threshold_slider(records: Sequence[QuestionRecord], evaluated: float, best: float | None,
+                     asked: float | None) -> ThresholdSlider:
+    """The slider over the records' null odds that are scores: a context without any span stores the largest
+    float, which made a 309-digit maximum that no JSON could carry. asked: the threshold the Ask tab answers the
+    run's model at (None: the folder has no model). Thresholds are put on the slider's grid where that
+    re-scores the same (on_grid), so the slider shows them and can reach them again."""
+    evaluated = on_grid(records, evaluated)
+    best, asked = (on_grid(records, t) if is_score(t) else None for t in (best, asked))
+    points = [*scored_odds(records), *(t for t in (evaluated, best, asked) if is_score(t))] or [0.0]
+    low, high = math.floor(min(points)) - SLIDER_MARGIN, math.ceil(max(points)) + SLIDER_MARGIN
+    return ThresholdSlider(low, high, min(max(evaluated, low), high), best, threshold_info(evaluated, best, asked))
+
+
+def threshold_info(evaluated: float, best: float | None, asked: float | None) -> str:
+    """The slider's help, and where it starts against where the Ask tab answers: a row sent there is answered at
+    the Ask tab's threshold, so it may flip."""
+    said = [f"starts where the run was evaluated, {evaluated:.2f}"]
+    if asked is not None and asked == best:
+        said.append(f"the Ask tab answers at {asked:.2f} (best F1)")
+    else:
+        said += [f"best F1 at {best:.2f}"] if best is not None else []
+        said += [f"the Ask tab answers at {asked:.2f}"] if asked is not None else []
+    return f"{THRESHOLD_HELP}. It {'; '.join(said)}"
+
+
+def record_marks(record: QuestionRecord) -> dict[str, list[tuple[int, int]]]:
+    """The spans to mark in a row's context: its gold answers, and its prediction or, where a SQuAD 2.0 run
+    abstained, the best span it passed over (which Why this answer? explains)."""
+    marks = {"gold": list(record.gold_spans)}
+    if record.span:
+        marks["predicted"] = [record.span]
+    elif record.null_odds is not None and record.best_span:
+        marks[PASSED_OVER] = [record.best_span]
+    return marks
+
+
+def passed_over(record: QuestionRecord) -> tuple[int, int] | None:
+    """The best span of a SQuAD 2.0 row that abstained, else None."""
+    return record.best_span if record.null_odds is not None and record.span is None else None
+
+
+def record_scores(evaluated: QuestionRecord) -> tuple[float, float] | None:
+    """(null score, best span score) of a SQuAD 2.0 record as evaluated, whose score is its answer's: the best
+    span's, or the null score where it abstained. None where either is no score."""
+    if not (is_score(evaluated.null_odds) and is_score(evaluated.score)):
+        return None
+    if evaluated.span is None:
+        return evaluated.score, evaluated.score - evaluated.null_odds
+    return evaluated.score + evaluated.null_odds, evaluated.score
+
+
+def record_verdict(shown: QuestionRecord, evaluated: QuestionRecord, threshold: float | None) -> str:
+    """Why a SQuAD 2.0 row is answered or not: its null odds against the threshold (None: the run's own), with the
+    null score and the best span's score; '' for a SQuAD v1.1 row."""
+    if shown.null_odds is None:
+        return ""
+    if not is_score(shown.null_odds) or shown.best_span is None:
+        return "No answer possible: the context has no span the model could choose."
+    scores = record_scores(evaluated)
+    odds = f"null odds {shown.null_odds:.2f}" + (f" (null score {scores[0]:.2f} − best span score {scores[1]:.2f})"
+                                                 if scores else "")
+    against = "the run's threshold" if threshold is None else f"the threshold {threshold:.2f}"
+    if shown.span is None:
+        return f"Abstained: {odds} is above {against}; “{PASSED_OVER}” marks the span it passed over."
+    return f"Answered: {odds} is not above {against}."
+
+
+def explained_note(record: QuestionRecord) -> str:
+    """What Why this answer? explains where a SQuAD 2.0 row abstained: the best span, which the model did not give."""
+    span = passed_over(record)
+    if span is None:
+        return ""
+    return (f"The model abstained on this question: these attributions explain the best span it passed over, "
+            f"{record.context[span[0]:span[1]]!r}. ")
