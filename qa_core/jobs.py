@@ -166,9 +166,12 @@ class JobManager:
         try:
             with loading_limits(self._max_file_bytes, self._cancel.is_set), window_limits(*self._max_windows):
                 result = self._trainer(config, callback=partial(self._record, ready), should_stop=self._cancel.is_set)
-        except LoadingCancelled:
-            self._update(status="cancelled", message="cancelled while loading the data",
-                         elapsed_s=time.monotonic() - self._started)
+        except LoadingCancelled as err:  # a start still waiting for the data: it never started, as when refused
+            refused = self._refuse(err, before, ready)
+            if not refused:
+                drop_if_empty(Path(config.output_dir))
+                self._update(status="cancelled", message="cancelled while loading the data",
+                             elapsed_s=time.monotonic() - self._started)
             return
         except Exception as err:  # any failure must reach the page, and the server must keep serving
             refused = self._refuse(err, before, ready)

@@ -12,7 +12,7 @@ import pytest
 
 from qa_core.config import QAConfig
 from qa_core.data_sources import DataError
-from qa_core.jobs import JobBusyError, JobManager, JobSnapshot
+from qa_core.jobs import JobBusyError, JobManager, JobRefused, JobSnapshot
 from qa_core.progress import STEP_KINDS, ProgressEvent, read_history
 from qa_core.run_files import HISTORY_FILE, RECORDS_FILE, RunRefused, new_run_dir
 from qa_core.run_picker import model_choices
@@ -269,6 +269,29 @@ def test_cancel_stops_a_job_while_it_loads_its_data(tmp_path, tiny_model_dir):
     assert jobs.wait(30)
     assert time.monotonic() - started < 10 and removed.is_set()
     assert jobs.snapshot().status == "cancelled" and jobs.snapshot().message == "cancelled while loading the data"
+
+
+def test_under_window_limits_a_cancel_while_the_data_loads_refuses_the_start(tmp_path, tiny_model_dir):
+    """A start that waits for the data to be cut (window limits) and is cancelled meanwhile never started: start()
+    raises, saying so, and the job is as before, not 'started' and then cancelled."""
+    data = big_squad(tmp_path / "big.json", 300_000)
+    jobs = JobManager(max_windows=10)
+    outcome: list[BaseException | JobSnapshot] = []
+
+    def start() -> None:
+        try:
+            outcome.append(jobs.start(QAConfig(model_name_or_path=str(tiny_model_dir), train_file=str(data),
+                                               output_dir=str(tmp_path / "r"))))
+        except JobRefused as err:
+            outcome.append(err)
+    thread = threading.Thread(target=start)
+    thread.start()
+    time.sleep(0.5)
+    jobs.cancel()
+    thread.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], JobRefused), outcome
+    assert str(outcome[0]).endswith("big.json: loading cancelled"), outcome[0]
+    assert jobs.snapshot().status == "idle" and jobs.wait(10)
 
 
 class EvaluatingTrainer:
