@@ -12,11 +12,12 @@ if TYPE_CHECKING:  # types only: calibration imports inference, and with it torc
     from qa_core.coverage import CoveragePoint
 
 
-def calibration_text(calibration: Calibration, has_model: bool = True) -> str:
+def calibration_text(calibration: Calibration, has_model: bool = True, evaluation: bool = False) -> str:
     """ECE before and after, the temperature, and what it was fitted on: a SQuAD 2.0 run's answers only; or why
     no temperature was fitted, with the ECE of the probabilities as the model gives them. has_model: whether the
-    folder has a model the Ask tab answers with (an evaluation folder has none, so no answer uses its fit)."""
-    whose = "this run's" if has_model else "this evaluation's"
+    folder has a model the Ask tab answers with (an evaluation folder has none, nor a run stopped before its
+    end, so no answer uses its fit); evaluation: an evaluation folder's, not a run's."""
+    whose = "this evaluation's" if evaluation else "this run's"
     if calibration.questions == 0:  # a SQuAD 2.0 run that abstained everywhere: an ECE of 0.000 would say "perfect"
         left = f" ({count(calibration.abstentions, 'abstention')})" if calibration.abstentions else ""
         return (f"Nothing to measure: none of {whose} evaluation questions was answered{left}, so there is no "

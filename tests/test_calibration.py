@@ -272,3 +272,22 @@ def test_an_evaluation_folder_s_calibration_does_not_speak_for_the_ask_tab(tmp_p
     assert "T = " in shown and "Ask tab" not in shown and "this folder has no model" in shown, shown
     assert "the Ask tab shows probabilities at this temperature" in calibration_views.calibration_text(
         calibration.read_calibration(folder))  # a run with its model
+
+
+def test_a_run_stopped_before_its_model_is_called_a_run_not_an_evaluation(tmp_path):
+    """Found in review: the panel told a folder without a model for an evaluation folder, so a cancelled run
+    with the records of an epoch's evaluation was called 'this evaluation's'. It is a run without a model."""
+    from qa_core.checkpoints import write_run_info
+    from qa_core.config import QAConfig
+    from qa_core.hosting import Settings
+    from qa_core.run_files import RunInfo
+    from qa_core.service import QAService
+    from qa_core.ui.calibration_panel import CalibrationHandlers
+
+    folder = tmp_path / "stopped"
+    write_run_info(folder, RunInfo("cancelled", QAConfig(output_dir=str(folder)).to_dict()))
+    write_records(folder / RECORDS_FILE, overconfident_records(200))
+    calibration.calibrate_run(folder)
+    shown = CalibrationHandlers(QAService(Settings(tmp_path, training_enabled=False, fast_inference=False))).show(
+        "stopped", 0.5)["calibration"]
+    assert "this run's" in shown and "this evaluation's" not in shown and "this folder has no model" in shown, shown

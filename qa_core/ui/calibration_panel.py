@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -9,7 +10,7 @@ import gradio as gr
 from qa_core import calibration_views, plots
 from qa_core.calibration import Calibration, current_calibration
 from qa_core.coverage import coverage_at, coverage_curve
-from qa_core.run_files import has_model
+from qa_core.run_files import has_model, is_evaluation_folder
 from qa_core.service import QAService
 from qa_core.ui.common import PRIVATE, Outputs, by_name
 
@@ -31,9 +32,10 @@ class CalibrationHandlers:
             calibration = self.calibration(run)
         except (ValueError, OSError) as err:
             return {"calibration": self.service.explain(err), "reliability": None, "coverage": None, "readout": ""}
-        # an evaluation folder holds no model: the Ask tab never answers at its temperature
-        return {"calibration": calibration_views.calibration_text(calibration,
-                                                                  has_model(self.service.run_path(run))),
+        # an evaluation folder, or a run stopped before its end, holds no model: the Ask tab never answers at its fit
+        folder = self.service.run_path(run)
+        return {"calibration": calibration_views.calibration_text(calibration, has_model(folder),
+                                                                  is_evaluation_folder(Path(folder))),
                 # no 'after temperature scaling' line where no temperature was fitted: it would be the bars again
                 "reliability": plots.reliability_figure(calibration.bins_before, calibration.ece_before,
                                                         () if calibration.unfitted else calibration.bins_after,
