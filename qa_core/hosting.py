@@ -10,7 +10,8 @@ from pathlib import Path
 
 from qa_core.config import DEFAULT_MODEL, QAConfig
 from qa_core.data_sources import looks_like_a_path
-from qa_core.run_files import RECORDS_FILE, RUN_FILE, has_model, is_evaluation_folder, read_run_info
+from qa_core.run_files import (RECORDS_FILE, RUN_FILE, evaluation_folder_refusal, has_model, is_evaluation_folder,
+                               read_run_info)
 
 # Defaults of the request limits; bench/results/limits.json holds the measurements behind them.
 MAX_CONTEXT_CHARS = 15_000
@@ -281,8 +282,7 @@ def check_model_folder(name: str, can_resume: bool = True) -> str:
     if not folder.is_dir() or has_model(folder):
         return name
     if is_evaluation_folder(folder):
-        raise ValueError(f"{folder.name} is an evaluation folder (train.py evaluate): it holds the records, not "
-                         f"the model that was evaluated; ask that model in the Ask tab")
+        raise ValueError(evaluation_folder_refusal(folder).web)
     try:
         status = read_run_info(folder).status
     except ValueError:

@@ -20,7 +20,7 @@ from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGH
 
 from qa_core.config import DEFAULT_MODEL, QAConfig
 from qa_core.batching import BatchFormat
-from qa_core.run_files import (CONFIG_FILE, EVAL_MODEL_FILE, MODEL_DIR, RUN_FILE, is_evaluation_folder,
+from qa_core.run_files import (CONFIG_FILE, MODEL_DIR, RUN_FILE, evaluation_folder_refusal, is_evaluation_folder,
                                model_folder)
 
 logger = logging.getLogger(__name__)
@@ -79,24 +79,11 @@ def resolve_model(name_or_path: str | None) -> str:
 
 
 def not_a_model(folder: Path) -> str:
-    """Why a folder without config.json is no model: an evaluation folder (records, no run.json) is told as one, with
-    the model it evaluated where it names it, rather than as some folder transformers cannot read."""
-    if not is_evaluation_folder(folder):
-        return f"{folder}: folder has no {CONFIG_FILE}, so it is not a transformers model"
-    evaluated = evaluated_model(folder)
-    use = f"the model it evaluated, {evaluated}," if evaluated else "the model it evaluated"
-    unnamed = "" if evaluated else " (its files do not name it)"
-    return (f"{folder} is an evaluation folder (train.py evaluate --output_dir): it holds that evaluation's records "
-            f"and scores, not a model; use {use} instead{unnamed}")
-
-
-def evaluated_model(folder: Path) -> str | None:
-    """The model an evaluation folder's eval_model.json names; None for a folder from before it was written."""
-    try:
-        named = json.loads((folder / EVAL_MODEL_FILE).read_text(encoding="utf-8")).get("model_name_or_path")
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return None
-    return named if isinstance(named, str) and named else None
+    """Why a folder without config.json is no model: an evaluation folder is told as one (run_files), rather than
+    as some folder transformers cannot read."""
+    if is_evaluation_folder(folder):
+        return str(evaluation_folder_refusal(folder))
+    return f"{folder}: folder has no {CONFIG_FILE}, so it is not a transformers model"
 
 
 HUB_HOST = ("huggingface.co", 443)

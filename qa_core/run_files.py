@@ -227,6 +227,28 @@ def is_evaluation_folder(folder: Path) -> bool:
     return not (folder / RUN_FILE).is_file() and (folder / RECORDS_FILE).is_file()
 
 
+def evaluated_model(folder: Path) -> str | None:
+    """The model an evaluation folder's eval_model.json names; None for a folder from before it was written."""
+    try:
+        named = json.loads((folder / EVAL_MODEL_FILE).read_text(encoding="utf-8")).get("model_name_or_path")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    return named if isinstance(named, str) and named else None
+
+
+def evaluation_folder_refusal(folder: Path) -> RunRefused:
+    """An evaluation folder given as a model, told as one with the model it evaluated where its files name it:
+    train.py gives that model's path; the web app its name only (a folder's last part), no server path."""
+    evaluated = evaluated_model(folder)
+    unnamed = "" if evaluated else " (its files do not name it)"
+    shown = Path(evaluated).name if evaluated and Path(evaluated).is_absolute() else evaluated
+    said = "it holds that evaluation's records and scores, not a model"
+    return RunRefused(f"{folder} is an evaluation folder (train.py evaluate --output_dir): {said}; use the model it "
+                      f"evaluated{f', {evaluated},' if evaluated else ''} instead{unnamed}",
+                      f"{folder.name} is an evaluation folder (train.py evaluate): {said}; ask the model it evaluated"
+                      f"{f', {shown},' if shown else ''} instead{unnamed}")
+
+
 def model_slug(model: str) -> str:
     """A short file-name-safe name for a model: 'embedded', a folder's name or a hub id's last part."""
     name = Path(model.rstrip("/")).name or "model"

@@ -21,7 +21,7 @@ from qa_core.data import DataError, load_examples
 from qa_core.data_sources import LoadingCancelled, loading_limits
 from qa_core.hosting import (PRIVATE_NETWORKS, Settings, TrainLimits, check_model, check_model_folder, check_request,
                              check_run, default_name, scrub, trusted_proxies)
-from qa_core.run_files import RECORDS_FILE, RunInfo
+from qa_core.run_files import EVAL_MODEL_FILE, RECORDS_FILE, RunInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -298,8 +298,14 @@ def test_a_folder_without_a_model_is_refused_with_why(tiny_model_dir: Path, tmp_
     evaluation = tmp_path / "evaluation"
     evaluation.mkdir()
     (evaluation / RECORDS_FILE).write_text("", encoding="utf-8")
-    with pytest.raises(ValueError, match="evaluation is an evaluation folder"):
+    with pytest.raises(ValueError, match="evaluation is an evaluation folder") as refused:
         check_model_folder(str(evaluation))
+    assert str(refused.value).endswith("ask the model it evaluated instead (its files do not name it)")
+    # the rule train.py follows, worded for the web: the evaluated model by its name, no server path
+    (evaluation / EVAL_MODEL_FILE).write_text(json.dumps({"model_name_or_path": str(tmp_path / "runs" / "r1")}))
+    with pytest.raises(ValueError, match=r"ask the model it evaluated, r1, instead$") as refused:
+        check_model_folder(str(evaluation))
+    assert str(tmp_path) not in str(refused.value)
     stopped = tmp_path / "stopped"
     write_run_info(stopped, RunInfo("cancelled", QAConfig(output_dir=str(stopped)).to_dict()))
     with pytest.raises(ValueError, match="run stopped is cancelled and has no final model; resume it in the Train"):
