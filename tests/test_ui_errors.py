@@ -345,6 +345,21 @@ def test_the_threshold_slider_reaches_the_run_s_thresholds_exactly(service, runs
     assert evaluated == 0.0 and f"F1 {metrics['f1']:.1f}" in ui.summarize("v2-run", evaluated)["summary"]
 
 
+def test_the_best_f1_button_shows_only_where_there_is_a_best_f1_threshold(service, runs):
+    """Found in review: an evaluation whose metrics hold no best-F1 threshold kept a Best F1 button that did
+    nothing when clicked."""
+    ui = ErrorsHandlers(service)
+    assert ui.pick_run("v2-run")["best"]["visible"] is True
+    copy = runs / "v2-no-best"
+    shutil.copytree(runs / "v2", copy)
+    try:
+        metrics = json.loads((copy / "eval_metrics.json").read_text())
+        (copy / "eval_metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if not k.startswith("best")}))
+        assert ui.pick_run("v2-no-best")["best"]["visible"] is False
+    finally:
+        shutil.rmtree(copy)
+
+
 def test_the_tab_says_which_threshold_the_ask_tab_answers_at(service, runs):
     """The slider starts where the run was evaluated (its figures are eval_metrics.json's), while the Ask tab answers
     at the best-F1 threshold: a row sent there could flip, with nothing on the page to say why."""

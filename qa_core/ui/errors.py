@@ -47,13 +47,13 @@ class ErrorsHandlers:
             records = ()
         if not views.is_squad_v2(records):
             hidden = gr.update(visible=False)
-            return {"threshold": hidden, "presets": hidden, "kind": gr.update(visible=False, value=V2_ERRORS[0]),
-                    **self.summarize(run, None)}
+            return {"threshold": hidden, "presets": hidden, "best": hidden,
+                    "kind": gr.update(visible=False, value=V2_ERRORS[0]), **self.summarize(run, None)}
         slider = self.slider(run, records)
         return {"threshold": gr.update(visible=True, minimum=slider.minimum, maximum=slider.maximum,
                                        value=slider.evaluated, step=THRESHOLD_STEP, info=slider.info),
-                "presets": gr.update(visible=True), "kind": gr.update(visible=True),
-                **self.summarize(run, slider.evaluated)}
+                "presets": gr.update(visible=True), "best": gr.update(visible=slider.best is not None),
+                "kind": gr.update(visible=True), **self.summarize(run, slider.evaluated)}
 
     def slider(self, run: str | None, records: Sequence[QuestionRecord] | None = None) -> ThresholdSlider:
         """The threshold slider of a SQuAD 2.0 run: evaluated at the run's threshold; the best-F1 one of its
@@ -74,7 +74,7 @@ class ErrorsHandlers:
 
     def best_threshold(self, run: str | None) -> Outputs:
         """The slider at the evaluation's best-F1 threshold (exactly, or on the slider's grid where that re-scores
-        the same), where the Ask tab answers; its F1 is the evaluation's best_f1."""
+        the same), where the Ask tab answers with the run's model; its F1 is the evaluation's best_f1."""
         try:
             best = self.slider(run).best
         except (ValueError, OSError):
@@ -227,7 +227,7 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
                "attribution": gr.Plot(label="Attributions per token", elem_id="errors-why")}
         build_compare_panel(service, run)
         build_calibration_panel(service, run)
-    picked = {**summary, "threshold": threshold, "presets": presets["row"], "kind": filters[7]}
+    picked = {**summary, "threshold": threshold, "presets": presets["row"], "best": presets["best"], "kind": filters[7]}
     run.change(by_name(ui.pick_run, picked), run, list(picked.values()), api_name="ui_summarize", **PRIVATE)
     selection = {**detail, **why}
     run.change(by_name(ui.forget_selection, selection), None, list(selection.values()),
@@ -248,7 +248,8 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
 
 def threshold_controls() -> tuple[gr.Slider, dict[str, Any]]:
     """The SQuAD 2.0 threshold slider, and buttons that put it exactly where the run was evaluated or at the
-    evaluation's best-F1 threshold (where the Ask tab answers), which its steps may miss; hidden for v1.1 runs."""
+    evaluation's best-F1 threshold (where the Ask tab answers with a run's model), which its steps may miss; hidden
+    for v1.1 runs, the second where the evaluation has no best-F1 threshold."""
     with gr.Row(visible=False, elem_id="errors-threshold-row") as row:
         # min_width: on a phone the buttons go under the slider, which kept a third of the width beside them
         threshold = gr.Slider(-10, 10, 0, step=THRESHOLD_STEP, visible=False, scale=4, min_width=320,
