@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from qa_core.divergence import ruined_message
 from qa_core.run_files import find_checkpoint, read_run_info
 from qa_core.run_picker import model_choices
 from qa_core.training import TrainingError, train
@@ -55,8 +56,24 @@ def test_weights_ruined_by_the_last_step_are_not_saved_as_a_finished_run(tokeniz
                                             r"bert\.embeddings\.position_embeddings\.weight\)"):
         train(config)
     info = read_run_info(tmp_path / "run")
-    assert info.status == "failed" and "--learning_rate" in info.error
+    assert info.status == "failed" and "gradients were finite: check the model's weights" in info.error
+    assert "--learning_rate (now 0.01) or --weight_decay (now 0.01)" in info.error  # no cause claimed alone
     assert not (tmp_path / "run" / "model").exists() and find_checkpoint(tmp_path / "run") is None
+
+
+@pytest.mark.parametrize("weight_decay, cli_words, web_words", [
+    (0.01, "lower --learning_rate (now 0.01) or --weight_decay (now 0.01)",
+     "lower learning_rate (now 0.01) or weight_decay (now 0.01)"),
+    (0.0, "lower --learning_rate (now 0.01)", "lower learning_rate (now 0.01)"),
+])
+def test_ruined_weights_advice_names_what_can_ruin_them_in_both_wordings(weight_decay, cli_words, web_words,
+                                                                         tmp_path: Path) -> None:
+    config = tiny_config(tmp_path, tmp_path / "d.json", tmp_path / "run", weight_decay=weight_decay)
+    cli_text, web_text = ruined_message(config, 1, ["bert.embeddings.position_embeddings.weight"])
+    assert "gradients were finite: check the model's weights" in cli_text and cli_words in cli_text
+    assert "gradients were finite: check the model's weights" in web_text and web_words in web_text
+    assert cli_text.endswith(cli_words) and web_text.endswith(web_words)  # weight_decay only where it is set
+    assert "--" not in web_text and "another --output_dir" in cli_text
 
 
 def _model_with_an_infinite_unused_position(tokenizer, folder: Path) -> Path:
