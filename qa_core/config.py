@@ -16,9 +16,12 @@ DEFAULT_MODEL = "embedded"
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
                  "inverse_sqrt")
 PARTIAL_ANSWER_LABELS = ("cls", "clip")
-# Far above AdamW's rates for BERT-sized models (1e-5 to 1e-3): a rate of 1e30 trained to finite garbage weights,
-# which no divergence check sees, and saved them as a finished run.
+# Far above AdamW's rates for BERT-sized models (1e-5 to 1e-3): a larger rate can throw the weights to finite
+# garbage, which no check for non-finite values sees, so such a run would be saved as finished.
 MAX_LEARNING_RATE = 1.0
+# Far above the decays used to fine-tune BERT (0 to 0.1). With the rate bounded too, AdamW's decoupled decay factor
+# 1 - learning_rate * weight_decay stays in [0, 1]: a larger decay flips and grows the weights every step instead.
+MAX_WEIGHT_DECAY = 1.0
 
 
 def _opt(default: Any, help: str) -> Any:
@@ -40,7 +43,8 @@ class QAConfig:
     learning_rate: float = _opt(2e-4, f"Peak learning rate of AdamW, at most {MAX_LEARNING_RATE:g}; the default "
                                       "suits the embedded 6-layer MiniLM (BERT-base-sized models: 3e-5 to 5e-5, as "
                                       "run_qa.py).")
-    weight_decay: float = _opt(0.01, "AdamW weight decay (not applied to biases and LayerNorm).")
+    weight_decay: float = _opt(0.01, f"AdamW weight decay, at most {MAX_WEIGHT_DECAY:g}; not applied to biases and "
+                                      "LayerNorm.")
     warmup_ratio: float = _opt(0.1, "Fraction of the optimizer steps spent warming the learning rate up linearly.")
     lr_scheduler_type: str = _opt("linear", "Learning-rate decay after the warm-up: " + ", ".join(LR_SCHEDULERS) + ".")
     max_grad_norm: float = _opt(1.0, "Gradient clipping norm.")
@@ -96,6 +100,9 @@ class QAConfig:
                              f"models: about 1e-5 to 1e-3), got {self.learning_rate:g}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.weight_decay > MAX_WEIGHT_DECAY:
+            raise ValueError(f"weight_decay must be at most {MAX_WEIGHT_DECAY:g} (AdamW's decays for BERT fine-tuning: "
+                             f"0 to 0.1), got {self.weight_decay:g}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         _check_length(self)

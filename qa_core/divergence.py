@@ -11,9 +11,9 @@ from qa_core.run_files import find_checkpoint
 
 
 def nonfinite_parameters(model: torch.nn.Module) -> list[str]:
-    """Names of the parameters holding NaN or infinity. The gradient norm is checked before every update, but an
-    update can itself overflow, which shows only in the weights: at the learning rates QAConfig takes, through
-    AdamW's decoupled weight decay (weights times 1 - learning_rate * weight_decay)."""
+    """Names of the parameters holding NaN or infinity. The gradient norm is checked before every update, but
+    weights can stop being finite with finite gradients, which shows only in them: an update that overflows, or a
+    non-finite value the model came with in a row no step gathers (a damaged model file)."""
     with torch.no_grad():
         return [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
 
@@ -30,7 +30,7 @@ def ruined_message(config: QAConfig, step: int, names: list[str]) -> tuple[str, 
     """(train.py's words, the web app's), as diverged_message."""
     said = (f"training diverged: the weights are no longer finite after step {step} ({len(names)} tensors, "
             f"e.g. {names[0]}); {kept_checkpoint(config)}")
-    cli, web = remedies(config, bf16=False)
+    cli, web = weights_remedies(config)
     return f"{said}. {cli}", f"{said}. {web}"
 
 
@@ -41,6 +41,17 @@ def remedies(config: QAConfig, bf16: bool) -> tuple[str, str]:
     cli_bf16, web_bf16 = (", --no-bf16", ", bf16 off") if bf16 else ("", "")
     return (f"Start a new run (another --output_dir) with a lower --learning_rate {rate}{cli_bf16} or a higher "
             f"--warmup_ratio", f"Start a new run with a lower learning_rate {rate}{web_bf16} or a higher warmup_ratio")
+
+
+def weights_remedies(config: QAConfig) -> tuple[str, str]:
+    """As remedies, for weights gone non-finite with finite gradients: that cause is not known (a damaged model
+    file can do it too), so every option that scales the weights is named, and the model first."""
+    rate, decay = f"(now {config.learning_rate:g})", f"(now {config.weight_decay:g})"
+    cli_decay, web_decay = ((f" or --weight_decay {decay}", f" or weight_decay {decay}") if config.weight_decay
+                            else ("", ""))  # no decay: none to lower
+    said = "The gradients were finite: check the model's weights"
+    return (f"{said}, or start a new run (another --output_dir) with a lower --learning_rate {rate}{cli_decay}",
+            f"{said}, or start a new run with a lower learning_rate {rate}{web_decay}")
 
 
 def kept_checkpoint(config: QAConfig) -> str:

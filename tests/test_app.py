@@ -227,6 +227,7 @@ def test_the_train_form_is_built_from_the_config(ui, settings, tmp_path):
     (DATA_CHOICES[1], {}, "no file uploaded"), (DATA_CHOICES[2], {}, "no data path"),
     (DATA_CHOICES[0], {"learning_rate": -0.1}, "learning_rate must be > 0, got -0.1"),
     (DATA_CHOICES[0], {"learning_rate": 1e30}, "learning_rate must be at most 1 "),
+    (DATA_CHOICES[0], {"weight_decay": 1e38}, "weight_decay must be at most 1 "),
     (DATA_CHOICES[0], {"max_steps": 2.5}, "max_steps must be a whole number")])
 def test_bad_training_settings_are_refused(ui, choice, values, expected):
     message = ui.train.start_training(None, "", choice, None, "", "", *form(**values))["message"]
@@ -234,11 +235,12 @@ def test_bad_training_settings_are_refused(ui, choice, values, expected):
     assert ui.service.jobs.snapshot().status == "idle"
 
 
-def test_the_train_form_says_the_learning_rate_s_bound():
-    """The form takes QAConfig's bound as the command line does: its field says it, starting refuses past it."""
+def test_the_train_form_says_the_learning_rate_s_and_weight_decay_s_bounds():
+    """The form takes QAConfig's bounds as the command line does: each field says its own, starting refuses past it."""
     from qa_core.ui.train import option_input
 
     assert "at most 1;" in option_input("learning_rate", QAConfig().learning_rate).info
+    assert "at most 1;" in option_input("weight_decay", QAConfig().weight_decay).info
 
 
 def test_training_can_be_switched_off(settings):

@@ -43,6 +43,9 @@ from qa_core.config import QAConfig
     # found by trying the CLI: a rate of 1e30 trained to finite garbage, saved as a finished run
     ({"learning_rate": 1e30}, r"learning_rate must be at most 1 .*, got 1e\+30"),
     ({"learning_rate": 1.5}, r"learning_rate must be at most 1 .*, got 1.5"),
+    # found in review: a decay of 1e38 makes AdamW's factor 1 - learning_rate * weight_decay hugely negative
+    ({"weight_decay": 1.5}, r"weight_decay must be at most 1 .*, got 1.5"),
+    ({"weight_decay": 1e38}, r"weight_decay must be at most 1 .*, got 1e\+38"),
 ])
 def test_bad_values_are_refused_naming_the_option(changes: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -53,6 +56,7 @@ def test_bad_values_are_refused_naming_the_option(changes: dict, message: str) -
     {"max_train_samples": 1, "max_eval_samples": 1}, {"seed": 0}, {"seed": 2**32 - 1},
     {"dataloader_num_workers": 0}, {"num_train_epochs": 0.0, "max_steps": 2},
     {"learning_rate": 1, "num_train_epochs": 2}, {"max_steps": 2**31 - 1}, {"max_eval_samples": None},
+    {"weight_decay": 1.0},
 ])
 def test_edge_values_are_accepted(changes: dict) -> None:
     QAConfig(**changes)

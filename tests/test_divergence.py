@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 from pathlib import Path
 
@@ -10,9 +11,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from qa_core.divergence import ruined_message
 from qa_core.run_files import find_checkpoint, read_run_info
 from qa_core.run_picker import model_choices
 from qa_core.training import TrainingError, train
+from tests.conftest import tiny_bert
 from tests.overfit_data import write_tiny_squad
 from tests.tiny_runs import cli, tiny_config
 
@@ -41,17 +44,42 @@ def test_a_diverging_run_fails_clearly_keeps_its_checkpoint_and_is_not_offered(o
     assert all(path != str(run) for _, path in model_choices(tmp_path / "runs"))
 
 
-def test_weights_ruined_by_the_last_step_are_not_saved_as_a_finished_run(overflowing_model_dir: Path,
-                                                                         tmp_path: Path) -> None:
-    """The gradient norm is checked before each update; an update that overflows the weights shows only in them.
-    At a learning rate QAConfig takes, AdamW's steps stay small; its decoupled weight decay multiplies the weights
-    by 1 - learning_rate * weight_decay, -1e36 here, which overflows the model's largest weight (1e20, a word
-    this step does not train on) in one step."""
+def test_weights_ruined_by_the_last_step_are_not_saved_as_a_finished_run(tokenizer, tmp_path: Path) -> None:
+    """The gradient norm is checked before each update; weights that stop being finite with finite gradients show
+    only in the weights. Here a position embedding past every window's length (64 of 512) is infinite: it is never
+    gathered, so the loss and gradients stay finite, and AdamW leaves it infinite (its gradient is zero; the decay
+    multiplies it by 1 - learning_rate * weight_decay, in [0, 1] at the options QAConfig takes)."""
     data = write_tiny_squad(tmp_path / "d.json")
-    config = tiny_config(overflowing_model_dir, data, tmp_path / "run", max_steps=1, weight_decay=1e38, bf16=False)
+    config = tiny_config(_model_with_an_infinite_unused_position(tokenizer, tmp_path / "model"), data,
+                         tmp_path / "run", max_steps=1, bf16=False)
     with pytest.raises(TrainingError, match=r"weights are no longer finite after step 1 \(1 tensors, e\.g\. "
-                                            r"bert\.embeddings\.word_embeddings\.weight\)"):
+                                            r"bert\.embeddings\.position_embeddings\.weight\)"):
         train(config)
     info = read_run_info(tmp_path / "run")
-    assert info.status == "failed" and "--learning_rate" in info.error
+    assert info.status == "failed" and "gradients were finite: check the model's weights" in info.error
+    assert "--learning_rate (now 0.01) or --weight_decay (now 0.01)" in info.error  # no cause claimed alone
     assert not (tmp_path / "run" / "model").exists() and find_checkpoint(tmp_path / "run") is None
+
+
+@pytest.mark.parametrize("weight_decay, cli_words, web_words", [
+    (0.01, "lower --learning_rate (now 0.01) or --weight_decay (now 0.01)",
+     "lower learning_rate (now 0.01) or weight_decay (now 0.01)"),
+    (0.0, "lower --learning_rate (now 0.01)", "lower learning_rate (now 0.01)"),
+])
+def test_ruined_weights_advice_names_what_can_ruin_them_in_both_wordings(weight_decay, cli_words, web_words,
+                                                                         tmp_path: Path) -> None:
+    config = tiny_config(tmp_path, tmp_path / "d.json", tmp_path / "run", weight_decay=weight_decay)
+    cli_text, web_text = ruined_message(config, 1, ["bert.embeddings.position_embeddings.weight"])
+    assert "gradients were finite: check the model's weights" in cli_text and cli_words in cli_text
+    assert "gradients were finite: check the model's weights" in web_text and web_words in web_text
+    assert cli_text.endswith(cli_words) and web_text.endswith(web_words)  # weight_decay only where it is set
+    assert "--" not in web_text and "another --output_dir" in cli_text
+
+
+def _model_with_an_infinite_unused_position(tokenizer, folder: Path) -> Path:
+    model = tiny_bert(len(tokenizer))
+    with torch.no_grad():
+        model.bert.embeddings.position_embeddings.weight[-1] = math.inf
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
