@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DATA_OPTIONS = {"train": "train_file", "evaluate": "validation_file"}  # the data each command cannot do without
-PREDICT_ALTERNATIVES = 5  # alternatives predict prints, as many as the Ask tab shows
+PREDICT_ALTERNATIVES = 5  # distinct texts predict prints: the Ask tab asks for five spans, which may repeat one
 
 
 class ProgressBar:

@@ -9,6 +9,7 @@ import pandas as pd
 
 from qa_core.error_analysis import PAIR_OUTCOMES
 from qa_core.views import highlight, shown_prediction
+from qa_core.wording import count
 
 if TYPE_CHECKING:
     from qa_core.compare import Comparison, PairedRecord
@@ -17,7 +18,8 @@ if TYPE_CHECKING:
 def comparison_text(comparison: Comparison) -> str:
     """Both runs' EM and F1 with the difference and its paired bootstrap interval, and the outcome counts."""
     a, b = Path(comparison.run_a).name, Path(comparison.run_b).name
-    lines = [f"A = {a} · B = {b} · {comparison.questions} questions (same data: {comparison.check.method})", ""]
+    lines = [f"A = {a} · B = {b} · {count(comparison.questions, 'question')} "
+             f"(same data: {comparison.check.method})", ""]
     for m in comparison.metrics:
         label = "EM" if m.name == "exact_match" else "F1"
         lines.append(f"{label}: A {m.a:.1f} · B {m.b:.1f} · B − A {m.difference:+.1f} "
