@@ -398,15 +398,21 @@ def test_a_stopped_run_is_resumed_from_the_train_tab(page):
     page.save_screenshot(str(ARTIFACTS / "4-resumed.png"))
 
 
-def test_cancelling_gives_way_to_how_the_job_ended(page):
-    """'Cancelling after the current step.' stays in the Message box only while it is true."""
-    open_tab(page, "Train")
-    for name, value in (("max_steps", 2000), ("per_device_train_batch_size", 4), ("max_seq_length", 128),
-                        ("doc_stride", 32)):
+def start_long_job(page, options: tuple[tuple[str, int], ...], timeout: float):
+    """Start a job of 2,000 steps with these options from the Train tab: the 'Started job N' match, and a reader of
+    the Message box."""
+    for name, value in (("max_steps", 2000), *options):
         set_number(page, name, value)
     find(page, "#train-start").click()
     message = lambda: find(page, "#train-message textarea").get_attribute("value")  # noqa: E731
-    started = wait_for(lambda: re.match(r"Started job (\d+)", message()), 30, "the job to start")
+    return wait_for(lambda: re.match(r"Started job (\d+)", message()), timeout, "the job to start"), message
+
+
+def test_cancelling_gives_way_to_how_the_job_ended(page):
+    """'Cancelling after the current step.' stays in the Message box only while it is true."""
+    open_tab(page, "Train")
+    started, message = start_long_job(page, (("per_device_train_batch_size", 4), ("max_seq_length", 128),
+                                             ("doc_stride", 32)), 30)
     find(page, "#train-cancel").click()
     wait_for(lambda: message() == "Cancelling after the current step." or message().startswith(
         f"Job {started[1]} cancelled"), 30, "the cancel to be taken")
@@ -434,12 +440,8 @@ def test_the_job_buttons_show_whether_a_job_runs_in_every_tab(page):
     url, first = page.current_url, page.current_window_handle
     open_tab(page, "Train")
     wait_for(lambda: job_buttons(page) == IDLE, 30, f"the buttons of an idle server, not {job_buttons(page)}")
-    for name, value in (("max_steps", 2000), ("per_device_train_batch_size", 16), ("max_seq_length", 256),
-                        ("doc_stride", 64)):
-        set_number(page, name, value)
-    find(page, "#train-start").click()
-    message = lambda: find(page, "#train-message textarea").get_attribute("value")  # noqa: E731
-    started = wait_for(lambda: re.match(r"Started job (\d+)", message()), 60, "the job to start")
+    started, message = start_long_job(page, (("per_device_train_batch_size", 16), ("max_seq_length", 256),
+                                             ("doc_stride", 64)), 60)
     wait_for(lambda: job_buttons(page) == RUNNING, 10, "Start to give way to Cancel in the tab that started it")
     page.switch_to.new_window("tab")
     try:

@@ -181,16 +181,21 @@ def set_threshold(driver, value: float) -> None:
     find(driver, "#errors-summary").click()  # the box takes its value when it loses the focus
 
 
+def show_run(driver, url: str, run: str, summary_start: str) -> None:
+    """Open the app's Errors tab on a run and wait for its summary line."""
+    driver.get(url)
+    wait_for(lambda: find(driver, "#ask-question textarea"), 60, "the Ask tab")
+    open_tab(driver, "Errors")
+    pick_run(driver, run)
+    wait_for(lambda: summary(driver).startswith(summary_start), 60, f"the summary of {run}")
+
+
 def test_squad_v2_thresholds_and_abstentions(v2_server, browser):  # noqa: F811 (the fixture imported above)
     """Found by trying the app: picking a run whose records hold a context without any span broke the session (the
     slider's 309-digit maximum was no JSON); the slider could not reach the best-F1 threshold; an abstained row
     showed only the gold."""
     url, runs = v2_server
-    browser.get(url)
-    wait_for(lambda: find(browser, "#ask-question textarea"), 60, "the Ask tab")
-    open_tab(browser, "Errors")
-    pick_run(browser, "v2-blank")
-    wait_for(lambda: summary(browser).startswith("9 questions"), 60, "the summary of the run with a blank context")
+    show_run(browser, url, "v2-blank", "9 questions")  # the run with a blank context
     slider = find(browser, "#errors-threshold input[type=range]")
     assert -20 < float(slider.get_attribute("min")) < float(slider.get_attribute("max")) < 20
     pick_run(browser, "v2-run")  # the session still answers
@@ -219,11 +224,7 @@ def test_the_errors_tab_reads_at_1400_px_and_on_a_phone(v2_server, browser):  # 
     """Found by trying the app at 1400 px: bar labels ran together ("n=109n=658"), the Sort choice was cut short
     and the F1 sliders scrolled sideways."""
     url, _ = v2_server
-    browser.get(url)
-    wait_for(lambda: find(browser, "#ask-question textarea"), 60, "the Ask tab")
-    open_tab(browser, "Errors")
-    pick_run(browser, "many")
-    wait_for(lambda: summary(browser).startswith("950 questions"), 60, "the summary")
+    show_run(browser, url, "many", "950 questions")
     wait_for(lambda: browser.execute_script(LAYOUT)["labels"] == len(WORD_COUNTS), 60, "the bar labels")
     clear = {"labels": len(WORD_COUNTS), "touching": 0, "scrolled": [], "sortCut": False}
     assert (layout := browser.execute_script(LAYOUT)) == clear, layout
