@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,15 @@ def history_plot(run: str | Path) -> Any:
     return plots.history_figure(read_history(Path(run) / HISTORY_FILE))
 
 
+def sets_buttons(handler: Callable[..., Outputs]) -> Callable[..., Outputs]:
+    """For a click that may start a job: the job buttons too, as the job is now, so that the clicking tab need not
+    wait for the poll's next tick to cancel."""
+    @functools.wraps(handler)  # Gradio reads the handler's signature (gr.Request) through __wrapped__
+    def with_buttons(self: Any, *args: Any, **kwargs: Any) -> Outputs:
+        return {**handler(self, *args, **kwargs), **self.buttons()}
+    return with_buttons
+
+
 class TrainHandlers:
     """The Train tab's event handlers: each calls the service and returns its outputs by name."""
 
@@ -73,6 +84,7 @@ class TrainHandlers:
         about a file that is gone."""
         return {"upload_note": upload_note(""), "choice": DATA_CHOICES[0]}
 
+    @sets_buttons
     def start_training(self, request: gr.Request | None, model: str, choice: str, upload: str | None, path: str,
                        eval_data: str, *values: Any) -> Outputs:
         """values: the Train form's inputs, in form_fields() order; request: the visitor's, who owns the job."""
@@ -82,18 +94,17 @@ class TrainHandlers:
                                                dict(zip(form_fields(), values)), upload=uploaded, labels=LABELS)
             snapshot = self.service.start(config, upload if uploaded else None, owner=session_of(request))
         except REFUSED as err:
-            return {"message": f"Not started: {self.service.explain(err, upload if uploaded else None)}",
-                    **self.buttons()}
-        return {"message": f"Started job {snapshot.job_id}: {self.service.explain(snapshot.output_dir)}",
-                **self.buttons()}
+            return {"message": f"Not started: {self.service.explain(err, upload if uploaded else None)}"}
+        return {"message": f"Started job {snapshot.job_id}: {self.service.explain(snapshot.output_dir)}"}
 
+    @sets_buttons
     def start_quick(self, request: gr.Request | None = None) -> Outputs:
         try:
             snapshot = self.service.start(self.service.quick_config(), owner=session_of(request))
         except REFUSED as err:
-            return {"message": f"Not started: {self.service.explain(err)}", **self.buttons()}
+            return {"message": f"Not started: {self.service.explain(err)}"}
         return {"message": f"Started the quick fine-tune (about {QUICK_MINUTES} min): "
-                           f"{self.service.explain(snapshot.output_dir)}", **self.buttons()}
+                           f"{self.service.explain(snapshot.output_dir)}"}
 
     def cancel(self, request: gr.Request | None = None) -> Outputs:
         try:
@@ -102,13 +113,14 @@ class TrainHandlers:
             return {"message": f"Not cancelled: {err}"}
         return {"message": CANCELLING if active else "No training job is running."}
 
+    @sets_buttons
     def resume(self, run: str | None, request: gr.Request | None = None) -> Outputs:
         """Continue a cancelled or failed run from its checkpoint (train.py --resume)."""
         try:
             snapshot = self.service.resume(run, owner=session_of(request))
         except REFUSED as err:
-            return {"message": f"Not resumed: {self.service.explain(err)}", **self.buttons()}
-        return {"message": f"Resumed {Path(snapshot.output_dir).name} as job {snapshot.job_id}", **self.buttons()}
+            return {"message": f"Not resumed: {self.service.explain(err)}"}
+        return {"message": f"Resumed {Path(snapshot.output_dir).name} as job {snapshot.job_id}"}
 
     def buttons(self) -> Outputs:
         """The job buttons as the job is now: the clicking tab need not wait for the poll's next tick to cancel."""
