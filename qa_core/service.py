@@ -126,8 +126,9 @@ class QAService:
         return check_run(run, self.settings)
 
     def runs_json(self) -> list[dict[str, Any]]:
-        """Every run and evaluation-only folder (status "evaluation"): name, status, metrics, whether it has
-        evaluation records (what /run_records reads)."""
+        """Every run and evaluation-only folder (status "evaluation"): name, status, metrics (EM/F1, and a SQuAD 2.0
+        evaluation's HasAns, NoAns and best-threshold figures: run_list.FIGURES), whether it has evaluation records
+        (what /run_records reads)."""
         return [{"run": Path(r.path).name, "status": r.status, "metrics": r.metrics, "has_records": r.has_records}
                 for r in list_runs(self.settings.runs_root, evaluations=True)]
 
