@@ -7,7 +7,6 @@ import functools
 import logging
 import typing
 from collections.abc import Mapping
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from qa_core.compare import Comparison, compare_runs
 from qa_core.config import QAConfig, config_options
 from qa_core.data import load_examples
 from qa_core.data_sources import check_file_size
-from qa_core.error_analysis import QuestionRecord, evaluated_threshold, find_record, run_records
+from qa_core.error_analysis import QuestionRecord, evaluated_threshold, find_record, record_json, run_records
 from qa_core.fairness import LOCAL, Caller, FairWorker
 from qa_core.hosting import (Settings, answer_limits, check_model, check_model_folder, check_request, check_run,
                              default_name, scrub)
@@ -136,8 +135,9 @@ class QAService:
         return run_records(check_run(run, self.settings))
 
     def records_json(self, run: str | None) -> list[dict[str, Any]]:
-        """A run's per-question evaluation records (question, gold answers, prediction, EM, F1, ...)."""
-        return [asdict(r) for r in self.records(run)]
+        """A run's per-question evaluation records (question, gold answers, prediction, EM, F1, ...); null odds
+        null where the context has no span (record_json)."""
+        return [record_json(r) for r in self.records(run)]
 
     def compare(self, run_a: str | None, run_b: str | None) -> Comparison:
         """Run B against run A on the same evaluation data (ValueError otherwise), computed once per pair of files."""
