@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import typing
@@ -10,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from qa_core.calibration import Calibration, answer_calibration, fit_calibration, read_calibration, rescale_result
+from qa_core.calibration import Calibration, calibrate_prediction, fit_calibration, read_calibration
 from qa_core.compare import Comparison, compare_runs
 from qa_core.config import QAConfig, config_options
 from qa_core.data import load_examples
@@ -103,8 +104,8 @@ class QAService:
         """The answer with probabilities at its run's fitted temperature (the Ask tab and /answer alike), that
         temperature (None: the run has no calibration), and why none was fitted where the run has a calibration
         without one (too few evaluation questions)."""
-        temperature, uncalibrated = answer_calibration(loaded.source)
-        return (result if temperature is None else rescale_result(result, temperature)), temperature, uncalibrated
+        prediction, temperature, uncalibrated = calibrate_prediction(result.prediction, loaded.source)
+        return dataclasses.replace(result, prediction=prediction), temperature, uncalibrated
 
     def model_choices(self) -> list[tuple[str, str]]:
         """(label, value) for a model picker: the default, offered hub ids, finished runs, each run once and by
