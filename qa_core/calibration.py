@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from qa_core.error_analysis import QuestionRecord, read_records
-from qa_core.inference import AnswerResult
 from qa_core.postprocess import Prediction
 from qa_core.run_files import CALIBRATION_FILE, NULL_ODDS_FILE, RECORDS_FILE, run_folder
 
@@ -228,19 +227,35 @@ def run_calibration(source: str | Path | None) -> Calibration | None:
 
 
 
-def rescale_prediction(prediction: Prediction, temperature: float) -> Prediction:
-    """The prediction with its alternatives' probabilities temperature-scaled (see scale_probabilities)."""
+def rescale_prediction(prediction: Prediction, temperature: float, shown: int | None = None) -> Prediction:
+    """The prediction with its alternatives' probabilities temperature-scaled (see scale_probabilities).
+
+    shown: how many of its spans the answer shows (all by default; the Ask tab and /answer show ANSWER_TOP_K):
+    those and the rest of the mass are scaled as one vector. A span after them (predict searches further for
+    distinct texts) is part of that rest, and gets its share of the rest's scaled mass by the same rule,
+    p^(1/T) / Z, so that every span has the probability the answer that shows it gives.
+    """
     if temperature == 1.0 or not prediction.alternatives:
         return prediction
     stored = np.array([s.probability for s in prediction.alternatives])
-    scaled = scale_probabilities(np.append(stored, max(0.0, 1.0 - stored.sum())), temperature)
+    head = stored[:shown]
+    rest = max(0.0, 1.0 - head.sum())
+    scaled = scale_probabilities(np.append(head, rest), temperature)
+    tail = stored[len(head):]
+    shares = scaled[-1] * (tail / rest) ** (1.0 / temperature) if rest > 0 else np.zeros_like(tail)
+    probabilities = np.concatenate([scaled[:-1], shares])
     return replace(prediction, alternatives=tuple(replace(s, probability=float(p))
-                                                  for s, p in zip(prediction.alternatives, scaled)))
+                                                  for s, p in zip(prediction.alternatives, probabilities)))
 
 
-def rescale_result(result: AnswerResult, temperature: float) -> AnswerResult:
-    """An Ask answer with its probabilities temperature-scaled."""
-    return replace(result, prediction=rescale_prediction(result.prediction, temperature))
+def calibrate_prediction(prediction: Prediction, source: str,
+                         shown: int | None = None) -> tuple[Prediction, float | None, str | None]:
+    """The prediction with probabilities at its run's fitted temperature (the Ask tab, /answer and predict alike;
+    shown: as rescale_prediction), that temperature (None: the run has no calibration), and why none was fitted
+    where the run has a calibration without one (too few evaluation questions). source: the loaded model's."""
+    temperature, uncalibrated = answer_calibration(source)
+    scaled = prediction if temperature is None else rescale_prediction(prediction, temperature, shown)
+    return scaled, temperature, uncalibrated
 
 
 def outcomes(records: Sequence[QuestionRecord]) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,7 @@ from qa_core.config import QAConfig
 from qa_core.preflight import check_paths
 
 if TYPE_CHECKING:
+    from qa_core.modeling import LoadedModel
     from qa_core.progress import ProgressEvent
 
 logger = logging.getLogger(__name__)
@@ -86,9 +87,8 @@ def warn_if_threshold_unused(args: argparse.Namespace, config: QAConfig) -> None
 
 def run_predict(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
     from qa_core.data import load_examples
-    from qa_core.inference import answer_examples, answer_question, config_for_model
+    from qa_core.inference import answer_examples, config_for_model
     from qa_core.modeling import load_model, warn_if_untrained
-    from qa_core.postprocess import distinct_texts
 
     # the questions first: a bad test file is refused before the model loads
     examples = load_examples(args.test_file, "validation", answers_required=False).examples if args.test_file else ()
@@ -99,20 +99,31 @@ def run_predict(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
     if args.null_score_diff_threshold is not None:  # ...unless a threshold is given
         config = config.replace(null_score_diff_threshold=args.null_score_diff_threshold)
     warn_if_threshold_unused(args, config)
-    if args.test_file:
-        answers = answer_examples(loaded, examples, config)
-        if args.output_file:
-            Path(args.output_file).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.output_file).write_text(json.dumps(answers, ensure_ascii=False, indent=1), encoding="utf-8")
-            return {"output_file": args.output_file, "questions": len(answers)}
-        return answers
-    # every span searched, so that five distinct texts remain once repeated ones are dropped
-    prediction = answer_question(loaded, args.question, args.context, config, top_k=config.n_best_size).prediction
-    # null_score and null_odds null for a SQuAD v1.1 model: the same keys as the app's /answer gives
-    return {"answer": prediction.text, "span": prediction.span, "score": prediction.score,
-            "null_score": prediction.null_score, "null_odds": prediction.null_odds,
-            "alternatives": [{"text": s.text, "probability": round(s.probability, 4)}
-                             for s in distinct_texts(prediction.alternatives)[:PREDICT_ALTERNATIVES]]}
+    if not args.test_file:
+        return predict_one(loaded, args.question, args.context, config)
+    answers = answer_examples(loaded, examples, config)
+    if args.output_file:
+        Path(args.output_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output_file).write_text(json.dumps(answers, ensure_ascii=False, indent=1), encoding="utf-8")
+        return {"output_file": args.output_file, "questions": len(answers)}
+    return answers
+
+
+def predict_one(loaded: LoadedModel, question: str, context: str, config: QAConfig) -> dict[str, Any]:
+    """One answer by /answer's names (postprocess.prediction_json), with its probabilities as /answer gives them:
+    over the same spans, at the run's temperature. Its alternatives list each text once (a text found twice would
+    read as one answer listed twice where no place is shown), at its best occurrence with that span's place."""
+    from qa_core.calibration import calibrate_prediction
+    from qa_core.inference import ANSWER_TOP_K, answer_question
+    from qa_core.postprocess import distinct_texts, prediction_json
+
+    # every span searched (at least the spans /answer's probabilities share), so that five distinct texts remain
+    # once repeated ones are dropped
+    top_k = max(config.n_best_size, ANSWER_TOP_K)
+    prediction = answer_question(loaded, question, context, config, top_k=top_k).prediction
+    prediction, temperature, uncalibrated = calibrate_prediction(prediction, loaded.source, shown=ANSWER_TOP_K)
+    spans = distinct_texts(prediction.alternatives)[:PREDICT_ALTERNATIVES]
+    return prediction_json(prediction, spans, temperature, uncalibrated)
 
 
 def run_app() -> None:

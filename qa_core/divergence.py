@@ -22,7 +22,7 @@ def diverged_message(config: QAConfig, step: int, loss: float, grad_norm: float)
     """(train.py's words, the web app's): what diverged, then which options to change, as each one sets them."""
     said = (f"training diverged at step {step}: loss {loss:.4g}, gradient norm {grad_norm:.4g}; "
             f"{kept_checkpoint(config)}")
-    cli, web = remedies(config, bf16=True)
+    cli, web = remedies(config)
     return f"{said}. {cli}", f"{said}. {web}"
 
 
@@ -34,11 +34,12 @@ def ruined_message(config: QAConfig, step: int, names: list[str]) -> tuple[str, 
     return f"{said}. {cli}", f"{said}. {web}"
 
 
-def remedies(config: QAConfig, bf16: bool) -> tuple[str, str]:
+def remedies(config: QAConfig) -> tuple[str, str]:
     """The usual remedies in train.py's words and the web app's. A new run, because a resume continues with the
-    run's own options, and would diverge again."""
+    run's own options, and would diverge again. bf16 off only where it was on: training's config holds bf16 as
+    it ran (train_setup resolves the default), and a run in fp32 cannot turn it off."""
     rate = f"(now {config.learning_rate:g})"
-    cli_bf16, web_bf16 = (", --no-bf16", ", bf16 off") if bf16 else ("", "")
+    cli_bf16, web_bf16 = (", --no-bf16", ", bf16 off") if config.bf16 is True else ("", "")
     return (f"Start a new run (another --output_dir) with a lower --learning_rate {rate}{cli_bf16} or a higher "
             f"--warmup_ratio", f"Start a new run with a lower learning_rate {rate}{web_bf16} or a higher warmup_ratio")
 

@@ -105,6 +105,14 @@ def is_score(value: float | None) -> bool:
     return value is not None and math.isfinite(value) and abs(value) < SCORE_LIMIT
 
 
+def record_json(record: QuestionRecord) -> dict[str, Any]:
+    """A record for JSON readers (/run_records): a score or null odds that is no score (is_score) is None. The file
+    keeps its stand-in, the largest float, which abstains at any threshold as infinite null odds would; read as a
+    number it would pass for the most confident abstention of all."""
+    values = asdict(record)
+    return {**values, **{k: None for k in ("score", "null_odds") if not is_score(values[k])}}
+
+
 def scored_odds(records: Iterable[QuestionRecord]) -> list[float]:
     """The null odds of SQuAD 2.0 records that are scores (is_score): a threshold can only fall between these."""
     return [r.null_odds for r in records if is_score(r.null_odds)]

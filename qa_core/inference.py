@@ -26,6 +26,9 @@ from qa_core.postprocess import Prediction, SpanSearch, postprocess_predictions,
 from qa_core.run_files import METRICS_FILE, read_run_info, run_folder
 
 logger = logging.getLogger(__name__)
+# Spans an answer lists: the Ask tab's top answers and /answer's alternatives; their probabilities are scaled as
+# one vector at a run's temperature (calibration.rescale_prediction), which predict follows.
+ANSWER_TOP_K = 5
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,7 @@ def run_model(model: torch.nn.Module, features: Sequence[Feature], batch_size: i
 
 
 def answer_question(loaded: LoadedModel, question: str, context: str, config: QAConfig = QAConfig(),
-                    top_k: int = 5, max_windows: int | None = None) -> AnswerResult:
+                    top_k: int = ANSWER_TOP_K, max_windows: int | None = None) -> AnswerResult:
     """Search every window of the context for the best span; also return per-token logits for plots.
 
     A context cut into more than max_windows windows is refused with a ValueError before the model runs."""

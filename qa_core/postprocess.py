@@ -6,6 +6,7 @@ import math
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -158,6 +159,31 @@ def distinct_texts(spans: Sequence[Span]) -> tuple[Span, ...]:
     the records'), where two occurrences of one word would read as one answer listed twice."""
     seen: set[str] = set()
     return tuple(s for s in spans if not (s.text in seen or seen.add(s.text)))
+
+
+def prediction_json(prediction: Prediction, spans: Sequence[Span], temperature: float | None,
+                    uncalibrated: str | None) -> dict[str, Any]:
+    """An answer for programs, by the same names from the app's /answer and `train.py predict` (here, not in the
+    app's views, which predict does not load): text, character span, score and probability of the answer given (an
+    abstention's score is its null score, and it has no probability: the probabilities are the spans'), null score
+    and odds (None outside SQuAD 2.0), the spans listed as alternatives with theirs, and whether the probabilities
+    are scaled at a run's temperature (uncalibrated: why its run has none fitted)."""
+    given = prediction.alternatives[0] if prediction.alternatives and prediction.span else None
+    return {"answer": prediction.text,
+            "start": prediction.span[0] if prediction.span else None,
+            "end": prediction.span[1] if prediction.span else None,
+            "score": json_number(prediction.score), "probability": given.probability if given else None,
+            "null_score": prediction.null_score, "null_odds": json_number(prediction.null_odds),
+            "alternatives": [{"answer": s.text, "start": s.start, "end": s.end, "score": s.score,
+                              "probability": s.probability} for s in spans],
+            "abstained": prediction.abstained,  # SQuAD 2.0 runs: no answer in this context
+            "calibrated": temperature is not None, "temperature": 1.0 if temperature is None else temperature,
+            "uncalibrated_reason": uncalibrated}
+
+
+def json_number(value: float | None) -> float | None:
+    """None for what is no JSON number: the score of no span at all, the null odds of a context without any."""
+    return value if value is not None and math.isfinite(value) else None
 
 
 def null_score(scored: Sequence[tuple[Feature, np.ndarray, np.ndarray]]) -> float:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from qa_core.run_files import METRICS_FILE, RECORDS_FILE, RUN_FILE, RunInfo, is_evaluation_folder, read_run_info
 
@@ -13,7 +15,7 @@ from qa_core.run_files import METRICS_FILE, RECORDS_FILE, RUN_FILE, RunInfo, is_
 class RunSummary:
     path: str
     status: str
-    metrics: dict[str, float]
+    metrics: dict[str, float]  # FIGURES: EM/F1, and a SQuAD 2.0 evaluation's SQUAD_V2_FIGURES
     has_records: bool
     evaluated_again: bool = False  # its records come from `train.py evaluate` into it, not from its training
 
@@ -21,6 +23,11 @@ class RunSummary:
 # The status of an evaluation-only folder (`train.py evaluate --output_dir`): records and metrics, no run.json,
 # no model of its own. Only readers of records list it (list_runs(evaluations=True)).
 EVALUATION = "evaluation"
+# What a SQuAD 2.0 evaluation adds to EM/F1, by evaluate-v2.0.py's names (its exact, f1 and total repeat
+# exact_match, f1 and the two totals): the answerable and unanswerable questions' figures and the best threshold.
+SQUAD_V2_FIGURES = ("HasAns_exact", "HasAns_f1", "HasAns_total", "NoAns_exact", "NoAns_f1", "NoAns_total",
+                    "best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh")
+FIGURES = ("exact_match", "f1", *SQUAD_V2_FIGURES)
 
 
 def list_runs(root: Path, evaluations: bool = False) -> list[RunSummary]:
@@ -36,7 +43,8 @@ def list_runs(root: Path, evaluations: bool = False) -> list[RunSummary]:
                 continue
             stored = evaluation_metrics(folder)
             again = metrics_differ(info.metrics, stored)
-            metrics = {**info.metrics, **stored} if again else info.metrics
+            # evaluated again: none of its training's figures belongs to the records (SQuAD 2.0 ones included)
+            metrics = {**info.metrics, **stored} if again else {**latest_figures(info), **stored}
             runs.append(RunSummary(str(folder), info.status, metrics, (folder / RECORDS_FILE).exists(), again))
         elif evaluations and is_evaluation_folder(folder):
             runs.append(RunSummary(str(folder), EVALUATION, evaluation_metrics(folder), True))
@@ -50,11 +58,25 @@ def evaluated_again(folder: Path, info: RunInfo) -> bool:
 
 
 def metrics_differ(run_metrics: dict[str, float], stored: dict[str, float]) -> bool:
-    return any(run_metrics.get(k) is None or abs(float(run_metrics[k]) - v) > 1e-9 for k, v in stored.items())
+    """Whether the stored EM/F1 are not run.json's (which holds no other figure to compare)."""
+    return any(run_metrics.get(k) is None or abs(float(run_metrics[k]) - v) > 1e-9
+               for k, v in stored.items() if k in ("exact_match", "f1"))
+
+
+def latest_figures(info: RunInfo) -> dict[str, float]:
+    """The FIGURES of the run's latest evaluation: run.json's EM/F1, and the rest from its history's last entry,
+    for a run whose eval_metrics.json is missing or unreadable."""
+    return {**info.metrics, **(figures(info.history[-1]) if info.history else {})}
+
+
+def figures(values: Mapping[str, Any]) -> dict[str, float]:
+    """The FIGURES among values, the question counts (*_total) as whole numbers."""
+    return {k: int(v) if k.endswith("_total") else float(v) for k, v in values.items()
+            if k in FIGURES and isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def evaluation_metrics(folder: Path) -> dict[str, float]:
-    """EM and F1 from an evaluation's eval_metrics.json; none when it is missing or unreadable (the records
+    """The FIGURES of an evaluation's eval_metrics.json; none when it is missing or unreadable (the records
     still are what the Errors tab reads)."""
     try:
         metrics = json.loads((folder / METRICS_FILE).read_text(encoding="utf-8"))
@@ -62,4 +84,4 @@ def evaluation_metrics(folder: Path) -> dict[str, float]:
         return {}
     if not isinstance(metrics, dict):
         return {}
-    return {k: float(v) for k, v in metrics.items() if k in ("exact_match", "f1") and isinstance(v, (int, float))}
+    return figures(metrics)

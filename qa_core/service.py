@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import typing
 from collections.abc import Mapping
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from qa_core.calibration import Calibration, answer_calibration, fit_calibration, read_calibration, rescale_result
+from qa_core.calibration import Calibration, calibrate_prediction, fit_calibration, read_calibration
 from qa_core.compare import Comparison, compare_runs
 from qa_core.config import QAConfig, config_options
 from qa_core.data import load_examples
 from qa_core.data_sources import check_file_size
-from qa_core.error_analysis import QuestionRecord, evaluated_threshold, find_record, run_records
+from qa_core.error_analysis import QuestionRecord, evaluated_threshold, find_record, record_json, run_records
 from qa_core.fairness import LOCAL, Caller, FairWorker
 from qa_core.hosting import (Settings, answer_limits, check_model, check_model_folder, check_request, check_run,
                              default_name, scrub)
@@ -104,8 +104,8 @@ class QAService:
         """The answer with probabilities at its run's fitted temperature (the Ask tab and /answer alike), that
         temperature (None: the run has no calibration), and why none was fitted where the run has a calibration
         without one (too few evaluation questions)."""
-        temperature, uncalibrated = answer_calibration(loaded.source)
-        return (result if temperature is None else rescale_result(result, temperature)), temperature, uncalibrated
+        prediction, temperature, uncalibrated = calibrate_prediction(result.prediction, loaded.source)
+        return dataclasses.replace(result, prediction=prediction), temperature, uncalibrated
 
     def model_choices(self) -> list[tuple[str, str]]:
         """(label, value) for a model picker: the default, offered hub ids, finished runs, each run once and by
@@ -126,8 +126,9 @@ class QAService:
         return check_run(run, self.settings)
 
     def runs_json(self) -> list[dict[str, Any]]:
-        """Every run and evaluation-only folder (status "evaluation"): name, status, metrics, whether it has
-        evaluation records (what /run_records reads)."""
+        """Every run and evaluation-only folder (status "evaluation"): name, status, metrics (EM/F1, and a SQuAD 2.0
+        evaluation's HasAns, NoAns and best-threshold figures: run_list.FIGURES), whether it has evaluation records
+        (what /run_records reads)."""
         return [{"run": Path(r.path).name, "status": r.status, "metrics": r.metrics, "has_records": r.has_records}
                 for r in list_runs(self.settings.runs_root, evaluations=True)]
 
@@ -135,8 +136,9 @@ class QAService:
         return run_records(check_run(run, self.settings))
 
     def records_json(self, run: str | None) -> list[dict[str, Any]]:
-        """A run's per-question evaluation records (question, gold answers, prediction, EM, F1, ...)."""
-        return [asdict(r) for r in self.records(run)]
+        """A run's per-question evaluation records (question, gold answers, prediction, EM, F1, ...); null odds
+        null where the context has no span (record_json)."""
+        return [record_json(r) for r in self.records(run)]
 
     def compare(self, run_a: str | None, run_b: str | None) -> Comparison:
         """Run B against run A on the same evaluation data (ValueError otherwise), computed once per pair of files."""

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import html
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,7 +13,7 @@ import pandas as pd
 from qa_core.data import load_examples
 from qa_core.error_analysis import V2_ERRORS, QuestionRecord, filter_records
 from qa_core.plots import ATTRIBUTION_LEGEND
-from qa_core.postprocess import Prediction, distinct_texts
+from qa_core.postprocess import Prediction, distinct_texts, prediction_json
 from qa_core.run_files import read_run_info
 from qa_core.run_list import evaluated_again
 from qa_core.wording import count
@@ -56,30 +55,13 @@ def alternatives_table(result: AnswerResult | None) -> pd.DataFrame:
 
 def answer_json(result: AnswerResult, model: str, seconds: float, temperature: float | None = None,
                 uncalibrated: str | None = None) -> dict[str, Any]:
-    """An answer for programs: text, character span, score and probability of the answer given, as `train.py
-    predict` scores it (an abstention's score is its null score, and it has no probability: the probabilities are
-    the spans'), null score and odds (None outside SQuAD 2.0), alternatives (the best span first, abstaining or
-    not), windows, milliseconds. Probabilities are temperature-scaled where the run has a calibration, as the Ask
-    tab shows them; uncalibrated: why its run has none fitted."""
+    """An answer for programs (postprocess.prediction_json, as `train.py predict` prints it), with every span
+    searched as an alternative (the best first, abstaining or not: each has its place), the model, windows and
+    milliseconds. Probabilities are temperature-scaled where the run has a calibration, as the Ask tab shows them;
+    uncalibrated: why its run has none fitted."""
     prediction = result.prediction
-    spans = prediction.alternatives
-    given = spans[0] if spans and prediction.span else None
-    return {"model": model, "answer": prediction.text,
-            "start": prediction.span[0] if prediction.span else None,
-            "end": prediction.span[1] if prediction.span else None,
-            "score": json_number(prediction.score), "probability": given.probability if given else None,
-            "null_score": prediction.null_score, "null_odds": json_number(prediction.null_odds),
-            "alternatives": [{"answer": s.text, "start": s.start, "end": s.end, "score": s.score,
-                              "probability": s.probability} for s in spans],
-            "abstained": prediction.abstained,  # SQuAD 2.0 runs: no answer in this context
-            "calibrated": temperature is not None, "temperature": 1.0 if temperature is None else temperature,
-            "uncalibrated_reason": uncalibrated,
+    return {"model": model, **prediction_json(prediction, prediction.alternatives, temperature, uncalibrated),
             "windows": result.windows, "milliseconds": round(seconds * 1000, 2)}
-
-
-def json_number(value: float | None) -> float | None:
-    """None for what is no JSON number: the score of no span at all, the null odds of a context without any."""
-    return value if value is not None and math.isfinite(value) else None
 
 
 def answer_headline(result: AnswerResult, temperature: float | None = None,

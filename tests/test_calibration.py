@@ -88,6 +88,22 @@ def test_calibration_is_stored_in_the_run_and_rescales_ask_predictions(tmp_path)
         calibration.read_calibration(tmp_path)
 
 
+@pytest.mark.parametrize("temperature", [0.5, 3.0])
+def test_spans_after_the_shown_ones_are_scaled_as_their_share_of_the_rest(temperature):
+    """predict searches past the five spans /answer shows (for five distinct texts): the shown spans keep /answer's
+    probabilities, the later ones share the rest's scaled mass by the same rule, best first."""
+    probabilities = (0.4, 0.2, 0.1, 0.08, 0.06, 0.05, 0.04)  # 0.07 of the mass in spans never listed
+    spans = tuple(Span(i, i + 1, f"t{i}", 10.0 - i, p) for i, p in enumerate(probabilities))
+    prediction = Prediction("q", "t0", (0, 1), 10.0, spans)
+    shown = calibration.rescale_prediction(Prediction("q", "t0", (0, 1), 10.0, spans[:5]), temperature)
+    scaled = calibration.rescale_prediction(prediction, temperature, shown=5)
+    assert scaled.alternatives[:5] == shown.alternatives
+    later = [s.probability for s in scaled.alternatives[5:]]
+    rest = 1.0 - sum(s.probability for s in shown.alternatives)
+    assert later[0] > later[1] > 0 and later[0] < rest
+    assert later[0] / later[1] == pytest.approx((0.05 / 0.04) ** (1 / temperature))
+
+
 def test_coverage_curve_matches_counting_by_hand():
     records = [record(0, (0.9,), True), record(1, (0.7,), False, 50.0), record(2, (0.4,), True), record(3, (), False)]
     curve = coverage.coverage_curve(records)

@@ -270,8 +270,84 @@ def test_predict_lists_each_alternative_text_once(tiny_model_dir: Path, capsys: 
     context = "Ann. Ann. Ann. Ann. Ann. Ann. Ann. Ann."  # the tiny BERT ranks two "Ann." spans in its top 5
     assert cli.main(["predict", "--model_name_or_path", str(tiny_model_dir), "--question", "Who?",
                      "--context", context]) == 0
-    texts = [a["text"] for a in json.loads(capsys.readouterr().out)["alternatives"]]
+    texts = [a["answer"] for a in json.loads(capsys.readouterr().out)["alternatives"]]
     assert len(texts) == len(set(texts)) == 5, texts  # five texts still, the next ones taking the freed places
+
+
+# The tiny BERT ranks two "Ann." spans in its top 5, so predict's five texts reach past /answer's five spans.
+REPEATED = ("Who?", "Ann. Ann. Ann. Ann. Ann. Ann. Ann. Ann.")
+
+
+def answered_by_the_app(runs: Path, default: Path, model: str, question: str, context: str) -> dict:
+    """/answer's reply from a local server of runs whose default model is default; model: a run name, or "" for
+    the default."""
+    import asyncio
+
+    from qa_core.hosting import Settings
+    from qa_core.service import QAService
+
+    service = QAService(Settings(runs, str(default), training_enabled=False, fast_inference=False))
+    return asyncio.run(service.answer_json(model, question, context))
+
+
+def predicted(model: Path, capsys: pytest.CaptureFixture, question: str, context: str) -> dict:
+    assert cli.main(["predict", "--model_name_or_path", str(model), "--question", question,
+                     "--context", context]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def calibrated_run(tiny_model_dir: Path, run: Path, temperature: float) -> Path:
+    """A finished run of the tiny model with a temperature fitted (as if on enough questions)."""
+    from qa_core.calibration import Calibration, write_calibration
+    from qa_core.checkpoints import write_run_info
+    from qa_core.run_files import RunInfo
+
+    shutil.copytree(tiny_model_dir, run / "model")
+    write_run_info(run, RunInfo("finished", QAConfig(output_dir=str(run)).to_dict()))
+    write_calibration(run, Calibration(temperature, 0.2, 0.1, 60, (), (), abstentions=0))
+    return run
+
+
+def test_predict_gives_the_probabilities_the_app_gives_at_the_run_s_temperature(tiny_model_dir: Path,
+                                                                               tmp_path: Path,
+                                                                               capsys: pytest.CaptureFixture):
+    """Found by a tester: predict printed the model's raw probabilities where the Ask tab and /answer scale them
+    at the run's fitted temperature, so one question to one model got two probabilities."""
+    run = calibrated_run(tiny_model_dir, tmp_path / "runs" / "calibrated", 3.0)
+    app = answered_by_the_app(run.parent, tiny_model_dir, run.name, *REPEATED)
+    answer = predicted(run, capsys, *REPEATED)
+    assert app["calibrated"] and (answer["calibrated"], answer["temperature"]) == (True, 3.0)
+    assert answer["probability"] == app["probability"] is not None
+    app_spans = {(a["start"], a["end"]): a["probability"] for a in app["alternatives"]}
+    shown = [a for a in answer["alternatives"] if (a["start"], a["end"]) in app_spans]
+    assert len(shown) < len(answer["alternatives"])  # a text past /answer's five spans, scaled at the same rate
+    assert [a["probability"] for a in shown] == [app_spans[a["start"], a["end"]] for a in shown]
+    assert sum(a["probability"] for a in answer["alternatives"]) <= 1.0 + 1e-9
+    raw = predicted(tiny_model_dir, capsys, *REPEATED)  # the same model without a calibration: unscaled
+    assert not raw["calibrated"] and raw["probability"] != answer["probability"]
+
+
+def test_predict_gives_each_alternative_its_span_and_score_as_the_app_does(tiny_model_dir: Path, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture):
+    """Found by a tester: predict's alternatives were texts and probabilities only; /answer gives each its span
+    (character start and end in the context) and score. Each text stays listed once, at its best occurrence."""
+    app = answered_by_the_app(tmp_path / "runs", tiny_model_dir, "", *REPEATED)
+    answer = predicted(tiny_model_dir, capsys, *REPEATED)
+    context = REPEATED[1]
+    assert set(answer) >= set(app) - {"model", "windows", "milliseconds"}  # /answer's keys, /answer's names
+    assert [set(a) for a in answer["alternatives"]] == [set(app["alternatives"][0])] * 5
+    assert all(context[a["start"]:a["end"]] == a["answer"] for a in answer["alternatives"])
+    texts = [a["answer"] for a in answer["alternatives"]]
+    assert len(set(texts)) == 5
+    app_spans = {(a["start"], a["end"]): a for a in app["alternatives"]}
+    for alternative in answer["alternatives"]:  # the best occurrence of each text: the first in /answer's order
+        if (alternative["start"], alternative["end"]) in app_spans:
+            assert alternative == app_spans[alternative["start"], alternative["end"]]
+    best = {}
+    for a in app["alternatives"]:
+        best.setdefault(a["answer"], a)
+    assert all(a == best[a["answer"]] for a in answer["alternatives"] if a["answer"] in best)
+    assert (answer["start"], answer["end"], answer["score"]) == (app["start"], app["end"], app["score"])
 
 
 def strict_json(text: str) -> object:

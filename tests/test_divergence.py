@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from qa_core.divergence import ruined_message
+from qa_core.divergence import diverged_message, ruined_message
 from qa_core.run_files import find_checkpoint, read_run_info
 from qa_core.run_picker import model_choices
 from qa_core.training import TrainingError, train
@@ -29,11 +29,13 @@ def test_a_diverging_run_fails_clearly_keeps_its_checkpoint_and_is_not_offered(o
     done = subprocess.run(cli("train", "--model_name_or_path", str(overflowing_model_dir), "--train_file", str(data),
                               "--validation_file", str(data), "--output_dir", str(run), "--seed", "42",
                               "--max_steps", "20", "--max_seq_length", "64", "--doc_stride", "16",
-                              "--max_query_length", "16", "--per_device_train_batch_size", "2", "--save_steps", "2"),
+                              "--max_query_length", "16", "--per_device_train_batch_size", "2", "--save_steps", "2",
+                              "--no-bf16"),
                           capture_output=True, text=True)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "training diverged at step 3: loss nan" in done.stderr and "--learning_rate" in done.stderr
     assert "Start a new run (another --output_dir)" in done.stderr  # --resume keeps the run's learning rate
+    assert "--no-bf16" not in done.stderr.split("training diverged")[-1]  # it trained in fp32 already
     info = read_run_info(run)
     assert info.status == "failed" and "diverged" in info.error and info.step == 2
     assert not (run / "model").exists()  # no NaN model
@@ -83,3 +85,13 @@ def _model_with_an_infinite_unused_position(tokenizer, folder: Path) -> Path:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.mark.parametrize("bf16", [True, False])
+def test_diverged_advice_offers_bf16_off_only_where_training_ran_in_bf16(bf16: bool, tmp_path: Path) -> None:
+    """Found by a tester: a run trained in fp32 (--no-bf16) that diverged was told to try --no-bf16."""
+    config = tiny_config(tmp_path, tmp_path / "d.json", tmp_path / "run", bf16=bf16)  # as train_setup resolves it
+    cli_text, web_text = diverged_message(config, 3, math.nan, math.nan)
+    assert ("--no-bf16" in cli_text) is bf16 and ("bf16 off" in web_text) is bf16
+    assert "--learning_rate (now 0.01)" in cli_text and "learning_rate (now 0.01)" in web_text
+    assert "--" not in web_text

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 from pathlib import Path
 
 
 from qa_core.checkpoints import write_run_info
 from qa_core.config import QAConfig
+from qa_core.evaluation import run_evaluation
 from qa_core.hosting import Settings, answer_limits
 from qa_core.run_files import RunInfo
 from qa_core.service import QAService
+from tests.v2_data import write_v2
 
 CONTEXT = "A beekeeper named Tomas keeps four hives behind the old mill."
 
@@ -45,3 +48,39 @@ def test_a_public_server_searches_spans_within_its_caps_whatever_a_run_says(tiny
         _, used = asyncio.run(service.models.get_in_turn(service.check_question(run.name, "q", "c")[0]))
         assert (used.n_best_size, used.max_answer_length) == expected
     assert answer_limits(config, Settings(public=True)).learning_rate == config.learning_rate  # the rest kept
+
+
+def test_list_runs_gives_a_squad_v2_evaluation_s_official_figures(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """/list_runs names the figures by the keys a real SQuAD 2.0 evaluation writes (evaluate-v2.0.py's)."""
+    from qa_core.run_list import FIGURES
+
+    runs = tmp_path / "runs"
+    run_evaluation(QAConfig(model_name_or_path=str(tiny_model_dir), validation_file=str(write_v2(tmp_path / "v2.json")),
+                            output_dir=str(runs / "v2-eval"), version_2_with_negative=True, max_seq_length=64,
+                            doc_stride=16, max_query_length=16), device="cpu")
+    stored = json.loads((runs / "v2-eval" / "eval_metrics.json").read_text())
+    service = QAService(Settings(runs, str(tiny_model_dir), training_enabled=False, fast_inference=False))
+    (listed,) = service.runs_json()
+    assert listed["metrics"] == {k: stored[k] for k in FIGURES}
+    assert {"HasAns_f1", "NoAns_exact", "best_f1", "best_f1_thresh"} <= set(listed["metrics"])
+
+
+def test_run_records_give_null_for_the_null_odds_of_a_context_without_a_span(tiny_model_dir: Path,
+                                                                            tmp_path: Path) -> None:
+    """Found by a tester: /run_records gave 1.7976931348623157e+308, the stand-in the records file stores for the
+    infinite null odds of a context without any span, as if it were a score."""
+    runs = tmp_path / "runs"
+    data = write_v2(tmp_path / "blank.json", blank=True)
+    run_evaluation(QAConfig(model_name_or_path=str(tiny_model_dir), validation_file=str(data),
+                            output_dir=str(runs / "v2-blank"), version_2_with_negative=True, max_seq_length=64,
+                            doc_stride=16, max_query_length=16), device="cpu")
+    service = QAService(Settings(runs, str(tiny_model_dir), training_enabled=False, fast_inference=False))
+    records = {r["example_id"]: r for r in service.records_json("v2-blank")}
+    blank = records["blank"]
+    assert blank["null_odds"] is None and not blank["alternatives"] and blank["best_span"] is None
+    assert blank["prediction"] == "" and blank["score"] is not None  # abstained: its null score, a real score
+    assert all(r["null_odds"] is not None and abs(r["null_odds"]) < 1e4 for k, r in records.items() if k != "blank")
+    assert "e+308" not in json.dumps(records, allow_nan=False)
+    stored = [json.loads(line) for line in (runs / "v2-blank" / "eval_records.jsonl").read_text().splitlines()]
+    assert next(r for r in stored if r["example_id"] == "blank")["null_odds"] > 1e300  # the file keeps its stand-in
+    assert service.records("v2-blank")[-1].null_odds > 1e300  # and the Errors tab reads that: abstains at any threshold
