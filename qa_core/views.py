@@ -246,7 +246,7 @@ def record_table(records: Sequence[QuestionRecord], only_wrong: bool = False, f1
     chosen = filter_records(records, only_wrong, f1_range, word, search, kind)
     keys = {SORTS[0]: lambda r: r.f1, SORTS[1]: lambda r: -r.f1, SORTS[2]: lambda r: r.question_word}
     rows = [[r.example_id, r.question_word, r.question, shown_prediction(r), round(r.exact_match), round(r.f1, 1),
-             " | ".join(r.gold_answers) or "(unanswerable)"]
+             shown_gold(r)]
             for r in sorted(chosen, key=keys.get(sort, lambda r: r.example_id))]
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
@@ -254,6 +254,11 @@ def record_table(records: Sequence[QuestionRecord], only_wrong: bool = False, f1
 def shown_prediction(record: QuestionRecord) -> str:
     """The prediction, or '(no answer)' where a SQuAD 2.0 run abstained."""
     return record.prediction if record.prediction or record.null_odds is None else "(no answer)"
+
+
+def shown_gold(record: QuestionRecord) -> str:
+    """The gold answers, or '(unanswerable)' for a SQuAD 2.0 question without one (not a blank cell)."""
+    return " | ".join(record.gold_answers) or "(unanswerable)"
 
 
 def is_squad_v2(records: Sequence[QuestionRecord]) -> bool:
