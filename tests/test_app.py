@@ -451,7 +451,7 @@ def test_a_squad2_run_that_abstains_says_so_and_keeps_the_best_spans(ui, tiny_ru
     # Found by a tester: the long explanation was printed again in the Score box; it is said once, under the answer
     # (and "No answer in this text" once, as the headline).
     detail = part(block, "qa-detail")
-    assert "above the threshold" in detail and "No answer" not in detail
+    assert "above threshold -1000000.00" in detail and "No answer" not in detail  # the threshold it answers at
     assert "threshold" not in shown["score"] and "No answer" not in shown["score"]
     null_score = float(re.search(r"null score (-?[\d.]+)", detail).group(1))
     assert shown["score"].startswith(f"score {null_score:.2f} (the null score) · 1 window ·"), shown["score"]

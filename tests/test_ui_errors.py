@@ -15,7 +15,7 @@ import gradio as gr
 import orjson
 import pytest
 
-from qa_core import plots
+from qa_core import plots, views
 from qa_core.calibration import calibrate_run, read_calibration
 from qa_core.checkpoints import write_run_info
 from qa_core.config import QAConfig
@@ -384,8 +384,18 @@ def test_an_abstained_row_marks_the_span_it_passed_over(service):
     passed = "".join(text for text, label in picked["detail"] if label and plots.PASSED_OVER in label)
     assert passed == record.context[record.best_span[0]:record.best_span[1]]
     assert plots.PASSED_OVER in [a.text for a in picked["plot"].layout.annotations]
-    assert f"null odds {record.null_odds:.2f}" in picked["question"] and f"threshold {low:.2f}" in picked["question"]
+    assert f"null odds {record.null_odds:.2f} above threshold {low:.2f}" in picked["question"]
     note = ui.attribute("v2-run", row[0], low)["attribution_note"]
     assert "abstained" in note and "passed over" in note
     answered = ui.select_record("v2-run", select(row), ui.pick_run("v2-run")["threshold"]["maximum"])
     assert plots.PASSED_OVER not in [a.text for a in answered["plot"].layout.annotations]
+
+
+def test_a_row_s_verdict_states_the_threshold_it_was_decided_at(service):
+    """Found by a tester: at the run's own threshold (no slider value) the verdict said 'the run's threshold' with
+    no number; it says the number, in the Ask tab's words (views.odds_against)."""
+    ui = ErrorsHandlers(service)
+    record = find_record(service.records("v2-run"), "n2")  # abstained where the run was evaluated, at 0
+    picked = ui.select_record("v2-run", select(["n2", "when", record.question]))
+    assert record.span is None and views.odds_against(record.null_odds, 0.0) in picked["question"]
+    assert "the run's threshold" not in picked["question"]

@@ -121,10 +121,11 @@ class ErrorsHandlers:
         example_id = str((event.row_value or [""])[0])
         try:
             record, evaluated = await asyncio.to_thread(self.record_pair, run, example_id, threshold)
+            at = threshold if threshold is not None else await asyncio.to_thread(self.service.run_threshold, run)
         except (ValueError, OSError) as err:
             return {"detail": None, "plot": None, "selected": "", "question": self.service.explain(err)}
         shown = {"detail": views.highlight(record.context, record_marks(record)), "selected": example_id}
-        title, verdict = f"{record.question}  (F1 {record.f1:.1f})", record_verdict(record, evaluated, threshold)
+        title, verdict = f"{record.question}  (F1 {record.f1:.1f})", record_verdict(record, evaluated, at)
         try:  # the logits need the run's model; a cancelled run has only its checkpoint, an evaluation none
             await asyncio.to_thread(self.service.check_run_model, run)
             result, *_ = await self.service.answer_in_turn(run, record.question, record.context, exact=True,
