@@ -455,6 +455,8 @@ def test_a_squad2_run_that_abstains_says_so_and_keeps_the_best_spans(ui, tiny_ru
     assert "threshold" not in shown["score"] and "No answer" not in shown["score"]
     null_score = float(re.search(r"null score (-?[\d.]+)", detail).group(1))
     assert shown["score"].startswith(f"score {null_score:.2f} (the null score) · 1 window ·"), shown["score"]
+    why = ui.ask.why(shown["answered"], str(run), QUESTION, CONTEXT)["why_plot"]  # frames the span passed over
+    assert [a.text for a in why.layout.annotations] == [plots.PASSED_OVER]
 
 
 def test_the_top_answers_list_each_text_once(ui):

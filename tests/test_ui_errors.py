@@ -385,8 +385,12 @@ def test_an_abstained_row_marks_the_span_it_passed_over(service):
     assert passed == record.context[record.best_span[0]:record.best_span[1]]
     assert plots.PASSED_OVER in [a.text for a in picked["plot"].layout.annotations]
     assert f"null odds {record.null_odds:.2f} above threshold {low:.2f}" in picked["question"]
-    note = ui.attribute("v2-run", row[0], low)["attribution_note"]
-    assert "abstained" in note and "passed over" in note
+    explained = ui.attribute("v2-run", row[0], low)
+    assert "abstained" in explained["attribution_note"] and "passed over" in explained["attribution_note"]
+    # Found by a tester: the heat map framed the span as the "answer" while the note said it was passed over
+    assert [a.text for a in explained["attribution"].layout.annotations] == [plots.PASSED_OVER]
+    high = ui.pick_run("v2-run")["threshold"]["maximum"]
+    assert [a.text for a in ui.attribute("v2-run", row[0], high)["attribution"].layout.annotations] == ["answer"]
     answered = ui.select_record("v2-run", select(row), ui.pick_run("v2-run")["threshold"]["maximum"])
     assert plots.PASSED_OVER not in [a.text for a in answered["plot"].layout.annotations]
 

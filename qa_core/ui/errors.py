@@ -162,7 +162,7 @@ class ErrorsHandlers:
         except (ValueError, OSError, RuntimeError) as err:
             return {"attribution": None, "attribution_note": f"No attributions: {self.service.explain(err)}"}
         budget = EXPLAIN_BUDGET_S[self.service.settings.public]
-        return {"attribution": plots.attribution_figure(attribution),
+        return {"attribution": plots.attribution_figure(attribution, passed_over(record) is not None),
                 "attribution_note": explained_note(record) + views.attribution_text(attribution, budget)}
 
     def send_to_ask(self, run: str | None, example_id: str) -> Outputs:
