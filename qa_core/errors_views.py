@@ -52,6 +52,16 @@ def threshold_info(evaluated: float, best: float | None, asked: float | None) ->
     return f"{THRESHOLD_HELP}. It {'; '.join(said)}"
 
 
+def sent_flip(shown: QuestionRecord, asked: QuestionRecord, threshold: float, asked_at: float) -> str:
+    """One line for the Ask tab when a row sent there is decided the other way: shown at the slider's threshold
+    (answered or abstained), at the threshold the Ask tab answers with (asked_at); '' where both agree."""
+    if shown.null_odds is None or (shown.span is None) == (asked.span is None):
+        return ""
+    was, will = ("Abstained", "answers") if shown.span is None else ("Answered", "abstains")
+    return (f"⚠ {was} in the Errors tab at threshold {threshold:.2f}; this tab answers at threshold {asked_at:.2f}, "
+            f"where it {will} (null odds {shown.null_odds:.2f}).")
+
+
 def record_marks(record: QuestionRecord) -> dict[str, list[tuple[int, int]]]:
     """The spans to mark in a row's context: its gold answers, and its prediction or, where a SQuAD 2.0 run
     abstained, the best span it passed over (which Why this answer? explains)."""

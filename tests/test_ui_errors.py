@@ -403,3 +403,18 @@ def test_a_row_s_verdict_states_the_threshold_it_was_decided_at(service):
     picked = ui.select_record("v2-run", select(["n2", "when", record.question]))
     assert record.span is None and views.odds_against(record.null_odds, 0.0) in picked["question"]
     assert "the run's threshold" not in picked["question"]
+
+
+def test_a_row_sent_to_the_ask_tab_says_when_it_flips_there(service, runs):
+    """Found by a tester: the slider starts where the run was evaluated (0) and the Ask tab answers at the best-F1
+    threshold, so a row answered in the Errors tab could abstain once sent, with nothing to say why."""
+    ui = ErrorsHandlers(service)
+    asked = run_config(str(runs / "v2-run")).null_score_diff_threshold
+    at_slider, at_ask = (find_record(rescore(service.records("v2-run"), t), "n1") for t in (0.0, asked))
+    assert at_slider.span is not None and at_ask.span is None  # null odds between the two thresholds
+    note = ui.send_to_ask("v2-run", "n1", 0.0)["message"]
+    assert note.startswith("⚠ Answered in the Errors tab at threshold 0.00") and len(note.splitlines()) == 1
+    assert f"this tab answers at threshold {asked:.2f}, where it abstains" in note
+    assert ui.send_to_ask("v2-run", "a1", 0.0)["message"] == ""  # answered at both thresholds
+    assert ui.send_to_ask("v2-run", "n1", asked)["message"] == ""  # the slider where the Ask tab answers
+    assert ui.send_to_ask("v2", "n1", 0.0)["message"] == ""  # an evaluation folder: the Ask tab keeps its model

@@ -115,8 +115,8 @@ class AskHandlers:
                 "plot": plots.logit_figure(result.logits, prediction.span),
                 "message": views.unknown_warning(result.logits.tokens, loaded.tokenizer.unk_token,
                                                  texts=[result.context[a:b] for a, b in result.logits.offsets]),
-                "notice": gr.update(visible=not loaded.has_qa_head), "answered": Answered(model, question, context, abstained),
-                **NO_EXPLANATION}
+                "notice": gr.update(visible=not loaded.has_qa_head),
+                "answered": Answered(model, question, context, abstained), **NO_EXPLANATION}
 
     @staticmethod
     def clear_why() -> Outputs:
@@ -192,4 +192,4 @@ def build_ask_tab(service: QAService) -> dict[str, Any]:
                  show_progress="hidden", **PRIVATE)
     why.click(by_name(ui.why_in_turn, explained), [answered, model, question, context], list(explained.values()),
               api_name="ui_why", **EXPLAIN, **PRIVATE)
-    return {"model": model, "question": question, "context": context, "quick": quick}
+    return {"model": model, "question": question, "context": context, "message": outputs["message"], "quick": quick}
