@@ -237,7 +237,7 @@ def test_bad_training_settings_are_refused(ui, choice, values, expected):
 
 def test_the_train_form_says_the_learning_rate_s_and_weight_decay_s_bounds():
     """The form takes QAConfig's bounds as the command line does: each field says its own, starting refuses past it."""
-    from qa_core.ui.train import option_input
+    from qa_core.ui.train_form import option_input
 
     assert "at most 1;" in option_input("learning_rate", QAConfig().learning_rate).info
     assert "at most 1;" in option_input("weight_decay", QAConfig().weight_decay).info
