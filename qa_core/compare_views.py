@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from qa_core.error_analysis import PAIR_OUTCOMES
-from qa_core.views import highlight, shown_prediction
+from qa_core.views import highlight, shown_gold, shown_prediction
 from qa_core.wording import count
 
 if TYPE_CHECKING:
@@ -40,11 +40,12 @@ def slice_table(comparison: Comparison) -> pd.DataFrame:
 
 
 def pair_table(comparison: Comparison, only: str = "all") -> pd.DataFrame:
-    """The pairs of one outcome ('all' for every pair), with both predictions as the question table words them
-    (an abstention is '(no answer)', not a blank cell); the id column finds the pair."""
+    """The pairs of one outcome ('all' for every pair), with the gold and both predictions as the question table
+    words them (an abstention is '(no answer)', no gold '(unanswerable)', not blank cells); the id column finds the
+    pair."""
     if only != "all" and only not in PAIR_OUTCOMES:
         raise ValueError(f"outcome {only!r} is not one of {('all', *PAIR_OUTCOMES)}")
-    rows = [[p.a.example_id, p.outcome, p.a.question, " | ".join(p.a.gold_answers), shown_prediction(p.a),
+    rows = [[p.a.example_id, p.outcome, p.a.question, shown_gold(p.a), shown_prediction(p.a),
              shown_prediction(p.b), round(p.a.f1, 1), round(p.b.f1, 1)]
             for p in comparison.pairs if only in ("all", p.outcome)]
     return pd.DataFrame(rows, columns=PAIR_COLUMNS)

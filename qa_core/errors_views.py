@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from qa_core.error_analysis import QuestionRecord, is_score, on_grid, scored_odds
 from qa_core.plots import PASSED_OVER
+from qa_core.views import odds_against
 
 SLIDER_MARGIN = 1.0  # beyond the lowest and the highest null odds: room to abstain everywhere, answer everywhere
 THRESHOLD_HELP = "abstain where null score − best span score is above it; re-scores the run"
@@ -51,6 +52,16 @@ def threshold_info(evaluated: float, best: float | None, asked: float | None) ->
     return f"{THRESHOLD_HELP}. It {'; '.join(said)}"
 
 
+def sent_flip(shown: QuestionRecord, asked: QuestionRecord, threshold: float, asked_at: float) -> str:
+    """One line for the Ask tab when a row sent there is decided the other way: shown at the slider's threshold
+    (answered or abstained), at the threshold the Ask tab answers with (asked_at); '' where both agree."""
+    if shown.null_odds is None or (shown.span is None) == (asked.span is None):
+        return ""
+    was, will = ("Abstained", "answers") if shown.span is None else ("Answered", "abstains")
+    return (f"⚠ {was} in the Errors tab at threshold {threshold:.2f}; this tab answers at threshold {asked_at:.2f}, "
+            f"where it {will} (null odds {shown.null_odds:.2f}).")
+
+
 def record_marks(record: QuestionRecord) -> dict[str, list[tuple[int, int]]]:
     """The spans to mark in a row's context: its gold answers, and its prediction or, where a SQuAD 2.0 run
     abstained, the best span it passed over (which Why this answer? explains)."""
@@ -77,20 +88,19 @@ def record_scores(evaluated: QuestionRecord) -> tuple[float, float] | None:
     return evaluated.score + evaluated.null_odds, evaluated.score
 
 
-def record_verdict(shown: QuestionRecord, evaluated: QuestionRecord, threshold: float | None) -> str:
-    """Why a SQuAD 2.0 row is answered or not: its null odds against the threshold (None: the run's own), with the
-    null score and the best span's score; '' for a SQuAD v1.1 row."""
+def record_verdict(shown: QuestionRecord, evaluated: QuestionRecord, threshold: float) -> str:
+    """Why a SQuAD 2.0 row is answered or not at the threshold: its null odds against it (in the Ask tab's words),
+    with the null score and the best span's score; '' for a SQuAD v1.1 row."""
     if shown.null_odds is None:
         return ""
     if not is_score(shown.null_odds) or shown.best_span is None:
         return "No answer possible: the context has no span the model could choose."
     scores = record_scores(evaluated)
-    odds = f"null odds {shown.null_odds:.2f}" + (f" (null score {scores[0]:.2f} − best span score {scores[1]:.2f})"
-                                                 if scores else "")
-    against = "the run's threshold" if threshold is None else f"the threshold {threshold:.2f}"
+    odds = odds_against(shown.null_odds, threshold) + (
+        f" (null score {scores[0]:.2f} − best span score {scores[1]:.2f})" if scores else "")
     if shown.span is None:
-        return f"Abstained: {odds} is above {against}; “{PASSED_OVER}” marks the span it passed over."
-    return f"Answered: {odds} is not above {against}."
+        return f"Abstained: {odds}; “{PASSED_OVER}” marks the span it passed over."
+    return f"Answered: {odds}."
 
 
 def explained_note(record: QuestionRecord) -> str:

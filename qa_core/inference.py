@@ -48,6 +48,7 @@ class AnswerResult:
     prediction: Prediction
     logits: TokenLogits
     windows: int
+    null_threshold: float | None = None  # SQuAD 2.0: the null odds threshold it abstains above; None: never abstains
 
 
 def native_bf16_cpu() -> bool:
@@ -153,9 +154,11 @@ def answer_question(loaded: LoadedModel, question: str, context: str, config: QA
     start_logits, end_logits = run_model(loaded.model, features, config.per_device_eval_batch_size,
                                          batch_format=loaded.batch_format)
     scored = list(zip(features, start_logits, end_logits))
-    prediction = predict_example(example, scored, SpanSearch.from_config(config, top_k))
+    search = SpanSearch.from_config(config, top_k)
+    prediction = predict_example(example, scored, search)
     prediction = dataclasses.replace(prediction, alternatives=prediction.alternatives[:top_k])
-    return AnswerResult(question, context, prediction, merge_token_logits(loaded.tokenizer, scored), len(features))
+    return AnswerResult(question, context, prediction, merge_token_logits(loaded.tokenizer, scored), len(features),
+                        search.null_threshold)
 
 
 def question_windows(loaded: LoadedModel, question: str, context: str, config: QAConfig,

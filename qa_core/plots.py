@@ -260,9 +260,10 @@ def coverage_figure(points: Sequence[CoveragePoint], chosen: CoveragePoint | Non
     return figure
 
 
-def attribution_figure(attribution: Attribution) -> go.Figure:
+def attribution_figure(attribution: Attribution, abstained: bool = False) -> go.Figure:
     """A heat map of start and end attributions over the window's tokens, each row scaled to [-1, 1] (the hover
-    gives the raw value); the answer tokens framed, the view opening on them."""
+    gives the raw value); the answer tokens framed, the view opening on them. abstained: a SQuAD 2.0 answer that
+    abstained, whose explained span is the best one it passed over, and is labelled so."""
     values = np.vstack([attribution.start_attributions, attribution.end_attributions])  # (2, tokens)
     scaled = values / np.maximum(np.abs(values).max(axis=1, keepdims=True), 1e-12)
     labels = [plot_text(t) for t in attribution.tokens]
@@ -272,7 +273,7 @@ def attribution_figure(attribution: Attribution) -> go.Figure:
                                   hovertemplate="%{text}<br>%{y}: %{customdata:.4g}<extra></extra>"))
     focus = (attribution.start_token, attribution.end_token)
     figure.add_vrect(x0=focus[0] - 0.5, x1=focus[1] + 0.5, line_width=2, line_color="black",
-                     annotation_text="answer", annotation_position="top left",
+                     annotation_text=PASSED_OVER if abstained else "answer", annotation_position="top left",
                      annotation={"bgcolor": "rgba(255, 255, 255, 0.85)"})  # readable over a dark cell
     steps = f", {count(attribution.steps, 'step')}" if attribution.steps else ""
     # The method on a line of its own: a phone shows about 40 characters of a title

@@ -71,20 +71,29 @@ def answer_headline(result: AnswerResult, temperature: float | None = None,
     prediction = result.prediction
     if prediction.abstained or not prediction.alternatives:
         alternative = " The dashed span is the best one it passed over." if prediction.alternatives else ""
-        return "No answer in this text", answer_note(prediction) + alternative
+        return "No answer in this text", answer_note(prediction, result.null_threshold) + alternative
     calibrated = (f" (calibrated, temperature {temperature:.2f})" if temperature is not None else
                   f" (uncalibrated: {uncalibrated})" if uncalibrated else "")
     return prediction.text, f"probability {prediction.alternatives[0].probability:.0%}{calibrated}"
 
 
-def answer_note(prediction: Prediction) -> str:
-    """Why the model gave no answer, for the Ask tab's line under 'No answer in this text'."""
+def answer_note(prediction: Prediction, threshold: float | None = None) -> str:
+    """Why the model gave no answer, for the Ask tab's line under 'No answer in this text': its null odds against the
+    threshold it answers at."""
     if not prediction.alternatives:
         return "The text has no span the model could choose."
     best = prediction.alternatives[0]
     # the odds, not "beats": below a negative threshold a run abstains on a null score under the span's
     return (f"The null score {prediction.null_score:.2f} less the best span's score ({best.text!r}, "
-            f"{best.score:.2f}) is {prediction.null_odds:.2f}, above the threshold.")
+            f"{best.score:.2f}): {odds_against(prediction.null_odds, threshold)}.")
+
+
+def odds_against(null_odds: float, threshold: float | None) -> str:
+    """'null odds 3.10 above threshold -1.25' (or 'not above'), as evaluate-v2.0.py compares them: why a SQuAD 2.0
+    answer abstained or not, in the same words in the Ask and Errors tabs. None: an abstention's threshold unknown."""
+    if threshold is None:
+        return f"null odds {null_odds:.2f} above the threshold"
+    return f"null odds {null_odds:.2f} {'above' if null_odds > threshold else 'not above'} threshold {threshold:.2f}"
 
 
 def score_line(prediction: Prediction, windows: int, seconds: float) -> str:
@@ -228,7 +237,7 @@ def record_table(records: Sequence[QuestionRecord], only_wrong: bool = False, f1
     chosen = filter_records(records, only_wrong, f1_range, word, search, kind)
     keys = {SORTS[0]: lambda r: r.f1, SORTS[1]: lambda r: -r.f1, SORTS[2]: lambda r: r.question_word}
     rows = [[r.example_id, r.question_word, r.question, shown_prediction(r), round(r.exact_match), round(r.f1, 1),
-             " | ".join(r.gold_answers) or "(unanswerable)"]
+             shown_gold(r)]
             for r in sorted(chosen, key=keys.get(sort, lambda r: r.example_id))]
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
@@ -236,6 +245,11 @@ def record_table(records: Sequence[QuestionRecord], only_wrong: bool = False, f1
 def shown_prediction(record: QuestionRecord) -> str:
     """The prediction, or '(no answer)' where a SQuAD 2.0 run abstained."""
     return record.prediction if record.prediction or record.null_odds is None else "(no answer)"
+
+
+def shown_gold(record: QuestionRecord) -> str:
+    """The gold answers, or '(unanswerable)' for a SQuAD 2.0 question without one (not a blank cell)."""
+    return " | ".join(record.gold_answers) or "(unanswerable)"
 
 
 def is_squad_v2(records: Sequence[QuestionRecord]) -> bool:

@@ -237,7 +237,7 @@ def test_bad_training_settings_are_refused(ui, choice, values, expected):
 
 def test_the_train_form_says_the_learning_rate_s_and_weight_decay_s_bounds():
     """The form takes QAConfig's bounds as the command line does: each field says its own, starting refuses past it."""
-    from qa_core.ui.train import option_input
+    from qa_core.ui.train_form import option_input
 
     assert "at most 1;" in option_input("learning_rate", QAConfig().learning_rate).info
     assert "at most 1;" in option_input("weight_decay", QAConfig().weight_decay).info
@@ -451,10 +451,12 @@ def test_a_squad2_run_that_abstains_says_so_and_keeps_the_best_spans(ui, tiny_ru
     # Found by a tester: the long explanation was printed again in the Score box; it is said once, under the answer
     # (and "No answer in this text" once, as the headline).
     detail = part(block, "qa-detail")
-    assert "above the threshold" in detail and "No answer" not in detail
+    assert "above threshold -1000000.00" in detail and "No answer" not in detail  # the threshold it answers at
     assert "threshold" not in shown["score"] and "No answer" not in shown["score"]
     null_score = float(re.search(r"null score (-?[\d.]+)", detail).group(1))
     assert shown["score"].startswith(f"score {null_score:.2f} (the null score) · 1 window ·"), shown["score"]
+    why = ui.ask.why(shown["answered"], str(run), QUESTION, CONTEXT)["why_plot"]  # frames the span passed over
+    assert [a.text for a in why.layout.annotations] == [plots.PASSED_OVER]
 
 
 def test_the_top_answers_list_each_text_once(ui):

@@ -236,3 +236,27 @@ def test_the_errors_tab_reads_at_1400_px_and_on_a_phone(v2_server, browser):  # 
             raise AssertionError(f"at a phone's width: {browser.execute_script(LAYOUT)}") from None
         finally:
             browser.save_screenshot(str(ARTIFACTS / "errors-6-phone.png"))
+
+
+def click_row(driver, example_id: str) -> None:
+    """Click the question of the Errors table's row with this id."""
+    rows = wait_for(lambda: find_all(driver, "#errors-table [data-testid$='-0']"), 60, "the question table")
+    row = next(c.get_attribute("data-testid").split("-")[1] for c in rows if c.text.strip() == example_id)
+    click(driver, f"#errors-table [data-testid=cell-{row}-2]", f"the row of {example_id}")
+
+
+def test_a_row_sent_to_the_ask_tab_says_when_it_flips_there(v2_server, browser):  # noqa: F811
+    """The slider starts where the run was evaluated (0) and the Ask tab answers at the best-F1 threshold: a row
+    answered in the Errors tab that abstains there says so in the Ask tab's message, in one line."""
+    url, runs = v2_server
+    best = json.loads((runs / "v2-run" / "eval_metrics.json").read_text())["best_f1_thresh"]
+    show_run(browser, url, "v2-run", "8 questions")
+    click_row(browser, "n1")  # null odds between the best-F1 threshold and 0
+    wait_for(lambda: "Answered: null odds" in find(browser, "#errors-question textarea").get_attribute("value"), 60,
+             "the row's verdict")
+    click(browser, "#errors-send", "the send button")
+    message = wait_for(lambda: find(browser, "#ask-message textarea").get_attribute("value"), 60,
+                       "the Ask tab's message")
+    assert find(browser, "#ask-question textarea").get_attribute("value") == "Who built the ferry?"
+    assert message.startswith("⚠ Answered in the Errors tab") and f"{best:.2f}, where it abstains" in message, message
+    browser.save_screenshot(str(ARTIFACTS / "errors-7-sent-flips.png"))

@@ -15,7 +15,7 @@ import gradio as gr
 import orjson
 import pytest
 
-from qa_core import plots
+from qa_core import plots, views
 from qa_core.calibration import calibrate_run, read_calibration
 from qa_core.checkpoints import write_run_info
 from qa_core.config import QAConfig
@@ -384,8 +384,37 @@ def test_an_abstained_row_marks_the_span_it_passed_over(service):
     passed = "".join(text for text, label in picked["detail"] if label and plots.PASSED_OVER in label)
     assert passed == record.context[record.best_span[0]:record.best_span[1]]
     assert plots.PASSED_OVER in [a.text for a in picked["plot"].layout.annotations]
-    assert f"null odds {record.null_odds:.2f}" in picked["question"] and f"threshold {low:.2f}" in picked["question"]
-    note = ui.attribute("v2-run", row[0], low)["attribution_note"]
-    assert "abstained" in note and "passed over" in note
+    assert f"null odds {record.null_odds:.2f} above threshold {low:.2f}" in picked["question"]
+    explained = ui.attribute("v2-run", row[0], low)
+    assert "abstained" in explained["attribution_note"] and "passed over" in explained["attribution_note"]
+    # Found by a tester: the heat map framed the span as the "answer" while the note said it was passed over
+    assert [a.text for a in explained["attribution"].layout.annotations] == [plots.PASSED_OVER]
+    high = ui.pick_run("v2-run")["threshold"]["maximum"]
+    assert [a.text for a in ui.attribute("v2-run", row[0], high)["attribution"].layout.annotations] == ["answer"]
     answered = ui.select_record("v2-run", select(row), ui.pick_run("v2-run")["threshold"]["maximum"])
     assert plots.PASSED_OVER not in [a.text for a in answered["plot"].layout.annotations]
+
+
+def test_a_row_s_verdict_states_the_threshold_it_was_decided_at(service):
+    """Found by a tester: at the run's own threshold (no slider value) the verdict said 'the run's threshold' with
+    no number; it says the number, in the Ask tab's words (views.odds_against)."""
+    ui = ErrorsHandlers(service)
+    record = find_record(service.records("v2-run"), "n2")  # abstained where the run was evaluated, at 0
+    picked = ui.select_record("v2-run", select(["n2", "when", record.question]))
+    assert record.span is None and views.odds_against(record.null_odds, 0.0) in picked["question"]
+    assert "the run's threshold" not in picked["question"]
+
+
+def test_a_row_sent_to_the_ask_tab_says_when_it_flips_there(service, runs):
+    """Found by a tester: the slider starts where the run was evaluated (0) and the Ask tab answers at the best-F1
+    threshold, so a row answered in the Errors tab could abstain once sent, with nothing to say why."""
+    ui = ErrorsHandlers(service)
+    asked = run_config(str(runs / "v2-run")).null_score_diff_threshold
+    at_slider, at_ask = (find_record(rescore(service.records("v2-run"), t), "n1") for t in (0.0, asked))
+    assert at_slider.span is not None and at_ask.span is None  # null odds between the two thresholds
+    note = ui.send_to_ask("v2-run", "n1", 0.0)["message"]
+    assert note.startswith("⚠ Answered in the Errors tab at threshold 0.00") and len(note.splitlines()) == 1
+    assert f"this tab answers at threshold {asked:.2f}, where it abstains" in note
+    assert ui.send_to_ask("v2-run", "a1", 0.0)["message"] == ""  # answered at both thresholds
+    assert ui.send_to_ask("v2-run", "n1", asked)["message"] == ""  # the slider where the Ask tab answers
+    assert ui.send_to_ask("v2", "n1", 0.0)["message"] == ""  # an evaluation folder: the Ask tab keeps its model

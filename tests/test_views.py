@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from qa_core import views
@@ -26,8 +28,9 @@ def test_an_answer_for_programs_and_its_note():
     abstained = answer(None, null_score=7.0)
     shown = views.answer_json(abstained, "run", 0.0)
     assert shown["abstained"] and shown["answer"] == "" and shown["start"] is None and not shown["calibrated"]
-    assert views.answer_note(abstained.prediction) == ("The null score 7.00 less the best span's score "
-                                                       "('Augustin Fresnel', 4.00) is 3.00, above the threshold.")
+    assert views.answer_note(abstained.prediction, 0.5) == ("The null score 7.00 less the best span's score "
+                                                            "('Augustin Fresnel', 4.00): null odds 3.00 above "
+                                                            "threshold 0.50.")
     assert views.score_line(abstained.prediction, 1, 0.0123) == "score 7.00 (the null score) · 1 window · 12 ms"
     assert views.score_line(answer((25, 41)).prediction, 2, 0.5) == (
         "score 4.00 · probability 80% · 2 windows · 500 ms")
@@ -39,7 +42,7 @@ def test_a_negative_threshold_s_abstention_is_not_said_to_beat_the_span():
     """Found by trying a SQuAD 2.0 run whose best threshold is negative: it abstains on a null score below the best
     span's, which the note called 'beats the best span by -0.56'."""
     note = views.answer_note(answer(None, null_score=3.5).prediction)
-    assert "beats" not in note and "less the best span's score ('Augustin Fresnel', 4.00) is -0.50" in note
+    assert "beats" not in note and "less the best span's score ('Augustin Fresnel', 4.00): null odds -0.50" in note
 
 
 def test_an_abstention_s_score_is_its_null_score_as_predict_gives_it():
@@ -77,3 +80,12 @@ def test_counts_of_one_are_said_in_the_singular():
     note = views.limits_note(limits)
     assert "at most 1 step and 1 epoch a job, in batches of up to 1 window of up to 512 tokens" in note, note
     assert "1 question read from each" in note
+
+
+def test_an_abstention_states_the_threshold_its_null_odds_were_above():
+    """Found by a tester: 'above the threshold' gave no value, in the Ask tab as in the Errors tab, so a row sent from
+    one to the other could not be told apart from a changed model."""
+    abstained = replace(answer(None, null_score=7.0), null_threshold=-1.25)
+    assert "null odds 3.00 above threshold -1.25" in views.answer_headline(abstained)[1]
+    assert views.odds_against(3.0, -1.25) in views.answer_headline(abstained)[1]  # the Errors tab's words too
+    assert views.odds_against(-2.0, -1.25) == "null odds -2.00 not above threshold -1.25"

@@ -137,9 +137,10 @@ def wire_tabs(demo: gr.Blocks, service: QAService, tabs: gr.Tabs, ask_tab: dict[
     ask_tab["quick"].click(lambda: gr.Tabs(selected="train"), None, tabs, api_name="ui_to_train", **quiet).then(
         by_name(train_tab["handlers"].start_quick, started), None, list(started.values()),
         api_name="ui_start_quick_from_ask", **quiet)
-    sent = {"tabs": tabs, "model": ask_tab["model"], "question": ask_tab["question"], "context": ask_tab["context"]}
+    sent = {"tabs": tabs, "model": ask_tab["model"], "question": ask_tab["question"], "context": ask_tab["context"],
+            "message": ask_tab["message"]}
     errors_tab["send"].click(by_name(errors_tab["handlers"].send_to_ask, sent),
-                             [errors_tab["run"], errors_tab["selected"]], list(sent.values()),
+                             [errors_tab["run"], errors_tab["selected"], errors_tab["threshold"]], list(sent.values()),
                              api_name="ui_send_to_ask", **quiet)
     demo.load(refresh, errors_tab["run"], list(refreshed.values()), api_name="ui_load", **PRIVATE)
 

@@ -71,6 +71,11 @@ class Answered:
     model: str
     question: str
     context: str
+    abstained: bool = False  # a SQuAD 2.0 answer that abstained: it explains the best span, passed over
+
+    def of(self, model: str, question: str, context: str) -> bool:
+        """Whether this is the answer to what the boxes say now."""
+        return (self.model, self.question, self.context) == (model, question, context)
 
 
 class AskHandlers:
@@ -110,8 +115,8 @@ class AskHandlers:
                 "plot": plots.logit_figure(result.logits, prediction.span),
                 "message": views.unknown_warning(result.logits.tokens, loaded.tokenizer.unk_token,
                                                  texts=[result.context[a:b] for a, b in result.logits.offsets]),
-                "notice": gr.update(visible=not loaded.has_qa_head), "answered": Answered(model, question, context),
-                **NO_EXPLANATION}
+                "notice": gr.update(visible=not loaded.has_qa_head),
+                "answered": Answered(model, question, context, abstained), **NO_EXPLANATION}
 
     @staticmethod
     def clear_why() -> Outputs:
@@ -135,8 +140,8 @@ class AskHandlers:
             return {"why_plot": None, "why_note": f"No explanation: {self.service.explain(err)}"}
         steps = f" with {count(attribution.steps, 'step')}" if attribution.steps else ""
         window = f" · window {attribution.window + 1} of {attribution.windows}" if attribution.windows > 1 else ""
-        edited = EDITED if answered != Answered(model, question, context) else ""
-        return {"why_plot": plots.attribution_figure(attribution),
+        edited = "" if answered.of(model, question, context) else EDITED
+        return {"why_plot": plots.attribution_figure(attribution, answered.abstained),
                 "why_note": f"{edited}{attribution.method}{steps} in {attribution.seconds:.1f} s{window}: "
                             f"{plots.ATTRIBUTION_LEGEND}."}
 
@@ -187,4 +192,4 @@ def build_ask_tab(service: QAService) -> dict[str, Any]:
                  show_progress="hidden", **PRIVATE)
     why.click(by_name(ui.why_in_turn, explained), [answered, model, question, context], list(explained.values()),
               api_name="ui_why", **EXPLAIN, **PRIVATE)
-    return {"model": model, "question": question, "context": context, "quick": quick}
+    return {"model": model, "question": question, "context": context, "message": outputs["message"], "quick": quick}

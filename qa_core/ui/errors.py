@@ -13,7 +13,7 @@ from qa_core import plots, views
 from qa_core.error_analysis import (ANSWER_LENGTHS, QUESTION_WORDS, THRESHOLD_STEP, V2_ERRORS, QuestionRecord,
                                     answer_length_bucket, answerable_slice, find_record, group_scores, rescore)
 from qa_core.errors_views import (THRESHOLD_HELP, ThresholdSlider, explained_note, passed_over, record_marks,
-                                  record_verdict, threshold_slider)
+                                  record_verdict, sent_flip, threshold_slider)
 from qa_core.inference import config_for_model, run_config
 from qa_core.run_files import has_model
 from qa_core.service import EXPLAIN_BUDGET_S, QAService
@@ -58,12 +58,17 @@ class ErrorsHandlers:
     def slider(self, run: str | None, records: Sequence[QuestionRecord] | None = None) -> ThresholdSlider:
         """The threshold slider of a SQuAD 2.0 run: evaluated at the run's threshold; the best-F1 one of its
         metrics; and, where it has its model, the one the Ask tab answers at (as serving reads run_config)."""
-        path = self.service.run_path(run)
-        best = config_for_model(path)  # the run's eval_metrics.json: version_2_with_negative where it has one
-        asked = run_config(path) if has_model(path) else None
+        best = config_for_model(self.service.run_path(run))  # its eval_metrics.json: v2 where it has best_f1_thresh
         return threshold_slider(records or self.service.records(run), self.service.run_threshold(run),
                                 best.null_score_diff_threshold if best.version_2_with_negative else None,
-                                asked.null_score_diff_threshold if asked and asked.version_2_with_negative else None)
+                                self.asked_threshold(run))
+
+    def asked_threshold(self, run: str | None) -> float | None:
+        """The threshold the Ask tab answers a SQuAD 2.0 run's model at (as serving reads run_config); None where
+        the folder has no model, or its model never abstains."""
+        path = self.service.run_path(run)
+        asked = run_config(path) if has_model(path) else None
+        return asked.null_score_diff_threshold if asked and asked.version_2_with_negative else None
 
     def evaluated_threshold(self, run: str | None) -> Outputs:
         """The slider back where the run was evaluated: the figures of its eval_metrics.json."""
@@ -121,10 +126,11 @@ class ErrorsHandlers:
         example_id = str((event.row_value or [""])[0])
         try:
             record, evaluated = await asyncio.to_thread(self.record_pair, run, example_id, threshold)
+            at = threshold if threshold is not None else await asyncio.to_thread(self.service.run_threshold, run)
         except (ValueError, OSError) as err:
             return {"detail": None, "plot": None, "selected": "", "question": self.service.explain(err)}
         shown = {"detail": views.highlight(record.context, record_marks(record)), "selected": example_id}
-        title, verdict = f"{record.question}  (F1 {record.f1:.1f})", record_verdict(record, evaluated, threshold)
+        title, verdict = f"{record.question}  (F1 {record.f1:.1f})", record_verdict(record, evaluated, at)
         try:  # the logits need the run's model; a cancelled run has only its checkpoint, an evaluation none
             await asyncio.to_thread(self.service.check_run_model, run)
             result, *_ = await self.service.answer_in_turn(run, record.question, record.context, exact=True,
@@ -161,21 +167,27 @@ class ErrorsHandlers:
         except (ValueError, OSError, RuntimeError) as err:
             return {"attribution": None, "attribution_note": f"No attributions: {self.service.explain(err)}"}
         budget = EXPLAIN_BUDGET_S[self.service.settings.public]
-        return {"attribution": plots.attribution_figure(attribution),
+        return {"attribution": plots.attribution_figure(attribution, passed_over(record) is not None),
                 "attribution_note": explained_note(record) + views.attribution_text(attribution, budget)}
 
-    def send_to_ask(self, run: str | None, example_id: str) -> Outputs:
-        skip = {"tabs": gr.skip(), "model": gr.skip(), "question": gr.skip(), "context": gr.skip()}
+    def send_to_ask(self, run: str | None, example_id: str, threshold: float | None = None) -> Outputs:
+        """The row's question and context to the Ask tab, with the run's model where it has one; the Ask tab's
+        message says when the row, shown at the slider's threshold, is decided the other way at the Ask tab's."""
+        skip = {"tabs": gr.skip(), "model": gr.skip(), "question": gr.skip(), "context": gr.skip(),
+                "message": gr.skip()}
         if not example_id:
             gr.Warning(NO_ROW)
             return skip
         try:
             record = find_record(self.service.records(run), example_id)
+            asked = self.asked_threshold(run)
+            flips = sent_flip(self.record_of(run, example_id, threshold), self.record_of(run, example_id, asked),
+                              threshold, asked) if None not in (threshold, asked) else ""
         except (ValueError, OSError) as err:
             gr.Warning(self.service.explain(err))
             return skip
         return {"tabs": gr.Tabs(selected="ask"), "model": self.model_of(run), "question": record.question,
-                "context": record.context}
+                "context": record.context, "message": flips}
 
     def model_of(self, run: str | None) -> Any:
         """The Ask tab's model for a sent question: the run's own, where it has one; an evaluation folder or a
@@ -243,7 +255,7 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
                           api_name="ui_select_record", **ANSWERS, **PRIVATE)
     explain.click(by_name(ui.attribute_in_turn, why), [run, detail["selected"], threshold], list(why.values()),
                   api_name="ui_attribute", **EXPLAIN, **PRIVATE)
-    return {"run": run, "send": send, "selected": detail["selected"], "handlers": ui}
+    return {"run": run, "send": send, "selected": detail["selected"], "threshold": threshold, "handlers": ui}
 
 
 def threshold_controls() -> tuple[gr.Slider, dict[str, Any]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,19 +10,17 @@ from typing import Any
 import gradio as gr
 
 from qa_core import plots, views
-from qa_core.config import HINTS, QAConfig, form_fields, help_of
+from qa_core.config import form_fields
 from qa_core.hosting import Settings
 from qa_core.jobs import JobBusyError, JobSnapshot, NotYourJobError
 from qa_core.progress import read_history
 from qa_core.run_files import HISTORY_FILE, being_trained, has_model, read_run_info
 from qa_core.service import QAService
-from qa_core.train_policy import compiles
-from qa_core.ui.common import PRIVATE, QUICK_MINUTES, Outputs, by_name, model_picker, session_of
+from qa_core.ui.common import PRIVATE, QUICK_MINUTES, Outputs, by_name, session_of
+from qa_core.ui.train_form import DATA_CHOICES, data_controls, option_controls
 
-DATA_CHOICES = ("Bundled sample", "Upload a SQuAD JSON file", "Path on the server or hub name")
 SWITCHED_OFF = "Training is switched off on this server."
 LABELS = ("training data", "evaluation data")  # the form's names of the two data sources, for its messages
-OPTION_WIDTH = 260  # px: the longest field name (per_device_train_batch_size) on one line
 ENDED = ("finished", "cancelled", "failed")
 REFUSED = (ValueError, OSError, JobBusyError)  # a start refused at once: nothing was started
 CANCELLING = "Cancelling after the current step."  # true only while the job runs: poll replaces it at the end
@@ -182,83 +179,60 @@ def upload_note(line: str) -> dict:
     return gr.update(value=line, visible=bool(line))
 
 
-def option_input(name: str, default: Any) -> Any:
-    """One Train-form input for a QAConfig field, labelled and explained by the field's help."""
-    hint, info = HINTS[name], help_of(name)
-    look = {"label": name, "info": info, "elem_id": f"train-{name}"}
-    if hint is bool:
-        return gr.Checkbox(default, **look)
-    if hint is str:
-        return gr.Textbox(default, **look)
-    if bool in typing.get_args(hint):  # bool | None: auto
-        return gr.Dropdown(["auto", "on", "off"], value="auto", **look)
-    optional_count = int in typing.get_args(hint)
-    shown = 0 if default is None and optional_count else default  # 0 stands for "all" in the sample limits
-    return gr.Number(shown, **{**look, "info": info + (" 0 = all." if optional_count else "")})
-
-
-def option_cell(name: str, default: Any, visible: bool = True) -> Any:
-    """An option in a column of its own: a row of them wraps instead of squeezing each below its width."""
-    with gr.Column(min_width=OPTION_WIDTH, visible=visible):
-        return option_input(name, default)
-
-
-def offered_option(name: str, settings: Settings) -> bool:
-    """Whether the form shows an option: not one the server refuses whatever its value (torch_compile where it
-    does not compile); hidden, it still sends its default."""
-    return name != "torch_compile" or compiles(settings)
-
-
 def build_train_tab(service: QAService) -> dict[str, Any]:
     ui = TrainHandlers(service)
-    enabled, defaults = service.settings.training_enabled, QAConfig()
     with gr.Tab("Train", id="train"):
-        if not enabled:
-            gr.Markdown(f"**{SWITCHED_OFF}** The Ask and Errors tabs work as usual.")
-        elif service.settings.public:
-            gr.Markdown(views.limits_note(service.settings), elem_id="train-limits")
-        model = model_picker(service, "Start from model")
-        with gr.Row():
-            choices = DATA_CHOICES[:2] if service.settings.public else DATA_CHOICES
-            choice = gr.Radio(list(choices), value=DATA_CHOICES[0], label="Training data", elem_id="train-choice")
-            with gr.Column():
-                upload = gr.File(label="SQuAD JSON file", file_types=[".json", ".jsonl"], type="filepath",
-                                 elem_id="train-upload")
-                note = gr.Textbox(label="Uploaded file", interactive=False, lines=2, max_lines=4, visible=False,
-                                  elem_id="train-upload-note")
-            path = gr.Textbox(label="Data path or hub name", placeholder="data/train.json or rajpurkar/squad",
-                              visible=not service.settings.public)
-        eval_data = gr.Textbox(label="Evaluation data", placeholder="empty: the training data itself; "
-                               "or a path, or a hub name such as rajpurkar/squad:validation",
-                               visible=not service.settings.public)
-        # Closed at first: open, its dozens of fields put Start screens below the upload box on a phone; the label
-        # says what it holds, so on a desktop the options are as easy to find (each field shows its default). One
-        # line at 390 px: a label that wraps pushes the arrow out of the box, which then scrolls sideways.
-        shown = {name: offered_option(name, service.settings) for name in form_fields()}
-        with gr.Accordion(f"Options ({sum(shown.values())} settings)", open=False, elem_id="train-options"):
-            with gr.Row():
-                options = [option_cell(name, getattr(defaults, name), visible) for name, visible in shown.items()]
-        with gr.Row():  # as no job runs: the poll's first tick sets them as the job is
-            start = gr.Button("Start training", variant="primary", interactive=enabled, elem_id="train-start")
-            quick = gr.Button(f"Quick fine-tune on the sample (about {QUICK_MINUTES} min)",
-                              interactive=enabled, elem_id="train-quick")
-            cancel = gr.Button("Cancel", variant="stop", interactive=False, elem_id="train-cancel")
-        buttons = {"start": start, "quick": quick, "cancel": cancel}
-        shown = {"message": gr.Textbox(label="Message", interactive=False, lines=2, max_lines=4,
-                                       elem_id="train-message"),
-                 "bar": gr.HTML(views.progress_html(service.jobs.snapshot()), elem_id="train-bar"),
-                 "status": gr.Textbox(label="Training job", lines=4, interactive=False, elem_id="train-status"),
-                 "loss": gr.Plot(label="Training job: loss, learning rate, evaluation"), "ended": gr.State(0)}
-        with gr.Row():
-            run = gr.Dropdown(service.run_choices(), value=None, label="Run", elem_id="train-run", scale=3,
-                              info="Any run: its history; a stopped one can be resumed")
-            resume = gr.Button("Resume from checkpoint", interactive=False, elem_id="train-resume", scale=1)
-        picked = {"run_note": gr.Markdown(elem_id="train-run-note"),
-                  "history": gr.Plot(label="Run history", elem_id="train-history"),
-                  "resume": resume}
+        server_note(service.settings)
+        form = data_controls(service)
+        options = option_controls(service.settings)
+        buttons = job_controls(service.settings.training_enabled)
+        shown = job_outputs(service)
+        run, picked = run_controls(service)
+    wire_train_tab(ui, form, options, buttons, shown, run, picked)
+    return {"model": form["model"], "run": run, "handlers": ui, **shown, **buttons}
+
+
+def server_note(settings: Settings) -> None:
+    """Above the form: that training is switched off, or a public server's caps."""
+    if not settings.training_enabled:
+        gr.Markdown(f"**{SWITCHED_OFF}** The Ask and Errors tabs work as usual.")
+    elif settings.public:
+        gr.Markdown(views.limits_note(settings), elem_id="train-limits")
+
+
+def job_controls(enabled: bool) -> dict[str, gr.Button]:
+    """The job buttons as no job runs: the poll's first tick sets them as the job is."""
+    with gr.Row():
+        return {"start": gr.Button("Start training", variant="primary", interactive=enabled, elem_id="train-start"),
+                "quick": gr.Button(f"Quick fine-tune on the sample (about {QUICK_MINUTES} min)",
+                                   interactive=enabled, elem_id="train-quick"),
+                "cancel": gr.Button("Cancel", variant="stop", interactive=False, elem_id="train-cancel")}
+
+
+def job_outputs(service: QAService) -> dict[str, Any]:
+    """The last click's message; the job's bar, status and plot; `ended`: the last job that ended."""
+    return {"message": gr.Textbox(label="Message", interactive=False, lines=2, max_lines=4, elem_id="train-message"),
+            "bar": gr.HTML(views.progress_html(service.jobs.snapshot()), elem_id="train-bar"),
+            "status": gr.Textbox(label="Training job", lines=4, interactive=False, elem_id="train-status"),
+            "loss": gr.Plot(label="Training job: loss, learning rate, evaluation"), "ended": gr.State(0)}
+
+
+def run_controls(service: QAService) -> tuple[gr.Dropdown, dict[str, Any]]:
+    """The run picker, and what a picked run shows: its note, its history and Resume."""
+    with gr.Row():
+        run = gr.Dropdown(service.run_choices(), value=None, label="Run", elem_id="train-run", scale=3,
+                          info="Any run: its history; a stopped one can be resumed")
+        resume = gr.Button("Resume from checkpoint", interactive=False, elem_id="train-resume", scale=1)
+    return run, {"run_note": gr.Markdown(elem_id="train-run-note"),
+                 "history": gr.Plot(label="Run history", elem_id="train-history"), "resume": resume}
+
+
+def wire_train_tab(ui: TrainHandlers, form: dict[str, Any], options: list[Any], buttons: dict[str, gr.Button],
+                   shown: dict[str, Any], run: gr.Dropdown, picked: dict[str, Any]) -> None:
+    """The tab's events: the upload checked, a run picked (again when a job ends), the job buttons."""
     message = {"message": shown["message"]}
     started = {**message, **buttons}  # a click that may start a job also sets the buttons
-    checked = {"upload_note": note, "choice": choice}
+    checked, upload = {"upload_note": form["note"], "choice": form["choice"]}, form["upload"]
     upload.upload(by_name(ui.check_upload, checked), upload, list(checked.values()), api_name="ui_check_upload",
                   **PRIVATE)
     upload.clear(by_name(ui.forget_upload, checked), None, list(checked.values()), api_name="ui_clear_upload",
@@ -267,9 +241,10 @@ def build_train_tab(service: QAService) -> dict[str, Any]:
     # A job that ends may be the picked run's (resumed, or started meanwhile): its note, history and Resume change.
     shown["ended"].change(by_name(ui.show_run, picked), run, list(picked.values()), api_name="ui_show_run_again",
                           show_progress="hidden", **PRIVATE)
-    resume.click(by_name(ui.resume, started), run, list(started.values()), api_name="ui_resume", **PRIVATE)
-    start.click(by_name(ui.start_training, started), [model, choice, upload, path, eval_data, *options],
-                list(started.values()), api_name="ui_start_training", **PRIVATE)
-    quick.click(by_name(ui.start_quick, started), None, list(started.values()), api_name="ui_start_quick", **PRIVATE)
-    cancel.click(by_name(ui.cancel, message), None, shown["message"], api_name="ui_cancel", **PRIVATE)
-    return {"model": model, "run": run, "handlers": ui, **shown, **buttons}
+    picked["resume"].click(by_name(ui.resume, started), run, list(started.values()), api_name="ui_resume", **PRIVATE)
+    buttons["start"].click(by_name(ui.start_training, started),
+                           [form[name] for name in ("model", "choice", "upload", "path", "eval_data")] + options,
+                           list(started.values()), api_name="ui_start_training", **PRIVATE)
+    buttons["quick"].click(by_name(ui.start_quick, started), None, list(started.values()), api_name="ui_start_quick",
+                           **PRIVATE)
+    buttons["cancel"].click(by_name(ui.cancel, message), None, shown["message"], api_name="ui_cancel", **PRIVATE)
