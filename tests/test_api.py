@@ -113,7 +113,7 @@ def test_an_abstention_is_scored_as_predict_scores_it(client, runs, capsys):
     assert shown["null_score"] == pytest.approx(printed["null_score"]) == pytest.approx(printed["score"])
     assert shown["null_odds"] == pytest.approx(printed["null_odds"])
     best = shown["alternatives"][0]  # the best span passed over, as the Ask tab marks it
-    assert best["answer"] == printed["alternatives"][0]["text"]
+    assert best["answer"] == printed["alternatives"][0]["answer"]
     assert best["score"] == pytest.approx(shown["null_score"] - shown["null_odds"])
     plain = client.predict(runs.joinpath("20250101-000000-tiny").name, QUESTION, CONTEXT, api_name="/answer")
     assert cli.main(["predict", "--model_name_or_path", str(runs / "20250101-000000-tiny"), "--question", QUESTION,

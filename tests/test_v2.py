@@ -113,4 +113,4 @@ def test_cli_predict_answers_with_the_runs_threshold(tiny_model_dir: Path, tmp_p
     assert abstained["answer"] == "" and abstained["null_odds"] > -1e9 and abstained["alternatives"]
     answered = json.loads(subprocess.run(ask + ["--no-version_2_with_negative"], capture_output=True, text=True,
                                          check=True, cwd=ROOT).stdout)
-    assert answered["answer"] == answered["alternatives"][0]["text"] and answered["null_score"] is None
+    assert answered["answer"] == answered["alternatives"][0]["answer"] and answered["null_score"] is None
