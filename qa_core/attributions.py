@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
+from captum.attr import InputXGradient, IntegratedGradients
 
 from qa_core.batching import collate
 from qa_core.config import QAConfig
@@ -130,22 +130,33 @@ def baseline_ids(feature: Feature, tokenizer) -> torch.Tensor:
     return torch.tensor([[i if i in kept else pad for i in feature.input_ids]])
 
 
-def logit_at(model: torch.nn.Module, which: str, position: int, names: tuple[str, ...], input_ids: torch.Tensor,
-             *extra: torch.Tensor) -> torch.Tensor:
-    """(batch,) the start or end logit at one position: the scalar that captum attributes. extra holds the
-    batch's other inputs (attention mask, and segment ids where the model takes them), named by names."""
-    outputs = model(input_ids=input_ids, **dict(zip(names, extra)))
+def logit_at(model: torch.nn.Module, which: str, position: int, names: tuple[str, ...],
+             inputs_embeds: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
+    """(batch,) the start or end logit at one position, from the word embeddings: the scalar that captum
+    attributes. extra holds the batch's other inputs (attention mask, and segment ids where the model takes them),
+    named by names."""
+    outputs = model(inputs_embeds=inputs_embeds, **dict(zip(names, extra)))
     logits = outputs.start_logits if which == "start" else outputs.end_logits  # (batch, seq)
     return logits[:, position]
+
+
+def word_embeddings(model: torch.nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
+    """(batch, seq, hidden) the ids' word embeddings, which the attributions are taken on.
+
+    Fed to the model as inputs_embeds rather than caught by a hook on its embedding layer (captum's Layer*
+    explainers): the app explains on one thread while another answers with the same model, and a hook would
+    reach into those answers too."""
+    with torch.no_grad():
+        return model.get_input_embeddings()(_on(model, input_ids))
 
 
 def gradient_x_input(model: torch.nn.Module, inputs: dict[str, torch.Tensor], which: str, position: int) -> np.ndarray:
     """(seq,) gradient of the logit with respect to each word embedding, times that embedding, summed."""
     names, extra = _extra(model, inputs)
-    explainer = LayerGradientXActivation(functools.partial(logit_at, model, which, position, names),
-                                         model.get_input_embeddings())
+    explainer = InputXGradient(functools.partial(logit_at, model, which, position, names))
     with _eval_mode(model):
-        values = explainer.attribute(_on(model, inputs["input_ids"]), additional_forward_args=extra)  # (1, seq, hidden)
+        values = explainer.attribute(word_embeddings(model, inputs["input_ids"]),
+                                     additional_forward_args=extra)  # (1, seq, hidden)
     return values.sum(dim=-1)[0].detach().cpu().numpy()
 
 
@@ -153,12 +164,11 @@ def integrated_gradients(model: torch.nn.Module, inputs: dict[str, torch.Tensor]
                          position: int, steps: int) -> np.ndarray:
     """(seq,) integrated gradients on the word embeddings from the baseline's to the input's, summed per token."""
     names, extra = _extra(model, inputs)
-    explainer = LayerIntegratedGradients(functools.partial(logit_at, model, which, position, names),
-                                         model.get_input_embeddings())
+    explainer = IntegratedGradients(functools.partial(logit_at, model, which, position, names))
     with _eval_mode(model):
-        values = explainer.attribute(_on(model, inputs["input_ids"]), baselines=_on(model, baseline),
-                                     additional_forward_args=extra, n_steps=steps,
-                                     internal_batch_size=steps)  # (1, seq, hidden)
+        values = explainer.attribute(word_embeddings(model, inputs["input_ids"]),
+                                     baselines=word_embeddings(model, baseline), additional_forward_args=extra,
+                                     n_steps=steps, internal_batch_size=steps)  # (1, seq, hidden)
     return values.sum(dim=-1)[0].detach().cpu().numpy()
 
 

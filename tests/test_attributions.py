@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import replace
 
 import numpy as np
@@ -46,8 +47,9 @@ def test_integrated_gradients_add_up_to_the_logit_change(tiny_loaded):
     model.eval()  # the logits compared must be free of dropout, as the attributions are
     names, extra = ("token_type_ids", "attention_mask"), (inputs["token_type_ids"], inputs["attention_mask"])
     with torch.no_grad():
-        change = (attributions.logit_at(model, "end", 20, names, inputs["input_ids"], *extra)
-                  - attributions.logit_at(model, "end", 20, names, baseline, *extra)).item()
+        embedded, nothing = (attributions.word_embeddings(model, ids) for ids in (inputs["input_ids"], baseline))
+        change = (attributions.logit_at(model, "end", 20, names, embedded, *extra)
+                  - attributions.logit_at(model, "end", 20, names, nothing, *extra)).item()
     assert values.sum() == pytest.approx(change, rel=0.02, abs=1e-5)
 
 
@@ -99,3 +101,32 @@ def test_models_without_segment_ids_and_with_other_special_tokens(family, tmp_pa
     assert result.steps >= attributions.MIN_STEPS and np.isfinite(result.start_attributions).all()
     assert result.tokens[0] == loaded.tokenizer.convert_ids_to_tokens(loaded.tokenizer.cls_token_id)
     assert result.offsets[result.start_token] is not None and result.offsets[result.end_token] is not None
+
+
+def test_explaining_leaves_answers_from_the_same_model_alone(tiny_loaded):
+    """The app explains on its own thread while the model thread answers with the same model: an explanation must
+    not change the model that answers (captum's layer hooks on its embeddings did: answers failed or were wrong,
+    and explanations failed)."""
+    from qa_core.inference import answer_question
+
+    expected = answer_question(tiny_loaded, "Who?", "Fresnel did it.").prediction
+    answers, stop = [], threading.Event()
+
+    def ask() -> None:
+        while not stop.is_set():
+            try:
+                answers.append(answer_question(tiny_loaded, "Who?", "Fresnel did it.").prediction)
+            except Exception as err:  # a broken answer is what this test is about
+                answers.append(err)
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    try:
+        explained = [attributions.explain_answer(tiny_loaded, QUESTION, CONTEXT) for _ in range(8)]
+    finally:
+        stop.set()
+        asker.join()
+    assert answers and not [a for a in answers if isinstance(a, Exception)]
+    assert {(a.text, a.span) for a in answers} == {(expected.text, expected.span)}
+    assert [a.score for a in answers] == pytest.approx([expected.score] * len(answers), rel=1e-4)
+    assert all(len(e.start_attributions) == len(e.tokens) for e in explained)
