@@ -109,6 +109,7 @@ def test_explaining_leaves_answers_from_the_same_model_alone(tiny_loaded):
     and explanations failed)."""
     from qa_core.inference import answer_question
 
+    tiny_loaded.model.eval()  # as every served model is (load_model's); a model in training mode is switched per call
     expected = answer_question(tiny_loaded, "Who?", "Fresnel did it.").prediction
     answers, stop = [], threading.Event()
 
