@@ -170,9 +170,14 @@ def question_windows(loaded: LoadedModel, question: str, context: str, config: Q
         raise ValueError("question is empty")
     if not context.strip():
         raise ValueError("context is empty")
+    # zero-width and control characters pass the blank checks, but tokenizers drop them
+    if not loaded.tokenizer.tokenize(question):
+        raise ValueError("question has no words this model reads (only invisible characters)")
     example = Example("query", question, context, (Answer("", None),))
     config = fit_config(config, loaded)
     features = featurize([example], loaded.tokenizer, config, training=False).features
+    if not any(offset is not None for feature in features for offset in feature.offsets):
+        raise ValueError("context has no words this model reads (only invisible characters)")
     if max_windows is not None and len(features) > max_windows:
         raise ValueError(f"the context needs {len(features):,} windows of {config.max_seq_length} tokens; "
                          f"this server answers up to {max_windows:,} (shorten the context)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from qa_core.attention import CPU_BF16_ATTENTION
@@ -46,3 +47,12 @@ def test_a_model_only_evaluated_on_a_cpu_runs_in_bf16_weights(tiny_model_dir: Pa
     fp32_again = load_model(str(tiny_model_dir))
     assert set_up_precision(fp32_again.model, False, torch.device("cpu"), training=False) is False
     assert next(fp32_again.model.parameters()).dtype == torch.float32
+
+
+@pytest.mark.parametrize(("question", "context", "refused"), [
+    ("Who?", "\u200b\u200b\u200b", "context has no words"), ("\u200b\u2060", "Fresnel did it.", "question has no words")])
+def test_a_text_of_invisible_characters_only_is_refused_by_name(tiny_loaded, question, context, refused) -> None:
+    """Zero-width characters pass a blank check, but the tokenizer drops them: without a word to read, the answer
+    would be an empty one with no message."""
+    with pytest.raises(ValueError, match=refused):
+        answer_question(tiny_loaded, question, context)
