@@ -461,7 +461,7 @@ def test_the_progress_bar_is_closed_however_training_ends(last: str):
     """An open bar redraws itself after the error line that ends a failed run."""
     from qa_core.progress import ProgressEvent
 
-    bar = cli.ProgressBar()
+    bar = cli.ProgressBar(Path("runs/x"))
     bar(ProgressEvent("start", 0, 10, 0.0))
     bar(ProgressEvent(last, 3, 10, 0.3, message="why"))
     assert bar.bar.disable  # tqdm's mark of a closed bar
@@ -470,7 +470,7 @@ def test_the_progress_bar_is_closed_however_training_ends(last: str):
 def test_the_progress_bar_moves_at_every_step_and_shows_the_loss_when_logged():
     from qa_core.progress import ProgressEvent
 
-    bar = cli.ProgressBar()
+    bar = cli.ProgressBar(Path("runs/x"))
     bar(ProgressEvent("start", 0, 10, 0.0))
     bar(ProgressEvent("advance", 1, 10, 0.1, windows_per_s=5.0, eta_s=9.0))  # no loss between logged steps
     assert bar.bar.n == 1
