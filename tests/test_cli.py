@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ HEAVY = ("torch", "transformers", "numpy", "tqdm", "huggingface_hub")
 # Runs the CLI's main in a fresh interpreter and reports the exit code and any heavy package it loaded.
 PROBE = """
 import sys
+import time
 from qa_core.cli import main
 try:
     code = main(sys.argv[1:])
@@ -551,3 +553,22 @@ def test_an_evaluation_folder_is_told_apart_from_a_model(tiny_model_dir: Path, t
     caplog.clear()
     assert cli.main(["predict", "--model_name_or_path", str(folder), "--question", "Who?", "--context", "Ann."]) == 2
     assert "use the model it evaluated instead (its files do not name it)" in caplog.text, caplog.text
+
+
+def test_ctrl_c_before_training_started_says_there_is_nothing_to_resume(tmp_path: Path):
+    """Found by trying the CLI: Ctrl-C while torch loaded said 'a run that had started is cancelled: continue it with
+    --resume', though no run folder had been made."""
+    ready = "import sys; import qa_core.cli; print('READY', file=sys.stderr, flush=True); sys.exit(qa_core.cli.main())"
+    run = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-c", ready, "train", "--train_file", "sample", "--output_dir",
+                                str(run)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stderr.readline().strip() == "READY"
+    time.sleep(0.3)  # past the checks before torch, into loading it (seconds)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert not run.exists()
+    errors = [line for line in stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and "--resume" not in errors[0], stderr
+    assert "train interrupted (Ctrl-C); it stopped before training started: nothing to resume" in errors[0]
