@@ -70,6 +70,8 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
     saved = state  # the last checkpoint's state: what a failure reports, and where --resume continues
     (loss_sum, losses), windows, seconds = state.pending_loss, 0, 0.0
     earlier = _earlier_finish(setup)  # read before _open_records rewrites run.json
+    if earlier is not None:  # its results are written again, unchanged: say so rather than look freshly trained
+        logger.info("the run in %s had already finished at step %d: nothing was trained", output_dir, earlier.step)
     try:
         _open_records(setup)
         emit("start", state, message=f"resumed at step {state.step}" if setup.resumed_from else "started")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -572,3 +573,20 @@ def test_ctrl_c_before_training_started_says_there_is_nothing_to_resume(tmp_path
     errors = [line for line in stderr.splitlines() if " ERROR " in line]
     assert len(errors) == 1 and "--resume" not in errors[0], stderr
     assert "train interrupted (Ctrl-C); it stopped before training started: nothing to resume" in errors[0]
+
+
+def test_resume_of_a_finished_run_says_it_had_finished(tiny_model_dir: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture):
+    """Found by trying the CLI: --resume of a finished run printed its JSON again, as if it had just finished."""
+    data = write_tiny_squad(tmp_path / "d.json")
+    args = ["train", "--model_name_or_path", str(tiny_model_dir), "--train_file", str(data), "--validation_file",
+            str(data), "--output_dir", str(tmp_path / "run"), "--max_seq_length", "64", "--doc_stride", "16",
+            "--max_query_length", "16", "--max_steps", "2"]
+    assert cli.main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    caplog.set_level(logging.INFO)
+    assert cli.main([*args, "--resume"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["status"] == "finished" and again["step"] == first["step"] == 2
+    said = [r.getMessage() for r in caplog.records if "already finished" in r.getMessage()]
+    assert said == [f"the run in {tmp_path / 'run'} had already finished at step 2: nothing was trained"], said
