@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from qa_core.data_sources import DataError, read_records
+from qa_core.data_sources import DataError, read_records, text_field
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def load_examples(source: str, split: str = "train", limit: int | None = None,
 def _parse_record(record: dict[str, Any], where: str, counts: dict[str, int], answers_required: bool = True) -> Example:
     example_id = _id_field(record, where)
     where = f"{where} (id {example_id!r})"
-    question, context = _text_field(record, "question", where), _text_field(record, "context", where)
+    question, context = text_field(record, "question", where), text_field(record, "context", where)
     title = record.get("title") or ""
     # SQuAD 2.0 marks unanswerable questions with is_impossible; its hub copy (rajpurkar/squad_v2) only leaves their
     # answer lists empty, which the official v2.0 script also reads as "no answer".
@@ -101,17 +101,6 @@ def _id_field(record: dict[str, Any], where: str) -> str | int:
         raise DataError(f"{where}: field 'id' must be text or an integer, got {type(example_id).__name__} "
                         f"{json.dumps(example_id)}")
     return example_id
-
-
-def _text_field(record: dict[str, Any], name: str, where: str) -> str:
-    value = record.get(name)
-    if value is None:
-        raise DataError(f"{where}: missing field {name!r}")
-    if not isinstance(value, str):
-        raise DataError(f"{where}: field {name!r} must be text, got {type(value).__name__}")
-    if not value.strip():
-        raise DataError(f"{where}: field {name!r} is empty")
-    return value
 
 
 def _answer_pairs(record: dict[str, Any], where: str) -> list[tuple[Any, Any]]:

@@ -102,9 +102,15 @@ def test_bad_record_names_file_and_record(tmp_path: Path, record: dict, message:
         assert "'q1'" in str(caught.value)
 
 
-def test_empty_context(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="'context' is empty.*'q1'|'q1'.*'context' is empty"):
-        load_examples(_bad(tmp_path, [qa("q1")], context=""))
+@pytest.mark.parametrize("context, message", [(None, "missing field 'context'"), ("", "field 'context' is empty"),
+                                              (["x"], "field 'context' must be text, got list")])
+def test_a_bad_context_is_named_at_its_paragraph(tmp_path: Path, context: object, message: str) -> None:
+    """Found by trying the CLI: a paragraph without 'context' was named as its first question,
+    'data[0].paragraphs[0].qas[0] (id 'q1')', though the field belongs to the paragraph."""
+    path = _bad(tmp_path, [qa("q1"), qa("q2")], context=context)
+    with pytest.raises(DataError) as caught:
+        load_examples(path)
+    assert str(caught.value) == f"{path}: data[0].paragraphs[0]: {message}"
 
 
 def test_duplicate_id(tmp_path: Path) -> None:
