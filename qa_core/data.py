@@ -13,6 +13,7 @@ from typing import Any
 from qa_core.data_sources import DataError, read_records, text_field
 
 logger = logging.getLogger(__name__)
+UNLOCATED_NAMED = 5  # questions the log names whose answer is not in their context; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,19 @@ def load_examples(source: str, split: str = "train", limit: int | None = None,
         raise DataError(f"{origin}: contains no questions")
     report = LoadReport(origin, len(examples), counts["repaired"], counts["unlocated"], counts["unanswerable"])
     logger.info("loaded %s", report)
+    _name_unlocated(origin, [e.example_id for e in examples if any(a.start is None for a in e.answers)])
     return LoadResult(tuple(examples), report)
+
+
+def _name_unlocated(origin: str, ids: list[str]) -> None:
+    """Name the first questions whose answer text is not in their context, so they can be found and fixed."""
+    if not ids:
+        return
+    named = ", ".join(repr(i) for i in ids[:UNLOCATED_NAMED])
+    more = f" and {len(ids) - UNLOCATED_NAMED} more" if len(ids) > UNLOCATED_NAMED else ""
+    which = "1 question has an answer whose text is nowhere in its" if len(ids) == 1 else \
+        f"{len(ids)} questions have an answer whose text is nowhere in their"
+    logger.warning("%s: %s context (kept for scoring, not trained on): %s%s", origin, which, named, more)
 
 
 def _parse_record(record: dict[str, Any], where: str, counts: dict[str, int], answers_required: bool = True) -> Example:
