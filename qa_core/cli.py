@@ -28,8 +28,9 @@ class ProgressBar:
     """Draws qa_core's progress events with tqdm; the web app consumes the same events. Evaluations are not
     written here: training logs them, and run_train sends log lines above the bar."""
 
-    def __init__(self) -> None:
+    def __init__(self, output_dir: Path) -> None:
         self.bar = None
+        self.output_dir = output_dir
 
     def __call__(self, event: ProgressEvent) -> None:
         from tqdm import tqdm
@@ -43,7 +44,22 @@ class ProgressBar:
         elif event.kind in ("done", "cancelled", "failed"):  # the error itself is logged by run_command
             self.bar.close()
             if event.kind == "cancelled":
-                logger.warning("stopped at step %d: %s; continue with --resume", event.step, event.message)
+                logger.warning("stopped at step %d: %s; %s", event.step, event.message, left_to_do(self.output_dir))
+
+
+def left_to_do(output_dir: Path) -> str:
+    """What a stopped training leaves to do, as its folder is now: --resume only where a checkpoint waits, else
+    what a new run there needs (check_output_dir refuses a folder holding records without the flag)."""
+    from qa_core.run_files import find_checkpoint, held_records, stopped_run
+
+    if stopped_run(output_dir):
+        return "continue it with --resume"
+    if not held_records(output_dir):
+        return "it stopped before training started: nothing to resume"
+    if find_checkpoint(output_dir) is None:
+        return (f"nothing was saved to resume from (no checkpoint in {output_dir}): start again with "
+                f"--overwrite_output_dir, or into another --output_dir")
+    return f"the run in {output_dir} had finished: nothing to resume"
 
 
 def run_train(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
@@ -54,7 +70,7 @@ def run_train(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
 
     # Ctrl-C or SIGTERM: a checkpoint at the step's end, then --resume. Log lines go above the bar, not into it.
     with stop_on_signals() as stop, logging_redirect_tqdm():
-        result = train(config, callback=ProgressBar(), should_stop=stop)
+        result = train(config, callback=ProgressBar(Path(config.output_dir)), should_stop=stop)
     stopped_by = {"stopped_by": signal.Signals(stop.signum).name} if stop.signum is not None else {}
     # run.json's figure, every session's; a resumed run also says what this session added
     resumed = result.total_train_seconds > result.train_seconds + 0.05
@@ -182,8 +198,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     try:
         return run_command(args, config)
     except KeyboardInterrupt:  # outside training's own stop handling (which cancels at a step's end)
-        resume = "; a run that had started is cancelled: continue it with --resume" if args.command == "train" else ""
-        logger.error("%s interrupted (Ctrl-C)%s", args.command, resume)
+        left = f"; {left_to_do(Path(config.output_dir))}" if args.command == "train" else ""
+        logger.error("%s interrupted (Ctrl-C)%s", args.command, left)
         return INTERRUPTED_EXIT
 
 

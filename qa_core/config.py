@@ -164,8 +164,16 @@ def _check_types(config: QAConfig) -> None:
         if not _is_kind(value, kind):
             raise ValueError(f"{f.name} must be {said}, got {value!r}")
         if kind is int and f.name != "seed" and value > MAX_COUNT:  # the seed has a range of its own
-            raise ValueError(f"{f.name} must be at most {MAX_COUNT}, got {value}")
+            raise ValueError(f"{f.name} must be at most {MAX_COUNT}, got {_compact(value)}")
         object.__setattr__(config, f.name, value)  # frozen: set once, here, as dataclasses' own __init__ does
+
+
+def _compact(count: int) -> str:
+    """A count as it reads: exact up to 15 digits, else as 1e+30 (a float's 1e308 taken as steps has 309 digits)."""
+    try:
+        return str(count) if count < 10**15 else f"{count:g}"
+    except OverflowError:  # beyond any float
+        return "more than 1e+308"
 
 
 def _plain(value: Any) -> Any:

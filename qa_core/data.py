@@ -10,9 +10,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from qa_core.data_sources import DataError, read_records
+from qa_core.data_sources import DataError, read_records, text_field
 
 logger = logging.getLogger(__name__)
+UNLOCATED_NAMED = 5  # questions the log names whose answer is not in their context; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -68,13 +69,25 @@ def load_examples(source: str, split: str = "train", limit: int | None = None,
         raise DataError(f"{origin}: contains no questions")
     report = LoadReport(origin, len(examples), counts["repaired"], counts["unlocated"], counts["unanswerable"])
     logger.info("loaded %s", report)
+    _name_unlocated(origin, [e.example_id for e in examples if any(a.start is None for a in e.answers)])
     return LoadResult(tuple(examples), report)
+
+
+def _name_unlocated(origin: str, ids: list[str]) -> None:
+    """Name the first questions whose answer text is not in their context, so they can be found and fixed."""
+    if not ids:
+        return
+    named = ", ".join(repr(i) for i in ids[:UNLOCATED_NAMED])
+    more = f" and {len(ids) - UNLOCATED_NAMED} more" if len(ids) > UNLOCATED_NAMED else ""
+    which = "1 question has an answer whose text is nowhere in its" if len(ids) == 1 else \
+        f"{len(ids)} questions have an answer whose text is nowhere in their"
+    logger.warning("%s: %s context (kept for scoring, not trained on): %s%s", origin, which, named, more)
 
 
 def _parse_record(record: dict[str, Any], where: str, counts: dict[str, int], answers_required: bool = True) -> Example:
     example_id = _id_field(record, where)
     where = f"{where} (id {example_id!r})"
-    question, context = _text_field(record, "question", where), _text_field(record, "context", where)
+    question, context = text_field(record, "question", where), text_field(record, "context", where)
     title = record.get("title") or ""
     # SQuAD 2.0 marks unanswerable questions with is_impossible; its hub copy (rajpurkar/squad_v2) only leaves their
     # answer lists empty, which the official v2.0 script also reads as "no answer".
@@ -101,17 +114,6 @@ def _id_field(record: dict[str, Any], where: str) -> str | int:
         raise DataError(f"{where}: field 'id' must be text or an integer, got {type(example_id).__name__} "
                         f"{json.dumps(example_id)}")
     return example_id
-
-
-def _text_field(record: dict[str, Any], name: str, where: str) -> str:
-    value = record.get(name)
-    if value is None:
-        raise DataError(f"{where}: missing field {name!r}")
-    if not isinstance(value, str):
-        raise DataError(f"{where}: field {name!r} must be text, got {type(value).__name__}")
-    if not value.strip():
-        raise DataError(f"{where}: field {name!r} is empty")
-    return value
 
 
 def _answer_pairs(record: dict[str, Any], where: str) -> list[tuple[Any, Any]]:

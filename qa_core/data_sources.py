@@ -156,11 +156,25 @@ def _iter_article(article: dict[str, Any], where: str, path: Path) -> Records:
     for p, paragraph in enumerate(paragraphs):
         if not isinstance(paragraph, dict) or not isinstance(paragraph.get("qas"), list):
             raise DataError(f"{path}: {where}.paragraphs[{p}] needs 'context' and a 'qas' list")
+        if paragraph["qas"]:  # checked here, where it is: the field belongs to the paragraph, not to a question
+            text_field(paragraph, "context", f"{path}: {where}.paragraphs[{p}]")
         for q, qa in enumerate(paragraph["qas"]):
             if not isinstance(qa, dict):
                 raise DataError(f"{path}: {where}.paragraphs[{p}].qas[{q}] must be an object")
             record = {**qa, "context": paragraph.get("context"), "title": article.get("title", "")}
             yield f"{where}.paragraphs[{p}].qas[{q}]", record
+
+
+def text_field(record: dict[str, Any], name: str, where: str) -> str:
+    """A record's field that must hold some text, refused naming `where` it is missing, not text, or blank."""
+    value = record.get(name)
+    if value is None:
+        raise DataError(f"{where}: missing field {name!r}")
+    if not isinstance(value, str):
+        raise DataError(f"{where}: field {name!r} must be text, got {type(value).__name__}")
+    if not value.strip():
+        raise DataError(f"{where}: field {name!r} is empty")
+    return value
 
 
 def _read_hub(name: str, default_split: str) -> Records:

@@ -129,7 +129,7 @@ def check_output_dir(folder: Path, overwrite: bool, names: Iterable[str] = RUN_R
     held = held_records(folder, names)
     if not held or overwrite:
         return
-    if can_resume and _stopped_run(folder):
+    if can_resume and stopped_run(folder):
         raise ValueError(f"{folder} holds a stopped run with a checkpoint ({', '.join(held)}); pass --resume to "
                          f"continue it, or --overwrite_output_dir to replace it (checkpoint included), or choose "
                          f"another output folder")
@@ -137,7 +137,7 @@ def check_output_dir(folder: Path, overwrite: bool, names: Iterable[str] = RUN_R
                      f"or choose another output folder")
 
 
-def _stopped_run(folder: Path) -> bool:
+def stopped_run(folder: Path) -> bool:
     """A checkpoint, and a run.json not saying finished (a finished run has nothing left to resume)."""
     if find_checkpoint(folder) is None:
         return False

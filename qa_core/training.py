@@ -24,7 +24,7 @@ from qa_core.evaluation import EvalResult, evaluate, write_eval_outputs
 from qa_core.inference import inference_copy
 from qa_core.model_card import base_model_name, write_model_card
 from qa_core.progress import ProgressCallback, ProgressEvent, truncate_history
-from qa_core.run_files import HISTORY_FILE, RunInfo, read_run_info, training_lock
+from qa_core.run_files import HISTORY_FILE, RunInfo, find_checkpoint, read_run_info, training_lock
 from qa_core.train_setup import Setup, prepare
 from qa_core.train_step import batch_loader, forward_backward, optimizer_step
 from qa_core.wording import TwoWordings
@@ -70,6 +70,8 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
     saved = state  # the last checkpoint's state: what a failure reports, and where --resume continues
     (loss_sum, losses), windows, seconds = state.pending_loss, 0, 0.0
     earlier = _earlier_finish(setup)  # read before _open_records rewrites run.json
+    if earlier is not None:  # its results are written again, unchanged: say so rather than look freshly trained
+        logger.info("the run in %s had already finished at step %d: nothing was trained", output_dir, earlier.step)
     try:
         _open_records(setup)
         emit("start", state, message=f"resumed at step {state.step}" if setup.resumed_from else "started")
@@ -117,7 +119,7 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
         status = "cancelled" if cancelled else "finished"
         _finish(setup, state, status, earlier)
     except BaseException as err:
-        raise _failed(setup, saved, err, emit) from err
+        raise _failed(setup, saved, state, err, emit) from err
     emit("done" if status == "finished" else "cancelled", state, metrics=state.metrics,
          message=status)  # how to continue is each front end's to say: a flag, or a button
     return TrainResult(str(output_dir), status, state.step, state.metrics, seconds, windows, state.train_seconds)
@@ -207,10 +209,12 @@ def _checkpoint(setup: Setup, state: TrainState, result: EvalResult | None, emit
     barrier(setup.dist_ctx)
 
 
-def _failed(setup: Setup, state: TrainState, err: BaseException, emit: Callable[..., None]) -> BaseException:
+def _failed(setup: Setup, state: TrainState, reached: TrainState, err: BaseException,
+            emit: Callable[..., None]) -> BaseException:
     """Record a failure in run.json at `state`, the last checkpoint's (freeing partial files first on a full disk),
     so run.json never runs ahead of what --resume continues; the error to raise (its message names the step that
-    failed). A second Ctrl-C (KeyboardInterrupt) is no failure: the run is cancelled, to continue from there."""
+    failed). A second Ctrl-C (KeyboardInterrupt) is no failure: the run is cancelled, to continue from there; its
+    event names the step `reached` and whether a checkpoint was kept."""
     output_dir = Path(setup.config.output_dir)
     if reason := no_room(err):
         err = no_room_error(output_dir, reason)
@@ -222,9 +226,17 @@ def _failed(setup: Setup, state: TrainState, err: BaseException, emit: Callable[
             publish(output_dir, None, _run_info(setup, state, status, error=error))
         except OSError:
             remove_partial_files(output_dir)
+        message = _stopped_at_once(output_dir, state, reached) if interrupted else error
         with contextlib.suppress(Exception):  # the failure to report is err, not a listener's
-            emit(status, state, message="stopped at once" if interrupted else error)
+            emit(status, reached if interrupted else state, message=message)
     return err
+
+
+def _stopped_at_once(output_dir: Path, saved: TrainState, reached: TrainState) -> str:
+    if find_checkpoint(output_dir) is None:
+        return "stopped at once, before its first checkpoint"
+    kept = f"; its checkpoint of step {saved.step} is kept" if saved.step != reached.step else ""
+    return f"stopped at once{kept}"
 
 
 def no_room_error(output_dir: Path, reason: str) -> TrainingError:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,7 @@ HEAVY = ("torch", "transformers", "numpy", "tqdm", "huggingface_hub")
 # Runs the CLI's main in a fresh interpreter and reports the exit code and any heavy package it loaded.
 PROBE = """
 import sys
+import time
 from qa_core.cli import main
 try:
     code = main(sys.argv[1:])
@@ -461,7 +464,7 @@ def test_the_progress_bar_is_closed_however_training_ends(last: str):
     """An open bar redraws itself after the error line that ends a failed run."""
     from qa_core.progress import ProgressEvent
 
-    bar = cli.ProgressBar()
+    bar = cli.ProgressBar(Path("runs/x"))
     bar(ProgressEvent("start", 0, 10, 0.0))
     bar(ProgressEvent(last, 3, 10, 0.3, message="why"))
     assert bar.bar.disable  # tqdm's mark of a closed bar
@@ -470,7 +473,7 @@ def test_the_progress_bar_is_closed_however_training_ends(last: str):
 def test_the_progress_bar_moves_at_every_step_and_shows_the_loss_when_logged():
     from qa_core.progress import ProgressEvent
 
-    bar = cli.ProgressBar()
+    bar = cli.ProgressBar(Path("runs/x"))
     bar(ProgressEvent("start", 0, 10, 0.0))
     bar(ProgressEvent("advance", 1, 10, 0.1, windows_per_s=5.0, eta_s=9.0))  # no loss between logged steps
     assert bar.bar.n == 1
@@ -551,3 +554,39 @@ def test_an_evaluation_folder_is_told_apart_from_a_model(tiny_model_dir: Path, t
     caplog.clear()
     assert cli.main(["predict", "--model_name_or_path", str(folder), "--question", "Who?", "--context", "Ann."]) == 2
     assert "use the model it evaluated instead (its files do not name it)" in caplog.text, caplog.text
+
+
+def test_ctrl_c_before_training_started_says_there_is_nothing_to_resume(tmp_path: Path):
+    """Found by trying the CLI: Ctrl-C while torch loaded said 'a run that had started is cancelled: continue it with
+    --resume', though no run folder had been made."""
+    ready = "import sys; import qa_core.cli; print('READY', file=sys.stderr, flush=True); sys.exit(qa_core.cli.main())"
+    run = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-c", ready, "train", "--train_file", "sample", "--output_dir",
+                                str(run)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stderr.readline().strip() == "READY"
+    time.sleep(0.3)  # past the checks before torch, into loading it (seconds)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert not run.exists()
+    errors = [line for line in stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and "--resume" not in errors[0], stderr
+    assert "train interrupted (Ctrl-C); it stopped before training started: nothing to resume" in errors[0]
+
+
+def test_resume_of_a_finished_run_says_it_had_finished(tiny_model_dir: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture):
+    """Found by trying the CLI: --resume of a finished run printed its JSON again, as if it had just finished."""
+    data = write_tiny_squad(tmp_path / "d.json")
+    args = ["train", "--model_name_or_path", str(tiny_model_dir), "--train_file", str(data), "--validation_file",
+            str(data), "--output_dir", str(tmp_path / "run"), "--max_seq_length", "64", "--doc_stride", "16",
+            "--max_query_length", "16", "--max_steps", "2"]
+    assert cli.main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    caplog.set_level(logging.INFO)
+    assert cli.main([*args, "--resume"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["status"] == "finished" and again["step"] == first["step"] == 2
+    said = [r.getMessage() for r in caplog.records if "already finished" in r.getMessage()]
+    assert said == [f"the run in {tmp_path / 'run'} had already finished at step 2: nothing was trained"], said

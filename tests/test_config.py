@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from qa_core.config import QAConfig
+from qa_core.config import QAConfig, coerce_option
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -38,7 +38,11 @@ from qa_core.config import QAConfig
     ({"learning_rate": "1e-4"}, r"learning_rate must be a number, got '1e-4'"),
     ({"train_file": 3}, r"train_file must be text, got 3"),
     # found by trying the app: a step count beyond 64 bits broke every caller's training status
-    ({"max_steps": 10**30}, r"max_steps must be at most 2147483647, got 10{30}"),
+    ({"max_steps": 10**30}, r"max_steps must be at most 2147483647, got 1e\+30$"),
+    ({"max_steps": 99999999999}, r"max_steps must be at most 2147483647, got 99999999999$"),
+    # found by trying the API: {"max_steps": 1e308} was shown as a number of 309 digits
+    ({"max_steps": coerce_option("max_steps", 1e308)}, r"max_steps must be at most 2147483647, got 1e\+308$"),
+    ({"save_steps": 10**400}, r"save_steps must be at most 2147483647, got more than 1e\+308$"),
     ({"num_train_epochs": 1e308}, r"num_train_epochs must be at most 1e\+06, got 1e\+308"),
     # found by trying the CLI: a rate of 1e30 trained to finite garbage, saved as a finished run
     ({"learning_rate": 1e30}, r"learning_rate must be at most 1 .*, got 1e\+30"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import os
 import resource
@@ -15,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from qa_core import checkpoints
+from qa_core import checkpoints, cli
 from qa_core.calibration import fit_calibration, read_calibration
 from qa_core.config import QAConfig
 from qa_core.error_analysis import read_records
@@ -210,3 +211,43 @@ def test_a_mid_epoch_resume_on_cuda_matches_within_float_tolerance(tiny_model_di
     theirs = load_file(tmp_path / "straight" / "model" / "model.safetensors")
     for name, tensor in theirs.items():
         torch.testing.assert_close(mine[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+
+
+class SecondCtrlC(logging.Handler):
+    """Presses Ctrl-C twice as the first evaluation is logged: after steps were trained, before their checkpoint."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pressed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.pressed and "exact_match" in record.getMessage():
+            self.pressed = True
+            os.kill(os.getpid(), signal.SIGINT)  # the first asks for a stop after this step
+            os.kill(os.getpid(), signal.SIGINT)  # the second stops at once, inside the evaluation
+
+
+def test_a_second_ctrl_c_before_the_first_checkpoint_promises_no_resume(tiny_model_dir: Path, tmp_path: Path,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """Found by trying the CLI: it said 'stopped at step 0 ... continue with --resume', and --resume then found no
+    checkpoint. The lines name the step reached and advice that works."""
+    data = write_tiny_squad(tmp_path / "d.json")
+    run = tmp_path / "run"
+    args = ["train", "--model_name_or_path", str(tiny_model_dir), "--train_file", str(data), "--validation_file",
+            str(data), "--output_dir", str(run), "--max_seq_length", "64", "--doc_stride", "16",
+            "--max_query_length", "16", "--per_device_train_batch_size", "2", "--num_train_epochs", "2",
+            "--save_steps", "100"]
+    caplog.set_level(logging.INFO)
+    presser = SecondCtrlC()
+    logging.getLogger("qa_core.training").addHandler(presser)
+    try:
+        assert cli.main(args) == 130
+    finally:
+        logging.getLogger("qa_core.training").removeHandler(presser)
+    assert presser.pressed and find_checkpoint(run) is None
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and "SIGINT" not in r.getMessage()]
+    assert said and not [line for line in said if "--resume" in line], said
+    assert any("stopped at step 3" in line for line in said), said  # 3 steps an epoch: evaluated at the third
+    assert all("--overwrite_output_dir" in line for line in said), said
+    caplog.clear()
+    assert cli.main([*args, "--overwrite_output_dir", "--max_steps", "1"]) == 0  # the advice given works

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -102,11 +103,35 @@ def test_bad_record_names_file_and_record(tmp_path: Path, record: dict, message:
         assert "'q1'" in str(caught.value)
 
 
-def test_empty_context(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="'context' is empty.*'q1'|'q1'.*'context' is empty"):
-        load_examples(_bad(tmp_path, [qa("q1")], context=""))
+@pytest.mark.parametrize("context, message", [(None, "missing field 'context'"), ("", "field 'context' is empty"),
+                                              (["x"], "field 'context' must be text, got list")])
+def test_a_bad_context_is_named_at_its_paragraph(tmp_path: Path, context: object, message: str) -> None:
+    """Found by trying the CLI: a paragraph without 'context' was named as its first question,
+    'data[0].paragraphs[0].qas[0] (id 'q1')', though the field belongs to the paragraph."""
+    path = _bad(tmp_path, [qa("q1"), qa("q2")], context=context)
+    with pytest.raises(DataError) as caught:
+        load_examples(path)
+    assert str(caught.value) == f"{path}: data[0].paragraphs[0]: {message}"
 
 
 def test_duplicate_id(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="'a' appears twice"):
         load_examples(_bad(tmp_path, [qa("a"), qa("a")]))
+
+
+def test_unlocated_answers_are_named_in_the_log(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Found by trying the CLI: the log said only 'unlocated_answers=1', never which question to fix."""
+    lost = [qa(f"q{n}", text="the lighthouse", start=3) for n in range(7)]
+    one = {**qa("q7", text="the lighthouse", start=3), "answers": [{"text": "the lighthouse", "answer_start": 3}] * 2}
+    path = write_squad(tmp_path / "d.json", [{"context": CONTEXT, "qas": [qa("fine"), *lost, one]}])
+    with caplog.at_level(logging.INFO, logger="qa_core.data"):
+        assert load_examples(str(path)).report.unlocated_answers == 9  # answers; 8 questions
+    named = [r.getMessage() for r in caplog.records if "nowhere in" in r.getMessage()]
+    assert named == [f"{path}: 8 questions have an answer whose text is nowhere in their context (kept for scoring, "
+                     f"not trained on): 'q0', 'q1', 'q2', 'q3', 'q4' and 3 more"], named
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="qa_core.data"):
+        load_examples(str(write_squad(tmp_path / "one.json", [{"context": CONTEXT, "qas": [lost[0]]}])))
+    assert [r.getMessage() for r in caplog.records if "nowhere in" in r.getMessage()] == [
+        f"{tmp_path / 'one.json'}: 1 question has an answer whose text is nowhere in its context (kept for scoring, "
+        f"not trained on): 'q0'"]
