@@ -15,7 +15,7 @@ from qa_core.config import QAConfig
 from qa_core.data_sources import LoadingCancelled, loading_limits
 from qa_core.features import window_limits
 from qa_core.progress import END_KINDS, STEP_KINDS, ProgressEvent
-from qa_core.run_files import RunRefused
+from qa_core.run_files import WEB_JOB_MARK, RunRefused
 from qa_core.runtime import close_at_exit
 from qa_core.training import TrainingError, TrainResult, train
 from qa_core.wording import web_wording
@@ -265,6 +265,8 @@ def drop_if_empty(folder: Path) -> None:
     """Remove a run folder a failed job claimed but never wrote to: without a run.json it is no run, and no
     picker would ever show it."""
     try:
+        if {p.name for p in folder.iterdir()} <= {WEB_JOB_MARK}:  # the web app's mark alone is nothing written
+            (folder / WEB_JOB_MARK).unlink(missing_ok=True)
         folder.rmdir()  # refuses a folder with anything in it
     except OSError:
         pass

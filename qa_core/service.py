@@ -24,13 +24,14 @@ from qa_core.inference import AnswerResult
 from qa_core.jobs import JobManager, JobSnapshot
 from qa_core.modeling import LoadedModel
 from qa_core.quick_fine_tune import quick_config
-from qa_core.run_files import QUICK_DATA, RECORDS_FILE, new_run_dir, read_run_info
+from qa_core.run_files import QUICK_DATA, RECORDS_FILE, WEB_JOB_MARK, new_run_dir, read_run_info
 from qa_core.run_list import list_runs
 from qa_core.run_picker import model_choices, record_choices, run_choices
 from qa_core.serving import ModelCache
 from qa_core.train_policy import (capped, check_contexts, check_data, check_limits, check_start_data, check_start_model,
                                   check_training, resume_config)
 from qa_core.views import answer_json, job_json
+from qa_core.web_runs import mark_web_run, prune_web_runs
 
 if typing.TYPE_CHECKING:  # captum is imported only when an explanation is asked for
     from qa_core.attributions import Attribution
@@ -219,12 +220,14 @@ class QAService:
     def start(self, config: QAConfig, upload: str | None = None, owner: str = "") -> JobSnapshot:
         """Start the job; an uploaded data file is deleted when it ends; the claimed folder if it cannot start.
         owner: the caller's session, the only one a public server lets cancel the job."""
+        self.make_room(Path(config.output_dir))
+        mark_web_run(Path(config.output_dir))
         try:
             return self.jobs.start(config, on_end=functools.partial(Path(upload).unlink, missing_ok=True)
                                    if upload else None, owner=owner, **self.job_limits())
         except Exception:
             folder = Path(config.output_dir)
-            for name in QUICK_DATA:  # the quick fine-tune's split of the sample, written with its config
+            for name in (*QUICK_DATA, WEB_JOB_MARK):  # the quick fine-tune's split of the sample, with its config
                 (folder / name).unlink(missing_ok=True)
             folder.rmdir()
             raise
@@ -280,7 +283,15 @@ class QAService:
 
     def resume(self, run: str | None, owner: str = "") -> JobSnapshot:
         """Continue a cancelled or failed run where its checkpoint left off."""
-        return self.jobs.start(self.resume_config(run), owner=owner, **self.job_limits())
+        config = self.resume_config(run)
+        self.make_room(Path(config.output_dir))
+        return self.jobs.start(config, owner=owner, **self.job_limits())
+
+    def make_room(self, run: Path) -> None:
+        """Before a job trains `run`: the oldest runs of this server's web jobs beyond QA_MAX_RUNS removed (none
+        while a job runs: the start is refused)."""
+        if not self.jobs.snapshot().active:
+            prune_web_runs(self.settings.runs_root, self.settings.max_runs, run)
 
     def job_limits(self) -> dict[str, Any]:
         """The step and epoch a public server's job stops at, whatever its options say (hosting.TrainLimits):
