@@ -195,16 +195,17 @@ class QAService:
 
     def train_config(self, model: str | None, train_file: str | None, validation_file: str | None,
                      options: Mapping[str, Any], upload: bool = False,
-                     labels: tuple[str, str] = API_LABELS) -> QAConfig:
+                     labels: tuple[str, str] = API_LABELS, typed: bool = False) -> QAConfig:
         """A checked config of a new run: the Train tab and the API make the same checks (train_policy), cheap
         ones first; the run folder is claimed only once all have passed, so a refused start leaves nothing.
-        upload: train_file is a file this server received; labels: what messages call the two data sources."""
+        upload: train_file is a file this server received; labels: what messages call the two data sources; typed:
+        options of the API's JSON, each of its field's type (config_options)."""
         check_training(self.settings)
         train_file = check_data(train_file, labels[0], self.settings, upload) or "sample"
         validation_file = check_data(validation_file, labels[1], self.settings) or train_file
         model = check_model(model, self.settings)
         config = capped(check_limits(QAConfig(model_name_or_path=model, train_file=train_file,
-                                              validation_file=validation_file, **config_options(options)),
+                                              validation_file=validation_file, **config_options(options, typed)),
                                      self.settings), self.settings)
         check_start_model(model)
         check_start_data(train_file, labels[0], self.settings)
@@ -235,7 +236,7 @@ class QAService:
     def start_json(self, model: str | None = "", train_file: str | None = "sample", validation_file: str | None = "",
                    options: dict | None = None, owner: str = "") -> dict[str, Any]:
         """Start a training job; options: QAConfig fields such as max_steps or learning_rate."""
-        self.start(self.train_config(model, train_file, validation_file, options or {}), owner=owner)
+        self.start(self.train_config(model, train_file, validation_file, options or {}, typed=True), owner=owner)
         return self.job_json()
 
     def cancel(self, owner: str = "") -> JobSnapshot:
