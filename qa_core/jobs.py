@@ -246,6 +246,8 @@ class JobManager:
         return (now - began) / (event.step - first) * max(event.total_steps - event.step, 0)
 
     def _update(self, history: bool = True, **changes: object) -> None:
+        if changes.get("status", "running") not in ACTIVE:
+            changes["eta_s"] = None  # an ended job has no time left, whatever its last step estimated
         with self._lock:
             version = self._state.version + 1
             self._state = replace(self._state, version=version,
