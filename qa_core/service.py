@@ -31,6 +31,7 @@ from qa_core.serving import ModelCache
 from qa_core.train_policy import (capped, check_contexts, check_data, check_limits, check_start_data, check_start_model,
                                   check_training, resume_config)
 from qa_core.views import answer_json, job_json
+from qa_core.wording import count
 from qa_core.web_runs import mark_web_run, prune_web_runs
 
 if typing.TYPE_CHECKING:  # captum is imported only when an explanation is asked for
@@ -191,7 +192,7 @@ class QAService:
             path.unlink(missing_ok=True)
             return f"Not usable as training data: {self.explain(err, upload)}"
         report = loaded.report
-        return f"{path.name}: {report.examples:,} questions ({report.unanswerable} unanswerable)"
+        return f"{path.name}: {count(report.examples, 'question')} ({report.unanswerable:,} unanswerable)"
 
     def train_config(self, model: str | None, train_file: str | None, validation_file: str | None,
                      options: Mapping[str, Any], upload: bool = False,

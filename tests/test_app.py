@@ -385,6 +385,9 @@ def test_an_upload_to_a_capped_server_counts_all_its_questions(settings, tmp_pat
             "answers": [{"text": "the clockwork", "answer_start": context.index("the clockwork")}]} for n in range(5)]
     upload = write_squad(tmp_path / "five.json", [{"context": context, "qas": qas}])
     assert "five.json: 5 questions" in note(handlers(public).train.check_upload(str(upload)))
+    one = write_squad(tmp_path / "one.json", [{"context": context, "qas": [
+        {"id": "q", "question": "Who wound the bell?", "answers": [], "is_impossible": True}]}])
+    assert note(handlers(public).train.check_upload(str(one))) == "one.json: 1 question (1 unanswerable)"
 
 
 def test_a_public_server_trains_on_contexts_no_longer_than_it_answers(settings, tmp_path):
