@@ -226,7 +226,7 @@ class QAService:
         mark_web_run(Path(config.output_dir))
         try:
             return self.jobs.start(config, on_end=functools.partial(Path(upload).unlink, missing_ok=True)
-                                   if upload else None, owner=owner, **self.job_limits())
+                                   if upload else None, owner=owner, **self.job_limits(config))
         except Exception:
             folder = Path(config.output_dir)
             for name in (*QUICK_DATA, WEB_JOB_MARK):  # the quick fine-tune's split of the sample, with its config
@@ -287,7 +287,7 @@ class QAService:
         """Continue a cancelled or failed run where its checkpoint left off."""
         config = self.resume_config(run)
         self.make_room(Path(config.output_dir))
-        return self.jobs.start(config, owner=owner, **self.job_limits())
+        return self.jobs.start(config, owner=owner, **self.job_limits(config))
 
     def make_room(self, run: Path) -> None:
         """Before a job trains `run`: the oldest runs of this server's web jobs beyond QA_MAX_RUNS removed (none
@@ -295,9 +295,18 @@ class QAService:
         if not self.jobs.snapshot().active:
             prune_web_runs(self.settings.runs_root, self.settings.max_runs, run)
 
-    def job_limits(self) -> dict[str, Any]:
+    def job_limits(self, config: QAConfig) -> dict[str, Any]:
         """The step and epoch a public server's job stops at, whatever its options say (hosting.TrainLimits):
-        epochs make steps and steps (max_steps) make epochs, each epoch ending in an evaluation and a checkpoint."""
-        limits = self.settings.train_limits
-        public = self.settings.public
-        return {"step_limit": limits.max_steps if public else None, "epoch_limit": limits.epochs if public else None}
+        epochs make steps and steps (max_steps) make epochs, each epoch ending in an evaluation and a checkpoint;
+        and, for its end, why its run cannot be resumed (the Run picker's rule)."""
+        limits, public = self.settings.train_limits, self.settings.public
+        return {"step_limit": limits.max_steps if public else None, "epoch_limit": limits.epochs if public else None,
+                "why_not_resumable": functools.partial(self.why_not_resumable, Path(config.output_dir).name)}
+
+    def why_not_resumable(self, run: str) -> str:
+        """Why Resume cannot continue a stopped run, in the caller's words; "" where it can."""
+        try:
+            self.resume_config(run)
+        except ValueError as err:
+            return self.explain(err)
+        return ""
