@@ -157,15 +157,22 @@ def _check_types(config: QAConfig) -> None:
     a TypeError that names nothing, and 5.0 steps would reach range(). A numpy scalar or a path is stored as the
     plain value it stands for, so that run.json and comparisons see the same thing."""
     for f in dataclasses.fields(config):
-        value, kinds = _plain(getattr(config, f.name)), typing.get_args(HINTS[f.name]) or (HINTS[f.name],)
-        if value is None and type(None) in kinds:
-            continue
-        kind, said = next((k, said) for k, said in _KINDS if k in kinds)
-        if not _is_kind(value, kind):
-            raise ValueError(f"{f.name} must be {said}, got {value!r}")
-        if kind is int and f.name != "seed" and value > MAX_COUNT:  # the seed has a range of its own
-            raise ValueError(f"{f.name} must be at most {MAX_COUNT}, got {_compact(value)}")
+        value = check_type(f.name, getattr(config, f.name))
         object.__setattr__(config, f.name, value)  # frozen: set once, here, as dataclasses' own __init__ does
+
+
+def check_type(name: str, value: Any) -> Any:
+    """A value of QAConfig's field `name` as the library stores it (_plain), refused naming the option when it is
+    of another type; the web API checks its options with it, so it refuses what the library refuses."""
+    value, kinds = _plain(value), typing.get_args(HINTS[name]) or (HINTS[name],)
+    if value is None and type(None) in kinds:
+        return value
+    kind, said = next((k, said) for k, said in _KINDS if k in kinds)
+    if not _is_kind(value, kind):
+        raise ValueError(f"{name} must be {said}, got {value!r}")
+    if kind is int and name != "seed" and value > MAX_COUNT:  # the seed has a range of its own
+        raise ValueError(f"{name} must be at most {MAX_COUNT}, got {_compact(value)}")
+    return value
 
 
 def _compact(count: int) -> str:
@@ -287,13 +294,18 @@ def _number(name: str, value: Any) -> float:
     return number
 
 
-def config_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """Form or JSON options as QAConfig keyword arguments; unknown names refused, blanks left to the defaults."""
+def config_options(options: Mapping[str, Any], typed: bool = False) -> dict[str, Any]:
+    """Form or JSON options as QAConfig keyword arguments; unknown names refused, blanks left to the defaults.
+    typed (the web API's JSON): each value not null must be of its field's type (check_type), as in the library;
+    the form's inputs send text and floats, which are read as the field wants them."""
     if not isinstance(options, Mapping):
         raise ValueError(f"training options must be a mapping of QAConfig field to value, such as "
                          f"{{\"max_steps\": 100}}; got {type(options).__name__}")
     unknown = sorted(set(options) - set(form_fields()))
     if unknown:
         raise ValueError(f"unknown training options {unknown}; known: {', '.join(form_fields())}")
+    if typed:
+        for name, value in options.items():
+            check_type(name, value)
     values = {name: coerce_option(name, value) for name, value in options.items()}
     return {k: v for k, v in values.items() if v is not dataclasses.MISSING}

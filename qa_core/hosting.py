@@ -21,6 +21,7 @@ MAX_UPLOAD_MB = 50
 # Windows of training data take memory per question (bench/README.md, Limits and memory).
 PUBLIC_MAX_TRAIN_EXAMPLES = 10_000
 MODEL_WAIT_S = 20.0
+PUBLIC_MAX_RUNS = 8  # run folders a public server's web jobs keep (web_runs.py): each holds a model and a checkpoint
 MAX_CALLER_REQUESTS = 4  # questions (and, apart, explanations) one visitor of a public server may have in flight
 # A Hugging Face Space (SPACE_ID set) reaches the app through proxies at private addresses, which append the
 # visitor's address to X-Forwarded-For. Trusting the private networks lets uvicorn take the last address no proxy
@@ -119,6 +120,7 @@ class Settings:
     max_caller_requests: int = MAX_CALLER_REQUESTS  # applied on a public server only (fairness.FairWorker)
     max_train_examples: int | None = None  # questions a training job reads from each data source; None: all
     train_limits: TrainLimits = TrainLimits()  # applied on a public server only
+    max_runs: int | None = None  # runs of web jobs kept, the oldest removed before a job starts; None: all
 
     @staticmethod
     def from_env() -> Settings:
@@ -135,7 +137,8 @@ class Settings:
                         _number("QA_MODEL_WAIT_S", MODEL_WAIT_S),
                         int(_number("QA_MAX_CALLER_REQUESTS", MAX_CALLER_REQUESTS)),
                         int(_number("QA_MAX_TRAIN_EXAMPLES", PUBLIC_MAX_TRAIN_EXAMPLES if public else 0)) or None,
-                        TrainLimits.from_env())
+                        TrainLimits.from_env(),
+                        int(_number("QA_MAX_RUNS", PUBLIC_MAX_RUNS if public else 0)) or None)
 
 
 def find_run(name: str, settings: Settings, marks: tuple[str, ...] = (RUN_FILE,),

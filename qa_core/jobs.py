@@ -15,7 +15,7 @@ from qa_core.config import QAConfig
 from qa_core.data_sources import LoadingCancelled, loading_limits
 from qa_core.features import window_limits
 from qa_core.progress import END_KINDS, STEP_KINDS, ProgressEvent
-from qa_core.run_files import RunRefused
+from qa_core.run_files import WEB_JOB_MARK, RunRefused
 from qa_core.runtime import close_at_exit
 from qa_core.training import TrainingError, TrainResult, train
 from qa_core.wording import web_wording
@@ -92,6 +92,7 @@ class JobManager:
         self._owner = ""  # who started the job (a public server's visitor session); never in a snapshot
         self._step_limit: int | None = None
         self._epoch_limit: float | None = None
+        self._why_not_resumable: Callable[[], str] = str  # see start()
         self._reached = ""  # the server's limit that stopped the job ("2,000 steps"), not a Cancel; "" for none
         # Cutting within window limits is bounded, so a start can wait for it: data over them is refused up front,
         # not announced as started and failed a moment later. Unbounded (a local server, all of SQuAD) it cannot.
@@ -99,18 +100,22 @@ class JobManager:
         close_at_exit(self)
 
     def start(self, config: QAConfig, on_end: Callable[[], None] | None = None, owner: str = "",
-              step_limit: int | None = None, epoch_limit: float | None = None) -> JobSnapshot:
+              step_limit: int | None = None, epoch_limit: float | None = None,
+              why_not_resumable: Callable[[], str] | None = None) -> JobSnapshot:
         """Start training in the background; on_end runs when the job has ended, however it ended; owner: who
         may cancel it when cancel() is asked to check; step_limit: the job stops (resumably) once a progress
         event reports this step, whatever its options (a public server's bound on epochs of many windows);
         epoch_limit: likewise at this epoch (max_steps overrides num_train_epochs, and each epoch ends in an
-        evaluation and a checkpoint, so a few training questions under many steps would make many)."""
+        evaluation and a checkpoint, so a few training questions under many steps would make many);
+        why_not_resumable: asked once a job is cancelled (after on_end), why Resume cannot continue its run ("": it
+        can), so that its end does not promise a resume the run note then refuses."""
         with self._lock:
             if self._state.active:
                 raise JobBusyError(f"a training job is already running ({self._state.output_dir}, step "
                                    f"{self._state.step}/{self._state.total_steps}); wait for it or cancel it first")
             self._cancel.clear()
             self._owner, self._step_limit, self._epoch_limit = owner, step_limit, epoch_limit
+            self._why_not_resumable = why_not_resumable or str
             self._reached = ""
             self._started, self._first_step = time.monotonic(), None
             before, ready = self._state, Future()
@@ -207,7 +212,8 @@ class JobManager:
             return "finished"
         if self._reached:  # a run at the limit cannot continue here (train_policy.check_resume_limits)
             return f"stopped at this server's limit of {self._reached}"
-        return "cancelled; resumable from its checkpoint"
+        why = self._why_not_resumable()
+        return f"cancelled; Resume cannot continue it: {why}" if why else "cancelled; resumable from its checkpoint"
 
     def _record(self, ready: Future[None], event: ProgressEvent) -> None:
         reached = reached_limit(event, self._step_limit, self._epoch_limit)
@@ -246,6 +252,8 @@ class JobManager:
         return (now - began) / (event.step - first) * max(event.total_steps - event.step, 0)
 
     def _update(self, history: bool = True, **changes: object) -> None:
+        if changes.get("status", "running") not in ACTIVE:
+            changes["eta_s"] = None  # an ended job has no time left, whatever its last step estimated
         with self._lock:
             version = self._state.version + 1
             self._state = replace(self._state, version=version,
@@ -265,6 +273,8 @@ def drop_if_empty(folder: Path) -> None:
     """Remove a run folder a failed job claimed but never wrote to: without a run.json it is no run, and no
     picker would ever show it."""
     try:
+        if {p.name for p in folder.iterdir()} <= {WEB_JOB_MARK}:  # the web app's mark alone is nothing written
+            (folder / WEB_JOB_MARK).unlink(missing_ok=True)
         folder.rmdir()  # refuses a folder with anything in it
     except OSError:
         pass

@@ -41,6 +41,8 @@ CALIBRATION_FILE = "calibration.json"  # a temperature fitted on the records
 EVAL_MODEL_FILE = "eval_model.json"  # `train.py evaluate --output_dir`: the model it evaluated, named for later use
 # Held (flock) by the process training the run; the OS drops it when that process ends, killed or not.
 TRAINING_LOCK = ".training.lock"
+# Written by the web app into the run folder of each job it starts: the runs a public server may remove (web_runs.py)
+WEB_JOB_MARK = ".web-job"
 TMP_SUFFIX, OLD_SUFFIX = ".tmp", ".old"  # a folder being written; the one it replaces, until the swap is done
 # The quick fine-tune's split of the bundled sample: its training passages and the passages held out from them.
 QUICK_DATA = ("quick-train.json", "quick-heldout.json")
@@ -174,7 +176,7 @@ def training_lock(folder: Path) -> Iterator[None]:
                 logger.warning("%s cannot be locked (%s); nothing stops a second trainer of this run", folder, err)
             yield
     finally:
-        if [p.name for p in folder.iterdir()] == [TRAINING_LOCK]:  # refused before writing anything
+        if {p.name for p in folder.iterdir()} <= {TRAINING_LOCK, WEB_JOB_MARK}:  # refused before writing anything
             (folder / TRAINING_LOCK).unlink()
             if made:
                 folder.rmdir()

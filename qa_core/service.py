@@ -24,13 +24,15 @@ from qa_core.inference import AnswerResult
 from qa_core.jobs import JobManager, JobSnapshot
 from qa_core.modeling import LoadedModel
 from qa_core.quick_fine_tune import quick_config
-from qa_core.run_files import QUICK_DATA, RECORDS_FILE, new_run_dir, read_run_info
+from qa_core.run_files import QUICK_DATA, RECORDS_FILE, WEB_JOB_MARK, new_run_dir, read_run_info
 from qa_core.run_list import list_runs
 from qa_core.run_picker import model_choices, record_choices, run_choices
 from qa_core.serving import ModelCache
 from qa_core.train_policy import (capped, check_contexts, check_data, check_limits, check_start_data, check_start_model,
                                   check_training, resume_config)
 from qa_core.views import answer_json, job_json
+from qa_core.wording import count
+from qa_core.web_runs import mark_web_run, prune_web_runs
 
 if typing.TYPE_CHECKING:  # captum is imported only when an explanation is asked for
     from qa_core.attributions import Attribution
@@ -190,20 +192,21 @@ class QAService:
             path.unlink(missing_ok=True)
             return f"Not usable as training data: {self.explain(err, upload)}"
         report = loaded.report
-        return f"{path.name}: {report.examples:,} questions ({report.unanswerable} unanswerable)"
+        return f"{path.name}: {count(report.examples, 'question')} ({report.unanswerable:,} unanswerable)"
 
     def train_config(self, model: str | None, train_file: str | None, validation_file: str | None,
                      options: Mapping[str, Any], upload: bool = False,
-                     labels: tuple[str, str] = API_LABELS) -> QAConfig:
+                     labels: tuple[str, str] = API_LABELS, typed: bool = False) -> QAConfig:
         """A checked config of a new run: the Train tab and the API make the same checks (train_policy), cheap
         ones first; the run folder is claimed only once all have passed, so a refused start leaves nothing.
-        upload: train_file is a file this server received; labels: what messages call the two data sources."""
+        upload: train_file is a file this server received; labels: what messages call the two data sources; typed:
+        options of the API's JSON, each of its field's type (config_options)."""
         check_training(self.settings)
         train_file = check_data(train_file, labels[0], self.settings, upload) or "sample"
         validation_file = check_data(validation_file, labels[1], self.settings) or train_file
         model = check_model(model, self.settings)
         config = capped(check_limits(QAConfig(model_name_or_path=model, train_file=train_file,
-                                              validation_file=validation_file, **config_options(options)),
+                                              validation_file=validation_file, **config_options(options, typed)),
                                      self.settings), self.settings)
         check_start_model(model)
         check_start_data(train_file, labels[0], self.settings)
@@ -219,12 +222,14 @@ class QAService:
     def start(self, config: QAConfig, upload: str | None = None, owner: str = "") -> JobSnapshot:
         """Start the job; an uploaded data file is deleted when it ends; the claimed folder if it cannot start.
         owner: the caller's session, the only one a public server lets cancel the job."""
+        self.make_room(Path(config.output_dir))
+        mark_web_run(Path(config.output_dir))
         try:
             return self.jobs.start(config, on_end=functools.partial(Path(upload).unlink, missing_ok=True)
-                                   if upload else None, owner=owner, **self.job_limits())
+                                   if upload else None, owner=owner, **self.job_limits(config))
         except Exception:
             folder = Path(config.output_dir)
-            for name in QUICK_DATA:  # the quick fine-tune's split of the sample, written with its config
+            for name in (*QUICK_DATA, WEB_JOB_MARK):  # the quick fine-tune's split of the sample, with its config
                 (folder / name).unlink(missing_ok=True)
             folder.rmdir()
             raise
@@ -232,7 +237,7 @@ class QAService:
     def start_json(self, model: str | None = "", train_file: str | None = "sample", validation_file: str | None = "",
                    options: dict | None = None, owner: str = "") -> dict[str, Any]:
         """Start a training job; options: QAConfig fields such as max_steps or learning_rate."""
-        self.start(self.train_config(model, train_file, validation_file, options or {}), owner=owner)
+        self.start(self.train_config(model, train_file, validation_file, options or {}, typed=True), owner=owner)
         return self.job_json()
 
     def cancel(self, owner: str = "") -> JobSnapshot:
@@ -280,11 +285,28 @@ class QAService:
 
     def resume(self, run: str | None, owner: str = "") -> JobSnapshot:
         """Continue a cancelled or failed run where its checkpoint left off."""
-        return self.jobs.start(self.resume_config(run), owner=owner, **self.job_limits())
+        config = self.resume_config(run)
+        self.make_room(Path(config.output_dir))
+        return self.jobs.start(config, owner=owner, **self.job_limits(config))
 
-    def job_limits(self) -> dict[str, Any]:
+    def make_room(self, run: Path) -> None:
+        """Before a job trains `run`: the oldest runs of this server's web jobs beyond QA_MAX_RUNS removed (none
+        while a job runs: the start is refused)."""
+        if not self.jobs.snapshot().active:
+            prune_web_runs(self.settings.runs_root, self.settings.max_runs, run)
+
+    def job_limits(self, config: QAConfig) -> dict[str, Any]:
         """The step and epoch a public server's job stops at, whatever its options say (hosting.TrainLimits):
-        epochs make steps and steps (max_steps) make epochs, each epoch ending in an evaluation and a checkpoint."""
-        limits = self.settings.train_limits
-        public = self.settings.public
-        return {"step_limit": limits.max_steps if public else None, "epoch_limit": limits.epochs if public else None}
+        epochs make steps and steps (max_steps) make epochs, each epoch ending in an evaluation and a checkpoint;
+        and, for its end, why its run cannot be resumed (the Run picker's rule)."""
+        limits, public = self.settings.train_limits, self.settings.public
+        return {"step_limit": limits.max_steps if public else None, "epoch_limit": limits.epochs if public else None,
+                "why_not_resumable": functools.partial(self.why_not_resumable, Path(config.output_dir).name)}
+
+    def why_not_resumable(self, run: str) -> str:
+        """Why Resume cannot continue a stopped run, in the caller's words; "" where it can."""
+        try:
+            self.resume_config(run)
+        except ValueError as err:
+            return self.explain(err)
+        return ""

@@ -254,10 +254,17 @@ def test_a_local_server_trains_through_the_api(local_client, tmp_path):
 
 
 @pytest.mark.parametrize("options, expected", [
-    ({"max_steps": "abc"}, "max_steps must be a number, got 'abc'"),
+    ({"max_steps": "abc"}, "max_steps must be a whole number, got 'abc'"),
     ({"learning_rate": [1]}, "learning_rate must be a number, got [1]"),
-    ({"max_steps": "nan"}, "max_steps must be a finite number, got 'nan'"),  # a float NaN is not JSON
-    ({"num_train_epochs": "inf"}, "num_train_epochs must be a finite number, got 'inf'"),
+    ({"max_steps": "nan"}, "max_steps must be a whole number, got 'nan'"),  # a float NaN is not JSON
+    ({"num_train_epochs": "inf"}, "num_train_epochs must be a number, got 'inf'"),
+    # values of the wrong type, refused as the library refuses them, not read as the form's text would be
+    ({"bf16": "false", "max_steps": 1}, "bf16 must be true or false, got 'false'"),
+    ({"max_steps": "10"}, "max_steps must be a whole number, got '10'"),
+    ({"max_steps": " 3 "}, "max_steps must be a whole number, got ' 3 '"),
+    ({"max_steps": 2.5}, "max_steps must be a whole number, got 2.5"),
+    ({"learning_rate": "1e-4"}, "learning_rate must be a number, got '1e-4'"),
+    ({"bf16": "auto"}, "bf16 must be true or false, got 'auto'"),  # null is the API's auto
     ("max_steps=3", "options must be a JSON object"), ([["max_steps", 3]], "options must be a JSON object")])
 def test_bad_training_options_are_refused_naming_the_option(local_client, options, expected):
     message = refused(local_client, "", "sample", "", options, api_name="/start_training")[0]

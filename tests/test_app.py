@@ -255,7 +255,7 @@ def test_training_from_the_tab_appears_in_the_pickers(ui, settings):
     message = ui.train.start_training(None, settings.default_model, DATA_CHOICES[0], None, "", "",
                                 *form(num_train_epochs=1.0, max_steps=2, per_device_train_batch_size=4,
                                       max_seq_length=128, doc_stride=32, max_train_samples=8, max_eval_samples=4))
-    assert message["message"].startswith("Started job 1")
+    assert message["message"].startswith("Started job 1 on the bundled sample: ")
     assert "already running" in ui.train.start_quick()["message"]
     assert ui.service.jobs.wait(120)
     polled = ui.train.poll(-1)
@@ -385,6 +385,9 @@ def test_an_upload_to_a_capped_server_counts_all_its_questions(settings, tmp_pat
             "answers": [{"text": "the clockwork", "answer_start": context.index("the clockwork")}]} for n in range(5)]
     upload = write_squad(tmp_path / "five.json", [{"context": context, "qas": qas}])
     assert "five.json: 5 questions" in note(handlers(public).train.check_upload(str(upload)))
+    one = write_squad(tmp_path / "one.json", [{"context": context, "qas": [
+        {"id": "q", "question": "Who wound the bell?", "answers": [], "is_impossible": True}]}])
+    assert note(handlers(public).train.check_upload(str(one))) == "one.json: 1 question (1 unanswerable)"
 
 
 def test_a_public_server_trains_on_contexts_no_longer_than_it_answers(settings, tmp_path):
@@ -971,3 +974,29 @@ def test_a_public_server_shows_a_model_folder_default_by_its_name_not_its_path(s
     quick = QAService(public).quick_config()
     shutil.rmtree(quick.output_dir)  # only its config was wanted
     assert quick.model_name_or_path == str(tiny_model_dir)
+
+
+def test_a_job_on_an_upload_says_its_data_and_once_cancelled_does_not_promise_a_resume(settings, tmp_path):
+    """Start trained on the sample after an unusable upload without saying which data; a cancelled job on an
+    upload said 'resumable from its checkpoint' while the run note said Resume cannot continue it (the upload is
+    deleted when its job ends)."""
+    ui = handlers(Settings(tmp_path / "runs", settings.default_model, training_enabled=True, fast_inference=False,
+                           public=True, max_train_examples=8))
+    upload = tmp_path / "upload" / "dev-small.json"
+    upload.parent.mkdir()
+    upload.write_bytes(Path("qa_core/sample/sample-squad.json").read_bytes())
+    started = ui.train.start_training(gr.Request(session_hash="a"), "", DATA_CHOICES[1], str(upload), "", "",
+                                      *form(max_steps=20, per_device_train_batch_size=4, max_seq_length=128,
+                                            doc_stride=32, save_steps=1, logging_steps=1))
+    assert started["message"].startswith("Started job 1 on dev-small.json: "), started["message"]
+    deadline = time.monotonic() + 120
+    while ui.service.jobs.snapshot().step < 2:  # past its first checkpoint
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    ui.train.cancel(gr.Request(session_hash="a"))
+    assert ui.service.jobs.wait(120) and not upload.exists()
+    ended = ui.service.jobs.snapshot()
+    assert ended.status == "cancelled" and "resumable" not in ended.message, ended.message
+    assert "Resume cannot continue it" in ended.message and "dev-small.json is gone" in ended.message
+    note = ui.train.show_run(Path(ended.output_dir).name)["run_note"]
+    assert "dev-small.json is gone" in note

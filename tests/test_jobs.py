@@ -365,3 +365,18 @@ def test_a_server_that_stops_leaves_its_job_resumable(tiny_model_dir, tmp_path):
                           cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert read_run_info(run).status == "cancelled" and find_checkpoint(run) is not None
+
+
+@pytest.mark.parametrize("end", ["cancelled", "finished", "failed"])
+def test_a_job_that_has_ended_has_no_eta(tmp_path, end):
+    """/training_status said "cancelled" with seconds left to go."""
+    trainer = FakeTrainer(fail=ValueError("bad data") if end == "failed" else None)
+    jobs = JobManager(trainer)
+    jobs.start(config(tmp_path))
+    deadline = time.monotonic() + 10
+    while jobs.snapshot().eta_s is None:  # its step event's estimate
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    jobs.cancel() if end == "cancelled" else trainer.release.set()
+    assert jobs.wait(10)
+    assert jobs.snapshot().status == end and jobs.snapshot().eta_s is None

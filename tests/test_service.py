@@ -84,3 +84,28 @@ def test_run_records_give_null_for_the_null_odds_of_a_context_without_a_span(tin
     stored = [json.loads(line) for line in (runs / "v2-blank" / "eval_records.jsonl").read_text().splitlines()]
     assert next(r for r in stored if r["example_id"] == "blank")["null_odds"] > 1e300  # the file keeps its stand-in
     assert service.records("v2-blank")[-1].null_odds > 1e300  # and the Errors tab reads that: abstains at any threshold
+
+
+def test_a_public_server_keeps_at_most_max_runs_of_its_web_jobs_and_never_a_host_s_run(tiny_model_dir: Path,
+                                                                                        tmp_path: Path,
+                                                                                        caplog) -> None:
+    """Each web job leaves a run folder of hundreds of MB: a public server removes the oldest of its own jobs' runs
+    before a new job starts (room kept for it), never a run the host put in the runs folder."""
+    runs = tmp_path / "runs"
+    host = runs / "00000000-000000-host"
+    shutil.copytree(tiny_model_dir, host / "model")
+    write_run_info(host, RunInfo("finished", QAConfig(output_dir=str(host)).to_dict()))
+    service = QAService(Settings(runs, str(tiny_model_dir), training_enabled=True, fast_inference=False,
+                                 public=True, max_runs=2))
+    options = {"max_steps": 1, "max_train_samples": 4, "max_eval_samples": 2, "max_seq_length": 64,
+               "doc_stride": 16, "max_query_length": 16, "per_device_train_batch_size": 2}
+    started = []
+    with caplog.at_level("INFO", logger="qa_core"):
+        for _ in range(4):
+            started.append(Path(service.start(service.train_config("", "sample", "", options)).output_dir))
+            assert service.jobs.wait(120) and service.jobs.snapshot().status == "finished"
+    assert sorted(p.name for p in runs.iterdir()) == sorted([host.name, started[2].name, started[3].name])
+    removed = [r.getMessage() for r in caplog.records if "removed" in r.getMessage()]
+    assert len(removed) == 2 and started[0].name in removed[0] and started[1].name in removed[1], removed
+    unbounded = QAService(Settings(runs, str(tiny_model_dir), fast_inference=False))
+    assert unbounded.settings.max_runs is None

@@ -227,6 +227,9 @@ def test_a_squad_v2_run_gets_answerability_slices_filters_and_a_live_threshold(s
     assert len(abstained["table"]) == 5 and set(abstained["table"]["prediction"]) == {"(no answer)"}
     plain = ui.pick_run("b")
     assert not plain["threshold"]["visible"] and not plain["answerable"]["visible"]
+    # the legend of a v1.1 run's spans has no abstentions to explain; a v2 run's has
+    assert not [label for label in plain["detail"]["color_map"] if plots.PASSED_OVER in label]
+    assert set(shown["detail"]["color_map"]) >= {plots.PASSED_OVER, f"gold + {plots.PASSED_OVER}"}
 
 
 def test_records_and_calibration_of_an_evaluation_agree(runs):

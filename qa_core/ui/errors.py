@@ -23,6 +23,8 @@ from qa_core.ui.compare_panel import build_compare_panel
 
 ERROR_COLORS = {"gold": "#7dd87d", "predicted": "#ffb347", "gold + predicted": "#7fb3ff",
                 plots.PASSED_OVER: "#f3d9a4", f"gold + {plots.PASSED_OVER}": "#b9cf7a"}
+# The legend shows every colour of the map: a SQuAD v1.1 run never abstains, so its map leaves those out.
+ANSWERED_COLORS = {label: color for label, color in ERROR_COLORS.items() if plots.PASSED_OVER not in label}
 NO_ROW = "Click a row of the question table first: that question is what goes to the Ask tab."
 
 
@@ -48,11 +50,13 @@ class ErrorsHandlers:
         if not views.is_squad_v2(records):
             hidden = gr.update(visible=False)
             return {"threshold": hidden, "presets": hidden, "best": hidden,
+                    "detail": gr.update(color_map=ANSWERED_COLORS),
                     "kind": gr.update(visible=False, value=V2_ERRORS[0]), **self.summarize(run, None)}
         slider = self.slider(run, records)
         return {"threshold": gr.update(visible=True, minimum=slider.minimum, maximum=slider.maximum,
                                        value=slider.evaluated, step=THRESHOLD_STEP, info=slider.info),
                 "presets": gr.update(visible=True), "best": gr.update(visible=slider.best is not None),
+                "detail": gr.update(color_map=ERROR_COLORS),
                 "kind": gr.update(visible=True), **self.summarize(run, slider.evaluated)}
 
     def slider(self, run: str | None, records: Sequence[QuestionRecord] | None = None) -> ThresholdSlider:
@@ -227,7 +231,7 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
                                        elem_id="errors-table")}
         detail = {"question": gr.Textbox(label="Selected question", interactive=False, max_lines=6,
                                          elem_id="errors-question"),
-                  "detail": gr.HighlightedText(label="Context: gold and predicted answers", color_map=ERROR_COLORS,
+                  "detail": gr.HighlightedText(label="Context: gold and predicted answers", color_map=ANSWERED_COLORS,
                                                show_legend=True, elem_id="errors-detail"),
                   "plot": gr.Plot(label="Start and end logits per token", elem_id="errors-plot"),
                   "selected": gr.State("")}
@@ -239,7 +243,8 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
                "attribution": gr.Plot(label="Attributions per token", elem_id="errors-why")}
         build_compare_panel(service, run)
         build_calibration_panel(service, run)
-    picked = {**summary, "threshold": threshold, "presets": presets["row"], "best": presets["best"], "kind": filters[7]}
+    picked = {**summary, "threshold": threshold, "presets": presets["row"], "best": presets["best"], "kind": filters[7],
+              "detail": detail["detail"]}
     run.change(by_name(ui.pick_run, picked), run, list(picked.values()), api_name="ui_summarize", **PRIVATE)
     selection = {**detail, **why}
     run.change(by_name(ui.forget_selection, selection), None, list(selection.values()),

@@ -92,7 +92,9 @@ class TrainHandlers:
             snapshot = self.service.start(config, upload if uploaded else None, owner=session_of(request))
         except REFUSED as err:
             return {"message": f"Not started: {self.service.explain(err, upload if uploaded else None)}"}
-        return {"message": f"Started job {snapshot.job_id}: {self.service.explain(snapshot.output_dir)}"}
+        data = {"sample": "the bundled sample"}.get(config.train_file, Path(upload or "").name if uploaded
+                                                    else config.train_file)  # an upload by its own name
+        return {"message": self.service.explain(f"Started job {snapshot.job_id} on {data}: {snapshot.output_dir}")}
 
     @sets_buttons
     def start_quick(self, request: gr.Request | None = None) -> Outputs:
