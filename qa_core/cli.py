@@ -185,6 +185,7 @@ INTERRUPTED_EXIT = 128 + signal.SIGINT  # what shells report for a program stopp
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog, __doc__).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config: QAConfig | None = None
     try:
         check_args(args)
         if args.command == "app":
@@ -192,13 +193,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             return 0
         config = config_from_args(args)
         check_paths(args, config)
-    except ValueError as err:
+        return run_command(args, config)
+    except ValueError as err:  # the arguments' checks; run_command says its own errors
         logger.error("%s", err)
         return 2
-    try:
-        return run_command(args, config)
     except KeyboardInterrupt:  # outside training's own stop handling (which cancels at a step's end)
-        left = f"; {left_to_do(Path(config.output_dir))}" if args.command == "train" else ""
+        left = f"; {left_to_do(Path(config.output_dir))}" if args.command == "train" and config else ""
         logger.error("%s interrupted (Ctrl-C)%s", args.command, left)
         return INTERRUPTED_EXIT
 
