@@ -324,18 +324,17 @@ def test_the_eta_counts_evaluation_time_once_there_was_one(tmp_path):
     assert 0.14 < trainer.etas[2] < 1.0  # generous above: a loaded machine oversleeps
 
 
-def test_a_job_that_fails_before_writing_anything_leaves_no_empty_run_folder(tmp_path, tiny_model_dir, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_a_job_that_fails_before_writing_anything_leaves_no_empty_run_folder(tmp_path, tiny_model_dir):
+    missing = str(tmp_path / "missing.json")  # fails as a hub name would, without the hub's network timeouts
     jobs, folder = JobManager(), new_run_dir(tmp_path, "tiny")
-    jobs.start(QAConfig(model_name_or_path=str(tiny_model_dir), train_file="no-org/no-such-data",
-                        output_dir=str(folder), max_steps=1))
+    jobs.start(QAConfig(model_name_or_path=str(tiny_model_dir), train_file=missing, output_dir=str(folder),
+                        max_steps=1))
     assert jobs.wait(60) and jobs.snapshot().status == "failed"
     assert not folder.exists() and list(tmp_path.iterdir()) == []
     kept = tmp_path / "kept"  # a folder that holds anything (a resumed run, the quick split) is never touched
     (kept / "note.txt").parent.mkdir()
     (kept / "note.txt").write_text("x", encoding="utf-8")
-    jobs.start(QAConfig(model_name_or_path=str(tiny_model_dir), train_file="no-org/no-such-data",
-                        output_dir=str(kept), max_steps=1))
+    jobs.start(QAConfig(model_name_or_path=str(tiny_model_dir), train_file=missing, output_dir=str(kept), max_steps=1))
     assert jobs.wait(60) and (kept / "note.txt").is_file()
 
 
