@@ -4,8 +4,6 @@ evaluation are tested with their modules (test_error_analysis.py, test_score.py,
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,6 @@ from qa_core.score import score_files
 from qa_core.views import answer_note
 from tests.v2_data import CONTEXT, GOLDS, NULL_ODDS, PREDICTIONS, official, write_v2
 
-ROOT = Path(__file__).parent.parent
 
 
 @pytest.mark.parametrize("na_probs, threshold", [
@@ -101,16 +98,19 @@ def test_config_maps_to_the_span_search() -> None:
 
 # --- end to end: the CLI answers with a run's own threshold ---------------------------------------------------
 
-def test_cli_predict_answers_with_the_runs_threshold(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_cli_predict_answers_with_the_runs_threshold(tiny_model_dir: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    from qa_core import cli
+
     run = tmp_path / "run"
     run.mkdir()
     for item in tiny_model_dir.iterdir():
         (run / item.name).write_bytes(item.read_bytes())
     (run / METRICS_FILE).write_text(json.dumps({"exact": 50.0, "best_f1_thresh": -1e9}))  # abstains everywhere
-    ask = [sys.executable, str(ROOT / "train.py"), "predict", "--model_name_or_path", str(run),
-           "--question", "Who rows the ferry?", "--context", CONTEXT]
-    abstained = json.loads(subprocess.run(ask, capture_output=True, text=True, check=True, cwd=ROOT).stdout)
+    ask = ["predict", "--model_name_or_path", str(run), "--question", "Who rows the ferry?", "--context", CONTEXT]
+    assert cli.main(ask) == 0
+    abstained = json.loads(capsys.readouterr().out)
     assert abstained["answer"] == "" and abstained["null_odds"] > -1e9 and abstained["alternatives"]
-    answered = json.loads(subprocess.run(ask + ["--no-version_2_with_negative"], capture_output=True, text=True,
-                                         check=True, cwd=ROOT).stdout)
+    assert cli.main(ask + ["--no-version_2_with_negative"]) == 0
+    answered = json.loads(capsys.readouterr().out)
     assert answered["answer"] == answered["alternatives"][0]["answer"] and answered["null_score"] is None
