@@ -481,15 +481,16 @@ def test_the_progress_bar_moves_at_every_step_and_shows_the_loss_when_logged():
     bar(ProgressEvent("done", 10, 10, 1.0))
 
 
-def test_cli_evaluate_and_predict(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_cli_evaluate_and_predict(tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """train.py itself evaluates (a process of its own, as users run it); predict runs in this one."""
     data = write_tiny_squad(tmp_path / "d.json")
     done = subprocess.run(train_py("evaluate", "--model_name_or_path", str(tiny_model_dir), "--validation_file", str(data),
                               "--output_dir", str(tmp_path / "eval")), capture_output=True, text=True, check=True)
     assert set(json.loads(done.stdout)) >= {"exact_match", "f1"}
     assert (tmp_path / "eval" / "eval_records.jsonl").exists()
-    done = subprocess.run(train_py("predict", "--model_name_or_path", str(tiny_model_dir), "--question", "Who kept bees?",
-                              "--context", "Mara kept bees."), capture_output=True, text=True, check=True)
-    answer = json.loads(done.stdout)
+    assert cli.main(["predict", "--model_name_or_path", str(tiny_model_dir), "--question", "Who kept bees?",
+                     "--context", "Mara kept bees."]) == 0
+    answer = json.loads(capsys.readouterr().out)
     assert answer["answer"] in "Mara kept bees." and len(answer["alternatives"]) == 5
 
 
