@@ -15,7 +15,7 @@ from qa_core.config import QAConfig
 from qa_core.data_sources import LoadingCancelled, loading_limits
 from qa_core.features import window_limits
 from qa_core.progress import END_KINDS, STEP_KINDS, ProgressEvent
-from qa_core.run_files import WEB_JOB_MARK, RunRefused
+from qa_core.run_files import RunRefused, drop_if_unwritten
 from qa_core.runtime import close_at_exit
 from qa_core.training import TrainingError, TrainResult, train
 from qa_core.wording import web_wording
@@ -174,7 +174,7 @@ class JobManager:
         except LoadingCancelled as err:  # a start still waiting for the data: it never started, as when refused
             refused = self._refuse(err, before, ready)
             if not refused:
-                drop_if_empty(Path(config.output_dir))
+                drop_if_unwritten(Path(config.output_dir))
                 self._update(status="cancelled", message="cancelled while loading the data",
                              elapsed_s=time.monotonic() - self._started)
             return
@@ -182,7 +182,7 @@ class JobManager:
             refused = self._refuse(err, before, ready)
             if not refused:
                 log_failure(f"training job {self._state.job_id} failed", err)
-                drop_if_empty(Path(config.output_dir))
+                drop_if_unwritten(Path(config.output_dir))
                 self._update(status="failed", message=describe_failure(err),
                              elapsed_s=time.monotonic() - self._started)
             return
@@ -267,17 +267,6 @@ def reached_limit(event: ProgressEvent, step_limit: int | None, epoch_limit: flo
     if epoch_limit is not None and event.epoch >= epoch_limit:
         return f"{epoch_limit:,g} epochs"
     return ""
-
-
-def drop_if_empty(folder: Path) -> None:
-    """Remove a run folder a failed job claimed but never wrote to: without a run.json it is no run, and no
-    picker would ever show it."""
-    try:
-        if {p.name for p in folder.iterdir()} <= {WEB_JOB_MARK}:  # the web app's mark alone is nothing written
-            (folder / WEB_JOB_MARK).unlink(missing_ok=True)
-        folder.rmdir()  # refuses a folder with anything in it
-    except OSError:
-        pass
 
 
 def log_failure(said: str, err: Exception) -> None:

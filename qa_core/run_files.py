@@ -43,6 +43,8 @@ EVAL_MODEL_FILE = "eval_model.json"  # `train.py evaluate --output_dir`: the mod
 TRAINING_LOCK = ".training.lock"
 # Written by the web app into the run folder of each job it starts: the runs a public server may remove (web_runs.py)
 WEB_JOB_MARK = ".web-job"
+# Files that tell about a run folder without being any of its results: a folder holding only these was never written
+BOOKKEEPING = frozenset({TRAINING_LOCK, WEB_JOB_MARK})
 TMP_SUFFIX, OLD_SUFFIX = ".tmp", ".old"  # a folder being written; the one it replaces, until the swap is done
 # The quick fine-tune's split of the bundled sample: its training passages and the passages held out from them.
 QUICK_DATA = ("quick-train.json", "quick-heldout.json")
@@ -176,10 +178,27 @@ def training_lock(folder: Path) -> Iterator[None]:
                 logger.warning("%s cannot be locked (%s); nothing stops a second trainer of this run", folder, err)
             yield
     finally:
-        if {p.name for p in folder.iterdir()} <= {TRAINING_LOCK, WEB_JOB_MARK}:  # refused before writing anything
+        if unwritten(folder):  # refused before writing anything
             (folder / TRAINING_LOCK).unlink()
             if made:
                 folder.rmdir()
+
+
+def unwritten(folder: Path) -> bool:
+    """Whether a run folder holds nothing but BOOKKEEPING files: a start refused or failed before writing."""
+    return {p.name for p in folder.iterdir()} <= BOOKKEEPING
+
+
+def drop_if_unwritten(folder: Path) -> None:
+    """Remove a run folder a job claimed but never wrote to, with its BOOKKEEPING files: without a run.json it is no
+    run, and no picker would ever show it. A folder with anything else in it is left as it is."""
+    try:
+        if unwritten(folder):
+            for name in BOOKKEEPING:
+                (folder / name).unlink(missing_ok=True)
+            folder.rmdir()
+    except OSError:  # gone already, or written meanwhile
+        pass
 
 
 def being_trained(folder: Path) -> bool:

@@ -24,7 +24,7 @@ from qa_core.inference import AnswerResult
 from qa_core.jobs import JobManager, JobSnapshot
 from qa_core.modeling import LoadedModel
 from qa_core.quick_fine_tune import quick_config
-from qa_core.run_files import QUICK_DATA, RECORDS_FILE, WEB_JOB_MARK, new_run_dir, read_run_info
+from qa_core.run_files import QUICK_DATA, RECORDS_FILE, drop_if_unwritten, new_run_dir, read_run_info
 from qa_core.run_list import list_runs
 from qa_core.run_picker import model_choices, record_choices, run_choices
 from qa_core.serving import ModelCache
@@ -229,9 +229,9 @@ class QAService:
                                    if upload else None, owner=owner, **self.job_limits(config))
         except Exception:
             folder = Path(config.output_dir)
-            for name in (*QUICK_DATA, WEB_JOB_MARK):  # the quick fine-tune's split of the sample, with its config
+            for name in QUICK_DATA:  # the quick fine-tune's split of the sample, written with its config
                 (folder / name).unlink(missing_ok=True)
-            folder.rmdir()
+            drop_if_unwritten(folder)
             raise
 
     def start_json(self, model: str | None = "", train_file: str | None = "sample", validation_file: str | None = "",
