@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from qa_core import cli as qa_cli
 from qa_core.config import QAConfig
 from qa_core.data import load_examples
 from qa_core.error_analysis import read_records
@@ -209,7 +211,16 @@ def test_refuses_to_overwrite_a_run(tiny_model_dir: Path, tmp_path: Path) -> Non
         train(config.replace(output_dir=str(tmp_path / "empty"), resume=True))
 
 
-def test_killed_cli_run_resumes_and_matches_an_uninterrupted_run(tiny_model_dir: Path, tmp_path: Path) -> None:
+def run_cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, dict]:
+    """train.py's command line in this process (a spawned one loads torch again): exit code and its JSON output."""
+    code = qa_cli.main(list(args))
+    out = capsys.readouterr().out
+    return code, json.loads(out) if out.strip() else {}
+
+
+def test_killed_cli_run_resumes_and_matches_an_uninterrupted_run(tiny_model_dir: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    """Only the killed run needs a process of its own; resuming it and the straight run go through the CLI here."""
     data = write_tiny_squad(tmp_path / "d.json")
     common = ["--model_name_or_path", str(tiny_model_dir), "--train_file", str(data), "--validation_file", str(data),
               "--max_seq_length", "64", "--doc_stride", "16", "--max_query_length", "16", "--learning_rate", "1e-2",
@@ -222,12 +233,10 @@ def test_killed_cli_run_resumes_and_matches_an_uninterrupted_run(tiny_model_dir:
     os.kill(killed.pid, signal.SIGKILL)
     killed.wait()
     assert read_run_info(tmp_path / "killed").status == "running"  # died without a word
-    resumed = subprocess.run(cli("train", *common, "--output_dir", str(tmp_path / "killed"), "--resume"),
-                             capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
-    straight = subprocess.run(cli("train", *common, "--output_dir", str(tmp_path / "straight")),
-                              capture_output=True, text=True, check=True)
-    resumed_out, straight_out = json.loads(resumed.stdout), json.loads(straight.stdout)
+    code, resumed_out = run_cli(capsys, "train", *common, "--output_dir", str(tmp_path / "killed"), "--resume")
+    assert code == 0
+    code, straight_out = run_cli(capsys, "train", *common, "--output_dir", str(tmp_path / "straight"))
+    assert code == 0
     assert resumed_out["status"] == "finished" and resumed_out["step"] == straight_out["step"] == 40
     assert resumed_out["f1"] == pytest.approx(straight_out["f1"])
     assert resumed_out["train_seconds"] == pytest.approx(read_run_info(tmp_path / "killed").train_seconds, abs=0.05)
@@ -238,7 +247,8 @@ def test_killed_cli_run_resumes_and_matches_an_uninterrupted_run(tiny_model_dir:
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_or_sigterm_stops_the_cli_with_a_checkpoint_to_resume(signum: int, tiny_model_dir: Path,
-                                                                     tmp_path: Path) -> None:
+                                                                     tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture) -> None:
     """A stop asked by a signal is a cancel: checkpoint at the step's end, run.json says so, --resume continues."""
     data, run = write_tiny_squad(tmp_path / "d.json"), tmp_path / "run"
     common = ["--model_name_or_path", str(tiny_model_dir), "--train_file", str(data), "--validation_file", str(data),
@@ -257,21 +267,22 @@ def test_ctrl_c_or_sigterm_stops_the_cli_with_a_checkpoint_to_resume(signum: int
     assert info.status == "cancelled" and 0 < info.step < 400 and find_checkpoint(run) is not None
     assert json.loads(stdout)["status"] == "cancelled"
     assert json.loads(stdout)["stopped_by"] == signal.Signals(signum).name
-    resumed = subprocess.run(cli("train", *common, "--max_steps", str(info.step + 2), "--resume"),
-                             capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
-    assert json.loads(resumed.stdout)["step"] == info.step + 2
+    code, resumed = run_cli(capsys, "train", *common, "--max_steps", str(info.step + 2), "--resume")
+    assert code == 0 and resumed["step"] == info.step + 2
 
 
-def test_the_cli_says_each_evaluation_once(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_the_cli_says_each_evaluation_once(tiny_model_dir: Path, tmp_path: Path,
+                                           capfd: pytest.CaptureFixture,
+                                           caplog: pytest.LogCaptureFixture) -> None:
     """Training logs each evaluation's EM/F1; the progress bar wrote the same line again."""
     data = write_tiny_squad(tmp_path / "d.json")  # 5 questions, 2 a batch: 3 steps an epoch
-    done = subprocess.run(cli("train", "--model_name_or_path", str(tiny_model_dir), "--train_file", str(data),
-                              "--validation_file", str(data), "--output_dir", str(tmp_path / "run"), "--max_steps",
-                              "4", "--max_seq_length", "64", "--doc_stride", "16", "--max_query_length", "16",
-                              "--per_device_train_batch_size", "2"), capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert re.findall(r"step (\d+): exact_match", done.stderr) == ["3", "4"], done.stderr
+    caplog.set_level(logging.INFO)  # pytest's handler holds the root logger, so basicConfig's level is not set
+    assert qa_cli.main(["train", "--model_name_or_path", str(tiny_model_dir), "--train_file", str(data),
+                        "--validation_file", str(data), "--output_dir", str(tmp_path / "run"), "--max_steps", "4",
+                        "--max_seq_length", "64", "--doc_stride", "16", "--max_query_length", "16",
+                        "--per_device_train_batch_size", "2"]) == 0
+    stderr = capfd.readouterr().err
+    assert re.findall(r"step (\d+): exact_match", stderr) == ["3", "4"], stderr
 
 
 def test_a_runs_own_scores_are_what_evaluate_and_predict_give_on_its_model(tiny_model_dir: Path,
