@@ -22,8 +22,8 @@ from qa_core.divergence import diverged_message, nonfinite_parameters, ruined_me
 from qa_core.distributed import (all_reduce_mean, any_rank, barrier, cleanup, describe_hardware, init_distributed,
                                  shard, unwrap_ddp)
 from qa_core.evaluation import EvalResult, evaluate, write_eval_outputs
-from qa_core.inference import inference_copy
 from qa_core.model_card import base_model_name, write_model_card
+from qa_core.precision import inference_copy
 from qa_core.progress import ProgressCallback, ProgressEvent, truncate_history
 from qa_core.run_files import HISTORY_FILE, RunInfo, find_checkpoint, read_run_info, training_lock
 from qa_core.train_setup import Setup, prepare
