@@ -12,13 +12,13 @@ from plotly.subplots import make_subplots
 
 from qa_core.calibration import ReliabilityBin
 from qa_core.coverage import CoveragePoint
-from qa_core.inference import TokenLogits
 from qa_core.progress import ProgressEvent
 from qa_core.wording import count
 
-if TYPE_CHECKING:  # importing captum (and matplotlib with it) only when attributions are asked for
+if TYPE_CHECKING:  # types only: attributions imports captum (and matplotlib), inference imports torch
     from qa_core.attributions import Attribution
     from qa_core.compare import SliceRow
+    from qa_core.inference import TokenLogits
 
 VISIBLE_TOKENS = 80  # tokens shown at first; wider views make the token labels unreadable
 TOKEN_FONT = 11  # px: at 1400 px every one of VISIBLE_TOKENS token labels still fits

@@ -6,13 +6,15 @@ import math
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from qa_core.config import QAConfig
 from qa_core.data import Example
-from qa_core.features import Feature
+
+if TYPE_CHECKING:  # types only: features imports transformers, which readers of records never need
+    from qa_core.features import Feature
 
 # A "word" longer than this is not a word (a hash, a run of digits): its span keeps the token boundary.
 MAX_WORD_CHARS = 64
