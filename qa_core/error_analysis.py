@@ -14,7 +14,7 @@ from typing import Any
 
 from qa_core.data import Example
 from qa_core.metrics import best_over_golds, compute_exact, compute_f1, compute_f1_v2, v2_golds
-from qa_core.postprocess import Prediction, distinct_texts
+from qa_core.postprocess import ANSWER_TOP_K, Prediction, distinct_texts
 from qa_core.run_files import RECORDS_FILE
 
 QUESTION_WORDS = ("who", "what", "when", "where", "why", "how", "which")
@@ -78,7 +78,7 @@ def score_answer(prediction: str, golds: Sequence[str], squad_v2: bool) -> tuple
             100.0 * best_over_golds(compute_f1, prediction, golds))
 
 
-def build_record(example: Example, prediction: Prediction, top_k: int = 5) -> QuestionRecord:
+def build_record(example: Example, prediction: Prediction, top_k: int = ANSWER_TOP_K) -> QuestionRecord:
     golds = tuple(a.text for a in example.answers)
     spans = tuple((a.start, a.start + len(a.text)) for a in example.answers if a.start is not None)
     squad_v2 = prediction.null_score is not None
@@ -95,7 +95,7 @@ def build_record(example: Example, prediction: Prediction, top_k: int = 5) -> Qu
 
 
 def build_records(examples: Sequence[Example], predictions: Mapping[str, Prediction],
-                  top_k: int = 5) -> list[QuestionRecord]:
+                  top_k: int = ANSWER_TOP_K) -> list[QuestionRecord]:
     return [build_record(example, predictions[example.example_id], top_k) for example in examples]
 
 

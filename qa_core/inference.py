@@ -19,14 +19,11 @@ from qa_core.data import Answer, Example
 from qa_core.distributed import DistContext, gather
 from qa_core.features import Feature, featurize
 from qa_core.modeling import LoadedModel, fit_config
-from qa_core.postprocess import Prediction, SpanSearch, postprocess_predictions, predict_example
+from qa_core.postprocess import ANSWER_TOP_K, Prediction, SpanSearch, postprocess_predictions, predict_example
 from qa_core.precision import autocast, inference_copy
 from qa_core.run_files import METRICS_FILE, read_run_info, run_folder
 
 logger = logging.getLogger(__name__)
-# Spans an answer lists: the Ask tab's top answers and /answer's alternatives; their probabilities are scaled as
-# one vector at a run's temperature (calibration.rescale_prediction), which predict follows.
-ANSWER_TOP_K = 5
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,10 @@ MAX_WORD_CHARS = 64
 _UNSPACED_SCRIPTS = ((0x0E00, 0x0EFF), (0x1000, 0x109F), (0x1780, 0x17FF), (0x3040, 0x30FF), (0x31F0, 0x31FF),
                      (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0xFF66, 0xFF9F), (0x20000, 0x3FFFF))
 _NUMBER_SEPARATORS = ",."
+# Spans an answer lists: the Ask tab's top answers, /answer's alternatives, and those a question record keeps
+# (error_analysis), on which a run's temperature is fitted; an answer's probabilities are scaled as one vector
+# at that temperature (calibration.rescale_prediction), so what is fitted and what is shown must be the same k.
+ANSWER_TOP_K = 5
 
 
 @dataclass(frozen=True)
