@@ -15,7 +15,7 @@ from transformers import PreTrainedTokenizerBase
 
 from qa_core.batching import BatchFormat, collate, padding_multiple, sorted_batches, unpad_logits
 from qa_core.config import QAConfig
-from qa_core.data import Answer, Example
+from qa_core.data import Example
 from qa_core.distributed import DistContext, gather
 from qa_core.features import Feature, featurize
 from qa_core.modeling import LoadedModel, fit_config
@@ -107,7 +107,7 @@ def question_windows(loaded: LoadedModel, question: str, context: str, config: Q
     # zero-width and control characters pass the blank checks, but tokenizers drop them
     if not loaded.tokenizer.tokenize(question):
         raise ValueError("question has no words this model reads (only invisible characters)")
-    example = Example("query", question, context, (Answer("", None),))
+    example = Example("query", question, context, answers=())  # a question to answer, as predict loads them
     config = fit_config(config, loaded)
     features = featurize([example], loaded.tokenizer, config, training=False).features
     if not any(offset is not None for feature in features for offset in feature.offsets):
