@@ -55,11 +55,7 @@ def answered_records(records: Sequence[QuestionRecord]) -> list[QuestionRecord]:
     """The records whose answer probability is one of an answer given: all of a SQuAD v1.1 run's, a SQuAD 2.0
     run's answered ones. An abstention carries its best span's probability, of a span it did not give, while its
     score (100 on an unanswerable question) is that of saying 'no answer': the two do not belong on one scale."""
-    return [r for r in records if not abstained(r)]
-
-
-def abstained(record: QuestionRecord) -> bool:
-    return record.null_odds is not None and record.span is None
+    return [r for r in records if not r.abstained]
 
 
 def probability_matrix(records: Sequence[QuestionRecord]) -> np.ndarray:
@@ -183,7 +179,7 @@ def unfitted(calibration: Calibration, why: str) -> Calibration:
 def current_calibration(stored: Calibration | None, records: Sequence[QuestionRecord]) -> Calibration:
     """The stored calibration, unless there is none or it was fitted with a SQuAD 2.0 run's abstentions mixed in
     (a file from before they were left out): then one fitted on the records here."""
-    if stored is not None and (stored.abstentions is not None or not any(abstained(r) for r in records)):
+    if stored is not None and (stored.abstentions is not None or not any(r.abstained for r in records)):
         return stored
     return fit_calibration(records)
 

@@ -61,6 +61,11 @@ class QuestionRecord:
     def answerable(self) -> bool:
         return bool(self.gold_answers)
 
+    @property
+    def abstained(self) -> bool:
+        """A SQuAD 2.0 run gave no answer (as Prediction.abstained); best_span is the span it passed over."""
+        return self.null_odds is not None and self.span is None
+
 
 def question_word(question: str) -> str:
     """The first wh-word in the question ('other' if none), e.g. 'In which year...' -> 'which'."""
@@ -124,7 +129,7 @@ def evaluated_threshold(records: Sequence[QuestionRecord], stated: float) -> flo
     (`train.py evaluate --null_score_diff_threshold` keeps its threshold nowhere else; a run evaluated again may
     not have used its training setting), on the slider's grid where that still fits (on_grid)."""
     answered = [r.null_odds for r in records if is_score(r.null_odds) and r.span is not None]
-    abstained = [r.null_odds for r in records if is_score(r.null_odds) and r.span is None]
+    abstained = [r.null_odds for r in records if is_score(r.null_odds) and r.abstained]
     low, high = max(answered, default=-math.inf), min(abstained, default=math.inf)
     if low <= stated < high:
         return stated
@@ -252,7 +257,7 @@ def v2_error(record: QuestionRecord) -> str:
     """Which way a SQuAD 2.0 answer went wrong, if it did: one of V2_ERRORS, else 'other'."""
     if record.prediction and not record.answerable:
         return V2_ERRORS[1]
-    if not record.prediction and record.answerable and record.null_odds is not None:
+    if record.abstained and record.answerable:
         return V2_ERRORS[2]
     return "other"
 
