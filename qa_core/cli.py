@@ -227,7 +227,7 @@ def run_command(args: argparse.Namespace, config: QAConfig) -> int:
     finally:
         cleanup(dist_ctx)
     if dist_ctx.is_main:
-        from qa_core.error_analysis import finite_floats
+        from qa_core.postprocess import finite_floats
 
         # None for a number that is no JSON number: infinite null odds of a context without any span
         print(json.dumps(finite_floats(output, lambda _: None), ensure_ascii=False, indent=1, allow_nan=False))

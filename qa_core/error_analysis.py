@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -14,7 +13,7 @@ from typing import Any
 
 from qa_core.data import Example
 from qa_core.metrics import best_over_golds, compute_exact, compute_f1, compute_f1_v2, v2_golds
-from qa_core.postprocess import ANSWER_TOP_K, Prediction, distinct_texts
+from qa_core.postprocess import ANSWER_TOP_K, Prediction, distinct_texts, finite_floats
 from qa_core.run_files import RECORDS_FILE
 
 QUESTION_WORDS = ("who", "what", "when", "where", "why", "how", "which")
@@ -169,21 +168,6 @@ def write_records(path: Path, records: Iterable[QuestionRecord]) -> None:
     with path.open("w", encoding="utf-8") as out:
         for record in records:
             out.write(json.dumps(finite_floats(asdict(record)), ensure_ascii=False, allow_nan=False) + "\n")
-
-
-def finite_floats(value: Any, replace: Callable[[float], Any] | None = None) -> Any:
-    """value with every infinite or NaN float replaced, for strict JSON readers: by replace(x), or by default an
-    infinity by the largest float of its sign (a context with no span at all has infinite null odds, and the
-    largest float compares the same way at any threshold) and NaN kept, so that writing it fails."""
-    if isinstance(value, float) and not math.isfinite(value):
-        if replace is not None:
-            return replace(value)
-        return math.copysign(sys.float_info.max, value) if math.isinf(value) else value
-    if isinstance(value, dict):
-        return {k: finite_floats(v, replace) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite_floats(v, replace) for v in value]
-    return value
 
 
 def _pair(value: list | None) -> tuple[int, int] | None:

@@ -56,9 +56,9 @@ def token_axis_labels(labels: Sequence[str]) -> list[str]:
     seen: dict[str, int] = {}
     categories = []
     for label in labels:
-        count = seen.get(label, 0)
-        seen[label] = count + 1
-        categories.append(label + "".join(INVISIBLE[int(bit)] for bit in f"{count:b}") if count else label)
+        repeat = seen.get(label, 0)
+        seen[label] = repeat + 1
+        categories.append(label + "".join(INVISIBLE[int(bit)] for bit in f"{repeat:b}") if repeat else label)
     return categories
 
 
@@ -76,11 +76,11 @@ def token_range(offsets: Sequence[tuple[int, int]], chars: tuple[int, int]) -> t
     return (inside[0], inside[-1]) if inside else None
 
 
-def initial_view(count: int, focus: tuple[int, int] | None, width: int = VISIBLE_TOKENS) -> tuple[float, float]:
-    """An x range of about `width` tokens centred on the focus span (or the start of the context)."""
+def initial_view(tokens: int, focus: tuple[int, int] | None, width: int = VISIBLE_TOKENS) -> tuple[float, float]:
+    """An x range of about `width` of the `tokens` tokens, centred on the focus span (or the start of the context)."""
     centre = (focus[0] + focus[1]) / 2 if focus else width / 2
-    low = max(0.0, min(centre - width / 2, count - width))
-    return low - 0.5, min(low + width, count) - 0.5
+    low = max(0.0, min(centre - width / 2, tokens - width))
+    return low - 0.5, min(low + width, tokens) - 0.5
 
 
 def logit_figure(logits: TokenLogits, predicted: tuple[int, int] | None = None,

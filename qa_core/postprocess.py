@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import sys
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -190,6 +191,21 @@ def prediction_json(prediction: Prediction, spans: Sequence[Span], temperature: 
 def json_number(value: float | None) -> float | None:
     """None for what is no JSON number: the score of no span at all, the null odds of a context without any."""
     return value if value is not None and math.isfinite(value) else None
+
+
+def finite_floats(value: Any, instead: Callable[[float], Any] | None = None) -> Any:
+    """value with every infinite or NaN float replaced, for strict JSON readers: by instead(x), or by default an
+    infinity by the largest float of its sign (a context with no span at all has infinite null odds, and the
+    largest float compares the same way at any threshold) and NaN kept, so that writing it fails."""
+    if isinstance(value, float) and not math.isfinite(value):
+        if instead is not None:
+            return instead(value)
+        return math.copysign(sys.float_info.max, value) if math.isinf(value) else value
+    if isinstance(value, dict):
+        return {k: finite_floats(v, instead) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_floats(v, instead) for v in value]
+    return value
 
 
 def null_score(scored: Sequence[tuple[Feature, np.ndarray, np.ndarray]]) -> float:
