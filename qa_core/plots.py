@@ -28,7 +28,6 @@ GOLD_COLOR = "rgba(46, 160, 67, 0.25)"
 # Where a SQuAD 2.0 answer abstained: the best span, which the model passed over (the Ask tab dashes it too).
 PASSED_OVER = "best span (abstained)"
 PASSED_OVER_COLOR = "rgba(200, 120, 0, 0.9)"
-# Plotly's RdBu runs from red (-1) to blue (+1); the Ask and Errors tabs both print this legend beside the map.
 # Bar charts: the legend in a row above the plot, not in a column beside it (which took a third of a phone's
 # width, more for the calibration plots), and tick labels given the room they need.
 BAR_LEGEND = {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "left", "x": 0}
@@ -39,6 +38,7 @@ BELOW_LAYOUT = {"legend": {"orientation": "h", "yanchor": "top", "y": -0.28, "xa
                 "margin": {"l": 40, "r": 10, "t": 40, "b": 40}}
 BAR_TEXT = 10  # px: the n= labels keep this size (Plotly shrank them to the bar's width: unreadable on a phone)
 SLICE_PX = 34  # px of height per slice group in the comparison (two bars and their labels)
+# Plotly's RdBu runs from red (-1) to blue (+1); the Ask and Errors tabs both print this legend beside the map.
 ATTRIBUTION_COLORSCALE = "RdBu"
 ATTRIBUTION_LEGEND = "blue tokens push the answer's start/end logit up, red ones down"
 
