@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from qa_core.error_analysis import QuestionRecord, read_records
+from qa_core.error_analysis import QuestionRecord
 from qa_core.postprocess import Prediction
-from qa_core.run_files import CALIBRATION_FILE, NULL_ODDS_FILE, RECORDS_FILE, run_folder
+from qa_core.run_files import CALIBRATION_FILE, NULL_ODDS_FILE, run_folder
 
 logger = logging.getLogger(__name__)
 
@@ -182,13 +182,6 @@ def current_calibration(stored: Calibration | None, records: Sequence[QuestionRe
     if stored is not None and (stored.abstentions is not None or not any(r.abstained for r in records)):
         return stored
     return fit_calibration(records)
-
-
-def calibrate_run(run: str | Path, bins: int = BINS) -> Calibration:
-    """Fit a temperature on the run's evaluation records and store it in the run folder."""
-    calibration = fit_calibration(read_records(Path(run) / RECORDS_FILE), bins)
-    write_calibration(run, calibration)
-    return calibration
 
 
 def write_calibration(run: str | Path, calibration: Calibration) -> Path:
