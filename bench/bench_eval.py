@@ -4,7 +4,7 @@
 
 *bf16 autocast* is how training evaluated its own fp32 model before (attention in fp32); *bf16 weights* is how
 `train.py evaluate`, `predict` and training's evaluations run a model on a CPU with native bf16
-(qa_core.inference.set_up_precision with training=False, on a copy in training). The int8 variants are candidates that were not adopted: *int8, per token* is the app's
+(qa_core.precision.set_up_precision with training=False, on a copy in training). The int8 variants are candidates that were not adopted: *int8, per token* is the app's
 answering copy (qa_core.int8) run eagerly; *int8, per tensor* is PyTorch's dynamic quantization (fbgemm) of every
 linear layer but the QA head. Each variant is a fresh copy of the same model; the rounds alternate the variants,
 so the machine's drift hits all of them. Timed: the forward passes, span search and metrics over every dev window.
@@ -31,7 +31,7 @@ def variant_model(model, name: str):
     """A copy of the model set up as the variant runs it, and the bf16 flag evaluate() gets."""
     import torch
 
-    from qa_core.inference import set_up_precision
+    from qa_core.precision import set_up_precision
     from qa_core.int8 import quantize_linears
 
     copied = copy.deepcopy(model).eval()

@@ -51,8 +51,9 @@ def measure_scale(dev_file: str, times: int, limit: int | None) -> dict:
     from qa_core.data import load_examples
     from qa_core.evaluation import evaluate
     from qa_core.features import featurize
-    from qa_core.inference import run_model, set_up_precision
+    from qa_core.inference import run_model
     from qa_core.modeling import fit_config, load_model
+    from qa_core.precision import set_up_precision
 
     loaded = load_model(QAConfig().model_name_or_path)
     config = fit_config(QAConfig(), loaded)

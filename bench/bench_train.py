@@ -51,7 +51,7 @@ def run_ours(train_file: str, dev_file: str, max_steps: int, output_dir: str, tr
     from qa_core.data import load_examples
     from qa_core.evaluation import evaluate
     from qa_core.features import featurize
-    from qa_core.inference import set_up_precision
+    from qa_core.precision import set_up_precision
     from qa_core.modeling import fit_config, load_model
     from qa_core.training import train
 

@@ -146,7 +146,7 @@ def run_step(model, optimizer, scheduler, max_grad_norm: float, variant: Variant
     """One optimizer step on a collated batch: seconds of forward, backward and the optimizer."""
     import torch
 
-    from qa_core.inference import autocast
+    from qa_core.precision import autocast
     from qa_core.runtime import large_blocks_mapped
     from qa_core.train_step import optimizer_step
 

@@ -112,8 +112,9 @@ def dev_logits(run_dir: Path):
     from qa_core.config import QAConfig
     from qa_core.data import load_examples
     from qa_core.features import featurize
-    from qa_core.inference import run_model, set_up_precision
+    from qa_core.inference import run_model
     from qa_core.modeling import load_model
+    from qa_core.precision import set_up_precision
 
     config = QAConfig()
     loaded = load_model(str(run_dir))

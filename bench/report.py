@@ -15,7 +15,7 @@ def with_machine(measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     paths run at all), torch, Python and the load average before and after."""
     import torch
 
-    from qa_core.inference import native_bf16_cpu
+    from qa_core.precision import native_bf16_cpu
     from qa_core.int8 import native_int8_cpu
 
     machine = {"cpus": os.cpu_count(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),

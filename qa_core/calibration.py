@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from qa_core.error_analysis import QuestionRecord, read_records
+from qa_core.error_analysis import QuestionRecord
 from qa_core.postprocess import Prediction
-from qa_core.run_files import CALIBRATION_FILE, NULL_ODDS_FILE, RECORDS_FILE, run_folder
+from qa_core.run_files import CALIBRATION_FILE, NULL_ODDS_FILE, run_folder
 
 logger = logging.getLogger(__name__)
 
@@ -55,11 +55,7 @@ def answered_records(records: Sequence[QuestionRecord]) -> list[QuestionRecord]:
     """The records whose answer probability is one of an answer given: all of a SQuAD v1.1 run's, a SQuAD 2.0
     run's answered ones. An abstention carries its best span's probability, of a span it did not give, while its
     score (100 on an unanswerable question) is that of saying 'no answer': the two do not belong on one scale."""
-    return [r for r in records if not abstained(r)]
-
-
-def abstained(record: QuestionRecord) -> bool:
-    return record.null_odds is not None and record.span is None
+    return [r for r in records if not r.abstained]
 
 
 def probability_matrix(records: Sequence[QuestionRecord]) -> np.ndarray:
@@ -183,16 +179,9 @@ def unfitted(calibration: Calibration, why: str) -> Calibration:
 def current_calibration(stored: Calibration | None, records: Sequence[QuestionRecord]) -> Calibration:
     """The stored calibration, unless there is none or it was fitted with a SQuAD 2.0 run's abstentions mixed in
     (a file from before they were left out): then one fitted on the records here."""
-    if stored is not None and (stored.abstentions is not None or not any(abstained(r) for r in records)):
+    if stored is not None and (stored.abstentions is not None or not any(r.abstained for r in records)):
         return stored
     return fit_calibration(records)
-
-
-def calibrate_run(run: str | Path, bins: int = BINS) -> Calibration:
-    """Fit a temperature on the run's evaluation records and store it in the run folder."""
-    calibration = fit_calibration(read_records(Path(run) / RECORDS_FILE), bins)
-    write_calibration(run, calibration)
-    return calibration
 
 
 def write_calibration(run: str | Path, calibration: Calibration) -> Path:

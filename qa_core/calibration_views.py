@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from qa_core.wording import count
 
-if TYPE_CHECKING:  # types only: calibration imports inference, and with it torch
+if TYPE_CHECKING:  # types only: calibration and coverage compute with numpy, which these texts never need
     from qa_core.calibration import Calibration
     from qa_core.coverage import CoveragePoint
 

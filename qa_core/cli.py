@@ -130,8 +130,8 @@ def predict_one(loaded: LoadedModel, question: str, context: str, config: QAConf
     over the same spans, at the run's temperature. Its alternatives list each text once (a text found twice would
     read as one answer listed twice where no place is shown), at its best occurrence with that span's place."""
     from qa_core.calibration import calibrate_prediction
-    from qa_core.inference import ANSWER_TOP_K, answer_question
-    from qa_core.postprocess import distinct_texts, prediction_json
+    from qa_core.inference import answer_question
+    from qa_core.postprocess import ANSWER_TOP_K, distinct_texts, prediction_json
 
     # every span searched (at least the spans /answer's probabilities share), so that five distinct texts remain
     # once repeated ones are dropped
@@ -227,7 +227,7 @@ def run_command(args: argparse.Namespace, config: QAConfig) -> int:
     finally:
         cleanup(dist_ctx)
     if dist_ctx.is_main:
-        from qa_core.error_analysis import finite_floats
+        from qa_core.postprocess import finite_floats
 
         # None for a number that is no JSON number: infinite null odds of a context without any span
         print(json.dumps(finite_floats(output, lambda _: None), ensure_ascii=False, indent=1, allow_nan=False))

@@ -1,4 +1,4 @@
-"""Parse the records data_sources.py reads into typed examples, with clear errors for bad records."""
+"""Parse the rows data_sources.py reads into typed examples, with clear errors for bad rows."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from qa_core.data_sources import DataError, read_records, text_field
+from qa_core.data_sources import DataError, read_rows, text_field
 
 logger = logging.getLogger(__name__)
 UNLOCATED_NAMED = 5  # questions the log names whose answer is not in their context; the rest are counted
@@ -54,12 +54,12 @@ def load_examples(source: str, split: str = "train", limit: int | None = None,
     answers_required=False: questions without an 'answers' field load with none (questions to predict)."""
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0 or None (all), got {limit}")
-    origin, records = read_records(source, split)
+    origin, rows = read_rows(source, split)
     examples: list[Example] = []
     seen: dict[str, str] = {}
     counts = {"repaired": 0, "unlocated": 0, "unanswerable": 0}
-    for where, record in itertools.islice(records, limit):
-        example = _parse_record(record, f"{origin}: {where}", counts, answers_required)
+    for where, row in itertools.islice(rows, limit):
+        example = _parse_record(row, f"{origin}: {where}", counts, answers_required)
         if example.example_id in seen:
             raise DataError(f"{origin}: question id {example.example_id!r} appears twice "
                             f"({seen[example.example_id]} and {where})")

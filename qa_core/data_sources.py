@@ -1,4 +1,4 @@
-"""Read a data source (the sample, SQuAD or flat JSON, JSON Lines, a hub data set) into named raw records."""
+"""Read a data source (the sample, SQuAD or flat JSON, JSON Lines, a hub data set) into named raw rows."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 SAMPLE_PATH = Path(__file__).parent / "sample" / "sample-squad.json"
 
-Records = Iterator[tuple[str, dict[str, Any]]]  # (where the record is, the record)
+Rows = Iterator[tuple[str, dict[str, Any]]]  # (where the row is, the row: one question as the source holds it)
 
 
 class DataError(ValueError):
@@ -56,9 +56,9 @@ def check_file_size(path: Path, max_bytes: int | None) -> None:
                         f"{max_bytes / 1e6:,.3g} MB for data files")
 
 
-def read_records(source: str, split: str = "train") -> tuple[str, Records]:
-    """The name to report the source by, and its records: 'sample', a SQuAD/flat JSON or JSONL file, or a hub data
-    set ('name' or 'name:split'). Records come with stop checks between them, within loading_limits."""
+def read_rows(source: str, split: str = "train") -> tuple[str, Rows]:
+    """The name to report the source by, and its rows: 'sample', a SQuAD/flat JSON or JSONL file, or a hub data
+    set ('name' or 'name:split'). Rows come with stop checks between them, within loading_limits."""
     source = local_name(source)
     path = Path(source)
     if path.exists():
@@ -80,11 +80,11 @@ def looks_like_a_path(source: str) -> bool:
         path.parent != Path(".") and path.parent.exists())
 
 
-def _stopping(records: Iterable[tuple[str, dict[str, Any]]], origin: str) -> Records:
-    for n, record in enumerate(records):
+def _stopping(rows: Iterable[tuple[str, dict[str, Any]]], origin: str) -> Rows:
+    for n, row in enumerate(rows):
         if n % STOP_CHECK_EVERY == 0:
             _check_stop(origin)
-        yield record
+        yield row
 
 
 def _read_file(path: Path) -> list[tuple[str, dict[str, Any]]]:
@@ -100,7 +100,7 @@ def _read_file(path: Path) -> list[tuple[str, dict[str, Any]]]:
         raise DataError(f"{path}: the file is empty")
     if path.suffix == ".jsonl":
         return _read_lines(text, path)
-    return list(_iter_records(_loads(text, path, "file"), path))
+    return list(_iter_rows(_loads(text, path, "file"), path))
 
 
 def _read_lines(text: str, path: Path) -> list[tuple[str, dict[str, Any]]]:
@@ -134,8 +134,8 @@ def _loads(text: str, path: Path, where: str) -> Any:
                         f"{hint}") from None
 
 
-def _iter_records(data: Any, path: Path) -> Records:
-    """Flatten the SQuAD layout (data -> paragraphs -> qas) or pass flat records through."""
+def _iter_rows(data: Any, path: Path) -> Rows:
+    """Flatten the SQuAD layout (data -> paragraphs -> qas) or pass flat rows through."""
     items = data.get("data") if isinstance(data, dict) else data
     if not isinstance(items, list):
         raise DataError(f"{path}: expected SQuAD JSON ({{'data': [...]}}) or a list of records, "
@@ -149,7 +149,7 @@ def _iter_records(data: Any, path: Path) -> Records:
             raise DataError(f"{path}: data[{i}] is a {type(item).__name__}, expected an object")
 
 
-def _iter_article(article: dict[str, Any], where: str, path: Path) -> Records:
+def _iter_article(article: dict[str, Any], where: str, path: Path) -> Rows:
     paragraphs = article["paragraphs"]
     if not isinstance(paragraphs, list):
         raise DataError(f"{path}: {where}.paragraphs must be a list")
@@ -177,7 +177,7 @@ def text_field(record: dict[str, Any], name: str, where: str) -> str:
     return value
 
 
-def _read_hub(name: str, default_split: str) -> Records:
+def _read_hub(name: str, default_split: str) -> Rows:
     dataset_name, _, split = name.partition(":")
     try:
         import datasets

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -14,7 +13,7 @@ from typing import Any
 
 from qa_core.data import Example
 from qa_core.metrics import best_over_golds, compute_exact, compute_f1, compute_f1_v2, v2_golds
-from qa_core.postprocess import Prediction, distinct_texts
+from qa_core.postprocess import ANSWER_TOP_K, Prediction, distinct_texts, finite_floats
 from qa_core.run_files import RECORDS_FILE
 
 QUESTION_WORDS = ("who", "what", "when", "where", "why", "how", "which")
@@ -61,6 +60,11 @@ class QuestionRecord:
     def answerable(self) -> bool:
         return bool(self.gold_answers)
 
+    @property
+    def abstained(self) -> bool:
+        """A SQuAD 2.0 run gave no answer (as Prediction.abstained); best_span is the span it passed over."""
+        return self.null_odds is not None and self.span is None
+
 
 def question_word(question: str) -> str:
     """The first wh-word in the question ('other' if none), e.g. 'In which year...' -> 'which'."""
@@ -78,7 +82,7 @@ def score_answer(prediction: str, golds: Sequence[str], squad_v2: bool) -> tuple
             100.0 * best_over_golds(compute_f1, prediction, golds))
 
 
-def build_record(example: Example, prediction: Prediction, top_k: int = 5) -> QuestionRecord:
+def build_record(example: Example, prediction: Prediction, top_k: int = ANSWER_TOP_K) -> QuestionRecord:
     golds = tuple(a.text for a in example.answers)
     spans = tuple((a.start, a.start + len(a.text)) for a in example.answers if a.start is not None)
     squad_v2 = prediction.null_score is not None
@@ -95,7 +99,7 @@ def build_record(example: Example, prediction: Prediction, top_k: int = 5) -> Qu
 
 
 def build_records(examples: Sequence[Example], predictions: Mapping[str, Prediction],
-                  top_k: int = 5) -> list[QuestionRecord]:
+                  top_k: int = ANSWER_TOP_K) -> list[QuestionRecord]:
     return [build_record(example, predictions[example.example_id], top_k) for example in examples]
 
 
@@ -124,7 +128,7 @@ def evaluated_threshold(records: Sequence[QuestionRecord], stated: float) -> flo
     (`train.py evaluate --null_score_diff_threshold` keeps its threshold nowhere else; a run evaluated again may
     not have used its training setting), on the slider's grid where that still fits (on_grid)."""
     answered = [r.null_odds for r in records if is_score(r.null_odds) and r.span is not None]
-    abstained = [r.null_odds for r in records if is_score(r.null_odds) and r.span is None]
+    abstained = [r.null_odds for r in records if is_score(r.null_odds) and r.abstained]
     low, high = max(answered, default=-math.inf), min(abstained, default=math.inf)
     if low <= stated < high:
         return stated
@@ -164,21 +168,6 @@ def write_records(path: Path, records: Iterable[QuestionRecord]) -> None:
     with path.open("w", encoding="utf-8") as out:
         for record in records:
             out.write(json.dumps(finite_floats(asdict(record)), ensure_ascii=False, allow_nan=False) + "\n")
-
-
-def finite_floats(value: Any, replace: Callable[[float], Any] | None = None) -> Any:
-    """value with every infinite or NaN float replaced, for strict JSON readers: by replace(x), or by default an
-    infinity by the largest float of its sign (a context with no span at all has infinite null odds, and the
-    largest float compares the same way at any threshold) and NaN kept, so that writing it fails."""
-    if isinstance(value, float) and not math.isfinite(value):
-        if replace is not None:
-            return replace(value)
-        return math.copysign(sys.float_info.max, value) if math.isinf(value) else value
-    if isinstance(value, dict):
-        return {k: finite_floats(v, replace) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite_floats(v, replace) for v in value]
-    return value
 
 
 def _pair(value: list | None) -> tuple[int, int] | None:
@@ -252,7 +241,7 @@ def v2_error(record: QuestionRecord) -> str:
     """Which way a SQuAD 2.0 answer went wrong, if it did: one of V2_ERRORS, else 'other'."""
     if record.prediction and not record.answerable:
         return V2_ERRORS[1]
-    if not record.prediction and record.answerable and record.null_odds is not None:
+    if record.abstained and record.answerable:
         return V2_ERRORS[2]
     return "other"
 

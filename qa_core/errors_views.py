@@ -68,14 +68,14 @@ def record_marks(record: QuestionRecord) -> dict[str, list[tuple[int, int]]]:
     marks = {"gold": list(record.gold_spans)}
     if record.span:
         marks["predicted"] = [record.span]
-    elif record.null_odds is not None and record.best_span:
+    elif record.abstained and record.best_span:
         marks[PASSED_OVER] = [record.best_span]
     return marks
 
 
 def passed_over(record: QuestionRecord) -> tuple[int, int] | None:
     """The best span of a SQuAD 2.0 row that abstained, else None."""
-    return record.best_span if record.null_odds is not None and record.span is None else None
+    return record.best_span if record.abstained else None
 
 
 def record_scores(evaluated: QuestionRecord) -> tuple[float, float] | None:

@@ -16,13 +16,14 @@ from qa_core.checkpoints import clear_records
 from qa_core.config import QAConfig
 from qa_core.data import Example, load_examples
 from qa_core.distributed import DistContext, device_for, init_distributed
-from qa_core.error_analysis import QuestionRecord, build_records, finite_floats, write_records
+from qa_core.error_analysis import QuestionRecord, build_records, write_records
 from qa_core.features import Feature, featurize
-from qa_core.inference import predict_examples, set_up_precision
+from qa_core.inference import predict_examples
 from qa_core.metrics import Metrics, compute_metrics, compute_metrics_v2
 from qa_core.model_card import write_model_card
 from qa_core.modeling import fit_config, load_model, warn_if_untrained
-from qa_core.postprocess import Prediction
+from qa_core.postprocess import Prediction, finite_floats
+from qa_core.precision import set_up_precision
 from qa_core.run_files import (BEST_SPANS_FILE, CALIBRATION_FILE, CARD_FILE, EVAL_MODEL_FILE, EVAL_RECORDS,
                                METRICS_FILE, MODEL_DIR, MODEL_RECORDS, NULL_ODDS_FILE, PREDICTIONS_FILE, RECORDS_FILE,
                                RUN_FILE, RUN_RECORDS, RunInfo, check_eval_output_dir, evaluates_own_run, read_run_info)

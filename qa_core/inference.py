@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import dataclasses
 import json
 import logging
@@ -15,20 +13,17 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from qa_core.attention import attention_for_bf16, restore_sdpa
 from qa_core.batching import BatchFormat, collate, padding_multiple, sorted_batches, unpad_logits
 from qa_core.config import QAConfig
-from qa_core.data import Answer, Example
+from qa_core.data import Example
 from qa_core.distributed import DistContext, gather
 from qa_core.features import Feature, featurize
 from qa_core.modeling import LoadedModel, fit_config
-from qa_core.postprocess import Prediction, SpanSearch, postprocess_predictions, predict_example
+from qa_core.postprocess import ANSWER_TOP_K, Prediction, SpanSearch, postprocess_predictions, predict_example
+from qa_core.precision import autocast, inference_copy
 from qa_core.run_files import METRICS_FILE, read_run_info, run_folder
 
 logger = logging.getLogger(__name__)
-# Spans an answer lists: the Ask tab's top answers and /answer's alternatives; their probabilities are scaled as
-# one vector at a run's temperature (calibration.rescale_prediction), which predict follows.
-ANSWER_TOP_K = 5
 
 
 @dataclass(frozen=True)
@@ -49,67 +44,6 @@ class AnswerResult:
     logits: TokenLogits
     windows: int
     null_threshold: float | None = None  # SQuAD 2.0: the null odds threshold it abstains above; None: never abstains
-
-
-def native_bf16_cpu() -> bool:
-    """True on x86 CPUs with AVX512-BF16 or AMX, whose bf16 matrix products beat fp32; emulated bf16 does not."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private to torch.cpu, so looked up softly
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-
-
-def resolve_bf16(bf16: bool | None, device: torch.device) -> bool:
-    """The config's bf16, where None (the default) means: on for CUDA and for CPUs with native bf16."""
-    if bf16 is not None:
-        return bf16
-    return device.type == "cuda" or (device.type == "cpu" and native_bf16_cpu())
-
-
-def set_up_precision(model: torch.nn.Module, bf16: bool | None, device: torch.device, training: bool = True) -> bool:
-    """The config's bf16 resolved for this device, with the model set up for it; every path that runs a model
-    under bf16 goes through here.
-
-    A model being trained keeps fp32 weights under autocast, attending through qa_core.attention on a CPU. A model
-    only evaluated (training=False) on a CPU gets bf16 weights instead (cast_for_inference): no weight casts per
-    batch, and bf16 attention is fast without a backward (bench/results/eval-precision.json).
-    """
-    resolved = resolve_bf16(bf16, device)
-    if resolved and not training and device.type == "cpu":
-        cast_for_inference(model)
-    else:
-        attention_for_bf16(model, device, resolved)
-    return resolved
-
-
-def inference_copy(model: torch.nn.Module, bf16: bool | None, device: torch.device) -> tuple[torch.nn.Module, bool]:
-    """The model as `train.py evaluate` runs it when loaded from disk, and the bf16 flag to run it with, leaving
-    `model` as it was: on a CPU with bf16 a copy, set up as set_up_precision(training=False) sets up a loaded
-    model; elsewhere the model itself. So a run's own scores, a later evaluation and predict agree to the bit."""
-    resolved = resolve_bf16(bf16, device)
-    if not (resolved and device.type == "cpu"):
-        return model, resolved
-    copied = copy.deepcopy(getattr(model, "_orig_mod", model)).eval()  # torch.compile's wrapper holds the module
-    restore_sdpa(copied)
-    return copied, set_up_precision(copied, resolved, device, training=False)
-
-
-def cast_for_inference(model: torch.nn.Module) -> None:
-    """bf16 weights, except the QA head (qa_outputs), which stays fp32 with its input cast up: the logits every
-    span is scored from keep fp32 resolution, so near ties between spans are not decided by bf16 rounding."""
-    model.to(torch.bfloat16)
-    head = getattr(model, "qa_outputs", None)
-    if isinstance(head, torch.nn.Linear):
-        head.float()
-        head.register_forward_pre_hook(_inputs_to_float)
-
-
-def _inputs_to_float(module: torch.nn.Module, args: tuple) -> tuple:
-    return tuple(a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
-
-
-def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
-    if not bf16:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 @torch.inference_mode()
@@ -173,7 +107,7 @@ def question_windows(loaded: LoadedModel, question: str, context: str, config: Q
     # zero-width and control characters pass the blank checks, but tokenizers drop them
     if not loaded.tokenizer.tokenize(question):
         raise ValueError("question has no words this model reads (only invisible characters)")
-    example = Example("query", question, context, (Answer("", None),))
+    example = Example("query", question, context, answers=())  # a question to answer, as predict loads them
     config = fit_config(config, loaded)
     features = featurize([example], loaded.tokenizer, config, training=False).features
     if not any(offset is not None for feature in features for offset in feature.offsets):

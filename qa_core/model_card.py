@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qa_core.config import DEFAULT_MODEL
+from qa_core.metrics import SquadV2Metrics
 from qa_core.run_files import (CALIBRATION_FILE, CARD_FILE, CHECKPOINT_DIR, EVAL_PREFIX, HISTORY_FILE, METRICS_FILE,
                                OLD_SUFFIX, RECORDS_FILE, RUN_FILE, TENSORBOARD_DIR, TMP_SUFFIX, model_folder)
 
@@ -41,30 +42,7 @@ class EvalScore:
     exact_match: float
     f1: float
     questions: int | None = None
-    squad_v2: SquadV2Slices | None = None  # a SQuAD 2.0 evaluation: answerable and unanswerable questions
-
-
-@dataclass(frozen=True)
-class SquadV2Slices:
-    """What evaluate-v2.0.py adds to EM/F1: each slice's (exact, f1, questions), and the best F1 with the null
-    odds threshold reaching it (the threshold qa_core answers with)."""
-
-    has_ans: tuple[float, float, int] | None
-    no_ans: tuple[float, float, int] | None
-    best_f1: tuple[float, float] | None
-
-    @classmethod
-    def from_metrics(cls, metrics: dict[str, float]) -> SquadV2Slices:
-        best = (metrics["best_f1"], metrics["best_f1_thresh"]) if "best_f1_thresh" in metrics else None
-        return cls(metrics_slice(metrics, "HasAns"), metrics_slice(metrics, "NoAns"), best)
-
-
-def metrics_slice(metrics: dict[str, float], prefix: str) -> tuple[float, float, int] | None:
-    """(exact, f1, total) of one slice of evaluate-v2.0.py's figures (HasAns, NoAns); None where it has none."""
-    keys = (f"{prefix}_exact", f"{prefix}_f1", f"{prefix}_total")
-    if not all(k in metrics for k in keys):
-        return None
-    return metrics[keys[0]], metrics[keys[1]], int(metrics[keys[2]])
+    squad_v2: SquadV2Metrics | None = None  # a SQuAD 2.0 evaluation: answerable and unanswerable questions
 
 
 @dataclass(frozen=True)
@@ -214,7 +192,7 @@ def facts_from_run(info: RunInfo, model_name: str, eval_metrics: dict[str, float
     exact = metrics.get("exact_match", metrics.get("exact"))  # SQuAD v1.1 and v2.0 names
     if data and exact is not None and "f1" in metrics:
         questions = metrics.get("total")
-        v2 = SquadV2Slices.from_metrics(metrics) if config.get("version_2_with_negative") else None
+        v2 = _v2_figures(metrics) if config.get("version_2_with_negative") else None
         evaluations = (EvalScore(data, exact, metrics["f1"], int(questions) if questions is not None else None,
                                  v2),)
     base = info.base_model or base_model_name(config.get("model_name_or_path"))
@@ -223,6 +201,14 @@ def facts_from_run(info: RunInfo, model_name: str, eval_metrics: dict[str, float
                      dict(info.data_fingerprint),
                      info.step, train_seconds if train_seconds is not None else info.train_seconds,
                      hardware or info.hardware, evaluations, load_from=load_from)
+
+
+def _v2_figures(metrics: dict[str, float]) -> SquadV2Metrics | None:
+    """evaluate-v2.0.py's figures, or None where the metrics lack them (the card then shows EM/F1 alone)."""
+    try:
+        return SquadV2Metrics.from_dict(metrics)
+    except ValueError:
+        return None
 
 
 def check_can_push() -> None:

@@ -12,13 +12,13 @@ from plotly.subplots import make_subplots
 
 from qa_core.calibration import ReliabilityBin
 from qa_core.coverage import CoveragePoint
-from qa_core.inference import TokenLogits
 from qa_core.progress import ProgressEvent
 from qa_core.wording import count
 
-if TYPE_CHECKING:  # importing captum (and matplotlib with it) only when attributions are asked for
+if TYPE_CHECKING:  # types only: attributions imports captum (and matplotlib), inference imports torch
     from qa_core.attributions import Attribution
     from qa_core.compare import SliceRow
+    from qa_core.inference import TokenLogits
 
 VISIBLE_TOKENS = 80  # tokens shown at first; wider views make the token labels unreadable
 TOKEN_FONT = 11  # px: at 1400 px every one of VISIBLE_TOKENS token labels still fits
@@ -28,7 +28,6 @@ GOLD_COLOR = "rgba(46, 160, 67, 0.25)"
 # Where a SQuAD 2.0 answer abstained: the best span, which the model passed over (the Ask tab dashes it too).
 PASSED_OVER = "best span (abstained)"
 PASSED_OVER_COLOR = "rgba(200, 120, 0, 0.9)"
-# Plotly's RdBu runs from red (-1) to blue (+1); the Ask and Errors tabs both print this legend beside the map.
 # Bar charts: the legend in a row above the plot, not in a column beside it (which took a third of a phone's
 # width, more for the calibration plots), and tick labels given the room they need.
 BAR_LEGEND = {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "left", "x": 0}
@@ -39,6 +38,7 @@ BELOW_LAYOUT = {"legend": {"orientation": "h", "yanchor": "top", "y": -0.28, "xa
                 "margin": {"l": 40, "r": 10, "t": 40, "b": 40}}
 BAR_TEXT = 10  # px: the n= labels keep this size (Plotly shrank them to the bar's width: unreadable on a phone)
 SLICE_PX = 34  # px of height per slice group in the comparison (two bars and their labels)
+# Plotly's RdBu runs from red (-1) to blue (+1); the Ask and Errors tabs both print this legend beside the map.
 ATTRIBUTION_COLORSCALE = "RdBu"
 ATTRIBUTION_LEGEND = "blue tokens push the answer's start/end logit up, red ones down"
 
@@ -56,9 +56,9 @@ def token_axis_labels(labels: Sequence[str]) -> list[str]:
     seen: dict[str, int] = {}
     categories = []
     for label in labels:
-        count = seen.get(label, 0)
-        seen[label] = count + 1
-        categories.append(label + "".join(INVISIBLE[int(bit)] for bit in f"{count:b}") if count else label)
+        repeat = seen.get(label, 0)
+        seen[label] = repeat + 1
+        categories.append(label + "".join(INVISIBLE[int(bit)] for bit in f"{repeat:b}") if repeat else label)
     return categories
 
 
@@ -76,11 +76,11 @@ def token_range(offsets: Sequence[tuple[int, int]], chars: tuple[int, int]) -> t
     return (inside[0], inside[-1]) if inside else None
 
 
-def initial_view(count: int, focus: tuple[int, int] | None, width: int = VISIBLE_TOKENS) -> tuple[float, float]:
-    """An x range of about `width` tokens centred on the focus span (or the start of the context)."""
+def initial_view(tokens: int, focus: tuple[int, int] | None, width: int = VISIBLE_TOKENS) -> tuple[float, float]:
+    """An x range of about `width` of the `tokens` tokens, centred on the focus span (or the start of the context)."""
     centre = (focus[0] + focus[1]) / 2 if focus else width / 2
-    low = max(0.0, min(centre - width / 2, count - width))
-    return low - 0.5, min(low + width, count) - 0.5
+    low = max(0.0, min(centre - width / 2, tokens - width))
+    return low - 0.5, min(low + width, tokens) - 0.5
 
 
 def logit_figure(logits: TokenLogits, predicted: tuple[int, int] | None = None,

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import math
+import sys
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from qa_core.config import QAConfig
 from qa_core.data import Example
-from qa_core.features import Feature
+
+if TYPE_CHECKING:  # types only: features imports transformers, which readers of records never need
+    from qa_core.features import Feature
 
 # A "word" longer than this is not a word (a hash, a run of digits): its span keeps the token boundary.
 MAX_WORD_CHARS = 64
@@ -21,6 +24,10 @@ MAX_WORD_CHARS = 64
 _UNSPACED_SCRIPTS = ((0x0E00, 0x0EFF), (0x1000, 0x109F), (0x1780, 0x17FF), (0x3040, 0x30FF), (0x31F0, 0x31FF),
                      (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0xFF66, 0xFF9F), (0x20000, 0x3FFFF))
 _NUMBER_SEPARATORS = ",."
+# Spans an answer lists: the Ask tab's top answers, /answer's alternatives, and those a question record keeps
+# (error_analysis), on which a run's temperature is fitted; an answer's probabilities are scaled as one vector
+# at that temperature (calibration.rescale_prediction), so what is fitted and what is shown must be the same k.
+ANSWER_TOP_K = 5
 
 
 @dataclass(frozen=True)
@@ -184,6 +191,21 @@ def prediction_json(prediction: Prediction, spans: Sequence[Span], temperature: 
 def json_number(value: float | None) -> float | None:
     """None for what is no JSON number: the score of no span at all, the null odds of a context without any."""
     return value if value is not None and math.isfinite(value) else None
+
+
+def finite_floats(value: Any, instead: Callable[[float], Any] | None = None) -> Any:
+    """value with every infinite or NaN float replaced, for strict JSON readers: by instead(x), or by default an
+    infinity by the largest float of its sign (a context with no span at all has infinite null odds, and the
+    largest float compares the same way at any threshold) and NaN kept, so that writing it fails."""
+    if isinstance(value, float) and not math.isfinite(value):
+        if instead is not None:
+            return instead(value)
+        return math.copysign(sys.float_info.max, value) if math.isinf(value) else value
+    if isinstance(value, dict):
+        return {k: finite_floats(v, instead) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_floats(v, instead) for v in value]
+    return value
 
 
 def null_score(scored: Sequence[tuple[Feature, np.ndarray, np.ndarray]]) -> float:

@@ -1,5 +1,5 @@
 """The names of everything a run folder holds, the way from a run to its model and back, its training lock, run.json's
-reader, the list of runs and new run folders' names: all without torch, so listing runs stays light."""
+reader and new run folders' names: all without torch, so listing runs (run_list.py) stays light."""
 
 from __future__ import annotations
 

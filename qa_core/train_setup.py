@@ -17,8 +17,8 @@ from qa_core.data import Example, fingerprint, load_examples
 from qa_core.distributed import DistContext, device_for, shard
 from qa_core.evaluation import check_scorable
 from qa_core.features import Feature, featurize
-from qa_core.inference import set_up_precision
 from qa_core.modeling import LoadedModel, fit_config, load_model
+from qa_core.precision import set_up_precision
 from qa_core.preflight import check_not_training_into_its_model, check_resume, check_resumed_windows
 from qa_core.progress import ProgressCallback, append_history, tensorboard_writer
 from qa_core.run_files import (HISTORY_FILE, RUN_FILE, RUN_RECORDS, TENSORBOARD_DIR, RunRefused, check_output_dir,

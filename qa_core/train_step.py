@@ -13,7 +13,7 @@ from qa_core.config import QAConfig
 from qa_core.distributed import DistContext
 from qa_core.dropout import use_masked_dropout
 from qa_core.features import Feature
-from qa_core.inference import autocast
+from qa_core.precision import autocast
 from qa_core.runtime import large_blocks_mapped
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
+import torch
 from torch.utils.data import DataLoader
 
 from qa_core.batching import training_batches
@@ -21,8 +22,8 @@ from qa_core.divergence import diverged_message, nonfinite_parameters, ruined_me
 from qa_core.distributed import (all_reduce_mean, any_rank, barrier, cleanup, describe_hardware, init_distributed,
                                  shard, unwrap_ddp)
 from qa_core.evaluation import EvalResult, evaluate, write_eval_outputs
-from qa_core.inference import inference_copy
 from qa_core.model_card import base_model_name, write_model_card
+from qa_core.precision import inference_copy
 from qa_core.progress import ProgressCallback, ProgressEvent, truncate_history
 from qa_core.run_files import HISTORY_FILE, RunInfo, find_checkpoint, read_run_info, training_lock
 from qa_core.train_setup import Setup, prepare
@@ -61,68 +62,100 @@ def train(config: QAConfig, callback: ProgressCallback | None = None, should_sto
         cleanup(dist_ctx)  # destroys the process group only if init_distributed created it here
 
 
+@dataclass
+class _Loop:
+    """The training loop's running values. Mutable on purpose: a failure at any instant (a second Ctrl-C inside a
+    listener, say) reports the state reached then, which helpers returning new values would hand back too late."""
+    state: TrainState
+    saved: TrainState  # the last checkpoint's state: what a failure reports, and where --resume continues
+    loss_sum: float | torch.Tensor  # losses since the last logged step (a device scalar once a batch has run)
+    losses: int
+    windows: int = 0  # training windows of this session, all processes together
+    seconds: float = 0.0  # this session's training time
+    clock: float = 0.0  # when the current step's training time started
+
+
 def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool]) -> TrainResult:
     """The whole loop: step, log, evaluate, checkpoint, cancel. A kill at any instant leaves a resumable folder."""
-    config, dist_ctx, output_dir = setup.config, setup.dist_ctx, Path(setup.config.output_dir)
+    output_dir = Path(setup.config.output_dir)
     emit = partial(_emit, setup, (callback, *setup.trackers))
-    accumulation = config.gradient_accumulation_steps
-    state, cancelled = setup.start, False
-    saved = state  # the last checkpoint's state: what a failure reports, and where --resume continues
-    (loss_sum, losses), windows, seconds = state.pending_loss, 0, 0.0
+    loop, cancelled = _Loop(setup.start, setup.start, *setup.start.pending_loss), False
     earlier = _earlier_finish(setup)  # read before _open_records rewrites run.json
     if earlier is not None:  # its results are written again, unchanged: say so rather than look freshly trained
         logger.info("the run in %s had already finished at step %d: nothing was trained", output_dir, earlier.step)
     try:
         _open_records(setup)
-        emit("start", state, message=f"resumed at step {state.step}" if setup.resumed_from else "started")
-        state, cancelled = _before_first_step(setup, state, emit, should_stop)
-        saved = state
-        while state.step < setup.total_steps and not cancelled:
-            batches = shard(training_batches(setup.train_features, config, state.epoch), dist_ctx)
+        emit("start", loop.state, message=f"resumed at step {loop.state.step}" if setup.resumed_from else "started")
+        loop.state, cancelled = _before_first_step(setup, loop.state, emit, should_stop)
+        loop.saved = loop.state
+        while loop.state.step < setup.total_steps and not cancelled:
+            batches = shard(training_batches(setup.train_features, setup.config, loop.state.epoch), setup.dist_ctx)
             setup.model.train()
-            clock = time.perf_counter()
-            for batch in _loader(setup, batches[state.batch_in_epoch:], state.epoch):
-                position = state.batch_in_epoch + 1
-                step_ends = position % accumulation == 0 or position == len(batches)
-                no_sync = setup.model.no_sync() if dist_ctx.enabled and not step_ends else None
-                loss_sum += forward_backward(setup.model, batch, setup.bf16, accumulation, no_sync)
-                losses += 1
-                windows += len(batch["input_ids"]) * dist_ctx.world_size
-                state = replace(state, batch_in_epoch=position)
-                if not step_ends:
+            loop.clock = time.perf_counter()
+            for batch in _loader(setup, batches[loop.state.batch_in_epoch:], loop.state.epoch):
+                if not _micro_batch(setup, loop, batch, len(batches)):
                     continue
-                grad_norm = float(optimizer_step(setup.model, setup.optimizer, setup.scheduler, config.max_grad_norm))
-                seconds += time.perf_counter() - clock
-                state = replace(state, step=state.step + 1, train_seconds=setup.start.train_seconds + seconds)
-                if not math.isfinite(grad_norm):  # the same on every rank: gradients are all-reduced
-                    raise TrainingError(*diverged_message(setup.config, state.step, float(loss_sum) / losses,
-                                                          grad_norm))
-                pace = pace_of(windows, seconds, state.train_seconds, state.step, setup.total_steps,
-                               state.untimed_steps)
-                if state.step % config.logging_steps == 0 or state.step == setup.total_steps:
-                    emit("step", state, loss=all_reduce_mean(float(loss_sum) / losses, dist_ctx),
-                         learning_rate=setup.scheduler.get_last_lr()[0], grad_norm=grad_norm, **pace)
-                    loss_sum, losses = 0.0, 0
-                else:  # the bar moves at every step; the loss is read only when logged (reading waits for a GPU)
-                    emit("advance", state, **pace)
-                if position == len(batches):
-                    state = replace(state, epoch=state.epoch + 1, batch_in_epoch=0)
-                done = state.step >= setup.total_steps
-                cancelled = not done and any_rank(should_stop(), dist_ctx)  # all ranks stop together
-                epoch_ends = state.batch_in_epoch == 0 or done
-                if epoch_ends or state.step % config.save_steps == 0 or cancelled:
-                    state = replace(state, pending_loss=(float(loss_sum), losses))
-                    state = saved = _save_point(setup, state, emit, evaluate=epoch_ends)
-                if done or cancelled:
+                cancelled = _after_step(setup, loop, emit, should_stop, len(batches))
+                if cancelled or loop.state.step >= setup.total_steps:
                     break
-                clock = time.perf_counter()  # evaluation and checkpoints are not training time
         status = "cancelled" if cancelled else "finished"
-        _finish(setup, state, status, earlier)
+        _finish(setup, loop.state, status, earlier)
     except BaseException as err:
-        raise _failed(setup, saved, state, err, emit) from err
-    emit("done" if status == "finished" else "cancelled", state, metrics=state.metrics,
+        raise _failed(setup, loop.saved, loop.state, err, emit) from err
+    emit("done" if status == "finished" else "cancelled", loop.state, metrics=loop.state.metrics,
          message=status)  # how to continue is each front end's to say: a flag, or a button
-    return TrainResult(str(output_dir), status, state.step, state.metrics, seconds, windows, state.train_seconds)
+    return TrainResult(str(output_dir), status, loop.state.step, loop.state.metrics, loop.seconds, loop.windows,
+                       loop.state.train_seconds)
+
+
+def _micro_batch(setup: Setup, loop: _Loop, batch: dict[str, torch.Tensor], epoch_batches: int) -> bool:
+    """Forward and backward on one micro-batch; whether it is its optimizer step's last (DDP then syncs)."""
+    accumulation = setup.config.gradient_accumulation_steps
+    position = loop.state.batch_in_epoch + 1
+    step_ends = position % accumulation == 0 or position == epoch_batches
+    no_sync = setup.model.no_sync() if setup.dist_ctx.enabled and not step_ends else None
+    loop.loss_sum += forward_backward(setup.model, batch, setup.bf16, accumulation, no_sync)
+    loop.losses += 1
+    loop.windows += len(batch["input_ids"]) * setup.dist_ctx.world_size
+    loop.state = replace(loop.state, batch_in_epoch=position)
+    return step_ends
+
+
+def _after_step(setup: Setup, loop: _Loop, emit: Callable[..., None], should_stop: Callable[[], bool],
+                epoch_batches: int) -> bool:
+    """The optimizer step, its report, and a checkpoint (evaluated at an epoch's end) when one is due; whether
+    training is cancelled."""
+    grad_norm = float(optimizer_step(setup.model, setup.optimizer, setup.scheduler, setup.config.max_grad_norm))
+    loop.seconds += time.perf_counter() - loop.clock
+    loop.state = replace(loop.state, step=loop.state.step + 1, train_seconds=setup.start.train_seconds + loop.seconds)
+    if not math.isfinite(grad_norm):  # the same on every rank: gradients are all-reduced
+        raise TrainingError(*diverged_message(setup.config, loop.state.step, float(loop.loss_sum) / loop.losses,
+                                              grad_norm))
+    _report_step(setup, loop, emit, grad_norm)
+    if loop.state.batch_in_epoch == epoch_batches:
+        loop.state = replace(loop.state, epoch=loop.state.epoch + 1, batch_in_epoch=0)
+    done = loop.state.step >= setup.total_steps
+    cancelled = not done and any_rank(should_stop(), setup.dist_ctx)  # all ranks stop together
+    epoch_ends = loop.state.batch_in_epoch == 0 or done
+    if epoch_ends or loop.state.step % setup.config.save_steps == 0 or cancelled:
+        loop.state = replace(loop.state, pending_loss=(float(loop.loss_sum), loop.losses))
+        loop.state = loop.saved = _save_point(setup, loop.state, emit, evaluate=epoch_ends)
+    loop.clock = time.perf_counter()  # evaluation and checkpoints are not training time
+    return cancelled
+
+
+def _report_step(setup: Setup, loop: _Loop, emit: Callable[..., None], grad_norm: float) -> None:
+    """The bar moves at every step; the loss is read (and its sum restarted) only when logged, since reading it
+    waits for a GPU."""
+    state = loop.state
+    pace = pace_of(loop.windows, loop.seconds, state.train_seconds, state.step, setup.total_steps,
+                   state.untimed_steps)
+    if state.step % setup.config.logging_steps == 0 or state.step == setup.total_steps:
+        emit("step", state, loss=all_reduce_mean(float(loop.loss_sum) / loop.losses, setup.dist_ctx),
+             learning_rate=setup.scheduler.get_last_lr()[0], grad_norm=grad_norm, **pace)
+        loop.loss_sum, loop.losses = 0.0, 0
+    else:
+        emit("advance", state, **pace)
 
 
 def _before_first_step(setup: Setup, state: TrainState, emit: Callable[..., None],

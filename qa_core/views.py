@@ -244,7 +244,7 @@ def record_table(records: Sequence[QuestionRecord], only_wrong: bool = False, f1
 
 def shown_prediction(record: QuestionRecord) -> str:
     """The prediction, or '(no answer)' where a SQuAD 2.0 run abstained."""
-    return record.prediction if record.prediction or record.null_odds is None else "(no answer)"
+    return "(no answer)" if record.abstained else record.prediction
 
 
 def shown_gold(record: QuestionRecord) -> str:

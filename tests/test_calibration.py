@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,14 @@ def record(n: int, probabilities: tuple[float, ...], right: bool, f1: float | No
     return QuestionRecord(f"q{n}", "Where?", "paris lyon nice metz caen", ("paris",), ((0, 5),),
                           texts[0] if probabilities else "", (0, 5) if probabilities else None, 1.0,
                           100.0 if right else 0.0, (100.0 if right else 0.0) if f1 is None else f1, alternatives)
+
+
+def write_evaluated(folder: Path, records: list[QuestionRecord]) -> calibration.Calibration:
+    """The records and their calibration.json, as every evaluation writes them (evaluation.write_eval_outputs)."""
+    write_records(folder / RECORDS_FILE, records)
+    fitted = calibration.fit_calibration(records)
+    calibration.write_calibration(folder, fitted)
+    return fitted
 
 
 def overconfident_records(count: int = 2000, true_temperature: float = 2.0) -> list[QuestionRecord]:
@@ -73,8 +82,7 @@ def test_fit_recovers_an_overconfidence_temperature_and_lowers_ece():
 
 def test_calibration_is_stored_in_the_run_and_rescales_ask_predictions(tmp_path):
     assert calibration.read_calibration(tmp_path) is None and calibration.run_calibration(tmp_path) is None
-    write_records(tmp_path / RECORDS_FILE, overconfident_records(400))
-    fitted = calibration.calibrate_run(tmp_path)
+    fitted = write_evaluated(tmp_path, overconfident_records(400))
     assert calibration.read_calibration(tmp_path) == fitted
     assert calibration.run_calibration(tmp_path).temperature == fitted.temperature
     spans = (Span(0, 5, "paris", 3.0, 0.7), Span(6, 10, "lyon", 2.0, 0.2))
@@ -198,9 +206,8 @@ def test_answers_ignore_a_squad2_calibration_fitted_with_abstentions_mixed_in(tm
     count = calibration.MIN_CALIBRATION_QUESTIONS  # enough answers to fit a temperature on, 7 in 10 right
     answers = [v2_record(n, 0.55 + 0.4 * (n % 9) / 8, True, n % 10 < 7) for n in range(count)]
     abstentions = [v2_record(count + n, 0.95, False, False) for n in range(10)]
-    write_records(tmp_path / RECORDS_FILE, answers + abstentions)
+    fitted = write_evaluated(tmp_path, answers + abstentions)
     (tmp_path / NULL_ODDS_FILE).write_text("{}", encoding="utf-8")  # what a SQuAD 2.0 evaluation writes
-    fitted = calibration.calibrate_run(tmp_path)
     assert fitted.unfitted is None and calibration.answer_calibration(str(tmp_path))[0] == fitted.temperature != 1.0
     calibration.write_calibration(tmp_path, calibration.replace(fitted, abstentions=None, temperature=3.0))
     assert calibration.answer_calibration(str(tmp_path))[0] is None
@@ -281,8 +288,7 @@ def test_an_evaluation_folder_s_calibration_does_not_speak_for_the_ask_tab(tmp_p
 
     folder = tmp_path / "eval-only"
     folder.mkdir()
-    write_records(folder / RECORDS_FILE, overconfident_records(200))
-    calibration.calibrate_run(folder)
+    write_evaluated(folder, overconfident_records(200))
     shown = CalibrationHandlers(QAService(Settings(tmp_path, training_enabled=False, fast_inference=False))).show(
         "eval-only", 0.5)["calibration"]
     assert "T = " in shown and "Ask tab" not in shown and "this folder has no model" in shown, shown
@@ -302,8 +308,7 @@ def test_a_run_stopped_before_its_model_is_called_a_run_not_an_evaluation(tmp_pa
 
     folder = tmp_path / "stopped"
     write_run_info(folder, RunInfo("cancelled", QAConfig(output_dir=str(folder)).to_dict()))
-    write_records(folder / RECORDS_FILE, overconfident_records(200))
-    calibration.calibrate_run(folder)
+    write_evaluated(folder, overconfident_records(200))
     shown = CalibrationHandlers(QAService(Settings(tmp_path, training_enabled=False, fast_inference=False))).show(
         "stopped", 0.5)["calibration"]
     assert "this run's" in shown and "this evaluation's" not in shown and "this folder has no model" in shown, shown

@@ -1,4 +1,4 @@
-"""Reading data sources into records: the sample, SQuAD and flat JSON, JSON Lines, and one clear error per kind of
+"""Reading data sources into rows: the sample, SQuAD and flat JSON, JSON Lines, and one clear error per kind of
 unreadable file (the loading limits a web job sets: test_hosting.py)."""
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from qa_core.data_sources import SAMPLE_PATH, STOP_CHECK_EVERY, DataError, LoadingCancelled, loading_limits, \
-    read_records
+    read_rows
 
 CONTEXT = "The harbour lamp was lit every evening by the keeper, who lived in a stone cottage."
 RECORD = {"id": "r1", "context": CONTEXT, "question": "Who?", "answers": {"text": ["the keeper"], "answer_start": [41]}}
 
 
-def records(source: str | Path) -> list[tuple[str, dict]]:
-    return list(read_records(str(source))[1])
+def rows(source: str | Path) -> list[tuple[str, dict]]:
+    return list(read_rows(str(source))[1])
 
 
 def test_each_record_is_named_by_where_it_is(tmp_path: Path) -> None:
@@ -25,12 +25,12 @@ def test_each_record_is_named_by_where_it_is(tmp_path: Path) -> None:
     (tmp_path / "squad.json").write_text(json.dumps(squad))
     (tmp_path / "flat.json").write_text(json.dumps([RECORD]))
     (tmp_path / "flat.jsonl").write_text("\n" + json.dumps(RECORD) + "\n\n")
-    read = records(tmp_path / "squad.json")
+    read = rows(tmp_path / "squad.json")
     assert [where for where, _ in read] == ["data[0].paragraphs[0].qas[0]", "data[0].paragraphs[0].qas[1]"]
     assert read[1][1] == {"id": "b", "question": "Where?", "answers": [], "context": CONTEXT, "title": "t"}
-    assert records(tmp_path / "flat.json") == [("record 0", RECORD)]
-    assert records(tmp_path / "flat.jsonl") == [("line 2", RECORD)]
-    origin, _ = read_records("sample")
+    assert rows(tmp_path / "flat.json") == [("record 0", RECORD)]
+    assert rows(tmp_path / "flat.jsonl") == [("line 2", RECORD)]
+    origin, _ = read_rows("sample")
     assert origin == str(SAMPLE_PATH)
 
 
@@ -40,7 +40,7 @@ def test_bom_unicode_and_emoji(tmp_path: Path) -> None:
         {"id": "u", "question": "Wo steht er? 🤔", "answers": [{"text": "am See", "answer_start": context.find("am See")}]}]}]}]}
     path = tmp_path / "bom.json"
     path.write_bytes(b"\xef\xbb\xbf" + json.dumps(data, ensure_ascii=False).encode("utf-8"))
-    [(_, record)] = records(path)
+    [(_, record)] = rows(path)
     assert record["context"] == context and record["question"] == "Wo steht er? 🤔" and record["title"] == "ü"
 
 
@@ -49,7 +49,7 @@ def test_loading_stops_between_records_when_cancelled(tmp_path: Path) -> None:
                                                  for n in range(STOP_CHECK_EVERY + 1)))
     checks: list[int] = []
     with loading_limits(should_stop=lambda: checks.append(1) or len(checks) > 2):
-        _, read = read_records(str(tmp_path / "many.jsonl"))  # the file is read: one check before
+        _, read = read_rows(str(tmp_path / "many.jsonl"))  # the file is read: one check before
         assert len([next(read) for _ in range(STOP_CHECK_EVERY)]) == STOP_CHECK_EVERY  # one check at the first
         with pytest.raises(LoadingCancelled, match=r"many\.jsonl: loading cancelled"):
             next(read)
@@ -60,7 +60,7 @@ def test_not_json(tmp_path: Path) -> None:
     path = tmp_path / "x.json"
     path.write_text("{not json")
     with pytest.raises(DataError, match=r"x\.json.*not valid JSON.*line 1"):
-        records(path)
+        rows(path)
 
 
 @pytest.mark.parametrize("name, text", [("x.json", "\n"), ("x.json", ""), ("x.jsonl", " \r\n\n"),
@@ -70,7 +70,7 @@ def test_an_empty_file_is_called_empty_not_invalid(tmp_path: Path, name: str, te
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
     with pytest.raises(DataError) as refused:
-        records(path)
+        rows(path)
     assert str(refused.value) == f"{path}: the file is empty"
 
 
@@ -79,7 +79,7 @@ def test_a_jsonl_line_that_is_no_object_is_named(tmp_path: Path, line: str, kind
     path = tmp_path / "x.jsonl"
     path.write_text(json.dumps(RECORD) + "\n" + line + "\n")
     with pytest.raises(DataError, match=rf"x\.jsonl: line 2 is a {kind}, expected an object \(one record a line\)"):
-        records(path)
+        rows(path)
 
 
 def test_json_lines_and_json_named_the_other_way_say_so(tmp_path: Path) -> None:
@@ -87,13 +87,13 @@ def test_json_lines_and_json_named_the_other_way_say_so(tmp_path: Path) -> None:
     lines.write_text(json.dumps(RECORD) + "\n" + json.dumps({**RECORD, "id": "r2"}) + "\n")
     with pytest.raises(DataError, match=r"lines\.json: file is not valid JSON \(Extra data, line 2 column 1\); "
                                         r"JSON Lines \(one record a line\) need a \.jsonl name"):
-        records(lines)
+        rows(lines)
     squad = {"data": [{"paragraphs": [{"context": CONTEXT, "qas": [{"id": "q1", "question": "Who?", "answers": []}]}]}]}
     for text in (json.dumps(squad), json.dumps(squad, indent=1)):
         (tmp_path / "squad.jsonl").write_text(text)
         with pytest.raises(DataError, match=r"squad\.jsonl: holds one JSON document, not JSON Lines; name it "
                                             r"\.json"):
-            records(tmp_path / "squad.jsonl")
+            rows(tmp_path / "squad.jsonl")
 
 
 def test_one_record_over_several_lines_of_a_jsonl_file_is_not_sent_to_a_json_name(tmp_path: Path) -> None:
@@ -102,7 +102,7 @@ def test_one_record_over_several_lines_of_a_jsonl_file_is_not_sent_to_a_json_nam
     path.write_text(json.dumps(RECORD, indent=1))
     with pytest.raises(DataError, match=r"one\.jsonl: holds one record over several lines; JSON Lines need each "
                                         r"record on one line") as refused:
-        records(path)
+        rows(path)
     assert ".json" not in str(refused.value).replace("one.jsonl", "")
 
 
@@ -110,16 +110,16 @@ def test_not_utf8(tmp_path: Path) -> None:
     path = tmp_path / "latin1.json"
     path.write_bytes('{"data": [{"title": "caf\xe9"}]}'.encode("latin-1"))
     with pytest.raises(DataError, match=r"latin1\.json: not UTF-8"):
-        records(path)
+        rows(path)
 
 
 def test_wrong_layout(tmp_path: Path) -> None:
     path = tmp_path / "w.json"
     path.write_text(json.dumps({"rows": 3}))
     with pytest.raises(DataError, match=r"w\.json: expected SQuAD JSON"):
-        records(path)
+        rows(path)
 
 
 def test_missing_file() -> None:
     with pytest.raises(DataError, match="no such data file"):
-        records("nowhere/train.json")
+        rows("nowhere/train.json")

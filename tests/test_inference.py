@@ -12,8 +12,9 @@ from qa_core.attention import CPU_BF16_ATTENTION
 from qa_core.config import QAConfig
 from qa_core.data import Example
 from qa_core.features import featurize
-from qa_core.inference import answer_question, native_bf16_cpu, resolve_bf16, run_model, set_up_precision
+from qa_core.inference import answer_question, run_model
 from qa_core.modeling import load_model
+from qa_core.precision import native_bf16_cpu, resolve_bf16, set_up_precision
 from tests.v2_data import CONTEXT
 
 

@@ -28,6 +28,13 @@ def test_import_qa_core_loads_no_heavy_package():
     assert imported_after("import qa_core; qa_core.QAConfig") == []
 
 
+def test_the_record_readers_load_no_model_library():
+    """Records are read, scored, compared and drawn without a model: type hints alone pulled in transformers
+    (postprocess's Feature) and torch (plots' TokenLogits)."""
+    loaded = imported_after("import qa_core.error_analysis, qa_core.calibration, qa_core.compare, qa_core.plots")
+    assert "torch" not in loaded and "transformers" not in loaded
+
+
 def test_every_exported_name_resolves():
     for name in qa_core.__all__:
         assert getattr(qa_core, name) is not None, name

@@ -8,7 +8,7 @@ import torch
 
 from qa_core.checkpoints import TrainState
 from qa_core.distributed import DistContext
-from qa_core.inference import resolve_bf16
+from qa_core.precision import resolve_bf16
 from qa_core.run_files import find_checkpoint
 from qa_core.train_setup import prepare
 from qa_core.training import train

@@ -20,8 +20,9 @@ from qa_core.config import QAConfig
 from qa_core.data import load_examples
 from qa_core.error_analysis import read_records
 from qa_core.evaluation import run_evaluation
-from qa_core.inference import answer_examples, resolve_bf16
+from qa_core.inference import answer_examples
 from qa_core.modeling import load_model
+from qa_core.precision import resolve_bf16
 from qa_core.progress import read_history
 from qa_core.progress import ProgressEvent
 from qa_core.run_files import HISTORY_FILE, STATE_FILE, RunRefused, find_checkpoint, read_run_info
