@@ -87,3 +87,12 @@ def tensorboard_writer(log_dir: Path) -> ProgressCallback:
             writer.close()
 
     return write
+
+
+def pace_of(windows: int, seconds: float, train_seconds: float, step: int, total_steps: int,
+            untimed_steps: int = 0) -> dict[str, float]:
+    """Windows a second in this session, and the seconds left at the pace of the run's every session (training
+    time only): a resumed run's first step, slow while kernels warm up, would otherwise set the estimate alone.
+    untimed_steps: steps train_seconds leaves out (a checkpoint that did not record it), else read as free."""
+    timed = max(step - untimed_steps, 1)
+    return {"windows_per_s": windows / max(seconds, 1e-9), "eta_s": train_seconds / timed * (total_steps - step)}

@@ -24,7 +24,7 @@ from qa_core.distributed import (all_reduce_mean, any_rank, barrier, cleanup, de
 from qa_core.evaluation import EvalResult, evaluate, write_eval_outputs
 from qa_core.model_card import base_model_name, write_model_card
 from qa_core.precision import inference_copy
-from qa_core.progress import ProgressCallback, ProgressEvent, truncate_history
+from qa_core.progress import ProgressCallback, ProgressEvent, pace_of, truncate_history
 from qa_core.run_files import HISTORY_FILE, RunInfo, find_checkpoint, read_run_info, training_lock
 from qa_core.train_setup import Setup, prepare
 from qa_core.train_step import batch_loader, forward_backward, optimizer_step
@@ -300,15 +300,6 @@ def _run_info(setup: Setup, state: TrainState, status: str, error: str = "",
     return RunInfo(status, setup.config.to_dict(), state.step, setup.total_steps, state.metrics,
                    setup.data_fingerprint, list(state.history), error,
                    base_model_name(setup.config.model_name_or_path), train_seconds, hardware)
-
-
-def pace_of(windows: int, seconds: float, train_seconds: float, step: int, total_steps: int,
-            untimed_steps: int = 0) -> dict[str, float]:
-    """Windows a second in this session, and the seconds left at the pace of the run's every session (training
-    time only): a resumed run's first step, slow while kernels warm up, would otherwise set the estimate alone.
-    untimed_steps: steps train_seconds leaves out (a checkpoint that did not record it), else read as free."""
-    timed = max(step - untimed_steps, 1)
-    return {"windows_per_s": windows / max(seconds, 1e-9), "eta_s": train_seconds / timed * (total_steps - step)}
 
 
 def _emit(setup: Setup, sinks: tuple[ProgressCallback, ...], kind: str, state: TrainState, **values) -> None:
