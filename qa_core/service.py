@@ -13,7 +13,8 @@ from typing import Any
 
 from qa_core.calibration import Calibration, calibrate_prediction, fit_calibration, read_calibration
 from qa_core.compare import Comparison, compare_runs
-from qa_core.config import QAConfig, config_options
+from qa_core.config import QAConfig
+from qa_core.config_options import config_options
 from qa_core.data import load_examples
 from qa_core.data_sources import check_file_size
 from qa_core.error_analysis import QuestionRecord, evaluated_threshold, find_record, record_json, run_records

@@ -10,7 +10,7 @@ from typing import Any
 import gradio as gr
 
 from qa_core import plots, views
-from qa_core.config import form_fields
+from qa_core.config_options import form_fields
 from qa_core.hosting import Settings
 from qa_core.jobs import JobBusyError, JobSnapshot, NotYourJobError
 from qa_core.progress import read_history
