@@ -1,10 +1,11 @@
 """The web app's training calls under the server's policy: a new run's config checked, the job started, watched,
-cancelled and resumed; QAService (service.py) is built on them."""
+cancelled and resumed, and what the Train tab says of a picked run; QAService (service.py) is built on them."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +16,26 @@ from qa_core.data import load_examples
 from qa_core.data_sources import check_file_size
 from qa_core.hosting import Settings, check_model, check_run, scrub
 from qa_core.jobs import JobManager, JobSnapshot
-from qa_core.run_files import QUICK_DATA, drop_if_unwritten, new_run_dir
+from qa_core.run_files import QUICK_DATA, being_trained, drop_if_unwritten, has_model, new_run_dir, read_run_info
 from qa_core.train_policy import (capped, check_contexts, check_data, check_limits, check_start_data, check_start_model,
                                   check_training)
 from qa_core.wording import count
 from qa_core.web_runs import mark_web_run, prune_web_runs
 
 API_LABELS = ("train_file", "validation_file")  # the data sources as /start_training names them
+BEING_TRAINED = "This run is being trained right now; Resume applies once it stops."
+RESUMABLE = "Stopped before it finished: Resume continues it from its last checkpoint."
+NOT_RESUMABLE = "Stopped before it finished; Resume cannot continue it: {}"
+
+
+@dataclass(frozen=True)
+class RunNote:
+    """What the Train tab shows of a picked run: its folder (None: no history to show), a line about it, and
+    whether Resume applies."""
+
+    folder: str | None
+    note: str
+    resumable: bool
 
 
 class JobService:
@@ -123,6 +137,25 @@ class JobService:
     def run_choices(self) -> list[tuple[str, str]]:
         """(label, run name) of every run, for the Train tab's history and Resume."""
         return [(label, Path(path).name) for label, path in run_picker.run_choices(self.settings.runs_root)]
+
+    def run_note(self, run: str | None) -> RunNote:
+        """A picked run's folder, and whether Resume applies to it and why not where it stopped (none picked:
+        nothing to say)."""
+        if not run:
+            return RunNote(None, "", False)
+        try:
+            folder = self.run_path(run)
+            stopped = not (read_run_info(Path(folder)).status == "finished" and has_model(folder))
+        except ValueError as err:
+            return RunNote(None, self.explain(err), False)
+        if not stopped:
+            return RunNote(folder, "", False)
+        if being_trained(Path(folder)):  # by this server's job or another process, such as the CLI
+            return RunNote(folder, BEING_TRAINED, False)
+        if not self.settings.training_enabled:
+            return RunNote(folder, RESUMABLE, False)
+        why = self.why_not_resumable(run)  # Resume's checks: a run this server cannot continue is not offered it
+        return RunNote(folder, NOT_RESUMABLE.format(why), False) if why else RunNote(folder, RESUMABLE, True)
 
     def resume_config(self, run: str | None) -> QAConfig:
         """The config that continues a stopped run from its checkpoint (--resume), after checking it can."""

@@ -7,21 +7,22 @@ import dataclasses
 import functools
 import logging
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from qa_core import run_picker, views
+from qa_core import errors_views, run_picker, views
 from qa_core.calibration import Calibration, calibrate_prediction, fit_calibration, read_calibration
 from qa_core.compare import Comparison, compare_runs
 from qa_core.error_analysis import QuestionRecord, evaluated_threshold, find_record, record_json, run_records
 from qa_core.fairness import LOCAL, Caller, FairWorker
 from qa_core.hosting import (Settings, answer_limits, check_model, check_model_folder, check_request, check_run,
                              default_name)
-from qa_core.inference import AnswerResult
+from qa_core.inference import AnswerResult, config_for_model, run_config
 from qa_core.job_service import JobService
 from qa_core.jobs import JobManager
 from qa_core.modeling import LoadedModel
-from qa_core.run_files import RECORDS_FILE, read_run_info
+from qa_core.run_files import RECORDS_FILE, has_model, read_run_info
 from qa_core.run_list import list_runs
 from qa_core.serving import ModelCache
 
@@ -135,6 +136,22 @@ class QAService(JobService):
         except ValueError:  # a folder from `train.py evaluate` has no run.json
             stated = 0.0
         return evaluated_threshold(self.records(run), stated)
+
+    def threshold_slider(self, run: str | None,
+                         records: Sequence[QuestionRecord] | None = None) -> errors_views.ThresholdSlider:
+        """The Errors tab's threshold slider of a SQuAD 2.0 run: evaluated at the run's threshold; the best-F1 one
+        of its metrics; and, where it has its model, the one the Ask tab answers at (asked_threshold)."""
+        best = config_for_model(self.run_path(run))  # its eval_metrics.json: v2 where it has best_f1_thresh
+        return errors_views.threshold_slider(records or self.records(run), self.run_threshold(run),
+                                             best.null_score_diff_threshold if best.version_2_with_negative else None,
+                                             self.asked_threshold(run))
+
+    def asked_threshold(self, run: str | None) -> float | None:
+        """The threshold the Ask tab answers a SQuAD 2.0 run's model at (as serving reads run_config); None where
+        the folder has no model, or its model never abstains."""
+        path = self.run_path(run)
+        asked = run_config(path) if has_model(path) else None
+        return asked.null_score_diff_threshold if asked and asked.version_2_with_negative else None
 
     def check_run_model(self, run: str | None) -> None:
         """A record's logits and attributions need the model that answered it: say plainly when the folder has

@@ -12,10 +12,7 @@ import pandas as pd
 from qa_core import plots, views
 from qa_core.error_analysis import (ANSWER_LENGTHS, QUESTION_WORDS, THRESHOLD_STEP, V2_ERRORS, QuestionRecord,
                                     answer_length_bucket, answerable_slice, find_record, group_scores, rescore)
-from qa_core.errors_views import (THRESHOLD_HELP, ThresholdSlider, explained_note, passed_over, record_marks,
-                                  record_verdict, sent_flip, threshold_slider)
-from qa_core.inference import config_for_model, run_config
-from qa_core.run_files import has_model
+from qa_core.errors_views import THRESHOLD_HELP, explained_note, passed_over, record_marks, record_verdict, sent_flip
 from qa_core.service import EXPLAIN_BUDGET_S, QAService
 from qa_core.ui.calibration_panel import build_calibration_panel
 from qa_core.ui.common import ANSWERS, EXPLAIN, PRIVATE, Outputs, by_name, caller_of
@@ -52,32 +49,17 @@ class ErrorsHandlers:
             return {"threshold": hidden, "presets": hidden, "best": hidden,
                     "detail": gr.update(color_map=ANSWERED_COLORS),
                     "kind": gr.update(visible=False, value=V2_ERRORS[0]), **self.summarize(run, None)}
-        slider = self.slider(run, records)
+        slider = self.service.threshold_slider(run, records)
         return {"threshold": gr.update(visible=True, minimum=slider.minimum, maximum=slider.maximum,
                                        value=slider.evaluated, step=THRESHOLD_STEP, info=slider.info),
                 "presets": gr.update(visible=True), "best": gr.update(visible=slider.best is not None),
                 "detail": gr.update(color_map=ERROR_COLORS),
                 "kind": gr.update(visible=True), **self.summarize(run, slider.evaluated)}
 
-    def slider(self, run: str | None, records: Sequence[QuestionRecord] | None = None) -> ThresholdSlider:
-        """The threshold slider of a SQuAD 2.0 run: evaluated at the run's threshold; the best-F1 one of its
-        metrics; and, where it has its model, the one the Ask tab answers at (as serving reads run_config)."""
-        best = config_for_model(self.service.run_path(run))  # its eval_metrics.json: v2 where it has best_f1_thresh
-        return threshold_slider(records or self.service.records(run), self.service.run_threshold(run),
-                                best.null_score_diff_threshold if best.version_2_with_negative else None,
-                                self.asked_threshold(run))
-
-    def asked_threshold(self, run: str | None) -> float | None:
-        """The threshold the Ask tab answers a SQuAD 2.0 run's model at (as serving reads run_config); None where
-        the folder has no model, or its model never abstains."""
-        path = self.service.run_path(run)
-        asked = run_config(path) if has_model(path) else None
-        return asked.null_score_diff_threshold if asked and asked.version_2_with_negative else None
-
     def evaluated_threshold(self, run: str | None) -> Outputs:
         """The slider back where the run was evaluated: the figures of its eval_metrics.json."""
         try:
-            return {"threshold": gr.update(value=self.slider(run).evaluated)}
+            return {"threshold": gr.update(value=self.service.threshold_slider(run).evaluated)}
         except (ValueError, OSError):
             return {"threshold": gr.skip()}
 
@@ -85,7 +67,7 @@ class ErrorsHandlers:
         """The slider at the evaluation's best-F1 threshold (exactly, or on the slider's grid where that re-scores
         the same), where the Ask tab answers with the run's model; its F1 is the evaluation's best_f1."""
         try:
-            best = self.slider(run).best
+            best = self.service.threshold_slider(run).best
         except (ValueError, OSError):
             best = None
         return {"threshold": gr.skip() if best is None else gr.update(value=best)}
@@ -184,7 +166,7 @@ class ErrorsHandlers:
             return skip
         try:
             record = find_record(self.service.records(run), example_id)
-            asked = self.asked_threshold(run)
+            asked = self.service.asked_threshold(run)
             flips = sent_flip(self.record_of(run, example_id, threshold), self.record_of(run, example_id, asked),
                               threshold, asked) if None not in (threshold, asked) else ""
         except (ValueError, OSError) as err:

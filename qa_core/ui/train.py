@@ -14,7 +14,7 @@ from qa_core.config_options import form_fields
 from qa_core.hosting import Settings
 from qa_core.jobs import JobBusyError, JobSnapshot, NotYourJobError
 from qa_core.progress import read_history
-from qa_core.run_files import HISTORY_FILE, being_trained, has_model, read_run_info
+from qa_core.run_files import HISTORY_FILE
 from qa_core.service import QAService
 from qa_core.ui.common import PRIVATE, QUICK_MINUTES, Outputs, by_name, session_of
 from qa_core.ui.train_form import DATA_CHOICES, data_controls, option_controls
@@ -127,29 +127,9 @@ class TrainHandlers:
 
     def show_run(self, run: str | None) -> Outputs:
         """A picked run's history plot, and whether Resume applies to it (none picked: nothing to say)."""
-        if not run:
-            return {"history": None, "run_note": "", "resume": gr.update(interactive=False)}
-        try:
-            folder = self.service.run_path(run)
-        except ValueError as err:
-            return {"history": None, "run_note": self.service.explain(err), "resume": gr.update(interactive=False)}
-        try:
-            stopped = not (read_run_info(Path(folder)).status == "finished" and has_model(folder))
-        except ValueError as err:
-            return {"history": None, "run_note": self.service.explain(err), "resume": gr.update(interactive=False)}
-        if stopped and being_trained(Path(folder)):  # by this server's job or another process, such as the CLI
-            return {"history": history_plot(folder), "resume": gr.update(interactive=False),
-                    "run_note": "This run is being trained right now; Resume applies once it stops."}
-        enabled = self.service.settings.training_enabled
-        if stopped and enabled:
-            try:  # the checks Resume makes: a run this server cannot continue is not offered it
-                self.service.resume_config(run)
-            except ValueError as err:
-                return {"history": history_plot(folder), "resume": gr.update(interactive=False),
-                        "run_note": f"Stopped before it finished; Resume cannot continue it: "
-                                    f"{self.service.explain(err)}"}
-        note = "Stopped before it finished: Resume continues it from its last checkpoint." if stopped else ""
-        return {"history": history_plot(folder), "run_note": note, "resume": gr.update(interactive=stopped and enabled)}
+        shown = self.service.run_note(run)
+        return {"history": history_plot(shown.folder) if shown.folder else None, "run_note": shown.note,
+                "resume": gr.update(interactive=shown.resumable)}
 
     def poll(self, seen_version: int, message: str = "") -> Outputs:
         """Timer tick: redraw the job's bar and status while it runs or when it changed, its plot only when its
