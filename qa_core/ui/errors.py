@@ -207,7 +207,8 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
             summary.update(histogram=gr.Plot(label="F1 per question", elem_id="errors-histogram"),
                            answerable=gr.Plot(label="HasAns / NoAns", visible=False, elem_id="errors-answerable"))
         threshold, presets = threshold_controls()
-        filters = [run, *filter_controls(), threshold]
+        controls = filter_controls()
+        filters = [run, *controls.values(), threshold]  # filter_table's arguments, in its order
         table = {"table": gr.Dataframe(pd.DataFrame(columns=views.TABLE_COLUMNS), label="Dev questions (click a row)",
                                        interactive=False, wrap=True, column_widths=views.TABLE_WIDTHS,
                                        elem_id="errors-table")}
@@ -225,8 +226,8 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
                "attribution": gr.Plot(label="Attributions per token", elem_id="errors-why")}
         build_compare_panel(service, run)
         build_calibration_panel(service, run)
-    picked = {**summary, "threshold": threshold, "presets": presets["row"], "best": presets["best"], "kind": filters[7],
-              "detail": detail["detail"]}
+    picked = {**summary, "threshold": threshold, "presets": presets["row"], "best": presets["best"],
+              "kind": controls["kind"], "detail": detail["detail"]}
     run.change(by_name(ui.pick_run, picked), run, list(picked.values()), api_name="ui_summarize", **PRIVATE)
     selection = {**detail, **why}
     run.change(by_name(ui.forget_selection, selection), None, list(selection.values()),
@@ -260,20 +261,21 @@ def threshold_controls() -> tuple[gr.Slider, dict[str, Any]]:
     return threshold, presets
 
 
-def filter_controls() -> list[Any]:
-    """The question table's filters in two rows: nine controls in one row at 1400 px cut the Sort choice short
-    ("F1, lowe…") and gave the F1 sliders sideways scroll bars."""
+def filter_controls() -> dict[str, Any]:
+    """The question table's filters by name, in the order filter_table takes them, in two rows: nine controls in one
+    row at 1400 px cut the Sort choice short ("F1, lowe…") and gave the F1 sliders sideways scroll bars."""
     with gr.Row(elem_id="errors-filters"):
         with gr.Column(scale=1, min_width=160):  # a Checkbox's own min_width left it 69 px beside a slider on a phone
-            controls = [gr.Checkbox(label="Only wrong answers")]
-        controls += [gr.Slider(0, 100, 0, step=1, label="F1 from", scale=2, min_width=240),
-                     gr.Slider(0, 100, 100, step=1, label="F1 to", scale=2, min_width=240)]
+            controls = {"only_wrong": gr.Checkbox(label="Only wrong answers")}
+        controls.update(f1_min=gr.Slider(0, 100, 0, step=1, label="F1 from", scale=2, min_width=240),
+                        f1_max=gr.Slider(0, 100, 100, step=1, label="F1 to", scale=2, min_width=240))
     with gr.Row(elem_id="errors-filters-more"):
-        controls += [gr.Dropdown(["all", *QUESTION_WORDS, "other"], value="all", label="Question word"),
-                     # said in its info: a quarter of the row cut the placeholder that said it
-                     gr.Textbox(label="Search", info="in the question, gold and prediction", placeholder="words"),
-                     gr.Dropdown(list(views.SORTS), value=views.SORTS[0], label="Sort", min_width=200,
-                                 elem_id="errors-sort"),
-                     gr.Dropdown(list(V2_ERRORS), value=V2_ERRORS[0], label="SQuAD 2.0 errors", visible=False,
-                                 elem_id="errors-kind")]
+        controls.update(word=gr.Dropdown(["all", *QUESTION_WORDS, "other"], value="all", label="Question word"),
+                        # said in its info: a quarter of the row cut the placeholder that said it
+                        search=gr.Textbox(label="Search", info="in the question, gold and prediction",
+                                          placeholder="words"),
+                        sort=gr.Dropdown(list(views.SORTS), value=views.SORTS[0], label="Sort", min_width=200,
+                                         elem_id="errors-sort"),
+                        kind=gr.Dropdown(list(V2_ERRORS), value=V2_ERRORS[0], label="SQuAD 2.0 errors",
+                                         visible=False, elem_id="errors-kind"))
     return controls
