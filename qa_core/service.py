@@ -31,8 +31,9 @@ if typing.TYPE_CHECKING:  # captum is imported only when an explanation is asked
 
 logger = logging.getLogger(__name__)
 
-# Seconds one "Why this answer?" may take; less on a public server, where many visitors share the CPU.
-EXPLAIN_BUDGET_S = {False: 5.0, True: 2.0}
+# Seconds one "Why this answer?" may take on a public server, where many visitors share the CPU (elsewhere the
+# library's own default, attributions.DEFAULT_BUDGET_S).
+PUBLIC_EXPLAIN_BUDGET_S = 2.0
 
 
 @functools.lru_cache(maxsize=8)
@@ -153,6 +154,12 @@ class QAService(JobService):
         asked = run_config(path) if has_model(path) else None
         return asked.null_score_diff_threshold if asked and asked.version_2_with_negative else None
 
+    def explain_budget_s(self) -> float:
+        """Seconds one "Why this answer?" may take on this server."""
+        from qa_core.attributions import DEFAULT_BUDGET_S  # captum: imported once an explanation is asked for
+
+        return PUBLIC_EXPLAIN_BUDGET_S if self.settings.public else DEFAULT_BUDGET_S
+
     def check_run_model(self, run: str | None) -> None:
         """A record's logits and attributions need the model that answered it: say plainly when the folder has
         none (check_model_folder), rather than report a model name that is neither a folder nor a hub id."""
@@ -186,6 +193,6 @@ class QAService(JobService):
             # the run's settings within this server's limits, as answers use
             loaded, config = await self.models.get_in_turn(name, exact=True)
             explain = functools.partial(explain_answer, span=span, config=config,
-                                        budget_s=EXPLAIN_BUDGET_S[self.settings.public],
+                                        budget_s=self.explain_budget_s(),
                                         max_windows=self.settings.max_context_windows)
             return await asyncio.wrap_future(self.explainer.submit(caller, explain, loaded, question, context))

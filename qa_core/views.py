@@ -16,6 +16,7 @@ from qa_core.plots import ATTRIBUTION_LEGEND
 from qa_core.postprocess import Prediction, distinct_texts, prediction_json
 from qa_core.run_files import read_run_info
 from qa_core.run_list import evaluated_again
+from qa_core.run_picker import evaluated_on_training_data
 from qa_core.wording import count
 
 if TYPE_CHECKING:  # types only: importing jobs would import training, attributions captum
@@ -222,10 +223,9 @@ def evaluation_caveat(run: str) -> str:
         info = read_run_info(Path(run))
     except ValueError:
         return ""
-    config = info.config
     if evaluated_again(Path(run), info):  # its records are no longer those of its training's evaluation
         return ""
-    if config.get("validation_file") and config.get("validation_file") == config.get("train_file"):
+    if evaluated_on_training_data(info.config):
         return ("  ⚠ This run was evaluated on its own training data, so these figures show memorisation, "
                 "not how it does on new questions. Train with separate evaluation data for honest figures.")
     return ""

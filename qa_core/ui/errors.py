@@ -13,7 +13,7 @@ from qa_core import plots, views
 from qa_core.error_analysis import (ANSWER_LENGTHS, QUESTION_WORDS, THRESHOLD_STEP, V2_ERRORS, QuestionRecord,
                                     answer_length_bucket, answerable_slice, find_record, group_scores, rescore)
 from qa_core.errors_views import THRESHOLD_HELP, explained_note, passed_over, record_marks, record_verdict, sent_flip
-from qa_core.service import EXPLAIN_BUDGET_S, QAService
+from qa_core.service import QAService
 from qa_core.ui.calibration_panel import build_calibration_panel
 from qa_core.ui.common import ANSWERS, EXPLAIN, PRIVATE, Outputs, by_name, caller_of
 from qa_core.ui.compare_panel import build_compare_panel
@@ -152,9 +152,9 @@ class ErrorsHandlers:
             record = await asyncio.to_thread(self.record_of, run, example_id, threshold)
         except (ValueError, OSError, RuntimeError) as err:
             return {"attribution": None, "attribution_note": f"No attributions: {self.service.explain(err)}"}
-        budget = EXPLAIN_BUDGET_S[self.service.settings.public]
         return {"attribution": plots.attribution_figure(attribution, passed_over(record) is not None),
-                "attribution_note": explained_note(record) + views.attribution_text(attribution, budget)}
+                "attribution_note": explained_note(record) + views.attribution_text(attribution,
+                                                                                      self.service.explain_budget_s())}
 
     def send_to_ask(self, run: str | None, example_id: str, threshold: float | None = None) -> Outputs:
         """The row's question and context to the Ask tab, with the run's model where it has one; the Ask tab's

@@ -16,10 +16,11 @@ from qa_core.jobs import JobBusyError, JobSnapshot, NotYourJobError
 from qa_core.progress import read_history
 from qa_core.run_files import HISTORY_FILE
 from qa_core.service import QAService
+from qa_core.train_policy import SWITCHED_OFF
 from qa_core.ui.common import PRIVATE, QUICK_MINUTES, Outputs, by_name, session_of
 from qa_core.ui.train_form import DATA_CHOICES, data_controls, option_controls
+from qa_core.wording import capitalized
 
-SWITCHED_OFF = "Training is switched off on this server."
 LABELS = ("training data", "evaluation data")  # the form's names of the two data sources, for its messages
 ENDED = ("finished", "cancelled", "failed")
 REFUSED = (ValueError, OSError, JobBusyError)  # a start refused at once: nothing was started
@@ -177,7 +178,7 @@ def build_train_tab(service: QAService) -> dict[str, Any]:
 def server_note(settings: Settings) -> None:
     """Above the form: that training is switched off, or a public server's caps."""
     if not settings.training_enabled:
-        gr.Markdown(f"**{SWITCHED_OFF}** The Ask and Errors tabs work as usual.")
+        gr.Markdown(f"**{capitalized(SWITCHED_OFF)}.** The Ask and Errors tabs work as usual.")
     elif settings.public:
         gr.Markdown(views.limits_note(settings), elem_id="train-limits")
 
