@@ -73,7 +73,7 @@ def run_ours(train_file: str, dev_file: str, max_steps: int, output_dir: str, tr
     features = featurize(examples, loaded.tokenizer, config, training=False).features
     metrics = evaluate(loaded.model, examples, features, config, bf16, batch_format=loaded.batch_format).metrics
     eval_seconds = time.perf_counter() - started
-    return {"steps": result.step, "train_features": result.features_trained, "train_seconds": train_seconds,
+    return {"steps": result.step, "train_features": result.windows_trained, "train_seconds": train_seconds,
             "step_times": step_times, "train_peak_rss_kib": train_peak, "eval_seconds": eval_seconds,
             "eval_features": len(features), "exact_match": metrics.exact_match, "f1": metrics.f1,
             "settings": {k: v for k, v in config.to_dict().items() if k not in ("train_file", "output_dir")}

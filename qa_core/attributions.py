@@ -21,7 +21,7 @@ from qa_core.postprocess import SpanSearch, predict_example
 
 INTEGRATED_GRADIENTS = "integrated gradients"
 GRADIENT_X_INPUT = "gradient x input"
-DEFAULT_BUDGET_S = 5.0  # seconds the Ask and Errors tabs allow for one explanation
+DEFAULT_BUDGET_S = 5.0  # seconds one explanation may take (the app allows less on a public server)
 MIN_STEPS = 8  # fewer integration steps than this approximate the path integral too coarsely: use gradient x input
 MAX_STEPS = 50
 MANY_WINDOWS = 8  # contexts with more windows already spent the budget on answering: use gradient x input

@@ -88,8 +88,8 @@ def records_hash(records: Sequence[QuestionRecord]) -> str:
     return digest.hexdigest()[:16]
 
 
-def check_same_data(run_a: str | Path, run_b: str | Path, records_a: Sequence[QuestionRecord],
-                    records_b: Sequence[QuestionRecord]) -> DataCheck:
+def data_check(run_a: str | Path, run_b: str | Path, records_a: Sequence[QuestionRecord],
+               records_b: Sequence[QuestionRecord]) -> DataCheck:
     """Same validation fingerprint in both run.json files; else (runs from `train.py evaluate`) the same ids
     and text."""
     fingerprints = [_validation_fingerprint(run) for run in (run_a, run_b)]
@@ -157,7 +157,7 @@ def slice_rows(pairs: Sequence[PairedRecord]) -> tuple[SliceRow, ...]:
 def compare_records(run_a: str, run_b: str, records_a: Sequence[QuestionRecord], records_b: Sequence[QuestionRecord],
                     resamples: int = RESAMPLES, seed: int = SEED) -> Comparison:
     """The comparison of two runs' records; ValueError when they were not evaluated on the same data."""
-    check = check_same_data(run_a, run_b, records_a, records_b)
+    check = data_check(run_a, run_b, records_a, records_b)
     if not check.same:
         raise ValueError(f"{run_a} and {run_b} were not evaluated on the same data ({check.method}: {check.detail})")
     pairs = pair_records(records_a, records_b)

@@ -200,7 +200,7 @@ def _records(path: str, modified_ns: int) -> tuple[QuestionRecord, ...]:
 def run_records(run: str | None) -> tuple[QuestionRecord, ...]:
     """The evaluation records of a run folder, read once per version of the file."""
     if not run:
-        raise ValueError("pick a run first (train one in the Train tab if the list is empty)")
+        raise ValueError(f"run_records needs a run folder, got {run!r}")  # the app's wording: hosting.check_run
     path = Path(run) / RECORDS_FILE
     if not path.exists():
         raise ValueError(f"{run} has no evaluation records ({RECORDS_FILE}); train it with evaluation data")

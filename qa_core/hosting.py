@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from qa_core.config import DEFAULT_MODEL, QAConfig
@@ -43,63 +43,63 @@ def _number(name: str, default: float) -> float:
         raise ValueError(f"{name}={value!r} is not a number") from None
 
 
+# The variable that sets each TrainLimits field on a public server; messages about a limit name it.
+LIMIT_VARIABLES = {"max_steps": "QA_MAX_TRAIN_STEPS", "batch_size": "QA_MAX_BATCH_SIZE", "epochs": "QA_MAX_EPOCHS",
+                   "max_seq_length": "QA_MAX_SEQ_LENGTH", "dataloader_workers": "QA_MAX_DATALOADER_WORKERS",
+                   "window_cost": "QA_MAX_WINDOW_COST", "n_best_size": "QA_MAX_N_BEST_SIZE",
+                   "max_answer_length": "QA_MAX_ANSWER_LENGTH", "checkpoints": "QA_MAX_CHECKPOINTS",
+                   "loss_reports": "QA_MAX_LOSS_REPORTS", "torch_compile": "QA_ALLOW_TORCH_COMPILE",
+                   "windows": "QA_MAX_TRAIN_WINDOWS", "eval_windows": "QA_MAX_EVAL_WINDOWS"}
+
+
 @dataclass(frozen=True)
 class TrainLimits:
-    """Caps on a public server's training options (README: Hosting a public Space); a larger value is refused.
-    Without them one visitor's request could hold the machine for days or ask for more memory than it has."""
+    """Caps on a public server's training options (README: Hosting a public Space), each set by its variable of
+    LIMIT_VARIABLES; a larger value is refused. Without them one visitor's request could hold the machine for days
+    or ask for more memory than it has."""
 
-    max_steps: int = 2_000  # QA_MAX_TRAIN_STEPS
-    batch_size: int = 64  # QA_MAX_BATCH_SIZE: training and evaluation windows per step
-    epochs: float = 20.0  # QA_MAX_EPOCHS (the quick fine-tune's preset takes 15 over the small sample)
-    max_seq_length: int = 512  # QA_MAX_SEQ_LENGTH: BERT-family position tables end there
-    dataloader_workers: int = 2  # QA_MAX_DATALOADER_WORKERS: each is a process with its own memory
-    # QA_MAX_WINDOW_COST: tokens computed per context token (train_policy.window_cost); a stride close to the
-    # window's context room advances each window by a few tokens and multiplies the windows of every question
+    max_steps: int = 2_000
+    batch_size: int = 64  # training and evaluation windows per step
+    epochs: float = 20.0  # the quick fine-tune's preset takes 15 over the small sample
+    max_seq_length: int = 512  # BERT-family position tables end there
+    dataloader_workers: int = 2  # each is a process with its own memory
+    # Tokens computed per context token (train_policy.window_cost); a stride close to the window's context room
+    # advances each window by a few tokens and multiplies the windows of every question
     window_cost: float = 8.0
     # The span search takes the top n_best_size starts and ends of every window and keeps the pairs shorter than
     # max_answer_length: large ones multiply the work of each evaluation and of every answer the run gives.
-    n_best_size: int = 50  # QA_MAX_N_BEST_SIZE
-    max_answer_length: int = 100  # QA_MAX_ANSWER_LENGTH (tokens; SQuAD's answers are a few words)
-    checkpoints: int = 20  # QA_MAX_CHECKPOINTS: written by save_steps in a job (each is the model and its optimizer)
-    loss_reports: int = 500  # QA_MAX_LOSS_REPORTS: by logging_steps in a job (each redraws every watcher's plot)
-    torch_compile: bool = False  # QA_ALLOW_TORCH_COMPILE: compiling holds the CPU for minutes before the first step
-    # QA_MAX_TRAIN_WINDOWS: windows a job cuts from each data source (features.window_limits); each question makes
-    # every window of its context, so questions sharing a long context multiply the memory past max_train_examples
+    n_best_size: int = 50
+    max_answer_length: int = 100  # tokens; SQuAD's answers are a few words
+    checkpoints: int = 20  # written by save_steps in a job (each is the model and its optimizer)
+    loss_reports: int = 500  # by logging_steps in a job (each redraws every watcher's plot)
+    torch_compile: bool = False  # allowed or not: compiling holds the CPU for minutes before the first step
+    # Windows a job cuts from each data source (features.window_limits); each question makes every window of its
+    # context, so questions sharing a long context multiply the memory past max_train_examples
     windows: int = 30_000
-    # QA_MAX_EVAL_WINDOWS: windows a job cuts from its evaluation data, which it runs over after every epoch
-    eval_windows: int = 5_000
+    eval_windows: int = 5_000  # windows a job cuts from its evaluation data, which it runs over after every epoch
 
     @staticmethod
     def from_env() -> TrainLimits:
-        d = TrainLimits()
-        return TrainLimits(max_steps=int(_number("QA_MAX_TRAIN_STEPS", d.max_steps)),
-                           batch_size=int(_number("QA_MAX_BATCH_SIZE", d.batch_size)),
-                           epochs=_number("QA_MAX_EPOCHS", d.epochs),
-                           max_seq_length=int(_number("QA_MAX_SEQ_LENGTH", d.max_seq_length)),
-                           dataloader_workers=int(_number("QA_MAX_DATALOADER_WORKERS", d.dataloader_workers)),
-                           window_cost=_number("QA_MAX_WINDOW_COST", d.window_cost),
-                           n_best_size=int(_number("QA_MAX_N_BEST_SIZE", d.n_best_size)),
-                           max_answer_length=int(_number("QA_MAX_ANSWER_LENGTH", d.max_answer_length)),
-                           checkpoints=int(_number("QA_MAX_CHECKPOINTS", d.checkpoints)),
-                           loss_reports=int(_number("QA_MAX_LOSS_REPORTS", d.loss_reports)),
-                           torch_compile=_flag("QA_ALLOW_TORCH_COMPILE", d.torch_compile),
-                           windows=int(_number("QA_MAX_TRAIN_WINDOWS", d.windows)),
-                           eval_windows=int(_number("QA_MAX_EVAL_WINDOWS", d.eval_windows)))
+        return TrainLimits(**{f.name: _limit(LIMIT_VARIABLES[f.name], f.default) for f in fields(TrainLimits)})
 
 
-# Each bounded QAConfig option: the TrainLimits field that caps it and the variable that sets that cap.
-LIMITED_OPTIONS = {"max_steps": ("max_steps", "QA_MAX_TRAIN_STEPS"),
-                   "per_device_train_batch_size": ("batch_size", "QA_MAX_BATCH_SIZE"),
-                   "per_device_eval_batch_size": ("batch_size", "QA_MAX_BATCH_SIZE"),
-                   "num_train_epochs": ("epochs", "QA_MAX_EPOCHS"),
-                   "max_seq_length": ("max_seq_length", "QA_MAX_SEQ_LENGTH"),
-                   "dataloader_num_workers": ("dataloader_workers", "QA_MAX_DATALOADER_WORKERS"),
-                   "n_best_size": ("n_best_size", "QA_MAX_N_BEST_SIZE"),
-                   "max_answer_length": ("max_answer_length", "QA_MAX_ANSWER_LENGTH")}
+def _limit(variable: str, default: bool | int | float) -> bool | int | float:
+    """A limit from its variable, of its default's type."""
+    if isinstance(default, bool):
+        return _flag(variable, default)
+    number = _number(variable, default)
+    return int(number) if isinstance(default, int) else number
+
+
+# Each bounded QAConfig option: the TrainLimits field that caps it.
+LIMITED_OPTIONS = {"max_steps": "max_steps", "per_device_train_batch_size": "batch_size",
+                   "per_device_eval_batch_size": "batch_size", "num_train_epochs": "epochs",
+                   "max_seq_length": "max_seq_length", "dataloader_num_workers": "dataloader_workers",
+                   "n_best_size": "n_best_size", "max_answer_length": "max_answer_length"}
 # Options that say every how many steps a job does something: the TrainLimits field bounding how many times a job
-# may, the variable that sets it, and what the job does (for the message).
-PER_JOB_OPTIONS = {"save_steps": ("checkpoints", "QA_MAX_CHECKPOINTS", "writes a checkpoint"),
-                   "logging_steps": ("loss_reports", "QA_MAX_LOSS_REPORTS", "reports the loss")}
+# may, and what the job does (for the message).
+PER_JOB_OPTIONS = {"save_steps": ("checkpoints", "writes a checkpoint"),
+                   "logging_steps": ("loss_reports", "reports the loss")}
 
 
 @dataclass(frozen=True)
@@ -128,17 +128,19 @@ class Settings:
         training = _flag("QA_ENABLE_TRAINING", not public and not _flag("QA_DISABLE_TRAINING", False))
         allowed = tuple(m.strip() for m in os.environ.get("QA_ALLOWED_MODELS", "").split(",") if m.strip())
         default = os.environ.get("QA_DEFAULT_MODEL", "").strip() or DEFAULT_MODEL
-        return Settings(Path(os.environ.get("QA_RUNS_DIR", "runs")), default, training,
-                        _flag("QA_FAST_INFERENCE", True), public, allowed,
-                        int(_number("QA_MAX_CONTEXT_CHARS", MAX_CONTEXT_CHARS)),
-                        int(_number("QA_MAX_CONTEXT_WINDOWS", MAX_CONTEXT_WINDOWS)),
-                        int(_number("QA_MAX_QUESTION_CHARS", MAX_QUESTION_CHARS)),
-                        int(_number("QA_MAX_UPLOAD_MB", MAX_UPLOAD_MB) * 1_000_000),
-                        _number("QA_MODEL_WAIT_S", MODEL_WAIT_S),
-                        int(_number("QA_MAX_CALLER_REQUESTS", MAX_CALLER_REQUESTS)),
-                        int(_number("QA_MAX_TRAIN_EXAMPLES", PUBLIC_MAX_TRAIN_EXAMPLES if public else 0)) or None,
-                        TrainLimits.from_env(),
-                        int(_number("QA_MAX_RUNS", PUBLIC_MAX_RUNS if public else 0)) or None)
+        return Settings(runs_root=Path(os.environ.get("QA_RUNS_DIR", "runs")), default_model=default,
+                        training_enabled=training, fast_inference=_flag("QA_FAST_INFERENCE", True), public=public,
+                        allowed_models=allowed,
+                        max_context_chars=int(_number("QA_MAX_CONTEXT_CHARS", MAX_CONTEXT_CHARS)),
+                        max_context_windows=int(_number("QA_MAX_CONTEXT_WINDOWS", MAX_CONTEXT_WINDOWS)),
+                        max_question_chars=int(_number("QA_MAX_QUESTION_CHARS", MAX_QUESTION_CHARS)),
+                        max_upload_bytes=int(_number("QA_MAX_UPLOAD_MB", MAX_UPLOAD_MB) * 1_000_000),
+                        model_wait_s=_number("QA_MODEL_WAIT_S", MODEL_WAIT_S),
+                        max_caller_requests=int(_number("QA_MAX_CALLER_REQUESTS", MAX_CALLER_REQUESTS)),
+                        max_train_examples=int(_number("QA_MAX_TRAIN_EXAMPLES",
+                                                       PUBLIC_MAX_TRAIN_EXAMPLES if public else 0)) or None,
+                        train_limits=TrainLimits.from_env(),
+                        max_runs=int(_number("QA_MAX_RUNS", PUBLIC_MAX_RUNS if public else 0)) or None)
 
 
 def find_run(name: str, settings: Settings, marks: tuple[str, ...] = (RUN_FILE,),

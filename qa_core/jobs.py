@@ -51,7 +51,7 @@ class JobSnapshot:
     total_steps: int = 0
     epoch: float = 0.0
     losses: tuple[tuple[int, float], ...] = ()  # (step, running loss)
-    features_per_s: float | None = None
+    windows_per_s: float | None = None
     eta_s: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     message: str = ""
@@ -228,7 +228,7 @@ class JobManager:
         eta = self._wall_eta(event, bool(state.metrics))
         self._update(event.kind != "advance", status="cancelling" if self._cancel.is_set() else "running",
                      step=event.step, total_steps=event.total_steps, epoch=event.epoch, losses=losses,
-                     features_per_s=event.windows_per_s or state.features_per_s,
+                     windows_per_s=event.windows_per_s or state.windows_per_s,
                      eta_s=eta if eta is not None else state.eta_s,
                      metrics=event.metrics or state.metrics,
                      # an end event's line is train.py's (an error in its words): the job's end, said once training

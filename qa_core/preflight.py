@@ -6,14 +6,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from qa_core.config import QAConfig
 from qa_core.data_sources import local_name, looks_like_a_path
-from qa_core.run_files import (MODEL_DIR, RUN_FILE, RUN_RECORDS, RunRefused, check_eval_output_dir,
-                               check_output_dir, find_checkpoint, held_records, model_folder)
+from qa_core.run_files import (RUN_FILE, RUN_RECORDS, RunRefused, check_eval_output_dir, check_output_dir,
+                               find_checkpoint, held_records, model_folder, read_run_info, run_folder)
 
 # What a resume may change: how long it trains (to extend a run, whose decay then spans the new length), how
 # often it logs and saves, how it loads and reports, where its output goes. Everything else changes what the
@@ -131,8 +130,8 @@ def _listed(changed: list[tuple[str, str]], flag: str = "") -> str:
 def _stored_config(output_dir: Path) -> dict[str, Any]:
     """run.json's config; empty when a kill came before run.json was first written (resume rebuilds it)."""
     try:
-        stored = json.loads((output_dir / RUN_FILE).read_text(encoding="utf-8")).get("config")
-    except (OSError, ValueError, AttributeError):
+        stored = read_run_info(output_dir).config
+    except ValueError:
         return {}
     return stored if isinstance(stored, dict) else {}
 
@@ -151,9 +150,10 @@ def check_resumed_windows(config: QAConfig) -> None:
 
 
 def run_settings(model_name_or_path: str) -> dict[str, Any]:
-    """The config of the run a model folder belongs to (R or R/model), from its run.json; empty otherwise."""
+    """The config of the run a model folder belongs to (R or R/model), from its run.json, as inference.run_config
+    finds it (without loading torch); empty otherwise."""
     path = Path(model_name_or_path)
-    return _stored_config(path.parent if path.name == MODEL_DIR else path) if path.is_dir() else {}
+    return _stored_config(run_folder(path)) if path.is_dir() else {}
 
 
 def _same_setting(name: str, given: Any, stored: Any) -> bool:

@@ -146,8 +146,8 @@ def stopped_run(folder: Path) -> bool:
     if find_checkpoint(folder) is None:
         return False
     try:
-        return json.loads((folder / RUN_FILE).read_text(encoding="utf-8")).get("status") != "finished"
-    except (OSError, ValueError, AttributeError):  # killed before run.json was first written: resume rebuilds it
+        return read_run_info(folder).status != "finished"
+    except ValueError:  # killed before run.json was first written: resume rebuilds it
         return True
 
 

@@ -10,10 +10,17 @@ from qa_core.run_files import QUICK_DATA, has_model, read_run_info
 from qa_core.run_list import EVALUATION, RunSummary, list_runs
 
 
+def evaluated_on_training_data(config: dict) -> bool:
+    """Whether a run (its run.json's config) was evaluated on the data it trained on: its figures then show
+    memorisation, not how it does on new questions."""
+    evaluated = config.get("validation_file")
+    return bool(evaluated) and evaluated == config.get("train_file")
+
+
 def measured_on(config: dict) -> str:
     """What a run's evaluation figures were measured on, for a label: held-out data or its own training data."""
-    evaluated, trained = config.get("validation_file") or "", config.get("train_file") or ""
-    if not evaluated or evaluated == trained:
+    evaluated = config.get("validation_file") or ""
+    if not evaluated or evaluated_on_training_data(config):
         return "on its training data"
     name = Path(evaluated).name
     return "on held-out sample passages" if name == QUICK_DATA[1] else f"on {name}"

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 from qa_core.data import DataError, load_examples
 from qa_core.metrics import compute_metrics, compute_metrics_v2
+
+logger = logging.getLogger(__name__)
 
 
 def read_json_object(path: str, what: str) -> dict[str, Any]:
@@ -30,7 +33,7 @@ def score_files(dataset_file: str, prediction_file: str, na_prob_file: str | Non
     if na_prob_file is None and all(e.answers for e in examples):
         golds = {e.example_id: [a.text for a in e.answers] for e in examples}
         for question_id in golds.keys() - predictions.keys():
-            print(f"Unanswered question {question_id} will receive score 0.", file=sys.stderr)
+            logger.warning("Unanswered question %s will receive score 0.", question_id)
         return compute_metrics(predictions, golds).to_dict()
     na_probs = None
     if na_prob_file is not None:
@@ -70,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="count a question as abstained when its null odds exceed this (default 1.0, as "
                              "evaluate-v2.0.py; pass the run's threshold to reproduce its eval_metrics.json)")
     args = parser.parse_args(argv)
+    logging.basicConfig(format="%(message)s")  # warnings on stderr in evaluate-v1.1.py's words, as it prints them
     try:
         scores = score_files(args.dataset_file, args.prediction_file, args.na_prob_file, args.na_prob_thresh)
         print(json.dumps(scores, indent=2 if "total" in scores else None))  # each official script's layout

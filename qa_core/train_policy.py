@@ -7,7 +7,7 @@ from pathlib import Path
 from qa_core.config import QAConfig
 from qa_core.data import Example, load_examples
 from qa_core.data_sources import check_file_size
-from qa_core.hosting import LIMITED_OPTIONS, PER_JOB_OPTIONS, Settings, TrainLimits
+from qa_core.hosting import LIMIT_VARIABLES, LIMITED_OPTIONS, PER_JOB_OPTIONS, Settings, TrainLimits
 from qa_core.modeling import resolve_model
 from qa_core.run_files import find_checkpoint, has_model, read_run_info
 
@@ -78,20 +78,21 @@ def check_limits(config: QAConfig, settings: Settings) -> QAConfig:
     QAService.job_limits, whatever its options make). A local server trains what its user asks for."""
     if not settings.public:
         return config
-    for option, (field, variable) in LIMITED_OPTIONS.items():
+    for option, field in LIMITED_OPTIONS.items():
         value, limit = getattr(config, option), getattr(settings.train_limits, field)
         if value > limit:
-            raise ValueError(f"{option} {value} is over this server's limit of {limit:,g} ({variable})")
+            raise ValueError(f"{option} {value} is over this server's limit of {limit:,g} ({LIMIT_VARIABLES[field]})")
     windows = config.per_device_train_batch_size * config.gradient_accumulation_steps
     if windows > settings.train_limits.batch_size:  # accumulation multiplies a step's work as a batch does
         raise ValueError(f"per_device_train_batch_size {config.per_device_train_batch_size} x "
                          f"gradient_accumulation_steps {config.gradient_accumulation_steps} = {windows} windows a "
-                         f"step, over this server's limit of {settings.train_limits.batch_size} (QA_MAX_BATCH_SIZE)")
+                         f"step, over this server's limit of {settings.train_limits.batch_size} "
+                         f"({LIMIT_VARIABLES['batch_size']})")
     check_window_cost(config, settings.train_limits.window_cost)
     check_per_job(config, settings.train_limits)
     if config.torch_compile and not compiles(settings):
-        raise ValueError("torch_compile is off on this server: compiling takes minutes of the shared CPU "
-                         "(QA_ALLOW_TORCH_COMPILE)")
+        raise ValueError(f"torch_compile is off on this server: compiling takes minutes of the shared CPU "
+                         f"({LIMIT_VARIABLES['torch_compile']})")
     return config
 
 
@@ -109,12 +110,12 @@ def job_steps(config: QAConfig, limits: TrainLimits) -> int:
 def check_per_job(config: QAConfig, limits: TrainLimits) -> None:
     """Refuse an every-N-steps option that makes a job do its costly thing more times than the server allows."""
     steps = job_steps(config, limits)
-    for option, (field, variable, does) in PER_JOB_OPTIONS.items():
+    for option, (field, does) in PER_JOB_OPTIONS.items():
         every, limit = getattr(config, option), getattr(limits, field)
         if steps // every > limit:
             raise ValueError(f"{option} {every} {does} up to {steps // every:,} times in a job of {steps:,} steps; "
-                             f"this server allows it at most {limit:,} times a job ({variable}): raise {option} to "
-                             f"{steps // (limit + 1) + 1:,} or more")
+                             f"this server allows it at most {limit:,} times a job ({LIMIT_VARIABLES[field]}): "
+                             f"raise {option} to {steps // (limit + 1) + 1:,} or more")
 
 
 def window_advance(config: QAConfig) -> int:
@@ -139,7 +140,7 @@ def check_window_cost(config: QAConfig, limit: float) -> None:
                f"token" if advance > 0 else "leaves a window no context to advance by")
         raise ValueError(f"doc_stride {config.doc_stride} with max_seq_length {config.max_seq_length} and "
                          f"max_query_length {config.max_query_length} {how}; this server allows up to {limit:g} "
-                         f"tokens per context token (QA_MAX_WINDOW_COST): lower doc_stride")
+                         f"tokens per context token ({LIMIT_VARIABLES['window_cost']}): lower doc_stride")
 
 
 def check_resume_limits(config: QAConfig, settings: Settings, run: str, step: int = 0, epoch: float = 0.0) -> None:
@@ -147,11 +148,11 @@ def check_resume_limits(config: QAConfig, settings: Settings, run: str, step: in
     allows (a run trained elsewhere, or before the limit) instead of announcing a resume that cannot continue;
     likewise a run at `step` or `epoch` that has reached the step or epoch cap (its job would stop again at once)."""
     limits = settings.train_limits
-    for done, limit, unit, variable in ((step, limits.max_steps, "steps", "QA_MAX_TRAIN_STEPS"),
-                                        (epoch, limits.epochs, "epochs", "QA_MAX_EPOCHS")):
+    for done, field, unit in ((step, "max_steps", "steps"), (epoch, "epochs", "epochs")):
+        limit = getattr(limits, field)
         if settings.public and done >= limit:
             raise ValueError(f"run {run} has done {amount(done)} {unit}, this server's limit of {amount(limit)} "
-                             f"{unit} ({variable}), so it cannot continue here")
+                             f"{unit} ({LIMIT_VARIABLES[field]}), so it cannot continue here")
     cap = settings.max_train_examples
     for option in ("max_train_samples", "max_eval_samples"):
         value = getattr(config, option)

@@ -44,7 +44,7 @@ class TrainResult:
     step: int
     metrics: dict[str, float]
     train_seconds: float  # this session's training time (run.json and the model card: every session's)
-    features_trained: int  # training features (windows) processed in this session, all processes together
+    windows_trained: int  # training windows processed in this session, all processes together
     total_train_seconds: float = 0.0  # every session's training time, as run.json counts it
 
 

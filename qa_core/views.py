@@ -16,6 +16,7 @@ from qa_core.plots import ATTRIBUTION_LEGEND
 from qa_core.postprocess import Prediction, distinct_texts, prediction_json
 from qa_core.run_files import read_run_info
 from qa_core.run_list import evaluated_again
+from qa_core.run_picker import evaluated_on_training_data
 from qa_core.wording import count
 
 if TYPE_CHECKING:  # types only: importing jobs would import training, attributions captum
@@ -171,8 +172,8 @@ def job_text(s: JobSnapshot) -> str:
     said = "" if s.message in ("", s.status) else f" · {s.message}"
     lines = [f"Job {s.job_id}: {s.status}{said}", f"Run folder: {s.output_dir}",
              f"Step {s.step}/{s.total_steps} · epoch {s.epoch:.2f} · elapsed {duration(s.elapsed_s)}"]
-    if s.active and s.features_per_s:
-        lines.append(f"{s.features_per_s:.1f} windows/s · ETA {duration(s.eta_s)} (evaluations included)")
+    if s.active and s.windows_per_s:
+        lines.append(f"{s.windows_per_s:.1f} windows/s · ETA {duration(s.eta_s)} (evaluations included)")
     if s.metrics:
         lines.append(f"Evaluation: EM {s.metrics['exact_match']:.1f} · F1 {s.metrics['f1']:.1f}")
     return "\n".join(lines)
@@ -195,7 +196,7 @@ def job_json(s: JobSnapshot, explain: Callable[[str], str]) -> dict[str, Any]:
     the message for the caller (on a public server without server paths)."""
     return {"job_id": s.job_id, "status": s.status, "run": Path(s.output_dir).name if s.output_dir else "",
             "model": explain(s.model), "step": s.step, "total_steps": s.total_steps, "epoch": s.epoch,
-            "losses": [list(pair) for pair in s.losses], "features_per_s": s.features_per_s, "eta_s": s.eta_s,
+            "losses": [list(pair) for pair in s.losses], "windows_per_s": s.windows_per_s, "eta_s": s.eta_s,
             "metrics": s.metrics, "message": explain(s.message), "elapsed_s": round(s.elapsed_s, 1)}
 
 
@@ -222,10 +223,9 @@ def evaluation_caveat(run: str) -> str:
         info = read_run_info(Path(run))
     except ValueError:
         return ""
-    config = info.config
     if evaluated_again(Path(run), info):  # its records are no longer those of its training's evaluation
         return ""
-    if config.get("validation_file") and config.get("validation_file") == config.get("train_file"):
+    if evaluated_on_training_data(info.config):
         return ("  ⚠ This run was evaluated on its own training data, so these figures show memorisation, "
                 "not how it does on new questions. Train with separate evaluation data for honest figures.")
     return ""

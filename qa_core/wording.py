@@ -21,3 +21,9 @@ def web_wording(err: BaseException) -> str:
 def count(n: int, noun: str, plural: str | None = None) -> str:
     """'1 question', '3 questions', '1,000 questions': the number and its noun, singular for exactly one."""
     return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+
+
+def capitalized(text: str) -> str:
+    """A message's words as the start of a sentence: its first letter upper case, the rest as they are (a hub id's
+    case matters)."""
+    return text[:1].upper() + text[1:]

@@ -18,7 +18,8 @@ import gradio as gr
 import pytest
 
 from qa_core.ui import app
-from qa_core.config import QAConfig, form_fields
+from qa_core.config import QAConfig
+from qa_core.config_options import form_fields
 from qa_core.evaluation import run_evaluation
 from qa_core.fairness import Caller
 from qa_core.hosting import Settings

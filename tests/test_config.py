@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from qa_core.config import QAConfig, coerce_option
+from qa_core.config import QAConfig
+from qa_core.config_options import coerce_option
 
 
 @pytest.mark.parametrize("changes, message", [

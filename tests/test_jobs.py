@@ -57,7 +57,7 @@ def test_job_reports_progress_and_refuses_a_second_job(tmp_path):
     assert jobs.wait(10)
     done = jobs.snapshot()
     assert done.status == "finished" and done.metrics["f1"] == 60.0
-    assert done.losses == ((3, 2.5),) and done.fraction == 1.0 and done.features_per_s == 12.0
+    assert done.losses == ((3, 2.5),) and done.fraction == 1.0 and done.windows_per_s == 12.0
     assert jobs.start(config(tmp_path)).job_id == 2  # a new job once the first has ended
     trainer.release.set()
     assert jobs.wait(10)
@@ -189,7 +189,7 @@ def test_the_job_moves_at_every_step_and_its_history_only_at_logged_ones(tmp_pat
     assert jobs.wait(120) and jobs.snapshot().status == "finished", jobs.snapshot().message
     stepped = [s for kind, s in seen if kind in STEP_KINDS]
     assert [s.step for s in stepped] == [1, 2, 3] and all(s.message == "training" for s in stepped)
-    assert all(s.features_per_s and s.eta_s is not None for s in stepped)
+    assert all(s.windows_per_s and s.eta_s is not None for s in stepped)
     assert [[step for step, _ in s.losses] for s in stepped] == [[], [2], [2, 3]]
     assert [s.history_version == s.version for s in stepped] == [False, True, True]  # step 1: no plot to redraw
 

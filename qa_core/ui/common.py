@@ -13,6 +13,7 @@ from qa_core.fairness import Caller
 from qa_core.hosting import Settings, offered
 from qa_core.quick_fine_tune import QUICK_EXPECTED_S
 from qa_core.service import QAService
+from qa_core.wording import capitalized
 
 Outputs = dict[str, Any]
 PRIVATE = {"api_visibility": "private"}  # UI events are not part of the documented API (README: The API)
@@ -51,8 +52,7 @@ def model_picker(service: QAService, label: str, example: str = "", elem_id: str
 def model_info(settings: Settings, example: str = "") -> str:
     """What a model picker takes. A public server refuses every hub id but those it lists: it suggests none."""
     if settings.public:
-        offer = offered(settings)
-        return offer[0].upper() + offer[1:]
+        return capitalized(offered(settings))
     return f"The default model, a finished run, or a hub id (online){f' such as {example}' if example else ''}"
 
 

@@ -12,11 +12,8 @@ import pandas as pd
 from qa_core import plots, views
 from qa_core.error_analysis import (ANSWER_LENGTHS, QUESTION_WORDS, THRESHOLD_STEP, V2_ERRORS, QuestionRecord,
                                     answer_length_bucket, answerable_slice, find_record, group_scores, rescore)
-from qa_core.errors_views import (THRESHOLD_HELP, ThresholdSlider, explained_note, passed_over, record_marks,
-                                  record_verdict, sent_flip, threshold_slider)
-from qa_core.inference import config_for_model, run_config
-from qa_core.run_files import has_model
-from qa_core.service import EXPLAIN_BUDGET_S, QAService
+from qa_core.errors_views import THRESHOLD_HELP, explained_note, passed_over, record_marks, record_verdict, sent_flip
+from qa_core.service import QAService
 from qa_core.ui.calibration_panel import build_calibration_panel
 from qa_core.ui.common import ANSWERS, EXPLAIN, PRIVATE, Outputs, by_name, caller_of
 from qa_core.ui.compare_panel import build_compare_panel
@@ -52,32 +49,17 @@ class ErrorsHandlers:
             return {"threshold": hidden, "presets": hidden, "best": hidden,
                     "detail": gr.update(color_map=ANSWERED_COLORS),
                     "kind": gr.update(visible=False, value=V2_ERRORS[0]), **self.summarize(run, None)}
-        slider = self.slider(run, records)
+        slider = self.service.threshold_slider(run, records)
         return {"threshold": gr.update(visible=True, minimum=slider.minimum, maximum=slider.maximum,
                                        value=slider.evaluated, step=THRESHOLD_STEP, info=slider.info),
                 "presets": gr.update(visible=True), "best": gr.update(visible=slider.best is not None),
                 "detail": gr.update(color_map=ERROR_COLORS),
                 "kind": gr.update(visible=True), **self.summarize(run, slider.evaluated)}
 
-    def slider(self, run: str | None, records: Sequence[QuestionRecord] | None = None) -> ThresholdSlider:
-        """The threshold slider of a SQuAD 2.0 run: evaluated at the run's threshold; the best-F1 one of its
-        metrics; and, where it has its model, the one the Ask tab answers at (as serving reads run_config)."""
-        best = config_for_model(self.service.run_path(run))  # its eval_metrics.json: v2 where it has best_f1_thresh
-        return threshold_slider(records or self.service.records(run), self.service.run_threshold(run),
-                                best.null_score_diff_threshold if best.version_2_with_negative else None,
-                                self.asked_threshold(run))
-
-    def asked_threshold(self, run: str | None) -> float | None:
-        """The threshold the Ask tab answers a SQuAD 2.0 run's model at (as serving reads run_config); None where
-        the folder has no model, or its model never abstains."""
-        path = self.service.run_path(run)
-        asked = run_config(path) if has_model(path) else None
-        return asked.null_score_diff_threshold if asked and asked.version_2_with_negative else None
-
     def evaluated_threshold(self, run: str | None) -> Outputs:
         """The slider back where the run was evaluated: the figures of its eval_metrics.json."""
         try:
-            return {"threshold": gr.update(value=self.slider(run).evaluated)}
+            return {"threshold": gr.update(value=self.service.threshold_slider(run).evaluated)}
         except (ValueError, OSError):
             return {"threshold": gr.skip()}
 
@@ -85,7 +67,7 @@ class ErrorsHandlers:
         """The slider at the evaluation's best-F1 threshold (exactly, or on the slider's grid where that re-scores
         the same), where the Ask tab answers with the run's model; its F1 is the evaluation's best_f1."""
         try:
-            best = self.slider(run).best
+            best = self.service.threshold_slider(run).best
         except (ValueError, OSError):
             best = None
         return {"threshold": gr.skip() if best is None else gr.update(value=best)}
@@ -170,9 +152,9 @@ class ErrorsHandlers:
             record = await asyncio.to_thread(self.record_of, run, example_id, threshold)
         except (ValueError, OSError, RuntimeError) as err:
             return {"attribution": None, "attribution_note": f"No attributions: {self.service.explain(err)}"}
-        budget = EXPLAIN_BUDGET_S[self.service.settings.public]
         return {"attribution": plots.attribution_figure(attribution, passed_over(record) is not None),
-                "attribution_note": explained_note(record) + views.attribution_text(attribution, budget)}
+                "attribution_note": explained_note(record) + views.attribution_text(attribution,
+                                                                                      self.service.explain_budget_s())}
 
     def send_to_ask(self, run: str | None, example_id: str, threshold: float | None = None) -> Outputs:
         """The row's question and context to the Ask tab, with the run's model where it has one; the Ask tab's
@@ -184,7 +166,7 @@ class ErrorsHandlers:
             return skip
         try:
             record = find_record(self.service.records(run), example_id)
-            asked = self.asked_threshold(run)
+            asked = self.service.asked_threshold(run)
             flips = sent_flip(self.record_of(run, example_id, threshold), self.record_of(run, example_id, asked),
                               threshold, asked) if None not in (threshold, asked) else ""
         except (ValueError, OSError) as err:
@@ -225,7 +207,8 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
             summary.update(histogram=gr.Plot(label="F1 per question", elem_id="errors-histogram"),
                            answerable=gr.Plot(label="HasAns / NoAns", visible=False, elem_id="errors-answerable"))
         threshold, presets = threshold_controls()
-        filters = [run, *filter_controls(), threshold]
+        controls = filter_controls()
+        filters = [run, *controls.values(), threshold]  # filter_table's arguments, in its order
         table = {"table": gr.Dataframe(pd.DataFrame(columns=views.TABLE_COLUMNS), label="Dev questions (click a row)",
                                        interactive=False, wrap=True, column_widths=views.TABLE_WIDTHS,
                                        elem_id="errors-table")}
@@ -243,8 +226,8 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
                "attribution": gr.Plot(label="Attributions per token", elem_id="errors-why")}
         build_compare_panel(service, run)
         build_calibration_panel(service, run)
-    picked = {**summary, "threshold": threshold, "presets": presets["row"], "best": presets["best"], "kind": filters[7],
-              "detail": detail["detail"]}
+    picked = {**summary, "threshold": threshold, "presets": presets["row"], "best": presets["best"],
+              "kind": controls["kind"], "detail": detail["detail"]}
     run.change(by_name(ui.pick_run, picked), run, list(picked.values()), api_name="ui_summarize", **PRIVATE)
     selection = {**detail, **why}
     run.change(by_name(ui.forget_selection, selection), None, list(selection.values()),
@@ -278,20 +261,21 @@ def threshold_controls() -> tuple[gr.Slider, dict[str, Any]]:
     return threshold, presets
 
 
-def filter_controls() -> list[Any]:
-    """The question table's filters in two rows: nine controls in one row at 1400 px cut the Sort choice short
-    ("F1, lowe…") and gave the F1 sliders sideways scroll bars."""
+def filter_controls() -> dict[str, Any]:
+    """The question table's filters by name, in the order filter_table takes them, in two rows: nine controls in one
+    row at 1400 px cut the Sort choice short ("F1, lowe…") and gave the F1 sliders sideways scroll bars."""
     with gr.Row(elem_id="errors-filters"):
         with gr.Column(scale=1, min_width=160):  # a Checkbox's own min_width left it 69 px beside a slider on a phone
-            controls = [gr.Checkbox(label="Only wrong answers")]
-        controls += [gr.Slider(0, 100, 0, step=1, label="F1 from", scale=2, min_width=240),
-                     gr.Slider(0, 100, 100, step=1, label="F1 to", scale=2, min_width=240)]
+            controls = {"only_wrong": gr.Checkbox(label="Only wrong answers")}
+        controls.update(f1_min=gr.Slider(0, 100, 0, step=1, label="F1 from", scale=2, min_width=240),
+                        f1_max=gr.Slider(0, 100, 100, step=1, label="F1 to", scale=2, min_width=240))
     with gr.Row(elem_id="errors-filters-more"):
-        controls += [gr.Dropdown(["all", *QUESTION_WORDS, "other"], value="all", label="Question word"),
-                     # said in its info: a quarter of the row cut the placeholder that said it
-                     gr.Textbox(label="Search", info="in the question, gold and prediction", placeholder="words"),
-                     gr.Dropdown(list(views.SORTS), value=views.SORTS[0], label="Sort", min_width=200,
-                                 elem_id="errors-sort"),
-                     gr.Dropdown(list(V2_ERRORS), value=V2_ERRORS[0], label="SQuAD 2.0 errors", visible=False,
-                                 elem_id="errors-kind")]
+        controls.update(word=gr.Dropdown(["all", *QUESTION_WORDS, "other"], value="all", label="Question word"),
+                        # said in its info: a quarter of the row cut the placeholder that said it
+                        search=gr.Textbox(label="Search", info="in the question, gold and prediction",
+                                          placeholder="words"),
+                        sort=gr.Dropdown(list(views.SORTS), value=views.SORTS[0], label="Sort", min_width=200,
+                                         elem_id="errors-sort"),
+                        kind=gr.Dropdown(list(V2_ERRORS), value=V2_ERRORS[0], label="SQuAD 2.0 errors",
+                                         visible=False, elem_id="errors-kind"))
     return controls

@@ -10,16 +10,17 @@ from typing import Any
 import gradio as gr
 
 from qa_core import plots, views
-from qa_core.config import form_fields
+from qa_core.config_options import form_fields
 from qa_core.hosting import Settings
 from qa_core.jobs import JobBusyError, JobSnapshot, NotYourJobError
 from qa_core.progress import read_history
-from qa_core.run_files import HISTORY_FILE, being_trained, has_model, read_run_info
+from qa_core.run_files import HISTORY_FILE
 from qa_core.service import QAService
+from qa_core.train_policy import SWITCHED_OFF
 from qa_core.ui.common import PRIVATE, QUICK_MINUTES, Outputs, by_name, session_of
 from qa_core.ui.train_form import DATA_CHOICES, data_controls, option_controls
+from qa_core.wording import capitalized
 
-SWITCHED_OFF = "Training is switched off on this server."
 LABELS = ("training data", "evaluation data")  # the form's names of the two data sources, for its messages
 ENDED = ("finished", "cancelled", "failed")
 REFUSED = (ValueError, OSError, JobBusyError)  # a start refused at once: nothing was started
@@ -127,29 +128,9 @@ class TrainHandlers:
 
     def show_run(self, run: str | None) -> Outputs:
         """A picked run's history plot, and whether Resume applies to it (none picked: nothing to say)."""
-        if not run:
-            return {"history": None, "run_note": "", "resume": gr.update(interactive=False)}
-        try:
-            folder = self.service.run_path(run)
-        except ValueError as err:
-            return {"history": None, "run_note": self.service.explain(err), "resume": gr.update(interactive=False)}
-        try:
-            stopped = not (read_run_info(Path(folder)).status == "finished" and has_model(folder))
-        except ValueError as err:
-            return {"history": None, "run_note": self.service.explain(err), "resume": gr.update(interactive=False)}
-        if stopped and being_trained(Path(folder)):  # by this server's job or another process, such as the CLI
-            return {"history": history_plot(folder), "resume": gr.update(interactive=False),
-                    "run_note": "This run is being trained right now; Resume applies once it stops."}
-        enabled = self.service.settings.training_enabled
-        if stopped and enabled:
-            try:  # the checks Resume makes: a run this server cannot continue is not offered it
-                self.service.resume_config(run)
-            except ValueError as err:
-                return {"history": history_plot(folder), "resume": gr.update(interactive=False),
-                        "run_note": f"Stopped before it finished; Resume cannot continue it: "
-                                    f"{self.service.explain(err)}"}
-        note = "Stopped before it finished: Resume continues it from its last checkpoint." if stopped else ""
-        return {"history": history_plot(folder), "run_note": note, "resume": gr.update(interactive=stopped and enabled)}
+        shown = self.service.run_note(run)
+        return {"history": history_plot(shown.folder) if shown.folder else None, "run_note": shown.note,
+                "resume": gr.update(interactive=shown.resumable)}
 
     def poll(self, seen_version: int, message: str = "") -> Outputs:
         """Timer tick: redraw the job's bar and status while it runs or when it changed, its plot only when its
@@ -197,7 +178,7 @@ def build_train_tab(service: QAService) -> dict[str, Any]:
 def server_note(settings: Settings) -> None:
     """Above the form: that training is switched off, or a public server's caps."""
     if not settings.training_enabled:
-        gr.Markdown(f"**{SWITCHED_OFF}** The Ask and Errors tabs work as usual.")
+        gr.Markdown(f"**{capitalized(SWITCHED_OFF)}.** The Ask and Errors tabs work as usual.")
     elif settings.public:
         gr.Markdown(views.limits_note(settings), elem_id="train-limits")
 

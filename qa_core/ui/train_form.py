@@ -8,7 +8,8 @@ from typing import Any
 
 import gradio as gr
 
-from qa_core.config import HINTS, QAConfig, form_fields, help_of
+from qa_core.config import HINTS, QAConfig, help_of
+from qa_core.config_options import form_fields
 from qa_core.hosting import Settings
 from qa_core.service import QAService
 from qa_core.train_policy import compiles
