@@ -148,13 +148,16 @@ def many_questions(folder: Path) -> None:
 @pytest.fixture(scope="module")
 def v2_server(tmp_path_factory, tiny_model_dir) -> Iterator[tuple[str, Path]]:
     """The app over runs prepared without the UI, and their folder: a SQuAD 2.0 run with its model, an evaluation
-    whose data holds a context without any span, and an evaluation of 950 questions."""
+    whose data holds a context without any span, an evaluation of that run's model, and one of 950 questions."""
     runs = tmp_path_factory.mktemp("v2-runs")
     data = write_v2(tmp_path_factory.mktemp("data") / "v2.json")
     run_evaluation(QAConfig(model_name_or_path=str(tiny_model_dir), output_dir=str(runs / "v2-blank"),
                             validation_file=str(write_v2(data.with_name("blank.json"), blank=True)),
                             version_2_with_negative=True), device="cpu")
     v2_run(tiny_model_dir, data, runs / "v2-run")
+    # `train.py evaluate --model_name_or_path runs/v2-run --output_dir runs/eval-x`: the run's model, evaluated
+    run_evaluation(QAConfig(model_name_or_path=str(runs / "v2-run"), output_dir=str(runs / "eval-x"),
+                            validation_file=str(data), version_2_with_negative=True), device="cpu")
     many_questions(runs / "many")
     with app_server(runs, tiny_model_dir, tmp_path_factory.mktemp("v2-server") / "app.log") as url:
         yield url, runs
@@ -260,3 +263,23 @@ def test_a_row_sent_to_the_ask_tab_says_when_it_flips_there(v2_server, browser):
     assert find(browser, "#ask-question textarea").get_attribute("value") == "Who built the ferry?"
     assert message.startswith("⚠ Answered in the Errors tab") and f"{best:.2f}, where it abstains" in message, message
     browser.save_screenshot(str(ARTIFACTS / "errors-7-sent-flips.png"))
+
+
+def test_a_row_sent_from_an_evaluation_asks_the_model_it_evaluated(v2_server, browser):  # noqa: F811
+    """Found by a tester: a row of `train.py evaluate --output_dir runs/eval-x` sent to the Ask tab left its default
+    model there and the message empty, though the row's note named the model to ask."""
+    url, _ = v2_server
+    show_run(browser, url, "eval-x", "8 questions")
+    click_row(browser, "n1")
+    wait_for(lambda: find(browser, "#errors-question textarea").get_attribute("value"), 60, "the row's question")
+    click(browser, "#errors-send", "the send button")
+    wait_for(lambda: find(browser, "#ask-question textarea").get_attribute("value") == "Who built the ferry?", 60,
+             "the question in the Ask tab")
+    try:
+        wait_for(lambda: find(browser, "#ask-model input").get_attribute("value").startswith("v2-run "), 30,
+                 "the evaluated run's model in the Ask tab")
+    finally:
+        browser.save_screenshot(str(ARTIFACTS / "errors-8-sent-evaluation.png"))
+    click(browser, "#ask-button", "the answer button")
+    wait_for(lambda: find(browser, "#ask-score textarea").get_attribute("value"), 90, "the answer")
+    assert not find(browser, "#ask-message textarea").get_attribute("value").startswith("Cannot answer")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -15,7 +16,9 @@ from qa_core.error_analysis import (ANSWER_LENGTHS, QUESTION_WORDS, THRESHOLD_ST
 from qa_core.errors_views import (THRESHOLD_HELP, ThresholdSlider, explained_note, passed_over, record_marks,
                                   record_verdict, sent_flip, threshold_slider)
 from qa_core.inference import config_for_model, run_config
-from qa_core.run_files import has_model
+from qa_core.hosting import check_model
+from qa_core.run_files import evaluated_model, has_model, is_evaluation_folder
+from qa_core.run_picker import offered_choice
 from qa_core.service import EXPLAIN_BUDGET_S, QAService
 from qa_core.ui.calibration_panel import build_calibration_panel
 from qa_core.ui.common import ANSWERS, EXPLAIN, PRIVATE, Outputs, by_name, caller_of
@@ -70,9 +73,7 @@ class ErrorsHandlers:
     def asked_threshold(self, run: str | None) -> float | None:
         """The threshold the Ask tab answers a SQuAD 2.0 run's model at (as serving reads run_config); None where
         the folder has no model, or its model never abstains."""
-        path = self.service.run_path(run)
-        asked = run_config(path) if has_model(path) else None
-        return asked.null_score_diff_threshold if asked and asked.version_2_with_negative else None
+        return threshold_asked_at(self.service.run_path(run))
 
     def evaluated_threshold(self, run: str | None) -> Outputs:
         """The slider back where the run was evaluated: the figures of its eval_metrics.json."""
@@ -184,29 +185,46 @@ class ErrorsHandlers:
             return skip
         try:
             record = find_record(self.service.records(run), example_id)
-            asked = self.asked_threshold(run)
+            model, kept = self.model_of(run)
+            asked = threshold_asked_at(check_model(model, self.service.settings)) if model else None
             flips = sent_flip(self.record_of(run, example_id, threshold), self.record_of(run, example_id, asked),
                               threshold, asked) if None not in (threshold, asked) else ""
         except (ValueError, OSError) as err:
             gr.Warning(self.service.explain(err))
             return skip
-        return {"tabs": gr.Tabs(selected="ask"), "model": self.model_of(run), "question": record.question,
-                "context": record.context, "message": flips}
+        return {"tabs": gr.Tabs(selected="ask"), "model": gr.skip() if model is None else gr.update(value=model),
+                "question": record.question, "context": record.context, "message": kept or flips}
 
-    def model_of(self, run: str | None) -> Any:
-        """The Ask tab's model for a sent question: the run's own, where it has one; an evaluation folder or a
-        stopped run has none, so the Ask tab keeps its model rather than take a name that cannot answer."""
+    def model_of(self, run: str | None) -> tuple[str | None, str]:
+        """The Ask tab's model for a sent question: the run's own, where it has one; for an evaluation folder, the
+        model it evaluated where the Ask tab offers it. Else None, and why the Ask tab keeps its model (a stopped
+        run has none), rather than take a name that cannot answer."""
         try:
             self.service.check_run_model(run)
-        except ValueError:
-            return gr.skip()
-        return gr.update(value=run)
+            return run, ""
+        except ValueError as err:
+            refused = self.service.explain(err)
+        path = Path(self.service.run_path(run))
+        evaluated = evaluated_model(path) if is_evaluation_folder(path) else None
+        if evaluated is None:
+            return None, f"Model not changed: {refused}"
+        offered = {value: check_model(value, self.service.settings) for _, value in self.service.model_choices()}
+        chosen = offered_choice(evaluated, offered)
+        why = f"Model not changed: {Path(run or '').name} evaluated {evaluated}, which is not offered in the Model list"
+        return chosen, "" if chosen else self.service.explain(why)
 
     @staticmethod
     def forget_selection() -> Outputs:
         """Another run was picked: the selected question, its spans, plots and attributions were the last run's."""
         return {"question": "", "detail": None, "plot": None, "selected": "", "attribution": None,
                 "attribution_note": ""}
+
+
+def threshold_asked_at(model: str) -> float | None:
+    """The threshold the Ask tab answers a SQuAD 2.0 model folder at (as serving reads run_config); None where it
+    is no model folder (a hub id, an evaluation folder), or its model never abstains."""
+    asked = run_config(model) if has_model(model) else None
+    return asked.null_score_diff_threshold if asked and asked.version_2_with_negative else None
 
 
 def build_errors_tab(service: QAService) -> dict[str, Any]:
