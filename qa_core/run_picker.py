@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
-
 from qa_core.config import DEFAULT_MODEL
-from qa_core.run_files import QUICK_DATA, has_model, read_run_info
+from qa_core.run_files import QUICK_DATA, has_model, model_folder, read_run_info, run_folder
 from qa_core.run_list import EVALUATION, RunSummary, list_runs
 
 
@@ -47,6 +47,19 @@ def model_choices(root: Path, default: str = DEFAULT_MODEL) -> list[tuple[str, s
     root, newest first."""
     first = ("embedded: pretrained MiniLM-L6, no QA head yet" if default == DEFAULT_MODEL else default, default)
     return [first] + [(run_label(r), r.path) for r in list_runs(root) if r.status == "finished" and has_model(r.path)]
+
+
+def model_key(model: str) -> str:
+    """What a model name loads, to tell two names of one model apart from two models: a local folder as its run
+    folder resolved (a run and its model/ are one model), a hub id or 'embedded' as named."""
+    path = Path(model).expanduser()
+    return str(run_folder(model_folder(path)).resolve()) if path.is_dir() else model
+
+
+def offered_choice(model: str, offered: Mapping[str, str]) -> str | None:
+    """The value of a model picker that loads `model`, None where none does; offered: each value and what it loads."""
+    key = model_key(model)
+    return next((value for value, loads in offered.items() if model_key(loads) == key), None)
 
 
 def run_choices(root: Path) -> list[tuple[str, str]]:

@@ -22,7 +22,7 @@ from qa_core.inference import AnswerResult, config_for_model, run_config
 from qa_core.job_service import JobService
 from qa_core.jobs import JobManager
 from qa_core.modeling import LoadedModel
-from qa_core.run_files import RECORDS_FILE, has_model, read_run_info
+from qa_core.run_files import RECORDS_FILE, evaluated_model, has_model, is_evaluation_folder, read_run_info
 from qa_core.run_list import list_runs
 from qa_core.serving import ModelCache
 
@@ -34,6 +34,13 @@ logger = logging.getLogger(__name__)
 # Seconds one "Why this answer?" may take on a public server, where many visitors share the CPU (elsewhere the
 # library's own default, attributions.DEFAULT_BUDGET_S).
 PUBLIC_EXPLAIN_BUDGET_S = 2.0
+
+
+def threshold_asked_at(model: str) -> float | None:
+    """The threshold the Ask tab answers a SQuAD 2.0 model folder at (as serving reads run_config); None where it
+    is no model folder (a hub id, an evaluation folder), or its model never abstains."""
+    asked = run_config(model) if has_model(model) else None
+    return asked.null_score_diff_threshold if asked and asked.version_2_with_negative else None
 
 
 @functools.lru_cache(maxsize=8)
@@ -150,9 +157,29 @@ class QAService(JobService):
     def asked_threshold(self, run: str | None) -> float | None:
         """The threshold the Ask tab answers a SQuAD 2.0 run's model at (as serving reads run_config); None where
         the folder has no model, or its model never abstains."""
-        path = self.run_path(run)
-        asked = run_config(path) if has_model(path) else None
-        return asked.null_score_diff_threshold if asked and asked.version_2_with_negative else None
+        return threshold_asked_at(self.run_path(run))
+
+    def model_threshold(self, model: str) -> float | None:
+        """asked_threshold for a name of the Ask tab's Model list."""
+        return threshold_asked_at(check_model(model, self.settings))
+
+    def sent_model(self, run: str | None) -> tuple[str | None, str]:
+        """The Ask tab's model for a question sent from a run: the run's own, where it has one; for an evaluation
+        folder, the model it evaluated where the Ask tab offers it. Else None, and why the Ask tab keeps its model
+        (a stopped run has none), rather than take a name that cannot answer."""
+        try:
+            self.check_run_model(run)
+            return run, ""
+        except ValueError as err:
+            refused = self.explain(err)
+        path = Path(self.run_path(run))
+        evaluated = evaluated_model(path) if is_evaluation_folder(path) else None
+        if evaluated is None:
+            return None, f"Model not changed: {refused}"
+        offered = {value: check_model(value, self.settings) for _, value in self.model_choices()}
+        chosen = run_picker.offered_choice(evaluated, offered)
+        why = f"Model not changed: {path.name} evaluated {evaluated}, which is not offered in the Model list"
+        return chosen, "" if chosen else self.explain(why)
 
     def explain_budget_s(self) -> float:
         """Seconds one "Why this answer?" may take on this server."""

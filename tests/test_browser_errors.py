@@ -3,7 +3,9 @@ SQuAD 2.0 runs (a context without any span, thresholds, abstentions) and the tab
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,11 +36,32 @@ const scrolled = [...document.querySelectorAll('.block')].filter(b => b.offsetWi
 const sort = [...document.querySelectorAll('input[role=combobox]')].find(i => i.value.startsWith('F1, '));
 return {labels: labels.length, touching: touching.length, scrolled, sortCut: sort.scrollWidth > sort.clientWidth + 1};
 """
+# The summary figures side by side (pairs sharing a row) and those reaching past the window's right edge.
+PLOTS = """
+const plots = ['words', 'lengths', 'histogram', 'answerable'].map(n => document.getElementById('errors-' + n))
+  .map(e => e.getBoundingClientRect()).filter(b => b.width > 0);
+const besides = plots.flatMap((a, i) => plots.slice(i + 1).filter(b => a.top < b.bottom && b.top < a.bottom));
+return {plots: plots.length, besides: besides.length, cut: plots.filter(b => b.right > innerWidth + 1).length,
+        width: innerWidth};
+"""
 PLOT_LABELS = "return document.querySelector('#errors-plot .js-plotly-plot').layout.annotations.map(a => a.text);"
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
                                  reason="needs Debian's chromium and chromium-driver")]
+
+
+@contextlib.contextmanager
+def at_width(driver, px: int) -> Iterator[None]:
+    """The page laid out px wide for the block (a window of that size renders wider: Chromium keeps a minimum
+    window width), then as before."""
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": px, "height": 1000, "deviceScaleFactor": 1, "mobile": False})
+    time.sleep(1)  # the layout and the plots redraw
+    try:
+        yield
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
 def click(driver, css: str, what: str) -> None:
@@ -148,13 +171,16 @@ def many_questions(folder: Path) -> None:
 @pytest.fixture(scope="module")
 def v2_server(tmp_path_factory, tiny_model_dir) -> Iterator[tuple[str, Path]]:
     """The app over runs prepared without the UI, and their folder: a SQuAD 2.0 run with its model, an evaluation
-    whose data holds a context without any span, and an evaluation of 950 questions."""
+    whose data holds a context without any span, an evaluation of that run's model, and one of 950 questions."""
     runs = tmp_path_factory.mktemp("v2-runs")
     data = write_v2(tmp_path_factory.mktemp("data") / "v2.json")
     run_evaluation(QAConfig(model_name_or_path=str(tiny_model_dir), output_dir=str(runs / "v2-blank"),
                             validation_file=str(write_v2(data.with_name("blank.json"), blank=True)),
                             version_2_with_negative=True), device="cpu")
     v2_run(tiny_model_dir, data, runs / "v2-run")
+    # `train.py evaluate --model_name_or_path runs/v2-run --output_dir runs/eval-x`: the run's model, evaluated
+    run_evaluation(QAConfig(model_name_or_path=str(runs / "v2-run"), output_dir=str(runs / "eval-x"),
+                            validation_file=str(data), version_2_with_negative=True), device="cpu")
     many_questions(runs / "many")
     with app_server(runs, tiny_model_dir, tmp_path_factory.mktemp("v2-server") / "app.log") as url:
         yield url, runs
@@ -222,13 +248,25 @@ def test_squad_v2_thresholds_and_abstentions(v2_server, browser):  # noqa: F811 
 
 def test_the_errors_tab_reads_at_1400_px_and_on_a_phone(v2_server, browser):  # noqa: F811
     """Found by trying the app at 1400 px: bar labels ran together ("n=109n=658"), the Sort choice was cut short
-    and the F1 sliders scrolled sideways."""
+    and the F1 sliders scrolled sideways. Found by a tester at 600 px: the figures stayed two a row, their labels
+    ran together again and were cut at the right edge."""
     url, _ = v2_server
     show_run(browser, url, "many", "950 questions")
     wait_for(lambda: browser.execute_script(LAYOUT)["labels"] == len(WORD_COUNTS), 60, "the bar labels")
     clear = {"labels": len(WORD_COUNTS), "touching": 0, "scrolled": [], "sortCut": False}
     assert (layout := browser.execute_script(LAYOUT)) == clear, layout
+    assert (plots := browser.execute_script(PLOTS))["besides"] == 2 and plots["cut"] == 0, plots  # two a row
     browser.save_screenshot(str(ARTIFACTS / "errors-5-layout.png"))
+    with at_width(browser, 600):
+        try:  # one figure a row: two left each too narrow for its labels
+            wait_for(lambda: browser.execute_script(PLOTS) == {"plots": 4, "besides": 0, "cut": 0, "width": 600},
+                     30, "one figure a row at 600 px")
+            wait_for(lambda: browser.execute_script(LAYOUT) == clear, 30, "the layout at 600 px")
+        except AssertionError:
+            shown = browser.execute_script(PLOTS), browser.execute_script(LAYOUT)
+            raise AssertionError(f"at 600 px: {shown}") from None
+        finally:
+            browser.save_screenshot(str(ARTIFACTS / "errors-5-600px.png"))
     with phone(browser):
         try:  # the figures redraw at the new width
             wait_for(lambda: browser.execute_script(LAYOUT) == clear, 30, "the layout at a phone's width")
@@ -260,3 +298,23 @@ def test_a_row_sent_to_the_ask_tab_says_when_it_flips_there(v2_server, browser):
     assert find(browser, "#ask-question textarea").get_attribute("value") == "Who built the ferry?"
     assert message.startswith("⚠ Answered in the Errors tab") and f"{best:.2f}, where it abstains" in message, message
     browser.save_screenshot(str(ARTIFACTS / "errors-7-sent-flips.png"))
+
+
+def test_a_row_sent_from_an_evaluation_asks_the_model_it_evaluated(v2_server, browser):  # noqa: F811
+    """Found by a tester: a row of `train.py evaluate --output_dir runs/eval-x` sent to the Ask tab left its default
+    model there and the message empty, though the row's note named the model to ask."""
+    url, _ = v2_server
+    show_run(browser, url, "eval-x", "8 questions")
+    click_row(browser, "n1")
+    wait_for(lambda: find(browser, "#errors-question textarea").get_attribute("value"), 60, "the row's question")
+    click(browser, "#errors-send", "the send button")
+    wait_for(lambda: find(browser, "#ask-question textarea").get_attribute("value") == "Who built the ferry?", 60,
+             "the question in the Ask tab")
+    try:
+        wait_for(lambda: find(browser, "#ask-model input").get_attribute("value").startswith("v2-run "), 30,
+                 "the evaluated run's model in the Ask tab")
+    finally:
+        browser.save_screenshot(str(ARTIFACTS / "errors-8-sent-evaluation.png"))
+    click(browser, "#ask-button", "the answer button")
+    wait_for(lambda: find(browser, "#ask-score textarea").get_attribute("value"), 90, "the answer")
+    assert not find(browser, "#ask-message textarea").get_attribute("value").startswith("Cannot answer")

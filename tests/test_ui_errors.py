@@ -24,7 +24,7 @@ from qa_core.evaluation import EvalResult, run_evaluation, squad_v2_metrics, wri
 from qa_core.fairness import Caller
 from qa_core.hosting import Settings
 from qa_core.inference import run_config
-from qa_core.run_files import RECORDS_FILE, RunInfo
+from qa_core.run_files import EVAL_MODEL_FILE, RECORDS_FILE, RUN_FILE, RunInfo
 from qa_core.service import QAService
 from qa_core.training import train
 from qa_core.ui.calibration_panel import CalibrationHandlers
@@ -123,10 +123,12 @@ def test_a_fixed_question_is_listed_and_shown_with_both_spans(service):
     assert labels & {"B + gold", "A + B + gold"} and "(fixed: F1 A" in picked["pair_question"]
 
 
-def test_runs_on_different_data_are_not_compared(service):
+def test_runs_on_different_data_are_not_compared(service, runs):
     ui = CompareHandlers(service)
-    assert "Cannot compare" in ui.compare("a", "c", "all")["comparison"]
-    assert "not evaluated on the same data" in ui.compare("a", "c", "all")["comparison"]
+    refused = ui.compare("a", "c", "all")["comparison"]
+    assert "Cannot compare" in refused and "not evaluated on the same data" in refused
+    # found by a tester: the refusal named both runs by their server paths; it names them as the pickers do
+    assert str(runs) not in refused and "a and c were not evaluated" in refused, refused
     assert "Pick run B" in ui.compare("a", None, "all")["comparison"]
     for shown in (ui.compare("a", "c", "all"), ui.compare("a", None, "all"), ui.choices("a")):
         # an empty table keeps its columns: None showed Gradio's placeholder columns '1 2 3'
@@ -240,13 +242,39 @@ def test_records_and_calibration_of_an_evaluation_agree(runs):
 
 def test_send_to_ask_from_a_folder_without_a_model_keeps_the_ask_model(service, runs):
     """An evaluation folder holds records, not a model: sending its question must not make the Ask tab's model a
-    name that cannot answer ('not a local folder, not in the hub cache')."""
+    name that cannot answer ('not a local folder, not in the hub cache'); the Ask tab says why it kept its model."""
     ui = ErrorsHandlers(service)
-    row = ui.filter_table("v2", False, 0, 100, "all", "", "id")["table"].iloc[0].tolist()
-    sent = ui.send_to_ask("v2", row[0])
+    evaluation = runs / "v2-unnamed"
+    shutil.copytree(runs / "v2", evaluation)
+    (evaluation / EVAL_MODEL_FILE).unlink()  # an evaluation folder written before the model was recorded
+    row = ui.filter_table("v2-unnamed", False, 0, 100, "all", "", "id")["table"].iloc[0].tolist()
+    sent = ui.send_to_ask("v2-unnamed", row[0])
     assert sent["tabs"].selected == "ask" and sent["question"] == row[2] and sent["model"] == gr.skip()
+    assert sent["message"].startswith("Model not changed: ") and "do not name" in sent["message"], sent["message"]
     first_of_b = ui.filter_table("b", False, 0, 100, "all", "", "id")["table"].iloc[0, 0]
     assert ui.send_to_ask("b", first_of_b)["model"]["value"] == "b"  # a run with its model answers as itself
+
+
+def test_send_to_ask_from_an_evaluation_picks_the_model_it_evaluated(service, runs):
+    """Found by a tester: `train.py evaluate --model_name_or_path <a run> --output_dir runs/eval-x`, sent from the
+    Errors tab, left the Ask tab on its default model with an empty message, though the row note named the model
+    to ask; and the Ask tab's threshold, where that model abstains, went unsaid."""
+    ui = ErrorsHandlers(service)
+    evaluation = runs / "v2-run-eval"
+    shutil.copytree(runs / "v2-run", evaluation, ignore=shutil.ignore_patterns("model", RUN_FILE))
+    for named in (runs / "v2-run" / "model", runs / "v2-run"):  # the run's model, or the run folder, evaluated
+        (evaluation / EVAL_MODEL_FILE).write_text(json.dumps({"model_name_or_path": str(named)}))
+        sent = ui.send_to_ask("v2-run-eval", "n1", 0.0)
+        assert sent["model"]["value"] == "v2-run" and "where it abstains" in sent["message"], sent["message"]
+    # the default model, offered by its configured name
+    assert ui.send_to_ask("v2", "n1", 0.0)["model"]["value"] == service.settings.default_model
+    (evaluation / EVAL_MODEL_FILE).write_text(json.dumps({"model_name_or_path": str(runs / "elsewhere-model")}))
+    sent = ui.send_to_ask("v2-run-eval", "n1", 0.0)
+    assert sent["model"] == gr.skip() and sent["question"] and sent["message"].startswith("Model not changed: ")
+    assert "elsewhere-model" in sent["message"] and "not offered" in sent["message"], sent["message"]
+    public = QAService(Settings(runs, service.settings.default_model, training_enabled=False, fast_inference=False,
+                                public=True))
+    assert str(runs) not in ErrorsHandlers(public).send_to_ask("v2-run-eval", "n1", 0.0)["message"]
 
 
 def test_a_squad_v2_evaluation_at_its_own_threshold_shows_its_own_scores(service, runs, tiny_model_dir):
@@ -421,4 +449,4 @@ def test_a_row_sent_to_the_ask_tab_says_when_it_flips_there(service, runs):
     assert f"this tab answers at threshold {asked:.2f}, where it abstains" in note
     assert ui.send_to_ask("v2-run", "a1", 0.0)["message"] == ""  # answered at both thresholds
     assert ui.send_to_ask("v2-run", "n1", asked)["message"] == ""  # the slider where the Ask tab answers
-    assert ui.send_to_ask("v2", "n1", 0.0)["message"] == ""  # an evaluation folder: the Ask tab keeps its model
+    assert ui.send_to_ask("v2", "n1", 0.0)["message"] == ""  # an evaluation of the default model: no flip

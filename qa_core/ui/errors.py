@@ -22,6 +22,7 @@ ERROR_COLORS = {"gold": "#7dd87d", "predicted": "#ffb347", "gold + predicted": "
                 plots.PASSED_OVER: "#f3d9a4", f"gold + {plots.PASSED_OVER}": "#b9cf7a"}
 # The legend shows every colour of the map: a SQuAD v1.1 run never abstains, so its map leaves those out.
 ANSWERED_COLORS = {label: color for label, color in ERROR_COLORS.items() if plots.PASSED_OVER not in label}
+PLOT_MIN_PX = 420  # a summary figure's narrowest: its eight labelled bar pairs and plotly's tool bar in one line
 NO_ROW = "Click a row of the question table first: that question is what goes to the Ask tab."
 
 
@@ -166,23 +167,15 @@ class ErrorsHandlers:
             return skip
         try:
             record = find_record(self.service.records(run), example_id)
-            asked = self.service.asked_threshold(run)
+            model, kept = self.service.sent_model(run)
+            asked = self.service.model_threshold(model) if model else None
             flips = sent_flip(self.record_of(run, example_id, threshold), self.record_of(run, example_id, asked),
                               threshold, asked) if None not in (threshold, asked) else ""
         except (ValueError, OSError) as err:
             gr.Warning(self.service.explain(err))
             return skip
-        return {"tabs": gr.Tabs(selected="ask"), "model": self.model_of(run), "question": record.question,
-                "context": record.context, "message": flips}
-
-    def model_of(self, run: str | None) -> Any:
-        """The Ask tab's model for a sent question: the run's own, where it has one; an evaluation folder or a
-        stopped run has none, so the Ask tab keeps its model rather than take a name that cannot answer."""
-        try:
-            self.service.check_run_model(run)
-        except ValueError:
-            return gr.skip()
-        return gr.update(value=run)
+        return {"tabs": gr.Tabs(selected="ask"), "model": gr.skip() if model is None else gr.update(value=model),
+                "question": record.question, "context": record.context, "message": kept or flips}
 
     @staticmethod
     def forget_selection() -> Outputs:
@@ -199,13 +192,17 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
                           elem_id="errors-run")
         summary = {"summary": gr.Textbox(label="Summary", interactive=False, lines=2, max_lines=4,
                                           elem_id="errors-summary")}
-        # Two figures a row: four in a row at 1400 px ran the n= labels of neighbouring bars into each other
+        # Two figures a row: four in a row at 1400 px ran the n= labels of neighbouring bars into each other; one a
+        # row where two would each be narrower than PLOT_MIN_PX (their labels ran together again at 600 px)
         with gr.Row():
-            summary.update(words=gr.Plot(label="By question word", elem_id="errors-words"),
-                           lengths=gr.Plot(label="By gold answer length", elem_id="errors-lengths"))
+            summary.update(words=gr.Plot(label="By question word", min_width=PLOT_MIN_PX, elem_id="errors-words"),
+                           lengths=gr.Plot(label="By gold answer length", min_width=PLOT_MIN_PX,
+                                           elem_id="errors-lengths"))
         with gr.Row():
-            summary.update(histogram=gr.Plot(label="F1 per question", elem_id="errors-histogram"),
-                           answerable=gr.Plot(label="HasAns / NoAns", visible=False, elem_id="errors-answerable"))
+            summary.update(histogram=gr.Plot(label="F1 per question", min_width=PLOT_MIN_PX,
+                                             elem_id="errors-histogram"),
+                           answerable=gr.Plot(label="HasAns / NoAns", visible=False, min_width=PLOT_MIN_PX,
+                                              elem_id="errors-answerable"))
         threshold, presets = threshold_controls()
         controls = filter_controls()
         filters = [run, *controls.values(), threshold]  # filter_table's arguments, in its order
