@@ -14,6 +14,7 @@ from captum.attr import InputXGradient, IntegratedGradients
 
 from qa_core.batching import collate
 from qa_core.config import QAConfig
+from qa_core.data_sources import check_unicode
 from qa_core.features import Feature
 from qa_core.inference import question_windows, run_model
 from qa_core.modeling import LoadedModel
@@ -82,6 +83,8 @@ def explain_answer(loaded: LoadedModel, question: str, context: str, span: tuple
 def locate_answer(loaded: LoadedModel, question: str, context: str, span: tuple[int, int] | None,
                   config: QAConfig, max_windows: int | None = None) -> tuple[tuple[Feature, ...], int, int, int]:
     """The context's windows, and (window, start token, end token) of the given span or else the predicted one."""
+    check_unicode(question, "question")  # else the tokenizer's TypeError
+    check_unicode(context, "context")
     example, config, features = question_windows(loaded, question, context, config, max_windows)
     start_logits, end_logits = run_model(loaded.model, features, config.per_device_eval_batch_size,
                                          batch_format=loaded.batch_format)

@@ -19,6 +19,7 @@ from qa_core.attention import attention_for_bf16, restore_sdpa
 from qa_core.batching import BatchFormat, collate, padding_multiple, sorted_batches, unpad_logits
 from qa_core.config import QAConfig
 from qa_core.data import Answer, Example
+from qa_core.data_sources import check_unicode
 from qa_core.distributed import DistContext, gather
 from qa_core.features import Feature, featurize
 from qa_core.modeling import LoadedModel, fit_config
@@ -150,6 +151,8 @@ def answer_question(loaded: LoadedModel, question: str, context: str, config: QA
     """Search every window of the context for the best span; also return per-token logits for plots.
 
     A context cut into more than max_windows windows is refused with a ValueError before the model runs."""
+    check_unicode(question, "question")  # else the tokenizer's TypeError
+    check_unicode(context, "context")
     example, config, features = question_windows(loaded, question, context, config, max_windows)
     start_logits, end_logits = run_model(loaded.model, features, config.per_device_eval_batch_size,
                                          batch_format=loaded.batch_format)
