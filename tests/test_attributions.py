@@ -88,6 +88,8 @@ def test_bad_requests_name_the_problem(tiny_loaded):
         attributions.explain_answer(tiny_loaded, QUESTION, CONTEXT, budget_s=0)
     with pytest.raises(ValueError, match="no window holds"):
         attributions.explain_answer(tiny_loaded, QUESTION, CONTEXT, span=(len(CONTEXT) + 5, len(CONTEXT) + 9))
+    with pytest.raises(ValueError, match=r"^context is not valid Unicode \(an unpaired surrogate at character 2\)$"):
+        attributions.explain_answer(tiny_loaded, QUESTION, "a \ud800 b")  # not the tokenizer's TypeError
 
 
 @pytest.mark.parametrize("family", ["distilbert", "roberta"])
