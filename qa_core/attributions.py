@@ -15,7 +15,7 @@ from captum.attr import InputXGradient, IntegratedGradients
 from qa_core.batching import collate
 from qa_core.config import QAConfig
 from qa_core.features import Feature
-from qa_core.inference import question_windows, run_model
+from qa_core.inference import question_windows, run_model, token_labels
 from qa_core.modeling import LoadedModel
 from qa_core.postprocess import SpanSearch, predict_example
 
@@ -42,6 +42,7 @@ class Attribution:
     method: str  # INTEGRATED_GRADIENTS or GRADIENT_X_INPUT
     steps: int  # integration steps (0 for gradient x input)
     seconds: float  # wall time of the whole explanation, answering included
+    labels: tuple[str, ...] = ()  # what the plots show: each token's text (inference.token_labels)
 
 
 def explain_answer(loaded: LoadedModel, question: str, context: str, span: tuple[int, int] | None = None,
@@ -76,7 +77,8 @@ def explain_answer(loaded: LoadedModel, question: str, context: str, span: tuple
     feature = features[window]
     return Attribution(tuple(loaded.tokenizer.convert_ids_to_tokens(list(feature.input_ids))), tuple(feature.offsets),
                        attributions[0], attributions[1], start_token, end_token, window, len(features), chosen,
-                       steps if chosen == INTEGRATED_GRADIENTS else 0, time.perf_counter() - began)
+                       steps if chosen == INTEGRATED_GRADIENTS else 0, time.perf_counter() - began,
+                       token_labels(loaded.tokenizer, feature, context, question))
 
 
 def locate_answer(loaded: LoadedModel, question: str, context: str, span: tuple[int, int] | None,

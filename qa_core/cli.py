@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from qa_core.cli_options import build_parser, config_from_args
 from qa_core.config import QAConfig
+from qa_core.data_sources import check_unicode
 from qa_core.preflight import check_paths
 
 if TYPE_CHECKING:
@@ -173,6 +174,7 @@ def check_predict_args(args: argparse.Namespace) -> None:
     for name, value in given.items():
         if not value.strip():
             raise ValueError(f"predict: --{name} is empty; give it some text")
+        check_unicode(value, f"predict: --{name}")
     if not args.test_file and len(given) < 2:
         raise ValueError("predict needs --question and --context, or --test_file")
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from qa_core.data_sources import DataError, read_rows, text_field
+from qa_core.data_sources import DataError, check_unicode, read_rows, text_field
 
 logger = logging.getLogger(__name__)
 UNLOCATED_NAMED = 5  # questions the log names whose answer is not in their context; the rest are counted
@@ -89,6 +89,7 @@ def _parse_record(record: dict[str, Any], where: str, counts: dict[str, int], an
     where = f"{where} (id {example_id!r})"
     question, context = text_field(record, "question", where), text_field(record, "context", where)
     title = record.get("title") or ""
+    check_unicode(str(title), f"{where}: field 'title'", DataError)
     # SQuAD 2.0 marks unanswerable questions with is_impossible; its hub copy (rajpurkar/squad_v2) only leaves their
     # answer lists empty, which the official v2.0 script also reads as "no answer".
     impossible = record.get("is_impossible")
@@ -140,6 +141,7 @@ def _locate(context: str, text: Any, start: Any, where: str, counts: dict[str, i
     """Check one gold answer; when its text is not at answer_start, move it to the nearest occurrence."""
     if not isinstance(text, str) or not text.strip():
         raise DataError(f"{where}: answer 'text' must be non-empty text, got {text!r}")
+    check_unicode(text, f"{where}: answer {text!r}", DataError)
     if isinstance(start, bool) or not isinstance(start, int):
         raise DataError(f"{where}: answer_start must be an integer, got {start!r}")
     if not 0 <= start < len(context):

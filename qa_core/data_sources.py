@@ -174,7 +174,18 @@ def text_field(record: dict[str, Any], name: str, where: str) -> str:
         raise DataError(f"{where}: field {name!r} must be text, got {type(value).__name__}")
     if not value.strip():
         raise DataError(f"{where}: field {name!r} is empty")
+    check_unicode(value, f"{where}: field {name!r}", DataError)
     return value
+
+
+def check_unicode(text: str, name: str, error: type[ValueError] = ValueError) -> None:
+    """Refuse text that is not valid Unicode: an unpaired surrogate (a JSON escape such as \\ud800, or a byte that
+    is not UTF-8 in a command-line argument, which Python reads as one) makes tokenizers raise a TypeError, and
+    no UTF-8 file can hold it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise error(f"{name} is not valid Unicode (an unpaired surrogate at character {err.start})") from None
 
 
 def _read_hub(name: str, default_split: str) -> Rows:

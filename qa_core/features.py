@@ -155,8 +155,8 @@ def special_position(input_ids: array, sequence_ids: Sequence[int | None], token
 def context_offsets(context: str, offset_mapping: Sequence[tuple[int, int]],
                     sequence_ids: Sequence[int | None]) -> tuple[tuple[int, int] | None, ...]:
     """The tokenizer's offset_mapping as offsets: each context token's characters without surrounding
-    whitespace; None outside the context and for tokens that cover no visible character, which can neither start
-    nor end an answer.
+    whitespace or format characters (invisible); None outside the context and for tokens that cover no visible
+    character, which can neither start nor end an answer.
 
     Metaspace tokenizers without a whitespace pre-split (DeBERTa-v2/v3) count the space before a word into its
     '▁word' token, and a lone '▁' or byte-level 'Ġ' token covers only a space (or nothing, once trimmed).
@@ -166,9 +166,11 @@ def context_offsets(context: str, offset_mapping: Sequence[tuple[int, int]],
         if sequence_id != 1:
             offsets.append(None)
             continue
-        while start < end and context[start].isspace():
+        # Python's nonprintable characters are the separators and "other" categories (all but ASCII space):
+        # whitespace, and format characters such as a zero-width space or a byte order mark, which draw nothing
+        while start < end and (context[start] == " " or not context[start].isprintable()):
             start += 1
-        while end > start and context[end - 1].isspace():
+        while end > start and (context[end - 1] == " " or not context[end - 1].isprintable()):
             end -= 1
         offsets.append((start, end) if start < end else None)
     return tuple(offsets)

@@ -16,6 +16,7 @@ from transformers import PreTrainedTokenizerBase
 from qa_core.batching import BatchFormat, collate, padding_multiple, sorted_batches, unpad_logits
 from qa_core.config import QAConfig
 from qa_core.data import Example
+from qa_core.data_sources import check_unicode
 from qa_core.distributed import DistContext, gather
 from qa_core.features import Feature, featurize
 from qa_core.modeling import LoadedModel, fit_config
@@ -34,6 +35,7 @@ class TokenLogits:
     offsets: tuple[tuple[int, int], ...]  # each token's (start, end) characters in the context
     start_logits: np.ndarray  # (tokens,)
     end_logits: np.ndarray  # (tokens,)
+    labels: tuple[str, ...] = ()  # what the plots show: each token's text in the context (token_labels)
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,8 @@ def answer_question(loaded: LoadedModel, question: str, context: str, config: QA
     search = SpanSearch.from_config(config, top_k)
     prediction = predict_example(example, scored, search)
     prediction = dataclasses.replace(prediction, alternatives=prediction.alternatives[:top_k])
-    return AnswerResult(question, context, prediction, merge_token_logits(loaded.tokenizer, scored), len(features),
+    return AnswerResult(question, context, prediction, merge_token_logits(loaded.tokenizer, scored, context),
+                        len(features),
                         search.null_threshold)
 
 
@@ -104,6 +107,8 @@ def question_windows(loaded: LoadedModel, question: str, context: str, config: Q
         raise ValueError("question is empty")
     if not context.strip():
         raise ValueError("context is empty")
+    check_unicode(question, "question")  # else the tokenizer's TypeError
+    check_unicode(context, "context")
     # zero-width and control characters pass the blank checks, but tokenizers drop them
     if not loaded.tokenizer.tokenize(question):
         raise ValueError("question has no words this model reads (only invisible characters)")
@@ -119,8 +124,9 @@ def question_windows(loaded: LoadedModel, question: str, context: str, config: Q
 
 
 def merge_token_logits(tokenizer: PreTrainedTokenizerBase,
-                       scored: Sequence[tuple[Feature, np.ndarray, np.ndarray]]) -> TokenLogits:
-    """One row per context token; a token seen in several windows keeps its highest logits."""
+                       scored: Sequence[tuple[Feature, np.ndarray, np.ndarray]], context: str) -> TokenLogits:
+    """One row per context token; a token seen in several windows keeps its highest logits. Tokens that share
+    their characters (the bytes of one character in byte-level BPE) are one row, labelled by those characters."""
     merged: dict[tuple[int, int], list] = {}
     for feature, start, end in scored:
         names = tokenizer.convert_ids_to_tokens(list(feature.input_ids))
@@ -131,7 +137,39 @@ def merge_token_logits(tokenizer: PreTrainedTokenizerBase,
             row[1], row[2] = max(row[1], float(start[i])), max(row[2], float(end[i]))
     ordered = sorted(merged.items())
     return TokenLogits(tuple(r[0] for _, r in ordered), tuple(s for s, _ in ordered),
-                       np.array([r[1] for _, r in ordered]), np.array([r[2] for _, r in ordered]))
+                       np.array([r[1] for _, r in ordered]), np.array([r[2] for _, r in ordered]),
+                       tuple(context[s:e] for (s, e), _ in ordered))
+
+
+def token_labels(tokenizer: PreTrainedTokenizerBase, feature: Feature, context: str,
+                 question: str = "") -> tuple[str, ...]:
+    """How a window's tokens read on a plot: a context token as the characters of the context it covers, a question
+    token as the question's, not as its vocabulary string ('ĠThe', 'Ã©' and '©' for the two bytes of é in
+    byte-level BPE, '▁The' in sentencepiece, 'the' for 'The' in an uncased vocabulary); a special token as itself
+    ([CLS], <s>). Any other token (one that covers only a space) as the tokenizer decodes it, '␣' where blank."""
+    names = tokenizer.convert_ids_to_tokens(list(feature.input_ids))
+    special = set(tokenizer.all_special_ids)
+    asked = question_spans(tokenizer, question)
+    labels = []
+    for token_id, name, span in zip(feature.input_ids, names, feature.offsets):
+        if span is not None:
+            labels.append(context[span[0]:span[1]])
+        elif asked and asked[0][0] == token_id:  # the question's tokens come in order, before the context's
+            labels.append(question.lstrip()[slice(*asked.pop(0)[1])].strip() or "␣")
+        elif token_id in special:
+            labels.append(name)
+        else:
+            labels.append(tokenizer.convert_tokens_to_string([name]).strip() or "␣")
+    return tuple(labels)
+
+
+def question_spans(tokenizer: PreTrainedTokenizerBase, question: str) -> list[tuple[int, tuple[int, int]]]:
+    """(token id, characters) of each token of the question as windows hold it (features.build_features strips
+    its leading spaces)."""
+    if not question.strip():
+        return []
+    encoded = tokenizer(question.lstrip(), add_special_tokens=False, return_offsets_mapping=True)
+    return list(zip(encoded["input_ids"], encoded["offset_mapping"]))
 
 
 def predict_examples(model: torch.nn.Module, examples: Sequence[Example], features: Sequence[Feature],

@@ -87,7 +87,7 @@ def logit_figure(logits: TokenLogits, predicted: tuple[int, int] | None = None,
                  gold: Sequence[tuple[int, int]] = (), passed_over: tuple[int, int] | None = None) -> go.Figure:
     """Start and end logits per context token; the predicted span, the gold spans and (where a SQuAD 2.0 answer
     abstained) the best span passed over, framed in dashes, marked; zoomable over any length."""
-    labels = [plot_text(t) for t in logits.tokens]
+    labels = [plot_text(t) for t in logits.labels or logits.tokens]
     x = token_axis_labels(labels)
     figure = go.Figure()
     for name, values in (("start logit", logits.start_logits), ("end logit", logits.end_logits)):
@@ -266,7 +266,7 @@ def attribution_figure(attribution: Attribution, abstained: bool = False) -> go.
     abstained, whose explained span is the best one it passed over, and is labelled so."""
     values = np.vstack([attribution.start_attributions, attribution.end_attributions])  # (2, tokens)
     scaled = values / np.maximum(np.abs(values).max(axis=1, keepdims=True), 1e-12)
-    labels = [plot_text(t) for t in attribution.tokens]
+    labels = [plot_text(t) for t in attribution.labels or attribution.tokens]
     x = token_axis_labels(labels)
     figure = go.Figure(go.Heatmap(z=scaled, x=x, y=["start", "end"], customdata=values,
                                   colorscale=ATTRIBUTION_COLORSCALE, zmid=0, zmin=-1, zmax=1, text=[labels, labels],

@@ -203,6 +203,19 @@ def test_wrongly_typed_arguments_are_refused_naming_the_argument(client, args, a
     assert expected in message and "upstream" not in message and seconds < 10
 
 
+@pytest.mark.parametrize("question, context, expected", [
+    (QUESTION, "Fresnel \ud800 designed it.", "context is not valid Unicode (an unpaired surrogate at character 8)"),
+    ("Who \udcff?", CONTEXT, "question is not valid Unicode (an unpaired surrogate at character 4)")])
+def test_text_that_is_not_valid_unicode_is_refused_naming_the_field(public_url, question, context, expected):
+    """Found by a tester: a lone surrogate (the JSON escape \\ud800) failed in the tokenizer with a TypeError,
+    which the endpoint returned as {"error": null}. Sent as JSON text: gradio_client cannot encode it."""
+    body = json.dumps({"data": ["", question, context]})  # ASCII: a lone surrogate as its escape, \ud800
+    call = f"{public_url}gradio_api/call/answer"
+    event = httpx.post(call, content=body, headers={"content-type": "application/json"}, timeout=10).json()
+    result = httpx.get(f"{call}/{event['event_id']}", timeout=10).text
+    assert "event: error" in result and expected in result, result
+
+
 def test_training_and_server_data_are_refused_on_a_public_server(client):
     assert "switched off" in refused(client, "", "sample", "", None, api_name="/start_training")[0]
     for data in (("/etc/passwd", ""), ("sample", "/etc/passwd")):  # switched off comes first, whatever the data

@@ -88,6 +88,8 @@ def test_bad_requests_name_the_problem(tiny_loaded):
         attributions.explain_answer(tiny_loaded, QUESTION, CONTEXT, budget_s=0)
     with pytest.raises(ValueError, match="no window holds"):
         attributions.explain_answer(tiny_loaded, QUESTION, CONTEXT, span=(len(CONTEXT) + 5, len(CONTEXT) + 9))
+    with pytest.raises(ValueError, match=r"^context is not valid Unicode \(an unpaired surrogate at character 2\)$"):
+        attributions.explain_answer(tiny_loaded, QUESTION, "a \ud800 b")  # not the tokenizer's TypeError
 
 
 @pytest.mark.parametrize("family", ["distilbert", "roberta"])
@@ -101,6 +103,30 @@ def test_models_without_segment_ids_and_with_other_special_tokens(family, tmp_pa
     assert result.steps >= attributions.MIN_STEPS and np.isfinite(result.start_attributions).all()
     assert result.tokens[0] == loaded.tokenizer.convert_ids_to_tokens(loaded.tokenizer.cls_token_id)
     assert result.offsets[result.start_token] is not None and result.offsets[result.end_token] is not None
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "albert", "deberta-v2"])
+def test_plots_label_tokens_by_their_text_not_by_vocabulary_strings(family, tmp_path):
+    """Found by a tester: RoBERTa's plots read 'ĠThe', 'Ã©' (é as two byte tokens), 'âĢĶ' (—), DeBERTa's and
+    ALBERT's '▁The'. A context token reads as the characters it covers, a question token as the question's, a
+    special token as itself."""
+    from qa_core.inference import answer_question
+
+    loaded = load_model(str(build_family(next(f for f in FAMILIES if f.name == family), tmp_path, sample_texts())))
+    question, context = "Who made the Café — lens?", "The Café — 東京 lens was designed by Fresnel."
+    logits = answer_question(loaded, question, context).logits
+    shown = list(plots.logit_figure(logits).data[0].customdata)
+    assert shown == [context[a:b] for a, b in logits.offsets] and "—" in shown and "Fresnel" in "".join(shown)
+    result = attributions.explain_answer(loaded, question, context, method=attributions.GRADIENT_X_INPUT)
+    shown = list(plots.attribution_figure(result).data[0].text[0])
+    assert shown[0] == plots.plot_text(loaded.tokenizer.cls_token or loaded.tokenizer.bos_token)  # [CLS] or <s>
+    in_context = [context[span[0]:span[1]] for span in result.offsets if span is not None]
+    assert [label for label, span in zip(shown, result.offsets) if span is not None] == in_context
+    marks = set(loaded.tokenizer.all_special_tokens) - {loaded.tokenizer.unk_token}  # [CLS], [SEP], <s>, </s>...
+    asked = [label for label, span, token in zip(shown, result.offsets, result.tokens) if span is None and
+             token not in marks]
+    assert all(label in question or label == "␣" for label in asked) and "—" in asked, asked  # a space: ␣
+    assert not any(mark in label for label in shown for mark in ("Ġ", "▁", "Ã", "##", "�"))
 
 
 def test_explaining_leaves_answers_from_the_same_model_alone(tiny_loaded):

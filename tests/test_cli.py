@@ -223,6 +223,25 @@ def test_predict_refuses_a_question_beside_a_test_file():
     assert "either --question and --context, or --test_file" in line
 
 
+def test_predict_refuses_text_that_is_not_valid_unicode_before_anything_loads():
+    """Found by a tester: a byte that is not UTF-8 (Python reads it as a lone surrogate) reached the tokenizer as
+    'TypeError: TextInputSequence must be str', with a traceback."""
+    line = refused("predict", "--question", "Who?", "--context", "Fresnel \udcff designed it")
+    assert "predict: --context is not valid Unicode (an unpaired surrogate at character 8)" in line
+
+
+def test_predict_refuses_a_test_file_whose_text_is_not_valid_unicode(tiny_model_dir: Path, tmp_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture):
+    """Found by a tester: a SQuAD file holding the JSON escape \\ud800 failed in the tokenizer with a traceback."""
+    squad = {"data": [{"paragraphs": [{"context": "Fresnel \ud800 did it.", "qas": [{"id": "u1", "question": "Who?"}]}]}]}
+    (tmp_path / "q.json").write_text(json.dumps(squad))
+    with caplog.at_level("ERROR"):
+        assert cli.main(["predict", "--model_name_or_path", str(tiny_model_dir), "--test_file",
+                         str(tmp_path / "q.json")]) == 2
+    assert (f"{tmp_path / 'q.json'}: data[0].paragraphs[0]: field 'context' is not valid Unicode (an unpaired "
+            f"surrogate at character 8)") in caplog.text
+
+
 def test_a_stopped_run_rerun_without_resume_suggests_resume(tmp_path: Path):
     run = fake_run(tmp_path / "run")
     line = refused("train", "--train_file", "sample", "--output_dir", str(run))

@@ -93,6 +93,10 @@ def _bad(tmp_path: Path, qas: list[dict], context: object = CONTEXT) -> str:
     ({"id": "q1", "question": "Who?", "answers": [{"text": "the keeper", "answer_start": 4000}]}, "outside the context"),
     ({"id": "q1", "question": "Who?", "answers": [{"text": "the keeper", "answer_start": -1}]}, "outside the context"),
     ({"id": "q1", "question": "Who?", "answers": [{"text": "", "answer_start": 0}]}, "non-empty text"),
+    ({"id": "q1", "question": "Who \udcff?", "answers": []},
+     r"field 'question' is not valid Unicode \(an unpaired surrogate at character 4\)"),
+    ({"id": "q1", "question": "Who?", "answers": [{"text": "the \ud800keeper", "answer_start": 41}]},
+     r"answer 'the \\ud800keeper' is not valid Unicode \(an unpaired surrogate at character 4\)"),
 ])
 def test_bad_record_names_file_and_record(tmp_path: Path, record: dict, message: str) -> None:
     path = _bad(tmp_path, [record])
@@ -104,7 +108,10 @@ def test_bad_record_names_file_and_record(tmp_path: Path, record: dict, message:
 
 
 @pytest.mark.parametrize("context, message", [(None, "missing field 'context'"), ("", "field 'context' is empty"),
-                                              (["x"], "field 'context' must be text, got list")])
+                                              (["x"], "field 'context' must be text, got list"),
+                                              ("Fresnel \ud800 designed the lens.",  # a lone UTF-16 half
+                                               "field 'context' is not valid Unicode (an unpaired surrogate at "
+                                               "character 8)")])
 def test_a_bad_context_is_named_at_its_paragraph(tmp_path: Path, context: object, message: str) -> None:
     """Found by trying the CLI: a paragraph without 'context' was named as its first question,
     'data[0].paragraphs[0].qas[0] (id 'q1')', though the field belongs to the paragraph."""
@@ -112,6 +119,14 @@ def test_a_bad_context_is_named_at_its_paragraph(tmp_path: Path, context: object
     with pytest.raises(DataError) as caught:
         load_examples(path)
     assert str(caught.value) == f"{path}: data[0].paragraphs[0]: {message}"
+
+
+def test_a_title_that_is_not_valid_unicode_is_refused(tmp_path: Path) -> None:
+    """Found by a tester: a lone surrogate loaded, and failed only when the evaluation's files were written."""
+    path = write_squad(tmp_path / "bad.json", [{"context": CONTEXT, "qas": [qa("q1")]}], title="Lamp \udcff")
+    with pytest.raises(DataError, match=r"\(id 'q1'\): field 'title' is not valid Unicode \(an unpaired surrogate at "
+                                        r"character 5\)"):
+        load_examples(str(path))
 
 
 def test_duplicate_id(tmp_path: Path) -> None:

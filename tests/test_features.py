@@ -240,3 +240,15 @@ def test_skipping_unanswerable_questions_in_a_v1_run_points_at_squad_2(tokenizer
     with caplog.at_level("INFO", logger="qa_core.features"):
         featurize([unanswerable], tokenizer, config.replace(version_2_with_negative=True), training=True)
     assert "have no answer" not in caplog.text
+
+
+@pytest.mark.parametrize("context, mapping, expected", [
+    ("Who? \ufeff", [(0, 3), (3, 6)], [(0, 3), (3, 4)]),  # ALBERT answered '? \ufeff'
+    ("\u200bFresnel\u200b", [(0, 8), (8, 9)], [(1, 8), None]),
+    ("a\u2060\u00a0b", [(0, 1), (1, 3), (3, 4)], [(0, 1), None, (3, 4)])])
+def test_no_context_token_starts_or_ends_on_an_invisible_character(context, mapping, expected) -> None:
+    """Found by a tester: a span may not start or end on a space, but it ended on a zero-width no-break space (a
+    format character, category Cf, not a space to str.isspace)."""
+    from qa_core.features import context_offsets
+
+    assert list(context_offsets(context, mapping, [1] * len(mapping))) == expected

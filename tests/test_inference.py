@@ -57,3 +57,14 @@ def test_a_text_of_invisible_characters_only_is_refused_by_name(tiny_loaded, que
     would be an empty one with no message."""
     with pytest.raises(ValueError, match=refused):
         answer_question(tiny_loaded, question, context)
+
+
+@pytest.mark.parametrize(("question", "context", "refused"), [
+    ("Who?", "Fresnel \ud800 designed it.", "context is not valid Unicode (an unpaired surrogate at character 8)"),
+    ("Who \udcff?", "Fresnel did it.", "question is not valid Unicode (an unpaired surrogate at character 4)")])
+def test_text_that_is_not_valid_unicode_is_refused_by_name(tiny_loaded, question, context, refused) -> None:
+    """Found by a tester: a lone surrogate (a JSON escape such as \\ud800, or a byte that is not UTF-8 in a
+    command-line argument) reached the tokenizer, which raised 'TypeError: TextInputSequence must be str'."""
+    with pytest.raises(ValueError) as caught:
+        answer_question(tiny_loaded, question, context)
+    assert str(caught.value) == refused

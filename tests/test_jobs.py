@@ -243,6 +243,18 @@ def test_evaluation_data_without_answers_is_refused_in_the_web_s_words(tmp_path,
     assert "turn version_2_with_negative on" in said[-1] and not [m for m in said if "--" in m], said
 
 
+def test_data_that_is_not_valid_unicode_fails_the_job_naming_where(tmp_path, tiny_model_dir):
+    """Found by a tester: a context holding the JSON escape \\ud800 failed the job as 'TextInputSequence must be
+    str', the tokenizer's words, naming neither the file nor the record."""
+    data = write_squad(tmp_path / "d.json", [{"context": "Mara kept \ud800 bees.", "qas": [
+        {"id": "a", "question": "Who kept bees?", "answers": [{"text": "Mara", "answer_start": 0}]}]}])
+    jobs = JobManager()
+    said = messages_of(jobs, tiny_job(tiny_model_dir, data, tmp_path / "run"))
+    assert jobs.snapshot().status == "failed", said
+    assert "d.json: data[0].paragraphs[0]: field 'context' is not valid Unicode (an unpaired surrogate at " \
+           "character 10)" in said[-1], said[-1]
+
+
 def big_squad(path: Path, questions: int) -> Path:
     qas = [{"id": str(i), "question": "Who?", "answers": [{"text": "Fresnel", "answer_start": 0}]}
            for i in range(questions)]
