@@ -48,6 +48,15 @@ def plot_text(text: str) -> str:
     return html.escape(text, quote=False)
 
 
+def token_hovers(labels: Sequence[str], tokens: Sequence[str]) -> list[str]:
+    """Each token's text for its hover, with the model's vocabulary piece beside it where that differs (##ing,
+    ĠThe, ▁The): the axis reads as the text, the hover still shows how the model cut it."""
+    if len(labels) != len(tokens):
+        return list(labels)
+    return [label if plot_text(token) == label else f"{label} ({plot_text(token)})"
+            for label, token in zip(labels, tokens)]
+
+
 def token_axis_labels(labels: Sequence[str]) -> list[str]:
     """Token labels (escaped by plot_text) as the categories of an x axis. Plotly thins the tick labels of a
     category axis to its width (one per ~13 px at TOKEN_FONT), so a phone shows every few tokens' labels and a wide
@@ -89,9 +98,10 @@ def logit_figure(logits: TokenLogits, predicted: tuple[int, int] | None = None,
     abstained) the best span passed over, framed in dashes, marked; zoomable over any length."""
     labels = [plot_text(t) for t in logits.labels or logits.tokens]
     x = token_axis_labels(labels)
+    hovers = token_hovers(labels, logits.tokens)
     figure = go.Figure()
     for name, values in (("start logit", logits.start_logits), ("end logit", logits.end_logits)):
-        figure.add_trace(go.Scatter(x=x, y=values, name=name, mode="lines+markers", customdata=labels,
+        figure.add_trace(go.Scatter(x=x, y=values, name=name, mode="lines+markers", customdata=hovers,
                                     hovertemplate="%{customdata}<br>" + name + " %{y:.2f}<extra></extra>"))
     answer = token_range(logits.offsets, predicted) if predicted else None
     if answer:
@@ -269,7 +279,8 @@ def attribution_figure(attribution: Attribution, abstained: bool = False) -> go.
     labels = [plot_text(t) for t in attribution.labels or attribution.tokens]
     x = token_axis_labels(labels)
     figure = go.Figure(go.Heatmap(z=scaled, x=x, y=["start", "end"], customdata=values,
-                                  colorscale=ATTRIBUTION_COLORSCALE, zmid=0, zmin=-1, zmax=1, text=[labels, labels],
+                                  colorscale=ATTRIBUTION_COLORSCALE, zmid=0, zmin=-1, zmax=1,
+                                  text=[token_hovers(labels, attribution.tokens)] * 2,
                                   hovertemplate="%{text}<br>%{y}: %{customdata:.4g}<extra></extra>"))
     focus = (attribution.start_token, attribution.end_token)
     figure.add_vrect(x0=focus[0] - 0.5, x1=focus[1] + 0.5, line_width=2, line_color="black",

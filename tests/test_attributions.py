@@ -105,6 +105,23 @@ def test_models_without_segment_ids_and_with_other_special_tokens(family, tmp_pa
     assert result.offsets[result.start_token] is not None and result.offsets[result.end_token] is not None
 
 
+def axis_labels(figure) -> list[str]:
+    """The token axis as it reads: categories without the zero-width marks that keep repeated tokens apart."""
+    return [label.strip("".join(plots.INVISIBLE)) for label in figure.data[0].x]
+
+
+def test_the_hover_shows_how_the_model_cut_a_word(tiny_loaded):
+    """The axis reads as the text; the hover keeps the vocabulary piece where it differs, for those learning how
+    a tokenizer cuts words."""
+    from qa_core.inference import answer_question
+
+    logits = answer_question(tiny_loaded, "Who?", "Fresnel designed lighthouses.").logits
+    hovers = list(plots.logit_figure(logits).data[0].customdata)
+    pieces = [token for token in logits.tokens if token.startswith("##")]
+    assert pieces and all(any(hover.endswith(f"({piece})") for hover in hovers) for piece in pieces)
+    assert "designed" in hovers or any(h.startswith("design") for h in hovers)
+
+
 @pytest.mark.parametrize("family", ["bert", "roberta", "albert", "deberta-v2"])
 def test_plots_label_tokens_by_their_text_not_by_vocabulary_strings(family, tmp_path):
     """Found by a tester: RoBERTa's plots read 'ĠThe', 'Ã©' (é as two byte tokens), 'âĢĶ' (—), DeBERTa's and
@@ -115,10 +132,10 @@ def test_plots_label_tokens_by_their_text_not_by_vocabulary_strings(family, tmp_
     loaded = load_model(str(build_family(next(f for f in FAMILIES if f.name == family), tmp_path, sample_texts())))
     question, context = "Who made the Café — lens?", "The Café — 東京 lens was designed by Fresnel."
     logits = answer_question(loaded, question, context).logits
-    shown = list(plots.logit_figure(logits).data[0].customdata)
+    shown = axis_labels(plots.logit_figure(logits))
     assert shown == [context[a:b] for a, b in logits.offsets] and "—" in shown and "Fresnel" in "".join(shown)
     result = attributions.explain_answer(loaded, question, context, method=attributions.GRADIENT_X_INPUT)
-    shown = list(plots.attribution_figure(result).data[0].text[0])
+    shown = axis_labels(plots.attribution_figure(result))
     assert shown[0] == plots.plot_text(loaded.tokenizer.cls_token or loaded.tokenizer.bos_token)  # [CLS] or <s>
     in_context = [context[span[0]:span[1]] for span in result.offsets if span is not None]
     assert [label for label, span in zip(shown, result.offsets) if span is not None] == in_context
