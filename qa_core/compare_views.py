@@ -28,8 +28,12 @@ def comparison_text(comparison: Comparison) -> str:
     return "\n".join(lines)
 
 
+# Widths set, so the slices table fits beside its figure at 1400 px instead of scrolling sideways to "F1 B"; in the
+# pairs table both predictions and both F1s before the long gold column, so they stay in view (as views.TABLE_COLUMNS)
 SLICE_COLUMNS = ["slice", "group", "questions", "EM A", "EM B", "F1 A", "F1 B"]
-PAIR_COLUMNS = ["id", "outcome", "question", "gold", "prediction A", "prediction B", "F1 A", "F1 B"]
+SLICE_WIDTHS = ["21%", "13%", "18%", "12%", "12%", "12%", "12%"]
+PAIR_COLUMNS = ["id", "outcome", "question", "prediction A", "prediction B", "F1 A", "F1 B", "gold"]
+PAIR_WIDTHS = ["8%", "8%", "25%", "17%", "17%", "5%", "5%", "15%"]
 
 
 def slice_table(comparison: Comparison) -> pd.DataFrame:
@@ -45,8 +49,8 @@ def pair_table(comparison: Comparison, only: str = "all") -> pd.DataFrame:
     pair."""
     if only != "all" and only not in PAIR_OUTCOMES:
         raise ValueError(f"outcome {only!r} is not one of {('all', *PAIR_OUTCOMES)}")
-    rows = [[p.a.example_id, p.outcome, p.a.question, shown_gold(p.a), shown_prediction(p.a),
-             shown_prediction(p.b), round(p.a.f1, 1), round(p.b.f1, 1)]
+    rows = [[p.a.example_id, p.outcome, p.a.question, shown_prediction(p.a), shown_prediction(p.b), round(p.a.f1, 1),
+             round(p.b.f1, 1), shown_gold(p.a)]
             for p in comparison.pairs if only in ("all", p.outcome)]
     return pd.DataFrame(rows, columns=PAIR_COLUMNS)
 

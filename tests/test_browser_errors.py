@@ -186,11 +186,11 @@ def v2_server(tmp_path_factory, tiny_model_dir) -> Iterator[tuple[str, Path]]:
         yield url, runs
 
 
-def pick_run(driver, name: str) -> None:
-    """Pick a run in the Errors tab by its name (its label goes on with status and F1), once the tab has loaded the
-    newest run: that would replace a run picked before."""
+def pick_run(driver, name: str, css: str = "#errors-run") -> None:
+    """Pick a run by its name (its label goes on with status and F1) in the Errors tab, once the tab has loaded the
+    newest run (that would replace a run picked before), or in its comparison panel (css "#compare-run")."""
     wait_for(lambda: summary(driver), 60, "the newest run's summary")
-    click(driver, "#errors-run input", "the run picker")
+    click(driver, f"{css} input", "the run picker")
     options = wait_for(lambda: [o for o in find_all(driver, "[data-testid=dropdown-option]") if o.text.strip()], 60,
                        "the runs")
     next(o for o in options if o.text.replace("✓", "").split()[0] == name).click()
@@ -318,3 +318,31 @@ def test_a_row_sent_from_an_evaluation_asks_the_model_it_evaluated(v2_server, br
     click(browser, "#ask-button", "the answer button")
     wait_for(lambda: find(browser, "#ask-score textarea").get_attribute("value"), 90, "the answer")
     assert not find(browser, "#ask-message textarea").get_attribute("value").startswith("Cannot answer")
+
+
+def test_the_comparison_keeps_both_scores_in_view(v2_server, browser):  # noqa: F811
+    """Found by a tester at 1400 px: the gold before predictions A and B put "F1 B" at the pairs table's right
+    edge, and the slices table beside its figure had to be scrolled sideways to reach "F1 B"."""
+    url, _ = v2_server
+    show_run(browser, url, "v2-run", "8 questions")
+    open_accordion(browser, "Compare with another run")
+    pick_run(browser, "eval-x", "#compare-run")  # the same data, evaluated again
+    wait_for(lambda: "paired bootstrap interval" in find(browser, "#compare-summary textarea").get_attribute("value"),
+             60, "the comparison")
+    wait_for(lambda: find(browser, "#compare-table [data-testid=cell-0-2]"), 60, "the pairs table")
+    try:
+        browser.execute_script("arguments[0].scrollIntoView()", find(browser, "#compare-summary"))
+        pairs, slices = columns_in_view(browser, "#compare-table"), columns_in_view(browser, "#compare-slice-table")
+        assert all(pairs[name] for name in ("question", "prediction A", "prediction B", "F1 A", "F1 B")), pairs
+        assert all(slices[name] for name in ("EM A", "EM B", "F1 A", "F1 B")), slices
+    finally:
+        browser.save_screenshot(str(ARTIFACTS / "errors-9-compare-1400px.png"))
+    with phone(browser):
+        try:
+            browser.execute_script("arguments[0].scrollIntoView()", find(browser, "#compare-table"))
+            pairs = columns_in_view(browser, "#compare-table")  # on a phone the scores are one swipe away
+            assert all(pairs[name] for name in ("question", "prediction A", "prediction B")), pairs
+        finally:
+            browser.save_screenshot(str(ARTIFACTS / "errors-9-compare-phone.png"))
+            browser.execute_script("arguments[0].scrollIntoView()", find(browser, "#compare-slice-table"))
+            browser.save_screenshot(str(ARTIFACTS / "errors-9-compare-phone-slices.png"))

@@ -92,10 +92,12 @@ def build_compare_panel(service: QAService, run: gr.Dropdown) -> dict[str, Any]:
         with gr.Row():
             shown.update(slices=gr.Plot(label="A and B by slice", elem_id="compare-slices"),
                          slice_table=gr.Dataframe(empty()["slice_table"], label="Slices side by side",
-                                                  interactive=False, max_height=340))
+                                                  interactive=False, max_height=340, wrap=True,
+                                                  column_widths=compare_views.SLICE_WIDTHS,
+                                                  elem_id="compare-slice-table"))
         shown["pairs"] = gr.Dataframe(empty()["pairs"], label="Both predictions (click a row)",
                                       interactive=False, wrap=True, elem_id="compare-table",
-                                      column_widths=["9%", "8%", "25%", "16%", "16%", "16%", "5%", "5%"])
+                                      column_widths=compare_views.PAIR_WIDTHS)
         detail = {"pair_question": gr.Textbox(label="Selected question", interactive=False),
                   "detail": gr.HighlightedText(label="Context: A's and B's answers and the gold", color_map=PAIR_COLORS,
                                                show_legend=True, elem_id="compare-detail")}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from qa_core.compare_views import PAIR_COLUMNS
+from qa_core.compare_views import PAIR_COLUMNS, SLICE_COLUMNS
 from qa_core.views import TABLE_COLUMNS
 
 PHONE_PX = 640  # below this width the phone rules apply
@@ -12,8 +12,12 @@ PHONE_PX = 640  # below this width the phone rules apply
 # every word letter by letter. On a phone each column gets a readable width in px and the table scrolls sideways;
 # 0 hides a column a reader does not need there (the id still travels with a clicked row).
 PHONE_ERRORS_TABLE = {"id": 0, "word": 0, "question": 140, "prediction": 120, "EM": 40, "F1": 48, "gold": 120}
-PHONE_PAIRS_TABLE = {"id": 0, "outcome": 90, "question": 140, "gold": 110, "prediction A": 110, "prediction B": 110,
-                     "F1 A": 48, "F1 B": 48}
+# The pairs table keeps the question and both predictions on a phone's screen, both F1s one swipe away: the outcome
+# is hidden there (the Questions choice filters by it and the selected question's line names it).
+PHONE_PAIRS_TABLE = {"id": 0, "outcome": 0, "question": 100, "prediction A": 88, "prediction B": 88, "F1 A": 44,
+                     "F1 B": 44, "gold": 110}
+# The slices table: its shares of a phone's width broke every figure digit by digit; it scrolls sideways instead.
+PHONE_SLICES_TABLE = {"slice": 100, "group": 70, "questions": 96, "EM A": 48, "EM B": 48, "F1 A": 48, "F1 B": 48}
 
 BASE_CSS = """
 /* A long selected label (a run's name and F1) ends in an ellipsis before the dropdown's arrow, not under it. */
@@ -47,5 +51,6 @@ def column_widths_css(table: str, columns: Sequence[str], widths: Mapping[str, i
 
 def app_css() -> str:
     phone = "\n".join((column_widths_css("errors-table", TABLE_COLUMNS, PHONE_ERRORS_TABLE),
-                       column_widths_css("compare-table", PAIR_COLUMNS, PHONE_PAIRS_TABLE)))
+                       column_widths_css("compare-table", PAIR_COLUMNS, PHONE_PAIRS_TABLE),
+                       column_widths_css("compare-slice-table", SLICE_COLUMNS, PHONE_SLICES_TABLE)))
     return f"{BASE_CSS}\n@media (max-width: {PHONE_PX}px) {{\n{phone}\n}}\n"
