@@ -29,6 +29,9 @@ input[role="combobox"] { padding-right: 2.25rem; text-overflow: ellipsis; }
 /* A drawn figure carries its own title; Gradio's label floated over plotly's tool bar on every plot narrower than
    both (three in a row, or a phone). An empty plot keeps its label, to say what will be drawn there. */
 .block:has(.js-plotly-plot) > label[data-testid="block-label"] { display: none; }
+/* The Ask tab's answer before there is one: an empty block that held its place, so the Score box beside the
+   Context box started lower than it. */
+#ask-answer:not(:has(.qa-answer)) { display: none; }
 /* plotly's logo (its config's displaylogo, which Gradio does not pass on): one more button on every tool bar. */
 .js-plotly-plot .modebar-btn--logo { display: none; }
 """
