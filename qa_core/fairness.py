@@ -75,9 +75,11 @@ class FairWorker:
         with self._ready:
             held = self._in_flight.get(caller, 0)
             if self._max_in_flight is not None and held >= self._max_in_flight:
+                # the setting is named to the host, in the log: a visitor cannot change it
+                logger.warning("%s refused a caller's request beyond %d %s in flight (QA_MAX_CALLER_REQUESTS)",
+                               self._name, self._max_in_flight, self._what)
                 raise TooManyRequests(f"you already have {held} {self._what} waiting or in progress, the most this "
-                                      f"server takes from one visitor at a time (QA_MAX_CALLER_REQUESTS); ask "
-                                      f"again once one has come back")
+                                      f"server takes from one visitor at a time; ask again once one has come back")
             self._in_flight[caller] = held + 1
         try:
             yield

@@ -463,5 +463,4 @@ def test_one_visitors_many_long_questions_do_not_hold_up_anothers(busy_url):
     # first come, first served, the short question waited for every long one in flight
     assert waited < alone + 1.5 * one_long + 0.5, f"waited {waited:.1f} s; one long question takes {one_long:.1f} s"
     refusals = [o for o in outcomes if isinstance(o, str)]
-    assert len(refusals) == 5 and all("already have 4 questions" in r and "QA_MAX_CALLER_REQUESTS" in r
-                                      for r in refusals)
+    assert len(refusals) == 5 and all("already have 4 questions" in r and "QA_" not in r for r in refusals)

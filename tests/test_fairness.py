@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict, deque
@@ -55,7 +56,7 @@ def test_a_caller_over_its_bound_is_refused_at_once_and_errors_reach_their_calle
         held = [pool.submit(worker.run, STRANGER, gate.wait, 10) for _ in range(2)]
         time.sleep(0.2)
         started = time.perf_counter()
-        with pytest.raises(TooManyRequests, match=r"already have 2 questions .*\(QA_MAX_CALLER_REQUESTS\)"):
+        with pytest.raises(TooManyRequests, match=r"already have 2 questions .*at a time; ask again"):
             worker.run(STRANGER, time.sleep, 0)
         assert time.perf_counter() - started < 0.1
         other = pool.submit(worker.run, Caller("203.0.113.7", "s2"), len, "ok")  # another session is admitted
@@ -66,6 +67,22 @@ def test_a_caller_over_its_bound_is_refused_at_once_and_errors_reach_their_calle
     assert worker.run(STRANGER, len, "again") == 5  # failures and answers both give their place back
     with pytest.raises(ValueError, match="max_in_flight must be at least 1, got 0"):
         FairWorker("test-none", max_in_flight=0)
+
+
+def test_a_refusal_names_the_setting_in_the_log_for_the_host_not_to_the_visitor(caplog):
+    """Found by a tester: a public server's refusal showed the visitor QA_MAX_CALLER_REQUESTS, which only the host
+    can set."""
+    worker, gate = FairWorker("test-named", max_in_flight=2, what="explanations"), threading.Event()
+    with ThreadPoolExecutor(2) as pool:
+        held = [pool.submit(worker.run, STRANGER, gate.wait, 10) for _ in range(2)]
+        time.sleep(0.2)
+        with caplog.at_level(logging.WARNING, logger="qa_core.fairness"):
+            with pytest.raises(TooManyRequests, match="already have 2 explanations") as refused:
+                worker.run(STRANGER, time.sleep, 0)
+        gate.set()
+        assert [f.result(10) for f in held] == [True, True]
+    assert "QA_" not in str(refused.value)
+    assert "2 explanations in flight" in caplog.text and "(QA_MAX_CALLER_REQUESTS)" in caplog.text
 
 
 def test_the_worker_thread_is_one_and_is_let_go_when_idle(monkeypatch):
