@@ -166,6 +166,16 @@ def check_args(args: argparse.Namespace) -> None:
         check_can_push()
 
 
+def check_argument_bytes(value: str, name: str) -> None:
+    """Python reads an argument's bytes that are not UTF-8 as lone surrogates (U+DC80-U+DCFF): name the byte, which
+    is what the user typed, before check_unicode names any other surrogate."""
+    for position, char in enumerate(value):
+        if "\udc80" <= char <= "\udcff":
+            raise ValueError(f"{name} is not UTF-8 (byte 0x{ord(char) - 0xdc00:02x} at character {position}); "
+                             "check the terminal's encoding")
+    check_unicode(value, name)
+
+
 def check_predict_args(args: argparse.Namespace) -> None:
     """A question and its context, each with some text, or a test file: an empty one is named, not called missing."""
     given = {name: getattr(args, name) for name in ("question", "context") if getattr(args, name) is not None}
@@ -174,7 +184,7 @@ def check_predict_args(args: argparse.Namespace) -> None:
     for name, value in given.items():
         if not value.strip():
             raise ValueError(f"predict: --{name} is empty; give it some text")
-        check_unicode(value, f"predict: --{name}")
+        check_argument_bytes(value, f"predict: --{name}")
     if not args.test_file and len(given) < 2:
         raise ValueError("predict needs --question and --context, or --test_file")
 

@@ -166,14 +166,23 @@ def duration(seconds: float | None) -> str:
     return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
 
 
+def eta_text(s: JobSnapshot) -> str:
+    """The job's time left, saying what it counts: the job's estimate adds evaluations and checkpoints only once
+    one evaluation has run (jobs.JobManager._wall_eta); after the last step only the final evaluation is left."""
+    if s.total_steps and s.step >= s.total_steps:
+        return "last step done: evaluating and saving"
+    counts = "evaluations included" if s.metrics else "training steps only until an evaluation has run"
+    return f"ETA {duration(s.eta_s)} ({counts})"
+
+
 def job_text(s: JobSnapshot) -> str:
     if s.status == "idle":
         return "No training job has run since the server started."
-    said = "" if s.message in ("", s.status) else f" · {s.message}"
-    lines = [f"Job {s.job_id}: {s.status}{said}", f"Run folder: {s.output_dir}",
+    said = s.message.removeprefix(s.status).lstrip(" ;·")  # an end's message may start with the status itself
+    lines = [f"Job {s.job_id}: {s.status}" + (f" · {said}" if said else ""), f"Run folder: {s.output_dir}",
              f"Step {s.step}/{s.total_steps} · epoch {s.epoch:.2f} · elapsed {duration(s.elapsed_s)}"]
     if s.active and s.windows_per_s:
-        lines.append(f"{s.windows_per_s:.1f} windows/s · ETA {duration(s.eta_s)} (evaluations included)")
+        lines.append(f"{s.windows_per_s:.1f} windows/s · {eta_text(s)}")
     if s.metrics:
         lines.append(f"Evaluation: EM {s.metrics['exact_match']:.1f} · F1 {s.metrics['f1']:.1f}")
     return "\n".join(lines)

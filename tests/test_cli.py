@@ -227,7 +227,7 @@ def test_predict_refuses_text_that_is_not_valid_unicode_before_anything_loads():
     """Found by a tester: a byte that is not UTF-8 (Python reads it as a lone surrogate) reached the tokenizer as
     'TypeError: TextInputSequence must be str', with a traceback."""
     line = refused("predict", "--question", "Who?", "--context", "Fresnel \udcff designed it")
-    assert "predict: --context is not valid Unicode (an unpaired surrogate at character 8)" in line
+    assert "predict: --context is not UTF-8 (byte 0xff at character 8)" in line
 
 
 def test_predict_refuses_a_test_file_whose_text_is_not_valid_unicode(tiny_model_dir: Path, tmp_path: Path,

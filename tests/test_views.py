@@ -89,3 +89,18 @@ def test_an_abstention_states_the_threshold_its_null_odds_were_above():
     assert "null odds 3.00 above threshold -1.25" in views.answer_headline(abstained)[1]
     assert views.odds_against(3.0, -1.25) in views.answer_headline(abstained)[1]  # the Errors tab's words too
     assert views.odds_against(-2.0, -1.25) == "null odds -2.00 not above threshold -1.25"
+
+
+def test_the_job_line_says_what_its_eta_counts_and_names_the_status_once():
+    """Found by trying the app: "ETA 6m 34s (evaluations included)" at step 1, before any evaluation had run (the
+    estimate counts them only once one has); "ETA 0s" while the last evaluation ran; "cancelled · cancelled; …"."""
+    from qa_core.jobs import JobSnapshot
+
+    running = JobSnapshot(2, "running", "runs/x", step=1, total_steps=60, windows_per_s=9.0, eta_s=394.0)
+    assert "ETA 6m 34s (training steps only until an evaluation has run)" in views.job_text(running)
+    evaluated = replace(running, step=30, metrics={"exact_match": 10.0, "f1": 20.0})
+    assert "ETA 6m 34s (evaluations included)" in views.job_text(evaluated)
+    last = replace(evaluated, step=60, eta_s=0.0)
+    assert "ETA" not in views.job_text(last) and "last step done" in views.job_text(last)
+    cancelled = JobSnapshot(2, "cancelled", "runs/x", message="cancelled; resumable from its checkpoint")
+    assert views.job_text(cancelled).splitlines()[0] == "Job 2: cancelled · resumable from its checkpoint"
