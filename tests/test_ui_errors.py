@@ -1,4 +1,5 @@
-"""The Errors tab's handlers as plain calls: comparing two runs, attributions, calibration, SQuAD 2.0 re-scoring."""
+"""The Errors tab's handlers as plain calls: a run's summary, table and selected question, comparing two runs,
+attributions, calibration, SQuAD 2.0 re-scoring."""
 
 from __future__ import annotations
 
@@ -29,9 +30,11 @@ from qa_core.service import QAService
 from qa_core.training import train
 from qa_core.ui.calibration_panel import CalibrationHandlers
 from qa_core.ui.compare_panel import CompareHandlers
+from qa_core.ui import app
 from qa_core.ui.errors import NO_ROW, ErrorsHandlers
 from qa_core.compare_views import PAIR_COLUMNS
 from tests.test_v2 import write_v2
+from tests.ui_handlers import copy_run, handlers
 from tests.v2_data import examples, predictions_from_odds
 
 OFF_GRID = 0.00371  # added to the null odds of tests/v2_data: not a multiple of the slider's step
@@ -450,3 +453,86 @@ def test_a_row_sent_to_the_ask_tab_says_when_it_flips_there(service, runs):
     assert ui.send_to_ask("v2-run", "a1", 0.0)["message"] == ""  # answered at both thresholds
     assert ui.send_to_ask("v2-run", "n1", asked)["message"] == ""  # the slider where the Ask tab answers
     assert ui.send_to_ask("v2", "n1", 0.0)["message"] == ""  # an evaluation of the default model: no flip
+
+
+def test_errors_summary_table_and_selection(ui, tiny_run):
+    run = tiny_run.name
+    shown = ui.errors.summarize(run)
+    assert shown["summary"].startswith("12 questions") and "F1" in shown["summary"]
+    assert list(shown["words"].data[1].x)[0] == "who" and len(shown["histogram"].data[0].x) == 12
+    table = ui.errors.filter_table(run, False, 0, 100, "all", "", views.SORTS[0])["table"]
+    assert len(table) == 12 and list(table["F1"]) == sorted(table["F1"])
+    assert len(ui.errors.filter_table(run, False, 0, 100, "who", "", "id")["table"]) < 12
+    assert len(ui.errors.filter_table(run, False, 0, 100, "all", "Fresnel", "id")["table"]) >= 1
+    row = table.iloc[0].tolist()
+    event = gr.SelectData(None, {"index": [0, 2], "value": row[2], "row_value": row})
+    detail = ui.errors.select_record(run, event)
+    assert detail["selected"] == row[0] and detail["question"].startswith(row[2])
+    assert any(label and "gold" in label for _, label in detail["detail"])
+    assert detail["plot"].data[0].name == "start logit"
+    sent = ui.errors.send_to_ask(run, detail["selected"])
+    assert sent["tabs"].selected == "ask" and sent["model"]["value"] == run and sent["question"] == row[2]
+    assert "".join(text for text, _ in detail["detail"]) == sent["context"]
+
+
+def test_a_run_without_records_gets_a_message(ui, tmp_path):
+    (tmp_path / "empty-run").mkdir()
+    shown = ui.errors.summarize(str(tmp_path / "empty-run"))
+    assert "no evaluation records" in shown["summary"] and shown["words"] is None and shown["histogram"] is None
+    assert "pick a run" in ui.errors.summarize(None)["summary"]
+    assert len(ui.errors.filter_table(None, False, 0, 100, "all", "", "id")["table"]) == 0
+    broken = tmp_path / "broken-run"
+    broken.mkdir()
+    (broken / RECORDS_FILE).write_text("not json\n", encoding="utf-8")
+    assert "not an evaluation record" in ui.errors.summarize(str(broken))["summary"]
+
+
+def test_a_run_without_its_model_still_shows_the_spans(ui, tiny_run, tmp_path):
+    stopped = tmp_path / "stopped-run"  # a cancelled run: records from an epoch, no final model
+    stopped.mkdir()
+    (stopped / RECORDS_FILE).write_text((tiny_run / RECORDS_FILE).read_text(encoding="utf-8"), encoding="utf-8")
+    row = ui.errors.filter_table(str(stopped), False, 0, 100, "all", "", "id")["table"].iloc[0].tolist()
+    detail = ui.errors.select_record(str(stopped), gr.SelectData(None, {"index": [0, 0], "value": row[0], "row_value": row}))
+    assert detail["detail"] and detail["plot"] is None and detail["selected"] == row[0]
+    assert "no logit plot" in detail["question"]
+
+
+def test_an_evaluation_folder_is_listed_wherever_records_are_read(settings, tiny_run, tmp_path):
+    """`train.py evaluate --output_dir runs/X` writes records but no run.json and no model: the Errors tab, its
+    comparison and /list_runs offer it as an evaluation; the model pickers and the Train tab's runs do not."""
+    root = tmp_path / "runs"
+    copy_run(tiny_run, root / tiny_run.name)
+    run_evaluation(QAConfig(model_name_or_path=str(root / tiny_run.name), validation_file="sample",
+                            output_dir=str(root / "eval-x"), max_eval_samples=12, max_seq_length=128, doc_stride=32),
+                   device="cpu")
+    ui = handlers(replace(settings, runs_root=root))
+    labels = dict((value, label) for label, value in ui.service.record_choices())
+    assert set(labels) == {tiny_run.name, "eval-x"} and labels["eval-x"].startswith("eval-x · evaluation only · F1 ")
+    pickers = app.pickers(ui.service, None)
+    assert pickers["run"]["value"] == "eval-x"  # the newest folder with records
+    assert "eval-x" not in [value for _, value in pickers["ask_model"]["choices"] + pickers["train_run"]["choices"]]
+    assert ui.errors.pick_run("eval-x")["summary"].startswith("12 questions")
+    row = ui.errors.filter_table("eval-x", False, 0, 100, "all", "", "id")["table"].iloc[0].tolist()
+    detail = ui.errors.select_record("eval-x", gr.SelectData(None, {"index": [0, 0], "value": row[0],
+                                                                      "row_value": row}))
+    assert detail["detail"] and "no logit plot: eval-x is an evaluation folder" in detail["question"]
+    assert "is an evaluation folder" in ui.errors.attribute("eval-x", row[0])["attribution_note"]
+    assert "eval-x" in [value for _, value in CompareHandlers(ui.service).others(tiny_run.name)]
+    assert "12 questions" in CompareHandlers(ui.service).compare(tiny_run.name, "eval-x", "all")["comparison"]
+    listed = {r["run"]: r for r in ui.service.runs_json()}
+    assert listed["eval-x"]["status"] == "evaluation" and listed["eval-x"]["has_records"]
+
+
+def test_picking_another_run_forgets_the_selected_question(ui, settings, tiny_run):
+    """The selected row, its spans, logit plot and attributions belong to one run: picking another run clears them,
+    so neither the page nor Why/Send acts on a question of the run picked before."""
+    cleared = ui.errors.forget_selection()
+    assert cleared == {"question": "", "detail": None, "plot": None, "selected": "", "attribution": None,
+                       "attribution_note": ""}
+    demo = app.build_app(settings)
+    ids = {c.elem_id: c._id for c in demo.blocks.values() if getattr(c, "elem_id", None)}
+    events = {d["api_name"]: d for d in demo.config["dependencies"]}
+    forget = events["ui_forget_selection"]
+    assert [ids["errors-run"], "change"] in [list(t) for t in forget["targets"]]
+    assert {ids[name] for name in ("errors-question", "errors-detail", "errors-plot", "errors-why-note",
+                                   "errors-why")} <= set(forget["outputs"])

@@ -89,3 +89,21 @@ def test_an_abstention_states_the_threshold_its_null_odds_were_above():
     assert "null odds 3.00 above threshold -1.25" in views.answer_headline(abstained)[1]
     assert views.odds_against(3.0, -1.25) in views.answer_headline(abstained)[1]  # the Errors tab's words too
     assert views.odds_against(-2.0, -1.25) == "null odds -2.00 not above threshold -1.25"
+
+
+def test_highlight_marks_overlapping_spans():
+    pieces = views.highlight("the French engineer Augustin Fresnel", {"gold": [(0, 36)], "predicted": [(20, 36)]})
+    assert pieces == [("the French engineer ", "gold"), ("Augustin Fresnel", "gold + predicted")]
+    assert views.highlight("abc", {}) == [("abc", None)]
+
+
+def test_a_run_evaluated_on_its_training_data_says_so(tmp_path) -> None:
+    from qa_core.checkpoints import write_run_info
+    from qa_core.run_files import RunInfo
+    from qa_core import views
+
+    write_run_info(tmp_path / "same", RunInfo("finished", {"train_file": "sample", "validation_file": "sample"}))
+    write_run_info(tmp_path / "held", RunInfo("finished", {"train_file": "a.json", "validation_file": "b.json"}))
+    assert "its own training data" in views.evaluation_caveat(str(tmp_path / "same"))
+    assert views.evaluation_caveat(str(tmp_path / "held")) == ""
+    assert views.evaluation_caveat(str(tmp_path / "missing")) == ""
