@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import shutil
@@ -34,9 +35,9 @@ def test_a_public_server_refuses_server_paths_and_shows_none(settings, tiny_run,
     secret = tmp_path / "secret.json"
     secret.write_text(json.dumps({"data": []}), encoding="utf-8")
     for model in (str(tmp_path), "/etc", str(tiny_run.parent.parent), str(tiny_run)):  # its own runs too
-        message = ui.ask.ask(model, QUESTION, CONTEXT)["message"]
+        message = asyncio.run(ui.ask.ask_in_turn(model, QUESTION, CONTEXT))["message"]
         assert "not offered on this server" in message and str(tmp_path.parent) not in message
-    assert ui.ask.ask(tiny_run.name, QUESTION, CONTEXT)["message"] == ""  # its own runs, by name
+    assert asyncio.run(ui.ask.ask_in_turn(tiny_run.name, QUESTION, CONTEXT))["message"] == ""  # its own runs, by name
     refused = ui.train.start_training(None, "", DATA_CHOICES[2], None, str(secret), "", *form())["message"]
     assert "only on the bundled sample or an uploaded file" in refused and str(tmp_path) not in refused
     refused = ui.train.start_training(None, "", DATA_CHOICES[0], None, "", str(secret), *form())["message"]
@@ -64,12 +65,13 @@ def test_a_folder_without_a_model_is_named_alike_in_the_ask_and_errors_tabs(sett
     folder.mkdir(parents=True)
     shutil.copy(tiny_run / RECORDS_FILE, folder / RECORDS_FILE)
     ui = handlers(replace(settings, runs_root=tmp_path / "runs"))
-    assert "eval-x is an evaluation folder" in ui.ask.ask(str(folder), QUESTION, CONTEXT)["message"]
+    assert "eval-x is an evaluation folder" in asyncio.run(ui.ask.ask_in_turn(str(folder), QUESTION,
+                                                                               CONTEXT))["message"]
     running = copy_run(tiny_run, tmp_path / "runs" / "20250101-000000-running")
     shutil.rmtree(running / "model")
     info = json.loads((running / "run.json").read_text())
     (running / "run.json").write_text(json.dumps({**info, "status": "running"}))
-    for message in (ui.ask.ask(str(running), QUESTION, CONTEXT)["message"],
+    for message in (asyncio.run(ui.ask.ask_in_turn(str(running), QUESTION, CONTEXT))["message"],
                     pytest.raises(ValueError, ui.service.check_run_model, running.name).value.args[0]):
         assert "is running and has no final model yet (if its training was killed" in message, message
 
@@ -88,7 +90,8 @@ def test_one_explanation_at_a_time_across_the_ask_and_errors_tabs(settings, tiny
     for model in (settings.default_model, str(tiny_run)):
         ui.service.models.get(model, exact=True).model.register_forward_hook(
             lambda *_: threads.add(threading.current_thread().name))
-    assert ui.ask.why(ui.ask.ask("", QUESTION, CONTEXT)["answered"], "", QUESTION, CONTEXT)["why_plot"] is not None
+    answered = asyncio.run(ui.ask.ask_in_turn("", QUESTION, CONTEXT))["answered"]
+    assert asyncio.run(ui.ask.why_in_turn(answered, "", QUESTION, CONTEXT))["why_plot"] is not None
     row = ui.errors.filter_table(str(tiny_run), False, 0, 100, "all", "", "id")["table"].iloc[0].tolist()
-    assert ui.errors.attribute(tiny_run.name, row[0])["attribution"] is not None
+    assert asyncio.run(ui.errors.attribute_in_turn(tiny_run.name, row[0]))["attribution"] is not None
     assert threads == {"qa-model", "qa-explain"}

@@ -3,6 +3,7 @@ attributions, calibration, SQuAD 2.0 re-scoring."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import sys
@@ -184,13 +185,13 @@ def test_a_squad2_run_s_calibration_leaves_its_abstentions_out(service, runs, tm
 def test_why_this_answer_shows_attributions_within_the_budget(service):
     ui = ErrorsHandlers(service)
     row = ui.filter_table("b", False, 0, 100, "all", "", "id")["table"].iloc[0].tolist()
-    shown = ui.attribute("b", row[0])
+    shown = asyncio.run(ui.attribute_in_turn("b", row[0]))
     assert shown["attribution"].data[0].type == "heatmap"
     seconds = float(shown["attribution_note"].split(" in ")[1].split(" s ")[0])
     assert seconds <= 2 * 5.0 and "budget 5 s" in shown["attribution_note"]
     assert plots.ATTRIBUTION_LEGEND in shown["attribution_note"]
-    assert "Click a row" in ui.attribute("b", "")["attribution_note"]
-    assert "not in this run" in ui.attribute("b", "no-such-id")["attribution_note"]
+    assert "Click a row" in asyncio.run(ui.attribute_in_turn("b", ""))["attribution_note"]
+    assert "not in this run" in asyncio.run(ui.attribute_in_turn("b", "no-such-id"))["attribution_note"]
 
 
 def test_an_f1_range_set_high_to_low_reads_as_the_range_between(service):
@@ -205,7 +206,7 @@ def test_a_public_server_explains_its_own_runs_records(service, runs):
     public = QAService(replace(service.settings, public=True))
     ui = ErrorsHandlers(public)
     row = ui.filter_table("b", False, 0, 100, "all", "", "id")["table"].iloc[0].tolist()
-    shown = ui.attribute("b", row[0])
+    shown = asyncio.run(ui.attribute_in_turn("b", row[0]))
     assert shown["attribution"] is not None, shown["attribution_note"]
     assert shown["attribution"].data[0].type == "heatmap" and str(runs) not in shown["attribution_note"]
 
@@ -304,7 +305,8 @@ def test_a_row_click_takes_its_turn_on_the_model_thread_within_the_callers_bound
     ui = ErrorsHandlers(service)
     table = ui.filter_table("b", False, 0, 100, "all", "", "id")["table"]
     rows = {name: table.iloc[n].tolist() for name, n in (("stranger", 0), ("visitor", 1))}
-    assert ui.select_record("b", select(rows["visitor"]))["plot"] is not None  # the run's model loaded first
+    # the run's model loaded first
+    assert asyncio.run(ui.select_record_in_turn("b", select(rows["visitor"])))["plot"] is not None
     loaded = service.models.get(service.check_question("b", "?", "")[0], exact=True)
     order = []  # whose question the model computes, in order: the stranger's and the visitor's differ
     visitor_ids = loaded.tokenizer(rows["visitor"][2], add_special_tokens=False)["input_ids"]
@@ -321,7 +323,8 @@ def test_a_row_click_takes_its_turn_on_the_model_thread_within_the_callers_bound
         assert queued(worker) == calls
 
     def click(name: str) -> str:
-        return ui.select_record("b", select(rows[name]), None, gr.Request(session_hash=name))["question"]
+        return asyncio.run(ui.select_record_in_turn("b", select(rows[name]), None,
+                                                    gr.Request(session_hash=name)))["question"]
     with ThreadPoolExecutor(6) as pool:
         strangers = [pool.submit(click, "stranger") for _ in range(5)]
         deadline = time.monotonic() + 10
@@ -360,7 +363,7 @@ def test_a_context_without_a_span_leaves_the_threshold_slider_usable(service):
     assert ui.summarize("v2-blank", slider["maximum"])["summary"].startswith("9 questions")
     never = ui.filter_table("v2-blank", False, 0, 100, "all", "", "id", V2_ERRORS[0], slider["maximum"])["table"]
     assert (never["prediction"] == "(no answer)").sum() == 1  # answers wherever there is a span: not the blank
-    picked = ui.select_record("v2-blank", select(["blank", "who", "Who is it?"]), slider["value"])
+    picked = asyncio.run(ui.select_record_in_turn("v2-blank", select(["blank", "who", "Who is it?"]), slider["value"]))
     orjson.dumps(picked, default=str)
     assert "e+308" not in picked["question"] and "no span" in picked["question"]
 
@@ -415,18 +418,20 @@ def test_an_abstained_row_marks_the_span_it_passed_over(service):
     row = ui.filter_table("v2-run", False, 0, 100, "all", "", "id", V2_ERRORS[0], low)["table"].iloc[0].tolist()
     record = find_record(service.records("v2-run"), row[0])
     assert row[3] == "(no answer)" and record.best_span
-    picked = ui.select_record("v2-run", select(row), low)
+    picked = asyncio.run(ui.select_record_in_turn("v2-run", select(row), low))
     passed = "".join(text for text, label in picked["detail"] if label and plots.PASSED_OVER in label)
     assert passed == record.context[record.best_span[0]:record.best_span[1]]
     assert plots.PASSED_OVER in [a.text for a in picked["plot"].layout.annotations]
     assert f"null odds {record.null_odds:.2f} above threshold {low:.2f}" in picked["question"]
-    explained = ui.attribute("v2-run", row[0], low)
+    explained = asyncio.run(ui.attribute_in_turn("v2-run", row[0], low))
     assert "abstained" in explained["attribution_note"] and "passed over" in explained["attribution_note"]
     # Found by a tester: the heat map framed the span as the "answer" while the note said it was passed over
     assert [a.text for a in explained["attribution"].layout.annotations] == [plots.PASSED_OVER]
     high = ui.pick_run("v2-run")["threshold"]["maximum"]
-    assert [a.text for a in ui.attribute("v2-run", row[0], high)["attribution"].layout.annotations] == ["answer"]
-    answered = ui.select_record("v2-run", select(row), ui.pick_run("v2-run")["threshold"]["maximum"])
+    framed = asyncio.run(ui.attribute_in_turn("v2-run", row[0], high))["attribution"]
+    assert [a.text for a in framed.layout.annotations] == ["answer"]
+    answered = asyncio.run(ui.select_record_in_turn("v2-run", select(row),
+                                                    ui.pick_run("v2-run")["threshold"]["maximum"]))
     assert plots.PASSED_OVER not in [a.text for a in answered["plot"].layout.annotations]
 
 
@@ -435,7 +440,7 @@ def test_a_row_s_verdict_states_the_threshold_it_was_decided_at(service):
     no number; it says the number, in the Ask tab's words (views.odds_against)."""
     ui = ErrorsHandlers(service)
     record = find_record(service.records("v2-run"), "n2")  # abstained where the run was evaluated, at 0
-    picked = ui.select_record("v2-run", select(["n2", "when", record.question]))
+    picked = asyncio.run(ui.select_record_in_turn("v2-run", select(["n2", "when", record.question])))
     assert record.span is None and views.odds_against(record.null_odds, 0.0) in picked["question"]
     assert "the run's threshold" not in picked["question"]
 
@@ -466,7 +471,7 @@ def test_errors_summary_table_and_selection(ui, tiny_run):
     assert len(ui.errors.filter_table(run, False, 0, 100, "all", "Fresnel", "id")["table"]) >= 1
     row = table.iloc[0].tolist()
     event = gr.SelectData(None, {"index": [0, 2], "value": row[2], "row_value": row})
-    detail = ui.errors.select_record(run, event)
+    detail = asyncio.run(ui.errors.select_record_in_turn(run, event))
     assert detail["selected"] == row[0] and detail["question"].startswith(row[2])
     assert any(label and "gold" in label for _, label in detail["detail"])
     assert detail["plot"].data[0].name == "start logit"
@@ -492,7 +497,8 @@ def test_a_run_without_its_model_still_shows_the_spans(ui, tiny_run, tmp_path):
     stopped.mkdir()
     (stopped / RECORDS_FILE).write_text((tiny_run / RECORDS_FILE).read_text(encoding="utf-8"), encoding="utf-8")
     row = ui.errors.filter_table(str(stopped), False, 0, 100, "all", "", "id")["table"].iloc[0].tolist()
-    detail = ui.errors.select_record(str(stopped), gr.SelectData(None, {"index": [0, 0], "value": row[0], "row_value": row}))
+    event = gr.SelectData(None, {"index": [0, 0], "value": row[0], "row_value": row})
+    detail = asyncio.run(ui.errors.select_record_in_turn(str(stopped), event))
     assert detail["detail"] and detail["plot"] is None and detail["selected"] == row[0]
     assert "no logit plot" in detail["question"]
 
@@ -513,10 +519,10 @@ def test_an_evaluation_folder_is_listed_wherever_records_are_read(settings, tiny
     assert "eval-x" not in [value for _, value in pickers["ask_model"]["choices"] + pickers["train_run"]["choices"]]
     assert ui.errors.pick_run("eval-x")["summary"].startswith("12 questions")
     row = ui.errors.filter_table("eval-x", False, 0, 100, "all", "", "id")["table"].iloc[0].tolist()
-    detail = ui.errors.select_record("eval-x", gr.SelectData(None, {"index": [0, 0], "value": row[0],
-                                                                      "row_value": row}))
+    event = gr.SelectData(None, {"index": [0, 0], "value": row[0], "row_value": row})
+    detail = asyncio.run(ui.errors.select_record_in_turn("eval-x", event))
     assert detail["detail"] and "no logit plot: eval-x is an evaluation folder" in detail["question"]
-    assert "is an evaluation folder" in ui.errors.attribute("eval-x", row[0])["attribution_note"]
+    assert "is an evaluation folder" in asyncio.run(ui.errors.attribute_in_turn("eval-x", row[0]))["attribution_note"]
     assert "eval-x" in [value for _, value in CompareHandlers(ui.service).others(tiny_run.name)]
     assert "12 questions" in CompareHandlers(ui.service).compare(tiny_run.name, "eval-x", "all")["comparison"]
     listed = {r["run"]: r for r in ui.service.runs_json()}

@@ -3,6 +3,7 @@ jobs started, cancelled and resumed, and what a public server allows."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -285,13 +286,14 @@ def test_a_cancelled_run_is_resumed_from_the_train_tab(settings, tmp_path):
     label = dict((value, label) for label, value in ui.service.run_choices())[run.name]
     assert label.endswith("cancelled, no final model")
     assert run.name not in [value for _, value in ui.service.model_choices()]  # not offered where a model is needed
-    refused = ui.ask.ask(run.name, QUESTION, CONTEXT)["message"]
+    refused = asyncio.run(ui.ask.ask_in_turn(run.name, QUESTION, CONTEXT))["message"]
     assert "is cancelled and has no final model; resume it in the Train tab" in refused
     picked = ui.train.show_run(run.name)
     assert picked["resume"]["interactive"] and "Resume continues it" in picked["run_note"]
     assert ui.train.resume(run.name)["message"] == f"Resumed {run.name} as job 1"
     assert ui.service.jobs.wait(120) and ui.service.jobs.snapshot().status == "finished"
-    assert run.name in [value for _, value in ui.service.model_choices()] and ui.ask.ask(run.name, QUESTION, CONTEXT)
+    assert run.name in [value for _, value in ui.service.model_choices()]
+    assert asyncio.run(ui.ask.ask_in_turn(run.name, QUESTION, CONTEXT))
     done = ui.train.show_run(run.name)
     assert not done["resume"]["interactive"] and done["history"].data[0].name == "loss"
     assert "has finished; nothing to resume" in ui.train.resume(run.name)["message"]

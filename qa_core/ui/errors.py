@@ -100,11 +100,6 @@ class ErrorsHandlers:
         except (ValueError, OSError):
             return {"table": pd.DataFrame(columns=views.TABLE_COLUMNS)}
 
-    def select_record(self, run: str | None, event: gr.SelectData, threshold: float | None = None,
-                      request: gr.Request | None = None) -> Outputs:
-        """select_record_in_turn for callers outside an event loop (scripts, tests)."""
-        return asyncio.run(self.select_record_in_turn(run, event, threshold, request))
-
     async def select_record_in_turn(self, run: str | None, event: gr.SelectData, threshold: float | None = None,
                                     request: gr.Request | None = None) -> Outputs:
         """A table row was clicked: gold and predicted (or passed-over) spans in the context, why a SQuAD 2.0 row was
@@ -136,11 +131,6 @@ class ErrorsHandlers:
                     threshold: float | None) -> tuple[QuestionRecord, QuestionRecord]:
         """A question's record at the threshold, and as evaluated (whose score says the null and span scores)."""
         return self.record_of(run, example_id, threshold), find_record(self.service.records(run), example_id)
-
-    def attribute(self, run: str | None, example_id: str, threshold: float | None = None,
-                  request: gr.Request | None = None) -> Outputs:
-        """attribute_in_turn for callers outside an event loop (scripts, tests)."""
-        return asyncio.run(self.attribute_in_turn(run, example_id, threshold, request))
 
     async def attribute_in_turn(self, run: str | None, example_id: str, threshold: float | None = None,
                                 request: gr.Request | None = None) -> Outputs:
