@@ -180,19 +180,7 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
         run = gr.Dropdown(service.record_choices(), value=None, label="Run",
                           info="Runs with evaluation records, and evaluations (train.py evaluate --output_dir)",
                           elem_id="errors-run")
-        summary = {"summary": gr.Textbox(label="Summary", interactive=False, lines=2, max_lines=4,
-                                          elem_id="errors-summary")}
-        # Two figures a row: four in a row at 1400 px ran the n= labels of neighbouring bars into each other; one a
-        # row where two would each be narrower than PLOT_MIN_PX (their labels ran together again at 600 px)
-        with gr.Row():
-            summary.update(words=gr.Plot(label="By question word", min_width=PLOT_MIN_PX, elem_id="errors-words"),
-                           lengths=gr.Plot(label="By gold answer length", min_width=PLOT_MIN_PX,
-                                           elem_id="errors-lengths"))
-        with gr.Row():
-            summary.update(histogram=gr.Plot(label="F1 per question", min_width=PLOT_MIN_PX,
-                                             elem_id="errors-histogram"),
-                           answerable=gr.Plot(label="HasAns / NoAns", visible=False, min_width=PLOT_MIN_PX,
-                                              elem_id="errors-answerable"))
+        summary = summary_outputs()
         threshold, presets = threshold_controls()
         controls = filter_controls()
         filters = [run, *controls.values(), threshold]  # filter_table's arguments, in its order
@@ -231,6 +219,24 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
     explain.click(by_name(ui.attribute_in_turn, why), [run, detail["selected"], threshold], list(why.values()),
                   api_name="ui_attribute", **EXPLAIN, **PRIVATE)
     return {"run": run, "send": send, "selected": detail["selected"], "threshold": threshold, "handlers": ui}
+
+
+def summary_outputs() -> dict[str, Any]:
+    """A run's summary line and its figures, by name as summarize returns them."""
+    summary = {"summary": gr.Textbox(label="Summary", interactive=False, lines=2, max_lines=4,
+                                      elem_id="errors-summary")}
+    # Two figures a row: four in a row at 1400 px ran the n= labels of neighbouring bars into each other; one a
+    # row where two would each be narrower than PLOT_MIN_PX (their labels ran together again at 600 px)
+    with gr.Row():
+        summary.update(words=gr.Plot(label="By question word", min_width=PLOT_MIN_PX, elem_id="errors-words"),
+                       lengths=gr.Plot(label="By gold answer length", min_width=PLOT_MIN_PX,
+                                       elem_id="errors-lengths"))
+    with gr.Row():
+        summary.update(histogram=gr.Plot(label="F1 per question", min_width=PLOT_MIN_PX,
+                                         elem_id="errors-histogram"),
+                       answerable=gr.Plot(label="HasAns / NoAns", visible=False, min_width=PLOT_MIN_PX,
+                                          elem_id="errors-answerable"))
+    return summary
 
 
 def threshold_controls() -> tuple[gr.Slider, dict[str, Any]]:
