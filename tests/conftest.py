@@ -6,6 +6,7 @@ import json
 import os
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -13,6 +14,10 @@ from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
 
 from qa_core.modeling import LoadedModel, embedded_model_path
 from qa_core.runtime import configure_process
+
+if TYPE_CHECKING:  # imported where used: most test files need neither Gradio nor training
+    from qa_core.hosting import Settings
+    from tests.ui_handlers import UI
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -95,3 +100,33 @@ def write_squad(path: Path, paragraphs: list[dict], title: str = "t") -> Path:
     path.write_text(json.dumps({"version": "1.1", "data": [{"title": title, "paragraphs": paragraphs}]}),
                     encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    """A finished run of the tiny model with evaluation records on the first sample questions; trained once for the
+    tests of the app and its tabs, which share its runs folder."""
+    from qa_core.config import QAConfig
+    from qa_core.training import train
+
+    run = tmp_path_factory.mktemp("runs") / "20250101-000000-tiny"
+    train(QAConfig(model_name_or_path=str(tiny_model_dir), train_file="sample", validation_file="sample",
+                   output_dir=str(run), max_steps=2, per_device_train_batch_size=4, max_eval_samples=12,
+                   max_seq_length=128, doc_stride=32))
+    return run
+
+
+@pytest.fixture()
+def settings(tiny_model_dir: Path, tiny_run: Path) -> Settings:
+    """A local server with training on, over tiny_run's runs folder, answering with the tiny model."""
+    from qa_core.hosting import Settings
+
+    return Settings(tiny_run.parent, str(tiny_model_dir), training_enabled=True, fast_inference=False)
+
+
+@pytest.fixture()
+def ui(settings: Settings) -> UI:
+    """Every tab's handlers over one service with those settings."""
+    from tests.ui_handlers import handlers
+
+    return handlers(settings)

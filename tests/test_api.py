@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import shutil
@@ -399,8 +400,9 @@ def test_the_api_gives_the_ask_tabs_calibrated_probability(client, runs, tiny_mo
         calibration.write_calibration(run, fitted(run, 1.0))
         fitted_at_one = client.predict(run.name, QUESTION, CONTEXT, api_name="/answer")
         calibration.write_calibration(run, fitted(run, 3.0))
-        shown = AskHandlers(QAService(Settings(runs, str(tiny_model_dir), training_enabled=False,
-                                               fast_inference=False, public=True))).ask(run.name, QUESTION, CONTEXT)
+        handlers = AskHandlers(QAService(Settings(runs, str(tiny_model_dir), training_enabled=False,
+                                                  fast_inference=False, public=True)))
+        shown = asyncio.run(handlers.ask_in_turn(run.name, QUESTION, CONTEXT))
     finally:
         shutil.rmtree(run)
     assert not plain["calibrated"] and "too few evaluation questions" in plain["uncalibrated_reason"]

@@ -92,12 +92,6 @@ def test_push_to_hub_offline_is_refused_in_one_line_before_training(tmp_path: Pa
     assert loaded_and_exit(done)[1] == "2" and not run.exists()
 
 
-def test_hub_options_use_run_qa_names():
-    args = cli.build_parser().parse_args(["train", "--push_to_hub", "--hub_model_id", "me/minilm-squad"])
-    assert (args.push_to_hub, args.hub_model_id) == (True, "me/minilm-squad")
-    assert not hasattr(cli.config_from_args(args), "push_to_hub")  # a CLI action, not a training setting
-
-
 def test_train_py_is_the_same_command():
     done = subprocess.run([sys.executable, "train.py", "--help"], cwd=ROOT, capture_output=True, text=True,
                           timeout=60)

@@ -13,7 +13,6 @@ import torch
 from transformers import BertConfig, BertModel
 
 from qa_core import cli
-from qa_core.config import QAConfig
 from qa_core.modeling import ModelNotFoundError, load_model
 from tests.conftest import tiny_bert
 
@@ -31,12 +30,6 @@ def test_attention_dropout_override_reaches_every_layer(tiny_model_dir: Path) ->
 def test_attention_dropout_none_keeps_the_models_own(tiny_model_dir: Path) -> None:
     loaded = load_model(str(tiny_model_dir))
     assert _attention_dropouts(loaded.model) == {0.1}
-
-
-def test_cli_accepts_none_for_attention_dropout() -> None:
-    args = cli.build_parser().parse_args(["train", "--attention_dropout", "none"])
-    assert cli.config_from_args(args).attention_dropout is None
-    assert QAConfig().attention_dropout == 0.0
 
 
 def test_missing_local_folder_names_where_it_looked(tmp_path: Path) -> None:

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
+from qa_core import views
+from qa_core.config import QAConfig
+from qa_core.evaluation import run_evaluation
 from qa_core.run_files import METRICS_FILE, RECORDS_FILE, RUN_FILE
 from qa_core.run_list import EVALUATION, list_runs
+from qa_core.service import QAService
+from tests.conftest import write_squad
 from tests.test_package import imported_after
+from tests.ui_handlers import LATE, copy_run
 
 
 def test_runs_are_listed_without_loading_torch(tmp_path: Path) -> None:
@@ -69,3 +76,29 @@ def test_a_squad_v2_run_evaluated_again_lists_the_new_evaluation_s_figures(tmp_p
     listed = {Path(r.path).name: r for r in list_runs(tmp_path)}
     assert listed["v2"].evaluated_again and listed["v2"].metrics == {k: again[k] for k in V2_FIGURES}
     assert listed["v2-as-v1"].evaluated_again and listed["v2-as-v1"].metrics == v1_again
+
+
+def test_a_run_evaluated_again_into_its_folder_lists_the_figures_of_its_records(settings, tiny_run, tmp_path):
+    """`train.py evaluate --output_dir RUN` on other data refreshes the run's records and eval_metrics.json but
+    not run.json: the lists (/list_runs, the pickers) and the Errors summary must give the records' figures and not
+    call them 'on its training data'."""
+    from qa_core.run_list import list_runs
+    from qa_core.run_picker import run_label
+
+    root = tmp_path / "runs"
+    run = copy_run(tiny_run, root / tiny_run.name)
+    before = list_runs(root)[0].metrics
+    data = write_squad(tmp_path / "other.json", [{"context": LATE, "qas": [
+        {"id": "q1", "question": "Who was the last keeper?",
+         "answers": [{"text": "Abbie Burgess", "answer_start": LATE.find("Abbie Burgess")}]}]}])
+    run_evaluation(QAConfig(model_name_or_path=str(run), validation_file=str(data), output_dir=str(run),
+                            max_seq_length=128, doc_stride=32), device="cpu")
+    stored = json.loads((run / "eval_metrics.json").read_text())
+    summary = list_runs(root)[0]
+    assert (summary.metrics["exact_match"], summary.metrics["f1"]) == (stored["exact_match"], stored["f1"]) != (
+        before["exact_match"], before["f1"])
+    label = run_label(summary)
+    assert f"F1 {stored['f1']:.1f}" in label and "training data" not in label and "evaluated again" in label
+    assert views.evaluation_caveat(str(run)) == ""
+    service = QAService(replace(settings, runs_root=root))
+    assert service.runs_json()[0]["metrics"]["f1"] == stored["f1"]

@@ -1,7 +1,9 @@
-"""The Errors tab's handlers as plain calls: comparing two runs, attributions, calibration, SQuAD 2.0 re-scoring."""
+"""The Errors tab's handlers as plain calls: a run's summary, table and selected question, comparing two runs,
+attributions, calibration, SQuAD 2.0 re-scoring."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import sys
@@ -29,9 +31,11 @@ from qa_core.service import QAService
 from qa_core.training import train
 from qa_core.ui.calibration_panel import CalibrationHandlers
 from qa_core.ui.compare_panel import CompareHandlers
+from qa_core.ui import app
 from qa_core.ui.errors import NO_ROW, ErrorsHandlers
 from qa_core.compare_views import PAIR_COLUMNS
 from tests.test_v2 import write_v2
+from tests.ui_handlers import copy_run, handlers
 from tests.v2_data import examples, predictions_from_odds
 
 OFF_GRID = 0.00371  # added to the null odds of tests/v2_data: not a multiple of the slider's step
@@ -181,13 +185,13 @@ def test_a_squad2_run_s_calibration_leaves_its_abstentions_out(service, runs, tm
 def test_why_this_answer_shows_attributions_within_the_budget(service):
     ui = ErrorsHandlers(service)
     row = ui.filter_table("b", False, 0, 100, "all", "", "id")["table"].iloc[0].tolist()
-    shown = ui.attribute("b", row[0])
+    shown = asyncio.run(ui.attribute_in_turn("b", row[0]))
     assert shown["attribution"].data[0].type == "heatmap"
     seconds = float(shown["attribution_note"].split(" in ")[1].split(" s ")[0])
     assert seconds <= 2 * 5.0 and "budget 5 s" in shown["attribution_note"]
     assert plots.ATTRIBUTION_LEGEND in shown["attribution_note"]
-    assert "Click a row" in ui.attribute("b", "")["attribution_note"]
-    assert "not in this run" in ui.attribute("b", "no-such-id")["attribution_note"]
+    assert "Click a row" in asyncio.run(ui.attribute_in_turn("b", ""))["attribution_note"]
+    assert "not in this run" in asyncio.run(ui.attribute_in_turn("b", "no-such-id"))["attribution_note"]
 
 
 def test_an_f1_range_set_high_to_low_reads_as_the_range_between(service):
@@ -202,7 +206,7 @@ def test_a_public_server_explains_its_own_runs_records(service, runs):
     public = QAService(replace(service.settings, public=True))
     ui = ErrorsHandlers(public)
     row = ui.filter_table("b", False, 0, 100, "all", "", "id")["table"].iloc[0].tolist()
-    shown = ui.attribute("b", row[0])
+    shown = asyncio.run(ui.attribute_in_turn("b", row[0]))
     assert shown["attribution"] is not None, shown["attribution_note"]
     assert shown["attribution"].data[0].type == "heatmap" and str(runs) not in shown["attribution_note"]
 
@@ -301,7 +305,8 @@ def test_a_row_click_takes_its_turn_on_the_model_thread_within_the_callers_bound
     ui = ErrorsHandlers(service)
     table = ui.filter_table("b", False, 0, 100, "all", "", "id")["table"]
     rows = {name: table.iloc[n].tolist() for name, n in (("stranger", 0), ("visitor", 1))}
-    assert ui.select_record("b", select(rows["visitor"]))["plot"] is not None  # the run's model loaded first
+    # the run's model loaded first
+    assert asyncio.run(ui.select_record_in_turn("b", select(rows["visitor"])))["plot"] is not None
     loaded = service.models.get(service.check_question("b", "?", "")[0], exact=True)
     order = []  # whose question the model computes, in order: the stranger's and the visitor's differ
     visitor_ids = loaded.tokenizer(rows["visitor"][2], add_special_tokens=False)["input_ids"]
@@ -318,7 +323,8 @@ def test_a_row_click_takes_its_turn_on_the_model_thread_within_the_callers_bound
         assert queued(worker) == calls
 
     def click(name: str) -> str:
-        return ui.select_record("b", select(rows[name]), None, gr.Request(session_hash=name))["question"]
+        return asyncio.run(ui.select_record_in_turn("b", select(rows[name]), None,
+                                                    gr.Request(session_hash=name)))["question"]
     with ThreadPoolExecutor(6) as pool:
         strangers = [pool.submit(click, "stranger") for _ in range(5)]
         deadline = time.monotonic() + 10
@@ -358,7 +364,7 @@ def test_a_context_without_a_span_leaves_the_threshold_slider_usable(service):
     assert ui.summarize("v2-blank", slider["maximum"])["summary"].startswith("9 questions")
     never = ui.filter_table("v2-blank", False, 0, 100, "all", "", "id", V2_ERRORS[0], slider["maximum"])["table"]
     assert (never["prediction"] == "(no answer)").sum() == 1  # answers wherever there is a span: not the blank
-    picked = ui.select_record("v2-blank", select(["blank", "who", "Who is it?"]), slider["value"])
+    picked = asyncio.run(ui.select_record_in_turn("v2-blank", select(["blank", "who", "Who is it?"]), slider["value"]))
     orjson.dumps(picked, default=str)
     assert "e+308" not in picked["question"] and "no span" in picked["question"]
 
@@ -413,18 +419,20 @@ def test_an_abstained_row_marks_the_span_it_passed_over(service):
     row = ui.filter_table("v2-run", False, 0, 100, "all", "", "id", V2_ERRORS[0], low)["table"].iloc[0].tolist()
     record = find_record(service.records("v2-run"), row[0])
     assert row[3] == "(no answer)" and record.best_span
-    picked = ui.select_record("v2-run", select(row), low)
+    picked = asyncio.run(ui.select_record_in_turn("v2-run", select(row), low))
     passed = "".join(text for text, label in picked["detail"] if label and plots.PASSED_OVER in label)
     assert passed == record.context[record.best_span[0]:record.best_span[1]]
     assert plots.PASSED_OVER in [a.text for a in picked["plot"].layout.annotations]
     assert f"null odds {record.null_odds:.2f} above threshold {low:.2f}" in picked["question"]
-    explained = ui.attribute("v2-run", row[0], low)
+    explained = asyncio.run(ui.attribute_in_turn("v2-run", row[0], low))
     assert "abstained" in explained["attribution_note"] and "passed over" in explained["attribution_note"]
     # Found by a tester: the heat map framed the span as the "answer" while the note said it was passed over
     assert [a.text for a in explained["attribution"].layout.annotations] == [plots.PASSED_OVER]
     high = ui.pick_run("v2-run")["threshold"]["maximum"]
-    assert [a.text for a in ui.attribute("v2-run", row[0], high)["attribution"].layout.annotations] == ["answer"]
-    answered = ui.select_record("v2-run", select(row), ui.pick_run("v2-run")["threshold"]["maximum"])
+    framed = asyncio.run(ui.attribute_in_turn("v2-run", row[0], high))["attribution"]
+    assert [a.text for a in framed.layout.annotations] == ["answer"]
+    answered = asyncio.run(ui.select_record_in_turn("v2-run", select(row),
+                                                    ui.pick_run("v2-run")["threshold"]["maximum"]))
     assert plots.PASSED_OVER not in [a.text for a in answered["plot"].layout.annotations]
 
 
@@ -433,7 +441,7 @@ def test_a_row_s_verdict_states_the_threshold_it_was_decided_at(service):
     no number; it says the number, in the Ask tab's words (views.odds_against)."""
     ui = ErrorsHandlers(service)
     record = find_record(service.records("v2-run"), "n2")  # abstained where the run was evaluated, at 0
-    picked = ui.select_record("v2-run", select(["n2", "when", record.question]))
+    picked = asyncio.run(ui.select_record_in_turn("v2-run", select(["n2", "when", record.question])))
     assert record.span is None and views.odds_against(record.null_odds, 0.0) in picked["question"]
     assert "the run's threshold" not in picked["question"]
 
@@ -451,3 +459,87 @@ def test_a_row_sent_to_the_ask_tab_says_when_it_flips_there(service, runs):
     assert ui.send_to_ask("v2-run", "a1", 0.0)["message"] == ""  # answered at both thresholds
     assert ui.send_to_ask("v2-run", "n1", asked)["message"] == ""  # the slider where the Ask tab answers
     assert ui.send_to_ask("v2", "n1", 0.0)["message"] == ""  # an evaluation of the default model: no flip
+
+
+def test_errors_summary_table_and_selection(ui, tiny_run):
+    run = tiny_run.name
+    shown = ui.errors.summarize(run)
+    assert shown["summary"].startswith("12 questions") and "F1" in shown["summary"]
+    assert list(shown["words"].data[1].x)[0] == "who" and len(shown["histogram"].data[0].x) == 12
+    table = ui.errors.filter_table(run, False, 0, 100, "all", "", views.SORTS[0])["table"]
+    assert len(table) == 12 and list(table["F1"]) == sorted(table["F1"])
+    assert len(ui.errors.filter_table(run, False, 0, 100, "who", "", "id")["table"]) < 12
+    assert len(ui.errors.filter_table(run, False, 0, 100, "all", "Fresnel", "id")["table"]) >= 1
+    row = table.iloc[0].tolist()
+    event = gr.SelectData(None, {"index": [0, 2], "value": row[2], "row_value": row})
+    detail = asyncio.run(ui.errors.select_record_in_turn(run, event))
+    assert detail["selected"] == row[0] and detail["question"].startswith(row[2])
+    assert any(label and "gold" in label for _, label in detail["detail"])
+    assert detail["plot"].data[0].name == "start logit"
+    sent = ui.errors.send_to_ask(run, detail["selected"])
+    assert sent["tabs"].selected == "ask" and sent["model"]["value"] == run and sent["question"] == row[2]
+    assert "".join(text for text, _ in detail["detail"]) == sent["context"]
+
+
+def test_a_run_without_records_gets_a_message(ui, tmp_path):
+    (tmp_path / "empty-run").mkdir()
+    shown = ui.errors.summarize(str(tmp_path / "empty-run"))
+    assert "no evaluation records" in shown["summary"] and shown["words"] is None and shown["histogram"] is None
+    assert "pick a run" in ui.errors.summarize(None)["summary"]
+    assert len(ui.errors.filter_table(None, False, 0, 100, "all", "", "id")["table"]) == 0
+    broken = tmp_path / "broken-run"
+    broken.mkdir()
+    (broken / RECORDS_FILE).write_text("not json\n", encoding="utf-8")
+    assert "not an evaluation record" in ui.errors.summarize(str(broken))["summary"]
+
+
+def test_a_run_without_its_model_still_shows_the_spans(ui, tiny_run, tmp_path):
+    stopped = tmp_path / "stopped-run"  # a cancelled run: records from an epoch, no final model
+    stopped.mkdir()
+    (stopped / RECORDS_FILE).write_text((tiny_run / RECORDS_FILE).read_text(encoding="utf-8"), encoding="utf-8")
+    row = ui.errors.filter_table(str(stopped), False, 0, 100, "all", "", "id")["table"].iloc[0].tolist()
+    event = gr.SelectData(None, {"index": [0, 0], "value": row[0], "row_value": row})
+    detail = asyncio.run(ui.errors.select_record_in_turn(str(stopped), event))
+    assert detail["detail"] and detail["plot"] is None and detail["selected"] == row[0]
+    assert "no logit plot" in detail["question"]
+
+
+def test_an_evaluation_folder_is_listed_wherever_records_are_read(settings, tiny_run, tmp_path):
+    """`train.py evaluate --output_dir runs/X` writes records but no run.json and no model: the Errors tab, its
+    comparison and /list_runs offer it as an evaluation; the model pickers and the Train tab's runs do not."""
+    root = tmp_path / "runs"
+    copy_run(tiny_run, root / tiny_run.name)
+    run_evaluation(QAConfig(model_name_or_path=str(root / tiny_run.name), validation_file="sample",
+                            output_dir=str(root / "eval-x"), max_eval_samples=12, max_seq_length=128, doc_stride=32),
+                   device="cpu")
+    ui = handlers(replace(settings, runs_root=root))
+    labels = dict((value, label) for label, value in ui.service.record_choices())
+    assert set(labels) == {tiny_run.name, "eval-x"} and labels["eval-x"].startswith("eval-x · evaluation only · F1 ")
+    pickers = app.pickers(ui.service, None)
+    assert pickers["run"]["value"] == "eval-x"  # the newest folder with records
+    assert "eval-x" not in [value for _, value in pickers["ask_model"]["choices"] + pickers["train_run"]["choices"]]
+    assert ui.errors.pick_run("eval-x")["summary"].startswith("12 questions")
+    row = ui.errors.filter_table("eval-x", False, 0, 100, "all", "", "id")["table"].iloc[0].tolist()
+    event = gr.SelectData(None, {"index": [0, 0], "value": row[0], "row_value": row})
+    detail = asyncio.run(ui.errors.select_record_in_turn("eval-x", event))
+    assert detail["detail"] and "no logit plot: eval-x is an evaluation folder" in detail["question"]
+    assert "is an evaluation folder" in asyncio.run(ui.errors.attribute_in_turn("eval-x", row[0]))["attribution_note"]
+    assert "eval-x" in [value for _, value in CompareHandlers(ui.service).others(tiny_run.name)]
+    assert "12 questions" in CompareHandlers(ui.service).compare(tiny_run.name, "eval-x", "all")["comparison"]
+    listed = {r["run"]: r for r in ui.service.runs_json()}
+    assert listed["eval-x"]["status"] == "evaluation" and listed["eval-x"]["has_records"]
+
+
+def test_picking_another_run_forgets_the_selected_question(ui, settings, tiny_run):
+    """The selected row, its spans, logit plot and attributions belong to one run: picking another run clears them,
+    so neither the page nor Why/Send acts on a question of the run picked before."""
+    cleared = ui.errors.forget_selection()
+    assert cleared == {"question": "", "detail": None, "plot": None, "selected": "", "attribution": None,
+                       "attribution_note": ""}
+    demo = app.build_app(settings)
+    ids = {c.elem_id: c._id for c in demo.blocks.values() if getattr(c, "elem_id", None)}
+    events = {d["api_name"]: d for d in demo.config["dependencies"]}
+    forget = events["ui_forget_selection"]
+    assert [ids["errors-run"], "change"] in [list(t) for t in forget["targets"]]
+    assert {ids[name] for name in ("errors-question", "errors-detail", "errors-plot", "errors-why-note",
+                                   "errors-why")} <= set(forget["outputs"])

@@ -104,3 +104,21 @@ def test_the_job_line_says_what_its_eta_counts_and_names_the_status_once():
     assert "ETA" not in views.job_text(last) and "last step done" in views.job_text(last)
     cancelled = JobSnapshot(2, "cancelled", "runs/x", message="cancelled; resumable from its checkpoint")
     assert views.job_text(cancelled).splitlines()[0] == "Job 2: cancelled · resumable from its checkpoint"
+
+
+def test_highlight_marks_overlapping_spans():
+    pieces = views.highlight("the French engineer Augustin Fresnel", {"gold": [(0, 36)], "predicted": [(20, 36)]})
+    assert pieces == [("the French engineer ", "gold"), ("Augustin Fresnel", "gold + predicted")]
+    assert views.highlight("abc", {}) == [("abc", None)]
+
+
+def test_a_run_evaluated_on_its_training_data_says_so(tmp_path) -> None:
+    from qa_core.checkpoints import write_run_info
+    from qa_core.run_files import RunInfo
+    from qa_core import views
+
+    write_run_info(tmp_path / "same", RunInfo("finished", {"train_file": "sample", "validation_file": "sample"}))
+    write_run_info(tmp_path / "held", RunInfo("finished", {"train_file": "a.json", "validation_file": "b.json"}))
+    assert "its own training data" in views.evaluation_caveat(str(tmp_path / "same"))
+    assert views.evaluation_caveat(str(tmp_path / "held")) == ""
+    assert views.evaluation_caveat(str(tmp_path / "missing")) == ""

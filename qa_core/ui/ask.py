@@ -84,10 +84,6 @@ class AskHandlers:
     def __init__(self, service: QAService) -> None:
         self.service = service
 
-    def ask(self, model: str, question: str, context: str, request: gr.Request | None = None) -> Outputs:
-        """ask_in_turn for callers outside an event loop (scripts, tests)."""
-        return asyncio.run(self.ask_in_turn(model, question, context, request))
-
     async def ask_in_turn(self, model: str, question: str, context: str,
                           request: gr.Request | None = None) -> Outputs:
         """The page's Answer: waits for the model and its turn holding no thread, then lays the answer out in a
@@ -121,11 +117,6 @@ class AskHandlers:
     @staticmethod
     def clear_why() -> Outputs:
         return dict(NO_EXPLANATION)
-
-    def why(self, answered: Answered | None, model: str, question: str, context: str,
-            request: gr.Request | None = None) -> Outputs:
-        """why_in_turn for callers outside an event loop (scripts, tests)."""
-        return asyncio.run(self.why_in_turn(answered, model, question, context, request))
 
     async def why_in_turn(self, answered: Answered | None, model: str, question: str, context: str,
                           request: gr.Request | None = None) -> Outputs:

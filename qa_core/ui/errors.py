@@ -100,11 +100,6 @@ class ErrorsHandlers:
         except (ValueError, OSError):
             return {"table": pd.DataFrame(columns=views.TABLE_COLUMNS)}
 
-    def select_record(self, run: str | None, event: gr.SelectData, threshold: float | None = None,
-                      request: gr.Request | None = None) -> Outputs:
-        """select_record_in_turn for callers outside an event loop (scripts, tests)."""
-        return asyncio.run(self.select_record_in_turn(run, event, threshold, request))
-
     async def select_record_in_turn(self, run: str | None, event: gr.SelectData, threshold: float | None = None,
                                     request: gr.Request | None = None) -> Outputs:
         """A table row was clicked: gold and predicted (or passed-over) spans in the context, why a SQuAD 2.0 row was
@@ -136,11 +131,6 @@ class ErrorsHandlers:
                     threshold: float | None) -> tuple[QuestionRecord, QuestionRecord]:
         """A question's record at the threshold, and as evaluated (whose score says the null and span scores)."""
         return self.record_of(run, example_id, threshold), find_record(self.service.records(run), example_id)
-
-    def attribute(self, run: str | None, example_id: str, threshold: float | None = None,
-                  request: gr.Request | None = None) -> Outputs:
-        """attribute_in_turn for callers outside an event loop (scripts, tests)."""
-        return asyncio.run(self.attribute_in_turn(run, example_id, threshold, request))
 
     async def attribute_in_turn(self, run: str | None, example_id: str, threshold: float | None = None,
                                 request: gr.Request | None = None) -> Outputs:
@@ -190,19 +180,7 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
         run = gr.Dropdown(service.record_choices(), value=None, label="Run",
                           info="Runs with evaluation records, and evaluations (train.py evaluate --output_dir)",
                           elem_id="errors-run")
-        summary = {"summary": gr.Textbox(label="Summary", interactive=False, lines=2, max_lines=4,
-                                          elem_id="errors-summary")}
-        # Two figures a row: four in a row at 1400 px ran the n= labels of neighbouring bars into each other; one a
-        # row where two would each be narrower than PLOT_MIN_PX (their labels ran together again at 600 px)
-        with gr.Row():
-            summary.update(words=gr.Plot(label="By question word", min_width=PLOT_MIN_PX, elem_id="errors-words"),
-                           lengths=gr.Plot(label="By gold answer length", min_width=PLOT_MIN_PX,
-                                           elem_id="errors-lengths"))
-        with gr.Row():
-            summary.update(histogram=gr.Plot(label="F1 per question", min_width=PLOT_MIN_PX,
-                                             elem_id="errors-histogram"),
-                           answerable=gr.Plot(label="HasAns / NoAns", visible=False, min_width=PLOT_MIN_PX,
-                                              elem_id="errors-answerable"))
+        summary = summary_outputs()
         threshold, presets = threshold_controls()
         controls = filter_controls()
         filters = [run, *controls.values(), threshold]  # filter_table's arguments, in its order
@@ -241,6 +219,24 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
     explain.click(by_name(ui.attribute_in_turn, why), [run, detail["selected"], threshold], list(why.values()),
                   api_name="ui_attribute", **EXPLAIN, **PRIVATE)
     return {"run": run, "send": send, "selected": detail["selected"], "threshold": threshold, "handlers": ui}
+
+
+def summary_outputs() -> dict[str, Any]:
+    """A run's summary line and its figures, by name as summarize returns them."""
+    summary = {"summary": gr.Textbox(label="Summary", interactive=False, lines=2, max_lines=4,
+                                      elem_id="errors-summary")}
+    # Two figures a row: four in a row at 1400 px ran the n= labels of neighbouring bars into each other; one a
+    # row where two would each be narrower than PLOT_MIN_PX (their labels ran together again at 600 px)
+    with gr.Row():
+        summary.update(words=gr.Plot(label="By question word", min_width=PLOT_MIN_PX, elem_id="errors-words"),
+                       lengths=gr.Plot(label="By gold answer length", min_width=PLOT_MIN_PX,
+                                       elem_id="errors-lengths"))
+    with gr.Row():
+        summary.update(histogram=gr.Plot(label="F1 per question", min_width=PLOT_MIN_PX,
+                                         elem_id="errors-histogram"),
+                       answerable=gr.Plot(label="HasAns / NoAns", visible=False, min_width=PLOT_MIN_PX,
+                                          elem_id="errors-answerable"))
+    return summary
 
 
 def threshold_controls() -> tuple[gr.Slider, dict[str, Any]]:
