@@ -185,6 +185,9 @@ def check_model(name: str | None, settings: Settings) -> str:
         return str(run)
     if name in settings.allowed_models or (name == settings.default_model and folder is None):
         return name
+    if settings.public and _names_a_path(name, hub_ids=True):
+        raise ValueError(f"a model path is not offered on this server: name the model as its list shows it; "
+                         f"choose {offered(settings)}")
     if settings.public:
         raise ValueError(f"model {shorten(name)!r} is not offered on this server: choose {offered(settings)}")
     return name
@@ -231,9 +234,21 @@ def check_run(run: str | None, settings: Settings) -> str:
     found = find_run(check_name(run, "run"), settings, (RUN_FILE, RECORDS_FILE))
     if found is not None:
         return str(found)
+    if settings.public and _names_a_path(run, hub_ids=False):
+        raise ValueError("a path is not a run on this server: name the run as the run list shows it")
     if settings.public:
         raise ValueError(f"run {shorten(run)!r} is not a run on this server")
+    if not Path(run).is_dir():  # else its records' message would advise training a run that is not there
+        raise ValueError(f"no run folder {run!r}" if _names_a_path(run, hub_ids=False)
+                         else f"no run named {run!r} in {settings.runs_root}")
     return run
+
+
+def _names_a_path(name: str, hub_ids: bool) -> bool:
+    """A caller's name written as a path (hub_ids: 'org/model' is a hub id, not a path). A public server says so
+    rather than echo it: scrub would cut it to its last part, which may name what the server does offer."""
+    return ("\\" in name or name.startswith((".", "/", "~")) or re.match(r"[A-Za-z]:", name) is not None
+            or (not hub_ids and "/" in name) or name.count("/") > 1)
 
 
 def check_request(question: str, context: str, settings: Settings) -> None:

@@ -405,6 +405,13 @@ def test_a_stopped_run_is_resumed_from_the_train_tab(page):
     wait_for(lambda: f"Job {resumed[1]}: finished" in find(page, "#train-status textarea").get_attribute("value"),
              120, "the resumed job to finish")
     page.save_screenshot(str(ARTIFACTS / "4-resumed.png"))
+    # Found by a tester: the Errors tab kept the run it had picked before (test_train_then_browse_its_errors), and
+    # Send to Ask sent that; a job's end picks its run there, as a fresh load would.
+    open_tab(page, "Errors")
+    wait_for(lambda: find(page, "#errors-run input").get_attribute("value").startswith(STOPPED), 30,
+             f"the resumed run in the Errors tab, not {find(page, '#errors-run input').get_attribute('value')}")
+    wait_for(lambda: "4 questions" in find(page, "#errors-summary textarea").get_attribute("value"), 60,
+             "the resumed run's summary")
 
 
 def start_long_job(page, options: tuple[tuple[str, int], ...], timeout: float):

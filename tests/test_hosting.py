@@ -72,7 +72,8 @@ def test_a_public_server_offers_only_its_models_and_runs(runs):
         with pytest.raises(ValueError, match="not a run on this server"):
             check_run(name, public)
     local = Settings(runs_root=runs)
-    assert check_model("/some/folder", local) == "/some/folder" and check_run("/some/run", local) == "/some/run"
+    assert check_model("/some/folder", local) == "/some/folder"
+    assert check_run(str(runs.parent), local) == str(runs.parent)  # a folder outside the runs folder
     assert check_model(str(run), local) == check_run(str(run), local) == str(run.resolve())  # a local user's paths
 
 
@@ -317,3 +318,34 @@ def test_a_folder_without_a_model_is_refused_with_why(tiny_model_dir: Path, tmp_
     with pytest.raises(ValueError, match="run stopped is cancelled and has no final model$"):
         check_model_folder(str(stopped), can_resume=False)  # a server that does not train offers no Resume
     assert check_model_folder(str(tiny_model_dir)) == str(tiny_model_dir)
+
+
+def test_a_public_server_refuses_a_path_as_a_path_not_by_its_last_part(runs):
+    """Found by a tester: '/tmp/x/bench-minilm' was refused as "model 'bench-minilm' is not offered" (scrub cut the
+    path) while 'bench-minilm' answered; a path is refused as a path, without echoing it or its last part."""
+    public = Settings(runs_root=runs, public=True, allowed_models=("org/squad-model",))
+    run = runs / "20250101-000000-tiny"
+    for name in (str(run), str(run.resolve()), f"./{run.name}", f"x\\{run.name}", "~/" + run.name):
+        with pytest.raises(ValueError) as refused:
+            check_model(name, public)
+        message = scrub(str(refused.value), public)
+        assert message.startswith("a model path is not offered on this server: name the model as its list shows it")
+        assert run.name not in message and "org/squad-model" in message
+        with pytest.raises(ValueError) as refused:
+            check_run(name, public)
+        message = scrub(str(refused.value), public)
+        assert message == "a path is not a run on this server: name the run as the run list shows it"
+    with pytest.raises(ValueError, match="model 'org/other' is not offered"):  # a hub id is no path
+        check_model("org/other", public)
+    with pytest.raises(ValueError, match="a path is not a run"):  # a run is never named by a hub-like path
+        check_run(f"{runs.name}/{run.name}", public)
+
+
+def test_a_local_server_names_a_missing_run_as_missing(runs):
+    """Found by a tester: run_records('nosuchrun') said it 'has no evaluation records; train it with evaluation
+    data', advice for a run that exists."""
+    local = Settings(runs_root=runs)
+    with pytest.raises(ValueError, match=f"^no run named 'nosuchrun' in {re.escape(str(runs))}$"):
+        check_run("nosuchrun", local)
+    with pytest.raises(ValueError, match=f"^no run folder {re.escape(repr(str(runs / 'gone')))}$"):
+        check_run(str(runs / "gone"), local)

@@ -109,3 +109,14 @@ def test_a_public_server_keeps_at_most_max_runs_of_its_web_jobs_and_never_a_host
     assert len(removed) == 2 and started[0].name in removed[0] and started[1].name in removed[1], removed
     unbounded = QAService(Settings(runs, str(tiny_model_dir), fast_inference=False))
     assert unbounded.settings.max_runs is None
+
+
+def test_run_records_of_a_missing_run_say_no_run_has_that_name(tmp_path: Path) -> None:
+    """Found by a tester: /run_records("nosuchrun") advised training 'nosuchrun' with evaluation data."""
+    service = QAService(Settings(tmp_path / "runs", training_enabled=False, fast_inference=False))
+    try:
+        service.records_json("nosuchrun")
+    except ValueError as refused:
+        assert str(refused) == f"no run named 'nosuchrun' in {tmp_path / 'runs'}"
+    else:
+        raise AssertionError("a missing run gave records")

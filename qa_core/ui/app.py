@@ -8,6 +8,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -94,13 +95,20 @@ def add_api(service: QAService) -> None:
         gr.api(as_api(service, call), api_name=name, **limits)
 
 
-def pickers(service: QAService, run: str | None = None) -> Outputs:
-    """New choices for the model pickers and the Errors run picker; the run picker keeps its run, or takes the
-    newest one (its change event then loads it)."""
+def pickers(service: QAService, run: str | None = None, prefer: str | None = None) -> Outputs:
+    """New choices for the model pickers and the Errors run picker; the run picker takes `prefer` where it has
+    records, else keeps its run, else takes the newest one (its change event then loads it)."""
     models, runs = service.model_choices(), service.record_choices()
-    kept = run if run in {value for _, value in runs} else (runs[0][1] if runs else None)
+    names = [value for _, value in runs]
+    kept = next((name for name in (prefer, run) if name in names), names[0] if names else None)
     return {"ask_model": gr.update(choices=models), "train_model": gr.update(choices=models),
             "run": gr.update(choices=runs, value=kept), "train_run": gr.update(choices=service.run_choices())}
+
+
+def pickers_after_job(service: QAService, run: str | None = None) -> Outputs:
+    """pickers when a job ends: the Errors run picker moves to the job's run where it wrote records, as a fresh
+    load would pick it; kept, the run picked before the job would stay what Send to Ask sends."""
+    return pickers(service, run, prefer=Path(service.jobs.snapshot().output_dir).name or None)
 
 
 def build_app(settings: Settings) -> gr.Blocks:
@@ -132,7 +140,8 @@ def wire_tabs(demo: gr.Blocks, service: QAService, tabs: gr.Tabs, ask_tab: dict[
     # Refreshed on tab switches and when a job ends, not on every tick: a timer output would fight the user's
     # own picking.
     tabs.select(refresh, errors_tab["run"], list(refreshed.values()), api_name="ui_pickers", **quiet)
-    train_tab["ended"].change(refresh, errors_tab["run"], list(refreshed.values()), api_name="ui_job_ended", **quiet)
+    after_job = by_name(functools.partial(pickers_after_job, service), refreshed)
+    train_tab["ended"].change(after_job, errors_tab["run"], list(refreshed.values()), api_name="ui_job_ended", **quiet)
     started = {"message": train_tab["message"], **buttons}
     ask_tab["quick"].click(lambda: gr.Tabs(selected="train"), None, tabs, api_name="ui_to_train", **quiet).then(
         by_name(train_tab["handlers"].start_quick, started), None, list(started.values()),
