@@ -185,4 +185,6 @@ def resume_config(folder: Path, settings: Settings) -> QAConfig:
                              f"deleted when its job ends); start a new run")
     epoch = max((float(h.get("epoch", 0.0)) for h in info.history), default=0.0)  # at its evaluations
     check_resume_limits(config, settings, folder.name, info.step, epoch)
-    return check_limits(config.replace(output_dir=str(folder), resume=True, overwrite_output_dir=False), settings)
+    # the folder as the run named it (runs/<run>), as a new job's status shows it, unless the run was moved here
+    named = config.output_dir if Path(config.output_dir).resolve() == folder.resolve() else str(folder)
+    return check_limits(config.replace(output_dir=named, resume=True, overwrite_output_dir=False), settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -154,3 +155,17 @@ def test_a_public_start_over_its_window_limits_is_refused_before_it_is_announced
     assert int(re.search(r"make ([\d,]+) windows", str(refused.value))[1].replace(",", "")) > 200  # the count
     assert service.job_json()["status"] == "idle" and list((tmp_path / "runs").iterdir()) == []
     assert data.is_file()
+
+
+def test_a_resumed_run_keeps_the_folder_as_it_was_named(tmp_path, monkeypatch) -> None:
+    """Found by trying the app: a new job's status read "Run folder: runs/<run>", the same run resumed read the
+    server's absolute path (the folder as the run picker resolved it)."""
+    from qa_core.train_policy import resume_config
+    from tests.tiny_runs import fake_run
+
+    monkeypatch.chdir(tmp_path)
+    folder = fake_run(tmp_path / "runs" / "20250101-000000-x", output_dir="runs/20250101-000000-x")
+    settings = Settings(Path("runs"), "embedded", training_enabled=True, fast_inference=False)
+    assert resume_config(folder, settings).output_dir == "runs/20250101-000000-x"
+    moved = fake_run(tmp_path / "runs" / "20250101-000000-y", output_dir="elsewhere/y")  # copied in: its own path
+    assert resume_config(moved, settings).output_dir == str(moved)
