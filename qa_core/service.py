@@ -164,22 +164,31 @@ class QAService(JobService):
         return threshold_asked_at(check_model(model, self.settings))
 
     def sent_model(self, run: str | None) -> tuple[str | None, str]:
-        """The Ask tab's model for a question sent from a run: the run's own, where it has one; for an evaluation
-        folder, the model it evaluated where the Ask tab offers it. Else None, and why the Ask tab keeps its model
-        (a stopped run has none), rather than take a name that cannot answer."""
+        """The Ask tab's model for a question sent from a run (record_model), or None and why the Ask tab keeps
+        its model, rather than take a name that cannot answer."""
+        try:
+            return self.record_model(run), ""
+        except ValueError as err:
+            return None, f"Model not changed: {self.explain(err)}"
+
+    def record_model(self, run: str | None) -> str:
+        """The model that answered a run's records, by the Ask tab's name: the run's own, where it has one; for an
+        evaluation folder, the model it evaluated where this server offers it. Else a ValueError saying why (a
+        stopped run has none)."""
         try:
             self.check_run_model(run)
-            return run, ""
+            return run or ""
         except ValueError as err:
-            refused = self.explain(err)
+            refused = err
         path = Path(self.run_path(run))
         evaluated = evaluated_model(path) if is_evaluation_folder(path) else None
         if evaluated is None:
-            return None, f"Model not changed: {refused}"
+            raise refused
         offered = {value: check_model(value, self.settings) for _, value in self.model_choices()}
         chosen = run_picker.offered_choice(evaluated, offered)
-        why = f"Model not changed: {path.name} evaluated {evaluated}, which is not offered in the Model list"
-        return chosen, "" if chosen else self.explain(why)
+        if chosen is None:
+            raise ValueError(f"{path.name} evaluated {evaluated}, which is not offered in the Model list")
+        return chosen
 
     def explain_budget_s(self) -> float:
         """Seconds one "Why this answer?" may take on this server."""
@@ -195,14 +204,13 @@ class QAService(JobService):
     async def attribute_record(self, run: str | None, example_id: str, caller: Caller = LOCAL) -> Attribution:
         """Why the run answered one of its evaluated questions as it did: attributions of its predicted span (the
         best span where a SQuAD 2.0 run abstained), under the same checks and budget as an Ask explanation."""
-        record = await asyncio.to_thread(self.record_to_explain, run, example_id)  # reads the run's records
-        # the run by name, as the Ask tab names it: a public server refuses every path, its own runs' too
-        return await self.attribute(run, record.question, record.context, record.span or record.best_span, caller)
+        record, model = await asyncio.to_thread(self.record_to_explain, run, example_id)  # reads the run's records
+        # the model by name, as the Ask tab names it: a public server refuses every path, its own runs' too
+        return await self.attribute(model, record.question, record.context, record.span or record.best_span, caller)
 
-    def record_to_explain(self, run: str | None, example_id: str) -> QuestionRecord:
-        record = find_record(self.records(run), example_id)
-        self.check_run_model(run)
-        return record
+    def record_to_explain(self, run: str | None, example_id: str) -> tuple[QuestionRecord, str]:
+        """One of the run's records and the model that answered it (record_model)."""
+        return find_record(self.records(run), example_id), self.record_model(run)
 
     async def attribute(self, model: str | None, question: str | None, context: str | None,
                         span: tuple[int, int] | None = None, caller: Caller = LOCAL) -> Attribution:

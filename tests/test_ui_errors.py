@@ -521,6 +521,12 @@ def test_an_evaluation_folder_is_listed_wherever_records_are_read(settings, tiny
     assert ui.errors.pick_run("eval-x")["summary"].startswith("12 questions")
     row = ui.errors.filter_table("eval-x", False, 0, 100, "all", "", "id")["table"].iloc[0].tolist()
     event = gr.SelectData(None, {"index": [0, 0], "value": row[0], "row_value": row})
+    # its rows are plotted and explained with the model it evaluated, which this server offers (found by a
+    # tester: they said "no logit plot: eval-x is an evaluation folder" while Send to Ask used that model)
+    detail = asyncio.run(ui.errors.select_record_in_turn("eval-x", event))
+    assert detail["detail"] and detail["plot"] is not None and "no logit plot" not in detail["question"]
+    assert asyncio.run(ui.errors.attribute_in_turn("eval-x", row[0]))["attribution"] is not None
+    (root / "eval-x" / EVAL_MODEL_FILE).unlink()  # an evaluation folder written before the model was recorded
     detail = asyncio.run(ui.errors.select_record_in_turn("eval-x", event))
     assert detail["detail"] and "no logit plot: eval-x is an evaluation folder" in detail["question"]
     assert "is an evaluation folder" in asyncio.run(ui.errors.attribute_in_turn("eval-x", row[0]))["attribution_note"]

@@ -113,9 +113,9 @@ class ErrorsHandlers:
             return {"detail": None, "plot": None, "selected": "", "question": self.service.explain(err)}
         shown = {"detail": views.highlight(record.context, record_marks(record)), "selected": example_id}
         title, verdict = f"{record.question}  (F1 {record.f1:.1f})", record_verdict(record, evaluated, at)
-        try:  # the logits need the run's model; a cancelled run has only its checkpoint, an evaluation none
-            await asyncio.to_thread(self.service.check_run_model, run)
-            result, *_ = await self.service.answer_in_turn(run, record.question, record.context, exact=True,
+        try:  # the logits need the model that answered; a cancelled run has only its checkpoint
+            model = await asyncio.to_thread(self.service.record_model, run)
+            result, *_ = await self.service.answer_in_turn(model, record.question, record.context, exact=True,
                                                            caller=caller_of(request))
         except (ValueError, OSError, RuntimeError) as err:
             title = f"{title}  · no logit plot: {self.service.explain(err)}"
