@@ -109,18 +109,27 @@ def question_windows(loaded: LoadedModel, question: str, context: str, config: Q
         raise ValueError("context is empty")
     check_unicode(question, "question")  # else the tokenizer's TypeError
     check_unicode(context, "context")
-    # zero-width and control characters pass the blank checks, but tokenizers drop them
-    if not loaded.tokenizer.tokenize(question):
-        raise ValueError("question has no words this model reads (only invisible characters)")
     example = Example("query", question, context, answers=())  # a question to answer, as predict loads them
     config = fit_config(config, loaded)
     features = featurize([example], loaded.tokenizer, config, training=False).features
+    # zero-width and control characters pass the blank checks, but tokenizers drop them
+    if asks_nothing(features[0], loaded.tokenizer):
+        raise ValueError("question has no words this model reads (only invisible characters)")
     if not any(offset is not None for feature in features for offset in feature.offsets):
         raise ValueError("context has no words this model reads (only invisible characters)")
     if max_windows is not None and len(features) > max_windows:
         raise ValueError(f"the context needs {len(features):,} windows of {config.max_seq_length} tokens; "
                          f"this server answers up to {max_windows:,} (shorten the context)")
     return example, config, features
+
+
+def asks_nothing(feature: Feature, tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Whether a window holds no question token: only special ones before the separator that ends the question
+    (which windows put first), an unknown-token stand-in counting as a word the model reads."""
+    ids = list(feature.input_ids)
+    end = ids.index(tokenizer.sep_token_id) if tokenizer.sep_token_id in ids else len(ids)
+    special = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
+    return all(token_id in special for token_id in ids[:end])
 
 
 def merge_token_logits(tokenizer: PreTrainedTokenizerBase,
