@@ -87,12 +87,17 @@ def run_folder(model: Path) -> Path:
     return model
 
 
+def run_of(model: Path) -> Path:
+    """The run a model folder or run folder stands for, resolved: R and R/model are one."""
+    return run_folder(model_folder(model)).resolve()
+
+
 def evaluates_own_run(output_dir: Path, model_name_or_path: str) -> bool:
     """Whether the model is the run (or plain model folder) output_dir itself: R or R/model into R."""
     model = Path(model_name_or_path)
     if not model.is_dir() or not output_dir.is_dir():
         return False
-    return run_folder(model_folder(model)).resolve() == output_dir.resolve()
+    return run_of(model) == output_dir.resolve()
 
 
 def check_eval_output_dir(output_dir: Path, model_name_or_path: str, overwrite: bool) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from qa_core.config import DEFAULT_MODEL
-from qa_core.run_files import QUICK_DATA, has_model, model_folder, read_run_info, run_folder
+from qa_core.run_files import QUICK_DATA, has_model, read_run_info, run_of
 from qa_core.run_list import EVALUATION, RunSummary, list_runs
 
 
@@ -53,7 +53,7 @@ def model_key(model: str) -> str:
     """What a model name loads, to tell two names of one model apart from two models: a local folder as its run
     folder resolved (a run and its model/ are one model), a hub id or 'embedded' as named."""
     path = Path(model).expanduser()
-    return str(run_folder(model_folder(path)).resolve()) if path.is_dir() else model
+    return str(run_of(path)) if path.is_dir() else model
 
 
 def offered_choice(model: str, offered: Mapping[str, str]) -> str | None:
