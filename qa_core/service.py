@@ -155,12 +155,15 @@ class QAService(JobService):
                                              self.asked_threshold(run))
 
     def asked_threshold(self, run: str | None) -> float | None:
-        """The threshold the Ask tab answers a SQuAD 2.0 run's model at (as serving reads run_config); None where
-        the folder has no model, or its model never abstains."""
-        return threshold_asked_at(self.run_path(run))
+        """The threshold the Ask tab answers a SQuAD 2.0 run's records' model at (record_model); None where the
+        folder names no model this server offers, or its model never abstains."""
+        try:
+            return self.model_threshold(self.record_model(run))
+        except ValueError:
+            return None
 
     def model_threshold(self, model: str) -> float | None:
-        """asked_threshold for a name of the Ask tab's Model list."""
+        """The threshold the Ask tab answers a model of its Model list at (threshold_asked_at)."""
         return threshold_asked_at(check_model(model, self.settings))
 
     def sent_model(self, run: str | None) -> tuple[str | None, str]:
