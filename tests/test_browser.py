@@ -85,6 +85,21 @@ return [...document.querySelectorAll('.block')].filter(b => b.querySelector('.js
 });
 """
 
+def words_cut(driver, css: str) -> list[str]:
+    """The shown header cells of a table whose longest word is wider than the cell's text box: a word the cell
+    must break (Gradio's tables break words anywhere, so "prediction" became "predicti / on")."""
+    return driver.execute_script("""
+        const ctx = document.createElement('canvas').getContext('2d');
+        return [...document.querySelectorAll(arguments[0] + ' thead th')].filter(th => th.offsetWidth > 0).filter(th => {
+            const text = [...th.querySelectorAll('*')].find(e => e.children.length === 0 && e.innerText.trim()) || th;
+            const style = getComputedStyle(text);
+            ctx.font = `${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+            const widest = Math.max(...th.innerText.trim().split(/\\s+/).map(word => ctx.measureText(word).width));
+            return widest > text.getBoundingClientRect().width + 0.5;
+        }).map(th => th.innerText.trim());
+    """, css)
+
+
 def labels_clear(ticks: dict) -> bool:
     return ticks["labels"] > 5 and ticks["gap"] * 0.866 >= ticks["size"]
 
@@ -380,9 +395,11 @@ def browse_errors(browser) -> None:
     assert browser.execute_script(COVERED_LABELS) == []  # the plots two in a row
     with phone(browser):  # readable columns (the table scrolls sideways), no text under arrows
         shown = browser.execute_script(PHONE_ERRORS)
+        cut = words_cut(browser, "#errors-table")
         find(browser, "#errors-table").screenshot(str(ARTIFACTS / "3b-errors-phone-table.png"))
     assert shown["columns"][:2] == ["question", "prediction"] and shown["narrowest"] >= 40, shown
     assert shown["textClearsArrow"] and shown["contextBreak"] == "normal", shown
+    assert cut == []
 
 
 def test_train_then_browse_its_errors(page):

@@ -17,7 +17,7 @@ from qa_core.evaluation import run_evaluation
 from qa_core.plots import PASSED_OVER
 from qa_core.run_files import RECORDS_FILE
 from tests.test_browser import (ARTIFACTS, CHROMEDRIVER, CHROMIUM, app_server, browser, find, find_all,  # noqa: F401
-                                open_tab, phone, server, set_number, wait_for)
+                                open_tab, phone, server, set_number, wait_for, words_cut)
 from tests.test_ui_errors import v2_run
 from tests.v2_data import write_v2
 
@@ -333,7 +333,7 @@ def test_the_comparison_keeps_both_scores_in_view(v2_server, browser):  # noqa: 
     try:
         browser.execute_script("arguments[0].scrollIntoView()", find(browser, "#compare-summary"))
         pairs, slices = columns_in_view(browser, "#compare-table"), columns_in_view(browser, "#compare-slice-table")
-        assert all(pairs[name] for name in ("question", "prediction A", "prediction B", "F1 A", "F1 B")), pairs
+        assert all(pairs[name] for name in ("question", "answer A", "answer B", "F1 A", "F1 B")), pairs
         assert all(slices[name] for name in ("EM A", "EM B", "F1 A", "F1 B")), slices
     finally:
         browser.save_screenshot(str(ARTIFACTS / "errors-9-compare-1400px.png"))
@@ -341,7 +341,8 @@ def test_the_comparison_keeps_both_scores_in_view(v2_server, browser):  # noqa: 
         try:
             browser.execute_script("arguments[0].scrollIntoView()", find(browser, "#compare-table"))
             pairs = columns_in_view(browser, "#compare-table")  # on a phone the scores are one swipe away
-            assert all(pairs[name] for name in ("question", "prediction A", "prediction B")), pairs
+            assert all(pairs[name] for name in ("question", "answer A", "answer B")), pairs
+            assert words_cut(browser, "#compare-table") == []
         finally:
             browser.save_screenshot(str(ARTIFACTS / "errors-9-compare-phone.png"))
             browser.execute_script("arguments[0].scrollIntoView()", find(browser, "#compare-slice-table"))

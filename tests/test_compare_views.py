@@ -16,7 +16,7 @@ def test_pair_table_filters_and_the_highlight_shows_both_spans_and_gold(tmp_path
     result = compare.compare_runs(*two_runs(tmp_path))
     fixed = compare_views.pair_table(result, "fixed")
     assert list(fixed.columns) == compare_views.PAIR_COLUMNS
-    assert fixed["id"].tolist() == ["q1"] and fixed["prediction B"].tolist() == ["Augustin Fresnel"]
+    assert fixed["id"].tolist() == ["q1"] and fixed["answer B"].tolist() == ["Augustin Fresnel"]
     assert len(compare_views.pair_table(result)) == 4
     with pytest.raises(ValueError, match="outcome"):
         compare_views.pair_table(result, "improved")
@@ -31,8 +31,8 @@ def test_an_abstention_reads_as_in_the_question_table(tmp_path):
     abstained = replace(records[3], prediction="", span=None, null_odds=2.0, best_span=records[3].span)
     write_records(run_b / RECORDS_FILE, [*records[:3], abstained])
     table = compare_views.pair_table(compare.compare_runs(run_a, run_b))
-    assert table.set_index("id").loc["q3", "prediction B"] == "(no answer)"
-    assert table.set_index("id").loc["q3", "prediction A"] == "lens"
+    assert table.set_index("id").loc["q3", "answer B"] == "(no answer)"
+    assert table.set_index("id").loc["q3", "answer A"] == "lens"
 
 
 def test_an_unanswerable_question_reads_as_in_the_question_table(tmp_path):

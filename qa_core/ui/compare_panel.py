@@ -95,7 +95,7 @@ def build_compare_panel(service: QAService, run: gr.Dropdown) -> dict[str, Any]:
                                                   interactive=False, max_height=340, wrap=True,
                                                   column_widths=compare_views.SLICE_WIDTHS,
                                                   elem_id="compare-slice-table"))
-        shown["pairs"] = gr.Dataframe(empty()["pairs"], label="Both predictions (click a row)",
+        shown["pairs"] = gr.Dataframe(empty()["pairs"], label="Both answers (click a row)",
                                       interactive=False, wrap=True, elem_id="compare-table",
                                       column_widths=compare_views.PAIR_WIDTHS)
         detail = {"pair_question": gr.Textbox(label="Selected question", interactive=False),

@@ -14,7 +14,7 @@ PHONE_PX = 640  # below this width the phone rules apply
 PHONE_ERRORS_TABLE = {"id": 0, "word": 0, "question": 140, "prediction": 120, "EM": 40, "F1": 48, "gold": 120}
 # The pairs table keeps the question and both predictions on a phone's screen, both F1s one swipe away: the outcome
 # is hidden there (the Questions choice filters by it and the selected question's line names it).
-PHONE_PAIRS_TABLE = {"id": 0, "outcome": 0, "question": 100, "prediction A": 88, "prediction B": 88, "F1 A": 44,
+PHONE_PAIRS_TABLE = {"id": 0, "outcome": 0, "question": 100, "answer A": 88, "answer B": 88, "F1 A": 44,
                      "F1 B": 44, "gold": 110}
 # The slices table: its shares of a phone's width broke every figure digit by digit; it scrolls sideways instead.
 PHONE_SLICES_TABLE = {"slice": 100, "group": 70, "questions": 96, "EM A": 48, "EM B": 48, "F1 A": 48, "F1 B": 48}
@@ -52,8 +52,15 @@ def column_widths_css(table: str, columns: Sequence[str], widths: Mapping[str, i
     return "\n".join(rules)
 
 
+# On a phone the tables take the page's proportional font: Gradio's monospace one is wide enough that a column's
+# longer words ("prediction", "characteristic") did not fit and were broken mid-word.
+PHONE_TABLES = ("errors-table", "compare-table", "compare-slice-table")
+PHONE_TABLE_FONT = ", ".join(f"#{table} {part}" for table in PHONE_TABLES for part in (".header-table", ".virtual-row",
+                                                                                       "table"))
+
+
 def app_css() -> str:
-    phone = "\n".join((column_widths_css("errors-table", TABLE_COLUMNS, PHONE_ERRORS_TABLE),
+    phone = "\n".join((f"{PHONE_TABLE_FONT} {{ font-family: var(--font) !important; }}",column_widths_css("errors-table", TABLE_COLUMNS, PHONE_ERRORS_TABLE),
                        column_widths_css("compare-table", PAIR_COLUMNS, PHONE_PAIRS_TABLE),
                        column_widths_css("compare-slice-table", SLICE_COLUMNS, PHONE_SLICES_TABLE)))
     return f"{BASE_CSS}\n@media (max-width: {PHONE_PX}px) {{\n{phone}\n}}\n"
