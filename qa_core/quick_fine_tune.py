@@ -15,9 +15,8 @@ from qa_core.run_files import QUICK_DATA
 QUICK_PRESET = {"num_train_epochs": 15.0, "per_device_train_batch_size": 8, "learning_rate": 1e-4,
                 "warmup_ratio": 0.1, "max_seq_length": 256, "doc_stride": 64, "logging_steps": 5, "save_steps": 1000}
 QUICK_HELD_OUT_EVERY = 4  # every 4th passage of the sample is held out for evaluation
-# The Train tab's estimate of the quick fine-tune's wall time: bench/results/quick-fine-tune.json's wall_seconds,
-# timed for the earlier preset, which trained and evaluated on the whole sample; this one does less of both, so
-# the estimate errs long.
+# The Train tab's estimate of the quick fine-tune's wall time: bench/results/quick-fine-tune.json's wall_seconds
+# (python -m bench.bench_quick times this preset; rerun it when the preset changes).
 QUICK_EXPECTED_S = 168
 
 
