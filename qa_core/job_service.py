@@ -14,13 +14,14 @@ from qa_core.config import QAConfig
 from qa_core.config_options import config_options
 from qa_core.data import load_examples
 from qa_core.data_sources import check_file_size
-from qa_core.hosting import Settings, check_model, check_run, scrub
+from qa_core.hosting import check_model, check_run, scrub
 from qa_core.jobs import JobManager, JobSnapshot
 from qa_core.run_files import QUICK_DATA, being_trained, drop_if_unwritten, has_model, new_run_dir, read_run_info
+from qa_core.settings import Settings
 from qa_core.train_policy import (capped, check_contexts, check_data, check_limits, check_start_data, check_start_model,
                                   check_training)
-from qa_core.wording import count
 from qa_core.web_runs import mark_web_run, prune_web_runs
+from qa_core.wording import count
 
 API_LABELS = ("train_file", "validation_file")  # the data sources as /start_training names them
 BEING_TRAINED = "This run is being trained right now; Resume applies once it stops."
@@ -175,7 +176,7 @@ class JobService:
             prune_web_runs(self.settings.runs_root, self.settings.max_runs, run)
 
     def job_limits(self, config: QAConfig) -> dict[str, Any]:
-        """The step and epoch a public server's job stops at, whatever its options say (hosting.TrainLimits):
+        """The step and epoch a public server's job stops at, whatever its options say (settings.TrainLimits):
         epochs make steps and steps (max_steps) make epochs, each epoch ending in an evaluation and a checkpoint;
         and, for its end, why its run cannot be resumed (the Run picker's rule)."""
         limits, public = self.settings.train_limits, self.settings.public

@@ -16,8 +16,7 @@ from qa_core.calibration import Calibration, calibrate_prediction, fit_calibrati
 from qa_core.compare import Comparison, compare_runs
 from qa_core.error_analysis import QuestionRecord, evaluated_threshold, find_record, record_json, run_records
 from qa_core.fairness import LOCAL, Caller, FairWorker
-from qa_core.hosting import (Settings, answer_limits, check_model, check_model_folder, check_request, check_run,
-                             default_name)
+from qa_core.hosting import answer_limits, check_model, check_model_folder, check_request, check_run, default_name
 from qa_core.inference import AnswerResult, config_for_model, run_config
 from qa_core.job_service import JobService
 from qa_core.jobs import JobManager
@@ -25,6 +24,7 @@ from qa_core.modeling import LoadedModel
 from qa_core.run_files import RECORDS_FILE, evaluated_model, has_model, is_evaluation_folder, read_run_info
 from qa_core.run_list import list_runs
 from qa_core.serving import ModelCache
+from qa_core.settings import Settings
 
 if typing.TYPE_CHECKING:  # captum is imported only when an explanation is asked for
     from qa_core.attributions import Attribution

@@ -7,9 +7,9 @@ from pathlib import Path
 from qa_core.config import QAConfig
 from qa_core.data import Example, load_examples
 from qa_core.data_sources import check_file_size
-from qa_core.hosting import LIMIT_VARIABLES, LIMITED_OPTIONS, PER_JOB_OPTIONS, Settings, TrainLimits
 from qa_core.modeling import resolve_model
 from qa_core.run_files import find_checkpoint, has_model, read_run_info
+from qa_core.settings import LIMIT_VARIABLES, LIMITED_OPTIONS, PER_JOB_OPTIONS, Settings, TrainLimits
 
 DATA_SUFFIXES = (".json", ".jsonl", ".gz")
 MOST_SPECIAL_TOKENS = 4  # in a question + context pair: RoBERTa's <s> q </s></s> c </s> (BERT's take 3)
@@ -73,7 +73,7 @@ def capped(config: QAConfig, settings: Settings) -> QAConfig:
 
 
 def check_limits(config: QAConfig, settings: Settings) -> QAConfig:
-    """A public server's caps on the options that set a job's time and memory (hosting.TrainLimits), each
+    """A public server's caps on the options that set a job's time and memory (settings.TrainLimits), each
     refused naming the option and the limit (a public job also stops at the step and epoch caps,
     QAService.job_limits, whatever its options make). A local server trains what its user asks for."""
     if not settings.public:

@@ -22,7 +22,7 @@ from qa_core.wording import count
 if TYPE_CHECKING:  # types only: importing jobs would import training, attributions captum
     from qa_core.inference import AnswerResult
     from qa_core.attributions import Attribution
-    from qa_core.hosting import Settings
+    from qa_core.settings import Settings
     from qa_core.jobs import JobSnapshot
 
 # prediction, EM and F1 before the long gold column, so they stay in view on a narrow screen
@@ -189,7 +189,7 @@ def job_text(s: JobSnapshot) -> str:
 
 
 def limits_note(settings: Settings) -> str:
-    """What a public server's Train tab says of its caps (hosting.TrainLimits), so that a visitor reads them before
+    """What a public server's Train tab says of its caps (settings.TrainLimits), so that a visitor reads them before
     a start is refused over one."""
     limits, questions = settings.train_limits, settings.max_train_examples
     read = f", {count(questions, 'question')} read from each" if questions else ""

@@ -16,7 +16,7 @@ from qa_core.modeling import LoadedModel, embedded_model_path
 from qa_core.runtime import configure_process
 
 if TYPE_CHECKING:  # imported where used: most test files need neither Gradio nor training
-    from qa_core.hosting import Settings
+    from qa_core.settings import Settings
     from tests.ui_handlers import UI
 
 
@@ -119,7 +119,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> 
 @pytest.fixture()
 def settings(tiny_model_dir: Path, tiny_run: Path) -> Settings:
     """A local server with training on, over tiny_run's runs folder, answering with the tiny model."""
-    from qa_core.hosting import Settings
+    from qa_core.settings import Settings
 
     return Settings(tiny_run.parent, str(tiny_model_dir), training_enabled=True, fast_inference=False)
 

@@ -18,10 +18,10 @@ import torch
 from gradio_client import Client
 from transformers import BertConfig, BertForQuestionAnswering
 
-from qa_core.ui import app
 from qa_core.config import QAConfig
-from qa_core.hosting import Settings, TrainLimits
+from qa_core.settings import Settings, TrainLimits
 from qa_core.training import train
+from qa_core.ui import app
 from tests.conftest import free_port
 
 CONTEXT = "The lighthouse lens was designed by Augustin Fresnel in the early nineteenth century."

@@ -12,8 +12,8 @@ from dataclasses import replace
 import gradio as gr
 import pytest
 
-from qa_core.hosting import Settings
 from qa_core.run_files import RECORDS_FILE
+from qa_core.settings import Settings
 from qa_core.ui import app
 from qa_core.ui.train import DATA_CHOICES
 from tests.ui_handlers import CONTEXT, QUESTION, copy_run, form, handlers

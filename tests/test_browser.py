@@ -90,7 +90,8 @@ def words_cut(driver, css: str) -> list[str]:
     must break (Gradio's tables break words anywhere, so "prediction" became "predicti / on")."""
     return driver.execute_script("""
         const ctx = document.createElement('canvas').getContext('2d');
-        return [...document.querySelectorAll(arguments[0] + ' thead th')].filter(th => th.offsetWidth > 0).filter(th => {
+        const shown = [...document.querySelectorAll(arguments[0] + ' thead th')].filter(th => th.offsetWidth > 0);
+        return shown.filter(th => {
             const text = [...th.querySelectorAll('*')].find(e => e.children.length === 0 && e.innerText.trim()) || th;
             const style = getComputedStyle(text);
             ctx.font = `${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;

@@ -282,7 +282,7 @@ def test_calibration_texts_count_in_the_singular_and_say_when_nothing_was_answer
 def test_an_evaluation_folder_s_calibration_does_not_speak_for_the_ask_tab(tmp_path):
     """Found by trying the panel on a `train.py evaluate --output_dir` folder: it said the Ask tab shows
     probabilities at its temperature, but that folder has no model the Ask tab could answer with."""
-    from qa_core.hosting import Settings
+    from qa_core.settings import Settings
     from qa_core.service import QAService
     from qa_core.ui.calibration_panel import CalibrationHandlers
 
@@ -301,7 +301,7 @@ def test_a_run_stopped_before_its_model_is_called_a_run_not_an_evaluation(tmp_pa
     with the records of an epoch's evaluation was called 'this evaluation's'. It is a run without a model."""
     from qa_core.checkpoints import write_run_info
     from qa_core.config import QAConfig
-    from qa_core.hosting import Settings
+    from qa_core.settings import Settings
     from qa_core.run_files import RunInfo
     from qa_core.service import QAService
     from qa_core.ui.calibration_panel import CalibrationHandlers

@@ -298,7 +298,7 @@ def answered_by_the_app(runs: Path, default: Path, model: str, question: str, co
     the default."""
     import asyncio
 
-    from qa_core.hosting import Settings
+    from qa_core.settings import Settings
     from qa_core.service import QAService
 
     service = QAService(Settings(runs, str(default), training_enabled=False, fast_inference=False))

@@ -11,9 +11,10 @@ from pathlib import Path
 from qa_core.checkpoints import write_run_info
 from qa_core.config import QAConfig
 from qa_core.evaluation import run_evaluation
-from qa_core.hosting import Settings, answer_limits
+from qa_core.hosting import answer_limits
 from qa_core.run_files import RunInfo
 from qa_core.service import QAService
+from qa_core.settings import Settings
 from tests.v2_data import write_v2
 
 CONTEXT = "A beekeeper named Tomas keeps four hives behind the old mill."

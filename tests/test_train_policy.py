@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from qa_core.config import QAConfig
-from qa_core.hosting import Settings, TrainLimits
 from qa_core.progress import read_history
 from qa_core.run_files import HISTORY_FILE
 from qa_core.service import QAService
+from qa_core.settings import Settings, TrainLimits
 from qa_core.train_policy import check_limits, window_cost
 from tests.conftest import write_squad
 

@@ -18,8 +18,8 @@ import pytest
 
 from qa_core import error_analysis, plots, views
 from qa_core.fairness import Caller
-from qa_core.hosting import Settings
 from qa_core.service import QAService
+from qa_core.settings import Settings
 from qa_core.ui import app
 from tests.ui_handlers import CONTEXT, LATE, QUESTION, cancel_at_once, copy_run, handlers
 

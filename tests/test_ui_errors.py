@@ -20,20 +20,20 @@ import pytest
 from qa_core import plots, views
 from qa_core.calibration import fit_calibration, read_calibration, write_calibration
 from qa_core.checkpoints import write_run_info
+from qa_core.compare_views import PAIR_COLUMNS
 from qa_core.config import QAConfig
 from qa_core.error_analysis import V2_ERRORS, build_records, find_record, read_records, rescore, write_records
 from qa_core.evaluation import EvalResult, run_evaluation, squad_v2_metrics, write_eval_outputs
 from qa_core.fairness import Caller
-from qa_core.hosting import Settings
 from qa_core.inference import run_config
 from qa_core.run_files import EVAL_MODEL_FILE, RECORDS_FILE, RUN_FILE, RunInfo
 from qa_core.service import QAService
+from qa_core.settings import Settings
 from qa_core.training import train
+from qa_core.ui import app
 from qa_core.ui.calibration_panel import CalibrationHandlers
 from qa_core.ui.compare_panel import CompareHandlers
-from qa_core.ui import app
 from qa_core.ui.errors import NO_ROW, ErrorsHandlers
-from qa_core.compare_views import PAIR_COLUMNS
 from tests.test_v2 import write_v2
 from tests.ui_handlers import copy_run, handlers
 from tests.v2_data import examples, predictions_from_odds

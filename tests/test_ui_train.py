@@ -15,8 +15,8 @@ import pytest
 
 from qa_core.config import QAConfig
 from qa_core.config_options import form_fields
-from qa_core.hosting import Settings
 from qa_core.service import QAService
+from qa_core.settings import Settings
 from qa_core.training import train
 from qa_core.ui import app
 from qa_core.ui.train import DATA_CHOICES
@@ -302,7 +302,7 @@ def test_a_cancelled_run_is_resumed_from_the_train_tab(settings, tmp_path):
 def test_a_public_job_stopped_at_the_step_limit_says_so_and_is_not_resumed_a_step_at_a_time(settings, tmp_path):
     """The step cap bounds a run, not a job: a run that reached it cannot continue on this server, where each
     Resume would train one more step before the cap stopped it again."""
-    from qa_core.hosting import TrainLimits
+    from qa_core.settings import TrainLimits
 
     ui = handlers(Settings(tmp_path, settings.default_model, training_enabled=True, fast_inference=False,
                            public=True, max_train_examples=8, train_limits=TrainLimits(max_steps=2)))

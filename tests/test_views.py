@@ -71,7 +71,7 @@ def test_an_answer_says_why_its_run_has_no_temperature():
 def test_counts_of_one_are_said_in_the_singular():
     """Found beside the calibration panel's 'its 1 abstentions': the other counted phrases views.py writes."""
     from qa_core.error_analysis import QuestionRecord
-    from qa_core.hosting import Settings, TrainLimits
+    from qa_core.settings import Settings, TrainLimits
 
     record = QuestionRecord("q", "Who?", "Ann came.", ("Ann",), ((0, 3),), "Ann", (0, 3), 1.0, 100.0, 100.0, ())
     assert views.summary_text([record]).startswith("1 question · EM 100.0")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from qa_core.config import QAConfig
 from qa_core.config_options import form_fields
-from qa_core.hosting import Settings
 from qa_core.service import QAService
+from qa_core.settings import Settings
 from qa_core.training import train
 from qa_core.ui.ask import AskHandlers
 from qa_core.ui.errors import ErrorsHandlers

@@ -13,9 +13,11 @@ from typing import Any
 
 import gradio as gr
 
-from qa_core.hosting import Settings, trusted_proxies
+from qa_core.hosting import trusted_proxies
+
 from qa_core.runtime import configure_process
 from qa_core.service import QAService
+from qa_core.settings import Settings
 from qa_core.ui.arguments import check_arguments
 from qa_core.ui.ask import build_ask_tab
 from qa_core.ui.common import ANSWERS, PRIVATE, Outputs, by_name, caller_of, session_of

@@ -10,10 +10,11 @@ from typing import Any
 import gradio as gr
 
 from qa_core import plots, views
-from qa_core.hosting import Settings, offered
+from qa_core.hosting import offered
 from qa_core.inference import AnswerResult
 from qa_core.modeling import LoadedModel
 from qa_core.service import QAService
+from qa_core.settings import Settings
 from qa_core.ui.common import (ANSWERS, EXPLAIN, HUB_HINT, PRIVATE, QUICK_MINUTES, Outputs, by_name, caller_of,
                                model_picker)
 from qa_core.wording import count

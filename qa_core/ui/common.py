@@ -10,9 +10,10 @@ from typing import Any
 import gradio as gr
 
 from qa_core.fairness import Caller
-from qa_core.hosting import Settings, offered
+from qa_core.hosting import offered
 from qa_core.quick_fine_tune import QUICK_EXPECTED_S
 from qa_core.service import QAService
+from qa_core.settings import Settings
 from qa_core.wording import capitalized
 
 Outputs = dict[str, Any]

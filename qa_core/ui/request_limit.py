@@ -7,7 +7,7 @@ import json
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from qa_core.hosting import Settings
+from qa_core.settings import Settings
 
 # Uploads stream to disk under Gradio's own max_file_size; every other body is a handler's inputs.
 UPLOAD_PATH = "/gradio_api/upload"

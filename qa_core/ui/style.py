@@ -60,7 +60,8 @@ PHONE_TABLE_FONT = ", ".join(f"#{table} {part}" for table in PHONE_TABLES for pa
 
 
 def app_css() -> str:
-    phone = "\n".join((f"{PHONE_TABLE_FONT} {{ font-family: var(--font) !important; }}",column_widths_css("errors-table", TABLE_COLUMNS, PHONE_ERRORS_TABLE),
+    phone = "\n".join((f"{PHONE_TABLE_FONT} {{ font-family: var(--font) !important; }}",
+                       column_widths_css("errors-table", TABLE_COLUMNS, PHONE_ERRORS_TABLE),
                        column_widths_css("compare-table", PAIR_COLUMNS, PHONE_PAIRS_TABLE),
                        column_widths_css("compare-slice-table", SLICE_COLUMNS, PHONE_SLICES_TABLE)))
     return f"{BASE_CSS}\n@media (max-width: {PHONE_PX}px) {{\n{phone}\n}}\n"

@@ -11,11 +11,11 @@ import gradio as gr
 
 from qa_core import plots, views
 from qa_core.config_options import form_fields
-from qa_core.hosting import Settings
 from qa_core.jobs import JobBusyError, JobSnapshot, NotYourJobError
 from qa_core.progress import read_history
 from qa_core.run_files import HISTORY_FILE
 from qa_core.service import QAService
+from qa_core.settings import Settings
 from qa_core.train_policy import SWITCHED_OFF
 from qa_core.ui.common import PRIVATE, QUICK_MINUTES, Outputs, by_name, session_of
 from qa_core.ui.train_form import DATA_CHOICES, data_controls, option_controls

@@ -10,8 +10,8 @@ import gradio as gr
 
 from qa_core.config import HINTS, QAConfig, help_of
 from qa_core.config_options import form_fields
-from qa_core.hosting import Settings
 from qa_core.service import QAService
+from qa_core.settings import Settings
 from qa_core.train_policy import compiles
 from qa_core.ui.common import model_picker
 
