@@ -22,6 +22,9 @@ logger = logging.getLogger(__name__)
 CLS_INDEX = 0  # where the CLS token sits in BERT-style windows; a window's own position is Feature.cls_index
 NO_SPAN = (-1, -1)  # how Offsets stores None
 CHUNK_SIZE = 1000  # examples tokenized at once by featurize
+# Typed "[SEP]" or "<pad>" is text: a tokenizer would otherwise read it as its own special token, so a context of
+# "[PAD]"s became padding and a question ended at a typed "[SEP]". BERT's original tokenizer split them too.
+AS_TEXT = {"split_special_tokens": True}
 LIMITED_CHUNK_SIZE = 100  # under a window limit: what one chunk may add past the limit before it is counted
 # Per thread of work, as data_sources.loading_limits: the web app's training job sets it around its training call.
 _MAX_WINDOWS: contextvars.ContextVar[tuple[int | None, int | None]] = contextvars.ContextVar(
@@ -121,7 +124,7 @@ def build_features(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBa
     # token_type_ids always: whether the model gets them is the batch's business (BatchFormat), not the window's
     encoded = tokenizer(questions, [e.context for e in examples], truncation="only_second",
                         max_length=max_seq_length, stride=doc_stride, return_overflowing_tokens=True,
-                        return_offsets_mapping=True, return_token_type_ids=True, padding=False)
+                        return_offsets_mapping=True, return_token_type_ids=True, padding=False, **AS_TEXT)
     cls_id = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
     by_example: list[list[Feature]] = [[] for _ in examples]  # each example's features, in order
     for i, example_index in enumerate(encoded["overflow_to_sample_mapping"]):
@@ -183,7 +186,7 @@ def check_windows_reach_the_end(examples: Sequence[Example], by_example: list[li
     for example, group in zip(examples, by_example):
         end = max((next((o[1] for o in reversed(f.offsets) if o), 0) for f in group), default=0)  # any window order
         tail = example.context[end:]
-        if tail.strip() and tokenizer(tail, add_special_tokens=False)["input_ids"]:  # not just dropped characters
+        if tail.strip() and tokenizer(tail, add_special_tokens=False, **AS_TEXT)["input_ids"]:  # not just dropped characters
             raise ValueError(f"example {example.example_id!r}: the tokenizer's windows end at character {end} of "
                              f"{len(example.context)}, so the rest of the context would be lost (tokenizers 0.23.1 "
                              f"and 0.23.2 cut windows short; installed: {importlib.metadata.version('tokenizers')}; "
@@ -245,7 +248,8 @@ def truncate_questions(questions: list[str], tokenizer: PreTrainedTokenizerBase,
     long = [i for i, q in enumerate(questions) if len(q) > max_query_length]
     if not long:
         return questions
-    spans = tokenizer([questions[i] for i in long], add_special_tokens=False, return_offsets_mapping=True)
+    spans = tokenizer([questions[i] for i in long], add_special_tokens=False, return_offsets_mapping=True,
+                      **AS_TEXT)
     cut = list(questions)
     for i, offsets in zip(long, spans["offset_mapping"]):
         if len(offsets) > max_query_length:

@@ -18,7 +18,7 @@ from qa_core.config import QAConfig
 from qa_core.data import Example
 from qa_core.data_sources import check_unicode
 from qa_core.distributed import DistContext, gather
-from qa_core.features import Feature, featurize
+from qa_core.features import AS_TEXT, Feature, featurize
 from qa_core.modeling import LoadedModel, fit_config
 from qa_core.postprocess import ANSWER_TOP_K, Prediction, SpanSearch, postprocess_predictions, predict_example
 from qa_core.precision import autocast, inference_copy
@@ -177,7 +177,7 @@ def question_spans(tokenizer: PreTrainedTokenizerBase, question: str) -> list[tu
     its leading spaces)."""
     if not question.strip():
         return []
-    encoded = tokenizer(question.lstrip(), add_special_tokens=False, return_offsets_mapping=True)
+    encoded = tokenizer(question.lstrip(), add_special_tokens=False, return_offsets_mapping=True, **AS_TEXT)
     return list(zip(encoded["input_ids"], encoded["offset_mapping"]))
 
 

@@ -252,3 +252,14 @@ def test_no_context_token_starts_or_ends_on_an_invisible_character(context, mapp
     from qa_core.features import context_offsets
 
     assert list(context_offsets(context, mapping, [1] * len(mapping))) == expected
+
+
+def test_special_token_text_in_a_question_or_context_is_read_as_text(tokenizer) -> None:
+    """Found by a tester: "[PAD]" typed into a context became the padding token (3,000 of them made 24 windows of
+    nothing), and "[SEP]" in a question ended it early. Text is text: BERT's own tokenizer splits it too."""
+    context = "The codes [SEP] and [PAD] are plain text. The ferry leaves at noon."
+    features = windows(tokenizer, [example(context, "[PAD]", question="What does [SEP] separate?")]).features
+    (feature,) = features
+    assert list(feature.input_ids).count(tokenizer.sep_token_id) == 2  # the pair's own two, not the typed one
+    assert tokenizer.pad_token_id not in feature.input_ids and span_text(feature, context) == "[PAD]"
+    assert list(feature.input_ids).count(tokenizer.cls_token_id) == 1

@@ -68,3 +68,10 @@ def test_text_that_is_not_valid_unicode_is_refused_by_name(tiny_loaded, question
     with pytest.raises(ValueError) as caught:
         answer_question(tiny_loaded, question, context)
     assert str(caught.value) == refused
+
+
+def test_a_question_of_special_token_text_is_answered_as_text(tiny_loaded) -> None:
+    """Found by a tester: the question "[CLS] [SEP]" was refused as "only invisible characters", since the
+    tokenizer read the typed text as its own special tokens."""
+    result = answer_question(tiny_loaded, "[CLS] [SEP]", "Fresnel designed the lens [PAD] in 1822.")
+    assert result.windows == 1
