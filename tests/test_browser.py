@@ -34,6 +34,23 @@ return {client: box.clientHeight, scroll: box.scrollHeight, top: box.scrollTop, 
         headlinePx: parseFloat(getComputedStyle(headline).fontSize),
         bodyPx: parseFloat(getComputedStyle(box).fontSize), blockHeight: box.closest('.qa-answer').offsetHeight};
 """
+# The contrast of an element's text against the page (WCAG's ratio), its opacity blended in: the answer's detail
+# line was the theme's subdued grey, faint on white.
+CONTRAST = """
+const rgb = c => c.match(/[\\d.]+/g).slice(0, 3).map(Number);
+const lum = c => { const [r, g, b] = c.map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+                   return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+const el = document.querySelector(arguments[0]);
+let opacity = 1;
+for (let e = el; e; e = e.parentElement) opacity *= parseFloat(getComputedStyle(e).opacity);
+let back = el;
+while (back && getComputedStyle(back).backgroundColor.match(/[\\d.]+/g).length === 4
+       && parseFloat(getComputedStyle(back).backgroundColor.match(/[\\d.]+/g)[3]) === 0) back = back.parentElement;
+const bg = rgb(back ? getComputedStyle(back).backgroundColor : 'rgb(255, 255, 255)');
+const fg = rgb(getComputedStyle(el).color).map((v, i) => v * opacity + bg[i] * (1 - opacity));
+const [hi, lo] = [lum(fg), lum(bg)].sort((a, b) => b - a);
+return (hi + 0.05) / (lo + 0.05);
+"""
 # Header cells of the top-5 table whose text does not fit their cell: cut off, or broken over two lines.
 CLIPPED = """
 const lines = cell => {  // the most lines any one piece of text in the cell takes
@@ -271,6 +288,7 @@ def check_short_answer(browser) -> str:
     assert browser.execute_script("return window.injected") is None  # never run
     assert "probability" in find(browser, "#ask-score textarea").get_attribute("value")
     assert "probability" in find(browser, "#ask-answer .qa-detail").text
+    assert browser.execute_script(CONTRAST, "#ask-answer .qa-detail") >= 4.5  # WCAG AA for body text
     return answer
 
 

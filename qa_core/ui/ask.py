@@ -36,12 +36,14 @@ def no_head_notice(settings: Settings) -> str:
 
 
 # The answer block: the answer large; the context in a box of fixed height that wraps between words and scrolls.
+# Text keeps the body colour (the theme's subdued grey read faintly on white); an abstention is set apart by italics
+# and a lighter shade of that colour, which holds in the dark theme too.
 ANSWER_CSS = """
 .qa-answer { display: flex; flex-direction: column; gap: 0.4rem; }
 .qa-headline { font-size: 1.9rem; font-weight: 650; line-height: 1.25; overflow-wrap: anywhere; }
 .qa-long-answer .qa-headline { font-size: 1.4rem; }
-.qa-abstained .qa-headline { color: var(--body-text-color-subdued); font-style: italic; }
-.qa-detail { color: var(--body-text-color-subdued); font-size: 0.95rem; }
+.qa-abstained .qa-headline { opacity: 0.7; font-style: italic; }
+.qa-detail { font-size: 0.95rem; }
 .qa-context { position: relative; max-height: 18rem; overflow-y: auto; padding: 0.6rem 0.8rem;
   border: 1px solid var(--border-color-primary); border-radius: var(--radius-lg); white-space: pre-wrap;
   word-break: normal; overflow-wrap: break-word; line-height: 1.55; }
