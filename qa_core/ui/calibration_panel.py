@@ -61,7 +61,7 @@ def build_calibration_panel(service: QAService, run: gr.Dropdown) -> dict[str, A
         with gr.Row():
             shown.update(reliability=gr.Plot(label="Reliability diagram", elem_id="calibration-reliability"),
                          coverage=gr.Plot(label="Coverage against EM/F1", elem_id="calibration-coverage"))
-        threshold = gr.Slider(0, 1, DEFAULT_THRESHOLD, step=0.01, label="Answer only above confidence t",
+        threshold = gr.Slider(0, 1, DEFAULT_THRESHOLD, step=0.01, label="Answer above confidence t",
                               info="the answer probability after temperature scaling", elem_id="calibration-threshold")
         shown["readout"] = gr.Textbox(label="At this threshold", interactive=False, elem_id="calibration-readout")
     picked = {"coverage": shown["coverage"], "readout": shown["readout"]}

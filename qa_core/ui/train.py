@@ -196,7 +196,8 @@ def job_outputs(service: QAService) -> dict[str, Any]:
     """The last click's message; the job's bar, status and plot; `ended`: the last job that ended."""
     return {"message": gr.Textbox(label="Message", interactive=False, lines=2, max_lines=4, elem_id="train-message"),
             "bar": gr.HTML(views.progress_html(service.jobs.snapshot()), elem_id="train-bar"),
-            "status": gr.Textbox(label="Training job", lines=4, interactive=False, elem_id="train-status"),
+            "status": gr.Textbox(label="Training job", lines=4, max_lines=10, interactive=False,
+                                 elem_id="train-status"),
             "loss": gr.Plot(label="Training job: loss, learning rate, evaluation"), "ended": gr.State(0)}
 
 
