@@ -114,7 +114,8 @@ def answer_html(context: str, span: tuple[int, int] | None, headline: str, detai
     """The Ask tab's answer block: the answer large, the line under it, and the context with the span marked.
 
     Every piece of text is escaped: a context or answer holding markup shows it as text. The page's script
-    scrolls the context box to the <mark>.
+    scrolls the context box to the <mark>. The answer and the context take their own text's direction (dir="auto":
+    Arabic or Hebrew right to left).
     """
     body = html.escape(context)
     if span is not None:
@@ -122,9 +123,9 @@ def answer_html(context: str, span: tuple[int, int] | None, headline: str, detai
         body = (f'{html.escape(context[:span[0]])}<mark class="{kind}">{html.escape(context[span[0]:span[1]])}'
                 f'</mark>{html.escape(context[span[1]:])}')
     state = " qa-abstained" if abstained else " qa-long-answer" if len(headline) > LONG_ANSWER_CHARS else ""
-    return (f'<div class="qa-answer{state}"><div class="qa-headline">{html.escape(headline)}</div>'
+    return (f'<div class="qa-answer{state}"><div class="qa-headline" dir="auto">{html.escape(headline)}</div>'
             f'<div class="qa-detail">{html.escape(detail)}</div>'
-            f'<div class="qa-context" tabindex="0">{body}</div></div>')
+            f'<div class="qa-context" dir="auto" tabindex="0">{body}</div></div>')
 
 
 def unknown_warning(tokens: Sequence[str], unknown: str | None, limit: float = 0.2,

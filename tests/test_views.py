@@ -122,3 +122,12 @@ def test_a_run_evaluated_on_its_training_data_says_so(tmp_path) -> None:
     assert "its own training data" in views.evaluation_caveat(str(tmp_path / "same"))
     assert views.evaluation_caveat(str(tmp_path / "held")) == ""
     assert views.evaluation_caveat(str(tmp_path / "missing")) == ""
+
+
+def test_the_answer_and_its_context_take_their_texts_own_direction() -> None:
+    """Found by a tester: an Arabic context was laid out left to right, its final full stop at the far right and
+    marked apart from the answer. The browser sets each piece's direction from its first letter (dir="auto")."""
+    context = "القاهرة هي عاصمة مصر. يمر نهر النيل عبر المدينة."
+    block = views.answer_html(context, (22, len(context)), context[22:], "probability 20%")
+    assert '<div class="qa-headline" dir="auto">' in block and '<div class="qa-context" dir="auto"' in block
+    assert '<div class="qa-detail">' in block  # the app's own words stay left to right

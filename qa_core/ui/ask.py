@@ -47,6 +47,7 @@ ANSWER_CSS = """
 .qa-context { position: relative; max-height: 18rem; overflow-y: auto; padding: 0.6rem 0.8rem;
   border: 1px solid var(--border-color-primary); border-radius: var(--radius-lg); white-space: pre-wrap;
   word-break: normal; overflow-wrap: break-word; line-height: 1.55; }
+#ask-context textarea, #ask-question textarea { unicode-bidi: plaintext; }  /* each line in its own direction */
 .qa-context mark { background: #ffb347; color: #000; border-radius: 3px; padding: 0 2px; }
 .qa-context mark.qa-passed-over { background: transparent; outline: 2px dashed #e08a00; color: inherit; }
 """
