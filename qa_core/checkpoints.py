@@ -48,6 +48,11 @@ class TrainState:
         """EM/F1 of the latest evaluation."""
         return {k: v for k, v in self.history[-1].items() if k in ("exact_match", "f1")} if self.history else {}
 
+    @property
+    def figures(self) -> dict[str, float]:
+        """Every figure of the latest evaluation: EM/F1, and a SQuAD 2.0 one's slices and best thresholds."""
+        return {k: v for k, v in self.history[-1].items() if k not in ("step", "epoch")} if self.history else {}
+
 
 def write_run_info(output_dir: Path, info: RunInfo) -> None:
     """The one writer of run.json: through a temporary file, so a reader never sees half of it."""

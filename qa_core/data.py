@@ -13,7 +13,7 @@ from typing import Any
 from qa_core.data_sources import DataError, check_unicode, read_rows, text_field
 
 logger = logging.getLogger(__name__)
-UNLOCATED_NAMED = 5  # questions the log names whose answer is not in their context; the rest are counted
+QUESTIONS_NAMED = 5  # questions a warning about the data names (answer not in context, ...); the rest are counted
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class LoadReport:
     repaired_answers: int  # answer_start moved to the nearest occurrence of the answer text
     unlocated_answers: int  # answer text not in the context: kept for scoring, unusable for training
     unanswerable: int  # SQuAD v2.0 questions without an answer, kept with no gold answers
+    impossible_disagreed: int = 0  # questions whose is_impossible disagrees with their answers (the answers decide)
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,9 @@ def load_examples(source: str, split: str = "train", limit: int | None = None,
     examples: list[Example] = []
     seen: dict[str, str] = {}
     counts = {"repaired": 0, "unlocated": 0, "unanswerable": 0}
+    disagreed: list[str] = []
     for where, row in itertools.islice(rows, limit):
-        example = _parse_record(row, f"{origin}: {where}", counts, answers_required)
+        example = _parse_record(row, f"{origin}: {where}", counts, disagreed, answers_required)
         if example.example_id in seen:
             raise DataError(f"{origin}: question id {example.example_id!r} appears twice "
                             f"({seen[example.example_id]} and {where})")
@@ -67,39 +69,59 @@ def load_examples(source: str, split: str = "train", limit: int | None = None,
         examples.append(example)
     if not examples:
         raise DataError(f"{origin}: contains no questions")
-    report = LoadReport(origin, len(examples), counts["repaired"], counts["unlocated"], counts["unanswerable"])
+    report = LoadReport(origin, len(examples), counts["repaired"], counts["unlocated"], counts["unanswerable"],
+                        len(disagreed))
     logger.info("loaded %s", report)
     _name_unlocated(origin, [e.example_id for e in examples if any(a.start is None for a in e.answers)])
+    _name_disagreed(origin, disagreed)
     return LoadResult(tuple(examples), report)
+
+
+def _first_named(ids: list[str]) -> str:
+    """The first QUESTIONS_NAMED ids, then how many more there are."""
+    more = f" and {len(ids) - QUESTIONS_NAMED} more" if len(ids) > QUESTIONS_NAMED else ""
+    return ", ".join(repr(i) for i in ids[:QUESTIONS_NAMED]) + more
 
 
 def _name_unlocated(origin: str, ids: list[str]) -> None:
     """Name the first questions whose answer text is not in their context, so they can be found and fixed."""
     if not ids:
         return
-    named = ", ".join(repr(i) for i in ids[:UNLOCATED_NAMED])
-    more = f" and {len(ids) - UNLOCATED_NAMED} more" if len(ids) > UNLOCATED_NAMED else ""
     which = "1 question has an answer whose text is nowhere in its" if len(ids) == 1 else \
         f"{len(ids)} questions have an answer whose text is nowhere in their"
-    logger.warning("%s: %s context (kept for scoring, not trained on): %s%s", origin, which, named, more)
+    logger.warning("%s: %s context (kept for scoring, not trained on): %s", origin, which, _first_named(ids))
 
 
-def _parse_record(record: dict[str, Any], where: str, counts: dict[str, int], answers_required: bool = True) -> Example:
+def _name_disagreed(origin: str, ids: list[str]) -> None:
+    """Name the first questions whose is_impossible disagrees with their answers: the data contradicts itself."""
+    if not ids:
+        return
+    which = "1 question has an is_impossible that disagrees with its" if len(ids) == 1 else \
+        f"{len(ids)} questions have an is_impossible that disagrees with their"
+    logger.warning("%s: %s answers; the answers decide, as in evaluate-v2.0.py (answerable when an answer is "
+                   "listed): %s", origin, which, _first_named(ids))
+
+
+def _parse_record(record: dict[str, Any], where: str, counts: dict[str, int], disagreed: list[str],
+                  answers_required: bool = True) -> Example:
     example_id = _id_field(record, where)
     where = f"{where} (id {example_id!r})"
     question, context = text_field(record, "question", where), text_field(record, "context", where)
     title = record.get("title") or ""
     check_unicode(str(title), f"{where}: field 'title'", DataError)
     # SQuAD 2.0 marks unanswerable questions with is_impossible; its hub copy (rajpurkar/squad_v2) only leaves their
-    # answer lists empty, which the official v2.0 script also reads as "no answer".
+    # answer lists empty. The official v2.0 script reads answerability from the answers alone, so they decide here
+    # too (scores equal its own); a mark that disagrees with them is counted and named.
     impossible = record.get("is_impossible")
-    if impossible is None:  # absent (v1.1, flat records) or null
-        impossible = False
-    if not isinstance(impossible, bool):  # the string "false" is truthy: it would make the question unanswerable
+    if impossible is not None and not isinstance(impossible, bool):  # the string "false" is truthy
         raise DataError(f"{where}: field 'is_impossible' must be true or false, got {impossible!r}")
-    if not answers_required and record.get("answers") is None and not impossible:  # a question yet to be answered
+    if record.get("answers") is None and (impossible or not answers_required):  # none to read: no answer / to predict
+        if impossible:
+            counts["unanswerable"] += 1
         return Example(str(example_id), question, context, (), str(title))
-    pairs = [] if impossible else _answer_pairs(record, where)
+    pairs = _answer_pairs(record, where)
+    if impossible is not None and impossible == bool(pairs):
+        disagreed.append(str(example_id))
     if not pairs:
         counts["unanswerable"] += 1
         return Example(str(example_id), question, context, (), str(title))

@@ -14,13 +14,13 @@ from qa_core.batching import BatchFormat
 from qa_core.calibration import fit_calibration, write_calibration
 from qa_core.checkpoints import clear_records
 from qa_core.config import QAConfig
-from qa_core.data import Example, load_examples
+from qa_core.data import Example, fingerprint, load_examples
 from qa_core.distributed import DistContext, device_for, init_distributed
 from qa_core.error_analysis import QuestionRecord, build_records, write_records
 from qa_core.features import Feature, featurize
 from qa_core.inference import predict_examples
 from qa_core.metrics import Metrics, compute_metrics, compute_metrics_v2
-from qa_core.model_card import write_model_card
+from qa_core.model_card import Evaluated, write_model_card
 from qa_core.modeling import fit_config, load_model, warn_if_untrained
 from qa_core.postprocess import Prediction, finite_floats
 from qa_core.precision import set_up_precision
@@ -143,7 +143,7 @@ def run_evaluation(config: QAConfig, device: str | None = None) -> EvalResult:
         write_eval_outputs(output_dir, result)
         if not own_run:  # a folder of its own: the model is named nowhere else in it
             write_evaluated_model(output_dir, config.model_name_or_path)
-        refresh_model_card(output_dir, run, Path(loaded.source), config.validation_file)
+        refresh_model_card(output_dir, run, Path(loaded.source), config, examples)
     return result
 
 
@@ -155,8 +155,12 @@ def write_evaluated_model(output_dir: Path, model: str) -> None:
                                               encoding="utf-8")
 
 
-def refresh_model_card(output_dir: Path, run: RunInfo | None, model: Path, validation_file: str) -> None:
-    """A run's model evaluated again into its run folder: its model card states the new scores."""
+def refresh_model_card(output_dir: Path, run: RunInfo | None, model: Path, config: QAConfig,
+                       examples: Sequence[Example]) -> None:
+    """A run's model evaluated again into its run folder: its model card states the new scores and describes the
+    evaluation that gave them (its data, their fingerprint, a SQuAD 2.0 evaluation's threshold)."""
     card = output_dir / MODEL_DIR / CARD_FILE
     if run is not None and card.is_file() and model.resolve() == card.parent.resolve():
-        write_model_card(output_dir, info=run, eval_data=validation_file)
+        threshold = config.null_score_diff_threshold if config.version_2_with_negative else None
+        evaluated = Evaluated(config.validation_file or "", fingerprint(examples), threshold)
+        write_model_card(output_dir, info=run, evaluated=evaluated)

@@ -43,6 +43,17 @@ class EvalScore:
     f1: float
     questions: int | None = None
     squad_v2: SquadV2Metrics | None = None  # a SQuAD 2.0 evaluation: answerable and unanswerable questions
+    threshold: float | None = None  # the null odds threshold a SQuAD 2.0 evaluation abstained above
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """An evaluation of a run's model after its training (`train.py evaluate` into the run folder): the data it
+    scored, that data's fingerprint, and the null odds threshold a SQuAD 2.0 evaluation abstained above."""
+
+    data: str
+    fingerprint: str | None = None
+    threshold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -132,15 +143,17 @@ def load_line(facts: CardFacts) -> str:
 
 
 def evaluation_section(evaluations: tuple[EvalScore, ...]) -> list[str]:
-    """A table of EM/F1 per evaluation set, as the official SQuAD v1.1 script computes them."""
+    """A table of EM/F1 per evaluation set, as the official SQuAD v1.1 or v2.0 script computes them."""
     lines = ["## Evaluation", ""]
     if not evaluations:
         return [*lines, "Not evaluated.", ""]
-    if any(s.squad_v2 for s in evaluations):
-        lines += ["Official SQuAD v2.0 exact match and F1 (0-100, evaluate-v2.0.py) over all questions at the "
-                  "run's null_score_diff_threshold, then over the answerable and the unanswerable ones (exact / F1 "
-                  "(questions)). Best F1: the F1 at the null odds threshold that maximises it; answers with this "
-                  "model abstain above that threshold.", "",
+    if v2 := [s for s in evaluations if s.squad_v2]:
+        at = "the run's null_score_diff_threshold" if v2[0].threshold is None else \
+            f"the null odds threshold {v2[0].threshold:g} (null_score_diff_threshold)"
+        lines += [f"Official SQuAD v2.0 exact match and F1 (0-100, evaluate-v2.0.py) over all questions at {at}, "
+                  "then over the answerable and the unanswerable ones (exact / F1 (questions)). Best F1: the F1 at "
+                  "the null odds threshold that maximises it; answers with this model abstain above that "
+                  "threshold.", "",
                   "| data | questions | exact match | F1 | answerable | unanswerable | best F1 |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]
     else:
@@ -180,27 +193,39 @@ def card_worthy(name: str, value: Any, config: dict[str, Any]) -> bool:
 
 
 def facts_from_run(info: RunInfo, model_name: str, eval_metrics: dict[str, float] | None = None,
-                   train_seconds: float | None = None, hardware: str = "", eval_data: str | None = None,
+                   train_seconds: float | None = None, hardware: str = "", evaluated: Evaluated | None = None,
                    load_from: str | None = None) -> CardFacts:
-    """Card facts from a run's run.json contents and (optionally) its eval_metrics.json, scored on eval_data
-    (default: the run's validation_file); time and hardware default to those run.json records. load_from: the
-    local folder a reader loads it from; None when model_name is a Hub repository."""
+    """Card facts from a run's run.json contents and (optionally) its eval_metrics.json, from the evaluation
+    `evaluated` describes (default: training's, on the run's validation_file); time and hardware default to those
+    run.json records. load_from: the local folder a reader loads it from; None when model_name is a Hub
+    repository."""
     config = info.config
     metrics = eval_metrics or info.metrics
     evaluations = ()
-    data = eval_data or config.get("validation_file")
+    data = evaluated.data if evaluated else config.get("validation_file")
     exact = metrics.get("exact_match", metrics.get("exact"))  # SQuAD v1.1 and v2.0 names
     if data and exact is not None and "f1" in metrics:
         questions = metrics.get("total")
-        v2 = _v2_figures(metrics) if config.get("version_2_with_negative") else None
+        # the figures say which evaluation gave them, not the run's config: a v1.1 run evaluated as SQuAD 2.0 too
+        v2 = _v2_figures(metrics)
+        threshold = evaluated.threshold if evaluated else config.get("null_score_diff_threshold")
         evaluations = (EvalScore(data, exact, metrics["f1"], int(questions) if questions is not None else None,
-                                 v2),)
+                                 v2, threshold if v2 else None),)
     base = info.base_model or base_model_name(config.get("model_name_or_path"))
     return CardFacts(model_name, base, config.get("train_file") or "",
                      {k: v for k, v in config.items() if k in CARD_HYPERPARAMETERS and card_worthy(k, v, config)},
-                     dict(info.data_fingerprint),
+                     card_fingerprints(info.data_fingerprint, evaluated),
                      info.step, train_seconds if train_seconds is not None else info.train_seconds,
                      hardware or info.hardware, evaluations, load_from=load_from)
+
+
+def card_fingerprints(trained: dict[str, str], evaluated: Evaluated | None) -> dict[str, str]:
+    """The run's data fingerprints, the validation one of the data the card's figures were scored on: another
+    evaluation's, or none where it is unknown (training's would identify data the figures are not from)."""
+    if evaluated is None:
+        return dict(trained)
+    kept = {split: value for split, value in trained.items() if split != "validation"}
+    return kept | ({"validation": evaluated.fingerprint} if evaluated.fingerprint else {})
 
 
 def _v2_figures(metrics: dict[str, float]) -> SquadV2Metrics | None:
@@ -223,10 +248,11 @@ def check_can_push() -> None:
 
 
 def write_model_card(run_dir: str | Path, model_name: str | None = None, folder: Path | None = None,
-                     info: RunInfo | None = None, eval_data: str | None = None) -> Path:
+                     info: RunInfo | None = None, evaluated: Evaluated | None = None) -> Path:
     """Write README.md into a run's model folder (or `folder`) from its run.json (or `info`) and the
-    eval_metrics.json beside it. model_name: the Hub repository it goes to; else the card is named after the run
-    folder and loads the model from run_dir, as given."""
+    eval_metrics.json beside it, which `evaluated` describes where not training's. model_name: the Hub
+    repository it goes to; else the card is named after the run folder and loads the model from run_dir, as
+    given."""
     from qa_core.run_files import read_run_info
 
     run_dir = Path(run_dir)  # a str, as load_model and push_run take, failed at `run_dir / ...`
@@ -237,7 +263,7 @@ def write_model_card(run_dir: str | Path, model_name: str | None = None, folder:
         metrics["total"] = sum(1 for line in records.open(encoding="utf-8") if line.strip())
     info = info if info is not None else read_run_info(run_dir)
     name = model_name or run_dir.resolve().name
-    facts = facts_from_run(info, name, metrics, eval_data=eval_data, load_from=None if model_name else str(run_dir))
+    facts = facts_from_run(info, name, metrics, evaluated=evaluated, load_from=None if model_name else str(run_dir))
     path = (folder or model_folder(run_dir)) / CARD_FILE
     path.write_text(render_model_card(facts), encoding="utf-8")
     return path

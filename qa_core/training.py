@@ -42,7 +42,7 @@ class TrainResult:
     output_dir: str
     status: str  # finished | cancelled
     step: int
-    metrics: dict[str, float]
+    metrics: dict[str, float]  # the latest evaluation's figures (a SQuAD 2.0 one's too), as `evaluate` gives them
     train_seconds: float  # this session's training time (run.json and the model card: every session's)
     windows_trained: int  # training windows processed in this session, all processes together
     total_train_seconds: float = 0.0  # every session's training time, as run.json counts it
@@ -104,7 +104,7 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
         raise _failed(setup, loop.saved, loop.state, err, emit) from err
     emit("done" if status == "finished" else "cancelled", loop.state, metrics=loop.state.metrics,
          message=status)  # how to continue is each front end's to say: a flag, or a button
-    return TrainResult(str(output_dir), status, loop.state.step, loop.state.metrics, loop.seconds, loop.windows,
+    return TrainResult(str(output_dir), status, loop.state.step, loop.state.figures, loop.seconds, loop.windows,
                        loop.state.train_seconds)
 
 

@@ -407,6 +407,22 @@ def test_evaluating_a_squad_v2_run_keeps_it_squad_v2(tiny_model_dir: Path, tmp_p
     assert "HasAns_total" not in json.loads((tmp_path / "v1" / "eval_metrics.json").read_text())
 
 
+def test_a_squad_v2_training_prints_its_v2_figures(tiny_model_dir: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture):
+    """Found by a tester: train --version_2_with_negative printed only exact_match and f1 at its end, while its
+    evaluation had the answerable and unanswerable slices and the best threshold (evaluate prints them)."""
+    from tests.v2_data import write_v2
+
+    data = write_v2(tmp_path / "v2.json")
+    assert cli.main(["train", "--model_name_or_path", str(tiny_model_dir), "--train_file", str(data),
+                     "--validation_file", str(data), "--output_dir", str(tmp_path / "run"), "--max_steps", "1",
+                     "--version_2_with_negative", "--max_seq_length", "64", "--doc_stride", "16",
+                     "--max_query_length", "16", "--per_device_train_batch_size", "4"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    stored = json.loads((tmp_path / "run" / "eval_metrics.json").read_text())
+    assert {k: printed[k] for k in stored} == stored and "best_f1_thresh" in printed and "NoAns_total" in printed
+
+
 def test_evaluate_and_predict_take_a_runs_windows_unless_given(tiny_model_dir: Path, tmp_path: Path):
     """Evaluating a run trained on 64-token windows with 256-token ones changed its answers and scores (and, into
     its own folder, its calibration), though the run was named as the model."""

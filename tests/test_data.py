@@ -150,3 +150,27 @@ def test_unlocated_answers_are_named_in_the_log(tmp_path: Path, caplog: pytest.L
     assert [r.getMessage() for r in caplog.records if "nowhere in" in r.getMessage()] == [
         f"{tmp_path / 'one.json'}: 1 question has an answer whose text is nowhere in its context (kept for scoring, "
         f"not trained on): 'q0'"]
+
+
+def test_is_impossible_that_disagrees_with_the_answers_is_counted_and_named(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Found by a tester: answers of a question marked is_impossible were dropped without a word; the answers decide,
+    as in evaluate-v2.0.py, and the log names the questions whose mark disagrees (either way)."""
+    marked = [{**qa(f"m{n}"), "is_impossible": True} for n in range(6)]
+    unmarked = {"id": "u", "question": "Why?", "answers": [], "is_impossible": False}
+    agreed = [{"id": "x", "question": "Why?", "answers": [], "is_impossible": True}, {**qa("y"), "is_impossible": False}]
+    path = write_squad(tmp_path / "d.json", [{"context": CONTEXT, "qas": [*marked, unmarked, *agreed, qa("z")]}])
+    with caplog.at_level(logging.INFO, logger="qa_core.data"):
+        result = load_examples(str(path))
+    assert [bool(e.answers) for e in result.examples] == [True] * 6 + [False, False, True, True]
+    assert result.report.impossible_disagreed == 7 and result.report.unanswerable == 2
+    named = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert named == [f"{path}: 7 questions have an is_impossible that disagrees with their answers; the answers "
+                     f"decide, as in evaluate-v2.0.py (answerable when an answer is listed): 'm0', 'm1', 'm2', 'm3', "
+                     f"'m4' and 2 more"], named
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="qa_core.data"):
+        load_examples(str(write_squad(tmp_path / "one.json", [{"context": CONTEXT, "qas": [marked[0]]}])))
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"{tmp_path / 'one.json'}: 1 question has an is_impossible that disagrees with its answers; the answers "
+        f"decide, as in evaluate-v2.0.py (answerable when an answer is listed): 'm0'"]

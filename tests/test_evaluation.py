@@ -128,3 +128,33 @@ def test_evaluating_a_run_into_its_own_folder_refreshes_only_its_evaluation(
     metrics = json.loads((run / "eval_metrics.json").read_text())
     assert metrics["exact_match"] >= 0 and len((run / "eval_records.jsonl").read_text().splitlines()) == 2
     assert "one.json" in (run / "model" / "README.md").read_text()  # the card states the new scores
+
+
+def test_a_v1_run_evaluated_as_squad_v2_into_its_folder_gets_a_v2_card(trained_run: Path, tmp_path: Path) -> None:
+    """Found by a tester: a SQuAD v1.1 run evaluated with --version_2_with_negative into its own folder got a card
+    calling evaluate-v2.0's figures 'SQuAD v1.1 exact match and F1', with the training's validation fingerprint;
+    a SQuAD 2.0 card and the evaluated data's fingerprint describe the evaluation that gave its figures."""
+    from huggingface_hub import ModelCard
+
+    from qa_core.data import fingerprint, load_examples
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    trained_on = json.loads((run / "run.json").read_text())["data_fingerprint"]["validation"]
+    data = write_v2(tmp_path / "dev-v2.json")
+    run_evaluation(QAConfig(model_name_or_path=str(run), validation_file=str(data), output_dir=str(run),
+                            version_2_with_negative=True, null_score_diff_threshold=0.25, **WINDOWS))
+    card = (run / "model" / "README.md").read_text()
+    assert "SQuAD v1.1" not in card and "Official SQuAD v2.0" in card
+    metrics = json.loads((run / METRICS_FILE).read_text())
+    assert (f"| {data} | {len(QUESTIONS)} | {metrics['exact']:.2f} | {metrics['f1']:.2f} | "
+            f"{metrics['HasAns_exact']:.2f} / {metrics['HasAns_f1']:.2f} (5) |") in card
+    assert "null odds threshold 0.25" in card
+    evaluated = fingerprint(load_examples(str(data), "validation").examples)
+    assert evaluated != trained_on and f"data fingerprint (validation): `{evaluated}`" in card
+    assert f"(validation): `{trained_on}`" not in card
+    assert {r.metric_type for r in ModelCard(card).data.eval_results} == {"exact_match", "f1"}  # as a v2 run's card
+
+    run_evaluation(QAConfig(model_name_or_path=str(run), validation_file=str(trained_run.parent / "d.json"),
+                            output_dir=str(run), **WINDOWS))  # evaluated again as SQuAD v1.1: a v1.1 card
+    card = (run / "model" / "README.md").read_text()
+    assert "Official SQuAD v1.1" in card and "SQuAD v2.0" not in card and f"(validation): `{trained_on}`" in card

@@ -14,7 +14,7 @@ from huggingface_hub import ModelCard
 
 from qa_core.checkpoints import write_run_info
 from qa_core.config import QAConfig
-from qa_core.model_card import (CardFacts, facts_from_run, hub_id, render_model_card,
+from qa_core.model_card import (CardFacts, Evaluated, facts_from_run, hub_id, render_model_card,
                                 write_model_card)
 from qa_core.run_files import RunInfo
 from tests.overfit_data import write_tiny_squad
@@ -63,7 +63,7 @@ def test_card_metadata_names_local_evaluation_data_by_its_file_name():
         ("dev-v1.1-subset.json", "dev-v1.1-subset.json")}
     assert "/data/" not in card.content.split("---")[1] and "data fingerprint (validation): `def456`" in card.content
     hub = ModelCard(render_model_card(facts_from_run(run_info(), "m", {"exact_match": 1.0, "f1": 2.0},
-                                                     eval_data="rajpurkar/squad:validation")))
+                                                     evaluated=Evaluated("rajpurkar/squad:validation"))))
     assert {(r.dataset_name, r.dataset_type) for r in hub.data.eval_results} == {
         ("rajpurkar/squad:validation", "rajpurkar/squad")}
 
@@ -104,6 +104,22 @@ def test_a_squad_v2_card_says_so_with_its_slices_and_threshold():
     assert "SQuAD v1.1 exact" not in card and "SQuAD v2.0" in card
     assert "| 40 | 55.00 | 56.50 | 40.00 / 43.40 (17) | 66.10 / 66.10 (23) | 61.20 at -0.11 |" in card
     assert "| version_2_with_negative | True |" in card
+
+
+def test_the_figures_not_the_runs_config_make_a_card_v1_or_v2_and_it_names_the_evaluated_data():
+    """Found by a tester: a v1.1 run evaluated as SQuAD 2.0 got a v1.1 card of v2 figures, with training's
+    validation fingerprint beside data it was not scored on."""
+    v2 = {"exact_match": 55.0, "f1": 56.5, "exact": 55.0, "total": 40, "HasAns_exact": 40.0, "HasAns_f1": 43.4,
+          "HasAns_total": 17, "NoAns_exact": 66.1, "NoAns_f1": 66.1, "NoAns_total": 23}
+    card = render_model_card(facts_from_run(run_info(), "m", v2, evaluated=Evaluated("/d/dev-v2.json", "f00d", -1.5)))
+    assert "Official SQuAD v2.0" in card and "at the null odds threshold -1.5 (null_score_diff_threshold)" in card
+    assert "| /d/dev-v2.json | 40 | 55.00 | 56.50 | 40.00 / 43.40 (17) | 66.10 / 66.10 (23) | - |" in card
+    assert "data fingerprint (validation): `f00d`" in card and "def456" not in card and "(train): `abc123`" in card
+    assert "null_score_diff_threshold |" not in card  # a hyperparameter of v2 training only
+    unknown = render_model_card(facts_from_run(run_info(), "m", v2, evaluated=Evaluated("/d/dev-v2.json")))
+    assert "(validation)" not in unknown and "(train): `abc123`" in unknown
+    v1 = render_model_card(facts_from_run(run_info(version_2_with_negative=True), "m", {"exact_match": 5.0, "f1": 6.0}))
+    assert "Official SQuAD v1.1" in v1 and "SQuAD v2.0" not in v1 and "(validation): `def456`" in v1
 
 
 def test_write_model_card_reads_the_run_folder(tmp_path: Path):

@@ -114,3 +114,17 @@ def test_cli_predict_answers_with_the_runs_threshold(tiny_model_dir: Path, tmp_p
     assert cli.main(ask + ["--no-version_2_with_negative"]) == 0
     answered = json.loads(capsys.readouterr().out)
     assert answered["answer"] == answered["alternatives"][0]["answer"] and answered["null_score"] is None
+
+
+def test_answers_decide_over_is_impossible_as_in_the_official_script(tmp_path: Path) -> None:
+    """Found by a tester: a question marked is_impossible that lists answers lost them (scored unanswerable), while
+    evaluate-v2.0.py reads answerability from the answers alone; and one not marked, with none, is unanswerable."""
+    data = write_v2(tmp_path / "dev.json")
+    raw = json.loads(data.read_text())
+    qas = raw["data"][0]["paragraphs"][0]["qas"]
+    qas[0]["is_impossible"] = True  # a1 keeps its answers
+    qas[5]["is_impossible"] = False  # n1 has none
+    data.write_text(json.dumps(raw))
+    expected = official(data, PREDICTIONS, NULL_ODDS, 0.5, tmp_path)
+    assert score_files(str(data), str(tmp_path / "pred.json"), str(tmp_path / "na.json"), 0.5) == expected
+    assert load_examples(str(data)).examples[0].answers  # what training and evaluation read too
