@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from qa_core.run_files import (CALIBRATION_FILE, CHECKPOINT_DIR, EVAL_PREFIX, MODEL_DIR, OLD_SUFFIX, RUN_FILE,
-                               RUN_RECORDS, STATE_FILE, TMP_SUFFIX, RunInfo, RunRefused, find_checkpoint, held_records,
-                               partial_names)
+from qa_core.run_files import (CALIBRATION_FILE, CHECKPOINT_DIR, EVAL_PREFIX, EVAL_STAGING, MODEL_DIR, OLD_SUFFIX,
+                               RUN_FILE, RUN_RECORDS, STATE_FILE, TMP_SUFFIX, RunInfo, RunRefused, find_checkpoint,
+                               held_records, partial_names)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -25,6 +26,11 @@ NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk, a quota, a f
 
 # Tests set this in a child process to kill it at a named point of a write (see tests/test_crash_safety.py).
 crash_hook: Callable[[str], None] = lambda point: None
+
+
+class NoRoomError(RuntimeError):
+    """A write refused for want of room (no_room), its partial files removed: one line on what was kept and what
+    to do (training says it as a TrainingError, which run.json records)."""
 
 
 @dataclass(frozen=True)
@@ -69,11 +75,48 @@ def eval_files(folder: Path) -> list[Path]:
     return sorted([*folder.glob(EVAL_PREFIX + "*"), *folder.glob(CALIBRATION_FILE)])
 
 
-def clear_records(folder: Path, names: Iterable[str] = RUN_RECORDS) -> None:
-    """Remove the run records and evaluation files a new run or evaluation would otherwise mix with its own."""
+def clear_records(folder: Path, names: Iterable[str] = RUN_RECORDS, keep: Collection[str] = ()) -> None:
+    """Remove the run records and evaluation files a new run or evaluation would otherwise mix with its own; keep:
+    names about to be replaced by renames."""
     for name in held_records(folder, names):
         path = folder / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+        if name not in keep:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def move_in(staged: Path, folder: Path, replaced: Iterable[str]) -> None:
+    """Swap a complete set of files into folder: its records among `replaced` (and eval_* files) that staged has no
+    new one of are removed, staged's files are renamed over the rest (a rename needs no room), then staged goes."""
+    files = [path.relative_to(staged) for path in sorted(staged.rglob("*")) if path.is_file()]
+    clear_records(folder, replaced, keep={path.parts[0] for path in files})
+    for path in files:
+        (staged / path).replace(folder / path)
+    shutil.rmtree(staged)
+
+
+def write_file_atomically(path: Path, text: str) -> None:
+    """Write text beside path under a name of this process's own, then rename it over path: a write that fails
+    leaves path as it was, and the partial file is removed."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def no_room_said(target: str, kept: str, then: str) -> Iterator[None]:
+    """A write refused for want of room (no_room) as NoRoomError's one line; the partial files are removed by the
+    writers inside, before it is said."""
+    try:
+        yield
+    except OSError as err:
+        if (reason := no_room(err)) is None:
+            raise
+        raise NoRoomError(f"no room to write {target} ({reason}); partial files removed, {kept}; free some space, "
+                          f"then {then}") from err
 
 
 def save_checkpoint(output_dir: Path, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
@@ -170,8 +213,8 @@ def publish(output_dir: Path, checkpoint: Path | None, info: RunInfo) -> None:
 
 def remove_partial_files(output_dir: Path) -> None:
     """After a failed write (a full disk): the temporary files, which would only hold space."""
-    for name in (CHECKPOINT_DIR, MODEL_DIR):
-        shutil.rmtree(output_dir / (name + TMP_SUFFIX), ignore_errors=True)
+    for name in (CHECKPOINT_DIR + TMP_SUFFIX, MODEL_DIR + TMP_SUFFIX, EVAL_STAGING):  # a killed evaluation's too
+        shutil.rmtree(output_dir / name, ignore_errors=True)
     for path in output_dir.glob("*" + TMP_SUFFIX):
         path.unlink(missing_ok=True)
 

@@ -120,10 +120,18 @@ def run_predict(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
         return predict_one(loaded, args.question, args.context, config)
     answers = answer_examples(loaded, examples, config)
     if args.output_file:
-        Path(args.output_file).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output_file).write_text(json.dumps(answers, ensure_ascii=False, indent=1), encoding="utf-8")
+        write_answers(Path(args.output_file), answers)
         return {"output_file": args.output_file, "questions": len(answers)}
     return answers
+
+
+def write_answers(path: Path, answers: dict[str, str]) -> None:
+    """The answers replace the file whole or not at all: a full disk leaves an earlier file as it was."""
+    from qa_core.checkpoints import no_room_said, write_file_atomically
+
+    with no_room_said(str(path), f"{path} left as it was", "predict again"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_file_atomically(path, json.dumps(answers, ensure_ascii=False, indent=1))
 
 
 def predict_one(loaded: LoadedModel, question: str, context: str, config: QAConfig) -> dict[str, Any]:
@@ -220,6 +228,7 @@ def run_command(args: argparse.Namespace, config: QAConfig) -> int:
     from qa_core.runtime import configure_process
 
     configure_process()  # before torch loads: oneDNN reads its cache caps once
+    from qa_core.checkpoints import NoRoomError
     from qa_core.distributed import cleanup, init_distributed
     from qa_core.training import TrainingError
 
@@ -233,7 +242,7 @@ def run_command(args: argparse.Namespace, config: QAConfig) -> int:
     except ValueError as err:  # bad data (DataError), a missing model (ModelNotFoundError), an unreachable hub
         logger.error("%s", err)
         return 2
-    except TrainingError as err:  # diverged, or a full disk: run.json says "failed"
+    except (TrainingError, NoRoomError) as err:  # diverged, or a full disk: run.json says "failed" (training's)
         logger.error("%s", err)
         return 1
     finally:

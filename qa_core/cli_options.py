@@ -14,7 +14,8 @@ SPAN_FIELDS = ("n_best_size", "max_answer_length", "whole_word_spans", "version_
 EVAL_FIELDS = ("model_name_or_path", "validation_file", "output_dir", "max_seq_length", "doc_stride",
                "max_query_length", "per_device_eval_batch_size", "max_eval_samples", "bf16",
                "overwrite_output_dir") + SPAN_FIELDS
-PREDICT_FIELDS = ("model_name_or_path", "max_seq_length", "doc_stride", "max_query_length") + SPAN_FIELDS
+PREDICT_FIELDS = ("model_name_or_path", "max_seq_length", "doc_stride", "max_query_length",
+                  "overwrite_output_dir") + SPAN_FIELDS
 # What evaluate and predict take from a run's run.json unless given: the windows and span search it trained and
 # evaluated with; evaluate also SQuAD 2.0 and its threshold, else evaluating a v2 run into its own folder would
 # make it a v1.1 run (predict answers at the best threshold of the run's evaluation, cli.run_predict)
@@ -29,6 +30,7 @@ PREDICT_DEFAULTS = {"version_2_with_negative": "on for a run whose evaluation wa
                     "null_score_diff_threshold": "the best_f1_thresh of that evaluation, else 0.0"}
 EVAL_OUTPUT_HELP = ("Folder for the evaluation's metrics, predictions and per-question records; a run's own folder "
                     "keeps its run and replaces only its evaluation files")
+PREDICT_OVERWRITE_HELP = "Replace an --output_file that already exists (else predict refuses it)"
 
 
 def _float_or_none(text: str) -> float | None:
@@ -102,7 +104,8 @@ def build_parser(prog: str | None = None, description: str | None = None) -> arg
     add_config_options(evaluate, EVAL_FIELDS, run_defaults(EVAL_DEFAULTS), {"output_dir": EVAL_OUTPUT_HELP})
     predict = commands.add_parser("predict", help="answer one question, or every question of a file",
                                   allow_abbrev=False)
-    add_config_options(predict, PREDICT_FIELDS, run_defaults(PREDICT_DEFAULTS))
+    add_config_options(predict, PREDICT_FIELDS, run_defaults(PREDICT_DEFAULTS),
+                       {"overwrite_output_dir": PREDICT_OVERWRITE_HELP})
     predict.add_argument("--question", help="a question about --context")
     predict.add_argument("--context", help="the passage holding the answer")
     predict.add_argument("--test_file", help="answer every question of this data file instead (gold answers, "

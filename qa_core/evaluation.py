@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 
 from qa_core.batching import BatchFormat
 from qa_core.calibration import fit_calibration, write_calibration
-from qa_core.checkpoints import clear_records
+from qa_core.checkpoints import move_in, no_room_said
 from qa_core.config import QAConfig
 from qa_core.data import Example, fingerprint, load_examples
 from qa_core.distributed import DistContext, device_for, init_distributed
@@ -25,8 +26,9 @@ from qa_core.modeling import fit_config, load_model, warn_if_untrained
 from qa_core.postprocess import Prediction, finite_floats
 from qa_core.precision import set_up_precision
 from qa_core.run_files import (BEST_SPANS_FILE, CALIBRATION_FILE, CARD_FILE, EVAL_MODEL_FILE, EVAL_RECORDS,
-                               METRICS_FILE, MODEL_DIR, MODEL_RECORDS, NULL_ODDS_FILE, PREDICTIONS_FILE, RECORDS_FILE,
-                               RUN_FILE, RUN_RECORDS, RunInfo, check_eval_output_dir, evaluates_own_run, read_run_info)
+                               EVAL_STAGING, METRICS_FILE, MODEL_DIR, MODEL_RECORDS, NULL_ODDS_FILE, PREDICTIONS_FILE,
+                               RECORDS_FILE, RUN_FILE, RUN_RECORDS, RunInfo, check_eval_output_dir, evaluates_own_run,
+                               read_run_info)
 from qa_core.wording import TwoWordings
 
 # With --overwrite_output_dir an evaluation replaces a run's records, but not the model it may be evaluating.
@@ -139,12 +141,34 @@ def run_evaluation(config: QAConfig, device: str | None = None) -> EvalResult:
     bf16 = set_up_precision(loaded.model, config.bf16, torch_device, training=False)
     result = evaluate(loaded.model, examples, features, config, bf16, dist_ctx, loaded.batch_format)
     if dist_ctx.is_main:
-        clear_records(output_dir, EVAL_RECORDS if own_run else EVAL_OVERWRITES)
-        write_eval_outputs(output_dir, result)
-        if not own_run:  # a folder of its own: the model is named nowhere else in it
-            write_evaluated_model(output_dir, config.model_name_or_path)
-        refresh_model_card(output_dir, run, Path(loaded.source), config, examples)
+        named = None if own_run else config.model_name_or_path  # a folder of its own names the model nowhere else
+        card_run = run if card_is_of(output_dir, run, Path(loaded.source)) else None
+        with no_room_said(f"in {output_dir}", "the earlier evaluation files kept", "evaluate again"):
+            save_evaluation(output_dir, result, EVAL_RECORDS if own_run else EVAL_OVERWRITES, named, card_run,
+                            evaluated_data(config, examples))
     return result
+
+
+def save_evaluation(output_dir: Path, result: EvalResult, replaced: tuple[str, ...], model: str | None,
+                    run: RunInfo | None, evaluated: Evaluated) -> None:
+    """Every file of the evaluation written aside (EVAL_STAGING, laid out as output_dir), then moved in over the
+    earlier ones (move_in), so that a write that fails (a full disk) leaves the earlier evaluation whole, never
+    part of each. model: the evaluated model, to name in the folder; run: the run whose model card states the new
+    scores (card_is_of), of the evaluation `evaluated` describes."""
+    staged = output_dir / EVAL_STAGING
+    shutil.rmtree(staged, ignore_errors=True)  # a killed evaluation's
+    try:
+        write_eval_outputs(staged, result)
+        if model is not None:
+            write_evaluated_model(staged, model)
+        if run is not None:
+            (staged / MODEL_DIR).mkdir()
+            write_model_card(output_dir, info=run, evaluated=evaluated, folder=staged / MODEL_DIR,
+                             eval_dir=staged)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    move_in(staged, output_dir, replaced)
 
 
 def write_evaluated_model(output_dir: Path, model: str) -> None:
@@ -155,12 +179,13 @@ def write_evaluated_model(output_dir: Path, model: str) -> None:
                                               encoding="utf-8")
 
 
-def refresh_model_card(output_dir: Path, run: RunInfo | None, model: Path, config: QAConfig,
-                       examples: Sequence[Example]) -> None:
-    """A run's model evaluated again into its run folder: its model card states the new scores and describes the
-    evaluation that gave them (its data, their fingerprint, a SQuAD 2.0 evaluation's threshold)."""
+def evaluated_data(config: QAConfig, examples: Sequence[Example]) -> Evaluated:
+    """What a model card says of this evaluation: its data, their fingerprint, a SQuAD 2.0 evaluation's threshold."""
+    threshold = config.null_score_diff_threshold if config.version_2_with_negative else None
+    return Evaluated(config.validation_file or "", fingerprint(examples), threshold)
+
+
+def card_is_of(output_dir: Path, run: RunInfo | None, model: Path) -> bool:
+    """A run's model evaluated again into its run folder: its model card is to state the new scores."""
     card = output_dir / MODEL_DIR / CARD_FILE
-    if run is not None and card.is_file() and model.resolve() == card.parent.resolve():
-        threshold = config.null_score_diff_threshold if config.version_2_with_negative else None
-        evaluated = Evaluated(config.validation_file or "", fingerprint(examples), threshold)
-        write_model_card(output_dir, info=run, evaluated=evaluated)
+    return run is not None and card.is_file() and model.resolve() == card.parent.resolve()

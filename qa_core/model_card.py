@@ -248,16 +248,17 @@ def check_can_push() -> None:
 
 
 def write_model_card(run_dir: str | Path, model_name: str | None = None, folder: Path | None = None,
-                     info: RunInfo | None = None, evaluated: Evaluated | None = None) -> Path:
+                     info: RunInfo | None = None, evaluated: Evaluated | None = None,
+                     eval_dir: Path | None = None) -> Path:
     """Write README.md into a run's model folder (or `folder`) from its run.json (or `info`) and the
-    eval_metrics.json beside it, which `evaluated` describes where not training's. model_name: the Hub
-    repository it goes to; else the card is named after the run folder and loads the model from run_dir, as
-    given."""
+    eval_metrics.json beside it (or in eval_dir: an evaluation not yet moved in), which `evaluated` describes
+    where not training's. model_name: the Hub repository it goes to; else the card is named after the run folder
+    and loads the model from run_dir, as given."""
     from qa_core.run_files import read_run_info
 
     run_dir = Path(run_dir)  # a str, as load_model and push_run take, failed at `run_dir / ...`
 
-    metrics_file, records = run_dir / METRICS_FILE, run_dir / RECORDS_FILE
+    metrics_file, records = (eval_dir or run_dir) / METRICS_FILE, (eval_dir or run_dir) / RECORDS_FILE
     metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.exists() else None
     if metrics is not None and "total" not in metrics and records.exists():  # SQuAD v1.1: one record a question
         metrics["total"] = sum(1 for line in records.open(encoding="utf-8") if line.strip())

@@ -36,7 +36,7 @@ def check_paths(args: argparse.Namespace, config: QAConfig) -> None:
     for option in ("train_file", "validation_file", "test_file"):
         check_data_file(option, getattr(args, option, None))
     if getattr(args, "output_file", None):
-        check_output_file(args.output_file, args.test_file)
+        check_output_file(args.output_file, args.test_file, config.overwrite_output_dir)
     output_dir = Path(config.output_dir)
     if args.command == "evaluate":
         check_eval_output_dir(output_dir, config.model_name_or_path, config.overwrite_output_dir)
@@ -53,9 +53,10 @@ def check_data_file(option: str, source: str | None) -> None:
         raise ValueError(f"--{option} {source}: no such data file")
 
 
-def check_output_file(path: str, test_file: str | None) -> None:
+def check_output_file(path: str, test_file: str | None, overwrite: bool = False) -> None:
     """predict's --output_file can be written where it is named: else the answers, found at the cost of a pass over
-    the whole file, would be lost to a traceback. Missing folders above it are made when it is written."""
+    the whole file, would be lost to a traceback. Missing folders above it are made when it is written. An existing
+    file is replaced only when told (overwrite), as --output_dir's files are."""
     if not test_file:  # a single answer goes to stdout: the file would silently never be written
         raise ValueError("--output_file is for the answers to --test_file; a --question's answer is printed")
     target = Path(path)
@@ -63,6 +64,9 @@ def check_output_file(path: str, test_file: str | None) -> None:
         raise ValueError(f"--output_file {path} is the --test_file: writing the answers would replace the questions")
     if target.is_dir():
         raise ValueError(f"--output_file {path} is a folder; name a file, such as {target / 'predictions.json'}")
+    if target.exists() and not overwrite:
+        raise ValueError(f"--output_file {path} already exists; pass --overwrite_output_dir to replace it, or name "
+                         f"another file")
     existing = next(parent for parent in target.parents if parent.exists())  # '.' or '/' at the latest
     if not existing.is_dir():
         raise ValueError(f"--output_file {path}: {existing} is a file, so no folder can hold it")

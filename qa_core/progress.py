@@ -40,8 +40,9 @@ def append_history(path: Path, event: ProgressEvent) -> None:
             file.write(json.dumps(record) + "\n")
 
 
-def read_history(path: Path) -> list[ProgressEvent]:
+def read_history(path: str | Path) -> list[ProgressEvent]:
     """The step and evaluation events of a run (a missing file is an empty history; a torn last line is skipped)."""
+    path = Path(path)  # README names it for users, who pass a str as to the other functions it names
     if not path.exists():
         return []
     names = {f.name for f in fields(ProgressEvent)}

@@ -46,6 +46,8 @@ WEB_JOB_MARK = ".web-job"
 # Files that tell about a run folder without being any of its results: a folder holding only these was never written
 BOOKKEEPING = frozenset({TRAINING_LOCK, WEB_JOB_MARK})
 TMP_SUFFIX, OLD_SUFFIX = ".tmp", ".old"  # a folder being written; the one it replaces, until the swap is done
+# An evaluation's files being written, laid out as in the folder they go to; moved in once all of them are.
+EVAL_STAGING = "evaluation" + TMP_SUFFIX
 # The quick fine-tune's split of the bundled sample: its training passages and the passages held out from them.
 QUICK_DATA = ("quick-train.json", "quick-heldout.json")
 

@@ -153,6 +153,23 @@ def test_a_predict_output_file_that_cannot_be_written_is_refused_before_anything
     assert "--output_file is for the answers to --test_file" in line  # it was silently never written
 
 
+def test_predict_refuses_to_replace_an_existing_output_file_unless_told(tiny_model_dir: Path, tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture):
+    """Found by trying the CLI: --output_file silently replaced any file, a SQuAD data file too; --output_dir
+    refuses that without --overwrite_output_dir, and so does --output_file now."""
+    data = write_tiny_squad(tmp_path / "d.json")
+    existing = write_tiny_squad(tmp_path / "other-squad.json")
+    kept = existing.read_text()
+    line = refused("predict", "--test_file", str(data), "--output_file", str(existing))
+    assert f"--output_file {existing} already exists" in line and "--overwrite_output_dir" in line
+    assert existing.read_text() == kept
+    windows = ["--max_seq_length", "64", "--doc_stride", "16", "--max_query_length", "16"]
+    assert cli.main(["predict", "--model_name_or_path", str(tiny_model_dir), "--test_file", str(data),
+                     "--output_file", str(existing), "--overwrite_output_dir", *windows]) == 0
+    answers = json.loads(existing.read_text())
+    assert json.loads(capsys.readouterr().out)["questions"] == len(answers) and "data" not in answers
+
+
 def refused(*args: str) -> str:
     """The one error line of a command refused before torch loads."""
     done = run_cli(*args)

@@ -7,6 +7,7 @@ import logging
 import multiprocessing
 import os
 import resource
+import shutil
 import signal
 import subprocess
 from collections import Counter
@@ -24,7 +25,7 @@ from qa_core.progress import read_history
 from qa_core.run_files import RECORDS_FILE, STATE_FILE, TRAINING_LOCK, find_checkpoint, read_run_info
 from qa_core.training import TrainingError, train
 from tests.overfit_data import write_tiny_squad
-from tests.tiny_runs import assert_same_weights, tiny_config
+from tests.tiny_runs import assert_same_weights, cli as train_py, tiny_config
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the children are forked
 KILLED = 77
@@ -170,9 +171,14 @@ def test_a_full_disk_stops_with_one_clear_error_and_resumes_after(straight, tmp_
         subprocess.run(["umount", "--lazy", str(mount)], check=False)
 
 
-def _train_with_a_file_size_limit(config: QAConfig, limit: int) -> None:
+def limit_file_size(limit: int) -> None:
+    """In this process and those it starts: a write past `limit` bytes of a file fails, as on a full disk."""
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # then a write past the limit fails with EFBIG
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def _train_with_a_file_size_limit(config: QAConfig, limit: int) -> None:
+    limit_file_size(limit)
     try:
         train(config)
     except TrainingError:
@@ -194,6 +200,48 @@ def test_a_write_error_stops_with_one_clear_error_and_leaves_no_partial_files(st
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [TRAINING_LOCK, "history.jsonl", "run.json"]
     with pytest.raises(ValueError, match="nothing to resume"):
         train(config.replace(resume=True))
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def run_with_a_file_size_limit(limit: int, *args: str) -> str:
+    """train.py in a process whose writes fail past `limit` bytes a file: its one error line (exit code 1)."""
+    done = subprocess.run(train_py(*args), capture_output=True, text=True, timeout=300,
+                          preexec_fn=lambda: limit_file_size(limit))
+    errors = [line for line in done.stderr.splitlines() if " ERROR " in line]
+    assert done.returncode == 1 and "Traceback" not in done.stderr and len(errors) == 1, done.stderr
+    return errors[0]
+
+
+def test_an_evaluation_without_room_keeps_the_earlier_one_whole(straight, tmp_path: Path) -> None:
+    """Found by trying the CLI under `ulimit -f`: evaluating a run into its own folder deleted its calibration,
+    replaced its metrics and predictions, cut its records mid-line, and ended in a traceback. The new files are
+    written aside and moved in once all are: a write that fails leaves the earlier evaluation as it was."""
+    reference, config = straight
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    before = files_of(run)
+    sizes = {name: len(content) for name, content in before.items() if name.startswith("eval_")}
+    limit = sizes[RECORDS_FILE] // 2  # the predictions and metrics fit, the records do not: the reported case
+    assert sizes["eval_predictions.json"] < limit and sizes["eval_metrics.json"] < limit
+    line = run_with_a_file_size_limit(limit, "evaluate", "--model_name_or_path", str(run), "--validation_file",
+                                      config.validation_file, "--output_dir", str(run))
+    assert f"no room to write in {run}" in line and "File too large" in line and "partial files removed" in line
+    assert files_of(run) == before  # eval_*, calibration.json, the model card: all kept, nothing left aside
+
+
+def test_predict_without_room_leaves_the_output_file_as_it_was(straight, tmp_path: Path) -> None:
+    """Found by trying the CLI under `ulimit -f`: a traceback, and the existing answers cut to invalid JSON."""
+    reference, config = straight
+    output = tmp_path / "answers" / "predictions.json"
+    output.parent.mkdir()
+    output.write_text('{"q1": "an earlier answer"}')
+    line = run_with_a_file_size_limit(16, "predict", "--model_name_or_path", str(reference), "--test_file",
+                                      config.validation_file, "--output_file", str(output), "--overwrite_output_dir")
+    assert f"no room to write {output}" in line and "File too large" in line and "partial files removed" in line
+    assert files_of(output.parent) == {"predictions.json": b'{"q1": "an earlier answer"}'}
 
 
 @pytest.mark.gpu

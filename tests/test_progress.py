@@ -37,3 +37,10 @@ def test_the_time_left_after_a_resume_goes_by_the_whole_runs_pace() -> None:
     # 50 of 100 steps at 1 s each before the resume; the first step after it took 5 s
     assert pace_of(16, 5.0, 55.0, 51, 100)["eta_s"] == pytest.approx(55 / 51 * 49)
     assert pace_of(32, 2.0, 2.0, 2, 10) == {"windows_per_s": 16.0, "eta_s": 8.0}  # a fresh run: its own pace
+
+
+def test_read_history_takes_a_path_as_a_string(tmp_path: Path) -> None:
+    """As the README names it, qa_core.progress.read_history("runs/x/history.jsonl"): a str raised AttributeError."""
+    (tmp_path / HISTORY_FILE).write_text('{"kind": "step", "step": 1, "epoch": 0.5, "loss": 2.5}\n', encoding="utf-8")
+    assert [(e.kind, e.step, e.loss) for e in read_history(str(tmp_path / HISTORY_FILE))] == [("step", 1, 2.5)]
+    assert read_history(str(tmp_path / "missing.jsonl")) == []
