@@ -72,7 +72,9 @@ def run_train(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
     # Ctrl-C or SIGTERM: a checkpoint at the step's end, then --resume. Log lines go above the bar, not into it.
     with stop_on_signals() as stop, logging_redirect_tqdm():
         result = train(config, callback=ProgressBar(Path(config.output_dir)), should_stop=stop)
-    stopped_by = {"stopped_by": signal.Signals(stop.signum).name} if stop.signum is not None else {}
+    # a signal that came once no step was left (the last evaluation, the final model) stopped nothing
+    stopped = stop.signum is not None and result.status == "cancelled"
+    stopped_by = {"stopped_by": signal.Signals(stop.signum).name} if stopped else {}
     # run.json's figure, every session's; a resumed run also says what this session added
     resumed = result.total_train_seconds > result.train_seconds + 0.05
     session = {"session_seconds": round(result.train_seconds, 1)} if resumed else {}
