@@ -264,7 +264,10 @@ def fit_config(config: QAConfig, loaded: LoadedModel) -> QAConfig:
     if length < config.max_seq_length:  # a clamped window keeps at least half of itself for the context
         query = min(query, (length - special_tokens) // 2)
     room = length - query - special_tokens  # context tokens per window
-    stride = config.doc_stride if config.doc_stride < room else room // 2
+    # A window as asked, short only of the tokenizer's extra special tokens, keeps the largest stride that fits;
+    # in a clamped window the largest would advance each window by a token and multiply them, so half the room.
+    largest = room - 1 if (length, query) == (config.max_seq_length, config.max_query_length) else room // 2
+    stride = config.doc_stride if config.doc_stride < room else largest
     if (length, query, stride) == (config.max_seq_length, config.max_query_length, config.doc_stride):
         return config
     _warn_once(f"model {loaded.source} takes {limit or 'any number of'} tokens per window, {special_tokens} of "
