@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import signal
@@ -46,6 +47,24 @@ class ProgressBar:
             self.bar.close()
             if event.kind == "cancelled":
                 logger.warning("stopped at step %d: %s; %s", event.step, event.message, left_to_do(self.output_dir))
+
+
+class WindowBar:
+    """Draws the windows an evaluation has scored with tqdm, as ProgressBar draws training's steps."""
+
+    def __init__(self) -> None:
+        self.bar = None
+
+    def __call__(self, scored: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc="evaluating", unit="window", dynamic_ncols=True)
+        self.bar.update(scored - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def left_to_do(output_dir: Path) -> str:
@@ -92,8 +111,11 @@ def push_trained_run(args: argparse.Namespace, output: dict[str, Any]) -> str:
 def run_evaluate(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
     from qa_core.evaluation import run_evaluation
 
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     warn_if_threshold_unused(args, config)  # the config follows the model's run already (followed_settings)
-    result = run_evaluation(config)
+    with contextlib.closing(WindowBar()) as bar, logging_redirect_tqdm():  # log lines above the bar
+        result = run_evaluation(config, progress=bar)
     return {"output_dir": config.output_dir, **result.metrics.to_dict()}
 
 

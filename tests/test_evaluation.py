@@ -128,3 +128,21 @@ def test_evaluating_a_run_into_its_own_folder_refreshes_only_its_evaluation(
     metrics = json.loads((run / "eval_metrics.json").read_text())
     assert metrics["exact_match"] >= 0 and len((run / "eval_records.jsonl").read_text().splitlines()) == 2
     assert "one.json" in (run / "model" / "README.md").read_text()  # the card states the new scores
+
+
+def test_train_py_evaluate_shows_its_windows_scored_as_it_goes(tiny_model_dir: Path, tmp_path: Path,
+                                                               capfd: pytest.CaptureFixture) -> None:
+    """Found by a tester: `train.py evaluate` said nothing for minutes on 950 questions. run_evaluation reports the
+    windows scored after each batch; the command line draws them as a bar, as it draws training's steps."""
+    from qa_core import cli as qa_cli
+
+    data = write_tiny_squad(tmp_path / "d.json")  # 5 questions of one window each
+    reports: list[tuple[int, int]] = []
+    config = QAConfig(model_name_or_path=str(tiny_model_dir), validation_file=str(data),
+                      output_dir=str(tmp_path / "eval"), per_device_eval_batch_size=2, **WINDOWS)
+    run_evaluation(config, progress=lambda done, total: reports.append((done, total)))
+    assert reports == [(2, 5), (4, 5), (5, 5)]
+    assert qa_cli.main(["evaluate", "--model_name_or_path", str(tiny_model_dir), "--validation_file", str(data),
+                        "--output_dir", str(tmp_path / "cli"), "--per_device_eval_batch_size", "2",
+                        *[f"--{name}={value}" for name, value in WINDOWS.items()]]) == 0
+    assert "5/5" in capfd.readouterr().err
