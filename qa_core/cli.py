@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import signal
@@ -48,6 +49,24 @@ class ProgressBar:
                 logger.warning("stopped at step %d: %s; %s", event.step, event.message, left_to_do(self.output_dir))
 
 
+class WindowBar:
+    """Draws the windows an evaluation has scored with tqdm, as ProgressBar draws training's steps."""
+
+    def __init__(self) -> None:
+        self.bar = None
+
+    def __call__(self, scored: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc="evaluating", unit="window", dynamic_ncols=True)
+        self.bar.update(scored - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def left_to_do(output_dir: Path) -> str:
     """What a stopped training leaves to do, as its folder is now: --resume only where a checkpoint waits, else
     what a new run there needs (check_output_dir refuses a folder holding records without the flag)."""
@@ -72,7 +91,9 @@ def run_train(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
     # Ctrl-C or SIGTERM: a checkpoint at the step's end, then --resume. Log lines go above the bar, not into it.
     with stop_on_signals() as stop, logging_redirect_tqdm():
         result = train(config, callback=ProgressBar(Path(config.output_dir)), should_stop=stop)
-    stopped_by = {"stopped_by": signal.Signals(stop.signum).name} if stop.signum is not None else {}
+    # a signal that came once no step was left (the last evaluation, the final model) stopped nothing
+    stopped = stop.signum is not None and result.status == "cancelled"
+    stopped_by = {"stopped_by": signal.Signals(stop.signum).name} if stopped else {}
     # run.json's figure, every session's; a resumed run also says what this session added
     resumed = result.total_train_seconds > result.train_seconds + 0.05
     session = {"session_seconds": round(result.train_seconds, 1)} if resumed else {}
@@ -90,8 +111,11 @@ def push_trained_run(args: argparse.Namespace, output: dict[str, Any]) -> str:
 def run_evaluate(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
     from qa_core.evaluation import run_evaluation
 
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     warn_if_threshold_unused(args, config)  # the config follows the model's run already (followed_settings)
-    result = run_evaluation(config)
+    with contextlib.closing(WindowBar()) as bar, logging_redirect_tqdm():  # log lines above the bar
+        result = run_evaluation(config, progress=bar)
     return {"output_dir": config.output_dir, **result.metrics.to_dict()}
 
 

@@ -24,6 +24,29 @@ MAX_LEARNING_RATE = 1.0
 MAX_WEIGHT_DECAY = 1.0
 
 
+# Special tokens of a question + context pair where the model's tokenizer is not known yet: BERT's
+# [CLS] q [SEP] c [SEP]. Where it is (preflight reads a local model's, features the loaded one), its own count.
+BERT_SPECIAL_TOKENS = 3
+
+
+def context_room(max_seq_length: int, max_query_length: int, special_tokens: int) -> int:
+    """Context tokens a window holds after the longest question and the pair's special tokens."""
+    return max_seq_length - max_query_length - special_tokens
+
+
+def check_windows(max_seq_length: int, doc_stride: int, max_query_length: int,
+                  special_tokens: int = BERT_SPECIAL_TOKENS) -> None:
+    """Windows with room for context, and a stride shorter than that room (the tokenizer panics otherwise)."""
+    room = context_room(max_seq_length, max_query_length, special_tokens)
+    if room <= 0:  # the window itself is too short: its fault, not doc_stride's
+        raise ValueError(f"max_seq_length ({max_seq_length}) leaves no room for the context after max_query_length "
+                         f"({max_query_length}) and {special_tokens} special tokens; raise max_seq_length or lower "
+                         f"max_query_length")
+    if doc_stride >= room:
+        raise ValueError(f"doc_stride ({doc_stride}) must be smaller than the context room of a window "
+                         f"(max_seq_length - max_query_length - {special_tokens} special tokens = {room})")
+
+
 def _opt(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
@@ -119,14 +142,7 @@ class QAConfig:
                              f"got {self.partial_answer_labels!r}")
         if self.attention_dropout is not None and not 0 <= self.attention_dropout < 1:  # NaN fails too
             raise ValueError(f"attention_dropout must be in [0, 1) or None, got {self.attention_dropout}")
-        if self.max_seq_length - self.max_query_length - 3 <= 0:
-            raise ValueError(f"max_seq_length ({self.max_seq_length}) leaves no room for the context after "
-                             f"max_query_length ({self.max_query_length}) and 3 special tokens; raise max_seq_length "
-                             f"or lower max_query_length")
-        room = self.max_seq_length - self.max_query_length - 3
-        if self.doc_stride >= room:
-            raise ValueError(f"doc_stride ({self.doc_stride}) must be smaller than the context room of a window "
-                             f"(max_seq_length - max_query_length - 3 = {room})")
+        check_windows(self.max_seq_length, self.doc_stride, self.max_query_length)
 
     def replace(self, **changes: Any) -> QAConfig:
         return dataclasses.replace(self, **changes)

@@ -134,6 +134,11 @@ def _loads(text: str, path: Path, where: str) -> Any:
                         f"{hint}") from None
 
 
+# A flat question record's fields: an object under 'data' with none of them is a SQuAD article, even without its
+# 'paragraphs'.
+RECORD_FIELDS = frozenset({"id", "question", "context", "answers"})
+
+
 def _iter_rows(data: Any, path: Path) -> Rows:
     """Flatten the SQuAD layout (data -> paragraphs -> qas) or pass flat rows through."""
     items = data.get("data") if isinstance(data, dict) else data
@@ -141,7 +146,7 @@ def _iter_rows(data: Any, path: Path) -> Rows:
         raise DataError(f"{path}: expected SQuAD JSON ({{'data': [...]}}) or a list of records, "
                         f"got {type(data).__name__} without a 'data' list")
     for i, item in enumerate(items):
-        if isinstance(item, dict) and "paragraphs" in item:
+        if isinstance(item, dict) and ("paragraphs" in item or not RECORD_FIELDS & item.keys()):
             yield from _iter_article(item, f"data[{i}]", path)
         elif isinstance(item, dict):
             yield f"record {i}", item
@@ -150,6 +155,9 @@ def _iter_rows(data: Any, path: Path) -> Rows:
 
 
 def _iter_article(article: dict[str, Any], where: str, path: Path) -> Rows:
+    if "paragraphs" not in article:  # its key misspelled ("paragraph"), say: named as what it is, an article
+        fields = ", ".join(repr(key) for key in article) or "no field"
+        raise DataError(f"{path}: {where}: missing field 'paragraphs' (an article of SQuAD JSON; it has {fields})")
     paragraphs = article["paragraphs"]
     if not isinstance(paragraphs, list):
         raise DataError(f"{path}: {where}.paragraphs must be a list")

@@ -19,7 +19,7 @@ from qa_core.data import Example, fingerprint, load_examples
 from qa_core.distributed import DistContext, device_for, init_distributed
 from qa_core.error_analysis import QuestionRecord, build_records, write_records
 from qa_core.features import Feature, featurize
-from qa_core.inference import predict_examples
+from qa_core.inference import WindowProgress, predict_examples
 from qa_core.metrics import Metrics, compute_metrics, compute_metrics_v2
 from qa_core.model_card import Evaluated, write_model_card
 from qa_core.modeling import fit_config, load_model, warn_if_untrained
@@ -46,11 +46,11 @@ class EvalResult:
 
 def evaluate(model: torch.nn.Module, examples: Sequence[Example], features: Sequence[Feature], config: QAConfig,
              bf16: bool = False, dist_ctx: DistContext = DistContext(),
-             batch_format: BatchFormat = BatchFormat()) -> EvalResult:
+             batch_format: BatchFormat = BatchFormat(), progress: WindowProgress | None = None) -> EvalResult:
     """Predictions for every example (each window scored once across ranks), official metrics, records.
 
     Without version_2_with_negative, unanswerable questions are left out of the scores and the records."""
-    predictions = predict_examples(model, examples, features, config, bf16, dist_ctx, batch_format)
+    predictions = predict_examples(model, examples, features, config, bf16, dist_ctx, batch_format, progress)
     if config.version_2_with_negative:
         return EvalResult(squad_v2_metrics(examples, predictions, config.null_score_diff_threshold), predictions,
                           build_records(examples, predictions))
@@ -120,8 +120,9 @@ def write_eval_outputs(output_dir: Path, result: EvalResult) -> None:
         (output_dir / CALIBRATION_FILE).unlink(missing_ok=True)
 
 
-def run_evaluation(config: QAConfig, device: str | None = None) -> EvalResult:
-    """Load config.model_name_or_path and config.validation_file, evaluate, and write the outputs to output_dir."""
+def run_evaluation(config: QAConfig, device: str | None = None, progress: WindowProgress | None = None) -> EvalResult:
+    """Load config.model_name_or_path and config.validation_file, evaluate, and write the outputs to output_dir;
+    progress hears the windows the main process has scored."""
     if not config.validation_file:
         raise ValueError("validation_file is required for evaluation")
     output_dir = Path(config.output_dir)
@@ -139,7 +140,8 @@ def run_evaluation(config: QAConfig, device: str | None = None) -> EvalResult:
     config = fit_config(config, loaded)
     features = featurize(examples, loaded.tokenizer, config, training=False).features
     bf16 = set_up_precision(loaded.model, config.bf16, torch_device, training=False)
-    result = evaluate(loaded.model, examples, features, config, bf16, dist_ctx, loaded.batch_format)
+    result = evaluate(loaded.model, examples, features, config, bf16, dist_ctx, loaded.batch_format,
+                      progress if dist_ctx.is_main else None)
     if dist_ctx.is_main:
         named = None if own_run else config.model_name_or_path  # a folder of its own names the model nowhere else
         card_run = run if card_is_of(output_dir, run, Path(loaded.source)) else None

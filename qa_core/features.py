@@ -14,7 +14,7 @@ from itertools import chain
 
 from transformers import PreTrainedTokenizerBase
 
-from qa_core.config import QAConfig
+from qa_core.config import QAConfig, check_windows
 from qa_core.data import Example
 
 logger = logging.getLogger(__name__)
@@ -115,11 +115,8 @@ def build_features(examples: Sequence[Example], tokenizer: PreTrainedTokenizerBa
         raise ValueError(f"{type(tokenizer).__name__} is not a fast tokenizer; offsets need one")
     if not examples:
         return FeatureSet((), 0)
-    special_tokens = tokenizer.num_special_tokens_to_add(pair=True)  # 3 for BERT, 4 for RoBERTa's <s> q </s></s> c </s>
-    if doc_stride >= max_seq_length - max_query_length - special_tokens:  # else the tokenizer panics
-        raise ValueError(f"doc_stride ({doc_stride}) must be smaller than the context room of a window "
-                         f"(max_seq_length - max_query_length - {special_tokens} special tokens = "
-                         f"{max_seq_length - max_query_length - special_tokens})")
+    # 3 special tokens for BERT, 4 for RoBERTa's <s> q </s></s> c </s>
+    check_windows(max_seq_length, doc_stride, max_query_length, tokenizer.num_special_tokens_to_add(pair=True))
     questions = truncate_questions([e.question.lstrip() for e in examples], tokenizer, max_query_length)
     # token_type_ids always: whether the model gets them is the batch's business (BatchFormat), not the window's
     encoded = tokenizer(questions, [e.context for e in examples], truncation="only_second",

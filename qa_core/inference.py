@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,8 @@ from qa_core.precision import autocast, inference_copy
 from qa_core.run_files import METRICS_FILE, read_run_info, run_folder
 
 logger = logging.getLogger(__name__)
+
+WindowProgress = Callable[[int, int], None]  # windows scored so far, of how many (this process's share)
 
 
 @dataclass(frozen=True)
@@ -51,11 +53,11 @@ class AnswerResult:
 @torch.inference_mode()
 def run_model(model: torch.nn.Module, features: Sequence[Feature], batch_size: int, bf16: bool = False,
               batch_format: BatchFormat = BatchFormat(), pad_to: int | None = None,
-              multiple_of: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+              multiple_of: int | None = None, progress: WindowProgress | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Start and end logits of every feature, each (features, longest window), padded with -inf.
 
     Batches hold windows of similar length, padded to a multiple of multiple_of (default: 8 on CUDA, for tensor
-    cores); pad_to pads every batch to a fixed length instead (reference mode).
+    cores); pad_to pads every batch to a fixed length instead (reference mode). progress hears after each batch.
     """
     parameter = next(model.parameters())
     device, bf16 = parameter.device, bf16 and parameter.dtype == torch.float32  # bf16 weights need no autocast
@@ -65,6 +67,7 @@ def run_model(model: torch.nn.Module, features: Sequence[Feature], batch_size: i
     longest = pad_to or max((len(f.input_ids) for f in features), default=0)
     start_logits = np.full((len(features), longest), -np.inf, dtype=np.float32)  # (features, seq)
     end_logits = np.full((len(features), longest), -np.inf, dtype=np.float32)  # (features, seq)
+    scored = 0
     for batch in sorted_batches([len(f.input_ids) for f in features], batch_size):
         inputs = collate([features[i] for i in batch], batch_format, pad_to, multiple_of or padding_multiple(device))
         inputs = {k: v.to(device, non_blocking=True) for k, v in inputs.items() if not k.endswith("_positions")}
@@ -76,6 +79,9 @@ def run_model(model: torch.nn.Module, features: Sequence[Feature], batch_size: i
                                                  batch_format.padding_side)[:, :seq]
         end_logits[batch, :seq] = unpad_logits(outputs.end_logits.float().cpu().numpy(), lengths,
                                                batch_format.padding_side)[:, :seq]
+        scored += len(batch)
+        if progress is not None:
+            progress(scored, len(features))
     if was_training:
         model.train()
     return start_logits, end_logits
@@ -183,13 +189,14 @@ def question_spans(tokenizer: PreTrainedTokenizerBase, question: str) -> list[tu
 
 def predict_examples(model: torch.nn.Module, examples: Sequence[Example], features: Sequence[Feature],
                      config: QAConfig, bf16: bool = False, dist_ctx: DistContext = DistContext(),
-                     batch_format: BatchFormat = BatchFormat()) -> dict[str, Prediction]:
+                     batch_format: BatchFormat = BatchFormat(),
+                     progress: WindowProgress | None = None) -> dict[str, Prediction]:
     """The one prediction path of evaluation and batch prediction: each rank runs every world_size-th window,
     the logits are gathered, so every window counts exactly once, then spans are searched per example."""
     mine = list(range(dist_ctx.rank, len(features), dist_ctx.world_size))
     pad_to = config.max_seq_length if config.pad_to_max_length else None
     start, end = run_model(model, [features[i] for i in mine], config.per_device_eval_batch_size, bf16, batch_format,
-                           pad_to)
+                           pad_to, progress=progress)
     start_logits, end_logits = _assemble(gather((mine, start, end), dist_ctx), len(features))
     return postprocess_predictions(examples, features, start_logits, end_logits, SpanSearch.from_config(config))
 

@@ -18,7 +18,7 @@ from transformers import (AutoConfig, AutoModelForQuestionAnswering, AutoTokeniz
                           PreTrainedTokenizerBase)
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
 
-from qa_core.config import DEFAULT_MODEL, QAConfig
+from qa_core.config import DEFAULT_MODEL, QAConfig, context_room
 from qa_core.batching import BatchFormat
 from qa_core.run_files import (CONFIG_FILE, MODEL_DIR, RUN_FILE, evaluation_folder_refusal, is_evaluation_folder,
                                model_folder)
@@ -263,8 +263,11 @@ def fit_config(config: QAConfig, loaded: LoadedModel) -> QAConfig:
     query = config.max_query_length
     if length < config.max_seq_length:  # a clamped window keeps at least half of itself for the context
         query = min(query, (length - special_tokens) // 2)
-    room = length - query - special_tokens  # context tokens per window
-    stride = config.doc_stride if config.doc_stride < room else room // 2
+    room = context_room(length, query, special_tokens)
+    # A window as asked, short only of the tokenizer's extra special tokens, keeps the largest stride that fits;
+    # in a clamped window the largest would advance each window by a token and multiply them, so half the room.
+    largest = room - 1 if (length, query) == (config.max_seq_length, config.max_query_length) else room // 2
+    stride = config.doc_stride if config.doc_stride < room else largest
     if (length, query, stride) == (config.max_seq_length, config.max_query_length, config.doc_stride):
         return config
     _warn_once(f"model {loaded.source} takes {limit or 'any number of'} tokens per window, {special_tokens} of "

@@ -9,10 +9,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from qa_core.config import QAConfig
+from qa_core.config import QAConfig, check_windows
 from qa_core.data_sources import local_name, looks_like_a_path
-from qa_core.run_files import (RUN_FILE, RUN_RECORDS, RunRefused, check_eval_output_dir, check_output_dir,
-                               find_checkpoint, held_records, model_folder, read_run_info, run_folder)
+from qa_core.run_files import (RUN_FILE, RUN_RECORDS, TOKENIZER_FILE, RunRefused, check_eval_output_dir,
+                               check_output_dir, find_checkpoint, held_records, model_folder, read_run_info, run_folder)
 
 # What a resume may change: how long it trains (to extend a run, whose decay then spans the new length), how
 # often it logs and saves, how it loads and reports, where its output goes. Everything else changes what the
@@ -37,6 +37,7 @@ def check_paths(args: argparse.Namespace, config: QAConfig) -> None:
         check_data_file(option, getattr(args, option, None))
     if getattr(args, "output_file", None):
         check_output_file(args.output_file, args.test_file, config.overwrite_output_dir)
+    check_model_windows(config)
     output_dir = Path(config.output_dir)
     if args.command == "evaluate":
         check_eval_output_dir(output_dir, config.model_name_or_path, config.overwrite_output_dir)
@@ -70,6 +71,28 @@ def check_output_file(path: str, test_file: str | None, overwrite: bool = False)
     existing = next(parent for parent in target.parents if parent.exists())  # '.' or '/' at the latest
     if not existing.is_dir():
         raise ValueError(f"--output_file {path}: {existing} is a file, so no folder can hold it")
+
+
+def check_model_windows(config: QAConfig) -> None:
+    """The windows in the special tokens of the model's own tokenizer where a local folder holds one: QAConfig
+    counts BERT's 3, and a stride that fits only that room (RoBERTa takes 4) would be cut once the model loaded."""
+    special_tokens = tokenizer_special_tokens(Path(config.model_name_or_path))
+    if special_tokens is not None:
+        check_windows(config.max_seq_length, config.doc_stride, config.max_query_length, special_tokens)
+
+
+def tokenizer_special_tokens(model: Path) -> int | None:
+    """The special tokens a question + context pair takes in the fast tokenizer of a local model (a run's model/
+    too), as the loaded model's counts them; None where no tokenizer file is there to read."""
+    path = model_folder(model) / TOKENIZER_FILE
+    if not path.is_file():  # a hub name, or a slow tokenizer's files: the loaded model's own check counts them
+        return None
+    from tokenizers import Tokenizer  # the Rust library alone: neither torch nor transformers
+
+    try:
+        return Tokenizer.from_file(str(path)).num_special_tokens_to_add(True)
+    except Exception:  # the library raises a bare Exception on a damaged file; loading the model names it
+        return None
 
 
 def check_not_training_into_its_model(config: QAConfig) -> None:

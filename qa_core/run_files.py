@@ -28,6 +28,7 @@ STATE_FILE = "trainer_state.pt"
 MODEL_DIR = "model"
 CARD_FILE = "README.md"
 CONFIG_FILE = "config.json"
+TOKENIZER_FILE = "tokenizer.json"  # a fast tokenizer's, which the tokenizers library reads without transformers
 # Model files at the top of a folder: an older run's final model, or a plain model folder.
 MODEL_FILES = ("model.safetensors", "pytorch_model.bin", CONFIG_FILE)
 # The latest evaluation (eval_*): official predictions, metrics, per-question records, SQuAD 2.0 inputs.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qa_core.config import QAConfig
+from qa_core.config import QAConfig, context_room
 from qa_core.data import Example, load_examples
 from qa_core.data_sources import check_file_size
 from qa_core.modeling import resolve_model
@@ -121,7 +121,7 @@ def check_per_job(config: QAConfig, limits: TrainLimits) -> None:
 def window_advance(config: QAConfig) -> int:
     """Context tokens each window moves past the one before, for the longest question (max_query_length) and the
     most special tokens any model adds; 0 or less where the stride leaves no room to move."""
-    return config.max_seq_length - config.max_query_length - MOST_SPECIAL_TOKENS - config.doc_stride
+    return context_room(config.max_seq_length, config.max_query_length, MOST_SPECIAL_TOKENS) - config.doc_stride
 
 
 def window_cost(config: QAConfig) -> float:

@@ -124,7 +124,7 @@ def _micro_batch(setup: Setup, loop: _Loop, batch: dict[str, torch.Tensor], epoc
 def _after_step(setup: Setup, loop: _Loop, emit: Callable[..., None], should_stop: Callable[[], bool],
                 epoch_batches: int) -> bool:
     """The optimizer step, its report, and a checkpoint (evaluated at an epoch's end) when one is due; whether
-    training is cancelled."""
+    training is cancelled (asked before the checkpoint or while it was made)."""
     grad_norm = float(optimizer_step(setup.model, setup.optimizer, setup.scheduler, setup.config.max_grad_norm))
     loop.seconds += time.perf_counter() - loop.clock
     loop.state = replace(loop.state, step=loop.state.step + 1, train_seconds=setup.start.train_seconds + loop.seconds)
@@ -140,6 +140,8 @@ def _after_step(setup: Setup, loop: _Loop, emit: Callable[..., None], should_sto
     if epoch_ends or loop.state.step % setup.config.save_steps == 0 or cancelled:
         loop.state = replace(loop.state, pending_loss=(float(loop.loss_sum), loop.losses))
         loop.state = loop.saved = _save_point(setup, loop.state, emit, evaluate=epoch_ends)
+        # a stop asked while it evaluated or saved stops at this checkpoint, rather than after one more step
+        cancelled = cancelled or (not done and any_rank(should_stop(), setup.dist_ctx))
     loop.clock = time.perf_counter()  # evaluation and checkpoints are not training time
     return cancelled
 

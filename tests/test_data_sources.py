@@ -82,6 +82,22 @@ def test_a_jsonl_line_that_is_no_object_is_named(tmp_path: Path, line: str, kind
         rows(path)
 
 
+def test_an_article_without_paragraphs_is_named_as_one_not_as_a_record(tmp_path: Path) -> None:
+    """Found by a tester: an article whose "paragraphs" key was misspelled read as a flat question record, and was
+    refused as "record 1: missing field 'id'"."""
+    paragraphs = [{"context": CONTEXT, "qas": [{"id": "a", "question": "Who?", "answers": []}]}]
+    path = tmp_path / "squad.json"
+    path.write_text(json.dumps({"data": [{"title": "t", "paragraphs": paragraphs},
+                                         {"title": "u", "paragraph": paragraphs}]}))
+    with pytest.raises(DataError) as caught:
+        rows(path)
+    assert str(caught.value) == (f"{path}: data[1]: missing field 'paragraphs' (an article of SQuAD JSON; it has "
+                                 f"'title', 'paragraph')")
+    no_id = {key: value for key, value in RECORD.items() if key != "id"}  # a record still, missing its id later
+    (tmp_path / "flat.json").write_text(json.dumps({"data": [no_id]}))
+    assert rows(tmp_path / "flat.json") == [("record 0", no_id)]
+
+
 def test_json_lines_and_json_named_the_other_way_say_so(tmp_path: Path) -> None:
     lines = tmp_path / "lines.json"
     lines.write_text(json.dumps(RECORD) + "\n" + json.dumps({**RECORD, "id": "r2"}) + "\n")

@@ -158,3 +158,21 @@ def test_a_v1_run_evaluated_as_squad_v2_into_its_folder_gets_a_v2_card(trained_r
                             output_dir=str(run), **WINDOWS))  # evaluated again as SQuAD v1.1: a v1.1 card
     card = (run / "model" / "README.md").read_text()
     assert "Official SQuAD v1.1" in card and "SQuAD v2.0" not in card and f"(validation): `{trained_on}`" in card
+
+
+def test_train_py_evaluate_shows_its_windows_scored_as_it_goes(tiny_model_dir: Path, tmp_path: Path,
+                                                               capfd: pytest.CaptureFixture) -> None:
+    """Found by a tester: `train.py evaluate` said nothing for minutes on 950 questions. run_evaluation reports the
+    windows scored after each batch; the command line draws them as a bar, as it draws training's steps."""
+    from qa_core import cli as qa_cli
+
+    data = write_tiny_squad(tmp_path / "d.json")  # 5 questions of one window each
+    reports: list[tuple[int, int]] = []
+    config = QAConfig(model_name_or_path=str(tiny_model_dir), validation_file=str(data),
+                      output_dir=str(tmp_path / "eval"), per_device_eval_batch_size=2, **WINDOWS)
+    run_evaluation(config, progress=lambda done, total: reports.append((done, total)))
+    assert reports == [(2, 5), (4, 5), (5, 5)]
+    assert qa_cli.main(["evaluate", "--model_name_or_path", str(tiny_model_dir), "--validation_file", str(data),
+                        "--output_dir", str(tmp_path / "cli"), "--per_device_eval_batch_size", "2",
+                        *[f"--{name}={value}" for name, value in WINDOWS.items()]]) == 0
+    assert "5/5" in capfd.readouterr().err

@@ -155,10 +155,12 @@ def test_fit_config_keeps_windows_valid(family_dirs: dict[str, Path]) -> None:
     for fitting in (QAConfig(max_seq_length=48, doc_stride=16, max_query_length=16),
                     QAConfig(max_seq_length=64, doc_stride=8, max_query_length=40)):  # long questions, if they fit
         assert fit_config(fitting, bert) is fitting
-    # RoBERTa pairs take four special tokens, one more than QAConfig's own check counts
+    # RoBERTa pairs take four special tokens, one more than QAConfig's own check counts: a stride that fits BERT's
+    # room loses only what the extra token takes (the largest stride that fits), not half the room
     roberta = load_model(str(family_dirs["roberta"]))
     tight = QAConfig(max_seq_length=64, doc_stride=36, max_query_length=24)
-    assert fit_config(tight, roberta).doc_stride == 18
+    assert fit_config(tight, roberta).doc_stride == 35
+    assert fit_config(QAConfig(max_seq_length=64, doc_stride=44, max_query_length=16), roberta).doc_stride == 43
     with pytest.raises(ValueError, match="doc_stride"):  # the tokenizer itself would panic
         build_features(load_examples("sample", "validation", 1).examples, roberta.tokenizer, 64, 36, 24, False)
     deberta = load_model(str(family_dirs["deberta-v3"]))  # no position table: only the tokenizer bounds it

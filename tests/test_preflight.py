@@ -56,3 +56,30 @@ def test_resume_accepts_the_same_data_files_named_another_way(tmp_path: Path, mo
         check(str(tmp_path / "train.json"), spelling)  # no error
     with pytest.raises(ValueError, match=r"--validation_file other.json \(run: dev.json\)"):
         check("./train.json", "other.json")
+
+
+def test_a_stride_is_checked_in_the_special_tokens_of_the_model_s_own_tokenizer(tmp_path: Path, tiny_model_dir: Path,
+                                                                                caplog: pytest.LogCaptureFixture):
+    """QAConfig counts BERT's 3 special tokens a pair; a local RoBERTa (4) is counted in its own, so a stride that
+    fits only BERT's room is refused before the model loads, in the numbers of that model, rather than cut later."""
+    import shutil
+
+    from qa_core import preflight
+    from tests.families import FAMILIES, build_family, sample_texts
+
+    roberta = build_family(next(f for f in FAMILIES if f.name == "roberta"), tmp_path / "roberta", sample_texts())
+    run = fake_run(tmp_path / "run")  # a run names its model/ folder's tokenizer
+    shutil.copy(roberta / "tokenizer.json", run / "model" / "tokenizer.json")
+    windows = ["--max_seq_length", "64", "--max_query_length", "16", "--doc_stride"]
+    for model in (roberta, run):
+        for command in (["train", "--train_file", "sample", "--output_dir", str(tmp_path / "out")],
+                        ["evaluate", "--validation_file", "sample", "--output_dir", str(tmp_path / "eval")]):
+            caplog.clear()
+            assert cli.main([*command, "--model_name_or_path", str(model), *windows, "44"]) == 2
+            assert ("doc_stride (44) must be smaller than the context room of a window (max_seq_length - "
+                    "max_query_length - 4 special tokens = 44)") in caplog.text
+            assert not (tmp_path / "out").exists() and not (tmp_path / "eval").exists()
+    for model, stride in ((roberta, "43"), (tiny_model_dir, "44")):  # BERT's own room is one token wider
+        args = cli.build_parser().parse_args(["train", "--train_file", "sample", "--model_name_or_path", str(model),
+                                              "--output_dir", str(tmp_path / "out"), *windows, stride])
+        preflight.check_paths(args, cli.config_from_args(args))  # no error

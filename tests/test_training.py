@@ -81,6 +81,26 @@ def test_every_optimizer_step_moves_the_progress_and_a_stop_lands_on_the_step_sh
     assert stopped.status == "cancelled" and stopped.step == 2
 
 
+@pytest.mark.parametrize("kind, overrides", [("eval", dict(max_steps=5)),  # 3 steps an epoch: evaluated at 3
+                                              ("checkpoint", dict(max_steps=5, save_steps=3, validation_file=None))])
+def test_a_stop_asked_during_an_evaluation_or_a_checkpoint_stops_at_that_save_point(kind: str, overrides: dict,
+                                                                                  tiny_model_dir: Path,
+                                                                                  tmp_path: Path) -> None:
+    """A stop asked while step 3 is evaluated or saved trains no further step: the run is cancelled at step 3, its
+    checkpoint, and --resume continues it to the weights of an uninterrupted run."""
+    config = tiny_config(tiny_model_dir, write_tiny_squad(tmp_path / "d.json"), tmp_path / "run", **overrides)
+    events: list[ProgressEvent] = []
+    result = train(config, callback=events.append, should_stop=lambda: any(e.kind == kind for e in events))
+    assert result.status == "cancelled" and result.step == 3
+    assert [e.step for e in events if e.kind == "checkpoint"] == [3]  # saved once, not again to cancel
+    info = read_run_info(tmp_path / "run")
+    assert info.status == "cancelled" and info.step == 3
+    assert torch.load(find_checkpoint(tmp_path / "run") / STATE_FILE, weights_only=True)["state"]["step"] == 3
+    assert train(config.replace(resume=True)).step == 5
+    train(config.replace(output_dir=str(tmp_path / "straight")))
+    assert_same_weights(tmp_path / "run", tmp_path / "straight")
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_while_loading_stops_before_the_first_step_and_resumes_exactly(signum: int, tiny_model_dir: Path,
                                                                                 tmp_path: Path) -> None:
@@ -261,6 +281,42 @@ def test_ctrl_c_or_sigterm_stops_the_cli_with_a_checkpoint_to_resume(signum: int
     assert json.loads(stdout)["stopped_by"] == signal.Signals(signum).name
     code, resumed = run_cli(capsys, "train", *common, "--max_steps", str(info.step + 2), "--resume")
     assert code == 0 and resumed["step"] == info.step + 2
+
+
+class SignalAtEvaluation(logging.Handler):
+    """Sends this process `signum` when training logs its evaluation of `step`: a signal that lands mid-evaluation."""
+
+    def __init__(self, signum: int, step: int) -> None:
+        super().__init__()
+        self.signum, self.step = signum, step
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "exact_match" in record.getMessage() and record.args and record.args[0] == self.step:
+            os.kill(os.getpid(), self.signum)
+
+
+@pytest.mark.parametrize("max_steps, code, status, step", [(4, 143, "cancelled", 3), (3, 0, "finished", 3)])
+def test_a_sigterm_during_an_evaluation_stops_the_cli_there_unless_no_step_is_left(
+        max_steps: int, code: int, status: str, step: int, tiny_model_dir: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture) -> None:
+    """SIGTERM while step 3 (an epoch's end) is evaluated: no step 4, exit 143, --resume continues. At the last step
+    the run finishes as it would have, and its output names no signal that stopped nothing."""
+    data, run = write_tiny_squad(tmp_path / "d.json"), tmp_path / "run"
+    common = ["--model_name_or_path", str(tiny_model_dir), "--train_file", str(data), "--validation_file", str(data),
+              "--max_seq_length", "64", "--doc_stride", "16", "--max_query_length", "16",
+              "--per_device_train_batch_size", "2", "--output_dir", str(run)]
+    caplog.set_level(logging.INFO, logger="qa_core.training")
+    sender = SignalAtEvaluation(signal.SIGTERM, 3)
+    logging.getLogger("qa_core.training").addHandler(sender)
+    try:
+        got, out = run_cli(capsys, "train", *common, "--max_steps", str(max_steps))
+    finally:
+        logging.getLogger("qa_core.training").removeHandler(sender)
+    assert (got, out["status"], out["step"]) == (code, status, step)
+    assert read_run_info(run).status == status
+    assert ("stopped_by" in out) is (status == "cancelled")
+    if status == "cancelled":
+        assert run_cli(capsys, "train", *common, "--max_steps", str(max_steps), "--resume")[1]["step"] == max_steps
 
 
 def test_the_cli_says_each_evaluation_once(tiny_model_dir: Path, tmp_path: Path,
