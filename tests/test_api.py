@@ -321,6 +321,10 @@ def test_a_local_server_trains_through_the_api(local_client, tmp_path):
     ({"max_steps": 2.5}, "max_steps must be a whole number, got 2.5"),
     ({"learning_rate": "1e-4"}, "learning_rate must be a number, got '1e-4'"),
     ({"bf16": "auto"}, "bf16 must be true or false, got 'auto'"),  # null is the API's auto
+    # the Train form's 0 stands for "all" (its number box cannot be blank); the API's is null, and 0 is refused as
+    # the library refuses it (found by a tester: 0 started a job on every example)
+    ({"max_train_samples": 0}, "max_train_samples must be > 0 or None (all examples), got 0"),
+    ({"max_eval_samples": 0}, "max_eval_samples must be > 0 or None (all examples), got 0"),
     ("max_steps=3", "options must be a JSON object"), ([["max_steps", 3]], "options must be a JSON object")])
 def test_bad_training_options_are_refused_naming_the_option(local_client, options, expected):
     message = refused(local_client, "", "sample", "", options, api_name="/start_training")[0]
