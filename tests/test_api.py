@@ -205,6 +205,25 @@ def test_wrongly_typed_arguments_are_refused_naming_the_argument(client, args, a
     assert expected in message and "upstream" not in message and seconds < 10
 
 
+def test_names_are_trimmed_alike_everywhere(client):
+    """Found by a tester: /answer took " name" (trimmed) where /run_records refused " name "."""
+    run = "20250101-000000-tiny"
+    assert len(client.predict(f" {run} ", api_name="/run_records")) == 6
+    assert client.predict(f"\t{run}\n", QUESTION, CONTEXT, api_name="/answer")["model"] == run
+
+
+@pytest.mark.parametrize("args, api_name, expected", [
+    (("\x00",), "/run_records", "the run name holds a character that does not print (U+0000 at character 1)"),
+    (("20250101-000000-tiny\u200b", QUESTION, CONTEXT), "/answer",
+     "the model name holds a character that does not print (U+200B at character 21)"),
+    (("a\tb",), "/run_records", "the run name holds a character that does not print (U+0009 at character 2)")])
+def test_a_name_with_a_character_that_does_not_print_is_refused_saying_which(client, args, api_name, expected):
+    """Found by a tester: /run_records("\\x00") answered "run 'x00' is not a run": the name's repr escape was cut
+    as a server path."""
+    message = refused(client, *args, api_name=api_name)[0]
+    assert expected in message, message
+
+
 @pytest.mark.parametrize("question, context, expected", [
     (QUESTION, "Fresnel \ud800 designed it.", "context is not valid Unicode (an unpaired surrogate at character 8)"),
     ("Who \udcff?", CONTEXT, "question is not valid Unicode (an unpaired surrogate at character 4)")])
