@@ -19,12 +19,14 @@ def form_fields() -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(QAConfig) if f.name not in NOT_IN_FORM)
 
 
-def coerce_option(name: str, value: Any) -> Any:
-    """A form or JSON value as QAConfig's field `name` wants it; None (or 0 for an optional count) = default."""
+def coerce_option(name: str, value: Any, typed: bool = False) -> Any:
+    """A form or JSON value as QAConfig's field `name` wants it; None = default, and so is the form's 0 for an
+    optional count (a number box cannot be blank); typed: the API's JSON, whose 0 is refused as the library
+    refuses it, since its callers can send null."""
     hint = HINTS[name]
     optional = type(None) in typing.get_args(hint)
     kind = next((t for t in (bool, int, float, str) if t is hint or t in typing.get_args(hint)), str)
-    if value in (None, "", "auto") or (optional and kind is int and value == 0):
+    if value in (None, "", "auto") or (optional and kind is int and value == 0 and not typed):
         return None if optional else dataclasses.MISSING
     if kind is bool:
         return _switch(name, value)
@@ -76,5 +78,5 @@ def config_options(options: Mapping[str, Any], typed: bool = False) -> dict[str,
     if typed:
         for name, value in options.items():
             check_type(name, value)
-    values = {name: coerce_option(name, value) for name, value in options.items()}
+    values = {name: coerce_option(name, value, typed) for name, value in options.items()}
     return {k: v for k, v in values.items() if v is not dataclasses.MISSING}

@@ -37,21 +37,28 @@ def find_run(name: str, settings: Settings, marks: tuple[str, ...] = (RUN_FILE,)
         return None
 
 
-def check_name(name: str, what: str) -> str:
-    """Refuse a name no folder or hub id could have before it reaches the file system (or an error message)."""
+def check_name(name: str | None, what: str) -> str:
+    """A caller's model or run name, trimmed as every name is ('' for none); refused, before it reaches the file
+    system or a message, where no folder or hub id could have it: too long, or holding a character that does not
+    print (its escape in a message would read as a path, which scrub cuts: '\\x00' as 'x00')."""
+    name = (name or "").strip()
     if len(name) > MAX_NAME_CHARS:
         raise ValueError(f"{what} name has {len(name):,} characters; a folder path or hub id has at most "
                          f"{MAX_NAME_CHARS:,}")
+    hidden = next((i for i, char in enumerate(name) if not char.isprintable()), None)
+    if hidden is not None:
+        raise ValueError(f"the {what} name holds a character that does not print (U+{ord(name[hidden]):04X} at "
+                         f"character {hidden + 1})")
     return name
 
 
 def check_model(name: str | None, settings: Settings) -> str:
     """The model to load for a caller's choice; on a public server only the default model, runs under the runs
     folder and QA_ALLOWED_MODELS, refused without touching the disk for anything else."""
-    asked, folder = (name or "").strip(), default_folder(settings)
+    asked, folder = check_name(name, "model"), default_folder(settings)
     if folder is not None and asked in ("", folder.name):
         return settings.default_model
-    name = check_name(asked or settings.default_model, "model")
+    name = asked or settings.default_model
     if name == DEFAULT_MODEL and not (settings.public and settings.default_model != DEFAULT_MODEL):
         return name  # the packaged model needs no checks; a public server offers it only as its default
     # First: QA_DEFAULT_MODEL may name a run as any caller does; an evaluation folder is found too, so that the
@@ -104,10 +111,11 @@ def offered(settings: Settings, default: bool = True) -> str:
 
 def check_run(run: str | None, settings: Settings) -> str:
     """A run folder for the Errors tab; on a public server only one under the runs folder."""
+    run = check_name(run, "run")
     if not run:
         raise ValueError("pick a run first (train one in the Train tab if the list is empty)")
     # `train.py evaluate` folders hold no run.json
-    found = find_run(check_name(run, "run"), settings, (RUN_FILE, RECORDS_FILE))
+    found = find_run(run, settings, (RUN_FILE, RECORDS_FILE))
     if found is not None:
         return str(found)
     if settings.public and _names_a_path(run, hub_ids=False):

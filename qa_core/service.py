@@ -16,7 +16,8 @@ from qa_core.calibration import Calibration, calibrate_prediction, fit_calibrati
 from qa_core.compare import Comparison, compare_runs
 from qa_core.error_analysis import QuestionRecord, evaluated_threshold, find_record, record_json, run_records
 from qa_core.fairness import LOCAL, Caller, FairWorker
-from qa_core.hosting import answer_limits, check_model, check_model_folder, check_request, check_run, default_name
+from qa_core.hosting import (answer_limits, check_model, check_model_folder, check_name, check_request, check_run,
+                             default_name)
 from qa_core.inference import AnswerResult, config_for_model, run_config
 from qa_core.job_service import JobService
 from qa_core.jobs import JobManager
@@ -84,7 +85,7 @@ class QAService(JobService):
         """Answer a question about a context; model: '' for the default, a run name, or an offered hub id."""
         result, loaded, seconds = await self.answer_in_turn(model, question, context, caller=caller)
         result, temperature, uncalibrated = self.calibrate(result, loaded)
-        return views.answer_json(result, (model or "").strip() or default_name(self.settings), seconds, temperature,
+        return views.answer_json(result, check_name(model, "model") or default_name(self.settings), seconds, temperature,
                                  uncalibrated)
 
     @staticmethod

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
+from gradio.utils import get_upload_folder
 from gradio_client import Client
 from transformers import BertConfig, BertForQuestionAnswering
 
@@ -40,8 +41,8 @@ def offline() -> Iterator[None]:
         os.environ["HF_HUB_OFFLINE"] = before
 
 
-def serve(settings: Settings) -> Iterator[str]:
-    demo = app.build_app(settings).queue(default_concurrency_limit=2, max_size=app.QUEUE_SIZE)
+def serve(settings: Settings, sweep: tuple[int, int] = app.CACHE_SWEEP) -> Iterator[str]:
+    demo = app.build_app(settings, sweep).queue(default_concurrency_limit=2, max_size=app.QUEUE_SIZE)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                 **app.launch_options(settings))
@@ -204,6 +205,25 @@ def test_wrongly_typed_arguments_are_refused_naming_the_argument(client, args, a
     assert expected in message and "upstream" not in message and seconds < 10
 
 
+def test_names_are_trimmed_alike_everywhere(client):
+    """Found by a tester: /answer took " name" (trimmed) where /run_records refused " name "."""
+    run = "20250101-000000-tiny"
+    assert len(client.predict(f" {run} ", api_name="/run_records")) == 6
+    assert client.predict(f"\t{run}\n", QUESTION, CONTEXT, api_name="/answer")["model"] == run
+
+
+@pytest.mark.parametrize("args, api_name, expected", [
+    (("\x00",), "/run_records", "the run name holds a character that does not print (U+0000 at character 1)"),
+    (("20250101-000000-tiny\u200b", QUESTION, CONTEXT), "/answer",
+     "the model name holds a character that does not print (U+200B at character 21)"),
+    (("a\tb",), "/run_records", "the run name holds a character that does not print (U+0009 at character 2)")])
+def test_a_name_with_a_character_that_does_not_print_is_refused_saying_which(client, args, api_name, expected):
+    """Found by a tester: /run_records("\\x00") answered "run 'x00' is not a run": the name's repr escape was cut
+    as a server path."""
+    message = refused(client, *args, api_name=api_name)[0]
+    assert expected in message, message
+
+
 @pytest.mark.parametrize("question, context, expected", [
     (QUESTION, "Fresnel \ud800 designed it.", "context is not valid Unicode (an unpaired surrogate at character 8)"),
     ("Who \udcff?", CONTEXT, "question is not valid Unicode (an unpaired surrogate at character 4)")])
@@ -228,12 +248,53 @@ def test_training_and_server_data_are_refused_on_a_public_server(client):
     assert len(records) == 6 and {"question", "prediction", "f1", "gold_answers"} <= set(records[0])
 
 
-def test_uploads_over_the_limit_are_refused_with_the_limit(public_url, tmp_path):
+def upload(url: str, path: Path) -> httpx.Response:
+    with path.open("rb") as data:
+        return httpx.post(url + "gradio_api/upload", files={"files": (path.name, data)}, timeout=30)
+
+
+def uploaded(name: str) -> list[Path]:
+    """The files of that name in Gradio's upload folder."""
+    return list(Path(get_upload_folder()).rglob(name))
+
+
+def test_a_server_that_does_not_train_refuses_uploads_before_writing_them(public_url, tmp_path):
+    """Found by a tester: with training off (a public server's default) /gradio_api/upload still took files up to
+    the size limit and kept them, though nothing on the server reads them: a stranger could fill its disk."""
+    data = tmp_path / f"{tmp_path.name}-kept.json"
+    data.write_bytes(b"x" * 50_000)  # under the size limit
+    response = upload(public_url, data)
+    assert response.status_code == 403, response.text
+    assert "uploads are refused: training is switched off on this server" in response.json()["detail"]
+    assert uploaded(data.name) == []
+
+
+@pytest.fixture(scope="module")
+def sweeping_url(offline, tmp_path_factory, tiny_model_dir) -> Iterator[str]:
+    """A public server that trains, sweeping its uploads every second instead of every CACHE_SWEEP[0]."""
+    settings = Settings(tmp_path_factory.mktemp("sweeping-runs"), str(tiny_model_dir), training_enabled=True,
+                        fast_inference=False, public=True, max_upload_bytes=100_000)
+    yield from serve(settings, sweep=(1, 1))
+
+
+def test_uploads_over_the_limit_are_refused_with_the_limit(sweeping_url, tmp_path):
     big = tmp_path / "big.json"
     big.write_bytes(b"x" * 200_000)
-    with big.open("rb") as data:
-        response = httpx.post(public_url + "gradio_api/upload", files={"files": ("big.json", data)}, timeout=30)
+    response = upload(sweeping_url, big)
     assert response.status_code == 413 and "100000 bytes" in response.text
+
+
+def test_an_upload_no_job_uses_is_swept(sweeping_url, tmp_path):
+    """Where training is on, a file uploaded and never started on is deleted by the app's sweep (Gradio's
+    delete_cache, as launched here: README says how often and how old)."""
+    data = tmp_path / f"{tmp_path.name}-unused.json"
+    data.write_bytes(b"x" * 50_000)
+    response = upload(sweeping_url, data)
+    assert response.status_code == 200 and uploaded(data.name), response.text
+    deadline = time.monotonic() + 20
+    while uploaded(data.name):
+        assert time.monotonic() < deadline, "the upload was not swept"
+        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
@@ -279,6 +340,10 @@ def test_a_local_server_trains_through_the_api(local_client, tmp_path):
     ({"max_steps": 2.5}, "max_steps must be a whole number, got 2.5"),
     ({"learning_rate": "1e-4"}, "learning_rate must be a number, got '1e-4'"),
     ({"bf16": "auto"}, "bf16 must be true or false, got 'auto'"),  # null is the API's auto
+    # the Train form's 0 stands for "all" (its number box cannot be blank); the API's is null, and 0 is refused as
+    # the library refuses it (found by a tester: 0 started a job on every example)
+    ({"max_train_samples": 0}, "max_train_samples must be > 0 or None (all examples), got 0"),
+    ({"max_eval_samples": 0}, "max_eval_samples must be > 0 or None (all examples), got 0"),
     ("max_steps=3", "options must be a JSON object"), ([["max_steps", 3]], "options must be a JSON object")])
 def test_bad_training_options_are_refused_naming_the_option(local_client, options, expected):
     message = refused(local_client, "", "sample", "", options, api_name="/start_training")[0]

@@ -418,6 +418,15 @@ def test_a_public_train_tab_offers_nothing_the_server_refuses(settings):
     assert on_page(local["torch_compile"]) and "hub id (online)" in local["Start from model"].info
 
 
+def test_a_train_tab_where_training_is_off_offers_no_upload(settings):
+    """Found by a tester: a public server with training off took a file dropped in the Train tab and kept it, though
+    no job could read it (the server now refuses uploads there: test_api)."""
+    for off in (replace(settings, training_enabled=False), replace(settings, training_enabled=False, public=True)):
+        shown = train_form(off)
+        assert not on_page(shown["SQuAD JSON file"]) and DATA_CHOICES[1] not in dict(shown["Training data"].choices)
+    assert on_page(train_form(settings)["SQuAD JSON file"])
+
+
 def test_a_job_on_an_upload_says_its_data_and_once_cancelled_does_not_promise_a_resume(settings, tmp_path):
     """Start trained on the sample after an unusable upload without saying which data; a cancelled job on an
     upload said 'resumable from its checkpoint' while the run note said Resume cannot continue it (the upload is

@@ -113,10 +113,11 @@ def pickers_after_job(service: QAService, run: str | None = None) -> Outputs:
     return pickers(service, run, prefer=Path(service.jobs.snapshot().output_dir).name or None)
 
 
-def build_app(settings: Settings) -> gr.Blocks:
-    """The whole app for these settings: its model cache and training job are made here, not at import."""
+def build_app(settings: Settings, sweep: tuple[int, int] = CACHE_SWEEP) -> gr.Blocks:
+    """The whole app for these settings: its model cache and training job are made here, not at import.
+    sweep: every how many seconds Gradio deletes the uploads older than how many (Blocks' delete_cache)."""
     service = QAService(settings)
-    with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
+    with gr.Blocks(title=TITLE, delete_cache=sweep) as demo:
         gr.Markdown("# Extractive question answering\nAsk a model, fine-tune one, and see where it fails.")
         with gr.Tabs(selected="ask") as tabs:
             ask_tab, train_tab, errors_tab = build_ask_tab(service), build_train_tab(service), build_errors_tab(service)

@@ -8,9 +8,12 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qa_core.settings import Settings
+from qa_core.train_policy import SWITCHED_OFF
 
 # Uploads stream to disk under Gradio's own max_file_size; every other body is a handler's inputs.
 UPLOAD_PATH = "/gradio_api/upload"
+# Only a training job reads an uploaded file: without one an upload would only take the server's disk.
+UPLOADS_OFF = f"uploads are refused: {SWITCHED_OFF}, and nothing else here reads a file"
 SLACK_BYTES = 1 << 20  # the event's envelope, the other inputs and the form's options, with room to spare
 BYTES_PER_CHAR = 12  # a character outside the BMP, JSON-escaped as a surrogate pair: \ud83d\ude00
 
@@ -23,19 +26,21 @@ def body_limit(settings: Settings) -> int:
 
 def body_limit_middleware(settings: Settings) -> list[Middleware]:
     """For launch(app_kwargs={"middleware": ...}): Starlette takes middleware when the app is built, not after."""
-    return [Middleware(LimitBody, max_bytes=body_limit(settings))]
+    return [Middleware(LimitBody, max_bytes=body_limit(settings), uploads=settings.training_enabled)]
 
 
 class LimitBody:
     """Refuses a body over max_bytes with 413 before the app reads it: by its Content-Length, or, sent without
-    one, once as much has arrived."""
+    one, once as much has arrived; and, unless `uploads`, every upload with 403, before a byte of it is written."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, uploads: bool = True) -> None:
+        self.app, self.max_bytes, self.uploads = app, max_bytes, uploads
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].endswith(UPLOAD_PATH):
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        if scope["path"].endswith(UPLOAD_PATH):
+            return await (self.app(scope, receive, send) if self.uploads else refuse(send, 403, UPLOADS_OFF))
         length = dict(scope["headers"]).get(b"content-length", b"")
         if length.isdigit():
             if int(length) > self.max_bytes:
@@ -55,11 +60,16 @@ class LimitBody:
 
     async def refuse(self, send: Send, length: int) -> None:
         """413, naming the body's size (as declared, or as far as it was read) and the limit."""
-        body = json.dumps({"detail": f"request body of {length:,} bytes or more; this server takes at most "
-                                     f"{self.max_bytes:,}"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await refuse(send, 413, f"request body of {length:,} bytes or more; this server takes at most "
+                                f"{self.max_bytes:,}")
+
+
+async def refuse(send: Send, status: int, detail: str) -> None:
+    """A JSON error response, {"detail": ...} as FastAPI words its own, sent without reading the request body."""
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def replay(body: bytes, receive: Receive) -> Receive:

@@ -20,14 +20,15 @@ OPTION_WIDTH = 260  # px: the longest field name (per_device_train_batch_size) o
 
 
 def data_controls(service: QAService) -> dict[str, Any]:
-    """The model to start from, the training data (the sample, an upload, or on a private server a path or hub
-    name) and the evaluation data."""
-    public = service.settings.public
+    """The model to start from, the training data (the sample, an upload where the server trains, or on a private
+    server a path or hub name) and the evaluation data."""
+    public, uploads = service.settings.public, service.settings.training_enabled
     form = {"model": model_picker(service, "Start from model")}
+    # Where no job can run the server refuses uploads (request_limit), so the form offers none.
+    choices = [DATA_CHOICES[0]] + [DATA_CHOICES[1]] * uploads + [DATA_CHOICES[2]] * (not public)
     with gr.Row():
-        form["choice"] = gr.Radio(list(DATA_CHOICES[:2] if public else DATA_CHOICES), value=DATA_CHOICES[0],
-                                  label="Training data", elem_id="train-choice")
-        with gr.Column():
+        form["choice"] = gr.Radio(choices, value=DATA_CHOICES[0], label="Training data", elem_id="train-choice")
+        with gr.Column(visible=uploads):
             form["upload"] = gr.File(label="SQuAD JSON file", file_types=[".json", ".jsonl"], type="filepath",
                                      elem_id="train-upload")
             form["note"] = gr.Textbox(label="Uploaded file", interactive=False, lines=2, max_lines=4, visible=False,
