@@ -45,6 +45,8 @@ TRAINING_LOCK = ".training.lock"
 WEB_JOB_MARK = ".web-job"
 # Files that tell about a run folder without being any of its results: a folder holding only these was never written
 BOOKKEEPING = frozenset({TRAINING_LOCK, WEB_JOB_MARK})
+# The status of a run whose run.json says running while no process holds its training lock (run_status).
+INTERRUPTED = "interrupted"
 TMP_SUFFIX, OLD_SUFFIX = ".tmp", ".old"  # a folder being written; the one it replaces, until the swap is done
 # The quick fine-tune's split of the bundled sample: its training passages and the passages held out from them.
 QUICK_DATA = ("quick-train.json", "quick-heldout.json")
@@ -208,25 +210,45 @@ def drop_if_unwritten(folder: Path) -> None:
 
 def being_trained(folder: Path) -> bool:
     """Whether some process (this one included) holds the run's training lock now."""
+    return lock_held(folder) is True
+
+
+def lock_held(folder: Path) -> bool | None:
+    """Whether some process (this one included) holds the run's training lock now; None where no lock can tell
+    (no flock: Windows; a file system without locks, where training goes on unlocked)."""
     try:
         import fcntl
     except ImportError:
-        return False
+        return None
     try:
         with open(folder / TRAINING_LOCK, encoding="utf-8") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
-    except OSError:  # no lock file: never trained by this version, or not a run
+    except FileNotFoundError:  # never trained by a version that locks, or not a run
         return False
+    except OSError:
+        return None
     return False
+
+
+def run_status(folder: Path, info: RunInfo) -> str:
+    """A run's status as it stands now: "running" where a process holds its training lock (a resume still loading
+    has not rewritten run.json yet), and run.json's "running" only then. A trainer that was killed, or a server
+    stopped mid-job, left run.json saying "running": its run is INTERRUPTED, resumable from its last checkpoint.
+    Told, not written back: a reader rewriting run.json could overwrite the run.json of a trainer that took the
+    lock meanwhile; the run's next trainer rewrites it."""
+    held = lock_held(folder) if info.status != "finished" else None
+    if held:
+        return "running"
+    return INTERRUPTED if info.status == "running" and held is False else info.status
 
 
 @dataclass(frozen=True)
 class RunInfo:
     """The contents of run.json."""
 
-    status: str  # running | cancelled | failed | finished
+    status: str  # running | cancelled | failed | finished (run_status: interrupted, where no process trains it)
     config: dict[str, Any]
     step: int = 0
     total_steps: int = 0

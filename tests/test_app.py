@@ -59,8 +59,10 @@ def test_every_plot_and_table_is_labelled_and_no_table_shows_numbered_columns(se
 
 def test_a_folder_without_a_model_is_named_alike_in_the_ask_and_errors_tabs(settings, tiny_run, tmp_path):
     """One check says why a folder cannot answer: an evaluation folder typed as the Ask tab's model is named as one
-    (not as a folder without config.json), and a run whose run.json says running is neither said to have stopped
-    nor told plainly to be resumed: it may still be training (the Errors tab's logit plot needs its model too)."""
+    (not as a folder without config.json), and a run whose run.json says running is said to be training only while
+    a process holds its training lock, else to be interrupted (the Errors tab's logit plot needs its model too)."""
+    from qa_core.run_files import training_lock
+
     folder = tmp_path / "runs" / "eval-x"
     folder.mkdir(parents=True)
     shutil.copy(tiny_run / RECORDS_FILE, folder / RECORDS_FILE)
@@ -71,9 +73,15 @@ def test_a_folder_without_a_model_is_named_alike_in_the_ask_and_errors_tabs(sett
     shutil.rmtree(running / "model")
     info = json.loads((running / "run.json").read_text())
     (running / "run.json").write_text(json.dumps({**info, "status": "running"}))
-    for message in (asyncio.run(ui.ask.ask_in_turn(str(running), QUESTION, CONTEXT))["message"],
-                    pytest.raises(ValueError, ui.service.check_run_model, running.name).value.args[0]):
-        assert "is running and has no final model yet (if its training was killed" in message, message
+    def refusals() -> tuple[str, str]:
+        return (asyncio.run(ui.ask.ask_in_turn(str(running), QUESTION, CONTEXT))["message"],
+                pytest.raises(ValueError, ui.service.check_run_model, running.name).value.args[0])
+
+    with training_lock(running):  # its trainer, still at work
+        for message in refusals():
+            assert "is running and has no final model yet" in message and "resume" not in message, message
+    for message in refusals():  # its trainer gone, killed or its server stopped
+        assert "is interrupted and has no final model; resume it in the Train tab" in message, message
 
 
 def test_one_explanation_at_a_time_across_the_ask_and_errors_tabs(settings, tiny_run):

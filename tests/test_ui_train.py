@@ -442,3 +442,27 @@ def test_a_job_on_an_upload_says_its_data_and_once_cancelled_does_not_promise_a_
     assert "Resume cannot continue it" in ended.message and "dev-small.json is gone" in ended.message
     note = ui.train.show_run(Path(ended.output_dir).name)["run_note"]
     assert "dev-small.json is gone" in note
+
+
+def test_a_run_whose_training_process_died_is_shown_as_interrupted_not_running(settings, tmp_path):
+    """Found by a tester: a server stopped mid-job (or a killed train.py) leaves run.json saying "running"; the
+    pickers, /list_runs and the run's note said so forever. No process holds its training lock: it is interrupted,
+    resumable from its checkpoint. While a process does hold the lock it is running, whatever run.json says."""
+    from qa_core.checkpoints import write_run_info
+    from qa_core.run_files import read_run_info, training_lock
+
+    ui = handlers(Settings(tmp_path / "runs", settings.default_model, training_enabled=True, fast_inference=False))
+    run = tmp_path / "runs" / "20250101-000000-killed"
+    cancel_at_once(settings, run, max_steps=3, max_train_samples=8, max_eval_samples=4)
+    write_run_info(run, replace(read_run_info(run), status="running"))  # as a trainer killed mid-run leaves it
+    label = dict((value, label) for label, value in ui.service.run_choices())[run.name]
+    assert label.endswith("interrupted at step 0, no final model") and "running" not in label, label
+    assert [r["status"] for r in ui.service.runs_json() if r["run"] == run.name] == ["interrupted"]
+    picked = ui.train.show_run(run.name)
+    assert picked["resume"]["interactive"] and "Interrupted at step 0" in picked["run_note"], picked["run_note"]
+    assert "Resume continues it" in picked["run_note"]
+    assert (run / "run.json").read_text().count('"running"') == 1  # told, not rewritten: its next trainer does that
+    with training_lock(run):  # another process (train.py --resume) trains it now
+        label = dict((value, label) for label, value in ui.service.run_choices())[run.name]
+        assert label.endswith("running, no final model"), label
+        assert "being trained" in ui.train.show_run(run.name)["run_note"]
