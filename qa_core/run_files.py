@@ -7,13 +7,19 @@ import contextlib
 import json
 import logging
 import re
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from qa_core.wording import TwoWordings
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so no run is locked (training_lock) and no lock tells (lock_held)
+    fcntl = None
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +47,7 @@ CALIBRATION_FILE = "calibration.json"  # a temperature fitted on the records
 EVAL_MODEL_FILE = "eval_model.json"  # `train.py evaluate --output_dir`: the model it evaluated, named for later use
 # Held (flock) by the process training the run; the OS drops it when that process ends, killed or not.
 TRAINING_LOCK = ".training.lock"
+LOCK_TRIES, LOCK_RETRY_S = 10, 0.02  # how long a trainer waits for a lock taken to look at it (take_lock)
 # Written by the web app into the run folder of each job it starts: the runs a public server may remove (web_runs.py)
 WEB_JOB_MARK = ".web-job"
 # Files that tell about a run folder without being any of its results: a folder holding only these was never written
@@ -164,9 +171,7 @@ def training_lock(folder: Path) -> Iterator[None]:
     refused at once instead of writing checkpoints over this one's. The lock file stays beside a run: removing it
     would let a newcomer lock a fresh file while another holds the old one. A run refused before it wrote anything
     leaves nothing (nor the folder, if made here). Where flock is missing (Windows) nothing is locked."""
-    try:
-        import fcntl
-    except ImportError:
+    if fcntl is None:
         yield
         return
     if folder.exists() and not folder.is_dir():
@@ -177,18 +182,31 @@ def training_lock(folder: Path) -> Iterator[None]:
     try:
         with open(folder / TRAINING_LOCK, "a", encoding="utf-8") as handle:
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                busy = "is being trained by another process right now; wait for it to end or stop it, then"
-                raise RunRefused(f"{folder} {busy} --resume", f"run {folder.name} {busy} press Resume") from None
+                taken = take_lock(handle)
             except OSError as err:  # a file system without locks (some network mounts): train unguarded
                 logger.warning("%s cannot be locked (%s); nothing stops a second trainer of this run", folder, err)
+                taken = True
+            if not taken:
+                busy = "is being trained by another process right now; wait for it to end or stop it, then"
+                raise RunRefused(f"{folder} {busy} --resume", f"run {folder.name} {busy} press Resume")
             yield
     finally:
         if unwritten(folder):  # refused before writing anything
             (folder / TRAINING_LOCK).unlink()
             if made:
                 folder.rmdir()
+
+
+def take_lock(handle: IO[str]) -> bool:
+    """flock the open lock file; False where another process holds it for longer than a reader's look (lock_held
+    takes it for an instant), which a trainer starting meanwhile waits out rather than being refused."""
+    for _ in range(LOCK_TRIES):
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            time.sleep(LOCK_RETRY_S)
+    return False
 
 
 def unwritten(folder: Path) -> bool:
@@ -216,9 +234,7 @@ def being_trained(folder: Path) -> bool:
 def lock_held(folder: Path) -> bool | None:
     """Whether some process (this one included) holds the run's training lock now; None where no lock can tell
     (no flock: Windows; a file system without locks, where training goes on unlocked)."""
-    try:
-        import fcntl
-    except ImportError:
+    if fcntl is None:
         return None
     try:
         with open(folder / TRAINING_LOCK, encoding="utf-8") as handle:
