@@ -15,7 +15,7 @@ import gradio as gr
 
 from qa_core.hosting import trusted_proxies
 
-from qa_core.runtime import configure_process
+from qa_core.runtime import configure_process, interrupt_on_sigterm
 from qa_core.service import QAService
 from qa_core.settings import Settings
 from qa_core.ui.arguments import check_arguments
@@ -158,6 +158,7 @@ def wire_tabs(demo: gr.Blocks, service: QAService, tabs: gr.Tabs, ask_tab: dict[
 
 def main() -> None:
     configure_process()
+    interrupt_on_sigterm()  # a stopped server's training job ends at a checkpoint, as on Ctrl-C
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
     if proxies := trusted_proxies(os.environ):  # read by uvicorn when Gradio starts it
