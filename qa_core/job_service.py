@@ -30,6 +30,7 @@ STOPPED = "Stopped before it finished"
 # run_files.INTERRUPTED: run.json says running, but the process that trained it has gone
 INTERRUPTED_AT = "Interrupted at step {}: the process training it ended (killed, or its server stopped) before it finished"
 RESUMABLE = "{}: Resume continues it from its last checkpoint."
+AFTER_JOB = "{}: Resume continues it from its last checkpoint once the running job ends."  # one job at a time
 NOT_RESUMABLE = "{}; Resume cannot continue it: {}"
 
 
@@ -162,7 +163,11 @@ class JobService:
         if not self.settings.training_enabled:
             return RunNote(folder, RESUMABLE.format(stopped), False)
         why = self.why_not_resumable(run)  # Resume's checks: a run this server cannot continue is not offered it
-        return RunNote(folder, NOT_RESUMABLE.format(stopped, why) if why else RESUMABLE.format(stopped), not why)
+        if why:
+            return RunNote(folder, NOT_RESUMABLE.format(stopped, why), False)
+        if self.jobs.snapshot().active:  # a job on another run: Resume now would be refused as busy
+            return RunNote(folder, AFTER_JOB.format(stopped), False)
+        return RunNote(folder, RESUMABLE.format(stopped), True)
 
     def resume_config(self, run: str | None) -> QAConfig:
         """The config that continues a stopped run from its checkpoint (--resume), after checking it can."""

@@ -466,3 +466,39 @@ def test_a_run_whose_training_process_died_is_shown_as_interrupted_not_running(s
         label = dict((value, label) for label, value in ui.service.run_choices())[run.name]
         assert label.endswith("running, no final model"), label
         assert "being trained" in ui.train.show_run(run.name)["run_note"]
+
+
+def test_while_a_job_runs_resume_is_greyed_out_and_a_started_job_refreshes_the_run_picker(settings, tmp_path):
+    """Found by a tester: during a resumed job Resume stayed enabled (pressing it only said a job was already
+    running) and the Run picker still said the resumed run was cancelled. Resume now follows the job as Start does,
+    in every tab (the poll), and a job's start refreshes the pickers and the picked run's note, as its end does."""
+    ui = handlers(Settings(tmp_path / "runs", settings.default_model, training_enabled=True, fast_inference=False))
+    resumed, other = (tmp_path / "runs" / f"20250101-00000{n}-stopped" for n in (1, 2))
+    for run in (resumed, other):
+        cancel_at_once(settings, run, max_steps=2000, max_train_samples=8, max_eval_samples=4)
+    assert ui.train.show_run(other.name)["resume"]["interactive"]
+    clicked = ui.train.resume(resumed.name)
+    assert clicked["message"] == f"Resumed {resumed.name} as job 1" and not clicked["resume"]["interactive"]
+    assert not ui.train.poll(-1)["resume"]["interactive"]  # another tab's next tick
+    deadline = time.monotonic() + 60
+    while ui.service.jobs.snapshot().status != "running":  # its first progress event: run.json rewritten
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert ui.train.poll(-1)["started"] == 1
+    label = dict((value, label) for label, value in ui.service.run_choices())[resumed.name]
+    assert label.endswith("running, no final model"), label
+    picked = ui.train.show_run(other.name)  # picked while the job runs: Resume would only be refused
+    assert not picked["resume"]["interactive"] and "once the running job ends" in picked["run_note"], picked
+    ui.train.cancel()
+    assert ui.service.jobs.wait(120)
+    ended = ui.train.poll(-1)
+    assert ended["ended"] == 1 and ended["resume"] == gr.skip()  # the picked run's note decides (ui_show_run_again)
+    assert ui.train.show_run(other.name)["resume"]["interactive"]
+    demo = app.build_app(settings)
+    ids = {c.elem_id: c._id for c in demo.blocks.values() if getattr(c, "elem_id", None)}
+    events = {d["api_name"]: d for d in demo.config["dependencies"]}
+    assert ids["train-resume"] in events["ui_poll"]["outputs"]
+    started = {tuple(t) for t in events["ui_job_started"]["targets"]}
+    assert {tuple(t) for t in events["ui_show_run_started"]["targets"]} == started
+    assert ids["train-run"] in events["ui_job_started"]["outputs"]
+    assert {ids["train-run-note"], ids["train-resume"]} <= set(events["ui_show_run_started"]["outputs"])

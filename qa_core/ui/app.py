@@ -132,18 +132,20 @@ def wire_tabs(demo: gr.Blocks, service: QAService, tabs: gr.Tabs, ask_tab: dict[
     version, timer = gr.State(-1), gr.Timer(1.0)
     buttons = {name: train_tab[name] for name in JOB_BUTTONS}
     polled = {"bar": train_tab["bar"], "status": train_tab["status"], "loss": train_tab["loss"], "version": version,
-              "ended": train_tab["ended"], "message": train_tab["message"], **buttons}
+              "ended": train_tab["ended"], "started": train_tab["started"], "message": train_tab["message"], **buttons}
     refreshed = {"ask_model": ask_tab["model"], "train_model": train_tab["model"], "run": errors_tab["run"],
                  "train_run": train_tab["run"]}
     quiet = dict(show_progress="hidden", **PRIVATE)
     timer.tick(by_name(train_tab["handlers"].poll, polled), [version, train_tab["message"]], list(polled.values()),
                api_name="ui_poll", **quiet)
     refresh = by_name(functools.partial(pickers, service), refreshed)
-    # Refreshed on tab switches and when a job ends, not on every tick: a timer output would fight the user's
-    # own picking.
+    # Refreshed on tab switches and when a job starts or ends, not on every tick: a timer output would fight the
+    # user's own picking.
     tabs.select(refresh, errors_tab["run"], list(refreshed.values()), api_name="ui_pickers", **quiet)
     after_job = by_name(functools.partial(pickers_after_job, service), refreshed)
     train_tab["ended"].change(after_job, errors_tab["run"], list(refreshed.values()), api_name="ui_job_ended", **quiet)
+    train_tab["started"].change(refresh, errors_tab["run"], list(refreshed.values()), api_name="ui_job_started",
+                                **quiet)
     started = {"message": train_tab["message"], **buttons}
     ask_tab["quick"].click(lambda: gr.Tabs(selected="train"), None, tabs, api_name="ui_to_train", **quiet).then(
         by_name(train_tab["handlers"].start_quick, started), None, list(started.values()),
