@@ -122,3 +122,17 @@ def test_a_run_evaluated_on_its_training_data_says_so(tmp_path) -> None:
     assert "its own training data" in views.evaluation_caveat(str(tmp_path / "same"))
     assert views.evaluation_caveat(str(tmp_path / "held")) == ""
     assert views.evaluation_caveat(str(tmp_path / "missing")) == ""
+
+
+def test_a_job_still_loading_says_so_rather_than_step_0_of_0():
+    """Found by a tester: a resumed job said "Step 0/0 · epoch 0.00" while its model and data loaded (a new job
+    too): no step count is known before the job's first progress event."""
+    from qa_core.jobs import JobSnapshot
+
+    loading = JobSnapshot(3, "starting", "runs/x", message="loading the model and the data", elapsed_s=4.0)
+    for snapshot in (loading, replace(loading, status="cancelling")):
+        assert views.job_text(snapshot).splitlines()[2] == "loading… · elapsed 4s", views.job_text(snapshot)
+    failed = replace(loading, status="failed", message="failed: bad data")
+    assert views.job_text(failed).splitlines()[2] == "elapsed 4s"  # ended before its first step: no steps to count
+    resumed = replace(loading, status="running", step=40, total_steps=60, epoch=1.5)
+    assert views.job_text(resumed).splitlines()[2] == "Step 40/60 · epoch 1.50 · elapsed 4s"
