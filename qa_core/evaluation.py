@@ -26,7 +26,8 @@ from qa_core.postprocess import Prediction, finite_floats
 from qa_core.precision import set_up_precision
 from qa_core.run_files import (BEST_SPANS_FILE, CALIBRATION_FILE, CARD_FILE, EVAL_MODEL_FILE, EVAL_RECORDS,
                                METRICS_FILE, MODEL_DIR, MODEL_RECORDS, NULL_ODDS_FILE, PREDICTIONS_FILE, RECORDS_FILE,
-                               RUN_FILE, RUN_RECORDS, RunInfo, check_eval_output_dir, evaluates_own_run, read_run_info)
+                               RUN_FILE, RUN_RECORDS, RunInfo, check_eval_output_dir, evaluated_model_entry,
+                               evaluates_own_run, read_run_info)
 from qa_core.wording import TwoWordings
 
 # With --overwrite_output_dir an evaluation replaces a run's records, but not the model it may be evaluating.
@@ -148,9 +149,9 @@ def run_evaluation(config: QAConfig, device: str | None = None) -> EvalResult:
 
 
 def write_evaluated_model(output_dir: Path, model: str) -> None:
-    """Name the evaluated model in the evaluation's folder, so that given as a model it is told which to use: a
-    local folder by its absolute path (the one given may be relative to where evaluate ran), else as given."""
-    named = str(Path(model).expanduser().resolve()) if Path(model).expanduser().is_dir() else model
+    """Name the evaluated model in the evaluation's folder (run_files.evaluated_model_entry), so that given as a
+    model it is told which to use, and the web app plots and explains its rows with that model."""
+    named = evaluated_model_entry(output_dir, model)
     (output_dir / EVAL_MODEL_FILE).write_text(json.dumps({"model_name_or_path": named}, ensure_ascii=False),
                                               encoding="utf-8")
 

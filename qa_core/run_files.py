@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Iterable, Iterator
@@ -292,12 +293,42 @@ def is_evaluation_folder(folder: Path) -> bool:
 
 
 def evaluated_model(folder: Path) -> str | None:
-    """The model an evaluation folder's eval_model.json names; None for a folder from before it was written."""
+    """The model an evaluation folder's eval_model.json names (a path relative to the folder made absolute); None
+    for a folder from before it was written."""
     try:
         named = json.loads((folder / EVAL_MODEL_FILE).read_text(encoding="utf-8")).get("model_name_or_path")
     except (OSError, json.JSONDecodeError, AttributeError):
         return None
-    return named if isinstance(named, str) and named else None
+    if not isinstance(named, str) or not named:
+        return None
+    return str((folder / named).resolve()) if named.startswith(RELATIVE) else named
+
+
+RELATIVE = ("./", "../")  # how eval_model.json's path relative to its folder starts; a hub id never does
+
+
+def evaluated_model_entry(output_dir: Path, model: str) -> str:
+    """What eval_model.json stores for the model an evaluation into output_dir evaluated: a run beside output_dir
+    (R or R/model) by its path relative to output_dir, so that a runs folder copied or moved keeps them together;
+    another local folder by its absolute path (the one given may be relative to where evaluate ran); else as
+    given (a hub id)."""
+    path = Path(model).expanduser()
+    if not path.is_dir():
+        return model
+    resolved, folder = path.resolve(), output_dir.resolve()
+    if run_of(resolved).parent != folder.parent:
+        return str(resolved)
+    return Path(os.path.relpath(resolved, folder)).as_posix()
+
+
+def namesake_beside(folder: Path, model: str) -> Path | None:
+    """The run beside an evaluation folder named as the run of `model`, a path (R or R/model) stored before paths
+    were stored relative: where a runs folder copied or moved since holds the model it evaluated."""
+    path = Path(model)
+    if not path.is_absolute():
+        return None
+    beside = folder.parent / (path.parent.name if path.name == MODEL_DIR else path.name)
+    return beside if beside.is_dir() and beside.resolve() != run_of(path) else None
 
 
 def evaluation_folder_refusal(folder: Path) -> RunRefused:
