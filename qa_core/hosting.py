@@ -9,7 +9,8 @@ from pathlib import Path
 from qa_core.config import DEFAULT_MODEL, QAConfig
 from qa_core.data_sources import looks_like_a_path
 from qa_core.run_files import (RECORDS_FILE, RUN_FILE, evaluation_folder_refusal, has_model, is_evaluation_folder,
-                               read_run_info, run_status)
+                               read_run_info)
+from qa_core.run_lock import run_status
 from qa_core.settings import Settings
 
 # A Hugging Face Space (SPACE_ID set) reaches the app through proxies at private addresses, which append the

@@ -16,8 +16,8 @@ from qa_core.data import load_examples
 from qa_core.data_sources import check_file_size
 from qa_core.hosting import check_model, check_run, scrub
 from qa_core.jobs import JobManager, JobSnapshot
-from qa_core.run_files import (INTERRUPTED, QUICK_DATA, drop_if_unwritten, has_model, new_run_dir, read_run_info,
-                               run_status)
+from qa_core.run_files import QUICK_DATA, drop_if_unwritten, has_model, new_run_dir, read_run_info
+from qa_core.run_lock import INTERRUPTED, run_status
 from qa_core.settings import Settings
 from qa_core.train_policy import (capped, check_contexts, check_data, check_limits, check_start_data, check_start_model,
                                   check_training)
@@ -27,7 +27,7 @@ from qa_core.wording import count
 API_LABELS = ("train_file", "validation_file")  # the data sources as /start_training names them
 BEING_TRAINED = "This run is being trained right now; Resume applies once it stops."
 STOPPED = "Stopped before it finished"
-# run_files.INTERRUPTED: run.json says running, but the process that trained it has gone
+# run_lock.INTERRUPTED: run.json says running, but the process that trained it has gone
 INTERRUPTED_AT = "Interrupted at step {}: the process training it ended (killed, or its server stopped) before it finished"
 RESUMABLE = "{}: Resume continues it from its last checkpoint."
 AFTER_JOB = "{}: Resume continues it from its last checkpoint once the running job ends."  # one job at a time

@@ -1,28 +1,18 @@
-"""The names of everything a run folder holds, the way from a run to its model and back, its training lock, run.json's
-reader and new run folders' names: all without torch, so listing runs (run_list.py) stays light."""
+"""The names of everything a run folder holds, the way from a run to its model and back, run.json's reader and new
+run folders' names: all without torch, so listing runs (run_list.py) stays light. The training lock: run_lock.py."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import os
 import re
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from qa_core.wording import TwoWordings
-
-try:
-    import fcntl
-except ImportError:  # Windows: no flock, so no run is locked (training_lock) and no lock tells (lock_held)
-    fcntl = None
-
-logger = logging.getLogger(__name__)
 
 # Local bookkeeping: the run's own record, its progress log and TensorBoard events.
 RUN_FILE = "run.json"
@@ -48,13 +38,10 @@ CALIBRATION_FILE = "calibration.json"  # a temperature fitted on the records
 EVAL_MODEL_FILE = "eval_model.json"  # `train.py evaluate --output_dir`: the model it evaluated, named for later use
 # Held (flock) by the process training the run; the OS drops it when that process ends, killed or not.
 TRAINING_LOCK = ".training.lock"
-LOCK_TRIES, LOCK_RETRY_S = 10, 0.02  # how long a trainer waits for a lock taken to look at it (take_lock)
 # Written by the web app into the run folder of each job it starts: the runs a public server may remove (web_runs.py)
 WEB_JOB_MARK = ".web-job"
 # Files that tell about a run folder without being any of its results: a folder holding only these was never written
 BOOKKEEPING = frozenset({TRAINING_LOCK, WEB_JOB_MARK})
-# The status of a run whose run.json says running while no process holds its training lock (run_status).
-INTERRUPTED = "interrupted"
 TMP_SUFFIX, OLD_SUFFIX = ".tmp", ".old"  # a folder being written; the one it replaces, until the swap is done
 # The quick fine-tune's split of the bundled sample: its training passages and the passages held out from them.
 QUICK_DATA = ("quick-train.json", "quick-heldout.json")
@@ -166,50 +153,6 @@ def stopped_run(folder: Path) -> bool:
         return True
 
 
-@contextlib.contextmanager
-def training_lock(folder: Path) -> Iterator[None]:
-    """Hold a run folder while this process trains it, so a second trainer (another CLI, the app's Resume) is
-    refused at once instead of writing checkpoints over this one's. The lock file stays beside a run: removing it
-    would let a newcomer lock a fresh file while another holds the old one. A run refused before it wrote anything
-    leaves nothing (nor the folder, if made here). Where flock is missing (Windows) nothing is locked."""
-    if fcntl is None:
-        yield
-        return
-    if folder.exists() and not folder.is_dir():
-        yield  # check_output_dir refuses it with its own message
-        return
-    made = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        with open(folder / TRAINING_LOCK, "a", encoding="utf-8") as handle:
-            try:
-                taken = take_lock(handle)
-            except OSError as err:  # a file system without locks (some network mounts): train unguarded
-                logger.warning("%s cannot be locked (%s); nothing stops a second trainer of this run", folder, err)
-                taken = True
-            if not taken:
-                busy = "is being trained by another process right now; wait for it to end or stop it, then"
-                raise RunRefused(f"{folder} {busy} --resume", f"run {folder.name} {busy} press Resume")
-            yield
-    finally:
-        if unwritten(folder):  # refused before writing anything
-            (folder / TRAINING_LOCK).unlink()
-            if made:
-                folder.rmdir()
-
-
-def take_lock(handle: IO[str]) -> bool:
-    """flock the open lock file; False where another process holds it for longer than a reader's look (lock_held
-    takes it for an instant), which a trainer starting meanwhile waits out rather than being refused."""
-    for _ in range(LOCK_TRIES):
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            time.sleep(LOCK_RETRY_S)
-    return False
-
-
 def unwritten(folder: Path) -> bool:
     """Whether a run folder holds nothing but BOOKKEEPING files: a start refused or failed before writing."""
     return {p.name for p in folder.iterdir()} <= BOOKKEEPING
@@ -227,45 +170,11 @@ def drop_if_unwritten(folder: Path) -> None:
         pass
 
 
-def being_trained(folder: Path) -> bool:
-    """Whether some process (this one included) holds the run's training lock now."""
-    return lock_held(folder) is True
-
-
-def lock_held(folder: Path) -> bool | None:
-    """Whether some process (this one included) holds the run's training lock now; None where no lock can tell
-    (no flock: Windows; a file system without locks, where training goes on unlocked)."""
-    if fcntl is None:
-        return None
-    try:
-        with open(folder / TRAINING_LOCK, encoding="utf-8") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except FileNotFoundError:  # never trained by a version that locks, or not a run
-        return False
-    except OSError:
-        return None
-    return False
-
-
-def run_status(folder: Path, info: RunInfo) -> str:
-    """A run's status as it stands now: "running" where a process holds its training lock (a resume still loading
-    has not rewritten run.json yet), and run.json's "running" only then. A trainer that was killed, or a server
-    stopped mid-job, left run.json saying "running": its run is INTERRUPTED, resumable from its last checkpoint.
-    Told, not written back: a reader rewriting run.json could overwrite the run.json of a trainer that took the
-    lock meanwhile; the run's next trainer rewrites it."""
-    held = lock_held(folder) if info.status != "finished" else None
-    if held:
-        return "running"
-    return INTERRUPTED if info.status == "running" and held is False else info.status
-
-
 @dataclass(frozen=True)
 class RunInfo:
     """The contents of run.json."""
 
-    status: str  # running | cancelled | failed | finished (run_status: interrupted, where no process trains it)
+    status: str  # running | cancelled | failed | finished (run_lock.run_status: interrupted where none trains it)
     config: dict[str, Any]
     step: int = 0
     total_steps: int = 0

@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qa_core.run_files import (METRICS_FILE, RECORDS_FILE, RUN_FILE, RunInfo, is_evaluation_folder, read_run_info,
-                               run_status)
+from qa_core.run_files import METRICS_FILE, RECORDS_FILE, RUN_FILE, RunInfo, is_evaluation_folder, read_run_info
+from qa_core.run_lock import run_status
 
 
 @dataclass(frozen=True)
 class RunSummary:
     path: str
-    status: str  # run_files.run_status: run.json's, or interrupted; EVALUATION for an evaluation-only folder
+    status: str  # run_lock.run_status: run.json's, or interrupted; EVALUATION for an evaluation-only folder
     metrics: dict[str, float]  # FIGURES: EM/F1, and a SQuAD 2.0 evaluation's SQUAD_V2_FIGURES
     has_records: bool
     evaluated_again: bool = False  # its records come from `train.py evaluate` into it, not from its training

@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from qa_core.config import DEFAULT_MODEL
-from qa_core.run_files import INTERRUPTED, QUICK_DATA, has_model, read_run_info, run_of
+from qa_core.run_files import QUICK_DATA, has_model, read_run_info, run_of
+from qa_core.run_lock import INTERRUPTED
 from qa_core.run_list import EVALUATION, RunSummary, list_runs
 
 

@@ -61,7 +61,7 @@ def test_a_folder_without_a_model_is_named_alike_in_the_ask_and_errors_tabs(sett
     """One check says why a folder cannot answer: an evaluation folder typed as the Ask tab's model is named as one
     (not as a folder without config.json), and a run whose run.json says running is said to be training only while
     a process holds its training lock, else to be interrupted (the Errors tab's logit plot needs its model too)."""
-    from qa_core.run_files import training_lock
+    from qa_core.run_lock import training_lock
 
     folder = tmp_path / "runs" / "eval-x"
     folder.mkdir(parents=True)

@@ -61,7 +61,7 @@ def test_a_run_from_before_the_model_folder_still_loads(tiny_model_dir: Path, tm
 def test_a_run_being_trained_refuses_a_second_trainer(tiny_model_dir: Path, tmp_path: Path) -> None:
     """Two processes writing checkpoints into one folder would lose one's work: the second (another CLI, the app's
     Resume) is refused while the first holds the run; a killed trainer's lock goes with it (the OS drops it)."""
-    from qa_core.run_files import being_trained, training_lock
+    from qa_core.run_lock import being_trained, training_lock
 
     data, run = write_tiny_squad(tmp_path / "d.json"), tmp_path / "run"
     config = tiny_config(tiny_model_dir, data, run, max_steps=4, save_steps=2, validation_file=None)
@@ -133,7 +133,8 @@ def test_a_reader_looking_at_the_lock_does_not_turn_a_trainer_away(tmp_path: Pat
     import fcntl
     import threading
 
-    from qa_core.run_files import TRAINING_LOCK, being_trained, training_lock
+    from qa_core.run_files import TRAINING_LOCK
+    from qa_core.run_lock import being_trained, training_lock
 
     run = fake_run(tmp_path / "run")
     (run / TRAINING_LOCK).touch()

@@ -244,7 +244,7 @@ def test_a_start_that_cannot_read_its_data_is_not_started(ui, tmp_path):
 
 def test_a_run_being_trained_offers_no_resume(settings, tmp_path):
     """A run another process trains (the CLI, or this server's job) says so; Resume would only be refused."""
-    from qa_core.run_files import training_lock
+    from qa_core.run_lock import training_lock
 
     ui = handlers(Settings(tmp_path / "runs", settings.default_model, training_enabled=True, fast_inference=False))
     run = tmp_path / "runs" / "20250101-000000-busy"
@@ -449,7 +449,8 @@ def test_a_run_whose_training_process_died_is_shown_as_interrupted_not_running(s
     pickers, /list_runs and the run's note said so forever. No process holds its training lock: it is interrupted,
     resumable from its checkpoint. While a process does hold the lock it is running, whatever run.json says."""
     from qa_core.checkpoints import write_run_info
-    from qa_core.run_files import read_run_info, training_lock
+    from qa_core.run_files import read_run_info
+    from qa_core.run_lock import training_lock
 
     ui = handlers(Settings(tmp_path / "runs", settings.default_model, training_enabled=True, fast_inference=False))
     run = tmp_path / "runs" / "20250101-000000-killed"
