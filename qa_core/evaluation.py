@@ -27,8 +27,8 @@ from qa_core.postprocess import Prediction, finite_floats
 from qa_core.precision import set_up_precision
 from qa_core.run_files import (BEST_SPANS_FILE, CALIBRATION_FILE, CARD_FILE, EVAL_MODEL_FILE, EVAL_RECORDS,
                                EVAL_STAGING, METRICS_FILE, MODEL_DIR, MODEL_RECORDS, NULL_ODDS_FILE, PREDICTIONS_FILE,
-                               RECORDS_FILE, RUN_FILE, RUN_RECORDS, RunInfo, check_eval_output_dir, evaluates_own_run,
-                               read_run_info)
+                               RECORDS_FILE, RUN_FILE, RUN_RECORDS, RunInfo, check_eval_output_dir,
+                               evaluated_model_entry, evaluates_own_run, read_run_info)
 from qa_core.wording import TwoWordings
 
 # With --overwrite_output_dir an evaluation replaces a run's records, but not the model it may be evaluating.
@@ -162,7 +162,7 @@ def save_evaluation(output_dir: Path, result: EvalResult, replaced: tuple[str, .
     try:
         write_eval_outputs(staged, result)
         if model is not None:
-            write_evaluated_model(staged, model)
+            write_evaluated_model(staged, evaluated_model_entry(output_dir, model))
         if run is not None:
             (staged / MODEL_DIR).mkdir()
             write_model_card(output_dir, info=run, evaluated=evaluated, folder=staged / MODEL_DIR,
@@ -173,10 +173,9 @@ def save_evaluation(output_dir: Path, result: EvalResult, replaced: tuple[str, .
     move_in(staged, output_dir, replaced)
 
 
-def write_evaluated_model(output_dir: Path, model: str) -> None:
-    """Name the evaluated model in the evaluation's folder, so that given as a model it is told which to use: a
-    local folder by its absolute path (the one given may be relative to where evaluate ran), else as given."""
-    named = str(Path(model).expanduser().resolve()) if Path(model).expanduser().is_dir() else model
+def write_evaluated_model(output_dir: Path, named: str) -> None:
+    """Name the evaluated model in the evaluation's folder (as run_files.evaluated_model_entry words it), so that
+    given as a model it is told which to use, and the web app plots and explains its rows with that model."""
     (output_dir / EVAL_MODEL_FILE).write_text(json.dumps({"model_name_or_path": named}, ensure_ascii=False),
                                               encoding="utf-8")
 

@@ -10,6 +10,7 @@ from qa_core.config import DEFAULT_MODEL, QAConfig
 from qa_core.data_sources import looks_like_a_path
 from qa_core.run_files import (RECORDS_FILE, RUN_FILE, evaluation_folder_refusal, has_model, is_evaluation_folder,
                                read_run_info)
+from qa_core.run_lock import run_status
 from qa_core.settings import Settings
 
 # A Hugging Face Space (SPACE_ID set) reaches the app through proxies at private addresses, which append the
@@ -188,13 +189,13 @@ def check_model_folder(name: str, can_resume: bool = True) -> str:
     if is_evaluation_folder(folder):
         raise ValueError(evaluation_folder_refusal(folder).web)
     try:
-        status = read_run_info(folder).status
+        status = run_status(folder, read_run_info(folder))
     except ValueError:
         return name  # not a run: the loader names what is missing
-    if not can_resume:
+    if status == "running":  # a process trains it now
+        advice = " yet"
+    elif not can_resume:
         advice = ""
-    elif status == "running":  # training now, or killed before run.json could say otherwise
-        advice = " yet (if its training was killed, resume it in the Train tab)"
     else:
         advice = "; resume it in the Train tab to finish it"
     raise ValueError(f"run {folder.name} is {status} and has no final model{advice}")

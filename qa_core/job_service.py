@@ -16,7 +16,8 @@ from qa_core.data import load_examples
 from qa_core.data_sources import check_file_size
 from qa_core.hosting import check_model, check_run, scrub
 from qa_core.jobs import JobManager, JobSnapshot
-from qa_core.run_files import QUICK_DATA, being_trained, drop_if_unwritten, has_model, new_run_dir, read_run_info
+from qa_core.run_files import QUICK_DATA, drop_if_unwritten, has_model, new_run_dir, read_run_info
+from qa_core.run_lock import INTERRUPTED, run_status
 from qa_core.settings import Settings
 from qa_core.train_policy import (capped, check_contexts, check_data, check_limits, check_start_data, check_start_model,
                                   check_training)
@@ -25,8 +26,12 @@ from qa_core.wording import count
 
 API_LABELS = ("train_file", "validation_file")  # the data sources as /start_training names them
 BEING_TRAINED = "This run is being trained right now; Resume applies once it stops."
-RESUMABLE = "Stopped before it finished: Resume continues it from its last checkpoint."
-NOT_RESUMABLE = "Stopped before it finished; Resume cannot continue it: {}"
+STOPPED = "Stopped before it finished"
+# run_lock.INTERRUPTED: run.json says running, but the process that trained it has gone
+INTERRUPTED_AT = "Interrupted at step {}: the process training it ended (killed, or its server stopped) before it finished"
+RESUMABLE = "{}: Resume continues it from its last checkpoint."
+AFTER_JOB = "{}: Resume continues it from its last checkpoint once the running job ends."  # one job at a time
+NOT_RESUMABLE = "{}; Resume cannot continue it: {}"
 
 
 @dataclass(frozen=True)
@@ -146,17 +151,23 @@ class JobService:
             return RunNote(None, "", False)
         try:
             folder = self.run_path(run)
-            stopped = not (read_run_info(Path(folder)).status == "finished" and has_model(folder))
+            info = read_run_info(Path(folder))
         except ValueError as err:
             return RunNote(None, self.explain(err), False)
-        if not stopped:
+        if info.status == "finished" and has_model(folder):
             return RunNote(folder, "", False)
-        if being_trained(Path(folder)):  # by this server's job or another process, such as the CLI
+        status = run_status(Path(folder), info)
+        if status == "running":  # by this server's job or another process, such as the CLI
             return RunNote(folder, BEING_TRAINED, False)
+        stopped = INTERRUPTED_AT.format(info.step) if status == INTERRUPTED else STOPPED
         if not self.settings.training_enabled:
-            return RunNote(folder, RESUMABLE, False)
+            return RunNote(folder, RESUMABLE.format(stopped), False)
         why = self.why_not_resumable(run)  # Resume's checks: a run this server cannot continue is not offered it
-        return RunNote(folder, NOT_RESUMABLE.format(why), False) if why else RunNote(folder, RESUMABLE, True)
+        if why:
+            return RunNote(folder, NOT_RESUMABLE.format(stopped, why), False)
+        if self.jobs.snapshot().active:  # a job on another run: Resume now would be refused as busy
+            return RunNote(folder, AFTER_JOB.format(stopped), False)
+        return RunNote(folder, RESUMABLE.format(stopped), True)
 
     def resume_config(self, run: str | None) -> QAConfig:
         """The config that continues a stopped run from its checkpoint (--resume), after checking it can."""

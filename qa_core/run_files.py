@@ -1,21 +1,18 @@
-"""The names of everything a run folder holds, the way from a run to its model and back, its training lock, run.json's
-reader and new run folders' names: all without torch, so listing runs (run_list.py) stays light."""
+"""The names of everything a run folder holds, the way from a run to its model and back, run.json's reader and new
+run folders' names: all without torch, so listing runs (run_list.py) stays light. The training lock: run_lock.py."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
+import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from qa_core.wording import TwoWordings
-
-logger = logging.getLogger(__name__)
 
 # Local bookkeeping: the run's own record, its progress log and TensorBoard events.
 RUN_FILE = "run.json"
@@ -159,39 +156,6 @@ def stopped_run(folder: Path) -> bool:
         return True
 
 
-@contextlib.contextmanager
-def training_lock(folder: Path) -> Iterator[None]:
-    """Hold a run folder while this process trains it, so a second trainer (another CLI, the app's Resume) is
-    refused at once instead of writing checkpoints over this one's. The lock file stays beside a run: removing it
-    would let a newcomer lock a fresh file while another holds the old one. A run refused before it wrote anything
-    leaves nothing (nor the folder, if made here). Where flock is missing (Windows) nothing is locked."""
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    if folder.exists() and not folder.is_dir():
-        yield  # check_output_dir refuses it with its own message
-        return
-    made = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        with open(folder / TRAINING_LOCK, "a", encoding="utf-8") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                busy = "is being trained by another process right now; wait for it to end or stop it, then"
-                raise RunRefused(f"{folder} {busy} --resume", f"run {folder.name} {busy} press Resume") from None
-            except OSError as err:  # a file system without locks (some network mounts): train unguarded
-                logger.warning("%s cannot be locked (%s); nothing stops a second trainer of this run", folder, err)
-            yield
-    finally:
-        if unwritten(folder):  # refused before writing anything
-            (folder / TRAINING_LOCK).unlink()
-            if made:
-                folder.rmdir()
-
-
 def unwritten(folder: Path) -> bool:
     """Whether a run folder holds nothing but BOOKKEEPING files: a start refused or failed before writing."""
     return {p.name for p in folder.iterdir()} <= BOOKKEEPING
@@ -209,27 +173,11 @@ def drop_if_unwritten(folder: Path) -> None:
         pass
 
 
-def being_trained(folder: Path) -> bool:
-    """Whether some process (this one included) holds the run's training lock now."""
-    try:
-        import fcntl
-    except ImportError:
-        return False
-    try:
-        with open(folder / TRAINING_LOCK, encoding="utf-8") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:  # no lock file: never trained by this version, or not a run
-        return False
-    return False
-
-
 @dataclass(frozen=True)
 class RunInfo:
     """The contents of run.json."""
 
-    status: str  # running | cancelled | failed | finished
+    status: str  # running | cancelled | failed | finished (run_lock.run_status: interrupted where none trains it)
     config: dict[str, Any]
     step: int = 0
     total_steps: int = 0
@@ -257,12 +205,42 @@ def is_evaluation_folder(folder: Path) -> bool:
 
 
 def evaluated_model(folder: Path) -> str | None:
-    """The model an evaluation folder's eval_model.json names; None for a folder from before it was written."""
+    """The model an evaluation folder's eval_model.json names (a path relative to the folder made absolute); None
+    for a folder from before it was written."""
     try:
         named = json.loads((folder / EVAL_MODEL_FILE).read_text(encoding="utf-8")).get("model_name_or_path")
     except (OSError, json.JSONDecodeError, AttributeError):
         return None
-    return named if isinstance(named, str) and named else None
+    if not isinstance(named, str) or not named:
+        return None
+    return str((folder / named).resolve()) if named.startswith(RELATIVE) else named
+
+
+RELATIVE = ("./", "../")  # how eval_model.json's path relative to its folder starts; a hub id never does
+
+
+def evaluated_model_entry(output_dir: Path, model: str) -> str:
+    """What eval_model.json stores for the model an evaluation into output_dir evaluated: a run beside output_dir
+    (R or R/model) by its path relative to output_dir, so that a runs folder copied or moved keeps them together;
+    another local folder by its absolute path (the one given may be relative to where evaluate ran); else as
+    given (a hub id)."""
+    path = Path(model).expanduser()
+    if not path.is_dir():
+        return model
+    resolved, folder = path.resolve(), output_dir.resolve()
+    if run_of(resolved).parent != folder.parent:
+        return str(resolved)
+    return Path(os.path.relpath(resolved, folder)).as_posix()
+
+
+def namesake_beside(folder: Path, model: str) -> Path | None:
+    """The run beside an evaluation folder named as the run of `model`, a path (R or R/model) stored before paths
+    were stored relative: where a runs folder copied or moved since holds the model it evaluated."""
+    path = Path(model)
+    if not path.is_absolute():
+        return None
+    beside = folder.parent / (path.parent.name if path.name == MODEL_DIR else path.name)
+    return beside if beside.is_dir() and beside.resolve() != run_of(path) else None
 
 
 def evaluation_folder_refusal(folder: Path) -> RunRefused:

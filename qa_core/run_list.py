@@ -9,15 +9,17 @@ from pathlib import Path
 from typing import Any
 
 from qa_core.run_files import METRICS_FILE, RECORDS_FILE, RUN_FILE, RunInfo, is_evaluation_folder, read_run_info
+from qa_core.run_lock import run_status
 
 
 @dataclass(frozen=True)
 class RunSummary:
     path: str
-    status: str
+    status: str  # run_lock.run_status: run.json's, or interrupted; EVALUATION for an evaluation-only folder
     metrics: dict[str, float]  # FIGURES: EM/F1, and a SQuAD 2.0 evaluation's SQUAD_V2_FIGURES
     has_records: bool
     evaluated_again: bool = False  # its records come from `train.py evaluate` into it, not from its training
+    step: int = 0  # run.json's: its last checkpoint's step
 
 
 # The status of an evaluation-only folder (`train.py evaluate --output_dir`): records and metrics, no run.json,
@@ -45,7 +47,8 @@ def list_runs(root: Path, evaluations: bool = False) -> list[RunSummary]:
             again = metrics_differ(info.metrics, stored)
             # evaluated again: none of its training's figures belongs to the records (SQuAD 2.0 ones included)
             metrics = {**info.metrics, **stored} if again else {**latest_figures(info), **stored}
-            runs.append(RunSummary(str(folder), info.status, metrics, (folder / RECORDS_FILE).exists(), again))
+            runs.append(RunSummary(str(folder), run_status(folder, info), metrics, (folder / RECORDS_FILE).exists(),
+                                   again, info.step))
         elif evaluations and is_evaluation_folder(folder):
             runs.append(RunSummary(str(folder), EVALUATION, evaluation_metrics(folder), True))
     return runs

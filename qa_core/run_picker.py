@@ -7,6 +7,7 @@ from pathlib import Path
 
 from qa_core.config import DEFAULT_MODEL
 from qa_core.run_files import QUICK_DATA, has_model, read_run_info, run_of
+from qa_core.run_lock import INTERRUPTED
 from qa_core.run_list import EVALUATION, RunSummary, list_runs
 
 
@@ -38,8 +39,13 @@ def run_label(run: RunSummary) -> str:
         config = {}
     measured = "evaluated again (train.py evaluate)" if run.evaluated_again else measured_on(config)
     score = f" · F1 {f1:.1f} {measured}" if f1 is not None else ""
-    status = "" if run.status == "finished" and has_model(run.path) else f" · {run.status}, no final model"
+    status = "" if run.status == "finished" and has_model(run.path) else f" · {stopped_status(run)}, no final model"
     return f"{Path(run.path).name}{score}{status}"
+
+
+def stopped_status(run: RunSummary) -> str:
+    """The status of a run without its final model, with the step an interrupted one resumes from."""
+    return f"{INTERRUPTED} at step {run.step}" if run.status == INTERRUPTED else run.status
 
 
 def model_choices(root: Path, default: str = DEFAULT_MODEL) -> list[tuple[str, str]]:

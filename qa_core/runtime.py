@@ -108,6 +108,14 @@ def stop_on_signals(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) 
         _restore(previous)
 
 
+def interrupt_on_sigterm() -> None:
+    """Take SIGTERM (a service manager's or a container's stop, `kill`) as Ctrl-C, in the main thread: the web
+    server stops and the interpreter exits through close_at_exit, so a training job stops after its step with a
+    checkpoint and says cancelled. Python's default ends the process at once, mid-step, its run.json saying
+    running. A second signal while the job stops ends the wait."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
 def _restore(handlers: dict[int, Any]) -> None:
     for signum, handler in handlers.items():
         signal.signal(signum, handler)

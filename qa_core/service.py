@@ -22,7 +22,8 @@ from qa_core.inference import AnswerResult, config_for_model, run_config
 from qa_core.job_service import JobService
 from qa_core.jobs import JobManager
 from qa_core.modeling import LoadedModel
-from qa_core.run_files import RECORDS_FILE, evaluated_model, has_model, is_evaluation_folder, read_run_info
+from qa_core.run_files import (RECORDS_FILE, evaluated_model, has_model, is_evaluation_folder, namesake_beside,
+                               read_run_info)
 from qa_core.run_list import list_runs
 from qa_core.serving import ModelCache
 from qa_core.settings import Settings
@@ -177,8 +178,8 @@ class QAService(JobService):
 
     def record_model(self, run: str | None) -> str:
         """The model that answered a run's records, by the Ask tab's name: the run's own, where it has one; for an
-        evaluation folder, the model it evaluated where this server offers it. Else a ValueError saying why (a
-        stopped run has none)."""
+        evaluation folder, the model it evaluated where this server offers it, or else the run of that name beside
+        the folder (run_files.namesake_beside). Else a ValueError saying why (a stopped run has none)."""
         try:
             self.check_run_model(run)
             return run or ""
@@ -190,6 +191,8 @@ class QAService(JobService):
             raise refused
         offered = {value: check_model(value, self.settings) for _, value in self.model_choices()}
         chosen = run_picker.offered_choice(evaluated, offered)
+        if chosen is None and (beside := namesake_beside(path, evaluated)) is not None:  # copied or moved since
+            chosen = run_picker.offered_choice(str(beside), offered)
         if chosen is None:
             raise ValueError(f"{path.name} evaluated {evaluated}, which is not offered in the Model list")
         return chosen

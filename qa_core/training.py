@@ -25,7 +25,8 @@ from qa_core.evaluation import EvalResult, evaluate, write_eval_outputs
 from qa_core.model_card import base_model_name, write_model_card
 from qa_core.precision import inference_copy
 from qa_core.progress import ProgressCallback, ProgressEvent, pace_of, truncate_history
-from qa_core.run_files import HISTORY_FILE, RunInfo, find_checkpoint, read_run_info, training_lock
+from qa_core.run_files import HISTORY_FILE, RunInfo, find_checkpoint, read_run_info
+from qa_core.run_lock import training_lock
 from qa_core.train_setup import Setup, prepare
 from qa_core.train_step import batch_loader, forward_backward, optimizer_step
 from qa_core.wording import TwoWordings

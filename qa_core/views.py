@@ -181,12 +181,20 @@ def job_text(s: JobSnapshot) -> str:
         return "No training job has run since the server started."
     said = s.message.removeprefix(s.status).lstrip(" ;·")  # an end's message may start with the status itself
     lines = [f"Job {s.job_id}: {s.status}" + (f" · {said}" if said else ""), f"Run folder: {s.output_dir}",
-             f"Step {s.step}/{s.total_steps} · epoch {s.epoch:.2f} · elapsed {duration(s.elapsed_s)}"]
+             " · ".join([*steps_text(s), f"elapsed {duration(s.elapsed_s)}"])]
     if s.active and s.windows_per_s:
         lines.append(f"{s.windows_per_s:.1f} windows/s · {eta_text(s)}")
     if s.metrics:
         lines.append(f"Evaluation: EM {s.metrics['exact_match']:.1f} · F1 {s.metrics['f1']:.1f}")
     return "\n".join(lines)
+
+
+def steps_text(s: JobSnapshot) -> list[str]:
+    """Where the job is: its step and epoch, known from its first progress event on (a resumed job's starts at its
+    checkpoint's step); until then "loading…" while it runs, nothing once it has ended."""
+    if s.total_steps:
+        return [f"Step {s.step}/{s.total_steps}", f"epoch {s.epoch:.2f}"]
+    return ["loading…"] if s.active else []
 
 
 def limits_note(settings: Settings) -> str:

@@ -10,7 +10,8 @@ import logging
 import shutil
 from pathlib import Path
 
-from qa_core.run_files import WEB_JOB_MARK, being_trained
+from qa_core.run_files import WEB_JOB_MARK
+from qa_core.run_lock import being_trained
 
 logger = logging.getLogger(__name__)
 

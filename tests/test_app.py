@@ -59,8 +59,10 @@ def test_every_plot_and_table_is_labelled_and_no_table_shows_numbered_columns(se
 
 def test_a_folder_without_a_model_is_named_alike_in_the_ask_and_errors_tabs(settings, tiny_run, tmp_path):
     """One check says why a folder cannot answer: an evaluation folder typed as the Ask tab's model is named as one
-    (not as a folder without config.json), and a run whose run.json says running is neither said to have stopped
-    nor told plainly to be resumed: it may still be training (the Errors tab's logit plot needs its model too)."""
+    (not as a folder without config.json), and a run whose run.json says running is said to be training only while
+    a process holds its training lock, else to be interrupted (the Errors tab's logit plot needs its model too)."""
+    from qa_core.run_lock import training_lock
+
     folder = tmp_path / "runs" / "eval-x"
     folder.mkdir(parents=True)
     shutil.copy(tiny_run / RECORDS_FILE, folder / RECORDS_FILE)
@@ -71,9 +73,15 @@ def test_a_folder_without_a_model_is_named_alike_in_the_ask_and_errors_tabs(sett
     shutil.rmtree(running / "model")
     info = json.loads((running / "run.json").read_text())
     (running / "run.json").write_text(json.dumps({**info, "status": "running"}))
-    for message in (asyncio.run(ui.ask.ask_in_turn(str(running), QUESTION, CONTEXT))["message"],
-                    pytest.raises(ValueError, ui.service.check_run_model, running.name).value.args[0]):
-        assert "is running and has no final model yet (if its training was killed" in message, message
+    def refusals() -> tuple[str, str]:
+        return (asyncio.run(ui.ask.ask_in_turn(str(running), QUESTION, CONTEXT))["message"],
+                pytest.raises(ValueError, ui.service.check_run_model, running.name).value.args[0])
+
+    with training_lock(running):  # its trainer, still at work
+        for message in refusals():
+            assert "is running and has no final model yet" in message and "resume" not in message, message
+    for message in refusals():  # its trainer gone, killed or its server stopped
+        assert "is interrupted and has no final model; resume it in the Train tab" in message, message
 
 
 def test_one_explanation_at_a_time_across_the_ask_and_errors_tabs(settings, tiny_run):
@@ -95,3 +103,48 @@ def test_one_explanation_at_a_time_across_the_ask_and_errors_tabs(settings, tiny
     row = ui.errors.filter_table(str(tiny_run), False, 0, 100, "all", "", "id")["table"].iloc[0].tolist()
     assert asyncio.run(ui.errors.attribute_in_turn(tiny_run.name, row[0]))["attribution"] is not None
     assert threads == {"qa-model", "qa-explain"}
+
+
+def test_a_server_stopped_with_sigterm_leaves_its_job_cancelled_and_resumable(tiny_model_dir, tmp_path):
+    """Found by a tester: `kill` (SIGTERM, as a service manager or a container stops a server) ended `python app.py`
+    at once, mid-step: its job's run.json said "running" for ever and its steps since the last checkpoint were lost.
+    SIGTERM now stops the server as Ctrl-C does: the job stops after its step with a checkpoint and says cancelled,
+    as train.py does on SIGTERM."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from gradio_client import Client
+
+    from qa_core.run_files import find_checkpoint, read_run_info
+    from tests.conftest import free_port
+
+    port, runs = free_port(), tmp_path / "runs"
+    env = {**os.environ, "QA_RUNS_DIR": str(runs), "QA_DEFAULT_MODEL": str(tiny_model_dir),
+           "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"}
+    log = tmp_path / "app.log"
+    with log.open("w") as out:
+        server = subprocess.Popen([sys.executable, "app.py"], cwd=Path(__file__).resolve().parent.parent, env=env,
+                                  stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while "Running on local URL" not in log.read_text():
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.5)
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        options = {"max_steps": 100_000, "per_device_train_batch_size": 2, "max_seq_length": 128, "doc_stride": 32,
+                   "save_steps": 100_000}
+        run = runs / client.predict("", "sample", "", options, api_name="/start_training")["run"]
+        while client.predict(api_name="/training_status")["step"] < 2:
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.2)
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(120) == 0, log.read_text()[-2000:]
+    finally:
+        if server.poll() is None:
+            server.kill()
+    info = read_run_info(run)
+    assert info.status == "cancelled" and info.step >= 2 and find_checkpoint(run) is not None, log.read_text()[-2000:]

@@ -438,6 +438,7 @@ def test_a_stopped_run_is_resumed_from_the_train_tab(page):
     resumed = wait_for(lambda: re.match(rf"Resumed {STOPPED} as job (\d+)",
                                         find(page, "#train-message textarea").get_attribute("value")),
                        30, "the resumed job")
+    assert not find(page, "#train-resume").is_enabled()  # greyed out while the job runs, as Start is
     wait_for(lambda: f"Job {resumed[1]}: finished" in find(page, "#train-status textarea").get_attribute("value"),
              120, "the resumed job to finish")
     page.save_screenshot(str(ARTIFACTS / "4-resumed.png"))

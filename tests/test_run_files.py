@@ -61,7 +61,7 @@ def test_a_run_from_before_the_model_folder_still_loads(tiny_model_dir: Path, tm
 def test_a_run_being_trained_refuses_a_second_trainer(tiny_model_dir: Path, tmp_path: Path) -> None:
     """Two processes writing checkpoints into one folder would lose one's work: the second (another CLI, the app's
     Resume) is refused while the first holds the run; a killed trainer's lock goes with it (the OS drops it)."""
-    from qa_core.run_files import being_trained, training_lock
+    from qa_core.run_lock import being_trained, training_lock
 
     data, run = write_tiny_squad(tmp_path / "d.json"), tmp_path / "run"
     config = tiny_config(tiny_model_dir, data, run, max_steps=4, save_steps=2, validation_file=None)
@@ -125,3 +125,30 @@ def test_evaluation_into_a_runs_model_folder_is_refused_and_into_a_plain_model_f
                                                            f"{run}")) as caught:
                 check_eval_output_dir(run / "model", str(model), overwrite)
             assert advice in str(caught.value)
+
+
+def test_a_reader_looking_at_the_lock_does_not_turn_a_trainer_away(tmp_path: Path) -> None:
+    """Listing runs looks at each stopped run's lock (run_status) by taking it for an instant: a trainer starting
+    in that instant waits for it rather than being told another process trains the run."""
+    import fcntl
+    import threading
+
+    from qa_core.run_files import TRAINING_LOCK
+    from qa_core.run_lock import being_trained, training_lock
+
+    run = fake_run(tmp_path / "run")
+    (run / TRAINING_LOCK).touch()
+    looking, released = threading.Event(), threading.Event()
+
+    def look() -> None:  # a reader's instant, stretched out
+        with open(run / TRAINING_LOCK, encoding="utf-8") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            looking.set()
+            released.wait(0.05)
+
+    reader = threading.Thread(target=look)
+    reader.start()
+    looking.wait(5)
+    with training_lock(run):
+        assert being_trained(run)
+    reader.join()

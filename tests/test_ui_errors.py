@@ -549,3 +549,36 @@ def test_picking_another_run_forgets_the_selected_question(ui, settings, tiny_ru
     assert [ids["errors-run"], "change"] in [list(t) for t in forget["targets"]]
     assert {ids[name] for name in ("errors-question", "errors-detail", "errors-plot", "errors-why-note",
                                    "errors-why")} <= set(forget["outputs"])
+
+
+def test_an_evaluation_folder_copied_with_its_runs_folder_still_finds_the_model_it_evaluated(settings, tiny_run,
+                                                                                           tmp_path):
+    """Found by a tester: eval_model.json held the evaluated run's absolute path, so an evaluation folder copied
+    with that run into another runs folder said "no logit plot: … evaluated <run>, which is not offered in the
+    Model list" and Send to Ask kept its model, though the Model list offered that run. A sibling run is now stored
+    relative to the evaluation folder; a stored path this server does not offer (a folder written before, copied
+    or moved since) falls back to the run of that name beside the evaluation folder."""
+    root = tmp_path / "runs"
+    copy_run(tiny_run, root / tiny_run.name)
+    run_evaluation(QAConfig(model_name_or_path=str(root / tiny_run.name / "model"), validation_file="sample",
+                            output_dir=str(root / "eval-x"), max_eval_samples=4, max_seq_length=128, doc_stride=32),
+                   device="cpu")
+    assert str(tmp_path) not in (root / "eval-x" / EVAL_MODEL_FILE).read_text()
+    shutil.copytree(root / "eval-x", root / "eval-old")
+    (root / "eval-old" / EVAL_MODEL_FILE).write_text(json.dumps({"model_name_or_path": str(root / tiny_run.name)}))
+    public_root = tmp_path / "public"
+    shutil.copytree(root, public_root)
+    for public in (False, True):
+        ui = handlers(replace(settings, runs_root=public_root, public=public, training_enabled=False))
+        for evaluation in ("eval-x", "eval-old"):  # the old one names tmp_path/runs/<run>, still there
+            row = ui.errors.filter_table(evaluation, False, 0, 100, "all", "", "id")["table"].iloc[0].tolist()
+            sent = ui.errors.send_to_ask(evaluation, row[0])
+            assert sent["model"]["value"] == tiny_run.name and sent["message"] == "", sent["message"]
+            detail = asyncio.run(ui.errors.select_record_in_turn(evaluation, select(row)))
+            assert detail["plot"] is not None and "no logit plot" not in detail["question"], detail["question"]
+    shutil.rmtree(root)  # the stored path gone
+    ui = handlers(replace(settings, runs_root=public_root))
+    assert ui.service.record_model("eval-old") == tiny_run.name
+    shutil.rmtree(public_root / tiny_run.name)  # and no namesake beside it: nothing to offer
+    refused = ui.errors.send_to_ask("eval-old", row[0])["message"]
+    assert refused.startswith("Model not changed") and tiny_run.name in refused, refused

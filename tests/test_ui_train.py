@@ -244,7 +244,7 @@ def test_a_start_that_cannot_read_its_data_is_not_started(ui, tmp_path):
 
 def test_a_run_being_trained_offers_no_resume(settings, tmp_path):
     """A run another process trains (the CLI, or this server's job) says so; Resume would only be refused."""
-    from qa_core.run_files import training_lock
+    from qa_core.run_lock import training_lock
 
     ui = handlers(Settings(tmp_path / "runs", settings.default_model, training_enabled=True, fast_inference=False))
     run = tmp_path / "runs" / "20250101-000000-busy"
@@ -451,3 +451,64 @@ def test_a_job_on_an_upload_says_its_data_and_once_cancelled_does_not_promise_a_
     assert "Resume cannot continue it" in ended.message and "dev-small.json is gone" in ended.message
     note = ui.train.show_run(Path(ended.output_dir).name)["run_note"]
     assert "dev-small.json is gone" in note
+
+
+def test_a_run_whose_training_process_died_is_shown_as_interrupted_not_running(settings, tmp_path):
+    """Found by a tester: a server stopped mid-job (or a killed train.py) leaves run.json saying "running"; the
+    pickers, /list_runs and the run's note said so forever. No process holds its training lock: it is interrupted,
+    resumable from its checkpoint. While a process does hold the lock it is running, whatever run.json says."""
+    from qa_core.checkpoints import write_run_info
+    from qa_core.run_files import read_run_info
+    from qa_core.run_lock import training_lock
+
+    ui = handlers(Settings(tmp_path / "runs", settings.default_model, training_enabled=True, fast_inference=False))
+    run = tmp_path / "runs" / "20250101-000000-killed"
+    cancel_at_once(settings, run, max_steps=3, max_train_samples=8, max_eval_samples=4)
+    write_run_info(run, replace(read_run_info(run), status="running"))  # as a trainer killed mid-run leaves it
+    label = dict((value, label) for label, value in ui.service.run_choices())[run.name]
+    assert label.endswith("interrupted at step 0, no final model") and "running" not in label, label
+    assert [r["status"] for r in ui.service.runs_json() if r["run"] == run.name] == ["interrupted"]
+    picked = ui.train.show_run(run.name)
+    assert picked["resume"]["interactive"] and "Interrupted at step 0" in picked["run_note"], picked["run_note"]
+    assert "Resume continues it" in picked["run_note"]
+    assert (run / "run.json").read_text().count('"running"') == 1  # told, not rewritten: its next trainer does that
+    with training_lock(run):  # another process (train.py --resume) trains it now
+        label = dict((value, label) for label, value in ui.service.run_choices())[run.name]
+        assert label.endswith("running, no final model"), label
+        assert "being trained" in ui.train.show_run(run.name)["run_note"]
+
+
+def test_while_a_job_runs_resume_is_greyed_out_and_a_started_job_refreshes_the_run_picker(settings, tmp_path):
+    """Found by a tester: during a resumed job Resume stayed enabled (pressing it only said a job was already
+    running) and the Run picker still said the resumed run was cancelled. Resume now follows the job as Start does,
+    in every tab (the poll), and a job's start refreshes the pickers and the picked run's note, as its end does."""
+    ui = handlers(Settings(tmp_path / "runs", settings.default_model, training_enabled=True, fast_inference=False))
+    resumed, other = (tmp_path / "runs" / f"20250101-00000{n}-stopped" for n in (1, 2))
+    for run in (resumed, other):
+        cancel_at_once(settings, run, max_steps=2000, max_train_samples=8, max_eval_samples=4)
+    assert ui.train.show_run(other.name)["resume"]["interactive"]
+    clicked = ui.train.resume(resumed.name)
+    assert clicked["message"] == f"Resumed {resumed.name} as job 1" and not clicked["resume"]["interactive"]
+    assert not ui.train.poll(-1)["resume"]["interactive"]  # another tab's next tick
+    deadline = time.monotonic() + 60
+    while ui.service.jobs.snapshot().status != "running":  # its first progress event: run.json rewritten
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert ui.train.poll(-1)["started"] == 1
+    label = dict((value, label) for label, value in ui.service.run_choices())[resumed.name]
+    assert label.endswith("running, no final model"), label
+    picked = ui.train.show_run(other.name)  # picked while the job runs: Resume would only be refused
+    assert not picked["resume"]["interactive"] and "once the running job ends" in picked["run_note"], picked
+    ui.train.cancel()
+    assert ui.service.jobs.wait(120)
+    ended = ui.train.poll(-1)
+    assert ended["ended"] == 1 and ended["resume"] == gr.skip()  # the picked run's note decides (ui_show_run_again)
+    assert ui.train.show_run(other.name)["resume"]["interactive"]
+    demo = app.build_app(settings)
+    ids = {c.elem_id: c._id for c in demo.blocks.values() if getattr(c, "elem_id", None)}
+    events = {d["api_name"]: d for d in demo.config["dependencies"]}
+    assert ids["train-resume"] in events["ui_poll"]["outputs"]
+    started = {tuple(t) for t in events["ui_job_started"]["targets"]}
+    assert {tuple(t) for t in events["ui_show_run_started"]["targets"]} == started
+    assert ids["train-run"] in events["ui_job_started"]["outputs"]
+    assert {ids["train-run-note"], ids["train-resume"]} <= set(events["ui_show_run_started"]["outputs"])

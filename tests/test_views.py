@@ -131,3 +131,15 @@ def test_the_answer_and_its_context_take_their_texts_own_direction() -> None:
     block = views.answer_html(context, (22, len(context)), context[22:], "probability 20%")
     assert '<div class="qa-headline" dir="auto">' in block and '<div class="qa-context" dir="auto"' in block
     assert '<div class="qa-detail">' in block  # the app's own words stay left to right
+def test_a_job_still_loading_says_so_rather_than_step_0_of_0():
+    """Found by a tester: a resumed job said "Step 0/0 · epoch 0.00" while its model and data loaded (a new job
+    too): no step count is known before the job's first progress event."""
+    from qa_core.jobs import JobSnapshot
+
+    loading = JobSnapshot(3, "starting", "runs/x", message="loading the model and the data", elapsed_s=4.0)
+    for snapshot in (loading, replace(loading, status="cancelling")):
+        assert views.job_text(snapshot).splitlines()[2] == "loading… · elapsed 4s", views.job_text(snapshot)
+    failed = replace(loading, status="failed", message="failed: bad data")
+    assert views.job_text(failed).splitlines()[2] == "elapsed 4s"  # ended before its first step: no steps to count
+    resumed = replace(loading, status="running", step=40, total_steps=60, epoch=1.5)
+    assert views.job_text(resumed).splitlines()[2] == "Step 40/60 · epoch 1.50 · elapsed 4s"

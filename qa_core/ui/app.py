@@ -15,7 +15,7 @@ import gradio as gr
 
 from qa_core.hosting import trusted_proxies
 
-from qa_core.runtime import configure_process
+from qa_core.runtime import configure_process, interrupt_on_sigterm
 from qa_core.service import QAService
 from qa_core.settings import Settings
 from qa_core.ui.arguments import check_arguments
@@ -133,18 +133,20 @@ def wire_tabs(demo: gr.Blocks, service: QAService, tabs: gr.Tabs, ask_tab: dict[
     version, timer = gr.State(-1), gr.Timer(1.0)
     buttons = {name: train_tab[name] for name in JOB_BUTTONS}
     polled = {"bar": train_tab["bar"], "status": train_tab["status"], "loss": train_tab["loss"], "version": version,
-              "ended": train_tab["ended"], "message": train_tab["message"], **buttons}
+              "ended": train_tab["ended"], "started": train_tab["started"], "message": train_tab["message"], **buttons}
     refreshed = {"ask_model": ask_tab["model"], "train_model": train_tab["model"], "run": errors_tab["run"],
                  "train_run": train_tab["run"]}
     quiet = dict(show_progress="hidden", **PRIVATE)
     timer.tick(by_name(train_tab["handlers"].poll, polled), [version, train_tab["message"]], list(polled.values()),
                api_name="ui_poll", **quiet)
     refresh = by_name(functools.partial(pickers, service), refreshed)
-    # Refreshed on tab switches and when a job ends, not on every tick: a timer output would fight the user's
-    # own picking.
+    # Refreshed on tab switches and when a job starts or ends, not on every tick: a timer output would fight the
+    # user's own picking.
     tabs.select(refresh, errors_tab["run"], list(refreshed.values()), api_name="ui_pickers", **quiet)
     after_job = by_name(functools.partial(pickers_after_job, service), refreshed)
     train_tab["ended"].change(after_job, errors_tab["run"], list(refreshed.values()), api_name="ui_job_ended", **quiet)
+    train_tab["started"].change(refresh, errors_tab["run"], list(refreshed.values()), api_name="ui_job_started",
+                                **quiet)
     started = {"message": train_tab["message"], **buttons}
     ask_tab["quick"].click(lambda: gr.Tabs(selected="train"), None, tabs, api_name="ui_to_train", **quiet).then(
         by_name(train_tab["handlers"].start_quick, started), None, list(started.values()),
@@ -159,6 +161,7 @@ def wire_tabs(demo: gr.Blocks, service: QAService, tabs: gr.Tabs, ask_tab: dict[
 
 def main() -> None:
     configure_process()
+    interrupt_on_sigterm()  # a stopped server's training job ends at a checkpoint, as on Ctrl-C
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
     if proxies := trusted_proxies(os.environ):  # read by uvicorn when Gradio starts it

@@ -25,14 +25,16 @@ LABELS = ("training data", "evaluation data")  # the form's names of the two dat
 ENDED = ("finished", "cancelled", "failed")
 REFUSED = (ValueError, OSError, JobBusyError)  # a start refused at once: nothing was started
 CANCELLING = "Cancelling after the current step."  # true only while the job runs: poll replaces it at the end
-JOB_BUTTONS = ("start", "quick", "cancel")  # the Train tab's buttons that follow whether a job runs
+JOB_BUTTONS = ("start", "quick", "cancel", "resume")  # the Train tab's buttons that follow whether a job runs
 
 
 def job_buttons(active: bool, enabled: bool) -> Outputs:
     """Start and Quick fine-tune while no job runs, Cancel while one does; none where the server does not train.
+    Resume is greyed out while a job runs, else left to the picked run's note (show_run, again when a job ends).
     Only what the page shows: the service refuses a start all the same, since anyone may call the API."""
     return {"start": gr.update(interactive=enabled and not active),
-            "quick": gr.update(interactive=enabled and not active), "cancel": gr.update(interactive=enabled and active)}
+            "quick": gr.update(interactive=enabled and not active), "cancel": gr.update(interactive=enabled and active),
+            "resume": gr.update(interactive=False) if active else gr.skip()}
 
 
 def history_plot(run: str | Path) -> Any:
@@ -135,18 +137,21 @@ class TrainHandlers:
     def poll(self, seen_version: int, message: str = "") -> Outputs:
         """Timer tick: redraw the job's bar and status while it runs or when it changed, its plot only when its
         losses, evaluations or status changed; `ended` names the last job that ended, so the pickers refresh once
-        when a run is done. message: the Message box's line, replaced by the job's end once it is no longer true."""
+        when a run is done, and `started` the job that runs, so that they refresh once when its run is being trained
+        (its first progress event: its run.json says so). message: the Message box's line, replaced by the job's
+        end once it is no longer true."""
         s = self.service.jobs.snapshot()
         # The cancel's line may come back after the tick that saw the end: a later tick replaces it all the same.
         if s.version == seen_version and not s.active and message != CANCELLING:
             return {"bar": gr.skip(), "status": gr.skip(), "loss": gr.skip(), "version": seen_version,
-                    "ended": gr.skip(), "message": gr.skip(), **dict.fromkeys(JOB_BUTTONS, gr.skip())}
+                    "ended": gr.skip(), "started": gr.skip(), "message": gr.skip(),
+                    **dict.fromkeys(JOB_BUTTONS, gr.skip())}
         ended = s.status in ENDED
         # The buttons too: every tab (a second one, a reloaded one, whose first tick sees version -1) follows the job.
         return {"bar": views.progress_html(s), "status": self.service.explain(views.job_text(s)),
                 **job_buttons(s.active, self.service.settings.training_enabled),
                 "loss": self.job_plot(s) if s.history_version > seen_version else gr.skip(), "version": s.version,
-                "ended": s.job_id if ended else gr.skip(),
+                "ended": s.job_id if ended else gr.skip(), "started": s.job_id if s.total_steps else gr.skip(),
                 "message": self.service.explain(f"Job {s.job_id} {s.message}") if ended and message == CANCELLING
                 else gr.skip()}
 
@@ -172,7 +177,7 @@ def build_train_tab(service: QAService) -> dict[str, Any]:
         shown = job_outputs(service)
         run, picked = run_controls(service)
     wire_train_tab(ui, form, options, buttons, shown, run, picked)
-    return {"model": form["model"], "run": run, "handlers": ui, **shown, **buttons}
+    return {"model": form["model"], "run": run, "handlers": ui, **shown, **buttons, "resume": picked["resume"]}
 
 
 def server_note(settings: Settings) -> None:
@@ -193,12 +198,14 @@ def job_controls(enabled: bool) -> dict[str, gr.Button]:
 
 
 def job_outputs(service: QAService) -> dict[str, Any]:
-    """The last click's message; the job's bar, status and plot; `ended`: the last job that ended."""
+    """The last click's message; the job's bar, status and plot; `ended`: the last job that ended; `started`: the
+    last job that trained its run."""
     return {"message": gr.Textbox(label="Message", interactive=False, lines=2, max_lines=4, elem_id="train-message"),
             "bar": gr.HTML(views.progress_html(service.jobs.snapshot()), elem_id="train-bar"),
             "status": gr.Textbox(label="Training job", lines=4, max_lines=10, interactive=False,
                                  elem_id="train-status"),
-            "loss": gr.Plot(label="Training job: loss, learning rate, evaluation"), "ended": gr.State(0)}
+            "loss": gr.Plot(label="Training job: loss, learning rate, evaluation"), "ended": gr.State(0),
+            "started": gr.State(0)}
 
 
 def run_controls(service: QAService) -> tuple[gr.Dropdown, dict[str, Any]]:
@@ -215,7 +222,7 @@ def wire_train_tab(ui: TrainHandlers, form: dict[str, Any], options: list[Any], 
                    shown: dict[str, Any], run: gr.Dropdown, picked: dict[str, Any]) -> None:
     """The tab's events: the upload checked, a run picked (again when a job ends), the job buttons."""
     message = {"message": shown["message"]}
-    started = {**message, **buttons}  # a click that may start a job also sets the buttons
+    started = {**message, **buttons, "resume": picked["resume"]}  # a click that may start a job sets the buttons
     checked, upload = {"upload_note": form["note"], "choice": form["choice"]}, form["upload"]
     upload.upload(by_name(ui.check_upload, checked), upload, list(checked.values()), api_name="ui_check_upload",
                   **PRIVATE)
@@ -225,6 +232,8 @@ def wire_train_tab(ui: TrainHandlers, form: dict[str, Any], options: list[Any], 
     # A job that ends may be the picked run's (resumed, or started meanwhile): its note, history and Resume change.
     shown["ended"].change(by_name(ui.show_run, picked), run, list(picked.values()), api_name="ui_show_run_again",
                           show_progress="hidden", **PRIVATE)
+    shown["started"].change(by_name(ui.show_run, picked), run, list(picked.values()), api_name="ui_show_run_started",
+                            show_progress="hidden", **PRIVATE)
     picked["resume"].click(by_name(ui.resume, started), run, list(started.values()), api_name="ui_resume", **PRIVATE)
     buttons["start"].click(by_name(ui.start_training, started),
                            [form[name] for name in ("model", "choice", "upload", "path", "eval_data")] + options,
