@@ -28,7 +28,9 @@ def time_quick_fine_tune() -> dict:
     """One quick fine-tune in a temporary run folder: wall seconds, steps, and the held-out scores."""
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
-        config = quick_fine_tune.quick_config(DEFAULT_MODEL, str(Path(folder) / "quick"))
+        run = Path(folder) / "quick"
+        run.mkdir()  # claimed first, as the app's new_run_dir does
+        config = quick_fine_tune.quick_config(DEFAULT_MODEL, str(run))
         result = train(config)
         wall = time.perf_counter() - started
     return {"what": "the web app's quick fine-tune (qa_core.quick_fine_tune.QUICK_PRESET: embedded MiniLM on the "
