@@ -46,8 +46,9 @@ def time_quick_fine_tune() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--note", default="", help="how the machine was while it ran (recorded as it is)")
     args = parser.parse_args()
-    figures = time_quick_fine_tune()
+    figures = time_quick_fine_tune() | ({"note": args.note} if args.note else {})
     args.output.write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(figures, indent=1))
 
