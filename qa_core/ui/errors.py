@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 import pandas as pd
@@ -13,17 +14,42 @@ from qa_core import plots, views
 from qa_core.error_analysis import (ANSWER_LENGTHS, QUESTION_WORDS, THRESHOLD_STEP, V2_ERRORS, QuestionRecord,
                                     answer_length_bucket, answerable_slice, find_record, group_scores, rescore)
 from qa_core.errors_views import explained_note, passed_over, record_marks, record_verdict, sent_flip
+from qa_core.fairness import Caller
 from qa_core.service import QAService
 from qa_core.ui.calibration_panel import build_calibration_panel
 from qa_core.ui.common import ANSWERS, EXPLAIN, PRIVATE, Outputs, by_name, caller_of
 from qa_core.ui.compare_panel import build_compare_panel
 from qa_core.ui.errors_layout import filter_controls, summary_outputs, threshold_controls
 
+if TYPE_CHECKING:  # types only: attributions imports captum, inference torch
+    from qa_core.attributions import Attribution
+    from qa_core.inference import TokenLogits
+
 ERROR_COLORS = {"gold": "#7dd87d", "predicted": "#ffb347", "gold + predicted": "#7fb3ff",
                 plots.PASSED_OVER: "#f3d9a4", f"gold + {plots.PASSED_OVER}": "#b9cf7a"}
 # The legend shows every colour of the map: a SQuAD v1.1 run never abstains, so its map leaves those out.
 ANSWERED_COLORS = {label: color for label, color in ERROR_COLORS.items() if plots.PASSED_OVER not in label}
 NO_ROW = "Click a row of the question table first: that question is what goes to the Ask tab."
+
+
+@dataclass(frozen=True)
+class SelectedRow:
+    """The row a click selected, and its logits (None: no_plot says why), kept in the page's session to draw the
+    row again at another threshold: the logits do not depend on it."""
+
+    run: str | None
+    example_id: str
+    logits: TokenLogits | None
+    no_plot: str = ""
+
+
+@dataclass(frozen=True)
+class ExplainedRow:
+    """The row Why this answer? explained, and its attributions, kept to frame and note them at another threshold."""
+
+    run: str | None
+    example_id: str
+    attribution: Attribution
 
 
 class ErrorsHandlers:
@@ -107,22 +133,50 @@ class ErrorsHandlers:
         as answers do, waiting for it holding no thread."""
         example_id = str((event.row_value or [""])[0])
         try:
-            record, evaluated = await asyncio.to_thread(self.record_pair, run, example_id, threshold)
-            at = threshold if threshold is not None else await asyncio.to_thread(self.service.run_threshold, run)
+            record = await asyncio.to_thread(self.record_of, run, example_id, None)
+            shown = await self.row_logits(run, record, caller_of(request))
+            return {**await asyncio.to_thread(self.draw_row, shown, threshold), "selected": example_id, "shown": shown}
         except (ValueError, OSError) as err:
-            return {"detail": None, "plot": None, "selected": "", "question": self.service.explain(err)}
-        shown = {"detail": views.highlight(record.context, record_marks(record)), "selected": example_id}
-        title, verdict = f"{record.question}  (F1 {record.f1:.1f})", record_verdict(record, evaluated, at)
-        try:  # the logits need the model that answered; a cancelled run has only its checkpoint
+            return {"detail": None, "plot": None, "selected": "", "shown": None, "question": self.service.explain(err)}
+
+    async def row_logits(self, run: str | None, record: QuestionRecord, caller: Caller) -> SelectedRow:
+        """The row with its logits from the model that answered it, or why it has none (a cancelled run has only its
+        checkpoint)."""
+        try:
             model = await asyncio.to_thread(self.service.record_model, run)
             result, *_ = await self.service.answer_in_turn(model, record.question, record.context, exact=True,
-                                                           caller=caller_of(request))
+                                                           caller=caller)
         except (ValueError, OSError, RuntimeError) as err:
-            title = f"{title}  · no logit plot: {self.service.explain(err)}"
-            return {**shown, "plot": None, "question": "\n".join(filter(None, (title, verdict)))}
-        plot = await asyncio.to_thread(plots.logit_figure, result.logits, record.span, record.gold_spans,
-                                       passed_over(record))
-        return {**shown, "plot": plot, "question": "\n".join(filter(None, (title, verdict)))}
+            return SelectedRow(run, record.example_id, None, self.service.explain(err))
+        return SelectedRow(run, record.example_id, result.logits)
+
+    def draw_row(self, shown: SelectedRow, threshold: float | None) -> Outputs:
+        """A selected row at the threshold (None: as evaluated): its spans, its verdict and its logit plot."""
+        record, evaluated = self.record_pair(shown.run, shown.example_id, threshold)
+        at = threshold if threshold is not None else self.service.run_threshold(shown.run)
+        title = f"{record.question}  (F1 {record.f1:.1f})"
+        if shown.logits is None:
+            title = f"{title}  · no logit plot: {shown.no_plot}"
+        plot = None if shown.logits is None else plots.logit_figure(shown.logits, record.span, record.gold_spans,
+                                                                    passed_over(record))
+        return {"detail": views.highlight(record.context, record_marks(record)), "plot": plot,
+                "question": "\n".join(filter(None, (title, record_verdict(record, evaluated, at))))}
+
+    def rethreshold(self, run: str | None, threshold: float | None, shown: SelectedRow | None,
+                    explained: ExplainedRow | None) -> Outputs:
+        """The threshold moved: the selected row and its explanation drawn again at it (verdict, marks, plot labels,
+        note), from the logits and attributions already computed, which the threshold does not change. What was
+        kept for a run picked before (or nothing kept) is left alone: picking a run clears it."""
+        outputs: Outputs = {name: gr.skip() for name in ("question", "detail", "plot", "attribution",
+                                                         "attribution_note")}
+        try:
+            if shown is not None and shown.run == run:
+                outputs.update(self.draw_row(shown, threshold))
+            if explained is not None and explained.run == run:
+                outputs.update(self.draw_explanation(explained, threshold))
+        except (ValueError, OSError):  # the run's records changed under the page: the next click says so
+            pass
+        return outputs
 
     def record_of(self, run: str | None, example_id: str, threshold: float | None) -> QuestionRecord:
         return find_record(self.records(run, threshold), example_id)
@@ -137,12 +191,19 @@ class ErrorsHandlers:
         """Why this answer: a heat map of token attributions for the selected row, and the time it took; where the
         row abstains at the slider's threshold, the note says the explained span is the one passed over."""
         if not example_id:
-            return {"attribution": None, "attribution_note": "Click a row of the question table first."}
+            return {"attribution": None, "explained": None,
+                    "attribution_note": "Click a row of the question table first."}
         try:
-            attribution = await self.service.attribute_record(run, example_id, caller_of(request))
-            record = await asyncio.to_thread(self.record_of, run, example_id, threshold)
+            explained = ExplainedRow(run, example_id,
+                                     await self.service.attribute_record(run, example_id, caller_of(request)))
+            return {**await asyncio.to_thread(self.draw_explanation, explained, threshold), "explained": explained}
         except (ValueError, OSError, RuntimeError) as err:
-            return {"attribution": None, "attribution_note": f"No attributions: {self.service.explain(err)}"}
+            return {"attribution": None, "explained": None,
+                    "attribution_note": f"No attributions: {self.service.explain(err)}"}
+
+    def draw_explanation(self, explained: ExplainedRow, threshold: float | None) -> Outputs:
+        """A row's attributions at the threshold: framed and noted as the answer, or as the span passed over."""
+        record, attribution = self.record_of(explained.run, explained.example_id, threshold), explained.attribution
         return {"attribution": plots.attribution_figure(attribution, passed_over(record) is not None),
                 "attribution_note": explained_note(record) + views.attribution_text(attribution,
                                                                                       self.service.explain_budget_s())}
@@ -170,8 +231,8 @@ class ErrorsHandlers:
     @staticmethod
     def forget_selection() -> Outputs:
         """Another run was picked: the selected question, its spans, plots and attributions were the last run's."""
-        return {"question": "", "detail": None, "plot": None, "selected": "", "attribution": None,
-                "attribution_note": ""}
+        return {"question": "", "detail": None, "plot": None, "selected": "", "shown": None, "attribution": None,
+                "attribution_note": "", "explained": None}
 
 
 def build_errors_tab(service: QAService) -> dict[str, Any]:
@@ -192,13 +253,14 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
                   "detail": gr.HighlightedText(label="Context: gold and predicted answers", color_map=ANSWERED_COLORS,
                                                show_legend=True, elem_id="errors-detail"),
                   "plot": gr.Plot(label="Start and end logits per token", elem_id="errors-plot"),
-                  "selected": gr.State("")}
+                  "selected": gr.State(""), "shown": gr.State(None)}
         with gr.Row():
             send = gr.Button("Send to the Ask tab (edit and ask again)", elem_id="errors-send")
             explain = gr.Button("Why this answer? (token attributions)", elem_id="errors-explain")
         why = {"attribution_note": gr.Textbox(label="Attributions", interactive=False, lines=3, max_lines=6,
                                                     elem_id="errors-why-note"),
-               "attribution": gr.Plot(label="Attributions per token", elem_id="errors-why")}
+               "attribution": gr.Plot(label="Attributions per token", elem_id="errors-why"),
+               "explained": gr.State(None)}
         build_compare_panel(service, run)
         build_calibration_panel(service, run)
     picked = {**summary, "threshold": threshold, "presets": presets["row"], "best": presets["best"],
@@ -209,6 +271,9 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
                api_name="ui_forget_selection", show_progress="hidden", **PRIVATE)
     threshold.change(by_name(ui.summarize, summary), [run, threshold], list(summary.values()),
                      api_name="ui_rescore", show_progress="hidden", **PRIVATE)
+    redrawn = {name: selection[name] for name in ("question", "detail", "plot", "attribution", "attribution_note")}
+    threshold.change(by_name(ui.rethreshold, redrawn), [run, threshold, detail["shown"], why["explained"]],
+                     list(redrawn.values()), api_name="ui_redraw_selection", show_progress="hidden", **PRIVATE)
     for name, handler in (("evaluated", ui.evaluated_threshold), ("best", ui.best_threshold)):
         presets[name].click(by_name(handler, {"threshold": threshold}), run, threshold,
                             api_name=f"ui_threshold_{name}", **PRIVATE)
