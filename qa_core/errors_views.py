@@ -1,5 +1,5 @@
 """What the Errors tab shows of a SQuAD 2.0 run, as plain values: the threshold slider's range and wording, the
-spans marked in a selected row's context, why it was answered or not, and what its explanation explains."""
+spans marked in a selected row's context, why it was answered or not, and which span its explanation explains."""
 
 from __future__ import annotations
 
@@ -102,11 +102,3 @@ def record_verdict(shown: QuestionRecord, evaluated: QuestionRecord, threshold: 
         return f"Abstained: {odds}; “{PASSED_OVER}” marks the span it passed over."
     return f"Answered: {odds}."
 
-
-def explained_note(record: QuestionRecord) -> str:
-    """What Why this answer? explains where a SQuAD 2.0 row abstained: the best span, which the model did not give."""
-    span = passed_over(record)
-    if span is None:
-        return ""
-    return (f"The model abstained on this question: these attributions explain the best span it passed over, "
-            f"{record.context[span[0]:span[1]]!r}. ")

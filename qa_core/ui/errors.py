@@ -13,7 +13,7 @@ import pandas as pd
 from qa_core import plots, views
 from qa_core.error_analysis import (ANSWER_LENGTHS, QUESTION_WORDS, THRESHOLD_STEP, V2_ERRORS, QuestionRecord,
                                     answer_length_bucket, answerable_slice, find_record, group_scores, rescore)
-from qa_core.errors_views import explained_note, passed_over, record_marks, record_verdict, sent_flip
+from qa_core.errors_views import passed_over, record_marks, record_verdict, sent_flip
 from qa_core.fairness import Caller
 from qa_core.service import QAService
 from qa_core.ui.calibration_panel import build_calibration_panel
@@ -204,9 +204,10 @@ class ErrorsHandlers:
     def draw_explanation(self, explained: ExplainedRow, threshold: float | None) -> Outputs:
         """A row's attributions at the threshold: framed and noted as the answer, or as the span passed over."""
         record, attribution = self.record_of(explained.run, explained.example_id, threshold), explained.attribution
-        return {"attribution": plots.attribution_figure(attribution, passed_over(record) is not None),
-                "attribution_note": explained_note(record) + views.attribution_text(attribution,
-                                                                                      self.service.explain_budget_s())}
+        passed = passed_over(record)
+        note = views.explained_note(record.context, passed) + views.attribution_text(attribution,
+                                                                                    self.service.explain_budget_s())
+        return {"attribution": plots.attribution_figure(attribution, passed is not None), "attribution_note": note}
 
     def send_to_ask(self, run: str | None, example_id: str, threshold: float | None = None) -> Outputs:
         """The row's question and context to the Ask tab, with the run's model where it has one; the Ask tab's
