@@ -584,3 +584,20 @@ def test_moving_the_threshold_redraws_the_selected_row_at_the_new_threshold(serv
     assert [ids["errors-threshold"], "change"] in [list(t) for t in redraw["targets"]]
     assert {ids[name] for name in ("errors-question", "errors-detail", "errors-plot", "errors-why-note",
                                    "errors-why")} <= set(redraw["outputs"])
+
+
+def test_a_row_sent_to_a_model_that_never_abstains_says_when_it_abstained_here(service):
+    """Found by a tester: a SQuAD v1.1 model's evaluation with --version_2_with_negative, at a threshold where a row
+    abstained, sent it to the Ask tab without a word, and the Ask tab answered it ("France"): that model answers
+    every question there, having no SQuAD 2.0 threshold of its own."""
+    ui = ErrorsHandlers(service)
+    slider = ui.pick_run("v2")["threshold"]  # an evaluation of the default model, which answers SQuAD v1.1 style
+    low, high = slider["minimum"], slider["maximum"]
+    record = find_record(rescore(service.records("v2"), low), "n1")
+    assert record.abstained and service.model_threshold(service.settings.default_model) is None
+    sent = ui.send_to_ask("v2", "n1", low)
+    assert sent["model"]["value"] == service.settings.default_model
+    assert sent["message"] == (f"⚠ Abstained in the Errors tab at threshold {low:.2f} (null odds "
+                               f"{record.null_odds:.2f}); this tab answers every question with this model (it has no "
+                               f"SQuAD 2.0 threshold of its own)."), sent["message"]
+    assert ui.send_to_ask("v2", "n1", high)["message"] == ""  # answered here and there

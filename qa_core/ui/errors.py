@@ -220,9 +220,10 @@ class ErrorsHandlers:
         try:
             record = find_record(self.service.records(run), example_id)
             model, kept = self.service.sent_model(run)
-            asked = self.service.model_threshold(model) if model else None
-            flips = sent_flip(self.record_of(run, example_id, threshold), self.record_of(run, example_id, asked),
-                              threshold, asked) if None not in (threshold, asked) else ""
+            asked = self.service.model_threshold(model) if model else None  # None: it answers every question
+            flips = "" if model is None or threshold is None else sent_flip(
+                self.record_of(run, example_id, threshold),
+                None if asked is None else self.record_of(run, example_id, asked), threshold, asked)
         except (ValueError, OSError) as err:
             gr.Warning(self.service.explain(err))
             return skip
