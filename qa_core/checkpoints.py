@@ -52,7 +52,7 @@ class TrainState:
     @property
     def metrics(self) -> dict[str, float]:
         """EM/F1 of the latest evaluation."""
-        return {k: v for k, v in self.history[-1].items() if k in ("exact_match", "f1")} if self.history else {}
+        return {k: v for k, v in self.figures.items() if k in ("exact_match", "f1")}
 
     @property
     def figures(self) -> dict[str, float]:
