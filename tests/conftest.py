@@ -41,6 +41,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A failed browser test leaves the page as it was (screenshot and HTML) under test-artifacts/failed/: a CI
+    run's timeout then shows what covered or held up the element it waited for."""
+    report = yield
+    driver = getattr(item, "funcargs", {}).get("browser")
+    if report.when == "call" and report.failed and driver is not None:
+        folder = Path(__file__).resolve().parent.parent / "test-artifacts" / "failed"
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            driver.save_screenshot(str(folder / f"{item.name}.png"))
+            (folder / f"{item.name}.html").write_text(driver.page_source)
+        except Exception as err:  # a dead browser: the test's own failure says enough
+            report.sections.append(("page not saved", repr(err)))
+    return report
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     """The embedded model's real uncased WordPiece tokenizer (shipped in a pip package, offline); on a machine

@@ -135,16 +135,18 @@ def free_port() -> int:
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
+    deadline, last = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
         try:
             value = condition()
-        except Exception:  # the page is still rendering: elements come and go
-            value = None
+        except Exception as err:  # the page is still rendering: elements come and go
+            value, last = None, err
         if value:
             return value
         time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    # The last error says why (a click intercepted by an overlay, a stale element), where there was one.
+    said = f" (last: {type(last).__name__}: {str(last).splitlines()[0] if str(last) else ''})" if last else ""
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{said}")
 
 
 STOPPED = "20250101-000000-stopped"  # a run cancelled before its first step, for Resume

@@ -99,12 +99,17 @@ def add_api(service: QAService) -> None:
 
 def pickers(service: QAService, run: str | None = None, prefer: str | None = None) -> Outputs:
     """New choices for the model pickers and the Errors run picker; the run picker takes `prefer` where it has
-    records, else keeps its run, else takes the newest one (its change event then loads it)."""
+    records, else keeps its run, else takes the newest one (its change event then loads it).
+    A kept run is left out of the update: `run` is the value when the event was sent, and setting it again would
+    undo a pick that landed meanwhile (a job's end, whose refresh raced a tab switch's)."""
     models, runs = service.model_choices(), service.record_choices()
     names = [value for _, value in runs]
-    kept = next((name for name in (prefer, run) if name in names), names[0] if names else None)
-    return {"ask_model": gr.update(choices=models), "train_model": gr.update(choices=models),
-            "run": gr.update(choices=runs, value=kept), "train_run": gr.update(choices=service.run_choices())}
+    if prefer in names or run not in names:
+        picked = gr.update(choices=runs, value=prefer if prefer in names else names[0] if names else None)
+    else:
+        picked = gr.update(choices=runs)
+    return {"ask_model": gr.update(choices=models), "train_model": gr.update(choices=models), "run": picked,
+            "train_run": gr.update(choices=service.run_choices())}
 
 
 def pickers_after_job(service: QAService, run: str | None = None) -> Outputs:
