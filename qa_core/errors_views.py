@@ -1,5 +1,5 @@
 """What the Errors tab shows of a SQuAD 2.0 run, as plain values: the threshold slider's range and wording, the
-spans marked in a selected row's context, why it was answered or not, and what its explanation explains."""
+spans marked in a selected row's context, why it was answered or not, and which span its explanation explains."""
 
 from __future__ import annotations
 
@@ -52,11 +52,18 @@ def threshold_info(evaluated: float, best: float | None, asked: float | None) ->
     return f"{THRESHOLD_HELP}. It {'; '.join(said)}"
 
 
-def sent_flip(shown: QuestionRecord, asked: QuestionRecord, threshold: float, asked_at: float) -> str:
+def sent_flip(shown: QuestionRecord, asked: QuestionRecord | None, threshold: float, asked_at: float | None) -> str:
     """One line for the Ask tab when a row sent there is decided the other way: shown at the slider's threshold
-    (answered or abstained), at the threshold the Ask tab answers with (asked_at); '' where both agree."""
-    if shown.null_odds is None or (shown.span is None) == (asked.span is None):
+    (answered or abstained), and as the Ask tab answers it: at its threshold (asked, at asked_at), or, where both
+    are None, with a model that answers every question (wherever the context has a span); '' where both agree."""
+    if shown.null_odds is None:
         return ""
+    answers = shown.best_span is not None if asked is None else asked.span is not None
+    if (shown.span is not None) == answers:
+        return ""
+    if asked is None or asked_at is None:
+        return (f"⚠ Abstained in the Errors tab at threshold {threshold:.2f} (null odds {shown.null_odds:.2f}); this "
+                f"tab answers every question with this model (it has no SQuAD 2.0 threshold of its own).")
     was, will = ("Abstained", "answers") if shown.span is None else ("Answered", "abstains")
     return (f"⚠ {was} in the Errors tab at threshold {threshold:.2f}; this tab answers at threshold {asked_at:.2f}, "
             f"where it {will} (null odds {shown.null_odds:.2f}).")
@@ -102,11 +109,3 @@ def record_verdict(shown: QuestionRecord, evaluated: QuestionRecord, threshold: 
         return f"Abstained: {odds}; “{PASSED_OVER}” marks the span it passed over."
     return f"Answered: {odds}."
 
-
-def explained_note(record: QuestionRecord) -> str:
-    """What Why this answer? explains where a SQuAD 2.0 row abstained: the best span, which the model did not give."""
-    span = passed_over(record)
-    if span is None:
-        return ""
-    return (f"The model abstained on this question: these attributions explain the best span it passed over, "
-            f"{record.context[span[0]:span[1]]!r}. ")

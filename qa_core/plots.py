@@ -38,6 +38,7 @@ BELOW_LAYOUT = {"legend": {"orientation": "h", "yanchor": "top", "y": -0.28, "xa
                 "margin": {"l": 40, "r": 10, "t": 40, "b": 40}}
 BAR_TEXT = 10  # px: the n= labels keep this size (Plotly shrank them to the bar's width: unreadable on a phone)
 SLICE_PX = 34  # px of height per slice group in the comparison (two bars and their labels)
+F1_BAND = 10  # F1 points per bar of the F1 histogram
 # Plotly's RdBu runs from red (-1) to blue (+1); the Ask and Errors tabs both print this legend beside the map.
 ATTRIBUTION_COLORSCALE = "RdBu"
 ATTRIBUTION_LEGEND = "blue tokens push the answer's start/end logit up, red ones down"
@@ -169,10 +170,16 @@ def history_figure(events: Sequence[ProgressEvent]) -> go.Figure:
 
 
 def f1_histogram(f1_scores: Sequence[float]) -> go.Figure:
-    """How many questions fall in each F1 band of 10 points."""
-    figure = go.Figure(go.Histogram(x=list(f1_scores), xbins={"start": 0, "end": 100.001, "size": 10}))
+    """How many questions fall in each F1 band of F1_BAND points, the last band closed (90 to 100): plotly's own
+    bins are half-open, which gave the exactly right answers a bar from 100 to 110, past the axis' end."""
+    counts, edges = np.histogram(np.asarray(f1_scores, dtype=float), bins=100 // F1_BAND, range=(0, 100))
+    bands = [f"{low:g}–{high:g}" for low, high in zip(edges, edges[1:])]
+    figure = go.Figure(go.Bar(x=(edges[:-1] + F1_BAND / 2).tolist(), y=counts.tolist(), width=F1_BAND,
+                              marker={"line": {"width": 1, "color": "white"}},  # bands apart, as a histogram's gap
+                              customdata=bands, hovertemplate="F1 %{customdata}: %{y}<extra></extra>"))
     figure.update_layout(title="F1 per question", xaxis_title="F1", yaxis_title="questions", height=300,
-                         bargap=0.05, margin={"l": 40, "r": 10, "t": 40, "b": 40})
+                         margin={"l": 40, "r": 10, "t": 40, "b": 40})
+    figure.update_xaxes(range=[0, 100], dtick=F1_BAND * 2)
     return figure
 
 

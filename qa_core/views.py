@@ -89,6 +89,15 @@ def answer_note(prediction: Prediction, threshold: float | None = None) -> str:
             f"{best.score:.2f}): {odds_against(prediction.null_odds, threshold)}.")
 
 
+def explained_note(context: str, passed_over: tuple[int, int] | None) -> str:
+    """What Why this answer? explains where a SQuAD 2.0 answer abstained: the best span, which the model did not give
+    (passed_over: its characters in the context; None where the model answered). The Ask and Errors tabs say it
+    alike."""
+    if passed_over is None:
+        return ""
+    return (f"The model abstained on this question: these attributions explain the best span it passed over, "
+            f"{context[passed_over[0]:passed_over[1]]!r}. ")
+
 def odds_against(null_odds: float, threshold: float | None) -> str:
     """'null odds 3.10 above threshold -1.25' (or 'not above'), as evaluate-v2.0.py compares them: why a SQuAD 2.0
     answer abstained or not, in the same words in the Ask and Errors tabs. None: an abstention's threshold unknown."""

@@ -201,8 +201,12 @@ def summary(driver) -> str:
 
 
 def set_threshold(driver, value: float) -> None:
+    """Type a threshold over the box's value, as a person does (WebDriver's clear() leaves the box for a moment,
+    where the page shows the last value again)."""
+    from selenium.webdriver.common.keys import Keys
+
     box = find(driver, "#errors-threshold input[type=number]")
-    box.clear()
+    box.send_keys(Keys.CONTROL, "a")
     box.send_keys(str(value))
     find(driver, "#errors-summary").click()  # the box takes its value when it loses the focus
 
@@ -245,6 +249,35 @@ def test_squad_v2_thresholds_and_abstentions(v2_server, browser):  # noqa: F811 
     browser.execute_script("arguments[0].scrollIntoView()", find(browser, "#errors-question"))
     browser.save_screenshot(str(ARTIFACTS / "errors-4-abstained.png"))
 
+
+def test_a_threshold_box_left_empty_or_not_a_number_shows_the_threshold_again(v2_server, browser):  # noqa: F811
+    """Found by a tester: "abc" or nothing typed into the threshold's number box left it blank, while the slider and
+    the figures stayed at the threshold shown before; emptied with the keyboard, it became 0 on leaving it (and
+    the figures with it). The box shows that threshold again, and the figures keep it."""
+    from selenium.webdriver.common.keys import Keys
+
+    url, _ = v2_server
+    show_run(browser, url, "v2-run", "8 questions")
+    low = float(find(browser, "#errors-threshold input[type=range]").get_attribute("min"))
+    set_threshold(browser, low)
+    wait_for(lambda: "F1 37.5" in summary(browser), 60, "every question abstained")
+    shown = "return ['number', 'range'].map(t => document.querySelector(`#errors-threshold input[type=${t}]`).value)"
+    for typed in ("abc", "", Keys.BACKSPACE):
+        box = find(browser, "#errors-threshold input[type=number]")
+        if typed == Keys.BACKSPACE:  # as a person empties it: select all, delete
+            box.send_keys(Keys.CONTROL, "a")
+        else:
+            box.clear()
+        box.send_keys(typed)
+        find(browser, "#errors-summary").click()  # leave the box
+        try:
+            wait_for(lambda: browser.execute_script(shown)[0] != "", 10, f"the box after {typed!r}")
+            time.sleep(2)  # what the page sent has come back
+            assert [float(v) for v in browser.execute_script(shown)] == [low, low], browser.execute_script(shown)
+            assert "F1 37.5" in summary(browser), summary(browser)
+        except AssertionError as err:
+            browser.save_screenshot(str(ARTIFACTS / "errors-threshold-box.png"))
+            raise AssertionError(f"after {typed!r}: {err}") from None
 
 def test_the_errors_tab_reads_at_1400_px_and_on_a_phone(v2_server, browser):  # noqa: F811
     """Found by trying the app at 1400 px: bar labels ran together ("n=109n=658"), the Sort choice was cut short

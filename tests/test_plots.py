@@ -68,12 +68,21 @@ def test_loss_histogram_and_group_figures():
     loss = plots.loss_figure([(5, 4.0), (10, 3.2)], total_steps=20)
     assert list(loss.data[0].y) == [4.0, 3.2] and tuple(loss.layout.xaxis.range) == (0, 20)
     histogram = plots.f1_histogram([0.0, 50.0, 100.0])
-    assert list(histogram.data[0].x) == [0.0, 50.0, 100.0]
+    assert list(histogram.data[0].y) == [1, 0, 0, 0, 0, 1, 0, 0, 0, 1]
     groups = {"what": (3, 33.3, 50.0), "who": (1, 100.0, 100.0)}
     bars = plots.group_figure(groups, "By question word", order=("who", "what", "when"))
     assert list(bars.data[0].x) == ["who", "what"]
     assert list(bars.data[1].text) == ["n=1", "n=3"]
 
+
+def test_the_f1_histogram_ends_at_100_with_perfect_scores_in_its_last_band():
+    """Found by a tester: the bands ran on past 100 (to 100.001 in steps of 10), so the exactly right answers got
+    a bar of their own from 100 to 110, drawn past the end of the axis."""
+    histogram = plots.f1_histogram([0.0, 9.9, 10.0, 50.0, 95.0, 100.0, 100.0])
+    bars = histogram.data[0]
+    assert bars.type == "bar" and min(bars.x) - bars.width / 2 == 0 and max(bars.x) + bars.width / 2 == 100
+    assert tuple(histogram.layout.xaxis.range) == (0, 100)
+    assert list(bars.y) == [2, 1, 0, 0, 0, 1, 0, 0, 0, 3]
 
 def test_history_figure_plots_loss_learning_rate_and_scores_per_epoch():
     from qa_core.progress import ProgressEvent

@@ -134,6 +134,21 @@ def test_a_squad2_run_that_abstains_says_so_and_keeps_the_best_spans(ui, tiny_ru
     assert [a.text for a in why.layout.annotations] == [plots.PASSED_OVER]
 
 
+def test_an_abstained_answer_marks_and_explains_the_span_passed_over_as_the_errors_tab_does(ui, tiny_run, tmp_path):
+    """Found by a tester: where a SQuAD 2.0 run abstained, the Ask tab's logit plot marked nothing and its Why note
+    did not say that it explained the span passed over, while the Errors tab dashes that span and says so."""
+    run = copy_run(tiny_run, tmp_path / "v2-run")
+    (run / "eval_metrics.json").write_text(json.dumps({"best_f1_thresh": -1e6}), encoding="utf-8")  # always abstain
+    shown = asyncio.run(ui.ask.ask_in_turn(str(run), QUESTION, CONTEXT))
+    passed = marked(shown["answer"])[0]
+    assert [a.text for a in shown["plot"].layout.annotations] == [plots.PASSED_OVER]
+    note = asyncio.run(ui.ask.why_in_turn(shown["answered"], str(run), QUESTION, CONTEXT))["why_note"]
+    assert note.startswith(f"The model abstained on this question: these attributions explain the best span it "
+                           f"passed over, {passed!r}. "), note
+    answered = asyncio.run(ui.ask.ask_in_turn("", QUESTION, CONTEXT))  # the default model answers
+    assert [a.text for a in answered["plot"].layout.annotations] == ["predicted"]
+    assert "abstained" not in asyncio.run(ui.ask.why_in_turn(answered["answered"], "", QUESTION, CONTEXT))["why_note"]
+
 def test_the_top_answers_list_each_text_once(ui):
     """Found by a tester: "10th" twice in the top answers, two occurrences of one word, which the table (no place
     shown) cannot tell apart; the context marks the best one. /answer, which gives each span's place, keeps both."""

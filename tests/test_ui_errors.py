@@ -465,7 +465,7 @@ def test_errors_summary_table_and_selection(ui, tiny_run):
     run = tiny_run.name
     shown = ui.errors.summarize(run)
     assert shown["summary"].startswith("12 questions") and "F1" in shown["summary"]
-    assert list(shown["words"].data[1].x)[0] == "who" and len(shown["histogram"].data[0].x) == 12
+    assert list(shown["words"].data[1].x)[0] == "who" and sum(shown["histogram"].data[0].y) == 12
     table = ui.errors.filter_table(run, False, 0, 100, "all", "", views.SORTS[0])["table"]
     assert len(table) == 12 and list(table["F1"]) == sorted(table["F1"])
     assert len(ui.errors.filter_table(run, False, 0, 100, "who", "", "id")["table"]) < 12
@@ -540,8 +540,8 @@ def test_picking_another_run_forgets_the_selected_question(ui, settings, tiny_ru
     """The selected row, its spans, logit plot and attributions belong to one run: picking another run clears them,
     so neither the page nor Why/Send acts on a question of the run picked before."""
     cleared = ui.errors.forget_selection()
-    assert cleared == {"question": "", "detail": None, "plot": None, "selected": "", "attribution": None,
-                       "attribution_note": ""}
+    assert cleared == {"question": "", "detail": None, "plot": None, "selected": "", "shown": None,
+                       "attribution": None, "attribution_note": "", "explained": None}
     demo = app.build_app(settings)
     ids = {c.elem_id: c._id for c in demo.blocks.values() if getattr(c, "elem_id", None)}
     events = {d["api_name"]: d for d in demo.config["dependencies"]}
@@ -582,3 +582,55 @@ def test_an_evaluation_folder_copied_with_its_runs_folder_still_finds_the_model_
     shutil.rmtree(public_root / tiny_run.name)  # and no namesake beside it: nothing to offer
     refused = ui.errors.send_to_ask("eval-old", row[0])["message"]
     assert refused.startswith("Model not changed") and tiny_run.name in refused, refused
+
+
+def test_moving_the_threshold_redraws_the_selected_row_at_the_new_threshold(service, settings):
+    """Found by a tester: with a row selected, a new threshold re-scored its table row ("(no answer) 0 0") while the
+    panel below kept the old verdict ("Answered: null odds -10.24 not above threshold 0.00"), its "gold + predicted"
+    marks, the plot's "predicted" and a note on an answered question. The row is drawn again at the new threshold,
+    from the logits and attributions already computed (the threshold changes neither)."""
+    ui = ErrorsHandlers(service)
+    low = ui.pick_run("v2-run")["threshold"]["minimum"]  # abstains on every question
+    record = find_record(service.records("v2-run"), "a1")  # answered with its gold where evaluated, at 0
+    picked = asyncio.run(ui.select_record_in_turn("v2-run", select(["a1", "when", record.question]), 0.0))
+    explained = asyncio.run(ui.attribute_in_turn("v2-run", "a1", 0.0))
+    assert "Answered: null odds" in picked["question"] and "passed over" not in explained["attribution_note"]
+    moved = ui.rethreshold("v2-run", low, picked["shown"], explained["explained"])
+    assert moved["question"].startswith(f"{record.question}  (F1 0.0)")
+    assert f"Abstained: null odds {record.null_odds:.2f} above threshold {low:.2f}" in moved["question"]
+    labels = {label for _, label in moved["detail"] if label}
+    assert any(plots.PASSED_OVER in label for label in labels) and not any("predicted" in label for label in labels)
+    assert plots.PASSED_OVER in [a.text for a in moved["plot"].layout.annotations]
+    assert "predicted" not in [a.text for a in moved["plot"].layout.annotations]
+    assert [a.text for a in moved["attribution"].layout.annotations] == [plots.PASSED_OVER]
+    assert "abstained" in moved["attribution_note"] and "passed over" in moved["attribution_note"]
+    back = ui.rethreshold("v2-run", 0.0, picked["shown"], explained["explained"])
+    assert back["question"] == picked["question"] and back["detail"] == picked["detail"]
+    assert back["attribution_note"] == explained["attribution_note"]
+    # nothing selected or explained yet, or kept from the run picked before: nothing to draw again
+    assert all(value == gr.skip() for value in ui.rethreshold("v2-run", low, None, None).values())
+    assert all(value == gr.skip() for value in ui.rethreshold("v2", low, picked["shown"],
+                                                              explained["explained"]).values())
+    demo = app.build_app(settings)
+    ids = {c.elem_id: c._id for c in demo.blocks.values() if getattr(c, "elem_id", None)}
+    redraw = {d["api_name"]: d for d in demo.config["dependencies"]}["ui_redraw_selection"]
+    assert [ids["errors-threshold"], "change"] in [list(t) for t in redraw["targets"]]
+    assert {ids[name] for name in ("errors-question", "errors-detail", "errors-plot", "errors-why-note",
+                                   "errors-why")} <= set(redraw["outputs"])
+
+
+def test_a_row_sent_to_a_model_that_never_abstains_says_when_it_abstained_here(service):
+    """Found by a tester: a SQuAD v1.1 model's evaluation with --version_2_with_negative, at a threshold where a row
+    abstained, sent it to the Ask tab without a word, and the Ask tab answered it ("France"): that model answers
+    every question there, having no SQuAD 2.0 threshold of its own."""
+    ui = ErrorsHandlers(service)
+    slider = ui.pick_run("v2")["threshold"]  # an evaluation of the default model, which answers SQuAD v1.1 style
+    low, high = slider["minimum"], slider["maximum"]
+    record = find_record(rescore(service.records("v2"), low), "n1")
+    assert record.abstained and service.model_threshold(service.settings.default_model) is None
+    sent = ui.send_to_ask("v2", "n1", low)
+    assert sent["model"]["value"] == service.settings.default_model
+    assert sent["message"] == (f"⚠ Abstained in the Errors tab at threshold {low:.2f} (null odds "
+                               f"{record.null_odds:.2f}); this tab answers every question with this model (it has no "
+                               f"SQuAD 2.0 threshold of its own)."), sent["message"]
+    assert ui.send_to_ask("v2", "n1", high)["message"] == ""  # answered here and there

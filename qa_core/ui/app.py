@@ -23,7 +23,7 @@ from qa_core.ui.ask import build_ask_tab
 from qa_core.ui.common import ANSWERS, PRIVATE, Outputs, by_name, caller_of, session_of
 from qa_core.ui.errors import build_errors_tab
 from qa_core.ui.request_limit import body_limit_middleware
-from qa_core.ui.style import app_css
+from qa_core.ui.style import SLIDER_BOX_JS, app_css
 from qa_core.ui.train import JOB_BUTTONS, build_train_tab
 
 logger = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ def main() -> None:
     if proxies := trusted_proxies(os.environ):  # read by uvicorn when Gradio starts it
         os.environ["FORWARDED_ALLOW_IPS"] = proxies
     build_app(settings).queue(default_concurrency_limit=2, max_size=QUEUE_SIZE).launch(
-        theme=THEME, css=app_css(), **launch_options(settings))
+        theme=THEME, css=app_css(), js=SLIDER_BOX_JS, **launch_options(settings))
 
 
 def launch_options(settings: Settings) -> dict[str, Any]:

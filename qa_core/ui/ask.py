@@ -76,6 +76,7 @@ class Answered:
     question: str
     context: str
     abstained: bool = False  # a SQuAD 2.0 answer that abstained: it explains the best span, passed over
+    passed_over: tuple[int, int] | None = None  # that span's characters in the context
 
     def of(self, model: str, question: str, context: str) -> bool:
         """Whether this is the answer to what the boxes say now."""
@@ -108,15 +109,16 @@ class AskHandlers:
         top = prediction.alternatives[0] if prediction.alternatives else None
         headline, detail = views.answer_headline(result, temperature, uncalibrated)
         abstained = prediction.abstained or top is None
-        span = prediction.span or ((top.start, top.end) if top else None)  # abstaining: the best span, dashed
+        span = prediction.span or ((top.start, top.end) if top else None)
+        passed = span if abstained else None  # the best span, dashed in the context and the plot (as in Errors)
         return {"answer": views.answer_html(result.context, span, headline, detail, abstained),
                 "score": views.score_line(prediction, result.windows, seconds),
                 "alternatives": views.alternatives_table(result),
-                "plot": plots.logit_figure(result.logits, prediction.span),
+                "plot": plots.logit_figure(result.logits, prediction.span, passed_over=passed),
                 "message": views.unknown_warning(result.logits.tokens, loaded.tokenizer.unk_token,
                                                  texts=[result.context[a:b] for a, b in result.logits.offsets]),
                 "notice": gr.update(visible=not loaded.has_qa_head),
-                "answered": Answered(model, question, context, abstained), **NO_EXPLANATION}
+                "answered": Answered(model, question, context, abstained, passed), **NO_EXPLANATION}
 
     @staticmethod
     def clear_why() -> Outputs:
@@ -137,7 +139,8 @@ class AskHandlers:
         window = f" · window {attribution.window + 1} of {attribution.windows}" if attribution.windows > 1 else ""
         edited = "" if answered.of(model, question, context) else EDITED
         return {"why_plot": plots.attribution_figure(attribution, answered.abstained),
-                "why_note": f"{edited}{attribution.method}{steps} in {attribution.seconds:.1f} s{window}: "
+                "why_note": f"{edited}{views.explained_note(answered.context, answered.passed_over)}"
+                            f"{attribution.method}{steps} in {attribution.seconds:.1f} s{window}: "
                             f"{plots.ATTRIBUTION_LEGEND}."}
 
 

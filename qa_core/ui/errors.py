@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 import pandas as pd
@@ -12,18 +13,43 @@ import pandas as pd
 from qa_core import plots, views
 from qa_core.error_analysis import (ANSWER_LENGTHS, QUESTION_WORDS, THRESHOLD_STEP, V2_ERRORS, QuestionRecord,
                                     answer_length_bucket, answerable_slice, find_record, group_scores, rescore)
-from qa_core.errors_views import THRESHOLD_HELP, explained_note, passed_over, record_marks, record_verdict, sent_flip
+from qa_core.errors_views import passed_over, record_marks, record_verdict, sent_flip
+from qa_core.fairness import Caller
 from qa_core.service import QAService
 from qa_core.ui.calibration_panel import build_calibration_panel
 from qa_core.ui.common import ANSWERS, EXPLAIN, PRIVATE, Outputs, by_name, caller_of
 from qa_core.ui.compare_panel import build_compare_panel
+from qa_core.ui.errors_layout import filter_controls, summary_outputs, threshold_controls
+
+if TYPE_CHECKING:  # types only: attributions imports captum, inference torch
+    from qa_core.attributions import Attribution
+    from qa_core.inference import TokenLogits
 
 ERROR_COLORS = {"gold": "#7dd87d", "predicted": "#ffb347", "gold + predicted": "#7fb3ff",
                 plots.PASSED_OVER: "#f3d9a4", f"gold + {plots.PASSED_OVER}": "#b9cf7a"}
 # The legend shows every colour of the map: a SQuAD v1.1 run never abstains, so its map leaves those out.
 ANSWERED_COLORS = {label: color for label, color in ERROR_COLORS.items() if plots.PASSED_OVER not in label}
-PLOT_MIN_PX = 420  # a summary figure's narrowest: its eight labelled bar pairs and plotly's tool bar in one line
 NO_ROW = "Click a row of the question table first: that question is what goes to the Ask tab."
+
+
+@dataclass(frozen=True)
+class SelectedRow:
+    """The row a click selected, and its logits (None: no_plot says why), kept in the page's session to draw the
+    row again at another threshold: the logits do not depend on it."""
+
+    run: str | None
+    example_id: str
+    logits: TokenLogits | None
+    no_plot: str = ""
+
+
+@dataclass(frozen=True)
+class ExplainedRow:
+    """The row Why this answer? explained, and its attributions, kept to frame and note them at another threshold."""
+
+    run: str | None
+    example_id: str
+    attribution: Attribution
 
 
 class ErrorsHandlers:
@@ -107,22 +133,50 @@ class ErrorsHandlers:
         as answers do, waiting for it holding no thread."""
         example_id = str((event.row_value or [""])[0])
         try:
-            record, evaluated = await asyncio.to_thread(self.record_pair, run, example_id, threshold)
-            at = threshold if threshold is not None else await asyncio.to_thread(self.service.run_threshold, run)
+            record = await asyncio.to_thread(self.record_of, run, example_id, None)
+            shown = await self.row_logits(run, record, caller_of(request))
+            return {**await asyncio.to_thread(self.draw_row, shown, threshold), "selected": example_id, "shown": shown}
         except (ValueError, OSError) as err:
-            return {"detail": None, "plot": None, "selected": "", "question": self.service.explain(err)}
-        shown = {"detail": views.highlight(record.context, record_marks(record)), "selected": example_id}
-        title, verdict = f"{record.question}  (F1 {record.f1:.1f})", record_verdict(record, evaluated, at)
-        try:  # the logits need the model that answered; a cancelled run has only its checkpoint
+            return {"detail": None, "plot": None, "selected": "", "shown": None, "question": self.service.explain(err)}
+
+    async def row_logits(self, run: str | None, record: QuestionRecord, caller: Caller) -> SelectedRow:
+        """The row with its logits from the model that answered it, or why it has none (a cancelled run has only its
+        checkpoint)."""
+        try:
             model = await asyncio.to_thread(self.service.record_model, run)
             result, *_ = await self.service.answer_in_turn(model, record.question, record.context, exact=True,
-                                                           caller=caller_of(request))
+                                                           caller=caller)
         except (ValueError, OSError, RuntimeError) as err:
-            title = f"{title}  · no logit plot: {self.service.explain(err)}"
-            return {**shown, "plot": None, "question": "\n".join(filter(None, (title, verdict)))}
-        plot = await asyncio.to_thread(plots.logit_figure, result.logits, record.span, record.gold_spans,
-                                       passed_over(record))
-        return {**shown, "plot": plot, "question": "\n".join(filter(None, (title, verdict)))}
+            return SelectedRow(run, record.example_id, None, self.service.explain(err))
+        return SelectedRow(run, record.example_id, result.logits)
+
+    def draw_row(self, shown: SelectedRow, threshold: float | None) -> Outputs:
+        """A selected row at the threshold (None: as evaluated): its spans, its verdict and its logit plot."""
+        record, evaluated = self.record_pair(shown.run, shown.example_id, threshold)
+        at = threshold if threshold is not None else self.service.run_threshold(shown.run)
+        title = f"{record.question}  (F1 {record.f1:.1f})"
+        if shown.logits is None:
+            title = f"{title}  · no logit plot: {shown.no_plot}"
+        plot = None if shown.logits is None else plots.logit_figure(shown.logits, record.span, record.gold_spans,
+                                                                    passed_over(record))
+        return {"detail": views.highlight(record.context, record_marks(record)), "plot": plot,
+                "question": "\n".join(filter(None, (title, record_verdict(record, evaluated, at))))}
+
+    def rethreshold(self, run: str | None, threshold: float | None, shown: SelectedRow | None,
+                    explained: ExplainedRow | None) -> Outputs:
+        """The threshold moved: the selected row and its explanation drawn again at it (verdict, marks, plot labels,
+        note), from the logits and attributions already computed, which the threshold does not change. What was
+        kept for a run picked before (or nothing kept) is left alone: picking a run clears it."""
+        outputs: Outputs = {name: gr.skip() for name in ("question", "detail", "plot", "attribution",
+                                                         "attribution_note")}
+        try:
+            if shown is not None and shown.run == run:
+                outputs.update(self.draw_row(shown, threshold))
+            if explained is not None and explained.run == run:
+                outputs.update(self.draw_explanation(explained, threshold))
+        except (ValueError, OSError):  # the run's records changed under the page: the next click says so
+            pass
+        return outputs
 
     def record_of(self, run: str | None, example_id: str, threshold: float | None) -> QuestionRecord:
         return find_record(self.records(run, threshold), example_id)
@@ -137,15 +191,23 @@ class ErrorsHandlers:
         """Why this answer: a heat map of token attributions for the selected row, and the time it took; where the
         row abstains at the slider's threshold, the note says the explained span is the one passed over."""
         if not example_id:
-            return {"attribution": None, "attribution_note": "Click a row of the question table first."}
+            return {"attribution": None, "explained": None,
+                    "attribution_note": "Click a row of the question table first."}
         try:
-            attribution = await self.service.attribute_record(run, example_id, caller_of(request))
-            record = await asyncio.to_thread(self.record_of, run, example_id, threshold)
+            explained = ExplainedRow(run, example_id,
+                                     await self.service.attribute_record(run, example_id, caller_of(request)))
+            return {**await asyncio.to_thread(self.draw_explanation, explained, threshold), "explained": explained}
         except (ValueError, OSError, RuntimeError) as err:
-            return {"attribution": None, "attribution_note": f"No attributions: {self.service.explain(err)}"}
-        return {"attribution": plots.attribution_figure(attribution, passed_over(record) is not None),
-                "attribution_note": explained_note(record) + views.attribution_text(attribution,
-                                                                                      self.service.explain_budget_s())}
+            return {"attribution": None, "explained": None,
+                    "attribution_note": f"No attributions: {self.service.explain(err)}"}
+
+    def draw_explanation(self, explained: ExplainedRow, threshold: float | None) -> Outputs:
+        """A row's attributions at the threshold: framed and noted as the answer, or as the span passed over."""
+        record, attribution = self.record_of(explained.run, explained.example_id, threshold), explained.attribution
+        passed = passed_over(record)
+        note = views.explained_note(record.context, passed) + views.attribution_text(attribution,
+                                                                                    self.service.explain_budget_s())
+        return {"attribution": plots.attribution_figure(attribution, passed is not None), "attribution_note": note}
 
     def send_to_ask(self, run: str | None, example_id: str, threshold: float | None = None) -> Outputs:
         """The row's question and context to the Ask tab, with the run's model where it has one; the Ask tab's
@@ -158,9 +220,10 @@ class ErrorsHandlers:
         try:
             record = find_record(self.service.records(run), example_id)
             model, kept = self.service.sent_model(run)
-            asked = self.service.model_threshold(model) if model else None
-            flips = sent_flip(self.record_of(run, example_id, threshold), self.record_of(run, example_id, asked),
-                              threshold, asked) if None not in (threshold, asked) else ""
+            asked = self.service.model_threshold(model) if model else None  # None: it answers every question
+            flips = "" if model is None or threshold is None else sent_flip(
+                self.record_of(run, example_id, threshold),
+                None if asked is None else self.record_of(run, example_id, asked), threshold, asked)
         except (ValueError, OSError) as err:
             gr.Warning(self.service.explain(err))
             return skip
@@ -170,8 +233,8 @@ class ErrorsHandlers:
     @staticmethod
     def forget_selection() -> Outputs:
         """Another run was picked: the selected question, its spans, plots and attributions were the last run's."""
-        return {"question": "", "detail": None, "plot": None, "selected": "", "attribution": None,
-                "attribution_note": ""}
+        return {"question": "", "detail": None, "plot": None, "selected": "", "shown": None, "attribution": None,
+                "attribution_note": "", "explained": None}
 
 
 def build_errors_tab(service: QAService) -> dict[str, Any]:
@@ -192,13 +255,14 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
                   "detail": gr.HighlightedText(label="Context: gold and predicted answers", color_map=ANSWERED_COLORS,
                                                show_legend=True, elem_id="errors-detail"),
                   "plot": gr.Plot(label="Start and end logits per token", elem_id="errors-plot"),
-                  "selected": gr.State("")}
+                  "selected": gr.State(""), "shown": gr.State(None)}
         with gr.Row():
             send = gr.Button("Send to the Ask tab (edit and ask again)", elem_id="errors-send")
             explain = gr.Button("Why this answer? (token attributions)", elem_id="errors-explain")
         why = {"attribution_note": gr.Textbox(label="Attributions", interactive=False, lines=3, max_lines=6,
                                                     elem_id="errors-why-note"),
-               "attribution": gr.Plot(label="Attributions per token", elem_id="errors-why")}
+               "attribution": gr.Plot(label="Attributions per token", elem_id="errors-why"),
+               "explained": gr.State(None)}
         build_compare_panel(service, run)
         build_calibration_panel(service, run)
     picked = {**summary, "threshold": threshold, "presets": presets["row"], "best": presets["best"],
@@ -209,6 +273,9 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
                api_name="ui_forget_selection", show_progress="hidden", **PRIVATE)
     threshold.change(by_name(ui.summarize, summary), [run, threshold], list(summary.values()),
                      api_name="ui_rescore", show_progress="hidden", **PRIVATE)
+    redrawn = {name: selection[name] for name in ("question", "detail", "plot", "attribution", "attribution_note")}
+    threshold.change(by_name(ui.rethreshold, redrawn), [run, threshold, detail["shown"], why["explained"]],
+                     list(redrawn.values()), api_name="ui_redraw_selection", show_progress="hidden", **PRIVATE)
     for name, handler in (("evaluated", ui.evaluated_threshold), ("best", ui.best_threshold)):
         presets[name].click(by_name(handler, {"threshold": threshold}), run, threshold,
                             api_name=f"ui_threshold_{name}", **PRIVATE)
@@ -220,55 +287,3 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
                   api_name="ui_attribute", **EXPLAIN, **PRIVATE)
     return {"run": run, "send": send, "selected": detail["selected"], "threshold": threshold, "handlers": ui}
 
-
-def summary_outputs() -> dict[str, Any]:
-    """A run's summary line and its figures, by name as summarize returns them."""
-    summary = {"summary": gr.Textbox(label="Summary", interactive=False, lines=2, max_lines=4,
-                                      elem_id="errors-summary")}
-    # Two figures a row: four in a row at 1400 px ran the n= labels of neighbouring bars into each other; one a
-    # row where two would each be narrower than PLOT_MIN_PX (their labels ran together again at 600 px)
-    with gr.Row():
-        summary.update(words=gr.Plot(label="By question word", min_width=PLOT_MIN_PX, elem_id="errors-words"),
-                       lengths=gr.Plot(label="By gold answer length", min_width=PLOT_MIN_PX,
-                                       elem_id="errors-lengths"))
-    with gr.Row():
-        summary.update(histogram=gr.Plot(label="F1 per question", min_width=PLOT_MIN_PX,
-                                         elem_id="errors-histogram"),
-                       answerable=gr.Plot(label="HasAns / NoAns", visible=False, min_width=PLOT_MIN_PX,
-                                          elem_id="errors-answerable"))
-    return summary
-
-
-def threshold_controls() -> tuple[gr.Slider, dict[str, Any]]:
-    """The SQuAD 2.0 threshold slider, and buttons that put it exactly where the run was evaluated or at the
-    evaluation's best-F1 threshold (where the Ask tab answers with a run's model), which its steps may miss; hidden
-    for v1.1 runs, the second where the evaluation has no best-F1 threshold."""
-    with gr.Row(visible=False, elem_id="errors-threshold-row") as row:
-        # min_width: on a phone the buttons go under the slider, which kept a third of the width beside them
-        threshold = gr.Slider(-10, 10, 0, step=THRESHOLD_STEP, visible=False, scale=4, min_width=320,
-                              label="Null-score threshold (SQuAD 2.0)", info=THRESHOLD_HELP, elem_id="errors-threshold")
-        with gr.Column(scale=1, min_width=160):
-            presets = {"row": row,
-                       "evaluated": gr.Button("As evaluated", size="sm", elem_id="errors-threshold-evaluated"),
-                       "best": gr.Button("Best F1", size="sm", elem_id="errors-threshold-best")}
-    return threshold, presets
-
-
-def filter_controls() -> dict[str, Any]:
-    """The question table's filters by name, in the order filter_table takes them, in two rows: nine controls in one
-    row at 1400 px cut the Sort choice short ("F1, lowe…") and gave the F1 sliders sideways scroll bars."""
-    with gr.Row(elem_id="errors-filters"):
-        with gr.Column(scale=1, min_width=160):  # a Checkbox's own min_width left it 69 px beside a slider on a phone
-            controls = {"only_wrong": gr.Checkbox(label="Only wrong answers")}
-        controls.update(f1_min=gr.Slider(0, 100, 0, step=1, label="F1 from", scale=2, min_width=240),
-                        f1_max=gr.Slider(0, 100, 100, step=1, label="F1 to", scale=2, min_width=240))
-    with gr.Row(elem_id="errors-filters-more"):
-        controls.update(word=gr.Dropdown(["all", *QUESTION_WORDS, "other"], value="all", label="Question word"),
-                        # said in its info: a quarter of the row cut the placeholder that said it
-                        search=gr.Textbox(label="Search", info="in the question, gold and prediction",
-                                          placeholder="words"),
-                        sort=gr.Dropdown(list(views.SORTS), value=views.SORTS[0], label="Sort", min_width=200,
-                                         elem_id="errors-sort"),
-                        kind=gr.Dropdown(list(V2_ERRORS), value=V2_ERRORS[0], label="SQuAD 2.0 errors",
-                                         visible=False, elem_id="errors-kind"))
-    return controls

@@ -1,4 +1,5 @@
-"""The app's own CSS (given to launch): where Gradio's components read badly on a phone (390 px) or at 1400 px."""
+"""The app's own CSS and page script (given to launch): where Gradio's components read badly on a phone (390 px)
+or at 1400 px, or behave badly in the page."""
 
 from __future__ import annotations
 
@@ -65,3 +66,24 @@ def app_css() -> str:
                        column_widths_css("compare-table", PAIR_COLUMNS, PHONE_PAIRS_TABLE),
                        column_widths_css("compare-slice-table", SLICE_COLUMNS, PHONE_SLICES_TABLE)))
     return f"{BASE_CSS}\n@media (max-width: {PHONE_PX}px) {{\n{phone}\n}}\n"
+
+
+# A slider's number box left empty, or holding what is no number (the browser shows "abc" as empty), shows the
+# last value it held again: Gradio left it blank while the slider and the figures kept that value, and a box
+# emptied with the keyboard became 0 on losing the focus (and the figures with it). Listened for in the capture
+# phase, before Gradio's own blur handler reads the box; the input event hands the value back to Gradio.
+SLIDER_BOX_JS = """
+() => {
+  const sliderBox = e => e.target instanceof HTMLInputElement && e.target.type === 'number'
+    && e.target.closest('.block')?.querySelector('input[type=range]') ? e.target : null;
+  const keep = e => { const box = sliderBox(e); if (box && box.value !== '') box.dataset.shown = box.value; };
+  document.addEventListener('focusin', keep, true);
+  document.addEventListener('input', keep, true);
+  document.addEventListener('blur', e => {
+    const box = sliderBox(e);
+    if (!box || box.value !== '' || box.dataset.shown === undefined) return;
+    box.value = box.dataset.shown;
+    box.dispatchEvent(new Event('input', {bubbles: true}));
+  }, true);
+}
+"""
