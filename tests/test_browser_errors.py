@@ -248,6 +248,12 @@ def test_squad_v2_thresholds_and_abstentions(v2_server, browser):  # noqa: F811 
              "the note on what the attributions explain")
     browser.execute_script("arguments[0].scrollIntoView()", find(browser, "#errors-question"))
     browser.save_screenshot(str(ARTIFACTS / "errors-4-abstained.png"))
+    # Found by a tester: the row's verdict, marks, plot labels and note stayed as they were when the threshold moved
+    set_threshold(browser, float(slider.get_attribute("max")))  # answer every question
+    wait_for(lambda: "Answered: null odds" in find(browser, "#errors-question textarea").get_attribute("value"), 60,
+             "the row's verdict at the new threshold")
+    wait_for(lambda: "predicted" in browser.execute_script(PLOT_LABELS), 60, "the row's answer in the plot")
+    assert "passed over" not in find(browser, "#errors-why-note textarea").get_attribute("value")
 
 
 def test_a_threshold_box_left_empty_or_not_a_number_shows_the_threshold_again(v2_server, browser):  # noqa: F811
