@@ -316,9 +316,12 @@ def test_the_errors_tab_reads_at_1400_px_and_on_a_phone(v2_server, browser):  # 
 
 
 def click_row(driver, example_id: str) -> None:
-    """Click the question of the Errors table's row with this id."""
-    rows = wait_for(lambda: find_all(driver, "#errors-table [data-testid$='-0']"), 60, "the question table")
-    row = next(c.get_attribute("data-testid").split("-")[1] for c in rows if c.text.strip() == example_id)
+    """Click the question of the Errors table's row with this id (looked for again while the table re-renders: a
+    threshold set by a run's pick re-renders it, and a cell found before went stale)."""
+    def row_of() -> str:
+        cells = find_all(driver, "#errors-table [data-testid$='-0']")
+        return next(c.get_attribute("data-testid").split("-")[1] for c in cells if c.text.strip() == example_id)
+    row = wait_for(row_of, 60, f"the row of {example_id} in the question table")
     click(driver, f"#errors-table [data-testid=cell-{row}-2]", f"the row of {example_id}")
 
 
