@@ -177,8 +177,9 @@ def f1_histogram(f1_scores: Sequence[float]) -> go.Figure:
     figure = go.Figure(go.Bar(x=(edges[:-1] + F1_BAND / 2).tolist(), y=counts.tolist(), width=F1_BAND,
                               marker={"line": {"width": 1, "color": "white"}},  # bands apart, as a histogram's gap
                               customdata=bands, hovertemplate="F1 %{customdata}: %{y}<extra></extra>"))
+    # room on the right for the axis' last label, 100, which sits on the plot's edge (plotly hid it in 10 px)
     figure.update_layout(title="F1 per question", xaxis_title="F1", yaxis_title="questions", height=300,
-                         margin={"l": 40, "r": 10, "t": 40, "b": 40})
+                         margin={"l": 40, "r": 24, "t": 40, "b": 40})
     figure.update_xaxes(range=[0, 100], dtick=F1_BAND * 2)
     return figure
 

@@ -248,6 +248,12 @@ def test_squad_v2_thresholds_and_abstentions(v2_server, browser):  # noqa: F811 
              "the note on what the attributions explain")
     browser.execute_script("arguments[0].scrollIntoView()", find(browser, "#errors-question"))
     browser.save_screenshot(str(ARTIFACTS / "errors-4-abstained.png"))
+    # Found by a tester: the row's verdict, marks, plot labels and note stayed as they were when the threshold moved
+    set_threshold(browser, float(slider.get_attribute("max")))  # answer every question
+    wait_for(lambda: "Answered: null odds" in find(browser, "#errors-question textarea").get_attribute("value"), 60,
+             "the row's verdict at the new threshold")
+    wait_for(lambda: "predicted" in browser.execute_script(PLOT_LABELS), 60, "the row's answer in the plot")
+    assert "passed over" not in find(browser, "#errors-why-note textarea").get_attribute("value")
 
 
 def test_a_threshold_box_left_empty_or_not_a_number_shows_the_threshold_again(v2_server, browser):  # noqa: F811
@@ -310,9 +316,12 @@ def test_the_errors_tab_reads_at_1400_px_and_on_a_phone(v2_server, browser):  # 
 
 
 def click_row(driver, example_id: str) -> None:
-    """Click the question of the Errors table's row with this id."""
-    rows = wait_for(lambda: find_all(driver, "#errors-table [data-testid$='-0']"), 60, "the question table")
-    row = next(c.get_attribute("data-testid").split("-")[1] for c in rows if c.text.strip() == example_id)
+    """Click the question of the Errors table's row with this id (looked for again while the table re-renders: a
+    threshold set by a run's pick re-renders it, and a cell found before went stale)."""
+    def row_of() -> str:
+        cells = find_all(driver, "#errors-table [data-testid$='-0']")
+        return next(c.get_attribute("data-testid").split("-")[1] for c in cells if c.text.strip() == example_id)
+    row = wait_for(row_of, 60, f"the row of {example_id} in the question table")
     click(driver, f"#errors-table [data-testid=cell-{row}-2]", f"the row of {example_id}")
 
 

@@ -595,7 +595,8 @@ def test_moving_the_threshold_redraws_the_selected_row_at_the_new_threshold(serv
     picked = asyncio.run(ui.select_record_in_turn("v2-run", select(["a1", "when", record.question]), 0.0))
     explained = asyncio.run(ui.attribute_in_turn("v2-run", "a1", 0.0))
     assert "Answered: null odds" in picked["question"] and "passed over" not in explained["attribution_note"]
-    moved = ui.rethreshold("v2-run", low, picked["shown"], explained["explained"])
+    moved = ui.rescore("v2-run", low, picked["shown"], explained["explained"])
+    assert moved["summary"] == ui.summarize("v2-run", low)["summary"]
     assert moved["question"].startswith(f"{record.question}  (F1 0.0)")
     assert f"Abstained: null odds {record.null_odds:.2f} above threshold {low:.2f}" in moved["question"]
     labels = {label for _, label in moved["detail"] if label}
@@ -613,7 +614,7 @@ def test_moving_the_threshold_redraws_the_selected_row_at_the_new_threshold(serv
                                                               explained["explained"]).values())
     demo = app.build_app(settings)
     ids = {c.elem_id: c._id for c in demo.blocks.values() if getattr(c, "elem_id", None)}
-    redraw = {d["api_name"]: d for d in demo.config["dependencies"]}["ui_redraw_selection"]
+    redraw = {d["api_name"]: d for d in demo.config["dependencies"]}["ui_rescore"]
     assert [ids["errors-threshold"], "change"] in [list(t) for t in redraw["targets"]]
     assert {ids[name] for name in ("errors-question", "errors-detail", "errors-plot", "errors-why-note",
                                    "errors-why")} <= set(redraw["outputs"])

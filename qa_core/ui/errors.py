@@ -30,6 +30,7 @@ ERROR_COLORS = {"gold": "#7dd87d", "predicted": "#ffb347", "gold + predicted": "
 # The legend shows every colour of the map: a SQuAD v1.1 run never abstains, so its map leaves those out.
 ANSWERED_COLORS = {label: color for label, color in ERROR_COLORS.items() if plots.PASSED_OVER not in label}
 NO_ROW = "Click a row of the question table first: that question is what goes to the Ask tab."
+REDRAWN = ("question", "detail", "plot", "attribution", "attribution_note")  # what a threshold changes of a row
 
 
 @dataclass(frozen=True)
@@ -162,13 +163,17 @@ class ErrorsHandlers:
         return {"detail": views.highlight(record.context, record_marks(record)), "plot": plot,
                 "question": "\n".join(filter(None, (title, record_verdict(record, evaluated, at))))}
 
+    def rescore(self, run: str | None, threshold: float | None, shown: SelectedRow | None,
+                explained: ExplainedRow | None) -> Outputs:
+        """The threshold moved: the summary and figures, and the selected row and its explanation, at it."""
+        return {**self.summarize(run, threshold), **self.rethreshold(run, threshold, shown, explained)}
+
     def rethreshold(self, run: str | None, threshold: float | None, shown: SelectedRow | None,
                     explained: ExplainedRow | None) -> Outputs:
-        """The threshold moved: the selected row and its explanation drawn again at it (verdict, marks, plot labels,
-        note), from the logits and attributions already computed, which the threshold does not change. What was
-        kept for a run picked before (or nothing kept) is left alone: picking a run clears it."""
-        outputs: Outputs = {name: gr.skip() for name in ("question", "detail", "plot", "attribution",
-                                                         "attribution_note")}
+        """The selected row and its explanation drawn again at the threshold (verdict, marks, plot labels, note),
+        from the logits and attributions already computed, which the threshold does not change. What was kept for
+        a run picked before (or nothing kept) is left alone: picking a run clears it."""
+        outputs: Outputs = {name: gr.skip() for name in REDRAWN}
         try:
             if shown is not None and shown.run == run:
                 outputs.update(self.draw_row(shown, threshold))
@@ -271,11 +276,11 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
     selection = {**detail, **why}
     run.change(by_name(ui.forget_selection, selection), None, list(selection.values()),
                api_name="ui_forget_selection", show_progress="hidden", **PRIVATE)
-    threshold.change(by_name(ui.summarize, summary), [run, threshold], list(summary.values()),
-                     api_name="ui_rescore", show_progress="hidden", **PRIVATE)
-    redrawn = {name: selection[name] for name in ("question", "detail", "plot", "attribution", "attribution_note")}
-    threshold.change(by_name(ui.rethreshold, redrawn), [run, threshold, detail["shown"], why["explained"]],
-                     list(redrawn.values()), api_name="ui_redraw_selection", show_progress="hidden", **PRIVATE)
+    # One listener for the figures and the selected row: a third on the slider kept Gradio's page re-sending a
+    # typed value in a loop, the question table's update pending all the while
+    rescored = {**summary, **{name: selection[name] for name in REDRAWN}}
+    threshold.change(by_name(ui.rescore, rescored), [run, threshold, detail["shown"], why["explained"]],
+                     list(rescored.values()), api_name="ui_rescore", show_progress="hidden", **PRIVATE)
     for name, handler in (("evaluated", ui.evaluated_threshold), ("best", ui.best_threshold)):
         presets[name].click(by_name(handler, {"threshold": threshold}), run, threshold,
                             api_name=f"ui_threshold_{name}", **PRIVATE)
