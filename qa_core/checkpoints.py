@@ -115,8 +115,14 @@ def no_room_said(target: str, kept: str, then: str) -> Iterator[None]:
     except OSError as err:
         if (reason := no_room(err)) is None:
             raise
-        raise NoRoomError(f"no room to write {target} ({reason}); partial files removed, {kept}; free some space, "
-                          f"then {then}") from err
+        raise NoRoomError(no_room_line(target, reason, then, kept)) from err
+
+
+def no_room_line(target: str, reason: str, then: str, kept: str = "") -> str:
+    """The one line every write refused for want of room says (training, evaluate, predict): what was not written
+    and why, what was kept, and what to do once there is room."""
+    return (f"no room to write {target} ({reason}); partial files removed{f', {kept}' if kept else ''}; "
+            f"free some space, then {then}")
 
 
 def save_checkpoint(output_dir: Path, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,

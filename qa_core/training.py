@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from qa_core.batching import training_batches
-from qa_core.checkpoints import (TrainState, no_room, publish, remove_partial_files, save_checkpoint,
+from qa_core.checkpoints import (TrainState, no_room, no_room_line, publish, remove_partial_files, save_checkpoint,
                                  save_final_model)
 from qa_core.config import QAConfig
 from qa_core.divergence import diverged_message, nonfinite_parameters, ruined_message
@@ -276,8 +276,8 @@ def _stopped_at_once(output_dir: Path, saved: TrainState, reached: TrainState) -
 
 
 def no_room_error(output_dir: Path, reason: str) -> TrainingError:
-    said = f"no room to write in {output_dir} ({reason}); partial files removed; free some space, then"
-    return TrainingError(f"{said} continue with --resume", f"{said} press Resume to continue the run")
+    return TrainingError(*(no_room_line(f"in {output_dir}", reason, then)
+                           for then in ("continue with --resume", "press Resume to continue the run")))
 
 
 def _evaluated_now(setup: Setup, state: TrainState) -> bool:

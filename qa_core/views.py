@@ -98,6 +98,7 @@ def explained_note(context: str, passed_over: tuple[int, int] | None) -> str:
     return (f"The model abstained on this question: these attributions explain the best span it passed over, "
             f"{context[passed_over[0]:passed_over[1]]!r}. ")
 
+
 def odds_against(null_odds: float, threshold: float | None) -> str:
     """'null odds 3.10 above threshold -1.25' (or 'not above'), as evaluate-v2.0.py compares them: why a SQuAD 2.0
     answer abstained or not, in the same words in the Ask and Errors tabs. None: an abstention's threshold unknown."""
