@@ -205,5 +205,6 @@ def main(argv: list[str] | None = None) -> None:
         "variants": {name: run_variant(name, args) for name in args.variants}})
     write_report(report, args.output)
 
+
 if __name__ == "__main__":
     main()

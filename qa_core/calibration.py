@@ -215,7 +215,6 @@ def run_calibration(source: str | Path | None) -> Calibration | None:
     return read_calibration(run_folder(Path(source))) if source and Path(source).is_dir() else None
 
 
-
 def rescale_prediction(prediction: Prediction, temperature: float, shown: int | None = None) -> Prediction:
     """The prediction with its alternatives' probabilities temperature-scaled (see scale_probabilities).
 

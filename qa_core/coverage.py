@@ -22,7 +22,6 @@ class CoveragePoint:
     f1: float  # percent, over the answered questions
 
 
-
 def curve_thresholds(confidence: np.ndarray, points: int = CURVE_POINTS) -> np.ndarray:
     """Thresholds at the confidences themselves, ascending, at most `points` of them spread by rank: each one a
     coverage a threshold can reach. A fixed grid of thresholds skipped over confidences that all fall in one

@@ -18,6 +18,8 @@ PUBLIC_MAX_TRAIN_EXAMPLES = 10_000
 MODEL_WAIT_S = 20.0
 PUBLIC_MAX_RUNS = 8  # run folders a public server's web jobs keep (web_runs.py): each holds a model and a checkpoint
 MAX_CALLER_REQUESTS = 4  # questions (and, apart, explanations) one visitor of a public server may have in flight
+
+
 def _flag(name: str, default: bool) -> bool:
     value = os.environ.get(name, "").strip().lower()
     return default if not value else value in ("1", "true", "yes", "on")

@@ -73,6 +73,7 @@ def test_a_folder_without_a_model_is_named_alike_in_the_ask_and_errors_tabs(sett
     shutil.rmtree(running / "model")
     info = json.loads((running / "run.json").read_text())
     (running / "run.json").write_text(json.dumps({**info, "status": "running"}))
+
     def refusals() -> tuple[str, str]:
         return (asyncio.run(ui.ask.ask_in_turn(str(running), QUESTION, CONTEXT))["message"],
                 pytest.raises(ValueError, ui.service.check_run_model, running.name).value.args[0])

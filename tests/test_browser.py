@@ -102,6 +102,7 @@ return [...document.querySelectorAll('.block')].filter(b => b.querySelector('.js
 });
 """
 
+
 def words_cut(driver, css: str) -> list[str]:
     """The shown header cells of a table whose longest word is wider than the cell's text box: a word the cell
     must break (Gradio's tables break words anywhere, so "prediction" became "predicti / on")."""

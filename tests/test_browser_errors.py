@@ -285,6 +285,7 @@ def test_a_threshold_box_left_empty_or_not_a_number_shows_the_threshold_again(v2
             browser.save_screenshot(str(ARTIFACTS / "errors-threshold-box.png"))
             raise AssertionError(f"after {typed!r}: {err}") from None
 
+
 def test_the_errors_tab_reads_at_1400_px_and_on_a_phone(v2_server, browser):  # noqa: F811
     """Found by trying the app at 1400 px: bar labels ran together ("n=109n=658"), the Sort choice was cut short
     and the F1 sliders scrolled sideways. Found by a tester at 600 px: the figures stayed two a row, their labels

@@ -188,6 +188,7 @@ def test_front_matter_matches_the_pins():
 def test_loading_limits_are_per_thread(tmp_path):
     big = squad_file(tmp_path / "big.json", 2000)
     errors: list[Exception] = []
+
     def limited() -> None:
         with loading_limits(max_file_bytes=10):
             time.sleep(0.2)

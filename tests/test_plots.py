@@ -85,6 +85,7 @@ def test_the_f1_histogram_ends_at_100_with_perfect_scores_in_its_last_band():
     assert histogram.layout.margin.r >= 20  # room for the label 100 on the plot's edge: plotly hid it in 10 px
     assert list(bars.y) == [2, 1, 0, 0, 0, 1, 0, 0, 0, 3]
 
+
 def test_history_figure_plots_loss_learning_rate_and_scores_per_epoch():
     from qa_core.progress import ProgressEvent
 

@@ -149,6 +149,7 @@ def test_an_abstained_answer_marks_and_explains_the_span_passed_over_as_the_erro
     assert [a.text for a in answered["plot"].layout.annotations] == ["predicted"]
     assert "abstained" not in asyncio.run(ui.ask.why_in_turn(answered["answered"], "", QUESTION, CONTEXT))["why_note"]
 
+
 def test_the_top_answers_list_each_text_once(ui):
     """Found by a tester: "10th" twice in the top answers, two occurrences of one word, which the table (no place
     shown) cannot tell apart; the context marks the best one. /answer, which gives each span's place, keeps both."""

@@ -20,7 +20,6 @@ from qa_core.views import answer_note
 from tests.v2_data import CONTEXT, GOLDS, NULL_ODDS, PREDICTIONS, official, write_v2
 
 
-
 @pytest.mark.parametrize("na_probs, threshold", [
     (None, None), (NULL_ODDS, None), (NULL_ODDS, 0.0), (NULL_ODDS, 0.5), (NULL_ODDS, -5.0), (NULL_ODDS, 10.0),
     ({k: 0.0 for k in NULL_ODDS}, None),  # all tied

@@ -131,6 +131,8 @@ def test_the_answer_and_its_context_take_their_texts_own_direction() -> None:
     block = views.answer_html(context, (22, len(context)), context[22:], "probability 20%")
     assert '<div class="qa-headline" dir="auto">' in block and '<div class="qa-context" dir="auto"' in block
     assert '<div class="qa-detail">' in block  # the app's own words stay left to right
+
+
 def test_a_job_still_loading_says_so_rather_than_step_0_of_0():
     """Found by a tester: a resumed job said "Step 0/0 · epoch 0.00" while its model and data loaded (a new job
     too): no step count is known before the job's first progress event."""
