@@ -200,6 +200,10 @@ def summary(driver) -> str:
     return find(driver, "#errors-summary textarea").get_attribute("value")
 
 
+# Gradio's red "Error" badges shown on outputs (an event the server refused)
+ERROR_BADGES = "return [...document.querySelectorAll('.error')].filter(e => e.offsetWidth > 0).length"
+
+
 def set_threshold(driver, value: float) -> None:
     """Type a threshold over the box's value, as a person does (WebDriver's clear() leaves the box for a moment,
     where the page shows the last value again)."""
@@ -284,6 +288,15 @@ def test_a_threshold_box_left_empty_or_not_a_number_shows_the_threshold_again(v2
         except AssertionError as err:
             browser.save_screenshot(str(ARTIFACTS / "errors-threshold-box.png"))
             raise AssertionError(f"after {typed!r}: {err}") from None
+    # Found by a tester: while the box still has the focus, what is no number yet ("-", the first key of most
+    # thresholds) went to the server as None, which refused it: every output showed Gradio's "Error" badge
+    box = find(browser, "#errors-threshold input[type=number]")
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys("-")
+    time.sleep(3)  # what the page sent has come back
+    assert browser.execute_script(ERROR_BADGES) == 0
+    assert "F1 37.5" in summary(browser) and find(browser, "#errors-table [data-testid=cell-0-2]").text.strip()
+    find(browser, "#errors-summary").click()
 
 
 def test_the_errors_tab_reads_at_1400_px_and_on_a_phone(v2_server, browser):  # noqa: F811

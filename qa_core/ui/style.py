@@ -71,14 +71,22 @@ def app_css() -> str:
 # A slider's number box left empty, or holding what is no number (the browser shows "abc" as empty), shows the
 # last value it held again: Gradio left it blank while the slider and the figures kept that value, and a box
 # emptied with the keyboard became 0 on losing the focus (and the figures with it). Listened for in the capture
-# phase, before Gradio's own blur handler reads the box; the input event hands the value back to Gradio.
+# phase, before Gradio's own blur handler reads the box; the input event hands the value back to Gradio. While the
+# box has the focus, what is no number yet ("-", the first key of a negative threshold) never reaches Gradio, which
+# sent it as None for the server to refuse, with an error badge on every output.
 SLIDER_BOX_JS = """
 () => {
   const sliderBox = e => e.target instanceof HTMLInputElement && e.target.type === 'number'
     && e.target.closest('.block')?.querySelector('input[type=range]') ? e.target : null;
-  const keep = e => { const box = sliderBox(e); if (box && box.value !== '') box.dataset.shown = box.value; };
+  const keep = e => {
+    const box = sliderBox(e);
+    if (!box) return;
+    if (box.value !== '') box.dataset.shown = box.value;
+    else if (e.type !== 'focusin') e.stopImmediatePropagation();
+  };
   document.addEventListener('focusin', keep, true);
   document.addEventListener('input', keep, true);
+  document.addEventListener('change', keep, true);
   document.addEventListener('blur', e => {
     const box = sliderBox(e);
     if (!box || box.value !== '' || box.dataset.shown === undefined) return;
