@@ -256,7 +256,12 @@ def test_send_to_ask_from_a_folder_without_a_model_keeps_the_ask_model(service, 
     assert sent["tabs"].selected == "ask" and sent["question"] == row[2] and sent["model"] == gr.skip()
     assert sent["message"].startswith("Model not changed: ") and "do not name" in sent["message"], sent["message"]
     first_of_b = ui.filter_table("b", False, 0, 100, "all", "", "id")["table"].iloc[0, 0]
-    assert ui.send_to_ask("b", first_of_b)["model"]["value"] == "b"  # a run with its model answers as itself
+    sent = ui.send_to_ask("b", first_of_b)
+    assert sent["model"]["value"] == "b"  # a run with its model answers as itself
+    # Found by a tester: the Ask tab kept the answer, score, top 5 and plot of the question asked before
+    assert sent["answer"] == "" and sent["score"] == "" and sent["plot"] is None and sent["answered"] is None
+    assert sent["alternatives"].empty and sent["why_plot"] is None
+    assert all(value == gr.skip() for value in ui.send_to_ask("b", "").values())  # nothing sent: nothing cleared
 
 
 def test_send_to_ask_from_an_evaluation_picks_the_model_it_evaluated(service, runs):

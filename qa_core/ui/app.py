@@ -157,7 +157,7 @@ def wire_tabs(demo: gr.Blocks, service: QAService, tabs: gr.Tabs, ask_tab: dict[
         by_name(train_tab["handlers"].start_quick, started), None, list(started.values()),
         api_name="ui_start_quick_from_ask", **quiet)
     sent = {"tabs": tabs, "model": ask_tab["model"], "question": ask_tab["question"], "context": ask_tab["context"],
-            "message": ask_tab["message"]}
+            "message": ask_tab["message"], **ask_tab["answer_outputs"]}  # the answer shown was the last question's
     errors_tab["send"].click(by_name(errors_tab["handlers"].send_to_ask, sent),
                              [errors_tab["run"], errors_tab["selected"], errors_tab["threshold"]], list(sent.values()),
                              api_name="ui_send_to_ask", **quiet)

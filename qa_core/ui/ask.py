@@ -63,6 +63,13 @@ scroll();
 """
 # An explanation belongs to one answer: a new answer, a refusal or another model takes it off the page.
 NO_EXPLANATION = {"why_plot": None, "why_note": ""}
+
+
+def no_answer() -> dict[str, Any]:
+    """The Ask tab's answer outputs emptied: none came back, or another question and context arrived (Send to Ask),
+    which the answer shown before does not belong to."""
+    return {"answer": "", "score": "", "alternatives": views.alternatives_table(None), "plot": None,
+            "notice": gr.update(visible=False), "answered": None, **NO_EXPLANATION}
 # Said first: on a phone the note scrolls, and this changes how the rest is read.
 EDITED = ("The question, context or model changed after this answer: this explains the answer shown; Answer again "
           "to explain the new one.\n")
@@ -96,9 +103,7 @@ class AskHandlers:
         try:
             answered = await self.service.answer_in_turn(model, question, context, caller=caller_of(request))
         except (ValueError, OSError, RuntimeError) as err:
-            return {"answer": "", "score": "", "alternatives": views.alternatives_table(None), "plot": None,
-                    "message": f"Cannot answer: {self.service.explain(err)}", "notice": gr.update(visible=False),
-                    "answered": None, **NO_EXPLANATION}
+            return {**no_answer(), "message": f"Cannot answer: {self.service.explain(err)}"}
         return await asyncio.to_thread(self.show_answer, model, question, context, *answered)
 
     def show_answer(self, model: str, question: str, context: str, result: AnswerResult, loaded: LoadedModel,
@@ -190,4 +195,5 @@ def build_ask_tab(service: QAService) -> dict[str, Any]:
                  show_progress="hidden", **PRIVATE)
     why.click(by_name(ui.why_in_turn, explained), [answered, model, question, context], list(explained.values()),
               api_name="ui_why", **EXPLAIN, **PRIVATE)
-    return {"model": model, "question": question, "context": context, "message": outputs["message"], "quick": quick}
+    return {"model": model, "question": question, "context": context, "message": outputs["message"], "quick": quick,
+            "answer_outputs": {name: asked[name] for name in no_answer()}}

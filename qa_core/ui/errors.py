@@ -16,6 +16,7 @@ from qa_core.error_analysis import (ANSWER_LENGTHS, QUESTION_WORDS, THRESHOLD_ST
 from qa_core.errors_views import passed_over, record_marks, record_verdict, sent_flip
 from qa_core.fairness import Caller
 from qa_core.service import QAService
+from qa_core.ui.ask import no_answer
 from qa_core.ui.calibration_panel import build_calibration_panel
 from qa_core.ui.common import ANSWERS, EXPLAIN, PRIVATE, Outputs, by_name, caller_of
 from qa_core.ui.compare_panel import build_compare_panel
@@ -217,8 +218,7 @@ class ErrorsHandlers:
     def send_to_ask(self, run: str | None, example_id: str, threshold: float | None = None) -> Outputs:
         """The row's question and context to the Ask tab, with the run's model where it has one; the Ask tab's
         message says when the row, shown at the slider's threshold, is decided the other way at the Ask tab's."""
-        skip = {"tabs": gr.skip(), "model": gr.skip(), "question": gr.skip(), "context": gr.skip(),
-                "message": gr.skip()}
+        skip = dict.fromkeys(("tabs", "model", "question", "context", "message", *no_answer()), gr.skip())
         if not example_id:
             gr.Warning(NO_ROW)
             return skip
@@ -232,7 +232,8 @@ class ErrorsHandlers:
         except (ValueError, OSError) as err:
             gr.Warning(self.service.explain(err))
             return skip
-        return {"tabs": gr.Tabs(selected="ask"), "model": gr.skip() if model is None else gr.update(value=model),
+        return {**no_answer(), "tabs": gr.Tabs(selected="ask"),
+                "model": gr.skip() if model is None else gr.update(value=model),
                 "question": record.question, "context": record.context, "message": kept or flips}
 
     @staticmethod
