@@ -63,6 +63,9 @@ scroll();
 """
 # An explanation belongs to one answer: a new answer, a refusal or another model takes it off the page.
 NO_EXPLANATION = {"why_plot": None, "why_note": ""}
+# Said first: on a phone the note scrolls, and this changes how the rest is read.
+EDITED = ("The question, context or model changed after this answer: this explains the answer shown; Answer again "
+          "to explain the new one.\n")
 
 
 def no_answer() -> dict[str, Any]:
@@ -70,9 +73,6 @@ def no_answer() -> dict[str, Any]:
     which the answer shown before does not belong to."""
     return {"answer": "", "score": "", "alternatives": views.alternatives_table(None), "plot": None,
             "notice": gr.update(visible=False), "answered": None, **NO_EXPLANATION}
-# Said first: on a phone the note scrolls, and this changes how the rest is read.
-EDITED = ("The question, context or model changed after this answer: this explains the answer shown; Answer again "
-          "to explain the new one.\n")
 
 
 @dataclass(frozen=True)
