@@ -149,19 +149,20 @@ def on_grid(records: Iterable[QuestionRecord], threshold: float) -> float:
 
 
 def rescore(records: Sequence[QuestionRecord], threshold: float) -> list[QuestionRecord]:
-    """The records as if the run had abstained where null odds > threshold (evaluate-v2.0.py's rule: an abstention
-    scores 100 on an unanswerable question, 0 on an answerable one); records without null odds stay as they are."""
-    out = []
-    for r in records:
-        if r.null_odds is None:
-            out.append(r)
-        elif r.null_odds > threshold:
-            no_answer = 100.0 * (not r.answerable)
-            out.append(replace(r, prediction="", span=None, exact_match=no_answer, f1=no_answer))
-        else:
-            text = r.context[r.best_span[0]:r.best_span[1]] if r.best_span else ""
-            out.append(replace(r, prediction=text, span=r.best_span, exact_match=r.span_exact, f1=r.span_f1))
-    return out
+    """The records as if the run had abstained where null odds > threshold (rescore_record)."""
+    return [rescore_record(r, threshold) for r in records]
+
+
+def rescore_record(r: QuestionRecord, threshold: float) -> QuestionRecord:
+    """A record as if the run had abstained where null odds > threshold (evaluate-v2.0.py's rule: an abstention
+    scores 100 on an unanswerable question, 0 on an answerable one); a record without null odds stays as it is."""
+    if r.null_odds is None:
+        return r
+    if r.null_odds > threshold:
+        no_answer = 100.0 * (not r.answerable)
+        return replace(r, prediction="", span=None, exact_match=no_answer, f1=no_answer)
+    text = r.context[r.best_span[0]:r.best_span[1]] if r.best_span else ""
+    return replace(r, prediction=text, span=r.best_span, exact_match=r.span_exact, f1=r.span_f1)
 
 
 def write_records(path: Path, records: Iterable[QuestionRecord]) -> None:

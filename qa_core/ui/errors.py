@@ -12,7 +12,8 @@ import pandas as pd
 
 from qa_core import plots, views
 from qa_core.error_analysis import (ANSWER_LENGTHS, QUESTION_WORDS, THRESHOLD_STEP, V2_ERRORS, QuestionRecord,
-                                    answer_length_bucket, answerable_slice, find_record, group_scores, rescore)
+                                    answer_length_bucket, answerable_slice, find_record, group_scores, rescore,
+                                    rescore_record)
 from qa_core.errors_views import passed_over, record_marks, record_verdict, sent_flip
 from qa_core.fairness import Caller
 from qa_core.service import QAService
@@ -185,12 +186,14 @@ class ErrorsHandlers:
         return outputs
 
     def record_of(self, run: str | None, example_id: str, threshold: float | None) -> QuestionRecord:
-        return find_record(self.records(run, threshold), example_id)
+        """A question's record at the threshold (None: as evaluated); only it is re-scored, not the whole run."""
+        return self.record_pair(run, example_id, threshold)[0]
 
     def record_pair(self, run: str | None, example_id: str,
                     threshold: float | None) -> tuple[QuestionRecord, QuestionRecord]:
         """A question's record at the threshold, and as evaluated (whose score says the null and span scores)."""
-        return self.record_of(run, example_id, threshold), find_record(self.service.records(run), example_id)
+        evaluated = find_record(self.service.records(run), example_id)
+        return (evaluated if threshold is None else rescore_record(evaluated, threshold)), evaluated
 
     async def attribute_in_turn(self, run: str | None, example_id: str, threshold: float | None = None,
                                 request: gr.Request | None = None) -> Outputs:
