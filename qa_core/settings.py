@@ -13,6 +13,7 @@ MAX_CONTEXT_CHARS = 15_000
 MAX_CONTEXT_WINDOWS = 32
 MAX_QUESTION_CHARS = 500
 MAX_UPLOAD_MB = 50
+MAX_UPLOADS_MB = 500  # all uploads the server holds at once (until the sweep deletes them)
 # Windows of training data take memory per question (bench/README.md, Limits and memory).
 PUBLIC_MAX_TRAIN_EXAMPLES = 10_000
 MODEL_WAIT_S = 20.0
@@ -106,6 +107,7 @@ class Settings:
     max_context_windows: int = MAX_CONTEXT_WINDOWS
     max_question_chars: int = MAX_QUESTION_CHARS
     max_upload_bytes: int = MAX_UPLOAD_MB * 1_000_000
+    max_uploads_bytes: int = MAX_UPLOADS_MB * 1_000_000  # all uploads held at once, until the sweep
     model_wait_s: float = MODEL_WAIT_S  # a question waits this long for its model to load, then is told to retry
     max_caller_requests: int = MAX_CALLER_REQUESTS  # applied on a public server only (fairness.FairWorker)
     max_train_examples: int | None = None  # questions a training job reads from each data source; None: all
@@ -125,6 +127,7 @@ class Settings:
                         max_context_windows=int(_number("QA_MAX_CONTEXT_WINDOWS", MAX_CONTEXT_WINDOWS)),
                         max_question_chars=int(_number("QA_MAX_QUESTION_CHARS", MAX_QUESTION_CHARS)),
                         max_upload_bytes=int(_number("QA_MAX_UPLOAD_MB", MAX_UPLOAD_MB) * 1_000_000),
+                        max_uploads_bytes=int(_number("QA_MAX_UPLOADS_MB", MAX_UPLOADS_MB) * 1_000_000),
                         model_wait_s=_number("QA_MODEL_WAIT_S", MODEL_WAIT_S),
                         max_caller_requests=int(_number("QA_MAX_CALLER_REQUESTS", MAX_CALLER_REQUESTS)),
                         max_train_examples=int(_number("QA_MAX_TRAIN_EXAMPLES",

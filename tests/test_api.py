@@ -45,7 +45,7 @@ def serve(settings: Settings, sweep: tuple[int, int] = app.CACHE_SWEEP) -> Itera
     demo = app.build_app(settings, sweep).queue(default_concurrency_limit=2, max_size=app.QUEUE_SIZE)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                **app.launch_options(settings))
+                **app.launch_options(settings, sweep))
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:
@@ -295,6 +295,36 @@ def test_an_upload_no_job_uses_is_swept(sweeping_url, tmp_path):
     while uploaded(data.name):
         assert time.monotonic() < deadline, "the upload was not swept"
         time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def capped_url(offline, tmp_path_factory, tiny_model_dir) -> Iterator[str]:
+    """A training public server whose uploads may hold 120 kB in all, in an upload folder of its own (no other
+    server's files count), swept of files older than 3 s every second."""
+    before = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("capped-uploads"))
+    settings = Settings(tmp_path_factory.mktemp("capped-runs"), str(tiny_model_dir), training_enabled=True,
+                        fast_inference=False, public=True, max_upload_bytes=100_000, max_uploads_bytes=120_000)
+    try:
+        yield from serve(settings, sweep=(1, 3))
+    finally:
+        os.environ.pop("GRADIO_TEMP_DIR") if before is None else os.environ.update(GRADIO_TEMP_DIR=before)
+
+
+def test_uploads_past_the_servers_total_are_refused_until_swept(capped_url, tmp_path):
+    """Each upload was bounded, their total only by the hourly sweep: a stranger uploading again and again could
+    fill the server's disk within the hour. Past the total, an upload is refused before a byte of it is written."""
+    data = tmp_path / "data.json"
+    data.write_bytes(b"x" * 50_000)
+    assert [upload(capped_url, data).status_code for _ in range(2)] == [200, 200]
+    response = upload(capped_url, data)
+    assert response.status_code == 507, response.text
+    detail = response.json()["detail"]
+    assert "uploads are refused for now" in detail and "QA_MAX_UPLOADS_MB" in detail and str(tmp_path) not in detail
+    deadline = time.monotonic() + 30
+    while (response := upload(capped_url, data)).status_code != 200:  # the sweep makes room again
+        assert time.monotonic() < deadline, response.text
+        time.sleep(1)
 
 
 @pytest.fixture(scope="module")

@@ -9,16 +9,18 @@ from qa_core.settings import Settings, TrainLimits
 
 def test_settings_from_the_environment(monkeypatch, tmp_path):
     for name in ("QA_PUBLIC", "QA_ENABLE_TRAINING", "QA_DISABLE_TRAINING", "QA_ALLOWED_MODELS", "QA_MAX_UPLOAD_MB",
-                 "QA_MAX_TRAIN_STEPS", "QA_MAX_BATCH_SIZE", "QA_MAX_EPOCHS", "QA_MAX_SEQ_LENGTH", "QA_MAX_RUNS"):
+                 "QA_MAX_UPLOADS_MB", "QA_MAX_TRAIN_STEPS", "QA_MAX_BATCH_SIZE", "QA_MAX_EPOCHS", "QA_MAX_SEQ_LENGTH", "QA_MAX_RUNS"):
         monkeypatch.delenv(name, raising=False)
     assert Settings.from_env().training_enabled and not Settings.from_env().public
     assert Settings.from_env().max_runs is None  # a local server keeps every run
     monkeypatch.setenv("QA_PUBLIC", "1")
     monkeypatch.setenv("QA_ALLOWED_MODELS", "org/a, org/b ,")
     monkeypatch.setenv("QA_MAX_UPLOAD_MB", "2")
+    monkeypatch.setenv("QA_MAX_UPLOADS_MB", "20")
     public = Settings.from_env()
     assert public.public and not public.training_enabled  # public implies training off...
     assert public.allowed_models == ("org/a", "org/b") and public.max_upload_bytes == 2_000_000
+    assert public.max_uploads_bytes == 20_000_000
     assert public.max_runs == 8
     monkeypatch.setenv("QA_MAX_RUNS", "3")
     assert Settings.from_env().max_runs == 3

@@ -175,9 +175,11 @@ def main() -> None:
         theme=THEME, css=app_css(), js=SLIDER_BOX_JS, **launch_options(settings))
 
 
-def launch_options(settings: Settings) -> dict[str, Any]:
-    """The limits launch() sets, beside the server's address: uploads' size and every other request body's."""
-    return {"max_file_size": settings.max_upload_bytes, "app_kwargs": {"middleware": body_limit_middleware(settings)}}
+def launch_options(settings: Settings, sweep: tuple[int, int] = CACHE_SWEEP) -> dict[str, Any]:
+    """The limits launch() sets, beside the server's address: an upload's size, all uploads' (until `sweep`, as
+    build_app was given it, deletes them) and every other request body's."""
+    return {"max_file_size": settings.max_upload_bytes,
+            "app_kwargs": {"middleware": body_limit_middleware(settings, sweep_age_s=sweep[1])}}
 
 
 if __name__ == "__main__":
