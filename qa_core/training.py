@@ -15,18 +15,16 @@ import torch
 from torch.utils.data import DataLoader
 
 from qa_core.batching import training_batches
-from qa_core.checkpoints import (TrainState, no_room, no_room_line, publish, remove_partial_files, save_checkpoint,
-                                 save_final_model)
+from qa_core.checkpoints import TrainState, no_room, no_room_line, publish, remove_partial_files, save_checkpoint
 from qa_core.config import QAConfig
 from qa_core.divergence import diverged_message, nonfinite_parameters, ruined_message
-from qa_core.distributed import (all_reduce_mean, any_rank, barrier, cleanup, describe_hardware, init_distributed,
-                                 shard, unwrap_ddp)
+from qa_core.distributed import all_reduce_mean, any_rank, barrier, cleanup, init_distributed, shard, unwrap_ddp
 from qa_core.evaluation import EvalResult, evaluate, write_eval_outputs
-from qa_core.model_card import base_model_name, write_model_card
 from qa_core.precision import inference_copy
-from qa_core.progress import ProgressCallback, ProgressEvent, pace_of, truncate_history
-from qa_core.run_files import HISTORY_FILE, RunInfo, find_checkpoint, read_run_info
+from qa_core.progress import ProgressCallback, ProgressEvent, pace_of
+from qa_core.run_files import find_checkpoint
 from qa_core.run_lock import training_lock
+from qa_core.train_records import earlier_finish, finish, open_records, run_info
 from qa_core.train_setup import Setup, prepare
 from qa_core.train_step import batch_loader, forward_backward, optimizer_step
 from qa_core.wording import TwoWordings
@@ -81,11 +79,11 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
     output_dir = Path(setup.config.output_dir)
     emit = partial(_emit, setup, (callback, *setup.trackers))
     loop, cancelled = _Loop(setup.start, setup.start, *setup.start.pending_loss), False
-    earlier = _earlier_finish(setup)  # read before _open_records rewrites run.json
+    earlier = earlier_finish(setup)  # read before open_records rewrites run.json
     if earlier is not None:  # its results are written again, unchanged: say so rather than look freshly trained
         logger.info("the run in %s had already finished at step %d: nothing was trained", output_dir, earlier.step)
     try:
-        _open_records(setup)
+        open_records(setup)
         emit("start", loop.state, message=f"resumed at step {loop.state.step}" if setup.resumed_from else "started")
         loop.state, cancelled = _before_first_step(setup, loop.state, emit, should_stop)
         loop.saved = loop.state
@@ -100,7 +98,7 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
                 if cancelled or loop.state.step >= setup.total_steps:
                     break
         status = "cancelled" if cancelled else "finished"
-        _finish(setup, loop.state, status, earlier)
+        finish(setup, loop.state, status, earlier)
     except BaseException as err:
         raise _failed(setup, loop.saved, loop.state, err, emit) from err
     emit("done" if status == "finished" else "cancelled", loop.state, metrics=loop.state.metrics,
@@ -174,31 +172,6 @@ def _before_first_step(setup: Setup, state: TrainState, emit: Callable[..., None
     return state, cancelled
 
 
-def _finish(setup: Setup, state: TrainState, status: str, earlier: RunInfo | None) -> None:
-    """The final model (when finished) and run.json, with the training time of every session (the checkpoint
-    carries the earlier ones'); a session that trained no step keeps the earlier one's time and hardware."""
-    output_dir = Path(setup.config.output_dir)
-    if setup.dist_ctx.is_main:
-        info = _run_info(setup, state, status, train_seconds=state.train_seconds)
-        if earlier is not None and state.step == setup.start.step:
-            info = replace(info, train_seconds=earlier.train_seconds, hardware=earlier.hardware)
-        if status == "finished":  # model/ first: a run.json saying "finished" always has its model
-            save_final_model(output_dir, setup.model, setup.loaded.tokenizer, setup.loaded.model_settings,
-                             partial(write_model_card, output_dir, info=info))
-        publish(output_dir, None, info)  # evaluation files: published already
-    barrier(setup.dist_ctx)  # no rank returns before the final model is on disk
-
-
-def _open_records(setup: Setup) -> None:
-    """run.json says 'running' from the start; a resumed run first restores what its checkpoint says."""
-    output_dir = Path(setup.config.output_dir)
-    if setup.dist_ctx.is_main:
-        if setup.resumed_from:
-            truncate_history(output_dir / HISTORY_FILE, setup.start.step)
-        publish(output_dir, setup.resumed_from, _run_info(setup, setup.start, "running"))
-    barrier(setup.dist_ctx)
-
-
 def _loader(setup: Setup, batches: list[list[int]], epoch: int) -> DataLoader:
     pad_to = setup.config.max_seq_length if setup.config.pad_to_max_length else None
     return batch_loader(setup.train_features, batches, next(setup.loaded.model.parameters()).device,
@@ -240,7 +213,7 @@ def _checkpoint(setup: Setup, state: TrainState, result: EvalResult | None, emit
         checkpoint = save_checkpoint(output_dir, setup.model, setup.loaded.tokenizer, setup.optimizer,
                                      setup.scheduler, state, setup.data_fingerprint, write_eval,
                                      setup.loaded.model_settings)
-        publish(output_dir, checkpoint, _run_info(setup, state, "running"))
+        publish(output_dir, checkpoint, run_info(setup, state, "running"))
         emit("checkpoint", state)
     barrier(setup.dist_ctx)
 
@@ -259,7 +232,7 @@ def _failed(setup: Setup, state: TrainState, reached: TrainState, err: BaseExcep
     if setup.dist_ctx.is_main:
         remove_partial_files(output_dir)
         try:
-            publish(output_dir, None, _run_info(setup, state, status, error=error))
+            publish(output_dir, None, run_info(setup, state, status, error=error))
         except OSError:
             remove_partial_files(output_dir)
         message = _stopped_at_once(output_dir, state, reached) if interrupted else error
@@ -283,26 +256,6 @@ def no_room_error(output_dir: Path, reason: str) -> TrainingError:
 def _evaluated_now(setup: Setup, state: TrainState) -> bool:
     """Whether the latest evaluation is of this step (or there is nothing to evaluate on)."""
     return not setup.eval_features or bool(state.history and state.history[-1]["step"] == state.step)
-
-
-def _earlier_finish(setup: Setup) -> RunInfo | None:
-    """run.json of a finished run resumed with no step left to train: it keeps the training time and hardware of
-    the session that trained it, which this one (0 s) would otherwise replace."""
-    if not (setup.dist_ctx.is_main and setup.resumed_from and setup.start.step >= setup.total_steps):
-        return None
-    try:
-        info = read_run_info(Path(setup.config.output_dir))
-    except ValueError:  # unreadable: publish rebuilds it from the checkpoint
-        return None
-    return info if info.status == "finished" and info.step == setup.start.step else None
-
-
-def _run_info(setup: Setup, state: TrainState, status: str, error: str = "",
-              train_seconds: float | None = None) -> RunInfo:
-    hardware = describe_hardware(setup.dist_ctx.world_size) if train_seconds is not None else ""
-    return RunInfo(status, setup.config.to_dict(), state.step, setup.total_steps, state.metrics,
-                   setup.data_fingerprint, list(state.history), error,
-                   base_model_name(setup.config.model_name_or_path), train_seconds, hardware)
 
 
 def _emit(setup: Setup, sinks: tuple[ProgressCallback, ...], kind: str, state: TrainState, **values) -> None:
