@@ -160,6 +160,29 @@ def test_a_v1_run_evaluated_as_squad_v2_into_its_folder_gets_a_v2_card(trained_r
     assert "Official SQuAD v1.1" in card and "SQuAD v2.0" not in card and f"(validation): `{trained_on}`" in card
 
 
+def test_the_card_for_the_hub_names_the_data_a_later_evaluation_scored(trained_run: Path, tmp_path: Path) -> None:
+    """push_run writes the card from the run folder alone: after `train.py evaluate` into the run folder on other
+    data, that card paired the new figures with training's validation data, fingerprint and threshold, while the
+    local card (written by the evaluation) named the evaluated ones. The evaluation now records what it scored."""
+    from huggingface_hub import ModelCard
+
+    from qa_core.data import fingerprint, load_examples
+    from qa_core.model_card import write_model_card
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    trained_on = json.loads((run / "run.json").read_text())["data_fingerprint"]["validation"]
+    data = write_v2(tmp_path / "dev-v2.json")
+    run_evaluation(QAConfig(model_name_or_path=str(run), validation_file=str(data), output_dir=str(run),
+                            version_2_with_negative=True, null_score_diff_threshold=0.25, **WINDOWS))
+    local = (run / "model" / "README.md").read_text()
+    pushed = write_model_card(run, "user/repo").read_text()  # what push_run uploads, without the Hub
+    evaluated = fingerprint(load_examples(str(data), "validation").examples)
+    assert f"data fingerprint (validation): `{evaluated}`" in pushed and f"(validation): `{trained_on}`" not in pushed
+    assert f"| {data} | {len(QUESTIONS)} |" in pushed and "null odds threshold 0.25" in pushed
+    assert {r.dataset_name for r in ModelCard(pushed).data.eval_results} == {"dev-v2.json"}
+    assert pushed.split("## Evaluation")[1] == local.split("## Evaluation")[1]  # the local card's figures and facts
+
+
 def test_train_py_evaluate_shows_its_windows_scored_as_it_goes(tiny_model_dir: Path, tmp_path: Path,
                                                                capfd: pytest.CaptureFixture) -> None:
     """Found by a tester: `train.py evaluate` said nothing for minutes on 950 questions. run_evaluation reports the
@@ -176,3 +199,29 @@ def test_train_py_evaluate_shows_its_windows_scored_as_it_goes(tiny_model_dir: P
                         "--output_dir", str(tmp_path / "cli"), "--per_device_eval_batch_size", "2",
                         *[f"--{name}={value}" for name, value in WINDOWS.items()]]) == 0
     assert "5/5" in capfd.readouterr().err
+
+
+def test_every_evaluation_keeps_what_it_used_and_older_folders_read_as_before(trained_run: Path, tmp_path: Path,
+                                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """Training's evaluations write eval_settings.json too (into the checkpoint, published with the other eval
+    files), so that a later evaluation's never sits beside other records; a folder without it, or with one that
+    does not read, is read as before (None: its readers take the run's config)."""
+    from qa_core.eval_settings import SPAN_SETTINGS, Evaluated, read_evaluated, write_evaluated
+    from qa_core.run_files import EVAL_SETTINGS_FILE
+
+    info = json.loads((trained_run / "run.json").read_text())
+    used = read_evaluated(trained_run)
+    assert used == Evaluated(info["config"]["validation_file"], info["data_fingerprint"]["validation"], None,
+                             {k: info["config"][k] for k in SPAN_SETTINGS})
+    assert {k: used.spans[k] for k in WINDOWS} == WINDOWS
+    assert read_evaluated(trained_run / "checkpoint") == used
+    assert read_evaluated(tmp_path) is None
+    write_evaluated(tmp_path, Evaluated("dev.json", None, -1.5, {"doc_stride": 8}))
+    assert read_evaluated(tmp_path) == Evaluated("dev.json", None, -1.5, {"doc_stride": 8})
+    for broken in ("not json", "[]", '{"validation_file": "d", "doc_stride": "8"}',
+                   '{"validation_file": "d", "null_score_diff_threshold": true}'):
+        (tmp_path / EVAL_SETTINGS_FILE).write_text(broken)
+        with caplog.at_level("WARNING"):
+            assert read_evaluated(tmp_path) is None
+        assert f"{EVAL_SETTINGS_FILE}: unreadable" in caplog.text
+        caplog.clear()
