@@ -541,6 +541,34 @@ def test_an_evaluation_folder_is_listed_wherever_records_are_read(settings, tiny
     assert listed["eval-x"]["status"] == "evaluation" and listed["eval-x"]["has_records"]
 
 
+def test_a_row_is_plotted_and_explained_with_the_windows_its_evaluation_used(settings, tiny_run, tmp_path):
+    """The logit plot (and Why this answer?) of a row re-ran the model with its run's windows (128 tokens, stride
+    32), not those of the evaluation that scored the row (`train.py evaluate --max_seq_length 64 --doc_stride 16`):
+    other windows, other logits than the records came from. The evaluation records its windows; rows use them."""
+    from qa_core.inference import answer_question
+    from qa_core.modeling import load_model
+
+    root = tmp_path / "runs"
+    copy_run(tiny_run, root / tiny_run.name)
+    windows = dict(max_seq_length=64, doc_stride=16, max_query_length=16)
+    run_evaluation(QAConfig(model_name_or_path=str(root / tiny_run.name), validation_file="sample",
+                            output_dir=str(root / "eval-short"), max_eval_samples=12, **windows), device="cpu")
+    ui = handlers(replace(settings, runs_root=root))
+    record = max(ui.service.records("eval-short"), key=lambda r: len(r.context))  # the most windows
+    loaded = load_model(str(root / tiny_run.name))
+    trained = run_config(str(root / tiny_run.name))
+    evaluated, as_trained = (answer_question(loaded, record.question, record.context, config)
+                             for config in (trained.replace(**windows), trained))
+    assert evaluated.windows > as_trained.windows  # the two settings cut this context differently
+    detail = asyncio.run(ui.errors.select_record_in_turn("eval-short", select([record.example_id, "", ""])))
+    shown = detail["shown"].logits
+    assert shown.offsets == evaluated.logits.offsets
+    assert list(shown.start_logits) == list(evaluated.logits.start_logits)
+    assert list(shown.end_logits) == list(evaluated.logits.end_logits)
+    explained = asyncio.run(ui.errors.attribute_in_turn("eval-short", record.example_id))["explained"].attribution
+    assert explained.windows == evaluated.windows and len(explained.tokens) <= windows["max_seq_length"]
+
+
 def test_picking_another_run_forgets_the_selected_question(ui, settings, tiny_run):
     """The selected row, its spans, logit plot and attributions belong to one run: picking another run clears them,
     so neither the page nor Why/Send acts on a question of the run picked before."""
