@@ -142,12 +142,18 @@ class QAService(JobService):
         return read_calibration(self.run_path(run)) or fit_calibration(self.records(run))
 
     def run_threshold(self, run: str | None) -> float:
-        """The null-score threshold a SQuAD 2.0 run was evaluated at: its setting where that reproduces its records'
-        abstentions, else one read off the records (an evaluation folder has no run.json to state it)."""
-        try:
-            stated = float(read_run_info(Path(self.run_path(run))).config.get("null_score_diff_threshold") or 0.0)
-        except ValueError:  # a folder from `train.py evaluate` has no run.json
-            stated = 0.0
+        """The null-score threshold a SQuAD 2.0 run was evaluated at: its evaluation's (eval_settings.json), else its
+        run's setting, where that reproduces its records' abstentions; else one read off the records (a folder from
+        before the evaluation's was kept, or a run evaluated again, need not have used its run's)."""
+        path = Path(self.run_path(run))
+        used = read_evaluated(path)
+        if used is not None and used.threshold is not None:
+            stated = used.threshold
+        else:
+            try:
+                stated = float(read_run_info(path).config.get("null_score_diff_threshold") or 0.0)
+            except ValueError:  # a folder from `train.py evaluate` has no run.json
+                stated = 0.0
         return evaluated_threshold(self.records(run), stated)
 
     def threshold_slider(self, run: str | None,

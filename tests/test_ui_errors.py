@@ -289,7 +289,8 @@ def test_send_to_ask_from_an_evaluation_picks_the_model_it_evaluated(service, ru
 def test_a_squad_v2_evaluation_at_its_own_threshold_shows_its_own_scores(service, runs, tiny_model_dir):
     """`train.py evaluate --null_score_diff_threshold T` writes no run.json: the Errors tab must show its records as
     evaluated (the EM of eval_metrics.json and /list_runs), with the slider at a threshold that reproduces them,
-    not re-score them at 0."""
+    not re-score them at 0: at T itself, which the evaluation keeps in its eval_settings.json (the slider stood
+    at one read off the records: the same scores, under another number than the one evaluated with)."""
     odds = sorted(r.null_odds for r in service.records("v2"))
     threshold = (odds[3] + odds[4]) / 2  # some questions answered, some abstained
     run_evaluation(QAConfig(model_name_or_path=str(tiny_model_dir), validation_file=str(runs / "v2-data.json"),
@@ -300,6 +301,7 @@ def test_a_squad_v2_evaluation_at_its_own_threshold_shows_its_own_scores(service
     assert f"EM {stored['exact']:.1f} · F1 {stored['f1']:.1f}" in shown["summary"]
     records = service.records("v2-own")
     assert [r.exact_match for r in rescore(records, shown["threshold"]["value"])] == [r.exact_match for r in records]
+    assert shown["threshold"]["value"] == threshold == service.run_threshold("v2-own")
 
 
 def test_a_row_click_takes_its_turn_on_the_model_thread_within_the_callers_bound(runs, tiny_model_dir):
