@@ -133,10 +133,13 @@ def test_evaluating_a_run_into_its_own_folder_refreshes_only_its_evaluation(
 def test_a_v1_run_evaluated_as_squad_v2_into_its_folder_gets_a_v2_card(trained_run: Path, tmp_path: Path) -> None:
     """Found by a tester: a SQuAD v1.1 run evaluated with --version_2_with_negative into its own folder got a card
     calling evaluate-v2.0's figures 'SQuAD v1.1 exact match and F1', with the training's validation fingerprint;
-    a SQuAD 2.0 card and the evaluated data's fingerprint describe the evaluation that gave its figures."""
+    a SQuAD 2.0 card and the evaluated data's fingerprint describe the evaluation that gave its figures. The card
+    push_run writes from the run folder alone paired these figures with training's validation data, fingerprint
+    and threshold: the evaluation now keeps what it scored (eval_settings.json), and that card says the same."""
     from huggingface_hub import ModelCard
 
     from qa_core.data import fingerprint, load_examples
+    from qa_core.model_card import write_model_card
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
     trained_on = json.loads((run / "run.json").read_text())["data_fingerprint"]["validation"]
@@ -153,34 +156,15 @@ def test_a_v1_run_evaluated_as_squad_v2_into_its_folder_gets_a_v2_card(trained_r
     assert evaluated != trained_on and f"data fingerprint (validation): `{evaluated}`" in card
     assert f"(validation): `{trained_on}`" not in card
     assert {r.metric_type for r in ModelCard(card).data.eval_results} == {"exact_match", "f1"}  # as a v2 run's card
+    pushed = write_model_card(run, "user/repo").read_text()  # what push_run uploads, without the Hub
+    assert pushed.split("## Evaluation")[1] == card.split("## Evaluation")[1]  # figures, data, fingerprint, threshold
+    assert {r.dataset_name for r in ModelCard(pushed).data.eval_results} == {"dev-v2.json"}
 
     run_evaluation(QAConfig(model_name_or_path=str(run), validation_file=str(trained_run.parent / "d.json"),
                             output_dir=str(run), **WINDOWS))  # evaluated again as SQuAD v1.1: a v1.1 card
     card = (run / "model" / "README.md").read_text()
     assert "Official SQuAD v1.1" in card and "SQuAD v2.0" not in card and f"(validation): `{trained_on}`" in card
-
-
-def test_the_card_for_the_hub_names_the_data_a_later_evaluation_scored(trained_run: Path, tmp_path: Path) -> None:
-    """push_run writes the card from the run folder alone: after `train.py evaluate` into the run folder on other
-    data, that card paired the new figures with training's validation data, fingerprint and threshold, while the
-    local card (written by the evaluation) named the evaluated ones. The evaluation now records what it scored."""
-    from huggingface_hub import ModelCard
-
-    from qa_core.data import fingerprint, load_examples
-    from qa_core.model_card import write_model_card
-    run = tmp_path / "run"
-    shutil.copytree(trained_run, run)
-    trained_on = json.loads((run / "run.json").read_text())["data_fingerprint"]["validation"]
-    data = write_v2(tmp_path / "dev-v2.json")
-    run_evaluation(QAConfig(model_name_or_path=str(run), validation_file=str(data), output_dir=str(run),
-                            version_2_with_negative=True, null_score_diff_threshold=0.25, **WINDOWS))
-    local = (run / "model" / "README.md").read_text()
-    pushed = write_model_card(run, "user/repo").read_text()  # what push_run uploads, without the Hub
-    evaluated = fingerprint(load_examples(str(data), "validation").examples)
-    assert f"data fingerprint (validation): `{evaluated}`" in pushed and f"(validation): `{trained_on}`" not in pushed
-    assert f"| {data} | {len(QUESTIONS)} |" in pushed and "null odds threshold 0.25" in pushed
-    assert {r.dataset_name for r in ModelCard(pushed).data.eval_results} == {"dev-v2.json"}
-    assert pushed.split("## Evaluation")[1] == local.split("## Evaluation")[1]  # the local card's figures and facts
+    assert write_model_card(run, "user/repo").read_text().split("## Evaluation")[1] == card.split("## Evaluation")[1]
 
 
 def test_train_py_evaluate_shows_its_windows_scored_as_it_goes(tiny_model_dir: Path, tmp_path: Path,
