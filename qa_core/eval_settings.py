@@ -23,31 +23,31 @@ logger = logging.getLogger(__name__)
 
 # The settings that cut an evaluation's contexts into windows and searched them for spans: the model's logits for
 # a record, run again with other values, are not those the record was scored from.
-SPAN_SETTINGS = ("max_seq_length", "doc_stride", "max_query_length", "n_best_size", "max_answer_length")
+WINDOW_SETTINGS = ("max_seq_length", "doc_stride", "max_query_length", "n_best_size", "max_answer_length")
 
 
 @dataclass(frozen=True)
 class Evaluated:
     """An evaluation of a model: the data it scored, that data's fingerprint, the null odds threshold a SQuAD 2.0
-    evaluation abstained above (None: a SQuAD v1.1 one), and its SPAN_SETTINGS ({}: not known)."""
+    evaluation abstained above (None: a SQuAD v1.1 one), and its WINDOW_SETTINGS ({}: not known)."""
 
     data: str
     fingerprint: str | None = None
     threshold: float | None = None
-    spans: dict[str, int] = field(default_factory=dict)
+    window_settings: dict[str, int] = field(default_factory=dict)
 
 
 def evaluated_data(config: QAConfig, examples: Sequence[Example]) -> Evaluated:
     """What an evaluation with this config (fitted to the model: the windows it really cut) of these examples used."""
     threshold = config.null_score_diff_threshold if config.version_2_with_negative else None
     return Evaluated(config.validation_file or "", fingerprint(examples), threshold,
-                     {name: getattr(config, name) for name in SPAN_SETTINGS})
+                     {name: getattr(config, name) for name in WINDOW_SETTINGS})
 
 
 def write_evaluated(folder: Path, evaluated: Evaluated) -> None:
     """eval_settings.json, by QAConfig's names (a null threshold: a SQuAD v1.1 evaluation)."""
     content = {"validation_file": evaluated.data, "data_fingerprint": evaluated.fingerprint,
-               "null_score_diff_threshold": evaluated.threshold, **evaluated.spans}
+               "null_score_diff_threshold": evaluated.threshold, **evaluated.window_settings}
     (folder / EVAL_SETTINGS_FILE).write_text(json.dumps(content, ensure_ascii=False, indent=1), encoding="utf-8")
 
 
@@ -73,7 +73,8 @@ def parse_evaluated(saved: Any) -> Evaluated:
         raise ValueError(f"data_fingerprint {printed!r} is not a string")
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))):
         raise ValueError(f"null_score_diff_threshold {threshold!r} is not a number")
-    spans = {name: saved[name] for name in SPAN_SETTINGS if name in saved}
-    if wrong := {k: v for k, v in spans.items() if isinstance(v, bool) or not isinstance(v, int) or v < 1}:
+    window_settings = {name: saved[name] for name in WINDOW_SETTINGS if name in saved}
+    if wrong := {k: v for k, v in window_settings.items() if isinstance(v, bool) or not isinstance(v, int) or v < 1}:
         raise ValueError(f"{wrong} are not positive whole numbers")
-    return Evaluated(saved["validation_file"], printed, None if threshold is None else float(threshold), spans)
+    return Evaluated(saved["validation_file"], printed, None if threshold is None else float(threshold),
+                     window_settings)

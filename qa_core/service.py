@@ -211,7 +211,7 @@ class QAService(JobService):
         again, or an evaluation folder, need not share with the model's run; {} for a folder from before they were
         kept: its model's run's own are used, as before."""
         used = read_evaluated(Path(self.run_path(run)))
-        return used.spans if used is not None else {}
+        return used.window_settings if used is not None else {}
 
     async def record_logits_in_turn(self, run: str | None, record: QuestionRecord,
                                     caller: Caller = LOCAL) -> TokenLogits:

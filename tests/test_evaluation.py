@@ -190,14 +190,14 @@ def test_every_evaluation_keeps_what_it_used_and_older_folders_read_as_before(tr
     """Training's evaluations write eval_settings.json too (into the checkpoint, published with the other eval
     files), so that a later evaluation's never sits beside other records; a folder without it, or with one that
     does not read, is read as before (None: its readers take the run's config)."""
-    from qa_core.eval_settings import SPAN_SETTINGS, Evaluated, read_evaluated, write_evaluated
+    from qa_core.eval_settings import WINDOW_SETTINGS, Evaluated, read_evaluated, write_evaluated
     from qa_core.run_files import EVAL_SETTINGS_FILE
 
     info = json.loads((trained_run / "run.json").read_text())
     used = read_evaluated(trained_run)
     assert used == Evaluated(info["config"]["validation_file"], info["data_fingerprint"]["validation"], None,
-                             {k: info["config"][k] for k in SPAN_SETTINGS})
-    assert {k: used.spans[k] for k in WINDOWS} == WINDOWS
+                             {k: info["config"][k] for k in WINDOW_SETTINGS})
+    assert {k: used.window_settings[k] for k in WINDOWS} == WINDOWS
     assert read_evaluated(trained_run / "checkpoint") == used
     assert read_evaluated(tmp_path) is None
     write_evaluated(tmp_path, Evaluated("dev.json", None, -1.5, {"doc_stride": 8}))
