@@ -123,10 +123,10 @@ def scored_odds(records: Iterable[QuestionRecord]) -> list[float]:
 
 
 def evaluated_threshold(records: Sequence[QuestionRecord], stated: float) -> float:
-    """A null-score threshold at which rescore() gives back the records as evaluated: `stated` (the run's setting)
-    where it does, else one read off the records, between the highest null odds answered and the lowest abstained
-    (`train.py evaluate --null_score_diff_threshold` keeps its threshold nowhere else; a run evaluated again may
-    not have used its training setting), on the slider's grid where that still fits (on_grid)."""
+    """A null-score threshold at which rescore() gives back the records as evaluated: `stated` (the evaluation's or
+    the run's setting) where it does, else one read off the records, between the highest null odds answered and the
+    lowest abstained (a folder `train.py evaluate` wrote before eval_settings.json kept its threshold; a run
+    evaluated again may not have used its training setting), on the slider's grid where that still fits (on_grid)."""
     answered = [r.null_odds for r in records if is_score(r.null_odds) and r.span is not None]
     abstained = [r.null_odds for r in records if is_score(r.null_odds) and r.abstained]
     low, high = max(answered, default=-math.inf), min(abstained, default=math.inf)

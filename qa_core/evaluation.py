@@ -15,19 +15,20 @@ from qa_core.batching import BatchFormat
 from qa_core.calibration import fit_calibration, write_calibration
 from qa_core.checkpoints import move_in, no_room_said
 from qa_core.config import QAConfig
-from qa_core.data import Example, fingerprint, load_examples
+from qa_core.data import Example, load_examples
 from qa_core.distributed import DistContext, device_for, init_distributed
 from qa_core.error_analysis import QuestionRecord, build_records, write_records
+from qa_core.eval_settings import Evaluated, evaluated_data, write_evaluated
 from qa_core.features import Feature, featurize
 from qa_core.inference import WindowProgress, predict_examples
 from qa_core.metrics import Metrics, compute_metrics, compute_metrics_v2
-from qa_core.model_card import Evaluated, write_model_card
+from qa_core.model_card import write_model_card
 from qa_core.modeling import fit_config, load_model, warn_if_untrained
 from qa_core.postprocess import Prediction, finite_floats
 from qa_core.precision import set_up_precision
 from qa_core.run_files import (BEST_SPANS_FILE, CALIBRATION_FILE, CARD_FILE, EVAL_MODEL_FILE, EVAL_RECORDS,
-                               EVAL_STAGING, METRICS_FILE, MODEL_DIR, MODEL_RECORDS, NULL_ODDS_FILE, PREDICTIONS_FILE,
-                               RECORDS_FILE, RUN_FILE, RUN_RECORDS, RunInfo, check_eval_output_dir,
+                               EVAL_SETTINGS_FILE, EVAL_STAGING, METRICS_FILE, MODEL_DIR, MODEL_RECORDS, NULL_ODDS_FILE,
+                               PREDICTIONS_FILE, RECORDS_FILE, RUN_FILE, RUN_RECORDS, RunInfo, check_eval_output_dir,
                                evaluated_model_entry, evaluates_own_run, read_run_info)
 from qa_core.wording import TwoWordings
 
@@ -42,21 +43,24 @@ class EvalResult:
     metrics: Metrics
     predictions: dict[str, Prediction]
     records: list[QuestionRecord]
+    used: Evaluated | None = None  # what it evaluated with besides the model (None: not known)
 
 
 def evaluate(model: torch.nn.Module, examples: Sequence[Example], features: Sequence[Feature], config: QAConfig,
              bf16: bool = False, dist_ctx: DistContext = DistContext(),
              batch_format: BatchFormat = BatchFormat(), progress: WindowProgress | None = None) -> EvalResult:
-    """Predictions for every example (each window scored once across ranks), official metrics, records.
+    """Predictions for every example (each window scored once across ranks), official metrics, records, and what
+    it evaluated with (the data, the threshold, the windows: config is fitted to the model already).
 
     Without version_2_with_negative, unanswerable questions are left out of the scores and the records."""
     predictions = predict_examples(model, examples, features, config, bf16, dist_ctx, batch_format, progress)
+    used = evaluated_data(config, examples)
     if config.version_2_with_negative:
         return EvalResult(squad_v2_metrics(examples, predictions, config.null_score_diff_threshold), predictions,
-                          build_records(examples, predictions))
+                          build_records(examples, predictions), used)
     golds = {e.example_id: [a.text for a in e.answers] for e in examples if e.answers}
     metrics = compute_metrics({k: p.text for k, p in predictions.items()}, golds)
-    return EvalResult(metrics, predictions, build_records([e for e in examples if e.answers], predictions))
+    return EvalResult(metrics, predictions, build_records([e for e in examples if e.answers], predictions), used)
 
 
 class UnscorableData(TwoWordings, ValueError):
@@ -98,8 +102,8 @@ def best_span_texts(predictions: Mapping[str, Prediction]) -> dict[str, str]:
 
 def write_eval_outputs(output_dir: Path, result: EvalResult) -> None:
     """The official predictions file ("" for no answer), the metrics, one JSON line per question for error
-    analysis, the temperature fitted on those records, and for SQuAD 2.0 the null odds and the best spans
-    (evaluate-v2.0.py's inputs)."""
+    analysis, the temperature fitted on those records, what the evaluation used (eval_settings.py) where known,
+    and for SQuAD 2.0 the null odds and the best spans (evaluate-v2.0.py's inputs)."""
     output_dir.mkdir(parents=True, exist_ok=True)
     files = {PREDICTIONS_FILE: {k: p.text for k, p in result.predictions.items()},
              METRICS_FILE: result.metrics.to_dict()}
@@ -114,6 +118,10 @@ def write_eval_outputs(output_dir: Path, result: EvalResult) -> None:
     for name, content in files.items():
         (output_dir / name).write_text(json.dumps(content, ensure_ascii=False, indent=1), encoding="utf-8")
     write_records(output_dir / RECORDS_FILE, result.records)
+    if result.used is not None:
+        write_evaluated(output_dir, result.used)
+    else:  # no settings of another evaluation beside these records
+        (output_dir / EVAL_SETTINGS_FILE).unlink(missing_ok=True)
     if result.records:
         write_calibration(output_dir, fit_calibration(result.records))
     else:
@@ -146,17 +154,16 @@ def run_evaluation(config: QAConfig, device: str | None = None, progress: Window
         named = None if own_run else config.model_name_or_path  # a folder of its own names the model nowhere else
         card_run = run if card_is_of(output_dir, run, Path(loaded.source)) else None
         with no_room_said(f"in {output_dir}", "the earlier evaluation files kept", "evaluate again"):
-            save_evaluation(output_dir, result, EVAL_RECORDS if own_run else EVAL_OVERWRITES, named, card_run,
-                            evaluated_data(config, examples))
+            save_evaluation(output_dir, result, EVAL_RECORDS if own_run else EVAL_OVERWRITES, named, card_run)
     return result
 
 
 def save_evaluation(output_dir: Path, result: EvalResult, replaced: tuple[str, ...], model: str | None,
-                    run: RunInfo | None, evaluated: Evaluated) -> None:
+                    run: RunInfo | None) -> None:
     """Every file of the evaluation written aside (EVAL_STAGING, laid out as output_dir), then moved in over the
     earlier ones (move_in), so that a write that fails (a full disk) leaves the earlier evaluation whole, never
     part of each. model: the evaluated model, to name in the folder; run: the run whose model card states the new
-    scores (card_is_of), of the evaluation `evaluated` describes."""
+    scores (card_is_of), and what the evaluation used (result.used, also staged)."""
     staged = output_dir / EVAL_STAGING
     shutil.rmtree(staged, ignore_errors=True)  # a killed evaluation's
     try:
@@ -165,7 +172,7 @@ def save_evaluation(output_dir: Path, result: EvalResult, replaced: tuple[str, .
             write_evaluated_model(staged, evaluated_model_entry(output_dir, model))
         if run is not None:
             (staged / MODEL_DIR).mkdir()
-            write_model_card(output_dir, info=run, evaluated=evaluated, folder=staged / MODEL_DIR,
+            write_model_card(output_dir, info=run, evaluated=result.used, folder=staged / MODEL_DIR,
                              eval_dir=staged)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
@@ -178,12 +185,6 @@ def write_evaluated_model(output_dir: Path, named: str) -> None:
     given as a model it is told which to use, and the web app plots and explains its rows with that model."""
     (output_dir / EVAL_MODEL_FILE).write_text(json.dumps({"model_name_or_path": named}, ensure_ascii=False),
                                               encoding="utf-8")
-
-
-def evaluated_data(config: QAConfig, examples: Sequence[Example]) -> Evaluated:
-    """What a model card says of this evaluation: its data, their fingerprint, a SQuAD 2.0 evaluation's threshold."""
-    threshold = config.null_score_diff_threshold if config.version_2_with_negative else None
-    return Evaluated(config.validation_file or "", fingerprint(examples), threshold)
 
 
 def card_is_of(output_dir: Path, run: RunInfo | None, model: Path) -> bool:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qa_core.config import DEFAULT_MODEL
+from qa_core.eval_settings import Evaluated, read_evaluated
 from qa_core.metrics import SquadV2Metrics
 from qa_core.run_files import (CALIBRATION_FILE, CARD_FILE, CHECKPOINT_DIR, EVAL_PREFIX, HISTORY_FILE, METRICS_FILE,
                                OLD_SUFFIX, RECORDS_FILE, RUN_FILE, TENSORBOARD_DIR, TMP_SUFFIX, model_folder)
@@ -44,16 +45,6 @@ class EvalScore:
     questions: int | None = None
     squad_v2: SquadV2Metrics | None = None  # a SQuAD 2.0 evaluation: answerable and unanswerable questions
     threshold: float | None = None  # the null odds threshold a SQuAD 2.0 evaluation abstained above
-
-
-@dataclass(frozen=True)
-class Evaluated:
-    """An evaluation of a run's model after its training (`train.py evaluate` into the run folder): the data it
-    scored, that data's fingerprint, and the null odds threshold a SQuAD 2.0 evaluation abstained above."""
-
-    data: str
-    fingerprint: str | None = None
-    threshold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -251,9 +242,9 @@ def write_model_card(run_dir: str | Path, model_name: str | None = None, folder:
                      info: RunInfo | None = None, evaluated: Evaluated | None = None,
                      eval_dir: Path | None = None) -> Path:
     """Write README.md into a run's model folder (or `folder`) from its run.json (or `info`) and the
-    eval_metrics.json beside it (or in eval_dir: an evaluation not yet moved in), which `evaluated` describes
-    where not training's. model_name: the Hub repository it goes to; else the card is named after the run folder
-    and loads the model from run_dir, as given."""
+    eval_metrics.json beside it (or in eval_dir: an evaluation not yet moved in), which `evaluated` (default: the
+    eval_settings.json beside it) describes where not training's. model_name: the Hub repository it goes to; else
+    the card is named after the run folder and loads the model from run_dir, as given."""
     from qa_core.run_files import read_run_info
 
     run_dir = Path(run_dir)  # a str, as load_model and push_run take, failed at `run_dir / ...`
@@ -263,6 +254,7 @@ def write_model_card(run_dir: str | Path, model_name: str | None = None, folder:
     if metrics is not None and "total" not in metrics and records.exists():  # SQuAD v1.1: one record a question
         metrics["total"] = sum(1 for line in records.open(encoding="utf-8") if line.strip())
     info = info if info is not None else read_run_info(run_dir)
+    evaluated = evaluated if evaluated is not None else read_evaluated(eval_dir or run_dir)  # None: training's
     name = model_name or run_dir.resolve().name
     facts = facts_from_run(info, name, metrics, evaluated=evaluated, load_from=None if model_name else str(run_dir))
     path = (folder or model_folder(run_dir)) / CARD_FILE

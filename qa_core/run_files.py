@@ -37,6 +37,8 @@ NULL_ODDS_FILE = "eval_null_odds.json"  # SQuAD 2.0: evaluate-v2.0.py's --na-pro
 BEST_SPANS_FILE = "eval_best_spans.json"  # SQuAD 2.0: the best span of every question, abstaining or not
 CALIBRATION_FILE = "calibration.json"  # a temperature fitted on the records
 EVAL_MODEL_FILE = "eval_model.json"  # `train.py evaluate --output_dir`: the model it evaluated, named for later use
+# What the evaluation used besides the model: data, fingerprint, threshold, windows (eval_settings.py)
+EVAL_SETTINGS_FILE = "eval_settings.json"
 # Held (flock) by the process training the run; the OS drops it when that process ends, killed or not.
 TRAINING_LOCK = ".training.lock"
 # Written by the web app into the run folder of each job it starts: the runs a public server may remove (web_runs.py)

@@ -7,7 +7,7 @@ import dataclasses
 import functools
 import logging
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +15,11 @@ from qa_core import errors_views, run_picker, views
 from qa_core.calibration import Calibration, calibrate_prediction, fit_calibration, read_calibration
 from qa_core.compare import Comparison, compare_runs
 from qa_core.error_analysis import QuestionRecord, evaluated_threshold, find_record, record_json, run_records
+from qa_core.eval_settings import read_evaluated
 from qa_core.fairness import LOCAL, Caller, FairWorker
 from qa_core.hosting import (answer_limits, check_model, check_model_folder, check_name, check_request, check_run,
                              default_name)
-from qa_core.inference import AnswerResult, config_for_model, run_config
+from qa_core.inference import AnswerResult, TokenLogits, config_for_model, run_config
 from qa_core.job_service import JobService
 from qa_core.jobs import JobManager
 from qa_core.modeling import LoadedModel
@@ -73,13 +74,15 @@ class QAService(JobService):
         return check_model_folder(check_model(model, self.settings), self.settings.training_enabled), question, context
 
     async def answer_in_turn(self, model: str | None, question: str | None, context: str | None,
-                             exact: bool = False, caller: Caller = LOCAL) -> tuple[AnswerResult, LoadedModel, float]:
+                             exact: bool = False, caller: Caller = LOCAL,
+                             settings: Mapping[str, int] | None = None) -> tuple[AnswerResult, LoadedModel, float]:
         """The answer, the model that gave it, and the seconds answering took; refused at once over the limits.
         caller: whose turn on the model thread it takes (fairness.Caller). Waiting for the model and the turn holds
-        no thread of the web server."""
+        no thread of the web server. settings: windows and span search instead of the model's run's (an
+        evaluation's: evaluation_settings), within this server's caps as those are."""
         name, question, context = self.check_question(model, question, context)
         return await self.models.answer_in_turn(name, question, context, exact, self.settings.max_context_windows,
-                                                caller)
+                                                caller, settings)
 
     async def answer_json(self, model: str | None, question: str | None, context: str | None,
                           caller: Caller = LOCAL) -> dict[str, Any]:
@@ -139,12 +142,18 @@ class QAService(JobService):
         return read_calibration(self.run_path(run)) or fit_calibration(self.records(run))
 
     def run_threshold(self, run: str | None) -> float:
-        """The null-score threshold a SQuAD 2.0 run was evaluated at: its setting where that reproduces its records'
-        abstentions, else one read off the records (an evaluation folder has no run.json to state it)."""
-        try:
-            stated = float(read_run_info(Path(self.run_path(run))).config.get("null_score_diff_threshold") or 0.0)
-        except ValueError:  # a folder from `train.py evaluate` has no run.json
-            stated = 0.0
+        """The null-score threshold a SQuAD 2.0 run was evaluated at: its evaluation's (eval_settings.json), else its
+        run's setting, where that reproduces its records' abstentions; else one read off the records (a folder from
+        before the evaluation's was kept, or a run evaluated again, need not have used its run's)."""
+        path = Path(self.run_path(run))
+        used = read_evaluated(path)
+        if used is not None and used.threshold is not None:
+            stated = used.threshold
+        else:
+            try:
+                stated = float(read_run_info(path).config.get("null_score_diff_threshold") or 0.0)
+            except ValueError:  # a folder from `train.py evaluate` has no run.json
+                stated = 0.0
         return evaluated_threshold(self.records(run), stated)
 
     def threshold_slider(self, run: str | None,
@@ -197,6 +206,26 @@ class QAService(JobService):
             raise ValueError(f"{path.name} evaluated {evaluated}, which is not offered in the Model list")
         return chosen
 
+    def evaluation_settings(self, run: str | None) -> dict[str, int]:
+        """The windows and span search a run's records were scored with (eval_settings.json), which a run evaluated
+        again, or an evaluation folder, need not share with the model's run; {} for a folder from before they were
+        kept: its model's run's own are used, as before."""
+        used = read_evaluated(Path(self.run_path(run)))
+        return used.window_settings if used is not None else {}
+
+    async def record_logits_in_turn(self, run: str | None, record: QuestionRecord,
+                                    caller: Caller = LOCAL) -> TokenLogits:
+        """A record's question run again through the model that answered it (record_model), cut into the windows
+        its evaluation cut (evaluation_settings): the logits the record was scored from."""
+        model, settings = await asyncio.to_thread(self.record_answering, run)  # reads the run's files
+        result, *_ = await self.answer_in_turn(model, record.question, record.context, exact=True, caller=caller,
+                                               settings=settings)
+        return result.logits
+
+    def record_answering(self, run: str | None) -> tuple[str, dict[str, int]]:
+        """The model that answered a run's records and the settings it answered them with."""
+        return self.record_model(run), self.evaluation_settings(run)
+
     def explain_budget_s(self) -> float:
         """Seconds one "Why this answer?" may take on this server."""
         from qa_core.attributions import DEFAULT_BUDGET_S  # captum: imported once an explanation is asked for
@@ -211,17 +240,20 @@ class QAService(JobService):
     async def attribute_record(self, run: str | None, example_id: str, caller: Caller = LOCAL) -> Attribution:
         """Why the run answered one of its evaluated questions as it did: attributions of its predicted span (the
         best span where a SQuAD 2.0 run abstained), under the same checks and budget as an Ask explanation."""
-        record, model = await asyncio.to_thread(self.record_to_explain, run, example_id)  # reads the run's records
+        record, (model, settings) = await asyncio.to_thread(self.record_to_explain, run, example_id)  # reads files
         # the model by name, as the Ask tab names it: a public server refuses every path, its own runs' too
-        return await self.attribute(model, record.question, record.context, record.span or record.best_span, caller)
+        return await self.attribute(model, record.question, record.context, record.span or record.best_span, caller,
+                                    settings)
 
-    def record_to_explain(self, run: str | None, example_id: str) -> tuple[QuestionRecord, str]:
-        """One of the run's records and the model that answered it (record_model)."""
-        return find_record(self.records(run), example_id), self.record_model(run)
+    def record_to_explain(self, run: str | None, example_id: str) -> tuple[QuestionRecord, tuple[str, dict[str, int]]]:
+        """One of the run's records, the model that answered it and its settings (record_answering)."""
+        return find_record(self.records(run), example_id), self.record_answering(run)
 
     async def attribute(self, model: str | None, question: str | None, context: str | None,
-                        span: tuple[int, int] | None = None, caller: Caller = LOCAL) -> Attribution:
-        """Why the model chose its answer: attributions from its fp32 copy, within the server's time budget.
+                        span: tuple[int, int] | None = None, caller: Caller = LOCAL,
+                        settings: Mapping[str, int] | None = None) -> Attribution:
+        """Why the model chose its answer: attributions from its fp32 copy, within the server's time budget;
+        settings: as answer_in_turn takes them.
 
         Computed on the explaining thread, not the model thread: askers never queue behind an explanation, and at
         most one extra thread computes beside the model thread. The budget counts from the explanation's turn;
@@ -232,8 +264,8 @@ class QAService(JobService):
             raise ValueError("ask a question about a context first")
         name, question, context = self.check_question(model, question, context)
         with self.explainer.admitted(caller):
-            # the run's settings within this server's limits, as answers use
-            loaded, config = await self.models.get_in_turn(name, exact=True)
+            # the run's settings (or the evaluation's) within this server's limits, as answers use
+            loaded, config = await self.models.get_in_turn(name, True, settings)
             explain = functools.partial(explain_answer, span=span, config=config,
                                         budget_s=self.explain_budget_s(),
                                         max_windows=self.settings.max_context_windows)

@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -144,18 +144,18 @@ class ModelCache:
         return self._entry(name).loading
 
     async def answer_in_turn(self, name: str, question: str, context: str, exact: bool = False,
-                             max_windows: int | None = None,
-                             caller: Caller = LOCAL) -> tuple[AnswerResult, LoadedModel, float]:
+                             max_windows: int | None = None, caller: Caller = LOCAL,
+                             settings: Mapping[str, Any] | None = None) -> tuple[AnswerResult, LoadedModel, float]:
         """The answer from model `name` (exact: from the model as loaded, never a fast copy), the model that gave
         it, and the seconds answering took (not loading or waiting for its turn). A context needing more than
         max_windows windows is refused with a ValueError before any model runs; a caller over its questions in
-        flight, with fairness.TooManyRequests before anything else.
+        flight, with fairness.TooManyRequests before anything else. settings: as get_in_turn takes them.
 
         Waits for the model and its turn holding no thread, so that however many requests of a web server wait,
         none waits for a free thread first come, first served. A cancelled task's question leaves the line
         unanswered."""
         with self._model_thread.admitted(caller):
-            loaded, config = await self.get_in_turn(name, exact)
+            loaded, config = await self.get_in_turn(name, exact, settings)
             return await asyncio.wrap_future(self._model_thread.submit(
                 caller, self._answer, loaded, config, question, context, max_windows))
 
@@ -171,16 +171,22 @@ class ModelCache:
         result = answer_question(loaded, question, context, config, max_windows=max_windows)
         return result, loaded, time.perf_counter() - started
 
-    async def get_in_turn(self, name: str, exact: bool = False) -> tuple[LoadedModel, QAConfig]:
-        """Model `name` (exact: as loaded, never a fast copy) and the settings answers from it use: its run's,
-        within limit_config. Loads it in the background if needed and waits at most load_wait_s, holding no
-        thread; raises why it could not be loaded, or ModelLoadingError while it is still loading."""
+    async def get_in_turn(self, name: str, exact: bool = False,
+                          settings: Mapping[str, Any] | None = None) -> tuple[LoadedModel, QAConfig]:
+        """Model `name` (exact: as loaded, never a fast copy) and the settings answers from it use: its run's, with
+        `settings` instead where given (the windows an evaluation cut: QAConfig names), within limit_config. Loads
+        it in the background if needed and waits at most load_wait_s, holding no thread; raises why it could not
+        be loaded, or ModelLoadingError while it is still loading."""
         entry = self._entry(name)
         with self._load_errors(name, entry):  # shielded: a caller who stops waiting never cancels the load
             exact_model = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(entry.loading)),
                                                  self._load_wait_s)
         with self._lock:
-            return exact_model if exact else entry.served or exact_model, entry.config
+            loaded, config = exact_model if exact else entry.served or exact_model, entry.config
+        return loaded, self._limited(config.replace(**settings)) if settings else config
+
+    def _limited(self, config: QAConfig) -> QAConfig:
+        return self._limit_config(config) if self._limit_config else config
 
     def get(self, name: str, exact: bool = False) -> LoadedModel:
         """get_in_turn()'s model, for synchronous callers."""
@@ -229,7 +235,7 @@ class ModelCache:
             logger.warning("model %r not loaded: %s", name, err)
             raise
         config = run_config(loaded.source)
-        entry.config, entry.served = self._limit_config(config) if self._limit_config else config, loaded
+        entry.config, entry.served = self._limited(config), loaded
         if self._fast:
             threading.Thread(target=self._swap_in_compiled, args=(entry, name), daemon=True).start()
         else:

@@ -133,10 +133,13 @@ def test_evaluating_a_run_into_its_own_folder_refreshes_only_its_evaluation(
 def test_a_v1_run_evaluated_as_squad_v2_into_its_folder_gets_a_v2_card(trained_run: Path, tmp_path: Path) -> None:
     """Found by a tester: a SQuAD v1.1 run evaluated with --version_2_with_negative into its own folder got a card
     calling evaluate-v2.0's figures 'SQuAD v1.1 exact match and F1', with the training's validation fingerprint;
-    a SQuAD 2.0 card and the evaluated data's fingerprint describe the evaluation that gave its figures."""
+    a SQuAD 2.0 card and the evaluated data's fingerprint describe the evaluation that gave its figures. The card
+    push_run writes from the run folder alone paired these figures with training's validation data, fingerprint
+    and threshold: the evaluation now keeps what it scored (eval_settings.json), and that card says the same."""
     from huggingface_hub import ModelCard
 
     from qa_core.data import fingerprint, load_examples
+    from qa_core.model_card import write_model_card
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
     trained_on = json.loads((run / "run.json").read_text())["data_fingerprint"]["validation"]
@@ -153,11 +156,15 @@ def test_a_v1_run_evaluated_as_squad_v2_into_its_folder_gets_a_v2_card(trained_r
     assert evaluated != trained_on and f"data fingerprint (validation): `{evaluated}`" in card
     assert f"(validation): `{trained_on}`" not in card
     assert {r.metric_type for r in ModelCard(card).data.eval_results} == {"exact_match", "f1"}  # as a v2 run's card
+    pushed = write_model_card(run, "user/repo").read_text()  # what push_run uploads, without the Hub
+    assert pushed.split("## Evaluation")[1] == card.split("## Evaluation")[1]  # figures, data, fingerprint, threshold
+    assert {r.dataset_name for r in ModelCard(pushed).data.eval_results} == {"dev-v2.json"}
 
     run_evaluation(QAConfig(model_name_or_path=str(run), validation_file=str(trained_run.parent / "d.json"),
                             output_dir=str(run), **WINDOWS))  # evaluated again as SQuAD v1.1: a v1.1 card
     card = (run / "model" / "README.md").read_text()
     assert "Official SQuAD v1.1" in card and "SQuAD v2.0" not in card and f"(validation): `{trained_on}`" in card
+    assert write_model_card(run, "user/repo").read_text().split("## Evaluation")[1] == card.split("## Evaluation")[1]
 
 
 def test_train_py_evaluate_shows_its_windows_scored_as_it_goes(tiny_model_dir: Path, tmp_path: Path,
@@ -176,3 +183,29 @@ def test_train_py_evaluate_shows_its_windows_scored_as_it_goes(tiny_model_dir: P
                         "--output_dir", str(tmp_path / "cli"), "--per_device_eval_batch_size", "2",
                         *[f"--{name}={value}" for name, value in WINDOWS.items()]]) == 0
     assert "5/5" in capfd.readouterr().err
+
+
+def test_every_evaluation_keeps_what_it_used_and_older_folders_read_as_before(trained_run: Path, tmp_path: Path,
+                                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """Training's evaluations write eval_settings.json too (into the checkpoint, published with the other eval
+    files), so that a later evaluation's never sits beside other records; a folder without it, or with one that
+    does not read, is read as before (None: its readers take the run's config)."""
+    from qa_core.eval_settings import WINDOW_SETTINGS, Evaluated, read_evaluated, write_evaluated
+    from qa_core.run_files import EVAL_SETTINGS_FILE
+
+    info = json.loads((trained_run / "run.json").read_text())
+    used = read_evaluated(trained_run)
+    assert used == Evaluated(info["config"]["validation_file"], info["data_fingerprint"]["validation"], None,
+                             {k: info["config"][k] for k in WINDOW_SETTINGS})
+    assert {k: used.window_settings[k] for k in WINDOWS} == WINDOWS
+    assert read_evaluated(trained_run / "checkpoint") == used
+    assert read_evaluated(tmp_path) is None
+    write_evaluated(tmp_path, Evaluated("dev.json", None, -1.5, {"doc_stride": 8}))
+    assert read_evaluated(tmp_path) == Evaluated("dev.json", None, -1.5, {"doc_stride": 8})
+    for broken in ("not json", "[]", '{"validation_file": "d", "doc_stride": "8"}',
+                   '{"validation_file": "d", "null_score_diff_threshold": true}'):
+        (tmp_path / EVAL_SETTINGS_FILE).write_text(broken)
+        with caplog.at_level("WARNING"):
+            assert read_evaluated(tmp_path) is None
+        assert f"{EVAL_SETTINGS_FILE}: unreadable" in caplog.text
+        caplog.clear()

@@ -14,8 +14,8 @@ from huggingface_hub import ModelCard
 
 from qa_core.checkpoints import write_run_info
 from qa_core.config import QAConfig
-from qa_core.model_card import (CardFacts, Evaluated, facts_from_run, hub_id, render_model_card,
-                                write_model_card)
+from qa_core.eval_settings import Evaluated
+from qa_core.model_card import CardFacts, facts_from_run, hub_id, render_model_card, write_model_card
 from qa_core.run_files import RunInfo
 from tests.overfit_data import write_tiny_squad
 from tests.tiny_runs import tiny_config

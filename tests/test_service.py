@@ -35,7 +35,8 @@ def test_a_run_named_as_callers_name_it_answers_in_json(tiny_model_dir: Path, tm
 def test_a_public_server_searches_spans_within_its_caps_whatever_a_run_says(tiny_model_dir: Path,
                                                                             tmp_path: Path) -> None:
     """A run put in the runs folder by hand, or trained before the caps, answers with its own span search settings:
-    n_best_size 512 made every answer's search many times the work a public server allows a job."""
+    n_best_size 512 made every answer's search many times the work a public server allows a job. The same caps
+    bound the settings of an evaluation whose rows the Errors tab plots."""
     run = tmp_path / "runs" / "20250101-000000-wide"
     shutil.copytree(tiny_model_dir, run / "model")
     config = QAConfig(output_dir=str(run), n_best_size=512, max_answer_length=512)
@@ -46,8 +47,13 @@ def test_a_public_server_searches_spans_within_its_caps_whatever_a_run_says(tiny
                                      public=public))
         result, _, _ = asyncio.run(service.answer_in_turn(run.name, "Who keeps the hives?", CONTEXT))
         assert result.prediction.text in CONTEXT
-        _, used = asyncio.run(service.models.get_in_turn(service.check_question(run.name, "q", "c")[0]))
+        name = service.check_question(run.name, "q", "c")[0]
+        _, used = asyncio.run(service.models.get_in_turn(name))
         assert (used.n_best_size, used.max_answer_length) == expected
+        # the settings of an evaluation an Errors-tab row is plotted with (evaluation_settings) too, as they said
+        _, evaluated = asyncio.run(service.models.get_in_turn(name, settings={"n_best_size": 400, "doc_stride": 8}))
+        assert (evaluated.n_best_size, evaluated.max_answer_length, evaluated.doc_stride) == (
+            min(400, expected[0]), expected[1], 8)
     assert answer_limits(config, Settings(public=True)).learning_rate == config.learning_rate  # the rest kept
 
 

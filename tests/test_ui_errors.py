@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 import orjson
 import pytest
 
@@ -289,7 +290,8 @@ def test_send_to_ask_from_an_evaluation_picks_the_model_it_evaluated(service, ru
 def test_a_squad_v2_evaluation_at_its_own_threshold_shows_its_own_scores(service, runs, tiny_model_dir):
     """`train.py evaluate --null_score_diff_threshold T` writes no run.json: the Errors tab must show its records as
     evaluated (the EM of eval_metrics.json and /list_runs), with the slider at a threshold that reproduces them,
-    not re-score them at 0."""
+    not re-score them at 0: at T itself, which the evaluation keeps in its eval_settings.json (the slider stood
+    at one read off the records: the same scores, under another number than the one evaluated with)."""
     odds = sorted(r.null_odds for r in service.records("v2"))
     threshold = (odds[3] + odds[4]) / 2  # some questions answered, some abstained
     run_evaluation(QAConfig(model_name_or_path=str(tiny_model_dir), validation_file=str(runs / "v2-data.json"),
@@ -300,6 +302,7 @@ def test_a_squad_v2_evaluation_at_its_own_threshold_shows_its_own_scores(service
     assert f"EM {stored['exact']:.1f} · F1 {stored['f1']:.1f}" in shown["summary"]
     records = service.records("v2-own")
     assert [r.exact_match for r in rescore(records, shown["threshold"]["value"])] == [r.exact_match for r in records]
+    assert shown["threshold"]["value"] == threshold == service.run_threshold("v2-own")
 
 
 def test_a_row_click_takes_its_turn_on_the_model_thread_within_the_callers_bound(runs, tiny_model_dir):
@@ -539,6 +542,35 @@ def test_an_evaluation_folder_is_listed_wherever_records_are_read(settings, tiny
     assert "12 questions" in CompareHandlers(ui.service).compare(tiny_run.name, "eval-x", "all")["comparison"]
     listed = {r["run"]: r for r in ui.service.runs_json()}
     assert listed["eval-x"]["status"] == "evaluation" and listed["eval-x"]["has_records"]
+
+
+def test_a_row_is_plotted_and_explained_with_the_windows_its_evaluation_used(settings, tiny_run, tmp_path):
+    """The logit plot (and Why this answer?) of a row re-ran the model with its run's windows (128 tokens, stride
+    32), not those of the evaluation that scored the row (`train.py evaluate --max_seq_length 64 --doc_stride 16`):
+    other windows, other logits than the records came from. The evaluation records its windows; rows use them."""
+    from qa_core.inference import answer_question
+    from qa_core.modeling import load_model
+
+    root = tmp_path / "runs"
+    copy_run(tiny_run, root / tiny_run.name)
+    windows = dict(max_seq_length=64, doc_stride=16, max_query_length=16)
+    run_evaluation(QAConfig(model_name_or_path=str(root / tiny_run.name), validation_file="sample",
+                            output_dir=str(root / "eval-short"), max_eval_samples=12, **windows), device="cpu")
+    ui = handlers(replace(settings, runs_root=root))
+    record = max(ui.service.records("eval-short"), key=lambda r: len(r.context))  # the most windows
+    loaded = load_model(str(root / tiny_run.name))
+    trained = run_config(str(root / tiny_run.name))
+    evaluated, as_trained = (answer_question(loaded, record.question, record.context, config)
+                             for config in (trained.replace(**windows), trained))
+    assert evaluated.windows > as_trained.windows  # the two settings cut this context differently
+    detail = asyncio.run(ui.errors.select_record_in_turn("eval-short", select([record.example_id, "", ""])))
+    shown = detail["shown"].logits
+    assert shown.offsets == evaluated.logits.offsets
+    for logits, other in ((evaluated.logits, True), (as_trained.logits, False)):  # the same logits, not the run's
+        assert all(np.allclose(a, b, rtol=0, atol=1e-6) == other for a, b in (
+            (shown.start_logits, logits.start_logits), (shown.end_logits, logits.end_logits)))
+    explained = asyncio.run(ui.errors.attribute_in_turn("eval-short", record.example_id))["explained"].attribution
+    assert explained.windows == evaluated.windows and len(explained.tokens) <= windows["max_seq_length"]
 
 
 def test_picking_another_run_forgets_the_selected_question(ui, settings, tiny_run):

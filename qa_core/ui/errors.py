@@ -143,15 +143,13 @@ class ErrorsHandlers:
             return {"detail": None, "plot": None, "selected": "", "shown": None, "question": self.service.explain(err)}
 
     async def row_logits(self, run: str | None, record: QuestionRecord, caller: Caller) -> SelectedRow:
-        """The row with its logits from the model that answered it, or why it has none (a cancelled run has only its
-        checkpoint)."""
+        """The row with its logits from the model that answered it, in the windows its evaluation cut, or why it has
+        none (a cancelled run has only its checkpoint)."""
         try:
-            model = await asyncio.to_thread(self.service.record_model, run)
-            result, *_ = await self.service.answer_in_turn(model, record.question, record.context, exact=True,
-                                                           caller=caller)
+            logits = await self.service.record_logits_in_turn(run, record, caller)
         except (ValueError, OSError, RuntimeError) as err:
             return SelectedRow(run, record.example_id, None, self.service.explain(err))
-        return SelectedRow(run, record.example_id, result.logits)
+        return SelectedRow(run, record.example_id, logits)
 
     def draw_row(self, shown: SelectedRow, threshold: float | None) -> Outputs:
         """A selected row at the threshold (None: as evaluated): its spans, its verdict and its logit plot."""
