@@ -71,12 +71,12 @@ def serve_floor() -> None:
     """The app's queue settings and /answer's concurrency, nothing else (run in the floor server's process)."""
     import gradio as gr
 
-    from qa_core.ui.app import QUEUE_SIZE
+    from qa_core.ui.app import QUEUE_OPTIONS
     from qa_core.ui.common import ANSWER_CONCURRENCY
 
     with gr.Blocks() as demo:
         gr.api(floor_answer, api_name="answer", concurrency_limit=ANSWER_CONCURRENCY, concurrency_id="answer")
-    demo.queue(default_concurrency_limit=2, max_size=QUEUE_SIZE).launch()
+    demo.queue(**QUEUE_OPTIONS).launch()
 
 
 def rss_mb(pid: int) -> float:

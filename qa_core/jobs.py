@@ -131,11 +131,11 @@ class JobManager:
 
     def cancel(self, owner: str | None = None) -> JobSnapshot:
         """Ask the running job to stop after its current step (it writes a resumable checkpoint); owner: None lets
-        anyone cancel it, else only the owner it was started with."""
+        anyone cancel it, else only the owner it was started with (a job started without one: nobody)."""
         with self._lock:  # one decision: the job checked is the job cancelled, not one started meanwhile
             if not self._state.active:
                 return self._snapshot_locked()
-            if owner is not None and owner != self._owner:
+            if owner is not None and (owner != self._owner or not owner):
                 raise NotYourJobError("only the visitor who started this training job can cancel it")
             self._cancel.set()
             self._state = replace(self._state, status="cancelling", message="cancelling after the current step",

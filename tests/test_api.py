@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import shutil
 import os
+import re
+import shutil
+import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -42,7 +44,7 @@ def offline() -> Iterator[None]:
 
 
 def serve(settings: Settings, sweep: tuple[int, int] = app.CACHE_SWEEP) -> Iterator[str]:
-    demo = app.build_app(settings, sweep).queue(default_concurrency_limit=2, max_size=app.QUEUE_SIZE)
+    demo = app.build_app(settings, sweep).queue(**app.QUEUE_OPTIONS)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                 **app.launch_options(settings, sweep))
@@ -258,6 +260,15 @@ def uploaded(name: str) -> list[Path]:
     return list(Path(get_upload_folder()).rglob(name))
 
 
+def test_no_event_runs_outside_the_queue(public_url):
+    """Found by a tester: Gradio's /gradio_api/run/<name> route ran any event, the page's hidden ones too, without
+    the queue (so without its concurrency limits) and without a session: a job started there had no owner, and
+    any stranger could cancel it. Every event goes through the queue (/gradio_api/call/<name>, gradio_client)."""
+    for name in ("answer", "cancel_training", "ui_summarize"):
+        response = httpx.post(f"{public_url}gradio_api/run/{name}", json={"data": []}, timeout=30)
+        assert response.status_code == 404 and "join the queue" in response.text, (name, response.text)
+
+
 def test_a_server_that_does_not_train_refuses_uploads_before_writing_them(public_url, tmp_path):
     """Found by a tester: with training off (a public server's default) /gradio_api/upload still took files up to
     the size limit and kept them, though nothing on the server reads them: a stranger could fill its disk."""
@@ -297,7 +308,7 @@ def test_an_upload_no_job_uses_is_swept(sweeping_url, tmp_path):
         time.sleep(0.5)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def capped_url(offline, tmp_path_factory, tiny_model_dir) -> Iterator[str]:
     """A training public server whose uploads may hold 120 kB in all, in an upload folder of its own (no other
     server's files count), swept of files older than 3 s every second."""
@@ -315,7 +326,7 @@ def test_uploads_past_the_servers_total_are_refused_until_swept(capped_url, tmp_
     """Each upload was bounded, their total only by the hourly sweep: a stranger uploading again and again could
     fill the server's disk within the hour. Past the total, an upload is refused before a byte of it is written."""
     data = tmp_path / "data.json"
-    data.write_bytes(b"x" * 50_000)
+    data.write_bytes(b"x" * 40_000)  # with its file and folder, about 48 kB of disk
     assert [upload(capped_url, data).status_code for _ in range(2)] == [200, 200]
     response = upload(capped_url, data)
     assert response.status_code == 507, response.text
@@ -325,6 +336,77 @@ def test_uploads_past_the_servers_total_are_refused_until_swept(capped_url, tmp_
     while (response := upload(capped_url, data)).status_code != 200:  # the sweep makes room again
         assert time.monotonic() < deadline, response.text
         time.sleep(1)
+
+
+def raw_request(url: str, head: str, body: bytes = b"", read: bool = True) -> tuple[socket.socket, bytes]:
+    """An HTTP/1.1 request written as given (headers a client library would not send together), and its reply
+    (unless not `read`: the socket is then left open, the body unsent)."""
+    host, port = url.removeprefix("http://").strip("/").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+    return sock, read_reply(sock) if read else b""
+
+
+def read_reply(sock: socket.socket) -> bytes:
+    """An HTTP reply read whole: its headers, then as many bytes as its Content-Length says."""
+    reply = b""
+    while b"\r\n\r\n" not in reply and (chunk := sock.recv(4096)):
+        reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    length = re.search(rb"content-length: (\d+)", head, re.I)
+    while length and len(body) < int(length[1]) and (chunk := sock.recv(4096)):
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+def chunked(data: bytes, size: int = 8192) -> bytes:
+    pieces = [data[i:i + size] for i in range(0, len(data), size)]
+    return b"".join(f"{len(p):x}\r\n".encode() + p + b"\r\n" for p in pieces) + b"0\r\n\r\n"
+
+
+def multipart(files: dict[str, bytes], boundary: str = "qa-boundary") -> bytes:
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+             f"Content-Type: application/json\r\n\r\n".encode() + data + b"\r\n" for name, data in files.items()]
+    return b"".join(parts) + f"--{boundary}--\r\n".encode()
+
+
+def test_a_chunked_body_is_counted_as_it_arrives_whatever_its_length_says(capped_url):
+    """Found by a tester: a body declaring both a Content-Length and chunked encoding was let through by its small
+    length while the server read all its chunks: a 200 MB event body went into memory, 300 kB uploads were each
+    counted as 10 bytes."""
+    event = json.dumps({"data": ["x" * 3_000_000], "fn_index": 0, "session_hash": "s"}).encode()
+    _, reply = raw_request(capped_url, "POST /gradio_api/queue/join HTTP/1.1\nHost: x\nContent-Type: "
+                           "application/json\nContent-Length: 10\nTransfer-Encoding: chunked\n", chunked(event))
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+    body = multipart({"big.json": b"x" * 90_000})
+    for _ in range(2):  # the second takes the uploads past 120 kB
+        _, reply = raw_request(capped_url, "POST /gradio_api/upload HTTP/1.1\nHost: x\nContent-Type: "
+                               "multipart/form-data; boundary=qa-boundary\nContent-Length: 10\n"
+                               "Transfer-Encoding: chunked\n", chunked(body))
+    assert reply.startswith(b"HTTP/1.1 507") and b"uploads are refused for now" in reply, reply[:300]
+
+
+def test_an_upload_that_declares_much_and_sends_nothing_takes_no_room(capped_url, tmp_path):
+    """Found by a tester: requests that declared a large upload and sent nothing held their declared size for
+    seconds, refusing everyone's uploads with a false "the uploads on this server take 500.0 MB"."""
+    held, _ = raw_request(capped_url, "POST /gradio_api/upload HTTP/1.1\nHost: x\nContent-Type: multipart/form-data; "
+                          "boundary=qa-boundary\nContent-Length: 100000\n", read=False)
+    try:
+        data = tmp_path / "data.json"
+        data.write_bytes(b"x" * 50_000)
+        response = upload(capped_url, data)
+        assert response.status_code == 200, response.text
+    finally:
+        held.close()
+
+
+def test_many_small_files_count_as_the_disk_they_take(capped_url):
+    """Found by a tester: each uploaded file takes a folder and a file of at least a block each, which the budget
+    counted as a few bytes: 3,000 tiny files took 24.9 MB on a server keeping 1 MB for uploads."""
+    files = {f"f{i}.json": b"{}" for i in range(30)}  # 30 files of 2 bytes: about 240 kB of disk
+    response = httpx.post(capped_url + "gradio_api/upload", files=[("files", (n, d)) for n, d in files.items()],
+                          timeout=30)
+    assert response.status_code == 507, response.text
 
 
 @pytest.fixture(scope="module")

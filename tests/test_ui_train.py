@@ -352,6 +352,20 @@ def test_the_train_tab_of_a_public_server_lets_only_the_starter_cancel(settings,
     assert ui.service.jobs.wait(120)
 
 
+def test_a_public_job_started_without_a_session_is_nobodys_to_cancel(settings, tmp_path):
+    """A job started by a request without a Gradio session (Gradio's /run route did that) had the empty owner,
+    which every other session-less request matched: any stranger could cancel it."""
+    ui = handlers(Settings(tmp_path, settings.default_model, training_enabled=True, fast_inference=False,
+                           public=True, max_train_examples=8))
+    started = ui.train.start_training(gr.Request(), "", DATA_CHOICES[0], None, "", "",
+                                      *form(max_steps=2000, per_device_train_batch_size=4, max_seq_length=128,
+                                            doc_stride=32))
+    assert started["message"].startswith("Started job 1")
+    assert "only the visitor who started" in ui.train.cancel(gr.Request())["message"]
+    ui.service.jobs.cancel()  # the host may
+    assert ui.service.jobs.wait(120)
+
+
 def test_the_cancelling_line_gives_way_to_how_the_job_ended(ui):
     """'Cancelling after the current step.' is true only while the job runs: once it has ended, the Message box
     says how (a message about anything else stays)."""

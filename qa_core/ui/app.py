@@ -29,6 +29,9 @@ from qa_core.ui.train import JOB_BUTTONS, build_train_tab
 logger = logging.getLogger(__name__)
 
 QUEUE_SIZE = 256
+# Every event goes through the queue and its concurrency limits: api_open=False closes Gradio's /gradio_api/run/
+# route, which ran any event (the page's own too) outside them, without a session to own a job it started.
+QUEUE_OPTIONS = {"default_concurrency_limit": 2, "max_size": QUEUE_SIZE, "api_open": False}
 CACHE_SWEEP = (900, 3600)  # every 15 min, delete uploads older than an hour (used or refused)
 TITLE = "Extractive question answering: ask, fine-tune, find errors"
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
@@ -171,7 +174,7 @@ def main() -> None:
     settings = Settings.from_env()
     if proxies := trusted_proxies(os.environ):  # read by uvicorn when Gradio starts it
         os.environ["FORWARDED_ALLOW_IPS"] = proxies
-    build_app(settings).queue(default_concurrency_limit=2, max_size=QUEUE_SIZE).launch(
+    build_app(settings).queue(**QUEUE_OPTIONS).launch(
         theme=THEME, css=app_css(), js=SLIDER_BOX_JS, **launch_options(settings))
 
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
+import itertools
 import json
-import math
-import os
-import time
 from pathlib import Path
 
 from gradio.utils import get_upload_folder
@@ -15,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qa_core.settings import Settings
 from qa_core.train_policy import SWITCHED_OFF
+from qa_core.ui.upload_budget import PART_BYTES, PartCounter, UploadBudget
 
 # Uploads stream to disk under Gradio's own max_file_size; every other body is a handler's inputs.
 UPLOAD_PATH = "/gradio_api/upload"
@@ -22,10 +20,6 @@ UPLOAD_PATH = "/gradio_api/upload"
 UPLOADS_OFF = f"uploads are refused: {SWITCHED_OFF}, and nothing else here reads a file"
 SLACK_BYTES = 1 << 20  # the event's envelope, the other inputs and the form's options, with room to spare
 BYTES_PER_CHAR = 12  # a character outside the BMP, JSON-escaped as a surrogate pair: \ud83d\ude00
-# The upload folder is walked at most this often (a walk of many files takes a while); uploads admitted in between
-# are added to the last walk's total.
-REMEASURE_S = 10.0
-BLOCK_BYTES = 4096  # a file takes at least one block of disk, so many tiny uploads count as what they cost
 
 
 def body_limit(settings: Settings) -> int:
@@ -39,73 +33,35 @@ def body_limit_middleware(settings: Settings, sweep_age_s: int) -> list[Middlewa
     sweep_age_s: how old an upload is when the app's sweep deletes it (for the message of a full upload folder)."""
     uploads = None
     if settings.training_enabled:
-        uploads = UploadBudget(Path(get_upload_folder()), settings.max_uploads_bytes, settings.max_upload_bytes,
-                               sweep_age_s)
+        uploads = UploadBudget(Path(get_upload_folder()), settings.max_uploads_bytes, sweep_age_s)
     return [Middleware(LimitBody, max_bytes=body_limit(settings), uploads=uploads)]
-
-
-class UploadBudget:
-    """The disk all uploads may take at once in Gradio's upload folder, so that uploading again and again cannot
-    fill the server's disk before the sweep deletes them. What the folder holds is measured on disk (what the sweep
-    deleted frees room), at most every REMEASURE_S, with the uploads admitted since added."""
-
-    def __init__(self, folder: Path, max_bytes: int, max_upload_bytes: int, sweep_age_s: int) -> None:
-        self.folder, self.max_bytes, self.max_upload_bytes, self.sweep_age_s = (folder, max_bytes, max_upload_bytes,
-                                                                                sweep_age_s)
-        self.held, self.measured_at, self.lock = 0, -math.inf, asyncio.Lock()
-
-    async def admit(self, length: int | None) -> str | None:
-        """Count an upload of `length` bytes (None: not declared, so as large as one may be) in, or say why not."""
-        async with self.lock:
-            if time.monotonic() - self.measured_at >= REMEASURE_S:
-                self.held = await asyncio.to_thread(folder_bytes, self.folder)
-                self.measured_at = time.monotonic()
-            if self.held + (length or self.max_upload_bytes) > self.max_bytes:
-                return (f"uploads are refused for now: the uploads on this server take {self.held / 1e6:,.1f} MB of "
-                        f"the {self.max_bytes / 1e6:,.1f} MB it keeps for them (QA_MAX_UPLOADS_MB); each is deleted "
-                        f"{spoken_age(self.sweep_age_s)} after it arrived, so try again later")
-            self.held += length or self.max_upload_bytes
-            return None
-
-
-def folder_bytes(folder: Path) -> int:
-    """The disk a folder's files take, each at least one block (a file swept meanwhile takes none)."""
-    total = 0
-    for parent, _, files in os.walk(folder):
-        for name in files:
-            try:
-                total += max(os.stat(os.path.join(parent, name)).st_size, BLOCK_BYTES)
-            except OSError:
-                continue
-    return total
-
-
-def spoken_age(seconds: int) -> str:
-    return "an hour" if seconds == 3600 else f"{seconds:,} s"
 
 
 class LimitBody:
     """Refuses a body over max_bytes with 413 before the app reads it: by its Content-Length, or, sent without
-    one, once as much has arrived; and every upload, before a byte of it is written: with 403 where `uploads` is
-    None (the server takes none), with 507 where it would take the uploads past their budget."""
+    one (or chunked: the server then reads chunks, whatever the length says), once as much has arrived; and every
+    upload with 403 where `uploads` is None (the server takes none), else with 507 where it would take the uploads
+    past their budget: before a byte is written where its length says so, else as soon as it does."""
 
     def __init__(self, app: ASGIApp, max_bytes: int, uploads: UploadBudget | None = None) -> None:
         self.app, self.max_bytes, self.uploads = app, max_bytes, uploads
+        self.upload_ids = itertools.count()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        length = dict(scope["headers"]).get(b"content-length", b"")
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length", b"")
+        declared = int(length) if length.isdigit() and b"transfer-encoding" not in headers else None
         if scope["path"].endswith(UPLOAD_PATH):
             if self.uploads is None:
                 return await refuse(send, 403, UPLOADS_OFF)
-            full = await self.uploads.admit(int(length) if length.isdigit() else None)
-            return await (refuse(send, 507, full) if full else self.app(scope, receive, send))
-        if length.isdigit():
-            if int(length) > self.max_bytes:
-                return await self.refuse(send, int(length))
+            return await self.upload(scope, receive, send, declared or 0)
+        if declared is not None:
+            if declared > self.max_bytes:
+                return await self.refuse(send, declared)
             return await self.app(scope, receive, send)
-        # No length declared (chunked): read it here, up to the limit, then hand it on whole
+        # No length to go by: read it here, up to the limit, then hand it on whole
         chunks, size, message = [], 0, {"more_body": True}
         while message.get("more_body"):
             message = await receive()
@@ -116,6 +72,37 @@ class LimitBody:
             if size > self.max_bytes:
                 return await self.refuse(send, size)
         return await self.app(scope, replay(b"".join(chunks), receive), send)
+
+    async def upload(self, scope: Scope, receive: Receive, send: Send, declared: int) -> None:
+        """Pass an upload on while the budget holds it; past it, answer 507 and end the app's read of it (its
+        reply, its error at the cut-off body, are then dropped: the caller has its answer)."""
+        budget, upload = self.uploads, next(self.upload_ids)
+        assert budget is not None
+        if full := await budget.admit(upload, declared):
+            return await refuse(send, 507, full)
+        parts, stopped = PartCounter(dict(scope["headers"]).get(b"content-type", b"")), ""
+
+        async def counted() -> Message:
+            nonlocal stopped
+            message = await receive()
+            if message["type"] == "http.request" and not stopped:
+                body = message.get("body", b"")
+                stopped = budget.receive(upload, len(body) + PART_BYTES * parts.feed(body)) or ""
+                if stopped:
+                    await refuse(send, 507, stopped)
+            return {"type": "http.disconnect"} if stopped else message
+
+        async def unless_stopped(message: Message) -> None:
+            if not stopped:
+                await send(message)
+
+        try:
+            await self.app(scope, counted, unless_stopped)
+        except Exception:
+            if not stopped:
+                raise
+        finally:
+            budget.end(upload)
 
     async def refuse(self, send: Send, length: int) -> None:
         """413, naming the body's size (as declared, or as far as it was read) and the limit."""
