@@ -59,6 +59,27 @@ def test_an_upload_is_named_by_its_own_name_not_the_servers_temporary_path(setti
     assert started == "Not started: empty.json: the file is empty", started
 
 
+@pytest.mark.parametrize("text, said", [
+    ("[" * 200_000 + "]" * 200_000, "bad.json: file nests lists or objects too deeply to be read"),
+    ('{"data": [{"title": "t", "paragraphs": [{"context": "The keeper.", "qas": [{"id": "q1", "question": "Who?", '
+     '"answers": [{"text": "The keeper", "answer_start": ' + "9" * 5000 + '}]}]}]}]}',
+     "bad.json: data[0].paragraphs[0].qas[0] (id 'q1'): answers[0].answer_start is a number of 5,000 digits; "
+     "data files may hold numbers of up to 4,300 digits")])
+def test_an_upload_too_deep_or_with_too_long_a_number_is_named_and_deleted(settings, tmp_path, text, said):
+    """Found by a tester of a public server: a deeply nested upload showed a bare Error badge (a RecursionError
+    escaped) and stayed on disk; a 5,000-digit answer_start was refused in Python's words, naming neither the file
+    nor the record."""
+    ui = handlers(replace(settings, public=True, training_enabled=True))
+    upload = tmp_path / "gradio" / "3008b89d" / "bad.json"
+    upload.parent.mkdir(parents=True)
+    upload.write_text(text, encoding="utf-8")
+    assert note(ui.train.check_upload(str(upload))) == f"Not usable as training data: {said}"
+    assert not upload.exists()
+    upload.write_text(text, encoding="utf-8")  # uploaded again, and started without a check
+    started = ui.train.start_training(None, "", DATA_CHOICES[1], str(upload), "", "", *form())["message"]
+    assert started == f"Not started: {said}", started
+
+
 def test_uploads_over_the_size_limit_are_refused_with_the_limit(settings, tmp_path):
     ui = handlers(settings.__class__(**{**settings.__dict__, "max_upload_bytes": 1000}))
     big = tmp_path / "big.json"
