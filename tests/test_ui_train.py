@@ -324,9 +324,9 @@ def test_a_cancelled_run_is_resumed_from_the_train_tab(settings, tmp_path):
     assert "has finished; nothing to resume" in ui.train.resume(run.name)["message"]
 
 
-def test_a_public_job_stopped_at_the_step_limit_says_so_and_is_not_resumed_a_step_at_a_time(settings, tmp_path):
-    """The step cap bounds a run, not a job: a run that reached it cannot continue on this server, where each
-    Resume would train one more step before the cap stopped it again."""
+def test_a_public_job_by_epochs_finishes_at_the_step_limit_and_says_so(settings, tmp_path):
+    """The step cap bounds a run, whatever its epochs make: its job counts to the cap (Step 2/2, not the epochs'
+    steps), finishes there with its model, and says which limit it finished at; Resume has nothing to continue."""
     from qa_core.settings import TrainLimits
 
     ui = handlers(Settings(tmp_path, settings.default_model, training_enabled=True, fast_inference=False,
@@ -335,14 +335,13 @@ def test_a_public_job_stopped_at_the_step_limit_says_so_and_is_not_resumed_a_ste
                                       *form(num_train_epochs=5.0, per_device_train_batch_size=4, max_seq_length=128,
                                             doc_stride=32, logging_steps=1))
     assert started["message"].startswith("Started job 1") and ui.service.jobs.wait(120)
-    stopped = ui.service.jobs.snapshot()
-    assert (stopped.status, stopped.step) == ("cancelled", 2)
-    assert "this server's limit of 2 steps" in stopped.message, stopped.message
-    refused = ui.train.resume(Path(stopped.output_dir).name, gr.Request(session_hash="a"))["message"]
-    assert refused.startswith("Not resumed") and "this server's limit of 2 steps" in refused, refused
-    assert ui.service.jobs.snapshot().job_id == 1
-    picked = ui.train.show_run(Path(stopped.output_dir).name)  # nor does the Run picker offer Resume for it
-    assert not picked["resume"]["interactive"] and "this server's limit of 2 steps" in picked["run_note"]
+    ended = ui.service.jobs.snapshot()
+    assert (ended.status, ended.step, ended.total_steps) == ("finished", 2, 2)
+    assert ended.message == "finished at this server's limit of 2 steps", ended.message
+    refused = ui.train.resume(Path(ended.output_dir).name, gr.Request(session_hash="a"))["message"]
+    assert refused.startswith("Not resumed") and "has finished; nothing to resume" in refused, refused
+    picked = ui.train.show_run(Path(ended.output_dir).name)
+    assert not picked["resume"]["interactive"] and picked["run_note"] == ""
 
 
 def test_a_run_without_a_checkpoint_cannot_be_resumed(settings, tmp_path):
