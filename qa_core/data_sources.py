@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
+import sys
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -106,12 +108,11 @@ def _read_file(path: Path) -> list[tuple[str, dict[str, Any]]]:
 def _read_lines(text: str, path: Path) -> list[tuple[str, dict[str, Any]]]:
     """JSON Lines: one record, an object, a line. One JSON document under a .jsonl name is named as such, not as
     a bad first line or a record missing every field; .json is advised only for what a .json file may hold."""
-    with contextlib.suppress(json.JSONDecodeError):
-        whole = json.loads(text)
-        if isinstance(whole, list) or (isinstance(whole, dict) and "data" in whole):
-            raise DataError(f"{path}: holds one JSON document, not JSON Lines; name it .json")
-        if isinstance(whole, dict) and len(text.strip().splitlines()) > 1:
-            raise DataError(f"{path}: holds one record over several lines; JSON Lines need each record on one line")
+    whole = _one_document(text)
+    if isinstance(whole, list) or (isinstance(whole, dict) and "data" in whole):
+        raise DataError(f"{path}: holds one JSON document, not JSON Lines; name it .json")
+    if isinstance(whole, dict) and len(text.strip().splitlines()) > 1:
+        raise DataError(f"{path}: holds one record over several lines; JSON Lines need each record on one line")
     records = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -123,15 +124,90 @@ def _read_lines(text: str, path: Path) -> list[tuple[str, dict[str, Any]]]:
     return records
 
 
-def _loads(text: str, path: Path, where: str) -> Any:
+def read_json(text: str, path: Path, where: str) -> Any:
+    """The JSON text of `path` (`where` in it: "file", "line 3"); DataError naming it where it nests too deeply or
+    holds a number too long for int(). A json.JSONDecodeError is left to the caller to word."""
     try:
         return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:  # the reader recurses once per list or object it is inside
+        raise _too_deep(path, where) from None
+    except ValueError:  # the one other: an integer of more digits than int() reads (sys.get_int_max_str_digits)
+        raise _long_number(text, path, where) from None
+
+
+def _loads(text: str, path: Path, where: str) -> Any:
+    try:
+        return read_json(text, path, where)
     except json.JSONDecodeError as err:
         # a .json file holding JSON Lines fails after its first record
         hint = "; JSON Lines (one record a line) need a .jsonl name" if where == "file" and \
             err.msg == "Extra data" else ""
         raise DataError(f"{path}: {where} is not valid JSON ({err.msg}, line {err.lineno} column {err.colno})"
                         f"{hint}") from None
+
+
+def _one_document(text: str) -> Any:
+    """A .jsonl file's text as one JSON document, or None where it is none: its lines are then read one by one,
+    and each named where it cannot be."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _too_deep(path: Path, where: str) -> DataError:
+    return DataError(f"{path}: {where} nests lists or objects too deeply to be read")
+
+
+@dataclass(frozen=True)
+class _LongNumber:
+    """An integer of a JSON text too long for int(): its digits counted, so that where it is can be named."""
+
+    digits: int
+
+    @staticmethod
+    def read(digits: str) -> int | _LongNumber:
+        try:
+            return int(digits)
+        except ValueError:
+            return _LongNumber(len(digits.lstrip("-")))
+
+
+def _long_number(text: str, path: Path, where: str) -> DataError:
+    """The first integer of `text` too long for int(), named by its record (and question id) and field, as data.py
+    names a bad record's field; `where`: what `text` is ("file", "line 3")."""
+    try:
+        document = json.loads(text, parse_int=_LongNumber.read)
+    except RecursionError:  # deeper on than the number
+        return _too_deep(path, where)
+    stack: list[tuple[str, str, Any]] = [("" if where == "file" else where, "", document)]
+    while stack:  # depth first, in the file's order; no recursion: the document may nest nearly as deep as it can
+        record, field, value = stack.pop()
+        if isinstance(value, _LongNumber):
+            # the whole text may be the number: then it is named as what the text is
+            named = ": ".join(part for part in (str(path), record, field) if part) if record or field else \
+                f"{path}: {where}"
+            return DataError(f"{named} is a number of {value.digits:,} digits; data files may hold numbers of up "
+                             f"to {sys.get_int_max_str_digits():,} digits")
+        stack.extend(reversed(_children(record, field, value)))
+    return DataError(f"{path}: {where} holds a number too long to read")
+
+
+def _children(record: str, field: str, value: Any) -> list[tuple[str, str, Any]]:
+    """A JSON value's items as (record, field under it, item): a question (an object with an id) is a record,
+    named by where it is and its id, and so is each item of a top-level list, as _iter_rows names them."""
+    question = value.get("id") if isinstance(value, dict) else None
+    if isinstance(question, (str, int)) and not isinstance(question, bool):
+        record, field = f"{': '.join(part for part in (record, field) if part) or 'record'} (id {question!r})", ""
+    if isinstance(value, dict):
+        return [(record, f"{field}.{key}" if field else key, item) for key, item in value.items()]
+    if isinstance(value, list) and not record and not field:
+        return [(f"record {n}", "", item) for n, item in enumerate(value)]
+    if isinstance(value, list):
+        return [(record, f"{field}[{n}]", item) for n, item in enumerate(value)]
+    return []
 
 
 # A flat question record's fields: an object under 'data' with none of them is a SQuAD article, even without its

@@ -187,7 +187,7 @@ class JobService:
             prune_web_runs(self.settings.runs_root, self.settings.max_runs, run)
 
     def job_limits(self, config: QAConfig) -> dict[str, Any]:
-        """The step and epoch a public server's job stops at, whatever its options say (settings.TrainLimits):
+        """The step and epoch a public server's job ends at, whatever its options say (settings.TrainLimits):
         epochs make steps and steps (max_steps) make epochs, each epoch ending in an evaluation and a checkpoint;
         and, for its end, why its run cannot be resumed (the Run picker's rule)."""
         limits, public = self.settings.train_limits, self.settings.public

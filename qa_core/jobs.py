@@ -17,6 +17,7 @@ from qa_core.features import window_limits
 from qa_core.progress import END_KINDS, STEP_KINDS, ProgressEvent
 from qa_core.run_files import RunRefused, drop_if_unwritten
 from qa_core.runtime import close_at_exit
+from qa_core.train_setup import step_limits
 from qa_core.training import TrainingError, TrainResult, train
 from qa_core.wording import web_wording
 
@@ -93,7 +94,7 @@ class JobManager:
         self._step_limit: int | None = None
         self._epoch_limit: float | None = None
         self._why_not_resumable: Callable[[], str] = str  # see start()
-        self._reached = ""  # the server's limit that stopped the job ("2,000 steps"), not a Cancel; "" for none
+        self._reached = ""  # the server's limit the job's last event reached ("2,000 steps"); "" for none
         # Cutting within window limits is bounded, so a start can wait for it: data over them is refused up front,
         # not announced as started and failed a moment later. Unbounded (a local server, all of SQuAD) it cannot.
         self._waits = max_windows is not None or max_eval_windows is not None
@@ -103,10 +104,11 @@ class JobManager:
               step_limit: int | None = None, epoch_limit: float | None = None,
               why_not_resumable: Callable[[], str] | None = None) -> JobSnapshot:
         """Start training in the background; on_end runs when the job has ended, however it ended; owner: who
-        may cancel it when cancel() is asked to check; step_limit: the job stops (resumably) once a progress
-        event reports this step, whatever its options (a public server's bound on epochs of many windows);
-        epoch_limit: likewise at this epoch (max_steps overrides num_train_epochs, and each epoch ends in an
-        evaluation and a checkpoint, so a few training questions under many steps would make many);
+        may cancel it when cancel() is asked to check; step_limit: the job trains at most this many steps,
+        whatever its options (a public server's bound on epochs of many windows); epoch_limit: likewise epochs
+        (max_steps overrides num_train_epochs, and each epoch ends in an evaluation and a checkpoint, so a few
+        training questions under many steps would make many). The training counts its total to them
+        (train_setup.step_limits) and finishes there, its end naming the limit;
         why_not_resumable: asked once a job is cancelled (after on_end), why Resume cannot continue its run ("": it
         can), so that its end does not promise a resume the run note then refuses."""
         with self._lock:
@@ -169,7 +171,8 @@ class JobManager:
         """The job's thread; ready: resolved at the job's first progress event, or when it ends without one."""
         refused = False
         try:
-            with loading_limits(self._max_file_bytes, self._cancel.is_set), window_limits(*self._max_windows):
+            with loading_limits(self._max_file_bytes, self._cancel.is_set), window_limits(*self._max_windows), \
+                    step_limits(self._step_limit, self._epoch_limit):
                 result = self._trainer(config, callback=partial(self._record, ready), should_stop=self._cancel.is_set)
         except LoadingCancelled as err:  # a start still waiting for the data: it never started, as when refused
             refused = self._refuse(err, before, ready)
@@ -208,20 +211,13 @@ class JobManager:
         return True
 
     def _describe_end(self, status: str) -> str:
-        if status == "finished":
-            return "finished"
-        if self._reached:  # a run at the limit cannot continue here (train_policy.check_resume_limits)
-            return f"stopped at this server's limit of {self._reached}"
+        if status == "finished":  # at a limit: it may have trained fewer steps than its options make
+            return f"finished at this server's limit of {self._reached}" if self._reached else "finished"
         why = self._why_not_resumable()
         return f"cancelled; Resume cannot continue it: {why}" if why else "cancelled; resumable from its checkpoint"
 
     def _record(self, ready: Future[None], event: ProgressEvent) -> None:
-        reached = reached_limit(event, self._step_limit, self._epoch_limit)
-        if reached and not self._cancel.is_set():
-            logger.info("training job stops at step %d, epoch %g: this server's limit of %s", event.step,
-                        event.epoch, reached)
-            self._reached = reached
-            self._cancel.set()
+        self._reached = reached_limit(event, self._step_limit, self._epoch_limit)
         with self._lock:
             state = self._state
         losses = state.losses + ((event.step, event.loss),) if event.loss is not None else state.losses

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from qa_core.data import DataError, load_examples
+from qa_core.data_sources import read_json
 from qa_core.metrics import compute_metrics, compute_metrics_v2
 
 logger = logging.getLogger(__name__)
@@ -17,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 def read_json_object(path: str, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+        value = read_json(Path(path).read_text(encoding="utf-8-sig"), Path(path), "file")
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise DataError(f"{path}: not a readable JSON {what} file ({err})") from None
     if not isinstance(value, dict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -29,9 +30,12 @@ def _flag(name: str, default: bool) -> bool:
 def _number(name: str, default: float) -> float:
     value = os.environ.get(name, "").strip()
     try:
-        return float(value) if value else default
+        number = float(value) if value else default
     except ValueError:
         raise ValueError(f"{name}={value!r} is not a number") from None
+    if not math.isfinite(number):  # "nan", "inf", or more digits than a float holds: no limit, no count
+        raise ValueError(f"{name}={value!r} is not a finite number")
+    return number
 
 
 # The variable that sets each TrainLimits field on a public server; messages about a limit name it.

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -24,6 +28,23 @@ from qa_core.progress import ProgressCallback, append_history, tensorboard_write
 from qa_core.run_files import (HISTORY_FILE, RUN_FILE, RUN_RECORDS, TENSORBOARD_DIR, RunRefused, check_output_dir,
                                find_checkpoint)
 from qa_core.train_step import build_optimizer, wrap_model
+
+logger = logging.getLogger(__name__)
+# Per thread of work, as data_sources.loading_limits: the web app's training job sets them around its training call.
+_STEP_LIMITS: contextvars.ContextVar[tuple[int | None, float | None]] = contextvars.ContextVar(
+    "step_limits", default=(None, None))
+
+
+@contextlib.contextmanager
+def step_limits(steps: int | None, epochs: float | None) -> Iterator[None]:
+    """Within this block a training takes at most `steps` optimizer steps and `epochs` epochs, whatever its options
+    make (a public server's caps, settings.TrainLimits): its total_steps counts to them, and so do its progress,
+    its learning-rate schedule and run.json, and it finishes there."""
+    token = _STEP_LIMITS.set((steps, epochs))
+    try:
+        yield
+    finally:
+        _STEP_LIMITS.reset(token)
 
 
 @dataclass(frozen=True)
@@ -72,7 +93,7 @@ def prepare(config: QAConfig, dist_ctx: DistContext, device: str | None) -> Setu
     if steps_per_epoch == 0:  # else every rank loops over empty epochs forever
         raise ValueError(f"{len(train_features)} training windows make fewer batches than the "
                          f"{dist_ctx.world_size} processes; use fewer processes or a smaller batch size")
-    total_steps = config.max_steps if config.max_steps > 0 else math.ceil(config.num_train_epochs * steps_per_epoch)
+    total_steps = planned_steps(config, steps_per_epoch)
     bf16 = set_up_precision(loaded.model, config.bf16, torch_device)
     config = config.replace(bf16=bf16)  # run.json and the model card say what ran, not "default"
     optimizer = build_optimizer(loaded.model, config, torch_device)
@@ -94,6 +115,17 @@ def prepare(config: QAConfig, dist_ctx: DistContext, device: str | None) -> Setu
                          f"(max_steps, num_train_epochs in its {RUN_FILE}); start a new run")
     return Setup(config, dist_ctx, loaded, model, optimizer, scheduler, train_features, eval_examples, eval_features,
                  steps_per_epoch, total_steps, bf16, data, start, checkpoint, trackers)
+
+
+def planned_steps(config: QAConfig, steps_per_epoch: int) -> int:
+    """The optimizer steps a training takes: its max_steps, else its epochs' steps; at most the step_limits."""
+    steps = config.max_steps if config.max_steps > 0 else math.ceil(config.num_train_epochs * steps_per_epoch)
+    step_cap, epoch_cap = _STEP_LIMITS.get()
+    caps = [cap for cap in (step_cap, None if epoch_cap is None else math.ceil(epoch_cap * steps_per_epoch))
+            if cap is not None]
+    if caps and min(caps) < steps:
+        logger.info("this server's limits cap the training at %d steps; its options make %d", min(caps), steps)
+    return min([steps, *caps])
 
 
 def _checkpoint_to_resume(output_dir: Path, config: QAConfig) -> Path | None:

@@ -547,6 +547,20 @@ def test_cli_reports_bad_data_clearly(tmp_path: Path) -> None:
     assert done.returncode == 2 and "bad.json" in done.stderr and "not valid JSON" in done.stderr
 
 
+def test_data_nested_too_deeply_or_with_too_long_a_number_gives_one_clear_line(tmp_path: Path) -> None:
+    """Found by a tester: train.py ended in a RecursionError's traceback, or in Python's words on a 5,000-digit
+    number ('use sys.set_int_max_str_digits()'), naming neither the file nor the record."""
+    (tmp_path / "deep.json").write_text("[" * 200_000 + "]" * 200_000)
+    (tmp_path / "long.jsonl").write_text('{"id": "q1", "question": "Who?", "context": "The keeper.", '
+                                         '"answers": {"text": ["The keeper"], "answer_start": [' + "9" * 5000 + ']}}\n')
+    for name, said in (("deep.json", "deep.json: file nests lists or objects too deeply to be read"),
+                       ("long.jsonl", "long.jsonl: line 1 (id 'q1'): answers.answer_start[0] is a number of 5,000 "
+                                      "digits")):
+        done = subprocess.run(train_py("train", "--train_file", str(tmp_path / name), "--output_dir",
+                                       str(tmp_path / "r")), capture_output=True, text=True)
+        assert done.returncode == 2 and said in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
+
+
 def test_bad_numbers_on_the_command_line_give_one_clear_line(tmp_path: Path) -> None:
     done = subprocess.run(train_py("train", "--train_file", "sample", "--num_train_epochs", "inf", "--output_dir",
                               str(tmp_path / "r")), capture_output=True, text=True)

@@ -174,3 +174,37 @@ def test_is_impossible_that_disagrees_with_the_answers_is_counted_and_named(
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
         f"{tmp_path / 'one.json'}: 1 question has an is_impossible that disagrees with its answers; the answers "
         f"decide, as in evaluate-v2.0.py (answerable when an answer is listed): 'm0'"]
+
+
+LONG = "9" * 5000  # more digits than Python reads a number of (sys.get_int_max_str_digits)
+
+
+def _with_long_number(path: Path, text: str) -> str:
+    """A data file whose number 987654321 is replaced by a 5,000-digit one (json.dumps cannot write it)."""
+    path.write_text(text.replace("987654321", LONG), encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize("layout, where", [
+    ("squad", "data[0].paragraphs[0].qas[1] (id 'q1'): answers[0].answer_start"),
+    ("flat", "record 1 (id 'q1'): answers.answer_start[0]"),
+    ("jsonl", "line 2 (id 'q1'): answers.answer_start[0]"),
+])
+def test_a_number_too_long_to_read_is_named_with_its_record_and_field(tmp_path: Path, layout: str,
+                                                                      where: str) -> None:
+    """Found by a tester: a 5,000-digit answer_start refused the file with Python's 'Exceeds the limit (4300 digits)
+    for integer string conversion ... use sys.set_int_max_str_digits()', naming neither the file nor the record."""
+    if layout == "squad":
+        text = json.dumps({"data": [{"title": "t", "paragraphs": [{"context": CONTEXT, "qas": [
+            qa("q0"), qa("q1", start=987654321)]}]}]})
+        path = _with_long_number(tmp_path / "long.json", text)
+    else:
+        records = [{"id": f"q{n}", "question": "Who?", "context": CONTEXT,
+                    "answers": {"text": ["the keeper"], "answer_start": [41 if n == 0 else 987654321]}} for n in (0, 1)]
+        path = _with_long_number(tmp_path / f"long.{'json' if layout == 'flat' else 'jsonl'}",
+                                 json.dumps(records) if layout == "flat" else "".join(json.dumps(r) + "\n"
+                                                                                      for r in records))
+    with pytest.raises(DataError) as caught:
+        load_examples(path)
+    assert str(caught.value) == f"{path}: {where} is a number of 5,000 digits; data files may hold numbers of " \
+                                f"up to 4,300 digits"

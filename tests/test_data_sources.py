@@ -139,3 +139,19 @@ def test_wrong_layout(tmp_path: Path) -> None:
 def test_missing_file() -> None:
     with pytest.raises(DataError, match="no such data file"):
         rows("nowhere/train.json")
+
+
+DEEP = "[" * 200_000 + "]" * 200_000  # far deeper than Python's JSON reader recurses
+
+
+@pytest.mark.parametrize("name, text, where", [("deep.json", DEEP, "file"),
+                                               ("deep.jsonl", json.dumps(RECORD) + "\n" + DEEP + "\n", "line 2")])
+def test_a_file_nested_too_deeply_is_named_not_a_recursion_error(tmp_path: Path, name: str, text: str,
+                                                                  where: str) -> None:
+    """Found by a tester: the reader's RecursionError escaped every handler of bad data (a bare Error badge on the
+    Train tab, a traceback from train.py, the upload left on disk)."""
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(DataError) as caught:
+        rows(path)
+    assert str(caught.value) == f"{path}: {where} nests lists or objects too deeply to be read"

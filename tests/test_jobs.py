@@ -16,6 +16,7 @@ from qa_core.jobs import JobBusyError, JobManager, JobRefused, JobSnapshot
 from qa_core.progress import STEP_KINDS, ProgressEvent, read_history
 from qa_core.run_files import HISTORY_FILE, RECORDS_FILE, RunRefused, new_run_dir
 from qa_core.run_picker import model_choices
+from qa_core.train_setup import planned_steps
 from qa_core.training import TrainResult, train
 from tests.conftest import write_squad
 from tests.overfit_data import write_tiny_squad
@@ -72,20 +73,29 @@ def test_cancel_stops_the_job(tmp_path):
     assert jobs.cancel().status == "cancelled"  # nothing to cancel: unchanged
 
 
-def test_a_job_stops_resumably_at_its_step_limit(tmp_path):
-    """A public server's bound on total work, whatever epochs and data make of the options."""
-    jobs = JobManager(FakeTrainer())  # its first step event reports step 3
-    jobs.start(config(tmp_path), step_limit=3)
-    assert jobs.wait(10) and jobs.snapshot().status == "cancelled"
-    assert jobs.snapshot().message == "stopped at this server's limit of 3 steps"  # no Resume can continue it
-    jobs.start(config(tmp_path), step_limit=4)
-    assert not jobs.wait(0.2)  # below the limit: still running
-    assert jobs.cancel().status == "cancelling" and jobs.wait(10)
+def test_a_job_trains_within_its_step_and_epoch_limits(tmp_path):
+    """A public server's bound on total work, whatever epochs and data make of the options: the training plans
+    its steps within them (train_setup.planned_steps), and the job's end names the limit it finished at."""
+    planned: list[int] = []
+
+    def trainer(config, callback, should_stop) -> TrainResult:
+        planned.append(planned_steps(config, steps_per_epoch=100))
+        callback(ProgressEvent("done", planned[-1], planned[-1], planned[-1] / 100))
+        return TrainResult(config.output_dir, "finished", planned[-1], {}, 1.0, 30)
+
+    jobs = JobManager(trainer)
+    for limits, message in (({"step_limit": 3}, "finished at this server's limit of 3 steps"),
+                            ({"step_limit": 2000, "epoch_limit": 0.5}, "finished at this server's limit of 0.5 epochs"),
+                            ({"step_limit": 2000}, "finished"), ({}, "finished")):
+        jobs.start(config(tmp_path), **limits)
+        assert jobs.wait(10) and jobs.snapshot().message == message
+    assert planned == [3, 50, 200, 200]  # QAConfig's 2 epochs of 100 steps
 
 
-def test_a_job_by_steps_stops_resumably_at_its_epoch_limit(tmp_path, tiny_model_dir):
+def test_a_job_by_steps_finishes_at_its_epoch_limit(tmp_path, tiny_model_dir):
     """max_steps overrides num_train_epochs, and every epoch ends in an evaluation and a checkpoint: a few training
-    questions under many steps would make as many epochs. A public server's job stops at its epoch cap too."""
+    questions under many steps would make as many epochs. A public server's job ends at its epoch cap too, its
+    total counting to it."""
     run = tmp_path / "run"
     jobs = JobManager()
     jobs.start(QAConfig(model_name_or_path=str(tiny_model_dir), train_file="sample", validation_file="sample",
@@ -93,10 +103,10 @@ def test_a_job_by_steps_stops_resumably_at_its_epoch_limit(tmp_path, tiny_model_
                         max_eval_samples=2, max_seq_length=384, doc_stride=32), step_limit=40, epoch_limit=3)
     assert jobs.wait(120)
     snapshot = jobs.snapshot()
-    assert snapshot.status == "cancelled" and snapshot.epoch == 3.0, snapshot.message
-    assert snapshot.message == "stopped at this server's limit of 3 epochs"
+    assert snapshot.status == "finished" and snapshot.epoch == 3.0, snapshot.message
+    assert snapshot.message == "finished at this server's limit of 3 epochs"
     evaluations = [e for e in read_history(run / HISTORY_FILE) if e.metrics]
-    assert len(evaluations) == 3 and snapshot.step == 3  # one step an epoch: 2 questions in one batch
+    assert len(evaluations) == 3 and snapshot.step == snapshot.total_steps == 3  # one step an epoch: 2 questions
 
 
 def test_a_failing_job_reports_its_error(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,23 @@ def test_score_refuses_a_prediction_that_is_not_text(tmp_path: Path, value: obje
     (tmp_path / "p.json").write_text(json.dumps({"q1": value}))
     with pytest.raises(DataError, match=r"p\.json: question 'q1' has .*, expected answer text"):
         score_files(str(_one_question_data(tmp_path)), str(tmp_path / "p.json"))
+
+
+@pytest.mark.parametrize("text, said", [("[" * 200_000 + "]" * 200_000, "file nests lists or objects too deeply"),
+                                         ('{"q1": ' + "9" * 5000 + "}", "q1 is a number of 5,000 digits")])
+def test_score_names_a_file_too_deep_or_with_too_long_a_number(tmp_path: Path, text: str, said: str) -> None:
+    """As data files (test_data_sources.py): a RecursionError, or Python's 'Exceeds the limit (4300 digits)', escaped
+    the scorer's handling of bad files."""
+    from qa_core.data import DataError
+    from qa_core.score import score_files
+
+    (tmp_path / "p.json").write_text(text)
+    with pytest.raises(DataError, match=rf"p\.json: {re.escape(said)}"):
+        score_files(str(_one_question_data(tmp_path)), str(tmp_path / "p.json"))
+    (tmp_path / "p.json").write_text('{"q1": "abc"}')
+    (tmp_path / "odds.json").write_text(text)
+    with pytest.raises(DataError, match=rf"odds\.json: {re.escape(said)}"):
+        score_files(str(_one_question_data(tmp_path)), str(tmp_path / "p.json"), str(tmp_path / "odds.json"))
 
 
 def test_score_names_the_null_odds_file_when_it_lacks_a_question(tmp_path: Path) -> None:

@@ -33,3 +33,12 @@ def test_settings_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("QA_MAX_UPLOAD_MB", "lots")
     with pytest.raises(ValueError, match="QA_MAX_UPLOAD_MB='lots' is not a number"):
         Settings.from_env()
+
+
+@pytest.mark.parametrize("value", ["nan", "1e999", "9" * 5000])
+def test_a_limit_that_is_no_finite_number_is_refused_naming_its_variable(monkeypatch, value):
+    """Found with a tester's 5,000-digit numbers: float() reads them as infinity, which int() refused as 'cannot
+    convert float infinity to integer' (an OverflowError), naming no variable."""
+    monkeypatch.setenv("QA_MAX_TRAIN_STEPS", value)
+    with pytest.raises(ValueError, match=f"QA_MAX_TRAIN_STEPS='{value}' is not a finite number"):
+        Settings.from_env()

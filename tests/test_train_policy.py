@@ -9,7 +9,7 @@ import pytest
 
 from qa_core.config import QAConfig
 from qa_core.progress import read_history
-from qa_core.run_files import HISTORY_FILE
+from qa_core.run_files import HISTORY_FILE, has_model, read_run_info
 from qa_core.service import QAService
 from qa_core.settings import Settings, TrainLimits
 from qa_core.train_policy import check_limits, window_cost
@@ -112,7 +112,29 @@ def test_the_newer_limits_come_from_the_environment(monkeypatch):
             limits.loss_reports, limits.windows, limits.eval_windows) == (3, True, 10, 40, 7, 900, 90)
 
 
-def test_a_public_job_by_steps_stops_at_the_epoch_cap(tmp_path, tiny_model_dir):
+def test_a_public_job_by_epochs_counts_to_the_step_cap_it_stops_at(tmp_path, tiny_model_dir):
+    """Found by a tester (QA_MAX_TRAIN_STEPS=5, max_steps null): the job's total_steps said 8, the steps its epochs
+    make, and its bar and ETA counted to 8, but it stopped at 5. Its total is the steps it does, from its first
+    event to run.json, and the job finishes there (its learning rate decays over them)."""
+    service = QAService(Settings(tmp_path / "runs", str(tiny_model_dir), training_enabled=True, fast_inference=False,
+                                 public=True, train_limits=TrainLimits(max_steps=5)))
+    started = service.start_json("", "sample", "", {"num_train_epochs": 2, "max_train_samples": 8,
+                                                    "per_device_train_batch_size": 2, "max_eval_samples": 2,
+                                                    "max_seq_length": 128, "doc_stride": 32, "logging_steps": 1})
+    assert started["total_steps"] == 5  # a public start returns at the job's first event
+    assert service.jobs.wait(120)
+    job = service.job_json()
+    assert (job["status"], job["step"], job["total_steps"]) == ("finished", 5, 5), job["message"]
+    assert job["message"] == "finished at this server's limit of 5 steps"
+    run = tmp_path / "runs" / job["run"]
+    info = read_run_info(run)
+    assert (info.status, info.step, info.total_steps) == ("finished", 5, 5) and has_model(run)
+    history = read_history(run / HISTORY_FILE)
+    assert [(e.step, e.epoch < 2) for e in history if e.metrics] == [(5, True)]  # evaluated at its end, before 2 epochs
+    assert [e.learning_rate for e in history if e.step == 5 and e.loss is not None] == [0.0]  # the schedule's end
+
+
+def test_a_public_job_by_steps_finishes_at_the_epoch_cap(tmp_path, tiny_model_dir):
     """max_steps overrides num_train_epochs: two training questions under 40 steps would make 40 epochs, each
     ending in an evaluation and a checkpoint, past QA_MAX_EPOCHS however few num_train_epochs says."""
     service = QAService(Settings(tmp_path / "runs", str(tiny_model_dir), training_enabled=True, fast_inference=False,
@@ -122,13 +144,11 @@ def test_a_public_job_by_steps_stops_at_the_epoch_cap(tmp_path, tiny_model_dir):
                                           "num_train_epochs": 1})
     assert service.jobs.wait(120)
     job = service.job_json()
-    assert job["status"] == "cancelled" and job["epoch"] == 3.0, job["message"]
-    assert job["message"] == "stopped at this server's limit of 3 epochs"
+    assert job["status"] == "finished" and job["epoch"] == 3.0 and job["total_steps"] == 3, job["message"]
+    assert job["message"] == "finished at this server's limit of 3 epochs"
     history = read_history(tmp_path / "runs" / job["run"] / HISTORY_FILE)
     assert len([event for event in history if event.metrics]) == 3
-    # each Resume would reload the model and data, evaluate once more and stop again
-    with pytest.raises(ValueError, match=rf"run {job['run']} has done 3 epochs, this server's limit of 3 epochs "
-                                         r"\(QA_MAX_EPOCHS\), so it cannot continue here"):
+    with pytest.raises(ValueError, match=rf"run {job['run']} has finished; nothing to resume"):
         service.resume_config(job["run"])
 
 
