@@ -254,15 +254,31 @@ def ask(driver, context: str, question: str, before: str = "") -> str:
                     "the answer")
 
 
+PHONE_PX = (390, 844)
+# The page's widths: the window's (innerWidth) and the layout's (clientWidth, less a classic scroll bar).
+WIDTHS = "return [innerWidth, document.documentElement.clientWidth]"
+
+
 @contextlib.contextmanager
-def phone(driver) -> Iterator[None]:
-    """The page at a phone's width for the block, then at the desktop width the tests start from."""
-    driver.set_window_size(390, 844)
+def at_width(driver, px: int, height: int = 1000, mobile: bool = False) -> Iterator[None]:
+    """The page laid out px wide for the block by device emulation, then at the window's size again (the desktop
+    width the tests start from). A window resized instead laid a phone's page out at another width than asked
+    (a minimum window width, or a scroll bar's 15 px taken from it)."""
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": px, "height": height, "deviceScaleFactor": 1, "mobile": mobile})
     time.sleep(1)  # the layout and the plots redraw
     try:
         yield
     finally:
-        driver.set_window_size(1400, 1800)
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+@contextlib.contextmanager
+def phone(driver) -> Iterator[None]:
+    """The page as a 390 px phone lays it out (a mobile viewport: its scroll bars overlay the page), for the block."""
+    with at_width(driver, *PHONE_PX, mobile=True):
+        assert driver.execute_script(WIDTHS) == [PHONE_PX[0]] * 2, driver.execute_script(WIDTHS)
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ SQuAD 2.0 runs (a context without any span, thresholds, abstentions) and the tab
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -16,8 +15,8 @@ from qa_core.error_analysis import QuestionRecord, write_records
 from qa_core.evaluation import run_evaluation
 from qa_core.plots import PASSED_OVER
 from qa_core.run_files import RECORDS_FILE
-from tests.test_browser import (ARTIFACTS, CHROMEDRIVER, CHROMIUM, app_server, browser, find, find_all,  # noqa: F401
-                                open_tab, phone, server, set_number, wait_for, words_cut)
+from tests.test_browser import (ARTIFACTS, CHROMEDRIVER, CHROMIUM, app_server, at_width, browser, find,  # noqa: F401
+                                find_all, open_tab, phone, server, set_number, wait_for, words_cut)
 from tests.test_ui_errors import v2_run
 from tests.v2_data import write_v2
 
@@ -49,19 +48,6 @@ PLOT_LABELS = "return document.querySelector('#errors-plot .js-plotly-plot').lay
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
                                  reason="needs Debian's chromium and chromium-driver")]
-
-
-@contextlib.contextmanager
-def at_width(driver, px: int) -> Iterator[None]:
-    """The page laid out px wide for the block (a window of that size renders wider: Chromium keeps a minimum
-    window width), then as before."""
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": px, "height": 1000, "deviceScaleFactor": 1, "mobile": False})
-    time.sleep(1)  # the layout and the plots redraw
-    try:
-        yield
-    finally:
-        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
 def click(driver, css: str, what: str) -> None:
