@@ -78,13 +78,19 @@ return {labels: xs.length, gap: Math.min(...xs.slice(1).map((x, i) => x - xs[i])
 WHY_TOKENS = "return document.querySelector('#ask-why-plot .js-plotly-plot').data[0].text[0].join(' ');"
 
 # The Errors tab on a phone: the question table's shown columns and their widths, where the run picker's text
-# stops against its arrow, and whether the context breaks words.
+# stops against its arrow, whether its label shows the run's F1 whole before the ellipsis that cuts the rest (a
+# run's name before it pushed the F1 out of a phone's picker), and whether the context breaks words.
 PHONE_ERRORS = """
 const shown = [...document.querySelectorAll('#errors-table th')].filter(c => c.offsetWidth > 0);
-const input = document.querySelector('#errors-run input');
-const textEnd = input.getBoundingClientRect().right - parseFloat(getComputedStyle(input).paddingRight);
+const input = document.querySelector('#errors-run input'), style = getComputedStyle(input);
+const textEnd = input.getBoundingClientRect().right - parseFloat(style.paddingRight);
+const ctx = document.createElement('canvas').getContext('2d');
+ctx.font = `${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+const scored = (input.value.match(/^.*?F1 [\\d.]+/) || [''])[0];
+const room = input.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
 return {columns: shown.map(c => c.innerText.trim()), narrowest: Math.min(...shown.map(c => c.offsetWidth)),
         textClearsArrow: textEnd <= document.querySelector('#errors-run .icon-wrap').getBoundingClientRect().left,
+        label: input.value, scoreShown: scored !== '' && ctx.measureText(scored + '…').width <= room,
         contextBreak: getComputedStyle(document.querySelector('#errors-detail .textfield')).wordBreak};
 """
 
@@ -212,6 +218,12 @@ def find(driver, css: str):
 def find_all(driver, css: str):
     from selenium.webdriver.common.by import By
     return driver.find_elements(By.CSS_SELECTOR, css)
+
+
+def label_parts(label: str) -> list[str]:
+    """A picker's label (an option's text, or the closed picker's) in its parts: F1, run name, ...; the ✓ of the
+    option picked left out."""
+    return label.replace("✓", "").strip().split(" · ")
 
 
 def open_tab(driver, name: str) -> None:
@@ -436,7 +448,7 @@ def browse_errors(browser) -> None:
         cut = words_cut(browser, "#errors-table")
         find(browser, "#errors-table").screenshot(str(ARTIFACTS / "3b-errors-phone-table.png"))
     assert shown["columns"][:2] == ["question", "prediction"] and shown["narrowest"] >= 40, shown
-    assert shown["textClearsArrow"] and shown["contextBreak"] == "normal", shown
+    assert shown["textClearsArrow"] and shown["scoreShown"] and shown["contextBreak"] == "normal", shown
     assert cut == []
 
 
@@ -450,7 +462,7 @@ def test_a_stopped_run_is_resumed_from_the_train_tab(page):
     open_tab(page, "Train")
     find(page, "#train-run input").click()
     wait_for(lambda: next(o for o in find_all(page, "#train-run [data-testid=dropdown-option]")
-                          if o.text.startswith(STOPPED) and "cancelled, no final model" in o.text), 30,
+                          if label_parts(o.text)[0] == STOPPED and "cancelled, no final model" in o.text), 30,
              "the stopped run in the run picker").click()
     wait_for(lambda: find(page, "#train-resume").is_enabled(), 30, "Resume to be offered")
     find(page, "#train-resume").click()
@@ -464,7 +476,7 @@ def test_a_stopped_run_is_resumed_from_the_train_tab(page):
     # Found by a tester: the Errors tab kept the run it had picked before (test_train_then_browse_its_errors), and
     # Send to Ask sent that; a job's end picks its run there, as a fresh load would.
     open_tab(page, "Errors")
-    wait_for(lambda: find(page, "#errors-run input").get_attribute("value").startswith(STOPPED), 30,
+    wait_for(lambda: STOPPED in label_parts(find(page, "#errors-run input").get_attribute("value")), 30,
              f"the resumed run in the Errors tab, not {find(page, '#errors-run input').get_attribute('value')}")
     wait_for(lambda: "4 questions" in find(page, "#errors-summary textarea").get_attribute("value"), 60,
              "the resumed run's summary")

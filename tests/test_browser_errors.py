@@ -16,7 +16,7 @@ from qa_core.evaluation import run_evaluation
 from qa_core.plots import PASSED_OVER
 from qa_core.run_files import RECORDS_FILE
 from tests.test_browser import (ARTIFACTS, CHROMEDRIVER, CHROMIUM, app_server, at_width, browser, find,  # noqa: F401
-                                find_all, open_tab, phone, server, set_number, wait_for, words_cut)
+                                find_all, label_parts, open_tab, phone, server, set_number, wait_for, words_cut)
 from tests.test_ui_errors import v2_run
 from tests.v2_data import write_v2
 
@@ -173,13 +173,13 @@ def v2_server(tmp_path_factory, tiny_model_dir) -> Iterator[tuple[str, Path]]:
 
 
 def pick_run(driver, name: str, css: str = "#errors-run") -> None:
-    """Pick a run by its name (its label goes on with status and F1) in the Errors tab, once the tab has loaded the
+    """Pick a run by its name (one part of its label, beside its F1 and status) in the Errors tab, once the tab has loaded the
     newest run (that would replace a run picked before), or in its comparison panel (css "#compare-run")."""
     wait_for(lambda: summary(driver), 60, "the newest run's summary")
     click(driver, f"{css} input", "the run picker")
     options = wait_for(lambda: [o for o in find_all(driver, "[data-testid=dropdown-option]") if o.text.strip()], 60,
                        "the runs")
-    next(o for o in options if o.text.replace("✓", "").split()[0] == name).click()
+    next(o for o in options if name in label_parts(o.text)).click()
 
 
 def summary(driver) -> str:
@@ -353,7 +353,7 @@ def test_a_row_sent_from_an_evaluation_asks_the_model_it_evaluated(v2_server, br
     wait_for(lambda: find(browser, "#ask-question textarea").get_attribute("value") == "Who built the ferry?", 60,
              "the question in the Ask tab")
     try:
-        wait_for(lambda: find(browser, "#ask-model input").get_attribute("value").startswith("v2-run "), 30,
+        wait_for(lambda: "v2-run" in label_parts(find(browser, "#ask-model input").get_attribute("value")), 30,
                  "the evaluated run's model in the Ask tab")
     finally:
         browser.save_screenshot(str(ARTIFACTS / "errors-8-sent-evaluation.png"))
