@@ -334,12 +334,52 @@ def test_a_row_sent_to_the_ask_tab_says_when_it_flips_there(v2_server, browser):
     click_row(browser, "n1")  # null odds between the best-F1 threshold and 0
     wait_for(lambda: "Answered: null odds" in find(browser, "#errors-question textarea").get_attribute("value"), 60,
              "the row's verdict")
-    click(browser, "#errors-send", "the send button")
-    message = wait_for(lambda: find(browser, "#ask-message textarea").get_attribute("value"), 60,
-                       "the Ask tab's message")
-    assert find(browser, "#ask-question textarea").get_attribute("value") == "Who built the ferry?"
-    assert message.startswith("⚠ Answered in the Errors tab") and f"{best:.2f}, where it abstains" in message, message
-    browser.save_screenshot(str(ARTIFACTS / "errors-7-sent-flips.png"))
+    with phone(browser):  # where the Ask tab is taller than the screen
+        # where a reader of the row's plot and note finds the button
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", find(browser, "#errors-why-note"))
+        assert browser.execute_script("return scrollY") > 0
+        click(browser, "#errors-send", "the send button")
+        message = wait_for(lambda: find(browser, "#ask-message textarea").get_attribute("value"), 60,
+                           "the Ask tab's message")
+        assert find(browser, "#ask-question textarea").get_attribute("value") == "Who built the ferry?"
+        assert message.startswith("⚠ Answered in the Errors tab") and f"{best:.2f}, where it abstains" in message
+        # Found by a tester: the page stayed scrolled down where the Errors tab's button was
+        try:
+            wait_for(lambda: browser.execute_script("return scrollY") == 0, 10, "the Ask tab shown from its top")
+        finally:
+            browser.save_screenshot(str(ARTIFACTS / "errors-7-sent-flips.png"))
+
+
+# The Errors table's cells drawn as selected (Gradio's outline)
+SELECTED_CELLS = "return [...document.querySelectorAll('#errors-table .cell-selected')].length"
+
+
+def test_a_run_picked_anew_shows_its_table_with_no_cell_selected(v2_server, browser):  # noqa: F811
+    """Found by a tester: a run picked without a click elsewhere on the page (with the keyboard; a job's end picks
+    one too) kept Gradio's outline on the cell clicked in the last run's table, a question that was not selected."""
+    from selenium.webdriver.common.keys import Keys
+
+    url, _ = v2_server
+    show_run(browser, url, "v2-run", "8 questions")
+    click_row(browser, "n1")
+    wait_for(lambda: find(browser, "#errors-question textarea").get_attribute("value"), 60, "the row's question")
+    assert browser.execute_script(SELECTED_CELLS) == 1
+    browser.execute_script("document.querySelector('#errors-run input').focus()")  # no click: the keyboard's way
+    find(browser, "#errors-run input").send_keys(Keys.CONTROL, "a")
+    find(browser, "#errors-run input").send_keys("eval-x")  # the options narrowed to it
+    wait_for(lambda: [label_parts(o.text)[1] for o in find_all(browser, "[data-testid=dropdown-option]")] == ["eval-x"],
+             30, "eval-x the one run offered")
+    find(browser, "#errors-run input").send_keys(Keys.ARROW_DOWN, Keys.ENTER)
+    wait_for(lambda: "eval-x" in label_parts(find(browser, "#errors-run input").get_attribute("value")), 30,
+             "eval-x picked")
+    wait_for(lambda: find(browser, "#errors-question textarea").get_attribute("value") == "", 60,
+             "the last run's selection forgotten")
+    wait_for(lambda: find(browser, "#errors-table [data-testid=cell-0-2]"), 60, "the new run's table")
+    time.sleep(1)  # the table drawn
+    try:
+        assert browser.execute_script(SELECTED_CELLS) == 0
+    finally:
+        browser.save_screenshot(str(ARTIFACTS / "errors-10-run-picked-anew.png"))
 
 
 def test_a_row_sent_from_an_evaluation_asks_the_model_it_evaluated(v2_server, browser):  # noqa: F811
