@@ -44,6 +44,18 @@ return {plots: plots.length, besides: besides.length, cut: plots.filter(b => b.r
         width: innerWidth};
 """
 PLOT_LABELS = "return document.querySelector('#errors-plot .js-plotly-plot').layout.annotations.map(a => a.text);"
+# Where the logit plot's label of a span (arguments[0]) stands: above the plot area, within the figure's width, and
+# title, legend and label clear of each other (a tester found the label inside the plot, on its top gridline).
+SPAN_LABEL = """
+const plot = document.querySelector('#errors-plot .js-plotly-plot'), box = e => e.getBoundingClientRect();
+const label = box([...plot.querySelectorAll('.annotation')].find(a => a.textContent === arguments[0]));
+const area = box(plot.querySelector('.nsewdrag')), figure = box(plot);
+const [title, legend] = ['.gtitle', '.legend'].map(css => box(plot.querySelector(css)));
+const overlap = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+return {above: label.bottom <= area.top + 1, within: figure.left <= label.left && label.right <= figure.right,
+        overlaps: [[label, title], [label, legend], [title, legend]].filter(([a, b]) => overlap(a, b)).length};
+"""
+CLEAR_LABEL = {"above": True, "within": True, "overlaps": 0}
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
@@ -233,6 +245,14 @@ def test_squad_v2_thresholds_and_abstentions(v2_server, browser):  # noqa: F811 
     wait_for(lambda: PASSED_OVER in find(browser, "#errors-detail").text, 60, "the span passed over, marked")
     wait_for(lambda: PASSED_OVER in browser.execute_script(PLOT_LABELS), 60, "the span passed over in the plot")
     assert "Abstained: null odds" in find(browser, "#errors-question textarea").get_attribute("value")
+    browser.execute_script("arguments[0].scrollIntoView()", find(browser, "#errors-plot"))
+    try:
+        assert browser.execute_script(SPAN_LABEL, PASSED_OVER) == CLEAR_LABEL
+        with phone(browser):
+            wait_for(lambda: browser.execute_script(SPAN_LABEL, PASSED_OVER) == CLEAR_LABEL, 10,
+                     "the label clear of the plot at 390 px")
+    finally:
+        find(browser, "#errors-plot").screenshot(str(ARTIFACTS / "errors-4b-abstained-plot.png"))
     click(browser, "#errors-explain", "the explain button")
     wait_for(lambda: "passed over" in find(browser, "#errors-why-note textarea").get_attribute("value"), 90,
              "the note on what the attributions explain")
