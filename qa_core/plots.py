@@ -28,12 +28,14 @@ GOLD_COLOR = "rgba(46, 160, 67, 0.25)"
 # Where a SQuAD 2.0 answer abstained: the best span, which the model passed over (the Ask tab dashes it too).
 PASSED_OVER = "best span (abstained)"
 PASSED_OVER_COLOR = "rgba(200, 120, 0, 0.9)"
-# The logit figure's height, and its top margin (Gradio widens a titled figure's to 100 px) holding, from the top, the
-# title, the legend's row and the predicted or passed-over span's label, just above the plot area (inside it, the
-# label sat on the top gridline and over the span's peak logits).
+# The logit figure's height, and its top margin (Gradio widens a titled figure's to 100 px) holding, placed from the
+# top below plotly's tool bar: the title, the legend's row, and the predicted or passed-over span's label standing on
+# the plot area (inside it, the label sat on the top gridline and over the span's peak logits).
 LOGIT_PX = 360
 LOGIT_TOP = {"margin": {"l": 40, "r": 10, "t": 100, "b": 10},
-             "legend": {"orientation": "h", "yref": "container", "yanchor": "top", "y": 1 - 60 / LOGIT_PX}}
+             "legend": {"orientation": "h", "yref": "container", "yanchor": "top", "y": 1 - 52 / LOGIT_PX}}
+LOGIT_TITLE = {"text": "Start and end logits per context token", "yref": "container", "yanchor": "top",
+               "y": 1 - 32 / LOGIT_PX}
 # Bar charts: the legend in a row above the plot, not in a column beside it (which took a third of a phone's
 # width, more for the calibration plots), and tick labels given the room they need.
 BAR_LEGEND = {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "left", "x": 0}
@@ -124,8 +126,7 @@ def logit_figure(logits: TokenLogits, predicted: tuple[int, int] | None = None,
         # at the bottom: a gold span often starts where the predicted one does, whose label is at the top
         _band(figure, tokens, "gold" if n == 0 else "", f"bottom {label_side(tokens, view)}", fillcolor=GOLD_COLOR,
               line_width=0)
-    figure.update_layout(title="Start and end logits per context token", height=LOGIT_PX, hovermode="x unified",
-                         **LOGIT_TOP)
+    figure.update_layout(title=LOGIT_TITLE, height=LOGIT_PX, hovermode="x unified", **LOGIT_TOP)
     token_xaxis(figure, x, focus)
     return figure
 

@@ -249,8 +249,13 @@ def test_squad_v2_thresholds_and_abstentions(v2_server, browser):  # noqa: F811 
     try:
         assert browser.execute_script(SPAN_LABEL, PASSED_OVER) == CLEAR_LABEL
         with phone(browser):
-            wait_for(lambda: browser.execute_script(SPAN_LABEL, PASSED_OVER) == CLEAR_LABEL, 10,
-                     "the label clear of the plot at 390 px")
+            try:
+                wait_for(lambda: browser.execute_script(SPAN_LABEL, PASSED_OVER) == CLEAR_LABEL, 30,
+                         "the label clear of the plot at 390 px")
+            finally:
+                find(browser, "#errors-plot").screenshot(str(ARTIFACTS / "errors-4b-abstained-plot-phone.png"))
+                shown = browser.execute_script(SPAN_LABEL, PASSED_OVER)
+            assert shown == CLEAR_LABEL, shown
     finally:
         find(browser, "#errors-plot").screenshot(str(ARTIFACTS / "errors-4b-abstained-plot.png"))
     click(browser, "#errors-explain", "the explain button")
