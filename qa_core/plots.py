@@ -28,6 +28,14 @@ GOLD_COLOR = "rgba(46, 160, 67, 0.25)"
 # Where a SQuAD 2.0 answer abstained: the best span, which the model passed over (the Ask tab dashes it too).
 PASSED_OVER = "best span (abstained)"
 PASSED_OVER_COLOR = "rgba(200, 120, 0, 0.9)"
+# The logit figure's height, and its top margin (Gradio widens a titled figure's to 100 px) holding, placed from the
+# top below plotly's tool bar: the title, the legend's row, and the predicted or passed-over span's label standing on
+# the plot area (inside it, the label sat on the top gridline and over the span's peak logits).
+LOGIT_PX = 360
+LOGIT_TOP = {"margin": {"l": 40, "r": 10, "t": 100, "b": 10},
+             "legend": {"orientation": "h", "yref": "container", "yanchor": "top", "y": 1 - 52 / LOGIT_PX}}
+LOGIT_TITLE = {"text": "Start and end logits per context token", "yref": "container", "yanchor": "top",
+               "y": 1 - 32 / LOGIT_PX}
 # Bar charts: the legend in a row above the plot, not in a column beside it (which took a third of a phone's
 # width, more for the calibration plots), and tick labels given the room they need.
 BAR_LEGEND = {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "left", "x": 0}
@@ -105,23 +113,34 @@ def logit_figure(logits: TokenLogits, predicted: tuple[int, int] | None = None,
         figure.add_trace(go.Scatter(x=x, y=values, name=name, mode="lines+markers", customdata=hovers,
                                     hovertemplate="%{customdata}<br>" + name + " %{y:.2f}<extra></extra>"))
     answer = token_range(logits.offsets, predicted) if predicted else None
-    if answer:
-        _band(figure, answer, "predicted", "top left", fillcolor=PREDICTED_COLOR, line_width=0)
     passed = token_range(logits.offsets, passed_over) if passed_over else None
-    if passed:
-        _band(figure, passed, PASSED_OVER, "top left", line={"color": PASSED_OVER_COLOR, "width": 2, "dash": "dash"})
     golds = merged_ranges([r for r in (token_range(logits.offsets, span) for span in gold) if r])
+    focus = answer or passed or (golds[0] if golds else None)
+    view = initial_view(len(x), focus)
+    if answer:
+        _band(figure, answer, "predicted", f"top {label_side(answer, view)}", fillcolor=PREDICTED_COLOR, line_width=0)
+    if passed:
+        _band(figure, passed, PASSED_OVER, f"top {label_side(passed, view)}",
+              line={"color": PASSED_OVER_COLOR, "width": 2, "dash": "dash"})
     for n, tokens in enumerate(golds):  # labelled once: SQuAD lists the same answer several times
         # at the bottom: a gold span often starts where the predicted one does, whose label is at the top
-        _band(figure, tokens, "gold" if n == 0 else "", "bottom left", fillcolor=GOLD_COLOR, line_width=0)
-    figure.update_layout(title="Start and end logits per context token", height=360, hovermode="x unified",
-                         margin={"l": 40, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": 1.12})
-    token_xaxis(figure, x, answer or passed or (golds[0] if golds else None))
+        _band(figure, tokens, "gold" if n == 0 else "", f"bottom {label_side(tokens, view)}", fillcolor=GOLD_COLOR,
+              line_width=0)
+    figure.update_layout(title=LOGIT_TITLE, height=LOGIT_PX, hovermode="x unified", **LOGIT_TOP)
+    token_xaxis(figure, x, focus)
     return figure
+
+
+def label_side(tokens: tuple[int, int], view: tuple[float, float]) -> str:
+    """The edge of a band its label starts from: left in the left half of the x view, else right, so that the label
+    reads into the plot instead of off its edge."""
+    return "left" if tokens[0] + tokens[1] <= view[0] + view[1] else "right"
 
 
 def _band(figure: go.Figure, tokens: tuple[int, int], label: str, where: str, **style: object) -> None:
     labelled = {"annotation_text": label, "annotation_position": where} if label else {}
+    if label and where.startswith("top"):  # standing on the plot area's top edge, above it (LOGIT_TOP)
+        labelled["annotation"] = {"yanchor": "bottom"}
     figure.add_vrect(x0=tokens[0] - 0.5, x1=tokens[1] + 0.5, **labelled, **style)
 
 

@@ -28,19 +28,22 @@ def measured_on(config: dict) -> str:
 
 
 def run_label(run: RunSummary) -> str:
-    """A run as pickers list it: name, F1 and what it was measured on, and why a run without a model has none;
-    an evaluation-only folder says it is one (no run.json tells what it was measured on)."""
+    """A run as pickers list it: its F1 first, then its name, what the F1 was measured on, and why a run without a
+    model has none; an evaluation-only folder says it is one (no run.json tells what it was measured on). The F1
+    leads because a phone's closed picker shows a label's first thirty-odd characters, which a run's name (a
+    timestamp and a model) fills."""
     f1 = run.metrics.get("f1")
+    name = Path(run.path).name
+    score = [] if f1 is None else [f"F1 {f1:.1f}"]
     if run.status == EVALUATION:
-        return f"{Path(run.path).name} · evaluation only{f' · F1 {f1:.1f}' if f1 is not None else ''}"
+        return " · ".join([*score, name, "evaluation only"])
     try:
         config = read_run_info(Path(run.path)).config
     except ValueError:
         config = {}
-    measured = "evaluated again (train.py evaluate)" if run.evaluated_again else measured_on(config)
-    score = f" · F1 {f1:.1f} {measured}" if f1 is not None else ""
-    status = "" if run.status == "finished" and has_model(run.path) else f" · {stopped_status(run)}, no final model"
-    return f"{Path(run.path).name}{score}{status}"
+    measured = "evaluated again (train.py evaluate)" if run.evaluated_again else f"measured {measured_on(config)}"
+    status = [] if run.status == "finished" and has_model(run.path) else [f"{stopped_status(run)}, no final model"]
+    return " · ".join([*score, name, *([measured] if score else []), *status])
 
 
 def stopped_status(run: RunSummary) -> str:

@@ -78,13 +78,19 @@ return {labels: xs.length, gap: Math.min(...xs.slice(1).map((x, i) => x - xs[i])
 WHY_TOKENS = "return document.querySelector('#ask-why-plot .js-plotly-plot').data[0].text[0].join(' ');"
 
 # The Errors tab on a phone: the question table's shown columns and their widths, where the run picker's text
-# stops against its arrow, and whether the context breaks words.
+# stops against its arrow, whether its label shows the run's F1 whole before the ellipsis that cuts the rest (a
+# run's name before it pushed the F1 out of a phone's picker), and whether the context breaks words.
 PHONE_ERRORS = """
 const shown = [...document.querySelectorAll('#errors-table th')].filter(c => c.offsetWidth > 0);
-const input = document.querySelector('#errors-run input');
-const textEnd = input.getBoundingClientRect().right - parseFloat(getComputedStyle(input).paddingRight);
+const input = document.querySelector('#errors-run input'), style = getComputedStyle(input);
+const textEnd = input.getBoundingClientRect().right - parseFloat(style.paddingRight);
+const ctx = document.createElement('canvas').getContext('2d');
+ctx.font = `${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+const scored = (input.value.match(/^.*?F1 [\\d.]+/) || [''])[0];
+const room = input.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
 return {columns: shown.map(c => c.innerText.trim()), narrowest: Math.min(...shown.map(c => c.offsetWidth)),
         textClearsArrow: textEnd <= document.querySelector('#errors-run .icon-wrap').getBoundingClientRect().left,
+        label: input.value, scoreShown: scored !== '' && ctx.measureText(scored + '…').width <= room,
         contextBreak: getComputedStyle(document.querySelector('#errors-detail .textfield')).wordBreak};
 """
 
@@ -214,6 +220,12 @@ def find_all(driver, css: str):
     return driver.find_elements(By.CSS_SELECTOR, css)
 
 
+def label_parts(label: str) -> list[str]:
+    """A picker's label (an option's text, or the closed picker's) in its parts: F1, run name, ...; the ✓ of the
+    option picked left out."""
+    return label.replace("✓", "").strip().split(" · ")
+
+
 def open_tab(driver, name: str) -> None:
     next(b for b in find_all(driver, "button[role=tab]") if b.text.strip() == name).click()
 
@@ -254,15 +266,31 @@ def ask(driver, context: str, question: str, before: str = "") -> str:
                     "the answer")
 
 
+PHONE_PX = (390, 844)
+# The page's widths: the window's (innerWidth) and the layout's (clientWidth, less a classic scroll bar).
+WIDTHS = "return [innerWidth, document.documentElement.clientWidth]"
+
+
 @contextlib.contextmanager
-def phone(driver) -> Iterator[None]:
-    """The page at a phone's width for the block, then at the desktop width the tests start from."""
-    driver.set_window_size(390, 844)
+def at_width(driver, px: int, height: int = 1000, mobile: bool = False) -> Iterator[None]:
+    """The page laid out px wide for the block by device emulation, then at the window's size again (the desktop
+    width the tests start from). A window resized instead laid a phone's page out at another width than asked
+    (a minimum window width, or a scroll bar's 15 px taken from it)."""
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": px, "height": height, "deviceScaleFactor": 1, "mobile": mobile})
     time.sleep(1)  # the layout and the plots redraw
     try:
         yield
     finally:
-        driver.set_window_size(1400, 1800)
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+@contextlib.contextmanager
+def phone(driver) -> Iterator[None]:
+    """The page as a 390 px phone lays it out (a mobile viewport: its scroll bars overlay the page), for the block."""
+    with at_width(driver, *PHONE_PX, mobile=True):
+        assert driver.execute_script(WIDTHS) == [PHONE_PX[0]] * 2, driver.execute_script(WIDTHS)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -420,7 +448,7 @@ def browse_errors(browser) -> None:
         cut = words_cut(browser, "#errors-table")
         find(browser, "#errors-table").screenshot(str(ARTIFACTS / "3b-errors-phone-table.png"))
     assert shown["columns"][:2] == ["question", "prediction"] and shown["narrowest"] >= 40, shown
-    assert shown["textClearsArrow"] and shown["contextBreak"] == "normal", shown
+    assert shown["textClearsArrow"] and shown["scoreShown"] and shown["contextBreak"] == "normal", shown
     assert cut == []
 
 
@@ -434,7 +462,7 @@ def test_a_stopped_run_is_resumed_from_the_train_tab(page):
     open_tab(page, "Train")
     find(page, "#train-run input").click()
     wait_for(lambda: next(o for o in find_all(page, "#train-run [data-testid=dropdown-option]")
-                          if o.text.startswith(STOPPED) and "cancelled, no final model" in o.text), 30,
+                          if label_parts(o.text)[0] == STOPPED and "cancelled, no final model" in o.text), 30,
              "the stopped run in the run picker").click()
     wait_for(lambda: find(page, "#train-resume").is_enabled(), 30, "Resume to be offered")
     find(page, "#train-resume").click()
@@ -448,7 +476,7 @@ def test_a_stopped_run_is_resumed_from_the_train_tab(page):
     # Found by a tester: the Errors tab kept the run it had picked before (test_train_then_browse_its_errors), and
     # Send to Ask sent that; a job's end picks its run there, as a fresh load would.
     open_tab(page, "Errors")
-    wait_for(lambda: find(page, "#errors-run input").get_attribute("value").startswith(STOPPED), 30,
+    wait_for(lambda: STOPPED in label_parts(find(page, "#errors-run input").get_attribute("value")), 30,
              f"the resumed run in the Errors tab, not {find(page, '#errors-run input').get_attribute('value')}")
     wait_for(lambda: "4 questions" in find(page, "#errors-summary textarea").get_attribute("value"), 60,
              "the resumed run's summary")

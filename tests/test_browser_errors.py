@@ -3,7 +3,6 @@ SQuAD 2.0 runs (a context without any span, thresholds, abstentions) and the tab
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -16,8 +15,8 @@ from qa_core.error_analysis import QuestionRecord, write_records
 from qa_core.evaluation import run_evaluation
 from qa_core.plots import PASSED_OVER
 from qa_core.run_files import RECORDS_FILE
-from tests.test_browser import (ARTIFACTS, CHROMEDRIVER, CHROMIUM, app_server, browser, find, find_all,  # noqa: F401
-                                open_tab, phone, server, set_number, wait_for, words_cut)
+from tests.test_browser import (ARTIFACTS, CHROMEDRIVER, CHROMIUM, app_server, at_width, browser, find,  # noqa: F401
+                                find_all, label_parts, open_tab, phone, server, set_number, wait_for, words_cut)
 from tests.test_ui_errors import v2_run
 from tests.v2_data import write_v2
 
@@ -45,23 +44,22 @@ return {plots: plots.length, besides: besides.length, cut: plots.filter(b => b.r
         width: innerWidth};
 """
 PLOT_LABELS = "return document.querySelector('#errors-plot .js-plotly-plot').layout.annotations.map(a => a.text);"
+# Where the logit plot's label of a span (arguments[0]) stands: above the plot area, within the figure's width, and
+# title, legend and label clear of each other (a tester found the label inside the plot, on its top gridline).
+SPAN_LABEL = """
+const plot = document.querySelector('#errors-plot .js-plotly-plot'), box = e => e.getBoundingClientRect();
+const label = box([...plot.querySelectorAll('.annotation')].find(a => a.textContent === arguments[0]));
+const area = box(plot.querySelector('.nsewdrag')), figure = box(plot);
+const [title, legend] = ['.gtitle', '.legend'].map(css => box(plot.querySelector(css)));
+const overlap = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+return {above: label.bottom <= area.top + 1, within: figure.left <= label.left && label.right <= figure.right,
+        overlaps: [[label, title], [label, legend], [title, legend]].filter(([a, b]) => overlap(a, b)).length};
+"""
+CLEAR_LABEL = {"above": True, "within": True, "overlaps": 0}
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
                                  reason="needs Debian's chromium and chromium-driver")]
-
-
-@contextlib.contextmanager
-def at_width(driver, px: int) -> Iterator[None]:
-    """The page laid out px wide for the block (a window of that size renders wider: Chromium keeps a minimum
-    window width), then as before."""
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": px, "height": 1000, "deviceScaleFactor": 1, "mobile": False})
-    time.sleep(1)  # the layout and the plots redraw
-    try:
-        yield
-    finally:
-        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
 def click(driver, css: str, what: str) -> None:
@@ -187,13 +185,13 @@ def v2_server(tmp_path_factory, tiny_model_dir) -> Iterator[tuple[str, Path]]:
 
 
 def pick_run(driver, name: str, css: str = "#errors-run") -> None:
-    """Pick a run by its name (its label goes on with status and F1) in the Errors tab, once the tab has loaded the
+    """Pick a run by its name (one part of its label, beside its F1 and status) in the Errors tab, once the tab has loaded the
     newest run (that would replace a run picked before), or in its comparison panel (css "#compare-run")."""
     wait_for(lambda: summary(driver), 60, "the newest run's summary")
     click(driver, f"{css} input", "the run picker")
     options = wait_for(lambda: [o for o in find_all(driver, "[data-testid=dropdown-option]") if o.text.strip()], 60,
                        "the runs")
-    next(o for o in options if o.text.replace("✓", "").split()[0] == name).click()
+    next(o for o in options if name in label_parts(o.text)).click()
 
 
 def summary(driver) -> str:
@@ -247,6 +245,19 @@ def test_squad_v2_thresholds_and_abstentions(v2_server, browser):  # noqa: F811 
     wait_for(lambda: PASSED_OVER in find(browser, "#errors-detail").text, 60, "the span passed over, marked")
     wait_for(lambda: PASSED_OVER in browser.execute_script(PLOT_LABELS), 60, "the span passed over in the plot")
     assert "Abstained: null odds" in find(browser, "#errors-question textarea").get_attribute("value")
+    browser.execute_script("arguments[0].scrollIntoView()", find(browser, "#errors-plot"))
+    try:
+        assert browser.execute_script(SPAN_LABEL, PASSED_OVER) == CLEAR_LABEL
+        with phone(browser):
+            try:
+                wait_for(lambda: browser.execute_script(SPAN_LABEL, PASSED_OVER) == CLEAR_LABEL, 30,
+                         "the label clear of the plot at 390 px")
+            finally:
+                find(browser, "#errors-plot").screenshot(str(ARTIFACTS / "errors-4b-abstained-plot-phone.png"))
+                shown = browser.execute_script(SPAN_LABEL, PASSED_OVER)
+            assert shown == CLEAR_LABEL, shown
+    finally:
+        find(browser, "#errors-plot").screenshot(str(ARTIFACTS / "errors-4b-abstained-plot.png"))
     click(browser, "#errors-explain", "the explain button")
     wait_for(lambda: "passed over" in find(browser, "#errors-why-note textarea").get_attribute("value"), 90,
              "the note on what the attributions explain")
@@ -348,12 +359,52 @@ def test_a_row_sent_to_the_ask_tab_says_when_it_flips_there(v2_server, browser):
     click_row(browser, "n1")  # null odds between the best-F1 threshold and 0
     wait_for(lambda: "Answered: null odds" in find(browser, "#errors-question textarea").get_attribute("value"), 60,
              "the row's verdict")
-    click(browser, "#errors-send", "the send button")
-    message = wait_for(lambda: find(browser, "#ask-message textarea").get_attribute("value"), 60,
-                       "the Ask tab's message")
-    assert find(browser, "#ask-question textarea").get_attribute("value") == "Who built the ferry?"
-    assert message.startswith("⚠ Answered in the Errors tab") and f"{best:.2f}, where it abstains" in message, message
-    browser.save_screenshot(str(ARTIFACTS / "errors-7-sent-flips.png"))
+    with phone(browser):  # where the Ask tab is taller than the screen
+        # where a reader of the row's plot and note finds the button
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", find(browser, "#errors-why-note"))
+        assert browser.execute_script("return scrollY") > 0
+        click(browser, "#errors-send", "the send button")
+        message = wait_for(lambda: find(browser, "#ask-message textarea").get_attribute("value"), 60,
+                           "the Ask tab's message")
+        assert find(browser, "#ask-question textarea").get_attribute("value") == "Who built the ferry?"
+        assert message.startswith("⚠ Answered in the Errors tab") and f"{best:.2f}, where it abstains" in message
+        # Found by a tester: the page stayed scrolled down where the Errors tab's button was
+        try:
+            wait_for(lambda: browser.execute_script("return scrollY") == 0, 10, "the Ask tab shown from its top")
+        finally:
+            browser.save_screenshot(str(ARTIFACTS / "errors-7-sent-flips.png"))
+
+
+# The Errors table's cells drawn as selected (Gradio's outline)
+SELECTED_CELLS = "return [...document.querySelectorAll('#errors-table .cell-selected')].length"
+
+
+def test_a_run_picked_anew_shows_its_table_with_no_cell_selected(v2_server, browser):  # noqa: F811
+    """Found by a tester: a run picked without a click elsewhere on the page (with the keyboard; a job's end picks
+    one too) kept Gradio's outline on the cell clicked in the last run's table, a question that was not selected."""
+    from selenium.webdriver.common.keys import Keys
+
+    url, _ = v2_server
+    show_run(browser, url, "v2-run", "8 questions")
+    click_row(browser, "n1")
+    wait_for(lambda: find(browser, "#errors-question textarea").get_attribute("value"), 60, "the row's question")
+    assert browser.execute_script(SELECTED_CELLS) == 1
+    browser.execute_script("document.querySelector('#errors-run input').focus()")  # no click: the keyboard's way
+    find(browser, "#errors-run input").send_keys(Keys.CONTROL, "a")
+    find(browser, "#errors-run input").send_keys("eval-x")  # the options narrowed to it
+    wait_for(lambda: [label_parts(o.text)[1] for o in find_all(browser, "[data-testid=dropdown-option]")] == ["eval-x"],
+             30, "eval-x the one run offered")
+    find(browser, "#errors-run input").send_keys(Keys.ARROW_DOWN, Keys.ENTER)
+    wait_for(lambda: "eval-x" in label_parts(find(browser, "#errors-run input").get_attribute("value")), 30,
+             "eval-x picked")
+    wait_for(lambda: find(browser, "#errors-question textarea").get_attribute("value") == "", 60,
+             "the last run's selection forgotten")
+    wait_for(lambda: find(browser, "#errors-table [data-testid=cell-0-2]"), 60, "the new run's table")
+    time.sleep(1)  # the table drawn
+    try:
+        assert browser.execute_script(SELECTED_CELLS) == 0
+    finally:
+        browser.save_screenshot(str(ARTIFACTS / "errors-10-run-picked-anew.png"))
 
 
 def test_a_row_sent_from_an_evaluation_asks_the_model_it_evaluated(v2_server, browser):  # noqa: F811
@@ -367,7 +418,7 @@ def test_a_row_sent_from_an_evaluation_asks_the_model_it_evaluated(v2_server, br
     wait_for(lambda: find(browser, "#ask-question textarea").get_attribute("value") == "Who built the ferry?", 60,
              "the question in the Ask tab")
     try:
-        wait_for(lambda: find(browser, "#ask-model input").get_attribute("value").startswith("v2-run "), 30,
+        wait_for(lambda: "v2-run" in label_parts(find(browser, "#ask-model input").get_attribute("value")), 30,
                  "the evaluated run's model in the Ask tab")
     finally:
         browser.save_screenshot(str(ARTIFACTS / "errors-8-sent-evaluation.png"))

@@ -35,6 +35,21 @@ def test_logit_figure_labels_tokens_and_marks_spans():
     assert (shapes[1].x0, shapes[1].x1) == (3.5, 5.5)
 
 
+def test_span_labels_stand_above_the_plot_and_read_into_it():
+    """Found by a tester: the label of the span passed over sat inside the plot on its top gridline (over the span's
+    peak logits); it stands on the plot area's top edge, below the legend's row. A band in the right half of the
+    view is labelled from its right edge: its label ran off the figure at the context's end."""
+    logits = logits_of(["the", "lens", "was", "designed", "by", "fresnel"])
+    for figure, label in ((plots.logit_figure(logits, None, passed_over=(25, 32)), plots.PASSED_OVER),
+                          (plots.logit_figure(logits, (25, 32)), "predicted")):
+        (shown,) = [a for a in figure.layout.annotations if a.text == label]
+        assert (shown.yref, shown.y, shown.yanchor) == ("y domain", 1, "bottom")
+        assert (shown.x, shown.xanchor) == (5.5, "right")
+        assert figure.layout.legend.yref == "container"  # in the top margin, above the label
+    (gold,) = plots.logit_figure(logits, None, gold=[(0, 3)]).layout.annotations
+    assert (gold.x, gold.xanchor, gold.yanchor) == (-0.5, "left", "bottom")
+
+
 def test_long_context_keeps_every_token_but_opens_on_the_answer():
     logits = logits_of([f"w{i}" for i in range(5000)])
     start = logits.offsets[3000][0]

@@ -15,7 +15,7 @@ def test_choices_list_finished_runs_and_runs_with_records(tmp_path):
     (tmp_path / "stopped" / RECORDS_FILE).write_text("", encoding="utf-8")
     choices = model_choices(tmp_path)
     assert [value for _, value in choices] == ["embedded", str(tmp_path / "done")]
-    assert "F1 71.2 on b.json" in choices[1][0]
+    assert choices[1][0] == "F1 71.2 · done · measured on b.json"
     assert record_choices(tmp_path) == [("stopped · cancelled, no final model", str(tmp_path / "stopped"))]
     labels = dict((value, label) for label, value in run_choices(tmp_path))
     assert len(labels) == 4 and labels[str(tmp_path / "hollow")].endswith("finished, no final model")
@@ -29,5 +29,5 @@ def test_labels_say_what_the_score_was_measured_on(tmp_path):
                                                             "validation_file": str(tmp_path / QUICK_DATA[1])},
                                                metrics={"f1": 40.0}))
     labels = [label for label, _ in run_choices(tmp_path)]
-    assert "own · F1 97.7 on its training data · finished, no final model" in labels
-    assert "quick · F1 40.0 on held-out sample passages · finished, no final model" in labels
+    assert "F1 97.7 · own · measured on its training data · finished, no final model" in labels
+    assert "F1 40.0 · quick · measured on held-out sample passages · finished, no final model" in labels

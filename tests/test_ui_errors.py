@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import sys
 import threading
@@ -522,7 +523,7 @@ def test_an_evaluation_folder_is_listed_wherever_records_are_read(settings, tiny
                    device="cpu")
     ui = handlers(replace(settings, runs_root=root))
     labels = dict((value, label) for label, value in ui.service.record_choices())
-    assert set(labels) == {tiny_run.name, "eval-x"} and labels["eval-x"].startswith("eval-x · evaluation only · F1 ")
+    assert set(labels) == {tiny_run.name, "eval-x"} and re.fullmatch(r"F1 [\d.]+ · eval-x · evaluation only", labels["eval-x"])
     pickers = app.pickers(ui.service, None)
     assert pickers["run"]["value"] == "eval-x"  # the newest folder with records
     assert "eval-x" not in [value for _, value in pickers["ask_model"]["choices"] + pickers["train_run"]["choices"]]

@@ -23,7 +23,7 @@ from qa_core.ui.ask import build_ask_tab
 from qa_core.ui.common import ANSWERS, PRIVATE, Outputs, by_name, caller_of, session_of
 from qa_core.ui.errors import build_errors_tab
 from qa_core.ui.request_limit import body_limit_middleware
-from qa_core.ui.style import SLIDER_BOX_JS, app_css
+from qa_core.ui.style import SLIDER_BOX_JS, TAB_TOP_JS, app_css
 from qa_core.ui.train import JOB_BUTTONS, build_train_tab
 
 logger = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ def build_app(settings: Settings, sweep: tuple[int, int] = CACHE_SWEEP) -> gr.Bl
     service = QAService(settings)
     with gr.Blocks(title=TITLE, delete_cache=sweep) as demo:
         gr.Markdown("# Extractive question answering\nAsk a model, fine-tune one, and see where it fails.")
-        with gr.Tabs(selected="ask") as tabs:
+        with gr.Tabs(selected="ask", elem_id="tabs") as tabs:
             ask_tab, train_tab, errors_tab = build_ask_tab(service), build_train_tab(service), build_errors_tab(service)
         wire_tabs(demo, service, tabs, ask_tab, train_tab, errors_tab)
         add_api(service)
@@ -151,6 +151,7 @@ def wire_tabs(demo: gr.Blocks, service: QAService, tabs: gr.Tabs, ask_tab: dict[
     # Refreshed on tab switches and when a job starts or ends, not on every tick: a timer output would fight the
     # user's own picking.
     tabs.select(refresh, errors_tab["run"], list(refreshed.values()), api_name="ui_pickers", **quiet)
+    tabs.change(None, js=TAB_TOP_JS, api_name="ui_tab_top", **quiet)  # in the page only: no server call
     after_job = by_name(functools.partial(pickers_after_job, service), refreshed)
     train_tab["ended"].change(after_job, errors_tab["run"], list(refreshed.values()), api_name="ui_job_ended", **quiet)
     train_tab["started"].change(refresh, errors_tab["run"], list(refreshed.values()), api_name="ui_job_started",

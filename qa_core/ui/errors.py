@@ -22,6 +22,7 @@ from qa_core.ui.calibration_panel import build_calibration_panel
 from qa_core.ui.common import ANSWERS, EXPLAIN, PRIVATE, Outputs, by_name, caller_of
 from qa_core.ui.compare_panel import build_compare_panel
 from qa_core.ui.errors_layout import filter_controls, summary_outputs, threshold_controls
+from qa_core.ui.style import unselect_js
 
 if TYPE_CHECKING:  # types only: attributions imports captum, inference torch
     from qa_core.attributions import Attribution
@@ -278,6 +279,7 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
     selection = {**detail, **why}
     run.change(by_name(ui.forget_selection, selection), None, list(selection.values()),
                api_name="ui_forget_selection", show_progress="hidden", **PRIVATE)
+    run.change(None, js=unselect_js("errors-run"), api_name="ui_unselect", **PRIVATE)  # in the page only
     # One listener for the figures and the selected row: a third on the slider kept Gradio's page re-sending a
     # typed value in a loop, the question table's update pending all the while
     rescored = {**summary, **{name: selection[name] for name in REDRAWN}}

@@ -3,6 +3,7 @@ or at 1400 px, or behave badly in the page."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 
 from qa_core.compare_views import PAIR_COLUMNS, SLICE_COLUMNS
@@ -95,3 +96,22 @@ SLIDER_BOX_JS = """
   }, true);
 }
 """
+
+# A tab switch made by a button far down a tab (Send to the Ask tab, Quick fine-tune) left the page scrolled where
+# that button was, down the next tab; the next tab shows from the page's top instead, wherever its tab bar is
+# scrolled out of view (a switch from the tab bar itself keeps the page where it is).
+TAB_TOP_JS = """
+() => {
+  const tabs = document.getElementById('tabs');
+  if (tabs && tabs.getBoundingClientRect().top < 0) window.scrollTo(0, 0);
+}
+"""
+
+
+def unselect_js(picker: str) -> str:
+    """A page script for a run picker's change (elem_id `picker`): the tab's tables drop the cell selected in the
+    last run's table, as a Gradio table does on a click anywhere outside it. A mouse makes that click on the picker;
+    a pick with the keyboard, or a job's end, makes none, and the new table kept the outline on a question nobody
+    selected. The click is dispatched on the picker's block, where a mouse would make it."""
+    block = f"document.getElementById({json.dumps(picker)})"
+    return f"() => {{ {block}?.dispatchEvent(new MouseEvent('click', {{bubbles: true}})); }}"
