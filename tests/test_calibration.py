@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qa_core import calibration, calibration_views, coverage, plots
+from qa_core import calibration, calibration_views, charts, coverage
 from qa_core.error_analysis import QuestionRecord, write_records
 from qa_core.postprocess import Prediction, Span
 from qa_core.run_files import NULL_ODDS_FILE, RECORDS_FILE
@@ -127,12 +127,12 @@ def test_coverage_curve_matches_counting_by_hand():
 def test_reliability_and_coverage_figures():
     records = overconfident_records(300)
     fitted = calibration.fit_calibration(records)
-    figure = plots.reliability_figure(fitted.bins_before, fitted.ece_before, calibrated=fitted.bins_after)
+    figure = charts.reliability_figure(fitted.bins_before, fitted.ece_before, calibrated=fitted.bins_after)
     assert [t.name for t in figure.data] == ["fraction exactly right", "mean F1 / 100", "perfect calibration",
                                              "after temperature scaling"]
     assert f"{fitted.ece_before:.3f}" in figure.layout.title.text
     chosen = coverage.coverage_at(records, 0.5, fitted.temperature)
-    curve = plots.coverage_figure(coverage.coverage_curve(records, fitted.temperature), chosen)
+    curve = charts.coverage_figure(coverage.coverage_curve(records, fitted.temperature), chosen)
     assert [t.name for t in curve.data] == ["EM", "F1", "threshold 0.50"]
     assert list(curve.data[2].x) == [chosen.coverage, chosen.coverage]
     assert min(curve.data[0].x) > 0  # a threshold above every probability answers nothing: no score to draw
@@ -147,7 +147,7 @@ def test_a_narrow_band_of_confidences_still_draws_the_curve():
     """Every probability within a hundredth: on a fixed grid of thresholds every step answered all questions or
     none, so the curve was one point at full coverage, which a line does not draw."""
     records = [record(n, (0.503 + 0.0002 * n, 0.1), n % 3 == 0) for n in range(20)]
-    figure = plots.coverage_figure(coverage.coverage_curve(records), coverage.coverage_at(records, 0.505))
+    figure = charts.coverage_figure(coverage.coverage_curve(records), coverage.coverage_at(records, 0.505))
     coverages = sorted(set(figure.data[0].x))
     assert len(coverages) == 20 and coverages[0] == pytest.approx(1 / 20) and coverages[-1] == 1.0
 
@@ -157,7 +157,7 @@ def test_a_threshold_above_every_confidence_puts_no_point_at_zero():
     records = [record(n, (0.2 + 0.001 * n,), n % 2 == 0) for n in range(10)]
     chosen = coverage.coverage_at(records, 0.5)
     assert chosen.answered == 0
-    figure = plots.coverage_figure(coverage.coverage_curve(records), chosen)
+    figure = charts.coverage_figure(coverage.coverage_curve(records), chosen)
     assert (0.0, 0.0) not in {(x, y) for trace in figure.data for x, y in zip(trace.x, trace.y)}
     assert any("threshold 0.50" in a.text and "no question" in a.text for a in figure.layout.annotations)
 
@@ -184,7 +184,7 @@ def test_a_squad2_run_calibrates_its_answers_and_leaves_its_abstentions_out():
     assert (top.questions, top.exact_fraction) == (10, 0.5)
     assert (fitted.questions, fitted.abstentions) == (10, 10)
     assert fitted.temperature == calibration.fit_calibration(answers).temperature
-    figure = plots.reliability_figure(fitted.bins_before, fitted.ece_before, fitted.bins_after, fitted.abstentions)
+    figure = charts.reliability_figure(fitted.bins_before, fitted.ece_before, fitted.bins_after, fitted.abstentions)
     assert "10 abstentions left out" in figure.layout.title.text
     assert "answered" in figure.layout.xaxis.title.text
     assert "10 answered evaluation questions" in calibration_views.calibration_text(fitted)
@@ -267,9 +267,9 @@ def test_calibration_texts_count_in_the_singular_and_say_when_nothing_was_answer
     assert "1 answered evaluation question;" in shown and "its 1 abstention is left out" in shown, shown
     assert calibration_views.coverage_text(coverage.coverage_at(one, 0.5)).startswith(
         "Answering only above 0.50: 1 question answered (50%)")
-    figure = plots.reliability_figure((), 0.0, (), 1)
+    figure = charts.reliability_figure((), 0.0, (), 1)
     assert "1 abstention left out" in figure.layout.title.text
-    drawn = plots.coverage_figure((), coverage.coverage_at(one, 0.5), 1)
+    drawn = charts.coverage_figure((), coverage.coverage_at(one, 0.5), 1)
     assert "1 abstention never answered" in drawn.layout.title.text
     none = [v2_record(n, 0.9, False, False) for n in range(3)]
     shown = calibration_views.calibration_text(calibration.fit_calibration(none))

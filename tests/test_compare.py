@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qa_core import compare, plots
+from qa_core import charts, compare
 from qa_core.checkpoints import write_run_info
 from qa_core.error_analysis import QuestionRecord, write_records
 from qa_core.run_files import RECORDS_FILE, RunInfo
@@ -90,7 +90,7 @@ def test_runs_without_fingerprint_are_checked_by_ids_and_text(tmp_path):
 
 def test_the_slices_figure_lays_the_bars_flat(tmp_path):
     result = compare.compare_runs(*two_runs(tmp_path))
-    figure = plots.compare_slices_figure(result.slices)
+    figure = charts.compare_slices_figure(result.slices)
     assert [t.name for t in figure.data] == ["F1 run A", "F1 run B"]
     assert len(figure.data[0].x) == len(result.slices) and figure.data[0].orientation == "h"
 

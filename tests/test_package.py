@@ -31,7 +31,8 @@ def test_import_qa_core_loads_no_heavy_package():
 def test_the_record_readers_load_no_model_library():
     """Records are read, scored, compared and drawn without a model: type hints alone pulled in transformers
     (postprocess's Feature) and torch (plots' TokenLogits)."""
-    loaded = imported_after("import qa_core.error_analysis, qa_core.calibration, qa_core.compare, qa_core.plots")
+    loaded = imported_after("import qa_core.error_analysis, qa_core.calibration, qa_core.compare, qa_core.plots, "
+                            "qa_core.charts")
     assert "torch" not in loaded and "transformers" not in loaded
 
 

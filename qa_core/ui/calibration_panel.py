@@ -7,7 +7,7 @@ from typing import Any
 
 import gradio as gr
 
-from qa_core import calibration_views, plots
+from qa_core import calibration_views, charts
 from qa_core.calibration import Calibration, current_calibration
 from qa_core.coverage import coverage_at, coverage_curve
 from qa_core.run_files import has_model, is_evaluation_folder
@@ -37,7 +37,7 @@ class CalibrationHandlers:
         return {"calibration": calibration_views.calibration_text(calibration, has_model(folder),
                                                                   is_evaluation_folder(Path(folder))),
                 # no 'after temperature scaling' line where no temperature was fitted: it would be the bars again
-                "reliability": plots.reliability_figure(calibration.bins_before, calibration.ece_before,
+                "reliability": charts.reliability_figure(calibration.bins_before, calibration.ece_before,
                                                         () if calibration.unfitted else calibration.bins_after,
                                                         calibration.abstentions),
                 **self.pick(run, threshold)}
@@ -49,7 +49,7 @@ class CalibrationHandlers:
             chosen = coverage_at(records, float(threshold), calibration.temperature)
         except (ValueError, OSError) as err:
             return {"coverage": None, "readout": self.service.explain(err)}
-        return {"coverage": plots.coverage_figure(coverage_curve(records, calibration.temperature), chosen,
+        return {"coverage": charts.coverage_figure(coverage_curve(records, calibration.temperature), chosen,
                                                   calibration.abstentions),
                 "readout": calibration_views.coverage_text(chosen)}
 

@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from qa_core import compare_views, plots
+from qa_core import charts, compare_views
 from qa_core.compare import find_pair
 from qa_core.error_analysis import PAIR_OUTCOMES
 from qa_core.service import QAService
@@ -48,7 +48,7 @@ class CompareHandlers:
         except (ValueError, OSError) as err:
             return {**empty(), "comparison": f"Cannot compare: {self.explain(err, run_a, run_b)}"}
         return {"comparison": compare_views.comparison_text(comparison),
-                "slices": plots.compare_slices_figure(comparison.slices),
+                "slices": charts.compare_slices_figure(comparison.slices),
                 "slice_table": compare_views.slice_table(comparison),
                 "pairs": compare_views.pair_table(comparison, only)}
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 import pandas as pd
 
-from qa_core import plots, views
+from qa_core import charts, plots, views
 from qa_core.error_analysis import (ANSWER_LENGTHS, QUESTION_WORDS, THRESHOLD_STEP, V2_ERRORS, QuestionRecord,
                                     answer_length_bucket, answerable_slice, find_record, group_scores, rescore,
                                     rescore_record)
@@ -112,12 +112,12 @@ class ErrorsHandlers:
                     "answerable": gr.update(value=None, visible=False)}
         v2 = views.is_squad_v2(records)
         return {"summary": views.summary_text(records) + views.evaluation_caveat(self.service.run_path(run)),
-                "words": plots.group_figure(group_scores(records, lambda r: r.question_word), "By question word",
+                "words": charts.group_figure(group_scores(records, lambda r: r.question_word), "By question word",
                                             (*QUESTION_WORDS, "other")),
-                "lengths": plots.group_figure(group_scores(records, answer_length_bucket),
+                "lengths": charts.group_figure(group_scores(records, answer_length_bucket),
                                               "By gold answer length (words)", ANSWER_LENGTHS),
-                "histogram": plots.f1_histogram([r.f1 for r in records]),
-                "answerable": gr.update(visible=v2, value=plots.group_figure(
+                "histogram": charts.f1_histogram([r.f1 for r in records]),
+                "answerable": gr.update(visible=v2, value=charts.group_figure(
                     group_scores(records, answerable_slice), "HasAns / NoAns", ("HasAns", "NoAns")) if v2 else None)}
 
     def filter_table(self, run: str | None, only_wrong: bool, f1_min: float, f1_max: float, word: str, search: str,

@@ -9,7 +9,7 @@ from typing import Any
 
 import gradio as gr
 
-from qa_core import plots, views
+from qa_core import charts, views
 from qa_core.config_options import form_fields
 from qa_core.jobs import JobBusyError, JobSnapshot, NotYourJobError
 from qa_core.progress import read_history
@@ -39,7 +39,7 @@ def job_buttons(active: bool, enabled: bool) -> Outputs:
 
 def history_plot(run: str | Path) -> Any:
     """Loss, learning rate and evaluation EM/F1 of a run folder, from its history.jsonl."""
-    return plots.history_figure(read_history(Path(run) / HISTORY_FILE))
+    return charts.history_figure(read_history(Path(run) / HISTORY_FILE))
 
 
 def sets_buttons(handler: Callable[..., Outputs]) -> Callable[..., Outputs]:
@@ -159,7 +159,7 @@ class TrainHandlers:
     def job_plot(s: JobSnapshot) -> Any:
         """The running job's history once its run writes one; its losses until then."""
         events = read_history(Path(s.output_dir) / HISTORY_FILE) if s.output_dir else []
-        return plots.history_figure(events) if events else plots.loss_figure(s.losses, s.total_steps)
+        return charts.history_figure(events) if events else charts.loss_figure(s.losses, s.total_steps)
 
 
 def upload_note(line: str) -> dict:
