@@ -20,7 +20,7 @@ from qa_core.service import QAService
 from qa_core.settings import Settings
 from qa_core.ui.arguments import check_arguments
 from qa_core.ui.ask import build_ask_tab
-from qa_core.ui.common import ANSWERS, PRIVATE, Outputs, by_name, caller_of, session_of
+from qa_core.ui.common import ANALYSES, ANSWERS, PRIVATE, Outputs, by_name, caller_of, in_turns, session_of
 from qa_core.ui.errors import build_errors_tab
 from qa_core.ui.request_limit import body_limit_middleware
 from qa_core.ui.style import SLIDER_BOX_JS, app_css
@@ -88,12 +88,12 @@ def answer_endpoint(service: QAService) -> Callable[..., Any]:
 def api_endpoints(service: QAService) -> dict[str, Callable[..., Any]]:
     """The endpoints meant for programs (README: The API), by api_name: plain values in, JSON-shaped values out."""
     return {"answer": answer_endpoint(service), "list_runs": service.runs_json, **training_endpoints(service),
-            "training_status": service.job_json, "run_records": service.records_json}
+            "training_status": service.job_json, "run_records": in_turns(service, service.records_json)}
 
 
 def add_api(service: QAService) -> None:
     for name, call in api_endpoints(service).items():
-        limits = ANSWERS if name == "answer" else {}
+        limits = {"answer": ANSWERS, "run_records": ANALYSES}.get(name, {})
         gr.api(as_api(service, call), api_name=name, **limits)
 
 
@@ -158,9 +158,9 @@ def wire_tabs(demo: gr.Blocks, service: QAService, tabs: gr.Tabs, ask_tab: dict[
         api_name="ui_start_quick_from_ask", **quiet)
     sent = {"tabs": tabs, "model": ask_tab["model"], "question": ask_tab["question"], "context": ask_tab["context"],
             "message": ask_tab["message"], **ask_tab["answer_outputs"]}  # the answer shown was the last question's
-    errors_tab["send"].click(by_name(errors_tab["handlers"].send_to_ask, sent),
+    errors_tab["send"].click(by_name(in_turns(service, errors_tab["handlers"].send_to_ask), sent),
                              [errors_tab["run"], errors_tab["selected"], errors_tab["threshold"]], list(sent.values()),
-                             api_name="ui_send_to_ask", **quiet)
+                             api_name="ui_send_to_ask", **ANALYSES, **quiet)
     demo.load(refresh, errors_tab["run"], list(refreshed.values()), api_name="ui_load", **PRIVATE)
 
 
