@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import logging
 import shutil
+import sys
 import os
 import time
 from collections.abc import Iterator
@@ -612,3 +614,27 @@ def test_one_visitors_many_record_reads_take_turns_with_anothers(records_url):
     # first come, first served, the visitor waited for every one of the stranger's reads sent before it
     before, meanwhile = served["question"]
     assert all(waited <= 3 for _, waited in served.values()) and len(done) - before - meanwhile >= 6, served
+
+
+class Searches:
+    """A finder that only notes the modules the import system looks for (it finds none itself)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def find_spec(self, name: str, path=None, target=None) -> None:
+        self.names.append(name)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("bokeh") is not None, reason="bokeh is installed here")
+def test_a_new_sessions_first_call_searches_no_folder_for_a_plot_library_not_installed(records_url):
+    """Found profiling a tester's load (each call a new session): a new Gradio session asks every gr.Plot for its
+    settings, and each tries `import bokeh`; not installed, every try searched each folder of sys.path again, the
+    largest part of the event loop's work under that load, outside any turn."""
+    searches = Searches()
+    sys.meta_path.insert(0, searches)
+    try:
+        assert Client(records_url, verbose=False).predict("one", api_name="/run_records")
+    finally:
+        sys.meta_path.remove(searches)
+    assert "bokeh" not in searches.names

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import inspect
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +33,9 @@ logger = logging.getLogger(__name__)
 QUEUE_SIZE = 256
 CACHE_SWEEP = (900, 3600)  # every 15 min, delete uploads older than an hour (used or refused)
 TITLE = "Extractive question answering: ask, fine-tune, find errors"
+# Each new Gradio session asks every gr.Plot for its settings, and each tries to import these (bokeh): under many
+# sessions, searching for them where they are not installed was the largest part of the web server's own work.
+PLOT_LIBRARIES = ("bokeh",)
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 
 
@@ -97,6 +102,14 @@ def add_api(service: QAService) -> None:
         gr.api(as_api(service, call), api_name=name, **limits)
 
 
+def missing_at_once(names: tuple[str, ...]) -> None:
+    """Mark each module that is not installed as missing, so that importing it fails at once: the import system
+    searches every folder of sys.path again for each try at a module it did not find before."""
+    for name in names:
+        if name not in sys.modules and importlib.util.find_spec(name) is None:
+            sys.modules[name] = None  # type: ignore[assignment]  # the import system's own "not importable"
+
+
 def pickers(service: QAService, run: str | None = None, prefer: str | None = None) -> Outputs:
     """New choices for the model pickers and the Errors run picker; the run picker takes `prefer` where it has
     records, else keeps its run, else takes the newest one (its change event then loads it).
@@ -121,6 +134,7 @@ def pickers_after_job(service: QAService, run: str | None = None) -> Outputs:
 def build_app(settings: Settings, sweep: tuple[int, int] = CACHE_SWEEP) -> gr.Blocks:
     """The whole app for these settings: its model cache and training job are made here, not at import.
     sweep: every how many seconds Gradio deletes the uploads older than how many (Blocks' delete_cache)."""
+    missing_at_once(PLOT_LIBRARIES)
     service = QAService(settings)
     with gr.Blocks(title=TITLE, delete_cache=sweep) as demo:
         gr.Markdown("# Extractive question answering\nAsk a model, fine-tune one, and see where it fails.")
