@@ -3,13 +3,15 @@ its requests in flight, so that one caller's many long questions never make ever
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import functools
 import logging
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,32 +49,22 @@ class _Task:
 Sessions = OrderedDict[str, deque[_Task]]  # one address's waiting calls, by session, the next to serve first
 
 
-class FairWorker:
-    """One thread that runs the calls submitted to it, taking turns between addresses and, within an address,
-    between sessions; each caller's own calls run in the order it submitted them.
-
-    An address being served waits outside the line until its call returns, then goes to the back: a call waits
-    for the call running when it came and at most one call of each other address with calls waiting, however many
-    those sent. With max_in_flight, a caller's request beyond that many is refused at once (admitted), so that no
-    caller fills the web server's request threads with waiting calls either."""
+class CallerBound:
+    """At most max_in_flight requests of each caller in flight (None: any number); one more is refused at once, so
+    that no caller fills the web server's request threads, or a line, with waiting calls."""
 
     def __init__(self, name: str, max_in_flight: int | None = None, what: str = "requests") -> None:
         if max_in_flight is not None and max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
         self._name, self._max_in_flight, self._what = name, max_in_flight, what
-        self._line: OrderedDict[str, Sessions] = OrderedDict()  # addresses with calls waiting, next first
-        self._serving: tuple[str, Sessions] | None = None  # the address out of the line while its call runs
         self._in_flight: dict[Caller, int] = {}
-        self._ready = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._closed = False
-        close_at_exit(self)
+        self._lock = threading.Lock()
 
     @contextmanager
     def admitted(self, caller: Caller) -> Iterator[None]:
         """Count one request of `caller` in flight for the block (a model load it waits for included); refused
         with TooManyRequests, before any work, when the caller already has max_in_flight."""
-        with self._ready:
+        with self._lock:
             held = self._in_flight.get(caller, 0)
             if self._max_in_flight is not None and held >= self._max_in_flight:
                 # the setting is named to the host, in the log: a visitor cannot change it
@@ -84,20 +76,46 @@ class FairWorker:
         try:
             yield
         finally:
-            with self._ready:
+            with self._lock:
                 left = self._in_flight.pop(caller) - 1
                 if left:
                     self._in_flight[caller] = left
 
+
+class FairWorker:
+    """One thread that runs the calls submitted to it, taking turns between addresses and, within an address,
+    between sessions; each caller's own calls run in the order it submitted them.
+
+    An address being served waits outside the line until its call returns, then goes to the back: a call waits
+    for the call running when it came and at most one call of each other address with calls waiting, however many
+    those sent. With max_in_flight, a caller's request beyond that many is refused at once (admitted: a
+    CallerBound)."""
+
+    def __init__(self, name: str, max_in_flight: int | None = None, what: str = "requests") -> None:
+        self.bound = CallerBound(name, max_in_flight, what)
+        self._name = name
+        self._line: OrderedDict[str, Sessions] = OrderedDict()  # addresses with calls waiting, next first
+        self._serving: tuple[str, Sessions] | None = None  # the address out of the line while its call runs
+        self._ready = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        close_at_exit(self)
+
+    def admitted(self, caller: Caller) -> AbstractContextManager[None]:
+        """The worker's CallerBound.admitted."""
+        return self.bound.admitted(caller)
+
     def submit(self, caller: Caller, call: Callable[..., Any], *args: Any) -> Future:
-        """Queue call(*args) behind `caller`'s earlier calls, in its address's turn."""
+        """Queue call(*args) behind `caller`'s earlier calls, in its address's turn. It runs in the submitter's
+        context, as asyncio.to_thread's calls do (a Gradio handler's gr.Warning finds its page there)."""
         future: Future = Future()
+        call = functools.partial(contextvars.copy_context().run, call, *args)
         with self._ready:
             if self._closed:
                 raise RuntimeError(f"{self._name} is closed: the server is shutting down")
             serving = self._serving is not None and self._serving[0] == caller.address
             sessions = self._serving[1] if serving else self._line.setdefault(caller.address, OrderedDict())
-            sessions.setdefault(caller.session, deque()).append(_Task(functools.partial(call, *args), future))
+            sessions.setdefault(caller.session, deque()).append(_Task(call, future))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
                 self._thread.start()
@@ -108,6 +126,13 @@ class FairWorker:
         """call(*args) on the worker thread in `caller`'s turn, admitted first; its result, or what it raised."""
         with self.admitted(caller):
             return self.submit(caller, call, *args).result()
+
+    async def run_in_turn(self, caller: Caller, call: Callable[..., Any], *args: Any,
+                          bound: CallerBound | None = None) -> Any:
+        """run() for coroutines: the wait for the turn and the result holds no thread; a cancelled wait takes its
+        call out of the line. bound: counted against it instead of the worker's own (calls of another kind)."""
+        with (bound or self.bound).admitted(caller):
+            return await asyncio.wrap_future(self.submit(caller, call, *args))
 
     def close(self, timeout: float | None = EXIT_WAIT_S) -> None:
         """Cancel the calls still waiting and wait (at most `timeout`) for the running one to return; later calls

@@ -7,7 +7,7 @@ import dataclasses
 import functools
 import logging
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from qa_core.calibration import Calibration, calibrate_prediction, fit_calibrati
 from qa_core.compare import Comparison, compare_runs
 from qa_core.error_analysis import QuestionRecord, evaluated_threshold, find_record, record_json, run_records
 from qa_core.eval_settings import read_evaluated
-from qa_core.fairness import LOCAL, Caller, FairWorker
+from qa_core.fairness import LOCAL, Caller, CallerBound, FairWorker
 from qa_core.hosting import (answer_limits, check_model, check_model_folder, check_name, check_request, check_run,
                              default_name)
 from qa_core.inference import AnswerResult, TokenLogits, config_for_model, run_config
@@ -63,6 +63,16 @@ class QAService(JobService):
         # Explanations compute on a thread of their own beside the model thread, one at a time, in turns between
         # callers as answers are: first come, first served, one caller's many would hold up everyone's.
         self.explainer = FairWorker("qa-explain", bound, "explanations")
+        # A run's records made into tables, figures and JSON: Python work that holds the GIL, which the model thread
+        # takes back after each of its many torch calls. Run beside it, as many at once as visitors sent, or even
+        # one at a time on a thread of its own, it slowed every answer; on the model thread, it takes turns instead.
+        self.analyses = CallerBound("qa-analysis", bound, "analyses of runs")
+
+    async def analyse_in_turn(self, caller: Caller, call: Callable[..., Any], *args: Any) -> Any:
+        """call(*args), work on a run's records (the Errors tab's views, /run_records), on the model thread in the
+        caller's turn with the answers; refused at once with fairness.TooManyRequests beyond the caller's bound of
+        these (apart from its questions). Waiting holds no thread of the web server."""
+        return await self.models.run_in_turn(caller, self.analyses, call, *args)
 
     def preload_default(self) -> None:
         self.models.preload(check_model("", self.settings))

@@ -19,7 +19,7 @@ import torch
 
 from qa_core.config import QAConfig
 from qa_core.data import load_examples
-from qa_core.fairness import LOCAL, Caller, FairWorker
+from qa_core.fairness import LOCAL, Caller, CallerBound, FairWorker
 from qa_core.features import featurize
 from qa_core.inference import AnswerResult, answer_question, run_config, run_model
 from qa_core.int8 import MAX_LOGIT_ERROR, logit_error, native_int8_cpu, quantize_linears
@@ -158,6 +158,11 @@ class ModelCache:
             loaded, config = await self.get_in_turn(name, exact, settings)
             return await asyncio.wrap_future(self._model_thread.submit(
                 caller, self._answer, loaded, config, question, context, max_windows))
+
+    async def run_in_turn(self, caller: Caller, bound: CallerBound, call: Callable[..., Any], *args: Any) -> Any:
+        """call(*args), other work than an answer, on the model thread in the caller's turn with the answers,
+        counted against `bound` rather than the caller's questions; waiting holds no thread."""
+        return await self._model_thread.run_in_turn(caller, call, *args, bound=bound)
 
     def answer(self, name: str, question: str, context: str, exact: bool = False, max_windows: int | None = None,
                caller: Caller = LOCAL) -> tuple[AnswerResult, LoadedModel, float]:

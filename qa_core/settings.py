@@ -19,7 +19,7 @@ MAX_UPLOADS_MB = 500  # all uploads the server holds at once (until the sweep de
 PUBLIC_MAX_TRAIN_EXAMPLES = 10_000
 MODEL_WAIT_S = 20.0
 PUBLIC_MAX_RUNS = 8  # run folders a public server's web jobs keep (web_runs.py): each holds a model and a checkpoint
-MAX_CALLER_REQUESTS = 4  # questions (and, apart, explanations) one visitor of a public server may have in flight
+MAX_CALLER_REQUESTS = 4  # questions (apart: analyses, explanations) a public server's visitor may have in flight
 
 
 def _flag(name: str, default: bool) -> bool:

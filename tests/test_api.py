@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import logging
 import os
 import re
 import shutil
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +28,7 @@ from qa_core.settings import Settings, TrainLimits
 from qa_core.training import train
 from qa_core.ui import app
 from tests.conftest import free_port
+from tests.test_compare import record, write_run
 
 CONTEXT = "The lighthouse lens was designed by Augustin Fresnel in the early nineteenth century."
 QUESTION = "Who designed the lens?"
@@ -643,3 +646,77 @@ def test_one_visitors_many_long_questions_do_not_hold_up_anothers(busy_url):
     assert waited < alone + 1.5 * one_long + 0.5, f"waited {waited:.1f} s; one long question takes {one_long:.1f} s"
     refusals = [o for o in outcomes if isinstance(o, str)]
     assert len(refusals) == 5 and all("already have 4 questions" in r and "QA_" not in r for r in refusals)
+
+
+
+MANY_RECORDS = 5000  # enough that reading them as JSON takes a good part of a second
+
+
+@pytest.fixture(scope="module")
+def records_url(offline, tmp_path_factory, tiny_model_dir) -> Iterator[str]:
+    """A public server with a run of many short evaluation records, and a run of one."""
+    root = tmp_path_factory.mktemp("many-records")
+    write_run(root / "many", [record(n, "Augustin Fresnel", 100, 100) for n in range(MANY_RECORDS)])
+    write_run(root / "one", [record(0, "Fresnel", 0, 66.7)])
+    yield from serve(Settings(root, str(tiny_model_dir), training_enabled=False, fast_inference=False, public=True))
+
+
+def test_one_visitors_many_record_reads_take_turns_with_anothers(records_url):
+    """Found by a tester: reading a run's records (/run_records, the Errors tab's figures) ran in the web server's
+    threads, first come, first served, as many at once as a visitor sent, beside the model thread. They take turns
+    between callers on the model thread, with the answers: a caller's reads beyond its bound are refused at once,
+    and another visitor's read, or question, waits for about one of the stranger's reads, not for all of them."""
+    strangers = [Client(records_url, verbose=False, headers={"X-Forwarded-For": STRANGER}) for _ in range(4)]
+    visitor = Client(records_url, verbose=False, headers={"X-Forwarded-For": VISITOR})
+    done, refusals = [], []
+
+    def read(client: Client) -> None:
+        try:
+            client.predict("many", api_name="/run_records")
+            done.append(client)
+        except Exception as err:  # refused: more in flight than one caller may have
+            refusals.append(str(err))
+
+    visits = {"read": lambda: visitor.predict("one", api_name="/run_records"),
+              "question": lambda: visitor.predict("", QUESTION, CONTEXT, api_name="/answer")}
+    served: dict[str, tuple[int, int]] = {}  # the stranger's reads served before each visit, and while it waited
+    with ThreadPoolExecutor(len(strangers) * 5) as pool:
+        jobs = [pool.submit(read, stranger) for stranger in strangers for _ in range(5)]
+        time.sleep(0.5)  # the stranger's reads reach the server
+        for name, visit in visits.items():
+            before = len(done)
+            assert visit()
+            served[name] = before, len(done) - before
+        for job in jobs:
+            job.result(120)
+    logging.getLogger(__name__).info("of the stranger's %d reads, served before and while the visitor waited: %s",
+                                     len(done), served)
+    # at most one of each session's five (its others may come back before the last is sent, on two busy cores)
+    assert 1 <= len(refusals) <= len(strangers) and all("already have 4 " in r and "QA_" not in r for r in refusals)
+    # first come, first served, the visitor waited for every one of the stranger's reads sent before it
+    before, meanwhile = served["question"]
+    assert all(waited <= 3 for _, waited in served.values()) and len(done) - before - meanwhile >= 6, served
+
+
+class Searches:
+    """A finder that only notes the modules the import system looks for (it finds none itself)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def find_spec(self, name: str, path=None, target=None) -> None:
+        self.names.append(name)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("bokeh") is not None, reason="bokeh is installed here")
+def test_a_new_sessions_first_call_searches_no_folder_for_a_plot_library_not_installed(records_url):
+    """Found profiling a tester's load (each call a new session): a new Gradio session asks every gr.Plot for its
+    settings, and each tries `import bokeh`; not installed, every try searched each folder of sys.path again, the
+    largest part of the event loop's work under that load, outside any turn."""
+    searches = Searches()
+    sys.meta_path.insert(0, searches)
+    try:
+        assert Client(records_url, verbose=False).predict("one", api_name="/run_records")
+    finally:
+        sys.meta_path.remove(searches)
+    assert "bokeh" not in searches.names

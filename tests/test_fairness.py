@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -11,7 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import pytest
 
 from qa_core import fairness
-from qa_core.fairness import Caller, FairWorker, TooManyRequests, take_turn
+from qa_core.fairness import Caller, CallerBound, FairWorker, TooManyRequests, take_turn
 
 STRANGER, VISITOR = Caller("203.0.113.7", "s1"), Caller("198.51.100.9", "v1")
 
@@ -83,6 +84,27 @@ def test_a_refusal_names_the_setting_in_the_log_for_the_host_not_to_the_visitor(
         assert [f.result(10) for f in held] == [True, True]
     assert "QA_" not in str(refused.value)
     assert "2 explanations in flight" in caplog.text and "(QA_MAX_CALLER_REQUESTS)" in caplog.text
+
+
+def test_calls_of_another_kind_take_turns_on_the_thread_within_a_bound_of_their_own():
+    """Analyses of a run's records run on the model thread, in turns with the questions: a caller's analyses count
+    against their own bound, so that a page's few at once never eat into its questions (nor these into them)."""
+    worker, gate = FairWorker("test-kinds", max_in_flight=1, what="questions"), threading.Event()
+    analyses = CallerBound("test-analyses", 1, "analyses")
+
+    async def both() -> tuple[bool, int]:
+        question = asyncio.ensure_future(worker.run_in_turn(STRANGER, gate.wait, 10))
+        analysis = asyncio.ensure_future(worker.run_in_turn(STRANGER, len, "abc", bound=analyses))
+        await asyncio.sleep(0.2)  # both admitted and in line
+        with pytest.raises(TooManyRequests, match="already have 1 analyses"):
+            await worker.run_in_turn(STRANGER, len, "x", bound=analyses)
+        with pytest.raises(TooManyRequests, match="already have 1 questions"):
+            await worker.run_in_turn(STRANGER, len, "x")
+        assert not analysis.done()  # one thread: it waits for the question running
+        gate.set()
+        return await question, await analysis
+    assert asyncio.run(both()) == (True, 3)
+    assert asyncio.run(worker.run_in_turn(STRANGER, len, "ab", bound=analyses)) == 2  # its place given back
 
 
 def test_the_worker_thread_is_one_and_is_let_go_when_idle(monkeypatch):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import inspect
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +22,7 @@ from qa_core.service import QAService
 from qa_core.settings import Settings
 from qa_core.ui.arguments import check_arguments
 from qa_core.ui.ask import build_ask_tab
-from qa_core.ui.common import ANSWERS, PRIVATE, Outputs, by_name, caller_of, session_of
+from qa_core.ui.common import ANALYSES, ANSWERS, PRIVATE, Outputs, by_name, caller_of, in_turns, session_of
 from qa_core.ui.errors import build_errors_tab
 from qa_core.ui.request_limit import body_limit_middleware
 from qa_core.ui.style import SLIDER_BOX_JS, TAB_TOP_JS, app_css
@@ -34,6 +36,9 @@ QUEUE_SIZE = 256
 QUEUE_OPTIONS = {"default_concurrency_limit": 2, "max_size": QUEUE_SIZE, "api_open": False}
 CACHE_SWEEP = (900, 3600)  # every 15 min, delete uploads older than an hour (used or refused)
 TITLE = "Extractive question answering: ask, fine-tune, find errors"
+# Each new Gradio session asks every gr.Plot for its settings, and each tries to import these (bokeh): under many
+# sessions, searching for them where they are not installed was the largest part of the web server's own work.
+PLOT_LIBRARIES = ("bokeh",)
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 
 
@@ -91,13 +96,21 @@ def answer_endpoint(service: QAService) -> Callable[..., Any]:
 def api_endpoints(service: QAService) -> dict[str, Callable[..., Any]]:
     """The endpoints meant for programs (README: The API), by api_name: plain values in, JSON-shaped values out."""
     return {"answer": answer_endpoint(service), "list_runs": service.runs_json, **training_endpoints(service),
-            "training_status": service.job_json, "run_records": service.records_json}
+            "training_status": service.job_json, "run_records": in_turns(service, service.records_json)}
 
 
 def add_api(service: QAService) -> None:
     for name, call in api_endpoints(service).items():
-        limits = ANSWERS if name == "answer" else {}
+        limits = {"answer": ANSWERS, "run_records": ANALYSES}.get(name, {})
         gr.api(as_api(service, call), api_name=name, **limits)
+
+
+def missing_at_once(names: tuple[str, ...]) -> None:
+    """Mark each module that is not installed as missing, so that importing it fails at once: the import system
+    searches every folder of sys.path again for each try at a module it did not find before."""
+    for name in names:
+        if name not in sys.modules and importlib.util.find_spec(name) is None:
+            sys.modules[name] = None  # type: ignore[assignment]  # the import system's own "not importable"
 
 
 def pickers(service: QAService, run: str | None = None, prefer: str | None = None) -> Outputs:
@@ -124,6 +137,7 @@ def pickers_after_job(service: QAService, run: str | None = None) -> Outputs:
 def build_app(settings: Settings, sweep: tuple[int, int] = CACHE_SWEEP) -> gr.Blocks:
     """The whole app for these settings: its model cache and training job are made here, not at import.
     sweep: every how many seconds Gradio deletes the uploads older than how many (Blocks' delete_cache)."""
+    missing_at_once(PLOT_LIBRARIES)
     service = QAService(settings)
     with gr.Blocks(title=TITLE, delete_cache=sweep) as demo:
         gr.Markdown("# Extractive question answering\nAsk a model, fine-tune one, and see where it fails.")
@@ -162,9 +176,9 @@ def wire_tabs(demo: gr.Blocks, service: QAService, tabs: gr.Tabs, ask_tab: dict[
         api_name="ui_start_quick_from_ask", **quiet)
     sent = {"tabs": tabs, "model": ask_tab["model"], "question": ask_tab["question"], "context": ask_tab["context"],
             "message": ask_tab["message"], **ask_tab["answer_outputs"]}  # the answer shown was the last question's
-    errors_tab["send"].click(by_name(errors_tab["handlers"].send_to_ask, sent),
+    errors_tab["send"].click(by_name(in_turns(service, errors_tab["handlers"].send_to_ask), sent),
                              [errors_tab["run"], errors_tab["selected"], errors_tab["threshold"]], list(sent.values()),
-                             api_name="ui_send_to_ask", **quiet)
+                             api_name="ui_send_to_ask", **ANALYSES, **quiet)
     demo.load(refresh, errors_tab["run"], list(refreshed.values()), api_name="ui_load", **PRIVATE)
 
 

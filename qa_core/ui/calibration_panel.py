@@ -12,7 +12,7 @@ from qa_core.calibration import Calibration, current_calibration
 from qa_core.coverage import coverage_at, coverage_curve
 from qa_core.run_files import has_model, is_evaluation_folder
 from qa_core.service import QAService
-from qa_core.ui.common import PRIVATE, Outputs, by_name
+from qa_core.ui.common import ANALYSES, PRIVATE, Outputs, by_name, in_turns
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -65,8 +65,9 @@ def build_calibration_panel(service: QAService, run: gr.Dropdown) -> dict[str, A
                               info="the answer probability after temperature scaling", elem_id="calibration-threshold")
         shown["readout"] = gr.Textbox(label="At this threshold", interactive=False, elem_id="calibration-readout")
     picked = {"coverage": shown["coverage"], "readout": shown["readout"]}
-    run.change(by_name(ui.show, shown), [run, threshold], list(shown.values()), api_name="ui_calibration",
-               **PRIVATE)
-    threshold.change(by_name(ui.pick, picked), [run, threshold], list(picked.values()),
-                     api_name="ui_calibration_threshold", show_progress="hidden", **PRIVATE)
+    # both read the run's records: in turns with the answers (in_turns)
+    run.change(by_name(in_turns(service, ui.show), shown), [run, threshold], list(shown.values()),
+               api_name="ui_calibration", **ANALYSES, **PRIVATE)
+    threshold.change(by_name(in_turns(service, ui.pick), picked), [run, threshold], list(picked.values()),
+                     api_name="ui_calibration_threshold", show_progress="hidden", **ANALYSES, **PRIVATE)
     return {"threshold": threshold, "handlers": ui}

@@ -12,7 +12,7 @@ from qa_core import charts, compare_views
 from qa_core.compare import find_pair
 from qa_core.error_analysis import PAIR_OUTCOMES
 from qa_core.service import QAService
-from qa_core.ui.common import PRIVATE, Outputs, by_name
+from qa_core.ui.common import ANALYSES, PRIVATE, Outputs, by_name, in_turns
 
 PAIR_COLORS = {"A": "#ffb347", "B": "#c39bd3", "gold": "#7dd87d", "A + B": "#f5a3a3", "A + gold": "#7fb3ff",
                "B + gold": "#76d7c4", "A + B + gold": "#5dade2"}
@@ -105,10 +105,11 @@ def build_compare_panel(service: QAService, run: gr.Dropdown) -> dict[str, Any]:
     run.change(by_name(ui.choices, picked), run, list(picked.values()), api_name="ui_compare_choices", **PRIVATE)
     run_b.focus(lambda run_a: gr.update(choices=ui.others(run_a)), run, run_b, api_name="ui_compare_others",
                 show_progress="hidden", **PRIVATE)
-    run_b.change(by_name(ui.compare, shown), [run, run_b, only], list(shown.values()), api_name="ui_compare",
-                 **PRIVATE)
-    only.change(by_name(ui.filter_pairs, {"pairs": shown["pairs"]}), [run, run_b, only], shown["pairs"],
-                api_name="ui_compare_filter", **PRIVATE)
-    shown["pairs"].select(by_name(ui.select_pair, detail), [run, run_b], list(detail.values()),
-                          api_name="ui_compare_select", **PRIVATE)
+    # the comparisons read both runs' records: in turns with the answers (in_turns)
+    run_b.change(by_name(in_turns(service, ui.compare), shown), [run, run_b, only], list(shown.values()),
+                 api_name="ui_compare", **ANALYSES, **PRIVATE)
+    only.change(by_name(in_turns(service, ui.filter_pairs), {"pairs": shown["pairs"]}), [run, run_b, only],
+                shown["pairs"], api_name="ui_compare_filter", **ANALYSES, **PRIVATE)
+    shown["pairs"].select(by_name(in_turns(service, ui.select_pair), detail), [run, run_b], list(detail.values()),
+                          api_name="ui_compare_select", **ANALYSES, **PRIVATE)
     return {"run_b": run_b, "handlers": ui}

@@ -19,7 +19,7 @@ from qa_core.fairness import Caller
 from qa_core.service import QAService
 from qa_core.ui.ask import no_answer
 from qa_core.ui.calibration_panel import build_calibration_panel
-from qa_core.ui.common import ANSWERS, EXPLAIN, PRIVATE, Outputs, by_name, caller_of
+from qa_core.ui.common import ANALYSES, ANSWERS, EXPLAIN, PRIVATE, Outputs, by_name, caller_of, in_turns
 from qa_core.ui.compare_panel import build_compare_panel
 from qa_core.ui.errors_layout import filter_controls, summary_outputs, threshold_controls
 from qa_core.ui.style import unselect_js
@@ -275,7 +275,9 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
         build_calibration_panel(service, run)
     picked = {**summary, "threshold": threshold, "presets": presets["row"], "best": presets["best"],
               "kind": controls["kind"], "detail": detail["detail"]}
-    run.change(by_name(ui.pick_run, picked), run, list(picked.values()), api_name="ui_summarize", **PRIVATE)
+    # the handlers reading the run's records take turns with the answers (in_turns)
+    run.change(by_name(in_turns(service, ui.pick_run), picked), run, list(picked.values()), api_name="ui_summarize",
+               **ANALYSES, **PRIVATE)
     selection = {**detail, **why}
     run.change(by_name(ui.forget_selection, selection), None, list(selection.values()),
                api_name="ui_forget_selection", show_progress="hidden", **PRIVATE)
@@ -283,13 +285,15 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
     # One listener for the figures and the selected row: a third on the slider kept Gradio's page re-sending a
     # typed value in a loop, the question table's update pending all the while
     rescored = {**summary, **{name: selection[name] for name in REDRAWN}}
-    threshold.change(by_name(ui.rescore, rescored), [run, threshold, detail["shown"], why["explained"]],
-                     list(rescored.values()), api_name="ui_rescore", show_progress="hidden", **PRIVATE)
+    threshold.change(by_name(in_turns(service, ui.rescore), rescored), [run, threshold, detail["shown"],
+                     why["explained"]], list(rescored.values()), api_name="ui_rescore", show_progress="hidden",
+                     **ANALYSES, **PRIVATE)
     for name, handler in (("evaluated", ui.evaluated_threshold), ("best", ui.best_threshold)):
-        presets[name].click(by_name(handler, {"threshold": threshold}), run, threshold,
-                            api_name=f"ui_threshold_{name}", **PRIVATE)
+        presets[name].click(by_name(in_turns(service, handler), {"threshold": threshold}), run, threshold,
+                            api_name=f"ui_threshold_{name}", **ANALYSES, **PRIVATE)
     for n, control in enumerate(filters):
-        control.change(by_name(ui.filter_table, table), filters, table["table"], api_name=f"ui_filter_{n}", **PRIVATE)
+        control.change(by_name(in_turns(service, ui.filter_table), table), filters, table["table"],
+                       api_name=f"ui_filter_{n}", **ANALYSES, **PRIVATE)
     table["table"].select(by_name(ui.select_record_in_turn, detail), [run, threshold], list(detail.values()),
                           api_name="ui_select_record", **ANSWERS, **PRIVATE)
     explain.click(by_name(ui.attribute_in_turn, why), [run, detail["selected"], threshold], list(why.values()),
