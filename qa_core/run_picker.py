@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from qa_core.config import DEFAULT_MODEL
+from qa_core.eval_settings import read_evaluated
 from qa_core.run_files import QUICK_DATA, has_model, read_run_info, run_of
 from qa_core.run_lock import INTERRUPTED
 from qa_core.run_list import EVALUATION, RunSummary, list_runs
@@ -41,9 +42,19 @@ def run_label(run: RunSummary) -> str:
         config = read_run_info(Path(run.path)).config
     except ValueError:
         config = {}
-    measured = "evaluated again (train.py evaluate)" if run.evaluated_again else f"measured {measured_on(config)}"
+    measured = (evaluated_again_on(Path(run.path), config) if run.evaluated_again
+                else f"measured {measured_on(config)}")
     status = [] if run.status == "finished" and has_model(run.path) else [f"{stopped_status(run)}, no final model"]
     return " · ".join([*score, name, *([measured] if score else []), *status])
+
+
+def evaluated_again_on(folder: Path, config: dict) -> str:
+    """A run evaluated again (`train.py evaluate` into its folder), with the data its eval_settings.json records,
+    which need not be its training's validation_file."""
+    evaluated = read_evaluated(folder)
+    if evaluated is None or not evaluated.data:
+        return "evaluated again (train.py evaluate)"
+    return f"evaluated again {measured_on({**config, 'validation_file': evaluated.data})}"
 
 
 def stopped_status(run: RunSummary) -> str:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 from qa_core.checkpoints import RunInfo, write_run_info
-from qa_core.run_files import QUICK_DATA, RECORDS_FILE
+from qa_core.eval_settings import Evaluated, write_evaluated
+from qa_core.run_files import METRICS_FILE, QUICK_DATA, RECORDS_FILE
 from qa_core.run_picker import model_choices, record_choices, run_choices
 
 
@@ -31,3 +34,18 @@ def test_labels_say_what_the_score_was_measured_on(tmp_path):
     labels = [label for label, _ in run_choices(tmp_path)]
     assert "F1 97.7 · own · measured on its training data · finished, no final model" in labels
     assert "F1 40.0 · quick · measured on held-out sample passages · finished, no final model" in labels
+
+
+def test_a_run_evaluated_again_says_on_what(tmp_path):
+    """`train.py evaluate` into a run folder may use other data than its training's evaluation: the label names
+    the data its eval_settings.json records, not the run's validation_file."""
+    for name, data in (("other", "dev-v1.1.json"), ("own", "train.json"), ("unrecorded", None)):
+        write_run_info(tmp_path / name, RunInfo("finished", {"train_file": "train.json", "validation_file": "b.json"},
+                                                metrics={"f1": 50.0}))
+        (tmp_path / name / METRICS_FILE).write_text(json.dumps({"exact_match": 40.0, "f1": 60.0}), encoding="utf-8")
+        if data:
+            write_evaluated(tmp_path / name, Evaluated(data))
+    labels = sorted(label for label, _ in run_choices(tmp_path))
+    assert labels == ["F1 60.0 · other · evaluated again on dev-v1.1.json · finished, no final model",
+                      "F1 60.0 · own · evaluated again on its training data · finished, no final model",
+                      "F1 60.0 · unrecorded · evaluated again (train.py evaluate) · finished, no final model"]
