@@ -56,6 +56,16 @@ VARIANTS = {
     "bf16, fused fp32 attention, torch.compile": Variant(True, "sdpa_fp32", compile=True),
     "bf16, fused fp32 attention, masked dropout": Variant(True, "sdpa_fp32", masked_dropout=True),
     "bf16, bf16 matrix-product attention, masked dropout (the default)": Variant(True, masked_dropout=True),
+    "bf16, bf16 matrix-product attention, masked dropout, lengths to 16": Variant(True, masked_dropout=True,
+                                                                                 multiple_of=16),
+    "bf16, bf16 matrix-product attention, masked dropout, lengths to 64": Variant(True, masked_dropout=True,
+                                                                                 multiple_of=64),
+    "bf16, bf16 matrix-product attention, masked dropout, cache 1024": Variant(True, masked_dropout=True,
+                                                                              onednn_cache=1024),
+    "bf16, bf16 matrix-product attention, masked dropout, lengths to 16, cache 1024": Variant(
+        True, masked_dropout=True, multiple_of=16, onednn_cache=1024),
+    "bf16, bf16 matrix-product attention, masked dropout, torch.compile": Variant(True, masked_dropout=True,
+                                                                                 compile=True),
     "fp32, masked dropout (the default without native bf16)": Variant(False, "sdpa", masked_dropout=True),
     "fp32, fp32 matrix-product attention, masked dropout": Variant(False, "matmul", masked_dropout=True),
 }

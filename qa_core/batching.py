@@ -10,6 +10,7 @@ import torch
 
 from qa_core.config import QAConfig
 from qa_core.features import Feature
+from qa_core.precision import amx_cpu
 
 
 def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int,
@@ -79,8 +80,12 @@ def collate(features: Sequence[Feature], batch_format: BatchFormat = BatchFormat
 
 
 def padding_multiple(device: torch.device) -> int:
-    """Tensor cores want lengths in multiples of 8; CPU kernels gain nothing from padding."""
-    return 8 if device.type == "cuda" else 1
+    """Tensor cores want lengths in multiples of 8. On a CPU with AMX, where oneDNN builds a kernel for each new
+    shape (keeping only a few: runtime.ONEDNN_CACHE_CAPACITY), fewer distinct lengths (multiples of 16, a tile's
+    rows) save more than the padding costs (bench/results/profile-step-amx.json); other CPUs gain nothing from it."""
+    if device.type == "cuda":
+        return 8
+    return 16 if amx_cpu() else 1
 
 
 def padding_shifts(lengths: Sequence[int], padded_length: int, padding_side: str) -> list[int]:

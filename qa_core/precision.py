@@ -12,8 +12,13 @@ from qa_core.attention import attention_for_bf16, restore_sdpa
 
 def native_bf16_cpu() -> bool:
     """True on x86 CPUs with AVX512-BF16 or AMX, whose bf16 matrix products beat fp32; emulated bf16 does not."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private to torch.cpu, so looked up softly
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+    # private to torch.cpu, so looked up softly
+    return getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or amx_cpu()
+
+
+def amx_cpu() -> bool:
+    """True on x86 CPUs with AMX tiles (Intel Sapphire Rapids and later)."""
+    return getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
 
 
 def resolve_bf16(bf16: bool | None, device: torch.device) -> bool:

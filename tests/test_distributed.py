@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from qa_core import train_setup
 from qa_core.config import QAConfig
@@ -17,6 +18,8 @@ from qa_core.distributed import DistContext, shard
 from qa_core.evaluation import METRICS_FILE, PREDICTIONS_FILE, evaluate
 from qa_core.features import build_features
 from qa_core.modeling import load_model
+from qa_core.precision import inference_copy
+from qa_core.run_files import read_run_info
 from tests.conftest import free_port, write_squad
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,10 +117,12 @@ def test_every_question_predicted_once(ddp_run: Path):
 def test_metrics_match_single_process_evaluation(ddp_run: Path):
     config = QAConfig(**{k: v for k, v in OPTIONS.items()})
     loaded = load_model(str(ddp_run / "run"))
+    # in the precision the run evaluated in (bf16 on CPUs that do it natively), as `train.py evaluate` would
+    model, bf16 = inference_copy(loaded.model, read_run_info(ddp_run / "run").config["bf16"], torch.device("cpu"))
     examples = load_examples(str(ddp_run / "squad.json")).examples
     features = build_features(examples, loaded.tokenizer, config.max_seq_length, config.doc_stride,
                               config.max_query_length, training=False).features
-    single = evaluate(loaded.model, examples, features, config, batch_format=loaded.batch_format)
+    single = evaluate(model, examples, features, config, bf16, batch_format=loaded.batch_format)
     assert json.loads((ddp_run / "run" / METRICS_FILE).read_text()) == single.metrics.to_dict()
     predictions = json.loads((ddp_run / "run" / PREDICTIONS_FILE).read_text())
     assert predictions == {k: p.text for k, p in single.predictions.items()}
