@@ -21,17 +21,14 @@ from qa_core.ui.ask import no_answer
 from qa_core.ui.calibration_panel import build_calibration_panel
 from qa_core.ui.common import ANALYSES, ANSWERS, EXPLAIN, PRIVATE, Outputs, by_name, caller_of, in_turns
 from qa_core.ui.compare_panel import build_compare_panel
-from qa_core.ui.errors_layout import filter_controls, summary_outputs, threshold_controls
+from qa_core.ui.errors_layout import (ANSWERED_COLORS, ERROR_COLORS, attribution_outputs, filter_controls,
+                                     question_outputs, summary_outputs, threshold_controls)
 from qa_core.ui.style import unselect_js
 
 if TYPE_CHECKING:  # types only: attributions imports captum, inference torch
     from qa_core.attributions import Attribution
     from qa_core.inference import TokenLogits
 
-ERROR_COLORS = {"gold": "#7dd87d", "predicted": "#ffb347", "gold + predicted": "#7fb3ff",
-                plots.PASSED_OVER: "#f3d9a4", f"gold + {plots.PASSED_OVER}": "#b9cf7a"}
-# The legend shows every colour of the map: a SQuAD v1.1 run never abstains, so its map leaves those out.
-ANSWERED_COLORS = {label: color for label, color in ERROR_COLORS.items() if plots.PASSED_OVER not in label}
 NO_ROW = "Click a row of the question table first: that question is what goes to the Ask tab."
 REDRAWN = ("question", "detail", "plot", "attribution", "attribution_note")  # what a threshold changes of a row
 
@@ -258,19 +255,11 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
         table = {"table": gr.Dataframe(pd.DataFrame(columns=views.TABLE_COLUMNS), label="Dev questions (click a row)",
                                        interactive=False, wrap=True, column_widths=views.TABLE_WIDTHS,
                                        elem_id="errors-table")}
-        detail = {"question": gr.Textbox(label="Selected question", interactive=False, max_lines=6,
-                                         elem_id="errors-question"),
-                  "detail": gr.HighlightedText(label="Context: gold and predicted answers", color_map=ANSWERED_COLORS,
-                                               show_legend=True, elem_id="errors-detail"),
-                  "plot": gr.Plot(label="Start and end logits per token", elem_id="errors-plot"),
-                  "selected": gr.State(""), "shown": gr.State(None)}
+        detail = question_outputs()
         with gr.Row():
             send = gr.Button("Send to the Ask tab (edit and ask again)", elem_id="errors-send")
             explain = gr.Button("Why this answer? (token attributions)", elem_id="errors-explain")
-        why = {"attribution_note": gr.Textbox(label="Attributions", interactive=False, lines=3, max_lines=6,
-                                                    elem_id="errors-why-note"),
-               "attribution": gr.Plot(label="Attributions per token", elem_id="errors-why"),
-               "explained": gr.State(None)}
+        why = attribution_outputs()
         build_compare_panel(service, run)
         build_calibration_panel(service, run)
     picked = {**summary, "threshold": threshold, "presets": presets["row"], "best": presets["best"],

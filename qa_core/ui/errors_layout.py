@@ -1,5 +1,5 @@
 """The Errors tab's controls laid out: the summary figures, the SQuAD 2.0 threshold slider and its buttons, the
-question table's filters (errors.py wires them to its handlers)."""
+question table's filters, the selected question and its attributions (errors.py wires them to its handlers)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,14 @@ from typing import Any
 
 import gradio as gr
 
-from qa_core import views
+from qa_core import plots, views
 from qa_core.error_analysis import QUESTION_WORDS, THRESHOLD_STEP, V2_ERRORS
 from qa_core.errors_views import THRESHOLD_HELP
 
+ERROR_COLORS = {"gold": "#7dd87d", "predicted": "#ffb347", "gold + predicted": "#7fb3ff",
+                plots.PASSED_OVER: "#f3d9a4", f"gold + {plots.PASSED_OVER}": "#b9cf7a"}
+# The legend shows every colour of the map: a SQuAD v1.1 run never abstains, so its map leaves those out.
+ANSWERED_COLORS = {label: color for label, color in ERROR_COLORS.items() if plots.PASSED_OVER not in label}
 PLOT_MIN_PX = 420  # a summary figure's narrowest: its eight labelled bar pairs and plotly's tool bar in one line
 
 
@@ -65,3 +69,22 @@ def filter_controls() -> dict[str, Any]:
                         kind=gr.Dropdown(list(V2_ERRORS), value=V2_ERRORS[0], label="SQuAD 2.0 errors",
                                          visible=False, elem_id="errors-kind"))
     return controls
+
+
+def question_outputs() -> dict[str, Any]:
+    """The selected question, its context with the gold and predicted spans, its logit plot, and the page's
+    state of what is selected and shown, by name as the row handlers return them."""
+    return {"question": gr.Textbox(label="Selected question", interactive=False, max_lines=6,
+                                   elem_id="errors-question"),
+            "detail": gr.HighlightedText(label="Context: gold and predicted answers", color_map=ANSWERED_COLORS,
+                                         show_legend=True, elem_id="errors-detail"),
+            "plot": gr.Plot(label="Start and end logits per token", elem_id="errors-plot"),
+            "selected": gr.State(""), "shown": gr.State(None)}
+
+
+def attribution_outputs() -> dict[str, Any]:
+    """Why this answer?'s note and plot, and the page's state of the row it explained."""
+    return {"attribution_note": gr.Textbox(label="Attributions", interactive=False, lines=3, max_lines=6,
+                                           elem_id="errors-why-note"),
+            "attribution": gr.Plot(label="Attributions per token", elem_id="errors-why"),
+            "explained": gr.State(None)}
