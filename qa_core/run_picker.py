@@ -65,7 +65,7 @@ def stopped_status(run: RunSummary) -> str:
 def model_choices(root: Path, default: str = DEFAULT_MODEL) -> list[tuple[str, str]]:
     """(label, value) for a model picker: the default model, then every finished run with its final model under
     root, newest first."""
-    first = ("embedded: pretrained MiniLM-L6, no QA head yet" if default == DEFAULT_MODEL else default, default)
+    first = ("MiniLM-L6, no QA head yet (embedded)" if default == DEFAULT_MODEL else default, default)
     return [first] + [(run_label(r), r.path) for r in list_runs(root) if r.status == "finished" and has_model(r.path)]
 
 

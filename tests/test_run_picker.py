@@ -49,3 +49,10 @@ def test_a_run_evaluated_again_says_on_what(tmp_path):
     assert labels == ["F1 60.0 · other · evaluated again on dev-v1.1.json · finished, no final model",
                       "F1 60.0 · own · evaluated again on its training data · finished, no final model",
                       "F1 60.0 · unrecorded · evaluated again (train.py evaluate) · finished, no final model"]
+
+
+def test_the_embedded_model_s_label_says_it_answers_untrained_within_a_phone_s_picker(tmp_path):
+    """A 390 px phone's closed picker shows a label's first thirty-odd characters: a tester saw only "embedded:
+    pretrained MiniLM-…", not that the model has no QA head yet (so its answers are noise)."""
+    label = model_choices(tmp_path)[0][0]
+    assert "no QA head" in label[:28] and "embedded" in label
