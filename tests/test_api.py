@@ -648,7 +648,7 @@ def test_one_visitors_many_long_questions_do_not_hold_up_anothers(busy_url):
     assert len(refusals) == 5 and all("already have 4 questions" in r and "QA_" not in r for r in refusals)
 
 
-MANY_RECORDS = 5000  # enough that reading them as JSON takes a good part of a second
+MANY_RECORDS = 10_000  # enough that reading them as JSON takes a good part of a second, on a fast CPU too
 
 
 @pytest.fixture(scope="module")

@@ -40,6 +40,8 @@ class UploadBudget:
                 # in-progress uploads count twice until the next walk (on disk and live): on the safe side
                 self.on_disk, self.since = await asyncio.to_thread(disk_use, self.folder), 0
                 self.measured_at = time.monotonic()
+            if declared + PART_BYTES > self.max_bytes:
+                return self.too_large(declared)
             if self.held() + declared + PART_BYTES > self.max_bytes:
                 return self.refusal()
             self.live[upload] = 0
@@ -48,10 +50,18 @@ class UploadBudget:
     def receive(self, upload: int, size: int) -> str | None:
         """Count `size` more bytes (a part's overhead included) of an upload in, or say why it must stop."""
         self.live[upload] += size
+        if self.live[upload] > self.max_bytes:
+            return self.too_large(self.live[upload], so_far=True)
         return self.refusal() if self.held() > self.max_bytes else None
 
     def end(self, upload: int) -> None:
         self.since += self.live.pop(upload, 0)
+
+    def too_large(self, size: int, so_far: bool = False) -> str:
+        """The refusal of an upload that could not fit even with no other upload held (a host may allow one file
+        more than all of them), so waiting is no advice."""
+        return (f"this upload ({size / 1e6:,.1f} MB{' so far' if so_far else ''}) is larger than the "
+                f"{self.max_bytes / 1e6:,.1f} MB this server keeps for all uploads at once (QA_MAX_UPLOADS_MB)")
 
     def refusal(self) -> str:
         return (f"uploads are refused for now: the uploads on this server take {self.held() / 1e6:,.1f} MB of the "
