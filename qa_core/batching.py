@@ -54,14 +54,16 @@ class BatchFormat:
     pad_token_type_id: int = 0
     padding_side: str = "right"  # "left" for tokenizers that pad in front (XLNet's, decoder models')
     token_type_ids: bool = True  # qa_core.modeling.takes_token_type_ids says why a model gets them or not
+    max_length: int | None = None  # the most tokens the model takes (modeling.max_positions): padding stops there
 
 
 def collate(features: Sequence[Feature], batch_format: BatchFormat = BatchFormat(), pad_to: int | None = None,
             multiple_of: int = 1) -> dict[str, torch.Tensor]:
-    """Pad a batch to its longest window (or to pad_to), rounded up to a multiple for tensor cores, on the
-    tokenizer's padding side; labels move with their tokens."""
+    """Pad a batch to its longest window (or to pad_to), rounded up to a multiple for tensor cores (or AMX) but
+    not past the model's positions, on the tokenizer's padding side; labels move with their tokens."""
     length = pad_to or max(len(f.input_ids) for f in features)
-    length = -(-length // multiple_of) * multiple_of
+    rounded = -(-length // multiple_of) * multiple_of
+    length = rounded if batch_format.max_length is None else min(rounded, max(length, batch_format.max_length))
     input_ids = torch.full((len(features), length), batch_format.pad_token_id, dtype=torch.long)  # (batch, seq)
     token_type_ids = torch.full((len(features), length), batch_format.pad_token_type_id,
                                 dtype=torch.long)  # (batch, seq)

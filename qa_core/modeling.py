@@ -214,11 +214,12 @@ def set_attention_dropout(config: PretrainedConfig, attention_dropout: float | N
 
 
 def batch_format(model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> BatchFormat:
-    """The tokenizer's padding, and segment ids where the model takes them."""
+    """The tokenizer's padding, segment ids where the model takes them, and the most tokens it takes."""
     pad_token_id = tokenizer.pad_token_id
     if pad_token_id is None:  # decoder tokenizers without a pad token; the attention mask hides it anyway
         pad_token_id = getattr(_unwrap(model).config, "pad_token_id", None) or 0
-    return BatchFormat(pad_token_id, tokenizer.pad_token_type_id, tokenizer.padding_side, takes_token_type_ids(model))
+    return BatchFormat(pad_token_id, tokenizer.pad_token_type_id, tokenizer.padding_side, takes_token_type_ids(model),
+                       max_positions(model, tokenizer))
 
 
 def takes_token_type_ids(model: nn.Module) -> bool:

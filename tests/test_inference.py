@@ -75,3 +75,22 @@ def test_a_question_of_special_token_text_is_answered_as_text(tiny_loaded) -> No
     tokenizer read the typed text as its own special tokens."""
     result = answer_question(tiny_loaded, "[CLS] [SEP]", "Fresnel designed the lens [PAD] in 1822.")
     assert result.windows == 1
+
+
+def test_padding_to_a_multiple_stops_at_the_model_s_positions(tokenizer, tmp_path):
+    """Batches pad to multiples of 8 on CUDA and of 16 on CPUs with AMX; a model with 40 positions took windows of
+    40 tokens padded to 48, and failed ("The size of tensor a (48) must match the size of tensor b (40)")."""
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    torch.manual_seed(0)
+    BertForQuestionAnswering(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                                        num_attention_heads=2, intermediate_size=64,
+                                        max_position_embeddings=40)).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    loaded = load_model(str(tmp_path))
+    example = Example("q", "What did the mill grind?", " ".join(["The mill ground wheat for the village."] * 12), ())
+    features = featurize([example], loaded.tokenizer, QAConfig(max_seq_length=40, doc_stride=16, max_query_length=16),
+                         training=False).features
+    assert max(len(f.input_ids) for f in features) == 40
+    start_logits, _ = run_model(loaded.model, features, 8, batch_format=loaded.batch_format, multiple_of=16)
+    assert start_logits.shape == (len(features), 40)
