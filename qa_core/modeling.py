@@ -42,7 +42,7 @@ class LoadedModel:
     @functools.cached_property
     def batch_format(self) -> BatchFormat:
         """How batches for this model are padded and which inputs they hold."""
-        return batch_format(self.model, self.tokenizer)
+        return batch_format(self.model, self.tokenizer, self.max_positions)
 
     @functools.cached_property
     def max_positions(self) -> int | None:
@@ -213,13 +213,14 @@ def set_attention_dropout(config: PretrainedConfig, attention_dropout: float | N
     return config
 
 
-def batch_format(model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> BatchFormat:
-    """The tokenizer's padding, segment ids where the model takes them, and the most tokens it takes."""
+def batch_format(model: nn.Module, tokenizer: PreTrainedTokenizerBase, max_length: int | None) -> BatchFormat:
+    """The tokenizer's padding, segment ids where the model takes them, and the most tokens it takes (max_positions,
+    which padding to a multiple stays within)."""
     pad_token_id = tokenizer.pad_token_id
     if pad_token_id is None:  # decoder tokenizers without a pad token; the attention mask hides it anyway
         pad_token_id = getattr(_unwrap(model).config, "pad_token_id", None) or 0
     return BatchFormat(pad_token_id, tokenizer.pad_token_type_id, tokenizer.padding_side, takes_token_type_ids(model),
-                       max_positions(model, tokenizer))
+                       max_length)
 
 
 def takes_token_type_ids(model: nn.Module) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 
 import torch
 
@@ -16,6 +17,7 @@ def native_bf16_cpu() -> bool:
     return getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or amx_cpu()
 
 
+@functools.cache  # asked for every batch (batching.padding_multiple); the CPU does not change
 def amx_cpu() -> bool:
     """True on x86 CPUs with AMX tiles (Intel Sapphire Rapids and later)."""
     return getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()

@@ -38,8 +38,8 @@ class CalibrationHandlers:
                                                                   is_evaluation_folder(Path(folder))),
                 # no 'after temperature scaling' line where no temperature was fitted: it would be the bars again
                 "reliability": charts.reliability_figure(calibration.bins_before, calibration.ece_before,
-                                                        () if calibration.unfitted else calibration.bins_after,
-                                                        calibration.abstentions),
+                                                         () if calibration.unfitted else calibration.bins_after,
+                                                         calibration.abstentions),
                 **self.pick(run, threshold)}
 
     def pick(self, run: str | None, threshold: float) -> Outputs:
@@ -50,7 +50,7 @@ class CalibrationHandlers:
         except (ValueError, OSError) as err:
             return {"coverage": None, "readout": self.service.explain(err)}
         return {"coverage": charts.coverage_figure(coverage_curve(records, calibration.temperature), chosen,
-                                                  calibration.abstentions),
+                                                   calibration.abstentions),
                 "readout": calibration_views.coverage_text(chosen)}
 
 

@@ -56,7 +56,7 @@ class LimitBody:
         if scope["path"].endswith(UPLOAD_PATH):
             if self.uploads is None:
                 return await refuse(send, 403, UPLOADS_OFF)
-            return await self.upload(scope, receive, send, declared or 0)
+            return await self.upload(scope, receive, send, declared or 0, headers.get(b"content-type", b""))
         if declared is not None:
             if declared > self.max_bytes:
                 return await self.refuse(send, declared)
@@ -73,14 +73,14 @@ class LimitBody:
                 return await self.refuse(send, size)
         return await self.app(scope, replay(b"".join(chunks), receive), send)
 
-    async def upload(self, scope: Scope, receive: Receive, send: Send, declared: int) -> None:
+    async def upload(self, scope: Scope, receive: Receive, send: Send, declared: int, content_type: bytes) -> None:
         """Pass an upload on while the budget holds it; past it, answer 507 and end the app's read of it (its
         reply, its error at the cut-off body, are then dropped: the caller has its answer)."""
         budget, upload = self.uploads, next(self.upload_ids)
         assert budget is not None
         if full := await budget.admit(upload, declared):
             return await refuse(send, 507, full)
-        parts, stopped = PartCounter(dict(scope["headers"]).get(b"content-type", b"")), ""
+        parts, stopped = PartCounter(content_type), ""
 
         async def counted() -> Message:
             nonlocal stopped
