@@ -30,8 +30,16 @@ def configure_process() -> None:
 
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt() parameter for the size from which blocks get their own mapping
+M_TRIM_THRESHOLD = -1  # glibc's mallopt() parameter for the free memory atop the heap it keeps, not returned
 STEP_MMAP_THRESHOLD = 4 << 20  # during a training step
 HEAP_MMAP_THRESHOLD = 32 << 20  # otherwise: the ceiling glibc's own moving threshold rises to (64-bit)
+# Setting the mapping threshold stops glibc from moving its trim threshold along (to twice the mapping threshold),
+# which left glibc's default of 128 KiB outside the steps too: the heap was handed back and faulted in again at
+# every forward pass, and an evaluation after training ran as slowly as with every block mapped (bench/README.md).
+# So outside the steps it is twice the mapping threshold, as glibc keeps it; within them the default, which
+# keeps their peak lower at the same speed.
+STEP_TRIM_THRESHOLD = 128 << 10
+HEAP_TRIM_THRESHOLD = 2 * HEAP_MMAP_THRESHOLD
 
 
 @functools.cache
@@ -61,11 +69,19 @@ def large_blocks_mapped() -> Iterator[bool]:
     if libc is None:
         yield False
         return
-    libc.mallopt(M_MMAP_THRESHOLD, STEP_MMAP_THRESHOLD)
+    set_thresholds(libc, STEP_MMAP_THRESHOLD, STEP_TRIM_THRESHOLD)
     try:
         yield True
     finally:
-        libc.mallopt(M_MMAP_THRESHOLD, HEAP_MMAP_THRESHOLD)
+        set_thresholds(libc, HEAP_MMAP_THRESHOLD, HEAP_TRIM_THRESHOLD)
+
+
+def set_thresholds(libc: ctypes.CDLL, mmap: int, trim: int) -> None:
+    """Map blocks of `mmap` bytes or more on their own; hand back free memory atop the heap beyond `trim` bytes
+    (unless the user set MALLOC_TRIM_THRESHOLD_)."""
+    libc.mallopt(M_MMAP_THRESHOLD, mmap)
+    if "MALLOC_TRIM_THRESHOLD_" not in os.environ:
+        libc.mallopt(M_TRIM_THRESHOLD, trim)
 
 
 class StopRequest:
