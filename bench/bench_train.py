@@ -28,6 +28,8 @@ import time
 from functools import partial
 from pathlib import Path
 
+from bench.report import cpu_description
+
 ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_SQUAD = ROOT.parent / "shared" / "squad"
@@ -179,9 +181,9 @@ def conditions(args: argparse.Namespace) -> dict:
     import torch
     import transformers
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "cpu": cpu, "cpus": os.cpu_count(),
+    cpu = cpu_description()
+    return {"date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "cpu": cpu.get("model_name"),
+            "cpu_details": cpu, "cpus": os.cpu_count(),
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()], "nice": os.nice(0),
             "torch": torch.__version__, "transformers": transformers.__version__,
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "python": platform.python_version(),
