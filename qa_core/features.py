@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
 
+import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from qa_core.config import QAConfig, check_windows
@@ -64,6 +65,12 @@ class Offsets(Sequence):
             return tuple(self)[index]
         start, end = self._packed[2 * index], self._packed[2 * index + 1]  # a negative index works too
         return None if start < 0 else (start, end)
+
+    def as_array(self) -> np.ndarray:
+        """The offsets as a read-only (tokens, 2) int32 view, NO_SPAN's negative starts where a token has none."""
+        view = np.frombuffer(self._packed, dtype=np.int32).reshape(-1, 2)  # (tokens, 2)
+        view.flags.writeable = False
+        return view
 
     def __iter__(self) -> Iterator[tuple[int, int] | None]:
         packed = iter(self._packed)

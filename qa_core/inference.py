@@ -141,19 +141,27 @@ def asks_nothing(feature: Feature, tokenizer: PreTrainedTokenizerBase) -> bool:
 def merge_token_logits(tokenizer: PreTrainedTokenizerBase,
                        scored: Sequence[tuple[Feature, np.ndarray, np.ndarray]], context: str) -> TokenLogits:
     """One row per context token; a token seen in several windows keeps its highest logits. Tokens that share
-    their characters (the bytes of one character in byte-level BPE) are one row, labelled by those characters."""
-    merged: dict[tuple[int, int], list] = {}
+    their characters (the bytes of one character in byte-level BPE) are one row, labelled by those characters and
+    named by the first of them."""
+    spans, ids, starts, ends = [np.empty((0, 2), np.int32)], [np.empty(0, np.int64)], [], []
     for feature, start, end in scored:
-        names = tokenizer.convert_ids_to_tokens(list(feature.input_ids))
-        for i, span in enumerate(feature.offsets):
-            if span is None:
-                continue
-            row = merged.setdefault(span, [names[i], -np.inf, -np.inf])
-            row[1], row[2] = max(row[1], float(start[i])), max(row[2], float(end[i]))
-    ordered = sorted(merged.items())
-    return TokenLogits(tuple(r[0] for _, r in ordered), tuple(s for s, _ in ordered),
-                       np.array([r[1] for _, r in ordered]), np.array([r[2] for _, r in ordered]),
-                       tuple(context[s:e] for (s, e), _ in ordered))
+        offsets = feature.offsets.as_array()  # (seq, 2)
+        kept = np.flatnonzero(offsets[:, 0] >= 0)  # (tokens,)
+        spans.append(offsets[kept])
+        ids.append(np.asarray(feature.input_ids, dtype=np.int64)[kept])
+        starts.append(np.asarray(start, dtype=np.float64)[kept])
+        ends.append(np.asarray(end, dtype=np.float64)[kept])
+    span, token_ids = np.concatenate(spans), np.concatenate(ids)  # (all, 2), (all,)
+    if not len(span):
+        return TokenLogits((), (), np.empty(0), np.empty(0), ())
+    order = np.lexsort((span[:, 1], span[:, 0]))  # stable: within one span, the first window's token first
+    span = span[order]
+    first = np.flatnonzero(np.r_[True, (span[1:] != span[:-1]).any(axis=1)])  # (rows,) where each span begins
+    start_logits = np.maximum.reduceat(np.concatenate(starts)[order], first)  # (rows,)
+    end_logits = np.maximum.reduceat(np.concatenate(ends)[order], first)  # (rows,)
+    rows = [(int(s), int(e)) for s, e in span[first]]
+    return TokenLogits(tuple(tokenizer.convert_ids_to_tokens(token_ids[order][first].tolist())), tuple(rows),
+                       start_logits, end_logits, tuple(context[s:e] for s, e in rows))
 
 
 def token_labels(tokenizer: PreTrainedTokenizerBase, feature: Feature, context: str,

@@ -112,9 +112,12 @@ def inside_word(context: str, i: int) -> bool:
     if not 0 < i < len(context):
         return False
     before, after = context[i - 1], context[i]
-    if unicodedata.category(after).startswith("M"):
+    if before.isascii() and after.isascii():  # no marks, no unspaced scripts: the common case, without lookups
+        if before.isalnum() and after.isalnum():
+            return True
+    elif unicodedata.category(after).startswith("M"):
         return _word_char(before)
-    if _word_char(before) and _word_char(after):
+    elif _word_char(before) and _word_char(after):
         return not (_unspaced(before) or _unspaced(after))
     return (before.isdigit() and after in _NUMBER_SEPARATORS and context[i + 1:i + 2].isdigit()) or (
         before in _NUMBER_SEPARATORS and after.isdigit() and context[i - 2:i - 1].isdigit())

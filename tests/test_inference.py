@@ -11,8 +11,8 @@ import torch
 from qa_core.attention import CPU_BF16_ATTENTION
 from qa_core.config import QAConfig
 from qa_core.data import Example
-from qa_core.features import featurize
-from qa_core.inference import answer_question, run_model
+from qa_core.features import Feature, featurize
+from qa_core.inference import answer_question, merge_token_logits, run_model
 from qa_core.modeling import load_model
 from qa_core.precision import native_bf16_cpu, resolve_bf16, set_up_precision
 from tests.v2_data import CONTEXT
@@ -94,3 +94,21 @@ def test_padding_to_a_multiple_stops_at_the_model_s_positions(tokenizer, tmp_pat
     assert max(len(f.input_ids) for f in features) == 40
     start_logits, _ = run_model(loaded.model, features, 8, batch_format=loaded.batch_format, multiple_of=16)
     assert start_logits.shape == (len(features), 40)
+
+
+def test_token_logits_merge_windows_by_span_keeping_the_highest_and_the_first_name(tokenizer) -> None:
+    """Two overlapping windows, and two tokens that share one span (as a byte-level tokenizer's bytes of one
+    character do): one row per span, in context order, its highest logits, named by the first token seen."""
+    context = "alpha beta gamma"
+    ids = tokenizer.convert_tokens_to_ids(["[CLS]", "alpha", "beta", "gamma", "[SEP]"])
+    first = Feature(0, "q", [ids[0], ids[1], ids[2], ids[4]], [0] * 4, [None, (0, 5), (6, 10), None])
+    second = Feature(0, "q", [ids[0], ids[2], ids[3], ids[3], ids[4]], [0] * 5,
+                     [None, (6, 10), (11, 16), (11, 16), None])
+    merged = merge_token_logits(tokenizer, [(first, np.array([9.0, 1.0, 2.0, 9.0]), np.array([9.0, 3.0, 4.0, 9.0])),
+                                            (second, np.array([9.0, 5.0, -1.0, 7.0, 9.0]),
+                                             np.array([9.0, 0.0, 6.0, -2.0, 9.0]))], context)
+    assert merged.tokens == ("alpha", "beta", "gamma") and merged.labels == ("alpha", "beta", "gamma")
+    assert merged.offsets == ((0, 5), (6, 10), (11, 16))
+    assert merged.start_logits.tolist() == [1.0, 5.0, 7.0] and merged.end_logits.tolist() == [3.0, 4.0, 6.0]
+    empty = merge_token_logits(tokenizer, [(Feature(0, "q", [ids[0]], [0], [None]), np.zeros(1), np.zeros(1))], "")
+    assert empty.tokens == () and len(empty.start_logits) == 0

@@ -79,6 +79,10 @@ def test_a_window_without_context_tokens_gives_an_empty_prediction() -> None:
     ("ภาษาไทย", 0, 1, "ภ"),  # Thai: no snapping across letters ...
     ("กิน", 0, 1, "กิ"),  # ... but a vowel mark stays with its consonant
     ("x" * 100 + " y", 10, 20, "x" * 10),  # a 100-letter run is no word: the token boundary stays
+    ("cafe\u0301 au lait", 0, 4, "cafe\u0301"),  # ASCII letters, then a combining mark: not cut before the mark
+    ("naïve art", 0, 2, "naïve"),  # an ASCII letter beside one beyond ASCII
+    ("ab東京", 0, 1, "ab"),  # an ASCII word ends where an unspaced script begins
+    ("don't go", 0, 2, "don"),  # an apostrophe is no letter
 ])
 def test_spans_snap_to_whole_words(context: str, start: int, end: int, expected: str) -> None:
     s, e = snap_to_words(context, start, end)
