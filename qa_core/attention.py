@@ -73,6 +73,20 @@ def attention_for_bf16(model: PreTrainedModel, device: torch.device, bf16: bool)
     return switch_attention(model, CPU_BF16_ATTENTION, cpu_bf16_attention)
 
 
+def attend_in_matrix_products(model: PreTrainedModel) -> bool:
+    """transformers' eager attention (two matrix products around a softmax in fp32) instead of SDPA's fused kernel,
+    for an inference copy that torch.compile fuses: one question's window ran faster that way on CPUs
+    (bench/README.md, "Answering"). False for a model that does not attend through SDPA, or cannot switch."""
+    if getattr(model.config, "_attn_implementation", None) != "sdpa":
+        return False
+    try:
+        model.set_attn_implementation("eager")
+    except (ValueError, NotImplementedError, AttributeError) as err:
+        logger.info("%s keeps SDPA attention (%s)", type(model).__name__, err)
+        return False
+    return True
+
+
 def restore_sdpa(model: PreTrainedModel) -> None:
     """Undo attention_for_bf16 (on a copy): SDPA again, the implementation the saved model loads with."""
     if getattr(model.config, "_attn_implementation", None) == CPU_BF16_ATTENTION:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from qa_core.attention import attend_in_matrix_products
 from qa_core.config import QAConfig
 from qa_core.data import load_examples
 from qa_core.fairness import LOCAL, Caller, CallerBound, FairWorker
@@ -39,8 +40,11 @@ CHECK_QUESTIONS = 16  # sample questions an int8 copy answers, beside its float 
 
 
 def int8_copy(loaded: LoadedModel) -> LoadedModel:
-    """A copy with int8 linear layers (qa_core.int8), for answering only; the original stays fp32."""
-    return replace(loaded, model=quantize_linears(copy.deepcopy(loaded.model).eval()))
+    """A copy with int8 linear layers (qa_core.int8) and attention that compiles well (attend_in_matrix_products),
+    for answering only; the original stays as it was."""
+    model = quantize_linears(copy.deepcopy(loaded.model).eval())
+    attend_in_matrix_products(model)
+    return replace(loaded, model=model)
 
 
 def int8_logit_error(loaded: LoadedModel, int8: LoadedModel) -> float:

@@ -44,6 +44,8 @@ def test_the_cache_swaps_in_a_warm_compiled_copy_that_answers_alike(tiny_model_d
     assert cache.get(str(tiny_model_dir)) is fast
     assert fast is not eager and any(isinstance(m, Int8Linear) for m in fast.model.modules())
     assert not any(isinstance(m, Int8Linear) for m in eager.model.modules())  # a copy was quantized, not the original
+    assert fast.model.config._attn_implementation == "eager"  # which the compiler fuses
+    assert eager.model.config._attn_implementation == "sdpa"  # the original and the model it saves unchanged
     assert cache.get(str(tiny_model_dir), exact=True) is eager  # error analysis still reads the fp32 model
     assert cache.answer(str(tiny_model_dir), "When does the ferry leave?", CONTEXT, exact=True)[1] is eager
     expected = answer_question(eager, "When does the ferry leave?", CONTEXT)
