@@ -5,6 +5,8 @@
 
 The reference runs in its own venv (bench/.venv-ref, made on first use with `pip install transformers==5.2.0
 torch==2.13.0`), because 5.2 is the last release with that pipeline; both see the same model, questions and threads.
+It runs as shipped, in the environment the bench was started in, and again without the tokenizer's thread pool,
+as the app runs ours (runtime.configure_process(serving=True)).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -149,12 +152,19 @@ def reference_python() -> Path:
     return python
 
 
-def measure_reference(model: str, questions: list[dict[str, str]], threads: int) -> dict:
+def measure_reference(model: str, questions: list[dict[str, str]], threads: int, env: dict[str, str]) -> dict:
+    """The pipeline's seconds and answers, in a process of its own with the environment `env`."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as out:
         json.dump(questions, out)
     done = subprocess.run([str(reference_python()), "-c", REFERENCE, model, out.name, str(threads)],
-                          check=True, capture_output=True, text=True)
+                          check=True, capture_output=True, text=True, env=env)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def reference_environments(launched: dict[str, str]) -> dict[str, dict[str, str]]:
+    """The pipeline as shipped (the environment the bench was started in), and with the setting the app makes
+    (runtime.configure_process(serving=True)): no tokenizer thread pool."""
+    return {"reference": launched, "reference_like_ours": {**launched, "TOKENIZERS_PARALLELISM": "false"}}
 
 
 def measure(args: argparse.Namespace, fast: bool) -> dict:
@@ -164,17 +174,18 @@ def measure(args: argparse.Namespace, fast: bool) -> dict:
     questions = pick_questions(Path(args.dev), args.questions)
     cache, prepare_seconds = prepared_cache(args.model, args.threads, fast)
     paths = {"ours_fp32": True} | ({"ours": False} if fast else {})  # name: exact (answer from the fp32 model)
-    seconds: dict[str, list[float]] = {name: [] for name in [*paths, *([] if args.no_reference else ["reference"])]}
+    references = {} if args.no_reference else reference_environments(args.launched_env)
+    seconds: dict[str, list[float]] = {name: [] for name in [*paths, *references]}
     answers: dict[str, list[str]] = {}
     folder = str(model_folder(Path(args.model)))  # the pipeline takes a model folder; ours a run's, with settings
     for _ in range(args.rounds):
         for name, exact in paths.items():
             times, answers[name] = asyncio.run(timed_answers(cache, args.model, questions, exact))
             seconds[name] += times
-        if not args.no_reference:
-            reference = measure_reference(folder, questions, args.threads)
-            seconds["reference"] += reference["seconds"]
-            answers["reference"] = reference["answers"]
+        for name, env in references.items():
+            reference = measure_reference(folder, questions, args.threads, env)
+            seconds[name] += reference["seconds"]
+            answers[name] = reference["answers"]
     seconds.setdefault("ours", seconds["ours_fp32"])
     answers.setdefault("ours", answers["ours_fp32"])
     figures = {name: {**summary(seconds[name]), **quality(answers[name], questions)} for name in seconds}
@@ -186,8 +197,10 @@ def measure(args: argparse.Namespace, fast: bool) -> dict:
               "ours": figures["ours"], "ours_fp32": figures["ours_fp32"],
               "same_answer_fast_vs_fp32": same_answers(answers["ours"], answers["ours_fp32"]),
               "all_dev_questions": dev_quality(args.model, Path(args.dev), args.threads, int8=fast)}
-    if not args.no_reference:
+    if references:
         report.update(reference=figures["reference"] | {k: reference[k] for k in ("transformers", "torch")},
+                      reference_like_ours=figures["reference_like_ours"],
+                      ratio_median_like_ours=figures["ours"]["median_ms"] / figures["reference_like_ours"]["median_ms"],
                       ratio_median=figures["ours"]["median_ms"] / figures["reference"]["median_ms"],
                       ratio_p90=figures["ours"]["p90_ms"] / figures["reference"]["p90_ms"],
                       same_answer=same_answers(answers["ours"], answers["reference"]))
@@ -197,7 +210,8 @@ def measure(args: argparse.Namespace, fast: bool) -> dict:
 def main(argv: list[str] | None = None) -> int:
     from qa_core.runtime import configure_process
 
-    configure_process()
+    launched = dict(os.environ)  # the pipeline runs as shipped, in the environment the bench was started in
+    configure_process(serving=True)  # ours as the app runs
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="a fine-tuned model folder, e.g. runs/bench-minilm")
     parser.add_argument("--dev", default=str(DEV), help="SQuAD dev file to draw the questions from")
@@ -208,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-fast", action="store_true", help="measure only the fp32 eager path")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "ask.json"))
     args = parser.parse_args(argv)
+    args.launched_env = launched
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, got {args.rounds}")
     from qa_core.int8 import native_int8_cpu

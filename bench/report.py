@@ -12,7 +12,8 @@ from typing import Any
 
 # The extensions that decide which of our bf16 and int8 paths run, and how fast (AMX; 512-bit datapaths on AMD's
 # Zen 5, told by avx512_vp2intersect, against Zen 4's 256-bit halves).
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx512_vp2intersect", "amx_bf16", "amx_int8")
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx512_vp2intersect", "amx_bf16",
+             "amx_int8")
 
 
 def cpu_description() -> dict[str, Any]:
@@ -36,7 +37,8 @@ def with_machine(measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     from qa_core.precision import native_bf16_cpu
     from qa_core.int8 import native_int8_cpu
 
-    machine = {"cpus": os.cpu_count(), "cpu": cpu_description(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    machine = {"cpus": os.cpu_count(), "cpu": cpu_description(),
+               "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                "native_bf16": native_bf16_cpu(), "native_int8": native_int8_cpu(), "torch": torch.__version__,
                "python": platform.python_version(), "load_average_at_start": list(os.getloadavg())}
     figures = measure()

@@ -23,10 +23,16 @@ logger = logging.getLogger(__name__)
 ONEDNN_CACHE_CAPACITY = "32"
 
 
-def configure_process() -> None:
-    """Cap oneDNN's per-shape caches; the user's own environment settings win. Call before torch runs an op."""
+def configure_process(serving: bool = False) -> None:
+    """Cap oneDNN's per-shape caches; for a process serving answers (serving=True: the app), tokenize without the
+    tokenizer's thread pool. The user's own environment settings win. Call before torch runs an op."""
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", ONEDNN_CACHE_CAPACITY)
     os.environ.setdefault("LRU_CACHE_CAPACITY", ONEDNN_CACHE_CAPACITY)
+    if serving:
+        # One question is one pair to tokenize, which the pool hands to a worker thread of its own; its workers
+        # then spin on the cores the model's threads need. Answers came faster without it, the forward pass
+        # included (bench/README.md, "Answering"); a training job's data is tokenized on one core instead.
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt() parameter for the size from which blocks get their own mapping

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 
 import pytest
@@ -58,3 +59,14 @@ def test_the_users_own_malloc_setting_wins(monkeypatch) -> None:
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1048576")
     with runtime.large_blocks_mapped() as mapped:
         assert mapped is False
+
+
+def test_a_serving_process_tokenizes_without_the_thread_pool_unless_the_user_says(monkeypatch) -> None:
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    runtime.configure_process()
+    assert "TOKENIZERS_PARALLELISM" not in os.environ  # train.py: large data tokenized on every core
+    runtime.configure_process(serving=True)
+    assert os.environ["TOKENIZERS_PARALLELISM"] == "false"
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")
+    runtime.configure_process(serving=True)
+    assert os.environ["TOKENIZERS_PARALLELISM"] == "true"

@@ -183,7 +183,7 @@ def wire_tabs(demo: gr.Blocks, service: QAService, tabs: gr.Tabs, ask_tab: dict[
 
 
 def main() -> None:
-    configure_process()
+    configure_process(serving=True)
     interrupt_on_sigterm()  # a stopped server's training job ends at a checkpoint, as on Ctrl-C
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
