@@ -75,8 +75,8 @@ def attention_for_bf16(model: PreTrainedModel, device: torch.device, bf16: bool)
 
 def attend_in_matrix_products(model: PreTrainedModel) -> bool:
     """transformers' eager attention (two matrix products around a softmax in fp32) instead of SDPA's fused kernel,
-    for an inference copy that torch.compile fuses: one question's window ran faster that way on CPUs
-    (bench/README.md, "Answering"). False for a model that does not attend through SDPA, or cannot switch."""
+    for an inference copy that torch.compile fuses: one question's window ran faster that way on a CPU
+    (bench/README.md, "On an AMD Zen 5 CPU"). False for a model that does not attend through SDPA, or cannot switch."""
     if getattr(model.config, "_attn_implementation", None) != "sdpa":
         return False
     try:

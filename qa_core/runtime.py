@@ -31,7 +31,7 @@ def configure_process(serving: bool = False) -> None:
     if serving:
         # One question is one pair to tokenize, which the pool hands to a worker thread of its own; its workers
         # then spin on the cores the model's threads need. Answers came faster without it, the forward pass
-        # included (bench/README.md, "Answering"); a training job's data is tokenized on one core instead.
+        # included (bench/README.md, "On an AMD Zen 5 CPU"); a training job's data is tokenized on one core.
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
@@ -41,7 +41,8 @@ STEP_MMAP_THRESHOLD = 4 << 20  # during a training step
 HEAP_MMAP_THRESHOLD = 32 << 20  # otherwise: the ceiling glibc's own moving threshold rises to (64-bit)
 # Setting the mapping threshold stops glibc from moving its trim threshold along (to twice the mapping threshold),
 # which left glibc's default of 128 KiB outside the steps too: the heap was handed back and faulted in again at
-# every forward pass, and an evaluation after training ran as slowly as with every block mapped (bench/README.md).
+# every forward pass, and an evaluation after training ran clearly slower than in a fresh process
+# (bench/README.md, "On an AMD Zen 5 CPU").
 # So outside the steps it is twice the mapping threshold, as glibc keeps it; within them the default, which
 # keeps their peak lower at the same speed.
 STEP_TRIM_THRESHOLD = 128 << 10

@@ -40,7 +40,8 @@ def heap_bytes(libc: ctypes.CDLL) -> int:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or runtime._glibc() is None
-                    or not hasattr(runtime._glibc(), "mallinfo2"), reason="glibc 2.33 or later")
+                    or not hasattr(runtime._glibc(), "mallinfo2") or "MALLOC_TRIM_THRESHOLD_" in os.environ,
+                    reason="glibc 2.33 or later, trim threshold not set by the user")
 def test_after_the_steps_a_freed_block_stays_on_the_heap_for_the_next_forward_pass() -> None:
     """Setting the mapping threshold left glibc's trim threshold at 128 KiB, so every block freed after training
     (an evaluation's activations) was handed back to the system and faulted in again at the next forward pass:
