@@ -167,14 +167,14 @@ def reference_environments(launched: dict[str, str]) -> dict[str, dict[str, str]
     return {"reference": launched, "reference_like_ours": {**launched, "TOKENIZERS_PARALLELISM": "false"}}
 
 
-def measure(args: argparse.Namespace, fast: bool) -> dict:
+def measure(args: argparse.Namespace, fast: bool, launched: dict[str, str]) -> dict:
     """Our Ask path (fp32, and the int8 copy where the app serves one) and the pipeline on the same questions
     (unless --no-reference), in alternating rounds so that the machine's drift touches both alike; and the
     quality of ours on every dev question."""
     questions = pick_questions(Path(args.dev), args.questions)
     cache, prepare_seconds = prepared_cache(args.model, args.threads, fast)
     paths = {"ours_fp32": True} | ({"ours": False} if fast else {})  # name: exact (answer from the fp32 model)
-    references = {} if args.no_reference else reference_environments(args.launched_env)
+    references = {} if args.no_reference else reference_environments(launched)
     seconds: dict[str, list[float]] = {name: [] for name in [*paths, *references]}
     answers: dict[str, list[str]] = {}
     folder = str(model_folder(Path(args.model)))  # the pipeline takes a model folder; ours a run's, with settings
@@ -222,13 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-fast", action="store_true", help="measure only the fp32 eager path")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "ask.json"))
     args = parser.parse_args(argv)
-    args.launched_env = launched
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, got {args.rounds}")
     from qa_core.int8 import native_int8_cpu
 
     fast = native_int8_cpu() and not args.no_fast
-    write_report(with_machine(lambda: measure(args, fast)), args.out)
+    write_report(with_machine(lambda: measure(args, fast, launched)), args.out)
     return 0
 
 

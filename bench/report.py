@@ -22,8 +22,8 @@ def cpu_description() -> dict[str, Any]:
         lines = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         return {}
-    fields = dict(line.split(":", 1) for line in lines[:30] if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    first_cpu = lines[:lines.index("")] if "" in lines else lines  # every CPU repeats the same block
+    fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in first_cpu if ":" in line)}
     flags = set(fields.get("flags", "").split())
     return {"model_name": fields.get("model name", platform.processor()), "family": fields.get("cpu family"),
             "model": fields.get("model"), "flags": [f for f in CPU_FLAGS if f in flags]}

@@ -143,25 +143,26 @@ def merge_token_logits(tokenizer: PreTrainedTokenizerBase,
     """One row per context token; a token seen in several windows keeps its highest logits. Tokens that share
     their characters (the bytes of one character in byte-level BPE) are one row, labelled by those characters and
     named by the first of them."""
-    spans, ids, starts, ends = [np.empty((0, 2), np.int32)], [np.empty(0, np.int64)], [], []
-    for feature, start, end in scored:
-        offsets = feature.offsets.as_array()  # (seq, 2)
-        kept = np.flatnonzero(offsets[:, 0] >= 0)  # (tokens,)
-        spans.append(offsets[kept])
-        ids.append(np.asarray(feature.input_ids, dtype=np.int64)[kept])
-        starts.append(np.asarray(start, dtype=np.float64)[kept])
-        ends.append(np.asarray(end, dtype=np.float64)[kept])
-    span, token_ids = np.concatenate(spans), np.concatenate(ids)  # (all, 2), (all,)
-    if not len(span):
+    windows = [context_tokens(*s) for s in scored]
+    if not any(len(spans) for spans, *_ in windows):
         return TokenLogits((), (), np.empty(0), np.empty(0), ())
+    span, token_ids, start, end = (np.concatenate(column) for column in zip(*windows))  # (all, 2), then (all,)
     order = np.lexsort((span[:, 1], span[:, 0]))  # stable: within one span, the first window's token first
     span = span[order]
     first = np.flatnonzero(np.r_[True, (span[1:] != span[:-1]).any(axis=1)])  # (rows,) where each span begins
-    start_logits = np.maximum.reduceat(np.concatenate(starts)[order], first)  # (rows,)
-    end_logits = np.maximum.reduceat(np.concatenate(ends)[order], first)  # (rows,)
     rows = [(int(s), int(e)) for s, e in span[first]]
     return TokenLogits(tuple(tokenizer.convert_ids_to_tokens(token_ids[order][first].tolist())), tuple(rows),
-                       start_logits, end_logits, tuple(context[s:e] for s, e in rows))
+                       np.maximum.reduceat(start[order], first), np.maximum.reduceat(end[order], first),
+                       tuple(context[s:e] for s, e in rows))
+
+
+def context_tokens(feature: Feature, start_logits: np.ndarray,
+                   end_logits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A window's context tokens: their spans (tokens, 2), token ids and start and end logits (tokens,)."""
+    offsets = feature.offsets.as_array()  # (seq, 2)
+    kept = np.flatnonzero(offsets[:, 0] >= 0)  # (tokens,)
+    return (offsets[kept], np.asarray(feature.input_ids)[kept], np.asarray(start_logits, dtype=np.float64)[kept],
+            np.asarray(end_logits, dtype=np.float64)[kept])
 
 
 def token_labels(tokenizer: PreTrainedTokenizerBase, feature: Feature, context: str,
