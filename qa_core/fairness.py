@@ -44,6 +44,9 @@ class TooManyRequests(ValueError):
 class _Task:
     call: Callable[[], Any]
     future: Future
+    address: str
+    came: int  # how many calls the worker had started when this one came
+    ahead: int  # how many calls were waiting when this one came
 
 
 Sessions = OrderedDict[str, deque[_Task]]  # one address's waiting calls, by session, the next to serve first
@@ -99,6 +102,7 @@ class FairWorker:
         self._ready = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._started = self._waiting = 0  # calls started so far, and waiting now: for the host's debug log
         close_at_exit(self)
 
     def admitted(self, caller: Caller) -> AbstractContextManager[None]:
@@ -115,7 +119,9 @@ class FairWorker:
                 raise RuntimeError(f"{self._name} is closed: the server is shutting down")
             serving = self._serving is not None and self._serving[0] == caller.address
             sessions = self._serving[1] if serving else self._line.setdefault(caller.address, OrderedDict())
-            sessions.setdefault(caller.session, deque()).append(_Task(call, future))
+            task = _Task(call, future, caller.address, self._started, self._waiting)
+            sessions.setdefault(caller.session, deque()).append(task)
+            self._waiting += 1
             if self._thread is None:
                 self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
                 self._thread.start()
@@ -164,6 +170,10 @@ class FairWorker:
                 return None
             address, sessions, task = take_turn(self._line)
             self._serving = (address, sessions)
+            logger.debug("%s: a call of %s started after %d others; %d were waiting when it came", self._name,
+                         address, self._started - task.came, task.ahead)
+            self._started += 1
+            self._waiting -= 1
             return task
 
     def _serve(self) -> None:

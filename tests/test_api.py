@@ -660,41 +660,43 @@ def records_url(offline, tmp_path_factory, tiny_model_dir) -> Iterator[str]:
     yield from serve(Settings(root, str(tiny_model_dir), training_enabled=False, fast_inference=False, public=True))
 
 
-def test_one_visitors_many_record_reads_take_turns_with_anothers(records_url):
+def test_one_visitors_many_record_reads_take_turns_with_anothers(records_url, caplog):
     """Found by a tester: reading a run's records (/run_records, the Errors tab's figures) ran in the web server's
     threads, first come, first served, as many at once as a visitor sent, beside the model thread. They take turns
     between callers on the model thread, with the answers: a caller's reads beyond its bound are refused at once,
-    and another visitor's read, or question, waits for about one of the stranger's reads, not for all of them."""
+    and another visitor's read, or question, waits for about one of the stranger's reads, not for all of them.
+
+    The wait is counted in calls the model thread started meanwhile (its debug log), not in the stranger's replies
+    that came back meanwhile: those are large, and their way back through the web server and the clients, all in
+    this process, takes a time that varies with the machine's load."""
+    caplog.set_level(logging.DEBUG, logger="qa_core.fairness")
     strangers = [Client(records_url, verbose=False, headers={"X-Forwarded-For": STRANGER}) for _ in range(4)]
     visitor = Client(records_url, verbose=False, headers={"X-Forwarded-For": VISITOR})
-    done, refusals = [], []
+    refusals: list[str] = []
 
     def read(client: Client) -> None:
         try:
             client.predict("many", api_name="/run_records")
-            done.append(client)
         except Exception as err:  # refused: more in flight than one caller may have
             refusals.append(str(err))
 
-    visits = {"read": lambda: visitor.predict("one", api_name="/run_records"),
-              "question": lambda: visitor.predict("", QUESTION, CONTEXT, api_name="/answer")}
-    served: dict[str, tuple[int, int]] = {}  # the stranger's reads served before each visit, and while it waited
     with ThreadPoolExecutor(len(strangers) * 5) as pool:
         jobs = [pool.submit(read, stranger) for stranger in strangers for _ in range(5)]
         time.sleep(0.5)  # the stranger's reads reach the server
-        for name, visit in visits.items():
-            before = len(done)
-            assert visit()
-            served[name] = before, len(done) - before
+        assert visitor.predict("one", api_name="/run_records")
+        assert visitor.predict("", QUESTION, CONTEXT, api_name="/answer")
         for job in jobs:
             job.result(120)
-    logging.getLogger(__name__).info("of the stranger's %d reads, served before and while the visitor waited: %s",
-                                     len(done), served)
+    # (address, calls started between its coming and its start, calls waiting when it came), in the order served
+    turns = [r.args[1:] for r in caplog.records if r.name == "qa_core.fairness" and r.args and r.args[0] == "qa-model"]
+    logging.getLogger(__name__).info("the model thread's calls (address, others started while it waited, calls "
+                                     "waiting when it came): %s", turns)
     # at most one of each session's five (its others may come back before the last is sent, on two busy cores)
     assert 1 <= len(refusals) <= len(strangers) and all("already have 4 " in r and "QA_" not in r for r in refusals)
-    # first come, first served, the visitor waited for every one of the stranger's reads sent before it
-    before, meanwhile = served["question"]
-    assert all(waited <= 3 for _, waited in served.values()) and len(done) - before - meanwhile >= 6, served
+    assert sum(address == STRANGER for address, *_ in turns) == len(strangers) * 5 - len(refusals)  # all in turn
+    visits = [(waited, ahead) for address, waited, ahead in turns if address == VISITOR]
+    # first come, first served, each visit would have waited for every read the stranger sent before it
+    assert len(visits) == 2 and all(waited <= 1 and ahead >= 3 for waited, ahead in visits), turns
 
 
 class Searches:

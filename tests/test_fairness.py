@@ -21,7 +21,7 @@ def test_turns_go_round_the_addresses_then_their_sessions():
     line: OrderedDict = OrderedDict()
     for address, session, name in (("a", "1", "a1-first"), ("a", "1", "a1-second"), ("a", "2", "a2"),
                                    ("b", "1", "b1"), ("a", "3", "a3")):
-        task = fairness._Task(lambda: None, Future())
+        task = fairness._Task(lambda: None, Future(), address, came=0, ahead=0)
         line.setdefault(address, OrderedDict()).setdefault(session, deque()).append(task)
         task.future.name = name
     order = []
