@@ -695,8 +695,9 @@ def test_one_visitors_many_record_reads_take_turns_with_anothers(records_url, ca
     assert 1 <= len(refusals) <= len(strangers) and all("already have 4 " in r and "QA_" not in r for r in refusals)
     assert sum(address == STRANGER for address, *_ in turns) == len(strangers) * 5 - len(refusals)  # all in turn
     visits = [(waited, ahead) for address, waited, ahead in turns if address == VISITOR]
-    # first come, first served, each visit would have waited for every read the stranger sent before it
-    assert len(visits) == 2 and all(waited <= 1 and ahead >= 3 for waited, ahead in visits), turns
+    # first come, first served, each visit would have waited for every read waiting when it came: the first comes
+    # while many do (the second may come late, its way in slowed by the replies of those served meanwhile)
+    assert len(visits) == 2 and all(waited <= 1 for waited, _ in visits) and visits[0][1] >= 3, turns
 
 
 class Searches:
