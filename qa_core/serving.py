@@ -92,9 +92,21 @@ def run_to_end(coroutine: Coroutine[Any, Any, T]) -> T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coroutine)
+        return run_in_new_loop(coroutine)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-sync") as helper:
-        return helper.submit(asyncio.run, coroutine).result()
+        return helper.submit(run_in_new_loop, coroutine).result()
+
+
+def run_in_new_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run without its Ctrl-C handler: in the main thread that handler holds the task, and Python 3.11's
+    signal.getsignal writes out the handler it finds (for an error message it then drops), so the task's result,
+    a whole model, twice a call."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
 
 
 class ModelLoadingError(RuntimeError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,11 +17,10 @@ from transformers import BertConfig, BertForQuestionAnswering
 
 from qa_core.checkpoints import write_run_info
 from qa_core.config import QAConfig
-from qa_core.inference import answer_question, question_windows
+from qa_core.inference import answer_question, question_windows, run_config
 from qa_core.int8 import MAX_LOGIT_ERROR, Int8Linear
 from qa_core.modeling import LoadedModel, ModelNotFoundError
 from qa_core.run_files import RunInfo
-from qa_core.inference import run_config
 from qa_core.serving import ModelCache, ModelLoadingError, int8_copy, int8_logit_error
 
 CONTEXT = "The night ferry leaves the north pier at ten and reaches the island before dawn."
@@ -199,3 +199,21 @@ def test_windows_are_counted_before_the_model_runs(tiny_model_dir: Path) -> None
     assert windows == answer_question(loaded, "When does the ferry leave?", long).windows > 1
     with pytest.raises(ValueError, match=f"needs {windows} windows of 256 tokens; this server answers up to 1"):
         cache.answer(str(tiny_model_dir), "When does the ferry leave?", long, max_windows=1)
+
+
+def test_a_synchronous_answer_never_writes_out_the_model(tiny_model_dir: Path, monkeypatch) -> None:
+    """Found profiling the Ask path from a script: asyncio.run in the main thread installs a Ctrl-C handler that
+    holds its task, and Python 3.11's signal.getsignal writes out the handler it finds, so the task's result (the
+    answer with its model) was written out as text, the whole model, on every call of answer()."""
+    cache = ModelCache(fast=False)
+    cache.get(str(tiny_model_dir))
+    written = []
+    write_out = torch.nn.Module.__repr__
+    monkeypatch.setattr(torch.nn.Module, "__repr__", lambda module: written.append(module) or write_out(module))
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a script (a test runner may differ)
+    try:
+        assert threading.current_thread() is threading.main_thread()
+        assert cache.answer(str(tiny_model_dir), "When does the ferry leave?", CONTEXT)[0].prediction.text
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert not written
