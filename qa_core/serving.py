@@ -33,8 +33,12 @@ logger = logging.getLogger(__name__)
 # (the common question) and several windows (long contexts) each get their graph before any request waits.
 WARMUP_SHAPES = ((1, 48), (1, 160), (2, 64), (3, 200))
 # The copy is private and never changed after compiling, so dynamo's per-call checks of every module attribute
-# guard nothing (bench/README.md, "Answering (Ask tab)", says what skipping them saves).
-COMPILE_OPTIONS = {"freezing": True, "guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe}
+# guard nothing (bench/README.md, "Answering (Ask tab)", says what skipping them saves). Below the opcount
+# threshold the compiler recomputes an elementwise result in each kernel that reads it: the GELU between the
+# two int8 products of each layer's feed-forward part, read once for its rows' int8 scales and once to quantize,
+# and the attention mask, rebuilt in every layer's softmax; stored once instead, they cost less.
+COMPILE_OPTIONS = {"freezing": True, "guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe,
+                   "realize_cpu_opcount_threshold": 5}
 T = TypeVar("T")
 CHECK_QUESTIONS = 16  # sample questions an int8 copy answers, beside its float model, before it is served
 
