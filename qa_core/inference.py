@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,14 +41,24 @@ class TokenLogits:
     labels: tuple[str, ...] = ()  # what the plots show: each token's text in the context (token_labels)
 
 
+ScoredWindow = tuple[Feature, np.ndarray, np.ndarray]  # a window and its start and end logits, each (seq,)
+
+
 @dataclass(frozen=True)
 class AnswerResult:
     question: str
     context: str
     prediction: Prediction
-    logits: TokenLogits
     windows: int
     null_threshold: float | None = None  # SQuAD 2.0: the null odds threshold it abstains above; None: never abstains
+    scored: tuple[ScoredWindow, ...] = field(default=(), repr=False, compare=False)
+    tokenizer: PreTrainedTokenizerBase | None = field(default=None, repr=False, compare=False)
+
+    @functools.cached_property
+    def logits(self) -> TokenLogits:
+        """One row per context token, for plots: merged from the windows when first read, where the plot is drawn,
+        so that answering (on the model thread) never pays for it, nor an answer that draws none (/answer's)."""
+        return merge_token_logits(self.tokenizer, self.scored, self.context)
 
 
 @torch.inference_mode()
@@ -89,7 +100,8 @@ def run_model(model: torch.nn.Module, features: Sequence[Feature], batch_size: i
 
 def answer_question(loaded: LoadedModel, question: str, context: str, config: QAConfig = QAConfig(),
                     top_k: int = ANSWER_TOP_K, max_windows: int | None = None) -> AnswerResult:
-    """Search every window of the context for the best span; also return per-token logits for plots.
+    """Search every window of the context for the best span; the windows' logits stay with the answer, for its
+    per-token plots (AnswerResult.logits).
 
     A context cut into more than max_windows windows is refused with a ValueError before the model runs."""
     example, config, features = question_windows(loaded, question, context, config, max_windows)
@@ -99,9 +111,8 @@ def answer_question(loaded: LoadedModel, question: str, context: str, config: QA
     search = SpanSearch.from_config(config, top_k)
     prediction = predict_example(example, scored, search)
     prediction = dataclasses.replace(prediction, alternatives=prediction.alternatives[:top_k])
-    return AnswerResult(question, context, prediction, merge_token_logits(loaded.tokenizer, scored, context),
-                        len(features),
-                        search.null_threshold)
+    return AnswerResult(question, context, prediction, len(features), search.null_threshold, tuple(scored),
+                        loaded.tokenizer)
 
 
 def question_windows(loaded: LoadedModel, question: str, context: str, config: QAConfig,
@@ -138,14 +149,15 @@ def asks_nothing(feature: Feature, tokenizer: PreTrainedTokenizerBase) -> bool:
     return all(token_id in special for token_id in ids[:end])
 
 
-def merge_token_logits(tokenizer: PreTrainedTokenizerBase,
-                       scored: Sequence[tuple[Feature, np.ndarray, np.ndarray]], context: str) -> TokenLogits:
+def merge_token_logits(tokenizer: PreTrainedTokenizerBase | None, scored: Sequence[ScoredWindow],
+                       context: str) -> TokenLogits:
     """One row per context token; a token seen in several windows keeps its highest logits. Tokens that share
     their characters (the bytes of one character in byte-level BPE) are one row, labelled by those characters and
     named by the first of them."""
     windows = [context_tokens(*s) for s in scored]
     if not any(len(spans) for spans, *_ in windows):
         return TokenLogits((), (), np.empty(0), np.empty(0), ())
+    assert tokenizer is not None, "windows with context tokens come with their tokenizer"
     span, token_ids, start, end = (np.concatenate(column) for column in zip(*windows))  # (all, 2), then (all,)
     order = np.lexsort((span[:, 1], span[:, 0]))  # stable: within one span, the first window's token first
     span = span[order]

@@ -230,7 +230,7 @@ class QAService(JobService):
         model, settings = await asyncio.to_thread(self.record_answering, run)  # reads the run's files
         result, *_ = await self.answer_in_turn(model, record.question, record.context, exact=True, caller=caller,
                                                settings=settings)
-        return result.logits
+        return await asyncio.to_thread(getattr, result, "logits")  # merged off the event loop, as plots are drawn
 
     def record_answering(self, run: str | None) -> tuple[str, dict[str, int]]:
         """The model that answered a run's records and the settings it answered them with."""

@@ -112,3 +112,16 @@ def test_token_logits_merge_windows_by_span_keeping_the_highest_and_the_first_na
     assert merged.start_logits.tolist() == [1.0, 5.0, 7.0] and merged.end_logits.tolist() == [3.0, 4.0, 6.0]
     empty = merge_token_logits(tokenizer, [(Feature(0, "q", [ids[0]], [0], [None]), np.zeros(1), np.zeros(1))], "")
     assert empty.tokens == () and len(empty.start_logits) == 0
+
+
+def test_an_answer_merges_its_per_token_logits_only_when_they_are_read(tiny_loaded) -> None:
+    """Found profiling the Ask path: merging every window's logits into one row per context token (for the plot)
+    was a part of each answer's time on the model thread, which /answer never shows. The answer keeps its
+    windows' logits; the merge happens where the plot is drawn, once."""
+    context = " ".join([CONTEXT] * 12)  # several windows
+    config = QAConfig(max_seq_length=64, doc_stride=16, max_query_length=16)
+    result = answer_question(tiny_loaded, "Who designed the lens?", context, config)
+    assert result.windows > 1 and "logits" not in vars(result)  # not merged yet
+    merged = result.logits
+    assert result.logits is merged and len(merged.offsets) == len(set(merged.offsets)) > 0
+    assert all(context[a:b] == label for (a, b), label in zip(merged.offsets, merged.labels))

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import numpy as np
-
 from qa_core import views
-from qa_core.inference import AnswerResult, TokenLogits
+from qa_core.inference import AnswerResult
 from qa_core.postprocess import Prediction, Span
 
 
@@ -16,7 +14,7 @@ def answer(span: tuple[int, int] | None, null_score: float | None = None) -> Ans
     spans = (Span(25, 41, "Augustin Fresnel", 4.0, 0.8), Span(34, 41, "Fresnel", 2.5, 0.2))
     text = context[span[0]:span[1]] if span else ""
     prediction = Prediction("query", text, span, 4.0 if span else (null_score or 0.0), spans, null_score)
-    return AnswerResult("Who designed the lens?", context, prediction, TokenLogits((), (), np.zeros(0), np.zeros(0)), 1)
+    return AnswerResult("Who designed the lens?", context, prediction, 1)
 
 
 def test_an_answer_for_programs_and_its_note():
@@ -113,9 +111,9 @@ def test_highlight_marks_overlapping_spans():
 
 
 def test_a_run_evaluated_on_its_training_data_says_so(tmp_path) -> None:
+    from qa_core import views
     from qa_core.checkpoints import write_run_info
     from qa_core.run_files import RunInfo
-    from qa_core import views
 
     write_run_info(tmp_path / "same", RunInfo("finished", {"train_file": "sample", "validation_file": "sample"}))
     write_run_info(tmp_path / "held", RunInfo("finished", {"train_file": "a.json", "validation_file": "b.json"}))
