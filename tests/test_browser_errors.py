@@ -188,10 +188,15 @@ def pick_run(driver, name: str, css: str = "#errors-run") -> None:
     """Pick a run by its name (one part of its label, beside its F1 and status) in the Errors tab, once the tab has loaded the
     newest run (that would replace a run picked before), or in its comparison panel (css "#compare-run")."""
     wait_for(lambda: summary(driver), 60, "the newest run's summary")
+    wait_for(lambda: option_named(driver, css, name), 60, f"run {name} in the run picker").click()
+
+
+def option_named(driver, css: str, name: str):
+    """The picker's option for run `name`, the picker opened afresh (None: not shown): a refresh of its choices that
+    lands while it is open sets its text to the run it keeps, which then filters the open list down to that run."""
+    driver.execute_script("document.activeElement && document.activeElement.blur()")  # closes a list left open
     click(driver, f"{css} input", "the run picker")
-    options = wait_for(lambda: [o for o in find_all(driver, "[data-testid=dropdown-option]") if o.text.strip()], 60,
-                       "the runs")
-    next(o for o in options if name in label_parts(o.text)).click()
+    return next((o for o in find_all(driver, "[data-testid=dropdown-option]") if name in label_parts(o.text)), None)
 
 
 def summary(driver) -> str:
