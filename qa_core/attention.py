@@ -79,12 +79,7 @@ def attend_in_matrix_products(model: PreTrainedModel) -> bool:
     (bench/README.md, "On an AMD Zen 5 CPU"). False for a model that does not attend through SDPA, or cannot switch."""
     if getattr(model.config, "_attn_implementation", None) != "sdpa":
         return False
-    try:
-        model.set_attn_implementation("eager")
-    except (ValueError, NotImplementedError, AttributeError) as err:
-        logger.info("%s keeps SDPA attention (%s)", type(model).__name__, err)
-        return False
-    return True
+    return set_attention(model, "eager")
 
 
 def restore_sdpa(model: PreTrainedModel) -> None:
@@ -101,6 +96,12 @@ def switch_attention(model: PreTrainedModel, name: str, function: Callable[..., 
 
     AttentionInterface.register(name, function)
     AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
+    return set_attention(model, name)
+
+
+def set_attention(model: PreTrainedModel, name: str) -> bool:
+    """Make the model attend through transformers' implementation `name`; False, the model unchanged, for a model
+    with its own attention code."""
     try:
         model.set_attn_implementation(name)
     except (ValueError, NotImplementedError, AttributeError) as err:
