@@ -64,21 +64,22 @@ def collate(features: Sequence[Feature], batch_format: BatchFormat = BatchFormat
     length = pad_to or max(len(f.input_ids) for f in features)
     rounded = -(-length // multiple_of) * multiple_of
     length = rounded if batch_format.max_length is None else min(rounded, max(length, batch_format.max_length))
-    input_ids = torch.full((len(features), length), batch_format.pad_token_id, dtype=torch.long)  # (batch, seq)
-    token_type_ids = torch.full((len(features), length), batch_format.pad_token_type_id,
-                                dtype=torch.long)  # (batch, seq)
-    attention_mask = torch.zeros((len(features), length), dtype=torch.long)  # (batch, seq)
+    # filled in numpy, one tensor per field at the end: a torch op per window and field cost more than the copies
+    input_ids = np.full((len(features), length), batch_format.pad_token_id, dtype=np.int64)  # (batch, seq)
+    token_type_ids = np.full((len(features), length), batch_format.pad_token_type_id, dtype=np.int64)  # (batch, seq)
+    attention_mask = np.zeros((len(features), length), dtype=np.int64)  # (batch, seq)
     shifts = padding_shifts([len(f.input_ids) for f in features], length, batch_format.padding_side)
     for row, (f, shift) in enumerate(zip(features, shifts)):
         tokens = slice(shift, shift + len(f.input_ids))
-        input_ids[row, tokens] = torch.tensor(f.input_ids)
-        token_type_ids[row, tokens] = torch.tensor(f.token_type_ids)
+        input_ids[row, tokens] = f.input_ids
+        token_type_ids[row, tokens] = f.token_type_ids
         attention_mask[row, tokens] = 1
     batch = {"input_ids": input_ids, "attention_mask": attention_mask}
     if batch_format.token_type_ids:
         batch["token_type_ids"] = token_type_ids
-    return {**batch, "start_positions": torch.tensor([f.start_position + s for f, s in zip(features, shifts)]),
-            "end_positions": torch.tensor([f.end_position + s for f, s in zip(features, shifts)])}
+    batch["start_positions"] = np.array([f.start_position + s for f, s in zip(features, shifts)], dtype=np.int64)
+    batch["end_positions"] = np.array([f.end_position + s for f, s in zip(features, shifts)], dtype=np.int64)
+    return {name: torch.from_numpy(values) for name, values in batch.items()}
 
 
 def padding_multiple(device: torch.device) -> int:

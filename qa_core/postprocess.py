@@ -78,23 +78,31 @@ class Prediction:
 def window_candidates(offsets: Sequence[tuple[int, int] | None], start_logits: np.ndarray, end_logits: np.ndarray,
                       n_best_size: int, max_answer_length: int) -> list[tuple[int, int, float]]:
     """Best (start char, end char, score) spans of one window: top-k starts x top-k ends, end >= start."""
-    in_context = np.array([o is not None for o in offsets])  # (seq,)
+    spans = span_array(offsets)  # (seq, 2)
+    in_context = spans[:, 0] >= 0  # (seq,)
     if not in_context.any():
         return []
-    start_logits = np.where(in_context, start_logits[:len(offsets)], -np.inf)  # (seq,)
-    end_logits = np.where(in_context, end_logits[:len(offsets)], -np.inf)  # (seq,)
+    start_logits = np.where(in_context, start_logits[:len(spans)], -np.inf)  # (seq,)
+    end_logits = np.where(in_context, end_logits[:len(spans)], -np.inf)  # (seq,)
     k = min(n_best_size, int(in_context.sum()))
     starts = np.argpartition(-start_logits, k - 1)[:k]  # (k,)
     ends = np.argpartition(-end_logits, k - 1)[:k]  # (k,)
     scores = start_logits[starts][:, None] + end_logits[ends][None, :]  # (k, k)
     length = ends[None, :] - starts[:, None]  # (k, k)
     scores = np.where((length >= 0) & (length < max_answer_length), scores, -np.inf)
-    candidates = []
-    for flat in np.argsort(-scores, axis=None)[:n_best_size]:
-        s, e = np.unravel_index(flat, scores.shape)
-        if np.isfinite(scores[s, e]):
-            candidates.append((offsets[starts[s]][0], offsets[ends[e]][1], float(scores[s, e])))
-    return candidates
+    rows, columns = np.unravel_index(np.argsort(-scores, axis=None)[:n_best_size], scores.shape)  # (n,), (n,)
+    best = scores[rows, columns]  # (n,)
+    kept = np.isfinite(best)
+    return list(zip(spans[starts[rows[kept]], 0].tolist(), spans[ends[columns[kept]], 1].tolist(),
+                    best[kept].tolist()))
+
+
+def span_array(offsets: Sequence[tuple[int, int] | None]) -> np.ndarray:
+    """A window's offsets as a (seq, 2) array, start -1 where a token has none; features.Offsets, as windows hold
+    them, give theirs without a copy."""
+    if hasattr(offsets, "as_array"):
+        return offsets.as_array()
+    return np.array([(-1, -1) if o is None else o for o in offsets], dtype=np.int64).reshape(-1, 2)
 
 
 def _unspaced(ch: str) -> bool:

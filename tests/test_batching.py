@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import torch
+
 from qa_core.batching import collate, length_grouped_batches, random_batches, sorted_batches
 from qa_core.data import Answer, Example
 from qa_core.features import build_features
@@ -41,3 +43,5 @@ def test_collate_pads_to_the_longest_window(tokenizer) -> None:
     assert batch["input_ids"].shape == (2, longest)
     assert batch["attention_mask"].sum().item() == sum(len(f.input_ids) for f in features[:2])
     assert collate(features[:1], pad_to=64, multiple_of=8)["input_ids"].shape == (1, 64)
+    assert all(t.dtype == torch.long for t in batch.values())
+    assert batch["input_ids"][1, :len(features[1].input_ids)].tolist() == list(features[1].input_ids)

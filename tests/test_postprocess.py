@@ -7,7 +7,7 @@ import pytest
 
 from qa_core.config import QAConfig
 from qa_core.data import Answer, Example
-from qa_core.features import Feature
+from qa_core.features import Feature, Offsets
 from qa_core.postprocess import SpanSearch, best_spans, postprocess_predictions, snap_to_words, window_candidates
 
 CONTEXT = "Bells rang at dawn in Zürich; the keeper woke."
@@ -36,6 +36,14 @@ def test_end_before_start_and_too_long_spans_are_rejected() -> None:
     assert CONTEXT[best[0]:best[1]] == "the keeper"  # 10->11 (11) beats 3->4 (10); the reversed 10->4 (18) is invalid
     short = window_candidates(OFFSETS, logits({3: 9}), logits({12: 9}), 20, max_answer_length=3)
     assert all(e - s < 25 for s, e, _ in short)
+
+
+def test_windows_offsets_packed_or_plain_give_the_same_candidates() -> None:
+    start, end = logits({3: 2, 6: 4, 8: 4}), logits({4: 3, 8: 4, 12: 1})
+    plain = window_candidates(OFFSETS, start, end, 20, 30)
+    assert window_candidates(Offsets(OFFSETS), start, end, 20, 30) == plain
+    assert all(type(value) is int for s, e, _ in plain for value in (s, e))  # dict keys and slices of the context
+    assert [score for *_, score in plain] == sorted((score for *_, score in plain), reverse=True)
 
 
 def test_logits_outside_the_context_are_never_chosen() -> None:
