@@ -11,7 +11,7 @@ import pytest
 
 from qa_core.batching import collate
 from qa_core.config import QAConfig
-from qa_core.data import load_examples
+from qa_core.data import Example, load_examples
 from qa_core.evaluation import run_evaluation
 from qa_core.features import build_features, featurize
 from qa_core.inference import answer_examples, answer_question, run_model
@@ -168,3 +168,16 @@ def test_fit_config_keeps_windows_valid(family_dirs: dict[str, Path]) -> None:
     bounded = load_model(str(family_dirs["deberta-v3"]))
     bounded.tokenizer.model_max_length = 128
     assert fit_config(QAConfig(max_seq_length=512), bounded).max_seq_length == 128
+
+
+def test_questions_of_many_bytes_are_cut_to_max_query_length(family_dirs: dict[str, Path]) -> None:
+    """Byte-level BPE spells a character it has no token for in up to four byte tokens: a question of fewer
+    characters than max_query_length can hold many more tokens, and filled a window past the stride (a panic)."""
+    tokenizer = load_model(str(family_dirs["roberta"])).tokenizer
+    context = " ".join(f"word{i}" for i in range(300))
+    for characters in (40, 64):  # 160 and 256 byte tokens
+        question = "\U0001D518" * characters  # a four-byte character no sample text holds
+        example = Example("q", question, context, ())
+        window = build_features([example], tokenizer, 384, 128, 64, training=False).features[0]
+        asked = sum(1 for offset in window.offsets if offset is None) - tokenizer.num_special_tokens_to_add(pair=True)
+        assert asked <= 64, characters
