@@ -1,12 +1,15 @@
 """Ask-path latency: the app's ModelCache vs. the question-answering pipeline of transformers 5.2, as JSON.
 
-    python -m bench.bench_ask runs/bench-minilm              # both, 3 alternating rounds → bench/results/ask.json
+    python -m bench.bench_ask runs/bench-minilm              # both, 3 interleaved rounds → bench/results/ask.json
     python -m bench.bench_ask runs/bench-minilm --no-reference
 
 The reference runs in its own venv (bench/.venv-ref, made on first use with `pip install transformers==5.2.0
 torch==2.13.0`), because 5.2 is the last release with that pipeline; both see the same model, questions and threads.
 It runs as shipped, in the environment the bench was started in, and again without the tokenizer's thread pool,
-as the app runs ours (runtime.configure_process(serving=True)).
+as the app runs ours (runtime.configure_process(serving=True)). Each reference stays loaded in a process of its own
+for the whole run, so that the paths can take turns every few questions: the VM's drift, which moves a whole pass of
+one path from one minute to the next by more than the changes measured (bench/README.md), then touches all paths
+alike.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ REF_PACKAGES = ("transformers==5.2.0", "torch==2.13.0")
 WARMUP = 3
 COMPILE_TIMEOUT_S = 600
 
-# Runs inside the reference venv: the pipeline with its defaults (max_seq_len 384, doc_stride 128, top_k 1).
+# Runs inside the reference venv: the pipeline with its defaults (max_seq_len 384, doc_stride 128, top_k 1). It warms
+# up, says so, then answers the question whose index each line of its input names, timed around the call alone.
 REFERENCE = """
 import json, sys, time, torch, transformers
 from transformers import pipeline
@@ -46,14 +50,14 @@ torch.set_num_threads(threads)
 qa = pipeline("question-answering", model=model, tokenizer=model, device=-1)
 for q in questions[:%d]:
     qa(question=q["question"], context=q["context"])
-times, answers = [], []
-for q in questions:
+print(json.dumps({"transformers": transformers.__version__, "torch": torch.__version__}), flush=True)
+for line in sys.stdin:
+    q = questions[int(line)]
     started = time.perf_counter()
-    answers.append(qa(question=q["question"], context=q["context"])["answer"])
-    times.append(time.perf_counter() - started)
-print(json.dumps({"seconds": times, "answers": answers, "transformers": transformers.__version__,
-                  "torch": torch.__version__}))
+    answer = qa(question=q["question"], context=q["context"])["answer"]
+    print(json.dumps({"seconds": time.perf_counter() - started, "answer": answer}), flush=True)
 """ % WARMUP
+BLOCK = 10  # questions one path answers in a row: short enough for the VM's drift, long enough to keep the path warm
 
 
 def pick_questions(path: Path, count: int, min_words: int = 90, max_words: int = 160) -> list[dict[str, str]]:
@@ -88,20 +92,13 @@ def prepared_cache(model: str, threads: int, fast: bool) -> tuple[ModelCache, fl
     return cache, time.perf_counter() - started
 
 
-async def timed_answers(cache: ModelCache, model: str, questions: list[dict[str, str]],
-                        exact: bool) -> tuple[list[float], list[str]]:
-    """The app's own path, ModelCache.answer_in_turn awaited as the web server does, timed around each call:
-    tokenize, run every window, search spans (no plotting), including the hand-off to the cache's model thread.
-    Seconds and answer text of each question after WARMUP untimed ones, asked one after another; exact=True
-    answers from the fp32 model, else from what the app serves."""
-    for q in questions[:WARMUP]:
-        await cache.answer_in_turn(model, q["question"], q["context"], exact)
-    seconds, answers = [], []
-    for q in questions:
-        started = time.perf_counter()
-        answers.append((await cache.answer_in_turn(model, q["question"], q["context"], exact))[0].prediction.text)
-        seconds.append(time.perf_counter() - started)
-    return seconds, answers
+async def timed_answer(cache: ModelCache, model: str, question: dict[str, str], exact: bool) -> tuple[float, str]:
+    """The app's own path, ModelCache.answer_in_turn awaited as the web server does, timed around the call:
+    tokenize, run every window, search spans (no plotting), the hand-off to the cache's model thread included.
+    Seconds and answer text; exact=True answers from the fp32 model, else from what the app serves."""
+    started = time.perf_counter()
+    result = (await cache.answer_in_turn(model, question["question"], question["context"], exact))[0]
+    return time.perf_counter() - started, result.prediction.text
 
 
 def quality(answers: list[str], questions: list[dict]) -> dict[str, float]:
@@ -152,13 +149,36 @@ def reference_python() -> Path:
     return python
 
 
-def measure_reference(model: str, questions: list[dict[str, str]], threads: int, env: dict[str, str]) -> dict:
-    """The pipeline's seconds and answers, in a process of its own with the environment `env`."""
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as out:
-        json.dump(questions, out)
-    done = subprocess.run([str(reference_python()), "-c", REFERENCE, model, out.name, str(threads)],
-                          check=True, capture_output=True, text=True, env=env)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+class Reference:
+    """The pipeline loaded and warmed up in a process of its own (REFERENCE), with the environment `env`, answering
+    one question at a time."""
+
+    def __init__(self, model_folder: str, questions_file: str, threads: int, env: dict[str, str]) -> None:
+        self._process = subprocess.Popen([str(reference_python()), "-c", REFERENCE, model_folder, questions_file,
+                                          str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                         env=env)
+        self.versions: dict[str, str] = self._reply()  # once warm
+
+    def ask(self, index: int) -> tuple[float, str]:
+        """Seconds and answer of question `index` of the questions file."""
+        assert self._process.stdin is not None
+        self._process.stdin.write(f"{index}\n")
+        self._process.stdin.flush()
+        reply = self._reply()
+        return reply["seconds"], reply["answer"]
+
+    def close(self) -> None:
+        if self._process.stdin is not None:
+            self._process.stdin.close()
+        self._process.wait(timeout=60)
+
+    def _reply(self) -> dict:
+        """Its next JSON line (a library may write other lines there first)."""
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            if line.startswith("{"):
+                return json.loads(line)
+        raise RuntimeError(f"the reference process ended (exit code {self._process.wait()})")
 
 
 def reference_environments(launched: dict[str, str]) -> dict[str, dict[str, str]]:
@@ -167,30 +187,59 @@ def reference_environments(launched: dict[str, str]) -> dict[str, dict[str, str]
     return {"reference": launched, "reference_like_ours": {**launched, "TOKENIZERS_PARALLELISM": "false"}}
 
 
+Timings = tuple[dict[str, list[float]], dict[str, list[str]]]  # each path's seconds, and its answer to each question
+
+
+async def interleaved(cache: ModelCache, model: str, questions: list[dict[str, str]], paths: dict[str, bool],
+                      references: dict[str, Reference], rounds: int) -> Timings:
+    """Seconds of every path (ours: name -> exact; the references) on every question, `rounds` times, and each path's
+    answers: BLOCK questions at a time, each block asked of every path in turn, the order rotating from one block to
+    the next; each path answers a block's first question once untimed before the block (the paths it waited for
+    left it idle, and their OpenMP workers may still spin)."""
+    for question in questions[:WARMUP]:  # the references warm up as they start
+        for exact in paths.values():
+            await cache.answer_in_turn(model, question["question"], question["context"], exact)
+    names = [*paths, *references]
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    answers: dict[str, list[str]] = {name: [""] * len(questions) for name in names}
+    for block_index, begin in enumerate(range(0, len(questions) * rounds, BLOCK)):
+        block = [index % len(questions) for index in range(begin, min(begin + BLOCK, len(questions) * rounds))]
+        shift = block_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            for timed, index in [(False, block[0])] + [(True, index) for index in block]:
+                if name in paths:
+                    taken, answers[name][index] = await timed_answer(cache, model, questions[index], paths[name])
+                else:
+                    taken, answers[name][index] = references[name].ask(index)
+                if timed:
+                    seconds[name].append(taken)
+    return seconds, answers
+
+
 def measure(args: argparse.Namespace, fast: bool, launched: dict[str, str]) -> dict:
     """Our Ask path (fp32, and the int8 copy where the app serves one) and the pipeline on the same questions
-    (unless --no-reference), in alternating rounds so that the machine's drift touches both alike; and the
-    quality of ours on every dev question."""
+    (unless --no-reference), interleaved question by question so that the machine's drift touches all alike; and
+    the quality of ours on every dev question."""
     questions = pick_questions(Path(args.dev), args.questions)
     cache, prepare_seconds = prepared_cache(args.model, args.threads, fast)
     paths = {"ours_fp32": True} | ({"ours": False} if fast else {})  # name: exact (answer from the fp32 model)
-    references = {} if args.no_reference else reference_environments(launched)
-    seconds: dict[str, list[float]] = {name: [] for name in [*paths, *references]}
-    answers: dict[str, list[str]] = {}
     folder = str(model_folder(Path(args.model)))  # the pipeline takes a model folder; ours a run's, with settings
-    for _ in range(args.rounds):
-        for name, exact in paths.items():
-            times, answers[name] = asyncio.run(timed_answers(cache, args.model, questions, exact))
-            seconds[name] += times
-        for name, env in references.items():
-            reference = measure_reference(folder, questions, args.threads, env)
-            seconds[name] += reference["seconds"]
-            answers[name] = reference["answers"]
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as out:
+        json.dump(questions, out)
+    environments = {} if args.no_reference else reference_environments(launched)
+    references = {name: Reference(folder, out.name, args.threads, env) for name, env in environments.items()}
+    try:
+        seconds, answers = asyncio.run(interleaved(cache, args.model, questions, paths, references, args.rounds))
+    finally:
+        for reference in references.values():
+            reference.close()
+        os.unlink(out.name)
     seconds.setdefault("ours", seconds["ours_fp32"])
     answers.setdefault("ours", answers["ours_fp32"])
     figures = {name: {**summary(seconds[name]), **quality(answers[name], questions)} for name in seconds}
     report = {"model": args.model, "questions": len(questions), "rounds": args.rounds, "threads": args.threads,
-              "batch": 1, "context_words_mean": statistics.fmean(len(q["context"].split()) for q in questions),
+              "batch": 1, "order": f"{BLOCK} questions of every path in turn, rotating, after one untimed",
+              "context_words_mean": statistics.fmean(len(q["context"].split()) for q in questions),
               "ours_path": "ModelCache.answer_in_turn, " + ("compiled int8 copy" if fast else "fp32 eager"),
               "prepare_seconds": round(prepare_seconds, 1),
               "served_model_class": type(cache.get(args.model).model).__name__,
@@ -198,7 +247,7 @@ def measure(args: argparse.Namespace, fast: bool, launched: dict[str, str]) -> d
               "same_answer_fast_vs_fp32": same_answers(answers["ours"], answers["ours_fp32"]),
               "all_dev_questions": dev_quality(args.model, Path(args.dev), args.threads, int8=fast)}
     if references:
-        report.update(reference=figures["reference"] | {k: reference[k] for k in ("transformers", "torch")},
+        report.update(reference=figures["reference"] | references["reference"].versions,
                       reference_like_ours=figures["reference_like_ours"],
                       ratio_median_like_ours=figures["ours"]["median_ms"] / figures["reference_like_ours"]["median_ms"],
                       ratio_median=figures["ours"]["median_ms"] / figures["reference"]["median_ms"],
@@ -217,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dev", default=str(DEV), help="SQuAD dev file to draw the questions from")
     parser.add_argument("--questions", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of ours and the pipeline")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="passes over the questions, the paths taking turns every few questions")
     parser.add_argument("--no-reference", action="store_true", help="measure only our Ask path")
     parser.add_argument("--no-fast", action="store_true", help="measure only the fp32 eager path")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "ask.json"))
