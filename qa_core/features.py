@@ -248,8 +248,7 @@ def featurize_in_chunks(examples: Sequence[Example], tokenizer: PreTrainedTokeni
 
 def truncate_questions(questions: list[str], tokenizer: PreTrainedTokenizerBase, max_query_length: int) -> list[str]:
     """Cut questions after max_query_length tokens, so only the context is split into windows."""
-    # Every token covers at least one byte (byte-level BPE spells a character in up to four), and at most one, a
-    # leading word marker, covers none: short questions need no tokenizing here (the Ask hot path).
+    # A token covers a byte or more (byte-level BPE: 4 for some characters), bar one leading word marker (Ask hot path)
     long = [i for i, q in enumerate(questions) if len(q.encode("utf-8")) + 1 > max_query_length]
     if not long:
         return questions
