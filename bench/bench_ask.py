@@ -218,7 +218,7 @@ async def interleaved(cache: ModelCache, model: str, questions: list[dict[str, s
 
 def measure(args: argparse.Namespace, fast: bool, launched: dict[str, str]) -> dict:
     """Our Ask path (fp32, and the int8 copy where the app serves one) and the pipeline on the same questions
-    (unless --no-reference), interleaved question by question so that the machine's drift touches all alike; and
+    (unless --no-reference), taking turns every BLOCK questions so that the machine's drift touches all alike; and
     the quality of ours on every dev question."""
     questions = pick_questions(Path(args.dev), args.questions)
     cache, prepare_seconds = prepared_cache(args.model, args.threads, fast)
@@ -227,8 +227,10 @@ def measure(args: argparse.Namespace, fast: bool, launched: dict[str, str]) -> d
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as out:
         json.dump(questions, out)
     environments = {} if args.no_reference else reference_environments(launched)
-    references = {name: Reference(folder, out.name, args.threads, env) for name, env in environments.items()}
+    references: dict[str, Reference] = {}
     try:
+        for name, env in environments.items():
+            references[name] = Reference(folder, out.name, args.threads, env)
         seconds, answers = asyncio.run(interleaved(cache, args.model, questions, paths, references, args.rounds))
     finally:
         for reference in references.values():
