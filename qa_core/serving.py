@@ -204,8 +204,11 @@ class ModelCache:
         be loaded, or ModelLoadingError while it is still loading."""
         entry = self._entry(name)
         with self._load_errors(name, entry):  # shielded: a caller who stops waiting never cancels the load
-            exact_model = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(entry.loading)),
-                                                 self._load_wait_s)
+            if entry.loading.done():  # the common case, without the event loop's rounds that waiting takes
+                exact_model = entry.loading.result()
+            else:
+                exact_model = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(entry.loading)),
+                                                     self._load_wait_s)
         with self._lock:
             loaded, config = exact_model if exact else entry.served or exact_model, entry.config
         return loaded, self._limited(config.replace(**settings)) if settings else config
