@@ -1,6 +1,6 @@
 """Ask-path latency: the app's ModelCache vs. the question-answering pipeline of transformers 5.2, as JSON.
 
-    python -m bench.bench_ask runs/bench-minilm              # both, 3 interleaved rounds → bench/results/ask.json
+    python -m bench.bench_ask runs/bench-minilm              # both, 3 interleaved passes → bench/results/ask.json
     python -m bench.bench_ask runs/bench-minilm --no-reference
 
 The reference runs in its own venv (bench/.venv-ref, made on first use with `pip install transformers==5.2.0
