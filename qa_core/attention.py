@@ -1,4 +1,4 @@
-"""Attention for bf16 training on CPUs: bf16 matrix products around a softmax, with a fused fp32 kernel for eval."""
+"""Attention on CPUs: bf16 matrix products around a softmax, for training and for an inference copy."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from transformers import PreTrainedModel
 logger = logging.getLogger(__name__)
 
 CPU_BF16_ATTENTION = "cpu_bf16"  # the name cpu_bf16_attention is registered under with transformers
+BF16_PRODUCTS_ATTENTION = "bf16_products"  # the name bf16_products_attention is registered under
 
 
 def sdpa_in_fp32(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -73,12 +74,33 @@ def attention_for_bf16(model: PreTrainedModel, device: torch.device, bf16: bool)
     return switch_attention(model, CPU_BF16_ATTENTION, cpu_bf16_attention)
 
 
-def attend_in_matrix_products(model: PreTrainedModel) -> bool:
-    """transformers' eager attention (two matrix products around a softmax in fp32) instead of SDPA's fused kernel,
-    for an inference copy that torch.compile fuses: one question's window ran faster that way on a CPU
-    (bench/README.md, "On an AMD Zen 5 CPU"). False for a model that does not attend through SDPA, or cannot switch."""
+def bf16_products_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                            attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
+                            **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Attention for an inference copy: both matrix products in bf16, the softmax in fp32, fp32 in and out.
+
+    On a CPU with native bf16 the products at one question's shapes run at over twice their fp32 rate, and in a
+    compiled copy the casts fuse into the kernels around them (bench/README.md, "On an AMD Zen 5 CPU").
+    """
+    assert dropout == 0.0, "an inference copy attends without dropout"
+    scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
+    scores = torch.matmul((query * scaling).bfloat16(), key.bfloat16().transpose(-1, -2))  # (batch, heads, seq, seq)
+    scores = scores.float()
+    if attention_mask is not None:
+        scores = scores + additive_mask(attention_mask, scores.dtype)
+    probs = torch.softmax(scores, dim=-1).bfloat16()  # (batch, heads, seq, seq)
+    return torch.matmul(probs, value.bfloat16()).to(query.dtype).transpose(1, 2), None  # (batch, seq, heads, head_dim)
+
+
+def attend_in_matrix_products(model: PreTrainedModel, bf16: bool = False) -> bool:
+    """Attention as two matrix products around a softmax instead of SDPA's fused kernel, for an inference copy that
+    torch.compile fuses: one question's window ran faster that way on a CPU (bench/README.md, "On an AMD Zen 5
+    CPU"). The products in bf16 (bf16_products_attention) where bf16 is native, else transformers' eager attention
+    in fp32. False for a model that does not attend through SDPA, or cannot switch."""
     if getattr(model.config, "_attn_implementation", None) != "sdpa":
         return False
+    if bf16:
+        return switch_attention(model, BF16_PRODUCTS_ATTENTION, bf16_products_attention)
     return set_attention(model, "eager")
 
 

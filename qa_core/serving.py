@@ -25,6 +25,7 @@ from qa_core.features import featurize
 from qa_core.inference import AnswerResult, answer_question, run_config, run_model
 from qa_core.int8 import MAX_LOGIT_ERROR, logit_error, native_int8_cpu, quantize_linears
 from qa_core.modeling import LoadedModel, fit_config, load_model, pick_device
+from qa_core.precision import native_bf16_cpu
 from qa_core.settings import MODEL_WAIT_S
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def int8_copy(loaded: LoadedModel) -> LoadedModel:
     """A copy with int8 linear layers (qa_core.int8) and attention that compiles well (attend_in_matrix_products),
     for answering only; the original stays as it was."""
     model = quantize_linears(copy.deepcopy(loaded.model).eval())
-    attend_in_matrix_products(model)
+    attend_in_matrix_products(model, bf16=native_bf16_cpu())
     return replace(loaded, model=model)
 
 

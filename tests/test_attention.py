@@ -1,4 +1,4 @@
-"""Attention for bf16 training on CPUs: the same attention as SDPA's, forward and backward, in bf16 matrix products."""
+"""Attention on CPUs: the same attention as SDPA's, forward and backward, in bf16 matrix products."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from qa_core.attention import (CPU_BF16_ATTENTION, additive_mask, attention_for_bf16, cpu_bf16_attention,
-                               sdpa_in_fp32)
+from qa_core.attention import (BF16_PRODUCTS_ATTENTION, CPU_BF16_ATTENTION, additive_mask, attend_in_matrix_products,
+                               attention_for_bf16, bf16_products_attention, cpu_bf16_attention, sdpa_in_fp32)
 from qa_core.modeling import load_model
 
 BATCH, HEADS, SEQ, HEAD_DIM = 2, 3, 12, 8
@@ -114,3 +114,26 @@ def test_other_devices_keep_their_attention(tiny_model_dir: Path, device: str) -
     loaded = load_model(str(tiny_model_dir))
     assert not attention_for_bf16(loaded.model, torch.device(device), bf16=True)
     assert loaded.model.config._attn_implementation == "sdpa"
+
+
+def test_an_inference_copy_attends_in_bf16_products_close_to_sdpa() -> None:
+    query, key, value, mask = attention_inputs()
+    expected = sdpa_reference(query, key, value, mask)
+    with torch.inference_mode():
+        got, weights = bf16_products_attention(nn.Module(), query, key, value, mask)
+    assert weights is None and got.dtype == torch.float32 and got.shape == (BATCH, SEQ, HEADS, HEAD_DIM)
+    torch.testing.assert_close(got, expected, rtol=0.02, atol=0.02)  # bf16 keeps 8 bits of each product's inputs
+
+
+@pytest.mark.parametrize("bf16", [True, False])
+def test_a_copy_switches_to_matrix_products_with_or_without_bf16(tiny_model_dir: Path, bf16: bool) -> None:
+    loaded = load_model(str(tiny_model_dir))
+    inputs = {"input_ids": torch.randint(5, 90, (2, 24)), "attention_mask": torch.ones(2, 24, dtype=torch.long)}
+    inputs["attention_mask"][1, 20:] = 0
+    with torch.inference_mode():
+        before = loaded.model(**inputs).start_logits
+        assert attend_in_matrix_products(loaded.model, bf16=bf16)
+        after = loaded.model(**inputs).start_logits
+    assert loaded.model.config._attn_implementation == (BF16_PRODUCTS_ATTENTION if bf16 else "eager")
+    torch.testing.assert_close(after, before, rtol=0.02, atol=0.02)
+    assert not attend_in_matrix_products(loaded.model, bf16=bf16)  # switched once: SDPA no longer to replace
