@@ -136,4 +136,4 @@ def test_a_copy_switches_to_matrix_products_with_or_without_bf16(tiny_model_dir:
         after = loaded.model(**inputs).start_logits
     assert loaded.model.config._attn_implementation == (BF16_PRODUCTS_ATTENTION if bf16 else "eager")
     torch.testing.assert_close(after, before, rtol=0.02, atol=0.02)
-    assert not attend_in_matrix_products(loaded.model, bf16=bf16)  # switched once: SDPA no longer to replace
+    assert not attend_in_matrix_products(loaded.model, bf16=bf16)  # no longer on SDPA: left as it is
