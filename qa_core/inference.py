@@ -106,7 +106,7 @@ def answer_question(loaded: LoadedModel, question: str, context: str, config: QA
     A context cut into more than max_windows windows is refused with a ValueError before the model runs."""
     example, config, features = question_windows(loaded, question, context, config, max_windows)
     start_logits, end_logits = run_model(loaded.model, features, config.per_device_eval_batch_size,
-                                         batch_format=loaded.batch_format)
+                                         batch_format=loaded.batch_format, multiple_of=loaded.padding_multiple)
     scored = list(zip(features, start_logits, end_logits))
     search = SpanSearch.from_config(config, top_k)
     prediction = predict_example(example, scored, search)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -125,3 +126,18 @@ def test_an_answer_merges_its_per_token_logits_only_when_they_are_read(tiny_load
     merged = result.logits
     assert result.logits is merged and len(merged.offsets) == len(set(merged.offsets)) > 0
     assert all(context[a:b] == label for (a, b), label in zip(merged.offsets, merged.labels))
+
+
+def test_a_model_that_pads_its_windows_answers_as_unpadded(tiny_loaded) -> None:
+    """The int8 copy that attends in bf16 products pads its windows to fewer lengths (serving.BF16_PRODUCTS_PADDING);
+    the padding is masked, so answers and their windows' logits are the model's own."""
+    context = " ".join([CONTEXT] * 6)  # several windows of different lengths
+    config = QAConfig(max_seq_length=64, doc_stride=16, max_query_length=16)
+    plain = answer_question(tiny_loaded, "Who designed the lens?", context, config)
+    padded = answer_question(dataclasses.replace(tiny_loaded, padding_multiple=16), "Who designed the lens?",
+                             context, config)
+    assert padded.prediction == plain.prediction and padded.windows == plain.windows > 1
+    for (feature, start, end), (_, plain_start, plain_end) in zip(padded.scored, plain.scored):
+        length = len(feature.input_ids)
+        np.testing.assert_allclose(start[:length], plain_start[:length], atol=1e-4)
+        np.testing.assert_allclose(end[:length], plain_end[:length], atol=1e-4)
