@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from qa_core.attention import BF16_PRODUCTS_ATTENTION
 from qa_core.config import QAConfig
 from qa_core.features import Feature
 from qa_core.precision import amx_cpu
@@ -82,13 +83,16 @@ def collate(features: Sequence[Feature], batch_format: BatchFormat = BatchFormat
     return {name: torch.from_numpy(values) for name, values in batch.items()}
 
 
-def padding_multiple(device: torch.device) -> int:
+def padding_multiple(device: torch.device, model: torch.nn.Module | None = None) -> int:
     """Tensor cores want lengths in multiples of 8. On a CPU with AMX, where oneDNN builds a kernel for each new
     shape (keeping only a few: runtime.ONEDNN_CACHE_CAPACITY), fewer distinct lengths (multiples of 16, a tile's
-    rows) save more than the padding costs (bench/results/profile-step-amx.json); other CPUs gain nothing from it."""
+    rows) save more than the padding costs (bench/results/profile-step-amx.json), and so they do for a model that
+    attends in bf16 products on any CPU (attention.bf16_products_attention: two such kernels per window length,
+    bench/README.md, "On an AMD Zen 5 CPU"); other CPUs and models gain nothing from it."""
     if device.type == "cuda":
         return 8
-    return 16 if amx_cpu() else 1
+    attention = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    return 16 if amx_cpu() or attention == BF16_PRODUCTS_ATTENTION else 1
 
 
 def padding_shifts(lengths: Sequence[int], padded_length: int, padding_side: str) -> list[int]:

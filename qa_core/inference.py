@@ -67,8 +67,9 @@ def run_model(model: torch.nn.Module, features: Sequence[Feature], batch_size: i
               multiple_of: int | None = None, progress: WindowProgress | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Start and end logits of every feature, each (features, longest window), padded with -inf.
 
-    Batches hold windows of similar length, padded to a multiple of multiple_of (default: 8 on CUDA, for tensor
-    cores); pad_to pads every batch to a fixed length instead (reference mode). progress hears after each batch.
+    Batches hold windows of similar length, padded to a multiple of multiple_of (default: batching.padding_multiple,
+    e.g. 8 on CUDA, for tensor cores); pad_to pads every batch to a fixed length instead (reference mode). progress
+    hears after each batch.
     """
     parameter = next(model.parameters())
     device, bf16 = parameter.device, bf16 and parameter.dtype == torch.float32  # bf16 weights need no autocast
@@ -78,9 +79,9 @@ def run_model(model: torch.nn.Module, features: Sequence[Feature], batch_size: i
     longest = pad_to or max((len(f.input_ids) for f in features), default=0)
     start_logits = np.full((len(features), longest), -np.inf, dtype=np.float32)  # (features, seq)
     end_logits = np.full((len(features), longest), -np.inf, dtype=np.float32)  # (features, seq)
-    scored = 0
+    scored, multiple = 0, multiple_of or padding_multiple(device, model)
     for batch in sorted_batches([len(f.input_ids) for f in features], batch_size):
-        inputs = collate([features[i] for i in batch], batch_format, pad_to, multiple_of or padding_multiple(device))
+        inputs = collate([features[i] for i in batch], batch_format, pad_to, multiple)
         inputs = {k: v.to(device, non_blocking=True) for k, v in inputs.items() if not k.endswith("_positions")}
         with autocast(device, bf16):
             outputs = model(**inputs)
@@ -106,7 +107,7 @@ def answer_question(loaded: LoadedModel, question: str, context: str, config: QA
     A context cut into more than max_windows windows is refused with a ValueError before the model runs."""
     example, config, features = question_windows(loaded, question, context, config, max_windows)
     start_logits, end_logits = run_model(loaded.model, features, config.per_device_eval_batch_size,
-                                         batch_format=loaded.batch_format, multiple_of=loaded.padding_multiple)
+                                         batch_format=loaded.batch_format)
     scored = list(zip(features, start_logits, end_logits))
     search = SpanSearch.from_config(config, top_k)
     prediction = predict_example(example, scored, search)

@@ -38,7 +38,6 @@ class LoadedModel:
     has_qa_head: bool  # False when the QA head was freshly initialised (not fine-tuned yet)
     # The model's own config values where loading replaced them for training; saved models keep these.
     model_settings: dict[str, Any] = field(default_factory=dict)
-    padding_multiple: int | None = None  # windows padded to a multiple of this (None: the device's default)
 
     @functools.cached_property
     def batch_format(self) -> BatchFormat:

@@ -40,9 +40,6 @@ WARMUP_SHAPES = ((1, 48), (1, 160), (2, 64), (3, 200))
 # and the attention mask, rebuilt in every layer's softmax; stored once instead, they cost less.
 COMPILE_OPTIONS = {"freezing": True, "guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe,
                    "realize_cpu_opcount_threshold": 5}
-# oneDNN builds a bf16 matrix-product kernel for each new shape and keeps runtime.ONEDNN_CACHE_CAPACITY of them; a
-# copy attending in bf16 products meets two shapes per window length, so its windows are padded to fewer lengths.
-BF16_PRODUCTS_PADDING = 16
 T = TypeVar("T")
 CHECK_QUESTIONS = 16  # sample questions an int8 copy answers, beside its float model, before it is served
 
@@ -51,10 +48,8 @@ def int8_copy(loaded: LoadedModel) -> LoadedModel:
     """A copy with int8 linear layers (qa_core.int8) and attention that compiles well (attend_in_matrix_products),
     for answering only; the original stays as it was."""
     model = quantize_linears(copy.deepcopy(loaded.model).eval())
-    native = native_bf16_cpu()
-    in_bf16_products = attend_in_matrix_products(model, bf16=native) and native
-    padding = BF16_PRODUCTS_PADDING if in_bf16_products else loaded.padding_multiple
-    return replace(loaded, model=model, padding_multiple=padding)
+    attend_in_matrix_products(model, bf16=native_bf16_cpu())
+    return replace(loaded, model=model)
 
 
 def int8_logit_error(loaded: LoadedModel, int8: LoadedModel) -> float:

@@ -6,7 +6,9 @@ from collections import Counter
 
 import torch
 
-from qa_core.batching import collate, length_grouped_batches, random_batches, sorted_batches
+from qa_core.attention import attend_in_matrix_products
+from qa_core.batching import collate, length_grouped_batches, padding_multiple, random_batches, sorted_batches
+from qa_core.precision import amx_cpu
 from qa_core.data import Answer, Example
 from qa_core.features import build_features
 
@@ -45,3 +47,12 @@ def test_collate_pads_to_the_longest_window(tokenizer) -> None:
     assert collate(features[:1], pad_to=64, multiple_of=8)["input_ids"].shape == (1, 64)
     assert all(t.dtype == torch.long for t in batch.values())
     assert batch["input_ids"][1, :len(features[1].input_ids)].tolist() == list(features[1].input_ids)
+
+
+def test_a_model_attending_in_bf16_products_pads_to_16_on_a_cpu(tiny_loaded) -> None:
+    """oneDNN builds a bf16 product kernel per shape and keeps a few: fewer window lengths reuse them."""
+    cpu = torch.device("cpu")
+    assert padding_multiple(cpu, tiny_loaded.model) == (16 if amx_cpu() else 1)
+    assert padding_multiple(torch.device("cuda"), tiny_loaded.model) == 8
+    attend_in_matrix_products(tiny_loaded.model, bf16=True)
+    assert padding_multiple(cpu, tiny_loaded.model) == 16

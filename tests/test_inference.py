@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ from qa_core.attention import CPU_BF16_ATTENTION
 from qa_core.config import QAConfig
 from qa_core.data import Example
 from qa_core.features import Feature, featurize
-from qa_core.inference import answer_question, merge_token_logits, run_model
+from qa_core.inference import answer_question, merge_token_logits, question_windows, run_model
 from qa_core.modeling import load_model
 from qa_core.precision import native_bf16_cpu, resolve_bf16, set_up_precision
 from tests.v2_data import CONTEXT
@@ -128,16 +127,17 @@ def test_an_answer_merges_its_per_token_logits_only_when_they_are_read(tiny_load
     assert all(context[a:b] == label for (a, b), label in zip(merged.offsets, merged.labels))
 
 
-def test_a_model_that_pads_its_windows_answers_as_unpadded(tiny_loaded) -> None:
-    """The int8 copy that attends in bf16 products pads its windows to fewer lengths (serving.BF16_PRODUCTS_PADDING);
-    the padding is masked, so answers and their windows' logits are the model's own."""
+def test_windows_padded_to_fewer_lengths_score_as_unpadded(tiny_loaded) -> None:
+    """A model attending in bf16 products pads its windows to multiples of 16 (batching.padding_multiple); the
+    padding is masked, so every window's logits, and so its answers, are the model's own."""
     context = " ".join([CONTEXT] * 6)  # several windows of different lengths
     config = QAConfig(max_seq_length=64, doc_stride=16, max_query_length=16)
-    plain = answer_question(tiny_loaded, "Who designed the lens?", context, config)
-    padded = answer_question(dataclasses.replace(tiny_loaded, padding_multiple=16), "Who designed the lens?",
-                             context, config)
-    assert padded.prediction == plain.prediction and padded.windows == plain.windows > 1
-    for (feature, start, end), (_, plain_start, plain_end) in zip(padded.scored, plain.scored):
+    _, config, features = question_windows(tiny_loaded, "Who designed the lens?", context, config)
+    assert len({len(f.input_ids) for f in features}) > 1
+    with torch.inference_mode():
+        plain = run_model(tiny_loaded.model, features, 4, batch_format=tiny_loaded.batch_format, multiple_of=1)
+        padded = run_model(tiny_loaded.model, features, 4, batch_format=tiny_loaded.batch_format, multiple_of=16)
+    for row, feature in enumerate(features):
         length = len(feature.input_ids)
-        np.testing.assert_allclose(start[:length], plain_start[:length], atol=1e-4)
-        np.testing.assert_allclose(end[:length], plain_end[:length], atol=1e-4)
+        for got, expected in zip(padded, plain):  # start, then end logits
+            np.testing.assert_allclose(got[row, :length], expected[row, :length], atol=1e-4)

@@ -16,14 +16,15 @@ import torch
 from transformers import BertConfig, BertForQuestionAnswering
 
 from qa_core.attention import BF16_PRODUCTS_ATTENTION
+from qa_core.batching import padding_multiple
 from qa_core.checkpoints import write_run_info
 from qa_core.config import QAConfig
 from qa_core.inference import answer_question, question_windows, run_config
 from qa_core.int8 import MAX_LOGIT_ERROR, Int8Linear
 from qa_core.modeling import LoadedModel, ModelNotFoundError
-from qa_core.precision import native_bf16_cpu
+from qa_core.precision import amx_cpu, native_bf16_cpu
 from qa_core.run_files import RunInfo
-from qa_core.serving import BF16_PRODUCTS_PADDING, ModelCache, ModelLoadingError, int8_copy, int8_logit_error
+from qa_core.serving import ModelCache, ModelLoadingError, int8_copy, int8_logit_error
 
 CONTEXT = "The night ferry leaves the north pier at ten and reaches the island before dawn."
 
@@ -47,8 +48,9 @@ def test_the_cache_swaps_in_a_warm_compiled_copy_that_answers_alike(tiny_model_d
     assert fast is not eager and any(isinstance(m, Int8Linear) for m in fast.model.modules())
     assert not any(isinstance(m, Int8Linear) for m in eager.model.modules())  # a copy was quantized, not the original
     assert fast.model.config._attn_implementation == (BF16_PRODUCTS_ATTENTION if native_bf16_cpu() else "eager")
-    padding = BF16_PRODUCTS_PADDING if native_bf16_cpu() else None  # fewer window lengths for bf16 products
-    assert fast.padding_multiple == padding and eager.padding_multiple is None
+    cpu = torch.device("cpu")  # fewer window lengths for bf16 products, as for AMX
+    assert padding_multiple(cpu, fast.model) == (16 if native_bf16_cpu() or amx_cpu() else 1)
+    assert padding_multiple(cpu, eager.model) == (16 if amx_cpu() else 1)
     assert eager.model.config._attn_implementation == "sdpa"  # the original and the model it saves unchanged
     assert cache.get(str(tiny_model_dir), exact=True) is eager  # error analysis still reads the fp32 model
     assert cache.answer(str(tiny_model_dir), "When does the ferry leave?", CONTEXT, exact=True)[1] is eager
