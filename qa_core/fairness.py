@@ -170,16 +170,17 @@ class FairWorker:
                 return None
             address, sessions, task = take_turn(self._line)
             self._serving = (address, sessions)
-            logger.debug("%s: a call of %s started after %d others; %d were waiting when it came", self._name,
-                         address, self._started - task.came, task.ahead)
-            self._started += 1
             self._waiting -= 1
             return task
 
     def _serve(self) -> None:
         while (task := self._next()) is not None:
-            if not task.future.set_running_or_notify_cancel():
+            if not task.future.set_running_or_notify_cancel():  # its caller gave up waiting: not counted as started
                 continue
+            with self._ready:
+                logger.debug("%s: a call of %s started after %d others; %d were waiting when it came", self._name,
+                             task.address, self._started - task.came, task.ahead)
+                self._started += 1
             try:
                 task.future.set_result(task.call())
             except BaseException as err:  # the caller gets it; the worker keeps serving the others

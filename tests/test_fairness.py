@@ -142,3 +142,18 @@ def test_a_process_ending_mid_answer_exits_cleanly():
     done = subprocess.run([sys.executable, "-c", BUSY_AT_EXIT], cwd=Path(__file__).resolve().parent.parent,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_hosts_debug_log_counts_only_calls_that_ran(caplog):
+    worker, entered, gate = FairWorker("test-count"), threading.Event(), threading.Event()
+    caplog.set_level(logging.DEBUG, logger="qa_core.fairness")
+    held = worker.submit(STRANGER, lambda: entered.set() or gate.wait(10))
+    assert entered.wait(10)  # counted as started before the calls below come
+    gone = worker.submit(VISITOR, str, "gone")
+    after = worker.submit(VISITOR, str, "after")
+    gone.cancel()  # its caller stopped waiting before its turn
+    gate.set()
+    assert held.result(10) and after.result(10) == "after"
+    started = [r.getMessage() for r in caplog.records if "started after" in r.getMessage()]
+    assert len(started) == 2
+    assert "a call of 198.51.100.9 started after 0 others" in started[1]  # the cancelled call never started
