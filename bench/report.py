@@ -18,12 +18,11 @@ CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx51
 
 def cpu_description() -> dict[str, Any]:
     """The CPU's model name, family and model numbers, and which of CPU_FLAGS it has (Linux; empty elsewhere)."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
+    from qa_core.runtime import cpu_fields
+
+    fields = cpu_fields()
+    if not fields:
         return {}
-    first_cpu = lines[:lines.index("")] if "" in lines else lines  # every CPU repeats the same block
-    fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in first_cpu if ":" in line)}
     flags = set(fields.get("flags", "").split())
     return {"model_name": fields.get("model name", platform.processor()), "family": fields.get("cpu family"),
             "model": fields.get("model"), "flags": [f for f in CPU_FLAGS if f in flags]}

@@ -6,12 +6,13 @@ import logging
 import os
 import platform
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
+
+from qa_core.runtime import cpu_fields
 
 logger = logging.getLogger(__name__)
 
@@ -121,10 +122,5 @@ def describe_hardware(processes: int | None = None) -> str:
     the model card say a run trained in this process ran on."""
     if torch.cuda.is_available():
         return f"{processes or torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]
-        cpu = names[0] if names else cpu
+    cpu = cpu_fields().get("model name") or platform.processor() or platform.machine()
     return f"{cpu}, {os.cpu_count()} cores (CPU)"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch import nn
+
+from qa_core.runtime import cpu_fields
 
 INT8_MAX = 127
 # An int8 copy whose logits stray further than this from its float model's (logit_error, the median over a few
@@ -18,11 +18,7 @@ MAX_LOGIT_ERROR = 0.25
 
 def native_int8_cpu() -> bool:
     """True on x86 CPUs with VNNI or AMX int8 dot products, where int8 matrix products beat fp32 and bf16."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return any(f" {flag}" in flags for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
+    return not {"avx512_vnni", "avx_vnni", "amx_int8"}.isdisjoint(cpu_fields().get("flags", "").split())
 
 
 def logit_error(reference: np.ndarray, other: np.ndarray) -> float:

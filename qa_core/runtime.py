@@ -13,6 +13,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Protocol
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,18 @@ HEAP_MMAP_THRESHOLD = 32 << 20  # otherwise: the ceiling glibc's own moving thre
 # keeps their peak lower at the same speed.
 STEP_TRIM_THRESHOLD = 128 << 10
 HEAP_TRIM_THRESHOLD = 2 * HEAP_MMAP_THRESHOLD
+
+
+@functools.cache  # the CPU does not change
+def cpu_fields() -> dict[str, str]:
+    """The first CPU's fields in /proc/cpuinfo ("model name", "cpu family", "flags", ...); empty off Linux."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return {}
+    first_cpu = lines[:lines.index("")] if "" in lines else lines  # every CPU repeats the same block
+    return {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in first_cpu if ":" in line)}
+
 
 
 @functools.cache
