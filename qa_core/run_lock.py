@@ -28,15 +28,16 @@ LOCK_TRIES, LOCK_RETRY_S = 10, 0.02  # how long a trainer waits for a lock taken
 def training_lock(folder: Path) -> Iterator[None]:
     """Hold a run folder while this process trains it, so a second trainer (another CLI, the app's Resume) is
     refused at once instead of writing checkpoints over this one's. The lock file stays beside a run: removing it
-    would let a newcomer lock a fresh file while another holds the old one. A run refused before it wrote anything
-    leaves nothing (nor the folder, if made here). Where flock is missing (Windows) nothing is locked."""
+    would let a newcomer lock a fresh file while another holds the old one. A trainer that stops before writing
+    anything (a later check refused the run) leaves nothing, nor the folder if made here; one refused the lock
+    leaves its holder's alone. Where flock is missing (Windows) nothing is locked."""
     if fcntl is None:
         yield
         return
     if folder.exists() and not folder.is_dir():
         yield  # check_output_dir refuses it with its own message
         return
-    made = not folder.exists()
+    made, taken = not folder.exists(), False
     folder.mkdir(parents=True, exist_ok=True)
     try:
         with open(folder / TRAINING_LOCK, "a", encoding="utf-8") as handle:
@@ -50,7 +51,8 @@ def training_lock(folder: Path) -> Iterator[None]:
                 raise RunRefused(f"{folder} {busy} --resume", f"run {folder.name} {busy} press Resume")
             yield
     finally:
-        if unwritten(folder):  # refused before writing anything
+        # a trainer that stopped before writing anything leaves nothing; one refused leaves the holder's lock alone
+        if taken and unwritten(folder):
             (folder / TRAINING_LOCK).unlink()
             if made:
                 folder.rmdir()

@@ -152,3 +152,21 @@ def test_a_reader_looking_at_the_lock_does_not_turn_a_trainer_away(tmp_path: Pat
     with training_lock(run):
         assert being_trained(run)
     reader.join()
+
+
+def test_a_refused_trainer_leaves_the_lock_of_the_one_still_loading(tmp_path: Path) -> None:
+    """Found in review: a second trainer refused while the first was still loading (nothing written yet) removed
+    the first's lock file on its way out, so the run read as interrupted and a third trainer got in beside it."""
+    from qa_core.run_files import TRAINING_LOCK, RunRefused
+    from qa_core.run_lock import being_trained, training_lock
+
+    run = tmp_path / "run"
+    with training_lock(run):  # the first trainer, loading its model and data
+        with pytest.raises(RunRefused, match="being trained by another process"):
+            with training_lock(run):
+                pass
+        assert (run / TRAINING_LOCK).exists() and being_trained(run)
+        with pytest.raises(RunRefused, match="being trained by another process"):
+            with training_lock(run):
+                pass
+    assert not run.exists()  # the first, refused by nothing, wrote nothing: it leaves nothing
