@@ -193,7 +193,7 @@ class JobManager:
             if not ready.done():
                 ready.set_result(None)
             if on_end is not None and not refused:  # a refused start's upload stays for another try, as when busy
-                on_end()
+                self._end_quietly(on_end)
         self._update(status=result.status, metrics=result.metrics, message=self._describe_end(result.status),
                      elapsed_s=time.monotonic() - self._started)
 
@@ -213,8 +213,20 @@ class JobManager:
     def _describe_end(self, status: str) -> str:
         if status == "finished":  # at a limit: it may have trained fewer steps than its options make
             return f"finished at this server's limit of {self._reached}" if self._reached else "finished"
-        why = self._why_not_resumable()
+        try:
+            why = self._why_not_resumable()
+        except Exception as err:  # a job that cannot say whether it resumes has still ended
+            log_failure(f"training job {self._state.job_id}: whether Resume can continue it", err)
+            return "cancelled"
         return f"cancelled; Resume cannot continue it: {why}" if why else "cancelled; resumable from its checkpoint"
+
+    def _end_quietly(self, on_end: Callable[[], None]) -> None:
+        """on_end, whose failure (an upload that cannot be removed) is logged: the job's end must still be recorded,
+        or it would stay active and refuse every later start."""
+        try:
+            on_end()
+        except Exception as err:
+            log_failure(f"training job {self._state.job_id}: cleaning up after it", err)
 
     def _record(self, ready: Future[None], event: ProgressEvent) -> None:
         self._reached = reached_limit(event, self._step_limit, self._epoch_limit)

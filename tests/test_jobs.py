@@ -401,3 +401,28 @@ def test_a_job_that_has_ended_has_no_eta(tmp_path, end):
     jobs.cancel() if end == "cancelled" else trainer.release.set()
     assert jobs.wait(10)
     assert jobs.snapshot().status == end and jobs.snapshot().eta_s is None
+
+
+def test_a_job_whose_clean_up_fails_still_ends_and_the_next_can_start(tmp_path, caplog):
+    """Found in review: an on_end that raised (an upload that could not be removed) killed the job's thread before
+    its end was recorded, so the job stayed active and every later start was refused until the server restarted;
+    so did a why_not_resumable that raised."""
+    def unremovable() -> None:
+        raise PermissionError(13, "Permission denied", "upload.json")
+
+    def unreadable() -> str:
+        raise OSError(5, "Input/output error")
+
+    trainer = FakeTrainer()
+    manager = JobManager(trainer)
+    manager.start(config(tmp_path), on_end=unremovable)
+    trainer.release.set()
+    assert manager.wait(5)
+    assert (manager.snapshot().status, manager.snapshot().active) == ("finished", False)
+    assert "upload.json" in caplog.text
+    trainer.release.clear()
+    manager.start(config(tmp_path).replace(output_dir=str(tmp_path / "next")), on_end=unremovable,
+                  why_not_resumable=unreadable)  # not refused as busy
+    manager.cancel()
+    assert manager.wait(5)
+    assert (manager.snapshot().status, manager.snapshot().message) == ("cancelled", "cancelled")
