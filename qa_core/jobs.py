@@ -234,7 +234,7 @@ class JobManager:
             state = self._state
         losses = state.losses + ((event.step, event.loss),) if event.loss is not None else state.losses
         eta = self._wall_eta(event, bool(state.metrics))
-        self._update(event.kind != "advance", status="cancelling" if self._cancel.is_set() else "running",
+        self._update(event.kind != "advance", status="running",
                      step=event.step, total_steps=event.total_steps, epoch=event.epoch, losses=losses,
                      windows_per_s=event.windows_per_s or state.windows_per_s,
                      eta_s=eta if eta is not None else state.eta_s,
@@ -263,6 +263,8 @@ class JobManager:
         if changes.get("status", "running") not in ACTIVE:
             changes["eta_s"] = None  # an ended job has no time left, whatever its last step estimated
         with self._lock:
+            if changes.get("status") == "running" and self._cancel.is_set():  # told under the lock cancel() takes
+                changes["status"] = "cancelling"
             version = self._state.version + 1
             self._state = replace(self._state, version=version,
                                   history_version=version if history else self._state.history_version, **changes)
