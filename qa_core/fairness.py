@@ -21,6 +21,9 @@ logger = logging.getLogger(__name__)
 
 IDLE_S = 60.0  # a worker thread with nothing to do ends after this long; the next call starts another
 EXIT_WAIT_S = 30.0  # at interpreter exit, how long a worker's running call may take to return
+# An address may have this many callers' bound in flight: visitors behind one proxy or NAT each get theirs, while a
+# caller making up sessions (it picks its own) does not get a bound per session.
+ADDRESS_SESSIONS = 8
 
 
 @dataclass(frozen=True)
@@ -53,36 +56,50 @@ Sessions = OrderedDict[str, deque[_Task]]  # one address's waiting calls, by ses
 
 
 class CallerBound:
-    """At most max_in_flight requests of each caller in flight (None: any number); one more is refused at once, so
-    that no caller fills the web server's request threads, or a line, with waiting calls."""
+    """At most max_in_flight requests of each caller in flight, and ADDRESS_SESSIONS times that of each address
+    (None: any number); one more is refused at once, so that no caller fills the web server's request threads, or
+    a line, with waiting calls."""
 
     def __init__(self, name: str, max_in_flight: int | None = None, what: str = "requests") -> None:
         if max_in_flight is not None and max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
         self._name, self._max_in_flight, self._what = name, max_in_flight, what
-        self._in_flight: dict[Caller, int] = {}
+        self._in_flight: dict[Caller | str, int] = {}  # by caller, and by address
         self._lock = threading.Lock()
 
     @contextmanager
     def admitted(self, caller: Caller) -> Iterator[None]:
         """Count one request of `caller` in flight for the block (a model load it waits for included); refused
-        with TooManyRequests, before any work, when the caller already has max_in_flight."""
+        with TooManyRequests, before any work, when the caller or its address already has its most."""
         with self._lock:
-            held = self._in_flight.get(caller, 0)
-            if self._max_in_flight is not None and held >= self._max_in_flight:
-                # the setting is named to the host, in the log: a visitor cannot change it
-                logger.warning("%s refused a caller's request beyond %d %s in flight (QA_MAX_CALLER_REQUESTS)",
-                               self._name, self._max_in_flight, self._what)
-                raise TooManyRequests(f"you already have {held} {self._what} waiting or in progress, the most this "
-                                      f"server takes from one visitor at a time; ask again once one has come back")
-            self._in_flight[caller] = held + 1
+            self._refuse_beyond_bound(caller)
+            for key in (caller, caller.address):
+                self._in_flight[key] = self._in_flight.get(key, 0) + 1
         try:
             yield
         finally:
             with self._lock:
-                left = self._in_flight.pop(caller) - 1
-                if left:
-                    self._in_flight[caller] = left
+                for key in (caller, caller.address):
+                    left = self._in_flight.pop(key) - 1
+                    if left:
+                        self._in_flight[key] = left
+
+    def _refuse_beyond_bound(self, caller: Caller) -> None:
+        if self._max_in_flight is None:
+            return
+        held, by_address = self._in_flight.get(caller, 0), self._in_flight.get(caller.address, 0)
+        if held < self._max_in_flight and by_address < self._max_in_flight * ADDRESS_SESSIONS:
+            return
+        # the setting is named to the host, in the log: a visitor cannot change it
+        logger.warning("%s refused a caller's request beyond %d %s in flight, %d from its address "
+                       "(QA_MAX_CALLER_REQUESTS)", self._name, self._max_in_flight, self._what,
+                       self._max_in_flight * ADDRESS_SESSIONS)
+        if held >= self._max_in_flight:
+            who, whom = f"you already have {held}", "one visitor"
+        else:
+            who, whom = f"your address already has {by_address}", "one address"
+        raise TooManyRequests(f"{who} {self._what} waiting or in progress, the most this server takes from {whom} "
+                              f"at a time; ask again once one has come back")
 
 
 class FairWorker:

@@ -157,3 +157,20 @@ def test_the_hosts_debug_log_counts_only_calls_that_ran(caplog):
     started = [r.getMessage() for r in caplog.records if "started after" in r.getMessage()]
     assert len(started) == 2
     assert "a call of 198.51.100.9 started after 0 others" in started[1]  # the cancelled call never started
+
+
+def test_sessions_one_address_makes_up_share_a_bound_of_the_address():
+    """Found in review: the bound counted each (address, session), and a caller picks its sessions, so one address
+    could have any number of calls in flight by making up sessions; visitors behind one proxy still get theirs."""
+    from contextlib import ExitStack
+
+    bound = CallerBound("test-address", max_in_flight=2, what="questions")
+    with ExitStack() as held:
+        for i in range(fairness.ADDRESS_SESSIONS * 2):
+            held.enter_context(bound.admitted(Caller(STRANGER.address, f"made-up-{i}")))
+        with pytest.raises(TooManyRequests, match=r"your address already has 16 questions .*at a time"):
+            held.enter_context(bound.admitted(Caller(STRANGER.address, "one-more")))
+        with bound.admitted(VISITOR):  # another address is not held back
+            pass
+    with bound.admitted(Caller(STRANGER.address, "one-more")):  # all returned: the address is admitted again
+        pass
