@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from qa_core.settings import limits_within
 
 SAMPLE_PATH = Path(__file__).parent / "sample" / "sample-squad.json"
 
@@ -24,28 +26,21 @@ class LoadingCancelled(DataError):
     """Raised between records when the loading thread's stop check (see loading_limits) says stop."""
 
 
-# Per thread of work, not per process: the web app's training job sets these around its training call, so
-# every load_examples inside it (made by train_setup.py) refuses oversized files and stops when cancelled.
-_MAX_FILE_BYTES: contextvars.ContextVar[int | None] = contextvars.ContextVar("max_file_bytes", default=None)
-_SHOULD_STOP: contextvars.ContextVar[Callable[[], bool] | None] = contextvars.ContextVar("should_stop", default=None)
+# (max_file_bytes, should_stop): the web app's training job sets them around its training call (loading_limits)
+_LOADING_LIMITS: contextvars.ContextVar[tuple[int | None, Callable[[], bool] | None]] = contextvars.ContextVar(
+    "loading_limits", default=(None, None))
 STOP_CHECK_EVERY = 1000  # records between two stop checks
 
 
-@contextlib.contextmanager
 def loading_limits(max_file_bytes: int | None = None,
-                   should_stop: Callable[[], bool] | None = None) -> Iterator[None]:
+                   should_stop: Callable[[], bool] | None = None) -> AbstractContextManager[None]:
     """Within this block, data files over max_file_bytes are refused before they are read, and loading stops
-    with LoadingCancelled once should_stop() is true."""
-    tokens = _MAX_FILE_BYTES.set(max_file_bytes), _SHOULD_STOP.set(should_stop)
-    try:
-        yield
-    finally:
-        _MAX_FILE_BYTES.reset(tokens[0])
-        _SHOULD_STOP.reset(tokens[1])
+    with LoadingCancelled once should_stop() is true: every load_examples inside it (train_setup's) does."""
+    return limits_within(_LOADING_LIMITS, (max_file_bytes, should_stop))
 
 
 def _check_stop(origin: str) -> None:
-    should_stop = _SHOULD_STOP.get()
+    should_stop = _LOADING_LIMITS.get()[1]
     if should_stop is not None and should_stop():
         raise LoadingCancelled(f"{origin}: loading cancelled")
 
@@ -91,7 +86,7 @@ def _stopping(rows: Iterable[tuple[str, dict[str, Any]]], origin: str) -> Rows:
 
 def _read_file(path: Path) -> list[tuple[str, dict[str, Any]]]:
     try:
-        check_file_size(path, _MAX_FILE_BYTES.get())
+        check_file_size(path, _LOADING_LIMITS.get()[0])
         _check_stop(str(path))
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as err:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import dataclasses
 import importlib.metadata
 import logging
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from itertools import chain
 
@@ -17,6 +17,7 @@ from transformers import PreTrainedTokenizerBase
 
 from qa_core.config import QAConfig, check_windows
 from qa_core.data import Example
+from qa_core.settings import limits_within
 
 logger = logging.getLogger(__name__)
 
@@ -27,22 +28,16 @@ CHUNK_SIZE = 1000  # examples tokenized at once by featurize
 # "[PAD]"s became padding and a question ended at a typed "[SEP]". BERT's original tokenizer split them too.
 AS_TEXT = {"split_special_tokens": True}
 LIMITED_CHUNK_SIZE = 100  # under a window limit: what one chunk may add past the limit before it is counted
-# Per thread of work, as data_sources.loading_limits: the web app's training job sets it around its training call.
 _MAX_WINDOWS: contextvars.ContextVar[tuple[int | None, int | None]] = contextvars.ContextVar(
     "max_windows", default=(None, None))  # (training, evaluation)
 LIMIT_NAMES = ("QA_MAX_TRAIN_WINDOWS", "QA_MAX_EVAL_WINDOWS")  # the variables that set them on a public server
 
 
-@contextlib.contextmanager
-def window_limits(training: int | None, evaluation: int | None = None) -> Iterator[None]:
+def window_limits(training: int | None, evaluation: int | None = None) -> AbstractContextManager[None]:
     """Within this block, featurize refuses (ValueError) training data that makes more than `training` windows,
     and evaluation data more than `evaluation` (None: any number): each question makes every window of its
     context, so questions sharing long contexts multiply a job's memory, and a job evaluates after every epoch."""
-    token = _MAX_WINDOWS.set((training, evaluation))
-    try:
-        yield
-    finally:
-        _MAX_WINDOWS.reset(token)
+    return limits_within(_MAX_WINDOWS, (training, evaluation))
 
 
 class Offsets(Sequence):
@@ -298,4 +293,6 @@ def label_window(feature: Feature, span: tuple[int, int], clip_partial: bool = F
     span = (max(span[0], first), min(span[1], last))
     start = next(i for i, (s, e) in tokens if e > span[0])
     end = next(i for i, (s, e) in reversed(tokens) if s < span[1])
+    if start > end:  # the span falls between two tokens: characters no token covers
+        return feature
     return dataclasses.replace(feature, start_position=start, end_position=end)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TypeVar
 
 from qa_core.config import DEFAULT_MODEL
+
+T = TypeVar("T")
 
 # Defaults of the request limits; bench/results/limits.json holds the measurements behind them.
 MAX_CONTEXT_CHARS = 15_000
@@ -138,3 +144,14 @@ class Settings:
                                                        PUBLIC_MAX_TRAIN_EXAMPLES if public else 0)) or None,
                         train_limits=TrainLimits.from_env(),
                         max_runs=int(_number("QA_MAX_RUNS", PUBLIC_MAX_RUNS if public else 0)) or None)
+
+
+@contextlib.contextmanager
+def limits_within(variable: contextvars.ContextVar[T], value: T) -> Iterator[None]:
+    """A limit set for this block in this thread of work only (a context variable), not for the process: the web
+    app's training job sets its limits around its training call while the server answers under none."""
+    token = variable.set(value)
+    try:
+        yield
+    finally:
+        variable.reset(token)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import logging
 import math
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -27,24 +26,19 @@ from qa_core.preflight import check_not_training_into_its_model, check_resume, c
 from qa_core.progress import ProgressCallback, append_history, tensorboard_writer
 from qa_core.run_files import (HISTORY_FILE, RUN_FILE, RUN_RECORDS, TENSORBOARD_DIR, RunRefused, check_output_dir,
                                find_checkpoint)
+from qa_core.settings import limits_within
 from qa_core.train_step import build_optimizer, wrap_model
 
 logger = logging.getLogger(__name__)
-# Per thread of work, as data_sources.loading_limits: the web app's training job sets them around its training call.
 _STEP_LIMITS: contextvars.ContextVar[tuple[int | None, float | None]] = contextvars.ContextVar(
     "step_limits", default=(None, None))
 
 
-@contextlib.contextmanager
-def step_limits(steps: int | None, epochs: float | None) -> Iterator[None]:
+def step_limits(steps: int | None, epochs: float | None) -> AbstractContextManager[None]:
     """Within this block a training takes at most `steps` optimizer steps and `epochs` epochs, whatever its options
     make (a public server's caps, settings.TrainLimits): its total_steps counts to them, and so do its progress,
     its learning-rate schedule and run.json, and it finishes there."""
-    token = _STEP_LIMITS.set((steps, epochs))
-    try:
-        yield
-    finally:
-        _STEP_LIMITS.reset(token)
+    return limits_within(_STEP_LIMITS, (steps, epochs))
 
 
 @dataclass(frozen=True)

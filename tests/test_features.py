@@ -69,6 +69,15 @@ def test_labels_point_at_the_answer_in_every_window_that_holds_it(tokenizer, ans
     assert all(f.end_position >= f.start_position for f in labelled)
 
 
+def test_an_answer_of_invisible_characters_labels_no_window(tokenizer) -> None:
+    """Found in review: an answer between two tokens (a zero-width space passes the loader's strip()) was labelled
+    with its start after its end."""
+    context = "Paris is big.\u200b London is bigger."
+    answer = Example("z", "which?", context, (Answer("\u200b", context.index("\u200b")),))
+    result = windows(tokenizer, [answer])
+    assert result.skipped_examples == 1 and result.features == ()
+
+
 def test_answer_cut_by_a_window_border_gets_cls_there(tokenizer) -> None:
     feature = windows(tokenizer, [example(LONG_CONTEXT, "w100")], training=False).features[0]
     first, last = next(o for o in feature.offsets if o), [o for o in feature.offsets if o][-1]
