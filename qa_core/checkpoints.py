@@ -230,7 +230,9 @@ def no_room(err: BaseException | None) -> str | None:
 
     torch.save raises a RuntimeError whose context is the OSError; safetensors names the OS error in its message.
     """
-    while err is not None:
+    seen: set[int] = set()  # causes can loop (an error raised from itself)
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
         code = err.errno if isinstance(err, OSError) else None
         if code is None and (found := re.search(r"os error (\d+)", str(err))):
             code = int(found.group(1))

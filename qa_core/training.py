@@ -100,7 +100,10 @@ def fit(setup: Setup, callback: ProgressCallback, should_stop: Callable[[], bool
         status = "cancelled" if cancelled else "finished"
         finish(setup, loop.state, status, earlier)
     except BaseException as err:
-        raise _failed(setup, loop.saved, loop.state, err, emit) from err
+        failure = _failed(setup, loop.saved, loop.state, err, emit)
+        if failure is err:  # `from err` would make it its own cause, a cycle for whoever follows causes
+            raise
+        raise failure from err
     emit("done" if status == "finished" else "cancelled", loop.state, metrics=loop.state.metrics,
          message=status)  # how to continue is each front end's to say: a flag, or a button
     return TrainResult(str(output_dir), status, loop.state.step, loop.state.figures, loop.seconds, loop.windows,

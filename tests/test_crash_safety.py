@@ -299,3 +299,23 @@ def test_a_second_ctrl_c_before_the_first_checkpoint_promises_no_resume(tiny_mod
     assert all("--overwrite_output_dir" in line for line in said), said
     caplog.clear()
     assert cli.main([*args, "--overwrite_output_dir", "--max_steps", "1"]) == 0  # the advice given works
+
+
+def test_a_failed_write_is_raised_as_it_is_not_as_its_own_cause(straight, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in review: train() raised a failure it did not rewrite `from` itself, a cycle on which no_room (it
+    follows causes to find a full disk) never returned."""
+    def refuse(point: str) -> None:
+        if point == "checkpoint_written":
+            raise PermissionError(13, "Permission denied", "checkpoint.tmp")
+
+    monkeypatch.setattr(checkpoints, "crash_hook", refuse)
+    config = straight[1].replace(output_dir=str(tmp_path / "run"))
+    with pytest.raises(PermissionError) as raised:
+        train(config)
+    assert raised.value.__cause__ is not raised.value
+    assert checkpoints.no_room(raised.value) is None
+    looped = OSError(5, "Input/output error")
+    looped.__cause__ = looped  # as any code raising an error from itself makes it
+    assert checkpoints.no_room(looped) is None
+    assert read_run_info(tmp_path / "run").status == "failed"
