@@ -97,7 +97,6 @@ def prepare(config: QAConfig, dist_ctx: DistContext, device: str | None) -> Setu
     model = wrap_model(loaded.model, config, dist_ctx, torch_device)
     if dist_ctx.is_main and not checkpoint:
         clear_records(output_dir, RUN_RECORDS)  # only what check_output_dir allowed to be overwritten
-    trackers = _trackers(config, output_dir) if dist_ctx.is_main else ()
     # Last: restoring the RNG state must come after everything that draws from it.
     start = (load_trainer_state(checkpoint, optimizer, scheduler, data,
                                 {"train": config.train_file, "validation": config.validation_file}) if checkpoint
@@ -107,6 +106,7 @@ def prepare(config: QAConfig, dist_ctx: DistContext, device: str | None) -> Setu
         raise RunRefused(f"--resume: the run in {output_dir} {done} asked for (--max_steps, --num_train_epochs); "
                          f"ask for at least {start.step}", f"run {output_dir.name} {done} its settings ask for "
                          f"(max_steps, num_train_epochs in its {RUN_FILE}); start a new run")
+    trackers = _trackers(config, output_dir) if dist_ctx.is_main else ()  # after every refusal: a writer stays open
     return Setup(config, dist_ctx, loaded, model, optimizer, scheduler, train_features, eval_examples, eval_features,
                  steps_per_epoch, total_steps, bf16, data, start, checkpoint, trackers)
 

@@ -31,6 +31,21 @@ def test_step_history_and_tensorboard_are_written_as_training_runs(tiny_model_di
     assert [s.step for s in board.Scalars("train/loss")] == list(range(1, 7))
 
 
+def test_a_refused_resume_opens_no_tensorboard_writer(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Found in review: the writer (a thread and an open file) was opened before the resume's last checks, and only
+    a run's end event closes it, so every refused resume left one open in the web app's process."""
+    from qa_core.run_files import RunRefused
+
+    config = tiny_config(tiny_model_dir, write_tiny_squad(tmp_path / "d.json"), tmp_path / "run", max_steps=3,
+                         validation_file=None, report_to="tensorboard")
+    train(config)
+    board = tmp_path / "run" / "tensorboard"
+    files = sorted(board.iterdir())
+    with pytest.raises(RunRefused, match="has done 3 steps, more than the 2"):
+        train(config.replace(resume=True, max_steps=2))
+    assert sorted(board.iterdir()) == files
+
+
 def test_the_time_left_after_a_resume_goes_by_the_whole_runs_pace() -> None:
     """Found by trying the app: one step after a resume the estimate jumped from 2m51s to 8m44s, set by that
     step alone (slow while kernels warm up)."""
