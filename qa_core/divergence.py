@@ -11,9 +11,10 @@ from qa_core.run_files import find_checkpoint
 
 
 def nonfinite_parameters(model: torch.nn.Module) -> list[str]:
-    """Names of the parameters holding NaN or infinity. The gradient norm is checked before every update, but
-    weights can stop being finite with finite gradients, which shows only in them: an update that overflows, or a
-    non-finite value the model came with in a row no step gathers (a damaged model file)."""
+    """Names of the parameters holding NaN or infinity. The gradient norm is checked at every update (after it, so
+    as not to wait for the norm before queuing it; the run stops before a checkpoint holds it), but weights can
+    stop being finite with finite gradients, which shows only in them: an update that overflows, or a non-finite
+    value the model came with in a row no step gathers (a damaged model file)."""
     with torch.no_grad():
         return [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
 
