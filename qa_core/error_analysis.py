@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from qa_core.data import Example
-from qa_core.metrics import best_over_golds, compute_exact, compute_f1, compute_f1_v2, v2_golds
+from qa_core.metrics import answer_scores
 from qa_core.postprocess import ANSWER_TOP_K, Prediction, distinct_texts, finite_floats
 from qa_core.run_files import RECORDS_FILE
 
@@ -74,12 +74,8 @@ def question_word(question: str) -> str:
 
 def score_answer(prediction: str, golds: Sequence[str], squad_v2: bool) -> tuple[float, float]:
     """(EM, F1) in percent, as the official v1.1 or v2.0 script scores one answer."""
-    if squad_v2:
-        golds = v2_golds(golds)
-        return (100.0 * best_over_golds(compute_exact, prediction, golds),
-                100.0 * best_over_golds(compute_f1_v2, prediction, golds))
-    return (100.0 * best_over_golds(compute_exact, prediction, golds),
-            100.0 * best_over_golds(compute_f1, prediction, golds))
+    exact, f1 = answer_scores(prediction, golds, squad_v2)
+    return 100.0 * exact, 100.0 * f1
 
 
 def build_record(example: Example, prediction: Prediction, top_k: int = ANSWER_TOP_K) -> QuestionRecord:

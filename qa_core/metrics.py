@@ -108,13 +108,17 @@ def compute_metrics(predictions: Mapping[str, str], golds: Mapping[str, list[str
     """EM and F1 in percent over every question in golds; a missing prediction scores 0, as officially."""
     if not golds:
         raise ValueError("no gold answers to score against")
-    exact = f1 = 0.0
-    for question_id, answers in golds.items():
-        if question_id not in predictions:
-            continue
-        exact += best_over_golds(compute_exact, predictions[question_id], answers)
-        f1 += best_over_golds(compute_f1, predictions[question_id], answers)
+    scores = [answer_scores(predictions[k], answers) for k, answers in golds.items() if k in predictions]
+    exact, f1 = sum(e for e, _ in scores), sum(f for _, f in scores)
     return Metrics(100.0 * exact / len(golds), 100.0 * f1 / len(golds), len(golds))
+
+
+def answer_scores(prediction: str, golds: Sequence[str], squad_v2: bool = False) -> tuple[float, float]:
+    """(EM, F1) in 0..1 of one answer against its gold answers, as the official v1.1 or v2.0 script scores it."""
+    if squad_v2:
+        golds = v2_golds(golds)
+        return best_over_golds(compute_exact, prediction, golds), best_over_golds(compute_f1_v2, prediction, golds)
+    return best_over_golds(compute_exact, prediction, golds), best_over_golds(compute_f1, prediction, golds)
 
 
 def compute_f1_v2(prediction: str, gold: str) -> float:
@@ -133,12 +137,9 @@ def v2_golds(golds: Sequence[str]) -> list[str]:
 def raw_scores_v2(predictions: Mapping[str, str],
                   golds: Mapping[str, Sequence[str]]) -> tuple[dict[str, float], dict[str, float]]:
     """EM and F1 (0..1) of each question with a prediction, before any no-answer threshold."""
-    exact, f1 = {}, {}
-    for question_id, answers in golds.items():
-        if question_id in predictions:
-            exact[question_id] = best_over_golds(compute_exact, predictions[question_id], v2_golds(answers))
-            f1[question_id] = best_over_golds(compute_f1_v2, predictions[question_id], v2_golds(answers))
-    return exact, f1
+    scores = {k: answer_scores(predictions[k], answers, squad_v2=True) for k, answers in golds.items()
+              if k in predictions}
+    return {k: e for k, (e, _) in scores.items()}, {k: f for k, (_, f) in scores.items()}
 
 
 def _mean(scores: Mapping[str, float], ids: Sequence[str]) -> float:
@@ -164,6 +165,8 @@ def compute_metrics_v2(predictions: Mapping[str, str], golds: Mapping[str, Seque
                        na_probs: Mapping[str, float] | None = None, na_prob_thresh: float = 1.0) -> SquadV2Metrics:
     """evaluate-v2.0.py's figures; golds has an empty list for unanswerable questions. A question whose null odds
     (na_probs) exceed na_prob_thresh counts as abstained; best_* are searched only when na_probs is given."""
+    if not golds:
+        raise ValueError("no questions to score")
     missing = [k for k in golds if k not in predictions]
     if missing:
         raise ValueError(f"{len(missing)} questions have no prediction (first: {missing[0]!r}); "

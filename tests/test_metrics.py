@@ -58,3 +58,13 @@ def test_squad2_metrics_come_back_from_their_dict() -> None:
         SquadV2Metrics.from_dict({"exact": 50.0, "f1": 50.0})
     with pytest.raises(ValueError, match="HasAns_f1"):
         SquadV2Metrics.from_dict({**full.to_dict(), "HasAns_f1": "high"})
+
+
+def test_nothing_to_score_is_refused_in_words_by_both_versions():
+    """Found in review: v2.0 scoring of no questions divided by zero where v1.1's says why."""
+    with pytest.raises(ValueError, match="no gold answers"):
+        compute_metrics({}, {})
+    from qa_core.metrics import compute_metrics_v2
+
+    with pytest.raises(ValueError, match="no questions to score"):
+        compute_metrics_v2({}, {})
