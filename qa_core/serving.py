@@ -266,14 +266,13 @@ class ModelCache:
         config = run_config(loaded.source)
         entry.config, entry.served = self._limited(config), loaded
         if self._fast:
-            threading.Thread(target=self._swap_in_compiled, args=(entry, name), daemon=True).start()
+            threading.Thread(target=self._swap_in_compiled, args=(entry, name, loaded), daemon=True).start()
         else:
             entry.warm.set()
         return loaded
 
-    def _swap_in_compiled(self, entry: _Entry, name: str) -> None:
-        try:
-            loaded = entry.loading.result()
+    def _swap_in_compiled(self, entry: _Entry, name: str, loaded: LoadedModel) -> None:
+        try:  # loaded is passed, not read from entry.loading: a load may return before _entry has assigned it
             int8 = int8_copy(loaded)
             error = int8_logit_error(loaded, int8)  # the uncompiled copy: the same arithmetic, no compile to waste
             if error > MAX_LOGIT_ERROR:
