@@ -103,9 +103,10 @@ def padding_shifts(lengths: Sequence[int], padded_length: int, padding_side: str
 
 
 def unpad_logits(logits: np.ndarray, lengths: Sequence[int], padding_side: str) -> np.ndarray:
-    """Logits of a collated batch (batch, seq) with column i belonging to token i of each window again."""
+    """Logits of a collated batch (batch, seq) with column i belonging to token i of each window again, and -inf
+    past each window's end (the model scores padding too)."""
     if padding_side != "left":
-        return logits
+        return np.where(np.arange(logits.shape[1]) < np.asarray(lengths)[:, None], logits, -np.inf)  # (batch, seq)
     windowed = np.full_like(logits, -np.inf)  # (batch, seq)
     for row, (n, shift) in enumerate(zip(lengths, padding_shifts(lengths, logits.shape[1], padding_side))):
         windowed[row, :n] = logits[row, shift:]
