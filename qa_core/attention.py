@@ -21,7 +21,7 @@ def sdpa_in_fp32(module: nn.Module, query: torch.Tensor, key: torch.Tensor, valu
                  attention_mask: torch.Tensor | None, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
     """transformers' SDPA attention with fp32 inputs and autocast off; the output back in the query's dtype.
 
-    Under bf16 autocast PyTorch's fused CPU attention runs in bf16, several times slower than in fp32.
+    Under bf16 autocast PyTorch's fused CPU attention runs in bf16, slower than in fp32 (bench/README.md).
     """
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -79,10 +79,12 @@ def bf16_products_attention(module: nn.Module, query: torch.Tensor, key: torch.T
                             **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Attention for an inference copy: both matrix products in bf16, the softmax in fp32, fp32 in and out.
 
-    On a CPU with native bf16 the products at one question's shapes run at over twice their fp32 rate, and in a
-    compiled copy the casts fuse into the kernels around them (bench/README.md, "On an AMD Zen 5 CPU").
+    On a CPU with native bf16 the products at one question's shapes run faster than in fp32, and in a compiled
+    copy the casts fuse into the kernels around them (bench/README.md, "On an AMD Zen 5 CPU").
     """
-    assert dropout == 0.0, "an inference copy attends without dropout"
+    if dropout:
+        raise ValueError(f"bf16 products attention is for inference copies, which attend without dropout; got "
+                         f"dropout {dropout} (a copy put in training mode?)")
     scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
     scores = torch.matmul((query * scaling).bfloat16(), key.bfloat16().transpose(-1, -2))  # (batch, heads, seq, seq)
     scores = scores.float()

@@ -238,7 +238,9 @@ def predict_example(example: Example, scored: Sequence[tuple[Feature, np.ndarray
 def postprocess_predictions(examples: Sequence[Example], features: Sequence[Feature], start_logits: np.ndarray,
                             end_logits: np.ndarray, search: SpanSearch = SpanSearch()) -> dict[str, Prediction]:
     """One Prediction per example from the logits of all its features; logits are (features, seq) arrays."""
-    assert len(features) == len(start_logits) == len(end_logits), "one logits row per feature"
+    if not len(features) == len(start_logits) == len(end_logits):
+        raise ValueError(f"one logits row per feature: {len(features)} features, {len(start_logits)} rows of start "
+                         f"logits, {len(end_logits)} of end logits")
     grouped: list[list[tuple[Feature, np.ndarray, np.ndarray]]] = [[] for _ in examples]
     for feature, s, e in zip(features, start_logits, end_logits):
         grouped[feature.example_index].append((feature, s, e))

@@ -68,7 +68,7 @@ def int8_logit_error(loaded: LoadedModel, int8: LoadedModel) -> float:
 def compile_for_cpu(int8: LoadedModel) -> LoadedModel:
     """An int8 copy (int8_copy) compiled with weight freezing and warmed up on WARMUP_SHAPES.
 
-    For inference only: answers match the fp32 model on nearly all questions (measured in bench/bench_ask.py).
+    For inference only: bench/bench_ask.py measures how often its answers match the fp32 model's.
     """
     compiled = torch.compile(int8.model, dynamic=True, options=COMPILE_OPTIONS)
     with torch.inference_mode():
