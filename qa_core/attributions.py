@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from captum.attr import InputXGradient, IntegratedGradients
+from transformers import PreTrainedTokenizerBase
 
 from qa_core.batching import collate
 from qa_core.config import QAConfig
@@ -124,7 +125,7 @@ def affordable_steps(remaining_s: float, pass_s: float) -> int:
     return int(min(MAX_STEPS, remaining_s / (2 * max(pass_s, 1e-6))))
 
 
-def baseline_ids(feature: Feature, tokenizer) -> torch.Tensor:
+def baseline_ids(feature: Feature, tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
     """(1, seq) the window's ids with every question and context token replaced by PAD ([MASK] without one);
     CLS and SEP (BOS and EOS) kept, so the path runs from 'no words' to the input."""
     kept = {tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id} - {None}

@@ -261,7 +261,8 @@ def _evaluated_now(setup: Setup, state: TrainState) -> bool:
     return not setup.eval_features or bool(state.history and state.history[-1]["step"] == state.step)
 
 
-def _emit(setup: Setup, sinks: tuple[ProgressCallback, ...], kind: str, state: TrainState, **values) -> None:
+def _emit(setup: Setup, sinks: tuple[ProgressCallback, ...], kind: str, state: TrainState,
+          **values: object) -> None:
     if setup.dist_ctx.is_main:
         event = ProgressEvent(kind, state.step, setup.total_steps, _epoch(setup, state), **values)
         for sink in sinks:
