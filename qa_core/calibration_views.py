@@ -1,5 +1,4 @@
-"""What the calibration panel shows, as plain values: how far a run's probabilities can be trusted, and what
-answering only above a confidence would buy."""
+"""What the calibration panel shows: how far a run's probabilities can be trusted, and what abstaining buys."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Plotly charts of runs and their records for the web UI: loss, training history, group scores, the F1
-histogram, the comparison's slices, calibration and coverage."""
+"""Plotly charts of runs and their records: loss, history, group scores, F1, comparisons, calibration, coverage."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The command line's options, one per QAConfig field, and the config they make; for evaluate and predict, a run's
-windows where they are not given."""
+"""The command line's options, one per QAConfig field, and the config they make."""
+# For evaluate and predict, a run's windows where the command line does not give them.
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""What the Errors tab shows of a SQuAD 2.0 run, as plain values: the threshold slider's range and wording, the
-spans marked in a selected row's context, why it was answered or not, and which span its explanation explains."""
+"""What the Errors tab shows of a SQuAD 2.0 run: its threshold slider, marked spans, and why it abstained."""
 
 from __future__ import annotations
 

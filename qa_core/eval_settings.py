@@ -1,7 +1,7 @@
-"""What an evaluation used besides the model, kept beside its other files (eval_settings.json): the data and their
-fingerprint, a SQuAD 2.0 evaluation's threshold, the windows and the span search. Its readers (the model card, the
-Errors tab's logit plots and explanations) take these rather than the run's training config, which a later
-`train.py evaluate` into the run folder, or into a folder of its own, need not have used."""
+"""What an evaluation used besides the model (eval_settings.json): data, threshold, windows, span search."""
+# Its readers (the model card, the Errors tab's logit plots and explanations) take these rather than the run's
+# training config, which a later `train.py evaluate` into the run folder, or into a folder of its own, need not
+# have used.
 
 from __future__ import annotations
 

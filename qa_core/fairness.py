@@ -1,5 +1,4 @@
-"""Fair turns on one worker thread: callers served round-robin (by address, then by session), each with a bound on
-its requests in flight, so that one caller's many long questions never make everyone else wait for all of them."""
+"""Fair turns on one worker thread: callers served round-robin, each with a bound on its requests in flight."""
 
 from __future__ import annotations
 

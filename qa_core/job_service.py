@@ -1,5 +1,5 @@
-"""The web app's training calls under the server's policy: a new run's config checked, the job started, watched,
-cancelled and resumed, and what the Train tab says of a picked run; QAService (service.py) is built on them."""
+"""The web app's training calls under the server's policy: start, watch, cancel and resume a job."""
+# QAService (service.py) is built on them; what the Train tab says of a picked run is here too.
 
 from __future__ import annotations
 

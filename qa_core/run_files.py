@@ -1,5 +1,5 @@
-"""The names of everything a run folder holds, the way from a run to its model and back, run.json's reader and new
-run folders' names: all without torch, so listing runs (run_list.py) stays light. The training lock: run_lock.py."""
+"""The files of a run folder: their names, run.json's reader, the way from a run to its model and back."""
+# Without torch, so listing runs (run_list.py) stays light. The training lock is in run_lock.py.
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The training lock of a run folder: held by the process that trains the run, and what it tells readers, whether
-a run whose run.json says "running" is trained now or was interrupted (run_status). Without torch, as run_files."""
+"""The training lock of a run folder, and whether a run that says running is trained now or was interrupted."""
 
 from __future__ import annotations
 

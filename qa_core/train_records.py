@@ -1,5 +1,4 @@
-"""What a training run writes for its readers: run.json as it starts, at each checkpoint and at its end, and the
-final model."""
+"""What a training run writes for its readers: run.json at its start, checkpoints and end, and the final model."""
 
 from __future__ import annotations
 

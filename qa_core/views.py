@@ -1,5 +1,4 @@
-"""What the web UI and its JSON API show, as plain values: answers, highlighted pieces, tables and status lines
-(no Gradio here)."""
+"""What the web UI and its JSON API show, as plain values (no Gradio here)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
-"""The run folders a server's web jobs made: marked when a job starts, the oldest removed beyond QA_MAX_RUNS.
-
-A public server that trains would otherwise fill its disk with every visitor's runs (each holds a model and a
-checkpoint with its optimizer's state). Only runs with the mark are ever removed: a run the host put in the runs
-folder (the QA_DEFAULT_MODEL run, say) has none."""
+"""The run folders a server's web jobs made: marked when a job starts, the oldest removed beyond QA_MAX_RUNS."""
+# A public server that trains would otherwise fill its disk with every visitor's runs (each holds a model and a
+# checkpoint with its optimizer's state). Only runs with the mark are ever removed: a run the host put in the runs
+# folder (the QA_DEFAULT_MODEL run, say) has none.
 
 from __future__ import annotations
 

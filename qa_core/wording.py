@@ -1,5 +1,4 @@
-"""How things are said: refusals two ways, in train.py's words (its flags) and in the web app's (its Train form and
-Resume button); counts with their nouns in the right number."""
+"""How things are said: refusals in train.py's words and the web app's, counts with their nouns."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The Ask tab: a question about a context, the answer large above the context scrolled to it, alternatives,
-per-token logits, and on request per-token attributions."""
+"""The Ask tab: a question about a context, the answer in it, alternatives, per-token logits and attributions."""
 
 from __future__ import annotations
 

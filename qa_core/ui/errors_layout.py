@@ -1,5 +1,4 @@
-"""The Errors tab's controls laid out: the summary figures, the SQuAD 2.0 threshold slider and its buttons, the
-question table's filters, the selected question and its attributions (errors.py wires them to its handlers)."""
+"""The Errors tab's controls laid out (errors.py wires them to its handlers)."""
 
 from __future__ import annotations
 

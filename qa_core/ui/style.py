@@ -1,5 +1,4 @@
-"""The app's own CSS and page script (given to launch): where Gradio's components read badly on a phone (390 px)
-or at 1400 px, or behave badly in the page."""
+"""The app's own CSS and page script: where Gradio's components read badly on a phone or a wide screen."""
 
 from __future__ import annotations
 

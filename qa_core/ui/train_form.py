@@ -1,5 +1,4 @@
-"""The Train tab's form: the model to start from, the training and evaluation data, and an input for each QAConfig
-option it offers (qa_core/ui/train.py builds the tab around it and handles its events)."""
+"""The Train tab's form: model, data and an input per QAConfig option it offers (train.py builds the tab)."""
 
 from __future__ import annotations
 
