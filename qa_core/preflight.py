@@ -155,12 +155,22 @@ def _listed(changed: list[tuple[str, str]], flag: str = "") -> str:
 
 
 def _stored_config(output_dir: Path) -> dict[str, Any]:
-    """run.json's config; empty when a kill came before run.json was first written (resume rebuilds it)."""
+    """run.json's config, its relative local paths made absolute from where the run was trained (read from another
+    folder they would name other files); empty when a kill came before run.json was first written (resume
+    rebuilds it)."""
     try:
-        stored = read_run_info(output_dir).config
+        info = read_run_info(output_dir)
     except ValueError:
         return {}
-    return stored if isinstance(stored, dict) else {}
+    stored = info.config if isinstance(info.config, dict) else {}
+    trained_in = Path(info.working_dir) if info.working_dir else None
+    return {**stored, **{name: str(trained_in / stored[name]) for name in PATH_OPTIONS
+                         if trained_in and _relative_local_path(stored.get(name), trained_in)}}
+
+
+def _relative_local_path(value: Any, folder: Path) -> bool:
+    """A relative path naming something in `folder` (not a hub name, 'embedded' or 'sample')."""
+    return isinstance(value, str) and not Path(value).expanduser().is_absolute() and (folder / value).exists()
 
 
 def check_resumed_windows(config: QAConfig) -> None:

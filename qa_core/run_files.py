@@ -190,6 +190,7 @@ class RunInfo:
     base_model: str = ""  # what was fine-tuned, by hub id where it has one (not 'embedded')
     train_seconds: float | None = None  # training time of all the sessions that made the final model
     hardware: str = ""  # where that session ran
+    working_dir: str = ""  # where its trainer ran: what relative paths in its config are relative to
 
 
 def read_run_info(output_dir: Path) -> RunInfo:

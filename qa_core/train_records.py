@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -57,4 +58,4 @@ def run_info(setup: Setup, state: TrainState, status: str, error: str = "",
     hardware = describe_hardware(setup.dist_ctx.world_size) if train_seconds is not None else ""
     return RunInfo(status, setup.config.to_dict(), state.step, setup.total_steps, state.metrics,
                    setup.data_fingerprint, list(state.history), error,
-                   base_model_name(setup.config.model_name_or_path), train_seconds, hardware)
+                   base_model_name(setup.config.model_name_or_path), train_seconds, hardware, os.getcwd())

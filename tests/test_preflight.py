@@ -83,3 +83,33 @@ def test_a_stride_is_checked_in_the_special_tokens_of_the_model_s_own_tokenizer(
         args = cli.build_parser().parse_args(["train", "--train_file", "sample", "--model_name_or_path", str(model),
                                               "--output_dir", str(tmp_path / "out"), *windows, stride])
         preflight.check_paths(args, cli.config_from_args(args))  # no error
+
+
+def test_resume_from_another_folder_accepts_the_run_s_own_relative_paths(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch):
+    """Found by trying the CLI: a run started with relative paths was refused its own validation file when resumed
+    from another working folder, since run.json's relative path was read from the new folder."""
+    import json
+
+    from qa_core import preflight
+
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (project / "data").mkdir(parents=True)
+    elsewhere.mkdir()
+    for name in ("train.json", "dev.json", "other.json"):
+        (project / "data" / name).write_text("{}")
+    run = fake_run(project / "run", train_file="data/train.json", validation_file="data/dev.json")
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "working_dir": str(project)}))  # where it was started
+    monkeypatch.chdir(elsewhere)
+
+    def check(validation_file: str) -> None:
+        args = cli.build_parser().parse_args(["train", "--train_file", str(project / "data" / "train.json"),
+                                              "--validation_file", validation_file, "--output_dir", str(run),
+                                              "--resume"])
+        preflight.check_paths(args, cli.config_from_args(args))
+
+    check(str(project / "data" / "dev.json"))  # no error
+    check("../project/data/dev.json")
+    with pytest.raises(ValueError, match=r"--validation_file \S+other.json \(run: \S+/project/data/dev.json\)"):
+        check(str(project / "data" / "other.json"))
