@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
+import sys
+from collections.abc import Sequence
 from typing import Any
 
 from qa_core.config import QAConfig
@@ -91,8 +94,33 @@ def run_defaults(command_defaults: dict[str, str]) -> dict[str, str]:
     return {**{name: FROM_THE_RUN.format(getattr(defaults, name)) for name in RUN_FOLLOWED}, **command_defaults}
 
 
+NEGATIVE_NUMBER = re.compile(r"-(\d+\.?\d*|\.\d+)(e[-+]?\d+)?|-inf(inity)?|-nan", re.IGNORECASE)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, taking a negative number in any spelling as an option's value: argparse's own rule knows
+    no exponent, so it read '-4e-05' (a threshold as eval_metrics.json writes it) as an option of its own."""
+
+    def parse_known_args(self, args: Sequence[str] | None = None,
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        return super().parse_known_args(joined_negative_numbers(sys.argv[1:] if args is None else args), namespace)
+
+
+def joined_negative_numbers(args: Sequence[str]) -> list[str]:
+    """args with each negative number that follows an option joined to it: '--x', '-4e-05' make '--x=-4e-05'."""
+    joined: list[str] = []
+    for arg in args:
+        after_option = (joined and joined[-1].startswith("-") and "=" not in joined[-1]
+                        and not NEGATIVE_NUMBER.fullmatch(joined[-1]) and "--" not in joined)
+        if after_option and NEGATIVE_NUMBER.fullmatch(arg):
+            joined[-1] += f"={arg}"
+        else:
+            joined.append(arg)
+    return joined
+
+
 def build_parser(prog: str | None = None, description: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=description,
+    parser = ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     # no abbreviations: --lr (run_qa.py users' habit) was taken for --lr_scheduler_type

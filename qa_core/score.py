@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from qa_core.cli_options import ArgumentParser
 from qa_core.data import DataError, load_examples
 from qa_core.data_sources import read_json
 from qa_core.metrics import compute_metrics, compute_metrics_v2
@@ -63,9 +64,9 @@ def _number(value: Any, path: str, question_id: str) -> float:
     return float(value)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="SQuAD evaluation: the interface of evaluate-v1.1.py, and of "
-                                                 "evaluate-v2.0.py for data with unanswerable questions")
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(description="SQuAD evaluation: the interface of evaluate-v1.1.py, and of "
+                                        "evaluate-v2.0.py for data with unanswerable questions")
     parser.add_argument("dataset_file", help="SQuAD-format data set file")
     parser.add_argument("prediction_file", help="JSON object mapping question id to answer text ('' for no answer)")
     parser.add_argument("--na-prob-file", "-n", help="JSON object mapping question id to its null odds "
@@ -73,7 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--na-prob-thresh", "-t", type=float, default=1.0,
                         help="count a question as abstained when its null odds exceed this (default 1.0, as "
                              "evaluate-v2.0.py; pass the run's threshold to reproduce its eval_metrics.json)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(format="%(message)s")  # warnings on stderr in evaluate-v1.1.py's words, as it prints them
     try:
         scores = score_files(args.dataset_file, args.prediction_file, args.na_prob_file, args.na_prob_thresh)
