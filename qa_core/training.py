@@ -229,7 +229,7 @@ def _failed(setup: Setup, state: TrainState, reached: TrainState, err: BaseExcep
     event names the step `reached` and whether a checkpoint was kept."""
     output_dir = Path(setup.config.output_dir)
     if reason := no_room(err):
-        err = no_room_error(output_dir, reason)
+        err = no_room_error(output_dir, reason, resumable=find_checkpoint(output_dir) is not None)
     interrupted = isinstance(err, KeyboardInterrupt)
     status, error = ("cancelled", "") if interrupted else ("failed", str(err) or repr(err))
     if setup.dist_ctx.is_main:
@@ -251,9 +251,12 @@ def _stopped_at_once(output_dir: Path, saved: TrainState, reached: TrainState) -
     return f"stopped at once{kept}"
 
 
-def no_room_error(output_dir: Path, reason: str) -> TrainingError:
-    return TrainingError(*(no_room_line(f"in {output_dir}", reason, then)
-                           for then in ("continue with --resume", "press Resume to continue the run")))
+def no_room_error(output_dir: Path, reason: str, resumable: bool = True) -> TrainingError:
+    """A full disk in train.py's words and the web app's; resumable: a checkpoint was kept to continue from."""
+    thens = (("continue with --resume", "press Resume to continue the run") if resumable else
+             ("run the command again with --overwrite_output_dir (no checkpoint was kept)",
+              "start a new run (no checkpoint was kept)"))
+    return TrainingError(*(no_room_line(f"in {output_dir}", reason, then) for then in thens))
 
 
 def _evaluated_now(setup: Setup, state: TrainState) -> bool:

@@ -198,6 +198,8 @@ def test_a_write_error_stops_with_one_clear_error_and_leaves_no_partial_files(st
     info = read_run_info(tmp_path / "run")
     assert info.status == "failed" and "no room to write" in info.error and "File too large" in info.error
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [TRAINING_LOCK, "history.jsonl", "run.json"]
+    # found by trying the CLI: the first checkpoint failed, yet the error said to continue with --resume
+    assert info.error.endswith("then run the command again with --overwrite_output_dir (no checkpoint was kept)")
     with pytest.raises(ValueError, match="nothing to resume"):
         train(config.replace(resume=True))
 

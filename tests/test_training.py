@@ -372,6 +372,8 @@ def test_a_full_disk_says_how_to_continue_in_train_py_s_words_and_the_web_app_s(
     err = no_room_error(tmp_path / "run", "No space left on device")
     assert "no room to write" in str(err) and str(err).endswith("continue with --resume")
     assert "no room to write" in err.web and "press Resume" in err.web and "--" not in err.web
+    first = no_room_error(tmp_path / "run", "No space left on device", resumable=False)  # before any checkpoint
+    assert "--resume" not in str(first) and "Resume" not in first.web and first.web.endswith("start a new run (no checkpoint was kept)")
 
 
 def test_validation_data_without_answers_is_refused_before_training(tiny_model_dir: Path, tmp_path: Path) -> None:
