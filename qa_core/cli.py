@@ -15,6 +15,7 @@ from qa_core.cli_options import build_parser, config_from_args
 from qa_core.config import QAConfig
 from qa_core.data_sources import check_unicode
 from qa_core.preflight import check_paths
+from qa_core.runtime import Terminated, sigterm_as_interrupt
 
 if TYPE_CHECKING:
     from qa_core.modeling import LoadedModel
@@ -228,6 +229,12 @@ INTERRUPTED_EXIT = 128 + signal.SIGINT  # what shells report for a program stopp
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog, __doc__).parse_args(argv)
+    with sigterm_as_interrupt():  # until training's own handlers: stopped while torch loads, it says so
+        return run_main(args)
+
+
+def run_main(args: argparse.Namespace) -> int:
+    """The command, its refusals in one line and an interruption outside training's own stop handling."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config: QAConfig | None = None
     try:
@@ -241,10 +248,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     except ValueError as err:  # the arguments' checks; run_command says its own errors
         logger.error("%s", err)
         return 2
-    except KeyboardInterrupt:  # outside training's own stop handling (which cancels at a step's end)
+    except KeyboardInterrupt as err:  # outside training's own stop handling (which cancels at a step's end)
         left = f"; {left_to_do(Path(config.output_dir))}" if args.command == "train" and config else ""
-        logger.error("%s interrupted (Ctrl-C)%s", args.command, left)
-        return INTERRUPTED_EXIT
+        terminated = isinstance(err, Terminated)
+        logger.error("%s interrupted (%s)%s", args.command, "SIGTERM" if terminated else "Ctrl-C", left)
+        return 128 + signal.SIGTERM if terminated else INTERRUPTED_EXIT
 
 
 def run_command(args: argparse.Namespace, config: QAConfig) -> int:

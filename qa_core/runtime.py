@@ -144,12 +144,34 @@ def stop_on_signals(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) 
         _restore(previous)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, taken as Ctrl-C (interrupt_on_sigterm), so that what says it can name it."""
+
+
 def interrupt_on_sigterm() -> None:
     """Take SIGTERM (a service manager's or a container's stop, `kill`) as Ctrl-C, in the main thread: the web
     server stops and the interpreter exits through close_at_exit, so a training job stops after its step with a
-    checkpoint and says cancelled. Python's default ends the process at once, mid-step, its run.json saying
-    running. A second signal while the job stops ends the wait."""
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    checkpoint and says cancelled; train.py, still loading, says what is left to do. Python's default ends the
+    process at once, mid-step, its run.json saying running. A second signal while the job stops ends the wait."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """interrupt_on_sigterm within the block, then SIGTERM's handler before it (in the main thread; elsewhere
+    handlers cannot be set, and stay as they are)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
 
 
 def _restore(handlers: dict[int, Any]) -> None:

@@ -625,6 +625,22 @@ def test_ctrl_c_before_training_started_says_there_is_nothing_to_resume(tmp_path
     assert cli.left_to_do(tmp_path / "empty") == "it stopped before training started: nothing to resume"
 
 
+def test_a_sigterm_while_starting_says_so_and_exits_as_that_signal_would(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                         caplog: pytest.LogCaptureFixture):
+    """Found by trying the CLI: a SIGTERM in train.py's first seconds (torch loading) ended it silently by the
+    signal's default action, where Ctrl-C at that moment said what was left to do. The signal is sent where the
+    checks before torch run, a moment a test can choose."""
+    import os
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(cli, "check_paths", lambda args, config: os.kill(os.getpid(), signal.SIGTERM))
+    code = cli.main(["train", "--train_file", "sample", "--output_dir", str(tmp_path / "run")])
+    assert code == 128 + signal.SIGTERM
+    assert "train interrupted (SIGTERM); it stopped before training started: nothing to resume" in caplog.text
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler goes back as it was
+
+
 def test_resume_of_a_finished_run_says_it_had_finished(tiny_model_dir: Path, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture):
     """Found by trying the CLI: --resume of a finished run printed its JSON again, as if it had just finished."""
