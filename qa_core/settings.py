@@ -26,6 +26,9 @@ PUBLIC_MAX_TRAIN_EXAMPLES = 10_000
 MODEL_WAIT_S = 20.0
 PUBLIC_MAX_RUNS = 8  # run folders a public server's web jobs keep (web_runs.py): each holds a model and a checkpoint
 MAX_CALLER_REQUESTS = 4  # questions (apart: analyses, explanations) a public server's visitor may have in flight
+# Events one address may send a public server's queue a second, on average (an open page's training poll is one);
+# five seconds' worth at once (a page load, a picked run)
+MAX_ADDRESS_EVENTS_PER_S = 20
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -120,6 +123,7 @@ class Settings:
     max_uploads_bytes: int = MAX_UPLOADS_MB * 1_000_000  # all uploads held at once, until the sweep
     model_wait_s: float = MODEL_WAIT_S  # a question waits this long for its model to load, then is told to retry
     max_caller_requests: int = MAX_CALLER_REQUESTS  # applied on a public server only (fairness.FairWorker)
+    max_address_events_per_s: float = MAX_ADDRESS_EVENTS_PER_S  # a public server's only (ui/event_limit.py)
     max_train_examples: int | None = None  # questions a training job reads from each data source; None: all
     train_limits: TrainLimits = TrainLimits()  # applied on a public server only
     max_runs: int | None = None  # runs of web jobs kept, the oldest removed before a job starts; None: all
@@ -140,6 +144,7 @@ class Settings:
                         max_uploads_bytes=int(_number("QA_MAX_UPLOADS_MB", MAX_UPLOADS_MB) * 1_000_000),
                         model_wait_s=_number("QA_MODEL_WAIT_S", MODEL_WAIT_S),
                         max_caller_requests=int(_number("QA_MAX_CALLER_REQUESTS", MAX_CALLER_REQUESTS)),
+                        max_address_events_per_s=_number("QA_MAX_ADDRESS_EVENTS_PER_S", MAX_ADDRESS_EVENTS_PER_S),
                         max_train_examples=int(_number("QA_MAX_TRAIN_EXAMPLES",
                                                        PUBLIC_MAX_TRAIN_EXAMPLES if public else 0)) or None,
                         train_limits=TrainLimits.from_env(),

@@ -722,3 +722,29 @@ def test_a_new_sessions_first_call_searches_no_folder_for_a_plot_library_not_ins
     finally:
         sys.meta_path.remove(searches)
     assert "bokeh" not in searches.names
+
+
+@pytest.fixture(scope="module")
+def throttled_url(offline, runs, tiny_model_dir) -> Iterator[str]:
+    settings = Settings(runs, str(tiny_model_dir), training_enabled=False, fast_inference=False, public=True,
+                        max_address_events_per_s=2.0)  # ten events at once, then two a second
+    yield from serve(settings)
+
+
+def test_one_address_sending_many_events_at_once_cannot_fill_the_queue(throttled_url):
+    """Found by a tester: one address sending 300 questions at once (each call a new session) filled Gradio's queue,
+    one line for everyone, and other visitors got 503 'Queue is full'; the bounds in flight are checked only when
+    an event starts. An address's events past its budget are refused at the door, another address's are not."""
+    def join(address: str) -> httpx.Response:
+        return httpx.post(f"{throttled_url}gradio_api/call/answer", json={"data": ["", QUESTION, CONTEXT]},
+                          headers={"X-Forwarded-For": address}, timeout=30)
+
+    flood = [join(STRANGER) for _ in range(30)]
+    codes = [r.status_code for r in flood]
+    assert set(codes) == {200, 429} and codes.count(200) <= 14, codes
+    refusal = flood[codes.index(429)].json()["detail"]
+    assert "too many requests from your address" in refusal and "QA_" not in refusal
+    visit = join(VISITOR)
+    assert visit.status_code == 200
+    result = httpx.get(f"{throttled_url}gradio_api/call/answer/{visit.json()['event_id']}", timeout=60)
+    assert "event: complete" in result.text and "Fresnel" in result.text

@@ -15,8 +15,8 @@ from typing import Any
 
 import gradio as gr
 
+from qa_core.fairness import ADDRESS_SESSIONS
 from qa_core.hosting import trusted_proxies
-
 from qa_core.runtime import configure_process, interrupt_on_sigterm
 from qa_core.service import QAService
 from qa_core.settings import Settings
@@ -24,6 +24,7 @@ from qa_core.ui.arguments import check_arguments
 from qa_core.ui.ask import build_ask_tab
 from qa_core.ui.common import ANALYSES, ANSWERS, PRIVATE, Outputs, by_name, caller_of, in_turns, session_of
 from qa_core.ui.errors import build_errors_tab
+from qa_core.ui.event_limit import event_limit_middleware
 from qa_core.ui.request_limit import body_limit_middleware
 from qa_core.ui.style import SLIDER_BOX_JS, TAB_TOP_JS, app_css
 from qa_core.ui.train import JOB_BUTTONS, build_train_tab
@@ -195,9 +196,15 @@ def main() -> None:
 
 def launch_options(settings: Settings, sweep: tuple[int, int] = CACHE_SWEEP) -> dict[str, Any]:
     """The limits launch() sets, beside the server's address: an upload's size, all uploads' (until `sweep`, as
-    build_app was given it, deletes them) and every other request body's."""
-    return {"max_file_size": settings.max_upload_bytes,
-            "app_kwargs": {"middleware": body_limit_middleware(settings, sweep_age_s=sweep[1])}}
+    build_app was given it, deletes them) and every other request body's; on a public server, an address's events
+    a second, and how many events start at once: room for one address's bounds in flight of each kind (questions,
+    analyses, explanations) and as much again, so that calls a bound holds waiting for their turn never keep
+    another visitor's out of the turns, first come, first served in Gradio's queue."""
+    middleware = [*event_limit_middleware(settings), *body_limit_middleware(settings, sweep_age_s=sweep[1])]
+    options = {"max_file_size": settings.max_upload_bytes, "app_kwargs": {"middleware": middleware}}
+    if settings.public:
+        options["max_threads"] = 2 * 3 * ADDRESS_SESSIONS * settings.max_caller_requests
+    return options
 
 
 if __name__ == "__main__":
