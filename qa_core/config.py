@@ -131,15 +131,15 @@ class QAConfig:
         _check_length(self)
         _check_counts(self)
         if not self.output_dir.strip():  # Path("") is the current folder: a run would land among the user's files
-            raise ValueError(f"output_dir must name a folder, got {self.output_dir!r}")
+            raise ValueError(f"output_dir must name a folder, got {shown(self.output_dir)}")
         if self.report_to not in ("none", "tensorboard"):
-            raise ValueError(f"report_to must be 'none' or 'tensorboard', got {self.report_to!r}")
+            raise ValueError(f"report_to must be 'none' or 'tensorboard', got {shown(self.report_to)}")
         if self.lr_scheduler_type not in LR_SCHEDULERS:
             raise ValueError(f"lr_scheduler_type must be one of {', '.join(LR_SCHEDULERS)}, "
-                             f"got {self.lr_scheduler_type!r}")
+                             f"got {shown(self.lr_scheduler_type)}")
         if self.partial_answer_labels not in PARTIAL_ANSWER_LABELS:
             raise ValueError(f"partial_answer_labels must be one of {', '.join(PARTIAL_ANSWER_LABELS)}, "
-                             f"got {self.partial_answer_labels!r}")
+                             f"got {shown(self.partial_answer_labels)}")
         if self.attention_dropout is not None and not 0 <= self.attention_dropout < 1:  # NaN fails too
             raise ValueError(f"attention_dropout must be in [0, 1) or None, got {self.attention_dropout}")
         check_windows(self.max_seq_length, self.doc_stride, self.max_query_length)
@@ -185,10 +185,16 @@ def check_type(name: str, value: Any) -> Any:
         return value
     kind, said = next((k, said) for k, said in _KINDS if k in kinds)
     if not _is_kind(value, kind):
-        raise ValueError(f"{name} must be {said}, got {value!r}")
+        raise ValueError(f"{name} must be {said}, got {shown(value)}")
     if kind is int and name != "seed" and value > MAX_COUNT:  # the seed has a range of its own
         raise ValueError(f"{name} must be at most {MAX_COUNT}, got {_compact(value)}")
     return value
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """A value as a refusal quotes it: its repr, cut after `limit` characters (a web caller's may be megabytes)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _compact(count: int) -> str:

@@ -8,7 +8,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-from qa_core.config import HINTS, QAConfig, check_type
+from qa_core.config import HINTS, QAConfig, check_type, shown
 
 # QAConfig fields the app never takes from a caller: the run folder is always a new one under the runs folder.
 NOT_IN_FORM = ("model_name_or_path", "train_file", "validation_file", "output_dir", "resume", "overwrite_output_dir")
@@ -49,19 +49,19 @@ def _switch(name: str, value: Any) -> bool:
         return True
     if word in ("0", "false", "off", "no"):
         return False
-    raise ValueError(f"{name} must be true or false, got {value!r}")
+    raise ValueError(f"{name} must be true or false, got {shown(value)}")
 
 
 def _number(name: str, value: Any) -> float:
     """A form or JSON value as a finite float, refused naming the option (a JSON caller may send anything)."""
     if isinstance(value, bool):  # float(True) is 1.0: a JSON true is no step count
-        raise ValueError(f"{name} must be a number, got {value!r}")
+        raise ValueError(f"{name} must be a number, got {shown(value)}")
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
+        raise ValueError(f"{name} must be a number, got {shown(value)}") from None
     if not math.isfinite(number):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
+        raise ValueError(f"{name} must be a finite number, got {shown(value)}")
     return number
 
 

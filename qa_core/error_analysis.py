@@ -200,7 +200,8 @@ def run_records(run: str | None) -> tuple[QuestionRecord, ...]:
         raise ValueError(f"run_records needs a run folder, got {run!r}")  # the app's wording: hosting.check_run
     path = Path(run) / RECORDS_FILE
     if not path.exists():
-        raise ValueError(f"{run} has no evaluation records ({RECORDS_FILE}); train it with evaluation data")
+        raise ValueError(f"{run} has no evaluation records ({RECORDS_FILE}): it was trained without evaluation "
+                         f"data, or not evaluated yet")
     return _records(str(path), path.stat().st_mtime_ns)
 
 

@@ -114,7 +114,8 @@ def check_run(run: str | None, settings: Settings) -> str:
     """A run folder for the Errors tab; on a public server only one under the runs folder."""
     run = check_name(run, "run")
     if not run:
-        raise ValueError("pick a run first (train one in the Train tab if the list is empty)")
+        raise ValueError("pick a run first" + (" (train one in the Train tab if the list is empty)"
+                                               if settings.training_enabled else ""))
     # `train.py evaluate` folders hold no run.json
     found = find_run(run, settings, (RUN_FILE, RECORDS_FILE))
     if found is not None:

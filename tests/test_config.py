@@ -107,3 +107,14 @@ def test_unknown_lr_scheduler_type_is_refused_by_name() -> None:
 def test_bad_attention_dropout_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="attention_dropout"):
         QAConfig(attention_dropout=1.5)
+
+
+def test_a_refusal_quotes_a_long_value_cut_short() -> None:
+    """Found by a tester: a web caller's 10,000-character option came back whole in the refusal."""
+    from qa_core.config_options import coerce_option
+
+    for refuse in (lambda: QAConfig(partial_answer_labels="x" * 10_000),
+                   lambda: coerce_option("learning_rate", "9" * 10_000 + "x")):
+        with pytest.raises(ValueError) as refused:
+            refuse()
+        assert len(str(refused.value)) < 200 and str(refused.value).endswith("…")

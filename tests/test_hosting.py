@@ -325,3 +325,11 @@ def test_a_local_server_names_a_missing_run_as_missing(runs):
         check_run("nosuchrun", local)
     with pytest.raises(ValueError, match=f"^no run folder {re.escape(repr(str(runs / 'gone')))}$"):
         check_run(str(runs / "gone"), local)
+
+
+def test_a_server_that_does_not_train_does_not_advise_training(runs):
+    """Found by a tester: with training off, the Errors tab's refusal of no run said to train one in the Train tab."""
+    with pytest.raises(ValueError, match=r"^pick a run first$"):
+        check_run("", Settings(runs_root=runs, public=True, training_enabled=False))
+    with pytest.raises(ValueError, match=r"^pick a run first \(train one in the Train tab"):
+        check_run("", Settings(runs_root=runs))
