@@ -27,7 +27,8 @@ def check_data(source: str | None, what: str, settings: Settings, upload: bool =
     bundled sample or a file this server received as an upload."""
     source = (source or "").strip()
     if settings.public and not upload and source not in ("sample", ""):
-        raise ValueError(f"{what}: this server trains only on the bundled sample or an uploaded file")
+        raise ValueError(f"{what}: this server trains only on the bundled sample ('sample') or a file uploaded in "
+                         f"the Train tab")
     return source
 
 
