@@ -39,7 +39,8 @@ def test_a_public_server_refuses_server_paths_and_shows_none(settings, tiny_run,
         assert "not offered on this server" in message and str(tmp_path.parent) not in message
     assert asyncio.run(ui.ask.ask_in_turn(tiny_run.name, QUESTION, CONTEXT))["message"] == ""  # its own runs, by name
     refused = ui.train.start_training(None, "", DATA_CHOICES[2], None, str(secret), "", *form())["message"]
-    assert "only on the bundled sample ('sample') or a file uploaded in the Train tab" in refused and str(tmp_path) not in refused
+    assert "only on the bundled sample ('sample') or a file uploaded in the Train tab" in refused
+    assert str(tmp_path) not in refused
     refused = ui.train.start_training(None, "", DATA_CHOICES[0], None, "", str(secret), *form())["message"]
     assert "evaluation data" in refused
     assert "not a run on this server" in ui.errors.summarize(str(tmp_path))["summary"]
