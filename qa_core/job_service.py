@@ -78,8 +78,9 @@ class JobService:
         except (ValueError, OSError) as err:  # a DataError, or a context over the limit
             path.unlink(missing_ok=True)
             return f"Not usable as training data: {self.explain(err, upload)}"
-        report = loaded.report
-        return f"{path.name}: {count(report.examples, 'question')} ({report.unanswerable:,} unanswerable)"
+        report, cap = loaded.report, self.settings.max_train_examples
+        read = f"; a job here reads the first {cap:,}" if cap is not None and report.examples > cap else ""
+        return f"{path.name}: {count(report.examples, 'question')} ({report.unanswerable:,} unanswerable){read}"
 
     def train_config(self, model: str | None, train_file: str | None, validation_file: str | None,
                      options: Mapping[str, Any], upload: bool = False,
