@@ -20,8 +20,8 @@ from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGH
 
 from qa_core.config import DEFAULT_MODEL, QAConfig, context_room
 from qa_core.batching import BatchFormat
-from qa_core.run_files import (CONFIG_FILE, MODEL_DIR, RUN_FILE, evaluation_folder_refusal, is_evaluation_folder,
-                               model_folder)
+from qa_core.run_files import CONFIG_FILE, RUN_FILE, evaluation_folder_refusal, is_evaluation_folder, model_folder
+from qa_core.run_lock import without_final_model
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +67,7 @@ def resolve_model(name_or_path: str | None) -> str:
     if path.is_dir():
         path = model_folder(path)
         if (path / RUN_FILE).is_file() and not (path / CONFIG_FILE).exists():
-            raise ModelNotFoundError(f"{path}: a run without a final model ({MODEL_DIR}/ is written when training "
-                                     f"finishes; continue a stopped run: Resume in the Train tab, --resume with train.py)")
+            raise ModelNotFoundError(without_final_model(path))
         if not (path / CONFIG_FILE).exists():
             raise ModelNotFoundError(not_a_model(path))
         return str(path)

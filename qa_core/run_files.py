@@ -106,7 +106,12 @@ def check_eval_output_dir(output_dir: Path, model_name_or_path: str, overwrite: 
     """Where an evaluation may write: not a run's model/ folder, flag or not (its eval files would sit beside the
     weights, in the folder pushed to the Hub); else as check_output_dir, where evaluating a run or plain model
     folder into its own folder replaces only its evaluation files."""
+    from qa_core.run_lock import being_trained  # it reads this module's names
+
     run = run_folder(output_dir)
+    if being_trained(run):  # the training's next evaluation would replace these files without a word
+        raise ValueError(f"output_dir {output_dir}: run {run} is being trained by another process right now; "
+                         f"evaluate into another folder, or once its training has ended")
     if run != output_dir:
         advice = (f"evaluate into the run folder {run}, which replaces only its evaluation files"
                   if evaluates_own_run(run, model_name_or_path) else "choose another output folder")

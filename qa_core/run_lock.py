@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from qa_core.run_files import TRAINING_LOCK, RunInfo, RunRefused, unwritten
+from qa_core.run_files import MODEL_DIR, TRAINING_LOCK, RunInfo, RunRefused, unwritten
 
 try:
     import fcntl
@@ -101,3 +101,12 @@ def run_status(folder: Path, info: RunInfo) -> str:
     if held:
         return "running"
     return INTERRUPTED if info.status == "running" and held is False else info.status
+
+
+def without_final_model(run: Path) -> str:
+    """Why a run folder gives no model yet: its model/ is written when its training finishes."""
+    if being_trained(run):
+        return (f"{run}: a run being trained right now, without a final model yet ({MODEL_DIR}/ is written when "
+                f"its training finishes)")
+    return (f"{run}: a run without a final model ({MODEL_DIR}/ is written when training finishes; continue a "
+            f"stopped run: Resume in the Train tab, --resume with train.py)")

@@ -170,3 +170,22 @@ def test_a_refused_trainer_leaves_the_lock_of_the_one_still_loading(tmp_path: Pa
             with training_lock(run):
                 pass
     assert not run.exists()  # the first, refused by nothing, wrote nothing: it leaves nothing
+
+
+def test_an_evaluation_into_a_run_being_trained_is_refused(tmp_path: Path) -> None:
+    """Found by trying the CLI: `train.py evaluate --output_dir RUN` while RUN trained wrote its files there, and the
+    training's next evaluation replaced them without a word; its model was also said to be from a stopped run."""
+    from qa_core.modeling import ModelNotFoundError, resolve_model
+    from qa_core.run_files import check_eval_output_dir
+    from qa_core.run_lock import training_lock
+
+    run = fake_run(tmp_path / "run")
+    shutil.rmtree(run / "model")  # a first session's run: no final model yet
+    with training_lock(run):
+        with pytest.raises(ValueError, match=r"run .* is being trained by another process right now"):
+            check_eval_output_dir(run, "embedded", overwrite=True)
+        with pytest.raises(ModelNotFoundError, match="a run being trained right now, without a final model yet"):
+            resolve_model(str(run))
+    check_eval_output_dir(run, "embedded", overwrite=True)  # once it stopped
+    with pytest.raises(ModelNotFoundError, match="continue a stopped run"):
+        resolve_model(str(run))
