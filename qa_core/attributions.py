@@ -86,15 +86,26 @@ def locate_answer(loaded: LoadedModel, question: str, context: str, span: tuple[
                   config: QAConfig, max_windows: int | None = None) -> tuple[tuple[Feature, ...], int, int, int]:
     """The context's windows, and (window, start token, end token) of the given span or else the predicted one."""
     example, config, features = question_windows(loaded, question, context, config, max_windows)
-    start_logits, end_logits = run_model(loaded.model, features, config.per_device_eval_batch_size,
-                                         batch_format=loaded.batch_format)
+    # a given span needs only the windows holding it scored: a long context's others would spend the budget
+    scored = range(len(features)) if span is None else [i for i, f in enumerate(features) if holds_span(f, span)]
+    if not scored:
+        raise ValueError(f"no window holds the whole answer span {span}")
+    start_logits, end_logits = run_model(loaded.model, [features[i] for i in scored],
+                                         config.per_device_eval_batch_size, batch_format=loaded.batch_format)
     if span is None:
         # the best span, even where a SQuAD 2.0 run would abstain: that is the answer there is to explain
         search = SpanSearch(config.n_best_size, config.max_answer_length, config.whole_word_spans)
         span = predict_example(example, list(zip(features, start_logits, end_logits)), search).span
         if span is None:
             raise ValueError("the model found no answer span to explain")
-    return (features, *answer_window(features, start_logits, end_logits, span))
+    window, start, end = answer_window([features[i] for i in scored], start_logits, end_logits, span)
+    return features, scored[window], start, end
+
+
+def holds_span(feature: Feature, span: tuple[int, int]) -> bool:
+    """Whether the window's context tokens cover the whole character span."""
+    covered = [o for o in feature.offsets if o is not None]
+    return bool(covered) and covered[0][0] <= span[0] and span[1] <= covered[-1][1]
 
 
 def answer_window(features: Sequence[Feature], start_logits: np.ndarray, end_logits: np.ndarray,

@@ -81,6 +81,26 @@ def test_a_given_span_is_explained_and_the_model_mode_is_kept(tiny_loaded):
     assert all(len(re.sub("<[^>]+>", "", line)) <= 40 for line in integrated.layout.title.text.split("<br>"))
 
 
+def test_a_given_span_in_a_long_context_scores_only_the_windows_holding_it(tiny_loaded, monkeypatch):
+    """Found by a tester: "Why this answer?" over a 31-window context took longer than the server's budget, most of
+    it answering every window again; the Ask tab knows the span it showed, and only windows holding it can score it."""
+    long_context = " ".join(f"Sentence {n} says nothing of lenses." for n in range(60)) + " " + CONTEXT
+    start = long_context.index("Augustin")
+    span = (start, start + len("Augustin-Jean Fresnel"))
+    config = QAConfig(max_seq_length=64, doc_stride=16, max_query_length=16)
+    scored: list[int] = []
+
+    def counted(model, features, *args, **kwargs):  # the real forward pass, its windows counted
+        scored.append(len(features))
+        return run_model(model, features, *args, **kwargs)
+
+    run_model = attributions.run_model
+    monkeypatch.setattr(attributions, "run_model", counted)
+    result = attributions.explain_answer(tiny_loaded, QUESTION, long_context, span=span, config=config)
+    assert result.windows > 10 and scored[0] <= 3
+    assert result.offsets[result.start_token][0] == span[0] and result.offsets[result.end_token][1] == span[1]
+
+
 def test_bad_requests_name_the_problem(tiny_loaded):
     with pytest.raises(ValueError, match="method"):
         attributions.explain_answer(tiny_loaded, QUESTION, CONTEXT, method="saliency")

@@ -82,7 +82,11 @@ class Answered:
     question: str
     context: str
     abstained: bool = False  # a SQuAD 2.0 answer that abstained: it explains the best span, passed over
-    passed_over: tuple[int, int] | None = None  # that span's characters in the context
+    span: tuple[int, int] | None = None  # the shown span's characters in the context (the one passed over, there)
+
+    @property
+    def passed_over(self) -> tuple[int, int] | None:
+        return self.span if self.abstained else None
 
     def of(self, model: str, question: str, context: str) -> bool:
         """Whether this is the answer to what the boxes say now."""
@@ -122,7 +126,7 @@ class AskHandlers:
                 "message": views.unknown_warning(result.logits.tokens, loaded.tokenizer.unk_token,
                                                  texts=[result.context[a:b] for a, b in result.logits.offsets]),
                 "notice": gr.update(visible=not loaded.has_qa_head),
-                "answered": Answered(model, question, context, abstained, passed), **NO_EXPLANATION}
+                "answered": Answered(model, question, context, abstained, span), **NO_EXPLANATION}
 
     @staticmethod
     def clear_why() -> Outputs:
@@ -136,7 +140,7 @@ class AskHandlers:
             return {"why_plot": None, "why_note": "No explanation: ask a question about a context first"}
         try:
             attribution = await self.service.attribute(answered.model, answered.question, answered.context,
-                                                       caller=caller_of(request))
+                                                       answered.span, caller=caller_of(request))
         except (ValueError, OSError, RuntimeError) as err:
             return {"why_plot": None, "why_note": f"No explanation: {self.service.explain(err)}"}
         steps = f" with {count(attribution.steps, 'step')}" if attribution.steps else ""
