@@ -14,6 +14,7 @@ import numpy as np
 
 from qa_core.error_analysis import (PAIR_OUTCOMES, QuestionRecord, answer_length_bucket, answerable_slice, group_scores,
                                     pair_outcome, read_records)
+from qa_core.eval_settings import read_evaluated
 from qa_core.run_files import RECORDS_FILE, read_run_info
 
 RESAMPLES = 1000  # paired bootstrap resamples of the questions
@@ -27,7 +28,7 @@ SLICES: dict[str, Callable[[QuestionRecord], str]] = {
 class DataCheck:
     """How the two runs were shown to share their evaluation data."""
 
-    method: str  # "fingerprint" (run.json) or "question ids + text hash" (runs without one)
+    method: str  # "fingerprint" (eval_settings.json, else run.json) or "question ids + text hash" (neither has one)
     same: bool
     detail: str
 
@@ -90,8 +91,8 @@ def records_hash(records: Sequence[QuestionRecord]) -> str:
 
 def data_check(run_a: str | Path, run_b: str | Path, records_a: Sequence[QuestionRecord],
                records_b: Sequence[QuestionRecord]) -> DataCheck:
-    """Same validation fingerprint in both run.json files; else (runs from `train.py evaluate`) the same ids
-    and text."""
+    """The same fingerprint of the data each folder's records were evaluated on (eval_settings.json; a run from
+    before it was recorded: run.json's validation data); else the same ids and text."""
     fingerprints = [_validation_fingerprint(run) for run in (run_a, run_b)]
     if all(fingerprints):
         return DataCheck("fingerprint", fingerprints[0] == fingerprints[1],
@@ -102,6 +103,10 @@ def data_check(run_a: str | Path, run_b: str | Path, records_a: Sequence[Questio
 
 
 def _validation_fingerprint(run: str | Path) -> str | None:
+    """A run evaluated again into its own folder keeps its training's fingerprint in run.json: the records'
+    evaluation says what they were evaluated on."""
+    if (evaluated := read_evaluated(Path(run))) is not None and evaluated.fingerprint:
+        return evaluated.fingerprint
     try:
         return read_run_info(Path(run)).data_fingerprint.get("validation") or None
     except ValueError:

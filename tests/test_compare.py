@@ -88,6 +88,22 @@ def test_runs_without_fingerprint_are_checked_by_ids_and_text(tmp_path):
         compare.compare_runs(run_a, tmp_path / "c")
 
 
+def test_the_fingerprint_of_the_records_own_evaluation_decides(tmp_path):
+    """Found by following the README: a run evaluated again into its own folder on other data (its run.json keeps
+    the training's fingerprint) was refused a comparison with a run of that data; eval_settings.json says what the
+    records were evaluated on, folders of `train.py evaluate` included."""
+    from qa_core.eval_settings import Evaluated, write_evaluated
+
+    run_a, run_b = two_runs(tmp_path, fingerprint_b="trained-on-other")
+    for run in (run_a, run_b):
+        write_evaluated(run, Evaluated("dev.json", "same-dev", None, {}))
+    check = compare.compare_runs(run_a, run_b).check
+    assert (check.method, check.same) == ("fingerprint", True) and "same-dev" in check.detail
+    write_evaluated(run_b, Evaluated("other.json", "other-dev", None, {}))
+    with pytest.raises(ValueError, match="fingerprints same-dev and other-dev"):
+        compare.compare_runs(run_a, run_b)
+
+
 def test_the_slices_figure_lays_the_bars_flat(tmp_path):
     result = compare.compare_runs(*two_runs(tmp_path))
     figure = charts.compare_slices_figure(result.slices)
