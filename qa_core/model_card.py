@@ -154,7 +154,7 @@ def evaluation_section(evaluations: tuple[EvalScore, ...]) -> list[str]:
 
 
 def score_row(score: EvalScore) -> str:
-    row = [score.data, "-" if score.questions is None else str(score.questions), f"{score.exact_match:.2f}",
+    row = [data_name(score.data), "-" if score.questions is None else str(score.questions), f"{score.exact_match:.2f}",
            f"{score.f1:.2f}"]
     if v2 := score.squad_v2:
         row += ["-" if part is None else f"{part[0]:.2f} / {part[1]:.2f} ({part[2]})" for part in (v2.has_ans,
@@ -166,7 +166,7 @@ def score_row(score: EvalScore) -> str:
 def training_section(facts: CardFacts) -> list[str]:
     """Data with its fingerprint, steps, time, hardware and the hyperparameters that shaped the run."""
     seconds = f"{facts.train_seconds:.0f} s" if facts.train_seconds is not None else "not recorded"
-    lines = ["## Training", "", f"- base model: `{facts.base_model}`", f"- training data: `{facts.train_data}`"]
+    lines = ["## Training", "", f"- base model: `{facts.base_model}`", f"- training data: `{data_name(facts.train_data)}`"]
     lines += [f"- data fingerprint ({split}): `{value}`" for split, value in sorted(facts.data_fingerprint.items())]
     lines += [f"- optimizer steps: {facts.steps}", f"- training time: {seconds}",
               f"- hardware: {facts.hardware or 'not recorded'}", "", "| hyperparameter | value |", "| --- | --- |"]
