@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from qa_core.run_files import HISTORY_FILE
+
 HISTORY_KINDS = ("step", "eval")  # the events a run keeps in its history file
 STEP_KINDS = ("advance", "step")  # one of these after every optimizer step: "step" at logged ones, with the loss
 END_KINDS = ("done", "cancelled", "failed")
@@ -41,8 +43,11 @@ def append_history(path: Path, event: ProgressEvent) -> None:
 
 
 def read_history(path: str | Path) -> list[ProgressEvent]:
-    """The step and evaluation events of a run (a missing file is an empty history; a torn last line is skipped)."""
+    """The step and evaluation events of a run, from its history.jsonl or its folder (a missing file is an empty
+    history; a torn last line is skipped)."""
     path = Path(path)  # README names it for users, who pass a str as to the other functions it names
+    if path.is_dir():  # the run folder, as the other functions the README names take a run
+        path = path / HISTORY_FILE
     if not path.exists():
         return []
     names = {f.name for f in fields(ProgressEvent)}

@@ -20,6 +20,7 @@ def test_step_history_and_tensorboard_are_written_as_training_runs(tiny_model_di
                          num_train_epochs=2, logging_steps=1, report_to="tensorboard")
     train(config)
     events = read_history(tmp_path / "run" / HISTORY_FILE)
+    assert read_history(str(tmp_path / "run")) == events  # the run folder too, as a student may pass it
     steps = [e for e in events if e.kind == "step"]
     assert [e.step for e in steps] == list(range(1, 7))
     assert all(e.loss > 0 and e.learning_rate >= 0 and e.grad_norm > 0 and e.windows_per_s > 0 for e in steps)
