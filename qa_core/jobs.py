@@ -103,14 +103,12 @@ class JobManager:
     def start(self, config: QAConfig, on_end: Callable[[], None] | None = None, owner: str = "",
               step_limit: int | None = None, epoch_limit: float | None = None,
               why_not_resumable: Callable[[], str] | None = None) -> JobSnapshot:
-        """Start training in the background; on_end runs when the job has ended, however it ended; owner: who
-        may cancel it when cancel() is asked to check; step_limit: the job trains at most this many steps,
-        whatever its options (a public server's bound on epochs of many windows); epoch_limit: likewise epochs
-        (max_steps overrides num_train_epochs, and each epoch ends in an evaluation and a checkpoint, so a few
-        training questions under many steps would make many). The training counts its total to them
-        (train_setup.step_limits) and finishes there, its end naming the limit;
-        why_not_resumable: asked once a job is cancelled (after on_end), why Resume cannot continue its run ("": it
-        can), so that its end does not promise a resume the run note then refuses."""
+        """Start training in the background. on_end: run when the job has ended, however it ended; owner: who may
+        cancel it when cancel() is asked to check; step_limit, epoch_limit: the most steps and epochs the job
+        trains, whatever its options (a public server's bounds: each epoch ends in an evaluation and a checkpoint),
+        counted into its total (train_setup.step_limits), its end naming the limit reached; why_not_resumable:
+        asked once a job is cancelled (after on_end), why Resume cannot continue its run ("": it can), so that
+        its end does not promise a resume the run then refuses."""
         with self._lock:
             if self._state.active:
                 raise JobBusyError(f"a training job is already running ({self._state.output_dir}, step "
@@ -193,7 +191,7 @@ class JobManager:
             if not ready.done():
                 ready.set_result(None)
             if on_end is not None and not refused:  # a refused start's upload stays for another try, as when busy
-                self._end_quietly(on_end)
+                logged_call(on_end, f"training job {self._state.job_id}: cleaning up after it")
         self._update(status=result.status, metrics=result.metrics, message=self._describe_end(result.status),
                      elapsed_s=time.monotonic() - self._started)
 
@@ -213,20 +211,10 @@ class JobManager:
     def _describe_end(self, status: str) -> str:
         if status == "finished":  # at a limit: it may have trained fewer steps than its options make
             return f"finished at this server's limit of {self._reached}" if self._reached else "finished"
-        try:
-            why = self._why_not_resumable()
-        except Exception as err:  # a job that cannot say whether it resumes has still ended
-            log_failure(f"training job {self._state.job_id}: whether Resume can continue it", err)
+        why = logged_call(self._why_not_resumable, f"training job {self._state.job_id}: whether it resumes")
+        if why is None:  # a job that cannot say whether it resumes has still ended
             return "cancelled"
         return f"cancelled; Resume cannot continue it: {why}" if why else "cancelled; resumable from its checkpoint"
-
-    def _end_quietly(self, on_end: Callable[[], None]) -> None:
-        """on_end, whose failure (an upload that cannot be removed) is logged: the job's end must still be recorded,
-        or it would stay active and refuse every later start."""
-        try:
-            on_end()
-        except Exception as err:
-            log_failure(f"training job {self._state.job_id}: cleaning up after it", err)
 
     def _record(self, ready: Future[None], event: ProgressEvent) -> None:
         self._reached = reached_limit(event, self._step_limit, self._epoch_limit)
@@ -277,6 +265,16 @@ def reached_limit(event: ProgressEvent, step_limit: int | None, epoch_limit: flo
     if epoch_limit is not None and event.epoch >= epoch_limit:
         return f"{epoch_limit:,g} epochs"
     return ""
+
+
+def logged_call(call: Callable[[], str | None], said: str) -> str | None:
+    """call(), or None with its failure logged: a job's end is recorded whatever its clean-up (an upload that
+    cannot be removed) raises, else the job would stay active and refuse every later start."""
+    try:
+        return call()
+    except Exception as err:
+        log_failure(said, err)
+        return None
 
 
 def log_failure(said: str, err: Exception) -> None:
