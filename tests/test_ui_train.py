@@ -551,3 +551,17 @@ def test_while_a_job_runs_resume_is_greyed_out_and_a_started_job_refreshes_the_r
     assert {tuple(t) for t in events["ui_show_run_started"]["targets"]} == started
     assert ids["train-run"] in events["ui_job_started"]["outputs"]
     assert {ids["train-run-note"], ids["train-resume"]} <= set(events["ui_show_run_started"]["outputs"])
+
+
+def test_a_job_ending_on_the_run_the_errors_tab_shows_reloads_it(settings, tmp_path):
+    """Found by a tester: a run resumed to its end kept its earlier figures in the Errors tab, whose picker moved to
+    the run it already showed (no change event); only the job's own run is read again, others stay as picked."""
+    ui = handlers(settings)
+    run = settings.runs_root / "20250101-000000-reloaded"
+    cancel_at_once(settings, run, max_steps=3, max_train_samples=8, max_eval_samples=4)
+    shown = ui.errors.pick_run(run.name)["summary"]
+    assert ui.train.resume(run.name)["message"] == f"Resumed {run.name} as job 1"
+    assert ui.service.jobs.wait(120) and ui.service.jobs.snapshot().status == "finished"
+    again = ui.errors.pick_run_again(run.name)
+    assert again["summary"] != shown and "4 questions" in again["summary"] and again["selected"] == ""
+    assert ui.errors.pick_run_again("20250101-000000-other") == {} and ui.errors.pick_run_again(None) == {}

@@ -168,7 +168,11 @@ def wire_tabs(demo: gr.Blocks, service: QAService, tabs: gr.Tabs, ask_tab: dict[
     tabs.select(refresh, errors_tab["run"], list(refreshed.values()), api_name="ui_pickers", **quiet)
     tabs.change(None, js=TAB_TOP_JS, api_name="ui_tab_top", **quiet)  # in the page only: no server call
     after_job = by_name(functools.partial(pickers_after_job, service), refreshed)
-    train_tab["ended"].change(after_job, errors_tab["run"], list(refreshed.values()), api_name="ui_job_ended", **quiet)
+    reloaded = errors_tab["picked"]
+    train_tab["ended"].change(after_job, errors_tab["run"], list(refreshed.values()), api_name="ui_job_ended",
+                              **quiet).then(by_name(in_turns(service, errors_tab["handlers"].pick_run_again), reloaded),
+                                            errors_tab["run"], list(reloaded.values()), api_name="ui_job_ended_reload",
+                                            **ANALYSES, **quiet)
     train_tab["started"].change(refresh, errors_tab["run"], list(refreshed.values()), api_name="ui_job_started",
                                 **quiet)
     started = {"message": train_tab["message"], **buttons}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
@@ -235,6 +236,13 @@ class ErrorsHandlers:
                 "model": gr.skip() if model is None else gr.update(value=model),
                 "question": record.question, "context": record.context, "message": kept or flips}
 
+    def pick_run_again(self, run: str | None) -> Outputs:
+        """After a job: the picked run read again if the job wrote it (its picker kept its value: no change event)."""
+        job_run = Path(self.service.jobs.snapshot().output_dir).name
+        if not run or not job_run or Path(run).name != job_run:
+            return {}
+        return {**self.pick_run(run), **self.forget_selection()}
+
     @staticmethod
     def forget_selection() -> Outputs:
         """Another run was picked: the selected question, its spans, plots and attributions were the last run's."""
@@ -287,5 +295,6 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
                           api_name="ui_select_record", **ANSWERS, **PRIVATE)
     explain.click(by_name(ui.attribute_in_turn, why), [run, detail["selected"], threshold], list(why.values()),
                   api_name="ui_attribute", **EXPLAIN, **PRIVATE)
-    return {"run": run, "send": send, "selected": detail["selected"], "threshold": threshold, "handlers": ui}
+    return {"run": run, "send": send, "selected": detail["selected"], "threshold": threshold, "handlers": ui,
+            "picked": {**picked, **selection}}
 
