@@ -84,8 +84,14 @@ def answer_note(prediction: Prediction, threshold: float | None = None) -> str:
         return "The text has no span the model could choose."
     best = prediction.alternatives[0]
     # the odds, not "beats": below a negative threshold a run abstains on a null score under the span's
-    return (f"The null score {prediction.null_score:.2f} less the best span's score ({best.text!r}, "
+    return (f"The null score {prediction.null_score:.2f} less the best span's score ({quoted(best.text)}, "
             f"{best.score:.2f}): {odds_against(prediction.null_odds, threshold)}.")
+
+
+def quoted(text: str) -> str:
+    """A span's text quoted in a sentence, as a reader reads it: line breaks and runs of spaces as one space (a
+    Python repr showed '\\n\\n' and escaped quotes)."""
+    return "'" + " ".join(text.split()) + "'"
 
 
 def explained_note(context: str, passed_over: tuple[int, int] | None) -> str:
@@ -95,7 +101,7 @@ def explained_note(context: str, passed_over: tuple[int, int] | None) -> str:
     if passed_over is None:
         return ""
     return (f"The model abstained on this question: these attributions explain the best span it passed over, "
-            f"{context[passed_over[0]:passed_over[1]]!r}. ")
+            f"{quoted(context[passed_over[0]:passed_over[1]])}. ")
 
 
 def odds_against(null_odds: float, threshold: float | None) -> str:

@@ -143,3 +143,11 @@ def test_a_job_still_loading_says_so_rather_than_step_0_of_0():
     assert views.job_text(failed).splitlines()[2] == "elapsed 4s"  # ended before its first step: no steps to count
     resumed = replace(loading, status="running", step=40, total_steps=60, epoch=1.5)
     assert views.job_text(resumed).splitlines()[2] == "Step 40/60 · epoch 1.50 · elapsed 4s"
+
+
+def test_a_span_across_a_paragraph_break_is_quoted_as_it_reads():
+    """Found by a tester: the abstention's note and the explanation's quoted a span across paragraphs as a Python
+    repr, '...rainforest.\\n\\nThe rainforest...'."""
+    context = "It rained.\n\nThe forest grew."
+    assert views.explained_note(context, (3, 22)) == ("The model abstained on this question: these attributions "
+                                                      "explain the best span it passed over, 'rained. The forest'. ")
