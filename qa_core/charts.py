@@ -129,7 +129,8 @@ def reliability_figure(bins: Sequence[ReliabilityBin], ece: float | None = None,
     if scaled:
         figure.add_trace(go.Scatter(x=[b.mean_probability for b in scaled], y=[b.exact_fraction for b in scaled],
                                     name="after temperature scaling", mode="lines+markers"))
-    title = "Reliability" + (f" (ECE {ece:.3f})" if ece is not None else "")  # the axes say what against what
+    # the axes say what against what; no bins, no error to state (an ECE of 0.000 would read as perfect)
+    title = "Reliability" + (f" (ECE {ece:.3f})" if ece is not None and used else "")
     axis = "answer probability"
     if abstentions:
         title = f"{title}<br><sup>{count(abstentions, 'abstention')} left out</sup>"
@@ -167,6 +168,8 @@ def coverage_figure(points: Sequence[CoveragePoint], chosen: CoveragePoint | Non
                                             if abstentions else "")
     figure.update_layout(title=title, xaxis_title="coverage (answered share)",
                          yaxis_title="score on answered", height=380, xaxis_range=[0, 1.02], **BELOW_LAYOUT)
+    if not points:  # nothing answered: the scores' own range, not plotly's -1 to 4 around no data
+        figure.update_layout(yaxis_range=[0, 100])
     if abstentions:
         figure.update_layout(margin={"t": 60})  # room for the title's second line
     return figure

@@ -275,6 +275,9 @@ def test_calibration_texts_count_in_the_singular_and_say_when_nothing_was_answer
     shown = calibration_views.calibration_text(calibration.fit_calibration(none))
     assert shown.startswith("Nothing to measure: none of this run's evaluation questions was answered (3 abstentions)")
     assert "0.000" not in shown and "0 answered" not in shown
+    # found by a tester: the diagram beside that text said "Reliability (ECE 0.000)", the coverage axis -1 to 4
+    assert "ECE" not in charts.reliability_figure((), 0.0, (), 3).layout.title.text
+    assert list(charts.coverage_figure((), coverage.coverage_at(none, 0.5), 3).layout.yaxis.range) == [0, 100]
     assert calibration_views.coverage_text(coverage.coverage_at(none, 0.5)) == (
         "Answering only above 0.50: no question answered, so there is no EM or F1 to measure")
 
