@@ -213,8 +213,7 @@ def steps_text(s: JobSnapshot) -> list[str]:
 
 
 def limits_note(settings: Settings) -> str:
-    """What a public server's Train tab says of its caps (settings.TrainLimits), so that a visitor reads them before
-    a start is refused over one."""
+    """What a public server's Train tab says of its caps (settings.TrainLimits), read before a start is refused."""
     limits, questions = settings.train_limits, settings.max_train_examples
     read = f", {count(questions, 'question')} read from each" if questions else ""
     epochs = f"{limits.epochs:g} epoch{'' if limits.epochs == 1 else 's'}"  # a float: 2.5 epochs
@@ -262,6 +261,11 @@ def evaluation_caveat(run: str) -> str:
         return ("  ⚠ This run was evaluated on its own training data, so these figures show memorisation, "
                 "not how it does on new questions. Train with separate evaluation data for honest figures.")
     return ""
+
+
+def matched_note(shown: int, total: int) -> str:
+    """Above the question table: how many questions its filters let through (an empty table said nothing)."""
+    return "" if shown == total else f"{'None' if shown == 0 else f'{shown:,}'} of {total:,} questions match the filters"
 
 
 def record_table(records: Sequence[QuestionRecord], only_wrong: bool = False, f1_range: tuple[float, float] = (0, 100),

@@ -151,3 +151,10 @@ def test_a_span_across_a_paragraph_break_is_quoted_as_it_reads():
     context = "It rained.\n\nThe forest grew."
     assert views.explained_note(context, (3, 22)) == ("The model abstained on this question: these attributions "
                                                       "explain the best span it passed over, 'rained. The forest'. ")
+
+
+def test_the_question_table_says_how_many_questions_its_filters_let_through():
+    """Found by a tester: filters that matched nothing left an empty table under a summary of 120 questions."""
+    assert views.matched_note(120, 120) == ""
+    assert views.matched_note(12, 120) == "12 of 120 questions match the filters"
+    assert views.matched_note(0, 1_200) == "None of 1,200 questions match the filters"

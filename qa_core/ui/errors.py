@@ -109,11 +109,11 @@ class ErrorsHandlers:
             return {"summary": self.service.explain(err), "words": None, "lengths": None, "histogram": None,
                     "answerable": gr.update(value=None, visible=False)}
         v2 = views.is_squad_v2(records)
+        by_word, by_length = (group_scores(records, lambda r: r.question_word),
+                              group_scores(records, answer_length_bucket))
         return {"summary": views.summary_text(records) + views.evaluation_caveat(self.service.run_path(run)),
-                "words": charts.group_figure(group_scores(records, lambda r: r.question_word), "By question word",
-                                            (*QUESTION_WORDS, "other")),
-                "lengths": charts.group_figure(group_scores(records, answer_length_bucket),
-                                              "By gold answer length (words)", ANSWER_LENGTHS),
+                "words": charts.group_figure(by_word, "By question word", (*QUESTION_WORDS, "other")),
+                "lengths": charts.group_figure(by_length, "By gold answer length (words)", ANSWER_LENGTHS),
                 "histogram": charts.f1_histogram([r.f1 for r in records]),
                 "answerable": gr.update(visible=v2, value=charts.group_figure(
                     group_scores(records, answerable_slice), "HasAns / NoAns", ("HasAns", "NoAns")) if v2 else None)}
@@ -123,10 +123,11 @@ class ErrorsHandlers:
         try:
             records = self.records(run, threshold)
             f1_range = tuple(sorted((f1_min, f1_max)))  # sliders set "from 80 to 20" mean 20..80, not nothing
-            return {"table": views.record_table(records, only_wrong, f1_range, word, search or "", sort,
-                                                kind if views.is_squad_v2(records) else V2_ERRORS[0])}
+            table = views.record_table(records, only_wrong, f1_range, word, search or "", sort,
+                                       kind if views.is_squad_v2(records) else V2_ERRORS[0])
+            return {"table": table, "matched": views.matched_note(len(table), len(records))}
         except (ValueError, OSError):
-            return {"table": pd.DataFrame(columns=views.TABLE_COLUMNS)}
+            return {"table": pd.DataFrame(columns=views.TABLE_COLUMNS), "matched": ""}
 
     async def select_record_in_turn(self, run: str | None, event: gr.SelectData, threshold: float | None = None,
                                     request: gr.Request | None = None) -> Outputs:
@@ -239,9 +240,7 @@ class ErrorsHandlers:
     def pick_run_again(self, run: str | None) -> Outputs:
         """After a job: the picked run read again if the job wrote it (its picker kept its value: no change event)."""
         job_run = Path(self.service.jobs.snapshot().output_dir).name
-        if not run or not job_run or Path(run).name != job_run:
-            return {}
-        return {**self.pick_run(run), **self.forget_selection()}
+        return {**self.pick_run(run), **self.forget_selection()} if run and Path(run).name == job_run else {}
 
     @staticmethod
     def forget_selection() -> Outputs:
@@ -260,7 +259,8 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
         threshold, presets = threshold_controls()
         controls = filter_controls()
         filters = [run, *controls.values(), threshold]  # filter_table's arguments, in its order
-        table = {"table": gr.Dataframe(pd.DataFrame(columns=views.TABLE_COLUMNS), label="Dev questions (click a row)",
+        table = {"matched": gr.Markdown(elem_id="errors-matched"),
+                 "table": gr.Dataframe(pd.DataFrame(columns=views.TABLE_COLUMNS), label="Dev questions (click a row)",
                                        interactive=False, wrap=True, column_widths=views.TABLE_WIDTHS,
                                        elem_id="errors-table")}
         detail = question_outputs()
@@ -289,7 +289,7 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
         presets[name].click(by_name(in_turns(service, handler), {"threshold": threshold}), run, threshold,
                             api_name=f"ui_threshold_{name}", **ANALYSES, **PRIVATE)
     for n, control in enumerate(filters):
-        control.change(by_name(in_turns(service, ui.filter_table), table), filters, table["table"],
+        control.change(by_name(in_turns(service, ui.filter_table), table), filters, list(table.values()),
                        api_name=f"ui_filter_{n}", **ANALYSES, **PRIVATE)
     table["table"].select(by_name(ui.select_record_in_turn, detail), [run, threshold], list(detail.values()),
                           api_name="ui_select_record", **ANSWERS, **PRIVATE)
