@@ -125,6 +125,8 @@ def _band(figure: go.Figure, tokens: tuple[int, int], label: str, where: str, **
     labelled = {"annotation_text": label, "annotation_position": where} if label else {}
     if label and where.startswith("top"):  # standing on the plot area's top edge, above it (LOGIT_TOP)
         labelled["annotation"] = {"yanchor": "bottom"}
+    elif label:  # inside the plot area, over the logit lines: readable on a background of its own
+        labelled["annotation"] = {"bgcolor": "rgba(255, 255, 255, 0.85)"}
     figure.add_vrect(x0=tokens[0] - 0.5, x1=tokens[1] + 0.5, **labelled, **style)
 
 

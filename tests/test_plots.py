@@ -100,6 +100,9 @@ def test_overlapping_golds_are_labelled_once_and_a_passed_over_span_is_dashed():
     figure = plots.logit_figure(logits, None, gold=[(25, 41), (28, 41), (28, 41), (33, 41)], passed_over=(0, 8))
     texts = [a.text for a in figure.layout.annotations]
     assert texts.count("gold") == 1 and texts.count(plots.PASSED_OVER) == 1
+    # found by a tester: the gold label, inside the plot area, was drawn over the logit lines without a background
+    (gold_label,) = [a for a in figure.layout.annotations if a.text == "gold"]
+    assert gold_label.bgcolor is not None
     golds = [s for s in figure.layout.shapes if s.fillcolor == plots.GOLD_COLOR]
     assert [(s.x0, s.x1) for s in golds] == [(4.5, 6.5)]  # one band over the golds' tokens
     (passed,) = [s for s in figure.layout.shapes if s.line.dash == "dash"]
