@@ -149,7 +149,7 @@ def test_a_v1_run_evaluated_as_squad_v2_into_its_folder_gets_a_v2_card(trained_r
     card = (run / "model" / "README.md").read_text()
     assert "SQuAD v1.1" not in card and "Official SQuAD v2.0" in card
     metrics = json.loads((run / METRICS_FILE).read_text())
-    assert (f"| {data} | {len(QUESTIONS)} | {metrics['exact']:.2f} | {metrics['f1']:.2f} | "
+    assert (f"| {Path(data).name} | {len(QUESTIONS)} | {metrics['exact']:.2f} | {metrics['f1']:.2f} | "
             f"{metrics['HasAns_exact']:.2f} / {metrics['HasAns_f1']:.2f} (5) |") in card
     assert "null odds threshold 0.25" in card
     evaluated = fingerprint(load_examples(str(data), "validation").examples)
