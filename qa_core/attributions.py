@@ -87,25 +87,26 @@ def locate_answer(loaded: LoadedModel, question: str, context: str, span: tuple[
     """The context's windows, and (window, start token, end token) of the given span or else the predicted one."""
     example, config, features = question_windows(loaded, question, context, config, max_windows)
     # a given span needs only the windows holding it scored: a long context's others would spend the budget
-    scored = range(len(features)) if span is None else [i for i, f in enumerate(features) if holds_span(f, span)]
-    if not scored:
-        raise ValueError(f"no window holds the whole answer span {span}")
-    start_logits, end_logits = run_model(loaded.model, [features[i] for i in scored],
-                                         config.per_device_eval_batch_size, batch_format=loaded.batch_format)
+    held = range(len(features)) if span is None else [i for i, f in enumerate(features) if span_tokens(f, span)]
+    windows = [features[i] for i in held]
+    start_logits, end_logits = run_model(loaded.model, windows, config.per_device_eval_batch_size,
+                                         batch_format=loaded.batch_format)
     if span is None:
         # the best span, even where a SQuAD 2.0 run would abstain: that is the answer there is to explain
         search = SpanSearch(config.n_best_size, config.max_answer_length, config.whole_word_spans)
-        span = predict_example(example, list(zip(features, start_logits, end_logits)), search).span
+        span = predict_example(example, list(zip(windows, start_logits, end_logits)), search).span
         if span is None:
             raise ValueError("the model found no answer span to explain")
-    window, start, end = answer_window([features[i] for i in scored], start_logits, end_logits, span)
-    return features, scored[window], start, end
+    window, start, end = answer_window(windows, start_logits, end_logits, span)
+    return features, held[window], start, end
 
 
-def holds_span(feature: Feature, span: tuple[int, int]) -> bool:
-    """Whether the window's context tokens cover the whole character span."""
-    covered = [o for o in feature.offsets if o is not None]
-    return bool(covered) and covered[0][0] <= span[0] and span[1] <= covered[-1][1]
+def span_tokens(feature: Feature, span: tuple[int, int]) -> tuple[int, int] | None:
+    """The first and last of the window's tokens over the character span; None where it does not hold all of it."""
+    tokens = [(i, o) for i, o in enumerate(feature.offsets) if o is not None and o[0] < span[1] and o[1] > span[0]]
+    if not tokens or tokens[0][1][0] > span[0] or tokens[-1][1][1] < span[1]:
+        return None
+    return tokens[0][0], tokens[-1][0]
 
 
 def answer_window(features: Sequence[Feature], start_logits: np.ndarray, end_logits: np.ndarray,
@@ -113,13 +114,11 @@ def answer_window(features: Sequence[Feature], start_logits: np.ndarray, end_log
     """(window, start token, end token): of the windows holding the whole span, the one scoring it highest."""
     best: tuple[float, int, int, int] | None = None
     for index, feature in enumerate(features):
-        tokens = [(i, o) for i, o in enumerate(feature.offsets) if o is not None and o[0] < span[1] and o[1] > span[0]]
-        if not tokens or tokens[0][1][0] > span[0] or tokens[-1][1][1] < span[1]:
+        if (tokens := span_tokens(feature, span)) is None:
             continue
-        start, end = tokens[0][0], tokens[-1][0]
-        score = float(start_logits[index, start] + end_logits[index, end])
+        score = float(start_logits[index, tokens[0]] + end_logits[index, tokens[1]])
         if best is None or score > best[0]:
-            best = (score, index, start, end)
+            best = (score, index, *tokens)
     if best is None:
         raise ValueError(f"no window holds the whole answer span {span}")
     return best[1], best[2], best[3]

@@ -55,3 +55,13 @@ def test_a_public_server_starts_room_for_one_address_s_bounds_and_as_much_again(
     assert [m.cls.__name__ for m in public["app_kwargs"]["middleware"]] == ["LimitEvents", "LimitBody"]
     local = app.launch_options(Settings())
     assert "max_threads" not in local and [m.cls.__name__ for m in local["app_kwargs"]["middleware"]] == ["LimitBody"]
+
+
+def test_addresses_all_still_spending_are_forgotten_oldest_first_down_to_half(monkeypatch):
+    """Found in review: with more addresses than are tracked, none whole again, every event looked over all of
+    them; the least recently seen go, so the next look is many events away."""
+    monkeypatch.setattr(event_limit, "TRACKED_ADDRESSES", 4)
+    budget = EventBudget(1.0, Clock())  # the clock stands still: no budget fills up again
+    for address in "abcde":
+        budget.take(address)
+    assert list(budget._budgets) == ["d", "e"]

@@ -32,6 +32,7 @@ from qa_core.ui.train import JOB_BUTTONS, build_train_tab
 logger = logging.getLogger(__name__)
 
 QUEUE_SIZE = 256
+BOUNDED_KINDS = 3  # questions, analyses and explanations: each kind has its own bound in flight (QAService)
 # Every event goes through the queue and its concurrency limits: api_open=False closes Gradio's /gradio_api/run/
 # route, which ran any event (the page's own too) outside them, without a session to own a job it started.
 QUEUE_OPTIONS = {"default_concurrency_limit": 2, "max_size": QUEUE_SIZE, "api_open": False}
@@ -207,7 +208,7 @@ def launch_options(settings: Settings, sweep: tuple[int, int] = CACHE_SWEEP) -> 
     middleware = [*event_limit_middleware(settings), *body_limit_middleware(settings, sweep_age_s=sweep[1])]
     options = {"max_file_size": settings.max_upload_bytes, "app_kwargs": {"middleware": middleware}}
     if settings.public:
-        options["max_threads"] = 2 * 3 * ADDRESS_SESSIONS * settings.max_caller_requests
+        options["max_threads"] = 2 * BOUNDED_KINDS * ADDRESS_SESSIONS * settings.max_caller_requests
     return options
 
 

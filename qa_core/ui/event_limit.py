@@ -35,18 +35,22 @@ class EventBudget:
     def take(self, address: str) -> bool:
         """Whether `address` may send one more event now; it is counted if so."""
         now = self._clock()
-        left, then = self._budgets.get(address, (self.burst, now))
+        left, then = self._budgets.pop(address, (self.burst, now))  # put back last: the most recently seen
         left = min(self.burst, left + (now - then) * self.per_s)
         taken = left >= 1.0
         self._budgets[address] = (left - 1.0 if taken else left, now)
         if len(self._budgets) > TRACKED_ADDRESSES:
-            self._forget_whole(now)
+            self._forget(now)
         return taken
 
-    def _forget_whole(self, now: float) -> None:
+    def _forget(self, now: float) -> None:
+        """The addresses whose budget is whole again; then, while over half as many are left, the least recently
+        seen (a fresh budget for them), so that the next look over all of them is half as many addresses away."""
         whole = [a for a, (left, then) in self._budgets.items() if left + (now - then) * self.per_s >= self.burst]
         for address in whole:
             del self._budgets[address]
+        while len(self._budgets) > TRACKED_ADDRESSES // 2:
+            del self._budgets[next(iter(self._budgets))]
 
 
 class LimitEvents:
