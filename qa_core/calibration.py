@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from qa_core.error_analysis import QuestionRecord
-from qa_core.postprocess import Prediction
+from qa_core.postprocess import ANSWER_TOP_K, Prediction, distinct_texts
 from qa_core.run_files import CALIBRATION_FILE, NULL_ODDS_FILE, run_folder
 
 logger = logging.getLogger(__name__)
@@ -215,34 +215,35 @@ def run_calibration(source: str | Path | None) -> Calibration | None:
     return read_calibration(run_folder(Path(source))) if source and Path(source).is_dir() else None
 
 
-def rescale_prediction(prediction: Prediction, temperature: float, shown: int | None = None) -> Prediction:
+def rescale_prediction(prediction: Prediction, temperature: float, texts: int = ANSWER_TOP_K) -> Prediction:
     """The prediction with its alternatives' probabilities temperature-scaled (see scale_probabilities).
 
-    shown: how many of its spans the answer shows (all by default; the Ask tab and /answer show ANSWER_TOP_K):
-    those and the rest of the mass are scaled as one vector. A span after them (predict searches further for
-    distinct texts) is part of that rest, and gets its share of the rest's scaled mass by the same rule,
-    p^(1/T) / Z, so that every span has the probability the answer that shows it gives.
+    The vector scaled is the one a question record keeps and the temperature was fitted on: the spans of the
+    first `texts` distinct texts (each at its best occurrence) and the rest of the mass. Any other span (a text's
+    second occurrence, or a span after them) is part of that rest, and gets its share of the rest's scaled mass
+    by the same rule, p^(1/T) / Z, so that every span has the probability the answer that shows it gives.
     """
     if temperature == 1.0 or not prediction.alternatives:
         return prediction
     stored = np.array([s.probability for s in prediction.alternatives])
-    head = stored[:shown]
-    rest = max(0.0, 1.0 - head.sum())
-    scaled = scale_probabilities(np.append(head, rest), temperature)
-    tail = stored[len(head):]
-    shares = scaled[-1] * (tail / rest) ** (1.0 / temperature) if rest > 0 else np.zeros_like(tail)
-    probabilities = np.concatenate([scaled[:-1], shares])
+    fitted = {id(s) for s in distinct_texts(prediction.alternatives)[:texts]}
+    head = np.array([id(s) in fitted for s in prediction.alternatives])  # (spans,)
+    rest = max(0.0, 1.0 - stored[head].sum())
+    scaled = scale_probabilities(np.append(stored[head], rest), temperature)
+    probabilities = np.zeros_like(stored)
+    probabilities[head] = scaled[:-1]
+    if rest > 0:
+        probabilities[~head] = scaled[-1] * (stored[~head] / rest) ** (1.0 / temperature)
     return replace(prediction, alternatives=tuple(replace(s, probability=float(p))
                                                   for s, p in zip(prediction.alternatives, probabilities)))
 
 
-def calibrate_prediction(prediction: Prediction, source: str,
-                         shown: int | None = None) -> tuple[Prediction, float | None, str | None]:
-    """The prediction with probabilities at its run's fitted temperature (the Ask tab, /answer and predict alike;
-    shown: as rescale_prediction), that temperature (None: the run has no calibration), and why none was fitted
-    where the run has a calibration without one (too few evaluation questions). source: the loaded model's."""
+def calibrate_prediction(prediction: Prediction, source: str) -> tuple[Prediction, float | None, str | None]:
+    """The prediction with probabilities at its run's fitted temperature (the Ask tab, /answer and predict alike),
+    that temperature (None: the run has no calibration), and why none was fitted where the run has a calibration
+    without one (too few evaluation questions). source: the loaded model's."""
     temperature, uncalibrated = answer_calibration(source)
-    scaled = prediction if temperature is None else rescale_prediction(prediction, temperature, shown)
+    scaled = prediction if temperature is None else rescale_prediction(prediction, temperature)
     return scaled, temperature, uncalibrated
 
 

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DATA_OPTIONS = {"train": "train_file", "evaluate": "validation_file"}  # the data each command cannot do without
-PREDICT_ALTERNATIVES = 5  # distinct texts predict prints: the Ask tab asks for five spans, which may repeat one
 
 
 class ProgressBar:
@@ -167,13 +166,9 @@ def predict_one(loaded: LoadedModel, question: str, context: str, config: QAConf
     from qa_core.inference import answer_question
     from qa_core.postprocess import ANSWER_TOP_K, distinct_texts, prediction_json
 
-    # every span searched (at least the spans /answer's probabilities share), so that five distinct texts remain
-    # once repeated ones are dropped
-    top_k = max(config.n_best_size, ANSWER_TOP_K)
-    prediction = answer_question(loaded, question, context, config, top_k=top_k).prediction
-    prediction, temperature, uncalibrated = calibrate_prediction(prediction, loaded.source, shown=ANSWER_TOP_K)
-    spans = distinct_texts(prediction.alternatives)[:PREDICT_ALTERNATIVES]
-    return prediction_json(prediction, spans, temperature, uncalibrated)
+    prediction = answer_question(loaded, question, context, config, top_k=ANSWER_TOP_K).prediction
+    prediction, temperature, uncalibrated = calibrate_prediction(prediction, loaded.source)
+    return prediction_json(prediction, distinct_texts(prediction.alternatives), temperature, uncalibrated)
 
 
 def run_app() -> None:

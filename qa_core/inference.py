@@ -21,7 +21,8 @@ from qa_core.data_sources import check_unicode
 from qa_core.distributed import DistContext, gather
 from qa_core.features import AS_TEXT, Feature, featurize
 from qa_core.modeling import LoadedModel, fit_config
-from qa_core.postprocess import ANSWER_TOP_K, Prediction, SpanSearch, postprocess_predictions, predict_example
+from qa_core.postprocess import (ANSWER_TOP_K, Prediction, SpanSearch, leading_spans, postprocess_predictions,
+                                 predict_example)
 from qa_core.precision import autocast, inference_copy
 from qa_core.run_files import METRICS_FILE, read_run_info, run_folder
 
@@ -102,7 +103,7 @@ def run_model(model: torch.nn.Module, features: Sequence[Feature], batch_size: i
 def answer_question(loaded: LoadedModel, question: str, context: str, config: QAConfig = QAConfig(),
                     top_k: int = ANSWER_TOP_K, max_windows: int | None = None) -> AnswerResult:
     """Search every window of the context for the best span; the windows' logits stay with the answer, for its
-    per-token plots (AnswerResult.logits).
+    per-token plots (AnswerResult.logits). Its alternatives are the best spans through its top_k-th distinct text.
 
     A context cut into more than max_windows windows is refused with a ValueError before the model runs."""
     example, config, features = question_windows(loaded, question, context, config, max_windows)
@@ -111,7 +112,7 @@ def answer_question(loaded: LoadedModel, question: str, context: str, config: QA
     scored = list(zip(features, start_logits, end_logits))
     search = SpanSearch.from_config(config, top_k)
     prediction = predict_example(example, scored, search)
-    prediction = dataclasses.replace(prediction, alternatives=prediction.alternatives[:top_k])
+    prediction = dataclasses.replace(prediction, alternatives=leading_spans(prediction.alternatives, top_k))
     return AnswerResult(question, context, prediction, len(features), search.null_threshold, tuple(scored),
                         loaded.tokenizer)
 

@@ -24,9 +24,9 @@ MAX_WORD_CHARS = 64
 _UNSPACED_SCRIPTS = ((0x0E00, 0x0EFF), (0x1000, 0x109F), (0x1780, 0x17FF), (0x3040, 0x30FF), (0x31F0, 0x31FF),
                      (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0xFF66, 0xFF9F), (0x20000, 0x3FFFF))
 _NUMBER_SEPARATORS = ",."
-# Spans an answer lists: the Ask tab's top answers, /answer's alternatives, and those a question record keeps
-# (error_analysis), on which a run's temperature is fitted; an answer's probabilities are scaled as one vector
-# at that temperature (calibration.rescale_prediction), so what is fitted and what is shown must be the same k.
+# Distinct texts an answer lists: the Ask tab's top answers, predict's alternatives, and those a question record
+# keeps (error_analysis), on which a run's temperature is fitted; an answer's probabilities are scaled as one
+# vector at that temperature (calibration.rescale_prediction), so what is fitted and what is shown must be the same.
 ANSWER_TOP_K = 5
 
 
@@ -177,6 +177,18 @@ def distinct_texts(spans: Sequence[Span]) -> tuple[Span, ...]:
     the records'), where two occurrences of one word would read as one answer listed twice."""
     seen: set[str] = set()
     return tuple(s for s in spans if not (s.text in seen or seen.add(s.text)))
+
+
+def leading_spans(spans: Sequence[Span], texts: int) -> tuple[Span, ...]:
+    """The spans, best first, through the one that brings the texts-th distinct text: what an answer keeps, so that
+    its list shows that many texts once repeats are dropped, and its probabilities scale as its record's were
+    fitted (calibration.rescale_prediction)."""
+    seen: set[str] = set()
+    for kept, span in enumerate(spans, start=1):
+        seen.add(span.text)
+        if len(seen) == texts:
+            return tuple(spans[:kept])
+    return tuple(spans)
 
 
 def prediction_json(prediction: Prediction, spans: Sequence[Span], temperature: float | None,

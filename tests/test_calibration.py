@@ -97,19 +97,20 @@ def test_calibration_is_stored_in_the_run_and_rescales_ask_predictions(tmp_path)
 
 
 @pytest.mark.parametrize("temperature", [0.5, 3.0])
-def test_spans_after_the_shown_ones_are_scaled_as_their_share_of_the_rest(temperature):
-    """predict searches past the five spans /answer shows (for five distinct texts): the shown spans keep /answer's
-    probabilities, the later ones share the rest's scaled mass by the same rule, best first."""
+def test_spans_outside_the_first_five_texts_are_scaled_as_their_share_of_the_rest(temperature):
+    """The first five distinct texts are scaled with the rest of the mass, as their record was fitted; a text's
+    second place and the spans after the fifth text share the rest's scaled mass by the same rule, best first."""
     probabilities = (0.4, 0.2, 0.1, 0.08, 0.06, 0.05, 0.04)  # 0.07 of the mass in spans never listed
-    spans = tuple(Span(i, i + 1, f"t{i}", 10.0 - i, p) for i, p in enumerate(probabilities))
-    prediction = Prediction("q", "t0", (0, 1), 10.0, spans)
-    shown = calibration.rescale_prediction(Prediction("q", "t0", (0, 1), 10.0, spans[:5]), temperature)
-    scaled = calibration.rescale_prediction(prediction, temperature, shown=5)
-    assert scaled.alternatives[:5] == shown.alternatives
-    later = [s.probability for s in scaled.alternatives[5:]]
-    rest = 1.0 - sum(s.probability for s in shown.alternatives)
-    assert later[0] > later[1] > 0 and later[0] < rest
-    assert later[0] / later[1] == pytest.approx((0.05 / 0.04) ** (1 / temperature))
+    texts = ("t0", "t1", "t0", "t3", "t4", "t5", "t6")  # t0 twice: its second place is not one of the five
+    spans = tuple(Span(i, i + 1, t, 10.0 - i, p) for i, (t, p) in enumerate(zip(texts, probabilities)))
+    scaled = [s.probability for s in calibration.rescale_prediction(Prediction("q", "t0", (0, 1), 10.0, spans),
+                                                                    temperature).alternatives]
+    five = np.array([0.4, 0.2, 0.08, 0.06, 0.05])
+    expected = calibration.scale_probabilities(np.append(five, 1 - five.sum()), temperature)
+    assert [scaled[i] for i in (0, 1, 3, 4, 5)] == pytest.approx(expected[:-1])
+    rest = expected[-1]
+    assert scaled[2] == pytest.approx(rest * (0.1 / (1 - five.sum())) ** (1 / temperature))
+    assert scaled[6] / scaled[2] == pytest.approx((0.04 / 0.1) ** (1 / temperature))
 
 
 def test_coverage_curve_matches_counting_by_hand():
@@ -315,3 +316,40 @@ def test_a_run_stopped_before_its_model_is_called_a_run_not_an_evaluation(tmp_pa
     shown = CalibrationHandlers(QAService(Settings(tmp_path, training_enabled=False, fast_inference=False))).show(
         "stopped", 0.5)["calibration"]
     assert "this run's" in shown and "this evaluation's" not in shown and "this folder has no model" in shown, shown
+
+
+def favour_word(loaded, word: str) -> None:
+    """Make the model's start and end logits far higher on the word's tokens than anywhere else, so that its
+    best spans are that word at each of its places: one text, repeated."""
+    word_id = loaded.tokenizer.convert_tokens_to_ids(word)
+
+    def favour(module, args, kwargs, output):
+        on_word = (kwargs["input_ids"] == word_id).float() * 10.0  # (batch, seq)
+        output.start_logits = output.start_logits + on_word
+        output.end_logits = output.end_logits + on_word
+        return output
+
+    loaded.model.register_forward_hook(favour, with_kwargs=True)
+
+
+@pytest.mark.parametrize("temperature", [0.5, 2.0])
+def test_an_answer_shows_the_probability_its_record_is_fitted_on(tiny_loaded, temperature):
+    """A context repeating one word gives top spans repeating one text. The run's temperature is fitted on each
+    record's first five distinct texts and the rest; the Ask tab's answer must scale the same vector, or the
+    probability it shows is not the one the fit calibrated."""
+    from qa_core.config import QAConfig
+    from qa_core.data import Answer, Example
+    from qa_core.error_analysis import build_record
+    from qa_core.inference import answer_question, question_windows, run_model
+    from qa_core.postprocess import SpanSearch, distinct_texts, predict_example
+
+    question, context = "Which city?", "Paris, Paris and Paris again; then Lyon, Nice, Metz, Caen and Paris."
+    favour_word(tiny_loaded, "paris")
+    answered = answer_question(tiny_loaded, question, context).prediction
+    example, config, features = question_windows(tiny_loaded, question, context, QAConfig())
+    start, end = run_model(tiny_loaded.model, features, 8, batch_format=tiny_loaded.batch_format)
+    evaluated = predict_example(example, list(zip(features, start, end)), SpanSearch.from_config(config))
+    record_ = build_record(Example("q", question, context, (Answer("Paris", 0),)), evaluated)
+    assert len(distinct_texts(answered.alternatives)) == len(record_.alternatives) == 5
+    shown = calibration.rescale_prediction(answered, temperature).alternatives[0].probability
+    assert shown == pytest.approx(calibration.confidences([record_], temperature)[0])

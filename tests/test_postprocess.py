@@ -8,7 +8,8 @@ import pytest
 from qa_core.config import QAConfig
 from qa_core.data import Answer, Example
 from qa_core.features import Feature, Offsets
-from qa_core.postprocess import SpanSearch, best_spans, postprocess_predictions, snap_to_words, window_candidates
+from qa_core import postprocess
+from qa_core.postprocess import Span, SpanSearch, best_spans, postprocess_predictions, snap_to_words, window_candidates
 
 CONTEXT = "Bells rang at dawn in Zürich; the keeper woke."
 # offsets of: [CLS] q [SEP] Bells rang at dawn in Zürich ; the keeper woke . [SEP]
@@ -110,3 +111,10 @@ def test_alternatives_that_snap_to_the_same_span_are_merged() -> None:
 
 def test_the_default_span_search_is_the_default_config_s() -> None:
     assert SpanSearch() == SpanSearch.from_config(QAConfig())
+
+
+def test_an_answer_keeps_its_spans_through_its_fifth_distinct_text():
+    texts = ("a", "a", "b", "c", "a", "d", "e", "f")
+    spans = tuple(Span(i, i + 1, t, -i, 0.1) for i, t in enumerate(texts))
+    assert postprocess.leading_spans(spans, 5) == spans[:7]
+    assert postprocess.leading_spans(spans[:4], 5) == spans[:4]  # fewer texts than asked: every span

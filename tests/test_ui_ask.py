@@ -157,7 +157,7 @@ def test_the_top_answers_list_each_text_once(ui):
     texts = list(asyncio.run(ui.ask.ask_in_turn("", "Who?", repeated))["alternatives"]["answer"])
     assert len(texts) == len(set(texts)) and "Ann." in texts, texts
     spans = asyncio.run(ui.service.answer_json("", "Who?", repeated))["alternatives"]
-    assert [a["answer"] for a in spans].count("Ann.") == 2 and len({(a["start"], a["end"]) for a in spans}) == 5
+    assert [a["answer"] for a in spans].count("Ann.") >= 2 and len({a["answer"] for a in spans}) == 5 == len(texts)
 
 
 def test_a_calibrated_run_shows_scaled_probabilities(ui, tiny_run, tmp_path):
