@@ -140,33 +140,46 @@ def _log_loss(probability: np.ndarray, outcome: np.ndarray) -> float:
 
 
 def fit_calibration(records: Sequence[QuestionRecord], bins: int = BINS) -> Calibration:
-    """The temperature and reliability bins of a run's answered questions. With fewer than
-    MIN_CALIBRATION_QUESTIONS answered (a SQuAD 2.0 run abstaining almost everywhere), or a fit at the sharp edge
-    of the searched range, nothing is fitted and the probabilities stay as the model gives them (T = 1)."""
+    """The temperature and reliability bins of a run's answered questions; T = 1 (the probabilities as the model
+    gives them) where judged_calibration finds the fit not to be applied."""
     if not records:
         raise ValueError("no evaluation records to fit a temperature on")
     answers = answered_records(records)
     temperature = fit_temperature(answers) if len(answers) >= MIN_CALIBRATION_QUESTIONS else 1.0
-    why = unfitted_reason(len(answers), temperature)
-    if why is not None:
-        logger.warning("no temperature fitted, probabilities kept as the model gives them: %s", why)
-        temperature = 1.0
     before, after = record_bins(answers, 1.0, bins), record_bins(answers, temperature, bins)
-    return Calibration(temperature, expected_calibration_error(before), expected_calibration_error(after),
-                       len(answers), before, after, len(records) - len(answers), why)
+    fitted = Calibration(temperature, expected_calibration_error(before), expected_calibration_error(after),
+                         len(answers), before, after, len(records) - len(answers))
+    judged = judged_calibration(fitted)
+    if judged.unfitted is not None:
+        logger.warning("no temperature fitted, probabilities kept as the model gives them: %s", judged.unfitted)
+    return judged
 
 
-def unfitted_reason(questions: int, temperature: float) -> str | None:
-    """Why a temperature fitted on this many answered questions is not to be applied; None when it is. A fit at
-    the low end of LOG_TEMPERATURES means sharpening kept helping (every answer right, say): the records do not
-    pin a temperature down, and the edge would show every answer as certain. The high end stays: a confidently
-    wrong model's log loss still falls there, so the flattest temperature searched beats none."""
+def judged_calibration(calibration: Calibration) -> Calibration:
+    """The calibration, or unfitted (T = 1) with the reason where its temperature is not to be applied."""
+    why = unfitted_reason(calibration)
+    return calibration if why is None else unfitted(calibration, why)
+
+
+def unfitted_reason(calibration: Calibration) -> str | None:
+    """Why a fitted temperature is not to be applied; None when it is.
+
+    Fewer than MIN_CALIBRATION_QUESTIONS answered (a SQuAD 2.0 run abstaining almost everywhere): one answer sets
+    it. A fit at the low end of LOG_TEMPERATURES: sharpening kept helping (every answer right, say), the records
+    do not pin a temperature down, and the edge would show every answer as certain; the high end stays, since a
+    confidently wrong model's log loss still falls there. A fit whose ECE is above T = 1's on the very questions it
+    was fitted on: the log loss fitted is not the error shown, and "calibrated" must not read worse than none.
+    """
+    questions, temperature = calibration.questions, calibration.temperature
     if questions < MIN_CALIBRATION_QUESTIONS:
         return (f"too few evaluation questions to calibrate ({questions} answered, "
                 f"{MIN_CALIBRATION_QUESTIONS} needed)")
     if np.isclose(np.log(temperature), LOG_TEMPERATURES[0]):
         return (f"the temperature fit kept sharpening to the edge of its search range (T = {temperature:.3g}), so "
                 f"these evaluation questions do not settle a temperature")
+    if calibration.ece_after > calibration.ece_before:
+        return (f"scaling at the fitted temperature (T = {temperature:.3g}) did not lower the calibration error "
+                f"on these evaluation questions (ECE {calibration.ece_before:.3f} -> {calibration.ece_after:.3f})")
     return None
 
 
@@ -201,11 +214,8 @@ def read_calibration(run: str | Path) -> Calibration | None:
                              tuple(ReliabilityBin(**b) for b in raw["bins_before"]),
                              tuple(ReliabilityBin(**b) for b in raw["bins_after"]), raw.get("abstentions"),
                              raw.get("unfitted"))
-        if "unfitted" in raw:
-            return stored
-        # A file from before the minimum of questions and the edge check: judged here, as the fit now would.
-        why = unfitted_reason(stored.questions, stored.temperature)
-        return stored if why is None else unfitted(stored, why)
+        # A file from before a rule of unfitted_reason is judged here, as the fit now would.
+        return stored if stored.unfitted is not None else judged_calibration(stored)
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise ValueError(f"{path}: not a calibration file ({err})") from None
 

@@ -353,3 +353,22 @@ def test_an_answer_shows_the_probability_its_record_is_fitted_on(tiny_loaded, te
     assert len(distinct_texts(answered.alternatives)) == len(record_.alternatives) == 5
     shown = calibration.rescale_prediction(answered, temperature).alternatives[0].probability
     assert shown == pytest.approx(calibration.confidences([record_], temperature)[0])
+
+
+def worse_after_scaling() -> list[QuestionRecord]:
+    """Half right at 0.45 and all right at 0.3: the log loss is lowest at the flattest temperature searched, which
+    moves the 0.3 answers further from their 100% (a reviewer saw ECE rise after scaling on a small run)."""
+    return [record(n, (0.45, 0.275), n % 2 == 0) for n in range(40)] + \
+        [record(n, (0.3, 0.35), True) for n in range(40, 80)]
+
+
+def test_a_temperature_that_raises_the_calibration_error_is_not_applied(tmp_path):
+    """Found in review: the Ask tab said "calibrated" at a temperature whose ECE was worse than none."""
+    fitted = calibration.fit_calibration(worse_after_scaling())
+    assert fitted.temperature == 1.0 and fitted.ece_after == fitted.ece_before
+    assert "did not lower" in fitted.unfitted
+    assert calibration_views.calibration_text(fitted).startswith("No temperature fitted: scaling")
+    stored = calibration.replace(fitted, temperature=20.0, ece_after=fitted.ece_before + 0.04, unfitted=None)
+    calibration.write_calibration(tmp_path, stored)  # a file an earlier version wrote
+    assert calibration.answer_calibration(str(tmp_path)) == (None, calibration.read_calibration(tmp_path).unfitted)
+    assert "did not lower" in calibration.read_calibration(tmp_path).unfitted
