@@ -91,21 +91,18 @@ def group_figure(groups: Mapping[str, tuple[int, float, float]], title: str,
     return figure
 
 
-def compare_slices_figure(slices: Sequence[SliceRow], metric: str = "f1") -> go.Figure:
-    """EM or F1 of runs A and B side by side for every slice group, grouped by slice family. The bars lie flat,
-    the groups down the y axis: their labels then read across at any width (standing bars of 12 groups
-    squeezed them into overlapping slants on a phone), and the figure grows with the number of groups."""
-    if metric not in ("f1", "exact_match"):
-        raise ValueError(f"metric must be 'f1' or 'exact_match', got {metric!r}")
+def compare_slices_figure(slices: Sequence[SliceRow]) -> go.Figure:
+    """F1 of runs A and B side by side for every slice group, grouped by slice family. The bars lie flat, the
+    groups down the y axis: their labels then read across at any width (standing bars of 12 groups squeezed them
+    into overlapping slants on a phone), and the figure grows with the number of groups."""
     y = [[s.slice for s in slices], [s.group for s in slices]]
-    label, field = ("F1", "f1") if metric == "f1" else ("EM", "exact")
     figure = go.Figure()
     for run in ("a", "b"):
-        values = [getattr(s, f"{field}_{run}") for s in slices]
-        figure.add_trace(go.Bar(y=y, x=values, orientation="h", name=f"{label} run {run.upper()}",
+        values = [getattr(s, f"f1_{run}") for s in slices]
+        figure.add_trace(go.Bar(y=y, x=values, orientation="h", name=f"F1 run {run.upper()}",
                                 text=[f"n={s.questions}" for s in slices] if run == "b" else None,
                                 textposition="outside", constraintext="none", textfont={"size": BAR_TEXT}))
-    figure.update_layout(title=f"{label} per slice, run A vs run B", barmode="group", xaxis_range=[0, 115],
+    figure.update_layout(title="F1 per slice, run A vs run B", barmode="group", xaxis_range=[0, 115],
                          height=120 + SLICE_PX * len(slices), **BAR_LAYOUT)
     figure.update_yaxes(automargin=True, autorange="reversed")  # the first slice on top
     return figure

@@ -184,11 +184,9 @@ def card_worthy(name: str, value: Any, config: dict[str, Any]) -> bool:
 
 
 def facts_from_run(info: RunInfo, model_name: str, eval_metrics: dict[str, float] | None = None,
-                   train_seconds: float | None = None, hardware: str = "", evaluated: Evaluated | None = None,
-                   load_from: str | None = None) -> CardFacts:
+                   evaluated: Evaluated | None = None, load_from: str | None = None) -> CardFacts:
     """Card facts from a run's run.json contents and (optionally) its eval_metrics.json, from the evaluation
-    `evaluated` describes (default: training's, on the run's validation_file); time and hardware default to those
-    run.json records. load_from: the local folder a reader loads it from; None when model_name is a Hub
+    `evaluated` describes (default: training's, on the run's validation_file). load_from: the local folder a reader loads it from; None when model_name is a Hub
     repository."""
     config = info.config
     metrics = eval_metrics or info.metrics
@@ -206,8 +204,7 @@ def facts_from_run(info: RunInfo, model_name: str, eval_metrics: dict[str, float
     return CardFacts(model_name, base, config.get("train_file") or "",
                      {k: v for k, v in config.items() if k in CARD_HYPERPARAMETERS and card_worthy(k, v, config)},
                      card_fingerprints(info.data_fingerprint, evaluated),
-                     info.step, train_seconds if train_seconds is not None else info.train_seconds,
-                     hardware or info.hardware, evaluations, load_from=load_from)
+                     info.step, info.train_seconds, info.hardware, evaluations, load_from=load_from)
 
 
 def card_fingerprints(trained: dict[str, str], evaluated: Evaluated | None) -> dict[str, str]:

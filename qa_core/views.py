@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # types only: importing jobs would import training, attributi
 TABLE_COLUMNS = ["id", "word", "question", "prediction", "EM", "F1", "gold"]
 TABLE_WIDTHS = ["9%", "7%", "29%", "22%", "6%", "7%", "20%"]
 LONG_ANSWER_CHARS = 60  # a longer answer is shown in smaller (still large) type
+UNKNOWN_SHARE_WARNED = 0.2  # share of unknown context tokens above which the Ask tab warns
 SORTS = ("F1, lowest first", "F1, highest first", "question word", "id")
 
 
@@ -143,14 +144,13 @@ def answer_html(context: str, span: tuple[int, int] | None, headline: str, detai
             f'<div class="qa-context" dir="auto" tabindex="0">{body}</div></div>')
 
 
-def unknown_warning(tokens: Sequence[str], unknown: str | None, limit: float = 0.2,
-                    texts: Sequence[str] = ()) -> str:
+def unknown_warning(tokens: Sequence[str], unknown: str | None, texts: Sequence[str] = ()) -> str:
     """A warning when many context tokens are unknown to the model's vocabulary (e.g. Chinese for an English one).
     texts: each token's text in the context, which says what the unknown pieces are."""
     if not tokens or unknown is None:
         return ""
     share = sum(t == unknown for t in tokens) / len(tokens)
-    if share <= limit:
+    if share <= UNKNOWN_SHARE_WARNED:
         return ""
     much = "most of this text" if share > 0.5 else "part of this text"  # a warning from 20% up: not always most
     return (f"⚠ {share:.0%} of the context's tokens are unknown to this model's vocabulary ({unknown}): it cannot "

@@ -27,7 +27,8 @@ def run_info(**config_changes) -> RunInfo:
     config = QAConfig(train_file="rajpurkar/squad", validation_file="/data/dev-v1.1-subset.json",
                       **config_changes).to_dict()
     return RunInfo("finished", config, step=644, total_steps=644, metrics={"exact_match": 45.2, "f1": 58.8},
-                   data_fingerprint={"train": "abc123", "validation": "def456"})
+                   data_fingerprint={"train": "abc123", "validation": "def456"}, train_seconds=690.7,
+                   hardware="AMD EPYC, 2 cores (CPU)")
 
 
 def test_hub_ids_are_told_apart_from_local_files():
@@ -39,8 +40,7 @@ def test_hub_ids_are_told_apart_from_local_files():
 
 
 def test_card_metadata_is_what_the_hub_reads():
-    facts = facts_from_run(run_info(), "user/minilm-squad", {"exact_match": 45.239, "f1": 58.831, "total": 473},
-                           train_seconds=690.7, hardware="AMD EPYC, 2 cores (CPU)")
+    facts = facts_from_run(run_info(), "user/minilm-squad", {"exact_match": 45.239, "f1": 58.831, "total": 473})
     card = ModelCard(render_model_card(facts))  # the Hub's own parser
     data = card.data.to_dict()
     assert data["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
@@ -70,8 +70,7 @@ def test_card_metadata_names_local_evaluation_data_by_its_file_name():
 
 def test_card_text_tells_how_it_was_trained_and_how_well_it_answers():
     facts = facts_from_run(run_info(learning_rate=3e-5), "user/minilm-squad", {"exact_match": 45.2, "f1": 58.8,
-                                                                                "total": 473},
-                           train_seconds=690.7, hardware="AMD EPYC, 2 cores (CPU)")
+                                                                                "total": 473})
     text = render_model_card(facts)
     # a local file by its name, in the table too: its path is of the machine that trained, and push_run uploads it
     assert "/data/" not in text
