@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
-import os
-import re
 import shutil
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,15 +18,9 @@ from qa_core.run_files import (CALIBRATION_FILE, CHECKPOINT_DIR, EVAL_PREFIX, EV
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk, a quota, a file-size limit
 
 # Tests set this in a child process to kill it at a named point of a write (see tests/test_crash_safety.py).
 crash_hook: Callable[[str], None] = lambda point: None
-
-
-class NoRoomError(RuntimeError):
-    """A write refused for want of room (no_room), its partial files removed: one line on what was kept and what
-    to do (training says it as a TrainingError, which run.json records)."""
 
 
 @dataclass(frozen=True)
@@ -92,37 +82,6 @@ def move_in(staged: Path, folder: Path, replaced: Iterable[str]) -> None:
     for path in files:
         (staged / path).replace(folder / path)
     shutil.rmtree(staged)
-
-
-def write_file_atomically(path: Path, text: str) -> None:
-    """Write text beside path under a name of this process's own, then rename it over path: a write that fails
-    leaves path as it was, and the partial file is removed."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-@contextlib.contextmanager
-def no_room_said(target: str, kept: str, then: str) -> Iterator[None]:
-    """A write refused for want of room (no_room) as NoRoomError's one line; the partial files are removed by the
-    writers inside, before it is said."""
-    try:
-        yield
-    except OSError as err:
-        if (reason := no_room(err)) is None:
-            raise
-        raise NoRoomError(no_room_line(target, reason, then, kept)) from err
-
-
-def no_room_line(target: str, reason: str, then: str, kept: str = "") -> str:
-    """The one line every write refused for want of room says (training, evaluate, predict): what was not written
-    and why, what was kept, and what to do once there is room."""
-    return (f"no room to write {target} ({reason}); partial files removed{f', {kept}' if kept else ''}; "
-            f"free some space, then {then}")
 
 
 def save_checkpoint(output_dir: Path, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
@@ -223,23 +182,6 @@ def remove_partial_files(output_dir: Path) -> None:
         shutil.rmtree(output_dir / name, ignore_errors=True)
     for path in output_dir.glob("*" + TMP_SUFFIX):
         path.unlink(missing_ok=True)
-
-
-def no_room(err: BaseException | None) -> str | None:
-    """Why a write failed for want of room (a full disk, a quota, a file-size limit), else None.
-
-    torch.save raises a RuntimeError whose context is the OSError; safetensors names the OS error in its message.
-    """
-    seen: set[int] = set()  # causes can loop (an error raised from itself)
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        code = err.errno if isinstance(err, OSError) else None
-        if code is None and (found := re.search(r"os error (\d+)", str(err))):
-            code = int(found.group(1))
-        if code in NO_ROOM:
-            return os.strerror(code) + (f": {err.filename}" if getattr(err, "filename", None) else "")
-        err = err.__cause__ or err.__context__
-    return None
 
 
 def save_model(folder: Path, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,

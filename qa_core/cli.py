@@ -151,7 +151,7 @@ def run_predict(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
 
 def write_answers(path: Path, answers: dict[str, str]) -> None:
     """The answers replace the file whole or not at all: a full disk leaves an earlier file as it was."""
-    from qa_core.checkpoints import no_room_said, write_file_atomically
+    from qa_core.file_writes import no_room_said, write_file_atomically
 
     with no_room_said(str(path), f"{path} left as it was", "predict again"):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -255,7 +255,7 @@ def run_command(args: argparse.Namespace, config: QAConfig) -> int:
     from qa_core.runtime import configure_process
 
     configure_process()  # before torch loads: oneDNN reads its cache caps once
-    from qa_core.checkpoints import NoRoomError
+    from qa_core.file_writes import NoRoomError
     from qa_core.distributed import cleanup, init_distributed
     from qa_core.training import TrainingError
 

@@ -13,7 +13,8 @@ import torch
 
 from qa_core.batching import BatchFormat
 from qa_core.calibration import fit_calibration, write_calibration
-from qa_core.checkpoints import move_in, no_room_said
+from qa_core.checkpoints import move_in
+from qa_core.file_writes import no_room_said
 from qa_core.config import QAConfig
 from qa_core.data import Example, load_examples
 from qa_core.distributed import DistContext, device_for, init_distributed

@@ -15,11 +15,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from qa_core.batching import training_batches
-from qa_core.checkpoints import TrainState, no_room, no_room_line, publish, remove_partial_files, save_checkpoint
+from qa_core.checkpoints import TrainState, publish, remove_partial_files, save_checkpoint
 from qa_core.config import QAConfig
 from qa_core.divergence import diverged_message, nonfinite_parameters, ruined_message
 from qa_core.distributed import all_reduce_mean, any_rank, barrier, cleanup, init_distributed, shard, unwrap_ddp
 from qa_core.evaluation import EvalResult, evaluate, write_eval_outputs
+from qa_core.file_writes import no_room, no_room_line
 from qa_core.precision import inference_copy
 from qa_core.progress import ProgressCallback, ProgressEvent, pace_of
 from qa_core.run_files import find_checkpoint

@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from qa_core import checkpoints, cli
+from qa_core import checkpoints, cli, file_writes
 from qa_core.calibration import fit_calibration, read_calibration
 from qa_core.config import QAConfig
 from qa_core.error_analysis import read_records
@@ -316,8 +316,8 @@ def test_a_failed_write_is_raised_as_it_is_not_as_its_own_cause(straight, tmp_pa
     with pytest.raises(PermissionError) as raised:
         train(config)
     assert raised.value.__cause__ is not raised.value
-    assert checkpoints.no_room(raised.value) is None
+    assert file_writes.no_room(raised.value) is None
     looped = OSError(5, "Input/output error")
     looped.__cause__ = looped  # as any code raising an error from itself makes it
-    assert checkpoints.no_room(looped) is None
+    assert file_writes.no_room(looped) is None
     assert read_run_info(tmp_path / "run").status == "failed"
