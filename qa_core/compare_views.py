@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from qa_core.error_analysis import PAIR_OUTCOMES
-from qa_core.views import highlight, shown_gold, shown_prediction
+from qa_core.answer_views import highlight
+from qa_core.errors_views import shown_gold, shown_prediction
 from qa_core.wording import count
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ def comparison_text(comparison: Comparison) -> str:
 
 
 # Widths set, so the slices table fits beside its figure at 1400 px instead of scrolling sideways to "F1 B"; in the
-# pairs table both answers and both F1s before the long gold column, so they stay in view (as views.TABLE_COLUMNS)
+# pairs table both answers and both F1s before the long gold column, so they stay in view (as errors_views.TABLE_COLUMNS)
 SLICE_COLUMNS = ["slice", "group", "questions", "EM A", "EM B", "F1 A", "F1 B"]
 SLICE_WIDTHS = ["21%", "13%", "18%", "12%", "12%", "12%", "12%"]
 PAIR_COLUMNS = ["id", "outcome", "question", "answer A", "answer B", "F1 A", "F1 B", "gold"]

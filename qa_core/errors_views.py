@@ -1,15 +1,26 @@
-"""What the Errors tab shows of a SQuAD 2.0 run: its threshold slider, marked spans, and why it abstained."""
+"""What the Errors tab shows: the question table, its summary, and a SQuAD 2.0 run's threshold and abstentions."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from qa_core.error_analysis import QuestionRecord, is_score, on_grid, scored_odds
+import pandas as pd
+
+from qa_core.answer_views import odds_against
+from qa_core.error_analysis import V2_ERRORS, QuestionRecord, filter_records, is_score, on_grid, scored_odds
 from qa_core.plots import PASSED_OVER
-from qa_core.views import odds_against
+from qa_core.run_files import read_run_info
+from qa_core.run_list import evaluated_again
+from qa_core.run_picker import evaluated_on_training_data
+from qa_core.wording import count
 
+# prediction, EM and F1 before the long gold column, so they stay in view on a narrow screen
+TABLE_COLUMNS = ["id", "word", "question", "prediction", "EM", "F1", "gold"]
+TABLE_WIDTHS = ["9%", "7%", "29%", "22%", "6%", "7%", "20%"]
+SORTS = ("F1, lowest first", "F1, highest first", "question word", "id")
 SLIDER_MARGIN = 1.0  # beyond the lowest and the highest null odds: room to abstain everywhere, answer everywhere
 THRESHOLD_HELP = "abstain where null score − best span score is above it; re-scores the run"
 
@@ -108,3 +119,54 @@ def record_verdict(shown: QuestionRecord, evaluated: QuestionRecord, threshold: 
         return f"Abstained: {odds}; “{PASSED_OVER}” marks the span it passed over."
     return f"Answered: {odds}."
 
+
+def summary_text(records: Sequence[QuestionRecord]) -> str:
+    em = sum(r.exact_match for r in records) / len(records)
+    f1 = sum(r.f1 for r in records) / len(records)
+    wrong = sum(r.exact_match < 100 for r in records)
+    return f"{count(len(records), 'question')} · EM {em:.1f} · F1 {f1:.1f} · {wrong} not exactly right"
+
+
+def evaluation_caveat(run: str) -> str:
+    """A warning for runs evaluated on the data they trained on (the quick fine-tune): memorisation, not skill."""
+    try:
+        info = read_run_info(Path(run))
+    except ValueError:
+        return ""
+    if evaluated_again(Path(run), info):  # its records are no longer those of its training's evaluation
+        return ""
+    if evaluated_on_training_data(info.config):
+        return ("  ⚠ This run was evaluated on its own training data, so these figures show memorisation, "
+                "not how it does on new questions. Train with separate evaluation data for honest figures.")
+    return ""
+
+
+def matched_note(shown: int, total: int) -> str:
+    """Above the question table: how many questions its filters let through (an empty table said nothing)."""
+    return "" if shown == total else f"{'None' if shown == 0 else f'{shown:,}'} of {total:,} questions match the filters"
+
+
+def record_table(records: Sequence[QuestionRecord], only_wrong: bool = False, f1_range: tuple[float, float] = (0, 100),
+                 word: str = "all", search: str = "", sort: str = SORTS[0], kind: str = V2_ERRORS[0]) -> pd.DataFrame:
+    """The filtered, sorted question table of the Errors tab; the id column finds the record again."""
+    chosen = filter_records(records, only_wrong, f1_range, word, search, kind)
+    keys = {SORTS[0]: lambda r: r.f1, SORTS[1]: lambda r: -r.f1, SORTS[2]: lambda r: r.question_word}
+    rows = [[r.example_id, r.question_word, r.question, shown_prediction(r), round(r.exact_match), round(r.f1, 1),
+             shown_gold(r)]
+            for r in sorted(chosen, key=keys.get(sort, lambda r: r.example_id))]
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def shown_prediction(record: QuestionRecord) -> str:
+    """The prediction, or '(no answer)' where a SQuAD 2.0 run abstained."""
+    return "(no answer)" if record.abstained else record.prediction
+
+
+def shown_gold(record: QuestionRecord) -> str:
+    """The gold answers, or '(unanswerable)' for a SQuAD 2.0 question without one (not a blank cell)."""
+    return " | ".join(record.gold_answers) or "(unanswerable)"
+
+
+def is_squad_v2(records: Sequence[QuestionRecord]) -> bool:
+    """Records of a SQuAD 2.0 evaluation (null odds stored), which a threshold can re-score."""
+    return any(r.null_odds is not None for r in records)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qa_core import quick_fine_tune, run_picker, train_policy, views
+from qa_core import job_views, quick_fine_tune, run_picker, train_policy
 from qa_core.config import QAConfig
 from qa_core.config_options import config_options
 from qa_core.data import load_examples
@@ -139,7 +139,7 @@ class JobService:
 
     def job_json(self) -> dict[str, Any]:
         """The training job: status, step, losses, metrics, its run's name."""
-        return views.job_json(self.jobs.snapshot(), lambda text: scrub(text, self.settings))
+        return job_views.job_json(self.jobs.snapshot(), lambda text: scrub(text, self.settings))
 
     def run_choices(self) -> list[tuple[str, str]]:
         """(label, run name) of every run, for the Train tab's history and Resume."""

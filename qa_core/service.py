@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from qa_core import errors_views, run_picker, views
+from qa_core import answer_views, errors_views, run_picker
 from qa_core.calibration import Calibration, calibrate_prediction, fit_calibration, read_calibration
 from qa_core.compare import Comparison, compare_runs
 from qa_core.error_analysis import QuestionRecord, evaluated_threshold, find_record, record_json, run_records
@@ -99,7 +99,7 @@ class QAService(JobService):
         """Answer a question about a context; model: '' for the default, a run name, or an offered hub id."""
         result, loaded, seconds = await self.answer_in_turn(model, question, context, caller=caller)
         result, temperature, uncalibrated = self.calibrate(result, loaded)
-        return views.answer_json(result, check_name(model, "model") or default_name(self.settings), seconds, temperature,
+        return answer_views.answer_json(result, check_name(model, "model") or default_name(self.settings), seconds, temperature,
                                  uncalibrated)
 
     @staticmethod

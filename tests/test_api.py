@@ -569,7 +569,8 @@ def test_the_api_gives_the_ask_tabs_calibrated_probability(client, runs, tiny_mo
 
     def fitted(run: Path, temperature: float) -> calibration.Calibration:
         """The run's calibration as if fitted at this temperature (its tiny evaluation is too few to fit one)."""
-        return calibration.replace(calibration.read_calibration(run), temperature=temperature, unfitted=None)
+        return calibration.replace(calibration.read_calibration(run), temperature=temperature, unfitted=None,
+                                   questions=calibration.MIN_CALIBRATION_QUESTIONS)
 
     run = runs / "20250101-000001-calibrated"
     shutil.copytree(runs / "20250101-000000-tiny", run)

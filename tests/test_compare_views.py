@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from qa_core import compare, compare_views, views
+from qa_core import compare, compare_views, errors_views
 from qa_core.error_analysis import read_records, write_records
 from qa_core.run_files import RECORDS_FILE
 from tests.test_compare import two_runs
@@ -42,6 +42,6 @@ def test_an_unanswerable_question_reads_as_in_the_question_table(tmp_path):
         records = read_records(run / RECORDS_FILE)
         write_records(run / RECORDS_FILE, [*records[:3], replace(records[3], gold_answers=(), gold_spans=())])
     table = compare_views.pair_table(compare.compare_runs(tmp_path / "a", tmp_path / "b")).set_index("id")
-    shown = views.record_table(read_records(tmp_path / "a" / RECORDS_FILE)).set_index("id")
+    shown = errors_views.record_table(read_records(tmp_path / "a" / RECORDS_FILE)).set_index("id")
     assert table.loc["q3", "gold"] == shown.loc["q3", "gold"] == "(unanswerable)"
     assert table.loc["q1", "gold"] == shown.loc["q1", "gold"] == "Augustin Fresnel"

@@ -6,7 +6,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from qa_core import views
+from qa_core import errors_views
 from qa_core.config import QAConfig
 from qa_core.evaluation import run_evaluation
 from qa_core.run_files import METRICS_FILE, RECORDS_FILE, RUN_FILE
@@ -99,6 +99,6 @@ def test_a_run_evaluated_again_into_its_folder_lists_the_figures_of_its_records(
         before["exact_match"], before["f1"])
     label = run_label(summary)
     assert f"F1 {stored['f1']:.1f}" in label and "training data" not in label and "evaluated again" in label
-    assert views.evaluation_caveat(str(run)) == ""
+    assert errors_views.evaluation_caveat(str(run)) == ""
     service = QAService(replace(settings, runs_root=root))
     assert service.runs_json()[0]["metrics"]["f1"] == stored["f1"]

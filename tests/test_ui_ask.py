@@ -16,7 +16,7 @@ from dataclasses import replace
 import gradio as gr
 import pytest
 
-from qa_core import error_analysis, plots, views
+from qa_core import answer_views, error_analysis, plots
 from qa_core.fairness import Caller
 from qa_core.service import QAService
 from qa_core.settings import Settings
@@ -170,7 +170,8 @@ def test_a_calibrated_run_shows_scaled_probabilities(ui, tiny_run, tmp_path):
     (run / calibration.CALIBRATION_FILE).unlink()  # evaluation stored one; without it Ask shows raw probabilities
     plain = asyncio.run(ui.ask.ask_in_turn(str(run), QUESTION, CONTEXT))
     fitted = calibration.fit_calibration(error_analysis.run_records(str(run)))
-    calibration.write_calibration(run, calibration.replace(fitted, temperature=3.0, unfitted=None))
+    calibration.write_calibration(run, calibration.replace(fitted, temperature=3.0, unfitted=None,
+                                                            questions=calibration.MIN_CALIBRATION_QUESTIONS))
     scaled = asyncio.run(ui.ask.ask_in_turn(str(run), QUESTION, CONTEXT))
     assert "calibrated, temperature 3.00" in part(scaled["answer"], "qa-detail")
     assert "calibrated" not in part(plain["answer"], "qa-detail")
@@ -187,9 +188,9 @@ def test_text_the_vocabulary_cannot_read_gets_a_warning(ui):
     assert "unknown to this model's vocabulary ([UNK])" in shown["message"]
     assert asyncio.run(ui.ask.ask_in_turn("", QUESTION, CONTEXT))["message"] == ""
     # A quarter unknown is not "most of this text": the warning says how much it cannot read.
-    quarter = views.unknown_warning(["a", "[UNK]", "b", "c"], "[UNK]")
+    quarter = answer_views.unknown_warning(["a", "[UNK]", "b", "c"], "[UNK]")
     assert quarter.startswith("⚠ 25% of") and "most" not in quarter
-    assert "most of this text" in views.unknown_warning(["[UNK]", "[UNK]", "b"], "[UNK]")
+    assert "most of this text" in answer_views.unknown_warning(["[UNK]", "[UNK]", "b"], "[UNK]")
 
 
 def test_unknown_emoji_are_not_blamed_on_the_language(ui):

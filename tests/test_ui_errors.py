@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 import pytest
 
-from qa_core import plots, views
+from qa_core import answer_views, errors_views, plots
 from qa_core.calibration import fit_calibration, read_calibration, write_calibration
 from qa_core.checkpoints import write_run_info
 from qa_core.compare_views import PAIR_COLUMNS
@@ -447,11 +447,11 @@ def test_an_abstained_row_marks_the_span_it_passed_over(service):
 
 def test_a_row_s_verdict_states_the_threshold_it_was_decided_at(service):
     """Found by a tester: at the run's own threshold (no slider value) the verdict said 'the run's threshold' with
-    no number; it says the number, in the Ask tab's words (views.odds_against)."""
+    no number; it says the number, in the Ask tab's words (answer_views.odds_against)."""
     ui = ErrorsHandlers(service)
     record = find_record(service.records("v2-run"), "n2")  # abstained where the run was evaluated, at 0
     picked = asyncio.run(ui.select_record_in_turn("v2-run", select(["n2", "when", record.question])))
-    assert record.span is None and views.odds_against(record.null_odds, 0.0) in picked["question"]
+    assert record.span is None and answer_views.odds_against(record.null_odds, 0.0) in picked["question"]
     assert "the run's threshold" not in picked["question"]
 
 
@@ -475,7 +475,7 @@ def test_errors_summary_table_and_selection(ui, tiny_run):
     shown = ui.errors.summarize(run)
     assert shown["summary"].startswith("12 questions") and "F1" in shown["summary"]
     assert list(shown["words"].data[1].x)[0] == "who" and sum(shown["histogram"].data[0].y) == 12
-    table = ui.errors.filter_table(run, False, 0, 100, "all", "", views.SORTS[0])["table"]
+    table = ui.errors.filter_table(run, False, 0, 100, "all", "", errors_views.SORTS[0])["table"]
     assert len(table) == 12 and list(table["F1"]) == sorted(table["F1"])
     assert len(ui.errors.filter_table(run, False, 0, 100, "who", "", "id")["table"]) < 12
     assert len(ui.errors.filter_table(run, False, 0, 100, "all", "Fresnel", "id")["table"]) >= 1

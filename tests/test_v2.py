@@ -16,7 +16,7 @@ from qa_core.features import Feature
 from qa_core.metrics import compute_metrics_v2
 from qa_core.postprocess import SpanSearch, predict_example
 from qa_core.score import score_files
-from qa_core.views import answer_note
+from qa_core.answer_views import answer_note
 from tests.v2_data import CONTEXT, GOLDS, NULL_ODDS, PREDICTIONS, official, write_v2
 
 

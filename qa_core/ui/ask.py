@@ -8,7 +8,7 @@ from typing import Any
 
 import gradio as gr
 
-from qa_core import plots, views
+from qa_core import answer_views, plots
 from qa_core.hosting import offered
 from qa_core.inference import AnswerResult
 from qa_core.modeling import LoadedModel
@@ -70,7 +70,7 @@ EDITED = ("The question, context or model changed after this answer: this explai
 def no_answer() -> dict[str, Any]:
     """The Ask tab's answer outputs emptied: none came back, or another question and context arrived (Send to Ask),
     which the answer shown before does not belong to."""
-    return {"answer": "", "score": "", "alternatives": views.alternatives_table(None), "plot": None,
+    return {"answer": "", "score": "", "alternatives": answer_views.alternatives_table(None), "plot": None,
             "notice": gr.update(visible=False), "answered": None, **NO_EXPLANATION}
 
 
@@ -115,15 +115,15 @@ class AskHandlers:
         result, temperature, uncalibrated = self.service.calibrate(result, loaded)
         prediction = result.prediction
         top = prediction.alternatives[0] if prediction.alternatives else None
-        headline, detail = views.answer_headline(result, temperature, uncalibrated)
+        headline, detail = answer_views.answer_headline(result, temperature, uncalibrated)
         abstained = prediction.abstained or top is None
         span = prediction.span or ((top.start, top.end) if top else None)
         passed = span if abstained else None  # the best span, dashed in the context and the plot (as in Errors)
-        return {"answer": views.answer_html(result.context, span, headline, detail, abstained),
-                "score": views.score_line(prediction, result.windows, seconds),
-                "alternatives": views.alternatives_table(result),
+        return {"answer": answer_views.answer_html(result.context, span, headline, detail, abstained),
+                "score": answer_views.score_line(prediction, result.windows, seconds),
+                "alternatives": answer_views.alternatives_table(result),
                 "plot": plots.logit_figure(result.logits, prediction.span, passed_over=passed),
-                "message": views.unknown_warning(result.logits.tokens, loaded.tokenizer.unk_token,
+                "message": answer_views.unknown_warning(result.logits.tokens, loaded.tokenizer.unk_token,
                                                  texts=[result.context[a:b] for a, b in result.logits.offsets]),
                 "notice": gr.update(visible=not loaded.has_qa_head),
                 "answered": Answered(model, question, context, abstained, span), **NO_EXPLANATION}
@@ -147,7 +147,7 @@ class AskHandlers:
         window = f" · window {attribution.window + 1} of {attribution.windows}" if attribution.windows > 1 else ""
         edited = "" if answered.of(model, question, context) else EDITED
         return {"why_plot": plots.attribution_figure(attribution, answered.abstained),
-                "why_note": f"{edited}{views.explained_note(answered.context, answered.passed_over)}"
+                "why_note": f"{edited}{answer_views.explained_note(answered.context, answered.passed_over)}"
                             f"{attribution.method}{steps} in {attribution.seconds:.1f} s{window}: "
                             f"{plots.ATTRIBUTION_LEGEND}."}
 
@@ -177,7 +177,7 @@ def build_ask_tab(service: QAService) -> dict[str, Any]:
                     gr.Markdown(no_head_notice(service.settings))
                     quick = gr.Button(f"Quick fine-tune in the Train tab (about {QUICK_MINUTES} min)",
                                       visible=service.settings.training_enabled)
-        outputs["alternatives"] = gr.Dataframe(views.alternatives_table(None), label="Top answers",
+        outputs["alternatives"] = gr.Dataframe(answer_views.alternatives_table(None), label="Top answers",
                                                interactive=False, wrap=True, column_widths=["8%", "52%", "40%"],
                                                elem_id="ask-alternatives")
         outputs["plot"] = gr.Plot(label="Start and end logits per token", elem_id="ask-plot")
@@ -186,7 +186,7 @@ def build_ask_tab(service: QAService) -> dict[str, Any]:
                                                 elem_id="ask-why-note"),
                      "why_plot": gr.Plot(label="Attributions per token", elem_id="ask-why-plot")}
         answered = gr.State(None)  # an Answered, or None while no answer is shown; in the tab, as Tabs hold tabs
-        rows, titles = views.sample_examples()
+        rows, titles = answer_views.sample_examples()
         gr.Examples(rows, [context, question], example_labels=titles, label="Examples (the bundled sample)",
                     api_name="ui_example", **PRIVATE)
     asked = {**outputs, **explained, "answered": answered}

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 import pandas as pd
 
-from qa_core import charts, plots, views
+from qa_core import answer_views, charts, errors_views, plots
 from qa_core.error_analysis import (ANSWER_LENGTHS, QUESTION_WORDS, THRESHOLD_STEP, V2_ERRORS, QuestionRecord,
                                     answer_length_bucket, answerable_slice, find_record, group_scores, rescore,
                                     rescore_record)
@@ -65,7 +65,7 @@ class ErrorsHandlers:
 
     def records(self, run: str | None, threshold: float | None = None) -> Sequence[QuestionRecord]:
         records = self.service.records(run)
-        return rescore(records, threshold) if threshold is not None and views.is_squad_v2(records) else records
+        return rescore(records, threshold) if threshold is not None and errors_views.is_squad_v2(records) else records
 
     def pick_run(self, run: str | None) -> Outputs:
         """A run was picked: the SQuAD 2.0 controls shown (at the run's own threshold) or hidden, and its summary."""
@@ -73,7 +73,7 @@ class ErrorsHandlers:
             records = self.service.records(run)
         except (ValueError, OSError):
             records = ()
-        if not views.is_squad_v2(records):
+        if not errors_views.is_squad_v2(records):
             hidden = gr.update(visible=False)
             return {"threshold": hidden, "presets": hidden, "best": hidden,
                     "detail": gr.update(color_map=ANSWERED_COLORS),
@@ -108,10 +108,10 @@ class ErrorsHandlers:
         except (ValueError, OSError) as err:
             return {"summary": self.service.explain(err), "words": None, "lengths": None, "histogram": None,
                     "answerable": gr.update(value=None, visible=False)}
-        v2 = views.is_squad_v2(records)
+        v2 = errors_views.is_squad_v2(records)
         by_word, by_length = (group_scores(records, lambda r: r.question_word),
                               group_scores(records, answer_length_bucket))
-        return {"summary": views.summary_text(records) + views.evaluation_caveat(self.service.run_path(run)),
+        return {"summary": errors_views.summary_text(records) + errors_views.evaluation_caveat(self.service.run_path(run)),
                 "words": charts.group_figure(by_word, "By question word", (*QUESTION_WORDS, "other")),
                 "lengths": charts.group_figure(by_length, "By gold answer length (words)", ANSWER_LENGTHS),
                 "histogram": charts.f1_histogram([r.f1 for r in records]),
@@ -123,11 +123,11 @@ class ErrorsHandlers:
         try:
             records = self.records(run, threshold)
             f1_range = tuple(sorted((f1_min, f1_max)))  # sliders set "from 80 to 20" mean 20..80, not nothing
-            table = views.record_table(records, only_wrong, f1_range, word, search or "", sort,
-                                       kind if views.is_squad_v2(records) else V2_ERRORS[0])
-            return {"table": table, "matched": views.matched_note(len(table), len(records))}
+            table = errors_views.record_table(records, only_wrong, f1_range, word, search or "", sort,
+                                       kind if errors_views.is_squad_v2(records) else V2_ERRORS[0])
+            return {"table": table, "matched": errors_views.matched_note(len(table), len(records))}
         except (ValueError, OSError):
-            return {"table": pd.DataFrame(columns=views.TABLE_COLUMNS), "matched": ""}
+            return {"table": pd.DataFrame(columns=errors_views.TABLE_COLUMNS), "matched": ""}
 
     async def select_record_in_turn(self, run: str | None, event: gr.SelectData, threshold: float | None = None,
                                     request: gr.Request | None = None) -> Outputs:
@@ -160,7 +160,7 @@ class ErrorsHandlers:
             title = f"{title}  · no logit plot: {shown.no_plot}"
         plot = None if shown.logits is None else plots.logit_figure(shown.logits, record.span, record.gold_spans,
                                                                     passed_over(record))
-        return {"detail": views.highlight(record.context, record_marks(record)), "plot": plot,
+        return {"detail": answer_views.highlight(record.context, record_marks(record)), "plot": plot,
                 "question": "\n".join(filter(None, (title, record_verdict(record, evaluated, at))))}
 
     def rescore(self, run: str | None, threshold: float | None, shown: SelectedRow | None,
@@ -212,7 +212,7 @@ class ErrorsHandlers:
         """A row's attributions at the threshold: framed and noted as the answer, or as the span passed over."""
         record, attribution = self.record_of(explained.run, explained.example_id, threshold), explained.attribution
         passed = passed_over(record)
-        note = views.explained_note(record.context, passed) + views.attribution_text(attribution,
+        note = answer_views.explained_note(record.context, passed) + answer_views.attribution_text(attribution,
                                                                                     self.service.explain_budget_s())
         return {"attribution": plots.attribution_figure(attribution, passed is not None), "attribution_note": note}
 
@@ -260,8 +260,8 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
         controls = filter_controls()
         filters = [run, *controls.values(), threshold]  # filter_table's arguments, in its order
         table = {"matched": gr.Markdown(elem_id="errors-matched"),
-                 "table": gr.Dataframe(pd.DataFrame(columns=views.TABLE_COLUMNS), label="Dev questions (click a row)",
-                                       interactive=False, wrap=True, column_widths=views.TABLE_WIDTHS,
+                 "table": gr.Dataframe(pd.DataFrame(columns=errors_views.TABLE_COLUMNS), label="Dev questions (click a row)",
+                                       interactive=False, wrap=True, column_widths=errors_views.TABLE_WIDTHS,
                                        elem_id="errors-table")}
         detail = question_outputs()
         with gr.Row():

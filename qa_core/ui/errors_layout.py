@@ -6,7 +6,7 @@ from typing import Any
 
 import gradio as gr
 
-from qa_core import plots, views
+from qa_core import errors_views, plots
 from qa_core.error_analysis import QUESTION_WORDS, THRESHOLD_STEP, V2_ERRORS
 from qa_core.errors_views import THRESHOLD_HELP
 
@@ -63,7 +63,7 @@ def filter_controls() -> dict[str, Any]:
                         # said in its info: a quarter of the row cut the placeholder that said it
                         search=gr.Textbox(label="Search", info="in the question, gold and prediction",
                                           placeholder="words"),
-                        sort=gr.Dropdown(list(views.SORTS), value=views.SORTS[0], label="Sort", min_width=200,
+                        sort=gr.Dropdown(list(errors_views.SORTS), value=errors_views.SORTS[0], label="Sort", min_width=200,
                                          elem_id="errors-sort"),
                         kind=gr.Dropdown(list(V2_ERRORS), value=V2_ERRORS[0], label="SQuAD 2.0 errors",
                                          visible=False, elem_id="errors-kind"))

@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping, Sequence
 
 from qa_core.compare_views import PAIR_COLUMNS, SLICE_COLUMNS
-from qa_core.views import TABLE_COLUMNS
+from qa_core.errors_views import TABLE_COLUMNS
 
 PHONE_PX = 640  # below this width the phone rules apply
 # The question tables on a phone: Gradio sizes columns as shares of the screen, so seven columns in 320 px broke

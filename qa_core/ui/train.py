@@ -9,7 +9,7 @@ from typing import Any
 
 import gradio as gr
 
-from qa_core import charts, views
+from qa_core import charts, job_views
 from qa_core.config_options import form_fields
 from qa_core.jobs import JobBusyError, JobSnapshot, NotYourJobError
 from qa_core.progress import read_history
@@ -148,7 +148,7 @@ class TrainHandlers:
                     **dict.fromkeys(JOB_BUTTONS, gr.skip())}
         ended = s.status in ENDED
         # The buttons too: every tab (a second one, a reloaded one, whose first tick sees version -1) follows the job.
-        return {"bar": views.progress_html(s), "status": self.service.explain(views.job_text(s)),
+        return {"bar": job_views.progress_html(s), "status": self.service.explain(job_views.job_text(s)),
                 **job_buttons(s.active, self.service.settings.training_enabled),
                 "loss": self.job_plot(s) if s.history_version > seen_version else gr.skip(), "version": s.version,
                 "ended": s.job_id if ended else gr.skip(), "started": s.job_id if s.total_steps else gr.skip(),
@@ -185,7 +185,7 @@ def server_note(settings: Settings) -> None:
     if not settings.training_enabled:
         gr.Markdown(f"**{capitalized(SWITCHED_OFF)}.** The Ask and Errors tabs work as usual.")
     elif settings.public:
-        gr.Markdown(views.limits_note(settings), elem_id="train-limits")
+        gr.Markdown(job_views.limits_note(settings), elem_id="train-limits")
 
 
 def job_controls(enabled: bool) -> dict[str, gr.Button]:
@@ -201,7 +201,7 @@ def job_outputs(service: QAService) -> dict[str, Any]:
     """The last click's message; the job's bar, status and plot; `ended`: the last job that ended; `started`: the
     last job that trained its run."""
     return {"message": gr.Textbox(label="Message", interactive=False, lines=2, max_lines=4, elem_id="train-message"),
-            "bar": gr.HTML(views.progress_html(service.jobs.snapshot()), elem_id="train-bar"),
+            "bar": gr.HTML(job_views.progress_html(service.jobs.snapshot()), elem_id="train-bar"),
             "status": gr.Textbox(label="Training job", lines=4, max_lines=10, interactive=False,
                                  elem_id="train-status"),
             "loss": gr.Plot(label="Training job: loss, learning rate, evaluation"), "ended": gr.State(0),

@@ -1,35 +1,24 @@
-"""What the web UI and its JSON API show, as plain values (no Gradio here)."""
+"""How an answer is shown (the Ask tab, /answer, and answers in the Errors tab): plain values, no Gradio."""
 
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from qa_core.data import load_examples
-from qa_core.error_analysis import V2_ERRORS, QuestionRecord, filter_records
 from qa_core.plots import ATTRIBUTION_LEGEND
 from qa_core.postprocess import Prediction, distinct_texts, prediction_json
-from qa_core.run_files import read_run_info
-from qa_core.run_list import evaluated_again
-from qa_core.run_picker import evaluated_on_training_data
 from qa_core.wording import count
 
-if TYPE_CHECKING:  # types only: importing jobs would import training, attributions captum
-    from qa_core.inference import AnswerResult
+if TYPE_CHECKING:  # types only: attributions imports captum
     from qa_core.attributions import Attribution
-    from qa_core.settings import Settings
-    from qa_core.jobs import JobSnapshot
+    from qa_core.inference import AnswerResult
 
-# prediction, EM and F1 before the long gold column, so they stay in view on a narrow screen
-TABLE_COLUMNS = ["id", "word", "question", "prediction", "EM", "F1", "gold"]
-TABLE_WIDTHS = ["9%", "7%", "29%", "22%", "6%", "7%", "20%"]
 LONG_ANSWER_CHARS = 60  # a longer answer is shown in smaller (still large) type
 UNKNOWN_SHARE_WARNED = 0.2  # share of unknown context tokens above which the Ask tab warns
-SORTS = ("F1, lowest first", "F1, highest first", "question word", "id")
 
 
 def highlight(context: str, marks: dict[str, list[tuple[int, int]]]) -> list[tuple[str, str | None]]:
@@ -173,125 +162,6 @@ def sample_examples() -> tuple[list[list[str]], list[str]]:
     for example in load_examples("sample").examples:
         firsts.setdefault(example.context, example)
     return [[e.context, e.question] for e in firsts.values()], [e.title.replace("_", " ") for e in firsts.values()]
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
-
-
-def eta_text(s: JobSnapshot) -> str:
-    """The job's time left, saying what it counts: the job's estimate adds evaluations and checkpoints only once
-    one evaluation has run (jobs.JobManager._wall_eta); after the last step only the final evaluation is left."""
-    if s.total_steps and s.step >= s.total_steps:
-        return "last step done: evaluating and saving"
-    counts = "evaluations included" if s.metrics else "training steps only until an evaluation has run"
-    return f"ETA {duration(s.eta_s)} ({counts})"
-
-
-def job_text(s: JobSnapshot) -> str:
-    if s.status == "idle":
-        return "No training job has run since the server started."
-    said = s.message.removeprefix(s.status).lstrip(" ;·")  # an end's message may start with the status itself
-    lines = [f"Job {s.job_id}: {s.status}" + (f" · {said}" if said else ""), f"Run folder: {s.output_dir}",
-             " · ".join([*steps_text(s), f"elapsed {duration(s.elapsed_s)}"])]
-    if s.active and s.windows_per_s:
-        lines.append(f"{s.windows_per_s:.1f} windows/s · {eta_text(s)}")
-    if s.metrics:
-        lines.append(f"Evaluation: EM {s.metrics['exact_match']:.1f} · F1 {s.metrics['f1']:.1f}")
-    return "\n".join(lines)
-
-
-def steps_text(s: JobSnapshot) -> list[str]:
-    """Where the job is: its step and epoch, known from its first progress event on (a resumed job's starts at its
-    checkpoint's step); until then "loading…" while it runs, nothing once it has ended."""
-    if s.total_steps:
-        return [f"Step {s.step}/{s.total_steps}", f"epoch {s.epoch:.2f}"]
-    return ["loading…"] if s.active else []
-
-
-def limits_note(settings: Settings) -> str:
-    """What a public server's Train tab says of its caps (settings.TrainLimits), read before a start is refused."""
-    limits, questions = settings.train_limits, settings.max_train_examples
-    read = f", {count(questions, 'question')} read from each" if questions else ""
-    epochs = f"{limits.epochs:g} epoch{'' if limits.epochs == 1 else 's'}"  # a float: 2.5 epochs
-    return (f"This public server trains at most {count(limits.max_steps, 'step')} and {epochs} a job, in batches "
-            f"of up to {count(limits.batch_size, 'window')} of up to {count(limits.max_seq_length, 'token')}, on the "
-            f"bundled sample or a file you upload (up to {settings.max_upload_bytes // 1_000_000} MB{read}); one job "
-            f"runs at a time, and only the page that started it can cancel it.")
-
-
-def job_json(s: JobSnapshot, explain: Callable[[str], str]) -> dict[str, Any]:
-    """The training job for the API: status, step, losses, metrics, its run's name; `explain` words the model and
-    the message for the caller (on a public server without server paths)."""
-    return {"job_id": s.job_id, "status": s.status, "run": Path(s.output_dir).name if s.output_dir else "",
-            "model": explain(s.model), "step": s.step, "total_steps": s.total_steps, "epoch": s.epoch,
-            "losses": [list(pair) for pair in s.losses], "windows_per_s": s.windows_per_s, "eta_s": s.eta_s,
-            "metrics": s.metrics, "message": explain(s.message), "elapsed_s": round(s.elapsed_s, 1)}
-
-
-def progress_html(s: JobSnapshot) -> str:
-    """The job's progress bar. Drawn with two boxes, not <progress>: under Gradio's styles Chromium painted an
-    idle <progress> (0%) as a full grey bar, so a server where nothing had run looked done."""
-    percent = int(round(s.fraction * 100))  # numbers only: no user text reaches this HTML
-    return (f'<div role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow="{percent}" '
-            f'style="height:1.2em;border:1px solid var(--border-color-primary);border-radius:0.6em;'
-            f'background:var(--background-fill-secondary);overflow:hidden">'
-            f'<div style="width:{percent}%;height:100%;background:var(--color-accent)"></div></div> {percent}%')
-
-
-def summary_text(records: Sequence[QuestionRecord]) -> str:
-    em = sum(r.exact_match for r in records) / len(records)
-    f1 = sum(r.f1 for r in records) / len(records)
-    wrong = sum(r.exact_match < 100 for r in records)
-    return f"{count(len(records), 'question')} · EM {em:.1f} · F1 {f1:.1f} · {wrong} not exactly right"
-
-
-def evaluation_caveat(run: str) -> str:
-    """A warning for runs evaluated on the data they trained on (the quick fine-tune): memorisation, not skill."""
-    try:
-        info = read_run_info(Path(run))
-    except ValueError:
-        return ""
-    if evaluated_again(Path(run), info):  # its records are no longer those of its training's evaluation
-        return ""
-    if evaluated_on_training_data(info.config):
-        return ("  ⚠ This run was evaluated on its own training data, so these figures show memorisation, "
-                "not how it does on new questions. Train with separate evaluation data for honest figures.")
-    return ""
-
-
-def matched_note(shown: int, total: int) -> str:
-    """Above the question table: how many questions its filters let through (an empty table said nothing)."""
-    return "" if shown == total else f"{'None' if shown == 0 else f'{shown:,}'} of {total:,} questions match the filters"
-
-
-def record_table(records: Sequence[QuestionRecord], only_wrong: bool = False, f1_range: tuple[float, float] = (0, 100),
-                 word: str = "all", search: str = "", sort: str = SORTS[0], kind: str = V2_ERRORS[0]) -> pd.DataFrame:
-    """The filtered, sorted question table of the Errors tab; the id column finds the record again."""
-    chosen = filter_records(records, only_wrong, f1_range, word, search, kind)
-    keys = {SORTS[0]: lambda r: r.f1, SORTS[1]: lambda r: -r.f1, SORTS[2]: lambda r: r.question_word}
-    rows = [[r.example_id, r.question_word, r.question, shown_prediction(r), round(r.exact_match), round(r.f1, 1),
-             shown_gold(r)]
-            for r in sorted(chosen, key=keys.get(sort, lambda r: r.example_id))]
-    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
-
-
-def shown_prediction(record: QuestionRecord) -> str:
-    """The prediction, or '(no answer)' where a SQuAD 2.0 run abstained."""
-    return "(no answer)" if record.abstained else record.prediction
-
-
-def shown_gold(record: QuestionRecord) -> str:
-    """The gold answers, or '(unanswerable)' for a SQuAD 2.0 question without one (not a blank cell)."""
-    return " | ".join(record.gold_answers) or "(unanswerable)"
-
-
-def is_squad_v2(records: Sequence[QuestionRecord]) -> bool:
-    """Records of a SQuAD 2.0 evaluation (null odds stored), which a threshold can re-score."""
-    return any(r.null_odds is not None for r in records)
 
 
 def attribution_text(attribution: Attribution, budget_s: float) -> str:
