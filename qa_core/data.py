@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from qa_core.data_sources import DataError, check_unicode, read_rows, text_field
+from qa_core.data_sources import DataError, check_unicode, question_field, read_rows, text_field
 
 logger = logging.getLogger(__name__)
 QUESTIONS_NAMED = 5  # questions a warning about the data names (answer not in context, ...); the rest are counted
@@ -106,7 +106,7 @@ def _parse_record(record: dict[str, Any], where: str, counts: dict[str, int], di
                   answers_required: bool = True) -> Example:
     example_id = _id_field(record, where)
     where = f"{where} (id {example_id!r})"
-    question, context = text_field(record, "question", where), text_field(record, "context", where)
+    question, context = question_field(record, where), text_field(record, "context", where)
     title = record.get("title") or ""
     check_unicode(str(title), f"{where}: field 'title'", DataError)
     # SQuAD 2.0 marks unanswerable questions with is_impossible; its hub copy (rajpurkar/squad_v2) only leaves their

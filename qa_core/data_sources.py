@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import json
 import sys
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -73,7 +74,7 @@ def local_name(source: str) -> str:
 def looks_like_a_path(source: str) -> bool:
     """A file name or a path into an existing folder; anything else may be a hub name like 'rajpurkar/squad'."""
     path = Path(source)
-    return path.suffix in {".json", ".jsonl"} or source.startswith((".", "/", "~")) or (
+    return path.suffix.lower() in {".json", ".jsonl"} or source.startswith((".", "/", "~")) or (
         path.parent != Path(".") and path.parent.exists())
 
 
@@ -85,6 +86,8 @@ def _stopping(rows: Iterable[tuple[str, dict[str, Any]]], origin: str) -> Rows:
 
 
 def _read_file(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    if not path.is_file():  # a device's size says 0 and it never ends; a pipe waits for a writer
+        raise DataError(f"{path}: not a regular file (a {file_kind(path)})")
     try:
         check_file_size(path, _LOADING_LIMITS.get()[0])
         _check_stop(str(path))
@@ -95,7 +98,7 @@ def _read_file(path: Path) -> list[tuple[str, dict[str, Any]]]:
         raise DataError(f"{path}: cannot be read ({err.strerror})") from None
     if not text.strip():  # else 'not valid JSON (Expecting value, line 2 ...)' for an empty buffer saved
         raise DataError(f"{path}: the file is empty")
-    if path.suffix == ".jsonl":
+    if path.suffix.lower() == ".jsonl":
         return _read_lines(text, path)
     return list(_iter_rows(_loads(text, path, "file"), path))
 
@@ -106,10 +109,11 @@ def _read_lines(text: str, path: Path) -> list[tuple[str, dict[str, Any]]]:
     whole = _one_document(text)
     if isinstance(whole, list) or (isinstance(whole, dict) and "data" in whole):
         raise DataError(f"{path}: holds one JSON document, not JSON Lines; name it .json")
-    if isinstance(whole, dict) and len(text.strip().splitlines()) > 1:
+    lines = json_lines(text)
+    if isinstance(whole, dict) and sum(bool(line.strip()) for line in lines) > 1:
         raise DataError(f"{path}: holds one record over several lines; JSON Lines need each record on one line")
     records = []
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         record = _loads(line, path, f"line {n}")
@@ -117,6 +121,21 @@ def _read_lines(text: str, path: Path) -> list[tuple[str, dict[str, Any]]]:
             raise DataError(f"{path}: line {n} is a {type(record).__name__}, expected an object (one record a line)")
         records.append((f"line {n}", record))
     return records
+
+
+def json_lines(text: str) -> list[str]:
+    """The lines of a JSON Lines text: cut at line feeds only (a '\\r' before one dropped), since JSON strings may
+    hold U+2028, U+2029 and U+0085 unescaped, where str.splitlines would cut a record."""
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
+def file_kind(path: Path) -> str:
+    """What a path that is no regular file is, for a refusal."""
+    if path.is_dir():
+        return "folder"
+    if path.is_fifo():
+        return "named pipe"
+    return "socket" if path.is_socket() else "device"
 
 
 def read_json(text: str, path: Path, where: str) -> Any:
@@ -255,6 +274,21 @@ def text_field(record: dict[str, Any], name: str, where: str) -> str:
         raise DataError(f"{where}: field {name!r} is empty")
     check_unicode(value, f"{where}: field {name!r}", DataError)
     return value
+
+
+def question_field(record: dict[str, Any], where: str) -> str:
+    """A record's question, refused as text_field refuses, and where it has only invisible characters: tokenizers
+    drop them, so it would ask nothing (a context of them is kept: it holds no answer, and SQuAD 2.0 abstains)."""
+    question = text_field(record, "question", where)
+    if not any(is_visible(c) for c in question):
+        raise DataError(f"{where}: field 'question' has only invisible characters")
+    return question
+
+
+def is_visible(char: str) -> bool:
+    """Whether a character shows: not a space, nor a control, format (zero-width, direction marks) or unassigned
+    one."""
+    return not char.isspace() and unicodedata.category(char) not in ("Cc", "Cf", "Cn", "Co", "Cs", "Zs")
 
 
 def check_unicode(text: str, name: str, error: type[ValueError] = ValueError) -> None:

@@ -78,7 +78,7 @@ def hub_id(name: str | None) -> str | None:
     if name == DEFAULT_MODEL:
         return EMBEDDED_BASE_MODEL
     name = name.split(":", 1)[0]  # data sets are given as name:split
-    if name.startswith((".", "/", "~")) or name.endswith((".json", ".jsonl")) or name.count("/") != 1:
+    if name.startswith((".", "/", "~")) or name.lower().endswith((".json", ".jsonl")) or name.count("/") != 1:
         return None
     return name
 

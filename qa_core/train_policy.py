@@ -36,9 +36,9 @@ def check_start_data(source: str, what: str, settings: Settings) -> str:
     """A data file named for a new job, refused when it is missing or not SQuAD data (a hub name is left to the
     job): a job that cannot read its data is never announced as started."""
     path = Path(source)
-    if source in ("", "sample") or not (path.suffix in DATA_SUFFIXES or path.exists()):
+    if source in ("", "sample") or not (path.suffix.lower() in DATA_SUFFIXES or path.exists()):
         return source
-    if not path.is_file():
+    if not path.exists():
         raise ValueError(f"{what}: no such file {source}")
     check_file_size(path, settings.max_upload_bytes if settings.public else None)
     check_contexts(load_examples(source, limit=settings.max_train_examples).examples, what, settings)
@@ -181,7 +181,7 @@ def resume_config(folder: Path, settings: Settings) -> QAConfig:
     except (TypeError, ValueError) as err:
         raise ValueError(f"run {folder.name}: its saved settings cannot be used ({err})") from None
     for source, what in ((config.train_file, "training data"), (config.validation_file, "evaluation data")):
-        if Path(source or "").suffix in DATA_SUFFIXES and not Path(source).is_file():
+        if Path(source or "").suffix.lower() in DATA_SUFFIXES and not Path(source).is_file():
             raise ValueError(f"run {folder.name}: its {what} {Path(source).name} is gone (an uploaded file is "
                              f"deleted when its job ends); start a new run")
     epoch = max((float(h.get("epoch", 0.0)) for h in info.history), default=0.0)  # at its evaluations

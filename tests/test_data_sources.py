@@ -155,3 +155,49 @@ def test_a_file_nested_too_deeply_is_named_not_a_recursion_error(tmp_path: Path,
     with pytest.raises(DataError) as caught:
         rows(path)
     assert str(caught.value) == f"{path}: {where} nests lists or objects too deeply to be read"
+
+
+def test_json_lines_split_only_at_line_feeds(tmp_path: Path) -> None:
+    """Found by a data audit: a record whose text holds U+2028, U+2029 or U+0085 unescaped (valid JSON, as
+    json.dumps(ensure_ascii=False) writes them) was cut there: "holds one record over several lines"."""
+    records = [{**RECORD, "id": f"r{n}", "context": CONTEXT + separator + "More."}
+               for n, separator in enumerate(("\u2028", "\u2029", "\u0085"))]
+    (tmp_path / "one.jsonl").write_text(json.dumps(records[0], ensure_ascii=False) + "\n", encoding="utf-8")
+    (tmp_path / "many.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\r\n" for r in records),
+                                         encoding="utf-8")
+    assert rows(tmp_path / "one.jsonl") == [("line 1", records[0])]
+    assert rows(tmp_path / "many.jsonl") == [(f"line {n}", r) for n, r in enumerate(records, 1)]
+
+
+@pytest.mark.parametrize("name", ["UP.JSONL", "data.JsonL"])
+def test_a_json_lines_name_in_capitals_is_read_as_json_lines(tmp_path: Path, name: str) -> None:
+    """Found by a data audit: data.JSONL (the upload accepts it) was parsed as one JSON document and refused with
+    "JSON Lines ... need a .jsonl name"; missing, it was taken for a hub data set's name."""
+    (tmp_path / name).write_text(json.dumps(RECORD) + "\n" + json.dumps({**RECORD, "id": "r2"}) + "\n")
+    assert [where for where, _ in rows(tmp_path / name)] == ["line 1", "line 2"]
+    with pytest.raises(DataError, match="no such data file"):
+        rows("MISSING.JSONL")
+
+
+@pytest.mark.parametrize("source", ["/dev/zero", "fifo"])
+def test_a_device_or_a_pipe_is_refused_before_a_byte_is_read(tmp_path: Path, source: str) -> None:
+    """Found by a data audit: /dev/zero as a data file was read until memory ran out (its size says 0), a named
+    pipe waited forever."""
+    import os
+
+    if source == "fifo":
+        source = str(tmp_path / "pipe.json")
+        os.mkfifo(source)
+    with pytest.raises(DataError, match="not a regular file"):
+        rows(source)
+
+
+@pytest.mark.parametrize("text", ["\u200b\u200b", "\x00", "\u200e \ufeff"])
+def test_a_question_of_invisible_characters_is_refused_as_a_blank_one_is(tmp_path: Path, text: str) -> None:
+    """Found by a data audit: a file's question of zero-width spaces or NUL passed the blank check and was trained
+    and scored on, where /answer refuses it ("no words this model reads")."""
+    (tmp_path / "flat.json").write_text(json.dumps([{**RECORD, "question": text}]))
+    with pytest.raises(DataError, match=r"record 0.*'question' has only invisible characters"):
+        from qa_core.data import load_examples
+
+        load_examples(str(tmp_path / "flat.json"))
