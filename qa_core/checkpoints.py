@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from qa_core.run_files import (CALIBRATION_FILE, CHECKPOINT_DIR, EVAL_PREFIX, EVAL_STAGING, MODEL_DIR, OLD_SUFFIX,
-                               RUN_FILE, RUN_RECORDS, STATE_FILE, TMP_SUFFIX, RunInfo, RunRefused, find_checkpoint,
-                               held_records, partial_names)
+                               RUN_FILE, RUN_OUTPUTS, STATE_FILE, TMP_SUFFIX, RunInfo, RunRefused, find_checkpoint,
+                               held_outputs, partial_names)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -65,20 +65,20 @@ def eval_files(folder: Path) -> list[Path]:
     return sorted([*folder.glob(EVAL_PREFIX + "*"), *folder.glob(CALIBRATION_FILE)])
 
 
-def clear_records(folder: Path, names: Iterable[str] = RUN_RECORDS, keep: Collection[str] = ()) -> None:
-    """Remove the run records and evaluation files a new run or evaluation would otherwise mix with its own; keep:
+def clear_outputs(folder: Path, names: Iterable[str] = RUN_OUTPUTS, keep: Collection[str] = ()) -> None:
+    """Remove the run outputs and evaluation files a new run or evaluation would otherwise mix with its own; keep:
     names about to be replaced by renames."""
-    for name in held_records(folder, names):
+    for name in held_outputs(folder, names):
         path = folder / name
         if name not in keep:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 def move_in(staged: Path, folder: Path, replaced: Iterable[str]) -> None:
-    """Swap a complete set of files into folder: its records among `replaced` (and eval_* files) that staged has no
+    """Swap a complete set of files into folder: its outputs among `replaced` (and eval_* files) that staged has no
     new one of are removed, staged's files are renamed over the rest (a rename needs no room), then staged goes."""
     files = [path.relative_to(staged) for path in sorted(staged.rglob("*")) if path.is_file()]
-    clear_records(folder, replaced, keep={path.parts[0] for path in files})
+    clear_outputs(folder, replaced, keep={path.parts[0] for path in files})
     for path in files:
         (staged / path).replace(folder / path)
     shutil.rmtree(staged)

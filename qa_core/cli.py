@@ -70,11 +70,11 @@ class WindowBar:
 def left_to_do(output_dir: Path) -> str:
     """What a stopped training leaves to do, as its folder is now: --resume only where a checkpoint waits, else
     what a new run there needs (check_output_dir refuses a folder holding records without the flag)."""
-    from qa_core.run_files import find_checkpoint, held_records, stopped_run
+    from qa_core.run_files import find_checkpoint, held_outputs, stopped_run
 
     if stopped_run(output_dir):
         return "continue it with --resume"
-    if not held_records(output_dir):
+    if not held_outputs(output_dir):
         return "it stopped before training started: nothing to resume"
     if find_checkpoint(output_dir) is None:
         return (f"nothing was saved to resume from (no checkpoint in {output_dir}): start again with "

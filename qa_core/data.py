@@ -61,7 +61,7 @@ def load_examples(source: str, split: str = "train", limit: int | None = None,
     counts = {"repaired": 0, "unlocated": 0, "unanswerable": 0}
     disagreed: list[str] = []
     for where, row in itertools.islice(rows, limit):
-        example = _parse_record(row, f"{origin}: {where}", counts, disagreed, answers_required)
+        example = _parse_row(row, f"{origin}: {where}", counts, disagreed, answers_required)
         if example.example_id in seen:
             raise DataError(f"{origin}: question id {example.example_id!r} appears twice "
                             f"({seen[example.example_id]} and {where})")
@@ -102,8 +102,8 @@ def _name_disagreed(origin: str, ids: list[str]) -> None:
                    "listed): %s", origin, which, _first_named(ids))
 
 
-def _parse_record(record: dict[str, Any], where: str, counts: dict[str, int], disagreed: list[str],
-                  answers_required: bool = True) -> Example:
+def _parse_row(record: dict[str, Any], where: str, counts: dict[str, int], disagreed: list[str],
+               answers_required: bool = True) -> Example:
     example_id = _id_field(record, where)
     where = f"{where} (id {example_id!r})"
     question, context = question_field(record, where), text_field(record, "context", where)

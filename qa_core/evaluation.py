@@ -27,14 +27,14 @@ from qa_core.model_card import write_model_card
 from qa_core.modeling import fit_config, load_model, warn_if_untrained
 from qa_core.postprocess import Prediction, finite_floats
 from qa_core.precision import set_up_precision
-from qa_core.run_files import (BEST_SPANS_FILE, CALIBRATION_FILE, CARD_FILE, EVAL_MODEL_FILE, EVAL_RECORDS,
-                               EVAL_SETTINGS_FILE, EVAL_STAGING, METRICS_FILE, MODEL_DIR, MODEL_RECORDS, NULL_ODDS_FILE,
-                               PREDICTIONS_FILE, RECORDS_FILE, RUN_FILE, RUN_RECORDS, RunInfo, check_eval_output_dir,
+from qa_core.run_files import (BEST_SPANS_FILE, CALIBRATION_FILE, CARD_FILE, EVAL_MODEL_FILE, EVAL_EXTRA_OUTPUTS,
+                               EVAL_SETTINGS_FILE, EVAL_STAGING, METRICS_FILE, MODEL_DIR, MODEL_OUTPUTS, NULL_ODDS_FILE,
+                               PREDICTIONS_FILE, RECORDS_FILE, RUN_FILE, RUN_OUTPUTS, RunInfo, check_eval_output_dir,
                                evaluated_model_entry, evaluates_own_run, read_run_info)
 from qa_core.wording import TwoWordings
 
-# With --overwrite_output_dir an evaluation replaces a run's records, but not the model it may be evaluating.
-EVAL_OVERWRITES = tuple(name for name in RUN_RECORDS if name not in MODEL_RECORDS)
+# With --overwrite_output_dir an evaluation replaces a run's outputs, but not the model it may be evaluating.
+EVAL_OVERWRITES = tuple(name for name in RUN_OUTPUTS if name not in MODEL_OUTPUTS)
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def run_evaluation(config: QAConfig, device: str | None = None, progress: Window
         named = None if own_run else config.model_name_or_path  # a folder of its own names the model nowhere else
         card_run = run if card_is_of(output_dir, run, Path(loaded.source)) else None
         with no_room_said(f"in {output_dir}", "the earlier evaluation files kept", "evaluate again"):
-            save_evaluation(output_dir, result, EVAL_RECORDS if own_run else EVAL_OVERWRITES, named, card_run)
+            save_evaluation(output_dir, result, EVAL_EXTRA_OUTPUTS if own_run else EVAL_OVERWRITES, named, card_run)
     return result
 
 

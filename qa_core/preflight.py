@@ -11,8 +11,8 @@ from typing import Any
 
 from qa_core.config import QAConfig, check_windows
 from qa_core.data_sources import local_name, looks_like_a_path
-from qa_core.run_files import (RUN_FILE, RUN_RECORDS, TOKENIZER_FILE, RunRefused, check_eval_output_dir,
-                               check_output_dir, find_checkpoint, held_records, model_folder, read_run_info, run_folder)
+from qa_core.run_files import (RUN_FILE, RUN_OUTPUTS, TOKENIZER_FILE, RunRefused, check_eval_output_dir,
+                               check_output_dir, find_checkpoint, held_outputs, model_folder, read_run_info, run_folder)
 
 # What a resume may change: how long it trains (to extend a run, whose decay then spans the new length), how
 # often it logs and saves, how it loads and reports, where its output goes. Everything else changes what the
@@ -97,12 +97,12 @@ def tokenizer_special_tokens(model: Path) -> int | None:
 
 def check_not_training_into_its_model(config: QAConfig) -> None:
     """--overwrite_output_dir would delete the very model training starts from: a model folder, or a run's model/
-    or checkpoint/ (what a new run clears, RUN_RECORDS); another folder inside output_dir stays."""
+    or checkpoint/ (what a new run clears, RUN_OUTPUTS); another folder inside output_dir stays."""
     source = Path(config.model_name_or_path)
     if not source.is_dir():
         return
     model, output_dir = model_folder(source).resolve(), Path(config.output_dir).resolve()
-    if model == output_dir or (model.parent == output_dir and model.name in RUN_RECORDS):
+    if model == output_dir or (model.parent == output_dir and model.name in RUN_OUTPUTS):
         raise ValueError(f"output_dir {config.output_dir} holds the model being trained from (model_name_or_path "
                          f"{config.model_name_or_path}); training there would replace it; choose another "
                          f"output folder")
@@ -144,7 +144,7 @@ def _nothing_to_resume(output_dir: Path, overwrite: bool) -> str:
         return f"--resume: {output_dir} does not exist, so there is no run to resume; check the --output_dir"
     message = (f"--resume: nothing to resume in {output_dir}: it holds no checkpoint (a run stopped before its "
                f"first one); run the command without --resume to start it again")
-    if not held_records(output_dir):
+    if not held_outputs(output_dir):
         return message
     return message + (" (--overwrite_output_dir then clears it)" if overwrite else " with --overwrite_output_dir")
 

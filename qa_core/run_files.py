@@ -62,12 +62,12 @@ def partial_names(name: str) -> tuple[str, str, str]:
 
 
 # What a run leaves in its folder; a new run or evaluation refuses to write over any of them.
-RUN_RECORDS = (*partial_names(RUN_FILE), HISTORY_FILE, TENSORBOARD_DIR, *partial_names(CHECKPOINT_DIR),
+RUN_OUTPUTS = (*partial_names(RUN_FILE), HISTORY_FILE, TENSORBOARD_DIR, *partial_names(CHECKPOINT_DIR),
                *partial_names(MODEL_DIR), CALIBRATION_FILE, *MODEL_FILES)
 # What a model is: the final model folder of a run, or model files at the top of a folder.
-MODEL_RECORDS = (*partial_names(MODEL_DIR), *MODEL_FILES)
+MODEL_OUTPUTS = (*partial_names(MODEL_DIR), *MODEL_FILES)
 # What evaluating a run into its own folder replaces: its eval_* files and the calibration fitted on them.
-EVAL_RECORDS = (CALIBRATION_FILE,)
+EVAL_EXTRA_OUTPUTS = (CALIBRATION_FILE,)
 
 
 def model_folder(folder: Path) -> Path:
@@ -128,21 +128,21 @@ def find_checkpoint(output_dir: Path) -> Path | None:
     return None
 
 
-def held_records(folder: Path, names: Iterable[str] = RUN_RECORDS) -> list[str]:
-    """The run records and evaluation files already in folder."""
+def held_outputs(folder: Path, names: Iterable[str] = RUN_OUTPUTS) -> list[str]:
+    """The run outputs and evaluation files already in folder."""
     if not folder.is_dir():
         return []
     return sorted(p.name for p in folder.iterdir() if p.name in names or p.name.startswith(EVAL_PREFIX))
 
 
-def check_output_dir(folder: Path, overwrite: bool, names: Iterable[str] = RUN_RECORDS,
+def check_output_dir(folder: Path, overwrite: bool, names: Iterable[str] = RUN_OUTPUTS,
                      can_resume: bool = True) -> None:
-    """Refuse a file, or a folder holding a model, a run or evaluation files unless overwrite (then clear_records
+    """Refuse a file, or a folder holding a model, a run or evaluation files unless overwrite (then clear_outputs
     first). can_resume: the command could continue a stopped run there (train), so say so first: overwriting
     would delete its checkpoint."""
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"output_dir {folder} is a file, not a folder; choose another output folder")
-    held = held_records(folder, names)
+    held = held_outputs(folder, names)
     if not held or overwrite:
         return
     if can_resume and stopped_run(folder):
@@ -208,7 +208,7 @@ def read_run_info(output_dir: Path) -> RunInfo:
 
 
 def is_evaluation_folder(folder: Path) -> bool:
-    """Written by `train.py evaluate --output_dir`: evaluation records, but no run.json (and no model of its own)."""
+    """Written by `train.py evaluate --output_dir`: evaluation files, but no run.json (and no model of its own)."""
     return not (folder / RUN_FILE).is_file() and (folder / RECORDS_FILE).is_file()
 
 

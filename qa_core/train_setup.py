@@ -14,7 +14,7 @@ import torch
 from transformers import get_scheduler, set_seed
 
 from qa_core.batching import training_batches
-from qa_core.checkpoints import TrainState, clear_records, load_trainer_state
+from qa_core.checkpoints import TrainState, clear_outputs, load_trainer_state
 from qa_core.config import QAConfig
 from qa_core.data import Example, fingerprint, load_examples
 from qa_core.distributed import DistContext, device_for, shard
@@ -24,7 +24,7 @@ from qa_core.modeling import LoadedModel, fit_config, load_model
 from qa_core.precision import set_up_precision
 from qa_core.preflight import check_not_training_into_its_model, check_resume, check_resumed_windows
 from qa_core.progress import ProgressCallback, append_history, tensorboard_writer
-from qa_core.run_files import (HISTORY_FILE, RUN_FILE, RUN_RECORDS, TENSORBOARD_DIR, RunRefused, check_output_dir,
+from qa_core.run_files import (HISTORY_FILE, RUN_FILE, RUN_OUTPUTS, TENSORBOARD_DIR, RunRefused, check_output_dir,
                                find_checkpoint)
 from qa_core.settings import limits_within
 from qa_core.train_step import build_optimizer, wrap_model
@@ -96,7 +96,7 @@ def prepare(config: QAConfig, dist_ctx: DistContext, device: str | None) -> Setu
     data = {"train": fingerprint(train_examples), "validation": fingerprint(eval_examples)}
     model = wrap_model(loaded.model, config, dist_ctx, torch_device)
     if dist_ctx.is_main and not checkpoint:
-        clear_records(output_dir, RUN_RECORDS)  # only what check_output_dir allowed to be overwritten
+        clear_outputs(output_dir, RUN_OUTPUTS)  # only what check_output_dir allowed to be overwritten
     # Last: restoring the RNG state must come after everything that draws from it.
     start = (load_trainer_state(checkpoint, optimizer, scheduler, data,
                                 {"train": config.train_file, "validation": config.validation_file}) if checkpoint

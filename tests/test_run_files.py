@@ -40,9 +40,9 @@ def test_a_killed_run_suggests_resume_before_overwrite(tmp_path: Path) -> None:
 
 def test_a_run_s_calibration_counts_among_its_records() -> None:
     from qa_core.calibration import CALIBRATION_FILE
-    from qa_core.run_files import RUN_RECORDS
+    from qa_core.run_files import RUN_OUTPUTS
 
-    assert CALIBRATION_FILE in RUN_RECORDS  # else a new model would inherit the old one's temperature
+    assert CALIBRATION_FILE in RUN_OUTPUTS  # else a new model would inherit the old one's temperature
 
 
 def test_a_run_from_before_the_model_folder_still_loads(tiny_model_dir: Path, tmp_path: Path) -> None:
