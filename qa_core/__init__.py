@@ -22,7 +22,7 @@ _EXPORTS = {
     "answer_question": "qa_core.inference",
     "answer_examples": "qa_core.inference",
     "AnswerResult": "qa_core.inference",
-    "run_config": "qa_core.inference",
+    "run_config": "qa_core.run_settings",
     "run_evaluation": "qa_core.evaluation",
     "EvalResult": "qa_core.evaluation",
     "compute_metrics": "qa_core.metrics",
@@ -39,10 +39,11 @@ if TYPE_CHECKING:  # for type checkers: the names __getattr__ loads (ruff does n
     from qa_core.config import QAConfig  # noqa: F401
     from qa_core.data import Answer, DataError, Example, load_examples  # noqa: F401
     from qa_core.evaluation import EvalResult, run_evaluation  # noqa: F401
-    from qa_core.inference import AnswerResult, answer_examples, answer_question, run_config  # noqa: F401
+    from qa_core.inference import AnswerResult, answer_examples, answer_question  # noqa: F401
     from qa_core.metrics import Metrics, compute_metrics  # noqa: F401
     from qa_core.model_card import push_run, render_model_card  # noqa: F401
     from qa_core.modeling import LoadedModel, ModelNotFoundError, load_model  # noqa: F401
+    from qa_core.run_settings import run_config  # noqa: F401
     from qa_core.runtime import configure_process  # noqa: F401
     from qa_core.training import TrainResult, train  # noqa: F401
 

@@ -128,7 +128,8 @@ def warn_if_threshold_unused(args: argparse.Namespace, config: QAConfig) -> None
 
 def run_predict(args: argparse.Namespace, config: QAConfig) -> dict[str, Any]:
     from qa_core.data import load_examples
-    from qa_core.inference import answer_examples, config_for_model
+    from qa_core.inference import answer_examples
+    from qa_core.run_settings import config_for_model
     from qa_core.modeling import load_model, warn_if_untrained
 
     # the questions first: a bad test file is refused before the model loads

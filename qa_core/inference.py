@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,7 +22,6 @@ from qa_core.modeling import LoadedModel, fit_config
 from qa_core.postprocess import (ANSWER_TOP_K, Prediction, SpanSearch, leading_spans, postprocess_predictions,
                                  predict_example)
 from qa_core.precision import autocast, inference_copy
-from qa_core.run_files import METRICS_FILE, read_run_info, run_folder
 
 logger = logging.getLogger(__name__)
 
@@ -241,37 +238,3 @@ def answer_examples(loaded: LoadedModel, examples: Sequence[Example], config: QA
     model, bf16 = inference_copy(loaded.model, config.bf16, next(loaded.model.parameters()).device)
     predictions = predict_examples(model, examples, features, config, bf16, batch_format=loaded.batch_format)
     return {k: p.text for k, p in predictions.items()}
-
-
-def config_for_model(source: str, config: QAConfig = QAConfig()) -> QAConfig:
-    """The config to answer with a model folder: a run evaluated with version_2_with_negative answers SQuAD 2.0
-    style, abstaining above the threshold its evaluation found best for F1 (best_f1_thresh); a run's model/
-    folder reads its run's evaluation."""
-    path = run_folder(Path(source)) / METRICS_FILE
-    if not path.is_file():
-        return config
-    try:
-        threshold = json.loads(path.read_text(encoding="utf-8")).get("best_f1_thresh")
-    except (OSError, json.JSONDecodeError, AttributeError) as err:
-        logger.warning("%s: unreadable (%s); answering without its null threshold", path, err)
-        return config
-    if not isinstance(threshold, (int, float)):
-        return config
-    return config.replace(version_2_with_negative=True, null_score_diff_threshold=float(threshold))
-
-
-def run_config(source: str) -> QAConfig:
-    """The settings a model was trained with when `source` is a run folder (run.json's config), with the
-    null-score threshold its evaluation found best (inference.config_for_model); QAConfig's defaults otherwise.
-    `source` may be the run folder or its model/ folder."""
-    folder = run_folder(Path(source))
-    try:
-        saved = read_run_info(folder).config
-    except ValueError:
-        return config_for_model(source)
-    try:
-        config = QAConfig.from_saved(saved)
-    except (TypeError, ValueError) as err:  # written by an older version: answer with the defaults
-        logger.warning("%s: run config not usable for answering (%s); using the defaults", folder.name, err)
-        config = QAConfig()
-    return config_for_model(source, config)

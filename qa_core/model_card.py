@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from qa_core.config import DEFAULT_MODEL
 from qa_core.eval_settings import Evaluated, read_evaluated
 from qa_core.metrics import SquadV2Metrics
-from qa_core.run_files import (CALIBRATION_FILE, CARD_FILE, CHECKPOINT_DIR, EVAL_PREFIX, HISTORY_FILE, METRICS_FILE,
-                               OLD_SUFFIX, RECORDS_FILE, RUN_FILE, TENSORBOARD_DIR, TMP_SUFFIX, model_folder)
+from qa_core.run_files import (CALIBRATION_FILE, CARD_FILE, CHECKPOINT_DIR, EVAL_PREFIX, HISTORY_FILE, OLD_SUFFIX,
+                               RECORDS_FILE, RUN_FILE, TENSORBOARD_DIR, TMP_SUFFIX, model_folder, read_eval_metrics)
 
 if TYPE_CHECKING:
     from qa_core.run_files import RunInfo
@@ -246,8 +246,8 @@ def write_model_card(run_dir: str | Path, model_name: str | None = None, folder:
 
     run_dir = Path(run_dir)  # a str, as load_model and push_run take, failed at `run_dir / ...`
 
-    metrics_file, records = (eval_dir or run_dir) / METRICS_FILE, (eval_dir or run_dir) / RECORDS_FILE
-    metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.exists() else None
+    records = (eval_dir or run_dir) / RECORDS_FILE
+    metrics = read_eval_metrics(eval_dir or run_dir)
     if metrics is not None and "total" not in metrics and records.exists():  # SQuAD v1.1: one record a question
         metrics["total"] = sum(1 for line in records.open(encoding="utf-8") if line.strip())
     info = info if info is not None else read_run_info(run_dir)

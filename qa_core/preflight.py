@@ -187,7 +187,7 @@ def check_resumed_windows(config: QAConfig) -> None:
 
 
 def run_settings(model_name_or_path: str) -> dict[str, Any]:
-    """The config of the run a model folder belongs to (R or R/model), from its run.json, as inference.run_config
+    """The config of the run a model folder belongs to (R or R/model), from its run.json, as run_settings.run_config
     finds it (without loading torch); empty otherwise."""
     path = Path(model_name_or_path)
     return _stored_config(run_folder(path)) if path.is_dir() else {}

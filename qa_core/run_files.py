@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Iterable
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from qa_core.wording import TwoWordings
+
+logger = logging.getLogger(__name__)
 
 # Local bookkeeping: the run's own record, its progress log and TensorBoard events.
 RUN_FILE = "run.json"
@@ -283,3 +286,20 @@ def new_run_dir(root: Path, model: str, now: datetime | None = None) -> Path:
             continue
         return candidate
     raise RuntimeError(f"no free run folder name for {base} under {root}")
+
+
+def read_eval_metrics(folder: Path) -> dict[str, Any] | None:
+    """The folder's eval_metrics.json; None where it has none, or one that is unreadable or no JSON object (said in
+    the log: every reader then goes on without it)."""
+    path = folder / METRICS_FILE
+    if not path.is_file():
+        return None
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        logger.warning("%s: unreadable (%s); going on without it", path, err)
+        return None
+    if not isinstance(metrics, dict):
+        logger.warning("%s: not a JSON object; going on without it", path)
+        return None
+    return metrics

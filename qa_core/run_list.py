@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qa_core.run_files import METRICS_FILE, RECORDS_FILE, RUN_FILE, RunInfo, is_evaluation_folder, read_run_info
+from qa_core.run_files import (RECORDS_FILE, RUN_FILE, RunInfo, is_evaluation_folder, read_eval_metrics,
+                               read_run_info)
 from qa_core.run_lock import run_status
 
 
@@ -81,10 +81,4 @@ def figures(values: Mapping[str, Any]) -> dict[str, float]:
 def evaluation_metrics(folder: Path) -> dict[str, float]:
     """The FIGURES of an evaluation's eval_metrics.json; none when it is missing or unreadable (the records
     still are what the Errors tab reads)."""
-    try:
-        metrics = json.loads((folder / METRICS_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
-    if not isinstance(metrics, dict):
-        return {}
-    return figures(metrics)
+    return figures(read_eval_metrics(folder) or {})

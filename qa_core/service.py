@@ -19,13 +19,14 @@ from qa_core.eval_settings import read_evaluated
 from qa_core.fairness import LOCAL, Caller, CallerBound, FairWorker
 from qa_core.hosting import (answer_limits, check_model, check_model_folder, check_name, check_request, check_run,
                              default_name)
-from qa_core.inference import AnswerResult, TokenLogits, config_for_model, run_config
+from qa_core.inference import AnswerResult, TokenLogits
 from qa_core.job_service import JobService
 from qa_core.jobs import JobManager
 from qa_core.modeling import LoadedModel
 from qa_core.run_files import (RECORDS_FILE, evaluated_model, has_model, is_evaluation_folder, namesake_beside,
                                read_run_info)
 from qa_core.run_list import list_runs
+from qa_core.run_settings import config_for_model, run_config
 from qa_core.serving import ModelCache
 from qa_core.settings import Settings
 

@@ -22,10 +22,11 @@ from qa_core.config import QAConfig
 from qa_core.data import load_examples
 from qa_core.fairness import LOCAL, Caller, CallerBound, FairWorker
 from qa_core.features import featurize
-from qa_core.inference import AnswerResult, answer_question, run_config, run_model
+from qa_core.inference import AnswerResult, answer_question, run_model
 from qa_core.int8 import MAX_LOGIT_ERROR, logit_error, native_int8_cpu, quantize_linears
 from qa_core.modeling import LoadedModel, fit_config, load_model, pick_device
 from qa_core.precision import native_bf16_cpu
+from qa_core.run_settings import run_config
 from qa_core.settings import MODEL_WAIT_S
 
 logger = logging.getLogger(__name__)

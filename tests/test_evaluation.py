@@ -13,7 +13,7 @@ from qa_core.config import QAConfig
 from qa_core.data import Answer, Example
 from qa_core.evaluation import (BEST_SPANS_FILE, METRICS_FILE, NULL_ODDS_FILE, PREDICTIONS_FILE, run_evaluation,
                                 squad_v2_metrics)
-from qa_core.inference import config_for_model
+from qa_core.run_settings import config_for_model
 from qa_core.metrics import compute_metrics_v2
 from qa_core.training import train
 from tests.overfit_data import write_tiny_squad

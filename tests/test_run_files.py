@@ -49,7 +49,7 @@ def test_a_run_from_before_the_model_folder_still_loads(tiny_model_dir: Path, tm
     from qa_core.checkpoints import write_run_info
     from qa_core.run_files import RunInfo
     from qa_core.modeling import load_model
-    from qa_core.inference import run_config
+    from qa_core.run_settings import run_config
 
     run = tmp_path / "old-run"
     shutil.copytree(tiny_model_dir, run)
@@ -189,3 +189,14 @@ def test_an_evaluation_into_a_run_being_trained_is_refused(tmp_path: Path) -> No
     check_eval_output_dir(run, "embedded", overwrite=True)  # once it stopped
     with pytest.raises(ModelNotFoundError, match="continue a stopped run"):
         resolve_model(str(run))
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", "\udcff"])
+def test_an_unreadable_eval_metrics_file_is_read_as_none_by_every_reader(tmp_path: Path, text: str, caplog) -> None:
+    """Found in review: three readers of eval_metrics.json (the run list, the model card, answering) each handled a
+    broken one their own way; the one reader says it in the log and goes on without it."""
+    from qa_core.run_files import METRICS_FILE, read_eval_metrics
+
+    (tmp_path / METRICS_FILE).write_text(text, encoding="utf-8", errors="surrogateescape")
+    assert read_eval_metrics(tmp_path) is None and METRICS_FILE in caplog.text
+    assert read_eval_metrics(tmp_path / "missing") is None

@@ -440,9 +440,9 @@ def test_a_finished_run_s_model_folder_is_hub_ready(tiny_model_dir: Path, tmp_pa
     from transformers import AutoConfig, AutoModelForQuestionAnswering
 
     from qa_core.checkpoints import write_run_info
-    from qa_core.inference import config_for_model
+    from qa_core.run_settings import config_for_model
     from qa_core.modeling import load_model
-    from qa_core.inference import run_config
+    from qa_core.run_settings import run_config
 
     run = tmp_path / "run"
     train(tiny_config(tiny_model_dir, write_tiny_squad(tmp_path / "d.json"), run, max_steps=2, attention_dropout=0.0))
