@@ -186,6 +186,11 @@ def _nearest_occurrence(context: str, text: str, start: int) -> int | None:
     return min(found, key=lambda p: abs(p - start), default=None)
 
 
+def gold_texts(examples: Iterable[Example]) -> dict[str, list[str]]:
+    """{example_id: its gold answers' texts}, as the official scripts take them (an empty list: unanswerable)."""
+    return {e.example_id: [a.text for a in e.answers] for e in examples}
+
+
 def fingerprint(examples: Iterable[Example]) -> str:
     """A short hash of the examples' content, to tell whether a run saw the same data."""
     digest = hashlib.sha256()

@@ -16,7 +16,7 @@ from qa_core.calibration import fit_calibration, write_calibration
 from qa_core.checkpoints import move_in
 from qa_core.file_writes import no_room_said
 from qa_core.config import QAConfig
-from qa_core.data import Example, load_examples
+from qa_core.data import Example, gold_texts, load_examples
 from qa_core.distributed import DistContext, device_for, init_distributed
 from qa_core.error_analysis import QuestionRecord, build_records, write_records
 from qa_core.eval_settings import Evaluated, evaluated_data, write_evaluated
@@ -25,7 +25,7 @@ from qa_core.inference import WindowProgress, predict_examples
 from qa_core.metrics import Metrics, compute_metrics, compute_metrics_v2
 from qa_core.model_card import write_model_card
 from qa_core.modeling import fit_config, load_model, warn_if_untrained
-from qa_core.postprocess import Prediction, finite_floats
+from qa_core.postprocess import Prediction, finite_floats, prediction_texts
 from qa_core.precision import set_up_precision
 from qa_core.run_files import (BEST_SPANS_FILE, CALIBRATION_FILE, CARD_FILE, EVAL_MODEL_FILE, EVAL_EXTRA_OUTPUTS,
                                EVAL_SETTINGS_FILE, EVAL_STAGING, METRICS_FILE, MODEL_DIR, MODEL_OUTPUTS, NULL_ODDS_FILE,
@@ -59,8 +59,8 @@ def evaluate(model: torch.nn.Module, examples: Sequence[Example], features: Sequ
     if config.version_2_with_negative:
         return EvalResult(squad_v2_metrics(examples, predictions, config.null_score_diff_threshold), predictions,
                           build_records(examples, predictions), used)
-    golds = {e.example_id: [a.text for a in e.answers] for e in examples if e.answers}
-    metrics = compute_metrics({k: p.text for k, p in predictions.items()}, golds)
+    golds = gold_texts(e for e in examples if e.answers)
+    metrics = compute_metrics(prediction_texts(predictions), golds)
     return EvalResult(metrics, predictions, build_records([e for e in examples if e.answers], predictions), used)
 
 
@@ -85,9 +85,9 @@ def squad_v2_metrics(examples: Sequence[Example], predictions: Mapping[str, Pred
     """evaluate-v2.0.py's figures of the predictions at this threshold; best_* are searched over the best spans
     (the answers before abstaining), since a sweep over answers already cut at the threshold cannot find a higher
     one. exact_match and f1 repeat exact and f1 for readers of v1.1 metrics."""
-    golds = {e.example_id: [a.text for a in e.answers] for e in examples}
+    golds = gold_texts(examples)
     odds = null_odds(predictions)
-    at_threshold = compute_metrics_v2({k: p.text for k, p in predictions.items()}, golds, odds, threshold)
+    at_threshold = compute_metrics_v2(prediction_texts(predictions), golds, odds, threshold)
     searched = compute_metrics_v2(best_span_texts(predictions), golds, odds, threshold)
     v2 = replace(at_threshold, best_exact=searched.best_exact, best_f1=searched.best_f1)
     return Metrics(v2.exact, v2.f1, v2.total, v2)
@@ -106,7 +106,7 @@ def write_eval_outputs(output_dir: Path, result: EvalResult) -> None:
     analysis, the temperature fitted on those records, what the evaluation used (eval_settings.py) where known,
     and for SQuAD 2.0 the null odds and the best spans (evaluate-v2.0.py's inputs)."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    files = {PREDICTIONS_FILE: {k: p.text for k, p in result.predictions.items()},
+    files = {PREDICTIONS_FILE: prediction_texts(result.predictions),
              METRICS_FILE: result.metrics.to_dict()}
     if result.metrics.squad_v2 is not None:
         # Infinite odds (a context with no span at all) are not JSON; the largest float still abstains at any

@@ -20,7 +20,7 @@ from qa_core.distributed import DistContext, gather
 from qa_core.features import AS_TEXT, Feature, featurize
 from qa_core.modeling import LoadedModel, fit_config
 from qa_core.postprocess import (ANSWER_TOP_K, Prediction, SpanSearch, leading_spans, postprocess_predictions,
-                                 predict_example)
+                                 predict_example, prediction_texts)
 from qa_core.precision import autocast, inference_copy
 
 logger = logging.getLogger(__name__)
@@ -237,4 +237,4 @@ def answer_examples(loaded: LoadedModel, examples: Sequence[Example], config: QA
     features = featurize(examples, loaded.tokenizer, config, training=False).features
     model, bf16 = inference_copy(loaded.model, config.bf16, next(loaded.model.parameters()).device)
     predictions = predict_examples(model, examples, features, config, bf16, batch_format=loaded.batch_format)
-    return {k: p.text for k, p in predictions.items()}
+    return prediction_texts(predictions)

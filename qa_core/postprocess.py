@@ -247,6 +247,11 @@ def predict_example(example: Example, scored: Sequence[tuple[Feature, np.ndarray
     return Prediction(example.example_id, top.text, (top.start, top.end), top.score, spans, null)
 
 
+def prediction_texts(predictions: dict[str, Prediction]) -> dict[str, str]:
+    """{example_id: answer text}, the official predictions format ("" where a SQuAD 2.0 search abstained)."""
+    return {k: p.text for k, p in predictions.items()}
+
+
 def postprocess_predictions(examples: Sequence[Example], features: Sequence[Feature], start_logits: np.ndarray,
                             end_logits: np.ndarray, search: SpanSearch = SpanSearch()) -> dict[str, Prediction]:
     """One Prediction per example from the logits of all its features; logits are (features, seq) arrays."""

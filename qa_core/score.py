@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from qa_core.cli_options import ArgumentParser
-from qa_core.data import DataError, load_examples
+from qa_core.data import DataError, gold_texts, load_examples
 from qa_core.data_sources import read_json
 from qa_core.metrics import compute_metrics, compute_metrics_v2
 
@@ -33,7 +33,7 @@ def score_files(dataset_file: str, prediction_file: str, na_prob_file: str | Non
     examples = load_examples(dataset_file).examples
     predictions = {k: _text(v, prediction_file, k) for k, v in read_json_object(prediction_file, "answer text").items()}
     if na_prob_file is None and all(e.answers for e in examples):
-        golds = {e.example_id: [a.text for a in e.answers] for e in examples}
+        golds = gold_texts(examples)
         for question_id in golds.keys() - predictions.keys():
             logger.warning("Unanswered question %s will receive score 0.", question_id)
         return compute_metrics(predictions, golds).to_dict()
@@ -43,7 +43,7 @@ def score_files(dataset_file: str, prediction_file: str, na_prob_file: str | Non
         unscored = [e.example_id for e in examples if e.example_id not in na_probs]
         if unscored:  # compute_metrics_v2 would say so too, but could not name the file at fault
             raise DataError(f"{na_prob_file}: {len(unscored)} questions have no null odds (first: {unscored[0]!r})")
-    golds_v2 = {e.example_id: [a.text for a in e.answers] for e in examples}
+    golds_v2 = gold_texts(examples)
     try:
         return compute_metrics_v2(predictions, golds_v2, na_probs, na_prob_thresh).to_dict()
     except ValueError as err:
