@@ -55,7 +55,7 @@ class JobService:
                                        max_windows=limits.windows if settings.public else None,
                                        max_eval_windows=limits.eval_windows if settings.public else None)
 
-    def explain(self, err: BaseException | str, upload: str | None = None) -> str:
+    def for_caller(self, err: BaseException | str, upload: str | None = None) -> str:
         """An error as one line for the caller; on a public server without server paths. upload: a file this
         server received, named by its own name: the temporary folder Gradio keeps it in means nothing to a user."""
         message = str(err)
@@ -63,7 +63,8 @@ class JobService:
             message = message.replace(str(Path(upload)), Path(upload).name)
         return scrub(message, self.settings)
 
-    def run_path(self, run: str | None) -> str:
+    def checked_run(self, run: str | None) -> str:
+        """The run's folder, where this server lets a caller name it (hosting.check_run); else a ValueError."""
         return check_run(run, self.settings)
 
     def check_upload(self, upload: str | None) -> str:
@@ -77,7 +78,7 @@ class JobService:
             check_contexts(loaded.examples[:self.settings.max_train_examples], path.name, self.settings)
         except (ValueError, OSError) as err:  # a DataError, or a context over the limit
             path.unlink(missing_ok=True)
-            return f"Not usable as training data: {self.explain(err, upload)}"
+            return f"Not usable as training data: {self.for_caller(err, upload)}"
         report, cap = loaded.report, self.settings.max_train_examples
         read = f"; a job here reads the first {cap:,}" if cap is not None and report.examples > cap else ""
         return f"{path.name}: {count(report.examples, 'question')} ({report.unanswerable:,} unanswerable){read}"
@@ -151,10 +152,10 @@ class JobService:
         if not run:
             return RunNote(None, "", False)
         try:
-            folder = self.run_path(run)
+            folder = self.checked_run(run)
             info = read_run_info(Path(folder))
         except ValueError as err:
-            return RunNote(None, self.explain(err), False)
+            return RunNote(None, self.for_caller(err), False)
         if info.status == "finished" and has_model(folder):
             return RunNote(folder, "", False)
         status = run_status(Path(folder), info)
@@ -173,7 +174,7 @@ class JobService:
     def resume_config(self, run: str | None) -> QAConfig:
         """The config that continues a stopped run from its checkpoint (--resume), after checking it can."""
         check_training(self.settings)
-        return train_policy.resume_config(Path(self.run_path(run)), self.settings)
+        return train_policy.resume_config(Path(self.checked_run(run)), self.settings)
 
     def resume(self, run: str | None, owner: str = "") -> JobSnapshot:
         """Continue a cancelled or failed run where its checkpoint left off."""
@@ -200,5 +201,5 @@ class JobService:
         try:
             self.resume_config(run)
         except ValueError as err:
-            return self.explain(err)
+            return self.for_caller(err)
         return ""

@@ -63,13 +63,13 @@ def limits_note(settings: Settings) -> str:
             f"runs at a time, and only the page that started it can cancel it.")
 
 
-def job_json(s: JobSnapshot, explain: Callable[[str], str]) -> dict[str, Any]:
-    """The training job for the API: status, step, losses, metrics, its run's name; `explain` words the model and
+def job_json(s: JobSnapshot, for_caller: Callable[[str], str]) -> dict[str, Any]:
+    """The training job for the API: status, step, losses, metrics, its run's name; `for_caller` words the model and
     the message for the caller (on a public server without server paths)."""
     return {"job_id": s.job_id, "status": s.status, "run": Path(s.output_dir).name if s.output_dir else "",
-            "model": explain(s.model), "step": s.step, "total_steps": s.total_steps, "epoch": s.epoch,
+            "model": for_caller(s.model), "step": s.step, "total_steps": s.total_steps, "epoch": s.epoch,
             "losses": [list(pair) for pair in s.losses], "windows_per_s": s.windows_per_s, "eta_s": s.eta_s,
-            "metrics": s.metrics, "message": explain(s.message), "elapsed_s": round(s.elapsed_s, 1)}
+            "metrics": s.metrics, "message": for_caller(s.message), "elapsed_s": round(s.elapsed_s, 1)}
 
 
 def progress_html(s: JobSnapshot) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from qa_core import answer_views, errors_views, run_picker
-from qa_core.calibration import Calibration, calibrate_prediction, fit_calibration, read_calibration
+from qa_core.calibration import Calibration, calibrate_prediction, current_calibration, read_calibration
 from qa_core.compare import Comparison, compare_runs
 from qa_core.error_analysis import QuestionRecord, evaluated_threshold, find_record, record_json, run_records
 from qa_core.eval_settings import read_evaluated
@@ -149,14 +149,15 @@ class QAService(JobService):
         return _comparison(*(str(p) for p in paths), *((p / RECORDS_FILE).stat().st_mtime_ns for p in paths))
 
     def calibration(self, run: str | None) -> Calibration:
-        """The run's stored temperature and reliability bins; fitted here for runs evaluated before they were stored."""
-        return read_calibration(self.run_path(run)) or fit_calibration(self.records(run))
+        """The run's stored temperature and reliability bins (calibration.json); fitted here on its records where it
+        has none (evaluated before they were stored) or one fitted with a SQuAD 2.0 run's abstentions mixed in."""
+        return current_calibration(read_calibration(self.checked_run(run)), self.records(run))
 
     def run_threshold(self, run: str | None) -> float:
         """The null-score threshold a SQuAD 2.0 run was evaluated at: its evaluation's (eval_settings.json), else its
         run's setting, where that reproduces its records' abstentions; else one read off the records (a folder from
         before the evaluation's was kept, or a run evaluated again, need not have used its run's)."""
-        path = Path(self.run_path(run))
+        path = Path(self.checked_run(run))
         used = read_evaluated(path)
         if used is not None and used.threshold is not None:
             stated = used.threshold
@@ -171,7 +172,7 @@ class QAService(JobService):
                          records: Sequence[QuestionRecord] | None = None) -> errors_views.ThresholdSlider:
         """The Errors tab's threshold slider of a SQuAD 2.0 run: evaluated at the run's threshold; the best-F1 one
         of its metrics; and, where it has its model, the one the Ask tab answers at (asked_threshold)."""
-        best = config_for_model(self.run_path(run))  # its eval_metrics.json: v2 where it has best_f1_thresh
+        best = config_for_model(self.checked_run(run))  # its eval_metrics.json: v2 where it has best_f1_thresh
         return errors_views.threshold_slider(records or self.records(run), self.run_threshold(run),
                                              best.null_score_diff_threshold if best.version_2_with_negative else None,
                                              self.asked_threshold(run))
@@ -194,7 +195,7 @@ class QAService(JobService):
         try:
             return self.record_model(run), ""
         except ValueError as err:
-            return None, f"Model not changed: {self.explain(err)}"
+            return None, f"Model not changed: {self.for_caller(err)}"
 
     def record_model(self, run: str | None) -> str:
         """The model that answered a run's records, by the Ask tab's name: the run's own, where it has one; for an
@@ -205,7 +206,7 @@ class QAService(JobService):
             return run or ""
         except ValueError as err:
             refused = err
-        path = Path(self.run_path(run))
+        path = Path(self.checked_run(run))
         evaluated = evaluated_model(path) if is_evaluation_folder(path) else None
         if evaluated is None:
             raise refused
@@ -221,7 +222,7 @@ class QAService(JobService):
         """The windows and span search a run's records were scored with (eval_settings.json), which a run evaluated
         again, or an evaluation folder, need not share with the model's run; {} for a folder from before they were
         kept: its model's run's own are used, as before."""
-        used = read_evaluated(Path(self.run_path(run)))
+        used = read_evaluated(Path(self.checked_run(run)))
         return used.window_settings if used is not None else {}
 
     async def record_logits_in_turn(self, run: str | None, record: QuestionRecord,
@@ -246,7 +247,7 @@ class QAService(JobService):
     def check_run_model(self, run: str | None) -> None:
         """A record's logits and attributions need the model that answered it: say plainly when the folder has
         none (check_model_folder), rather than report a model name that is neither a folder nor a hub id."""
-        check_model_folder(self.run_path(run), self.settings.training_enabled)
+        check_model_folder(self.checked_run(run), self.settings.training_enabled)
 
     async def attribute_record(self, run: str | None, example_id: str, caller: Caller = LOCAL) -> Attribution:
         """Why the run answered one of its evaluated questions as it did: attributions of its predicted span (the

@@ -50,7 +50,7 @@ def api_errors(service: QAService) -> Iterator[None]:
     try:
         yield
     except (ValueError, OSError, RuntimeError) as err:
-        raise gr.Error(service.explain(err), print_exception=False) from None
+        raise gr.Error(service.for_caller(err), print_exception=False) from None
 
 
 def as_api(service: QAService, call: Callable[..., Any]) -> Callable[..., Any]:

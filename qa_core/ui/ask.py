@@ -106,7 +106,7 @@ class AskHandlers:
         try:
             answered = await self.service.answer_in_turn(model, question, context, caller=caller_of(request))
         except (ValueError, OSError, RuntimeError) as err:
-            return {**no_answer(), "message": f"Cannot answer: {self.service.explain(err)}"}
+            return {**no_answer(), "message": f"Cannot answer: {self.service.for_caller(err)}"}
         return await asyncio.to_thread(self.show_answer, model, question, context, *answered)
 
     def show_answer(self, model: str, question: str, context: str, result: AnswerResult, loaded: LoadedModel,
@@ -142,7 +142,7 @@ class AskHandlers:
             attribution = await self.service.attribute(answered.model, answered.question, answered.context,
                                                        answered.span, caller=caller_of(request))
         except (ValueError, OSError, RuntimeError) as err:
-            return {"why_plot": None, "why_note": f"No explanation: {self.service.explain(err)}"}
+            return {"why_plot": None, "why_note": f"No explanation: {self.service.for_caller(err)}"}
         steps = f" with {count(attribution.steps, 'step')}" if attribution.steps else ""
         window = f" · window {attribution.window + 1} of {attribution.windows}" if attribution.windows > 1 else ""
         edited = "" if answered.of(model, question, context) else EDITED

@@ -8,7 +8,6 @@ from typing import Any
 import gradio as gr
 
 from qa_core import calibration_views, charts
-from qa_core.calibration import Calibration, current_calibration
 from qa_core.coverage import coverage_at, coverage_curve
 from qa_core.run_files import has_model, is_evaluation_folder
 from qa_core.service import QAService
@@ -23,17 +22,13 @@ class CalibrationHandlers:
     def __init__(self, service: QAService) -> None:
         self.service = service
 
-    def calibration(self, run: str | None) -> Calibration:
-        """The run's calibration; refitted here where it mixed a SQuAD 2.0 run's abstentions in (an older file)."""
-        return current_calibration(self.service.calibration(run), self.service.records(run))
-
     def show(self, run: str | None, threshold: float) -> Outputs:
         try:
-            calibration = self.calibration(run)
+            calibration = self.service.calibration(run)
         except (ValueError, OSError) as err:
-            return {"calibration": self.service.explain(err), "reliability": None, "coverage": None, "readout": ""}
+            return {"calibration": self.service.for_caller(err), "reliability": None, "coverage": None, "readout": ""}
         # an evaluation folder, or a run stopped before its end, holds no model: the Ask tab never answers at its fit
-        folder = self.service.run_path(run)
+        folder = self.service.checked_run(run)
         return {"calibration": calibration_views.calibration_text(calibration, has_model(folder),
                                                                   is_evaluation_folder(Path(folder))),
                 # no 'after temperature scaling' line where no temperature was fitted: it would be the bars again
@@ -45,10 +40,10 @@ class CalibrationHandlers:
     def pick(self, run: str | None, threshold: float) -> Outputs:
         """The threshold picker moved: the curve with the chosen point, and its coverage, EM and F1."""
         try:
-            records, calibration = self.service.records(run), self.calibration(run)
+            records, calibration = self.service.records(run), self.service.calibration(run)
             chosen = coverage_at(records, float(threshold), calibration.temperature)
         except (ValueError, OSError) as err:
-            return {"coverage": None, "readout": self.service.explain(err)}
+            return {"coverage": None, "readout": self.service.for_caller(err)}
         return {"coverage": charts.coverage_figure(coverage_curve(records, calibration.temperature), chosen,
                                                    calibration.abstentions),
                 "readout": calibration_views.coverage_text(chosen)}

@@ -60,7 +60,7 @@ def in_turns(service: QAService, handler: Callable[..., Any]) -> Callable[..., A
         try:
             return await service.analyse_in_turn(caller, functools.partial(handler, **arguments))
         except TooManyRequests as err:
-            raise gr.Error(service.explain(err), print_exception=False) from None
+            raise gr.Error(service.for_caller(err), print_exception=False) from None
 
     # Gradio passes the request (and a gr.SelectData) by the hints of this signature, not of the handler's
     in_turn.__signature__ = signature  # type: ignore[attr-defined]

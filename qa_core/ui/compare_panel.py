@@ -46,23 +46,23 @@ class CompareHandlers:
         try:
             comparison = self.service.compare(run_a, run_b)
         except (ValueError, OSError) as err:
-            return {**empty(), "comparison": f"Cannot compare: {self.explain(err, run_a, run_b)}"}
+            return {**empty(), "comparison": f"Cannot compare: {self.for_caller(err, run_a, run_b)}"}
         return {"comparison": compare_views.comparison_text(comparison),
                 "slices": charts.compare_slices_figure(comparison.slices),
                 "slice_table": compare_views.slice_table(comparison),
                 "pairs": compare_views.pair_table(comparison, only)}
 
-    def explain(self, err: BaseException, run_a: str | None, run_b: str | None) -> str:
+    def for_caller(self, err: BaseException, run_a: str | None, run_b: str | None) -> str:
         """A refused comparison as one line, each run named as the run pickers name it: the comparison reads their
         folders by path, which means nothing to a visitor (and a server never shows its own paths)."""
         message = str(err)
         try:
-            paths = sorted((self.service.run_path(run) for run in (run_a, run_b) if run), key=len, reverse=True)
+            paths = sorted((self.service.checked_run(run) for run in (run_a, run_b) if run), key=len, reverse=True)
         except ValueError:  # a run this server does not know: the error names it as given
             paths = []
         for path in paths:  # the longer first: one run's path may begin another's
             message = message.replace(path, Path(path).name)
-        return self.service.explain(message)
+        return self.service.for_caller(message)
 
     def filter_pairs(self, run_a: str | None, run_b: str | None, only: str) -> Outputs:
         try:
@@ -76,7 +76,7 @@ class CompareHandlers:
         try:
             pair = find_pair(self.service.compare(run_a, run_b), example_id)
         except (ValueError, OSError) as err:
-            return {"detail": None, "pair_question": self.explain(err, run_a, run_b)}
+            return {"detail": None, "pair_question": self.for_caller(err, run_a, run_b)}
         return {"detail": compare_views.pair_highlight(pair),
                 "pair_question": f"{pair.a.question}  ({pair.outcome}: F1 A {pair.a.f1:.1f}, B {pair.b.f1:.1f})"}
 

@@ -106,12 +106,12 @@ class ErrorsHandlers:
         try:
             records = self.records(run, threshold)
         except (ValueError, OSError) as err:
-            return {"summary": self.service.explain(err), "words": None, "lengths": None, "histogram": None,
+            return {"summary": self.service.for_caller(err), "words": None, "lengths": None, "histogram": None,
                     "answerable": gr.update(value=None, visible=False)}
         v2 = errors_views.is_squad_v2(records)
         by_word, by_length = (group_scores(records, lambda r: r.question_word),
                               group_scores(records, answer_length_bucket))
-        return {"summary": errors_views.summary_text(records) + errors_views.evaluation_caveat(self.service.run_path(run)),
+        return {"summary": errors_views.summary_text(records) + errors_views.evaluation_caveat(self.service.checked_run(run)),
                 "words": charts.group_figure(by_word, "By question word", (*QUESTION_WORDS, "other")),
                 "lengths": charts.group_figure(by_length, "By gold answer length (words)", ANSWER_LENGTHS),
                 "histogram": charts.f1_histogram([r.f1 for r in records]),
@@ -140,7 +140,7 @@ class ErrorsHandlers:
             shown = await self.row_logits(run, record, caller_of(request))
             return {**await asyncio.to_thread(self.draw_row, shown, threshold), "selected": example_id, "shown": shown}
         except (ValueError, OSError) as err:
-            return {"detail": None, "plot": None, "selected": "", "shown": None, "question": self.service.explain(err)}
+            return {"detail": None, "plot": None, "selected": "", "shown": None, "question": self.service.for_caller(err)}
 
     async def row_logits(self, run: str | None, record: QuestionRecord, caller: Caller) -> SelectedRow:
         """The row with its logits from the model that answered it, in the windows its evaluation cut, or why it has
@@ -148,7 +148,7 @@ class ErrorsHandlers:
         try:
             logits = await self.service.record_logits_in_turn(run, record, caller)
         except (ValueError, OSError, RuntimeError) as err:
-            return SelectedRow(run, record.example_id, None, self.service.explain(err))
+            return SelectedRow(run, record.example_id, None, self.service.for_caller(err))
         return SelectedRow(run, record.example_id, logits)
 
     def draw_row(self, shown: SelectedRow, threshold: float | None) -> Outputs:
@@ -206,7 +206,7 @@ class ErrorsHandlers:
             return {**await asyncio.to_thread(self.draw_explanation, explained, threshold), "explained": explained}
         except (ValueError, OSError, RuntimeError) as err:
             return {"attribution": None, "explained": None,
-                    "attribution_note": f"No attributions: {self.service.explain(err)}"}
+                    "attribution_note": f"No attributions: {self.service.for_caller(err)}"}
 
     def draw_explanation(self, explained: ExplainedRow, threshold: float | None) -> Outputs:
         """A row's attributions at the threshold: framed and noted as the answer, or as the span passed over."""
@@ -231,7 +231,7 @@ class ErrorsHandlers:
                 self.record_of(run, example_id, threshold),
                 None if asked is None else self.record_of(run, example_id, asked), threshold, asked)
         except (ValueError, OSError) as err:
-            gr.Warning(self.service.explain(err))
+            gr.Warning(self.service.for_caller(err))
             return skip
         return {**no_answer(), "tabs": gr.Tabs(selected="ask"),
                 "model": gr.skip() if model is None else gr.update(value=model),

@@ -94,19 +94,19 @@ class TrainHandlers:
                                                dict(zip(form_fields(), values)), upload=uploaded, labels=LABELS)
             snapshot = self.service.start(config, upload if uploaded else None, owner=session_of(request))
         except REFUSED as err:
-            return {"message": f"Not started: {self.service.explain(err, upload if uploaded else None)}"}
+            return {"message": f"Not started: {self.service.for_caller(err, upload if uploaded else None)}"}
         data = {"sample": "the bundled sample"}.get(config.train_file, Path(upload or "").name if uploaded
                                                     else config.train_file)  # an upload by its own name
-        return {"message": self.service.explain(f"Started job {snapshot.job_id} on {data}: {snapshot.output_dir}")}
+        return {"message": self.service.for_caller(f"Started job {snapshot.job_id} on {data}: {snapshot.output_dir}")}
 
     @sets_buttons
     def start_quick(self, request: gr.Request | None = None) -> Outputs:
         try:
             snapshot = self.service.start(self.service.quick_config(), owner=session_of(request))
         except REFUSED as err:
-            return {"message": f"Not started: {self.service.explain(err)}"}
+            return {"message": f"Not started: {self.service.for_caller(err)}"}
         return {"message": f"Started the quick fine-tune (about {QUICK_MINUTES} min): "
-                           f"{self.service.explain(snapshot.output_dir)}"}
+                           f"{self.service.for_caller(snapshot.output_dir)}"}
 
     def cancel(self, request: gr.Request | None = None) -> Outputs:
         try:
@@ -121,7 +121,7 @@ class TrainHandlers:
         try:
             snapshot = self.service.resume(run, owner=session_of(request))
         except REFUSED as err:
-            return {"message": f"Not resumed: {self.service.explain(err)}"}
+            return {"message": f"Not resumed: {self.service.for_caller(err)}"}
         return {"message": f"Resumed {Path(snapshot.output_dir).name} as job {snapshot.job_id}"}
 
     def buttons(self) -> Outputs:
@@ -148,11 +148,11 @@ class TrainHandlers:
                     **dict.fromkeys(JOB_BUTTONS, gr.skip())}
         ended = s.status in ENDED
         # The buttons too: every tab (a second one, a reloaded one, whose first tick sees version -1) follows the job.
-        return {"bar": job_views.progress_html(s), "status": self.service.explain(job_views.job_text(s)),
+        return {"bar": job_views.progress_html(s), "status": self.service.for_caller(job_views.job_text(s)),
                 **job_buttons(s.active, self.service.settings.training_enabled),
                 "loss": self.job_plot(s) if s.history_version > seen_version else gr.skip(), "version": s.version,
                 "ended": s.job_id if ended else gr.skip(), "started": s.job_id if s.total_steps else gr.skip(),
-                "message": self.service.explain(f"Job {s.job_id} {s.message}") if ended and message == CANCELLING
+                "message": self.service.for_caller(f"Job {s.job_id} {s.message}") if ended and message == CANCELLING
                 else gr.skip()}
 
     @staticmethod
