@@ -49,19 +49,22 @@ def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
 
 @dataclass(frozen=True)
 class BatchFormat:
-    """How one model takes its batches: its tokenizer's padding, and whether segment ids go in at all."""
+    """How one model takes its batches: its tokenizer's padding ids, and whether segment ids go in at all.
+
+    Batches are padded on the right, whatever side the tokenizer pads on: a model with absolute position embeddings
+    (BERT, DeBERTa-v2) numbers a batch's columns from the first, so left padding would shift each window's positions
+    by its padding and make its logits depend on its batch."""
 
     pad_token_id: int = 0
     pad_token_type_id: int = 0
-    padding_side: str = "right"  # "left" for tokenizers that pad in front (XLNet's, decoder models')
     token_type_ids: bool = True  # qa_core.modeling.takes_token_type_ids says why a model gets them or not
     max_length: int | None = None  # the most tokens the model takes (modeling.max_positions): padding stops there
 
 
 def collate(features: Sequence[Feature], batch_format: BatchFormat = BatchFormat(), pad_to: int | None = None,
             multiple_of: int = 1) -> dict[str, torch.Tensor]:
-    """Pad a batch to its longest window (or to pad_to), rounded up to a multiple for tensor cores (or AMX) but
-    not past the model's positions, on the tokenizer's padding side; labels move with their tokens."""
+    """Pad a batch on the right to its longest window (or to pad_to), rounded up to a multiple for tensor cores (or
+    AMX) but not past the model's positions."""
     length = pad_to or max(len(f.input_ids) for f in features)
     rounded = -(-length // multiple_of) * multiple_of
     length = rounded if batch_format.max_length is None else min(rounded, max(length, batch_format.max_length))
@@ -69,17 +72,15 @@ def collate(features: Sequence[Feature], batch_format: BatchFormat = BatchFormat
     input_ids = np.full((len(features), length), batch_format.pad_token_id, dtype=np.int64)  # (batch, seq)
     token_type_ids = np.full((len(features), length), batch_format.pad_token_type_id, dtype=np.int64)  # (batch, seq)
     attention_mask = np.zeros((len(features), length), dtype=np.int64)  # (batch, seq)
-    shifts = padding_shifts([len(f.input_ids) for f in features], length, batch_format.padding_side)
-    for row, (f, shift) in enumerate(zip(features, shifts)):
-        tokens = slice(shift, shift + len(f.input_ids))
-        input_ids[row, tokens] = f.input_ids
-        token_type_ids[row, tokens] = f.token_type_ids
-        attention_mask[row, tokens] = 1
+    for row, f in enumerate(features):
+        input_ids[row, :len(f.input_ids)] = f.input_ids
+        token_type_ids[row, :len(f.input_ids)] = f.token_type_ids
+        attention_mask[row, :len(f.input_ids)] = 1
     batch = {"input_ids": input_ids, "attention_mask": attention_mask}
     if batch_format.token_type_ids:
         batch["token_type_ids"] = token_type_ids
-    batch["start_positions"] = np.array([f.start_position + s for f, s in zip(features, shifts)], dtype=np.int64)
-    batch["end_positions"] = np.array([f.end_position + s for f, s in zip(features, shifts)], dtype=np.int64)
+    batch["start_positions"] = np.array([f.start_position for f in features], dtype=np.int64)
+    batch["end_positions"] = np.array([f.end_position for f in features], dtype=np.int64)
     return {name: torch.from_numpy(values) for name, values in batch.items()}
 
 
@@ -95,19 +96,6 @@ def padding_multiple(device: torch.device, model: torch.nn.Module | None = None)
     return 16 if amx_cpu() or attention == BF16_PRODUCTS_ATTENTION else 1
 
 
-def padding_shifts(lengths: Sequence[int], padded_length: int, padding_side: str) -> list[int]:
-    """Column of each window's first token in a padded batch."""
-    if padding_side == "left":
-        return [padded_length - n for n in lengths]
-    return [0] * len(lengths)
-
-
-def unpad_logits(logits: np.ndarray, lengths: Sequence[int], padding_side: str) -> np.ndarray:
-    """Logits of a collated batch (batch, seq) with column i belonging to token i of each window again, and -inf
-    past each window's end (the model scores padding too)."""
-    if padding_side != "left":
-        return np.where(np.arange(logits.shape[1]) < np.asarray(lengths)[:, None], logits, -np.inf)  # (batch, seq)
-    windowed = np.full_like(logits, -np.inf)  # (batch, seq)
-    for row, (n, shift) in enumerate(zip(lengths, padding_shifts(lengths, logits.shape[1], padding_side))):
-        windowed[row, :n] = logits[row, shift:]
-    return windowed
+def unpad_logits(logits: np.ndarray, lengths: Sequence[int]) -> np.ndarray:
+    """Logits of a collated batch (batch, seq), -inf past each window's end (the model scores padding too)."""
+    return np.where(np.arange(logits.shape[1]) < np.asarray(lengths)[:, None], logits, -np.inf)  # (batch, seq)

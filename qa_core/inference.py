@@ -85,10 +85,8 @@ def run_model(model: torch.nn.Module, features: Sequence[Feature], batch_size: i
             outputs = model(**inputs)
         lengths = [len(features[i].input_ids) for i in batch]
         seq = max(lengths)  # the columns past it are padding, and may reach past `longest`
-        start_logits[batch, :seq] = unpad_logits(outputs.start_logits.float().cpu().numpy(), lengths,
-                                                 batch_format.padding_side)[:, :seq]
-        end_logits[batch, :seq] = unpad_logits(outputs.end_logits.float().cpu().numpy(), lengths,
-                                               batch_format.padding_side)[:, :seq]
+        start_logits[batch, :seq] = unpad_logits(outputs.start_logits.float().cpu().numpy(), lengths)[:, :seq]
+        end_logits[batch, :seq] = unpad_logits(outputs.end_logits.float().cpu().numpy(), lengths)[:, :seq]
         scored += len(batch)
         if progress is not None:
             progress(scored, len(features))

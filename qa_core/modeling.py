@@ -218,8 +218,7 @@ def batch_format(model: nn.Module, tokenizer: PreTrainedTokenizerBase, max_lengt
     pad_token_id = tokenizer.pad_token_id
     if pad_token_id is None:  # decoder tokenizers without a pad token; the attention mask hides it anyway
         pad_token_id = getattr(_unwrap(model).config, "pad_token_id", None) or 0
-    return BatchFormat(pad_token_id, tokenizer.pad_token_type_id, tokenizer.padding_side, takes_token_type_ids(model),
-                       max_length)
+    return BatchFormat(pad_token_id, tokenizer.pad_token_type_id, takes_token_type_ids(model), max_length)
 
 
 def takes_token_type_ids(model: nn.Module) -> bool:
