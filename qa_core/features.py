@@ -242,17 +242,19 @@ def featurize_in_chunks(examples: Sequence[Example], tokenizer: PreTrainedTokeni
 
 
 def truncate_questions(questions: list[str], tokenizer: PreTrainedTokenizerBase, max_query_length: int) -> list[str]:
-    """Cut questions after max_query_length tokens, so only the context is split into windows."""
+    """Cut questions to at most max_query_length tokens, so only the context is split into windows."""
     # A token covers a byte or more (byte-level BPE: 4 for some characters), bar one leading word marker (Ask hot path)
     long = [i for i, q in enumerate(questions) if len(q.encode("utf-8")) + 1 > max_query_length]
-    if not long:
-        return questions
-    spans = tokenizer([questions[i] for i in long], add_special_tokens=False, return_offsets_mapping=True,
-                      **AS_TEXT)
     cut = list(questions)
-    for i, offsets in zip(long, spans["offset_mapping"]):
-        if len(offsets) > max_query_length:
-            cut[i] = questions[i][:offsets[max_query_length - 1][1]]
+    while long:  # each pass shortens every question it cuts by a character at least, so this ends
+        spans = tokenizer([cut[i] for i in long], add_special_tokens=False, return_offsets_mapping=True, **AS_TEXT)
+        over = [(i, offsets) for i, offsets in zip(long, spans["offset_mapping"]) if len(offsets) > max_query_length]
+        for i, offsets in over:
+            # at the start of the first token past the limit: a token may share characters with the one before it
+            # (a lone '▁' its word's first; the byte pieces of 'é'), which a cut after the last allowed token keeps;
+            # a trailing space would be a token of its own (byte-level BPE's 'Ġ'), so it goes too
+            cut[i] = cut[i][:min(offsets[max_query_length][0], len(cut[i]) - 1)].rstrip()
+        long = [i for i, _ in over]
     return cut
 
 

@@ -190,3 +190,24 @@ def test_questions_of_many_bytes_are_cut_to_max_query_length(family_dirs: dict[s
         window = build_features([example], tokenizer, 384, 128, 64, training=False).features[0]
         asked = sum(1 for offset in window.offsets if offset is None) - tokenizer.num_special_tokens_to_add(pair=True)
         assert asked <= 64, characters
+
+
+@pytest.mark.parametrize("family", ["roberta", "albert", "xlm-roberta"])
+def test_a_question_is_cut_to_at_most_max_query_length_tokens(family_dirs: dict[str, Path], family: str) -> None:
+    """Found by an ML audit: a question was cut at the end of its last allowed token, which a lone '▁' or the first
+    byte piece of 'é' shares with the next token, so one token more survived; at the largest stride that fits, the
+    windows then overflowed and the tokenizer panicked ("stride must be strictly less than max_len")."""
+    from qa_core.features import truncate_questions
+    from tests.families import sample_texts
+
+    tokenizer = load_model(str(family_dirs[family])).tokenizer
+    questions = [t for t in sample_texts() if t.endswith("?")] + ["Qué año fundó Zoë la tienda del café?"]
+    for limit in range(4, 16):
+        for cut in truncate_questions(questions, tokenizer, limit):
+            assert len(tokenizer(cut, add_special_tokens=False)["input_ids"]) <= limit, (limit, cut)
+    config = fit_config(QAConfig(max_seq_length=48, doc_stride=37, max_query_length=7), load_model(
+        str(family_dirs[family])))
+    long_context = " ".join(sample_texts()[:3])
+    windows = build_features([Example("x", q, long_context, ()) for q in questions], tokenizer,
+                             config.max_seq_length, config.doc_stride, config.max_query_length, training=False)
+    assert all(len(f.input_ids) <= config.max_seq_length for f in windows.features)
