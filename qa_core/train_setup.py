@@ -54,7 +54,8 @@ class Setup:
     train_features: tuple[Feature, ...]
     eval_examples: tuple[Example, ...]
     eval_features: tuple[Feature, ...]
-    steps_per_epoch: int
+    epoch_batches: int  # micro-batches of an epoch on this rank
+    steps_per_epoch: int  # optimizer steps of an epoch: its micro-batches over gradient_accumulation_steps, rounded up
     total_steps: int
     bf16: bool
     data_fingerprint: dict[str, str]
@@ -82,8 +83,8 @@ def prepare(config: QAConfig, dist_ctx: DistContext, device: str | None) -> Setu
     if not train_features:
         raise ValueError(f"{config.train_file}: no training window holds an answer")
     eval_features = featurize(eval_examples, loaded.tokenizer, config, training=False).features
-    steps_per_epoch = math.ceil(len(shard(training_batches(train_features, config, 0), dist_ctx))
-                                / config.gradient_accumulation_steps)
+    epoch_batches = len(shard(training_batches(train_features, config, 0), dist_ctx))
+    steps_per_epoch = math.ceil(epoch_batches / config.gradient_accumulation_steps)
     if steps_per_epoch == 0:  # else every rank loops over empty epochs forever
         raise ValueError(f"{len(train_features)} training windows make fewer batches than the "
                          f"{dist_ctx.world_size} processes; use fewer processes or a smaller batch size")
@@ -108,7 +109,7 @@ def prepare(config: QAConfig, dist_ctx: DistContext, device: str | None) -> Setu
                          f"(max_steps, num_train_epochs in its {RUN_FILE}); start a new run")
     trackers = _trackers(config, output_dir) if dist_ctx.is_main else ()  # after every refusal: a writer stays open
     return Setup(config, dist_ctx, loaded, model, optimizer, scheduler, train_features, eval_examples, eval_features,
-                 steps_per_epoch, total_steps, bf16, data, start, checkpoint, trackers)
+                 epoch_batches, steps_per_epoch, total_steps, bf16, data, start, checkpoint, trackers)
 
 
 def planned_steps(config: QAConfig, steps_per_epoch: int) -> int:

@@ -60,7 +60,8 @@ def batch_loader(features: tuple[Feature, ...], batches: list[list[int]], device
 
 def forward_backward(model: torch.nn.Module, batch: dict[str, torch.Tensor], bf16: bool, accumulation: int = 1,
                      no_sync: contextlib.AbstractContextManager | None = None) -> torch.Tensor:
-    """One micro-batch: loss and gradients; the loss stays on the device (reading it every step stalls a GPU)."""
+    """One micro-batch of a step of `accumulation` (step_micro_batches): loss and gradients; the loss stays on the
+    device (reading it every step stalls a GPU)."""
     device = next(model.parameters()).device
     batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     heap = large_blocks_mapped() if device.type == "cpu" else contextlib.nullcontext()
@@ -69,6 +70,13 @@ def forward_backward(model: torch.nn.Module, batch: dict[str, torch.Tensor], bf1
             loss = model(**batch).loss  # mean of start and end cross-entropy
         (loss / accumulation).backward()
     return loss.detach()
+
+
+def step_micro_batches(position: int, accumulation: int, epoch_batches: int) -> int:
+    """Micro-batches of the optimizer step that holds an epoch's micro-batch `position` (from 1): accumulation, or
+    fewer in an epoch's last step, which ends with the epoch. The step's loss is their mean."""
+    first = (position - 1) // accumulation * accumulation  # micro-batches of the epoch before this step
+    return min(accumulation, epoch_batches - first)
 
 
 def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,

@@ -27,7 +27,7 @@ from qa_core.run_files import find_checkpoint
 from qa_core.run_lock import training_lock
 from qa_core.train_records import earlier_finish, finish, open_records, run_info
 from qa_core.train_setup import Setup, prepare
-from qa_core.train_step import batch_loader, forward_backward, optimizer_step
+from qa_core.train_step import batch_loader, forward_backward, optimizer_step, step_micro_batches
 from qa_core.wording import TwoWordings
 
 logger = logging.getLogger(__name__)
@@ -117,7 +117,8 @@ def _micro_batch(setup: Setup, loop: _Loop, batch: dict[str, torch.Tensor], epoc
     position = loop.state.batch_in_epoch + 1
     step_ends = position % accumulation == 0 or position == epoch_batches
     no_sync = setup.model.no_sync() if setup.dist_ctx.enabled and not step_ends else None
-    loop.loss_sum += forward_backward(setup.model, batch, setup.bf16, accumulation, no_sync)
+    micro_batches = step_micro_batches(position, accumulation, epoch_batches)
+    loop.loss_sum += forward_backward(setup.model, batch, setup.bf16, micro_batches, no_sync)
     loop.losses += 1
     loop.windows += len(batch["input_ids"]) * setup.dist_ctx.world_size
     loop.state = replace(loop.state, batch_in_epoch=position)
@@ -274,5 +275,4 @@ def _emit(setup: Setup, sinks: tuple[ProgressCallback, ...], kind: str, state: T
 
 
 def _epoch(setup: Setup, state: TrainState) -> float:
-    batches = setup.steps_per_epoch * setup.config.gradient_accumulation_steps
-    return round(state.epoch + state.batch_in_epoch / max(batches, 1), 3)
+    return round(state.epoch + state.batch_in_epoch / max(setup.epoch_batches, 1), 3)

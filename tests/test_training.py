@@ -473,3 +473,20 @@ def test_a_finished_run_s_model_folder_is_hub_ready(tiny_model_dir: Path, tmp_pa
     write_run_info(run, info)
     run_evaluation(evaluation.replace(model_name_or_path=str(run)))
     assert f"| {Path(other).name} |" in (model / "README.md").read_text()  # evaluated again: the card states the new scores
+
+
+def test_an_epoch_s_last_step_under_accumulation_takes_the_mean_of_its_micro_batches(tiny_model_dir: Path,
+                                                                                    tmp_path: Path):
+    """Found by an ML audit: every micro-batch's loss was divided by gradient_accumulation_steps, so an epoch's last
+    step, ended early with fewer micro-batches, took a fraction of its gradient (here a third); and it was logged at
+    epoch 0.667, not 1. One window four times: each micro-batch's gradient is about the same."""
+    context = "The ferry leaves the harbour at seven every morning."
+    data = write_squad(tmp_path / "same.json", [{"context": context, "qas": [
+        {"id": f"q{n}", "question": "When does the ferry leave?", "answers": [{"text": "seven", "answer_start": 31}]}
+        for n in range(4)]}])
+    config = tiny_config(tiny_model_dir, data, tmp_path / "run", per_device_train_batch_size=1,
+                         gradient_accumulation_steps=3, num_train_epochs=1, learning_rate=1e-9, logging_steps=1)
+    assert train(config).step == 2  # three micro-batches, then the epoch's fourth alone
+    steps = [e for e in read_history(tmp_path / "run") if e.kind == "step"]
+    assert [e.epoch for e in steps] == [0.75, 1.0]
+    assert 0.6 < steps[1].grad_norm / steps[0].grad_norm < 1.6, [e.grad_norm for e in steps]
