@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -31,6 +32,7 @@ from qa_core.run_files import (BEST_SPANS_FILE, CALIBRATION_FILE, CARD_FILE, EVA
                                EVAL_SETTINGS_FILE, EVAL_STAGING, METRICS_FILE, MODEL_DIR, MODEL_OUTPUTS, NULL_ODDS_FILE,
                                PREDICTIONS_FILE, RECORDS_FILE, RUN_FILE, RUN_OUTPUTS, RunInfo, check_eval_output_dir,
                                evaluated_model_entry, evaluates_own_run, read_run_info)
+from qa_core.run_lock import training_lock
 from qa_core.wording import TwoWordings
 
 # With --overwrite_output_dir an evaluation replaces a run's outputs, but not the model it may be evaluating.
@@ -138,8 +140,15 @@ def run_evaluation(config: QAConfig, device: str | None = None, progress: Window
     # Never mix with a run's or another evaluation's files; a run evaluated into its own folder refreshes only its
     # evaluation files (its run.json, checkpoint, history and model stay).
     check_eval_output_dir(output_dir, config.model_name_or_path, config.overwrite_output_dir)
-    own_run = evaluates_own_run(output_dir, config.model_name_or_path)
     run = read_run_info(output_dir) if (output_dir / RUN_FILE).is_file() else None  # its card outlives run.json
+    # held while it works: a trainer started meanwhile would see its files replaced by this older evaluation's
+    with training_lock(output_dir) if run is not None else contextlib.nullcontext():
+        return _evaluate_into(output_dir, config, run, device, progress)
+
+
+def _evaluate_into(output_dir: Path, config: QAConfig, run: RunInfo | None, device: str | None,
+                   progress: WindowProgress | None) -> EvalResult:
+    own_run = evaluates_own_run(output_dir, config.model_name_or_path)
     dist_ctx = init_distributed()
     torch_device = device_for(dist_ctx, device)
     examples = load_examples(config.validation_file, "validation", config.max_eval_samples).examples

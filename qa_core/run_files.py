@@ -113,8 +113,8 @@ def check_eval_output_dir(output_dir: Path, model_name_or_path: str, overwrite: 
 
     run = run_folder(output_dir)
     if being_trained(run):  # the training's next evaluation would replace these files without a word
-        raise ValueError(f"output_dir {output_dir}: run {run} is being trained by another process right now; "
-                         f"evaluate into another folder, or once its training has ended")
+        raise ValueError(f"output_dir {output_dir}: run {run} is in use by another process right now (training "
+                         f"or evaluating it); evaluate into another folder, or once it has ended")
     if run != output_dir:
         advice = (f"evaluate into the run folder {run}, which replaces only its evaluation files"
                   if evaluates_own_run(run, model_name_or_path) else "choose another output folder")

@@ -25,8 +25,8 @@ LOCK_TRIES, LOCK_RETRY_S = 10, 0.02  # how long a trainer waits for a lock taken
 
 @contextlib.contextmanager
 def training_lock(folder: Path) -> Iterator[None]:
-    """Hold a run folder while this process trains it, so a second trainer (another CLI, the app's Resume) is
-    refused at once instead of writing checkpoints over this one's. The lock file stays beside a run: removing it
+    """Hold a run folder while this process trains it (or evaluates it into the folder), so a second trainer
+    (another CLI, the app's Resume) is refused at once instead of writing checkpoints over this one's. The lock file stays beside a run: removing it
     would let a newcomer lock a fresh file while another holds the old one. A trainer that stops before writing
     anything (a later check refused the run) leaves nothing, nor the folder if made here; one refused the lock
     leaves its holder's alone. Where flock is missing (Windows) nothing is locked."""
@@ -46,7 +46,8 @@ def training_lock(folder: Path) -> Iterator[None]:
                 logger.warning("%s cannot be locked (%s); nothing stops a second trainer of this run", folder, err)
                 taken = True
             if not taken:
-                busy = "is being trained by another process right now; wait for it to end or stop it, then"
+                busy = ("is in use by another process right now (training or evaluating it); wait for it to end "
+                        "or stop it, then")
                 raise RunRefused(f"{folder} {busy} --resume", f"run {folder.name} {busy} press Resume")
             yield
     finally:

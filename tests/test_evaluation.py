@@ -13,8 +13,8 @@ from qa_core.config import QAConfig
 from qa_core.data import Answer, Example
 from qa_core.evaluation import (BEST_SPANS_FILE, METRICS_FILE, NULL_ODDS_FILE, PREDICTIONS_FILE, run_evaluation,
                                 squad_v2_metrics)
-from qa_core.run_settings import config_for_model
 from qa_core.metrics import compute_metrics_v2
+from qa_core.run_settings import config_for_model
 from qa_core.training import train
 from tests.overfit_data import write_tiny_squad
 from tests.tiny_runs import tiny_config
@@ -209,3 +209,24 @@ def test_every_evaluation_keeps_what_it_used_and_older_folders_read_as_before(tr
             assert read_evaluated(tmp_path) is None
         assert f"{EVAL_SETTINGS_FILE}: unreadable" in caplog.text
         caplog.clear()
+
+
+def test_a_run_evaluated_into_its_folder_is_held_against_a_trainer(trained_run: Path, tmp_path: Path) -> None:
+    """Found by a resume audit: `train.py evaluate --output_dir RUN` checked the training lock once, at its start;
+    a resume started meanwhile trained on, and the evaluation then moved its older files (and model card) over
+    the resumed run's. The evaluation now holds the run while it works, so that trainer is refused."""
+    from qa_core.run_files import RunRefused
+    from qa_core.run_lock import being_trained, training_lock
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    held: list[bool] = []
+
+    def meanwhile(done: int, total: int) -> None:
+        held.append(being_trained(run))
+        with pytest.raises(RunRefused, match="another process"), training_lock(run):
+            pass
+
+    run_evaluation(QAConfig(model_name_or_path=str(run), validation_file="sample", output_dir=str(run),
+                            max_eval_samples=2, **WINDOWS), progress=meanwhile)
+    assert held and all(held) and not being_trained(run)

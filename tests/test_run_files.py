@@ -69,7 +69,7 @@ def test_a_run_being_trained_refuses_a_second_trainer(tiny_model_dir: Path, tmp_
     assert not being_trained(run)
     with training_lock(run):  # as another process training it would hold it
         assert being_trained(run)
-        with pytest.raises(ValueError, match="being trained by another process"):
+        with pytest.raises(ValueError, match="in use by another process"):
             train(config.replace(resume=True))
     assert train(config.replace(resume=True)).status == "finished"
 
@@ -162,11 +162,11 @@ def test_a_refused_trainer_leaves_the_lock_of_the_one_still_loading(tmp_path: Pa
 
     run = tmp_path / "run"
     with training_lock(run):  # the first trainer, loading its model and data
-        with pytest.raises(RunRefused, match="being trained by another process"):
+        with pytest.raises(RunRefused, match="in use by another process"):
             with training_lock(run):
                 pass
         assert (run / TRAINING_LOCK).exists() and being_trained(run)
-        with pytest.raises(RunRefused, match="being trained by another process"):
+        with pytest.raises(RunRefused, match="in use by another process"):
             with training_lock(run):
                 pass
     assert not run.exists()  # the first, refused by nothing, wrote nothing: it leaves nothing
@@ -182,7 +182,7 @@ def test_an_evaluation_into_a_run_being_trained_is_refused(tmp_path: Path) -> No
     run = fake_run(tmp_path / "run")
     shutil.rmtree(run / "model")  # a first session's run: no final model yet
     with training_lock(run):
-        with pytest.raises(ValueError, match=r"run .* is being trained by another process right now"):
+        with pytest.raises(ValueError, match=r"run .* is in use by another process right now"):
             check_eval_output_dir(run, "embedded", overwrite=True)
         with pytest.raises(ModelNotFoundError, match="a run being trained right now, without a final model yet"):
             resolve_model(str(run))

@@ -20,11 +20,11 @@ from qa_core.batching import padding_multiple
 from qa_core.checkpoints import write_run_info
 from qa_core.config import QAConfig
 from qa_core.inference import answer_question, question_windows
-from qa_core.run_settings import run_config
 from qa_core.int8 import MAX_LOGIT_ERROR, Int8Linear
 from qa_core.modeling import LoadedModel, ModelNotFoundError
 from qa_core.precision import amx_cpu, native_bf16_cpu
 from qa_core.run_files import RunInfo
+from qa_core.run_settings import run_config
 from qa_core.serving import ModelCache, ModelLoadingError, int8_copy, int8_logit_error
 
 CONTEXT = "The night ferry leaves the north pier at ten and reaches the island before dawn."

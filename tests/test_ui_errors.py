@@ -27,8 +27,8 @@ from qa_core.config import QAConfig
 from qa_core.error_analysis import V2_ERRORS, build_records, find_record, read_records, rescore, write_records
 from qa_core.evaluation import EvalResult, run_evaluation, squad_v2_metrics, write_eval_outputs
 from qa_core.fairness import Caller
-from qa_core.run_settings import run_config
 from qa_core.run_files import EVAL_MODEL_FILE, RECORDS_FILE, RUN_FILE, RunInfo
+from qa_core.run_settings import run_config
 from qa_core.service import QAService
 from qa_core.settings import Settings
 from qa_core.training import train

@@ -282,7 +282,7 @@ def test_a_run_being_trained_offers_no_resume(settings, tmp_path):
         ui.train.resume(run.name)  # pressed before the page said so: the job is refused, in the app's words
         assert ui.service.jobs.wait(60) and ui.service.jobs.snapshot().status == "failed"
     refused = ui.service.jobs.snapshot().message
-    assert "being trained by another process" in refused and "then press Resume" in refused and "--" not in refused
+    assert "in use by another process" in refused and "then press Resume" in refused and "--" not in refused
 
 
 def test_a_resume_of_a_run_whose_data_changed_is_refused_in_the_apps_words(settings, tmp_path):
