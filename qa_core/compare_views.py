@@ -30,7 +30,8 @@ def comparison_text(comparison: Comparison) -> str:
 
 
 # Widths set, so the slices table fits beside its figure at 1400 px instead of scrolling sideways to "F1 B"; in the
-# pairs table both answers and both F1s before the long gold column, so they stay in view (as errors_views.TABLE_COLUMNS)
+# pairs table both answers and both F1s before the long gold column, so they stay in view (as
+# errors_views.TABLE_COLUMNS)
 SLICE_COLUMNS = ["slice", "group", "questions", "EM A", "EM B", "F1 A", "F1 B"]
 SLICE_WIDTHS = ["21%", "13%", "18%", "12%", "12%", "12%", "12%"]
 PAIR_COLUMNS = ["id", "outcome", "question", "answer A", "answer B", "F1 A", "F1 B", "gold"]

@@ -250,17 +250,30 @@ def pair_outcome(a: QuestionRecord, b: QuestionRecord) -> str:
     return ("both right" if right_b else "broken") if right_a else ("fixed" if right_b else "both wrong")
 
 
-def filter_records(records: Iterable[QuestionRecord], only_wrong: bool = False,
-                   f1_range: tuple[float, float] = (0, 100), word: str = "all", search: str = "",
-                   kind: str = V2_ERRORS[0]) -> list[QuestionRecord]:
-    """Records matching every filter; search looks in the question, the prediction and the gold answers;
-    kind picks one of V2_ERRORS."""
-    if kind not in V2_ERRORS:
-        raise ValueError(f"kind must be one of {V2_ERRORS}, got {kind!r}")
-    needle = search.strip().lower()
-    return [r for r in records
-            if (not only_wrong or r.exact_match < 100)
-            and f1_range[0] <= r.f1 <= f1_range[1]
-            and (word == "all" or r.question_word == word)
-            and (kind == V2_ERRORS[0] or v2_error(r) == kind)
-            and (not needle or needle in " ".join((r.question, r.prediction, *r.gold_answers)).lower())]
+@dataclass(frozen=True)
+class RecordFilter:
+    """Which questions the Errors tab lists; the defaults let every one through."""
+
+    only_wrong: bool = False  # only answers not exactly right
+    f1_range: tuple[float, float] = (0.0, 100.0)  # F1 from, to (both included)
+    word: str = "all"  # the question word ('all': any)
+    search: str = ""  # text in the question, the prediction or a gold answer, in any case
+    kind: str = V2_ERRORS[0]  # one of V2_ERRORS
+
+    def __post_init__(self) -> None:
+        if self.kind not in V2_ERRORS:
+            raise ValueError(f"kind must be one of {V2_ERRORS}, got {self.kind!r}")
+
+    def matches(self, record: QuestionRecord) -> bool:
+        needle = self.search.strip().lower()
+        return ((not self.only_wrong or record.exact_match < 100)
+                and self.f1_range[0] <= record.f1 <= self.f1_range[1]
+                and (self.word == "all" or record.question_word == self.word)
+                and (self.kind == V2_ERRORS[0] or v2_error(record) == self.kind)
+                and (not needle or needle in " ".join((record.question, record.prediction,
+                                                       *record.gold_answers)).lower()))
+
+
+def filter_records(records: Iterable[QuestionRecord], chosen: RecordFilter = RecordFilter()) -> list[QuestionRecord]:
+    """The records the filter lets through, in their order."""
+    return [r for r in records if chosen.matches(r)]

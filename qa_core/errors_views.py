@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 from qa_core.answer_views import odds_against
-from qa_core.error_analysis import V2_ERRORS, QuestionRecord, filter_records, is_score, on_grid, scored_odds
+from qa_core.error_analysis import (QuestionRecord, RecordFilter, filter_records, is_score, on_grid,
+                                    scored_odds)
 from qa_core.plots import PASSED_OVER
 from qa_core.run_files import read_run_info
 from qa_core.run_list import evaluated_again
@@ -143,17 +144,18 @@ def evaluation_caveat(run: str) -> str:
 
 def matched_note(shown: int, total: int) -> str:
     """Above the question table: how many questions its filters let through (an empty table said nothing)."""
-    return "" if shown == total else f"{'None' if shown == 0 else f'{shown:,}'} of {total:,} questions match the filters"
+    if shown == total:
+        return ""
+    return f"{'None' if shown == 0 else f'{shown:,}'} of {total:,} questions match the filters"
 
 
-def record_table(records: Sequence[QuestionRecord], only_wrong: bool = False, f1_range: tuple[float, float] = (0, 100),
-                 word: str = "all", search: str = "", sort: str = SORTS[0], kind: str = V2_ERRORS[0]) -> pd.DataFrame:
+def record_table(records: Sequence[QuestionRecord], chosen: RecordFilter = RecordFilter(),
+                 sort: str = SORTS[0]) -> pd.DataFrame:
     """The filtered, sorted question table of the Errors tab; the id column finds the record again."""
-    chosen = filter_records(records, only_wrong, f1_range, word, search, kind)
     keys = {SORTS[0]: lambda r: r.f1, SORTS[1]: lambda r: -r.f1, SORTS[2]: lambda r: r.question_word}
     rows = [[r.example_id, r.question_word, r.question, shown_prediction(r), round(r.exact_match), round(r.f1, 1),
              shown_gold(r)]
-            for r in sorted(chosen, key=keys.get(sort, lambda r: r.example_id))]
+            for r in sorted(filter_records(records, chosen), key=keys.get(sort, lambda r: r.example_id))]
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 

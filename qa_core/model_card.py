@@ -186,8 +186,8 @@ def card_worthy(name: str, value: Any, config: dict[str, Any]) -> bool:
 def facts_from_run(info: RunInfo, model_name: str, eval_metrics: dict[str, float] | None = None,
                    evaluated: Evaluated | None = None, load_from: str | None = None) -> CardFacts:
     """Card facts from a run's run.json contents and (optionally) its eval_metrics.json, from the evaluation
-    `evaluated` describes (default: training's, on the run's validation_file). load_from: the local folder a reader loads it from; None when model_name is a Hub
-    repository."""
+    `evaluated` describes (default: training's, on the run's validation_file). load_from: the local folder a reader
+    loads it from; None when model_name is a Hub repository."""
     config = info.config
     metrics = eval_metrics or info.metrics
     evaluations = ()

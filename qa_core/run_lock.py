@@ -26,8 +26,8 @@ LOCK_TRIES, LOCK_RETRY_S = 10, 0.02  # how long a trainer waits for a lock taken
 @contextlib.contextmanager
 def training_lock(folder: Path) -> Iterator[None]:
     """Hold a run folder while this process trains it (or evaluates it into the folder), so a second trainer
-    (another CLI, the app's Resume) is refused at once instead of writing checkpoints over this one's. The lock file stays beside a run: removing it
-    would let a newcomer lock a fresh file while another holds the old one. A trainer that stops before writing
+    (another CLI, the app's Resume) is refused at once instead of writing checkpoints over this one's. The lock
+    file stays beside a run: removing it would let a newcomer lock a fresh file while another holds the old one. A trainer that stops before writing
     anything (a later check refused the run) leaves nothing, nor the folder if made here; one refused the lock
     leaves its holder's alone. Where flock is missing (Windows) nothing is locked."""
     if fcntl is None:

@@ -100,8 +100,8 @@ class QAService(JobService):
         """Answer a question about a context; model: '' for the default, a run name, or an offered hub id."""
         result, loaded, seconds = await self.answer_in_turn(model, question, context, caller=caller)
         result, temperature, uncalibrated = self.calibrate(result, loaded)
-        return answer_views.answer_json(result, check_name(model, "model") or default_name(self.settings), seconds, temperature,
-                                 uncalibrated)
+        return answer_views.answer_json(result, check_name(model, "model") or default_name(self.settings), seconds,
+                                        temperature, uncalibrated)
 
     @staticmethod
     def calibrate(result: AnswerResult, loaded: LoadedModel) -> tuple[AnswerResult, float | None, str | None]:

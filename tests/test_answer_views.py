@@ -63,7 +63,8 @@ def test_an_answer_says_why_its_run_has_no_temperature():
     shown = answer_views.answer_json(answer((25, 41)), "run", 0.01, uncalibrated=why)
     assert not shown["calibrated"] and shown["temperature"] == 1.0 and shown["uncalibrated_reason"] == why
     assert answer_views.answer_json(answer((25, 41)), "run", 0.01, temperature=1.5)["uncalibrated_reason"] is None
-    assert answer_views.answer_headline(answer((25, 41)), uncalibrated=why)[1] == f"probability 80% (uncalibrated: {why})"
+    headline = answer_views.answer_headline(answer((25, 41)), uncalibrated=why)
+    assert headline[1] == f"probability 80% (uncalibrated: {why})"
 
 
 def test_counts_of_one_are_said_in_the_singular():
@@ -85,12 +86,14 @@ def test_an_abstention_states_the_threshold_its_null_odds_were_above():
     one to the other could not be told apart from a changed model."""
     abstained = replace(answer(None, null_score=7.0), null_threshold=-1.25)
     assert "null odds 3.00 above threshold -1.25" in answer_views.answer_headline(abstained)[1]
-    assert answer_views.odds_against(3.0, -1.25) in answer_views.answer_headline(abstained)[1]  # the Errors tab's words too
+    # the Errors tab's words too
+    assert answer_views.odds_against(3.0, -1.25) in answer_views.answer_headline(abstained)[1]
     assert answer_views.odds_against(-2.0, -1.25) == "null odds -2.00 not above threshold -1.25"
 
 
 def test_highlight_marks_overlapping_spans():
-    pieces = answer_views.highlight("the French engineer Augustin Fresnel", {"gold": [(0, 36)], "predicted": [(20, 36)]})
+    pieces = answer_views.highlight("the French engineer Augustin Fresnel",
+                                    {"gold": [(0, 36)], "predicted": [(20, 36)]})
     assert pieces == [("the French engineer ", "gold"), ("Augustin Fresnel", "gold + predicted")]
     assert answer_views.highlight("abc", {}) == [("abc", None)]
 

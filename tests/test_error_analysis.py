@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qa_core.error_analysis import (V2_ERRORS, answerable_slice, build_records, filter_records, group_scores,
-                                    read_records, rescore, write_records)
+from qa_core.error_analysis import (V2_ERRORS, RecordFilter, answerable_slice, build_records, filter_records,
+                                    group_scores, read_records, rescore, write_records)
 from qa_core.metrics import compute_metrics_v2
 from tests.v2_data import GOLDS, NULL_ODDS, examples, predictions_from_odds
 
@@ -30,12 +30,12 @@ def test_rescoring_records_equals_the_official_figures_at_that_threshold(thresho
 
 def test_outcome_filters_find_wrong_answers_and_wrong_abstentions() -> None:
     records = rescore(build_records(examples(), predictions_from_odds()), 0.0)
-    answered = filter_records(records, kind=V2_ERRORS[1])
-    abstained = filter_records(records, kind=V2_ERRORS[2])
+    answered = filter_records(records, RecordFilter(kind=V2_ERRORS[1]))
+    abstained = filter_records(records, RecordFilter(kind=V2_ERRORS[2]))
     assert {r.example_id for r in answered} == {"n1"}  # n3's best span 'the' has odds 1.5 > 0: abstained
     assert {r.example_id for r in abstained} == {"a2", "a3", "a5"}
     with pytest.raises(ValueError, match="kind"):
-        filter_records(records, kind="nonsense")
+        RecordFilter(kind="nonsense")
 
 
 def test_rescoring_many_records_at_once_equals_rescoring_each() -> None:

@@ -13,8 +13,8 @@ import pandas as pd
 
 from qa_core import answer_views, charts, errors_views, plots
 from qa_core.error_analysis import (ANSWER_LENGTHS, QUESTION_WORDS, THRESHOLD_STEP, V2_ERRORS, QuestionRecord,
-                                    answer_length_bucket, answerable_slice, find_record, group_scores, rescore,
-                                    rescore_record)
+                                    RecordFilter, answer_length_bucket, answerable_slice, find_record, group_scores,
+                                    rescore, rescore_record)
 from qa_core.errors_views import passed_over, record_marks, record_verdict, sent_flip
 from qa_core.fairness import Caller
 from qa_core.service import QAService
@@ -111,7 +111,8 @@ class ErrorsHandlers:
         v2 = errors_views.is_squad_v2(records)
         by_word, by_length = (group_scores(records, lambda r: r.question_word),
                               group_scores(records, answer_length_bucket))
-        return {"summary": errors_views.summary_text(records) + errors_views.evaluation_caveat(self.service.checked_run(run)),
+        caveat = errors_views.evaluation_caveat(self.service.checked_run(run))
+        return {"summary": errors_views.summary_text(records) + caveat,
                 "words": charts.group_figure(by_word, "By question word", (*QUESTION_WORDS, "other")),
                 "lengths": charts.group_figure(by_length, "By gold answer length (words)", ANSWER_LENGTHS),
                 "histogram": charts.f1_histogram([r.f1 for r in records]),
@@ -122,9 +123,10 @@ class ErrorsHandlers:
                      sort: str, kind: str = V2_ERRORS[0], threshold: float | None = None) -> Outputs:
         try:
             records = self.records(run, threshold)
-            f1_range = tuple(sorted((f1_min, f1_max)))  # sliders set "from 80 to 20" mean 20..80, not nothing
-            table = errors_views.record_table(records, only_wrong, f1_range, word, search or "", sort,
-                                       kind if errors_views.is_squad_v2(records) else V2_ERRORS[0])
+            low, high = sorted((f1_min, f1_max))  # sliders set "from 80 to 20" mean 20..80, not nothing
+            chosen = RecordFilter(only_wrong, (low, high), word, search or "",
+                                  kind if errors_views.is_squad_v2(records) else V2_ERRORS[0])
+            table = errors_views.record_table(records, chosen, sort)
             return {"table": table, "matched": errors_views.matched_note(len(table), len(records))}
         except (ValueError, OSError):
             return {"table": pd.DataFrame(columns=errors_views.TABLE_COLUMNS), "matched": ""}
@@ -140,7 +142,8 @@ class ErrorsHandlers:
             shown = await self.row_logits(run, record, caller_of(request))
             return {**await asyncio.to_thread(self.draw_row, shown, threshold), "selected": example_id, "shown": shown}
         except (ValueError, OSError) as err:
-            return {"detail": None, "plot": None, "selected": "", "shown": None, "question": self.service.for_caller(err)}
+            return {"detail": None, "plot": None, "selected": "", "shown": None,
+                    "question": self.service.for_caller(err)}
 
     async def row_logits(self, run: str | None, record: QuestionRecord, caller: Caller) -> SelectedRow:
         """The row with its logits from the model that answered it, in the windows its evaluation cut, or why it has
@@ -260,7 +263,8 @@ def build_errors_tab(service: QAService) -> dict[str, Any]:
         controls = filter_controls()
         filters = [run, *controls.values(), threshold]  # filter_table's arguments, in its order
         table = {"matched": gr.Markdown(elem_id="errors-matched"),
-                 "table": gr.Dataframe(pd.DataFrame(columns=errors_views.TABLE_COLUMNS), label="Dev questions (click a row)",
+                 "table": gr.Dataframe(pd.DataFrame(columns=errors_views.TABLE_COLUMNS),
+                                       label="Dev questions (click a row)",
                                        interactive=False, wrap=True, column_widths=errors_views.TABLE_WIDTHS,
                                        elem_id="errors-table")}
         detail = question_outputs()

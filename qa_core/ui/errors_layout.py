@@ -63,8 +63,8 @@ def filter_controls() -> dict[str, Any]:
                         # said in its info: a quarter of the row cut the placeholder that said it
                         search=gr.Textbox(label="Search", info="in the question, gold and prediction",
                                           placeholder="words"),
-                        sort=gr.Dropdown(list(errors_views.SORTS), value=errors_views.SORTS[0], label="Sort", min_width=200,
-                                         elem_id="errors-sort"),
+                        sort=gr.Dropdown(list(errors_views.SORTS), value=errors_views.SORTS[0], label="Sort",
+                                         min_width=200, elem_id="errors-sort"),
                         kind=gr.Dropdown(list(V2_ERRORS), value=V2_ERRORS[0], label="SQuAD 2.0 errors",
                                          visible=False, elem_id="errors-kind"))
     return controls
