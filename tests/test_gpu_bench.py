@@ -22,7 +22,7 @@ FIGURES = ("seconds", "windows", "tokens", "padded_tokens", "flops", "windows_pe
 RUNNER = """
 import json, runpy, sys
 sys.argv = sys.argv[1:]
-runpy.checked_run(sys.argv[0], run_name="__main__")
+runpy.run_path(sys.argv[0], run_name="__main__")
 print("DATASETS=" + json.dumps(sorted(m for m in sys.modules if m.split(".")[0] == "datasets")))
 """
 
