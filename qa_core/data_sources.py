@@ -286,9 +286,9 @@ def question_field(record: dict[str, Any], where: str) -> str:
 
 
 def is_visible(char: str) -> bool:
-    """Whether a character shows: not a space, nor a control, format (zero-width, direction marks) or unassigned
-    one."""
-    return not char.isspace() and unicodedata.category(char) not in ("Cc", "Cf", "Cn", "Co", "Cs", "Zs")
+    """Whether a character shows: not a space, a control or a format character (zero-width, direction marks).
+    Unassigned ones count as visible: a newer Unicode than this Python's may have assigned them."""
+    return not char.isspace() and unicodedata.category(char) not in ("Cc", "Cf", "Zs")
 
 
 def check_unicode(text: str, name: str, error: type[ValueError] = ValueError) -> None:
