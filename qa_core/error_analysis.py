@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections import defaultdict
@@ -264,8 +265,13 @@ class RecordFilter:
         if self.kind not in V2_ERRORS:
             raise ValueError(f"kind must be one of {V2_ERRORS}, got {self.kind!r}")
 
+    @functools.cached_property
+    def needle(self) -> str:
+        """The search text as matched: stripped, lower case."""
+        return self.search.strip().lower()
+
     def matches(self, record: QuestionRecord) -> bool:
-        needle = self.search.strip().lower()
+        needle = self.needle
         return ((not self.only_wrong or record.exact_match < 100)
                 and self.f1_range[0] <= record.f1 <= self.f1_range[1]
                 and (self.word == "all" or record.question_word == self.word)

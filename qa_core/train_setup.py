@@ -55,13 +55,17 @@ class Setup:
     eval_examples: tuple[Example, ...]
     eval_features: tuple[Feature, ...]
     epoch_batches: int  # micro-batches of an epoch on this rank
-    steps_per_epoch: int  # optimizer steps of an epoch: its micro-batches over gradient_accumulation_steps, rounded up
     total_steps: int
     bf16: bool
     data_fingerprint: dict[str, str]
     start: TrainState  # step 0, or where the checkpoint left off
     resumed_from: Path | None
     trackers: tuple[ProgressCallback, ...]  # history.jsonl, TensorBoard (main process only)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps of an epoch: its micro-batches over gradient_accumulation_steps, rounded up."""
+        return math.ceil(self.epoch_batches / self.config.gradient_accumulation_steps)
 
 
 def prepare(config: QAConfig, dist_ctx: DistContext, device: str | None) -> Setup:
@@ -109,7 +113,7 @@ def prepare(config: QAConfig, dist_ctx: DistContext, device: str | None) -> Setu
                          f"(max_steps, num_train_epochs in its {RUN_FILE}); start a new run")
     trackers = _trackers(config, output_dir) if dist_ctx.is_main else ()  # after every refusal: a writer stays open
     return Setup(config, dist_ctx, loaded, model, optimizer, scheduler, train_features, eval_examples, eval_features,
-                 epoch_batches, steps_per_epoch, total_steps, bf16, data, start, checkpoint, trackers)
+                 epoch_batches, total_steps, bf16, data, start, checkpoint, trackers)
 
 
 def planned_steps(config: QAConfig, steps_per_epoch: int) -> int:
